@@ -1,0 +1,1 @@
+"""The outer ring: CLI, composition root, front ends."""

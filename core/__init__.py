@@ -1,0 +1,1 @@
+"""The pure centre of Quantum Trader: domain, brains, services, ports. Imports no outer ring."""

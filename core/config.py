@@ -1,0 +1,205 @@
+"""Settings: one pydantic-settings model, read from ``QT__SECTION__KEY`` variables and ``.env``.
+
+Unknown keys are rejected (a typo must not silently fall back to a default), secrets are
+``SecretStr`` and cross-field rules are checked once at start-up with messages that name the
+variable to set. Components receive their own section, never the whole ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.domain.enums import MarketType, TradingMode
+from core.domain.market import timeframe_to_ms
+from core.errors import ConfigError
+
+ENV_PREFIX = "QT__"
+ENV_DELIMITER = "__"
+
+
+class Section(BaseModel):
+    """Base of every settings section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AppSettings(Section):
+    """Where things live and how much is logged."""
+
+    data_dir: Path = Path("user_data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DatabaseSettings(Section):
+    """Database URL; empty means SQLite at ``<data_dir>/quantum_trader.sqlite``."""
+
+    url: str = ""
+
+
+class ExchangeSettings(Section):
+    """The venue, reached through ccxt."""
+
+    name: str = "binance"
+    market_type: MarketType = MarketType.SPOT
+    api_key: SecretStr = SecretStr("")
+    api_secret: SecretStr = SecretStr("")
+    sandbox: bool = False
+    timeout_ms: int = Field(default=10_000, gt=0)
+
+
+class TradingSettings(Section):
+    """What we trade and whether orders are real."""
+
+    mode: TradingMode = TradingMode.PAPER
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    timeframe: str = "1h"
+    quote_currency: str = "USDT"
+    max_leverage: int = Field(default=1, ge=1, le=125)
+    # Live trading needs this exact phrase too, so a copied .env cannot go live by accident.
+    live_confirmation: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> TradingSettings:
+        timeframe_to_ms(self.timeframe)
+        if not self.symbols:
+            raise ValueError("trading.symbols must name at least one symbol")
+        for sym in self.symbols:
+            if "/" not in sym:
+                raise ValueError(f"symbol {sym!r} is not of the form BASE/QUOTE (e.g. BTC/USDT)")
+        return self
+
+
+class PaperSettings(Section):
+    """The paper exchange: starting balance, fees and slippage."""
+
+    starting_balance: Decimal = Field(default=Decimal(10_000), gt=0)
+    maker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=Decimal("0.05"))
+    taker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=Decimal("0.05"))
+    slippage_bps: Decimal = Field(default=Decimal(2), ge=0, le=500)
+
+
+class DemoSettings(Section):
+    """The offline demo: a replayed market in accelerated time."""
+
+    candles_per_second: float = Field(default=2.0, gt=0, le=10_000)
+    seed: int = 7
+    history_candles: int = Field(default=500, ge=0)
+    replay_candles: int = Field(default=2_000, ge=1)
+    data_file: Path | None = None
+    start_ms: int = 1_704_067_200_000  # 2024-01-01T00:00:00Z, market time of the synthetic replay
+
+
+class Settings(BaseSettings):
+    """All settings. Read from the environment (``QT__SECTION__KEY``) and an optional .env file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    app: AppSettings = AppSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    exchange: ExchangeSettings = ExchangeSettings()
+    trading: TradingSettings = TradingSettings()
+    paper: PaperSettings = PaperSettings()
+    demo: DemoSettings = DemoSettings()
+
+    @model_validator(mode="after")
+    def _live_needs_keys(self) -> Settings:
+        if self.trading.mode is TradingMode.LIVE:
+            if not self.exchange.api_key.get_secret_value():
+                raise ValueError("QT__TRADING__MODE=live requires QT__EXCHANGE__API_KEY")
+            if not self.exchange.api_secret.get_secret_value():
+                raise ValueError("QT__TRADING__MODE=live requires QT__EXCHANGE__API_SECRET")
+            if self.trading.live_confirmation != "I accept real-money risk":
+                raise ValueError(
+                    "QT__TRADING__MODE=live requires "
+                    "QT__TRADING__LIVE_CONFIRMATION='I accept real-money risk'"
+                )
+        if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
+            raise ValueError("QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """Return the configured URL or the default SQLite file under the data dir."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.app.data_dir / 'quantum_trader.sqlite'}"
+
+
+def known_env_names() -> set[str]:
+    """Return every ``QT__SECTION__KEY`` name the settings accept."""
+    names = set()
+    for section_name, field in Settings.model_fields.items():
+        section_type = field.annotation
+        assert isinstance(section_type, type) and issubclass(section_type, BaseModel)
+        for key in section_type.model_fields:
+            names.add(f"{ENV_PREFIX}{section_name}{ENV_DELIMITER}{key}".upper())
+    return names
+
+
+def _dotenv_names(env_file: Path) -> list[str]:
+    names = []
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            names.append(line.split("=", 1)[0].removeprefix("export ").strip())
+    return names
+
+
+def _reject_unknown(names: list[str], where: str) -> None:
+    known = known_env_names()
+    unknown = sorted(n for n in names if n.upper().startswith(ENV_PREFIX) and n.upper() not in known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) in {where}: {', '.join(unknown)}. "
+            "Valid names are listed in .env.example"
+        )
+
+
+def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate settings, raising ``ConfigError`` with a readable message.
+
+    ``env_file`` defaults to ``./.env`` when that file exists; real environment variables win
+    over the file, and ``overrides`` (section dicts, from CLI flags) win over both.
+    """
+    if env_file is None and Path(".env").is_file():
+        env_file = Path(".env")
+    _reject_unknown(list(os.environ), "the environment")
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(f"env file {env_file} does not exist")
+        _reject_unknown(_dotenv_names(env_file), str(env_file))
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from e
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ENV_DELIMITER.join(str(p) for p in item["loc"]).upper()
+        name = f"{ENV_PREFIX}{loc}" if loc else "settings"
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(msg if msg.startswith(ENV_PREFIX) else f"{name}: {msg}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Return settings as plain data with secrets shown as ``**********`` (or empty)."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for section_name, section in settings:
+        for key, value in section:
+            if isinstance(value, SecretStr):
+                data[section_name][key] = "**********" if value.get_secret_value() else ""
+    return data

@@ -1,0 +1,1 @@
+"""Domain values: frozen dataclasses and StrEnums shared by every part of the core."""

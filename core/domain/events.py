@@ -1,0 +1,190 @@
+"""Immutable, timestamped, past-tense events. Each has an id, a ``ts_ms`` and a dotted topic.
+
+Every event published on the bus is persisted as the audit trail, as ``topic, ts_ms, payload``
+where the payload is :func:`event_payload` (JSON-safe: Decimals and enums become strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any, ClassVar
+
+
+def new_event_id() -> str:
+    """Return a fresh unique event id."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events. Subclasses set ``topic`` as a ClassVar."""
+
+    topic: ClassVar[str] = "event"
+    ts_ms: int
+    event_id: str = field(default_factory=new_event_id)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """Return the event's fields (without id, ts and topic) as JSON-safe data."""
+    data: dict[str, Any] = _jsonable(event)
+    data.pop("event_id", None)
+    data.pop("ts_ms", None)
+    return data
+
+
+# --- process ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessStarted(Event):
+    """The trading process finished start-up."""
+
+    topic: ClassVar[str] = "process.started"
+    mode: str
+    exchange: str
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessStopped(Event):
+    """The trading process shut down."""
+
+    topic: ClassVar[str] = "process.stopped"
+    reason: str
+
+
+# --- market ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandleClosed(Event):
+    """A candle closed; ``ts_ms`` is the close time, ``open_ms`` the candle's open time."""
+
+    topic: ClassVar[str] = "market.candle_closed"
+    symbol: str
+    timeframe: str
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataGapDetected(Event):
+    """Candles are missing in a feed; gaps are reported, never silently filled."""
+
+    topic: ClassVar[str] = "market.gap_detected"
+    symbol: str
+    timeframe: str
+    from_ms: int
+    to_ms: int
+    missing: int
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderSubmitted(Event):
+    """An order was accepted by the exchange."""
+
+    topic: ClassVar[str] = "order.submitted"
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    side: str
+    type: str
+    amount: Decimal
+    price: Decimal | None
+    stop_price: Decimal | None
+    reduce_only: bool
+    tag: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderFilled(Event):
+    """An order filled, fully or in part."""
+
+    topic: ClassVar[str] = "order.filled"
+    client_order_id: str
+    symbol: str
+    side: str
+    amount: Decimal
+    price: Decimal
+    fee: Decimal
+    liquidity: str
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCanceled(Event):
+    """An open order was canceled."""
+
+    topic: ClassVar[str] = "order.canceled"
+    client_order_id: str
+    symbol: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRejected(Event):
+    """The exchange refused an order."""
+
+    topic: ClassVar[str] = "order.rejected"
+    client_order_id: str
+    symbol: str
+    reason: str
+
+
+# --- trading state ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradingStateChanged(Event):
+    """The trading state (ACTIVE / REDUCING / HALTED) changed."""
+
+    topic: ClassVar[str] = "trading.state_changed"
+    previous: str
+    current: str
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EquityRecorded(Event):
+    """An equity snapshot was taken."""
+
+    topic: ClassVar[str] = "portfolio.equity_recorded"
+    equity: Decimal
+    cash: Decimal
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRan(Event):
+    """A scheduled job finished (or failed)."""
+
+    topic: ClassVar[str] = "job.ran"
+    job_id: str
+    ok: bool
+    detail: str

@@ -1,0 +1,59 @@
+"""Balances, positions and equity snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.domain.enums import MarketType, PositionSide
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Balance:
+    """Holdings of one asset: ``free`` can be spent, ``used`` is reserved by open orders/margin."""
+
+    asset: str
+    free: Decimal
+    used: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        """Return free plus used."""
+        return self.free + self.used
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """An open position. Spot positions are always LONG with leverage 1."""
+
+    symbol: str
+    market_type: MarketType
+    side: PositionSide
+    amount: Decimal  # base units, > 0
+    entry_price: Decimal
+    leverage: int = 1
+    margin: Decimal = ZERO  # quote locked as margin (perp only)
+    realized_pnl: Decimal = ZERO
+    opened_ms: int
+    updated_ms: int
+
+    def unrealized_pnl(self, mark_price: Decimal) -> Decimal:
+        """Return profit or loss at ``mark_price`` in quote currency."""
+        diff = mark_price - self.entry_price
+        return diff * self.amount if self.side is PositionSide.LONG else -diff * self.amount
+
+    def notional(self, mark_price: Decimal) -> Decimal:
+        """Return the position's value at ``mark_price``."""
+        return self.amount * mark_price
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EquitySnapshot:
+    """Account value at one moment, in quote currency."""
+
+    ts_ms: int
+    equity: Decimal
+    cash: Decimal
+    unrealized_pnl: Decimal = ZERO

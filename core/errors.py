@@ -1,0 +1,59 @@
+"""The one error tree of Quantum Trader.
+
+Every error we raise on purpose is a ``QTError``. What the caller does depends only on the branch::
+
+    QTError
+    ├── OperationalError      needs a human, stop trading (bad config, auth failure)
+    │   └── ConfigError
+    ├── DependencyError       skip this cycle (no price, missing data, stale model)
+    │   └── TemporaryError    retry with backoff (network, 5xx) -- the only retried kind
+    │       └── RateLimited
+    ├── DataError             bad input data (candle files, chat arguments): reject, lose nothing
+    │   └── CandleValidationError
+    ├── OrderRejected         the venue said no: recorded as an event, never retried
+    └── InvariantViolation    bug or corrupt state: crash, restart, reconcile
+
+Risk denials are values, not exceptions. Messages say what was found ("was", "received").
+"""
+
+from __future__ import annotations
+
+
+class QTError(Exception):
+    """Base of every error Quantum Trader raises on purpose."""
+
+
+class OperationalError(QTError):
+    """A problem only a human can fix; trading must stop."""
+
+
+class ConfigError(OperationalError):
+    """Settings are missing, malformed or contradictory."""
+
+
+class DependencyError(QTError):
+    """Something this cycle needs is unavailable; skip the cycle."""
+
+
+class TemporaryError(DependencyError):
+    """A transient failure (network, 5xx); retried with backoff and jitter."""
+
+
+class RateLimited(TemporaryError):
+    """The venue asked us to slow down."""
+
+
+class DataError(QTError):
+    """Input data is invalid; it is rejected with a message that names what and where."""
+
+
+class CandleValidationError(DataError):
+    """Candles break a validation rule (ordering, grid, prices, volume)."""
+
+
+class OrderRejected(QTError):
+    """The venue refused an order (funds, limits, reduce-only); recorded, never retried."""
+
+
+class InvariantViolation(QTError):
+    """Internal state is impossible: a bug or corrupt data."""

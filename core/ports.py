@@ -1,0 +1,244 @@
+"""Ports: the protocols the core talks to. Adapters live in core/exchange (venues) and storage/.
+
+Exchange side: ``MarketData`` (public candles) and ``Exchange`` (trading). Storage side: async
+repositories bundled in ``Storage``; ``Storage.atomic()`` opens one unit of work so that writes
+made inside it land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from core.domain.enums import MarketType
+from core.domain.events import Event
+from core.domain.market import CandleSeries
+from core.domain.orders import Fill, Order, OrderRequest
+from core.domain.portfolio import Balance, EquitySnapshot, Position
+
+# --- exchange ----------------------------------------------------------------------------------
+
+
+class MarketData(Protocol):
+    """Public market data."""
+
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since_ms: int | None, limit: int
+    ) -> CandleSeries:
+        """Return up to ``limit`` candles with open time >= ``since_ms``, oldest first."""
+        ...
+
+
+class Exchange(Protocol):
+    """Trading on a venue. ``create_order`` is idempotent on the request's client order id."""
+
+    name: str
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        """Submit an order; resubmitting a known client order id returns the existing order."""
+        ...
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        """Cancel an open order and return its final state."""
+        ...
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        """Return the order's current state."""
+        ...
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Return open orders, optionally of one symbol."""
+        ...
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        """Return balances by asset."""
+        ...
+
+    async def fetch_positions(self) -> list[Position]:
+        """Return open positions (spot holdings bought by us count as LONG positions)."""
+        ...
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+
+class StateKey(StrEnum):
+    """Keys of the key-value state store."""
+
+    TRADING_STATE = "trading_state"
+    TRADING_STATE_REASON = "trading_state_reason"
+    PAPER_INITIALISED = "paper_initialised"
+    LAST_CANDLE_MS = "last_candle_ms"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeriesInfo:
+    """Summary of one stored candle series."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    first_ms: int
+    last_ms: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvent:
+    """An event as read back from the audit trail."""
+
+    event_id: str
+    topic: str
+    ts_ms: int
+    payload: dict[str, Any]
+
+
+class CandleRepo(Protocol):
+    """Candles keyed by (exchange, symbol, timeframe, open time)."""
+
+    async def upsert(self, exchange: str, series: CandleSeries) -> int:
+        """Insert or replace candles; return how many rows were written."""
+        ...
+
+    async def load(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> CandleSeries:
+        """Return candles with ``start_ms <= ts_ms < end_ms``, sorted."""
+        ...
+
+    async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
+        """Return the newest stored open time, or None."""
+        ...
+
+    async def list_series(self) -> list[SeriesInfo]:
+        """Return a summary of every stored series."""
+        ...
+
+
+class OrderRepo(Protocol):
+    """Orders keyed by client order id (unique); exchange order id is unique too."""
+
+    async def upsert(self, order: Order) -> None:
+        """Insert or update an order."""
+        ...
+
+    async def get(self, client_order_id: str) -> Order | None:
+        """Return the order or None."""
+        ...
+
+    async def list_open(self, symbol: str | None = None) -> list[Order]:
+        """Return non-terminal orders, oldest first."""
+        ...
+
+    async def list_all(self, symbol: str | None = None) -> list[Order]:
+        """Return every order, oldest first."""
+        ...
+
+
+class FillRepo(Protocol):
+    """Fills; adding a known fill id again is a no-op."""
+
+    async def add(self, fill: Fill) -> None:
+        """Record a fill."""
+        ...
+
+    async def list_fills(self, client_order_id: str | None = None) -> list[Fill]:
+        """Return fills (of one order if given), oldest first."""
+        ...
+
+
+class PositionRepo(Protocol):
+    """Open positions keyed by (symbol, market type)."""
+
+    async def upsert(self, position: Position) -> None:
+        """Insert or replace a position."""
+        ...
+
+    async def delete(self, symbol: str, market_type: MarketType) -> None:
+        """Remove a closed position (no error if absent)."""
+        ...
+
+    async def list_positions(self) -> list[Position]:
+        """Return open positions."""
+        ...
+
+
+class BalanceRepo(Protocol):
+    """Balances per asset and equity snapshots over time."""
+
+    async def set_balances(self, balances: Sequence[Balance]) -> None:
+        """Insert or replace the given assets' balances."""
+        ...
+
+    async def get_balances(self) -> dict[str, Balance]:
+        """Return balances by asset."""
+        ...
+
+    async def add_equity(self, snapshot: EquitySnapshot) -> None:
+        """Record an equity snapshot."""
+        ...
+
+    async def list_equity(
+        self, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[EquitySnapshot]:
+        """Return snapshots in time order."""
+        ...
+
+
+class EventRepo(Protocol):
+    """The audit trail: every bus event."""
+
+    async def append(self, event: Event) -> None:
+        """Persist an event (idempotent on event id)."""
+        ...
+
+    async def list_events(
+        self, topic_prefix: str | None = None, since_ms: int | None = None, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Return events in time order, filtered by topic prefix and time."""
+        ...
+
+
+class KeyValueRepo(Protocol):
+    """Small persistent state (trading state, markers)."""
+
+    async def get(self, key: StateKey) -> str | None:
+        """Return the value or None."""
+        ...
+
+    async def set(self, key: StateKey, value: str) -> None:
+        """Store a value."""
+        ...
+
+
+class Storage(Protocol):
+    """All repositories plus a unit of work."""
+
+    candles: CandleRepo
+    orders: OrderRepo
+    fills: FillRepo
+    positions: PositionRepo
+    balances: BalanceRepo
+    events: EventRepo
+    state: KeyValueRepo
+
+    def atomic(self) -> AbstractAsyncContextManager[None]:
+        """Group the repository calls made inside into one transaction."""
+        ...
+
+    async def start(self) -> None:
+        """Open connections and make the schema current."""
+        ...
+
+    async def stop(self) -> None:
+        """Close connections."""
+        ...
+

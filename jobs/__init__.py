@@ -1,0 +1,1 @@
+"""Scheduled jobs: when things run. Services say what."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, repositories, the in-memory twin, Alembic migrations."""

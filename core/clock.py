@@ -74,6 +74,11 @@ class AcceleratedClock:
         self._wall_start_ms = self._wall.now_ms()
         self.speed = speed
 
+    def anchor_now(self) -> None:
+        """Restart the acceleration from ``start_ms`` at this wall instant (call at process start,
+        so time spent building the process does not count as market time)."""
+        self._wall_start_ms = self._wall.now_ms()
+
     def now_ms(self) -> int:
         """Return accelerated market time."""
         elapsed_ms = self._wall.now_ms() - self._wall_start_ms

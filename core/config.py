@@ -12,7 +12,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.domain.enums import MarketType, TradingMode
@@ -94,6 +102,11 @@ class DemoSettings(Section):
     data_file: Path | None = None
     start_ms: int = 1_704_067_200_000  # 2024-01-01T00:00:00Z, market time of the synthetic replay
 
+    @field_validator("data_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
 
 class Settings(BaseSettings):
     """All settings. Read from the environment (``QT__SECTION__KEY``) and an optional .env file."""
@@ -125,7 +138,9 @@ class Settings(BaseSettings):
                     "QT__TRADING__LIVE_CONFIRMATION='I accept real-money risk'"
                 )
         if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
-            raise ValueError("QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp")
+            raise ValueError(
+                "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"
+            )
         return self
 
     @property
@@ -141,7 +156,8 @@ def known_env_names() -> set[str]:
     names = set()
     for section_name, field in Settings.model_fields.items():
         section_type = field.annotation
-        assert isinstance(section_type, type) and issubclass(section_type, BaseModel)
+        if not (isinstance(section_type, type) and issubclass(section_type, BaseModel)):
+            raise TypeError(f"settings field {section_name} must be a section model")
         for key in section_type.model_fields:
             names.add(f"{ENV_PREFIX}{section_name}{ENV_DELIMITER}{key}".upper())
     return names
@@ -158,7 +174,9 @@ def _dotenv_names(env_file: Path) -> list[str]:
 
 def _reject_unknown(names: list[str], where: str) -> None:
     known = known_env_names()
-    unknown = sorted(n for n in names if n.upper().startswith(ENV_PREFIX) and n.upper() not in known)
+    unknown = sorted(
+        n for n in names if n.upper().startswith(ENV_PREFIX) and n.upper() not in known
+    )
     if unknown:
         raise ConfigError(
             f"unknown setting(s) in {where}: {', '.join(unknown)}. "

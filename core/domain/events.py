@@ -76,7 +76,7 @@ class ProcessStopped(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CandleClosed(Event):
-    """A candle closed; ``ts_ms`` is the close time, ``open_ms`` the candle's open time."""
+    """A candle closed and was processed; ``open_ms`` is the candle's open time."""
 
     topic: ClassVar[str] = "market.candle_closed"
     symbol: str
@@ -123,9 +123,10 @@ class OrderSubmitted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderFilled(Event):
-    """An order filled, fully or in part."""
+    """An order filled (all or part of it: ``amount`` is this fill's size)."""
 
     topic: ClassVar[str] = "order.filled"
+    fill_ts_ms: int
     client_order_id: str
     symbol: str
     side: str
@@ -133,7 +134,6 @@ class OrderFilled(Event):
     price: Decimal
     fee: Decimal
     liquidity: str
-    complete: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -57,7 +57,9 @@ class CandleSeries:
         n = len(self.ts_ms)
         for name in ("open", "high", "low", "close", "volume"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"column {name} has {len(getattr(self, name))} rows, ts_ms has {n}")
+                raise ValueError(
+                    f"column {name} has {len(getattr(self, name))} rows, ts_ms has {n}"
+                )
 
     def __len__(self) -> int:
         return len(self.ts_ms)
@@ -68,7 +70,7 @@ class CandleSeries:
         symbol: str,
         timeframe: str,
         ts_ms: npt.ArrayLike,
-        open: npt.ArrayLike,  # noqa: A002 - OHLCV naming
+        open: npt.ArrayLike,
         high: npt.ArrayLike,
         low: npt.ArrayLike,
         close: npt.ArrayLike,

@@ -36,7 +36,9 @@ class OrderRequest:
         if self.type is OrderType.STOP_MARKET and (
             self.stop_price is None or self.stop_price <= ZERO
         ):
-            raise ValueError(f"stop-market order needs a positive stop_price, was {self.stop_price}")
+            raise ValueError(
+                f"stop-market order needs a positive stop_price, was {self.stop_price}"
+            )
         if self.leverage < 1:
             raise ValueError(f"leverage must be >= 1, was {self.leverage}")
         if self.market_type is MarketType.SPOT and self.leverage != 1:

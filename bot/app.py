@@ -1,0 +1,183 @@
+"""The composition root: Settings -> storage -> exchange -> bus -> services -> jobs -> front end.
+
+This is the only place that knows which clock, feed and exchange the process uses; the rest of
+the code runs the same in demo and run. Components start in dependency order and stop in
+reverse; start-up is also the recovery path (the paper exchange reloads its state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.clock import Clock
+from core.config import Settings
+from core.domain.events import Event, ProcessStarted, ProcessStopped
+from core.ports import Storage
+from core.services.bus import EventBus
+from core.services.market import CandleFeed, MarketService, SimulatedVenue
+from core.services.portfolio import PortfolioService
+from core.services.trading_state import TradingStateService
+from jobs.registry import JOBS, JobContext
+from jobs.scheduler import JobScheduler
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """Anything with an async lifecycle."""
+
+    async def start(self) -> None:
+        """Start."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop."""
+        ...
+
+
+class TradingVenue(SimulatedVenue, Protocol):
+    """The exchange the process trades on, with its lifecycle (the paper exchange here)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Load state and reconcile."""
+        ...
+
+    async def stop(self) -> None:
+        """Release resources."""
+        ...
+
+
+@dataclass
+class ProcessParts:
+    """What differs between demo and run, chosen by the caller once."""
+
+    settings: Settings
+    clock: Clock
+    storage: Storage
+    database_url: str
+    exchange: TradingVenue
+    feed: CandleFeed
+    source: str  # name under which candles are stored ("synthetic", "binance", ...)
+    mode_label: str  # "demo" or "run"
+    speed: float = 1.0  # market seconds per wall second
+    before_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    extra: list[Component] = field(default_factory=list)  # e.g. the ccxt client, closed last
+
+
+class TradingProcess:
+    """The one asyncio process: wires services and owns their lifecycle."""
+
+    def __init__(self, parts: ProcessParts) -> None:
+        self.parts = parts
+        p = parts
+        self.storage = p.storage
+        self.clock = p.clock
+        self.bus = EventBus(sink=p.storage.events.append)
+        self.exchange = p.exchange
+        self.market = MarketService(
+            feed=p.feed,
+            clock=p.clock,
+            candles=p.storage.candles,
+            bus=self.bus,
+            source=p.source,
+            timeframe=p.settings.trading.timeframe,
+            venue=p.exchange,
+        )
+        self.trading_state = TradingStateService(p.storage.state, self.bus, p.clock)
+        self.portfolio = PortfolioService(
+            exchange=p.exchange,  # type: ignore[arg-type]  # PaperExchange is an Exchange
+            balances=p.storage.balances,
+            bus=self.bus,
+            clock=p.clock,
+            quote=p.settings.trading.quote_currency,
+            prices=lambda: self.market.stats.last_close,
+        )
+        self.scheduler = JobScheduler(
+            JOBS, JobContext(portfolio=self.portfolio), bus=self.bus, clock=p.clock, speed=p.speed
+        )
+        self.front_ends: list[Component] = []
+        self._started: list[Component] = []
+        self._market_task: asyncio.Task[None] | None = None
+        self.finished = asyncio.Event()
+        self.events_seen = 0
+        self.bus.subscribe("*", self._count)
+
+    async def _count(self, _event: Event) -> None:
+        self.events_seen += 1
+
+    async def start(self) -> None:
+        """Start every component in dependency order, then begin consuming the feed."""
+        await self._start(self.storage)
+        for hook in self.parts.before_start:
+            await hook()
+        await self._start(self.exchange)
+        await self.trading_state.current()
+        await self._start(self.scheduler)
+        for front in self.front_ends:
+            await self._start(front)
+        settings = self.parts.settings
+        await self.bus.publish(
+            ProcessStarted(
+                ts_ms=self.clock.now_ms(),
+                mode=self.parts.mode_label,
+                exchange=self.parts.source,
+                symbols=tuple(settings.trading.symbols),
+            )
+        )
+        self._market_task = asyncio.create_task(self._consume(), name="market-loop")
+
+    async def _start(self, component: Component) -> None:
+        await component.start()
+        self._started.append(component)
+
+    async def _consume(self) -> None:
+        try:
+            await self.market.run()
+        finally:
+            self.finished.set()
+
+    async def stop(self, reason: str) -> None:
+        """Stop the feed first, record the final state, then stop components in reverse order."""
+        if self._market_task is not None:
+            self._market_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._market_task
+            self._market_task = None
+        for component in reversed(self._started):
+            if component is self.storage or component is self.exchange:
+                continue  # stopped below, after the last writes
+            await component.stop()
+        if self.storage in self._started:
+            if self.exchange in self._started:
+                await self.portfolio.snapshot()
+            await self.bus.publish(ProcessStopped(ts_ms=self.clock.now_ms(), reason=reason))
+            if self.exchange in self._started:
+                await self.exchange.stop()
+            for extra in reversed(self.parts.extra):
+                await extra.stop()
+            await self.storage.stop()
+        self._started.clear()
+
+    async def run_until(self, stop: asyncio.Event) -> str:
+        """Run until ``stop`` is set or the feed ends; return why the process stopped."""
+        stop_wait = asyncio.create_task(stop.wait())
+        done_wait = asyncio.create_task(self.finished.wait())
+        done, pending = await asyncio.wait(
+            {stop_wait, done_wait}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._market_task is not None and self._market_task.done():
+            error = self._market_task.exception()
+            if error is not None:
+                raise error
+        return "signal" if stop_wait in done else "feed ended"

@@ -1,0 +1,106 @@
+"""``qt``: the command line of Quantum Trader.
+
+Heavy modules are imported inside the commands so ``qt --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
+from bot.cli_data import data_app
+from core.config import redacted
+
+app = typer.Typer(
+    help="Quantum Trader: an asyncio crypto trading bot (paper by default).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+# --- process ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path | None, typer.Option(help="Replay this candle file instead of a synthetic market.")
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Candles replayed per wall-clock second.")
+    ] = None,
+    candles: Annotated[int | None, typer.Option(help="Candles to replay per symbol.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the synthetic market.")] = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Run the whole process offline: paper trading on a replayed market, accelerated."""
+    demo_over = {
+        k: v
+        for k, v in {
+            "data_file": data,
+            "candles_per_second": speed,
+            "replay_candles": candles,
+            "seed": seed,
+        }.items()
+        if v is not None
+    }
+    settings = load_or_exit(env_file, **({"demo": demo_over} if demo_over else {}))
+    from bot.logging_setup import configure_logging
+    from bot.modes import build_demo
+    from bot.runner import run_process
+
+    configure_logging(settings, console)
+
+    run_or_exit(lambda: run_process(lambda: build_demo(settings), console=console))
+
+
+@app.command()
+def run(env_file: EnvFileOpt = None) -> None:
+    """Run the process on live market data from the configured exchange (paper orders)."""
+    settings = load_or_exit(env_file)
+    from bot.logging_setup import configure_logging
+    from bot.modes import build_run
+    from bot.runner import run_process
+
+    configure_logging(settings, console)
+
+    run_or_exit(lambda: run_process(lambda: build_run(settings), console=console))
+
+
+# --- config and db ---------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(env_file: EnvFileOpt = None) -> None:
+    """Print the effective settings as JSON, secrets redacted."""
+    settings = load_or_exit(env_file)
+    data = redacted(settings)
+    data["database"]["effective_url"] = settings.database_url
+    console.print_json(json.dumps(data))
+
+
+@db_app.command("upgrade")
+def db_upgrade(env_file: EnvFileOpt = None) -> None:
+    """Apply database migrations up to the newest revision."""
+    settings = load_or_exit(env_file)
+    from storage.migrate import current_revision, upgrade
+
+    run_or_exit(lambda: upgrade(settings.database_url))
+    console.print(f"database at revision {current_revision(settings.database_url)}")
+
+
+def main() -> None:
+    """Entry point for ``python -m bot.cli``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What every ``qt`` command shares: settings loading and error reporting.
+
+Every command loads and validates settings first; a ``QTError`` is printed as one clear message
+(exit code 2) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from core.config import Settings, load_settings
+from core.errors import QTError
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+EnvFileOpt = Annotated[
+    Path | None, typer.Option("--env-file", help="Settings file (default: ./.env if present).")
+]
+
+
+def load_or_exit(env_file: Path | None, **overrides: Any) -> Settings:
+    """Load settings or print the configuration error and exit 2."""
+    try:
+        return load_settings(env_file, **overrides)
+    except QTError as e:
+        err_console.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+
+def run_or_exit(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; print our errors as one line and exit 2."""
+    try:
+        return asyncio.run(coro_fn())
+    except QTError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+
+def parse_day(value: str, option: str) -> int:
+    """Parse an ISO date (UTC unless it says otherwise) into ms since the epoch."""
+    try:
+        day = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise typer.BadParameter(
+            f"{value!r} is not a date like 2022-01-01", param_hint=option
+        ) from e
+    if day.tzinfo is None:
+        day = day.replace(tzinfo=UTC)
+    return int(day.timestamp() * 1000)

@@ -1,0 +1,223 @@
+"""``qt data``: download, import, list and check candles in the database."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
+from core.config import Settings
+from core.errors import DataError
+
+data_app = typer.Typer(help="Download, import, list and check candle data.", no_args_is_help=True)
+
+
+def _symbols(value: str) -> list[str]:
+    symbols = [s.strip() for s in value.split(",") if s.strip()]
+    bad = [s for s in symbols if "/" not in s]
+    if not symbols or bad:
+        raise typer.BadParameter(
+            f"expected symbols like BTC/USDT,ETH/USDT, received {value!r}", param_hint="--symbols"
+        )
+    return symbols
+
+
+@data_app.command("download")
+def download(
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,ETH/USDT (default: config).")
+    ] = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="ccxt exchange id (default: config).")
+    ] = None,
+    timeframe: Annotated[str | None, typer.Option(help="e.g. 1h (default: config).")] = None,
+    since: Annotated[str, typer.Option(help="First day, UTC (e.g. 2022-01-01).")] = "2022-01-01",
+    until: Annotated[
+        str | None, typer.Option(help="End day, UTC, exclusive (default: now).")
+    ] = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Download public OHLCV candles via ccxt into the database (resumes where it stopped)."""
+    settings = load_or_exit(env_file)
+    name = exchange or settings.exchange.name
+    tf = timeframe or settings.trading.timeframe
+    wanted = _symbols(symbols) if symbols else settings.trading.symbols
+    since_ms = parse_day(since, "--since")
+    until_ms = parse_day(until, "--until") if until else int(time.time() * 1000)
+    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms))
+
+
+async def _download(
+    settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
+) -> None:
+    from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
+    from core.market.download import download_candles
+    from storage import open_storage
+
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    market_data = CcxtMarketData(
+        make_ccxt_exchange(
+            name,
+            market_type=settings.exchange.market_type,
+            timeout_s=settings.exchange.timeout_ms / 1000,
+        )
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as bar:
+            for symbol in symbols:
+                task = bar.add_task(f"{name} {symbol} {tf}", total=None)
+
+                def progress(done: int, total: int, task: int = task) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = await download_candles(
+                    market_data,
+                    storage.candles,
+                    exchange=name,
+                    symbol=symbol,
+                    timeframe=tf,
+                    since_ms=since_ms,
+                    until_ms=until_ms,
+                    progress=progress,
+                )
+                note = " (resumed)" if result.resumed else ""
+                bar.console.print(
+                    f"{symbol}: {result.written} candles written in {result.pages} pages{note}, "
+                    f"{len(result.gaps)} gaps, {sum(n for _, n in result.dropped)} rows dropped"
+                )
+    finally:
+        await market_data.close()
+        await storage.stop()
+
+
+@data_app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV(.gz), Freqtrade .json or .feather.")],
+    exchange: Annotated[
+        str | None, typer.Option(help="Store under this exchange name (default: config).")
+    ] = None,
+    symbol: Annotated[str | None, typer.Option(help="Override the symbol from the name.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Override the timeframe.")] = None,
+    repair: Annotated[
+        bool, typer.Option(help="Drop invalid rows (and report them) instead of failing.")
+    ] = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Import candle files; every file is validated first, and nothing is written if it fails."""
+    settings = load_or_exit(env_file)
+    name = exchange or settings.exchange.name
+    run_or_exit(lambda: _import(settings, name, files, symbol, timeframe, repair))
+
+
+async def _import(
+    settings: Settings,
+    name: str,
+    files: list[Path],
+    symbol: str | None,
+    timeframe: str | None,
+    repair: bool,
+) -> None:
+    from core.market.importers import read_candle_file
+    from storage import open_storage
+
+    # Read and validate every file before writing anything: a bad file loses nothing.
+    loaded = [read_candle_file(f, symbol=symbol, timeframe=timeframe, repair=repair) for f in files]
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        for path, item in zip(files, loaded, strict=True):
+            written = await storage.candles.upsert(name, item.series)
+            console.print(f"[green]{path}[/green]: {written} candles -> {name}")
+            for line in item.report.summary_lines():
+                console.print(f"  {line}")
+    finally:
+        await storage.stop()
+
+
+@data_app.command("list")
+def list_(env_file: EnvFileOpt = None) -> None:
+    """List the candle series stored in the database."""
+    settings = load_or_exit(env_file)
+    run_or_exit(lambda: _list(settings))
+
+
+async def _list(settings: Settings) -> None:
+    from core.market.validation import iso_ms
+    from storage import open_storage
+
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        series = await storage.candles.list_series()
+    finally:
+        await storage.stop()
+    if not series:
+        console.print("no candles stored yet: try `qt data import FILE` or `qt data download`")
+        return
+    table = Table("exchange", "symbol", "timeframe", "first", "last", "rows")
+    for s in series:
+        table.add_row(
+            s.exchange, s.symbol, s.timeframe, iso_ms(s.first_ms), iso_ms(s.last_ms), str(s.rows)
+        )
+    console.print(table)
+
+
+@data_app.command("check")
+def check(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Files to check (default: every stored series).")
+    ] = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Validate candles and report gaps, for files or for everything stored."""
+    settings = load_or_exit(env_file)
+    ok = run_or_exit(lambda: _check(settings, files or []))
+    if not ok:
+        raise typer.Exit(1)
+
+
+async def _check(settings: Settings, files: list[Path]) -> bool:
+    from core.market.importers import read_candle_file
+    from core.market.validation import validate_candles
+    from storage import open_storage
+
+    ok = True
+    for path in files:
+        try:
+            report = read_candle_file(path).report
+        except DataError as e:
+            console.print(f"[red]invalid[/red] {e}")
+            ok = False
+            continue
+        console.print("\n".join(report.summary_lines()))
+    if files:
+        return ok
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        infos = await storage.candles.list_series()
+        if not infos:
+            console.print("no candles stored yet")
+        for info in infos:
+            series = await storage.candles.load(info.exchange, info.symbol, info.timeframe)
+            where = f"{info.exchange} {info.symbol} {info.timeframe}"
+            try:
+                console.print("\n".join(validate_candles(series, source=where).summary_lines()))
+            except DataError as e:
+                console.print(f"[red]invalid[/red] {e}")
+                ok = False
+    finally:
+        await storage.stop()
+    return ok

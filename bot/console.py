@@ -1,0 +1,84 @@
+"""The console front end: a live status line (rich) while the process runs.
+
+On a terminal it redraws one line in place; elsewhere (CI, logs, pipes) it prints a plain line
+every few seconds, so progress is visible either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from bot.app import TradingProcess
+
+
+def _fmt_ms(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+class StatusConsole:
+    """Render the process status periodically until stopped."""
+
+    def __init__(
+        self, process: TradingProcess, *, console: Console | None = None, refresh_s: float = 0.5
+    ) -> None:
+        self._process = process
+        self._console = console or Console()
+        self._refresh_s = refresh_s if self._console.is_terminal else max(refresh_s, 5.0)
+        self._task: asyncio.Task[None] | None = None
+        self._live: Live | None = None
+
+    def status_text(self) -> Text:
+        """Return the current status line."""
+        p = self._process
+        stats = p.market.stats
+        prices = "  ".join(f"{s} {c:,.2f}" for s, c in sorted(stats.last_close.items()))
+        equity = p.portfolio.last
+        eq = f"{equity.equity:,.2f}" if equity else "-"
+        state = p.trading_state.cached or "-"
+        line = Text()
+        line.append(f"[{p.parts.mode_label}] ", style="bold cyan")
+        line.append(f"market {_fmt_ms(stats.last_candle_ms)} UTC  ")
+        line.append(f"candles {stats.candles}  fills {stats.fills}  events {p.events_seen}  ")
+        line.append(f"equity {eq}  state {state}  ")
+        line.append(prices, style="green")
+        return line
+
+    async def start(self) -> None:
+        """Begin rendering."""
+        if self._console.is_terminal:
+            self._live = Live(self.status_text(), console=self._console, auto_refresh=False)
+            self._live.start()
+        self._task = asyncio.create_task(self._loop(), name="status-console")
+
+    async def _loop(self) -> None:
+        while True:
+            self._render()
+            await asyncio.sleep(self._refresh_s)
+
+    def _render(self) -> None:
+        if self._live is not None:
+            self._live.update(self.status_text(), refresh=True)
+        else:
+            self._console.print(self.status_text())
+
+    async def stop(self) -> None:
+        """Render a last time and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._render()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

@@ -1,0 +1,215 @@
+"""Build the process for each mode: the only place that picks clock, feed and exchange.
+
+- demo: accelerated market time, replay of a synthetic market or a candle file, paper
+  exchange, its own fresh database ``<data_dir>/demo.sqlite``.
+- run: wall clock, ccxt public OHLCV polling, paper exchange, the configured database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from bot.app import ProcessParts, TradingProcess
+from core.clock import AcceleratedClock, LiveClock
+from core.config import Settings
+from core.domain.enums import TradingMode
+from core.domain.events import DataGapDetected
+from core.domain.market import CandleSeries, timeframe_to_ms
+from core.errors import ConfigError, OperationalError, QTError
+from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
+from core.exchange.paper import PaperExchange
+from core.exchange.sim import FillModelConfig
+from core.market.feeds import PollingFeed, ReplayFeed
+from core.market.importers import read_candle_file
+from core.market.synthetic import generate_candles
+from storage import open_storage
+
+log = logging.getLogger(__name__)
+
+# Rough 2024 price levels so the synthetic demo looks familiar; any other symbol starts at 100.
+_START_PRICES = {"BTC": 42_000.0, "ETH": 2_300.0, "SOL": 100.0, "BNB": 310.0}
+PREFLIGHT_TIMEOUT_S = 15.0
+
+
+def demo_database_url(settings: Settings) -> str:
+    """Return the demo's own SQLite URL (the demo never touches the run database)."""
+    return f"sqlite+aiosqlite:///{settings.app.data_dir / 'demo.sqlite'}"
+
+
+def _paper(settings: Settings, storage: object, clock: object) -> PaperExchange:
+    return PaperExchange(
+        storage=storage,  # type: ignore[arg-type]
+        clock=clock,  # type: ignore[arg-type]
+        fill_config=FillModelConfig(
+            maker_fee=settings.paper.maker_fee,
+            taker_fee=settings.paper.taker_fee,
+            slippage_bps=settings.paper.slippage_bps,
+        ),
+        starting_balance=settings.paper.starting_balance,
+        quote_currency=settings.trading.quote_currency,
+        market_type=settings.exchange.market_type,
+        max_leverage=settings.trading.max_leverage,
+    )
+
+
+def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
+    """Return the demo's candles per symbol (history then replay) and the replay start (ms)."""
+    demo = settings.demo
+    wanted = demo.history_candles + demo.replay_candles
+    if demo.data_file is not None:
+        loaded = read_candle_file(Path(demo.data_file))
+        series = loaded.series
+        if len(series) <= demo.history_candles:
+            raise ConfigError(
+                f"{demo.data_file} has {len(series)} candles; the demo needs more than "
+                f"QT__DEMO__HISTORY_CANDLES={demo.history_candles}"
+            )
+        series = series.slice(max(0, len(series) - wanted))
+        replay_start = int(series.ts_ms[min(demo.history_candles, len(series) - 1)])
+        return {series.symbol: series}, replay_start
+    tf_ms = timeframe_to_ms(settings.trading.timeframe)
+    first_ms = demo.start_ms - demo.history_candles * tf_ms
+    markets = {
+        symbol: generate_candles(
+            symbol,
+            settings.trading.timeframe,
+            wanted,
+            seed=demo.seed,
+            start_ms=first_ms - first_ms % tf_ms,
+            start_price=_START_PRICES.get(symbol.split("/")[0], 100.0),
+        )
+        for symbol in settings.trading.symbols
+    }
+    any_series = next(iter(markets.values()))
+    return markets, int(any_series.ts_ms[demo.history_candles])
+
+
+def _remove_demo_database(settings: Settings) -> None:
+    db_file = settings.app.data_dir / "demo.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+
+
+async def build_demo(settings: Settings) -> TradingProcess:
+    """Build the offline demo: accelerated replay, paper exchange, its own fresh database."""
+    markets, replay_start_ms = demo_market(settings)
+    timeframe = next(iter(markets.values())).timeframe
+    settings = settings.model_copy(
+        update={
+            "trading": settings.trading.model_copy(
+                update={"symbols": list(markets), "timeframe": timeframe}
+            )
+        }
+    )
+    await asyncio.to_thread(_remove_demo_database, settings)  # every demo starts clean
+    storage = open_storage(demo_database_url(settings))
+    tf_ms = timeframe_to_ms(timeframe)
+    speed = settings.demo.candles_per_second * tf_ms / 1000
+    clock = AcceleratedClock(start_ms=replay_start_ms, speed=speed)
+    history = {s: ser.between(None, replay_start_ms) for s, ser in markets.items()}
+    replay = {s: ser.between(replay_start_ms, None) for s, ser in markets.items()}
+    source = "file" if settings.demo.data_file else "synthetic"
+
+    async def store_history_and_start_clock() -> None:
+        for series in history.values():
+            await storage.candles.upsert(source, series)
+        clock.anchor_now()
+
+    process: TradingProcess | None = None
+
+    async def publish_gap(event: DataGapDetected) -> None:
+        if process is not None:
+            await process.bus.publish(event)
+
+    feed = ReplayFeed(replay, clock, on_gap=publish_gap)
+    process = TradingProcess(
+        ProcessParts(
+            settings=settings,
+            clock=clock,
+            storage=storage,
+            database_url=demo_database_url(settings),
+            exchange=_paper(settings, storage, clock),
+            feed=feed,
+            source=source,
+            mode_label="demo",
+            speed=speed,
+            before_start=[store_history_and_start_clock],
+        )
+    )
+    return process
+
+
+async def build_run(settings: Settings) -> TradingProcess:
+    """Build ``qt run``: live public candles via ccxt, paper orders, the configured database."""
+    if settings.trading.mode is TradingMode.LIVE:
+        raise OperationalError(
+            "live order routing is not enabled in this version; run with QT__TRADING__MODE=paper"
+        )
+    market_data = CcxtMarketData(
+        make_ccxt_exchange(
+            settings.exchange.name,
+            market_type=settings.exchange.market_type,
+            timeout_s=settings.exchange.timeout_ms / 1000,
+        )
+    )
+    try:
+        await _preflight(market_data, settings)
+    except BaseException:
+        await market_data.close()
+        raise
+    clock = LiveClock()
+    storage = open_storage(settings.database_url)
+    process: TradingProcess | None = None
+
+    async def publish_gap(event: DataGapDetected) -> None:
+        if process is not None:
+            await process.bus.publish(event)
+
+    feed = PollingFeed(
+        market_data, settings.trading.symbols, settings.trading.timeframe, clock, on_gap=publish_gap
+    )
+    process = TradingProcess(
+        ProcessParts(
+            settings=settings,
+            clock=clock,
+            storage=storage,
+            database_url=settings.database_url,
+            exchange=_paper(settings, storage, clock),
+            feed=feed,
+            source=settings.exchange.name,
+            mode_label="run",
+            extra=[_Closer(market_data)],
+        )
+    )
+    return process
+
+
+class _Closer:
+    """Give the ccxt client the start/stop lifecycle so it closes with the process."""
+
+    def __init__(self, market_data: CcxtMarketData) -> None:
+        self._md = market_data
+
+    async def start(self) -> None:
+        """Nothing to do: the client connects lazily."""
+
+    async def stop(self) -> None:
+        """Close the client's HTTP session."""
+        await self._md.close()
+
+
+async def _preflight(market_data: CcxtMarketData, settings: Settings) -> None:
+    """Fail fast with a helpful message when the exchange cannot be reached (e.g. offline)."""
+    symbol = settings.trading.symbols[0]
+    try:
+        await asyncio.wait_for(
+            market_data.fetch_ohlcv(symbol, settings.trading.timeframe, None, 2),
+            timeout=PREFLIGHT_TIMEOUT_S,
+        )
+    except (QTError, TimeoutError) as e:
+        raise OperationalError(
+            f"cannot reach {settings.exchange.name} for {symbol} market data ({e or 'timeout'}). "
+            "Are you offline? `qt demo` runs the whole process on a replayed market."
+        ) from e

@@ -1,0 +1,46 @@
+"""Closed trades: one entry and the exits (legs) that closed it, for reports and performance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.domain.enums import MarketType, PositionSide
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitLeg:
+    """One partial or final exit of a trade. ``reason`` is e.g. TP1, TP2, TP3, SL, SIGNAL, END."""
+
+    reason: str
+    ts_ms: int
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    pnl: Decimal  # net of this leg's exit fee and its share of the entry fee, quote currency
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClosedTrade:
+    """A round trip. ``pnl`` is net of all fees; ``pnl_pct`` is pnl over the entry notional."""
+
+    trade_id: str
+    symbol: str
+    side: PositionSide
+    market_type: MarketType
+    leverage: int
+    opened_ms: int
+    closed_ms: int
+    amount: Decimal
+    entry_price: Decimal
+    exit_price: Decimal  # amount-weighted average of the legs
+    fees: Decimal
+    pnl: Decimal
+    pnl_pct: float
+    exit_reason: str  # reason of the leg that closed the trade
+    legs: tuple[ExitLeg, ...]
+
+    @property
+    def duration_ms(self) -> int:
+        """Return how long the trade was open."""
+        return self.closed_ms - self.opened_ms

@@ -1,0 +1,246 @@
+"""The paper exchange: the ``Exchange`` port on simulated fills, persisted so restarts resume.
+
+Orders fill only when :meth:`PaperExchange.on_candle` is called with a new candle (the process
+calls it before the engine sees the candle): pending market orders fill at its open, resting
+stop and limit orders against its range, by the fill model in :mod:`core.exchange.sim` that the
+backtester shares. The account rules (reservations, spot holdings, perp margin, no liquidation)
+are in :mod:`core.exchange.paper_book`.
+
+Every change is written through ``Storage`` inside one ``atomic()`` block, and the in-memory book
+is replaced only after that block succeeds, so memory never runs ahead of the store. ``start()``
+rebuilds the book from the store: open orders, balances, positions and the last candle and close
+per symbol (``StateKey.PAPER_MARKS``), so a pending market order still fills on the next candle
+and a candle seen before the restart is not filled twice.
+
+Port semantics (``CcxtExchange`` matches the cancel and unknown-id rules):
+
+* ``create_order`` with a known client order id returns the stored order, whatever its status
+  (a REJECTED order stays rejected); a different order under the same id is ``OrderRejected``.
+* A refused order is stored as REJECTED, then ``OrderRejected`` is raised with the reason.
+* ``cancel_order`` of a finished order returns its final state unchanged (cancel is idempotent).
+* ``fetch_order`` / ``cancel_order`` of an unknown id raise ``OrderRejected``.
+* Exchange order ids are ``"paper-" + client order id``: unique because client ids are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+from core.clock import Clock
+from core.domain.enums import MarketType, OrderStatus
+from core.domain.market import Candle
+from core.domain.orders import Fill, Order, OrderRequest
+from core.domain.portfolio import Balance, Position
+from core.errors import InvariantViolation, OrderRejected
+from core.exchange.paper_book import BookConfig, Mark, PaperBook
+from core.exchange.sim import FillModelConfig
+from core.ports import StateKey, Storage
+
+
+class PaperExchange:
+    """Simulated trading on one quote currency, spot or USDT-margined perpetuals."""
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        clock: Clock,
+        fill_config: FillModelConfig,
+        starting_balance: Decimal,
+        quote_currency: str = "USDT",
+        market_type: MarketType = MarketType.SPOT,
+        max_leverage: int = 1,
+        name: str = "paper",
+    ) -> None:
+        if starting_balance <= 0:
+            raise ValueError(f"starting_balance must be > 0, was {starting_balance}")
+        if max_leverage < 1 or (market_type is MarketType.SPOT and max_leverage != 1):
+            raise ValueError(f"max_leverage must be >= 1 (1 for spot), was {max_leverage}")
+        self.name = name
+        self._storage = storage
+        self._clock = clock
+        self._starting_balance = starting_balance
+        self._config = BookConfig(
+            quote=quote_currency,
+            market_type=market_type,
+            fill=fill_config,
+            max_leverage=max_leverage,
+            order_id_prefix=f"{name}-",
+        )
+        self._book: PaperBook | None = None
+        # One writer at a time: a submit must not interleave with a candle's fills.
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the account from storage, seeding the starting balance on the very first start."""
+        store = self._storage
+        async with self._lock:
+            if await store.state.get(StateKey.PAPER_INITIALISED) is None:
+                async with store.atomic():
+                    seed = Balance(asset=self._config.quote, free=self._starting_balance)
+                    await store.balances.set_balances([seed])
+                    await store.state.set(StateKey.PAPER_INITIALISED, "1")
+            balances = await store.balances.get_balances()
+            positions = [
+                p
+                for p in await store.positions.list_positions()
+                if p.market_type is self._config.market_type
+            ]
+            prefix = self._config.order_id_prefix
+            orders = [
+                o for o in await store.orders.list_open() if o.exchange_order_id.startswith(prefix)
+            ]
+            self._book = PaperBook(
+                self._config,
+                totals={asset: b.total for asset, b in balances.items()},
+                positions=positions,
+                open_orders=orders,
+                marks=_decode_marks(await store.state.get(StateKey.PAPER_MARKS)),
+            )
+
+    async def stop(self) -> None:
+        """Stop accepting calls; every change is already stored, so nothing is flushed."""
+        async with self._lock:
+            self._book = None
+
+    # --- the Exchange port ---------------------------------------------------------------------
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        """Accept an order (it fills on later candles) or store it REJECTED and raise."""
+        async with self._lock:
+            book = self._require_book()
+            existing = book.open_order(request.client_order_id)
+            existing = existing or await self._storage.orders.get(request.client_order_id)
+            if existing is not None:
+                _check_same(existing, request)
+                return existing
+            new_book = book.copy()
+            order = new_book.submit(request, self._clock.now_ms())
+            async with self._storage.atomic():
+                await self._storage.orders.upsert(order)
+                await self._storage.balances.set_balances(list(new_book.balances().values()))
+            self._book = new_book
+        if order.status is OrderStatus.REJECTED:
+            raise OrderRejected(
+                f"{self.name}: order {order.client_order_id} rejected: {order.reason}"
+            )
+        return order
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        """Cancel an open order; a finished one is returned unchanged."""
+        async with self._lock:
+            book = self._require_book()
+            order = await self._find(book, client_order_id, symbol)
+            if not order.is_open:
+                return order
+            new_book = book.copy()
+            canceled = new_book.cancel(client_order_id, self._clock.now_ms(), "canceled on request")
+            async with self._storage.atomic():
+                await self._storage.orders.upsert(canceled)
+                await self._storage.balances.set_balances(list(new_book.balances().values()))
+            self._book = new_book
+            return canceled
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        """Return the order's current state; OrderRejected if it is unknown."""
+        async with self._lock:
+            return await self._find(self._require_book(), client_order_id, symbol)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Return open orders, oldest first, optionally of one symbol."""
+        return self._require_book().open_orders(symbol)
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        """Return balances by asset (``used`` = reserved by open orders and margin)."""
+        return self._require_book().balances()
+
+    async def fetch_positions(self) -> list[Position]:
+        """Return open positions (spot holdings we bought are LONG positions)."""
+        return self._require_book().positions()
+
+    # --- the simulated venue -------------------------------------------------------------------
+
+    async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
+        """Fill what ``candle`` reaches and mark ``symbol`` at its close; return the fills in order.
+
+        Call it for every closed candle before the engine sees it. A candle that is not newer
+        than the last one seen for ``symbol`` is ignored (returns no fills).
+        """
+        async with self._lock:
+            book = self._require_book().copy()
+            outcome = book.on_candle(symbol, candle, self._clock.now_ms())
+            if outcome.stale:
+                return []
+            store = self._storage
+            async with store.atomic():
+                for order in outcome.orders:
+                    await store.orders.upsert(order)
+                for fill in outcome.fills:
+                    await store.fills.add(fill)
+                await store.balances.set_balances(list(book.balances().values()))
+                position = book.position(symbol)
+                if position is None:
+                    await store.positions.delete(symbol, self._config.market_type)
+                else:
+                    await store.positions.upsert(position)
+                await store.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
+            self._book = book
+            return outcome.fills
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        """Return the close of the last candle seen for ``symbol``, or None."""
+        mark = self._require_book().marks.get(symbol)
+        return None if mark is None else mark.price
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _require_book(self) -> PaperBook:
+        if self._book is None:
+            raise InvariantViolation(
+                f"{self.name}: PaperExchange used before start() or after stop()"
+            )
+        return self._book
+
+    async def _find(self, book: PaperBook, client_order_id: str, symbol: str) -> Order:
+        order = book.open_order(client_order_id) or await self._storage.orders.get(client_order_id)
+        if order is None or order.symbol != symbol:
+            raise OrderRejected(
+                f"{self.name}: no order with client id {client_order_id} on {symbol}"
+            )
+        return order
+
+
+def _check_same(existing: Order, request: OrderRequest) -> None:
+    old = existing.request
+    same = (old.symbol, old.side, old.type, old.amount) == (
+        request.symbol,
+        request.side,
+        request.type,
+        request.amount,
+    )
+    if not same:
+        raise OrderRejected(
+            f"client order id {request.client_order_id} is already used by a different order "
+            f"({old.side} {old.amount} {old.symbol} {old.type})"
+        )
+
+
+def _encode_marks(marks: dict[str, Mark]) -> str:
+    data = {s: {"ts_ms": m.ts_ms, "price": str(m.price)} for s, m in sorted(marks.items())}
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _decode_marks(raw: str | None) -> dict[str, Mark]:
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+        return {s: Mark(ts_ms=int(m["ts_ms"]), price=Decimal(m["price"])) for s, m in data.items()}
+    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        raise InvariantViolation(
+            f"stored {StateKey.PAPER_MARKS} is corrupt: {raw[:200]!r}"
+        ) from exc

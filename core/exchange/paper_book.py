@@ -1,0 +1,419 @@
+"""The paper account as a pure, synchronous state machine: orders, balances, positions, marks.
+
+``PaperExchange`` wraps it with persistence and a lock; a backtest may drive it directly. All
+money is exact Decimal; fills come from :mod:`core.exchange.sim`.
+
+Accounting:
+
+* Balances are kept as *totals* per asset; ``used`` is derived from open orders and positions,
+  so it is the same after a restart: spot buys reserve quote (``amount * price * (1 + max fee)``
+  at the limit, the stop or the last mark, plus slippage for market and stop orders); spot sells
+  reserve base; perp orders reserve ``notional / leverage + fee`` (even one that would reduce a
+  position: exits should be reduce-only); perp positions lock their margin. Reduce-only orders
+  reserve nothing (they can only release funds). ``free`` may turn negative when the mark rises
+  under a pending market buy; the fill then checks funds again.
+* Spot holdings we bought are LONG positions (average entry, realized PnL on sells). Fees are in
+  quote currency on both sides.
+* Perps (USDT-margined, one net position per symbol): margin ``notional / leverage`` is locked
+  from the quote balance, realized PnL (before fees) is booked on reduce/close, an order larger
+  than the position flips it. A position keeps the leverage it was opened with. Liquidation is
+  NOT modelled, nor is funding: losses may exceed the margin and the balance may go negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
+from core.domain.market import Candle
+from core.domain.orders import Fill, Order, OrderRequest
+from core.domain.portfolio import Balance, Position
+from core.errors import InvariantViolation
+from core.exchange.sim import ONE, ZERO, FillModelConfig, SimFill, match_candle, slipped, to_price
+
+REMAINDER_CANCELED = "reduce-only: remainder canceled, the position is closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mark:
+    """The last candle seen for a symbol: its open time and its close."""
+
+    ts_ms: int
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookConfig:
+    """What kind of account this is."""
+
+    quote: str
+    market_type: MarketType
+    fill: FillModelConfig
+    max_leverage: int = 1
+    order_id_prefix: str = "paper-"
+
+
+@dataclass(slots=True)
+class CandleOutcome:
+    """What one candle changed: orders (in order of change) and fills (in order they happened)."""
+
+    orders: list[Order] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    stale: bool = False  # the candle was not newer than the last one seen; nothing changed
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """Return ``(base, quote)`` of ``BASE/QUOTE`` or ``BASE/QUOTE:SETTLE``, else ValueError."""
+    base, sep, rest = symbol.partition("/")
+    quote = rest.partition(":")[0]
+    if not sep or not base or not quote:
+        raise ValueError(f"symbol {symbol!r} is not of the form BASE/QUOTE (e.g. BTC/USDT)")
+    return base, quote
+
+
+def signed_amount(position: Position | None) -> Decimal:
+    """Return the net position: positive long, negative short, zero when flat."""
+    if position is None:
+        return ZERO
+    return position.amount if position.side is PositionSide.LONG else -position.amount
+
+
+class PaperBook:
+    """Every piece of paper-account state; commands mutate it, ``copy()`` makes it transactional."""
+
+    def __init__(
+        self,
+        config: BookConfig,
+        *,
+        totals: dict[str, Decimal] | None = None,
+        positions: list[Position] | None = None,
+        open_orders: list[Order] | None = None,
+        marks: dict[str, Mark] | None = None,
+    ) -> None:
+        self.config = config
+        self._totals = dict(totals or {})
+        self._positions = {p.symbol: p for p in positions or []}
+        # A stable sort keeps the given order for orders of the same ms (it breaks fill ties).
+        ordered = sorted(open_orders or [], key=lambda o: o.created_ms)
+        self._open = {o.client_order_id: o for o in ordered}
+        self.marks = dict(marks or {})
+
+    def copy(self) -> PaperBook:
+        """Return an independent copy (values are frozen, so shallow dict copies suffice)."""
+        return PaperBook(
+            self.config,
+            totals=self._totals,
+            positions=list(self._positions.values()),
+            open_orders=list(self._open.values()),
+            marks=self.marks,
+        )
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Return open orders, oldest first."""
+        return [o for o in self._open.values() if symbol is None or o.symbol == symbol]
+
+    def open_order(self, client_order_id: str) -> Order | None:
+        """Return the open order with this client id, or None."""
+        return self._open.get(client_order_id)
+
+    def position(self, symbol: str) -> Position | None:
+        """Return the open position of ``symbol``, or None."""
+        return self._positions.get(symbol)
+
+    def positions(self) -> list[Position]:
+        """Return open positions sorted by symbol."""
+        return [self._positions[s] for s in sorted(self._positions)]
+
+    def balances(self) -> dict[str, Balance]:
+        """Return balances by asset with ``used`` derived from open orders and margins."""
+        used = self._used()
+        assets = sorted(set(self._totals) | set(used))
+        return {
+            a: Balance(
+                asset=a,
+                free=self._totals.get(a, ZERO) - used.get(a, ZERO),
+                used=used.get(a, ZERO),
+            )
+            for a in assets
+        }
+
+    def free(self, asset: str) -> Decimal:
+        """Return what can be spent of ``asset``."""
+        return self._totals.get(asset, ZERO) - self._used().get(asset, ZERO)
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def submit(self, request: OrderRequest, now_ms: int) -> Order:
+        """Accept ``request`` as an OPEN order, or return it REJECTED with the reason."""
+        order = Order(
+            request=request,
+            exchange_order_id=self.config.order_id_prefix + request.client_order_id,
+            status=OrderStatus.OPEN,
+            created_ms=now_ms,
+            updated_ms=now_ms,
+        )
+        reason = self._rejection(order)
+        if reason:
+            return order.with_(status=OrderStatus.REJECTED, reason=reason)
+        self._open[order.client_order_id] = order
+        return order
+
+    def cancel(self, client_order_id: str, now_ms: int, reason: str) -> Order:
+        """Cancel an open order and return it; an unknown id is a caller bug."""
+        order = self._open.pop(client_order_id, None)
+        if order is None:
+            raise InvariantViolation(f"cannot cancel {client_order_id!r}: not an open paper order")
+        return order.with_(status=OrderStatus.CANCELED, reason=reason, updated_ms=now_ms)
+
+    def on_candle(self, symbol: str, candle: Candle, now_ms: int) -> CandleOutcome:
+        """Fill what ``candle`` reaches, then mark ``symbol`` at its close.
+
+        A candle not newer than the last one seen for ``symbol`` changes nothing (a feed that
+        repeats a candle after a restart must not fill orders twice).
+        """
+        mark = self.marks.get(symbol)
+        if mark is not None and candle.ts_ms <= mark.ts_ms:
+            return CandleOutcome(stale=True)
+        out = CandleOutcome()
+
+        def accept(sim_fill: SimFill) -> str | None:
+            return self._fill(sim_fill, candle, now_ms, out)
+
+        match = match_candle(
+            self.open_orders(symbol),
+            candle,
+            signed_amount(self._positions.get(symbol)),
+            self.config.fill,
+            accept,
+        )
+        for canceled in match.canceled:
+            out.orders.append(self.cancel(canceled.order.client_order_id, now_ms, canceled.reason))
+        self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
+        return out
+
+    # --- submission checks ---------------------------------------------------------------------
+
+    def _rejection(self, order: Order) -> str:
+        req, cfg = order.request, self.config
+        if req.market_type is not cfg.market_type:
+            return f"order is for {req.market_type}, this paper account trades {cfg.market_type}"
+        try:
+            _, quote = split_symbol(req.symbol)
+        except ValueError as exc:
+            return str(exc)
+        if quote != cfg.quote:
+            return f"symbol {req.symbol} is quoted in {quote}, the account holds {cfg.quote}"
+        if req.leverage > cfg.max_leverage:
+            return f"leverage {req.leverage} exceeds the maximum {cfg.max_leverage}"
+        if req.type is OrderType.MARKET and req.symbol not in self.marks:
+            return f"no price seen yet for {req.symbol}; market orders need one candle first"
+        pos = self._positions.get(req.symbol)
+        if req.reduce_only:
+            net = signed_amount(pos)
+            if (net if req.side is Side.SELL else -net) <= ZERO:
+                return f"reduce-only {req.side} but no position on {req.symbol} it could reduce"
+            return ""
+        if pos is not None and cfg.market_type is MarketType.PERP and pos.leverage != req.leverage:
+            return (
+                f"position on {req.symbol} uses leverage {pos.leverage}, order asks {req.leverage}"
+            )
+        reserved = self._reservation(order)
+        if reserved is not None:
+            asset, need = reserved
+            free = self.free(asset)
+            if need > free:
+                return f"insufficient {asset}: order needs {need}, free {free}"
+        return ""
+
+    # --- reservations --------------------------------------------------------------------------
+
+    def _reference_price(self, order: Order) -> Decimal:
+        req = order.request
+        if req.type is OrderType.LIMIT:
+            assert req.price is not None  # noqa: S101 - OrderRequest validates it
+            return req.price
+        if req.type is OrderType.STOP_MARKET:
+            assert req.stop_price is not None  # noqa: S101 - OrderRequest validates it
+            return slipped(Side.BUY, req.stop_price, self.config.fill)
+        mark = self.marks.get(req.symbol)
+        if mark is None:
+            raise InvariantViolation(f"open market order {order.client_order_id} has no mark")
+        return slipped(Side.BUY, mark.price, self.config.fill)
+
+    def _reservation(self, order: Order) -> tuple[str, Decimal] | None:
+        req, cfg = order.request, self.config
+        if req.reduce_only:
+            return None
+        if cfg.market_type is MarketType.SPOT and req.side is Side.SELL:
+            return split_symbol(req.symbol)[0], order.remaining
+        notional = order.remaining * self._reference_price(order)
+        if cfg.market_type is MarketType.SPOT:
+            return cfg.quote, notional * (ONE + cfg.fill.max_fee)
+        return cfg.quote, notional / req.leverage + notional * cfg.fill.max_fee
+
+    def _used(self) -> dict[str, Decimal]:
+        used: dict[str, Decimal] = {}
+        for order in self._open.values():
+            reserved = self._reservation(order)
+            if reserved is not None:
+                used[reserved[0]] = used.get(reserved[0], ZERO) + reserved[1]
+        for pos in self._positions.values():
+            if pos.margin:
+                used[self.config.quote] = used.get(self.config.quote, ZERO) + pos.margin
+        return used
+
+    # --- fills ---------------------------------------------------------------------------------
+
+    def _fill(
+        self, sim_fill: SimFill, candle: Candle, now_ms: int, out: CandleOutcome
+    ) -> str | None:
+        order = self._open[sim_fill.order.client_order_id]
+        own = self._reservation(order)
+        apply = self._apply_spot if self.config.market_type is MarketType.SPOT else self._apply_perp
+        refusal = apply(order, sim_fill, own[1] if own else ZERO, now_ms)
+        if refusal is not None:
+            return refusal
+        amount, price, fee = sim_fill.amount, sim_fill.fill.price, sim_fill.fee
+        filled = order.filled + amount
+        average = (
+            price
+            if order.average_price is None
+            else ((order.filled * order.average_price + amount * price) / filled)
+        )
+        status, reason = OrderStatus.FILLED, ""
+        if filled < order.request.amount:
+            # Only reduce-only caps stop short today; their remainder has nothing left to reduce.
+            capped = order.request.reduce_only
+            status = OrderStatus.CANCELED if capped else OrderStatus.PARTIALLY_FILLED
+            reason = REMAINDER_CANCELED if capped else ""
+        updated = order.with_(
+            status=status,
+            filled=filled,
+            average_price=average,
+            fee_paid=order.fee_paid + fee,
+            updated_ms=now_ms,
+            reason=reason,
+        )
+        if updated.is_open:
+            self._open[order.client_order_id] = updated
+        else:
+            del self._open[order.client_order_id]
+        out.orders.append(updated)
+        out.fills.append(
+            Fill(
+                fill_id=f"{order.exchange_order_id}-{candle.ts_ms}",
+                client_order_id=order.client_order_id,
+                exchange_order_id=order.exchange_order_id,
+                symbol=order.symbol,
+                side=order.request.side,
+                amount=amount,
+                price=price,
+                fee=fee,
+                liquidity=sim_fill.fill.liquidity,
+                ts_ms=max(candle.ts_ms, order.created_ms),  # in this candle, never before the order
+                market_type=order.request.market_type,
+            )
+        )
+        return None
+
+    def _add(self, asset: str, delta: Decimal) -> None:
+        self._totals[asset] = self._totals.get(asset, ZERO) + delta
+
+    def _apply_spot(self, order: Order, sf: SimFill, own: Decimal, now_ms: int) -> str | None:
+        symbol, quote = order.symbol, self.config.quote
+        base = split_symbol(symbol)[0]
+        amount, price = sf.amount, sf.fill.price
+        pos = self._positions.get(symbol)
+        if order.request.side is Side.BUY:
+            cost = amount * price + sf.fee
+            available = self.free(quote) + own
+            if cost > available:
+                return f"insufficient {quote} at fill: needs {cost}, free {available}"
+            self._add(quote, -cost)
+            self._add(base, amount)
+            self._increase(order, pos, PositionSide.LONG, amount, price, ZERO, now_ms)
+            return None
+        available = self.free(base) + own
+        if amount > available or pos is None:
+            return f"insufficient {base} at fill: sells {amount}, free {available}"
+        self._add(base, -amount)
+        self._add(quote, amount * price - sf.fee)
+        self._reduce(pos, amount, (price - pos.entry_price) * amount, ZERO, now_ms)
+        return None
+
+    def _apply_perp(self, order: Order, sf: SimFill, own: Decimal, now_ms: int) -> str | None:
+        amount, price, side = sf.amount, sf.fill.price, order.request.side
+        pos = self._positions.get(order.symbol)
+        net = signed_amount(pos)
+        closes = pos is not None and (net > ZERO) != (side is Side.BUY)
+        closing = min(amount, pos.amount) if closes and pos is not None else ZERO
+        opening = amount - closing
+        realized = released = ZERO
+        if pos is not None and closing:
+            direction = ONE if pos.side is PositionSide.LONG else -ONE
+            realized = (price - pos.entry_price) * closing * direction
+            released = pos.margin if closing == pos.amount else pos.margin * closing / pos.amount
+        leverage = pos.leverage if pos is not None else order.request.leverage
+        margin = opening * price / leverage
+        available = self.free(self.config.quote) + own + released + realized
+        if opening and margin + sf.fee > available:
+            need = margin + sf.fee
+            return (
+                f"insufficient {self.config.quote} margin at fill: needs {need}, free {available}"
+            )
+        self._add(self.config.quote, realized - sf.fee)
+        if pos is not None and closing:
+            self._reduce(pos, closing, realized, released, now_ms)
+            pos = self._positions.get(order.symbol)
+        if opening:
+            new_side = PositionSide.LONG if side is Side.BUY else PositionSide.SHORT
+            self._increase(order, pos, new_side, opening, price, margin, now_ms, leverage)
+        return None
+
+    def _increase(
+        self,
+        order: Order,
+        pos: Position | None,
+        side: PositionSide,
+        amount: Decimal,
+        price: Decimal,
+        margin: Decimal,
+        now_ms: int,
+        leverage: int = 1,
+    ) -> None:
+        if pos is None:
+            self._positions[order.symbol] = Position(
+                symbol=order.symbol,
+                market_type=self.config.market_type,
+                side=side,
+                amount=amount,
+                entry_price=price,
+                leverage=leverage,
+                margin=margin,
+                opened_ms=now_ms,
+                updated_ms=now_ms,
+            )
+            return
+        total = pos.amount + amount
+        entry = (pos.amount * pos.entry_price + amount * price) / total
+        self._positions[order.symbol] = replace(
+            pos, amount=total, entry_price=entry, margin=pos.margin + margin, updated_ms=now_ms
+        )
+
+    def _reduce(
+        self, pos: Position, amount: Decimal, realized: Decimal, released: Decimal, now_ms: int
+    ) -> None:
+        left = pos.amount - amount
+        if left <= ZERO:
+            del self._positions[pos.symbol]
+            return
+        self._positions[pos.symbol] = replace(
+            pos,
+            amount=left,
+            margin=pos.margin - released,
+            realized_pnl=pos.realized_pnl + realized,
+            updated_ms=now_ms,
+        )

@@ -1,0 +1,244 @@
+"""Candle feeds: closed candles for the running process, in time order, across symbols.
+
+Both feeds share one tiny interface, :class:`CandleFeed`: ``async for symbol, candle in
+feed.candles()`` yields each candle once, after its close time (open + timeframe) has passed on
+the injected clock. Missing candles are never filled: each gap is appended to ``feed.gaps`` as a
+:class:`~core.domain.events.DataGapDetected` and passed to ``on_gap`` (sync or async) so the app
+can publish it.
+
+* :class:`ReplayFeed` replays stored series (demo, backtest). With ``drive_clock=True`` it
+  advances a ``SimClock`` itself instead of waiting for it (backtests run as fast as they can).
+* :class:`PollingFeed` polls ``MarketData.fetch_ohlcv`` (``qt run``) and yields newly closed
+  candles only, catching up page by page after a pause.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from core.clock import Clock
+from core.domain.events import DataGapDetected
+from core.domain.market import Candle, CandleSeries, timeframe_to_ms
+from core.errors import DependencyError
+from core.market.validation import repair_candles
+from core.ports import MarketData
+from core.retry import retry
+
+log = logging.getLogger(__name__)
+
+GapCallback = Callable[[DataGapDetected], Awaitable[None] | None]
+
+
+class CandleFeed(Protocol):
+    """A source of closed candles; ``gaps`` lists every gap seen so far."""
+
+    gaps: list[DataGapDetected]
+
+    def candles(self) -> AsyncIterator[tuple[str, Candle]]:
+        """Yield (symbol, candle) for each closed candle, in close-time order."""
+        ...
+
+
+class _GapTracker:
+    """Remember each symbol's last open time; report jumps larger than one timeframe."""
+
+    def __init__(self, clock: Clock, on_gap: GapCallback | None) -> None:
+        self._clock = clock
+        self._on_gap = on_gap
+        self._last_ms: dict[str, int] = {}
+        self.gaps: list[DataGapDetected] = []
+
+    async def see(self, symbol: str, timeframe: str, tf_ms: int, open_ms: int) -> None:
+        prev_ms = self._last_ms.get(symbol)
+        self._last_ms[symbol] = open_ms
+        if prev_ms is None or open_ms - prev_ms <= tf_ms:
+            return
+        event = DataGapDetected(
+            ts_ms=self._clock.now_ms(),
+            symbol=symbol,
+            timeframe=timeframe,
+            from_ms=prev_ms,
+            to_ms=open_ms,
+            missing=(open_ms - prev_ms) // tf_ms - 1,
+        )
+        self.gaps.append(event)
+        log.warning("gap in %s %s: %d candles missing", symbol, timeframe, event.missing)
+        if self._on_gap is not None:
+            result = self._on_gap(event)
+            if inspect.isawaitable(result):
+                await result
+
+
+class ReplayFeed:
+    """Replay series of several symbols, interleaved by close time, as market time passes."""
+
+    def __init__(
+        self,
+        series_by_symbol: Mapping[str, CandleSeries],
+        clock: Clock,
+        *,
+        start_ms: int | None = None,
+        on_gap: GapCallback | None = None,
+        drive_clock: bool = False,
+    ) -> None:
+        self._series = dict(series_by_symbol)
+        self._clock = clock
+        self._start_ms = start_ms
+        self._drive = drive_clock
+        if drive_clock and not hasattr(clock, "advance_to"):
+            raise ValueError("drive_clock needs a clock with advance_to (SimClock)")
+        self._tracker = _GapTracker(clock, on_gap)
+        self.gaps = self._tracker.gaps
+
+    async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
+        """Yield (symbol, candle) once the clock passes each close time; ties by symbol order."""
+        symbols = list(self._series)
+        closes, sym_idx, rows = [], [], []
+        for i, symbol in enumerate(symbols):
+            series = self._series[symbol]
+            tf_ms = timeframe_to_ms(series.timeframe)
+            keep = np.arange(len(series))
+            if self._start_ms is not None:
+                keep = keep[series.ts_ms >= self._start_ms]
+            closes.append(series.ts_ms[keep] + tf_ms)
+            sym_idx.append(np.full(len(keep), i))
+            rows.append(keep)
+        if not symbols:
+            return
+        close_all = np.concatenate(closes)
+        sym_all = np.concatenate(sym_idx)
+        row_all = np.concatenate(rows)
+        order = np.lexsort((sym_all, close_all))  # by close time, then symbol order
+        for close_ms, i, row in zip(
+            close_all[order].tolist(),
+            sym_all[order].tolist(),
+            row_all[order].tolist(),
+            strict=True,
+        ):
+            await self._wait(close_ms)
+            symbol = symbols[i]
+            series = self._series[symbol]
+            candle = series.candle(row)
+            tf_ms = timeframe_to_ms(series.timeframe)
+            await self._tracker.see(symbol, series.timeframe, tf_ms, candle.ts_ms)
+            yield symbol, candle
+
+    async def _wait(self, ts_ms: int) -> None:
+        if self._drive:
+            if ts_ms > self._clock.now_ms():
+                self._clock.advance_to(ts_ms)  # type: ignore[attr-defined]
+        else:
+            await self._clock.sleep_until(ts_ms)
+
+
+class PollingFeed:
+    """Poll the venue for newly closed candles of several symbols (``qt run``).
+
+    Start with the newest candle closed at the first poll (or ``start_ms``). Poll ``settle_ms``
+    after each close (venues publish a moment late); when a symbol's candle is late, poll again
+    every ``retry_after_ms``. A fetch that still fails after retries skips the round for that
+    symbol (it is fetched with the next one), so a network blip never ends the feed.
+    """
+
+    def __init__(
+        self,
+        market_data: MarketData,
+        symbols: Sequence[str],
+        timeframe: str,
+        clock: Clock,
+        *,
+        start_ms: int | None = None,
+        settle_ms: int = 2_000,
+        retry_after_ms: int = 5_000,
+        page_limit: int = 500,
+        attempts: int = 3,
+        on_gap: GapCallback | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._md = market_data
+        self._symbols = list(symbols)
+        self.timeframe = timeframe
+        self._tf_ms = timeframe_to_ms(timeframe)
+        self._clock = clock
+        self._start_ms = start_ms
+        self._settle_ms = settle_ms
+        self._retry_after_ms = retry_after_ms
+        self._page_limit = page_limit
+        self._attempts = attempts
+        self._rng = rng or random.Random()
+        self._tracker = _GapTracker(clock, on_gap)
+        self.gaps = self._tracker.gaps
+
+    async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
+        """Yield newly closed (symbol, candle) pairs forever, in open-time then symbol order."""
+        tf_ms = self._tf_ms
+        if self._start_ms is None:
+            start_ms = self._clock.now_ms() // tf_ms * tf_ms - tf_ms
+        else:
+            start_ms = -(-self._start_ms // tf_ms) * tf_ms
+        next_ms = dict.fromkeys(self._symbols, start_ms)  # next open time wanted per symbol
+        while True:
+            now_ms = self._clock.now_ms()
+            batch: list[tuple[int, int, str, Candle]] = []
+            progressed = False
+            for i, symbol in enumerate(self._symbols):
+                if next_ms[symbol] + tf_ms > now_ms:
+                    continue  # its next candle has not closed yet
+                series = await self._poll(symbol, next_ms[symbol], now_ms)
+                if len(series):
+                    progressed = True
+                    next_ms[symbol] = int(series.ts_ms[-1]) + tf_ms
+                    batch.extend(
+                        (int(t), i, symbol, series.candle(j))
+                        for j, t in enumerate(series.ts_ms.tolist())
+                    )
+            batch.sort(key=lambda item: (item[0], item[1]))
+            for _, _, symbol, candle in batch:
+                await self._tracker.see(symbol, self.timeframe, tf_ms, candle.ts_ms)
+                yield symbol, candle
+            await self._pause(next_ms, progressed)
+
+    async def _poll(self, symbol: str, since_ms: int, now_ms: int) -> CandleSeries:
+        """Return valid candles of ``symbol`` with since <= open and close <= now."""
+        tf = self.timeframe
+
+        async def fetch() -> CandleSeries:
+            return await self._md.fetch_ohlcv(symbol, tf, since_ms, self._page_limit)
+
+        try:
+            raw = await retry(
+                fetch,
+                attempts=self._attempts,
+                base_delay_s=1.0,
+                max_delay_s=20.0,
+                sleep=self._sleep_s,
+                rng=self._rng,
+                what=f"poll {symbol} {tf}",
+            )
+        except DependencyError as exc:
+            log.warning("poll %s %s failed, retrying next round: %s", symbol, tf, exc)
+            return CandleSeries.empty(symbol, tf)
+        closed = raw.between(since_ms, now_ms - self._tf_ms + 1)
+        series, report = repair_candles(closed, source=f"poll {symbol} {tf}")
+        if report.dropped_rows:
+            log.warning("poll %s %s: dropped invalid rows %s", symbol, tf, report.dropped)
+        return series
+
+    async def _pause(self, next_ms: Mapping[str, int], progressed: bool) -> None:
+        now_ms = self._clock.now_ms()
+        due_ms = min((t + self._tf_ms for t in next_ms.values()), default=now_ms)
+        if due_ms <= now_ms:
+            if progressed:
+                return  # catching up page by page: ask again at once
+            await self._clock.sleep_until(now_ms + self._retry_after_ms)
+        else:
+            await self._clock.sleep_until(due_ms + self._settle_ms)
+
+    async def _sleep_s(self, delay_s: float) -> None:
+        await self._clock.sleep_until(self._clock.now_ms() + int(delay_s * 1000))

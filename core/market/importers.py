@@ -1,0 +1,272 @@
+"""Read candle files: our CSV (optionally gzipped) and Freqtrade's json / feather / parquet.
+
+* CSV: header ``timestamp,open,high,low,close,volume``; ``timestamp`` is the open time in ms UTC.
+* Freqtrade ``.json`` / ``.json.gz``: a list of ``[ts_ms, open, high, low, close, volume]`` rows.
+* Freqtrade ``.feather`` / ``.parquet``: columns ``date`` (datetime, UTC), open ... volume.
+
+Symbol and timeframe come from the arguments or, failing that, from Freqtrade-style file names
+(``BTC_USDT-1h.csv.gz``, ``BTC_USDT_USDT-1h-futures.feather`` -> ``BTC/USDT:USDT``). Every load
+is validated; with ``repair=True`` invalid rows are dropped and counted instead of rejected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.feather as pa_feather
+import pyarrow.parquet as pa_parquet
+
+from core.domain.market import CandleSeries, timeframe_to_ms
+from core.errors import DataError
+from core.market.validation import ValidationReport, repair_candles, validate_candles
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+CSV_COLUMNS = ("timestamp", *PRICE_COLUMNS)
+# Below this an epoch timestamp is in seconds, not ms (1e11 ms is 1973, 1e11 s is year 5138).
+_MIN_PLAUSIBLE_MS = 100_000_000_000
+_NAME_RE = re.compile(
+    r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_(?P<settle>[A-Za-z0-9]+))?"
+    r"-(?P<tf>\d+[mhdw])(?:-(?P<kind>[A-Za-z_]+))?"
+    r"\.(?:csv|csv\.gz|json|json\.gz|feather|parquet)$"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadedCandles:
+    """A validated series and the report of its validation."""
+
+    series: CandleSeries
+    report: ValidationReport
+
+
+def infer_symbol_timeframe(path: Path) -> tuple[str, str] | None:
+    """Return (symbol, timeframe) from a Freqtrade-style file name, or None."""
+    match = _NAME_RE.match(path.name)
+    if not match:
+        return None
+    symbol = f"{match['base'].upper()}/{match['quote'].upper()}"
+    if match["settle"]:
+        symbol += f":{match['settle'].upper()}"
+    return symbol, match["tf"]
+
+
+def read_candle_file(
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    repair: bool = False,
+) -> LoadedCandles:
+    """Read, validate and return the candles of one file.
+
+    Raise DataError when the file is unreadable or malformed, or when symbol/timeframe are
+    neither given nor inferable from the name; CandleValidationError when rows break a rule
+    (unless ``repair``).
+    """
+    path = Path(path)
+    symbol, timeframe = _resolve_names(path, symbol, timeframe)
+    if not path.is_file():
+        raise DataError(f"{path}: no such candle file")
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        ts, cols = _read_csv(path)
+    elif name.endswith((".json", ".json.gz")):
+        ts, cols = _read_json(path)
+    elif name.endswith((".feather", ".parquet")):
+        ts, cols = _read_arrow(path)
+    else:
+        raise DataError(
+            f"{path}: unknown candle file type; expected .csv, .csv.gz, .json, .json.gz, "
+            ".feather or .parquet"
+        )
+    if len(ts) and int(ts.max()) < _MIN_PLAUSIBLE_MS:
+        raise DataError(
+            f"{path}: timestamps look like seconds (largest {int(ts.max())}); expected ms UTC"
+        )
+    series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
+    if repair:
+        series, report = repair_candles(series, source=str(path))
+    else:
+        report = validate_candles(series, source=str(path))
+    return LoadedCandles(series=series, report=report)
+
+
+def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tuple[str, str]:
+    inferred = infer_symbol_timeframe(path)
+    symbol = symbol or (inferred[0] if inferred else None)
+    timeframe = timeframe or (inferred[1] if inferred else None)
+    if symbol is None or timeframe is None:
+        missing = " and ".join(
+            n for n, v in (("symbol", symbol), ("timeframe", timeframe)) if v is None
+        )
+        raise DataError(
+            f"{path}: give the {missing}; the file name does not follow the "
+            "BASE_QUOTE-timeframe pattern (e.g. BTC_USDT-1h.csv.gz) they could be read from"
+        )
+    try:
+        timeframe_to_ms(timeframe)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    return symbol, timeframe
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    types = {"timestamp": pa.int64(), **dict.fromkeys(PRICE_COLUMNS, pa.float64())}
+    try:
+        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
+    except pa.ArrowInvalid as exc:
+        # Arrow's conversion errors name the column but not the row: find it ourselves.
+        raise DataError(_locate_csv_problem(path, exc)) from exc
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
+    _require_columns(path, table.column_names, CSV_COLUMNS)
+    ts_col = table.column("timestamp")
+    if ts_col.null_count:
+        row = int(np.argmax(ts_col.is_null().to_numpy(zero_copy_only=False))) + 1
+        raise DataError(f"{path}: empty timestamp at data row {row} (1-based, header not counted)")
+    return ts_col.to_numpy(), {c: _floats(table.column(c)) for c in PRICE_COLUMNS}
+
+
+def _locate_csv_problem(path: Path, exc: Exception) -> str:
+    try:
+        table = pa_csv.read_csv(
+            path,
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(CSV_COLUMNS, pa.string())
+            ),
+        )
+    except (pa.ArrowException, OSError, EOFError) as again:
+        return f"{path}: cannot read as CSV: {again}"
+    missing = [c for c in CSV_COLUMNS if c not in table.column_names]
+    if missing:
+        return _missing_text(path, table.column_names, missing)
+    first: tuple[int, str, str] | None = None
+    for name in CSV_COLUMNS:
+        parse = int if name == "timestamp" else float
+        for row, value in enumerate(table.column(name).to_pylist(), start=1):
+            if first is not None and row >= first[0]:
+                break
+            if value in (None, ""):
+                continue
+            try:
+                parse(value)
+            except ValueError:
+                first = (row, name, value)
+                break
+    if first is None:
+        return f"{path}: cannot read as CSV: {exc}"
+    row, name, value = first
+    kind = "integer ms" if name == "timestamp" else "numeric"
+    return (
+        f"{path}: non-{kind} value {value!r} in column {name!r} at data row {row} "
+        "(1-based, header not counted)"
+    )
+
+
+# --- Freqtrade json -----------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                data: Any = json.load(fh)
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise DataError(
+            f"{path}: expected a JSON list of [ts, open, high, low, close, volume] rows, "
+            f"found {type(data).__name__}"
+        )
+    for row, item in enumerate(data, start=1):
+        if not isinstance(item, list) or len(item) != 6:
+            raise DataError(
+                f"{path}: row {row} (1-based) should be [ts, open, high, low, close, volume], "
+                f"was {item!r}"
+            )
+        for col, value in zip(CSV_COLUMNS, item, strict=True):
+            # bool is an int in Python; a true/false candle value is never meant.
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise DataError(
+                    f"{path}: non-numeric value {value!r} in column {col!r} at row {row} (1-based)"
+                )
+            if value is None and col == "timestamp":
+                raise DataError(f"{path}: null timestamp at row {row} (1-based)")
+    arr = np.array(data, dtype=np.float64).reshape(-1, 6)  # None becomes NaN
+    ts = arr[:, 0]
+    fractional = np.nonzero(ts != np.floor(ts))[0]
+    if len(fractional):
+        row = int(fractional[0]) + 1
+        raise DataError(f"{path}: timestamp {ts[row - 1]!r} at row {row} is not integer ms")
+    return ts.astype(np.int64), {c: arr[:, i + 1] for i, c in enumerate(PRICE_COLUMNS)}
+
+
+# --- Freqtrade feather / parquet ----------------------------------------------------------------
+
+
+def _read_arrow(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    try:
+        if path.name.lower().endswith(".feather"):
+            table = pa_feather.read_table(path)
+        else:
+            table = pa_parquet.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: cannot read as {path.suffix[1:]}: {exc}") from exc
+    _require_columns(path, table.column_names, ("date", *PRICE_COLUMNS))
+    date = table.column("date")
+    if date.null_count:
+        row = int(np.argmax(date.is_null().to_numpy(zero_copy_only=False))) + 1
+        raise DataError(f"{path}: empty date at row {row} (1-based)")
+    if pa.types.is_timestamp(date.type):
+        # Arrow refuses a lossy cast, so sub-ms dates are reported instead of truncated.
+        try:
+            ts = pc.cast(date, pa.timestamp("ms", tz=date.type.tz)).cast(pa.int64()).to_numpy()
+        except pa.ArrowInvalid as exc:
+            raise DataError(f"{path}: date column has sub-millisecond values: {exc}") from exc
+    elif pa.types.is_integer(date.type):
+        ts = date.to_numpy()
+    else:
+        raise DataError(f"{path}: column 'date' should hold datetimes, was {date.type}")
+    cols = {}
+    for name in PRICE_COLUMNS:
+        column = table.column(name)
+        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+            raise DataError(f"{path}: column {name!r} should be numeric, was {column.type}")
+        cols[name] = _floats(column)
+    return np.asarray(ts, dtype=np.int64), cols
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """Return a float64 numpy copy; nulls become NaN so validation reports their rows."""
+    return np.asarray(
+        pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
+
+
+def _require_columns(path: Path, found: list[str], needed: tuple[str, ...]) -> None:
+    missing = [c for c in needed if c not in found]
+    if missing:
+        raise DataError(_missing_text(path, found, missing))
+
+
+def _missing_text(path: Path, found: list[str], missing: list[str]) -> str:
+    return f"{path}: missing column(s) {', '.join(missing)}; found columns: {', '.join(found)}"

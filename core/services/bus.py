@@ -1,0 +1,65 @@
+"""The in-process event bus.
+
+Events are dispatched in publish order to subscribers whose topic pattern matches (exact topic,
+a dotted prefix ending in ``.*``, or ``*``). A failing subscriber is logged and isolated: the
+others still run. Every event is first handed to the persistence sink (the audit trail), so an
+event that reached any subscriber is also on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.domain.events import Event
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscription:
+    pattern: str
+    handler: Handler
+    name: str
+
+    def matches(self, topic: str) -> bool:
+        if self.pattern == "*":
+            return True
+        if self.pattern.endswith(".*"):
+            return topic.startswith(self.pattern[:-1])
+        return topic == self.pattern
+
+
+class EventBus:
+    """Publish events to subscribers in order; persist each one through ``sink`` first."""
+
+    def __init__(self, sink: Handler | None = None) -> None:
+        self._sink = sink
+        self._subs: list[_Subscription] = []
+        self.published = 0
+        self.handler_failures = 0
+
+    def subscribe(self, pattern: str, handler: Handler, name: str | None = None) -> None:
+        """Call ``handler`` for every event whose topic matches ``pattern``."""
+        self._subs.append(
+            _Subscription(pattern, handler, name or getattr(handler, "__name__", "?"))
+        )
+
+    async def publish(self, event: Event) -> None:
+        """Persist the event, then deliver it to matching subscribers one after another.
+
+        A subscriber may publish further events; those are delivered (depth first) before the
+        remaining subscribers of this event see it, so keep handlers that publish rare.
+        """
+        if self._sink is not None:
+            await self._sink(event)  # the audit trail must not silently miss events: no except
+        self.published += 1
+        for sub in [s for s in self._subs if s.matches(event.topic)]:
+            try:
+                await sub.handler(event)
+            except Exception:  # isolate: one broken subscriber must not stop the others
+                self.handler_failures += 1
+                log.exception("subscriber %s failed on %s", sub.name, event.topic)

@@ -1,0 +1,139 @@
+"""The market loop: take closed candles from a feed, store them, let the simulated venue fill,
+publish ``CandleClosed`` and ``OrderFilled``, then hand the candle to the trading cycle.
+
+Events carry the clock's time (when we saw it); the candle's own open time and the fill's
+time travel in the payload, so the audit trail's order is the order things happened here.
+
+The same loop runs in demo (replay feed, accelerated clock) and run (polling feed, wall clock);
+only the feed and the venue passed in differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.clock import Clock
+from core.domain.events import CandleClosed, OrderFilled
+from core.domain.market import Candle, CandleSeries, timeframe_to_ms
+from core.domain.orders import Fill
+from core.ports import CandleRepo
+from core.services.bus import EventBus
+
+log = logging.getLogger(__name__)
+
+
+class CandleFeed(Protocol):
+    """A source of closed candles, in time order."""
+
+    def candles(self) -> AsyncIterator[tuple[str, Candle]]:
+        """Yield ``(symbol, candle)`` once each candle has closed."""
+        ...
+
+
+class SimulatedVenue(Protocol):
+    """A venue that fills resting orders from candles (the paper exchange)."""
+
+    async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
+        """Fill what the candle reaches; return the fills in the order they happened."""
+        ...
+
+
+CandleHandler = Callable[[str, Candle], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class MarketStats:
+    """Counters shown in the status line."""
+
+    candles: int = 0
+    fills: int = 0
+    last_close: dict[str, float] = field(default_factory=dict)
+    last_candle_ms: int | None = None
+
+
+class MarketService:
+    """Drive the process from a candle feed."""
+
+    def __init__(
+        self,
+        *,
+        feed: CandleFeed,
+        clock: Clock,
+        candles: CandleRepo,
+        bus: EventBus,
+        source: str,
+        timeframe: str,
+        venue: SimulatedVenue | None = None,
+    ) -> None:
+        self._feed = feed
+        self._clock = clock
+        self._candles = candles
+        self._bus = bus
+        self._source = source
+        self._timeframe = timeframe
+        self._tf_ms = timeframe_to_ms(timeframe)
+        self._venue = venue
+        self._handlers: list[CandleHandler] = []
+        self.stats = MarketStats()
+
+    def on_candle(self, handler: CandleHandler) -> None:
+        """Call ``handler`` after each candle is stored and the venue has filled."""
+        self._handlers.append(handler)
+
+    async def run(self) -> None:
+        """Consume the feed until it ends or the task is cancelled."""
+        async for symbol, candle in self._feed.candles():
+            await self.process(symbol, candle)
+
+    async def process(self, symbol: str, candle: Candle) -> None:
+        """Handle one closed candle."""
+        series = CandleSeries.from_columns(
+            symbol,
+            self._timeframe,
+            [candle.ts_ms],
+            [candle.open],
+            [candle.high],
+            [candle.low],
+            [candle.close],
+            [candle.volume],
+        )
+        await self._candles.upsert(self._source, series)
+        if self._venue is not None:
+            for fill in await self._venue.on_candle(symbol, candle):
+                self.stats.fills += 1
+                await self._bus.publish(_filled_event(fill, self._clock.now_ms()))
+        await self._bus.publish(
+            CandleClosed(
+                ts_ms=self._clock.now_ms(),
+                symbol=symbol,
+                timeframe=self._timeframe,
+                open_ms=candle.ts_ms,
+                open=candle.open,
+                high=candle.high,
+                low=candle.low,
+                close=candle.close,
+                volume=candle.volume,
+            )
+        )
+        self.stats.candles += 1
+        self.stats.last_close[symbol] = candle.close
+        self.stats.last_candle_ms = candle.ts_ms
+        for handler in self._handlers:
+            await handler(symbol, candle)
+
+
+def _filled_event(fill: Fill, now_ms: int) -> OrderFilled:
+    return OrderFilled(
+        ts_ms=now_ms,
+        fill_ts_ms=fill.ts_ms,
+        client_order_id=fill.client_order_id,
+        symbol=fill.symbol,
+        side=fill.side.value,
+        amount=fill.amount,
+        price=fill.price,
+        fee=fill.fee,
+        liquidity=fill.liquidity.value,
+    )

@@ -1,0 +1,1 @@
+"""Signal providers: candles in, entry/exit signals out. The engine knows only the protocol."""

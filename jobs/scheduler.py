@@ -1,0 +1,111 @@
+"""One APScheduler ``AsyncIOScheduler`` on the process's loop, built from job specs.
+
+Every job: coalesce, one instance at a time, a misfire grace period, UTC. Each run publishes
+``JobRan`` (ok or failed) so the audit trail shows what ran when; a failing job is logged and the
+scheduler goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core.clock import Clock
+from core.domain.events import JobRan
+from core.services.bus import EventBus
+from jobs.registry import JobContext, JobSpec
+
+log = logging.getLogger(__name__)
+
+MISFIRE_GRACE_S = 30
+# At very high replay speeds a market interval shrinks below what a scheduler can honour;
+# runs are then spaced at least this far apart in wall time (and coalesced).
+MIN_WALL_INTERVAL_S = 0.05
+
+
+def wall_interval_s(spec: JobSpec, speed: float) -> float:
+    """Return the wall-clock interval for a job when market time runs ``speed`` times faster."""
+    if speed <= 0:
+        raise ValueError(f"speed must be > 0, was {speed}")
+    return max(MIN_WALL_INTERVAL_S, spec.every_market_s / speed)
+
+
+class JobScheduler:
+    """Run the enabled job specs on the event loop; ``start``/``stop`` like every component."""
+
+    def __init__(
+        self,
+        specs: Sequence[JobSpec],
+        ctx: JobContext,
+        *,
+        bus: EventBus,
+        clock: Clock,
+        speed: float = 1.0,
+    ) -> None:
+        self._specs = [s for s in specs if s.enabled]
+        self._ctx = ctx
+        self._bus = bus
+        self._clock = clock
+        self._speed = speed
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self.runs: dict[str, int] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Return the ids of the scheduled jobs."""
+        return [s.job_id for s in self._specs]
+
+    async def run_job(self, spec: JobSpec) -> None:
+        """Run one job now and publish its outcome."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await self._run(spec)
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def _run(self, spec: JobSpec) -> None:
+        try:
+            detail = await spec.target(self._ctx)
+            ok = True
+        except Exception as e:  # a failing job must not kill the scheduler
+            log.exception("job %s failed", spec.job_id)
+            detail, ok = f"{type(e).__name__}: {e}", False
+        self.runs[spec.job_id] = self.runs.get(spec.job_id, 0) + 1
+        await self._bus.publish(
+            JobRan(ts_ms=self._clock.now_ms(), job_id=spec.job_id, ok=ok, detail=detail)
+        )
+
+    async def start(self) -> None:
+        """Add every job and start the scheduler on the running loop."""
+        for spec in self._specs:
+            self._scheduler.add_job(
+                self.run_job,
+                IntervalTrigger(seconds=wall_interval_s(spec, self._speed), timezone=UTC),
+                args=[spec],
+                id=spec.job_id,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=MISFIRE_GRACE_S,
+            )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop scheduling, let jobs that are mid-run finish, then shut the scheduler down.
+
+        APScheduler 3 cancels in-flight coroutine jobs on shutdown, so pause and wait first.
+        """
+        if not self._scheduler.running:
+            return
+        self._scheduler.pause()
+        if self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+        self._scheduler.shutdown(wait=False)

@@ -1,0 +1,133 @@
+"""The async engine and the unit of work.
+
+``create_engine(url)`` returns an ``AsyncEngine`` whose every SQLite connection is set up the same
+way: WAL journal (file databases), foreign keys on, ``synchronous=NORMAL`` and a busy timeout.
+SQLAlchemy, not the ``sqlite3`` module, emits ``BEGIN`` so that transactions and savepoints behave
+as written (the sqlite3 module's legacy mode starts transactions late and breaks SAVEPOINT).
+
+``UnitOfWork`` binds one ``AsyncSession`` to a context variable for the duration of
+``atomic()``; repositories call ``uow.connection()`` and get that session's connection inside the
+block, or a fresh short transaction outside it. Nothing holds a session at module or class level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from core.errors import ConfigError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def parse_sqlite_url(url: str) -> URL:
+    """Return the parsed URL; only ``sqlite+aiosqlite`` URLs are supported."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"storage URL {url!r} is not a valid database URL: {exc}") from exc
+    if parsed.drivername != "sqlite+aiosqlite":
+        raise ConfigError(
+            f"storage URL driver was {parsed.drivername!r}; expected 'sqlite+aiosqlite' "
+            "(e.g. sqlite+aiosqlite:///data/qt.sqlite3) or 'memory://'"
+        )
+    return parsed
+
+
+def is_memory_url(parsed: URL) -> bool:
+    """Return True when the URL names a private in-memory SQLite database."""
+    return parsed.database in (None, "", ":memory:")
+
+
+def sync_url(url: str) -> str:
+    """Return the same database with the blocking ``sqlite`` driver (for Alembic in a thread)."""
+    return parse_sqlite_url(url).set(drivername="sqlite").render_as_string(hide_password=False)
+
+
+def _on_connect(is_file: bool) -> Any:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see the "begin" listener below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if is_file:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    return configure
+
+
+def _on_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front so a unit of work that reads, then writes,
+    # cannot fail with SQLITE_BUSY on lock upgrade; plain calls stay DEFERRED.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Return an engine for ``url``, creating the database file's directory if needed."""
+    parsed = parse_sqlite_url(url)
+    in_memory = is_memory_url(parsed)
+    kwargs: dict[str, Any] = {}
+    if in_memory:
+        # One shared connection, or every checkout would see its own empty database.
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    elif parsed.database and not parsed.database.startswith("file:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, **kwargs)
+    event.listen(engine.sync_engine, "connect", _on_connect(is_file=not in_memory))
+    event.listen(engine.sync_engine, "begin", _on_begin)
+    return engine
+
+
+class UnitOfWork:
+    """Hand repositories a connection: the ambient ``atomic()`` one, or a short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session: ContextVar[AsyncSession | None] = ContextVar(
+            f"qt_session_{id(self)}", default=None
+        )
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """Run the block in one transaction; nested blocks become savepoints."""
+        outer = self._session.get()
+        if outer is not None:
+            async with outer.begin_nested():
+                yield
+            return
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            await session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            token = self._session.set(session)
+            try:
+                yield
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            finally:
+                self._session.reset(token)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """Yield the ambient unit of work's connection, or one committed when the block ends."""
+        session = self._session.get()
+        if session is not None:
+            yield await session.connection()
+            return
+        async with self.engine.begin() as conn:
+            yield conn

@@ -1,0 +1,238 @@
+"""Convert between table rows and domain values: Decimals as exact strings, enums by value.
+
+Rows are plain dicts of column values on the way in (ready for Core ``INSERT``) and SQLAlchemy
+``Row`` mappings on the way out, so no ORM identity map sits between the database and the core.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
+from core.domain.events import Event, event_payload
+from core.domain.orders import Fill, Order, OrderRequest
+from core.domain.portfolio import Balance, EquitySnapshot, Position
+from core.errors import InvariantViolation
+from core.ports import StoredEvent
+
+
+def dec_to_text(value: Decimal) -> str:
+    """Return the exact text of a Decimal (``str`` keeps every digit and the exponent)."""
+    return str(value)
+
+
+def opt_dec_to_text(value: Decimal | None) -> str | None:
+    """Return the exact text of a Decimal, or None."""
+    return None if value is None else str(value)
+
+
+def text_to_dec(value: str, where: str) -> Decimal:
+    """Parse stored Decimal text; corrupt text is an invariant violation naming the column."""
+    try:
+        return Decimal(value)
+    except (InvalidOperation, TypeError) as exc:
+        raise InvariantViolation(f"stored decimal {where} was {value!r}, not a number") from exc
+
+
+def opt_text_to_dec(value: str | None, where: str) -> Decimal | None:
+    """Parse stored Decimal text, or return None."""
+    return None if value is None else text_to_dec(value, where)
+
+
+# --- orders and fills --------------------------------------------------------------------------
+
+
+def order_to_row(order: Order) -> dict[str, Any]:
+    """Return the ``orders`` columns of an order (an empty exchange id becomes NULL)."""
+    req = order.request
+    return {
+        "client_order_id": req.client_order_id,
+        "exchange_order_id": order.exchange_order_id or None,
+        "symbol": req.symbol,
+        "side": req.side.value,
+        "type": req.type.value,
+        "amount": dec_to_text(req.amount),
+        "price": opt_dec_to_text(req.price),
+        "stop_price": opt_dec_to_text(req.stop_price),
+        "reduce_only": req.reduce_only,
+        "market_type": req.market_type.value,
+        "leverage": req.leverage,
+        "tag": req.tag,
+        "status": order.status.value,
+        "filled": dec_to_text(order.filled),
+        "average_price": opt_dec_to_text(order.average_price),
+        "fee_paid": dec_to_text(order.fee_paid),
+        "created_ms": order.created_ms,
+        "updated_ms": order.updated_ms,
+        "reason": order.reason,
+    }
+
+
+def row_to_order(row: Mapping[str, Any]) -> Order:
+    """Return the Order stored in an ``orders`` row."""
+    cid = row["client_order_id"]
+    where = f"of order {cid!r}"
+    request = OrderRequest(
+        client_order_id=cid,
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        type=OrderType(row["type"]),
+        amount=text_to_dec(row["amount"], f"amount {where}"),
+        price=opt_text_to_dec(row["price"], f"price {where}"),
+        stop_price=opt_text_to_dec(row["stop_price"], f"stop_price {where}"),
+        reduce_only=bool(row["reduce_only"]),
+        market_type=MarketType(row["market_type"]),
+        leverage=int(row["leverage"]),
+        tag=row["tag"],
+    )
+    return Order(
+        request=request,
+        exchange_order_id=row["exchange_order_id"] or "",
+        status=OrderStatus(row["status"]),
+        filled=text_to_dec(row["filled"], f"filled {where}"),
+        average_price=opt_text_to_dec(row["average_price"], f"average_price {where}"),
+        fee_paid=text_to_dec(row["fee_paid"], f"fee_paid {where}"),
+        created_ms=int(row["created_ms"]),
+        updated_ms=int(row["updated_ms"]),
+        reason=row["reason"],
+    )
+
+
+def fill_to_row(fill: Fill) -> dict[str, Any]:
+    """Return the ``fills`` columns of a fill."""
+    return {
+        "fill_id": fill.fill_id,
+        "client_order_id": fill.client_order_id,
+        "exchange_order_id": fill.exchange_order_id,
+        "symbol": fill.symbol,
+        "side": fill.side.value,
+        "amount": dec_to_text(fill.amount),
+        "price": dec_to_text(fill.price),
+        "fee": dec_to_text(fill.fee),
+        "liquidity": fill.liquidity.value,
+        "ts_ms": fill.ts_ms,
+        "market_type": fill.market_type.value,
+    }
+
+
+def row_to_fill(row: Mapping[str, Any]) -> Fill:
+    """Return the Fill stored in a ``fills`` row."""
+    where = f"of fill {row['fill_id']!r}"
+    return Fill(
+        fill_id=row["fill_id"],
+        client_order_id=row["client_order_id"],
+        exchange_order_id=row["exchange_order_id"],
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        amount=text_to_dec(row["amount"], f"amount {where}"),
+        price=text_to_dec(row["price"], f"price {where}"),
+        fee=text_to_dec(row["fee"], f"fee {where}"),
+        liquidity=Liquidity(row["liquidity"]),
+        ts_ms=int(row["ts_ms"]),
+        market_type=MarketType(row["market_type"]),
+    )
+
+
+# --- portfolio ---------------------------------------------------------------------------------
+
+
+def position_to_row(position: Position) -> dict[str, Any]:
+    """Return the ``positions`` columns of a position."""
+    return {
+        "symbol": position.symbol,
+        "market_type": position.market_type.value,
+        "side": position.side.value,
+        "amount": dec_to_text(position.amount),
+        "entry_price": dec_to_text(position.entry_price),
+        "leverage": position.leverage,
+        "margin": dec_to_text(position.margin),
+        "realized_pnl": dec_to_text(position.realized_pnl),
+        "opened_ms": position.opened_ms,
+        "updated_ms": position.updated_ms,
+    }
+
+
+def row_to_position(row: Mapping[str, Any]) -> Position:
+    """Return the Position stored in a ``positions`` row."""
+    where = f"of position {row['symbol']!r}/{row['market_type']!r}"
+    return Position(
+        symbol=row["symbol"],
+        market_type=MarketType(row["market_type"]),
+        side=PositionSide(row["side"]),
+        amount=text_to_dec(row["amount"], f"amount {where}"),
+        entry_price=text_to_dec(row["entry_price"], f"entry_price {where}"),
+        leverage=int(row["leverage"]),
+        margin=text_to_dec(row["margin"], f"margin {where}"),
+        realized_pnl=text_to_dec(row["realized_pnl"], f"realized_pnl {where}"),
+        opened_ms=int(row["opened_ms"]),
+        updated_ms=int(row["updated_ms"]),
+    )
+
+
+def balance_to_row(balance: Balance) -> dict[str, Any]:
+    """Return the ``balances`` columns of a balance."""
+    return {
+        "asset": balance.asset,
+        "free": dec_to_text(balance.free),
+        "used": dec_to_text(balance.used),
+    }
+
+
+def row_to_balance(row: Mapping[str, Any]) -> Balance:
+    """Return the Balance stored in a ``balances`` row."""
+    where = f"of asset {row['asset']!r}"
+    return Balance(
+        asset=row["asset"],
+        free=text_to_dec(row["free"], f"free {where}"),
+        used=text_to_dec(row["used"], f"used {where}"),
+    )
+
+
+def equity_to_row(snapshot: EquitySnapshot) -> dict[str, Any]:
+    """Return the ``equity_snapshots`` columns of a snapshot."""
+    return {
+        "ts_ms": snapshot.ts_ms,
+        "equity": dec_to_text(snapshot.equity),
+        "cash": dec_to_text(snapshot.cash),
+        "unrealized_pnl": dec_to_text(snapshot.unrealized_pnl),
+    }
+
+
+def row_to_equity(row: Mapping[str, Any]) -> EquitySnapshot:
+    """Return the EquitySnapshot stored in an ``equity_snapshots`` row."""
+    where = f"of equity snapshot at {row['ts_ms']}"
+    return EquitySnapshot(
+        ts_ms=int(row["ts_ms"]),
+        equity=text_to_dec(row["equity"], f"equity {where}"),
+        cash=text_to_dec(row["cash"], f"cash {where}"),
+        unrealized_pnl=text_to_dec(row["unrealized_pnl"], f"unrealized_pnl {where}"),
+    )
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def event_to_row(event: Event) -> dict[str, Any]:
+    """Return the ``events`` columns of an event; the payload is compact JSON text."""
+    return {
+        "event_id": event.event_id,
+        "topic": event.topic,
+        "ts_ms": event.ts_ms,
+        "payload": json.dumps(event_payload(event), separators=(",", ":"), sort_keys=True),
+    }
+
+
+def row_to_stored_event(row: Mapping[str, Any]) -> StoredEvent:
+    """Return the StoredEvent of an ``events`` row."""
+    try:
+        payload = json.loads(row["payload"])
+    except json.JSONDecodeError as exc:
+        raise InvariantViolation(
+            f"payload of event {row['event_id']!r} is not JSON: {exc}"
+        ) from exc
+    return StoredEvent(
+        event_id=row["event_id"], topic=row["topic"], ts_ms=int(row["ts_ms"]), payload=payload
+    )

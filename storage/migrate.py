@@ -1,0 +1,76 @@
+"""Run the Alembic migrations shipped inside this package (no alembic.ini, independent of CWD).
+
+``upgrade(url)`` is what ``qt db upgrade`` and start-up call; it runs inside the event loop by
+handing Alembic the engine's connection through ``run_sync``, so in-memory databases are migrated
+on the very connection the application then uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.db import create_engine, is_memory_url, parse_sqlite_url, sync_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Return an Alembic config pointing at the packaged migrations (and ``url`` if given)."""
+    config = Config()
+    # ConfigParser interpolates '%', so escape it in paths and URLs.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest revision id shipped with the code."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise RuntimeError(f"no Alembic revisions found in {MIGRATIONS_DIR}")
+    return head
+
+
+def _upgrade_on(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
+    """Migrate the engine's database to ``revision`` in one transaction."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade_on, revision)
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` to ``revision`` (default: the newest)."""
+    engine = create_engine(url)
+    try:
+        await upgrade_engine(engine, revision)
+    finally:
+        await engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """Return the database's current revision, or None when it has none (or does not exist)."""
+    parsed = parse_sqlite_url(url)
+    if is_memory_url(parsed):
+        return None  # a fresh private in-memory database is always empty
+    if parsed.database and not Path(parsed.database).expanduser().exists():
+        return None  # do not create the file just to look at it
+    engine = create_sync_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

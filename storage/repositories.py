@@ -1,0 +1,376 @@
+"""SQL repositories behind the storage ports, and ``SqlStorage`` bundling them.
+
+Every repository asks the shared :class:`~storage.db.UnitOfWork` for a connection, so calls made
+inside ``SqlStorage.atomic()`` share one transaction and calls outside it commit on their own.
+Statements are SQLAlchemy Core (no ORM identity map); rows are turned into domain values by
+``storage.mappers``. Constraint violations (a fill of an unknown order, an exchange order id that
+belongs to another order) are bugs in the caller and raise ``InvariantViolation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, and_, func, select
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import IntegrityError
+
+from core.domain.enums import MarketType, OrderStatus
+from core.domain.events import Event
+from core.domain.market import CandleSeries
+from core.domain.orders import Fill, Order
+from core.domain.portfolio import Balance, EquitySnapshot, Position
+from core.errors import InvariantViolation
+from core.ports import SeriesInfo, StateKey, StoredEvent
+from storage import mappers
+from storage.db import UnitOfWork, create_engine
+from storage.migrate import upgrade_engine
+from storage.tables import (
+    BalanceRow,
+    CandleRow,
+    EquitySnapshotRow,
+    EventRow,
+    FillRow,
+    KeyValueRow,
+    OrderRow,
+    PositionRow,
+)
+
+CANDLE_BATCH_ROWS = 20_000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
+
+_candles: Table = CandleRow.__table__  # type: ignore[assignment]
+_orders: Table = OrderRow.__table__  # type: ignore[assignment]
+_fills: Table = FillRow.__table__  # type: ignore[assignment]
+_positions: Table = PositionRow.__table__  # type: ignore[assignment]
+_balances: Table = BalanceRow.__table__  # type: ignore[assignment]
+_equity: Table = EquitySnapshotRow.__table__  # type: ignore[assignment]
+_events: Table = EventRow.__table__  # type: ignore[assignment]
+_kv: Table = KeyValueRow.__table__  # type: ignore[assignment]
+
+# Driver-level SQL for the candle hot path: executemany over plain tuples skips SQLAlchemy's
+# per-row parameter processing (about twice as fast as a Core insert of dicts, measured).
+_CANDLE_VALUES = ("open", "high", "low", "close", "volume")
+_CANDLE_UPSERT_SQL = (
+    "INSERT INTO candles (exchange, symbol, timeframe, ts_ms, open, high, low, close, volume) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (exchange, symbol, timeframe, ts_ms) DO UPDATE SET "
+    "open = excluded.open, high = excluded.high, low = excluded.low, "
+    "close = excluded.close, volume = excluded.volume"
+)
+_CANDLE_LOAD_SQL = (
+    "SELECT ts_ms, open, high, low, close, volume FROM candles "
+    "WHERE exchange = ? AND symbol = ? AND timeframe = ? AND ts_ms >= ? AND ts_ms < ? "
+    "ORDER BY ts_ms"
+)
+_CANDLE_DTYPE = np.dtype([("ts_ms", np.int64)] + [(c, np.float64) for c in _CANDLE_VALUES])
+
+
+def _upsert(table: Table, key: Sequence[str], row: dict[str, Any]) -> Any:
+    """Return ``INSERT ... ON CONFLICT (key) DO UPDATE`` of every non-key column."""
+    stmt = insert(table).values(row)
+    updates = {c: stmt.excluded[c] for c in row if c not in key}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+
+
+class SqlCandleRepo:
+    """Candles in the ``candles`` table (see ``storage.tables`` for why this layout)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def upsert(self, exchange: str, series: CandleSeries) -> int:
+        """Insert or replace candles in batches inside one transaction; return rows written."""
+        n = len(series)
+        if n == 0:
+            return 0
+        cols = [series.ts_ms.tolist()] + [getattr(series, c).tolist() for c in _CANDLE_VALUES]
+        key = (exchange, series.symbol, series.timeframe)
+        async with self._uow.connection() as conn:
+            for lo in range(0, n, CANDLE_BATCH_ROWS):
+                part = (c[lo : lo + CANDLE_BATCH_ROWS] for c in cols)
+                batch = [key + row for row in zip(*part, strict=True)]
+                await conn.exec_driver_sql(_CANDLE_UPSERT_SQL, batch)
+        return n
+
+    async def load(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> CandleSeries:
+        """Return candles with ``start_ms <= ts_ms < end_ms``, sorted, as numpy columns."""
+        lo = _INT64_MIN if start_ms is None else start_ms
+        hi = _INT64_MAX if end_ms is None else end_ms
+        async with self._uow.connection() as conn:
+            raw = await conn.get_raw_connection()
+            cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
+                _CANDLE_LOAD_SQL, (exchange, symbol, timeframe, lo, hi)
+            )
+            rows = await cursor.fetchall()
+            await cursor.close()
+        table = np.array(rows, dtype=_CANDLE_DTYPE)
+        return CandleSeries(
+            symbol=symbol,
+            timeframe=timeframe,
+            ts_ms=table["ts_ms"].copy(),
+            **{c: table[c].copy() for c in _CANDLE_VALUES},
+        )
+
+    async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
+        """Return the newest stored open time, or None."""
+        c = _candles.c
+        stmt = select(func.max(c.ts_ms)).where(
+            c.exchange == exchange, c.symbol == symbol, c.timeframe == timeframe
+        )
+        async with self._uow.connection() as conn:
+            value = (await conn.execute(stmt)).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    async def list_series(self) -> list[SeriesInfo]:
+        """Return a summary of every stored series, sorted by exchange, symbol, timeframe."""
+        c = _candles.c
+        group = (c.exchange, c.symbol, c.timeframe)
+        stmt = (
+            select(*group, func.min(c.ts_ms), func.max(c.ts_ms), func.count())
+            .group_by(*group)
+            .order_by(*group)
+        )
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            SeriesInfo(exchange=ex, symbol=sym, timeframe=tf, first_ms=lo, last_ms=hi, rows=n)
+            for ex, sym, tf, lo, hi, n in rows
+        ]
+
+
+class SqlOrderRepo:
+    """Orders in the ``orders`` table, keyed by client order id."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def upsert(self, order: Order) -> None:
+        """Insert or update an order; a known exchange order id on another order is a bug."""
+        stmt = _upsert(_orders, ["client_order_id"], mappers.order_to_row(order))
+        try:
+            async with self._uow.connection() as conn:
+                await conn.execute(stmt)
+        except IntegrityError as exc:
+            raise InvariantViolation(
+                f"order {order.client_order_id!r} (exchange order id "
+                f"{order.exchange_order_id!r}) breaks a uniqueness rule: {exc.orig}"
+            ) from exc
+
+    async def get(self, client_order_id: str) -> Order | None:
+        """Return the order or None."""
+        stmt = select(_orders).where(_orders.c.client_order_id == client_order_id)
+        async with self._uow.connection() as conn:
+            row = (await conn.execute(stmt)).mappings().one_or_none()
+        return None if row is None else mappers.row_to_order(row)
+
+    async def list_open(self, symbol: str | None = None) -> list[Order]:
+        """Return non-terminal orders, oldest first."""
+        return await self._list(symbol, _orders.c.status.not_in(_TERMINAL))
+
+    async def list_all(self, symbol: str | None = None) -> list[Order]:
+        """Return every order, oldest first (ties in insertion order)."""
+        return await self._list(symbol, None)
+
+    async def _list(self, symbol: str | None, condition: Any) -> list[Order]:
+        c = _orders.c
+        stmt = select(_orders).order_by(c.created_ms, c.id)
+        if symbol is not None:
+            stmt = stmt.where(c.symbol == symbol)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_order(r) for r in rows]
+
+
+class SqlFillRepo:
+    """Fills in the ``fills`` table; each references its order."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, fill: Fill) -> None:
+        """Record a fill; a known fill id is a no-op, an unknown order is a bug."""
+        stmt = insert(_fills).values(mappers.fill_to_row(fill)).on_conflict_do_nothing()
+        try:
+            async with self._uow.connection() as conn:
+                await conn.execute(stmt)
+        except IntegrityError as exc:
+            raise InvariantViolation(
+                f"fill {fill.fill_id!r} refers to unknown order {fill.client_order_id!r}; "
+                f"store the order first ({exc.orig})"
+            ) from exc
+
+    async def list_fills(self, client_order_id: str | None = None) -> list[Fill]:
+        """Return fills (of one order if given), oldest first."""
+        stmt = select(_fills).order_by(_fills.c.ts_ms, _fills.c.id)
+        if client_order_id is not None:
+            stmt = stmt.where(_fills.c.client_order_id == client_order_id)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_fill(r) for r in rows]
+
+
+class SqlPositionRepo:
+    """Open positions in the ``positions`` table."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def upsert(self, position: Position) -> None:
+        """Insert or replace a position."""
+        stmt = _upsert(_positions, ["symbol", "market_type"], mappers.position_to_row(position))
+        async with self._uow.connection() as conn:
+            await conn.execute(stmt)
+
+    async def delete(self, symbol: str, market_type: MarketType) -> None:
+        """Remove a closed position (no error if absent)."""
+        c = _positions.c
+        stmt = _positions.delete().where(
+            and_(c.symbol == symbol, c.market_type == MarketType(market_type).value)
+        )
+        async with self._uow.connection() as conn:
+            await conn.execute(stmt)
+
+    async def list_positions(self) -> list[Position]:
+        """Return open positions sorted by symbol and market type."""
+        stmt = select(_positions).order_by(_positions.c.symbol, _positions.c.market_type)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_position(r) for r in rows]
+
+
+class SqlBalanceRepo:
+    """Balances in ``balances`` and snapshots in ``equity_snapshots``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def set_balances(self, balances: Sequence[Balance]) -> None:
+        """Insert or replace the given assets' balances."""
+        async with self._uow.connection() as conn:
+            for balance in balances:
+                await conn.execute(_upsert(_balances, ["asset"], mappers.balance_to_row(balance)))
+
+    async def get_balances(self) -> dict[str, Balance]:
+        """Return balances by asset, sorted by asset."""
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(select(_balances).order_by(_balances.c.asset))).mappings()
+            return {r["asset"]: mappers.row_to_balance(r) for r in rows.all()}
+
+    async def add_equity(self, snapshot: EquitySnapshot) -> None:
+        """Record an equity snapshot."""
+        async with self._uow.connection() as conn:
+            await conn.execute(_equity.insert().values(mappers.equity_to_row(snapshot)))
+
+    async def list_equity(
+        self, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[EquitySnapshot]:
+        """Return snapshots with ``start_ms <= ts_ms < end_ms`` in time order."""
+        stmt = select(_equity).order_by(_equity.c.ts_ms, _equity.c.id)
+        if start_ms is not None:
+            stmt = stmt.where(_equity.c.ts_ms >= start_ms)
+        if end_ms is not None:
+            stmt = stmt.where(_equity.c.ts_ms < end_ms)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_equity(r) for r in rows]
+
+
+def _like_prefix(prefix: str) -> str:
+    """Return a LIKE pattern matching ``prefix`` literally (``%``, ``_`` and ``\\`` escaped)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+class SqlEventRepo:
+    """The audit trail in ``events``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def append(self, event: Event) -> None:
+        """Persist an event (idempotent on event id)."""
+        stmt = insert(_events).values(mappers.event_to_row(event)).on_conflict_do_nothing()
+        async with self._uow.connection() as conn:
+            await conn.execute(stmt)
+
+    async def list_events(
+        self, topic_prefix: str | None = None, since_ms: int | None = None, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Return the oldest ``limit`` events with ``ts_ms >= since_ms`` whose topic starts so."""
+        c = _events.c
+        stmt = select(_events).order_by(c.ts_ms, c.id).limit(max(limit, 0))
+        if topic_prefix is not None:
+            # LIKE ignores ASCII case in SQLite; the substr test keeps the match exact.
+            stmt = stmt.where(
+                c.topic.like(_like_prefix(topic_prefix), escape="\\"),
+                func.substr(c.topic, 1, len(topic_prefix)) == topic_prefix,
+            )
+        if since_ms is not None:
+            stmt = stmt.where(c.ts_ms >= since_ms)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_stored_event(r) for r in rows]
+
+
+class SqlKeyValueRepo:
+    """Small state in ``kv_state``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, key: StateKey) -> str | None:
+        """Return the value or None."""
+        stmt = select(_kv.c.value).where(_kv.c.key == StateKey(key).value)
+        async with self._uow.connection() as conn:
+            return (await conn.execute(stmt)).scalar_one_or_none()
+
+    async def set(self, key: StateKey, value: str) -> None:
+        """Store a value."""
+        stmt = _upsert(_kv, ["key"], {"key": StateKey(key).value, "value": value})
+        async with self._uow.connection() as conn:
+            await conn.execute(stmt)
+
+
+class SqlStorage:
+    """Every SQL repository over one engine, plus the unit of work.
+
+    ``start()`` migrates the schema to the newest revision; ``stop()`` closes all connections.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.uow = UnitOfWork(self.engine)
+        self.candles = SqlCandleRepo(self.uow)
+        self.orders = SqlOrderRepo(self.uow)
+        self.fills = SqlFillRepo(self.uow)
+        self.positions = SqlPositionRepo(self.uow)
+        self.balances = SqlBalanceRepo(self.uow)
+        self.events = SqlEventRepo(self.uow)
+        self.state = SqlKeyValueRepo(self.uow)
+
+    def atomic(self) -> AbstractAsyncContextManager[None]:
+        """Group the repository calls made inside into one transaction (nested: savepoint)."""
+        return self.uow.atomic()
+
+    async def start(self) -> None:
+        """Bring the schema to the newest migration."""
+        await upgrade_engine(self.engine)
+
+    async def stop(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

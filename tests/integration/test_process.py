@@ -1,0 +1,83 @@
+"""The whole process, offline: demo wiring, clean shutdown, restart recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bot.app import TradingProcess
+from bot.modes import build_demo
+from bot.runner import run_process
+from core.config import Settings, load_settings
+from storage import open_storage
+
+
+def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **demo: object) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    demo_cfg = {"candles_per_second": 2000.0, "replay_candles": 48, "history_candles": 60} | demo
+    return load_settings(app={"data_dir": str(tmp_path / "ud")}, demo=demo_cfg)
+
+
+async def test_demo_runs_to_the_end_and_leaves_no_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, monkeypatch)
+    before = asyncio.all_tasks()
+    built: list[TradingProcess] = []
+
+    async def build() -> TradingProcess:
+        built.append(await build_demo(settings))
+        return built[0]
+
+    console = Console(record=True, width=200, force_terminal=False)
+    reason = await run_process(build, console=console)
+    assert reason == "feed ended"
+    assert asyncio.all_tasks() - before == {asyncio.current_task()} - before
+    process = built[0]
+    assert process.market.stats.candles == 2 * 48
+    # everything landed in the demo database: candles (history + replay) and the audit trail
+    storage = open_storage(f"sqlite+aiosqlite:///{tmp_path / 'ud' / 'demo.sqlite'}")
+    await storage.start()
+    try:
+        stored = await storage.candles.list_series()
+        assert {(s.symbol, s.rows) for s in stored} == {("BTC/USDT", 108), ("ETH/USDT", 108)}
+        topics = [e.topic for e in await storage.events.list_events(limit=10_000)]
+        assert topics[0] == "process.started"
+        assert topics[-1] == "process.stopped"
+        assert topics.count("market.candle_closed") == 96
+        assert "portfolio.equity_recorded" in topics
+        assert (await storage.balances.list_equity())[-1].equity == Decimal(10_000)
+    finally:
+        await storage.stop()
+    assert "stopped (feed ended)" in console.export_text()
+
+
+async def test_stop_signal_shuts_down_cleanly_mid_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, monkeypatch, candles_per_second=20.0, replay_candles=5000)
+    before = asyncio.all_tasks()
+    stop = asyncio.Event()
+    built: list[TradingProcess] = []
+
+    async def build() -> TradingProcess:
+        built.append(await build_demo(settings))
+        return built[0]
+
+    async def press_ctrl_c() -> None:
+        while not built or built[0].market.stats.candles < 4:
+            await asyncio.sleep(0.01)
+        stop.set()
+
+    pressing = asyncio.create_task(press_ctrl_c())
+    console = Console(record=True, width=200)
+    reason = await asyncio.wait_for(run_process(build, console=console, stop=stop), timeout=30)
+    await pressing
+    assert reason == "signal"
+    assert 4 <= built[0].market.stats.candles < 5000
+    leftover = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
+    assert leftover == set()

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from core.domain.events import CandleClosed, Event, ProcessStopped, event_payload
+from storage.memory import MemoryStorage
+
+
+def _candle(ts_ms: int) -> CandleClosed:
+    return CandleClosed(
+        ts_ms=ts_ms,
+        symbol="BTC/USDT",
+        timeframe="1h",
+        open_ms=ts_ms - 3_600_000,
+        open=1.0,
+        high=2.0,
+        low=0.5,
+        close=1.5,
+        volume=10.0,
+    )
+
+
+async def test_dispatch_in_order_with_patterns_and_persists_first() -> None:
+    from core.services.bus import EventBus
+
+    store = MemoryStorage()
+    seen: list[str] = []
+
+    async def market(e: Event) -> None:
+        stored = await store.events.list_events()
+        assert stored[-1].event_id == e.event_id  # persisted before delivery
+        seen.append(f"market:{e.ts_ms}")
+
+    async def everything(e: Event) -> None:
+        seen.append(f"all:{e.topic}")
+
+    bus = EventBus(sink=store.events.append)
+    bus.subscribe("market.*", market)
+    bus.subscribe("*", everything)
+    bus.subscribe("process.stopped", everything)
+    await bus.publish(_candle(1))
+    await bus.publish(ProcessStopped(ts_ms=2, reason="test"))
+    await bus.publish(_candle(3))
+    assert seen == [
+        "market:1",
+        "all:market.candle_closed",
+        "all:process.stopped",
+        "all:process.stopped",
+        "market:3",
+        "all:market.candle_closed",
+    ]
+    stored = await store.events.list_events()
+    assert [s.topic for s in stored] == [
+        "market.candle_closed",
+        "process.stopped",
+        "market.candle_closed",
+    ]
+    assert stored[1].payload == {"reason": "test"}
+
+
+async def test_failing_subscriber_is_isolated(caplog: pytest.LogCaptureFixture) -> None:
+    from core.services.bus import EventBus
+
+    got: list[int] = []
+
+    async def broken(_e: Event) -> None:
+        raise ValueError("boom")
+
+    async def healthy(e: Event) -> None:
+        got.append(e.ts_ms)
+
+    bus = EventBus()
+    bus.subscribe("*", broken)
+    bus.subscribe("*", healthy)
+    with caplog.at_level(logging.ERROR):
+        await bus.publish(_candle(5))
+    assert got == [5]
+    assert bus.handler_failures == 1
+    assert "broken" in caplog.text
+
+
+def test_event_payload_is_json_safe() -> None:
+    from decimal import Decimal
+
+    from core.domain.events import OrderFilled
+
+    e = OrderFilled(
+        ts_ms=1,
+        fill_ts_ms=0,
+        client_order_id="c1",
+        symbol="BTC/USDT",
+        side="buy",
+        amount=Decimal("0.5"),
+        price=Decimal("100.25"),
+        fee=Decimal("0.05"),
+        liquidity="taker",
+    )
+    assert event_payload(e) == {
+        "fill_ts_ms": 0,
+        "client_order_id": "c1",
+        "symbol": "BTC/USDT",
+        "side": "buy",
+        "amount": "0.5",
+        "price": "100.25",
+        "fee": "0.05",
+        "liquidity": "taker",
+    }

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.config import known_env_names, load_settings, redacted
+from core.domain.enums import MarketType, TradingMode
+from core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+ENV_EXAMPLE = ROOT / ".env.example"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("QT__"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray ./.env
+
+
+def test_env_example_parses_and_lists_every_setting() -> None:
+    settings = load_settings(ENV_EXAMPLE)
+    assert settings.trading.mode is TradingMode.PAPER
+    assert settings.trading.symbols == ["BTC/USDT", "ETH/USDT"]
+    assert settings.demo.data_file is None
+    listed = set(re.findall(r"^(QT__[A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.M))
+    assert listed == known_env_names()
+
+
+def test_defaults_are_paper_spot() -> None:
+    settings = load_settings()
+    assert settings.trading.mode is TradingMode.PAPER
+    assert settings.exchange.market_type is MarketType.SPOT
+    assert settings.database_url.endswith("user_data/quantum_trader.sqlite")
+
+
+def test_live_requires_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__TRADING__MODE", "live")
+    with pytest.raises(ConfigError, match="QT__TRADING__MODE=live requires QT__EXCHANGE__API_KEY"):
+        load_settings()
+
+
+def test_live_requires_confirmation_even_with_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__TRADING__MODE", "live")
+    monkeypatch.setenv("QT__EXCHANGE__API_KEY", "k")
+    monkeypatch.setenv("QT__EXCHANGE__API_SECRET", "s")
+    with pytest.raises(ConfigError, match="LIVE_CONFIRMATION"):
+        load_settings()
+    monkeypatch.setenv("QT__TRADING__LIVE_CONFIRMATION", "I accept real-money risk")
+    assert load_settings().trading.mode is TradingMode.LIVE
+
+
+def test_unknown_env_key_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__TRADING__SYMBOL", "BTC/USDT")
+    with pytest.raises(ConfigError, match=r"unknown setting.*QT__TRADING__SYMBOL"):
+        load_settings()
+
+
+def test_unknown_key_in_env_file_rejected(tmp_path: Path) -> None:
+    env = tmp_path / "custom.env"
+    env.write_text("QT__PAPER__FEE=0.1\n")
+    with pytest.raises(ConfigError, match=r"custom.env.*QT__PAPER__FEE"):
+        load_settings(env)
+
+
+def test_bad_values_named_by_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__PAPER__TAKER_FEE", "-1")
+    monkeypatch.setenv("QT__TRADING__TIMEFRAME", "1x")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "QT__PAPER__TAKER_FEE" in str(err.value)
+    assert "unknown timeframe '1x'" in str(err.value)
+
+
+def test_leverage_needs_perp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__TRADING__MAX_LEVERAGE", "3")
+    with pytest.raises(ConfigError, match="MARKET_TYPE=perp"):
+        load_settings()
+    monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
+    assert load_settings().trading.max_leverage == 3
+
+
+def test_env_beats_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("QT__TRADING__TIMEFRAME=4h\nQT__DEMO__SEED=3\n")
+    monkeypatch.setenv("QT__DEMO__SEED", "11")
+    settings = load_settings()
+    assert settings.trading.timeframe == "4h"
+    assert settings.demo.seed == 11
+
+
+def test_missing_env_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.env")
+
+
+def test_redacted_hides_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__EXCHANGE__API_KEY", "very-secret-key")
+    data = redacted(load_settings())
+    assert data["exchange"]["api_key"] == "**********"
+    assert "very-secret-key" not in repr(data)
+    assert data["exchange"]["api_secret"] == ""

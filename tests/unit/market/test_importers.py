@@ -1,0 +1,232 @@
+"""read_candle_file: CSV, CSV.gz, Freqtrade json/feather/parquet; names inferred; clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as pa_feather
+import pyarrow.parquet as pa_parquet
+import pytest
+
+from core.domain.market import CandleSeries
+from core.errors import CandleValidationError, DataError
+from core.market.importers import infer_symbol_timeframe, read_candle_file
+from core.market.synthetic import generate_candles
+
+T0 = 1_704_067_200_000
+
+
+@pytest.fixture
+def series() -> CandleSeries:
+    return generate_candles("BTC/USDT", "1h", 200, seed=11, start_ms=T0)
+
+
+def csv_text(s: CandleSeries) -> str:
+    lines = ["timestamp,open,high,low,close,volume"]
+    for i in range(len(s)):
+        c = s.candle(i)
+        lines.append(f"{c.ts_ms},{c.open!r},{c.high!r},{c.low!r},{c.close!r},{c.volume!r}")
+    return "\n".join(lines) + "\n"
+
+
+def rows(s: CandleSeries) -> list[list[float | int]]:
+    return [
+        [c.ts_ms, c.open, c.high, c.low, c.close, c.volume] for c in map(s.candle, range(len(s)))
+    ]
+
+
+def arrow_table(s: CandleSeries, unit: str = "ns") -> pa.Table:
+    date = pa.array(s.ts_ms, pa.timestamp("ms", tz="UTC")).cast(pa.timestamp(unit, tz="UTC"))
+    cols = {c: pa.array(getattr(s, c)) for c in ("open", "high", "low", "close", "volume")}
+    return pa.table({"date": date, **cols})
+
+
+def assert_same(a: CandleSeries, b: CandleSeries) -> None:
+    for col in ("ts_ms", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
+
+
+def test_csv(tmp_path: Path, series: CandleSeries) -> None:
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(csv_text(series))
+    loaded = read_candle_file(path)
+    assert (loaded.series.symbol, loaded.series.timeframe) == ("BTC/USDT", "1h")
+    assert_same(loaded.series, series)
+    assert loaded.report.rows == 200
+    assert loaded.report.source == str(path)
+
+
+def test_csv_gz(tmp_path: Path, series: CandleSeries) -> None:
+    path = tmp_path / "ETH_USDT-1h.csv.gz"
+    path.write_bytes(gzip.compress(csv_text(series).encode()))
+    loaded = read_candle_file(path)
+    assert loaded.series.symbol == "ETH/USDT"
+    assert_same(loaded.series, series)
+
+
+@pytest.mark.parametrize("name", ["BTC_USDT-1h.json", "BTC_USDT-1h.json.gz"])
+def test_freqtrade_json(tmp_path: Path, series: CandleSeries, name: str) -> None:
+    data = json.dumps(rows(series)).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert_same(read_candle_file(path).series, series)
+
+
+@pytest.mark.parametrize("unit", ["ns", "ms"])
+def test_freqtrade_feather(tmp_path: Path, series: CandleSeries, unit: str) -> None:
+    path = tmp_path / "BTC_USDT_USDT-1h-futures.feather"
+    pa_feather.write_feather(arrow_table(series, unit), path)
+    loaded = read_candle_file(path)
+    assert loaded.series.symbol == "BTC/USDT:USDT"
+    assert_same(loaded.series, series)
+
+
+def test_freqtrade_parquet(tmp_path: Path, series: CandleSeries) -> None:
+    path = tmp_path / "BTC_USDT-1h.parquet"
+    pa_parquet.write_table(arrow_table(series), path)
+    assert_same(read_candle_file(path).series, series)
+
+
+def test_gaps_in_a_file_are_reported_not_filled(tmp_path: Path, series: CandleSeries) -> None:
+    keep = np.ones(len(series), dtype=bool)
+    keep[[10, 11, 12, 50]] = False
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(csv_text(series.mask(keep)))
+    loaded = read_candle_file(path)
+    assert len(loaded.series) == 196
+    assert [(g.missing, g.from_ms) for g in loaded.report.gaps] == [
+        (3, int(series.ts_ms[9])),
+        (1, int(series.ts_ms[49])),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("BTC_USDT-1h.csv.gz", ("BTC/USDT", "1h")),
+        ("BTC_USDT-1h.feather", ("BTC/USDT", "1h")),
+        ("BTC_USDT_USDT-1h-futures.feather", ("BTC/USDT:USDT", "1h")),
+        ("eth_usdt-15m.json", ("ETH/USDT", "15m")),
+        ("candles.csv", None),
+        ("BTC-USDT-1h.csv", None),
+    ],
+)
+def test_name_inference(name: str, expected: tuple[str, str] | None) -> None:
+    assert infer_symbol_timeframe(Path(name)) == expected
+
+
+def test_explicit_symbol_and_timeframe_win_and_are_needed(
+    tmp_path: Path, series: CandleSeries
+) -> None:
+    path = tmp_path / "candles.csv"
+    path.write_text(csv_text(series))
+    with pytest.raises(DataError, match=r"candles\.csv: give the symbol and timeframe"):
+        read_candle_file(path)
+    with pytest.raises(DataError, match="give the timeframe"):
+        read_candle_file(path, symbol="BTC/USDT")
+    loaded = read_candle_file(path, symbol="SOL/USDT", timeframe="1h")
+    assert (loaded.series.symbol, loaded.series.timeframe) == ("SOL/USDT", "1h")
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(f"timestamp,open,high,low,volume\n{T0},1,2,0.5,3\n")
+    with pytest.raises(DataError, match=r"BTC_USDT-1h\.csv: missing column\(s\) close; found"):
+        read_candle_file(path)
+
+
+def test_non_numeric_value_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        f"{T0},1,2,0.5,1.5,3\n{T0 + 3_600_000},1,2,0.5,1.5,3\n{T0 + 7_200_000},1,2,oops,1.5,3\n"
+    )
+    with pytest.raises(
+        DataError, match=r"non-numeric value 'oops' in column 'low' at data row 3 \(1-based"
+    ):
+        read_candle_file(path)
+
+
+def test_empty_price_becomes_nan_and_is_rejected_with_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(
+        f"timestamp,open,high,low,close,volume\n{T0},1,2,0.5,1.5,3\n{T0 + 3_600_000},1,2,0.5,,3\n"
+    )
+    with pytest.raises(CandleValidationError, match=r"nan .*first at row 2, timestamp"):
+        read_candle_file(path)
+
+
+def test_invalid_rows_are_rejected_or_repaired(tmp_path: Path, series: CandleSeries) -> None:
+    bad_high = series.high.copy()
+    bad_high[4] = series.low[4] / 2  # high below open/close
+    broken = CandleSeries(
+        **{
+            **{
+                c: getattr(series, c)
+                for c in ("symbol", "timeframe", "ts_ms", "open", "low", "close", "volume")
+            },
+            "high": bad_high,
+        }
+    )
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(csv_text(broken))
+    with pytest.raises(CandleValidationError) as info:
+        read_candle_file(path)
+    assert str(path) in str(info.value)
+    assert "high_below_open_close" in str(info.value)
+    assert f"first at row 5, timestamp {int(series.ts_ms[4])}" in str(info.value)
+
+    loaded = read_candle_file(path, repair=True)
+    assert len(loaded.series) == 199
+    assert dict(loaded.report.dropped) == {"high_below_open_close": 1}
+    assert loaded.report.gaps[0].missing == 1  # the dropped row is now a reported gap
+
+
+def test_timestamps_in_seconds_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(f"timestamp,open,high,low,close,volume\n{T0 // 1000},1,2,0.5,1.5,3\n")
+    with pytest.raises(DataError, match="look like seconds"):
+        read_candle_file(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("BTC_USDT-1h.json", b"{not json", "cannot read as JSON"),
+        ("BTC_USDT-1h.json", b'{"a": 1}', "expected a JSON list"),
+        ("BTC_USDT-1h.json", b"[[1704067200000, 1, 2, 0.5]]", r"row 1 \(1-based\) should be"),
+        (
+            "BTC_USDT-1h.json",
+            b'[[1704067200000, 1, 2, 0.5, 1.5, 3], [1704070800000, "1", 2, 0.5, 1.5, 3]]',
+            r"non-numeric value '1' in column 'open' at row 2",
+        ),
+        ("BTC_USDT-1h.json.gz", b"not gzip", "cannot read as JSON"),
+        ("BTC_USDT-1h.feather", b"not feather", "cannot read as feather"),
+        ("BTC_USDT-1h.csv.gz", b"not gzip", "cannot read as CSV"),
+        ("BTC_USDT-1h.txt", b"", "unknown candle file type"),
+    ],
+)
+def test_malformed_files_raise_data_error_naming_the_file(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_candle_file(path, symbol="BTC/USDT", timeframe="1h")
+    assert str(path) in str(info.value)
+
+
+def test_feather_without_date_column(tmp_path: Path, series: CandleSeries) -> None:
+    path = tmp_path / "BTC_USDT-1h.feather"
+    pa_feather.write_feather(arrow_table(series).drop_columns(["date"]), path)
+    with pytest.raises(DataError, match=r"missing column\(s\) date"):
+        read_candle_file(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such candle file"):
+        read_candle_file(tmp_path / "BTC_USDT-1h.csv")

@@ -1,0 +1,133 @@
+"""Candle validation: each rule rejected with a clear message; repair drops and counts; gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.domain.market import CandleSeries
+from core.errors import CandleValidationError, DataError
+from core.market.validation import Gap, repair_candles, validate_candles
+
+H = 3_600_000
+T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+def make(n: int = 6, **overrides: object) -> CandleSeries:
+    """Return ``n`` valid hourly candles, with column overrides given as {row: value} maps."""
+    cols = {
+        "ts_ms": T0 + np.arange(n, dtype=np.int64) * H,
+        "open": np.full(n, 100.0),
+        "high": np.full(n, 110.0),
+        "low": np.full(n, 90.0),
+        "close": np.full(n, 105.0),
+        "volume": np.full(n, 5.0),
+    }
+    for name, changes in overrides.items():
+        for row, value in changes.items():  # type: ignore[attr-defined]
+            cols[name][row] = value
+    return CandleSeries.from_columns("BTC/USDT", "1h", *cols.values())
+
+
+def test_valid_series_reports_rows_span_and_no_gaps() -> None:
+    report = validate_candles(make(), source="ok.csv")
+    assert report.rows == 6
+    assert report.first_ts_ms == T0
+    assert report.last_ts_ms == T0 + 5 * H
+    assert report.gaps == ()
+    assert report.dropped == ()
+    assert report.summary_lines()[0] == (
+        "ok.csv: BTC/USDT 1h, 6 rows, 2024-01-01T00:00:00Z -> 2024-01-01T05:00:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rule", "row"),
+    [
+        ({"close": {2: np.nan}}, "nan", 3),
+        ({"volume": {4: np.nan}}, "nan", 5),
+        ({"low": {1: 0.0}}, "non_positive_price", 2),
+        ({"open": {3: -1.0}, "low": {3: -2.0}}, "non_positive_price", 4),
+        ({"high": {2: 104.0}}, "high_below_open_close", 3),
+        ({"low": {5: 101.0}}, "low_above_open_close", 6),
+        ({"volume": {0: -0.5}}, "negative_volume", 1),
+        ({"ts_ms": {3: T0 + 3 * H + 1}}, "off_grid", 4),
+        ({"ts_ms": {3: T0 + 2 * H}}, "duplicate", 4),
+        ({"ts_ms": {3: T0}}, "not_increasing", 4),
+    ],
+)
+def test_each_rule_is_rejected_naming_source_row_timestamp_and_rule(
+    overrides: dict[str, dict[int, float]], rule: str, row: int
+) -> None:
+    series = make(**overrides)
+    with pytest.raises(CandleValidationError) as info:
+        validate_candles(series, source="data/BTC_USDT-1h.csv")
+    msg = str(info.value)
+    assert msg.startswith("data/BTC_USDT-1h.csv: 1 of 6 candle rows are invalid")
+    assert "1-based data rows, the header line not counted" in msg
+    ts = int(series.ts_ms[row - 1])
+    assert f"{rule} (" in msg
+    assert f"1 rows; first at row {row}, timestamp {ts} (" in msg
+
+
+def test_message_counts_rows_per_rule() -> None:
+    series = make(10, high={1: 1.0, 7: 1.0}, volume={4: -1.0})
+    with pytest.raises(CandleValidationError) as info:
+        validate_candles(series, source="f.csv")
+    msg = str(info.value)
+    assert "3 of 10 candle rows are invalid" in msg
+    assert "high_below_open_close (high is below max(open, close)): 2 rows; first at row 2" in msg
+    assert "negative_volume (volume is negative): 1 rows; first at row 5" in msg
+
+
+def test_repair_drops_bad_rows_and_counts_per_rule() -> None:
+    series = make(10, close={1: np.nan}, high={3: 1.0}, ts_ms={6: T0 + 5 * H})
+    kept, report = repair_candles(series, source="f.csv")
+    assert len(kept) == 7
+    assert report.rows == 7
+    assert report.dropped_rows == 3
+    assert dict(report.dropped) == {"nan": 1, "high_below_open_close": 1, "duplicate": 1}
+    # The duplicate row 7 is dropped; the first copy (row 6) stays.
+    assert kept.ts_ms.tolist() == [T0 + i * H for i in (0, 2, 4, 5, 7, 8, 9)]
+    assert "dropped: 3 invalid rows" in "\n".join(report.summary_lines())
+    validate_candles(kept, source="f.csv")  # the repaired series is valid
+
+
+def test_repair_keeps_a_good_row_behind_a_bad_row_of_the_same_timestamp() -> None:
+    # Row 2 is NaN; row 3 repeats its timestamp with good values: the good one is kept.
+    series = make(4, close={1: np.nan}, ts_ms={2: T0 + H, 3: T0 + 2 * H})
+    kept, report = repair_candles(series, source="f.csv")
+    assert kept.ts_ms.tolist() == [T0, T0 + H, T0 + 2 * H]
+    assert dict(report.dropped) == {"nan": 1}
+
+
+def test_gaps_are_reported_as_segments_never_filled() -> None:
+    hours = [0, 1, 2, 5, 6, 10]
+    ts = T0 + np.array(hours, dtype=np.int64) * H
+    n = len(hours)
+    series = CandleSeries.from_columns(
+        "BTC/USDT", "1h", ts, [100.0] * n, [101.0] * n, [99.0] * n, [100.0] * n, [1.0] * n
+    )
+    report = validate_candles(series, source="g.csv")
+    assert report.rows == n  # nothing added
+    assert report.gaps == (
+        Gap(from_ms=T0 + 2 * H, to_ms=T0 + 5 * H, missing=2),
+        Gap(from_ms=T0 + 6 * H, to_ms=T0 + 10 * H, missing=3),
+    )
+    assert report.missing == 5
+    assert report.largest_gap == report.gaps[1]
+    lines = report.summary_lines()
+    assert "gaps: 2 segments, 5 missing candles" in lines
+    assert "largest gap: 3 missing (2024-01-01T06:00:00Z -> 2024-01-01T10:00:00Z)" in lines
+
+
+def test_empty_series_is_valid() -> None:
+    report = validate_candles(CandleSeries.empty("X/Y", "5m"), source="e.csv")
+    assert (report.rows, report.first_ts_ms, report.gaps) == (0, None, ())
+    assert "empty" in report.summary_lines()[0]
+
+
+def test_unknown_timeframe_is_a_data_error_naming_the_source() -> None:
+    series = CandleSeries.from_columns("X/Y", "7x", [T0], [1.0], [1.0], [1.0], [1.0], [1.0])
+    with pytest.raises(DataError, match=r"^e\.csv: unknown timeframe '7x'"):
+        validate_candles(series, source="e.csv")

@@ -1,0 +1,68 @@
+"""Engine set-up and the SQL unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from core.errors import ConfigError
+from core.ports import StateKey
+from storage.db import create_engine, sync_url
+from storage.repositories import SqlStorage
+
+
+def test_unsupported_urls_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="postgresql"):
+        create_engine("postgresql://localhost/qt")
+    with pytest.raises(ConfigError, match="not a valid database URL"):
+        create_engine("::nonsense::")
+
+
+def test_engine_creates_the_parent_directory(tmp_path: Path) -> None:
+    create_engine(f"sqlite+aiosqlite:///{tmp_path}/a/b/qt.sqlite3")
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_sync_url_swaps_the_driver(tmp_path: Path) -> None:
+    assert sync_url(f"sqlite+aiosqlite:///{tmp_path}/q.db") == f"sqlite:///{tmp_path}/q.db"
+
+
+async def test_atomic_takes_the_write_lock_up_front(tmp_path: Path) -> None:
+    store = SqlStorage(f"sqlite+aiosqlite:///{tmp_path}/qt.sqlite3")
+    await store.start()
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with store.atomic():
+            await store.state.set(StateKey.TRADING_STATE, "active")
+        await store.state.get(StateKey.TRADING_STATE)
+    finally:
+        await store.stop()
+    begins = [s for s in seen if s.startswith("BEGIN")]
+    assert begins == ["BEGIN IMMEDIATE", "BEGIN DEFERRED"]
+
+
+async def test_concurrent_units_of_work_both_commit(tmp_path: Path) -> None:
+    store = SqlStorage(f"sqlite+aiosqlite:///{tmp_path}/qt.sqlite3")
+    await store.start()
+
+    async def bump() -> None:
+        # Read, yield to the other task, then write: the classic lost-update shape.
+        async with store.atomic():
+            value = int(await store.state.get(StateKey.LAST_CANDLE_MS) or "0")
+            await asyncio.sleep(0)
+            await store.state.set(StateKey.LAST_CANDLE_MS, str(value + 1))
+
+    try:
+        await asyncio.gather(bump(), bump(), bump())
+        assert await store.state.get(StateKey.LAST_CANDLE_MS) == "3"
+    finally:
+        await store.stop()

@@ -1,0 +1,129 @@
+"""The packaged Alembic migrations build exactly the schema of storage.tables."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+import storage.tables  # noqa: F401 - registers the tables
+from storage.db import create_engine
+from storage.migrate import current_revision, head_revision, upgrade
+
+EXPECTED_TABLES = {
+    "candles",
+    "orders",
+    "fills",
+    "positions",
+    "balances",
+    "equity_snapshots",
+    "events",
+    "kv_state",
+    "policy_versions",
+    "risk_assessments",
+    "model_versions",
+}
+
+
+def _url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _columns_by_table(path: Path) -> dict[str, list[str]]:
+    with sqlite3.connect(path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: [r[1] for r in conn.execute(f"PRAGMA table_info('{n}')")] for n in names}
+
+
+async def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
+    db = tmp_path / "nested" / "dir" / "qt.sqlite3"
+    assert current_revision(_url(db)) is None
+    assert not db.exists()  # looking did not create it
+    await upgrade(_url(db))
+    assert set(_columns_by_table(db)) == EXPECTED_TABLES | {"alembic_version"}
+    assert current_revision(_url(db)) == head_revision() == "0001"
+
+
+async def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO kv_state (key, value) VALUES ('k', 'v')")
+    await upgrade(_url(db))
+    assert current_revision(_url(db)) == head_revision()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM kv_state").fetchall() == [("v",)]
+
+
+async def test_migrations_are_found_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    await upgrade("sqlite+aiosqlite:///relative.sqlite3")
+    assert current_revision(_url(tmp_path / "relative.sqlite3")) == head_revision()
+
+
+async def test_file_database_uses_wal_and_enforces_foreign_keys(tmp_path: Path) -> None:
+    engine = create_engine(_url(tmp_path / "qt.sqlite3"))
+    try:
+        async with engine.connect() as conn:
+            pragma = await conn.exec_driver_sql("PRAGMA journal_mode")
+            assert pragma.scalar_one() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one() == 1  # NORMAL
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one() > 0
+    finally:
+        await engine.dispose()
+    await upgrade(_url(tmp_path / "qt.sqlite3"))
+    engine = create_engine(_url(tmp_path / "qt.sqlite3"))
+    try:
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql(
+                    "INSERT INTO fills (fill_id, client_order_id, exchange_order_id, symbol, side,"
+                    " amount, price, fee, liquidity, ts_ms, market_type) VALUES"
+                    " ('f', 'ghost', 'x', 'S', 'buy', '1', '1', '0', 'maker', 0, 'spot')"
+                )
+    finally:
+        await engine.dispose()
+
+
+def _schema_diff(conn: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(conn), SQLModel.metadata))
+
+
+def _inspected_columns(conn: Connection) -> dict[str, set[str]]:
+    insp = inspect(conn)
+    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()}
+
+
+async def test_migrated_schema_matches_the_sqlmodel_tables(tmp_path: Path) -> None:
+    url = _url(tmp_path / "qt.sqlite3")
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(_inspected_columns)
+            diff = await conn.run_sync(_schema_diff)
+    finally:
+        await engine.dispose()
+    expected = {t.name: {c.name for c in t.columns} for t in SQLModel.metadata.sorted_tables}
+    assert set(expected) == EXPECTED_TABLES
+    columns.pop("alembic_version")
+    assert columns == expected
+    # Alembic's own comparison also checks types, nullability, indexes and constraints.
+    assert diff == []
+
+
+async def test_candles_table_is_without_rowid(tmp_path: Path) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db))
+    with sqlite3.connect(db) as conn:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'candles'").fetchone()
+    assert "WITHOUT ROWID" in sql.upper()

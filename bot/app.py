@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.trading import build_engine
 from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
+from core.domain.market import timeframe_to_ms
 from core.ports import Storage
 from core.services.bus import EventBus
 from core.services.market import CandleFeed, MarketService, SimulatedVenue
@@ -26,6 +28,8 @@ from jobs.registry import JOBS, JobContext
 from jobs.scheduler import JobScheduler
 
 log = logging.getLogger(__name__)
+
+WARMUP_HISTORY_CANDLES = 2_000  # stored candles handed to the signal provider at start
 
 
 class Component(Protocol):
@@ -99,6 +103,14 @@ class TradingProcess:
             quote=p.settings.trading.quote_currency,
             prices=lambda: self.market.stats.last_close,
         )
+        self.engine = build_engine(
+            p.settings,
+            clock=p.clock,
+            bus=self.bus,
+            exchange=p.exchange,  # type: ignore[arg-type]  # PaperExchange is an Exchange
+            trading_state=self.trading_state,
+        )
+        self.market.on_candle(self.engine.on_candle)
         self.scheduler = JobScheduler(
             JOBS, JobContext(portfolio=self.portfolio), bus=self.bus, clock=p.clock, speed=p.speed
         )
@@ -117,6 +129,7 @@ class TradingProcess:
         await self._start(self.storage)
         for hook in self.parts.before_start:
             await hook()
+        await self._seed_signals()
         await self._start(self.exchange)
         await self.trading_state.current()
         await self._start(self.scheduler)
@@ -132,6 +145,18 @@ class TradingProcess:
             )
         )
         self._market_task = asyncio.create_task(self._consume(), name="market-loop")
+
+    async def _seed_signals(self) -> None:
+        """Give the engine the stored recent history of each symbol (indicator warm-up)."""
+        trading = self.parts.settings.trading
+        tf_ms = timeframe_to_ms(trading.timeframe)
+        since_ms = self.clock.now_ms() - WARMUP_HISTORY_CANDLES * tf_ms
+        for symbol in trading.symbols:
+            series = await self.storage.candles.load(
+                self.parts.source, symbol, trading.timeframe, start_ms=since_ms
+            )
+            if len(series):
+                self.engine.signals.seed(series)
 
     async def _start(self, component: Component) -> None:
         await component.start()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.config import Settings, load_settings
 from core.errors import QTError
@@ -32,7 +33,7 @@ def load_or_exit(env_file: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(env_file, **overrides)
     except QTError as e:
-        err_console.print(f"[red]config error:[/red] {e}")
+        err_console.print(f"[red]config error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from e
 
 
@@ -41,7 +42,7 @@ def run_or_exit(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(coro_fn())
     except QTError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from e
 
 

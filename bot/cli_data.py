@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
 from core.config import Settings
 from core.errors import DataError
+from core.ports import MarketData
+
+
+class MarketDataClient(MarketData, Protocol):
+    """Market data with a connection to close."""
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
 
 data_app = typer.Typer(help="Download, import, list and check candle data.", no_args_is_help=True)
 
@@ -25,6 +36,13 @@ def _symbols(value: str) -> list[str]:
             f"expected symbols like BTC/USDT,ETH/USDT, received {value!r}", param_hint="--symbols"
         )
     return symbols
+
+
+def make_market_data(settings: Settings, exchange_name: str) -> MarketDataClient:
+    """Build the download client (the seam tests use to reach a local fake exchange)."""
+    from bot.modes import ccxt_market_data
+
+    return ccxt_market_data(settings, exchange_name)
 
 
 @data_app.command("download")
@@ -55,19 +73,13 @@ def download(
 async def _download(
     settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
 ) -> None:
-    from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
     from core.market.download import download_candles
     from storage import open_storage
 
+    # Build the client first: an unknown exchange must fail before the database is opened.
+    market_data = make_market_data(settings, name)
     storage = open_storage(settings.database_url)
     await storage.start()
-    market_data = CcxtMarketData(
-        make_ccxt_exchange(
-            name,
-            market_type=settings.exchange.market_type,
-            timeout_s=settings.exchange.timeout_ms / 1000,
-        )
-    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -139,9 +151,9 @@ async def _import(
     try:
         for path, item in zip(files, loaded, strict=True):
             written = await storage.candles.upsert(name, item.series)
-            console.print(f"[green]{path}[/green]: {written} candles -> {name}")
+            console.print(f"[green]{escape(str(path))}[/green]: {written} candles -> {name}")
             for line in item.report.summary_lines():
-                console.print(f"  {line}")
+                console.print(f"  {escape(line)}")
     finally:
         await storage.stop()
 
@@ -198,10 +210,10 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
         try:
             report = read_candle_file(path).report
         except DataError as e:
-            console.print(f"[red]invalid[/red] {e}")
+            console.print(f"[red]invalid[/red] {escape(str(e))}")
             ok = False
             continue
-        console.print("\n".join(report.summary_lines()))
+        console.print(escape("\n".join(report.summary_lines())))
     if files:
         return ok
     storage = open_storage(settings.database_url)
@@ -214,9 +226,11 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
             series = await storage.candles.load(info.exchange, info.symbol, info.timeframe)
             where = f"{info.exchange} {info.symbol} {info.timeframe}"
             try:
-                console.print("\n".join(validate_candles(series, source=where).summary_lines()))
+                console.print(
+                    escape("\n".join(validate_candles(series, source=where).summary_lines()))
+                )
             except DataError as e:
-                console.print(f"[red]invalid[/red] {e}")
+                console.print(f"[red]invalid[/red] {escape(str(e))}")
                 ok = False
     finally:
         await storage.stop()

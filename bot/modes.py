@@ -141,19 +141,24 @@ async def build_demo(settings: Settings) -> TradingProcess:
     return process
 
 
+def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
+    """Return a public (keyless) ccxt market-data client for ``exchange_name``."""
+    return CcxtMarketData(
+        make_ccxt_exchange(
+            exchange_name,
+            market_type=settings.exchange.market_type,
+            timeout_s=settings.exchange.timeout_ms / 1000,
+        )
+    )
+
+
 async def build_run(settings: Settings) -> TradingProcess:
     """Build ``qt run``: live public candles via ccxt, paper orders, the configured database."""
     if settings.trading.mode is TradingMode.LIVE:
         raise OperationalError(
             "live order routing is not enabled in this version; run with QT__TRADING__MODE=paper"
         )
-    market_data = CcxtMarketData(
-        make_ccxt_exchange(
-            settings.exchange.name,
-            market_type=settings.exchange.market_type,
-            timeout_s=settings.exchange.timeout_ms / 1000,
-        )
-    )
+    market_data = ccxt_market_data(settings, settings.exchange.name)
     try:
         await _preflight(market_data, settings)
     except BaseException:

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from bot.app import TradingProcess
 from bot.console import StatusConsole
@@ -38,5 +39,5 @@ async def run_process(
         await process.stop(reason)
         for sig in installed:
             loop.remove_signal_handler(sig)
-    console.print(f"stopped ({reason}); database: {process.parts.database_url}")
+    console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
     return reason

@@ -72,9 +72,14 @@ class TradingSettings(Section):
     # Live trading needs this exact phrase too, so a copied .env cannot go live by accident.
     live_confirmation: str = ""
 
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, value: str) -> str:
+        timeframe_to_ms(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> TradingSettings:
-        timeframe_to_ms(self.timeframe)
         if not self.symbols:
             raise ValueError("trading.symbols must name at least one symbol")
         for sym in self.symbols:
@@ -90,6 +95,61 @@ class PaperSettings(Section):
     maker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=Decimal("0.05"))
     taker_fee: Decimal = Field(default=Decimal("0.001"), ge=0, lt=Decimal("0.05"))
     slippage_bps: Decimal = Field(default=Decimal(2), ge=0, le=500)
+
+
+class RiskSettings(Section):
+    """Sizing and pre-trade limits (the static policy until the policy store takes over)."""
+
+    risk_per_trade: Decimal = Field(default=Decimal("0.01"), gt=0, le=Decimal("0.2"))
+    max_position_pct: Decimal = Field(default=Decimal("0.5"), gt=0, le=10)
+    max_position_notional: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    max_open_positions: int = Field(default=2, ge=1, le=100)
+    max_total_exposure_pct: Decimal = Field(default=Decimal("1.0"), gt=0, le=50)
+    allow_short: bool = False
+
+
+class ExitSettings(Section):
+    """The Exit Brain's take-profit ladder and stop (percent moves from the entry)."""
+
+    tp_pcts: list[Decimal] = Field(
+        default_factory=lambda: [Decimal("1.95"), Decimal("3.25"), Decimal("5.20")]
+    )
+    tp_fractions: list[Decimal] = Field(
+        default_factory=lambda: [Decimal("0.3"), Decimal("0.3"), Decimal("0.4")]
+    )
+    stop_pct: Decimal = Field(default=Decimal(2), gt=0, lt=100)
+    dynamic: bool = False
+    break_even_after_tp1: bool = True
+    stop_fallback: Literal["bot_side", "market_exit"] = "bot_side"
+
+    @model_validator(mode="after")
+    def _check(self) -> ExitSettings:
+        if len(self.tp_pcts) != len(self.tp_fractions) or not self.tp_pcts:
+            raise ValueError(
+                f"exits.tp_pcts ({len(self.tp_pcts)}) and exits.tp_fractions "
+                f"({len(self.tp_fractions)}) need the same, non-zero length"
+            )
+        if sum(self.tp_fractions) != 1:
+            raise ValueError(f"exits.tp_fractions must sum to 1, was {sum(self.tp_fractions)}")
+        return self
+
+
+class StrategySettings(Section):
+    """The signal provider and its parameters."""
+
+    provider: Literal["ema_rsi"] = "ema_rsi"
+    ema_fast: int = Field(default=20, ge=2)
+    ema_slow: int = Field(default=50, ge=3)
+    rsi_low: float = Field(default=30.0, ge=0, le=100)
+    rsi_high: float = Field(default=70.0, ge=0, le=100)
+
+
+class MarketRulesSettings(Section):
+    """Exchange precision used by the paper exchange and the backtest (live uses ccxt markets)."""
+
+    amount_step: Decimal = Field(default=Decimal("0.00001"), gt=0)
+    price_tick: Decimal = Field(default=Decimal("0.01"), gt=0)
+    min_notional: Decimal = Field(default=Decimal(5), ge=0)
 
 
 class DemoSettings(Section):
@@ -123,6 +183,10 @@ class Settings(BaseSettings):
     exchange: ExchangeSettings = ExchangeSettings()
     trading: TradingSettings = TradingSettings()
     paper: PaperSettings = PaperSettings()
+    risk: RiskSettings = RiskSettings()
+    exits: ExitSettings = ExitSettings()
+    strategy: StrategySettings = StrategySettings()
+    market: MarketRulesSettings = MarketRulesSettings()
     demo: DemoSettings = DemoSettings()
 
     @model_validator(mode="after")

@@ -8,15 +8,17 @@ SQL repositories (``tests/contract/test_repositories.py`` runs both through one 
 * a non-empty exchange order id belongs to one client order id only, else ``InvariantViolation``;
 * event payloads go through JSON, so what you read back is what SQL would give you.
 
-``MemoryStorage.atomic()`` snapshots every repository and restores the snapshot when the block
-raises, so code written against the unit of work behaves the same on both. It does not isolate
-concurrent tasks: a rollback also drops writes other tasks made during the block.
+``MemoryStorage.atomic()`` keeps an undo journal of the writes made inside the block and replays
+it backwards when the block raises, so code written against the unit of work behaves the same on
+both. Its cost is proportional to the writes, not to the data held (backtests call it for every
+fill). It does not isolate concurrent tasks: a rollback also drops writes other tasks made
+during the block. Events are kept as the frozen objects and serialised when read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +33,43 @@ from core.errors import InvariantViolation
 from core.ports import SeriesInfo, StateKey, StoredEvent
 
 _SeriesKey = tuple[str, str, str]  # exchange, symbol, timeframe
+_MISSING = object()
+
+
+class _Journal:
+    """Undo actions of the open ``atomic()`` blocks, innermost last."""
+
+    def __init__(self) -> None:
+        self.levels: list[list[Callable[[], None]]] = []
+
+    def put(self, mapping: MutableMapping[Any, Any], key: Any, value: Any) -> None:
+        """Set ``mapping[key]``, remembering how to undo it."""
+        if self.levels:
+            old = mapping.get(key, _MISSING)
+            self.levels[-1].append(lambda: _restore_key(mapping, key, old))
+        mapping[key] = value
+
+    def pop(self, mapping: MutableMapping[Any, Any], key: Any) -> None:
+        """Remove ``mapping[key]`` if present, remembering how to undo it."""
+        if key not in mapping:
+            return
+        if self.levels:
+            old = mapping[key]
+            self.levels[-1].append(lambda: _restore_key(mapping, key, old))
+        del mapping[key]
+
+    def append(self, items: list[Any], value: Any) -> None:
+        """Append to ``items``, remembering how to undo it."""
+        if self.levels:
+            self.levels[-1].append(items.pop)
+        items.append(value)
+
+
+def _restore_key(mapping: MutableMapping[Any, Any], key: Any, old: Any) -> None:
+    if old is _MISSING:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = old
 _COLUMNS = ("ts_ms", "open", "high", "low", "close", "volume")
 
 
@@ -50,7 +89,8 @@ def merge_candles(old: CandleSeries, new: CandleSeries) -> CandleSeries:
 class MemoryCandleRepo:
     """Candles as one sorted ``CandleSeries`` per (exchange, symbol, timeframe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
         self._series: dict[_SeriesKey, CandleSeries] = {}
 
     async def upsert(self, exchange: str, series: CandleSeries) -> int:
@@ -59,7 +99,7 @@ class MemoryCandleRepo:
             return 0
         key = (exchange, series.symbol, series.timeframe)
         old = self._series.get(key) or CandleSeries.empty(series.symbol, series.timeframe)
-        self._series[key] = merge_candles(old, series)
+        self._journal.put(self._series, key, merge_candles(old, series))
         return len(series)
 
     async def load(
@@ -98,30 +138,26 @@ class MemoryCandleRepo:
             if len(s)
         ]
 
-    def _snapshot(self) -> Any:
-        return dict(self._series)  # series are replaced, never mutated, so a shallow copy is enough
-
-    def _restore(self, snap: Any) -> None:
-        self._series = snap
-
 
 class MemoryOrderRepo:
     """Orders keyed by client order id, in insertion order."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
         self._orders: dict[str, Order] = {}
+        self._by_exchange_id: dict[str, str] = {}
 
     async def upsert(self, order: Order) -> None:
         """Insert or update an order; a known exchange order id on another order is a bug."""
         xid, cid = order.exchange_order_id, order.client_order_id
         if xid:
-            for other in self._orders.values():
-                if other.exchange_order_id == xid and other.client_order_id != cid:
-                    raise InvariantViolation(
-                        f"exchange order id {xid!r} of order {cid!r} already "
-                        f"belongs to order {other.client_order_id!r}"
-                    )
-        self._orders[order.client_order_id] = order
+            owner = self._by_exchange_id.get(xid)
+            if owner is not None and owner != cid:
+                raise InvariantViolation(
+                    f"exchange order id {xid!r} of order {cid!r} already belongs to order {owner!r}"
+                )
+            self._journal.put(self._by_exchange_id, xid, cid)
+        self._journal.put(self._orders, cid, order)
 
     async def get(self, client_order_id: str) -> Order | None:
         """Return the order or None."""
@@ -136,17 +172,12 @@ class MemoryOrderRepo:
         found = [o for o in self._orders.values() if symbol is None or o.symbol == symbol]
         return sorted(found, key=lambda o: o.created_ms)
 
-    def _snapshot(self) -> Any:
-        return dict(self._orders)
-
-    def _restore(self, snap: Any) -> None:
-        self._orders = snap
-
 
 class MemoryFillRepo:
     """Fills keyed by fill id; each must belong to an order in ``orders``."""
 
-    def __init__(self, orders: MemoryOrderRepo) -> None:
+    def __init__(self, journal: _Journal, orders: MemoryOrderRepo) -> None:
+        self._journal = journal
         self._orders = orders
         self._fills: dict[str, Fill] = {}
 
@@ -159,7 +190,7 @@ class MemoryFillRepo:
                 f"fill {fill.fill_id!r} refers to unknown order {fill.client_order_id!r}; "
                 "store the order first"
             )
-        self._fills[fill.fill_id] = fill
+        self._journal.put(self._fills, fill.fill_id, fill)
 
     async def list_fills(self, client_order_id: str | None = None) -> list[Fill]:
         """Return fills (of one order if given), oldest first."""
@@ -170,49 +201,39 @@ class MemoryFillRepo:
         ]
         return sorted(found, key=lambda f: f.ts_ms)
 
-    def _snapshot(self) -> Any:
-        return dict(self._fills)
-
-    def _restore(self, snap: Any) -> None:
-        self._fills = snap
-
 
 class MemoryPositionRepo:
     """Open positions keyed by (symbol, market type)."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
         self._positions: dict[tuple[str, MarketType], Position] = {}
 
     async def upsert(self, position: Position) -> None:
         """Insert or replace a position."""
-        self._positions[(position.symbol, position.market_type)] = position
+        self._journal.put(self._positions, (position.symbol, position.market_type), position)
 
     async def delete(self, symbol: str, market_type: MarketType) -> None:
         """Remove a closed position (no error if absent)."""
-        self._positions.pop((symbol, MarketType(market_type)), None)
+        self._journal.pop(self._positions, (symbol, MarketType(market_type)))
 
     async def list_positions(self) -> list[Position]:
         """Return open positions sorted by symbol and market type."""
         return [self._positions[k] for k in sorted(self._positions)]
 
-    def _snapshot(self) -> Any:
-        return dict(self._positions)
-
-    def _restore(self, snap: Any) -> None:
-        self._positions = snap
-
 
 class MemoryBalanceRepo:
     """Balances per asset and equity snapshots over time."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
         self._balances: dict[str, Balance] = {}
         self._equity: list[EquitySnapshot] = []
 
     async def set_balances(self, balances: Sequence[Balance]) -> None:
         """Insert or replace the given assets' balances."""
         for b in balances:
-            self._balances[b.asset] = b
+            self._journal.put(self._balances, b.asset, b)
 
     async def get_balances(self) -> dict[str, Balance]:
         """Return balances by asset, sorted by asset."""
@@ -220,7 +241,7 @@ class MemoryBalanceRepo:
 
     async def add_equity(self, snapshot: EquitySnapshot) -> None:
         """Record an equity snapshot."""
-        self._equity.append(snapshot)
+        self._journal.append(self._equity, snapshot)
 
     async def list_equity(
         self, start_ms: int | None = None, end_ms: int | None = None
@@ -233,28 +254,21 @@ class MemoryBalanceRepo:
         ]
         return sorted(found, key=lambda s: s.ts_ms)
 
-    def _snapshot(self) -> Any:
-        return dict(self._balances), list(self._equity)
-
-    def _restore(self, snap: Any) -> None:
-        self._balances, self._equity = snap
-
 
 class MemoryEventRepo:
-    """The audit trail, keyed by event id."""
+    """The audit trail: the frozen events in append order, serialised when read."""
 
-    def __init__(self) -> None:
-        self._events: dict[str, StoredEvent] = {}
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._events: list[Event] = []
+        self._ids: dict[str, None] = {}
 
     async def append(self, event: Event) -> None:
         """Persist an event (idempotent on event id)."""
-        if event.event_id in self._events:
+        if event.event_id in self._ids:
             return
-        # Round-trip through JSON so readers see exactly what the SQL store would return.
-        payload = json.loads(json.dumps(event_payload(event)))
-        self._events[event.event_id] = StoredEvent(
-            event_id=event.event_id, topic=event.topic, ts_ms=event.ts_ms, payload=payload
-        )
+        self._journal.put(self._ids, event.event_id, None)
+        self._journal.append(self._events, event)
 
     async def list_events(
         self, topic_prefix: str | None = None, since_ms: int | None = None, limit: int = 1000
@@ -262,23 +276,28 @@ class MemoryEventRepo:
         """Return the oldest ``limit`` events with ``ts_ms >= since_ms`` whose topic starts so."""
         found = [
             e
-            for e in self._events.values()
+            for e in self._events
             if (topic_prefix is None or e.topic.startswith(topic_prefix))
             and (since_ms is None or e.ts_ms >= since_ms)
         ]
-        return sorted(found, key=lambda e: e.ts_ms)[: max(limit, 0)]
-
-    def _snapshot(self) -> Any:
-        return dict(self._events)
-
-    def _restore(self, snap: Any) -> None:
-        self._events = snap
+        found.sort(key=lambda e: e.ts_ms)  # stable: ties keep append order
+        # Round-trip through JSON so readers see exactly what the SQL store would return.
+        return [
+            StoredEvent(
+                event_id=e.event_id,
+                topic=e.topic,
+                ts_ms=e.ts_ms,
+                payload=json.loads(json.dumps(event_payload(e))),
+            )
+            for e in found[: max(limit, 0)]
+        ]
 
 
 class MemoryKeyValueRepo:
     """Small state as a dict of strings."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
         self._values: dict[str, str] = {}
 
     async def get(self, key: StateKey) -> str | None:
@@ -287,48 +306,36 @@ class MemoryKeyValueRepo:
 
     async def set(self, key: StateKey, value: str) -> None:
         """Store a value."""
-        self._values[StateKey(key).value] = value
-
-    def _snapshot(self) -> Any:
-        return dict(self._values)
-
-    def _restore(self, snap: Any) -> None:
-        self._values = snap
+        self._journal.put(self._values, StateKey(key).value, value)
 
 
 class MemoryStorage:
-    """All in-memory repositories plus a snapshot-and-restore unit of work."""
+    """All in-memory repositories plus an undo-journal unit of work."""
 
     def __init__(self) -> None:
-        self.candles = MemoryCandleRepo()
-        self.orders = MemoryOrderRepo()
-        self.fills = MemoryFillRepo(self.orders)
-        self.positions = MemoryPositionRepo()
-        self.balances = MemoryBalanceRepo()
-        self.events = MemoryEventRepo()
-        self.state = MemoryKeyValueRepo()
-
-    def _repos(self) -> tuple[Any, ...]:
-        return (
-            self.candles,
-            self.orders,
-            self.fills,
-            self.positions,
-            self.balances,
-            self.events,
-            self.state,
-        )
+        self._journal = _Journal()
+        self.candles = MemoryCandleRepo(self._journal)
+        self.orders = MemoryOrderRepo(self._journal)
+        self.fills = MemoryFillRepo(self._journal, self.orders)
+        self.positions = MemoryPositionRepo(self._journal)
+        self.balances = MemoryBalanceRepo(self._journal)
+        self.events = MemoryEventRepo(self._journal)
+        self.state = MemoryKeyValueRepo(self._journal)
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
         """Group the writes made inside; undo all of them if the block raises."""
-        snaps = [repo._snapshot() for repo in self._repos()]
+        levels = self._journal.levels
+        levels.append([])
         try:
             yield
         except BaseException:
-            for repo, snap in zip(self._repos(), snaps, strict=True):
-                repo._restore(snap)
+            for undo in reversed(levels.pop()):
+                undo()
             raise
+        done = levels.pop()
+        if levels:
+            levels[-1].extend(done)  # an outer block that fails must undo these too
 
     async def start(self) -> None:
         """Do nothing: there is nothing to open."""

@@ -26,7 +26,10 @@ def _is_loopback(address: Any) -> bool:
 
 def _guarded_connect(self: socket.socket, address: Any) -> Any:
     if not _is_loopback(address):
-        raise RuntimeError(f"test tried to reach the network: {address!r} (only loopback allowed)")
+        # An OSError, like a real offline machine, so code under test takes its offline path.
+        raise ConnectionRefusedError(
+            f"test tried to reach the network: {address!r} (only loopback allowed)"
+        )
     return _real_connect(self, address)
 
 

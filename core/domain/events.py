@@ -156,6 +156,53 @@ class OrderRejected(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderDenied(Event):
+    """Our pre-trade risk gate refused an order before it reached the exchange."""
+
+    topic: ClassVar[str] = "risk.order_denied"
+    client_order_id: str
+    symbol: str
+    reason: str
+    detail: str
+
+
+# --- trades ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitPlanned(Event):
+    """The Exit Brain planned (or re-planned) the exits of a position."""
+
+    topic: ClassVar[str] = "exits.planned"
+    symbol: str
+    side: str
+    entry_price: Decimal
+    amount: Decimal
+    take_profits: tuple[tuple[str, Decimal, Decimal], ...]  # (name, price, amount)
+    stop_price: Decimal | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradeClosed(Event):
+    """A position was closed completely; the payload is the whole round trip."""
+
+    topic: ClassVar[str] = "trade.closed"
+    trade_id: str
+    symbol: str
+    side: str
+    opened_ms: int
+    closed_ms: int
+    amount: Decimal
+    entry_price: Decimal
+    exit_price: Decimal
+    fees: Decimal
+    pnl: Decimal
+    pnl_pct: float
+    exit_reason: str
+
+
 # --- trading state ---------------------------------------------------------------------------
 
 

@@ -70,6 +70,7 @@ class PaperExchange:
             order_id_prefix=f"{name}-",
         )
         self._book: PaperBook | None = None
+        self._marks_dirty = False  # quiet candles moved marks that are not stored yet
         # One writer at a time: a submit must not interleave with a candle's fills.
         self._lock = asyncio.Lock()
 
@@ -103,9 +104,17 @@ class PaperExchange:
             )
 
     async def stop(self) -> None:
-        """Stop accepting calls; every change is already stored, so nothing is flushed."""
+        """Store the latest marks and stop accepting calls."""
         async with self._lock:
+            if self._book is not None:
+                async with self._storage.atomic():
+                    await self._store_marks(self._book)
             self._book = None
+
+    async def _store_marks(self, book: PaperBook) -> None:
+        if self._marks_dirty:
+            await self._storage.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
+            self._marks_dirty = False
 
     # --- the Exchange port ---------------------------------------------------------------------
 
@@ -123,6 +132,7 @@ class PaperExchange:
             async with self._storage.atomic():
                 await self._storage.orders.upsert(order)
                 await self._storage.balances.set_balances(list(new_book.balances().values()))
+                await self._store_marks(new_book)
             self._book = new_book
         if order.status is OrderStatus.REJECTED:
             raise OrderRejected(
@@ -171,7 +181,15 @@ class PaperExchange:
         than the last one seen for ``symbol`` is ignored (returns no fills).
         """
         async with self._lock:
-            book = self._require_book().copy()
+            current = self._require_book()
+            if not current.has_open_orders(symbol):
+                # Quiet candle: only the mark moves. It is stored with the next write (every
+                # order submission writes the marks), so a restart never re-fills a candle that
+                # came before an order existed; until then a replayed quiet candle is harmless.
+                current.mark(symbol, candle)
+                self._marks_dirty = True
+                return []
+            book = current.copy()
             outcome = book.on_candle(symbol, candle, self._clock.now_ms())
             if outcome.stale:
                 return []
@@ -189,6 +207,7 @@ class PaperExchange:
                     await store.positions.upsert(position)
                 await store.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
             self._book = book
+            self._marks_dirty = False
             return outcome.fills
 
     def last_price(self, symbol: str) -> Decimal | None:

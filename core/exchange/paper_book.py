@@ -168,6 +168,16 @@ class PaperBook:
             raise InvariantViolation(f"cannot cancel {client_order_id!r}: not an open paper order")
         return order.with_(status=OrderStatus.CANCELED, reason=reason, updated_ms=now_ms)
 
+    def has_open_orders(self, symbol: str) -> bool:
+        """Return True when ``symbol`` has an order that a candle could fill."""
+        return any(o.symbol == symbol for o in self._open.values())
+
+    def mark(self, symbol: str, candle: Candle) -> None:
+        """Mark ``symbol`` at the candle's close unless the candle is not newer than the mark."""
+        mark = self.marks.get(symbol)
+        if mark is None or candle.ts_ms > mark.ts_ms:
+            self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
+
     def on_candle(self, symbol: str, candle: Candle, now_ms: int) -> CandleOutcome:
         """Fill what ``candle`` reaches, then mark ``symbol`` at its close.
 

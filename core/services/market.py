@@ -62,7 +62,7 @@ class MarketService:
         *,
         feed: CandleFeed,
         clock: Clock,
-        candles: CandleRepo,
+        candles: CandleRepo | None,
         bus: EventBus,
         source: str,
         timeframe: str,
@@ -89,18 +89,19 @@ class MarketService:
             await self.process(symbol, candle)
 
     async def process(self, symbol: str, candle: Candle) -> None:
-        """Handle one closed candle."""
-        series = CandleSeries.from_columns(
-            symbol,
-            self._timeframe,
-            [candle.ts_ms],
-            [candle.open],
-            [candle.high],
-            [candle.low],
-            [candle.close],
-            [candle.volume],
-        )
-        await self._candles.upsert(self._source, series)
+        """Handle a closed candle: store it (if a repo is given), fill, publish, run handlers."""
+        if self._candles is not None:
+            series = CandleSeries.from_columns(
+                symbol,
+                self._timeframe,
+                [candle.ts_ms],
+                [candle.open],
+                [candle.high],
+                [candle.low],
+                [candle.close],
+                [candle.volume],
+            )
+            await self._candles.upsert(self._source, series)
         if self._venue is not None:
             for fill in await self._venue.on_candle(symbol, candle):
                 self.stats.fills += 1

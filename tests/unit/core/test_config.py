@@ -28,7 +28,7 @@ def test_env_example_parses_and_lists_every_setting() -> None:
     assert settings.trading.mode is TradingMode.PAPER
     assert settings.trading.symbols == ["BTC/USDT", "ETH/USDT"]
     assert settings.demo.data_file is None
-    listed = set(re.findall(r"^(QT__[A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.M))
+    listed = set(re.findall(r"^(QT__[A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), flags=re.M))
     assert listed == known_env_names()
 
 

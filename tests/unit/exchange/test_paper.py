@@ -198,7 +198,7 @@ async def test_a_candle_not_newer_than_the_last_is_ignored() -> None:
 
 async def test_a_failed_write_changes_nothing_and_the_candle_can_be_retried() -> None:
     storage = MemoryStorage()
-    flaky = _FlakyFills(storage.orders)
+    flaky = _FlakyFills(storage._journal, storage.orders)
     storage.fills = flaky
     paper = await started_paper(storage)
     await paper.on_candle(BTC, bar(0, 100))

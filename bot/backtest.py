@@ -1,0 +1,174 @@
+"""Backtest wiring: SimClock + paper exchange on memory storage + the same market loop and Engine.
+
+Nothing here decides a trade: the candles go through ``MarketService`` (the paper exchange fills
+with the shared fill model, then the engine runs its cycle) exactly as in ``qt demo`` and
+``qt run``; only the clock (simulated, driven by the feed), the storage (in memory) and the
+feed (a replay as fast as possible) differ. With ``detail`` candles (e.g. 5m under a 1h
+strategy) the exchange fills against the finer candles inside each strategy candle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.trading import build_engine
+from core.analytics import (
+    BacktestInput,
+    BacktestMetrics,
+    BenchmarkSeries,
+    EquityCurve,
+    align_close,
+    compute_metrics,
+)
+from core.analytics.equity import equity_curve
+from core.clock import SimClock
+from core.config import Settings
+from core.domain.market import Candle, CandleSeries, timeframe_to_ms
+from core.domain.orders import Fill
+from core.domain.trades import ClosedTrade
+from core.errors import DataError, InvariantViolation
+from core.exchange.paper import PaperExchange
+from core.exchange.sim import FillModelConfig
+from core.market.feeds import ReplayFeed
+from core.services.bus import EventBus
+from core.services.market import MarketService, SimulatedVenue
+from core.services.trading_state import TradingStateService
+from storage.memory import MemoryStorage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BacktestResult:
+    """Everything a backtest produced."""
+
+    metrics: BacktestMetrics
+    trades: tuple[ClosedTrade, ...]
+    fills: tuple[Fill, ...]
+    curve: EquityCurve
+    benchmarks: tuple[BenchmarkSeries, ...]
+    candles: int
+    open_positions: int
+    events: int
+
+
+class DetailVenue:
+    """Fill against lower-timeframe candles inside each strategy candle, in time order."""
+
+    def __init__(self, inner: SimulatedVenue, detail: Mapping[str, CandleSeries], tf_ms: int):
+        self._inner = inner
+        self._detail = dict(detail)
+        self._tf_ms = tf_ms
+
+    async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
+        """Feed the detail candles of ``candle``'s span (or ``candle`` itself if none)."""
+        finer = self._detail.get(symbol)
+        part = finer.between(candle.ts_ms, candle.ts_ms + self._tf_ms) if finer else None
+        if part is None or len(part) == 0:
+            return await self._inner.on_candle(symbol, candle)
+        fills: list[Fill] = []
+        for i in range(len(part)):
+            fills.extend(await self._inner.on_candle(symbol, part.candle(i)))
+        return fills
+
+
+async def run_backtest(
+    settings: Settings,
+    series: Mapping[str, CandleSeries],
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    detail: Mapping[str, CandleSeries] | None = None,
+) -> BacktestResult:
+    """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms)."""
+    if not series:
+        raise DataError("a backtest needs candles for at least one symbol")
+    timeframes = {s.timeframe for s in series.values()}
+    if len(timeframes) != 1:
+        raise DataError(f"all symbols need one timeframe, received {sorted(timeframes)}")
+    timeframe = timeframes.pop()
+    settings = settings.model_copy(
+        update={
+            "trading": settings.trading.model_copy(
+                update={"symbols": list(series), "timeframe": timeframe}
+            )
+        }
+    )
+    window = {s: ser.between(None, end_ms) for s, ser in series.items()}
+    trade_from = start_ms if start_ms is not None else min(int(s.ts_ms[0]) for s in window.values())
+    clock = SimClock(trade_from)
+    storage = MemoryStorage()
+    bus = EventBus(sink=storage.events.append)
+    paper = PaperExchange(
+        storage=storage,
+        clock=clock,
+        fill_config=FillModelConfig(
+            maker_fee=settings.paper.maker_fee,
+            taker_fee=settings.paper.taker_fee,
+            slippage_bps=settings.paper.slippage_bps,
+        ),
+        starting_balance=settings.paper.starting_balance,
+        quote_currency=settings.trading.quote_currency,
+        market_type=settings.exchange.market_type,
+        max_leverage=settings.trading.max_leverage,
+    )
+    trading_state = TradingStateService(storage.state, bus, clock)
+    engine = build_engine(
+        settings, clock=clock, bus=bus, exchange=paper, trading_state=trading_state
+    )
+    for s in window.values():
+        engine.signals.seed(s)  # causal provider: one pass over the whole series
+    venue: SimulatedVenue = paper
+    if detail:
+        venue = DetailVenue(paper, detail, timeframe_to_ms(timeframe))
+    market = MarketService(
+        feed=ReplayFeed(window, clock, start_ms=trade_from, drive_clock=True),
+        clock=clock,
+        candles=None,  # the candles come from files; storing them again is wasted work
+        bus=bus,
+        source="backtest",
+        timeframe=timeframe,
+        venue=venue,
+    )
+    market.on_candle(engine.on_candle)
+    await paper.start()
+    await market.run()
+    if bus.handler_failures:
+        raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
+    fills = tuple(await storage.fills.list_fills())
+    positions = await paper.fetch_positions()
+    await paper.stop()
+    ts, equity = equity_curve(
+        fills,
+        window,
+        starting_balance=settings.paper.starting_balance,
+        market_type=settings.exchange.market_type,
+        start_ms=trade_from,
+    )
+    curve = EquityCurve.from_columns(ts, equity)
+    benchmarks = tuple(
+        BenchmarkSeries(symbol=sym, close=align_close(s, ts - timeframe_to_ms(timeframe)))
+        for sym, s in window.items()
+    )
+    trades = tuple(engine.closed_trades)
+    fees = sum((f.fee for f in fills), Decimal(0))
+    metrics = compute_metrics(
+        BacktestInput(
+            curve=curve,
+            starting_balance=settings.paper.starting_balance,
+            trades=trades,
+            fees_paid=fees,
+            timeframe=timeframe,
+            benchmarks=benchmarks,
+        )
+    )
+    return BacktestResult(
+        metrics=metrics,
+        trades=trades,
+        fills=fills,
+        curve=curve,
+        benchmarks=benchmarks,
+        candles=market.stats.candles,
+        open_positions=len(positions),
+        events=bus.published,
+    )

@@ -1,0 +1,306 @@
+"""Backtest reports: rich tables on a console, and JSON, CSV and PNG files on disk.
+
+Nothing here reads the wall clock: file names come from the ``run_name`` the caller passes. Charts
+are drawn with matplotlib's Agg canvas directly (no pyplot, no GUI, no global backend switch).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import enum
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from core.analytics import (
+    BacktestMetrics,
+    BenchmarkSeries,
+    EquityCurve,
+    buy_and_hold_curve,
+    underwater_fraction,
+)
+from core.domain.trades import ClosedTrade
+from core.errors import DataError
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_CSV_COLUMNS = (
+    "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
+    "duration_ms amount entry_price exit_price fees pnl pnl_pct exit_reason legs legs_summary"
+).split()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportFiles:
+    """Paths of the files ``write_report`` wrote."""
+
+    json_path: Path
+    trades_csv_path: Path
+    equity_png_path: Path
+    drawdown_png_path: Path
+    monthly_png_path: Path
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def fmt_num(value: float | None, digits: int = 2) -> str:
+    """Format a number; None as "-" and infinities as "inf" / "-inf"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_pct(value: float | None, digits: int = 2) -> str:
+    """Format a percent figure (21.0 -> "21.00%")."""
+    text = fmt_num(value, digits)
+    return text if text == "-" else f"{text}%"
+
+
+def fmt_ts(ts_ms: int | None) -> str:
+    """Format epoch ms as "YYYY-MM-DD HH:MM" UTC."""
+    if ts_ms is None:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def fmt_duration(ms: int | None) -> str:
+    """Format a duration as "3d 04:05" (days, hours:minutes)."""
+    if ms is None:
+        return "-"
+    minutes_total = round(ms / 60_000)
+    days, rest = divmod(minutes_total, 1440)
+    hours, minutes = divmod(rest, 60)
+    return f"{days}d {hours:02d}:{minutes:02d}" if days else f"{hours:02d}:{minutes:02d}"
+
+
+# -- console -------------------------------------------------------------------------------------
+
+
+def _summary_rows(m: BacktestMetrics) -> list[tuple[str, str]]:
+    t, dd = m.trades, m.drawdown
+    win_rate = fmt_pct(t.win_rate_pct)
+    return [
+        ("Backtesting from", fmt_ts(m.start_ms)),
+        ("Backtesting to", fmt_ts(m.end_ms)),
+        ("Timeframe / days", f"{m.timeframe} / {m.days}"),
+        ("Starting balance", fmt_num(m.starting_balance)),
+        ("Final balance", fmt_num(m.final_balance)),
+        ("Absolute profit", fmt_num(m.total_profit_abs)),
+        ("Total profit %", fmt_pct(m.total_profit_pct)),
+        ("CAGR %", fmt_pct(m.cagr_pct)),
+        ("Sharpe", fmt_num(m.sharpe)),
+        ("Sortino", fmt_num(m.sortino)),
+        ("Calmar", fmt_num(m.calmar)),
+        ("SQN", fmt_num(t.sqn)),
+        ("Profit factor", fmt_num(t.profit_factor)),
+        ("Expectancy (ratio)", f"{fmt_num(t.expectancy_abs)} ({fmt_num(t.expectancy_ratio)})"),
+        ("Omega", fmt_num(m.omega)),
+        ("Daily VaR / ES 95%", f"{fmt_pct(m.daily_var_95_pct)} / {fmt_pct(m.daily_es_95_pct)}"),
+        ("Total trades", str(t.total)),
+        ("Win / Draw / Loss", f"{t.wins} / {t.draws} / {t.losses} (WR: {win_rate})"),
+        ("Avg profit %", fmt_pct(t.avg_profit_pct)),
+        ("Avg duration", fmt_duration(t.avg_duration_ms)),
+        ("Avg duration winners", fmt_duration(t.avg_duration_winners_ms)),
+        ("Avg duration losers", fmt_duration(t.avg_duration_losers_ms)),
+        ("Max consecutive wins / losses", f"{t.max_consecutive_wins} / {t.max_consecutive_losses}"),
+        ("Best trade", f"{t.best_trade_pair or '-'} {fmt_pct(t.best_trade_pct)}"),
+        ("Worst trade", f"{t.worst_trade_pair or '-'} {fmt_pct(t.worst_trade_pct)}"),
+        ("Best pair", f"{m.best_pair or '-'} {fmt_num(m.best_pair_profit_abs)}"),
+        ("Worst pair", f"{m.worst_pair or '-'} {fmt_num(m.worst_pair_profit_abs)}"),
+        ("Best day", fmt_num(m.best_day_abs)),
+        ("Worst day", fmt_num(m.worst_day_abs)),
+        ("Days win / draw / loss", f"{m.winning_days} / {m.flat_days} / {m.losing_days}"),
+        ("Max drawdown %", fmt_pct(dd.max_drawdown_pct)),
+        ("Max drawdown abs", fmt_num(dd.max_drawdown_abs)),
+        ("Drawdown start / end", f"{fmt_ts(dd.start_ms)} / {fmt_ts(dd.end_ms)}"),
+        ("Longest underwater", fmt_duration(dd.longest_underwater_ms)),
+        ("Market change", fmt_pct(m.market_change_pct)),
+        ("Fees paid", fmt_num(m.fees_paid)),
+    ]
+
+
+def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table(title=title)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_report(metrics: BacktestMetrics, console: Console) -> None:
+    """Print the summary, per-pair, per-exit-reason and monthly tables."""
+    m = metrics
+    console.print(_table("Summary", ("Metric", "Value"), _summary_rows(m)))
+    pair_rows = [
+        (
+            r.symbol,
+            str(r.trades),
+            fmt_pct(r.win_rate_pct),
+            fmt_pct(r.avg_profit_pct),
+            fmt_num(r.total_profit_abs),
+            fmt_duration(r.avg_duration_ms),
+        )
+        for r in m.per_pair
+    ]
+    pair_headers = ("Pair", "Trades", "Win rate", "Avg profit %", "Total profit", "Avg duration")
+    console.print(_table("Per pair", pair_headers, pair_rows))
+    reason_rows = [
+        (r.reason, str(r.legs), fmt_num(r.pnl_abs), fmt_num(r.avg_pnl_abs), str(r.trades_closed))
+        for r in m.exit_reasons
+    ]
+    reason_headers = ("Exit reason", "Legs", "Total pnl", "Avg pnl", "Trades closed")
+    console.print(_table("Per exit reason", reason_headers, reason_rows))
+    month_rows = [
+        (r.month, fmt_num(r.profit_abs), fmt_pct(r.profit_pct), str(r.trades)) for r in m.monthly
+    ]
+    console.print(_table("Monthly", ("Month", "Profit", "Profit %", "Trades"), month_rows))
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """Return ``value`` as plain JSON types: Decimals as strings, inf as "inf", NaN as None."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return ("inf" if number > 0 else "-inf") if math.isinf(number) else number
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _trade_row(t: ClosedTrade) -> dict[str, Any]:
+    legs = "; ".join(f"{leg.reason} {leg.amount}@{leg.price} pnl={leg.pnl}" for leg in t.legs)
+    values = (
+        t.trade_id, t.symbol, t.side.value, t.market_type.value, t.leverage, t.opened_ms,
+        fmt_ts(t.opened_ms), t.closed_ms, fmt_ts(t.closed_ms), t.duration_ms, t.amount,
+        t.entry_price, t.exit_price, t.fees, t.pnl, repr(t.pnl_pct), t.exit_reason, len(t.legs),
+        legs,
+    )  # fmt: skip
+    return dict(zip(_CSV_COLUMNS, values, strict=True))
+
+
+def _write_trades_csv(path: Path, trades: Sequence[ClosedTrade]) -> None:
+    ordered = sorted(trades, key=lambda t: (t.closed_ms, t.opened_ms, t.trade_id))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(_trade_row(t) for t in ordered)
+
+
+def _new_figure(title: str) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # explicit Agg: no GUI backend is ever touched
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _equity_chart(
+    path: Path, m: BacktestMetrics, curve: EquityCurve, benchmarks: Sequence[BenchmarkSeries]
+) -> None:
+    fig, ax = _new_figure("Equity vs buy and hold")
+    x = curve.ts_ms.astype("datetime64[ms]")
+    ax.plot(x, curve.equity, label="strategy", linewidth=1.2)
+    hold = buy_and_hold_curve(benchmarks, m.starting_balance)
+    if hold is not None:
+        ax.plot(x, hold, label="buy and hold (equal weight)", linewidth=1.0, alpha=0.8)
+    ax.axhline(m.starting_balance, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("equity (quote)")
+    ax.legend(loc="upper left")
+    fig.savefig(path, format="png")
+
+
+def _drawdown_chart(path: Path, curve: EquityCurve) -> None:
+    fig, ax = _new_figure("Drawdown (% under the running peak)")
+    x = curve.ts_ms.astype("datetime64[ms]")
+    under_pct = -underwater_fraction(curve.equity) * 100.0
+    ax.fill_between(x, under_pct, 0.0, color="tab:red", alpha=0.4, linewidth=0)
+    ax.plot(x, under_pct, color="tab:red", linewidth=0.8)
+    ax.set_ylabel("%")
+    fig.savefig(path, format="png")
+
+
+def _monthly_chart(path: Path, m: BacktestMetrics) -> None:
+    fig, ax = _new_figure("Monthly returns (%)")
+    values = [r.profit_pct if r.profit_pct is not None else 0.0 for r in m.monthly]
+    colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
+    positions = np.arange(len(values))
+    ax.bar(positions, values, color=colors)
+    step = max(1, len(values) // 24)  # keep labels readable on long backtests
+    ax.set_xticks(positions[::step], [r.month for r in m.monthly][::step], rotation=45)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_ylabel("%")
+    fig.savefig(path, format="png")
+
+
+def write_report(
+    metrics: BacktestMetrics,
+    trades: Sequence[ClosedTrade],
+    equity: EquityCurve,
+    out_dir: Path,
+    *,
+    run_name: str,
+    benchmarks: Sequence[BenchmarkSeries] = (),
+) -> ReportFiles:
+    """Write ``backtest-<run_name>.json``, ``-trades.csv`` and three PNG charts into ``out_dir``.
+
+    The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
+    infinities as "inf"). Existing files of the same run name are overwritten.
+    """
+    if not _RUN_NAME.match(run_name):
+        raise DataError(
+            f"run_name {run_name!r} must be 1-100 characters of letters, digits, '.', '_' or '-'"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"backtest-{run_name}"
+    files = ReportFiles(
+        json_path=out_dir / f"{stem}.json",
+        trades_csv_path=out_dir / f"{stem}-trades.csv",
+        equity_png_path=out_dir / f"{stem}-equity.png",
+        drawdown_png_path=out_dir / f"{stem}-drawdown.png",
+        monthly_png_path=out_dir / f"{stem}-monthly.png",
+    )
+    payload = {
+        "run_name": run_name,
+        "start_utc": fmt_ts(metrics.start_ms),
+        "end_utc": fmt_ts(metrics.end_ms),
+        "metrics": to_jsonable(metrics),
+        "trades": to_jsonable(list(trades)),
+    }
+    text = json.dumps(payload, indent=2, allow_nan=False)
+    files.json_path.write_text(text + "\n", encoding="utf-8")
+    _write_trades_csv(files.trades_csv_path, trades)
+    _equity_chart(files.equity_png_path, metrics, equity, benchmarks)
+    _drawdown_chart(files.drawdown_png_path, equity)
+    _monthly_chart(files.monthly_png_path, metrics)
+    return files

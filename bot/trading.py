@@ -1,0 +1,147 @@
+"""Build the trading side (signals, execution, exits, engine) from settings.
+
+Shared by every mode: the demo and run processes and the backtester call ``build_engine`` with
+their own clock, bus and exchange, which is how they run the same engine.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from core.brains.exit_config import (
+    BreakEvenConfig,
+    DynamicConfig,
+    ExitConfig,
+    LegSpec,
+    StopAnchor,
+    Target,
+)
+from core.brains.exits import StopFallback
+from core.clock import Clock
+from core.config import ExitSettings, Settings
+from core.domain.enums import MarketType
+from core.domain.policy import Policy
+from core.errors import ConfigError
+from core.ports import Exchange
+from core.services.bus import EventBus
+from core.services.engine import Engine, EngineConfig, SymbolRules
+from core.services.execution import ExecutionService
+from core.services.exit_executor import ExitExecutor
+from core.services.portfolio import value_account
+from core.services.signal_book import SignalBook
+from core.services.trading_state import TradingStateService
+from core.signals.base import SignalProvider
+from core.signals.ema_rsi import EmaRsiConfig, EmaRsiCross
+
+
+def exit_config_from(exits: ExitSettings) -> ExitConfig:
+    """Return the Exit Brain config: percent legs, TP1 -> break-even, later legs -> previous."""
+    legs = []
+    for i, (pct, fraction) in enumerate(zip(exits.tp_pcts, exits.tp_fractions, strict=True)):
+        last = i == len(exits.tp_pcts) - 1
+        anchor = StopAnchor.NONE
+        if exits.break_even_after_tp1 and not last:
+            anchor = StopAnchor.BREAK_EVEN if i == 0 else StopAnchor.PREVIOUS_LEG
+        legs.append(LegSpec(target=Target.pct(pct), fraction=fraction, move_stop_to=anchor))
+    try:
+        return ExitConfig(
+            legs=tuple(legs),
+            stop=Target.pct(exits.stop_pct),
+            dynamic=DynamicConfig(enabled=exits.dynamic),
+            break_even=BreakEvenConfig(enabled=exits.break_even_after_tp1),
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__EXITS__* settings: {e}") from e
+
+
+def policy_from(settings: Settings) -> Policy:
+    """Return the static policy snapshot built from the risk settings."""
+    r = settings.risk
+    return Policy(
+        risk_per_trade=r.risk_per_trade,
+        max_position_pct=r.max_position_pct,
+        max_position_notional=r.max_position_notional,
+        max_open_positions=r.max_open_positions,
+        max_leverage=settings.trading.max_leverage,
+        max_total_exposure_pct=r.max_total_exposure_pct,
+        allow_short=r.allow_short and settings.exchange.market_type is MarketType.PERP,
+    )
+
+
+def provider_from(settings: Settings) -> SignalProvider:
+    """Return the configured signal provider."""
+    s = settings.strategy
+    try:
+        return EmaRsiCross(
+            EmaRsiConfig(
+                fast=s.ema_fast,
+                slow=s.ema_slow,
+                rsi_low=s.rsi_low,
+                rsi_high=s.rsi_high,
+                allow_short=settings.risk.allow_short,
+            )
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__STRATEGY__* settings: {e}") from e
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    clock: Clock,
+    bus: EventBus,
+    exchange: Exchange,
+    trading_state: TradingStateService,
+) -> Engine:
+    """Wire the engine and its collaborators for ``exchange``."""
+    policy = policy_from(settings)
+    quote = settings.trading.quote_currency
+    engine: Engine | None = None
+
+    async def exposure(symbol: str) -> tuple[Decimal, int, Decimal]:
+        prices = engine.prices if engine is not None else {}
+        balances = await exchange.fetch_balances()
+        positions = await exchange.fetch_positions()
+        equity, _, _ = value_account(
+            balances, positions, {s: float(p) for s, p in prices.items()}, quote
+        )
+        others = sum(1 for p in positions if p.symbol != symbol)
+        total = sum((p.amount * prices.get(p.symbol, p.entry_price) for p in positions), Decimal(0))
+        return equity, others, total
+
+    execution = ExecutionService(
+        exchange=exchange,
+        bus=bus,
+        clock=clock,
+        trading_state=trading_state.current,
+        policy=lambda: policy,
+        exposure=exposure,
+    )
+    exits = ExitExecutor(
+        execution=execution,
+        bus=bus,
+        clock=clock,
+        fallback=StopFallback(settings.exits.stop_fallback),
+    )
+    engine = Engine(
+        config=EngineConfig(
+            timeframe=settings.trading.timeframe,
+            quote=quote,
+            market_type=settings.exchange.market_type,
+            leverage=settings.trading.max_leverage,
+            rules=SymbolRules(
+                amount_step=settings.market.amount_step,
+                price_tick=settings.market.price_tick,
+                min_notional=settings.market.min_notional,
+            ),
+            exits=exit_config_from(settings.exits),
+        ),
+        clock=clock,
+        bus=bus,
+        exchange=exchange,
+        execution=execution,
+        exits=exits,
+        signals=SignalBook(provider_from(settings)),
+        policy=lambda: policy,
+    )
+    return engine

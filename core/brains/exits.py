@@ -1,0 +1,527 @@
+"""Exit brain: plan a take-profit ladder plus a stop, then move them as fills arrive.
+
+Pure functions over frozen values (the config lives in ``core.brains.exit_config``, re-exported
+here). The executor places what ``plan_exits`` returns, reports every fill through ``on_fill`` and
+carries out the returned actions in order. Conventions, and why:
+
+* Targets are positive distances from the entry (percent, ATR multiple) or absolute prices; the side
+  sets the direction. LONG: take-profits above the entry, stop below. SHORT: mirrored.
+* Prices round to the tick conservatively: take-profits *toward the entry* (at least as likely to
+  fill as planned), stops *toward the profit side* (up for a long, down for a short) so the loss at
+  the stop is never larger than planned.
+* Leg amounts are ``fraction × amount`` rounded down to the step; the last leg takes the remainder,
+  so the legs sum exactly to the position. A leg below ``min_amount`` is merged into the next leg
+  (its share exits at the next, farther price; its stop move is dropped); a last leg that is too
+  small is merged back into the previous kept leg.
+* The stop covers the whole remaining position (``stop.amount == plan.remaining``) and never
+  loosens: a move away from the price is ignored.
+* The stop moves when a leg is *completely* filled, to that leg's anchor (break-even, the previous
+  leg's price, or nowhere). A partial fill only shrinks the position and resizes the stop.
+* Any stop fill means the market turned against us: all take-profit legs are cancelled.
+* When nothing remains, ``CloseAll`` lists every exit order still open, so none is orphaned.
+* Dynamic mode scales percent legs by volatility (ATR% over a reference ATR%), and percent and ATR
+  legs by confidence (ATR legs are volatility-scaled already); the product is clamped to
+  ``[min_scale, max_scale]``. Price legs are never scaled. The stop may be volatility-scaled (never
+  by confidence: confidence must not buy extra risk) and is capped at ``max_stop_pct``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+from core.brains.exit_config import (
+    DEFAULT_LEGS,
+    HUNDRED,
+    ONE,
+    ZERO,
+    BreakEvenConfig,
+    DynamicConfig,
+    ExitConfig,
+    LegSpec,
+    StopAnchor,
+    Target,
+    TargetKind,
+    require_decimal,
+)
+from core.domain.enums import PositionSide
+from core.errors import InvariantViolation
+
+__all__ = [
+    "DEFAULT_LEGS",
+    "STOP_NAME",
+    "Action",
+    "BotSideStop",
+    "BreakEvenConfig",
+    "CancelLeg",
+    "CloseAll",
+    "DynamicConfig",
+    "ExitConfig",
+    "ExitDecision",
+    "ExitPlan",
+    "LegFill",
+    "LegSpec",
+    "MarketExit",
+    "PlanRequest",
+    "ReplaceStop",
+    "StopAnchor",
+    "StopFallback",
+    "StopLeg",
+    "StopMode",
+    "TakeProfitLeg",
+    "Target",
+    "TargetKind",
+    "bot_side_stop_hit",
+    "exit_at_market",
+    "on_fill",
+    "on_stop_rejected",
+    "plan_exits",
+]
+
+STOP_NAME = "SL"  # the leg name of the stop (and of a market exit) in ``LegFill``
+
+
+# --- plan state -------------------------------------------------------------------------------
+
+
+class StopMode(StrEnum):
+    """How the stop is enforced: an exchange order, watched by the bot, or a market exit sent."""
+
+    EXCHANGE = "exchange"
+    BOT_SIDE = "bot_side"
+    MARKET = "market"
+
+
+class StopFallback(StrEnum):
+    """What to do when the exchange rejects the stop order."""
+
+    BOT_SIDE = "bot_side"
+    MARKET_EXIT = "market_exit"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeProfitLeg:
+    """A take-profit limit order; ``stop_after_fill`` is where the stop goes once it is filled."""
+
+    name: str
+    price: Decimal
+    amount: Decimal
+    filled: Decimal = ZERO
+    canceled: bool = False
+    stop_after_fill: Decimal | None = None
+
+    @property
+    def open_amount(self) -> Decimal:
+        """Return what can still fill (zero once filled or cancelled)."""
+        return ZERO if self.canceled else self.amount - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        """Return True while the leg's order should be on the exchange."""
+        return self.open_amount > ZERO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopLeg:
+    """The protective stop; ``amount`` always equals the plan's remaining position."""
+
+    price: Decimal
+    amount: Decimal
+    mode: StopMode = StopMode.EXCHANGE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitPlan:
+    """The exits of one position. ``stop`` is None once the position is closed."""
+
+    side: PositionSide
+    entry_price: Decimal
+    amount: Decimal
+    legs: tuple[TakeProfitLeg, ...]
+    stop: StopLeg | None
+    stop_filled: Decimal = ZERO
+    scale: Decimal = ONE  # the multiplier applied to percent legs (1 when static)
+
+    @property
+    def remaining(self) -> Decimal:
+        """Return the open position: amount minus everything filled by TP legs and the stop."""
+        return self.amount - sum((leg.filled for leg in self.legs), ZERO) - self.stop_filled
+
+    @property
+    def is_closed(self) -> bool:
+        """Return True when nothing of the position remains."""
+        return self.remaining == ZERO
+
+    @property
+    def open_legs(self) -> tuple[TakeProfitLeg, ...]:
+        """Return the take-profit legs whose orders are still working."""
+        return tuple(leg for leg in self.legs if leg.is_open)
+
+
+# --- actions for the executor -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaceStop:
+    """Replace the exchange stop with one at ``price`` for ``amount`` (the remaining position)."""
+
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotSideStop:
+    """Hold no exchange stop; watch ``price`` (``bot_side_stop_hit``) for ``amount``."""
+
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelLeg:
+    """Cancel the take-profit order of leg ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketExit:
+    """Close ``amount`` at market now; report its fills as ``LegFill(leg_name=STOP_NAME)``."""
+
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseAll:
+    """The position is flat: cancel these leftover exit orders. Sends no trade."""
+
+    cancel_legs: tuple[str, ...]
+    cancel_stop: bool
+
+
+Action = ReplaceStop | BotSideStop | CancelLeg | MarketExit | CloseAll
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitDecision:
+    """The new plan and what the executor must do on the exchange, in order."""
+
+    plan: ExitPlan
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegFill:
+    """A fill of leg ``leg_name`` (``TP1``…, or ``STOP_NAME`` for the stop or a market exit)."""
+
+    leg_name: str
+    amount: Decimal
+
+    def __post_init__(self) -> None:
+        require_decimal("fill amount", self.amount)
+        if self.amount <= ZERO:
+            raise ValueError(f"fill amount of {self.leg_name} must be > 0, was {self.amount}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanRequest:
+    """Everything ``plan_exits`` needs. ``atr`` is in price units; ``confidence`` in [0, 1]."""
+
+    side: PositionSide
+    entry_price: Decimal
+    amount: Decimal
+    amount_step: Decimal
+    price_tick: Decimal
+    min_amount: Decimal = ZERO
+    atr: Decimal | float | None = None
+    confidence: float = 0.5
+    config: ExitConfig = field(default_factory=ExitConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("entry_price", "amount", "amount_step", "price_tick"):
+            value = getattr(self, name)
+            require_decimal(name, value)
+            if value <= ZERO:
+                raise ValueError(f"{name} must be > 0, was {value}")
+        require_decimal("min_amount", self.min_amount)
+        if self.min_amount < ZERO:
+            raise ValueError(f"min_amount must be >= 0, was {self.min_amount}")
+        if self.amount < self.min_amount:
+            raise ValueError(
+                f"position amount {self.amount} is below the min order amount {self.min_amount}: "
+                "no exit order can be placed"
+            )
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], was {self.confidence}")
+        if self.atr is not None and not 0.0 < float(self.atr) < math.inf:
+            raise ValueError(f"atr must be > 0 when given, was {self.atr}")
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def _sign(side: PositionSide) -> Decimal:
+    return ONE if side is PositionSide.LONG else -ONE
+
+
+def _round_to(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return ((value / step).to_integral_value(rounding=rounding) * step).quantize(step)
+
+
+def _round_tp(req: PlanRequest, price: Decimal) -> Decimal:
+    # Toward the entry: down for a long, up for a short.
+    mode = ROUND_FLOOR if req.side is PositionSide.LONG else ROUND_CEILING
+    return _round_to(price, req.price_tick, mode)
+
+
+def _round_stop(req: PlanRequest, price: Decimal) -> Decimal:
+    # Toward the profit side: up for a long, down for a short (never more risk than planned).
+    mode = ROUND_CEILING if req.side is PositionSide.LONG else ROUND_FLOOR
+    return _round_to(price, req.price_tick, mode)
+
+
+def _atr(req: PlanRequest, why: str) -> Decimal:
+    if req.atr is None:
+        raise ValueError(f"{why} needs an ATR, but the plan request has atr=None")
+    return req.atr if isinstance(req.atr, Decimal) else Decimal(str(float(req.atr)))
+
+
+def _scales(req: PlanRequest) -> tuple[dict[TargetKind, Decimal], Decimal]:
+    """Return the take-profit multiplier per target kind and the stop's volatility multiplier."""
+    dyn = req.config.dynamic
+    if not dyn.enabled:
+        return dict.fromkeys(TargetKind, ONE), ONE
+
+    def clamp(x: Decimal) -> Decimal:
+        return min(max(x, dyn.min_scale), dyn.max_scale)
+
+    vol = clamp(_atr(req, "dynamic exits") / req.entry_price * HUNDRED / dyn.reference_atr_pct)
+    conf = ONE + dyn.confidence_stretch * (2 * Decimal(str(req.confidence)) - ONE)
+    tp = {TargetKind.PERCENT: clamp(vol * conf), TargetKind.ATR: clamp(conf), TargetKind.PRICE: ONE}
+    return tp, vol
+
+
+def _distance(req: PlanRequest, target: Target, what: str, profit_side: bool) -> Decimal:
+    """Return the positive distance of ``target`` from the entry, before scaling."""
+    if target.kind is TargetKind.PERCENT:
+        return req.entry_price * target.value / HUNDRED
+    if target.kind is TargetKind.ATR:
+        return _atr(req, f"{what} ({target.value} ATR)") * target.value
+    toward_profit = (target.value - req.entry_price) * _sign(req.side)
+    distance = toward_profit if profit_side else -toward_profit
+    if distance <= ZERO:
+        where = "on the profit side" if profit_side else "on the losing side"
+        raise ValueError(
+            f"{what} price {target.value} must be {where} of the {req.side} entry {req.entry_price}"
+        )
+    return distance
+
+
+def _stop_price(req: PlanRequest, vol_scale: Decimal) -> Decimal:
+    cfg = req.config
+    distance = _distance(req, cfg.stop, "stop", profit_side=False)
+    if cfg.dynamic.enabled:
+        if cfg.dynamic.scale_stop and cfg.stop.kind is TargetKind.PERCENT:
+            distance *= vol_scale
+        distance = min(distance, req.entry_price * cfg.dynamic.max_stop_pct / HUNDRED)
+    price = _round_stop(req, req.entry_price - _sign(req.side) * distance)
+    if price <= ZERO or (req.entry_price - price) * _sign(req.side) <= ZERO:
+        raise ValueError(
+            f"stop rounds to {price}, not on the losing side of the {req.side} entry "
+            f"{req.entry_price} (tick {req.price_tick})"
+        )
+    return price
+
+
+def _tp_prices(req: PlanRequest, scales: dict[TargetKind, Decimal]) -> list[Decimal]:
+    sign, prices = _sign(req.side), []
+    for i, spec in enumerate(req.config.legs, start=1):
+        distance = _distance(req, spec.target, f"TP{i}", profit_side=True)
+        price = _round_tp(req, req.entry_price + sign * distance * scales[spec.target.kind])
+        previous = prices[-1] if prices else req.entry_price
+        if price <= ZERO or (price - previous) * sign <= ZERO:
+            raise ValueError(
+                f"TP{i} rounds to {price}, not beyond {'TP' + str(i - 1) if prices else 'entry'} "
+                f"{previous} for a {req.side} (targets must grow away from entry; tick "
+                f"{req.price_tick})"
+            )
+        prices.append(price)
+    return prices
+
+
+def _split_amount(req: PlanRequest) -> list[Decimal]:
+    """Return each leg's amount (zero for legs merged away); the amounts sum to ``req.amount``."""
+    fractions = [leg.fraction for leg in req.config.legs]
+    raw = [_round_to(req.amount * f, req.amount_step, ROUND_FLOOR) for f in fractions[:-1]]
+    raw.append(req.amount - sum(raw, ZERO))  # >= amount·last fraction > 0, since floors only shrink
+    out, carry = [ZERO] * len(raw), ZERO
+    for i, amount in enumerate(raw):
+        amount += carry
+        if i < len(raw) - 1 and (amount <= ZERO or amount < req.min_amount):
+            carry = amount  # too small to place: it rides with the next leg
+            continue
+        out[i], carry = amount, ZERO
+    kept = [i for i in range(len(out) - 1) if out[i] > ZERO]
+    if out[-1] < req.min_amount and kept:
+        out[kept[-1]] += out[-1]
+        out[-1] = ZERO
+    return out
+
+
+def _anchor(req: PlanRequest, spec: LegSpec, prices: list[Decimal], i: int) -> Decimal | None:
+    if spec.move_stop_to is StopAnchor.PREVIOUS_LEG:
+        return prices[i - 1]
+    be = req.config.break_even
+    if spec.move_stop_to is StopAnchor.BREAK_EVEN and be.enabled:
+        buffer = req.entry_price * be.fee_buffer_pct / HUNDRED
+        return _round_stop(req, req.entry_price + _sign(req.side) * buffer)
+    return None
+
+
+def plan_exits(req: PlanRequest) -> ExitPlan:
+    """Return the take-profit ladder and stop for a freshly opened position.
+
+    Raise ValueError naming the leg when a target lands on the wrong side, targets do not grow
+    away from the entry after scaling and rounding, or an ATR target has no ATR.
+    """
+    scales, stop_scale = _scales(req)
+    prices = _tp_prices(req, scales)
+    stop_price = _stop_price(req, stop_scale)
+    amounts = _split_amount(req)
+    legs = tuple(
+        TakeProfitLeg(
+            name=f"TP{i + 1}",
+            price=prices[i],
+            amount=amounts[i],
+            stop_after_fill=_anchor(req, spec, prices, i),
+        )
+        for i, spec in enumerate(req.config.legs)
+        if amounts[i] > ZERO
+    )
+    return ExitPlan(
+        side=req.side,
+        entry_price=req.entry_price,
+        amount=req.amount,
+        legs=legs,
+        stop=StopLeg(price=stop_price, amount=req.amount),
+        scale=scales[TargetKind.PERCENT],
+    )
+
+
+# --- transitions ------------------------------------------------------------------------------
+
+
+def _tighter(side: PositionSide, current: Decimal, proposed: Decimal) -> Decimal:
+    """Return the stop closer to the price: the stop never loosens."""
+    return max(current, proposed) if side is PositionSide.LONG else min(current, proposed)
+
+
+def _stop_action(stop: StopLeg) -> Action:
+    if stop.mode is StopMode.BOT_SIDE:
+        return BotSideStop(price=stop.price, amount=stop.amount)
+    return ReplaceStop(price=stop.price, amount=stop.amount)
+
+
+def _require_open(plan: ExitPlan, what: str) -> StopLeg:
+    if plan.stop is None or plan.is_closed:
+        raise InvariantViolation(
+            f"{what} on a closed exit plan (entry {plan.entry_price}); reconcile"
+        )
+    return plan.stop
+
+
+def _cancel_open_legs(plan: ExitPlan) -> tuple[tuple[TakeProfitLeg, ...], tuple[str, ...]]:
+    names = tuple(leg.name for leg in plan.open_legs)
+    legs = tuple(replace(leg, canceled=True) if leg.is_open else leg for leg in plan.legs)
+    return legs, names
+
+
+def _closed(plan: ExitPlan, cancel_stop: bool) -> ExitDecision:
+    legs, names = _cancel_open_legs(plan)
+    done = replace(plan, legs=legs, stop=None)
+    return ExitDecision(plan=done, actions=(CloseAll(cancel_legs=names, cancel_stop=cancel_stop),))
+
+
+def _on_stop_fill(plan: ExitPlan, stop: StopLeg, amount: Decimal) -> ExitDecision:
+    if amount > stop.amount:
+        raise InvariantViolation(f"stop filled {amount}, more than its {stop.amount}; reconcile")
+    plan = replace(plan, stop_filled=plan.stop_filled + amount)
+    if plan.is_closed:
+        return _closed(plan, cancel_stop=False)
+    # The market turned against us: take-profits go, the stop order works off the rest.
+    legs, names = _cancel_open_legs(plan)
+    plan = replace(plan, legs=legs, stop=replace(stop, amount=plan.remaining))
+    return ExitDecision(plan=plan, actions=tuple(CancelLeg(name=n) for n in names))
+
+
+def on_fill(plan: ExitPlan, fill: LegFill) -> ExitDecision:
+    """Apply a (partial) fill of a take-profit leg or of the stop and say what to change.
+
+    A fill on a leg we already cancelled (it raced the cancel) is real and is accepted. Raise
+    InvariantViolation for an unknown leg, a fill larger than the leg or the position, or a
+    closed plan.
+    """
+    stop = _require_open(plan, f"fill of {fill.leg_name}")
+    if fill.leg_name == STOP_NAME:
+        return _on_stop_fill(plan, stop, fill.amount)
+    index = next((i for i, leg in enumerate(plan.legs) if leg.name == fill.leg_name), None)
+    if index is None:
+        raise InvariantViolation(f"fill for unknown exit leg {fill.leg_name!r}")
+    leg = plan.legs[index]
+    unfilled = min(leg.amount - leg.filled, plan.remaining)
+    if fill.amount > unfilled:
+        raise InvariantViolation(
+            f"{leg.name} filled {fill.amount} but only {unfilled} was unfilled; reconcile"
+        )
+    leg = replace(leg, filled=leg.filled + fill.amount)
+    plan = replace(plan, legs=(*plan.legs[:index], leg, *plan.legs[index + 1 :]))
+    if plan.is_closed:
+        return _closed(plan, cancel_stop=True)
+    price = stop.price
+    if leg.filled == leg.amount and leg.stop_after_fill is not None:
+        price = _tighter(plan.side, price, leg.stop_after_fill)
+    moved = replace(stop, price=price, amount=plan.remaining)
+    plan = replace(plan, stop=moved)
+    if stop.mode is StopMode.MARKET:
+        # The market exit is already sent; being reduce-only, it closes just what is left.
+        return ExitDecision(plan=plan, actions=())
+    return ExitDecision(plan=plan, actions=(_stop_action(moved),))
+
+
+def exit_at_market(plan: ExitPlan) -> ExitDecision:
+    """Cancel the take-profits and close the remaining position at market (idempotent)."""
+    stop = _require_open(plan, "market exit")
+    if stop.mode is StopMode.MARKET:
+        return ExitDecision(plan=plan, actions=())
+    legs, names = _cancel_open_legs(plan)
+    plan = replace(plan, legs=legs, stop=replace(stop, mode=StopMode.MARKET))
+    actions: tuple[Action, ...] = (
+        *(CancelLeg(name=n) for n in names),
+        MarketExit(amount=stop.amount),
+    )
+    return ExitDecision(plan=plan, actions=actions)
+
+
+def on_stop_rejected(plan: ExitPlan, fallback: StopFallback | str) -> ExitDecision:
+    """Fall back when the exchange refuses the stop: watch the price, or exit at market."""
+    stop = _require_open(plan, "stop rejection")
+    if StopFallback(fallback) is StopFallback.MARKET_EXIT:
+        return exit_at_market(plan)
+    if stop.mode is StopMode.MARKET:
+        return ExitDecision(plan=plan, actions=())
+    watched = replace(stop, mode=StopMode.BOT_SIDE)
+    return ExitDecision(plan=replace(plan, stop=watched), actions=(_stop_action(watched),))
+
+
+def bot_side_stop_hit(
+    plan: ExitPlan, candle_low: Decimal | float, candle_high: Decimal | float
+) -> bool:
+    """Return True when this candle touched a bot-side stop (then call ``exit_at_market``)."""
+    stop = plan.stop
+    if stop is None or stop.mode is not StopMode.BOT_SIDE:
+        return False
+    if plan.side is PositionSide.LONG:
+        return candle_low <= stop.price
+    return candle_high >= stop.price

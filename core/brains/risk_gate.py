@@ -1,0 +1,115 @@
+"""The pre-trade risk gate: a pure check every order passes before it reaches the exchange.
+
+A denial is a value (``RiskVerdict``), not an exception. Rules, in order:
+HALTED lets nothing through; REDUCING lets only exposure-reducing orders through; an order
+that reduces exposure is always allowed otherwise; new exposure must respect the policy's
+leverage, open-position, per-position and total-exposure limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from core.domain.enums import TradingState
+from core.domain.policy import Policy
+
+
+class RiskAction(StrEnum):
+    """What the gate decided."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class DenyReason(StrEnum):
+    """Why an order was denied (stable codes for events and reports)."""
+
+    NONE = ""
+    HALTED = "halted"
+    REDUCING_ONLY = "reducing_only"
+    LEVERAGE = "max_leverage"
+    OPEN_POSITIONS = "max_open_positions"
+    POSITION_SIZE = "max_position_size"
+    TOTAL_EXPOSURE = "max_total_exposure"
+    SHORT_NOT_ALLOWED = "short_not_allowed"
+    NO_EQUITY = "no_equity"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderIntent:
+    """An order about to be sent, described by what it does to exposure."""
+
+    symbol: str
+    notional: Decimal  # quote value of the order
+    reduces_exposure: bool  # reduce-only exits, closing orders
+    opens_short: bool = False
+    leverage: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateInput:
+    """Everything the gate looks at."""
+
+    intent: OrderIntent
+    state: TradingState
+    policy: Policy
+    equity: Decimal
+    open_positions: int  # excluding the intent's own symbol
+    total_exposure: Decimal  # sum of open position notionals, quote
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskVerdict:
+    """The gate's decision."""
+
+    action: RiskAction
+    reason: DenyReason = DenyReason.NONE
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """Return True when the order may go out."""
+        return self.action is RiskAction.ALLOW
+
+
+_ALLOW = RiskVerdict(action=RiskAction.ALLOW)
+
+
+def _deny(reason: DenyReason, detail: str) -> RiskVerdict:
+    return RiskVerdict(action=RiskAction.DENY, reason=reason, detail=detail)
+
+
+def check_order(inp: GateInput) -> RiskVerdict:
+    """Return whether the order may be sent (see module docstring for the rules)."""
+    intent, policy = inp.intent, inp.policy
+    if inp.state is TradingState.HALTED:
+        return _deny(DenyReason.HALTED, "trading is halted: no orders")
+    if intent.reduces_exposure:
+        return _ALLOW
+    if inp.state is TradingState.REDUCING:
+        return _deny(DenyReason.REDUCING_ONLY, "trading is reducing: only exposure-reducing orders")
+    if inp.equity <= 0:
+        return _deny(DenyReason.NO_EQUITY, f"equity is {inp.equity}")
+    if intent.opens_short and not policy.allow_short:
+        return _deny(DenyReason.SHORT_NOT_ALLOWED, "policy does not allow short positions")
+    if intent.leverage > policy.max_leverage:
+        return _deny(DenyReason.LEVERAGE, f"leverage {intent.leverage} > {policy.max_leverage}")
+    if inp.open_positions >= policy.max_open_positions:
+        return _deny(
+            DenyReason.OPEN_POSITIONS,
+            f"{inp.open_positions} positions open, limit {policy.max_open_positions}",
+        )
+    position_cap = min(policy.max_position_notional, policy.max_position_pct * inp.equity)
+    if intent.notional > position_cap:
+        return _deny(
+            DenyReason.POSITION_SIZE, f"notional {intent.notional:.2f} > cap {position_cap:.2f}"
+        )
+    exposure_cap = policy.max_total_exposure_pct * inp.equity
+    if inp.total_exposure + intent.notional > exposure_cap:
+        return _deny(
+            DenyReason.TOTAL_EXPOSURE,
+            f"exposure {inp.total_exposure + intent.notional:.2f} > cap {exposure_cap:.2f}",
+        )
+    return _ALLOW

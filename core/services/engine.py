@@ -1,0 +1,249 @@
+"""The trading engine: one per process, the same in backtest, demo and run.
+
+On every closed candle of a symbol: signal -> (open trade? manage it : maybe enter) with
+sizing from the stop distance and the pre-trade risk gate in the execution service. Fills
+arrive as ``OrderFilled`` events: an entry fill gets an exit plan from the Exit Brain, exit
+fills go back to the brain through the exit executor. Only the clock, the feed and the exchange
+differ between modes; nothing here knows which mode it is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.brains.exits import ExitConfig, PlanRequest, bot_side_stop_hit, exit_at_market, plan_exits
+from core.brains.sizing import SizingInput, size_position
+from core.clock import Clock
+from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
+from core.domain.events import Event, OrderFilled
+from core.domain.market import Candle
+from core.domain.orders import OrderRequest
+from core.domain.policy import Policy
+from core.ports import Exchange
+from core.services.bus import EventBus
+from core.services.execution import ExecutionService, client_order_id
+from core.services.exit_executor import ExitExecutor, OpenTrade
+from core.services.portfolio import value_account
+from core.services.signal_book import SignalBook
+from core.signals.base import Signal
+
+log = logging.getLogger(__name__)
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolRules:
+    """Exchange precision for orders."""
+
+    amount_step: Decimal
+    price_tick: Decimal
+    min_notional: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """What the engine trades and how."""
+
+    timeframe: str
+    quote: str
+    market_type: MarketType
+    leverage: int
+    rules: SymbolRules
+    exits: ExitConfig
+
+
+class Engine:
+    """Turn closed candles into orders and manage exits (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        clock: Clock,
+        bus: EventBus,
+        exchange: Exchange,
+        execution: ExecutionService,
+        exits: ExitExecutor,
+        signals: SignalBook,
+        policy: Callable[[], Policy],
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._exchange = exchange
+        self._execution = execution
+        self._exits = exits
+        self.signals = signals
+        self._policy = policy
+        self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
+        self.prices: dict[str, Decimal] = {}
+        bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
+
+    @property
+    def closed_trades(self) -> list:  # type: ignore[type-arg]
+        """Return the round trips closed so far, oldest first."""
+        return self._exits.closed
+
+    # --- the cycle ------------------------------------------------------------------------------
+
+    async def on_candle(self, symbol: str, candle: Candle) -> None:
+        """Run one trading cycle for ``symbol`` on a closed candle."""
+        self.prices[symbol] = Decimal(repr(candle.close))
+        self.signals.append(symbol, self.config.timeframe, candle)
+        signal = self.signals.signal_at(symbol, candle.ts_ms)
+        trade = self.trades.get(symbol)
+        if trade is not None:
+            await self._manage(trade, candle, signal)
+        elif signal is not None and signal.entry != 0:
+            await self._enter(symbol, candle, signal)
+
+    async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
+        plan = trade.plan
+        if plan is None:
+            await self._drop_unfilled_entry(trade)
+            return
+        price = self.prices[trade.symbol]
+        if bot_side_stop_hit(plan, candle.low, candle.high):
+            await self._exits.apply(trade, exit_at_market(plan), price, exit_reason="SL")
+            return
+        wants_out = signal is not None and (
+            signal.exit_long if trade.side is PositionSide.LONG else signal.exit_short
+        )
+        if wants_out and not plan.is_closed:
+            await self._exits.apply(trade, exit_at_market(plan), price, exit_reason="SIGNAL")
+
+    async def _drop_unfilled_entry(self, trade: OpenTrade) -> None:
+        order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+        if order.status.is_terminal and order.filled == 0:
+            log.info(
+                "%s: entry %s ended %s unfilled",
+                trade.symbol,
+                order.client_order_id,
+                order.status.value,
+            )
+            self._forget(trade)
+
+    async def _enter(self, symbol: str, candle: Candle, signal: Signal) -> None:
+        cfg = self.config
+        policy = self._policy()
+        side = PositionSide.LONG if signal.entry > 0 else PositionSide.SHORT
+        if side is PositionSide.SHORT and (
+            cfg.market_type is MarketType.SPOT or not policy.allow_short
+        ):
+            return
+        price = self.prices[symbol]
+        stop = self._planned_stop(side, price, signal)
+        balances = await self._exchange.fetch_balances()
+        positions = await self._exchange.fetch_positions()
+        equity, _, _ = value_account(
+            balances, positions, {s: float(p) for s, p in self.prices.items()}, cfg.quote
+        )
+        exposure = sum(
+            (p.amount * self.prices.get(p.symbol, p.entry_price) for p in positions), ZERO
+        )
+        free = balances[cfg.quote].free if cfg.quote in balances else ZERO
+        sizing = size_position(
+            SizingInput(
+                equity=equity,
+                free_cash=free,
+                entry_price=price,
+                stop_price=stop,
+                total_exposure=exposure,
+                leverage=cfg.leverage,
+                amount_step=cfg.rules.amount_step,
+                min_notional=cfg.rules.min_notional,
+                policy=policy,
+            )
+        )
+        if sizing.amount <= 0:
+            log.info("%s: entry skipped, size 0 (%s)", symbol, sizing.bound_by)
+            return
+        cid = client_order_id(symbol, candle.ts_ms, "e")
+        request = OrderRequest(
+            client_order_id=cid,
+            symbol=symbol,
+            side=Side.BUY if side is PositionSide.LONG else Side.SELL,
+            type=OrderType.MARKET,
+            amount=sizing.amount,
+            market_type=cfg.market_type,
+            leverage=cfg.leverage,
+            tag="entry",
+        )
+        if await self._execution.submit(request, reference_price=price) is None:
+            return
+        trade = OpenTrade(
+            trade_id=cid,
+            symbol=symbol,
+            side=side,
+            decided_ms=candle.ts_ms,
+            entry_cid=cid,
+            confidence=signal.confidence,
+            atr=signal.atr,
+            market_type=cfg.market_type,
+            leverage=cfg.leverage,
+        )
+        trade.roles[cid] = "entry"
+        self.trades[symbol] = trade
+
+    def _plan_request(
+        self, side: PositionSide, entry: Decimal, amount: Decimal, atr: float, confidence: float
+    ) -> PlanRequest:
+        rules = self.config.rules
+        return PlanRequest(
+            side=side,
+            entry_price=entry,
+            amount=amount,
+            amount_step=rules.amount_step,
+            price_tick=rules.price_tick,
+            min_amount=rules.amount_step,
+            atr=atr if math.isfinite(atr) and atr > 0 else None,
+            confidence=min(1.0, max(0.0, confidence)),
+            config=self.config.exits,
+        )
+
+    def _planned_stop(self, side: PositionSide, price: Decimal, signal: Signal) -> Decimal:
+        """Return where the Exit Brain would put the stop, for sizing before the entry."""
+        probe = plan_exits(
+            self._plan_request(side, price, Decimal(1), signal.atr, signal.confidence)
+        )
+        if probe.stop is None:
+            raise ValueError("exit config has no stop: sizing needs a stop distance")
+        return probe.stop.price
+
+    # --- fills ----------------------------------------------------------------------------------
+
+    async def _on_filled(self, event: Event) -> None:
+        if not isinstance(event, OrderFilled):
+            return
+        cid = event.client_order_id
+        trade = next((t for t in self.trades.values() if cid in t.roles), None)
+        if trade is None:
+            return  # not ours (e.g. a manual order)
+        if trade.roles[cid] == "entry":
+            await self._on_entry_fill(trade, event)
+            return
+        await self._exits.on_exit_fill(trade, event)
+        if await self._exits.finish_if_flat(trade) is not None:
+            self._forget(trade)
+
+    async def _on_entry_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
+        trade.amount += event.amount
+        trade.entry_cost += event.amount * event.price
+        trade.entry_fee += event.fee
+        if trade.opened_ms is None:
+            trade.opened_ms = event.fill_ts_ms
+        order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+        if order.status is not OrderStatus.FILLED:
+            return  # partially filled: plan exits once the whole entry is in
+        plan = plan_exits(
+            self._plan_request(
+                trade.side, trade.entry_price, trade.amount, trade.atr, trade.confidence
+            )
+        )
+        await self._exits.place_plan(trade, plan, trade.entry_price)
+
+    def _forget(self, trade: OpenTrade) -> None:
+        self.trades.pop(trade.symbol, None)

@@ -1,0 +1,163 @@
+"""Execution: every order goes out through here, past the risk gate, with a client order id.
+
+Client order ids are deterministic: ``qt-<base>-<candle open, base36 s>-<tag>``. The same
+decision on the same candle (after a crash and restart, say) yields the same id, and the
+exchange's idempotency on client ids turns a resubmission into a no-op instead of a second
+order. Ids stay within Binance's 36-character limit and its character set.
+
+Every outcome is an event: ``OrderSubmitted``, ``OrderRejected`` (the venue said no, never
+retried), ``OrderDenied`` (our risk gate said no), ``OrderCanceled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+from core.brains.risk_gate import GateInput, OrderIntent, RiskVerdict, check_order
+from core.clock import Clock
+from core.domain.enums import OrderStatus, TradingState
+from core.domain.events import OrderCanceled, OrderDenied, OrderRejected, OrderSubmitted
+from core.domain.orders import Order, OrderRequest
+from core.domain.policy import Policy
+from core.errors import OrderRejected as VenueRejected
+from core.ports import Exchange
+from core.services.bus import EventBus
+
+log = logging.getLogger(__name__)
+
+_ID_SAFE = re.compile(r"[^A-Za-z0-9]")
+MAX_CLIENT_ID_LEN = 36
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def client_order_id(symbol: str, candle_open_ms: int, tag: str) -> str:
+    """Return the deterministic client order id of an order decided on a candle."""
+    base = _ID_SAFE.sub("", symbol.split("/")[0])[:8]
+    cid = f"qt-{base}-{_base36(candle_open_ms // 1000)}-{_ID_SAFE.sub('', tag)}"
+    if len(cid) > MAX_CLIENT_ID_LEN:
+        raise ValueError(f"client order id {cid!r} is longer than {MAX_CLIENT_ID_LEN}")
+    return cid
+
+
+ExposureView = Callable[[str], Awaitable[tuple[Decimal, int, Decimal]]]
+"""Return ``(equity, open positions excluding symbol, total exposure)`` for the gate."""
+
+
+class ExecutionService:
+    """Send orders through the risk gate to the exchange and publish what happened."""
+
+    def __init__(
+        self,
+        *,
+        exchange: Exchange,
+        bus: EventBus,
+        clock: Clock,
+        trading_state: Callable[[], Awaitable[TradingState]],
+        policy: Callable[[], Policy],
+        exposure: ExposureView,
+    ) -> None:
+        self._exchange = exchange
+        self._bus = bus
+        self._clock = clock
+        self._state = trading_state
+        self._policy = policy
+        self._exposure = exposure
+
+    async def check(self, intent: OrderIntent) -> RiskVerdict:
+        """Run the risk gate for ``intent`` without sending anything."""
+        equity, open_positions, exposure = await self._exposure(intent.symbol)
+        return check_order(
+            GateInput(
+                intent=intent,
+                state=await self._state(),
+                policy=self._policy(),
+                equity=equity,
+                open_positions=open_positions,
+                total_exposure=exposure,
+            )
+        )
+
+    async def submit(self, request: OrderRequest, *, reference_price: Decimal) -> Order | None:
+        """Gate and send an order; return it, or None when denied or rejected (both published).
+
+        ``reference_price`` values the order for the gate (market orders have no price).
+        """
+        intent = OrderIntent(
+            symbol=request.symbol,
+            notional=request.amount * reference_price,
+            reduces_exposure=request.reduce_only,
+            opens_short=request.side.value == "sell" and not request.reduce_only,
+            leverage=request.leverage,
+        )
+        verdict = await self.check(intent)
+        now = self._clock.now_ms()
+        if not verdict.allowed:
+            await self._bus.publish(
+                OrderDenied(
+                    ts_ms=now,
+                    client_order_id=request.client_order_id,
+                    symbol=request.symbol,
+                    reason=verdict.reason.value,
+                    detail=verdict.detail,
+                )
+            )
+            return None
+        try:
+            order = await self._exchange.create_order(request)
+        except VenueRejected as e:
+            await self._bus.publish(
+                OrderRejected(
+                    ts_ms=now,
+                    client_order_id=request.client_order_id,
+                    symbol=request.symbol,
+                    reason=str(e),
+                )
+            )
+            return None
+        await self._bus.publish(
+            OrderSubmitted(
+                ts_ms=now,
+                client_order_id=request.client_order_id,
+                exchange_order_id=order.exchange_order_id,
+                symbol=request.symbol,
+                side=request.side.value,
+                type=request.type.value,
+                amount=request.amount,
+                price=request.price,
+                stop_price=request.stop_price,
+                reduce_only=request.reduce_only,
+                tag=request.tag,
+            )
+        )
+        return order
+
+    async def cancel(self, client_order_id: str, symbol: str, *, reason: str) -> Order | None:
+        """Cancel an order (allowed in every trading state); None if the venue refused."""
+        try:
+            order = await self._exchange.cancel_order(client_order_id, symbol)
+        except VenueRejected as e:
+            log.warning("cancel of %s refused: %s", client_order_id, e)
+            return None
+        if order.status is not OrderStatus.CANCELED:
+            return order  # it filled (or was rejected) first: nothing was canceled
+        await self._bus.publish(
+            OrderCanceled(
+                ts_ms=self._clock.now_ms(),
+                client_order_id=client_order_id,
+                symbol=symbol,
+                reason=reason,
+            )
+        )
+        return order

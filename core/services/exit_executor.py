@@ -1,0 +1,320 @@
+"""The Exit Brain's executor: places exit plans as real orders and keeps them consistent.
+
+For each open trade it holds the plan and the client ids of the working orders. It turns the
+brain's actions into exchange calls (reduce-only take-profit limits, a reduce-only stop-market,
+cancels, market exits), feeds fills back into the brain, and when the position is flat it
+cancels whatever is left (no orphan orders) and records the round trip as a ``ClosedTrade``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from core.brains.exits import (
+    STOP_NAME,
+    Action,
+    BotSideStop,
+    CancelLeg,
+    CloseAll,
+    ExitDecision,
+    ExitPlan,
+    LegFill,
+    MarketExit,
+    ReplaceStop,
+    StopFallback,
+    on_fill,
+    on_stop_rejected,
+)
+from core.clock import Clock
+from core.domain.enums import MarketType, OrderType, PositionSide, Side
+from core.domain.events import ExitPlanned, OrderFilled, TradeClosed
+from core.domain.orders import OrderRequest
+from core.domain.trades import ClosedTrade, ExitLeg
+from core.services.bus import EventBus
+from core.services.execution import ExecutionService, client_order_id
+
+log = logging.getLogger(__name__)
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class OpenTrade:
+    """Bookkeeping of one position from entry order to flat."""
+
+    trade_id: str
+    symbol: str
+    side: PositionSide
+    decided_ms: int  # open time of the candle the entry was decided on (base of client ids)
+    entry_cid: str
+    confidence: float
+    atr: float
+    market_type: MarketType
+    leverage: int
+    opened_ms: int | None = None
+    amount: Decimal = ZERO
+    entry_cost: Decimal = ZERO  # sum of fill amount * price
+    entry_fee: Decimal = ZERO
+    plan: ExitPlan | None = None
+    working: dict[str, str] = field(default_factory=dict)  # leg name -> client id
+    roles: dict[str, str] = field(default_factory=dict)  # client id -> leg name / "entry"
+    exit_reasons: dict[str, str] = field(default_factory=dict)  # market exit cid -> reason
+    legs: list[ExitLeg] = field(default_factory=list)
+    bot_stop: BotSideStop | None = None
+    seq: int = 0  # numbers stop replacements and market exits
+
+    @property
+    def entry_price(self) -> Decimal:
+        """Return the average entry price."""
+        return self.entry_cost / self.amount if self.amount else ZERO
+
+    def next_tag(self, prefix: str) -> str:
+        """Return a fresh tag such as ``s1`` or ``x2``."""
+        self.seq += 1
+        return f"{prefix}{self.seq}"
+
+
+class ExitExecutor:
+    """Apply exit decisions to the exchange and close trades."""
+
+    def __init__(
+        self,
+        *,
+        execution: ExecutionService,
+        bus: EventBus,
+        clock: Clock,
+        fallback: StopFallback,
+    ) -> None:
+        self._execution = execution
+        self._bus = bus
+        self._clock = clock
+        self._fallback = fallback
+        self.closed: list[ClosedTrade] = []
+
+    async def place_plan(self, trade: OpenTrade, plan: ExitPlan, reference: Decimal) -> None:
+        """Place a fresh plan's take-profit legs and its stop."""
+        trade.plan = plan
+        for i, leg in enumerate(plan.legs, start=1):
+            if leg.amount > 0:
+                await self._limit(trade, leg.name, f"t{i}", leg.price, leg.amount, reference)
+        await self._publish_plan(trade, "entry filled")
+        if plan.stop is not None:
+            await self._stop(trade, plan.stop.price, plan.stop.amount, "s0", reference)
+
+    async def on_exit_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
+        """Feed a fill of an exit order into the brain, act on its decision, close if flat."""
+        role = trade.roles[event.client_order_id]
+        plan = trade.plan
+        if plan is None:
+            raise ValueError(f"exit fill {event.client_order_id} for a trade without a plan")
+        reason = trade.exit_reasons.get(event.client_order_id, role)
+        trade.legs.append(_leg(trade, event, reason))
+        # Market exits count against the stop leg in the brain (see MarketExit).
+        leg_name = STOP_NAME if role == STOP_NAME or role.startswith("EXIT") else role
+        decision = on_fill(plan, LegFill(leg_name=leg_name, amount=event.amount))
+        if not _still_working(decision.plan, role):
+            trade.working.pop(role, None)
+        await self.apply(trade, decision, event.price)
+
+    async def apply(
+        self,
+        trade: OpenTrade,
+        decision: ExitDecision,
+        reference: Decimal,
+        *,
+        exit_reason: str = STOP_NAME,
+    ) -> None:
+        """Carry out ``decision``'s actions in order and adopt its plan.
+
+        ``exit_reason`` names a market exit among the actions in reports (SL, SIGNAL, ...).
+        """
+        trade.plan = decision.plan
+        for action in decision.actions:
+            await self._act(trade, action, reference, exit_reason)
+
+    async def _act(
+        self, trade: OpenTrade, action: Action, reference: Decimal, exit_reason: str
+    ) -> None:
+        match action:
+            case ReplaceStop(price=price, amount=amount):
+                await self._cancel(trade, STOP_NAME, "stop replaced")
+                await self._stop(trade, price, amount, trade.next_tag("s"), reference)
+                await self._publish_plan(trade, "stop moved")
+            case BotSideStop():
+                await self._cancel(trade, STOP_NAME, "stop watched by the bot")
+                trade.bot_stop = action
+            case CancelLeg(name=name):
+                await self._cancel(trade, name, "leg canceled")
+            case MarketExit(amount=amount):
+                await self.market_exit(trade, amount, reason=exit_reason, reference=reference)
+            case CloseAll(cancel_legs=legs, cancel_stop=cancel_stop):
+                for name in legs:
+                    await self._cancel(trade, name, "position closed")
+                if cancel_stop:
+                    await self._cancel(trade, STOP_NAME, "position closed")
+
+    async def market_exit(
+        self, trade: OpenTrade, amount: Decimal, *, reason: str, reference: Decimal
+    ) -> None:
+        """Close ``amount`` at market; the fill is reported under ``reason`` (SL, SIGNAL...)."""
+        tag = trade.next_tag("x")
+        cid = client_order_id(trade.symbol, trade.decided_ms, tag)
+        trade.exit_reasons[cid] = reason
+        await self._submit(trade, f"EXIT{tag}", cid, OrderType.MARKET, amount, reference)
+
+    async def finish_if_flat(self, trade: OpenTrade) -> ClosedTrade | None:
+        """When the position is flat: cancel leftovers and record the round trip."""
+        if trade.plan is None or not trade.plan.is_closed:
+            return None
+        for name in list(trade.working):
+            await self._cancel(trade, name, "position closed")
+        closed = _closed_trade(trade)
+        self.closed.append(closed)
+        await self._bus.publish(
+            TradeClosed(
+                ts_ms=self._clock.now_ms(),
+                trade_id=closed.trade_id,
+                symbol=closed.symbol,
+                side=closed.side.value,
+                opened_ms=closed.opened_ms,
+                closed_ms=closed.closed_ms,
+                amount=closed.amount,
+                entry_price=closed.entry_price,
+                exit_price=closed.exit_price,
+                fees=closed.fees,
+                pnl=closed.pnl,
+                pnl_pct=closed.pnl_pct,
+                exit_reason=closed.exit_reason,
+            )
+        )
+        return closed
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    async def _limit(
+        self,
+        trade: OpenTrade,
+        name: str,
+        tag: str,
+        price: Decimal,
+        amount: Decimal,
+        reference: Decimal,
+    ) -> None:
+        cid = client_order_id(trade.symbol, trade.decided_ms, tag)
+        await self._submit(trade, name, cid, OrderType.LIMIT, amount, reference, price=price)
+
+    async def _stop(
+        self, trade: OpenTrade, price: Decimal, amount: Decimal, tag: str, reference: Decimal
+    ) -> None:
+        cid = client_order_id(trade.symbol, trade.decided_ms, tag)
+        placed = await self._submit(
+            trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price
+        )
+        if not placed and trade.plan is not None:
+            log.warning("%s: stop order refused, fallback %s", trade.symbol, self._fallback.value)
+            await self.apply(trade, on_stop_rejected(trade.plan, self._fallback), reference)
+
+    async def _submit(
+        self,
+        trade: OpenTrade,
+        name: str,
+        cid: str,
+        order_type: OrderType,
+        amount: Decimal,
+        reference: Decimal,
+        *,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> bool:
+        side = Side.SELL if trade.side is PositionSide.LONG else Side.BUY
+        request = OrderRequest(
+            client_order_id=cid,
+            symbol=trade.symbol,
+            side=side,
+            type=order_type,
+            amount=amount,
+            price=price,
+            stop_price=stop_price,
+            reduce_only=True,
+            market_type=trade.market_type,
+            leverage=trade.leverage,
+            tag=name,
+        )
+        order = await self._execution.submit(request, reference_price=reference)
+        if order is None:
+            return False
+        trade.working[name] = cid
+        trade.roles[cid] = name
+        return True
+
+    async def _cancel(self, trade: OpenTrade, name: str, reason: str) -> None:
+        cid = trade.working.pop(name, None)
+        if cid is not None:
+            await self._execution.cancel(cid, trade.symbol, reason=reason)
+
+    async def _publish_plan(self, trade: OpenTrade, reason: str) -> None:
+        plan = trade.plan
+        if plan is None:
+            return
+        await self._bus.publish(
+            ExitPlanned(
+                ts_ms=self._clock.now_ms(),
+                symbol=trade.symbol,
+                side=trade.side.value,
+                entry_price=plan.entry_price,
+                amount=plan.amount,
+                take_profits=tuple((leg.name, leg.price, leg.amount) for leg in plan.open_legs),
+                stop_price=plan.stop.price if plan.stop is not None else None,
+                reason=reason,
+            )
+        )
+
+
+def _still_working(plan: ExitPlan, role: str) -> bool:
+    """Return whether the order behind ``role`` can still fill after this fill."""
+    if role == STOP_NAME:
+        return plan.stop is not None and not plan.is_closed
+    if role.startswith("EXIT"):
+        return False  # market exits fill whole
+    return any(leg.name == role for leg in plan.open_legs)
+
+
+def _leg(trade: OpenTrade, event: OrderFilled, reason: str) -> ExitLeg:
+    sign = Decimal(1) if trade.side is PositionSide.LONG else Decimal(-1)
+    entry_fee_share = trade.entry_fee * event.amount / trade.amount if trade.amount else ZERO
+    gross = sign * (event.price - trade.entry_price) * event.amount
+    return ExitLeg(
+        reason=reason,
+        ts_ms=event.fill_ts_ms,
+        price=event.price,
+        amount=event.amount,
+        fee=event.fee,
+        pnl=gross - event.fee - entry_fee_share,
+    )
+
+
+def _closed_trade(trade: OpenTrade) -> ClosedTrade:
+    amount = sum((leg.amount for leg in trade.legs), ZERO)
+    exit_value = sum((leg.amount * leg.price for leg in trade.legs), ZERO)
+    pnl = sum((leg.pnl for leg in trade.legs), ZERO)
+    fees = trade.entry_fee + sum((leg.fee for leg in trade.legs), ZERO)
+    notional = trade.entry_price * trade.amount
+    last = trade.legs[-1]
+    return ClosedTrade(
+        trade_id=trade.trade_id,
+        symbol=trade.symbol,
+        side=trade.side,
+        market_type=trade.market_type,
+        leverage=trade.leverage,
+        opened_ms=trade.opened_ms if trade.opened_ms is not None else trade.decided_ms,
+        closed_ms=last.ts_ms,
+        amount=amount,
+        entry_price=trade.entry_price,
+        exit_price=exit_value / amount if amount else ZERO,
+        fees=fees,
+        pnl=pnl,
+        pnl_pct=float(pnl / notional) if notional else 0.0,
+        exit_reason=last.reason,
+        legs=tuple(trade.legs),
+    )

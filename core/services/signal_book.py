@@ -1,0 +1,89 @@
+"""Per-symbol candle history and the signals computed on it.
+
+Providers are causal (row i depends only on candles 0..i), so a frame computed once over a
+whole series gives the same signal for a candle as a frame recomputed on the history up to that
+candle, provided both start at the same candle. The backtest seeds the whole series and looks
+signals up; the live path appends each candle and recomputes on its history. Both read
+``signal_at`` the same way, which is what makes backtest and live produce the same orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.domain.market import Candle, CandleSeries, concat_series
+from core.signals.base import Signal, SignalFrame, SignalProvider
+
+
+@dataclass(slots=True)
+class _SymbolBook:
+    history: CandleSeries
+    frame: SignalFrame | None = None
+    pending: list[Candle] = field(default_factory=list)
+
+
+class SignalBook:
+    """Hold each symbol's history (bounded) and answer ``signal_at`` from cached frames."""
+
+    def __init__(self, provider: SignalProvider, *, max_history: int = 5_000) -> None:
+        if max_history < provider.warmup_candles:
+            raise ValueError(
+                f"max_history {max_history} is shorter than the provider's warm-up "
+                f"({provider.warmup_candles} candles)"
+            )
+        self.provider = provider
+        self._max_history = max_history
+        self._books: dict[str, _SymbolBook] = {}
+
+    def seed(self, series: CandleSeries) -> None:
+        """Replace a symbol's history with ``series`` (warm-up, or a whole backtest series).
+
+        A seeded series is kept whole; only appended candles make the history roll over at
+        ``max_history``, so a long-running process stays bounded.
+        """
+        self._books[series.symbol] = _SymbolBook(history=series)
+
+    def append(self, symbol: str, timeframe: str, candle: Candle) -> None:
+        """Add a closed candle; candles the history already holds are ignored."""
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = _SymbolBook(history=CandleSeries.empty(symbol, timeframe))
+        last = book.history.ts_ms[-1] if len(book.history) else None
+        newest_pending = book.pending[-1].ts_ms if book.pending else last
+        if newest_pending is not None and candle.ts_ms <= newest_pending:
+            return
+        book.pending.append(candle)
+
+    def signal_at(self, symbol: str, ts_ms: int) -> Signal | None:
+        """Return the signal of the candle that opened at ``ts_ms`` (None if unknown)."""
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        if book.frame is not None and not book.pending:
+            i = book.frame.index_of(ts_ms)
+            if i is not None:
+                return Signal.at(book.frame, i)
+        self._flush(book)
+        book.frame = self.provider.compute(book.history)
+        i = book.frame.index_of(ts_ms)
+        return None if i is None else Signal.at(book.frame, i)
+
+    def _flush(self, book: _SymbolBook) -> None:
+        if not book.pending:
+            return
+        p = book.pending
+        fresh = CandleSeries.from_columns(
+            book.history.symbol,
+            book.history.timeframe,
+            np.fromiter((c.ts_ms for c in p), np.int64, len(p)),
+            np.fromiter((c.open for c in p), np.float64, len(p)),
+            np.fromiter((c.high for c in p), np.float64, len(p)),
+            np.fromiter((c.low for c in p), np.float64, len(p)),
+            np.fromiter((c.close for c in p), np.float64, len(p)),
+            np.fromiter((c.volume for c in p), np.float64, len(p)),
+        )
+        merged = concat_series([book.history, fresh])
+        book.history = merged.slice(max(0, len(merged) - self._max_history))
+        book.pending = []

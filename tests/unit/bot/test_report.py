@@ -1,0 +1,120 @@
+"""The backtest report: files on disk (JSON, CSV, PNG) and the rich tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bot.report import fmt_duration, fmt_num, fmt_pct, print_report, write_report
+from core.analytics import BacktestMetrics, compute_metrics
+from core.errors import DataError
+from tests.unit.analytics.builders import (
+    DAY_MS,
+    HOUR_MS,
+    T0_MS,
+    bench,
+    daily_curve,
+    make_input,
+    trade,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _backtest(trades=None):
+    equity = [100, 104, 101, 99, 106, 110, 108, 115]
+    closes = [50, 51, 49, 52, 53, 55, 54, 56]
+    trades = trades if trades is not None else [
+        trade("4", trade_id="a", opened_ms=T0_MS, legs=[("TP1", "1.5"), ("TP2", "2.5")]),
+        trade("-3", trade_id="b", symbol="ETH/USDT", opened_ms=T0_MS + 2 * DAY_MS,
+              legs=[("SL", "-3")]),
+        trade("11", trade_id="c", opened_ms=T0_MS + 3 * DAY_MS, duration_ms=30 * HOUR_MS),
+    ]  # fmt: skip
+    inp = make_input(daily_curve(equity), trades=trades, benchmarks=[bench("BTC/USDT", closes)])
+    return inp, compute_metrics(inp)
+
+
+def test_write_report_writes_json_csv_and_pngs(tmp_path: Path) -> None:
+    inp, m = _backtest()
+    files = write_report(
+        m, inp.trades, inp.curve, tmp_path / "out", run_name="demo-1", benchmarks=inp.benchmarks
+    )
+    assert files.json_path == tmp_path / "out" / "backtest-demo-1.json"
+    assert files.trades_csv_path.name == "backtest-demo-1-trades.csv"
+
+    payload = json.loads(files.json_path.read_text(encoding="utf-8"))
+    metrics = payload["metrics"]
+    assert payload["run_name"] == "demo-1"
+    assert metrics["total_profit_abs"] == pytest.approx(15.0)
+    assert metrics["trades"]["total"] == 3
+    assert metrics["drawdown"]["max_drawdown_pct"] == pytest.approx(m.drawdown.max_drawdown_pct)
+    assert metrics["trades"]["profit_factor"] == pytest.approx(15 / 3)
+    assert [r["month"] for r in metrics["monthly"]] == ["2024-01"]
+    assert {r["reason"] for r in metrics["exit_reasons"]} == {"TP1", "TP2", "SL", "SIGNAL"}
+    assert payload["trades"][0]["pnl"] == "4"  # Decimals as strings
+    assert payload["trades"][0]["side"] == "long"
+    assert payload["trades"][0]["legs"][1]["reason"] == "TP2"
+
+    with files.trades_csv_path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["trade_id"] for r in rows] == ["a", "b", "c"]
+    assert rows[0]["legs"] == "2"
+    assert rows[0]["legs_summary"].startswith("TP1 0.5@100 pnl=1.5; TP2")
+    assert rows[2]["duration_ms"] == str(30 * HOUR_MS)
+
+    for png in (files.equity_png_path, files.drawdown_png_path, files.monthly_png_path):
+        data = png.read_bytes()
+        assert data.startswith(PNG_SIGNATURE), png
+        assert len(data) > 5_000, png
+
+
+def test_undefined_and_infinite_figures_are_json_safe(tmp_path: Path) -> None:
+    inp, m = _backtest(trades=[trade("2"), trade("3", trade_id="x")])
+    files = write_report(m, inp.trades, inp.curve, tmp_path, run_name="wins")
+    metrics = json.loads(files.json_path.read_text(encoding="utf-8"))["metrics"]
+    assert metrics["trades"]["profit_factor"] == "inf"
+    assert metrics["trades"]["avg_duration_losers_ms"] is None
+    assert metrics["market_change_pct"] == pytest.approx(12.0)
+
+
+def test_write_report_rejects_unsafe_run_names(tmp_path: Path) -> None:
+    inp, m = _backtest()
+    with pytest.raises(DataError, match=r"run_name '\.\./x'"):
+        write_report(m, inp.trades, inp.curve, tmp_path, run_name="../x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_print_report_renders_the_main_tables() -> None:
+    _, m = _backtest(trades=[trade("2"), trade("3", trade_id="x")])
+    console = Console(record=True, width=160)
+    print_report(m, console)
+    text = console.export_text()
+    for label in (
+        "Summary", "Total profit %", "CAGR %", "Sharpe", "Sortino", "Calmar", "SQN",
+        "Profit factor", "Expectancy (ratio)", "Max drawdown %", "Market change", "Fees paid",
+        "Per pair", "Per exit reason", "Monthly", "BTC/USDT", "SIGNAL", "2024-01",
+    ):  # fmt: skip
+        assert label in text, label
+    assert "15.00%" in text  # 100 -> 115
+    assert "inf" in text  # profit factor with no losing trade
+
+
+def test_print_report_with_no_trades() -> None:
+    _, m = _backtest(trades=[])
+    assert isinstance(m, BacktestMetrics)
+    console = Console(record=True, width=160)
+    print_report(m, console)
+    assert "Win / Draw / Loss" in console.export_text()
+
+
+def test_formatters() -> None:
+    assert fmt_num(float("inf")) == "inf"
+    assert fmt_num(None) == "-"
+    assert fmt_num(1234.5) == "1,234.50"
+    assert fmt_pct(21.0) == "21.00%"
+    assert fmt_duration(3 * 86_400_000 + 4 * 3_600_000 + 5 * 60_000) == "3d 04:05"
+    assert fmt_duration(90 * 60_000) == "01:30"

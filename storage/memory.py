@@ -70,6 +70,8 @@ def _restore_key(mapping: MutableMapping[Any, Any], key: Any, old: Any) -> None:
         mapping.pop(key, None)
     else:
         mapping[key] = old
+
+
 _COLUMNS = ("ts_ms", "open", "high", "low", "close", "volume")
 
 

@@ -34,7 +34,9 @@ from core.exchange.sim import FillModelConfig
 from core.market.feeds import ReplayFeed
 from core.services.bus import EventBus
 from core.services.market import MarketService, SimulatedVenue
+from core.services.replay import FastReplay
 from core.services.trading_state import TradingStateService
+from core.signals.base import SignalProvider
 from storage.memory import MemoryStorage
 
 
@@ -79,8 +81,15 @@ async def run_backtest(
     start_ms: int | None = None,
     end_ms: int | None = None,
     detail: Mapping[str, CandleSeries] | None = None,
+    fast: bool = True,
+    provider: SignalProvider | None = None,
 ) -> BacktestResult:
-    """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms)."""
+    """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
+
+    ``fast`` skips candles that provably change nothing (``FastReplay``); ``fast=False`` sends
+    every candle through the full path, as demo and run do. Both give the same trades.
+    ``provider`` replaces the configured signal provider (see ``build_engine``).
+    """
     if not series:
         raise DataError("a backtest needs candles for at least one symbol")
     timeframes = {s.timeframe for s in series.values()}
@@ -114,7 +123,12 @@ async def run_backtest(
     )
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(
-        settings, clock=clock, bus=bus, exchange=paper, trading_state=trading_state
+        settings,
+        clock=clock,
+        bus=bus,
+        exchange=paper,
+        trading_state=trading_state,
+        provider=provider,
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
@@ -132,7 +146,20 @@ async def run_backtest(
     )
     market.on_candle(engine.on_candle)
     await paper.start()
-    await market.run()
+    if fast:
+        replay = FastReplay(
+            series=window,
+            start_ms=trade_from,
+            clock=clock,
+            market=market,
+            engine=engine,
+            open_orders=paper.fetch_open_orders,
+        )
+        await replay.run()
+        candles = replay.stats.candles
+    else:
+        await market.run()
+        candles = market.stats.candles
     if bus.handler_failures:
         raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
     fills = tuple(await storage.fills.list_fills())
@@ -168,7 +195,7 @@ async def run_backtest(
         fills=fills,
         curve=curve,
         benchmarks=benchmarks,
-        candles=market.stats.candles,
+        candles=candles,
         open_positions=len(positions),
         events=bus.published,
     )

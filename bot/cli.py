@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_backtest import backtest
 from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
 from bot.cli_data import data_app
 from core.config import redacted
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.command()(backtest)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from core.domain.events import Event, OrderDenied, OrderFilled, OrderRejected, TradeClosed
+
 if TYPE_CHECKING:
     from bot.app import TradingProcess
 
@@ -23,6 +25,34 @@ def _fmt_ms(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _event_line(event: Event) -> Text | None:
+    when = _fmt_ms(event.ts_ms)
+    if isinstance(event, OrderFilled):
+        style = "green" if event.side == "buy" else "red"
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            (f"{event.side.upper():4} ", style),
+            f"{event.symbol} {event.amount} @ {event.price:,.2f}  fee {event.fee:.4f}  ",
+            (event.client_order_id, "dim"),
+        )
+    if isinstance(event, TradeClosed):
+        style = "bold green" if event.pnl > 0 else "bold red"
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("CLOSED ", style),
+            f"{event.symbol} {event.side} pnl ",
+            (f"{event.pnl:+,.2f} ({event.pnl_pct:+.2%})", style),
+            f"  exit {event.exit_reason}",
+        )
+    if isinstance(event, OrderDenied | OrderRejected):
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("DENIED " if isinstance(event, OrderDenied) else "REJECTED ", "yellow"),
+            f"{event.symbol} {event.client_order_id}: {event.reason}",
+        )
+    return None
 
 
 class StatusConsole:
@@ -53,8 +83,16 @@ class StatusConsole:
         line.append(prices, style="green")
         return line
 
+    async def _on_event(self, event: Event) -> None:
+        """Print orders, fills and closed trades as they happen, above the status line."""
+        line = _event_line(event)
+        if line is not None:
+            self._console.print(line)
+
     async def start(self) -> None:
-        """Begin rendering."""
+        """Begin rendering, and print trading events as they happen."""
+        for topic in (OrderFilled.topic, TradeClosed.topic, OrderDenied.topic, OrderRejected.topic):
+            self._process.bus.subscribe(topic, self._on_event, name="console")
         if self._console.is_terminal:
             self._live = Live(self.status_text(), console=self._console, auto_refresh=False)
             self._live.start()

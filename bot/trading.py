@@ -92,8 +92,12 @@ def build_engine(
     bus: EventBus,
     exchange: Exchange,
     trading_state: TradingStateService,
+    provider: SignalProvider | None = None,
 ) -> Engine:
-    """Wire the engine and its collaborators for ``exchange``."""
+    """Wire the engine and its collaborators for ``exchange``.
+
+    ``provider`` replaces the configured signal provider (tests script their signals with it).
+    """
     policy = policy_from(settings)
     quote = settings.trading.quote_currency
     engine: Engine | None = None
@@ -141,7 +145,7 @@ def build_engine(
         exchange=exchange,
         execution=execution,
         exits=exits,
-        signals=SignalBook(provider_from(settings)),
+        signals=SignalBook(provider or provider_from(settings)),
         policy=lambda: policy,
     )
     return engine

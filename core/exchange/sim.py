@@ -260,3 +260,46 @@ def match_candle(
         fills.append(sim_fill)
         position += amount if side is Side.BUY else -amount
     return CandleMatch(fills=tuple(fills), canceled=tuple(canceled), position=position)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReachBand:
+    """The prices at which a candle could start to fill any of some resting orders.
+
+    A candle can fill one of them only if ``low <= down`` or ``high >= up`` (or any market
+    order is pending). Used to fast-forward backtests over candles that cannot fill anything.
+    """
+
+    down: float  # highest buy-limit price / sell-stop trigger (-inf when none)
+    up: float  # lowest sell-limit price / buy-stop trigger (+inf when none)
+    market: bool  # a market order waits for the next candle
+
+    def reached(self, low: float, high: float) -> bool:
+        """Return True when a candle with this range might fill something."""
+        return self.market or low <= self.down or high >= self.up
+
+
+# Decimal prices become floats here; widen the band by a hair so rounding can only make a
+# candle look reachable (costing time), never unreachable (which would skip a real fill).
+_BAND_SLACK = 1e-9
+
+
+def reach_band(orders: Sequence[Order]) -> ReachBand:
+    """Return the band of the open ``orders`` (see ``ReachBand``)."""
+    down, up, market = float("-inf"), float("inf"), False
+    for order in orders:
+        if not order.is_open:
+            continue
+        req = order.request
+        if req.type is OrderType.MARKET:
+            market = True
+            continue
+        level = req.price if req.type is OrderType.LIMIT else req.stop_price
+        assert level is not None  # noqa: S101 - OrderRequest validates it
+        # Buy limits and sell stops are reached from above, sell limits and buy stops from below.
+        from_above = (req.type is OrderType.LIMIT) == (req.side is Side.BUY)
+        if from_above:
+            down = max(down, float(level) * (1 + _BAND_SLACK))
+        else:
+            up = min(up, float(level) * (1 - _BAND_SLACK))
+    return ReachBand(down=down, up=up, market=market)

@@ -1,14 +1,17 @@
 """The in-process event bus.
 
 Events are dispatched in publish order to subscribers whose topic pattern matches (exact topic,
-a dotted prefix ending in ``.*``, or ``*``). A failing subscriber is logged and isolated: the
-others still run. Every event is first handed to the persistence sink (the audit trail), so an
-event that reached any subscriber is also on disk.
+a dotted prefix ending in ``.*``, or ``*``). An event published by a subscriber is persisted at
+once but delivered after the current event has reached all its subscribers, so every
+subscriber sees events in the order they were published. A failing subscriber is logged and
+isolated: the others still run. Every event is first handed to the persistence sink (the audit
+trail), so an event that reached any subscriber is also on disk.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -41,6 +44,8 @@ class EventBus:
         self._subs: list[_Subscription] = []
         self.published = 0
         self.handler_failures = 0
+        self._queue: deque[Event] = deque()
+        self._dispatching = False
 
     def subscribe(self, pattern: str, handler: Handler, name: str | None = None) -> None:
         """Call ``handler`` for every event whose topic matches ``pattern``."""
@@ -49,14 +54,21 @@ class EventBus:
         )
 
     async def publish(self, event: Event) -> None:
-        """Persist the event, then deliver it to matching subscribers one after another.
-
-        A subscriber may publish further events; those are delivered (depth first) before the
-        remaining subscribers of this event see it, so keep handlers that publish rare.
-        """
+        """Persist the event, then deliver it (and anything published meanwhile) in order."""
         if self._sink is not None:
             await self._sink(event)  # the audit trail must not silently miss events: no except
         self.published += 1
+        self._queue.append(event)
+        if self._dispatching:
+            return  # the dispatch loop already running delivers it next
+        self._dispatching = True
+        try:
+            while self._queue:
+                await self._deliver(self._queue.popleft())
+        finally:
+            self._dispatching = False
+
+    async def _deliver(self, event: Event) -> None:
         for sub in [s for s in self._subs if s.matches(event.topic)]:
             try:
                 await sub.handler(event)

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from core.brains.exits import ExitConfig, PlanRequest, bot_side_stop_hit, exit_at_market, plan_exits
+from core.brains.exits import (
+    ExitConfig,
+    PlanRequest,
+    StopMode,
+    bot_side_stop_hit,
+    exit_at_market,
+    plan_exits,
+)
 from core.brains.sizing import SizingInput, size_position
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
@@ -86,6 +93,29 @@ class Engine:
     def closed_trades(self) -> list:  # type: ignore[type-arg]
         """Return the round trips closed so far, oldest first."""
         return self._exits.closed
+
+    # --- what a fast-forwarding backtest needs to know ------------------------------------------
+
+    def observe_price(self, symbol: str, close: float) -> None:
+        """Note a close the engine did not run a cycle on (a skipped, provably quiet candle)."""
+        self.prices[symbol] = Decimal(repr(close))
+
+    def watch_band(self, symbol: str) -> tuple[float, float, bool]:
+        """Return ``(down, up, every_candle)``: the engine acts on a candle of ``symbol`` without
+        a signal only if low <= down or high >= up (a bot-side stop), or on every candle while
+        an entry waits for its fill."""
+        trade = self.trades.get(symbol)
+        if trade is None:
+            return float("-inf"), float("inf"), False
+        if trade.plan is None:
+            return float("-inf"), float("inf"), True
+        stop = trade.plan.stop
+        if stop is None or stop.mode is not StopMode.BOT_SIDE:
+            return float("-inf"), float("inf"), False
+        level = float(stop.price)
+        if trade.side is PositionSide.LONG:
+            return level * (1 + 1e-9), float("inf"), False
+        return float("-inf"), level * (1 - 1e-9), False
 
     # --- the cycle ------------------------------------------------------------------------------
 

@@ -77,7 +77,11 @@ class ExecutionService:
 
     async def check(self, intent: OrderIntent) -> RiskVerdict:
         """Run the risk gate for ``intent`` without sending anything."""
-        equity, open_positions, exposure = await self._exposure(intent.symbol)
+        if intent.reduces_exposure:
+            # Only the trading state can stop an exposure-reducing order: skip the valuation.
+            equity, open_positions, exposure = Decimal(0), 0, Decimal(0)
+        else:
+            equity, open_positions, exposure = await self._exposure(intent.symbol)
         return check_order(
             GateInput(
                 intent=intent,
@@ -142,6 +146,13 @@ class ExecutionService:
             )
         )
         return order
+
+    async def position_amount(self, symbol: str) -> Decimal:
+        """Return the size of the venue's position in ``symbol`` (0 when flat)."""
+        for position in await self._exchange.fetch_positions():
+            if position.symbol == symbol:
+                return position.amount
+        return Decimal(0)
 
     async def cancel(self, client_order_id: str, symbol: str, *, reason: str) -> Order | None:
         """Cancel an order (allowed in every trading state); None if the venue refused."""

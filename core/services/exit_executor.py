@@ -207,6 +207,12 @@ class ExitExecutor:
     async def _stop(
         self, trade: OpenTrade, price: Decimal, amount: Decimal, tag: str, reference: Decimal
     ) -> None:
+        if await self._execution.position_amount(trade.symbol) < amount:
+            # The venue is already smaller than the plan: fills of this same moment are still
+            # on their way to us. Their handling brings the next stop; placing one now would
+            # only be refused.
+            log.debug("%s: stop %s deferred, fills in flight", trade.symbol, tag)
+            return
         cid = client_order_id(trade.symbol, trade.decided_ms, tag)
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price

@@ -45,6 +45,16 @@ class SignalBook:
         """
         self._books[series.symbol] = _SymbolBook(history=series)
 
+    def frame(self, symbol: str) -> SignalFrame | None:
+        """Return the signals of the symbol's whole history (computing them if needed)."""
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        if book.frame is None or book.pending:
+            self._flush(book)
+            book.frame = self.provider.compute(book.history)
+        return book.frame
+
     def append(self, symbol: str, timeframe: str, candle: Candle) -> None:
         """Add a closed candle; candles the history already holds are ignored."""
         book = self._books.get(symbol)

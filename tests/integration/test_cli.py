@@ -161,6 +161,7 @@ COMMANDS = [
     (),
     ("demo",),
     ("run",),
+    ("backtest",),
     ("data",),
     ("data", "download"),
     ("data", "import"),

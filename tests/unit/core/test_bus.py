@@ -107,3 +107,31 @@ def test_event_payload_is_json_safe() -> None:
         "fee": "0.05",
         "liquidity": "taker",
     }
+
+
+async def test_events_published_by_subscribers_are_delivered_after_the_current_one() -> None:
+    from core.services.bus import EventBus
+
+    store = MemoryStorage()
+    bus = EventBus(sink=store.events.append)
+    seen: list[str] = []
+
+    async def reacts(e: Event) -> None:
+        seen.append(f"first:{e.topic}")
+        if isinstance(e, CandleClosed):
+            await bus.publish(ProcessStopped(ts_ms=e.ts_ms, reason="nested"))
+            # persisted at once, even though delivery waits
+            assert (await store.events.list_events())[-1].topic == "process.stopped"
+
+    async def watches(e: Event) -> None:
+        seen.append(f"second:{e.topic}")
+
+    bus.subscribe("*", reacts)
+    bus.subscribe("*", watches)
+    await bus.publish(_candle(1))
+    assert seen == [
+        "first:market.candle_closed",
+        "second:market.candle_closed",
+        "first:process.stopped",
+        "second:process.stopped",
+    ]

@@ -1,0 +1,99 @@
+"""Backtest throughput on real candles: BTC/USDT + ETH/USDT 1h from ../shared/data.
+
+Prints candles/s, wall time and peak RSS for
+  1. the simulation phase in-process (fast replay, and the full path for comparison), and
+  2. the whole `qt backtest` command end to end (interpreter start, imports, data load,
+     backtest, report files with charts),
+next to the Freqtrade figures measured on this machine class (research/freqtrade-baseline.md:
+baseline A, EMA 20/50 cross + RSI, 2022-01-01 -> 2026-01-01, 70,128 candles, 5.39 s end to end,
+13,011 candles/s; 30,530 candles/s in its indicator+simulation phase).
+
+Usage: .venv/bin/python bench/backtest_throughput.py [--range 20220101-20260101]
+Skips (exit 0) when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+FILES = [DATA / "BTC_USDT-1h.csv.gz", DATA / "ETH_USDT-1h.csv.gz"]
+FREQTRADE = {
+    "20220101-20260101": (5.39, 13_011, 30_530),
+    "20180101-20260101": (8.19, 17_125, 31_920),
+}
+
+
+def _peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+async def _in_process(timerange: str, fast: bool) -> tuple[int, int, float]:
+    sys.path.insert(0, str(ROOT))
+    from bot.backtest import run_backtest
+    from bot.cli_backtest import parse_timerange
+    from core.config import Settings
+    from core.market.importers import read_candle_file
+
+    series = {s.symbol: s for s in (read_candle_file(f).series for f in FILES)}
+    start_ms, end_ms = parse_timerange(timerange)
+    started = time.perf_counter()
+    result = await run_backtest(Settings(), series, start_ms=start_ms, end_ms=end_ms, fast=fast)
+    return result.candles, len(result.trades), time.perf_counter() - started
+
+
+def _end_to_end(timerange: str) -> float:
+    qt = ROOT / ".venv" / "bin" / "qt"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QT__")}
+        env["QT__APP__DATA_DIR"] = tmp
+        args = [str(qt), "backtest", "--timerange", timerange, "--name", "bench"]
+        for f in FILES:
+            args += ["--data", str(f)]
+        started = time.perf_counter()
+        subprocess.run(args, check=True, capture_output=True, env=env, cwd=tmp)  # noqa: S603
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--range", default="20220101-20260101", dest="timerange")
+    args = parser.parse_args()
+    if not all(f.exists() for f in FILES):
+        print(f"skipped: {DATA} not found (the real-candle data set is not beside this clone)")
+        return
+    print(f"BTC/USDT + ETH/USDT 1h, timerange {args.timerange}, baseline EMA/RSI + Exit Brain")
+    for fast in (True, False):
+        candles, trades, wall_s = asyncio.run(_in_process(args.timerange, fast))
+        label = "fast replay" if fast else "full path  "
+        print(
+            f"  simulation, {label}: {candles:,} candles, {trades} trades, {wall_s:.2f} s, "
+            f"{candles / wall_s:,.0f} candles/s"
+        )
+    print(f"  peak RSS in-process: {_peak_rss_mib():.0f} MiB")
+    walls = sorted(_end_to_end(args.timerange) for _ in range(3))
+    wall_s = walls[1]
+    print(
+        f"  end to end `qt backtest` (median of 3): {wall_s:.2f} s, "
+        f"{candles / wall_s:,.0f} candles/s, peak RSS {_peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
+    )
+    if args.timerange in FREQTRADE:
+        ft_wall, ft_rate, ft_sim = FREQTRADE[args.timerange]
+        print(
+            f"  Freqtrade (same data, equivalent strategy): {ft_wall:.2f} s end to end "
+            f"({ft_rate:,} candles/s), {ft_sim:,} candles/s in simulation -> end-to-end speed-up "
+            f"{ft_wall / wall_s:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

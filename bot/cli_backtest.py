@@ -1,0 +1,143 @@
+"""``qt backtest``: run the engine over history and write the report."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
+from core.config import Settings
+from core.domain.market import CandleSeries
+from core.errors import DataError
+
+_TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
+
+
+def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
+    """Parse Freqtrade-style ``YYYYMMDD-YYYYMMDD`` (either side optional) into ms bounds."""
+    if not value:
+        return None, None
+    match = _TIMERANGE.match(value)
+    if not match:
+        raise typer.BadParameter(
+            f"expected YYYYMMDD-YYYYMMDD (either side may be empty), received {value!r}",
+            param_hint="--timerange",
+        )
+
+    def day(text: str | None) -> int | None:
+        if text is None:
+            return None
+        return parse_day(f"{text[:4]}-{text[4:6]}-{text[6:]}", "--timerange")
+
+    start, end = day(match.group(1)), day(match.group(2))
+    if start is not None and end is not None and end <= start:
+        raise typer.BadParameter(f"the range {value!r} ends before it starts", "--timerange")
+    return start, end
+
+
+def backtest(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Candle files (CSV like ../shared/data, Freqtrade json/feather)."),
+    ] = None,
+    detail: Annotated[
+        list[Path] | None,
+        typer.Option(help="Lower-timeframe files for fills inside each candle (e.g. 5m)."),
+    ] = None,
+    timerange: Annotated[
+        str | None, typer.Option(help="Trade from-to, e.g. 20220101-20260101 (UTC).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name for the report files.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default <data_dir>/backtests).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option(help="Send every candle through the full path (slower, same trades).")
+    ] = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Backtest the configured strategy and Exit Brain with the paper fill model.
+
+    Without --data, uses the candles stored in the database for the configured exchange,
+    symbols and timeframe (see `qt data download|import`).
+    """
+    settings = load_or_exit(env_file)
+    start_ms, end_ms = parse_timerange(timerange)
+    run_name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    folder = out or settings.app.data_dir / "backtests"
+    run_or_exit(
+        lambda: _backtest(
+            settings, data or [], detail or [], start_ms, end_ms, run_name, folder, full
+        )
+    )
+
+
+async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries]:
+    from core.market.importers import read_candle_file
+    from storage import open_storage
+
+    if files:
+        loaded = [read_candle_file(f).series for f in files]
+        return {s.symbol: s for s in loaded}
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        found = {}
+        for symbol in settings.trading.symbols:
+            series = await storage.candles.load(
+                settings.exchange.name, symbol, settings.trading.timeframe
+            )
+            if len(series):
+                found[symbol] = series
+    finally:
+        await storage.stop()
+    if not found:
+        raise DataError(
+            f"no {settings.trading.timeframe} candles stored for {settings.exchange.name} "
+            f"{', '.join(settings.trading.symbols)}: pass --data FILE or run `qt data import`"
+        )
+    return found
+
+
+async def _backtest(
+    settings: Settings,
+    files: list[Path],
+    detail_files: list[Path],
+    start_ms: int | None,
+    end_ms: int | None,
+    run_name: str,
+    folder: Path,
+    full: bool,
+) -> None:
+    from bot.backtest import run_backtest
+    from bot.report import print_report, write_report
+
+    series = await _load(settings, files)
+    detail = await _load(settings, detail_files) if detail_files else None
+    started = time.perf_counter()
+    result = await run_backtest(
+        settings, series, start_ms=start_ms, end_ms=end_ms, detail=detail, fast=not full
+    )
+    elapsed_s = time.perf_counter() - started
+    print_report(result.metrics, console)
+    files_written = write_report(
+        result.metrics,
+        result.trades,
+        result.curve,
+        folder,
+        run_name=run_name,
+        benchmarks=result.benchmarks,
+    )
+    console.print(
+        f"{result.candles} candles, {len(result.trades)} closed trades, "
+        f"{result.open_positions} position(s) still open (valued at the last close), "
+        f"{result.candles / max(elapsed_s, 1e-9):,.0f} candles/s. "
+        "Funding is not modelled (no funding data)."
+    )
+    console.print(f"report: {escape(str(files_written.json_path))}")

@@ -84,7 +84,8 @@ def main() -> None:
     wall_s = walls[1]
     print(
         f"  end to end `qt backtest` (median of 3): {wall_s:.2f} s, "
-        f"{candles / wall_s:,.0f} candles/s, peak RSS {_peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
+        f"{candles / wall_s:,.0f} candles/s, "
+        f"peak RSS {_peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
     )
     if args.timerange in FREQTRADE:
         ft_wall, ft_rate, ft_sim = FREQTRADE[args.timerange]

@@ -109,6 +109,7 @@ class TradingProcess:
             bus=self.bus,
             exchange=p.exchange,  # type: ignore[arg-type]  # PaperExchange is an Exchange
             trading_state=self.trading_state,
+            state=p.storage.state,
         )
         self.market.on_candle(self.engine.on_candle)
         self.scheduler = JobScheduler(
@@ -131,6 +132,7 @@ class TradingProcess:
             await hook()
         await self._seed_signals()
         await self._start(self.exchange)
+        await self._start(self.engine)  # restores open trades against the exchange
         await self.trading_state.current()
         await self._start(self.scheduler)
         for front in self.front_ends:
@@ -176,18 +178,14 @@ class TradingProcess:
                 await self._market_task
             self._market_task = None
         for component in reversed(self._started):
-            if component is self.storage or component is self.exchange:
-                continue  # stopped below, after the last writes
-            await component.stop()
-        if self.storage in self._started:
-            if self.exchange in self._started:
+            if component is self.engine:
+                # Everything started after the engine has stopped; storage and the exchange
+                # still run: record the final state before they go.
                 await self.portfolio.snapshot()
-            await self.bus.publish(ProcessStopped(ts_ms=self.clock.now_ms(), reason=reason))
-            if self.exchange in self._started:
-                await self.exchange.stop()
-            for extra in reversed(self.parts.extra):
-                await extra.stop()
-            await self.storage.stop()
+                await self.bus.publish(ProcessStopped(ts_ms=self.clock.now_ms(), reason=reason))
+            await component.stop()
+        for extra in reversed(self.parts.extra):
+            await extra.stop()
         self._started.clear()
 
     async def run_until(self, stop: asyncio.Event) -> str:

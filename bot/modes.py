@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from bot.app import ProcessParts, TradingProcess
-from core.clock import AcceleratedClock, LiveClock
+from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
 from core.domain.enums import TradingMode
 from core.domain.events import DataGapDetected
@@ -24,6 +24,7 @@ from core.exchange.sim import FillModelConfig
 from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file
 from core.market.synthetic import generate_candles
+from core.ports import Storage
 from storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,11 @@ def demo_database_url(settings: Settings) -> str:
     return f"sqlite+aiosqlite:///{settings.app.data_dir / 'demo.sqlite'}"
 
 
-def _paper(settings: Settings, storage: object, clock: object) -> PaperExchange:
+def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperExchange:
+    """Return the paper exchange configured by ``settings`` on ``storage``."""
     return PaperExchange(
-        storage=storage,  # type: ignore[arg-type]
-        clock=clock,  # type: ignore[arg-type]
+        storage=storage,
+        clock=clock,
         fill_config=FillModelConfig(
             maker_fee=settings.paper.maker_fee,
             taker_fee=settings.paper.taker_fee,
@@ -130,7 +132,7 @@ async def build_demo(settings: Settings) -> TradingProcess:
             clock=clock,
             storage=storage,
             database_url=demo_database_url(settings),
-            exchange=_paper(settings, storage, clock),
+            exchange=paper_exchange(settings, storage, clock),
             feed=feed,
             source=source,
             mode_label="demo",
@@ -181,7 +183,7 @@ async def build_run(settings: Settings) -> TradingProcess:
             clock=clock,
             storage=storage,
             database_url=settings.database_url,
-            exchange=_paper(settings, storage, clock),
+            exchange=paper_exchange(settings, storage, clock),
             feed=feed,
             source=settings.exchange.name,
             mode_label="run",

@@ -22,7 +22,7 @@ from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
 from core.domain.policy import Policy
 from core.errors import ConfigError
-from core.ports import Exchange
+from core.ports import Exchange, KeyValueRepo
 from core.services.bus import EventBus
 from core.services.engine import Engine, EngineConfig, SymbolRules
 from core.services.execution import ExecutionService
@@ -93,10 +93,13 @@ def build_engine(
     exchange: Exchange,
     trading_state: TradingStateService,
     provider: SignalProvider | None = None,
+    state: KeyValueRepo | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
     ``provider`` replaces the configured signal provider (tests script their signals with it).
+    ``state`` is where the engine keeps its open trades across restarts (None: not kept, as in
+    backtests, which never restart).
     """
     policy = policy_from(settings)
     quote = settings.trading.quote_currency
@@ -147,5 +150,6 @@ def build_engine(
         exits=exits,
         signals=SignalBook(provider or provider_from(settings)),
         policy=lambda: policy,
+        state=state,
     )
     return engine

@@ -28,23 +28,24 @@ class Event:
     event_id: str = field(default_factory=new_event_id)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Return ``value`` as JSON-safe data: Decimals and enums as strings, dataclasses as dicts."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     return value
 
 
 def event_payload(event: Event) -> dict[str, Any]:
     """Return the event's fields (without id, ts and topic) as JSON-safe data."""
-    data: dict[str, Any] = _jsonable(event)
+    data: dict[str, Any] = jsonable(event)
     data.pop("event_id", None)
     data.pop("ts_ms", None)
     return data

@@ -30,12 +30,14 @@ from core.domain.events import Event, OrderFilled
 from core.domain.market import Candle
 from core.domain.orders import OrderRequest
 from core.domain.policy import Policy
-from core.ports import Exchange
+from core.errors import InvariantViolation
+from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
 from core.services.exit_executor import ExitExecutor, OpenTrade
 from core.services.portfolio import value_account
 from core.services.signal_book import SignalBook
+from core.services.trade_codec import decode_trades, encode_trades
 from core.signals.base import Signal
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Engine:
         exits: ExitExecutor,
         signals: SignalBook,
         policy: Callable[[], Policy],
+        state: KeyValueRepo | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -87,7 +90,49 @@ class Engine:
         self._policy = policy
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.prices: dict[str, Decimal] = {}
+        self._state = state
+        self._saved = ""
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
+
+    # --- persistence: a restart resumes managing the same trades --------------------------------
+
+    async def start(self) -> None:
+        """Restore the open trades saved before a restart and check them against the venue."""
+        if self._state is None:
+            return
+        saved = await self._state.get(StateKey.ENGINE_TRADES)
+        if not saved:
+            return
+        try:
+            self.trades = decode_trades(saved)
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
+        self._saved = saved
+        for trade in self.trades.values():
+            for name, cid in list(trade.working.items()):
+                order = await self._exchange.fetch_order(cid, trade.symbol)
+                if not order.is_open:
+                    log.warning(
+                        "%s: %s order %s is %s after the restart; it is no longer tracked",
+                        trade.symbol,
+                        name,
+                        cid,
+                        order.status.value,
+                    )
+                    trade.working.pop(name)
+        log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
+
+    async def stop(self) -> None:
+        """Save the open trades (they are also saved after every change)."""
+        await self._save()
+
+    async def _save(self) -> None:
+        if self._state is None:
+            return
+        text = encode_trades(self.trades)
+        if text != self._saved:
+            await self._state.set(StateKey.ENGINE_TRADES, text)
+            self._saved = text
 
     @property
     def closed_trades(self) -> list:  # type: ignore[type-arg]
@@ -129,6 +174,8 @@ class Engine:
             await self._manage(trade, candle, signal)
         elif signal is not None and signal.entry != 0:
             await self._enter(symbol, candle, signal)
+        if trade is not None or symbol in self.trades:
+            await self._save()
 
     async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
         plan = trade.plan
@@ -254,10 +301,11 @@ class Engine:
             return  # not ours (e.g. a manual order)
         if trade.roles[cid] == "entry":
             await self._on_entry_fill(trade, event)
-            return
-        await self._exits.on_exit_fill(trade, event)
-        if await self._exits.finish_if_flat(trade) is not None:
-            self._forget(trade)
+        else:
+            await self._exits.on_exit_fill(trade, event)
+            if await self._exits.finish_if_flat(trade) is not None:
+                self._forget(trade)
+        await self._save()
 
     async def _on_entry_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
         trade.amount += event.amount

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,10 +13,13 @@ from rich.console import Console
 
 from bot.app import TradingProcess
 from bot.backtest import run_backtest
-from bot.modes import build_demo, demo_market
+from bot.modes import build_demo, demo_market, paper_exchange
 from bot.runner import run_process
+from core.clock import AcceleratedClock
 from core.config import Settings, load_settings
 from core.domain.orders import Fill
+from core.market.feeds import ReplayFeed
+from storage import open_storage
 
 
 @pytest.fixture
@@ -65,3 +70,74 @@ async def test_demo_and_backtest_make_the_same_orders_and_fills(settings: Settin
         backtest_ids = {f.client_order_id for f in result.fills}
         filled_demo_ids = {o.client_order_id for o in demo_orders if o.filled > 0}
         assert backtest_ids == filled_demo_ids
+
+
+async def test_restart_mid_trade_continues_exactly(settings: Settings) -> None:
+    """Stop the demo while a trade is open, restart on the same database, finish the replay:
+    the fills are those of one uninterrupted backtest."""
+    markets, replay_start_ms = demo_market(settings)
+    stop = asyncio.Event()
+    built: list[TradingProcess] = []
+
+    async def build() -> TradingProcess:
+        process = await build_demo(settings)
+
+        async def stop_mid_trade(_symbol: str, _candle: object) -> None:
+            trades = process.engine.trades.values()
+            if process.market.stats.candles > 200 and any(t.working for t in trades):
+                stop.set()
+
+        process.market.on_candle(stop_mid_trade)
+        built.append(process)
+        return process
+
+    assert await run_process(build, console=Console(record=True), stop=stop) == "signal"
+    first = built[0]
+    open_before = {s: (t.trade_id, dict(t.working)) for s, t in first.engine.trades.items()}
+    assert open_before, "the test needs an open trade at the stop"
+
+    # Restart: fresh objects on the same database; the feed resumes after the stored candles.
+    storage = open_storage(first.parts.database_url)
+    await storage.start()
+    resume = {}
+    for symbol, series in markets.items():
+        last = await storage.candles.last_ts_ms("synthetic", symbol, series.timeframe)
+        assert last is not None
+        resume[symbol] = series.between(last + 1, None)
+    await storage.stop()
+    next_ms = min(int(s.ts_ms[0]) for s in resume.values())
+    clock = AcceleratedClock(start_ms=next_ms, speed=first.parts.speed)
+    storage = open_storage(first.parts.database_url)
+    second = TradingProcess(
+        replace(
+            first.parts,
+            clock=clock,
+            storage=storage,
+            exchange=paper_exchange(settings, storage, clock),
+            feed=ReplayFeed(resume, clock),
+            before_start=[],
+        )
+    )
+    restored: dict[str, tuple[str, dict[str, str]]] = {}
+
+    async def build_again() -> TradingProcess:
+        async def note_restored(_symbol: str, _candle: object) -> None:
+            if not restored:
+                restored.update(
+                    {s: (t.trade_id, dict(t.working)) for s, t in second.engine.trades.items()}
+                )
+
+        second.market.on_candle(note_restored)
+        return second
+
+    assert await run_process(build_again, console=Console(record=True)) == "feed ended"
+    for symbol, (trade_id, _working) in open_before.items():
+        assert restored[symbol][0] == trade_id  # the engine picked the same trade back up
+
+    await storage.start()
+    try:
+        fills = await storage.fills.list_fills()
+    finally:
+        await storage.stop()
+    result = await run_backtest(settings, markets, start_ms=replay_start_ms)
+    assert sorted(map(_key, fills)) == sorted(map(_key, result.fills))

@@ -1,0 +1,110 @@
+"""Serialise the engine's open trades (with their exit plans) for the key-value store.
+
+The engine writes them after every change so a restart resumes managing its positions: the same
+plans, the same working orders, the same client ids.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from core.brains.exits import BotSideStop, ExitPlan, StopLeg, StopMode, TakeProfitLeg
+from core.domain.enums import MarketType, PositionSide
+from core.domain.events import jsonable
+from core.domain.trades import ExitLeg
+from core.services.exit_executor import OpenTrade
+
+FORMAT_VERSION = 1
+
+
+def encode_trades(trades: dict[str, OpenTrade]) -> str:
+    """Return the trades as JSON (Decimals as strings)."""
+    return json.dumps({"version": FORMAT_VERSION, "trades": [jsonable(t) for t in trades.values()]})
+
+
+def decode_trades(text: str) -> dict[str, OpenTrade]:
+    """Return the trades stored by ``encode_trades``, by symbol."""
+    data = json.loads(text)
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"engine trades format {data.get('version')!r}, expected {FORMAT_VERSION}")
+    trades = [_trade(t) for t in data["trades"]]
+    return {t.symbol: t for t in trades}
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _trade(d: dict[str, Any]) -> OpenTrade:
+    return OpenTrade(
+        trade_id=d["trade_id"],
+        symbol=d["symbol"],
+        side=PositionSide(d["side"]),
+        decided_ms=int(d["decided_ms"]),
+        entry_cid=d["entry_cid"],
+        confidence=float(d["confidence"]),
+        atr=float(d["atr"]),
+        market_type=MarketType(d["market_type"]),
+        leverage=int(d["leverage"]),
+        opened_ms=d["opened_ms"],
+        amount=Decimal(d["amount"]),
+        entry_cost=Decimal(d["entry_cost"]),
+        entry_fee=Decimal(d["entry_fee"]),
+        plan=_plan(d["plan"]) if d["plan"] is not None else None,
+        working=dict(d["working"]),
+        roles=dict(d["roles"]),
+        exit_reasons=dict(d["exit_reasons"]),
+        legs=[_exit_leg(leg) for leg in d["legs"]],
+        bot_stop=(
+            BotSideStop(
+                price=Decimal(d["bot_stop"]["price"]), amount=Decimal(d["bot_stop"]["amount"])
+            )
+            if d["bot_stop"] is not None
+            else None
+        ),
+        seq=int(d["seq"]),
+    )
+
+
+def _plan(d: dict[str, Any]) -> ExitPlan:
+    stop = d["stop"]
+    return ExitPlan(
+        side=PositionSide(d["side"]),
+        entry_price=Decimal(d["entry_price"]),
+        amount=Decimal(d["amount"]),
+        legs=tuple(
+            TakeProfitLeg(
+                name=leg["name"],
+                price=Decimal(leg["price"]),
+                amount=Decimal(leg["amount"]),
+                filled=Decimal(leg["filled"]),
+                canceled=bool(leg["canceled"]),
+                stop_after_fill=_dec(leg["stop_after_fill"]),
+            )
+            for leg in d["legs"]
+        ),
+        stop=(
+            StopLeg(
+                price=Decimal(stop["price"]),
+                amount=Decimal(stop["amount"]),
+                mode=StopMode(stop["mode"]),
+            )
+            if stop is not None
+            else None
+        ),
+        stop_filled=Decimal(d["stop_filled"]),
+        scale=Decimal(d["scale"]),
+    )
+
+
+def _exit_leg(d: dict[str, Any]) -> ExitLeg:
+    return ExitLeg(
+        reason=d["reason"],
+        ts_ms=int(d["ts_ms"]),
+        price=Decimal(d["price"]),
+        amount=Decimal(d["amount"]),
+        fee=Decimal(d["fee"]),
+        pnl=Decimal(d["pnl"]),
+    )

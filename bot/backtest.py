@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.trading import build_engine
+from bot.trading import build_engine, paper_exchange
 from core.analytics import (
     BacktestInput,
     BacktestMetrics,
@@ -29,8 +29,6 @@ from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
-from core.exchange.paper import PaperExchange
-from core.exchange.sim import FillModelConfig
 from core.market.feeds import ReplayFeed
 from core.services.bus import EventBus
 from core.services.market import MarketService, SimulatedVenue
@@ -108,19 +106,7 @@ async def run_backtest(
     clock = SimClock(trade_from)
     storage = MemoryStorage()
     bus = EventBus(sink=storage.events.append)
-    paper = PaperExchange(
-        storage=storage,
-        clock=clock,
-        fill_config=FillModelConfig(
-            maker_fee=settings.paper.maker_fee,
-            taker_fee=settings.paper.taker_fee,
-            slippage_bps=settings.paper.slippage_bps,
-        ),
-        starting_balance=settings.paper.starting_balance,
-        quote_currency=settings.trading.quote_currency,
-        market_type=settings.exchange.market_type,
-        max_leverage=settings.trading.max_leverage,
-    )
+    paper = paper_exchange(settings, storage, clock)
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(
         settings,

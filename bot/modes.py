@@ -12,19 +12,17 @@ import logging
 from pathlib import Path
 
 from bot.app import ProcessParts, TradingProcess
-from core.clock import AcceleratedClock, Clock, LiveClock
+from bot.trading import paper_exchange
+from core.clock import AcceleratedClock, LiveClock
 from core.config import Settings
 from core.domain.enums import TradingMode
 from core.domain.events import DataGapDetected
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
-from core.exchange.paper import PaperExchange
-from core.exchange.sim import FillModelConfig
 from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file
 from core.market.synthetic import generate_candles
-from core.ports import Storage
 from storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -37,23 +35,6 @@ PREFLIGHT_TIMEOUT_S = 15.0
 def demo_database_url(settings: Settings) -> str:
     """Return the demo's own SQLite URL (the demo never touches the run database)."""
     return f"sqlite+aiosqlite:///{settings.app.data_dir / 'demo.sqlite'}"
-
-
-def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperExchange:
-    """Return the paper exchange configured by ``settings`` on ``storage``."""
-    return PaperExchange(
-        storage=storage,
-        clock=clock,
-        fill_config=FillModelConfig(
-            maker_fee=settings.paper.maker_fee,
-            taker_fee=settings.paper.taker_fee,
-            slippage_bps=settings.paper.slippage_bps,
-        ),
-        starting_balance=settings.paper.starting_balance,
-        quote_currency=settings.trading.quote_currency,
-        market_type=settings.exchange.market_type,
-        max_leverage=settings.trading.max_leverage,
-    )
 
 
 def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:

@@ -1,4 +1,4 @@
-"""Build the trading side (signals, execution, exits, engine) from settings.
+"""Build the trading side (paper exchange, signals, execution, exits, engine) from settings.
 
 Shared by every mode: the demo and run processes and the backtester call ``build_engine`` with
 their own clock, bus and exchange, which is how they run the same engine.
@@ -22,7 +22,9 @@ from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
 from core.domain.policy import Policy
 from core.errors import ConfigError
-from core.ports import Exchange, KeyValueRepo
+from core.exchange.paper import PaperExchange
+from core.exchange.sim import FillModelConfig
+from core.ports import Exchange, KeyValueRepo, Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine, EngineConfig, SymbolRules
 from core.services.execution import ExecutionService
@@ -83,6 +85,23 @@ def provider_from(settings: Settings) -> SignalProvider:
         )
     except ValueError as e:
         raise ConfigError(f"invalid QT__STRATEGY__* settings: {e}") from e
+
+
+def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperExchange:
+    """Return the paper exchange configured by ``settings`` on ``storage``."""
+    return PaperExchange(
+        storage=storage,
+        clock=clock,
+        fill_config=FillModelConfig(
+            maker_fee=settings.paper.maker_fee,
+            taker_fee=settings.paper.taker_fee,
+            slippage_bps=settings.paper.slippage_bps,
+        ),
+        starting_balance=settings.paper.starting_balance,
+        quote_currency=settings.trading.quote_currency,
+        market_type=settings.exchange.market_type,
+        max_leverage=settings.trading.max_leverage,
+    )
 
 
 def build_engine(

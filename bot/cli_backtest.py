@@ -37,7 +37,9 @@ def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
 
     start, end = day(match.group(1)), day(match.group(2))
     if start is not None and end is not None and end <= start:
-        raise typer.BadParameter(f"the range {value!r} ends before it starts", "--timerange")
+        raise typer.BadParameter(
+            f"the range {value!r} ends before it starts", param_hint="--timerange"
+        )
     return start, end
 
 

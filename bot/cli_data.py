@@ -8,7 +8,14 @@ from typing import Annotated, Protocol
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
@@ -91,7 +98,7 @@ async def _download(
             for symbol in symbols:
                 task = bar.add_task(f"{name} {symbol} {tf}", total=None)
 
-                def progress(done: int, total: int, task: int = task) -> None:
+                def progress(done: int, total: int, task: TaskID = task) -> None:
                     bar.update(task, completed=done, total=total)
 
                 result = await download_candles(

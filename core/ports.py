@@ -224,13 +224,21 @@ class KeyValueRepo(Protocol):
 class Storage(Protocol):
     """All repositories plus a unit of work."""
 
-    candles: CandleRepo
-    orders: OrderRepo
-    fills: FillRepo
-    positions: PositionRepo
-    balances: BalanceRepo
-    events: EventRepo
-    state: KeyValueRepo
+    # Read-only properties: implementations hold their own repository classes.
+    @property
+    def candles(self) -> CandleRepo: ...
+    @property
+    def orders(self) -> OrderRepo: ...
+    @property
+    def fills(self) -> FillRepo: ...
+    @property
+    def positions(self) -> PositionRepo: ...
+    @property
+    def balances(self) -> BalanceRepo: ...
+    @property
+    def events(self) -> EventRepo: ...
+    @property
+    def state(self) -> KeyValueRepo: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction."""

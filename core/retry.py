@@ -29,7 +29,7 @@ def backoff_delay_s(
     upper half of the cap ("equal jitter") so that many clients spread out without any of them
     hammering the venue again after a near-zero wait.
     """
-    cap = min(max_delay_s, base_delay_s * 2 ** (failures - 1))
+    cap = float(min(max_delay_s, base_delay_s * 2 ** (failures - 1)))
     return cap / 2 + rng.uniform(0, cap / 2)
 
 

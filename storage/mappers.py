@@ -71,7 +71,7 @@ def order_to_row(order: Order) -> dict[str, Any]:
     }
 
 
-def row_to_order(row: Mapping[str, Any]) -> Order:
+def row_to_order(row: Mapping[Any, Any]) -> Order:
     """Return the Order stored in an ``orders`` row."""
     cid = row["client_order_id"]
     where = f"of order {cid!r}"
@@ -118,7 +118,7 @@ def fill_to_row(fill: Fill) -> dict[str, Any]:
     }
 
 
-def row_to_fill(row: Mapping[str, Any]) -> Fill:
+def row_to_fill(row: Mapping[Any, Any]) -> Fill:
     """Return the Fill stored in a ``fills`` row."""
     where = f"of fill {row['fill_id']!r}"
     return Fill(
@@ -155,7 +155,7 @@ def position_to_row(position: Position) -> dict[str, Any]:
     }
 
 
-def row_to_position(row: Mapping[str, Any]) -> Position:
+def row_to_position(row: Mapping[Any, Any]) -> Position:
     """Return the Position stored in a ``positions`` row."""
     where = f"of position {row['symbol']!r}/{row['market_type']!r}"
     return Position(
@@ -181,7 +181,7 @@ def balance_to_row(balance: Balance) -> dict[str, Any]:
     }
 
 
-def row_to_balance(row: Mapping[str, Any]) -> Balance:
+def row_to_balance(row: Mapping[Any, Any]) -> Balance:
     """Return the Balance stored in a ``balances`` row."""
     where = f"of asset {row['asset']!r}"
     return Balance(
@@ -201,7 +201,7 @@ def equity_to_row(snapshot: EquitySnapshot) -> dict[str, Any]:
     }
 
 
-def row_to_equity(row: Mapping[str, Any]) -> EquitySnapshot:
+def row_to_equity(row: Mapping[Any, Any]) -> EquitySnapshot:
     """Return the EquitySnapshot stored in an ``equity_snapshots`` row."""
     where = f"of equity snapshot at {row['ts_ms']}"
     return EquitySnapshot(
@@ -225,7 +225,7 @@ def event_to_row(event: Event) -> dict[str, Any]:
     }
 
 
-def row_to_stored_event(row: Mapping[str, Any]) -> StoredEvent:
+def row_to_stored_event(row: Mapping[Any, Any]) -> StoredEvent:
     """Return the StoredEvent of an ``events`` row."""
     try:
         payload = json.loads(row["payload"])

@@ -43,14 +43,14 @@ CANDLE_BATCH_ROWS = 20_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 
-_candles: Table = CandleRow.__table__  # type: ignore[assignment]
-_orders: Table = OrderRow.__table__  # type: ignore[assignment]
-_fills: Table = FillRow.__table__  # type: ignore[assignment]
-_positions: Table = PositionRow.__table__  # type: ignore[assignment]
-_balances: Table = BalanceRow.__table__  # type: ignore[assignment]
-_equity: Table = EquitySnapshotRow.__table__  # type: ignore[assignment]
-_events: Table = EventRow.__table__  # type: ignore[assignment]
-_kv: Table = KeyValueRow.__table__  # type: ignore[assignment]
+_candles: Table = CandleRow.__table__  # type: ignore[attr-defined]
+_orders: Table = OrderRow.__table__  # type: ignore[attr-defined]
+_fills: Table = FillRow.__table__  # type: ignore[attr-defined]
+_positions: Table = PositionRow.__table__  # type: ignore[attr-defined]
+_balances: Table = BalanceRow.__table__  # type: ignore[attr-defined]
+_equity: Table = EquitySnapshotRow.__table__  # type: ignore[attr-defined]
+_events: Table = EventRow.__table__  # type: ignore[attr-defined]
+_kv: Table = KeyValueRow.__table__  # type: ignore[attr-defined]
 
 # Driver-level SQL for the candle hot path: executemany over plain tuples skips SQLAlchemy's
 # per-row parameter processing (about twice as fast as a Core insert of dicts, measured).

@@ -85,4 +85,5 @@ def cagr_pct(start_balance: float, final_balance: float, span_ms: int) -> float 
         return None
     if final_balance <= 0:
         return -100.0
-    return ((final_balance / start_balance) ** (YEAR_MS / span_ms) - 1.0) * 100.0
+    growth = math.pow(final_balance / start_balance, YEAR_MS / span_ms)
+    return (growth - 1.0) * 100.0

@@ -336,7 +336,8 @@ def _stop_price(req: PlanRequest, vol_scale: Decimal) -> Decimal:
 
 
 def _tp_prices(req: PlanRequest, scales: dict[TargetKind, Decimal]) -> list[Decimal]:
-    sign, prices = _sign(req.side), []
+    sign = _sign(req.side)
+    prices: list[Decimal] = []
     for i, spec in enumerate(req.config.legs, start=1):
         distance = _distance(req, spec.target, f"TP{i}", profit_side=True)
         price = _round_tp(req, req.entry_price + sign * distance * scales[spec.target.kind])

@@ -10,6 +10,7 @@ a fake; :func:`make_ccxt_exchange` builds the real one from an exchange id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -170,13 +171,14 @@ class CcxtExchange:
         self.name: str = exchange.id
         self._clock = clock
         self._market_type = market_type
-        self._retry = {
-            "attempts": attempts,
-            "base_delay_s": base_delay_s,
-            "max_delay_s": max_delay_s,
-            "sleep": sleep,
-            "rng": rng or random.Random(),
-        }
+        self._retry = functools.partial(
+            retry,
+            attempts=attempts,
+            base_delay_s=base_delay_s,
+            max_delay_s=max_delay_s,
+            sleep=sleep,
+            rng=rng or random.Random(),
+        )
         self._requests: dict[str, OrderRequest] = {}  # what we asked, to map answers back
         self._leverage: dict[str, int] = {}
 
@@ -195,7 +197,7 @@ class CcxtExchange:
             submitted = True
             return await self._submit(request)
 
-        return await retry(attempt, what=f"create_order {request.client_order_id}", **self._retry)
+        return await self._retry(attempt, what=f"create_order {request.client_order_id}")
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         """Cancel an open order and return its final state (a finished order is returned as is)."""

@@ -11,7 +11,7 @@ only the feed and the venue passed in differ.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +67,7 @@ class MarketService:
         source: str,
         timeframe: str,
         venue: SimulatedVenue | None = None,
+        detail: Mapping[str, CandleSeries] | None = None,
     ) -> None:
         self._feed = feed
         self._clock = clock
@@ -76,6 +77,9 @@ class MarketService:
         self._timeframe = timeframe
         self._tf_ms = timeframe_to_ms(timeframe)
         self._venue = venue
+        # Finer candles (e.g. 5m under a 1h strategy) the venue fills against, one at a time,
+        # so that exits react to fills inside the strategy candle as they would live.
+        self._detail = dict(detail or {})
         self._handlers: list[CandleHandler] = []
         self.stats = MarketStats()
 
@@ -103,9 +107,10 @@ class MarketService:
             )
             await self._candles.upsert(self._source, series)
         if self._venue is not None:
-            for fill in await self._venue.on_candle(symbol, candle):
-                self.stats.fills += 1
-                await self._bus.publish(_filled_event(fill, self._clock.now_ms()))
+            for step in self._fill_steps(symbol, candle):
+                for fill in await self._venue.on_candle(symbol, step):
+                    self.stats.fills += 1
+                    await self._bus.publish(_filled_event(fill, self._clock.now_ms()))
         await self._bus.publish(
             CandleClosed(
                 ts_ms=self._clock.now_ms(),
@@ -124,6 +129,15 @@ class MarketService:
         self.stats.last_candle_ms = candle.ts_ms
         for handler in self._handlers:
             await handler(symbol, candle)
+
+
+    def _fill_steps(self, symbol: str, candle: Candle) -> list[Candle]:
+        """Return the candles the venue fills against: the detail inside ``candle``, or itself."""
+        finer = self._detail.get(symbol)
+        if finer is None:
+            return [candle]
+        part = finer.between(candle.ts_ms, candle.ts_ms + self._tf_ms)
+        return [part.candle(i) for i in range(len(part))] or [candle]
 
 
 def _filled_event(fill: Fill, now_ms: int) -> OrderFilled:

@@ -1,0 +1,141 @@
+"""Position sizing: a fixed fraction of equity at risk, then the caps, then the exchange step."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from core.brains.sizing import SizingDecision, SizingInput, size_position
+from core.domain.policy import Policy
+
+# Loose caps so the risk amount binds unless a test tightens one:
+# position cap 1.0 * 10_000 = 10_000 (100 units at 100), exposure cap 2.0 * 10_000.
+LOOSE = Policy(
+    risk_per_trade=D("0.01"),
+    max_position_pct=D(1),
+    max_position_notional=D(1_000_000),
+    max_total_exposure_pct=D(2),
+    max_leverage=5,
+)
+
+
+def size(
+    *,
+    equity: str = "10000",
+    free_cash: str = "10000",
+    entry: str = "100",
+    stop: str = "98",
+    exposure: str = "0",
+    leverage: int = 1,
+    step: str = "0.001",
+    min_notional: str = "0",
+    policy: Policy = LOOSE,
+) -> SizingDecision:
+    return size_position(
+        SizingInput(
+            equity=D(equity),
+            free_cash=D(free_cash),
+            entry_price=D(entry),
+            stop_price=D(stop),
+            total_exposure=D(exposure),
+            leverage=leverage,
+            amount_step=D(step),
+            min_notional=D(min_notional),
+            policy=policy,
+        )
+    )
+
+
+def test_risk_amount_by_hand() -> None:
+    # 10_000 * 1 % = 100 at risk over a 2.00 stop distance = 50 units (5_000 notional)
+    decision = size()
+    assert decision.amount == D(50)
+    assert decision.bound_by == "risk"
+
+
+def test_short_stop_above_entry_sizes_the_same() -> None:
+    decision = size(stop="102")
+    assert decision.amount == D(50)
+    assert decision.bound_by == "risk"
+
+
+def test_position_cap_binds_with_the_smaller_of_pct_and_absolute() -> None:
+    # pct cap 0.3 * 10_000 = 3_000 -> 30 units (absolute 1_000_000 is looser)
+    by_pct = size(policy=Policy(max_position_pct=D("0.3"), max_total_exposure_pct=D(2)))
+    assert (by_pct.amount, by_pct.bound_by) == (D(30), "position_cap")
+    # absolute 2_500 -> 25 units (pct 1.0 * 10_000 = 10_000 is looser)
+    absolute = Policy(
+        max_position_pct=D(1), max_position_notional=D(2500), max_total_exposure_pct=D(2)
+    )
+    by_abs = size(policy=absolute)
+    assert (by_abs.amount, by_abs.bound_by) == (D(25), "position_cap")
+
+
+def test_exposure_cap_counts_what_is_already_open() -> None:
+    # 2.0 * 10_000 - 17_000 open = 3_000 left -> 30 units
+    decision = size(exposure="17000")
+    assert (decision.amount, decision.bound_by) == (D(30), "exposure_cap")
+
+
+def test_exposure_cap_already_exceeded_gives_zero() -> None:
+    decision = size(exposure="25000")
+    assert decision.amount == 0
+    assert decision.bound_by == "exposure_cap:below_minimum"
+
+
+def test_cash_cap_keeps_one_percent_back() -> None:
+    # 2_000 free * 0.99 / 100 = 19.8 units
+    decision = size(free_cash="2000")
+    assert (decision.amount, decision.bound_by) == (D("19.8"), "cash")
+
+
+def test_cash_cap_scales_with_leverage() -> None:
+    # 1_000 free * 0.99 * 3 / 100 = 29.7 units
+    decision = size(free_cash="1000", leverage=3)
+    assert (decision.amount, decision.bound_by) == (D("29.7"), "cash")
+    # with 5x the cash allows 49.5 units: still below the risk amount of 50
+    assert size(free_cash="1000", leverage=5).amount == D("49.5")
+    # with 2_000 free and 3x it allows 59.4: risk binds again
+    assert size(free_cash="2000", leverage=3).bound_by == "risk"
+
+
+def test_amount_is_rounded_down_to_the_step() -> None:
+    # 100 / 3 = 33.333... units
+    assert size(stop="97", step="0.1").amount == D("33.3")
+    assert size(stop="97", step="1").amount == D(33)
+    assert size(stop="97", step="0.00001").amount == D("33.33333")
+    # never rounded up, even a hair under a whole step
+    assert size(stop="97.000001", step="1").amount == D(33)
+
+
+def test_below_min_notional_gives_zero() -> None:
+    # 33 units * 100 = 3_300 < 5_000
+    decision = size(stop="97", step="1", min_notional="5000")
+    assert decision.amount == 0
+    assert decision.bound_by == "risk:below_minimum"
+    # exactly at the minimum is enough
+    assert size(stop="97", step="1", min_notional="3300").amount == D(33)
+
+
+def test_rounding_to_zero_gives_zero() -> None:
+    # 0.5 units with a step of 1
+    decision = size(equity="100", free_cash="100", step="1")
+    assert decision.amount == 0
+    assert decision.bound_by.endswith(":below_minimum")
+
+
+@pytest.mark.parametrize(
+    ("entry", "stop", "equity"),
+    [("100", "100", "10000"), ("0", "-2", "10000"), ("-100", "-98", "10000"), ("100", "98", "0")],
+)
+def test_invalid_input_gives_zero(entry: str, stop: str, equity: str) -> None:
+    decision = size(entry=entry, stop=stop, equity=equity)
+    assert decision.amount == 0
+    assert decision.bound_by == "invalid_input"
+
+
+def test_no_free_cash_gives_zero() -> None:
+    decision = size(free_cash="-10")
+    assert decision.amount == 0
+    assert decision.bound_by == "cash:below_minimum"

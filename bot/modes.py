@@ -11,7 +11,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.app import ProcessParts, TradingProcess
+from bot.app import WARMUP_HISTORY_CANDLES, ProcessParts, TradingProcess
 from bot.trading import paper_exchange
 from core.clock import AcceleratedClock, LiveClock
 from core.config import Settings
@@ -20,6 +20,7 @@ from core.domain.events import DataGapDetected
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
+from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file
 from core.market.synthetic import generate_candles
@@ -135,13 +136,18 @@ def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
     )
 
 
-async def build_run(settings: Settings) -> TradingProcess:
-    """Build ``qt run``: live public candles via ccxt, paper orders, the configured database."""
+async def build_run(
+    settings: Settings, market_data: CcxtMarketData | None = None
+) -> TradingProcess:
+    """Build ``qt run``: live public candles via ccxt, paper orders, the configured database.
+
+    ``market_data`` replaces the client built from settings (tests point one at a fake venue).
+    """
     if settings.trading.mode is TradingMode.LIVE:
         raise OperationalError(
             "live order routing is not enabled in this version; run with QT__TRADING__MODE=paper"
         )
-    market_data = ccxt_market_data(settings, settings.exchange.name)
+    market_data = market_data or ccxt_market_data(settings, settings.exchange.name)
     try:
         await _preflight(market_data, settings)
     except BaseException:
@@ -154,6 +160,21 @@ async def build_run(settings: Settings) -> TradingProcess:
     async def publish_gap(event: DataGapDetected) -> None:
         if process is not None:
             await process.bus.publish(event)
+
+    async def fetch_warmup_history() -> None:
+        """Store the recent closed candles so the engine's indicators are warm at the start."""
+        tf, now_ms = settings.trading.timeframe, clock.now_ms()
+        tf_ms = timeframe_to_ms(tf)
+        for symbol in settings.trading.symbols:
+            await download_candles(
+                market_data,
+                storage.candles,
+                exchange=settings.exchange.name,
+                symbol=symbol,
+                timeframe=tf,
+                since_ms=now_ms - now_ms % tf_ms - WARMUP_HISTORY_CANDLES * tf_ms,
+                until_ms=now_ms,
+            )
 
     feed = PollingFeed(
         market_data, settings.trading.symbols, settings.trading.timeframe, clock, on_gap=publish_gap
@@ -168,6 +189,7 @@ async def build_run(settings: Settings) -> TradingProcess:
             feed=feed,
             source=settings.exchange.name,
             mode_label="run",
+            before_start=[fetch_warmup_history],
             extra=[_Closer(market_data)],
         )
     )

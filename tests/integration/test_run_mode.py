@@ -1,0 +1,93 @@
+"""`qt run` against a local fake Binance: warm-up download, live polling, paper orders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bot.app import TradingProcess
+from bot.modes import build_run
+from bot.runner import run_process
+from core.config import Settings, load_settings
+from core.domain.market import timeframe_to_ms
+from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
+from core.market.synthetic import generate_candles
+from storage import open_storage
+from tests.fakes_http import FakeBinance, point_ccxt_at, set_minimal_markets
+
+HOUR_MS = timeframe_to_ms("1h")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("QT__"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return load_settings(app={"data_dir": str(tmp_path / "ud")}, trading={"symbols": ["BTC/USDT"]})
+
+
+@pytest.fixture
+async def market_data() -> AsyncIterator[tuple[CcxtMarketData, FakeBinance, int]]:
+    # The venue's history ends with the candle that closed most recently in real time: `qt run`
+    # runs on the wall clock, as it does live.
+    now_ms = time.time_ns() // 1_000_000
+    if HOUR_MS - now_ms % HOUR_MS < 15_000:  # an hour is about to close: let it, so the
+        await asyncio.sleep((HOUR_MS - now_ms % HOUR_MS) / 1000 + 0.5)  # data stays current
+        now_ms = time.time_ns() // 1_000_000
+    last_open = now_ms - now_ms % HOUR_MS - HOUR_MS
+    n = 2_100
+    series = generate_candles(
+        "BTC/USDT", "1h", n, seed=5, start_ms=last_open - (n - 1) * HOUR_MS, start_price=42_000.0
+    )
+    async with FakeBinance({"BTCUSDT": series}, page_limit=1000) as fake:
+        exchange = make_ccxt_exchange("binance", timeout_s=5)
+        exchange.enableRateLimit = False
+        point_ccxt_at(exchange, fake.base_url)
+        set_minimal_markets(exchange)
+        yield CcxtMarketData(exchange), fake, last_open
+
+
+async def test_run_warms_up_polls_and_stops_cleanly(
+    settings: Settings, market_data: tuple[CcxtMarketData, FakeBinance, int]
+) -> None:
+    md, fake, last_open = market_data
+    stop = asyncio.Event()
+    built: list[TradingProcess] = []
+
+    async def build() -> TradingProcess:
+        process = await build_run(settings, market_data=md)
+
+        async def stop_after_first(_symbol: str, _candle: object) -> None:
+            stop.set()
+
+        process.market.on_candle(stop_after_first)
+        built.append(process)
+        return process
+
+    before = asyncio.all_tasks()
+    reason = await asyncio.wait_for(run_process(build, console=Console(record=True), stop=stop), 30)
+    assert reason == "signal"
+    assert {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()} == set()
+    process = built[0]
+    assert process.market.stats.last_candle_ms == last_open  # the newest closed candle
+    assert process.engine.signals.frame("BTC/USDT") is not None
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        stored = await storage.candles.list_series()
+        topics = [e.topic for e in await storage.events.list_events(limit=100)]
+    finally:
+        await storage.stop()
+    # warm-up history (2,000 candles back from now) was downloaded before trading started
+    assert [(s.exchange, s.symbol, s.rows, s.last_ms) for s in stored] == [
+        ("binance", "BTC/USDT", 2_000, last_open)
+    ]
+    assert topics[0] == "process.started" and topics[-1] == "process.stopped"
+    assert fake.served_pages >= 3  # preflight + paginated warm-up + first poll

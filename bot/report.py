@@ -292,6 +292,12 @@ def write_report(
     )
     payload = {
         "run_name": run_name,
+        "assumptions": {
+            "fills": "market orders at the next candle's open with slippage; limits at their "
+            "price; stops at the worse of stop and open; a candle touching stop and take-profit "
+            "fills the stop first",
+            "funding": "not modelled (no funding data)",
+        },
         "start_utc": fmt_ts(metrics.start_ms),
         "end_utc": fmt_ts(metrics.end_ms),
         "metrics": to_jsonable(metrics),

@@ -18,8 +18,8 @@ during the block. Events are kept as the frozen objects and serialised when read
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
@@ -34,19 +34,23 @@ from core.ports import SeriesInfo, StateKey, StoredEvent
 
 _SeriesKey = tuple[str, str, str]  # exchange, symbol, timeframe
 _MISSING = object()
+_APPENDED = object()
 
 
 class _Journal:
-    """Undo actions of the open ``atomic()`` blocks, innermost last."""
+    """Undo records of the open ``atomic()`` blocks, innermost last.
+
+    A record is ``(mapping, key, old value or _MISSING)`` or ``(list, None, _APPENDED)``: plain
+    tuples rather than closures, since backtests write tens of thousands of times.
+    """
 
     def __init__(self) -> None:
-        self.levels: list[list[Callable[[], None]]] = []
+        self.levels: list[list[tuple[Any, Any, Any]]] = []
 
     def put(self, mapping: MutableMapping[Any, Any], key: Any, value: Any) -> None:
         """Set ``mapping[key]``, remembering how to undo it."""
         if self.levels:
-            old = mapping.get(key, _MISSING)
-            self.levels[-1].append(lambda: _restore_key(mapping, key, old))
+            self.levels[-1].append((mapping, key, mapping.get(key, _MISSING)))
         mapping[key] = value
 
     def pop(self, mapping: MutableMapping[Any, Any], key: Any) -> None:
@@ -54,22 +58,25 @@ class _Journal:
         if key not in mapping:
             return
         if self.levels:
-            old = mapping[key]
-            self.levels[-1].append(lambda: _restore_key(mapping, key, old))
+            self.levels[-1].append((mapping, key, mapping[key]))
         del mapping[key]
 
     def append(self, items: list[Any], value: Any) -> None:
         """Append to ``items``, remembering how to undo it."""
         if self.levels:
-            self.levels[-1].append(items.pop)
+            self.levels[-1].append((items, None, _APPENDED))
         items.append(value)
 
-
-def _restore_key(mapping: MutableMapping[Any, Any], key: Any, old: Any) -> None:
-    if old is _MISSING:
-        mapping.pop(key, None)
-    else:
-        mapping[key] = old
+    @staticmethod
+    def undo(records: list[tuple[Any, Any, Any]]) -> None:
+        """Revert ``records``, newest first."""
+        for target, key, old in reversed(records):
+            if old is _APPENDED:
+                target.pop()
+            elif old is _MISSING:
+                target.pop(key, None)
+            else:
+                target[key] = old
 
 
 _COLUMNS = ("ts_ms", "open", "high", "low", "close", "volume")
@@ -311,6 +318,29 @@ class MemoryKeyValueRepo:
         self._journal.put(self._values, StateKey(key).value, value)
 
 
+class _Atomic(AbstractAsyncContextManager[None]):
+    """The unit of work of ``MemoryStorage.atomic()``.
+
+    A plain class rather than ``@asynccontextmanager``: backtests open thousands of these and
+    the generator machinery cost more than the writes inside.
+    """
+
+    __slots__ = ("_levels",)
+
+    def __init__(self, journal: _Journal) -> None:
+        self._levels = journal.levels
+
+    async def __aenter__(self) -> None:
+        self._levels.append([])
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        done = self._levels.pop()
+        if exc_type is not None:
+            _Journal.undo(done)
+        elif self._levels:
+            self._levels[-1].extend(done)  # an outer block that fails must undo these too
+
+
 class MemoryStorage:
     """All in-memory repositories plus an undo-journal unit of work."""
 
@@ -324,20 +354,9 @@ class MemoryStorage:
         self.events = MemoryEventRepo(self._journal)
         self.state = MemoryKeyValueRepo(self._journal)
 
-    @asynccontextmanager
-    async def atomic(self) -> AsyncIterator[None]:
+    def atomic(self) -> _Atomic:
         """Group the writes made inside; undo all of them if the block raises."""
-        levels = self._journal.levels
-        levels.append([])
-        try:
-            yield
-        except BaseException:
-            for undo in reversed(levels.pop()):
-                undo()
-            raise
-        done = levels.pop()
-        if levels:
-            levels[-1].extend(done)  # an outer block that fails must undo these too
+        return _Atomic(self._journal)
 
     async def start(self) -> None:
         """Do nothing: there is nothing to open."""

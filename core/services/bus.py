@@ -42,6 +42,9 @@ class EventBus:
     def __init__(self, sink: Handler | None = None) -> None:
         self._sink = sink
         self._subs: list[_Subscription] = []
+        # Matching every pattern per event showed in backtest profiles; topics are few and
+        # subscriptions rarely change, so the matching subscribers are cached per topic.
+        self._by_topic: dict[str, tuple[_Subscription, ...]] = {}
         self.published = 0
         self.handler_failures = 0
         self._queue: deque[Event] = deque()
@@ -52,6 +55,7 @@ class EventBus:
         self._subs.append(
             _Subscription(pattern, handler, name or getattr(handler, "__name__", "?"))
         )
+        self._by_topic.clear()
 
     async def publish(self, event: Event) -> None:
         """Persist the event, then deliver it (and anything published meanwhile) in order."""
@@ -68,8 +72,14 @@ class EventBus:
         finally:
             self._dispatching = False
 
+    def _subscribers(self, topic: str) -> tuple[_Subscription, ...]:
+        subs = self._by_topic.get(topic)
+        if subs is None:
+            subs = self._by_topic[topic] = tuple(s for s in self._subs if s.matches(topic))
+        return subs
+
     async def _deliver(self, event: Event) -> None:
-        for sub in [s for s in self._subs if s.matches(event.topic)]:
+        for sub in self._subscribers(event.topic):
             try:
                 await sub.handler(event)
             except Exception:  # isolate: one broken subscriber must not stop the others

@@ -165,7 +165,8 @@ class MemoryOrderRepo:
                 raise InvariantViolation(
                     f"exchange order id {xid!r} of order {cid!r} already belongs to order {owner!r}"
                 )
-            self._journal.put(self._by_exchange_id, xid, cid)
+            if owner is None:  # an update of a known order leaves the index as it is
+                self._journal.put(self._by_exchange_id, xid, cid)
         self._journal.put(self._orders, cid, order)
 
     async def get(self, client_order_id: str) -> Order | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus
@@ -71,6 +72,9 @@ class PaperExchange:
         )
         self._book: PaperBook | None = None
         self._marks_dirty = False  # quiet candles moved marks that are not stored yet
+        # The Balance objects the store holds (the book reuses an unchanged asset's object), so
+        # a write skips the assets that did not change. Only this exchange writes balances.
+        self._stored_balances: dict[str, Balance] = {}
         # One writer at a time: a submit must not interleave with a candle's fills.
         self._lock = asyncio.Lock()
 
@@ -95,6 +99,7 @@ class PaperExchange:
             orders = [
                 o for o in await store.orders.list_open() if o.exchange_order_id.startswith(prefix)
             ]
+            self._stored_balances = {}  # the book makes new objects: the next write has all
             self._book = PaperBook(
                 self._config,
                 totals={asset: b.total for asset, b in balances.items()},
@@ -110,6 +115,29 @@ class PaperExchange:
                 async with self._storage.atomic():
                     await self._store_marks(self._book)
             self._book = None
+
+    async def _store_balances(self, book: PaperBook) -> dict[str, Balance]:
+        """Write the balances that changed since the last write; return all of them.
+
+        Call inside the write's ``atomic()`` block and adopt the result only once it succeeded.
+        """
+        balances = book.balances()
+        stored = self._stored_balances
+        changed = [b for asset, b in balances.items() if stored.get(asset) is not b]
+        if changed:
+            await self._storage.balances.set_balances(changed)
+        return balances
+
+    async def _store_position(self, book: PaperBook, before: PaperBook, symbol: str) -> None:
+        """Write ``symbol``'s position if the candle changed it (positions are frozen values,
+        so an unchanged one is the same object, which the store already holds)."""
+        position = book.position(symbol)
+        if position is before.position(symbol):
+            return
+        if position is None:
+            await self._storage.positions.delete(symbol, self._config.market_type)
+        else:
+            await self._storage.positions.upsert(position)
 
     async def _store_marks(self, book: PaperBook) -> None:
         if self._marks_dirty:
@@ -131,9 +159,9 @@ class PaperExchange:
             order = new_book.submit(request, self._clock.now_ms())
             async with self._storage.atomic():
                 await self._storage.orders.upsert(order)
-                await self._storage.balances.set_balances(list(new_book.balances().values()))
+                balances = await self._store_balances(new_book)
                 await self._store_marks(new_book)
-            self._book = new_book
+            self._book, self._stored_balances = new_book, balances
         if order.status is OrderStatus.REJECTED:
             raise OrderRejected(
                 f"{self.name}: order {order.client_order_id} rejected: {order.reason}"
@@ -151,8 +179,8 @@ class PaperExchange:
             canceled = new_book.cancel(client_order_id, self._clock.now_ms(), "canceled on request")
             async with self._storage.atomic():
                 await self._storage.orders.upsert(canceled)
-                await self._storage.balances.set_balances(list(new_book.balances().values()))
-            self._book = new_book
+                balances = await self._store_balances(new_book)
+            self._book, self._stored_balances = new_book, balances
             return canceled
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
@@ -199,14 +227,10 @@ class PaperExchange:
                     await store.orders.upsert(order)
                 for fill in outcome.fills:
                     await store.fills.add(fill)
-                await store.balances.set_balances(list(book.balances().values()))
-                position = book.position(symbol)
-                if position is None:
-                    await store.positions.delete(symbol, self._config.market_type)
-                else:
-                    await store.positions.upsert(position)
+                balances = await self._store_balances(book)
+                await self._store_position(book, current, symbol)
                 await store.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
-            self._book = book
+            self._book, self._stored_balances = book, balances
             self._marks_dirty = False
             return outcome.fills
 
@@ -249,8 +273,13 @@ def _check_same(existing: Order, request: OrderRequest) -> None:
 
 
 def _encode_marks(marks: dict[str, Mark]) -> str:
-    data = {s: {"ts_ms": m.ts_ms, "price": str(m.price)} for s, m in sorted(marks.items())}
-    return json.dumps(data, separators=(",", ":"))
+    # The text json.dumps(..., separators=(",", ":")) gives, built directly: this runs on every
+    # write and the generic encoder cost more than the write. A Decimal's str needs no escaping.
+    items = (
+        f'{encode_basestring_ascii(s)}:{{"ts_ms":{int(m.ts_ms)},"price":"{m.price}"}}'
+        for s, m in sorted(marks.items())
+    )
+    return "{" + ",".join(items) + "}"
 
 
 def _decode_marks(raw: str | None) -> dict[str, Mark]:

@@ -98,16 +98,42 @@ class PaperBook:
         ordered = sorted(open_orders or [], key=lambda o: o.created_ms)
         self._open = {o.client_order_id: o for o in ordered}
         self.marks = dict(marks or {})
+        # Derived from the state above and read far more often than it changes (every write
+        # stores the balances, every entry values the account): kept until the next change.
+        self._used_cache: dict[str, Decimal] | None = None
+        self._balances_cache: dict[str, Balance] | None = None
+        # The (total, used) each cached Balance was made from: an asset whose total and used
+        # are the very same Decimal objects keeps its Balance (most changes touch one asset).
+        self._balance_parts: dict[str, tuple[Decimal, Decimal, Balance]] = {}
 
     def copy(self) -> PaperBook:
         """Return an independent copy (values are frozen, so shallow dict copies suffice)."""
-        return PaperBook(
-            self.config,
-            totals=self._totals,
-            positions=list(self._positions.values()),
-            open_orders=list(self._open.values()),
-            marks=self.marks,
-        )
+        # Not through __init__: the open orders are already in order, and the derived caches
+        # are still valid for the copy (they are replaced, never mutated).
+        twin = object.__new__(type(self))
+        twin.config = self.config
+        twin._totals = dict(self._totals)
+        twin._positions = dict(self._positions)
+        twin._open = dict(self._open)
+        twin.marks = dict(self.marks)
+        twin._used_cache = self._used_cache
+        twin._balances_cache = self._balances_cache
+        twin._balance_parts = self._balance_parts
+        return twin
+
+    def _changed(self) -> None:
+        """Drop the derived caches; call after every change of orders, totals, positions, marks."""
+        self._used_cache = None
+        self._balances_cache = None
+
+    def _reserve_changed(self, order: Order) -> None:
+        """Note that ``order`` was added or removed: only one that reserves funds moves balances.
+
+        Reduce-only orders (every exit) reserve nothing (``_reservation``), so the balances stay
+        exactly as they were, down to the Decimal objects, and the next write skips them.
+        """
+        if not order.request.reduce_only:
+            self._changed()
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -129,16 +155,20 @@ class PaperBook:
 
     def balances(self) -> dict[str, Balance]:
         """Return balances by asset with ``used`` derived from open orders and margins."""
-        used = self._used()
-        assets = sorted(set(self._totals) | set(used))
-        return {
-            a: Balance(
-                asset=a,
-                free=self._totals.get(a, ZERO) - used.get(a, ZERO),
-                used=used.get(a, ZERO),
-            )
-            for a in assets
-        }
+        if self._balances_cache is None:
+            used = self._used()
+            parts: dict[str, tuple[Decimal, Decimal, Balance]] = {}
+            for asset in sorted(set(self._totals) | set(used)):
+                total, reserved = self._totals.get(asset, ZERO), used.get(asset, ZERO)
+                known = self._balance_parts.get(asset)
+                if known is not None and known[0] is total and known[1] is reserved:
+                    parts[asset] = known
+                else:
+                    balance = Balance(asset=asset, free=total - reserved, used=reserved)
+                    parts[asset] = (total, reserved, balance)
+            self._balance_parts = parts  # a new dict: a copy of the book may share the old one
+            self._balances_cache = {asset: part[2] for asset, part in parts.items()}
+        return dict(self._balances_cache)  # the caller may change its dict, not our cache
 
     def free(self, asset: str) -> Decimal:
         """Return what can be spent of ``asset``."""
@@ -159,6 +189,7 @@ class PaperBook:
         if reason:
             return order.with_(status=OrderStatus.REJECTED, reason=reason)
         self._open[order.client_order_id] = order
+        self._reserve_changed(order)
         return order
 
     def cancel(self, client_order_id: str, now_ms: int, reason: str) -> Order:
@@ -166,6 +197,7 @@ class PaperBook:
         order = self._open.pop(client_order_id, None)
         if order is None:
             raise InvariantViolation(f"cannot cancel {client_order_id!r}: not an open paper order")
+        self._reserve_changed(order)
         return order.with_(status=OrderStatus.CANCELED, reason=reason, updated_ms=now_ms)
 
     def has_open_orders(self, symbol: str) -> bool:
@@ -177,6 +209,8 @@ class PaperBook:
         mark = self.marks.get(symbol)
         if mark is None or candle.ts_ms > mark.ts_ms:
             self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
+            if self.has_open_orders(symbol):
+                self._changed()  # a pending market order reserves at the mark
 
     def on_candle(self, symbol: str, candle: Candle, now_ms: int) -> CandleOutcome:
         """Fill what ``candle`` reaches, then mark ``symbol`` at its close.
@@ -202,6 +236,7 @@ class PaperBook:
         for canceled in match.canceled:
             out.orders.append(self.cancel(canceled.order.client_order_id, now_ms, canceled.reason))
         self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
+        self._changed()
         return out
 
     # --- submission checks ---------------------------------------------------------------------
@@ -265,6 +300,8 @@ class PaperBook:
         return cfg.quote, notional / req.leverage + notional * cfg.fill.max_fee
 
     def _used(self) -> dict[str, Decimal]:
+        if self._used_cache is not None:
+            return self._used_cache
         used: dict[str, Decimal] = {}
         for order in self._open.values():
             reserved = self._reservation(order)
@@ -273,6 +310,7 @@ class PaperBook:
         for pos in self._positions.values():
             if pos.margin:
                 used[self.config.quote] = used.get(self.config.quote, ZERO) + pos.margin
+        self._used_cache = used
         return used
 
     # --- fills ---------------------------------------------------------------------------------
@@ -311,6 +349,7 @@ class PaperBook:
             self._open[order.client_order_id] = updated
         else:
             del self._open[order.client_order_id]
+        self._changed()
         out.orders.append(updated)
         out.fills.append(
             Fill(
@@ -331,6 +370,7 @@ class PaperBook:
 
     def _add(self, asset: str, delta: Decimal) -> None:
         self._totals[asset] = self._totals.get(asset, ZERO) + delta
+        self._changed()
 
     def _apply_spot(self, order: Order, sf: SimFill, own: Decimal, now_ms: int) -> str | None:
         symbol, quote = order.symbol, self.config.quote
@@ -406,16 +446,19 @@ class PaperBook:
                 opened_ms=now_ms,
                 updated_ms=now_ms,
             )
+            self._changed()
             return
         total = pos.amount + amount
         entry = (pos.amount * pos.entry_price + amount * price) / total
         self._positions[order.symbol] = replace(
             pos, amount=total, entry_price=entry, margin=pos.margin + margin, updated_ms=now_ms
         )
+        self._changed()
 
     def _reduce(
         self, pos: Position, amount: Decimal, realized: Decimal, released: Decimal, now_ms: int
     ) -> None:
+        self._changed()
         left = pos.amount - amount
         if left <= ZERO:
             del self._positions[pos.symbol]

@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from core.domain.enums import Liquidity, OrderType, Side
 from core.domain.market import Candle
@@ -84,6 +85,7 @@ class FillPrice:
         return amount * self.price * self.fee_rate
 
 
+@lru_cache(maxsize=1024)  # each candle's prices are converted once per resting order otherwise
 def to_price(value: float) -> Decimal:
     """Convert a candle float to an exact Decimal through its shortest repr."""
     if not math.isfinite(value) or value <= 0:

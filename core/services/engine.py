@@ -162,6 +162,15 @@ class Engine:
             return level * (1 + 1e-9), float("inf"), False
         return float("-inf"), level * (1 - 1e-9), False
 
+    def watched_signal(self, symbol: str) -> str:
+        """Return the ``SignalFrame`` column whose signal makes the engine act on a candle of
+        ``symbol``: ``entry`` while flat, else the exit of the open trade's side. The others
+        are ignored in that state (``on_candle``: a trade is managed, never entered again)."""
+        trade = self.trades.get(symbol)
+        if trade is None:
+            return "entry"
+        return "exit_long" if trade.side is PositionSide.LONG else "exit_short"
+
     # --- the cycle ------------------------------------------------------------------------------
 
     async def on_candle(self, symbol: str, candle: Candle) -> None:

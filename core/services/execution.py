@@ -15,10 +15,11 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import lru_cache
 
 from core.brains.risk_gate import GateInput, OrderIntent, RiskVerdict, check_order
 from core.clock import Clock
-from core.domain.enums import OrderStatus, TradingState
+from core.domain.enums import OrderStatus, Side, TradingState
 from core.domain.events import OrderCanceled, OrderDenied, OrderRejected, OrderSubmitted
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
@@ -42,10 +43,16 @@ def _base36(n: int) -> str:
             return out
 
 
+@lru_cache(maxsize=256)
+def _id_part(text: str) -> str:
+    # Symbols and tags repeat for every order: clean each once.
+    return _ID_SAFE.sub("", text)
+
+
 def client_order_id(symbol: str, candle_open_ms: int, tag: str) -> str:
     """Return the deterministic client order id of an order decided on a candle."""
-    base = _ID_SAFE.sub("", symbol.split("/")[0])[:8]
-    cid = f"qt-{base}-{_base36(candle_open_ms // 1000)}-{_ID_SAFE.sub('', tag)}"
+    base = _id_part(symbol.split("/")[0])[:8]
+    cid = f"qt-{base}-{_base36(candle_open_ms // 1000)}-{_id_part(tag)}"
     if len(cid) > MAX_CLIENT_ID_LEN:
         raise ValueError(f"client order id {cid!r} is longer than {MAX_CLIENT_ID_LEN}")
     return cid
@@ -102,7 +109,7 @@ class ExecutionService:
             symbol=request.symbol,
             notional=request.amount * reference_price,
             reduces_exposure=request.reduce_only,
-            opens_short=request.side.value == "sell" and not request.reduce_only,
+            opens_short=request.side is Side.SELL and not request.reduce_only,
             leverage=request.leverage,
         )
         verdict = await self.check(intent)

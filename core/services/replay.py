@@ -1,22 +1,31 @@
 """Fast replay for backtests: the same market loop, minus the candles that cannot matter.
 
-A candle of a symbol can change something only if (a) its signals say anything (an entry or an
-exit), (b) it could reach a resting order on the venue (``ReachBand``) or a market order waits,
-or (c) the engine watches it (a bot-side stop, an entry awaiting its fill). Every other candle
-would only move the price marks, so it is skipped and its close is handed to the engine as a
-price. Candles that can matter go through ``MarketService.process`` exactly as in demo and run,
-so the orders and fills are the same as a full replay (tested: ``test_fast_replay_parity``).
+A candle of a symbol can change something only if (a) it carries the signal the engine acts on
+in its current state (an entry while flat, the trade's exit while in a trade:
+``Engine.watched_signal``), (b) it could reach a resting order on the venue (``ReachBand``) or
+a market order waits, or (c) the engine watches it (a bot-side stop, an entry awaiting its
+fill). Every other candle would only move the price marks, so it is skipped and its close is
+handed to the engine as a price. Candles that can matter go through ``MarketService.process``
+exactly as in demo and run, so the orders and fills are the same as a full replay (tested:
+``test_fast_replay_parity``).
 
-The skip test is a few float comparisons per candle; the expensive path (events, the paper
-exchange, the engine cycle) runs only for the few candles where trading happens.
+Processing a candle of one symbol changes only that symbol's orders and trade (the engine acts
+on the candle's symbol alone; a fill concerns only the trade its order belongs to), so each
+symbol keeps its next candle that can matter until one of its own candles is processed. While
+nothing rests on the venue that is simply the next candle with the watched signal (one
+lookup); otherwise the candles up to it are scanned for one reaching the band. The expensive
+path (events, the paper exchange, the engine cycle) runs only for the few candles where trading
+happens, and the quiet ones in between cost next to nothing.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from core.clock import SimClock
 from core.domain.market import CandleSeries, timeframe_to_ms
@@ -41,6 +50,28 @@ class ReplayStats:
         return self.candles - self.processed
 
 
+@dataclass(slots=True, kw_only=True)
+class _Lane:
+    """One symbol's candles as plain lists, and where its replay stands."""
+
+    symbol: str
+    series: CandleSeries
+    first: int  # the first row replayed (open time >= start); rows first..end follow in order
+    close_ms: list[int]  # close time of rows first..end
+    low: list[float]
+    high: list[float]
+    # Per Engine.watched_signal column: for every row, the first row >= it carrying the signal
+    # (the row count when none), so skipping to the next signal is one lookup.
+    next_signal: dict[str, list[int]]
+    observed: int = -1  # last row whose close the engine knows
+    next_row: int = 0  # next row that can matter (the row count when none)
+
+    @property
+    def end(self) -> int:
+        """Return the row count (past the last row)."""
+        return len(self.low)
+
+
 class FastReplay:
     """Drive a backtest over ``series`` in close-time order (see module docstring)."""
 
@@ -62,56 +93,94 @@ class FastReplay:
         self._open_orders = open_orders
         self.stats = ReplayStats()
 
-    def _active(self, symbol: str, series: CandleSeries) -> list[bool]:
+    def _lane(self, symbol: str, series: CandleSeries) -> _Lane:
+        first = int(series.ts_ms.searchsorted(self._start_ms))  # open times are sorted
         frame = self._engine.signals.frame(symbol)
         if frame is None or not np.array_equal(frame.ts_ms, series.ts_ms):
-            return [True] * len(series)  # no precomputed signals: nothing can be skipped
-        return (frame.entry != 0) | frame.exit_long | frame.exit_short  # type: ignore[return-value]
+            every = list(range(len(series)))  # no precomputed signals: nothing can be skipped
+            next_signal = {"entry": every, "exit_long": every, "exit_short": every}
+        else:
+            columns = {
+                "entry": frame.entry != 0,
+                "exit_long": frame.exit_long,
+                "exit_short": frame.exit_short,
+            }
+            next_signal = {name: _next_true(flags) for name, flags in columns.items()}
+        return _Lane(
+            symbol=symbol,
+            series=series,
+            first=first,
+            close_ms=(series.ts_ms[first:] + timeframe_to_ms(series.timeframe)).tolist(),
+            low=series.low.tolist(),
+            high=series.high.tolist(),
+            next_signal=next_signal,
+        )
 
     async def run(self) -> ReplayStats:
         """Replay every candle from ``start_ms``; return how many took the full path."""
-        symbols = list(self._series)
-        closes, sym_idx, rows = [], [], []
-        for k, symbol in enumerate(symbols):
-            s = self._series[symbol]
-            keep = np.flatnonzero(s.ts_ms >= self._start_ms)
-            closes.append(s.ts_ms[keep] + timeframe_to_ms(s.timeframe))
-            sym_idx.append(np.full(len(keep), k))
-            rows.append(keep)
-        if not symbols:
-            return self.stats
-        close_all = np.concatenate(closes)
-        order = np.lexsort((np.concatenate(sym_idx), close_all))
-        active = [list(self._active(s, self._series[s])) for s in symbols]
-        lows = [self._series[s].low.tolist() for s in symbols]
-        highs = [self._series[s].high.tolist() for s in symbols]
-        bands = [await self._band(s) for s in symbols]
-        seen = [-1] * len(symbols)  # last row each symbol reached, processed or not
-        observed = [-1] * len(symbols)  # last row whose close the engine knows
-        for close_ms, k, i in zip(
-            close_all[order].tolist(),
-            np.concatenate(sym_idx)[order].tolist(),
-            np.concatenate(rows)[order].tolist(),
-            strict=True,
-        ):
-            self.stats.candles += 1
-            seen[k] = i
-            down, up, every = bands[k]
-            if not (every or active[k][i] or lows[k][i] <= down or highs[k][i] >= up):
-                continue
-            for j, symbol in enumerate(symbols):  # the engine values holdings at these prices
-                if observed[j] != seen[j] and j != k:
-                    self._engine.observe_price(symbol, float(self._series[symbol].close[seen[j]]))
-                    observed[j] = seen[j]
+        lanes = [self._lane(symbol, s) for symbol, s in self._series.items()]
+        self.stats.candles = sum(len(lane.close_ms) for lane in lanes)
+        for lane in lanes:
+            await self._plan_next(lane, lane.first)
+        while True:
+            # The next candle that can matter, in (close time, symbol order) like a full replay.
+            close_ms, k = min(
+                (
+                    (lane.close_ms[lane.next_row - lane.first], k)
+                    for k, lane in enumerate(lanes)
+                    if lane.next_row < lane.end
+                ),
+                default=(0, -1),
+            )
+            if k < 0:
+                return self.stats
+            lane = lanes[k]
+            self._observe_others(lanes, k, close_ms)
             if close_ms > self._clock.now_ms():
                 self._clock.advance_to(close_ms)
-            await self._market.process(symbols[k], self._series[symbols[k]].candle(i))
-            observed[k] = i
+            row = lane.next_row
+            await self._market.process(lane.symbol, lane.series.candle(row))
+            lane.observed = row
             self.stats.processed += 1
-            bands = [await self._band(s) for s in symbols]
-        return self.stats
+            await self._plan_next(lane, row + 1)
 
-    async def _band(self, symbol: str) -> tuple[float, float, bool]:
-        venue = reach_band(await self._open_orders(symbol))
-        down, up, every = self._engine.watch_band(symbol)
-        return max(venue.down, down), min(venue.up, up), every or venue.market
+    def _observe_others(self, lanes: list[_Lane], k: int, close_ms: int) -> None:
+        """Give the engine the latest close of every other symbol (it values holdings at them):
+        that of its last candle before ``(close_ms, k)`` in the replay order."""
+        for j, lane in enumerate(lanes):
+            if j == k:
+                continue
+            # Candles closing at the same time replay in symbol order.
+            before = bisect_right if j < k else bisect_left
+            count = before(lane.close_ms, close_ms)
+            seen = lane.first + count - 1
+            if count and seen != lane.observed:
+                self._engine.observe_price(lane.symbol, float(lane.series.close[seen]))
+                lane.observed = seen
+
+    async def _plan_next(self, lane: _Lane, row: int) -> None:
+        """Set ``lane.next_row``: the first row from ``row`` on that can matter (see module)."""
+        if row >= lane.end:
+            lane.next_row = lane.end
+            return
+        venue = reach_band(await self._open_orders(lane.symbol))
+        down, up, every = self._engine.watch_band(lane.symbol)
+        if every or venue.market:
+            lane.next_row = row
+            return
+        down, up = max(venue.down, down), min(venue.up, up)
+        stop = lane.next_signal[self._engine.watched_signal(lane.symbol)][row]
+        if down == float("-inf") and up == float("inf"):
+            lane.next_row = stop  # nothing to reach: only the signal can matter
+            return
+        low, high = lane.low, lane.high
+        while row < stop and not (low[row] <= down or high[row] >= up):
+            row += 1
+        lane.next_row = row
+
+
+def _next_true(flags: npt.NDArray[np.bool_]) -> list[int]:
+    """Return, for every index, the first index >= it where ``flags`` is set (len when none)."""
+    n = len(flags)
+    at = np.where(flags, np.arange(n), n)
+    return np.minimum.accumulate(at[::-1])[::-1].tolist()  # type: ignore[no-any-return]

@@ -130,7 +130,6 @@ class MarketService:
         for handler in self._handlers:
             await handler(symbol, candle)
 
-
     def _fill_steps(self, symbol: str, candle: Candle) -> list[Candle]:
         """Return the candles the venue fills against: the detail inside ``candle``, or itself."""
         finer = self._detail.get(symbol)

@@ -4,7 +4,8 @@ Nothing here decides a trade: the candles go through ``MarketService`` (the pape
 with the shared fill model, then the engine runs its cycle) exactly as in ``qt demo`` and
 ``qt run``; only the clock (simulated, driven by the feed), the storage (in memory) and the
 feed (a replay as fast as possible) differ. With ``detail`` candles (e.g. 5m under a 1h
-strategy) the exchange fills against the finer candles inside each strategy candle.
+strategy) the exchange fills against the finer candles inside each strategy candle, and the
+engine reacts to each fill before the next finer candle, as it would live.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from core.analytics import (
 from core.analytics.equity import equity_curve
 from core.clock import SimClock
 from core.config import Settings
-from core.domain.market import Candle, CandleSeries, timeframe_to_ms
+from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
 from core.services.bus import EventBus
-from core.services.market import MarketService, SimulatedVenue
+from core.services.market import MarketService
 from core.services.replay import FastReplay
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
@@ -50,26 +51,6 @@ class BacktestResult:
     candles: int
     open_positions: int
     events: int
-
-
-class DetailVenue:
-    """Fill against lower-timeframe candles inside each strategy candle, in time order."""
-
-    def __init__(self, inner: SimulatedVenue, detail: Mapping[str, CandleSeries], tf_ms: int):
-        self._inner = inner
-        self._detail = dict(detail)
-        self._tf_ms = tf_ms
-
-    async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
-        """Feed the detail candles of ``candle``'s span (or ``candle`` itself if none)."""
-        finer = self._detail.get(symbol)
-        part = finer.between(candle.ts_ms, candle.ts_ms + self._tf_ms) if finer else None
-        if part is None or len(part) == 0:
-            return await self._inner.on_candle(symbol, candle)
-        fills: list[Fill] = []
-        for i in range(len(part)):
-            fills.extend(await self._inner.on_candle(symbol, part.candle(i)))
-        return fills
 
 
 async def run_backtest(
@@ -118,9 +99,6 @@ async def run_backtest(
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
-    venue: SimulatedVenue = paper
-    if detail:
-        venue = DetailVenue(paper, detail, timeframe_to_ms(timeframe))
     market = MarketService(
         feed=ReplayFeed(window, clock, start_ms=trade_from, drive_clock=True),
         clock=clock,
@@ -128,7 +106,8 @@ async def run_backtest(
         bus=bus,
         source="backtest",
         timeframe=timeframe,
-        venue=venue,
+        venue=paper,
+        detail=detail,  # the paper exchange fills against these, one finer candle at a time
     )
     market.on_candle(engine.on_candle)
     await paper.start()

@@ -53,7 +53,7 @@ class EventBus:
     def subscribe(self, pattern: str, handler: Handler, name: str | None = None) -> None:
         """Call ``handler`` for every event whose topic matches ``pattern``."""
         self._subs.append(
-            _Subscription(pattern, handler, name or getattr(handler, "__name__", "?"))
+            _Subscription(pattern, handler, name or str(getattr(handler, "__name__", "?")))
         )
         self._by_topic.clear()
 

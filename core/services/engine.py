@@ -25,7 +25,7 @@ from core.brains.exits import (
 )
 from core.brains.sizing import SizingInput, size_position
 from core.clock import Clock
-from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
+from core.domain.enums import MarketType, OrderType, PositionSide, Side
 from core.domain.events import Event, OrderFilled
 from core.domain.market import Candle
 from core.domain.orders import OrderRequest
@@ -189,7 +189,7 @@ class Engine:
     async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
         plan = trade.plan
         if plan is None:
-            await self._drop_unfilled_entry(trade)
+            await self._settle_entry(trade)
             return
         price = self.prices[trade.symbol]
         if bot_side_stop_hit(plan, candle.low, candle.high):
@@ -201,9 +201,12 @@ class Engine:
         if wants_out and not plan.is_closed:
             await self._exits.apply(trade, exit_at_market(plan), price, exit_reason="SIGNAL")
 
-    async def _drop_unfilled_entry(self, trade: OpenTrade) -> None:
+    async def _settle_entry(self, trade: OpenTrade) -> None:
+        """Resolve an entry that is no longer working without having filled completely."""
         order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
-        if order.status.is_terminal and order.filled == 0:
+        if not order.status.is_terminal:
+            return
+        if trade.amount == 0:
             log.info(
                 "%s: entry %s ended %s unfilled",
                 trade.symbol,
@@ -211,6 +214,8 @@ class Engine:
                 order.status.value,
             )
             self._forget(trade)
+        else:  # part filled, rest canceled: protect what we hold
+            await self._plan_exits(trade)
 
     async def _enter(self, symbol: str, candle: Candle, signal: Signal) -> None:
         cfg = self.config
@@ -323,8 +328,11 @@ class Engine:
         if trade.opened_ms is None:
             trade.opened_ms = event.fill_ts_ms
         order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
-        if order.status is not OrderStatus.FILLED:
-            return  # partially filled: plan exits once the whole entry is in
+        if order.is_open:
+            return  # partially filled: plan exits once the whole entry is in (or it ends)
+        await self._plan_exits(trade)
+
+    async def _plan_exits(self, trade: OpenTrade) -> None:
         plan = plan_exits(
             self._plan_request(
                 trade.side, trade.entry_price, trade.amount, trade.atr, trade.confidence

@@ -315,6 +315,9 @@ async def test_detail_candles_take_profit_then_stop_in_one_hour(
     assert [(leg.reason, leg.amount) for leg in mixed.legs] == [("TP1", D(15)), ("SL", D(35))]
     assert mixed.legs[0].price == D("101.97")
     assert mixed.legs[0].pnl == D("26.22015")
+    # The engine reacted to TP1 inside the hour: the rest left at the break-even stop (100.23),
+    # not at the original 98.02 stop.
+    assert mixed.legs[1].price > D("99.9")
     assert mixed.amount == D(50)
     assert detail.open_positions == 0
     assert detail.metrics.final_balance == pytest.approx(10_000 + float(mixed.pnl), abs=1e-9)

@@ -62,6 +62,7 @@ def backtest(
     full: Annotated[
         bool, typer.Option(help="Send every candle through the full path (slower, same trades).")
     ] = False,
+    charts: Annotated[bool, typer.Option(help="Draw the PNG charts (about 1 s).")] = True,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Backtest the configured strategy and Exit Brain with the paper fill model.
@@ -75,7 +76,7 @@ def backtest(
     folder = out or settings.app.data_dir / "backtests"
     run_or_exit(
         lambda: _backtest(
-            settings, data or [], detail or [], start_ms, end_ms, run_name, folder, full
+            settings, data or [], detail or [], start_ms, end_ms, run_name, folder, full, charts
         )
     )
 
@@ -116,6 +117,7 @@ async def _backtest(
     run_name: str,
     folder: Path,
     full: bool,
+    charts: bool,
 ) -> None:
     from bot.backtest import run_backtest
     from bot.report import print_report, write_report
@@ -135,6 +137,7 @@ async def _backtest(
         folder,
         run_name=run_name,
         benchmarks=result.benchmarks,
+        charts=charts,
     )
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
@@ -29,8 +27,6 @@ from core.analytics import (
     BacktestMetrics,
     BenchmarkSeries,
     EquityCurve,
-    buy_and_hold_curve,
-    underwater_fraction,
 )
 from core.domain.trades import ClosedTrade
 from core.errors import DataError
@@ -216,53 +212,6 @@ def _write_trades_csv(path: Path, trades: Sequence[ClosedTrade]) -> None:
         writer.writerows(_trade_row(t) for t in ordered)
 
 
-def _new_figure(title: str) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)  # explicit Agg: no GUI backend is ever touched
-    ax = fig.add_subplot()
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    return fig, ax
-
-
-def _equity_chart(
-    path: Path, m: BacktestMetrics, curve: EquityCurve, benchmarks: Sequence[BenchmarkSeries]
-) -> None:
-    fig, ax = _new_figure("Equity vs buy and hold")
-    x = curve.ts_ms.astype("datetime64[ms]")
-    ax.plot(x, curve.equity, label="strategy", linewidth=1.2)
-    hold = buy_and_hold_curve(benchmarks, m.starting_balance)
-    if hold is not None:
-        ax.plot(x, hold, label="buy and hold (equal weight)", linewidth=1.0, alpha=0.8)
-    ax.axhline(m.starting_balance, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_ylabel("equity (quote)")
-    ax.legend(loc="upper left")
-    fig.savefig(path, format="png")
-
-
-def _drawdown_chart(path: Path, curve: EquityCurve) -> None:
-    fig, ax = _new_figure("Drawdown (% under the running peak)")
-    x = curve.ts_ms.astype("datetime64[ms]")
-    under_pct = -underwater_fraction(curve.equity) * 100.0
-    ax.fill_between(x, under_pct, 0.0, color="tab:red", alpha=0.4, linewidth=0)
-    ax.plot(x, under_pct, color="tab:red", linewidth=0.8)
-    ax.set_ylabel("%")
-    fig.savefig(path, format="png")
-
-
-def _monthly_chart(path: Path, m: BacktestMetrics) -> None:
-    fig, ax = _new_figure("Monthly returns (%)")
-    values = [r.profit_pct if r.profit_pct is not None else 0.0 for r in m.monthly]
-    colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
-    positions = np.arange(len(values))
-    ax.bar(positions, values, color=colors)
-    step = max(1, len(values) // 24)  # keep labels readable on long backtests
-    ax.set_xticks(positions[::step], [r.month for r in m.monthly][::step], rotation=45)
-    ax.axhline(0.0, color="grey", linewidth=0.8)
-    ax.set_ylabel("%")
-    fig.savefig(path, format="png")
-
-
 def write_report(
     metrics: BacktestMetrics,
     trades: Sequence[ClosedTrade],
@@ -271,8 +220,9 @@ def write_report(
     *,
     run_name: str,
     benchmarks: Sequence[BenchmarkSeries] = (),
+    charts: bool = True,
 ) -> ReportFiles:
-    """Write ``backtest-<run_name>.json``, ``-trades.csv`` and three PNG charts into ``out_dir``.
+    """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
     The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
     infinities as "inf"). Existing files of the same run name are overwritten.
@@ -306,7 +256,10 @@ def write_report(
     text = json.dumps(payload, indent=2, allow_nan=False)
     files.json_path.write_text(text + "\n", encoding="utf-8")
     _write_trades_csv(files.trades_csv_path, trades)
-    _equity_chart(files.equity_png_path, metrics, equity, benchmarks)
-    _drawdown_chart(files.drawdown_png_path, equity)
-    _monthly_chart(files.monthly_png_path, metrics)
+    if charts:
+        from bot.report_charts import drawdown_chart, equity_chart, monthly_chart  # matplotlib
+
+        equity_chart(files.equity_png_path, metrics, equity, benchmarks)
+        drawdown_chart(files.drawdown_png_path, equity)
+        monthly_chart(files.monthly_png_path, metrics)
     return files

@@ -1,0 +1,73 @@
+"""PNG charts of a backtest: equity vs buy and hold, drawdown, monthly returns.
+
+Drawn with matplotlib's Agg canvas directly (no pyplot, no GUI, no global backend switch). Kept
+apart from the report so matplotlib is imported only when charts are wanted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from core.analytics import (
+    BacktestMetrics,
+    BenchmarkSeries,
+    EquityCurve,
+    buy_and_hold_curve,
+    underwater_fraction,
+)
+
+
+def _new_figure(title: str) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # explicit Agg: no GUI backend is ever touched
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def equity_chart(
+    path: Path, m: BacktestMetrics, curve: EquityCurve, benchmarks: Sequence[BenchmarkSeries]
+) -> None:
+    """Draw the strategy's equity against equal-weight buy and hold."""
+    fig, ax = _new_figure("Equity vs buy and hold")
+    x = curve.ts_ms.astype("datetime64[ms]")
+    ax.plot(x, curve.equity, label="strategy", linewidth=1.2)
+    hold = buy_and_hold_curve(benchmarks, m.starting_balance)
+    if hold is not None:
+        ax.plot(x, hold, label="buy and hold (equal weight)", linewidth=1.0, alpha=0.8)
+    ax.axhline(m.starting_balance, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("equity (quote)")
+    ax.legend(loc="upper left")
+    fig.savefig(path, format="png")
+
+
+def drawdown_chart(path: Path, curve: EquityCurve) -> None:
+    """Draw the percentage under the running equity peak."""
+    fig, ax = _new_figure("Drawdown (% under the running peak)")
+    x = curve.ts_ms.astype("datetime64[ms]")
+    under_pct = -underwater_fraction(curve.equity) * 100.0
+    ax.fill_between(x, under_pct, 0.0, color="tab:red", alpha=0.4, linewidth=0)
+    ax.plot(x, under_pct, color="tab:red", linewidth=0.8)
+    ax.set_ylabel("%")
+    fig.savefig(path, format="png")
+
+
+def monthly_chart(path: Path, m: BacktestMetrics) -> None:
+    """Draw monthly returns as green/red bars."""
+    fig, ax = _new_figure("Monthly returns (%)")
+    values = [r.profit_pct if r.profit_pct is not None else 0.0 for r in m.monthly]
+    colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
+    positions = np.arange(len(values))
+    ax.bar(positions, values, color=colors)
+    step = max(1, len(values) // 24)  # keep labels readable on long backtests
+    ax.set_xticks(positions[::step], [r.month for r in m.monthly][::step], rotation=45)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_ylabel("%")
+    fig.savefig(path, format="png")

@@ -19,9 +19,10 @@ from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
 from core.domain.market import timeframe_to_ms
+from core.exchange.paper import PaperExchange
 from core.ports import Storage
 from core.services.bus import EventBus
-from core.services.market import CandleFeed, MarketService, SimulatedVenue
+from core.services.market import CandleFeed, MarketService
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
 from jobs.registry import JOBS, JobContext
@@ -44,20 +45,6 @@ class Component(Protocol):
         ...
 
 
-class TradingVenue(SimulatedVenue, Protocol):
-    """The exchange the process trades on, with its lifecycle (the paper exchange here)."""
-
-    name: str
-
-    async def start(self) -> None:
-        """Load state and reconcile."""
-        ...
-
-    async def stop(self) -> None:
-        """Release resources."""
-        ...
-
-
 @dataclass
 class ProcessParts:
     """What differs between demo and run, chosen by the caller once."""
@@ -66,7 +53,7 @@ class ProcessParts:
     clock: Clock
     storage: Storage
     database_url: str
-    exchange: TradingVenue
+    exchange: PaperExchange  # live order routing will widen this to the Exchange port
     feed: CandleFeed
     source: str  # name under which candles are stored ("synthetic", "binance", ...)
     mode_label: str  # "demo" or "run"
@@ -96,7 +83,7 @@ class TradingProcess:
         )
         self.trading_state = TradingStateService(p.storage.state, self.bus, p.clock)
         self.portfolio = PortfolioService(
-            exchange=p.exchange,  # type: ignore[arg-type]  # PaperExchange is an Exchange
+            exchange=p.exchange,
             balances=p.storage.balances,
             bus=self.bus,
             clock=p.clock,
@@ -107,7 +94,7 @@ class TradingProcess:
             p.settings,
             clock=p.clock,
             bus=self.bus,
-            exchange=p.exchange,  # type: ignore[arg-type]  # PaperExchange is an Exchange
+            exchange=p.exchange,
             trading_state=self.trading_state,
             state=p.storage.state,
         )

@@ -73,9 +73,9 @@ def read_candle_file(
     (unless ``repair``).
     """
     path = Path(path)
-    symbol, timeframe = _resolve_names(path, symbol, timeframe)
     if not path.is_file():
         raise DataError(f"{path}: no such candle file")
+    symbol, timeframe = _resolve_names(path, symbol, timeframe)
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
         ts, cols = _read_csv(path)

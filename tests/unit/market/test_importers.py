@@ -230,3 +230,8 @@ def test_feather_without_date_column(tmp_path: Path, series: CandleSeries) -> No
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such candle file"):
         read_candle_file(tmp_path / "BTC_USDT-1h.csv")
+
+
+def test_missing_file_is_named_before_anything_else(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv: no such candle file"):
+        read_candle_file(tmp_path / "nope.csv")

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
 from core.config import Settings
-from core.errors import DataError
+from core.errors import DataError, QTError
 from core.ports import MarketData
 
 
@@ -80,11 +80,17 @@ def download(
 async def _download(
     settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
 ) -> None:
+    from bot.modes import check_reachable
     from core.market.download import download_candles
     from storage import open_storage
 
     # Build the client first: an unknown exchange must fail before the database is opened.
     market_data = make_market_data(settings, name)
+    try:
+        await check_reachable(market_data, name, symbols[0], tf)  # offline: fail in seconds
+    except QTError:
+        await market_data.close()
+        raise
     storage = open_storage(settings.database_url)
     await storage.start()
     columns = (

@@ -24,6 +24,7 @@ from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file
 from core.market.synthetic import generate_candles
+from core.ports import MarketData
 from storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,12 @@ async def build_run(
         )
     market_data = market_data or ccxt_market_data(settings, settings.exchange.name)
     try:
-        await _preflight(market_data, settings)
+        await check_reachable(
+            market_data,
+            settings.exchange.name,
+            settings.trading.symbols[0],
+            settings.trading.timeframe,
+        )
     except BaseException:
         await market_data.close()
         raise
@@ -210,16 +216,16 @@ class _Closer:
         await self._md.close()
 
 
-async def _preflight(market_data: CcxtMarketData, settings: Settings) -> None:
+async def check_reachable(
+    market_data: MarketData, exchange_name: str, symbol: str, timeframe: str
+) -> None:
     """Fail fast with a helpful message when the exchange cannot be reached (e.g. offline)."""
-    symbol = settings.trading.symbols[0]
     try:
         await asyncio.wait_for(
-            market_data.fetch_ohlcv(symbol, settings.trading.timeframe, None, 2),
-            timeout=PREFLIGHT_TIMEOUT_S,
+            market_data.fetch_ohlcv(symbol, timeframe, None, 2), timeout=PREFLIGHT_TIMEOUT_S
         )
     except (QTError, TimeoutError) as e:
         raise OperationalError(
-            f"cannot reach {settings.exchange.name} for {symbol} market data ({e or 'timeout'}). "
+            f"cannot reach {exchange_name} for {symbol} market data ({e or 'timeout'}). "
             "Are you offline? `qt demo` runs the whole process on a replayed market."
         ) from e

@@ -615,3 +615,16 @@ def test_run_refuses_live_order_routing_without_leaking_keys(cli: Cli) -> None:
     assert "live order routing is not enabled" in flat(result.stderr)
     assert "QT__TRADING__MODE=paper" in flat(result.stderr)
     assert "supersecret" not in result.output and "alsosecret" not in result.output
+
+
+def test_download_offline_fails_fast_and_writes_nothing(
+    cli: Cli, offline_dns: None, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    result = cli("data", "download", "--symbols", "ETH/USDT", "--since", "2024-01-01")
+    elapsed_s = time.monotonic() - started
+
+    assert result.exit_code == 2, result.output
+    assert "cannot reach binance for ETH/USDT market data" in flat(result.stderr)
+    assert elapsed_s < PREFLIGHT_TIMEOUT_S
+    assert not list(tmp_path.rglob("*.sqlite"))  # nothing was opened or written

@@ -72,6 +72,7 @@ class PaperExchange:
         )
         self._book: PaperBook | None = None
         self._marks_dirty = False  # quiet candles moved marks that are not stored yet
+        self._venue_cancels: list[Order] = []  # canceled by the venue itself, not yet reported
         # The Balance objects the store holds (the book reuses an unchanged asset's object), so
         # a write skips the assets that did not change. Only this exchange writes balances.
         self._stored_balances: dict[str, Balance] = {}
@@ -232,7 +233,17 @@ class PaperExchange:
                 await store.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
             self._book, self._stored_balances = book, balances
             self._marks_dirty = False
+            self._venue_cancels.extend(
+                o for o in outcome.orders if o.status is OrderStatus.CANCELED
+            )
             return outcome.fills
+
+    def take_venue_cancels(self) -> list[Order]:
+        """Return (and forget) the orders the venue canceled on its own during candles: a
+        reduce-only order with nothing left to reduce, a capped remainder, an order whose funds
+        ran out at the fill."""
+        canceled, self._venue_cancels = self._venue_cancels, []
+        return canceled
 
     def last_price(self, symbol: str) -> Decimal | None:
         """Return the close of the last candle seen for ``symbol``, or None."""

@@ -26,7 +26,7 @@ from core.brains.exits import (
 from core.brains.sizing import SizingInput, size_position
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderType, PositionSide, Side
-from core.domain.events import Event, OrderFilled
+from core.domain.events import Event, OrderCanceled, OrderFilled
 from core.domain.market import Candle
 from core.domain.orders import OrderRequest
 from core.domain.policy import Policy
@@ -93,6 +93,7 @@ class Engine:
         self._state = state
         self._saved = ""
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
+        bus.subscribe(OrderCanceled.topic, self._on_canceled, name="engine.on_canceled")
 
     # --- persistence: a restart resumes managing the same trades --------------------------------
 
@@ -320,6 +321,17 @@ class Engine:
             if await self._exits.finish_if_flat(trade) is not None:
                 self._forget(trade)
         await self._save()
+
+    async def _on_canceled(self, event: Event) -> None:
+        """Stop tracking an order the venue canceled (ours are no longer working already)."""
+        if not isinstance(event, OrderCanceled):
+            return
+        for trade in self.trades.values():
+            for name, cid in list(trade.working.items()):
+                if cid == event.client_order_id:
+                    log.info("%s: %s order %s canceled: %s", trade.symbol, name, cid, event.reason)
+                    del trade.working[name]
+                    await self._save()
 
     async def _on_entry_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
         trade.amount += event.amount

@@ -162,8 +162,15 @@ class ExecutionService:
         return Decimal(0)
 
     async def cancel(self, client_order_id: str, symbol: str, *, reason: str) -> Order | None:
-        """Cancel an order (allowed in every trading state); None if the venue refused."""
+        """Cancel an order (allowed in every trading state); None if the venue refused.
+
+        An order that is already finished (filled, or canceled by the venue, which reports that
+        itself) is returned as it is, and no cancel is sent or published.
+        """
         try:
+            order = await self._exchange.fetch_order(client_order_id, symbol)
+            if not order.is_open:
+                return order
             order = await self._exchange.cancel_order(client_order_id, symbol)
         except VenueRejected as e:
             log.warning("cancel of %s refused: %s", client_order_id, e)

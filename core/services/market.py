@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.clock import Clock
-from core.domain.events import CandleClosed, OrderFilled
+from core.domain.events import CandleClosed, OrderCanceled, OrderFilled
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
-from core.domain.orders import Fill
+from core.domain.orders import Fill, Order
 from core.ports import CandleRepo
 from core.services.bus import EventBus
 
@@ -38,6 +38,10 @@ class SimulatedVenue(Protocol):
 
     async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
         """Fill what the candle reaches; return the fills in the order they happened."""
+        ...
+
+    def take_venue_cancels(self) -> list[Order]:
+        """Return the orders the venue canceled on its own since the last call."""
         ...
 
 
@@ -111,6 +115,15 @@ class MarketService:
                 for fill in await self._venue.on_candle(symbol, step):
                     self.stats.fills += 1
                     await self._bus.publish(_filled_event(fill, self._clock.now_ms()))
+                for order in self._venue.take_venue_cancels():
+                    await self._bus.publish(
+                        OrderCanceled(
+                            ts_ms=self._clock.now_ms(),
+                            client_order_id=order.client_order_id,
+                            symbol=order.symbol,
+                            reason=f"venue: {order.reason}",
+                        )
+                    )
         await self._bus.publish(
             CandleClosed(
                 ts_ms=self._clock.now_ms(),

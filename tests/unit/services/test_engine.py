@@ -279,3 +279,19 @@ async def test_rejected_stop_with_market_fallback_exits_at_once(
     [trade] = h.engine.closed_trades
     assert trade.exit_reason == "SL"
     assert trade.legs[0].price == D("100.27994")  # 100.3 * (1 - 0.0002)
+
+
+async def test_venue_cancels_are_published_with_the_venue_reason(settings: Settings) -> None:
+    """The stop closes everything on a candle that also reaches TP1: the paper venue cancels
+    TP1 itself (reduce-only, nothing left), we cancel the untouched TP2 and TP3. Each cancel is
+    in the audit trail once, with the reason of whoever canceled it."""
+    h = await entered(settings)
+    await h.candle(2, 100.3, 102.0, 97.0, 97.5)  # touches TP1 (101.97) and the stop (98.02)
+    canceled = [e for e in h.of(OrderCanceled) if isinstance(e, OrderCanceled)]
+    assert sorted((e.client_order_id[-2:], e.reason) for e in canceled) == [
+        ("t1", "venue: reduce-only: no position left to reduce"),
+        ("t2", "position closed"),
+        ("t3", "position closed"),
+    ]
+    assert await h.open_orders() == []
+    assert SYMBOL not in h.engine.trades

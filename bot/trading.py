@@ -29,7 +29,7 @@ from core.services.bus import EventBus
 from core.services.engine import Engine, EngineConfig, SymbolRules
 from core.services.execution import ExecutionService
 from core.services.exit_executor import ExitExecutor
-from core.services.portfolio import value_account
+from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
@@ -125,15 +125,8 @@ def build_engine(
     engine: Engine | None = None
 
     async def exposure(symbol: str) -> tuple[Decimal, int, Decimal]:
-        prices = engine.prices if engine is not None else {}
-        balances = await exchange.fetch_balances()
-        positions = await exchange.fetch_positions()
-        equity, _, _ = value_account(
-            balances, positions, {s: float(p) for s, p in prices.items()}, quote
-        )
-        others = sum(1 for p in positions if p.symbol != symbol)
-        total = sum((p.amount * prices.get(p.symbol, p.entry_price) for p in positions), Decimal(0))
-        return equity, others, total
+        account = await view_account(exchange, engine.prices if engine else {}, quote)
+        return account.equity, account.open_positions_except(symbol), account.exposure
 
     execution = ExecutionService(
         exchange=exchange,

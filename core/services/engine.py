@@ -35,7 +35,7 @@ from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
 from core.services.exit_executor import ExitExecutor, OpenTrade
-from core.services.portfolio import value_account
+from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trade_codec import decode_trades, encode_trades
 from core.signals.base import Signal
@@ -228,22 +228,14 @@ class Engine:
             return
         price = self.prices[symbol]
         stop = self._planned_stop(side, price, signal)
-        balances = await self._exchange.fetch_balances()
-        positions = await self._exchange.fetch_positions()
-        equity, _, _ = value_account(
-            balances, positions, {s: float(p) for s, p in self.prices.items()}, cfg.quote
-        )
-        exposure = sum(
-            (p.amount * self.prices.get(p.symbol, p.entry_price) for p in positions), ZERO
-        )
-        free = balances[cfg.quote].free if cfg.quote in balances else ZERO
+        account = await view_account(self._exchange, self.prices, cfg.quote)
         sizing = size_position(
             SizingInput(
-                equity=equity,
-                free_cash=free,
+                equity=account.equity,
+                free_cash=account.free_quote,
                 entry_price=price,
                 stop_price=stop,
-                total_exposure=exposure,
+                total_exposure=account.exposure,
                 leverage=cfg.leverage,
                 amount_step=cfg.rules.amount_step,
                 min_notional=cfg.rules.min_notional,

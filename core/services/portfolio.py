@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from core.clock import Clock
@@ -39,6 +40,36 @@ def value_account(
         if pos.market_type is MarketType.PERP and price is not None:
             unrealized += pos.unrealized_pnl(Decimal(str(price)))
     return equity + unrealized, cash, unrealized
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountView:
+    """The account as sizing and the risk gate see it, at the given prices."""
+
+    equity: Decimal
+    free_quote: Decimal
+    exposure: Decimal  # sum of position notionals
+    positions: tuple[Position, ...]
+
+    def open_positions_except(self, symbol: str) -> int:
+        """Return how many positions are open in other symbols."""
+        return sum(1 for p in self.positions if p.symbol != symbol)
+
+
+async def view_account(
+    exchange: Exchange, prices: Mapping[str, Decimal], quote: str
+) -> AccountView:
+    """Read balances and positions from ``exchange`` and value them at ``prices``."""
+    balances = await exchange.fetch_balances()
+    positions = await exchange.fetch_positions()
+    equity, _, _ = value_account(
+        balances, positions, {s: float(p) for s, p in prices.items()}, quote
+    )
+    exposure = sum((p.amount * prices.get(p.symbol, p.entry_price) for p in positions), ZERO)
+    free = balances[quote].free if quote in balances else ZERO
+    return AccountView(
+        equity=equity, free_quote=free, exposure=exposure, positions=tuple(positions)
+    )
 
 
 class PortfolioService:

@@ -37,6 +37,8 @@ from core.services.execution import ExecutionService, client_order_id
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
+INITIAL_STOP_TAG = "s0"  # client-id tag of a plan's first stop; moved stops are s1, s2, ...
+TRAILED_STOP_REASON = "TSL"  # exit reason of a stop the ladder had moved; the first is "SL"
 
 
 @dataclass(slots=True)
@@ -100,7 +102,7 @@ class ExitExecutor:
                 await self._limit(trade, leg.name, f"t{i}", leg.price, leg.amount, reference)
         await self._publish_plan(trade, "entry filled")
         if plan.stop is not None:
-            await self._stop(trade, plan.stop.price, plan.stop.amount, "s0", reference)
+            await self._stop(trade, plan.stop.price, plan.stop.amount, INITIAL_STOP_TAG, reference)
 
     async def on_exit_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
         """Feed a fill of an exit order into the brain, act on its decision, close if flat."""
@@ -109,6 +111,8 @@ class ExitExecutor:
         if plan is None:
             raise ValueError(f"exit fill {event.client_order_id} for a trade without a plan")
         reason = trade.exit_reasons.get(event.client_order_id, role)
+        if role == STOP_NAME and not event.client_order_id.endswith(f"-{INITIAL_STOP_TAG}"):
+            reason = TRAILED_STOP_REASON  # the ladder had moved the stop (break-even, TP1, ...)
         trade.legs.append(_leg(trade, event, reason))
         # Market exits count against the stop leg in the brain (see MarketExit).
         leg_name = STOP_NAME if role == STOP_NAME or role.startswith("EXIT") else role

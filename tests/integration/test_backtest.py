@@ -312,7 +312,7 @@ async def test_detail_candles_take_profit_then_stop_in_one_hour(
     assert [(leg.reason, leg.amount) for leg in lost.legs] == [("SL", D(50))]
     # 5m: TP1 takes 15 first; the stop (reduce-only) closes only the 35 that are left.
     [mixed] = detail.trades
-    assert [(leg.reason, leg.amount) for leg in mixed.legs] == [("TP1", D(15)), ("SL", D(35))]
+    assert [(leg.reason, leg.amount) for leg in mixed.legs] == [("TP1", D(15)), ("TSL", D(35))]
     assert mixed.legs[0].price == D("101.97")
     assert mixed.legs[0].pnl == D("26.22015")
     # The engine reacted to TP1 inside the hour: the rest left at the break-even stop (100.23),

@@ -295,3 +295,17 @@ async def test_venue_cancels_are_published_with_the_venue_reason(settings: Setti
     ]
     assert await h.open_orders() == []
     assert SYMBOL not in h.engine.trades
+
+
+async def test_a_stop_moved_by_the_ladder_exits_as_tsl(settings: Settings) -> None:
+    """TP1 fills, the stop moves to break-even (100.23), the price falls back through it: the
+    rest leaves at the moved stop, reported as TSL (the untouched first stop would be SL)."""
+    h = await entered(settings)
+    await h.candle(2, 100.3, 102.0, 100.3, 101.5)  # TP1 (101.97) only
+    await h.candle(3, 101.5, 101.6, 99.0, 99.5)  # through the break-even stop
+    [closed] = [e for e in h.of(TradeClosed) if isinstance(e, TradeClosed)]
+    assert closed.exit_reason == "TSL"
+    [trade] = h.engine.closed_trades
+    assert [(leg.reason, leg.amount) for leg in trade.legs] == [("TP1", D(15)), ("TSL", D(35))]
+    # a stop-market sell at 100.23 with 2 bps slippage against us
+    assert trade.legs[1].price == D("100.23") * (1 - D("0.0002"))

@@ -28,7 +28,7 @@ from core.clock import Clock
 from core.domain.enums import MarketType, OrderType, PositionSide, Side
 from core.domain.events import Event, OrderCanceled, OrderFilled
 from core.domain.market import Candle
-from core.domain.orders import OrderRequest
+from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
 from core.errors import InvariantViolation
 from core.ports import Exchange, KeyValueRepo, StateKey
@@ -91,6 +91,7 @@ class Engine:
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.prices: dict[str, Decimal] = {}
         self._state = state
+        self._bus = bus
         self._saved = ""
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
         bus.subscribe(OrderCanceled.topic, self._on_canceled, name="engine.on_canceled")
@@ -109,19 +110,28 @@ class Engine:
         except (ValueError, KeyError, TypeError) as e:
             raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
         self._saved = saved
-        for trade in self.trades.values():
-            for name, cid in list(trade.working.items()):
-                order = await self._exchange.fetch_order(cid, trade.symbol)
-                if not order.is_open:
-                    log.warning(
-                        "%s: %s order %s is %s after the restart; it is no longer tracked",
-                        trade.symbol,
-                        name,
-                        cid,
-                        order.status.value,
-                    )
-                    trade.working.pop(name)
+        for trade in list(self.trades.values()):
+            await self._reconcile(trade)
         log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
+
+    async def _reconcile(self, trade: OpenTrade) -> None:
+        """Catch up with what the venue did while we were down (or between its fill and our
+        save, if the process died there): replay missed fills, drop finished orders."""
+        pending = [("entry", trade.entry_cid)] if trade.plan is None else []
+        for name, cid in pending + list(trade.working.items()):
+            order = await self._exchange.fetch_order(cid, trade.symbol)
+            missed = order.filled - trade.filled_by_cid.get(cid, ZERO)
+            if missed > 0 and order.average_price is not None:
+                log.warning(
+                    "%s: %s %s filled %s while we were away", trade.symbol, name, cid, missed
+                )
+                fee = order.fee_paid * missed / order.filled
+                await self._bus.publish(_missed_fill(order, missed, fee, self._clock.now_ms()))
+            if not order.is_open and trade.working.get(name) == cid:
+                trade.working.pop(name)
+        if trade.symbol in self.trades and trade.plan is None:
+            await self._settle_entry(trade)
+        await self._save()
 
     async def stop(self) -> None:
         """Save the open trades (they are also saved after every change)."""
@@ -306,6 +316,7 @@ class Engine:
         trade = next((t for t in self.trades.values() if cid in t.roles), None)
         if trade is None:
             return  # not ours (e.g. a manual order)
+        trade.filled_by_cid[cid] = trade.filled_by_cid.get(cid, ZERO) + event.amount
         if trade.roles[cid] == "entry":
             await self._on_entry_fill(trade, event)
         else:
@@ -346,3 +357,18 @@ class Engine:
 
     def _forget(self, trade: OpenTrade) -> None:
         self.trades.pop(trade.symbol, None)
+
+
+def _missed_fill(order: Order, amount: Decimal, fee: Decimal, now_ms: int) -> OrderFilled:
+    """Return the fill event the venue's order state implies but we never received."""
+    return OrderFilled(
+        ts_ms=now_ms,
+        fill_ts_ms=order.updated_ms,
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        side=order.request.side.value,
+        amount=amount,
+        price=order.average_price if order.average_price is not None else ZERO,
+        fee=fee,
+        liquidity="unknown",
+    )

@@ -65,6 +65,7 @@ class OpenTrade:
     legs: list[ExitLeg] = field(default_factory=list)
     bot_stop: BotSideStop | None = None
     seq: int = 0  # numbers stop replacements and market exits
+    filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
 
     @property
     def entry_price(self) -> Decimal:

@@ -65,6 +65,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
             else None
         ),
         seq=int(d["seq"]),
+        filled_by_cid={cid: Decimal(v) for cid, v in d.get("filled_by_cid", {}).items()},
     )
 
 

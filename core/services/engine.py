@@ -103,16 +103,24 @@ class Engine:
         if self._state is None:
             return
         saved = await self._state.get(StateKey.ENGINE_TRADES)
-        if not saved:
-            return
-        try:
-            self.trades = decode_trades(saved)
-        except (ValueError, KeyError, TypeError) as e:
-            raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
-        self._saved = saved
-        for trade in list(self.trades.values()):
-            await self._reconcile(trade)
-        log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
+        if saved:
+            try:
+                self.trades = decode_trades(saved)
+            except (ValueError, KeyError, TypeError) as e:
+                raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
+            self._saved = saved
+            for trade in list(self.trades.values()):
+                await self._reconcile(trade)
+            log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
+        for position in await self._exchange.fetch_positions():
+            if position.symbol not in self.trades:
+                # Not ours to manage (a manual trade?): say so loudly rather than act on it.
+                log.warning(
+                    "%s: %s position of %s at the venue is not managed by the engine",
+                    position.symbol,
+                    position.side.value,
+                    position.amount,
+                )
 
     async def _reconcile(self, trade: OpenTrade) -> None:
         """Catch up with what the venue did while we were down (or between its fill and our

@@ -49,8 +49,17 @@ def exit_config_from(exits: ExitSettings) -> ExitConfig:
         return ExitConfig(
             legs=tuple(legs),
             stop=Target.pct(exits.stop_pct),
-            dynamic=DynamicConfig(enabled=exits.dynamic),
-            break_even=BreakEvenConfig(enabled=exits.break_even_after_tp1),
+            dynamic=DynamicConfig(
+                enabled=exits.dynamic,
+                reference_atr_pct=exits.dynamic_reference_atr_pct,
+                min_scale=exits.dynamic_min_scale,
+                max_scale=exits.dynamic_max_scale,
+                confidence_stretch=exits.dynamic_confidence_stretch,
+                max_stop_pct=exits.dynamic_max_stop_pct,
+            ),
+            break_even=BreakEvenConfig(
+                enabled=exits.break_even_after_tp1, fee_buffer_pct=exits.break_even_buffer_pct
+            ),
         )
     except ValueError as e:
         raise ConfigError(f"invalid QT__EXITS__* settings: {e}") from e

@@ -119,7 +119,16 @@ class ExitSettings(Section):
     )
     stop_pct: Decimal = Field(default=Decimal(2), gt=0, lt=100)
     dynamic: bool = False
+    # Dynamic scaling bounds: scale = clamp((ATR/entry) / reference, min, max), stretched by
+    # confidence (0.5 neutral) by up to +/- confidence_stretch; stops never beyond max_stop_pct.
+    dynamic_reference_atr_pct: Decimal = Field(default=Decimal("1.5"), gt=0)
+    dynamic_min_scale: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+    dynamic_max_scale: Decimal = Field(default=Decimal(2), ge=1)
+    dynamic_confidence_stretch: Decimal = Field(default=Decimal("0.25"), ge=0, lt=1)
+    dynamic_max_stop_pct: Decimal = Field(default=Decimal(4), gt=0, lt=100)
     break_even_after_tp1: bool = True
+    # Break-even sits this many percent beyond the entry, to cover the fees of the round trip.
+    break_even_buffer_pct: Decimal = Field(default=Decimal("0.2"), ge=0, lt=10)
     stop_fallback: Literal["bot_side", "market_exit"] = "bot_side"
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,17 @@ def test_redacted_hides_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert data["exchange"]["api_key"] == "**********"
     assert "very-secret-key" not in repr(data)
     assert data["exchange"]["api_secret"] == ""
+
+
+def test_exit_settings_reach_the_exit_brain(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.trading import exit_config_from
+
+    monkeypatch.setenv("QT__EXITS__DYNAMIC", "true")
+    monkeypatch.setenv("QT__EXITS__DYNAMIC_MAX_SCALE", "3")
+    monkeypatch.setenv("QT__EXITS__BREAK_EVEN_BUFFER_PCT", "0.35")
+    config = exit_config_from(load_settings().exits)
+    assert config.dynamic.enabled and config.dynamic.max_scale == 3
+    assert config.break_even.fee_buffer_pct == Decimal("0.35")
+    monkeypatch.setenv("QT__EXITS__DYNAMIC_MIN_SCALE", "1.5")
+    with pytest.raises(ConfigError, match="QT__EXITS__DYNAMIC_MIN_SCALE"):
+        load_settings()

@@ -7,15 +7,12 @@ are drawn with matplotlib's Agg canvas directly (no pyplot, no GUI, no global ba
 from __future__ import annotations
 
 import csv
-import dataclasses
-import enum
 import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from core.analytics import (
     BenchmarkSeries,
     EquityCurve,
 )
+from core.domain.events import jsonable
 from core.domain.trades import ClosedTrade
 from core.errors import DataError
 
@@ -173,12 +171,10 @@ def print_report(metrics: BacktestMetrics, console: Console) -> None:
 
 def to_jsonable(value: Any) -> Any:
     """Return ``value`` as plain JSON types: Decimals as strings, inf as "inf", NaN as None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, Decimal):
-        return str(value)
+    return jsonable(value, _json_number)
+
+
+def _json_number(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         number = float(value)
         if math.isnan(number):
@@ -186,10 +182,6 @@ def to_jsonable(value: Any) -> Any:
         return ("inf" if number > 0 else "-inf") if math.isinf(number) else number
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
     return value
 
 

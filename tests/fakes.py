@@ -189,3 +189,13 @@ class FakeExchange:
         )
         self.fills.append(fill)
         return fill
+
+
+class Sleeps:
+    """An injectable ``sleep`` that records the delays instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay_s: float) -> None:
+        self.delays.append(delay_s)

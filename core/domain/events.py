@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -56,19 +57,22 @@ class Event:
     event_id: str = field(default_factory=new_event_id)
 
 
-def jsonable(value: Any) -> Any:
-    """Return ``value`` as JSON-safe data: Decimals and enums as strings, dataclasses as dicts."""
+def jsonable(value: Any, leaf: Callable[[Any], Any] | None = None) -> Any:
+    """Return ``value`` as JSON-safe data: Decimals and enums as strings, dataclasses as dicts.
+
+    ``leaf`` converts the remaining scalars (the report uses it to spell out inf and NaN).
+    """
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
-        return value.value
+        return jsonable(value.value, leaf)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name), leaf) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, leaf) for v in value]
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    return value
+        return {str(k): jsonable(v, leaf) for k, v in value.items()}
+    return value if leaf is None else leaf(value)
 
 
 def event_payload(event: Event) -> dict[str, Any]:

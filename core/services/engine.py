@@ -30,6 +30,7 @@ from core.domain.events import Event, OrderCanceled, OrderFilled
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
+from core.domain.trades import ClosedTrade
 from core.errors import InvariantViolation
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
@@ -154,7 +155,7 @@ class Engine:
             self._saved = text
 
     @property
-    def closed_trades(self) -> list:  # type: ignore[type-arg]
+    def closed_trades(self) -> list[ClosedTrade]:
         """Return the round trips closed so far, oldest first."""
         return self._exits.closed
 

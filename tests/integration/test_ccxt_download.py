@@ -16,6 +16,7 @@ from core.market.download import DownloadResult, download_candles
 from core.market.importers import read_candle_file
 from core.market.synthetic import generate_candles
 from storage.memory import MemoryStorage
+from tests.fakes import Sleeps
 from tests.fakes_http import FakeBinance, point_ccxt_at, set_minimal_markets
 
 H = 3_600_000
@@ -24,14 +25,6 @@ N = 1_050
 SHARED_BTC_1H = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "BTC_USDT-1h.csv.gz"
 )
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay_s: float) -> None:
-        self.delays.append(delay_s)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from core.errors import CandleValidationError, DataError, TemporaryError
 from core.market.download import DownloadResult, download_candles
 from core.market.synthetic import generate_candles
 from storage.memory import MemoryStorage
+from tests.fakes import Sleeps
 
 H = 3_600_000
 T0 = 1_704_067_200_000
@@ -39,14 +40,6 @@ class PagedSource:
         if self.fail_from is not None and call >= self.fail_from:
             raise TemporaryError(f"call {call}: 502 from the venue")
         return self.series.between(since_ms).slice(0, min(limit, self.page_limit))
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay_s: float) -> None:
-        self.delays.append(delay_s)
 
 
 @pytest.fixture

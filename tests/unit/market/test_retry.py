@@ -8,6 +8,7 @@ import pytest
 
 from core.errors import DataError, DependencyError, OrderRejected, RateLimited, TemporaryError
 from core.retry import backoff_delay_s, retry
+from tests.fakes import Sleeps
 
 
 class Script:
@@ -23,14 +24,6 @@ class Script:
         if self.errors:
             raise self.errors.pop(0)
         return self.result
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay_s: float) -> None:
-        self.delays.append(delay_s)
 
 
 async def test_retries_temporary_errors_then_returns() -> None:

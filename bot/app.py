@@ -20,9 +20,10 @@ from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
 from core.domain.market import timeframe_to_ms
 from core.exchange.paper import PaperExchange
+from core.market.feeds import CandleFeed
 from core.ports import Storage
 from core.services.bus import EventBus
-from core.services.market import CandleFeed, MarketService
+from core.services.market import MarketService
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
 from jobs.registry import JOBS, JobContext

@@ -16,7 +16,6 @@ from bot.trading import paper_exchange
 from core.clock import AcceleratedClock, LiveClock
 from core.config import Settings
 from core.domain.enums import TradingMode
-from core.domain.events import DataGapDetected
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
@@ -102,14 +101,8 @@ async def build_demo(settings: Settings) -> TradingProcess:
             await storage.candles.upsert(source, series)
         clock.anchor_now()
 
-    process: TradingProcess | None = None
-
-    async def publish_gap(event: DataGapDetected) -> None:
-        if process is not None:
-            await process.bus.publish(event)
-
-    feed = ReplayFeed(replay, clock, on_gap=publish_gap)
-    process = TradingProcess(
+    feed = ReplayFeed(replay, clock)
+    return TradingProcess(
         ProcessParts(
             settings=settings,
             clock=clock,
@@ -123,7 +116,6 @@ async def build_demo(settings: Settings) -> TradingProcess:
             before_start=[store_history_and_start_clock],
         )
     )
-    return process
 
 
 def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
@@ -161,11 +153,6 @@ async def build_run(
         raise
     clock = LiveClock()
     storage = open_storage(settings.database_url)
-    process: TradingProcess | None = None
-
-    async def publish_gap(event: DataGapDetected) -> None:
-        if process is not None:
-            await process.bus.publish(event)
 
     async def fetch_warmup_history() -> None:
         """Store the recent closed candles so the engine's indicators are warm at the start."""
@@ -182,10 +169,8 @@ async def build_run(
                 until_ms=now_ms,
             )
 
-    feed = PollingFeed(
-        market_data, settings.trading.symbols, settings.trading.timeframe, clock, on_gap=publish_gap
-    )
-    process = TradingProcess(
+    feed = PollingFeed(market_data, settings.trading.symbols, settings.trading.timeframe, clock)
+    return TradingProcess(
         ProcessParts(
             settings=settings,
             clock=clock,
@@ -199,7 +184,6 @@ async def build_run(
             extra=[_Closer(market_data)],
         )
     )
-    return process
 
 
 class _Closer:

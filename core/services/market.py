@@ -11,7 +11,7 @@ only the feed and the venue passed in differ.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,18 +19,11 @@ from core.clock import Clock
 from core.domain.events import CandleClosed, OrderCanceled, OrderFilled
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill, Order
+from core.market.feeds import CandleFeed
 from core.ports import CandleRepo
 from core.services.bus import EventBus
 
 log = logging.getLogger(__name__)
-
-
-class CandleFeed(Protocol):
-    """A source of closed candles, in time order."""
-
-    def candles(self) -> AsyncIterator[tuple[str, Candle]]:
-        """Yield ``(symbol, candle)`` once each candle has closed."""
-        ...
 
 
 class SimulatedVenue(Protocol):
@@ -92,8 +85,12 @@ class MarketService:
         self._handlers.append(handler)
 
     async def run(self) -> None:
-        """Consume the feed until it ends or the task is cancelled."""
+        """Consume the feed until it ends or the task is cancelled; publish the gaps it finds."""
+        gaps_published = 0
         async for symbol, candle in self._feed.candles():
+            for gap in self._feed.gaps[gaps_published:]:  # found before this candle was yielded
+                await self._bus.publish(gap)
+            gaps_published = len(self._feed.gaps)
             await self.process(symbol, candle)
 
     async def process(self, symbol: str, candle: Candle) -> None:

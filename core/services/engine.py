@@ -275,7 +275,7 @@ class Engine:
             leverage=cfg.leverage,
             tag="entry",
         )
-        if await self._execution.submit(request, reference_price=price) is None:
+        if await self._execution.submit(request, reference_price=price, account=account) is None:
             return
         trade = OpenTrade(
             trade_id=cid,

@@ -26,6 +26,7 @@ from core.domain.policy import Policy
 from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange
 from core.services.bus import EventBus
+from core.services.portfolio import AccountView
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,18 @@ class ExecutionService:
         self._policy = policy
         self._exposure = exposure
 
-    async def check(self, intent: OrderIntent) -> RiskVerdict:
-        """Run the risk gate for ``intent`` without sending anything."""
+    async def check(self, intent: OrderIntent, account: AccountView | None = None) -> RiskVerdict:
+        """Run the risk gate for ``intent`` without sending anything.
+
+        ``account`` is the valuation the caller just made (the engine sizes entries on one);
+        without it the gate values the account itself.
+        """
         if intent.reduces_exposure:
             # Only the trading state can stop an exposure-reducing order: skip the valuation.
             equity, open_positions, exposure = Decimal(0), 0, Decimal(0)
+        elif account is not None:
+            equity, exposure = account.equity, account.exposure
+            open_positions = account.open_positions_except(intent.symbol)
         else:
             equity, open_positions, exposure = await self._exposure(intent.symbol)
         return check_order(
@@ -100,10 +108,17 @@ class ExecutionService:
             )
         )
 
-    async def submit(self, request: OrderRequest, *, reference_price: Decimal) -> Order | None:
+    async def submit(
+        self,
+        request: OrderRequest,
+        *,
+        reference_price: Decimal,
+        account: AccountView | None = None,
+    ) -> Order | None:
         """Gate and send an order; return it, or None when denied or rejected (both published).
 
-        ``reference_price`` values the order for the gate (market orders have no price).
+        ``reference_price`` values the order for the gate (market orders have no price);
+        ``account`` is passed on to ``check``.
         """
         intent = OrderIntent(
             symbol=request.symbol,
@@ -112,7 +127,7 @@ class ExecutionService:
             opens_short=request.side is Side.SELL and not request.reduce_only,
             leverage=request.leverage,
         )
-        verdict = await self.check(intent)
+        verdict = await self.check(intent, account)
         now = self._clock.now_ms()
         if not verdict.allowed:
             await self._bus.publish(

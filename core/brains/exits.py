@@ -51,6 +51,7 @@ from core.errors import InvariantViolation
 
 __all__ = [
     "DEFAULT_LEGS",
+    "MARKET_EXIT_NAME",
     "STOP_NAME",
     "Action",
     "BotSideStop",
@@ -77,10 +78,12 @@ __all__ = [
     "exit_at_market",
     "on_fill",
     "on_stop_rejected",
+    "on_venue_cancel",
     "plan_exits",
 ]
 
 STOP_NAME = "SL"  # the leg name of the stop (and of a market exit) in ``LegFill``
+MARKET_EXIT_NAME = "EXIT"  # a market exit order in ``on_venue_cancel`` (its fills use STOP_NAME)
 
 
 # --- plan state -------------------------------------------------------------------------------
@@ -514,6 +517,36 @@ def on_stop_rejected(plan: ExitPlan, fallback: StopFallback | str) -> ExitDecisi
         return ExitDecision(plan=plan, actions=())
     watched = replace(stop, mode=StopMode.BOT_SIDE)
     return ExitDecision(plan=replace(plan, stop=watched), actions=(_stop_action(watched),))
+
+
+def on_venue_cancel(plan: ExitPlan, leg_name: str) -> ExitDecision:
+    """The venue ended a working exit order on its own (expired, maintenance, canceled in its
+    UI): say what keeps the position protected.
+
+    ``leg_name`` is a take-profit leg, ``STOP_NAME`` (the exchange stop) or
+    ``MARKET_EXIT_NAME``. A take-profit is marked canceled and not sent again (the stop covers
+    the whole remaining position anyway). The stop is placed again at its price, so the
+    position is never left without one. A canceled market exit is sent again for what remains.
+    Nothing happens on a closed plan (the cancel only confirms it) or for a leg already done.
+    """
+    stop = plan.stop
+    if stop is None or plan.is_closed:
+        return ExitDecision(plan=plan, actions=())
+    if leg_name == MARKET_EXIT_NAME:
+        return ExitDecision(plan=plan, actions=(MarketExit(amount=plan.remaining),))
+    if leg_name == STOP_NAME:
+        if stop.mode is not StopMode.EXCHANGE:
+            return ExitDecision(plan=plan, actions=())  # the bot watches it, or exits at market
+        again = replace(stop, amount=plan.remaining)
+        return ExitDecision(plan=replace(plan, stop=again), actions=(_stop_action(again),))
+    index = next((i for i, leg in enumerate(plan.legs) if leg.name == leg_name), None)
+    if index is None:
+        raise InvariantViolation(f"venue cancel of unknown exit leg {leg_name!r}")
+    leg = plan.legs[index]
+    if not leg.is_open:
+        return ExitDecision(plan=plan, actions=())
+    legs = (*plan.legs[:index], replace(leg, canceled=True), *plan.legs[index + 1 :])
+    return ExitDecision(plan=replace(plan, legs=legs), actions=())
 
 
 def bot_side_stop_hit(

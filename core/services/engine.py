@@ -335,15 +335,15 @@ class Engine:
         await self._save()
 
     async def _on_canceled(self, event: Event) -> None:
-        """Stop tracking an order the venue canceled (ours are no longer working already)."""
+        """React to an exit order the venue canceled (ours are no longer working already)."""
         if not isinstance(event, OrderCanceled):
             return
-        for trade in self.trades.values():
-            for name, cid in list(trade.working.items()):
-                if cid == event.client_order_id:
-                    log.info("%s: %s order %s canceled: %s", trade.symbol, name, cid, event.reason)
-                    del trade.working[name]
-                    await self._save()
+        trade = self.trades.get(event.symbol)
+        if trade is None:
+            return
+        reference = self.prices.get(trade.symbol, trade.entry_price)
+        if await self._exits.on_venue_cancel(trade, event.client_order_id, event.reason, reference):
+            await self._save()
 
     async def _on_entry_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
         trade.amount += event.amount

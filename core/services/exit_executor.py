@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from core.brains.exits import (
+    MARKET_EXIT_NAME,
     STOP_NAME,
     Action,
     BotSideStop,
@@ -26,6 +27,7 @@ from core.brains.exits import (
     StopFallback,
     on_fill,
     on_stop_rejected,
+    on_venue_cancel,
 )
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderType, PositionSide, Side
@@ -37,7 +39,7 @@ from core.services.execution import ExecutionService, client_order_id
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
-INITIAL_STOP_TAG = "s0"  # client-id tag of a plan's first stop; moved stops are s1, s2, ...
+INITIAL_STOP_TAG = "s0"  # client-id tag of a plan's first stop; later ones are s1, s2, ...
 TRAILED_STOP_REASON = "TSL"  # exit reason of a stop the ladder had moved; the first is "SL"
 
 
@@ -65,6 +67,7 @@ class OpenTrade:
     legs: list[ExitLeg] = field(default_factory=list)
     bot_stop: BotSideStop | None = None
     seq: int = 0  # numbers stop replacements and market exits
+    first_stop: Decimal | None = None  # the plan's initial stop price (a stop elsewhere: TSL)
     filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
 
     @property
@@ -98,6 +101,7 @@ class ExitExecutor:
     async def place_plan(self, trade: OpenTrade, plan: ExitPlan, reference: Decimal) -> None:
         """Place a fresh plan's take-profit legs and its stop."""
         trade.plan = plan
+        trade.first_stop = plan.stop.price if plan.stop is not None else None
         for i, leg in enumerate(plan.legs, start=1):
             if leg.amount > 0:
                 await self._limit(trade, leg.name, f"t{i}", leg.price, leg.amount, reference)
@@ -112,7 +116,8 @@ class ExitExecutor:
         if plan is None:
             raise ValueError(f"exit fill {event.client_order_id} for a trade without a plan")
         reason = trade.exit_reasons.get(event.client_order_id, role)
-        if role == STOP_NAME and not event.client_order_id.endswith(f"-{INITIAL_STOP_TAG}"):
+        moved = plan.stop is not None and plan.stop.price != trade.first_stop
+        if role == STOP_NAME and moved:
             reason = TRAILED_STOP_REASON  # the ladder had moved the stop (break-even, TP1, ...)
         trade.legs.append(_leg(trade, event, reason))
         # Market exits count against the stop leg in the brain (see MarketExit).
@@ -121,6 +126,32 @@ class ExitExecutor:
         if not _still_working(decision.plan, role):
             trade.working.pop(role, None)
         await self.apply(trade, decision, event.price)
+
+    async def on_venue_cancel(
+        self, trade: OpenTrade, client_order_id: str, reason: str, reference: Decimal
+    ) -> bool:
+        """Handle an exit order the venue ended on its own; return False if it is not one of
+        this trade's working orders (our own cancels are no longer working when reported).
+
+        The brain decides (``on_venue_cancel``): a take-profit is dropped from the plan, the
+        stop is placed again, a market exit is sent again, so the position stays protected.
+        """
+        role = trade.roles.get(client_order_id)
+        if role is None or role == "entry" or trade.working.get(role) != client_order_id:
+            return False
+        del trade.working[role]
+        if trade.plan is None:
+            return True
+        log.warning(
+            "%s: %s order %s canceled by the venue: %s", trade.symbol, role, client_order_id, reason
+        )
+        market_exit = role.startswith(MARKET_EXIT_NAME)
+        decision = on_venue_cancel(trade.plan, MARKET_EXIT_NAME if market_exit else role)
+        exit_reason = trade.exit_reasons.get(client_order_id, STOP_NAME)
+        await self.apply(trade, decision, reference, exit_reason=exit_reason)
+        if not market_exit and role != STOP_NAME:
+            await self._publish_plan(trade, f"{role} canceled by the venue")
+        return True
 
     async def apply(
         self,

@@ -66,6 +66,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         ),
         seq=int(d["seq"]),
         filled_by_cid={cid: Decimal(v) for cid, v in d.get("filled_by_cid", {}).items()},
+        first_stop=_dec(d.get("first_stop")),
     )
 
 

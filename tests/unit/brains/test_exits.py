@@ -7,6 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from core.brains.exits import (
+    MARKET_EXIT_NAME,
     STOP_NAME,
     BotSideStop,
     BreakEvenConfig,
@@ -29,6 +30,7 @@ from core.brains.exits import (
     exit_at_market,
     on_fill,
     on_stop_rejected,
+    on_venue_cancel,
     plan_exits,
 )
 from core.domain.enums import PositionSide
@@ -382,3 +384,39 @@ def test_rejected_stop_falls_back_to_a_market_exit() -> None:
     done = fill(d.plan, STOP_NAME, "1")
     assert done.actions == (CloseAll(cancel_legs=(), cancel_stop=False),)
     assert done.plan.is_closed
+
+
+# --- orders the venue ended on its own ---------------------------------------------------------
+
+
+def test_a_take_profit_the_venue_canceled_leaves_the_plan() -> None:
+    d = on_venue_cancel(fill(plan_exits(request()), "TP1", "0.3").plan, "TP2")
+    assert d.actions == ()  # not sent again; the stop still covers all that remains
+    assert [leg.name for leg in d.plan.open_legs] == ["TP3"]
+    assert d.plan.stop is not None and d.plan.stop.amount == D("0.7") == d.plan.remaining
+    # its stop anchor is gone with it: TP3 closes what it can, the stop keeps the rest
+    d = fill(d.plan, "TP3", "0.4")
+    assert d.actions == (ReplaceStop(price=D("100.2"), amount=D("0.3")),)
+    assert on_venue_cancel(d.plan, "TP3").actions == ()  # already filled: nothing to do
+
+
+def test_a_stop_the_venue_canceled_is_placed_again() -> None:
+    plan = fill(plan_exits(request()), "TP1", "0.3").plan
+    d = on_venue_cancel(plan, STOP_NAME)
+    assert d.actions == (ReplaceStop(price=D("100.2"), amount=D("0.7")),)
+    assert d.plan.legs == plan.legs  # the take-profits keep working
+    watched = on_stop_rejected(plan, StopFallback.BOT_SIDE).plan
+    assert on_venue_cancel(watched, STOP_NAME).actions == ()  # no exchange stop to lose
+
+
+def test_a_market_exit_the_venue_canceled_is_sent_again_for_what_remains() -> None:
+    out = exit_at_market(fill(plan_exits(request()), "TP1", "0.3").plan).plan
+    assert on_venue_cancel(out, MARKET_EXIT_NAME).actions == (MarketExit(amount=D("0.7")),)
+
+
+def test_venue_cancels_on_a_closed_plan_change_nothing_and_unknown_legs_are_errors() -> None:
+    closed = fill(plan_exits(request()), STOP_NAME, "1").plan
+    for name in ("TP1", STOP_NAME, MARKET_EXIT_NAME):
+        assert on_venue_cancel(closed, name) == ExitDecision(plan=closed, actions=())
+    with pytest.raises(InvariantViolation, match="unknown exit leg 'TP9'"):
+        on_venue_cancel(plan_exits(request()), "TP9")

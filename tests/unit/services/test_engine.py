@@ -309,3 +309,50 @@ async def test_a_stop_moved_by_the_ladder_exits_as_tsl(settings: Settings) -> No
     assert [(leg.reason, leg.amount) for leg in trade.legs] == [("TP1", D(15)), ("TSL", D(35))]
     # a stop-market sell at 100.23 with 2 bps slippage against us
     assert trade.legs[1].price == D("100.23") * (1 - D("0.0002"))
+
+
+async def _venue_cancels(h: Harness, tag: str) -> str:
+    """Cancel the working order with client-id tag ``tag`` at the venue, as a user clicking in
+    the exchange's UI would, and report it the way the venue's cancels reach the bus."""
+    [order] = [o for o in await h.open_orders() if o.client_order_id.endswith(f"-{tag}")]
+    await h.paper.cancel_order(order.client_order_id, SYMBOL)
+    await h.bus.publish(
+        OrderCanceled(
+            ts_ms=h.clock.now_ms(),
+            client_order_id=order.client_order_id,
+            symbol=SYMBOL,
+            reason="venue: canceled in the exchange UI",
+        )
+    )
+    return order.client_order_id
+
+
+async def test_a_stop_the_venue_cancels_is_placed_again_at_once(settings: Settings) -> None:
+    h = await entered(settings)
+    await _venue_cancels(h, "s0")
+    # protected again before the next candle: the same stop for the whole position
+    assert by_type(await h.open_orders())["stop_market"] == [(D("98.02"), AMOUNT)]
+    await h.candle(2, 100.3, 100.4, 97.0, 97.5)  # through the stop
+    [trade] = h.engine.closed_trades
+    # the replacement (s1) sits where the first stop was: an SL exit, not a trailed one
+    assert (trade.exit_reason, trade.amount) == ("SL", AMOUNT)
+    assert trade.legs[0].price == D("98.02") * (1 - D("0.0002"))
+    assert await h.open_orders() == []
+
+
+async def test_a_take_profit_the_venue_cancels_leaves_the_plan(settings: Settings) -> None:
+    h = await entered(settings)
+    await _venue_cancels(h, "t2")
+    [*_, planned] = h.of(ExitPlanned)
+    assert isinstance(planned, ExitPlanned)
+    assert planned.reason == "TP2 canceled by the venue"
+    assert [name for name, _, _ in planned.take_profits] == ["TP1", "TP3"]
+    # the stop still covers all 50; nothing is sent again
+    assert by_type(await h.open_orders()) == {
+        "limit": [(D("101.97"), D(15)), (D("105.22"), D(20))],
+        "stop_market": [(D("98.02"), AMOUNT)],
+    }
+    await h.candle(2, 100.3, 106.0, 100.3, 105.5)  # TP1 and TP3; 15 stay under the stop
+    trade = h.engine.trades[SYMBOL]
+    assert trade.plan is not None and trade.plan.remaining == D(15)
+    assert by_type(await h.open_orders()) == {"stop_market": [(D("100.23"), D(15))]}

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.brains.exits import (
+    MARKET_EXIT_NAME,
     STOP_NAME,
     Action,
     BotSideStop,
@@ -39,6 +40,7 @@ from core.brains.exits import (
     exit_at_market,
     on_fill,
     on_stop_rejected,
+    on_venue_cancel,
     plan_exits,
 )
 from core.domain.enums import PositionSide
@@ -115,13 +117,19 @@ class Book:
     orders: dict[str, D]  # TP legs, "SL" (exchange stop) and "MKT" (market exit) -> open amount
     watched: D | None = None  # a bot-side stop's amount
     log: list[Action] = field(default_factory=list)
+    stop_lost: bool = False  # the venue canceled the exchange stop on its own
+
+    def venue_cancels(self, name: str) -> None:
+        del self.orders[name]
+        self.stop_lost = name == STOP_NAME
 
     def apply(self, actions: tuple[Action, ...]) -> None:
         for action in actions:
             self.log.append(action)
             if isinstance(action, ReplaceStop):
-                assert STOP_NAME in self.orders, "moved a stop that is not on the exchange"
+                assert STOP_NAME in self.orders or self.stop_lost, "moved a stop not placed"
                 self.orders[STOP_NAME] = action.amount
+                self.stop_lost = False
             elif isinstance(action, BotSideStop):
                 self.orders.pop(STOP_NAME, None)
                 self.watched = action.amount
@@ -221,7 +229,16 @@ def step(plan: ExitPlan, book: Book, data: st.DataObject) -> ExitDecision:
     assert plan.stop is not None
     # Legs are drawn more often: any stop event ends the take-profit ladder.
     choices = [leg.name for leg in plan.open_legs] * 4 + ["stop", "reject_bot", "reject_market"]
+    choices += [f"venue:{leg.name}" for leg in plan.open_legs] + ["venue:stop"]
     event = data.draw(st.sampled_from(choices))
+    if event == "venue:stop":  # the venue drops whatever closes the position; we re-send it
+        mode = plan.stop.mode
+        if mode is not StopMode.BOT_SIDE:
+            book.venue_cancels("MKT" if mode is StopMode.MARKET else STOP_NAME)
+        return on_venue_cancel(plan, MARKET_EXIT_NAME if mode is StopMode.MARKET else STOP_NAME)
+    if event.startswith("venue:"):
+        book.venue_cancels(event.removeprefix("venue:"))
+        return on_venue_cancel(plan, event.removeprefix("venue:"))
     if event == "reject_bot":
         return on_stop_rejected(plan, StopFallback.BOT_SIDE)
     if event == "reject_market":

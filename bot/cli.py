@@ -14,6 +14,7 @@ import typer
 from bot.cli_backtest import backtest
 from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
 from bot.cli_data import data_app
+from bot.cli_state import state_app
 from core.config import redacted
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.command()(backtest)
 app.add_typer(data_app, name="data")
+app.add_typer(state_app, name="state")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 

@@ -100,6 +100,7 @@ class StatusConsole:
 
     async def _loop(self) -> None:
         while True:
+            await self._process.trading_state.current()  # shows a `qt state` change at once
             self._render()
             await asyncio.sleep(self._refresh_s)
 

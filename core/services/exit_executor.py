@@ -9,7 +9,7 @@ cancels whatever is left (no orphan orders) and records the round trip as a ``Cl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from core.brains.exits import (
@@ -29,6 +29,7 @@ from core.brains.exits import (
     on_stop_rejected,
     on_venue_cancel,
 )
+from core.brains.risk_gate import OrderIntent
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderType, PositionSide, Side
 from core.domain.events import ExitPlanned, OrderFilled, TradeClosed
@@ -165,8 +166,15 @@ class ExitExecutor:
 
         ``exit_reason`` names a market exit among the actions in reports (SL, SIGNAL, ...).
         """
-        trade.plan = decision.plan
+        previous, trade.plan = trade.plan, decision.plan
         for action in decision.actions:
+            if isinstance(action, ReplaceStop) and await self._stop_frozen(trade, action.amount):
+                # Halted: a new stop would be denied. Keep the old one rather than cancel it
+                # and leave the position bare (reduce-only, it closes at most what is left),
+                # and keep the plan saying where it really is.
+                log.warning("%s: stop left where it was: orders are halted", trade.symbol)
+                trade.plan = _with_stop_of(trade.plan, previous)
+                continue
             await self._act(trade, action, reference, exit_reason)
 
     async def _act(
@@ -290,6 +298,18 @@ class ExitExecutor:
         trade.roles[cid] = name
         return True
 
+    async def _stop_frozen(self, trade: OpenTrade, amount: Decimal) -> bool:
+        """Return True when a stop is working and the risk gate would deny its replacement."""
+        if STOP_NAME not in trade.working:
+            return False
+        intent = OrderIntent(
+            symbol=trade.symbol,
+            notional=amount * trade.entry_price,
+            reduces_exposure=True,
+            leverage=trade.leverage,
+        )
+        return not (await self._execution.check(intent)).allowed
+
     async def _cancel(self, trade: OpenTrade, name: str, reason: str) -> None:
         cid = trade.working.pop(name, None)
         if cid is not None:
@@ -311,6 +331,13 @@ class ExitExecutor:
                 reason=reason,
             )
         )
+
+
+def _with_stop_of(plan: ExitPlan | None, previous: ExitPlan | None) -> ExitPlan | None:
+    """Return ``plan`` with the stop price of ``previous`` (the order still on the venue)."""
+    if plan is None or plan.stop is None or previous is None or previous.stop is None:
+        return plan
+    return replace(plan, stop=replace(plan.stop, price=previous.stop.price))
 
 
 def _still_working(plan: ExitPlan, role: str) -> bool:

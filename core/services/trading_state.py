@@ -1,10 +1,13 @@
 """The persisted trading state (ACTIVE / REDUCING / HALTED).
 
 The state lives in the key-value store so a halt survives a restart; every change is published
-as ``TradingStateChanged``. The risk gate (engine issue) reads it for every order.
+as ``TradingStateChanged``. The risk gate reads it from the store for every order, so a change
+made by another process on the same database (``qt state halt``) stops the next order.
 """
 
 from __future__ import annotations
+
+import logging
 
 from core.clock import Clock
 from core.domain.enums import TradingState
@@ -12,9 +15,11 @@ from core.domain.events import TradingStateChanged
 from core.ports import KeyValueRepo, StateKey
 from core.services.bus import EventBus
 
+log = logging.getLogger(__name__)
+
 
 class TradingStateService:
-    """Read and change the trading state; the store is the truth, the cache is for speed."""
+    """Read and change the trading state; the store is the truth, read on every ``current()``."""
 
     def __init__(self, state: KeyValueRepo, bus: EventBus, clock: Clock) -> None:
         self._state = state
@@ -24,15 +29,34 @@ class TradingStateService:
 
     @property
     def cached(self) -> TradingState | None:
-        """Return the last known state without I/O (None before the first read)."""
+        """Return the last state read, without I/O (None before the first read)."""
         return self._current
 
     async def current(self) -> TradingState:
-        """Return the state, loading it from the store on first use (default ACTIVE)."""
-        if self._current is None:
-            raw = await self._state.get(StateKey.TRADING_STATE)
-            self._current = TradingState(raw) if raw else TradingState.ACTIVE
-        return self._current
+        """Return the stored state (ACTIVE when none was ever set).
+
+        A value that is not a state (a hand-edited database) reads as HALTED: when in doubt,
+        trade nothing. A change made elsewhere is logged the first time it is seen.
+        """
+        raw = await self._state.get(StateKey.TRADING_STATE)
+        try:
+            state = TradingState(raw) if raw else TradingState.ACTIVE
+        except ValueError:
+            log.error("stored trading state %r is not one of %s: halted", raw, _NAMES)
+            state = TradingState.HALTED
+        if self._current is not None and state is not self._current:
+            log.warning(
+                "trading state changed outside this process: %s -> %s (%s)",
+                self._current.value,
+                state.value,
+                await self.reason(),
+            )
+        self._current = state
+        return state
+
+    async def reason(self) -> str:
+        """Return why the state was last set ("" if never)."""
+        return await self._state.get(StateKey.TRADING_STATE_REASON) or ""
 
     async def set(self, new: TradingState, *, reason: str, actor: str) -> bool:
         """Persist ``new`` first, then publish; return False when nothing changed."""
@@ -52,3 +76,6 @@ class TradingStateService:
             )
         )
         return True
+
+
+_NAMES = ", ".join(s.value for s in TradingState)

@@ -171,6 +171,11 @@ COMMANDS = [
     ("config", "show"),
     ("db",),
     ("db", "upgrade"),
+    ("state",),
+    ("state", "show"),
+    ("state", "halt"),
+    ("state", "reduce"),
+    ("state", "resume"),
 ]
 
 
@@ -294,6 +299,39 @@ def test_db_upgrade_creates_the_database_and_prints_the_revision(cli: Cli) -> No
     assert first.stdout.strip() == f"database at revision {head_revision()}"
     assert again.exit_code == 0, again.output
     assert again.stdout == first.stdout
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def test_state_halt_persists_is_audited_and_resume_clears_it(cli: Cli) -> None:
+    shown = cli("state", "show")
+    assert shown.exit_code == 0, shown.output
+    assert flat(shown.stdout) == "trading state is ACTIVE: orders allowed"
+
+    halted = cli("state", "halt", "--reason", "exchange incident")
+    again = cli("state", "halt")
+    assert halted.exit_code == again.exit_code == 0, halted.output + again.output
+    assert "now HALTED" in halted.stdout and "reason: exchange incident" in halted.stdout
+    assert "already HALTED" in again.stdout and "exchange incident" in again.stdout
+    assert "HALTED" in cli("state", "show").stdout  # another process reads it from the db
+
+    resumed = cli("state", "resume")
+    assert "now ACTIVE" in resumed.stdout
+
+    async def audit() -> list[tuple[str, str, str]]:
+        storage = open_storage(f"sqlite+aiosqlite:///{cli.db_file}")
+        await storage.start()
+        try:
+            events = await storage.events.list_events("trading.")
+        finally:
+            await storage.stop()
+        return [(e.payload["current"], e.payload["reason"], e.payload["actor"]) for e in events]
+
+    assert asyncio.run(audit()) == [
+        ("halted", "exchange incident", "cli"),
+        ("active", "resumed from the command line", "cli"),
+    ]
 
 
 # --- data import / list / check --------------------------------------------------------------

@@ -37,6 +37,8 @@ from core.domain.events import (
 from core.domain.orders import Order, OrderRequest
 from core.errors import OrderRejected as VenueRejected
 from core.exchange.paper import PaperExchange
+from core.services.bus import EventBus
+from core.services.trading_state import TradingStateService
 from tests.unit.services.engine_harness import SYMBOL, Harness, ScriptedProvider, at, clean_settings
 
 ENTRY_PRICE = D("100.02")
@@ -216,6 +218,27 @@ async def test_reducing_still_lets_the_exits_work(settings: Settings) -> None:
     await h.candle(2, 100.3, 102.0, 100.1, 101.5)  # TP1 fills, the stop moves to break-even
     assert h.of(OrderDenied) == []
     assert by_type(await h.open_orders())["stop_market"] == [(D("100.23"), D(35))]
+
+
+async def test_a_halt_keeps_the_old_stop_instead_of_leaving_the_position_bare(
+    settings: Settings,
+) -> None:
+    """Halted by another process on the same database (``qt state halt``): the next order is
+    denied. TP1 fills, the ladder wants the stop at break-even, but a new stop would be denied:
+    the old one stays (reduce-only, it closes just the 35 left) rather than being canceled."""
+    h = await entered(settings)
+    elsewhere = TradingStateService(h.storage.state, EventBus(), h.clock)
+    await elsewhere.set(TradingState.HALTED, reason="operator", actor="cli")
+    await h.candle(2, 100.3, 102.0, 100.1, 101.5)  # TP1 fills
+    assert h.of(OrderCanceled) == [] and h.of(OrderDenied) == []
+    assert by_type(await h.open_orders()) == {
+        "limit": [(D("103.27"), D(15)), (D("105.22"), D(20))],
+        "stop_market": [(D("98.02"), AMOUNT)],
+    }
+    await h.candle(3, 101.5, 101.6, 97.0, 97.5)  # through the old stop
+    [trade] = h.engine.closed_trades
+    assert [(leg.reason, leg.amount) for leg in trade.legs] == [("TP1", D(15)), ("SL", D(35))]
+    assert await h.open_orders() == []  # the take-profits are canceled (cancels always work)
 
 
 class NoStopPaper(PaperExchange):

@@ -1,0 +1,103 @@
+"""``qt state``: show or change the trading state of the bot's database.
+
+The state is read from the database for every order, so ``qt state halt`` stops a running
+``qt run`` (or, with ``--demo``, a running ``qt demo``: each demo starts on a fresh database)
+before its next order, and survives restarts.
+The change and its reason are written to the audit trail (``trading.state_changed``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
+from core.domain.enums import TradingState
+
+state_app = typer.Typer(
+    help="Show or change the trading state: active, reducing (exits only) or halted.",
+    no_args_is_help=True,
+)
+
+DemoOpt = Annotated[
+    bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
+]
+ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
+
+_MEANING = {
+    TradingState.ACTIVE: "orders allowed",
+    TradingState.REDUCING: "only orders that reduce exposure (exits) are allowed",
+    TradingState.HALTED: "no new orders; cancels still go through",
+}
+
+
+async def _apply(url: str, new: TradingState | None, reason: str) -> tuple[TradingState, str, bool]:
+    """Set the state (None: only read it); return (state, reason, changed)."""
+    from core.clock import LiveClock
+    from core.services.bus import EventBus
+    from core.services.trading_state import TradingStateService
+    from storage import open_storage
+
+    storage = open_storage(url)
+    await storage.start()
+    try:
+        service = TradingStateService(
+            storage.state, EventBus(sink=storage.events.append), LiveClock()
+        )
+        changed = False
+        if new is not None:
+            changed = await service.set(new, reason=reason, actor="cli")
+        return await service.current(), await service.reason(), changed
+    finally:
+        await storage.stop()
+
+
+def _run(new: TradingState | None, reason: str, demo: bool, env_file: Path | None) -> None:
+    settings = load_or_exit(env_file)
+    from bot.modes import demo_database_url
+
+    url = demo_database_url(settings) if demo else settings.database_url
+    state, why, changed = run_or_exit(lambda: _apply(url, new, reason))
+    verb = "now" if changed else ("already" if new is not None else "is")
+    console.print(f"trading state {verb} [bold]{state.value.upper()}[/bold]: {_MEANING[state]}")
+    if why:
+        console.print(f"reason: {escape(why)}")
+
+
+@state_app.command("show")
+def show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
+    """Print the trading state and why it was set."""
+    _run(None, "", demo, env_file)
+
+
+@state_app.command("halt")
+def halt(
+    reason: ReasonOpt = "halted from the command line",
+    demo: DemoOpt = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Stop all new orders at once (persists across restarts; cancels still work)."""
+    _run(TradingState.HALTED, reason, demo, env_file)
+
+
+@state_app.command("reduce")
+def reduce(
+    reason: ReasonOpt = "reducing from the command line",
+    demo: DemoOpt = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Allow only exposure-reducing orders: exits keep working, no new entries."""
+    _run(TradingState.REDUCING, reason, demo, env_file)
+
+
+@state_app.command("resume")
+def resume(
+    reason: ReasonOpt = "resumed from the command line",
+    demo: DemoOpt = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Allow orders again."""
+    _run(TradingState.ACTIVE, reason, demo, env_file)

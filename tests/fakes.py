@@ -2,8 +2,10 @@
 
 ``FakeExchange`` keeps orders in a dict. Orders rest until a test fills them with
 ``script_fill``; ``fail_next`` makes the next call of a method raise one of our errors; every
-call is recorded in ``calls``. Like the real exchanges it is idempotent on the client order id
-and returns a finished order unchanged when asked to cancel it.
+call is recorded in ``calls``. Positions are whatever the test sets, or, with
+``track_positions=True``, the net of the fills (as a venue keeps them). Like the real
+exchanges it is idempotent on the client order id and returns a finished order unchanged when
+asked to cancel it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core.clock import Clock, SimClock
-from core.domain.enums import Liquidity, OrderStatus
+from core.domain.enums import Liquidity, OrderStatus, PositionSide, Side
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, Position
 from core.errors import OrderRejected, QTError
@@ -54,8 +56,10 @@ class FakeExchange:
         balances: Mapping[str, Decimal] | None = None,
         clock: Clock | None = None,
         name: str = "fake",
+        track_positions: bool = False,
     ) -> None:
         self.name = name
+        self._track_positions = track_positions
         self.clock = clock or SimClock()
         self.calls: list[Call] = []
         self.orders: dict[str, Order] = {}
@@ -188,7 +192,37 @@ class FakeExchange:
             market_type=order.request.market_type,
         )
         self.fills.append(fill)
+        if self._track_positions:
+            self._apply_to_position(fill)
         return fill
+
+    def _apply_to_position(self, fill: Fill) -> None:
+        current = next((p for p in self.positions if p.symbol == fill.symbol), None)
+        signed = ZERO
+        if current is not None:
+            signed = current.amount if current.side is PositionSide.LONG else -current.amount
+        delta = fill.amount if fill.side is Side.BUY else -fill.amount
+        net = signed + delta
+        others = [p for p in self.positions if p.symbol != fill.symbol]
+        if net == 0:
+            self.positions = others
+            return
+        grows = current is None or (signed > 0) == (delta > 0)
+        entry = fill.price
+        if current is not None and grows:
+            entry = (abs(signed) * current.entry_price + fill.amount * fill.price) / abs(net)
+        elif current is not None and (signed > 0) == (net > 0):
+            entry = current.entry_price  # reduced: the entry stays
+        position = Position(
+            symbol=fill.symbol,
+            market_type=fill.market_type,
+            side=PositionSide.LONG if net > 0 else PositionSide.SHORT,
+            amount=abs(net),
+            entry_price=entry,
+            opened_ms=current.opened_ms if current is not None else fill.ts_ms,
+            updated_ms=fill.ts_ms,
+        )
+        self.positions = [*others, position]
 
 
 class Sleeps:

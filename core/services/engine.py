@@ -25,13 +25,14 @@ from core.brains.exits import (
 )
 from core.brains.sizing import SizingInput, size_position
 from core.clock import Clock
-from core.domain.enums import MarketType, OrderType, PositionSide, Side
+from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.events import Event, OrderCanceled, OrderFilled
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
-from core.errors import InvariantViolation
+from core.errors import DependencyError, InvariantViolation
+from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
@@ -123,24 +124,51 @@ class Engine:
                     position.amount,
                 )
 
-    async def _reconcile(self, trade: OpenTrade) -> None:
-        """Catch up with what the venue did while we were down (or between its fill and our
-        save, if the process died there): replay missed fills, drop finished orders."""
+    async def sync_with_venue(self) -> int:
+        """Ask the venue about every order the engine waits on and publish what it did that we
+        have not heard of: fills (``OrderFilled``) and orders it ended on its own
+        (``OrderCanceled``, reason ``venue: ...``). Return how many events that made.
+
+        Live venues report this way (a job calls it every few seconds); the paper venue reports
+        its fills as they happen, so there it only matters after a crash between a fill and
+        our save. A venue error on one order is logged and that order is asked again next time.
+        """
+        published = 0
+        for trade in list(self.trades.values()):
+            published += await self._reconcile(trade)
+        return published
+
+    async def _reconcile(self, trade: OpenTrade) -> int:
         pending = [("entry", trade.entry_cid)] if trade.plan is None else []
+        published = 0
         for name, cid in pending + list(trade.working.items()):
-            order = await self._exchange.fetch_order(cid, trade.symbol)
-            missed = order.filled - trade.filled_by_cid.get(cid, ZERO)
-            if missed > 0 and order.average_price is not None:
-                log.warning(
-                    "%s: %s %s filled %s while we were away", trade.symbol, name, cid, missed
-                )
-                fee = order.fee_paid * missed / order.filled
-                await self._bus.publish(_missed_fill(order, missed, fee, self._clock.now_ms()))
-            if not order.is_open and trade.working.get(name) == cid:
-                trade.working.pop(name)
-        if trade.symbol in self.trades and trade.plan is None:
+            try:
+                order = await self._exchange.fetch_order(cid, trade.symbol)
+            except DependencyError as e:
+                log.warning("%s: cannot check %s order %s: %s", trade.symbol, name, cid, e)
+                continue
+            except VenueRejected:  # the venue does not know it (any more)
+                if trade.working.get(name) == cid:
+                    await self._bus.publish(_venue_lost(trade.symbol, cid, self._clock.now_ms()))
+                    published += 1
+                continue
+            missed = _missed_fill(trade, order, self._clock.now_ms())
+            if missed is not None:
+                log.info("%s: %s %s filled %s at the venue", trade.symbol, name, cid, missed.amount)
+                await self._bus.publish(missed)
+                published += 1
+            if order.is_open or self.trades.get(trade.symbol) is not trade:
+                continue
+            if trade.working.get(name) == cid:
+                if order.status is OrderStatus.FILLED:
+                    trade.working.pop(name)  # its fills are in; nothing more will come
+                else:
+                    await self._bus.publish(_venue_canceled(order, self._clock.now_ms()))
+                    published += 1
+        if self.trades.get(trade.symbol) is trade and trade.plan is None:
             await self._settle_entry(trade)
         await self._save()
+        return published
 
     async def stop(self) -> None:
         """Save the open trades (they are also saved after every change)."""
@@ -194,7 +222,18 @@ class Engine:
     # --- the cycle ------------------------------------------------------------------------------
 
     async def on_candle(self, symbol: str, candle: Candle) -> None:
-        """Run one trading cycle for ``symbol`` on a closed candle."""
+        """Run one trading cycle for ``symbol`` on a closed candle.
+
+        A venue that is unavailable (``DependencyError``, after the adapter's retries) skips
+        the rest of this cycle; the next candle and the venue sync pick up from there.
+        """
+        try:
+            await self._cycle(symbol, candle)
+        except DependencyError as e:
+            log.error("%s: cycle skipped, the venue is unavailable: %s", symbol, e)
+            await self._save()
+
+    async def _cycle(self, symbol: str, candle: Candle) -> None:
         self.prices[symbol] = Decimal(repr(candle.close))
         self.signals.append(symbol, self.config.timeframe, candle)
         signal = self.signals.signal_at(symbol, candle.ts_ms)
@@ -223,9 +262,18 @@ class Engine:
 
     async def _settle_entry(self, trade: OpenTrade) -> None:
         """Resolve an entry that is no longer working without having filled completely."""
-        order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+        try:
+            order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+        except VenueRejected:
+            # Its submission failed in doubt (a timeout) and the venue never got it.
+            log.warning("%s: entry %s never reached the venue", trade.symbol, trade.entry_cid)
+            if trade.amount == 0:
+                self._forget(trade)
+            return
         if not order.status.is_terminal:
             return
+        if order.filled != trade.filled_by_cid.get(trade.entry_cid, ZERO):
+            return  # fills we have not heard of yet: the venue sync reports them first
         if trade.amount == 0:
             log.info(
                 "%s: entry %s ended %s unfilled",
@@ -275,8 +323,15 @@ class Engine:
             leverage=cfg.leverage,
             tag="entry",
         )
-        if await self._execution.submit(request, reference_price=price, account=account) is None:
-            return
+        try:
+            if (
+                await self._execution.submit(request, reference_price=price, account=account)
+                is None
+            ):
+                return
+        except DependencyError as e:
+            # It may or may not have reached the venue: track it, the venue sync finds out.
+            log.error("%s: entry %s in doubt (%s); asking the venue later", symbol, cid, e)
         trade = OpenTrade(
             trade_id=cid,
             symbol=symbol,
@@ -325,7 +380,7 @@ class Engine:
         trade = next((t for t in self.trades.values() if cid in t.roles), None)
         if trade is None:
             return  # not ours (e.g. a manual order)
-        trade.filled_by_cid[cid] = trade.filled_by_cid.get(cid, ZERO) + event.amount
+        trade.note_fill(cid, event.amount, event.price, event.fee)
         if trade.roles[cid] == "entry":
             await self._on_entry_fill(trade, event)
         else:
@@ -368,16 +423,43 @@ class Engine:
         self.trades.pop(trade.symbol, None)
 
 
-def _missed_fill(order: Order, amount: Decimal, fee: Decimal, now_ms: int) -> OrderFilled:
-    """Return the fill event the venue's order state implies but we never received."""
+def _missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | None:
+    """Return the fill the venue's order state implies beyond what ``trade`` has counted:
+    its amount, and its price and fee from the order's totals minus those counted."""
+    cid = order.client_order_id
+    amount = order.filled - trade.filled_by_cid.get(cid, ZERO)
+    if amount <= 0 or order.average_price is None:
+        return None
+    cost = order.average_price * order.filled - trade.cost_by_cid.get(cid, ZERO)
     return OrderFilled(
         ts_ms=now_ms,
         fill_ts_ms=order.updated_ms,
-        client_order_id=order.client_order_id,
+        client_order_id=cid,
         symbol=order.symbol,
         side=order.request.side.value,
         amount=amount,
-        price=order.average_price if order.average_price is not None else ZERO,
-        fee=fee,
+        price=cost / amount,
+        fee=max(ZERO, order.fee_paid - trade.fee_by_cid.get(cid, ZERO)),
         liquidity="unknown",
+    )
+
+
+def _venue_lost(symbol: str, client_order_id: str, now_ms: int) -> OrderCanceled:
+    """Return the event for a working order the venue no longer knows (purged, never placed)."""
+    return OrderCanceled(
+        ts_ms=now_ms,
+        client_order_id=client_order_id,
+        symbol=symbol,
+        reason="venue: unknown order",
+    )
+
+
+def _venue_canceled(order: Order, now_ms: int) -> OrderCanceled:
+    """Return the event for an order the venue ended without filling it all."""
+    why = f": {order.reason}" if order.reason else ""
+    return OrderCanceled(
+        ts_ms=now_ms,
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        reason=f"venue: {order.status.value}{why}",
     )

@@ -70,6 +70,14 @@ class OpenTrade:
     seq: int = 0  # numbers stop replacements and market exits
     first_stop: Decimal | None = None  # the plan's initial stop price (a stop elsewhere: TSL)
     filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
+    cost_by_cid: dict[str, Decimal] = field(default_factory=dict)  # their sum of amount * price
+    fee_by_cid: dict[str, Decimal] = field(default_factory=dict)  # and of fees
+
+    def note_fill(self, cid: str, amount: Decimal, price: Decimal, fee: Decimal) -> None:
+        """Count a fill of order ``cid`` (what the venue reports beyond this is news)."""
+        self.filled_by_cid[cid] = self.filled_by_cid.get(cid, ZERO) + amount
+        self.cost_by_cid[cid] = self.cost_by_cid.get(cid, ZERO) + amount * price
+        self.fee_by_cid[cid] = self.fee_by_cid.get(cid, ZERO) + fee
 
     @property
     def entry_price(self) -> Decimal:

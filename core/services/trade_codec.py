@@ -37,6 +37,10 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _decimals(d: dict[str, str]) -> dict[str, Decimal]:
+    return {key: Decimal(value) for key, value in d.items()}
+
+
 def _trade(d: dict[str, Any]) -> OpenTrade:
     return OpenTrade(
         trade_id=d["trade_id"],
@@ -65,7 +69,9 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
             else None
         ),
         seq=int(d["seq"]),
-        filled_by_cid={cid: Decimal(v) for cid, v in d.get("filled_by_cid", {}).items()},
+        filled_by_cid=_decimals(d.get("filled_by_cid", {})),
+        cost_by_cid=_decimals(d.get("cost_by_cid", {})),
+        fee_by_cid=_decimals(d.get("fee_by_cid", {})),
         first_stop=_dec(d.get("first_stop")),
     )
 

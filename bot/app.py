@@ -19,11 +19,10 @@ from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
 from core.domain.market import timeframe_to_ms
-from core.exchange.paper import PaperExchange
 from core.market.feeds import CandleFeed
-from core.ports import Storage
+from core.ports import Exchange, Storage
 from core.services.bus import EventBus
-from core.services.market import MarketService
+from core.services.market import MarketService, SimulatedVenue
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
 from jobs.registry import JOBS, JobContext
@@ -46,6 +45,10 @@ class Component(Protocol):
         ...
 
 
+class ManagedExchange(Exchange, Component, Protocol):
+    """The exchange port with a lifecycle (the paper exchange, ``CcxtExchange``)."""
+
+
 @dataclass
 class ProcessParts:
     """What differs between demo and run, chosen by the caller once."""
@@ -54,7 +57,8 @@ class ProcessParts:
     clock: Clock
     storage: Storage
     database_url: str
-    exchange: PaperExchange  # live order routing will widen this to the Exchange port
+    exchange: ManagedExchange  # where orders go: the paper exchange, or a live venue
+    venue: SimulatedVenue | None  # fills orders from candles (paper); None: the venue reports
     feed: CandleFeed
     source: str  # name under which candles are stored ("synthetic", "binance", ...)
     mode_label: str  # "demo" or "run"
@@ -80,7 +84,7 @@ class TradingProcess:
             bus=self.bus,
             source=p.source,
             timeframe=p.settings.trading.timeframe,
-            venue=p.exchange,
+            venue=p.venue,
         )
         self.trading_state = TradingStateService(p.storage.state, self.bus, p.clock)
         self.portfolio = PortfolioService(
@@ -100,9 +104,12 @@ class TradingProcess:
             state=p.storage.state,
         )
         self.market.on_candle(self.engine.on_candle)
-        self.scheduler = JobScheduler(
-            JOBS, JobContext(portfolio=self.portfolio), bus=self.bus, clock=p.clock, speed=p.speed
+        jobs = JobContext(
+            portfolio=self.portfolio,
+            # A live venue fills on its own: ask it what happened to our orders.
+            venue_sync=self.engine.sync_with_venue if p.venue is None else None,
         )
+        self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
         self._started: list[Component] = []
         self._market_task: asyncio.Task[None] | None = None

@@ -2,7 +2,9 @@
 
 - demo: accelerated market time, replay of a synthetic market or a candle file, paper
   exchange, its own fresh database ``<data_dir>/demo.sqlite``.
-- run: wall clock, ccxt public OHLCV polling, paper exchange, the configured database.
+- run: wall clock, ccxt public OHLCV polling, the configured database, and the paper exchange
+  or, with QT__TRADING__MODE=live (USDT-M perps, keys, confirmation), the venue itself; its
+  fills then come from the ``venue_sync`` job instead of the candles.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.app import WARMUP_HISTORY_CANDLES, ProcessParts, TradingProcess
+from bot.app import WARMUP_HISTORY_CANDLES, ManagedExchange, ProcessParts, TradingProcess
 from bot.trading import paper_exchange
-from core.clock import AcceleratedClock, LiveClock
+from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
 from core.domain.enums import TradingMode
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import ConfigError, OperationalError, QTError
-from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
+from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
 from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file
@@ -102,13 +104,15 @@ async def build_demo(settings: Settings) -> TradingProcess:
         clock.anchor_now()
 
     feed = ReplayFeed(replay, clock)
+    paper = paper_exchange(settings, storage, clock)
     return TradingProcess(
         ProcessParts(
             settings=settings,
             clock=clock,
             storage=storage,
             database_url=demo_database_url(settings),
-            exchange=paper_exchange(settings, storage, clock),
+            exchange=paper,
+            venue=paper,
             feed=feed,
             source=source,
             mode_label="demo",
@@ -129,17 +133,37 @@ def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
     )
 
 
-async def build_run(
-    settings: Settings, market_data: CcxtMarketData | None = None
-) -> TradingProcess:
-    """Build ``qt run``: live public candles via ccxt, paper orders, the configured database.
+def live_exchange(settings: Settings, clock: Clock) -> CcxtExchange:
+    """Return the keyed ccxt exchange that real orders go to (QT__TRADING__MODE=live only)."""
+    if settings.trading.mode is not TradingMode.LIVE:
+        raise ConfigError("real orders need QT__TRADING__MODE=live (and its confirmation)")
+    ex = settings.exchange
+    return CcxtExchange(
+        make_ccxt_exchange(
+            ex.name,
+            api_key=ex.api_key.get_secret_value(),
+            secret=ex.api_secret.get_secret_value(),
+            sandbox=ex.sandbox,
+            timeout_s=ex.timeout_ms / 1000,
+            market_type=ex.market_type,
+        ),
+        clock=clock,
+        market_type=ex.market_type,
+    )
 
-    ``market_data`` replaces the client built from settings (tests point one at a fake venue).
+
+async def build_run(
+    settings: Settings,
+    market_data: CcxtMarketData | None = None,
+    exchange: ManagedExchange | None = None,
+) -> TradingProcess:
+    """Build ``qt run``: live public candles via ccxt, the configured database, and paper
+    orders, or with QT__TRADING__MODE=live real orders on the configured venue.
+
+    ``market_data`` and ``exchange`` replace the clients built from settings (tests point them
+    at fakes); ``exchange`` is only used in live mode.
     """
-    if settings.trading.mode is TradingMode.LIVE:
-        raise OperationalError(
-            "live order routing is not enabled in this version; run with QT__TRADING__MODE=paper"
-        )
+    live = settings.trading.mode is TradingMode.LIVE
     market_data = market_data or ccxt_market_data(settings, settings.exchange.name)
     try:
         await check_reachable(
@@ -170,16 +194,23 @@ async def build_run(
             )
 
     feed = PollingFeed(market_data, settings.trading.symbols, settings.trading.timeframe, clock)
+    paper = None if live else paper_exchange(settings, storage, clock)
+    if paper is not None:
+        orders: ManagedExchange = paper
+    else:
+        orders = exchange or live_exchange(settings, clock)
+        log.warning("LIVE trading on %s: real orders, real money", settings.exchange.name)
     return TradingProcess(
         ProcessParts(
             settings=settings,
             clock=clock,
             storage=storage,
             database_url=settings.database_url,
-            exchange=paper_exchange(settings, storage, clock),
+            exchange=orders,
+            venue=paper,
             feed=feed,
             source=settings.exchange.name,
-            mode_label="run",
+            mode_label="live" if live else "run",
             before_start=[fetch_warmup_history],
             extra=[_Closer(market_data)],
         )

@@ -210,6 +210,12 @@ class Settings(BaseSettings):
                     "QT__TRADING__MODE=live requires "
                     "QT__TRADING__LIVE_CONFIRMATION='I accept real-money risk'"
                 )
+            if self.exchange.market_type is MarketType.SPOT:
+                raise ValueError(
+                    "QT__TRADING__MODE=live trades USDT-margined perpetuals only "
+                    "(QT__EXCHANGE__MARKET_TYPE=perp): a spot venue has no reduce-only orders, "
+                    "so it cannot hold the take-profit ladder and the stop on the same coins"
+                )
         if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
             raise ValueError(
                 "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"

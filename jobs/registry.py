@@ -15,9 +15,14 @@ from core.services.portfolio import PortfolioService
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobContext:
-    """The services jobs may call. Built once by the composition root."""
+    """The services jobs may call. Built once by the composition root.
+
+    ``venue_sync`` is set when the venue does not report fills by itself (a live exchange);
+    it returns how many events it published.
+    """
 
     portfolio: PortfolioService
+    venue_sync: Callable[[], Awaitable[int]] | None = None
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -32,6 +37,11 @@ class JobSpec:
     target: JobTarget
     enabled: bool = True
     description: str = ""
+    applies: Callable[[JobContext], bool] | None = None  # None: every process runs it
+
+    def runs_in(self, ctx: JobContext) -> bool:
+        """Return whether this process schedules the job."""
+        return self.enabled and (self.applies is None or self.applies(ctx))
 
 
 async def snapshot_equity(ctx: JobContext) -> str:
@@ -40,11 +50,29 @@ async def snapshot_equity(ctx: JobContext) -> str:
     return f"equity {snap.equity:.2f}"
 
 
+async def sync_venue(ctx: JobContext) -> str:
+    """Ask the live venue what happened to our orders (fills, its own cancels)."""
+    if ctx.venue_sync is None:
+        return "no venue to sync"
+    return f"{await ctx.venue_sync()} event(s) from the venue"
+
+
+def _live_venue(ctx: JobContext) -> bool:
+    return ctx.venue_sync is not None
+
+
 JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="equity_snapshot",
         every_market_s=3600,
         target=snapshot_equity,
         description="record account equity every market hour",
+    ),
+    JobSpec(
+        job_id="venue_sync",
+        every_market_s=10,
+        target=sync_venue,
+        applies=_live_venue,
+        description="live venue: report fills and venue cancels of our orders every 10 s",
     ),
 )

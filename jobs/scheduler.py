@@ -47,7 +47,7 @@ class JobScheduler:
         clock: Clock,
         speed: float = 1.0,
     ) -> None:
-        self._specs = [s for s in specs if s.enabled]
+        self._specs = [s for s in specs if s.runs_in(ctx)]
         self._ctx = ctx
         self._bus = bus
         self._clock = clock

@@ -96,6 +96,14 @@ class FakeExchange:
         """Return the recorded calls of one method."""
         return [c for c in self.calls if c.method == method]
 
+    # --- lifecycle (as a process component) ----------------------------------------------------
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
     # --- the Exchange port ---------------------------------------------------------------------
 
     async def create_order(self, request: OrderRequest) -> Order:

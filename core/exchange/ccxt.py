@@ -244,6 +244,17 @@ class CcxtExchange:
         positions = [parse_position(raw, now_ms=now_ms) for raw in raws]
         return [p for p in positions if p is not None]
 
+    async def start(self) -> None:
+        """Load the markets and make one private call, so bad keys stop the process at start
+        (``OperationalError``) instead of at its first order."""
+        with ccxt_errors(f"{self.name} load_markets"):
+            await self._exchange.load_markets()
+        await self.fetch_balances()
+
+    async def stop(self) -> None:
+        """Close the HTTP session."""
+        await self.close()
+
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._exchange.close()
@@ -304,8 +315,8 @@ class CcxtExchange:
 def _order_args(request: OrderRequest) -> tuple[str, float | None, dict[str, Any]]:
     """Return ccxt's (type, price, params) for a request; ccxt maps clientOrderId per venue."""
     params: dict[str, Any] = {"clientOrderId": request.client_order_id}
-    if request.reduce_only:
-        params["reduceOnly"] = True
+    if request.reduce_only and request.market_type is MarketType.PERP:
+        params["reduceOnly"] = True  # spot venues have no such flag (ccxt refuses it there)
     # OrderRequest guarantees the prices its type needs.
     if request.type is OrderType.LIMIT and request.price is not None:
         return "limit", float(request.price), params

@@ -640,19 +640,31 @@ def test_run_offline_exits_2_and_suggests_the_demo(cli: Cli, offline_dns: None) 
     assert elapsed_s < PREFLIGHT_TIMEOUT_S
 
 
-def test_run_refuses_live_order_routing_without_leaking_keys(cli: Cli) -> None:
-    result = cli(
-        "run",
-        QT__TRADING__MODE="live",
-        QT__EXCHANGE__API_KEY="supersecret",
-        QT__EXCHANGE__API_SECRET="alsosecret",
-        QT__TRADING__LIVE_CONFIRMATION="I accept real-money risk",
-    )
+LIVE = {
+    "QT__TRADING__MODE": "live",
+    "QT__EXCHANGE__API_KEY": "supersecret",
+    "QT__EXCHANGE__API_SECRET": "alsosecret",
+    "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
+}
+
+
+def test_live_on_spot_is_refused_without_leaking_keys(cli: Cli) -> None:
+    result = cli("run", **LIVE)
 
     assert result.exit_code == 2
-    assert "live order routing is not enabled" in flat(result.stderr)
-    assert "QT__TRADING__MODE=paper" in flat(result.stderr)
+    assert "MARKET_TYPE=perp" in flat(result.stderr)
     assert "supersecret" not in result.output and "alsosecret" not in result.output
+
+
+def test_live_offline_exits_2_before_any_order_without_leaking_keys(
+    cli: Cli, offline_dns: None
+) -> None:
+    result = cli("run", **LIVE, QT__EXCHANGE__MARKET_TYPE="perp")
+
+    assert result.exit_code == 2, result.output
+    assert "cannot reach binance" in flat(result.stderr)
+    assert "supersecret" not in result.output and "alsosecret" not in result.output
+    assert not cli.db_file.exists()  # nothing started
 
 
 def test_download_offline_fails_fast_and_writes_nothing(

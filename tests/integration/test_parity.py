@@ -108,12 +108,14 @@ async def test_restart_mid_trade_continues_exactly(settings: Settings) -> None:
     next_ms = min(int(s.ts_ms[0]) for s in resume.values())
     clock = AcceleratedClock(start_ms=next_ms, speed=first.parts.speed)
     storage = open_storage(first.parts.database_url)
+    paper = paper_exchange(settings, storage, clock)
     second = TradingProcess(
         replace(
             first.parts,
             clock=clock,
             storage=storage,
-            exchange=paper_exchange(settings, storage, clock),
+            exchange=paper,
+            venue=paper,
             feed=ReplayFeed(resume, clock),
             before_start=[],
         )

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,12 @@ from core.config import Settings, load_settings
 from core.domain.market import timeframe_to_ms
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
 from core.market.synthetic import generate_candles
+from core.services.execution import client_order_id
+from jobs.registry import JOBS
 from storage import open_storage
+from tests.fakes import FakeExchange
 from tests.fakes_http import FakeBinance, point_ccxt_at, set_minimal_markets
+from tests.unit.services.engine_harness import ScriptedProvider
 
 HOUR_MS = timeframe_to_ms("1h")
 
@@ -91,3 +96,57 @@ async def test_run_warms_up_polls_and_stops_cleanly(
     ]
     assert topics[0] == "process.started" and topics[-1] == "process.stopped"
     assert fake.served_pages >= 3  # preflight + paginated warm-up + first poll
+
+
+async def test_live_orders_go_to_the_venue_and_its_fills_come_back_through_the_sync_job(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``QT__TRADING__MODE=live`` (perps): the engine's orders reach the venue (a fake one
+    here), nothing is filled from candles, and the ``venue_sync`` job turns the venue's fills
+    into events, after which the exit ladder goes out."""
+    md, _fake, last_open = market_data
+    for name, value in {
+        "QT__TRADING__MODE": "live",
+        "QT__EXCHANGE__MARKET_TYPE": "perp",
+        "QT__EXCHANGE__API_KEY": "k",
+        "QT__EXCHANGE__API_SECRET": "s",
+        "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
+    }.items():
+        monkeypatch.setenv(name, value)
+    live = load_settings(
+        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
+    )
+    venue = FakeExchange(balances={"USDT": Decimal(10_000)}, track_positions=True)
+    process = await build_run(live, market_data=md, exchange=venue)
+    process.engine.signals.provider = ScriptedProvider(entries={last_open: 1})
+    assert process.parts.mode_label == "live" and process.parts.venue is None
+    assert "venue_sync" in process.scheduler.job_ids
+    await process.start()
+    try:
+        entry = client_order_id("BTC/USDT", last_open, "e")
+        for _ in range(200):  # the first poll hands the newest closed candle to the engine
+            if entry in venue.orders:
+                break
+            await asyncio.sleep(0.05)
+        assert venue.orders[entry].is_open  # sent, and not filled by any candle
+        venue.script_fill(entry, Decimal(42_000))
+        [sync] = [spec for spec in JOBS if spec.job_id == "venue_sync"]
+        await process.scheduler.run_job(sync)
+        kinds = sorted(o.request.type.value for o in venue.orders.values() if o.is_open)
+        assert kinds == ["limit", "limit", "limit", "stop_market"]
+        assert all(o.request.reduce_only for o in venue.orders.values() if o.is_open)
+    finally:
+        await process.stop("test")
+    storage = open_storage(live.database_url)
+    await storage.start()
+    try:
+        ran = await storage.events.list_events("job.ran")
+        filled = await storage.events.list_events("order.filled")
+    finally:
+        await storage.stop()
+    assert [(e.payload["job_id"], e.payload["detail"]) for e in ran] == [
+        ("venue_sync", "1 event(s) from the venue")
+    ]
+    assert [e.payload["client_order_id"] for e in filled] == [entry]

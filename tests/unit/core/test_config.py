@@ -53,6 +53,9 @@ def test_live_requires_confirmation_even_with_keys(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match="LIVE_CONFIRMATION"):
         load_settings()
     monkeypatch.setenv("QT__TRADING__LIVE_CONFIRMATION", "I accept real-money risk")
+    with pytest.raises(ConfigError, match=r"MARKET_TYPE=perp.*no reduce-only orders"):
+        load_settings()  # live spot: refused
+    monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
     assert load_settings().trading.mode is TradingMode.LIVE
 
 

@@ -80,6 +80,8 @@ class FakeCcxt:
         self.ohlcv: list[list[Any]] = []
         self.leverage: list[tuple[int, str]] = []
         self.closed = False
+        self.markets_loaded = False
+        self.auth_error: Exception | None = None
 
     async def create_order(self, symbol, type, side, amount, price=None, params=None):
         params = params or {}
@@ -132,7 +134,13 @@ class FakeCcxt:
     async def fetch_open_orders(self, symbol=None):
         return [o for o in self.orders.values() if o["status"] == "open"]
 
+    async def load_markets(self, reload=False):
+        self.markets_loaded = True
+        return {}
+
     async def fetch_balance(self):
+        if self.auth_error is not None:
+            raise self.auth_error
         return {
             "free": {"USDT": 950.5, "BTC": 0.1, "ETH": 0.0},
             "used": {"USDT": 49.5, "BTC": 0.0, "ETH": 0.0},
@@ -349,3 +357,32 @@ async def test_make_ccxt_exchange() -> None:
         assert ex.options["defaultType"] == "swap"
     finally:
         await ex.close()
+
+
+async def test_start_checks_the_keys_with_one_private_call_and_stop_closes() -> None:
+    fake = FakeCcxt()
+    exchange = adapter(fake)
+    await exchange.start()
+    assert fake.markets_loaded
+    await exchange.stop()
+    assert fake.closed
+    fake.auth_error = ccxt_async.AuthenticationError(
+        'binance {"code":-2015,"msg":"Invalid API-key"}'
+    )
+    with pytest.raises(OperationalError, match="Invalid API-key"):
+        await adapter(fake).start()
+
+
+async def test_spot_orders_carry_no_reduce_only_flag() -> None:
+    fake = FakeCcxt()
+    request = OrderRequest(
+        client_order_id="qt-tp",
+        symbol="BTC/USDT",
+        side=Side.SELL,
+        type=OrderType.LIMIT,
+        amount=Decimal("0.01"),
+        price=Decimal("105"),
+        reduce_only=True,
+    )
+    await adapter(fake).create_order(request)
+    assert fake.create_calls[0][-1] == {"clientOrderId": "qt-tp"}

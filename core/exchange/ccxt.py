@@ -241,7 +241,7 @@ class CcxtExchange:
         with ccxt_errors(f"{self.name} fetch_positions"):
             raws = await self._exchange.fetch_positions()
         now_ms = self._clock.now_ms()
-        positions = [parse_position(raw, now_ms=now_ms) for raw in raws]
+        positions = [parse_position(_with_domain_symbol(raw), now_ms=now_ms) for raw in raws]
         return [p for p in positions if p is not None]
 
     async def start(self) -> None:
@@ -304,12 +304,26 @@ class CcxtExchange:
     def _parse(self, raw: Mapping[str, Any], client_order_id: str) -> Order:
         cid = raw.get("clientOrderId") or client_order_id
         return parse_order(
-            raw,
+            _with_domain_symbol(raw),
             request=self._requests.get(cid),
             client_order_id=cid,
             market_type=self._market_type,
             now_ms=self._clock.now_ms(),
         )
+
+
+def domain_symbol(symbol: str) -> str:
+    """Return our name of a ccxt symbol: a linear perpetual ``BTC/USDT:USDT`` is ``BTC/USDT``
+    (the market type says it is a perp; ccxt maps it back with ``defaultType=swap``)."""
+    pair, _, settle = symbol.partition(":")
+    return pair if settle and pair.endswith(f"/{settle}") else symbol
+
+
+def _with_domain_symbol(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    symbol = raw.get("symbol")
+    if not isinstance(symbol, str) or domain_symbol(symbol) == symbol:
+        return raw
+    return {**raw, "symbol": domain_symbol(symbol)}
 
 
 def _order_args(request: OrderRequest) -> tuple[str, float | None, dict[str, Any]]:

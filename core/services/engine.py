@@ -165,8 +165,12 @@ class Engine:
                 else:
                     await self._bus.publish(_venue_canceled(order, self._clock.now_ms()))
                     published += 1
-        if self.trades.get(trade.symbol) is trade and trade.plan is None:
-            await self._settle_entry(trade)
+        if self.trades.get(trade.symbol) is trade:
+            if trade.plan is None:
+                await self._settle_entry(trade)
+            else:
+                reference = self.prices.get(trade.symbol, trade.entry_price)
+                await self._exits.ensure_stop(trade, reference)
         await self._save()
         return published
 

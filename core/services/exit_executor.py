@@ -25,6 +25,7 @@ from core.brains.exits import (
     MarketExit,
     ReplaceStop,
     StopFallback,
+    StopMode,
     on_fill,
     on_stop_rejected,
     on_venue_cancel,
@@ -161,6 +162,16 @@ class ExitExecutor:
         if not market_exit and role != STOP_NAME:
             await self._publish_plan(trade, f"{role} canceled by the venue")
         return True
+
+    async def ensure_stop(self, trade: OpenTrade, reference: Decimal) -> None:
+        """Place the plan's exchange stop if none is working (one was deferred while the venue
+        still showed a smaller position, or the venue lost it): never leave a position bare."""
+        plan = trade.plan
+        if plan is None or plan.stop is None or plan.is_closed or STOP_NAME in trade.working:
+            return
+        if plan.stop.mode is StopMode.EXCHANGE:
+            log.warning("%s: no stop order working: placing it", trade.symbol)
+            await self.apply(trade, on_venue_cancel(plan, STOP_NAME), reference)
 
     async def apply(
         self,

@@ -26,6 +26,7 @@ from core.exchange.ccxt import (
     CcxtExchange,
     CcxtMarketData,
     ccxt_errors,
+    domain_symbol,
     make_ccxt_exchange,
     map_ccxt_error,
 )
@@ -323,7 +324,7 @@ async def test_balances_are_decimals_without_zero_assets() -> None:
 async def test_positions_perp_parsed_and_spot_empty() -> None:
     assert await adapter(FakeCcxt()).fetch_positions() == []
     [pos] = await adapter(FakeCcxt(), MarketType.PERP).fetch_positions()
-    assert pos.symbol == "ETH/USDT:USDT"
+    assert pos.symbol == "ETH/USDT"  # ours: the perp is the market type, not the name
     assert pos.side is PositionSide.SHORT
     assert pos.amount == Decimal("1.00")
     assert pos.entry_price == Decimal("2000.1")
@@ -386,3 +387,16 @@ async def test_spot_orders_carry_no_reduce_only_flag() -> None:
     )
     await adapter(fake).create_order(request)
     assert fake.create_calls[0][-1] == {"clientOrderId": "qt-tp"}
+
+
+def test_linear_perp_symbols_are_reported_by_our_name() -> None:
+    assert domain_symbol("BTC/USDT:USDT") == "BTC/USDT"
+    assert domain_symbol("BTC/USD:BTC") == "BTC/USD:BTC"  # inverse: left alone
+    assert domain_symbol("BTC/USDT") == "BTC/USDT"
+
+
+async def test_a_perp_order_read_back_after_a_restart_keeps_our_symbol() -> None:
+    fake = FakeCcxt()
+    fake.orders["qt-x"] = fake._order("qt-x", "BTC/USDT:USDT", "limit", "sell", 0.01, 105.0, {})
+    order = await adapter(fake, MarketType.PERP).fetch_order("qt-x", "BTC/USDT")
+    assert order.symbol == "BTC/USDT"

@@ -15,9 +15,10 @@ import pytest
 
 from bot.trading import build_engine
 from core.clock import SimClock
-from core.domain.enums import OrderStatus, OrderType
+from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide
 from core.domain.events import Event, OrderCanceled, OrderFilled, TradeClosed
 from core.domain.market import Candle
+from core.domain.portfolio import Position
 from core.errors import TemporaryError
 from core.services.bus import EventBus
 from core.services.engine import Engine
@@ -103,6 +104,7 @@ async def test_exit_fills_move_the_stop_and_the_last_one_closes_the_trade(
     await lv.engine.sync_with_venue()
     lv.venue.script_fill(TP1, D("101.95"))
     await lv.engine.sync_with_venue()
+    print(lv.open_cids(), lv.engine.trades[SYMBOL].working)
     stop = lv.venue.orders[client_order_id(SYMBOL, at(0), "s1")]
     assert (stop.request.stop_price, stop.request.amount) == (D("100.2"), D(35))  # break-even
     assert lv.venue.orders[STOP].status is OrderStatus.CANCELED
@@ -177,3 +179,28 @@ async def test_a_venue_outage_skips_the_cycle_instead_of_stopping_the_process(
     await lv.engine.on_candle(SYMBOL, candle)
     assert await lv.engine.sync_with_venue() == 1  # and the fill still arrives
     assert lv.engine.trades[SYMBOL].plan is not None
+
+
+async def test_a_stop_deferred_while_the_venue_lagged_is_placed_at_the_next_sync(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path)
+    lv.venue._track_positions = False  # its position endpoint lags behind the order's fill
+    lv.venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()
+    assert lv.open_cids() == [TP1, TP2, TP3]  # the stop waits for the position to show
+    lv.venue.positions = [
+        Position(
+            symbol=SYMBOL,
+            market_type=MarketType.SPOT,
+            side=PositionSide.LONG,
+            amount=D(50),
+            entry_price=D(100),
+            opened_ms=at(1),
+            updated_ms=at(1),
+        )
+    ]
+    await lv.engine.sync_with_venue()
+    [stop] = [o for o in lv.venue.orders.values() if o.request.type is OrderType.STOP_MARKET]
+    assert stop.is_open and (stop.request.stop_price, stop.request.amount) == (D(98), D(50))
+    assert lv.engine.trades[SYMBOL].working["SL"] == stop.client_order_id

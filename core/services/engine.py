@@ -148,8 +148,9 @@ class Engine:
                 log.warning("%s: cannot check %s order %s: %s", trade.symbol, name, cid, e)
                 continue
             except VenueRejected:  # the venue does not know it (any more)
-                if trade.working.get(name) == cid:
-                    await self._bus.publish(_venue_lost(trade.symbol, cid, self._clock.now_ms()))
+                if trade.working.get(name) == cid:  # purged, or never placed
+                    lost = _venue_ended(trade.symbol, cid, "unknown order", self._clock.now_ms())
+                    await self._bus.publish(lost)
                     published += 1
                 continue
             missed = _missed_fill(trade, order, self._clock.now_ms())
@@ -163,7 +164,9 @@ class Engine:
                 if order.status is OrderStatus.FILLED:
                     trade.working.pop(name)  # its fills are in; nothing more will come
                 else:
-                    await self._bus.publish(_venue_canceled(order, self._clock.now_ms()))
+                    why = order.status.value + (f": {order.reason}" if order.reason else "")
+                    ended = _venue_ended(trade.symbol, cid, why, self._clock.now_ms())
+                    await self._bus.publish(ended)
                     published += 1
         if self.trades.get(trade.symbol) is trade:
             if trade.plan is None:
@@ -448,22 +451,8 @@ def _missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | N
     )
 
 
-def _venue_lost(symbol: str, client_order_id: str, now_ms: int) -> OrderCanceled:
-    """Return the event for a working order the venue no longer knows (purged, never placed)."""
+def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:
+    """Return the event for a working order the venue ended (or no longer knows) on its own."""
     return OrderCanceled(
-        ts_ms=now_ms,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        reason="venue: unknown order",
-    )
-
-
-def _venue_canceled(order: Order, now_ms: int) -> OrderCanceled:
-    """Return the event for an order the venue ended without filling it all."""
-    why = f": {order.reason}" if order.reason else ""
-    return OrderCanceled(
-        ts_ms=now_ms,
-        client_order_id=order.client_order_id,
-        symbol=order.symbol,
-        reason=f"venue: {order.status.value}{why}",
+        ts_ms=now_ms, client_order_id=client_order_id, symbol=symbol, reason=f"venue: {why}"
     )

@@ -86,7 +86,7 @@ async def run_backtest(
     trade_from = start_ms if start_ms is not None else min(int(s.ts_ms[0]) for s in window.values())
     clock = SimClock(trade_from)
     storage = MemoryStorage()
-    bus = EventBus(sink=storage.events.append)
+    bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it
     paper = paper_exchange(settings, storage, clock)
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(

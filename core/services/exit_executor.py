@@ -169,9 +169,21 @@ class ExitExecutor:
         plan = trade.plan
         if plan is None or plan.stop is None or plan.is_closed or STOP_NAME in trade.working:
             return
-        if plan.stop.mode is StopMode.EXCHANGE:
-            log.warning("%s: no stop order working: placing it", trade.symbol)
-            await self.apply(trade, on_venue_cancel(plan, STOP_NAME), reference)
+        if plan.stop.mode is not StopMode.EXCHANGE:
+            return
+        held = await self._execution.position_amount(trade.symbol)
+        if held < plan.stop.amount:
+            # Loud, every time it is checked: either the venue lags, or the position differs
+            # from the plan (reduced by hand?) and needs a human.
+            log.warning(
+                "%s: no stop order working; the venue shows %s of the plan's %s, so it waits",
+                trade.symbol,
+                held,
+                plan.stop.amount,
+            )
+            return
+        log.warning("%s: no stop order working: placing it", trade.symbol)
+        await self.apply(trade, on_venue_cancel(plan, STOP_NAME), reference)
 
     async def apply(
         self,

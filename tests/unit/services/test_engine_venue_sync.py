@@ -16,7 +16,7 @@ import pytest
 from bot.trading import build_engine
 from core.clock import SimClock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide
-from core.domain.events import Event, OrderCanceled, OrderFilled, TradeClosed
+from core.domain.events import Event, ExitPlanned, OrderCanceled, OrderFilled, TradeClosed
 from core.domain.market import Candle
 from core.domain.portfolio import Position
 from core.errors import TemporaryError
@@ -182,13 +182,17 @@ async def test_a_venue_outage_skips_the_cycle_instead_of_stopping_the_process(
 
 
 async def test_a_stop_deferred_while_the_venue_lagged_is_placed_at_the_next_sync(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     lv = await live(monkeypatch, tmp_path)
     lv.venue._track_positions = False  # its position endpoint lags behind the order's fill
     lv.venue.script_fill(ENTRY, D(100))
     await lv.engine.sync_with_venue()
+    await lv.engine.sync_with_venue()
     assert lv.open_cids() == [TP1, TP2, TP3]  # the stop waits for the position to show
+    assert "the venue shows 0 of the plan's 50, so it waits" in caplog.text
+    # only the plan of the entry fill: a waiting stop does not fill the audit trail
+    assert len([e for e in lv.events if isinstance(e, ExitPlanned)]) == 1
     lv.venue.positions = [
         Position(
             symbol=SYMBOL,

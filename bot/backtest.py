@@ -26,11 +26,14 @@ from core.analytics import (
 from core.analytics.equity import equity_curve
 from core.clock import SimClock
 from core.config import Settings
+from core.domain.enums import MarketType
+from core.domain.events import Event, FundingSettled
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
+from core.market.funding import FundingRates
 from core.services.bus import EventBus
 from core.services.market import MarketService
 from core.services.replay import FastReplay
@@ -51,6 +54,7 @@ class BacktestResult:
     candles: int
     open_positions: int
     events: int
+    funding_events: int = 0  # funding settlements on open positions
 
 
 async def run_backtest(
@@ -62,15 +66,24 @@ async def run_backtest(
     detail: Mapping[str, CandleSeries] | None = None,
     fast: bool = True,
     provider: SignalProvider | None = None,
+    funding: Mapping[str, FundingRates] | None = None,
 ) -> BacktestResult:
     """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
 
     ``fast`` skips candles that provably change nothing (``FastReplay``); ``fast=False`` sends
     every candle through the full path, as demo and run do. Both give the same trades.
-    ``provider`` replaces the configured signal provider (see ``build_engine``).
+    ``provider`` replaces the configured signal provider (see ``build_engine``). ``funding``
+    (perps) is settled on open positions at each funding time; without it funding is not
+    modelled.
     """
     if not series:
         raise DataError("a backtest needs candles for at least one symbol")
+    if funding:
+        if settings.exchange.market_type is not MarketType.PERP:
+            raise DataError("funding rates apply to perps: set QT__EXCHANGE__MARKET_TYPE=perp")
+        unknown = sorted(set(funding) - set(series))
+        if unknown:
+            raise DataError(f"funding rates for {', '.join(unknown)}, which has no candles")
     timeframes = {s.timeframe for s in series.values()}
     if len(timeframes) != 1:
         raise DataError(f"all symbols need one timeframe, received {sorted(timeframes)}")
@@ -87,6 +100,13 @@ async def run_backtest(
     clock = SimClock(trade_from)
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it
+    settled: list[FundingSettled] = []
+
+    async def collect_funding(event: Event) -> None:
+        if isinstance(event, FundingSettled):
+            settled.append(event)
+
+    bus.subscribe(FundingSettled.topic, collect_funding, name="backtest.funding")
     paper = paper_exchange(settings, storage, clock)
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(
@@ -108,6 +128,7 @@ async def run_backtest(
         timeframe=timeframe,
         venue=paper,
         detail=detail,  # the paper exchange fills against these, one finer candle at a time
+        funding=funding,
     )
     market.on_candle(engine.on_candle)
     await paper.start()
@@ -119,6 +140,7 @@ async def run_backtest(
             market=market,
             engine=engine,
             open_orders=paper.fetch_open_orders,
+            funding=funding,
         )
         await replay.run()
         candles = replay.stats.candles
@@ -136,6 +158,7 @@ async def run_backtest(
         starting_balance=settings.paper.starting_balance,
         market_type=settings.exchange.market_type,
         start_ms=trade_from,
+        cash_flows=[(e.funding_ms, e.cash) for e in settled],
     )
     curve = EquityCurve.from_columns(ts, equity)
     benchmarks = tuple(
@@ -152,6 +175,7 @@ async def run_backtest(
             fees_paid=fees,
             timeframe=timeframe,
             benchmarks=benchmarks,
+            funding=sum((e.cash for e in settled), Decimal(0)) if funding else None,
         )
     )
     return BacktestResult(
@@ -163,4 +187,5 @@ async def run_backtest(
         candles=candles,
         open_positions=len(positions),
         events=bus.published,
+        funding_events=len(settled),
     )

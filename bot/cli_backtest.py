@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -52,6 +53,12 @@ def backtest(
         list[Path] | None,
         typer.Option(help="Lower-timeframe files for fills inside each candle (e.g. 5m)."),
     ] = None,
+    funding: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Funding-rate files of perps (BTC_USDT-funding.csv.gz: timestamp,funding_rate)."
+        ),
+    ] = None,
     timerange: Annotated[
         str | None, typer.Option(help="Trade from-to, e.g. 20220101-20260101 (UTC).")
     ] = None,
@@ -76,7 +83,14 @@ def backtest(
     folder = out or settings.app.data_dir / "backtests"
     run_or_exit(
         lambda: _backtest(
-            settings, data or [], detail or [], start_ms, end_ms, run_name, folder, full, charts
+            settings,
+            _Inputs(data or [], detail or [], funding or []),
+            start_ms,
+            end_ms,
+            run_name,
+            folder,
+            full,
+            charts,
         )
     )
 
@@ -108,10 +122,18 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """The files a backtest reads."""
+
+    candles: list[Path]
+    detail: list[Path]
+    funding: list[Path]
+
+
 async def _backtest(
     settings: Settings,
-    files: list[Path],
-    detail_files: list[Path],
+    files: _Inputs,
     start_ms: int | None,
     end_ms: int | None,
     run_name: str,
@@ -121,12 +143,20 @@ async def _backtest(
 ) -> None:
     from bot.backtest import run_backtest
     from bot.report import print_report, write_report
+    from core.market.funding import read_funding_file
 
-    series = await _load(settings, files)
-    detail = await _load(settings, detail_files) if detail_files else None
+    series = await _load(settings, files.candles)
+    detail = await _load(settings, files.detail) if files.detail else None
+    rates = [read_funding_file(f) for f in files.funding]
     started = time.perf_counter()
     result = await run_backtest(
-        settings, series, start_ms=start_ms, end_ms=end_ms, detail=detail, fast=not full
+        settings,
+        series,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        detail=detail,
+        fast=not full,
+        funding={r.symbol: r for r in rates} or None,
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)
@@ -143,6 +173,10 @@ async def _backtest(
         f"{result.candles} candles, {len(result.trades)} closed trades, "
         f"{result.open_positions} position(s) still open (valued at the last close), "
         f"{result.candles / max(elapsed_s, 1e-9):,.0f} candles/s. "
-        "Funding is not modelled (no funding data)."
+        + (
+            f"Funding settled {result.funding_events} time(s) on open positions."
+            if rates
+            else "Funding is not modelled (no funding data: --funding FILE)."
+        )
     )
     console.print(f"report: {escape(str(files_written.json_path))}")

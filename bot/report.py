@@ -32,7 +32,8 @@ from core.errors import DataError
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
-    "duration_ms amount entry_price exit_price fees pnl pnl_pct exit_reason legs legs_summary"
+    "duration_ms amount entry_price exit_price fees funding pnl pnl_pct exit_reason legs "
+    "legs_summary"
 ).split()
 
 
@@ -125,6 +126,7 @@ def _summary_rows(m: BacktestMetrics) -> list[tuple[str, str]]:
         ("Longest underwater", fmt_duration(dd.longest_underwater_ms)),
         ("Market change", fmt_pct(m.market_change_pct)),
         ("Fees paid", fmt_num(m.fees_paid)),
+        ("Funding", "not modelled" if m.funding is None else fmt_num(m.funding)),
     ]
 
 
@@ -190,8 +192,8 @@ def _trade_row(t: ClosedTrade) -> dict[str, Any]:
     values = (
         t.trade_id, t.symbol, t.side.value, t.market_type.value, t.leverage, t.opened_ms,
         fmt_ts(t.opened_ms), t.closed_ms, fmt_ts(t.closed_ms), t.duration_ms, t.amount,
-        t.entry_price, t.exit_price, t.fees, t.pnl, repr(t.pnl_pct), t.exit_reason, len(t.legs),
-        legs,
+        t.entry_price, t.exit_price, t.fees, t.funding, t.pnl, repr(t.pnl_pct), t.exit_reason,
+        len(t.legs), legs,
     )  # fmt: skip
     return dict(zip(_CSV_COLUMNS, values, strict=True))
 

@@ -30,11 +30,13 @@ def equity_curve(
     starting_balance: Decimal,
     market_type: MarketType,
     start_ms: int | None = None,
+    cash_flows: Sequence[tuple[int, Decimal]] = (),
 ) -> tuple[IntArray, FloatArray]:
     """Return ``(close_ts_ms, equity)`` on the union of candle close times from ``start_ms``.
 
     The first point is the starting balance one candle before the first close, so that fees
-    and losses of the first candle show as a drawdown.
+    and losses of the first candle show as a drawdown. ``cash_flows`` are ``(ts_ms, amount)``
+    payments outside fills (funding), counted from the first close at or after ``ts_ms``.
     """
     grids = []
     for s in series.values():
@@ -61,6 +63,10 @@ def equity_curve(
             value += np.where(pos != 0, pos * (closes - entry), 0.0)
         else:
             value += np.where(pos != 0, pos * closes, 0.0)
+    if cash_flows:
+        flow_at = np.searchsorted(close_ts, [ts for ts, _ in cash_flows], side="left")
+        flows = np.array([float(amount) for _, amount in cash_flows], dtype=np.float64)
+        cash += _step(flow_at, flows, len(close_ts), cumulative=True)
     first_ts = (
         close_ts[0] - int(np.min(np.diff(close_ts))) if len(close_ts) > 1 else close_ts[0] - 1
     )

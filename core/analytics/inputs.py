@@ -70,6 +70,7 @@ class BacktestInput:
     fees_paid: Decimal | float
     timeframe: str
     benchmarks: tuple[BenchmarkSeries, ...] = field(default=())
+    funding: Decimal | float | None = None  # settled funding; None: not modelled
 
     def __post_init__(self) -> None:
         try:

@@ -75,6 +75,7 @@ class BacktestMetrics:
     flat_days: int
     market_change_pct: float | None
     fees_paid: float
+    funding: float | None  # received > 0, paid < 0; None when not modelled (no data)
     best_pair: str | None
     best_pair_profit_abs: float | None
     worst_pair: str | None
@@ -121,6 +122,7 @@ def compute_metrics(inp: BacktestInput) -> BacktestMetrics:
         flat_days=int((daily.change_abs == 0).sum()),
         market_change_pct=market_change_pct(inp.benchmarks),
         fees_paid=float(inp.fees_paid),
+        funding=None if inp.funding is None else float(inp.funding),
         best_pair=pairs[0].symbol if pairs else None,
         best_pair_profit_abs=pairs[0].total_profit_abs if pairs else None,
         worst_pair=pairs[-1].symbol if pairs else None,

@@ -180,6 +180,20 @@ class OrderCanceled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FundingSettled(Event):
+    """A perp position paid (``cash`` < 0) or received funding at ``funding_ms``."""
+
+    topic: ClassVar[str] = "funding.settled"
+    symbol: str
+    funding_ms: int
+    side: str
+    amount: Decimal
+    price: Decimal
+    rate: Decimal
+    cash: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRejected(Event):
     """The exchange refused an order."""
 

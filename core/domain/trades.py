@@ -22,7 +22,8 @@ class ExitLeg:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClosedTrade:
-    """A round trip. ``pnl`` is net of all fees; ``pnl_pct`` is pnl over the entry notional."""
+    """A round trip. ``pnl`` is net of all fees and of ``funding`` (received > 0, paid < 0;
+    perps with funding data only); ``pnl_pct`` is pnl over the entry notional."""
 
     trade_id: str
     symbol: str
@@ -39,6 +40,7 @@ class ClosedTrade:
     pnl_pct: float
     exit_reason: str  # reason of the leg that closed the trade
     legs: tuple[ExitLeg, ...]
+    funding: Decimal = Decimal(0)
 
     @property
     def duration_ms(self) -> int:

@@ -35,7 +35,7 @@ from core.domain.market import Candle
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, Position
 from core.errors import InvariantViolation, OrderRejected
-from core.exchange.paper_book import BookConfig, Mark, PaperBook
+from core.exchange.paper_book import BookConfig, FundingPayment, Mark, PaperBook
 from core.exchange.sim import FillModelConfig
 from core.ports import StateKey, Storage
 
@@ -237,6 +237,18 @@ class PaperExchange:
                 o for o in outcome.orders if o.status is OrderStatus.CANCELED
             )
             return outcome.fills
+
+    async def apply_funding(self, symbol: str, rate: Decimal) -> FundingPayment | None:
+        """Settle a funding event on ``symbol``'s position at its last mark (perps only)."""
+        async with self._lock:
+            book = self._require_book().copy()
+            settled = book.apply_funding(symbol, rate)
+            if settled is None:
+                return None
+            async with self._storage.atomic():
+                balances = await self._store_balances(book)
+            self._book, self._stored_balances = book, balances
+            return settled
 
     def take_venue_cancels(self) -> list[Order]:
         """Return (and forget) the orders the venue canceled on its own during candles: a

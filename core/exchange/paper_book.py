@@ -54,6 +54,19 @@ class BookConfig:
     order_id_prefix: str = "paper-"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingPayment:
+    """One funding event settled on a perp position: ``cash`` is what the account received
+    (negative when it paid); ``price`` is the mark it was computed at."""
+
+    symbol: str
+    side: PositionSide
+    amount: Decimal
+    price: Decimal
+    rate: Decimal
+    cash: Decimal
+
+
 @dataclass(slots=True)
 class CandleOutcome:
     """What one candle changed: orders (in order of change) and fills (in order they happened)."""
@@ -211,6 +224,28 @@ class PaperBook:
             self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
             if self.has_open_orders(symbol):
                 self._changed()  # a pending market order reserves at the mark
+
+    def apply_funding(self, symbol: str, rate: Decimal) -> FundingPayment | None:
+        """Settle one funding event on ``symbol``'s perp position at its mark: a long pays
+        ``amount * mark * rate`` (receives it when the rate is negative), a short the reverse.
+        Return None when there is nothing to settle (spot, flat, never marked)."""
+        position = self._positions.get(symbol)
+        mark = self.marks.get(symbol)
+        if self.config.market_type is not MarketType.PERP or position is None or mark is None:
+            return None
+        payment = position.amount * mark.price * rate
+        cash = -payment if position.side is PositionSide.LONG else payment
+        quote = self.config.quote
+        self._totals[quote] = self._totals.get(quote, ZERO) + cash
+        self._changed()
+        return FundingPayment(
+            symbol=symbol,
+            side=position.side,
+            amount=position.amount,
+            price=mark.price,
+            rate=rate,
+            cash=cash,
+        )
 
     def on_candle(self, symbol: str, candle: Candle, now_ms: int) -> CandleOutcome:
         """Fill what ``candle`` reaches, then mark ``symbol`` at its close.

@@ -26,7 +26,7 @@ from core.brains.exits import (
 from core.brains.sizing import SizingInput, size_position
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
-from core.domain.events import Event, OrderCanceled, OrderFilled
+from core.domain.events import Event, FundingSettled, OrderCanceled, OrderFilled
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
@@ -97,6 +97,7 @@ class Engine:
         self._saved = ""
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
         bus.subscribe(OrderCanceled.topic, self._on_canceled, name="engine.on_canceled")
+        bus.subscribe(FundingSettled.topic, self._on_funding, name="engine.on_funding")
 
     # --- persistence: a restart resumes managing the same trades --------------------------------
 
@@ -405,6 +406,15 @@ class Engine:
             return
         reference = self.prices.get(trade.symbol, trade.entry_price)
         if await self._exits.on_venue_cancel(trade, event.client_order_id, event.reason, reference):
+            await self._save()
+
+    async def _on_funding(self, event: Event) -> None:
+        """Book funding on the open trade of the symbol (it counts in the trade's pnl)."""
+        if not isinstance(event, FundingSettled):
+            return
+        trade = self.trades.get(event.symbol)
+        if trade is not None and trade.amount > 0:
+            trade.funding += event.cash
             await self._save()
 
     async def _on_entry_fill(self, trade: OpenTrade, event: OrderFilled) -> None:

@@ -70,6 +70,7 @@ class OpenTrade:
     bot_stop: BotSideStop | None = None
     seq: int = 0  # numbers stop replacements and market exits
     first_stop: Decimal | None = None  # the plan's initial stop price (a stop elsewhere: TSL)
+    funding: Decimal = ZERO  # settled while open: received > 0, paid < 0
     filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
     cost_by_cid: dict[str, Decimal] = field(default_factory=dict)  # their sum of amount * price
     fee_by_cid: dict[str, Decimal] = field(default_factory=dict)  # and of fees
@@ -397,7 +398,7 @@ def _leg(trade: OpenTrade, event: OrderFilled, reason: str) -> ExitLeg:
 def _closed_trade(trade: OpenTrade) -> ClosedTrade:
     amount = sum((leg.amount for leg in trade.legs), ZERO)
     exit_value = sum((leg.amount * leg.price for leg in trade.legs), ZERO)
-    pnl = sum((leg.pnl for leg in trade.legs), ZERO)
+    pnl = sum((leg.pnl for leg in trade.legs), trade.funding)
     fees = trade.entry_fee + sum((leg.fee for leg in trade.legs), ZERO)
     notional = trade.entry_price * trade.amount
     last = trade.legs[-1]
@@ -417,4 +418,5 @@ def _closed_trade(trade: OpenTrade) -> ClosedTrade:
         pnl_pct=float(pnl / notional) if notional else 0.0,
         exit_reason=last.reason,
         legs=tuple(trade.legs),
+        funding=trade.funding,
     )

@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from core.clock import Clock
-from core.domain.events import CandleClosed, OrderCanceled, OrderFilled
+from core.domain.events import CandleClosed, FundingSettled, OrderCanceled, OrderFilled
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill, Order
+from core.exchange.paper_book import FundingPayment
 from core.market.feeds import CandleFeed
+from core.market.funding import FundingRates
 from core.ports import CandleRepo
 from core.services.bus import EventBus
 
@@ -35,6 +38,10 @@ class SimulatedVenue(Protocol):
 
     def take_venue_cancels(self) -> list[Order]:
         """Return the orders the venue canceled on its own since the last call."""
+        ...
+
+    async def apply_funding(self, symbol: str, rate: Decimal) -> FundingPayment | None:
+        """Settle a funding event on the symbol's position at its last mark (None if none)."""
         ...
 
 
@@ -65,6 +72,7 @@ class MarketService:
         timeframe: str,
         venue: SimulatedVenue | None = None,
         detail: Mapping[str, CandleSeries] | None = None,
+        funding: Mapping[str, FundingRates] | None = None,
     ) -> None:
         self._feed = feed
         self._clock = clock
@@ -77,6 +85,9 @@ class MarketService:
         # Finer candles (e.g. 5m under a 1h strategy) the venue fills against, one at a time,
         # so that exits react to fills inside the strategy candle as they would live.
         self._detail = dict(detail or {})
+        # Funding events the venue settles at the close of the candle they fall in.
+        self._funding = dict(funding or {})
+        self._funded_until: dict[str, int] = {}  # per symbol: close of the last candle settled
         self._handlers: list[CandleHandler] = []
         self.stats = MarketStats()
 
@@ -121,6 +132,7 @@ class MarketService:
                             reason=f"venue: {order.reason}",
                         )
                     )
+            await self._settle_funding(self._venue, symbol, candle)
         await self._bus.publish(
             CandleClosed(
                 ts_ms=self._clock.now_ms(),
@@ -139,6 +151,30 @@ class MarketService:
         self.stats.last_candle_ms = candle.ts_ms
         for handler in self._handlers:
             await handler(symbol, candle)
+
+    async def _settle_funding(self, venue: SimulatedVenue, symbol: str, candle: Candle) -> None:
+        """Settle the funding events since the last candle handled, up to this one's close."""
+        rates = self._funding.get(symbol)
+        if rates is None:
+            return
+        close_ms = candle.ts_ms + self._tf_ms
+        since = self._funded_until.get(symbol, candle.ts_ms)
+        for funding_ms, rate in rates.between(since, close_ms):
+            paid = await venue.apply_funding(symbol, rate)
+            if paid is not None:
+                await self._bus.publish(
+                    FundingSettled(
+                        ts_ms=self._clock.now_ms(),
+                        symbol=symbol,
+                        funding_ms=funding_ms,
+                        side=paid.side.value,
+                        amount=paid.amount,
+                        price=paid.price,
+                        rate=rate,
+                        cash=paid.cash,
+                    )
+                )
+        self._funded_until[symbol] = max(close_ms, since)
 
     def _fill_steps(self, symbol: str, candle: Candle) -> list[Candle]:
         """Return the candles the venue fills against: the detail inside ``candle``, or itself."""

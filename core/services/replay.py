@@ -3,8 +3,9 @@
 A candle of a symbol can change something only if (a) it carries the signal the engine acts on
 in its current state (an entry while flat, the trade's exit while in a trade:
 ``Engine.watched_signal``), (b) it could reach a resting order on the venue (``ReachBand``) or
-a market order waits, or (c) the engine watches it (a bot-side stop, an entry awaiting its
-fill). Every other candle would only move the price marks, so it is skipped and its close is
+a market order waits, (c) the engine watches it (a bot-side stop, an entry awaiting its
+fill), or (d) it settles funding (perps with funding data) while the engine holds a trade.
+Every other candle would only move the price marks, so it is skipped and its close is
 handed to the engine as a price. Candles that can matter go through ``MarketService.process``
 exactly as in demo and run, so the orders and fills are the same as a full replay (tested:
 ``test_fast_replay_parity``).
@@ -31,6 +32,7 @@ from core.clock import SimClock
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.orders import Order
 from core.exchange.sim import reach_band
+from core.market.funding import FundingRates
 from core.services.engine import Engine
 from core.services.market import MarketService
 
@@ -84,8 +86,10 @@ class FastReplay:
         market: MarketService,
         engine: Engine,
         open_orders: OpenOrders,
+        funding: Mapping[str, FundingRates] | None = None,
     ) -> None:
         self._series = dict(series)
+        self._funding = dict(funding or {})
         self._start_ms = start_ms
         self._clock = clock
         self._market = market
@@ -169,7 +173,10 @@ class FastReplay:
             lane.next_row = row
             return
         down, up = max(venue.down, down), min(venue.up, up)
-        stop = lane.next_signal[self._engine.watched_signal(lane.symbol)][row]
+        stop = min(
+            lane.next_signal[self._engine.watched_signal(lane.symbol)][row],
+            self._next_funding_row(lane, row),
+        )
         if down == float("-inf") and up == float("inf"):
             lane.next_row = stop  # nothing to reach: only the signal can matter
             return
@@ -177,6 +184,18 @@ class FastReplay:
         while row < stop and not (low[row] <= down or high[row] >= up):
             row += 1
         lane.next_row = row
+
+    def _next_funding_row(self, lane: _Lane, row: int) -> int:
+        """Return the first row from ``row`` whose candle holds a funding event, while the
+        engine has a trade in the symbol (the row count when there is none to settle)."""
+        rates = self._funding.get(lane.symbol)
+        if rates is None or lane.symbol not in self._engine.trades:
+            return lane.end
+        open_ms = lane.close_ms[row - lane.first] - timeframe_to_ms(lane.series.timeframe)
+        funding_ms = rates.next_after(open_ms + 1)  # a candle settles (open, close]
+        if funding_ms is None:
+            return lane.end
+        return lane.first + bisect_left(lane.close_ms, funding_ms)
 
 
 def _next_true(flags: npt.NDArray[np.bool_]) -> list[int]:

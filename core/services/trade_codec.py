@@ -73,6 +73,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         cost_by_cid=_decimals(d.get("cost_by_cid", {})),
         fee_by_cid=_decimals(d.get("fee_by_cid", {})),
         first_stop=_dec(d.get("first_stop")),
+        funding=Decimal(d.get("funding", "0")),
     )
 
 

@@ -16,6 +16,8 @@ import pytest
 from bot.backtest import BacktestResult, run_backtest
 from core.config import Settings, load_settings
 from core.domain.market import CandleSeries
+from core.errors import DataError
+from core.market.funding import FundingRates
 from core.market.synthetic import DEFAULT_START_MS, generate_candles
 from core.signals.base import SignalFrame
 
@@ -322,3 +324,82 @@ async def test_detail_candles_take_profit_then_stop_in_one_hour(
     assert detail.open_positions == 0
     assert detail.metrics.final_balance == pytest.approx(10_000 + float(mixed.pnl), abs=1e-9)
     assert mixed.pnl > lost.pnl
+
+
+# --- e. funding on perps ------------------------------------------------------------------------
+
+
+async def test_funding_is_settled_on_the_open_perp_position_in_fast_and_full_replay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A long held throughout pays amount * close * rate at every 8-hour funding time after its
+    entry; the payments are in the trade-less equity, the metrics and (fast == full)."""
+    settings = settings_with(
+        monkeypatch,
+        tmp_path,
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__EXITS__TP_PCTS="[900, 950, 1000]",
+        QT__EXITS__STOP_PCT="19",
+    )
+    symbol = "BTC/USDT"
+    series = generate_candles(symbol, "1h", 400, seed=12)
+    h8 = 8 * HOUR_MS
+    first = int(series.ts_ms[0])
+    times = [t for t in range(first - first % h8 + h8, int(series.ts_ms[-1]) + HOUR_MS, h8)]
+    rate = D("0.0001")
+    funding = {symbol: FundingRates(symbol=symbol, ts_ms=tuple(times), rates=(rate,) * len(times))}
+    provider = EnterOnce(first)
+
+    fast = await run_backtest(settings, {symbol: series}, provider=provider, funding=funding)
+    full = await run_backtest(
+        settings, {symbol: series}, provider=provider, funding=funding, fast=False
+    )
+
+    [fill] = fast.fills  # the entry, at the open of candle 1; never closed
+    closes = dict(zip(series.ts_ms.tolist(), series.close.tolist(), strict=True))
+    paid = [
+        -fill.amount * D(repr(closes[t - HOUR_MS])) * rate for t in times if t > fill.ts_ms
+    ]  # funding at t settles at the close of the candle ending at t
+    assert fast.funding_events == full.funding_events == len(paid) > 40
+    assert fast.metrics.funding == pytest.approx(float(sum(paid, D(0))), rel=1e-12)
+    assert fast.metrics.funding < 0
+    assert fast.fills == full.fills
+    assert np.array_equal(fast.curve.equity, full.curve.equity)
+    assert fast.metrics == full.metrics
+    # the equity counts each payment from its funding time on
+    without = await run_backtest(settings, {symbol: series}, provider=provider)
+    assert without.metrics.funding is None  # not modelled
+    drift = fast.curve.equity[-1] - without.curve.equity[-1]
+    assert drift == pytest.approx(float(sum(paid, D(0))), rel=1e-9)
+
+
+async def test_funding_is_refused_on_spot_and_for_symbols_without_candles(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    series = synthetic(n=200)
+    rates = FundingRates(symbol="SOL/USDT", ts_ms=(DEFAULT_START_MS,), rates=(D("0.0001"),))
+    spot = settings_with(monkeypatch, tmp_path)
+    with pytest.raises(DataError, match="funding rates apply to perps"):
+        await run_backtest(spot, series, funding={"SOL/USDT": rates})
+    perp = settings_with(monkeypatch, tmp_path, QT__EXCHANGE__MARKET_TYPE="perp")
+    with pytest.raises(DataError, match="funding rates for SOL/USDT, which has no candles"):
+        await run_backtest(perp, series, funding={"SOL/USDT": rates})
+
+
+async def test_funding_counts_in_the_pnl_of_each_trade(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = settings_with(monkeypatch, tmp_path, QT__EXCHANGE__MARKET_TYPE="perp")
+    series = synthetic(seed=7)
+    times = tuple(range(DEFAULT_START_MS, DEFAULT_START_MS + 3000 * HOUR_MS, 8 * HOUR_MS))
+    funding = {
+        s: FundingRates(symbol=s, ts_ms=times, rates=(D("0.0003"),) * len(times)) for s in PAIRS
+    }
+    result = await run_backtest(settings, series, funding=funding)
+    full = await run_backtest(settings, series, funding=funding, fast=False)
+    assert result.trades == full.trades and result.metrics == full.metrics
+    assert len(result.trades) >= 10 and result.open_positions == 0
+    assert any(t.funding != 0 for t in result.trades)
+    assert_consistent(result, settings.paper.starting_balance)  # pnl sums to the equity change
+    total = sum((t.funding for t in result.trades), D(0))
+    assert result.metrics.funding == pytest.approx(float(total), rel=1e-12)

@@ -301,6 +301,39 @@ def test_db_upgrade_creates_the_database_and_prints_the_revision(cli: Cli) -> No
     assert again.stdout == first.stdout
 
 
+# --- backtest ------------------------------------------------------------------------------
+
+
+def test_backtest_of_a_file_writes_the_report_and_says_funding_is_not_modelled(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 1500, seed=7))
+    result = cli("backtest", "--data", str(data), "--no-charts", "--name", "t")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "1500 candles" in out and "Funding is not modelled" in out
+    report = json.loads((cli.data_dir / "backtests" / "backtest-t.json").read_text())
+    assert report["metrics"]["funding"] is None
+
+
+def test_backtest_with_funding_needs_perps_and_settles_it(cli: Cli, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 1500, seed=7))
+    rows = "".join(f"{T0 + k * 8 * H},0.0001\n" for k in range(1, 1500 // 8))
+    funding = tmp_path / "BTC_USDT-funding.csv"
+    funding.write_text("timestamp,funding_rate\n" + rows)
+    args = ("backtest", "--data", str(data), "--funding", str(funding), "--no-charts")
+
+    spot = cli(*args)
+    assert spot.exit_code == 2
+    assert "funding rates apply to perps" in flat(spot.stderr)
+
+    perp = cli(*args, "--name", "p", QT__EXCHANGE__MARKET_TYPE="perp")
+    assert perp.exit_code == 0, perp.output
+    assert re.search(r"Funding settled [1-9]\d* time\(s\)", flat(perp.stdout))
+    report = json.loads((cli.data_dir / "backtests" / "backtest-p.json").read_text())
+    assert report["metrics"]["funding"] != 0
+
+
 # --- state ---------------------------------------------------------------------------------
 
 

@@ -156,3 +156,35 @@ async def test_leverage_rules_are_enforced_at_submission() -> None:
         await paper.create_order(preq("x3", BUY, "1000", leverage=5))  # 100 000 / 5 + 200 > 9798
     with pytest.raises(OrderRejected, match="reduce-only buy but no position"):
         await paper.create_order(preq("x4", BUY, "1", reduce_only=True))
+
+
+@pytest.mark.parametrize(
+    ("side", "rate", "cash"),
+    [
+        (BUY, "0.0001", "-0.1"),  # a long pays 10 * 100 * 0.01 % ...
+        (SELL, "0.0001", "0.1"),  # ... to the shorts
+        (BUY, "-0.0002", "0.2"),  # a negative rate pays the longs
+    ],
+)
+async def test_funding_settles_on_the_position_at_the_mark(
+    side: Side, rate: str, cash: str
+) -> None:
+    paper = await perp_with(side)
+    before = (await paper.fetch_balances())["USDT"].total
+    settled = await paper.apply_funding(BTC, D(rate))
+    assert settled is not None
+    assert (settled.amount, settled.price, settled.cash) == (D(10), D(100), D(cash))
+    assert (await paper.fetch_balances())["USDT"].total == before + D(cash)
+    [pos] = await paper.fetch_positions()
+    assert pos.amount == D(10)  # funding moves cash, not the position
+
+
+async def test_no_funding_when_flat_or_on_spot() -> None:
+    perp = await started_paper(fills=NO_SLIP_FILLS, market_type=PERP, max_leverage=10)
+    await perp.on_candle(BTC, bar(0, 100))
+    assert await perp.apply_funding(BTC, D("0.0001")) is None  # flat
+    spot = await started_paper(fills=NO_SLIP_FILLS)
+    await spot.on_candle(BTC, bar(0, 100))
+    await spot.create_order(req("buy", BUY, "1"))
+    await spot.on_candle(BTC, bar(1, 100))
+    assert await spot.apply_funding(BTC, D("0.0001")) is None  # spot has no funding

@@ -30,9 +30,10 @@ def _fmt_ms(ts_ms: int | None) -> str:
 def _event_line(event: Event) -> Text | None:
     when = _fmt_ms(event.ts_ms)
     if isinstance(event, OrderFilled):
+        # Market time of the fill: the clock may run ahead of a demo replayed very fast.
         style = "green" if event.side == "buy" else "red"
         return Text.assemble(
-            (f"{when}  ", "dim"),
+            (f"{_fmt_ms(event.fill_ts_ms)}  ", "dim"),
             (f"{event.side.upper():4} ", style),
             f"{event.symbol} {event.amount} @ {event.price:,.2f}  fee {event.fee:.4f}  ",
             (event.client_order_id, "dim"),
@@ -40,7 +41,7 @@ def _event_line(event: Event) -> Text | None:
     if isinstance(event, TradeClosed):
         style = "bold green" if event.pnl > 0 else "bold red"
         return Text.assemble(
-            (f"{when}  ", "dim"),
+            (f"{_fmt_ms(event.closed_ms)}  ", "dim"),
             ("CLOSED ", style),
             f"{event.symbol} {event.side} pnl ",
             (f"{event.pnl:+,.2f} ({event.pnl_pct:+.2%})", style),

@@ -22,7 +22,7 @@ def _text(event: object) -> str:
 
 def test_fill_trade_and_denial_lines() -> None:
     fill = OrderFilled(
-        ts_ms=TS,
+        ts_ms=TS + 86_400_000,  # the clock of a fast demo may run ahead: market time is shown
         fill_ts_ms=TS,
         client_order_id="qt-BTC-x-e",
         symbol="BTC/USDT",
@@ -36,7 +36,7 @@ def test_fill_trade_and_denial_lines() -> None:
         "2024-01-01 00:00  BUY  BTC/USDT 0.5 @ 42,000.50  fee 21.0003  qt-BTC-x-e"
     )
     closed = TradeClosed(
-        ts_ms=TS,
+        ts_ms=TS + 86_400_000,
         trade_id="t",
         symbol="ETH/USDT",
         side="long",

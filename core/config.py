@@ -45,7 +45,8 @@ class AppSettings(Section):
 
 
 class DatabaseSettings(Section):
-    """Database URL; empty means SQLite at ``<data_dir>/quantum_trader.sqlite``."""
+    """Database URL; empty means SQLite at ``<data_dir>/quantum_trader.sqlite`` (paper) or
+    ``<data_dir>/quantum_trader_live.sqlite`` (live)."""
 
     url: str = ""
 
@@ -224,10 +225,12 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        """Return the configured URL or the default SQLite file under the data dir."""
+        """Return the configured URL or the default SQLite file under the data dir: its own
+        file for live trading, so paper trades are never reconciled against a real venue."""
         if self.database.url:
             return self.database.url
-        return f"sqlite+aiosqlite:///{self.app.data_dir / 'quantum_trader.sqlite'}"
+        name = "quantum_trader_live" if self.trading.mode is TradingMode.LIVE else "quantum_trader"
+        return f"sqlite+aiosqlite:///{self.app.data_dir / f'{name}.sqlite'}"
 
 
 def known_env_names() -> set[str]:

@@ -56,7 +56,9 @@ def test_live_requires_confirmation_even_with_keys(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match=r"MARKET_TYPE=perp.*no reduce-only orders"):
         load_settings()  # live spot: refused
     monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
-    assert load_settings().trading.mode is TradingMode.LIVE
+    live = load_settings()
+    assert live.trading.mode is TradingMode.LIVE
+    assert live.database_url.endswith("user_data/quantum_trader_live.sqlite")  # never paper's
 
 
 def test_unknown_env_key_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

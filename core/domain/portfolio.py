@@ -57,3 +57,16 @@ class EquitySnapshot:
     equity: Decimal
     cash: Decimal
     unrealized_pnl: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingPayment:
+    """One funding event settled on a perp position: ``cash`` is what the account received
+    (negative when it paid); ``price`` is the mark it was computed at."""
+
+    symbol: str
+    side: PositionSide
+    amount: Decimal
+    price: Decimal
+    rate: Decimal
+    cash: Decimal

@@ -33,9 +33,9 @@ from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus
 from core.domain.market import Candle
 from core.domain.orders import Fill, Order, OrderRequest
-from core.domain.portfolio import Balance, Position
+from core.domain.portfolio import Balance, FundingPayment, Position
 from core.errors import InvariantViolation, OrderRejected
-from core.exchange.paper_book import BookConfig, FundingPayment, Mark, PaperBook
+from core.exchange.paper_book import BookConfig, Mark, PaperBook
 from core.exchange.sim import FillModelConfig
 from core.ports import StateKey, Storage
 

@@ -28,7 +28,7 @@ from decimal import Decimal
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.market import Candle
 from core.domain.orders import Fill, Order, OrderRequest
-from core.domain.portfolio import Balance, Position
+from core.domain.portfolio import Balance, FundingPayment, Position
 from core.errors import InvariantViolation
 from core.exchange.sim import ONE, ZERO, FillModelConfig, SimFill, match_candle, slipped, to_price
 
@@ -52,19 +52,6 @@ class BookConfig:
     fill: FillModelConfig
     max_leverage: int = 1
     order_id_prefix: str = "paper-"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FundingPayment:
-    """One funding event settled on a perp position: ``cash`` is what the account received
-    (negative when it paid); ``price`` is the mark it was computed at."""
-
-    symbol: str
-    side: PositionSide
-    amount: Decimal
-    price: Decimal
-    rate: Decimal
-    cash: Decimal
 
 
 @dataclass(slots=True)

@@ -3,8 +3,8 @@
 A file holds one symbol's funding events: ``timestamp,funding_rate`` (ms UTC, rate as a
 fraction, e.g. 0.0001 = 0.01 %), or Binance's public-data layout
 ``calc_time,funding_interval_hours,last_funding_rate``; plain or gzip CSV. The symbol comes
-from the file name, as for candles: ``BTC_USDT-funding.csv.gz`` or Freqtrade's
-``BTC_USDT_USDT-8h-funding_rate.csv``. At each funding time a long position pays
+from the file name, as for candles: ``BTC_USDT-funding.csv.gz`` (Freqtrade-style names such
+as ``BTC_USDT_USDT-8h-funding_rate.csv`` work too). At each funding time a long position pays
 ``amount * mark * rate`` to the shorts (negative rates the other way round).
 """
 

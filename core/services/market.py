@@ -20,7 +20,7 @@ from core.clock import Clock
 from core.domain.events import CandleClosed, FundingSettled, OrderCanceled, OrderFilled
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill, Order
-from core.exchange.paper_book import FundingPayment
+from core.domain.portfolio import FundingPayment
 from core.market.feeds import CandleFeed
 from core.market.funding import FundingRates
 from core.ports import CandleRepo

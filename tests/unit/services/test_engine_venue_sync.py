@@ -32,6 +32,11 @@ ENTRY = client_order_id(SYMBOL, at(0), "e")
 TP1, TP2, TP3, STOP = (client_order_id(SYMBOL, at(0), t) for t in ("t1", "t2", "t3", "s0"))
 
 
+def quiet(i: int) -> Candle:
+    """Return candle ``i``: around 100, reaching no exit."""
+    return Candle(ts_ms=at(i), open=100, high=100.5, low=99.5, close=100, volume=1)
+
+
 @dataclass
 class Live:
     engine: Engine
@@ -65,8 +70,7 @@ async def live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Live:
         provider=ScriptedProvider(entries={at(0): 1}),
         state=storage.state,
     )
-    candle = Candle(ts_ms=at(0), open=100, high=100.5, low=99.5, close=100, volume=1)
-    await engine.on_candle(SYMBOL, candle)
+    await engine.on_candle(SYMBOL, quiet(0))
     assert venue.orders[ENTRY].request.amount == D(50)
     return Live(engine, venue, events, storage)
 
@@ -158,8 +162,7 @@ async def test_an_entry_lost_in_a_timeout_is_tracked_until_the_venue_says_it_nev
     again = client_order_id(SYMBOL, at(5), "e")
     lv.engine.signals.provider.entries[at(5)] = 1  # type: ignore[attr-defined]
     lv.venue.fail_next("create_order", TemporaryError("binance: read timeout"))
-    candle = Candle(ts_ms=at(5), open=100, high=100.5, low=99.5, close=100, volume=1)
-    await lv.engine.on_candle(SYMBOL, candle)
+    await lv.engine.on_candle(SYMBOL, quiet(5))
     assert "in doubt" in caplog.text
     assert lv.engine.trades[SYMBOL].entry_cid == again  # tracked: it may exist at the venue
     assert await lv.engine.sync_with_venue() == 0
@@ -173,10 +176,9 @@ async def test_a_venue_outage_skips_the_cycle_instead_of_stopping_the_process(
     lv = await live(monkeypatch, tmp_path)
     lv.venue.script_fill(ENTRY, D(100))
     lv.venue.fail_next("fetch_order", TemporaryError("binance: 502 Bad Gateway"))
-    candle = Candle(ts_ms=at(1), open=100, high=100.5, low=99.5, close=100, volume=1)
-    await lv.engine.on_candle(SYMBOL, candle)  # settling the entry needs the venue
+    await lv.engine.on_candle(SYMBOL, quiet(1))  # settling the entry needs the venue
     assert "cycle skipped, the venue is unavailable: binance: 502" in caplog.text
-    await lv.engine.on_candle(SYMBOL, candle)
+    await lv.engine.on_candle(SYMBOL, quiet(1))
     assert await lv.engine.sync_with_venue() == 1  # and the fill still arrives
     assert lv.engine.trades[SYMBOL].plan is not None
 

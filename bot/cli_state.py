@@ -65,6 +65,8 @@ def _run(new: TradingState | None, reason: str, demo: bool, env_file: Path | Non
     console.print(f"trading state {verb} [bold]{state.value.upper()}[/bold]: {_MEANING[state]}")
     if why:
         console.print(f"reason: {escape(why)}")
+    # Say where: a halt only reaches the process that uses this database (live has its own).
+    console.print(f"database: {escape(url)}")
 
 
 @state_app.command("show")

@@ -340,7 +340,8 @@ def test_backtest_with_funding_needs_perps_and_settles_it(cli: Cli, tmp_path: Pa
 def test_state_halt_persists_is_audited_and_resume_clears_it(cli: Cli) -> None:
     shown = cli("state", "show")
     assert shown.exit_code == 0, shown.output
-    assert flat(shown.stdout) == "trading state is ACTIVE: orders allowed"
+    assert flat(shown.stdout).startswith("trading state is ACTIVE: orders allowed database: ")
+    assert str(cli.db_file) in flat(shown.stdout)
 
     halted = cli("state", "halt", "--reason", "exchange incident")
     again = cli("state", "halt")

@@ -30,7 +30,8 @@ JobTarget = Callable[[JobContext], Awaitable[str]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
-    """One scheduled job. The target returns a one-line summary for the audit trail."""
+    """One scheduled job. The target returns a one-line summary for the audit trail ("" when
+    the run had nothing to report: no audit row)."""
 
     job_id: str
     every_market_s: float
@@ -51,10 +52,12 @@ async def snapshot_equity(ctx: JobContext) -> str:
 
 
 async def sync_venue(ctx: JobContext) -> str:
-    """Ask the live venue what happened to our orders (fills, its own cancels)."""
+    """Ask the live venue what happened to our orders (fills, its own cancels); report only
+    when something did ("" keeps the quiet polls out of the audit trail)."""
     if ctx.venue_sync is None:
         return "no venue to sync"
-    return f"{await ctx.venue_sync()} event(s) from the venue"
+    events = await ctx.venue_sync()
+    return f"{events} event(s) from the venue" if events else ""
 
 
 def _live_venue(ctx: JobContext) -> bool:

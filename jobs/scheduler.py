@@ -1,8 +1,9 @@
 """One APScheduler ``AsyncIOScheduler`` on the process's loop, built from job specs.
 
 Every job: coalesce, one instance at a time, a misfire grace period, UTC. Each run publishes
-``JobRan`` (ok or failed) so the audit trail shows what ran when; a failing job is logged and the
-scheduler goes on.
+``JobRan`` (ok or failed) so the audit trail shows what ran when, except a run that succeeded
+with nothing to report (its target returned ""): a 10-second poll must not fill the trail. A
+failing job is logged and the scheduler goes on.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class JobScheduler:
             log.exception("job %s failed", spec.job_id)
             detail, ok = f"{type(e).__name__}: {e}", False
         self.runs[spec.job_id] = self.runs.get(spec.job_id, 0) + 1
+        if ok and not detail:
+            return
         await self._bus.publish(
             JobRan(ts_ms=self._clock.now_ms(), job_id=spec.job_id, ok=ok, detail=detail)
         )

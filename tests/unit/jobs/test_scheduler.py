@@ -33,6 +33,10 @@ async def _fails(_ctx: JobContext) -> str:
     raise RuntimeError("job broke")
 
 
+async def _idle(_ctx: JobContext) -> str:
+    return ""  # nothing to report
+
+
 async def test_run_job_publishes_outcome_and_survives_failure() -> None:
     events: list[Event] = []
 
@@ -44,12 +48,14 @@ async def test_run_job_publishes_outcome_and_survives_failure() -> None:
     specs = [
         JobSpec(job_id="good", every_market_s=60, target=_ok),
         JobSpec(job_id="bad", every_market_s=60, target=_fails),
+        JobSpec(job_id="idle", every_market_s=60, target=_idle),
     ]
     sched = JobScheduler(specs, JobContext(portfolio=None), bus=bus, clock=SimClock(9))  # type: ignore[arg-type]
     for spec in specs:
         await sched.run_job(spec)
     payloads = [(e.job_id, e.ok, e.detail, e.ts_ms) for e in events]  # type: ignore[attr-defined]
     assert payloads == [("good", True, "fine", 9), ("bad", False, "RuntimeError: job broke", 9)]
+    assert sched.runs == {"good": 1, "bad": 1, "idle": 1}  # the idle run ran, unaudited
 
 
 async def test_scheduler_fires_on_accelerated_time_and_stops_cleanly() -> None:

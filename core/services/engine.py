@@ -9,6 +9,7 @@ differ between modes; nothing here knows which mode it is in.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -95,6 +96,9 @@ class Engine:
         self._state = state
         self._bus = bus
         self._saved = ""
+        # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
+        # that would otherwise interleave at every await on the same trade.
+        self._busy = asyncio.Lock()
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
         bus.subscribe(OrderCanceled.topic, self._on_canceled, name="engine.on_canceled")
         bus.subscribe(FundingSettled.topic, self._on_funding, name="engine.on_funding")
@@ -135,8 +139,9 @@ class Engine:
         our save. A venue error on one order is logged and that order is asked again next time.
         """
         published = 0
-        for trade in list(self.trades.values()):
-            published += await self._reconcile(trade)
+        async with self._busy:
+            for trade in list(self.trades.values()):
+                published += await self._reconcile(trade)
         return published
 
     async def _reconcile(self, trade: OpenTrade) -> int:
@@ -236,7 +241,8 @@ class Engine:
         the rest of this cycle; the next candle and the venue sync pick up from there.
         """
         try:
-            await self._cycle(symbol, candle)
+            async with self._busy:
+                await self._cycle(symbol, candle)
         except DependencyError as e:
             log.error("%s: cycle skipped, the venue is unavailable: %s", symbol, e)
             await self._save()

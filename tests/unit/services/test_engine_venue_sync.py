@@ -7,6 +7,7 @@ real exchange between two polls.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
@@ -18,6 +19,7 @@ from core.clock import SimClock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide
 from core.domain.events import Event, ExitPlanned, OrderCanceled, OrderFilled, TradeClosed
 from core.domain.market import Candle
+from core.domain.orders import Order
 from core.domain.portfolio import Position
 from core.errors import TemporaryError
 from core.services.bus import EventBus
@@ -210,3 +212,34 @@ async def test_a_stop_deferred_while_the_venue_lagged_is_placed_at_the_next_sync
     [stop] = [o for o in lv.venue.orders.values() if o.request.type is OrderType.STOP_MARKET]
     assert stop.is_open and (stop.request.stop_price, stop.request.amount) == (D(98), D(50))
     assert lv.engine.trades[SYMBOL].working["SL"] == stop.client_order_id
+
+
+async def test_the_venue_sync_and_the_market_loop_never_interleave(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Live, the sync job and the candle cycle are two tasks: while the sync waits on the
+    venue, a candle's cycle must wait for it rather than act on the same trade mid-change."""
+    lv = await live(monkeypatch, tmp_path)
+    lv.venue.script_fill(ENTRY, D(100))
+    answer = asyncio.Event()
+    fetch = lv.venue.fetch_order
+    asked: list[str] = []
+
+    async def slow_fetch(cid: str, symbol: str) -> Order:
+        asked.append(cid)
+        await answer.wait()  # the venue takes its time
+        return await fetch(cid, symbol)
+
+    monkeypatch.setattr(lv.venue, "fetch_order", slow_fetch)
+    sync = asyncio.create_task(lv.engine.sync_with_venue())
+    await asyncio.sleep(0)
+    cycle = asyncio.create_task(lv.engine.on_candle(SYMBOL, quiet(1)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not cycle.done()
+    assert asked == [ENTRY]  # only the sync's question: the cycle waits instead of asking too
+    answer.set()
+    assert await sync == 1
+    await cycle
+    assert lv.engine.trades[SYMBOL].plan is not None
+    assert lv.open_cids() == [TP1, TP2, TP3, STOP]  # one ladder, placed once

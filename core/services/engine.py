@@ -116,8 +116,7 @@ class Engine:
             except (ValueError, KeyError, TypeError) as e:
                 raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
             self._saved = saved
-            for trade in list(self.trades.values()):
-                await self._reconcile(trade)
+            await self.sync_with_venue()  # what the venue did while we were away
             log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
         for position in await self._exchange.fetch_positions():
             if position.symbol not in self.trades:

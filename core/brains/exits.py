@@ -460,6 +460,17 @@ def _on_stop_fill(plan: ExitPlan, stop: StopLeg, amount: Decimal) -> ExitDecisio
     return ExitDecision(plan=plan, actions=tuple(CancelLeg(name=n) for n in names))
 
 
+def _leg_index(plan: ExitPlan, name: str, what: str) -> int:
+    index = next((i for i, leg in enumerate(plan.legs) if leg.name == name), None)
+    if index is None:
+        raise InvariantViolation(f"{what} unknown exit leg {name!r}")
+    return index
+
+
+def _with_leg(plan: ExitPlan, index: int, leg: TakeProfitLeg) -> ExitPlan:
+    return replace(plan, legs=(*plan.legs[:index], leg, *plan.legs[index + 1 :]))
+
+
 def on_fill(plan: ExitPlan, fill: LegFill) -> ExitDecision:
     """Apply a (partial) fill of a take-profit leg or of the stop and say what to change.
 
@@ -470,9 +481,7 @@ def on_fill(plan: ExitPlan, fill: LegFill) -> ExitDecision:
     stop = _require_open(plan, f"fill of {fill.leg_name}")
     if fill.leg_name == STOP_NAME:
         return _on_stop_fill(plan, stop, fill.amount)
-    index = next((i for i, leg in enumerate(plan.legs) if leg.name == fill.leg_name), None)
-    if index is None:
-        raise InvariantViolation(f"fill for unknown exit leg {fill.leg_name!r}")
+    index = _leg_index(plan, fill.leg_name, "fill for")
     leg = plan.legs[index]
     unfilled = min(leg.amount - leg.filled, plan.remaining)
     if fill.amount > unfilled:
@@ -480,7 +489,7 @@ def on_fill(plan: ExitPlan, fill: LegFill) -> ExitDecision:
             f"{leg.name} filled {fill.amount} but only {unfilled} was unfilled; reconcile"
         )
     leg = replace(leg, filled=leg.filled + fill.amount)
-    plan = replace(plan, legs=(*plan.legs[:index], leg, *plan.legs[index + 1 :]))
+    plan = _with_leg(plan, index, leg)
     if plan.is_closed:
         return _closed(plan, cancel_stop=True)
     price = stop.price
@@ -539,14 +548,11 @@ def on_venue_cancel(plan: ExitPlan, leg_name: str) -> ExitDecision:
             return ExitDecision(plan=plan, actions=())  # the bot watches it, or exits at market
         again = replace(stop, amount=plan.remaining)
         return ExitDecision(plan=replace(plan, stop=again), actions=(_stop_action(again),))
-    index = next((i for i, leg in enumerate(plan.legs) if leg.name == leg_name), None)
-    if index is None:
-        raise InvariantViolation(f"venue cancel of unknown exit leg {leg_name!r}")
+    index = _leg_index(plan, leg_name, "venue cancel of")
     leg = plan.legs[index]
     if not leg.is_open:
         return ExitDecision(plan=plan, actions=())
-    legs = (*plan.legs[:index], replace(leg, canceled=True), *plan.legs[index + 1 :])
-    return ExitDecision(plan=replace(plan, legs=legs), actions=())
+    return ExitDecision(plan=_with_leg(plan, index, replace(leg, canceled=True)), actions=())
 
 
 def bot_side_stop_hit(

@@ -3,7 +3,9 @@
 Orders fill only when :meth:`PaperExchange.on_candle` is called with a new candle (the process
 calls it before the engine sees the candle): pending market orders fill at its open, resting
 stop and limit orders against its range, by the fill model in :mod:`core.exchange.sim` that the
-backtester shares. The account rules (reservations, spot holdings, perp margin, no liquidation)
+backtester shares. Orders placed in reaction to those fills (the exit ladder after an entry
+fill) count from the fill's moment and :meth:`PaperExchange.on_candle_rest` matches them
+against the rest of the same candle, until :meth:`PaperExchange.end_candle`. The account rules (reservations, spot holdings, perp margin, no liquidation)
 are in :mod:`core.exchange.paper_book`.
 
 Every change is written through ``Storage`` inside one ``atomic()`` block, and the in-memory book
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 
@@ -35,8 +38,8 @@ from core.domain.market import Candle
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, FundingPayment, Position
 from core.errors import InvariantViolation, OrderRejected
-from core.exchange.paper_book import BookConfig, Mark, PaperBook
-from core.exchange.sim import FillModelConfig
+from core.exchange.paper_book import BookConfig, CandleOutcome, Mark, PaperBook
+from core.exchange.sim import FillModelConfig, to_price
 from core.ports import StateKey, Storage
 
 
@@ -73,6 +76,9 @@ class PaperExchange:
         self._book: PaperBook | None = None
         self._marks_dirty = False  # quiet candles moved marks that are not stored yet
         self._venue_cancels: list[Order] = []  # canceled by the venue itself, not yet reported
+        # Per symbol, the candle being matched and the moment of its last fill (on_candle ..
+        # end_candle): orders placed meanwhile react to those fills.
+        self._moments: dict[str, _Moment] = {}
         # The Balance objects the store holds (the book reuses an unchanged asset's object), so
         # a write skips the assets that did not change. Only this exchange writes balances.
         self._stored_balances: dict[str, Balance] = {}
@@ -157,7 +163,11 @@ class PaperExchange:
                 _check_same(existing, request)
                 return existing
             new_book = book.copy()
-            order = new_book.submit(request, self._clock.now_ms())
+            moment = self._moments.get(request.symbol)
+            # Placed in reaction to a fill inside a candle: it exists from that moment on.
+            order = new_book.submit(
+                request, moment.ts_ms if moment is not None else self._clock.now_ms()
+            )
             async with self._storage.atomic():
                 await self._storage.orders.upsert(order)
                 balances = await self._store_balances(new_book)
@@ -207,7 +217,10 @@ class PaperExchange:
         """Fill what ``candle`` reaches and mark ``symbol`` at its close; return the fills in order.
 
         Call it for every closed candle before the engine sees it. A candle that is not newer
-        than the last one seen for ``symbol`` is ignored (returns no fills).
+        than the last one seen for ``symbol`` is ignored (returns no fills). Until
+        ``end_candle``, orders placed for ``symbol`` react to these fills: they are stamped at
+        the moment of the last one and ``on_candle_rest`` matches them against the rest of
+        the candle.
         """
         async with self._lock:
             current = self._require_book()
@@ -222,21 +235,48 @@ class PaperExchange:
             outcome = book.on_candle(symbol, candle, self._clock.now_ms())
             if outcome.stale:
                 return []
-            store = self._storage
-            async with store.atomic():
-                for order in outcome.orders:
-                    await store.orders.upsert(order)
-                for fill in outcome.fills:
-                    await store.fills.add(fill)
-                balances = await self._store_balances(book)
-                await self._store_position(book, current, symbol)
-                await store.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
-            self._book, self._stored_balances = book, balances
-            self._marks_dirty = False
-            self._venue_cancels.extend(
-                o for o in outcome.orders if o.status is OrderStatus.CANCELED
-            )
+            await self._commit(book, current, symbol, outcome)
+            self._moments[symbol] = _moment(candle, outcome, None)
             return outcome.fills
+
+    async def on_candle_rest(self, symbol: str) -> list[Fill]:
+        """Match the orders placed since the last fills of the current candle of ``symbol``
+        against the rest of that candle (see ``PaperBook.on_candle_rest``); return the fills."""
+        async with self._lock:
+            moment = self._moments.get(symbol)
+            current = self._require_book()
+            if moment is None or not current.has_open_orders(symbol):
+                return []
+            book = current.copy()
+            outcome = book.on_candle_rest(
+                symbol, moment.candle, moment.price, moment.at_open, moment.ts_ms
+            )
+            if not outcome.orders:
+                return []
+            await self._commit(book, current, symbol, outcome)
+            self._moments[symbol] = _moment(moment.candle, outcome, moment)
+            return outcome.fills
+
+    def end_candle(self, symbol: str) -> None:
+        """Close the current candle of ``symbol``: later orders wait for the next candle."""
+        self._moments.pop(symbol, None)
+
+    async def _commit(
+        self, book: PaperBook, before: PaperBook, symbol: str, outcome: CandleOutcome
+    ) -> None:
+        """Store what a candle changed, then adopt ``book`` (call with the lock held)."""
+        store = self._storage
+        async with store.atomic():
+            for order in outcome.orders:
+                await store.orders.upsert(order)
+            for fill in outcome.fills:
+                await store.fills.add(fill)
+            balances = await self._store_balances(book)
+            await self._store_position(book, before, symbol)
+            await store.state.set(StateKey.PAPER_MARKS, _encode_marks(book.marks))
+        self._book, self._stored_balances = book, balances
+        self._marks_dirty = False
+        self._venue_cancels.extend(o for o in outcome.orders if o.status is OrderStatus.CANCELED)
 
     async def apply_funding(self, symbol: str, rate: Decimal) -> FundingPayment | None:
         """Settle a funding event on ``symbol``'s position at its last mark (perps only)."""
@@ -278,6 +318,27 @@ class PaperExchange:
                 f"{self.name}: no order with client id {client_order_id} on {symbol}"
             )
         return order
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """The candle a symbol is being matched against; the price and time of its last fill, and
+    whether that fill was at the candle's open."""
+
+    candle: Candle
+    price: Decimal
+    ts_ms: int
+    at_open: bool = True
+
+
+def _moment(candle: Candle, outcome: CandleOutcome, previous: _Moment | None) -> _Moment:
+    """Return the moment after ``outcome``: that of its last fill; without fills the previous
+    moment, or the candle's open when nothing filled before."""
+    if outcome.moment is not None and outcome.fills:
+        return _Moment(candle, outcome.moment, outcome.fills[-1].ts_ms, outcome.at_open)
+    if previous is not None:
+        return previous
+    return _Moment(candle, to_price(candle.open), candle.ts_ms)
 
 
 def _check_same(existing: Order, request: OrderRequest) -> None:

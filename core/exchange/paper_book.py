@@ -56,11 +56,18 @@ class BookConfig:
 
 @dataclass(slots=True)
 class CandleOutcome:
-    """What one candle changed: orders (in order of change) and fills (in order they happened)."""
+    """What one candle changed: orders (in order of change) and fills (in order they happened).
+
+    ``moment`` is the market price at the last fill (None without fills) and ``at_open``
+    whether that fill happened at the candle's open: orders placed in reaction to these fills
+    see the rest of the candle from there (``on_candle_rest``).
+    """
 
     orders: list[Order] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     stale: bool = False  # the candle was not newer than the last one seen; nothing changed
+    moment: Decimal | None = None
+    at_open: bool = True
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:
@@ -238,15 +245,45 @@ class PaperBook:
         """Fill what ``candle`` reaches, then mark ``symbol`` at its close.
 
         A candle not newer than the last one seen for ``symbol`` changes nothing (a feed that
-        repeats a candle after a restart must not fill orders twice).
+        repeats a candle after a restart must not fill orders twice). Resting limits are judged
+        against the previous close (the price they were placed at, or last saw).
         """
         mark = self.marks.get(symbol)
         if mark is not None and candle.ts_ms <= mark.ts_ms:
             return CandleOutcome(stale=True)
+        out = self._match(symbol, candle, now_ms, None if mark is None else mark.price)
+        self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
+        self._changed()
+        return out
+
+    def on_candle_rest(
+        self, symbol: str, candle: Candle, moment: Decimal, at_open: bool, now_ms: int
+    ) -> CandleOutcome:
+        """Fill what the rest of ``candle`` reaches after a fill at price ``moment``, for the
+        orders placed in reaction to that fill. After a fill at the open the rest is the whole
+        candle. After a fill inside it, the path between the candle's open and the fill is
+        unknown, so only what certainly came after counts: the move from ``moment`` to the
+        close. The mark (the close) was set by ``on_candle``."""
+        low, high = to_price(candle.low), to_price(candle.high)
+        start = min(max(moment, low), high)
+        if at_open:
+            rest = replace(candle, open=float(start))
+        else:
+            close = to_price(candle.close)
+            high, low = max(start, close), min(start, close)
+            rest = replace(candle, open=float(start), high=float(high), low=float(low))
+        return self._match(symbol, rest, now_ms, start)
+
+    def _match(
+        self, symbol: str, candle: Candle, now_ms: int, reference: Decimal | None
+    ) -> CandleOutcome:
         out = CandleOutcome()
 
         def accept(sim_fill: SimFill) -> str | None:
-            return self._fill(sim_fill, candle, now_ms, out)
+            refusal = self._fill(sim_fill, candle, now_ms, out)
+            if refusal is None:
+                out.moment, out.at_open = sim_fill.fill.moment, sim_fill.fill.at_open
+            return refusal
 
         match = match_candle(
             self.open_orders(symbol),
@@ -254,11 +291,10 @@ class PaperBook:
             signed_amount(self._positions.get(symbol)),
             self.config.fill,
             accept,
+            reference,
         )
         for canceled in match.canceled:
             out.orders.append(self.cancel(canceled.order.client_order_id, now_ms, canceled.reason))
-        self.marks[symbol] = Mark(ts_ms=candle.ts_ms, price=to_price(candle.close))
-        self._changed()
         return out
 
     # --- submission checks ---------------------------------------------------------------------

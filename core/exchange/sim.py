@@ -5,17 +5,24 @@ Rules (the backtester relies on them, so change them only on purpose):
 * **Market** orders fill at the next price the venue sees after submission: the open of the next
   candle, as taker, with slippage against us (buys pay ``open * (1 + slip)``, sells get
   ``open * (1 - slip)``).
-* **Limit** orders rest. A buy limit fills when ``low <= limit``: at the limit as maker without
-  slippage; but when the candle *opens* at or through the limit it fills at the open as taker,
-  with slippage capped at the limit (a limit order never fills worse than its limit). Sell limits
-  mirror this (``high >= limit``).
+* **Limit** orders fill at their own price. A *resting* limit (not marketable when it was
+  placed) fills at its limit as maker once the candle reaches it (buy: ``low <= limit``), also
+  when the candle gaps through it: the venue matches the resting order at its price. A limit
+  that was *marketable when placed* (a buy at or above the price of that moment, a sell at or
+  below it) takes liquidity: it fills at the next price as taker, with slippage capped at the
+  limit (a limit order never fills worse than its limit). "The price of that moment" is the
+  ``reference`` the caller passes: the close before the candle for orders already resting,
+  the price at the fill an order reacts to for orders placed inside a candle.
 * **Stop-market** orders trigger when the candle trades through the stop (sell stop:
   ``low <= stop``; buy stop: ``high >= stop``) and fill at the worse of stop and open (a gap
   through the stop fills at the open), plus slippage, as taker.
 * **Order within one candle**: whatever fills at the open happens first (market orders, then
   gapped stops, then gapped limits); inside the bar the path is unknown, so we assume the worst:
   stops fill before limits. A candle touching both a position's stop-loss and its take-profit
-  therefore closes it at the stop.
+  therefore closes it at the stop. Orders placed in reaction to a fill inside a candle (the
+  exit ladder after the entry fill, a stop moved after a take-profit) are matched against the
+  rest of that candle: a candle that opens at the fill's price and still reaches the candle's
+  whole high and low (the path after the fill is unknown, so the worst is assumed again).
 * **Reduce-only** orders never increase or reverse a position: the fill is capped at what is
   left of the position, and the order is canceled when nothing is left to reduce.
 * **Partial fills** are not modelled for candles: a triggered order fills whole (unless capped by
@@ -73,12 +80,15 @@ class FillModelConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FillPrice:
-    """Where and how an order fills: price, liquidity, fee rate, and whether at the open."""
+    """Where and how an order fills: price, liquidity, fee rate, whether at the open, and the
+    market price at that moment (``moment``: the open, or the level the candle traded through;
+    an order placed in reaction to this fill sees the rest of the candle from there)."""
 
     price: Decimal
     liquidity: Liquidity
     fee_rate: Decimal
     at_open: bool
+    moment: Decimal
 
     def fee(self, amount: Decimal) -> Decimal:
         """Return the fee in quote currency for filling ``amount`` at this price."""
@@ -106,35 +116,51 @@ def fill_market(side: Side, open_price: Decimal, config: FillModelConfig) -> Fil
         liquidity=Liquidity.TAKER,
         fee_rate=config.taker_fee,
         at_open=True,
+        moment=open_price,
     )
 
 
+def marketable(side: Side, limit: Decimal, price: Decimal) -> bool:
+    """Return True when a limit at ``limit`` would take liquidity at market ``price``."""
+    return limit >= price if side is Side.BUY else limit <= price
+
+
 def fill_limit(
-    side: Side, limit: Decimal, candle: Candle, config: FillModelConfig
+    side: Side,
+    limit: Decimal,
+    candle: Candle,
+    config: FillModelConfig,
+    reference: Decimal | None = None,
 ) -> FillPrice | None:
-    """Return the fill of a resting limit order on ``candle``, or None if it is not reached."""
+    """Return the fill of a limit order on ``candle``, or None if it is not reached.
+
+    ``reference`` is the market price when the order was placed (None: the candle's open, as
+    for an order placed before any price was known); see the module docstring.
+    """
     open_ = to_price(candle.open)
-    if side is Side.BUY:
-        if open_ <= limit:  # opened through the limit: marketable at the open
-            price = min(limit, slipped(side, open_, config))
-            return FillPrice(
-                price=price, liquidity=Liquidity.TAKER, fee_rate=config.taker_fee, at_open=True
-            )
-        if to_price(candle.low) <= limit:
-            return FillPrice(
-                price=limit, liquidity=Liquidity.MAKER, fee_rate=config.maker_fee, at_open=False
-            )
+    placed_at = open_ if reference is None else reference
+    if marketable(side, limit, open_) and marketable(side, limit, placed_at):
+        # Marketable when placed and still at the open: it takes the market, never beyond
+        # its limit.
+        cap = min if side is Side.BUY else max
+        return FillPrice(
+            price=cap(limit, slipped(side, open_, config)),
+            liquidity=Liquidity.TAKER,
+            fee_rate=config.taker_fee,
+            at_open=True,
+            moment=open_,
+        )
+    reached = to_price(candle.low) <= limit if side is Side.BUY else to_price(candle.high) >= limit
+    if not reached:
         return None
-    if open_ >= limit:
-        price = max(limit, slipped(side, open_, config))
-        return FillPrice(
-            price=price, liquidity=Liquidity.TAKER, fee_rate=config.taker_fee, at_open=True
-        )
-    if to_price(candle.high) >= limit:
-        return FillPrice(
-            price=limit, liquidity=Liquidity.MAKER, fee_rate=config.maker_fee, at_open=False
-        )
-    return None
+    gapped = marketable(side, limit, open_)  # a resting order the open jumped over
+    return FillPrice(
+        price=limit,
+        liquidity=Liquidity.MAKER,
+        fee_rate=config.maker_fee,
+        at_open=gapped,
+        moment=open_ if gapped else limit,
+    )
 
 
 def fill_stop(
@@ -155,17 +181,23 @@ def fill_stop(
         liquidity=Liquidity.TAKER,
         fee_rate=config.taker_fee,
         at_open=gapped,
+        moment=base,
     )
 
 
-def trigger(order: Order, candle: Candle, config: FillModelConfig) -> FillPrice | None:
-    """Return how ``order`` fills on ``candle`` (ignoring reduce-only), or None."""
+def trigger(
+    order: Order, candle: Candle, config: FillModelConfig, reference: Decimal | None = None
+) -> FillPrice | None:
+    """Return how ``order`` fills on ``candle`` (ignoring reduce-only), or None.
+
+    ``reference`` is the market price before the candle (see ``fill_limit``).
+    """
     req = order.request
     if req.type is OrderType.MARKET:
         return fill_market(req.side, to_price(candle.open), config)
     if req.type is OrderType.LIMIT:
         assert req.price is not None  # noqa: S101 - OrderRequest validates it
-        return fill_limit(req.side, req.price, candle, config)
+        return fill_limit(req.side, req.price, candle, config, reference)
     assert req.stop_price is not None  # noqa: S101 - OrderRequest validates it
     return fill_stop(req.side, req.stop_price, candle, config)
 
@@ -218,9 +250,9 @@ _TYPE_RANK = {OrderType.MARKET: 0, OrderType.STOP_MARKET: 1, OrderType.LIMIT: 2}
 
 
 def _sequence(
-    orders: Sequence[Order], candle: Candle, config: FillModelConfig
+    orders: Sequence[Order], candle: Candle, config: FillModelConfig, reference: Decimal | None
 ) -> list[tuple[Order, FillPrice]]:
-    hits = [(o, fp) for o in orders if o.is_open and (fp := trigger(o, candle, config))]
+    hits = [(o, fp) for o in orders if o.is_open and (fp := trigger(o, candle, config, reference))]
 
     def key(hit: tuple[Order, FillPrice]) -> tuple[int, int]:
         order, fp = hit
@@ -235,17 +267,18 @@ def match_candle(
     position: Decimal,
     config: FillModelConfig,
     accept: AcceptFill | None = None,
+    reference: Decimal | None = None,
 ) -> CandleMatch:
     """Fill the open ``orders`` of one symbol against ``candle`` in the order fills happen.
 
     ``position`` is the signed net position before the candle (spot: holdings). ``accept`` may
     refuse a fill (e.g. funds ran out); a refused order is returned as canceled with its reason
     and does not move the position. Terminal orders and orders the candle does not reach are
-    left out.
+    left out. ``reference`` is the market price before the candle (see ``fill_limit``).
     """
     fills: list[SimFill] = []
     canceled: list[SimCancel] = []
-    for order, fp in _sequence(orders, candle, config):
+    for order, fp in _sequence(orders, candle, config, reference):
         side, amount = order.request.side, order.remaining
         if order.request.reduce_only:
             amount = reduce_only_cap(side, amount, position)

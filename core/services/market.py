@@ -21,6 +21,7 @@ from core.domain.events import CandleClosed, FundingSettled, OrderCanceled, Orde
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import FundingPayment
+from core.errors import InvariantViolation
 from core.market.feeds import CandleFeed
 from core.market.funding import FundingRates
 from core.ports import CandleRepo
@@ -28,12 +29,24 @@ from core.services.bus import EventBus
 
 log = logging.getLogger(__name__)
 
+# Fills and the orders placed in reaction, within one candle: an entry, its ladder, the stop
+# moved after each take-profit... a few rounds. More means two reactions feed each other.
+MAX_REACTIONS_PER_CANDLE = 50
+
 
 class SimulatedVenue(Protocol):
     """A venue that fills resting orders from candles (the paper exchange)."""
 
     async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
         """Fill what the candle reaches; return the fills in the order they happened."""
+        ...
+
+    async def on_candle_rest(self, symbol: str) -> list[Fill]:
+        """Fill what the rest of the current candle reaches of the orders placed since."""
+        ...
+
+    def end_candle(self, symbol: str) -> None:
+        """Close the current candle: orders placed from now on wait for the next one."""
         ...
 
     def take_venue_cancels(self) -> list[Order]:
@@ -120,18 +133,7 @@ class MarketService:
             await self._candles.upsert(self._source, series)
         if self._venue is not None:
             for step in self._fill_steps(symbol, candle):
-                for fill in await self._venue.on_candle(symbol, step):
-                    self.stats.fills += 1
-                    await self._bus.publish(_filled_event(fill, self._clock.now_ms()))
-                for order in self._venue.take_venue_cancels():
-                    await self._bus.publish(
-                        OrderCanceled(
-                            ts_ms=self._clock.now_ms(),
-                            client_order_id=order.client_order_id,
-                            symbol=order.symbol,
-                            reason=f"venue: {order.reason}",
-                        )
-                    )
+                await self._fill_step(self._venue, symbol, step)
             await self._settle_funding(self._venue, symbol, candle)
         await self._bus.publish(
             CandleClosed(
@@ -151,6 +153,36 @@ class MarketService:
         self.stats.last_candle_ms = candle.ts_ms
         for handler in self._handlers:
             await handler(symbol, candle)
+
+    async def _fill_step(self, venue: SimulatedVenue, symbol: str, step: Candle) -> None:
+        """Let the venue fill ``step``, publish what happened, and repeat on the rest of the
+        candle while the reactions (exit orders after an entry fill, a stop moved after a
+        take-profit) place orders that candle could still fill."""
+        fills = await venue.on_candle(symbol, step)
+        try:
+            for _ in range(MAX_REACTIONS_PER_CANDLE):
+                canceled = venue.take_venue_cancels()
+                if not fills and not canceled:
+                    return
+                for fill in fills:
+                    self.stats.fills += 1
+                    await self._bus.publish(_filled_event(fill, self._clock.now_ms()))
+                for order in canceled:
+                    await self._bus.publish(
+                        OrderCanceled(
+                            ts_ms=self._clock.now_ms(),
+                            client_order_id=order.client_order_id,
+                            symbol=order.symbol,
+                            reason=f"venue: {order.reason}",
+                        )
+                    )
+                fills = await venue.on_candle_rest(symbol)
+            raise InvariantViolation(
+                f"{symbol}: orders kept filling within one candle after "
+                f"{MAX_REACTIONS_PER_CANDLE} rounds of reactions"
+            )
+        finally:
+            venue.end_candle(symbol)
 
     async def _settle_funding(self, venue: SimulatedVenue, symbol: str, candle: Candle) -> None:
         """Settle the funding events since the last candle handled, up to this one's close."""

@@ -89,10 +89,26 @@ def test_limit_not_reached_does_not_fill() -> None:
     assert fill_limit(Side.BUY, D(95), candle(100, 101, 95.0), CFG) is not None
 
 
-def test_limit_gapped_through_fills_at_the_open_as_taker_never_worse_than_the_limit() -> None:
-    gap_buy = fill_limit(Side.BUY, D(95), candle(94, 96, 93), CFG)
-    near_buy = fill_limit(Side.BUY, D(95), candle(94.95, 96, 93), CFG)
-    gap_sell = fill_limit(Side.SELL, D(110), candle(112, 113, 109), CFG)
+def test_a_resting_limit_the_open_gaps_through_fills_at_its_own_price_as_maker() -> None:
+    # Placed when the price was 100: not marketable then, so the venue matches it at its price.
+    gap_buy = fill_limit(Side.BUY, D(95), candle(94, 96, 93), CFG, reference=D(100))
+    gap_sell = fill_limit(Side.SELL, D(110), candle(112, 113, 109), CFG, reference=D(100))
+
+    assert gap_buy is not None and gap_sell is not None
+    assert (gap_buy.price, gap_buy.liquidity, gap_buy.at_open) == (D(95), Liquidity.MAKER, True)
+    assert (gap_sell.price, gap_sell.liquidity, gap_sell.at_open) == (
+        D(110),
+        Liquidity.MAKER,
+        True,
+    )
+    assert gap_buy.moment == D(94)  # it filled at the open's moment
+
+
+def test_a_limit_marketable_when_placed_takes_the_open_never_worse_than_the_limit() -> None:
+    # Placed when the price was already through it (a buy at 95 with the price at 94).
+    gap_buy = fill_limit(Side.BUY, D(95), candle(94, 96, 93), CFG, reference=D(94))
+    near_buy = fill_limit(Side.BUY, D(95), candle(94.95, 96, 93), CFG, reference=D(94.9))
+    gap_sell = fill_limit(Side.SELL, D(110), candle(112, 113, 109), CFG, reference=D(110))
 
     assert gap_buy is not None and near_buy is not None and gap_sell is not None
     assert (gap_buy.price, gap_buy.liquidity, gap_buy.at_open) == (
@@ -102,6 +118,9 @@ def test_limit_gapped_through_fills_at_the_open_as_taker_never_worse_than_the_li
     )
     assert near_buy.price == D(95)  # 94.95 * 1.001 = 95.04495 is capped at the limit
     assert gap_sell.price == D("111.888")  # 112 * 0.999
+    # Marketable when placed, but the open moved away: it rests and fills at its limit.
+    moved = fill_limit(Side.BUY, D(95), candle(96, 97, 94.5), CFG, reference=D(94))
+    assert moved is not None and (moved.price, moved.liquidity) == (D(95), Liquidity.MAKER)
 
 
 def test_stop_fills_at_the_worse_of_stop_and_open_plus_slippage() -> None:
@@ -143,9 +162,9 @@ def test_take_profit_gapped_at_the_open_comes_before_an_intrabar_stop() -> None:
     tp = order("tp", Side.SELL, OrderType.LIMIT, price="110", reduce_only=True)
     sl = order("sl", Side.SELL, OrderType.STOP_MARKET, stop="95", reduce_only=True)
 
-    match = match_candle([sl, tp], candle(112, 113, 94), D(1), CFG)
+    match = match_candle([sl, tp], candle(112, 113, 94), D(1), CFG, reference=D(100))
 
-    assert [(f.order.client_order_id, f.fill.price) for f in match.fills] == [("tp", D("111.888"))]
+    assert [(f.order.client_order_id, f.fill.price) for f in match.fills] == [("tp", D(110))]
     assert [c.order.client_order_id for c in match.canceled] == ["sl"]
 
 

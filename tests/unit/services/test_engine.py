@@ -296,12 +296,13 @@ async def test_rejected_stop_with_market_fallback_exits_at_once(
     h = Harness(settings, ScriptedProvider(entries={at(0): 1}), paper_class=NoStopPaper)
     await h.start()
     await h.candles([DECIDE, FILL])
-    assert by_type(await h.open_orders()) == {"market": [(None, AMOUNT)]}
-    await h.candle(2, 100.3, 100.6, 99.9, 100.5)
+    # The market exit is sent at the moment of the entry fill, so it fills there: at the
+    # entry candle's open, 100 * (1 - 0.0002).
     assert await h.open_orders() == []
     [trade] = h.engine.closed_trades
     assert trade.exit_reason == "SL"
-    assert trade.legs[0].price == D("100.27994")  # 100.3 * (1 - 0.0002)
+    assert trade.legs[0].price == D("99.98")
+    assert trade.legs[0].ts_ms == at(1)
 
 
 async def test_venue_cancels_are_published_with_the_venue_reason(settings: Settings) -> None:

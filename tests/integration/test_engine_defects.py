@@ -1,0 +1,133 @@
+"""Regressions for the engine defects a review found (issue 7), each on hand-made candles.
+
+Defaults unless a test says otherwise: 10_000 USDT, risk 1 %, fees 0.1 %, slippage 2 bps, the
+ladder TP1 +1.95 % / TP2 +3.25 % / TP3 +5.20 %, stop -2 %. An entry decided on row 1 (close
+100) fills at row 2's open: 100 * (1 + 0.0002) = 100.02, so TP1 101.97, TP2 103.27, TP3 105.22
+and the stop 98.02.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.backtest import BacktestResult, run_backtest
+from core.domain.enums import Liquidity
+from core.domain.market import CandleSeries
+from tests.integration.scripted import FLAT, HOUR_MS, T0_MS, Row, RowScript, series, settings_with
+
+FIVE_MIN_MS = 300_000
+
+
+async def backtest(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    candles: dict[str, CandleSeries],
+    script: RowScript,
+    *,
+    detail: dict[str, CandleSeries] | None = None,
+    fast: bool = True,
+    **env: str,
+) -> BacktestResult:
+    settings = settings_with(monkeypatch, tmp_path, **env)
+    return await run_backtest(settings, candles, provider=script, detail=detail, fast=fast)
+
+
+# --- 3. the entry candle is matched against the exits ----------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_the_stop_protects_the_rest_of_the_entry_candle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fast: bool
+) -> None:
+    rows: list[Row] = [(100, 100, 100, 100)] * 2 + [(100, 100.5, 90, 100)] + [FLAT] * 3
+    res = await backtest(
+        monkeypatch, tmp_path, {"BTC/USDT": series("BTC/USDT", rows)}, RowScript({1: 1}), fast=fast
+    )
+    [trade] = res.trades
+    assert trade.exit_reason == "SL"
+    assert trade.opened_ms == trade.closed_ms == T0_MS + 2 * HOUR_MS
+    assert trade.exit_price == D("98.000396")  # 98.02 * (1 - 0.0002), not the candle's low
+    assert res.open_positions == 0
+
+
+async def test_the_entry_candle_touching_tp1_and_the_stop_closes_at_the_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 2 + [(100, 102.5, 97.5, 99)] + [FLAT] * 2
+    res = await backtest(
+        monkeypatch, tmp_path, {"BTC/USDT": series("BTC/USDT", rows)}, RowScript({1: 1})
+    )
+    [trade] = res.trades
+    assert [leg.reason for leg in trade.legs] == ["SL"]
+
+
+# --- 8. resting take-profits fill at their own price --------------------------------------------
+
+
+async def test_resting_take_profits_fill_at_their_limits_on_a_gap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 3 + [(110, 110.5, 109.5, 110)] + [FLAT] * 2
+    res = await backtest(
+        monkeypatch, tmp_path, {"BTC/USDT": series("BTC/USDT", rows)}, RowScript({1: 1})
+    )
+    [trade] = res.trades
+    assert [(leg.reason, leg.price) for leg in trade.legs] == [
+        ("TP1", D("101.97")),
+        ("TP2", D("103.27")),
+        ("TP3", D("105.22")),
+    ]
+    exits = [f for f in res.fills if not f.client_order_id.endswith("-e")]
+    assert {f.liquidity for f in exits} == {Liquidity.MAKER}
+
+
+# --- 7. detail fills carry the detail candle's time ---------------------------------------------
+
+
+def _entry_hour_in_5m() -> tuple[CandleSeries, CandleSeries]:
+    """Hours 0-2 flat, hour 3 climbs 100 -> 106 in twelve 5m steps, then flat at 105."""
+    hours: list[Row] = [FLAT] * 3 + [(100, 106, 99.9, 105)] + [(105, 105.2, 104.8, 105)] * 3
+    fine: list[Row] = []
+    for h in range(len(hours)):
+        for k in range(12):
+            if h == 3:
+                o = 100 + 0.5 * k
+                fine.append((o, o + 0.5, o - 0.1, o + 0.5))
+            elif h > 3:
+                fine.append((105, 105.1, 104.9, 105))
+            else:
+                fine.append(FLAT)
+    det = series("BTC/USDT", fine, tf="5m", tf_ms=FIVE_MIN_MS)
+    coarse = [
+        (row[0], max(f[1] for f in fine[12 * i : 12 * i + 12]),
+         min(f[2] for f in fine[12 * i : 12 * i + 12]), fine[12 * i + 11][3])
+        for i, row in enumerate(hours)
+    ]  # fmt: skip
+    return series("BTC/USDT", coarse), det
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_detail_fills_are_stamped_inside_the_strategy_candle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fast: bool
+) -> None:
+    hourly, fine = _entry_hour_in_5m()
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": hourly},
+        RowScript({2: 1}),
+        detail={"BTC/USDT": fine},
+        fast=fast,
+    )
+    hour3 = T0_MS + 3 * HOUR_MS
+    # entry at 03:00; TP1 101.97 on the 03:15 candle (high 102), TP2 103.27 at 03:30 (high
+    # 103.5), TP3 105.22 at 03:50 (high 105.5)
+    minutes = [(f.ts_ms - hour3) // 60_000 for f in res.fills]
+    assert minutes == [0, 15, 30, 50]
+    [trade] = res.trades
+    assert trade.closed_ms == hour3 + 50 * 60_000
+    # the curve marks the position as it was: no peak before the fills, no loss after them
+    assert res.metrics.drawdown.max_drawdown_pct < 0.1

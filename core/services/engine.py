@@ -390,8 +390,8 @@ class Engine:
         if not isinstance(event, OrderFilled):
             return
         cid = event.client_order_id
-        trade = next((t for t in self.trades.values() if cid in t.roles), None)
-        if trade is None:
+        trade = self.trades.get(event.symbol)
+        if trade is None or cid not in trade.roles:
             return  # not ours (e.g. a manual order)
         trade.note_fill(cid, event.amount, event.price, event.fee)
         if trade.roles[cid] == "entry":

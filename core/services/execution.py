@@ -1,9 +1,12 @@
 """Execution: every order goes out through here, past the risk gate, with a client order id.
 
-Client order ids are deterministic: ``qt-<base>-<candle open, base36 s>-<tag>``. The same
-decision on the same candle (after a crash and restart, say) yields the same id, and the
-exchange's idempotency on client ids turns a resubmission into a no-op instead of a second
-order. Ids stay within Binance's 36-character limit and its character set.
+Client order ids are deterministic: ``qt-<base>-<symbol hash>-<candle open, base36 s>-<tag>``.
+The same decision on the same candle (after a crash and restart, say) yields the same id, and
+the exchange's idempotency on client ids turns a resubmission into a no-op instead of a second
+order. The base is cut to 8 characters to stay readable, so the hash of the whole symbol keeps
+symbols apart that share their first characters (BROCCOLI714/USDT, BROCCOLIF3B/USDT) or their
+base (BTC/USDT, BTC/USDC, BTC/USDT:USDT). Ids stay within Binance's 36-character limit, in
+letters, digits and dashes (a subset of every major venue's alphabet).
 
 Every outcome is an event: ``OrderSubmitted``, ``OrderRejected`` (the venue said no, never
 retried), ``OrderDenied`` (our risk gate said no), ``OrderCanceled``.
@@ -11,6 +14,7 @@ retried), ``OrderDenied`` (our risk gate said no), ``OrderCanceled``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -50,10 +54,16 @@ def _id_part(text: str) -> str:
     return _ID_SAFE.sub("", text)
 
 
+@lru_cache(maxsize=256)
+def _symbol_part(symbol: str) -> str:
+    """Return ``<base, 8 chars at most>-<5 base36 digits of the symbol's sha256>``."""
+    digest = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "big")
+    return f"{_id_part(symbol.split('/')[0])[:8]}-{_base36(digest % 36**5):0>5}"
+
+
 def client_order_id(symbol: str, candle_open_ms: int, tag: str) -> str:
     """Return the deterministic client order id of an order decided on a candle."""
-    base = _id_part(symbol.split("/")[0])[:8]
-    cid = f"qt-{base}-{_base36(candle_open_ms // 1000)}-{_id_part(tag)}"
+    cid = f"qt-{_symbol_part(symbol)}-{_base36(candle_open_ms // 1000)}-{_id_part(tag)}"
     if len(cid) > MAX_CLIENT_ID_LEN:
         raise ValueError(f"client order id {cid!r} is longer than {MAX_CLIENT_ID_LEN}")
     return cid

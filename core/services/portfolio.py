@@ -9,6 +9,7 @@ from decimal import Decimal
 from core.clock import Clock
 from core.domain.enums import MarketType
 from core.domain.events import EquityRecorded
+from core.domain.orders import Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.ports import BalanceRepo, Exchange
 from core.services.bus import EventBus
@@ -44,31 +45,53 @@ def value_account(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountView:
-    """The account as sizing and the risk gate see it, at the given prices."""
+    """The account as sizing and the risk gate see it, at the given prices.
+
+    Entry orders the venue has not filled yet count as if they had: a limit must not be
+    passed because three symbols signalled on the same candle.
+    """
 
     equity: Decimal
     free_quote: Decimal
-    exposure: Decimal  # sum of position notionals
+    exposure: Decimal  # sum of position notionals and of pending entry orders
     positions: tuple[Position, ...]
+    pending_entries: tuple[Order, ...] = ()  # open orders that add exposure
 
     def open_positions_except(self, symbol: str) -> int:
-        """Return how many positions are open in other symbols."""
-        return sum(1 for p in self.positions if p.symbol != symbol)
+        """Return how many other symbols hold a position or wait for an entry fill."""
+        busy = {p.symbol for p in self.positions} | {o.symbol for o in self.pending_entries}
+        busy.discard(symbol)
+        return len(busy)
+
+
+def _pending_notional(order: Order, prices: Mapping[str, Decimal]) -> Decimal:
+    """Return what an unfilled entry order adds: at its limit or trigger, else the price."""
+    req = order.request
+    level = req.price if req.price is not None else req.stop_price
+    if level is None:
+        level = prices.get(order.symbol, ZERO)
+    return order.remaining * level
 
 
 async def view_account(
     exchange: Exchange, prices: Mapping[str, Decimal], quote: str
 ) -> AccountView:
-    """Read balances and positions from ``exchange`` and value them at ``prices``."""
+    """Read balances, positions and open orders from ``exchange``; value them at ``prices``."""
     balances = await exchange.fetch_balances()
     positions = await exchange.fetch_positions()
+    pending = tuple(o for o in await exchange.fetch_open_orders() if not o.request.reduce_only)
     equity, _, _ = value_account(
         balances, positions, {s: float(p) for s, p in prices.items()}, quote
     )
     exposure = sum((p.amount * prices.get(p.symbol, p.entry_price) for p in positions), ZERO)
+    exposure += sum((_pending_notional(o, prices) for o in pending), ZERO)
     free = balances[quote].free if quote in balances else ZERO
     return AccountView(
-        equity=equity, free_quote=free, exposure=exposure, positions=tuple(positions)
+        equity=equity,
+        free_quote=free,
+        exposure=exposure,
+        positions=tuple(positions),
+        pending_entries=pending,
     )
 
 

@@ -131,3 +131,60 @@ async def test_detail_fills_are_stamped_inside_the_strategy_candle(
     assert trade.closed_ms == hour3 + 50 * 60_000
     # the curve marks the position as it was: no peak before the fills, no loss after them
     assert res.metrics.drawdown.max_drawdown_pct < 0.1
+
+
+# --- 2. pending entries count toward the limits ------------------------------------------------
+
+
+@pytest.mark.parametrize("market", ["spot", "perp"])
+async def test_max_open_positions_counts_entries_not_yet_filled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, market: str
+) -> None:
+    rows: list[Row] = [FLAT] * 8
+    candles = {s: series(s, rows) for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        candles,
+        RowScript({1: 1}),
+        QT__RISK__MAX_OPEN_POSITIONS="1",
+        QT__EXCHANGE__MARKET_TYPE=market,
+    )
+    assert res.open_positions == 1
+    assert len({f.symbol for f in res.fills}) == 1
+
+
+async def test_total_exposure_counts_entries_not_yet_filled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 8
+    symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {s: series(s, rows) for s in symbols},
+        RowScript({1: 1}),
+        QT__RISK__MAX_OPEN_POSITIONS="10",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="1.0",
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__TRADING__MAX_LEVERAGE="5",
+    )
+    notional = sum((f.amount * f.price for f in res.fills), D(0))
+    assert res.open_positions == 2  # two positions of 50 % of equity each
+    assert notional <= D(10_000) * D("1.0") * D("1.001")  # cap, plus the entry slippage
+
+
+# --- 4. client order ids are unique per symbol -------------------------------------------------
+
+
+async def test_symbols_sharing_their_first_characters_both_trade(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 3 + [(100, 103.5, 100, 103)] + [FLAT] * 2
+    symbols = ("BROCCOLI714/USDT", "BROCCOLIF3B/USDT")
+    res = await backtest(
+        monkeypatch, tmp_path, {s: series(s, rows) for s in symbols}, RowScript({1: 1})
+    )
+    assert sorted(t.symbol for t in res.trades) == sorted(symbols)
+    ids = [f.client_order_id for f in res.fills]
+    assert len(set(ids)) == len(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from decimal import Decimal as D
 
@@ -35,8 +36,11 @@ CID_CHARS = re.compile(r"^[A-Za-z0-9-]+$")
 def test_client_id_is_deterministic() -> None:
     a = client_order_id("BTC/USDT", T0_MS, "e")
     assert a == client_order_id("BTC/USDT", T0_MS, "e")
-    # 1_704_067_200 s in base 36 is "s6k2o0" (int("s6k2o0", 36) == 1_704_067_200)
-    assert a == "qt-BTC-s6k2o0-e"
+    # 1_704_067_200 s in base 36 is "s6k2o0" (int("s6k2o0", 36) == 1_704_067_200); "uqe1p" is
+    # the first 64 bits of sha256("BTC/USDT") mod 36**5, in base 36
+    assert a == "qt-BTC-uqe1p-s6k2o0-e"
+    digest = int.from_bytes(hashlib.sha256(b"BTC/USDT").digest()[:8], "big")
+    assert int("uqe1p", 36) == digest % 36**5
 
 
 def test_client_id_differs_by_symbol_candle_and_tag() -> None:
@@ -66,9 +70,31 @@ def test_client_id_is_short_and_venue_safe(symbol: str, tag: str) -> None:
         assert CID_CHARS.match(cid), cid
 
 
+def test_client_ids_keep_symbols_apart_that_look_alike() -> None:
+    # Real Binance perps share their first 8 characters; bases repeat across quotes and markets.
+    lookalikes = [
+        "BROCCOLI714/USDT",
+        "BROCCOLIF3B/USDT",
+        "BROCCOLI714/USDT:USDT",
+        "BTC/USDT",
+        "BTC/USDC",
+        "BTC/USDT:USDT",
+        "1000PEPE/USDT",
+        "1000PEPE2/USDT",
+        "1MBABYDOGE/USDT",
+        "1MBABYDOGE2/USDT",
+    ]
+    ids = {client_order_id(s, T0_MS, "e") for s in lookalikes}
+    assert len(ids) == len(lookalikes)
+    # and thousands of made-up long names sharing one prefix stay apart too
+    many = {client_order_id(f"LONGPREFIX{i}/USDT", T0_MS, "x12") for i in range(5_000)}
+    assert len(many) == 5_000
+    assert all(len(cid) <= MAX_CLIENT_ID_LEN and CID_CHARS.match(cid) for cid in many)
+
+
 def test_client_id_too_long_is_an_error_naming_it() -> None:
     with pytest.raises(ValueError, match="longer than 36"):
-        client_order_id("BTC/USDT", T0_MS, "x" * 30)
+        client_order_id("BTC/USDT", T0_MS, "x" * 20)
 
 
 # --- submit and cancel ------------------------------------------------------------------------

@@ -5,8 +5,9 @@ calls it before the engine sees the candle): pending market orders fill at its o
 stop and limit orders against its range, by the fill model in :mod:`core.exchange.sim` that the
 backtester shares. Orders placed in reaction to those fills (the exit ladder after an entry
 fill) count from the fill's moment and :meth:`PaperExchange.on_candle_rest` matches them
-against the rest of the same candle, until :meth:`PaperExchange.end_candle`. The account rules (reservations, spot holdings, perp margin, no liquidation)
-are in :mod:`core.exchange.paper_book`.
+against the rest of the same candle, until :meth:`PaperExchange.end_candle`. The account
+rules (reservations, spot holdings, perp margin, liquidation) are in
+:mod:`core.exchange.paper_book`.
 
 Every change is written through ``Storage`` inside one ``atomic()`` block, and the in-memory book
 is replaced only after that block succeeds, so memory never runs ahead of the store. ``start()``

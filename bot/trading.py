@@ -17,6 +17,7 @@ from core.brains.exit_config import (
     Target,
 )
 from core.brains.exits import StopFallback
+from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
@@ -96,6 +97,16 @@ def provider_from(settings: Settings) -> SignalProvider:
         raise ConfigError(f"invalid QT__STRATEGY__* settings: {e}") from e
 
 
+def trading_costs(settings: Settings) -> TradingCosts:
+    """Return the fees and slippage sizing budgets for (the paper model's; live, an estimate)."""
+    paper = settings.paper
+    return TradingCosts(
+        taker_fee=paper.taker_fee,
+        max_fee=max(paper.maker_fee, paper.taker_fee),
+        slippage=paper.slippage_bps / Decimal(10_000),
+    )
+
+
 def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperExchange:
     """Return the paper exchange configured by ``settings`` on ``storage``."""
     return PaperExchange(
@@ -163,6 +174,7 @@ def build_engine(
                 min_notional=settings.market.min_notional,
             ),
             exits=exit_config_from(settings.exits),
+            costs=trading_costs(settings),
         ),
         clock=clock,
         bus=bus,

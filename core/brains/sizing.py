@@ -1,8 +1,15 @@
-"""Position sizing: risk a fixed fraction of equity between entry and stop, within policy caps.
+"""Position sizing: risk a fixed fraction of equity between entry and stop, costs included.
 
-amount = equity * risk_per_trade / |entry - stop|, then capped so the notional stays within
-the per-position cap, the remaining total-exposure budget and the cash available
-(times leverage), and finally rounded DOWN to the exchange's amount step.
+The loss if the stop is hit, per unit, is what a round trip to the stop really costs:
+``|entry - exit| + taker_fee * (entry + exit)`` where ``entry`` is the expected fill (the price
+with slippage against us) and ``exit`` is the stop with slippage against us. Then
+
+    amount = equity * risk_per_trade / loss per unit
+
+capped so the notional stays within the per-position cap and the remaining total-exposure
+budget, and so the order can be paid: ``notional * (1 / leverage + fee)`` (spot: leverage 1)
+at most the free cash, less ``PRICE_MOVE_BUFFER`` for the price moving before the fill. The
+amount is finally rounded DOWN to the exchange's amount step.
 """
 
 from __future__ import annotations
@@ -13,50 +20,85 @@ from decimal import ROUND_DOWN, Decimal
 from core.domain.policy import Policy
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
+# A market entry fills at the next open, which may be a little above the close it was sized
+# on: keep this fraction of the free cash back so the fill can still be paid.
+PRICE_MOVE_BUFFER = Decimal("0.001")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradingCosts:
+    """What a fill costs: fee rates (fractions) and slippage (a fraction of price)."""
+
+    taker_fee: Decimal = ZERO
+    max_fee: Decimal = ZERO  # the larger of maker and taker: what the venue reserves
+    slippage: Decimal = ZERO
+
+    def __post_init__(self) -> None:
+        for name in ("taker_fee", "max_fee", "slippage"):
+            if not ZERO <= getattr(self, name) < ONE:
+                raise ValueError(f"{name} must be in [0, 1), was {getattr(self, name)}")
+
+    def fill_price(self, price: Decimal, *, buy: bool) -> Decimal:
+        """Return ``price`` moved against us by the slippage."""
+        return price * (ONE + self.slippage) if buy else price * (ONE - self.slippage)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SizingInput:
-    """What sizing needs to know."""
+    """What sizing needs to know. ``entry_price`` is the expected fill (slippage included)."""
 
     equity: Decimal
     free_cash: Decimal  # quote currency available for this order
     entry_price: Decimal
     stop_price: Decimal
-    total_exposure: Decimal  # notional already open
+    total_exposure: Decimal  # notional already open or pending
     leverage: int
     amount_step: Decimal
     min_notional: Decimal = ZERO
+    costs: TradingCosts = TradingCosts()
     policy: Policy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SizingDecision:
-    """The amount to trade (0 means skip) and which limit bound it."""
+    """The amount to trade (0 means skip), which limit bound it, and the loss per unit."""
 
     amount: Decimal
     bound_by: str
+    loss_per_unit: Decimal = ZERO
+
+
+def loss_per_unit(entry: Decimal, stop: Decimal, costs: TradingCosts) -> Decimal:
+    """Return what one unit loses entering at ``entry`` and leaving at the stop: the price
+    move, the stop's slippage and both fees (a stop below the entry is a long)."""
+    exit_price = costs.fill_price(stop, buy=stop > entry)  # a long's stop sells
+    return abs(entry - exit_price) + costs.taker_fee * (entry + exit_price)
 
 
 def size_position(inp: SizingInput) -> SizingDecision:
     """Return the position amount (see module docstring)."""
     p = inp.policy
-    risk_per_unit = abs(inp.entry_price - inp.stop_price)
-    if inp.entry_price <= 0 or risk_per_unit <= 0 or inp.equity <= 0:
+    if inp.entry_price <= 0 or inp.stop_price <= 0 or inp.equity <= 0:
         return SizingDecision(amount=ZERO, bound_by="invalid_input")
+    if inp.entry_price == inp.stop_price:
+        return SizingDecision(amount=ZERO, bound_by="invalid_input")
+    per_unit = loss_per_unit(inp.entry_price, inp.stop_price, inp.costs)
+    pay_per_unit = inp.entry_price * (ONE / inp.leverage + inp.costs.max_fee)
     candidates = {
-        "risk": inp.equity * p.risk_per_trade / risk_per_unit,
+        "risk": inp.equity * p.risk_per_trade / per_unit,
         "position_cap": min(p.max_position_notional, p.max_position_pct * inp.equity)
         / inp.entry_price,
         "exposure_cap": max(ZERO, p.max_total_exposure_pct * inp.equity - inp.total_exposure)
         / inp.entry_price,
-        # keep a little cash back for the fee and slippage of the fill
-        "cash": max(ZERO, inp.free_cash * Decimal("0.99")) * inp.leverage / inp.entry_price,
+        "cash": max(ZERO, inp.free_cash * (ONE - PRICE_MOVE_BUFFER)) / pay_per_unit,
     }
     bound_by = min(candidates, key=lambda k: candidates[k])
     amount = (candidates[bound_by] / inp.amount_step).to_integral_value(
         ROUND_DOWN
     ) * inp.amount_step
     if amount <= 0 or amount * inp.entry_price < inp.min_notional:
-        return SizingDecision(amount=ZERO, bound_by=f"{bound_by}:below_minimum")
-    return SizingDecision(amount=amount, bound_by=bound_by)
+        return SizingDecision(
+            amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
+        )
+    return SizingDecision(amount=amount, bound_by=bound_by, loss_per_unit=per_unit)

@@ -24,7 +24,7 @@ from core.brains.exits import (
     exit_at_market,
     plan_exits,
 )
-from core.brains.sizing import SizingInput, size_position
+from core.brains.sizing import SizingInput, TradingCosts, size_position
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.events import Event, FundingSettled, OrderCanceled, OrderFilled
@@ -66,6 +66,7 @@ class EngineConfig:
     leverage: int
     rules: SymbolRules
     exits: ExitConfig
+    costs: TradingCosts  # expected fees and slippage, for the risk budget
 
 
 class Engine:
@@ -307,18 +308,22 @@ class Engine:
         ):
             return
         price = self.prices[symbol]
-        stop = self._planned_stop(side, price, signal)
+        # Size on the fill we expect (the price plus slippage) and the stop the Exit Brain
+        # will plan from it, so the loss at the stop is the risk budget, costs included.
+        expected = cfg.costs.fill_price(price, buy=side is PositionSide.LONG)
+        stop = self._planned_stop(side, expected, signal)
         account = await view_account(self._exchange, self.prices, cfg.quote)
         sizing = size_position(
             SizingInput(
                 equity=account.equity,
                 free_cash=account.free_quote,
-                entry_price=price,
+                entry_price=expected,
                 stop_price=stop,
                 total_exposure=account.exposure,
                 leverage=cfg.leverage,
                 amount_step=cfg.rules.amount_step,
                 min_notional=cfg.rules.min_notional,
+                costs=cfg.costs,
                 policy=policy,
             )
         )

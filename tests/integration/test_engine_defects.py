@@ -170,8 +170,10 @@ async def test_total_exposure_counts_entries_not_yet_filled(
         QT__TRADING__MAX_LEVERAGE="5",
     )
     notional = sum((f.amount * f.price for f in res.fills), D(0))
-    assert res.open_positions == 2  # two positions of 50 % of equity each
-    assert notional <= D(10_000) * D("1.0") * D("1.001")  # cap, plus the entry slippage
+    # Each position alone may take up to 50 % of equity; together they stop at the 100 % cap
+    # (valued at the close the entries were decided on; they filled 2 bps higher).
+    assert res.open_positions == 3  # 45 % (the risk budget), 45 %, and the 10 % left
+    assert D(9_900) < notional <= D(10_000) * D("1.0002")
 
 
 # --- 4. client order ids are unique per symbol -------------------------------------------------
@@ -188,3 +190,52 @@ async def test_symbols_sharing_their_first_characters_both_trade(
     assert sorted(t.symbol for t in res.trades) == sorted(symbols)
     ids = [f.client_order_id for f in res.fills]
     assert len(set(ids)) == len(ids)
+
+
+# --- 5. fees and slippage are inside the risk budget ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {
+            "QT__EXCHANGE__MARKET_TYPE": "perp",
+            "QT__TRADING__MAX_LEVERAGE": "5",
+            "QT__RISK__MAX_POSITION_PCT": "5",
+            "QT__RISK__MAX_TOTAL_EXPOSURE_PCT": "5",
+            "QT__EXITS__STOP_PCT": "0.5",
+        },
+    ],
+    ids=["spot-2pct-stop", "perp-0.5pct-stop"],
+)
+async def test_the_loss_at_the_stop_is_the_risk_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
+) -> None:
+    rows: list[Row] = [FLAT] * 3 + [(100, 100.1, 97, 97.5)] + [FLAT] * 2
+    res = await backtest(
+        monkeypatch, tmp_path, {"BTC/USDT": series("BTC/USDT", rows)}, RowScript({1: 1}), **env
+    )
+    [trade] = res.trades
+    assert trade.exit_reason == "SL"
+    loss_pct = -trade.pnl / D(10_000) * 100
+    assert D("0.995") <= loss_pct <= D("1.0"), loss_pct
+
+
+async def test_cash_bound_sizing_pays_its_real_fee(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", [FLAT] * 6)},
+        RowScript({1: 1}),
+        QT__PAPER__TAKER_FEE="0.02",
+        QT__PAPER__MAKER_FEE="0.02",
+        QT__RISK__RISK_PER_TRADE="0.2",
+        QT__RISK__MAX_POSITION_PCT="10",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="10",
+    )
+    [entry] = [f for f in res.fills if f.client_order_id.endswith("-e")]
+    cost = entry.amount * entry.price + entry.fee
+    assert D(9_900) < cost <= D(10_000)  # almost all the cash, fee included

@@ -6,7 +6,13 @@ from decimal import Decimal as D
 
 import pytest
 
-from core.brains.sizing import SizingDecision, SizingInput, size_position
+from core.brains.sizing import (
+    SizingDecision,
+    SizingInput,
+    TradingCosts,
+    loss_per_unit,
+    size_position,
+)
 from core.domain.policy import Policy
 
 # Loose caps so the risk amount binds unless a test tightens one:
@@ -30,6 +36,7 @@ def size(
     leverage: int = 1,
     step: str = "0.001",
     min_notional: str = "0",
+    fees: TradingCosts | None = None,
     policy: Policy = LOOSE,
 ) -> SizingDecision:
     return size_position(
@@ -42,6 +49,7 @@ def size(
             leverage=leverage,
             amount_step=D(step),
             min_notional=D(min_notional),
+            costs=fees or TradingCosts(),
             policy=policy,
         )
     )
@@ -84,20 +92,42 @@ def test_exposure_cap_already_exceeded_gives_zero() -> None:
     assert decision.bound_by == "exposure_cap:below_minimum"
 
 
-def test_cash_cap_keeps_one_percent_back() -> None:
-    # 2_000 free * 0.99 / 100 = 19.8 units
-    decision = size(free_cash="2000")
-    assert (decision.amount, decision.bound_by) == (D("19.8"), "cash")
+def test_cash_cap_pays_the_fee_and_keeps_a_small_buffer() -> None:
+    # 2_000 free * (1 - 0.001) / (100 * (1 + 0.01)) = 19.782... units
+    decision = size(free_cash="2000", fees=TradingCosts(taker_fee=D("0.01"), max_fee=D("0.01")))
+    assert (decision.amount, decision.bound_by) == (D("19.782"), "cash")
+    cost = decision.amount * 100 * D("1.01")
+    assert cost <= D(2000)
+
+
+def test_a_two_percent_fee_still_trades_when_cash_binds() -> None:
+    costs = TradingCosts(taker_fee=D("0.02"), max_fee=D("0.02"))
+    policy = Policy(risk_per_trade=D("0.2"), max_position_pct=D(10), max_total_exposure_pct=D(10))
+    decision = size(free_cash="10000", fees=costs, policy=policy)
+    assert decision.bound_by == "cash"
+    assert decision.amount * 100 * D("1.02") <= D(10_000)  # it can be paid, fee included
 
 
 def test_cash_cap_scales_with_leverage() -> None:
-    # 1_000 free * 0.99 * 3 / 100 = 29.7 units
+    # perp margin per unit 100 / 3 (no fee here): 1_000 * 0.999 * 3 / 100 = 29.97 units
     decision = size(free_cash="1000", leverage=3)
-    assert (decision.amount, decision.bound_by) == (D("29.7"), "cash")
-    # with 5x the cash allows 49.5 units: still below the risk amount of 50
-    assert size(free_cash="1000", leverage=5).amount == D("49.5")
-    # with 2_000 free and 3x it allows 59.4: risk binds again
+    assert (decision.amount, decision.bound_by) == (D("29.97"), "cash")
+    # with 5x the cash allows 49.95 units: still below the risk amount of 50
+    assert size(free_cash="1000", leverage=5).amount == D("49.95")
+    # with 2_000 free and 3x it allows 59.94: risk binds again
     assert size(free_cash="2000", leverage=3).bound_by == "risk"
+
+
+def test_fees_and_slippage_are_inside_the_risk_budget() -> None:
+    costs = TradingCosts(taker_fee=D("0.001"), max_fee=D("0.001"), slippage=D("0.0002"))
+    # long: the stop 98 sells at 98 * 0.9998 = 97.9804; fees 0.001 * (100 + 97.9804)
+    per_unit = D(100) - D("97.9804") + D("0.001") * (D(100) + D("97.9804"))
+    assert loss_per_unit(D(100), D(98), costs) == per_unit == D("2.2175804")
+    decision = size(fees=costs)
+    assert decision.amount == D("45.094")  # 100 / 2.2175804 = 45.0942..., down to 0.001
+    assert decision.amount * per_unit <= 100
+    # short: the stop 102 buys at 102 * 1.0002 = 102.0204
+    assert loss_per_unit(D(100), D(102), costs) == D("2.0204") + D("0.001") * D("202.0204")
 
 
 def test_amount_is_rounded_down_to_the_step() -> None:

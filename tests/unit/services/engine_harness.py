@@ -36,11 +36,17 @@ HOUR_MS = 3_600_000
 
 
 def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Settings:
-    """Return the default settings: no QT__ variables, no .env (run from an empty dir)."""
+    """Return the default settings, but for one round position: no .env (an empty dir), no
+    QT__ variables except a 5_001 USDT position cap (the percent cap lifted) with 2 % risk,
+    so every entry decided at 100 is exactly 50 units at the expected fill of 100.02 (100 plus
+    2 bps of slippage)."""
     for name in list(os.environ):
         if name.upper().startswith("QT__"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    monkeypatch.setenv("QT__RISK__RISK_PER_TRADE", "0.02")
+    monkeypatch.setenv("QT__RISK__MAX_POSITION_NOTIONAL", "5001")
+    monkeypatch.setenv("QT__RISK__MAX_POSITION_PCT", "1")
     return load_settings()
 
 

@@ -1,12 +1,13 @@
 """The engine end to end on the paper exchange, with candles built so every number is known.
 
-Defaults throughout: 10_000 USDT, risk 1 %, max position 50 % of equity, taker and maker fee
-0.1 %, slippage 2 bps, amount step 0.00001, tick 0.01, ladder TP1 +1.95 % (30 %), TP2 +3.25 %
-(30 %), TP3 +5.20 % (40 %), stop -2 %, break-even buffer 0.2 %.
+Defaults throughout (but for the harness's round position, see ``clean_settings``): 10_000
+USDT, taker and maker fee 0.1 %, slippage 2 bps, amount step 0.00001, tick 0.01, ladder TP1
++1.95 % (30 %), TP2 +3.25 % (30 %), TP3 +5.20 % (40 %), stop -2 %, break-even buffer 0.2 %.
 
-The entry is decided on candle 0 (close 100): planned stop 98.00, so 10_000 * 1 % / 2.00 = 50
-units (also the 50 % position cap: 5_000 / 100). It fills at candle 1's open 100 plus 2 bps:
-100.02, fee 50 * 100.02 * 0.1 % = 5.001. The exit plan, from 100.02:
+The entry is decided on candle 0 (close 100) and sized at the expected fill 100.02: the
+5_001 USDT position cap gives 50 units (2 % risk would allow 200 / 2.2176 = 90). It fills at
+candle 1's open 100 plus 2 bps: 100.02, fee 50 * 100.02 * 0.1 % = 5.001. The exit plan, from
+100.02:
 
 * TP1 100.02 * 1.0195 = 101.97039 -> 101.97 (take-profits round toward the entry), 15 units
 * TP2 100.02 * 1.0325 = 103.27065 -> 103.27, 15 units

@@ -30,7 +30,10 @@ ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
 _MEANING = {
     TradingState.ACTIVE: "orders allowed",
     TradingState.REDUCING: "only orders that reduce exposure (exits) are allowed",
-    TradingState.HALTED: "no new orders; cancels still go through",
+    TradingState.HALTED: (
+        "no new exposure and no take-profits; stops and exits at market still go, so no "
+        "position is left bare; entries not yet filled are canceled"
+    ),
 }
 
 

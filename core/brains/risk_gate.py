@@ -1,9 +1,11 @@
 """The pre-trade risk gate: a pure check every order passes before it reaches the exchange.
 
 A denial is a value (``RiskVerdict``), not an exception. Rules, in order:
-HALTED lets nothing through; REDUCING lets only exposure-reducing orders through; an order
-that reduces exposure is always allowed otherwise; new exposure must respect the policy's
-leverage, open-position, per-position and total-exposure limits.
+HALTED lets only protective orders through (reduce-only stops and market exits: a halt must
+never leave a position without its stop, nor stop it from closing); REDUCING lets only
+exposure-reducing orders through (take-profits too); an order that reduces exposure is always
+allowed otherwise; new exposure must respect the policy's leverage, open-position,
+per-position and total-exposure limits.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class OrderIntent:
     reduces_exposure: bool  # reduce-only exits, closing orders
     opens_short: bool = False
     leverage: int = 1
+    protective: bool = False  # a reduce-only stop or market exit: it limits or ends a loss
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +88,9 @@ def check_order(inp: GateInput) -> RiskVerdict:
     """Return whether the order may be sent (see module docstring for the rules)."""
     intent, policy = inp.intent, inp.policy
     if inp.state is TradingState.HALTED:
-        return _deny(DenyReason.HALTED, "trading is halted: no orders")
+        if intent.reduces_exposure and intent.protective:
+            return _ALLOW
+        return _deny(DenyReason.HALTED, "trading is halted: only stops and exits at market")
     if intent.reduces_exposure:
         return _ALLOW
     if inp.state is TradingState.REDUCING:

@@ -26,8 +26,21 @@ from core.brains.exits import (
 )
 from core.brains.sizing import SizingInput, TradingCosts, size_position
 from core.clock import Clock
-from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
-from core.domain.events import Event, FundingSettled, OrderCanceled, OrderFilled
+from core.domain.enums import (
+    MarketType,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    Side,
+    TradingState,
+)
+from core.domain.events import (
+    Event,
+    FundingSettled,
+    OrderCanceled,
+    OrderFilled,
+    TradingStateChanged,
+)
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
@@ -103,6 +116,9 @@ class Engine:
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
         bus.subscribe(OrderCanceled.topic, self._on_canceled, name="engine.on_canceled")
         bus.subscribe(FundingSettled.topic, self._on_funding, name="engine.on_funding")
+        bus.subscribe(
+            TradingStateChanged.topic, self._on_state_changed, name="engine.on_state_changed"
+        )
 
     # --- persistence: a restart resumes managing the same trades --------------------------------
 
@@ -179,7 +195,7 @@ class Engine:
                 await self._settle_entry(trade)
             else:
                 reference = self.prices.get(trade.symbol, trade.entry_price)
-                await self._exits.ensure_stop(trade, reference)
+                await self._exits.ensure_plan(trade, reference)
         await self._save()
         return published
 
@@ -213,7 +229,9 @@ class Engine:
         trade = self.trades.get(symbol)
         if trade is None:
             return float("-inf"), float("inf"), False
-        if trade.plan is None:
+        if trade.plan is None or self._exits.incomplete(trade):
+            # An entry waiting for its fill, or exits held back (a halt) that each cycle tries
+            # to place again.
             return float("-inf"), float("inf"), True
         stop = trade.plan.stop
         if stop is None or stop.mode is not StopMode.BOT_SIDE:
@@ -262,6 +280,8 @@ class Engine:
     async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
         plan = trade.plan
         if plan is None:
+            if await self._execution.trading_state() is TradingState.HALTED:
+                await self._cancel_entry(trade)
             await self._settle_entry(trade)
             return
         price = self.prices[trade.symbol]
@@ -273,6 +293,23 @@ class Engine:
         )
         if wants_out and not plan.is_closed:
             await self._exits.apply(trade, exit_at_market(plan), price, exit_reason="SIGNAL")
+            return
+        # What a halt held back (take-profits), or the venue lost, goes out again.
+        await self._exits.ensure_plan(trade, price)
+
+    async def _cancel_entry(self, trade: OpenTrade) -> None:
+        """Cancel the entry order of ``trade`` while it has not (completely) filled."""
+        if trade.plan is None:
+            await self._execution.cancel(trade.entry_cid, trade.symbol, reason="halted")
+
+    async def _on_state_changed(self, event: Event) -> None:
+        """A halt cancels the entries still waiting for their fill, at once. (Exits stay: a
+        halt lets protective orders through; resuming re-places what it held back, on the
+        next cycle of each trade.)"""
+        if not isinstance(event, TradingStateChanged) or event.current != TradingState.HALTED:
+            return
+        for trade in list(self.trades.values()):
+            await self._cancel_entry(trade)
 
     async def _settle_entry(self, trade: OpenTrade) -> None:
         """Resolve an entry that is no longer working without having filled completely."""
@@ -342,10 +379,10 @@ class Engine:
             tag="entry",
         )
         try:
-            if (
-                await self._execution.submit(request, reference_price=price, account=account)
-                is None
-            ):
+            submitted = await self._execution.submit(
+                request, reference_price=price, account=account
+            )
+            if not submitted.sent:
                 return
         except DependencyError as e:
             # It may or may not have reached the venue: track it, the venue sync finds out.

@@ -18,12 +18,13 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
 from core.brains.risk_gate import GateInput, OrderIntent, RiskVerdict, check_order
 from core.clock import Clock
-from core.domain.enums import OrderStatus, Side, TradingState
+from core.domain.enums import OrderStatus, OrderType, Side, TradingState
 from core.domain.events import OrderCanceled, OrderDenied, OrderRejected, OrderSubmitted
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
@@ -35,6 +36,8 @@ from core.services.portfolio import AccountView
 log = logging.getLogger(__name__)
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9]")
+# Orders that limit or end a loss: a halt still lets them through (when reduce-only).
+_PROTECTIVE = frozenset({OrderType.STOP_MARKET, OrderType.MARKET})
 MAX_CLIENT_ID_LEN = 36
 
 
@@ -69,6 +72,24 @@ def client_order_id(symbol: str, candle_open_ms: int, tag: str) -> str:
     return cid
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What became of an order handed to ``ExecutionService.submit``.
+
+    ``order`` is the venue's order when it was sent; otherwise ``denied`` says whether our own
+    gate held it back (the trading state or a limit: it may pass later) rather than the venue
+    refusing it (``OrderRejected``: sending it again would be refused again).
+    """
+
+    order: Order | None
+    denied: bool = False
+
+    @property
+    def sent(self) -> bool:
+        """Return True when the venue accepted the order."""
+        return self.order is not None
+
+
 ExposureView = Callable[[str], Awaitable[tuple[Decimal, int, Decimal]]]
 """Return ``(equity, open positions excluding symbol, total exposure)`` for the gate."""
 
@@ -92,6 +113,10 @@ class ExecutionService:
         self._state = trading_state
         self._policy = policy
         self._exposure = exposure
+
+    async def trading_state(self) -> TradingState:
+        """Return the trading state every order is gated by (read from the store)."""
+        return await self._state()
 
     async def check(self, intent: OrderIntent, account: AccountView | None = None) -> RiskVerdict:
         """Run the risk gate for ``intent`` without sending anything.
@@ -124,8 +149,9 @@ class ExecutionService:
         *,
         reference_price: Decimal,
         account: AccountView | None = None,
-    ) -> Order | None:
-        """Gate and send an order; return it, or None when denied or rejected (both published).
+    ) -> Submission:
+        """Gate and send an order; say whether it went, was denied or was rejected (the last
+        two are published).
 
         ``reference_price`` values the order for the gate (market orders have no price);
         ``account`` is passed on to ``check``.
@@ -136,6 +162,7 @@ class ExecutionService:
             reduces_exposure=request.reduce_only,
             opens_short=request.side is Side.SELL and not request.reduce_only,
             leverage=request.leverage,
+            protective=request.type in _PROTECTIVE,
         )
         verdict = await self.check(intent, account)
         now = self._clock.now_ms()
@@ -149,7 +176,7 @@ class ExecutionService:
                     detail=verdict.detail,
                 )
             )
-            return None
+            return Submission(order=None, denied=True)
         try:
             order = await self._exchange.create_order(request)
         except VenueRejected as e:
@@ -161,7 +188,7 @@ class ExecutionService:
                     reason=str(e),
                 )
             )
-            return None
+            return Submission(order=None)
         await self._bus.publish(
             OrderSubmitted(
                 ts_ms=now,
@@ -177,7 +204,7 @@ class ExecutionService:
                 tag=request.tag,
             )
         )
-        return order
+        return Submission(order=order)
 
     async def position_amount(self, symbol: str) -> Decimal:
         """Return the size of the venue's position in ``symbol`` (0 when flat)."""

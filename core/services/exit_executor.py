@@ -37,7 +37,7 @@ from core.domain.events import ExitPlanned, OrderFilled, TradeClosed
 from core.domain.orders import OrderRequest
 from core.domain.trades import ClosedTrade, ExitLeg
 from core.services.bus import EventBus
-from core.services.execution import ExecutionService, client_order_id
+from core.services.execution import ExecutionService, Submission, client_order_id
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -110,15 +110,14 @@ class ExitExecutor:
         self.closed: list[ClosedTrade] = []
 
     async def place_plan(self, trade: OpenTrade, plan: ExitPlan, reference: Decimal) -> None:
-        """Place a fresh plan's take-profit legs and its stop."""
+        """Place a fresh plan's stop, then its take-profit legs."""
         trade.plan = plan
         trade.first_stop = plan.stop.price if plan.stop is not None else None
-        for i, leg in enumerate(plan.legs, start=1):
-            if leg.amount > 0:
-                await self._limit(trade, leg.name, f"t{i}", leg.price, leg.amount, reference)
-        await self._publish_plan(trade, "entry filled")
+        # The stop first: the position is never left waiting for its protection.
         if plan.stop is not None:
             await self._stop(trade, plan.stop.price, plan.stop.amount, INITIAL_STOP_TAG, reference)
+        await self._place_missing_legs(trade, reference)
+        await self._publish_plan(trade, "entry filled")
 
     async def on_exit_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
         """Feed a fill of an exit order into the brain, act on its decision, close if flat."""
@@ -164,6 +163,36 @@ class ExitExecutor:
             await self._publish_plan(trade, f"{role} canceled by the venue")
         return True
 
+    def incomplete(self, trade: OpenTrade) -> bool:
+        """Return True when an order the plan needs is not working at the venue (held back by
+        a halt, or lost): ``ensure_plan`` would place it."""
+        plan = trade.plan
+        if plan is None or plan.stop is None or plan.is_closed:
+            return False
+        if plan.stop.mode is StopMode.EXCHANGE and STOP_NAME not in trade.working:
+            return True
+        if plan.stop.mode is StopMode.MARKET:
+            return not any(name.startswith(MARKET_EXIT_NAME) for name in trade.working)
+        return any(leg.name not in trade.working for leg in plan.open_legs)
+
+    async def ensure_plan(self, trade: OpenTrade, reference: Decimal) -> None:
+        """Make the venue hold what the plan says: the stop (or the market exit the plan is
+        waiting on), then every open take-profit. Orders our gate held back (a halt) or the
+        venue lost are placed now; nothing happens when everything is working."""
+        if not self.incomplete(trade):
+            return
+        plan = trade.plan
+        assert plan is not None and plan.stop is not None  # noqa: S101 - incomplete() checked
+        if plan.stop.mode is StopMode.MARKET:
+            if not any(name.startswith(MARKET_EXIT_NAME) for name in trade.working):
+                log.warning("%s: the market exit is not working: sending it", trade.symbol)
+                reason = next(reversed(trade.exit_reasons.values()), STOP_NAME)
+                await self.market_exit(trade, plan.remaining, reason=reason, reference=reference)
+            return
+        await self.ensure_stop(trade, reference)
+        if await self._may_take_profit(trade):  # no fresh denial for every cycle of a halt
+            await self._place_missing_legs(trade, reference)
+
     async def ensure_stop(self, trade: OpenTrade, reference: Decimal) -> None:
         """Place the plan's exchange stop if none is working (one was deferred while the venue
         still showed a smaller position, or the venue lost it): never leave a position bare."""
@@ -185,6 +214,28 @@ class ExitExecutor:
             return
         log.warning("%s: no stop order working: placing it", trade.symbol)
         await self.apply(trade, on_venue_cancel(plan, STOP_NAME), reference)
+
+    async def _place_missing_legs(self, trade: OpenTrade, reference: Decimal) -> None:
+        """Place every open take-profit leg that has no working order (client ids are the
+        leg's own, so a leg the venue already has is not placed twice)."""
+        plan = trade.plan
+        if plan is None or plan.stop is None or plan.stop.mode is StopMode.MARKET:
+            return  # exiting at market: the take-profits were canceled
+        for i, leg in enumerate(plan.legs, start=1):
+            if not leg.is_open or leg.name in trade.working:
+                continue
+            cid = client_order_id(trade.symbol, trade.decided_ms, f"t{i}")
+            placed = await self._submit(
+                trade, leg.name, cid, OrderType.LIMIT, leg.open_amount, reference, price=leg.price
+            )
+            if not placed.sent and not placed.denied and trade.plan is not None:
+                # The venue refused it: sending it again would be refused again. The stop
+                # covers the whole position anyway.
+                log.warning(
+                    "%s: %s refused by the venue: dropped from the plan", trade.symbol, leg.name
+                )
+                trade.plan = on_venue_cancel(trade.plan, leg.name).plan
+                await self._publish_plan(trade, f"{leg.name} refused by the venue")
 
     async def apply(
         self,
@@ -268,18 +319,6 @@ class ExitExecutor:
 
     # --- orders ---------------------------------------------------------------------------------
 
-    async def _limit(
-        self,
-        trade: OpenTrade,
-        name: str,
-        tag: str,
-        price: Decimal,
-        amount: Decimal,
-        reference: Decimal,
-    ) -> None:
-        cid = client_order_id(trade.symbol, trade.decided_ms, tag)
-        await self._submit(trade, name, cid, OrderType.LIMIT, amount, reference, price=price)
-
     async def _stop(
         self, trade: OpenTrade, price: Decimal, amount: Decimal, tag: str, reference: Decimal
     ) -> None:
@@ -293,7 +332,11 @@ class ExitExecutor:
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price
         )
-        if not placed and trade.plan is not None:
+        if placed.denied:
+            # Our gate held it back (it lets stops through in every state, so a limit of a
+            # later brain): ensure_plan places it as soon as it may.
+            log.warning("%s: stop order denied; placed again when allowed", trade.symbol)
+        elif not placed.sent and trade.plan is not None:
             log.warning("%s: stop order refused, fallback %s", trade.symbol, self._fallback.value)
             await self.apply(trade, on_stop_rejected(trade.plan, self._fallback), reference)
 
@@ -308,7 +351,8 @@ class ExitExecutor:
         *,
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
-    ) -> bool:
+    ) -> Submission:
+        """Send an exit order; only one the venue accepted is recorded as working."""
         side = Side.SELL if trade.side is PositionSide.LONG else Side.BUY
         request = OrderRequest(
             client_order_id=cid,
@@ -323,12 +367,21 @@ class ExitExecutor:
             leverage=trade.leverage,
             tag=name,
         )
-        order = await self._execution.submit(request, reference_price=reference)
-        if order is None:
-            return False
-        trade.working[name] = cid
-        trade.roles[cid] = name
-        return True
+        submission = await self._execution.submit(request, reference_price=reference)
+        if submission.sent:
+            trade.working[name] = cid
+            trade.roles[cid] = name
+        return submission
+
+    async def _may_take_profit(self, trade: OpenTrade) -> bool:
+        """Return True when the risk gate lets a take-profit (reduce-only limit) through."""
+        intent = OrderIntent(
+            symbol=trade.symbol,
+            notional=trade.amount * trade.entry_price,
+            reduces_exposure=True,
+            leverage=trade.leverage,
+        )
+        return (await self._execution.check(intent)).allowed
 
     async def _stop_frozen(self, trade: OpenTrade, amount: Decimal) -> bool:
         """Return True when a stop is working and the risk gate would deny its replacement."""
@@ -339,6 +392,7 @@ class ExitExecutor:
             notional=amount * trade.entry_price,
             reduces_exposure=True,
             leverage=trade.leverage,
+            protective=True,
         )
         return not (await self._execution.check(intent)).allowed
 

@@ -35,6 +35,7 @@ def gate(
     notional: str = "1000",
     *,
     reduces: bool = False,
+    protective: bool = False,
     short: bool = False,
     leverage: int = 1,
     state: TradingState = TradingState.ACTIVE,
@@ -51,6 +52,7 @@ def gate(
                 reduces_exposure=reduces,
                 opens_short=short,
                 leverage=leverage,
+                protective=protective,
             ),
             state=state,
             policy=policy,
@@ -68,13 +70,22 @@ def test_an_ordinary_order_in_active_state_is_allowed() -> None:
     assert verdict.reason is DenyReason.NONE
 
 
-@pytest.mark.parametrize("reduces", [False, True])
-def test_halted_denies_every_order_even_reduce_only(reduces: bool) -> None:
-    verdict = gate("1", reduces=reduces, state=TradingState.HALTED)
+@pytest.mark.parametrize(("reduces", "protective"), [(False, False), (True, False), (False, True)])
+def test_halted_denies_every_order_that_is_not_a_protective_exit(
+    reduces: bool, protective: bool
+) -> None:
+    # new exposure, a reduce-only take-profit, and a "protective" flag on a non-reducing order
+    verdict = gate("1", reduces=reduces, protective=protective, state=TradingState.HALTED)
     assert not verdict.allowed
     assert verdict.action is RiskAction.DENY
     assert verdict.reason is DenyReason.HALTED
     assert verdict.reason.value == "halted"
+
+
+def test_halted_lets_stops_and_market_exits_through() -> None:
+    # A halt must never leave a position bare or stuck: its stop and its exit still go.
+    verdict = gate("999999", reduces=True, protective=True, state=TradingState.HALTED)
+    assert verdict.allowed
 
 
 def test_reducing_allows_exposure_reducing_orders() -> None:
@@ -196,6 +207,7 @@ def gate_inputs(draw: st.DrawFn) -> GateInput:
         reduces_exposure=draw(st.booleans()),
         opens_short=draw(st.booleans()),
         leverage=draw(st.integers(1, 30)),
+        protective=draw(st.booleans()),
     )
     return GateInput(
         intent=intent,
@@ -211,8 +223,9 @@ def gate_inputs(draw: st.DrawFn) -> GateInput:
 def test_property_the_trading_state_bounds_what_passes(inp: GateInput) -> None:
     verdict = check_order(inp)
     if inp.state is TradingState.HALTED:
-        assert not verdict.allowed
-        assert verdict.reason is DenyReason.HALTED
+        assert verdict.allowed == (inp.intent.reduces_exposure and inp.intent.protective)
+        if not verdict.allowed:
+            assert verdict.reason is DenyReason.HALTED
     elif inp.state is TradingState.REDUCING:
         assert verdict.allowed == inp.intent.reduces_exposure
         if not verdict.allowed:

@@ -221,24 +221,24 @@ async def test_reducing_still_lets_the_exits_work(settings: Settings) -> None:
     assert by_type(await h.open_orders())["stop_market"] == [(D("100.23"), D(35))]
 
 
-async def test_a_halt_keeps_the_old_stop_instead_of_leaving_the_position_bare(
+async def test_a_halt_still_moves_the_stop_and_lets_it_close_the_position(
     settings: Settings,
 ) -> None:
-    """Halted by another process on the same database (``qt state halt``): the next order is
-    denied. TP1 fills, the ladder wants the stop at break-even, but a new stop would be denied:
-    the old one stays (reduce-only, it closes just the 35 left) rather than being canceled."""
+    """Halted by another process on the same database (``qt state halt``): new exposure and
+    take-profits are denied, but protection is not. TP1 fills, the ladder moves the stop to
+    break-even (a stop is let through), and that stop closes the rest."""
     h = await entered(settings)
     elsewhere = TradingStateService(h.storage.state, EventBus(), h.clock)
     await elsewhere.set(TradingState.HALTED, reason="operator", actor="cli")
     await h.candle(2, 100.3, 102.0, 100.1, 101.5)  # TP1 fills
-    assert h.of(OrderCanceled) == [] and h.of(OrderDenied) == []
+    assert h.of(OrderDenied) == []
     assert by_type(await h.open_orders()) == {
-        "limit": [(D("103.27"), D(15)), (D("105.22"), D(20))],
-        "stop_market": [(D("98.02"), AMOUNT)],
+        "limit": [(D("103.27"), D(15)), (D("105.22"), D(20))],  # already resting: they stay
+        "stop_market": [(D("100.23"), D(35))],  # break-even
     }
-    await h.candle(3, 101.5, 101.6, 97.0, 97.5)  # through the old stop
+    await h.candle(3, 101.5, 101.6, 97.0, 97.5)  # through the break-even stop
     [trade] = h.engine.closed_trades
-    assert [(leg.reason, leg.amount) for leg in trade.legs] == [("TP1", D(15)), ("SL", D(35))]
+    assert [(leg.reason, leg.amount) for leg in trade.legs] == [("TP1", D(15)), ("TSL", D(35))]
     assert await h.open_orders() == []  # the take-profits are canceled (cancels always work)
 
 

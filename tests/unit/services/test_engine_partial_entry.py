@@ -88,8 +88,8 @@ async def test_partially_filled_then_canceled_entry_is_protected(
     assert plan is not None and plan.amount == D(20)
     exits = [c.args[0] for c in fake.calls_to("create_order")][1:]
     assert [(r.type, r.amount, r.reduce_only) for r in exits] == [
+        (OrderType.STOP_MARKET, D(20), True),
         (OrderType.LIMIT, D(6), True),
         (OrderType.LIMIT, D(6), True),
         (OrderType.LIMIT, D(8), True),
-        (OrderType.STOP_MARKET, D(20), True),
     ]

@@ -99,7 +99,7 @@ async def test_an_entry_filled_in_two_parts_is_reported_at_each_parts_price(
     assert fills(lv.events) == [(ENTRY, D(20), D(100), D("2.0")), (ENTRY, D(30), D(101), D("3.03"))]
     trade = lv.engine.trades[SYMBOL]
     assert trade.entry_price == D("100.6") and trade.plan is not None
-    assert lv.open_cids() == [TP1, TP2, TP3, STOP]  # the ladder went out at once
+    assert lv.open_cids() == [STOP, TP1, TP2, TP3]  # the ladder went out at once, stop first
 
 
 async def test_exit_fills_move_the_stop_and_the_last_one_closes_the_trade(
@@ -242,4 +242,4 @@ async def test_the_venue_sync_and_the_market_loop_never_interleave(
     assert await sync == 1
     await cycle
     assert lv.engine.trades[SYMBOL].plan is not None
-    assert lv.open_cids() == [TP1, TP2, TP3, STOP]  # one ladder, placed once
+    assert lv.open_cids() == [STOP, TP1, TP2, TP3]  # one ladder, placed once

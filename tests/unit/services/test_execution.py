@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -156,8 +157,9 @@ def buy(cid: str = "qt-BTC-1-e", amount: str = "10", *, reduce_only: bool = Fals
 
 async def test_allowed_order_reaches_the_exchange_and_is_published() -> None:
     service, exchange, recorder = make_service()
-    order = await service.submit(buy(), reference_price=D(100))
-    assert order is not None
+    submitted = await service.submit(buy(), reference_price=D(100))
+    order = submitted.order
+    assert submitted.sent and not submitted.denied and order is not None
     assert order.status is OrderStatus.OPEN
     assert [c.args[0] for c in exchange.calls_to("create_order")] == [buy()]
     [event] = recorder.of(OrderSubmitted)
@@ -169,18 +171,20 @@ async def test_allowed_order_reaches_the_exchange_and_is_published() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "reduce_only", "reason"),
+    ("state", "reduce_only", "type_", "reason"),
     [
-        (TradingState.HALTED, False, "halted"),
-        (TradingState.HALTED, True, "halted"),
-        (TradingState.REDUCING, False, "reducing_only"),
+        (TradingState.HALTED, False, OrderType.MARKET, "halted"),
+        (TradingState.HALTED, True, OrderType.LIMIT, "halted"),  # a take-profit
+        (TradingState.REDUCING, False, OrderType.MARKET, "reducing_only"),
     ],
 )
 async def test_denied_order_never_reaches_the_exchange(
-    state: TradingState, reduce_only: bool, reason: str
+    state: TradingState, reduce_only: bool, type_: OrderType, reason: str
 ) -> None:
     service, exchange, recorder = make_service(state)
-    assert await service.submit(buy(reduce_only=reduce_only), reference_price=D(100)) is None
+    request = replace(buy(reduce_only=reduce_only), type=type_, price=D(99))
+    submitted = await service.submit(request, reference_price=D(100))
+    assert not submitted.sent and submitted.denied
     assert exchange.calls_to("create_order") == []
     assert exchange.orders == {}
     [event] = recorder.events
@@ -190,9 +194,23 @@ async def test_denied_order_never_reaches_the_exchange(
     assert event.reason == reason
 
 
+@pytest.mark.parametrize(
+    ("type_", "price", "stop"),
+    [(OrderType.MARKET, None, None), (OrderType.STOP_MARKET, None, D(95))],
+)
+async def test_a_halt_lets_reduce_only_stops_and_market_exits_through(
+    type_: OrderType, price: D | None, stop: D | None
+) -> None:
+    service, exchange, recorder = make_service(TradingState.HALTED)
+    request = replace(buy(reduce_only=True), type=type_, price=price, stop_price=stop)
+    assert (await service.submit(request, reference_price=D(100))).sent
+    assert [type(e) for e in recorder.events] == [OrderSubmitted]
+    assert [c.args[0] for c in exchange.calls_to("create_order")] == [request]
+
+
 async def test_reducing_lets_a_reduce_only_order_through() -> None:
     service, exchange, recorder = make_service(TradingState.REDUCING)
-    assert await service.submit(buy(reduce_only=True), reference_price=D(100)) is not None
+    assert (await service.submit(buy(reduce_only=True), reference_price=D(100))).sent
     assert len(exchange.calls_to("create_order")) == 1
     assert [type(e) for e in recorder.events] == [OrderSubmitted]
 
@@ -200,7 +218,7 @@ async def test_reducing_lets_a_reduce_only_order_through() -> None:
 async def test_order_over_the_position_cap_is_denied_with_its_reason() -> None:
     # cap = 0.5 * 10_000 = 5_000; 60 units at 100 = 6_000
     service, exchange, recorder = make_service()
-    assert await service.submit(buy(amount="60"), reference_price=D(100)) is None
+    assert (await service.submit(buy(amount="60"), reference_price=D(100))).denied
     assert exchange.calls_to("create_order") == []
     [event] = recorder.events
     assert isinstance(event, OrderDenied)
@@ -211,7 +229,8 @@ async def test_order_over_the_position_cap_is_denied_with_its_reason() -> None:
 async def test_venue_rejection_is_published_and_not_retried() -> None:
     service, exchange, recorder = make_service()
     exchange.fail_next("create_order", VenueRejected("insufficient balance"))
-    assert await service.submit(buy(), reference_price=D(100)) is None
+    submitted = await service.submit(buy(), reference_price=D(100))
+    assert not submitted.sent and not submitted.denied  # the venue said no, not our gate
     assert len(exchange.calls_to("create_order")) == 1  # tried once, never again
     [event] = recorder.events
     assert isinstance(event, OrderRejected)
@@ -271,8 +290,8 @@ async def test_resubmitting_the_same_decision_makes_no_second_order() -> None:
     # After a crash the engine decides the same entry on the same candle: same id, one order.
     service, exchange, _ = make_service()
     cid = client_order_id("BTC/USDT", T0_MS, "e")
-    first = await service.submit(buy(cid), reference_price=D(100))
-    again = await service.submit(buy(cid), reference_price=D(100))
+    first = (await service.submit(buy(cid), reference_price=D(100))).order
+    again = (await service.submit(buy(cid), reference_price=D(100))).order
     assert first is not None and again is not None
     assert again.exchange_order_id == first.exchange_order_id
     assert list(exchange.orders) == [cid]

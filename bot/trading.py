@@ -121,6 +121,7 @@ def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperE
         quote_currency=settings.trading.quote_currency,
         market_type=settings.exchange.market_type,
         max_leverage=settings.trading.max_leverage,
+        min_notional=settings.market.min_notional,
     )
 
 

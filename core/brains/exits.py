@@ -10,9 +10,10 @@ carries out the returned actions in order. Conventions, and why:
   fill as planned), stops *toward the profit side* (up for a long, down for a short) so the loss at
   the stop is never larger than planned.
 * Leg amounts are ``fraction × amount`` rounded down to the step; the last leg takes the remainder,
-  so the legs sum exactly to the position. A leg below ``min_amount`` is merged into the next leg
-  (its share exits at the next, farther price; its stop move is dropped); a last leg that is too
-  small is merged back into the previous kept leg.
+  so the legs sum exactly to the position. A leg below the venue's minimum (``min_amount``, or a
+  notional ``amount × price`` below ``min_notional``: the venue would refuse it) is merged into
+  the next leg (its share exits at the next, farther price; its stop move is dropped); a last
+  leg that is too small is merged back into the previous kept leg. ``ExitPlan.notes`` says so.
 * The stop covers the whole remaining position (``stop.amount == plan.remaining``) and never
   loosens: a move away from the price is ignored.
 * The stop moves when a leg is *completely* filled, to that leg's anchor (break-even, the previous
@@ -146,6 +147,7 @@ class ExitPlan:
     stop: StopLeg | None
     stop_filled: Decimal = ZERO
     scale: Decimal = ONE  # the multiplier applied to percent legs (1 when static)
+    notes: tuple[str, ...] = ()  # what planning had to change (legs merged below the minimum)
 
     @property
     def remaining(self) -> Decimal:
@@ -238,6 +240,7 @@ class PlanRequest:
     amount_step: Decimal
     price_tick: Decimal
     min_amount: Decimal = ZERO
+    min_notional: Decimal = ZERO  # the venue's smallest order value (amount * price)
     atr: Decimal | float | None = None
     confidence: float = 0.5
     config: ExitConfig = field(default_factory=ExitConfig)
@@ -248,9 +251,11 @@ class PlanRequest:
             require_decimal(name, value)
             if value <= ZERO:
                 raise ValueError(f"{name} must be > 0, was {value}")
-        require_decimal("min_amount", self.min_amount)
-        if self.min_amount < ZERO:
-            raise ValueError(f"min_amount must be >= 0, was {self.min_amount}")
+        for name in ("min_amount", "min_notional"):
+            value = getattr(self, name)
+            require_decimal(name, value)
+            if value < ZERO:
+                raise ValueError(f"{name} must be >= 0, was {value}")
         if self.amount < self.min_amount:
             raise ValueError(
                 f"position amount {self.amount} is below the min order amount {self.min_amount}: "
@@ -355,23 +360,35 @@ def _tp_prices(req: PlanRequest, scales: dict[TargetKind, Decimal]) -> list[Deci
     return prices
 
 
-def _split_amount(req: PlanRequest) -> list[Decimal]:
-    """Return each leg's amount (zero for legs merged away); the amounts sum to ``req.amount``."""
+def _leg_minimum(req: PlanRequest, price: Decimal) -> Decimal:
+    """Return the smallest amount the venue takes for a leg at ``price``."""
+    by_notional = _round_to(req.min_notional / price, req.amount_step, ROUND_CEILING)
+    return max(req.min_amount, by_notional)
+
+
+def _split_amount(req: PlanRequest, prices: list[Decimal]) -> tuple[list[Decimal], list[str]]:
+    """Return each leg's amount (zero for legs merged away; they sum to ``req.amount``) and a
+    note for every merge."""
     fractions = [leg.fraction for leg in req.config.legs]
     raw = [_round_to(req.amount * f, req.amount_step, ROUND_FLOOR) for f in fractions[:-1]]
     raw.append(req.amount - sum(raw, ZERO))  # >= amount·last fraction > 0, since floors only shrink
-    out, carry = [ZERO] * len(raw), ZERO
+    minimum = [_leg_minimum(req, price) for price in prices]
+    out, carry, notes = [ZERO] * len(raw), ZERO, []
     for i, amount in enumerate(raw):
         amount += carry
-        if i < len(raw) - 1 and (amount <= ZERO or amount < req.min_amount):
+        if i < len(raw) - 1 and (amount <= ZERO or amount < minimum[i]):
             carry = amount  # too small to place: it rides with the next leg
+            notes.append(f"TP{i + 1} ({amount}) merged into TP{i + 2}: below the minimum order")
             continue
         out[i], carry = amount, ZERO
     kept = [i for i in range(len(out) - 1) if out[i] > ZERO]
-    if out[-1] < req.min_amount and kept:
+    if out[-1] < minimum[-1] and kept:
+        notes.append(
+            f"TP{len(out)} ({out[-1]}) merged into TP{kept[-1] + 1}: below the minimum order"
+        )
         out[kept[-1]] += out[-1]
         out[-1] = ZERO
-    return out
+    return out, notes
 
 
 def _anchor(req: PlanRequest, spec: LegSpec, prices: list[Decimal], i: int) -> Decimal | None:
@@ -393,7 +410,7 @@ def plan_exits(req: PlanRequest) -> ExitPlan:
     scales, stop_scale = _scales(req)
     prices = _tp_prices(req, scales)
     stop_price = _stop_price(req, stop_scale)
-    amounts = _split_amount(req)
+    amounts, notes = _split_amount(req, prices)
     legs = tuple(
         TakeProfitLeg(
             name=f"TP{i + 1}",
@@ -411,6 +428,7 @@ def plan_exits(req: PlanRequest) -> ExitPlan:
         legs=legs,
         stop=StopLeg(price=stop_price, amount=req.amount),
         scale=scales[TargetKind.PERCENT],
+        notes=tuple(notes),
     )
 
 

@@ -229,6 +229,7 @@ class ExitPlanned(Event):
     take_profits: tuple[tuple[str, Decimal, Decimal], ...]  # (name, price, amount)
     stop_price: Decimal | None
     reason: str
+    notes: tuple[str, ...] = ()  # what planning changed (legs merged below the venue minimum)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -57,6 +57,7 @@ class PaperExchange:
         quote_currency: str = "USDT",
         market_type: MarketType = MarketType.SPOT,
         max_leverage: int = 1,
+        min_notional: Decimal = Decimal(0),
         name: str = "paper",
     ) -> None:
         if starting_balance <= 0:
@@ -73,6 +74,7 @@ class PaperExchange:
             fill=fill_config,
             max_leverage=max_leverage,
             order_id_prefix=f"{name}-",
+            min_notional=min_notional,
         )
         self._book: PaperBook | None = None
         self._marks_dirty = False  # quiet candles moved marks that are not stored yet

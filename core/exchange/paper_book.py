@@ -52,6 +52,9 @@ class BookConfig:
     fill: FillModelConfig
     max_leverage: int = 1
     order_id_prefix: str = "paper-"
+    # The smallest order value the venue takes, like Binance's: every spot order; on perps
+    # reduce-only orders are exempt (they may close a remainder of any size).
+    min_notional: Decimal = ZERO
 
 
 @dataclass(slots=True)
@@ -313,6 +316,9 @@ class PaperBook:
             return f"leverage {req.leverage} exceeds the maximum {cfg.max_leverage}"
         if req.type is OrderType.MARKET and req.symbol not in self.marks:
             return f"no price seen yet for {req.symbol}; market orders need one candle first"
+        small = self._below_min_notional(order)
+        if small:
+            return small
         pos = self._positions.get(req.symbol)
         if req.reduce_only:
             net = signed_amount(pos)
@@ -330,6 +336,18 @@ class PaperBook:
             if need > free:
                 return f"insufficient {asset}: order needs {need}, free {free}"
         return ""
+
+    def _below_min_notional(self, order: Order) -> str:
+        req, cfg = order.request, self.config
+        if not cfg.min_notional or (req.reduce_only and cfg.market_type is MarketType.PERP):
+            return ""
+        level = req.price if req.price is not None else req.stop_price
+        if level is None:
+            level = self.marks[req.symbol].price  # a market order: checked above that it has one
+        notional = req.amount * level
+        if notional >= cfg.min_notional:
+            return ""
+        return f"order value {notional} is below the minimum notional {cfg.min_notional}"
 
     # --- reservations --------------------------------------------------------------------------
 

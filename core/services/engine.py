@@ -412,6 +412,7 @@ class Engine:
             amount_step=rules.amount_step,
             price_tick=rules.price_tick,
             min_amount=rules.amount_step,
+            min_notional=rules.min_notional,
             atr=atr if math.isfinite(atr) and atr > 0 else None,
             confidence=min(1.0, max(0.0, confidence)),
             config=self.config.exits,

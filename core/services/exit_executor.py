@@ -415,6 +415,7 @@ class ExitExecutor:
                 take_profits=tuple((leg.name, leg.price, leg.amount) for leg in plan.open_legs),
                 stop_price=plan.stop.price if plan.stop is not None else None,
                 reason=reason,
+                notes=plan.notes,
             )
         )
 

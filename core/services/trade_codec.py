@@ -105,6 +105,7 @@ def _plan(d: dict[str, Any]) -> ExitPlan:
         ),
         stop_filled=Decimal(d["stop_filled"]),
         scale=Decimal(d["scale"]),
+        notes=tuple(d.get("notes", ())),
     )
 
 

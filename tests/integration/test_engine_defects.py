@@ -239,3 +239,22 @@ async def test_cash_bound_sizing_pays_its_real_fee(
     [entry] = [f for f in res.fills if f.client_order_id.endswith("-e")]
     cost = entry.amount * entry.price + entry.fee
     assert D(9_900) < cost <= D(10_000)  # almost all the cash, fee included
+
+
+# --- 10. exit legs below the venue minimum -----------------------------------------------------
+
+
+async def test_exit_legs_below_the_minimum_notional_are_merged(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 3 + [(100, 106, 100, 105)] + [FLAT] * 2
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", rows)},
+        RowScript({1: 1}),
+        QT__PAPER__STARTING_BALANCE="22",
+    )
+    [trade] = res.trades
+    assert trade.amount * trade.entry_price >= 5
+    assert all(leg.amount * leg.price >= 5 for leg in trade.legs), trade.legs

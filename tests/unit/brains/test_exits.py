@@ -261,6 +261,17 @@ def test_small_last_leg_merges_back() -> None:
     ]
 
 
+def test_legs_below_the_minimum_notional_merge_and_the_plan_says_so() -> None:
+    # 0.11 units from 100: TP1 0.033 * 101.95 = 3.36 and TP3 0.044 * 105.2 = 4.63 are below 5
+    plan = plan_exits(request(amount=D("0.11"), min_notional=D(5)))
+    assert [(leg.name, leg.amount) for leg in plan.legs] == [("TP2", D("0.110"))]
+    assert plan.notes == (
+        "TP1 (0.033) merged into TP2: below the minimum order",
+        "TP3 (0.044) merged into TP2: below the minimum order",
+    )
+    assert all(leg.amount * leg.price >= 5 for leg in plan.legs)
+
+
 def test_a_position_at_the_minimum_is_one_leg() -> None:
     plan = plan_exits(request(amount=D("0.005"), min_amount=D("0.005")))
     assert [(leg.name, leg.amount) for leg in plan.legs] == [("TP3", D("0.005"))]

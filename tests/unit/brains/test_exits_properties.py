@@ -96,6 +96,8 @@ def requests(draw: st.DrawFn) -> PlanRequest:
     entry = tick * draw(st.integers(10_000, 10_000_000))
     amount = step * draw(st.integers(1, 100_000))
     min_amount = min(amount, step * draw(st.integers(0, 50)))
+    # a venue minimum order value between nothing and the whole position's
+    min_notional = amount * entry * D(draw(st.integers(0, 100))) / 100
     atr = entry * D(draw(st.integers(20, 200))) / 10_000  # 0.2 % .. 2 % of the entry
     return PlanRequest(
         side=draw(st.sampled_from(PositionSide)),
@@ -104,6 +106,7 @@ def requests(draw: st.DrawFn) -> PlanRequest:
         amount_step=step,
         price_tick=tick,
         min_amount=min_amount,
+        min_notional=min_notional,
         atr=atr,
         confidence=draw(st.floats(0.0, 1.0)),
         config=draw(configs()),
@@ -184,6 +187,10 @@ def test_plan_splits_the_position_exactly(req: PlanRequest) -> None:
     assert sum(leg.fraction for leg in req.config.legs) == 1
     assert sum(leg.amount for leg in plan.legs) == req.amount
     assert all(leg.amount >= req.min_amount and leg.amount > 0 for leg in plan.legs)
+    # every leg the venue would take, unless even one leg of everything is too small
+    small = [leg for leg in plan.legs if leg.amount * leg.price < req.min_notional]
+    assert not small or len(plan.legs) == 1
+    assert len(plan.notes) == len(req.config.legs) - len(plan.legs)  # each merge is noted
     sign = 1 if req.side is PositionSide.LONG else -1
     assert plan.stop is not None and plan.stop.amount == req.amount
     assert (req.entry_price - plan.stop.price) * sign > 0  # stop on the losing side

@@ -77,6 +77,7 @@ async def started_paper(
     market_type: MarketType = MarketType.SPOT,
     max_leverage: int = 1,
     starting_balance: Decimal = STARTING_USDT,
+    min_notional: Decimal = Decimal(0),
 ) -> PaperExchange:
     """Return a started paper exchange on ``storage`` (a fresh MemoryStorage by default)."""
     paper = PaperExchange(
@@ -86,6 +87,7 @@ async def started_paper(
         starting_balance=starting_balance,
         market_type=market_type,
         max_leverage=max_leverage,
+        min_notional=min_notional,
     )
     await paper.start()
     return paper

@@ -136,6 +136,37 @@ async def test_selling_more_than_held_is_rejected() -> None:
     assert (await paper.fetch_order("s1", BTC)).status is OrderStatus.REJECTED
 
 
+async def test_spot_orders_below_the_minimum_notional_are_rejected_like_the_venue() -> None:
+    paper = await started_paper(min_notional=D(5))
+    await paper.on_candle(BTC, bar(0, 100))
+    await paper.create_order(req("b1", BUY, "1"))
+    await paper.on_candle(BTC, bar(1, 100))
+    # 0.04 * 101.97 = 4.08: a real spot venue refuses it, reduce-only flag or not
+    small = req("tp", SELL, "0.04", OrderType.LIMIT, price="101.97", reduce_only=True)
+    with pytest.raises(OrderRejected, match="below the minimum notional 5"):
+        await paper.create_order(small)
+    with pytest.raises(OrderRejected, match="order value 4.9000 is below"):
+        await paper.create_order(req("m", BUY, "0.049"))  # at the mark 100
+    await paper.create_order(
+        req("ok", SELL, "0.05", OrderType.LIMIT, price="101", reduce_only=True)
+    )
+
+
+async def test_perp_reduce_only_orders_are_exempt_from_the_minimum_notional() -> None:
+    paper = await started_paper(market_type=MarketType.PERP, max_leverage=2, min_notional=D(5))
+    await paper.on_candle(BTC, bar(0, 100))
+    with pytest.raises(OrderRejected, match="below the minimum notional"):
+        await paper.create_order(req("o", BUY, "0.01", market_type=MarketType.PERP))
+    await paper.create_order(req("b1", BUY, "1", market_type=MarketType.PERP))
+    await paper.on_candle(BTC, bar(1, 100))
+    # Binance USD-M takes a reduce-only order of any size (a remainder must be closable).
+    stop = req(
+        "s", SELL, "0.01", OrderType.STOP_MARKET, stop="95", reduce_only=True,
+        market_type=MarketType.PERP,
+    )  # fmt: skip
+    assert (await paper.create_order(stop)).status is OrderStatus.OPEN
+
+
 async def test_orders_the_account_cannot_trade_are_rejected_with_the_reason() -> None:
     paper = await started_paper()
     cases = {

@@ -145,7 +145,7 @@ async def test_spot_orders_below_the_minimum_notional_are_rejected_like_the_venu
     small = req("tp", SELL, "0.04", OrderType.LIMIT, price="101.97", reduce_only=True)
     with pytest.raises(OrderRejected, match="below the minimum notional 5"):
         await paper.create_order(small)
-    with pytest.raises(OrderRejected, match="order value 4.9000 is below"):
+    with pytest.raises(OrderRejected, match=r"order value 4\.9000 is below"):
         await paper.create_order(req("m", BUY, "0.049"))  # at the mark 100
     await paper.create_order(
         req("ok", SELL, "0.05", OrderType.LIMIT, price="101", reduce_only=True)

@@ -566,8 +566,9 @@ def test_check_with_nothing_stored_says_so(cli: Cli) -> None:
         (["--symbols", "BTCUSDT"], "expected symbols like BTC/USDT,ETH/USDT, received 'BTCUSDT'"),
         (["--since", "yesterday"], "'yesterday' is not a date like 2022-01-01"),
         (["--until", "soon"], "'soon' is not a date like 2022-01-01"),
+        (["--timeframe", "1M"], "monthly candles (1M) are not supported"),
     ],
-    ids=["symbol-without-slash", "bad-since", "bad-until"],
+    ids=["symbol-without-slash", "bad-since", "bad-until", "monthly"],
 )
 def test_download_rejects_bad_arguments_before_touching_anything(
     cli: Cli, args: list[str], expected: str

@@ -150,6 +150,16 @@ async def test_polling_yields_only_closed_candles_in_order_with_gaps() -> None:
     ]
 
 
+async def test_polling_weekly_candles_starts_at_the_newest_closed_monday_week() -> None:
+    week = 7 * 24 * H
+    weeks = generate_candles("BTC/USDT", "1w", 6, seed=5, start_ms=T0)  # T0 is a Monday
+    clock = JumpClock(T0 + 2 * week + 2 * 24 * H)  # Wednesday of the third week
+    feed = PollingFeed(FakeMarketData({"BTC/USDT": weeks}, clock), ["BTC/USDT"], "1w", clock)
+    got = await take(feed, 3)
+    assert [c.ts_ms for _, c in got] == [T0 + week, T0 + 2 * week, T0 + 3 * week]
+    assert feed.gaps == []
+
+
 async def test_polling_catches_up_page_by_page_from_start_ms() -> None:
     series = generate_candles("BTC/USDT", "15m", 200, seed=7, start_ms=T0)
     clock = JumpClock(T0 + 100 * M15 + 5)

@@ -57,6 +57,29 @@ class BacktestResult:
     funding_events: int = 0  # funding settlements on open positions
 
 
+def _check_detail_timeframes(detail: Mapping[str, CandleSeries], timeframe: str) -> None:
+    """Refuse detail candles that are not strictly finer than ``timeframe`` and dividing it.
+
+    The paper exchange fills each strategy candle against the detail candles that open inside
+    it; a coarser candle reaches past the strategy candle's close (look-ahead: it fills at
+    prices not traded yet), an equal one adds nothing, and one that does not divide the
+    timeframe straddles two strategy candles.
+    """
+    tf_ms = timeframe_to_ms(timeframe)
+    for symbol, finer in detail.items():
+        finer_ms = timeframe_to_ms(finer.timeframe)
+        if finer_ms >= tf_ms:
+            why = "coarser than" if finer_ms > tf_ms else "no finer than"
+        elif tf_ms % finer_ms:
+            why = "a timeframe that does not divide"
+        else:
+            continue
+        raise DataError(
+            f"detail candles of {symbol} are {finer.timeframe}, {why} the strategy's "
+            f"{timeframe}: --detail needs a finer timeframe that divides it (e.g. 5m under 1h)"
+        )
+
+
 async def run_backtest(
     settings: Settings,
     series: Mapping[str, CandleSeries],
@@ -72,9 +95,10 @@ async def run_backtest(
 
     ``fast`` skips candles that provably change nothing (``FastReplay``); ``fast=False`` sends
     every candle through the full path, as demo and run do. Both give the same trades.
-    ``provider`` replaces the configured signal provider (see ``build_engine``). ``funding``
-    (perps) is settled on open positions at each funding time; without it funding is not
-    modelled.
+    ``detail`` must be strictly finer than the strategy timeframe and divide it (anything else
+    is refused). ``provider`` replaces the configured signal provider (see ``build_engine``).
+    ``funding`` (perps) is settled on open positions at each funding time; without it funding
+    is not modelled.
     """
     if not series:
         raise DataError("a backtest needs candles for at least one symbol")
@@ -88,6 +112,8 @@ async def run_backtest(
     if len(timeframes) != 1:
         raise DataError(f"all symbols need one timeframe, received {sorted(timeframes)}")
     timeframe = timeframes.pop()
+    if detail:
+        _check_detail_timeframes(detail, timeframe)
     settings = settings.model_copy(
         update={
             "trading": settings.trading.model_copy(

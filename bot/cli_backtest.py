@@ -100,8 +100,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
     from storage import open_storage
 
     if files:
-        loaded = [read_candle_file(f).series for f in files]
-        return {s.symbol: s for s in loaded}
+        return _one_file_per_symbol([(f, read_candle_file(f).series) for f in files])
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
@@ -120,6 +119,20 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
             f"{', '.join(settings.trading.symbols)}: pass --data FILE or run `qt data import`"
         )
     return found
+
+
+def _one_file_per_symbol(loaded: list[tuple[Path, CandleSeries]]) -> dict[str, CandleSeries]:
+    """Key the series by symbol, refusing a second file for a symbol (say spot and futures
+    BTC_USDT-1h): keeping either one silently would backtest data nobody chose."""
+    by_symbol: dict[str, tuple[Path, CandleSeries]] = {}
+    for path, series in loaded:
+        seen = by_symbol.get(series.symbol)
+        if seen is not None:
+            raise DataError(
+                f"two candle files for {series.symbol}: {seen[0]} and {path}; pass one per symbol"
+            )
+        by_symbol[series.symbol] = (path, series)
+    return {symbol: series for symbol, (_, series) in by_symbol.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
 from core.config import Settings
+from core.domain.market import timeframe_to_ms
 from core.errors import DataError, QTError
 from core.ports import MarketData
 
@@ -71,6 +72,10 @@ def download(
     settings = load_or_exit(env_file)
     name = exchange or settings.exchange.name
     tf = timeframe or settings.trading.timeframe
+    try:
+        timeframe_to_ms(tf)  # before the network: a typo or 1M must not wait for the venue
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--timeframe") from e
     wanted = _symbols(symbols) if symbols else settings.trading.symbols
     since_ms = parse_day(since, "--since")
     until_ms = parse_day(until, "--until") if until else int(time.time() * 1000)

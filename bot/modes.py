@@ -18,7 +18,7 @@ from bot.trading import paper_exchange
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
 from core.domain.enums import TradingMode
-from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.market import CandleSeries, grid_floor_ms, timeframe_to_ms
 from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
 from core.market.download import download_candles
@@ -63,7 +63,7 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
             settings.trading.timeframe,
             wanted,
             seed=demo.seed,
-            start_ms=first_ms - first_ms % tf_ms,
+            start_ms=grid_floor_ms(first_ms, settings.trading.timeframe),
             start_price=_START_PRICES.get(symbol.split("/")[0], 100.0),
         )
         for symbol in settings.trading.symbols
@@ -189,7 +189,7 @@ async def build_run(
                 exchange=settings.exchange.name,
                 symbol=symbol,
                 timeframe=tf,
-                since_ms=now_ms - now_ms % tf_ms - WARMUP_HISTORY_CANDLES * tf_ms,
+                since_ms=grid_floor_ms(now_ms, tf) - WARMUP_HISTORY_CANDLES * tf_ms,
                 until_ms=now_ms,
             )
 

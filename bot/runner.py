@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -19,16 +20,19 @@ async def run_process(
     console: Console,
     stop: asyncio.Event | None = None,
 ) -> str:
-    """Build, start and run the process; stop it in reverse start order whatever happens."""
+    """Build, start and run the process; stop it in reverse start order whatever happens.
+
+    Ctrl-C and SIGTERM set ``stop``; once the process has stopped they are ignored for the
+    rest of the interpreter's life (see ``_ignore_from_now_on``).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        # Not the main thread, or a platform without loop signal handlers: run without them.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread / not supported
-            pass
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
     reason = "error"
@@ -37,7 +41,20 @@ async def run_process(
         reason = await process.run_until(stop)
     finally:
         await process.stop(reason)
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        _ignore_from_now_on(loop, installed)
     console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
     return reason
+
+
+def _ignore_from_now_on(loop: asyncio.AbstractEventLoop, signals: list[signal.Signals]) -> None:
+    """Hand ``signals`` from the loop to SIG_IGN, for good: the process has stopped.
+
+    The program has not ended yet: ``asyncio.run`` still cancels leftover tasks and closes the
+    loop, then the interpreter finalizes its modules (ccxt's alone take a few hundred ms). With
+    the handlers merely removed, a second Ctrl-C there raised KeyboardInterrupt or, late in
+    finalization, killed the program by SIGINT: status 130 after "stopped". Python resets its
+    own handlers during finalization but leaves SIG_IGN alone.
+    """
+    for sig in signals:
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)

@@ -2,7 +2,8 @@
 
 Nothing in ``core/`` reads the wall clock directly. ``SimClock`` moves only when advanced
 (backtests, tests); ``LiveClock`` is the wall clock; ``AcceleratedClock`` runs market time
-faster than wall time (the demo) by a fixed factor from a chosen market start.
+faster than wall time (the demo) by a fixed factor from a chosen market start, never past the
+time last waited for.
 """
 
 from __future__ import annotations
@@ -64,7 +65,16 @@ class LiveClock:
 
 
 class AcceleratedClock:
-    """Market time that runs ``speed`` times faster than wall time, starting at ``start_ms``."""
+    """Market time that runs ``speed`` times faster than wall time, starting at ``start_ms``,
+    but never past the latest time a sleeper waited for.
+
+    The replay feed waits for each candle's close and then hands the candle on; everything
+    done with that candle (fills, orders, events) is stamped ``now_ms()``. Unbounded, market
+    time would run on while the candle is processed: at high speed a few wall ms are hours, so
+    fills landed after later candles or off the grid. Held at the close waited for, market time
+    is that candle's close however long processing takes. Wall time keeps counting meanwhile,
+    so a slow candle makes the next ones come sooner, never earlier than their close.
+    """
 
     def __init__(self, start_ms: int, speed: float, wall: Clock | None = None) -> None:
         if speed <= 0:
@@ -72,6 +82,7 @@ class AcceleratedClock:
         self._wall = wall or LiveClock()
         self._start_ms = start_ms
         self._wall_start_ms = self._wall.now_ms()
+        self._limit_ms = start_ms  # nobody has waited yet
         self.speed = speed
 
     def anchor_now(self) -> None:
@@ -79,17 +90,23 @@ class AcceleratedClock:
         so time spent building the process does not count as market time)."""
         self._wall_start_ms = self._wall.now_ms()
 
-    def now_ms(self) -> int:
-        """Return accelerated market time."""
+    def _running_ms(self) -> int:
+        """Return where accelerated time has got to, ignoring the limit."""
         elapsed_ms = self._wall.now_ms() - self._wall_start_ms
         return self._start_ms + int(elapsed_ms * self.speed)
 
+    def now_ms(self) -> int:
+        """Return accelerated market time, held at the latest time waited for."""
+        return min(self._running_ms(), self._limit_ms)
+
     def wall_ms_until(self, ts_ms: int) -> float:
-        """Return how many wall-clock ms remain until market time reaches ``ts_ms``."""
-        return max(0.0, (ts_ms - self.now_ms()) / self.speed)
+        """Return how many wall-clock ms remain until accelerated time reaches ``ts_ms``."""
+        return max(0.0, (ts_ms - self._running_ms()) / self.speed)
 
     async def sleep_until(self, ts_ms: int) -> None:
-        """Sleep on the event loop until market time reaches ``ts_ms``."""
-        delay_s = self.wall_ms_until(ts_ms) / 1000
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
+        """Let market time run on to ``ts_ms`` and sleep on the event loop until it gets there."""
+        self._limit_ms = max(self._limit_ms, ts_ms)
+        # A loop, because the event loop may wake a hair early, and at high speed a wall ms is
+        # hours of market time: the candle must not be handed on before its close.
+        while (delay_ms := self.wall_ms_until(ts_ms)) > 0:  # noqa: ASYNC110 - a deadline, no event
+            await asyncio.sleep(delay_ms / 1000)

@@ -1,8 +1,9 @@
-"""Test-wide guards: no network beyond loopback, no stray real time."""
+"""Test-wide guards: no network beyond loopback, no stray real time, signals as they were."""
 
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -44,3 +45,14 @@ def _no_network(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _signals_restored() -> Iterator[None]:
+    """Give Ctrl-C back to pytest after a test ran a process (which ignores it once stopped)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.domain.enums import MarketType, Side
-from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.market import CandleSeries, grid_floor_ms, timeframe_to_ms
 from core.domain.orders import Fill
 
 IntArray = npt.NDArray[np.int64]
@@ -53,7 +53,9 @@ def equity_curve(
         tf_ms = timeframe_to_ms(s.timeframe)
         closes = _close_on_grid(s, close_ts, tf_ms)
         # Index of the first equity point that includes each fill (its candle's close or later).
-        fill_close = np.array([f.ts_ms - f.ts_ms % tf_ms + tf_ms for f in mine], dtype=np.int64)
+        fill_close = np.array(
+            [grid_floor_ms(f.ts_ms, s.timeframe) + tf_ms for f in mine], dtype=np.int64
+        )
         at = np.searchsorted(close_ts, fill_close, side="left")
         cash_delta, pos_after, entry_after = _walk(mine, market_type)
         cash += _step(at, cash_delta, len(close_ts), cumulative=True)

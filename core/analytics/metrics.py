@@ -6,8 +6,11 @@ Conventions (the numbers mean exactly this):
   21 %); durations and timestamps in ms (UTC). ``ClosedTrade.pnl_pct`` is read as a fraction.
 - Profit: ``total_profit_abs`` = last equity sample - starting balance; ``total_profit_pct`` is
   that over the starting balance. Open positions count at their last mark (the curve's value).
-- Daily returns: the curve is resampled to UTC day ends (the last sample of each UTC day; a day
-  with no sample carries the previous day end). Day returns compare consecutive day ends; the first
+- Periods: a curve sample is taken at a candle's close and belongs to the UTC day and month the
+  candle opened in (``BacktestInput.timeframe`` gives the candle length); the first sample is
+  the opening mark. So 1d candles from 2022-01-01 to 2025-12-31 are 1,461 days.
+- Daily returns: the curve is resampled to UTC day ends (the last candle of each UTC day; a day
+  with no candle carries the previous day end). Day returns compare consecutive day ends; the first
   day compares with the starting balance (so a curve that starts mid-day has a partial first
   day). A day that opens at equity <= 0 has a return of 0.
 - Sharpe = mean / sample std (ddof=1) of daily returns * sqrt(365); risk-free rate 0; crypto trades
@@ -47,6 +50,7 @@ from core.analytics.inputs import BacktestInput
 from core.analytics.periods import MonthRow, daily_series, monthly_table
 from core.analytics.returns import cagr_pct, omega, ratio_or_inf, sharpe, sortino, var_es
 from core.analytics.trades import TradeArrays, TradeStats, trade_stats
+from core.domain.market import timeframe_to_ms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,7 +96,8 @@ def compute_metrics(inp: BacktestInput) -> BacktestMetrics:
     curve = inp.curve
     start_balance = float(inp.starting_balance)
     final = float(curve.equity[-1])
-    daily = daily_series(curve, start_balance)
+    candle_ms = timeframe_to_ms(inp.timeframe)
+    daily = daily_series(curve, start_balance, candle_ms)
     arr = TradeArrays.from_trades(inp.trades)
     dd = drawdown_stats(curve)
     cagr = cagr_pct(start_balance, final, int(curve.ts_ms[-1] - curve.ts_ms[0]))
@@ -131,5 +136,5 @@ def compute_metrics(inp: BacktestInput) -> BacktestMetrics:
         trades=trade_stats(arr),
         per_pair=pairs,
         exit_reasons=per_exit_reason(inp.trades),
-        monthly=monthly_table(curve, start_balance, arr.closed_ms),
+        monthly=monthly_table(curve, start_balance, arr.closed_ms, candle_ms),
     )

@@ -1,4 +1,11 @@
-"""Calendar buckets of an equity curve: UTC day ends, daily returns and the monthly table."""
+"""Calendar buckets of an equity curve: UTC day ends, daily returns and the monthly table.
+
+A curve sample is taken at a candle's close, so its time is the *next* candle's open: a 1d
+candle opened 2023-12-31 is sampled at 2024-01-01 00:00. Bucketing samples by their own time
+would put every candle's result in the following day or month (and add a day to every range).
+A sample therefore belongs to the period its candle opened in, ``ts - candle_ms``; the curve's
+first sample, the opening mark, is the start of the first period.
+"""
 
 from __future__ import annotations
 
@@ -63,10 +70,20 @@ def changes_from(ends: FloatArray, opening: float) -> tuple[FloatArray, FloatArr
     return change, rel
 
 
-def daily_series(curve: EquityCurve, starting_balance: float) -> DailySeries:
-    """Resample the curve to UTC day ends (the last sample of each day; empty days carry over)."""
-    day_of_sample = curve.ts_ms // DAY_MS
-    first, last = int(day_of_sample[0]), int(day_of_sample[-1])
+def candle_opens(curve: EquityCurve, candle_ms: int) -> IntArray:
+    """Return when the candle behind each sample opened (samples are taken at candle closes).
+
+    The opening mark maps to before the curve's start, so it only supplies the balance carried
+    into the first period.
+    """
+    return curve.ts_ms - candle_ms
+
+
+def daily_series(curve: EquityCurve, starting_balance: float, candle_ms: int) -> DailySeries:
+    """Resample the curve to UTC day ends (the last candle of each day; empty days carry over)."""
+    day_of_sample = candle_opens(curve, candle_ms) // DAY_MS
+    first = int(curve.ts_ms[0] // DAY_MS)  # the opening mark starts the first day
+    last = max(first, int(day_of_sample[-1]))
     ends = period_ends(day_of_sample, curve.equity, first, last, starting_balance)
     change, rel = changes_from(ends, starting_balance)
     return DailySeries(
@@ -80,16 +97,18 @@ def month_index(ts_ms: IntArray) -> IntArray:
 
 
 def monthly_table(
-    curve: EquityCurve, starting_balance: float, closed_ms: IntArray
+    curve: EquityCurve, starting_balance: float, closed_ms: IntArray, candle_ms: int
 ) -> tuple[MonthRow, ...]:
     """Return one row per month from the first to the last month of the curve or the trades.
 
-    The abs profits sum to final equity minus the starting balance.
+    The abs profits sum to final equity minus the starting balance. A trade counts in the month
+    of its closing fill (fills are stamped inside their candle, so that is the candle's month).
     """
-    month_of_sample = month_index(curve.ts_ms)
+    month_of_sample = month_index(candle_opens(curve, candle_ms))
     month_of_trade = month_index(closed_ms)
-    first = int(min(month_of_sample[0], month_of_trade.min(initial=month_of_sample[0])))
-    last = int(max(month_of_sample[-1], month_of_trade.max(initial=month_of_sample[-1])))
+    opening_month = int(month_index(curve.ts_ms[:1])[0])  # the opening mark starts the first
+    first = int(month_of_trade.min(initial=opening_month))
+    last = int(month_of_trade.max(initial=max(opening_month, int(month_of_sample[-1]))))
     ends = period_ends(month_of_sample, curve.equity, first, last, starting_balance)
     prev = np.concatenate(([starting_balance], ends[:-1]))
     change = ends - prev

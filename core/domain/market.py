@@ -11,17 +11,47 @@ import numpy.typing as npt
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _TF_RE = re.compile(r"^(\d+)([mhdw])$")
+# Venues (Binance, and ccxt after them) open weekly candles on Monday 00:00 UTC. The Unix epoch
+# was a Thursday, so weeks are counted from the first Monday after it, 1970-01-05.
+_WEEK_ORIGIN_MS = 4 * _UNIT_MS["d"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
 def timeframe_to_ms(timeframe: str) -> int:
-    """Return the length of a ccxt-style timeframe (``5m``, ``1h``, ``1d``) in ms."""
+    """Return the length of a ccxt-style timeframe (``5m``, ``1h``, ``1d``, ``1w``) in ms."""
     match = _TF_RE.match(timeframe)
     if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"unknown timeframe {timeframe!r}; expected e.g. 1m, 5m, 15m, 1h, 4h, 1d")
+        if re.fullmatch(r"\d+M", timeframe):
+            raise ValueError(
+                f"monthly candles ({timeframe}) are not supported: a month has no fixed length, "
+                "and every candle here has one; use 1w or 1d"
+            )
+        raise ValueError(
+            f"unknown timeframe {timeframe!r}; expected e.g. 1m, 5m, 15m, 1h, 4h, 1d, 1w"
+        )
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def grid_origin_ms(timeframe: str) -> int:
+    """Return the open time a timeframe's grid counts from, as the venues lay candles out.
+
+    Every candle opens a whole number of timeframes after it: Monday 1970-01-05 for weeks,
+    the epoch for everything else (so days open at 00:00 UTC, hours on the hour).
+    """
+    return _WEEK_ORIGIN_MS if timeframe.endswith("w") else 0
+
+
+def grid_floor_ms(ts_ms: int, timeframe: str) -> int:
+    """Return the open time of the grid candle that contains ``ts_ms``."""
+    tf_ms = timeframe_to_ms(timeframe)
+    return ts_ms - (ts_ms - grid_origin_ms(timeframe)) % tf_ms
+
+
+def grid_ceil_ms(ts_ms: int, timeframe: str) -> int:
+    """Return the first grid open time at or after ``ts_ms``."""
+    return grid_floor_ms(ts_ms + timeframe_to_ms(timeframe) - 1, timeframe)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

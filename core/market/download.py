@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from core.domain.market import timeframe_to_ms
+from core.domain.market import grid_ceil_ms, timeframe_to_ms
 from core.market.validation import Gap, find_gaps, repair_candles, validate_candles
 from core.ports import CandleRepo, MarketData
 from core.retry import Sleep, retry
@@ -73,7 +73,7 @@ async def download_candles(
     if page_limit < 1:
         raise ValueError(f"page_limit must be >= 1, was {page_limit}")
     tf_ms = timeframe_to_ms(timeframe)
-    start_ms = -(-since_ms // tf_ms) * tf_ms  # first grid time >= since_ms
+    start_ms = grid_ceil_ms(since_ms, timeframe)
     stored_last = await repo.last_ts_ms(exchange, symbol, timeframe)
     resumed = stored_last is not None and stored_last + tf_ms > start_ms
     if stored_last is not None and resumed:

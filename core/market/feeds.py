@@ -24,7 +24,7 @@ import numpy as np
 
 from core.clock import Clock
 from core.domain.events import DataGapDetected
-from core.domain.market import Candle, CandleSeries, timeframe_to_ms
+from core.domain.market import Candle, CandleSeries, grid_ceil_ms, grid_floor_ms, timeframe_to_ms
 from core.errors import DependencyError
 from core.market.validation import repair_candles
 from core.ports import MarketData
@@ -179,9 +179,9 @@ class PollingFeed:
         """Yield newly closed (symbol, candle) pairs forever, in open-time then symbol order."""
         tf_ms = self._tf_ms
         if self._start_ms is None:
-            start_ms = self._clock.now_ms() // tf_ms * tf_ms - tf_ms
+            start_ms = grid_floor_ms(self._clock.now_ms(), self.timeframe) - tf_ms
         else:
-            start_ms = -(-self._start_ms // tf_ms) * tf_ms
+            start_ms = grid_ceil_ms(self._start_ms, self.timeframe)
         next_ms = dict.fromkeys(self._symbols, start_ms)  # next open time wanted per symbol
         while True:
             now_ms = self._clock.now_ms()

@@ -33,9 +33,10 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 CSV_COLUMNS = ("timestamp", *PRICE_COLUMNS)
 # Below this an epoch timestamp is in seconds, not ms (1e11 ms is 1973, 1e11 s is year 5138).
 _MIN_PLAUSIBLE_MS = 100_000_000_000
+# "M" (months) is matched so that a monthly file is refused for its timeframe, not its name.
 _NAME_RE = re.compile(
     r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_(?P<settle>[A-Za-z0-9]+))?"
-    r"-(?P<tf>\d+[mhdw])(?:-(?P<kind>[A-Za-z_]+))?"
+    r"-(?P<tf>\d+[mhdwM])(?:-(?P<kind>[A-Za-z_]+))?"
     r"\.(?:csv|csv\.gz|json|json\.gz|feather|parquet)$"
 )
 

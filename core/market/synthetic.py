@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.market import CandleSeries, grid_floor_ms, timeframe_to_ms
 
 DAY_MS = 86_400_000
 DEFAULT_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -80,7 +80,7 @@ def generate_candles(
     tf_ms = timeframe_to_ms(timeframe)
     if n < 0:
         raise ValueError(f"n must be >= 0, was {n}")
-    if start_ms % tf_ms:
+    if grid_floor_ms(start_ms, timeframe) != start_ms:
         raise ValueError(f"start_ms {start_ms} is not on the {timeframe} grid")
     if not start_price > 0:
         raise ValueError(f"start_price must be > 0, was {start_price}")

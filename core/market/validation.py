@@ -7,7 +7,8 @@ Rules, checked vectorised over the whole series:
 * ``high_below_open_close``: high < max(open, close);
 * ``low_above_open_close``: low > min(open, close);
 * ``negative_volume``: volume < 0;
-* ``off_grid``: the open time is not a multiple of the timeframe;
+* ``off_grid``: the open time is not on the timeframe's grid (a whole number of timeframes
+  after ``grid_origin_ms``: the epoch, or for weeks Monday 1970-01-05, as the venues do);
 * ``duplicate``: the open time equals the newest earlier good row's;
 * ``not_increasing``: the open time is older than an earlier good row's.
 
@@ -25,7 +26,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.market import CandleSeries, grid_origin_ms, timeframe_to_ms
 from core.errors import CandleValidationError, DataError
 
 BoolArray = npt.NDArray[np.bool_]
@@ -50,7 +51,10 @@ _RULE_TEXT = {
     Rule.HIGH_BELOW_OPEN_CLOSE: "high is below max(open, close)",
     Rule.LOW_ABOVE_OPEN_CLOSE: "low is above min(open, close)",
     Rule.NEGATIVE_VOLUME: "volume is negative",
-    Rule.OFF_GRID: "timestamp is not on the timeframe grid (ts_ms % timeframe_ms != 0)",
+    Rule.OFF_GRID: (
+        "timestamp is not on the timeframe grid (a whole number of timeframes since the epoch; "
+        "weeks open on Monday 00:00 UTC)"
+    ),
     Rule.DUPLICATE: "timestamp repeats the previous row's",
     Rule.NOT_INCREASING: "timestamp is older than a previous row's (not strictly increasing)",
 }
@@ -176,7 +180,7 @@ def _rule_masks(series: CandleSeries, tf_ms: int) -> dict[Rule, BoolArray]:
             Rule.HIGH_BELOW_OPEN_CLOSE: h < np.maximum(o, c),
             Rule.LOW_ABOVE_OPEN_CLOSE: lo > np.minimum(o, c),
             Rule.NEGATIVE_VOLUME: v < 0,
-            Rule.OFF_GRID: series.ts_ms % tf_ms != 0,
+            Rule.OFF_GRID: (series.ts_ms - grid_origin_ms(series.timeframe)) % tf_ms != 0,
         }
     row_bad = np.zeros(len(series), dtype=bool)
     for mask in masks.values():

@@ -334,6 +334,31 @@ def test_backtest_with_funding_needs_perps_and_settles_it(cli: Cli, tmp_path: Pa
     assert report["metrics"]["funding"] != 0
 
 
+def test_backtest_refuses_two_candle_files_of_one_symbol_naming_both(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # Spot and futures files share a name; one used to replace the other without a word.
+    def pair(timeframe: str, n: int) -> tuple[str, str]:
+        paths = []
+        for venue, seed in (("spot", 7), ("futures", 8)):
+            (tmp_path / venue).mkdir(exist_ok=True)
+            series = generate_candles("BTC/USDT", timeframe, n, seed=seed, start_ms=T0)
+            paths.append(str(write_csv(tmp_path / venue / f"BTC_USDT-{timeframe}.csv", series)))
+        return paths[0], paths[1]
+
+    spot, perp = pair("1h", 300)
+    spot_5m, perp_5m = pair("5m", 300)
+    for args, named in (
+        (["--data", spot, "--data", perp], (spot, perp)),
+        (["--data", spot, "--detail", spot_5m, "--detail", perp_5m], (spot_5m, perp_5m)),
+    ):
+        result = cli("backtest", *args, "--no-charts")
+        assert result.exit_code == 2, result.output
+        err = flat(result.stderr)
+        assert "BTC/USDT" in err and named[0] in err and named[1] in err
+        assert not (cli.data_dir / "backtests").exists()
+
+
 # --- state ---------------------------------------------------------------------------------
 
 
@@ -541,8 +566,9 @@ def test_check_with_nothing_stored_says_so(cli: Cli) -> None:
         (["--symbols", "BTCUSDT"], "expected symbols like BTC/USDT,ETH/USDT, received 'BTCUSDT'"),
         (["--since", "yesterday"], "'yesterday' is not a date like 2022-01-01"),
         (["--until", "soon"], "'soon' is not a date like 2022-01-01"),
+        (["--timeframe", "1M"], "monthly candles (1M) are not supported"),
     ],
-    ids=["symbol-without-slash", "bad-since", "bad-until"],
+    ids=["symbol-without-slash", "bad-since", "bad-until", "monthly"],
 )
 def test_download_rejects_bad_arguments_before_touching_anything(
     cli: Cli, args: list[str], expected: str

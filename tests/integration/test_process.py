@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import signal
 from decimal import Decimal
 from pathlib import Path
 
@@ -83,3 +86,50 @@ async def test_stop_signal_shuts_down_cleanly_mid_replay(
     assert 4 <= built[0].market.stats.candles < 5000
     leftover = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
     assert leftover == set()
+
+
+class CtrlCOnStopped(io.StringIO):
+    """A console stream that presses Ctrl-C the moment the runner prints "stopped"."""
+
+    def write(self, text: str) -> int:
+        if text.startswith("stopped ("):
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().write(text)
+
+
+def test_ctrl_c_after_stopped_and_during_the_loop_teardown_is_not_an_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `qt demo` runs the process under asyncio.run, whose own teardown (cancelling leftover
+    # tasks, closing the loop) comes after run_process returns, and the interpreter's exit
+    # after that. A second Ctrl-C there used to meet Python's default handler:
+    # KeyboardInterrupt, or SIGINT itself late in finalization; exit 130 after "stopped".
+    settings = _settings(tmp_path, monkeypatch)
+    stream = CtrlCOnStopped()
+
+    async def ctrl_c_when_cancelled() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:  # asyncio.run cancels the tasks still running after the main coroutine
+            os.kill(os.getpid(), signal.SIGINT)
+
+    leftover: list[asyncio.Task[None]] = []  # referenced, so only asyncio.run cancels it
+
+    async def main() -> str:
+        leftover.append(asyncio.create_task(ctrl_c_when_cancelled()))
+        stop = asyncio.Event()
+        stop.set()  # the first Ctrl-C, already pressed
+        return await run_process(
+            lambda: build_demo(settings), console=Console(file=stream, width=200), stop=stop
+        )
+
+    try:
+        reason = asyncio.run(main())
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C during shutdown escaped as KeyboardInterrupt (exit 130)")
+    assert reason == "signal"
+    assert "stopped (signal)" in stream.getvalue()
+    assert leftover[0].cancelled()  # the teardown's Ctrl-C really happened
+    # Only SIG_IGN outlasts the loop and survives the interpreter's finalization.
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN

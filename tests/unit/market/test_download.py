@@ -171,6 +171,24 @@ async def test_since_is_aligned_to_the_grid(series: CandleSeries) -> None:
     assert result.first_ms == T0 + 11 * H
 
 
+async def test_weekly_since_is_aligned_to_the_monday_grid() -> None:
+    week = 7 * 24 * H
+    weeks = generate_candles(SYM, "1w", 20, seed=3, start_ms=T0)  # T0 is a Monday
+    source = PagedSource(weeks)
+    progress: list[tuple[int, int]] = []
+    result = await run(
+        source,
+        MemoryStorage().candles,
+        timeframe="1w",
+        since_ms=T0 + 1,
+        until_ms=T0 + 20 * week,
+        progress=lambda done, total: progress.append((done, total)),
+    )
+    assert source.since[0] == T0 + week  # the next Monday, not the next epoch-week Thursday
+    assert (result.written, result.first_ms, result.gaps) == (19, T0 + week, ())
+    assert progress[-1] == (19, 19)
+
+
 async def test_stops_when_the_venue_has_nothing_new(series: CandleSeries) -> None:
     short = series.slice(0, 120)
     source = PagedSource(short, page_limit=100)

@@ -8,7 +8,7 @@ from contextlib import aclosing
 import numpy as np
 import pytest
 
-from core.clock import SimClock
+from core.clock import AcceleratedClock, SimClock
 from core.domain.events import DataGapDetected
 from core.domain.market import Candle, CandleSeries
 from core.errors import DependencyError, TemporaryError
@@ -150,6 +150,16 @@ async def test_polling_yields_only_closed_candles_in_order_with_gaps() -> None:
     ]
 
 
+async def test_polling_weekly_candles_starts_at_the_newest_closed_monday_week() -> None:
+    week = 7 * 24 * H
+    weeks = generate_candles("BTC/USDT", "1w", 6, seed=5, start_ms=T0)  # T0 is a Monday
+    clock = JumpClock(T0 + 2 * week + 2 * 24 * H)  # Wednesday of the third week
+    feed = PollingFeed(FakeMarketData({"BTC/USDT": weeks}, clock), ["BTC/USDT"], "1w", clock)
+    got = await take(feed, 3)
+    assert [c.ts_ms for _, c in got] == [T0 + week, T0 + 2 * week, T0 + 3 * week]
+    assert feed.gaps == []
+
+
 async def test_polling_catches_up_page_by_page_from_start_ms() -> None:
     series = generate_candles("BTC/USDT", "15m", 200, seed=7, start_ms=T0)
     clock = JumpClock(T0 + 100 * M15 + 5)
@@ -181,3 +191,17 @@ async def test_polling_retries_temporary_errors_and_survives_outages() -> None:
 @pytest.mark.parametrize("drive", [True, False])
 async def test_empty_replay_ends(drive: bool) -> None:
     assert await take(ReplayFeed({}, SimClock(0), drive_clock=drive)) == []
+
+
+async def test_accelerated_replay_holds_market_time_at_the_close_being_processed() -> None:
+    # `qt demo --speed 1000`: processing one candle takes longer in wall time than the clock
+    # needs for several candles; market time must still read that candle's close.
+    series = generate_candles("BTC/USDT", "1h", 6, seed=4, start_ms=T0)
+    wall = SimClock(0)
+    clock = AcceleratedClock(start_ms=T0, speed=3_600_000.0, wall=wall)  # 1 wall ms = 1 h
+    wall.advance_to(3)  # the wall is always ahead of the candles: no real sleep in this test
+    seen: list[tuple[int, int]] = []
+    async for _symbol, candle in ReplayFeed({"BTC/USDT": series}, clock).candles():
+        wall.advance_to(wall.now_ms() + 3)  # 3 wall ms of work: 3 market hours
+        seen.append((candle.ts_ms + H, clock.now_ms()))
+    assert [now for _, now in seen] == [close for close, _ in seen]

@@ -132,6 +132,19 @@ def test_explicit_symbol_and_timeframe_win_and_are_needed(
     assert (loaded.series.symbol, loaded.series.timeframe) == ("SOL/USDT", "1h")
 
 
+def test_weekly_file_in_binance_layout_imports_and_monthly_is_refused_clearly(
+    tmp_path: Path,
+) -> None:
+    weeks = generate_candles("BTC/USDT", "1w", 10, seed=2, start_ms=T0)  # T0 is a Monday
+    path = tmp_path / "BTC_USDT-1w.csv"
+    path.write_text(csv_text(weeks))
+    assert read_candle_file(path).series.timeframe == "1w"
+    monthly = tmp_path / "BTC_USDT-1M.csv"
+    monthly.write_text(csv_text(weeks))
+    with pytest.raises(DataError, match=r"BTC_USDT-1M\.csv: monthly candles \(1M\) are not"):
+        read_candle_file(monthly)
+
+
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     path = tmp_path / "BTC_USDT-1h.csv"
     path.write_text(f"timestamp,open,high,low,volume\n{T0},1,2,0.5,3\n")

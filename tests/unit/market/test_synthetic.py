@@ -34,7 +34,7 @@ def test_symbol_seed_is_stable_across_processes() -> None:
     assert symbol_seed(1, "BTC/USDT") != symbol_seed(1, "ETH/USDT")
 
 
-@pytest.mark.parametrize("timeframe", ["1m", "5m", "1h", "1d"])
+@pytest.mark.parametrize("timeframe", ["1m", "5m", "1h", "1d", "1w"])
 def test_output_passes_validation_on_the_grid(timeframe: str) -> None:
     series = generate_candles("BTC/USDT", timeframe, 5_000, seed=3, start_price=30_000.0)
     report = validate_candles(series, source="synthetic")

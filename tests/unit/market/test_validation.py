@@ -131,3 +131,35 @@ def test_unknown_timeframe_is_a_data_error_naming_the_source() -> None:
     series = CandleSeries.from_columns("X/Y", "7x", [T0], [1.0], [1.0], [1.0], [1.0], [1.0])
     with pytest.raises(DataError, match=r"^e\.csv: unknown timeframe '7x'"):
         validate_candles(series, source="e.csv")
+
+
+W = 7 * 24 * H
+
+
+def weekly(first_ms: int, n: int = 5) -> CandleSeries:
+    """Return ``n`` valid weekly candles opening ``first_ms`` + k weeks."""
+    ts = first_ms + np.arange(n, dtype=np.int64) * W
+    ones = np.full(n, 100.0)
+    return CandleSeries.from_columns("BTC/USDT", "1w", ts, ones, ones * 1.1, ones * 0.9, ones, ones)
+
+
+def test_weekly_candles_open_on_monday_like_the_venues() -> None:
+    # Binance's 1w klines open on Monday 00:00 UTC; the epoch was a Thursday, so weeks counted
+    # from the epoch would put every real weekly file off the grid.
+    monday = T0  # 2024-01-01 was a Monday
+    report = validate_candles(weekly(monday).mask(np.array([1, 1, 0, 1, 1], bool)), source="w")
+    assert report.rows == 4
+    assert [(g.from_ms, g.to_ms, g.missing) for g in report.gaps] == [(T0 + W, T0 + 3 * W, 1)]
+    thursday = T0 + 3 * 24 * H  # a multiple of 7 days since the epoch, but not a venue week
+    assert thursday % W == 0
+    with pytest.raises(CandleValidationError, match=r"off_grid .*Monday"):
+        validate_candles(weekly(thursday), source="w")
+
+
+def test_monthly_candles_are_refused_saying_they_are_not_supported() -> None:
+    ones = np.ones(2)
+    months = CandleSeries.from_columns(
+        "BTC/USDT", "1M", np.array([T0, T0 + 31 * 24 * H]), ones, ones, ones, ones, ones
+    )
+    with pytest.raises(DataError, match=r"m\.csv: monthly candles \(1M\) are not supported"):
+        validate_candles(months, source="m.csv")

@@ -1,0 +1,41 @@
+"""Inputs ``run_backtest`` refuses before it simulates anything."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.backtest import run_backtest
+from core.config import Settings, load_settings
+from core.errors import DataError
+from core.market.synthetic import generate_candles
+
+
+def default_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """Return the default settings, ignoring the caller's environment and .env."""
+    for name in list(os.environ):
+        if name.upper().startswith("QT__"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return load_settings()
+
+
+@pytest.mark.parametrize(
+    ("detail_tf", "why"),
+    [
+        ("1d", "coarser"),  # each 1h candle would fill against the whole day: look-ahead
+        ("1h", "no finer"),
+        ("40m", "does not divide"),  # the 01:20-02:00 candle straddles two hours
+    ],
+)
+async def test_detail_must_be_a_finer_timeframe_that_divides_the_strategy_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, detail_tf: str, why: str
+) -> None:
+    settings = default_settings(monkeypatch, tmp_path)
+    series = {"BTC/USDT": generate_candles("BTC/USDT", "1h", 200, seed=1)}
+    start = int(series["BTC/USDT"].ts_ms[0])
+    detail = {"BTC/USDT": generate_candles("BTC/USDT", detail_tf, 50, seed=1, start_ms=start)}
+    with pytest.raises(DataError, match=rf"detail candles of BTC/USDT are {detail_tf}.*{why}"):
+        await run_backtest(settings, series, detail=detail, fast=False)

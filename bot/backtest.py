@@ -165,7 +165,7 @@ async def run_backtest(
             clock=clock,
             market=market,
             engine=engine,
-            open_orders=paper.fetch_open_orders,
+            open_orders=paper.reachable_orders,
             funding=funding,
         )
         await replay.run()

@@ -27,6 +27,17 @@ def _fmt_ms(ts_ms: int | None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _open_trades(process: TradingProcess) -> str:
+    """Return the engine's open trades, with where the venue would liquidate them (perps)."""
+    parts = []
+    for trade in process.engine.trades.values():
+        text = f"{trade.symbol} {trade.side.value} {trade.amount}"
+        if trade.liquidation_price is not None:
+            text += f" liq {trade.liquidation_price:,.2f}"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def _event_line(event: Event) -> Text | None:
     when = _fmt_ms(event.ts_ms)
     if isinstance(event, OrderFilled):
@@ -82,6 +93,9 @@ class StatusConsole:
         line.append(f"candles {stats.candles}  fills {stats.fills}  events {p.events_seen}  ")
         line.append(f"equity {eq}  state {state}  ")
         line.append(prices, style="green")
+        held = _open_trades(p)
+        if held:
+            line.append(f"  open {held}", style="yellow")
         return line
 
     async def _on_event(self, event: Event) -> None:

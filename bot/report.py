@@ -32,8 +32,8 @@ from core.errors import DataError
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
-    "duration_ms amount entry_price exit_price fees funding pnl pnl_pct exit_reason legs "
-    "legs_summary"
+    "duration_ms amount entry_price exit_price fees funding pnl pnl_pct exit_reason "
+    "liquidation_price legs legs_summary"
 ).split()
 
 
@@ -193,7 +193,7 @@ def _trade_row(t: ClosedTrade) -> dict[str, Any]:
         t.trade_id, t.symbol, t.side.value, t.market_type.value, t.leverage, t.opened_ms,
         fmt_ts(t.opened_ms), t.closed_ms, fmt_ts(t.closed_ms), t.duration_ms, t.amount,
         t.entry_price, t.exit_price, t.fees, t.funding, t.pnl, repr(t.pnl_pct), t.exit_reason,
-        len(t.legs), legs,
+        "" if t.liquidation_price is None else t.liquidation_price, len(t.legs), legs,
     )  # fmt: skip
     return dict(zip(_CSV_COLUMNS, values, strict=True))
 
@@ -237,9 +237,11 @@ def write_report(
     payload = {
         "run_name": run_name,
         "assumptions": {
-            "fills": "market orders at the next candle's open with slippage; limits at their "
-            "price; stops at the worse of stop and open; a candle touching stop and take-profit "
-            "fills the stop first",
+            "fills": "market orders at the next candle's open with slippage; resting limits at "
+            "their price; stops at the worse of stop and open; a candle touching stop and "
+            "take-profit fills the stop first; orders placed on a fill trade against the rest "
+            "of that candle; perps are liquidated at their liquidation price (README: Fill "
+            "model)",
             "funding": "not modelled (no funding data)",
         },
         "start_utc": fmt_ts(metrics.start_ms),

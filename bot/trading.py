@@ -122,6 +122,7 @@ def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperE
         market_type=settings.exchange.market_type,
         max_leverage=settings.trading.max_leverage,
         min_notional=settings.market.min_notional,
+        margin=settings.margin.config(),
     )
 
 
@@ -176,6 +177,11 @@ def build_engine(
             ),
             exits=exit_config_from(settings.exits),
             costs=trading_costs(settings),
+            margin=(
+                settings.margin.config()
+                if settings.exchange.market_type is MarketType.PERP
+                else None
+            ),
         ),
         clock=clock,
         bus=bus,

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.domain.enums import MarketType, TradingMode
+from core.domain.margin import DEFAULT_TIERS, MarginConfig, MarginMode, MarginTier
 from core.domain.market import timeframe_to_ms
 from core.errors import ConfigError
 
@@ -162,6 +163,32 @@ class MarketRulesSettings(Section):
     min_notional: Decimal = Field(default=Decimal(5), ge=0)
 
 
+class MarginSettings(Section):
+    """Perps: how positions are margined and liquidated on the paper venue and in backtests,
+    and what the engine checks its stops against (live, the venue decides)."""
+
+    mode: MarginMode = MarginMode.ISOLATED
+    # Maintenance tiers as [notional floor, rate] pairs, first floor 0 (Binance's leverage
+    # brackets); the maintenance amounts follow from them.
+    tiers: list[tuple[Decimal, Decimal]] = Field(
+        default_factory=lambda: [(t.floor, t.rate) for t in DEFAULT_TIERS]
+    )
+    liquidation_fee: Decimal = Field(default=Decimal("0.0125"), ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> MarginSettings:
+        self.config()  # the tiers must form a valid table
+        return self
+
+    def config(self) -> MarginConfig:
+        """Return the margin model these settings describe."""
+        return MarginConfig(
+            mode=self.mode,
+            tiers=tuple(MarginTier(floor=f, rate=r) for f, r in self.tiers),
+            liquidation_fee=self.liquidation_fee,
+        )
+
+
 class DemoSettings(Section):
     """The offline demo: a replayed market in accelerated time."""
 
@@ -197,6 +224,7 @@ class Settings(BaseSettings):
     exits: ExitSettings = ExitSettings()
     strategy: StrategySettings = StrategySettings()
     market: MarketRulesSettings = MarketRulesSettings()
+    margin: MarginSettings = MarginSettings()
     demo: DemoSettings = DemoSettings()
 
     @model_validator(mode="after")

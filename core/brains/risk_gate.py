@@ -5,7 +5,8 @@ HALTED lets only protective orders through (reduce-only stops and market exits: 
 never leave a position without its stop, nor stop it from closing); REDUCING lets only
 exposure-reducing orders through (take-profits too); an order that reduces exposure is always
 allowed otherwise; new exposure must respect the policy's leverage, open-position,
-per-position and total-exposure limits.
+per-position and total-exposure limits, and a perp entry's stop must sit inside its liquidation
+price.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class DenyReason(StrEnum):
     TOTAL_EXPOSURE = "max_total_exposure"
     SHORT_NOT_ALLOWED = "short_not_allowed"
     NO_EQUITY = "no_equity"
+    STOP_BEYOND_LIQUIDATION = "stop_beyond_liquidation"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +51,10 @@ class OrderIntent:
     opens_short: bool = False
     leverage: int = 1
     protective: bool = False  # a reduce-only stop or market exit: it limits or ends a loss
+    # An entry's planned stop and the price the venue would liquidate the position at (perps):
+    # a stop beyond the liquidation price would never get its turn.
+    stop_price: Decimal | None = None
+    liquidation_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +90,13 @@ def _deny(reason: DenyReason, detail: str) -> RiskVerdict:
     return RiskVerdict(action=RiskAction.DENY, reason=reason, detail=detail)
 
 
+def _stop_beyond_liquidation(intent: OrderIntent) -> bool:
+    stop, liquidation = intent.stop_price, intent.liquidation_price
+    if stop is None or liquidation is None:
+        return False
+    return stop >= liquidation if intent.opens_short else stop <= liquidation
+
+
 def check_order(inp: GateInput) -> RiskVerdict:
     """Return whether the order may be sent (see module docstring for the rules)."""
     intent, policy = inp.intent, inp.policy
@@ -101,6 +114,12 @@ def check_order(inp: GateInput) -> RiskVerdict:
         return _deny(DenyReason.SHORT_NOT_ALLOWED, "policy does not allow short positions")
     if intent.leverage > policy.max_leverage:
         return _deny(DenyReason.LEVERAGE, f"leverage {intent.leverage} > {policy.max_leverage}")
+    if _stop_beyond_liquidation(intent):
+        return _deny(
+            DenyReason.STOP_BEYOND_LIQUIDATION,
+            f"stop {intent.stop_price} is beyond the liquidation price "
+            f"{intent.liquidation_price:.8g}: lower the leverage or tighten the stop",
+        )
     if inp.open_positions >= policy.max_open_positions:
         return _deny(
             DenyReason.OPEN_POSITIONS,

@@ -8,6 +8,14 @@ from decimal import Decimal
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, Side
 
 ZERO = Decimal(0)
+# Client ids of the orders a venue sends itself to close a liquidated position (Binance's
+# convention): their fills close positions nobody ordered closed.
+LIQUIDATION_ID_PREFIX = "autoclose-"
+
+
+def is_liquidation(client_order_id: str) -> bool:
+    """Return True for the client id of a venue's liquidation order."""
+    return client_order_id.startswith(LIQUIDATION_ID_PREFIX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

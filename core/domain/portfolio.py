@@ -38,6 +38,9 @@ class Position:
     realized_pnl: Decimal = ZERO
     opened_ms: int
     updated_ms: int
+    # Where the venue liquidates it (perps; None when unknown or out of reach). Derived by the
+    # venue from the position and its margin, not stored.
+    liquidation_price: Decimal | None = None
 
     def unrealized_pnl(self, mark_price: Decimal) -> Decimal:
         """Return profit or loss at ``mark_price`` in quote currency."""

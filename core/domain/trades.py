@@ -41,6 +41,7 @@ class ClosedTrade:
     exit_reason: str  # reason of the leg that closed the trade
     legs: tuple[ExitLeg, ...]
     funding: Decimal = Decimal(0)
+    liquidation_price: Decimal | None = None  # perps: where the venue would have liquidated
 
     @property
     def duration_ms(self) -> int:

@@ -151,4 +151,5 @@ def parse_position(raw: Mapping[str, Any], *, now_ms: int) -> Position | None:
         realized_pnl=to_decimal(raw.get("realizedPnl")) or ZERO,
         opened_ms=opened_ms,
         updated_ms=opened_ms,
+        liquidation_price=to_decimal(raw.get("liquidationPrice")) or None,  # the venue's own
     )

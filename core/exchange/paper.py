@@ -35,6 +35,7 @@ from json.encoder import encode_basestring_ascii
 
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus
+from core.domain.margin import MarginConfig
 from core.domain.market import Candle
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, FundingPayment, Position
@@ -58,6 +59,7 @@ class PaperExchange:
         market_type: MarketType = MarketType.SPOT,
         max_leverage: int = 1,
         min_notional: Decimal = Decimal(0),
+        margin: MarginConfig | None = None,
         name: str = "paper",
     ) -> None:
         if starting_balance <= 0:
@@ -75,6 +77,7 @@ class PaperExchange:
             max_leverage=max_leverage,
             order_id_prefix=f"{name}-",
             min_notional=min_notional,
+            margin=margin if market_type is MarketType.PERP else None,
         )
         self._book: PaperBook | None = None
         self._marks_dirty = False  # quiet candles moved marks that are not stored yet
@@ -206,6 +209,11 @@ class PaperExchange:
         """Return open orders, oldest first, optionally of one symbol."""
         return self._require_book().open_orders(symbol)
 
+    async def reachable_orders(self, symbol: str) -> list[Order]:
+        """Return what a candle of ``symbol`` could fill: its open orders and the venue's own
+        liquidation stop of its position (fast replays skip candles that reach none)."""
+        return self._require_book().reachable_orders(symbol, self._clock.now_ms())
+
     async def fetch_balances(self) -> dict[str, Balance]:
         """Return balances by asset (``used`` = reserved by open orders and margin)."""
         return self._require_book().balances()
@@ -227,7 +235,7 @@ class PaperExchange:
         """
         async with self._lock:
             current = self._require_book()
-            if not current.has_open_orders(symbol):
+            if not current.needs_matching(symbol):
                 # Quiet candle: only the mark moves. It is stored with the next write (every
                 # order submission writes the marks), so a restart never re-fills a candle that
                 # came before an order existed; until then a replayed quiet candle is harmless.
@@ -248,7 +256,7 @@ class PaperExchange:
         async with self._lock:
             moment = self._moments.get(symbol)
             current = self._require_book()
-            if moment is None or not current.has_open_orders(symbol):
+            if moment is None or not current.needs_matching(symbol):
                 return []
             book = current.copy()
             outcome = book.on_candle_rest(

@@ -16,8 +16,10 @@ Accounting:
   quote currency on both sides.
 * Perps (USDT-margined, one net position per symbol): margin ``notional / leverage`` is locked
   from the quote balance, realized PnL (before fees) is booked on reduce/close, an order larger
-  than the position flips it. A position keeps the leverage it was opened with. Liquidation is
-  NOT modelled, nor is funding: losses may exceed the margin and the balance may go negative.
+  than the position flips it. A position keeps the leverage it was opened with. With a
+  ``MarginConfig`` (isolated or cross) every position has a liquidation price, and the venue
+  liquidates it when a candle reaches it (:mod:`core.exchange.liquidation`): a loss never
+  exceeds the margin that backs it. Funding is settled by ``apply_funding``.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
+from core.domain.margin import MarginConfig, beyond, liquidation_price
 from core.domain.market import Candle
-from core.domain.orders import Fill, Order, OrderRequest
+from core.domain.orders import Fill, Order, OrderRequest, is_liquidation
 from core.domain.portfolio import Balance, FundingPayment, Position
 from core.errors import InvariantViolation
+from core.exchange.liquidation import closing_fill, collateral, settle, trigger_order
 from core.exchange.sim import ONE, ZERO, FillModelConfig, SimFill, match_candle, slipped, to_price
 
 REMAINDER_CANCELED = "reduce-only: remainder canceled, the position is closed"
@@ -55,6 +59,7 @@ class BookConfig:
     # The smallest order value the venue takes, like Binance's: every spot order; on perps
     # reduce-only orders are exempt (they may close a remainder of any size).
     min_notional: Decimal = ZERO
+    margin: MarginConfig | None = None  # perps: how positions are margined and liquidated
 
 
 @dataclass(slots=True)
@@ -160,8 +165,27 @@ class PaperBook:
         return self._positions.get(symbol)
 
     def positions(self) -> list[Position]:
-        """Return open positions sorted by symbol."""
-        return [self._positions[s] for s in sorted(self._positions)]
+        """Return open positions sorted by symbol, perps with their liquidation price."""
+        out = [self._positions[s] for s in sorted(self._positions)]
+        if self.config.margin is None or self.config.market_type is not MarketType.PERP:
+            return out
+        return [replace(p, liquidation_price=self.liquidation_price(p.symbol)) for p in out]
+
+    def liquidation_price(self, symbol: str) -> Decimal | None:
+        """Return where the venue liquidates ``symbol``'s perp position now (None: flat,
+        spot, no margin model, or out of reach)."""
+        pos = self._positions.get(symbol)
+        margin = self.config.margin
+        if pos is None or margin is None or self.config.market_type is not MarketType.PERP:
+            return None
+        return liquidation_price(
+            pos.side, pos.amount, pos.entry_price, self._collateral(pos, margin), margin
+        )
+
+    def _collateral(self, pos: Position, margin: MarginConfig) -> Decimal:
+        prices = {s: m.price for s, m in self.marks.items()}
+        wallet = self._totals.get(self.config.quote, ZERO)
+        return collateral(pos, self._positions.values(), prices, wallet, margin)
 
     def balances(self) -> dict[str, Balance]:
         """Return balances by asset with ``used`` derived from open orders and margins."""
@@ -213,6 +237,27 @@ class PaperBook:
     def has_open_orders(self, symbol: str) -> bool:
         """Return True when ``symbol`` has an order that a candle could fill."""
         return any(o.symbol == symbol for o in self._open.values())
+
+    def needs_matching(self, symbol: str) -> bool:
+        """Return True when a candle of ``symbol`` could change more than its mark: an open
+        order, or a perp position the venue may liquidate."""
+        return self.has_open_orders(symbol) or (
+            self.config.margin is not None and symbol in self._positions
+        )
+
+    def reachable_orders(self, symbol: str, now_ms: int) -> list[Order]:
+        """Return the orders a candle of ``symbol`` could fill, the venue's own liquidation
+        stop included (for fast replays: a candle reaching none of them changes nothing)."""
+        orders = self.open_orders(symbol)
+        liquidation = self._liquidation_trigger(symbol, now_ms, now_ms)
+        return orders if liquidation is None else [*orders, liquidation]
+
+    def _liquidation_trigger(self, symbol: str, candle_ms: int, now_ms: int) -> Order | None:
+        level = self.liquidation_price(symbol)
+        pos = self._positions.get(symbol)
+        if level is None or pos is None:
+            return None
+        return trigger_order(pos, level, candle_ms, now_ms)
 
     def mark(self, symbol: str, candle: Candle) -> None:
         """Mark ``symbol`` at the candle's close unless the candle is not newer than the mark."""
@@ -281,15 +326,27 @@ class PaperBook:
         self, symbol: str, candle: Candle, now_ms: int, reference: Decimal | None
     ) -> CandleOutcome:
         out = CandleOutcome()
+        orders = self.open_orders(symbol)
+        liquidation = self._liquidation_trigger(symbol, candle.ts_ms, now_ms)
+        if liquidation is not None:
+            side = self._positions[symbol].side
+            assert liquidation.request.stop_price is not None  # noqa: S101 - a stop order
+            if beyond(side, to_price(candle.open), liquidation.request.stop_price):
+                orders = [liquidation, *orders]  # opened past it: liquidated at the open
+            else:
+                orders = [*orders, liquidation]  # after our stops, before take-profits
 
         def accept(sim_fill: SimFill) -> str | None:
-            refusal = self._fill(sim_fill, candle, now_ms, out)
+            if is_liquidation(sim_fill.order.client_order_id):
+                refusal = self._liquidate(sim_fill, candle, now_ms, out)
+            else:
+                refusal = self._fill(sim_fill, candle, now_ms, out)
             if refusal is None:
                 out.moment, out.at_open = sim_fill.fill.moment, sim_fill.fill.at_open
             return refusal
 
         match = match_candle(
-            self.open_orders(symbol),
+            orders,
             candle,
             signed_amount(self._positions.get(symbol)),
             self.config.fill,
@@ -297,8 +354,40 @@ class PaperBook:
             reference,
         )
         for canceled in match.canceled:
+            if is_liquidation(canceled.order.client_order_id):
+                continue  # our stop closed the position first: nothing left to liquidate
             out.orders.append(self.cancel(canceled.order.client_order_id, now_ms, canceled.reason))
+        if any(is_liquidation(f.client_order_id) for f in out.fills):
+            # The venue cancels the liquidated position's exit orders with it.
+            for order in self.open_orders(symbol):
+                if order.request.reduce_only:
+                    out.orders.append(self.cancel(order.client_order_id, now_ms, "liquidated"))
         return out
+
+    def _liquidate(
+        self, sim_fill: SimFill, candle: Candle, now_ms: int, out: CandleOutcome
+    ) -> str | None:
+        """Close the position as the venue's liquidation, cancel the symbol's exits."""
+        trigger = sim_fill.order
+        symbol = trigger.symbol
+        pos = self._positions[symbol]
+        margin = self.config.margin
+        assert margin is not None and trigger.request.stop_price is not None  # noqa: S101
+        done = settle(
+            pos,
+            trigger.request.stop_price,
+            to_price(candle.open),
+            sim_fill.fill.at_open,
+            self._collateral(pos, margin),
+            margin,
+        )
+        self._add(self.config.quote, done.realized - done.fee)
+        del self._positions[symbol]
+        self._changed()
+        order, fill = closing_fill(trigger, pos, done, candle.ts_ms, now_ms)
+        out.orders.append(order)
+        out.fills.append(fill)
+        return None
 
     # --- submission checks ---------------------------------------------------------------------
 

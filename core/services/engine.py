@@ -41,8 +41,9 @@ from core.domain.events import (
     OrderFilled,
     TradingStateChanged,
 )
+from core.domain.margin import MarginConfig, MarginMode, liquidation_price
 from core.domain.market import Candle
-from core.domain.orders import Order, OrderRequest
+from core.domain.orders import Order, OrderRequest, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
 from core.errors import DependencyError, InvariantViolation
@@ -50,7 +51,7 @@ from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
-from core.services.exit_executor import ExitExecutor, OpenTrade
+from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor, OpenTrade
 from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trade_codec import decode_trades, encode_trades
@@ -80,6 +81,7 @@ class EngineConfig:
     rules: SymbolRules
     exits: ExitConfig
     costs: TradingCosts  # expected fees and slippage, for the risk budget
+    margin: MarginConfig | None = None  # perps: the stop must sit inside liquidation
 
 
 class Engine:
@@ -367,6 +369,7 @@ class Engine:
         if sizing.amount <= 0:
             log.info("%s: entry skipped, size 0 (%s)", symbol, sizing.bound_by)
             return
+        liquidation = self._liquidation_price(side, sizing.amount, expected, account.free_quote)
         cid = client_order_id(symbol, candle.ts_ms, "e")
         request = OrderRequest(
             client_order_id=cid,
@@ -380,7 +383,11 @@ class Engine:
         )
         try:
             submitted = await self._execution.submit(
-                request, reference_price=price, account=account
+                request,
+                reference_price=price,
+                account=account,
+                stop_price=stop,
+                liquidation_price=liquidation,
             )
             if not submitted.sent:
                 return
@@ -400,6 +407,18 @@ class Engine:
         )
         trade.roles[cid] = "entry"
         self.trades[symbol] = trade
+
+    def _liquidation_price(
+        self, side: PositionSide, amount: Decimal, entry: Decimal, free_cash: Decimal
+    ) -> Decimal | None:
+        """Return where the venue would liquidate the entry about to be sent (perps): isolated,
+        backed by its own margin; cross, by the free cash (its own margin comes from there)."""
+        margin = self.config.margin
+        if margin is None or self.config.market_type is not MarketType.PERP:
+            return None
+        own = amount * entry / self.config.leverage
+        collateral = own if margin.mode is MarginMode.ISOLATED else max(free_cash, own)
+        return liquidation_price(side, amount, entry, collateral, margin)
 
     def _plan_request(
         self, side: PositionSide, entry: Decimal, amount: Decimal, atr: float, confidence: float
@@ -434,6 +453,8 @@ class Engine:
             return
         cid = event.client_order_id
         trade = self.trades.get(event.symbol)
+        if trade is not None and is_liquidation(cid) and trade.amount > 0:
+            trade.roles[cid] = LIQUIDATION_NAME  # the venue closed our position itself
         if trade is None or cid not in trade.roles:
             return  # not ours (e.g. a manual order)
         trade.note_fill(cid, event.amount, event.price, event.fee)
@@ -477,6 +498,8 @@ class Engine:
         await self._plan_exits(trade)
 
     async def _plan_exits(self, trade: OpenTrade) -> None:
+        position = await self._execution.position(trade.symbol)
+        trade.liquidation_price = position.liquidation_price if position is not None else None
         plan = plan_exits(
             self._plan_request(
                 trade.side, trade.entry_price, trade.amount, trade.atr, trade.confidence

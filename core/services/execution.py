@@ -28,6 +28,7 @@ from core.domain.enums import OrderStatus, OrderType, Side, TradingState
 from core.domain.events import OrderCanceled, OrderDenied, OrderRejected, OrderSubmitted
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy
+from core.domain.portfolio import Position
 from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange
 from core.services.bus import EventBus
@@ -149,12 +150,15 @@ class ExecutionService:
         *,
         reference_price: Decimal,
         account: AccountView | None = None,
+        stop_price: Decimal | None = None,
+        liquidation_price: Decimal | None = None,
     ) -> Submission:
         """Gate and send an order; say whether it went, was denied or was rejected (the last
         two are published).
 
         ``reference_price`` values the order for the gate (market orders have no price);
-        ``account`` is passed on to ``check``.
+        ``account`` is passed on to ``check``; an entry's planned ``stop_price`` and
+        ``liquidation_price`` (perps) let the gate refuse a stop beyond liquidation.
         """
         intent = OrderIntent(
             symbol=request.symbol,
@@ -163,6 +167,8 @@ class ExecutionService:
             opens_short=request.side is Side.SELL and not request.reduce_only,
             leverage=request.leverage,
             protective=request.type in _PROTECTIVE,
+            stop_price=stop_price,
+            liquidation_price=liquidation_price,
         )
         verdict = await self.check(intent, account)
         now = self._clock.now_ms()
@@ -206,12 +212,17 @@ class ExecutionService:
         )
         return Submission(order=order)
 
-    async def position_amount(self, symbol: str) -> Decimal:
-        """Return the size of the venue's position in ``symbol`` (0 when flat)."""
+    async def position(self, symbol: str) -> Position | None:
+        """Return the venue's position in ``symbol`` (None when flat)."""
         for position in await self._exchange.fetch_positions():
             if position.symbol == symbol:
-                return position.amount
-        return Decimal(0)
+                return position
+        return None
+
+    async def position_amount(self, symbol: str) -> Decimal:
+        """Return the size of the venue's position in ``symbol`` (0 when flat)."""
+        position = await self.position(symbol)
+        return Decimal(0) if position is None else position.amount
 
     async def cancel(self, client_order_id: str, symbol: str, *, reason: str) -> Order | None:
         """Cancel an order (allowed in every trading state); None if the venue refused.

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 INITIAL_STOP_TAG = "s0"  # client-id tag of a plan's first stop; later ones are s1, s2, ...
 TRAILED_STOP_REASON = "TSL"  # exit reason of a stop the ladder had moved; the first is "SL"
+LIQUIDATION_NAME = "LIQ"  # role and exit reason of the venue's liquidation of the position
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class OpenTrade:
     seq: int = 0  # numbers stop replacements and market exits
     first_stop: Decimal | None = None  # the plan's initial stop price (a stop elsewhere: TSL)
     funding: Decimal = ZERO  # settled while open: received > 0, paid < 0
+    liquidation_price: Decimal | None = None  # the venue's, once the entry filled (perps)
     filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
     cost_by_cid: dict[str, Decimal] = field(default_factory=dict)  # their sum of amount * price
     fee_by_cid: dict[str, Decimal] = field(default_factory=dict)  # and of fees
@@ -130,8 +132,9 @@ class ExitExecutor:
         if role == STOP_NAME and moved:
             reason = TRAILED_STOP_REASON  # the ladder had moved the stop (break-even, TP1, ...)
         trade.legs.append(_leg(trade, event, reason))
-        # Market exits count against the stop leg in the brain (see MarketExit).
-        leg_name = STOP_NAME if role == STOP_NAME or role.startswith("EXIT") else role
+        # Market exits and a liquidation count against the stop leg in the brain: they close
+        # the position just as the stop does (see MarketExit).
+        leg_name = STOP_NAME if _closes_like_the_stop(role) else role
         decision = on_fill(plan, LegFill(leg_name=leg_name, amount=event.amount))
         if not _still_working(decision.plan, role):
             trade.working.pop(role, None)
@@ -427,12 +430,16 @@ def _with_stop_of(plan: ExitPlan | None, previous: ExitPlan | None) -> ExitPlan 
     return replace(plan, stop=replace(plan.stop, price=previous.stop.price))
 
 
+def _closes_like_the_stop(role: str) -> bool:
+    return role in (STOP_NAME, LIQUIDATION_NAME) or role.startswith(MARKET_EXIT_NAME)
+
+
 def _still_working(plan: ExitPlan, role: str) -> bool:
     """Return whether the order behind ``role`` can still fill after this fill."""
     if role == STOP_NAME:
         return plan.stop is not None and not plan.is_closed
-    if role.startswith("EXIT"):
-        return False  # market exits fill whole
+    if role.startswith(MARKET_EXIT_NAME) or role == LIQUIDATION_NAME:
+        return False  # market exits and liquidations fill whole
     return any(leg.name == role for leg in plan.open_legs)
 
 
@@ -474,4 +481,5 @@ def _closed_trade(trade: OpenTrade) -> ClosedTrade:
         exit_reason=last.reason,
         legs=tuple(trade.legs),
         funding=trade.funding,
+        liquidation_price=trade.liquidation_price,
     )

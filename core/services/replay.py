@@ -36,6 +36,7 @@ from core.market.funding import FundingRates
 from core.services.engine import Engine
 from core.services.market import MarketService
 
+# The orders a candle of a symbol could fill (the venue's own liquidation stop included).
 OpenOrders = Callable[[str], Awaitable[list[Order]]]
 
 

@@ -74,6 +74,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         fee_by_cid=_decimals(d.get("fee_by_cid", {})),
         first_stop=_dec(d.get("first_stop")),
         funding=Decimal(d.get("funding", "0")),
+        liquidation_price=_dec(d.get("liquidation_price")),
     )
 
 

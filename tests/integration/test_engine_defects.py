@@ -258,3 +258,30 @@ async def test_exit_legs_below_the_minimum_notional_are_merged(
     [trade] = res.trades
     assert trade.amount * trade.entry_price >= 5
     assert all(leg.amount * leg.price >= 5 for leg in trade.legs), trade.legs
+
+
+# --- 6. liquidation on leveraged perps ---------------------------------------------------------
+
+
+async def test_a_gap_through_the_liquidation_price_costs_the_margin_not_more(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 3 + [(75, 75.5, 74.5, 75)] + [(75, 75.2, 74.8, 75)] * 6
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", rows)},
+        RowScript({1: 1}),
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__TRADING__MAX_LEVERAGE="5",
+        QT__RISK__RISK_PER_TRADE="0.1",
+        QT__RISK__MAX_POSITION_PCT="5",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="5",
+    )
+    [trade] = res.trades
+    assert trade.exit_reason == "LIQ"
+    margin = trade.amount * trade.entry_price / 5
+    assert -trade.pnl <= margin + trade.fees  # isolated: the loss stops at the margin
+    assert res.metrics.final_balance > 0
+    assert min(res.curve.equity) > 0
+    assert res.open_positions == 0

@@ -70,3 +70,24 @@ def test_market_events_are_not_printed() -> None:
         volume=1.0,
     )
     assert _event_line(candle) is None
+
+
+def test_the_status_line_lists_open_trades_with_their_liquidation_price() -> None:
+    from types import SimpleNamespace
+
+    from bot.console import _open_trades
+    from core.domain.enums import PositionSide
+
+    trades = {
+        "BTC/USDT": SimpleNamespace(
+            symbol="BTC/USDT", side=PositionSide.LONG, amount=D("0.5"), liquidation_price=None
+        ),
+        "ETH/USDT": SimpleNamespace(
+            symbol="ETH/USDT",
+            side=PositionSide.SHORT,
+            amount=D(2),
+            liquidation_price=D("2650.456"),
+        ),
+    }
+    process = SimpleNamespace(engine=SimpleNamespace(trades=trades))
+    assert _open_trades(process) == "BTC/USDT long 0.5, ETH/USDT short 2 liq 2,650.46"  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from rich.console import Console
 
 from bot.report import fmt_duration, fmt_num, fmt_pct, print_report, write_report
 from core.analytics import BacktestMetrics, compute_metrics
+from core.domain.enums import MarketType
 from core.errors import DataError
 from tests.unit.analytics.builders import (
     DAY_MS,
@@ -65,11 +68,23 @@ def test_write_report_writes_json_csv_and_pngs(tmp_path: Path) -> None:
     assert rows[0]["legs"] == "2"
     assert rows[0]["legs_summary"].startswith("TP1 0.5@100 pnl=1.5; TP2")
     assert rows[2]["duration_ms"] == str(30 * HOUR_MS)
+    assert rows[0]["liquidation_price"] == ""  # spot: never liquidated
 
     for png in (files.equity_png_path, files.drawdown_png_path, files.monthly_png_path):
         data = png.read_bytes()
         assert data.startswith(PNG_SIGNATURE), png
         assert len(data) > 5_000, png
+
+
+def test_the_trades_csv_says_where_a_perp_would_have_been_liquidated(tmp_path: Path) -> None:
+    inp, m = _backtest()
+    perp = replace(inp.trades[0], market_type=MarketType.PERP, liquidation_price=D("80.5"))
+    files = write_report(m, (perp,), inp.curve, tmp_path, run_name="perp", charts=False)
+    with files.trades_csv_path.open(encoding="utf-8", newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["liquidation_price"] == "80.5"
+    payload = json.loads(files.json_path.read_text(encoding="utf-8"))
+    assert payload["trades"][0]["liquidation_price"] == "80.5"
 
 
 def test_undefined_and_infinite_figures_are_json_safe(tmp_path: Path) -> None:

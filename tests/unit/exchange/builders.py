@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from core.clock import SimClock
 from core.domain.enums import MarketType, OrderType, Side
+from core.domain.margin import MarginConfig
 from core.domain.market import Candle
 from core.domain.orders import OrderRequest
 from core.exchange.paper import PaperExchange
@@ -78,6 +79,7 @@ async def started_paper(
     max_leverage: int = 1,
     starting_balance: Decimal = STARTING_USDT,
     min_notional: Decimal = Decimal(0),
+    margin: MarginConfig | None = None,
 ) -> PaperExchange:
     """Return a started paper exchange on ``storage`` (a fresh MemoryStorage by default)."""
     paper = PaperExchange(
@@ -88,6 +90,7 @@ async def started_paper(
         market_type=market_type,
         max_leverage=max_leverage,
         min_notional=min_notional,
+        margin=margin,
     )
     await paper.start()
     return paper

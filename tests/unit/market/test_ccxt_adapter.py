@@ -158,6 +158,7 @@ class FakeCcxt:
                 "entryPrice": 2000.1,
                 "leverage": 3,
                 "initialMargin": 333.35,
+                "liquidationPrice": 2650.5,
                 "timestamp": T0,
             },
         ]
@@ -329,6 +330,7 @@ async def test_positions_perp_parsed_and_spot_empty() -> None:
     assert pos.amount == Decimal("1.00")
     assert pos.entry_price == Decimal("2000.1")
     assert (pos.leverage, pos.margin) == (3, Decimal("333.35"))
+    assert pos.liquidation_price == Decimal("2650.5")  # the venue's own figure
 
 
 async def test_market_data_converts_rows_sorting_and_keeping_none_as_nan() -> None:

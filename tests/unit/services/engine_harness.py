@@ -113,6 +113,9 @@ class Harness:
             ),
             starting_balance=settings.paper.starting_balance,
             quote_currency=settings.trading.quote_currency,
+            market_type=settings.exchange.market_type,
+            max_leverage=settings.trading.max_leverage,
+            margin=settings.margin.config(),
         )
         self.trading_state = TradingStateService(self.storage.state, self.bus, self.clock)
         self.engine: Engine = build_engine(

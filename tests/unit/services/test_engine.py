@@ -381,3 +381,37 @@ async def test_a_take_profit_the_venue_cancels_leaves_the_plan(settings: Setting
     trade = h.engine.trades[SYMBOL]
     assert trade.plan is not None and trade.plan.remaining == D(15)
     assert by_type(await h.open_orders()) == {"stop_market": [(D("100.23"), D(15))]}
+
+
+async def test_a_perp_entry_whose_stop_lies_beyond_liquidation_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """At 50x a long is liquidated about 1.6 % down (50 * 100.02 / 50 = 100.02 of margin on
+    5001): the -2 % stop would never get its turn."""
+    clean_settings(monkeypatch, tmp_path)
+    monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
+    monkeypatch.setenv("QT__TRADING__MAX_LEVERAGE", "50")
+    h = await Harness(load_settings(), ScriptedProvider(entries={at(0): 1})).start()
+    await h.candle(*DECIDE)
+    [denied] = h.of(OrderDenied)
+    assert isinstance(denied, OrderDenied)
+    assert denied.reason == "stop_beyond_liquidation"
+    assert "stop 98.02 is beyond the liquidation price 98.4" in denied.detail
+    assert await h.storage.orders.list_all() == []
+
+
+async def test_a_perp_trade_knows_where_it_would_be_liquidated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_settings(monkeypatch, tmp_path)
+    monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
+    monkeypatch.setenv("QT__TRADING__MAX_LEVERAGE", "5")
+    h = await Harness(load_settings(), ScriptedProvider(entries={at(0): 1})).start()
+    await h.candles([DECIDE, FILL])
+    trade = h.engine.trades[SYMBOL]
+    # margin 5001 / 5 = 1000.2: (5001 - 1000.2) / (50 * 0.996)
+    assert trade.liquidation_price == D("4000.8") / D("49.8")
+    await h.candle(2, 100.3, 100.4, 97.0, 97.5)  # the stop closes it long before
+    [closed] = h.engine.closed_trades
+    assert closed.exit_reason == "SL"
+    assert closed.liquidation_price == trade.liquidation_price

@@ -9,7 +9,7 @@ cancels whatever is left (no orphan orders) and records the round trip as a ``Cl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from core.brains.exits import (
@@ -252,15 +252,10 @@ class ExitExecutor:
 
         ``exit_reason`` names a market exit among the actions in reports (SL, SIGNAL, ...).
         """
-        previous, trade.plan = trade.plan, decision.plan
+        trade.plan = decision.plan
+        # A stop replacement cancels the old stop before placing the new one: safe, because the
+        # risk gate lets protective orders through in every trading state.
         for action in decision.actions:
-            if isinstance(action, ReplaceStop) and await self._stop_frozen(trade, action.amount):
-                # Halted: a new stop would be denied. Keep the old one rather than cancel it
-                # and leave the position bare (reduce-only, it closes at most what is left),
-                # and keep the plan saying where it really is.
-                log.warning("%s: stop left where it was: orders are halted", trade.symbol)
-                trade.plan = _with_stop_of(trade.plan, previous)
-                continue
             await self._act(trade, action, reference, exit_reason)
 
     async def _act(
@@ -386,19 +381,6 @@ class ExitExecutor:
         )
         return (await self._execution.check(intent)).allowed
 
-    async def _stop_frozen(self, trade: OpenTrade, amount: Decimal) -> bool:
-        """Return True when a stop is working and the risk gate would deny its replacement."""
-        if STOP_NAME not in trade.working:
-            return False
-        intent = OrderIntent(
-            symbol=trade.symbol,
-            notional=amount * trade.entry_price,
-            reduces_exposure=True,
-            leverage=trade.leverage,
-            protective=True,
-        )
-        return not (await self._execution.check(intent)).allowed
-
     async def _cancel(self, trade: OpenTrade, name: str, reason: str) -> None:
         cid = trade.working.pop(name, None)
         if cid is not None:
@@ -421,13 +403,6 @@ class ExitExecutor:
                 notes=plan.notes,
             )
         )
-
-
-def _with_stop_of(plan: ExitPlan | None, previous: ExitPlan | None) -> ExitPlan | None:
-    """Return ``plan`` with the stop price of ``previous`` (the order still on the venue)."""
-    if plan is None or plan.stop is None or previous is None or previous.stop is None:
-        return plan
-    return replace(plan, stop=replace(plan.stop, price=previous.stop.price))
 
 
 def _closes_like_the_stop(role: str) -> bool:

@@ -103,7 +103,7 @@ class TradingProcess:
             trading_state=self.trading_state,
             state=p.storage.state,
         )
-        self.market.on_candle(self.engine.on_candle)
+        self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         jobs = JobContext(
             portfolio=self.portfolio,
             # A live venue fills on its own: ask it what happened to our orders.

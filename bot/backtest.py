@@ -55,10 +55,14 @@ class BacktestResult:
     open_positions: int
     events: int
     funding_events: int = 0  # funding settlements on open positions
+    detail_fallbacks: int = 0  # strategy candles whose detail had gaps: filled on themselves
 
 
-def _check_detail_timeframes(detail: Mapping[str, CandleSeries], timeframe: str) -> None:
-    """Refuse detail candles that are not strictly finer than ``timeframe`` and dividing it.
+def _check_detail_timeframes(
+    detail: Mapping[str, CandleSeries], series: Mapping[str, CandleSeries], timeframe: str
+) -> None:
+    """Refuse detail candles of a symbol without strategy candles, or that are not strictly
+    finer than ``timeframe`` and dividing it.
 
     The paper exchange fills each strategy candle against the detail candles that open inside
     it; a coarser candle reaches past the strategy candle's close (look-ahead: it fills at
@@ -67,6 +71,11 @@ def _check_detail_timeframes(detail: Mapping[str, CandleSeries], timeframe: str)
     """
     tf_ms = timeframe_to_ms(timeframe)
     for symbol, finer in detail.items():
+        if symbol not in series:
+            raise DataError(
+                f"detail candles for {symbol}, which has no strategy candles: pass its "
+                f"{timeframe} file with --data too"
+            )
         finer_ms = timeframe_to_ms(finer.timeframe)
         if finer_ms >= tf_ms:
             why = "coarser than" if finer_ms > tf_ms else "no finer than"
@@ -113,7 +122,7 @@ async def run_backtest(
         raise DataError(f"all symbols need one timeframe, received {sorted(timeframes)}")
     timeframe = timeframes.pop()
     if detail:
-        _check_detail_timeframes(detail, timeframe)
+        _check_detail_timeframes(detail, series, timeframe)
     settings = settings.model_copy(
         update={
             "trading": settings.trading.model_copy(
@@ -156,7 +165,7 @@ async def run_backtest(
         detail=detail,  # the paper exchange fills against these, one finer candle at a time
         funding=funding,
     )
-    market.on_candle(engine.on_candle)
+    market.on_candle(engine.on_candle, before_fills=engine.before_fills)
     await paper.start()
     if fast:
         replay = FastReplay(
@@ -214,4 +223,5 @@ async def run_backtest(
         open_positions=len(positions),
         events=bus.published,
         funding_events=len(settled),
+        detail_fallbacks=market.stats.detail_fallbacks,
     )

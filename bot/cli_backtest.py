@@ -192,4 +192,9 @@ async def _backtest(
             else "Funding is not modelled (no funding data: --funding FILE)."
         )
     )
+    if result.detail_fallbacks:
+        console.print(
+            f"{result.detail_fallbacks} candle(s) had gaps in their detail candles and were "
+            "filled on the strategy candle itself."
+        )
     console.print(f"report: {escape(str(files_written.json_path))}")

@@ -14,6 +14,8 @@ carries out the returned actions in order. Conventions, and why:
   notional ``amount × price`` below ``min_notional``: the venue would refuse it) is merged into
   the next leg (its share exits at the next, farther price; its stop move is dropped); a last
   leg that is too small is merged back into the previous kept leg. ``ExitPlan.notes`` says so.
+  A leg is valued at the worse of its price and the stop's: whatever is left after a leg fills
+  may have to leave through the stop, and the venue must take that order too.
 * The stop covers the whole remaining position (``stop.amount == plan.remaining``) and never
   loosens: a move away from the price is ignored.
 * The stop moves when a leg is *completely* filled, to that leg's anchor (break-even, the previous
@@ -366,13 +368,16 @@ def _leg_minimum(req: PlanRequest, price: Decimal) -> Decimal:
     return max(req.min_amount, by_notional)
 
 
-def _split_amount(req: PlanRequest, prices: list[Decimal]) -> tuple[list[Decimal], list[str]]:
+def _split_amount(
+    req: PlanRequest, prices: list[Decimal], stop_price: Decimal
+) -> tuple[list[Decimal], list[str]]:
     """Return each leg's amount (zero for legs merged away; they sum to ``req.amount``) and a
-    note for every merge."""
+    note for every merge. Each kept leg clears the venue minimum at its own price and at the
+    stop's, so every remainder the stop may have to close clears it too."""
     fractions = [leg.fraction for leg in req.config.legs]
     raw = [_round_to(req.amount * f, req.amount_step, ROUND_FLOOR) for f in fractions[:-1]]
     raw.append(req.amount - sum(raw, ZERO))  # >= amount·last fraction > 0, since floors only shrink
-    minimum = [_leg_minimum(req, price) for price in prices]
+    minimum = [_leg_minimum(req, min(price, stop_price)) for price in prices]
     out, carry, notes = [ZERO] * len(raw), ZERO, []
     for i, amount in enumerate(raw):
         amount += carry
@@ -410,7 +415,7 @@ def plan_exits(req: PlanRequest) -> ExitPlan:
     scales, stop_scale = _scales(req)
     prices = _tp_prices(req, scales)
     stop_price = _stop_price(req, stop_scale)
-    amounts, notes = _split_amount(req, prices)
+    amounts, notes = _split_amount(req, prices, stop_price)
     legs = tuple(
         TakeProfitLeg(
             name=f"TP{i + 1}",

@@ -97,7 +97,8 @@ def size_position(inp: SizingInput) -> SizingDecision:
     amount = (candidates[bound_by] / inp.amount_step).to_integral_value(
         ROUND_DOWN
     ) * inp.amount_step
-    if amount <= 0 or amount * inp.entry_price < inp.min_notional:
+    # The venue must take the exit at the stop as well as the entry (spot checks every order).
+    if amount <= 0 or amount * min(inp.entry_price, inp.stop_price) < inp.min_notional:
         return SizingDecision(
             amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
         )

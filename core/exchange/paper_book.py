@@ -7,7 +7,8 @@ Accounting:
 
 * Balances are kept as *totals* per asset; ``used`` is derived from open orders and positions,
   so it is the same after a restart: spot buys reserve quote (``amount * price * (1 + max fee)``
-  at the limit, the stop or the last mark, plus slippage for market and stop orders); spot sells
+  at the limit, the stop or the last mark, with slippage on the order's side for market and
+  stop orders); spot sells
   reserve base; perp orders reserve ``notional / leverage + fee`` (even one that would reduce a
   position: exits should be reduce-only); perp positions lock their margin. Reduce-only orders
   reserve nothing (they can only release funds). ``free`` may turn negative when the mark rises
@@ -27,14 +28,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
-from core.domain.margin import MarginConfig, beyond, liquidation_price
+from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
+from core.domain.margin import MarginConfig, MarginMode, beyond, liquidation_price
 from core.domain.market import Candle
 from core.domain.orders import Fill, Order, OrderRequest, is_liquidation
 from core.domain.portfolio import Balance, FundingPayment, Position
 from core.errors import InvariantViolation
 from core.exchange.liquidation import closing_fill, collateral, settle, trigger_order
-from core.exchange.sim import ONE, ZERO, FillModelConfig, SimFill, match_candle, slipped, to_price
+from core.exchange.sim import (
+    ONE,
+    ZERO,
+    FillModelConfig,
+    FillPrice,
+    SimFill,
+    match_candle,
+    slipped,
+    to_price,
+)
 
 REMAINDER_CANCELED = "reduce-only: remainder canceled, the position is closed"
 
@@ -250,7 +260,15 @@ class PaperBook:
         stop included (for fast replays: a candle reaching none of them changes nothing)."""
         orders = self.open_orders(symbol)
         liquidation = self._liquidation_trigger(symbol, now_ms, now_ms)
-        return orders if liquidation is None else [*orders, liquidation]
+        if liquidation is None:
+            return orders
+        margin = self.config.margin
+        if margin is not None and margin.mode is MarginMode.CROSS:
+            # Cross: the level moves with every other position's price, so any candle may
+            # reach it (a waiting market order says exactly that to a replay).
+            anywhere = replace(liquidation.request, type=OrderType.MARKET, stop_price=None)
+            liquidation = liquidation.with_(request=anywhere)
+        return [*orders, liquidation]
 
     def _liquidation_trigger(self, symbol: str, candle_ms: int, now_ms: int) -> Order | None:
         level = self.liquidation_price(symbol)
@@ -326,15 +344,33 @@ class PaperBook:
         self, symbol: str, candle: Candle, now_ms: int, reference: Decimal | None
     ) -> CandleOutcome:
         out = CandleOutcome()
-        orders = self.open_orders(symbol)
         liquidation = self._liquidation_trigger(symbol, candle.ts_ms, now_ms)
         if liquidation is not None:
             side = self._positions[symbol].side
             assert liquidation.request.stop_price is not None  # noqa: S101 - a stop order
-            if beyond(side, to_price(candle.open), liquidation.request.stop_price):
-                orders = [liquidation, *orders]  # opened past it: liquidated at the open
-            else:
-                orders = [*orders, liquidation]  # after our stops, before take-profits
+            open_ = to_price(candle.open)
+            if beyond(side, open_, liquidation.request.stop_price):
+                # Opened past it: the venue liquidates at the open, before any order of ours
+                # (a market order waiting for this open included) trades there.
+                at_open = FillPrice(
+                    price=open_,
+                    liquidity=Liquidity.TAKER,
+                    fee_rate=ZERO,
+                    at_open=True,
+                    moment=open_,
+                )
+                self._liquidate(
+                    SimFill(order=liquidation, amount=liquidation.remaining, fill=at_open),
+                    candle,
+                    now_ms,
+                    out,
+                )
+                out.moment, out.at_open = open_, True
+                self._cancel_exits(symbol, now_ms, out)
+                liquidation = None
+        orders = self.open_orders(symbol)
+        if liquidation is not None:
+            orders.append(liquidation)  # after our stops, before take-profits
 
         def accept(sim_fill: SimFill) -> str | None:
             if is_liquidation(sim_fill.order.client_order_id):
@@ -358,11 +394,14 @@ class PaperBook:
                 continue  # our stop closed the position first: nothing left to liquidate
             out.orders.append(self.cancel(canceled.order.client_order_id, now_ms, canceled.reason))
         if any(is_liquidation(f.client_order_id) for f in out.fills):
-            # The venue cancels the liquidated position's exit orders with it.
-            for order in self.open_orders(symbol):
-                if order.request.reduce_only:
-                    out.orders.append(self.cancel(order.client_order_id, now_ms, "liquidated"))
+            self._cancel_exits(symbol, now_ms, out)
         return out
+
+    def _cancel_exits(self, symbol: str, now_ms: int, out: CandleOutcome) -> None:
+        """Cancel the liquidated position's exit orders, as the venue does with it."""
+        for order in self.open_orders(symbol):
+            if order.request.reduce_only:
+                out.orders.append(self.cancel(order.client_order_id, now_ms, "liquidated"))
 
     def _liquidate(
         self, sim_fill: SimFill, candle: Candle, now_ms: int, out: CandleOutcome
@@ -445,13 +484,15 @@ class PaperBook:
         if req.type is OrderType.LIMIT:
             assert req.price is not None  # noqa: S101 - OrderRequest validates it
             return req.price
+        # Stop and market orders are reserved at the fill they expect (slippage on their own
+        # side); the fill checks the funds again at its real price.
         if req.type is OrderType.STOP_MARKET:
             assert req.stop_price is not None  # noqa: S101 - OrderRequest validates it
-            return slipped(Side.BUY, req.stop_price, self.config.fill)
+            return slipped(req.side, req.stop_price, self.config.fill)
         mark = self.marks.get(req.symbol)
         if mark is None:
             raise InvariantViolation(f"open market order {order.client_order_id} has no mark")
-        return slipped(Side.BUY, mark.price, self.config.fill)
+        return slipped(req.side, mark.price, self.config.fill)
 
     def _reservation(self, order: Order) -> tuple[str, Decimal] | None:
         req, cfg = order.request, self.config

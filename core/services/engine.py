@@ -287,8 +287,16 @@ class Engine:
             await self._settle_entry(trade)
             return
         price = self.prices[trade.symbol]
-        if bot_side_stop_hit(plan, candle.low, candle.high):
-            await self._exits.apply(trade, exit_at_market(plan), price, exit_reason="SL")
+        low, high = candle.low, candle.high
+        since = trade.bot_stop_since_ms
+        if since is not None and since >= candle.ts_ms:
+            # The bot began watching inside this candle: only the move to its close surely
+            # came after (as the venue matches orders placed on a fill).
+            low = high = candle.close
+        if bot_side_stop_hit(plan, low, high):
+            assert plan.stop is not None  # noqa: S101 - a bot-side stop was hit
+            reason = trade.stop_reason(plan.stop.price)
+            await self._exits.apply(trade, exit_at_market(plan), price, exit_reason=reason)
             return
         wants_out = signal is not None and (
             signal.exit_long if trade.side is PositionSide.LONG else signal.exit_short
@@ -298,6 +306,16 @@ class Engine:
             return
         # What a halt held back (take-profits), or the venue lost, goes out again.
         await self._exits.ensure_plan(trade, price)
+
+    async def before_fills(self, symbol: str, candle: Candle) -> None:
+        """Before a simulated venue fills ``candle``: withdraw an entry still waiting for its
+        fill if trading was halted meanwhile (say by ``qt state halt`` from another process)."""
+        trade = self.trades.get(symbol)
+        if trade is None or trade.plan is not None:
+            return
+        async with self._busy:
+            if await self._execution.trading_state() is TradingState.HALTED:
+                await self._cancel_entry(trade)
 
     async def _cancel_entry(self, trade: OpenTrade) -> None:
         """Cancel the entry order of ``trade`` while it has not (completely) filled."""
@@ -384,7 +402,7 @@ class Engine:
         try:
             submitted = await self._execution.submit(
                 request,
-                reference_price=price,
+                reference_price=expected,  # valued as sizing valued it, at the expected fill
                 account=account,
                 stop_price=stop,
                 liquidation_price=liquidation,
@@ -457,7 +475,7 @@ class Engine:
             trade.roles[cid] = LIQUIDATION_NAME  # the venue closed our position itself
         if trade is None or cid not in trade.roles:
             return  # not ours (e.g. a manual order)
-        trade.note_fill(cid, event.amount, event.price, event.fee)
+        trade.note_fill(cid, event.amount, event.price, event.fee, event.fill_ts_ms)
         if trade.roles[cid] == "entry":
             await self._on_entry_fill(trade, event)
         else:

@@ -76,12 +76,23 @@ class OpenTrade:
     filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
     cost_by_cid: dict[str, Decimal] = field(default_factory=dict)  # their sum of amount * price
     fee_by_cid: dict[str, Decimal] = field(default_factory=dict)  # and of fees
+    stop_prices: dict[str, Decimal] = field(default_factory=dict)  # stop order cid -> its price
+    last_fill_ms: int | None = None  # market time of the newest fill (entry or exit)
+    bot_stop_since_ms: int | None = None  # when the bot began watching its own stop
 
-    def note_fill(self, cid: str, amount: Decimal, price: Decimal, fee: Decimal) -> None:
+    def note_fill(
+        self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
+    ) -> None:
         """Count a fill of order ``cid`` (what the venue reports beyond this is news)."""
         self.filled_by_cid[cid] = self.filled_by_cid.get(cid, ZERO) + amount
         self.cost_by_cid[cid] = self.cost_by_cid.get(cid, ZERO) + amount * price
         self.fee_by_cid[cid] = self.fee_by_cid.get(cid, ZERO) + fee
+        if ts_ms is not None:
+            self.last_fill_ms = max(ts_ms, self.last_fill_ms or ts_ms)
+
+    def stop_reason(self, stop_price: Decimal) -> str:
+        """Return SL for a stop at the plan's first stop price, TSL for one the ladder moved."""
+        return STOP_NAME if stop_price == self.first_stop else TRAILED_STOP_REASON
 
     @property
     def entry_price(self) -> Decimal:
@@ -128,9 +139,12 @@ class ExitExecutor:
         if plan is None:
             raise ValueError(f"exit fill {event.client_order_id} for a trade without a plan")
         reason = trade.exit_reasons.get(event.client_order_id, role)
-        moved = plan.stop is not None and plan.stop.price != trade.first_stop
-        if role == STOP_NAME and moved:
-            reason = TRAILED_STOP_REASON  # the ladder had moved the stop (break-even, TP1, ...)
+        if role == STOP_NAME:
+            # The price of the stop order that filled (an old one may fill after the ladder
+            # moved the plan's stop): SL at the first stop price, TSL once the ladder moved it.
+            current = plan.stop.price if plan.stop is not None else trade.first_stop
+            filled_at = trade.stop_prices.get(event.client_order_id, current)
+            reason = trade.stop_reason(filled_at) if filled_at is not None else STOP_NAME
         trade.legs.append(_leg(trade, event, reason))
         # Market exits and a liquidation count against the stop leg in the brain: they close
         # the position just as the stop does (see MarketExit).
@@ -269,6 +283,7 @@ class ExitExecutor:
             case BotSideStop():
                 await self._cancel(trade, STOP_NAME, "stop watched by the bot")
                 trade.bot_stop = action
+                trade.bot_stop_since_ms = trade.last_fill_ms
             case CancelLeg(name=name):
                 await self._cancel(trade, name, "leg canceled")
             case MarketExit(amount=amount):
@@ -330,11 +345,13 @@ class ExitExecutor:
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price
         )
-        if placed.denied:
+        if placed.sent:
+            trade.stop_prices[cid] = price
+        elif placed.denied:
             # Our gate held it back (it lets stops through in every state, so a limit of a
             # later brain): ensure_plan places it as soon as it may.
             log.warning("%s: stop order denied; placed again when allowed", trade.symbol)
-        elif not placed.sent and trade.plan is not None:
+        elif trade.plan is not None:
             log.warning("%s: stop order refused, fallback %s", trade.symbol, self._fallback.value)
             await self.apply(trade, on_stop_rejected(trade.plan, self._fallback), reference)
 

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # Fills and the orders placed in reaction, within one candle: an entry, its ladder, the stop
 # moved after each take-profit... a few rounds. More means two reactions feed each other.
 MAX_REACTIONS_PER_CANDLE = 50
+# Detail candles count as covering a candle's range up to float rounding of the two files.
+_RANGE_SLACK = 1e-9
 
 
 class SimulatedVenue(Protocol):
@@ -69,6 +71,7 @@ class MarketStats:
     fills: int = 0
     last_close: dict[str, float] = field(default_factory=dict)
     last_candle_ms: int | None = None
+    detail_fallbacks: int = 0  # candles whose detail did not cover them: filled on themselves
 
 
 class MarketService:
@@ -102,11 +105,18 @@ class MarketService:
         self._funding = dict(funding or {})
         self._funded_until: dict[str, int] = {}  # per symbol: close of the last candle settled
         self._handlers: list[CandleHandler] = []
+        self._before_fills: list[CandleHandler] = []
         self.stats = MarketStats()
 
-    def on_candle(self, handler: CandleHandler) -> None:
-        """Call ``handler`` after each candle is stored and the venue has filled."""
+    def on_candle(
+        self, handler: CandleHandler, *, before_fills: CandleHandler | None = None
+    ) -> None:
+        """Call ``handler`` after each candle is stored and the venue has filled, and
+        ``before_fills`` (if given) before the venue fills it: the last moment to withdraw an
+        order the candle would otherwise fill (a halt cancels a waiting entry)."""
         self._handlers.append(handler)
+        if before_fills is not None:
+            self._before_fills.append(before_fills)
 
     async def run(self) -> None:
         """Consume the feed until it ends or the task is cancelled; publish the gaps it finds."""
@@ -132,6 +142,8 @@ class MarketService:
             )
             await self._candles.upsert(self._source, series)
         if self._venue is not None:
+            for before in self._before_fills:
+                await before(symbol, candle)
             for step in self._fill_steps(symbol, candle):
                 await self._fill_step(self._venue, symbol, step)
             await self._settle_funding(self._venue, symbol, candle)
@@ -209,12 +221,23 @@ class MarketService:
         self._funded_until[symbol] = max(close_ms, since)
 
     def _fill_steps(self, symbol: str, candle: Candle) -> list[Candle]:
-        """Return the candles the venue fills against: the detail inside ``candle``, or itself."""
+        """Return the candles the venue fills against: the detail inside ``candle`` when it
+        covers the candle whole (every finer candle there, reaching its high and low), else
+        the candle itself: a detail file with a gap must not hide part of the range."""
         finer = self._detail.get(symbol)
         if finer is None:
             return [candle]
         part = finer.between(candle.ts_ms, candle.ts_ms + self._tf_ms)
-        return [part.candle(i) for i in range(len(part))] or [candle]
+        expected = self._tf_ms // timeframe_to_ms(finer.timeframe)
+        complete = (
+            len(part) == expected
+            and float(part.high.max()) >= candle.high * (1 - _RANGE_SLACK)
+            and float(part.low.min()) <= candle.low * (1 + _RANGE_SLACK)
+        )
+        if not complete:
+            self.stats.detail_fallbacks += 1
+            return [candle]
+        return [part.candle(i) for i in range(len(part))]
 
 
 def _filled_event(fill: Fill, now_ms: int) -> OrderFilled:

@@ -75,6 +75,9 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         first_stop=_dec(d.get("first_stop")),
         funding=Decimal(d.get("funding", "0")),
         liquidation_price=_dec(d.get("liquidation_price")),
+        stop_prices=_decimals(d.get("stop_prices", {})),
+        last_fill_ms=d.get("last_fill_ms"),
+        bot_stop_since_ms=d.get("bot_stop_since_ms"),
     )
 
 

@@ -2,7 +2,9 @@
 
 The state lives in the key-value store so a halt survives a restart; every change is published
 as ``TradingStateChanged``. The risk gate reads it from the store for every order, so a change
-made by another process on the same database (``qt state halt``) stops the next order.
+made by another process on the same database (``qt state halt``) stops the next order; it is
+published (actor "another process") the first time this process reads it, which the console
+does every few seconds.
 """
 
 from __future__ import annotations
@@ -44,14 +46,26 @@ class TradingStateService:
         except ValueError:
             log.error("stored trading state %r is not one of %s: halted", raw, _NAMES)
             state = TradingState.HALTED
-        if self._current is not None and state is not self._current:
+        previous, self._current = self._current, state
+        if previous is not None and state is not previous:
+            reason = await self.reason()
             log.warning(
                 "trading state changed outside this process: %s -> %s (%s)",
-                self._current.value,
+                previous.value,
                 state.value,
-                await self.reason(),
+                reason,
             )
-        self._current = state
+            # Published like our own changes, so the process reacts the same way (a halt
+            # cancels the entries still waiting) as soon as anything reads the state.
+            await self._bus.publish(
+                TradingStateChanged(
+                    ts_ms=self._clock.now_ms(),
+                    previous=previous.value,
+                    current=state.value,
+                    reason=reason,
+                    actor="another process",
+                )
+            )
         return state
 
     async def reason(self) -> str:

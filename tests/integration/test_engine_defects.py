@@ -16,6 +16,7 @@ import pytest
 from bot.backtest import BacktestResult, run_backtest
 from core.domain.enums import Liquidity
 from core.domain.market import CandleSeries
+from core.signals.base import SignalFrame
 from tests.integration.scripted import FLAT, HOUR_MS, T0_MS, Row, RowScript, series, settings_with
 
 FIVE_MIN_MS = 300_000
@@ -285,3 +286,163 @@ async def test_a_gap_through_the_liquidation_price_costs_the_margin_not_more(
     assert res.metrics.final_balance > 0
     assert min(res.curve.equity) > 0
     assert res.open_positions == 0
+
+
+# --- found by the adversarial review of the fixes above ----------------------------------------
+
+
+async def test_a_gap_past_bankruptcy_liquidates_before_a_waiting_market_exit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An exit signal on row 3 sends a market exit for row 4's open; row 4 opens at 70, past the
+    # liquidation and bankruptcy prices: the venue liquidates first, the margin is the loss.
+    rows: list[Row] = [FLAT] * 4 + [(70, 70.5, 69, 70), (70, 70.2, 69.8, 70)]
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", rows)},
+        RowScript({1: 1}, exits=[3]),
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__TRADING__MAX_LEVERAGE="5",
+        QT__RISK__RISK_PER_TRADE="0.2",
+        QT__RISK__MAX_POSITION_PCT="5",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="10",
+    )
+    [trade] = res.trades
+    assert trade.exit_reason == "LIQ"
+    assert res.metrics.final_balance > 0
+    assert min(res.curve.equity) > 0
+
+
+class TwoSymbols(RowScript):
+    """AAA enters on row 2, BTC on row 1."""
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        self.entries = {2: 1} if series.symbol == "AAA/USDT" else {1: 1}
+        return super().compute(series)
+
+
+async def test_cross_margin_fast_replay_matches_the_full_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # BTC's gain backs AAA: AAA's liquidation price moves with every BTC candle, so a fast
+    # replay must see every one of them while both are held.
+    btc: list[Row] = [FLAT] * 3 + [
+        (100, 102.2, 99.9, 102.0), (102.0, 102.6, 101.9, 102.5), (102.5, 103.1, 102.4, 103.0),
+        (103.0, 103.2, 102.9, 103.1), (103.1, 103.2, 103.0, 103.1), (103.1, 103.2, 103.0, 103.1),
+    ]  # fmt: skip
+    aaa: list[Row] = [FLAT] * 7 + [(87.5, 87.6, 87.4, 87.5), (87.5, 87.5, 87.5, 87.5)]
+    candles = {"AAA/USDT": series("AAA/USDT", aaa), "BTC/USDT": series("BTC/USDT", btc)}
+    env = dict(
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__TRADING__MAX_LEVERAGE="20",
+        QT__MARGIN__MODE="cross",
+        QT__RISK__RISK_PER_TRADE="0.2",
+        QT__RISK__MAX_POSITION_PCT="10",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="20",
+    )
+    fast = await backtest(monkeypatch, tmp_path, candles, TwoSymbols({}), **env)
+    full = await backtest(monkeypatch, tmp_path, candles, TwoSymbols({}), fast=False, **env)
+    assert fast.trades == full.trades
+    assert fast.fills == full.fills
+    assert len(fast.trades) >= 1
+
+
+@pytest.mark.parametrize("cap", ["position", "exposure"])
+async def test_shorts_trade_at_the_caps_like_longs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cap: str
+) -> None:
+    env = dict(
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__RISK__ALLOW_SHORT="true",
+        QT__RISK__RISK_PER_TRADE="0.2",
+        QT__RISK__MAX_POSITION_PCT="0.5" if cap == "position" else "5",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="5" if cap == "position" else "0.5",
+        QT__TRADING__MAX_LEVERAGE="5",
+    )
+    for side in (1, -1):
+        res = await backtest(
+            monkeypatch,
+            tmp_path,
+            {"BTC/USDT": series("BTC/USDT", [FLAT] * 6)},
+            RowScript({1: side}),
+            **env,
+        )
+        assert res.open_positions == 1, (cap, side)
+
+
+@pytest.mark.parametrize("slippage_bps", ["2", "10", "50"])
+async def test_a_cash_bound_short_is_sized_so_the_venue_takes_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, slippage_bps: str
+) -> None:
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", [FLAT] * 6)},
+        RowScript({1: -1}),
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__RISK__ALLOW_SHORT="true",
+        QT__PAPER__SLIPPAGE_BPS=slippage_bps,
+        QT__RISK__RISK_PER_TRADE="0.2",
+        QT__RISK__MAX_POSITION_PCT="5",
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT="10",
+    )
+    assert res.open_positions == 1
+
+
+@pytest.mark.parametrize("balance", ["11.3", "27", "60"])
+async def test_every_spot_exit_order_clears_the_minimum_at_the_stop_price(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, balance: str
+) -> None:
+    # TP1 and TP2, then a fall through the moved stop (TP1's price): the stop for what is left
+    # must be an order the venue takes, or nothing protects the position.
+    rows: list[Row] = [FLAT] * 3 + [(100, 103.5, 100, 103.3)] + [(103, 103, 98.5, 98.5)] * 3
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", rows)},
+        RowScript({1: 1}),
+        QT__PAPER__STARTING_BALANCE=balance,
+    )
+    assert res.open_positions == 0
+    for trade in res.trades:
+        assert all(leg.amount * leg.price >= 5 for leg in trade.legs), trade.legs
+
+
+async def test_a_candle_that_fills_tp1_at_the_open_and_the_first_stop_reports_sl(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows: list[Row] = [FLAT] * 3 + [(103, 103.1, 97, 97.5), FLAT]
+    res = await backtest(
+        monkeypatch, tmp_path, {"BTC/USDT": series("BTC/USDT", rows)}, RowScript({1: 1})
+    )
+    [trade] = res.trades
+    assert [leg.reason for leg in trade.legs] == ["TP1", "SL"]  # s0 at 98.02 never moved
+
+
+async def test_detail_with_a_gap_falls_back_to_the_strategy_candle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Row 3 trades down to 95; its detail holds only the first 30 minutes (a download gap).
+    rows: list[Row] = [FLAT] * 3 + [(100, 100.2, 95, 99)] + [(99, 99.2, 98.9, 99)] * 2
+    fine: list[tuple[int, Row]] = []
+    for r, row in enumerate(rows):
+        for k in range(6 if r == 3 else 12):
+            fine.append((T0_MS + r * HOUR_MS + k * FIVE_MIN_MS, row if r != 3 else FLAT))
+    det = CandleSeries.from_columns(
+        "BTC/USDT",
+        "5m",
+        [t for t, _ in fine],
+        *([r[i] for _, r in fine] for i in range(4)),
+        [1.0] * len(fine),
+    )
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", rows)},
+        RowScript({1: 1}),
+        detail={"BTC/USDT": det},
+    )
+    [trade] = res.trades
+    assert trade.exit_reason == "SL"
+    assert res.detail_fallbacks >= 1

@@ -135,7 +135,7 @@ class Harness:
             timeframe="1h",
             venue=self.paper,
         )
-        self.market.on_candle(self.engine.on_candle)
+        self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
 
     async def _record(self, event: Event) -> None:
         self.events.append(event)

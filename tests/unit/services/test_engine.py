@@ -287,6 +287,27 @@ async def test_rejected_stop_falls_back_to_a_bot_side_stop(settings: Settings) -
     assert trade_closed.pnl == D("-106.886019")
 
 
+async def test_a_bot_side_stop_moved_inside_a_candle_ignores_that_candles_earlier_low(
+    settings: Settings,
+) -> None:
+    """TP1 fills inside candle 2 and the bot begins watching break-even (100.23); the candle's
+    low (100.1) may have come before the fill, so only its close (101.5) counts. The next
+    candle's low reaches it: an exit of the moved stop, TSL."""
+    h = Harness(settings, ScriptedProvider(entries={at(0): 1}), paper_class=NoStopPaper)
+    await h.start()
+    await h.candles([DECIDE, FILL])
+    await h.candle(2, 100.3, 102.0, 100.1, 101.5)  # TP1; the watched stop moves to 100.23
+    trade = h.engine.trades[SYMBOL]
+    assert trade.plan is not None and trade.plan.stop is not None
+    assert (trade.plan.stop.mode, trade.plan.stop.price) == (StopMode.BOT_SIDE, D("100.23"))
+    assert "market" not in by_type(await h.open_orders())
+
+    await h.candle(3, 101.5, 101.6, 100.0, 100.5)  # through 100.23: exit at market
+    await h.candle(4, 100.4, 100.6, 100.2, 100.5)
+    [closed] = h.engine.closed_trades
+    assert [leg.reason for leg in closed.legs] == ["TP1", "TSL"]
+
+
 async def test_rejected_stop_with_market_fallback_exits_at_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from core.config import Settings
 from core.domain.enums import OrderType, TradingState
 from core.domain.events import OrderCanceled, OrderDenied, OrderFilled
+from core.domain.market import Candle
+from core.domain.orders import Fill
+from core.exchange.paper import PaperExchange
 from core.ports import StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
@@ -42,13 +45,33 @@ def kinds(orders: list) -> list[tuple[str, D | None, D]]:  # type: ignore[type-a
     )
 
 
+class HaltsAsItFills(PaperExchange):
+    """A venue that fills the waiting entry in the very moment an operator halts (live, a
+    market entry fills as it is sent: a halt can always come just too late)."""
+
+    halt_on_next_candle = False
+
+    async def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
+        if self.halt_on_next_candle:
+            self.halt_on_next_candle = False
+            await self._storage.state.set(StateKey.TRADING_STATE, TradingState.HALTED.value)
+        return await super().on_candle(symbol, candle)
+
+
+async def halted_as_the_entry_fills(settings_: Settings) -> Harness:
+    h = Harness(settings_, ScriptedProvider(entries={at(0): 1}), paper_class=HaltsAsItFills)
+    await h.start()
+    await h.candle(0, 100, 100.2, 99.8, 100)  # the entry is sent
+    assert isinstance(h.paper, HaltsAsItFills)
+    h.paper.halt_on_next_candle = True
+    await h.candle(1, 100, 100.2, 99.9, 100)  # the venue fills it as the halt comes in
+    return h
+
+
 async def test_an_entry_filling_during_a_halt_gets_its_stop_and_the_stop_works(
     st_settings: Settings,
 ) -> None:
-    h = await Harness(st_settings, ScriptedProvider(entries={at(0): 1})).start()
-    await h.candle(0, 100, 100.2, 99.8, 100)  # the entry is sent
-    await set_elsewhere(h, TradingState.HALTED)
-    await h.candle(1, 100, 100.2, 99.9, 100)  # the venue fills it: it was already sent
+    h = await halted_as_the_entry_fills(st_settings)
 
     assert kinds(await h.open_orders()) == [("stop_market", D("98.02"), D(50))]
     denied = [e for e in h.of(OrderDenied) if isinstance(e, OrderDenied)]
@@ -62,10 +85,7 @@ async def test_an_entry_filling_during_a_halt_gets_its_stop_and_the_stop_works(
 
 
 async def test_resume_places_the_take_profits_the_halt_held_back(st_settings: Settings) -> None:
-    h = await Harness(st_settings, ScriptedProvider(entries={at(0): 1})).start()
-    await h.candle(0, 100, 100.2, 99.8, 100)
-    await set_elsewhere(h, TradingState.HALTED)
-    await h.candle(1, 100, 100.2, 99.9, 100)
+    h = await halted_as_the_entry_fills(st_settings)
     await h.candle(2, 100, 100.2, 99.9, 100)  # still halted: nothing more goes out
     assert len(await h.open_orders()) == 1
 
@@ -83,6 +103,19 @@ async def test_resume_places_the_take_profits_the_halt_held_back(st_settings: Se
         ("limit", D("105.22"), D(20)),
         ("stop_market", D("101.97"), D(20)),
     ]
+
+
+async def test_a_halt_from_another_process_withdraws_the_waiting_entry_before_it_fills(
+    st_settings: Settings,
+) -> None:
+    h = await Harness(st_settings, ScriptedProvider(entries={at(0): 1})).start()
+    await h.candle(0, 100, 100.2, 99.8, 100)  # the entry is sent; it fills on the next open
+    await set_elsewhere(h, TradingState.HALTED)  # `qt state halt`: nobody here has read it
+    await h.candle(1, 100, 100.2, 99.9, 100)
+    assert h.of(OrderFilled) == []
+    assert await h.paper.fetch_positions() == []
+    [canceled] = [e for e in h.of(OrderCanceled) if isinstance(e, OrderCanceled)]
+    assert canceled.reason == "halted"
 
 
 async def test_a_halt_cancels_the_entry_still_waiting_for_its_fill(st_settings: Settings) -> None:

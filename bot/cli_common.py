@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from core.config import Settings, load_settings
 from core.errors import QTError
+from core.redaction import process_redactor
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,7 +43,8 @@ def run_or_exit(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(coro_fn())
     except QTError as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}")
+        # Masked like the log (the process's redactor): a venue error may quote a signed URL.
+        err_console.print(f"[red]error:[/red] {escape(process_redactor().text(str(e)))}")
         raise typer.Exit(2) from e
 
 

@@ -68,7 +68,7 @@ def download(
     ] = None,
     env_file: EnvFileOpt = None,
 ) -> None:
-    """Download public OHLCV candles via ccxt into the database (resumes where it stopped)."""
+    """Download public OHLCV candles via ccxt into the database (only what it lacks)."""
     settings = load_or_exit(env_file)
     name = exchange or settings.exchange.name
     tf = timeframe or settings.trading.timeframe
@@ -122,7 +122,7 @@ async def _download(
                     until_ms=until_ms,
                     progress=progress,
                 )
-                note = " (resumed)" if result.resumed else ""
+                note = " (the rest was stored already)" if result.resumed else ""
                 bar.console.print(
                     f"{symbol}: {result.written} candles written in {result.pages} pages{note}, "
                     f"{len(result.gaps)} gaps, {sum(n for _, n in result.dropped)} rows dropped"

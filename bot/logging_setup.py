@@ -1,5 +1,5 @@
 """Logging, configured once at start: a rotating file under the data dir plus warnings on the
-console, with every configured secret redacted from every record."""
+console, with every configured secret redacted from every record (``core.redaction``)."""
 
 from __future__ import annotations
 
@@ -7,51 +7,58 @@ import logging
 import logging.handlers
 from pathlib import Path
 
-from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
 
 from core.config import Settings
+from core.redaction import Redactor, install_redactor
 
-REDACTED = "**********"
+_TRACEBACKS = logging.Formatter()  # formats exceptions exactly as the handlers' formatters do
 
 
 class RedactSecrets(logging.Filter):
-    """Replace secret values in log messages (and their arguments) with a fixed mask."""
+    """Mask secrets in every part of a record a handler writes: the message with its arguments,
+    the exception text (the whole chain of causes) and the stack."""
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if len(s) >= 4]
+        self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message when it contains a secret."""
-        if not self._secrets:
+        """Rewrite the record's parts that contain a secret; never drop a record."""
+        redact = self._redactor
+        if not redact.active:
             return True
-        message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, REDACTED)
-            record.msg, record.args = message, None
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            # Format and arguments do not match: logging would print both raw to stderr.
+            message, record.args = str(record.msg), None
+        clean = redact.text(message)
+        raw_args = repr(record.args) if record.args else ""
+        if clean is not message or redact.text(raw_args) is not raw_args:
+            record.msg, record.args = clean, None  # formatted: no raw argument survives
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            exc_text = redact.text(record.exc_text)
+            if exc_text is not record.exc_text:
+                # Formatters print exc_text; drop the live exception so none renders it again.
+                record.exc_text, record.exc_info = exc_text, None
+        if record.stack_info:
+            record.stack_info = redact.text(record.stack_info)
         return True
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Return every non-empty secret value in the settings."""
-    return [
-        value.get_secret_value()
-        for _, section in settings
-        for _, value in section
-        if isinstance(value, SecretStr) and value.get_secret_value()
-    ]
-
-
 def configure_logging(settings: Settings, console: Console) -> Path:
-    """Send INFO+ (or the configured level) to ``<data_dir>/logs/qt.log`` and WARNING+ to the
-    console; return the log file path."""
+    """Install the process's redactor of the settings' secrets, send INFO+ (or the configured
+    level) to ``<data_dir>/logs/qt.log`` and WARNING+ to the console; return the log file path."""
     log_dir = settings.app.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "qt.log"
-    redact = RedactSecrets(secrets_of(settings))
+    redactor = Redactor.of(settings)
+    install_redactor(redactor)  # the same masks for the audit trail and chat (the event bus)
+    redact = RedactSecrets(redactor)
     file_handler = logging.handlers.RotatingFileHandler(
         log_file, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
     )

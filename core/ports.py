@@ -54,7 +54,8 @@ class Exchange(Protocol):
         ...
 
     async def fetch_balances(self) -> dict[str, Balance]:
-        """Return balances by asset."""
+        """Return balances by asset, each saying whether it includes the open perp positions'
+        unrealized PnL (``Balance.includes_unrealized_pnl``: a margin or a wallet balance)."""
         ...
 
     async def fetch_positions(self) -> list[Position]:

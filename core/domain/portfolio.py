@@ -12,11 +12,19 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Balance:
-    """Holdings of one asset: ``free`` can be spent, ``used`` is reserved by open orders/margin."""
+    """Holdings of one asset: ``free`` can be spent, ``used`` is reserved by open orders/margin.
+
+    ``includes_unrealized_pnl`` says whether ``total`` already holds the open perp positions'
+    unrealized PnL (a margin balance) or not (a wallet balance: deposits, realized PnL, fees,
+    funding). The default is a venue's margin balance, which is what ccxt gives for Binance
+    USD-M (free = availableBalance, used = initialMargin: marginBalance together); the paper
+    exchange reports its wallet and says so. Valuation adds the PnL only where it is missing.
+    """
 
     asset: str
     free: Decimal
     used: Decimal = ZERO
+    includes_unrealized_pnl: bool = True
 
     @property
     def total(self) -> Decimal:

@@ -208,7 +208,12 @@ class PaperBook:
                 if known is not None and known[0] is total and known[1] is reserved:
                     parts[asset] = known
                 else:
-                    balance = Balance(asset=asset, free=total - reserved, used=reserved)
+                    balance = Balance(
+                        asset=asset,
+                        free=total - reserved,
+                        used=reserved,
+                        includes_unrealized_pnl=False,  # a wallet: PnL is booked on close
+                    )
                     parts[asset] = (total, reserved, balance)
             self._balance_parts = parts  # a new dict: a copy of the book may share the old one
             self._balances_cache = {asset: part[2] for asset, part in parts.items()}

@@ -1,8 +1,10 @@
 """Download candle history page by page into a CandleRepo, resumably.
 
-Each page is validated and written before the next is asked for, so an interruption loses at
-most one page and the next run starts after the newest stored candle. Only closed candles are
-stored: a candle whose close time (open + timeframe) is after ``until_ms`` is still forming.
+Only what the repo lacks in the requested range is fetched: history before the stored candles,
+holes between them, candles after them. Each page is validated and written before the next is
+asked for, so an interruption loses at most one page and the next run fetches what is still
+missing, nothing twice. Only closed candles are stored: a candle whose close time (open +
+timeframe) is after ``until_ms`` is still forming.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import numpy.typing as npt
 
 from core.domain.market import grid_ceil_ms, timeframe_to_ms
 from core.market.validation import Gap, find_gaps, repair_candles, validate_candles
@@ -30,14 +33,14 @@ class DownloadResult:
     exchange: str
     symbol: str
     timeframe: str
-    start_ms: int  # open time the run started from (after resuming)
+    start_ms: int  # first open time this run asked for (the range's start if none was missing)
     pages: int
     written: int  # candles written by this run
     first_ms: int | None  # oldest candle written by this run
     last_ms: int | None  # newest candle written by this run
-    gaps: tuple[Gap, ...]  # missing candles between stored ones, seen by this run
+    gaps: tuple[Gap, ...]  # candles still missing between stored ones in the range, after the run
     dropped: tuple[tuple[str, int], ...]  # invalid rows dropped, per rule
-    resumed: bool  # True when stored candles moved the start forward
+    resumed: bool  # True when candles already stored in the range were kept, not fetched again
 
     @property
     def missing(self) -> int:
@@ -63,78 +66,105 @@ async def download_candles(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> DownloadResult:
-    """Fetch closed candles with open time in ``[since_ms, until_ms - timeframe]`` into ``repo``.
+    """Fetch the closed candles with open time in ``[since_ms, until_ms - timeframe]`` that
+    ``repo`` lacks.
 
-    Resume from the newest stored candle when it is later than ``since_ms``. Temporary errors
-    and rate limits are retried with backoff; invalid rows are dropped and counted (or, with
-    ``strict``, raise CandleValidationError). ``progress(done, total)`` counts grid candles.
-    Stop when the range is covered or a page brings nothing new.
+    The missing stretches are fetched oldest first: before the stored candles, each hole between
+    them, after them. A hole the venue has no candles for either (an outage) costs one request
+    per run and is reported in ``gaps``, never filled in. Temporary errors and rate limits are
+    retried with backoff; invalid rows are dropped and counted (or, with ``strict``, raise
+    CandleValidationError). ``progress(done, total)`` counts the missing grid candles.
     """
     if page_limit < 1:
         raise ValueError(f"page_limit must be >= 1, was {page_limit}")
     tf_ms = timeframe_to_ms(timeframe)
     start_ms = grid_ceil_ms(since_ms, timeframe)
-    stored_last = await repo.last_ts_ms(exchange, symbol, timeframe)
-    resumed = stored_last is not None and stored_last + tf_ms > start_ms
-    if stored_last is not None and resumed:
-        start_ms = stored_last + tf_ms
     last_open_ms = until_ms - tf_ms  # newest open time whose candle has closed by until_ms
-    total = max(0, (last_open_ms - start_ms) // tf_ms + 1)
+    stored = np.empty(0, dtype=np.int64)
+    if start_ms <= last_open_ms:
+        stored = (await repo.load(exchange, symbol, timeframe, start_ms, last_open_ms + 1)).ts_ms
+    todo = missing_stretches(stored, start_ms, last_open_ms, tf_ms)
+    total = sum((hi - lo) // tf_ms + 1 for lo, hi in todo)
     rng = rng or random.Random()
+    fetch = partial(
+        retry,
+        attempts=attempts,
+        base_delay_s=base_delay_s,
+        max_delay_s=max_delay_s,
+        sleep=sleep,
+        rng=rng,
+    )
 
-    cursor = start_ms
-    prev_ms = stored_last  # newest candle known before each page, to see gaps across pages
-    pages = written = 0
+    pages = written = done = 0
     first_ms: int | None = None
-    gaps: list[Gap] = []
+    last_ms: int | None = None
+    fetched: list[npt.NDArray[np.int64]] = []
     dropped: dict[str, int] = {}
     source_name = f"{exchange} {symbol} {timeframe}"
 
-    while cursor <= last_open_ms:
-        page_since = cursor
-        raw = await retry(
-            partial(source.fetch_ohlcv, symbol, timeframe, page_since, page_limit),
-            attempts=attempts,
-            base_delay_s=base_delay_s,
-            max_delay_s=max_delay_s,
-            sleep=sleep,
-            rng=rng,
-            what=f"fetch_ohlcv {source_name} since {page_since}",
-        )
-        pages += 1
-        page = raw.between(page_since, last_open_ms + 1)
-        if len(page) == 0:
-            break  # the venue has nothing newer: done (or it lags; the next run resumes)
-        page_max_ms = int(page.ts_ms.max())
-        page_source = f"{source_name} page since {page_since}"
-        if strict:
-            validate_candles(page, source=page_source)
-        else:
-            page, report = repair_candles(page, source=page_source)
-            for rule, count in report.dropped:
-                dropped[rule] = dropped.get(rule, 0) + count
+    for lo, hi in todo:
+        cursor = lo
+        while cursor <= hi:
+            page_since = cursor
+            raw = await fetch(
+                partial(source.fetch_ohlcv, symbol, timeframe, page_since, page_limit),
+                what=f"fetch_ohlcv {source_name} since {page_since}",
+            )
+            pages += 1
+            page = raw.between(page_since, hi + 1)
             if len(page) == 0:
-                cursor = page_max_ms + tf_ms  # every row was bad: step past them
-                continue
-        written += await repo.upsert(exchange, page)
-        first_ms = int(page.ts_ms[0]) if first_ms is None else first_ms
-        bridge = page.ts_ms if prev_ms is None else np.concatenate([[prev_ms], page.ts_ms])
-        gaps.extend(find_gaps(bridge, tf_ms))
-        prev_ms = int(page.ts_ms[-1])
-        cursor = prev_ms + tf_ms
-        if progress is not None:
-            progress(min(total, (cursor - start_ms) // tf_ms), total)
+                break  # the venue has nothing here (yet): a gap, or it lags; the next run asks
+            page_max_ms = int(page.ts_ms.max())
+            page_source = f"{source_name} page since {page_since}"
+            if strict:
+                validate_candles(page, source=page_source)
+            else:
+                page, report = repair_candles(page, source=page_source)
+                for rule, count in report.dropped:
+                    dropped[rule] = dropped.get(rule, 0) + count
+                if len(page) == 0:
+                    cursor = page_max_ms + tf_ms  # every row was bad: step past them
+                    continue
+            written += await repo.upsert(exchange, page)
+            fetched.append(page.ts_ms)
+            first_ms = int(page.ts_ms[0]) if first_ms is None else first_ms
+            last_ms = int(page.ts_ms[-1])
+            cursor = last_ms + tf_ms
+            if progress is not None:
+                progress(done + (cursor - lo) // tf_ms, total)
+        if progress is not None and cursor <= hi:
+            progress(done + (hi - lo) // tf_ms + 1, total)  # the rest is not at the venue
+        done += (hi - lo) // tf_ms + 1
 
+    present = np.sort(np.concatenate([stored, *fetched])) if fetched else stored
     return DownloadResult(
         exchange=exchange,
         symbol=symbol,
         timeframe=timeframe,
-        start_ms=start_ms,
+        start_ms=todo[0][0] if todo else start_ms,
         pages=pages,
         written=written,
         first_ms=first_ms,
-        last_ms=prev_ms if written else None,
-        gaps=tuple(gaps),
+        last_ms=last_ms,
+        gaps=find_gaps(present, tf_ms),
         dropped=tuple(sorted(dropped.items())),
-        resumed=resumed,
+        resumed=len(stored) > 0,
     )
+
+
+def missing_stretches(
+    stored_ms: npt.NDArray[np.int64], start_ms: int, last_open_ms: int, tf_ms: int
+) -> list[tuple[int, int]]:
+    """Return the ``(first, last)`` open times of every run of grid candles in
+    ``[start_ms, last_open_ms]`` missing from the sorted, on-grid ``stored_ms``."""
+    if start_ms > last_open_ms:
+        return []
+    if len(stored_ms) == 0:
+        return [(start_ms, last_open_ms)]
+    out = []
+    if stored_ms[0] > start_ms:
+        out.append((start_ms, int(stored_ms[0]) - tf_ms))
+    out.extend((g.from_ms + tf_ms, g.to_ms - tf_ms) for g in find_gaps(stored_ms, tf_ms))
+    if stored_ms[-1] < last_open_ms:
+        out.append((int(stored_ms[-1]) + tf_ms, last_open_ms))
+    return out

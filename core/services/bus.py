@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.domain.events import Event
+from core.redaction import process_redactor
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,12 @@ class EventBus:
         self._by_topic.clear()
 
     async def publish(self, event: Event) -> None:
-        """Persist the event, then deliver it (and anything published meanwhile) in order."""
+        """Persist the event, then deliver it (and anything published meanwhile) in order.
+
+        Secrets are masked first (``core.redaction``): no error text that carries an API key
+        reaches the audit trail or a subscriber (chat, the console).
+        """
+        event = process_redactor().value(event)
         if self._sink is not None:
             await self._sink(event)  # the audit trail must not silently miss events: no except
         self.published += 1

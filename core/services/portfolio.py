@@ -25,22 +25,27 @@ def value_account(
 ) -> tuple[Decimal, Decimal, Decimal]:
     """Return ``(equity, cash, unrealized_pnl)`` in the quote currency.
 
-    Spot holdings are valued through their base-asset balances (``BTC`` at ``BTC/USDT``);
-    perpetual positions add their unrealized PnL on top of the quote balance, which already holds
-    their margin. Assets without a price are left out rather than guessed.
+    ``cash`` is the quote wallet, without the perp positions' unrealized PnL; equity adds that
+    PnL once. A quote balance that already includes it (a venue's margin balance, see
+    ``Balance``) is equity as it stands, so the PnL is taken out of it for ``cash``; a position
+    without a price then stays in ``cash``. Spot holdings are valued through their base-asset
+    balances (``BTC`` at ``BTC/USDT``). Assets without a price are left out rather than guessed.
     """
-    cash = balances[quote].total if quote in balances else ZERO
-    equity = cash
-    for asset, balance in balances.items():
-        price = prices.get(f"{asset}/{quote}")
-        if asset != quote and price is not None:
-            equity += balance.total * Decimal(str(price))
     unrealized = ZERO
     for pos in positions:
         price = prices.get(pos.symbol)
         if pos.market_type is MarketType.PERP and price is not None:
             unrealized += pos.unrealized_pnl(Decimal(str(price)))
-    return equity + unrealized, cash, unrealized
+    quote_balance = balances.get(quote)
+    cash = quote_balance.total if quote_balance is not None else ZERO
+    if quote_balance is not None and quote_balance.includes_unrealized_pnl:
+        cash -= unrealized
+    equity = cash + unrealized
+    for asset, balance in balances.items():
+        price = prices.get(f"{asset}/{quote}")
+        if asset != quote and price is not None:
+            equity += balance.total * Decimal(str(price))
+    return equity, cash, unrealized
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

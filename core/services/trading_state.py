@@ -15,6 +15,7 @@ from core.clock import Clock
 from core.domain.enums import TradingState
 from core.domain.events import TradingStateChanged
 from core.ports import KeyValueRepo, StateKey
+from core.redaction import process_redactor
 from core.services.bus import EventBus
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class TradingStateService:
         if new is previous:
             return False
         await self._state.set(StateKey.TRADING_STATE, new.value)
+        reason = process_redactor().text(reason)  # stored: it may quote an error's text
         await self._state.set(StateKey.TRADING_STATE_REASON, reason)
         self._current = new
         await self._bus.publish(

@@ -135,3 +135,37 @@ async def test_events_published_by_subscribers_are_delivered_after_the_current_o
         "first:process.stopped",
         "second:process.stopped",
     ]
+
+
+async def test_events_are_redacted_before_the_audit_trail_and_every_subscriber() -> None:
+    from core.domain.events import OrderRejected
+    from core.redaction import REDACTED, Redactor, install_redactor, process_redactor
+    from core.services.bus import EventBus
+
+    key = "KEY-0123456789abcdef"
+    store = MemoryStorage()
+    seen: list[Event] = []
+
+    async def chat(e: Event) -> None:
+        seen.append(e)
+
+    bus = EventBus(sink=store.events.append)
+    bus.subscribe("*", chat)
+    before = process_redactor()
+    install_redactor(Redactor([key]))
+    try:
+        await bus.publish(
+            OrderRejected(
+                ts_ms=1,
+                client_order_id="qt-1",
+                symbol="BTC/USDT",
+                reason=f"htx create_order: BadRequest: GET ...?AccessKeyId={key}",
+            )
+        )
+    finally:
+        install_redactor(before)
+    [stored] = await store.events.list_events()
+    assert (
+        stored.payload["reason"] == f"htx create_order: BadRequest: GET ...?AccessKeyId={REDACTED}"
+    )
+    assert [e.reason for e in seen] == [stored.payload["reason"]]  # type: ignore[attr-defined]

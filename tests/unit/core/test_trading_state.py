@@ -55,3 +55,20 @@ async def test_an_unreadable_stored_state_halts(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.ERROR):
         assert await svc.current() is TradingState.HALTED
     assert "'paused' is not one of active, reducing, halted" in caplog.text
+
+
+async def test_a_reason_quoting_an_error_is_stored_without_its_secret() -> None:
+    from core.redaction import REDACTED, Redactor, install_redactor, process_redactor
+
+    key = "KEY-0123456789abcdef"
+    store = MemoryStorage()
+    svc = TradingStateService(store.state, EventBus(sink=store.events.append), SimClock(0))
+    before = process_redactor()
+    install_redactor(Redactor([key]))
+    try:
+        await svc.set(TradingState.HALTED, reason=f"storage failed: ?apiKey={key}", actor="engine")
+    finally:
+        install_redactor(before)
+    assert await svc.reason() == f"storage failed: ?apiKey={REDACTED}"
+    [event] = await store.events.list_events("trading.")
+    assert event.payload["reason"] == f"storage failed: ?apiKey={REDACTED}"

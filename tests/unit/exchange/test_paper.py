@@ -320,4 +320,5 @@ class _FlakyFills(MemoryFillRepo):
 
 
 def _usdt(*, free: str, used: str = "0") -> Balance:
-    return Balance(asset="USDT", free=D(free), used=D(used))
+    # The paper account reports its wallet: unrealized PnL is never in it.
+    return Balance(asset="USDT", free=D(free), used=D(used), includes_unrealized_pnl=False)

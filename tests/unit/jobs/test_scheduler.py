@@ -78,3 +78,32 @@ async def test_scheduler_fires_on_accelerated_time_and_stops_cleanly() -> None:
     await asyncio.wait_for(fired.wait(), timeout=5)
     await sched.stop()
     assert sched.runs["fast"] >= 1
+
+
+async def test_a_failed_jobs_stored_detail_has_no_secret() -> None:
+    from core.redaction import REDACTED, Redactor, install_redactor, process_redactor
+    from storage.memory import MemoryStorage
+
+    key = "KEY-0123456789abcdef"
+
+    async def network_blip(_ctx: JobContext) -> str:
+        raise RuntimeError(f"htx GET https://api.hbdm.com/x?AccessKeyId={key} timed out")
+
+    store = MemoryStorage()
+    spec = JobSpec(job_id="equity_snapshot", every_market_s=3600, target=network_blip)
+    sched = JobScheduler(
+        [spec],
+        JobContext(portfolio=None),  # type: ignore[arg-type]
+        bus=EventBus(sink=store.events.append),
+        clock=SimClock(9),
+    )
+    before = process_redactor()
+    install_redactor(Redactor([key]))
+    try:
+        await sched.run_job(spec)
+    finally:
+        install_redactor(before)
+    [event] = await store.events.list_events("job.")
+    assert event.payload["detail"] == (
+        f"RuntimeError: htx GET https://api.hbdm.com/x?AccessKeyId={REDACTED} timed out"
+    )

@@ -195,3 +195,59 @@ async def test_stops_when_the_venue_has_nothing_new(series: CandleSeries) -> Non
     result = await run(source, MemoryStorage().candles)  # until_ms asks for 450 candles
     assert result.written == 120
     assert source.since == [T0, T0 + 100 * H, T0 + 120 * H]
+
+
+async def test_backfills_history_before_the_stored_candles(series: CandleSeries) -> None:
+    repo = MemoryStorage().candles
+    await repo.upsert(EX, series.slice(400, 450))  # e.g. `qt run`'s warm-up: the newest 50
+    source = PagedSource(series, page_limit=100)
+    seen: list[tuple[int, int]] = []
+    result = await run(source, repo, progress=lambda done, total: seen.append((done, total)))
+    assert result.written == 400  # what was missing, and only that
+    assert (result.start_ms, result.first_ms, result.last_ms) == (T0, T0, T0 + 399 * H)
+    assert source.since == [T0 + k * 100 * H for k in range(4)]  # never past the stored ones
+    assert result.resumed and result.gaps == ()
+    assert seen[-1] == (400, 400)
+    assert_same(await repo.load(EX, SYM, "1h"), series)
+
+
+async def test_fills_before_and_after_the_stored_candles_in_one_run(series: CandleSeries) -> None:
+    repo = MemoryStorage().candles
+    await repo.upsert(EX, series.slice(200, 300))
+    source = PagedSource(series, page_limit=1000)
+    result = await run(source, repo)
+    assert result.written == 350
+    assert source.since == [T0, T0 + 300 * H]
+    assert_same(await repo.load(EX, SYM, "1h"), series)
+
+
+async def test_an_interrupted_backfill_resumes_into_the_hole_it_left(series: CandleSeries) -> None:
+    repo = MemoryStorage().candles
+    await repo.upsert(EX, series.slice(300, 450))
+    source = PagedSource(series, page_limit=100)
+    source.fail_from = 2  # T0..T0+199h land, then the venue stays down
+    with pytest.raises(TemporaryError):
+        await run(source, repo, attempts=3)
+
+    source2 = PagedSource(series, page_limit=100)
+    result = await run(source2, repo)
+    assert source2.since == [T0 + 200 * H]
+    assert result.written == 100
+    assert_same(await repo.load(EX, SYM, "1h"), series)
+
+
+async def test_a_gap_the_venue_has_too_is_reported_not_invented(series: CandleSeries) -> None:
+    keep = np.ones(len(series), dtype=bool)
+    keep[200:205] = False  # the venue itself has no candles there (an outage)
+    holey = series.mask(keep)
+    repo = MemoryStorage().candles
+    first = await run(PagedSource(holey, page_limit=1000), repo)
+    assert [(g.from_ms, g.to_ms, g.missing) for g in first.gaps] == [
+        (T0 + 199 * H, T0 + 205 * H, 5)
+    ]
+
+    source = PagedSource(holey, page_limit=1000)
+    again = await run(source, repo)  # idempotent: looks into the gap once, writes nothing
+    assert (again.written, again.pages, source.since) == (0, 1, [T0 + 200 * H])
+    assert again.gaps == first.gaps
+    assert_same(await repo.load(EX, SYM, "1h"), holey)

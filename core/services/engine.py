@@ -43,7 +43,7 @@ from core.domain.events import (
 )
 from core.domain.margin import MarginConfig, MarginMode, liquidation_price
 from core.domain.market import Candle
-from core.domain.orders import Order, OrderRequest, is_liquidation
+from core.domain.orders import OrderRequest, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
 from core.errors import DependencyError, InvariantViolation
@@ -51,7 +51,7 @@ from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
-from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor, OpenTrade
+from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor, OpenTrade, missed_fill
 from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trade_codec import decode_trades, encode_trades
@@ -177,7 +177,7 @@ class Engine:
                     await self._bus.publish(lost)
                     published += 1
                 continue
-            missed = _missed_fill(trade, order, self._clock.now_ms())
+            missed = missed_fill(trade, order, self._clock.now_ms())
             if missed is not None:
                 log.info("%s: %s %s filled %s at the venue", trade.symbol, name, cid, missed.amount)
                 await self._bus.publish(missed)
@@ -193,7 +193,10 @@ class Engine:
                     await self._bus.publish(ended)
                     published += 1
         if self.trades.get(trade.symbol) is trade:
-            if trade.plan is None:
+            await self._exits.retry_cancels(trade)
+            if trade.finished:
+                self._forget_if_done(trade)
+            elif trade.plan is None:
                 await self._settle_entry(trade)
             else:
                 reference = self.prices.get(trade.symbol, trade.entry_price)
@@ -231,7 +234,7 @@ class Engine:
         trade = self.trades.get(symbol)
         if trade is None:
             return float("-inf"), float("inf"), False
-        if trade.plan is None or self._exits.incomplete(trade):
+        if trade.plan is None or trade.canceling or self._exits.incomplete(trade):
             # An entry waiting for its fill, or exits held back (a halt) that each cycle tries
             # to place again.
             return float("-inf"), float("inf"), True
@@ -280,6 +283,10 @@ class Engine:
             await self._save()
 
     async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
+        await self._exits.retry_cancels(trade)
+        if trade.finished:
+            self._forget_if_done(trade)
+            return
         plan = trade.plan
         if plan is None:
             if await self._execution.trading_state() is TradingState.HALTED:
@@ -302,9 +309,12 @@ class Engine:
             signal.exit_long if trade.side is PositionSide.LONG else signal.exit_short
         )
         if wants_out and not plan.is_closed:
-            await self._exits.apply(trade, exit_at_market(plan), price, exit_reason="SIGNAL")
-            return
-        # What a halt held back (take-profits), or the venue lost, goes out again.
+            leaving = exit_at_market(plan)
+            if leaving.actions:  # not exiting yet (else the plan waits on its market exit)
+                await self._exits.apply(trade, leaving, price, exit_reason="SIGNAL")
+                return
+        # What a halt held back (take-profits), the venue lost or refused (a market exit)
+        # goes out again.
         await self._exits.ensure_plan(trade, price)
 
     async def before_fills(self, symbol: str, candle: Candle) -> None:
@@ -480,8 +490,8 @@ class Engine:
             await self._on_entry_fill(trade, event)
         else:
             await self._exits.on_exit_fill(trade, event)
-            if await self._exits.finish_if_flat(trade) is not None:
-                self._forget(trade)
+            await self._exits.finish_if_flat(trade)
+            self._forget_if_done(trade)
         await self._save()
 
     async def _on_canceled(self, event: Event) -> None:
@@ -528,26 +538,11 @@ class Engine:
     def _forget(self, trade: OpenTrade) -> None:
         self.trades.pop(trade.symbol, None)
 
-
-def _missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | None:
-    """Return the fill the venue's order state implies beyond what ``trade`` has counted:
-    its amount, and its price and fee from the order's totals minus those counted."""
-    cid = order.client_order_id
-    amount = order.filled - trade.filled_by_cid.get(cid, ZERO)
-    if amount <= 0 or order.average_price is None:
-        return None
-    cost = order.average_price * order.filled - trade.cost_by_cid.get(cid, ZERO)
-    return OrderFilled(
-        ts_ms=now_ms,
-        fill_ts_ms=order.updated_ms,
-        client_order_id=cid,
-        symbol=order.symbol,
-        side=order.request.side.value,
-        amount=amount,
-        price=cost / amount,
-        fee=max(ZERO, order.fee_paid - trade.fee_by_cid.get(cid, ZERO)),
-        liquidity="unknown",
-    )
+    def _forget_if_done(self, trade: OpenTrade) -> None:
+        """Forget a recorded round trip once the venue confirmed every cancel: until then the
+        symbol takes no new entry, so no order of ours outlives its trade."""
+        if trade.finished and not trade.canceling:
+            self._forget(trade)
 
 
 def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:

@@ -84,11 +84,17 @@ class Submission:
 
     order: Order | None
     denied: bool = False
+    in_doubt: bool = False  # the request failed in a way that may have reached the venue
 
     @property
     def sent(self) -> bool:
         """Return True when the venue accepted the order."""
         return self.order is not None
+
+    @property
+    def working(self) -> bool:
+        """Return True when the order must be tracked: accepted, or possibly accepted."""
+        return self.sent or self.in_doubt
 
 
 ExposureView = Callable[[str], Awaitable[tuple[Decimal, int, Decimal]]]
@@ -225,19 +231,31 @@ class ExecutionService:
         return Decimal(0) if position is None else position.amount
 
     async def cancel(self, client_order_id: str, symbol: str, *, reason: str) -> Order | None:
-        """Cancel an order (allowed in every trading state); None if the venue refused.
+        """Cancel an order (allowed in every trading state); return its final state, or None
+        when the venue does not know it.
 
         An order that is already finished (filled, or canceled by the venue, which reports that
-        itself) is returned as it is, and no cancel is sent or published.
+        itself) is returned as it is, and no cancel is sent or published. The returned order's
+        ``filled`` says what it filled before it ended: the caller reports fills it had not
+        heard of. A venue that cannot be reached raises ``DependencyError`` (the order may
+        still be working: ask again).
         """
         try:
             order = await self._exchange.fetch_order(client_order_id, symbol)
-            if not order.is_open:
-                return order
+        except VenueRejected as e:
+            log.warning("cancel of %s: the venue does not know it: %s", client_order_id, e)
+            return None
+        if not order.is_open:
+            return order
+        try:
             order = await self._exchange.cancel_order(client_order_id, symbol)
         except VenueRejected as e:
-            log.warning("cancel of %s refused: %s", client_order_id, e)
-            return None
+            # It ended between our look and the cancel (filled, most likely): its final state.
+            log.info("cancel of %s refused (%s): reading its final state", client_order_id, e)
+            try:
+                return await self._exchange.fetch_order(client_order_id, symbol)
+            except VenueRejected:
+                return None
         if order.status is not OrderStatus.CANCELED:
             return order  # it filled (or was rejected) first: nothing was canceled
         await self._bus.publish(

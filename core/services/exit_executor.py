@@ -34,8 +34,9 @@ from core.brains.risk_gate import OrderIntent
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderType, PositionSide, Side
 from core.domain.events import ExitPlanned, OrderFilled, TradeClosed
-from core.domain.orders import OrderRequest
+from core.domain.orders import Order, OrderRequest
 from core.domain.trades import ClosedTrade, ExitLeg
+from core.errors import DependencyError
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 
@@ -78,6 +79,11 @@ class OpenTrade:
     fee_by_cid: dict[str, Decimal] = field(default_factory=dict)  # and of fees
     stop_prices: dict[str, Decimal] = field(default_factory=dict)  # stop order cid -> its price
     last_fill_ms: int | None = None  # market time of the newest fill (entry or exit)
+    # Orders we asked the venue to cancel and it has not confirmed ended (a cancel that timed
+    # out): asked again every cycle, and the trade is kept (its symbol takes no new entry)
+    # until none is left, so no order of ours outlives its trade.
+    canceling: dict[str, str] = field(default_factory=dict)  # cid -> cancel reason
+    finished: bool = False  # the round trip is recorded (TradeClosed published)
     bot_stop_since_ms: int | None = None  # when the bot began watching its own stop
 
     def note_fill(
@@ -150,8 +156,11 @@ class ExitExecutor:
         # the position just as the stop does (see MarketExit).
         leg_name = STOP_NAME if _closes_like_the_stop(role) else role
         decision = on_fill(plan, LegFill(leg_name=leg_name, amount=event.amount))
-        if not _still_working(decision.plan, role):
-            trade.working.pop(role, None)
+        if (
+            not _still_working(decision.plan, role)
+            and trade.working.get(role) == event.client_order_id
+        ):
+            trade.working.pop(role)
         await self.apply(trade, decision, event.price)
 
     async def on_venue_cancel(
@@ -245,7 +254,7 @@ class ExitExecutor:
             placed = await self._submit(
                 trade, leg.name, cid, OrderType.LIMIT, leg.open_amount, reference, price=leg.price
             )
-            if not placed.sent and not placed.denied and trade.plan is not None:
+            if not placed.working and not placed.denied and trade.plan is not None:
                 # The venue refused it: sending it again would be refused again. The stop
                 # covers the whole position anyway.
                 log.warning(
@@ -287,7 +296,10 @@ class ExitExecutor:
             case CancelLeg(name=name):
                 await self._cancel(trade, name, "leg canceled")
             case MarketExit(amount=amount):
-                await self.market_exit(trade, amount, reason=exit_reason, reference=reference)
+                # What is left now: a cancel just before may have found a fill it raced.
+                left = trade.plan.remaining if trade.plan is not None else amount
+                if left > 0:
+                    await self.market_exit(trade, left, reason=exit_reason, reference=reference)
             case CloseAll(cancel_legs=legs, cancel_stop=cancel_stop):
                 for name in legs:
                     await self._cancel(trade, name, "position closed")
@@ -304,9 +316,10 @@ class ExitExecutor:
         await self._submit(trade, f"EXIT{tag}", cid, OrderType.MARKET, amount, reference)
 
     async def finish_if_flat(self, trade: OpenTrade) -> ClosedTrade | None:
-        """When the position is flat: cancel leftovers and record the round trip."""
-        if trade.plan is None or not trade.plan.is_closed:
+        """When the position is flat: cancel leftovers and record the round trip (once)."""
+        if trade.plan is None or not trade.plan.is_closed or trade.finished:
             return None
+        trade.finished = True
         for name in list(trade.working):
             await self._cancel(trade, name, "position closed")
         closed = _closed_trade(trade)
@@ -345,7 +358,7 @@ class ExitExecutor:
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price
         )
-        if placed.sent:
+        if placed.working:
             trade.stop_prices[cid] = price
         elif placed.denied:
             # Our gate held it back (it lets stops through in every state, so a limit of a
@@ -382,8 +395,14 @@ class ExitExecutor:
             leverage=trade.leverage,
             tag=name,
         )
-        submission = await self._execution.submit(request, reference_price=reference)
-        if submission.sent:
+        try:
+            submission = await self._execution.submit(request, reference_price=reference)
+        except DependencyError as e:
+            # It may have reached the venue: tracked as working, so the venue sync finds out
+            # (its fills, or "unknown order", which places it again).
+            log.error("%s: %s %s in doubt (%s): asking the venue", trade.symbol, name, cid, e)
+            submission = Submission(order=None, in_doubt=True)
+        if submission.working:
             trade.working[name] = cid
             trade.roles[cid] = name
         return submission
@@ -401,7 +420,30 @@ class ExitExecutor:
     async def _cancel(self, trade: OpenTrade, name: str, reason: str) -> None:
         cid = trade.working.pop(name, None)
         if cid is not None:
-            await self._execution.cancel(cid, trade.symbol, reason=reason)
+            await self._cancel_order(trade, cid, reason)
+
+    async def retry_cancels(self, trade: OpenTrade) -> None:
+        """Ask the venue again to cancel the orders whose cancel it has not confirmed."""
+        for cid, reason in list(trade.canceling.items()):
+            await self._cancel_order(trade, cid, reason)
+
+    async def _cancel_order(self, trade: OpenTrade, cid: str, reason: str) -> None:
+        """Cancel ``cid``; it stays in ``trade.canceling`` until the venue confirms the order
+        ended, and whatever it filled before it ended is reported as a fill (a cancel that
+        raced a fill must not lose the fill)."""
+        trade.canceling[cid] = reason
+        try:
+            order = await self._execution.cancel(cid, trade.symbol, reason=reason)
+        except DependencyError as e:
+            log.warning("%s: cancel of %s unconfirmed (%s): asked again", trade.symbol, cid, e)
+            return
+        trade.canceling.pop(cid, None)
+        if order is None:
+            return  # the venue does not know it: nothing to cancel, nothing filled
+        missed = missed_fill(trade, order, self._clock.now_ms())
+        if missed is not None:
+            log.info("%s: %s filled %s before it ended", trade.symbol, cid, missed.amount)
+            await self._bus.publish(missed)
 
     async def _publish_plan(self, trade: OpenTrade, reason: str) -> None:
         plan = trade.plan
@@ -474,4 +516,25 @@ def _closed_trade(trade: OpenTrade) -> ClosedTrade:
         legs=tuple(trade.legs),
         funding=trade.funding,
         liquidation_price=trade.liquidation_price,
+    )
+
+
+def missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | None:
+    """Return the fill the venue's order state implies beyond what ``trade`` has counted:
+    its amount, and its price and fee from the order's totals minus those counted."""
+    cid = order.client_order_id
+    amount = order.filled - trade.filled_by_cid.get(cid, ZERO)
+    if amount <= 0 or order.average_price is None:
+        return None
+    cost = order.average_price * order.filled - trade.cost_by_cid.get(cid, ZERO)
+    return OrderFilled(
+        ts_ms=now_ms,
+        fill_ts_ms=order.updated_ms,
+        client_order_id=cid,
+        symbol=order.symbol,
+        side=order.request.side.value,
+        amount=amount,
+        price=cost / amount,
+        fee=max(ZERO, order.fee_paid - trade.fee_by_cid.get(cid, ZERO)),
+        liquidity="unknown",
     )

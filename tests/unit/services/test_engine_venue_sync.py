@@ -50,11 +50,18 @@ class Live:
         return [cid for cid, o in self.venue.orders.items() if o.is_open]
 
 
-async def live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Live:
-    """An engine on a fake live venue that has just sent its entry (50 units, decided at 100)."""
+async def live(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    *,
+    venue_class: type[FakeExchange] = FakeExchange,
+    **script: object,
+) -> Live:
+    """An engine on a fake live venue that has just sent its entry (50 units, decided at 100);
+    ``script`` adds exit signals (``exit_long={...}``) to the scripted provider."""
     settings = clean_settings(monkeypatch, tmp_path)
     clock = SimClock(T0_MS)
-    venue = FakeExchange(balances={"USDT": D(10_000)}, clock=clock, track_positions=True)
+    venue = venue_class(balances={"USDT": D(10_000)}, clock=clock, track_positions=True)
     storage = MemoryStorage()
     bus = EventBus(sink=storage.events.append)
     events: list[Event] = []
@@ -69,7 +76,7 @@ async def live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Live:
         bus=bus,
         exchange=venue,
         trading_state=TradingStateService(storage.state, bus, clock),
-        provider=ScriptedProvider(entries={at(0): 1}),
+        provider=ScriptedProvider(entries={at(0): 1}, **script),  # type: ignore[arg-type]
         state=storage.state,
     )
     await engine.on_candle(SYMBOL, quiet(0))

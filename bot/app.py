@@ -87,6 +87,8 @@ class TradingProcess:
             venue=p.venue,
         )
         self.trading_state = TradingStateService(p.storage.state, self.bus, p.clock)
+        # An audit trail that cannot be written halts trading (fail closed), loses nothing.
+        self.bus.on_storage_failure(self.trading_state.fail_closed)
         self.portfolio = PortfolioService(
             exchange=p.exchange,
             balances=p.storage.balances,

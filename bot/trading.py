@@ -191,5 +191,6 @@ def build_engine(
         signals=SignalBook(provider or provider_from(settings)),
         policy=lambda: policy,
         state=state,
+        on_storage_failure=trading_state.fail_closed,
     )
     return engine

@@ -6,8 +6,9 @@ Every error we raise on purpose is a ``QTError``. What the caller does depends o
     ├── OperationalError      needs a human, stop trading (bad config, auth failure)
     │   └── ConfigError
     ├── DependencyError       skip this cycle (no price, missing data, stale model)
-    │   └── TemporaryError    retry with backoff (network, 5xx) -- the only retried kind
-    │       └── RateLimited
+    │   ├── TemporaryError    retry with backoff (network, 5xx) -- the only retried kind
+    │   │   └── RateLimited
+    │   └── StorageUnavailable  the database cannot be written: trading halts (fail closed)
     ├── DataError             bad input data (candle files, chat arguments): reject, lose nothing
     │   └── CandleValidationError
     ├── OrderRejected         the venue said no: recorded as an event, never retried
@@ -41,6 +42,11 @@ class TemporaryError(DependencyError):
 
 class RateLimited(TemporaryError):
     """The venue asked us to slow down."""
+
+
+class StorageUnavailable(DependencyError):
+    """The database cannot be read or written now (locked by another process past the busy
+    timeout, disk full). Nothing is lost in memory; trading halts until an operator resumes."""
 
 
 class DataError(QTError):

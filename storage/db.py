@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from core.errors import ConfigError
+from core.errors import ConfigError, StorageUnavailable
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -104,23 +104,27 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
-        """Run the block in one transaction; nested blocks become savepoints."""
+        """Run the block in one transaction; nested blocks become savepoints. A database that
+        cannot be written (locked past the busy timeout, disk full) is ``StorageUnavailable``."""
         outer = self._session.get()
         if outer is not None:
             async with outer.begin_nested():
                 yield
             return
-        async with AsyncSession(self.engine, expire_on_commit=False) as session:
-            await session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            token = self._session.set(session)
-            try:
-                yield
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-            finally:
-                self._session.reset(token)
+        try:
+            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+                await session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                token = self._session.set(session)
+                try:
+                    yield
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+                finally:
+                    self._session.reset(token)
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -129,5 +133,12 @@ class UnitOfWork:
         if session is not None:
             yield await session.connection()
             return
-        async with self.engine.begin() as conn:
-            yield conn
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: OperationalError) -> StorageUnavailable:
+    return StorageUnavailable(f"the database cannot be used now: {exc.orig}")

@@ -84,16 +84,19 @@ class SqlCandleRepo:
         self._uow = uow
 
     async def upsert(self, exchange: str, series: CandleSeries) -> int:
-        """Insert or replace candles in batches inside one transaction; return rows written."""
+        """Insert or replace candles in batches, each its own short transaction (inside an
+        ``atomic()`` block, that block's): a big import never holds the write lock for long,
+        so a running bot's writes wait milliseconds, not seconds. Rerunning an interrupted
+        import is harmless (upsert). Return rows written."""
         n = len(series)
         if n == 0:
             return 0
         cols = [series.ts_ms.tolist()] + [getattr(series, c).tolist() for c in _CANDLE_VALUES]
         key = (exchange, series.symbol, series.timeframe)
-        async with self._uow.connection() as conn:
-            for lo in range(0, n, CANDLE_BATCH_ROWS):
-                part = (c[lo : lo + CANDLE_BATCH_ROWS] for c in cols)
-                batch = [key + row for row in zip(*part, strict=True)]
+        for lo in range(0, n, CANDLE_BATCH_ROWS):
+            part = (c[lo : lo + CANDLE_BATCH_ROWS] for c in cols)
+            batch = [key + row for row in zip(*part, strict=True)]
+            async with self._uow.connection() as conn:
                 await conn.exec_driver_sql(_CANDLE_UPSERT_SQL, batch)
         return n
 

@@ -5,17 +5,21 @@ a dotted prefix ending in ``.*``, or ``*``). An event published by a subscriber 
 once but delivered after the current event has reached all its subscribers, so every
 subscriber sees events in the order they were published. A failing subscriber is logged and
 isolated: the others still run. Every event is first handed to the persistence sink (the audit
-trail), so an event that reached any subscriber is also on disk.
+trail), so an event that reached any subscriber is also on disk, except while the database
+cannot be written: then events are kept in memory (and written, in order, once it can be) and
+trading fails closed (``on_storage_failure``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.domain.events import Event
+from core.errors import StorageUnavailable
 from core.redaction import process_redactor
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,10 @@ class EventBus:
         self.handler_failures = 0
         self._queue: deque[Event] = deque()
         self._dispatching = False
+        self._unsaved: deque[Event] = deque()  # published while the database was unavailable
+        self._failing = False
+        self._storage_failed: list[Callable[[str], Awaitable[None]]] = []
+        self._sink_lock = asyncio.Lock()
 
     def subscribe(self, pattern: str, handler: Handler, name: str | None = None) -> None:
         """Call ``handler`` for every event whose topic matches ``pattern``."""
@@ -66,7 +74,7 @@ class EventBus:
         """
         event = process_redactor().value(event)
         if self._sink is not None:
-            await self._sink(event)  # the audit trail must not silently miss events: no except
+            await self._persist(event)
         self.published += 1
         self._queue.append(event)
         if self._dispatching:
@@ -77,6 +85,43 @@ class EventBus:
                 await self._deliver(self._queue.popleft())
         finally:
             self._dispatching = False
+
+    def on_storage_failure(self, handler: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``handler`` (with the error) when the audit trail cannot be written: once per
+        outage. The process fails closed there (trading halts)."""
+        self._storage_failed.append(handler)
+
+    async def _persist(self, event: Event) -> None:
+        """Write ``event`` (and any kept from an outage, first) to the audit trail.
+
+        A database that cannot be written (``StorageUnavailable``) must neither lose the event
+        nor stop the process: the event is kept in memory, in order, and written with the next
+        one that succeeds; it is still delivered (a fill must reach the engine), and the
+        storage-failure handlers halt trading. Any other sink error is a bug: it propagates.
+        """
+        assert self._sink is not None  # noqa: S101 - the caller checked
+        self._unsaved.append(event)
+        error: StorageUnavailable | None = None
+        async with self._sink_lock:  # tasks publishing at once write in publish order
+            try:
+                while self._unsaved:
+                    await self._sink(self._unsaved[0])
+                    self._unsaved.popleft()
+            except StorageUnavailable as exc:
+                error = exc
+        if error is None:
+            self._failing = False
+            return
+        log.error("audit trail not writable, %d event(s) kept: %s", len(self._unsaved), error)
+        if not self._failing:
+            self._failing = True
+            for handler in self._storage_failed:
+                await handler(str(error))
+
+    @property
+    def unsaved(self) -> int:
+        """Return how many events wait in memory for the audit trail to be writable again."""
+        return len(self._unsaved)
 
     def _subscribers(self, topic: str) -> tuple[_Subscription, ...]:
         subs = self._by_topic.get(topic)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -46,7 +46,7 @@ from core.domain.market import Candle
 from core.domain.orders import OrderRequest, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
-from core.errors import DependencyError, InvariantViolation
+from core.errors import DataError, DependencyError, InvariantViolation, StorageUnavailable
 from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
@@ -99,6 +99,7 @@ class Engine:
         signals: SignalBook,
         policy: Callable[[], Policy],
         state: KeyValueRepo | None = None,
+        on_storage_failure: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -108,9 +109,11 @@ class Engine:
         self.signals = signals
         self._policy = policy
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
+        self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
         self.prices: dict[str, Decimal] = {}
         self._state = state
         self._bus = bus
+        self._on_storage_failure = on_storage_failure
         self._saved = ""
         # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
         # that would otherwise interleave at every await on the same trade.
@@ -131,7 +134,7 @@ class Engine:
         saved = await self._state.get(StateKey.ENGINE_TRADES)
         if saved:
             try:
-                self.trades = decode_trades(saved)
+                self.trades, self.decided = decode_trades(saved)
             except (ValueError, KeyError, TypeError) as e:
                 raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
             self._saved = saved
@@ -159,7 +162,16 @@ class Engine:
         published = 0
         async with self._busy:
             for trade in list(self.trades.values()):
-                published += await self._reconcile(trade)
+                # One symbol's trouble must not keep the others from being looked at.
+                try:
+                    published += await self._reconcile(trade)
+                except StorageUnavailable as e:
+                    log.error(
+                        "%s: sync incomplete, the database is unavailable: %s", trade.symbol, e
+                    )
+                    await self._storage_failed(str(e))
+                except (DependencyError, DataError, VenueRejected) as e:
+                    log.error("%s: sync incomplete, asked again next time: %s", trade.symbol, e)
         return published
 
     async def _reconcile(self, trade: OpenTrade) -> int:
@@ -168,7 +180,7 @@ class Engine:
         for name, cid in pending + list(trade.working.items()):
             try:
                 order = await self._exchange.fetch_order(cid, trade.symbol)
-            except DependencyError as e:
+            except (DependencyError, DataError) as e:
                 log.warning("%s: cannot check %s order %s: %s", trade.symbol, name, cid, e)
                 continue
             except VenueRejected:  # the venue does not know it (any more)
@@ -206,12 +218,25 @@ class Engine:
 
     async def stop(self) -> None:
         """Save the open trades (they are also saved after every change)."""
-        await self._save()
+        await self._save_if_possible()
+
+    async def _save_if_possible(self) -> None:
+        try:
+            await self._save()
+        except StorageUnavailable as e:
+            await self._storage_failed(str(e))
+
+    async def _storage_failed(self, error: str) -> None:
+        """Fail closed: the database cannot be written (trading halts; nothing is lost in
+        memory, and the trades are saved again with the next change)."""
+        self._saved = ""  # whatever was not written is written next time
+        if self._on_storage_failure is not None:
+            await self._on_storage_failure(error)
 
     async def _save(self) -> None:
         if self._state is None:
             return
-        text = encode_trades(self.trades)
+        text = encode_trades(self.trades, self.decided)
         if text != self._saved:
             await self._state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text
@@ -266,21 +291,35 @@ class Engine:
         try:
             async with self._busy:
                 await self._cycle(symbol, candle)
+        except StorageUnavailable as e:
+            log.error("%s: cycle skipped, the database cannot be written: %s", symbol, e)
+            await self._storage_failed(str(e))
         except DependencyError as e:
             log.error("%s: cycle skipped, the venue is unavailable: %s", symbol, e)
-            await self._save()
+            await self._save_if_possible()
+        except (DataError, VenueRejected) as e:
+            # A venue answer nothing on the order path expected: logged, the cycle skipped;
+            # the next cycle places what the plan misses.
+            log.error("%s: cycle skipped: %s", symbol, e)
+            await self._save_if_possible()
 
     async def _cycle(self, symbol: str, candle: Candle) -> None:
         self.prices[symbol] = Decimal(repr(candle.close))
         self.signals.append(symbol, self.config.timeframe, candle)
+        if candle.ts_ms <= self.decided.get(symbol, -1):
+            # Decided before (a feed repeats its newest candle after a restart): a second
+            # decision could send the same entry again, which a venue that keeps client ids
+            # unique among open orders only (Binance) would take as a new position.
+            log.info("%s: candle %d was decided before a restart", symbol, candle.ts_ms)
+            return
         signal = self.signals.signal_at(symbol, candle.ts_ms)
         trade = self.trades.get(symbol)
+        self.decided[symbol] = candle.ts_ms
         if trade is not None:
             await self._manage(trade, candle, signal)
         elif signal is not None and signal.entry != 0:
             await self._enter(symbol, candle, signal)
-        if trade is not None or symbol in self.trades:
-            await self._save()
+        await self._save()
 
     async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
         await self._exits.retry_cancels(trade)
@@ -409,19 +448,6 @@ class Engine:
             leverage=cfg.leverage,
             tag="entry",
         )
-        try:
-            submitted = await self._execution.submit(
-                request,
-                reference_price=expected,  # valued as sizing valued it, at the expected fill
-                account=account,
-                stop_price=stop,
-                liquidation_price=liquidation,
-            )
-            if not submitted.sent:
-                return
-        except DependencyError as e:
-            # It may or may not have reached the venue: track it, the venue sync finds out.
-            log.error("%s: entry %s in doubt (%s); asking the venue later", symbol, cid, e)
         trade = OpenTrade(
             trade_id=cid,
             symbol=symbol,
@@ -434,7 +460,32 @@ class Engine:
             leverage=cfg.leverage,
         )
         trade.roles[cid] = "entry"
+        # Write-ahead: the trade (and that this candle is decided) is stored before the order
+        # goes out, so a crash or a failing database right after the send can never leave a
+        # position the engine does not know (the start-up reconcile asks the venue about it).
         self.trades[symbol] = trade
+        try:
+            await self._save()
+        except StorageUnavailable:
+            self._forget(trade)  # nothing was sent
+            raise
+        try:
+            submitted = await self._execution.submit(
+                request,
+                reference_price=expected,  # valued as sizing valued it, at the expected fill
+                account=account,
+                stop_price=stop,
+                liquidation_price=liquidation,
+            )
+        except StorageUnavailable:
+            self._forget(trade)  # our own database failed before anything was sent
+            raise
+        except DependencyError as e:
+            # It may or may not have reached the venue: track it, the venue sync finds out.
+            log.error("%s: entry %s in doubt (%s); asking the venue later", symbol, cid, e)
+            return
+        if not submitted.sent:
+            self._forget(trade)  # denied or refused: nothing to manage
 
     def _liquidation_price(
         self, side: PositionSide, amount: Decimal, entry: Decimal, free_cash: Decimal

@@ -36,7 +36,7 @@ from core.domain.enums import MarketType, OrderType, PositionSide, Side
 from core.domain.events import ExitPlanned, OrderFilled, TradeClosed
 from core.domain.orders import Order, OrderRequest
 from core.domain.trades import ClosedTrade, ExitLeg
-from core.errors import DependencyError
+from core.errors import DependencyError, StorageUnavailable
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 
@@ -397,6 +397,8 @@ class ExitExecutor:
         )
         try:
             submission = await self._execution.submit(request, reference_price=reference)
+        except StorageUnavailable:
+            raise  # our own database failed: nothing was sent (the paper venue stores first)
         except DependencyError as e:
             # It may have reached the venue: tracked as working, so the venue sync finds out
             # (its fills, or "unknown order", which places it again).

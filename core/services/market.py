@@ -21,7 +21,7 @@ from core.domain.events import CandleClosed, FundingSettled, OrderCanceled, Orde
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import FundingPayment
-from core.errors import InvariantViolation
+from core.errors import InvariantViolation, StorageUnavailable
 from core.market.feeds import CandleFeed
 from core.market.funding import FundingRates
 from core.ports import CandleRepo
@@ -140,13 +140,18 @@ class MarketService:
                 [candle.close],
                 [candle.volume],
             )
-            await self._candles.upsert(self._source, series)
+            try:
+                await self._candles.upsert(self._source, series)
+            except StorageUnavailable as e:
+                # The candle still trades; stored candles can be downloaded again.
+                log.warning("%s: candle not stored, the database is unavailable: %s", symbol, e)
         if self._venue is not None:
-            for before in self._before_fills:
-                await before(symbol, candle)
-            for step in self._fill_steps(symbol, candle):
-                await self._fill_step(self._venue, symbol, step)
-            await self._settle_funding(self._venue, symbol, candle)
+            try:
+                await self._let_venue_fill(self._venue, symbol, candle)
+            except StorageUnavailable as e:
+                # The paper venue keeps its book only once stored: nothing filled, the next
+                # candle fills what this one would have. The bus has halted trading.
+                log.error("%s: no fills this candle, the database is unavailable: %s", symbol, e)
         await self._bus.publish(
             CandleClosed(
                 ts_ms=self._clock.now_ms(),
@@ -165,6 +170,13 @@ class MarketService:
         self.stats.last_candle_ms = candle.ts_ms
         for handler in self._handlers:
             await handler(symbol, candle)
+
+    async def _let_venue_fill(self, venue: SimulatedVenue, symbol: str, candle: Candle) -> None:
+        for before in self._before_fills:
+            await before(symbol, candle)
+        for step in self._fill_steps(symbol, candle):
+            await self._fill_step(venue, symbol, step)
+        await self._settle_funding(venue, symbol, candle)
 
     async def _fill_step(self, venue: SimulatedVenue, symbol: str, step: Candle) -> None:
         """Let the venue fill ``step``, publish what happened, and repeat on the rest of the

@@ -19,18 +19,27 @@ from core.services.exit_executor import OpenTrade
 FORMAT_VERSION = 1
 
 
-def encode_trades(trades: dict[str, OpenTrade]) -> str:
-    """Return the trades as JSON (Decimals as strings)."""
-    return json.dumps({"version": FORMAT_VERSION, "trades": [jsonable(t) for t in trades.values()]})
+def encode_trades(trades: dict[str, OpenTrade], decided: dict[str, int] | None = None) -> str:
+    """Return the trades, and per symbol the last candle decided, as JSON (Decimals as
+    strings)."""
+    return json.dumps(
+        {
+            "version": FORMAT_VERSION,
+            "trades": [jsonable(t) for t in trades.values()],
+            "decided": dict(decided or {}),
+        }
+    )
 
 
-def decode_trades(text: str) -> dict[str, OpenTrade]:
-    """Return the trades stored by ``encode_trades``, by symbol."""
+def decode_trades(text: str) -> tuple[dict[str, OpenTrade], dict[str, int]]:
+    """Return the trades stored by ``encode_trades``, by symbol, and the candles decided (none
+    stored by versions before they were kept)."""
     data = json.loads(text)
     if data.get("version") != FORMAT_VERSION:
         raise ValueError(f"engine trades format {data.get('version')!r}, expected {FORMAT_VERSION}")
     trades = [_trade(t) for t in data["trades"]]
-    return {t.symbol: t for t in trades}
+    decided = {str(s): int(ms) for s, ms in data.get("decided", {}).items()}
+    return {t.symbol: t for t in trades}, decided
 
 
 def _dec(value: str | None) -> Decimal | None:

@@ -14,6 +14,7 @@ import logging
 from core.clock import Clock
 from core.domain.enums import TradingState
 from core.domain.events import TradingStateChanged
+from core.errors import StorageUnavailable
 from core.ports import KeyValueRepo, StateKey
 from core.redaction import process_redactor
 from core.services.bus import EventBus
@@ -29,6 +30,9 @@ class TradingStateService:
         self._bus = bus
         self._clock = clock
         self._current: TradingState | None = None
+        # Why trading failed closed (the database could not be written), until the halt is
+        # on disk: then an operator resumes it like any halt.
+        self._forced: str | None = None
 
     @property
     def cached(self) -> TradingState | None:
@@ -41,7 +45,13 @@ class TradingStateService:
         A value that is not a state (a hand-edited database) reads as HALTED: when in doubt,
         trade nothing. A change made elsewhere is logged the first time it is seen.
         """
-        raw = await self._state.get(StateKey.TRADING_STATE)
+        if self._forced is not None:
+            return await self._hold_forced_halt()
+        try:
+            raw = await self._state.get(StateKey.TRADING_STATE)
+        except StorageUnavailable as exc:
+            await self.fail_closed(str(exc))
+            return TradingState.HALTED
         try:
             state = TradingState(raw) if raw else TradingState.ACTIVE
         except ValueError:
@@ -68,6 +78,36 @@ class TradingStateService:
                 )
             )
         return state
+
+    async def fail_closed(self, reason: str) -> None:
+        """Halt trading because the database cannot be written: at once, in memory (new
+        exposure stops; stops and exits still go), and on disk as soon as it can be written,
+        so the halt survives a restart and an operator resumes it (``qt state resume``)."""
+        if self._forced is not None:
+            return
+        previous = self._current or TradingState.ACTIVE
+        self._forced, self._current = reason, TradingState.HALTED
+        log.critical("the database cannot be written: trading HALTED (%s)", reason)
+        await self._bus.publish(
+            TradingStateChanged(
+                ts_ms=self._clock.now_ms(),
+                previous=previous.value,
+                current=TradingState.HALTED.value,
+                reason=f"storage failure: {reason}",
+                actor="storage",
+            )
+        )
+
+    async def _hold_forced_halt(self) -> TradingState:
+        """Try to put the fail-closed halt on disk; stay HALTED either way."""
+        try:
+            await self._state.set(StateKey.TRADING_STATE, TradingState.HALTED.value)
+            await self._state.set(StateKey.TRADING_STATE_REASON, f"storage failure: {self._forced}")
+        except StorageUnavailable:
+            return TradingState.HALTED
+        log.warning("the database is writable again; trading stays HALTED until resumed")
+        self._forced = None
+        return TradingState.HALTED
 
     async def reason(self) -> str:
         """Return why the state was last set ("" if never)."""

@@ -19,7 +19,8 @@ from core.domain.enums import OrderStatus, OrderType
 from core.domain.events import OrderFilled, TradeClosed
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
-from core.errors import OrderRejected, TemporaryError
+from core.errors import DataError, OrderRejected, TemporaryError
+from core.services.execution import client_order_id
 from tests.fakes import FakeExchange
 from tests.unit.services.engine_harness import SYMBOL, at
 from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, TP1, Live, live, quiet
@@ -183,3 +184,29 @@ async def test_a_trade_is_kept_until_its_last_cancel_is_confirmed(
     assert SYMBOL not in lv.engine.trades
     assert lv.open_cids() == []
     assert len(closed(lv)) == 1  # recorded once
+
+
+class OneSymbolBroken(ReduceOnlyVenue):
+    """Every question about BTC/USDT's orders gets an answer the adapter cannot use."""
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        if symbol == "BTC/USDT":
+            self._enter("fetch_order", client_order_id, symbol)
+            raise DataError("binance: malformed order answer")
+        return await super().fetch_order(client_order_id, symbol)
+
+
+async def test_one_symbols_trouble_does_not_starve_the_others_sync(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=OneSymbolBroken)
+    await lv.engine.on_candle("ETH/USDT", quiet(0))  # ETH enters on the same candle
+    eth_entry = client_order_id("ETH/USDT", at(0), "e")
+    lv.venue.script_fill(eth_entry, D(100))
+
+    for _ in range(2):
+        await lv.engine.sync_with_venue()  # BTC fails every time; ETH must still be seen
+
+    eth = lv.engine.trades["ETH/USDT"]
+    assert eth.amount > 0 and eth.plan is not None
+    assert any(o.symbol == "ETH/USDT" and o.request.stop_price for o in lv.venue.orders.values())

@@ -52,7 +52,11 @@ def full_trade() -> OpenTrade:
 
 def test_every_field_round_trips() -> None:
     trade = full_trade()
-    assert decode_trades(encode_trades({trade.symbol: trade})) == {trade.symbol: trade}
+    decided = {trade.symbol: 1_704_067_200_000, "ETH/USDT": 1_704_070_800_000}
+    assert decode_trades(encode_trades({trade.symbol: trade}, decided)) == (
+        {trade.symbol: trade},
+        decided,
+    )
 
 
 def test_trades_saved_before_the_newer_fields_still_load() -> None:
@@ -60,6 +64,9 @@ def test_trades_saved_before_the_newer_fields_still_load() -> None:
     data = json.loads(encode_trades({trade.symbol: trade}))
     for name in ("first_stop", "funding", "cost_by_cid", "fee_by_cid"):
         del data["trades"][0][name]
-    [old] = decode_trades(json.dumps(data)).values()
+    data.pop("decided")  # saved before the decided candles were kept
+    trades, decided = decode_trades(json.dumps(data))
+    [old] = trades.values()
+    assert decided == {}
     assert (old.first_stop, old.funding, old.cost_by_cid, old.fee_by_cid) == (None, D(0), {}, {})
     assert old.plan == trade.plan and old.filled_by_cid == trade.filled_by_cid

@@ -66,3 +66,31 @@ async def test_concurrent_units_of_work_both_commit(tmp_path: Path) -> None:
         assert await store.state.get(StateKey.LAST_CANDLE_MS) == "3"
     finally:
         await store.stop()
+
+
+async def test_a_database_locked_past_the_busy_timeout_is_storage_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import storage.db as db
+    from core.errors import StorageUnavailable
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)  # instead of 10 s
+    path = tmp_path / "locked.sqlite"
+    storage = SqlStorage(f"sqlite+aiosqlite:///{path}")
+    await storage.start()
+    other = sqlite3.connect(path, isolation_level=None)  # another process, say a big import
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable, match="database is locked"):
+            await storage.state.set(StateKey.TRADING_STATE, "halted")
+        with pytest.raises(StorageUnavailable, match="database is locked"):
+            async with storage.atomic():
+                await storage.state.set(StateKey.TRADING_STATE, "halted")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await storage.state.set(StateKey.TRADING_STATE, "halted")  # fine once it is free again
+    assert await storage.state.get(StateKey.TRADING_STATE) == "halted"
+    await storage.stop()

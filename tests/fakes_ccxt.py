@@ -33,6 +33,15 @@ class FakeCcxt:
         self.closed = False
         self.markets_loaded = False
         self.auth_error: Exception | None = None
+        self.errors: dict[str, list[Exception]] = {}  # method name -> errors its next calls raise
+
+    def fail_next(self, method: str, *errors: Exception) -> None:
+        """Make the next calls of ``method`` raise ``errors``, one each, in order."""
+        self.errors.setdefault(method, []).extend(errors)
+
+    def _raise_injected(self, method: str) -> None:
+        if self.errors.get(method):
+            raise self.errors[method].pop(0)
 
     async def create_order(self, symbol, type, side, amount, price=None, params=None):
         params = params or {}
@@ -69,12 +78,14 @@ class FakeCcxt:
         }
 
     async def fetch_order(self, id, symbol=None, params=None):
+        self._raise_injected("fetch_order")
         cid = (params or {}).get("clientOrderId")
         if cid not in self.orders:
             raise ccxt_async.OrderNotFound(f"binance Order does not exist: {cid}")
         return self.orders[cid]
 
     async def cancel_order(self, id, symbol=None, params=None):
+        self._raise_injected("cancel_order")
         cid = (params or {}).get("clientOrderId")
         order = self.orders.get(cid)
         if order is None or order["status"] != "open":
@@ -114,6 +125,7 @@ class FakeCcxt:
         ]
 
     async def set_leverage(self, leverage, symbol):
+        self._raise_injected("set_leverage")
         self.leverage.append((leverage, symbol))
 
     async def fetch_ohlcv(self, symbol, timeframe, since=None, limit=None):

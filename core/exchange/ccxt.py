@@ -14,6 +14,7 @@ import functools
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -37,42 +38,73 @@ from core.errors import (
 from core.exchange.ccxt_parse import parse_balances, parse_order, parse_position
 from core.retry import Sleep, retry
 
-# Most specific first: several of these subclass NetworkError or InvalidOrder.
+
+class CallKind(StrEnum):
+    """What a ccxt call is for, which decides what a venue's refusal of it means."""
+
+    DATA = "data"  # candles, markets, balances, positions: a refused request is bad input
+    ORDER = "order"  # placing or cancelling an order: a refusal is the venue saying no to it
+    LOOKUP = "lookup"  # asking about an order: a refusal says nothing about the order itself
+
+
+# Most specific first: several of these subclass NetworkError or OperationRejected. Nothing here
+# depends on what the call was for.
 _ERROR_MAP: tuple[tuple[type[Exception], type[QTError]], ...] = (
     (ccxt_async.DDoSProtection, RateLimited),  # RateLimitExceeded subclasses it
     (ccxt_async.RateLimitExceeded, RateLimited),
     (ccxt_async.AuthenticationError, OperationalError),  # PermissionDenied, AccountSuspended
     (ccxt_async.RestrictedLocation, OperationalError),
     (ccxt_async.ManualInteractionNeeded, OperationalError),
-    (ccxt_async.OrderNotFound, OrderRejected),  # the adapter handles it first where it matters
-    (ccxt_async.InsufficientFunds, OrderRejected),
-    (ccxt_async.InvalidOrder, OrderRejected),
-    (ccxt_async.OperationRejected, OrderRejected),
     # ccxt's "may succeed if retried" branch: NetworkError (RequestTimeout,
-    # ExchangeNotAvailable, InvalidNonce), BadResponse, CancelPending, generic venue failures.
+    # ExchangeNotAvailable, InvalidNonce), BadResponse (a malformed answer, so the order may
+    # have landed: the retry looks it up first), CancelPending.
     (ccxt_async.OperationFailed, TemporaryError),
-    (ccxt_async.BadSymbol, DataError),
-    (ccxt_async.BadRequest, DataError),
-    (ccxt_async.BaseError, DependencyError),
+)
+# The venue turned the request down on its merits: an order's amount, price, funds, reduce-only,
+# the market's state. Venues use both branches for this: Binance USD-M answers -4005 "Quantity
+# greater than max quantity", -1111 precision and -4014 tick size as BadRequest, -2022
+# reduce-only and -4164 notional as InvalidOrder.
+_REFUSALS: tuple[type[Exception], ...] = (
+    ccxt_async.BadRequest,  # BadSymbol
+    ccxt_async.InvalidOrder,  # OrderNotFound, OrderImmediatelyFillable, DuplicateOrderId, ...
+    ccxt_async.InsufficientFunds,
+    ccxt_async.OperationRejected,  # MarketClosed, NoChange
 )
 
 
-def map_ccxt_error(exc: Exception, context: str = "") -> QTError:
-    """Return our error for a ccxt exception (DependencyError for anything unknown)."""
+def map_ccxt_error(exc: Exception, context: str = "", kind: CallKind = CallKind.DATA) -> QTError:
+    """Return our error for a ccxt exception raised by a call of ``kind``.
+
+    A refusal is ``OrderRejected`` on an order call (recorded, never retried, a fallback
+    applies), ``DependencyError`` on a lookup (ask again later: it is no proof the order is
+    gone) and, on a data call, ``DataError`` for a bad request (``OrderRejected`` for the order
+    refusals). Rate limits, network failures and malformed answers keep their kind everywhere;
+    anything unknown is a ``DependencyError``.
+    """
     prefix = f"{context}: " if context else ""
+    return _our_error_type(exc, kind)(f"{prefix}{type(exc).__name__}: {exc}")
+
+
+def _our_error_type(exc: Exception, kind: CallKind) -> type[QTError]:
     for ccxt_type, ours in _ERROR_MAP:
         if isinstance(exc, ccxt_type):
-            return ours(f"{prefix}{type(exc).__name__}: {exc}")
-    return DependencyError(f"{prefix}{type(exc).__name__}: {exc}")
+            return ours
+    if not isinstance(exc, _REFUSALS):
+        return DependencyError  # NotSupported, ArgumentsRequired: our call is wrong, or unknown
+    if kind is CallKind.LOOKUP:
+        return DependencyError
+    if kind is CallKind.DATA and isinstance(exc, ccxt_async.BadRequest):
+        return DataError
+    return OrderRejected
 
 
 @contextmanager
-def ccxt_errors(context: str = "") -> Iterator[None]:
+def ccxt_errors(context: str = "", kind: CallKind = CallKind.DATA) -> Iterator[None]:
     """Translate ccxt exceptions raised inside the block into core.errors types."""
     try:
         yield
     except ccxt_async.BaseError as exc:
-        raise map_ccxt_error(exc, context) from exc
+        raise map_ccxt_error(exc, context, kind) from exc
 
 
 def make_ccxt_exchange(
@@ -203,7 +235,7 @@ class CcxtExchange:
         """Cancel an open order and return its final state (a finished order is returned as is)."""
         params = {"clientOrderId": client_order_id}
         context = f"{self.name} cancel_order {client_order_id} {symbol}"
-        with ccxt_errors(context):
+        with ccxt_errors(context, CallKind.ORDER):
             try:
                 raw = await self._exchange.cancel_order(None, symbol, params)
             except ccxt_async.OrderNotFound:
@@ -224,7 +256,7 @@ class CcxtExchange:
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         """Return open orders, optionally of one symbol."""
-        with ccxt_errors(f"{self.name} fetch_open_orders {symbol or ''}"):
+        with ccxt_errors(f"{self.name} fetch_open_orders {symbol or ''}", CallKind.LOOKUP):
             raws = await self._exchange.fetch_open_orders(symbol)
         return [self._parse(raw, raw.get("clientOrderId") or "") for raw in raws]
 
@@ -264,7 +296,7 @@ class CcxtExchange:
     async def _submit(self, request: OrderRequest) -> Order:
         ccxt_type, price, params = _order_args(request)
         context = f"{self.name} create_order {request.client_order_id} {request.symbol}"
-        with ccxt_errors(context):
+        with ccxt_errors(context, CallKind.ORDER):
             if request.market_type is MarketType.PERP:
                 await self._ensure_leverage(request.symbol, request.leverage)
             try:
@@ -287,7 +319,7 @@ class CcxtExchange:
 
     async def _find(self, client_order_id: str, symbol: str) -> Order | None:
         context = f"{self.name} fetch_order {client_order_id} {symbol}"
-        with ccxt_errors(context):
+        with ccxt_errors(context, CallKind.LOOKUP):
             try:
                 raw = await self._exchange.fetch_order(
                     None, symbol, {"clientOrderId": client_order_id}
@@ -298,7 +330,11 @@ class CcxtExchange:
 
     async def _ensure_leverage(self, symbol: str, leverage: int) -> None:
         if self._leverage.get(symbol) != leverage:
-            await self._exchange.set_leverage(leverage, symbol)
+            try:
+                await self._exchange.set_leverage(leverage, symbol)
+            except ccxt_async.BaseError as exc:
+                if not _is_no_change(exc):
+                    raise
             self._leverage[symbol] = leverage
 
     def _parse(self, raw: Mapping[str, Any], client_order_id: str) -> Order:
@@ -337,6 +373,12 @@ def _order_args(request: OrderRequest) -> tuple[str, float | None, dict[str, Any
     if request.type is OrderType.STOP_MARKET and request.stop_price is not None:
         params["triggerPrice"] = float(request.stop_price)
     return "market", None, params
+
+
+def _is_no_change(exc: Exception) -> bool:
+    """Return True when the venue refused a setting because it is already in place (Bybit
+    answers an unchanged leverage with 110043 "Set leverage not modified", as BadRequest)."""
+    return isinstance(exc, ccxt_async.NoChange) or "not modified" in str(exc).lower()
 
 
 def _is_duplicate(exc: Exception) -> bool:

@@ -19,12 +19,67 @@ from core.exchange.ccxt import CcxtExchange
 T0 = 1_704_067_200_000
 
 
+def market(symbol: str, *, contract_size: float | None = None, **overrides: Any) -> dict[str, Any]:
+    """Return a ccxt market dict: spot for ``BASE/QUOTE``, linear perp for ``BASE/QUOTE:QUOTE``."""
+    pair, _, settle = symbol.partition(":")
+    base, quote = pair.split("/")
+    perp = bool(settle)
+    return {
+        "id": f"{base}{quote}",
+        "symbol": symbol,
+        "base": base,
+        "quote": quote,
+        "settle": settle or None,
+        "type": "swap" if perp else "spot",
+        "spot": not perp,
+        "swap": perp,
+        "future": False,
+        "option": False,
+        "contract": perp,
+        "linear": True if perp else None,
+        "inverse": False if perp else None,
+        "contractSize": (contract_size or 1.0) if perp else None,
+        "active": True,
+        "taker": 0.0005 if perp else 0.001,
+        "maker": 0.0002 if perp else 0.001,
+        "precision": {"amount": 0.001, "price": 0.1},
+        "limits": {
+            "amount": {"min": 0.001, "max": 1000.0},
+            "price": {"min": 0.1, "max": None},
+            "cost": {"min": 5.0, "max": None},
+            "leverage": {"min": 1.0, "max": 125.0 if perp else None},
+        },
+        "info": {},
+        **overrides,
+    }
+
+
+def default_markets(contract_size: float | None = None) -> dict[str, dict[str, Any]]:
+    """Return BTC and ETH against USDT, spot and linear perp, keyed by ccxt symbol."""
+    symbols = ("BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT")
+    return {s: market(s, contract_size=contract_size) for s in symbols}
+
+
 class FakeCcxt:
-    """Enough of a ccxt exchange to drive the adapters; orders live in a dict by client id."""
+    """Enough of a ccxt exchange to drive the adapters; orders live in a dict by client id.
 
-    id = "binance"
+    ``markets`` stays None until ``load_markets`` (as in ccxt); ``id`` and ``options`` say
+    which venue and default market type it plays.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        venue: str = "binance",
+        *,
+        markets: dict[str, dict[str, Any]] | None = None,
+        default_type: str = "spot",
+    ) -> None:
+        self.id = venue
+        self.options: dict[str, Any] = {"defaultType": default_type}
+        self.markets: dict[str, dict[str, Any]] | None = None
+        self.all_markets = markets if markets is not None else default_markets()
+        self.ohlcv_calls: list[str] = []
+        self.open_orders_calls: list[tuple[Any, dict[str, Any]]] = []
         self.orders: dict[str, dict[str, Any]] = {}
         self.create_calls: list[tuple[Any, ...]] = []
         self.create_errors: list[tuple[Exception, bool]] = []  # (error, order landed first?)
@@ -93,12 +148,18 @@ class FakeCcxt:
         order["status"] = "canceled"
         return order
 
-    async def fetch_open_orders(self, symbol=None):
-        return [o for o in self.orders.values() if o["status"] == "open"]
+    async def fetch_open_orders(self, symbol=None, since=None, limit=None, params=None):
+        self.open_orders_calls.append((symbol, dict(params or {})))
+        return [
+            o
+            for o in self.orders.values()
+            if o["status"] == "open" and symbol in (None, o["symbol"])
+        ]
 
     async def load_markets(self, reload=False):
         self.markets_loaded = True
-        return {}
+        self.markets = self.all_markets
+        return self.markets
 
     async def fetch_balance(self):
         if self.auth_error is not None:
@@ -129,6 +190,7 @@ class FakeCcxt:
         self.leverage.append((leverage, symbol))
 
     async def fetch_ohlcv(self, symbol, timeframe, since=None, limit=None):
+        self.ohlcv_calls.append(symbol)
         return self.ohlcv
 
     async def close(self):

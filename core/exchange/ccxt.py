@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
@@ -35,8 +35,25 @@ from core.errors import (
     RateLimited,
     TemporaryError,
 )
+from core.exchange.ccxt_markets import (
+    Market,
+    SymbolNames,
+    contract_size,
+    domain_symbol,
+    resolve_market,
+)
 from core.exchange.ccxt_parse import parse_balances, parse_order, parse_position
 from core.retry import Sleep, retry
+
+__all__ = [
+    "CallKind",
+    "CcxtExchange",
+    "CcxtMarketData",
+    "ccxt_errors",
+    "domain_symbol",
+    "make_ccxt_exchange",
+    "map_ccxt_error",
+]
 
 
 class CallKind(StrEnum):
@@ -146,9 +163,15 @@ def make_ccxt_exchange(
 class CcxtMarketData:
     """The MarketData port over a ccxt.async_support exchange."""
 
-    def __init__(self, exchange: Any) -> None:
+    def __init__(self, exchange: Any, *, market_type: MarketType | None = None) -> None:
         self._exchange = exchange
         self.name: str = exchange.id
+        if market_type is None:  # as make_ccxt_exchange configured the client
+            options = getattr(exchange, "options", None) or {}
+            swap = options.get("defaultType") == "swap"
+            market_type = MarketType.PERP if swap else MarketType.SPOT
+        self._market_type = market_type
+        self._venue_symbols: dict[str, str] = {}
 
     @classmethod
     def create(cls, exchange_id: str, *, timeout_s: float = 30.0) -> CcxtMarketData:
@@ -158,9 +181,13 @@ class CcxtMarketData:
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since_ms: int | None, limit: int
     ) -> CandleSeries:
-        """Return up to ``limit`` candles with open time >= ``since_ms``, oldest first."""
+        """Return up to ``limit`` candles with open time >= ``since_ms``, oldest first (a perp's
+        from the perpetual's market, named as asked)."""
         with ccxt_errors(f"{self.name} fetch_ohlcv {symbol} {timeframe} since {since_ms}"):
-            rows = await self._exchange.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit)
+            venue_symbol = await self._venue_symbol(symbol)
+            rows = await self._exchange.fetch_ohlcv(
+                venue_symbol, timeframe, since=since_ms, limit=limit
+            )
         if not rows:
             return CandleSeries.empty(symbol, timeframe)
         try:
@@ -178,6 +205,15 @@ class CcxtMarketData:
         """Close the HTTP session."""
         await self._exchange.close()
 
+    async def _venue_symbol(self, symbol: str) -> str:
+        if self._market_type is MarketType.SPOT:
+            return symbol  # ccxt's spot names are ours: no markets to load
+        if symbol not in self._venue_symbols:
+            markets = self._exchange.markets or await self._exchange.load_markets()
+            market = resolve_market(markets, symbol, self._market_type, self.name)
+            self._venue_symbols[symbol] = str(market["symbol"])
+        return self._venue_symbols[symbol]
+
 
 class CcxtExchange:
     """The Exchange port over a ccxt.async_support exchange (live trading).
@@ -185,6 +221,12 @@ class CcxtExchange:
     Orders are addressed by our client order id. ``create_order`` is idempotent: after a
     TemporaryError it looks the order up by client id before submitting again, and a venue's
     "duplicate client id" answer returns the existing order.
+
+    Symbols are ours: each is resolved through the venue's markets (a perp's ``BTC/USDT`` is
+    ccxt's ``BTC/USDT:USDT`` on every venue) and what the venue reports comes back under the
+    name the caller used. Amounts are base units (a venue counting contracts gets contracts).
+    ``symbols`` are resolved at ``start``, so a name the venue does not list stops the process
+    there (``ConfigError``) instead of at its first order.
     """
 
     def __init__(
@@ -193,6 +235,7 @@ class CcxtExchange:
         *,
         clock: Clock,
         market_type: MarketType = MarketType.SPOT,
+        symbols: Iterable[str] = (),
         attempts: int = 4,
         base_delay_s: float = 0.5,
         max_delay_s: float = 10.0,
@@ -203,6 +246,7 @@ class CcxtExchange:
         self.name: str = exchange.id
         self._clock = clock
         self._market_type = market_type
+        self._symbols = tuple(symbols)
         self._retry = functools.partial(
             retry,
             attempts=attempts,
@@ -213,6 +257,7 @@ class CcxtExchange:
         )
         self._requests: dict[str, OrderRequest] = {}  # what we asked, to map answers back
         self._leverage: dict[str, int] = {}
+        self._names = SymbolNames()
 
     async def create_order(self, request: OrderRequest) -> Order:
         """Submit an order; resubmitting a known client order id returns the existing order."""
@@ -233,17 +278,18 @@ class CcxtExchange:
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         """Cancel an open order and return its final state (a finished order is returned as is)."""
+        market = await self._market(symbol)
         params = {"clientOrderId": client_order_id}
         context = f"{self.name} cancel_order {client_order_id} {symbol}"
         with ccxt_errors(context, CallKind.ORDER):
             try:
-                raw = await self._exchange.cancel_order(None, symbol, params)
+                raw = await self._exchange.cancel_order(None, market["symbol"], params)
             except ccxt_async.OrderNotFound:
                 raw = None
         if raw is None or not raw.get("status"):
             # Already filled/canceled, or the venue answered without a status: ask for it.
             return await self.fetch_order(client_order_id, symbol)
-        return self._parse(raw, client_order_id)
+        return self._parse(raw, client_order_id, market)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
         """Return the order's current state; OrderRejected if the venue does not know it."""
@@ -256,9 +302,18 @@ class CcxtExchange:
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         """Return open orders, optionally of one symbol."""
+        venue_symbol = None if symbol is None else (await self._market(symbol))["symbol"]
+        params: dict[str, Any] = {}
+        if symbol is None and self._market_type is MarketType.PERP:
+            # Without a symbol ccxt's binance lists spot orders, whatever defaultType says.
+            params = {"type": "swap", "subType": "linear"}
         with ccxt_errors(f"{self.name} fetch_open_orders {symbol or ''}", CallKind.LOOKUP):
-            raws = await self._exchange.fetch_open_orders(symbol)
-        return [self._parse(raw, raw.get("clientOrderId") or "") for raw in raws]
+            raws = await self._exchange.fetch_open_orders(venue_symbol, None, None, params)
+        markets = await self._markets()
+        return [
+            self._parse(raw, raw.get("clientOrderId") or "", markets.get(raw.get("symbol"), {}))
+            for raw in raws
+        ]
 
     async def fetch_balances(self) -> dict[str, Balance]:
         """Return non-zero balances by asset."""
@@ -273,14 +328,22 @@ class CcxtExchange:
         with ccxt_errors(f"{self.name} fetch_positions"):
             raws = await self._exchange.fetch_positions()
         now_ms = self._clock.now_ms()
-        positions = [parse_position(_with_domain_symbol(raw), now_ms=now_ms) for raw in raws]
+        positions = [parse_position(self._ours(raw), now_ms=now_ms) for raw in raws]
         return [p for p in positions if p is not None]
 
+    async def venue_symbol(self, symbol: str) -> str:
+        """Return ccxt's name of the market our ``symbol`` trades on (``BTC/USDT:USDT`` for a
+        perp's ``BTC/USDT``); ConfigError if the venue lists none."""
+        return str((await self._market(symbol))["symbol"])
+
     async def start(self) -> None:
-        """Load the markets and make one private call, so bad keys stop the process at start
-        (``OperationalError``) instead of at its first order."""
+        """Load the markets, resolve the declared symbols and make one private call, so an
+        unknown symbol (``ConfigError``) or bad keys (``OperationalError``) stop the process at
+        start instead of at its first order."""
         with ccxt_errors(f"{self.name} load_markets"):
             await self._exchange.load_markets()
+        for symbol in self._symbols:
+            await self._market(symbol)
         await self.fetch_balances()
 
     async def stop(self) -> None:
@@ -293,20 +356,35 @@ class CcxtExchange:
 
     # --- internals ---------------------------------------------------------------------------
 
+    async def _markets(self) -> Mapping[str, Market]:
+        markets = getattr(self._exchange, "markets", None)
+        if not markets:
+            with ccxt_errors(f"{self.name} load_markets"):
+                markets = await self._exchange.load_markets()
+        return markets or {}
+
+    async def _market(self, symbol: str) -> Market:
+        """Return the venue's market of our ``symbol``, remembering our name of it."""
+        markets = await self._markets()
+        known = self._names.venue(symbol)
+        if known is not None and known in markets:
+            return markets[known]
+        market = resolve_market(markets, symbol, self._market_type, self.name)
+        self._names.remember(symbol, str(market["symbol"]))
+        return market
+
     async def _submit(self, request: OrderRequest) -> Order:
+        market = await self._market(request.symbol)
+        venue_symbol = market["symbol"]
         ccxt_type, price, params = _order_args(request)
+        amount = request.amount / contract_size(market)
         context = f"{self.name} create_order {request.client_order_id} {request.symbol}"
         with ccxt_errors(context, CallKind.ORDER):
             if request.market_type is MarketType.PERP:
-                await self._ensure_leverage(request.symbol, request.leverage)
+                await self._ensure_leverage(venue_symbol, request.leverage)
             try:
                 raw = await self._exchange.create_order(
-                    request.symbol,
-                    ccxt_type,
-                    request.side.value,
-                    float(request.amount),
-                    price,
-                    params,
+                    venue_symbol, ccxt_type, request.side.value, float(amount), price, params
                 )
             except ccxt_async.InvalidOrder as exc:
                 if not _is_duplicate(exc):
@@ -315,51 +393,46 @@ class CcxtExchange:
                 if existing is None:
                     raise
                 return existing
-        return self._parse(raw, request.client_order_id)
+        return self._parse(raw, request.client_order_id, market)
 
     async def _find(self, client_order_id: str, symbol: str) -> Order | None:
+        market = await self._market(symbol)
         context = f"{self.name} fetch_order {client_order_id} {symbol}"
         with ccxt_errors(context, CallKind.LOOKUP):
             try:
                 raw = await self._exchange.fetch_order(
-                    None, symbol, {"clientOrderId": client_order_id}
+                    None, market["symbol"], {"clientOrderId": client_order_id}
                 )
             except ccxt_async.OrderNotFound:
                 return None
-        return self._parse(raw, client_order_id)
+        return self._parse(raw, client_order_id, market)
 
-    async def _ensure_leverage(self, symbol: str, leverage: int) -> None:
-        if self._leverage.get(symbol) != leverage:
+    async def _ensure_leverage(self, venue_symbol: str, leverage: int) -> None:
+        if self._leverage.get(venue_symbol) != leverage:
             try:
-                await self._exchange.set_leverage(leverage, symbol)
+                await self._exchange.set_leverage(leverage, venue_symbol)
             except ccxt_async.BaseError as exc:
                 if not _is_no_change(exc):
                     raise
-            self._leverage[symbol] = leverage
+            self._leverage[venue_symbol] = leverage
 
-    def _parse(self, raw: Mapping[str, Any], client_order_id: str) -> Order:
+    def _ours(self, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Return ``raw`` with the venue's symbol replaced by our name of it."""
+        symbol = raw.get("symbol")
+        if not isinstance(symbol, str) or self._names.ours(symbol) == symbol:
+            return raw
+        return {**raw, "symbol": self._names.ours(symbol)}
+
+    def _parse(self, raw: Mapping[str, Any], client_order_id: str, market: Market) -> Order:
         cid = raw.get("clientOrderId") or client_order_id
         return parse_order(
-            _with_domain_symbol(raw),
+            self._ours(raw),
             request=self._requests.get(cid),
             client_order_id=cid,
             market_type=self._market_type,
             now_ms=self._clock.now_ms(),
+            contract_size=contract_size(market),
         )
-
-
-def domain_symbol(symbol: str) -> str:
-    """Return our name of a ccxt symbol: a linear perpetual ``BTC/USDT:USDT`` is ``BTC/USDT``
-    (the market type says it is a perp; ccxt maps it back with ``defaultType=swap``)."""
-    pair, _, settle = symbol.partition(":")
-    return pair if settle and pair.endswith(f"/{settle}") else symbol
-
-
-def _with_domain_symbol(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    symbol = raw.get("symbol")
-    if not isinstance(symbol, str) or domain_symbol(symbol) == symbol:
-        return raw
-    return {**raw, "symbol": domain_symbol(symbol)}
 
 
 def _order_args(request: OrderRequest) -> tuple[str, float | None, dict[str, Any]]:

@@ -43,11 +43,20 @@ def parse_order(
     client_order_id: str,
     market_type: MarketType,
     now_ms: int,
+    contract_size: Decimal = Decimal(1),
 ) -> Order:
-    """Return a ccxt order dict as an Order; ``request`` (what we sent) is kept when known."""
+    """Return a ccxt order dict as an Order; ``request`` (what we sent) is kept when known.
+
+    ccxt counts a contract market's amounts in contracts: ``contract_size`` base units each.
+    """
     if request is None:
-        request = request_from_order(raw, client_order_id=client_order_id, market_type=market_type)
-    filled = to_decimal(raw.get("filled")) or ZERO
+        request = request_from_order(
+            raw,
+            client_order_id=client_order_id,
+            market_type=market_type,
+            contract_size=contract_size,
+        )
+    filled = (to_decimal(raw.get("filled")) or ZERO) * contract_size
     status = _STATUS.get(str(raw.get("status") or "open").lower(), OrderStatus.OPEN)
     if status is OrderStatus.OPEN and filled > ZERO:
         status = OrderStatus.PARTIALLY_FILLED
@@ -67,7 +76,11 @@ def parse_order(
 
 
 def request_from_order(
-    raw: Mapping[str, Any], *, client_order_id: str, market_type: MarketType
+    raw: Mapping[str, Any],
+    *,
+    client_order_id: str,
+    market_type: MarketType,
+    contract_size: Decimal = Decimal(1),
 ) -> OrderRequest:
     """Rebuild the request of an order we did not place in this process (e.g. after restart)."""
     raw_type = str(raw.get("type") or "market").lower()
@@ -85,7 +98,7 @@ def request_from_order(
             symbol=str(raw["symbol"]),
             side=Side(str(raw["side"]).lower()),
             type=order_type,
-            amount=to_decimal(raw.get("amount")) or ZERO,
+            amount=(to_decimal(raw.get("amount")) or ZERO) * contract_size,
             price=price if order_type is OrderType.LIMIT else None,
             stop_price=stop_price if order_type is OrderType.STOP_MARKET else None,
             reduce_only=bool(raw.get("reduceOnly")),

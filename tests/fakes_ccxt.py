@@ -75,6 +75,8 @@ class FakeCcxt:
         default_type: str = "spot",
     ) -> None:
         self.id = venue
+        # Like ccxt's binance and okx on perps: stops answer only with trigger=True.
+        self.stops_apart = venue in ("binance", "okx") and default_type == "swap"
         self.options: dict[str, Any] = {"defaultType": default_type}
         self.markets: dict[str, dict[str, Any]] | None = None
         self.all_markets = markets if markets is not None else default_markets()
@@ -132,17 +134,24 @@ class FakeCcxt:
             "lastTradeTimestamp": T0 + 5,
         }
 
+    def _reachable(self, cid, params):
+        """Return True if the order of ``cid`` answers a call with ``params``."""
+        if cid not in self.orders:
+            return False
+        is_stop = self.orders[cid]["triggerPrice"] is not None
+        return not self.stops_apart or is_stop == bool((params or {}).get("trigger"))
+
     async def fetch_order(self, id, symbol=None, params=None):
         self._raise_injected("fetch_order")
         cid = (params or {}).get("clientOrderId")
-        if cid not in self.orders:
+        if not self._reachable(cid, params):
             raise ccxt_async.OrderNotFound(f"binance Order does not exist: {cid}")
         return self.orders[cid]
 
     async def cancel_order(self, id, symbol=None, params=None):
         self._raise_injected("cancel_order")
         cid = (params or {}).get("clientOrderId")
-        order = self.orders.get(cid)
+        order = self.orders.get(cid) if self._reachable(cid, params) else None
         if order is None or order["status"] != "open":
             raise ccxt_async.OrderNotFound("binance Unknown order sent.")
         order["status"] = "canceled"
@@ -152,8 +161,10 @@ class FakeCcxt:
         self.open_orders_calls.append((symbol, dict(params or {})))
         return [
             o
-            for o in self.orders.values()
-            if o["status"] == "open" and symbol in (None, o["symbol"])
+            for cid, o in self.orders.items()
+            if o["status"] == "open"
+            and symbol in (None, o["symbol"])
+            and self._reachable(cid, params)
         ]
 
     async def load_markets(self, reload=False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -42,8 +43,21 @@ from core.exchange.ccxt_markets import (
     domain_symbol,
     resolve_market,
 )
+from core.exchange.ccxt_orders import (
+    is_duplicate_message,
+    is_not_found_message,
+    is_triggered,
+    list_params,
+    lookup_params,
+    merge_triggered,
+    order_args,
+    stops_apart,
+    triggered_order_id,
+)
 from core.exchange.ccxt_parse import parse_balances, parse_order, parse_position
 from core.retry import Sleep, retry
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CallKind",
@@ -258,10 +272,14 @@ class CcxtExchange:
         self._requests: dict[str, OrderRequest] = {}  # what we asked, to map answers back
         self._leverage: dict[str, int] = {}
         self._names = SymbolNames()
+        self._stops_apart = stops_apart(self.name, market_type)
+        self._stops: set[str] = set()  # client ids of stops, where those live apart
 
     async def create_order(self, request: OrderRequest) -> Order:
         """Submit an order; resubmitting a known client order id returns the existing order."""
         self._requests[request.client_order_id] = request
+        if request.type is OrderType.STOP_MARKET and self._stops_apart:
+            self._stops.add(request.client_order_id)
         submitted = False
 
         async def attempt() -> Order:
@@ -279,17 +297,21 @@ class CcxtExchange:
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         """Cancel an open order and return its final state (a finished order is returned as is)."""
         market = await self._market(symbol)
-        params = {"clientOrderId": client_order_id}
         context = f"{self.name} cancel_order {client_order_id} {symbol}"
-        with ccxt_errors(context, CallKind.ORDER):
-            try:
-                raw = await self._exchange.cancel_order(None, market["symbol"], params)
-            except ccxt_async.OrderNotFound:
-                raw = None
-        if raw is None or not raw.get("status"):
-            # Already filled/canceled, or the venue answered without a status: ask for it.
-            return await self.fetch_order(client_order_id, symbol)
-        return self._parse(raw, client_order_id, market)
+        for stop in self._kinds(client_order_id):
+            with ccxt_errors(context, CallKind.ORDER):
+                try:
+                    raw = await self._exchange.cancel_order(
+                        None, market["symbol"], lookup_params(client_order_id, stop=stop)
+                    )
+                except ccxt_async.BaseError as exc:
+                    if not _is_not_found(exc):
+                        raise
+                    continue  # not there, or already ended
+            if raw.get("status"):
+                return await self._order_from(raw, client_order_id, market, stop=stop)
+            break  # canceled, answered without a status (Binance's algo service)
+        return await self.fetch_order(client_order_id, symbol)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
         """Return the order's current state; OrderRejected if the venue does not know it."""
@@ -301,19 +323,22 @@ class CcxtExchange:
         return order
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Return open orders, optionally of one symbol."""
+        """Return open orders (stops included), optionally of one symbol."""
         venue_symbol = None if symbol is None else (await self._market(symbol))["symbol"]
-        params: dict[str, Any] = {}
-        if symbol is None and self._market_type is MarketType.PERP:
-            # Without a symbol ccxt's binance lists spot orders, whatever defaultType says.
-            params = {"type": "swap", "subType": "linear"}
-        with ccxt_errors(f"{self.name} fetch_open_orders {symbol or ''}", CallKind.LOOKUP):
-            raws = await self._exchange.fetch_open_orders(venue_symbol, None, None, params)
         markets = await self._markets()
-        return [
-            self._parse(raw, raw.get("clientOrderId") or "", markets.get(raw.get("symbol"), {}))
-            for raw in raws
-        ]
+        orders: list[Order] = []
+        for stop in (False, True) if self._stops_apart else (False,):
+            params = list_params(self._market_type, symbol_given=symbol is not None, stop=stop)
+            context = f"{self.name} fetch_open_orders {symbol or ''}"
+            with ccxt_errors(context, CallKind.LOOKUP):
+                raws = await self._exchange.fetch_open_orders(venue_symbol, None, None, params)
+            for raw in raws:
+                cid = raw.get("clientOrderId") or ""
+                if stop:
+                    self._stops.add(cid)
+                market = markets.get(raw.get("symbol"), {})
+                orders.append(await self._order_from(raw, cid, market, stop=stop))
+        return orders
 
     async def fetch_balances(self) -> dict[str, Balance]:
         """Return non-zero balances by asset."""
@@ -373,10 +398,21 @@ class CcxtExchange:
         self._names.remember(symbol, str(market["symbol"]))
         return market
 
+    def _kinds(self, client_order_id: str) -> tuple[bool, ...]:
+        """Return where to ask for an order, in turn: on the stops' endpoint (True) or the
+        regular one. Where stops live apart, an order we know nothing of (placed before a
+        restart) is asked for on both before it counts as unknown."""
+        if not self._stops_apart:
+            return (False,)
+        if client_order_id in self._stops:
+            return (True, False)
+        request = self._requests.get(client_order_id)
+        return (False,) if request is not None else (False, True)
+
     async def _submit(self, request: OrderRequest) -> Order:
         market = await self._market(request.symbol)
         venue_symbol = market["symbol"]
-        ccxt_type, price, params = _order_args(request)
+        ccxt_type, price, params = order_args(request)
         amount = request.amount / contract_size(market)
         context = f"{self.name} create_order {request.client_order_id} {request.symbol}"
         with ccxt_errors(context, CallKind.ORDER):
@@ -386,26 +422,60 @@ class CcxtExchange:
                 raw = await self._exchange.create_order(
                     venue_symbol, ccxt_type, request.side.value, float(amount), price, params
                 )
-            except ccxt_async.InvalidOrder as exc:
+            except ccxt_async.BaseError as exc:
                 if not _is_duplicate(exc):
                     raise
                 existing = await self._find(request.client_order_id, request.symbol)
                 if existing is None:
                     raise
                 return existing
-        return self._parse(raw, request.client_order_id, market)
+        stop = request.client_order_id in self._stops
+        return await self._order_from(raw, request.client_order_id, market, stop=stop)
 
     async def _find(self, client_order_id: str, symbol: str) -> Order | None:
         market = await self._market(symbol)
         context = f"{self.name} fetch_order {client_order_id} {symbol}"
-        with ccxt_errors(context, CallKind.LOOKUP):
+        for stop in self._kinds(client_order_id):
+            with ccxt_errors(context, CallKind.LOOKUP):
+                try:
+                    raw = await self._exchange.fetch_order(
+                        None, market["symbol"], lookup_params(client_order_id, stop=stop)
+                    )
+                except ccxt_async.BaseError as exc:
+                    if not _is_not_found(exc):
+                        raise
+                    continue
+            if stop:
+                self._stops.add(client_order_id)
+            return await self._order_from(raw, client_order_id, market, stop=stop)
+        return None
+
+    async def _order_from(
+        self, raw: Mapping[str, Any], client_order_id: str, market: Market, *, stop: bool
+    ) -> Order:
+        """Return the Order of a ccxt answer; a triggered stop's state is its order's."""
+        if stop and is_triggered(raw):
+            actual_id = triggered_order_id(raw)
+            actual = None if actual_id is None else await self._by_id(actual_id, market)
+            if actual is None:
+                log.warning(
+                    "%s: stop %s triggered, its order is not visible yet: still working",
+                    self.name,
+                    client_order_id,
+                )
+            raw = merge_triggered(raw, actual)
+        return self._parse(raw, client_order_id, market)
+
+    async def _by_id(self, order_id: str, market: Market) -> Mapping[str, Any] | None:
+        """Return a regular order by the venue's id, None if it does not know it."""
+        with ccxt_errors(f"{self.name} fetch_order {order_id}", CallKind.LOOKUP):
             try:
-                raw = await self._exchange.fetch_order(
-                    None, market["symbol"], {"clientOrderId": client_order_id}
+                raw: Mapping[str, Any] = await self._exchange.fetch_order(
+                    order_id, market["symbol"]
                 )
             except ccxt_async.OrderNotFound:
                 return None
-        return self._parse(raw, client_order_id, market)
+        return raw
 
     async def _ensure_leverage(self, venue_symbol: str, leverage: int) -> None:
         if self._leverage.get(venue_symbol) != leverage:
@@ -435,19 +505,6 @@ class CcxtExchange:
         )
 
 
-def _order_args(request: OrderRequest) -> tuple[str, float | None, dict[str, Any]]:
-    """Return ccxt's (type, price, params) for a request; ccxt maps clientOrderId per venue."""
-    params: dict[str, Any] = {"clientOrderId": request.client_order_id}
-    if request.reduce_only and request.market_type is MarketType.PERP:
-        params["reduceOnly"] = True  # spot venues have no such flag (ccxt refuses it there)
-    # OrderRequest guarantees the prices its type needs.
-    if request.type is OrderType.LIMIT and request.price is not None:
-        return "limit", float(request.price), params
-    if request.type is OrderType.STOP_MARKET and request.stop_price is not None:
-        params["triggerPrice"] = float(request.stop_price)
-    return "market", None, params
-
-
 def _is_no_change(exc: Exception) -> bool:
     """Return True when the venue refused a setting because it is already in place (Bybit
     answers an unchanged leverage with 110043 "Set leverage not modified", as BadRequest)."""
@@ -455,4 +512,15 @@ def _is_no_change(exc: Exception) -> bool:
 
 
 def _is_duplicate(exc: Exception) -> bool:
-    return isinstance(exc, ccxt_async.DuplicateOrderId) or "duplicate" in str(exc).lower()
+    """Return True when the venue refused an order because its client id is taken."""
+    if isinstance(exc, ccxt_async.DuplicateOrderId):
+        return True
+    refused = isinstance(exc, ccxt_async.InvalidOrder | ccxt_async.BadRequest)
+    return refused and is_duplicate_message(str(exc))
+
+
+def _is_not_found(exc: Exception) -> bool:
+    """Return True when the venue does not know the order (any more)."""
+    return isinstance(exc, ccxt_async.OrderNotFound) or (
+        isinstance(exc, ccxt_async.BadRequest) and is_not_found_message(str(exc))
+    )

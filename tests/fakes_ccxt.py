@@ -91,6 +91,10 @@ class FakeCcxt:
         self.markets_loaded = False
         self.auth_error: Exception | None = None
         self.errors: dict[str, list[Exception]] = {}  # method name -> errors its next calls raise
+        self.order_fees = True  # False: orders carry no fee (Binance USD-M), trades do
+        self.trades: list[dict[str, Any]] = []  # what fetch_my_trades answers
+        self.trades_calls: list[tuple[Any, dict[str, Any]]] = []
+        self.has: dict[str, bool] = {"fetchMyTrades": True, "fetchOrderTrades": False}
 
     def fail_next(self, method: str, *errors: Exception) -> None:
         """Make the next calls of ``method`` raise ``errors``, one each, in order."""
@@ -128,7 +132,7 @@ class FakeCcxt:
             "status": "closed" if type == "market" and "triggerPrice" not in params else "open",
             "filled": amount if type == "market" and "triggerPrice" not in params else 0.0,
             "average": 100.1 if type == "market" else None,
-            "fee": {"cost": 0.1001, "currency": "USDT"},
+            "fee": {"cost": 0.1001, "currency": "USDT"} if self.order_fees else None,
             "fees": [],
             "timestamp": T0,
             "lastTradeTimestamp": T0 + 5,
@@ -166,6 +170,11 @@ class FakeCcxt:
             and symbol in (None, o["symbol"])
             and self._reachable(cid, params)
         ]
+
+    async def fetch_my_trades(self, symbol=None, since=None, limit=None, params=None):
+        self.trades_calls.append((symbol, dict(params or {})))
+        self._raise_injected("fetch_my_trades")
+        return [t for t in self.trades if t["symbol"] == symbol]
 
     async def load_markets(self, reload=False):
         self.markets_loaded = True

@@ -14,7 +14,8 @@ venue): one-way mode, one account.
   (``TRIGGERED`` while that order is working) and names it in ``actualOrderId``. The algo
   object has no fill figures of its own.
 - Fills and fees: ``/fapi/v1/userTrades`` (``orderId`` filter), one trade per fill with its
-  ``commission`` in USDT (taker 0.05 %, maker 0.02 %, the venue's base tier).
+  ``commission`` in USDT, at the account's rates (by default the base tier the markets state:
+  taker 0.05 %, maker 0.02 %).
 - Unknown ids answer -2013 "Order does not exist." (lookups) and -2011 "Unknown order sent."
   (cancels), both OrderNotFound in ccxt.
 
@@ -44,8 +45,10 @@ T0_MS = 1_704_067_200_000
 class FakeFapi:
     """Serve the USD-M order endpoints ``ccxt.binance`` uses for linear perps."""
 
-    def __init__(self, *, price: str = "100") -> None:
+    def __init__(self, *, price: str = "100", taker: str = "0.0005", maker: str = "0.0002") -> None:
         self.price = Decimal(price)  # where market orders (and triggered stops) fill
+        # The account's commission rates (a VIP tier pays less than the schedule in the markets).
+        self.taker, self.maker = Decimal(taker), Decimal(maker)
         self.orders: dict[int, dict[str, Any]] = {}
         self.algos: dict[int, dict[str, Any]] = {}
         self.trades: list[dict[str, Any]] = []
@@ -330,7 +333,7 @@ class FakeFapi:
         self.trades.append(
             {
                 "buyer": o["side"] == "BUY",
-                "commission": str(qty * price * (MAKER if maker else TAKER)),
+                "commission": str(qty * price * (self.maker if maker else self.taker)),
                 "commissionAsset": "USDT",
                 "id": next(self._ids),
                 "maker": maker,

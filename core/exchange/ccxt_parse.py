@@ -44,10 +44,12 @@ def parse_order(
     market_type: MarketType,
     now_ms: int,
     contract_size: Decimal = Decimal(1),
+    fee_paid: Decimal = ZERO,
 ) -> Order:
     """Return a ccxt order dict as an Order; ``request`` (what we sent) is kept when known.
 
     ccxt counts a contract market's amounts in contracts: ``contract_size`` base units each.
+    ``fee_paid`` is the caller's: many venues leave it out of the order (``ccxt_fees``).
     """
     if request is None:
         request = request_from_order(
@@ -69,7 +71,7 @@ def parse_order(
         status=status,
         filled=filled,
         average_price=average,
-        fee_paid=_fee_in_quote(raw, request.symbol, average),
+        fee_paid=fee_paid,
         created_ms=created_ms,
         updated_ms=max(updated_ms, created_ms),
     )
@@ -107,24 +109,6 @@ def request_from_order(
         )
     except (KeyError, ValueError) as exc:
         raise DependencyError(f"exchange sent an order we cannot read ({exc}): {raw!r}") from exc
-
-
-def _fee_in_quote(raw: Mapping[str, Any], symbol: str, average: Decimal | None) -> Decimal:
-    """Return fees paid in quote currency; fees in a third asset (e.g. BNB) are not counted."""
-    base, _, rest = symbol.partition("/")
-    quote = rest.split(":")[0]
-    fees = raw.get("fees") or ([raw["fee"]] if raw.get("fee") else [])
-    total = ZERO
-    for fee in fees:
-        cost = to_decimal(fee.get("cost")) if fee else None
-        if cost is None:
-            continue
-        currency = fee.get("currency")
-        if currency == quote:
-            total += cost
-        elif currency == base and average is not None:
-            total += cost * average
-    return total
 
 
 def parse_balances(raw: Mapping[str, Any]) -> dict[str, Balance]:

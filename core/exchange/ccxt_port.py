@@ -13,14 +13,16 @@ import functools
 import logging
 import random
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any
 
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderType
-from core.domain.orders import Order, OrderRequest
+from core.domain.orders import ZERO, Order, OrderRequest
 from core.domain.portfolio import Balance, Position
-from core.errors import OrderRejected
+from core.errors import DependencyError, OrderRejected
+from core.exchange.ccxt_fees import fee_entries, quote_fee, schedule_fee, trade_fees
 from core.exchange.ccxt_markets import Market, SymbolNames, contract_size, resolve_market
 from core.exchange.ccxt_orders import (
     is_triggered,
@@ -57,6 +59,7 @@ class Miss(Enum):
 _NOT_FOUND = frozenset({Miss.NOT_FOUND})
 _DUPLICATE = frozenset({Miss.DUPLICATE})
 _NO_CHANGE = frozenset({Miss.NO_CHANGE})
+_NOT_SUPPORTED = frozenset({Miss.NOT_SUPPORTED})
 
 
 class CcxtPort:
@@ -93,6 +96,9 @@ class CcxtPort:
         self._names = SymbolNames()
         self._stops_apart = stops_apart(self.name, market_type)
         self._stops: set[str] = set()  # client ids of stops, where those live apart
+        self._fees: dict[tuple[str, Decimal], Decimal] = {}  # trades' fee by (order, filled)
+        has = getattr(exchange, "has", None) or {}
+        self._order_trades_call = bool(has.get("fetchOrderTrades"))
 
     async def create_order(self, request: OrderRequest) -> Order:
         """Submit an order; resubmitting a known client order id returns the existing order."""
@@ -273,7 +279,9 @@ class CcxtPort:
     async def _order_from(
         self, raw: Mapping[str, Any], client_order_id: str, market: Market, *, stop: bool
     ) -> Order:
-        """Return the Order of a ccxt answer; a triggered stop's state is its order's."""
+        """Return the Order of a ccxt answer, with its fee; a triggered stop's state (and
+        fills) are those of the order it became."""
+        fills_id = str(raw.get("id") or "")
         if stop and is_triggered(raw):
             actual_id = triggered_order_id(raw)
             actual = None if actual_id is None else await self._by_id(actual_id, market)
@@ -284,7 +292,82 @@ class CcxtPort:
                     client_order_id,
                 )
             raw = merge_triggered(raw, actual)
-        return self._parse(raw, client_order_id, market)
+            fills_id = actual_id or fills_id
+        order = self._parse(raw, client_order_id, market)
+        return order.with_(fee_paid=await self._fee(order, raw, market, fills_id))
+
+    async def _fee(
+        self, order: Order, raw: Mapping[str, Any], market: Market, fills_id: str
+    ) -> Decimal:
+        """Return the fee ``order`` paid so far, in the quote: as the venue's order states it,
+        else from the order's trades, else (what those do not cover) the venue's schedule."""
+        entries = fee_entries(raw)
+        stated = quote_fee(entries, order.symbol, order.average_price) if entries else None
+        if stated is not None:
+            return stated  # a fee in a third asset (BNB) is no figure in the quote: go on
+        if order.filled <= ZERO:
+            return ZERO
+        key = (order.client_order_id, order.filled)
+        if key in self._fees:
+            return self._fees[key]
+        trades = await self._order_trades(fills_id, market)
+        fee, covered = trade_fees(trades or [], fills_id, order.symbol, contract_size(market))
+        missing = order.filled - covered
+        if missing <= ZERO:
+            self._fees[key] = fee  # final for this much filled: not asked for again
+            return fee
+        price = order.average_price or order.request.price or order.request.stop_price
+        estimate = (
+            None if price is None else schedule_fee(market, missing, price, order.request.type)
+        )
+        if estimate is None:
+            log.error(
+                "%s: fee of %s of order %s unknown (no trades, no fee schedule); booked %s",
+                self.name,
+                missing,
+                order.client_order_id,
+                fee,
+            )
+            return fee
+        log.warning(
+            "%s: fee of %s of order %s taken from the venue's fee schedule (%s): its trades "
+            "do not show it",
+            self.name,
+            missing,
+            order.client_order_id,
+            estimate,
+        )
+        return fee + estimate
+
+    async def _order_trades(self, order_id: str, market: Market) -> list[Any] | None:
+        """Return the venue's trades of one order; None when it gives none (no such call, a
+        refusal, or failures past the retries)."""
+        symbol = market["symbol"]
+        context = f"{self.name} trades of order {order_id} {symbol}"
+        has = getattr(self._exchange, "has", None) or {}
+        calls: list[tuple[str, tuple[Any, ...]]] = []
+        if self._order_trades_call:
+            calls.append(("fetch_order_trades", (order_id, symbol)))
+        if has.get("fetchMyTrades"):
+            # Binance USD-M: fetch_order_trades is spot-only; userTrades filters by orderId.
+            calls.append(("fetch_my_trades", (symbol, None, None, {"orderId": order_id})))
+        for method, args in calls:
+
+            async def ask(method: str = method, args: tuple[Any, ...] = args) -> Any:
+                return await self._call(
+                    method, *args, kind=CallKind.LOOKUP, context=context, handles=_NOT_SUPPORTED
+                )
+
+            try:
+                trades = await self._retry(ask, what=context)
+            except DependencyError as exc:
+                log.warning("%s: %s", context, exc)
+                return None
+            if trades is not Miss.NOT_SUPPORTED:
+                return list(trades)
+            if method == "fetch_order_trades":
+                self._order_trades_call = False  # not for these markets: ask the other way
+        return None
 
     async def _by_id(self, order_id: str, market: Market) -> Mapping[str, Any] | None:
         """Return a regular order by the venue's id, None if it does not know it."""

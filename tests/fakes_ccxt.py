@@ -78,6 +78,7 @@ class FakeCcxt:
         # Like ccxt's binance and okx on perps: stops answer only with trigger=True.
         self.stops_apart = venue in ("binance", "okx") and default_type == "swap"
         self.options: dict[str, Any] = {"defaultType": default_type}
+        self.precisionMode = 4  # ccxt's TICK_SIZE, as on binance, bybit and okx
         self.markets: dict[str, dict[str, Any]] | None = None
         self.all_markets = markets if markets is not None else default_markets()
         self.ohlcv_calls: list[str] = []

@@ -16,6 +16,7 @@ venue): one-way mode, one account.
 - Fills and fees: ``/fapi/v1/userTrades`` (``orderId`` filter), one trade per fill with its
   ``commission`` in USDT, at the account's rates (by default the base tier the markets state:
   taker 0.05 %, maker 0.02 %).
+- Leverage caps: ``/fapi/v1/leverageBracket`` (the notional brackets; the first allows most).
 - Unknown ids answer -2013 "Order does not exist." (lookups) and -2011 "Unknown order sent."
   (cancels), both OrderNotFound in ccxt.
 
@@ -53,6 +54,7 @@ class FakeFapi:
         self.algos: dict[int, dict[str, Any]] = {}
         self.trades: list[dict[str, Any]] = []
         self.position: dict[str, Decimal] = {}  # net, by market id
+        self.max_leverage: dict[str, int] = {"BTCUSDT": 125, "ETHUSDT": 100}  # first brackets
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._errors: deque[tuple[str, str, int, str, bool]] = deque()
         self._ids = itertools.count(1001)
@@ -72,6 +74,7 @@ class FakeFapi:
             "/fapi/v1/openAlgoOrders",
             "/fapi/v1/userTrades",
             "/fapi/v1/leverage",
+            "/fapi/v1/leverageBracket",
         ):
             app.router.add_route("*", path, self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -174,6 +177,33 @@ class FakeFapi:
             "maxNotionalValue": "1000000",
             "symbol": p["symbol"],
         }
+
+    def _get_leverageBracket(self, p: dict[str, str]) -> Any:
+        return [
+            {
+                "symbol": market_id,
+                "brackets": [
+                    {
+                        "bracket": 1,
+                        "initialLeverage": leverage,
+                        "notionalCap": 50000,
+                        "notionalFloor": 0,
+                        "maintMarginRatio": 0.004,
+                        "cum": 0.0,
+                    },
+                    {
+                        "bracket": 2,
+                        "initialLeverage": leverage // 2,
+                        "notionalCap": 500000,
+                        "notionalFloor": 50000,
+                        "maintMarginRatio": 0.005,
+                        "cum": 50.0,
+                    },
+                ],
+            }
+            for market_id, leverage in self.max_leverage.items()
+            if p.get("symbol") in (None, market_id)
+        ]
 
     def _post_order(self, p: dict[str, str]) -> Any:
         cid = p["newClientOrderId"]

@@ -14,9 +14,16 @@ from decimal import Decimal
 from typing import Any
 
 from core.domain.enums import MarketType
-from core.errors import ConfigError
+from core.domain.market_rules import MarketRules
+from core.errors import ConfigError, DataError
 
 Market = Mapping[str, Any]
+
+# ccxt's precision modes (``ccxt.base.decimal_to_precision``), the values of an exchange's
+# ``precisionMode``; a test pins them against ccxt's own.
+DECIMAL_PLACES = 2  # precision is a count of decimals: 3 means a step of 0.001
+SIGNIFICANT_DIGITS = 3  # a count of significant digits: the step depends on the value
+TICK_SIZE = 4  # precision is the step itself: 0.001 (Binance, Bybit, OKX)
 
 
 def domain_symbol(symbol: str) -> str:
@@ -66,6 +73,59 @@ def contract_size(market: Market) -> Decimal:
     perps counted in coins; OKX's BTC-USDT-SWAP counts contracts of 0.01 BTC)."""
     size = market.get("contractSize")
     return Decimal(str(size)) if size else Decimal(1)
+
+
+def market_rules(
+    market: Market,
+    *,
+    symbol: str,
+    precision_mode: int,
+    venue: str,
+    max_leverage: int | None = None,
+) -> MarketRules:
+    """Return the venue's rules of ``market`` for our ``symbol``, in base units.
+
+    ``max_leverage`` stands in when the market states no cap (Binance keeps it in its leverage
+    brackets). ConfigError for precision in significant digits (no fixed step to give),
+    DataError for a market that states no precision.
+    """
+    size = contract_size(market)
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+    stated_cap = _limit(limits, "leverage", "max")
+    leverage = int(stated_cap) if stated_cap is not None else max_leverage
+    return MarketRules(
+        symbol=symbol,
+        amount_step=_step(precision.get("amount"), precision_mode, "amount", market, venue) * size,
+        price_tick=_step(precision.get("price"), precision_mode, "price", market, venue),
+        min_amount=(_limit(limits, "amount", "min") or Decimal(0)) * size,
+        min_notional=_limit(limits, "cost", "min") or Decimal(0),
+        max_leverage=leverage,
+    )
+
+
+def _step(value: Any, mode: int, what: str, market: Market, venue: str) -> Decimal:
+    name = market.get("symbol")
+    if value is None:
+        raise DataError(f"{venue} states no {what} precision for {name}")
+    if mode == TICK_SIZE:
+        return Decimal(str(value))  # via str: 0.1 stays 0.1, 1e-05 is 0.00001
+    if mode == DECIMAL_PLACES:
+        places = Decimal(str(value))
+        if places != places.to_integral_value():
+            raise DataError(f"{venue} states {value} decimal places of {what} for {name}")
+        return Decimal(1).scaleb(-int(places))
+    if mode == SIGNIFICANT_DIGITS:
+        raise ConfigError(
+            f"{venue} states {name}'s precision in significant digits: its step depends on the "
+            "value, and the bot trades on fixed steps (use a venue with tick sizes)"
+        )
+    raise ConfigError(f"{venue} uses ccxt precision mode {mode}, which is not known here")
+
+
+def _limit(limits: Mapping[str, Any], what: str, bound: str) -> Decimal | None:
+    value = (limits.get(what) or {}).get(bound)
+    return None if value is None else Decimal(str(value))
 
 
 class SymbolNames:

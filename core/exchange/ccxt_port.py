@@ -19,11 +19,19 @@ from typing import Any
 
 from core.clock import Clock
 from core.domain.enums import MarketType, OrderType
+from core.domain.market_rules import MarketRules
 from core.domain.orders import ZERO, Order, OrderRequest
 from core.domain.portfolio import Balance, Position
-from core.errors import DependencyError, OrderRejected
+from core.errors import DataError, DependencyError, OrderRejected
 from core.exchange.ccxt_fees import fee_entries, quote_fee, schedule_fee, trade_fees
-from core.exchange.ccxt_markets import Market, SymbolNames, contract_size, resolve_market
+from core.exchange.ccxt_markets import (
+    TICK_SIZE,
+    Market,
+    SymbolNames,
+    contract_size,
+    market_rules,
+    resolve_market,
+)
 from core.exchange.ccxt_orders import (
     is_triggered,
     list_params,
@@ -183,6 +191,37 @@ class CcxtPort:
         perp's ``BTC/USDT``); ConfigError if the venue lists none."""
         return str((await self._market(symbol))["symbol"])
 
+    async def market_rules(self, symbol: str) -> MarketRules:
+        """Return the venue's precision and limits of our ``symbol`` (``load_market_rules``)."""
+        return (await self.load_market_rules([symbol]))[symbol]
+
+    async def load_market_rules(self, symbols: Iterable[str]) -> dict[str, MarketRules]:
+        """Return the venue's precision and limits of our ``symbols``, by our names.
+
+        They come from the venue's markets; a perp's leverage cap, where its market states
+        none (Binance), from the venue's leverage brackets in one private request (None if
+        that fails). ConfigError for a symbol the venue does not list. Load them once, at
+        start: markets change rarely and the brackets cost a request.
+        """
+        markets = {symbol: await self._market(symbol) for symbol in symbols}
+        uncapped = [
+            str(m["symbol"])
+            for m in markets.values()
+            if ((m.get("limits") or {}).get("leverage") or {}).get("max") is None
+        ]
+        caps = await self._leverage_caps(uncapped)
+        mode = getattr(self._exchange, "precisionMode", TICK_SIZE)
+        return {
+            symbol: market_rules(
+                market,
+                symbol=symbol,
+                precision_mode=mode,
+                venue=self.name,
+                max_leverage=caps.get(str(market["symbol"])),
+            )
+            for symbol, market in markets.items()
+        }
+
     async def start(self) -> None:
         """Load the markets, resolve the declared symbols and make one private call, so an
         unknown symbol (``ConfigError``) or bad keys (``OperationalError``) stop the process at
@@ -338,6 +377,34 @@ class CcxtPort:
             estimate,
         )
         return fee + estimate
+
+    async def _leverage_caps(self, venue_symbols: list[str]) -> dict[str, int]:
+        """Return the most leverage each perp allows (its first bracket), by ccxt symbol;
+        empty when the venue has no brackets to give."""
+        has = getattr(self._exchange, "has", None) or {}
+        if not venue_symbols or self._market_type is MarketType.SPOT:
+            return {}
+        if not has.get("fetchLeverageTiers"):
+            return {}
+        context = f"{self.name} fetch_leverage_tiers"
+
+        async def ask() -> Any:
+            return await self._call(
+                "fetch_leverage_tiers", venue_symbols, context=context, handles=_NOT_SUPPORTED
+            )
+
+        try:
+            tiers = await self._retry(ask, what=context)
+        except (DependencyError, DataError) as exc:
+            log.warning("%s: leverage caps unknown: %s", self.name, exc)
+            return {}
+        if tiers is Miss.NOT_SUPPORTED:
+            return {}
+        return {
+            symbol: int(max(tier["maxLeverage"] for tier in symbol_tiers))
+            for symbol, symbol_tiers in tiers.items()
+            if symbol in venue_symbols and symbol_tiers
+        }
 
     async def _order_trades(self, order_id: str, market: Market) -> list[Any] | None:
         """Return the venue's trades of one order; None when it gives none (no such call, a

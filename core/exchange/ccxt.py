@@ -1,10 +1,13 @@
 """The ccxt adapters: public candles (``CcxtMarketData``) and trading (``CcxtExchange``).
 
-This is the only module that imports ccxt. ccxt exceptions become ours in one place,
-:func:`ccxt_errors`; ccxt's dicts become domain values (Decimals, StrEnums) in
-``core.exchange.ccxt_parse``. Both adapters take an already built ccxt exchange object, so tests
-can point it at a local server (rewrite ``exchange.urls['api']``, call ``set_markets``) or pass
-a fake; :func:`make_ccxt_exchange` builds the real one from an exchange id.
+This is the only module that imports ccxt: it builds ccxt clients, calls them and maps ccxt's
+exceptions to ours in one place (:func:`map_ccxt_error`, by what the call is for). The rest
+needs no ccxt import and lives beside it: the trading port's logic (``ccxt_port``), symbols and
+market rules (``ccxt_markets``), where each venue keeps orders (``ccxt_orders``), fees
+(``ccxt_fees``) and ccxt's dicts as domain values (``ccxt_parse``). Both adapters take an
+already built ccxt exchange object, so tests can point it at a local server (rewrite
+``exchange.urls['api']``, call ``set_markets``) or pass a fake; :func:`make_ccxt_exchange`
+builds the real one from an exchange id.
 """
 
 from __future__ import annotations

@@ -168,7 +168,9 @@ class CcxtPort:
                 cid = raw.get("clientOrderId") or ""
                 if stop:
                     self._stops.add(cid)
-                market = markets.get(raw.get("symbol"), {})
+                # ccxt names every order by one of its markets; the fallback only keeps a
+                # stray answer readable (contract size 1, no fee schedule).
+                market = markets.get(raw.get("symbol")) or {"symbol": raw.get("symbol")}
                 orders.append(await self._order_from(raw, cid, market, stop=stop))
         return orders
 

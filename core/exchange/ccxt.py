@@ -1,17 +1,17 @@
 """The ccxt adapters: public candles (``CcxtMarketData``) and trading (``CcxtExchange``).
 
-This is the only module that imports ccxt. ccxt exceptions become ours in one place,
-:func:`ccxt_errors`; ccxt's dicts become domain values (Decimals, StrEnums) in
-``core.exchange.ccxt_parse``. Both adapters take an already built ccxt exchange object, so tests
-can point it at a local server (rewrite ``exchange.urls['api']``, call ``set_markets``) or pass
-a fake; :func:`make_ccxt_exchange` builds the real one from an exchange id.
+This is the only module that imports ccxt: it builds ccxt clients, calls them and maps ccxt's
+exceptions to ours in one place (:func:`map_ccxt_error`, by what the call is for). The rest
+needs no ccxt import and lives beside it: the trading port's logic (``ccxt_port``), symbols and
+market rules (``ccxt_markets``), where each venue keeps orders (``ccxt_orders``), fees
+(``ccxt_fees``) and ccxt's dicts as domain values (``ccxt_parse``). Both adapters take an
+already built ccxt exchange object, so tests can point it at a local server (rewrite
+``exchange.urls['api']``, call ``set_markets``) or pass a fake; :func:`make_ccxt_exchange`
+builds the real one from an exchange id.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -19,11 +19,8 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import numpy as np
 
-from core.clock import Clock
-from core.domain.enums import MarketType, OrderType
+from core.domain.enums import MarketType
 from core.domain.market import CandleSeries
-from core.domain.orders import Order, OrderRequest
-from core.domain.portfolio import Balance, Position
 from core.errors import (
     ConfigError,
     DataError,
@@ -34,45 +31,79 @@ from core.errors import (
     RateLimited,
     TemporaryError,
 )
-from core.exchange.ccxt_parse import parse_balances, parse_order, parse_position
-from core.retry import Sleep, retry
+from core.exchange.ccxt_markets import domain_symbol, resolve_market
+from core.exchange.ccxt_orders import is_duplicate_message, is_not_found_message
+from core.exchange.ccxt_port import CallKind, CcxtPort, Miss
 
-# Most specific first: several of these subclass NetworkError or InvalidOrder.
+__all__ = [
+    "CallKind",
+    "CcxtExchange",
+    "CcxtMarketData",
+    "ccxt_errors",
+    "domain_symbol",
+    "make_ccxt_exchange",
+    "map_ccxt_error",
+]
+
+
+# Most specific first: several of these subclass NetworkError or OperationRejected. Nothing here
+# depends on what the call was for.
 _ERROR_MAP: tuple[tuple[type[Exception], type[QTError]], ...] = (
     (ccxt_async.DDoSProtection, RateLimited),  # RateLimitExceeded subclasses it
     (ccxt_async.RateLimitExceeded, RateLimited),
     (ccxt_async.AuthenticationError, OperationalError),  # PermissionDenied, AccountSuspended
     (ccxt_async.RestrictedLocation, OperationalError),
     (ccxt_async.ManualInteractionNeeded, OperationalError),
-    (ccxt_async.OrderNotFound, OrderRejected),  # the adapter handles it first where it matters
-    (ccxt_async.InsufficientFunds, OrderRejected),
-    (ccxt_async.InvalidOrder, OrderRejected),
-    (ccxt_async.OperationRejected, OrderRejected),
     # ccxt's "may succeed if retried" branch: NetworkError (RequestTimeout,
-    # ExchangeNotAvailable, InvalidNonce), BadResponse, CancelPending, generic venue failures.
+    # ExchangeNotAvailable, InvalidNonce), BadResponse (a malformed answer, so the order may
+    # have landed: the retry looks it up first), CancelPending.
     (ccxt_async.OperationFailed, TemporaryError),
-    (ccxt_async.BadSymbol, DataError),
-    (ccxt_async.BadRequest, DataError),
-    (ccxt_async.BaseError, DependencyError),
+)
+# The venue turned the request down on its merits: an order's amount, price, funds, reduce-only,
+# the market's state. Venues use both branches for this: Binance USD-M answers -4005 "Quantity
+# greater than max quantity", -1111 precision and -4014 tick size as BadRequest, -2022
+# reduce-only and -4164 notional as InvalidOrder.
+_REFUSALS: tuple[type[Exception], ...] = (
+    ccxt_async.BadRequest,  # BadSymbol
+    ccxt_async.InvalidOrder,  # OrderNotFound, OrderImmediatelyFillable, DuplicateOrderId, ...
+    ccxt_async.InsufficientFunds,
+    ccxt_async.OperationRejected,  # MarketClosed, NoChange
 )
 
 
-def map_ccxt_error(exc: Exception, context: str = "") -> QTError:
-    """Return our error for a ccxt exception (DependencyError for anything unknown)."""
+def map_ccxt_error(exc: Exception, context: str = "", kind: CallKind = CallKind.DATA) -> QTError:
+    """Return our error for a ccxt exception raised by a call of ``kind``.
+
+    A refusal is ``OrderRejected`` on an order call (recorded, never retried, a fallback
+    applies), ``DependencyError`` on a lookup (ask again later: it is no proof the order is
+    gone) and, on a data call, ``DataError`` for a bad request (``OrderRejected`` for the order
+    refusals). Rate limits, network failures and malformed answers keep their kind everywhere;
+    anything unknown is a ``DependencyError``.
+    """
     prefix = f"{context}: " if context else ""
+    return _our_error_type(exc, kind)(f"{prefix}{type(exc).__name__}: {exc}")
+
+
+def _our_error_type(exc: Exception, kind: CallKind) -> type[QTError]:
     for ccxt_type, ours in _ERROR_MAP:
         if isinstance(exc, ccxt_type):
-            return ours(f"{prefix}{type(exc).__name__}: {exc}")
-    return DependencyError(f"{prefix}{type(exc).__name__}: {exc}")
+            return ours
+    if not isinstance(exc, _REFUSALS):
+        return DependencyError  # NotSupported, ArgumentsRequired: our call is wrong, or unknown
+    if kind is CallKind.LOOKUP:
+        return DependencyError
+    if kind is CallKind.DATA and isinstance(exc, ccxt_async.BadRequest):
+        return DataError
+    return OrderRejected
 
 
 @contextmanager
-def ccxt_errors(context: str = "") -> Iterator[None]:
+def ccxt_errors(context: str = "", kind: CallKind = CallKind.DATA) -> Iterator[None]:
     """Translate ccxt exceptions raised inside the block into core.errors types."""
     try:
         yield
     except ccxt_async.BaseError as exc:
-        raise map_ccxt_error(exc, context) from exc
+        raise map_ccxt_error(exc, context, kind) from exc
 
 
 def make_ccxt_exchange(
@@ -114,9 +145,15 @@ def make_ccxt_exchange(
 class CcxtMarketData:
     """The MarketData port over a ccxt.async_support exchange."""
 
-    def __init__(self, exchange: Any) -> None:
+    def __init__(self, exchange: Any, *, market_type: MarketType | None = None) -> None:
         self._exchange = exchange
         self.name: str = exchange.id
+        if market_type is None:  # as make_ccxt_exchange configured the client
+            options = getattr(exchange, "options", None) or {}
+            swap = options.get("defaultType") == "swap"
+            market_type = MarketType.PERP if swap else MarketType.SPOT
+        self._market_type = market_type
+        self._venue_symbols: dict[str, str] = {}
 
     @classmethod
     def create(cls, exchange_id: str, *, timeout_s: float = 30.0) -> CcxtMarketData:
@@ -126,9 +163,13 @@ class CcxtMarketData:
     async def fetch_ohlcv(
         self, symbol: str, timeframe: str, since_ms: int | None, limit: int
     ) -> CandleSeries:
-        """Return up to ``limit`` candles with open time >= ``since_ms``, oldest first."""
+        """Return up to ``limit`` candles with open time >= ``since_ms``, oldest first (a perp's
+        from the perpetual's market, named as asked)."""
         with ccxt_errors(f"{self.name} fetch_ohlcv {symbol} {timeframe} since {since_ms}"):
-            rows = await self._exchange.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit)
+            venue_symbol = await self._venue_symbol(symbol)
+            rows = await self._exchange.fetch_ohlcv(
+                venue_symbol, timeframe, since=since_ms, limit=limit
+            )
         if not rows:
             return CandleSeries.empty(symbol, timeframe)
         try:
@@ -146,198 +187,66 @@ class CcxtMarketData:
         """Close the HTTP session."""
         await self._exchange.close()
 
+    async def _venue_symbol(self, symbol: str) -> str:
+        if self._market_type is MarketType.SPOT:
+            return symbol  # ccxt's spot names are ours: no markets to load
+        if symbol not in self._venue_symbols:
+            markets = self._exchange.markets or await self._exchange.load_markets()
+            market = resolve_market(markets, symbol, self._market_type, self.name)
+            self._venue_symbols[symbol] = str(market["symbol"])
+        return self._venue_symbols[symbol]
 
-class CcxtExchange:
+
+class CcxtExchange(CcxtPort):
     """The Exchange port over a ccxt.async_support exchange (live trading).
 
     Orders are addressed by our client order id. ``create_order`` is idempotent: after a
     TemporaryError it looks the order up by client id before submitting again, and a venue's
-    "duplicate client id" answer returns the existing order.
+    "duplicate client id" answer returns the existing order. Stops are reached where ccxt put
+    them (Binance USD-M: the algo-order service) and a triggered stop reports its order's fills.
+
+    Symbols are ours: each is resolved through the venue's markets (a perp's ``BTC/USDT`` is
+    ccxt's ``BTC/USDT:USDT`` on every venue) and what the venue reports comes back under the
+    name the caller used. Amounts are base units (a venue counting contracts gets contracts).
+    ``symbols`` are resolved at ``start``, so a name the venue does not list stops the process
+    there (``ConfigError``) instead of at its first order.
     """
 
-    def __init__(
+    async def _call(
         self,
-        exchange: Any,
-        *,
-        clock: Clock,
-        market_type: MarketType = MarketType.SPOT,
-        attempts: int = 4,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 10.0,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._exchange = exchange
-        self.name: str = exchange.id
-        self._clock = clock
-        self._market_type = market_type
-        self._retry = functools.partial(
-            retry,
-            attempts=attempts,
-            base_delay_s=base_delay_s,
-            max_delay_s=max_delay_s,
-            sleep=sleep,
-            rng=rng or random.Random(),
-        )
-        self._requests: dict[str, OrderRequest] = {}  # what we asked, to map answers back
-        self._leverage: dict[str, int] = {}
-
-    async def create_order(self, request: OrderRequest) -> Order:
-        """Submit an order; resubmitting a known client order id returns the existing order."""
-        self._requests[request.client_order_id] = request
-        submitted = False
-
-        async def attempt() -> Order:
-            nonlocal submitted
-            if submitted:
-                # The last try may have reached the venue before failing: never place it twice.
-                existing = await self._find(request.client_order_id, request.symbol)
-                if existing is not None:
-                    return existing
-            submitted = True
-            return await self._submit(request)
-
-        return await self._retry(attempt, what=f"create_order {request.client_order_id}")
-
-    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
-        """Cancel an open order and return its final state (a finished order is returned as is)."""
-        params = {"clientOrderId": client_order_id}
-        context = f"{self.name} cancel_order {client_order_id} {symbol}"
-        with ccxt_errors(context):
+        method: str,
+        *args: Any,
+        kind: CallKind = CallKind.DATA,
+        context: str,
+        handles: frozenset[Miss] = frozenset(),
+    ) -> Any:
+        """Call ccxt's ``method``; return a ``Miss`` among ``handles`` instead of raising it,
+        and raise our error (``map_ccxt_error``) for anything else the venue answered."""
+        with ccxt_errors(context, kind):
             try:
-                raw = await self._exchange.cancel_order(None, symbol, params)
-            except ccxt_async.OrderNotFound:
-                raw = None
-        if raw is None or not raw.get("status"):
-            # Already filled/canceled, or the venue answered without a status: ask for it.
-            return await self.fetch_order(client_order_id, symbol)
-        return self._parse(raw, client_order_id)
-
-    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
-        """Return the order's current state; OrderRejected if the venue does not know it."""
-        order = await self._find(client_order_id, symbol)
-        if order is None:
-            raise OrderRejected(
-                f"{self.name}: no order with client id {client_order_id} on {symbol}"
-            )
-        return order
-
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Return open orders, optionally of one symbol."""
-        with ccxt_errors(f"{self.name} fetch_open_orders {symbol or ''}"):
-            raws = await self._exchange.fetch_open_orders(symbol)
-        return [self._parse(raw, raw.get("clientOrderId") or "") for raw in raws]
-
-    async def fetch_balances(self) -> dict[str, Balance]:
-        """Return non-zero balances by asset."""
-        with ccxt_errors(f"{self.name} fetch_balance"):
-            raw = await self._exchange.fetch_balance()
-        return parse_balances(raw)
-
-    async def fetch_positions(self) -> list[Position]:
-        """Return open perp positions; spot holdings are balances (entries are in our fills)."""
-        if self._market_type is MarketType.SPOT:
-            return []
-        with ccxt_errors(f"{self.name} fetch_positions"):
-            raws = await self._exchange.fetch_positions()
-        now_ms = self._clock.now_ms()
-        positions = [parse_position(_with_domain_symbol(raw), now_ms=now_ms) for raw in raws]
-        return [p for p in positions if p is not None]
-
-    async def start(self) -> None:
-        """Load the markets and make one private call, so bad keys stop the process at start
-        (``OperationalError``) instead of at its first order."""
-        with ccxt_errors(f"{self.name} load_markets"):
-            await self._exchange.load_markets()
-        await self.fetch_balances()
-
-    async def stop(self) -> None:
-        """Close the HTTP session."""
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._exchange.close()
-
-    # --- internals ---------------------------------------------------------------------------
-
-    async def _submit(self, request: OrderRequest) -> Order:
-        ccxt_type, price, params = _order_args(request)
-        context = f"{self.name} create_order {request.client_order_id} {request.symbol}"
-        with ccxt_errors(context):
-            if request.market_type is MarketType.PERP:
-                await self._ensure_leverage(request.symbol, request.leverage)
-            try:
-                raw = await self._exchange.create_order(
-                    request.symbol,
-                    ccxt_type,
-                    request.side.value,
-                    float(request.amount),
-                    price,
-                    params,
-                )
-            except ccxt_async.InvalidOrder as exc:
-                if not _is_duplicate(exc):
-                    raise
-                existing = await self._find(request.client_order_id, request.symbol)
-                if existing is None:
-                    raise
-                return existing
-        return self._parse(raw, request.client_order_id)
-
-    async def _find(self, client_order_id: str, symbol: str) -> Order | None:
-        context = f"{self.name} fetch_order {client_order_id} {symbol}"
-        with ccxt_errors(context):
-            try:
-                raw = await self._exchange.fetch_order(
-                    None, symbol, {"clientOrderId": client_order_id}
-                )
-            except ccxt_async.OrderNotFound:
-                return None
-        return self._parse(raw, client_order_id)
-
-    async def _ensure_leverage(self, symbol: str, leverage: int) -> None:
-        if self._leverage.get(symbol) != leverage:
-            await self._exchange.set_leverage(leverage, symbol)
-            self._leverage[symbol] = leverage
-
-    def _parse(self, raw: Mapping[str, Any], client_order_id: str) -> Order:
-        cid = raw.get("clientOrderId") or client_order_id
-        return parse_order(
-            _with_domain_symbol(raw),
-            request=self._requests.get(cid),
-            client_order_id=cid,
-            market_type=self._market_type,
-            now_ms=self._clock.now_ms(),
-        )
+                return await getattr(self._exchange, method)(*args)
+            except ccxt_async.BaseError as exc:
+                miss = _miss(exc)
+                if miss is not None and miss in handles:
+                    return miss
+                raise
 
 
-def domain_symbol(symbol: str) -> str:
-    """Return our name of a ccxt symbol: a linear perpetual ``BTC/USDT:USDT`` is ``BTC/USDT``
-    (the market type says it is a perp; ccxt maps it back with ``defaultType=swap``)."""
-    pair, _, settle = symbol.partition(":")
-    return pair if settle and pair.endswith(f"/{settle}") else symbol
-
-
-def _with_domain_symbol(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    symbol = raw.get("symbol")
-    if not isinstance(symbol, str) or domain_symbol(symbol) == symbol:
-        return raw
-    return {**raw, "symbol": domain_symbol(symbol)}
-
-
-def _order_args(request: OrderRequest) -> tuple[str, float | None, dict[str, Any]]:
-    """Return ccxt's (type, price, params) for a request; ccxt maps clientOrderId per venue."""
-    params: dict[str, Any] = {"clientOrderId": request.client_order_id}
-    if request.reduce_only and request.market_type is MarketType.PERP:
-        params["reduceOnly"] = True  # spot venues have no such flag (ccxt refuses it there)
-    # OrderRequest guarantees the prices its type needs.
-    if request.type is OrderType.LIMIT and request.price is not None:
-        return "limit", float(request.price), params
-    if request.type is OrderType.STOP_MARKET and request.stop_price is not None:
-        params["triggerPrice"] = float(request.stop_price)
-    return "market", None, params
-
-
-def _is_duplicate(exc: Exception) -> bool:
-    return isinstance(exc, ccxt_async.DuplicateOrderId) or "duplicate" in str(exc).lower()
+def _miss(exc: Exception) -> Miss | None:
+    """Return what a ccxt error means when it is an answer the port handles itself."""
+    text = str(exc)
+    if isinstance(exc, ccxt_async.DuplicateOrderId) or (
+        isinstance(exc, ccxt_async.InvalidOrder | ccxt_async.BadRequest)
+        and is_duplicate_message(text)
+    ):
+        return Miss.DUPLICATE
+    if isinstance(exc, ccxt_async.OrderNotFound) or (
+        isinstance(exc, ccxt_async.BadRequest) and is_not_found_message(text)
+    ):
+        return Miss.NOT_FOUND
+    # Bybit answers an unchanged leverage with 110043 "Set leverage not modified" (BadRequest).
+    if isinstance(exc, ccxt_async.NoChange) or "not modified" in text.lower():
+        return Miss.NO_CHANGE
+    if isinstance(exc, ccxt_async.NotSupported):
+        return Miss.NOT_SUPPORTED
+    return None

@@ -43,11 +43,22 @@ def parse_order(
     client_order_id: str,
     market_type: MarketType,
     now_ms: int,
+    contract_size: Decimal = Decimal(1),
+    fee_paid: Decimal = ZERO,
 ) -> Order:
-    """Return a ccxt order dict as an Order; ``request`` (what we sent) is kept when known."""
+    """Return a ccxt order dict as an Order; ``request`` (what we sent) is kept when known.
+
+    ccxt counts a contract market's amounts in contracts: ``contract_size`` base units each.
+    ``fee_paid`` is the caller's: many venues leave it out of the order (``ccxt_fees``).
+    """
     if request is None:
-        request = request_from_order(raw, client_order_id=client_order_id, market_type=market_type)
-    filled = to_decimal(raw.get("filled")) or ZERO
+        request = request_from_order(
+            raw,
+            client_order_id=client_order_id,
+            market_type=market_type,
+            contract_size=contract_size,
+        )
+    filled = (to_decimal(raw.get("filled")) or ZERO) * contract_size
     status = _STATUS.get(str(raw.get("status") or "open").lower(), OrderStatus.OPEN)
     if status is OrderStatus.OPEN and filled > ZERO:
         status = OrderStatus.PARTIALLY_FILLED
@@ -60,14 +71,18 @@ def parse_order(
         status=status,
         filled=filled,
         average_price=average,
-        fee_paid=_fee_in_quote(raw, request.symbol, average),
+        fee_paid=fee_paid,
         created_ms=created_ms,
         updated_ms=max(updated_ms, created_ms),
     )
 
 
 def request_from_order(
-    raw: Mapping[str, Any], *, client_order_id: str, market_type: MarketType
+    raw: Mapping[str, Any],
+    *,
+    client_order_id: str,
+    market_type: MarketType,
+    contract_size: Decimal = Decimal(1),
 ) -> OrderRequest:
     """Rebuild the request of an order we did not place in this process (e.g. after restart)."""
     raw_type = str(raw.get("type") or "market").lower()
@@ -85,7 +100,7 @@ def request_from_order(
             symbol=str(raw["symbol"]),
             side=Side(str(raw["side"]).lower()),
             type=order_type,
-            amount=to_decimal(raw.get("amount")) or ZERO,
+            amount=(to_decimal(raw.get("amount")) or ZERO) * contract_size,
             price=price if order_type is OrderType.LIMIT else None,
             stop_price=stop_price if order_type is OrderType.STOP_MARKET else None,
             reduce_only=bool(raw.get("reduceOnly")),
@@ -94,24 +109,6 @@ def request_from_order(
         )
     except (KeyError, ValueError) as exc:
         raise DependencyError(f"exchange sent an order we cannot read ({exc}): {raw!r}") from exc
-
-
-def _fee_in_quote(raw: Mapping[str, Any], symbol: str, average: Decimal | None) -> Decimal:
-    """Return fees paid in quote currency; fees in a third asset (e.g. BNB) are not counted."""
-    base, _, rest = symbol.partition("/")
-    quote = rest.split(":")[0]
-    fees = raw.get("fees") or ([raw["fee"]] if raw.get("fee") else [])
-    total = ZERO
-    for fee in fees:
-        cost = to_decimal(fee.get("cost")) if fee else None
-        if cost is None:
-            continue
-        currency = fee.get("currency")
-        if currency == quote:
-            total += cost
-        elif currency == base and average is not None:
-            total += cost * average
-    return total
 
 
 def parse_balances(raw: Mapping[str, Any]) -> dict[str, Balance]:

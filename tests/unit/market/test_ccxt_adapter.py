@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
-from typing import Any
 
 import ccxt.async_support as ccxt_async
 import numpy as np
 import pytest
 
-from core.clock import SimClock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.orders import OrderRequest
 from core.errors import (
@@ -23,15 +20,13 @@ from core.errors import (
     TemporaryError,
 )
 from core.exchange.ccxt import (
-    CcxtExchange,
     CcxtMarketData,
     ccxt_errors,
     domain_symbol,
     make_ccxt_exchange,
     map_ccxt_error,
 )
-
-T0 = 1_704_067_200_000
+from tests.fakes_ccxt import T0, FakeCcxt, adapter
 
 
 @pytest.mark.parametrize(
@@ -67,119 +62,6 @@ def test_ccxt_errors_context_chains_and_passes_other_errors() -> None:
     assert isinstance(info.value.__cause__, ccxt_async.RateLimitExceeded)
     with pytest.raises(KeyError), ccxt_errors("ctx"):
         raise KeyError("not ours to map")
-
-
-class FakeCcxt:
-    """Enough of a ccxt exchange to drive the adapters; orders live in a dict by client id."""
-
-    id = "binance"
-
-    def __init__(self) -> None:
-        self.orders: dict[str, dict[str, Any]] = {}
-        self.create_calls: list[tuple[Any, ...]] = []
-        self.create_errors: list[tuple[Exception, bool]] = []  # (error, order landed first?)
-        self.ohlcv: list[list[Any]] = []
-        self.leverage: list[tuple[int, str]] = []
-        self.closed = False
-        self.markets_loaded = False
-        self.auth_error: Exception | None = None
-
-    async def create_order(self, symbol, type, side, amount, price=None, params=None):
-        params = params or {}
-        self.create_calls.append((symbol, type, side, amount, price, dict(params)))
-        cid = params["clientOrderId"]
-        if self.create_errors:
-            error, landed = self.create_errors.pop(0)
-            if landed:
-                self.orders[cid] = self._order(cid, symbol, type, side, amount, price, params)
-            raise error
-        if cid in self.orders:
-            raise ccxt_async.InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}')
-        self.orders[cid] = self._order(cid, symbol, type, side, amount, price, params)
-        return self.orders[cid]
-
-    def _order(self, cid, symbol, type, side, amount, price, params):
-        return {
-            "id": f"x{len(self.orders) + 1}",
-            "clientOrderId": cid,
-            "symbol": symbol,
-            "type": type,
-            "side": side,
-            "amount": amount,
-            "price": price,
-            "triggerPrice": params.get("triggerPrice"),
-            "reduceOnly": params.get("reduceOnly", False),
-            "status": "closed" if type == "market" and "triggerPrice" not in params else "open",
-            "filled": amount if type == "market" and "triggerPrice" not in params else 0.0,
-            "average": 100.1 if type == "market" else None,
-            "fee": {"cost": 0.1001, "currency": "USDT"},
-            "fees": [],
-            "timestamp": T0,
-            "lastTradeTimestamp": T0 + 5,
-        }
-
-    async def fetch_order(self, id, symbol=None, params=None):
-        cid = (params or {}).get("clientOrderId")
-        if cid not in self.orders:
-            raise ccxt_async.OrderNotFound(f"binance Order does not exist: {cid}")
-        return self.orders[cid]
-
-    async def cancel_order(self, id, symbol=None, params=None):
-        cid = (params or {}).get("clientOrderId")
-        order = self.orders.get(cid)
-        if order is None or order["status"] != "open":
-            raise ccxt_async.OrderNotFound("binance Unknown order sent.")
-        order["status"] = "canceled"
-        return order
-
-    async def fetch_open_orders(self, symbol=None):
-        return [o for o in self.orders.values() if o["status"] == "open"]
-
-    async def load_markets(self, reload=False):
-        self.markets_loaded = True
-        return {}
-
-    async def fetch_balance(self):
-        if self.auth_error is not None:
-            raise self.auth_error
-        return {
-            "free": {"USDT": 950.5, "BTC": 0.1, "ETH": 0.0},
-            "used": {"USDT": 49.5, "BTC": 0.0, "ETH": 0.0},
-        }
-
-    async def fetch_positions(self, symbols=None):
-        return [
-            {"symbol": "BTC/USDT:USDT", "contracts": 0.0, "side": "long"},
-            {
-                "symbol": "ETH/USDT:USDT",
-                "contracts": 2.0,
-                "contractSize": 0.5,
-                "side": "short",
-                "entryPrice": 2000.1,
-                "leverage": 3,
-                "initialMargin": 333.35,
-                "liquidationPrice": 2650.5,
-                "timestamp": T0,
-            },
-        ]
-
-    async def set_leverage(self, leverage, symbol):
-        self.leverage.append((leverage, symbol))
-
-    async def fetch_ohlcv(self, symbol, timeframe, since=None, limit=None):
-        return self.ohlcv
-
-    async def close(self):
-        self.closed = True
-
-
-def adapter(fake: FakeCcxt, market_type: MarketType = MarketType.SPOT) -> CcxtExchange:
-    async def no_sleep(_: float) -> None:
-        return None
-
-    return CcxtExchange(
-        fake, clock=SimClock(T0), market_type=market_type, sleep=no_sleep, rng=random.Random(0)
-    )
 
 
 def limit_buy(cid: str = "qt-1") -> OrderRequest:

@@ -14,6 +14,7 @@ from core.exchange.ccxt import CcxtExchange
 from core.services.bus import EventBus
 from core.services.portfolio import PortfolioService, view_account
 from storage.memory import MemoryStorage
+from tests.fakes_ccxt import default_markets
 from tests.unit.exchange.builders import BTC, NO_SLIP_FILLS, T0_MS, bar, req, started_paper
 
 D = Decimal
@@ -54,6 +55,11 @@ class BinanceUsdmCcxt:
         # ccxt's own parser (the pinned version) turns Binance's answer into the unified
         # balance: free = availableBalance, used = initialMargin, total = marginBalance.
         self.balance = ccxt.binance().parse_balance_custom(BINANCE_ACCOUNT, "linear")
+        self.markets: dict[str, dict[str, Any]] | None = None
+
+    async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
+        self.markets = default_markets()
+        return self.markets
 
     async def fetch_balance(self) -> dict[str, Any]:
         return self.balance
@@ -75,7 +81,7 @@ class BinanceUsdmCcxt:
             }
         ]
 
-    async def fetch_open_orders(self, symbol: Any = None) -> list[dict[str, Any]]:
+    async def fetch_open_orders(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         return []
 
 

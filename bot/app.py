@@ -156,6 +156,9 @@ class TradingProcess:
             )
             if len(series):
                 self.engine.signals.seed(series)
+                # The engine values holdings at these until their next candle (a restart
+                # must size the next entry on the same account value as before it).
+                self.engine.observe_price(symbol, float(series.close[-1]))
 
     async def _start(self, component: Component) -> None:
         await component.start()

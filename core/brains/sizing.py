@@ -24,6 +24,10 @@ ONE = Decimal(1)
 # A market entry fills at the next open, which may be a little above the close it was sized
 # on: keep this fraction of the free cash back so the fill can still be paid.
 PRICE_MOVE_BUFFER = Decimal("0.001")
+# The position must be worth this much more than the venue minimum at the planned stop: the
+# fill may come in below the price sized on (a gap), and a spot position worth less than the
+# minimum cannot be sold at all (dust).
+MIN_NOTIONAL_HEADROOM = Decimal("1.1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +102,8 @@ def size_position(inp: SizingInput) -> SizingDecision:
         ROUND_DOWN
     ) * inp.amount_step
     # The venue must take the exit at the stop as well as the entry (spot checks every order).
-    if amount <= 0 or amount * min(inp.entry_price, inp.stop_price) < inp.min_notional:
+    at_stop = amount * min(inp.entry_price, inp.stop_price)
+    if amount <= 0 or at_stop < inp.min_notional * MIN_NOTIONAL_HEADROOM:
         return SizingDecision(
             amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
         )

@@ -88,6 +88,27 @@ class CandleOutcome:
     at_open: bool = True
 
 
+def _liquidation_in_turn(
+    orders: list[Order], liquidation: Order, side: PositionSide
+) -> list[Order]:
+    """Return ``orders`` with the venue's liquidation stop where the price meets it inside the
+    candle: after our stops that sit inside it, before those beyond it (cross margin moves
+    the level, it may pass a stop), and before take-profits (stops rank first anyway)."""
+    level = liquidation.request.stop_price
+    assert level is not None  # noqa: S101 - a stop order
+
+    def beyond_level(order: Order) -> bool:
+        stop = order.request.stop_price
+        return (
+            order.request.type is OrderType.STOP_MARKET
+            and stop is not None
+            and (stop < level if side is PositionSide.LONG else stop > level)
+        )
+
+    inside = [o for o in orders if not beyond_level(o)]
+    return [*inside, liquidation, *(o for o in orders if beyond_level(o))]
+
+
 def split_symbol(symbol: str) -> tuple[str, str]:
     """Return ``(base, quote)`` of ``BASE/QUOTE`` or ``BASE/QUOTE:SETTLE``, else ValueError."""
     base, sep, rest = symbol.partition("/")
@@ -375,7 +396,7 @@ class PaperBook:
                 liquidation = None
         orders = self.open_orders(symbol)
         if liquidation is not None:
-            orders.append(liquidation)  # after our stops, before take-profits
+            orders = _liquidation_in_turn(orders, liquidation, self._positions[symbol].side)
 
         def accept(sim_fill: SimFill) -> str | None:
             if is_liquidation(sim_fill.order.client_order_id):

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from core.brains.exits import (
     ExitConfig,
+    ExitPlan,
     PlanRequest,
     StopMode,
     bot_side_stop_hit,
@@ -333,16 +334,11 @@ class Engine:
             await self._settle_entry(trade)
             return
         price = self.prices[trade.symbol]
-        low, high = candle.low, candle.high
-        since = trade.bot_stop_since_ms
-        if since is not None and since >= candle.ts_ms:
-            # The bot began watching inside this candle: only the move to its close surely
-            # came after (as the venue matches orders placed on a fill).
-            low = high = candle.close
-        if bot_side_stop_hit(plan, low, high):
-            assert plan.stop is not None  # noqa: S101 - a bot-side stop was hit
-            reason = trade.stop_reason(plan.stop.price)
-            await self._exits.apply(trade, exit_at_market(plan), price, exit_reason=reason)
+        hit = _watched_stop_hit(trade, plan, candle)
+        if hit is not None:
+            await self._exits.apply(
+                trade, exit_at_market(plan), price, exit_reason=trade.stop_reason(hit)
+            )
             return
         wants_out = signal is not None and (
             signal.exit_long if trade.side is PositionSide.LONG else signal.exit_short
@@ -594,6 +590,30 @@ class Engine:
         symbol takes no new entry, so no order of ours outlives its trade."""
         if trade.finished and not trade.canceling:
             self._forget(trade)
+
+
+def _watched_stop_hit(trade: OpenTrade, plan: ExitPlan, candle: Candle) -> Decimal | None:
+    """Return the price of a stop the bot watches itself that ``candle`` reached, or None.
+
+    As the venue matches orders placed on a fill: a stop watched from before the candle, or
+    set on the entry fill at its open, sees the whole candle; one moved to after a fill inside
+    the candle sees only the move to its close, and the stop it replaced still answers for the
+    part before the move (the worst case: the low came first).
+    """
+    before, trade.bot_stop_before = trade.bot_stop_before, None
+    stop = plan.stop
+    if stop is None or stop.mode is not StopMode.BOT_SIDE:
+        return None
+    since = trade.bot_stop_since_ms
+    moved_inside = since is not None and since >= candle.ts_ms and not trade.bot_stop_whole_candle
+    if moved_inside and before is not None and _crossed(plan.side, before, candle):
+        return before
+    low, high = (candle.close, candle.close) if moved_inside else (candle.low, candle.high)
+    return stop.price if bot_side_stop_hit(plan, low, high) else None
+
+
+def _crossed(side: PositionSide, level: Decimal, candle: Candle) -> bool:
+    return candle.low <= level if side is PositionSide.LONG else candle.high >= level
 
 
 def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:

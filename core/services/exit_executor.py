@@ -85,6 +85,10 @@ class OpenTrade:
     canceling: dict[str, str] = field(default_factory=dict)  # cid -> cancel reason
     finished: bool = False  # the round trip is recorded (TradeClosed published)
     bot_stop_since_ms: int | None = None  # when the bot began watching its own stop
+    # Which part of that candle the watched stop saw: all of it when set on the entry fill
+    # (at the open); after a fill inside the candle, only the move to its close.
+    bot_stop_whole_candle: bool = True
+    bot_stop_before: Decimal | None = None  # the price watched until a move inside a candle
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
@@ -291,8 +295,13 @@ class ExitExecutor:
                 await self._publish_plan(trade, "stop moved")
             case BotSideStop():
                 await self._cancel(trade, STOP_NAME, "stop watched by the bot")
-                trade.bot_stop = action
+                previous, trade.bot_stop = trade.bot_stop, action
+                if previous is not None and previous.price != action.price:
+                    # Watched until this fill: the engine still checks it against the part
+                    # of the candle before the move (the worst case: the low came first).
+                    trade.bot_stop_before = previous.price
                 trade.bot_stop_since_ms = trade.last_fill_ms
+                trade.bot_stop_whole_candle = not trade.legs  # set on the entry fill
             case CancelLeg(name=name):
                 await self._cancel(trade, name, "leg canceled")
             case MarketExit(amount=amount):

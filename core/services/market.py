@@ -234,22 +234,30 @@ class MarketService:
 
     def _fill_steps(self, symbol: str, candle: Candle) -> list[Candle]:
         """Return the candles the venue fills against: the detail inside ``candle`` when it
-        covers the candle whole (every finer candle there, reaching its high and low), else
-        the candle itself: a detail file with a gap must not hide part of the range."""
+        covers the candle whole (every finer candle there, spanning exactly its high and low),
+        else the candle itself: a detail file with a gap must not hide part of the range, nor
+        one from another market add prices it never traded."""
         finer = self._detail.get(symbol)
         if finer is None:
             return [candle]
         part = finer.between(candle.ts_ms, candle.ts_ms + self._tf_ms)
         expected = self._tf_ms // timeframe_to_ms(finer.timeframe)
-        complete = (
-            len(part) == expected
-            and float(part.high.max()) >= candle.high * (1 - _RANGE_SLACK)
-            and float(part.low.min()) <= candle.low * (1 + _RANGE_SLACK)
-        )
+        complete = len(part) == expected and _same_range(part, candle)
         if not complete:
             self.stats.detail_fallbacks += 1
             return [candle]
         return [part.candle(i) for i in range(len(part))]
+
+
+def _same_range(part: CandleSeries, candle: Candle) -> bool:
+    """Return True when ``part`` spans exactly the candle's high and low (within float
+    rounding): a detail file from another market (futures under spot) must not fill at prices
+    the strategy candle never traded."""
+    high, low = float(part.high.max()), float(part.low.min())
+    return (
+        abs(high - candle.high) <= candle.high * _RANGE_SLACK
+        and abs(low - candle.low) <= candle.low * _RANGE_SLACK
+    )
 
 
 def _filled_event(fill: Fill, now_ms: int) -> OrderFilled:

@@ -87,6 +87,8 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         stop_prices=_decimals(d.get("stop_prices", {})),
         last_fill_ms=d.get("last_fill_ms"),
         bot_stop_since_ms=d.get("bot_stop_since_ms"),
+        bot_stop_whole_candle=bool(d.get("bot_stop_whole_candle", True)),
+        bot_stop_before=_dec(d.get("bot_stop_before")),
         canceling=dict(d.get("canceling", {})),
         finished=bool(d.get("finished", False)),
     )

@@ -446,3 +446,49 @@ async def test_detail_with_a_gap_falls_back_to_the_strategy_candle(
     [trade] = res.trades
     assert trade.exit_reason == "SL"
     assert res.detail_fallbacks >= 1
+
+
+async def test_a_spot_entry_that_fills_below_its_price_still_gets_an_exit_the_venue_takes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # 11.5 USDT: the entry is sized at 100, fills 2 % lower; a stop worth less than the 5 USDT
+    # minimum would leave a position no venue order can ever close (spot dust).
+    rows: list[Row] = [FLAT] * 2 + [(98, 98.2, 97.9, 98)] + [(98, 98, 90, 90)] * 4
+    res = await backtest(
+        monkeypatch,
+        tmp_path,
+        {"BTC/USDT": series("BTC/USDT", rows)},
+        RowScript({1: 1}),
+        QT__PAPER__STARTING_BALANCE="11.5",
+    )
+    assert res.open_positions == 0
+
+
+async def test_detail_from_another_market_falls_back_to_the_strategy_candle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One 5m candle reaches 102.0 where its hour's high is 101.9 (futures detail, spot hours).
+    rows: list[Row] = [FLAT] * 3 + [(100, 101.9, 99.9, 101)] + [(101, 101.2, 100.8, 101)] * 2
+    fine: list[tuple[int, Row]] = []
+    for r, (o, h, lo, c) in enumerate(rows):
+        for k in range(12):
+            high = 102.0 if (r, k) == (3, 5) else h
+            close = c if k == 11 else o
+            fine.append((T0_MS + r * HOUR_MS + k * FIVE_MIN_MS, (o, high, lo, close)))
+    det = CandleSeries.from_columns(
+        "BTC/USDT", "5m", [t for t, _ in fine], *([r[i] for _, r in fine] for i in range(4)),
+        [1.0] * len(fine),
+    )  # fmt: skip
+    runs = [
+        await backtest(
+            monkeypatch,
+            tmp_path,
+            {"BTC/USDT": series("BTC/USDT", rows)},
+            RowScript({1: 1}),
+            detail={"BTC/USDT": det},
+            fast=fast,
+        )
+        for fast in (True, False)
+    ]
+    assert runs[0].fills == runs[1].fills  # the detail's 102 never fills TP1 (101.97)
+    assert runs[1].detail_fallbacks >= 1  # the full path looked at that hour and said so

@@ -143,3 +143,17 @@ async def test_restart_mid_trade_continues_exactly(settings: Settings) -> None:
         await storage.stop()
     result = await run_backtest(settings, markets, start_ms=replay_start_ms)
     assert sorted(map(_key, fills)) == sorted(map(_key, result.fills))
+
+
+async def test_a_started_process_knows_every_symbols_price_before_its_first_candle(
+    settings: Settings,
+) -> None:
+    """After a restart the engine values holdings of every symbol at their stored closes, so
+    the first entry is sized on the same equity as without the restart."""
+    process = await build_demo(settings)
+    await process.start()
+    try:
+        assert set(process.engine.prices) == set(settings.trading.symbols)
+        assert all(price > 0 for price in process.engine.prices.values())
+    finally:
+        await process.stop("test")

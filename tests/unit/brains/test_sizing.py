@@ -144,11 +144,12 @@ def test_below_min_notional_gives_zero() -> None:
     decision = size(stop="97", step="1", min_notional="5000")
     assert decision.amount == 0
     assert decision.bound_by == "risk:below_minimum"
-    # valued at the stop, where the exit must clear the minimum too: 33 * 97 = 3_201
-    assert size(stop="97", step="1", min_notional="3201").amount == D(33)
-    assert size(stop="97", step="1", min_notional="3202").amount == 0
-    # a short's stop is above the entry: the entry is the smaller value
-    assert size(stop="103", step="1", min_notional="3300").amount == D(33)
+    # valued at the stop, where the exit must clear the minimum too, with 10 % headroom for
+    # a fill below the price sized on: 33 * 97 = 3_201 >= 1.1 * 2_910
+    assert size(stop="97", step="1", min_notional="2910").amount == D(33)
+    assert size(stop="97", step="1", min_notional="2911").amount == 0
+    # a short's stop is above the entry: the entry is the smaller value, 3_300 = 1.1 * 3_000
+    assert size(stop="103", step="1", min_notional="3000").amount == D(33)
 
 
 def test_rounding_to_zero_gives_zero() -> None:

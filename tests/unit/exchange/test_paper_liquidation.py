@@ -114,3 +114,21 @@ async def test_cross_margin_backs_the_position_with_the_wallet() -> None:
     assert eth.liquidation_price == D(49_914) / D("40.16")
     [fill] = await paper.on_candle(BTC, bar(2, 95, high=96, low=88, close=90))
     assert is_liquidation(fill.client_order_id)  # cross: ETH's loss took BTC down
+
+
+async def test_cross_liquidation_comes_before_a_stop_the_moved_level_passed() -> None:
+    """ETH's loss lifts BTC's liquidation price above BTC's own stop (85): a candle falling
+    from 95 to 80 meets the liquidation first."""
+    paper = await long_5x(MarginMode.CROSS)
+    await paper.create_order(
+        preq("sl", SELL, "10", type_=OrderType.STOP_MARKET, stop="85", reduce_only=True)
+    )
+    await paper.on_candle(ETH, bar(0, 1000))
+    await paper.create_order(preq("eth", SELL, "40", symbol=ETH))
+    await paper.on_candle(ETH, bar(1, 1000))
+    await paper.on_candle(ETH, bar(2, 1240))
+    [btc, _] = await paper.fetch_positions()
+    assert btc.liquidation_price is not None and btc.liquidation_price > 85
+    [fill] = await paper.on_candle(BTC, bar(2, 95, high=96, low=80, close=82))
+    assert is_liquidation(fill.client_order_id)
+    assert (await paper.fetch_order("sl", BTC)).status is OrderStatus.CANCELED

@@ -308,6 +308,34 @@ async def test_a_bot_side_stop_moved_inside_a_candle_ignores_that_candles_earlie
     assert [leg.reason for leg in closed.legs] == ["TP1", "TSL"]
 
 
+async def test_a_bot_side_stop_set_on_the_entry_fill_sees_the_whole_entry_candle(
+    settings: Settings,
+) -> None:
+    h = Harness(settings, ScriptedProvider(entries={at(0): 1}), paper_class=NoStopPaper)
+    await h.start()
+    await h.candle(*DECIDE)
+    await h.candle(1, 100.0, 100.5, 97.0, 99.9)  # entry at the open, then down through 98.02
+    assert by_type(await h.open_orders())["market"] == [(None, AMOUNT)]
+    await h.candle(2, 99.9, 100.0, 99.5, 99.8)
+    [closed] = h.engine.closed_trades
+    assert closed.exit_reason == "SL"
+
+
+async def test_the_bot_side_stop_a_take_profit_replaced_still_answers_for_the_candle(
+    settings: Settings,
+) -> None:
+    """The candle reaches TP1 and, on the worst path before it, the watched 98.02: the venue
+    filled TP1; the rest leaves at the next open, as SL."""
+    h = Harness(settings, ScriptedProvider(entries={at(0): 1}), paper_class=NoStopPaper)
+    await h.start()
+    await h.candles([DECIDE, FILL])
+    await h.candle(2, 100.3, 102.5, 97.5, 101.5)
+    assert by_type(await h.open_orders())["market"] == [(None, D(35))]
+    await h.candle(3, 101.4, 101.6, 101.0, 101.2)
+    [closed] = h.engine.closed_trades
+    assert [leg.reason for leg in closed.legs] == ["TP1", "SL"]
+
+
 async def test_rejected_stop_with_market_fallback_exits_at_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,8 @@ from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
 from core.domain.market import timeframe_to_ms
+from core.domain.market_rules import MarketRules
+from core.errors import ConfigError
 from core.market.feeds import CandleFeed
 from core.ports import Exchange, Storage
 from core.services.bus import EventBus
@@ -49,6 +51,11 @@ class ManagedExchange(Exchange, Component, Protocol):
     """The exchange port with a lifecycle (the paper exchange, ``CcxtExchange``)."""
 
 
+# Given our symbols, return the venue's precision and minimums of each (CcxtExchange's
+# load_market_rules).
+MarketRulesSource = Callable[[list[str]], Awaitable[Mapping[str, MarketRules]]]
+
+
 @dataclass
 class ProcessParts:
     """What differs between demo and run, chosen by the caller once."""
@@ -65,6 +72,8 @@ class ProcessParts:
     speed: float = 1.0  # market seconds per wall second
     before_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra: list[Component] = field(default_factory=list)  # e.g. the ccxt client, closed last
+    # The venue's precision and minimums per symbol (live); None: the settings' (paper).
+    market_rules: MarketRulesSource | None = None
 
 
 class TradingProcess:
@@ -129,6 +138,7 @@ class TradingProcess:
             await hook()
         await self._seed_signals()
         await self._start(self.exchange)
+        await self._use_market_rules()
         await self._start(self.engine)  # restores open trades against the exchange
         await self.trading_state.current()
         await self._start(self.scheduler)
@@ -144,6 +154,29 @@ class TradingProcess:
             )
         )
         self._market_task = asyncio.create_task(self._consume(), name="market-loop")
+
+    async def _use_market_rules(self) -> None:
+        """Load the venue's rules of every symbol; refuse a leverage the venue does not allow."""
+        source = self.parts.market_rules
+        if source is None:
+            return
+        trading = self.parts.settings.trading
+        rules = await source(trading.symbols)
+        for symbol, rule in rules.items():
+            if rule.max_leverage is not None and trading.max_leverage > rule.max_leverage:
+                raise ConfigError(
+                    f"QT__TRADING__MAX_LEVERAGE={trading.max_leverage} is more than "
+                    f"{self.parts.source} allows on {symbol} ({rule.max_leverage})"
+                )
+            log.info(
+                "%s: venue rules: amount step %s, price tick %s, minimums %s / %s",
+                symbol,
+                rule.amount_step,
+                rule.price_tick,
+                rule.min_amount,
+                rule.min_notional,
+            )
+        self.engine.use_market_rules(rules)
 
     async def _seed_signals(self) -> None:
         """Give the engine the stored recent history of each symbol (indicator warm-up)."""

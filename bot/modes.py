@@ -13,7 +13,13 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.app import WARMUP_HISTORY_CANDLES, ManagedExchange, ProcessParts, TradingProcess
+from bot.app import (
+    WARMUP_HISTORY_CANDLES,
+    ManagedExchange,
+    MarketRulesSource,
+    ProcessParts,
+    TradingProcess,
+)
 from bot.trading import paper_exchange
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
@@ -149,6 +155,7 @@ def live_exchange(settings: Settings, clock: Clock) -> CcxtExchange:
         ),
         clock=clock,
         market_type=ex.market_type,
+        symbols=settings.trading.symbols,  # checked at start: an unlisted one stops it there
     )
 
 
@@ -195,10 +202,13 @@ async def build_run(
 
     feed = PollingFeed(market_data, settings.trading.symbols, settings.trading.timeframe, clock)
     paper = None if live else paper_exchange(settings, storage, clock)
+    rules: MarketRulesSource | None = None
     if paper is not None:
         orders: ManagedExchange = paper
     else:
         orders = exchange or live_exchange(settings, clock)
+        # Live orders are sized and rounded by the venue's own rules for every symbol.
+        rules = getattr(orders, "load_market_rules", None)
         log.warning("LIVE trading on %s: real orders, real money", settings.exchange.name)
     return TradingProcess(
         ProcessParts(
@@ -213,6 +223,7 @@ async def build_run(
             mode_label="live" if live else "run",
             before_start=[fetch_warmup_history],
             extra=[_Closer(market_data)],
+            market_rules=rules,
         )
     )
 

@@ -21,13 +21,14 @@ from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
+from core.domain.market_rules import MarketRules
 from core.domain.policy import Policy
 from core.errors import ConfigError
 from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
 from core.ports import Exchange, KeyValueRepo, Storage
 from core.services.bus import EventBus
-from core.services.engine import Engine, EngineConfig, SymbolRules
+from core.services.engine import Engine, EngineConfig
 from core.services.execution import ExecutionService
 from core.services.exit_executor import ExitExecutor
 from core.services.portfolio import view_account
@@ -170,7 +171,8 @@ def build_engine(
             quote=quote,
             market_type=settings.exchange.market_type,
             leverage=settings.trading.max_leverage,
-            rules=SymbolRules(
+            rules=MarketRules(
+                symbol="*",  # every symbol the venue gave no rules of
                 amount_step=settings.market.amount_step,
                 price_tick=settings.market.price_tick,
                 min_notional=settings.market.min_notional,

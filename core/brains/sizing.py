@@ -59,6 +59,7 @@ class SizingInput:
     total_exposure: Decimal  # notional already open or pending
     leverage: int
     amount_step: Decimal
+    min_amount: Decimal = ZERO
     min_notional: Decimal = ZERO
     costs: TradingCosts = TradingCosts()
     policy: Policy
@@ -103,7 +104,8 @@ def size_position(inp: SizingInput) -> SizingDecision:
     ) * inp.amount_step
     # The venue must take the exit at the stop as well as the entry (spot checks every order).
     at_stop = amount * min(inp.entry_price, inp.stop_price)
-    if amount <= 0 or at_stop < inp.min_notional * MIN_NOTIONAL_HEADROOM:
+    too_small = amount < inp.min_amount or at_stop < inp.min_notional * MIN_NOTIONAL_HEADROOM
+    if amount <= 0 or too_small:
         return SizingDecision(
             amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
         )

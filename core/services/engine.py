@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -44,6 +44,7 @@ from core.domain.events import (
 )
 from core.domain.margin import MarginConfig, MarginMode, liquidation_price
 from core.domain.market import Candle
+from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
@@ -63,15 +64,6 @@ ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SymbolRules:
-    """Exchange precision for orders."""
-
-    amount_step: Decimal
-    price_tick: Decimal
-    min_notional: Decimal = ZERO
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """What the engine trades and how."""
 
@@ -79,7 +71,7 @@ class EngineConfig:
     quote: str
     market_type: MarketType
     leverage: int
-    rules: SymbolRules
+    rules: MarketRules  # for symbols the venue gave no rules of (paper, backtests: settings)
     exits: ExitConfig
     costs: TradingCosts  # expected fees and slippage, for the risk budget
     margin: MarginConfig | None = None  # perps: the stop must sit inside liquidation
@@ -111,6 +103,8 @@ class Engine:
         self._policy = policy
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
+        # The venue's precision and minimums per symbol (live: from its markets at start).
+        self.market_rules: dict[str, MarketRules] = {}
         self.prices: dict[str, Decimal] = {}
         self._state = state
         self._bus = bus
@@ -125,6 +119,14 @@ class Engine:
         bus.subscribe(
             TradingStateChanged.topic, self._on_state_changed, name="engine.on_state_changed"
         )
+
+    def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
+        """Size and round every order of these symbols by the venue's own rules."""
+        self.market_rules.update(rules)
+
+    def rules(self, symbol: str) -> MarketRules:
+        """Return the rules orders of ``symbol`` are sized and rounded by."""
+        return self.market_rules.get(symbol) or self.config.rules
 
     # --- persistence: a restart resumes managing the same trades --------------------------------
 
@@ -413,7 +415,8 @@ class Engine:
         # Size on the fill we expect (the price plus slippage) and the stop the Exit Brain
         # will plan from it, so the loss at the stop is the risk budget, costs included.
         expected = cfg.costs.fill_price(price, buy=side is PositionSide.LONG)
-        stop = self._planned_stop(side, expected, signal)
+        rules = self.rules(symbol)
+        stop = self._planned_stop(symbol, side, expected, signal)
         account = await view_account(self._exchange, self.prices, cfg.quote)
         sizing = size_position(
             SizingInput(
@@ -423,8 +426,9 @@ class Engine:
                 stop_price=stop,
                 total_exposure=account.exposure,
                 leverage=cfg.leverage,
-                amount_step=cfg.rules.amount_step,
-                min_notional=cfg.rules.min_notional,
+                amount_step=rules.amount_step,
+                min_amount=rules.min_amount,
+                min_notional=rules.min_notional,
                 costs=cfg.costs,
                 policy=policy,
             )
@@ -496,26 +500,36 @@ class Engine:
         return liquidation_price(side, amount, entry, collateral, margin)
 
     def _plan_request(
-        self, side: PositionSide, entry: Decimal, amount: Decimal, atr: float, confidence: float
+        self,
+        symbol: str,
+        side: PositionSide,
+        entry: Decimal,
+        amount: Decimal,
+        atr: float,
+        confidence: float,
     ) -> PlanRequest:
-        rules = self.config.rules
+        rules = self.rules(symbol)
         return PlanRequest(
             side=side,
             entry_price=entry,
             amount=amount,
             amount_step=rules.amount_step,
             price_tick=rules.price_tick,
-            min_amount=rules.amount_step,
+            min_amount=max(rules.amount_step, rules.min_amount),
             min_notional=rules.min_notional,
             atr=atr if math.isfinite(atr) and atr > 0 else None,
             confidence=min(1.0, max(0.0, confidence)),
             config=self.config.exits,
         )
 
-    def _planned_stop(self, side: PositionSide, price: Decimal, signal: Signal) -> Decimal:
+    def _planned_stop(
+        self, symbol: str, side: PositionSide, price: Decimal, signal: Signal
+    ) -> Decimal:
         """Return where the Exit Brain would put the stop, for sizing before the entry."""
+        rules = self.rules(symbol)
+        unit = max(rules.amount_step, rules.min_amount)  # any size: the stop's price is the same
         probe = plan_exits(
-            self._plan_request(side, price, Decimal(1), signal.atr, signal.confidence)
+            self._plan_request(symbol, side, price, unit, signal.atr, signal.confidence)
         )
         if probe.stop is None:
             raise ValueError("exit config has no stop: sizing needs a stop distance")
@@ -577,7 +591,12 @@ class Engine:
         trade.liquidation_price = position.liquidation_price if position is not None else None
         plan = plan_exits(
             self._plan_request(
-                trade.side, trade.entry_price, trade.amount, trade.atr, trade.confidence
+                trade.symbol,
+                trade.side,
+                trade.entry_price,
+                trade.amount,
+                trade.atr,
+                trade.confidence,
             )
         )
         await self._exits.place_plan(trade, plan, trade.entry_price)

@@ -17,6 +17,8 @@ from bot.modes import build_run
 from bot.runner import run_process
 from core.config import Settings, load_settings
 from core.domain.market import timeframe_to_ms
+from core.domain.market_rules import MarketRules
+from core.errors import ConfigError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
 from core.market.synthetic import generate_candles
 from core.services.execution import client_order_id
@@ -150,3 +152,56 @@ async def test_live_orders_go_to_the_venue_and_its_fills_come_back_through_the_s
         ("venue_sync", "1 event(s) from the venue")
     ]
     assert [e.payload["client_order_id"] for e in filled] == [entry]
+
+
+class VenueWithRules(FakeExchange):
+    """A fake live venue that states its market rules, as CcxtExchange does from ccxt."""
+
+    max_leverage = 20
+
+    async def load_market_rules(self, symbols: list[str]) -> dict[str, MarketRules]:
+        return {
+            s: MarketRules(
+                symbol=s,
+                amount_step=Decimal("0.001"),
+                price_tick=Decimal("0.1"),
+                min_amount=Decimal("0.001"),
+                min_notional=Decimal(5),
+                max_leverage=self.max_leverage,
+            )
+            for s in symbols
+        }
+
+
+@pytest.mark.parametrize("leverage", ["3", "50"])
+async def test_live_trading_takes_the_venues_market_rules_at_start(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    monkeypatch: pytest.MonkeyPatch,
+    leverage: str,
+) -> None:
+    md, _fake, _last_open = market_data
+    for name, value in {
+        "QT__TRADING__MODE": "live",
+        "QT__EXCHANGE__MARKET_TYPE": "perp",
+        "QT__EXCHANGE__API_KEY": "k",
+        "QT__EXCHANGE__API_SECRET": "s",
+        "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
+        "QT__TRADING__MAX_LEVERAGE": leverage,
+    }.items():
+        monkeypatch.setenv(name, value)
+    live = load_settings(
+        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
+    )
+    venue = VenueWithRules(balances={"USDT": Decimal(10_000)}, track_positions=True)
+    process = await build_run(live, market_data=md, exchange=venue)
+    try:
+        if leverage == "50":
+            with pytest.raises(ConfigError, match=r"MAX_LEVERAGE=50 is more than .* allows"):
+                await process.start()
+            return
+        await process.start()
+        rules = process.engine.rules("BTC/USDT")
+        assert (rules.amount_step, rules.price_tick) == (Decimal("0.001"), Decimal("0.1"))
+    finally:
+        await process.stop("test")

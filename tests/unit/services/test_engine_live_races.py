@@ -210,3 +210,51 @@ async def test_one_symbols_trouble_does_not_starve_the_others_sync(
     eth = lv.engine.trades["ETH/USDT"]
     assert eth.amount > 0 and eth.plan is not None
     assert any(o.symbol == "ETH/USDT" and o.request.stop_price for o in lv.venue.orders.values())
+
+
+async def test_live_orders_are_sized_and_priced_on_the_venues_grid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The venue trades BTC in steps of 0.001 at ticks of 0.1 (the settings say 0.00001 and
+    0.01): every amount and price the engine sends is on the venue's grid, so nothing is cut
+    off by the venue and a take-profit that fills is whole."""
+    from core.domain.market_rules import MarketRules
+
+    lv = await live(monkeypatch, tmp_path)
+    lv.engine.use_market_rules(
+        {
+            "ETH/USDT": MarketRules(
+                symbol="ETH/USDT",
+                amount_step=D("0.001"),
+                price_tick=D("0.1"),
+                min_amount=D("0.001"),
+                min_notional=D(5),
+            )
+        }
+    )
+    await lv.engine.on_candle("ETH/USDT", quiet(0))
+    eth_entry = client_order_id("ETH/USDT", at(0), "e")
+    lv.venue.script_fill(eth_entry, D("100.013"))
+    await lv.engine.sync_with_venue()
+
+    eth = [o.request for o in lv.venue.orders.values() if o.symbol == "ETH/USDT"]
+    assert len(eth) == 5  # the entry, the stop, three take-profits
+    for req in eth:
+        assert req.amount % D("0.001") == 0, req
+        for price in (req.price, req.stop_price):
+            assert price is None or price % D("0.1") == 0, req
+    trade = lv.engine.trades["ETH/USDT"]
+    assert trade.plan is not None
+    [tp1] = [
+        o for o in lv.venue.orders.values() if o.request.tag == "TP1" and o.symbol == "ETH/USDT"
+    ]
+    lv.venue.script_fill(tp1.client_order_id, tp1.request.price or D(0))
+    await lv.engine.sync_with_venue()
+    stop = next(
+        o
+        for o in lv.venue.orders.values()
+        if o.is_open and o.symbol == "ETH/USDT" and o.request.stop_price
+    )
+    assert (
+        stop.request.stop_price is not None and stop.request.stop_price > trade.entry_price
+    )  # break-even

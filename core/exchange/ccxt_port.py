@@ -117,8 +117,12 @@ class CcxtPort:
 
         async def attempt() -> Order:
             nonlocal submitted
-            if submitted:
-                # The last try may have reached the venue before failing: never place it twice.
+            # An entry is looked up before it is ever sent: Binance keeps a client id unique
+            # among open orders only, so an entry sent again after its order filled (a crash
+            # and restart) would open a second position. (Exits are reduce-only: one sent
+            # twice cannot add exposure, so they skip the extra request.) After a failed try,
+            # every order is looked up: it may have reached the venue before failing.
+            if submitted or not request.reduce_only:
                 existing = await self._find(request.client_order_id, request.symbol)
                 if existing is not None:
                     return existing

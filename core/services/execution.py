@@ -1,9 +1,11 @@
 """Execution: every order goes out through here, past the risk gate, with a client order id.
 
 Client order ids are deterministic: ``qt-<base>-<symbol hash>-<candle open, base36 s>-<tag>``.
-The same decision on the same candle (after a crash and restart, say) yields the same id, and
-the exchange's idempotency on client ids turns a resubmission into a no-op instead of a second
-order. The base is cut to 8 characters to stay readable, so the hash of the whole symbol keeps
+The same decision on the same candle yields the same id. Venues are idempotent on client ids
+only so far: the paper venue for ever, Binance among open orders only (an id sent again after
+its order filled is a new order). So the engine never decides a candle twice (it stores the last
+one decided, before an entry goes out) and ``CcxtExchange`` looks an entry up by its id before
+sending it. The base is cut to 8 characters to stay readable, so the hash of the whole symbol keeps
 symbols apart that share their first characters (BROCCOLI714/USDT, BROCCOLIF3B/USDT) or their
 base (BTC/USDT, BTC/USDC, BTC/USDT:USDT). Ids stay within Binance's 36-character limit, in
 letters, digits and dashes (a subset of every major venue's alphabet).

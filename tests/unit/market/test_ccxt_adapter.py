@@ -284,3 +284,41 @@ async def test_a_perp_order_read_back_after_a_restart_keeps_our_symbol() -> None
     fake.orders["qt-x"] = fake._order("qt-x", "BTC/USDT:USDT", "limit", "sell", 0.01, 105.0, {})
     order = await adapter(fake, MarketType.PERP).fetch_order("qt-x", "BTC/USDT")
     assert order.symbol == "BTC/USDT"
+
+
+async def test_an_entry_sent_again_after_a_restart_is_found_not_placed_twice() -> None:
+    """Binance keeps a client id unique among OPEN orders only: an entry that filled, sent
+    again under its id by a process that restarted, would open a second position. The adapter
+    looks every entry up before sending it."""
+    fake = FakeCcxt()
+    await adapter(fake).create_order(limit_buy("qt-e"))
+    fake.orders["qt-e"]["status"] = "closed"  # it filled
+    fake.orders["qt-e"]["filled"] = 0.001
+    again = await adapter(fake).create_order(limit_buy("qt-e"))  # a fresh adapter: no memory
+    assert len(fake.create_calls) == 1
+    assert again.status is OrderStatus.FILLED
+
+
+async def test_exits_are_sent_without_the_extra_lookup() -> None:
+    fake = FakeCcxt()
+    sell = OrderRequest(
+        client_order_id="qt-x",
+        symbol="BTC/USDT",
+        side=Side.SELL,
+        type=OrderType.LIMIT,
+        amount=Decimal("0.001"),
+        price=Decimal("120"),
+        reduce_only=True,
+        market_type=MarketType.PERP,
+    )
+    looked_up: list[object] = []
+    original = fake.fetch_order
+
+    async def counting_fetch_order(*args: object, **kwargs: object) -> object:
+        looked_up.append(args)
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    fake.fetch_order = counting_fetch_order  # type: ignore[method-assign]
+    await adapter(fake, MarketType.PERP).create_order(sell)
+    assert looked_up == []  # reduce-only: sent twice it could not add exposure
+    assert len(fake.create_calls) == 1

@@ -53,7 +53,8 @@ from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
-from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor, OpenTrade, missed_fill
+from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor
+from core.services.open_trade import OpenTrade, missed_fill
 from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trade_codec import decode_trades, encode_trades

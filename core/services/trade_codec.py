@@ -14,7 +14,7 @@ from core.brains.exits import BotSideStop, ExitPlan, StopLeg, StopMode, TakeProf
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import jsonable
 from core.domain.trades import ExitLeg
-from core.services.exit_executor import OpenTrade
+from core.services.open_trade import OpenTrade
 
 FORMAT_VERSION = 1
 

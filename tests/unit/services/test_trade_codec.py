@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from core.brains.exits import BotSideStop, PlanRequest, plan_exits
 from core.domain.enums import MarketType, PositionSide
 from core.domain.trades import ExitLeg
-from core.services.exit_executor import OpenTrade
+from core.services.open_trade import OpenTrade
 from core.services.trade_codec import decode_trades, encode_trades
 
 

@@ -1,0 +1,151 @@
+"""One position's bookkeeping from entry order to flat, and the records made from it.
+
+``OpenTrade`` is what the engine keeps (and stores, ``trade_codec``) per symbol: the exit plan,
+the working orders by role, the fills counted per order, and what the venue has not confirmed
+yet. The functions turn fills into exit legs and a finished trade into a ``ClosedTrade``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from core.brains.exits import STOP_NAME, BotSideStop, ExitPlan
+from core.domain.enums import MarketType, PositionSide
+from core.domain.events import OrderFilled
+from core.domain.orders import Order
+from core.domain.trades import ClosedTrade, ExitLeg
+
+ZERO = Decimal(0)
+TRAILED_STOP_REASON = "TSL"  # exit reason of a stop the ladder had moved; the first is "SL"
+
+
+@dataclass(slots=True)
+class OpenTrade:
+    """Bookkeeping of one position from entry order to flat."""
+
+    trade_id: str
+    symbol: str
+    side: PositionSide
+    decided_ms: int  # open time of the candle the entry was decided on (base of client ids)
+    entry_cid: str
+    confidence: float
+    atr: float
+    market_type: MarketType
+    leverage: int
+    opened_ms: int | None = None
+    amount: Decimal = ZERO
+    entry_cost: Decimal = ZERO  # sum of fill amount * price
+    entry_fee: Decimal = ZERO
+    plan: ExitPlan | None = None
+    working: dict[str, str] = field(default_factory=dict)  # leg name -> client id
+    roles: dict[str, str] = field(default_factory=dict)  # client id -> leg name / "entry"
+    exit_reasons: dict[str, str] = field(default_factory=dict)  # market exit cid -> reason
+    legs: list[ExitLeg] = field(default_factory=list)
+    bot_stop: BotSideStop | None = None
+    seq: int = 0  # numbers stop replacements and market exits
+    first_stop: Decimal | None = None  # the plan's initial stop price (a stop elsewhere: TSL)
+    funding: Decimal = ZERO  # settled while open: received > 0, paid < 0
+    liquidation_price: Decimal | None = None  # the venue's, once the entry filled (perps)
+    filled_by_cid: dict[str, Decimal] = field(default_factory=dict)  # fills seen, per order
+    cost_by_cid: dict[str, Decimal] = field(default_factory=dict)  # their sum of amount * price
+    fee_by_cid: dict[str, Decimal] = field(default_factory=dict)  # and of fees
+    stop_prices: dict[str, Decimal] = field(default_factory=dict)  # stop order cid -> its price
+    last_fill_ms: int | None = None  # market time of the newest fill (entry or exit)
+    # Orders we asked the venue to cancel and it has not confirmed ended (a cancel that timed
+    # out): asked again every cycle, and the trade is kept (its symbol takes no new entry)
+    # until none is left, so no order of ours outlives its trade.
+    canceling: dict[str, str] = field(default_factory=dict)  # cid -> cancel reason
+    finished: bool = False  # the round trip is recorded (TradeClosed published)
+    bot_stop_since_ms: int | None = None  # when the bot began watching its own stop
+    # Which part of that candle the watched stop saw: all of it when set on the entry fill
+    # (at the open); after a fill inside the candle, only the move to its close.
+    bot_stop_whole_candle: bool = True
+    bot_stop_before: Decimal | None = None  # the price watched until a move inside a candle
+
+    def note_fill(
+        self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
+    ) -> None:
+        """Count a fill of order ``cid`` (what the venue reports beyond this is news)."""
+        self.filled_by_cid[cid] = self.filled_by_cid.get(cid, ZERO) + amount
+        self.cost_by_cid[cid] = self.cost_by_cid.get(cid, ZERO) + amount * price
+        self.fee_by_cid[cid] = self.fee_by_cid.get(cid, ZERO) + fee
+        if ts_ms is not None:
+            self.last_fill_ms = max(ts_ms, self.last_fill_ms or ts_ms)
+
+    def stop_reason(self, stop_price: Decimal) -> str:
+        """Return SL for a stop at the plan's first stop price, TSL for one the ladder moved."""
+        return STOP_NAME if stop_price == self.first_stop else TRAILED_STOP_REASON
+
+    @property
+    def entry_price(self) -> Decimal:
+        """Return the average entry price."""
+        return self.entry_cost / self.amount if self.amount else ZERO
+
+    def next_tag(self, prefix: str) -> str:
+        """Return a fresh tag such as ``s1`` or ``x2``."""
+        self.seq += 1
+        return f"{prefix}{self.seq}"
+
+
+def exit_leg(trade: OpenTrade, event: OrderFilled, reason: str) -> ExitLeg:
+    sign = Decimal(1) if trade.side is PositionSide.LONG else Decimal(-1)
+    entry_fee_share = trade.entry_fee * event.amount / trade.amount if trade.amount else ZERO
+    gross = sign * (event.price - trade.entry_price) * event.amount
+    return ExitLeg(
+        reason=reason,
+        ts_ms=event.fill_ts_ms,
+        price=event.price,
+        amount=event.amount,
+        fee=event.fee,
+        pnl=gross - event.fee - entry_fee_share,
+    )
+
+
+def closed_trade(trade: OpenTrade) -> ClosedTrade:
+    amount = sum((leg.amount for leg in trade.legs), ZERO)
+    exit_value = sum((leg.amount * leg.price for leg in trade.legs), ZERO)
+    pnl = sum((leg.pnl for leg in trade.legs), trade.funding)
+    fees = trade.entry_fee + sum((leg.fee for leg in trade.legs), ZERO)
+    notional = trade.entry_price * trade.amount
+    last = trade.legs[-1]
+    return ClosedTrade(
+        trade_id=trade.trade_id,
+        symbol=trade.symbol,
+        side=trade.side,
+        market_type=trade.market_type,
+        leverage=trade.leverage,
+        opened_ms=trade.opened_ms if trade.opened_ms is not None else trade.decided_ms,
+        closed_ms=last.ts_ms,
+        amount=amount,
+        entry_price=trade.entry_price,
+        exit_price=exit_value / amount if amount else ZERO,
+        fees=fees,
+        pnl=pnl,
+        pnl_pct=float(pnl / notional) if notional else 0.0,
+        exit_reason=last.reason,
+        legs=tuple(trade.legs),
+        funding=trade.funding,
+        liquidation_price=trade.liquidation_price,
+    )
+
+
+def missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | None:
+    """Return the fill the venue's order state implies beyond what ``trade`` has counted:
+    its amount, and its price and fee from the order's totals minus those counted."""
+    cid = order.client_order_id
+    amount = order.filled - trade.filled_by_cid.get(cid, ZERO)
+    if amount <= 0 or order.average_price is None:
+        return None
+    cost = order.average_price * order.filled - trade.cost_by_cid.get(cid, ZERO)
+    return OrderFilled(
+        ts_ms=now_ms,
+        fill_ts_ms=order.updated_ms,
+        client_order_id=cid,
+        symbol=order.symbol,
+        side=order.request.side.value,
+        amount=amount,
+        price=cost / amount,
+        fee=max(ZERO, order.fee_paid - trade.fee_by_cid.get(cid, ZERO)),
+        liquidity="unknown",
+    )

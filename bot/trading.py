@@ -28,9 +28,10 @@ from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
 from core.ports import Exchange, KeyValueRepo, Storage
 from core.services.bus import EventBus
-from core.services.engine import Engine, EngineConfig
+from core.services.engine import Engine
 from core.services.execution import ExecutionService
 from core.services.exit_executor import ExitExecutor
+from core.services.order_plans import EngineConfig
 from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trading_state import TradingStateService

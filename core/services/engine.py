@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
 from core.brains.exits import (
-    ExitConfig,
-    ExitPlan,
-    PlanRequest,
     StopMode,
-    bot_side_stop_hit,
     exit_at_market,
     plan_exits,
 )
-from core.brains.sizing import SizingInput, TradingCosts, size_position
 from core.clock import Clock
 from core.domain.enums import (
     MarketType,
@@ -42,7 +35,6 @@ from core.domain.events import (
     OrderFilled,
     TradingStateChanged,
 )
-from core.domain.margin import MarginConfig, MarginMode, liquidation_price
 from core.domain.market import Candle
 from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest, is_liquidation
@@ -55,27 +47,15 @@ from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
 from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor
 from core.services.open_trade import OpenTrade, missed_fill
+from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.trade_codec import decode_trades, encode_trades
+from core.services.watched_stop import watched_stop_hit
 from core.signals.base import Signal
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineConfig:
-    """What the engine trades and how."""
-
-    timeframe: str
-    quote: str
-    market_type: MarketType
-    leverage: int
-    rules: MarketRules  # for symbols the venue gave no rules of (paper, backtests: settings)
-    exits: ExitConfig
-    costs: TradingCosts  # expected fees and slippage, for the risk budget
-    margin: MarginConfig | None = None  # perps: the stop must sit inside liquidation
 
 
 class Engine:
@@ -104,8 +84,7 @@ class Engine:
         self._policy = policy
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
-        # The venue's precision and minimums per symbol (live: from its markets at start).
-        self.market_rules: dict[str, MarketRules] = {}
+        self.orders = OrderPlanner(config)
         self.prices: dict[str, Decimal] = {}
         self._state = state
         self._bus = bus
@@ -123,11 +102,11 @@ class Engine:
 
     def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
         """Size and round every order of these symbols by the venue's own rules."""
-        self.market_rules.update(rules)
+        self.orders.use_market_rules(rules)
 
     def rules(self, symbol: str) -> MarketRules:
         """Return the rules orders of ``symbol`` are sized and rounded by."""
-        return self.market_rules.get(symbol) or self.config.rules
+        return self.orders.rules(symbol)
 
     # --- persistence: a restart resumes managing the same trades --------------------------------
 
@@ -337,7 +316,7 @@ class Engine:
             await self._settle_entry(trade)
             return
         price = self.prices[trade.symbol]
-        hit = _watched_stop_hit(trade, plan, candle)
+        hit = watched_stop_hit(trade, plan, candle)
         if hit is not None:
             await self._exits.apply(
                 trade, exit_at_market(plan), price, exit_reason=trade.stop_reason(hit)
@@ -415,29 +394,16 @@ class Engine:
         price = self.prices[symbol]
         # Size on the fill we expect (the price plus slippage) and the stop the Exit Brain
         # will plan from it, so the loss at the stop is the risk budget, costs included.
-        expected = cfg.costs.fill_price(price, buy=side is PositionSide.LONG)
-        rules = self.rules(symbol)
-        stop = self._planned_stop(symbol, side, expected, signal)
+        expected = self.orders.expected_fill(side, price)
+        stop = self.orders.planned_stop(symbol, side, expected, signal.atr, signal.confidence)
         account = await view_account(self._exchange, self.prices, cfg.quote)
-        sizing = size_position(
-            SizingInput(
-                equity=account.equity,
-                free_cash=account.free_quote,
-                entry_price=expected,
-                stop_price=stop,
-                total_exposure=account.exposure,
-                leverage=cfg.leverage,
-                amount_step=rules.amount_step,
-                min_amount=rules.min_amount,
-                min_notional=rules.min_notional,
-                costs=cfg.costs,
-                policy=policy,
-            )
-        )
+        sizing = self.orders.size(symbol, account, expected, stop, policy)
         if sizing.amount <= 0:
             log.info("%s: entry skipped, size 0 (%s)", symbol, sizing.bound_by)
             return
-        liquidation = self._liquidation_price(side, sizing.amount, expected, account.free_quote)
+        liquidation = self.orders.liquidation_price(
+            side, sizing.amount, expected, account.free_quote
+        )
         cid = client_order_id(symbol, candle.ts_ms, "e")
         request = OrderRequest(
             client_order_id=cid,
@@ -487,54 +453,6 @@ class Engine:
             return
         if not submitted.sent:
             self._forget(trade)  # denied or refused: nothing to manage
-
-    def _liquidation_price(
-        self, side: PositionSide, amount: Decimal, entry: Decimal, free_cash: Decimal
-    ) -> Decimal | None:
-        """Return where the venue would liquidate the entry about to be sent (perps): isolated,
-        backed by its own margin; cross, by the free cash (its own margin comes from there)."""
-        margin = self.config.margin
-        if margin is None or self.config.market_type is not MarketType.PERP:
-            return None
-        own = amount * entry / self.config.leverage
-        collateral = own if margin.mode is MarginMode.ISOLATED else max(free_cash, own)
-        return liquidation_price(side, amount, entry, collateral, margin)
-
-    def _plan_request(
-        self,
-        symbol: str,
-        side: PositionSide,
-        entry: Decimal,
-        amount: Decimal,
-        atr: float,
-        confidence: float,
-    ) -> PlanRequest:
-        rules = self.rules(symbol)
-        return PlanRequest(
-            side=side,
-            entry_price=entry,
-            amount=amount,
-            amount_step=rules.amount_step,
-            price_tick=rules.price_tick,
-            min_amount=max(rules.amount_step, rules.min_amount),
-            min_notional=rules.min_notional,
-            atr=atr if math.isfinite(atr) and atr > 0 else None,
-            confidence=min(1.0, max(0.0, confidence)),
-            config=self.config.exits,
-        )
-
-    def _planned_stop(
-        self, symbol: str, side: PositionSide, price: Decimal, signal: Signal
-    ) -> Decimal:
-        """Return where the Exit Brain would put the stop, for sizing before the entry."""
-        rules = self.rules(symbol)
-        unit = max(rules.amount_step, rules.min_amount)  # any size: the stop's price is the same
-        probe = plan_exits(
-            self._plan_request(symbol, side, price, unit, signal.atr, signal.confidence)
-        )
-        if probe.stop is None:
-            raise ValueError("exit config has no stop: sizing needs a stop distance")
-        return probe.stop.price
 
     # --- fills ----------------------------------------------------------------------------------
 
@@ -591,7 +509,7 @@ class Engine:
         position = await self._execution.position(trade.symbol)
         trade.liquidation_price = position.liquidation_price if position is not None else None
         plan = plan_exits(
-            self._plan_request(
+            self.orders.plan_request(
                 trade.symbol,
                 trade.side,
                 trade.entry_price,
@@ -610,30 +528,6 @@ class Engine:
         symbol takes no new entry, so no order of ours outlives its trade."""
         if trade.finished and not trade.canceling:
             self._forget(trade)
-
-
-def _watched_stop_hit(trade: OpenTrade, plan: ExitPlan, candle: Candle) -> Decimal | None:
-    """Return the price of a stop the bot watches itself that ``candle`` reached, or None.
-
-    As the venue matches orders placed on a fill: a stop watched from before the candle, or
-    set on the entry fill at its open, sees the whole candle; one moved to after a fill inside
-    the candle sees only the move to its close, and the stop it replaced still answers for the
-    part before the move (the worst case: the low came first).
-    """
-    before, trade.bot_stop_before = trade.bot_stop_before, None
-    stop = plan.stop
-    if stop is None or stop.mode is not StopMode.BOT_SIDE:
-        return None
-    since = trade.bot_stop_since_ms
-    moved_inside = since is not None and since >= candle.ts_ms and not trade.bot_stop_whole_candle
-    if moved_inside and before is not None and _crossed(plan.side, before, candle):
-        return before
-    low, high = (candle.close, candle.close) if moved_inside else (candle.low, candle.high)
-    return stop.price if bot_side_stop_hit(plan, low, high) else None
-
-
-def _crossed(side: PositionSide, level: Decimal, candle: Candle) -> bool:
-    return candle.low <= level if side is PositionSide.LONG else candle.high >= level
 
 
 def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:

@@ -1,0 +1,130 @@
+"""The numbers of a decision's orders: rules per symbol, sizing, exit plan requests, the stop
+sizing plans for, and where the venue would liquidate.
+
+Pure arithmetic over the engine's config and the venue's market rules; the engine decides when,
+this module says how much and at what price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.brains.exits import ExitConfig, PlanRequest, plan_exits
+from core.brains.sizing import SizingDecision, SizingInput, TradingCosts, size_position
+from core.domain.enums import MarketType, PositionSide
+from core.domain.margin import MarginConfig, MarginMode, liquidation_price
+from core.domain.market_rules import MarketRules
+from core.domain.policy import Policy
+from core.services.portfolio import AccountView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """What the engine trades and how."""
+
+    timeframe: str
+    quote: str
+    market_type: MarketType
+    leverage: int
+    rules: MarketRules  # for symbols the venue gave no rules of (paper, backtests: settings)
+    exits: ExitConfig
+    costs: TradingCosts  # expected fees and slippage, for the risk budget
+    margin: MarginConfig | None = None  # perps: the stop must sit inside liquidation
+
+
+class OrderPlanner:
+    """Size entries and plan exits by the rules of each symbol (see module docstring)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        # The venue's precision and minimums per symbol (live: from its markets at start).
+        self.market_rules: dict[str, MarketRules] = {}
+
+    def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
+        """Size and round every order of these symbols by the venue's own rules."""
+        self.market_rules.update(rules)
+
+    def rules(self, symbol: str) -> MarketRules:
+        """Return the rules orders of ``symbol`` are sized and rounded by."""
+        return self.market_rules.get(symbol) or self.config.rules
+
+    def expected_fill(self, side: PositionSide, price: Decimal) -> Decimal:
+        """Return where an entry at market is expected to fill: the price plus slippage."""
+        return self.config.costs.fill_price(price, buy=side is PositionSide.LONG)
+
+    def size(
+        self,
+        symbol: str,
+        account: AccountView,
+        entry: Decimal,
+        stop: Decimal,
+        policy: Policy,
+    ) -> SizingDecision:
+        """Return the entry's size: the risk budget at ``stop``, costs included, within the
+        policy's caps, the cash and the symbol's rules."""
+        rules, cfg = self.rules(symbol), self.config
+        return size_position(
+            SizingInput(
+                equity=account.equity,
+                free_cash=account.free_quote,
+                entry_price=entry,
+                stop_price=stop,
+                total_exposure=account.exposure,
+                leverage=cfg.leverage,
+                amount_step=rules.amount_step,
+                min_amount=rules.min_amount,
+                min_notional=rules.min_notional,
+                costs=cfg.costs,
+                policy=policy,
+            )
+        )
+
+    def plan_request(
+        self,
+        symbol: str,
+        side: PositionSide,
+        entry: Decimal,
+        amount: Decimal,
+        atr: float,
+        confidence: float,
+    ) -> PlanRequest:
+        """Return what the Exit Brain needs to plan the exits of a position."""
+        rules = self.rules(symbol)
+        return PlanRequest(
+            side=side,
+            entry_price=entry,
+            amount=amount,
+            amount_step=rules.amount_step,
+            price_tick=rules.price_tick,
+            min_amount=max(rules.amount_step, rules.min_amount),
+            min_notional=rules.min_notional,
+            atr=atr if math.isfinite(atr) and atr > 0 else None,
+            confidence=min(1.0, max(0.0, confidence)),
+            config=self.config.exits,
+        )
+
+    def planned_stop(
+        self, symbol: str, side: PositionSide, entry: Decimal, atr: float, confidence: float
+    ) -> Decimal:
+        """Return where the Exit Brain would put the stop, for sizing before the entry."""
+        rules = self.rules(symbol)
+        unit = max(rules.amount_step, rules.min_amount)  # any size: the stop's price is the same
+        probe = plan_exits(self.plan_request(symbol, side, entry, unit, atr, confidence))
+        if probe.stop is None:
+            raise ValueError("exit config has no stop: sizing needs a stop distance")
+        return probe.stop.price
+
+    def liquidation_price(
+        self, side: PositionSide, amount: Decimal, entry: Decimal, free_cash: Decimal
+    ) -> Decimal | None:
+        """Return where the venue would liquidate the entry about to be sent (perps): isolated,
+        backed by its own margin; cross, by the free cash (its own margin comes from there)."""
+        margin, cfg = self.config.margin, self.config
+        if margin is None or cfg.market_type is not MarketType.PERP:
+            return None
+        own = amount * entry / cfg.leverage
+        collateral = own if margin.mode is MarginMode.ISOLATED else max(free_cash, own)
+        return liquidation_price(side, amount, entry, collateral, margin)

@@ -165,8 +165,13 @@ class MemoryOrderRepo:
                 raise InvariantViolation(
                     f"exchange order id {xid!r} of order {cid!r} already belongs to order {owner!r}"
                 )
-            if owner is None:  # an update of a known order leaves the index as it is
-                self._journal.put(self._by_exchange_id, xid, cid)
+        previous = self._orders.get(cid)
+        old_xid = previous.exchange_order_id if previous is not None else ""
+        if old_xid and old_xid != xid:
+            # The row's unique column now holds the new id (or NULL): the old one is free.
+            self._journal.pop(self._by_exchange_id, old_xid)
+        if xid and old_xid != xid:
+            self._journal.put(self._by_exchange_id, xid, cid)
         self._journal.put(self._orders, cid, order)
 
     async def get(self, client_order_id: str) -> Order | None:

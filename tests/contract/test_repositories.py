@@ -261,6 +261,31 @@ async def test_exchange_order_id_belongs_to_one_order(storage: Storage) -> None:
     assert r2 is not None and r2.exchange_order_id == ""
 
 
+async def test_an_exchange_id_an_order_gave_up_is_free_for_another(storage: Storage) -> None:
+    # The venue re-keys an order (X1 -> X2), or a stored id is cleared: X1 then belongs to no
+    # order, and a later order may carry it; the order's new id is still its own.
+    await storage.orders.upsert(order("c1", xid="X1"))
+    await storage.orders.upsert(order("c1", xid="X2"))
+    await storage.orders.upsert(order("c2", xid="X1"))
+    with pytest.raises(InvariantViolation, match="X2"):
+        await storage.orders.upsert(order("c3", xid="X2"))
+    await storage.orders.upsert(order("c2", xid=""))
+    await storage.orders.upsert(order("c4", xid="X1"))
+    ids = {o.client_order_id: o.exchange_order_id for o in await storage.orders.list_all()}
+    assert ids == {"c1": "X2", "c2": "", "c4": "X1"}
+
+
+async def test_a_rolled_back_exchange_id_change_keeps_the_old_owner(storage: Storage) -> None:
+    await storage.orders.upsert(order("c1", xid="X1"))
+    with pytest.raises(Boom):
+        async with storage.atomic():
+            await storage.orders.upsert(order("c1", xid="X2"))
+            raise Boom
+    with pytest.raises(InvariantViolation, match="X1"):
+        await storage.orders.upsert(order("c2", xid="X1"))
+    await storage.orders.upsert(order("c2", xid="X2"))  # X2 was never taken
+
+
 async def test_fills_are_idempotent_on_fill_id(storage: Storage) -> None:
     await storage.orders.upsert(order("c1"))
     await storage.orders.upsert(order("c2"))

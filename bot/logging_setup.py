@@ -1,5 +1,10 @@
 """Logging, configured once at start: a rotating file under the data dir plus warnings on the
-console, with every configured secret redacted from every record (``core.redaction``)."""
+console, with every configured secret redacted from every record (``core.redaction``).
+
+``QT__APP__LOG_LEVEL`` is the level of our own packages; third-party libraries log at
+``QT__APP__THIRD_PARTY_LOG_LEVEL`` (WARNING): at DEBUG aiosqlite alone writes a line per
+statement, ~7,000 a second in the demo, and rotation then pushes our own lines out of the file.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from rich.logging import RichHandler
 from core.config import Settings
 from core.redaction import Redactor, install_redactor
 
+OUR_PACKAGES = ("bot", "core", "jobs", "storage")
 _TRACEBACKS = logging.Formatter()  # formats exceptions exactly as the handlers' formatters do
 
 
@@ -51,8 +57,9 @@ class RedactSecrets(logging.Filter):
 
 
 def configure_logging(settings: Settings, console: Console) -> Path:
-    """Install the process's redactor of the settings' secrets, send INFO+ (or the configured
-    level) to ``<data_dir>/logs/qt.log`` and WARNING+ to the console; return the log file path."""
+    """Install the process's redactor of the settings' secrets, send our INFO+ (or the
+    configured level) and third parties' WARNING+ (or theirs) to ``<data_dir>/logs/qt.log`` and
+    WARNING+ to the console; return the log file path."""
     log_dir = settings.app.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "qt.log"
@@ -71,7 +78,12 @@ def configure_logging(settings: Settings, console: Console) -> Path:
     for handler in (file_handler, console_handler):
         handler.addFilter(redact)
         root.addHandler(handler)
-    root.setLevel(settings.app.log_level)
-    # Job outcomes are in our audit trail (JobRan); APScheduler's own skip notices are noise.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    third_party = logging.getLevelNamesMapping()[settings.app.third_party_log_level]
+    root.setLevel(third_party)  # every logger not of ours inherits the root's level
+    for package in OUR_PACKAGES:
+        logging.getLogger(package).setLevel(settings.app.log_level)
+    # Job outcomes are in our audit trail (JobRan); APScheduler's own skip notices are noise,
+    # unless its debug lines were asked for.
+    quiet = logging.ERROR if third_party >= logging.WARNING else third_party
+    logging.getLogger("apscheduler").setLevel(quiet)
     return log_file

@@ -42,7 +42,9 @@ class AppSettings(Section):
     """Where things live and how much is logged."""
 
     data_dir: Path = Path("user_data")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # our own packages
+    # Libraries (aiosqlite, ccxt, asyncio, ...): their DEBUG lines drown ours, so only if asked.
+    third_party_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
 
 class DatabaseSettings(Section):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bot.logging_setup import RedactSecrets, configure_logging
+from bot.logging_setup import OUR_PACKAGES, RedactSecrets, configure_logging
 from core.config import load_settings
 from core.errors import DependencyError
 from core.redaction import REDACTED, Redactor, install_redactor, process_redactor
@@ -26,9 +26,12 @@ def restored_logging() -> Iterator[None]:
     """Give the root logger and the process redactor back as they were."""
     root = logging.getLogger()
     handlers, level, redactor = list(root.handlers), root.level, process_redactor()
+    named = {name: logging.getLogger(name).level for name in (*OUR_PACKAGES, "apscheduler")}
     try:
         yield
     finally:
+        for name, named_level in named.items():
+            logging.getLogger(name).setLevel(named_level)
         for handler in list(root.handlers):
             root.removeHandler(handler)
             handler.close()
@@ -81,3 +84,30 @@ def test_a_records_stack_and_arguments_are_masked_too() -> None:
     assert RedactSecrets(Redactor([KEY])).filter(record)
     assert (record.getMessage(), record.args) == (f"got {REDACTED}", None)
     assert record.stack_info is not None and KEY not in record.stack_info
+
+
+def _logged_at(tmp_path: Path, **app: str) -> str:
+    settings = load_settings(app={"data_dir": str(tmp_path), **app})
+    log_file = configure_logging(settings, Console(file=io.StringIO()))
+    for name in ("aiosqlite", "ccxt.base.exchange", "apscheduler.scheduler", "core.x", "bot.y"):
+        logging.getLogger(name).debug("debug from %s", name)
+        logging.getLogger(name).warning("warning from %s", name)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return log_file.read_text()
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_debug_is_ours_only_third_party_libraries_stay_at_warning(tmp_path: Path) -> None:
+    text = _logged_at(tmp_path, log_level="DEBUG")
+    assert "debug from core.x" in text and "debug from bot.y" in text
+    assert "debug from aiosqlite" not in text and "debug from ccxt" not in text
+    assert "warning from aiosqlite" in text and "warning from ccxt.base.exchange" in text
+    assert "apscheduler.scheduler" not in text  # its skip notices are noise (JobRan has them)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_third_party_debug_lines_when_asked_for(tmp_path: Path) -> None:
+    text = _logged_at(tmp_path, log_level="INFO", third_party_log_level="DEBUG")
+    assert "debug from aiosqlite" in text and "debug from apscheduler.scheduler" in text
+    assert "debug from core.x" not in text and "warning from core.x" in text

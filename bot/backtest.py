@@ -123,13 +123,7 @@ async def run_backtest(
     timeframe = timeframes.pop()
     if detail:
         _check_detail_timeframes(detail, series, timeframe)
-    settings = settings.model_copy(
-        update={
-            "trading": settings.trading.model_copy(
-                update={"symbols": list(series), "timeframe": timeframe}
-            )
-        }
-    )
+    settings = settings.with_market(list(series), timeframe)
     window = {s: ser.between(None, end_ms) for s, ser in series.items()}
     trade_from = start_ms if start_ms is not None else min(int(s.ts_ms[0]) for s in window.values())
     clock = SimClock(trade_from)

@@ -88,13 +88,7 @@ async def build_demo(settings: Settings) -> TradingProcess:
     """Build the offline demo: accelerated replay, paper exchange, its own fresh database."""
     markets, replay_start_ms = demo_market(settings)
     timeframe = next(iter(markets.values())).timeframe
-    settings = settings.model_copy(
-        update={
-            "trading": settings.trading.model_copy(
-                update={"symbols": list(markets), "timeframe": timeframe}
-            )
-        }
-    )
+    settings = settings.with_market(list(markets), timeframe)
     await asyncio.to_thread(_remove_demo_database, settings)  # every demo starts clean
     storage = open_storage(demo_database_url(settings))
     tf_ms = timeframe_to_ms(timeframe)

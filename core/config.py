@@ -89,7 +89,21 @@ class TradingSettings(Section):
         for sym in self.symbols:
             if "/" not in sym:
                 raise ValueError(f"symbol {sym!r} is not of the form BASE/QUOTE (e.g. BTC/USDT)")
+        # The account's cash is the quote currency: it cannot buy a coin quoted in another one,
+        # so every entry would be refused (a backtest with 0 trades and no word why).
+        other = [s for s in self.symbols if _quote_of(s) != self.quote_currency]
+        if other:
+            raise ValueError(
+                f"QT__TRADING__QUOTE_CURRENCY={self.quote_currency} is not the quote currency "
+                f"of {', '.join(other)}: trade symbols quoted in {self.quote_currency} "
+                "or set the quote currency they share"
+            )
         return self
+
+
+def _quote_of(symbol: str) -> str:
+    """Return the quote of ``BASE/QUOTE`` or a perp's ``BASE/QUOTE:SETTLE``."""
+    return symbol.split("/", 1)[1].split(":", 1)[0]
 
 
 class PaperSettings(Section):
@@ -251,7 +265,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"
             )
+        if self.exchange.market_type is MarketType.SPOT and self.risk.allow_short:
+            raise ValueError(
+                "QT__RISK__ALLOW_SHORT=true requires QT__EXCHANGE__MARKET_TYPE=perp "
+                "(spot cannot sell what the account does not hold)"
+            )
         return self
+
+    def with_market(self, symbols: list[str], timeframe: str) -> Settings:
+        """Return these settings trading ``symbols`` on ``timeframe`` (the symbols of a demo's
+        or a backtest's candle files), checked like configured ones."""
+        data = {**self.trading.model_dump(), "symbols": symbols, "timeframe": timeframe}
+        try:
+            trading = TradingSettings.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(_describe(e)) from e
+        return self.model_copy(update={"trading": trading})
 
     @property
     def database_url(self) -> str:

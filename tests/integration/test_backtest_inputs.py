@@ -9,7 +9,7 @@ import pytest
 
 from bot.backtest import run_backtest
 from core.config import Settings, load_settings
-from core.errors import DataError
+from core.errors import ConfigError, DataError
 from core.market.synthetic import generate_candles
 
 
@@ -39,3 +39,13 @@ async def test_detail_must_be_a_finer_timeframe_that_divides_the_strategy_one(
     detail = {"BTC/USDT": generate_candles("BTC/USDT", detail_tf, 50, seed=1, start_ms=start)}
     with pytest.raises(DataError, match=rf"detail candles of BTC/USDT are {detail_tf}.*{why}"):
         await run_backtest(settings, series, detail=detail, fast=False)
+
+
+async def test_candles_quoted_in_another_currency_than_the_cash_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # USDT cash cannot buy BTC/EUR: the run used to end with 0 trades and no word why.
+    settings = default_settings(monkeypatch, tmp_path)
+    series = {"BTC/EUR": generate_candles("BTC/EUR", "1h", 200, seed=1)}
+    with pytest.raises(ConfigError, match=r"QT__TRADING__QUOTE_CURRENCY=USDT.*BTC/EUR"):
+        await run_backtest(settings, series)

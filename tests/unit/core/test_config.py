@@ -124,3 +124,36 @@ def test_exit_settings_reach_the_exit_brain(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("QT__EXITS__DYNAMIC_MIN_SCALE", "1.5")
     with pytest.raises(ConfigError, match="QT__EXITS__DYNAMIC_MIN_SCALE"):
         load_settings()
+
+
+def test_the_quote_currency_must_be_every_symbols_quote(monkeypatch: pytest.MonkeyPatch) -> None:
+    # EUR cash cannot buy a coin quoted in USDT: every entry would be refused, silently.
+    monkeypatch.setenv("QT__TRADING__QUOTE_CURRENCY", "EUR")
+    with pytest.raises(ConfigError, match=r"QT__TRADING__QUOTE_CURRENCY=EUR.*BTC/USDT, ETH/USDT"):
+        load_settings()
+    monkeypatch.setenv("QT__TRADING__SYMBOLS", '["BTC/EUR","ETH/USDT"]')
+    with pytest.raises(ConfigError, match=r"ETH/USDT") as err:
+        load_settings()
+    assert "BTC/EUR" not in str(err.value)
+    monkeypatch.setenv("QT__TRADING__SYMBOLS", '["BTC/EUR","ETH/EUR"]')
+    assert load_settings().trading.quote_currency == "EUR"
+    monkeypatch.setenv("QT__TRADING__QUOTE_CURRENCY", "USDT")
+    monkeypatch.setenv("QT__TRADING__SYMBOLS", '["BTC/USDT:USDT"]')  # a perp, settled in USDT
+    assert load_settings().trading.symbols == ["BTC/USDT:USDT"]
+
+
+def test_a_symbol_set_from_files_is_checked_like_the_configured_one() -> None:
+    settings = load_settings()
+    moved = settings.with_market(["SOL/USDT"], "4h")
+    assert (moved.trading.symbols, moved.trading.timeframe) == (["SOL/USDT"], "4h")
+    with pytest.raises(ConfigError, match=r"QT__TRADING__QUOTE_CURRENCY=USDT.*BTC/EUR"):
+        settings.with_market(["BTC/EUR"], "1h")
+
+
+def test_short_selling_needs_perp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Spot cannot sell what it does not hold: the setting used to be dropped without a word.
+    monkeypatch.setenv("QT__RISK__ALLOW_SHORT", "true")
+    with pytest.raises(ConfigError, match=r"ALLOW_SHORT=true requires .*MARKET_TYPE=perp"):
+        load_settings()
+    monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
+    assert load_settings().risk.allow_short

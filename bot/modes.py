@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from bot.app import (
     WARMUP_HISTORY_CANDLES,
@@ -123,7 +124,8 @@ async def build_demo(settings: Settings) -> TradingProcess:
 
 
 def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
-    """Return a public (keyless) ccxt market-data client for ``exchange_name``."""
+    """Return a public (keyless) ccxt market-data client of ``exchange_name``'s production
+    network: downloaded history is the real market's, whatever the sandbox setting."""
     return CcxtMarketData(
         make_ccxt_exchange(
             exchange_name,
@@ -133,22 +135,37 @@ def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
     )
 
 
+def venue_client(settings: Settings, *, keyed: bool) -> Any:
+    """Return a ccxt client of the configured venue: one configuration (exchange, network,
+    market type, timeout) for the candles the process trades on and the orders it sends, so
+    a sandbox run never computes testnet orders from production prices. ``keyed``: with the
+    API keys (orders), else public (candles)."""
+    ex = settings.exchange
+    return make_ccxt_exchange(
+        ex.name,
+        api_key=ex.api_key.get_secret_value() if keyed else None,
+        secret=ex.api_secret.get_secret_value() if keyed else None,
+        sandbox=ex.sandbox,
+        timeout_s=ex.timeout_ms / 1000,
+        market_type=ex.market_type,
+    )
+
+
+def candle_source(settings: Settings) -> str:
+    """Return the name ``qt run`` stores its venue's candles under: a testnet's prices are not
+    the market's, so they never join the production series of the same exchange."""
+    name = settings.exchange.name
+    return f"{name}-sandbox" if settings.exchange.sandbox else name
+
+
 def live_exchange(settings: Settings, clock: Clock) -> CcxtExchange:
     """Return the keyed ccxt exchange that real orders go to (QT__TRADING__MODE=live only)."""
     if settings.trading.mode is not TradingMode.LIVE:
         raise ConfigError("real orders need QT__TRADING__MODE=live (and its confirmation)")
-    ex = settings.exchange
     return CcxtExchange(
-        make_ccxt_exchange(
-            ex.name,
-            api_key=ex.api_key.get_secret_value(),
-            secret=ex.api_secret.get_secret_value(),
-            sandbox=ex.sandbox,
-            timeout_s=ex.timeout_ms / 1000,
-            market_type=ex.market_type,
-        ),
+        venue_client(settings, keyed=True),
         clock=clock,
-        market_type=ex.market_type,
+        market_type=settings.exchange.market_type,
         symbols=settings.trading.symbols,  # checked at start: an unlisted one stops it there
     )
 
@@ -165,7 +182,8 @@ async def build_run(
     at fakes); ``exchange`` is only used in live mode.
     """
     live = settings.trading.mode is TradingMode.LIVE
-    market_data = market_data or ccxt_market_data(settings, settings.exchange.name)
+    market_data = market_data or CcxtMarketData(venue_client(settings, keyed=False))
+    source = candle_source(settings)
     try:
         await check_reachable(
             market_data,
@@ -187,7 +205,7 @@ async def build_run(
             await download_candles(
                 market_data,
                 storage.candles,
-                exchange=settings.exchange.name,
+                exchange=source,
                 symbol=symbol,
                 timeframe=tf,
                 since_ms=grid_floor_ms(now_ms, tf) - WARMUP_HISTORY_CANDLES * tf_ms,
@@ -213,7 +231,7 @@ async def build_run(
             exchange=orders,
             venue=paper,
             feed=feed,
-            source=settings.exchange.name,
+            source=source,
             mode_label="live" if live else "run",
             before_start=[fetch_warmup_history],
             extra=[_Closer(market_data)],

@@ -47,9 +47,17 @@ def _upgrade_on(connection: Connection, revision: str) -> None:
 
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
-    """Migrate the engine's database to ``revision`` in one transaction."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade_on, revision)
+    """Migrate the engine's database to ``revision`` in one transaction.
+
+    The transaction takes SQLite's write lock before Alembic reads the schema: two processes
+    starting on a new database would otherwise both read "no schema" and the second to write
+    would fail with "database is locked" (its snapshot is stale; waiting cannot help). Under the
+    lock, the second waits (the busy timeout), then finds the schema current.
+    """
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+        async with conn.begin():
+            await conn.run_sync(_upgrade_on, revision)
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, event, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 import storage.tables  # noqa: F401 - registers the tables
 from storage.db import create_engine
-from storage.migrate import current_revision, head_revision, upgrade
+from storage.migrate import current_revision, head_revision, upgrade, upgrade_engine
 
 EXPECTED_TABLES = {
     "candles",
@@ -127,3 +129,52 @@ async def test_candles_table_is_without_rowid(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'candles'").fetchone()
     assert "WITHOUT ROWID" in sql.upper()
+
+
+def _other_process_migrating(db: Path, template: Path) -> sqlite3.Connection:
+    """Return a connection to ``db`` that holds the write lock with the whole schema created
+    and not yet committed: another process in the middle of its first-start migration."""
+    with sqlite3.connect(template) as source:
+        ddl = [r[0] for r in source.execute("SELECT sql FROM sqlite_master WHERE sql NOT NULL")]
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    for statement in ddl:
+        other.execute(statement)
+    other.execute("INSERT INTO alembic_version VALUES (?)", (head_revision(),))
+    return other
+
+
+async def test_first_start_waits_for_a_migration_in_progress_then_finds_it_done(
+    tmp_path: Path,
+) -> None:
+    # Two processes start on a new database: the other one commits its schema at the worst
+    # moment for us, just before our first write. A migration that read the (empty) schema
+    # before taking the write lock then died with "database is locked"; it must hold the lock
+    # before it reads, so it sees the other's schema and has nothing left to do.
+    template, db = tmp_path / "template.sqlite3", tmp_path / "qt.sqlite3"
+    await upgrade(_url(template))
+    other = _other_process_migrating(db, template)
+    engine = create_engine(_url(db))
+    writes: list[str] = []
+
+    def commit_before_our_first_write(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if statement.lstrip().upper().startswith(("BEGIN IMMEDIATE", "CREATE", "INSERT")):
+            writes.append(statement)
+            if other.in_transaction:
+                other.execute("COMMIT")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", commit_before_our_first_write)
+    try:
+        await upgrade_engine(engine)
+    finally:
+        await engine.dispose()
+        other.close()
+    assert [w.split()[0].upper() for w in writes] == ["BEGIN"]  # found current: wrote nothing
+    assert current_revision(_url(db)) == head_revision()
+
+
+async def test_migrations_started_at_once_on_a_new_database_all_succeed(tmp_path: Path) -> None:
+    url = _url(tmp_path / "qt.sqlite3")
+    await asyncio.gather(*(upgrade(url) for _ in range(4)))
+    assert current_revision(url) == head_revision()

@@ -1,7 +1,7 @@
 """Build the process for each mode: the only place that picks clock, feed and exchange.
 
 - demo: accelerated market time, replay of a synthetic market or a candle file, paper
-  exchange, its own fresh database ``<data_dir>/demo.sqlite``.
+  exchange, its own fresh database ``<data_dir>/demo.sqlite``, locked while the demo runs.
 - run: wall clock, ccxt public OHLCV polling, the configured database, and the paper exchange
   or, with QT__TRADING__MODE=live (USDT-M perps, keys, confirmation), the venue itself; its
   fills then come from the ``venue_sync`` job instead of the candles.
@@ -21,6 +21,7 @@ from bot.app import (
     ProcessParts,
     TradingProcess,
 )
+from bot.file_lock import FileLock, LockHeld
 from bot.trading import paper_exchange
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
@@ -79,18 +80,47 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
     return markets, int(any_series.ts_ms[demo.history_candles])
 
 
-def _remove_demo_database(settings: Settings) -> None:
+def _claim_demo_database(settings: Settings) -> FileLock:
+    """Lock the demo's database for this process, then delete it: every demo starts clean.
+
+    A second demo in the same folder is refused while the first runs (``qt state --demo``
+    finds a running demo by this one file, so each run cannot have its own).
+    """
     db_file = settings.app.data_dir / "demo.sqlite"
+    lock = FileLock(Path(f"{db_file}.lock"))
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise OperationalError(
+            f"another `qt demo` ({held.holder}) is using {db_file}; stop it first, or run "
+            "this one with its own QT__APP__DATA_DIR"
+        ) from held
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    return lock
 
 
 async def build_demo(settings: Settings) -> TradingProcess:
-    """Build the offline demo: accelerated replay, paper exchange, its own fresh database."""
+    """Build the offline demo: accelerated replay, paper exchange, its own fresh database
+    (locked until the process stops)."""
     markets, replay_start_ms = demo_market(settings)
     timeframe = next(iter(markets.values())).timeframe
     settings = settings.with_market(list(markets), timeframe)
-    await asyncio.to_thread(_remove_demo_database, settings)  # every demo starts clean
+    lock = await asyncio.to_thread(_claim_demo_database, settings)
+    try:
+        return _demo_process(settings, markets, replay_start_ms, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _demo_process(
+    settings: Settings,
+    markets: dict[str, CandleSeries],
+    replay_start_ms: int,
+    lock: FileLock,
+) -> TradingProcess:
+    timeframe = next(iter(markets.values())).timeframe
     storage = open_storage(demo_database_url(settings))
     tf_ms = timeframe_to_ms(timeframe)
     speed = settings.demo.candles_per_second * tf_ms / 1000
@@ -119,6 +149,7 @@ async def build_demo(settings: Settings) -> TradingProcess:
             mode_label="demo",
             speed=speed,
             before_start=[store_history_and_start_clock],
+            extra=[lock],  # released last, after storage closed the database
         )
     )
 

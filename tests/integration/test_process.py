@@ -16,6 +16,7 @@ from bot.app import TradingProcess
 from bot.modes import build_demo
 from bot.runner import run_process
 from core.config import Settings, load_settings
+from core.errors import OperationalError
 from storage import open_storage
 
 
@@ -86,6 +87,30 @@ async def test_stop_signal_shuts_down_cleanly_mid_replay(
     assert 4 <= built[0].market.stats.candles < 5000
     leftover = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
     assert leftover == set()
+
+
+async def test_a_second_demo_in_the_same_folder_is_refused_and_the_first_keeps_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each demo starts on a fresh demo.sqlite; a second one used to delete the file of the demo
+    # still running there, whose audit trail then went to a deleted file.
+    settings = _settings(tmp_path, monkeypatch)
+    first = await build_demo(settings)
+    await first.start()
+    try:
+        with pytest.raises(OperationalError, match=r"another `qt demo` .*demo\.sqlite"):
+            await build_demo(settings)
+        storage = open_storage(first.parts.database_url)
+        await storage.start()
+        try:
+            topics = [e.topic for e in await storage.events.list_events(limit=10)]
+        finally:
+            await storage.stop()
+        assert topics[0] == "process.started"  # the running demo's file, untouched
+    finally:
+        await first.stop("test")
+    again = await build_demo(settings)  # once it stopped, the folder is free again
+    await again.stop("test")
 
 
 class CtrlCOnStopped(io.StringIO):

@@ -143,7 +143,7 @@ class TradingProcess:
         await self.trading_state.current()
         await self._start(self.scheduler)
         for front in self.front_ends:
-            await self._start(front)
+            await self._start_front_end(front)
         settings = self.parts.settings
         await self.bus.publish(
             ProcessStarted(
@@ -197,6 +197,13 @@ class TradingProcess:
         await component.start()
         self._started.append(component)
 
+    async def _start_front_end(self, front: Component) -> None:
+        """Start a front end; one that cannot start is logged, and trading goes on without."""
+        try:
+            await self._start(front)
+        except (Exception, SystemExit):  # SystemExit: rich's, on a closed stdout
+            log.exception("front end %s failed to start; trading goes on without it", _name(front))
+
     async def _consume(self) -> None:
         try:
             await self.market.run()
@@ -204,22 +211,50 @@ class TradingProcess:
             self.finished.set()
 
     async def stop(self, reason: str) -> None:
-        """Stop the feed first, record the final state, then stop components in reverse order."""
+        """Stop the feed first, record the final state, then stop components in reverse order.
+
+        Every step runs even if an earlier one failed (a storage that is never closed loses
+        the last writes). A front end's failure is logged: its output is optional, the
+        shutdown is not. Any other failure is raised once every step has run.
+        """
         if self._market_task is not None:
             self._market_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._market_task
             self._market_task = None
+        failures: list[BaseException] = []
         for component in reversed(self._started):
             if component is self.engine:
                 # Everything started after the engine has stopped; storage and the exchange
                 # still run: record the final state before they go.
-                await self.portfolio.snapshot()
-                await self.bus.publish(ProcessStopped(ts_ms=self.clock.now_ms(), reason=reason))
-            await component.stop()
+                await self._step(failures, "the final snapshot", self.portfolio.snapshot)
+                await self._step(failures, "process.stopped", self._publish_stopped, reason)
+            optional = any(component is front for front in self.front_ends)
+            await self._step(failures, _name(component), component.stop, optional=optional)
         for extra in reversed(self.parts.extra):
-            await extra.stop()
+            await self._step(failures, _name(extra), extra.stop)
         self._started.clear()
+        if failures:
+            raise failures[0]
+
+    async def _publish_stopped(self, reason: str) -> None:
+        await self.bus.publish(ProcessStopped(ts_ms=self.clock.now_ms(), reason=reason))
+
+    @staticmethod
+    async def _step(
+        failures: list[BaseException],
+        what: str,
+        step: Callable[..., Awaitable[object]],
+        *args: object,
+        optional: bool = False,
+    ) -> None:
+        """Run one shutdown step; log a failure and keep it for later, unless ``optional``."""
+        try:
+            await step(*args)
+        except (Exception, SystemExit) as exc:  # SystemExit: rich's, on a closed stdout
+            log.exception("stopping %s failed; the shutdown goes on", what)
+            if not optional:
+                failures.append(exc)
 
     async def run_until(self, stop: asyncio.Event) -> str:
         """Run until ``stop`` is set or the feed ends; return why the process stopped."""
@@ -237,3 +272,7 @@ class TradingProcess:
             if error is not None:
                 raise error
         return "signal" if stop_wait in done else "feed ended"
+
+
+def _name(component: object) -> str:
+    return type(component).__name__

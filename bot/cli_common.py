@@ -7,20 +7,23 @@ Every command loads and validates settings first; a ``QTError`` is printed as on
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import IO, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bot.fail_safe_stream import FailSafeStream
 from core.config import Settings, load_settings
 from core.errors import QTError
 from core.redaction import process_redactor
 
-console = Console()
+# stdout may be a closed pipe or a full disk: printing must never raise (bot.fail_safe_stream).
+console = Console(file=cast(IO[str], FailSafeStream(lambda: sys.stdout)))
 err_console = Console(stderr=True)
 T = TypeVar("T")
 

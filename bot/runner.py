@@ -40,8 +40,10 @@ async def run_process(
         await process.start()
         reason = await process.run_until(stop)
     finally:
-        await process.stop(reason)
-        _ignore_from_now_on(loop, installed)
+        try:
+            await process.stop(reason)
+        finally:
+            _ignore_from_now_on(loop, installed)
     console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
     return reason
 

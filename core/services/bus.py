@@ -3,11 +3,11 @@
 Events are dispatched in publish order to subscribers whose topic pattern matches (exact topic,
 a dotted prefix ending in ``.*``, or ``*``). An event published by a subscriber is persisted at
 once but delivered after the current event has reached all its subscribers, so every
-subscriber sees events in the order they were published. A failing subscriber is logged and
-isolated: the others still run. Every event is first handed to the persistence sink (the audit
-trail), so an event that reached any subscriber is also on disk, except while the database
-cannot be written: then events are kept in memory (and written, in order, once it can be) and
-trading fails closed (``on_storage_failure``).
+subscriber sees events in the order they were published. A failing subscriber (an exception,
+or SystemExit) is logged and isolated: the others still run. Every event is first handed to the
+persistence sink (the audit trail), so an event that reached any subscriber is also on disk,
+except while the database cannot be written: then events are kept in memory (and written, in
+order, once it can be) and trading fails closed (``on_storage_failure``).
 """
 
 from __future__ import annotations
@@ -133,6 +133,9 @@ class EventBus:
         for sub in self._subscribers(event.topic):
             try:
                 await sub.handler(event)
-            except Exception:  # isolate: one broken subscriber must not stop the others
+            # Isolate: one broken subscriber must not stop the others. SystemExit too: rich
+            # raises it on a closed stdout, and a console must not end the process mid-candle.
+            # Cancellation and Ctrl-C (KeyboardInterrupt) still propagate.
+            except (Exception, SystemExit):
                 self.handler_failures += 1
                 log.exception("subscriber %s failed on %s", sub.name, event.topic)

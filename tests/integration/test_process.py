@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
 import signal
@@ -111,6 +112,88 @@ async def test_a_second_demo_in_the_same_folder_is_refused_and_the_first_keeps_i
         await first.stop("test")
     again = await build_demo(settings)  # once it stopped, the folder is free again
     await again.stop("test")
+
+
+class GoneConsole:
+    """A front end whose output is gone: rich's SystemExit on every event (a closed pipe) and
+    an OSError when it stops (stdout on a full disk)."""
+
+    def __init__(self, process: TradingProcess) -> None:
+        process.bus.subscribe("*", self._on_event, name="gone-console")
+
+    async def _on_event(self, _event: object) -> None:
+        raise SystemExit(1)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+async def _stopped_topics(process: TradingProcess) -> list[str]:
+    storage = open_storage(process.parts.database_url)
+    await storage.start()
+    try:
+        return [e.topic for e in await storage.events.list_events("process.")]
+    finally:
+        await storage.stop()
+
+
+async def test_a_failing_front_end_neither_stops_trading_nor_skips_a_shutdown_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, monkeypatch)
+    process = await build_demo(settings)
+    process.front_ends.append(GoneConsole(process))
+    await process.start()
+    assert await process.run_until(asyncio.Event()) == "feed ended"
+    await process.stop("feed ended")  # the console's failure is logged, not raised
+    assert process.market.stats.candles == 2 * 48  # traded to the end
+    assert await _stopped_topics(process) == ["process.started", "process.stopped"]
+    await (await build_demo(settings)).stop("test")  # its database lock was released too
+
+
+class UnstartableConsole(GoneConsole):
+    """A front end that cannot even start (rich's SystemExit on a closed stdout)."""
+
+    async def start(self) -> None:
+        raise SystemExit(1)
+
+
+async def test_a_front_end_that_cannot_start_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process = await build_demo(_settings(tmp_path, monkeypatch))
+    process.front_ends.append(UnstartableConsole(process))
+    await process.start()
+    assert await process.run_until(asyncio.Event()) == "feed ended"
+    await process.stop("feed ended")
+    assert process.market.stats.candles == 2 * 48
+    assert await _stopped_topics(process) == ["process.started", "process.stopped"]
+
+
+class FailingCloser:
+    """A component that cannot stop cleanly."""
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        raise RuntimeError("close failed")
+
+
+async def test_every_component_stops_even_after_another_one_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, monkeypatch, replay_candles=5000)
+    process = await build_demo(settings)
+    process.parts.extra.append(FailingCloser())  # stopped first of the extras
+    await process.start()
+    with pytest.raises(RuntimeError, match="close failed"):  # reported once all have run
+        await process.stop("test")
+    assert await _stopped_topics(process) == ["process.started", "process.stopped"]
+    await (await build_demo(settings)).stop("test")  # the lock, stopped after it, is free
 
 
 class CtrlCOnStopped(io.StringIO):

@@ -81,6 +81,28 @@ async def test_failing_subscriber_is_isolated(caplog: pytest.LogCaptureFixture) 
     assert "broken" in caplog.text
 
 
+async def test_a_subscriber_raising_system_exit_is_isolated_too() -> None:
+    # rich raises SystemExit when stdout is a closed pipe (`qt demo | head -2`): the console's
+    # subscriber must not end the process mid-candle, before anything was stopped.
+    from core.services.bus import EventBus
+
+    got: list[int] = []
+
+    async def console(_e: Event) -> None:
+        raise SystemExit(1)
+
+    async def engine(e: Event) -> None:
+        got.append(e.ts_ms)
+
+    bus = EventBus()
+    bus.subscribe("*", console)
+    bus.subscribe("*", engine)
+    await bus.publish(_candle(5))
+    await bus.publish(_candle(6))
+    assert got == [5, 6]
+    assert bus.handler_failures == 2
+
+
 def test_event_payload_is_json_safe() -> None:
     from decimal import Decimal
 

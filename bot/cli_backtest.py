@@ -156,8 +156,10 @@ async def _backtest(
 ) -> None:
     from bot.backtest import run_backtest
     from bot.report import print_report, write_report
+    from bot.report_folder import check_report_folder
     from core.market.funding import read_funding_file
 
+    check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
     series = await _load(settings, files.candles)
     detail = await _load(settings, files.detail) if files.detail else None
     rates = [read_funding_file(f) for f in files.funding]

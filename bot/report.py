@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bot.report_folder import check_report_folder
 from core.analytics import (
     BacktestMetrics,
     BenchmarkSeries,
@@ -27,9 +27,7 @@ from core.analytics import (
 )
 from core.domain.events import jsonable
 from core.domain.trades import ClosedTrade
-from core.errors import DataError
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
     "duration_ms amount entry_price exit_price fees funding pnl pnl_pct exit_reason "
@@ -221,10 +219,7 @@ def write_report(
     The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
     infinities as "inf"). Existing files of the same run name are overwritten.
     """
-    if not _RUN_NAME.match(run_name):
-        raise DataError(
-            f"run_name {run_name!r} must be 1-100 characters of letters, digits, '.', '_' or '-'"
-        )
+    check_report_folder(out_dir, run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"backtest-{run_name}"
     files = ReportFiles(

@@ -40,6 +40,9 @@ def parse_sqlite_url(url: str) -> URL:
             f"storage URL driver was {parsed.drivername!r}; expected 'sqlite+aiosqlite' "
             "(e.g. sqlite+aiosqlite:///data/qt.sqlite3) or 'memory://'"
         )
+    if parsed.database and parsed.database.startswith("~"):
+        # SQLite opens paths as given: "~/qt.sqlite" would be a folder named "~" in the CWD.
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser()))
     return parsed
 
 
@@ -86,7 +89,13 @@ def create_engine(url: str) -> AsyncEngine:
         # One shared connection, or every checkout would see its own empty database.
         kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     elif parsed.database and not parsed.database.startswith("file:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the folder {folder} of the database: {exc.strerror or exc}"
+            ) from exc
     engine = create_async_engine(parsed, **kwargs)
     event.listen(engine.sync_engine, "connect", _on_connect(is_file=not in_memory))
     event.listen(engine.sync_engine, "begin", _on_begin)

@@ -7,6 +7,7 @@ on the very connection the application then uses.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -15,8 +16,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.errors import OperationalError
 from storage.db import create_engine, is_memory_url, parse_sqlite_url, sync_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -42,8 +45,21 @@ def head_revision() -> str:
 
 def _upgrade_on(connection: Connection, revision: str) -> None:
     config = alembic_config()
+    current = MigrationContext.configure(connection).get_current_revision()
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if current is not None and current not in known:
+        # Alembic would say "Can't locate revision": the schema is from a newer program.
+        raise OperationalError(
+            f"the database {_where(connection)} is at revision {current}, which this version "
+            f"does not know (its newest is {head_revision()}): it was written by a newer "
+            "version of Quantum Trader; run that one, or set QT__DATABASE__URL to another file"
+        )
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+def _where(connection: Connection) -> str:
+    return connection.engine.url.database or "in memory"
 
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
@@ -54,10 +70,48 @@ async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
     would fail with "database is locked" (its snapshot is stale; waiting cannot help). Under the
     lock, the second waits (the busy timeout), then finds the schema current.
     """
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-        async with conn.begin():
-            await conn.run_sync(_upgrade_on, revision)
+    await asyncio.to_thread(_check_file, engine.url.database)
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+            async with conn.begin():
+                await conn.run_sync(_upgrade_on, revision)
+    except DBAPIError as exc:
+        raise _unusable(exc, engine.url.database or "in memory") from exc
+
+
+def _check_file(database: str | None) -> None:
+    """Open the database file as a plain file first (creating it, as SQLite would).
+
+    A path SQLite cannot open (a folder, a folder we may not write) then fails here with its
+    reason. Through aiosqlite it fails in a worker thread that outlives the failed connect
+    and may report to an event loop that has closed: a traceback after our message.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        with Path(database).open("ab"):
+            pass
+    except OSError as exc:
+        raise OperationalError(
+            f"cannot open the database {database}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _unusable(exc: DBAPIError, where: str) -> Exception:
+    """Return the clear error for a database file SQLite cannot use at all, else ``exc``."""
+    code = getattr(exc.orig, "sqlite_errorname", "")
+    if code == "SQLITE_NOTADB":
+        return OperationalError(
+            f"{where} is not an SQLite database; set QT__DATABASE__URL to a database file "
+            "(a new name creates one)"
+        )
+    if code == "SQLITE_CANTOPEN":
+        return OperationalError(
+            f"cannot open the database {where}: check that it is a file (or does not exist "
+            "yet) and that its folder can be written"
+        )
+    return exc
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

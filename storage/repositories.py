@@ -371,8 +371,13 @@ class SqlStorage:
         return self.uow.atomic()
 
     async def start(self) -> None:
-        """Bring the schema to the newest migration."""
-        await upgrade_engine(self.engine)
+        """Bring the schema to the newest migration (closing the connections if it fails)."""
+        try:
+            await upgrade_engine(self.engine)
+        except BaseException:
+            # Callers stop only what started; an open connection's thread would outlive them.
+            await self.engine.dispose()
+            raise
 
     async def stop(self) -> None:
         """Close every pooled connection."""

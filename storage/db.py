@@ -30,15 +30,16 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 def parse_sqlite_url(url: str) -> URL:
-    """Return the parsed URL; only ``sqlite+aiosqlite`` URLs are supported."""
+    """Return the parsed URL; only ``sqlite+aiosqlite`` URLs are supported (the repositories
+    use SQLite's upserts and locking: another database needs its own repositories)."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise ConfigError(f"storage URL {url!r} is not a valid database URL: {exc}") from exc
     if parsed.drivername != "sqlite+aiosqlite":
         raise ConfigError(
-            f"storage URL driver was {parsed.drivername!r}; expected 'sqlite+aiosqlite' "
-            "(e.g. sqlite+aiosqlite:///data/qt.sqlite3) or 'memory://'"
+            f"storage URL driver was {parsed.drivername!r}; only SQLite is supported, as "
+            "'sqlite+aiosqlite' (e.g. sqlite+aiosqlite:///data/qt.sqlite3), or 'memory://'"
         )
     if parsed.database and parsed.database.startswith("~"):
         # SQLite opens paths as given: "~/qt.sqlite" would be a folder named "~" in the CWD.

@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from core.errors import ConfigError
 from core.ports import StateKey
-from storage.db import create_engine, sync_url
+from storage.db import create_engine, parse_sqlite_url, sync_url
 from storage.repositories import SqlStorage
 
 
@@ -94,3 +94,20 @@ async def test_a_database_locked_past_the_busy_timeout_is_storage_unavailable(
     await storage.state.set(StateKey.TRADING_STATE, "halted")  # fine once it is free again
     assert await storage.state.get(StateKey.TRADING_STATE) == "halted"
     await storage.stop()
+
+
+def test_env_example_promises_only_the_database_urls_storage_accepts() -> None:
+    # It used to say "any SQLAlchemy async URL works"; only SQLite through aiosqlite does.
+    import re
+
+    from storage import open_storage
+
+    text = (Path(__file__).resolve().parents[3] / ".env.example").read_text()
+    block = text[text.index("# --- database") : text.index("QT__DATABASE__URL=")]
+    assert "any sqlalchemy" not in block.lower()
+    examples = re.findall(r"\b[a-z][a-z0-9+]*://[^\s,;)]*", block)
+    assert examples, "the comment shows what a URL looks like"
+    for url in examples:
+        parse_sqlite_url(url)  # every URL the comment shows is accepted (nothing is created)
+    with pytest.raises(ConfigError, match=r"only SQLite.*sqlite\+aiosqlite"):
+        open_storage("postgresql+asyncpg://qt@localhost/qt")  # refused before connecting

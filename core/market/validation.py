@@ -3,6 +3,7 @@
 Rules, checked vectorised over the whole series:
 
 * ``nan``: a price or the volume is NaN;
+* ``infinite``: a price or the volume is +-inf (CSV ``inf``, JSON ``Infinity``);
 * ``non_positive_price``: open, high, low or close is <= 0;
 * ``high_below_open_close``: high < max(open, close);
 * ``low_above_open_close``: low > min(open, close);
@@ -36,6 +37,7 @@ class Rule(StrEnum):
     """A candle validation rule; the value is the name used in messages and reports."""
 
     NAN = "nan"
+    INFINITE = "infinite"
     NON_POSITIVE_PRICE = "non_positive_price"
     HIGH_BELOW_OPEN_CLOSE = "high_below_open_close"
     LOW_ABOVE_OPEN_CLOSE = "low_above_open_close"
@@ -47,6 +49,7 @@ class Rule(StrEnum):
 
 _RULE_TEXT = {
     Rule.NAN: "a price or the volume is NaN",
+    Rule.INFINITE: "a price or the volume is infinite",
     Rule.NON_POSITIVE_PRICE: "a price is <= 0",
     Rule.HIGH_BELOW_OPEN_CLOSE: "high is below max(open, close)",
     Rule.LOW_ABOVE_OPEN_CLOSE: "low is above min(open, close)",
@@ -171,15 +174,19 @@ def _timeframe_ms(series: CandleSeries, source: str) -> int:
 
 def _rule_masks(series: CandleSeries, tf_ms: int) -> dict[Rule, BoolArray]:
     o, h, lo, c, v = series.open, series.high, series.low, series.close, series.volume
-    # NaN compares False everywhere, so the price/volume rules below never flag a NaN row twice.
+    nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c) | np.isnan(v)
+    inf = np.isinf(o) | np.isinf(h) | np.isinf(lo) | np.isinf(c) | np.isinf(v)
+    # A row with a NaN or an infinity is reported under that rule only: inf is "above" every
+    # high and NaN compares False, so the price rules would say nothing true about it.
+    finite = ~(nan | inf)
     with np.errstate(invalid="ignore"):
-        nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c) | np.isnan(v)
         masks = {
             Rule.NAN: nan,
-            Rule.NON_POSITIVE_PRICE: (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
-            Rule.HIGH_BELOW_OPEN_CLOSE: h < np.maximum(o, c),
-            Rule.LOW_ABOVE_OPEN_CLOSE: lo > np.minimum(o, c),
-            Rule.NEGATIVE_VOLUME: v < 0,
+            Rule.INFINITE: inf & ~nan,
+            Rule.NON_POSITIVE_PRICE: finite & ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)),
+            Rule.HIGH_BELOW_OPEN_CLOSE: finite & (h < np.maximum(o, c)),
+            Rule.LOW_ABOVE_OPEN_CLOSE: finite & (lo > np.minimum(o, c)),
+            Rule.NEGATIVE_VOLUME: finite & (v < 0),
             Rule.OFF_GRID: (series.ts_ms - grid_origin_ms(series.timeframe)) % tf_ms != 0,
         }
     row_bad = np.zeros(len(series), dtype=bool)

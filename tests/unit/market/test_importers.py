@@ -104,6 +104,24 @@ def test_gaps_in_a_file_are_reported_not_filled(tmp_path: Path, series: CandleSe
     ]
 
 
+def test_infinity_in_csv_and_json_is_refused_naming_file_and_row(
+    tmp_path: Path, series: CandleSeries
+) -> None:
+    text = csv_text(series).splitlines()
+    fields = text[7].split(",")
+    fields[2] = "inf"  # high of data row 7
+    text[7] = ",".join(fields)
+    csv_path = tmp_path / "BTC_USDT-1h.csv"
+    csv_path.write_text("\n".join(text) + "\n")
+    json_path = tmp_path / "BTC_USDT-1h.json"
+    json_path.write_text(
+        json.dumps(rows(series)).replace(repr(float(series.volume[2])), "Infinity", 1)
+    )
+    for path, row in ((csv_path, 7), (json_path, 3)):
+        with pytest.raises(CandleValidationError, match=rf"infinite .*first at row {row},"):
+            read_candle_file(path)
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

@@ -46,6 +46,9 @@ def test_valid_series_reports_rows_span_and_no_gaps() -> None:
     [
         ({"close": {2: np.nan}}, "nan", 3),
         ({"volume": {4: np.nan}}, "nan", 5),
+        ({"close": {2: np.inf}}, "infinite", 3),
+        ({"high": {1: np.inf}}, "infinite", 2),
+        ({"volume": {4: -np.inf}}, "infinite", 5),
         ({"low": {1: 0.0}}, "non_positive_price", 2),
         ({"open": {3: -1.0}, "low": {3: -2.0}}, "non_positive_price", 4),
         ({"high": {2: 104.0}}, "high_below_open_close", 3),
@@ -99,6 +102,14 @@ def test_repair_keeps_a_good_row_behind_a_bad_row_of_the_same_timestamp() -> Non
     kept, report = repair_candles(series, source="f.csv")
     assert kept.ts_ms.tolist() == [T0, T0 + H, T0 + 2 * H]
     assert dict(report.dropped) == {"nan": 1}
+
+
+def test_repair_drops_infinite_rows_counting_them_once() -> None:
+    # inf > every high and breaks the price rules too; it is counted under its own rule only.
+    series = make(6, open={1: np.inf}, volume={3: np.inf}, low={4: -np.inf})
+    kept, report = repair_candles(series, source="f.csv")
+    assert kept.ts_ms.tolist() == [T0 + i * H for i in (0, 2, 5)]
+    assert dict(report.dropped) == {"infinite": 3}
 
 
 def test_gaps_are_reported_as_segments_never_filled() -> None:

@@ -100,7 +100,8 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
     from storage import open_storage
 
     if files:
-        return _one_file_per_symbol([(f, read_candle_file(f).series) for f in files])
+        now_ms = int(time.time() * 1000)
+        return _one_file_per_symbol([(f, read_candle_file(f, now_ms=now_ms).series) for f in files])
     storage = open_storage(settings.database_url)
     await storage.start()
     try:

@@ -143,12 +143,15 @@ def import_(
     repair: Annotated[
         bool, typer.Option(help="Drop invalid rows (and report them) instead of failing.")
     ] = False,
+    sort: Annotated[
+        bool, typer.Option(help="Put the rows in time order first (e.g. a newest-first file).")
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Import candle files; every file is validated first, and nothing is written if it fails."""
     settings = load_or_exit(env_file)
     name = exchange or settings.exchange.name
-    run_or_exit(lambda: _import(settings, name, files, symbol, timeframe, repair))
+    run_or_exit(lambda: _import(settings, name, files, symbol, timeframe, repair, sort))
 
 
 async def _import(
@@ -158,12 +161,19 @@ async def _import(
     symbol: str | None,
     timeframe: str | None,
     repair: bool,
+    sort: bool,
 ) -> None:
     from core.market.importers import read_candle_file
     from storage import open_storage
 
     # Read and validate every file before writing anything: a bad file loses nothing.
-    loaded = [read_candle_file(f, symbol=symbol, timeframe=timeframe, repair=repair) for f in files]
+    now_ms = int(time.time() * 1000)
+    loaded = [
+        read_candle_file(
+            f, symbol=symbol, timeframe=timeframe, repair=repair, sort=sort, now_ms=now_ms
+        )
+        for f in files
+    ]
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
@@ -224,9 +234,10 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
     from storage import open_storage
 
     ok = True
+    now_ms = int(time.time() * 1000)
     for path in files:
         try:
-            report = read_candle_file(path).report
+            report = read_candle_file(path, now_ms=now_ms).report
         except DataError as e:
             console.print(f"[red]invalid[/red] {escape(str(e))}")
             ok = False
@@ -245,7 +256,11 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
             where = f"{info.exchange} {info.symbol} {info.timeframe}"
             try:
                 console.print(
-                    escape("\n".join(validate_candles(series, source=where).summary_lines()))
+                    escape(
+                        "\n".join(
+                            validate_candles(series, source=where, now_ms=now_ms).summary_lines()
+                        )
+                    )
                 )
             except DataError as e:
                 console.print(f"[red]invalid[/red] {escape(str(e))}")

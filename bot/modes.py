@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
     demo = settings.demo
     wanted = demo.history_candles + demo.replay_candles
     if demo.data_file is not None:
-        loaded = read_candle_file(Path(demo.data_file))
+        loaded = read_candle_file(Path(demo.data_file), now_ms=int(time.time() * 1000))
         series = loaded.series
         if len(series) <= demo.history_candles:
             raise ConfigError(

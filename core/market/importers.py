@@ -6,7 +6,8 @@
 
 Symbol and timeframe come from the arguments or, failing that, from Freqtrade-style file names
 (``BTC_USDT-1h.csv.gz``, ``BTC_USDT_USDT-1h-futures.feather`` -> ``BTC/USDT:USDT``). Every load
-is validated; with ``repair=True`` invalid rows are dropped and counted instead of rejected.
+is validated; with ``repair=True`` invalid rows are dropped and counted instead of rejected, and
+with ``sort=True`` rows are put in time order first (messages still name the file's rows).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pyarrow.parquet as pa_parquet
 
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
+from core.market.ordering import sort_by_time
 from core.market.validation import ValidationReport, repair_candles, validate_candles
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -66,12 +68,15 @@ def read_candle_file(
     symbol: str | None = None,
     timeframe: str | None = None,
     repair: bool = False,
+    sort: bool = False,
+    now_ms: int | None = None,
 ) -> LoadedCandles:
     """Read, validate and return the candles of one file.
 
-    Raise DataError when the file is unreadable or malformed, or when symbol/timeframe are
-    neither given nor inferable from the name; CandleValidationError when rows break a rule
-    (unless ``repair``).
+    ``now_ms`` (the wall clock, which the core does not read) refuses candles that close after
+    it; ``sort`` orders the rows by time before they are checked. Raise DataError when the file
+    is unreadable or malformed, or when symbol/timeframe are neither given nor inferable from
+    the name; CandleValidationError when rows break a rule (unless ``repair``).
     """
     path = Path(path)
     if not path.is_file():
@@ -94,11 +99,18 @@ def read_candle_file(
             f"{path}: timestamps look like seconds (largest {int(ts.max())}); expected ms UTC"
         )
     series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
+    file_rows = None
+    notes: list[str] = []
+    if sort:
+        series, file_rows = sort_by_time(series)
+        moved = int(np.count_nonzero(file_rows != np.arange(len(file_rows))))
+        if moved:
+            notes.append(f"sorted by time: {moved} rows changed place")
     if repair:
-        series, report = repair_candles(series, source=str(path))
+        series, report = repair_candles(series, source=str(path), now_ms=now_ms)
     else:
-        report = validate_candles(series, source=str(path))
-    return LoadedCandles(series=series, report=report)
+        report = validate_candles(series, source=str(path), now_ms=now_ms, file_rows=file_rows)
+    return LoadedCandles(series=series, report=replace(report, notes=tuple(notes)))
 
 
 def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tuple[str, str]:

@@ -10,12 +10,16 @@ Rules, checked vectorised over the whole series:
 * ``negative_volume``: volume < 0;
 * ``off_grid``: the open time is not on the timeframe's grid (a whole number of timeframes
   after ``grid_origin_ms``: the epoch, or for weeks Monday 1970-01-05, as the venues do);
-* ``duplicate``: the open time equals the newest earlier good row's;
-* ``not_increasing``: the open time is older than an earlier good row's.
+* ``future``: the candle closes after ``now_ms`` (a mistyped date, or a candle still forming);
+  checked when the caller says what time it is (the core reads no clock);
+* ``duplicate``: the open time equals that of a row kept before it;
+* ``not_increasing``: the row is out of time order; the fewest such rows are flagged (see
+  ``core.market.ordering``), so one mistyped date costs one row, not the rest of the file.
 
 The per-row rules are checked first; the ordering rules then look only at rows that passed them,
 so repairing never keeps a bad duplicate in place of a good one. Missing candles on the grid
-(gaps) are reported as segments, never filled.
+(gaps) are reported as segments, never filled. Row numbers in messages are the file's: a caller
+that sorted the rows first passes each row's place before sorting.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import numpy.typing as npt
 
 from core.domain.market import CandleSeries, grid_origin_ms, timeframe_to_ms
 from core.errors import CandleValidationError, DataError
+from core.market.ordering import order_masks
 
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 
 class Rule(StrEnum):
@@ -43,6 +49,7 @@ class Rule(StrEnum):
     LOW_ABOVE_OPEN_CLOSE = "low_above_open_close"
     NEGATIVE_VOLUME = "negative_volume"
     OFF_GRID = "off_grid"
+    FUTURE = "future"
     DUPLICATE = "duplicate"
     NOT_INCREASING = "not_increasing"
 
@@ -58,8 +65,12 @@ _RULE_TEXT = {
         "timestamp is not on the timeframe grid (a whole number of timeframes since the epoch; "
         "weeks open on Monday 00:00 UTC)"
     ),
-    Rule.DUPLICATE: "timestamp repeats the previous row's",
-    Rule.NOT_INCREASING: "timestamp is older than a previous row's (not strictly increasing)",
+    Rule.FUTURE: "the candle closes after now (a date in the future, or a candle still forming)",
+    Rule.DUPLICATE: "timestamp repeats an earlier row's",
+    Rule.NOT_INCREASING: (
+        "timestamp is out of time order (the fewest rows whose removal leaves the rest "
+        "strictly increasing)"
+    ),
 }
 
 
@@ -89,6 +100,7 @@ class ValidationReport:
     gaps: tuple[Gap, ...]
     dropped: tuple[tuple[str, int], ...] = ()  # (rule, count); a row may break several rules
     dropped_rows: int = 0  # distinct rows dropped
+    notes: tuple[str, ...] = ()  # what loading changed besides dropping rows (sorted, converted)
 
     @property
     def missing(self) -> int:
@@ -118,6 +130,7 @@ class ValidationReport:
         if self.dropped_rows:
             detail = ", ".join(f"{rule}={n}" for rule, n in self.dropped)
             lines.append(f"dropped: {self.dropped_rows} invalid rows ({detail})")
+        lines.extend(self.notes)
         return lines
 
 
@@ -129,19 +142,37 @@ def iso_ms(ts_ms: int) -> str:
         return "out of the datetime range"
 
 
-def validate_candles(series: CandleSeries, *, source: str) -> ValidationReport:
-    """Check every rule; raise CandleValidationError naming source, row and rule on bad rows."""
+def validate_candles(
+    series: CandleSeries,
+    *,
+    source: str,
+    now_ms: int | None = None,
+    file_rows: IntArray | None = None,
+) -> ValidationReport:
+    """Check every rule; raise CandleValidationError naming source, row and rule on bad rows.
+
+    ``now_ms`` enables the ``future`` rule; ``file_rows`` gives each row's 0-based place in the
+    file when the rows were reordered (``core.market.ordering.sort_by_time``).
+    """
     tf_ms = _timeframe_ms(series, source)
-    bad = _rule_masks(series, tf_ms)
+    bad = _rule_masks(series, tf_ms, now_ms)
     if any(mask.any() for mask in bad.values()):
-        raise CandleValidationError(_describe(series, source, bad))
+        raise CandleValidationError(_describe(series, source, bad, file_rows))
     return _report(series, source, tf_ms, bad)
 
 
-def repair_candles(series: CandleSeries, *, source: str) -> tuple[CandleSeries, ValidationReport]:
-    """Drop rows that break a rule; return the kept rows and a report counting drops per rule."""
+def repair_candles(
+    series: CandleSeries,
+    *,
+    source: str,
+    now_ms: int | None = None,
+) -> tuple[CandleSeries, ValidationReport]:
+    """Drop rows that break a rule; return the kept rows and a report counting drops per rule.
+
+    ``now_ms`` enables the ``future`` rule.
+    """
     tf_ms = _timeframe_ms(series, source)
-    bad = _rule_masks(series, tf_ms)
+    bad = _rule_masks(series, tf_ms, now_ms)
     any_bad = np.zeros(len(series), dtype=bool)
     for mask in bad.values():
         any_bad |= mask
@@ -172,7 +203,7 @@ def _timeframe_ms(series: CandleSeries, source: str) -> int:
         raise DataError(f"{source}: {exc}") from exc
 
 
-def _rule_masks(series: CandleSeries, tf_ms: int) -> dict[Rule, BoolArray]:
+def _rule_masks(series: CandleSeries, tf_ms: int, now_ms: int | None) -> dict[Rule, BoolArray]:
     o, h, lo, c, v = series.open, series.high, series.low, series.close, series.volume
     nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c) | np.isnan(v)
     inf = np.isinf(o) | np.isinf(h) | np.isinf(lo) | np.isinf(c) | np.isinf(v)
@@ -189,26 +220,14 @@ def _rule_masks(series: CandleSeries, tf_ms: int) -> dict[Rule, BoolArray]:
             Rule.NEGATIVE_VOLUME: finite & (v < 0),
             Rule.OFF_GRID: (series.ts_ms - grid_origin_ms(series.timeframe)) % tf_ms != 0,
         }
+    if now_ms is not None:
+        # Compared with the open time (not open + timeframe): no overflow near the int64 limit.
+        masks[Rule.FUTURE] = series.ts_ms > now_ms - tf_ms
     row_bad = np.zeros(len(series), dtype=bool)
     for mask in masks.values():
         row_bad |= mask
-    masks[Rule.DUPLICATE], masks[Rule.NOT_INCREASING] = _order_masks(series.ts_ms, row_bad)
+    masks[Rule.DUPLICATE], masks[Rule.NOT_INCREASING] = order_masks(series.ts_ms, row_bad)
     return masks
-
-
-def _order_masks(ts_ms: npt.NDArray[np.int64], row_bad: BoolArray) -> tuple[BoolArray, BoolArray]:
-    """Flag good rows whose ts is not above the running max of earlier good rows."""
-    n = len(ts_ms)
-    dup = np.zeros(n, dtype=bool)
-    older = np.zeros(n, dtype=bool)
-    good_idx = np.nonzero(~row_bad)[0]
-    if len(good_idx) < 2:
-        return dup, older
-    ts = ts_ms[good_idx]
-    prev_max = np.maximum.accumulate(ts)[:-1]
-    dup[good_idx[1:]] = ts[1:] == prev_max
-    older[good_idx[1:]] = ts[1:] < prev_max
-    return dup, older
 
 
 def _report(
@@ -233,22 +252,33 @@ def _report(
     )
 
 
-def _describe(series: CandleSeries, source: str, bad: dict[Rule, BoolArray]) -> str:
+def _describe(
+    series: CandleSeries,
+    source: str,
+    bad: dict[Rule, BoolArray],
+    file_rows: IntArray | None,
+) -> str:
     broken = {rule: mask for rule, mask in bad.items() if mask.any()}
     any_bad = np.zeros(len(series), dtype=bool)
     for mask in broken.values():
         any_bad |= mask
+    rows = np.arange(len(series), dtype=np.int64) if file_rows is None else file_rows
     lines = [
         f"{source}: {int(any_bad.sum())} of {len(series)} candle rows are invalid "
         f"(row numbers are 1-based data rows, the header line not counted)."
     ]
     for rule, mask in broken.items():
-        first = int(np.argmax(mask))
+        flagged = np.nonzero(mask)[0]
+        first = int(flagged[np.argmin(rows[flagged])])  # the first in the file
         lines.append(
-            f"  {rule} ({_RULE_TEXT[rule]}): {int(mask.sum())} rows; first at row {first + 1}, "
-            f"{_row_text(series, first)}"
+            f"  {rule} ({_RULE_TEXT[rule]}): {int(mask.sum())} rows; first at row "
+            f"{int(rows[first]) + 1}, {_row_text(series, first)}"
         )
-    lines.append("Fix the file, or load it with repair to drop the invalid rows and count them.")
+    unsorted = Rule.NOT_INCREASING in broken
+    lines.append(
+        "Fix the file, or load it with repair to drop the invalid rows and count them"
+        + (" (or sorted, if its rows are only out of order)." if unsorted else ".")
+    )
     return "\n".join(lines)
 
 

@@ -251,3 +251,19 @@ async def test_a_gap_the_venue_has_too_is_reported_not_invented(series: CandleSe
     assert (again.written, again.pages, source.since) == (0, 1, [T0 + 200 * H])
     assert again.gaps == first.gaps
     assert_same(await repo.load(EX, SYM, "1h"), holey)
+
+
+async def test_a_stored_future_candle_does_not_stop_the_download(series: CandleSeries) -> None:
+    # An import before the future rule could store a mistyped 2027 candle next to the first
+    # one: the download must still fetch everything missing up to now, not resume after 2027.
+    repo = MemoryStorage().candles
+    future = series.slice(0, 1)
+    future = CandleSeries.from_columns(
+        SYM, "1h", [1_802_944_800_000], future.open, future.high, future.low, future.close,
+        future.volume,
+    )  # fmt: skip
+    await repo.upsert(EX, series.slice(0, 1))
+    await repo.upsert(EX, future)
+    result = await run(PagedSource(series, page_limit=100), repo)
+    assert result.written == 449
+    assert_same((await repo.load(EX, SYM, "1h")).between(None, T0 + 450 * H), series)

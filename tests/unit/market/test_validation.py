@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.domain.market import CandleSeries
 from core.errors import CandleValidationError, DataError
+from core.market.ordering import order_masks, sort_by_time
 from core.market.validation import Gap, repair_candles, validate_candles
 
 H = 3_600_000
@@ -56,7 +59,8 @@ def test_valid_series_reports_rows_span_and_no_gaps() -> None:
         ({"volume": {0: -0.5}}, "negative_volume", 1),
         ({"ts_ms": {3: T0 + 3 * H + 1}}, "off_grid", 4),
         ({"ts_ms": {3: T0 + 2 * H}}, "duplicate", 4),
-        ({"ts_ms": {3: T0}}, "not_increasing", 4),
+        ({"ts_ms": {3: T0}}, "duplicate", 4),  # repeats row 1's, not only the previous row's
+        ({"ts_ms": {3: T0 - H}}, "not_increasing", 4),
     ],
 )
 def test_each_rule_is_rejected_naming_source_row_timestamp_and_rule(
@@ -174,3 +178,100 @@ def test_monthly_candles_are_refused_saying_they_are_not_supported() -> None:
     )
     with pytest.raises(DataError, match=r"m\.csv: monthly candles \(1M\) are not supported"):
         validate_candles(months, source="m.csv")
+
+
+# --- time order: the fewest rows dropped, candles in the future, sorting ---------------------
+
+
+def with_ts(series: CandleSeries, ts: list[int] | np.ndarray) -> CandleSeries:
+    return CandleSeries.from_columns(
+        series.symbol,
+        series.timeframe,
+        ts,
+        series.open,
+        series.high,
+        series.low,
+        series.close,
+        series.volume,
+    )
+
+
+def test_one_row_dated_too_late_costs_that_row_not_the_rest_of_the_file() -> None:
+    series = make(1000)
+    ts = series.ts_ms.copy()
+    ts[1] = T0 + 5000 * H  # row 2 mistyped, later than every other row (not in the future)
+    kept, report = repair_candles(with_ts(series, ts), source="f.csv")
+    assert len(kept) == 999
+    assert dict(report.dropped) == {"not_increasing": 1}
+    assert int(T0 + 5000 * H) not in kept.ts_ms.tolist()
+    with pytest.raises(CandleValidationError, match=r"not_increasing .*: 1 rows; first at row 2,"):
+        validate_candles(with_ts(series, ts), source="f.csv")
+
+
+def test_a_block_pasted_in_the_wrong_place_costs_that_block() -> None:
+    ts = [T0 + h * H for h in (0, 1, 2, 10, 11, 12, 3, 4, 5, 6, 7)]
+    kept, report = repair_candles(with_ts(make(11), ts), source="f.csv")
+    assert kept.ts_ms.tolist() == [T0 + h * H for h in (0, 1, 2, 3, 4, 5, 6, 7)]
+    assert dict(report.dropped) == {"not_increasing": 3}
+
+
+def test_candles_that_close_after_now_are_refused_and_dropped_by_repair() -> None:
+    series = make(1000)
+    now = T0 + 2000 * H
+    ts = series.ts_ms.copy()
+    ts[1] = 1_802_944_800_000  # 2027-02-17, mistyped
+    dated = with_ts(series, ts)
+    with pytest.raises(CandleValidationError, match=r"future \(.*\): 1 rows; first at row 2,"):
+        validate_candles(dated, source="f.csv", now_ms=now)
+    kept, report = repair_candles(dated, source="f.csv", now_ms=now)
+    assert len(kept) == 999
+    assert dict(report.dropped) == {"future": 1}
+    assert report.last_ts_ms == T0 + 999 * H
+    # A candle still forming (open before now, close after it) is not stored either.
+    forming = repair_candles(series, source="f.csv", now_ms=T0 + 999 * H + H // 2)[1]
+    assert dict(forming.dropped) == {"future": 1}
+    assert validate_candles(series, source="f.csv", now_ms=T0 + 1000 * H).rows == 1000
+
+
+def test_a_descending_file_is_sorted_when_asked_with_rows_named_as_in_the_file() -> None:
+    series = make(1000)
+    newest_first = with_ts(series, series.ts_ms[::-1].copy())
+    kept, _ = repair_candles(newest_first, source="f.csv")
+    assert len(kept) == 1  # repairing is not sorting
+    with pytest.raises(CandleValidationError, match=r"or sorted, if its rows are only out"):
+        validate_candles(newest_first, source="f.csv")
+    ordered, file_rows = sort_by_time(newest_first)
+    assert validate_candles(ordered, source="f.csv", file_rows=file_rows).rows == 1000
+    bad = make(5, high={0: 1.0})  # file row 1 ...
+    bad_desc = CandleSeries.from_columns(
+        "BTC/USDT", "1h", *(getattr(bad, c)[::-1] for c in COLUMNS)
+    )  # ... is the last row once reversed, and file row 5 after sorting
+    ordered, file_rows = sort_by_time(bad_desc)
+    with pytest.raises(CandleValidationError, match=r"first at row 5, timestamp 1704067200000"):
+        validate_candles(ordered, source="f.csv", file_rows=file_rows)
+
+
+COLUMNS = ("ts_ms", "open", "high", "low", "close", "volume")
+
+
+def _lis_length(values: list[int]) -> int:
+    best = [1] * len(values)
+    for i in range(len(values)):
+        for j in range(i):
+            if values[j] < values[i]:
+                best[i] = max(best[i], best[j] + 1)
+    return max(best, default=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=2, max_size=25))
+def test_repair_keeps_a_longest_strictly_increasing_run(hours: list[int]) -> None:
+    n = len(hours)
+    series = with_ts(make(n), [T0 + h * H for h in hours])
+    dup, older = order_masks(series.ts_ms, np.zeros(n, dtype=bool))
+    kept = np.asarray(hours)[~(dup | older)]
+    assert bool(np.all(np.diff(kept) > 0))
+    assert len(kept) == _lis_length(hours)
+    # A row is a duplicate exactly when a kept row has its timestamp.
+    assert set(np.asarray(hours)[dup].tolist()) <= set(kept.tolist())
+    assert not set(np.asarray(hours)[older].tolist()) & set(kept.tolist())

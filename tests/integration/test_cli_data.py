@@ -1,0 +1,53 @@
+"""``qt data`` end to end for the data-correctness fixes (issue 9): repair, sorting, market kinds,
+timestamp units, listing. The harness (``cli``, ``write_csv``, ...) is ``test_cli``'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.test_cli import (
+    Cli,
+    candles,
+    flat,
+    stored_series,
+    write_csv,
+)
+from tests.integration.test_cli import cli as cli  # the fixture, re-exported for pytest
+
+
+def test_repair_drops_a_future_dated_row_and_keeps_the_rest(cli: Cli, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 1000))
+    lines = path.read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[0] = "1802944800000"  # data row 2 mistyped as 2027-02-17
+    lines[2] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+
+    refused = cli("data", "import", str(path))
+    repaired = cli("data", "import", "--repair", str(path))
+
+    assert refused.exit_code == 2
+    assert "future (" in flat(refused.stderr)
+    assert "first at row 2," in flat(refused.stderr)
+    assert repaired.exit_code == 0, repaired.output
+    out = flat(repaired.stdout)
+    assert f"{path}: 999 candles -> binance" in out
+    assert "dropped: 1 invalid rows (future=1)" in out
+    assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 999)}
+
+
+def test_import_sorts_a_newest_first_file_when_asked(cli: Cli, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 100))
+    header, *body = path.read_text().splitlines()
+    path.write_text("\n".join([header, *reversed(body)]) + "\n")
+
+    refused = cli("data", "import", str(path))
+    imported = cli("data", "import", "--sort", str(path))
+
+    assert refused.exit_code == 2
+    assert "not_increasing" in flat(refused.stderr)
+    assert imported.exit_code == 0, imported.output
+    assert f"{path}: 100 candles -> binance" in flat(imported.stdout)
+    assert "sorted by time: 100 rows changed place" in flat(imported.stdout)
+    assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 100)}

@@ -35,6 +35,12 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 CSV_COLUMNS = ("timestamp", *PRICE_COLUMNS)
 # Below this an epoch timestamp is in seconds, not ms (1e11 ms is 1973, 1e11 s is year 5138).
 _MIN_PLAUSIBLE_MS = 100_000_000_000
+# The same reasoning one unit finer: from 1e14 a timestamp is in microseconds (1e14 ms would be
+# year 5138, 1e14 µs is 1973), from 1e17 in nanoseconds. The ranges do not overlap for any date
+# between 1973 and 5138, so each row's unit is unambiguous (Binance's public spot klines switched
+# from ms to µs in 2025, so one file can hold both).
+_MIN_PLAUSIBLE_US = 100_000_000_000_000
+_MIN_PLAUSIBLE_NS = 100_000_000_000_000_000
 # "M" (months) is matched so that a monthly file is refused for its timeframe, not its name.
 _NAME_RE = re.compile(
     r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_(?P<settle>[A-Za-z0-9]+))?"
@@ -98,9 +104,9 @@ def read_candle_file(
         raise DataError(
             f"{path}: timestamps look like seconds (largest {int(ts.max())}); expected ms UTC"
         )
+    ts, notes = _to_milliseconds(path, np.asarray(ts, dtype=np.int64))
     series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
     file_rows = None
-    notes: list[str] = []
     if sort:
         series, file_rows = sort_by_time(series)
         moved = int(np.count_nonzero(file_rows != np.arange(len(file_rows))))
@@ -111,6 +117,33 @@ def read_candle_file(
     else:
         report = validate_candles(series, source=str(path), now_ms=now_ms, file_rows=file_rows)
     return LoadedCandles(series=series, report=replace(report, notes=tuple(notes)))
+
+
+def _to_milliseconds(path: Path, ts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Return ``ts`` in ms, converting rows in µs or ns, and a note per unit converted.
+
+    A row in a finer unit that is not a whole number of ms is refused, naming it: truncating it
+    would invent a candle time the file does not hold.
+    """
+    ns = ts >= _MIN_PLAUSIBLE_NS
+    us = (ts >= _MIN_PLAUSIBLE_US) & ~ns
+    if not (ns.any() or us.any()):
+        return ts, []
+    out = ts.copy()
+    notes = []
+    for unit, rows, per_ms in (("nanoseconds", ns, 1_000_000), ("microseconds", us, 1_000)):
+        if not rows.any():
+            continue
+        frac = rows & (ts % per_ms != 0)
+        if frac.any():
+            row = int(np.argmax(frac))
+            raise DataError(
+                f"{path}: timestamp {int(ts[row])} at data row {row + 1} (1-based, header not "
+                f"counted) is in {unit} but not a whole number of ms; expected candle open times"
+            )
+        out[rows] = ts[rows] // per_ms
+        notes.append(f"timestamps: {int(rows.sum())} rows were in {unit}, converted to ms")
+    return out, notes
 
 
 def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tuple[str, str]:
@@ -222,12 +255,15 @@ def _read_json(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             if value is None and col == "timestamp":
                 raise DataError(f"{path}: null timestamp at row {row} (1-based)")
     arr = np.array(data, dtype=np.float64).reshape(-1, 6)  # None becomes NaN
-    ts = arr[:, 0]
-    fractional = np.nonzero(ts != np.floor(ts))[0]
-    if len(fractional):
-        row = int(fractional[0]) + 1
-        raise DataError(f"{path}: timestamp {ts[row - 1]!r} at row {row} is not integer ms")
-    return ts.astype(np.int64), {c: arr[:, i + 1] for i, c in enumerate(PRICE_COLUMNS)}
+    # Read from the parsed ints, not the float64 array: a float has 53 bits, too few for ns.
+    for row, item in enumerate(data, start=1):
+        if isinstance(item[0], float) and not item[0].is_integer():
+            raise DataError(f"{path}: timestamp {item[0]!r} at row {row} is not integer ms")
+    try:
+        ts = np.array([int(item[0]) for item in data], dtype=np.int64)
+    except OverflowError as exc:
+        raise DataError(f"{path}: a timestamp is beyond 64-bit integers: {exc}") from exc
+    return ts, {c: arr[:, i + 1] for i, c in enumerate(PRICE_COLUMNS)}
 
 
 # --- Freqtrade feather / parquet ----------------------------------------------------------------

@@ -51,3 +51,19 @@ def test_import_sorts_a_newest_first_file_when_asked(cli: Cli, tmp_path: Path) -
     assert f"{path}: 100 candles -> binance" in flat(imported.stdout)
     assert "sorted by time: 100 rows changed place" in flat(imported.stdout)
     assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 100)}
+
+
+def test_microsecond_timestamps_are_checked_and_imported_as_ms(cli: Cli, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 48))
+    header, *body = path.read_text().splitlines()
+    path.write_text("\n".join([header, *(line.replace(",", "000,", 1) for line in body)]) + "\n")
+
+    checked = cli("data", "check", str(path))
+    imported = cli("data", "import", str(path))
+    listed = cli("data", "list")
+
+    assert checked.exit_code == 0, checked.output
+    assert "2024-01-01T00:00:00Z -> 2024-01-02T23:00:00Z" in checked.stdout
+    assert "timestamps: 48 rows were in microseconds, converted to ms" in flat(checked.stdout)
+    assert imported.exit_code == 0, imported.output
+    assert "2024-01-01T00:00:00Z" in listed.stdout

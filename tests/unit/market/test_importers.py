@@ -266,3 +266,62 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_missing_file_is_named_before_anything_else(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope\.csv: no such candle file"):
         read_candle_file(tmp_path / "nope.csv")
+
+
+# --- timestamp units --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("unit", "factor"), [("microseconds", 1000), ("nanoseconds", 1_000_000)])
+def test_us_and_ns_timestamps_are_converted_to_ms_and_said_so(
+    tmp_path: Path, series: CandleSeries, unit: str, factor: int
+) -> None:
+    # Binance's public-data spot klines are in microseconds since 2025.
+    scaled = CandleSeries.from_columns(
+        "BTC/USDT", "1h", series.ts_ms * factor, series.open, series.high, series.low,
+        series.close, series.volume,
+    )  # fmt: skip
+    csv_path = tmp_path / "BTC_USDT-1h.csv"
+    csv_path.write_text(csv_text(scaled))
+    json_path = tmp_path / "BTC_USDT-1h.json"
+    json_path.write_text(json.dumps(rows(scaled)))
+    feather_path = tmp_path / "BTC_USDT-1h.feather"
+    table = arrow_table(series).set_column(0, "date", pa.array(scaled.ts_ms, pa.int64()))
+    pa_feather.write_feather(table, feather_path)
+    for path in (csv_path, json_path, feather_path):
+        loaded = read_candle_file(path)
+        assert_same(loaded.series, series)
+        assert f"timestamps: 200 rows were in {unit}, converted to ms" in (
+            loaded.report.summary_lines()
+        )
+
+
+def test_a_file_that_switches_to_microseconds_midway_is_converted_row_by_row(
+    tmp_path: Path, series: CandleSeries
+) -> None:
+    ts = series.ts_ms.copy()
+    ts[150:] *= 1000
+    mixed = CandleSeries.from_columns(
+        "BTC/USDT", "1h", ts, series.open, series.high, series.low, series.close, series.volume
+    )
+    path = tmp_path / "BTC_USDT-1h.csv"
+    path.write_text(csv_text(mixed))
+    loaded = read_candle_file(path)
+    assert_same(loaded.series, series)
+    assert "timestamps: 50 rows were in microseconds, converted to ms" in (
+        loaded.report.summary_lines()
+    )
+
+
+@pytest.mark.parametrize(("suffix", "factor"), [("csv", 1000), ("json", 1_000_000)])
+def test_a_sub_millisecond_timestamp_is_refused_naming_file_and_row(
+    tmp_path: Path, series: CandleSeries, suffix: str, factor: int
+) -> None:
+    ts = series.ts_ms * factor
+    ts[41] += 7  # 7 µs or ns past the candle's open (a float64 would round the ns away)
+    odd = CandleSeries.from_columns(
+        "BTC/USDT", "1h", ts, series.open, series.high, series.low, series.close, series.volume
+    )
+    path = tmp_path / f"BTC_USDT-1h.{suffix}"
+    path.write_text(csv_text(odd) if suffix == "csv" else json.dumps(rows(odd)))
+    with pytest.raises(DataError, match=rf"^{path}: timestamp {ts[41]} at data row 42 .*second"):
+        read_candle_file(path)

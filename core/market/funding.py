@@ -68,7 +68,8 @@ def read_funding_file(path: str | Path, *, symbol: str | None = None) -> Funding
         )
     try:
         raw = path.read_bytes()
-        text = gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
+        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        text = data.decode("utf-8-sig")  # a spreadsheet export starts with a BOM
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: unreadable: {exc}") from exc
     rows = csv.DictReader(io.StringIO(text))

@@ -22,17 +22,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.feather as pa_feather
 import pyarrow.parquet as pa_parquet
 
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
+from core.market.candle_csv import (
+    CSV_COLUMNS,
+    PRICE_COLUMNS,
+    float_column,
+    read_candle_csv,
+    require_columns,
+)
 from core.market.ordering import sort_by_time
 from core.market.validation import ValidationReport, repair_candles, validate_candles
 
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-CSV_COLUMNS = ("timestamp", *PRICE_COLUMNS)
 # Below this an epoch timestamp is in seconds, not ms (1e11 ms is 1973, 1e11 s is year 5138).
 _MIN_PLAUSIBLE_MS = 100_000_000_000
 # The same reasoning one unit finer: from 1e14 a timestamp is in microseconds (1e14 ms would be
@@ -89,8 +93,9 @@ def read_candle_file(
         raise DataError(f"{path}: no such candle file")
     symbol, timeframe = _resolve_names(path, symbol, timeframe)
     name = path.name.lower()
+    notes: list[str] = []
     if name.endswith((".csv", ".csv.gz")):
-        ts, cols = _read_csv(path)
+        ts, cols, notes = read_candle_csv(path, repair=repair)
     elif name.endswith((".json", ".json.gz")):
         ts, cols = _read_json(path)
     elif name.endswith((".feather", ".parquet")):
@@ -104,7 +109,8 @@ def read_candle_file(
         raise DataError(
             f"{path}: timestamps look like seconds (largest {int(ts.max())}); expected ms UTC"
         )
-    ts, notes = _to_milliseconds(path, np.asarray(ts, dtype=np.int64))
+    ts, converted = _to_milliseconds(path, np.asarray(ts, dtype=np.int64))
+    notes.extend(converted)
     series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
     file_rows = None
     if sort:
@@ -165,62 +171,6 @@ def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tup
     return symbol, timeframe
 
 
-# --- CSV ----------------------------------------------------------------------------------------
-
-
-def _read_csv(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    types = {"timestamp": pa.int64(), **dict.fromkeys(PRICE_COLUMNS, pa.float64())}
-    try:
-        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
-    except pa.ArrowInvalid as exc:
-        # Arrow's conversion errors name the column but not the row: find it ourselves.
-        raise DataError(_locate_csv_problem(path, exc)) from exc
-    except (pa.ArrowException, OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
-    _require_columns(path, table.column_names, CSV_COLUMNS)
-    ts_col = table.column("timestamp")
-    if ts_col.null_count:
-        row = int(np.argmax(ts_col.is_null().to_numpy(zero_copy_only=False))) + 1
-        raise DataError(f"{path}: empty timestamp at data row {row} (1-based, header not counted)")
-    return ts_col.to_numpy(), {c: _floats(table.column(c)) for c in PRICE_COLUMNS}
-
-
-def _locate_csv_problem(path: Path, exc: Exception) -> str:
-    try:
-        table = pa_csv.read_csv(
-            path,
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(CSV_COLUMNS, pa.string())
-            ),
-        )
-    except (pa.ArrowException, OSError, EOFError) as again:
-        return f"{path}: cannot read as CSV: {again}"
-    missing = [c for c in CSV_COLUMNS if c not in table.column_names]
-    if missing:
-        return _missing_text(path, table.column_names, missing)
-    first: tuple[int, str, str] | None = None
-    for name in CSV_COLUMNS:
-        parse = int if name == "timestamp" else float
-        for row, value in enumerate(table.column(name).to_pylist(), start=1):
-            if first is not None and row >= first[0]:
-                break
-            if value in (None, ""):
-                continue
-            try:
-                parse(value)
-            except ValueError:
-                first = (row, name, value)
-                break
-    if first is None:
-        return f"{path}: cannot read as CSV: {exc}"
-    row, name, value = first
-    kind = "integer ms" if name == "timestamp" else "numeric"
-    return (
-        f"{path}: non-{kind} value {value!r} in column {name!r} at data row {row} "
-        "(1-based, header not counted)"
-    )
-
-
 # --- Freqtrade json -----------------------------------------------------------------------------
 
 
@@ -277,7 +227,7 @@ def _read_arrow(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             table = pa_parquet.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read as {path.suffix[1:]}: {exc}") from exc
-    _require_columns(path, table.column_names, ("date", *PRICE_COLUMNS))
+    require_columns(path, table.column_names, ("date", *PRICE_COLUMNS))
     date = table.column("date")
     if date.null_count:
         row = int(np.argmax(date.is_null().to_numpy(zero_copy_only=False))) + 1
@@ -297,25 +247,5 @@ def _read_arrow(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         column = table.column(name)
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
             raise DataError(f"{path}: column {name!r} should be numeric, was {column.type}")
-        cols[name] = _floats(column)
+        cols[name] = float_column(column)
     return np.asarray(ts, dtype=np.int64), cols
-
-
-# --- shared -------------------------------------------------------------------------------------
-
-
-def _floats(column: pa.ChunkedArray) -> np.ndarray:
-    """Return a float64 numpy copy; nulls become NaN so validation reports their rows."""
-    return np.asarray(
-        pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-    )
-
-
-def _require_columns(path: Path, found: list[str], needed: tuple[str, ...]) -> None:
-    missing = [c for c in needed if c not in found]
-    if missing:
-        raise DataError(_missing_text(path, found, missing))
-
-
-def _missing_text(path: Path, found: list[str], missing: list[str]) -> str:
-    return f"{path}: missing column(s) {', '.join(missing)}; found columns: {', '.join(found)}"

@@ -67,3 +67,17 @@ def test_microsecond_timestamps_are_checked_and_imported_as_ms(cli: Cli, tmp_pat
     assert "timestamps: 48 rows were in microseconds, converted to ms" in flat(checked.stdout)
     assert imported.exit_code == 0, imported.output
     assert "2024-01-01T00:00:00Z" in listed.stdout
+
+
+def test_a_file_cut_off_mid_line_imports_with_repair(cli: Cli, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 30))
+    path.write_text(path.read_text() + "1704175200000,29000.1,29100")  # an interrupted write
+
+    refused = cli("data", "import", str(path))
+    repaired = cli("data", "import", "--repair", str(path))
+
+    assert refused.exit_code == 2
+    assert "data row 31 (1-based, header not counted) has 3 fields" in flat(refused.stderr)
+    assert repaired.exit_code == 0, repaired.output
+    assert "dropped the truncated last line, data row 31" in flat(repaired.stdout)
+    assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 30)}

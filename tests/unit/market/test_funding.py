@@ -68,3 +68,13 @@ def test_bad_files_are_rejected_naming_file_row_and_rule(
 def test_a_missing_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such funding file"):
         read_funding_file(tmp_path / "BTC_USDT-funding.csv")
+
+
+def test_a_file_with_a_byte_order_mark_and_crlf_is_read(tmp_path: Path) -> None:
+    # Spreadsheet exports start with a UTF-8 BOM, which is not part of the first column's name.
+    path = tmp_path / "BTC_USDT-funding.csv"
+    path.write_bytes(b"\xef\xbb\xbftimestamp,funding_rate\r\n1672531200000,0.0001\r\n")
+    assert read_funding_file(path).rates == (D("0.0001"),)
+    gz = tmp_path / "ETH_USDT-funding.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert read_funding_file(gz).ts_ms == (1672531200000,)

@@ -104,7 +104,10 @@ def _claim_demo_database(settings: Settings) -> FileLock:
 async def build_demo(settings: Settings) -> TradingProcess:
     """Build the offline demo: accelerated replay, paper exchange, its own fresh database
     (locked until the process stops)."""
-    markets, replay_start_ms = demo_market(settings)
+    # Off the loop's thread: Arrow cancels a main-thread read when Ctrl-C or SIGTERM arrives,
+    # which would turn a stop request into "bad file". Here the loop takes the signal (the
+    # process then stops as soon as it starts) and the read completes.
+    markets, replay_start_ms = await asyncio.to_thread(demo_market, settings)
     timeframe = next(iter(markets.values())).timeframe
     settings = settings.with_market(list(markets), timeframe)
     lock = await asyncio.to_thread(_claim_demo_database, settings)

@@ -4,6 +4,10 @@ Problems are named by data row (1-based, the header not counted), which Arrow's 
 not do. A last line with too few fields is what an interrupted write leaves behind; with
 ``repair`` it is dropped and said so. A malformed line anywhere else means the file is damaged in
 a way no rule describes, so it is refused even when repairing.
+
+A stop signal arriving while Arrow reads on the main thread cancels the read (``ArrowCancelled``,
+after Arrow has handed the signal to the process's own handler); that is never a bad file, so it
+is re-raised as it is for the caller's stop handling.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ def read_candle_csv(
     malformed: list[pa_csv.InvalidRow] = []
     try:
         table = _read(path, types, malformed)
+    except pa.ArrowCancelled:
+        raise
     except pa.ArrowInvalid as exc:
         # Arrow's conversion errors name the column but not the row: find it ourselves.
         raise DataError(_locate_csv_problem(path, exc)) from exc
@@ -116,6 +122,8 @@ def _data_row_of(path: Path, text: str) -> int | str:
 def _locate_csv_problem(path: Path, exc: Exception) -> str:
     try:
         table = _read(path, dict.fromkeys(CSV_COLUMNS, pa.string()), [])
+    except pa.ArrowCancelled:
+        raise
     except (pa.ArrowException, OSError, EOFError) as again:
         return f"{path}: cannot read as CSV: {again}"
     missing = [c for c in CSV_COLUMNS if c not in table.column_names]

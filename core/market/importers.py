@@ -225,6 +225,8 @@ def _read_arrow(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             table = pa_feather.read_table(path)
         else:
             table = pa_parquet.read_table(path)
+    except pa.ArrowCancelled:
+        raise  # a stop signal, not a bad file (see core.market.candle_csv)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read as {path.suffix[1:]}: {exc}") from exc
     require_columns(path, table.column_names, ("date", *PRICE_COLUMNS))

@@ -1,11 +1,13 @@
 """read_candle_file on damaged or interrupted input: a truncated last line (an interrupted write),
-and a malformed line inside the file."""
+a malformed line inside the file, and a stop signal arriving while Arrow reads."""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pytest
 
 from core.errors import DataError
@@ -55,3 +57,18 @@ def test_a_malformed_line_inside_the_file_is_refused_even_when_repairing(tmp_pat
     for repair in (False, True):
         with pytest.raises(DataError, match=rf"^{path}: data row 20 \(1-based.*\) has 4 fields"):
             read_candle_file(path, repair=repair)
+
+
+def test_a_stop_signal_during_the_read_is_not_reported_as_a_bad_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrow cancels a read on the main thread when a signal with a Python handler arrives (the
+    # process's SIGTERM handler), hands the signal to that handler and raises ArrowCancelled.
+    path = write(tmp_path / "BTC_USDT-1h.csv", "\n".join(csv_lines(10)) + "\n")
+
+    def cancelled(*args: object, **kwargs: object) -> None:
+        raise pa.ArrowCancelled("Operation cancelled. Detail: received signal 15", signum=15)
+
+    monkeypatch.setattr(pa_csv, "read_csv", cancelled)
+    with pytest.raises(pa.ArrowCancelled):
+        read_candle_file(path)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Protocol
 
 import typer
+from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -187,13 +190,18 @@ async def _import(
 
 
 @data_app.command("list")
-def list_(env_file: EnvFileOpt = None) -> None:
+def list_(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (one object per series) for scripts.")
+    ] = False,
+    env_file: EnvFileOpt = None,
+) -> None:
     """List the candle series stored in the database."""
     settings = load_or_exit(env_file)
-    run_or_exit(lambda: _list(settings))
+    run_or_exit(lambda: _list(settings, as_json))
 
 
-async def _list(settings: Settings) -> None:
+async def _list(settings: Settings, as_json: bool) -> None:
     from core.market.validation import iso_ms
     from storage import open_storage
 
@@ -203,6 +211,22 @@ async def _list(settings: Settings) -> None:
         series = await storage.candles.list_series()
     finally:
         await storage.stop()
+    if as_json:
+        rows = [
+            {
+                "exchange": s.exchange,
+                "symbol": s.symbol,
+                "timeframe": s.timeframe,
+                "first": iso_ms(s.first_ms),
+                "last": iso_ms(s.last_ms),
+                "first_ms": s.first_ms,
+                "last_ms": s.last_ms,
+                "rows": s.rows,
+            }
+            for s in series
+        ]
+        typer.echo(json.dumps(rows, indent=2))  # plain stdout: no wrapping, no markup
+        return
     if not series:
         console.print("no candles stored yet: try `qt data import FILE` or `qt data download`")
         return
@@ -211,7 +235,11 @@ async def _list(settings: Settings) -> None:
         table.add_row(
             s.exchange, s.symbol, s.timeframe, iso_ms(s.first_ms), iso_ms(s.last_ms), str(s.rows)
         )
-    console.print(table)
+    # The table is as wide as its data, whatever the console's width (80 when piped): a
+    # shortened timestamp is a wrong one. A narrow terminal wraps the lines instead. (A print
+    # width above the console's is clamped by rich, hence a console of the table's width.)
+    width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    Console(width=max(width, console.width)).print(table, crop=False)
 
 
 @data_app.command("check")

@@ -4,10 +4,13 @@ timestamp units, listing. The harness (``cli``, ``write_csv``, ...) is ``test_cl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.integration.test_cli import (
+    T0,
     Cli,
+    H,
     candles,
     flat,
     stored_series,
@@ -81,3 +84,31 @@ def test_a_file_cut_off_mid_line_imports_with_repair(cli: Cli, tmp_path: Path) -
     assert repaired.exit_code == 0, repaired.output
     assert "dropped the truncated last line, data row 31" in flat(repaired.stdout)
     assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 30)}
+
+
+def test_list_never_truncates_on_a_narrow_console_and_prints_json(
+    cli: Cli, tmp_path: Path
+) -> None:
+    csv = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 48))
+    assert cli("data", "import", str(csv)).exit_code == 0
+
+    narrow = cli("data", "list", COLUMNS="60")
+    as_json = cli("data", "list", "--json", COLUMNS="60")
+
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.stdout
+    assert "2024-01-01T00:00:00Z" in narrow.stdout
+    assert "2024-01-02T23:00:00Z" in narrow.stdout
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == [
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT",
+            "timeframe": "1h",
+            "first": "2024-01-01T00:00:00Z",
+            "last": "2024-01-02T23:00:00Z",
+            "first_ms": T0,
+            "last_ms": T0 + 47 * H,
+            "rows": 48,
+        }
+    ]

@@ -86,9 +86,7 @@ def test_a_file_cut_off_mid_line_imports_with_repair(cli: Cli, tmp_path: Path) -
     assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 30)}
 
 
-def test_list_never_truncates_on_a_narrow_console_and_prints_json(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_list_never_truncates_on_a_narrow_console_and_prints_json(cli: Cli, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 48))
     assert cli("data", "import", str(csv)).exit_code == 0
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
 from core.config import Settings
+from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries
 from core.errors import DataError
 
@@ -99,10 +100,14 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
     from core.market.importers import read_candle_file
     from storage import open_storage
 
+    market = CandleMarket.traded(settings.exchange.market_type)
     if files:
         now_ms = int(time.time() * 1000)
-        return _one_file_per_symbol([(f, read_candle_file(f, now_ms=now_ms).series) for f in files])
-    storage = open_storage(settings.database_url)
+        loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
+        for path, item in loaded:
+            _check_market(path, item.market, market)
+        return _one_file_per_symbol([(f, item.series) for f, item in loaded])
+    storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
     try:
         found = {}
@@ -116,10 +121,25 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
         await storage.stop()
     if not found:
         raise DataError(
-            f"no {settings.trading.timeframe} candles stored for {settings.exchange.name} "
-            f"{', '.join(settings.trading.symbols)}: pass --data FILE or run `qt data import`"
+            f"no {settings.trading.timeframe} {market} candles stored for "
+            f"{settings.exchange.name} {', '.join(settings.trading.symbols)}: pass --data FILE "
+            "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
     return found
+
+
+def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None:
+    """Refuse mark-price candles; say so when a file is of another market than the traded one."""
+    if found is CandleMarket.MARK:
+        raise DataError(
+            f"{path} holds mark-price candles (no trades, no volume): backtest on the "
+            "contract's own candles (-futures)"
+        )
+    if found is not traded:
+        console.print(
+            f"note: {escape(str(path))} holds {found} candles; the backtest trades {traded} "
+            "(QT__EXCHANGE__MARKET_TYPE)"
+        )
 
 
 def _one_file_per_symbol(loaded: list[tuple[Path, CandleSeries]]) -> dict[str, CandleSeries]:

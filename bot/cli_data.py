@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.console import Console
@@ -23,9 +24,14 @@ from rich.table import Table
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
 from core.config import Settings
+from core.domain.enums import CandleMarket
 from core.domain.market import timeframe_to_ms
 from core.errors import DataError, QTError
-from core.ports import MarketData
+from core.ports import CandleRepo, MarketData
+
+if TYPE_CHECKING:
+    from core.market.conflicts import CandleConflicts
+    from core.market.importers import LoadedCandles
 
 
 class MarketDataClient(MarketData, Protocol):
@@ -99,7 +105,10 @@ async def _download(
     except QTError:
         await market_data.close()
         raise
-    storage = open_storage(settings.database_url)
+    # The client fetches the configured market type's candles (ccxt's defaultType): store them
+    # as that series, never into another market's.
+    market = CandleMarket.traded(settings.exchange.market_type)
+    storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
     columns = (
         TextColumn("{task.description}"),
@@ -110,7 +119,7 @@ async def _download(
     try:
         with Progress(*columns, console=console) as bar:
             for symbol in symbols:
-                task = bar.add_task(f"{name} {symbol} {tf}", total=None)
+                task = bar.add_task(f"{name} {market} {symbol} {tf}", total=None)
 
                 def progress(done: int, total: int, task: TaskID = task) -> None:
                     bar.update(task, completed=done, total=total)
@@ -143,29 +152,52 @@ def import_(
     ] = None,
     symbol: Annotated[str | None, typer.Option(help="Override the symbol from the name.")] = None,
     timeframe: Annotated[str | None, typer.Option(help="Override the timeframe.")] = None,
+    market: Annotated[
+        CandleMarket | None,
+        typer.Option(help="Override the market kind from the name (-futures, -mark, futures/)."),
+    ] = None,
     repair: Annotated[
         bool, typer.Option(help="Drop invalid rows (and report them) instead of failing.")
     ] = False,
     sort: Annotated[
         bool, typer.Option(help="Put the rows in time order first (e.g. a newest-first file).")
     ] = False,
+    replace: Annotated[
+        bool, typer.Option(help="Overwrite stored candles that differ (refused otherwise).")
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
-    """Import candle files; every file is validated first, and nothing is written if it fails."""
+    """Import candle files; every file is validated first, and nothing is written if it fails.
+
+    Spot, futures and mark-price candles are separate series (the market kind comes from the
+    file name). Stored candles the files hold with other values are reported and left alone,
+    and nothing is written, unless --replace is given.
+    """
     settings = load_or_exit(env_file)
-    name = exchange or settings.exchange.name
-    run_or_exit(lambda: _import(settings, name, files, symbol, timeframe, repair, sort))
+    options = _ImportOptions(
+        exchange=exchange or settings.exchange.name,
+        symbol=symbol,
+        timeframe=timeframe,
+        market=market,
+        repair=repair,
+        sort=sort,
+        replace=replace,
+    )
+    run_or_exit(lambda: _import(settings, files, options))
 
 
-async def _import(
-    settings: Settings,
-    name: str,
-    files: list[Path],
-    symbol: str | None,
-    timeframe: str | None,
-    repair: bool,
-    sort: bool,
-) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ImportOptions:
+    exchange: str
+    symbol: str | None
+    timeframe: str | None
+    market: CandleMarket | None
+    repair: bool
+    sort: bool
+    replace: bool
+
+
+async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -> None:
     from core.market.importers import read_candle_file
     from storage import open_storage
 
@@ -173,20 +205,70 @@ async def _import(
     now_ms = int(time.time() * 1000)
     loaded = [
         read_candle_file(
-            f, symbol=symbol, timeframe=timeframe, repair=repair, sort=sort, now_ms=now_ms
+            f,
+            symbol=opts.symbol,
+            timeframe=opts.timeframe,
+            market=opts.market,
+            repair=opts.repair,
+            sort=opts.sort,
+            now_ms=now_ms,
         )
         for f in files
     ]
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
-        for path, item in zip(files, loaded, strict=True):
-            written = await storage.candles.upsert(name, item.series)
-            console.print(f"[green]{escape(str(path))}[/green]: {written} candles -> {name}")
+        conflicts = await _conflicts(storage.candles, opts.exchange, loaded)
+        clashes = [
+            _conflict_text(path, item, found, opts.exchange)
+            for path, item, found in zip(files, loaded, conflicts, strict=True)
+            if found.rows
+        ]
+        if clashes and not opts.replace:
+            raise DataError(
+                "\n".join(clashes) + "\nNothing was written. Pass --replace to overwrite them, "
+                "or --market if a file is of another market than its name says."
+            )
+        for path, item, found in zip(files, loaded, conflicts, strict=True):
+            repo = storage.candles.for_market(item.market)
+            written = await repo.upsert(opts.exchange, item.series)
+            replaced = f", replacing {found.rows} that differed" if found.rows else ""
+            console.print(
+                f"[green]{escape(str(path))}[/green]: {written} candles -> {opts.exchange} "
+                f"{item.market}{replaced}"
+            )
             for line in item.report.summary_lines():
                 console.print(f"  {escape(line)}")
     finally:
         await storage.stop()
+
+
+async def _conflicts(
+    candles: CandleRepo, exchange: str, loaded: list[LoadedCandles]
+) -> list[CandleConflicts]:
+    """Return, per file, its candles stored (or in an earlier file) with other values."""
+    from core.market.conflicts import differing, stored_conflicts
+
+    found = []
+    for k, item in enumerate(loaded):
+        conflicts = await stored_conflicts(candles.for_market(item.market), exchange, item.series)
+        for earlier in loaded[:k]:  # two files of one series in this import
+            same = (earlier.market, earlier.series.symbol, earlier.series.timeframe)
+            if same == (item.market, item.series.symbol, item.series.timeframe):
+                conflicts = conflicts + differing(item.series, earlier.series)
+        found.append(conflicts)
+    return found
+
+
+def _conflict_text(path: Path, item: LoadedCandles, found: CandleConflicts, exchange: str) -> str:
+    from core.market.validation import iso_ms
+
+    s = item.series
+    first = "" if found.first_ms is None else f", the first at {iso_ms(found.first_ms)}"
+    return (
+        f"{path}: {found.rows} candles differ from those stored (or in an earlier file) for "
+        f"{exchange} {item.market} {s.symbol} {s.timeframe}{first}"
+    )
 
 
 @data_app.command("list")
@@ -215,6 +297,7 @@ async def _list(settings: Settings, as_json: bool) -> None:
         rows = [
             {
                 "exchange": s.exchange,
+                "market": s.market.value,
                 "symbol": s.symbol,
                 "timeframe": s.timeframe,
                 "first": iso_ms(s.first_ms),
@@ -230,10 +313,16 @@ async def _list(settings: Settings, as_json: bool) -> None:
     if not series:
         console.print("no candles stored yet: try `qt data import FILE` or `qt data download`")
         return
-    table = Table("exchange", "symbol", "timeframe", "first", "last", "rows")
+    table = Table("exchange", "market", "symbol", "timeframe", "first", "last", "rows")
     for s in series:
         table.add_row(
-            s.exchange, s.symbol, s.timeframe, iso_ms(s.first_ms), iso_ms(s.last_ms), str(s.rows)
+            s.exchange,
+            s.market,
+            s.symbol,
+            s.timeframe,
+            iso_ms(s.first_ms),
+            iso_ms(s.last_ms),
+            str(s.rows),
         )
     # The table is as wide as its data, whatever the console's width (80 when piped): a
     # shortened timestamp is a wrong one. A narrow terminal wraps the lines instead. (A print
@@ -280,8 +369,9 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
         if not infos:
             console.print("no candles stored yet")
         for info in infos:
-            series = await storage.candles.load(info.exchange, info.symbol, info.timeframe)
-            where = f"{info.exchange} {info.symbol} {info.timeframe}"
+            repo = storage.candles.for_market(info.market)
+            series = await repo.load(info.exchange, info.symbol, info.timeframe)
+            where = f"{info.exchange} {info.market} {info.symbol} {info.timeframe}"
             try:
                 console.print(
                     escape(

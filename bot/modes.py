@@ -26,7 +26,7 @@ from bot.file_lock import FileLock, LockHeld
 from bot.trading import paper_exchange
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
-from core.domain.enums import TradingMode
+from core.domain.enums import CandleMarket, TradingMode
 from core.domain.market import CandleSeries, grid_floor_ms, timeframe_to_ms
 from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
@@ -125,7 +125,10 @@ def _demo_process(
     lock: FileLock,
 ) -> TradingProcess:
     timeframe = next(iter(markets.values())).timeframe
-    storage = open_storage(demo_database_url(settings))
+    storage = open_storage(
+        demo_database_url(settings),
+        candle_market=CandleMarket.traded(settings.exchange.market_type),
+    )
     tf_ms = timeframe_to_ms(timeframe)
     speed = settings.demo.candles_per_second * tf_ms / 1000
     clock = AcceleratedClock(start_ms=replay_start_ms, speed=speed)
@@ -230,7 +233,10 @@ async def build_run(
         await market_data.close()
         raise
     clock = LiveClock()
-    storage = open_storage(settings.database_url)
+    # The feed, the warm-up and the signals' seed all use the traded market's series.
+    storage = open_storage(
+        settings.database_url, candle_market=CandleMarket.traded(settings.exchange.market_type)
+    )
 
     async def fetch_warmup_history() -> None:
         """Store the recent closed candles so the engine's indicators are warm at the start."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from core.domain.enums import MarketType
+from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.orders import Fill, Order, OrderRequest
@@ -82,6 +82,7 @@ class SeriesInfo:
     """Summary of one stored candle series."""
 
     exchange: str
+    market: CandleMarket
     symbol: str
     timeframe: str
     first_ms: int
@@ -100,7 +101,22 @@ class StoredEvent:
 
 
 class CandleRepo(Protocol):
-    """Candles keyed by (exchange, symbol, timeframe, open time)."""
+    """Candles of one market kind, keyed by (exchange, symbol, timeframe, open time).
+
+    Spot, perp and mark-price candles of one symbol are separate series: a repo reads and
+    writes those of its ``market``, and ``for_market`` returns the repo of another kind over the
+    same storage (same transaction). The storage's own ``candles`` are those of the market the
+    process trades, so the market loop and the warm-up never mix them up.
+    """
+
+    @property
+    def market(self) -> CandleMarket:
+        """Return the kind of series this repo reads and writes."""
+        ...
+
+    def for_market(self, market: CandleMarket) -> CandleRepo:
+        """Return the repo of ``market``'s series over the same storage."""
+        ...
 
     async def upsert(self, exchange: str, series: CandleSeries) -> int:
         """Insert or replace candles; return how many rows were written."""
@@ -122,7 +138,7 @@ class CandleRepo(Protocol):
         ...
 
     async def list_series(self) -> list[SeriesInfo]:
-        """Return a summary of every stored series."""
+        """Return a summary of every stored series, of every market kind."""
         ...
 
 

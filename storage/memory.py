@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from core.domain.enums import MarketType
+from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
 from core.domain.orders import Fill, Order
@@ -32,7 +32,7 @@ from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
 from core.ports import SeriesInfo, StateKey, StoredEvent
 
-_SeriesKey = tuple[str, str, str]  # exchange, symbol, timeframe
+_SeriesKey = tuple[str, CandleMarket, str, str]  # exchange, market, symbol, timeframe
 _MISSING = object()
 _APPENDED = object()
 
@@ -96,17 +96,36 @@ def merge_candles(old: CandleSeries, new: CandleSeries) -> CandleSeries:
 
 
 class MemoryCandleRepo:
-    """Candles as one sorted ``CandleSeries`` per (exchange, symbol, timeframe)."""
+    """Candles as one sorted ``CandleSeries`` per (exchange, market, symbol, timeframe).
 
-    def __init__(self, journal: _Journal) -> None:
+    The repos of every market kind share one dict (``for_market``), as the SQL ones share a
+    table.
+    """
+
+    def __init__(
+        self,
+        journal: _Journal,
+        market: CandleMarket = CandleMarket.SPOT,
+        series: dict[_SeriesKey, CandleSeries] | None = None,
+    ) -> None:
         self._journal = journal
-        self._series: dict[_SeriesKey, CandleSeries] = {}
+        self._market = CandleMarket(market)
+        self._series: dict[_SeriesKey, CandleSeries] = {} if series is None else series
+
+    @property
+    def market(self) -> CandleMarket:
+        """Return the kind of series this repo reads and writes."""
+        return self._market
+
+    def for_market(self, market: CandleMarket) -> MemoryCandleRepo:
+        """Return the repo of ``market``'s series over the same candles."""
+        return MemoryCandleRepo(self._journal, market, self._series)
 
     async def upsert(self, exchange: str, series: CandleSeries) -> int:
         """Insert or replace candles; return how many rows were written."""
         if len(series) == 0:
             return 0
-        key = (exchange, series.symbol, series.timeframe)
+        key = (exchange, self._market, series.symbol, series.timeframe)
         old = self._series.get(key) or CandleSeries.empty(series.symbol, series.timeframe)
         self._journal.put(self._series, key, merge_candles(old, series))
         return len(series)
@@ -120,7 +139,7 @@ class MemoryCandleRepo:
         end_ms: int | None = None,
     ) -> CandleSeries:
         """Return candles with ``start_ms <= ts_ms < end_ms``, sorted (copies, safe to keep)."""
-        stored = self._series.get((exchange, symbol, timeframe))
+        stored = self._series.get((exchange, self._market, symbol, timeframe))
         if stored is None:
             return CandleSeries.empty(symbol, timeframe)
         part = stored.between(start_ms, end_ms)
@@ -129,21 +148,23 @@ class MemoryCandleRepo:
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""
-        stored = self._series.get((exchange, symbol, timeframe))
+        stored = self._series.get((exchange, self._market, symbol, timeframe))
         return None if stored is None or len(stored) == 0 else int(stored.ts_ms[-1])
 
     async def list_series(self) -> list[SeriesInfo]:
-        """Return a summary of every stored series, sorted by exchange, symbol, timeframe."""
+        """Return a summary of every stored series of every market kind, sorted by exchange,
+        market, symbol and timeframe."""
         return [
             SeriesInfo(
                 exchange=ex,
+                market=market,
                 symbol=sym,
                 timeframe=tf,
                 first_ms=int(s.ts_ms[0]),
                 last_ms=int(s.ts_ms[-1]),
                 rows=len(s),
             )
-            for (ex, sym, tf), s in sorted(self._series.items())
+            for (ex, market, sym, tf), s in sorted(self._series.items())
             if len(s)
         ]
 
@@ -348,11 +369,12 @@ class _Atomic(AbstractAsyncContextManager[None]):
 
 
 class MemoryStorage:
-    """All in-memory repositories plus an undo-journal unit of work."""
+    """All in-memory repositories plus an undo-journal unit of work; ``candles`` are the series
+    of ``candle_market`` (the others through ``candles.for_market``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, candle_market: CandleMarket = CandleMarket.SPOT) -> None:
         self._journal = _Journal()
-        self.candles = MemoryCandleRepo(self._journal)
+        self.candles = MemoryCandleRepo(self._journal, candle_market)
         self.orders = MemoryOrderRepo(self._journal)
         self.fills = MemoryFillRepo(self._journal, self.orders)
         self.positions = MemoryPositionRepo(self._journal)

@@ -18,7 +18,7 @@ from sqlalchemy import Table, and_, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import IntegrityError
 
-from core.domain.enums import MarketType, OrderStatus
+from core.domain.enums import CandleMarket, MarketType, OrderStatus
 from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.orders import Fill, Order
@@ -56,16 +56,17 @@ _kv: Table = KeyValueRow.__table__  # type: ignore[attr-defined]
 # per-row parameter processing (about twice as fast as a Core insert of dicts, measured).
 _CANDLE_VALUES = ("open", "high", "low", "close", "volume")
 _CANDLE_UPSERT_SQL = (
-    "INSERT INTO candles (exchange, symbol, timeframe, ts_ms, open, high, low, close, volume) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (exchange, symbol, timeframe, ts_ms) DO UPDATE SET "
+    "INSERT INTO candles "
+    "(exchange, market, symbol, timeframe, ts_ms, open, high, low, close, volume) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (exchange, market, symbol, timeframe, ts_ms) DO UPDATE SET "
     "open = excluded.open, high = excluded.high, low = excluded.low, "
     "close = excluded.close, volume = excluded.volume"
 )
 _CANDLE_LOAD_SQL = (
     "SELECT ts_ms, open, high, low, close, volume FROM candles "
-    "WHERE exchange = ? AND symbol = ? AND timeframe = ? AND ts_ms >= ? AND ts_ms < ? "
-    "ORDER BY ts_ms"
+    "WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
+    "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms"
 )
 _CANDLE_DTYPE = np.dtype([("ts_ms", np.int64)] + [(c, np.float64) for c in _CANDLE_VALUES])
 
@@ -78,10 +79,21 @@ def _upsert(table: Table, key: Sequence[str], row: dict[str, Any]) -> Any:
 
 
 class SqlCandleRepo:
-    """Candles in the ``candles`` table (see ``storage.tables`` for why this layout)."""
+    """Candles of one market kind in the ``candles`` table (see ``storage.tables`` for why this
+    layout); ``for_market`` gives the other kinds' over the same unit of work."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, market: CandleMarket = CandleMarket.SPOT) -> None:
         self._uow = uow
+        self._market = CandleMarket(market)
+
+    @property
+    def market(self) -> CandleMarket:
+        """Return the kind of series this repo reads and writes."""
+        return self._market
+
+    def for_market(self, market: CandleMarket) -> SqlCandleRepo:
+        """Return the repo of ``market``'s series over the same unit of work."""
+        return SqlCandleRepo(self._uow, market)
 
     async def upsert(self, exchange: str, series: CandleSeries) -> int:
         """Insert or replace candles in batches, each its own short transaction (inside an
@@ -93,7 +105,7 @@ class SqlCandleRepo:
         for 5 M rows (``bench/import_memory.py``), the numpy columns 240 MB.
         """
         n = len(series)
-        key = (exchange, series.symbol, series.timeframe)
+        key = (exchange, self._market.value, series.symbol, series.timeframe)
         for lo in range(0, n, CANDLE_BATCH_ROWS):
             part = series.slice(lo, lo + CANDLE_BATCH_ROWS)
             cols = [part.ts_ms.tolist()] + [getattr(part, c).tolist() for c in _CANDLE_VALUES]
@@ -117,7 +129,7 @@ class SqlCandleRepo:
         async with self._uow.connection() as conn:
             raw = await conn.get_raw_connection()
             cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                _CANDLE_LOAD_SQL, (exchange, symbol, timeframe, lo, hi)
+                _CANDLE_LOAD_SQL, (exchange, self._market.value, symbol, timeframe, lo, hi)
             )
             rows = await cursor.fetchall()
             await cursor.close()
@@ -133,16 +145,20 @@ class SqlCandleRepo:
         """Return the newest stored open time, or None."""
         c = _candles.c
         stmt = select(func.max(c.ts_ms)).where(
-            c.exchange == exchange, c.symbol == symbol, c.timeframe == timeframe
+            c.exchange == exchange,
+            c.market == self._market.value,
+            c.symbol == symbol,
+            c.timeframe == timeframe,
         )
         async with self._uow.connection() as conn:
             value = (await conn.execute(stmt)).scalar_one_or_none()
         return None if value is None else int(value)
 
     async def list_series(self) -> list[SeriesInfo]:
-        """Return a summary of every stored series, sorted by exchange, symbol, timeframe."""
+        """Return a summary of every stored series of every market kind, sorted by exchange,
+        market, symbol and timeframe."""
         c = _candles.c
-        group = (c.exchange, c.symbol, c.timeframe)
+        group = (c.exchange, c.market, c.symbol, c.timeframe)
         stmt = (
             select(*group, func.min(c.ts_ms), func.max(c.ts_ms), func.count())
             .group_by(*group)
@@ -151,8 +167,16 @@ class SqlCandleRepo:
         async with self._uow.connection() as conn:
             rows = (await conn.execute(stmt)).all()
         return [
-            SeriesInfo(exchange=ex, symbol=sym, timeframe=tf, first_ms=lo, last_ms=hi, rows=n)
-            for ex, sym, tf, lo, hi, n in rows
+            SeriesInfo(
+                exchange=ex,
+                market=CandleMarket(market),
+                symbol=sym,
+                timeframe=tf,
+                first_ms=lo,
+                last_ms=hi,
+                rows=n,
+            )
+            for ex, market, sym, tf, lo, hi, n in rows
         ]
 
 
@@ -355,13 +379,14 @@ class SqlStorage:
     """Every SQL repository over one engine, plus the unit of work.
 
     ``start()`` migrates the schema to the newest revision; ``stop()`` closes all connections.
+    ``candles`` are the series of ``candle_market`` (the others through ``candles.for_market``).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, candle_market: CandleMarket = CandleMarket.SPOT) -> None:
         self.url = url
         self.engine = create_engine(url)
         self.uow = UnitOfWork(self.engine)
-        self.candles = SqlCandleRepo(self.uow)
+        self.candles = SqlCandleRepo(self.uow, candle_market)
         self.orders = SqlOrderRepo(self.uow)
         self.fills = SqlFillRepo(self.uow)
         self.positions = SqlPositionRepo(self.uow)

@@ -5,9 +5,10 @@ stored by value. Times are integer ms since the epoch (UTC).
 
 Why candles live in one narrow SQLite table with a composite primary key
 ------------------------------------------------------------------------
-``candles(exchange, symbol, timeframe, ts_ms, open, high, low, close, volume)`` with the primary
-key ``(exchange, symbol, timeframe, ts_ms)`` declared ``WITHOUT ROWID``, so the rows are stored
-clustered in key order:
+``candles(exchange, market, symbol, timeframe, ts_ms, open, high, low, close, volume)`` with the
+primary key ``(exchange, market, symbol, timeframe, ts_ms)`` declared ``WITHOUT ROWID``, so the
+rows are stored clustered in key order (``market`` is spot, perp or mark: one symbol's spot,
+futures and mark-price candles are different prices and never replace each other):
 
 * a download is an idempotent bulk upsert: one ``executemany`` of
   ``INSERT ... ON CONFLICT(pk) DO UPDATE`` in batches; re-downloading an overlap replaces rows,
@@ -47,6 +48,7 @@ class CandleRow(SQLModel, table=True):
     __table_args__ = {"sqlite_with_rowid": False}
 
     exchange: str = Field(sa_type=Text, primary_key=True)
+    market: str = Field(sa_type=Text, primary_key=True)  # CandleMarket: spot, perp, mark
     symbol: str = Field(sa_type=Text, primary_key=True)
     timeframe: str = Field(sa_type=Text, primary_key=True)
     ts_ms: int = Field(

@@ -47,6 +47,23 @@ class MarketType(StrEnum):
     PERP = "perp"
 
 
+class CandleMarket(StrEnum):
+    """The market a candle series is of: spot, a perpetual's trades, or its mark price.
+
+    The three are different prices for one symbol (futures trade at a basis to spot; mark
+    candles have no volume), so they are stored and loaded as separate series.
+    """
+
+    SPOT = "spot"
+    PERP = "perp"
+    MARK = "mark"
+
+    @classmethod
+    def traded(cls, market_type: MarketType) -> CandleMarket:
+        """Return the series a process trading ``market_type`` runs on (never mark)."""
+        return cls(MarketType(market_type).value)
+
+
 class PositionSide(StrEnum):
     """Direction of a position."""
 

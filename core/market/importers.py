@@ -4,8 +4,9 @@
 * Freqtrade ``.json`` / ``.json.gz``: a list of ``[ts_ms, open, high, low, close, volume]`` rows.
 * Freqtrade ``.feather`` / ``.parquet``: columns ``date`` (datetime, UTC), open ... volume.
 
-Symbol and timeframe come from the arguments or, failing that, from Freqtrade-style file names
-(``BTC_USDT-1h.csv.gz``, ``BTC_USDT_USDT-1h-futures.feather`` -> ``BTC/USDT:USDT``). Every load
+Symbol, timeframe and market kind come from the arguments or, failing that, from Freqtrade-style
+file names (``BTC_USDT-1h.csv.gz`` is spot, ``BTC_USDT_USDT-1h-futures.feather`` perp and
+``-mark`` mark-price candles, all of ``BTC/USDT``; see ``core.market.file_names``). Every load
 is validated; with ``repair=True`` invalid rows are dropped and counted instead of rejected, and
 with ``sort=True`` rows are put in time order first (messages still name the file's rows).
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.feather as pa_feather
 import pyarrow.parquet as pa_parquet
 
+from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
 from core.market.candle_csv import (
@@ -34,6 +35,7 @@ from core.market.candle_csv import (
     read_candle_csv,
     require_columns,
 )
+from core.market.file_names import candle_market, parse_file_name
 from core.market.ordering import sort_by_time
 from core.market.validation import ValidationReport, repair_candles, validate_candles
 
@@ -45,31 +47,21 @@ _MIN_PLAUSIBLE_MS = 100_000_000_000
 # from ms to µs in 2025, so one file can hold both).
 _MIN_PLAUSIBLE_US = 100_000_000_000_000
 _MIN_PLAUSIBLE_NS = 100_000_000_000_000_000
-# "M" (months) is matched so that a monthly file is refused for its timeframe, not its name.
-_NAME_RE = re.compile(
-    r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_(?P<settle>[A-Za-z0-9]+))?"
-    r"-(?P<tf>\d+[mhdwM])(?:-(?P<kind>[A-Za-z_]+))?"
-    r"\.(?:csv|csv\.gz|json|json\.gz|feather|parquet)$"
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadedCandles:
-    """A validated series and the report of its validation."""
+    """A validated series, the market it is of and the report of its validation."""
 
     series: CandleSeries
+    market: CandleMarket
     report: ValidationReport
 
 
 def infer_symbol_timeframe(path: Path) -> tuple[str, str] | None:
     """Return (symbol, timeframe) from a Freqtrade-style file name, or None."""
-    match = _NAME_RE.match(path.name)
-    if not match:
-        return None
-    symbol = f"{match['base'].upper()}/{match['quote'].upper()}"
-    if match["settle"]:
-        symbol += f":{match['settle'].upper()}"
-    return symbol, match["tf"]
+    name = parse_file_name(path)
+    return None if name is None else (name.symbol, name.timeframe)
 
 
 def read_candle_file(
@@ -77,21 +69,25 @@ def read_candle_file(
     *,
     symbol: str | None = None,
     timeframe: str | None = None,
+    market: CandleMarket | None = None,
     repair: bool = False,
     sort: bool = False,
     now_ms: int | None = None,
 ) -> LoadedCandles:
     """Read, validate and return the candles of one file.
 
-    ``now_ms`` (the wall clock, which the core does not read) refuses candles that close after
-    it; ``sort`` orders the rows by time before they are checked. Raise DataError when the file
-    is unreadable or malformed, or when symbol/timeframe are neither given nor inferable from
-    the name; CandleValidationError when rows break a rule (unless ``repair``).
+    ``market`` overrides the market kind the name and folder give (``file_names``). ``now_ms``
+    (the wall clock, which the core does not read) refuses candles that close after it;
+    ``sort`` orders the rows by time before they are checked. Raise DataError when the file is
+    unreadable or malformed, or when symbol/timeframe are neither given nor inferable from the
+    name; CandleValidationError when rows break a rule (unless ``repair``).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such candle file")
     symbol, timeframe = _resolve_names(path, symbol, timeframe)
+    named_market = candle_market(path)  # refuses funding-rate and index files
+    market = named_market if market is None else CandleMarket(market)
     name = path.name.lower()
     notes: list[str] = []
     if name.endswith((".csv", ".csv.gz")):
@@ -122,7 +118,7 @@ def read_candle_file(
         series, report = repair_candles(series, source=str(path), now_ms=now_ms)
     else:
         report = validate_candles(series, source=str(path), now_ms=now_ms, file_rows=file_rows)
-    return LoadedCandles(series=series, report=replace(report, notes=tuple(notes)))
+    return LoadedCandles(series=series, market=market, report=replace(report, notes=tuple(notes)))
 
 
 def _to_milliseconds(path: Path, ts: np.ndarray) -> tuple[np.ndarray, list[str]]:

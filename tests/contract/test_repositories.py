@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.domain.enums import (
+    CandleMarket,
     Liquidity,
     MarketType,
     OrderStatus,
@@ -168,6 +169,7 @@ async def test_candle_last_ts_and_series_summary(storage: Storage) -> None:
     assert await storage.candles.list_series() == [
         SeriesInfo(
             exchange="binance",
+            market=CandleMarket.SPOT,
             symbol="BTC/USDT",
             timeframe="1m",
             first_ms=T0,
@@ -176,6 +178,7 @@ async def test_candle_last_ts_and_series_summary(storage: Storage) -> None:
         ),
         SeriesInfo(
             exchange="binance",
+            market=CandleMarket.SPOT,
             symbol="ETH/USDT",
             timeframe="1m",
             first_ms=T0,
@@ -184,6 +187,7 @@ async def test_candle_last_ts_and_series_summary(storage: Storage) -> None:
         ),
         SeriesInfo(
             exchange="bybit",
+            market=CandleMarket.SPOT,
             symbol="BTC/USDT",
             timeframe="1m",
             first_ms=T0 + MIN_MS,
@@ -191,6 +195,37 @@ async def test_candle_last_ts_and_series_summary(storage: Storage) -> None:
             rows=2,
         ),
     ]
+
+
+async def test_spot_perp_and_mark_series_of_one_symbol_are_kept_apart(storage: Storage) -> None:
+    spot = storage.candles
+    perp = spot.for_market(CandleMarket.PERP)
+    mark = perp.for_market(CandleMarket.MARK)
+    assert (spot.market, perp.market, mark.market) == ("spot", "perp", "mark")
+    await spot.upsert("binance", candles(T0, 10, base=100.0))
+    await perp.upsert("binance", candles(T0 + MIN_MS, 5, base=101.0))
+    await mark.upsert("binance", candles(T0, 3, base=100.5))
+    assert (await spot.load("binance", "BTC/USDT", "1m")).close[0] == 100.0
+    assert len(await perp.load("binance", "BTC/USDT", "1m")) == 5
+    assert (await mark.load("binance", "BTC/USDT", "1m")).close.tolist()[0] == 100.5
+    assert await perp.last_ts_ms("binance", "BTC/USDT", "1m") == T0 + 5 * MIN_MS
+    assert await mark.last_ts_ms("binance", "BTC/USDT", "1m") == T0 + 2 * MIN_MS
+    assert (
+        await storage.candles.for_market(CandleMarket.PERP).last_ts_ms("binance", "ETH/USDT", "1m")
+        is None
+    )
+    listed = await mark.list_series()  # every kind, whichever repo is asked
+    assert [(s.market, s.rows) for s in listed] == [("mark", 3), ("perp", 5), ("spot", 10)]
+    assert listed == await spot.list_series()
+
+
+async def test_a_candle_market_repo_writes_in_the_storage_transaction(storage: Storage) -> None:
+    perp = storage.candles.for_market(CandleMarket.PERP)
+    with pytest.raises(RuntimeError):
+        async with storage.atomic():
+            await perp.upsert("binance", candles(T0, 3))
+            raise RuntimeError("roll back")
+    assert await perp.list_series() == []
 
 
 async def test_candle_upsert_spanning_several_batches(storage: Storage) -> None:

@@ -409,10 +409,10 @@ def test_import_then_list_then_check_the_stored_series(cli: Cli, tmp_path: Path)
     assert "gaps: 1 segments, 3 missing candles" in imported.stdout
     assert listed.exit_code == 0, listed.output
     assert table_rows(listed.stdout) == [
-        ["binance", "BTC/USDT", "1h", "2024-01-01T00:00:00Z", "2024-01-02T23:00:00Z", "45"]
+        ["binance", "spot", "BTC/USDT", "1h", "2024-01-01T00:00:00Z", "2024-01-02T23:00:00Z", "45"]
     ]
     assert checked.exit_code == 0, checked.output
-    assert "binance BTC/USDT 1h: BTC/USDT 1h, 45 rows" in checked.stdout
+    assert "binance spot BTC/USDT 1h: BTC/USDT 1h, 45 rows" in checked.stdout
     assert "gaps: 1 segments, 3 missing candles" in checked.stdout
     assert "largest gap: 3 missing (2024-01-01T09:00:00Z -> 2024-01-01T13:00:00Z)" in (
         checked.stdout

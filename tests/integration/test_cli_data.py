@@ -4,14 +4,26 @@ timestamp units, listing. The harness (``cli``, ``write_csv``, ...) is ``test_cl
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as pa_feather
+import pytest
+
+from bot import cli_data
+from core.domain.market import CandleSeries
+from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
+from storage import open_storage
+from tests.fakes_http import point_ccxt_at, set_minimal_markets
 from tests.integration.test_cli import (
     T0,
     Cli,
     H,
     candles,
+    fake_binance_in_a_thread,
     flat,
     stored_series,
     write_csv,
@@ -101,6 +113,7 @@ def test_list_never_truncates_on_a_narrow_console_and_prints_json(cli: Cli, tmp_
     assert json.loads(as_json.stdout) == [
         {
             "exchange": "binance",
+            "market": "spot",
             "symbol": "BTC/USDT",
             "timeframe": "1h",
             "first": "2024-01-01T00:00:00Z",
@@ -110,3 +123,198 @@ def test_list_never_truncates_on_a_narrow_console_and_prints_json(cli: Cli, tmp_
             "rows": 48,
         }
     ]
+
+
+# --- spot, perp and mark series are kept apart (item 2) -------------------------------------
+
+
+def stored_markets(db_file: Path) -> set[tuple[str, str, str, str, int]]:
+    """Return (exchange, market, symbol, timeframe, rows) of every stored series."""
+
+    async def read() -> set[tuple[str, str, str, str, int]]:
+        storage = open_storage(f"sqlite+aiosqlite:///{db_file}")
+        await storage.start()
+        try:
+            return {
+                (s.exchange, s.market.value, s.symbol, s.timeframe, s.rows)
+                for s in await storage.candles.list_series()
+            }
+        finally:
+            await storage.stop()
+
+    return asyncio.run(read())
+
+
+def shifted(series: CandleSeries, factor: float) -> CandleSeries:
+    """Return ``series`` with every price scaled (the same candles on another market)."""
+    return CandleSeries.from_columns(
+        series.symbol,
+        series.timeframe,
+        series.ts_ms,
+        series.open * factor,
+        series.high * factor,
+        series.low * factor,
+        series.close * factor,
+        series.volume,
+    )
+
+
+def write_feather(path: Path, series: CandleSeries) -> Path:
+    date = pa.array(series.ts_ms, pa.timestamp("ms", tz="UTC"))
+    cols = {c: pa.array(getattr(series, c)) for c in ("open", "high", "low", "close", "volume")}
+    pa_feather.write_feather(pa.table({"date": date, **cols}), path)
+    return path
+
+
+def test_spot_and_futures_files_of_one_symbol_are_two_series(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "futures").mkdir()
+    spot = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 48))
+    perp = write_csv(
+        tmp_path / "futures" / "BTC_USDT-1h.csv", shifted(candles("BTC/USDT", 40), 1.001)
+    )
+
+    first = cli("data", "import", str(spot))
+    second = cli("data", "import", str(perp))
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert f"{perp}: 40 candles -> binance perp" in flat(second.stdout)
+    assert stored_markets(cli.db_file) == {
+        ("binance", "spot", "BTC/USDT", "1h", 48),
+        ("binance", "perp", "BTC/USDT", "1h", 40),
+    }
+
+
+def test_freqtrade_futures_and_mark_files_do_not_overwrite_each_other(
+    cli: Cli, tmp_path: Path
+) -> None:
+    futures = candles("BTC/USDT", 30)
+    mark = CandleSeries.from_columns(
+        "BTC/USDT", "1h", futures.ts_ms, futures.open, futures.high, futures.low,
+        futures.close, np.zeros(len(futures)),
+    )  # fmt: skip
+    folder = tmp_path / "futures"
+    folder.mkdir()
+    f_path = write_feather(folder / "BTC_USDT_USDT-1h-futures.feather", futures)
+    m_path = write_feather(folder / "BTC_USDT_USDT-1h-mark.feather", mark)
+
+    result = cli("data", "import", str(f_path), str(m_path))
+
+    assert result.exit_code == 0, result.output
+    assert stored_markets(cli.db_file) == {
+        ("binance", "perp", "BTC/USDT", "1h", 30),
+        ("binance", "mark", "BTC/USDT", "1h", 30),
+    }
+    listed = cli("data", "list", "--json")
+    assert [(s["market"], s["symbol"]) for s in json.loads(listed.stdout)] == [
+        ("mark", "BTC/USDT"),
+        ("perp", "BTC/USDT"),
+    ]
+
+
+def test_conflicting_candles_are_reported_and_refused_unless_replace(
+    cli: Cli, tmp_path: Path
+) -> None:
+    original = candles("BTC/USDT", 48)
+    first = write_csv(tmp_path / "BTC_USDT-1h.csv", original)
+    assert cli("data", "import", str(first)).exit_code == 0
+    again = cli("data", "import", str(first))  # the same candles: nothing to report
+    assert again.exit_code == 0, again.output
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = write_csv(
+        other / "BTC_USDT-1h.csv", shifted(candles("BTC/USDT", 48), 1.01).slice(10, 40)
+    )
+
+    refused = cli("data", "import", str(changed))
+    listed_after_refusal = stored_markets(cli.db_file)
+    market_hint = cli("data", "import", "--market", "perp", str(changed))
+    replaced = cli("data", "import", "--replace", str(changed))
+
+    assert refused.exit_code == 2
+    message = flat(refused.stderr)
+    assert f"{changed}: 30 candles differ from those stored (or in an earlier file) for" in message
+    assert "for binance spot BTC/USDT 1h" in message
+    assert "BTC/USDT 1h, the first at 2024-01-01T10:00:00Z" in message
+    assert "Nothing was written. Pass --replace to overwrite them" in message
+    assert listed_after_refusal == {("binance", "spot", "BTC/USDT", "1h", 48)}
+    assert market_hint.exit_code == 0, market_hint.output  # another series: no conflict
+    assert replaced.exit_code == 0, replaced.output
+    assert "30 candles -> binance spot, replacing 30 that differed" in flat(replaced.stdout)
+    assert stored_markets(cli.db_file) == {
+        ("binance", "spot", "BTC/USDT", "1h", 48),
+        ("binance", "perp", "BTC/USDT", "1h", 30),
+    }
+
+
+def test_two_files_of_one_series_that_disagree_are_refused(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_csv(tmp_path / "a" / "BTC_USDT-1h.csv", candles("BTC/USDT", 20))
+    b = write_csv(tmp_path / "b" / "BTC_USDT-1h.csv", shifted(candles("BTC/USDT", 20), 1.01))
+
+    result = cli("data", "import", str(a), str(b))
+
+    assert result.exit_code == 2
+    assert f"{b}: 20 candles differ" in flat(result.stderr)
+    assert not stored_markets(cli.db_file)
+
+
+def test_backtest_from_the_database_runs_on_the_configured_market(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "futures").mkdir()
+    spot = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 300))
+    perp = write_csv(tmp_path / "futures" / "BTC_USDT-1h.csv", candles("BTC/USDT", 260, seed=9))
+    assert cli("data", "import", str(spot), str(perp)).exit_code == 0
+    env = {"QT__TRADING__SYMBOLS": '["BTC/USDT"]', "QT__TRADING__TIMEFRAME": "1h"}
+
+    on_spot = cli("backtest", "--no-charts", "--name", "spot", **env)
+    on_perp = cli(
+        "backtest", "--no-charts", "--name", "perp", **env, QT__EXCHANGE__MARKET_TYPE="perp"
+    )
+
+    assert on_spot.exit_code == 0, on_spot.output
+    assert "300 candles," in flat(on_spot.stdout)
+    assert on_perp.exit_code == 0, on_perp.output
+    assert "260 candles," in flat(on_perp.stdout)
+
+
+def test_backtest_refuses_mark_candles_and_notes_another_market(cli: Cli, tmp_path: Path) -> None:
+    mark = write_feather(tmp_path / "BTC_USDT_USDT-1h-mark.feather", candles("BTC/USDT", 200))
+    perp = write_feather(tmp_path / "BTC_USDT_USDT-1h-futures.feather", candles("BTC/USDT", 200))
+
+    refused = cli("backtest", "--no-charts", "--data", str(mark))
+    noted = cli("backtest", "--no-charts", "--data", str(perp))
+
+    assert refused.exit_code == 2
+    assert "holds mark-price candles" in flat(refused.stderr)
+    assert noted.exit_code == 0, noted.output
+    assert "holds perp candles; the backtest trades spot" in flat(noted.stdout)
+
+
+def test_download_stores_the_configured_market_series(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    spot = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 24))
+    assert cli("data", "import", str(spot)).exit_code == 0
+    with fake_binance_in_a_thread({"BTCUSDT": candles("BTC/USDT", 48)}) as fake:
+
+        def market_data(settings: object, exchange_name: str) -> CcxtMarketData:
+            exchange = make_ccxt_exchange(exchange_name, timeout_s=5)
+            exchange.enableRateLimit = False
+            point_ccxt_at(exchange, fake.base_url)
+            set_minimal_markets(exchange)
+            return CcxtMarketData(exchange)
+
+        monkeypatch.setattr(cli_data, "make_market_data", market_data)
+        args = ["--symbols", "BTC/USDT", "--timeframe", "1h", "--since", "2024-01-01"]
+        result = cli(
+            "data", "download", *args, "--until", "2024-01-03", QT__EXCHANGE__MARKET_TYPE="perp"
+        )
+
+    assert result.exit_code == 0, result.output
+    # Nothing of the spot series counts as stored: all 48 perp candles are fetched.
+    assert "BTC/USDT: 48 candles written" in result.stdout
+    assert stored_markets(cli.db_file) == {
+        ("binance", "spot", "BTC/USDT", "1h", 24),
+        ("binance", "perp", "BTC/USDT", "1h", 48),
+    }

@@ -205,3 +205,46 @@ async def test_live_trading_takes_the_venues_market_rules_at_start(
         assert (rules.amount_step, rules.price_tick) == (Decimal("0.001"), Decimal("0.1"))
     finally:
         await process.stop("test")
+
+
+async def test_a_perp_run_stores_and_seeds_from_the_perp_series(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spot candles of the same symbol (an earlier import) are neither the warm-up's nor the
+    live feed's: a perp run downloads, stores and trades on its own series."""
+    md, _fake, last_open = market_data
+    monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
+    perp = load_settings(
+        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
+    )
+    storage = open_storage(perp.database_url)
+    await storage.start()
+    try:
+        spot = generate_candles("BTC/USDT", "1h", 10, seed=1, start_ms=last_open - 9 * HOUR_MS)
+        await storage.candles.upsert("binance", spot)  # spot, as `qt data import` filed it
+    finally:
+        await storage.stop()
+    stop = asyncio.Event()
+
+    async def build() -> TradingProcess:
+        process = await build_run(perp, market_data=md)
+
+        async def stop_after_first(_symbol: str, _candle: object) -> None:
+            stop.set()
+
+        process.market.on_candle(stop_after_first)
+        return process
+
+    assert await asyncio.wait_for(run_process(build, console=Console(), stop=stop), 30) == "signal"
+    storage = open_storage(perp.database_url)
+    await storage.start()
+    try:
+        stored = await storage.candles.list_series()
+    finally:
+        await storage.stop()
+    assert [(s.market, s.rows, s.last_ms) for s in stored] == [
+        ("perp", 2_000, last_open),
+        ("spot", 10, last_open),
+    ]

@@ -12,6 +12,7 @@ import pyarrow.feather as pa_feather
 import pyarrow.parquet as pa_parquet
 import pytest
 
+from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries
 from core.errors import CandleValidationError, DataError
 from core.market.importers import infer_symbol_timeframe, read_candle_file
@@ -81,7 +82,7 @@ def test_freqtrade_feather(tmp_path: Path, series: CandleSeries, unit: str) -> N
     path = tmp_path / "BTC_USDT_USDT-1h-futures.feather"
     pa_feather.write_feather(arrow_table(series, unit), path)
     loaded = read_candle_file(path)
-    assert loaded.series.symbol == "BTC/USDT:USDT"
+    assert (loaded.series.symbol, loaded.market) == ("BTC/USDT", "perp")
     assert_same(loaded.series, series)
 
 
@@ -127,7 +128,7 @@ def test_infinity_in_csv_and_json_is_refused_naming_file_and_row(
     [
         ("BTC_USDT-1h.csv.gz", ("BTC/USDT", "1h")),
         ("BTC_USDT-1h.feather", ("BTC/USDT", "1h")),
-        ("BTC_USDT_USDT-1h-futures.feather", ("BTC/USDT:USDT", "1h")),
+        ("BTC_USDT_USDT-1h-futures.feather", ("BTC/USDT", "1h")),  # the market says perp
         ("eth_usdt-15m.json", ("ETH/USDT", "15m")),
         ("candles.csv", None),
         ("BTC-USDT-1h.csv", None),
@@ -135,6 +136,49 @@ def test_infinity_in_csv_and_json_is_refused_naming_file_and_row(
 )
 def test_name_inference(name: str, expected: tuple[str, str] | None) -> None:
     assert infer_symbol_timeframe(Path(name)) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "market"),
+    [
+        ("BTC_USDT-1h.csv.gz", "spot"),
+        ("futures/BTC_USDT-1h.csv.gz", "perp"),  # ../shared/data/futures/
+        ("futures/BTC_USDT_USDT-1h-futures.feather", "perp"),  # Freqtrade
+        ("BTC_USDT_USDT-1h-futures.feather", "perp"),
+        ("futures/BTC_USDT_USDT-1h-mark.feather", "mark"),
+        ("BTC_USDT_USDT-1h.feather", "perp"),  # a settle currency: a contract
+    ],
+)
+def test_the_market_kind_comes_from_the_name_and_folder(
+    tmp_path: Path, series: CandleSeries, name: str, market: str
+) -> None:
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    if name.endswith(".feather"):
+        pa_feather.write_feather(arrow_table(series), path)
+    else:
+        path.write_bytes(gzip.compress(csv_text(series).encode()))
+    loaded = read_candle_file(path)
+    assert (loaded.series.symbol, loaded.market) == ("BTC/USDT", market)
+    assert read_candle_file(path, market=CandleMarket.SPOT).market == "spot"  # told otherwise
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("BTC_USDT_USDT-8h-funding_rate.feather", "holds funding rates, not candles"),
+        ("BTC_USDT_USDT-1h-premiumIndex.feather", "holds a premium index"),
+        ("BTC_USDT_USDT-1h-index.feather", "holds an index price"),
+        ("BTC_USDT-1h-weird.feather", "unknown candle type 'weird'"),
+    ],
+)
+def test_files_of_no_market_are_refused_for_their_kind(
+    tmp_path: Path, series: CandleSeries, name: str, message: str
+) -> None:
+    path = tmp_path / name
+    pa_feather.write_feather(arrow_table(series), path)
+    with pytest.raises(DataError, match=message):
+        read_candle_file(path)
 
 
 def test_explicit_symbol_and_timeframe_win_and_are_needed(

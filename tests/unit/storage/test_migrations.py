@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, event, inspect
@@ -15,8 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 import storage.tables  # noqa: F401 - registers the tables
+from core.domain.enums import CandleMarket
 from storage.db import create_engine
-from storage.migrate import current_revision, head_revision, upgrade, upgrade_engine
+from storage.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade,
+    upgrade_engine,
+)
+from storage.repositories import SqlStorage
 
 EXPECTED_TABLES = {
     "candles",
@@ -49,7 +58,7 @@ async def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     assert not db.exists()  # looking did not create it
     await upgrade(_url(db))
     assert set(_columns_by_table(db)) == EXPECTED_TABLES | {"alembic_version"}
-    assert current_revision(_url(db)) == head_revision() == "0001"
+    assert current_revision(_url(db)) == head_revision() == "0002"
 
 
 async def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
@@ -178,3 +187,45 @@ async def test_migrations_started_at_once_on_a_new_database_all_succeed(tmp_path
     url = _url(tmp_path / "qt.sqlite3")
     await asyncio.gather(*(upgrade(url) for _ in range(4)))
     assert current_revision(url) == head_revision()
+
+
+async def test_candles_stored_before_the_market_key_become_spot(tmp_path: Path) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db), "0001")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO candles (exchange, symbol, timeframe, ts_ms, open, high, low, close,"
+            " volume) VALUES ('binance', 'BTC/USDT', '1h', 1704067200000, 1, 2, 0.5, 1.5, 9)"
+        )
+    await upgrade(_url(db))
+    storage = SqlStorage(_url(db))
+    await storage.start()
+    try:
+        spot = await storage.candles.load("binance", "BTC/USDT", "1h")
+        perp = await storage.candles.for_market(CandleMarket.PERP).load("binance", "BTC/USDT", "1h")
+        listed = await storage.candles.list_series()
+    finally:
+        await storage.stop()
+    assert (spot.ts_ms.tolist(), spot.close.tolist(), spot.volume.tolist()) == (
+        [1704067200000],
+        [1.5],
+        [9.0],
+    )
+    assert len(perp) == 0
+    assert [(s.market, s.rows) for s in listed] == [(CandleMarket.SPOT, 1)]
+
+
+async def test_downgrade_keeps_the_spot_candles(tmp_path: Path) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db))
+    with sqlite3.connect(db) as conn:
+        for market, close in (("spot", 1.5), ("perp", 1.6)):
+            conn.execute(
+                "INSERT INTO candles (exchange, market, symbol, timeframe, ts_ms, open, high, low,"
+                " close, volume) VALUES ('binance', ?, 'BTC/USDT', '1h', 1704067200000, 1, 2,"
+                " 0.5, ?, 9)",
+                (market, close),
+            )
+    command.downgrade(alembic_config(_url(db)), "0001")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT symbol, close FROM candles").fetchall() == [("BTC/USDT", 1.5)]

@@ -204,6 +204,7 @@ async def _backtest(
         run_name=run_name,
         benchmarks=result.benchmarks,
         charts=charts,
+        funding_symbols=[r.symbol for r in rates],
     )
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "

@@ -204,6 +204,22 @@ def _write_trades_csv(path: Path, trades: Sequence[ClosedTrade]) -> None:
         writer.writerows(_trade_row(t) for t in ordered)
 
 
+def _funding_assumption(
+    m: BacktestMetrics, benchmarks: Sequence[BenchmarkSeries], funded: Sequence[str]
+) -> str:
+    """Say what funding the run settled: the JSON is read without the console output."""
+    if m.funding is None:
+        return "not modelled (no funding data: qt backtest --funding FILE)"
+    traded = {b.symbol for b in benchmarks} | {r.symbol for r in m.per_pair}
+    text = (
+        f"modelled for {', '.join(sorted(funded)) or 'the given symbols'} from funding-rate "
+        "files: at each funding time the open position pays or receives amount * mark * rate "
+        f"(longs pay positive rates); net {fmt_num(m.funding)}"
+    )
+    unfunded = sorted(traded - set(funded)) if funded else []
+    return text + (f"; not modelled for {', '.join(unfunded)} (no rates)" if unfunded else "")
+
+
 def write_report(
     metrics: BacktestMetrics,
     trades: Sequence[ClosedTrade],
@@ -213,11 +229,13 @@ def write_report(
     run_name: str,
     benchmarks: Sequence[BenchmarkSeries] = (),
     charts: bool = True,
+    funding_symbols: Sequence[str] = (),
 ) -> ReportFiles:
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
     The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
     infinities as "inf"). Existing files of the same run name are overwritten.
+    ``funding_symbols`` are the symbols funding rates were given for (``--funding``).
     """
     check_report_folder(out_dir, run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -237,7 +255,7 @@ def write_report(
             "take-profit fills the stop first; orders placed on a fill trade against the rest "
             "of that candle; perps are liquidated at their liquidation price (README: Fill "
             "model)",
-            "funding": "not modelled (no funding data)",
+            "funding": _funding_assumption(metrics, benchmarks, funding_symbols),
         },
         "start_utc": fmt_ts(metrics.start_ms),
         "end_utc": fmt_ts(metrics.end_ms),

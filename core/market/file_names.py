@@ -23,6 +23,8 @@ _NAME_RE = re.compile(
     r"-(?P<tf>\d+[mhdwM])(?:-(?P<kind>[A-Za-z_]+))?"
     r"\.(?:csv|csv\.gz|json|json\.gz|feather|parquet)$"
 )
+# The symbol part alone, for any data file of a symbol (funding rates: BTC_USDT-funding.csv).
+_SYMBOL_RE = re.compile(r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+)?-")
 _CANDLE_KINDS = {"spot": CandleMarket.SPOT, "futures": CandleMarket.PERP, "mark": CandleMarket.MARK}
 _NOT_TRADED = {
     "funding_rate": "funding rates, not candles: pass the file to `qt backtest --funding`",
@@ -48,11 +50,22 @@ def parse_file_name(path: Path) -> FileName | None:
     if not match:
         return None
     return FileName(
-        symbol=f"{match['base'].upper()}/{match['quote'].upper()}",
+        symbol=_symbol(match),
         timeframe=match["tf"],
         settle=match["settle"].upper() if match["settle"] else None,
         kind=match["kind"],
     )
+
+
+def symbol_of(path: Path) -> str | None:
+    """Return the ``BASE/QUOTE`` a data file's name starts with (candles, funding rates), or
+    None: one mapping, so Freqtrade's funding-rate files pair with its futures candles."""
+    match = _SYMBOL_RE.match(path.name)
+    return None if match is None else _symbol(match)
+
+
+def _symbol(match: re.Match[str]) -> str:
+    return f"{match['base'].upper()}/{match['quote'].upper()}"
 
 
 def candle_market(path: Path) -> CandleMarket:

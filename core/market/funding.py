@@ -2,9 +2,11 @@
 
 A file holds one symbol's funding events: ``timestamp,funding_rate`` (ms UTC, rate as a
 fraction, e.g. 0.0001 = 0.01 %), or Binance's public-data layout
-``calc_time,funding_interval_hours,last_funding_rate``; plain or gzip CSV. The symbol comes
-from the file name, as for candles: ``BTC_USDT-funding.csv.gz`` (Freqtrade-style names such
-as ``BTC_USDT_USDT-8h-funding_rate.csv`` work too). At each funding time a long position pays
+``calc_time,funding_interval_hours,last_funding_rate``, plain or gzip CSV; or Freqtrade's own
+``BTC_USDT_USDT-8h-funding_rate.feather`` (``.parquet``, ``.json``): candle columns with the
+rate in ``open``. The symbol comes from the file name by the candles' rule
+(``core.market.file_names.symbol_of``): ``BTC_USDT-funding.csv.gz`` and Freqtrade's names are
+``BTC/USDT``, as its futures candles are. At each funding time a long position pays
 ``amount * mark * rate`` to the shorts (negative rates the other way round).
 """
 
@@ -13,17 +15,21 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import re
+import json
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from core.errors import DataError
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as pa_feather
+import pyarrow.parquet as pa_parquet
 
-_NAME_RE = re.compile(
-    r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+)?-.*\.csv(\.gz)?$"
-)
+from core.errors import DataError
+from core.market.file_names import symbol_of
+
+_FREQTRADE_SUFFIXES = (".feather", ".parquet", ".json", ".json.gz")
 _LAYOUTS = (("timestamp", "funding_rate"), ("calc_time", "last_funding_rate"))
 _MIN_PLAUSIBLE_MS = 100_000_000_000  # below this a timestamp is in seconds (see importers)
 MAX_ABS_RATE = Decimal("0.05")  # venues cap funding far below 5 % per interval: larger is a typo
@@ -51,8 +57,7 @@ class FundingRates:
 
 def funding_symbol(path: Path) -> str | None:
     """Return the symbol a funding file's name gives (``BTC_USDT-...csv`` -> ``BTC/USDT``)."""
-    match = _NAME_RE.match(path.name)
-    return f"{match['base'].upper()}/{match['quote'].upper()}" if match else None
+    return symbol_of(path)
 
 
 def read_funding_file(path: str | Path, *, symbol: str | None = None) -> FundingRates:
@@ -66,6 +71,38 @@ def read_funding_file(path: str | Path, *, symbol: str | None = None) -> Funding
             f"{path}: name it BASE_QUOTE-funding.csv(.gz) (e.g. BTC_USDT-funding.csv.gz) so "
             "the symbol can be read from it"
         )
+    if path.name.lower().endswith(_FREQTRADE_SUFFIXES):
+        rows = _freqtrade_rows(path)
+    else:
+        rows = _csv_rows(path)
+    times: list[int] = []
+    rates: list[Decimal] = []
+    for where, raw_ts, raw_rate in rows:
+        try:
+            ts = int(raw_ts)
+            rate = Decimal(raw_rate)
+        except (TypeError, ValueError, InvalidOperation) as exc:
+            raise DataError(
+                f"{path}:{where}: not a timestamp and a rate: {raw_ts!r}, {raw_rate!r}"
+            ) from exc
+        if ts < _MIN_PLAUSIBLE_MS:
+            raise DataError(f"{path}:{where}: timestamp {ts} looks like seconds; expected ms UTC")
+        if not rate.is_finite() or abs(rate) > MAX_ABS_RATE:
+            raise DataError(f"{path}:{where}: funding rate {rate} is not within +-{MAX_ABS_RATE}")
+        if times and ts <= times[-1]:
+            raise DataError(f"{path}:{where}: timestamp {ts} is not after the previous {times[-1]}")
+        times.append(ts)
+        rates.append(rate)
+    if not times:
+        raise DataError(f"{path}: no funding rows")
+    return FundingRates(symbol=symbol, ts_ms=tuple(times), rates=tuple(rates))
+
+
+# (where, timestamp, rate) per row: "line 2" of a CSV, "row 1" of a Freqtrade file.
+_Row = tuple[str, str, str]
+
+
+def _csv_rows(path: Path) -> list[_Row]:
     try:
         raw = path.read_bytes()
         data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
@@ -81,22 +118,30 @@ def read_funding_file(path: str | Path, *, symbol: str | None = None) -> Funding
             f"last_funding_rate), found {','.join(rows.fieldnames or ()) or 'none'}"
         )
     ts_col, rate_col = layout
-    times: list[int] = []
-    rates: list[Decimal] = []
-    for line, row in enumerate(rows, start=2):
-        try:
-            ts = int(row[ts_col])
-            rate = Decimal(row[rate_col])
-        except (TypeError, ValueError, InvalidOperation) as exc:
-            raise DataError(f"{path}:{line}: not a timestamp and a rate: {row}") from exc
-        if ts < _MIN_PLAUSIBLE_MS:
-            raise DataError(f"{path}:{line}: timestamp {ts} looks like seconds; expected ms UTC")
-        if not rate.is_finite() or abs(rate) > MAX_ABS_RATE:
-            raise DataError(f"{path}:{line}: funding rate {rate} is not within +-{MAX_ABS_RATE}")
-        if times and ts <= times[-1]:
-            raise DataError(f"{path}:{line}: timestamp {ts} is not after the previous {times[-1]}")
-        times.append(ts)
-        rates.append(rate)
-    if not times:
-        raise DataError(f"{path}: no funding rows")
-    return FundingRates(symbol=symbol, ts_ms=tuple(times), rates=tuple(rates))
+    return [(str(line), row[ts_col], row[rate_col]) for line, row in enumerate(rows, start=2)]
+
+
+def _freqtrade_rows(path: Path) -> list[_Row]:
+    """Return the rows of a Freqtrade ``funding_rate`` file (the rate is in ``open``)."""
+    try:
+        if path.name.lower().endswith((".json", ".json.gz")):
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as fh:
+                data = json.load(fh)
+            if not isinstance(data, list) or not all(
+                isinstance(r, list) and len(r) >= 2 for r in data
+            ):
+                raise DataError(f"{path}: expected a JSON list of [ts, open, ...] rows")
+            pairs = [(r[0], r[1]) for r in data]
+        else:
+            feather = path.name.lower().endswith(".feather")
+            read = pa_feather.read_table if feather else pa_parquet.read_table
+            table = read(path, columns=["date", "open"])
+            date = table.column("date")
+            if pa.types.is_timestamp(date.type):
+                date = pc.cast(date, pa.timestamp("ms", tz=date.type.tz)).cast(pa.int64())
+            pairs = list(zip(date.to_pylist(), table.column("open").to_pylist(), strict=True))
+    except (pa.ArrowException, OSError, EOFError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: cannot read as a Freqtrade funding-rate file: {exc}") from exc
+    # repr: the shortest text of the float, so 0.0001 stays Decimal("0.0001").
+    return [(f"row {i}", str(ts), repr(rate)) for i, (ts, rate) in enumerate(pairs, start=1)]

@@ -318,3 +318,42 @@ def test_download_stores_the_configured_market_series(
         ("binance", "spot", "BTC/USDT", "1h", 24),
         ("binance", "perp", "BTC/USDT", "1h", 48),
     }
+
+
+# --- funding: Freqtrade's files pair with its futures candles (item 10) ----------------------
+
+
+@pytest.mark.parametrize("funding_format", ["csv", "feather"])
+def test_freqtrade_funding_rates_pair_with_freqtrade_futures_candles(
+    cli: Cli, tmp_path: Path, funding_format: str
+) -> None:
+    folder = tmp_path / "futures"
+    folder.mkdir()
+    series = candles("BTC/USDT", 1500, seed=7)
+    data = write_feather(folder / "BTC_USDT_USDT-1h-futures.feather", series)
+    times = [T0 + k * 8 * H for k in range(1, 1500 // 8)]
+    funding = folder / f"BTC_USDT_USDT-8h-funding_rate.{funding_format}"
+    if funding_format == "csv":
+        funding.write_text("timestamp,funding_rate\n" + "".join(f"{t},0.0001\n" for t in times))
+    else:  # as Freqtrade writes it: candle columns, the rate in "open"
+        rates = pa.array([0.0001] * len(times))
+        pa_feather.write_feather(
+            pa.table(
+                {
+                    "date": pa.array(times, pa.timestamp("ms", tz="UTC")),
+                    **dict.fromkeys(("open", "high", "low", "close"), rates),
+                    "volume": pa.array([0.0] * len(times)),
+                }
+            ),
+            funding,
+        )
+
+    result = cli(
+        "backtest", "--data", str(data), "--funding", str(funding), "--no-charts", "--name", "f",
+        QT__EXCHANGE__MARKET_TYPE="perp",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "Funding settled" in flat(result.stdout)
+    report = json.loads((cli.data_dir / "backtests" / "backtest-f.json").read_text())
+    assert report["assumptions"]["funding"].startswith("modelled for BTC/USDT")

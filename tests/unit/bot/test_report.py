@@ -133,3 +133,25 @@ def test_formatters() -> None:
     assert fmt_pct(21.0) == "21.00%"
     assert fmt_duration(3 * 86_400_000 + 4 * 3_600_000 + 5 * 60_000) == "3d 04:05"
     assert fmt_duration(90 * 60_000) == "01:30"
+
+
+def test_the_json_says_what_funding_was_modelled(tmp_path: Path) -> None:
+    inp, m = _backtest()
+    unfunded = write_report(m, inp.trades, inp.curve, tmp_path, run_name="a", charts=False)
+    funded = write_report(
+        replace(m, funding=-12.5),
+        inp.trades,
+        inp.curve,
+        tmp_path,
+        run_name="b",
+        charts=False,
+        funding_symbols=("BTC/USDT",),
+    )
+    assumed = [
+        json.loads(f.json_path.read_text())["assumptions"]["funding"] for f in (unfunded, funded)
+    ]
+    assert assumed[0].startswith("not modelled")
+    assert assumed[1].startswith("modelled for BTC/USDT from funding-rate files")
+    assert "amount * mark * rate" in assumed[1]
+    assert "net -12.50" in assumed[1]
+    assert "not modelled for ETH/USDT" in assumed[1]  # it traded, without rates

@@ -10,6 +10,7 @@ import pytest
 
 from core.errors import DataError
 from core.market.funding import FundingRates, funding_symbol, read_funding_file
+from core.market.importers import infer_symbol_timeframe
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 H8 = 8 * 3_600_000
@@ -78,3 +79,19 @@ def test_a_file_with_a_byte_order_mark_and_crlf_is_read(tmp_path: Path) -> None:
     gz = tmp_path / "ETH_USDT-funding.csv.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     assert read_funding_file(gz).ts_ms == (1672531200000,)
+
+
+def test_freqtrade_funding_files_map_to_the_symbol_of_its_futures_candles(tmp_path: Path) -> None:
+    funding = Path("futures/BTC_USDT_USDT-8h-funding_rate.feather")
+    candles = Path("futures/BTC_USDT_USDT-1h-futures.feather")
+    assert funding_symbol(funding) == infer_symbol_timeframe(candles)[0] == "BTC/USDT"
+    path = tmp_path / "ETH_USDT_USDT-8h-funding_rate.json"
+    path.write_text(
+        f"[[{T0}, 0.0001, 0.0001, 0.0001, 0.0001, 0.0], [{T0 + H8}, -0.0002, 0, 0, 0, 0]]"
+    )
+    rates = read_funding_file(path)
+    assert (rates.symbol, rates.ts_ms, rates.rates) == (
+        "ETH/USDT",
+        (T0, T0 + H8),
+        (D("0.0001"), D("-0.0002")),
+    )

@@ -205,6 +205,7 @@ async def run_backtest(
             timeframe=timeframe,
             benchmarks=benchmarks,
             funding=sum((e.cash for e in settled), Decimal(0)) if funding else None,
+            symbols=tuple(window),
         )
     )
     return BacktestResult(

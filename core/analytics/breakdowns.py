@@ -14,15 +14,15 @@ from core.domain.trades import ClosedTrade
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PairRow:
-    """Closed trades of one symbol."""
+    """Closed trades of one symbol; the averages are None for a symbol without trades."""
 
     symbol: str
     trades: int
     wins: int
-    win_rate_pct: float
-    avg_profit_pct: float
+    win_rate_pct: float | None
+    avg_profit_pct: float | None
     total_profit_abs: float
-    avg_duration_ms: int
+    avg_duration_ms: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,8 +40,39 @@ class ExitReasonRow:
     trades_closed: int
 
 
-def per_pair(arr: TradeArrays) -> tuple[PairRow, ...]:
-    """Return one row per symbol, best total profit first (then by symbol)."""
+def per_pair(arr: TradeArrays, symbols: Sequence[str] = ()) -> tuple[PairRow, ...]:
+    """Return one row per symbol, best total profit first (then by symbol), then a row for each
+    of ``symbols`` without trades: a pair that never traded is a result too, not a gap."""
+    idle = tuple(
+        PairRow(
+            symbol=symbol,
+            trades=0,
+            wins=0,
+            win_rate_pct=None,
+            avg_profit_pct=None,
+            total_profit_abs=0.0,
+            avg_duration_ms=None,
+        )
+        for symbol in sorted(set(symbols) - set(arr.symbol))
+    )
+    return _traded_pairs(arr) + idle
+
+
+def best_and_worst_pair(rows: Sequence[PairRow]) -> tuple[PairRow | None, PairRow | None]:
+    """Return the pair that made the most and the pair that lost the most.
+
+    Best is None when no pair made money, worst None when none lost: a losing pair is never
+    "best" because the others lost more or did not trade.
+    """
+    best = max(rows, key=lambda r: r.total_profit_abs, default=None)
+    worst = min(rows, key=lambda r: r.total_profit_abs, default=None)
+    return (
+        best if best is not None and best.total_profit_abs > 0 else None,
+        worst if worst is not None and worst.total_profit_abs < 0 else None,
+    )
+
+
+def _traded_pairs(arr: TradeArrays) -> tuple[PairRow, ...]:
     if not arr.symbol:
         return ()
     symbols, code = np.unique(np.array(arr.symbol), return_inverse=True)

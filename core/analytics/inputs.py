@@ -71,6 +71,8 @@ class BacktestInput:
     timeframe: str
     benchmarks: tuple[BenchmarkSeries, ...] = field(default=())
     funding: Decimal | float | None = None  # settled funding; None: not modelled
+    # Every symbol the backtest ran on: the per-pair table lists those without trades too.
+    symbols: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         try:

@@ -29,8 +29,10 @@ Conventions (the numbers mean exactly this):
   gross loss. Expectancy = mean trade pnl (abs), which equals Freqtrade's
   win_rate * avg_win - loss_rate * avg_loss. Expectancy ratio = ((1 + avg_win / avg_loss) *
   win_rate) - 1 (Freqtrade's ``calculate_expectancy``). SQN = sqrt(n) * mean(pnl) / std(pnl,
-  ddof=1). Streaks run over trades in close-time order; a draw breaks both streaks. Best / worst
-  pair by total pnl (abs).
+  ddof=1). Streaks run over trades in close-time order; a draw breaks both streaks.
+- Pairs: one row per symbol the backtest ran on (``BacktestInput.symbols``), those without
+  trades last with 0 trades. Best pair = the pair with the largest positive total pnl (abs),
+  None when no pair made money; worst pair = the largest loss, None when no pair lost.
 - Market change (buy and hold): mean over the benchmark symbols of last / first close - 1.
 
 Undefined figures are None (no trades, fewer than 2 days, 0 / 0, flat equity for Sharpe); a
@@ -44,7 +46,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.analytics.benchmark import market_change_pct
-from core.analytics.breakdowns import ExitReasonRow, PairRow, per_exit_reason, per_pair
+from core.analytics.breakdowns import (
+    ExitReasonRow,
+    PairRow,
+    best_and_worst_pair,
+    per_exit_reason,
+    per_pair,
+)
 from core.analytics.drawdown import DrawdownStats, drawdown_stats
 from core.analytics.inputs import BacktestInput
 from core.analytics.periods import MonthRow, daily_series, monthly_table
@@ -103,7 +111,8 @@ def compute_metrics(inp: BacktestInput) -> BacktestMetrics:
     cagr = cagr_pct(start_balance, final, int(curve.ts_ms[-1] - curve.ts_ms[0]))
     calmar = None if cagr is None else ratio_or_inf(cagr, dd.max_drawdown_pct)
     var, es = var_es(daily.returns)
-    pairs = per_pair(arr)
+    pairs = per_pair(arr, inp.symbols)
+    best, worst = best_and_worst_pair(pairs)
     return BacktestMetrics(
         start_ms=int(curve.ts_ms[0]),
         end_ms=int(curve.ts_ms[-1]),
@@ -128,10 +137,10 @@ def compute_metrics(inp: BacktestInput) -> BacktestMetrics:
         market_change_pct=market_change_pct(inp.benchmarks),
         fees_paid=float(inp.fees_paid),
         funding=None if inp.funding is None else float(inp.funding),
-        best_pair=pairs[0].symbol if pairs else None,
-        best_pair_profit_abs=pairs[0].total_profit_abs if pairs else None,
-        worst_pair=pairs[-1].symbol if pairs else None,
-        worst_pair_profit_abs=pairs[-1].total_profit_abs if pairs else None,
+        best_pair=None if best is None else best.symbol,
+        best_pair_profit_abs=None if best is None else best.total_profit_abs,
+        worst_pair=None if worst is None else worst.symbol,
+        worst_pair_profit_abs=None if worst is None else worst.total_profit_abs,
         drawdown=dd,
         trades=trade_stats(arr),
         per_pair=pairs,

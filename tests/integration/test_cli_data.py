@@ -357,3 +357,26 @@ def test_freqtrade_funding_rates_pair_with_freqtrade_futures_candles(
     assert "Funding settled" in flat(result.stdout)
     report = json.loads((cli.data_dir / "backtests" / "backtest-f.json").read_text())
     assert report["assumptions"]["funding"].startswith("modelled for BTC/USDT")
+
+
+# --- per pair: pairs without trades are listed (item 11) ------------------------------------
+
+
+def test_the_report_lists_a_pair_that_never_traded(cli: Cli, tmp_path: Path) -> None:
+    traded = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 1500, seed=7))
+    flat_prices = candles("ETH/USDT", 1500)
+    still = CandleSeries.from_columns(
+        "ETH/USDT", "1h", flat_prices.ts_ms, *([np.full(1500, 100.0)] * 4), flat_prices.volume
+    )  # a price that never moves never crosses: no trades
+    idle = write_csv(tmp_path / "ETH_USDT-1h.csv", still)
+
+    result = cli(
+        "backtest", "--data", str(traded), "--data", str(idle), "--no-charts", "--name", "pp"
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads((cli.data_dir / "backtests" / "backtest-pp.json").read_text())
+    rows = {r["symbol"]: r for r in report["metrics"]["per_pair"]}
+    assert set(rows) == {"BTC/USDT", "ETH/USDT"}
+    assert rows["ETH/USDT"]["trades"] == 0 and rows["BTC/USDT"]["trades"] > 0
+    assert report["metrics"]["best_pair"] != "ETH/USDT"

@@ -78,6 +78,7 @@ def make_input(
     trades: Sequence[ClosedTrade] = (),
     benchmarks: Sequence[BenchmarkSeries] = (),
     fees: str = "0",
+    symbols: Sequence[str] = (),
 ) -> BacktestInput:
     """Return a BacktestInput with the 1h timeframe."""
     return BacktestInput(
@@ -87,6 +88,7 @@ def make_input(
         fees_paid=Decimal(fees),
         timeframe="1h",
         benchmarks=tuple(benchmarks),
+        symbols=tuple(symbols),
     )
 
 

@@ -190,3 +190,32 @@ def test_seventy_thousand_candles_and_five_thousand_trades_in_well_under_a_secon
     assert m.days == 730  # 69 999 quarter hours = 729.16 days, touching 730 UTC days
     assert sum(r.trades for r in m.monthly) == 5000
     assert elapsed_s < 0.5
+
+
+def test_pairs_without_trades_are_listed_and_the_best_pair_is_one_that_made_money() -> None:
+    eq = daily_curve([1000, 900, 160, 150])
+    losing = [
+        trade("-834.78", trade_id="a", symbol="BTC/USDT"),
+        trade("-20", trade_id="b", symbol="ETH/USDT", opened_ms=T0_MS + DAY_MS),
+    ]
+    m = compute_metrics(
+        make_input(eq, start=1000, trades=losing, symbols=("BTC/USDT", "ETH/USDT", "SOL/USDT"))
+    )
+    assert [(r.symbol, r.trades, r.total_profit_abs) for r in m.per_pair] == [
+        ("ETH/USDT", 1, -20.0),
+        ("BTC/USDT", 1, -834.78),
+        ("SOL/USDT", 0, 0.0),  # no trades: listed, after the pairs that traded
+    ]
+    idle = m.per_pair[-1]
+    assert (idle.win_rate_pct, idle.avg_profit_pct, idle.avg_duration_ms) == (None, None, None)
+    # No pair made money, so none is "best"; the worst is the one that lost the most.
+    assert (m.best_pair, m.best_pair_profit_abs) == (None, None)
+    assert (m.worst_pair, m.worst_pair_profit_abs) == ("BTC/USDT", -834.78)
+
+    mixed = [trade("25", symbol="ETH/USDT"), trade("-5", symbol="BTC/USDT")]
+    m = compute_metrics(make_input(eq, start=1000, trades=mixed, symbols=("SOL/USDT",)))
+    assert [r.symbol for r in m.per_pair] == ["ETH/USDT", "BTC/USDT", "SOL/USDT"]
+    assert (m.best_pair, m.best_pair_profit_abs) == ("ETH/USDT", 25.0)
+    assert (m.worst_pair, m.worst_pair_profit_abs) == ("BTC/USDT", -5.0)
+    winners = compute_metrics(make_input(eq, start=1000, trades=[trade("3")]))
+    assert (winners.best_pair, winners.worst_pair) == ("BTC/USDT", None)  # nothing lost

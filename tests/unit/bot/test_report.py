@@ -155,3 +155,21 @@ def test_the_json_says_what_funding_was_modelled(tmp_path: Path) -> None:
     assert "amount * mark * rate" in assumed[1]
     assert "net -12.50" in assumed[1]
     assert "not modelled for ETH/USDT" in assumed[1]  # it traded, without rates
+
+
+def test_the_per_pair_table_shows_pairs_without_trades() -> None:
+    inp = make_input(daily_curve([100, 90, 80]), trades=[trade("-20")], symbols=("ETH/USDT",))
+    console = Console(record=True, width=160)
+    print_report(compute_metrics(inp), console)
+    lines = console.export_text().splitlines()
+    [idle] = [line for line in lines if "ETH/USDT" in line]
+    assert [cell.strip() for cell in idle.split("│")[1:7]] == [
+        "ETH/USDT",
+        "0",
+        "-",
+        "-",
+        "0.00",
+        "-",
+    ]
+    [best] = [line for line in lines if "Best pair" in line]
+    assert "- -" in best  # no pair made money

@@ -13,9 +13,23 @@ ZERO = Decimal(0)
 LIQUIDATION_ID_PREFIX = "autoclose-"
 
 
+# The id under which the engine books a position the venue closed without an order of ours.
+CLOSED_OUTSIDE_ID_PREFIX = "venue-close-"
+
+
 def is_liquidation(client_order_id: str) -> bool:
     """Return True for the client id of a venue's liquidation order."""
     return client_order_id.startswith(LIQUIDATION_ID_PREFIX)
+
+
+def closed_outside_id(symbol: str, ts_ms: int) -> str:
+    """Return the id of the engine's record of a close it found at the venue, not ordered."""
+    return f"{CLOSED_OUTSIDE_ID_PREFIX}{''.join(c for c in symbol if c.isalnum())}-{ts_ms}"
+
+
+def is_closed_outside(client_order_id: str) -> bool:
+    """Return True for an id made by ``closed_outside_id``."""
+    return client_order_id.startswith(CLOSED_OUTSIDE_ID_PREFIX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,7 +37,7 @@ from core.domain.events import (
 )
 from core.domain.market import Candle
 from core.domain.market_rules import MarketRules
-from core.domain.orders import OrderRequest, is_liquidation
+from core.domain.orders import OrderRequest, closed_outside_id, is_closed_outside, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, DependencyError, InvariantViolation, StorageUnavailable
@@ -45,7 +45,7 @@ from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
-from core.services.exit_executor import LIQUIDATION_NAME, ExitExecutor
+from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import view_account
@@ -56,6 +56,9 @@ from core.signals.base import Signal
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
+# How long the venue must show no position, while the plan holds one, before the engine books
+# it as closed outside its orders: longer than any venue's positions lag behind its fills.
+CLOSED_OUTSIDE_AFTER_MS = 60_000
 
 
 class Engine:
@@ -90,6 +93,7 @@ class Engine:
         self._bus = bus
         self._on_storage_failure = on_storage_failure
         self._saved = ""
+        exits.persist_with(self._save)  # every exit order is stored before it goes out
         # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
         # that would otherwise interleave at every await on the same trade.
         self._busy = asyncio.Lock()
@@ -161,32 +165,9 @@ class Engine:
         pending = [("entry", trade.entry_cid)] if trade.plan is None else []
         published = 0
         for name, cid in pending + list(trade.working.items()):
-            try:
-                order = await self._exchange.fetch_order(cid, trade.symbol)
-            except (DependencyError, DataError) as e:
-                log.warning("%s: cannot check %s order %s: %s", trade.symbol, name, cid, e)
-                continue
-            except VenueRejected:  # the venue does not know it (any more)
-                if trade.working.get(name) == cid:  # purged, or never placed
-                    lost = _venue_ended(trade.symbol, cid, "unknown order", self._clock.now_ms())
-                    await self._bus.publish(lost)
-                    published += 1
-                continue
-            missed = missed_fill(trade, order, self._clock.now_ms())
-            if missed is not None:
-                log.info("%s: %s %s filled %s at the venue", trade.symbol, name, cid, missed.amount)
-                await self._bus.publish(missed)
-                published += 1
-            if order.is_open or self.trades.get(trade.symbol) is not trade:
-                continue
-            if trade.working.get(name) == cid:
-                if order.status is OrderStatus.FILLED:
-                    trade.working.pop(name)  # its fills are in; nothing more will come
-                else:
-                    why = order.status.value + (f": {order.reason}" if order.reason else "")
-                    ended = _venue_ended(trade.symbol, cid, why, self._clock.now_ms())
-                    await self._bus.publish(ended)
-                    published += 1
+            published += await self._ask_about(trade, name, cid)
+        if self.trades.get(trade.symbol) is trade:
+            published += await self._notice_closed_outside(trade)
         if self.trades.get(trade.symbol) is trade:
             await self._exits.retry_cancels(trade)
             if trade.finished:
@@ -198,6 +179,74 @@ class Engine:
                 await self._exits.ensure_plan(trade, reference)
         await self._save()
         return published
+
+    async def _ask_about(self, trade: OpenTrade, name: str, cid: str) -> int:
+        """Ask the venue about one order of ``trade``; publish what it did that we have not
+        heard of (fills, its end); return how many events that made."""
+        try:
+            order = await self._exchange.fetch_order(cid, trade.symbol)
+        except (DependencyError, DataError) as e:
+            log.warning("%s: cannot check %s order %s: %s", trade.symbol, name, cid, e)
+            return 0
+        except VenueRejected:  # the venue does not know it (any more)
+            if trade.working.get(name) != cid:
+                return 0
+            lost = _venue_ended(trade.symbol, cid, "unknown order", self._clock.now_ms())
+            await self._bus.publish(lost)  # purged, or never placed
+            return 1
+        published = 0
+        missed = missed_fill(trade, order, self._clock.now_ms())
+        if missed is not None:
+            log.info("%s: %s %s filled %s at the venue", trade.symbol, name, cid, missed.amount)
+            await self._bus.publish(missed)
+            published += 1
+        if order.is_open or self.trades.get(trade.symbol) is not trade:
+            return published
+        if trade.working.get(name) == cid:
+            if order.status is OrderStatus.FILLED:
+                trade.working.pop(name)  # its fills are in; nothing more will come
+            else:
+                why = order.status.value + (f": {order.reason}" if order.reason else "")
+                await self._bus.publish(_venue_ended(trade.symbol, cid, why, self._clock.now_ms()))
+                published += 1
+        return published
+
+    async def _notice_closed_outside(self, trade: OpenTrade) -> int:
+        """Book a position the venue closed without an order of ours (a liquidation or
+        auto-deleveraging the venue reports no order for, a close by hand): flat at the venue
+        for a minute of syncs while the plan still holds some. Booked at the last price (the
+        venue's own price is not known) as exit VENUE, and the trade closes."""
+        plan = trade.plan
+        if plan is None or trade.finished or plan.is_closed:
+            return 0
+        now = self._clock.now_ms()
+        if await self._execution.position_amount(trade.symbol) > 0:
+            trade.flat_since_ms = None
+            return 0
+        if trade.flat_since_ms is None:
+            trade.flat_since_ms = now
+        if now - trade.flat_since_ms < CLOSED_OUTSIDE_AFTER_MS:
+            return 0  # a fill of ours may be on its way, or the venue's positions lag
+        price = self.prices.get(trade.symbol, trade.entry_price)
+        log.error(
+            "%s: the venue holds no position but the plan holds %s: closed outside our orders",
+            trade.symbol,
+            plan.remaining,
+        )
+        await self._bus.publish(
+            OrderFilled(
+                ts_ms=now,
+                fill_ts_ms=now,
+                client_order_id=closed_outside_id(trade.symbol, now),
+                symbol=trade.symbol,
+                side=(Side.SELL if trade.side is PositionSide.LONG else Side.BUY).value,
+                amount=plan.remaining,
+                price=price,
+                fee=ZERO,
+                liquidity="unknown",
+            )
+        )
+        return 1
 
     async def stop(self) -> None:
         """Save the open trades (they are also saved after every change)."""
@@ -461,8 +510,11 @@ class Engine:
             return
         cid = event.client_order_id
         trade = self.trades.get(event.symbol)
-        if trade is not None and is_liquidation(cid) and trade.amount > 0:
-            trade.roles[cid] = LIQUIDATION_NAME  # the venue closed our position itself
+        if trade is not None and trade.amount > 0 and cid not in trade.roles:
+            if is_liquidation(cid):
+                trade.roles[cid] = LIQUIDATION_NAME  # the venue closed our position itself
+            elif is_closed_outside(cid):
+                trade.roles[cid] = CLOSED_OUTSIDE_NAME
         if trade is None or cid not in trade.roles:
             return  # not ours (e.g. a manual order)
         trade.note_fill(cid, event.amount, event.price, event.fee, event.fill_ts_ms)
@@ -503,6 +555,12 @@ class Engine:
         order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
         if order.is_open:
             return  # partially filled: plan exits once the whole entry is in (or it ends)
+        missed = missed_fill(trade, order, self._clock.now_ms())
+        if missed is not None:
+            # The rest filled since this fill was reported: book it first; its own event
+            # plans the exits for the whole entry.
+            await self._bus.publish(missed)
+            return
         await self._plan_exits(trade)
 
     async def _plan_exits(self, trade: OpenTrade) -> None:

@@ -9,6 +9,7 @@ cancels whatever is left (no orphan orders) and records the round trip as a ``Cl
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from core.brains.exits import (
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 INITIAL_STOP_TAG = "s0"  # client-id tag of a plan's first stop; later ones are s1, s2, ...
 LIQUIDATION_NAME = "LIQ"  # role and exit reason of the venue's liquidation of the position
+CLOSED_OUTSIDE_NAME = "VENUE"  # role and exit reason of a close found at the venue, not ordered
 
 
 class ExitExecutor:
@@ -62,6 +64,11 @@ class ExitExecutor:
         self._clock = clock
         self._fallback = fallback
         self.closed: list[ClosedTrade] = []
+        self._persist: Callable[[], Awaitable[None]] = _nothing  # the engine's save
+
+    def persist_with(self, save: Callable[[], Awaitable[None]]) -> None:
+        """Save the trades with ``save`` before every order or cancel goes out (write-ahead)."""
+        self._persist = save
 
     async def place_plan(self, trade: OpenTrade, plan: ExitPlan, reference: Decimal) -> None:
         """Place a fresh plan's stop, then its take-profit legs."""
@@ -163,16 +170,18 @@ class ExitExecutor:
         if plan.stop.mode is not StopMode.EXCHANGE:
             return
         held = await self._execution.position_amount(trade.symbol)
+        if held <= 0:
+            log.warning("%s: no stop order working, and the venue shows no position", trade.symbol)
+            return
         if held < plan.stop.amount:
-            # Loud, every time it is checked: either the venue lags, or the position differs
-            # from the plan (reduced by hand?) and needs a human.
+            # Loud, every time: the venue lags, or the position differs from the plan
+            # (reduced by hand?) and needs a human; meanwhile a stop guards what is held.
             log.warning(
-                "%s: no stop order working; the venue shows %s of the plan's %s, so it waits",
+                "%s: the venue shows %s of the plan's %s: the stop guards what it holds",
                 trade.symbol,
                 held,
                 plan.stop.amount,
             )
-            return
         log.warning("%s: no stop order working: placing it", trade.symbol)
         await self.apply(trade, on_venue_cancel(plan, STOP_NAME), reference)
 
@@ -288,12 +297,15 @@ class ExitExecutor:
     async def _stop(
         self, trade: OpenTrade, price: Decimal, amount: Decimal, tag: str, reference: Decimal
     ) -> None:
-        if await self._execution.position_amount(trade.symbol) < amount:
-            # The venue is already smaller than the plan: fills of this same moment are still
-            # on their way to us. Their handling brings the next stop; placing one now would
-            # only be refused.
-            log.debug("%s: stop %s deferred, fills in flight", trade.symbol, tag)
+        held = await self._execution.position_amount(trade.symbol)
+        if held <= 0:
+            # The venue shows no position yet (or any more): a reduce-only stop would be
+            # refused. The fills on their way bring the next stop (or close the plan).
+            log.debug("%s: stop %s deferred, the venue holds nothing", trade.symbol, tag)
             return
+        # The venue may already hold less than the plan (fills of this moment still on their
+        # way to us): a stop for what it holds protects that now; the next fill resizes it.
+        amount = min(amount, held)
         cid = client_order_id(trade.symbol, trade.decided_ms, tag)
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price
@@ -335,18 +347,23 @@ class ExitExecutor:
             leverage=trade.leverage,
             tag=name,
         )
+        # Write-ahead: the order is stored as working before it goes out, so a crash right
+        # after the send never leaves an order of ours the engine does not know (a restart
+        # asks the venue about it: its fills, or "unknown order", which places it anew).
+        trade.working[name] = cid
+        trade.roles[cid] = name
         try:
+            await self._persist()
             submission = await self._execution.submit(request, reference_price=reference)
         except StorageUnavailable:
-            raise  # our own database failed: nothing was sent (the paper venue stores first)
+            _unrecord(trade, name, cid)  # our own database failed: nothing was sent
+            raise
         except DependencyError as e:
-            # It may have reached the venue: tracked as working, so the venue sync finds out
-            # (its fills, or "unknown order", which places it again).
+            # It may have reached the venue: it stays working, and the venue sync finds out.
             log.error("%s: %s %s in doubt (%s): asking the venue", trade.symbol, name, cid, e)
-            submission = Submission(order=None, in_doubt=True)
-        if submission.working:
-            trade.working[name] = cid
-            trade.roles[cid] = name
+            return Submission(order=None, in_doubt=True)
+        if not submission.working:
+            _unrecord(trade, name, cid)  # denied or refused: it is not at the venue
         return submission
 
     async def _may_take_profit(self, trade: OpenTrade) -> bool:
@@ -362,6 +379,8 @@ class ExitExecutor:
     async def _cancel(self, trade: OpenTrade, name: str, reason: str) -> None:
         cid = trade.working.pop(name, None)
         if cid is not None:
+            trade.canceling[cid] = reason
+            await self._persist()  # write-ahead: a restart asks again until the venue confirms
             await self._cancel_order(trade, cid, reason)
 
     async def retry_cancels(self, trade: OpenTrade) -> None:
@@ -378,6 +397,9 @@ class ExitExecutor:
             order = await self._execution.cancel(cid, trade.symbol, reason=reason)
         except DependencyError as e:
             log.warning("%s: cancel of %s unconfirmed (%s): asked again", trade.symbol, cid, e)
+            return
+        if order is not None and order.is_open:
+            log.warning("%s: cancel of %s refused, it is open: asked again", trade.symbol, cid)
             return
         trade.canceling.pop(cid, None)
         if order is None:
@@ -406,14 +428,26 @@ class ExitExecutor:
         )
 
 
+async def _nothing() -> None:
+    """Persist nothing (backtests keep their trades in memory only)."""
+
+
+def _unrecord(trade: OpenTrade, name: str, cid: str) -> None:
+    """Undo the write-ahead record of an order that did not go out."""
+    if trade.working.get(name) == cid:
+        del trade.working[name]
+    trade.roles.pop(cid, None)
+
+
 def _closes_like_the_stop(role: str) -> bool:
-    return role in (STOP_NAME, LIQUIDATION_NAME) or role.startswith(MARKET_EXIT_NAME)
+    closes = (STOP_NAME, LIQUIDATION_NAME, CLOSED_OUTSIDE_NAME)
+    return role in closes or role.startswith(MARKET_EXIT_NAME)
 
 
 def _still_working(plan: ExitPlan, role: str) -> bool:
     """Return whether the order behind ``role`` can still fill after this fill."""
     if role == STOP_NAME:
         return plan.stop is not None and not plan.is_closed
-    if role.startswith(MARKET_EXIT_NAME) or role == LIQUIDATION_NAME:
-        return False  # market exits and liquidations fill whole
+    if role.startswith(MARKET_EXIT_NAME) or role in (LIQUIDATION_NAME, CLOSED_OUTSIDE_NAME):
+        return False  # market exits, liquidations and closes found at the venue fill whole
     return any(leg.name == role for leg in plan.open_legs)

@@ -57,6 +57,7 @@ class OpenTrade:
     # until none is left, so no order of ours outlives its trade.
     canceling: dict[str, str] = field(default_factory=dict)  # cid -> cancel reason
     finished: bool = False  # the round trip is recorded (TradeClosed published)
+    flat_since_ms: int | None = None  # since when the venue shows no position (plan: some)
     bot_stop_since_ms: int | None = None  # when the bot began watching its own stop
     # Which part of that candle the watched stop saw: all of it when set on the entry fill
     # (at the open); after a fill inside the candle, only the move to its close.

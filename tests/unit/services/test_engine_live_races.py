@@ -15,14 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from bot.trading import build_engine
 from core.domain.enums import OrderStatus, OrderType
-from core.domain.events import OrderFilled, TradeClosed
+from core.domain.events import Event, OrderFilled, TradeClosed
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
+from core.domain.portfolio import Position
 from core.errors import DataError, OrderRejected, TemporaryError
+from core.services.bus import EventBus
+from core.services.engine import Engine
 from core.services.execution import client_order_id
+from core.services.trading_state import TradingStateService
 from tests.fakes import FakeExchange
-from tests.unit.services.engine_harness import SYMBOL, at
+from tests.unit.services.engine_harness import SYMBOL, ScriptedProvider, at, clean_settings
 from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, TP1, Live, live, quiet
 
 
@@ -258,3 +263,191 @@ async def test_live_orders_are_sized_and_priced_on_the_venues_grid(
     assert (
         stop.request.stop_price is not None and stop.request.stop_price > trade.entry_price
     )  # break-even
+
+
+# --- crashes and restarts between a venue call and the engine's save ------------------------
+
+
+class ProcessDied(BaseException):
+    """The process is killed right after the venue acted (nothing after it runs)."""
+
+
+class CrashingVenue(ReduceOnlyVenue):
+    """Dies right after the venue accepted the order whose tag is ``die_after``."""
+
+    die_after: str | None = None
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        order = await super().create_order(request)
+        if self.die_after is not None and request.client_order_id.endswith(self.die_after):
+            self.die_after = None
+            raise ProcessDied(request.client_order_id)
+        return order
+
+
+def restarted(lv: Live, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Engine:
+    """Return a new engine on the same database and venue, as a restarted process builds."""
+    bus = EventBus(sink=lv.storage.events.append)
+
+    async def record(e: Event) -> None:
+        lv.events.append(e)
+
+    bus.subscribe("*", record)
+    clock = lv.venue.clock
+    return build_engine(
+        clean_settings(monkeypatch, tmp_path),
+        clock=clock,
+        bus=bus,
+        exchange=lv.venue,
+        trading_state=TradingStateService(lv.storage.state, bus, clock),
+        provider=ScriptedProvider(entries={at(0): 1}),
+        state=lv.storage.state,
+    )
+
+
+def stops_at_venue(venue: FakeExchange) -> list[D]:
+    return [o.remaining for o in venue.orders.values() if o.is_open and o.request.stop_price]
+
+
+async def test_a_crash_right_after_the_stop_moved_leaves_one_stop_and_no_orphan(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=CrashingVenue)
+    venue = lv.venue
+    assert isinstance(venue, CrashingVenue)
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()
+    venue.script_fill(TP1, D("101.95"))
+    venue.die_after = "-s1"  # the break-even stop goes out, then the process dies
+    with pytest.raises(ProcessDied):
+        await lv.engine.sync_with_venue()
+
+    engine = restarted(lv, monkeypatch, tmp_path)
+    await engine.start()
+    await engine.sync_with_venue()
+    assert stops_at_venue(venue) == [D(35)]  # the one placed before the crash, adopted
+    for tp in ("t2", "t3"):
+        venue.script_fill(client_order_id(SYMBOL, at(0), tp), D(105))
+        await engine.sync_with_venue()
+    assert lv.open_cids() == []  # nothing of ours outlives the trade
+    assert engine.trades == {}
+
+
+async def test_a_crash_right_after_the_market_exit_went_out_books_its_fill_after_restart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=CrashingVenue, exit_long={at(1)})
+    venue = lv.venue
+    assert isinstance(venue, CrashingVenue)
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()
+    venue.die_after = "-x1"
+    with pytest.raises(ProcessDied):
+        await lv.engine.on_candle(SYMBOL, exit_candle(1))
+    venue.fill_market_exits(D(101))  # it fills while the process is down
+
+    engine = restarted(lv, monkeypatch, tmp_path)
+    await engine.start()
+    await engine.sync_with_venue()
+    [done] = closed(lv)
+    assert done.exit_reason == "SIGNAL" and done.amount == D(50)
+    assert lv.open_cids() == []
+    assert len([o for o in venue.orders.values() if o.request.tag.startswith("EXIT")]) == 1
+
+
+class RestFillsWhileWeLook(ReduceOnlyVenue):
+    """The entry's last 30 fill between the sync's look at it and the fill handler's."""
+
+    looks = 0
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        if client_order_id == ENTRY:
+            self.looks += 1
+            if self.looks == 2:
+                self.script_fill(ENTRY, D(101))
+        return await super().fetch_order(client_order_id, symbol)
+
+
+async def test_an_entry_whose_rest_fills_while_we_look_is_booked_and_covered_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=RestFillsWhileWeLook)
+    lv.venue.script_fill(ENTRY, D(100), amount=D(20))
+    await lv.engine.sync_with_venue()
+    trade = lv.engine.trades[SYMBOL]
+    assert trade.amount == D(50) and trade.plan is not None and trade.plan.amount == D(50)
+    assert stops_at_venue(lv.venue) == [D(50)]
+
+
+class RefusesOneCancel(ReduceOnlyVenue):
+    """Refuses the next cancel of ``refuse`` while the order stays open (a busy venue)."""
+
+    refuse: str | None = None
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        if client_order_id == self.refuse:
+            self.refuse = None
+            self._enter("cancel_order", client_order_id, symbol)
+            raise OrderRejected("binance -1000: an unknown error occurred while processing")
+        return await super().cancel_order(client_order_id, symbol)
+
+
+async def test_a_cancel_the_venue_refused_keeps_the_order_until_it_is_gone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=RefusesOneCancel)
+    venue = lv.venue
+    assert isinstance(venue, RefusesOneCancel)
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()
+    venue.refuse = STOP
+    venue.script_fill(TP1, D("101.95"))
+    await lv.engine.sync_with_venue()  # the move to break-even: s0's cancel is refused once
+    trade = lv.engine.trades[SYMBOL]
+    assert not venue.orders[STOP].is_open  # asked again in the same sync, and gone
+    assert STOP not in trade.canceling
+    assert stops_at_venue(venue) == [D(35)]
+
+
+class StepsDuringSync(ReduceOnlyVenue):
+    """Fills 2 more of TP1 just as the engine asks for the position before it moves the stop
+    (the step it just booked is not the last)."""
+
+    step_next = False
+
+    async def fetch_positions(self) -> list[Position]:
+        if self.step_next:
+            self.step_next = False
+            self.script_fill(TP1, D("101.95"), amount=D(2))
+        return await super().fetch_positions()
+
+
+async def test_a_take_profit_filling_in_steps_never_leaves_the_position_without_a_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=StepsDuringSync)
+    venue = lv.venue
+    assert isinstance(venue, StepsDuringSync)
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()
+    for _ in range(7):
+        venue.script_fill(TP1, D("101.95"), amount=D(2))  # booked by the next sync...
+        venue.step_next = True  # ...and the next 2 fill while it moves the stop
+        await lv.engine.sync_with_venue()
+        [position] = venue.positions
+        assert sum(stops_at_venue(venue), D(0)) >= position.amount, stops_at_venue(venue)
+
+
+async def test_a_position_the_venue_closed_on_its_own_is_booked_and_its_orders_canceled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv, venue = await entered(monkeypatch, tmp_path)
+    venue.positions = []  # liquidated, auto-deleveraged or closed by hand: no order of ours
+    await lv.engine.sync_with_venue()
+    assert SYMBOL in lv.engine.trades  # positions may lag a little: not at once
+    venue.clock.advance_to(venue.clock.now_ms() + 61_000)
+    await lv.engine.sync_with_venue()
+    [done] = closed(lv)
+    assert done.exit_reason == "VENUE" and done.amount == D(50)
+    assert SYMBOL not in lv.engine.trades
+    assert lv.open_cids() == []

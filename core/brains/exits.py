@@ -68,6 +68,7 @@ __all__ = [
     "LegFill",
     "LegSpec",
     "MarketExit",
+    "PlanRefused",
     "PlanRequest",
     "ReplaceStop",
     "StopAnchor",
@@ -272,6 +273,11 @@ class PlanRequest:
 # --- planning ---------------------------------------------------------------------------------
 
 
+class PlanRefused(ValueError):
+    """No exit plan fits this position (no stop or target above zero at the tick): the entry
+    must not be made. The message is the reason."""
+
+
 def _sign(side: PositionSide) -> Decimal:
     return ONE if side is PositionSide.LONG else -ONE
 
@@ -329,34 +335,58 @@ def _distance(req: PlanRequest, target: Target, what: str, profit_side: bool) ->
     return distance
 
 
-def _stop_price(req: PlanRequest, vol_scale: Decimal) -> Decimal:
+def _stop_price(req: PlanRequest, vol_scale: Decimal, notes: list[str]) -> Decimal:
     cfg = req.config
     distance = _distance(req, cfg.stop, "stop", profit_side=False)
     if cfg.dynamic.enabled:
         if cfg.dynamic.scale_stop and cfg.stop.kind is TargetKind.PERCENT:
             distance *= vol_scale
         distance = min(distance, req.entry_price * cfg.dynamic.max_stop_pct / HUNDRED)
-    price = _round_stop(req, req.entry_price - _sign(req.side) * distance)
-    if price <= ZERO or (req.entry_price - price) * _sign(req.side) <= ZERO:
-        raise ValueError(
-            f"stop rounds to {price}, not on the losing side of the {req.side} entry "
-            f"{req.entry_price} (tick {req.price_tick})"
+    sign = _sign(req.side)
+    price = _round_stop(req, req.entry_price - sign * distance)
+    if (req.entry_price - price) * sign <= ZERO:
+        # The tick is coarser than the distance: the stop goes to the first tick on the
+        # losing side (a little more risk than planned; sizing sees this price).
+        mode = ROUND_FLOOR if req.side is PositionSide.LONG else ROUND_CEILING
+        price = _round_to(req.entry_price, req.price_tick, mode)
+        if price == req.entry_price:
+            price -= sign * req.price_tick
+        notes.append(f"stop at {price}: the nearest tick on the losing side of the entry")
+    if price <= ZERO:
+        raise PlanRefused(
+            f"no stop fits below the {req.side} entry {req.entry_price} at tick {req.price_tick}"
         )
     return price
 
 
-def _tp_prices(req: PlanRequest, scales: dict[TargetKind, Decimal]) -> list[Decimal]:
+def _tp_prices(
+    req: PlanRequest, scales: dict[TargetKind, Decimal], notes: list[str]
+) -> list[Decimal]:
     sign = _sign(req.side)
     prices: list[Decimal] = []
+    previous_raw = req.entry_price
     for i, spec in enumerate(req.config.legs, start=1):
         distance = _distance(req, spec.target, f"TP{i}", profit_side=True)
-        price = _round_tp(req, req.entry_price + sign * distance * scales[spec.target.kind])
+        raw = req.entry_price + sign * distance * scales[spec.target.kind]
+        price = _round_tp(req, raw)
         previous = prices[-1] if prices else req.entry_price
-        if price <= ZERO or (price - previous) * sign <= ZERO:
+        if (raw - previous_raw) * sign <= ZERO:  # the targets themselves are out of order
             raise ValueError(
                 f"TP{i} rounds to {price}, not beyond {'TP' + str(i - 1) if prices else 'entry'} "
-                f"{previous} for a {req.side} (targets must grow away from entry; tick "
-                f"{req.price_tick})"
+                f"{previous} for a {req.side} (targets must grow away from entry)"
+            )
+        if (price - previous) * sign <= ZERO:
+            # Rounding to the tick collapsed it onto the previous level: one tick beyond.
+            pushed = _round_tp(req, previous) + sign * req.price_tick
+            if (pushed - previous) * sign <= ZERO:
+                pushed += sign * req.price_tick
+            notes.append(f"TP{i} at {pushed}: one tick beyond {previous} (tick {req.price_tick})")
+            price = pushed
+        previous_raw = raw
+        if price <= ZERO:
+            raise PlanRefused(
+                f"TP{i} of the {req.side} entry {req.entry_price} falls at or below 0 at tick "
+                f"{req.price_tick}"
             )
         prices.append(price)
     return prices
@@ -409,13 +439,17 @@ def _anchor(req: PlanRequest, spec: LegSpec, prices: list[Decimal], i: int) -> D
 def plan_exits(req: PlanRequest) -> ExitPlan:
     """Return the take-profit ladder and stop for a freshly opened position.
 
-    Raise ValueError naming the leg when a target lands on the wrong side, targets do not grow
-    away from the entry after scaling and rounding, or an ATR target has no ATR.
+    Levels the tick cannot tell apart are pushed one tick apart (``ExitPlan.notes`` says so).
+    Raise ``PlanRefused`` when no plan fits at all (no stop or target above zero at this tick:
+    the position must not be opened), and ValueError for a configuration that cannot work
+    (a price target on the wrong side, an ATR target without an ATR).
     """
     scales, stop_scale = _scales(req)
-    prices = _tp_prices(req, scales)
-    stop_price = _stop_price(req, stop_scale)
-    amounts, notes = _split_amount(req, prices, stop_price)
+    notes: list[str] = []
+    prices = _tp_prices(req, scales, notes)
+    stop_price = _stop_price(req, stop_scale, notes)
+    amounts, merged = _split_amount(req, prices, stop_price)
+    notes += merged
     legs = tuple(
         TakeProfitLeg(
             name=f"TP{i + 1}",

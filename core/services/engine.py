@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 
 from core.brains.exits import (
+    PlanRefused,
     StopMode,
     exit_at_market,
     plan_exits,
@@ -32,6 +33,7 @@ from core.domain.events import (
     Event,
     FundingSettled,
     OrderCanceled,
+    OrderDenied,
     OrderFilled,
     TradingStateChanged,
 )
@@ -444,7 +446,22 @@ class Engine:
         # Size on the fill we expect (the price plus slippage) and the stop the Exit Brain
         # will plan from it, so the loss at the stop is the risk budget, costs included.
         expected = self.orders.expected_fill(side, price)
-        stop = self.orders.planned_stop(symbol, side, expected, signal.atr, signal.confidence)
+        try:
+            stop = self.orders.planned_stop(symbol, side, expected, signal.atr, signal.confidence)
+        except PlanRefused as refusal:
+            # No exit plan fits this price at this symbol's tick: never open what cannot be
+            # protected. Said in the audit trail, like any denial.
+            log.warning("%s: entry skipped, no exit plan fits: %s", symbol, refusal)
+            await self._bus.publish(
+                OrderDenied(
+                    ts_ms=self._clock.now_ms(),
+                    client_order_id=client_order_id(symbol, candle.ts_ms, "e"),
+                    symbol=symbol,
+                    reason="no_exit_plan",
+                    detail=str(refusal),
+                )
+            )
+            return
         account = await view_account(self._exchange, self.prices, cfg.quote)
         sizing = self.orders.size(symbol, account, expected, stop, policy)
         if sizing.amount <= 0:

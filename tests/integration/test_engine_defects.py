@@ -492,3 +492,27 @@ async def test_detail_from_another_market_falls_back_to_the_strategy_candle(
     ]
     assert runs[0].fills == runs[1].fills  # the detail's 102 never fills TP1 (101.97)
     assert runs[1].detail_fallbacks >= 1  # the full path looked at that hour and said so
+
+
+# --- issue 10: a cheap coin must not crash the engine ------------------------------------------
+
+
+@pytest.mark.parametrize("start_price", [0.62, 0.1, 0.0001])
+async def test_a_cheap_coin_backtests_with_the_default_tick_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, start_price: float
+) -> None:
+    """Default settings (tick 0.01): at 0.62 the ladder's levels collapse under rounding and
+    are pushed a tick apart; at 0.0001 no stop fits above zero, so no entry is made."""
+    from core.market.synthetic import generate_candles
+
+    candles = {
+        "XRP/USDT": generate_candles("XRP/USDT", "1h", 2000, seed=3, start_price=start_price)
+    }
+    settings = settings_with(monkeypatch, tmp_path)
+    res = await run_backtest(settings, candles)
+    for trade in res.trades:
+        assert all(leg.price > 0 for leg in trade.legs)
+    if start_price == 0.62:
+        assert res.trades, "the scenario must trade to prove anything"
+    if start_price < 0.01:
+        assert res.trades == () and res.fills == ()

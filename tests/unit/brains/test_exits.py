@@ -20,6 +20,7 @@ from core.brains.exits import (
     LegFill,
     LegSpec,
     MarketExit,
+    PlanRefused,
     PlanRequest,
     ReplaceStop,
     StopAnchor,
@@ -230,7 +231,7 @@ def test_bad_config_and_input_are_rejected_with_a_clear_message(
 
 def test_short_percent_targets_past_zero_are_rejected() -> None:
     cfg = ExitConfig(legs=(leg("120", "1"),))
-    with pytest.raises(ValueError, match="TP1 rounds to"):
+    with pytest.raises(PlanRefused, match="TP1 of the short entry 100 falls at or below 0"):
         plan_exits(request(SHORT, config=cfg))
 
 

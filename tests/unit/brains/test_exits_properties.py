@@ -29,6 +29,7 @@ from core.brains.exits import (
     LegFill,
     LegSpec,
     MarketExit,
+    PlanRefused,
     PlanRequest,
     ReplaceStop,
     StopAnchor,
@@ -299,3 +300,39 @@ def test_legs_filled_in_any_order_never_loosen_the_stop(
 
 def plan_leg(plan: ExitPlan, name: str) -> TakeProfitLeg:
     return next(leg for leg in plan.legs if leg.name == name)
+
+
+@st.composite
+def any_price_requests(draw: st.DrawFn) -> PlanRequest:
+    """Entries from 1e-6 to 1e6 with any tick and step, coarse or fine for that price."""
+    entry = D(str(draw(st.floats(1e-6, 1e6, allow_nan=False, allow_infinity=False))))
+    tick = D(10) ** draw(st.integers(-9, 3))
+    step = D(10) ** draw(st.integers(-8, 2))
+    amount = step * draw(st.integers(1, 10_000))
+    return PlanRequest(
+        side=draw(st.sampled_from(PositionSide)),
+        entry_price=entry,
+        amount=amount,
+        amount_step=step,
+        price_tick=tick,
+        min_amount=step,
+        confidence=draw(st.floats(0.0, 1.0)),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(req=any_price_requests())
+def test_any_price_and_tick_gives_a_valid_plan_or_a_reasoned_refusal(req: PlanRequest) -> None:
+    try:
+        plan = plan_exits(req)
+    except PlanRefused as refusal:
+        assert str(refusal)  # says why (no stop or target above zero at this tick)
+        return
+    sign = 1 if req.side is PositionSide.LONG else -1
+    assert plan.stop is not None and plan.stop.price > 0
+    assert (req.entry_price - plan.stop.price) * sign > 0
+    levels = [req.entry_price, *(leg.price for leg in plan.legs)]
+    assert all((b - a) * sign > 0 for a, b in itertools.pairwise(levels))
+    assert all(leg.price % req.price_tick == 0 for leg in plan.legs)
+    assert plan.stop.price % req.price_tick == 0
+    assert sum(leg.amount for leg in plan.legs) == req.amount

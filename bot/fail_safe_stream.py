@@ -5,6 +5,9 @@ raises SystemExit (a closed pipe) or the OSError itself, from wherever something
 or logged to the console: inside a bus handler, mid-candle, or while the process stops. The
 process must trade on and shut down in order; only its console output is lost (the log file
 keeps everything).
+
+Started with stdout closed (``qt run >&-``, as a supervisor or cron may), Python sets
+``sys.stdout`` to None: there is nothing to write to, and nothing has failed.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ class FailSafeStream:
     later (a test runner's) is written to, and only the stream that failed is given up.
     """
 
-    def __init__(self, target: Callable[[], IO[str]]) -> None:
+    def __init__(self, target: Callable[[], IO[str] | None]) -> None:
         self._target = target
         self._failed: IO[str] | None = None
 
     def write(self, text: str) -> int:
         """Write ``text``, or drop it if the stream has failed; always report it written."""
         stream = self._target()
-        if stream is not self._failed:
+        if stream is not None and stream is not self._failed:
             try:
                 stream.write(text)
             except (OSError, ValueError) as exc:  # ValueError: the stream was closed
@@ -41,7 +44,7 @@ class FailSafeStream:
     def flush(self) -> None:
         """Flush the stream unless it has failed."""
         stream = self._target()
-        if stream is not self._failed:
+        if stream is not None and stream is not self._failed:
             try:
                 stream.flush()
             except (OSError, ValueError) as exc:
@@ -49,8 +52,9 @@ class FailSafeStream:
 
     def isatty(self) -> bool:
         """Return whether the stream is a terminal (rich then redraws one line in place)."""
+        stream = self._target()
         try:
-            return self._target().isatty()
+            return stream is not None and stream.isatty()
         except (OSError, ValueError):
             return False
 

@@ -18,6 +18,10 @@ from collections.abc import Callable
 from typing import IO
 
 log = logging.getLogger(__name__)
+# The warning is for the log file of a process (demo, run). A one-shot command configures no
+# log: it reports the lost output itself, in one line and its exit status (``bot.cli``), and
+# Python's last-resort handler must not print this warning to stderr first.
+log.addHandler(logging.NullHandler())
 
 
 class FailSafeStream:
@@ -30,6 +34,7 @@ class FailSafeStream:
     def __init__(self, target: Callable[[], IO[str] | None]) -> None:
         self._target = target
         self._failed: IO[str] | None = None
+        self._error: Exception | None = None
 
     def write(self, text: str) -> int:
         """Write ``text``, or drop it if the stream has failed; always report it written."""
@@ -63,10 +68,16 @@ class FailSafeStream:
         """Return the stream's encoding."""
         return getattr(self._target(), "encoding", None) or "utf-8"
 
+    @property
+    def failure(self) -> Exception | None:
+        """Return why the current stream failed, or None if it has not (or there is none)."""
+        stream = self._target()
+        return self._error if stream is not None and stream is self._failed else None
+
     def _give_up(self, stream: IO[str], error: Exception) -> None:
-        self._failed = stream  # first: the warning below is printed to this stream too
+        self._failed, self._error = stream, error  # first: the warning below is printed here too
         _point_at_devnull(stream)
-        log.warning("console output stopped (%s); trading goes on, see the log file", error)
+        log.warning("console output stopped (%s); the program goes on without it", error)
 
 
 def _point_at_devnull(stream: IO[str]) -> None:

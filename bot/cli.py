@@ -117,8 +117,11 @@ def db_upgrade(env_file: EnvFileOpt = None) -> None:
     settings = load_or_exit(env_file)
     from storage.migrate import current_revision, upgrade
 
-    run_or_exit(lambda: upgrade(settings.database_url))
-    console.print(f"database at revision {current_revision(settings.database_url)}")
+    async def upgrade_and_read() -> str | None:
+        await upgrade(settings.database_url)
+        return current_revision(settings.database_url)  # inside: its errors are one line too
+
+    console.print(f"database at revision {run_or_exit(upgrade_and_read)}")
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ from core.redaction import process_redactor
 # stdout may be a closed pipe or a full disk: printing must never raise (bot.fail_safe_stream).
 STDOUT = FailSafeStream(lambda: sys.stdout)
 console = Console(file=cast(IO[str], STDOUT))
-err_console = Console(stderr=True)
+# One line however long (a path, a URL): the terminal wraps it, rich does not cut it at 80.
+err_console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 EnvFileOpt = Annotated[

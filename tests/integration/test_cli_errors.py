@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
+import resource
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +45,43 @@ def test_backtest_outputs_are_checked_before_it_runs(cli: Cli, tmp_path: Path) -
         assert message in flat(result.stderr), extra
         assert "candles/s" not in result.stdout  # refused before the backtest ran
         assert "Traceback" not in result.output
+
+
+def _limit_file_size() -> None:
+    # Writing past 4 KiB fails with EFBIG, as a full disk fails with ENOSPC (Python ignores
+    # SIGXFSZ). A child process only: the limit would bind pytest too.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bt"
+    out.mkdir()
+    earlier = out / "backtest-x.json"
+    earlier.write_text("an earlier run of this name\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT__")}
+    env["QT__APP__DATA_DIR"] = str(tmp_path / "ud")
+    args = [*_backtest_args(tmp_path), "--out", str(out), "--name", "x"]
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=_limit_file_size,
+    )
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert flat(result.stderr) == (
+        f"error: cannot write the report file {earlier}: File too large (no file of the "
+        "report was written)"
+    )
+    assert [p.name for p in out.iterdir()] == [earlier.name]  # no temporary, no 0-byte file
+    assert earlier.read_text() == "an earlier run of this name\n"
 
 
 def _migrated(cli: Cli) -> Path:

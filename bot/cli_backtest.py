@@ -96,7 +96,10 @@ def backtest(
     )
 
 
-async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries]:
+async def _load(
+    settings: Settings, files: list[Path]
+) -> tuple[dict[str, CandleSeries], dict[str, str]]:
+    """Return the candles by symbol, and where each symbol's came from (for messages)."""
     from core.market.importers import read_candle_file
     from storage import open_storage
 
@@ -109,6 +112,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
         return _one_file_per_symbol([(f, item.series) for f, item in loaded])
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
+    where = f"the database ({settings.exchange.name} {market} {settings.trading.timeframe})"
     try:
         found = {}
         for symbol in settings.trading.symbols:
@@ -125,7 +129,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
             f"{settings.exchange.name} {', '.join(settings.trading.symbols)}: pass --data FILE "
             "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
-    return found
+    return found, dict.fromkeys(found, where)
 
 
 def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None:
@@ -142,9 +146,12 @@ def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None
         )
 
 
-def _one_file_per_symbol(loaded: list[tuple[Path, CandleSeries]]) -> dict[str, CandleSeries]:
-    """Key the series by symbol, refusing a second file for a symbol (say spot and futures
-    BTC_USDT-1h): keeping either one silently would backtest data nobody chose."""
+def _one_file_per_symbol(
+    loaded: list[tuple[Path, CandleSeries]],
+) -> tuple[dict[str, CandleSeries], dict[str, str]]:
+    """Key the series (and their file names) by symbol, refusing a second file for a symbol
+    (say spot and futures BTC_USDT-1h): keeping either one silently would backtest data
+    nobody chose."""
     by_symbol: dict[str, tuple[Path, CandleSeries]] = {}
     for path, series in loaded:
         seen = by_symbol.get(series.symbol)
@@ -153,7 +160,8 @@ def _one_file_per_symbol(loaded: list[tuple[Path, CandleSeries]]) -> dict[str, C
                 f"two candle files for {series.symbol}: {seen[0]} and {path}; pass one per symbol"
             )
         by_symbol[series.symbol] = (path, series)
-    return {symbol: series for symbol, (_, series) in by_symbol.items()}
+    series_of = {symbol: series for symbol, (_, series) in by_symbol.items()}
+    return series_of, {symbol: str(path) for symbol, (path, _) in by_symbol.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +184,14 @@ async def _backtest(
     charts: bool,
 ) -> None:
     from bot.backtest import run_backtest
+    from bot.backtest_window import Sources
     from bot.report import print_report, write_report
     from bot.report_folder import check_report_folder
     from core.market.funding import read_funding_file
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
-    series = await _load(settings, files.candles)
-    detail = await _load(settings, files.detail) if files.detail else None
+    series, candle_files = await _load(settings, files.candles)
+    detail, detail_files = await _load(settings, files.detail) if files.detail else (None, {})
     rates = [read_funding_file(f) for f in files.funding]
     started = time.perf_counter()
     result = await run_backtest(
@@ -193,6 +202,11 @@ async def _backtest(
         detail=detail,
         fast=not full,
         funding={r.symbol: r for r in rates} or None,
+        sources=Sources(
+            candles=candle_files,
+            detail=detail_files,
+            funding={r.symbol: str(f) for f, r in zip(files.funding, rates, strict=True)},
+        ),
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)

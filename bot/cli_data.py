@@ -105,6 +105,7 @@ async def _download(
     from core.market.download import download_candles
     from storage import open_storage
 
+    _check_range(since_ms, until_ms, now_ms=int(time.time() * 1000))  # before the network
     # Build the client first: an unknown exchange must fail before the database is opened.
     market_data = make_market_data(settings, name)
     try:
@@ -149,6 +150,24 @@ async def _download(
     finally:
         await market_data.close()
         await storage.stop()
+
+
+def _check_range(since_ms: int, until_ms: int, *, now_ms: int) -> None:
+    """Refuse a range that can hold no candle: one the venue would answer with nothing."""
+    from core.market.validation import iso_ms
+
+    def day(ts_ms: int) -> str:
+        return iso_ms(ts_ms).removesuffix("T00:00:00Z")
+
+    if since_ms >= now_ms:
+        raise DataError(
+            f"--since {day(since_ms)} is in the future: there are no candles to download yet"
+        )
+    if until_ms <= since_ms:
+        raise DataError(
+            f"--until {day(until_ms)} is not after --since {day(since_ms)}: the range holds "
+            "no candles"
+        )
 
 
 @data_app.command("import")

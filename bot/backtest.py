@@ -27,7 +27,7 @@ from core.analytics.equity import equity_curve
 from core.clock import SimClock
 from core.config import Settings
 from core.domain.enums import MarketType
-from core.domain.events import Event, FundingSettled
+from core.domain.events import Event, FundingSettled, SymbolFailed
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill
 from core.domain.trades import ClosedTrade
@@ -56,6 +56,7 @@ class BacktestResult:
     events: int
     funding_events: int = 0  # funding settlements on open positions
     detail_fallbacks: int = 0  # strategy candles whose detail had gaps: filled on themselves
+    symbol_failures: tuple[SymbolFailed, ...] = ()  # cycles that raised: those symbols paused
 
 
 def _check_detail_timeframes(
@@ -89,6 +90,30 @@ def _check_detail_timeframes(
         )
 
 
+def _check_inputs(
+    settings: Settings,
+    series: Mapping[str, CandleSeries],
+    detail: Mapping[str, CandleSeries] | None,
+    funding: Mapping[str, FundingRates] | None,
+) -> str:
+    """Refuse inputs a backtest cannot run on; return the strategy timeframe."""
+    if not series:
+        raise DataError("a backtest needs candles for at least one symbol")
+    if funding:
+        if settings.exchange.market_type is not MarketType.PERP:
+            raise DataError("funding rates apply to perps: set QT__EXCHANGE__MARKET_TYPE=perp")
+        unknown = sorted(set(funding) - set(series))
+        if unknown:
+            raise DataError(f"funding rates for {', '.join(unknown)}, which has no candles")
+    timeframes = {s.timeframe for s in series.values()}
+    if len(timeframes) != 1:
+        raise DataError(f"all symbols need one timeframe, received {sorted(timeframes)}")
+    timeframe = timeframes.pop()
+    if detail:
+        _check_detail_timeframes(detail, series, timeframe)
+    return timeframe
+
+
 async def run_backtest(
     settings: Settings,
     series: Mapping[str, CandleSeries],
@@ -109,20 +134,7 @@ async def run_backtest(
     ``funding`` (perps) is settled on open positions at each funding time; without it funding
     is not modelled.
     """
-    if not series:
-        raise DataError("a backtest needs candles for at least one symbol")
-    if funding:
-        if settings.exchange.market_type is not MarketType.PERP:
-            raise DataError("funding rates apply to perps: set QT__EXCHANGE__MARKET_TYPE=perp")
-        unknown = sorted(set(funding) - set(series))
-        if unknown:
-            raise DataError(f"funding rates for {', '.join(unknown)}, which has no candles")
-    timeframes = {s.timeframe for s in series.values()}
-    if len(timeframes) != 1:
-        raise DataError(f"all symbols need one timeframe, received {sorted(timeframes)}")
-    timeframe = timeframes.pop()
-    if detail:
-        _check_detail_timeframes(detail, series, timeframe)
+    timeframe = _check_inputs(settings, series, detail, funding)
     settings = settings.with_market(list(series), timeframe)
     window = {s: ser.between(None, end_ms) for s, ser in series.items()}
     trade_from = start_ms if start_ms is not None else min(int(s.ts_ms[0]) for s in window.values())
@@ -130,12 +142,16 @@ async def run_backtest(
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it
     settled: list[FundingSettled] = []
+    failed: list[SymbolFailed] = []
 
-    async def collect_funding(event: Event) -> None:
+    async def collect(event: Event) -> None:
         if isinstance(event, FundingSettled):
             settled.append(event)
+        elif isinstance(event, SymbolFailed):
+            failed.append(event)
 
-    bus.subscribe(FundingSettled.topic, collect_funding, name="backtest.funding")
+    bus.subscribe(FundingSettled.topic, collect, name="backtest.funding")
+    bus.subscribe(SymbolFailed.topic, collect, name="backtest.symbol_failures")
     paper = paper_exchange(settings, storage, clock)
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(
@@ -219,4 +235,5 @@ async def run_backtest(
         events=bus.published,
         funding_events=len(settled),
         detail_fallbacks=market.stats.detail_fallbacks,
+        symbol_failures=tuple(failed),
     )

@@ -176,7 +176,7 @@ async def _backtest(
     charts: bool,
 ) -> None:
     from bot.backtest import run_backtest
-    from bot.report import print_report, write_report
+    from bot.report import failures_summary, print_report, write_report
     from bot.report_folder import check_report_folder
     from core.market.funding import read_funding_file
 
@@ -205,6 +205,7 @@ async def _backtest(
         benchmarks=result.benchmarks,
         charts=charts,
         funding_symbols=[r.symbol for r in rates],
+        symbol_failures=result.symbol_failures,
     )
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "
@@ -221,4 +222,6 @@ async def _backtest(
             f"{result.detail_fallbacks} candle(s) had gaps in their detail candles and were "
             "filled on the strategy candle itself."
         )
+    if result.symbol_failures:
+        console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
     console.print(f"report: {escape(str(files_written.json_path))}")

@@ -71,6 +71,7 @@ class StateKey(StrEnum):
 
     TRADING_STATE = "trading_state"
     TRADING_STATE_REASON = "trading_state_reason"
+    RESUMED_MS = "resumed_ms"  # when an operator last resumed (also while already active)
     PAPER_INITIALISED = "paper_initialised"
     ENGINE_TRADES = "engine_trades"  # the engine's open trades and exit plans (JSON)
     PAPER_MARKS = "paper_marks"  # last candle time and close per symbol (JSON), paper exchange

@@ -176,6 +176,7 @@ async def _backtest(
     charts: bool,
 ) -> None:
     from bot.backtest import run_backtest
+    from bot.market_rules import notices, resolved, stored_rules
     from bot.report import failures_summary, print_report, write_report
     from bot.report_folder import check_report_folder
     from core.market.funding import read_funding_file
@@ -184,6 +185,9 @@ async def _backtest(
     series = await _load(settings, files.candles)
     detail = await _load(settings, files.detail) if files.detail else None
     rates = [read_funding_file(f) for f in files.funding]
+    rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
+    for line in notices(rules):
+        console.print(escape(line), style="yellow")
     started = time.perf_counter()
     result = await run_backtest(
         settings,
@@ -193,6 +197,7 @@ async def _backtest(
         detail=detail,
         fast=not full,
         funding={r.symbol: r for r in rates} or None,
+        rules=rules,
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)

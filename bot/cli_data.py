@@ -94,6 +94,7 @@ def download(
 async def _download(
     settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
 ) -> None:
+    from bot.market_rules import download_rules
     from bot.modes import check_reachable
     from core.market.download import download_candles
     from storage import open_storage
@@ -139,6 +140,17 @@ async def _download(
                     f"{symbol}: {result.written} candles written in {result.pages} pages{note}, "
                     f"{len(result.gaps)} gaps, {sum(n for _, n in result.dropped)} rows dropped"
                 )
+        fetch_rules = getattr(market_data, "load_market_rules", None)
+        if fetch_rules is not None:  # each symbol's tick, step and minimums, for backtests
+            line = await download_rules(
+                fetch_rules,
+                storage.market_rules,
+                settings=settings,
+                exchange=name,
+                symbols=symbols,
+                now_ms=int(time.time() * 1000),
+            )
+            console.print(escape(line))
     finally:
         await market_data.close()
         await storage.stop()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
+from core.domain.market_rules import StoredRules
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 
@@ -239,6 +240,18 @@ class KeyValueRepo(Protocol):
         ...
 
 
+class MarketRulesRepo(Protocol):
+    """Each venue's market rules per symbol, as last fetched."""
+
+    async def save(self, stored: Sequence[StoredRules]) -> None:
+        """Insert or replace these symbols' rules (the others stay)."""
+        ...
+
+    async def load(self, exchange: str, market: MarketType) -> dict[str, StoredRules]:
+        """Return the stored rules of one venue's market, by symbol."""
+        ...
+
+
 class Storage(Protocol):
     """All repositories plus a unit of work."""
 
@@ -257,6 +270,8 @@ class Storage(Protocol):
     def events(self) -> EventRepo: ...
     @property
     def state(self) -> KeyValueRepo: ...
+    @property
+    def market_rules(self) -> MarketRulesRepo: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction."""

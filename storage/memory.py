@@ -27,6 +27,7 @@ import numpy as np
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
+from core.domain.market_rules import StoredRules
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -345,6 +346,26 @@ class MemoryKeyValueRepo:
         self._journal.put(self._values, StateKey(key).value, value)
 
 
+class MemoryMarketRulesRepo:
+    """Each venue's market rules per symbol, in a dict."""
+
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._rules: dict[tuple[str, str, str], StoredRules] = {}
+
+    async def save(self, stored: Sequence[StoredRules]) -> None:
+        """Insert or replace these symbols' rules (the others stay)."""
+        for one in stored:
+            self._journal.put(self._rules, (one.exchange, one.market, one.rules.symbol), one)
+
+    async def load(self, exchange: str, market: MarketType) -> dict[str, StoredRules]:
+        """Return the stored rules of one venue's market, by symbol."""
+        kind = MarketType(market).value
+        return {
+            s: one for (e, m, s), one in sorted(self._rules.items()) if (e, m) == (exchange, kind)
+        }
+
+
 class _Atomic(AbstractAsyncContextManager[None]):
     """The unit of work of ``MemoryStorage.atomic()``.
 
@@ -381,6 +402,7 @@ class MemoryStorage:
         self.balances = MemoryBalanceRepo(self._journal)
         self.events = MemoryEventRepo(self._journal)
         self.state = MemoryKeyValueRepo(self._journal)
+        self.market_rules = MemoryMarketRulesRepo(self._journal)
 
     def atomic(self) -> _Atomic:
         """Group the writes made inside; undo all of them if the block raises."""

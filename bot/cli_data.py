@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import (
@@ -22,7 +21,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
+from bot.cli_common import (
+    EnvFileOpt,
+    console,
+    load_or_exit,
+    parse_day,
+    print_plain,
+    run_or_exit,
+    wide_console,
+)
 from core.config import Settings
 from core.domain.enums import CandleMarket
 from core.domain.market import timeframe_to_ms
@@ -320,7 +327,7 @@ async def _list(settings: Settings, as_json: bool) -> None:
             }
             for s in series
         ]
-        typer.echo(json.dumps(rows, indent=2))  # plain stdout: no wrapping, no markup
+        print_plain(json.dumps(rows, indent=2))
         return
     if not series:
         console.print("no candles stored yet: try `qt data import FILE` or `qt data download`")
@@ -340,7 +347,7 @@ async def _list(settings: Settings, as_json: bool) -> None:
     # shortened timestamp is a wrong one. A narrow terminal wraps the lines instead. (A print
     # width above the console's is clamped by rich, hence a console of the table's width.)
     width = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    Console(width=max(width, console.width)).print(table, crop=False)
+    wide_console(max(width, console.width)).print(table, crop=False)
 
 
 @data_app.command("check")

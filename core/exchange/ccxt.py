@@ -118,7 +118,8 @@ def make_ccxt_exchange(
     market_type: MarketType = MarketType.SPOT,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Build a ccxt.async_support exchange with rate limiting on; raise ConfigError if unknown."""
+    """Build a ccxt.async_support exchange with rate limiting on; raise ConfigError if the
+    venue is unknown, or ``sandbox`` is asked of one without a testnet."""
     cls = getattr(ccxt_async, exchange_id, None)
     if exchange_id not in ccxt_async.exchanges or cls is None:
         raise ConfigError(
@@ -138,6 +139,13 @@ def make_ccxt_exchange(
             config[key] = value
     exchange = cls(config)
     if sandbox:
+        # About half of ccxt's venues have no testnet: ccxt then raises NotSupported, or a
+        # TypeError when the venue lists its test URL as None. Both mean a setting to change.
+        if not exchange.urls.get("test"):
+            raise ConfigError(
+                f"{exchange_id} has no testnet in ccxt: set QT__EXCHANGE__SANDBOX=false (paper "
+                "orders need none) or pick a venue with one, e.g. binance, bybit, okx"
+            )
         with ccxt_errors(f"{exchange_id} sandbox"):
             exchange.set_sandbox_mode(True)
     return exchange

@@ -700,6 +700,15 @@ def test_run_offline_exits_2_and_suggests_the_demo(cli: Cli, offline_dns: None) 
     assert elapsed_s < PREFLIGHT_TIMEOUT_S
 
 
+def test_run_on_a_sandbox_ccxt_has_not_is_one_line(cli: Cli, offline_dns: None) -> None:
+    result = cli("run", QT__EXCHANGE__NAME="kraken", QT__EXCHANGE__SANDBOX="true")
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "kraken has no testnet in ccxt" in flat(result.stderr)
+    assert "Traceback" not in result.output
+    assert not cli.db_file.exists()  # refused before anything started
+
+
 LIVE = {
     "QT__TRADING__MODE": "live",
     "QT__EXCHANGE__API_KEY": "supersecret",

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,7 @@ from core.domain.market import CandleSeries
 from core.errors import DataError
 
 _TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
+_T = TypeVar("_T")
 
 
 def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
@@ -106,7 +107,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
         loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
         for path, item in loaded:
             _check_market(path, item.market, market)
-        return _one_file_per_symbol([(f, item.series) for f, item in loaded])
+        return _one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
     try:
@@ -142,18 +143,19 @@ def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None
         )
 
 
-def _one_file_per_symbol(loaded: list[tuple[Path, CandleSeries]]) -> dict[str, CandleSeries]:
-    """Key the series by symbol, refusing a second file for a symbol (say spot and futures
-    BTC_USDT-1h): keeping either one silently would backtest data nobody chose."""
-    by_symbol: dict[str, tuple[Path, CandleSeries]] = {}
-    for path, series in loaded:
-        seen = by_symbol.get(series.symbol)
+def _one_file_per_symbol(
+    loaded: list[tuple[Path, str, _T]], what: str = "candle files"
+) -> dict[str, _T]:
+    """Key ``(path, symbol, data)`` by symbol, refusing a second file for a symbol (say spot
+    and futures BTC_USDT-1h, or two funding exports): keeping either one silently would
+    backtest data nobody chose."""
+    by_symbol: dict[str, tuple[Path, _T]] = {}
+    for path, symbol, data in loaded:
+        seen = by_symbol.get(symbol)
         if seen is not None:
-            raise DataError(
-                f"two candle files for {series.symbol}: {seen[0]} and {path}; pass one per symbol"
-            )
-        by_symbol[series.symbol] = (path, series)
-    return {symbol: series for symbol, (_, series) in by_symbol.items()}
+            raise DataError(f"two {what} for {symbol}: {seen[0]} and {path}; pass one per symbol")
+        by_symbol[symbol] = (path, data)
+    return {symbol: data for symbol, (_, data) in by_symbol.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,8 @@ async def _backtest(
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
     series = await _load(settings, files.candles)
     detail = await _load(settings, files.detail) if files.detail else None
-    rates = [read_funding_file(f) for f in files.funding]
+    funding = [(f, read_funding_file(f)) for f in files.funding]
+    rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
     started = time.perf_counter()
     result = await run_backtest(
         settings,
@@ -192,7 +195,7 @@ async def _backtest(
         end_ms=end_ms,
         detail=detail,
         fast=not full,
-        funding={r.symbol: r for r in rates} or None,
+        funding=rates or None,
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)
@@ -204,7 +207,7 @@ async def _backtest(
         run_name=run_name,
         benchmarks=result.benchmarks,
         charts=charts,
-        funding_symbols=[r.symbol for r in rates],
+        funding_symbols=list(rates),
     )
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "

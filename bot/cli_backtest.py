@@ -187,6 +187,9 @@ async def _backtest(
     detail = await _load(settings, files.detail) if files.detail else None
     funding = [(f, read_funding_file(f)) for f in files.funding]
     rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
+    for path, r in funding:
+        for note in r.notes:  # e.g. timestamps converted from µs: never silently
+            console.print(f"{escape(str(path))}: {escape(note)}")
     started = time.perf_counter()
     result = await run_backtest(
         settings,

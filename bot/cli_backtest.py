@@ -98,7 +98,7 @@ def backtest(
 
 
 async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries]:
-    from core.market.importers import read_candle_file
+    from core.market.importers import read_candle_file, traded_market_note
     from storage import open_storage
 
     market = CandleMarket.traded(settings.exchange.market_type)
@@ -106,7 +106,9 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
         now_ms = int(time.time() * 1000)
         loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
         for path, item in loaded:
-            _check_market(path, item.market, market)
+            note = traded_market_note(path, item.market, market, "the backtest")
+            if note:
+                console.print(f"note: {escape(note)}")
         return _one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
@@ -127,20 +129,6 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
             "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
     return found
-
-
-def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None:
-    """Refuse mark-price candles; say so when a file is of another market than the traded one."""
-    if found is CandleMarket.MARK:
-        raise DataError(
-            f"{path} holds mark-price candles (no trades, no volume): backtest on the "
-            "contract's own candles (-futures)"
-        )
-    if found is not traded:
-        console.print(
-            f"note: {escape(str(path))} holds {found} candles; the backtest trades {traded} "
-            "(QT__EXCHANGE__MARKET_TYPE)"
-        )
 
 
 def _one_file_per_symbol(

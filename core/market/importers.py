@@ -50,6 +50,26 @@ class LoadedCandles:
     report: ValidationReport
 
 
+def traded_market_note(
+    path: Path, found: CandleMarket, traded: CandleMarket, user: str
+) -> str | None:
+    """Refuse mark-price candles for trading on; return a note when a file is of another
+    market than the traded one (``user`` says who trades: "the backtest", "the demo").
+
+    A mark price has no trades and no volume: replaying it would trade on a price nobody dealt
+    at. Spot candles for a perp (or the reverse) are close enough to be useful, but not the
+    same prices, so they are allowed with a word.
+    """
+    if found is CandleMarket.MARK:
+        raise DataError(
+            f"{path} holds mark-price candles (no trades, no volume): use the contract's own "
+            "candles (-futures) instead"
+        )
+    if found is not traded:
+        return f"{path} holds {found} candles; {user} trades {traded} (QT__EXCHANGE__MARKET_TYPE)"
+    return None
+
+
 def infer_symbol_timeframe(path: Path) -> tuple[str, str] | None:
     """Return (symbol, timeframe) from a Freqtrade-style file name, or None."""
     name = parse_file_name(path)

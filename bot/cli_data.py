@@ -87,12 +87,19 @@ def download(
         raise typer.BadParameter(str(e), param_hint="--timeframe") from e
     wanted = _symbols(symbols) if symbols else settings.trading.symbols
     since_ms = parse_day(since, "--since")
-    until_ms = parse_day(until, "--until") if until else int(time.time() * 1000)
-    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms))
+    now_ms = int(time.time() * 1000)
+    until_ms = parse_day(until, "--until") if until else now_ms
+    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms, now_ms))
 
 
 async def _download(
-    settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
+    settings: Settings,
+    name: str,
+    symbols: list[str],
+    tf: str,
+    since_ms: int,
+    until_ms: int,
+    now_ms: int,
 ) -> None:
     from bot.modes import check_reachable
     from core.market.download import download_candles
@@ -131,7 +138,8 @@ async def _download(
                     symbol=symbol,
                     timeframe=tf,
                     since_ms=since_ms,
-                    until_ms=until_ms,
+                    until_ms=until_ms,  # capped at now: a forming candle is never stored
+                    now_ms=now_ms,
                     progress=progress,
                 )
                 note = " (the rest was stored already)" if result.resumed else ""

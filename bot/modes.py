@@ -256,6 +256,7 @@ async def build_run(
                 timeframe=tf,
                 since_ms=grid_floor_ms(now_ms, tf) - WARMUP_HISTORY_CANDLES * tf_ms,
                 until_ms=now_ms,
+                now_ms=now_ms,
             )
 
     feed = PollingFeed(market_data, settings.trading.symbols, settings.trading.timeframe, clock)

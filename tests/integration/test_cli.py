@@ -660,8 +660,9 @@ def test_download_from_the_fake_binance_then_resume(
     assert first.exit_code == 0, first.output
     assert "BTC/USDT: 24 candles written in 1 pages, 0 gaps, 0 rows dropped" in first.stdout
     assert second.exit_code == 0, second.output
-    assert "BTC/USDT: 24 candles written in 1 pages (the rest was stored already)" in second.stdout
-    assert int(fake.requests[-1]["startTime"]) == T0 + 24 * H
+    # From the newest stored candle on: had it been stored while forming, it is final now.
+    assert "BTC/USDT: 25 candles written in 1 pages (the rest was stored already)" in second.stdout
+    assert int(fake.requests[-1]["startTime"]) == T0 + 23 * H
     assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 48)}
 
 

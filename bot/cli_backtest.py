@@ -99,6 +99,7 @@ def backtest(
 
 async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries]:
     from core.market.importers import read_candle_file, traded_market_note
+    from core.market.stored import load_checked
     from storage import open_storage
 
     market = CandleMarket.traded(settings.exchange.market_type)
@@ -115,11 +116,18 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
     try:
         found = {}
         for symbol in settings.trading.symbols:
-            series = await storage.candles.load(
-                settings.exchange.name, symbol, settings.trading.timeframe
+            # Checked like a file: an earlier version's database can end with a 2027 candle.
+            checked = await load_checked(
+                storage.candles,
+                settings.exchange.name,
+                symbol,
+                settings.trading.timeframe,
+                now_ms=int(time.time() * 1000),
             )
-            if len(series):
-                found[symbol] = series
+            if checked.notice:
+                console.print(f"note: {escape(checked.notice)}")
+            if len(checked.series):
+                found[symbol] = checked.series
     finally:
         await storage.stop()
     if not found:

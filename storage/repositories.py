@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Table, and_, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import IntegrityError
@@ -67,6 +68,10 @@ _CANDLE_LOAD_SQL = (
     "SELECT ts_ms, open, high, low, close, volume FROM candles "
     "WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
     "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms"
+)
+_CANDLE_DELETE_SQL = (
+    "DELETE FROM candles WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
+    "AND ts_ms = ?"
 )
 _CANDLE_DTYPE = np.dtype([("ts_ms", np.int64)] + [(c, np.float64) for c in _CANDLE_VALUES])
 
@@ -140,6 +145,19 @@ class SqlCandleRepo:
             ts_ms=table["ts_ms"].copy(),
             **{c: table[c].copy() for c in _CANDLE_VALUES},
         )
+
+    async def delete(
+        self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
+    ) -> int:
+        """Remove the candles that opened at ``ts_ms`` in one transaction (a repair deletes a
+        handful of rows, not a series); return how many were stored."""
+        key = (exchange, self._market.value, symbol, timeframe)
+        rows = [(*key, ts) for ts in np.asarray(ts_ms, dtype=np.int64).tolist()]
+        if not rows:
+            return 0
+        async with self._uow.connection() as conn:
+            result = await conn.exec_driver_sql(_CANDLE_DELETE_SQL, rows)
+        return int(result.rowcount)
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""

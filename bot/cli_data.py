@@ -206,8 +206,8 @@ class _ImportOptions:
 
 
 async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -> None:
+    from bot.import_lock import import_lock
     from core.market.importers import read_candle_file
-    from storage import open_storage
 
     # Read and validate every file before writing anything: a bad file loses nothing.
     now_ms = int(time.time() * 1000)
@@ -223,6 +223,20 @@ async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -
         )
         for f in files
     ]
+
+    def waiting(holder: str) -> None:
+        console.print(f"waiting for another import into this database ({holder}) to finish")
+
+    async with import_lock(settings.database_url, on_wait=waiting):
+        await _write_imports(settings, files, loaded, opts)
+
+
+async def _write_imports(
+    settings: Settings, files: list[Path], loaded: list[LoadedCandles], opts: _ImportOptions
+) -> None:
+    """Refuse the conflicts, or write every file (the caller holds the import lock)."""
+    from storage import open_storage
+
     storage = open_storage(settings.database_url)
     await storage.start()
     try:

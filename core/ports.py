@@ -136,6 +136,17 @@ class CandleRepo(Protocol):
         """Return candles with ``start_ms <= ts_ms < end_ms``, sorted."""
         ...
 
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted."""
+        ...
+
     async def delete(
         self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
     ) -> int:

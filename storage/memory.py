@@ -147,6 +147,20 @@ class MemoryCandleRepo:
         cols = {c: getattr(part, c).copy() for c in _COLUMNS}
         return CandleSeries(symbol=symbol, timeframe=timeframe, **cols)
 
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted (a copy)."""
+        stored = self._series.get((exchange, self._market, symbol, timeframe))
+        if stored is None:
+            return np.empty(0, dtype=np.int64)
+        return stored.between(start_ms, end_ms).ts_ms.copy()
+
     async def delete(
         self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
     ) -> int:

@@ -88,7 +88,7 @@ async def download_candles(
     last_open_ms = grid_floor_ms(min(until_ms, now_ms) - tf_ms, timeframe)
     stored = np.empty(0, dtype=np.int64)
     if start_ms <= last_open_ms:
-        stored = (await repo.load(exchange, symbol, timeframe, start_ms, last_open_ms + 1)).ts_ms
+        stored = await repo.open_times(exchange, symbol, timeframe, start_ms, last_open_ms + 1)
     todo = _from_the_newest_stored(missing_stretches(stored, start_ms, last_open_ms, tf_ms), stored)
     total = sum((hi - lo) // tf_ms + 1 for lo, hi in todo)
     rng = rng or random.Random()

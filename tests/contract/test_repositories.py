@@ -237,6 +237,20 @@ async def test_candle_upsert_spanning_several_batches(storage: Storage) -> None:
     assert bool(np.all(np.diff(loaded.ts_ms) == MIN_MS))
 
 
+async def test_candle_open_times_are_those_load_gives_in_the_range(storage: Storage) -> None:
+    perp = storage.candles.for_market(CandleMarket.PERP)
+    await storage.candles.upsert("binance", candles(T0, 10))
+    await perp.upsert("binance", candles(T0 + 5 * MIN_MS, 10))
+    loaded = await storage.candles.load("binance", "BTC/USDT", "1m", T0 + MIN_MS, T0 + 4 * MIN_MS)
+    times = await storage.candles.open_times(
+        "binance", "BTC/USDT", "1m", T0 + MIN_MS, T0 + 4 * MIN_MS
+    )
+    assert times.dtype == np.int64 and times.tolist() == loaded.ts_ms.tolist()
+    assert len(times) == 3
+    assert len(await perp.open_times("binance", "BTC/USDT", "1m")) == 10  # its own series
+    assert len(await perp.open_times("binance", "ETH/USDT", "1m")) == 0
+
+
 async def test_candle_delete_removes_only_the_named_rows_of_its_series(storage: Storage) -> None:
     perp = storage.candles.for_market(CandleMarket.PERP)
     await storage.candles.upsert("binance", candles(T0, 10))

@@ -22,6 +22,7 @@ from core.domain.events import Event, ProcessStarted, ProcessStopped
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.market.feeds import CandleFeed
 from core.market.rules_book import RulesBook
+from core.market.stored import load_checked
 from core.ports import Exchange, Storage
 from core.services.bus import EventBus
 from core.services.market import MarketService, SimulatedVenue
@@ -172,9 +173,19 @@ class TradingProcess:
         since_ms = self.clock.now_ms() - WARMUP_HISTORY_CANDLES * tf_ms
         seeded: dict[str, CandleSeries] = {}
         for symbol in trading.symbols:
-            series = await self.storage.candles.load(
-                self.parts.source, symbol, trading.timeframe, start_ms=since_ms
+            # Checked like a file: a stored candle dated after now (an earlier version's
+            # database) would make every new candle look old to the signals, silently.
+            checked = await load_checked(
+                self.storage.candles,
+                self.parts.source,
+                symbol,
+                trading.timeframe,
+                now_ms=self.clock.now_ms(),
+                start_ms=since_ms,
             )
+            if checked.notice:
+                log.warning("%s", checked.notice)
+            series = checked.series
             if len(series):
                 self.engine.signals.seed(series)
                 # The engine values holdings at these until their next candle (a restart

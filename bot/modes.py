@@ -32,7 +32,7 @@ from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
 from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
-from core.market.importers import read_candle_file
+from core.market.importers import read_candle_file, traded_market_note
 from core.market.synthetic import generate_candles
 from core.ports import MarketData
 from storage import open_storage
@@ -54,7 +54,12 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
     demo = settings.demo
     wanted = demo.history_candles + demo.replay_candles
     if demo.data_file is not None:
-        loaded = read_candle_file(Path(demo.data_file), now_ms=int(time.time() * 1000))
+        path = Path(demo.data_file)
+        loaded = read_candle_file(path, now_ms=int(time.time() * 1000))
+        traded = CandleMarket.traded(settings.exchange.market_type)
+        note = traded_market_note(path, loaded.market, traded, "the demo")
+        if note:
+            log.warning("note: %s", note)
         series = loaded.series
         if len(series) <= demo.history_candles:
             raise ConfigError(
@@ -254,6 +259,7 @@ async def build_run(
                 timeframe=tf,
                 since_ms=grid_floor_ms(now_ms, tf) - WARMUP_HISTORY_CANDLES * tf_ms,
                 until_ms=now_ms,
+                now_ms=now_ms,
             )
 
     feed = PollingFeed(market_data, settings.trading.symbols, settings.trading.timeframe, clock)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
@@ -133,6 +136,23 @@ class CandleRepo(Protocol):
         end_ms: int | None = None,
     ) -> CandleSeries:
         """Return candles with ``start_ms <= ts_ms < end_ms``, sorted."""
+        ...
+
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted."""
+        ...
+
+    async def delete(
+        self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
+    ) -> int:
+        """Remove the candles that opened at ``ts_ms``; return how many were stored."""
         ...
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:

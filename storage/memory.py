@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
@@ -146,6 +147,33 @@ class MemoryCandleRepo:
         part = stored.between(start_ms, end_ms)
         cols = {c: getattr(part, c).copy() for c in _COLUMNS}
         return CandleSeries(symbol=symbol, timeframe=timeframe, **cols)
+
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted (a copy)."""
+        stored = self._series.get((exchange, self._market, symbol, timeframe))
+        if stored is None:
+            return np.empty(0, dtype=np.int64)
+        return stored.between(start_ms, end_ms).ts_ms.copy()
+
+    async def delete(
+        self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
+    ) -> int:
+        """Remove the candles that opened at ``ts_ms``; return how many were stored."""
+        key = (exchange, self._market, symbol, timeframe)
+        stored = self._series.get(key)
+        if stored is None:
+            return 0
+        gone = np.isin(stored.ts_ms, np.asarray(ts_ms, dtype=np.int64))
+        if gone.any():
+            self._journal.put(self._series, key, stored.mask(~gone))
+        return int(gone.sum())
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""

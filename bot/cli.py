@@ -14,6 +14,7 @@ import typer
 from bot.cli_backtest import backtest
 from bot.cli_common import EnvFileOpt, console, exit_if_output_lost, load_or_exit, run_or_exit
 from bot.cli_data import data_app
+from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt data markets`)
 from bot.cli_state import state_app
 from core.config import redacted
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.backtest_window import Sources, check_window, trading_start_ms
+from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
 from core.analytics import (
     BacktestInput,
@@ -28,9 +29,10 @@ from core.analytics.equity import equity_curve
 from core.clock import SimClock
 from core.config import Settings
 from core.domain.enums import MarketType
-from core.domain.events import Event, FundingSettled
+from core.domain.events import Event, FundingSettled, SymbolFailed
 from core.domain.market import CandleSeries, timeframe_to_ms
-from core.domain.orders import Fill
+from core.domain.market_rules import RulesInForce
+from core.domain.orders import Fill, Order
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
@@ -57,6 +59,8 @@ class BacktestResult:
     events: int
     funding_events: int = 0  # funding settlements on open positions
     detail_fallbacks: int = 0  # strategy candles whose detail had gaps: filled on themselves
+    symbol_failures: tuple[SymbolFailed, ...] = ()  # cycles that raised: those symbols paused
+    orders: tuple[Order, ...] = ()  # every order sent, as the paper venue last saw it
 
 
 def _check_detail_timeframes(
@@ -90,29 +94,13 @@ def _check_detail_timeframes(
         )
 
 
-async def run_backtest(
+def _check_inputs(
     settings: Settings,
     series: Mapping[str, CandleSeries],
-    *,
-    start_ms: int | None = None,
-    end_ms: int | None = None,
-    detail: Mapping[str, CandleSeries] | None = None,
-    fast: bool = True,
-    provider: SignalProvider | None = None,
-    funding: Mapping[str, FundingRates] | None = None,
-    sources: Sources | None = None,
-) -> BacktestResult:
-    """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
-
-    ``fast`` skips candles that provably change nothing (``FastReplay``); ``fast=False`` sends
-    every candle through the full path, as demo and run do. Both give the same trades.
-    ``detail`` must be strictly finer than the strategy timeframe and divide it (anything else
-    is refused). ``provider`` replaces the configured signal provider (see ``build_engine``).
-    ``funding`` (perps) is settled on open positions at each funding time; without it funding
-    is not modelled. Every symbol needs candles in the range, and detail and funding something
-    there, or it is refused before the run (``bot.backtest_window``; ``sources`` names the
-    files in that message).
-    """
+    detail: Mapping[str, CandleSeries] | None,
+    funding: Mapping[str, FundingRates] | None,
+) -> str:
+    """Refuse inputs a backtest cannot run on; return the strategy timeframe."""
     if not series:
         raise DataError("a backtest needs candles for at least one symbol")
     if funding:
@@ -127,6 +115,36 @@ async def run_backtest(
     timeframe = timeframes.pop()
     if detail:
         _check_detail_timeframes(detail, series, timeframe)
+    return timeframe
+
+
+async def run_backtest(
+    settings: Settings,
+    series: Mapping[str, CandleSeries],
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    detail: Mapping[str, CandleSeries] | None = None,
+    fast: bool = True,
+    provider: SignalProvider | None = None,
+    funding: Mapping[str, FundingRates] | None = None,
+    rules: Mapping[str, RulesInForce] | None = None,
+    sources: Sources | None = None,
+) -> BacktestResult:
+    """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
+
+    ``fast`` skips candles that provably change nothing (``FastReplay``); ``fast=False`` sends
+    every candle through the full path, as demo and run do. Both give the same trades.
+    ``detail`` must be strictly finer than the strategy timeframe and divide it (anything else
+    is refused). ``provider`` replaces the configured signal provider (see ``build_engine``).
+    ``funding`` (perps) is settled on open positions at each funding time; without it funding
+    is not modelled. ``rules``: each symbol's market rules (None: the settings' override, else
+    the settings' fallback; ``qt backtest`` passes stored or inferred ones, see
+    ``bot.market_rules``). Every symbol needs candles in the range, and detail and funding
+    something there, or it is refused before the run (``bot.backtest_window``; ``sources``
+    names the files in that message).
+    """
+    timeframe = _check_inputs(settings, series, detail, funding)
     check_window(
         series, start_ms=start_ms, end_ms=end_ms, detail=detail, funding=funding, sources=sources
     )
@@ -137,13 +155,19 @@ async def run_backtest(
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it
     settled: list[FundingSettled] = []
+    failed: list[SymbolFailed] = []
 
-    async def collect_funding(event: Event) -> None:
+    async def collect(event: Event) -> None:
         if isinstance(event, FundingSettled):
             settled.append(event)
+        elif isinstance(event, SymbolFailed):
+            failed.append(event)
 
-    bus.subscribe(FundingSettled.topic, collect_funding, name="backtest.funding")
-    paper = paper_exchange(settings, storage, clock)
+    bus.subscribe(FundingSettled.topic, collect, name="backtest.funding")
+    bus.subscribe(SymbolFailed.topic, collect, name="backtest.symbol_failures")
+    book = rules_book(settings)
+    book.use(rules if rules is not None else resolved(settings, series))
+    paper = paper_exchange(settings, storage, clock, book)
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(
         settings,
@@ -152,6 +176,7 @@ async def run_backtest(
         exchange=paper,
         trading_state=trading_state,
         provider=provider,
+        book=book,
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
@@ -186,6 +211,7 @@ async def run_backtest(
     if bus.handler_failures:
         raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
     fills = tuple(await storage.fills.list_fills())
+    orders = tuple(await storage.orders.list_all())
     positions = await paper.fetch_positions()
     await paper.stop()
     ts, equity = equity_curve(
@@ -219,6 +245,7 @@ async def run_backtest(
         metrics=metrics,
         trades=trades,
         fills=fills,
+        orders=orders,
         curve=curve,
         benchmarks=benchmarks,
         candles=candles,
@@ -226,4 +253,5 @@ async def run_backtest(
         events=bus.published,
         funding_events=len(settled),
         detail_fallbacks=market.stats.detail_fallbacks,
+        symbol_failures=tuple(failed),
     )

@@ -21,6 +21,7 @@ from bot.cli_common import (
     run_or_exit,
 )
 from bot.cli_data import data_app
+from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt data markets`)
 from bot.cli_state import state_app
 from core.config import redacted
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Protocol
+from typing import Annotated, Protocol
 
 import typer
 from rich.markup import escape
@@ -34,11 +33,7 @@ from core.config import Settings
 from core.domain.enums import CandleMarket
 from core.domain.market import timeframe_to_ms
 from core.errors import DataError, QTError
-from core.ports import CandleRepo, MarketData
-
-if TYPE_CHECKING:
-    from core.market.conflicts import CandleConflicts
-    from core.market.importers import LoadedCandles
+from core.ports import CandleRepo, MarketData, SeriesInfo
 
 
 class MarketDataClient(MarketData, Protocol):
@@ -94,13 +89,21 @@ def download(
         raise typer.BadParameter(str(e), param_hint="--timeframe") from e
     wanted = _symbols(symbols) if symbols else settings.trading.symbols
     since_ms = parse_day(since, "--since")
-    until_ms = parse_day(until, "--until") if until else int(time.time() * 1000)
-    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms))
+    now_ms = int(time.time() * 1000)
+    until_ms = parse_day(until, "--until") if until else now_ms
+    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms, now_ms))
 
 
 async def _download(
-    settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
+    settings: Settings,
+    name: str,
+    symbols: list[str],
+    tf: str,
+    since_ms: int,
+    until_ms: int,
+    now_ms: int,
 ) -> None:
+    from bot.market_rules import download_rules
     from bot.modes import check_reachable
     from core.market.download import download_candles
     from storage import open_storage
@@ -139,7 +142,8 @@ async def _download(
                     symbol=symbol,
                     timeframe=tf,
                     since_ms=since_ms,
-                    until_ms=until_ms,
+                    until_ms=until_ms,  # capped at now: a forming candle is never stored
+                    now_ms=now_ms,
                     progress=progress,
                 )
                 note = " (the rest was stored already)" if result.resumed else ""
@@ -147,6 +151,17 @@ async def _download(
                     f"{symbol}: {result.written} candles written in {result.pages} pages{note}, "
                     f"{len(result.gaps)} gaps, {sum(n for _, n in result.dropped)} rows dropped"
                 )
+        fetch_rules = getattr(market_data, "load_market_rules", None)
+        if fetch_rules is not None:  # each symbol's tick, step and minimums, for backtests
+            line = await download_rules(
+                fetch_rules,
+                storage.market_rules,
+                settings=settings,
+                exchange=name,
+                symbols=symbols,
+                now_ms=int(time.time() * 1000),
+            )
+            console.print(escape(line))
     finally:
         await market_data.close()
         await storage.stop()
@@ -199,8 +214,10 @@ def import_(
     file name). Stored candles the files hold with other values are reported and left alone,
     and nothing is written, unless --replace is given.
     """
+    from bot.data_import import ImportOptions, import_files
+
     settings = load_or_exit(env_file)
-    options = _ImportOptions(
+    options = ImportOptions(
         exchange=exchange or settings.exchange.name,
         symbol=symbol,
         timeframe=timeframe,
@@ -209,92 +226,7 @@ def import_(
         sort=sort,
         replace=replace,
     )
-    run_or_exit(lambda: _import(settings, files, options))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _ImportOptions:
-    exchange: str
-    symbol: str | None
-    timeframe: str | None
-    market: CandleMarket | None
-    repair: bool
-    sort: bool
-    replace: bool
-
-
-async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -> None:
-    from core.market.importers import read_candle_file
-    from storage import open_storage
-
-    # Read and validate every file before writing anything: a bad file loses nothing.
-    now_ms = int(time.time() * 1000)
-    loaded = [
-        read_candle_file(
-            f,
-            symbol=opts.symbol,
-            timeframe=opts.timeframe,
-            market=opts.market,
-            repair=opts.repair,
-            sort=opts.sort,
-            now_ms=now_ms,
-        )
-        for f in files
-    ]
-    storage = open_storage(settings.database_url)
-    await storage.start()
-    try:
-        conflicts = await _conflicts(storage.candles, opts.exchange, loaded)
-        clashes = [
-            _conflict_text(path, item, found, opts.exchange)
-            for path, item, found in zip(files, loaded, conflicts, strict=True)
-            if found.rows
-        ]
-        if clashes and not opts.replace:
-            raise DataError(
-                "\n".join(clashes) + "\nNothing was written. Pass --replace to overwrite them, "
-                "or --market if a file is of another market than its name says."
-            )
-        for path, item, found in zip(files, loaded, conflicts, strict=True):
-            repo = storage.candles.for_market(item.market)
-            written = await repo.upsert(opts.exchange, item.series)
-            replaced = f", replacing {found.rows} that differed" if found.rows else ""
-            console.print(
-                f"[green]{escape(str(path))}[/green]: {written} candles -> {opts.exchange} "
-                f"{item.market}{replaced}"
-            )
-            for line in item.report.summary_lines():
-                console.print(f"  {escape(line)}")
-    finally:
-        await storage.stop()
-
-
-async def _conflicts(
-    candles: CandleRepo, exchange: str, loaded: list[LoadedCandles]
-) -> list[CandleConflicts]:
-    """Return, per file, its candles stored (or in an earlier file) with other values."""
-    from core.market.conflicts import differing, stored_conflicts
-
-    found = []
-    for k, item in enumerate(loaded):
-        conflicts = await stored_conflicts(candles.for_market(item.market), exchange, item.series)
-        for earlier in loaded[:k]:  # two files of one series in this import
-            same = (earlier.market, earlier.series.symbol, earlier.series.timeframe)
-            if same == (item.market, item.series.symbol, item.series.timeframe):
-                conflicts = conflicts + differing(item.series, earlier.series)
-        found.append(conflicts)
-    return found
-
-
-def _conflict_text(path: Path, item: LoadedCandles, found: CandleConflicts, exchange: str) -> str:
-    from core.market.validation import iso_ms
-
-    s = item.series
-    first = "" if found.first_ms is None else f", the first at {iso_ms(found.first_ms)}"
-    return (
-        f"{path}: {found.rows} candles differ from those stored (or in an earlier file) for "
-        f"{exchange} {item.market} {s.symbol} {s.timeframe}{first}"
-    )
+    run_or_exit(lambda: import_files(settings, files, options))
 
 
 @data_app.command("list")
@@ -362,25 +294,31 @@ def check(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Files to check (default: every stored series).")
     ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            help="Delete the invalid stored candles (for files: report what import --repair "
+            "would drop; a file is never changed)."
+        ),
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Validate candles and report gaps, for files or for everything stored."""
     settings = load_or_exit(env_file)
-    ok = run_or_exit(lambda: _check(settings, files or []))
+    ok = run_or_exit(lambda: _check(settings, files or [], repair))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _check(settings: Settings, files: list[Path]) -> bool:
+async def _check(settings: Settings, files: list[Path], repair: bool) -> bool:
     from core.market.importers import read_candle_file
-    from core.market.validation import validate_candles
     from storage import open_storage
 
     ok = True
     now_ms = int(time.time() * 1000)
     for path in files:
         try:
-            report = read_candle_file(path, now_ms=now_ms).report
+            report = read_candle_file(path, now_ms=now_ms, repair=repair).report
         except DataError as e:
             console.print(f"[red]invalid[/red] {escape(str(e))}")
             ok = False
@@ -395,20 +333,43 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
         if not infos:
             console.print("no candles stored yet")
         for info in infos:
-            repo = storage.candles.for_market(info.market)
-            series = await repo.load(info.exchange, info.symbol, info.timeframe)
-            where = f"{info.exchange} {info.market} {info.symbol} {info.timeframe}"
-            try:
-                console.print(
-                    escape(
-                        "\n".join(
-                            validate_candles(series, source=where, now_ms=now_ms).summary_lines()
-                        )
-                    )
-                )
-            except DataError as e:
-                console.print(f"[red]invalid[/red] {escape(str(e))}")
+            lines = await _check_stored(
+                storage.candles.for_market(info.market), info, now_ms, repair
+            )
+            if lines is None:
                 ok = False
+            else:
+                console.print(escape("\n".join(lines)))
     finally:
         await storage.stop()
     return ok
+
+
+async def _check_stored(
+    repo: CandleRepo, info: SeriesInfo, now_ms: int, repair: bool
+) -> list[str] | None:
+    """Return the report lines of one stored series, or print why it is invalid and return
+    None. With ``repair`` its invalid rows are deleted (a database an earlier version wrote can
+    hold rows today's rules refuse, such as a candle dated in the future)."""
+    from core.errors import CandleValidationError
+    from core.market.stored import check_stored, series_name
+    from core.market.validation import validate_candles
+
+    series = await repo.load(info.exchange, info.symbol, info.timeframe)
+    where = series_name(info.exchange, info.market, info.symbol, info.timeframe)
+    remedy = "`qt data check --repair` deletes the invalid rows and keeps the others."
+    try:
+        return validate_candles(series, source=where, now_ms=now_ms, remedy=remedy).summary_lines()
+    except CandleValidationError as e:
+        if not repair:
+            console.print(f"[red]invalid[/red] {escape(str(e))}")
+            return None
+    except DataError as e:  # not a row's fault (a timeframe we cannot read): nothing to delete
+        console.print(f"[red]invalid[/red] {escape(str(e))}")
+        return None
+    checked = check_stored(series, source=where, now_ms=now_ms)
+    deleted = await repo.delete(info.exchange, info.symbol, info.timeframe, checked.dropped_ms)
+    rules = ", ".join(f"{rule}={n}" for rule, n in checked.report.dropped)
+    return [f"{where}: deleted {deleted} invalid stored candles ({rules})"] + [
+        line for line in checked.report.summary_lines() if not line.startswith("dropped: ")
+    ]

@@ -26,7 +26,7 @@ from core.analytics import (
     BenchmarkSeries,
     EquityCurve,
 )
-from core.domain.events import jsonable
+from core.domain.events import SymbolFailed, jsonable
 from core.domain.trades import ClosedTrade
 
 _CSV_COLUMNS = (
@@ -221,6 +221,21 @@ def _funding_assumption(
     return text + (f"; not modelled for {', '.join(unfunded)} (no rates)" if unfunded else "")
 
 
+def failures_summary(failures: Sequence[SymbolFailed]) -> str:
+    """Return one line on the symbol cycles that raised ("" if none)."""
+    if not failures:
+        return ""
+    by_symbol: dict[str, int] = {}
+    for f in failures:
+        by_symbol[f.symbol] = by_symbol.get(f.symbol, 0) + 1
+    counts = ", ".join(f"{s} {n}x" for s, n in sorted(by_symbol.items()))
+    first = failures[0]
+    return (
+        f"{len(failures)} symbol cycle(s) failed and paused those symbols' entries ({counts}); "
+        f"first: {first.symbol} at {fmt_ts(first.candle_open_ms)}: {first.error} (see the log)"
+    )
+
+
 def write_report(
     metrics: BacktestMetrics,
     trades: Sequence[ClosedTrade],
@@ -231,13 +246,15 @@ def write_report(
     benchmarks: Sequence[BenchmarkSeries] = (),
     charts: bool = True,
     funding_symbols: Sequence[str] = (),
+    symbol_failures: Sequence[SymbolFailed] = (),
 ) -> ReportFiles:
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
     The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
     infinities as "inf"). Existing files of the same run name are replaced, all of them or
     (when a write fails: ``OperationalError``) none.
-    ``funding_symbols`` are the symbols funding rates were given for (``--funding``).
+    ``funding_symbols`` are the symbols funding rates were given for (``--funding``);
+    ``symbol_failures`` the cycles that raised (each paused that symbol's entries).
     """
     check_report_folder(out_dir, run_name)
     stem = f"backtest-{run_name}"
@@ -262,6 +279,16 @@ def write_report(
         "end_utc": fmt_ts(metrics.end_ms),
         "metrics": to_jsonable(metrics),
         "trades": to_jsonable(list(trades)),
+        "symbol_failures": [
+            {
+                "symbol": f.symbol,
+                "candle_utc": fmt_ts(f.candle_open_ms),
+                "error": f.error,
+                "strikes": f.strikes,
+                "entries_paused_until_utc": fmt_ts(f.until_ms),
+            }
+            for f in symbol_failures
+        ],
     }
     text = json.dumps(payload, indent=2, allow_nan=False)
     # All or nothing (a full disk): never a 0-byte JSON, nor a new JSON beside an old CSV.

@@ -14,6 +14,9 @@ Every error we raise on purpose is a ``QTError``. What the caller does depends o
     ├── OrderRejected         the venue said no: recorded as an event, never retried
     └── InvariantViolation    bug or corrupt state: crash, restart, reconcile
 
+Inside one symbol's trading cycle, an ``InvariantViolation`` or any other unexpected error
+fails that symbol closed instead (``Engine.on_candle``): the other symbols trade on.
+
 Risk denials are values, not exceptions. Messages say what was found ("was", "received").
 """
 

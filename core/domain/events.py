@@ -266,6 +266,29 @@ class TradingStateChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolFailed(Event):
+    """A symbol's trading cycle failed unexpectedly: it takes no new entry before ``until_ms``
+    or an operator's resume (its open trade's exits are still managed)."""
+
+    topic: ClassVar[str] = "engine.symbol_failed"
+    symbol: str
+    candle_open_ms: int
+    error: str
+    strikes: int  # failures since the last resume; each doubles the wait
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolRecovered(Event):
+    """A symbol failed closed takes entries again: its wait passed (actor "engine") or an
+    operator resumed trading."""
+
+    topic: ClassVar[str] = "engine.symbol_recovered"
+    symbol: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EquityRecorded(Event):
     """An equity snapshot was taken."""
 

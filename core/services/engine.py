@@ -35,15 +35,18 @@ from core.domain.events import (
     OrderCanceled,
     OrderDenied,
     OrderFilled,
+    SymbolFailed,
+    SymbolRecovered,
     TradingStateChanged,
 )
-from core.domain.market import Candle
+from core.domain.market import Candle, timeframe_to_ms
 from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest, closed_outside_id, is_closed_outside, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, DependencyError, InvariantViolation, StorageUnavailable
 from core.errors import OrderRejected as VenueRejected
+from core.market.rules_book import RulesBook
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
@@ -52,6 +55,7 @@ from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
+from core.services.symbol_health import SymbolHealth
 from core.services.trade_codec import decode_trades, encode_trades
 from core.services.watched_stop import watched_stop_hit
 from core.signals.base import Signal
@@ -79,6 +83,7 @@ class Engine:
         policy: Callable[[], Policy],
         state: KeyValueRepo | None = None,
         on_storage_failure: Callable[[str], Awaitable[None]] | None = None,
+        book: RulesBook | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -89,7 +94,8 @@ class Engine:
         self._policy = policy
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
-        self.orders = OrderPlanner(config)
+        self.health = SymbolHealth(timeframe_to_ms(config.timeframe))  # symbols failed closed
+        self.orders = OrderPlanner(config, book)
         self.prices: dict[str, Decimal] = {}
         self._state = state
         self._bus = bus
@@ -108,7 +114,7 @@ class Engine:
 
     def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
         """Size and round every order of these symbols by the venue's own rules."""
-        self.orders.use_market_rules(rules)
+        self.orders.book.use_venue(rules)
 
     def rules(self, symbol: str) -> MarketRules:
         """Return the rules orders of ``symbol`` are sized and rounded by."""
@@ -123,7 +129,9 @@ class Engine:
         saved = await self._state.get(StateKey.ENGINE_TRADES)
         if saved:
             try:
-                self.trades, self.decided = decode_trades(saved)
+                stored = decode_trades(saved)
+                self.trades, self.decided = stored.trades, stored.decided
+                self.health.load(stored.failed)
             except (ValueError, KeyError, TypeError) as e:
                 raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
             self._saved = saved
@@ -270,7 +278,7 @@ class Engine:
     async def _save(self) -> None:
         if self._state is None:
             return
-        text = encode_trades(self.trades, self.decided)
+        text = encode_trades(self.trades, self.decided, self.health.dump())
         if text != self._saved:
             await self._state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text
@@ -336,6 +344,45 @@ class Engine:
             # the next cycle places what the plan misses.
             log.error("%s: cycle skipped: %s", symbol, e)
             await self._save_if_possible()
+        except Exception as e:  # noqa: BLE001 - one symbol's bug must not stop the others
+            await self._fail_symbol(symbol, candle, e)
+
+    async def _fail_symbol(self, symbol: str, candle: Candle, error: Exception) -> None:
+        """Fail ``symbol`` closed after an unexpected error in its cycle (``SymbolHealth``): no
+        new entry for it for a while; its open trade's exits are still managed; the other
+        symbols and the process go on."""
+        was_blocked = self.health.blocks(symbol) is not None
+        failure = self.health.fail(symbol, candle.ts_ms, f"{type(error).__name__}: {error}")
+        if was_blocked:  # failing again while paused: the wait grows; one event per pause
+            if failure.strikes & (failure.strikes - 1):
+                return  # logged at 2, 4, 8, ... failures: a bug on every candle floods nothing
+            log.error(
+                "%s: the cycle of the candle %d failed again (%d times): %s; no entries before %d",
+                symbol,
+                candle.ts_ms,
+                failure.strikes,
+                failure.error,
+                failure.until_ms,
+            )
+            return
+        log.exception(
+            "%s: the cycle of the candle %d failed (%d time(s)): no entries before %d",
+            symbol,
+            candle.ts_ms,
+            failure.strikes,
+            failure.until_ms,
+        )
+        await self._bus.publish(
+            SymbolFailed(
+                ts_ms=self._clock.now_ms(),
+                symbol=symbol,
+                candle_open_ms=candle.ts_ms,
+                error=failure.error,
+                strikes=failure.strikes,
+                until_ms=failure.until_ms,
+            )
+        )
+        await self._save_if_possible()
 
     async def _cycle(self, symbol: str, candle: Candle) -> None:
         self.prices[symbol] = Decimal(repr(candle.close))
@@ -346,14 +393,33 @@ class Engine:
             # unique among open orders only (Binance) would take as a new position.
             log.info("%s: candle %d was decided before a restart", symbol, candle.ts_ms)
             return
-        signal = self.signals.signal_at(symbol, candle.ts_ms)
         trade = self.trades.get(symbol)
         self.decided[symbol] = candle.ts_ms
+        try:
+            signal, broken = self.signals.signal_at(symbol, candle.ts_ms), None
+        except Exception as e:  # noqa: BLE001 - raised again once the open trade is managed
+            signal, broken = None, e
+        if broken is None:
+            await self._recover_if_due(symbol, candle)
         if trade is not None:
-            await self._manage(trade, candle, signal)
+            await self._manage(trade, candle, signal)  # without a signal, the exits still run
         elif signal is not None and signal.entry != 0:
-            await self._enter(symbol, candle, signal)
+            failure = self.health.blocks(symbol)
+            if failure is not None:
+                log.warning("%s: entry skipped, failed earlier: %s", symbol, failure.error)
+            else:
+                await self._enter(symbol, candle, signal)
         await self._save()
+        if broken is not None:
+            raise broken  # on_candle handles it by its kind (a bug fails the symbol closed)
+
+    async def _recover_if_due(self, symbol: str, candle: Candle) -> None:
+        recovered = self.health.recover(symbol, candle.ts_ms)
+        if recovered is not None:
+            log.warning("%s: entries allowed again after %s", symbol, recovered.error)
+            await self._bus.publish(
+                SymbolRecovered(ts_ms=self._clock.now_ms(), symbol=symbol, actor="engine")
+            )
 
     async def _manage(self, trade: OpenTrade, candle: Candle, signal: Signal | None) -> None:
         await self._exits.retry_cancels(trade)
@@ -404,7 +470,15 @@ class Engine:
         """A halt cancels the entries still waiting for their fill, at once. (Exits stay: a
         halt lets protective orders through; resuming re-places what it held back, on the
         next cycle of each trade.)"""
-        if not isinstance(event, TradingStateChanged) or event.current != TradingState.HALTED:
+        if not isinstance(event, TradingStateChanged):
+            return
+        if event.current == TradingState.ACTIVE:
+            for symbol in self.health.clear():  # an operator's resume clears every failure
+                log.warning("%s: entries allowed again: trading resumed", symbol)
+                await self._bus.publish(
+                    SymbolRecovered(ts_ms=self._clock.now_ms(), symbol=symbol, actor=event.actor)
+                )
+        if event.current != TradingState.HALTED:
             return
         for trade in list(self.trades.values()):
             await self._cancel_entry(trade)

@@ -7,6 +7,7 @@ plans, the same working orders, the same client ids.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -19,27 +20,42 @@ from core.services.open_trade import OpenTrade
 FORMAT_VERSION = 1
 
 
-def encode_trades(trades: dict[str, OpenTrade], decided: dict[str, int] | None = None) -> str:
-    """Return the trades, and per symbol the last candle decided, as JSON (Decimals as
-    strings)."""
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """What the engine keeps across restarts."""
+
+    trades: dict[str, OpenTrade]
+    decided: dict[str, int] = field(default_factory=dict)  # symbol -> last candle decided
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # SymbolHealth.dump()
+
+
+def encode_trades(
+    trades: dict[str, OpenTrade],
+    decided: dict[str, int] | None = None,
+    failed: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """Return the trades, per symbol the last candle decided, and the symbols failed closed,
+    as JSON (Decimals as strings)."""
     return json.dumps(
         {
             "version": FORMAT_VERSION,
             "trades": [jsonable(t) for t in trades.values()],
             "decided": dict(decided or {}),
+            "failed": dict(failed or {}),
         }
     )
 
 
-def decode_trades(text: str) -> tuple[dict[str, OpenTrade], dict[str, int]]:
-    """Return the trades stored by ``encode_trades``, by symbol, and the candles decided (none
-    stored by versions before they were kept)."""
+def decode_trades(text: str) -> EngineState:
+    """Return what ``encode_trades`` stored (older versions stored no decided candles and no
+    failed symbols: none)."""
     data = json.loads(text)
     if data.get("version") != FORMAT_VERSION:
         raise ValueError(f"engine trades format {data.get('version')!r}, expected {FORMAT_VERSION}")
     trades = [_trade(t) for t in data["trades"]]
     decided = {str(s): int(ms) for s, ms in data.get("decided", {}).items()}
-    return {t.symbol: t for t in trades}, decided
+    failed = {str(s): dict(f) for s, f in data.get("failed", {}).items()}
+    return EngineState({t.symbol: t for t in trades}, decided, failed)
 
 
 def _dec(value: str | None) -> Decimal | None:

@@ -4,12 +4,14 @@ The state lives in the key-value store so a halt survives a restart; every chang
 as ``TradingStateChanged``. The risk gate reads it from the store for every order, so a change
 made by another process on the same database (``qt state halt``) stops the next order; it is
 published (actor "another process") the first time this process reads it, which the console
-does every few seconds.
+does every few seconds. A resume while already active is published too (ACTIVE -> ACTIVE): it
+still clears what waits for an operator (symbols paused after a failure, ``SymbolHealth``).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 
 from core.clock import Clock
 from core.domain.enums import TradingState
@@ -30,6 +32,7 @@ class TradingStateService:
         self._bus = bus
         self._clock = clock
         self._current: TradingState | None = None
+        self._resumed: str | None = None  # the last resume seen (StateKey.RESUMED_MS)
         # Why trading failed closed (the database could not be written), until the halt is
         # on disk: then an operator resumes it like any halt.
         self._forced: str | None = None
@@ -58,10 +61,12 @@ class TradingStateService:
             log.error("stored trading state %r is not one of %s: halted", raw, _NAMES)
             state = TradingState.HALTED
         previous, self._current = self._current, state
-        if previous is not None and state is not previous:
+        resumed = await self._resume_seen()
+        if previous is not None and (state is not previous or resumed):
             reason = await self.reason()
             log.warning(
-                "trading state changed outside this process: %s -> %s (%s)",
+                "trading state %s outside this process: %s -> %s (%s)",
+                "changed" if state is not previous else "resumed",
                 previous.value,
                 state.value,
                 reason,
@@ -78,6 +83,15 @@ class TradingStateService:
                 )
             )
         return state
+
+    async def _resume_seen(self) -> bool:
+        """Return True when another process resumed since the last read (its mark moved)."""
+        try:
+            mark = await self._state.get(StateKey.RESUMED_MS)
+        except StorageUnavailable:
+            return False
+        seen, self._resumed = self._resumed, mark
+        return seen != mark and self._current is TradingState.ACTIVE
 
     async def fail_closed(self, reason: str) -> None:
         """Halt trading because the database cannot be written: at once, in memory (new
@@ -116,10 +130,13 @@ class TradingStateService:
     async def set(self, new: TradingState, *, reason: str, actor: str) -> bool:
         """Persist ``new`` first, then publish; return False when nothing changed."""
         previous = await self.current()
-        if new is previous:
+        if new is previous and new is not TradingState.ACTIVE:
             return False
-        await self._state.set(StateKey.TRADING_STATE, new.value)
         reason = process_redactor().text(reason)  # stored: it may quote an error's text
+        if new is TradingState.ACTIVE:
+            self._resumed = f"{self._clock.now_ms()}:{secrets.token_hex(4)}"  # unique per resume
+            await self._state.set(StateKey.RESUMED_MS, self._resumed)
+        await self._state.set(StateKey.TRADING_STATE, new.value)
         await self._state.set(StateKey.TRADING_STATE_REASON, reason)
         self._current = new
         await self._bus.publish(
@@ -131,7 +148,7 @@ class TradingStateService:
                 actor=actor,
             )
         )
-        return True
+        return new is not previous  # a resume while active is published, but changed nothing
 
 
 _NAMES = ", ".join(s.value for s in TradingState)

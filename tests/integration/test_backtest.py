@@ -3,6 +3,7 @@ and metrics that agree with the trades."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -14,12 +15,14 @@ import numpy as np
 import pytest
 
 from bot.backtest import BacktestResult, run_backtest
+from bot.report import failures_summary, write_report
+from bot.trading import provider_from
 from core.config import Settings, load_settings
 from core.domain.market import CandleSeries
 from core.errors import DataError
 from core.market.funding import FundingRates
 from core.market.synthetic import DEFAULT_START_MS, generate_candles
-from core.signals.base import SignalFrame
+from core.signals.base import SignalFrame, SignalProvider
 
 HOUR_MS = 3_600_000
 FIVE_MIN_MS = 300_000
@@ -414,3 +417,62 @@ async def test_funding_counts_in_the_pnl_of_each_trade(
     assert_consistent(result, settings.paper.starting_balance)  # pnl sums to the equity change
     total = sum((t.funding for t in result.trades), D(0))
     assert result.metrics.funding == pytest.approx(float(total), rel=1e-12)
+
+
+# --- a symbol whose cycle fails ---------------------------------------------------------------
+
+
+class BrokenFor:
+    """The configured provider, but raising for ``symbol`` on histories ending in a window (a
+    bug that shows on some candles of one symbol only)."""
+
+    def __init__(self, inner: SignalProvider, symbol: str, from_ms: int, to_ms: int) -> None:
+        self.inner, self.symbol, self.from_ms, self.to_ms = inner, symbol, from_ms, to_ms
+        self.name, self.warmup_candles = inner.name, inner.warmup_candles
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        last = int(series.ts_ms[-1])
+        if series.symbol == self.symbol and self.from_ms <= last < self.to_ms:
+            raise ZeroDivisionError("float division by zero")
+        return self.inner.compute(series)
+
+
+async def test_a_symbol_whose_signals_raise_is_paused_counted_and_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The provider raises on ETH's series (a backtest computes it once, whole): every ETH
+    cycle fails, ETH never enters, BTC trades on; one pause is counted, fast and full alike."""
+    settings = settings_with(monkeypatch, tmp_path)
+    series = synthetic(n=1500, seed=7)
+    end = int(series["ETH/USDT"].ts_ms[-1])
+    broken = BrokenFor(provider_from(settings), "ETH/USDT", end, end + 1)
+    fast = await run_backtest(settings, series, provider=broken)
+    full = await run_backtest(settings, series, provider=broken, fast=False)
+
+    assert fast.trades == full.trades and fast.fills == full.fills
+    assert {t.symbol for t in full.trades} == {"BTC/USDT"}
+    assert len(full.trades) >= 3
+    failed = [(f.symbol, f.candle_open_ms, f.strikes, f.error) for f in fast.symbol_failures]
+    assert failed == [
+        (f.symbol, f.candle_open_ms, f.strikes, f.error) for f in full.symbol_failures
+    ]
+    assert failed == [
+        (
+            "ETH/USDT",
+            int(series["ETH/USDT"].ts_ms[0]),
+            1,
+            "ZeroDivisionError: float division by zero",
+        )
+    ]
+    files = write_report(
+        fast.metrics,
+        fast.trades,
+        fast.curve,
+        tmp_path,
+        run_name="broken",
+        charts=False,
+        symbol_failures=fast.symbol_failures,
+    )
+    [reported] = json.loads(files.json_path.read_text())["symbol_failures"]
+    assert (reported["symbol"], reported["strikes"]) == ("ETH/USDT", 1)
+    assert "ETH/USDT 1x" in failures_summary(fast.symbol_failures)

@@ -96,6 +96,7 @@ class Harness:
         provider: ScriptedProvider,
         *,
         paper_class: type[PaperExchange] = PaperExchange,
+        persist: bool = False,
     ) -> None:
         self.settings = settings
         self.clock = SimClock(T0_MS)
@@ -125,6 +126,7 @@ class Harness:
             exchange=self.paper,
             trading_state=self.trading_state,
             provider=provider,
+            state=self.storage.state if persist else None,  # the engine's trades kept
         )
         self.market = MarketService(
             feed=_NoFeed(),
@@ -145,12 +147,14 @@ class Harness:
         await self.paper.start()
         return self
 
-    async def candle(self, i: int, open_: float, high: float, low: float, close: float) -> None:
-        """Close candle ``i`` now: advance the clock to its close and process it."""
+    async def candle(
+        self, i: int, open_: float, high: float, low: float, close: float, *, symbol: str = SYMBOL
+    ) -> None:
+        """Close candle ``i`` of ``symbol`` now: advance the clock to its close and process it."""
         assert low <= min(open_, close) and high >= max(open_, close), "malformed test candle"
         self.clock.advance_to(at(i) + HOUR_MS)
         candle = Candle(ts_ms=at(i), open=open_, high=high, low=low, close=close, volume=1.0)
-        await self.market.process(SYMBOL, candle)
+        await self.market.process(symbol, candle)
         assert self.bus.handler_failures == 0, "an event handler raised; see the log"
 
     async def candles(self, rows: Iterable[tuple[int, float, float, float, float]]) -> None:

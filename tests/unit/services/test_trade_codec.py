@@ -9,6 +9,7 @@ from core.brains.exits import BotSideStop, PlanRequest, plan_exits
 from core.domain.enums import MarketType, PositionSide
 from core.domain.trades import ExitLeg
 from core.services.open_trade import OpenTrade
+from core.services.symbol_health import SymbolHealth
 from core.services.trade_codec import decode_trades, encode_trades
 
 
@@ -53,9 +54,14 @@ def full_trade() -> OpenTrade:
 def test_every_field_round_trips() -> None:
     trade = full_trade()
     decided = {trade.symbol: 1_704_067_200_000, "ETH/USDT": 1_704_070_800_000}
-    assert decode_trades(encode_trades({trade.symbol: trade}, decided)) == (
+    health = SymbolHealth(3_600_000)
+    health.fail("ETH/USDT", 1_704_070_800_000, "KeyError: 'x'")
+    failed = health.dump()
+    stored = decode_trades(encode_trades({trade.symbol: trade}, decided, failed))
+    assert (stored.trades, stored.decided, stored.failed) == (
         {trade.symbol: trade},
         decided,
+        failed,
     )
 
 
@@ -64,9 +70,10 @@ def test_trades_saved_before_the_newer_fields_still_load() -> None:
     data = json.loads(encode_trades({trade.symbol: trade}))
     for name in ("first_stop", "funding", "cost_by_cid", "fee_by_cid"):
         del data["trades"][0][name]
-    data.pop("decided")  # saved before the decided candles were kept
-    trades, decided = decode_trades(json.dumps(data))
-    [old] = trades.values()
-    assert decided == {}
+    data.pop("decided")  # saved before the decided candles and failed symbols were kept
+    data.pop("failed")
+    stored = decode_trades(json.dumps(data))
+    [old] = stored.trades.values()
+    assert stored.decided == {} and stored.failed == {}
     assert (old.first_stop, old.funding, old.cost_by_cid, old.fee_by_cid) == (None, D(0), {}, {})
     assert old.plan == trade.plan and old.filled_by_cid == trade.filled_by_cid

@@ -26,6 +26,7 @@ from core.config import Settings
 from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries
 from core.domain.market_rules import RulesInForce
+from core.errors import DataError
 
 
 @data_app.command("markets")
@@ -56,6 +57,11 @@ async def _markets(
 ) -> None:
     from bot.market_rules import resolved, stored_rules
 
+    bad = [s for s in wanted or [] if "/" not in s]
+    if bad:  # a row of default rules for "BTCUSDT" would read as an answer
+        raise DataError(
+            f"--symbols: a symbol must be BASE/QUOTE like BTC/USDT, received {bad[0]!r}"
+        )
     configured = [*settings.trading.symbols, *settings.market.symbols]
     if fetch:
         await _fetch(settings, settings.exchange.name, wanted or list(dict.fromkeys(configured)))

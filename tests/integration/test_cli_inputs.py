@@ -110,7 +110,7 @@ def _bt(*extra: str) -> list[str]:
     return ["backtest", "--no-charts", *extra]
 
 
-BT, DEMO, DOWNLOAD = ("backtest",), ("demo",), ("data", "download")
+BT, DEMO, DOWNLOAD, MARKETS = ("backtest",), ("demo",), ("data", "download"), ("data", "markets")
 IMPORT, CHECK = ("data", "import"), ("data", "check")
 COVERS = "2024-01-01 00:00 to 2024-01-13 11:00"  # what the good file holds
 CASES: dict[str, Case] = {
@@ -308,6 +308,27 @@ CASES: dict[str, Case] = {
         (DOWNLOAD, "symbols"),
         lambda f: ["data", "download", "--symbols", "DOGE/XYZ", "--since", "2024-01-01"],
         lambda f: "binance does not have market symbol DOGE/XYZ",
+    ),
+    # --- data markets (rules inferred from files, or shown for the symbols asked) ---
+    "markets-empty": Case(
+        (MARKETS, "data"),
+        lambda f: ["data", "markets", "--data", str(f.empty)],
+        lambda f: f"{f.empty}: the file is empty",
+    ),
+    "markets-header-only": Case(
+        (MARKETS, "data"),
+        lambda f: ["data", "markets", "--data", str(f.header)],
+        lambda f: f"{f.header}: no candles",
+    ),
+    "markets-folder": Case(
+        (MARKETS, "data"),
+        lambda f: ["data", "markets", "--data", str(f.folder)],
+        lambda f: f"{f.folder} is a folder, not a candle file",
+    ),
+    "markets-symbol-without-quote": Case(
+        (MARKETS, "symbols"),
+        lambda f: ["data", "markets", "--symbols", "BTCUSDT"],
+        lambda f: "--symbols: a symbol must be BASE/QUOTE like BTC/USDT, received 'BTCUSDT'",
     ),
 }
 

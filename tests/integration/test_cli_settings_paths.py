@@ -26,6 +26,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("data", "import"): ["data", "import", "BTC_USDT-1h.csv"],
     ("data", "list"): ["data", "list"],
     ("data", "check"): ["data", "check"],
+    ("data", "markets"): ["data", "markets"],
     ("config", "show"): ["config", "show"],
     ("db", "upgrade"): ["db", "upgrade"],
     ("state", "show"): ["state", "show"],
@@ -83,8 +84,10 @@ def test_a_dot_env_in_latin_1_is_one_line(cli: Cli) -> None:
     )
 
 
-# Commands that keep files in the data folder: their database, the demo's, the log, reports.
-USES_THE_DATA_FOLDER = sorted(set(ARGS) - {("config", "show"), ("data", "download")})
+# Commands that keep files in the data folder: their database, the demo's, the log, reports
+# (data markets reads the database only if it is there).
+NO_DATA_FOLDER = {("config", "show"), ("data", "download"), ("data", "markets")}
+USES_THE_DATA_FOLDER = sorted(set(ARGS) - NO_DATA_FOLDER)
 
 
 @pytest.mark.parametrize("command", USES_THE_DATA_FOLDER, ids=" ".join)

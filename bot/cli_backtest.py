@@ -194,7 +194,7 @@ async def _backtest(
         for note in r.notes:  # e.g. timestamps converted from µs: never silently
             console.print(f"{escape(str(path))}: {escape(note)}")
     rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
-    for line in notices(rules):
+    for line in notices(settings, rules):
         console.print(escape(line), style="yellow")
     started = time.perf_counter()
     result = await run_backtest(

@@ -55,7 +55,7 @@ def markets(
 async def _markets(
     settings: Settings, wanted: list[str] | None, files: list[Path], fetch: bool, as_json: bool
 ) -> None:
-    from bot.market_rules import resolved, stored_rules
+    from bot.market_rules import plain, resolved, stored_rules
 
     bad = [s for s in wanted or [] if "/" not in s]
     if bad:  # a row of default rules for "BTCUSDT" would read as an answer
@@ -80,10 +80,10 @@ async def _markets(
         lev = "-" if r.max_leverage is None else str(r.max_leverage)
         table.add_row(
             symbol,
-            str(r.price_tick),
-            str(r.amount_step),
-            str(r.min_amount),
-            str(r.min_notional),
+            plain(r.price_tick),
+            plain(r.amount_step),
+            plain(r.min_amount),
+            plain(r.min_notional),
             lev,
             escape(where),
         )
@@ -96,13 +96,15 @@ async def _markets(
 
 
 def _row(symbol: str, held: RulesInForce) -> dict[str, object]:
+    from bot.market_rules import plain
+
     r = held.rules
     return {
         "symbol": symbol,
-        "price_tick": str(r.price_tick),
-        "amount_step": str(r.amount_step),
-        "min_amount": str(r.min_amount),
-        "min_notional": str(r.min_notional),
+        "price_tick": plain(r.price_tick),
+        "amount_step": plain(r.amount_step),
+        "min_amount": plain(r.min_amount),
+        "min_notional": plain(r.min_notional),
         "max_leverage": r.max_leverage,
         "source": str(held.source),
         "note": held.note,

@@ -10,13 +10,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from core.clock import Clock
 from core.config import Settings
 from core.domain.enums import TradingMode
 from core.domain.market import CandleSeries
-from core.domain.market_rules import MarketRules, RulesInForce, RulesSource, StoredRules
+from core.domain.market_rules import MarketRules, RulesInForce, StoredRules
 from core.errors import ConfigError, DataError, DependencyError, QTError
 from core.market.rules_book import RulesBook, resolve_rules
 from core.ports import MarketRulesRepo
@@ -51,25 +52,37 @@ def resolved(
     )
 
 
+def plain(value: Decimal) -> str:
+    """Return ``value`` as people write it (1000, not 1E+3)."""
+    return format(value.normalize(), "f") if value else "0"
+
+
 def describe(symbol: str, held: RulesInForce) -> str:
     """Return one line naming ``symbol``'s rules and where they came from."""
     r = held.rules
     where = f"{held.source}" + (f" ({held.note})" if held.note else "")
     return (
-        f"{symbol}: tick {r.price_tick}, step {r.amount_step}, minimums {r.min_amount} / "
-        f"{r.min_notional} quote: {where}"
+        f"{symbol}: tick {plain(r.price_tick)}, step {plain(r.amount_step)}, minimums "
+        f"{plain(r.min_amount)} / {plain(r.min_notional)} quote: {where}"
     )
 
 
-def notices(rules: Mapping[str, RulesInForce]) -> list[str]:
-    """Return a line for each symbol traded by rules no venue stated: inferred from its
-    candles, or the settings' fallback."""
+def notices(settings: Settings, rules: Mapping[str, RulesInForce]) -> list[str]:
+    """Return a line for each symbol traded by rules no venue stated (inferred from its
+    candles, the settings' fallback), and for each override naming a symbol not traded."""
     hint = "; set QT__MARKET__SYMBOLS to override"
-    return [
+    lines = [
         f"market rules {describe(symbol, held)}{hint}"
         for symbol, held in rules.items()
-        if held.source in (RulesSource.INFERRED, RulesSource.DEFAULT)
+        if held.guessed
     ]
+    unused = [s for s in settings.market.symbols if s not in rules]
+    if unused:
+        lines.append(
+            f"QT__MARKET__SYMBOLS names {', '.join(unused)}, not traded here (symbols are "
+            f"matched exactly: {', '.join(rules)})"
+        )
+    return lines
 
 
 async def stored_rules(settings: Settings) -> dict[str, StoredRules]:
@@ -149,12 +162,8 @@ class ProcessRules:
                 if settings.trading.mode is TradingMode.LIVE:
                     raise  # real orders need the venue's own rules
                 log.warning("%s market rules not fetched (%s)", settings.exchange.name, exc)
-        for symbol in symbols:
-            held = self.book.in_force(symbol)
-            if held.source in (RulesSource.INFERRED, RulesSource.DEFAULT):
-                log.warning("market rules %s", describe(symbol, held))
-            else:
-                log.info("market rules %s", describe(symbol, held))
+        for line in notices(settings, {s: self.book.in_force(s) for s in symbols}):
+            log.warning("%s", line)
 
     async def refresh(self) -> str:
         """Fetch the venue's rules again; return which symbols' rules changed."""

@@ -166,11 +166,13 @@ def build_engine(
         policy=lambda: policy,
         exposure=exposure,
     )
+    book = book or RulesBook(settings.market.default_rules())
     exits = ExitExecutor(
         execution=execution,
         bus=bus,
         clock=clock,
         fallback=StopFallback(settings.exits.stop_fallback),
+        rules=book.rules,
     )
     engine = Engine(
         config=EngineConfig(

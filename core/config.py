@@ -22,11 +22,17 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from core.domain.enums import MarketType, TradingMode
 from core.domain.margin import DEFAULT_TIERS, MarginConfig, MarginMode, MarginTier
 from core.domain.market import timeframe_to_ms
-from core.domain.market_rules import MarketRules
+from core.domain.market_rules import (
+    COARSEST_STEP,
+    FINEST_STEP,
+    LARGEST_MINIMUM,
+    MarketRules,
+)
 from core.errors import ConfigError
 
 ENV_PREFIX = "QT__"
@@ -176,10 +182,10 @@ class StrategySettings(Section):
 class SymbolRulesOverride(Section):
     """An operator's rules for one symbol; a field left out keeps the rules it would have."""
 
-    amount_step: Decimal | None = Field(default=None, gt=0)
-    price_tick: Decimal | None = Field(default=None, gt=0)
-    min_amount: Decimal | None = Field(default=None, ge=0)
-    min_notional: Decimal | None = Field(default=None, ge=0)
+    amount_step: Decimal | None = Field(default=None, ge=FINEST_STEP, le=COARSEST_STEP)
+    price_tick: Decimal | None = Field(default=None, ge=FINEST_STEP, le=COARSEST_STEP)
+    min_amount: Decimal | None = Field(default=None, ge=0, le=LARGEST_MINIMUM)
+    min_notional: Decimal | None = Field(default=None, ge=0, le=LARGEST_MINIMUM)
 
 
 class MarketRulesSettings(Section):
@@ -191,9 +197,9 @@ class MarketRulesSettings(Section):
     order value assumed where the venue's is not known).
     """
 
-    amount_step: Decimal = Field(default=Decimal("0.00001"), gt=0)
-    price_tick: Decimal = Field(default=Decimal("0.01"), gt=0)
-    min_notional: Decimal = Field(default=Decimal(5), ge=0)
+    amount_step: Decimal = Field(default=Decimal("0.00001"), ge=FINEST_STEP, le=COARSEST_STEP)
+    price_tick: Decimal = Field(default=Decimal("0.01"), ge=FINEST_STEP, le=COARSEST_STEP)
+    min_notional: Decimal = Field(default=Decimal(5), ge=0, le=LARGEST_MINIMUM)
     symbols: dict[str, SymbolRulesOverride] = Field(default_factory=dict)
 
     @field_validator("symbols")
@@ -401,6 +407,9 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as e:
         raise ConfigError(_describe(e)) from e
+    except SettingsError as e:  # a JSON value that does not parse: {bad or [BTC/USDT
+        cause = f": {e.__cause__}" if e.__cause__ else ""
+        raise ConfigError(f"invalid settings: {e}{cause} (list and map values are JSON)") from e
 
 
 def _describe(error: ValidationError) -> str:

@@ -254,6 +254,9 @@ def stored_rules_to_row(stored: StoredRules) -> dict[str, Any]:
     }
 
 
+LAST_MS = 253_402_300_800_000  # 10000-01-01: a datetime can show every time before it
+
+
 def row_to_stored_rules(row: Mapping[Any, Any]) -> StoredRules:
     where = f"market_rules {row['exchange']} {row['market']} {row['symbol']}"
     try:
@@ -265,11 +268,12 @@ def row_to_stored_rules(row: Mapping[Any, Any]) -> StoredRules:
             min_notional=text_to_dec(row["min_notional"], f"{where} min_notional"),
             max_leverage=row["max_leverage"],
         )
-    except ValueError as exc:  # a step of 0 or a negative minimum: a hand-edited row
+        fetched_ms = row["fetched_ms"]
+        if not isinstance(fetched_ms, int) or not 0 <= fetched_ms < LAST_MS:
+            raise ValueError(f"fetched_ms must be a time in ms, was {fetched_ms!r}")
+    # A hand-edited row: a step of 0, NaN, text where a number belongs, a time out of range.
+    except (ValueError, TypeError, ArithmeticError) as exc:
         raise InvariantViolation(f"stored {where}: {exc}") from exc
     return StoredRules(
-        exchange=row["exchange"],
-        market=row["market"],
-        rules=rules,
-        fetched_ms=int(row["fetched_ms"]),
+        exchange=row["exchange"], market=row["market"], rules=rules, fetched_ms=fetched_ms
     )

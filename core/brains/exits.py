@@ -343,15 +343,14 @@ def _stop_price(req: PlanRequest, vol_scale: Decimal, notes: list[str]) -> Decim
             distance *= vol_scale
         distance = min(distance, req.entry_price * cfg.dynamic.max_stop_pct / HUNDRED)
     sign = _sign(req.side)
-    price = _round_stop(req, req.entry_price - sign * distance)
-    if (req.entry_price - price) * sign <= ZERO:
-        # The tick is coarser than the distance: the stop goes to the first tick on the
-        # losing side (a little more risk than planned; sizing sees this price).
-        mode = ROUND_FLOOR if req.side is PositionSide.LONG else ROUND_CEILING
-        price = _round_to(req.entry_price, req.price_tick, mode)
-        if price == req.entry_price:
-            price -= sign * req.price_tick
-        notes.append(f"stop at {price}: the nearest tick on the losing side of the entry")
+    if req.price_tick * 2 > distance:
+        # Rounded either way the stop would be nothing like the one planned: at the market
+        # (stopped out by the spread) or far beyond it. No honest plan: no entry.
+        raise PlanRefused(
+            f"the tick {req.price_tick} is too coarse for a stop {distance:.6g} from the "
+            f"{req.side} entry {req.entry_price} (set the symbol's price_tick)"
+        )
+    price = _round_stop(req, req.entry_price - sign * distance)  # >= half the distance away
     if price <= ZERO:
         raise PlanRefused(
             f"no stop fits below the {req.side} entry {req.entry_price} at tick {req.price_tick}"
@@ -440,9 +439,10 @@ def plan_exits(req: PlanRequest) -> ExitPlan:
     """Return the take-profit ladder and stop for a freshly opened position.
 
     Levels the tick cannot tell apart are pushed one tick apart (``ExitPlan.notes`` says so).
-    Raise ``PlanRefused`` when no plan fits at all (no stop or target above zero at this tick:
-    the position must not be opened), and ValueError for a configuration that cannot work
-    (a price target on the wrong side, an ATR target without an ATR).
+    Raise ``PlanRefused`` when no plan fits at all (a tick coarser than half the stop's
+    distance, no stop or target above zero at this tick: the position must not be opened),
+    and ValueError for a configuration that cannot work (a price target on the wrong side, an
+    ATR target without an ATR).
     """
     scales, stop_scale = _scales(req)
     notes: list[str] = []

@@ -7,6 +7,11 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 
 ZERO = Decimal(0)
+# What any venue's grid lies within; beyond, Decimal arithmetic on prices loses its exactness
+# (28 digits: a price of 1e5 on a tick of 1e-25 cannot be rounded).
+FINEST_STEP = Decimal("1e-15")
+COARSEST_STEP = Decimal("1e9")
+LARGEST_MINIMUM = Decimal("1e12")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +31,24 @@ class MarketRules:
     max_leverage: int | None = None
 
     def __post_init__(self) -> None:
+        values = (self.amount_step, self.price_tick, self.min_amount, self.min_notional)
+        if not all(isinstance(v, Decimal) and v.is_finite() for v in values):
+            raise ValueError(f"{self.symbol}: market rules must be finite decimals, were {values}")
+        for name in ("amount_step", "price_tick"):
+            if not FINEST_STEP <= getattr(self, name) <= COARSEST_STEP:
+                raise ValueError(
+                    f"{self.symbol}: {name} must be within {FINEST_STEP}..{COARSEST_STEP}, "
+                    f"was {getattr(self, name)}"
+                )
+        if self.min_amount > LARGEST_MINIMUM or self.min_notional > LARGEST_MINIMUM:
+            raise ValueError(
+                f"{self.symbol}: minimums must be at most {LARGEST_MINIMUM}, was amount "
+                f"{self.min_amount}, notional {self.min_notional}"
+            )
+        if self.max_leverage is not None and (
+            not isinstance(self.max_leverage, int) or isinstance(self.max_leverage, bool)
+        ):
+            raise ValueError(f"{self.symbol}: max leverage must be a whole number")
         if self.amount_step <= ZERO or self.price_tick <= ZERO:
             raise ValueError(
                 f"{self.symbol}: steps must be > 0, was amount {self.amount_step}, "
@@ -85,6 +108,14 @@ class RulesInForce:
     rules: MarketRules
     source: RulesSource
     note: str = ""
+
+    @property
+    def guessed(self) -> bool:
+        """Return True when no venue stated some of these rules: inferred from candles, the
+        settings' fallback, or an override whose other fields came from either."""
+        if self.source is RulesSource.SETTINGS:  # note: "fields: <source they came from>"
+            return self.note.endswith((f": {RulesSource.INFERRED}", f": {RulesSource.DEFAULT}"))
+        return self.source in (RulesSource.INFERRED, RulesSource.DEFAULT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

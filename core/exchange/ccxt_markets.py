@@ -89,19 +89,25 @@ def market_rules(
     brackets). ConfigError for precision in significant digits (no fixed step to give),
     DataError for a market that states no precision.
     """
-    size = contract_size(market)
-    precision = market.get("precision") or {}
-    limits = market.get("limits") or {}
-    stated_cap = _limit(limits, "leverage", "max")
-    leverage = int(stated_cap) if stated_cap is not None else max_leverage
-    return MarketRules(
-        symbol=symbol,
-        amount_step=_step(precision.get("amount"), precision_mode, "amount", market, venue) * size,
-        price_tick=_step(precision.get("price"), precision_mode, "price", market, venue),
-        min_amount=(_limit(limits, "amount", "min") or Decimal(0)) * size,
-        min_notional=_limit(limits, "cost", "min") or Decimal(0),
-        max_leverage=leverage,
-    )
+    try:
+        size = contract_size(market)
+        precision = market.get("precision") or {}
+        limits = market.get("limits") or {}
+        stated_cap = _limit(limits, "leverage", "max")
+        leverage = int(stated_cap) if stated_cap is not None else max_leverage
+        step = _step(precision.get("amount"), precision_mode, "amount", market, venue) * size
+        return MarketRules(
+            symbol=symbol,
+            amount_step=step,
+            price_tick=_step(precision.get("price"), precision_mode, "price", market, venue),
+            min_amount=(_limit(limits, "amount", "min") or Decimal(0)) * size,
+            min_notional=_limit(limits, "cost", "min") or Decimal(0),
+            max_leverage=leverage,
+        )
+    # A precision of 0 or below, text or NaN where a number belongs: the venue's answer is
+    # unusable (a paper run falls back to other rules; live refuses to start).
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise DataError(f"{venue} states unusable market rules for {symbol}: {exc}") from exc
 
 
 def _step(value: Any, mode: int, what: str, market: Market, venue: str) -> Decimal:

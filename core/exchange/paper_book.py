@@ -357,8 +357,13 @@ class PaperBook(PaperLedger):
         minimum = cfg.min_notional
         if cfg.rules is not None:
             rules = cfg.rules(req.symbol)
-            off = rules.off_grid(req.amount, req.price) or (
-                rules.off_grid(req.amount, req.stop_price) if req.stop_price is not None else ""
+            # Closing a whole position goes whatever its size (Binance's close-position): one
+            # sized before the venue changed its step can always be closed.
+            pos = self._positions.get(req.symbol)
+            whole = req.reduce_only and pos is not None and req.amount == pos.amount
+            amount = rules.floor_amount(req.amount) if whole else req.amount
+            off = rules.off_grid(amount, req.price) or (
+                rules.off_grid(amount, req.stop_price) if req.stop_price is not None else ""
             )
             if off:
                 return f"{req.symbol}: {off}"

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from core.domain.market import CandleSeries
 from core.domain.market_rules import MarketRules, RulesInForce, RulesSource, StoredRules
-from core.market.rules_inference import infer_rules
+from core.market.rules_inference import RECENT_CANDLES, infer_rules
 
 OVERRIDABLE = ("price_tick", "amount_step", "min_amount", "min_notional")
 
@@ -97,7 +97,9 @@ def _base(
             pass  # no positive price: nothing to infer from
         else:
             return RulesInForce(
-                rules=rules, source=RulesSource.INFERRED, note=f"from {len(series)} candles"
+                rules=rules,
+                source=RulesSource.INFERRED,
+                note=f"from the last {min(len(series), RECENT_CANDLES)} candles",
             )
     return RulesInForce(rules=replace(default, symbol=symbol), source=RulesSource.DEFAULT)
 

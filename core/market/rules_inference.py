@@ -7,10 +7,16 @@ A venue prints prices on its tick and trades amounts on its step, so the candles
 * volumes are sums of trade amounts, each a multiple of the step, so the finest increment in
   the volume column is at most the step (BTC/USDT's 328.10255 gives 0.00001, its real step).
 
+Venues change their grid over the years (Binance's BTC perpetual went from a 0.01 to a 0.1 tick
+in 2022), so both are read from the last ``RECENT_CANDLES`` candles: the rules of today, which a
+backtest of old prices trades on too, as a stored venue fetch would.
+
 Prices stored as binary floats are matched to a decimal within a relative 1e-13; a series
 whose prices carry no short decimal (synthetic random walks) gets a tick of six significant
-digits at its lowest price. The step is never coarser than one that buys ten steps within the
-minimum notional at the highest price, so the smallest order stays tradable.
+digits at its lowest price, and volumes with no grid a step that buys ten steps within the
+minimum notional at the highest price. A step read from the volumes is kept unless one step
+would be worth more than ``MAX_STEP_NOTIONALS`` minimum notionals (whole-coin volumes of a coin
+at 90,000): then it is that cap's power of ten.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ MAX_DIGITS = 12  # a "decimal" needing more significant digits is float noise, n
 _REL_TOL = 1e-13  # a float holds a short decimal to ~1e-16 of its size
 _SIGNIFICANT = 6  # the tick of prices with no short decimal: 12345.6 -> 0.1, 0.000123456 -> 1e-9
 _STEPS_IN_MIN_NOTIONAL = 10
+RECENT_CANDLES = 1_000
+MAX_STEP_NOTIONALS = 100
 
 
 def infer_rules(series: CandleSeries, *, min_notional: Decimal) -> MarketRules:
@@ -37,19 +45,22 @@ def infer_rules(series: CandleSeries, *, min_notional: Decimal) -> MarketRules:
     ``min_notional`` is the minimum order value to assume (the settings' fallback); the
     minimum amount is one step. ValueError for a series without a positive price.
     """
-    prices = np.concatenate([series.open, series.high, series.low, series.close])
+    recent = series.slice(max(0, len(series) - RECENT_CANDLES))
+    prices = np.concatenate([recent.open, recent.high, recent.low, recent.close])
     prices = prices[np.isfinite(prices) & (prices > 0)]
     if not prices.size:
         raise ValueError(f"{series.symbol}: no positive price to infer market rules from")
     tick = _finest_increment(prices)
     if tick is None:
         tick = _power_of_ten(float(prices.min())) - (_SIGNIFICANT - 1)
-    # The step that keeps the minimum notional worth ten steps at the highest price.
     reference = max(float(min_notional), 1.0)
-    tradable = _power_of_ten(reference / _STEPS_IN_MIN_NOTIONAL / float(prices.max()))
-    volumes = series.volume[np.isfinite(series.volume) & (series.volume > 0)]
+    top = float(prices.max())
+    volumes = recent.volume[np.isfinite(recent.volume) & (recent.volume > 0)]
     traded = _finest_increment(volumes) if volumes.size else None
-    step = tradable if traded is None else min(traded, tradable)
+    if traded is None:  # no grid in the volumes: ten steps within the minimum notional
+        step = _power_of_ten(reference / _STEPS_IN_MIN_NOTIONAL / top)
+    else:
+        step = min(traded, _power_of_ten(reference * MAX_STEP_NOTIONALS / top))
     step_d = Decimal(1).scaleb(step)
     return MarketRules(
         symbol=series.symbol,

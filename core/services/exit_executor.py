@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from core.brains.exits import (
     MARKET_EXIT_NAME,
@@ -34,6 +34,7 @@ from core.brains.risk_gate import OrderIntent
 from core.clock import Clock
 from core.domain.enums import OrderType, PositionSide, Side
 from core.domain.events import ExitPlanned, OrderFilled, TradeClosed
+from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest
 from core.domain.trades import ClosedTrade
 from core.errors import DependencyError, StorageUnavailable
@@ -58,11 +59,15 @@ class ExitExecutor:
         bus: EventBus,
         clock: Clock,
         fallback: StopFallback,
+        rules: Callable[[str], MarketRules] | None = None,
     ) -> None:
         self._execution = execution
         self._bus = bus
         self._clock = clock
         self._fallback = fallback
+        # Each symbol's rules as they are now (the engine's book): a plan made before the venue
+        # changed its tick or step goes out on the new grid.
+        self._rules = rules
         self.closed: list[ClosedTrade] = []
         self._persist: Callable[[], Awaitable[None]] = _nothing  # the engine's save
 
@@ -306,6 +311,7 @@ class ExitExecutor:
         # The venue may already hold less than the plan (fills of this moment still on their
         # way to us): a stop for what it holds protects that now; the next fill resizes it.
         amount = min(amount, held)
+        price = self._on_tick(trade, price, OrderType.STOP_MARKET)
         cid = client_order_id(trade.symbol, trade.decided_ms, tag)
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price
@@ -334,6 +340,9 @@ class ExitExecutor:
     ) -> Submission:
         """Send an exit order; only one the venue accepted is recorded as working."""
         side = Side.SELL if trade.side is PositionSide.LONG else Side.BUY
+        amount = self._on_step(trade, amount)
+        if price is not None:
+            price = self._on_tick(trade, price, order_type)
         request = OrderRequest(
             client_order_id=cid,
             symbol=trade.symbol,
@@ -365,6 +374,26 @@ class ExitExecutor:
         if not submission.working:
             _unrecord(trade, name, cid)  # denied or refused: it is not at the venue
         return submission
+
+    def _on_tick(self, trade: OpenTrade, price: Decimal, order_type: OrderType) -> Decimal:
+        """Return ``price`` on the symbol's tick now, moved away from the entry if it is off
+        (a target a little further, a stop a tick wider: never one the venue would refuse)."""
+        if self._rules is None:
+            return price
+        long = trade.side is PositionSide.LONG
+        outward = (order_type is OrderType.LIMIT) is long  # a long's target up, its stop down
+        return self._rules(trade.symbol).round_price(
+            price, ROUND_CEILING if outward else ROUND_FLOOR
+        )
+
+    def _on_step(self, trade: OpenTrade, amount: Decimal) -> Decimal:
+        """Return ``amount`` on the symbol's step now. A close of the whole remainder goes as
+        it is (the venue closes a whole position whatever its step: one sized before a step
+        change must still be closable); a part of it is cut down to the step."""
+        if self._rules is None or (trade.plan is not None and amount >= trade.plan.remaining):
+            return amount
+        floored = self._rules(trade.symbol).floor_amount(amount)
+        return floored if floored > ZERO else amount
 
     async def _may_take_profit(self, trade: OpenTrade) -> bool:
         """Return True when the risk gate lets a take-profit (reduce-only limit) through."""

@@ -71,13 +71,29 @@ async def test_a_new_fetch_replaces_a_symbols_rules_and_keeps_the_others(storage
     assert got["DOGE/USDT"] == stored("DOGE/USDT", "0.00001")
 
 
-async def test_a_tampered_row_is_refused_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        "price_tick = '-1'",
+        "price_tick = 'NaN'",
+        "price_tick = 'sNaN'",
+        "min_notional = 'Infinity'",
+        "amount_step = 'abc'",
+        "max_leverage = 'abc'",
+        "max_leverage = 2.5",
+        "fetched_ms = 'abc'",
+        "fetched_ms = 9999999999999999",
+        "fetched_ms = 1e30",
+        "fetched_ms = -1",
+    ],
+)
+async def test_a_tampered_row_is_refused_naming_it(tmp_path: Path, change: str) -> None:
     store = SqlStorage(f"sqlite+aiosqlite:///{tmp_path}/qt.sqlite3")
     await store.start()
     try:
         await store.market_rules.save([stored("XRP/USDT", "0.0001")])
         async with store.uow.connection() as conn:
-            await conn.execute(text("UPDATE market_rules SET price_tick = '-1'"))
+            await conn.execute(text(f"UPDATE market_rules SET {change}"))  # noqa: S608
             await conn.commit()
         with pytest.raises(InvariantViolation, match="market_rules binance spot XRP/USDT"):
             await store.market_rules.load("binance", MarketType.SPOT)

@@ -501,8 +501,9 @@ async def test_detail_from_another_market_falls_back_to_the_strategy_candle(
 async def test_a_cheap_coin_backtests_with_the_default_tick_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, start_price: float
 ) -> None:
-    """Default settings (tick 0.01): at 0.62 the ladder's levels collapse under rounding and
-    are pushed a tick apart; at 0.0001 no stop fits above zero, so no entry is made."""
+    """Default settings (tick 0.01): at these prices the tick is coarser than half the 2 %
+    stop's distance, so no honest exit plan fits and no entry is made (before: a ValueError
+    from the Exit Brain; ``qt backtest`` infers the coin's own tick instead)."""
     from core.market.synthetic import generate_candles
 
     candles = {
@@ -510,9 +511,5 @@ async def test_a_cheap_coin_backtests_with_the_default_tick_without_a_traceback(
     }
     settings = settings_with(monkeypatch, tmp_path)
     res = await run_backtest(settings, candles)
-    for trade in res.trades:
-        assert all(leg.price > 0 for leg in trade.legs)
-    if start_price == 0.62:
-        assert res.trades, "the scenario must trade to prove anything"
-    if start_price < 0.01:
-        assert res.trades == () and res.fills == ()
+    assert res.trades == () and res.fills == ()
+    assert res.symbol_failures == ()

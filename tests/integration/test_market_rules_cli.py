@@ -37,7 +37,7 @@ def test_a_cheap_coins_backtest_with_default_settings_runs_on_rules_from_its_can
     assert "Traceback" not in result.output
     assert (
         "market rules XRP/USDT: tick 0.0001, step 0.1, minimums 0.1 / 5 quote: inferred "
-        "(from 1500 candles); set QT__MARKET__SYMBOLS to override" in out
+        "(from the last 1000 candles); set QT__MARKET__SYMBOLS to override" in out
     )
     report = json.loads((cli.data_dir / "backtests" / "backtest-x.json").read_text())
     assert report["trades"], "the strategy trades the cheap coin"

@@ -432,3 +432,13 @@ def test_venue_cancels_on_a_closed_plan_change_nothing_and_unknown_legs_are_erro
         assert on_venue_cancel(closed, name) == ExitDecision(plan=closed, actions=())
     with pytest.raises(InvariantViolation, match="unknown exit leg 'TP9'"):
         on_venue_cancel(plan_exits(request()), "TP9")
+
+
+@pytest.mark.parametrize("side", [LONG, SHORT])
+def test_a_tick_coarser_than_half_the_stop_distance_refuses_the_plan(side: PositionSide) -> None:
+    # Whole-number prices around 12: the 2 % stop (0.24) rounds to the market or a point away.
+    with pytest.raises(PlanRefused, match=r"the tick 1 is too coarse for a stop 0.24"):
+        plan_exits(request(side, entry_price=D(12), price_tick=D(1)))
+    # Half the distance is still a stop: 0.12 of a 0.24 distance.
+    plan = plan_exits(request(side, entry_price=D(12), price_tick=D("0.12")))
+    assert plan.stop is not None and abs(plan.stop.price - D(12)) >= D("0.12")

@@ -157,3 +157,28 @@ def test_short_selling_needs_perp(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     monkeypatch.setenv("QT__EXCHANGE__MARKET_TYPE", "perp")
     assert load_settings().risk.allow_short
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [("QT__MARKET__SYMBOLS", "{bad", "market"), ("QT__TRADING__SYMBOLS", "[bad", "trading")],
+)
+def test_a_json_value_that_does_not_parse_is_a_config_error_naming_the_section(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, field: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=rf'field "{field}".*list and map values are JSON'):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"price_tick": "1e-25"}, {"amount_step": "1e10"}, {"min_notional": "1e30"}],
+)
+def test_a_symbol_override_outside_any_venues_grid_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, override: dict[str, str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="QT__MARKET__SYMBOLS__X/USDT__"):
+        load_settings(market={"symbols": {"X/USDT": override}})

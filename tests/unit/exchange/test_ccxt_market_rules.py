@@ -128,3 +128,20 @@ async def test_the_public_client_gives_rules_by_our_names_for_paper_runs_and_dow
     assert (await perp.load_market_rules(["BTC/USDT"]))["BTC/USDT"].max_leverage == 125
     with pytest.raises(ConfigError, match="lists no spot market DOGE/USDT"):
         await spot.load_market_rules(["DOGE/USDT"])
+
+
+@pytest.mark.parametrize(
+    "precision",
+    [{"amount": 0, "price": 0.01}, {"amount": "abc", "price": 0.01}, {"amount": 1e-5, "price": -1}],
+)
+def test_unusable_venue_rules_are_a_data_error_naming_the_symbol(precision: dict) -> None:
+    bad = market("BTC/USDT", precision=precision)
+    with pytest.raises(DataError, match="binance states unusable market rules for BTC/USDT"):
+        market_rules(bad, symbol="BTC/USDT", precision_mode=4, venue="binance")
+
+
+def test_an_infinite_or_nan_rule_is_refused() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        MarketRules(symbol="X/USDT", amount_step=D("Infinity"), price_tick=D("0.01"))
+    with pytest.raises(ValueError, match="finite"):
+        MarketRules(symbol="X/USDT", amount_step=D(1), price_tick=D("0.01"), min_notional=D("NaN"))

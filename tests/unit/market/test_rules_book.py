@@ -50,7 +50,7 @@ def test_each_source_is_used_only_where_the_more_trusted_ones_say_nothing() -> N
     assert "binance, 2024-01-01 00:00 UTC" == got["XRP/USDT"].note
     assert got["ADA/USDT"].source is RulesSource.INFERRED
     assert got["ADA/USDT"].rules.price_tick == D("0.0001")
-    assert got["ADA/USDT"].note == "from 3 candles"
+    assert got["ADA/USDT"].note == "from the last 3 candles"
     assert got["BTC/USDT"].source is RulesSource.DEFAULT
     assert got["BTC/USDT"].rules.symbol == "BTC/USDT"
     assert got["BTC/USDT"].rules.price_tick == DEFAULT.price_tick

@@ -10,7 +10,7 @@ import pytest
 
 from core.domain.market import CandleSeries
 from core.market.importers import read_candle_file
-from core.market.rules_inference import infer_rules
+from core.market.rules_inference import RECENT_CANDLES, infer_rules
 from core.market.synthetic import generate_candles
 
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
@@ -58,11 +58,20 @@ def test_the_step_is_the_finest_volume_increment_when_that_keeps_orders_tradable
     assert rules.amount_step == D("0.1") == rules.min_amount
 
 
-def test_the_step_never_makes_the_minimum_order_worth_less_than_ten_steps() -> None:
-    # Whole-coin volumes at 90,000: a step of 1 would make the smallest order 90,000.
+def test_a_step_from_whole_coin_volumes_of_a_dear_coin_is_capped() -> None:
+    # Whole-coin volumes at 90,000: a step of 1 would make the smallest order 91,000; one step
+    # is kept within 100 minimum notionals (500) instead.
     rules = infer_rules(series([90_000.0, 91_000.0], volumes=[3.0, 7.0]), min_notional=D(5))
-    assert rules.amount_step * D(91_000) * 10 <= D(5)
-    assert rules.amount_step * D(91_000) * 100 > D(5)
+    assert rules.amount_step == D("0.001")
+
+
+def test_only_the_recent_candles_set_the_grid_the_venue_uses_today() -> None:
+    # A venue that widened its tick from 0.01 to 0.1 and its step from 0.0001 to 0.001.
+    old = [78_087.61 + i for i in range(200)]
+    new = [78_087.6 + i for i in range(RECENT_CANDLES)]
+    volumes = [1.2345] * 200 + [1.234] * RECENT_CANDLES
+    rules = infer_rules(series(old + new, volumes=volumes), min_notional=D(5))
+    assert (rules.price_tick, rules.amount_step) == (D("0.1"), D("0.001"))
 
 
 def test_cheap_coins_get_coarse_steps_and_dear_ones_fine_steps() -> None:
@@ -81,16 +90,15 @@ def test_a_series_without_a_positive_price_is_refused() -> None:
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not present")
 @pytest.mark.parametrize(
-    ("name", "tick", "coarsest_step"),
-    [
-        ("BTC_USDT-1h.csv.gz", D("0.01"), D("0.00001")),  # Binance: tick 0.01, step 0.00001
-        ("ETH_USDT-1h.csv.gz", D("0.01"), D("0.0001")),  # Binance: tick 0.01, step 0.0001
+    ("name", "tick", "step"),
+    [  # Binance's rules today
+        ("BTC_USDT-1h.csv.gz", D("0.01"), D("0.00001")),
+        ("ETH_USDT-1h.csv.gz", D("0.01"), D("0.0001")),
+        ("futures/BTC_USDT-1h.csv.gz", D("0.1"), D("0.001")),
+        ("futures/ETH_USDT-1h.csv.gz", D("0.01"), D("0.001")),
     ],
 )
-def test_real_binance_candles_give_binances_tick_and_a_step_no_coarser_than_its(
-    name: str, tick: D, coarsest_step: D
-) -> None:
+def test_real_binance_candles_give_binances_tick_and_step(name: str, tick: D, step: D) -> None:
     loaded = read_candle_file(DATA / name, now_ms=NOW_MS).series
     rules = infer_rules(loaded, min_notional=D(5))
-    assert rules.price_tick == tick
-    assert rules.amount_step <= coarsest_step
+    assert (rules.price_tick, rules.amount_step) == (tick, step)

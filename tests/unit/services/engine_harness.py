@@ -23,6 +23,7 @@ from core.domain.market import Candle, CandleSeries
 from core.domain.orders import Order
 from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
+from core.market.rules_book import RulesBook
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.market import MarketService
@@ -97,6 +98,7 @@ class Harness:
         *,
         paper_class: type[PaperExchange] = PaperExchange,
         persist: bool = False,
+        book: RulesBook | None = None,
     ) -> None:
         self.settings = settings
         self.clock = SimClock(T0_MS)
@@ -117,6 +119,7 @@ class Harness:
             market_type=settings.exchange.market_type,
             max_leverage=settings.trading.max_leverage,
             margin=settings.margin.config(),
+            rules=None if book is None else book.rules,  # refuses off-grid orders, like a venue
         )
         self.trading_state = TradingStateService(self.storage.state, self.bus, self.clock)
         self.engine: Engine = build_engine(
@@ -127,6 +130,7 @@ class Harness:
             trading_state=self.trading_state,
             provider=provider,
             state=self.storage.state if persist else None,  # the engine's trades kept
+            book=book,
         )
         self.market = MarketService(
             feed=_NoFeed(),

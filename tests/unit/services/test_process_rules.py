@@ -165,3 +165,20 @@ async def test_download_stores_the_rules_and_a_failed_fetch_keeps_the_candles_go
         now_ms=T0,
     )  # fmt: skip
     assert line == "market rules not stored: binance load_markets: timed out"
+
+
+def test_notices_name_guessed_rules_partial_overrides_and_overrides_never_used() -> None:
+    from bot.market_rules import notices, resolved
+
+    s = load_settings(
+        None,
+        trading={"symbols": [XRP]},
+        market={"symbols": {XRP: {"min_notional": "1"}, "doge/usdt": {"amount_step": "1"}}},
+    )
+    lines = notices(s, resolved(s, [XRP], series={XRP: warmup(XRP, 1000.0)}))
+    assert lines[0].startswith("market rules XRP/USDT: tick 0.0001, step 0.1, minimums 0.1 / 1")
+    assert "settings (price_tick, amount_step, min_amount: inferred)" in lines[0]
+    assert lines[1] == (
+        "QT__MARKET__SYMBOLS names doge/usdt, not traded here (symbols are matched exactly: "
+        "XRP/USDT)"
+    )

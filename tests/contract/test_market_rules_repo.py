@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -13,22 +12,8 @@ from core.domain.enums import MarketType
 from core.domain.market_rules import MarketRules, StoredRules
 from core.errors import InvariantViolation
 from core.ports import Storage
-from storage.memory import MemoryStorage
 from storage.repositories import SqlStorage
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store: Storage
-    if request.param == "memory":
-        store = MemoryStorage()
-    else:
-        store = SqlStorage(f"sqlite+aiosqlite:///{tmp_path}/qt.sqlite3")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
+from tests.contract.test_repositories import storage as storage  # the fixture: both kinds
 
 
 def stored(symbol: str, tick: str, *, market: str = "spot", at: int = 1, lev: int | None = None):

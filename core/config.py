@@ -21,12 +21,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from core.domain.enums import MarketType, TradingMode
 from core.domain.margin import DEFAULT_TIERS, MarginConfig, MarginMode, MarginTier
 from core.domain.market import timeframe_to_ms
 from core.errors import ConfigError
+from core.market.universe import UniverseRules
 
 ENV_PREFIX = "QT__"
 ENV_DELIMITER = "__"
@@ -205,6 +206,57 @@ class MarginSettings(Section):
         )
 
 
+_STABLECOINS = ("USDC", "FDUSD", "TUSD", "BUSD", "DAI", "USDP", "USDE", "EUR")
+
+
+class UniverseSettings(Section):
+    """What to trade: the static list of ``trading.symbols`` or, with mode ``volume``, the
+    top N by quote volume after filters, refreshed every ``refresh_hours`` (README: Universe of
+    symbols)."""
+
+    mode: Literal["static", "volume"] = "static"
+    top_n: int = Field(default=12, ge=1, le=500)
+    quote: str = ""  # empty: QT__TRADING__QUOTE_CURRENCY (the account can buy nothing else)
+    min_price: float = Field(default=0.0, ge=0)
+    min_quote_volume: float = Field(default=0.0, ge=0)
+    # Glob patterns on the symbol. Stablecoins by default: among the most traded, never moving.
+    blacklist: list[str] = Field(default_factory=lambda: [f"{coin}/*" for coin in _STABLECOINS])
+    min_listing_days: float = Field(default=30.0, ge=0, le=3650)
+    refresh_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+
+    @field_validator("blacklist")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or "/" not in pattern:
+                raise ValueError(
+                    f"blacklist pattern {pattern!r} must match BASE/QUOTE symbols "
+                    '(e.g. "*DOWN/*" or "USDC/USDT")'
+                )
+        return value
+
+    @property
+    def dynamic(self) -> bool:
+        """Return whether the universe is selected by volume (not the static list)."""
+        return self.mode == "volume"
+
+    def rules(self, quote_currency: str) -> UniverseRules:
+        """Return the selection rules, quoted in ``quote_currency`` unless set here."""
+        return UniverseRules(
+            top_n=self.top_n,
+            quote=self.quote or quote_currency,
+            min_price=self.min_price,
+            min_quote_volume=self.min_quote_volume,
+            blacklist=tuple(self.blacklist),
+            min_listing_days=self.min_listing_days,
+        )
+
+    @property
+    def refresh_ms(self) -> int:
+        """Return the refresh interval in milliseconds."""
+        return int(self.refresh_hours * 3_600_000)
+
+
 class DemoSettings(Section):
     """The offline demo: a replayed market in accelerated time."""
 
@@ -242,6 +294,7 @@ class Settings(BaseSettings):
     market: MarketRulesSettings = MarketRulesSettings()
     margin: MarginSettings = MarginSettings()
     demo: DemoSettings = DemoSettings()
+    universe: UniverseSettings = UniverseSettings()
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:
@@ -261,6 +314,13 @@ class Settings(BaseSettings):
                     "(QT__EXCHANGE__MARKET_TYPE=perp): a spot venue has no reduce-only orders, "
                     "so it cannot hold the take-profit ladder and the stop on the same coins"
                 )
+        quote = self.universe.quote
+        if self.universe.dynamic and quote and quote != self.trading.quote_currency:
+            raise ValueError(
+                f"QT__UNIVERSE__QUOTE={quote} is not QT__TRADING__QUOTE_CURRENCY="
+                f"{self.trading.quote_currency}: the account can only buy symbols quoted in "
+                "its own currency (leave QT__UNIVERSE__QUOTE empty)"
+            )
         if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
             raise ValueError(
                 "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"
@@ -342,6 +402,12 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as e:
         raise ConfigError(_describe(e)) from e
+    except SettingsError as e:  # a list or dict value that is not JSON
+        section = str(e).split('"')[1] if '"' in str(e) else "the settings"
+        raise ConfigError(
+            f"invalid settings: a QT__{section.upper()}__* value is not valid JSON "
+            '(lists are JSON lists, e.g. QT__TRADING__SYMBOLS=\'["BTC/USDT","ETH/USDT"]\')'
+        ) from e
 
 
 def _describe(error: ValidationError) -> str:

@@ -48,7 +48,10 @@ def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
 def backtest(
     data: Annotated[
         list[Path] | None,
-        typer.Option(help="Candle files (CSV like ../shared/data, Freqtrade json/feather)."),
+        typer.Option(
+            help="Candle files (CSV like ../shared/data, Freqtrade json/feather), or folders: "
+            "every file of QT__TRADING__TIMEFRAME in them."
+        ),
     ] = None,
     detail: Annotated[
         list[Path] | None,
@@ -102,6 +105,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
 
     market = CandleMarket.traded(settings.exchange.market_type)
     if files:
+        files = _expand_folders(files, settings.trading.timeframe)
         now_ms = int(time.time() * 1000)
         loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
         for path, item in loaded:
@@ -126,6 +130,13 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
             "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
     return found
+
+
+def _expand_folders(paths: list[Path], timeframe: str) -> list[Path]:
+    """Replace each folder by its candle files of ``timeframe``."""
+    from core.market.data_folder import candle_files
+
+    return [f for p in paths for f in (candle_files(p, timeframe) if p.is_dir() else [p])]
 
 
 def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None:
@@ -178,6 +189,7 @@ async def _backtest(
     from bot.backtest import run_backtest
     from bot.report import failures_summary, print_report, write_report
     from bot.report_folder import check_report_folder
+    from bot.report_universe import universe_line
     from core.market.funding import read_funding_file
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
@@ -206,6 +218,7 @@ async def _backtest(
         charts=charts,
         funding_symbols=[r.symbol for r in rates],
         symbol_failures=result.symbol_failures,
+        universe=result.universe,
     )
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "
@@ -224,4 +237,6 @@ async def _backtest(
         )
     if result.symbol_failures:
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
+    if result.universe is not None:
+        console.print(escape(universe_line(result.universe)))
     console.print(f"report: {escape(str(files_written.json_path))}")

@@ -27,6 +27,7 @@ from core.analytics import (
 )
 from core.domain.events import SymbolFailed, jsonable
 from core.domain.trades import ClosedTrade
+from core.services.universe import UniverseSummary
 
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
@@ -246,13 +247,15 @@ def write_report(
     charts: bool = True,
     funding_symbols: Sequence[str] = (),
     symbol_failures: Sequence[SymbolFailed] = (),
+    universe: UniverseSummary | None = None,
 ) -> ReportFiles:
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
     The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
     infinities as "inf"). Existing files of the same run name are overwritten.
     ``funding_symbols`` are the symbols funding rates were given for (``--funding``);
-    ``symbol_failures`` the cycles that raised (each paused that symbol's entries).
+    ``symbol_failures`` the cycles that raised (each paused that symbol's entries);
+    ``universe`` a dynamic universe's refreshes and changes.
     """
     check_report_folder(out_dir, run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -289,6 +292,10 @@ def write_report(
             for f in symbol_failures
         ],
     }
+    if universe is not None:
+        from bot.report_universe import universe_json
+
+        payload["universe"] = universe_json(universe)
     text = json.dumps(payload, indent=2, allow_nan=False)
     files.json_path.write_text(text + "\n", encoding="utf-8")
     _write_trades_csv(files.trades_csv_path, trades)

@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from core.domain.events import UniverseChanged
+from core.domain.market import CandleSeries
+from core.market.universe import UniverseRules
+from core.market.universe_history import refresh_times, universe_schedule
 from core.services.bus import EventBus
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UniverseSummary:
+    """How the universe went over a run (the backtest report)."""
+
+    refreshes: int
+    changes: int  # refreshes that changed the members, the first selection included
+    ever_selected: tuple[str, ...]  # sorted
+    min_size: int
+    max_size: int
+    timeline: tuple[UniverseChanged, ...]  # every change, oldest first
 
 
 class Universe:
@@ -64,9 +80,17 @@ class Universe:
         """Return the latest selection."""
         return self._members[-1] if self._members else ()
 
-    def sizes(self) -> list[int]:
-        """Return the number of members at each recorded selection."""
-        return [len(m) for m in self._members]
+    def summary(self, timeline: Sequence[UniverseChanged] = ()) -> UniverseSummary:
+        """Return the counts of this universe so far, with the ``timeline`` of its changes."""
+        sizes = [len(m) for m in self._members] or [0]
+        return UniverseSummary(
+            refreshes=len(self._members),
+            changes=self.changes,
+            ever_selected=tuple(sorted(self.ever)),
+            min_size=min(sizes),
+            max_size=max(sizes),
+            timeline=tuple(timeline),
+        )
 
 
 async def publish_change(
@@ -83,3 +107,26 @@ async def publish_change(
         )
         await bus.publish(change)
     return change
+
+
+async def universe_from_history(
+    bus: EventBus,
+    series: Mapping[str, CandleSeries],
+    rules: UniverseRules,
+    *,
+    start_ms: int,
+    end_ms: int,
+    every_ms: int,
+) -> tuple[Universe, list[UniverseChanged]]:
+    """Return a backtest's universe: selected at ``start_ms`` and every ``every_ms`` of candle
+    time before ``end_ms``, each time from the candles closed by then (point in time), with
+    each change published at its refresh time; and the changes, oldest first."""
+    universe = Universe()
+    changes = []
+    for at_ms, members in universe_schedule(
+        series, rules, refresh_times(start_ms, end_ms, every_ms)
+    ):
+        change = await publish_change(bus, universe, at_ms, members)
+        if change is not None:
+            changes.append(change)
+    return universe, changes

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.trading import build_engine
+from bot.universe_live import LiveUniverse
 from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
@@ -74,6 +75,7 @@ class ProcessParts:
     extra: list[Component] = field(default_factory=list)  # e.g. the ccxt client, closed last
     # The venue's precision and minimums per symbol (live); None: the settings' (paper).
     market_rules: MarketRulesSource | None = None
+    universe: LiveUniverse | None = None  # a dynamic universe (QT__UNIVERSE__MODE=volume)
 
 
 class TradingProcess:
@@ -115,10 +117,14 @@ class TradingProcess:
             state=p.storage.state,
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
+        if p.universe is not None:
+            p.universe.bind(self.engine, self.bus, p.storage.candles, p.source)
         jobs = JobContext(
             portfolio=self.portfolio,
             # A live venue fills on its own: ask it what happened to our orders.
             venue_sync=self.engine.sync_with_venue if p.venue is None else None,
+            universe_refresh=p.universe.refresh if p.universe else None,
+            universe_every_s=p.universe.every_s if p.universe else 0.0,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []

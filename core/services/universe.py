@@ -76,6 +76,11 @@ class Universe:
         return symbol in self.members_at(close_ms)
 
     @property
+    def started(self) -> bool:
+        """Return whether a selection was recorded (an empty one too)."""
+        return bool(self._members)
+
+    @property
     def current(self) -> tuple[str, ...]:
         """Return the latest selection."""
         return self._members[-1] if self._members else ()

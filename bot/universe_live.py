@@ -1,0 +1,120 @@
+"""``qt run`` with a dynamic universe: the first selection, the refresh job's target, and what
+a symbol needs before it may trade (its warm-up candles, the venue's rules for it).
+
+The feed polls what ``wanted`` says each round: the universe and every symbol with an open
+trade, so a symbol that left is polled (and its trade managed) until the trade is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from core.clock import Clock
+from core.config import Settings
+from core.domain.market import grid_floor_ms, timeframe_to_ms
+from core.domain.market_rules import MarketRules
+from core.errors import ConfigError, DataError, DependencyError
+from core.exchange.ccxt import CcxtMarketData
+from core.market.download import download_candles
+from core.ports import CandleRepo
+from core.services.bus import EventBus
+from core.services.engine import Engine
+from core.services.universe import Universe, publish_change
+from core.services.universe_refresh import UniverseRefresher
+
+log = logging.getLogger(__name__)
+
+RulesSource = Callable[[list[str]], Awaitable[Mapping[str, MarketRules]]]
+
+
+class LiveUniverse:
+    """The dynamic universe of one ``qt run`` process (see module docstring)."""
+
+    def __init__(
+        self, settings: Settings, market_data: CcxtMarketData, clock: Clock, *, warmup: int
+    ) -> None:
+        self._settings = settings
+        self._md = market_data
+        self._clock = clock
+        self._warmup = warmup
+        self.universe = Universe()
+        self.refresher = UniverseRefresher(
+            source=market_data,
+            rules=settings.universe.rules(settings.trading.quote_currency),
+            universe=self.universe,
+            clock=clock,
+        )
+        self.refresher.on_enter = self._warm_up
+        self.every_s = settings.universe.refresh_hours * 3600
+        self.first: tuple[str, ...] = ()
+        self._engine: Engine | None = None
+        self._bus: EventBus | None = None
+        self._candles: CandleRepo | None = None
+        self._source = ""
+        # Live orders: the venue's rules of each entering symbol (CcxtExchange's).
+        self.rules_source: RulesSource | None = None
+
+    async def first_selection(self) -> tuple[str, ...]:
+        """Select the universe to start with; the static list if the venue cannot answer.
+        ConfigError when no symbol passes the filters (nothing to trade)."""
+        fallback = tuple(self._settings.trading.symbols)
+        try:
+            self.first = await self.refresher.select()
+        except (DependencyError, DataError) as e:
+            log.warning("universe: the venue did not answer, starting on %s: %s", fallback, e)
+            self.first = fallback
+        if not self.first:
+            raise ConfigError(
+                "no symbol passes the universe filters (QT__UNIVERSE__QUOTE, MIN_PRICE, "
+                "MIN_QUOTE_VOLUME, BLACKLIST, MIN_LISTING_DAYS): loosen them"
+            )
+        return self.first
+
+    def bind(self, engine: Engine, bus: EventBus, candles: CandleRepo, source: str) -> None:
+        """Gate ``engine``'s entries by this universe; warm entering symbols into ``candles``
+        (stored under ``source``) and publish changes on ``bus``."""
+        self._engine, self._bus, self._candles, self._source = engine, bus, candles, source
+        engine.universe = self.universe
+
+    async def publish_first(self) -> None:
+        """Record the first selection from now on (the audit trail's first change)."""
+        if self._bus is not None:
+            await publish_change(self._bus, self.universe, self._clock.now_ms(), self.first)
+
+    async def refresh(self) -> str:
+        """The ``universe_refresh`` job's target."""
+        if self._bus is None:
+            return "not started"
+        return await self.refresher.refresh(self._bus)
+
+    def wanted(self) -> list[str]:
+        """Return the symbols to poll: the universe, then those with an open trade."""
+        members = list(self.universe.current if self.universe.started else self.first)
+        trades = self._engine.trades if self._engine is not None else {}
+        return members + [s for s in trades if s not in members]
+
+    async def _warm_up(self, symbols: Sequence[str]) -> None:
+        """Download and seed the recent candles of entering symbols; live, load their rules."""
+        engine, candles = self._engine, self._candles
+        if engine is None or candles is None:
+            return
+        tf = self._settings.trading.timeframe
+        now_ms = self._clock.now_ms()
+        since_ms = grid_floor_ms(now_ms, tf) - self._warmup * timeframe_to_ms(tf)
+        for symbol in symbols:
+            await download_candles(
+                self._md,
+                candles,
+                exchange=self._source,
+                symbol=symbol,
+                timeframe=tf,
+                since_ms=since_ms,
+                until_ms=now_ms,
+            )
+            series = await candles.load(self._source, symbol, tf, start_ms=since_ms)
+            if len(series):
+                engine.signals.seed(series)
+                engine.observe_price(symbol, float(series.close[-1]))
+        if self.rules_source is not None:
+            engine.use_market_rules(await self.rules_source(list(symbols)))

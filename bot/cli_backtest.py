@@ -17,6 +17,7 @@ from core.config import Settings
 from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries
 from core.errors import DataError
+from core.ports import CandleRepo
 
 _TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
 
@@ -115,7 +116,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
     await storage.start()
     try:
         found = {}
-        for symbol in settings.trading.symbols:
+        for symbol in await _stored_symbols(settings, storage.candles, market):
             series = await storage.candles.load(
                 settings.exchange.name, symbol, settings.trading.timeframe
             )
@@ -130,6 +131,23 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
             "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
     return found
+
+
+async def _stored_symbols(
+    settings: Settings, candles: CandleRepo, market: CandleMarket
+) -> list[str]:
+    """Return the configured symbols, or with a dynamic universe every stored symbol of the
+    exchange, market and timeframe (the universe picks among them)."""
+    if not settings.universe.dynamic:
+        return list(settings.trading.symbols)
+    return sorted(
+        {
+            s.symbol
+            for s in await candles.list_series()
+            if (s.exchange, s.market, s.timeframe)
+            == (settings.exchange.name, market, settings.trading.timeframe)
+        }
+    )
 
 
 def _expand_folders(paths: list[Path], timeframe: str) -> list[Path]:

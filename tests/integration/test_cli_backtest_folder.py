@@ -101,3 +101,22 @@ def test_a_folder_without_candle_files_is_one_line(cli: Cli, tmp_path: Path) -> 
         assert said in flat(result.stderr)
         assert "Traceback" not in result.output
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_without_data_a_dynamic_universe_picks_among_every_stored_symbol(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = folder(tmp_path)
+    files = sorted(str(p) for p in data.glob("*-1h.csv"))
+    imported = cli("data", "import", *files, "--exchange", "binance")
+    assert imported.exit_code == 0, imported.output
+    env = {
+        "QT__UNIVERSE__MODE": "volume",
+        "QT__UNIVERSE__TOP_N": "3",
+        "QT__UNIVERSE__MIN_LISTING_DAYS": "0",
+    }
+    result = cli("backtest", "--no-charts", "--name", "db", **env)
+    assert result.exit_code == 0, result.output
+    report = json.loads((cli.data_dir / "backtests" / "backtest-db.json").read_text())
+    assert report["universe"]["ever_selected"] == ["AAA/USDT", "BBB/USDT", "CCC/USDT"]
+    assert len(report["metrics"]["per_pair"]) == 4  # every stored symbol was a candidate

@@ -1,13 +1,16 @@
-"""Peak memory of a big candle import (`qt data import`), and of reading the file alone.
+"""Peak memory of a big candle import (`qt data import`), of reading the file alone, and of
+reading the stored series back (`qt data check` of the database).
 
 Writes a CSV of synthetic 1m candles (5 M rows, about 0.5 GB, in a temporary folder unless
 --csv names one), then runs, each in its own process so the peaks do not mix:
 
 * ``read``: ``read_candle_file`` only (Arrow parse, numpy columns, validation);
-* ``import``: the real ``qt data import FILE`` into a fresh SQLite database.
+* ``import``: the real ``qt data import FILE`` into a fresh SQLite database;
+* ``check``: the real ``qt data check``, which loads the stored series and validates it (the
+  load ``qt backtest`` without ``--data`` makes too).
 
 Prints the peak resident memory (ru_maxrss of that process) and wall time of each. The
-difference is what the database write costs on top of holding the series.
+difference is what the database write (or read) costs on top of holding the series.
 
 Usage: .venv/bin/python bench/import_memory.py [--rows 5000000] [--csv FILE] [--keep]
 """
@@ -92,9 +95,11 @@ def main() -> None:
         read_mib, read_s = measure([python, "-c", reader, str(csv)], env)
         qt = str(Path(python).with_name("qt"))
         import_mib, import_s = measure([qt, "data", "import", str(csv)], env)
+        check_mib, check_s = measure([qt, "data", "check"], env)
         print(f"{csv.name}: {size_mb:,.0f} MB")
         print(f"read and validate only: peak RSS {read_mib:,.0f} MiB, {read_s:.1f} s")
         print(f"qt data import:         peak RSS {import_mib:,.0f} MiB, {import_s:.1f} s")
+        print(f"qt data check (stored): peak RSS {check_mib:,.0f} MiB, {check_s:.1f} s")
     finally:
         if opts.keep:
             print(f"kept {work}")

@@ -14,15 +14,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
 from bot.universe_live import LiveUniverse
 from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
-from core.domain.market import timeframe_to_ms
-from core.domain.market_rules import MarketRules
-from core.errors import ConfigError
+from core.domain.market import CandleSeries, timeframe_to_ms
 from core.market.feeds import CandleFeed
+from core.market.rules_book import RulesBook
+from core.market.stored import load_checked
 from core.ports import Exchange, Storage
 from core.services.bus import EventBus
 from core.services.market import MarketService, SimulatedVenue
@@ -52,11 +53,6 @@ class ManagedExchange(Exchange, Component, Protocol):
     """The exchange port with a lifecycle (the paper exchange, ``CcxtExchange``)."""
 
 
-# Given our symbols, return the venue's precision and minimums of each (CcxtExchange's
-# load_market_rules).
-MarketRulesSource = Callable[[list[str]], Awaitable[Mapping[str, MarketRules]]]
-
-
 @dataclass
 class ProcessParts:
     """What differs between demo and run, chosen by the caller once."""
@@ -73,8 +69,12 @@ class ProcessParts:
     speed: float = 1.0  # market seconds per wall second
     before_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra: list[Component] = field(default_factory=list)  # e.g. the ccxt client, closed last
-    # The venue's precision and minimums per symbol (live); None: the settings' (paper).
+    # The venue's precision and minimums per symbol; None: no venue to ask (the demo).
     market_rules: MarketRulesSource | None = None
+    book: RulesBook | None = None  # shared with the paper exchange; None: a new one
+    # Candles to infer a symbol's rules from when no venue states them (the demo: its whole
+    # replay, as a backtest of the same file does); None: the warm-up history.
+    rules_candles: Mapping[str, CandleSeries] | None = None
     universe: LiveUniverse | None = None  # a dynamic universe (QT__UNIVERSE__MODE=volume)
 
 
@@ -108,6 +108,13 @@ class TradingProcess:
             quote=p.settings.trading.quote_currency,
             prices=lambda: self.market.stats.last_close,
         )
+        self.rules = ProcessRules(
+            settings=p.settings,
+            book=p.book or rules_book(p.settings),
+            repo=p.storage.market_rules,
+            clock=p.clock,
+            fetch=p.market_rules,
+        )
         self.engine = build_engine(
             p.settings,
             clock=p.clock,
@@ -115,14 +122,16 @@ class TradingProcess:
             exchange=p.exchange,
             trading_state=self.trading_state,
             state=p.storage.state,
+            book=self.rules.book,
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         if p.universe is not None:
-            p.universe.bind(self.engine, self.bus, p.storage.candles, p.source)
+            p.universe.bind(self.engine, self.bus, p.storage.candles, p.source, self.rules)
         jobs = JobContext(
             portfolio=self.portfolio,
             # A live venue fills on its own: ask it what happened to our orders.
             venue_sync=self.engine.sync_with_venue if p.venue is None else None,
+            market_rules=self.rules.refresh if self.rules.fetches else None,
             universe_refresh=p.universe.refresh if p.universe else None,
             universe_every_s=p.universe.every_s if p.universe else 0.0,
         )
@@ -142,9 +151,10 @@ class TradingProcess:
         await self._start(self.storage)
         for hook in self.parts.before_start:
             await hook()
-        await self._seed_signals()
+        warmup = await self._seed_signals()
         await self._start(self.exchange)
-        await self._use_market_rules()
+        candles = self.parts.rules_candles
+        await self.rules.start(warmup if candles is None else candles)
         await self._start(self.engine)  # restores open trades against the exchange
         await self.trading_state.current()
         await self._start(self.scheduler)
@@ -161,43 +171,34 @@ class TradingProcess:
         )
         self._market_task = asyncio.create_task(self._consume(), name="market-loop")
 
-    async def _use_market_rules(self) -> None:
-        """Load the venue's rules of every symbol; refuse a leverage the venue does not allow."""
-        source = self.parts.market_rules
-        if source is None:
-            return
-        trading = self.parts.settings.trading
-        rules = await source(trading.symbols)
-        for symbol, rule in rules.items():
-            if rule.max_leverage is not None and trading.max_leverage > rule.max_leverage:
-                raise ConfigError(
-                    f"QT__TRADING__MAX_LEVERAGE={trading.max_leverage} is more than "
-                    f"{self.parts.source} allows on {symbol} ({rule.max_leverage})"
-                )
-            log.info(
-                "%s: venue rules: amount step %s, price tick %s, minimums %s / %s",
-                symbol,
-                rule.amount_step,
-                rule.price_tick,
-                rule.min_amount,
-                rule.min_notional,
-            )
-        self.engine.use_market_rules(rules)
-
-    async def _seed_signals(self) -> None:
-        """Give the engine the stored recent history of each symbol (indicator warm-up)."""
+    async def _seed_signals(self) -> dict[str, CandleSeries]:
+        """Give the engine the stored recent history of each symbol (indicator warm-up);
+        return it by symbol."""
         trading = self.parts.settings.trading
         tf_ms = timeframe_to_ms(trading.timeframe)
         since_ms = self.clock.now_ms() - WARMUP_HISTORY_CANDLES * tf_ms
+        seeded: dict[str, CandleSeries] = {}
         for symbol in trading.symbols:
-            series = await self.storage.candles.load(
-                self.parts.source, symbol, trading.timeframe, start_ms=since_ms
+            # Checked like a file: a stored candle dated after now (an earlier version's
+            # database) would make every new candle look old to the signals, silently.
+            checked = await load_checked(
+                self.storage.candles,
+                self.parts.source,
+                symbol,
+                trading.timeframe,
+                now_ms=self.clock.now_ms(),
+                start_ms=since_ms,
             )
+            if checked.notice:
+                log.warning("%s", checked.notice)
+            series = checked.series
             if len(series):
                 self.engine.signals.seed(series)
                 # The engine values holdings at these until their next candle (a restart
                 # must size the next entry on the same account value as before it).
                 self.engine.observe_price(symbol, float(series.close[-1]))
+                seeded[symbol] = series
+        return seeded
 
     async def _start(self, component: Component) -> None:
         await component.start()

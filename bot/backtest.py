@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
 from core.analytics import (
     BacktestInput,
@@ -29,7 +30,8 @@ from core.config import Settings
 from core.domain.enums import MarketType
 from core.domain.events import Event, FundingSettled, SymbolFailed
 from core.domain.market import CandleSeries, timeframe_to_ms
-from core.domain.orders import Fill
+from core.domain.market_rules import RulesInForce
+from core.domain.orders import Fill, Order
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
@@ -58,6 +60,7 @@ class BacktestResult:
     funding_events: int = 0  # funding settlements on open positions
     detail_fallbacks: int = 0  # strategy candles whose detail had gaps: filled on themselves
     symbol_failures: tuple[SymbolFailed, ...] = ()  # cycles that raised: those symbols paused
+    orders: tuple[Order, ...] = ()  # every order sent, as the paper venue last saw it
     universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
 
 
@@ -126,6 +129,7 @@ async def run_backtest(
     fast: bool = True,
     provider: SignalProvider | None = None,
     funding: Mapping[str, FundingRates] | None = None,
+    rules: Mapping[str, RulesInForce] | None = None,
 ) -> BacktestResult:
     """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
 
@@ -134,7 +138,9 @@ async def run_backtest(
     ``detail`` must be strictly finer than the strategy timeframe and divide it (anything else
     is refused). ``provider`` replaces the configured signal provider (see ``build_engine``).
     ``funding`` (perps) is settled on open positions at each funding time; without it funding
-    is not modelled.
+    is not modelled. ``rules``: each symbol's market rules (None: the settings' override, else
+    the settings' fallback; ``qt backtest`` passes stored or inferred ones, see
+    ``bot.market_rules``).
     """
     timeframe = _check_inputs(settings, series, detail, funding)
     settings = settings.with_market(list(series), timeframe)
@@ -154,7 +160,9 @@ async def run_backtest(
 
     bus.subscribe(FundingSettled.topic, collect, name="backtest.funding")
     bus.subscribe(SymbolFailed.topic, collect, name="backtest.symbol_failures")
-    paper = paper_exchange(settings, storage, clock)
+    book = rules_book(settings)
+    book.use(rules if rules is not None else resolved(settings, series))
+    paper = paper_exchange(settings, storage, clock, book)
     trading_state = TradingStateService(storage.state, bus, clock)
     engine = build_engine(
         settings,
@@ -163,6 +171,7 @@ async def run_backtest(
         exchange=paper,
         trading_state=trading_state,
         provider=provider,
+        book=book,
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
@@ -209,6 +218,7 @@ async def run_backtest(
     if bus.handler_failures:
         raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
     fills = tuple(await storage.fills.list_fills())
+    orders = tuple(await storage.orders.list_all())
     positions = await paper.fetch_positions()
     await paper.stop()
     ts, equity = equity_curve(
@@ -242,6 +252,7 @@ async def run_backtest(
         metrics=metrics,
         trades=trades,
         fills=fills,
+        orders=orders,
         curve=curve,
         benchmarks=benchmarks,
         candles=candles,

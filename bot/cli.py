@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from bot.cli_backtest import backtest
-from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
+from bot.cli_common import EnvFileOpt, console, exit_if_output_lost, load_or_exit, run_or_exit
 from bot.cli_data import data_app
 from bot.cli_state import state_app
 from core.config import redacted
@@ -21,7 +21,27 @@ app = typer.Typer(
     help="Quantum Trader: an asyncio crypto trading bot (paper by default).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    result_callback=lambda *_args, **_kwargs: _after_command(),
 )
+# The process's console is a front end: when it fails, the process trades on (and its log
+# says so). Every other command's output is its result, and losing it fails the command.
+PROCESS_COMMANDS = frozenset({"demo", "run"})
+_invoked: list[str | None] = [None]  # the command of this invocation (set before it runs)
+
+
+@app.callback()
+def _before_command(ctx: typer.Context) -> None:
+    # No docstring: the app's help stays the Typer's.
+    _invoked[0] = ctx.invoked_subcommand
+
+
+def _after_command() -> None:
+    """Fail a command whose output was lost (not the demo's or run's console); typer calls
+    this only when the command succeeded."""
+    if _invoked[0] not in PROCESS_COMMANDS:
+        exit_if_output_lost()
+
+
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.command()(backtest)
@@ -97,8 +117,11 @@ def db_upgrade(env_file: EnvFileOpt = None) -> None:
     settings = load_or_exit(env_file)
     from storage.migrate import current_revision, upgrade
 
-    run_or_exit(lambda: upgrade(settings.database_url))
-    console.print(f"database at revision {current_revision(settings.database_url)}")
+    async def upgrade_and_read() -> str | None:
+        await upgrade(settings.database_url)
+        return current_revision(settings.database_url)  # inside: its errors are one line too
+
+    console.print(f"database at revision {run_or_exit(upgrade_and_read)}")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,7 @@ from core.errors import DataError
 from core.ports import CandleRepo
 
 _TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
+_T = TypeVar("_T")
 
 
 def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
@@ -101,7 +102,8 @@ def backtest(
 
 
 async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries]:
-    from core.market.importers import read_candle_file
+    from core.market.importers import read_candle_file, traded_market_note
+    from core.market.stored import load_checked
     from storage import open_storage
 
     market = CandleMarket.traded(settings.exchange.market_type)
@@ -110,18 +112,27 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
         now_ms = int(time.time() * 1000)
         loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
         for path, item in loaded:
-            _check_market(path, item.market, market)
-        return _one_file_per_symbol([(f, item.series) for f, item in loaded])
+            note = traded_market_note(path, item.market, market, "the backtest")
+            if note:
+                console.print(f"note: {escape(note)}")
+        return _one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
     try:
         found = {}
         for symbol in await _stored_symbols(settings, storage.candles, market):
-            series = await storage.candles.load(
-                settings.exchange.name, symbol, settings.trading.timeframe
+            # Checked like a file: an earlier version's database can end with a 2027 candle.
+            checked = await load_checked(
+                storage.candles,
+                settings.exchange.name,
+                symbol,
+                settings.trading.timeframe,
+                now_ms=int(time.time() * 1000),
             )
-            if len(series):
-                found[symbol] = series
+            if checked.notice:
+                console.print(f"note: {escape(checked.notice)}")
+            if len(checked.series):
+                found[symbol] = checked.series
     finally:
         await storage.stop()
     if not found:
@@ -157,32 +168,19 @@ def _expand_folders(paths: list[Path], timeframe: str) -> list[Path]:
     return [f for p in paths for f in (candle_files(p, timeframe) if p.is_dir() else [p])]
 
 
-def _check_market(path: Path, found: CandleMarket, traded: CandleMarket) -> None:
-    """Refuse mark-price candles; say so when a file is of another market than the traded one."""
-    if found is CandleMarket.MARK:
-        raise DataError(
-            f"{path} holds mark-price candles (no trades, no volume): backtest on the "
-            "contract's own candles (-futures)"
-        )
-    if found is not traded:
-        console.print(
-            f"note: {escape(str(path))} holds {found} candles; the backtest trades {traded} "
-            "(QT__EXCHANGE__MARKET_TYPE)"
-        )
-
-
-def _one_file_per_symbol(loaded: list[tuple[Path, CandleSeries]]) -> dict[str, CandleSeries]:
-    """Key the series by symbol, refusing a second file for a symbol (say spot and futures
-    BTC_USDT-1h): keeping either one silently would backtest data nobody chose."""
-    by_symbol: dict[str, tuple[Path, CandleSeries]] = {}
-    for path, series in loaded:
-        seen = by_symbol.get(series.symbol)
+def _one_file_per_symbol(
+    loaded: list[tuple[Path, str, _T]], what: str = "candle files"
+) -> dict[str, _T]:
+    """Key ``(path, symbol, data)`` by symbol, refusing a second file for a symbol (say spot
+    and futures BTC_USDT-1h, or two funding exports): keeping either one silently would
+    backtest data nobody chose."""
+    by_symbol: dict[str, tuple[Path, _T]] = {}
+    for path, symbol, data in loaded:
+        seen = by_symbol.get(symbol)
         if seen is not None:
-            raise DataError(
-                f"two candle files for {series.symbol}: {seen[0]} and {path}; pass one per symbol"
-            )
-        by_symbol[series.symbol] = (path, series)
-    return {symbol: series for symbol, (_, series) in by_symbol.items()}
+            raise DataError(f"two {what} for {symbol}: {seen[0]} and {path}; pass one per symbol")
+        by_symbol[symbol] = (path, data)
+    return {symbol: data for symbol, (_, data) in by_symbol.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +203,7 @@ async def _backtest(
     charts: bool,
 ) -> None:
     from bot.backtest import run_backtest
+    from bot.market_rules import notices, resolved, stored_rules
     from bot.report import failures_summary, print_report, write_report
     from bot.report_folder import check_report_folder
     from bot.report_universe import universe_line
@@ -213,7 +212,14 @@ async def _backtest(
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
     series = await _load(settings, files.candles)
     detail = await _load(settings, files.detail) if files.detail else None
-    rates = [read_funding_file(f) for f in files.funding]
+    funding = [(f, read_funding_file(f)) for f in files.funding]
+    rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
+    for path, r in funding:
+        for note in r.notes:  # e.g. timestamps converted from µs: never silently
+            console.print(f"{escape(str(path))}: {escape(note)}")
+    rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
+    for line in notices(rules):
+        console.print(escape(line), style="yellow")
     started = time.perf_counter()
     result = await run_backtest(
         settings,
@@ -222,7 +228,8 @@ async def _backtest(
         end_ms=end_ms,
         detail=detail,
         fast=not full,
-        funding={r.symbol: r for r in rates} or None,
+        funding=rates or None,
+        rules=rules,
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)
@@ -234,7 +241,7 @@ async def _backtest(
         run_name=run_name,
         benchmarks=result.benchmarks,
         charts=charts,
-        funding_symbols=[r.symbol for r in rates],
+        funding_symbols=list(rates),
         symbol_failures=result.symbol_failures,
         universe=result.universe,
     )

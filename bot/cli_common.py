@@ -1,7 +1,8 @@
-"""What every ``qt`` command shares: settings loading and error reporting.
+"""What every ``qt`` command shares: settings loading, output and error reporting.
 
 Every command loads and validates settings first; a ``QTError`` is printed as one clear message
-(exit code 2) instead of a traceback.
+(exit code 2) instead of a traceback. Everything a command prints goes through ``STDOUT``
+(``console``, ``wide_console``, ``print_plain``): printing never raises.
 """
 
 from __future__ import annotations
@@ -23,13 +24,40 @@ from core.errors import QTError
 from core.redaction import process_redactor
 
 # stdout may be a closed pipe or a full disk: printing must never raise (bot.fail_safe_stream).
-console = Console(file=cast(IO[str], FailSafeStream(lambda: sys.stdout)))
-err_console = Console(stderr=True)
+STDOUT = FailSafeStream(lambda: sys.stdout)
+console = Console(file=cast(IO[str], STDOUT))
+# One line however long (a path, a URL): the terminal wraps it, rich does not cut it at 80.
+err_console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 EnvFileOpt = Annotated[
     Path | None, typer.Option("--env-file", help="Settings file (default: ./.env if present).")
 ]
+
+
+def wide_console(width: int) -> Console:
+    """Return a console of ``width`` columns on ``STDOUT`` (a table never cut to the terminal)."""
+    return Console(file=cast(IO[str], STDOUT), width=width)
+
+
+def print_plain(text: str) -> None:
+    """Print ``text`` as it is (no markup, no wrapping) on ``STDOUT``: output for scripts."""
+    STDOUT.write(text + "\n")
+    STDOUT.flush()
+
+
+def exit_if_output_lost() -> None:
+    """Exit 1 with one line if stdout failed: the command ran, but a script reading its
+    output would take an empty or cut-off answer for the result."""
+    error = STDOUT.failure
+    if error is None:
+        return
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    err_console.print(
+        f"[red]error:[/red] the output could not be written to stdout: {escape(reason)} "
+        "(the command itself ran to the end)"
+    )
+    raise typer.Exit(1)
 
 
 def load_or_exit(env_file: Path | None, **overrides: Any) -> Settings:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import (
@@ -22,12 +21,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
+from bot.cli_common import (
+    EnvFileOpt,
+    console,
+    load_or_exit,
+    parse_day,
+    print_plain,
+    run_or_exit,
+    wide_console,
+)
 from core.config import Settings
 from core.domain.enums import CandleMarket
 from core.domain.market import timeframe_to_ms
 from core.errors import DataError, QTError
-from core.ports import CandleRepo, MarketData
+from core.ports import CandleRepo, MarketData, SeriesInfo
 
 if TYPE_CHECKING:
     from core.market.conflicts import CandleConflicts
@@ -87,13 +94,21 @@ def download(
         raise typer.BadParameter(str(e), param_hint="--timeframe") from e
     wanted = _symbols(symbols) if symbols else settings.trading.symbols
     since_ms = parse_day(since, "--since")
-    until_ms = parse_day(until, "--until") if until else int(time.time() * 1000)
-    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms))
+    now_ms = int(time.time() * 1000)
+    until_ms = parse_day(until, "--until") if until else now_ms
+    run_or_exit(lambda: _download(settings, name, wanted, tf, since_ms, until_ms, now_ms))
 
 
 async def _download(
-    settings: Settings, name: str, symbols: list[str], tf: str, since_ms: int, until_ms: int
+    settings: Settings,
+    name: str,
+    symbols: list[str],
+    tf: str,
+    since_ms: int,
+    until_ms: int,
+    now_ms: int,
 ) -> None:
+    from bot.market_rules import download_rules
     from bot.modes import check_reachable
     from core.market.download import download_candles
     from storage import open_storage
@@ -131,7 +146,8 @@ async def _download(
                     symbol=symbol,
                     timeframe=tf,
                     since_ms=since_ms,
-                    until_ms=until_ms,
+                    until_ms=until_ms,  # capped at now: a forming candle is never stored
+                    now_ms=now_ms,
                     progress=progress,
                 )
                 note = " (the rest was stored already)" if result.resumed else ""
@@ -139,6 +155,17 @@ async def _download(
                     f"{symbol}: {result.written} candles written in {result.pages} pages{note}, "
                     f"{len(result.gaps)} gaps, {sum(n for _, n in result.dropped)} rows dropped"
                 )
+        fetch_rules = getattr(market_data, "load_market_rules", None)
+        if fetch_rules is not None:  # each symbol's tick, step and minimums, for backtests
+            line = await download_rules(
+                fetch_rules,
+                storage.market_rules,
+                settings=settings,
+                exchange=name,
+                symbols=symbols,
+                now_ms=int(time.time() * 1000),
+            )
+            console.print(escape(line))
     finally:
         await market_data.close()
         await storage.stop()
@@ -198,8 +225,8 @@ class _ImportOptions:
 
 
 async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -> None:
+    from bot.import_lock import import_lock
     from core.market.importers import read_candle_file
-    from storage import open_storage
 
     # Read and validate every file before writing anything: a bad file loses nothing.
     now_ms = int(time.time() * 1000)
@@ -215,6 +242,20 @@ async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -
         )
         for f in files
     ]
+
+    def waiting(holder: str) -> None:
+        console.print(f"waiting for another import into this database ({holder}) to finish")
+
+    async with import_lock(settings.database_url, on_wait=waiting):
+        await _write_imports(settings, files, loaded, opts)
+
+
+async def _write_imports(
+    settings: Settings, files: list[Path], loaded: list[LoadedCandles], opts: _ImportOptions
+) -> None:
+    """Refuse the conflicts, or write every file (the caller holds the import lock)."""
+    from storage import open_storage
+
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
@@ -308,7 +349,7 @@ async def _list(settings: Settings, as_json: bool) -> None:
             }
             for s in series
         ]
-        typer.echo(json.dumps(rows, indent=2))  # plain stdout: no wrapping, no markup
+        print_plain(json.dumps(rows, indent=2))
         return
     if not series:
         console.print("no candles stored yet: try `qt data import FILE` or `qt data download`")
@@ -328,7 +369,7 @@ async def _list(settings: Settings, as_json: bool) -> None:
     # shortened timestamp is a wrong one. A narrow terminal wraps the lines instead. (A print
     # width above the console's is clamped by rich, hence a console of the table's width.)
     width = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    Console(width=max(width, console.width)).print(table, crop=False)
+    wide_console(max(width, console.width)).print(table, crop=False)
 
 
 @data_app.command("check")
@@ -336,25 +377,31 @@ def check(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Files to check (default: every stored series).")
     ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            help="Delete the invalid stored candles (for files: report what import --repair "
+            "would drop; a file is never changed)."
+        ),
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Validate candles and report gaps, for files or for everything stored."""
     settings = load_or_exit(env_file)
-    ok = run_or_exit(lambda: _check(settings, files or []))
+    ok = run_or_exit(lambda: _check(settings, files or [], repair))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _check(settings: Settings, files: list[Path]) -> bool:
+async def _check(settings: Settings, files: list[Path], repair: bool) -> bool:
     from core.market.importers import read_candle_file
-    from core.market.validation import validate_candles
     from storage import open_storage
 
     ok = True
     now_ms = int(time.time() * 1000)
     for path in files:
         try:
-            report = read_candle_file(path, now_ms=now_ms).report
+            report = read_candle_file(path, now_ms=now_ms, repair=repair).report
         except DataError as e:
             console.print(f"[red]invalid[/red] {escape(str(e))}")
             ok = False
@@ -369,20 +416,43 @@ async def _check(settings: Settings, files: list[Path]) -> bool:
         if not infos:
             console.print("no candles stored yet")
         for info in infos:
-            repo = storage.candles.for_market(info.market)
-            series = await repo.load(info.exchange, info.symbol, info.timeframe)
-            where = f"{info.exchange} {info.market} {info.symbol} {info.timeframe}"
-            try:
-                console.print(
-                    escape(
-                        "\n".join(
-                            validate_candles(series, source=where, now_ms=now_ms).summary_lines()
-                        )
-                    )
-                )
-            except DataError as e:
-                console.print(f"[red]invalid[/red] {escape(str(e))}")
+            lines = await _check_stored(
+                storage.candles.for_market(info.market), info, now_ms, repair
+            )
+            if lines is None:
                 ok = False
+            else:
+                console.print(escape("\n".join(lines)))
     finally:
         await storage.stop()
     return ok
+
+
+async def _check_stored(
+    repo: CandleRepo, info: SeriesInfo, now_ms: int, repair: bool
+) -> list[str] | None:
+    """Return the report lines of one stored series, or print why it is invalid and return
+    None. With ``repair`` its invalid rows are deleted (a database an earlier version wrote can
+    hold rows today's rules refuse, such as a candle dated in the future)."""
+    from core.errors import CandleValidationError
+    from core.market.stored import check_stored, series_name
+    from core.market.validation import validate_candles
+
+    series = await repo.load(info.exchange, info.symbol, info.timeframe)
+    where = series_name(info.exchange, info.market, info.symbol, info.timeframe)
+    remedy = "`qt data check --repair` deletes the invalid rows and keeps the others."
+    try:
+        return validate_candles(series, source=where, now_ms=now_ms, remedy=remedy).summary_lines()
+    except CandleValidationError as e:
+        if not repair:
+            console.print(f"[red]invalid[/red] {escape(str(e))}")
+            return None
+    except DataError as e:  # not a row's fault (a timeframe we cannot read): nothing to delete
+        console.print(f"[red]invalid[/red] {escape(str(e))}")
+        return None
+    checked = check_stored(series, source=where, now_ms=now_ms)
+    deleted = await repo.delete(info.exchange, info.symbol, info.timeframe, checked.dropped_ms)
+    rules = ", ".join(f"{rule}={n}" for rule, n in checked.report.dropped)
+    return [f"{where}: deleted {deleted} invalid stored candles ({rules})"] + [
+        line for line in checked.report.summary_lines() if not line.startswith("dropped: ")
+    ]

@@ -5,6 +5,9 @@ raises SystemExit (a closed pipe) or the OSError itself, from wherever something
 or logged to the console: inside a bus handler, mid-candle, or while the process stops. The
 process must trade on and shut down in order; only its console output is lost (the log file
 keeps everything).
+
+Started with stdout closed (``qt run >&-``, as a supervisor or cron may), Python sets
+``sys.stdout`` to None: there is nothing to write to, and nothing has failed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from collections.abc import Callable
 from typing import IO
 
 log = logging.getLogger(__name__)
+# The warning is for the log file of a process (demo, run). A one-shot command configures no
+# log: it reports the lost output itself, in one line and its exit status (``bot.cli``), and
+# Python's last-resort handler must not print this warning to stderr first.
+log.addHandler(logging.NullHandler())
 
 
 class FailSafeStream:
@@ -24,14 +31,15 @@ class FailSafeStream:
     later (a test runner's) is written to, and only the stream that failed is given up.
     """
 
-    def __init__(self, target: Callable[[], IO[str]]) -> None:
+    def __init__(self, target: Callable[[], IO[str] | None]) -> None:
         self._target = target
         self._failed: IO[str] | None = None
+        self._error: Exception | None = None
 
     def write(self, text: str) -> int:
         """Write ``text``, or drop it if the stream has failed; always report it written."""
         stream = self._target()
-        if stream is not self._failed:
+        if stream is not None and stream is not self._failed:
             try:
                 stream.write(text)
             except (OSError, ValueError) as exc:  # ValueError: the stream was closed
@@ -41,7 +49,7 @@ class FailSafeStream:
     def flush(self) -> None:
         """Flush the stream unless it has failed."""
         stream = self._target()
-        if stream is not self._failed:
+        if stream is not None and stream is not self._failed:
             try:
                 stream.flush()
             except (OSError, ValueError) as exc:
@@ -49,8 +57,9 @@ class FailSafeStream:
 
     def isatty(self) -> bool:
         """Return whether the stream is a terminal (rich then redraws one line in place)."""
+        stream = self._target()
         try:
-            return self._target().isatty()
+            return stream is not None and stream.isatty()
         except (OSError, ValueError):
             return False
 
@@ -59,10 +68,16 @@ class FailSafeStream:
         """Return the stream's encoding."""
         return getattr(self._target(), "encoding", None) or "utf-8"
 
+    @property
+    def failure(self) -> Exception | None:
+        """Return why the current stream failed, or None if it has not (or there is none)."""
+        stream = self._target()
+        return self._error if stream is not None and stream is self._failed else None
+
     def _give_up(self, stream: IO[str], error: Exception) -> None:
-        self._failed = stream  # first: the warning below is printed to this stream too
+        self._failed, self._error = stream, error  # first: the warning below is printed here too
         _point_at_devnull(stream)
-        log.warning("console output stopped (%s); trading goes on, see the log file", error)
+        log.warning("console output stopped (%s); the program goes on without it", error)
 
 
 def _point_at_devnull(stream: IO[str]) -> None:

@@ -19,11 +19,11 @@ from typing import Any
 from bot.app import (
     WARMUP_HISTORY_CANDLES,
     ManagedExchange,
-    MarketRulesSource,
     ProcessParts,
     TradingProcess,
 )
 from bot.file_lock import FileLock, LockHeld
+from bot.market_rules import MarketRulesSource, rules_book
 from bot.trading import paper_exchange
 from bot.universe_live import LiveUniverse
 from core.clock import AcceleratedClock, Clock, LiveClock
@@ -34,7 +34,7 @@ from core.errors import ConfigError, OperationalError, QTError
 from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
 from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
-from core.market.importers import read_candle_file
+from core.market.importers import read_candle_file, traded_market_note
 from core.market.synthetic import generate_candles
 from core.ports import MarketData
 from storage import open_storage
@@ -56,7 +56,12 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
     demo = settings.demo
     wanted = demo.history_candles + demo.replay_candles
     if demo.data_file is not None:
-        loaded = read_candle_file(Path(demo.data_file), now_ms=int(time.time() * 1000))
+        path = Path(demo.data_file)
+        loaded = read_candle_file(path, now_ms=int(time.time() * 1000))
+        traded = CandleMarket.traded(settings.exchange.market_type)
+        note = traded_market_note(path, loaded.market, traded, "the demo")
+        if note:
+            log.warning("note: %s", note)
         series = loaded.series
         if len(series) <= demo.history_candles:
             raise ConfigError(
@@ -144,7 +149,8 @@ def _demo_process(
         clock.anchor_now()
 
     feed = ReplayFeed(replay, clock)
-    paper = paper_exchange(settings, storage, clock)
+    book = rules_book(settings)  # the engine's too: one view of each symbol's rules
+    paper = paper_exchange(settings, storage, clock, book)
     return TradingProcess(
         ProcessParts(
             settings=settings,
@@ -159,6 +165,8 @@ def _demo_process(
             speed=speed,
             before_start=[store_history_and_start_clock],
             extra=[lock],  # released last, after storage closed the database
+            book=book,
+            rules_candles=markets,
         )
     )
 
@@ -262,6 +270,7 @@ async def build_run(
                 timeframe=tf,
                 since_ms=grid_floor_ms(now_ms, tf) - WARMUP_HISTORY_CANDLES * tf_ms,
                 until_ms=now_ms,
+                now_ms=now_ms,
             )
 
     feed = PollingFeed(
@@ -270,18 +279,19 @@ async def build_run(
         settings.trading.timeframe,
         clock,
     )
-    paper = None if live else paper_exchange(settings, storage, clock)
-    rules: MarketRulesSource | None = None
+    book = rules_book(settings)
+    paper = None if live else paper_exchange(settings, storage, clock, book)
+    # Orders are sized and rounded by the venue's own rules of every symbol: paper from its
+    # public markets, live from the keyed client's (with the leverage caps).
+    rules: MarketRulesSource | None = getattr(market_data, "load_market_rules", None)
     if paper is not None:
         orders: ManagedExchange = paper
     else:
         orders = exchange or live_exchange(settings, clock)
-        # Live orders are sized and rounded by the venue's own rules for every symbol.
         rules = getattr(orders, "load_market_rules", None)
         log.warning("LIVE trading on %s: real orders, real money", settings.exchange.name)
     starting: list[Callable[[], Awaitable[None]]] = [fetch_warmup_history]
     if universe is not None:
-        universe.rules_source = rules
         starting.append(universe.publish_first)  # the audit trail's first universe
     return TradingProcess(
         ProcessParts(
@@ -297,6 +307,7 @@ async def build_run(
             before_start=starting,
             extra=[_Closer(market_data)],
             market_rules=rules,
+            book=book,
             universe=universe,
         )
     )

@@ -19,6 +19,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bot.atomic_files import atomic_files
 from bot.report_folder import check_report_folder
 from core.analytics import (
     BacktestMetrics,
@@ -252,13 +253,13 @@ def write_report(
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
     The JSON holds every metric and every trade (Decimals as strings, undefined figures as null,
-    infinities as "inf"). Existing files of the same run name are overwritten.
+    infinities as "inf"). Existing files of the same run name are replaced, all of them or
+    (when a write fails: ``OperationalError``) none.
     ``funding_symbols`` are the symbols funding rates were given for (``--funding``);
     ``symbol_failures`` the cycles that raised (each paused that symbol's entries);
     ``universe`` a dynamic universe's refreshes and changes.
     """
     check_report_folder(out_dir, run_name)
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"backtest-{run_name}"
     files = ReportFiles(
         json_path=out_dir / f"{stem}.json",
@@ -297,12 +298,14 @@ def write_report(
 
         payload["universe"] = universe_json(universe)
     text = json.dumps(payload, indent=2, allow_nan=False)
-    files.json_path.write_text(text + "\n", encoding="utf-8")
-    _write_trades_csv(files.trades_csv_path, trades)
-    if charts:
-        from bot.report_charts import drawdown_chart, equity_chart, monthly_chart  # matplotlib
+    # All or nothing (a full disk): never a 0-byte JSON, nor a new JSON beside an old CSV.
+    with atomic_files("report") as batch:
+        batch.temporary(files.json_path).write_text(text + "\n", encoding="utf-8")
+        _write_trades_csv(batch.temporary(files.trades_csv_path), trades)
+        if charts:
+            from bot.report_charts import drawdown_chart, equity_chart, monthly_chart
 
-        equity_chart(files.equity_png_path, metrics, equity, benchmarks)
-        drawdown_chart(files.drawdown_png_path, equity)
-        monthly_chart(files.monthly_png_path, metrics)
+            equity_chart(batch.temporary(files.equity_png_path), metrics, equity, benchmarks)
+            drawdown_chart(batch.temporary(files.drawdown_png_path), equity)
+            monthly_chart(batch.temporary(files.monthly_png_path), metrics)
     return files

@@ -21,11 +21,11 @@ from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
-from core.domain.market_rules import MarketRules
 from core.domain.policy import Policy
 from core.errors import ConfigError
 from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
+from core.market.rules_book import RulesBook
 from core.ports import Exchange, KeyValueRepo, Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine
@@ -109,8 +109,11 @@ def trading_costs(settings: Settings) -> TradingCosts:
     )
 
 
-def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperExchange:
-    """Return the paper exchange configured by ``settings`` on ``storage``."""
+def paper_exchange(
+    settings: Settings, storage: Storage, clock: Clock, book: RulesBook | None = None
+) -> PaperExchange:
+    """Return the paper exchange configured by ``settings`` on ``storage``; with ``book`` it
+    refuses orders off each symbol's grid or below its minimums, as the venue would."""
     return PaperExchange(
         storage=storage,
         clock=clock,
@@ -125,6 +128,7 @@ def paper_exchange(settings: Settings, storage: Storage, clock: Clock) -> PaperE
         max_leverage=settings.trading.max_leverage,
         min_notional=settings.market.min_notional,
         margin=settings.margin.config(),
+        rules=None if book is None else book.rules,
     )
 
 
@@ -137,12 +141,14 @@ def build_engine(
     trading_state: TradingStateService,
     provider: SignalProvider | None = None,
     state: KeyValueRepo | None = None,
+    book: RulesBook | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
     ``provider`` replaces the configured signal provider (tests script their signals with it).
     ``state`` is where the engine keeps its open trades across restarts (None: not kept, as in
-    backtests, which never restart).
+    backtests, which never restart). ``book``: each symbol's market rules, shared with the
+    paper venue (None: the settings' fallback for every symbol).
     """
     policy = policy_from(settings)
     quote = settings.trading.quote_currency
@@ -172,12 +178,7 @@ def build_engine(
             quote=quote,
             market_type=settings.exchange.market_type,
             leverage=settings.trading.max_leverage,
-            rules=MarketRules(
-                symbol="*",  # every symbol the venue gave no rules of
-                amount_step=settings.market.amount_step,
-                price_tick=settings.market.price_tick,
-                min_notional=settings.market.min_notional,
-            ),
+            rules=settings.market.default_rules(),
             exits=exit_config_from(settings.exits),
             costs=trading_costs(settings),
             margin=(
@@ -195,5 +196,6 @@ def build_engine(
         policy=lambda: policy,
         state=state,
         on_storage_failure=trading_state.fail_closed,
+        book=book,
     )
     return engine

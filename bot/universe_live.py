@@ -8,15 +8,16 @@ trade, so a symbol that left is polled (and its trade managed) until the trade i
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 
+from bot.market_rules import ProcessRules
 from core.clock import Clock
 from core.config import Settings
-from core.domain.market import grid_floor_ms, timeframe_to_ms
-from core.domain.market_rules import MarketRules
+from core.domain.market import CandleSeries, grid_floor_ms, timeframe_to_ms
 from core.errors import ConfigError, DataError, DependencyError
 from core.exchange.ccxt import CcxtMarketData
 from core.market.download import download_candles
+from core.market.stored import load_checked
 from core.ports import CandleRepo
 from core.services.bus import EventBus
 from core.services.engine import Engine
@@ -24,8 +25,6 @@ from core.services.universe import Universe, publish_change
 from core.services.universe_refresh import UniverseRefresher
 
 log = logging.getLogger(__name__)
-
-RulesSource = Callable[[list[str]], Awaitable[Mapping[str, MarketRules]]]
 
 
 class LiveUniverse:
@@ -52,8 +51,7 @@ class LiveUniverse:
         self._bus: EventBus | None = None
         self._candles: CandleRepo | None = None
         self._source = ""
-        # Live orders: the venue's rules of each entering symbol (CcxtExchange's).
-        self.rules_source: RulesSource | None = None
+        self._rules: ProcessRules | None = None
 
     async def first_selection(self) -> tuple[str, ...]:
         """Select the universe to start with; the static list if the venue cannot answer.
@@ -71,10 +69,18 @@ class LiveUniverse:
             )
         return self.first
 
-    def bind(self, engine: Engine, bus: EventBus, candles: CandleRepo, source: str) -> None:
+    def bind(
+        self,
+        engine: Engine,
+        bus: EventBus,
+        candles: CandleRepo,
+        source: str,
+        rules: ProcessRules,
+    ) -> None:
         """Gate ``engine``'s entries by this universe; warm entering symbols into ``candles``
-        (stored under ``source``) and publish changes on ``bus``."""
+        (stored under ``source``) and give them market ``rules``; publish changes on ``bus``."""
         self._engine, self._bus, self._candles, self._source = engine, bus, candles, source
+        self._rules = rules
         engine.universe = self.universe
 
     async def publish_first(self) -> None:
@@ -95,13 +101,15 @@ class LiveUniverse:
         return members + [s for s in trades if s not in members]
 
     async def _warm_up(self, symbols: Sequence[str]) -> None:
-        """Download and seed the recent candles of entering symbols; live, load their rules."""
-        engine, candles = self._engine, self._candles
-        if engine is None or candles is None:
+        """Download and seed the recent candles of entering symbols, then resolve their market
+        rules as at start (the venue's; else stored or inferred from these candles)."""
+        engine, candles, rules = self._engine, self._candles, self._rules
+        if engine is None or candles is None or rules is None:
             return
         tf = self._settings.trading.timeframe
         now_ms = self._clock.now_ms()
         since_ms = grid_floor_ms(now_ms, tf) - self._warmup * timeframe_to_ms(tf)
+        seeded: dict[str, CandleSeries] = {}
         for symbol in symbols:
             await download_candles(
                 self._md,
@@ -111,10 +119,17 @@ class LiveUniverse:
                 timeframe=tf,
                 since_ms=since_ms,
                 until_ms=now_ms,
+                now_ms=now_ms,
             )
-            series = await candles.load(self._source, symbol, tf, start_ms=since_ms)
+            # Checked as the start-up warm-up is (an earlier version's rows can be bad).
+            checked = await load_checked(
+                candles, self._source, symbol, tf, now_ms=now_ms, start_ms=since_ms
+            )
+            if checked.notice:
+                log.warning("%s", checked.notice)
+            series = checked.series
             if len(series):
                 engine.signals.seed(series)
                 engine.observe_price(symbol, float(series.close[-1]))
-        if self.rules_source is not None:
-            engine.use_market_rules(await self.rules_source(list(symbols)))
+                seeded[symbol] = series
+        await rules.extend(symbols, seeded)

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from core.domain.enums import MarketType, TradingMode
 from core.domain.margin import DEFAULT_TIERS, MarginConfig, MarginMode, MarginTier
 from core.domain.market import timeframe_to_ms
+from core.domain.market_rules import MarketRules
 from core.errors import ConfigError
 from core.market.universe import UniverseRules
 
@@ -172,12 +173,49 @@ class StrategySettings(Section):
     rsi_high: float = Field(default=70.0, ge=0, le=100)
 
 
+class SymbolRulesOverride(Section):
+    """An operator's rules for one symbol; a field left out keeps the rules it would have."""
+
+    amount_step: Decimal | None = Field(default=None, gt=0)
+    price_tick: Decimal | None = Field(default=None, gt=0)
+    min_amount: Decimal | None = Field(default=None, ge=0)
+    min_notional: Decimal | None = Field(default=None, ge=0)
+
+
 class MarketRulesSettings(Section):
-    """Exchange precision used by the paper exchange and the backtest (live uses ccxt markets)."""
+    """Market rules where the venue's are not known (README: Market rules).
+
+    Each symbol's rules come from the venue (``qt run``, stored by it and by ``qt data
+    download``), ``symbols`` (per-symbol overrides, JSON: ``{"XRP/USDT": {"price_tick":
+    "0.0001"}}``) or the candles; these global values are the last fallback (and the minimum
+    order value assumed where the venue's is not known).
+    """
 
     amount_step: Decimal = Field(default=Decimal("0.00001"), gt=0)
     price_tick: Decimal = Field(default=Decimal("0.01"), gt=0)
     min_notional: Decimal = Field(default=Decimal(5), ge=0)
+    symbols: dict[str, SymbolRulesOverride] = Field(default_factory=dict)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbol_names(cls, value: dict[str, SymbolRulesOverride]) -> dict[str, SymbolRulesOverride]:
+        bad = [name for name in value if "/" not in name]
+        if bad:
+            raise ValueError(f"market.symbols keys are symbols like XRP/USDT, was {bad}")
+        return value
+
+    def default_rules(self) -> MarketRules:
+        """Return the rules of a symbol nothing else is known of."""
+        return MarketRules(
+            symbol="*",
+            amount_step=self.amount_step,
+            price_tick=self.price_tick,
+            min_notional=self.min_notional,
+        )
+
+    def overrides(self) -> dict[str, dict[str, Decimal]]:
+        """Return, per symbol, the rule fields the operator set."""
+        return {s: o.model_dump(exclude_none=True) for s, o in self.symbols.items()}
 
 
 class MarginSettings(Section):

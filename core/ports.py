@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
+from core.domain.market_rules import StoredRules
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 
@@ -134,6 +138,23 @@ class CandleRepo(Protocol):
         """Return candles with ``start_ms <= ts_ms < end_ms``, sorted."""
         ...
 
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted."""
+        ...
+
+    async def delete(
+        self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
+    ) -> int:
+        """Remove the candles that opened at ``ts_ms``; return how many were stored."""
+        ...
+
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""
         ...
@@ -239,6 +260,18 @@ class KeyValueRepo(Protocol):
         ...
 
 
+class MarketRulesRepo(Protocol):
+    """Each venue's market rules per symbol, as last fetched."""
+
+    async def save(self, stored: Sequence[StoredRules]) -> None:
+        """Insert or replace these symbols' rules (the others stay)."""
+        ...
+
+    async def load(self, exchange: str, market: MarketType) -> dict[str, StoredRules]:
+        """Return the stored rules of one venue's market, by symbol."""
+        ...
+
+
 class Storage(Protocol):
     """All repositories plus a unit of work."""
 
@@ -257,6 +290,8 @@ class Storage(Protocol):
     def events(self) -> EventRepo: ...
     @property
     def state(self) -> KeyValueRepo: ...
+    @property
+    def market_rules(self) -> MarketRulesRepo: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction."""

@@ -24,6 +24,8 @@ class JobContext:
 
     portfolio: PortfolioService
     venue_sync: Callable[[], Awaitable[int]] | None = None
+    # Fetches the venue's market rules again (``qt run``); None where there is no venue.
+    market_rules: Callable[[], Awaitable[str]] | None = None
     universe_refresh: Callable[[], Awaitable[str]] | None = None
     universe_every_s: float = 0.0
 
@@ -71,8 +73,20 @@ async def sync_venue(ctx: JobContext) -> str:
     return f"{events} event(s) from the venue" if events else ""
 
 
+async def refresh_market_rules(ctx: JobContext) -> str:
+    """Fetch each symbol's market rules from the venue again (they change: a venue widens a
+    tick, raises a minimum) and trade by them from the next order on."""
+    if ctx.market_rules is None:
+        return "no venue to fetch market rules from"
+    return await ctx.market_rules()
+
+
 def _live_venue(ctx: JobContext) -> bool:
     return ctx.venue_sync is not None
+
+
+def _has_venue_rules(ctx: JobContext) -> bool:
+    return ctx.market_rules is not None
 
 
 async def refresh_universe(ctx: JobContext) -> str:
@@ -100,6 +114,13 @@ JOBS: tuple[JobSpec, ...] = (
         target=sync_venue,
         applies=_live_venue,
         description="live venue: report fills and venue cancels of our orders every 10 s",
+    ),
+    JobSpec(
+        job_id="market_rules",
+        every_market_s=6 * 3600,
+        target=refresh_market_rules,
+        applies=_has_venue_rules,
+        description="qt run: fetch each symbol's tick, step and minimums again every 6 h",
     ),
     JobSpec(
         job_id="universe_refresh",

@@ -12,6 +12,7 @@ block, or a fresh short transaction outside it. Nothing holds a session at modul
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -20,13 +21,19 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from core.errors import ConfigError, StorageUnavailable
+from storage.sqlite_errors import explain, is_file_failure
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+def busy_timeout_s() -> float:
+    """Return how long a connection waits for another's write lock before it fails."""
+    return BUSY_TIMEOUT_MS / 1000
 
 
 def parse_sqlite_url(url: str) -> URL:
@@ -133,8 +140,11 @@ class UnitOfWork:
                     raise
                 finally:
                     self._session.reset(token)
-        except OperationalError as exc:
-            raise _unavailable(exc) from exc
+        except (DBAPIError, sqlite3.Error) as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -146,9 +156,20 @@ class UnitOfWork:
         try:
             async with self.engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
-            raise _unavailable(exc) from exc
+        except (DBAPIError, sqlite3.Error) as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
-
-def _unavailable(exc: OperationalError) -> StorageUnavailable:
-    return StorageUnavailable(f"the database cannot be used now: {exc.orig}")
+    def _unavailable(self, exc: DBAPIError | sqlite3.Error) -> StorageUnavailable | None:
+        """Return ``StorageUnavailable`` naming the database for a failure of its file (and,
+        as ever, for any operational error: the process fails closed), else None: a bad
+        statement or a broken constraint is the caller's bug. The candle loads' driver-level
+        reads fail with the driver's own errors, hence ``sqlite3.Error`` too."""
+        if not (
+            isinstance(exc, OperationalError | sqlite3.OperationalError) or is_file_failure(exc)
+        ):
+            return None
+        where = self.engine.url.database or "in memory"
+        return StorageUnavailable(explain(exc, where, busy_timeout_s()))

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.events import Event, event_payload
+from core.domain.market_rules import MarketRules, StoredRules
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -235,4 +236,40 @@ def row_to_stored_event(row: Mapping[Any, Any]) -> StoredEvent:
         ) from exc
     return StoredEvent(
         event_id=row["event_id"], topic=row["topic"], ts_ms=int(row["ts_ms"]), payload=payload
+    )
+
+
+def stored_rules_to_row(stored: StoredRules) -> dict[str, Any]:
+    r = stored.rules
+    return {
+        "exchange": stored.exchange,
+        "market": stored.market,
+        "symbol": r.symbol,
+        "amount_step": str(r.amount_step),
+        "price_tick": str(r.price_tick),
+        "min_amount": str(r.min_amount),
+        "min_notional": str(r.min_notional),
+        "max_leverage": r.max_leverage,
+        "fetched_ms": stored.fetched_ms,
+    }
+
+
+def row_to_stored_rules(row: Mapping[Any, Any]) -> StoredRules:
+    where = f"market_rules {row['exchange']} {row['market']} {row['symbol']}"
+    try:
+        rules = MarketRules(
+            symbol=row["symbol"],
+            amount_step=text_to_dec(row["amount_step"], f"{where} amount_step"),
+            price_tick=text_to_dec(row["price_tick"], f"{where} price_tick"),
+            min_amount=text_to_dec(row["min_amount"], f"{where} min_amount"),
+            min_notional=text_to_dec(row["min_notional"], f"{where} min_notional"),
+            max_leverage=row["max_leverage"],
+        )
+    except ValueError as exc:  # a step of 0 or a negative minimum: a hand-edited row
+        raise InvariantViolation(f"stored {where}: {exc}") from exc
+    return StoredRules(
+        exchange=row["exchange"],
+        market=row["market"],
+        rules=rules,
+        fetched_ms=int(row["fetched_ms"]),
     )

@@ -23,10 +23,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
+from core.domain.market_rules import StoredRules
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -145,6 +147,33 @@ class MemoryCandleRepo:
         part = stored.between(start_ms, end_ms)
         cols = {c: getattr(part, c).copy() for c in _COLUMNS}
         return CandleSeries(symbol=symbol, timeframe=timeframe, **cols)
+
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted (a copy)."""
+        stored = self._series.get((exchange, self._market, symbol, timeframe))
+        if stored is None:
+            return np.empty(0, dtype=np.int64)
+        return stored.between(start_ms, end_ms).ts_ms.copy()
+
+    async def delete(
+        self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
+    ) -> int:
+        """Remove the candles that opened at ``ts_ms``; return how many were stored."""
+        key = (exchange, self._market, symbol, timeframe)
+        stored = self._series.get(key)
+        if stored is None:
+            return 0
+        gone = np.isin(stored.ts_ms, np.asarray(ts_ms, dtype=np.int64))
+        if gone.any():
+            self._journal.put(self._series, key, stored.mask(~gone))
+        return int(gone.sum())
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""
@@ -345,6 +374,26 @@ class MemoryKeyValueRepo:
         self._journal.put(self._values, StateKey(key).value, value)
 
 
+class MemoryMarketRulesRepo:
+    """Each venue's market rules per symbol, in a dict."""
+
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._rules: dict[tuple[str, str, str], StoredRules] = {}
+
+    async def save(self, stored: Sequence[StoredRules]) -> None:
+        """Insert or replace these symbols' rules (the others stay)."""
+        for one in stored:
+            self._journal.put(self._rules, (one.exchange, one.market, one.rules.symbol), one)
+
+    async def load(self, exchange: str, market: MarketType) -> dict[str, StoredRules]:
+        """Return the stored rules of one venue's market, by symbol."""
+        kind = MarketType(market).value
+        return {
+            s: one for (e, m, s), one in sorted(self._rules.items()) if (e, m) == (exchange, kind)
+        }
+
+
 class _Atomic(AbstractAsyncContextManager[None]):
     """The unit of work of ``MemoryStorage.atomic()``.
 
@@ -381,6 +430,7 @@ class MemoryStorage:
         self.balances = MemoryBalanceRepo(self._journal)
         self.events = MemoryEventRepo(self._journal)
         self.state = MemoryKeyValueRepo(self._journal)
+        self.market_rules = MemoryMarketRulesRepo(self._journal)
 
     def atomic(self) -> _Atomic:
         """Group the writes made inside; undo all of them if the block raises."""

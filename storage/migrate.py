@@ -8,6 +8,7 @@ on the very connection the application then uses.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -20,7 +21,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.errors import OperationalError
-from storage.db import create_engine, is_memory_url, parse_sqlite_url, sync_url
+from storage.db import busy_timeout_s, create_engine, is_memory_url, parse_sqlite_url, sync_url
+from storage.migration_lock import migration_lock
+from storage.sqlite_errors import is_file_failure, unusable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -65,19 +68,42 @@ def _where(connection: Connection) -> str:
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the engine's database to ``revision`` in one transaction.
 
-    The transaction takes SQLite's write lock before Alembic reads the schema: two processes
-    starting on a new database would otherwise both read "no schema" and the second to write
-    would fail with "database is locked" (its snapshot is stale; waiting cannot help). Under the
-    lock, the second waits (the busy timeout), then finds the schema current.
+    A schema already at the newest revision is only read (a WAL reader waits for no writer:
+    a command run while another process writes does not queue behind it). Otherwise the
+    migration lock is taken (``storage.migration_lock``: a process started during a long
+    migration waits for its end, however long), then SQLite's write lock, before Alembic reads
+    the schema: two processes starting on a new database would otherwise both read "no schema"
+    and the second to write would fail with "database is locked" (its snapshot is stale;
+    waiting cannot help). Under the lock, the second finds the schema current.
     """
-    await asyncio.to_thread(_check_file, engine.url.database)
+    database = engine.url.database
+    where = database or "in memory"
+    await asyncio.to_thread(_check_file, database)
     try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
-                await conn.run_sync(_upgrade_on, revision)
+        if revision == "head" and await _revision_of(engine) == head_revision():
+            return
+        async with _lock_of(database):
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+                async with conn.begin():
+                    await conn.run_sync(_upgrade_on, revision)
     except DBAPIError as exc:
-        raise _unusable(exc, engine.url.database or "in memory") from exc
+        raise _unusable(exc, where) from exc
+
+
+async def _revision_of(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+def _lock_of(database: str | None) -> AbstractAsyncContextManager[None]:
+    if database is None or not _is_plain_file(database):
+        return nullcontext()  # in memory: no other process can see it
+    return migration_lock(database)
+
+
+def _is_plain_file(database: str | None) -> bool:
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
 
 
 def _check_file(database: str | None) -> None:
@@ -87,7 +113,7 @@ def _check_file(database: str | None) -> None:
     reason. Through aiosqlite it fails in a worker thread that outlives the failed connect
     and may report to an event loop that has closed: a traceback after our message.
     """
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if database is None or not _is_plain_file(database):
         return
     try:
         with Path(database).open("ab"):
@@ -99,19 +125,11 @@ def _check_file(database: str | None) -> None:
 
 
 def _unusable(exc: DBAPIError, where: str) -> Exception:
-    """Return the clear error for a database file SQLite cannot use at all, else ``exc``."""
-    code = getattr(exc.orig, "sqlite_errorname", "")
-    if code == "SQLITE_NOTADB":
-        return OperationalError(
-            f"{where} is not an SQLite database; set QT__DATABASE__URL to a database file "
-            "(a new name creates one)"
-        )
-    if code == "SQLITE_CANTOPEN":
-        return OperationalError(
-            f"cannot open the database {where}: check that it is a file (or does not exist "
-            "yet) and that its folder can be written"
-        )
-    return exc
+    """Return the clear error for a database file SQLite cannot use (locked past the busy
+    timeout, full, damaged, not SQLite, cannot be opened), else ``exc`` (a bug: traceback)."""
+    if not is_file_failure(exc):
+        return exc
+    return unusable(exc, where, busy_timeout_s())
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
@@ -134,5 +152,7 @@ def current_revision(url: str) -> str | None:
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+    except DBAPIError as exc:
+        raise _unusable(exc, parsed.database or "in memory") from exc
     finally:
         engine.dispose()

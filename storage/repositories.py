@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Table, and_, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from core.domain.enums import CandleMarket, MarketType, OrderStatus
 from core.domain.events import Event
 from core.domain.market import CandleSeries
+from core.domain.market_rules import StoredRules
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -35,11 +37,13 @@ from storage.tables import (
     EventRow,
     FillRow,
     KeyValueRow,
+    MarketRulesRow,
     OrderRow,
     PositionRow,
 )
 
 CANDLE_BATCH_ROWS = 20_000
+CANDLE_LOAD_BATCH_ROWS = 10_000  # rows read into Python values at a time
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 
@@ -51,6 +55,7 @@ _balances: Table = BalanceRow.__table__  # type: ignore[attr-defined]
 _equity: Table = EquitySnapshotRow.__table__  # type: ignore[attr-defined]
 _events: Table = EventRow.__table__  # type: ignore[attr-defined]
 _kv: Table = KeyValueRow.__table__  # type: ignore[attr-defined]
+_rules: Table = MarketRulesRow.__table__  # type: ignore[attr-defined]
 
 # Driver-level SQL for the candle hot path: executemany over plain tuples skips SQLAlchemy's
 # per-row parameter processing (about twice as fast as a Core insert of dicts, measured).
@@ -68,7 +73,22 @@ _CANDLE_LOAD_SQL = (
     "WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
     "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms"
 )
+_CANDLE_TIMES_SQL = (
+    "SELECT ts_ms FROM candles "
+    "WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
+    "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms"
+)
+_CANDLE_COUNT_SQL = (
+    "SELECT count(*) FROM candles "
+    "WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
+    "AND ts_ms >= ? AND ts_ms < ?"
+)
+_CANDLE_DELETE_SQL = (
+    "DELETE FROM candles WHERE exchange = ? AND market = ? AND symbol = ? AND timeframe = ? "
+    "AND ts_ms = ?"
+)
 _CANDLE_DTYPE = np.dtype([("ts_ms", np.int64)] + [(c, np.float64) for c in _CANDLE_VALUES])
+_TIMES_DTYPE = np.dtype([("ts_ms", np.int64)])
 
 
 def _upsert(table: Table, key: Sequence[str], row: dict[str, Any]) -> Any:
@@ -124,22 +144,79 @@ class SqlCandleRepo:
         end_ms: int | None = None,
     ) -> CandleSeries:
         """Return candles with ``start_ms <= ts_ms < end_ms``, sorted, as numpy columns."""
+        columns = await self._read(
+            _CANDLE_LOAD_SQL, _CANDLE_DTYPE, exchange, symbol, timeframe, start_ms, end_ms
+        )
+        return CandleSeries(symbol=symbol, timeframe=timeframe, **columns)
+
+    async def open_times(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Return the open times with ``start_ms <= ts_ms < end_ms``, sorted (a sixth of
+        what ``load`` reads: what a download needs to find the candles it lacks)."""
+        columns = await self._read(
+            _CANDLE_TIMES_SQL, _TIMES_DTYPE, exchange, symbol, timeframe, start_ms, end_ms
+        )
+        return columns["ts_ms"]
+
+    async def _read(
+        self,
+        sql: str,
+        dtype: np.dtype[Any],
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start_ms: int | None,
+        end_ms: int | None,
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Return the columns of ``dtype`` that ``sql`` selects in the range.
+
+        The rows are counted, then read a batch at a time into columns of that size: every
+        row of 5 M as Python values at once (``fetchall``) cost 2.0 GB, the columns 240 MB.
+        Both statements run in one transaction, so they see the same rows.
+        """
         lo = _INT64_MIN if start_ms is None else start_ms
         hi = _INT64_MAX if end_ms is None else end_ms
+        params = (exchange, self._market.value, symbol, timeframe, lo, hi)
         async with self._uow.connection() as conn:
             raw = await conn.get_raw_connection()
-            cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                _CANDLE_LOAD_SQL, (exchange, self._market.value, symbol, timeframe, lo, hi)
-            )
-            rows = await cursor.fetchall()
-            await cursor.close()
-        table = np.array(rows, dtype=_CANDLE_DTYPE)
-        return CandleSeries(
-            symbol=symbol,
-            timeframe=timeframe,
-            ts_ms=table["ts_ms"].copy(),
-            **{c: table[c].copy() for c in _CANDLE_VALUES},
-        )
+            db = raw.driver_connection
+            async with db.execute(_CANDLE_COUNT_SQL, params) as cursor:  # type: ignore[union-attr]
+                (n,) = await cursor.fetchone()
+            columns = {name: np.empty(n, dtype=dtype[name]) for name in dtype.names or ()}
+            filled = 0
+            async with db.execute(sql, params) as cursor:  # type: ignore[union-attr]
+                while rows := await cursor.fetchmany(CANDLE_LOAD_BATCH_ROWS):
+                    part = np.array(rows, dtype=dtype)
+                    end = filled + len(part)
+                    if end > n:
+                        raise InvariantViolation(
+                            f"{exchange} {self._market} {symbol} {timeframe}: more candles "
+                            f"read than the {n} counted in the same transaction"
+                        )
+                    for name, column in columns.items():
+                        column[filled:end] = part[name]
+                    filled = end
+                    del rows, part  # before the next batch is fetched, not after
+        return {name: column[:filled] for name, column in columns.items()}
+
+    async def delete(
+        self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
+    ) -> int:
+        """Remove the candles that opened at ``ts_ms`` in one transaction (a repair deletes a
+        handful of rows, not a series); return how many were stored."""
+        key = (exchange, self._market.value, symbol, timeframe)
+        rows = [(*key, ts) for ts in np.asarray(ts_ms, dtype=np.int64).tolist()]
+        if not rows:
+            return 0
+        async with self._uow.connection() as conn:
+            result = await conn.exec_driver_sql(_CANDLE_DELETE_SQL, rows)
+        return int(result.rowcount)
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""
@@ -375,6 +452,32 @@ class SqlKeyValueRepo:
             await conn.execute(stmt)
 
 
+class SqlMarketRulesRepo:
+    """Each venue's market rules per symbol in ``market_rules``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def save(self, stored: Sequence[StoredRules]) -> None:
+        """Insert or replace these symbols' rules (the others stay)."""
+        key = ["exchange", "market", "symbol"]
+        async with self._uow.connection() as conn:
+            for one in stored:
+                await conn.execute(_upsert(_rules, key, mappers.stored_rules_to_row(one)))
+
+    async def load(self, exchange: str, market: MarketType) -> dict[str, StoredRules]:
+        """Return the stored rules of one venue's market, by symbol."""
+        c = _rules.c
+        stmt = (
+            select(_rules)
+            .where(and_(c.exchange == exchange, c.market == MarketType(market).value))
+            .order_by(c.symbol)
+        )
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return {r["symbol"]: mappers.row_to_stored_rules(r) for r in rows}
+
+
 class SqlStorage:
     """Every SQL repository over one engine, plus the unit of work.
 
@@ -393,6 +496,7 @@ class SqlStorage:
         self.balances = SqlBalanceRepo(self.uow)
         self.events = SqlEventRepo(self.uow)
         self.state = SqlKeyValueRepo(self.uow)
+        self.market_rules = SqlMarketRulesRepo(self.uow)
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction (nested: savepoint)."""

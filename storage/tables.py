@@ -176,6 +176,22 @@ class KeyValueRow(SQLModel, table=True):
     value: str = Field(sa_column=_text())
 
 
+class MarketRulesRow(SQLModel, table=True):
+    """A venue's precision and limits of one symbol, as last fetched."""
+
+    __tablename__ = "market_rules"
+
+    exchange: str = Field(sa_type=Text, primary_key=True)
+    market: str = Field(sa_type=Text, primary_key=True)  # MarketType: spot, perp
+    symbol: str = Field(sa_type=Text, primary_key=True)
+    amount_step: str = Field(sa_column=_text())
+    price_tick: str = Field(sa_column=_text())
+    min_amount: str = Field(sa_column=_text())
+    min_notional: str = Field(sa_column=_text())
+    max_leverage: int | None = Field(default=None, nullable=True)
+    fetched_ms: int = Field(sa_column=_ms())
+
+
 # --- schema for later features (no repositories yet) -------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 
 ZERO = Decimal(0)
 
@@ -47,6 +48,15 @@ class MarketRules:
         ``decimal.ROUND_FLOOR``, ``ROUND_CEILING``)."""
         return _to_step(price, self.price_tick, rounding)
 
+    def off_grid(self, amount: Decimal, price: Decimal | None) -> str:
+        """Return why an order of ``amount`` at ``price`` is not on this symbol's grid ("" if it
+        is): the venue refuses an amount off the step or a price off the tick."""
+        if amount % self.amount_step:
+            return f"amount {amount} is not a multiple of the step {self.amount_step}"
+        if price is not None and price % self.price_tick:
+            return f"price {price} is not a multiple of the tick {self.price_tick}"
+        return ""
+
     def meets_minimums(self, amount: Decimal, price: Decimal) -> bool:
         """Return True when an order of ``amount`` at ``price`` is not below the venue's
         minimum amount and minimum order value."""
@@ -55,3 +65,34 @@ class MarketRules:
 
 def _to_step(value: Decimal, step: Decimal, rounding: str) -> Decimal:
     return (value / step).quantize(Decimal(1), rounding=rounding) * step
+
+
+class RulesSource(StrEnum):
+    """Where a symbol's rules came from, most trusted first."""
+
+    VENUE = "venue"  # the venue's markets, fetched by this process
+    SETTINGS = "settings"  # QT__MARKET__SYMBOLS: an operator's override
+    STORED = "stored"  # the venue's markets as fetched before (qt data download, qt run)
+    INFERRED = "inferred"  # from the candles: the finest price increment, a tradable step
+    DEFAULT = "default"  # QT__MARKET__PRICE_TICK / AMOUNT_STEP / MIN_NOTIONAL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesInForce:
+    """A symbol's rules and where they came from (``note``: which venue and when, or from how
+    many candles)."""
+
+    rules: MarketRules
+    source: RulesSource
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRules:
+    """A venue's rules of a symbol as fetched at ``fetched_ms`` (``qt data download``, a
+    run's start or its refresh job)."""
+
+    exchange: str
+    market: str  # MarketType value: spot or perp
+    rules: MarketRules
+    fetched_ms: int

@@ -12,7 +12,7 @@ builds the real one from an exchange id.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from core.domain.enums import MarketType
 from core.domain.market import CandleSeries
+from core.domain.market_rules import MarketRules
 from core.errors import (
     ConfigError,
     DataError,
@@ -31,7 +32,7 @@ from core.errors import (
     RateLimited,
     TemporaryError,
 )
-from core.exchange.ccxt_markets import domain_symbol, resolve_market
+from core.exchange.ccxt_markets import TICK_SIZE, domain_symbol, market_rules, resolve_market
 from core.exchange.ccxt_orders import is_duplicate_message, is_not_found_message
 from core.exchange.ccxt_port import CallKind, CcxtPort, Miss
 from core.exchange.ccxt_universe import candidates_from
@@ -119,7 +120,8 @@ def make_ccxt_exchange(
     market_type: MarketType = MarketType.SPOT,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Build a ccxt.async_support exchange with rate limiting on; raise ConfigError if unknown."""
+    """Build a ccxt.async_support exchange with rate limiting on; raise ConfigError if the
+    venue is unknown, or ``sandbox`` is asked of one without a testnet."""
     cls = getattr(ccxt_async, exchange_id, None)
     if exchange_id not in ccxt_async.exchanges or cls is None:
         raise ConfigError(
@@ -139,6 +141,13 @@ def make_ccxt_exchange(
             config[key] = value
     exchange = cls(config)
     if sandbox:
+        # About half of ccxt's venues have no testnet: ccxt then raises NotSupported, or a
+        # TypeError when the venue lists its test URL as None. Both mean a setting to change.
+        if not exchange.urls.get("test"):
+            raise ConfigError(
+                f"{exchange_id} has no testnet in ccxt: set QT__EXCHANGE__SANDBOX=false (paper "
+                "orders need none) or pick a venue with one, e.g. binance, bybit, okx"
+            )
         with ccxt_errors(f"{exchange_id} sandbox"):
             exchange.set_sandbox_mode(True)
     return exchange
@@ -184,6 +193,19 @@ class CcxtMarketData:
         return CandleSeries.from_columns(
             symbol, timeframe, arr[:, 0].astype(np.int64), *(arr[:, i] for i in range(1, 6))
         )
+
+    async def load_market_rules(self, symbols: Iterable[str]) -> dict[str, MarketRules]:
+        """Return the venue's precision and limits of our ``symbols`` from its public markets
+        (a perp's leverage cap only where its market states one). ConfigError for a symbol
+        the venue does not list."""
+        with ccxt_errors(f"{self.name} load_markets"):
+            markets = await self._exchange.load_markets()
+        mode = getattr(self._exchange, "precisionMode", TICK_SIZE)
+        out: dict[str, MarketRules] = {}
+        for symbol in symbols:
+            market = resolve_market(markets, symbol, self._market_type, self.name)
+            out[symbol] = market_rules(market, symbol=symbol, precision_mode=mode, venue=self.name)
+        return out
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
@@ -37,6 +38,7 @@ from core.clock import Clock
 from core.domain.enums import MarketType, OrderStatus
 from core.domain.margin import MarginConfig
 from core.domain.market import Candle
+from core.domain.market_rules import MarketRules
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, FundingPayment, Position
 from core.errors import InvariantViolation, OrderRejected
@@ -61,6 +63,7 @@ class PaperExchange:
         min_notional: Decimal = Decimal(0),
         margin: MarginConfig | None = None,
         name: str = "paper",
+        rules: Callable[[str], MarketRules] | None = None,
     ) -> None:
         if starting_balance <= 0:
             raise ValueError(f"starting_balance must be > 0, was {starting_balance}")
@@ -78,6 +81,7 @@ class PaperExchange:
             order_id_prefix=f"{name}-",
             min_notional=min_notional,
             margin=margin if market_type is MarketType.PERP else None,
+            rules=rules,
         )
         self._book: PaperBook | None = None
         self._marks_dirty = False  # quiet candles moved marks that are not stored yet

@@ -330,7 +330,7 @@ class PaperBook(PaperLedger):
             return f"leverage {req.leverage} exceeds the maximum {cfg.max_leverage}"
         if req.type is OrderType.MARKET and req.symbol not in self.marks:
             return f"no price seen yet for {req.symbol}; market orders need one candle first"
-        small = self._below_min_notional(order)
+        small = self._off_rules(order)
         if small:
             return small
         pos = self._positions.get(req.symbol)
@@ -351,14 +351,28 @@ class PaperBook(PaperLedger):
                 return f"insufficient {asset}: order needs {need}, free {free}"
         return ""
 
-    def _below_min_notional(self, order: Order) -> str:
+    def _off_rules(self, order: Order) -> str:
+        """Return why the venue would refuse the order's amount or price ("" if it would not)."""
         req, cfg = order.request, self.config
-        if not cfg.min_notional or (req.reduce_only and cfg.market_type is MarketType.PERP):
+        minimum = cfg.min_notional
+        if cfg.rules is not None:
+            rules = cfg.rules(req.symbol)
+            off = rules.off_grid(req.amount, req.price) or (
+                rules.off_grid(req.amount, req.stop_price) if req.stop_price is not None else ""
+            )
+            if off:
+                return f"{req.symbol}: {off}"
+            minimum = rules.min_notional
+        if req.reduce_only and cfg.market_type is MarketType.PERP:
+            return ""  # closes a remainder of any size
+        if cfg.rules is not None and req.amount < (least := cfg.rules(req.symbol).min_amount):
+            return f"amount {req.amount} is below the minimum amount {least}"
+        if not minimum:
             return ""
         level = req.price if req.price is not None else req.stop_price
         if level is None:
             level = self.marks[req.symbol].price  # a market order: checked above that it has one
         notional = req.amount * level
-        if notional >= cfg.min_notional:
+        if notional >= minimum:
             return ""
-        return f"order value {notional} is below the minimum notional {cfg.min_notional}"
+        return f"order value {notional} is below the minimum notional {minimum}"

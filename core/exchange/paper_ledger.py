@@ -6,6 +6,7 @@ exact Decimal. The accounting rules are those of :mod:`core.exchange.paper_book`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Self
@@ -13,6 +14,7 @@ from typing import Self
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.margin import MarginConfig
 from core.domain.market import Candle
+from core.domain.market_rules import MarketRules
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, Position
 from core.errors import InvariantViolation
@@ -42,6 +44,9 @@ class BookConfig:
     # reduce-only orders are exempt (they may close a remainder of any size).
     min_notional: Decimal = ZERO
     margin: MarginConfig | None = None  # perps: how positions are margined and liquidated
+    # Each symbol's grid and minimums (the engine's book): an order off its step or tick is
+    # refused like the venue would; its minimum notional replaces ``min_notional``.
+    rules: Callable[[str], MarketRules] | None = None
 
 
 @dataclass(slots=True)

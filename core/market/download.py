@@ -3,8 +3,11 @@
 Only what the repo lacks in the requested range is fetched: history before the stored candles,
 holes between them, candles after them. Each page is validated and written before the next is
 asked for, so an interruption loses at most one page and the next run fetches what is still
-missing, nothing twice. Only closed candles are stored: a candle whose close time (open +
-timeframe) is after ``until_ms`` is still forming.
+missing, nothing twice but the newest stored candle: the candles after it are fetched from it,
+not after it, so a candle stored while it was still forming (by an earlier version, which did
+so for an ``--until`` after now) gets the venue's final values, at no extra request. Only
+closed candles are stored: a candle whose close time (open + timeframe) is after ``until_ms``
+or after now is still forming, and ``until_ms`` is capped at now.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from functools import partial
 import numpy as np
 import numpy.typing as npt
 
-from core.domain.market import grid_ceil_ms, timeframe_to_ms
+from core.domain.market import grid_ceil_ms, grid_floor_ms, timeframe_to_ms
 from core.market.validation import Gap, find_gaps, repair_candles, validate_candles
 from core.ports import CandleRepo, MarketData
 from core.retry import Sleep, retry
@@ -57,6 +60,7 @@ async def download_candles(
     timeframe: str,
     since_ms: int,
     until_ms: int,
+    now_ms: int,
     page_limit: int = 1000,
     progress: Progress | None = None,
     strict: bool = False,
@@ -66,8 +70,8 @@ async def download_candles(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> DownloadResult:
-    """Fetch the closed candles with open time in ``[since_ms, until_ms - timeframe]`` that
-    ``repo`` lacks.
+    """Fetch the closed candles with open time in ``[since_ms, min(until_ms, now_ms) -
+    timeframe]`` that ``repo`` lacks (``now_ms``: the wall clock, which the core does not read).
 
     The missing stretches are fetched oldest first: before the stored candles, each hole between
     them, after them. A hole the venue has no candles for either (an outage) costs one request
@@ -79,11 +83,13 @@ async def download_candles(
         raise ValueError(f"page_limit must be >= 1, was {page_limit}")
     tf_ms = timeframe_to_ms(timeframe)
     start_ms = grid_ceil_ms(since_ms, timeframe)
-    last_open_ms = until_ms - tf_ms  # newest open time whose candle has closed by until_ms
+    # The newest open time whose candle has closed by until_ms, and by now: a venue serves the
+    # candle still forming as its newest row, and a later run would never fetch it again.
+    last_open_ms = grid_floor_ms(min(until_ms, now_ms) - tf_ms, timeframe)
     stored = np.empty(0, dtype=np.int64)
     if start_ms <= last_open_ms:
-        stored = (await repo.load(exchange, symbol, timeframe, start_ms, last_open_ms + 1)).ts_ms
-    todo = missing_stretches(stored, start_ms, last_open_ms, tf_ms)
+        stored = await repo.open_times(exchange, symbol, timeframe, start_ms, last_open_ms + 1)
+    todo = _from_the_newest_stored(missing_stretches(stored, start_ms, last_open_ms, tf_ms), stored)
     total = sum((hi - lo) // tf_ms + 1 for lo, hi in todo)
     rng = rng or random.Random()
     fetch = partial(
@@ -117,9 +123,9 @@ async def download_candles(
             page_max_ms = int(page.ts_ms.max())
             page_source = f"{source_name} page since {page_since}"
             if strict:
-                validate_candles(page, source=page_source)
+                validate_candles(page, source=page_source, now_ms=now_ms)
             else:
-                page, report = repair_candles(page, source=page_source)
+                page, report = repair_candles(page, source=page_source, now_ms=now_ms)
                 for rule, count in report.dropped:
                     dropped[rule] = dropped.get(rule, 0) + count
                 if len(page) == 0:
@@ -150,6 +156,20 @@ async def download_candles(
         dropped=tuple(sorted(dropped.items())),
         resumed=len(stored) > 0,
     )
+
+
+def _from_the_newest_stored(
+    todo: list[tuple[int, int]], stored_ms: npt.NDArray[np.int64]
+) -> list[tuple[int, int]]:
+    """Start the stretch after the newest stored candle at that candle: the same first page,
+    one row more, and a candle stored while it formed is replaced by the final one."""
+    if not todo or len(stored_ms) == 0:
+        return todo
+    newest = int(stored_ms[-1])
+    lo, hi = todo[-1]
+    if hi >= lo > newest:
+        return [*todo[:-1], (newest, hi)]
+    return todo
 
 
 def missing_stretches(

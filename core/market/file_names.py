@@ -4,12 +4,14 @@ Freqtrade names spot candles ``BTC_USDT-1h.feather`` and futures ones by their c
 ``BTC_USDT_USDT-1h-futures.feather`` (the settle currency, then the candle type: ``futures``
 for the contract's trades, ``mark`` for its mark price, ``funding_rate``, ``index``,
 ``premiumIndex``), in a ``futures/`` folder; ``../shared/data/futures/`` keeps plain names in
-such a folder. The symbol is ``BASE/QUOTE`` for all of them, the name the bot trades a perp
-under: the market kind, not the symbol, keeps spot, futures and mark candles apart.
+such a folder (the folder the file is in, however its path was typed). The symbol is
+``BASE/QUOTE`` for all of them, the name the bot trades a perp under: the market kind, not the
+symbol, keeps spot, futures and mark candles apart.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,21 @@ def candle_market(path: Path) -> CandleMarket:
         return _CANDLE_KINDS[kind]
     if name is not None and name.settle is not None:
         return CandleMarket.PERP  # only a contract has a settle currency
-    if path.parent.name.lower() == _FUTURES_FOLDER:
+    if _in_futures_folder(path):
         return CandleMarket.PERP
     return CandleMarket.SPOT
+
+
+def _in_futures_folder(path: Path) -> bool:
+    """Return True when the file is in a ``futures/`` folder, however its path was typed.
+
+    ``BTC_USDT-1h.csv.gz`` typed inside ``futures/`` has no parent name at all; the absolute
+    path (``..`` folded, links kept) gives the folder as the user sees it, the resolved one the
+    folder a link points into. Either being ``futures`` makes the file a perp's.
+    """
+    lexical = Path(os.path.abspath(path)).parent.name
+    try:
+        resolved = path.resolve().parent.name
+    except (OSError, RuntimeError):  # a link loop: the name as typed is all there is
+        resolved = lexical
+    return _FUTURES_FOLDER in (lexical.lower(), resolved.lower())

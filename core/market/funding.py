@@ -6,8 +6,9 @@ fraction, e.g. 0.0001 = 0.01 %), or Binance's public-data layout
 ``BTC_USDT_USDT-8h-funding_rate.feather`` (``.parquet``, ``.json``): candle columns with the
 rate in ``open``. The symbol comes from the file name by the candles' rule
 (``core.market.file_names.symbol_of``): ``BTC_USDT-funding.csv.gz`` and Freqtrade's names are
-``BTC/USDT``, as its futures candles are. At each funding time a long position pays
-``amount * mark * rate`` to the shorts (negative rates the other way round).
+``BTC/USDT``, as its futures candles are. Timestamps in µs or ns are converted to ms (and said
+so in ``notes``) by the candles' rule (``core.market.timestamps``). At each funding time a long
+position pays ``amount * mark * rate`` to the shorts (negative rates the other way round).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as pa_feather
@@ -28,10 +30,10 @@ import pyarrow.parquet as pa_parquet
 
 from core.errors import DataError
 from core.market.file_names import symbol_of
+from core.market.timestamps import MIN_PLAUSIBLE_MS, to_milliseconds
 
 _FREQTRADE_SUFFIXES = (".feather", ".parquet", ".json", ".json.gz")
 _LAYOUTS = (("timestamp", "funding_rate"), ("calc_time", "last_funding_rate"))
-_MIN_PLAUSIBLE_MS = 100_000_000_000  # below this a timestamp is in seconds (see importers)
 MAX_ABS_RATE = Decimal("0.05")  # venues cap funding far below 5 % per interval: larger is a typo
 
 
@@ -42,6 +44,7 @@ class FundingRates:
     symbol: str
     ts_ms: tuple[int, ...]
     rates: tuple[Decimal, ...]
+    notes: tuple[str, ...] = ()  # what reading changed (timestamps converted to ms)
 
     def between(self, after_ms: int, until_ms: int) -> list[tuple[int, Decimal]]:
         """Return the events with ``after_ms < ts <= until_ms``."""
@@ -75,18 +78,16 @@ def read_funding_file(path: str | Path, *, symbol: str | None = None) -> Funding
         rows = _freqtrade_rows(path)
     else:
         rows = _csv_rows(path)
+    parsed = [_parse(path, where, raw_ts, raw_rate) for where, raw_ts, raw_rate in rows]
+    try:
+        raw_ms = np.array([ts for ts, _ in parsed], dtype=np.int64)
+    except OverflowError as exc:
+        raise DataError(f"{path}: a timestamp is beyond 64-bit integers: {exc}") from exc
+    # The candles' unit rule: a file in µs read as ms settled nothing and looked modelled.
+    ts_ms, notes = to_milliseconds(raw_ms, str(path), lambda i: _place(rows[i][0]))
     times: list[int] = []
     rates: list[Decimal] = []
-    for where, raw_ts, raw_rate in rows:
-        try:
-            ts = int(raw_ts)
-            rate = Decimal(raw_rate)
-        except (TypeError, ValueError, InvalidOperation) as exc:
-            raise DataError(
-                f"{path}:{where}: not a timestamp and a rate: {raw_ts!r}, {raw_rate!r}"
-            ) from exc
-        if ts < _MIN_PLAUSIBLE_MS:
-            raise DataError(f"{path}:{where}: timestamp {ts} looks like seconds; expected ms UTC")
+    for (where, _, _), ts, (_, rate) in zip(rows, ts_ms.tolist(), parsed, strict=True):
         if not rate.is_finite() or abs(rate) > MAX_ABS_RATE:
             raise DataError(f"{path}:{where}: funding rate {rate} is not within +-{MAX_ABS_RATE}")
         if times and ts <= times[-1]:
@@ -95,7 +96,24 @@ def read_funding_file(path: str | Path, *, symbol: str | None = None) -> Funding
         rates.append(rate)
     if not times:
         raise DataError(f"{path}: no funding rows")
-    return FundingRates(symbol=symbol, ts_ms=tuple(times), rates=tuple(rates))
+    return FundingRates(symbol=symbol, ts_ms=tuple(times), rates=tuple(rates), notes=tuple(notes))
+
+
+def _parse(path: Path, where: str, raw_ts: str, raw_rate: str) -> tuple[int, Decimal]:
+    try:
+        ts, rate = int(raw_ts), Decimal(raw_rate)
+    except (TypeError, ValueError, InvalidOperation) as exc:
+        raise DataError(
+            f"{path}:{where}: not a timestamp and a rate: {raw_ts!r}, {raw_rate!r}"
+        ) from exc
+    if ts < MIN_PLAUSIBLE_MS:  # in any unit finer than seconds it would be above
+        raise DataError(f"{path}:{where}: timestamp {ts} looks like seconds; expected ms UTC")
+    return ts, rate
+
+
+def _place(where: str) -> str:
+    """Return ``line 2`` for a CSV's line number, Freqtrade's ``row 1`` as it is."""
+    return f"line {where}" if where.isdigit() else where
 
 
 # (where, timestamp, rate) per row: "line 2" of a CSV, "row 1" of a Freqtrade file.

@@ -37,16 +37,8 @@ from core.market.candle_csv import (
 )
 from core.market.file_names import candle_market, parse_file_name
 from core.market.ordering import sort_by_time
+from core.market.timestamps import to_milliseconds
 from core.market.validation import ValidationReport, repair_candles, validate_candles
-
-# Below this an epoch timestamp is in seconds, not ms (1e11 ms is 1973, 1e11 s is year 5138).
-_MIN_PLAUSIBLE_MS = 100_000_000_000
-# The same reasoning one unit finer: from 1e14 a timestamp is in microseconds (1e14 ms would be
-# year 5138, 1e14 µs is 1973), from 1e17 in nanoseconds. The ranges do not overlap for any date
-# between 1973 and 5138, so each row's unit is unambiguous (Binance's public spot klines switched
-# from ms to µs in 2025, so one file can hold both).
-_MIN_PLAUSIBLE_US = 100_000_000_000_000
-_MIN_PLAUSIBLE_NS = 100_000_000_000_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +48,26 @@ class LoadedCandles:
     series: CandleSeries
     market: CandleMarket
     report: ValidationReport
+
+
+def traded_market_note(
+    path: Path, found: CandleMarket, traded: CandleMarket, user: str
+) -> str | None:
+    """Refuse mark-price candles for trading on; return a note when a file is of another
+    market than the traded one (``user`` says who trades: "the backtest", "the demo").
+
+    A mark price has no trades and no volume: replaying it would trade on a price nobody dealt
+    at. Spot candles for a perp (or the reverse) are close enough to be useful, but not the
+    same prices, so they are allowed with a word.
+    """
+    if found is CandleMarket.MARK:
+        raise DataError(
+            f"{path} holds mark-price candles (no trades, no volume): use the contract's own "
+            "candles (-futures) instead"
+        )
+    if found is not traded:
+        return f"{path} holds {found} candles; {user} trades {traded} (QT__EXCHANGE__MARKET_TYPE)"
+    return None
 
 
 def infer_symbol_timeframe(path: Path) -> tuple[str, str] | None:
@@ -101,11 +113,11 @@ def read_candle_file(
             f"{path}: unknown candle file type; expected .csv, .csv.gz, .json, .json.gz, "
             ".feather or .parquet"
         )
-    if len(ts) and int(ts.max()) < _MIN_PLAUSIBLE_MS:
-        raise DataError(
-            f"{path}: timestamps look like seconds (largest {int(ts.max())}); expected ms UTC"
-        )
-    ts, converted = _to_milliseconds(path, np.asarray(ts, dtype=np.int64))
+    ts, converted = to_milliseconds(
+        np.asarray(ts, dtype=np.int64),
+        str(path),
+        lambda row: f"data row {row + 1} (1-based, header not counted)",
+    )
     notes.extend(converted)
     series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
     file_rows = None
@@ -119,33 +131,6 @@ def read_candle_file(
     else:
         report = validate_candles(series, source=str(path), now_ms=now_ms, file_rows=file_rows)
     return LoadedCandles(series=series, market=market, report=replace(report, notes=tuple(notes)))
-
-
-def _to_milliseconds(path: Path, ts: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Return ``ts`` in ms, converting rows in µs or ns, and a note per unit converted.
-
-    A row in a finer unit that is not a whole number of ms is refused, naming it: truncating it
-    would invent a candle time the file does not hold.
-    """
-    ns = ts >= _MIN_PLAUSIBLE_NS
-    us = (ts >= _MIN_PLAUSIBLE_US) & ~ns
-    if not (ns.any() or us.any()):
-        return ts, []
-    out = ts.copy()
-    notes = []
-    for unit, rows, per_ms in (("nanoseconds", ns, 1_000_000), ("microseconds", us, 1_000)):
-        if not rows.any():
-            continue
-        frac = rows & (ts % per_ms != 0)
-        if frac.any():
-            row = int(np.argmax(frac))
-            raise DataError(
-                f"{path}: timestamp {int(ts[row])} at data row {row + 1} (1-based, header not "
-                f"counted) is in {unit} but not a whole number of ms; expected candle open times"
-            )
-        out[rows] = ts[rows] // per_ms
-        notes.append(f"timestamps: {int(rows.sum())} rows were in {unit}, converted to ms")
-    return out, notes
 
 
 def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tuple[str, str]:

@@ -148,16 +148,18 @@ def validate_candles(
     source: str,
     now_ms: int | None = None,
     file_rows: IntArray | None = None,
+    remedy: str | None = None,
 ) -> ValidationReport:
     """Check every rule; raise CandleValidationError naming source, row and rule on bad rows.
 
     ``now_ms`` enables the ``future`` rule; ``file_rows`` gives each row's 0-based place in the
-    file when the rows were reordered (``core.market.ordering.sort_by_time``).
+    file when the rows were reordered (``core.market.ordering.sort_by_time``); ``remedy``
+    replaces the closing line of the error, which tells how to fix a file.
     """
     tf_ms = _timeframe_ms(series, source)
     bad = _rule_masks(series, tf_ms, now_ms)
     if any(mask.any() for mask in bad.values()):
-        raise CandleValidationError(_describe(series, source, bad, file_rows))
+        raise CandleValidationError(_describe(series, source, bad, file_rows, remedy))
     return _report(series, source, tf_ms, bad)
 
 
@@ -257,6 +259,7 @@ def _describe(
     source: str,
     bad: dict[Rule, BoolArray],
     file_rows: IntArray | None,
+    remedy: str | None,
 ) -> str:
     broken = {rule: mask for rule, mask in bad.items() if mask.any()}
     any_bad = np.zeros(len(series), dtype=bool)
@@ -276,7 +279,8 @@ def _describe(
         )
     unsorted = Rule.NOT_INCREASING in broken
     lines.append(
-        "Fix the file, or load it with repair to drop the invalid rows and count them"
+        remedy
+        or "Fix the file, or load it with repair to drop the invalid rows and count them"
         + (" (or sorted, if its rows are only out of order)." if unsorted else ".")
     )
     return "\n".join(lines)

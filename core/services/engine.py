@@ -46,6 +46,7 @@ from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, DependencyError, InvariantViolation, StorageUnavailable
 from core.errors import OrderRejected as VenueRejected
+from core.market.rules_book import RulesBook
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, client_order_id
@@ -83,6 +84,7 @@ class Engine:
         policy: Callable[[], Policy],
         state: KeyValueRepo | None = None,
         on_storage_failure: Callable[[str], Awaitable[None]] | None = None,
+        book: RulesBook | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -96,7 +98,7 @@ class Engine:
         self.health = SymbolHealth(timeframe_to_ms(config.timeframe))  # symbols failed closed
         self.universe: Universe | None = None  # None: every symbol fed may enter (static list)
         self._candle_ms = timeframe_to_ms(config.timeframe)
-        self.orders = OrderPlanner(config)
+        self.orders = OrderPlanner(config, book)
         self.prices: dict[str, Decimal] = {}
         self._state = state
         self._bus = bus
@@ -115,7 +117,7 @@ class Engine:
 
     def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
         """Size and round every order of these symbols by the venue's own rules."""
-        self.orders.use_market_rules(rules)
+        self.orders.book.use_venue(rules)
 
     def rules(self, symbol: str) -> MarketRules:
         """Return the rules orders of ``symbol`` are sized and rounded by."""

@@ -8,7 +8,6 @@ this module says how much and at what price.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -18,6 +17,7 @@ from core.domain.enums import MarketType, PositionSide
 from core.domain.margin import MarginConfig, MarginMode, liquidation_price
 from core.domain.market_rules import MarketRules
 from core.domain.policy import Policy
+from core.market.rules_book import RulesBook
 from core.services.portfolio import AccountView
 
 
@@ -29,7 +29,7 @@ class EngineConfig:
     quote: str
     market_type: MarketType
     leverage: int
-    rules: MarketRules  # for symbols the venue gave no rules of (paper, backtests: settings)
+    rules: MarketRules  # a symbol's rules when the book holds none of it (settings' fallback)
     exits: ExitConfig
     costs: TradingCosts  # expected fees and slippage, for the risk budget
     margin: MarginConfig | None = None  # perps: the stop must sit inside liquidation
@@ -38,18 +38,14 @@ class EngineConfig:
 class OrderPlanner:
     """Size entries and plan exits by the rules of each symbol (see module docstring)."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, book: RulesBook | None = None) -> None:
         self.config = config
-        # The venue's precision and minimums per symbol (live: from its markets at start).
-        self.market_rules: dict[str, MarketRules] = {}
-
-    def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
-        """Size and round every order of these symbols by the venue's own rules."""
-        self.market_rules.update(rules)
+        # Each symbol's precision and minimums (shared with the paper venue, which checks them).
+        self.book = book or RulesBook(config.rules)
 
     def rules(self, symbol: str) -> MarketRules:
         """Return the rules orders of ``symbol`` are sized and rounded by."""
-        return self.market_rules.get(symbol) or self.config.rules
+        return self.book.rules(symbol)
 
     def expected_fill(self, side: PositionSide, price: Decimal) -> Decimal:
         """Return where an entry at market is expected to fill: the price plus slippage."""

@@ -237,6 +237,37 @@ async def test_candle_upsert_spanning_several_batches(storage: Storage) -> None:
     assert bool(np.all(np.diff(loaded.ts_ms) == MIN_MS))
 
 
+async def test_candle_open_times_are_those_load_gives_in_the_range(storage: Storage) -> None:
+    perp = storage.candles.for_market(CandleMarket.PERP)
+    await storage.candles.upsert("binance", candles(T0, 10))
+    await perp.upsert("binance", candles(T0 + 5 * MIN_MS, 10))
+    loaded = await storage.candles.load("binance", "BTC/USDT", "1m", T0 + MIN_MS, T0 + 4 * MIN_MS)
+    times = await storage.candles.open_times(
+        "binance", "BTC/USDT", "1m", T0 + MIN_MS, T0 + 4 * MIN_MS
+    )
+    assert times.dtype == np.int64 and times.tolist() == loaded.ts_ms.tolist()
+    assert len(times) == 3
+    assert len(await perp.open_times("binance", "BTC/USDT", "1m")) == 10  # its own series
+    assert len(await perp.open_times("binance", "ETH/USDT", "1m")) == 0
+
+
+async def test_candle_delete_removes_only_the_named_rows_of_its_series(storage: Storage) -> None:
+    perp = storage.candles.for_market(CandleMarket.PERP)
+    await storage.candles.upsert("binance", candles(T0, 10))
+    await perp.upsert("binance", candles(T0, 10))
+    gone = [T0 + 2 * MIN_MS, T0 + 9 * MIN_MS, T0 + 99 * MIN_MS]  # the last one is not stored
+    assert await storage.candles.delete("binance", "BTC/USDT", "1m", np.array(gone)) == 2
+    left = await storage.candles.load("binance", "BTC/USDT", "1m")
+    assert left.ts_ms.tolist() == [T0 + k * MIN_MS for k in (0, 1, 3, 4, 5, 6, 7, 8)]
+    assert len(await perp.load("binance", "BTC/USDT", "1m")) == 10  # another series
+    assert await storage.candles.delete("bybit", "BTC/USDT", "1m", np.array(gone)) == 0
+    with pytest.raises(RuntimeError):
+        async with storage.atomic():
+            await perp.delete("binance", "BTC/USDT", "1m", np.array([T0]))
+            raise RuntimeError("roll back")
+    assert len(await perp.load("binance", "BTC/USDT", "1m")) == 10
+
+
 # --- orders and fills ----------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ async def download(
         "timeframe": "1h",
         "since_ms": T0,
         "until_ms": T0 + N * H,
+        "now_ms": T0 + N * H,
         "page_limit": 1000,
         "sleep": sleeps,
         "rng": random.Random(0),
@@ -97,8 +98,8 @@ async def test_resume_after_interruption_continues_without_duplicates(
     fake.requests.clear()
     result = await download(market_data, repo, Sleeps())
     assert result.resumed
-    assert int(fake.requests[0]["startTime"]) == T0 + 600 * H
-    assert result.written == N - 600
+    assert int(fake.requests[0]["startTime"]) == T0 + 599 * H  # the newest stored, again
+    assert result.written == N - 599
     stored = await repo.load("binance", "BTC/USDT", "1h")
     assert len(np.unique(stored.ts_ms)) == len(stored) == N
     assert_same(stored, series)

@@ -359,6 +359,31 @@ def test_backtest_refuses_two_candle_files_of_one_symbol_naming_both(
         assert not (cli.data_dir / "backtests").exists()
 
 
+def test_backtest_refuses_two_funding_files_of_one_symbol_naming_both(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # Say a 2019-2023 and a 2024- export: the last one given used to replace the first.
+    data = write_csv(tmp_path / "BTC_USDT-1h.csv", candles("BTC/USDT", 300, seed=7))
+    files = []
+    for part, times in (("a", range(1, 20)), ("b", range(20, 37))):
+        (tmp_path / part).mkdir()
+        path = tmp_path / part / "BTC_USDT-funding.csv"
+        path.write_text(
+            "timestamp,funding_rate\n" + "".join(f"{T0 + k * 8 * H},0.0001\n" for k in times)
+        )
+        files += ["--funding", str(path)]
+
+    result = cli(
+        "backtest", "--data", str(data), *files, "--no-charts", QT__EXCHANGE__MARKET_TYPE="perp"
+    )
+
+    assert result.exit_code == 2, result.output
+    err = flat(result.stderr)
+    assert "two funding files for BTC/USDT" in err
+    assert files[1] in err and files[3] in err
+    assert not (cli.data_dir / "backtests").exists()
+
+
 # --- state ---------------------------------------------------------------------------------
 
 
@@ -635,8 +660,9 @@ def test_download_from_the_fake_binance_then_resume(
     assert first.exit_code == 0, first.output
     assert "BTC/USDT: 24 candles written in 1 pages, 0 gaps, 0 rows dropped" in first.stdout
     assert second.exit_code == 0, second.output
-    assert "BTC/USDT: 24 candles written in 1 pages (the rest was stored already)" in second.stdout
-    assert int(fake.requests[-1]["startTime"]) == T0 + 24 * H
+    # From the newest stored candle on: had it been stored while forming, it is final now.
+    assert "BTC/USDT: 25 candles written in 1 pages (the rest was stored already)" in second.stdout
+    assert int(fake.requests[-1]["startTime"]) == T0 + 23 * H
     assert stored_series(cli.db_file) == {("binance", "BTC/USDT", "1h", 48)}
 
 
@@ -698,6 +724,15 @@ def test_run_offline_exits_2_and_suggests_the_demo(cli: Cli, offline_dns: None) 
     assert "`qt demo`" in message
     assert "Traceback" not in result.output
     assert elapsed_s < PREFLIGHT_TIMEOUT_S
+
+
+def test_run_on_a_sandbox_ccxt_has_not_is_one_line(cli: Cli, offline_dns: None) -> None:
+    result = cli("run", QT__EXCHANGE__NAME="kraken", QT__EXCHANGE__SANDBOX="true")
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "kraken has no testnet in ccxt" in flat(result.stderr)
+    assert "Traceback" not in result.output
+    assert not cli.db_file.exists()  # refused before anything started
 
 
 LIVE = {

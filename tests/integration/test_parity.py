@@ -13,6 +13,7 @@ from rich.console import Console
 
 from bot.app import TradingProcess
 from bot.backtest import run_backtest
+from bot.market_rules import resolved
 from bot.modes import build_demo, demo_market, paper_exchange
 from bot.runner import run_process
 from core.clock import AcceleratedClock
@@ -62,7 +63,13 @@ async def test_demo_and_backtest_make_the_same_orders_and_fills(settings: Settin
 
     markets, replay_start_ms = demo_market(settings)
     for fast in (True, False):
-        result = await run_backtest(settings, markets, start_ms=replay_start_ms, fast=fast)
+        result = await run_backtest(
+            settings,
+            markets,
+            start_ms=replay_start_ms,
+            fast=fast,
+            rules=resolved(settings, markets, series=markets),
+        )
         assert len(demo_fills) >= 10, "the scenario must trade to prove anything"
         # Same fills; listed in fill-time order, which the demo's real clock can shuffle a little.
         assert sorted(map(_key, result.fills)) == sorted(map(_key, demo_fills))
@@ -108,7 +115,7 @@ async def test_restart_mid_trade_continues_exactly(settings: Settings) -> None:
     next_ms = min(int(s.ts_ms[0]) for s in resume.values())
     clock = AcceleratedClock(start_ms=next_ms, speed=first.parts.speed)
     storage = open_storage(first.parts.database_url)
-    paper = paper_exchange(settings, storage, clock)
+    paper = paper_exchange(settings, storage, clock, first.parts.book)
     second = TradingProcess(
         replace(
             first.parts,
@@ -141,7 +148,12 @@ async def test_restart_mid_trade_continues_exactly(settings: Settings) -> None:
         fills = await storage.fills.list_fills()
     finally:
         await storage.stop()
-    result = await run_backtest(settings, markets, start_ms=replay_start_ms)
+    result = await run_backtest(
+        settings,
+        markets,
+        start_ms=replay_start_ms,
+        rules=resolved(settings, markets, series=markets),
+    )
     assert sorted(map(_key, fills)) == sorted(map(_key, result.fills))
 
 

@@ -248,3 +248,41 @@ async def test_a_perp_run_stores_and_seeds_from_the_perp_series(
         ("perp", 2_000, last_open),
         ("spot", 10, last_open),
     ]
+
+
+async def test_a_stored_future_candle_is_not_seeded_and_is_reported(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database an earlier version wrote can end a series with a mistyped 2027 candle. Seeded,
+    it made every later candle look older than the history's newest: the engine ignored them
+    all and never had a signal again, without a word."""
+    md, _fake, last_open = market_data
+    future_ms = last_open + 400 * 24 * HOUR_MS
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        stray = generate_candles("BTC/USDT", "1h", 1, seed=1, start_ms=future_ms)
+        await storage.candles.upsert("binance", stray)
+    finally:
+        await storage.stop()
+    stop = asyncio.Event()
+    built: list[TradingProcess] = []
+
+    async def build() -> TradingProcess:
+        process = await build_run(settings, market_data=md)
+
+        async def stop_after_first(_symbol: str, _candle: object) -> None:
+            stop.set()
+
+        process.market.on_candle(stop_after_first)
+        built.append(process)
+        return process
+
+    assert await asyncio.wait_for(run_process(build, console=Console(), stop=stop), 30) == "signal"
+    frame = built[0].engine.signals.frame("BTC/USDT")
+    assert frame is not None
+    assert frame.index_of(last_open) is not None
+    assert frame.index_of(future_ms) is None  # the history ends at the newest closed candle
+    assert "binance spot BTC/USDT 1h: 1 stored candle left out" in caplog.text

@@ -13,6 +13,7 @@ import pytest
 
 from bot.modes import build_run
 from core.config import Settings, load_settings
+from core.domain.market_rules import RulesSource
 from core.errors import ConfigError
 from core.exchange.ccxt import CcxtMarketData
 from jobs.registry import JOBS
@@ -67,6 +68,8 @@ async def test_run_starts_on_the_top_n_and_the_job_refreshes_it(
         assert process.engine.universe is not None
         assert process.engine.universe.current == ("BTC/USDT", "SOL/USDT")
         assert "SOL/USDT" in venue.ohlcv_calls  # its warm-up candles were asked for
+        # ... and its market rules are the venue's, refreshed with the others from now on.
+        assert process.rules.book.in_force("SOL/USDT").source is RulesSource.VENUE
         venue.fail_next("fetch_tickers", ccxt_async.ExchangeNotAvailable("down"))
         await process.scheduler.run_job(REFRESH)
         assert process.engine.universe.current == ("BTC/USDT", "SOL/USDT")  # kept

@@ -53,3 +53,17 @@ def test_a_fail_safe_stream_passes_everything_through_while_it_works() -> None:
     console.print("hello")
     assert out.getvalue() == "hello\n"
     assert not console.is_terminal
+
+
+def test_a_closed_stdout_is_nothing_to_write_to_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bot.fail_safe_stream import FailSafeStream
+
+    # `qt run >&-`: Python sets sys.stdout to None; the console is built at import.
+    console = Console(file=FailSafeStream(lambda: None))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        console.print("dropped")
+        console.file.flush()
+    assert not console.is_terminal
+    assert caplog.text == ""

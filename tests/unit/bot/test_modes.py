@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.feather as pa_feather
 import pytest
 
-from bot.modes import build_run
+from bot.modes import build_run, demo_market
 from core.config import Settings, load_settings
-from core.errors import OperationalError
+from core.errors import DataError, OperationalError
+from core.market.synthetic import generate_candles
 
 LIVE = {
     "QT__TRADING__MODE": "live",
@@ -70,3 +74,39 @@ async def test_testnet_candles_are_stored_apart_from_the_markets(
     settings = settings_with(monkeypatch, tmp_path, QT__EXCHANGE__SANDBOX=sandbox)
     process = await build_run(settings, market_data=QuietVenue())  # type: ignore[arg-type]
     assert process.parts.source == source
+
+
+def write_feather(path: Path, n: int = 120) -> Path:
+    series = generate_candles("BTC/USDT", "1h", n, seed=4, start_ms=1_704_067_200_000)
+    cols = {c: pa.array(getattr(series, c)) for c in ("open", "high", "low", "close", "volume")}
+    date = pa.array(series.ts_ms, pa.timestamp("ms", tz="UTC"))
+    pa_feather.write_feather(pa.table({"date": date, **cols}), path)
+    return path
+
+
+def test_the_demo_refuses_mark_price_candles_as_the_backtest_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mark = write_feather(tmp_path / "BTC_USDT_USDT-1h-mark.feather")
+    settings = settings_with(
+        monkeypatch, tmp_path, QT__DEMO__DATA_FILE=str(mark), QT__DEMO__HISTORY_CANDLES="60"
+    )
+    with pytest.raises(DataError, match="holds mark-price candles"):
+        demo_market(settings)
+
+
+def test_the_demo_notes_a_file_of_the_other_market(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spot = write_feather(tmp_path / "BTC_USDT-1h.feather")
+    settings = settings_with(
+        monkeypatch,
+        tmp_path,
+        QT__DEMO__DATA_FILE=str(spot),
+        QT__DEMO__HISTORY_CANDLES="60",
+        QT__EXCHANGE__MARKET_TYPE="perp",
+    )
+    with caplog.at_level(logging.WARNING, logger="bot.modes"):
+        markets, _ = demo_market(settings)
+    assert list(markets) == ["BTC/USDT"]
+    assert f"{spot} holds spot candles; the demo trades perp" in caplog.text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from core.clock import SimClock
 from core.domain.enums import MarketType, OrderType, Side
 from core.domain.margin import MarginConfig
 from core.domain.market import Candle
+from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest
 from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
@@ -80,6 +82,7 @@ async def started_paper(
     starting_balance: Decimal = STARTING_USDT,
     min_notional: Decimal = Decimal(0),
     margin: MarginConfig | None = None,
+    rules: Callable[[str], MarketRules] | None = None,
 ) -> PaperExchange:
     """Return a started paper exchange on ``storage`` (a fresh MemoryStorage by default)."""
     paper = PaperExchange(
@@ -91,6 +94,7 @@ async def started_paper(
         max_leverage=max_leverage,
         min_notional=min_notional,
         margin=margin,
+        rules=rules,
     )
     await paper.start()
     return paper

@@ -64,6 +64,7 @@ async def run(source: PagedSource, repo: object, **kw: object) -> DownloadResult
         "rng": random.Random(0),
     }
     args.update(kw)
+    args.setdefault("now_ms", args["until_ms"])  # the range's end is now, unless told
     return await download_candles(source, repo, **args)  # type: ignore[arg-type]
 
 
@@ -89,7 +90,44 @@ async def test_still_open_candle_is_not_stored(series: CandleSeries) -> None:
     assert await repo.last_ts_ms(EX, SYM, "1h") == T0 + 448 * H
 
 
-async def test_resumes_after_an_interruption_without_refetching(series: CandleSeries) -> None:
+def forming(series: CandleSeries, i: int, close: float) -> CandleSeries:
+    """Return ``series`` with candle ``i`` as it looks while it forms (its close so far)."""
+    close_col = series.close.copy()
+    close_col[i] = close
+    high = np.maximum(series.high, close_col)
+    low = np.minimum(series.low, close_col)
+    return CandleSeries.from_columns(
+        SYM, "1h", series.ts_ms, series.open, high, low, close_col, series.volume
+    )
+
+
+async def test_a_candle_still_forming_at_now_is_not_stored_whatever_until_says(
+    series: CandleSeries,
+) -> None:
+    # `qt data download --until <tomorrow>`: the venue returns the current candle, forming.
+    repo = MemoryStorage().candles
+    now = T0 + 449 * H + H // 2  # candle 449 opened half an hour ago
+    result = await run(
+        PagedSource(forming(series, 449, 1.0)), repo, until_ms=T0 + 500 * H, now_ms=now
+    )
+    assert result.last_ms == T0 + 448 * H
+    assert await repo.last_ts_ms(EX, SYM, "1h") == T0 + 448 * H
+
+
+async def test_the_newest_stored_candle_is_fetched_again_so_a_partial_one_is_replaced(
+    series: CandleSeries,
+) -> None:
+    # An earlier version stored candle 299 while it formed; the venue's is final by now.
+    repo = MemoryStorage().candles
+    await repo.upsert(EX, forming(series, 299, 1.0).slice(0, 300))
+    source = PagedSource(series, page_limit=1000)
+    result = await run(source, repo)
+    assert source.since == [T0 + 299 * H]
+    assert result.written == 151
+    assert_same(await repo.load(EX, SYM, "1h"), series)
+
+
+async def test_resumes_after_an_interruption_refetching_one_candle(series: CandleSeries) -> None:
     repo = MemoryStorage().candles
     source = PagedSource(series, page_limit=100)
     source.fail_from = 2  # two pages land, then the venue stays down beyond the retries
@@ -100,9 +138,9 @@ async def test_resumes_after_an_interruption_without_refetching(series: CandleSe
     source2 = PagedSource(series, page_limit=100)
     result = await run(source2, repo)
     assert result.resumed
-    assert result.start_ms == T0 + 200 * H
-    assert source2.since[0] == T0 + 200 * H
-    assert result.written == 250  # nothing stored twice
+    assert result.start_ms == T0 + 199 * H  # the newest stored one, in case it was forming
+    assert source2.since[0] == T0 + 199 * H
+    assert result.written == 251  # nothing else stored twice
     assert_same(await repo.load(EX, SYM, "1h"), series)
 
 
@@ -216,8 +254,8 @@ async def test_fills_before_and_after_the_stored_candles_in_one_run(series: Cand
     await repo.upsert(EX, series.slice(200, 300))
     source = PagedSource(series, page_limit=1000)
     result = await run(source, repo)
-    assert result.written == 350
-    assert source.since == [T0, T0 + 300 * H]
+    assert result.written == 351  # the missing 350 and the newest stored one again
+    assert source.since == [T0, T0 + 299 * H]
     assert_same(await repo.load(EX, SYM, "1h"), series)
 
 
@@ -265,5 +303,5 @@ async def test_a_stored_future_candle_does_not_stop_the_download(series: CandleS
     await repo.upsert(EX, series.slice(0, 1))
     await repo.upsert(EX, future)
     result = await run(PagedSource(series, page_limit=100), repo)
-    assert result.written == 449
+    assert result.written == 450  # the first candle again: the newest stored in the range
     assert_same((await repo.load(EX, SYM, "1h")).between(None, T0 + 450 * H), series)

@@ -95,3 +95,24 @@ def test_freqtrade_funding_files_map_to_the_symbol_of_its_futures_candles(tmp_pa
         (T0, T0 + H8),
         (D("0.0001"), D("-0.0002")),
     )
+
+
+@pytest.mark.parametrize(("unit", "factor"), [("microseconds", 1000), ("nanoseconds", 1_000_000)])
+def test_us_and_ns_timestamps_are_converted_to_ms_and_said_so(
+    tmp_path: Path, unit: str, factor: int
+) -> None:
+    # Read as ms, a file in µs settled nothing and was reported as modelled (net 0).
+    rows = "".join(f"{(T0 + k * H8) * factor},0.0001\n" for k in range(3))
+    rates = read_funding_file(
+        write(tmp_path / "BTC_USDT-funding.csv", "timestamp,funding_rate\n" + rows)
+    )
+    assert rates.ts_ms == (T0, T0 + H8, T0 + 2 * H8)
+    assert rates.notes == (f"timestamps: 3 rows were in {unit}, converted to ms",)
+
+
+def test_a_sub_millisecond_timestamp_is_refused_naming_its_row(tmp_path: Path) -> None:
+    text = f"timestamp,funding_rate\n{T0 * 1000},0.0001\n{(T0 + H8) * 1000 + 1},0.0001\n"
+    with pytest.raises(
+        DataError, match=r"timestamp \d+ at line 3 is in microseconds but not a whole"
+    ):
+        read_funding_file(write(tmp_path / "BTC_USDT-funding.csv", text))

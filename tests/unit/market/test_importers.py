@@ -163,6 +163,28 @@ def test_the_market_kind_comes_from_the_name_and_folder(
     assert read_candle_file(path, market=CandleMarket.SPOT).market == "spot"  # told otherwise
 
 
+@pytest.mark.parametrize("typed", ["BTC_USDT-1h.csv.gz", "./BTC_USDT-1h.csv.gz"])
+def test_a_file_named_relative_to_its_futures_folder_is_perp(
+    tmp_path: Path, series: CandleSeries, monkeypatch: pytest.MonkeyPatch, typed: str
+) -> None:
+    # `cd ../shared/data/futures && qt data import BTC_USDT-1h.csv.gz`: the folder is the
+    # one the file is in, not the one the path was typed with.
+    folder = tmp_path / "futures"
+    folder.mkdir()
+    (folder / "BTC_USDT-1h.csv.gz").write_bytes(gzip.compress(csv_text(series).encode()))
+    monkeypatch.chdir(folder)
+    assert read_candle_file(Path(typed)).market == "perp"
+
+
+def test_a_link_into_a_futures_folder_is_perp(tmp_path: Path, series: CandleSeries) -> None:
+    (tmp_path / "futures").mkdir()
+    target = tmp_path / "futures" / "BTC_USDT-1h.csv.gz"
+    target.write_bytes(gzip.compress(csv_text(series).encode()))
+    link = tmp_path / "BTC_USDT-1h.csv.gz"
+    link.symlink_to(target)
+    assert read_candle_file(link).market == "perp"
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [

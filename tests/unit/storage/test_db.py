@@ -83,9 +83,9 @@ async def test_a_database_locked_past_the_busy_timeout_is_storage_unavailable(
     other = sqlite3.connect(path, isolation_level=None)  # another process, say a big import
     other.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(StorageUnavailable, match="database is locked"):
+        with pytest.raises(StorageUnavailable, match=f"the database {path} is locked by another"):
             await storage.state.set(StateKey.TRADING_STATE, "halted")
-        with pytest.raises(StorageUnavailable, match="database is locked"):
+        with pytest.raises(StorageUnavailable, match=f"the database {path} is locked by another"):
             async with storage.atomic():
                 await storage.state.set(StateKey.TRADING_STATE, "halted")
     finally:
@@ -111,3 +111,26 @@ def test_env_example_promises_only_the_database_urls_storage_accepts() -> None:
         parse_sqlite_url(url)  # every URL the comment shows is accepted (nothing is created)
     with pytest.raises(ConfigError, match=r"only SQLite.*sqlite\+aiosqlite"):
         open_storage("postgresql+asyncpg://qt@localhost/qt")  # refused before connecting
+
+
+async def test_a_full_disk_is_storage_unavailable_naming_the_database(tmp_path: Path) -> None:
+    from core.errors import StorageUnavailable
+    from core.market.synthetic import generate_candles
+
+    path = tmp_path / "full.sqlite"
+    storage = SqlStorage(f"sqlite+aiosqlite:///{path}")
+    await storage.start()
+    await storage.engine.dispose()  # connections from now on get the cap below
+
+    def no_room(dbapi_connection: Any, _record: Any) -> None:
+        # SQLite's page cap (clamped to the file's size) fails a write as a full disk does.
+        dbapi_connection.execute("PRAGMA max_page_count = 1")
+
+    event.listen(storage.engine.sync_engine, "connect", no_room)
+    series = generate_candles("BTC/USDT", "1h", 5000, seed=1, start_ms=1_704_067_200_000)
+    try:
+        with pytest.raises(StorageUnavailable) as caught:
+            await storage.candles.upsert("binance", series)
+    finally:
+        await storage.stop()
+    assert str(caught.value) == f"cannot write the database {path}: the disk is full"

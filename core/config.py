@@ -455,6 +455,8 @@ def _describe(error: ValidationError) -> str:
         name = f"{ENV_PREFIX}{loc}" if loc else "settings"
         msg = str(item["msg"]).removeprefix("Value error, ")
         lines.append(msg if msg.startswith(ENV_PREFIX) else f"{name}: {msg}")
+    if len(lines) == 1:  # the common case: one line
+        return f"invalid settings: {lines[0]}"
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

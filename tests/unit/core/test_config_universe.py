@@ -57,5 +57,4 @@ def test_bad_universe_settings_are_one_clear_line(
     monkeypatch.setenv(f"QT__UNIVERSE__{name}", value)
     with pytest.raises(ConfigError, match=message) as err:
         load_settings()
-    problems = str(err.value).removeprefix("invalid settings:\n").strip().splitlines()
-    assert len(problems) == 1, problems
+    assert "\n" not in str(err.value)

@@ -74,12 +74,26 @@ def select_universe(
 ) -> tuple[str, ...]:
     """Return the symbols of the universe at ``now_ms``, best first: the ``top_n`` eligible
     candidates by quote volume, ties broken by symbol (the same input always ranks the same).
-    A symbol given twice counts once, with its largest volume."""
-    best: dict[str, Candidate] = {}
-    for c in candidates:
-        if eligible(c, rules, now_ms):
-            seen = best.get(c.symbol)
-            if seen is None or c.quote_volume > seen.quote_volume:
-                best[c.symbol] = c
-    ranked = sorted(best.values(), key=lambda c: (-c.quote_volume, c.symbol))
-    return tuple(c.symbol for c in ranked[: rules.top_n])
+    A symbol given twice counts once, with its largest eligible volume."""
+    ranked = sorted(candidates, key=lambda c: (-_rank_volume(c), c.symbol))
+    return select_ranked(ranked, rules, now_ms)
+
+
+def select_ranked(
+    ranked: Iterable[Candidate], rules: UniverseRules, now_ms: int
+) -> tuple[str, ...]:
+    """Return the first ``top_n`` eligible symbols of candidates already ranked (by quote
+    volume, then symbol), looking no further than needed: a backtest ranks every refresh at
+    once and checks only the best few."""
+    picked: list[str] = []
+    for c in ranked:
+        if len(picked) == rules.top_n:
+            break
+        if c.symbol not in picked and eligible(c, rules, now_ms):
+            picked.append(c.symbol)
+    return tuple(picked)
+
+
+def _rank_volume(c: Candidate) -> float:
+    """Return the volume to rank by: NaN (never eligible) ranks last."""
+    return c.quote_volume if c.quote_volume == c.quote_volume else float("-inf")

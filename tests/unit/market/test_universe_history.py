@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.domain.market import CandleSeries
-from core.market.universe import DAY_MS, UniverseRules
+from core.market.universe import DAY_MS, Candidate, UniverseRules
 from core.market.universe_history import candidates_at, refresh_times, universe_schedule
 
 T0 = 1_704_067_200_000  # 2024-01-01
@@ -70,3 +70,48 @@ def test_a_symbol_whose_candles_ended_is_no_candidate() -> None:
 def test_refresh_times_start_at_the_start_and_stay_before_the_end() -> None:
     assert refresh_times(0, 10, 4) == [0, 4, 8]
     assert refresh_times(5, 5, 4) == [5]
+
+
+def naive(series: dict[str, CandleSeries], t: int, rules: UniverseRules) -> tuple[str, ...]:
+    """The rule written out candle by candle, as a reference."""
+    from core.market.universe import select_universe
+
+    found = []
+    for symbol, s in series.items():
+        rows = [i for i, ts in enumerate(s.ts_ms.tolist()) if t - DAY_MS <= ts and ts + HOUR <= t]
+        if rows:
+            found.append(
+                Candidate(
+                    symbol=symbol,
+                    quote="USDT",
+                    quote_volume=sum(float(s.volume[i] * s.close[i]) for i in rows),
+                    last_price=float(s.close[rows[-1]]),
+                    listed_ms=int(s.ts_ms[0]),
+                )
+            )
+    return select_universe(found, rules, t)
+
+
+def test_the_schedule_is_the_rule_applied_at_each_refresh_on_random_markets() -> None:
+    rng = np.random.default_rng(11)
+    data = {}
+    for k in range(12):
+        start = T0 + int(rng.integers(0, 20)) * DAY_MS
+        hours = int(rng.integers(24, 40 * 24))
+        keep = rng.random(hours) > 0.1  # holes in the data
+        ts = (start + np.arange(hours, dtype=np.int64) * HOUR)[keep]
+        close = rng.uniform(0.001, 5.0, len(ts))
+        volume = np.round(rng.uniform(0, 1e4, len(ts)))
+        if k in (3, 4):  # two symbols that traded exactly alike: a tie, broken by symbol
+            ts, close, volume = (
+                data["S00/USDT"].ts_ms,
+                data["S00/USDT"].close,
+                data["S00/USDT"].volume,
+            )
+        sym = f"S{k:02d}/USDT"
+        data[sym] = CandleSeries.from_columns(sym, "1h", ts, close, close, close, close, volume)
+    times = refresh_times(T0 + 5 * DAY_MS, T0 + 60 * DAY_MS, 7 * HOUR)
+    for r in (rules(top_n=4), rules(top_n=3, min_price=0.5, min_listing_days=10)):
+        got = universe_schedule(data, r, times)
+        assert got == [(t, naive(data, t, r)) for t in times]
+        assert any(len(members) == r.top_n for _, members in got)

@@ -161,6 +161,22 @@ async def _stored_symbols(
     )
 
 
+def _in_universe_quote(
+    settings: Settings, series: dict[str, CandleSeries]
+) -> dict[str, CandleSeries]:
+    """With a dynamic universe, leave out (with a note) the symbols of another quote: the
+    universe would never pick them (a static list is refused for them instead)."""
+    if not settings.universe.dynamic:
+        return series
+    from core.market.universe_history import quote_of
+
+    quote = settings.universe.rules(settings.trading.quote_currency).quote
+    other = sorted(s for s in series if quote_of(s) != quote)
+    if other:
+        console.print(f"note: not quoted in {quote}, left out of the universe: {', '.join(other)}")
+    return {s: v for s, v in series.items() if s not in other}
+
+
 def _expand_folders(paths: list[Path], timeframe: str) -> list[Path]:
     """Replace each folder by its candle files of ``timeframe``."""
     from core.market.data_folder import candle_files
@@ -210,7 +226,7 @@ async def _backtest(
     from core.market.funding import read_funding_file
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
-    series = await _load(settings, files.candles)
+    series = _in_universe_quote(settings, await _load(settings, files.candles))
     detail = await _load(settings, files.detail) if files.detail else None
     funding = [(f, read_funding_file(f)) for f in files.funding]
     rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")

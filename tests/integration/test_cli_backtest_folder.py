@@ -57,10 +57,13 @@ def test_a_folder_with_a_dynamic_universe_reports_it(cli: Cli, tmp_path: Path) -
         "QT__UNIVERSE__TOP_N": "2",
         "QT__UNIVERSE__MIN_LISTING_DAYS": "7",
     }
-    args = ("backtest", "--data", str(folder(tmp_path)), "--no-charts", "--name", "v")
+    data = folder(tmp_path)
+    write_csv(data / "ETH_BTC-1h.csv", with_volume("ETH/BTC", 1e9, 7))  # another quote
+    args = ("backtest", "--data", str(data), "--no-charts", "--name", "v")
     result = cli(*args, **env)
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
+    assert "note: not quoted in USDT, left out of the universe: ETH/BTC" in out
     assert "Universe: 0-2 symbol(s) over 20 refresh(es), 1 change(s); ever selected (2): " in out
     assert "AAA/USDT, BBB/USDT" in out
     report = json.loads((cli.data_dir / "backtests" / "backtest-v.json").read_text())

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bot.backtest_window import Sources, check_window, trading_start_ms
 from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
 from core.analytics import (
@@ -130,6 +131,7 @@ async def run_backtest(
     provider: SignalProvider | None = None,
     funding: Mapping[str, FundingRates] | None = None,
     rules: Mapping[str, RulesInForce] | None = None,
+    sources: Sources | None = None,
 ) -> BacktestResult:
     """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
 
@@ -140,12 +142,17 @@ async def run_backtest(
     ``funding`` (perps) is settled on open positions at each funding time; without it funding
     is not modelled. ``rules``: each symbol's market rules (None: the settings' override, else
     the settings' fallback; ``qt backtest`` passes stored or inferred ones, see
-    ``bot.market_rules``).
+    ``bot.market_rules``). Every symbol needs candles in the range, and detail and funding
+    something there, or it is refused before the run (``bot.backtest_window``; ``sources``
+    names the files in that message).
     """
     timeframe = _check_inputs(settings, series, detail, funding)
+    check_window(
+        series, start_ms=start_ms, end_ms=end_ms, detail=detail, funding=funding, sources=sources
+    )
     settings = settings.with_market(list(series), timeframe)
     window = {s: ser.between(None, end_ms) for s, ser in series.items()}
-    trade_from = start_ms if start_ms is not None else min(int(s.ts_ms[0]) for s in window.values())
+    trade_from = trading_start_ms(window, start_ms)
     clock = SimClock(trade_from)
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it

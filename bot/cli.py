@@ -12,8 +12,16 @@ from typing import Annotated
 import typer
 
 from bot.cli_backtest import backtest
-from bot.cli_common import EnvFileOpt, console, exit_if_output_lost, load_or_exit, run_or_exit
+from bot.cli_common import (
+    EnvFileOpt,
+    console,
+    exit_if_output_lost,
+    load_or_exit,
+    one_line_errors,
+    run_or_exit,
+)
 from bot.cli_data import data_app
+from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt data markets`)
 from bot.cli_state import state_app
 from core.config import redacted
 
@@ -81,7 +89,8 @@ def demo(
     from bot.modes import build_demo
     from bot.runner import run_process
 
-    configure_logging(settings, console)
+    with one_line_errors():  # a data folder the log cannot be written in
+        configure_logging(settings, console)
 
     run_or_exit(lambda: run_process(lambda: build_demo(settings), console=console))
 
@@ -94,7 +103,8 @@ def run(env_file: EnvFileOpt = None) -> None:
     from bot.modes import build_run
     from bot.runner import run_process
 
-    configure_logging(settings, console)
+    with one_line_errors():  # a data folder the log cannot be written in
+        configure_logging(settings, console)
 
     run_or_exit(lambda: run_process(lambda: build_run(settings), console=console))
 

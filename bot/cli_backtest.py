@@ -101,23 +101,27 @@ def backtest(
     )
 
 
-async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries]:
+async def _load(
+    settings: Settings, files: list[Path]
+) -> tuple[dict[str, CandleSeries], dict[str, str]]:
+    """Return the candles by symbol, and where each symbol's came from (for messages)."""
     from core.market.importers import read_candle_file, traded_market_note
     from core.market.stored import load_checked
     from storage import open_storage
 
     market = CandleMarket.traded(settings.exchange.market_type)
     if files:
-        files = _expand_folders(files, settings.trading.timeframe)
         now_ms = int(time.time() * 1000)
         loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
         for path, item in loaded:
             note = traded_market_note(path, item.market, market, "the backtest")
             if note:
                 console.print(f"note: {escape(note)}")
-        return _one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
+        found = _one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
+        return found, {item.series.symbol: str(f) for f, item in loaded}
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
+    where = f"the database ({settings.exchange.name} {market} {settings.trading.timeframe})"
     try:
         found = {}
         for symbol in await _stored_symbols(settings, storage.candles, market):
@@ -141,7 +145,7 @@ async def _load(settings: Settings, files: list[Path]) -> dict[str, CandleSeries
             f"{settings.exchange.name} {', '.join(settings.trading.symbols)}: pass --data FILE "
             "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
-    return found
+    return found, dict.fromkeys(found, where)
 
 
 async def _stored_symbols(
@@ -219,6 +223,7 @@ async def _backtest(
     charts: bool,
 ) -> None:
     from bot.backtest import run_backtest
+    from bot.backtest_window import Sources
     from bot.market_rules import notices, resolved, stored_rules
     from bot.report import failures_summary, print_report, write_report
     from bot.report_folder import check_report_folder
@@ -226,8 +231,11 @@ async def _backtest(
     from core.market.funding import read_funding_file
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
-    series = _in_universe_quote(settings, await _load(settings, files.candles))
-    detail = await _load(settings, files.detail) if files.detail else None
+    series, candle_files = await _load(
+        settings, _expand_folders(files.candles, settings.trading.timeframe)
+    )
+    series = _in_universe_quote(settings, series)
+    detail, detail_files = await _load(settings, files.detail) if files.detail else (None, {})
     funding = [(f, read_funding_file(f)) for f in files.funding]
     rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
     for path, r in funding:
@@ -246,6 +254,11 @@ async def _backtest(
         fast=not full,
         funding=rates or None,
         rules=rules,
+        sources=Sources(
+            candles=candle_files,
+            detail=detail_files,
+            funding={r.symbol: str(f) for f, r in funding},
+        ),
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar, cast
@@ -69,14 +70,22 @@ def load_or_exit(env_file: Path | None, **overrides: Any) -> Settings:
         raise typer.Exit(2) from e
 
 
-def run_or_exit(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; print our errors as one line and exit 2."""
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Print our errors raised in the block as one line and exit 2: the one place a command
+    turns a ``QTError`` into its message (settings have their own, ``load_or_exit``)."""
     try:
-        return asyncio.run(coro_fn())
+        yield
     except QTError as e:
         # Masked like the log (the process's redactor): a venue error may quote a signed URL.
         err_console.print(f"[red]error:[/red] {escape(process_redactor().text(str(e)))}")
         raise typer.Exit(2) from e
+
+
+def run_or_exit(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; print our errors as one line and exit 2."""
+    with one_line_errors():
+        return asyncio.run(coro_fn())
 
 
 def parse_day(value: str, option: str) -> int:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Protocol
+from typing import Annotated, Protocol
 
 import typer
 from rich.markup import escape
@@ -35,10 +34,6 @@ from core.domain.enums import CandleMarket
 from core.domain.market import timeframe_to_ms
 from core.errors import DataError, QTError
 from core.ports import CandleRepo, MarketData, SeriesInfo
-
-if TYPE_CHECKING:
-    from core.market.conflicts import CandleConflicts
-    from core.market.importers import LoadedCandles
 
 
 class MarketDataClient(MarketData, Protocol):
@@ -113,6 +108,7 @@ async def _download(
     from core.market.download import download_candles
     from storage import open_storage
 
+    _check_range(since_ms, until_ms, now_ms=int(time.time() * 1000))  # before the network
     # Build the client first: an unknown exchange must fail before the database is opened.
     market_data = make_market_data(settings, name)
     try:
@@ -171,6 +167,24 @@ async def _download(
         await storage.stop()
 
 
+def _check_range(since_ms: int, until_ms: int, *, now_ms: int) -> None:
+    """Refuse a range that can hold no candle: one the venue would answer with nothing."""
+    from core.market.validation import iso_ms
+
+    def day(ts_ms: int) -> str:
+        return iso_ms(ts_ms).removesuffix("T00:00:00Z")
+
+    if since_ms >= now_ms:
+        raise DataError(
+            f"--since {day(since_ms)} is in the future: there are no candles to download yet"
+        )
+    if until_ms <= since_ms:
+        raise DataError(
+            f"--until {day(until_ms)} is not after --since {day(since_ms)}: the range holds "
+            "no candles"
+        )
+
+
 @data_app.command("import")
 def import_(
     files: Annotated[list[Path], typer.Argument(help="CSV(.gz), Freqtrade .json or .feather.")],
@@ -200,8 +214,10 @@ def import_(
     file name). Stored candles the files hold with other values are reported and left alone,
     and nothing is written, unless --replace is given.
     """
+    from bot.data_import import ImportOptions, import_files
+
     settings = load_or_exit(env_file)
-    options = _ImportOptions(
+    options = ImportOptions(
         exchange=exchange or settings.exchange.name,
         symbol=symbol,
         timeframe=timeframe,
@@ -210,106 +226,7 @@ def import_(
         sort=sort,
         replace=replace,
     )
-    run_or_exit(lambda: _import(settings, files, options))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _ImportOptions:
-    exchange: str
-    symbol: str | None
-    timeframe: str | None
-    market: CandleMarket | None
-    repair: bool
-    sort: bool
-    replace: bool
-
-
-async def _import(settings: Settings, files: list[Path], opts: _ImportOptions) -> None:
-    from bot.import_lock import import_lock
-    from core.market.importers import read_candle_file
-
-    # Read and validate every file before writing anything: a bad file loses nothing.
-    now_ms = int(time.time() * 1000)
-    loaded = [
-        read_candle_file(
-            f,
-            symbol=opts.symbol,
-            timeframe=opts.timeframe,
-            market=opts.market,
-            repair=opts.repair,
-            sort=opts.sort,
-            now_ms=now_ms,
-        )
-        for f in files
-    ]
-
-    def waiting(holder: str) -> None:
-        console.print(f"waiting for another import into this database ({holder}) to finish")
-
-    async with import_lock(settings.database_url, on_wait=waiting):
-        await _write_imports(settings, files, loaded, opts)
-
-
-async def _write_imports(
-    settings: Settings, files: list[Path], loaded: list[LoadedCandles], opts: _ImportOptions
-) -> None:
-    """Refuse the conflicts, or write every file (the caller holds the import lock)."""
-    from storage import open_storage
-
-    storage = open_storage(settings.database_url)
-    await storage.start()
-    try:
-        conflicts = await _conflicts(storage.candles, opts.exchange, loaded)
-        clashes = [
-            _conflict_text(path, item, found, opts.exchange)
-            for path, item, found in zip(files, loaded, conflicts, strict=True)
-            if found.rows
-        ]
-        if clashes and not opts.replace:
-            raise DataError(
-                "\n".join(clashes) + "\nNothing was written. Pass --replace to overwrite them, "
-                "or --market if a file is of another market than its name says."
-            )
-        for path, item, found in zip(files, loaded, conflicts, strict=True):
-            repo = storage.candles.for_market(item.market)
-            written = await repo.upsert(opts.exchange, item.series)
-            replaced = f", replacing {found.rows} that differed" if found.rows else ""
-            console.print(
-                f"[green]{escape(str(path))}[/green]: {written} candles -> {opts.exchange} "
-                f"{item.market}{replaced}"
-            )
-            for line in item.report.summary_lines():
-                console.print(f"  {escape(line)}")
-    finally:
-        await storage.stop()
-
-
-async def _conflicts(
-    candles: CandleRepo, exchange: str, loaded: list[LoadedCandles]
-) -> list[CandleConflicts]:
-    """Return, per file, its candles stored (or in an earlier file) with other values."""
-    from core.market.conflicts import differing, stored_conflicts
-
-    found = []
-    for k, item in enumerate(loaded):
-        conflicts = await stored_conflicts(candles.for_market(item.market), exchange, item.series)
-        for earlier in loaded[:k]:  # two files of one series in this import
-            same = (earlier.market, earlier.series.symbol, earlier.series.timeframe)
-            if same == (item.market, item.series.symbol, item.series.timeframe):
-                conflicts = conflicts + differing(item.series, earlier.series)
-        found.append(conflicts)
-    return found
-
-
-def _conflict_text(path: Path, item: LoadedCandles, found: CandleConflicts, exchange: str) -> str:
-    from core.market.validation import iso_ms
-
-    s = item.series
-    first = "" if found.first_ms is None else f", the first at {iso_ms(found.first_ms)}"
-    return (
-        f"{path}: {found.rows} candles differ from those stored (or in an earlier file) for "
-        f"{exchange} {item.market} {s.symbol} {s.timeframe}{first}"
-    )
+    run_or_exit(lambda: import_files(settings, files, options))
 
 
 @data_app.command("list")

@@ -31,7 +31,9 @@ def _open_trades(process: TradingProcess) -> str:
     """Return the engine's open trades, with where the venue would liquidate them (perps)."""
     parts = []
     for trade in process.engine.trades.values():
-        text = f"{trade.symbol} {trade.side.value} {trade.amount}"
+        # Nothing filled yet: the entry order waits (e.g. placed on the last candle seen).
+        size = trade.amount if trade.amount else "(entry waiting)"
+        text = f"{trade.symbol} {trade.side.value} {size}"
         if trade.liquidation_price is not None:
             text += f" liq {trade.liquidation_price:,.2f}"
         parts.append(text)

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from core.errors import OperationalError
+
 
 class LockHeld(Exception):
     """Another process holds the lock."""
@@ -30,12 +32,22 @@ class FileLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        """Take the lock without waiting; raise ``LockHeld`` if another process has it."""
+        """Take the lock without waiting; raise ``LockHeld`` if another process has it, and
+        ``OperationalError`` if its file cannot be created."""
         if self._file is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # "a+": never truncate before holding the lock, or the holder's pid would be lost.
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # "a+": never truncate before holding the lock, or the holder's pid would be lost.
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            # mkdir says "File exists" of a file where a folder should be: say what it means.
+            in_the_way = isinstance(exc, FileExistsError | NotADirectoryError)
+            reason = "a file stands where a folder should be" if in_the_way else exc.strerror
+            raise OperationalError(
+                f"cannot create the lock file {self.path}: {reason or exc} "
+                "(QT__APP__DATA_DIR and QT__DATABASE__URL must name folders that can be written)"
+            ) from exc
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.file_lock import FileLock, LockHeld
+from core.market.candle_import import ImportStopped
 from storage import MEMORY_URL
 from storage.db import is_memory_url, parse_sqlite_url
 
@@ -32,9 +33,14 @@ def import_lock_path(database_url: str) -> Path | None:
 
 
 @asynccontextmanager
-async def import_lock(database_url: str, *, on_wait: Callable[[str], None]) -> AsyncIterator[None]:
+async def import_lock(
+    database_url: str,
+    *,
+    on_wait: Callable[[str], None],
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[None]:
     """Hold the database's import lock for the block; ``on_wait(holder)`` is called once if
-    another import has it (the wait is an ``asyncio.sleep``: Ctrl-C ends it at once)."""
+    another import has it. A stop requested while waiting is ``ImportStopped``."""
     path = import_lock_path(database_url)
     if path is None:
         yield
@@ -46,6 +52,8 @@ async def import_lock(database_url: str, *, on_wait: Callable[[str], None]) -> A
             lock.acquire()
             break
         except LockHeld as held:
+            if stop_requested():
+                raise ImportStopped(0) from None
             if not told:
                 on_wait(held.holder)
                 told = True

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from core.config import Settings
+from core.errors import ConfigError
 from core.redaction import Redactor, install_redactor
 
 OUR_PACKAGES = ("bot", "core", "jobs", "storage")
@@ -61,14 +62,20 @@ def configure_logging(settings: Settings, console: Console) -> Path:
     configured level) and third parties' WARNING+ (or theirs) to ``<data_dir>/logs/qt.log`` and
     WARNING+ to the console; return the log file path."""
     log_dir = settings.app.data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "qt.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the log file {log_file}: {exc.strerror or exc} (QT__APP__DATA_DIR "
+            "must name a folder that can be created and written)"
+        ) from exc
     redactor = Redactor.of(settings)
     install_redactor(redactor)  # the same masks for the audit trail and chat (the event bus)
     redact = RedactSecrets(redactor)
-    file_handler = logging.handlers.RotatingFileHandler(
-        log_file, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
-    )
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console_handler = RichHandler(console=console, show_path=False, level=logging.WARNING)
     root = logging.getLogger()

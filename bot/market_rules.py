@@ -20,8 +20,6 @@ from core.domain.market_rules import MarketRules, RulesInForce, RulesSource, Sto
 from core.errors import ConfigError, DataError, DependencyError, QTError
 from core.market.rules_book import RulesBook, resolve_rules
 from core.ports import MarketRulesRepo
-from storage import open_storage
-from storage.db import is_memory_url, parse_sqlite_url
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +77,10 @@ async def stored_rules(settings: Settings) -> dict[str, StoredRules]:
     (none when the database does not exist: it is not created to look; an unreadable one is
     logged and gives none, so a backtest of candle files still runs)."""
     try:
-        parsed = parse_sqlite_url(settings.database_url)
-        if is_memory_url(parsed) or not await asyncio.to_thread(_exists, parsed.database):
+        if not await database_exists(settings.database_url):
             return {}
+        from storage import open_storage
+
         storage = open_storage(settings.database_url)
         await storage.start()
         try:
@@ -95,8 +94,14 @@ async def stored_rules(settings: Settings) -> dict[str, StoredRules]:
         return {}
 
 
-def _exists(path: str | None) -> bool:
-    return bool(path) and Path(str(path)).exists()
+async def database_exists(url: str) -> bool:
+    """Return whether ``url`` names a database file that exists (memory: never)."""
+    from storage.db import is_memory_url, parse_sqlite_url  # SQLAlchemy: only when asked
+
+    parsed = parse_sqlite_url(url)
+    if is_memory_url(parsed) or not parsed.database:
+        return False
+    return await asyncio.to_thread(Path(parsed.database).exists)
 
 
 # Given our symbols, return the venue's precision and minimums of each (a ccxt client's

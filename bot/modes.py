@@ -30,7 +30,7 @@ from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
 from core.domain.enums import CandleMarket, TradingMode
 from core.domain.market import CandleSeries, grid_floor_ms, timeframe_to_ms
-from core.errors import ConfigError, OperationalError, QTError
+from core.errors import ConfigError, DependencyError, OperationalError
 from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
 from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
@@ -330,12 +330,16 @@ class _Closer:
 async def check_reachable(
     market_data: MarketData, exchange_name: str, symbol: str, timeframe: str
 ) -> None:
-    """Fail fast with a helpful message when the exchange cannot be reached (e.g. offline)."""
+    """Fail fast with a helpful message when the exchange cannot be reached (e.g. offline).
+
+    Only a failure to get an answer is "cannot reach": a venue that answered no (an unknown
+    symbol, bad keys) says so in its own words, not with a question whether we are offline.
+    """
     try:
         await asyncio.wait_for(
             market_data.fetch_ohlcv(symbol, timeframe, None, 2), timeout=PREFLIGHT_TIMEOUT_S
         )
-    except (QTError, TimeoutError) as e:
+    except (DependencyError, TimeoutError) as e:
         raise OperationalError(
             f"cannot reach {exchange_name} for {symbol} market data ({e or 'timeout'}). "
             "Are you offline? `qt demo` runs the whole process on a replayed market."

@@ -32,6 +32,7 @@ from core.market.universe import UniverseRules
 
 ENV_PREFIX = "QT__"
 ENV_DELIMITER = "__"
+ENV_FILE_ENCODING = "utf-8-sig"  # UTF-8, with or without the BOM some editors write
 
 
 class Section(BaseModel):
@@ -317,6 +318,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_DELIMITER,
+        env_file_encoding=ENV_FILE_ENCODING,  # checked first by load_settings (_env_text)
         extra="forbid",
         frozen=True,
     )
@@ -402,9 +404,30 @@ def known_env_names() -> set[str]:
     return names
 
 
-def _dotenv_names(env_file: Path) -> list[str]:
+def _env_text(env_file: Path) -> str:
+    """Return the env file's text; ``ConfigError`` when it is no file, cannot be read or is
+    not UTF-8 (a Windows editor's Latin-1 "réglages")."""
+    if env_file.is_dir():
+        raise ConfigError(f"env file {env_file} is a folder, not a file")
+    if not env_file.exists():
+        raise ConfigError(f"env file {env_file} does not exist")
+    try:
+        raw = env_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the env file {env_file}: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode(ENV_FILE_ENCODING)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{env_file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): save "
+            "it as UTF-8"
+        ) from exc
+
+
+def _dotenv_names(text: str) -> list[str]:
     names = []
-    for line in env_file.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             names.append(line.split("=", 1)[0].removeprefix("export ").strip())
@@ -429,13 +452,11 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     ``env_file`` defaults to ``./.env`` when that file exists; real environment variables win
     over the file, and ``overrides`` (section dicts, from CLI flags) win over both.
     """
-    if env_file is None and Path(".env").is_file():
+    if env_file is None and Path(".env").exists():  # a folder named .env is refused below
         env_file = Path(".env")
     _reject_unknown(list(os.environ), "the environment")
     if env_file is not None:
-        if not env_file.is_file():
-            raise ConfigError(f"env file {env_file} does not exist")
-        _reject_unknown(_dotenv_names(env_file), str(env_file))
+        _reject_unknown(_dotenv_names(_env_text(env_file)), str(env_file))
     try:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as e:

@@ -208,15 +208,18 @@ class SqlCandleRepo:
     async def delete(
         self, exchange: str, symbol: str, timeframe: str, ts_ms: npt.NDArray[np.int64]
     ) -> int:
-        """Remove the candles that opened at ``ts_ms`` in one transaction (a repair deletes a
-        handful of rows, not a series); return how many were stored."""
+        """Remove the candles that opened at ``ts_ms`` in batches, each its own short
+        transaction (inside an ``atomic()`` block, that block's), as ``upsert`` writes them:
+        an import taken back deletes millions. Return how many were stored."""
         key = (exchange, self._market.value, symbol, timeframe)
-        rows = [(*key, ts) for ts in np.asarray(ts_ms, dtype=np.int64).tolist()]
-        if not rows:
-            return 0
-        async with self._uow.connection() as conn:
-            result = await conn.exec_driver_sql(_CANDLE_DELETE_SQL, rows)
-        return int(result.rowcount)
+        times = np.asarray(ts_ms, dtype=np.int64)
+        deleted = 0
+        for lo in range(0, len(times), CANDLE_BATCH_ROWS):
+            rows = [(*key, ts) for ts in times[lo : lo + CANDLE_BATCH_ROWS].tolist()]
+            async with self._uow.connection() as conn:
+                result = await conn.exec_driver_sql(_CANDLE_DELETE_SQL, rows)
+            deleted += int(result.rowcount)
+        return deleted
 
     async def last_ts_ms(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """Return the newest stored open time, or None."""

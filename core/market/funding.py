@@ -66,6 +66,11 @@ def funding_symbol(path: Path) -> str | None:
 def read_funding_file(path: str | Path, *, symbol: str | None = None) -> FundingRates:
     """Read and check one funding file; DataError names the file, the row and the rule."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder, not a funding file: name the file in it (e.g. "
+            "BTC_USDT-funding.csv.gz)"
+        )
     if not path.is_file():
         raise DataError(f"{path}: no such funding file")
     symbol = symbol or funding_symbol(path)

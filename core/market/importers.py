@@ -91,34 +91,15 @@ def read_candle_file(
     ``market`` overrides the market kind the name and folder give (``file_names``). ``now_ms``
     (the wall clock, which the core does not read) refuses candles that close after it;
     ``sort`` orders the rows by time before they are checked. Raise DataError when the file is
-    unreadable or malformed, or when symbol/timeframe are neither given nor inferable from the
-    name; CandleValidationError when rows break a rule (unless ``repair``).
+    unreadable, malformed or holds no candle, or when symbol/timeframe are neither given nor
+    inferable from the name; CandleValidationError when rows break a rule (unless ``repair``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such candle file")
+    _check_is_file(path)
     symbol, timeframe = _resolve_names(path, symbol, timeframe)
     named_market = candle_market(path)  # refuses funding-rate and index files
     market = named_market if market is None else CandleMarket(market)
-    name = path.name.lower()
-    notes: list[str] = []
-    if name.endswith((".csv", ".csv.gz")):
-        ts, cols, notes = read_candle_csv(path, repair=repair)
-    elif name.endswith((".json", ".json.gz")):
-        ts, cols = _read_json(path)
-    elif name.endswith((".feather", ".parquet")):
-        ts, cols = _read_arrow(path)
-    else:
-        raise DataError(
-            f"{path}: unknown candle file type; expected .csv, .csv.gz, .json, .json.gz, "
-            ".feather or .parquet"
-        )
-    ts, converted = to_milliseconds(
-        np.asarray(ts, dtype=np.int64),
-        str(path),
-        lambda row: f"data row {row + 1} (1-based, header not counted)",
-    )
-    notes.extend(converted)
+    ts, cols, notes = _read_rows(path, repair=repair)
     series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
     file_rows = None
     if sort:
@@ -126,17 +107,57 @@ def read_candle_file(
         moved = int(np.count_nonzero(file_rows != np.arange(len(file_rows))))
         if moved:
             notes.append(f"sorted by time: {moved} rows changed place")
+    if not len(series):
+        raise DataError(f"{path}: no candles in the file (no rows, at most a header)")
     if repair:
         series, report = repair_candles(series, source=str(path), now_ms=now_ms)
+        if not len(series):
+            raise DataError(f"{path}: no candles left once --repair dropped the invalid rows")
     else:
         report = validate_candles(series, source=str(path), now_ms=now_ms, file_rows=file_rows)
     return LoadedCandles(series=series, market=market, report=replace(report, notes=tuple(notes)))
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder, not a candle file: name the files in it (e.g. BTC_USDT-1h.csv.gz)"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: no such candle file")
+
+
+def _read_rows(path: Path, *, repair: bool) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+    """Return the file's timestamps (ms), price columns and notes on what was converted."""
+    name = path.name.lower()
+    if not name.endswith((".csv", ".csv.gz", ".json", ".json.gz", ".feather", ".parquet")):
+        raise DataError(
+            f"{path}: unknown candle file type; expected .csv, .csv.gz, .json, .json.gz, "
+            ".feather or .parquet"
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")  # each reader would say it its own way
+    notes: list[str] = []
+    if name.endswith((".csv", ".csv.gz")):
+        ts, cols, notes = read_candle_csv(path, repair=repair)
+    elif name.endswith((".json", ".json.gz")):
+        ts, cols = _read_json(path)
+    else:
+        ts, cols = _read_arrow(path)
+    ts, converted = to_milliseconds(
+        np.asarray(ts, dtype=np.int64),
+        str(path),
+        lambda row: f"data row {row + 1} (1-based, header not counted)",
+    )
+    return ts, cols, [*notes, *converted]
 
 
 def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tuple[str, str]:
     inferred = infer_symbol_timeframe(path)
     symbol = symbol or (inferred[0] if inferred else None)
     timeframe = timeframe or (inferred[1] if inferred else None)
+    if symbol is not None and "/" not in symbol:
+        raise DataError(f"{path}: the symbol must be BASE/QUOTE like BTC/USDT, received {symbol!r}")
     if symbol is None or timeframe is None:
         missing = " and ".join(
             n for n, v in (("symbol", symbol), ("timeframe", timeframe)) if v is None

@@ -151,3 +151,18 @@ def _garch_shocks(
         var[t] = h
     cond_sd = np.sqrt(var)
     return cond_sd * z, cond_sd
+
+
+def on_grid(series: CandleSeries, *, tick: float, step: float) -> CandleSeries:
+    """Return ``series`` with its prices on ``tick`` and its volumes on ``step``, as a venue
+    prints them (a price never below one tick, high and low kept outermost)."""
+
+    def snap(values: npt.NDArray[np.float64], unit: float) -> npt.NDArray[np.float64]:
+        decimals = max(0, -math.floor(math.log10(unit)))
+        return np.round(np.maximum(np.round(values / unit), 1) * unit, decimals)
+
+    o, h, lo, c = (snap(v, tick) for v in (series.open, series.high, series.low, series.close))
+    high, low = np.maximum.reduce([o, h, lo, c]), np.minimum.reduce([o, h, lo, c])
+    return CandleSeries.from_columns(
+        series.symbol, series.timeframe, series.ts_ms, o, high, low, c, snap(series.volume, step)
+    )

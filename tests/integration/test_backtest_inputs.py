@@ -49,3 +49,21 @@ async def test_candles_quoted_in_another_currency_than_the_cash_are_refused(
     series = {"BTC/EUR": generate_candles("BTC/EUR", "1h", 200, seed=1)}
     with pytest.raises(ConfigError, match=r"QT__TRADING__QUOTE_CURRENCY=USDT.*BTC/EUR"):
         await run_backtest(settings, series)
+
+
+async def test_a_symbol_without_candles_in_the_range_is_refused_before_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # SOL listed after the range (the run used to end in an IndexError after BTC's backtest).
+    settings = default_settings(monkeypatch, tmp_path)
+    t0, h = 1_704_067_200_000, 3_600_000  # 2024-01-01
+    series = {
+        "BTC/USDT": generate_candles("BTC/USDT", "1h", 400, seed=1, start_ms=t0),
+        "SOL/USDT": generate_candles("SOL/USDT", "1h", 50, seed=2, start_ms=t0 + 300 * h),
+    }
+    with pytest.raises(DataError) as caught:
+        await run_backtest(settings, series, start_ms=t0, end_ms=t0 + 96 * h)
+    assert str(caught.value) == (
+        "SOL/USDT has no candles from 2024-01-01 00:00 to 2024-01-05 00:00; its candles cover "
+        "2024-01-13 12:00 to 2024-01-15 13:00"
+    )

@@ -166,6 +166,7 @@ COMMANDS = [
     ("data", "download"),
     ("data", "import"),
     ("data", "list"),
+    ("data", "markets"),
     ("data", "check"),
     ("config",),
     ("config", "show"),

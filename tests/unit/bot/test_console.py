@@ -91,3 +91,16 @@ def test_the_status_line_lists_open_trades_with_their_liquidation_price() -> Non
     }
     process = SimpleNamespace(engine=SimpleNamespace(trades=trades))
     assert _open_trades(process) == "BTC/USDT long 0.5, ETH/USDT short 2 liq 2,650.46"  # type: ignore[arg-type]
+
+
+def test_a_trade_whose_entry_has_not_filled_says_so_instead_of_an_amount_of_zero() -> None:
+    from types import SimpleNamespace
+
+    from bot.console import _open_trades
+    from core.domain.enums import PositionSide
+
+    waiting = SimpleNamespace(
+        symbol="BTC/USDT", side=PositionSide.LONG, amount=D(0), liquidation_price=None
+    )
+    process = SimpleNamespace(engine=SimpleNamespace(trades={"BTC/USDT": waiting}))
+    assert _open_trades(process) == "BTC/USDT long (entry waiting)"  # type: ignore[arg-type]

@@ -114,3 +114,17 @@ async def test_spot_rules_come_from_the_spot_market() -> None:
         D("0.01"),
         None,
     )
+
+
+async def test_the_public_client_gives_rules_by_our_names_for_paper_runs_and_downloads() -> None:
+    from core.exchange.ccxt import CcxtMarketData
+
+    spot = CcxtMarketData(FakeCcxt())
+    rules = await spot.load_market_rules(["BTC/USDT", "ETH/USDT"])
+    assert set(rules) == {"BTC/USDT", "ETH/USDT"}
+    assert rules["BTC/USDT"].symbol == "BTC/USDT"
+    assert rules["BTC/USDT"].price_tick > 0 and rules["BTC/USDT"].max_leverage is None
+    perp = CcxtMarketData(FakeCcxt(default_type="swap"))
+    assert (await perp.load_market_rules(["BTC/USDT"]))["BTC/USDT"].max_leverage == 125
+    with pytest.raises(ConfigError, match="lists no spot market DOGE/USDT"):
+        await spot.load_market_rules(["DOGE/USDT"])

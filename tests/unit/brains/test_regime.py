@@ -1,0 +1,106 @@
+"""Regimes: trend/range x high/low volatility, causal, confirmed, one label set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.brains.regime import Regime, RegimeConfig, changes, detect_regimes
+from core.domain.market import CandleSeries
+from core.market.synthetic import generate_candles
+
+T0 = 1_704_067_200_000
+H = 3_600_000
+
+
+def path(close: np.ndarray, wick: float = 0.002) -> CandleSeries:
+    ts = T0 + np.arange(len(close), dtype=np.int64) * H
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    high = np.maximum(open_, close) * (1 + wick)
+    low = np.minimum(open_, close) * (1 - wick)
+    return CandleSeries.from_columns(
+        "X/USDT", "1h", ts, open_, high, low, close, np.ones(len(close))
+    )
+
+
+CFG = RegimeConfig(vol_window=24, vol_history=200, confirm=3)
+
+
+def test_a_steady_climb_is_a_trend_and_a_flat_chop_is_a_range() -> None:
+    rng = np.random.default_rng(1)
+    n = 800
+    climb = path(100 * np.exp(np.cumsum(0.004 + rng.normal(0, 0.001, n))))
+    chop = path(100 * np.exp(0.01 * np.sin(np.arange(n) / 3) + rng.normal(0, 0.001, n)))
+    late = slice(CFG.warmup_candles, None)
+    trend = detect_regimes(climb, CFG)[late]
+    rng_ = detect_regimes(chop, CFG)[late]
+    assert np.isin(trend, [Regime.TREND_LOW_VOL, Regime.TREND_HIGH_VOL]).mean() > 0.9
+    assert np.isin(rng_, [Regime.RANGE_LOW_VOL, Regime.RANGE_HIGH_VOL]).mean() > 0.9
+
+
+def test_volatility_is_high_when_it_rises_above_the_coins_own_past_at_any_price() -> None:
+    rng = np.random.default_rng(2)
+    calm, wild = rng.normal(0, 0.002, 600), rng.normal(0, 0.02, 100)
+    returns = np.concatenate([calm, wild])
+    for scale in (0.0001, 100_000.0):
+        regimes = detect_regimes(path(scale * np.exp(np.cumsum(returns))), CFG)
+        assert np.isin(regimes[500:590], [Regime.TREND_LOW_VOL, Regime.RANGE_LOW_VOL]).all()
+        assert np.isin(regimes[640:], [Regime.TREND_HIGH_VOL, Regime.RANGE_HIGH_VOL]).all()
+
+
+def test_warm_up_is_unknown_and_nothing_raises_on_short_or_empty_series() -> None:
+    series = generate_candles("X/USDT", "1h", 50, seed=1)
+    assert (detect_regimes(series, CFG) == Regime.UNKNOWN).all()
+    assert len(detect_regimes(series.slice(0, 0), CFG)) == 0
+
+
+def test_a_regime_at_t_does_not_change_when_candles_after_t_change() -> None:
+    series = generate_candles("X/USDT", "1h", 1500, seed=4)
+    full = detect_regimes(series, CFG)
+    for cut in (400, 777, 1200):
+        head = detect_regimes(series.slice(0, cut), CFG)
+        assert np.array_equal(head, full[:cut])
+        # A different future: doubled prices from the cut on.
+        doubled = CandleSeries.from_columns(
+            "X/USDT", "1h", series.ts_ms,
+            *(np.where(np.arange(len(series)) >= cut, a * 2, a) for a in
+              (series.open, series.high, series.low, series.close)),
+            series.volume,
+        )  # fmt: skip
+        assert np.array_equal(detect_regimes(doubled, CFG)[:cut], full[:cut])
+
+
+def test_a_label_takes_over_only_after_it_held_for_the_confirmation_candles() -> None:
+    series = generate_candles("X/USDT", "1h", 2000, seed=9)
+    quick = detect_regimes(series, RegimeConfig(vol_history=200, confirm=1))
+    slow = detect_regimes(series, RegimeConfig(vol_history=200, confirm=6))
+    assert len(changes(slow, series.ts_ms)) < len(changes(quick, series.ts_ms))
+    for ts, before, after in changes(slow, series.ts_ms):
+        i = int(np.searchsorted(series.ts_ms, ts))
+        assert before != after and (slow[i : i + 1] == after).all()
+        assert i == 0 or slow[i - 1] == before
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"adx_period": 0},
+        {"confirm": 0},
+        {"trend_adx": 0.0},
+        {"trend_adx": 100.0},
+        {"high_vol_ratio": 0},
+    ],
+)
+def test_bad_settings_are_refused_naming_them(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        RegimeConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_regimes_have_one_label_set() -> None:
+    assert [r.label for r in Regime] == [
+        "unknown",
+        "trend_low_vol",
+        "trend_high_vol",
+        "range_low_vol",
+        "range_high_vol",
+    ]

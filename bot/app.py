@@ -126,7 +126,9 @@ class TradingProcess:
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         if p.universe is not None:
-            p.universe.bind(self.engine, self.bus, p.storage.candles, p.source, self.rules)
+            p.universe.bind(
+                self.engine, self.bus, p.storage.candles, p.source, self.rules, p.storage.state
+            )
         jobs = JobContext(
             portfolio=self.portfolio,
             # A live venue fills on its own: ask it what happened to our orders.

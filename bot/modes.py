@@ -293,6 +293,7 @@ async def build_run(
     starting: list[Callable[[], Awaitable[None]]] = [fetch_warmup_history]
     if universe is not None:
         starting.append(universe.publish_first)  # the audit trail's first universe
+        starting.append(universe.warm_restored)  # open trades of symbols it left out
     return TradingProcess(
         ProcessParts(
             settings=settings,

@@ -18,9 +18,10 @@ from core.errors import ConfigError, DataError, DependencyError
 from core.exchange.ccxt import CcxtMarketData
 from core.market.download import download_candles
 from core.market.stored import load_checked
-from core.ports import CandleRepo
+from core.ports import CandleRepo, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.engine import Engine
+from core.services.trade_codec import decode_trades
 from core.services.universe import Universe, publish_change
 from core.services.universe_refresh import UniverseRefresher
 
@@ -52,6 +53,7 @@ class LiveUniverse:
         self._candles: CandleRepo | None = None
         self._source = ""
         self._rules: ProcessRules | None = None
+        self._state: KeyValueRepo | None = None
 
     async def first_selection(self) -> tuple[str, ...]:
         """Select the universe to start with; the static list if the venue cannot answer.
@@ -76,17 +78,35 @@ class LiveUniverse:
         candles: CandleRepo,
         source: str,
         rules: ProcessRules,
+        state: KeyValueRepo,
     ) -> None:
         """Gate ``engine``'s entries by this universe; warm entering symbols into ``candles``
-        (stored under ``source``) and give them market ``rules``; publish changes on ``bus``."""
+        (stored under ``source``) and give them market ``rules``; publish changes on ``bus``;
+        ``state`` holds the engine's trades saved before a restart."""
         self._engine, self._bus, self._candles, self._source = engine, bus, candles, source
-        self._rules = rules
+        self._rules, self._state = rules, state
         engine.universe = self.universe
 
     async def publish_first(self) -> None:
         """Record the first selection from now on (the audit trail's first change)."""
         if self._bus is not None:
             await publish_change(self._bus, self.universe, self._clock.now_ms(), self.first)
+
+    async def warm_restored(self) -> None:
+        """Warm up the symbols of trades saved before a restart that the first selection left
+        out: they are polled and managed until they close, with candles and rules like the
+        others."""
+        saved = await self._state.get(StateKey.ENGINE_TRADES) if self._state else None
+        if not saved:
+            return
+        try:
+            symbols = list(decode_trades(saved).trades)
+        except (ValueError, KeyError, TypeError):
+            return  # the engine's start refuses them, naming why
+        left_out = [s for s in symbols if s not in self.first]
+        if left_out:
+            log.info("universe: warming up %s for their open trades", ", ".join(left_out))
+            await self._warm_up(left_out)
 
     async def refresh(self) -> str:
         """The ``universe_refresh`` job's target."""

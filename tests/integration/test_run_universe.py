@@ -127,3 +127,39 @@ async def _events(process: Any) -> list[Any]:
         return await storage.events.list_events(limit=500)
     finally:
         await storage.stop()
+
+
+async def test_a_restart_warms_up_open_trades_the_first_selection_left_out(
+    settings: Settings, venue: FakeCcxt
+) -> None:
+    from core.domain.enums import MarketType, PositionSide
+    from core.ports import StateKey
+    from core.services.open_trade import OpenTrade
+    from core.services.trade_codec import encode_trades
+    from storage import open_storage
+
+    trade = OpenTrade(
+        trade_id="t",
+        symbol="DOGE/USDT",
+        side=PositionSide.LONG,
+        decided_ms=0,
+        entry_cid="t",
+        confidence=0.5,
+        atr=float("nan"),
+        market_type=MarketType.SPOT,
+        leverage=1,
+    )
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        await storage.state.set(StateKey.ENGINE_TRADES, encode_trades({"DOGE/USDT": trade}))
+    finally:
+        await storage.stop()
+    process = await build_run(settings, market_data=CcxtMarketData(venue))
+    assert process.parts.settings.trading.symbols == ["BTC/USDT", "ETH/USDT"]  # DOGE is out
+    await process.start()
+    try:
+        assert "DOGE/USDT" in venue.ohlcv_calls  # its candles, as for the others
+        assert process.rules.book.in_force("DOGE/USDT").source is RulesSource.VENUE
+    finally:
+        await process.stop("test")

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
+from bot.universe_live import LiveUniverse
 from core.clock import Clock
 from core.config import Settings
 from core.domain.events import Event, ProcessStarted, ProcessStopped
@@ -74,6 +75,7 @@ class ProcessParts:
     # Candles to infer a symbol's rules from when no venue states them (the demo: its whole
     # replay, as a backtest of the same file does); None: the warm-up history.
     rules_candles: Mapping[str, CandleSeries] | None = None
+    universe: LiveUniverse | None = None  # a dynamic universe (QT__UNIVERSE__MODE=volume)
 
 
 class TradingProcess:
@@ -123,11 +125,17 @@ class TradingProcess:
             book=self.rules.book,
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
+        if p.universe is not None:
+            p.universe.bind(
+                self.engine, self.bus, p.storage.candles, p.source, self.rules, p.storage.state
+            )
         jobs = JobContext(
             portfolio=self.portfolio,
             # A live venue fills on its own: ask it what happened to our orders.
             venue_sync=self.engine.sync_with_venue if p.venue is None else None,
             market_rules=self.rules.refresh if self.rules.fetches else None,
+            universe_refresh=p.universe.refresh if p.universe else None,
+            universe_every_s=p.universe.every_s if p.universe else 0.0,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []

@@ -41,6 +41,7 @@ from core.services.bus import EventBus
 from core.services.market import MarketService
 from core.services.replay import FastReplay
 from core.services.trading_state import TradingStateService
+from core.services.universe import UniverseSummary, universe_from_history
 from core.signals.base import SignalProvider
 from storage.memory import MemoryStorage
 
@@ -61,6 +62,7 @@ class BacktestResult:
     detail_fallbacks: int = 0  # strategy candles whose detail had gaps: filled on themselves
     symbol_failures: tuple[SymbolFailed, ...] = ()  # cycles that raised: those symbols paused
     orders: tuple[Order, ...] = ()  # every order sent, as the paper venue last saw it
+    universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
 
 
 def _check_detail_timeframes(
@@ -180,6 +182,18 @@ async def run_backtest(
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
+    universe = None
+    if settings.universe.dynamic:  # point in time: each refresh sees the candles closed by then
+        engine.universe, changes = await universe_from_history(
+            bus,
+            window,
+            settings.universe.rules(settings.trading.quote_currency),
+            start_ms=trade_from,
+            end_ms=max((int(s.ts_ms[-1]) for s in window.values() if len(s)), default=0)
+            + timeframe_to_ms(timeframe),
+            every_ms=settings.universe.refresh_ms,
+        )
+        universe = engine.universe.summary(changes)
     market = MarketService(
         feed=ReplayFeed(window, clock, start_ms=trade_from, drive_clock=True),
         clock=clock,
@@ -254,4 +268,5 @@ async def run_backtest(
         funding_events=len(settled),
         detail_fallbacks=market.stats.detail_fallbacks,
         symbol_failures=tuple(failed),
+        universe=universe,
     )

@@ -17,6 +17,7 @@ from core.config import Settings
 from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries
 from core.errors import DataError
+from core.ports import CandleRepo
 
 _TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
 _T = TypeVar("_T")
@@ -49,7 +50,10 @@ def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
 def backtest(
     data: Annotated[
         list[Path] | None,
-        typer.Option(help="Candle files (CSV like ../shared/data, Freqtrade json/feather)."),
+        typer.Option(
+            help="Candle files (CSV like ../shared/data, Freqtrade json/feather), or folders: "
+            "every file of QT__TRADING__TIMEFRAME in them."
+        ),
     ] = None,
     detail: Annotated[
         list[Path] | None,
@@ -120,7 +124,7 @@ async def _load(
     where = f"the database ({settings.exchange.name} {market} {settings.trading.timeframe})"
     try:
         found = {}
-        for symbol in settings.trading.symbols:
+        for symbol in await _stored_symbols(settings, storage.candles, market):
             # Checked like a file: an earlier version's database can end with a 2027 candle.
             checked = await load_checked(
                 storage.candles,
@@ -142,6 +146,46 @@ async def _load(
             "or run `qt data import` (QT__EXCHANGE__MARKET_TYPE picks spot or perp candles)"
         )
     return found, dict.fromkeys(found, where)
+
+
+async def _stored_symbols(
+    settings: Settings, candles: CandleRepo, market: CandleMarket
+) -> list[str]:
+    """Return the configured symbols, or with a dynamic universe every stored symbol of the
+    exchange, market and timeframe (the universe picks among them)."""
+    if not settings.universe.dynamic:
+        return list(settings.trading.symbols)
+    return sorted(
+        {
+            s.symbol
+            for s in await candles.list_series()
+            if (s.exchange, s.market, s.timeframe)
+            == (settings.exchange.name, market, settings.trading.timeframe)
+        }
+    )
+
+
+def _in_universe_quote(
+    settings: Settings, series: dict[str, CandleSeries]
+) -> dict[str, CandleSeries]:
+    """With a dynamic universe, leave out (with a note) the symbols of another quote: the
+    universe would never pick them (a static list is refused for them instead)."""
+    if not settings.universe.dynamic:
+        return series
+    from core.market.universe_history import quote_of
+
+    quote = settings.universe.rules(settings.trading.quote_currency).quote
+    other = sorted(s for s in series if quote_of(s) != quote)
+    if other:
+        console.print(f"note: not quoted in {quote}, left out of the universe: {', '.join(other)}")
+    return {s: v for s, v in series.items() if s not in other}
+
+
+def _expand_folders(paths: list[Path], timeframe: str) -> list[Path]:
+    """Replace each folder by its candle files of ``timeframe``."""
+    from core.market.data_folder import candle_files
+
+    return [f for p in paths for f in (candle_files(p, timeframe) if p.is_dir() else [p])]
 
 
 def _one_file_per_symbol(
@@ -183,10 +227,14 @@ async def _backtest(
     from bot.market_rules import notices, resolved, stored_rules
     from bot.report import failures_summary, print_report, write_report
     from bot.report_folder import check_report_folder
+    from bot.report_universe import universe_line
     from core.market.funding import read_funding_file
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
-    series, candle_files = await _load(settings, files.candles)
+    series, candle_files = await _load(
+        settings, _expand_folders(files.candles, settings.trading.timeframe)
+    )
+    series = _in_universe_quote(settings, series)
     detail, detail_files = await _load(settings, files.detail) if files.detail else (None, {})
     funding = [(f, read_funding_file(f)) for f in files.funding]
     rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
@@ -224,6 +272,7 @@ async def _backtest(
         charts=charts,
         funding_symbols=list(rates),
         symbol_failures=result.symbol_failures,
+        universe=result.universe,
     )
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "
@@ -242,4 +291,6 @@ async def _backtest(
         )
     if result.symbol_failures:
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
+    if result.universe is not None:
+        console.print(escape(universe_line(result.universe)))
     console.print(f"report: {escape(str(files_written.json_path))}")

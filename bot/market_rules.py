@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -142,6 +142,7 @@ class ProcessRules:
         self._repo = repo
         self._clock = clock
         self._fetch = fetch
+        self._symbols = list(settings.trading.symbols)  # grows as a dynamic universe does
 
     @property
     def fetches(self) -> bool:
@@ -150,13 +151,26 @@ class ProcessRules:
 
     async def start(self, series: Mapping[str, CandleSeries]) -> None:
         """Resolve every traded symbol's rules (see the class docstring)."""
+        await self._resolve(self._symbols, series, at_start=True)
+
+    async def extend(self, symbols: Sequence[str], series: Mapping[str, CandleSeries]) -> None:
+        """Resolve the rules of symbols that start trading (a dynamic universe's) as at start,
+        and refresh them from now on. Live, a venue that cannot answer raises (no entry
+        without the venue's rules)."""
+        new = [s for s in symbols if s not in self._symbols]
+        if new:
+            await self._resolve(new, series, at_start=False)
+            self._symbols += new
+
+    async def _resolve(
+        self, symbols: list[str], series: Mapping[str, CandleSeries], *, at_start: bool
+    ) -> None:
         settings = self._settings
-        symbols = list(settings.trading.symbols)
         stored = await self._repo.load(settings.exchange.name, settings.exchange.market_type)
         self.book.use(resolved(settings, symbols, stored=stored, series=series))
         if self._fetch is not None:
             try:
-                await self._keep(await self._fetch(symbols), at_start=True)
+                await self._keep(await self._fetch(symbols), at_start=at_start)
                 return
             except (DependencyError, DataError) as exc:
                 if settings.trading.mode is TradingMode.LIVE:
@@ -169,7 +183,7 @@ class ProcessRules:
         """Fetch the venue's rules again; return which symbols' rules changed."""
         if self._fetch is None:
             return "no venue to fetch market rules from"
-        symbols = list(self._settings.trading.symbols)
+        symbols = list(self._symbols)
         before = {s: self.book.rules(s) for s in symbols}
         fetched = await self._fetch(symbols)
         await self._keep(fetched, at_start=False)

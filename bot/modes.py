@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from bot.app import (
 from bot.file_lock import FileLock, LockHeld
 from bot.market_rules import MarketRulesSource, rules_book
 from bot.trading import paper_exchange
+from bot.universe_live import LiveUniverse
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
 from core.domain.enums import CandleMarket, TradingMode
@@ -241,6 +243,15 @@ async def build_run(
         await market_data.close()
         raise
     clock = LiveClock()
+    universe = None
+    if settings.universe.dynamic:  # the top N by volume now, then every REFRESH_HOURS (a job)
+        universe = LiveUniverse(settings, market_data, clock, warmup=WARMUP_HISTORY_CANDLES)
+        try:
+            first = await universe.first_selection()
+        except BaseException:
+            await market_data.close()
+            raise
+        settings = settings.with_market(list(first), settings.trading.timeframe)
     # The feed, the warm-up and the signals' seed all use the traded market's series.
     storage = open_storage(
         settings.database_url, candle_market=CandleMarket.traded(settings.exchange.market_type)
@@ -262,7 +273,12 @@ async def build_run(
                 now_ms=now_ms,
             )
 
-    feed = PollingFeed(market_data, settings.trading.symbols, settings.trading.timeframe, clock)
+    feed = PollingFeed(
+        market_data,
+        universe.wanted if universe else settings.trading.symbols,
+        settings.trading.timeframe,
+        clock,
+    )
     book = rules_book(settings)
     paper = None if live else paper_exchange(settings, storage, clock, book)
     # Orders are sized and rounded by the venue's own rules of every symbol: paper from its
@@ -274,6 +290,10 @@ async def build_run(
         orders = exchange or live_exchange(settings, clock)
         rules = getattr(orders, "load_market_rules", None)
         log.warning("LIVE trading on %s: real orders, real money", settings.exchange.name)
+    starting: list[Callable[[], Awaitable[None]]] = [fetch_warmup_history]
+    if universe is not None:
+        starting.append(universe.publish_first)  # the audit trail's first universe
+        starting.append(universe.warm_restored)  # open trades of symbols it left out
     return TradingProcess(
         ProcessParts(
             settings=settings,
@@ -285,10 +305,11 @@ async def build_run(
             feed=feed,
             source=source,
             mode_label="live" if live else "run",
-            before_start=[fetch_warmup_history],
+            before_start=starting,
             extra=[_Closer(market_data)],
             market_rules=rules,
             book=book,
+            universe=universe,
         )
     )
 

@@ -28,6 +28,7 @@ from core.analytics import (
 )
 from core.domain.events import SymbolFailed, jsonable
 from core.domain.trades import ClosedTrade
+from core.services.universe import UniverseSummary
 
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
@@ -247,6 +248,7 @@ def write_report(
     charts: bool = True,
     funding_symbols: Sequence[str] = (),
     symbol_failures: Sequence[SymbolFailed] = (),
+    universe: UniverseSummary | None = None,
 ) -> ReportFiles:
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
@@ -254,7 +256,8 @@ def write_report(
     infinities as "inf"). Existing files of the same run name are replaced, all of them or
     (when a write fails: ``OperationalError``) none.
     ``funding_symbols`` are the symbols funding rates were given for (``--funding``);
-    ``symbol_failures`` the cycles that raised (each paused that symbol's entries).
+    ``symbol_failures`` the cycles that raised (each paused that symbol's entries);
+    ``universe`` a dynamic universe's refreshes and changes.
     """
     check_report_folder(out_dir, run_name)
     stem = f"backtest-{run_name}"
@@ -290,6 +293,10 @@ def write_report(
             for f in symbol_failures
         ],
     }
+    if universe is not None:
+        from bot.report_universe import universe_json
+
+        payload["universe"] = universe_json(universe)
     text = json.dumps(payload, indent=2, allow_nan=False)
     # All or nothing (a full disk): never a 0-byte JSON, nor a new JSON beside an old CSV.
     with atomic_files("report") as batch:

@@ -21,8 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from core.domain.enums import MarketType, TradingMode
 from core.domain.margin import DEFAULT_TIERS, MarginConfig, MarginMode, MarginTier
@@ -34,6 +33,7 @@ from core.domain.market_rules import (
     MarketRules,
 )
 from core.errors import ConfigError
+from core.market.universe import UniverseRules
 
 ENV_PREFIX = "QT__"
 ENV_DELIMITER = "__"
@@ -250,6 +250,57 @@ class MarginSettings(Section):
         )
 
 
+_STABLECOINS = ("USDC", "FDUSD", "TUSD", "BUSD", "DAI", "USDP", "USDE", "EUR")
+
+
+class UniverseSettings(Section):
+    """What to trade: the static list of ``trading.symbols`` or, with mode ``volume``, the
+    top N by quote volume after filters, refreshed every ``refresh_hours`` (README: Universe of
+    symbols)."""
+
+    mode: Literal["static", "volume"] = "static"
+    top_n: int = Field(default=12, ge=1, le=500)
+    quote: str = ""  # empty: QT__TRADING__QUOTE_CURRENCY (the account can buy nothing else)
+    min_price: float = Field(default=0.0, ge=0)
+    min_quote_volume: float = Field(default=0.0, ge=0)
+    # Glob patterns on the symbol. Stablecoins by default: among the most traded, never moving.
+    blacklist: list[str] = Field(default_factory=lambda: [f"{coin}/*" for coin in _STABLECOINS])
+    min_listing_days: float = Field(default=30.0, ge=0, le=3650)
+    refresh_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+
+    @field_validator("blacklist")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or "/" not in pattern:
+                raise ValueError(
+                    f"blacklist pattern {pattern!r} must match BASE/QUOTE symbols "
+                    '(e.g. "*DOWN/*" or "USDC/USDT")'
+                )
+        return value
+
+    @property
+    def dynamic(self) -> bool:
+        """Return whether the universe is selected by volume (not the static list)."""
+        return self.mode == "volume"
+
+    def rules(self, quote_currency: str) -> UniverseRules:
+        """Return the selection rules, quoted in ``quote_currency`` unless set here."""
+        return UniverseRules(
+            top_n=self.top_n,
+            quote=self.quote or quote_currency,
+            min_price=self.min_price,
+            min_quote_volume=self.min_quote_volume,
+            blacklist=tuple(self.blacklist),
+            min_listing_days=self.min_listing_days,
+        )
+
+    @property
+    def refresh_ms(self) -> int:
+        """Return the refresh interval in milliseconds."""
+        return int(self.refresh_hours * 3_600_000)
+
+
 class DemoSettings(Section):
     """The offline demo: a replayed market in accelerated time."""
 
@@ -288,6 +339,7 @@ class Settings(BaseSettings):
     market: MarketRulesSettings = MarketRulesSettings()
     margin: MarginSettings = MarginSettings()
     demo: DemoSettings = DemoSettings()
+    universe: UniverseSettings = UniverseSettings()
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:
@@ -307,6 +359,13 @@ class Settings(BaseSettings):
                     "(QT__EXCHANGE__MARKET_TYPE=perp): a spot venue has no reduce-only orders, "
                     "so it cannot hold the take-profit ladder and the stop on the same coins"
                 )
+        quote = self.universe.quote
+        if self.universe.dynamic and quote and quote != self.trading.quote_currency:
+            raise ValueError(
+                f"QT__UNIVERSE__QUOTE={quote} is not QT__TRADING__QUOTE_CURRENCY="
+                f"{self.trading.quote_currency}: the account can only buy symbols quoted in "
+                "its own currency (leave QT__UNIVERSE__QUOTE empty)"
+            )
         if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
             raise ValueError(
                 "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"
@@ -409,7 +468,10 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(_describe(e)) from e
     except SettingsError as e:  # a JSON value that does not parse: {bad or [BTC/USDT
         cause = f": {e.__cause__}" if e.__cause__ else ""
-        raise ConfigError(f"invalid settings: {e}{cause} (list and map values are JSON)") from e
+        raise ConfigError(
+            f"invalid settings: {e}{cause} (list and map values are JSON, e.g. "
+            'QT__TRADING__SYMBOLS=\'["BTC/USDT","ETH/USDT"]\')'
+        ) from e
 
 
 def _describe(error: ValidationError) -> str:
@@ -419,6 +481,8 @@ def _describe(error: ValidationError) -> str:
         name = f"{ENV_PREFIX}{loc}" if loc else "settings"
         msg = str(item["msg"]).removeprefix("Value error, ")
         lines.append(msg if msg.startswith(ENV_PREFIX) else f"{name}: {msg}")
+    if len(lines) == 1:  # the common case: one line
+        return f"invalid settings: {lines[0]}"
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 

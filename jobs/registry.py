@@ -18,13 +18,16 @@ class JobContext:
     """The services jobs may call. Built once by the composition root.
 
     ``venue_sync`` is set when the venue does not report fills by itself (a live exchange);
-    it returns how many events it published.
+    it returns how many events it published. ``universe_refresh`` is set with a dynamic
+    universe (``QT__UNIVERSE__MODE=volume``), run every ``universe_every_s`` market seconds.
     """
 
     portfolio: PortfolioService
     venue_sync: Callable[[], Awaitable[int]] | None = None
     # Fetches the venue's market rules again (``qt run``); None where there is no venue.
     market_rules: Callable[[], Awaitable[str]] | None = None
+    universe_refresh: Callable[[], Awaitable[str]] | None = None
+    universe_every_s: float = 0.0
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -41,10 +44,18 @@ class JobSpec:
     enabled: bool = True
     description: str = ""
     applies: Callable[[JobContext], bool] | None = None  # None: every process runs it
+    # The interval from the process's settings (None: every_market_s).
+    every_from: Callable[[JobContext], float] | None = None
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""
         return self.enabled and (self.applies is None or self.applies(ctx))
+
+    def interval_s(self, ctx: JobContext | None = None) -> float:
+        """Return the market seconds between two runs in the process of ``ctx``."""
+        if self.every_from is None or ctx is None:
+            return self.every_market_s
+        return self.every_from(ctx)
 
 
 async def snapshot_equity(ctx: JobContext) -> str:
@@ -78,6 +89,18 @@ def _has_venue_rules(ctx: JobContext) -> bool:
     return ctx.market_rules is not None
 
 
+async def refresh_universe(ctx: JobContext) -> str:
+    """Select the dynamic universe again from the venue's tickers (keeps the last one if the
+    venue cannot answer)."""
+    if ctx.universe_refresh is None:
+        return "no dynamic universe"
+    return await ctx.universe_refresh()
+
+
+def _dynamic_universe(ctx: JobContext) -> bool:
+    return ctx.universe_refresh is not None
+
+
 JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="equity_snapshot",
@@ -98,5 +121,13 @@ JOBS: tuple[JobSpec, ...] = (
         target=refresh_market_rules,
         applies=_has_venue_rules,
         description="qt run: fetch each symbol's tick, step and minimums again every 6 h",
+    ),
+    JobSpec(
+        job_id="universe_refresh",
+        every_market_s=24 * 3600,
+        every_from=lambda ctx: ctx.universe_every_s,
+        target=refresh_universe,
+        applies=_dynamic_universe,
+        description="dynamic universe: top N by volume again every QT__UNIVERSE__REFRESH_HOURS",
     ),
 )

@@ -29,11 +29,12 @@ MISFIRE_GRACE_S = 30
 MIN_WALL_INTERVAL_S = 0.05
 
 
-def wall_interval_s(spec: JobSpec, speed: float) -> float:
-    """Return the wall-clock interval for a job when market time runs ``speed`` times faster."""
+def wall_interval_s(spec: JobSpec, speed: float, ctx: JobContext | None = None) -> float:
+    """Return the wall-clock interval for a job when market time runs ``speed`` times faster
+    (in the process of ``ctx``, whose settings may set it)."""
     if speed <= 0:
         raise ValueError(f"speed must be > 0, was {speed}")
-    return max(MIN_WALL_INTERVAL_S, spec.every_market_s / speed)
+    return max(MIN_WALL_INTERVAL_S, spec.interval_s(ctx) / speed)
 
 
 class JobScheduler:
@@ -92,7 +93,9 @@ class JobScheduler:
         for spec in self._specs:
             self._scheduler.add_job(
                 self.run_job,
-                IntervalTrigger(seconds=wall_interval_s(spec, self._speed), timezone=UTC),
+                IntervalTrigger(
+                    seconds=wall_interval_s(spec, self._speed, self._ctx), timezone=UTC
+                ),
                 args=[spec],
                 id=spec.job_id,
                 coalesce=True,

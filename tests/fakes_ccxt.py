@@ -87,6 +87,7 @@ class FakeCcxt:
         self.create_calls: list[tuple[Any, ...]] = []
         self.create_errors: list[tuple[Exception, bool]] = []  # (error, order landed first?)
         self.ohlcv: list[list[Any]] = []
+        self.tickers: dict[str, dict[str, Any]] = {}  # what fetch_tickers answers
         self.leverage: list[tuple[int, str]] = []
         self.closed = False
         self.markets_loaded = False
@@ -213,6 +214,10 @@ class FakeCcxt:
     async def fetch_ohlcv(self, symbol, timeframe, since=None, limit=None):
         self.ohlcv_calls.append(symbol)
         return self.ohlcv
+
+    async def fetch_tickers(self, symbols=None, params=None):
+        self._raise_injected("fetch_tickers")
+        return self.tickers
 
     async def close(self):
         self.closed = True

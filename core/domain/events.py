@@ -289,6 +289,19 @@ class SymbolRecovered(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UniverseChanged(Event):
+    """The symbols that take new entries changed (a dynamic universe's refresh): from candles
+    closing at ``at_ms`` on, ``members`` (best first) may enter; a symbol that ``left`` keeps
+    its open trade managed until it closes."""
+
+    topic: ClassVar[str] = "universe.changed"
+    at_ms: int
+    entered: tuple[str, ...]
+    left: tuple[str, ...]
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EquityRecorded(Event):
     """An equity snapshot was taken."""
 

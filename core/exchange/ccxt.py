@@ -35,6 +35,8 @@ from core.errors import (
 from core.exchange.ccxt_markets import TICK_SIZE, domain_symbol, market_rules, resolve_market
 from core.exchange.ccxt_orders import is_duplicate_message, is_not_found_message
 from core.exchange.ccxt_port import CallKind, CcxtPort, Miss
+from core.exchange.ccxt_universe import candidates_from
+from core.market.universe import Candidate
 
 __all__ = [
     "CallKind",
@@ -208,6 +210,21 @@ class CcxtMarketData:
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._exchange.close()
+
+    async def universe_candidates(self) -> list[Candidate]:
+        """Return every market of the traded type with its 24 h quote volume, last price,
+        quote and listing (``ccxt_universe``): fresh markets, then every ticker."""
+        with ccxt_errors(f"{self.name} universe: load_markets, fetch_tickers"):
+            markets = await self._exchange.load_markets(True)  # listings change
+            tickers = await self._exchange.fetch_tickers()
+        return candidates_from(markets, tickers or {}, self._market_type)
+
+    async def listed_since(self, symbol: str, since_ms: int) -> int | None:
+        """Return the open time of the first daily candle of ``symbol`` at or after
+        ``since_ms`` (None if there is none): when the venue does not say when a market was
+        listed, its first candle does."""
+        series = await self.fetch_ohlcv(symbol, "1d", since_ms, 1)
+        return int(series.ts_ms[0]) if len(series) else None
 
     async def _venue_symbol(self, symbol: str) -> str:
         if self._market_type is MarketType.SPOT:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -53,6 +53,10 @@ class _GapTracker:
         self._on_gap = on_gap
         self._last_ms: dict[str, int] = {}
         self.gaps: list[DataGapDetected] = []
+
+    def forget(self, symbol: str) -> None:
+        """Forget ``symbol``'s last candle (no longer polled)."""
+        self._last_ms.pop(symbol, None)
 
     async def see(self, symbol: str, timeframe: str, tf_ms: int, open_ms: int) -> None:
         prev_ms = self._last_ms.get(symbol)
@@ -140,7 +144,9 @@ class ReplayFeed:
 class PollingFeed:
     """Poll the venue for newly closed candles of several symbols (``qt run``).
 
-    Start with the newest candle closed at the first poll (or ``start_ms``). Poll ``settle_ms``
+    Start with the newest candle closed at the first poll (or ``start_ms``). ``symbols`` may be
+    a function (a dynamic universe): asked every round, a symbol it adds starts at its newest
+    closed candle, one it drops is no longer polled. Poll ``settle_ms``
     after each close (venues publish a moment late); when a symbol's candle is late, poll again
     every ``retry_after_ms``. A fetch that still fails after retries skips the round for that
     symbol (it is fetched with the next one), so a network blip never ends the feed.
@@ -149,7 +155,7 @@ class PollingFeed:
     def __init__(
         self,
         market_data: MarketData,
-        symbols: Sequence[str],
+        symbols: Sequence[str] | Callable[[], Iterable[str]],
         timeframe: str,
         clock: Clock,
         *,
@@ -162,7 +168,9 @@ class PollingFeed:
         rng: random.Random | None = None,
     ) -> None:
         self._md = market_data
-        self._symbols = list(symbols)
+        self._wanted = symbols if callable(symbols) else None
+        self._followed = False  # the symbols function was asked before
+        self._symbols = [] if callable(symbols) else list(symbols)
         self.timeframe = timeframe
         self._tf_ms = timeframe_to_ms(timeframe)
         self._clock = clock
@@ -185,6 +193,8 @@ class PollingFeed:
         next_ms = dict.fromkeys(self._symbols, start_ms)  # next open time wanted per symbol
         while True:
             now_ms = self._clock.now_ms()
+            if self._wanted is not None:
+                self._follow(next_ms, grid_floor_ms(now_ms, self.timeframe) - tf_ms, start_ms)
             batch: list[tuple[int, int, str, Candle]] = []
             progressed = False
             for i, symbol in enumerate(self._symbols):
@@ -203,6 +213,18 @@ class PollingFeed:
                 await self._tracker.see(symbol, self.timeframe, tf_ms, candle.ts_ms)
                 yield symbol, candle
             await self._pause(next_ms, progressed)
+
+    def _follow(self, next_ms: dict[str, int], newest_ms: int, start_ms: int) -> None:
+        """Poll what the symbols function wants now: the first time from ``start_ms``, an
+        added symbol from its ``newest_ms`` closed candle."""
+        wanted = list(dict.fromkeys(self._wanted() if self._wanted is not None else ()))
+        first, self._followed = not self._followed, True
+        for symbol in [s for s in next_ms if s not in wanted]:
+            del next_ms[symbol]
+            self._tracker.forget(symbol)  # polled again later: a fresh start, not a gap
+        for symbol in wanted:
+            next_ms.setdefault(symbol, start_ms if first else newest_ms)
+        self._symbols = wanted
 
     async def _poll(self, symbol: str, since_ms: int, now_ms: int) -> CandleSeries:
         """Return valid candles of ``symbol`` with since <= open and close <= now."""

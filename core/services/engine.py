@@ -57,6 +57,7 @@ from core.services.portfolio import view_account
 from core.services.signal_book import SignalBook
 from core.services.symbol_health import SymbolHealth
 from core.services.trade_codec import decode_trades, encode_trades
+from core.services.universe import Universe
 from core.services.watched_stop import watched_stop_hit
 from core.signals.base import Signal
 
@@ -95,6 +96,8 @@ class Engine:
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
         self.health = SymbolHealth(timeframe_to_ms(config.timeframe))  # symbols failed closed
+        self.universe: Universe | None = None  # None: every symbol fed may enter (static list)
+        self._candle_ms = timeframe_to_ms(config.timeframe)
         self.orders = OrderPlanner(config, book)
         self.prices: dict[str, Decimal] = {}
         self._state = state
@@ -407,11 +410,18 @@ class Engine:
             failure = self.health.blocks(symbol)
             if failure is not None:
                 log.warning("%s: entry skipped, failed earlier: %s", symbol, failure.error)
+            elif not self._in_universe(symbol, candle):
+                log.debug("%s: entry skipped, not in the universe", symbol)
             else:
                 await self._enter(symbol, candle, signal)
         await self._save()
         if broken is not None:
             raise broken  # on_candle handles it by its kind (a bug fails the symbol closed)
+
+    def _in_universe(self, symbol: str, candle: Candle) -> bool:
+        """By the candle's close time, so a backtest and a live run gate alike."""
+        close_ms = candle.ts_ms + self._candle_ms
+        return self.universe is None or self.universe.allows(symbol, close_ms)
 
     async def _recover_if_due(self, symbol: str, candle: Candle) -> None:
         recovered = self.health.recover(symbol, candle.ts_ms)

@@ -138,8 +138,8 @@ CASES: dict[str, Case] = {
     ),
     "backtest-folder": Case(
         (BT, "data"),
-        lambda f: _bt("--data", str(f.folder)),
-        lambda f: f"{f.folder} is a folder, not a candle file",
+        lambda f: _bt("--data", str(f.folder)),  # --data takes folders of candle files
+        lambda f: f"{f.folder} holds no 1h candle files like BTC_USDT-1h.csv.gz",
     ),
     "backtest-unknown-symbol": Case(  # no --data: the configured symbols' stored candles
         (BT, "data"),

@@ -205,3 +205,38 @@ async def test_accelerated_replay_holds_market_time_at_the_close_being_processed
         wall.advance_to(wall.now_ms() + 3)  # 3 wall ms of work: 3 market hours
         seen.append((candle.ts_ms + H, clock.now_ms()))
     assert [now for _, now in seen] == [close for close, _ in seen]
+
+
+async def test_polling_follows_a_symbols_function_without_replaying_or_gaps() -> None:
+    series = {s: generate_candles(s, "1h", 30, seed=i, start_ms=T0) for i, s in enumerate("AB")}
+    clock = JumpClock(T0 + 3 * H + 1_000)
+    md = FakeMarketData({f"{s}/USDT": ser for s, ser in series.items()}, clock)
+    wanted = ["A/USDT"]
+    feed = PollingFeed(md, lambda: wanted, "1h", clock, settle_ms=2_000)
+    got: list[tuple[str, int]] = []
+    async with aclosing(feed.candles()) as it:
+        async for symbol, candle in it:
+            got.append((symbol, (candle.ts_ms - T0) // H))
+            if got[-1] == ("A/USDT", 4):
+                wanted.append("B/USDT")  # enters: polled from its newest closed candle on
+            if got[-1] == ("B/USDT", 6):
+                wanted.remove("B/USDT")  # leaves: no longer polled
+            if got[-1] == ("A/USDT", 8):
+                wanted.append("B/USDT")  # back: from its newest candle, not a gap
+            if len(got) == 12:
+                break
+    assert got == [
+        ("A/USDT", 2),
+        ("A/USDT", 3),
+        ("A/USDT", 4),
+        ("A/USDT", 5),
+        ("B/USDT", 5),
+        ("A/USDT", 6),
+        ("B/USDT", 6),
+        ("A/USDT", 7),
+        ("A/USDT", 8),
+        ("A/USDT", 9),
+        ("B/USDT", 9),
+        ("A/USDT", 10),
+    ]
+    assert feed.gaps == []

@@ -467,10 +467,12 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as e:
         raise ConfigError(_describe(e)) from e
     except SettingsError as e:  # a JSON value that does not parse: {bad or [BTC/USDT
+        section = str(e).split('"')[1] if '"' in str(e) else "..."
         cause = f": {e.__cause__}" if e.__cause__ else ""
         raise ConfigError(
-            f"invalid settings: {e}{cause} (list and map values are JSON, e.g. "
-            'QT__TRADING__SYMBOLS=\'["BTC/USDT","ETH/USDT"]\')'
+            f"invalid settings: a QT__{section.upper()}__* value is not valid JSON{cause} "
+            '(lists are JSON lists, e.g. QT__TRADING__SYMBOLS=\'["BTC/USDT","ETH/USDT"]\', '
+            "maps JSON objects)"
         ) from e
 
 

@@ -161,14 +161,14 @@ def test_short_selling_needs_perp(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value", "field"),
-    [("QT__MARKET__SYMBOLS", "{bad", "market"), ("QT__TRADING__SYMBOLS", "[bad", "trading")],
+    [("QT__MARKET__SYMBOLS", "{bad", "MARKET"), ("QT__TRADING__SYMBOLS", "[bad", "TRADING")],
 )
 def test_a_json_value_that_does_not_parse_is_a_config_error_naming_the_section(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, field: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError, match=rf'field "{field}".*list and map values are JSON'):
+    with pytest.raises(ConfigError, match=rf"a QT__{field}__\* value is not valid JSON: Expect"):
         load_settings()
 
 

@@ -53,7 +53,10 @@ class FeatureSet:
     version: int
     columns: tuple[str, ...]
     params: dict[str, object] = field(hash=False)
-    warmup_candles: int  # base candles a live caller should load before the newest one
+    warmup_candles: int  # rows before the first one with every column defined
+    # Candles a live caller should load so the newest row matches the one a model was trained
+    # on (computed on all history) within about 1e-4: EMA-type indicators remember their seed.
+    history_candles: int
 
     @property
     def hash(self) -> str:

@@ -38,6 +38,9 @@ from core.ml.feature_set import (
     FeatureSet,
 )
 
+# An EMA of period p forgets its seed by (1 - 2/(p+1))**(5p), about e**-10, after 5p candles.
+CONVERGENCE = 5
+
 __all__ = ["FeatureConfig", "FeatureMatrix", "FeatureSet", "compute_features", "feature_set"]
 
 
@@ -47,11 +50,12 @@ def feature_set(config: FeatureConfig | None = None, timeframe: str = "1h") -> F
     """
     cfg = config or FeatureConfig()
     columns = (*indicator_columns(), *TIME_COLUMNS)
-    warmup = LOOKBACK
+    warmup, history = LOOKBACK, CONVERGENCE * LOOKBACK
     if cfg.higher_timeframe is not None:
         columns += htf_columns(cfg.higher_timeframe)
         ratio = timeframe_to_ms(cfg.higher_timeframe) // timeframe_to_ms(timeframe)
         warmup = max(warmup, (HTF_LOOKBACK + 1) * ratio)
+        history = max(history, (CONVERGENCE * HTF_LOOKBACK + 1) * ratio)
     if cfg.reference_symbol is not None:
         columns += ref_columns()
         warmup = max(warmup, PAIR_WINDOW + 1)
@@ -71,6 +75,7 @@ def feature_set(config: FeatureConfig | None = None, timeframe: str = "1h") -> F
         columns=columns,
         params=params,
         warmup_candles=warmup,
+        history_candles=history,
     )
 
 

@@ -238,3 +238,18 @@ def test_a_power_of_two_scale_changes_no_bit() -> None:
         compute_features(scaled(base, 2.0**-40, 2.0**30), cfg).values,
         compute_features(base, cfg).values,
     )
+
+
+@pytest.mark.parametrize("config", [FeatureConfig(dtype="float64"), FULL])
+def test_history_candles_are_enough_for_live_to_match_training(config: FeatureConfig) -> None:
+    # Live computes the newest row from a tail of history; training saw all of it.
+    series = generate_candles("ETH/USDT", "1h", 4000, seed=12)
+    ref = generate_candles("BTC/USDT", "1h", 4000, seed=13)
+    full = compute_features(series, config, reference=ref).values
+    tail = feature_set(config).history_candles
+    assert tail < 1100
+    for end in (2500, 3999):
+        live = compute_features(series.slice(end - tail + 1, end + 1), config, reference=ref)
+        assert np.allclose(live.values[-1], full[end], rtol=1e-3, atol=1e-6)
+        short = compute_features(series.slice(end - 300, end + 1), config, reference=ref)
+        assert not np.allclose(short.values[-1], full[end], rtol=1e-3, atol=1e-6)

@@ -9,8 +9,10 @@ never overlaps the test span, and the embargo leaves a gap for the serial correl
 features across the boundary. These are exactly the labels a live retrain at the block's start
 could know.
 
-Positions are in candle rows (``Labels.start_idx`` / ``end_idx``, or any sorted subset of
-them, e.g. the valid rows only); the indices yielded point into the arrays passed in.
+Positions are candle rows (``Labels.start_idx`` / ``end_idx``, or any sorted subset of them,
+e.g. the valid rows only), or open times in ms with ``candle_ms`` set (``Labels.ts_ms`` /
+``end_ts_ms``: several symbols pooled in time order); the windows are counted in candles
+either way. The indices yielded point into the arrays passed in.
 """
 
 from __future__ import annotations
@@ -66,18 +68,24 @@ def purged_walk_forward(
     expanding: bool = False,
     first_test: int | None = None,
     min_train: int = 1,
+    candle_ms: int | None = None,
 ) -> Iterator[Split]:
     """Yield the purged walk-forward folds over labels spanning ``[start[i], end[i]]``.
 
     The first test block starts at ``first_test`` (default: the first label's start plus
     ``train_candles``); blocks without a test label, or with fewer than ``min_train`` training
-    labels, are skipped.
+    labels, are skipped. With ``candle_ms``, ``start``/``end``/``first_test`` are ms and
+    the spans in the ``Split`` are ms too.
     """
     s = np.asarray(start, dtype=np.int64)
     e = np.asarray(end, dtype=np.int64)
     _check(s, e, train_candles, step, embargo)
     if not len(s):
         return
+    if candle_ms is not None:
+        if candle_ms < 1:
+            raise ValueError(f"candle_ms must be >= 1, was {candle_ms}")
+        train_candles, step, embargo = (x * candle_ms for x in (train_candles, step, embargo))
     block = int(s[0]) + train_candles if first_test is None else first_test
     last = int(s[-1])
     while block <= last:

@@ -79,3 +79,26 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="one length"):
         list(purged_walk_forward([1, 2], [2], train_candles=1))
     assert list(purged_walk_forward([], [], train_candles=5)) == []
+
+
+def test_open_times_in_ms_split_like_rows() -> None:
+    hour = 3_600_000
+    start = np.arange(40)
+    end = start + 5
+    by_row = list(purged_walk_forward(start, end, train_candles=12, step=7, embargo=2))
+    t0 = 1_704_067_200_000
+    by_ms = list(
+        purged_walk_forward(
+            t0 + start * hour,
+            t0 + end * hour,
+            train_candles=12,
+            step=7,
+            embargo=2,
+            candle_ms=hour,
+        )
+    )
+    assert len(by_row) == len(by_ms) == 4
+    for r, m in zip(by_row, by_ms, strict=True):
+        assert r.train_idx.tolist() == m.train_idx.tolist()
+        assert r.test_idx.tolist() == m.test_idx.tolist()
+        assert m.test_start == t0 + r.test_start * hour

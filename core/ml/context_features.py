@@ -120,6 +120,8 @@ def reference_block(
     A reference candle is used from the base candle at whose close it has closed, and not once
     its successor should have closed too (a gap in the reference gives NaN, not stale values).
     """
+    if not len(reference):  # nothing to align: every reference column is unknown
+        return [np.full(len(series), np.nan) for _ in ref_columns()]
     ref_tf = timeframe_to_ms(reference.timeframe)
     block = _pick(
         indicator_block(

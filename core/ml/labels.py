@@ -120,6 +120,10 @@ def triple_barrier_labels(
     cfg = exits or ExitConfig()
     n = len(series)
     o, h, lo, c = series.open, series.high, series.low, series.close
+    if atr is not None and len(atr) != n:
+        raise ValueError(f"atr has {len(atr)} rows, the series {n}")
+    if np.ndim(confidence) and len(np.asarray(confidence)) != n:
+        raise ValueError(f"confidence has {len(np.asarray(confidence))} rows, the series {n}")
     atr_t = talib.ATR(h, lo, c, ATR_PERIOD) if atr is None and n else atr
     if atr_t is None:
         atr_t = np.full(n, np.nan)

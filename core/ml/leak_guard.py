@@ -77,6 +77,9 @@ def assert_no_leak(
         raise ValueError(
             f"values shape {x_all.shape} does not match {n} closes x {len(columns)} columns"
         )
+    for name, given in (("label", label), ("label_valid", label_valid)):
+        if given is not None and len(np.asarray(given)) != n:
+            raise ValueError(f"{name} has {len(np.asarray(given))} rows, the closes {n}")
     h_max = max(horizons)
     usable = np.asarray(np.isfinite(x_all).all(axis=1), dtype=np.bool_)
     usable[:h_max] = False

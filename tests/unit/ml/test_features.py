@@ -203,6 +203,18 @@ def test_a_gap_in_the_reference_is_nan_not_stale() -> None:
     assert np.isfinite(ref_ret[250:300]).all() and np.isfinite(ref_ret[306:]).all()
 
 
+@pytest.mark.parametrize("n", [0, 1, 5, 30])
+def test_short_series_and_an_empty_reference_give_nan_not_errors(n: int) -> None:
+    series = generate_candles("ETH/USDT", "1h", n, seed=2)
+    for ref in (
+        generate_candles("BTC/USDT", "1h", n, seed=3),
+        CandleSeries.empty("BTC/USDT", "1h"),
+    ):
+        fm = compute_features(series, FULL, reference=ref)
+        assert fm.values.shape == (n, len(feature_set(FULL).columns))
+        assert fm.first_valid == n and np.isnan(fm.values).any(axis=1).all()
+
+
 def test_time_of_day_and_week_are_cyclical() -> None:
     monday = 1_704_067_200_000  # 2024-01-01 00:00 UTC, a Monday
     series = generate_candles("ETH/USDT", "1h", 24 * 7 + 1, seed=2, start_ms=monday)

@@ -167,6 +167,8 @@ def test_dynamic_barriers_need_an_atr_and_price_targets_are_refused() -> None:
     price_tp = ExitConfig(legs=(LegSpec(target=Target.price(150), fraction=Decimal(1)),))
     with pytest.raises(ValueError, match="TP1 is an absolute price"):
         triple_barrier_labels(series, exits=price_tp)
+    with pytest.raises(ValueError, match="atr has 99 rows, the series 100"):
+        triple_barrier_labels(series, atr=np.ones(99))
 
 
 # --- direction --------------------------------------------------------------------------------

@@ -101,3 +101,5 @@ def test_it_is_cheap_and_refuses_what_it_cannot_judge() -> None:
         assert_no_leak(values[:300], columns, close[:300])
     with pytest.raises(ValueError, match="does not match"):
         assert_no_leak(values[:, :3], columns, close)
+    with pytest.raises(ValueError, match="label has 10 rows"):
+        assert_no_leak(values, columns, close, label=np.zeros(10))

@@ -1,0 +1,1 @@
+"""Machine learning: features, labels, purged walk-forward splits and the leak guard."""

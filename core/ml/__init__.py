@@ -1,0 +1,1 @@
+"""Machine learning: members (one interface), their safe artifacts, health checks."""

@@ -182,7 +182,7 @@ def test_predicting_before_fitting_is_a_bug(name: str) -> None:
 def test_importing_the_members_does_not_import_their_libraries() -> None:
     # qt --help and the process start must not pay ~2 s for xgboost (and scikit-learn).
     code = (
-        "import sys, core.ml.members, core.ml.artifacts, core.ml.health; "
+        "import sys, core.ml.members, core.ml.artifacts, core.ml.versions, core.ml.health; "
         "print(sorted(m for m in ('xgboost', 'lightgbm', 'sklearn') if m in sys.modules))"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments

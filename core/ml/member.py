@@ -86,14 +86,17 @@ def as_features(member: str, x: npt.ArrayLike, columns: Sequence[str]) -> FloatM
     return arr
 
 
-def as_labels(member: str, y: npt.ArrayLike, rows: int) -> npt.NDArray[np.float64]:
-    """Return 0/1 labels as float64 (what both libraries take), refusing anything else."""
+def as_labels(
+    member: str, y: npt.ArrayLike, rows: int, *, both_classes: bool = True
+) -> npt.NDArray[np.float64]:
+    """Return 0/1 labels as float64 (what both libraries take), refusing anything else (and,
+    if ``both_classes``, labels of one class only: a training set teaches nothing then)."""
     arr = np.asarray(y)
     if arr.shape != (rows,):
         raise DataError(f"{member}: y must be 1-D with {rows} labels, was shape {arr.shape}")
     if not np.isin(arr, (0, 1)).all():
         raise DataError(f"{member}: labels must be 0 or 1, found {np.unique(arr)[:5]}")
-    if arr.min() == arr.max():
+    if both_classes and arr.min() == arr.max():
         raise DataError(f"{member}: all {rows} labels are {int(arr[0])}; nothing to learn")
     return arr.astype(np.float64)
 

@@ -116,7 +116,8 @@ class GbdtMember(ABC, Generic[P]):
         valid = None
         if eval_set is not None:
             xv = as_features(self.name, eval_set[0], columns)
-            valid = (xv, as_labels(self.name, eval_set[1], xv.shape[0]))
+            # A short validation window may hold one class only; its log-loss still counts.
+            valid = (xv, as_labels(self.name, eval_set[1], xv.shape[0], both_classes=False))
         self._model, self._fit_info = self._train(xs, ys, ws, valid)
         self._features = FeatureSchema(tuple(columns), feature_set_hash)
 

@@ -11,6 +11,7 @@ import numpy as np
 from core.ml.member import FloatMatrix
 from core.ml.members.gbdt import GbdtMember, Vector
 from core.ml.members.member_file import MEMBER_FILE
+from core.ml.members.openmp import passive_openmp
 
 if TYPE_CHECKING:
     import lightgbm
@@ -66,6 +67,7 @@ class LgbmMember(GbdtMember[LgbmParams]):
     def _train(
         self, x: FloatMatrix, y: Vector, w: Vector | None, valid: tuple[FloatMatrix, Vector] | None
     ) -> tuple[Any, dict[str, Any]]:
+        passive_openmp()
         import lightgbm as lgb
 
         p = self._params
@@ -111,6 +113,7 @@ class LgbmMember(GbdtMember[LgbmParams]):
         return self._booster().model_to_string().encode()
 
     def _model_from_bytes(self, raw: bytes) -> Any:
+        passive_openmp()
         import lightgbm as lgb
 
         return lgb.Booster(model_str=raw.decode())
@@ -120,6 +123,7 @@ class LgbmMember(GbdtMember[LgbmParams]):
 
     def library_versions(self) -> dict[str, str]:
         """Return the versions of the libraries the model was made with."""
+        passive_openmp()
         import lightgbm as lgb
 
         return {"lightgbm": lgb.__version__, "numpy": np.__version__}

@@ -10,6 +10,7 @@ import numpy as np
 from core.ml.member import FloatMatrix
 from core.ml.members.gbdt import GbdtMember, Vector
 from core.ml.members.member_file import MEMBER_FILE
+from core.ml.members.openmp import passive_openmp
 
 if TYPE_CHECKING:
     import xgboost
@@ -59,6 +60,7 @@ class XgbMember(GbdtMember[XgbParams]):
     def _train(
         self, x: FloatMatrix, y: Vector, w: Vector | None, valid: tuple[FloatMatrix, Vector] | None
     ) -> tuple[Any, dict[str, Any]]:
+        passive_openmp()
         import xgboost as xgb
 
         p = self._params
@@ -90,6 +92,7 @@ class XgbMember(GbdtMember[XgbParams]):
         return np.asarray(self._booster().inplace_predict(x), dtype=np.float64)
 
     def _contributions(self, x: FloatMatrix) -> FloatMatrix:
+        passive_openmp()
         import xgboost as xgb
 
         data = xgb.DMatrix(x, nthread=self._params.n_jobs)
@@ -99,6 +102,7 @@ class XgbMember(GbdtMember[XgbParams]):
         return bytes(self._booster().save_raw("json"))
 
     def _model_from_bytes(self, raw: bytes) -> Any:
+        passive_openmp()
         import xgboost as xgb
 
         booster = xgb.Booster()
@@ -111,6 +115,7 @@ class XgbMember(GbdtMember[XgbParams]):
 
     def library_versions(self) -> dict[str, str]:
         """Return the versions of the libraries the model was made with."""
+        passive_openmp()
         import xgboost as xgb
 
         return {"xgboost": xgb.__version__, "numpy": np.__version__}

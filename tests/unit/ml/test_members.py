@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,17 @@ def test_early_stopping_on_the_eval_set_keeps_the_best_trees(name: str, tmp_path
     )
 
 
+def test_an_eval_set_of_one_class_still_stops_early(name: str) -> None:
+    x, y = planted(1000)
+    xv, yv = planted(300, seed=1)
+    ones = yv == 1
+    member = small(name)
+
+    member.fit(x, y, columns=COLUMNS, feature_set_hash=HASH, eval_set=(xv[ones], yv[ones]))
+
+    assert member.fit_info["best_iteration"] is not None
+
+
 def test_sample_weights_change_the_model(name: str) -> None:
     x, y = planted(1000)
     plain, weighted = small(name), small(name)
@@ -177,6 +189,19 @@ def test_predicting_before_fitting_is_a_bug(name: str) -> None:
     x, _ = planted(10)
     with pytest.raises(InvariantViolation, match="before it was fitted"):
         small(name).predict_proba(x, columns=COLUMNS, feature_set_hash=HASH)
+
+
+def test_the_libraries_are_loaded_with_sleeping_openmp_threads(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spinning threads made a fit 7x slower with the other core busy (bench/gbdt_fit.py).
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    small(name).library_versions()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # an operator's choice wins
+    small(name).library_versions()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_importing_the_members_does_not_import_their_libraries() -> None:

@@ -10,7 +10,9 @@ Every error we raise on purpose is a ``QTError``. What the caller does depends o
     │   │   └── RateLimited
     │   └── StorageUnavailable  the database cannot be written: trading halts (fail closed)
     ├── DataError             bad input data (candle files, chat arguments): reject, lose nothing
-    │   └── CandleValidationError
+    │   ├── CandleValidationError
+    │   ├── ArtifactError     a model artifact missing, tampered or truncated: not loaded
+    │   └── FeatureMismatch   features unlike a model's training features: no prediction
     ├── OrderRejected         the venue said no: recorded as an event, never retried
     └── InvariantViolation    bug or corrupt state: crash, restart, reconcile
 
@@ -58,6 +60,16 @@ class DataError(QTError):
 
 class CandleValidationError(DataError):
     """Candles break a validation rule (ordering, grid, prices, volume)."""
+
+
+class ArtifactError(DataError):
+    """A model artifact is missing, tampered with, truncated or unreadable; nothing of it is
+    loaded. The message names the file."""
+
+
+class FeatureMismatch(DataError):
+    """A model was given features other than those it was trained on (another feature-set
+    hash, missing or extra columns); it predicts nothing rather than something wrong."""
 
 
 class OrderRejected(QTError):

@@ -20,6 +20,7 @@ from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
+from core.domain.model_versions import ModelStatus, ModelVersion
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 
@@ -272,6 +273,22 @@ class MarketRulesRepo(Protocol):
         ...
 
 
+class ModelVersionRepo(Protocol):
+    """The model registry: one row per trained version (its files live under the data dir)."""
+
+    async def add(self, version: ModelVersion) -> None:
+        """Record a new version; an id already recorded is an ``InvariantViolation``."""
+        ...
+
+    async def list_versions(self, member: str | None = None) -> list[ModelVersion]:
+        """Return the versions (of one member if given), oldest first."""
+        ...
+
+    async def newest(self, member: str, status: ModelStatus | None = None) -> ModelVersion | None:
+        """Return the member's most recently created version (of that status if given)."""
+        ...
+
+
 class Storage(Protocol):
     """All repositories plus a unit of work."""
 
@@ -292,6 +309,8 @@ class Storage(Protocol):
     def state(self) -> KeyValueRepo: ...
     @property
     def market_rules(self) -> MarketRulesRepo: ...
+    @property
+    def model_versions(self) -> ModelVersionRepo: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction."""

@@ -14,6 +14,7 @@ from typing import Any
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.events import Event, event_payload
 from core.domain.market_rules import MarketRules, StoredRules
+from core.domain.model_versions import ModelStatus, ModelVersion
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -276,4 +277,42 @@ def row_to_stored_rules(row: Mapping[Any, Any]) -> StoredRules:
         raise InvariantViolation(f"stored {where}: {exc}") from exc
     return StoredRules(
         exchange=row["exchange"], market=row["market"], rules=rules, fetched_ms=fetched_ms
+    )
+
+
+def model_version_to_row(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "member": version.member,
+        "status": ModelStatus(version.status).value,
+        "train_start_ms": version.train_start_ms,
+        "train_end_ms": version.train_end_ms,
+        "feature_set_hash": version.feature_set_hash,
+        "metrics": json.dumps(dict(version.metrics), sort_keys=True, allow_nan=False),
+        "artifact_path": version.artifact_path,
+        "artifact_sha256": version.artifact_sha256,
+        "created_ms": version.created_ms,
+    }
+
+
+def row_to_model_version(row: Mapping[Any, Any]) -> ModelVersion:
+    where = f"model_versions {row['id']}"
+    try:
+        metrics = json.loads(row["metrics"])
+        if not isinstance(metrics, dict):
+            raise TypeError("metrics is not a JSON object")
+        status = ModelStatus(row["status"])
+    except (ValueError, TypeError) as exc:  # a hand-edited row
+        raise InvariantViolation(f"stored {where}: {exc}") from exc
+    return ModelVersion(
+        id=row["id"],
+        member=row["member"],
+        status=status,
+        train_start_ms=int(row["train_start_ms"]),
+        train_end_ms=int(row["train_end_ms"]),
+        feature_set_hash=row["feature_set_hash"],
+        metrics=metrics,
+        artifact_path=row["artifact_path"],
+        artifact_sha256=row["artifact_sha256"],
+        created_ms=int(row["created_ms"]),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
+from core.domain.model_versions import ModelStatus, ModelVersion
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -394,6 +396,37 @@ class MemoryMarketRulesRepo:
         }
 
 
+class MemoryModelVersionRepo:
+    """The model registry as a dict by version id."""
+
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._versions: dict[str, ModelVersion] = {}
+
+    async def add(self, version: ModelVersion) -> None:
+        """Record a new version; an id already recorded is an ``InvariantViolation``."""
+        if version.id in self._versions:
+            raise InvariantViolation(f"model version {version.id!r} is recorded already")
+        # Through JSON like the SQL column: what is read back is what SQL would give.
+        metrics = json.loads(json.dumps(dict(version.metrics), allow_nan=False))
+        stored = replace(version, status=ModelStatus(version.status), metrics=metrics)
+        self._journal.put(self._versions, version.id, stored)
+
+    async def list_versions(self, member: str | None = None) -> list[ModelVersion]:
+        """Return the versions (of one member if given), oldest first."""
+        found = [v for v in self._versions.values() if member is None or v.member == member]
+        return sorted(found, key=lambda v: (v.created_ms, v.id))
+
+    async def newest(self, member: str, status: ModelStatus | None = None) -> ModelVersion | None:
+        """Return the member's most recently created version (of that status if given)."""
+        found = [
+            v
+            for v in await self.list_versions(member)
+            if status is None or v.status == ModelStatus(status)
+        ]
+        return found[-1] if found else None
+
+
 class _Atomic(AbstractAsyncContextManager[None]):
     """The unit of work of ``MemoryStorage.atomic()``.
 
@@ -431,6 +464,7 @@ class MemoryStorage:
         self.events = MemoryEventRepo(self._journal)
         self.state = MemoryKeyValueRepo(self._journal)
         self.market_rules = MemoryMarketRulesRepo(self._journal)
+        self.model_versions = MemoryModelVersionRepo(self._journal)
 
     def atomic(self) -> _Atomic:
         """Group the writes made inside; undo all of them if the block raises."""

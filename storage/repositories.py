@@ -23,6 +23,7 @@ from core.domain.enums import CandleMarket, MarketType, OrderStatus
 from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
+from core.domain.model_versions import ModelStatus, ModelVersion
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -38,6 +39,7 @@ from storage.tables import (
     FillRow,
     KeyValueRow,
     MarketRulesRow,
+    ModelVersionRow,
     OrderRow,
     PositionRow,
 )
@@ -56,6 +58,7 @@ _equity: Table = EquitySnapshotRow.__table__  # type: ignore[attr-defined]
 _events: Table = EventRow.__table__  # type: ignore[attr-defined]
 _kv: Table = KeyValueRow.__table__  # type: ignore[attr-defined]
 _rules: Table = MarketRulesRow.__table__  # type: ignore[attr-defined]
+_models: Table = ModelVersionRow.__table__  # type: ignore[attr-defined]
 
 # Driver-level SQL for the candle hot path: executemany over plain tuples skips SQLAlchemy's
 # per-row parameter processing (about twice as fast as a Core insert of dicts, measured).
@@ -481,6 +484,44 @@ class SqlMarketRulesRepo:
         return {r["symbol"]: mappers.row_to_stored_rules(r) for r in rows}
 
 
+class SqlModelVersionRepo:
+    """The model registry in ``model_versions``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, version: ModelVersion) -> None:
+        """Record a new version; an id already recorded is an ``InvariantViolation``."""
+        stmt = insert(_models).values(mappers.model_version_to_row(version))
+        try:
+            async with self._uow.connection() as conn:
+                await conn.execute(stmt)
+        except IntegrityError as exc:
+            raise InvariantViolation(
+                f"model version {version.id!r} is recorded already ({exc.orig})"
+            ) from exc
+
+    async def list_versions(self, member: str | None = None) -> list[ModelVersion]:
+        """Return the versions (of one member if given), oldest first."""
+        stmt = select(_models).order_by(_models.c.created_ms, _models.c.id)
+        if member is not None:
+            stmt = stmt.where(_models.c.member == member)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_model_version(r) for r in rows]
+
+    async def newest(self, member: str, status: ModelStatus | None = None) -> ModelVersion | None:
+        """Return the member's most recently created version (of that status if given)."""
+        c = _models.c
+        stmt = select(_models).where(c.member == member)
+        if status is not None:
+            stmt = stmt.where(c.status == ModelStatus(status).value)
+        stmt = stmt.order_by(c.created_ms.desc(), c.id.desc()).limit(1)
+        async with self._uow.connection() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return None if row is None else mappers.row_to_model_version(row)
+
+
 class SqlStorage:
     """Every SQL repository over one engine, plus the unit of work.
 
@@ -500,6 +541,7 @@ class SqlStorage:
         self.events = SqlEventRepo(self.uow)
         self.state = SqlKeyValueRepo(self.uow)
         self.market_rules = SqlMarketRulesRepo(self.uow)
+        self.model_versions = SqlModelVersionRepo(self.uow)
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction (nested: savepoint)."""

@@ -93,6 +93,12 @@ async def stored_rules(settings: Settings) -> dict[str, StoredRules]:
         if not await database_exists(settings.database_url):
             return {}
         from storage import open_storage
+        from storage.migrate import current_revision, head_revision
+
+        # A database of an older schema holds no rules (its table came later); reading must
+        # not migrate it as a side effect.
+        if await asyncio.to_thread(current_revision, settings.database_url) != head_revision():
+            return {}
 
         storage = open_storage(settings.database_url)
         await storage.start()

@@ -95,3 +95,14 @@ def test_download_stores_the_venues_rules_and_markets_shows_them_as_stored(
     assert "default" in eth
     assert refetched.exit_code == 0, refetched.output
     assert "market rules of BTC/USDT stored (binance spot)" in flat(refetched.stdout)
+
+
+def test_markets_refuses_two_files_of_one_symbol_as_the_backtest_does(
+    cli: Cli, tmp_path: Path
+) -> None:
+    a = write_csv(tmp_path / "XRP_USDT-1h.csv", xrp(50))
+    (tmp_path / "futures").mkdir()
+    b = write_csv(tmp_path / "futures" / "XRP_USDT-1h.csv", xrp(50))
+    shown = cli("data", "markets", "--data", str(a), "--data", str(b))
+    assert shown.exit_code != 0
+    assert "two candle files for XRP/USDT" in flat(shown.output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from decimal import Decimal as D
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,16 @@ def test_notices_name_guessed_rules_partial_overrides_and_overrides_never_used()
         "QT__MARKET__SYMBOLS names doge/usdt, not traded here (symbols are matched exactly: "
         "XRP/USDT)"
     )
+
+
+async def test_an_older_database_is_neither_read_for_rules_nor_migrated_by_looking(
+    tmp_path: Path,
+) -> None:
+    from bot.market_rules import stored_rules
+    from storage.migrate import current_revision, upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/old.sqlite"
+    await upgrade(url, "0002")  # before the market_rules table
+    s = load_settings(None, database={"url": url})
+    assert await stored_rules(s) == {}
+    assert current_revision(url) == "0002"

@@ -33,6 +33,7 @@ from core.domain.events import Event, FundingSettled, SymbolFailed
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.market_rules import RulesInForce
 from core.domain.orders import Fill, Order
+from core.domain.portfolio import Position
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
@@ -62,7 +63,23 @@ class BacktestResult:
     detail_fallbacks: int = 0  # strategy candles whose detail had gaps: filled on themselves
     symbol_failures: tuple[SymbolFailed, ...] = ()  # cycles that raised: those symbols paused
     orders: tuple[Order, ...] = ()  # every order sent, as the paper venue last saw it
+    # Open positions whose symbol's candles ended before the run did (delisted, or missing
+    # data): nothing could manage them after their last candle, and they kept a position slot.
+    stranded: tuple[tuple[str, int], ...] = ()  # (symbol, open time of its last candle)
     universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
+
+
+def _stranded(
+    positions: list[Position], window: Mapping[str, CandleSeries]
+) -> tuple[tuple[str, int], ...]:
+    """Return the open positions whose symbol's candles end before the others' last."""
+    last = max((int(s.ts_ms[-1]) for s in window.values() if len(s)), default=0)
+    ends = {sym: int(s.ts_ms[-1]) for sym, s in window.items() if len(s)}
+    return tuple(
+        (p.symbol, ends[p.symbol])
+        for p in sorted(positions, key=lambda p: p.symbol)
+        if p.symbol in ends and ends[p.symbol] < last
+    )
 
 
 def _check_detail_timeframes(
@@ -264,6 +281,7 @@ async def run_backtest(
         benchmarks=benchmarks,
         candles=candles,
         open_positions=len(positions),
+        stranded=_stranded(positions, window),
         events=bus.published,
         funding_events=len(settled),
         detail_fallbacks=market.stats.detail_fallbacks,

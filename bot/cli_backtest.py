@@ -289,6 +289,13 @@ async def _backtest(
             f"{result.detail_fallbacks} candle(s) had gaps in their detail candles and were "
             "filled on the strategy candle itself."
         )
+    for symbol, last_ms in result.stranded:
+        console.print(
+            f"{symbol}: a position is still open, but its candles end at "
+            f"{datetime.fromtimestamp(last_ms / 1000, UTC):%Y-%m-%d %H:%M} UTC (delisted or "
+            "missing data): nothing managed it after that, and it held a position slot",
+            style="bold yellow",
+        )
     if result.symbol_failures:
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
     if result.universe is not None:

@@ -366,6 +366,13 @@ class Settings(BaseSettings):
                 f"{self.trading.quote_currency}: the account can only buy symbols quoted in "
                 "its own currency (leave QT__UNIVERSE__QUOTE empty)"
             )
+        tf_ms = timeframe_to_ms(self.trading.timeframe)
+        if self.universe.dynamic and self.universe.refresh_ms < tf_ms:
+            raise ValueError(
+                f"QT__UNIVERSE__REFRESH_HOURS={self.universe.refresh_hours} is shorter than "
+                f"QT__TRADING__TIMEFRAME={self.trading.timeframe}: a refresh between two candle "
+                "closes has nothing new to rank by"
+            )
         if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
             raise ValueError(
                 "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"

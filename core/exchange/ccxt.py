@@ -217,6 +217,11 @@ class CcxtMarketData:
         with ccxt_errors(f"{self.name} universe: load_markets, fetch_tickers"):
             markets = await self._exchange.load_markets(True)  # listings change
             tickers = await self._exchange.fetch_tickers()
+        if not isinstance(markets, Mapping) or not isinstance(tickers or {}, Mapping):
+            raise DataError(
+                f"{self.name} universe: markets and tickers must be mappings, were "
+                f"{type(markets).__name__} and {type(tickers).__name__}"
+            )
         return candidates_from(markets, tickers or {}, self._market_type)
 
     async def listed_since(self, symbol: str, since_ms: int) -> int | None:

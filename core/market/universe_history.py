@@ -44,7 +44,11 @@ class _Trailing:
 def _trailing(s: CandleSeries, times_ms: npt.NDArray[np.int64], window_ms: int) -> _Trailing:
     tf_ms = timeframe_to_ms(s.timeframe)
     closed = np.searchsorted(s.ts_ms, times_ms - tf_ms, side="right")  # open + tf <= R
-    first = np.searchsorted(s.ts_ms, times_ms - window_ms, side="left")
+    # The window ends at the last candle close by R (R floored to the grid): a refresh between
+    # two closes must see the whole window, not lose its oldest candle (a 1d universe at noon
+    # saw nothing and went empty).
+    ends = times_ms - times_ms % tf_ms
+    first = np.searchsorted(s.ts_ms, ends - window_ms, side="left")
     seen = closed > first  # not started yet, or nothing traded in the window (delisted)
     quote = s.volume * s.close
     width = max(1, -(-window_ms // tf_ms))

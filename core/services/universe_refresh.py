@@ -102,7 +102,11 @@ class UniverseRefresher:
             listed = c.listed_ms if c.listed_ms is not None else self._listed.get(symbol)
             if listed is None:
                 since = now_ms - min_age_ms - DAY_MS
-                first = await self._source.listed_since(symbol, since)
+                try:
+                    first = await self._source.listed_since(symbol, since)
+                except DataError as e:  # this symbol's answer (no klines yet): not the others'
+                    log.warning("%s: listing unknown (%s); not eligible this refresh", symbol, e)
+                    first = None
                 if first is not None and first <= now_ms - min_age_ms:
                     self._listed[symbol] = first  # old enough, now and at every later refresh
                 listed = first

@@ -70,3 +70,21 @@ async def test_every_symbol_trades_and_every_order_sits_on_its_own_tick_and_step
             assert level is None or level % r.price_tick == 0, order
     for fill in result.fills:
         assert fill.amount % rules[fill.symbol].rules.amount_step == 0
+
+
+async def test_a_position_whose_candles_end_before_the_run_is_named_as_stranded() -> None:
+    import numpy as np
+
+    from core.domain.market import CandleSeries
+    from tests.unit.services.engine_harness import ScriptedProvider
+
+    def flat(symbol: str, n: int) -> CandleSeries:
+        ts = T0 + np.arange(n, dtype=np.int64) * 3_600_000
+        p = np.full(n, 100.0)
+        return CandleSeries.from_columns(symbol, "1h", ts, p, p, p, p, np.ones(n))
+
+    series = {"A/USDT": flat("A/USDT", 200), "B/USDT": flat("B/USDT", 100)}
+    settings = load_settings(None, trading={"symbols": list(series)})
+    result = await run_backtest(settings, series, provider=ScriptedProvider(entries={T0: 1}))
+    assert result.open_positions == 2
+    assert result.stranded == (("B/USDT", T0 + 99 * 3_600_000),)  # A's last candle is the run's

@@ -58,3 +58,10 @@ def test_bad_universe_settings_are_one_clear_line(
     with pytest.raises(ConfigError, match=message) as err:
         load_settings()
     assert "\n" not in str(err.value)
+
+
+def test_a_refresh_shorter_than_the_timeframe_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT__UNIVERSE__MODE", "volume")
+    monkeypatch.setenv("QT__UNIVERSE__REFRESH_HOURS", "0.5")
+    with pytest.raises(ConfigError, match=r"REFRESH_HOURS=0\.5 is shorter than .*TIMEFRAME=1h"):
+        load_settings()

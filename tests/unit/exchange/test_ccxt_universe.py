@@ -78,3 +78,12 @@ async def test_listed_since_is_the_first_daily_candle() -> None:
     assert await md.listed_since("BTC/USDT", T0) is None
     fake.ohlcv = [[T0 + 86_400_000, 1.0, 1.0, 1.0, 1.0, 1.0]]
     assert await md.listed_since("BTC/USDT", T0) == T0 + 86_400_000
+
+
+async def test_a_tickers_answer_that_is_no_mapping_is_a_data_error() -> None:
+    from core.errors import DataError
+
+    fake = FakeCcxt(markets=MARKETS)
+    fake.tickers = [ticker("BTC/USDT")]  # type: ignore[assignment]
+    with pytest.raises(DataError, match="markets and tickers must be mappings, were dict and list"):
+        await CcxtMarketData(fake).universe_candidates()

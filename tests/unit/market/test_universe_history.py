@@ -115,3 +115,15 @@ def test_the_schedule_is_the_rule_applied_at_each_refresh_on_random_markets() ->
         got = universe_schedule(data, r, times)
         assert got == [(t, naive(data, t, r)) for t in times]
         assert any(len(members) == r.top_n for _, members in got)
+
+
+def test_a_refresh_between_two_closes_still_sees_the_whole_window() -> None:
+    data = {"A/USDT": series("A/USDT", T0, 60 * 24, 3.0, price=2.0)}
+    [a] = candidates_at(data, R + 6 * 60_000)  # six minutes after a close
+    assert a.quote_volume == 24 * 3.0 * 2.0  # all 24 candles, not 23
+    day = 24 * HOUR
+    ts = T0 + np.arange(30, dtype=np.int64) * day
+    ones = np.ones(30)
+    daily = CandleSeries.from_columns("D/USDT", "1d", ts, ones, ones, ones, ones, ones * 5)
+    [d] = candidates_at({"D/USDT": daily}, T0 + 10 * day + 12 * HOUR)  # at noon
+    assert d.quote_volume == 5.0  # the day that closed at midnight (before: nothing, no pick)

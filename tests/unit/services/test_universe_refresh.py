@@ -118,3 +118,16 @@ async def test_unknown_listings_are_asked_for_the_best_ranked_only_and_once() ->
     assert venue.age_calls == ["NEW/USDT", "OLD/USDT"]
     assert await refresher.select() == ("OLD/USDT", "KNOWN/USDT")
     assert venue.age_calls == ["NEW/USDT", "OLD/USDT", "NEW/USDT"]  # old once, always old
+
+
+async def test_one_symbols_failing_listing_lookup_does_not_freeze_the_universe() -> None:
+    from core.errors import DataError
+
+    venue, refresher, _, _ = setup(min_listing_days=30)
+    venue.candidates = [cand("NEW/USDT", 9, listed_ms=None), cand("A/USDT", 8), cand("B/USDT", 7)]
+
+    async def no_klines(symbol: str, since_ms: int) -> int | None:
+        raise DataError(f"binance fetch_ohlcv {symbol} 1d: BadSymbol")
+
+    venue.listed_since = no_klines  # type: ignore[method-assign]
+    assert await refresher.select() == ("A/USDT", "B/USDT")  # NEW is not eligible this time

@@ -37,6 +37,7 @@ from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
 from core.market.funding import FundingRates
+from core.ml.ensemble import EnsembleProvider
 from core.services.bus import EventBus
 from core.services.market import MarketService
 from core.services.replay import FastReplay
@@ -153,6 +154,8 @@ async def run_backtest(
     settings = settings.with_market(list(series), timeframe)
     window = {s: ser.between(None, end_ms) for s, ser in series.items()}
     trade_from = trading_start_ms(window, start_ms)
+    if isinstance(provider, EnsembleProvider):
+        provider.refuse_in_sample(trade_from)  # a model scored on what it was trained on
     clock = SimClock(trade_from)
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it

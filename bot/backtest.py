@@ -185,6 +185,11 @@ async def run_backtest(
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
+    if isinstance(provider, EnsembleProvider):  # members left out: said once per symbol
+        for symbol in window:
+            engine.signals.frame(symbol)
+            for excluded in provider.exclusion_events(symbol, clock.now_ms()):
+                await bus.publish(excluded)
     universe = None
     if settings.universe.dynamic:  # point in time: each refresh sees the candles closed by then
         engine.universe, changes = await universe_from_history(

@@ -313,6 +313,9 @@ async def _backtest(
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
     if result.universe is not None:
         console.print(escape(universe_line(result.universe)))
-    for member, reason in (getattr(provider, "exclusions", None) or {}).items():
-        console.print(escape(f"ensemble left out {member}: {reason}"), style="yellow")
+    for symbol, left_out in (provider.exclusions_by_symbol if provider else {}).items():
+        for member, reason in left_out.items():
+            console.print(
+                escape(f"ensemble left out {member} on {symbol}: {reason}"), style="yellow"
+            )
     console.print(f"report: {escape(str(files_written.json_path))}")

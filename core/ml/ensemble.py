@@ -26,6 +26,7 @@ import numpy.typing as npt
 import talib
 
 from core.brains.exit_config import ExitConfig
+from core.domain.events import ModelMemberExcluded
 from core.domain.market import CandleSeries
 from core.errors import DataError, QTError
 from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
@@ -113,6 +114,7 @@ class EnsembleProvider:
             self.config.health_window
         )
         self.exclusions: dict[str, str] = {}  # after each compute: members left out, why
+        self.exclusions_by_symbol: dict[str, dict[str, str]] = {}
 
     def refuse_in_sample(self, trade_from_ms: int) -> None:
         """Raise ``DataError`` when trading would start before a member's training window
@@ -131,6 +133,13 @@ class EnsembleProvider:
             "or train on older candles (qt models train --until DAY); a walk-forward retrain "
             "inside the backtest is not built yet"
         )
+
+    def exclusion_events(self, symbol: str, ts_ms: int) -> list[ModelMemberExcluded]:
+        """Return the events saying which members the symbol's newest compute left out."""
+        return [
+            ModelMemberExcluded(ts_ms=ts_ms, symbol=symbol, member=member, reason=reason)
+            for member, reason in sorted(self.exclusions_by_symbol.get(symbol, {}).items())
+        ]
 
     def compute(self, series: CandleSeries) -> EnsembleFrame:
         """Return the signals of every candle of ``series`` (causal)."""
@@ -160,6 +169,7 @@ class EnsembleProvider:
         any_active = active.any(axis=1)
         p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
         self.exclusions = {**static, **_latest_unhealthy(p, healthy, static, self.members, cfg)}
+        self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
         return self._frame(series, p_up, p, weights)
 
     def _static_reason(self, m: EnsembleMember) -> str | None:

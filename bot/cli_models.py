@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -111,7 +112,9 @@ async def _train_into(
     from core.ml.training import TrainConfig
 
     series = await _candles(settings, files, symbols_opt, until_ms)
-    params: dict[str, object] = {"n_jobs": threads or max(1, workers_for(2) // len(names))}
+    # the members fit at once, one process each: share the cores between them
+    per_member = max(1, (os.cpu_count() or 1) // workers_for(len(names)))
+    params: dict[str, object] = {"n_jobs": threads or per_member}
     if trees is not None:
         params["n_estimators"] = trees
     config = TrainConfig(params=params)

@@ -124,12 +124,14 @@ class EnsembleProvider:
             return
         until = max(m.trained_until_ms for m in late)
         day = datetime.fromtimestamp(until / 1000, tz=UTC)
+        midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+        first_day = midnight if midnight == day else midnight + timedelta(days=1)
         ids = ", ".join(m.version_id or m.name for m in late)
         raise DataError(
             f"the ensemble's models ({ids}) were trained on candles up to "
             f"{day:%Y-%m-%d %H:%M}; trading from "
             f"{datetime.fromtimestamp(trade_from_ms / 1000, tz=UTC):%Y-%m-%d %H:%M} would be "
-            f"in sample: backtest from then on (--timerange {day + timedelta(days=1):%Y%m%d}-) "
+            f"in sample: backtest from then on (--timerange {first_day:%Y%m%d}-) "
             "or train on older candles (qt models train --until DAY); a walk-forward retrain "
             "inside the backtest is not built yet"
         )

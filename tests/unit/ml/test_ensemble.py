@@ -180,13 +180,15 @@ def test_predictions_at_t_do_not_change_when_later_candles_change() -> None:
 
 def test_trading_before_a_member_s_training_end_is_refused_as_in_sample() -> None:
     s = series()
-    end = int(s.ts_ms[1000])
+    end = int(s.ts_ms[24])  # 2024-01-02 00:00
     provider = EnsembleProvider(
         [EnsembleMember(name="xgb", member=Fake(0.35), trained_until_ms=end, version_id="xgb-1")]  # type: ignore[arg-type]
     )
 
     with pytest.raises(DataError, match=r"\(xgb-1\) were trained on candles up to .* in sample"):
         provider.refuse_in_sample(end - 3_600_000)
+    with pytest.raises(DataError, match=r"--timerange 20240102-"):  # midnight: that day
+        provider.refuse_in_sample(0)
     provider.refuse_in_sample(end)  # from the end on: out of sample
 
 

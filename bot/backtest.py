@@ -38,6 +38,7 @@ from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
 from core.market.feeds import ReplayFeed
 from core.market.funding import FundingRates
+from core.ml.ensemble import EnsembleProvider
 from core.services.bus import EventBus
 from core.services.market import MarketService
 from core.services.replay import FastReplay
@@ -170,6 +171,8 @@ async def run_backtest(
     settings = settings.with_market(list(series), timeframe)
     window = {s: ser.between(None, end_ms) for s, ser in series.items()}
     trade_from = trading_start_ms(window, start_ms)
+    if isinstance(provider, EnsembleProvider):
+        provider.refuse_in_sample(trade_from)  # a model scored on what it was trained on
     clock = SimClock(trade_from)
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it
@@ -199,6 +202,11 @@ async def run_backtest(
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
+    if isinstance(provider, EnsembleProvider):  # members left out: said once per symbol
+        for symbol in window:
+            engine.signals.frame(symbol)
+            for excluded in provider.exclusion_events(symbol, clock.now_ms()):
+                await bus.publish(excluded)
     universe = None
     if settings.universe.dynamic:  # point in time: each refresh sees the candles closed by then
         engine.universe, changes = await universe_from_history(

@@ -76,6 +76,12 @@ def backtest(
         bool, typer.Option(help="Send every candle through the full path (slower, same trades).")
     ] = False,
     charts: Annotated[bool, typer.Option(help="Draw the PNG charts (about 1 s).")] = True,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="ema_rsi or ensemble (the newest saved models; default: QT__STRATEGY__PROVIDER)."
+        ),
+    ] = None,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Backtest the configured strategy and Exit Brain with the paper fill model.
@@ -83,7 +89,11 @@ def backtest(
     Without --data, uses the candles stored in the database for the configured exchange,
     symbols and timeframe (see `qt data download|import`).
     """
-    settings = load_or_exit(env_file)
+    if strategy not in (None, "ema_rsi", "ensemble"):
+        raise typer.BadParameter(
+            f"expected ema_rsi or ensemble, received {strategy!r}", param_hint="--strategy"
+        )
+    settings = load_or_exit(env_file, **({"strategy": {"provider": strategy}} if strategy else {}))
     start_ms, end_ms = parse_timerange(timerange)
     run_name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     folder = out or settings.app.data_dir / "backtests"
@@ -244,6 +254,15 @@ async def _backtest(
     rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
     for line in notices(settings, rules):
         console.print(escape(line), style="yellow")
+    provider = None
+    if settings.strategy.provider == "ensemble":
+        from bot.ensemble_loader import load_ensemble
+
+        provider = await load_ensemble(settings)
+        console.print(
+            "ensemble of " + ", ".join(m.version_id for m in provider.members) + " (no "
+            "walk-forward retrain yet: the models stay as trained)"
+        )
     started = time.perf_counter()
     result = await run_backtest(
         settings,
@@ -254,6 +273,7 @@ async def _backtest(
         fast=not full,
         funding=rates or None,
         rules=rules,
+        provider=provider,
         sources=Sources(
             candles=candle_files,
             detail=detail_files,
@@ -300,4 +320,9 @@ async def _backtest(
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
     if result.universe is not None:
         console.print(escape(universe_line(result.universe)))
+    for symbol, left_out in (provider.exclusions_by_symbol if provider else {}).items():
+        for member, reason in left_out.items():
+            console.print(
+                escape(f"ensemble left out {member} on {symbol}: {reason}"), style="yellow"
+            )
     console.print(f"report: {escape(str(files_written.json_path))}")

@@ -26,6 +26,7 @@ from core.errors import ConfigError
 from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
 from core.market.rules_book import RulesBook
+from core.ml.ensemble import EnsembleConfig
 from core.ports import Exchange, KeyValueRepo, Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine
@@ -83,8 +84,14 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def provider_from(settings: Settings) -> SignalProvider:
-    """Return the configured signal provider."""
+    """Return the configured signal provider (the ensemble needs its saved models:
+    ``bot.ensemble_loader.load_ensemble``, wired in ``qt backtest`` so far)."""
     s = settings.strategy
+    if s.provider == "ensemble":
+        raise ConfigError(
+            "QT__STRATEGY__PROVIDER=ensemble trades in `qt backtest` only so far; qt demo "
+            "and qt run trade ema_rsi until the ensemble is wired into them"
+        )
     try:
         return EmaRsiCross(
             EmaRsiConfig(
@@ -201,3 +208,20 @@ def build_engine(
         book=book,
     )
     return engine
+
+
+def ensemble_config_from(settings: Settings) -> EnsembleConfig:
+    """Return the ensemble's config from the strategy settings (shorts as the risk allows)."""
+    s = settings.strategy
+    try:
+        return EnsembleConfig(
+            threshold=s.ensemble_threshold,
+            allow_short=policy_from(settings).allow_short,
+            window=s.ensemble_window,
+            temperature=s.ensemble_temperature,
+            min_weight=s.ensemble_min_weight,
+            max_weight=s.ensemble_max_weight,
+            disabled=tuple(s.ensemble_disabled),
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__STRATEGY__ENSEMBLE_* settings: {e}") from e

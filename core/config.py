@@ -172,11 +172,27 @@ class ExitSettings(Section):
 class StrategySettings(Section):
     """The signal provider and its parameters."""
 
-    provider: Literal["ema_rsi"] = "ema_rsi"
+    provider: Literal["ema_rsi", "ensemble"] = "ema_rsi"
     ema_fast: int = Field(default=20, ge=2)
     ema_slow: int = Field(default=50, ge=3)
     rsi_low: float = Field(default=30.0, ge=0, le=100)
     rsi_high: float = Field(default=70.0, ge=0, le=100)
+    # The ML ensemble (README: Training and the ensemble)
+    ensemble_threshold: float = Field(default=0.6, gt=0.5, lt=1)
+    ensemble_min_weight: float = Field(default=0.1, ge=0, le=1)
+    ensemble_max_weight: float = Field(default=0.9, ge=0, le=1)
+    ensemble_window: int = Field(default=168, ge=1)
+    ensemble_temperature: float = Field(default=0.05, gt=0)
+    ensemble_disabled: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _weights_ordered(self) -> StrategySettings:
+        if self.ensemble_min_weight > self.ensemble_max_weight:
+            raise ValueError(
+                f"strategy.ensemble_min_weight ({self.ensemble_min_weight}) is above "
+                f"strategy.ensemble_max_weight ({self.ensemble_max_weight})"
+            )
+        return self
 
 
 class SymbolRulesOverride(Section):

@@ -302,6 +302,17 @@ class UniverseChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelMemberExcluded(Event):
+    """The ensemble left a member out of a symbol's newest decision (disabled, degenerate
+    output, another feature set): the old system served a stuck model unnoticed."""
+
+    topic: ClassVar[str] = "model.member_excluded"
+    symbol: str
+    member: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EquityRecorded(Event):
     """An equity snapshot was taken."""
 

@@ -101,10 +101,16 @@ async def load_newest(
     version = await repo.newest(member, status)
     if version is None:
         return None
+    return await asyncio.to_thread(load_version, data_dir, version, members)
+
+
+def load_version(
+    data_dir: Path, version: ModelVersion, members: Mapping[str, type[Member]] = MEMBERS
+) -> LoadedVersion:
+    """Return ``version`` with its artifact verified against the recorded sha256 (blocking
+    file work: call it in a thread from the event loop); ``ArtifactError`` names what is wrong."""
     folder = _inside_models(data_dir, version)
-    artifact = await asyncio.to_thread(
-        load_artifact, folder, members, expected_sha256=version.artifact_sha256
-    )
+    artifact = load_artifact(folder, members, expected_sha256=version.artifact_sha256)
     meta = artifact.metadata
     if (meta.member, meta.feature_set_hash) != (version.member, version.feature_set_hash):
         raise ArtifactError(

@@ -112,6 +112,7 @@ def _bt(*extra: str) -> list[str]:
 
 BT, DEMO, DOWNLOAD, MARKETS = ("backtest",), ("demo",), ("data", "download"), ("data", "markets")
 IMPORT, CHECK = ("data", "import"), ("data", "check")
+TRAIN = ("models", "train")
 COVERS = "2024-01-01 00:00 to 2024-01-13 11:00"  # what the good file holds
 CASES: dict[str, Case] = {
     # --- backtest: candles ---
@@ -292,6 +293,55 @@ CASES: dict[str, Case] = {
         (CHECK, "files"),
         lambda f: ["data", "check", str(f.folder)],
         lambda f: f"invalid {f.folder} is a folder, not a candle file",
+    ),
+    # --- models train (before any worker is started, but for the rows the features leave) ---
+    "train-empty": Case(
+        (TRAIN, "data"),
+        lambda f: ["models", "train", "--data", str(f.empty)],
+        lambda f: f"{f.empty}: the file is empty",
+    ),
+    "train-header-only": Case(
+        (TRAIN, "data"),
+        lambda f: ["models", "train", "--data", str(f.header)],
+        lambda f: f"{f.header}: no candles",
+    ),
+    "train-one-candle": Case(
+        (TRAIN, "data"),
+        lambda f: ["models", "train", "--data", str(f.one)],
+        lambda f: "BTC/USDT: 0 usable rows (of 1 candles; the features need 200 to warm up)",
+    ),
+    "train-too-short": Case(
+        (TRAIN, "data"),
+        lambda f: ["models", "train", "--data", str(f.good)],
+        lambda f: (
+            "BTC/USDT: 98 usable rows (of 300 candles; the features need 200 to warm up); "
+            "training needs at least 200"
+        ),
+    ),
+    "train-unnamed": Case(
+        (TRAIN, "data"),
+        lambda f: ["models", "train", "--data", str(f.unnamed)],
+        lambda f: f"{f.unnamed}: give the symbol and timeframe",
+    ),
+    "train-folder": Case(
+        (TRAIN, "data"),
+        lambda f: ["models", "train", "--data", str(f.folder)],
+        lambda f: f"{f.folder} holds no 1h candle files like BTC_USDT-1h.csv.gz",
+    ),
+    "train-symbol-without-quote": Case(
+        (TRAIN, "symbols"),
+        lambda f: ["models", "train", "--data", str(f.good), "--symbols", "BTCUSDT"],
+        lambda f: "--symbols: a symbol must be BASE/QUOTE like BTC/USDT, received 'BTCUSDT'",
+    ),
+    "train-unknown-symbol": Case(  # no --data: the stored candles of the symbols asked
+        (TRAIN, "symbols"),
+        lambda f: ["models", "train", "--symbols", "DOGE/USDT"],
+        lambda f: "no 1h spot candles stored for binance DOGE/USDT",
+    ),
+    "train-until-before-the-data": Case(
+        (TRAIN, "until"),
+        lambda f: ["models", "train", "--data", str(f.good), "--until", "2023-06-01"],
+        lambda f: f"--until 2023-06-01T00:00:00Z: BTC/USDT in {f.good} has no candles before it",
     ),
     # --- data download (refused before the network, but for the symbol the venue must know) ---
     "download-since-in-the-future": Case(

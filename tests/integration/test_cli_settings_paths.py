@@ -27,6 +27,8 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("data", "list"): ["data", "list"],
     ("data", "check"): ["data", "check"],
     ("data", "markets"): ["data", "markets"],
+    ("models", "train"): ["models", "train", "--data", "BTC_USDT-1h.csv"],
+    ("models", "list"): ["models", "list"],
     ("config", "show"): ["config", "show"],
     ("db", "upgrade"): ["db", "upgrade"],
     ("state", "show"): ["state", "show"],

@@ -182,3 +182,21 @@ def test_a_symbol_override_outside_any_venues_grid_is_refused(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="QT__MARKET__SYMBOLS__X/USDT__"):
         load_settings(market={"symbols": {"X/USDT": override}})
+
+
+def test_the_ensemble_is_a_strategy_provider_with_bounded_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QT__STRATEGY__PROVIDER", "ensemble")
+    monkeypatch.setenv("QT__STRATEGY__ENSEMBLE_DISABLED", '["lgbm"]')
+    settings = load_settings()
+    assert settings.strategy.provider == "ensemble"
+    assert settings.strategy.ensemble_disabled == ["lgbm"]
+    monkeypatch.setenv("QT__STRATEGY__ENSEMBLE_MIN_WEIGHT", "0.6")
+    monkeypatch.setenv("QT__STRATEGY__ENSEMBLE_MAX_WEIGHT", "0.5")
+    with pytest.raises(ConfigError, match=r"ensemble_min_weight \(0.6\) is above"):
+        load_settings()
+    monkeypatch.delenv("QT__STRATEGY__ENSEMBLE_MIN_WEIGHT")
+    monkeypatch.setenv("QT__STRATEGY__ENSEMBLE_THRESHOLD", "0.5")  # both sides would fire
+    with pytest.raises(ConfigError, match="ENSEMBLE_THRESHOLD"):
+        load_settings()

@@ -1,0 +1,270 @@
+"""``qt models``: train the ensemble's members and list the saved versions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.cli_common import (
+    EnvFileOpt,
+    console,
+    load_or_exit,
+    parse_day,
+    run_or_exit,
+    wide_console,
+)
+from core.config import Settings
+from core.domain.market import CandleSeries
+from core.domain.model_versions import ModelVersion
+from core.errors import DataError
+from core.ports import Storage
+
+models_app = typer.Typer(
+    help="Train the ensemble's members and list the saved versions.", no_args_is_help=True
+)
+
+
+def _names(value: str | None, option: str, known: list[str]) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise DataError(
+            f"{option}: unknown member {unknown[0] if unknown else value!r}; known: "
+            + ", ".join(known)
+        )
+    return names
+
+
+@models_app.command("train")
+def train(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Candle files or folders (default: the stored candles)."),
+    ] = None,
+    members: Annotated[
+        str | None, typer.Option(help="Comma-separated members (default: all, e.g. xgb,lgbm).")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: config or all files).")
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Train on candles before this day, UTC (keeps later ones unseen)."),
+    ] = None,
+    trees: Annotated[
+        int | None, typer.Option(min=1, help="Boosting rounds of the tree members.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Threads per member (default: cores / members).")
+    ] = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Train members on candles (features, triple-barrier labels, purged holdout) and save
+    a version of each, scored on the most recent, held-out part."""
+    settings = load_or_exit(env_file)
+    until_ms = parse_day(until, "--until") if until else None
+    run_or_exit(lambda: _train(settings, data or [], members, symbols, until_ms, trees, threads))
+
+
+async def _train(
+    settings: Settings,
+    files: list[Path],
+    members_opt: str | None,
+    symbols_opt: str | None,
+    until_ms: int | None,
+    trees: int | None,
+    threads: int | None,
+) -> None:
+    from core.ml.members import MEMBERS
+    from storage import open_storage
+
+    names = _names(members_opt, "--members", sorted(MEMBERS)) or sorted(MEMBERS)
+    storage = open_storage(settings.database_url)
+    await storage.start()  # first: a data folder that cannot be used fails before any work
+    try:
+        await _train_into(storage, settings, files, names, symbols_opt, until_ms, trees, threads)
+    finally:
+        await storage.stop()
+
+
+async def _train_into(
+    storage: Storage,
+    settings: Settings,
+    files: list[Path],
+    names: list[str],
+    symbols_opt: str | None,
+    until_ms: int | None,
+    trees: int | None,
+    threads: int | None,
+) -> None:
+    from bot.model_training import describe_params, train_and_save, workers_for
+    from bot.trading import exit_config_from
+    from core.market.validation import iso_ms
+    from core.ml.training import TrainConfig
+
+    series = await _candles(settings, files, symbols_opt, until_ms)
+    # the members fit at once, one process each: share the cores between them
+    per_member = max(1, (os.cpu_count() or 1) // workers_for(len(names)))
+    params: dict[str, object] = {"n_jobs": threads or per_member}
+    if trees is not None:
+        params["n_estimators"] = trees
+    config = TrainConfig(params=params)
+    console.print(f"training {', '.join(names)} on {', '.join(series)} ({describe_params(params)})")
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(step: str, what: str) -> None:
+            if step not in tasks:
+                label = "features and labels" if step == "prepare" else step
+                tasks[step] = bar.add_task(label, total=1)
+            label = "features and labels" if step == "prepare" else step
+            done = what != "started"
+            bar.update(tasks[step], description=f"{label}: {what}", completed=int(done))
+
+        result = await train_and_save(
+            list(series.values()),
+            names,
+            repo=storage.model_versions,
+            data_dir=settings.app.data_dir,
+            config=config,
+            exits=exit_config_from(settings.exits),
+            progress=progress,
+        )
+    d = result.data
+    console.print(
+        f"window {iso_ms(d.train_start_ms)} to {iso_ms(d.end_ms)}; validation (held out, "
+        f"purged) from {iso_ms(d.valid_start_ms)}"
+    )
+    for v in result.versions:
+        console.print(f"saved {v.id}: {escape(_scores(v))}")
+    for name, reason in result.failures:
+        console.print(f"[red]{escape(name)} failed:[/red] {escape(reason)}")
+    if result.failures:
+        raise typer.Exit(1)
+
+
+async def _candles(
+    settings: Settings, files: list[Path], symbols_opt: str | None, until_ms: int | None
+) -> dict[str, CandleSeries]:
+    from bot.cli_backtest import _expand_folders, _load
+    from core.market.validation import iso_ms
+
+    wanted = None
+    if symbols_opt is not None:
+        wanted = [s.strip() for s in symbols_opt.split(",") if s.strip()]
+        bad = [s for s in wanted if "/" not in s]
+        if not wanted or bad:
+            raise DataError(
+                f"--symbols: a symbol must be BASE/QUOTE like BTC/USDT, received "
+                f"{(bad or [symbols_opt])[0]!r}"
+            )
+        if not files:
+            settings = settings.model_copy(
+                update={"trading": settings.trading.model_copy(update={"symbols": wanted})}
+            )
+    series, sources = await _load(settings, _expand_folders(files, settings.trading.timeframe))
+    if wanted is not None:
+        missing = [s for s in wanted if s not in series]
+        if missing:
+            raise DataError(f"--symbols: no candles given for {', '.join(missing)}")
+        series = {s: series[s] for s in wanted}
+    if until_ms is not None:
+        cut = {s: ser.between(None, until_ms) for s, ser in series.items()}
+        empty = [s for s, ser in cut.items() if not len(ser)]
+        if empty:
+            raise DataError(
+                f"--until {iso_ms(until_ms)}: {empty[0]} in {sources[empty[0]]} has no "
+                f"candles before it"
+            )
+        series = cut
+    return series
+
+
+def _scores(v: ModelVersion) -> str:
+    m = v.metrics
+
+    def num(key: str) -> str:
+        return f"{m[key]:.4f}" if key in m else "-"
+
+    return (
+        f"log-loss {num('log_loss')} (constant {num('log_loss_base')}), accuracy "
+        f"{num('accuracy')} (base rate {num('base_rate')}), AUC {num('auc')}"
+    )
+
+
+def _health(v: ModelVersion) -> str:
+    if v.metrics.get("healthy", 1.0) >= 1.0:
+        return "ok"
+    return f"near-constant (std {v.metrics.get('p_std', float('nan')):.2g})"
+
+
+@models_app.command("list")
+def list_(env_file: EnvFileOpt = None) -> None:
+    """List the saved versions: member, window, validation scores, health, status, and
+    whether the artifact's files still match the recorded sha256."""
+    settings = load_or_exit(env_file)
+    run_or_exit(lambda: _list(settings))
+
+
+async def _list(settings: Settings) -> None:
+    import asyncio
+
+    from core.market.validation import iso_ms
+    from storage import open_storage
+
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        versions = await storage.model_versions.list_versions()
+    finally:
+        await storage.stop()
+    if not versions:
+        console.print("no model versions yet: try `qt models train`")
+        return
+    table = Table("id", "member", "window", "log-loss", "acc", "AUC", "health", "status", "files")
+    checks = await asyncio.gather(
+        *(asyncio.to_thread(_verify, settings.app.data_dir, v) for v in versions)
+    )
+    for v, check in zip(versions, checks, strict=True):
+        m = v.metrics
+        table.add_row(
+            v.id,
+            v.member,
+            f"{_minute(iso_ms(v.train_start_ms))} to {_minute(iso_ms(v.train_end_ms))}",
+            f"{m['log_loss']:.4f}" if "log_loss" in m else "-",
+            f"{m['accuracy']:.3f}" if "accuracy" in m else "-",
+            f"{m['auc']:.3f}" if "auc" in m else "-",
+            _health(v),
+            v.status.value,
+            escape(check),
+        )
+    # As wide as its data (a cut path or digest is a wrong one); a terminal wraps it instead.
+    width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    wide_console(max(width, console.width)).print(table, crop=False)
+
+
+def _minute(iso: str) -> str:
+    return iso[:16].replace("T", " ")
+
+
+def _verify(data_dir: Path, version: ModelVersion) -> str:
+    """Return "verified" or "refused: <why>" for the version's files (sha256, then parsed)."""
+    from core.errors import ArtifactError
+    from core.ml.versions import load_version
+
+    try:
+        load_version(data_dir, version)
+    except ArtifactError as exc:
+        return f"refused: {exc}"
+    return "verified"

@@ -1,0 +1,105 @@
+"""Train members in worker processes and save each as a registered version.
+
+The rows are prepared and every member is fitted in a process pool (spawned: a fresh
+interpreter, no forked event loop or SQLite connection), so the event loop only waits; the
+fitted member comes back as its files' bytes, is rebuilt in a thread and saved through
+``core.ml.versions.save_version`` (files first, then the row). A member that fails is
+reported and leaves no version; the others are still saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.brains.exit_config import ExitConfig
+from core.domain.market import CandleSeries
+from core.domain.model_versions import ModelVersion
+from core.errors import QTError
+from core.ml.artifacts import TrainingInfo
+from core.ml.members import MEMBERS
+from core.ml.training import FitResult, TrainConfig, TrainingSet, fit_member, prepare
+from core.ml.versions import save_version
+from core.ports import ModelVersionRepo
+
+Progress = Callable[[str, str], None]  # (step, what happened): "prepare" or a member name
+
+
+@dataclass(frozen=True, slots=True)
+class Trained:
+    """What a training run produced: the rows' shape, saved versions and failures."""
+
+    data: TrainingSet
+    versions: tuple[ModelVersion, ...]
+    failures: tuple[tuple[str, str], ...]  # (member, reason)
+
+
+def workers_for(members: int) -> int:
+    """Return how many processes to fit ``members`` members in (at most one per core)."""
+    return max(1, min(members, os.cpu_count() or 1))
+
+
+async def train_and_save(
+    series: Sequence[CandleSeries],
+    members: Sequence[str],
+    *,
+    repo: ModelVersionRepo,
+    data_dir: Path,
+    config: TrainConfig,
+    exits: ExitConfig,
+    progress: Progress,
+) -> Trained:
+    """Prepare the rows, fit ``members`` concurrently, save each that succeeds."""
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers_for(len(members)), mp_context=context) as pool:
+        progress("prepare", "started")
+        data = await loop.run_in_executor(pool, prepare, list(series), config, exits)
+        progress("prepare", f"{len(data.y_train)} training, {len(data.y_valid)} validation rows")
+        params = dict(config.params)
+
+        async def one(name: str) -> tuple[str, ModelVersion | None, str]:
+            progress(name, "started")
+            try:
+                result = await loop.run_in_executor(pool, fit_member, name, data, params)
+                return name, await _save(result, data, repo, data_dir), ""
+            except QTError as exc:  # ours: the message is the reason
+                return name, None, str(exc)
+            except Exception as exc:  # noqa: BLE001 - a library's error fails that member only
+                return name, None, f"{type(exc).__name__}: {exc}"
+
+        versions, failures = [], []
+        for job in asyncio.as_completed([one(name) for name in members]):
+            name, version, reason = await job
+            if version is None:
+                failures.append((name, reason))
+                progress(name, "failed")
+            else:
+                versions.append(version)
+                progress(name, "saved")
+    return Trained(data, tuple(versions), tuple(failures))
+
+
+async def _save(
+    result: FitResult, data: TrainingSet, repo: ModelVersionRepo, data_dir: Path
+) -> ModelVersion:
+    member = await asyncio.to_thread(MEMBERS[result.member].from_files, result.files)
+    info = TrainingInfo(
+        train_start_ms=data.train_start_ms,
+        train_end_ms=data.end_ms,  # the validation window drove early stopping: it was seen
+        label=data.label,
+        metrics=result.metrics,
+    )
+    return await save_version(repo, data_dir, member, info, created_ms=int(time.time() * 1000))
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """Return the overrides as ``k=v`` for the console."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "member defaults"

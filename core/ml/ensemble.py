@@ -1,0 +1,266 @@
+"""The ensemble signal provider: members' P(up), weighted by their recent out-of-sample record.
+
+Per candle: the feature set (causal), each member's P(up) (P that TP1 comes before the stop,
+the label they were trained on), and weights from a softmax of each member's negative rolling
+log-loss over the labels resolved by then (``core.ml.ensemble_weights``), bounded per member.
+A member is left out where its trailing output fails ``core.ml.health`` (near-constant, NaN,
+outside [0, 1]), and for the whole series when it is disabled, its recorded validation output
+was degenerate, or it refuses the features; ``exclusions`` says which and why, for the caller
+to publish. Entry long when P(up) reaches ``threshold``; short when shorts are allowed and
+1 - P(up) does (a stand-in: the members learn the long barrier, so "down" includes "neither").
+``confidence`` is the probability of the side, which the Exit Brain scales on. The frame
+carries each member's probability and weight per row, to explain a decision.
+
+Causal: row ``t`` uses candles ``0..t`` only: features are causal, members are fixed, a label
+counts for the weights only from the row where it resolved, and health looks back only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import talib
+
+from core.brains.exit_config import ExitConfig
+from core.domain.events import ModelMemberExcluded
+from core.domain.market import CandleSeries
+from core.errors import DataError, QTError
+from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
+from core.ml.features import FeatureConfig, compute_features, feature_set
+from core.ml.health import MIN_STD, health
+from core.ml.labels import ATR_PERIOD, triple_barrier_labels
+from core.ml.member import Member
+from core.signals.base import SignalFrame
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsembleConfig:
+    """How members are combined and when the ensemble enters."""
+
+    threshold: float = 0.6
+    allow_short: bool = False
+    window: int = 168  # resolved labels in each member's rolling log-loss
+    min_labels: int = 24  # fewer known for any member: equal weights
+    temperature: float = 0.05  # log-loss differences are small: 0.05 makes 0.03 a 1.8x weight
+    min_weight: float = 0.1
+    max_weight: float = 0.9
+    disabled: tuple[str, ...] = ()
+    horizon: int = 24  # the label the members learned (TrainConfig.horizon)
+    health_window: int = 48
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.threshold < 1.0:
+            raise ValueError(f"ensemble threshold must be in (0.5, 1), was {self.threshold}")
+        if not 0.0 <= self.min_weight <= self.max_weight <= 1.0:
+            raise ValueError(
+                "ensemble weights need 0 <= min_weight <= max_weight <= 1, were "
+                f"{self.min_weight}, {self.max_weight}"
+            )
+        if self.window < 1 or self.min_labels < 0 or self.health_window < 2:
+            raise ValueError("ensemble window >= 1, min_labels >= 0, health_window >= 2")
+        if not self.temperature > 0:
+            raise ValueError(f"ensemble temperature must be > 0, was {self.temperature}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsembleMember:
+    """A loaded member and the end of the window it was trained on (exclusive, ms)."""
+
+    name: str
+    member: Member
+    trained_until_ms: int
+    version_id: str = ""
+    healthy_on_validation: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsembleFrame(SignalFrame):
+    """Signals plus, per row, the ensemble's P(up), each member's P(up) and weight."""
+
+    p_up: FloatArray
+    members: tuple[str, ...]
+    member_p: FloatArray  # (rows, members), NaN where a member has no prediction
+    weights: FloatArray  # (rows, members), 0 where a member is left out
+    excluded: Mapping[str, str] = field(default_factory=dict)  # at the newest row: why
+
+
+class EnsembleProvider:
+    """The ML ensemble as a ``SignalProvider`` (see module docstring)."""
+
+    name = "ensemble"
+
+    def __init__(
+        self,
+        members: Sequence[EnsembleMember],
+        config: EnsembleConfig | None = None,
+        *,
+        exits: ExitConfig | None = None,
+        features: FeatureConfig | None = None,
+        timeframe: str = "1h",
+    ) -> None:
+        if not members:
+            raise ValueError("the ensemble needs at least one member")
+        self.members = tuple(members)
+        self.config = config or EnsembleConfig()
+        self.exits = exits
+        self.features = features
+        self.warmup_candles = feature_set(features, timeframe).warmup_candles + (
+            self.config.health_window
+        )
+        self.exclusions: dict[str, str] = {}  # after each compute: members left out, why
+        self.exclusions_by_symbol: dict[str, dict[str, str]] = {}
+
+    def refuse_in_sample(self, trade_from_ms: int) -> None:
+        """Raise ``DataError`` when trading would start before a member's training window
+        ended: its predictions there would be in sample (or made with the future's data)."""
+        late = [m for m in self.members if trade_from_ms < m.trained_until_ms]
+        if not late:
+            return
+        until = max(m.trained_until_ms for m in late)
+        day = datetime.fromtimestamp(until / 1000, tz=UTC)
+        midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+        first_day = midnight if midnight == day else midnight + timedelta(days=1)
+        ids = ", ".join(m.version_id or m.name for m in late)
+        raise DataError(
+            f"the ensemble's models ({ids}) were trained on candles up to "
+            f"{day:%Y-%m-%d %H:%M}; trading from "
+            f"{datetime.fromtimestamp(trade_from_ms / 1000, tz=UTC):%Y-%m-%d %H:%M} would be "
+            f"in sample: backtest from then on (--timerange {first_day:%Y%m%d}-) "
+            "or train on older candles (qt models train --until DAY); a walk-forward retrain "
+            "inside the backtest is not built yet"
+        )
+
+    def exclusion_events(self, symbol: str, ts_ms: int) -> list[ModelMemberExcluded]:
+        """Return the events saying which members the symbol's newest compute left out."""
+        return [
+            ModelMemberExcluded(ts_ms=ts_ms, symbol=symbol, member=member, reason=reason)
+            for member, reason in sorted(self.exclusions_by_symbol.get(symbol, {}).items())
+        ]
+
+    def compute(self, series: CandleSeries) -> EnsembleFrame:
+        """Return the signals of every candle of ``series`` (causal)."""
+        cfg = self.config
+        n, k = len(series), len(self.members)
+        fm = compute_features(series, self.features)
+        rows = np.flatnonzero(fm.valid_rows())
+        x = np.asarray(fm.values[rows], dtype=np.float64)
+        p = np.full((n, k), np.nan)
+        static: dict[str, str] = {}
+        for j, m in enumerate(self.members):
+            reason = self._static_reason(m)
+            if reason is None and len(rows):
+                try:
+                    p[rows, j] = m.member.predict_proba(
+                        x, columns=fm.columns, feature_set_hash=fm.set_hash
+                    )
+                except (QTError, ValueError) as exc:  # FeatureMismatch, DataError: left out
+                    reason = str(exc)
+            if reason is not None:
+                static[m.name] = reason
+                p[:, j] = np.nan
+        healthy = _trailing_health(p, cfg.health_window)
+        active = healthy & np.array([m.name not in static for m in self.members])[None, :]
+        weights = self._weights(series, p, active)
+        filled = np.where(active, p, 0.0)
+        any_active = active.any(axis=1)
+        p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
+        self.exclusions = {**static, **_latest_unhealthy(p, healthy, static, self.members, cfg)}
+        self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
+        return self._frame(series, p_up, p, weights)
+
+    def _static_reason(self, m: EnsembleMember) -> str | None:
+        if m.name in self.config.disabled:
+            return "disabled (QT__STRATEGY__ENSEMBLE_DISABLED)"
+        if not m.healthy_on_validation:
+            return "its validation output was near-constant when it was trained"
+        return None
+
+    def _weights(
+        self, series: CandleSeries, p: FloatArray, active: npt.NDArray[np.bool_]
+    ) -> FloatArray:
+        cfg = self.config
+        labels = triple_barrier_labels(series, horizon=cfg.horizon, exits=self.exits)
+        trained_until = np.array([m.trained_until_ms for m in self.members], dtype=np.int64)
+        usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
+        loss, count = rolling_log_loss(
+            p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window
+        )
+        # any active member with too short a record: equal weights (a fair comparison)
+        enough = np.all(np.where(active, count >= max(cfg.min_labels, 1), True), axis=1)
+        logits = np.where(
+            np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
+        )
+        return bounded_softmax(logits, active, min_weight=cfg.min_weight, max_weight=cfg.max_weight)
+
+    def _frame(
+        self, series: CandleSeries, p_up: FloatArray, p: FloatArray, weights: FloatArray
+    ) -> EnsembleFrame:
+        cfg = self.config
+        known = np.isfinite(p_up)
+        up = np.where(known, p_up, 0.5)
+        long_ = known & (up >= cfg.threshold)
+        short = known & (1.0 - up >= cfg.threshold)
+        entry = np.zeros(len(series), dtype=np.int8)
+        entry[long_] = 1
+        if cfg.allow_short:
+            entry[short] = -1
+        side_p = np.where(cfg.allow_short, np.maximum(up, 1.0 - up), up)
+        confidence = np.where(entry == -1, 1.0 - up, np.where(known, side_p, 0.0))
+        atr = (
+            talib.ATR(series.high, series.low, series.close, ATR_PERIOD)
+            if len(series)
+            else (np.zeros(0))
+        )
+        return EnsembleFrame(
+            ts_ms=series.ts_ms,
+            entry=entry,
+            exit_long=short,  # the ensemble now leans down: close a long
+            exit_short=long_,
+            confidence=np.clip(confidence, 0.0, 1.0),
+            atr=np.asarray(atr, dtype=np.float64),
+            p_up=p_up,
+            members=tuple(m.name for m in self.members),
+            member_p=p,
+            weights=weights,
+            excluded=dict(self.exclusions),
+        )
+
+
+def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:
+    """Return, per row and member, whether the last ``window`` predictions are all finite,
+    within [0, 1] and not near-constant (``core.ml.health``'s rules, looking back only)."""
+    n, k = p.shape
+    ok = np.zeros((n, k), dtype=bool)
+    if n < window:
+        return ok
+    win = np.lib.stride_tricks.sliding_window_view(p, window, axis=0)  # (n - w + 1, k, w)
+    with np.errstate(invalid="ignore"):
+        fine = np.isfinite(win).all(axis=2) & ((win >= 0) & (win <= 1)).all(axis=2)
+        std = np.where(fine, np.nan_to_num(win).std(axis=2), 0.0)
+    ok[window - 1 :] = fine & (std >= MIN_STD)
+    return ok
+
+
+def _latest_unhealthy(
+    p: FloatArray,
+    healthy: npt.NDArray[np.bool_],
+    static: Mapping[str, str],
+    members: Sequence[EnsembleMember],
+    cfg: EnsembleConfig,
+) -> dict[str, str]:
+    """Return why each member (not left out already) is unhealthy at the newest row."""
+    out: dict[str, str] = {}
+    if not len(p):
+        return out
+    for j, m in enumerate(members):
+        if m.name in static or healthy[-1, j]:
+            continue
+        verdict = health(p[-cfg.health_window :, j], min_rows=cfg.health_window)
+        out[m.name] = f"unhealthy output: {verdict.reason or 'not enough predictions yet'}"
+    return out

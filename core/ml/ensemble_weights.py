@@ -1,0 +1,87 @@
+"""The ensemble's weights: softmax of each member's negative rolling log-loss, bounded.
+
+Only labels already resolved count: at row ``t`` a label is known when it is valid and its
+end row (where TP1, the stop or the horizon was reached) is at most ``t``; the candle closing
+there is the newest one the decision at ``t`` has seen. Only a member's out-of-sample rows
+count (``oos``): a loss on rows it was trained on flatters it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from core.ml.metrics import log_losses
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+
+def rolling_log_loss(
+    p: FloatArray,
+    y: npt.ArrayLike,
+    *,
+    known_at: IntArray,
+    usable: BoolArray,
+    window: int,
+) -> tuple[FloatArray, IntArray]:
+    """Return, per row ``t`` and member, the mean log-loss over the last ``window`` labels
+    known by ``t`` and how many there were (NaN loss where none).
+
+    ``p`` is (rows, members); ``known_at[s]`` the row from which label ``s`` is known;
+    ``usable`` (rows, members) marks the labels that may count for each member.
+    """
+    n, k = p.shape
+    loss = np.full((n, k), np.nan)
+    count = np.zeros((n, k), dtype=np.int64)
+    rows = np.arange(n)
+    for m in range(k):
+        take = np.flatnonzero(usable[:, m] & np.isfinite(p[:, m]))
+        order = take[np.argsort(known_at[take], kind="stable")]  # in the order they resolved
+        ends = known_at[order]
+        costs = np.concatenate(([0.0], np.cumsum(log_losses(p[order, m], np.asarray(y)[order]))))
+        hi = np.searchsorted(ends, rows, side="right")
+        lo = np.maximum(hi - window, 0)
+        count[:, m] = hi - lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss[:, m] = (costs[hi] - costs[lo]) / (hi - lo)
+    return loss, count
+
+
+def bounded_softmax(
+    logits: FloatArray, active: BoolArray, *, min_weight: float, max_weight: float
+) -> FloatArray:
+    """Return per-row weights of the active members: softmax of ``logits``, then each kept
+    within [min_weight, max_weight] and summing to 1 (bounds are relaxed to 1/k where k active
+    members cannot meet them). Rows without an active member get zeros."""
+    n, k = logits.shape
+    z = np.where(active, logits, -np.inf)
+    top = np.max(z, axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    e = np.where(active, np.exp(z - top), 0.0)
+    total = e.sum(axis=1, keepdims=True)
+    s = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    k_active = active.sum(axis=1, keepdims=True)
+    share = np.divide(1.0, k_active, out=np.ones_like(total), where=k_active > 0)
+    lo = np.minimum(min_weight, share)
+    hi = np.maximum(max_weight, share)
+    # w = clip(c * s, lo, hi) summing to 1: bisect c in log space, row by row at once
+    s_pos = np.maximum(s, 1e-300)
+    s_max = np.where(active, s_pos, 0.0).max(axis=1, keepdims=True)
+    s_min = np.where(active, s_pos, np.inf).min(axis=1, keepdims=True)
+    none = k_active == 0
+    a = np.where(
+        none, 0.0, np.log(np.maximum(lo, 1e-12)) - np.log(np.where(none, 1.0, s_max)) - 1.0
+    )
+    b = np.where(none, 0.0, np.log(hi) - np.log(np.where(none, 1.0, s_min)) + 1.0)
+    for _ in range(100):
+        c = 0.5 * (a + b)
+        w = np.where(active, np.clip(np.exp(c) * s, lo, hi), 0.0)
+        over = w.sum(axis=1, keepdims=True) > 1.0
+        b = np.where(over, c, b)
+        a = np.where(over, a, c)
+    w = np.where(active, np.clip(np.exp(0.5 * (a + b)) * s, lo, hi), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    out: FloatArray = np.divide(w, total, out=np.zeros((n, k)), where=total > 0)
+    return out

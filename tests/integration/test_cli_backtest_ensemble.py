@@ -1,0 +1,55 @@
+"""``qt backtest --strategy ensemble``: the newest saved versions trade out of sample only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.trading import provider_from
+from core.config import load_settings
+from core.errors import ConfigError
+from tests.integration.test_cli import Cli, flat
+from tests.integration.test_cli import cli as cli  # the fixture
+from tests.integration.test_cli_models import candle_file, one_line, train
+
+ENSEMBLE = ("--strategy", "ensemble", "--no-charts")
+
+
+def test_the_ensemble_trades_after_its_training_window_and_is_refused_inside_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = candle_file(tmp_path)  # 2024-01-01 .. 2024-03-15
+    train(cli, data)  # up to 2024-02-20
+
+    in_sample = cli("backtest", "--data", str(data), *ENSEMBLE)
+    assert in_sample.exit_code != 0
+    line = one_line(in_sample.stderr)
+    assert "trading from 2024-01-01 00:00 would be in sample" in line
+    assert "--timerange 20240220-" in line and "walk-forward retrain" in line
+    assert "candles/s" not in in_sample.stdout
+
+    outside = cli("backtest", "--data", str(data), *ENSEMBLE, "--timerange", "20240220-")
+    assert outside.exit_code == 0, outside.output
+    assert "ensemble of lgbm-" in flat(outside.stdout) and "candles/s" in outside.stdout
+
+    model = next((cli.data_dir / "models" / "lgbm").glob("*/model.txt"))
+    model.write_bytes(model.read_bytes() + b"\n")
+    tampered = cli("backtest", "--data", str(data), *ENSEMBLE, "--timerange", "20240220-")
+    assert tampered.exit_code != 0
+    assert "truncated or altered" in one_line(tampered.stderr)
+
+
+def test_an_ensemble_backtest_without_versions_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    result = cli("backtest", "--data", str(candle_file(tmp_path, 50)), *ENSEMBLE)
+    assert result.exit_code != 0
+    assert "no saved model versions" in one_line(result.stderr)
+
+
+def test_demo_and_run_refuse_the_ensemble_until_it_is_wired_into_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./.env
+    settings = load_settings(strategy={"provider": "ensemble"})
+    with pytest.raises(ConfigError, match=r"trades in `qt backtest` only so far"):
+        provider_from(settings)

@@ -1,0 +1,197 @@
+"""The ensemble provider: weights from resolved out-of-sample labels, exclusions, causality."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from core.domain.market import CandleSeries
+from core.errors import DataError, FeatureMismatch
+from core.market.synthetic import generate_candles
+from core.ml.ensemble import EnsembleConfig, EnsembleFrame, EnsembleMember, EnsembleProvider
+from core.ml.features import feature_set
+
+HASH = feature_set().hash
+
+
+@dataclass
+class Fake:
+    """A member whose P(up) is ``level`` nudged by the 1-candle return: causal, like a model."""
+
+    level: float
+    spread: float = 0.02
+    feature_set_hash: str = HASH
+
+    def predict_proba(
+        self, x: npt.NDArray[np.float64], *, columns: Sequence[str], feature_set_hash: str
+    ) -> npt.NDArray[np.float64]:
+        if feature_set_hash != self.feature_set_hash:
+            raise FeatureMismatch(f"fake refuses feature set {feature_set_hash!r}")
+        ret = x[:, list(columns).index("ret_1")]
+        return np.clip(self.level + self.spread * np.tanh(100 * ret), 0.0, 1.0)
+
+
+def series(n: int = 1500, seed: int = 4) -> CandleSeries:
+    return generate_candles("BTC/USDT", "1h", n, seed=seed)
+
+
+def ensemble(*members: tuple[str, Fake], **config: object) -> EnsembleProvider:
+    start = int(series().ts_ms[0])
+    return EnsembleProvider(
+        [EnsembleMember(name=n, member=m, trained_until_ms=start) for n, m in members],  # type: ignore[arg-type]
+        EnsembleConfig(**config),  # type: ignore[arg-type]
+    )
+
+
+def test_weights_move_to_the_member_with_the_lower_recent_log_loss() -> None:
+    s = series()
+    # About a third of the labels are TP1-first: 0.35 is honest, 0.9 is confidently wrong.
+    provider = ensemble(
+        ("good", Fake(0.35)), ("bad", Fake(0.9)), min_weight=0.1, max_weight=0.9, min_labels=100
+    )
+
+    frame = provider.compute(s)
+
+    first = int(np.argmax(frame.weights.sum(axis=1) > 0))  # features and health warmed up
+    assert np.allclose(frame.weights[first], [0.5, 0.5])  # < 100 labels resolved: equal
+    assert np.allclose(frame.weights[-200:], [0.9, 0.1])  # bounded at the limits
+    late = frame.p_up[-200:]
+    assert np.allclose(late, 0.9 * frame.member_p[-200:, 0] + 0.1 * frame.member_p[-200:, 1])
+    assert provider.exclusions == {}
+
+
+def test_labels_count_only_from_the_member_s_training_end_on() -> None:
+    s = series()
+    start = int(s.ts_ms[0])
+    late_end = int(s.ts_ms[-300])  # "bad" was trained until near the end: little record
+    provider = EnsembleProvider(
+        [
+            EnsembleMember(name="good", member=Fake(0.35), trained_until_ms=start),  # type: ignore[arg-type]
+            EnsembleMember(name="bad", member=Fake(0.9), trained_until_ms=late_end),  # type: ignore[arg-type]
+        ],
+        EnsembleConfig(min_labels=24),
+    )
+
+    frame = provider.compute(s)
+
+    before = s.ts_ms < late_end
+    active = frame.weights.sum(axis=1) > 0
+    assert np.allclose(frame.weights[before & active], 0.5)  # bad has no record yet: equal
+    assert np.allclose(frame.weights[-100:], [0.9, 0.1])
+
+
+def test_a_degenerate_member_is_left_out_and_reported() -> None:
+    s = series()
+    provider = ensemble(("good", Fake(0.35)), ("stuck", Fake(0.615, spread=0.0)))
+
+    frame = provider.compute(s)
+
+    assert (frame.weights[:, 1] == 0).all()
+    known = np.isfinite(frame.p_up)
+    assert known.sum() > 1000
+    assert np.allclose(frame.p_up[known], frame.member_p[known, 0])
+    assert "near-constant" in provider.exclusions["stuck"]
+    assert frame.excluded == provider.exclusions
+    (event,) = provider.exclusion_events("BTC/USDT", 123)
+    assert (event.topic, event.symbol, event.member, event.ts_ms) == (
+        "model.member_excluded",
+        "BTC/USDT",
+        "stuck",
+        123,
+    )
+    assert event.reason == provider.exclusions["stuck"]
+    assert provider.exclusion_events("ETH/USDT", 123) == []  # not computed for ETH
+
+
+def test_a_member_of_another_feature_set_or_disabled_is_left_out_with_the_reason() -> None:
+    provider = ensemble(
+        ("good", Fake(0.35)),
+        ("other", Fake(0.4, feature_set_hash="another")),
+        ("off", Fake(0.4)),
+        disabled=("off",),
+    )
+
+    frame = provider.compute(series())
+
+    assert "refuses feature set" in provider.exclusions["other"]
+    assert "disabled" in provider.exclusions["off"]
+    assert (frame.weights[:, 1:] == 0).all()
+
+
+def test_entries_follow_the_threshold_and_shorts_only_when_allowed() -> None:
+    s = series()
+    longs = ensemble(("up", Fake(0.7, spread=0.05)), threshold=0.7).compute(s)
+    shorts = ensemble(("down", Fake(0.3, spread=0.05)), threshold=0.7, allow_short=True)
+    no_shorts = ensemble(("down", Fake(0.3, spread=0.05)), threshold=0.7).compute(s)
+    frame = shorts.compute(s)
+
+    known = np.isfinite(longs.p_up)
+    assert ((longs.entry == 1) == (known & (longs.p_up >= 0.7))).all()
+    assert (longs.confidence[longs.entry == 1] == longs.p_up[longs.entry == 1]).all()
+    assert ((frame.entry == -1) == (known & (1 - frame.p_up >= 0.7))).all()
+    assert np.allclose(frame.confidence[frame.entry == -1], 1 - frame.p_up[frame.entry == -1])
+    assert (no_shorts.entry == 0).all()
+    assert (frame.entry == -1).sum() > 100
+
+
+def _rows(frame: EnsembleFrame, stop: int) -> list[np.ndarray]:
+    return [
+        a[:stop]
+        for a in (
+            frame.entry,
+            frame.confidence,
+            frame.p_up,
+            frame.member_p,
+            frame.weights,
+            frame.exit_long,
+            frame.atr,
+        )
+    ]
+
+
+def test_predictions_at_t_do_not_change_when_later_candles_change() -> None:
+    s = series(1200)
+    provider = ensemble(("good", Fake(0.35)), ("bad", Fake(0.9)), min_labels=5)
+    full = provider.compute(s)
+    t = 900
+    cut = provider.compute(s.slice(0, t + 1))
+    other_tail = generate_candles("BTC/USDT", "1h", 1200, seed=99, start_price=float(s.close[t]))
+    altered = CandleSeries.from_columns(
+        s.symbol,
+        s.timeframe,
+        s.ts_ms,
+        np.concatenate([s.open[: t + 1], other_tail.open[t + 1 :]]),
+        np.concatenate([s.high[: t + 1], other_tail.high[t + 1 :]]),
+        np.concatenate([s.low[: t + 1], other_tail.low[t + 1 :]]),
+        np.concatenate([s.close[: t + 1], other_tail.close[t + 1 :]]),
+        np.concatenate([s.volume[: t + 1], other_tail.volume[t + 1 :]]),
+    )
+    changed = provider.compute(altered)
+
+    assert not np.allclose(full.weights[900:], changed.weights[900:])  # the future did change
+    for a, b, c in zip(_rows(full, t + 1), _rows(cut, t + 1), _rows(changed, t + 1), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_trading_before_a_member_s_training_end_is_refused_as_in_sample() -> None:
+    s = series()
+    end = int(s.ts_ms[24])  # 2024-01-02 00:00
+    provider = EnsembleProvider(
+        [EnsembleMember(name="xgb", member=Fake(0.35), trained_until_ms=end, version_id="xgb-1")]  # type: ignore[arg-type]
+    )
+
+    with pytest.raises(DataError, match=r"\(xgb-1\) were trained on candles up to .* in sample"):
+        provider.refuse_in_sample(end - 3_600_000)
+    with pytest.raises(DataError, match=r"--timerange 20240102-"):  # midnight: that day
+        provider.refuse_in_sample(0)
+    provider.refuse_in_sample(end)  # from the end on: out of sample
+
+
+def test_the_config_refuses_a_threshold_that_lets_both_sides_fire() -> None:
+    with pytest.raises(ValueError, match="threshold must be in"):
+        EnsembleConfig(threshold=0.5)

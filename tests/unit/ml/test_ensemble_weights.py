@@ -1,0 +1,36 @@
+"""The weights' arithmetic: rolling log-loss over known labels, bounded softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
+
+
+def test_a_label_counts_from_the_row_where_it_resolved_within_the_window() -> None:
+    p = np.array([[0.9], [0.9], [0.9], [0.9]])
+    y = np.array([1, 0, 1, 1])
+    known_at = np.array([2, 3, 3, 9])  # label 3 resolves after the data
+    loss, count = rolling_log_loss(p, y, known_at=known_at, usable=np.ones((4, 1), bool), window=2)
+
+    assert count[:, 0].tolist() == [0, 0, 1, 2]
+    assert np.isnan(loss[:2, 0]).all()
+    assert loss[2, 0] == np.float64(-np.log(0.9))
+    assert np.isclose(loss[3, 0], (-np.log(0.1) - np.log(0.9)) / 2)  # the last two resolved
+
+
+def test_weights_keep_their_bounds_and_sum_to_one() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=5, size=(500, 3))
+    active = rng.random((500, 3)) > 0.2
+
+    w = bounded_softmax(logits, active, min_weight=0.1, max_weight=0.6)
+
+    some = active.sum(axis=1)
+    assert np.allclose(w[some > 0].sum(axis=1), 1.0)
+    assert (w[~active] == 0).all()
+    three = some == 3
+    assert (w[three] >= 0.1 - 1e-9).all() and (w[three] <= 0.6 + 1e-9).all()
+    alone = some == 1
+    assert np.allclose(w[alone].max(axis=1), 1.0)  # bounds relaxed: one member takes it all
+    assert (w[some == 0] == 0).all()

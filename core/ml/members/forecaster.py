@@ -139,6 +139,11 @@ class ForecastMember(ABC, Generic[P]):
         """Return L: pass ``window - 1`` rows of context before the first row that matters."""
         return self._params.window
 
+    @property
+    def weight_count(self) -> int:
+        """Return how many weights the network has (0 before fit)."""
+        return 0 if self._net is None else sum(int(p.numel()) for p in self._net.parameters())
+
     def library_versions(self) -> dict[str, str]:
         """Return the versions of the libraries the model was made with."""
         import torch

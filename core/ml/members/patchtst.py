@@ -17,10 +17,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PatchTstParams(ForecastParams):
-    """Patches of ``patch`` candles every ``stride``; a small pre-norm Transformer encoder."""
+    """Patches of ``patch`` candles every ``stride``; a small pre-norm Transformer encoder.
 
+    Non-overlapping day-long patches and at most 12 epochs: on 2 cores an epoch of 14,700
+    windows costs 2-3x what N-HiTS's does even so (overlapping patches, stride 12, doubled
+    it), and one retrain on 2 years of 1h must stay under 2 minutes (``bench/torch_fit.py``).
+    """
+
+    epochs: int = 12
+    warm_epochs: int = 4
     patch: int = 24
-    stride: int = 12
+    stride: int = 24
     d_model: int = 32
     heads: int = 4
     layers: int = 2

@@ -81,6 +81,16 @@ def test_row_t_depends_on_rows_up_to_t_only(name: str) -> None:
     assert not np.array_equal(member.predict_proba(altered, **KW)[200:], base[200:])
 
 
+def test_a_live_decision_predicts_the_newest_row_alone(name: str) -> None:
+    member = trained(name)
+    x, _ = seasonal(500, seed=6)
+
+    newest = member.predict_newest(x, **KW)
+
+    assert newest == pytest.approx(member.predict_proba(x, **KW)[-1], abs=1e-6)
+    assert newest == member.predict_newest(x[-WINDOW:], **KW)  # the window is all it reads
+
+
 def test_save_and_load_give_identical_predictions(name: str, tmp_path: Path) -> None:
     member = trained(name)
     x, _ = seasonal(500, seed=2)

@@ -182,6 +182,13 @@ class ForecastMember(ABC, Generic[P]):
                 f"{xs.shape[0]} rows given, more than {self.window - 1 + self._params.horizon} "
                 "needed"
             )
+        rows = np.flatnonzero(np.arange(xv.shape[0]) >= self.window - 1)
+        if len(rows) < MIN_CALIBRATION_ROWS:
+            raise DataError(
+                f"{self.name}: the eval_set has {len(rows)} rows with a full window, at least "
+                f"{MIN_CALIBRATION_ROWS} needed to calibrate ({self.window - 1} rows of context "
+                "come first)"
+            )
         start = self._warm_state(warm_start)
         from core.ml.members.torch_train import LoopConfig, fit_net, seeded
 
@@ -199,21 +206,15 @@ class ForecastMember(ABC, Generic[P]):
             if start is not None:
                 net.load_state_dict(start)
             info = fit_net(net, train, valid, loop)
-        self._net = net
-        windows = make_windows(xv, channels, self.window)
-        rows = np.flatnonzero(windows.full)
-        if len(rows) < MIN_CALIBRATION_ROWS:
-            raise DataError(
-                f"{self.name}: the eval_set has {len(rows)} rows with a full window, at least "
-                f"{MIN_CALIBRATION_ROWS} needed to calibrate ({self.window - 1} rows of context "
-                "come first)"
-            )
-        self._calibration = Platt.fit(self._forecast_rows(xv, channels)[rows], yv[rows])
+        # Calibrated on the eval rows with a full window; set together, after everything
+        # succeeded, so a failed refit leaves the member as it was.
+        calibration = Platt.fit(self._forecast_rows(net, xv, channels)[rows], yv[rows])
+        self._net, self._calibration = net, calibration
         self._features = FeatureSchema(tuple(columns), feature_set_hash)
         self._fit_info = {
             **info,
             "warm_start": start is not None,
-            "calibration": self._calibration.to_json(),
+            "calibration": calibration.to_json(),
         }
 
     def forecast(
@@ -222,7 +223,7 @@ class ForecastMember(ABC, Generic[P]):
         """Return each row's forecast of the cumulative log return over the next ``horizon``
         candles; raise ``FeatureMismatch`` on other features."""
         xs = self._checked(x, columns, feature_set_hash)
-        return self._forecast_rows(xs, self._channel_indices(columns))
+        return self._forecast_rows(self._net, xs, self._channel_indices(columns))
 
     def predict_proba(
         self, x: npt.ArrayLike, *, columns: Sequence[str], feature_set_hash: str
@@ -240,7 +241,9 @@ class ForecastMember(ABC, Generic[P]):
         through the network instead of one per row (equal to ``predict_proba(x)[-1]`` up to
         float32 rounding)."""
         xs = self._checked(x, columns, feature_set_hash)[-self.window :]
-        forecast = self._forecast_rows(xs, self._channel_indices(columns), newest_only=True)
+        forecast = self._forecast_rows(
+            self._net, xs, self._channel_indices(columns), newest_only=True
+        )
         assert self._calibration is not None  # noqa: S101 - set with the network
         return float(self._calibration.probability(forecast)[0])
 
@@ -312,7 +315,7 @@ class ForecastMember(ABC, Generic[P]):
         return Rows(windows.inputs[keep], paths[keep], weights[keep])
 
     def _forecast_rows(
-        self, x: FloatMatrix, channels: list[int], *, newest_only: bool = False
+        self, net: nn.Module, x: FloatMatrix, channels: list[int], *, newest_only: bool = False
     ) -> Vector:
         from core.ml.members.torch_train import predict_paths, set_threads
 
@@ -321,7 +324,7 @@ class ForecastMember(ABC, Generic[P]):
         if newest_only:
             inputs, scale = inputs[-1:], scale[-1:]
         set_threads(self._params.n_threads)
-        paths = predict_paths(self._net, inputs)
+        paths = predict_paths(net, inputs)
         forecast: Vector = paths[:, -1].astype(np.float64) * scale
         return forecast
 

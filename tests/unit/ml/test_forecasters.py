@@ -200,3 +200,33 @@ def test_a_collapsed_network_is_flagged_by_health(name: str, tmp_path: Path) -> 
     verdict = health(MEMBERS[name].load(tmp_path).predict_proba(x, **KW))
 
     assert not verdict.ok and "near-constant" in verdict.reason
+
+
+def test_missing_values_are_missing_not_fatal(name: str) -> None:
+    x, y = seasonal(1500)
+    xv, yv = seasonal(300, seed=100)
+    x[:100, 1] = np.nan  # an indicator still warming up
+    x[700, 0] = np.nan  # a return that could not be computed: the rows it touches drop out
+    member = make(name)
+
+    member.fit(x, y, eval_set=(xv, yv), **KW)
+
+    assert np.isfinite(member.predict_proba(x, **KW)).all()
+    assert member.fit_info["train_rows"] < 1500 - (WINDOW - 1) - HORIZON
+
+
+def test_a_failed_refit_leaves_the_member_as_it_was(name: str) -> None:
+    member = fit(make(name))
+    x, y = seasonal(300, seed=8)
+    before = member.predict_proba(x, **KW)
+
+    with pytest.raises(DataError, match="calibrate"):
+        member.fit(
+            x,
+            y,
+            columns=("ret_1", "vol_ratio", "other"),
+            feature_set_hash="fs-new",
+            eval_set=(x[:40], y[:40]),
+        )
+
+    assert np.array_equal(member.predict_proba(x, **KW), before)

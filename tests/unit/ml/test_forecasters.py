@@ -216,7 +216,7 @@ def test_missing_values_are_missing_not_fatal(name: str) -> None:
 
 
 def test_a_failed_refit_leaves_the_member_as_it_was(name: str) -> None:
-    member = fit(make(name))
+    member = trained(name)
     x, y = seasonal(300, seed=8)
     before = member.predict_proba(x, **KW)
 

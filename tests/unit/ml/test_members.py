@@ -209,7 +209,7 @@ def test_importing_the_members_does_not_import_their_libraries() -> None:
     # qt --help and the process start must not pay ~2 s for xgboost (and scikit-learn), nor
     # 2-4 s for torch.
     code = (
-        "import sys, core.ml, core.ml.members, core.ml.artifacts, core.ml.versions, "
+        "import sys, bot.cli, core.ml, core.ml.members, core.ml.artifacts, core.ml.versions, "
         "core.ml.health, core.ml.members.nhits, core.ml.members.patchtst; "
         "print(sorted(m for m in ('xgboost', 'lightgbm', 'sklearn', 'torch') if m in sys.modules))"
     )

@@ -87,7 +87,12 @@ async def _train(
     from core.ml.members import MEMBERS
     from storage import open_storage
 
-    names = _names(members_opt, "--members", sorted(MEMBERS)) or sorted(MEMBERS)
+    # Pooled rows of several symbols: only members that read each row on its own (the torch
+    # forecasters need one symbol's consecutive candles; their trainer is still to come).
+    pooled = [
+        n for n in sorted(MEMBERS) if not getattr(MEMBERS[n], "needs_consecutive_rows", False)
+    ]
+    names = _names(members_opt, "--members", pooled) or pooled
     storage = open_storage(settings.database_url)
     await storage.start()  # first: a data folder that cannot be used fails before any work
     try:

@@ -42,7 +42,9 @@ def model_file(artifact: Artifact) -> Path:
 
 def test_metadata_says_how_the_model_was_made(saved: Artifact) -> None:
     doc = json.loads((saved.folder / METADATA).read_text())
-    library = {"xgb": "xgboost", "lgbm": "lightgbm"}[saved.metadata.member]
+    library = {"xgb": "xgboost", "lgbm": "lightgbm", "nhits": "torch", "patchtst": "torch"}[
+        saved.metadata.member
+    ]
 
     assert doc["member"] == saved.metadata.member
     assert doc["feature_set_hash"] == HASH and doc["columns"] == list(COLUMNS)

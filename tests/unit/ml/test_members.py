@@ -1,4 +1,5 @@
-"""The XGBoost and LightGBM members through the one Member interface."""
+"""The XGBoost and LightGBM members through the one Member interface (the torch
+forecasters have their own tests: test_forecasters.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 
 from core.errors import DataError, FeatureMismatch, InvariantViolation
 from core.ml.members import MEMBERS
-from tests.unit.ml.synthetic import COLUMNS, HASH, TREES, fitted, planted, small
+from tests.unit.ml.synthetic import COLUMNS, GBDT, HASH, TREES, fitted, planted, small
 
-NAMES = sorted(MEMBERS)
+NAMES = GBDT
 
 
 @pytest.fixture(params=NAMES)
@@ -205,10 +206,12 @@ def test_the_libraries_are_loaded_with_sleeping_openmp_threads(
 
 
 def test_importing_the_members_does_not_import_their_libraries() -> None:
-    # qt --help and the process start must not pay ~2 s for xgboost (and scikit-learn).
+    # qt --help and the process start must not pay ~2 s for xgboost (and scikit-learn), nor
+    # 2-4 s for torch.
     code = (
-        "import sys, core.ml.members, core.ml.artifacts, core.ml.versions, core.ml.health; "
-        "print(sorted(m for m in ('xgboost', 'lightgbm', 'sklearn') if m in sys.modules))"
+        "import sys, bot.cli, core.ml, core.ml.members, core.ml.artifacts, core.ml.versions, "
+        "core.ml.health, core.ml.members.nhits, core.ml.members.patchtst; "
+        "print(sorted(m for m in ('xgboost', 'lightgbm', 'sklearn', 'torch') if m in sys.modules))"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -50,7 +50,7 @@ def test_too_few_candles_is_one_clear_error() -> None:
         prepare([candles(n=400)], TrainConfig())
 
 
-@pytest.mark.parametrize("name", sorted(MEMBERS))
+@pytest.mark.parametrize("name", ["lgbm", "xgb"])  # the trees `qt models train` fits (SMALL)
 def test_a_fitted_member_comes_back_as_files_that_predict_the_same(name: str) -> None:
     data = prepare([candles()], TrainConfig())
 

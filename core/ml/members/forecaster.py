@@ -1,0 +1,353 @@
+"""What the torch forecasters share: windows, training, calibration, the feature guard, files.
+
+A forecaster reads ``X`` as consecutive candles of one series (oldest first; no gaps, one
+symbol) and forms each row's window from rows ``<= t`` only (``core.ml.members.windows``);
+the one-candle log return is a designated column of ``X`` (``returns_column``, ``ret_1`` of
+the feature set) and a few others may join it as channels. It learns the path of cumulative
+returns over the next ``horizon`` rows *of the training X*: the labels ``y`` of the training
+rows are checked but not used (the forecast is not a classifier). ``eval_set`` is required:
+it early-stops the training and is the only data the Platt calibration from forecast to
+P(label 1) is fitted on. ``fit(..., warm_start=previous)`` starts from a previous version's
+weights (same architecture) for ``warm_epochs`` epochs instead of ``epochs``.
+
+Files: ``weights.pt``, the network's ``state_dict`` (tensors only, read back with
+``torch.load(..., weights_only=True)``), and ``member.json`` (columns, hash, hyper-parameters
+= the architecture, and the calibration). torch is imported inside the methods only.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import ArtifactError, DataError, InvariantViolation
+from core.ml.member import (
+    EvalSet,
+    FeatureSchema,
+    FloatMatrix,
+    Probabilities,
+    as_features,
+    as_labels,
+    as_weights,
+    read_files,
+)
+from core.ml.members.calibration import Platt
+from core.ml.members.member_file import MEMBER_FILE, MemberFile
+from core.ml.members.windows import Vector, make_windows, target_paths
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from core.ml.members.torch_train import Rows
+
+WEIGHTS_FILE = "weights.pt"
+MIN_CALIBRATION_ROWS = 20
+# Hyper-parameters of the training, not of the network: a warm start may change them.
+TRAINING_FIELDS = frozenset(
+    {"epochs", "warm_epochs", "batch_size", "learning_rate", "weight_decay", "patience"}
+    | {"seed", "n_threads"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForecastParams:
+    """The inputs, target and training of a forecaster (its network adds its own sizes)."""
+
+    window: int = 168  # L candles: one week of 1h
+    horizon: int = 24  # H: the label's horizon
+    returns_column: str = "ret_1"
+    feature_columns: tuple[str, ...] = ("range", "vol_ratio_20")
+    epochs: int = 20  # N-HiTS: 3-4 s each on 2 years of 1h, so ~80 s if none stops early
+    warm_epochs: int = 8
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+    seed: int = 0
+    n_threads: int = 2  # explicit: torch would take every core the machine has
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # JSON gives lists where the dataclass holds tuples
+            if isinstance(getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+        if self.window < 2 or self.horizon < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("need window >= 2, horizon >= 1, epochs >= 1, batch_size >= 1")
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Return the input columns, the returns first."""
+        return (self.returns_column, *self.feature_columns)
+
+    def architecture(self) -> dict[str, Any]:
+        """Return what fixes the network's shapes (a warm start must match it)."""
+        return {k: v for k, v in asdict(self).items() if k not in TRAINING_FIELDS}
+
+
+P = TypeVar("P", bound=ForecastParams)
+
+
+class ForecastMember(ABC, Generic[P]):
+    """A torch forecaster behind the ``Member`` protocol; see the module docstring."""
+
+    name: ClassVar[str]
+    # Rows must be one symbol's consecutive candles (windows are formed from them): a trainer
+    # that pools symbols' rows in time order must not fit these.
+    needs_consecutive_rows: ClassVar[bool] = True
+    model_file: ClassVar[str] = WEIGHTS_FILE
+    files: ClassVar[tuple[str, ...]] = (WEIGHTS_FILE, MEMBER_FILE)
+    params_type: ClassVar[type[Any]]
+
+    def __init__(self, params: P | None = None) -> None:
+        self._params: P = self.params_type() if params is None else params
+        self._net: Any = None  # the torch module, once fitted or loaded
+        self._features: FeatureSchema | None = None
+        self._calibration: Platt | None = None
+        self._fit_info: dict[str, Any] = {}
+
+    @abstractmethod
+    def _build(self) -> nn.Module:
+        """Return a new network of this member's architecture (imports torch)."""
+
+    # --- the Member protocol -------------------------------------------------------------------
+
+    @property
+    def features(self) -> FeatureSchema | None:
+        """Return the columns and hash it was trained on (None before fit)."""
+        return self._features
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """Return the hyper-parameters, JSON-able."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self._params).items()}
+
+    @property
+    def fit_info(self) -> Mapping[str, Any]:
+        """Return what fitting found (epochs, best validation loss, the calibration)."""
+        return dict(self._fit_info)
+
+    @property
+    def calibration(self) -> Platt | None:
+        """Return the forecast-to-probability calibration (None before fit)."""
+        return self._calibration
+
+    @property
+    def window(self) -> int:
+        """Return L: pass ``window - 1`` rows of context before the first row that matters."""
+        return self._params.window
+
+    @property
+    def weight_count(self) -> int:
+        """Return how many weights the network has (0 before fit)."""
+        return 0 if self._net is None else sum(int(p.numel()) for p in self._net.parameters())
+
+    def library_versions(self) -> dict[str, str]:
+        """Return the versions of the libraries the model was made with."""
+        import torch
+
+        return {"torch": torch.__version__, "numpy": np.__version__}
+
+    def fit(
+        self,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
+        *,
+        columns: Sequence[str],
+        feature_set_hash: str,
+        sample_weight: npt.ArrayLike | None = None,
+        eval_set: EvalSet | None = None,
+        warm_start: ForecastMember[P] | None = None,
+    ) -> None:
+        """Train the forecast on ``x`` and calibrate it on ``eval_set`` (required: a later
+        window of consecutive candles); ``warm_start`` continues a previous version."""
+        xs = as_features(self.name, x, columns)
+        as_labels(self.name, y, xs.shape[0])  # the protocol's checks; the forecast ignores y
+        ws = as_weights(self.name, sample_weight, xs.shape[0])
+        if eval_set is None:
+            raise DataError(
+                f"{self.name}: fit needs an eval_set: its forecast is turned into P(up) by a "
+                "calibration fitted on validation rows only"
+            )
+        xv = as_features(self.name, eval_set[0], columns)
+        yv = as_labels(self.name, eval_set[1], xv.shape[0], both_classes=False)
+        channels = self._channel_indices(columns)
+        train = self._rows(xs, channels, ws)
+        valid = self._rows(xv, channels, None)
+        if not len(train):
+            raise DataError(
+                f"{self.name}: no training row has a full window and a known target: "
+                f"{xs.shape[0]} rows given, more than {self.window - 1 + self._params.horizon} "
+                "needed"
+            )
+        rows = np.flatnonzero(np.arange(xv.shape[0]) >= self.window - 1)
+        if len(rows) < MIN_CALIBRATION_ROWS:
+            raise DataError(
+                f"{self.name}: the eval_set has {len(rows)} rows with a full window, at least "
+                f"{MIN_CALIBRATION_ROWS} needed to calibrate ({self.window - 1} rows of context "
+                "come first)"
+            )
+        start = self._warm_state(warm_start)
+        from core.ml.members.torch_train import LoopConfig, fit_net, seeded
+
+        p = self._params
+        loop = LoopConfig(
+            epochs=p.warm_epochs if start is not None else p.epochs,
+            batch_size=p.batch_size,
+            learning_rate=p.learning_rate,
+            weight_decay=p.weight_decay,
+            patience=p.patience,
+            seed=p.seed,
+        )
+        with seeded(p.seed, p.n_threads):
+            net = self._build()
+            if start is not None:
+                net.load_state_dict(start)
+            info = fit_net(net, train, valid, loop)
+        # Calibrated on the eval rows with a full window; set together, after everything
+        # succeeded, so a failed refit leaves the member as it was.
+        calibration = Platt.fit(self._forecast_rows(net, xv, channels)[rows], yv[rows])
+        self._net, self._calibration = net, calibration
+        self._features = FeatureSchema(tuple(columns), feature_set_hash)
+        self._fit_info = {
+            **info,
+            "warm_start": start is not None,
+            "calibration": calibration.to_json(),
+        }
+
+    def forecast(
+        self, x: npt.ArrayLike, *, columns: Sequence[str], feature_set_hash: str
+    ) -> Vector:
+        """Return each row's forecast of the cumulative log return over the next ``horizon``
+        candles; raise ``FeatureMismatch`` on other features."""
+        xs = self._checked(x, columns, feature_set_hash)
+        return self._forecast_rows(self._net, xs, self._channel_indices(columns))
+
+    def predict_proba(
+        self, x: npt.ArrayLike, *, columns: Sequence[str], feature_set_hash: str
+    ) -> Probabilities:
+        """Return P(class 1) per row (the calibrated forecast); raise ``FeatureMismatch`` on
+        other features. Row ``t`` uses rows ``<= t`` only."""
+        forecast = self.forecast(x, columns=columns, feature_set_hash=feature_set_hash)
+        assert self._calibration is not None  # noqa: S101 - set with the network
+        return self._calibration.probability(forecast)
+
+    def predict_newest(
+        self, x: npt.ArrayLike, *, columns: Sequence[str], feature_set_hash: str
+    ) -> float:
+        """Return P(class 1) of the last row only: what a live decision needs, one window
+        through the network instead of one per row (equal to ``predict_proba(x)[-1]`` up to
+        float32 rounding)."""
+        xs = self._checked(x, columns, feature_set_hash)[-self.window :]
+        forecast = self._forecast_rows(
+            self._net, xs, self._channel_indices(columns), newest_only=True
+        )
+        assert self._calibration is not None  # noqa: S101 - set with the network
+        return float(self._calibration.probability(forecast)[0])
+
+    def save(self, folder: Path) -> list[Path]:
+        """Write ``weights.pt`` and ``member.json`` into ``folder`` (existing)."""
+        if self._net is None or self._features is None or self._calibration is None:
+            raise InvariantViolation(f"{self.name} was asked to save before it was fitted")
+        import torch
+
+        buffer = io.BytesIO()
+        # A plain dict of tensors: nothing else to unpickle, so weights_only can read it.
+        torch.save({k: v.contiguous() for k, v in self._net.state_dict().items()}, buffer)
+        fit = {**self._fit_info, "calibration": self._calibration.to_json()}
+        doc = MemberFile(self.name, self._features, dict(self.params), self.library_versions(), fit)
+        written = []
+        for name, raw in ((WEIGHTS_FILE, buffer.getvalue()), (MEMBER_FILE, doc.to_bytes())):
+            path = folder / name
+            path.write_bytes(raw)
+            written.append(path)
+        return written
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes]) -> Self:
+        """Return the member stored in these file contents (by file name)."""
+        missing = [name for name in cls.files if name not in files]
+        if missing:
+            raise ArtifactError(f"{cls.name}: model files missing: {', '.join(missing)}")
+        doc = MemberFile.parse(files[MEMBER_FILE], cls.name)
+        try:
+            params = cls.params_type(**doc.params)
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{MEMBER_FILE} of {cls.name}: bad params: {exc}") from exc
+        member = cls(params)
+        member._calibration = Platt.from_json(doc.fit.get("calibration"), MEMBER_FILE)
+        import torch
+
+        try:
+            state = torch.load(io.BytesIO(files[WEIGHTS_FILE]), weights_only=True)
+            net = member._build()
+            net.load_state_dict(state, strict=True)
+        except Exception as exc:
+            raise ArtifactError(f"{WEIGHTS_FILE} of {cls.name} cannot be read: {exc}") from exc
+        member._net = net
+        member._features = doc.features
+        member._fit_info = doc.fit
+        return member
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        """Return the member saved in ``folder`` (unverified: see ``core.ml.artifacts``)."""
+        return cls.from_files(read_files(folder, cls.files))
+
+    # --- inside ------------------------------------------------------------------------------
+
+    def _channel_indices(self, columns: Sequence[str]) -> list[int]:
+        names = list(columns)
+        missing = [c for c in self._params.channels if c not in names]
+        if missing:
+            raise DataError(f"{self.name}: X has no column {', '.join(missing)} (its inputs)")
+        return [names.index(c) for c in self._params.channels]
+
+    def _rows(self, x: FloatMatrix, channels: list[int], w: Vector | None) -> Rows:
+        from core.ml.members.torch_train import Rows
+
+        windows = make_windows(x, channels, self.window)
+        paths, known = target_paths(x[:, channels[0]], windows.scale, self._params.horizon)
+        keep = np.flatnonzero(windows.full & known)
+        weights = np.ones(len(x)) if w is None else w
+        return Rows(windows.inputs[keep], paths[keep], weights[keep])
+
+    def _forecast_rows(
+        self, net: nn.Module, x: FloatMatrix, channels: list[int], *, newest_only: bool = False
+    ) -> Vector:
+        from core.ml.members.torch_train import predict_paths, set_threads
+
+        windows = make_windows(x, channels, self.window)
+        inputs, scale = windows.inputs, windows.scale
+        if newest_only:
+            inputs, scale = inputs[-1:], scale[-1:]
+        set_threads(self._params.n_threads)
+        paths = predict_paths(net, inputs)
+        forecast: Vector = paths[:, -1].astype(np.float64) * scale
+        return forecast
+
+    def _warm_state(self, previous: ForecastMember[P] | None) -> dict[str, Any] | None:
+        if previous is None:
+            return None
+        if type(previous) is not type(self) or previous._net is None:
+            raise DataError(f"{self.name}: warm_start needs a fitted {self.name} member")
+        if previous._params.architecture() != self._params.architecture():
+            raise DataError(
+                f"{self.name}: warm_start from another architecture: "
+                f"{previous._params.architecture()} vs {self._params.architecture()}"
+            )
+        state: dict[str, Any] = previous._net.state_dict()
+        return {k: v.detach().clone() for k, v in state.items()}
+
+    def _checked(self, x: npt.ArrayLike, columns: Sequence[str], digest: str) -> FloatMatrix:
+        if self._net is None or self._features is None:
+            raise InvariantViolation(f"{self.name} was asked to predict before it was fitted")
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.ndim == 2:  # the guard's message is clearer than the shape check's
+            self._features.check(self.name, arr, columns, digest)
+        return as_features(self.name, arr, columns)

@@ -48,9 +48,17 @@ from core.signals.base import SignalProvider
 from storage.memory import MemoryStorage
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class BacktestResult:
     """Everything a backtest produced."""
+
+    def __repr__(self) -> str:
+        # Short: asyncio.run formats the finished task's result when it restores the SIGINT
+        # handler, and the generated repr of every fill and order cost 0.17 s a run.
+        return (
+            f"BacktestResult({self.candles} candles, {len(self.trades)} trades, "
+            f"{len(self.fills)} fills, {self.open_positions} open)"
+        )
 
     metrics: BacktestMetrics
     trades: tuple[ClosedTrade, ...]

@@ -113,14 +113,30 @@ async def stored_rules(settings: Settings) -> dict[str, StoredRules]:
         return {}
 
 
-async def database_exists(url: str) -> bool:
-    """Return whether ``url`` names a database file that exists (memory: never)."""
-    from storage.db import is_memory_url, parse_sqlite_url  # SQLAlchemy: only when asked
+SQLITE_PREFIX = "sqlite+aiosqlite:///"
 
-    parsed = parse_sqlite_url(url)
-    if is_memory_url(parsed) or not parsed.database:
+
+async def database_exists(url: str) -> bool:
+    """Return whether ``url`` names a database file that exists (memory: never). Read from
+    the URL's text: importing SQLAlchemy to parse it cost a backtest of files 0.3 s."""
+    if url == "memory://":  # storage.MEMORY_URL: a private in-memory store
         return False
-    return await asyncio.to_thread(Path(parsed.database).exists)
+    if not url.startswith(SQLITE_PREFIX):
+        from storage.db import is_memory_url, parse_sqlite_url  # an odd URL: its own parser
+
+        parsed = parse_sqlite_url(url)
+        if is_memory_url(parsed) or not parsed.database:
+            return False
+        name = parsed.database
+    else:
+        name = url[len(SQLITE_PREFIX) :].split("?", 1)[0]
+        if name in ("", ":memory:") or name.startswith("file:"):
+            return False
+    return await asyncio.to_thread(_file_exists, name)
+
+
+def _file_exists(name: str) -> bool:
+    return Path(name).expanduser().exists()
 
 
 # Given our symbols, return the venue's precision and minimums of each (a ccxt client's

@@ -10,7 +10,7 @@ engine reacts to each fill before the next finer candle, as it would live.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,15 +36,20 @@ from core.domain.orders import Fill, Order
 from core.domain.portfolio import Position
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
+from core.exchange.paper import PaperExchange
 from core.market.feeds import ReplayFeed
 from core.market.funding import FundingRates
 from core.ml.ensemble import EnsembleProvider
 from core.services.bus import EventBus
+from core.services.engine import Engine
 from core.services.market import MarketService
+from core.services.portfolio import PortfolioService
 from core.services.replay import FastReplay
 from core.services.trading_state import TradingStateService
 from core.services.universe import UniverseSummary, universe_from_history
 from core.signals.base import SignalProvider
+from jobs.registry import JOBS, JobContext, JobSpec
+from jobs.simulated import SimulatedJobs
 from storage.memory import MemoryStorage
 
 
@@ -68,6 +73,7 @@ class BacktestResult:
     # data): nothing could manage them after their last candle, and they kept a position slot.
     stranded: tuple[tuple[str, int], ...] = ()  # (symbol, open time of its last candle)
     universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
+    job_runs: tuple[tuple[str, int], ...] = ()  # (job id, simulated time) of each job run
 
 
 def _stranded(
@@ -138,6 +144,37 @@ def _check_inputs(
     return timeframe
 
 
+def _simulated_jobs(
+    specs: Sequence[JobSpec],
+    settings: Settings,
+    *,
+    engine: Engine,
+    paper: PaperExchange,
+    storage: MemoryStorage,
+    bus: EventBus,
+    clock: SimClock,
+) -> tuple[SimulatedJobs, Callable[[int], Awaitable[None]]]:
+    """Return the jobs fired on simulated time from now on, and the full replay's hook that
+    runs those due before a candle's close (recomputing the signals after any ran: a job
+    may have changed the provider)."""
+    portfolio = PortfolioService(
+        exchange=paper,
+        balances=storage.balances,
+        bus=bus,
+        clock=clock,
+        quote=settings.trading.quote_currency,
+        prices=lambda: {s: float(p) for s, p in engine.prices.items()},
+    )
+    ctx = JobContext(portfolio=portfolio, clock=clock)
+    due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())
+
+    async def run_jobs_before(close_ms: int) -> None:
+        if await due.run_due(close_ms - 1):
+            engine.signals.invalidate()
+
+    return due, run_jobs_before
+
+
 async def run_backtest(
     settings: Settings,
     series: Mapping[str, CandleSeries],
@@ -150,6 +187,7 @@ async def run_backtest(
     funding: Mapping[str, FundingRates] | None = None,
     rules: Mapping[str, RulesInForce] | None = None,
     sources: Sources | None = None,
+    jobs: Sequence[JobSpec] = JOBS,
 ) -> BacktestResult:
     """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
 
@@ -162,7 +200,8 @@ async def run_backtest(
     the settings' fallback; ``qt backtest`` passes stored or inferred ones, see
     ``bot.market_rules``). Every symbol needs candles in the range, and detail and funding
     something there, or it is refused before the run (``bot.backtest_window``; ``sources``
-    names the files in that message).
+    names the files in that message). ``jobs``: the specs fired on simulated time (those with
+    ``in_backtest``; ``jobs.simulated``), in both replays alike.
     """
     timeframe = _check_inputs(settings, series, detail, funding)
     check_window(
@@ -219,8 +258,17 @@ async def run_backtest(
             every_ms=settings.universe.refresh_ms,
         )
         universe = engine.universe.summary(changes)
+    due, run_jobs_before = _simulated_jobs(
+        jobs, settings, engine=engine, paper=paper, storage=storage, bus=bus, clock=clock
+    )
     market = MarketService(
-        feed=ReplayFeed(window, clock, start_ms=trade_from, drive_clock=True),
+        feed=ReplayFeed(
+            window,
+            clock,
+            start_ms=trade_from,
+            drive_clock=True,
+            before_advance=run_jobs_before,
+        ),
         clock=clock,
         candles=None,  # the candles come from files; storing them again is wasted work
         bus=bus,
@@ -241,11 +289,13 @@ async def run_backtest(
             engine=engine,
             open_orders=paper.reachable_orders,
             funding=funding,
+            jobs=due,
         )
         await replay.run()
         candles = replay.stats.candles
     else:
         await market.run()
+        await run_jobs_before(clock.now_ms() + 1)  # those due at the last close
         candles = market.stats.candles
     if bus.handler_failures:
         raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
@@ -295,4 +345,5 @@ async def run_backtest(
         detail_fallbacks=market.stats.detail_fallbacks,
         symbol_failures=tuple(failed),
         universe=universe,
+        job_runs=tuple(due.runs),
     )

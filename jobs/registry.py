@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.clock import Clock
 from core.services.portfolio import PortfolioService
 
 
@@ -28,6 +29,7 @@ class JobContext:
     market_rules: Callable[[], Awaitable[str]] | None = None
     universe_refresh: Callable[[], Awaitable[str]] | None = None
     universe_every_s: float = 0.0
+    clock: Clock | None = None  # market time (simulated in a backtest), for targets that stamp
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -46,6 +48,9 @@ class JobSpec:
     applies: Callable[[JobContext], bool] | None = None  # None: every process runs it
     # The interval from the process's settings (None: every_market_s).
     every_from: Callable[[JobContext], float] | None = None
+    # Fired on simulated time by qt backtest too (jobs.simulated); jobs that talk to a venue
+    # or only record the account stay out of a backtest.
+    in_backtest: bool = False
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""

@@ -17,6 +17,7 @@ from decimal import Decimal
 from bot.backtest_window import Sources, check_window, trading_start_ms
 from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
+from bot.walk_forward import WalkForward
 from core.analytics import (
     BacktestInput,
     BacktestMetrics,
@@ -144,6 +145,19 @@ def _check_inputs(
     return timeframe
 
 
+def _retrain(
+    walk_forward: WalkForward | None, window: Mapping[str, CandleSeries], clock: SimClock
+) -> Callable[[], Awaitable[str]] | None:
+    """Return the model_retrain job's call: train on the window's candles closed by now."""
+    if walk_forward is None:
+        return None
+
+    async def retrain() -> str:
+        return await walk_forward.retrain(window, clock.now_ms())
+
+    return retrain
+
+
 def _simulated_jobs(
     specs: Sequence[JobSpec],
     settings: Settings,
@@ -153,6 +167,7 @@ def _simulated_jobs(
     storage: MemoryStorage,
     bus: EventBus,
     clock: SimClock,
+    retrain: Callable[[], Awaitable[str]] | None,
 ) -> tuple[SimulatedJobs, Callable[[int], Awaitable[None]]]:
     """Return the jobs fired on simulated time from now on, and the full replay's hook that
     runs those due before a candle's close (recomputing the signals after any ran: a job
@@ -165,7 +180,12 @@ def _simulated_jobs(
         quote=settings.trading.quote_currency,
         prices=lambda: {s: float(p) for s, p in engine.prices.items()},
     )
-    ctx = JobContext(portfolio=portfolio, clock=clock)
+    ctx = JobContext(
+        portfolio=portfolio,
+        clock=clock,
+        retrain_models=retrain,
+        retrain_every_s=settings.models.retrain_s,
+    )
     due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())
 
     async def run_jobs_before(close_ms: int) -> None:
@@ -173,6 +193,61 @@ def _simulated_jobs(
             engine.signals.invalidate()
 
     return due, run_jobs_before
+
+
+async def _replay(
+    fast: bool,
+    *,
+    window: Mapping[str, CandleSeries],
+    start_ms: int,
+    market: MarketService,
+    engine: Engine,
+    paper: PaperExchange,
+    funding: Mapping[str, FundingRates] | None,
+    jobs: SimulatedJobs,
+    run_jobs_before: Callable[[int], Awaitable[None]],
+    walk_forward: WalkForward | None,
+) -> int:
+    """Replay the candles (fast: the quiet ones skipped) with the jobs; return the count."""
+    if walk_forward is not None:
+        await walk_forward.start()  # its worker processes
+    try:
+        return await _replay_candles(
+            fast, window, start_ms, market, engine, paper, funding, jobs, run_jobs_before
+        )
+    finally:
+        if walk_forward is not None:
+            await walk_forward.stop()
+
+
+async def _replay_candles(
+    fast: bool,
+    window: Mapping[str, CandleSeries],
+    start_ms: int,
+    market: MarketService,
+    engine: Engine,
+    paper: PaperExchange,
+    funding: Mapping[str, FundingRates] | None,
+    jobs: SimulatedJobs,
+    run_jobs_before: Callable[[int], Awaitable[None]],
+) -> int:
+    clock = jobs.clock
+    if fast:
+        replay = FastReplay(
+            series=window,
+            start_ms=start_ms,
+            clock=clock,
+            market=market,
+            engine=engine,
+            open_orders=paper.reachable_orders,
+            funding=funding,
+            jobs=jobs,
+        )
+        await replay.run()
+        return replay.stats.candles
+    await market.run()
+    await run_jobs_before(clock.now_ms() + 1)  # those due at the last close
+    return market.stats.candles
 
 
 async def run_backtest(
@@ -188,6 +263,7 @@ async def run_backtest(
     rules: Mapping[str, RulesInForce] | None = None,
     sources: Sources | None = None,
     jobs: Sequence[JobSpec] = JOBS,
+    walk_forward: WalkForward | None = None,
 ) -> BacktestResult:
     """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
 
@@ -201,7 +277,9 @@ async def run_backtest(
     ``bot.market_rules``). Every symbol needs candles in the range, and detail and funding
     something there, or it is refused before the run (``bot.backtest_window``; ``sources``
     names the files in that message). ``jobs``: the specs fired on simulated time (those with
-    ``in_backtest``; ``jobs.simulated``), in both replays alike.
+    ``in_backtest``; ``jobs.simulated``), in both replays alike. ``walk_forward`` (with an
+    ``EnsembleProvider``) retrains its members on simulated time (the ``model_retrain`` job):
+    every prediction comes from members trained on candles closed before it.
     """
     timeframe = _check_inputs(settings, series, detail, funding)
     check_window(
@@ -259,7 +337,14 @@ async def run_backtest(
         )
         universe = engine.universe.summary(changes)
     due, run_jobs_before = _simulated_jobs(
-        jobs, settings, engine=engine, paper=paper, storage=storage, bus=bus, clock=clock
+        jobs,
+        settings,
+        engine=engine,
+        paper=paper,
+        storage=storage,
+        bus=bus,
+        clock=clock,
+        retrain=_retrain(walk_forward, window, clock),
     )
     market = MarketService(
         feed=ReplayFeed(
@@ -280,23 +365,18 @@ async def run_backtest(
     )
     market.on_candle(engine.on_candle, before_fills=engine.before_fills)
     await paper.start()
-    if fast:
-        replay = FastReplay(
-            series=window,
-            start_ms=trade_from,
-            clock=clock,
-            market=market,
-            engine=engine,
-            open_orders=paper.reachable_orders,
-            funding=funding,
-            jobs=due,
-        )
-        await replay.run()
-        candles = replay.stats.candles
-    else:
-        await market.run()
-        await run_jobs_before(clock.now_ms() + 1)  # those due at the last close
-        candles = market.stats.candles
+    candles = await _replay(
+        fast,
+        window=window,
+        start_ms=trade_from,
+        market=market,
+        engine=engine,
+        paper=paper,
+        funding=funding,
+        jobs=due,
+        run_jobs_before=run_jobs_before,
+        walk_forward=walk_forward,
+    )
     if bus.handler_failures:
         raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
     fills = tuple(await storage.fills.list_fills())

@@ -38,7 +38,7 @@ class SimulatedJobs:
         self._next_ms = [start_ms + every for every in self._every_ms]
         self._ctx = ctx
         self._bus = bus
-        self._clock = clock
+        self.clock = clock
         self.runs: list[tuple[str, int]] = []  # (job id, simulated time) of every run
 
     @property
@@ -55,12 +55,12 @@ class SimulatedJobs:
         clock moved to each due time; return how many ran."""
         ran = 0
         while (due := self.next_due_ms()) is not None and due <= until_ms:
-            if due > self._clock.now_ms():
-                self._clock.advance_to(due)
+            if due > self.clock.now_ms():
+                self.clock.advance_to(due)
             for k, spec in enumerate(self._specs):
                 if self._next_ms[k] == due:
                     self._next_ms[k] += self._every_ms[k]
-                    await run_and_publish(spec, self._ctx, bus=self._bus, clock=self._clock)
+                    await run_and_publish(spec, self._ctx, bus=self._bus, clock=self.clock)
                     self.runs.append((spec.job_id, due))
                     ran += 1
         return ran

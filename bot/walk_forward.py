@@ -13,10 +13,12 @@ import asyncio
 import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 
 from bot.model_training import workers_for
+from bot.trading import ensemble_config_from, exit_config_from
 from core.brains.exit_config import ExitConfig
-from core.config import ModelsSettings
+from core.config import ModelsSettings, Settings
 from core.domain.market import CandleSeries
 from core.errors import QTError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
@@ -113,3 +115,33 @@ class WalkForward:
         return f"trained {', '.join(m.name for m in members) or 'nothing'} on " + (
             f"{len(data.y_train)} rows{failed}"
         )
+
+
+def walk_forward_ensemble(settings: Settings) -> tuple[EnsembleProvider, WalkForward]:
+    """Return an ensemble with no members yet and the retrain that gives it its sets."""
+    exits = exit_config_from(settings.exits)
+    timeframe = settings.trading.timeframe
+    provider = EnsembleProvider(
+        [], ensemble_config_from(settings), exits=exits, timeframe=timeframe, walk_forward=True
+    )
+    return provider, WalkForward(provider, settings.models, exits=exits, timeframe=timeframe)
+
+
+def summary(trainer: WalkForward) -> str:
+    """Return one line saying how many models were trained, and when."""
+    sets, skipped = trainer.trained, trainer.skipped
+    models = sum(len(s.members) for s in sets)
+    line = f"walk-forward: {models} model(s) trained in {len(sets)} retrain(s)"
+    if sets:
+        first, last = _day(sets[0].active_from_ms), _day(sets[-1].active_from_ms)
+        line += f", the first active from {first} UTC, the last from {last} UTC"
+    if skipped:
+        line += f"; {len(skipped)} trained nothing (at {_day(skipped[0][0])}: {skipped[0][1]})"
+    failures = [f"{n} at {_day(s.active_from_ms)}: {why}" for s in sets for n, why in s.failures]
+    if failures:
+        line += "; failed: " + "; ".join(failures)
+    return line
+
+
+def _day(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M}"

@@ -167,8 +167,8 @@ class EnsembleProvider:
             f"{day:%Y-%m-%d %H:%M}; trading from "
             f"{datetime.fromtimestamp(trade_from_ms / 1000, tz=UTC):%Y-%m-%d %H:%M} would be "
             f"in sample: backtest from then on (--timerange {first_day:%Y%m%d}-) "
-            "or train on older candles (qt models train --until DAY); a walk-forward retrain "
-            "inside the backtest is not built yet"
+            "or train on older candles (qt models train --until DAY), or let the backtest "
+            "retrain them as it goes (--walk-forward: a walk-forward retrain on simulated time)"
         )
 
     def exclusion_events(self, symbol: str, ts_ms: int) -> list[ModelMemberExcluded]:

@@ -132,6 +132,7 @@ class EnsembleProvider:
         )
         self.exclusions: dict[str, str] = {}  # after each compute: members left out, why
         self.exclusions_by_symbol: dict[str, dict[str, str]] = {}
+        self._cache: dict[str, _SeriesCache] = {}
 
     @property
     def members(self) -> tuple[EnsembleMember, ...]:
@@ -186,26 +187,38 @@ class EnsembleProvider:
         member_p = np.full((n, len(names)), np.nan)
         weights = np.zeros((n, len(names)))
         self.exclusions = {}
-        fm = compute_features(series, self.features)
-        labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
+        cache = self._cache.get(series.symbol)
+        if cache is None or cache.series is not series:  # a new history: nothing to reuse
+            fm = compute_features(series, self.features)
+            labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
+            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
+        # Each set's first row: the first candle closing after its activation.
         starts = [
             0
             if st.active_from_ms is None
             else int(np.searchsorted(close_ms, st.active_from_ms, "right"))
             for st in self.sets
-        ]
+        ] + [n]
         for i, st in enumerate(self.sets):
-            lo, hi = starts[i], starts[i + 1] if i + 1 < len(self.sets) else n
+            lo, hi = starts[i], min(starts[i + 1], n)
             if lo >= hi:
                 continue
-            up, p, w, excluded = self._compute_set(st.members, series, fm, labels, lo, hi)
-            cols = [names.index(m.name) for m in st.members]
-            p_up[lo:hi] = up[lo:hi]
-            member_p[lo:hi, cols] = p[lo:hi]
-            weights[lo:hi, cols] = w[lo:hi]
+            chunk = cache.chunks.get(i)
+            if chunk is None or chunk.lo != lo or chunk.hi < hi:
+                up, p, w, excluded = self._compute_set(
+                    st.members, series, cache.features, cache.labels, lo, hi
+                )
+                chunk = cache.chunks[i] = _Chunk(lo, hi, up[lo:hi], p[lo:hi], w[lo:hi], excluded)
+            # Rows of a set do not depend on where the next one starts (causal): a chunk
+            # computed up to a later row is exact on the rows before it.
+            m = hi - lo
+            cols = [names.index(mb.name) for mb in st.members]
+            p_up[lo:hi] = chunk.p_up[:m]
+            member_p[lo:hi, cols] = chunk.member_p[:m]
+            weights[lo:hi, cols] = chunk.weights[:m]
             if hi == n:
-                self.exclusions = excluded
+                self.exclusions = chunk.excluded
         self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
         return self._frame(series, p_up, member_p, weights, names)
 
@@ -318,6 +331,29 @@ class EnsembleProvider:
             weights=weights,
             excluded=dict(self.exclusions),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One set's output on rows ``lo..hi-1`` of a series."""
+
+    lo: int
+    hi: int
+    p_up: FloatArray
+    member_p: FloatArray
+    weights: FloatArray
+    excluded: dict[str, str]
+
+
+@dataclass(slots=True)
+class _SeriesCache:
+    """What ``compute`` reuses while a symbol's history is the same object (a backtest's
+    whole series, recomputed after each retrain): its features, labels and each set's rows."""
+
+    series: CandleSeries
+    features: FeatureMatrix
+    labels: Labels
+    chunks: dict[int, _Chunk] = field(default_factory=dict)
 
 
 def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:

@@ -251,3 +251,17 @@ def test_a_set_trained_past_its_activation_or_out_of_order_is_refused() -> None:
     with pytest.raises(ValueError, match="time order"):
         provider.add_set([member], int(s.ts_ms[40]))
     provider.refuse_in_sample(0)  # walk-forward sets are never in sample
+
+
+def test_a_recompute_after_a_new_set_reuses_nothing_it_should_not() -> None:
+    s = series(1200)
+    provider = _walk_forward(s, [(300, 0.35), (600, 0.9)])
+    provider.compute(s)  # cached: the features, labels and both sets' rows of this series
+    provider.add_set(
+        [EnsembleMember(name="m", member=Fake(0.4), trained_until_ms=int(s.ts_ms[900]))],  # type: ignore[arg-type]
+        int(s.ts_ms[900]),
+    )
+    again = provider.compute(s)
+    fresh = _walk_forward(s, [(300, 0.35), (600, 0.9), (900, 0.4)]).compute(s)
+    for a, b in zip(_rows(again, len(s)), _rows(fresh, len(s)), strict=True):
+        np.testing.assert_array_equal(a, b)

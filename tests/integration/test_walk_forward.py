@@ -23,7 +23,7 @@ N = 2_400
 START = 900  # trading (and the first retrain's clock) from this candle on
 
 
-def regimes(seed: int, drift: float) -> CandleSeries:
+def regimes(seed: int, drift: float, n: int = N) -> CandleSeries:
     """1h candles whose returns follow persistent up/down regimes (``drift`` x the noise per
     candle, a regime lasting ~33 candles): what happened lately says what comes next, which
     the features can learn. ``drift=0`` is a pure random walk: nothing to learn."""
@@ -34,6 +34,12 @@ def regimes(seed: int, drift: float) -> CandleSeries:
     close = 100.0 * np.exp(np.cumsum(ret))
     open_ = np.concatenate(([100.0], close[:-1]))
     wick = 0.002 * np.abs(rng.normal(size=N)) * close
+    return _series(open_, close, wick, rng.uniform(10, 20, N)).slice(0, n)
+
+
+def _series(
+    open_: np.ndarray, close: np.ndarray, wick: np.ndarray, volume: np.ndarray
+) -> CandleSeries:
     return CandleSeries.from_columns(
         "BTC/USDT",
         "1h",
@@ -42,7 +48,7 @@ def regimes(seed: int, drift: float) -> CandleSeries:
         np.maximum(open_, close) + wick,
         np.minimum(open_, close) - wick,
         close,
-        rng.uniform(10, 20, N),
+        volume,
     )
 
 
@@ -59,7 +65,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 async def walk_forward(
-    settings: Settings, series: CandleSeries
+    settings: Settings, series: CandleSeries, *, fast: bool = True
 ) -> tuple[BacktestResult, WalkForward, EnsembleProvider]:
     provider = EnsembleProvider(
         [],
@@ -77,6 +83,7 @@ async def walk_forward(
         start_ms=int(series.ts_ms[START]),
         provider=provider,
         walk_forward=trainer,
+        fast=fast,
     )
     return result, trainer, provider
 
@@ -133,3 +140,15 @@ async def test_on_pure_noise_the_walk_forward_ensemble_is_no_better_than_chance(
     assert len(trainer.trained) >= 5
     hits, base, entries = hit_rate(provider, noise)
     assert entries == 0 or hits < base + 0.05, (hits, base, entries)
+
+
+async def test_fast_and_full_replays_retrain_and_trade_alike(settings: Settings) -> None:
+    series = regimes(seed=1, drift=0.7, n=1_500)  # two retrains
+    (fast, fast_trainer, _), (full, full_trainer, _) = [
+        await walk_forward(settings, series, fast=f) for f in (True, False)
+    ]
+    assert len(fast_trainer.trained) == 2 and fast_trainer.trained == full_trainer.trained
+    assert fast.job_runs == full.job_runs
+    assert len(fast.fills) >= 10
+    key = [(f.client_order_id, f.amount, f.price, f.ts_ms) for f in fast.fills]
+    assert key == [(f.client_order_id, f.amount, f.price, f.ts_ms) for f in full.fills]

@@ -10,13 +10,14 @@ engine reacts to each fill before the next finer candle, as it would live.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.backtest_window import Sources, check_window, trading_start_ms
 from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
+from bot.walk_forward import WalkForward
 from core.analytics import (
     BacktestInput,
     BacktestMetrics,
@@ -36,15 +37,20 @@ from core.domain.orders import Fill, Order
 from core.domain.portfolio import Position
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, InvariantViolation
+from core.exchange.paper import PaperExchange
 from core.market.feeds import ReplayFeed
 from core.market.funding import FundingRates
 from core.ml.ensemble import EnsembleProvider
 from core.services.bus import EventBus
+from core.services.engine import Engine
 from core.services.market import MarketService
+from core.services.portfolio import PortfolioService
 from core.services.replay import FastReplay
 from core.services.trading_state import TradingStateService
 from core.services.universe import UniverseSummary, universe_from_history
 from core.signals.base import SignalProvider
+from jobs.registry import JOBS, JobContext, JobSpec
+from jobs.simulated import SimulatedJobs
 from storage.memory import MemoryStorage
 
 
@@ -76,6 +82,7 @@ class BacktestResult:
     # data): nothing could manage them after their last candle, and they kept a position slot.
     stranded: tuple[tuple[str, int], ...] = ()  # (symbol, open time of its last candle)
     universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
+    job_runs: tuple[tuple[str, int], ...] = ()  # (job id, simulated time) of each job run
 
 
 def _stranded(
@@ -146,6 +153,111 @@ def _check_inputs(
     return timeframe
 
 
+def _retrain(
+    walk_forward: WalkForward | None, window: Mapping[str, CandleSeries], clock: SimClock
+) -> Callable[[], Awaitable[str]] | None:
+    """Return the model_retrain job's call: train on the window's candles closed by now."""
+    if walk_forward is None:
+        return None
+
+    async def retrain() -> str:
+        return await walk_forward.retrain(window, clock.now_ms())
+
+    return retrain
+
+
+def _simulated_jobs(
+    specs: Sequence[JobSpec],
+    settings: Settings,
+    *,
+    engine: Engine,
+    paper: PaperExchange,
+    storage: MemoryStorage,
+    bus: EventBus,
+    clock: SimClock,
+    retrain: Callable[[], Awaitable[str]] | None,
+) -> tuple[SimulatedJobs, Callable[[int], Awaitable[None]]]:
+    """Return the jobs fired on simulated time from now on, and the full replay's hook that
+    runs those due before a candle's close (recomputing the signals after any ran: a job
+    may have changed the provider)."""
+    portfolio = PortfolioService(
+        exchange=paper,
+        balances=storage.balances,
+        bus=bus,
+        clock=clock,
+        quote=settings.trading.quote_currency,
+        prices=lambda: {s: float(p) for s, p in engine.prices.items()},
+    )
+    ctx = JobContext(
+        portfolio=portfolio,
+        clock=clock,
+        retrain_models=retrain,
+        retrain_every_s=settings.models.retrain_s,
+    )
+    due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())
+
+    async def run_jobs_before(close_ms: int) -> None:
+        if await due.run_due(close_ms - 1):
+            engine.signals.invalidate()
+
+    return due, run_jobs_before
+
+
+async def _replay(
+    fast: bool,
+    *,
+    window: Mapping[str, CandleSeries],
+    start_ms: int,
+    market: MarketService,
+    engine: Engine,
+    paper: PaperExchange,
+    funding: Mapping[str, FundingRates] | None,
+    jobs: SimulatedJobs,
+    run_jobs_before: Callable[[int], Awaitable[None]],
+    walk_forward: WalkForward | None,
+) -> int:
+    """Replay the candles (fast: the quiet ones skipped) with the jobs; return the count."""
+    if walk_forward is not None:
+        await walk_forward.start()  # its worker processes
+    try:
+        return await _replay_candles(
+            fast, window, start_ms, market, engine, paper, funding, jobs, run_jobs_before
+        )
+    finally:
+        if walk_forward is not None:
+            await walk_forward.stop()
+
+
+async def _replay_candles(
+    fast: bool,
+    window: Mapping[str, CandleSeries],
+    start_ms: int,
+    market: MarketService,
+    engine: Engine,
+    paper: PaperExchange,
+    funding: Mapping[str, FundingRates] | None,
+    jobs: SimulatedJobs,
+    run_jobs_before: Callable[[int], Awaitable[None]],
+) -> int:
+    clock = jobs.clock
+    if fast:
+        replay = FastReplay(
+            series=window,
+            start_ms=start_ms,
+            clock=clock,
+            market=market,
+            engine=engine,
+            open_orders=paper.reachable_orders,
+            funding=funding,
+            jobs=jobs,
+        )
+        await replay.run()
+        return replay.stats.candles
+    await market.run()
+    await run_jobs_before(clock.now_ms() + 1)  # those due at the last close
+    return market.stats.candles
+
+
 async def run_backtest(
     settings: Settings,
     series: Mapping[str, CandleSeries],
@@ -158,6 +270,8 @@ async def run_backtest(
     funding: Mapping[str, FundingRates] | None = None,
     rules: Mapping[str, RulesInForce] | None = None,
     sources: Sources | None = None,
+    jobs: Sequence[JobSpec] = JOBS,
+    walk_forward: WalkForward | None = None,
 ) -> BacktestResult:
     """Run the engine over ``series`` (whole history used for warm-up, trading from start_ms).
 
@@ -170,7 +284,10 @@ async def run_backtest(
     the settings' fallback; ``qt backtest`` passes stored or inferred ones, see
     ``bot.market_rules``). Every symbol needs candles in the range, and detail and funding
     something there, or it is refused before the run (``bot.backtest_window``; ``sources``
-    names the files in that message).
+    names the files in that message). ``jobs``: the specs fired on simulated time (those with
+    ``in_backtest``; ``jobs.simulated``), in both replays alike. ``walk_forward`` (with an
+    ``EnsembleProvider``) retrains its members on simulated time (the ``model_retrain`` job):
+    every prediction comes from members trained on candles closed before it.
     """
     timeframe = _check_inputs(settings, series, detail, funding)
     check_window(
@@ -227,8 +344,24 @@ async def run_backtest(
             every_ms=settings.universe.refresh_ms,
         )
         universe = engine.universe.summary(changes)
+    due, run_jobs_before = _simulated_jobs(
+        jobs,
+        settings,
+        engine=engine,
+        paper=paper,
+        storage=storage,
+        bus=bus,
+        clock=clock,
+        retrain=_retrain(walk_forward, window, clock),
+    )
     market = MarketService(
-        feed=ReplayFeed(window, clock, start_ms=trade_from, drive_clock=True),
+        feed=ReplayFeed(
+            window,
+            clock,
+            start_ms=trade_from,
+            drive_clock=True,
+            before_advance=run_jobs_before,
+        ),
         clock=clock,
         candles=None,  # the candles come from files; storing them again is wasted work
         bus=bus,
@@ -240,21 +373,18 @@ async def run_backtest(
     )
     market.on_candle(engine.on_candle, before_fills=engine.before_fills)
     await paper.start()
-    if fast:
-        replay = FastReplay(
-            series=window,
-            start_ms=trade_from,
-            clock=clock,
-            market=market,
-            engine=engine,
-            open_orders=paper.reachable_orders,
-            funding=funding,
-        )
-        await replay.run()
-        candles = replay.stats.candles
-    else:
-        await market.run()
-        candles = market.stats.candles
+    candles = await _replay(
+        fast,
+        window=window,
+        start_ms=trade_from,
+        market=market,
+        engine=engine,
+        paper=paper,
+        funding=funding,
+        jobs=due,
+        run_jobs_before=run_jobs_before,
+        walk_forward=walk_forward,
+    )
     if bus.handler_failures:
         raise InvariantViolation(f"{bus.handler_failures} event handler(s) failed; see the log")
     fills = tuple(await storage.fills.list_fills())
@@ -303,4 +433,5 @@ async def run_backtest(
         detail_fallbacks=market.stats.detail_fallbacks,
         symbol_failures=tuple(failed),
         universe=universe,
+        job_runs=tuple(due.runs),
     )

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,10 @@ from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries
 from core.errors import DataError
 from core.ports import CandleRepo
+
+if TYPE_CHECKING:  # the CLI imports the ML libraries only when a run needs them
+    from bot.walk_forward import WalkForward
+    from core.ml.ensemble import EnsembleProvider
 
 _TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
 _T = TypeVar("_T")
@@ -82,6 +86,13 @@ def backtest(
             help="ema_rsi or ensemble (the newest saved models; default: QT__STRATEGY__PROVIDER)."
         ),
     ] = None,
+    walk_forward: Annotated[
+        bool,
+        typer.Option(
+            help="With the ensemble: retrain its members inside the backtest every "
+            "QT__MODELS__RETRAIN_HOURS on the candles closed by then (no saved models needed)."
+        ),
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Backtest the configured strategy and Exit Brain with the paper fill model.
@@ -94,6 +105,8 @@ def backtest(
             f"expected ema_rsi or ensemble, received {strategy!r}", param_hint="--strategy"
         )
     settings = load_or_exit(env_file, **({"strategy": {"provider": strategy}} if strategy else {}))
+    if walk_forward and settings.strategy.provider != "ensemble":
+        raise typer.BadParameter("needs --strategy ensemble", param_hint="--walk-forward")
     start_ms, end_ms = parse_timerange(timerange)
     run_name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     folder = out or settings.app.data_dir / "backtests"
@@ -107,6 +120,7 @@ def backtest(
             folder,
             full,
             charts,
+            walk_forward,
         )
     )
 
@@ -222,6 +236,33 @@ class _Inputs:
     funding: list[Path]
 
 
+async def _ensemble(
+    settings: Settings, walk_forward: bool
+) -> tuple[EnsembleProvider | None, WalkForward | None]:
+    """Return the ensemble (None: another strategy) and, walking forward, its retrain."""
+    if settings.strategy.provider != "ensemble":
+        return None, None
+    if walk_forward:
+        from bot.walk_forward import walk_forward_ensemble
+
+        provider, trainer = walk_forward_ensemble(settings)
+        m = settings.models
+        window = f"the last {m.window_days:g} days" if m.window_days else "every candle so far"
+        console.print(
+            f"walk-forward ensemble of {', '.join(m.members)}: retrained every "
+            f"{m.retrain_hours:g} market hours on {window}"
+        )
+        return provider, trainer
+    from bot.ensemble_loader import load_ensemble
+
+    provider = await load_ensemble(settings)
+    console.print(
+        "ensemble of " + ", ".join(m.version_id for m in provider.members) + " (the models "
+        "stay as trained: --walk-forward retrains them inside the backtest)"
+    )
+    return provider, None
+
+
 async def _backtest(
     settings: Settings,
     files: _Inputs,
@@ -231,6 +272,7 @@ async def _backtest(
     folder: Path,
     full: bool,
     charts: bool,
+    walk_forward: bool,
 ) -> None:
     from bot.backtest import run_backtest
     from bot.backtest_window import Sources
@@ -254,15 +296,7 @@ async def _backtest(
     rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
     for line in notices(settings, rules):
         console.print(escape(line), style="yellow")
-    provider = None
-    if settings.strategy.provider == "ensemble":
-        from bot.ensemble_loader import load_ensemble
-
-        provider = await load_ensemble(settings)
-        console.print(
-            "ensemble of " + ", ".join(m.version_id for m in provider.members) + " (no "
-            "walk-forward retrain yet: the models stay as trained)"
-        )
+    provider, trainer = await _ensemble(settings, walk_forward)
     started = time.perf_counter()
     result = await run_backtest(
         settings,
@@ -274,6 +308,7 @@ async def _backtest(
         funding=rates or None,
         rules=rules,
         provider=provider,
+        walk_forward=trainer,
         sources=Sources(
             candles=candle_files,
             detail=detail_files,
@@ -320,6 +355,10 @@ async def _backtest(
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
     if result.universe is not None:
         console.print(escape(universe_line(result.universe)))
+    if trainer is not None:
+        from bot.walk_forward import summary
+
+        console.print(escape(summary(trainer)))
     for symbol, left_out in (provider.exclusions_by_symbol if provider else {}).items():
         for member, reason in left_out.items():
             console.print(

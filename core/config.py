@@ -195,6 +195,21 @@ class StrategySettings(Section):
         return self
 
 
+class ModelsSettings(Section):
+    """The walk-forward retrain inside ``qt backtest --strategy ensemble --walk-forward``."""
+
+    retrain_hours: float = Field(default=168.0, gt=0)  # market hours between two retrains
+    window_days: float = Field(default=90.0, ge=0)  # rolling training window; 0: expanding
+    embargo: int = Field(default=24, ge=0)  # candles between training labels and the holdout
+    members: list[str] = Field(default_factory=lambda: ["xgb", "lgbm"])
+    trees: int = Field(default=0, ge=0)  # 0: each member's default
+
+    @property
+    def retrain_s(self) -> float:
+        """Return the market seconds between two retrains."""
+        return self.retrain_hours * 3600.0
+
+
 class SymbolRulesOverride(Section):
     """An operator's rules for one symbol; a field left out keeps the rules it would have."""
 
@@ -356,6 +371,7 @@ class Settings(BaseSettings):
     margin: MarginSettings = MarginSettings()
     demo: DemoSettings = DemoSettings()
     universe: UniverseSettings = UniverseSettings()
+    models: ModelsSettings = ModelsSettings()
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.clock import Clock
 from core.services.portfolio import PortfolioService
 
 
@@ -28,6 +29,11 @@ class JobContext:
     market_rules: Callable[[], Awaitable[str]] | None = None
     universe_refresh: Callable[[], Awaitable[str]] | None = None
     universe_every_s: float = 0.0
+    clock: Clock | None = None  # market time (simulated in a backtest), for targets that stamp
+    # Retrains the ensemble's members on the candles closed by now and serves later candles
+    # with them (qt backtest --walk-forward), every ``retrain_every_s`` market seconds.
+    retrain_models: Callable[[], Awaitable[str]] | None = None
+    retrain_every_s: float = 0.0
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -46,6 +52,9 @@ class JobSpec:
     applies: Callable[[JobContext], bool] | None = None  # None: every process runs it
     # The interval from the process's settings (None: every_market_s).
     every_from: Callable[[JobContext], float] | None = None
+    # Fired on simulated time by qt backtest too (jobs.simulated); jobs that talk to a venue
+    # or only record the account stay out of a backtest.
+    in_backtest: bool = False
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""
@@ -101,6 +110,18 @@ def _dynamic_universe(ctx: JobContext) -> bool:
     return ctx.universe_refresh is not None
 
 
+async def retrain_models(ctx: JobContext) -> str:
+    """Train the ensemble's members again on the candles closed by now (in worker processes)
+    and serve the candles that close from now on with them."""
+    if ctx.retrain_models is None:
+        return "no walk-forward ensemble"
+    return await ctx.retrain_models()
+
+
+def _walk_forward(ctx: JobContext) -> bool:
+    return ctx.retrain_models is not None
+
+
 JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="equity_snapshot",
@@ -129,5 +150,14 @@ JOBS: tuple[JobSpec, ...] = (
         target=refresh_universe,
         applies=_dynamic_universe,
         description="dynamic universe: top N by volume again every QT__UNIVERSE__REFRESH_HOURS",
+    ),
+    JobSpec(
+        job_id="model_retrain",
+        every_market_s=168 * 3600,
+        every_from=lambda ctx: ctx.retrain_every_s,
+        target=retrain_models,
+        applies=_walk_forward,
+        in_backtest=True,
+        description="walk-forward ensemble: retrain the members every QT__MODELS__RETRAIN_HOURS",
     ),
 )

@@ -9,7 +9,6 @@ failing job is logged and the scheduler goes on.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from datetime import UTC
 
@@ -17,11 +16,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from core.clock import Clock
-from core.domain.events import JobRan
 from core.services.bus import EventBus
 from jobs.registry import JobContext, JobSpec
-
-log = logging.getLogger(__name__)
+from jobs.running import run_and_publish
 
 MISFIRE_GRACE_S = 30
 # At very high replay speeds a market interval shrinks below what a scheduler can honour;
@@ -75,18 +72,8 @@ class JobScheduler:
                 self._running.discard(task)
 
     async def _run(self, spec: JobSpec) -> None:
-        try:
-            detail = await spec.target(self._ctx)
-            ok = True
-        except Exception as e:  # a failing job must not kill the scheduler
-            log.exception("job %s failed", spec.job_id)
-            detail, ok = f"{type(e).__name__}: {e}", False
         self.runs[spec.job_id] = self.runs.get(spec.job_id, 0) + 1
-        if ok and not detail:
-            return
-        await self._bus.publish(
-            JobRan(ts_ms=self._clock.now_ms(), job_id=spec.job_id, ok=ok, detail=detail)
-        )
+        await run_and_publish(spec, self._ctx, bus=self._bus, clock=self._clock)
 
     async def start(self) -> None:
         """Add every job and start the scheduler on the running loop."""

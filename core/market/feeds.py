@@ -90,8 +90,12 @@ class ReplayFeed:
         start_ms: int | None = None,
         on_gap: GapCallback | None = None,
         drive_clock: bool = False,
+        before_advance: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self._series = dict(series_by_symbol)
+        # Called with a close time before a driven clock moves to it (a backtest runs the jobs
+        # due before that close there, every candle closing earlier handled).
+        self._before_advance = before_advance
         self._clock = clock
         self._start_ms = start_ms
         self._drive = drive_clock
@@ -135,6 +139,8 @@ class ReplayFeed:
 
     async def _wait(self, ts_ms: int) -> None:
         if self._drive:
+            if self._before_advance is not None:
+                await self._before_advance(ts_ms)
             if ts_ms > self._clock.now_ms():
                 self._clock.advance_to(ts_ms)  # type: ignore[attr-defined]
         else:

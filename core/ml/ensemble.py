@@ -11,8 +11,15 @@ to publish. Entry long when P(up) reaches ``threshold``; short when shorts are a
 ``confidence`` is the probability of the side, which the Exit Brain scales on. The frame
 carries each member's probability and weight per row, to explain a decision.
 
-Causal: row ``t`` uses candles ``0..t`` only: features are causal, members are fixed, a label
-counts for the weights only from the row where it resolved, and health looks back only.
+Versions over time: the provider holds a history of member sets, each active from a time
+(``add_set``; a walk-forward retrain adds one, active from when it was trained, on candles
+closed before). A row is predicted by the newest set active at its candle's close (active
+strictly before it: the candle closing at the retrain was decided before it); rows before the
+first set have no entry. The set given to the constructor is active from the start.
+
+Causal: row ``t`` uses candles ``0..t`` only: features are causal, each set's members are
+fixed, a label counts for the weights only from the row where it resolved, and health looks
+back only. Adding a set never changes a row that closed by its activation time.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ import talib
 
 from core.brains.exit_config import ExitConfig
 from core.domain.events import ModelMemberExcluded
-from core.domain.market import CandleSeries
+from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError, QTError
 from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
+from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import MIN_STD, health
-from core.ml.labels import ATR_PERIOD, triple_barrier_labels
+from core.ml.labels import ATR_PERIOD, Labels, triple_barrier_labels
 from core.ml.member import Member
 from core.signals.base import SignalFrame
 
@@ -80,6 +88,14 @@ class EnsembleMember:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemberSet:
+    """Members serving rows whose candle closes after ``active_from_ms`` (None: all rows)."""
+
+    members: tuple[EnsembleMember, ...]
+    active_from_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EnsembleFrame(SignalFrame):
     """Signals plus, per row, the ensemble's P(up), each member's P(up) and weight."""
 
@@ -103,10 +119,11 @@ class EnsembleProvider:
         exits: ExitConfig | None = None,
         features: FeatureConfig | None = None,
         timeframe: str = "1h",
+        walk_forward: bool = False,
     ) -> None:
-        if not members:
+        if not members and not walk_forward:
             raise ValueError("the ensemble needs at least one member")
-        self.members = tuple(members)
+        self.sets: list[MemberSet] = [MemberSet(members=tuple(members))] if members else []
         self.config = config or EnsembleConfig()
         self.exits = exits
         self.features = features
@@ -115,11 +132,30 @@ class EnsembleProvider:
         )
         self.exclusions: dict[str, str] = {}  # after each compute: members left out, why
         self.exclusions_by_symbol: dict[str, dict[str, str]] = {}
+        self._cache: dict[str, _SeriesCache] = {}
+
+    @property
+    def members(self) -> tuple[EnsembleMember, ...]:
+        """Return the newest set's members (none before the first set)."""
+        return self.sets[-1].members if self.sets else ()
+
+    def add_set(self, members: Sequence[EnsembleMember], active_from_ms: int) -> None:
+        """Serve rows closing after ``active_from_ms`` with ``members`` (trained before then)."""
+        if not members:
+            raise ValueError("a member set needs at least one member")
+        last = self.sets[-1].active_from_ms if self.sets else None
+        if last is not None and active_from_ms <= last:
+            raise ValueError(f"member sets activate in time order: {active_from_ms} <= {last}")
+        late = [m.name for m in members if m.trained_until_ms > active_from_ms]
+        if late:  # its predictions would be in sample
+            raise ValueError(f"{', '.join(late)} trained past {active_from_ms}, its activation")
+        self.sets.append(MemberSet(members=tuple(members), active_from_ms=active_from_ms))
 
     def refuse_in_sample(self, trade_from_ms: int) -> None:
         """Raise ``DataError`` when trading would start before a member's training window
         ended: its predictions there would be in sample (or made with the future's data)."""
-        late = [m for m in self.members if trade_from_ms < m.trained_until_ms]
+        first = [st for st in self.sets if st.active_from_ms is None]  # active from the start
+        late = [m for st in first for m in st.members if trade_from_ms < m.trained_until_ms]
         if not late:
             return
         until = max(m.trained_until_ms for m in late)
@@ -132,8 +168,8 @@ class EnsembleProvider:
             f"{day:%Y-%m-%d %H:%M}; trading from "
             f"{datetime.fromtimestamp(trade_from_ms / 1000, tz=UTC):%Y-%m-%d %H:%M} would be "
             f"in sample: backtest from then on (--timerange {first_day:%Y%m%d}-) "
-            "or train on older candles (qt models train --until DAY); a walk-forward retrain "
-            "inside the backtest is not built yet"
+            "or train on older candles (qt models train --until DAY), or let the backtest "
+            "retrain them as it goes (--walk-forward: a walk-forward retrain on simulated time)"
         )
 
     def exclusion_events(self, symbol: str, ts_ms: int) -> list[ModelMemberExcluded]:
@@ -145,14 +181,71 @@ class EnsembleProvider:
 
     def compute(self, series: CandleSeries) -> EnsembleFrame:
         """Return the signals of every candle of ``series`` (causal)."""
+        n = len(series)
+        names = tuple(dict.fromkeys(m.name for st in self.sets for m in st.members))
+        p_up = np.full(n, np.nan)
+        member_p = np.full((n, len(names)), np.nan)
+        weights = np.zeros((n, len(names)))
+        self.exclusions = {}
+        cache = self._cache.get(series.symbol)
+        if cache is None or cache.series is not series:  # a new history: nothing to reuse
+            fm = compute_features(series, self.features)
+            labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
+            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
+        close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
+        # Each set's first row: the first candle closing after its activation.
+        starts = [
+            0
+            if st.active_from_ms is None
+            else int(np.searchsorted(close_ms, st.active_from_ms, "right"))
+            for st in self.sets
+        ] + [n]
+        for i, st in enumerate(self.sets):
+            lo, hi = starts[i], min(starts[i + 1], n)
+            if lo >= hi:
+                continue
+            chunk = cache.chunks.get(i)
+            if chunk is None or chunk.lo != lo or chunk.hi < hi:
+                up, p, w, excluded = self._compute_set(
+                    st.members, series, cache.features, cache.labels, lo, hi
+                )
+                chunk = cache.chunks[i] = _Chunk(lo, hi, up[lo:hi], p[lo:hi], w[lo:hi], excluded)
+            # Rows of a set do not depend on where the next one starts (causal): a chunk
+            # computed up to a later row is exact on the rows before it.
+            m = hi - lo
+            cols = [names.index(mb.name) for mb in st.members]
+            p_up[lo:hi] = chunk.p_up[:m]
+            member_p[lo:hi, cols] = chunk.member_p[:m]
+            weights[lo:hi, cols] = chunk.weights[:m]
+            if hi == n:
+                self.exclusions = chunk.excluded
+        self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
+        return self._frame(series, p_up, member_p, weights, names)
+
+    def _compute_set(
+        self,
+        members: Sequence[EnsembleMember],
+        series: CandleSeries,
+        fm: FeatureMatrix,
+        labels: Labels,
+        lo: int,
+        hi: int,
+    ) -> tuple[FloatArray, FloatArray, FloatArray, dict[str, str]]:
+        """Return P(up), member P(up) and weights of one set, exact on rows ``lo..hi-1``."""
         cfg = self.config
-        n, k = len(series), len(self.members)
-        fm = compute_features(series, self.features)
-        rows = np.flatnonzero(fm.valid_rows())
+        n, k = len(series), len(members)
+        # What rows lo..hi-1 look back on: the health window, and the out-of-sample rows
+        # whose labels weigh the members.
+        trained = int(np.searchsorted(series.ts_ms, min(m.trained_until_ms for m in members)))
+        first = max(0, min(lo - cfg.health_window + 1, trained))
+        valid = fm.valid_rows()
+        valid[:first] = False
+        valid[hi:] = False
+        rows = np.flatnonzero(valid)
         x = np.asarray(fm.values[rows], dtype=np.float64)
         p = np.full((n, k), np.nan)
         static: dict[str, str] = {}
-        for j, m in enumerate(self.members):
+        for j, m in enumerate(members):
             reason = self._static_reason(m)
             if reason is None and len(rows):
                 try:
@@ -165,14 +258,13 @@ class EnsembleProvider:
                 static[m.name] = reason
                 p[:, j] = np.nan
         healthy = _trailing_health(p, cfg.health_window)
-        active = healthy & np.array([m.name not in static for m in self.members])[None, :]
-        weights = self._weights(series, p, active)
+        active = healthy & np.array([m.name not in static for m in members])[None, :]
+        weights = self._weights(members, series, labels, p, active)
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
         p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
-        self.exclusions = {**static, **_latest_unhealthy(p, healthy, static, self.members, cfg)}
-        self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
-        return self._frame(series, p_up, p, weights)
+        excluded = {**static, **_latest_unhealthy(p, healthy, static, members, cfg)}
+        return p_up, p, weights, excluded
 
     def _static_reason(self, m: EnsembleMember) -> str | None:
         if m.name in self.config.disabled:
@@ -182,11 +274,15 @@ class EnsembleProvider:
         return None
 
     def _weights(
-        self, series: CandleSeries, p: FloatArray, active: npt.NDArray[np.bool_]
+        self,
+        members: Sequence[EnsembleMember],
+        series: CandleSeries,
+        labels: Labels,
+        p: FloatArray,
+        active: npt.NDArray[np.bool_],
     ) -> FloatArray:
         cfg = self.config
-        labels = triple_barrier_labels(series, horizon=cfg.horizon, exits=self.exits)
-        trained_until = np.array([m.trained_until_ms for m in self.members], dtype=np.int64)
+        trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
         usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
         loss, count = rolling_log_loss(
             p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window
@@ -199,7 +295,12 @@ class EnsembleProvider:
         return bounded_softmax(logits, active, min_weight=cfg.min_weight, max_weight=cfg.max_weight)
 
     def _frame(
-        self, series: CandleSeries, p_up: FloatArray, p: FloatArray, weights: FloatArray
+        self,
+        series: CandleSeries,
+        p_up: FloatArray,
+        p: FloatArray,
+        weights: FloatArray,
+        names: tuple[str, ...],
     ) -> EnsembleFrame:
         cfg = self.config
         known = np.isfinite(p_up)
@@ -225,11 +326,34 @@ class EnsembleProvider:
             confidence=np.clip(confidence, 0.0, 1.0),
             atr=np.asarray(atr, dtype=np.float64),
             p_up=p_up,
-            members=tuple(m.name for m in self.members),
+            members=names,
             member_p=p,
             weights=weights,
             excluded=dict(self.exclusions),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One set's output on rows ``lo..hi-1`` of a series."""
+
+    lo: int
+    hi: int
+    p_up: FloatArray
+    member_p: FloatArray
+    weights: FloatArray
+    excluded: dict[str, str]
+
+
+@dataclass(slots=True)
+class _SeriesCache:
+    """What ``compute`` reuses while a symbol's history is the same object (a backtest's
+    whole series, recomputed after each retrain): its features, labels and each set's rows."""
+
+    series: CandleSeries
+    features: FeatureMatrix
+    labels: Labels
+    chunks: dict[int, _Chunk] = field(default_factory=dict)
 
 
 def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:

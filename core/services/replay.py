@@ -17,6 +17,11 @@ nothing rests on the venue that is simply the next candle with the watched signa
 lookup); otherwise the candles up to it are scanned for one reaching the band. The expensive
 path (events, the paper exchange, the engine cycle) runs only for the few candles where trading
 happens, and the quiet ones in between cost next to nothing.
+
+Jobs on simulated time (``DueJobs``): a job due at T runs before the first candle closing after
+T, once the engine knows every symbol's last close at or before T, as in a full replay. A job
+may change the signals (a retrained model), so after jobs ran the signals are recomputed and
+every symbol's plan is made again from its first candle after T.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.orders import Order
 from core.exchange.sim import reach_band
 from core.market.funding import FundingRates
+from core.services.due_jobs import DueJobs
 from core.services.engine import Engine
 from core.services.market import MarketService
 
@@ -88,8 +94,10 @@ class FastReplay:
         engine: Engine,
         open_orders: OpenOrders,
         funding: Mapping[str, FundingRates] | None = None,
+        jobs: DueJobs | None = None,
     ) -> None:
         self._series = dict(series)
+        self._jobs = jobs
         self._funding = dict(funding or {})
         self._start_ms = start_ms
         self._clock = clock
@@ -100,20 +108,6 @@ class FastReplay:
 
     def _lane(self, symbol: str, series: CandleSeries) -> _Lane:
         first = int(series.ts_ms.searchsorted(self._start_ms))  # open times are sorted
-        try:
-            frame = self._engine.signals.frame(symbol)
-        except Exception:  # noqa: BLE001 - a provider bug: every candle fails, as in a full replay
-            frame = None  # (the engine's cycle fails the symbol closed; see Engine.on_candle)
-        if frame is None or not np.array_equal(frame.ts_ms, series.ts_ms):
-            every = list(range(len(series)))  # no precomputed signals: nothing can be skipped
-            next_signal = {"entry": every, "exit_long": every, "exit_short": every}
-        else:
-            columns = {
-                "entry": frame.entry != 0,
-                "exit_long": frame.exit_long,
-                "exit_short": frame.exit_short,
-            }
-            next_signal = {name: _next_true(flags) for name, flags in columns.items()}
         return _Lane(
             symbol=symbol,
             series=series,
@@ -121,8 +115,23 @@ class FastReplay:
             close_ms=(series.ts_ms[first:] + timeframe_to_ms(series.timeframe)).tolist(),
             low=series.low.tolist(),
             high=series.high.tolist(),
-            next_signal=next_signal,
+            next_signal=self._next_signal(symbol, series),
         )
+
+    def _next_signal(self, symbol: str, series: CandleSeries) -> dict[str, list[int]]:
+        try:
+            frame = self._engine.signals.frame(symbol)
+        except Exception:  # noqa: BLE001 - a provider bug: every candle fails, as in a full replay
+            frame = None  # (the engine's cycle fails the symbol closed; see Engine.on_candle)
+        if frame is None or not np.array_equal(frame.ts_ms, series.ts_ms):
+            every = list(range(len(series)))  # no precomputed signals: nothing can be skipped
+            return {"entry": every, "exit_long": every, "exit_short": every}
+        columns = {
+            "entry": frame.entry != 0,
+            "exit_long": frame.exit_long,
+            "exit_short": frame.exit_short,
+        }
+        return {name: _next_true(flags) for name, flags in columns.items()}
 
     async def run(self) -> ReplayStats:
         """Replay every candle from ``start_ms``; return how many took the full path."""
@@ -130,6 +139,7 @@ class FastReplay:
         self.stats.candles = sum(len(lane.close_ms) for lane in lanes)
         for lane in lanes:
             await self._plan_next(lane, lane.first)
+        end_ms = max((lane.close_ms[-1] for lane in lanes if lane.close_ms), default=0)
         while True:
             # The next candle that can matter, in (close time, symbol order) like a full replay.
             close_ms, k = min(
@@ -140,6 +150,16 @@ class FastReplay:
                 ),
                 default=(0, -1),
             )
+            jobs = self._jobs
+            due_ms = jobs.next_due_ms() if jobs is not None else None
+            if (
+                jobs is not None
+                and due_ms is not None
+                and due_ms <= end_ms
+                and (k < 0 or due_ms < close_ms)
+            ):
+                await self._run_jobs(jobs, lanes, due_ms)
+                continue
             if k < 0:
                 return self.stats
             lane = lanes[k]
@@ -151,6 +171,24 @@ class FastReplay:
             lane.observed = row
             self.stats.processed += 1
             await self._plan_next(lane, row + 1)
+
+    async def _run_jobs(self, jobs: DueJobs, lanes: list[_Lane], due_ms: int) -> None:
+        """Run the jobs due at ``due_ms`` once the engine knows every close up to it; after
+        any ran, recompute the signals and plan every symbol again from its next candle."""
+        for lane in lanes:
+            count = bisect_right(lane.close_ms, due_ms)
+            seen = lane.first + count - 1
+            if count and seen != lane.observed:
+                self._engine.observe_price(lane.symbol, float(lane.series.close[seen]))
+                lane.observed = seen
+        if not await jobs.run_due(due_ms):
+            return
+        self._engine.signals.invalidate()
+        for lane in lanes:
+            # Rows up to ``observed`` closed by now and were skipped or processed; the plan
+            # starts again after them, on the new signals.
+            lane.next_signal = self._next_signal(lane.symbol, lane.series)
+            await self._plan_next(lane, max(lane.first, lane.observed + 1))
 
     def _observe_others(self, lanes: list[_Lane], k: int, close_ms: int) -> None:
         """Give the engine the latest close of every other symbol (it values holdings at them):

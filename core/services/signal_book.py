@@ -45,6 +45,12 @@ class SignalBook:
         """
         self._books[series.symbol] = _SymbolBook(history=series)
 
+    def invalidate(self) -> None:
+        """Forget every computed frame (the provider changed, e.g. a retrained model): the
+        next look-up computes them again on the same histories."""
+        for book in self._books.values():
+            book.frame = None
+
     def frame(self, symbol: str) -> SignalFrame | None:
         """Return the signals of the symbol's whole history (computing them if needed)."""
         book = self._books.get(symbol)

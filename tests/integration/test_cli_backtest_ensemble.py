@@ -40,6 +40,37 @@ def test_the_ensemble_trades_after_its_training_window_and_is_refused_inside_it(
     assert "truncated or altered" in one_line(tampered.stderr)
 
 
+def test_a_walk_forward_backtest_needs_no_saved_models_and_says_what_it_trained(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = candle_file(tmp_path)  # 2024-01-01 .. 2024-03-15, no version saved
+    env = {"QT__MODELS__RETRAIN_HOURS": "240", "QT__MODELS__TREES": "10"}
+    result = cli(
+        "backtest",
+        "--data",
+        str(data),
+        *ENSEMBLE,
+        "--walk-forward",
+        "--timerange",
+        "20240201-",
+        **env,
+    )
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "walk-forward ensemble of xgb, lgbm: retrained every 240 market hours" in out
+    # Due every 10 days from 2024-02-01 (the last close, 2024-03-15 00:00, ends the run); the
+    # first retrain's candles fail the leak guard by chance, which the line says.
+    assert (
+        "walk-forward: 6 model(s) trained in 3 retrain(s), the first active from 2024-02-21 "
+        "00:00 UTC, the last from 2024-03-12 00:00 UTC; 1 trained nothing (at 2024-02-11 00:00: "
+        "BTC/USDT: the leak guard refused the features" in out
+    )
+    assert "candles/s" in out
+
+    ema = cli("backtest", "--data", str(data), "--strategy", "ema_rsi", "--walk-forward")
+    assert ema.exit_code != 0 and "needs --strategy ensemble" in flat(ema.output)
+
+
 def test_an_ensemble_backtest_without_versions_is_one_line(cli: Cli, tmp_path: Path) -> None:
     result = cli("backtest", "--data", str(candle_file(tmp_path, 50)), *ENSEMBLE)
     assert result.exit_code != 0

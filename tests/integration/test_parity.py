@@ -8,18 +8,23 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
 from bot.app import TradingProcess
-from bot.backtest import run_backtest
+from bot.backtest import BacktestResult, run_backtest
 from bot.market_rules import resolved
 from bot.modes import build_demo, demo_market, paper_exchange
 from bot.runner import run_process
+from bot.trading import provider_from
 from core.clock import AcceleratedClock
 from core.config import Settings, load_settings
+from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill
 from core.market.feeds import ReplayFeed
+from core.signals.base import SignalFrame, SignalProvider
+from jobs.registry import JobContext, JobSpec
 from storage import open_storage
 
 
@@ -169,3 +174,61 @@ async def test_a_started_process_knows_every_symbols_price_before_its_first_cand
         assert all(price > 0 for price in process.engine.prices.values())
     finally:
         await process.stop("test")
+
+
+class _FlipAfterJobs:
+    """The configured provider with each job run switching the exit signals of every later
+    candle off or on again: a job that changes the signals mid-backtest, causally (candles
+    closed by the run keep theirs)."""
+
+    def __init__(self, inner: SignalProvider) -> None:
+        self.inner = inner
+        self.name = "flip"
+        self.warmup_candles = inner.warmup_candles
+        self.flips_ms: list[int] = []
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        frame = self.inner.compute(series)
+        close_ms = series.ts_ms + timeframe_to_ms(series.timeframe)
+        off = np.searchsorted(np.array(self.flips_ms, np.int64), close_ms) % 2 == 1
+        return replace(frame, exit_long=frame.exit_long & ~off, exit_short=frame.exit_short & ~off)
+
+
+async def test_fast_and_full_backtests_agree_with_jobs_that_change_the_signals(
+    settings: Settings,
+) -> None:
+    markets, replay_start_ms = demo_market(settings)
+    every_s = 37 * timeframe_to_ms(settings.trading.timeframe) / 1000  # off the candle grid too
+
+    async def run(fast: bool, with_jobs: bool) -> tuple[BacktestResult, list[tuple[int, str]]]:
+        provider = _FlipAfterJobs(provider_from(settings))
+        seen: list[tuple[int, str]] = []
+
+        async def flip(ctx: JobContext) -> str:
+            assert ctx.clock is not None
+            snap = await ctx.portfolio.snapshot()  # valued at every symbol's close by now
+            seen.append((ctx.clock.now_ms(), f"{snap.equity:.6f}"))
+            provider.flips_ms.append(ctx.clock.now_ms())
+            return "flipped"
+
+        spec = JobSpec(job_id="flip", every_market_s=every_s, target=flip, in_backtest=True)
+        result = await run_backtest(
+            settings,
+            markets,
+            start_ms=replay_start_ms,
+            fast=fast,
+            provider=provider,
+            rules=resolved(settings, markets, series=markets),
+            jobs=(spec,) if with_jobs else (),
+        )
+        return result, seen
+
+    (fast, fast_seen), (full, full_seen) = [await run(f, True) for f in (True, False)]
+    plain, _ = await run(True, False)
+    assert len(fast.job_runs) >= 10 and fast.job_runs == full.job_runs
+    assert fast_seen == full_seen  # same clock and the same prices known at every run
+    assert [t for _, t in fast.job_runs] == [t for t, _ in fast_seen]
+    assert len(fast.fills) >= 10, "the scenario must trade to prove anything"
+    assert list(map(_key, fast.fills)) == list(map(_key, full.fills))
+    assert [f.ts_ms for f in fast.fills] == [f.ts_ms for f in full.fills]
+    assert list(map(_key, plain.fills)) != list(map(_key, fast.fills))  # the jobs mattered

@@ -195,3 +195,73 @@ def test_trading_before_a_member_s_training_end_is_refused_as_in_sample() -> Non
 def test_the_config_refuses_a_threshold_that_lets_both_sides_fire() -> None:
     with pytest.raises(ValueError, match="threshold must be in"):
         EnsembleConfig(threshold=0.5)
+
+
+def _walk_forward(s: CandleSeries, sets: Sequence[tuple[int, float]]) -> EnsembleProvider:
+    """An ensemble retrained at each (row, level): that set serves rows closing after it."""
+    provider = EnsembleProvider([], EnsembleConfig(min_labels=5), walk_forward=True)
+    for row, level in sets:
+        at_ms = int(s.ts_ms[row])
+        member = EnsembleMember(name="m", member=Fake(level), trained_until_ms=at_ms)  # type: ignore[arg-type]
+        provider.add_set([member], at_ms)
+    return provider
+
+
+def test_each_row_is_predicted_by_the_newest_set_active_at_its_close() -> None:
+    s = series(1200)
+    provider = _walk_forward(s, [(400, 0.35), (800, 0.9)])
+    frame = provider.compute(s)
+    # Set k is active from the open of row r_k, i.e. the close of row r_k - 1: rows r_k on.
+    assert np.isnan(frame.p_up[:400]).all() and not frame.entry[:400].any()  # no set yet
+    alone = [EnsembleProvider([m], EnsembleConfig(min_labels=5)) for m in provider.sets[0].members]
+    alone += [EnsembleProvider([m], EnsembleConfig(min_labels=5)) for m in provider.sets[1].members]
+    mid, late = (a.compute(s) for a in alone)
+    # Past warm-up, each row's P(up) is that of its set's member (one member: weight 1).
+    np.testing.assert_array_equal(frame.member_p[400:800], mid.member_p[400:800])
+    np.testing.assert_array_equal(frame.member_p[800:], late.member_p[800:])
+    healthy = np.isfinite(frame.p_up[800 + 48 :])
+    assert healthy.all() and (frame.entry[800 + 48 :] == 1).any()  # 0.9 enters long
+
+
+def test_adding_a_set_never_changes_a_row_that_closed_by_its_activation() -> None:
+    s = series(1200)
+    before = _walk_forward(s, [(400, 0.35)]).compute(s)
+    after = _walk_forward(s, [(400, 0.35), (800, 0.9)]).compute(s)
+    for a, b in zip(_rows(before, 800), _rows(after, 800), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(before.p_up[800:], after.p_up[800:], equal_nan=True)
+
+
+def test_a_walk_forward_ensemble_stays_causal() -> None:
+    s = series(1200)
+    provider = _walk_forward(s, [(300, 0.35), (600, 0.9), (900, 0.4)])
+    full = provider.compute(s)
+    for t in (350, 650, 1000):
+        cut = provider.compute(s.slice(0, t + 1))
+        for a, b in zip(_rows(full, t + 1), _rows(cut, t + 1), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_set_trained_past_its_activation_or_out_of_order_is_refused() -> None:
+    s = series(100)
+    provider = _walk_forward(s, [(50, 0.35)])
+    member = EnsembleMember(name="m", member=Fake(0.4), trained_until_ms=int(s.ts_ms[60]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="trained past"):
+        provider.add_set([member], int(s.ts_ms[59]))
+    with pytest.raises(ValueError, match="time order"):
+        provider.add_set([member], int(s.ts_ms[40]))
+    provider.refuse_in_sample(0)  # walk-forward sets are never in sample
+
+
+def test_a_recompute_after_a_new_set_reuses_nothing_it_should_not() -> None:
+    s = series(1200)
+    provider = _walk_forward(s, [(300, 0.35), (600, 0.9)])
+    provider.compute(s)  # cached: the features, labels and both sets' rows of this series
+    provider.add_set(
+        [EnsembleMember(name="m", member=Fake(0.4), trained_until_ms=int(s.ts_ms[900]))],  # type: ignore[arg-type]
+        int(s.ts_ms[900]),
+    )
+    again = provider.compute(s)
+    fresh = _walk_forward(s, [(300, 0.35), (600, 0.9), (900, 0.4)]).compute(s)
+    for a, b in zip(_rows(again, len(s)), _rows(fresh, len(s)), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,147 @@
+"""The walk-forward retrain of ``qt backtest --strategy ensemble --walk-forward``.
+
+The ``model_retrain`` job calls ``WalkForward.retrain`` on simulated time: the rows are
+prepared and every member fitted in a process pool (spawned, one worker per core, each
+member on one thread), so the event loop only waits. The fitted members come back as their
+files' bytes (their own formats, never a pickle), are rebuilt and added to the provider as a
+new set active from now. Each retrain is recorded for the report and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+
+from bot.model_training import workers_for
+from bot.trading import ensemble_config_from, exit_config_from
+from core.brains.exit_config import ExitConfig
+from core.config import ModelsSettings, Settings
+from core.domain.market import CandleSeries
+from core.errors import QTError
+from core.ml.ensemble import EnsembleMember, EnsembleProvider
+from core.ml.members import MEMBERS
+from core.ml.training import FitResult, TrainConfig, fit_member, prepare
+from core.ml.walk_forward import TrainedSet, closed_by, window_candles
+
+
+class WalkForward:
+    """Retrain ``provider``'s members on the candles closed by each job run."""
+
+    def __init__(
+        self,
+        provider: EnsembleProvider,
+        models: ModelsSettings,
+        *,
+        exits: ExitConfig,
+        timeframe: str,
+        horizon: int = 24,
+    ) -> None:
+        self._provider = provider
+        self._members = list(models.members)
+        unknown = [m for m in self._members if m not in MEMBERS]
+        if unknown or not self._members:
+            raise QTError(
+                f"QT__MODELS__MEMBERS: unknown {', '.join(unknown) or 'none given'}; "
+                f"known: {', '.join(sorted(MEMBERS))}"
+            )
+        params: dict[str, object] = {"n_jobs": 1}  # one thread per worker: the pool fills cores
+        if models.trees:
+            params["n_estimators"] = models.trees
+        self._config = TrainConfig(horizon=horizon, embargo=models.embargo, params=params)
+        self._exits = exits
+        self._window = window_candles(models.window_days, timeframe)
+        self._pool: ProcessPoolExecutor | None = None
+        self.trained: list[TrainedSet] = []
+        self.skipped: list[tuple[int, str]] = []  # (time, why) of retrains that trained nothing
+
+    async def start(self) -> None:
+        """Start the worker processes."""
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(workers_for(len(self._members)), mp_context=context)
+
+    async def stop(self) -> None:
+        """Stop the workers (a retrain mid-run is not waited for)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+    async def retrain(self, series: Mapping[str, CandleSeries], now_ms: int) -> str:
+        """Train every member on the candles closed by ``now_ms``; serve later candles with
+        those that fitted. Return the audit line ("not trained: ..." when too few rows)."""
+        if self._pool is None:
+            raise RuntimeError("WalkForward.retrain before start()")
+        pool, loop = self._pool, asyncio.get_running_loop()
+        windows = [w for s in series.values() if len(w := closed_by(s, now_ms, self._window))]
+        try:
+            data = await loop.run_in_executor(pool, prepare, windows, self._config, self._exits)
+        except QTError as exc:  # too few candles yet: the previous set (or none) serves on
+            self.skipped.append((now_ms, str(exc)))
+            return f"not trained: {exc}"
+        params = dict(self._config.params)
+        fits = await asyncio.gather(
+            *(loop.run_in_executor(pool, fit_member, m, data, params) for m in self._members),
+            return_exceptions=True,
+        )
+        members, failures = [], []
+        for name, fit in zip(self._members, fits, strict=True):
+            if isinstance(fit, FitResult):
+                member = await asyncio.to_thread(MEMBERS[name].from_files, fit.files)
+                members.append(
+                    EnsembleMember(
+                        name=name,
+                        member=member,
+                        trained_until_ms=data.end_ms,
+                        version_id=f"{name}@{now_ms}",
+                        healthy_on_validation=fit.metrics.get("healthy", 1.0) >= 1.0,
+                    )
+                )
+            else:
+                failures.append((name, f"{type(fit).__name__}: {fit}"))
+        if members:
+            self._provider.add_set(members, now_ms)
+        self.trained.append(
+            TrainedSet(
+                active_from_ms=now_ms,
+                train_start_ms=data.train_start_ms,
+                train_end_ms=data.end_ms,
+                members=tuple(m.name for m in members),
+                failures=tuple(failures),
+            )
+        )
+        failed = "".join(f"; {name} failed: {why}" for name, why in failures)
+        return f"trained {', '.join(m.name for m in members) or 'nothing'} on " + (
+            f"{len(data.y_train)} rows{failed}"
+        )
+
+
+def walk_forward_ensemble(settings: Settings) -> tuple[EnsembleProvider, WalkForward]:
+    """Return an ensemble with no members yet and the retrain that gives it its sets."""
+    exits = exit_config_from(settings.exits)
+    timeframe = settings.trading.timeframe
+    provider = EnsembleProvider(
+        [], ensemble_config_from(settings), exits=exits, timeframe=timeframe, walk_forward=True
+    )
+    return provider, WalkForward(provider, settings.models, exits=exits, timeframe=timeframe)
+
+
+def summary(trainer: WalkForward) -> str:
+    """Return one line saying how many models were trained, and when."""
+    sets, skipped = trainer.trained, trainer.skipped
+    models = sum(len(s.members) for s in sets)
+    line = f"walk-forward: {models} model(s) trained in {len(sets)} retrain(s)"
+    if sets:
+        first, last = _day(sets[0].active_from_ms), _day(sets[-1].active_from_ms)
+        line += f", the first active from {first} UTC, the last from {last} UTC"
+    if skipped:
+        line += f"; {len(skipped)} trained nothing (at {_day(skipped[0][0])}: {skipped[0][1]})"
+    failures = [f"{n} at {_day(s.active_from_ms)}: {why}" for s in sets for n, why in s.failures]
+    if failures:
+        line += "; failed: " + "; ".join(failures)
+    return line
+
+
+def _day(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M}"

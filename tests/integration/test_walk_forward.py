@@ -1,0 +1,154 @@
+"""The walk-forward ensemble in a backtest: members retrained on simulated time (the
+model_retrain job), each prediction from members trained on candles closed before it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.backtest import BacktestResult, run_backtest
+from bot.trading import ensemble_config_from, exit_config_from
+from bot.walk_forward import WalkForward
+from core.config import Settings, load_settings
+from core.domain.market import CandleSeries, timeframe_to_ms
+from core.ml.ensemble import EnsembleProvider
+from core.ml.labels import triple_barrier_labels
+
+T0 = 1_704_067_200_000  # 2024-01-01
+HOUR_MS = 3_600_000
+N = 2_400
+START = 900  # trading (and the first retrain's clock) from this candle on
+
+
+def regimes(seed: int, drift: float, n: int = N) -> CandleSeries:
+    """1h candles whose returns follow persistent up/down regimes (``drift`` x the noise per
+    candle, a regime lasting ~33 candles): what happened lately says what comes next, which
+    the features can learn. ``drift=0`` is a pure random walk: nothing to learn."""
+    rng = np.random.default_rng(seed)
+    switch = rng.random(N) < 0.03
+    sign = np.where(np.cumsum(switch) % 2 == 0, 1.0, -1.0)
+    ret = 0.004 * (drift * sign + rng.normal(size=N))
+    close = 100.0 * np.exp(np.cumsum(ret))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    wick = 0.002 * np.abs(rng.normal(size=N)) * close
+    return _series(open_, close, wick, rng.uniform(10, 20, N)).slice(0, n)
+
+
+def _series(
+    open_: np.ndarray, close: np.ndarray, wick: np.ndarray, volume: np.ndarray
+) -> CandleSeries:
+    return CandleSeries.from_columns(
+        "BTC/USDT",
+        "1h",
+        T0 + HOUR_MS * np.arange(N, dtype=np.int64),
+        open_,
+        np.maximum(open_, close) + wick,
+        np.minimum(open_, close) - wick,
+        close,
+        volume,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("QT__"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return load_settings(
+        app={"data_dir": str(tmp_path / "ud")},
+        models={"retrain_hours": 240, "window_days": 0, "trees": 20},
+    )
+
+
+async def walk_forward(
+    settings: Settings, series: CandleSeries, *, fast: bool = True
+) -> tuple[BacktestResult, WalkForward, EnsembleProvider]:
+    provider = EnsembleProvider(
+        [],
+        ensemble_config_from(settings),
+        exits=exit_config_from(settings.exits),
+        timeframe="1h",
+        walk_forward=True,
+    )
+    trainer = WalkForward(
+        provider, settings.models, exits=exit_config_from(settings.exits), timeframe="1h"
+    )
+    result = await run_backtest(
+        settings,
+        {series.symbol: series},
+        start_ms=int(series.ts_ms[START]),
+        provider=provider,
+        walk_forward=trainer,
+        fast=fast,
+    )
+    return result, trainer, provider
+
+
+def hit_rate(provider: EnsembleProvider, series: CandleSeries) -> tuple[float, float, int]:
+    """Return the label's rate at the ensemble's entries, its base rate after the first
+    retrain, and how many entries there were."""
+    frame = provider.compute(series)
+    labels = triple_barrier_labels(series, horizon=24, exits=provider.exits)
+    after = np.arange(N) >= START
+    entries = (frame.entry == 1) & labels.valid & after
+    base = float(labels.y[labels.valid & after].mean())
+    hits = float(labels.y[entries].mean()) if entries.any() else float("nan")
+    return hits, base, int(entries.sum())
+
+
+def assert_trained_before_each_prediction(
+    trainer: WalkForward, provider: EnsembleProvider, series: CandleSeries
+) -> None:
+    """Every prediction comes from members trained on labels that ended before its candle."""
+    frame = provider.compute(series)
+    active = np.array([s.active_from_ms for s in trainer.trained])
+    close_ms = series.ts_ms + timeframe_to_ms(series.timeframe)
+    used = np.searchsorted(active, close_ms, side="left") - 1  # the newest set active before
+    predicted = np.flatnonzero(np.isfinite(frame.member_p).any(axis=1))
+    assert len(predicted) > 500 and (used[predicted] >= 0).all()  # none before the first set
+    ends = np.array([s.train_end_ms for s in trainer.trained])
+    assert (ends[used[predicted]] <= series.ts_ms[predicted]).all()
+    # An expanding window trains on every candle closed by then: none was held back.
+    assert trainer.trained[-1].train_end_ms == active[-1]
+
+
+async def test_the_walk_forward_ensemble_learns_a_planted_signal_out_of_sample(
+    settings: Settings,
+) -> None:
+    signal = regimes(seed=1, drift=0.7)
+    result, trainer, provider = await walk_forward(settings, signal)
+    every_ms = 240 * HOUR_MS
+    runs = [t for job, t in result.job_runs if job == "model_retrain"]
+    assert runs == list(range(int(signal.ts_ms[START]) + every_ms, T0 + N * HOUR_MS + 1, every_ms))
+    assert len(trainer.trained) == len(runs)
+    assert all(s.members == ("xgb", "lgbm") for s in trainer.trained)
+    hits, base, entries = hit_rate(provider, signal)
+    assert entries >= 50 and hits > base + 0.1, (hits, base, entries)
+    assert result.trades  # it traded on them
+    assert_trained_before_each_prediction(trainer, provider, signal)
+
+
+async def test_on_pure_noise_the_walk_forward_ensemble_is_no_better_than_chance(
+    settings: Settings,
+) -> None:
+    noise = regimes(seed=2, drift=0.0)
+    _, trainer, provider = await walk_forward(settings, noise)
+    assert len(trainer.trained) >= 5
+    hits, base, entries = hit_rate(provider, noise)
+    assert entries == 0 or hits < base + 0.05, (hits, base, entries)
+
+
+async def test_fast_and_full_replays_retrain_and_trade_alike(settings: Settings) -> None:
+    series = regimes(seed=1, drift=0.7, n=1_500)  # two retrains
+    (fast, fast_trainer, _), (full, full_trainer, _) = [
+        await walk_forward(settings, series, fast=f) for f in (True, False)
+    ]
+    assert len(fast_trainer.trained) == 2 and fast_trainer.trained == full_trainer.trained
+    assert fast.job_runs == full.job_runs
+    assert len(fast.fills) >= 10
+    key = [(f.client_order_id, f.amount, f.price, f.ts_ms) for f in fast.fills]
+    assert key == [(f.client_order_id, f.amount, f.price, f.ts_ms) for f in full.fills]

@@ -141,7 +141,7 @@ async def _load(
             note = traded_market_note(path, item.market, market, "the backtest")
             if note:
                 console.print(f"note: {escape(note)}")
-        found = _one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
+        found = one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
         return found, {item.series.symbol: str(f) for f, item in loaded}
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
@@ -212,7 +212,7 @@ def _expand_folders(paths: list[Path], timeframe: str) -> list[Path]:
     return [f for p in paths for f in (candle_files(p, timeframe) if p.is_dir() else [p])]
 
 
-def _one_file_per_symbol(
+def one_file_per_symbol(
     loaded: list[tuple[Path, str, _T]], what: str = "candle files"
 ) -> dict[str, _T]:
     """Key ``(path, symbol, data)`` by symbol, refusing a second file for a symbol (say spot
@@ -289,7 +289,7 @@ async def _backtest(
     series = _in_universe_quote(settings, series)
     detail, detail_files = await _load(settings, files.detail) if files.detail else (None, {})
     funding = [(f, read_funding_file(f)) for f in files.funding]
-    rates = _one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
+    rates = one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
     for path, r in funding:
         for note in r.notes:  # e.g. timestamps converted from µs: never silently
             console.print(f"{escape(str(path))}: {escape(note)}")

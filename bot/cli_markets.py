@@ -140,12 +140,12 @@ async def _fetch(settings: Settings, name: str, symbols: list[str]) -> None:
 
 
 def _read_files(files: list[Path]) -> dict[str, CandleSeries]:
-    from bot.cli_backtest import _one_file_per_symbol  # the backtest's rule: one per symbol
+    from bot.cli_backtest import one_file_per_symbol  # the backtest's rule: one per symbol
     from core.market.importers import read_candle_file
 
     now_ms = int(time.time() * 1000)
     loaded = [(f, read_candle_file(f, now_ms=now_ms).series) for f in files]
-    return _one_file_per_symbol([(f, s.symbol, s) for f, s in loaded])
+    return one_file_per_symbol([(f, s.symbol, s) for f, s in loaded])
 
 
 async def _stored_candles(settings: Settings, symbols: list[str]) -> dict[str, CandleSeries]:

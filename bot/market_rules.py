@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from core.domain.enums import TradingMode
 from core.domain.market import CandleSeries
 from core.domain.market_rules import MarketRules, RulesInForce, StoredRules
 from core.errors import ConfigError, DataError, DependencyError, QTError
-from core.market.rules_book import RulesBook, resolve_rules
+from core.market.rules_book import RulesBook, fetched_note, resolve_rules
 from core.ports import MarketRulesRepo
 
 log = logging.getLogger(__name__)
@@ -238,8 +237,7 @@ class ProcessRules:
                 for rule in fetched.values()
             ]
         )
-        when = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-        self.book.use_venue(fetched, note=f"{venue}, {when} UTC")
+        self.book.use_venue(fetched, note=fetched_note(venue, now_ms))
         for symbol in fetched:
             log.info("market rules %s", describe(symbol, self.book.in_force(symbol)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass
 from typing import Self
@@ -125,17 +126,7 @@ class CandleSeries:
 
     def slice(self, start: int, stop: int | None = None) -> CandleSeries:
         """Return rows ``[start:stop]`` as a new series (views, no copy)."""
-        sl = slice(start, stop)
-        return CandleSeries(
-            symbol=self.symbol,
-            timeframe=self.timeframe,
-            ts_ms=self.ts_ms[sl],
-            open=self.open[sl],
-            high=self.high[sl],
-            low=self.low[sl],
-            close=self.close[sl],
-            volume=self.volume[sl],
-        )
+        return self.take(slice(start, stop))
 
     def between(self, start_ms: int | None = None, end_ms: int | None = None) -> CandleSeries:
         """Return candles with ``start_ms <= ts_ms < end_ms`` (either bound optional)."""
@@ -156,15 +147,21 @@ class CandleSeries:
 
     def mask(self, keep: npt.NDArray[np.bool_]) -> CandleSeries:
         """Return only the rows where ``keep`` is True."""
+        return self.take(keep)
+
+    def take(
+        self, rows: builtins.slice | npt.NDArray[np.bool_] | npt.NDArray[np.int64]
+    ) -> CandleSeries:
+        """Return the rows ``rows`` selects (a slice, a boolean mask or row numbers)."""
         return CandleSeries(
             symbol=self.symbol,
             timeframe=self.timeframe,
-            ts_ms=self.ts_ms[keep],
-            open=self.open[keep],
-            high=self.high[keep],
-            low=self.low[keep],
-            close=self.close[keep],
-            volume=self.volume[keep],
+            ts_ms=self.ts_ms[rows],
+            open=self.open[rows],
+            high=self.high[rows],
+            low=self.low[rows],
+            close=self.close[rows],
+            volume=self.volume[rows],
         )
 
 

@@ -108,14 +108,14 @@ class RulesInForce:
     rules: MarketRules
     source: RulesSource
     note: str = ""
+    rest_from: RulesSource | None = None  # an override's: where the fields it left came from
 
     @property
     def guessed(self) -> bool:
         """Return True when no venue stated some of these rules: inferred from candles, the
         settings' fallback, or an override whose other fields came from either."""
-        if self.source is RulesSource.SETTINGS:  # note: "fields: <source they came from>"
-            return self.note.endswith((f": {RulesSource.INFERRED}", f": {RulesSource.DEFAULT}"))
-        return self.source in (RulesSource.INFERRED, RulesSource.DEFAULT)
+        guesses = (RulesSource.INFERRED, RulesSource.DEFAULT)
+        return self.source in guesses or self.rest_from in guesses
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

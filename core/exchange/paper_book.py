@@ -354,7 +354,7 @@ class PaperBook(PaperLedger):
     def _off_rules(self, order: Order) -> str:
         """Return why the venue would refuse the order's amount or price ("" if it would not)."""
         req, cfg = order.request, self.config
-        minimum = cfg.min_notional
+        minimum, least = cfg.min_notional, ZERO
         if cfg.rules is not None:
             rules = cfg.rules(req.symbol)
             # Closing a whole position goes whatever its size (Binance's close-position): one
@@ -367,10 +367,10 @@ class PaperBook(PaperLedger):
             )
             if off:
                 return f"{req.symbol}: {off}"
-            minimum = rules.min_notional
+            minimum, least = rules.min_notional, rules.min_amount
         if req.reduce_only and cfg.market_type is MarketType.PERP:
             return ""  # closes a remainder of any size
-        if cfg.rules is not None and req.amount < (least := cfg.rules(req.symbol).min_amount):
+        if req.amount < least:
             return f"amount {req.amount} is below the minimum amount {least}"
         if not minimum:
             return ""

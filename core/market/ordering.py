@@ -82,14 +82,5 @@ def sort_by_time(series: CandleSeries) -> tuple[CandleSeries, IntArray]:
     is the duplicate validation reports).
     """
     order = np.argsort(series.ts_ms, kind="stable").astype(np.int64)
-    sorted_series = CandleSeries(
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        ts_ms=series.ts_ms[order],
-        open=series.open[order],
-        high=series.high[order],
-        low=series.low[order],
-        close=series.close[order],
-        volume=series.volume[order],
-    )
+    sorted_series = series.take(order)
     return sorted_series, order

@@ -82,13 +82,20 @@ def resolve_rules(
     return out
 
 
+def fetched_note(exchange: str, fetched_ms: int) -> str:
+    """Return how a note names a venue fetch: ``binance, 2024-01-01 00:00 UTC``."""
+    when = datetime.fromtimestamp(fetched_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    return f"{exchange}, {when} UTC"
+
+
 def _base(
     symbol: str, default: MarketRules, stored: StoredRules | None, series: CandleSeries | None
 ) -> RulesInForce:
     if stored is not None:
-        when = datetime.fromtimestamp(stored.fetched_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         return RulesInForce(
-            rules=stored.rules, source=RulesSource.STORED, note=f"{stored.exchange}, {when} UTC"
+            rules=stored.rules,
+            source=RulesSource.STORED,
+            note=fetched_note(stored.exchange, stored.fetched_ms),
         )
     if series is not None and len(series):
         try:
@@ -106,7 +113,6 @@ def _base(
 
 def _overridden(base: RulesInForce, given: Mapping[str, Decimal]) -> RulesInForce:
     kept = [name for name in OVERRIDABLE if name not in given]
-    note = f"{', '.join(kept)}: {base.source}" if kept else ""
     r = base.rules
     rules = replace(
         r,
@@ -115,4 +121,9 @@ def _overridden(base: RulesInForce, given: Mapping[str, Decimal]) -> RulesInForc
         min_amount=given.get("min_amount", r.min_amount),
         min_notional=given.get("min_notional", r.min_notional),
     )
-    return RulesInForce(rules=rules, source=RulesSource.SETTINGS, note=note)
+    return RulesInForce(
+        rules=rules,
+        source=RulesSource.SETTINGS,
+        note=f"{', '.join(kept)}: {base.source}" if kept else "",
+        rest_from=base.source if kept else None,
+    )

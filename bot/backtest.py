@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from bot.backtest_window import Sources, check_window, trading_start_ms
 from bot.market_rules import resolved, rules_book
@@ -30,7 +31,13 @@ from core.analytics.equity import equity_curve
 from core.clock import SimClock
 from core.config import Settings
 from core.domain.enums import MarketType
-from core.domain.events import Event, FundingSettled, SymbolFailed
+from core.domain.events import (
+    Event,
+    FundingSettled,
+    RegimeChanged,
+    StrategySelected,
+    SymbolFailed,
+)
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.domain.market_rules import RulesInForce
 from core.domain.orders import Fill, Order
@@ -49,6 +56,7 @@ from core.services.replay import FastReplay
 from core.services.trading_state import TradingStateService
 from core.services.universe import UniverseSummary, universe_from_history
 from core.signals.base import SignalProvider
+from core.signals.meta import MetaStrategy
 from jobs.registry import JOBS, JobContext, JobSpec
 from jobs.simulated import SimulatedJobs
 from storage.memory import MemoryStorage
@@ -83,6 +91,40 @@ class BacktestResult:
     stranded: tuple[tuple[str, int], ...] = ()  # (symbol, open time of its last candle)
     universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
     job_runs: tuple[tuple[str, int], ...] = ()  # (job id, simulated time) of each job run
+    regime_changes: tuple[RegimeChanged, ...] = ()  # every symbol's, as the engine saw them
+    selections: tuple[StrategySelected, ...] = ()  # the meta-strategy's changes of pick
+
+
+def ensemble_in(provider: SignalProvider | None) -> EnsembleProvider | None:
+    """Return the ensemble ``provider`` is, or the meta-strategy holds among its candidates."""
+    if isinstance(provider, EnsembleProvider):
+        return provider
+    if isinstance(provider, MetaStrategy):
+        found = [p for p in provider.candidates if isinstance(p, EnsembleProvider)]
+        return found[0] if found else None
+    return None
+
+
+class _Collected:
+    """The events of a run the result reports (the bus has no audit sink in a backtest)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.settled: list[FundingSettled] = []
+        self.failed: list[SymbolFailed] = []
+        self.regimes: list[RegimeChanged] = []
+        self.selections: list[StrategySelected] = []
+        kept: dict[str, list[Any]] = {
+            FundingSettled.topic: self.settled,
+            SymbolFailed.topic: self.failed,
+            RegimeChanged.topic: self.regimes,
+            StrategySelected.topic: self.selections,
+        }
+
+        async def collect(event: Event) -> None:
+            kept[event.topic].append(event)
+
+        for topic in kept:
+            bus.subscribe(topic, collect, name=f"backtest.{topic}")
 
 
 def _stranded(
@@ -296,22 +338,13 @@ async def run_backtest(
     settings = settings.with_market(list(series), timeframe)
     window = {s: ser.between(None, end_ms) for s, ser in series.items()}
     trade_from = trading_start_ms(window, start_ms)
-    if isinstance(provider, EnsembleProvider):
-        provider.refuse_in_sample(trade_from)  # a model scored on what it was trained on
+    ensemble = ensemble_in(provider)
+    if ensemble is not None:
+        ensemble.refuse_in_sample(trade_from)  # a model scored on what it was trained on
     clock = SimClock(trade_from)
     storage = MemoryStorage()
     bus = EventBus()  # no audit sink: a backtest's storage is thrown away with it
-    settled: list[FundingSettled] = []
-    failed: list[SymbolFailed] = []
-
-    async def collect(event: Event) -> None:
-        if isinstance(event, FundingSettled):
-            settled.append(event)
-        elif isinstance(event, SymbolFailed):
-            failed.append(event)
-
-    bus.subscribe(FundingSettled.topic, collect, name="backtest.funding")
-    bus.subscribe(SymbolFailed.topic, collect, name="backtest.symbol_failures")
+    seen = _Collected(bus)
     book = rules_book(settings)
     book.use(rules if rules is not None else resolved(settings, series))
     paper = paper_exchange(settings, storage, clock, book)
@@ -327,10 +360,10 @@ async def run_backtest(
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
-    if isinstance(provider, EnsembleProvider):  # members left out: said once per symbol
+    if ensemble is not None:  # members left out: said once per symbol
         for symbol in window:
             engine.signals.frame(symbol)
-            for excluded in provider.exclusion_events(symbol, clock.now_ms()):
+            for excluded in ensemble.exclusion_events(symbol, clock.now_ms()):
                 await bus.publish(excluded)
     universe = None
     if settings.universe.dynamic:  # point in time: each refresh sees the candles closed by then
@@ -397,7 +430,7 @@ async def run_backtest(
         starting_balance=settings.paper.starting_balance,
         market_type=settings.exchange.market_type,
         start_ms=trade_from,
-        cash_flows=[(e.funding_ms, e.cash) for e in settled],
+        cash_flows=[(e.funding_ms, e.cash) for e in seen.settled],
     )
     curve = EquityCurve.from_columns(ts, equity)
     benchmarks = tuple(
@@ -414,7 +447,7 @@ async def run_backtest(
             fees_paid=fees,
             timeframe=timeframe,
             benchmarks=benchmarks,
-            funding=sum((e.cash for e in settled), Decimal(0)) if funding else None,
+            funding=sum((e.cash for e in seen.settled), Decimal(0)) if funding else None,
             symbols=tuple(window),
         )
     )
@@ -429,9 +462,11 @@ async def run_backtest(
         open_positions=len(positions),
         stranded=_stranded(positions, window),
         events=bus.published,
-        funding_events=len(settled),
+        funding_events=len(seen.settled),
         detail_fallbacks=market.stats.detail_fallbacks,
-        symbol_failures=tuple(failed),
+        symbol_failures=tuple(seen.failed),
         universe=universe,
         job_runs=tuple(due.runs),
+        regime_changes=tuple(seen.regimes),
+        selections=tuple(seen.selections),
     )

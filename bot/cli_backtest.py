@@ -22,7 +22,9 @@ from core.ports import CandleRepo
 if TYPE_CHECKING:  # the CLI imports the ML libraries only when a run needs them
     from bot.walk_forward import WalkForward
     from core.ml.ensemble import EnsembleProvider
+    from core.signals.base import SignalProvider
 
+STRATEGIES = ("ema_rsi", "mean_reversion", "ensemble", "meta")
 _TIMERANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
 _T = TypeVar("_T")
 
@@ -83,13 +85,14 @@ def backtest(
     strategy: Annotated[
         str | None,
         typer.Option(
-            help="ema_rsi or ensemble (the newest saved models; default: QT__STRATEGY__PROVIDER)."
+            help="ema_rsi, mean_reversion, ensemble (the newest saved models) or meta (picks "
+            "among them per regime; default: QT__STRATEGY__PROVIDER)."
         ),
     ] = None,
     walk_forward: Annotated[
         bool,
         typer.Option(
-            help="With the ensemble: retrain its members inside the backtest every "
+            help="With the ensemble (or meta): retrain its members inside the backtest every "
             "QT__MODELS__RETRAIN_HOURS on the candles closed by then (no saved models needed)."
         ),
     ] = False,
@@ -100,13 +103,13 @@ def backtest(
     Without --data, uses the candles stored in the database for the configured exchange,
     symbols and timeframe (see `qt data download|import`).
     """
-    if strategy not in (None, "ema_rsi", "ensemble"):
+    if strategy not in (None, *STRATEGIES):
         raise typer.BadParameter(
-            f"expected ema_rsi or ensemble, received {strategy!r}", param_hint="--strategy"
+            f"expected {', '.join(STRATEGIES)}, received {strategy!r}", param_hint="--strategy"
         )
     settings = load_or_exit(env_file, **({"strategy": {"provider": strategy}} if strategy else {}))
-    if walk_forward and settings.strategy.provider != "ensemble":
-        raise typer.BadParameter("needs --strategy ensemble", param_hint="--walk-forward")
+    if walk_forward and settings.strategy.provider not in ("ensemble", "meta"):
+        raise typer.BadParameter("needs --strategy ensemble or meta", param_hint="--walk-forward")
     start_ms, end_ms = parse_timerange(timerange)
     run_name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     folder = out or settings.app.data_dir / "backtests"
@@ -236,6 +239,29 @@ class _Inputs:
     funding: list[Path]
 
 
+async def _provider(
+    settings: Settings, walk_forward: bool
+) -> tuple[SignalProvider | None, WalkForward | None]:
+    """Return the provider to trade (None: the configured baseline) and, walking forward,
+    the ensemble's retrain: the meta-strategy takes the ensemble as a candidate when it is
+    walked forward or has saved models, else chooses among the baselines (said)."""
+    from bot.trading import meta_from
+
+    if settings.strategy.provider != "meta":
+        return await _ensemble(settings, walk_forward)
+    strategy = settings.strategy.model_copy(update={"provider": "ensemble"})
+    as_ensemble = settings.model_copy(update={"strategy": strategy})
+    try:
+        ensemble, trainer = await _ensemble(as_ensemble, walk_forward)
+    except DataError as e:  # no saved models
+        console.print(
+            "note: the meta-strategy chooses among ema_rsi and mean_reversion only "
+            f"({escape(str(e))}; or --walk-forward)"
+        )
+        return meta_from(settings), None
+    return meta_from(settings, ensemble), trainer
+
+
 async def _ensemble(
     settings: Settings, walk_forward: bool
 ) -> tuple[EnsembleProvider | None, WalkForward | None]:
@@ -274,11 +300,12 @@ async def _backtest(
     charts: bool,
     walk_forward: bool,
 ) -> None:
-    from bot.backtest import run_backtest
+    from bot.backtest import ensemble_in, run_backtest
     from bot.backtest_window import Sources
     from bot.market_rules import notices, resolved, stored_rules
-    from bot.report import failures_summary, print_report, write_report
+    from bot.report import failures_summary, print_report, print_sources, write_report
     from bot.report_folder import check_report_folder
+    from bot.report_regimes import regimes_line, selections_line
     from bot.report_universe import universe_line
     from core.market.funding import read_funding_file
 
@@ -296,7 +323,7 @@ async def _backtest(
     rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
     for line in notices(settings, rules):
         console.print(escape(line), style="yellow")
-    provider, trainer = await _ensemble(settings, walk_forward)
+    provider, trainer = await _provider(settings, walk_forward)
     started = time.perf_counter()
     result = await run_backtest(
         settings,
@@ -317,6 +344,7 @@ async def _backtest(
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)
+    print_sources(result.trades, console)
     files_written = write_report(
         result.metrics,
         result.trades,
@@ -359,9 +387,13 @@ async def _backtest(
         from bot.walk_forward import summary
 
         console.print(escape(summary(trainer)))
-    for symbol, left_out in (provider.exclusions_by_symbol if provider else {}).items():
+    ensemble = ensemble_in(provider)
+    for symbol, left_out in (ensemble.exclusions_by_symbol if ensemble else {}).items():
         for member, reason in left_out.items():
             console.print(
                 escape(f"ensemble left out {member} on {symbol}: {reason}"), style="yellow"
             )
+    console.print(escape(regimes_line(result.regime_changes)))
+    if result.selections:
+        console.print(escape(selections_line(result.selections)))
     console.print(f"report: {escape(str(files_written.json_path))}")

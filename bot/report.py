@@ -33,7 +33,7 @@ from core.services.universe import UniverseSummary
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
     "duration_ms amount entry_price exit_price fees funding pnl pnl_pct exit_reason "
-    "liquidation_price legs legs_summary"
+    "liquidation_price legs legs_summary provider regime exit_profile"
 ).split()
 
 
@@ -139,6 +139,57 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) ->
     return table
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceRow:
+    """The closed trades of one provider (or regime, or ladder), summed up."""
+
+    name: str
+    trades: int
+    win_rate_pct: float
+    avg_profit_pct: float
+    total_profit_abs: float
+
+
+def by_source(trades: Sequence[ClosedTrade], key: str) -> list[SourceRow]:
+    """Return the trades summed up per value of ``key`` (``provider``, ``regime``,
+    ``exit_profile``), most trades first."""
+    groups: dict[str, list[ClosedTrade]] = {}
+    for t in trades:
+        groups.setdefault(getattr(t, key) or "-", []).append(t)
+    rows = [
+        SourceRow(
+            name=name,
+            trades=len(ts),
+            win_rate_pct=100.0 * sum(t.pnl > 0 for t in ts) / len(ts),
+            avg_profit_pct=100.0 * sum(t.pnl_pct for t in ts) / len(ts),
+            total_profit_abs=float(sum(t.pnl for t in ts)),
+        )
+        for name, ts in groups.items()
+    ]
+    return sorted(rows, key=lambda r: (-r.trades, r.name))
+
+
+def print_sources(trades: Sequence[ClosedTrade], console: Console) -> None:
+    """Print which provider, regime and ladder the trades came from."""
+    headers = ("Trades", "Win rate", "Avg profit %", "Total profit")
+    for key, title in (
+        ("provider", "Per provider"),
+        ("regime", "Per regime at entry"),
+        ("exit_profile", "Per exit profile"),
+    ):
+        rows = [
+            (
+                r.name,
+                str(r.trades),
+                fmt_pct(r.win_rate_pct),
+                fmt_pct(r.avg_profit_pct),
+                fmt_num(r.total_profit_abs),
+            )
+            for r in by_source(trades, key)
+        ]
+        console.print(_table(title, (title.removeprefix("Per ").capitalize(), *headers), rows))
+
+
 def print_report(metrics: BacktestMetrics, console: Console) -> None:
     """Print the summary, per-pair, per-exit-reason and monthly tables."""
     m = metrics
@@ -194,6 +245,7 @@ def _trade_row(t: ClosedTrade) -> dict[str, Any]:
         fmt_ts(t.opened_ms), t.closed_ms, fmt_ts(t.closed_ms), t.duration_ms, t.amount,
         t.entry_price, t.exit_price, t.fees, t.funding, t.pnl, repr(t.pnl_pct), t.exit_reason,
         "" if t.liquidation_price is None else t.liquidation_price, len(t.legs), legs,
+        t.provider, t.regime, t.exit_profile,
     )  # fmt: skip
     return dict(zip(_CSV_COLUMNS, values, strict=True))
 
@@ -282,6 +334,9 @@ def write_report(
         "end_utc": fmt_ts(metrics.end_ms),
         "metrics": to_jsonable(metrics),
         "trades": to_jsonable(list(trades)),
+        "per_provider": to_jsonable(by_source(trades, "provider")),
+        "per_regime": to_jsonable(by_source(trades, "regime")),
+        "per_exit_profile": to_jsonable(by_source(trades, "exit_profile")),
         "symbol_failures": [
             {
                 "symbol": f.symbol,

@@ -17,6 +17,7 @@ from core.brains.exit_config import (
     Target,
 )
 from core.brains.exits import StopFallback
+from core.brains.regime import RegimeConfig
 from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
@@ -38,9 +39,11 @@ from core.services.signal_book import SignalBook
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
 from core.signals.ema_rsi import EmaRsiConfig, EmaRsiCross
+from core.signals.mean_reversion import MeanReversion, MeanReversionConfig
+from core.signals.meta import MetaConfig, MetaStrategy
 
 
-def exit_config_from(exits: ExitSettings) -> ExitConfig:
+def exit_config_from(exits: ExitSettings, what: str = "QT__EXITS__* settings") -> ExitConfig:
     """Return the Exit Brain config: percent legs, TP1 -> break-even, later legs -> previous."""
     legs = []
     for i, (pct, fraction) in enumerate(zip(exits.tp_pcts, exits.tp_fractions, strict=True)):
@@ -66,7 +69,23 @@ def exit_config_from(exits: ExitSettings) -> ExitConfig:
             ),
         )
     except ValueError as e:
-        raise ConfigError(f"invalid QT__EXITS__* settings: {e}") from e
+        raise ConfigError(f"invalid {what}: {e}") from e
+
+
+def exit_profiles_from(exits: ExitSettings) -> dict[str, ExitConfig]:
+    """Return the ladder of every regime profile (QT__EXITS__PROFILES) by its name."""
+    return {
+        name: exit_config_from(exits.profile(name), f"QT__EXITS__PROFILES[{name}]")
+        for name in exits.profiles
+    }
+
+
+def regime_config_from(settings: Settings) -> RegimeConfig:
+    """Return the one regime detector's config of the process (QT__REGIME__*)."""
+    try:
+        return RegimeConfig(**settings.regime.model_dump())
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__REGIME__* settings: {e}") from e
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -85,13 +104,24 @@ def policy_from(settings: Settings) -> Policy:
 
 def provider_from(settings: Settings) -> SignalProvider:
     """Return the configured signal provider (the ensemble needs its saved models:
-    ``bot.ensemble_loader.load_ensemble``, wired in ``qt backtest`` so far)."""
+    ``bot.ensemble_loader.load_ensemble``, wired in ``qt backtest`` so far; ``meta`` here
+    chooses among the baselines, ``meta_from`` with the ensemble too)."""
     s = settings.strategy
     if s.provider == "ensemble":
         raise ConfigError(
             "QT__STRATEGY__PROVIDER=ensemble trades in `qt backtest` only so far; qt demo "
             "and qt run trade ema_rsi until the ensemble is wired into them"
         )
+    if s.provider == "mean_reversion":
+        return mean_reversion_from(settings)
+    if s.provider == "meta":
+        return meta_from(settings)
+    return ema_rsi_from(settings)
+
+
+def ema_rsi_from(settings: Settings) -> EmaRsiCross:
+    """Return the EMA/RSI baseline configured by QT__STRATEGY__*."""
+    s = settings.strategy
     try:
         return EmaRsiCross(
             EmaRsiConfig(
@@ -104,6 +134,46 @@ def provider_from(settings: Settings) -> SignalProvider:
         )
     except ValueError as e:
         raise ConfigError(f"invalid QT__STRATEGY__* settings: {e}") from e
+
+
+def mean_reversion_from(settings: Settings) -> MeanReversion:
+    """Return the mean-reversion baseline configured by QT__STRATEGY__MR_*."""
+    s = settings.strategy
+    try:
+        return MeanReversion(
+            MeanReversionConfig(
+                period=s.mr_period,
+                entry_z=s.mr_entry_z,
+                exit_z=s.mr_exit_z,
+                rsi_low=s.rsi_low,
+                rsi_high=s.rsi_high,
+                allow_short=policy_from(settings).allow_short,
+            )
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__STRATEGY__MR_* settings: {e}") from e
+
+
+def meta_from(settings: Settings, ensemble: SignalProvider | None = None) -> MetaStrategy:
+    """Return the meta-strategy over the baselines (and ``ensemble`` when given)."""
+    s = settings.strategy
+    candidates: list[SignalProvider] = [ema_rsi_from(settings), mean_reversion_from(settings)]
+    if ensemble is not None:
+        candidates.append(ensemble)
+    try:
+        return MetaStrategy(
+            candidates,
+            MetaConfig(
+                min_record=s.meta_min_record,
+                window=s.meta_window,
+                horizon=s.meta_horizon,
+                fallback=s.meta_fallback,
+                regime=regime_config_from(settings),
+            ),
+            exits=exit_config_from(settings.exits),
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__STRATEGY__META_* settings: {e}") from e
 
 
 def trading_costs(settings: Settings) -> TradingCosts:
@@ -189,6 +259,7 @@ def build_engine(
             leverage=settings.trading.max_leverage,
             rules=settings.market.default_rules(),
             exits=exit_config_from(settings.exits),
+            exit_profiles=exit_profiles_from(settings.exits),
             costs=trading_costs(settings),
             margin=(
                 settings.margin.config()
@@ -201,7 +272,9 @@ def build_engine(
         exchange=exchange,
         execution=execution,
         exits=exits,
-        signals=SignalBook(provider or provider_from(settings)),
+        signals=SignalBook(
+            provider or provider_from(settings), regime=regime_config_from(settings)
+        ),
         policy=lambda: policy,
         state=state,
         on_storage_failure=trading_state.fail_closed,

@@ -134,6 +134,27 @@ class RiskSettings(Section):
     allow_short: bool = False
 
 
+# Regime labels (core.brains.regime.Regime.label) and the two groups a profile may name: a
+# label's own profile wins over its group's.
+EXIT_PROFILE_NAMES = (
+    "trend_low_vol",
+    "trend_high_vol",
+    "range_low_vol",
+    "range_high_vol",
+    "trend",
+    "range",
+)
+
+
+class ExitProfileSettings(Section):
+    """One regime's ladder; a field left out keeps the seed ladder's (QT__EXITS__*)."""
+
+    tp_pcts: list[Decimal] | None = None
+    tp_fractions: list[Decimal] | None = None
+    stop_pct: Decimal | None = Field(default=None, gt=0, lt=100)
+    break_even_after_tp1: bool | None = None
+
+
 class ExitSettings(Section):
     """The Exit Brain's take-profit ladder and stop (percent moves from the entry)."""
 
@@ -156,6 +177,10 @@ class ExitSettings(Section):
     # Break-even sits this many percent beyond the entry, to cover the fees of the round trip.
     break_even_buffer_pct: Decimal = Field(default=Decimal("0.2"), ge=0, lt=10)
     stop_fallback: Literal["bot_side", "market_exit"] = "bot_side"
+    # Ladders per regime (README: Regimes and the meta-strategy), JSON: {"trend": {"tp_pcts":
+    # [2, 4, 8], "tp_fractions": [0.3, 0.3, 0.4], "stop_pct": 2.5}}; a field left out keeps the
+    # ladder above, a regime without a profile trades the ladder above.
+    profiles: dict[str, ExitProfileSettings] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> ExitSettings:
@@ -166,17 +191,43 @@ class ExitSettings(Section):
             )
         if sum(self.tp_fractions) != 1:
             raise ValueError(f"exits.tp_fractions must sum to 1, was {sum(self.tp_fractions)}")
+        unknown = sorted(set(self.profiles) - set(EXIT_PROFILE_NAMES))
+        if unknown:
+            raise ValueError(
+                f"QT__EXITS__PROFILES: unknown regime {', '.join(unknown)}; "
+                f"known: {', '.join(EXIT_PROFILE_NAMES)}"
+            )
+        for name in self.profiles:
+            try:
+                self.profile(name)
+            except ValidationError as e:
+                why = "; ".join(str(i["msg"]).removeprefix("Value error, ") for i in e.errors())
+                raise ValueError(f"QT__EXITS__PROFILES[{name}]: {why}") from None
         return self
+
+    def profile(self, name: str) -> ExitSettings:
+        """Return the ladder of profile ``name``: its fields over the ladder above."""
+        fields = self.profiles[name].model_dump(exclude_none=True)
+        base = self.model_dump(exclude={"profiles"})
+        return ExitSettings.model_validate({**base, **fields})
 
 
 class StrategySettings(Section):
     """The signal provider and its parameters."""
 
-    provider: Literal["ema_rsi", "ensemble"] = "ema_rsi"
+    provider: Literal["ema_rsi", "ensemble", "mean_reversion", "meta"] = "ema_rsi"
     ema_fast: int = Field(default=20, ge=2)
     ema_slow: int = Field(default=50, ge=3)
     rsi_low: float = Field(default=30.0, ge=0, le=100)
     rsi_high: float = Field(default=70.0, ge=0, le=100)
+    # The mean-reversion baseline and the meta-strategy (README: Regimes and the meta-strategy)
+    mr_period: int = Field(default=20, ge=2)
+    mr_entry_z: float = Field(default=2.0, gt=0)
+    mr_exit_z: float = Field(default=0.0, ge=0)
+    meta_min_record: int = Field(default=10, ge=1)  # resolved entries in the regime to compete
+    meta_window: int = Field(default=50, ge=0)  # the newest outcomes scored; 0: all
+    meta_horizon: int = Field(default=24, ge=1)  # candles an outcome may take to resolve
+    meta_fallback: Literal["ema_rsi", "mean_reversion"] = "ema_rsi"
     # The ML ensemble (README: Training and the ensemble)
     ensemble_threshold: float = Field(default=0.6, gt=0.5, lt=1)
     ensemble_min_weight: float = Field(default=0.1, ge=0, le=1)
@@ -208,6 +259,17 @@ class ModelsSettings(Section):
     def retrain_s(self) -> float:
         """Return the market seconds between two retrains."""
         return self.retrain_hours * 3600.0
+
+
+class RegimeSettings(Section):
+    """The market regime detector (core.brains.regime), one for the whole process."""
+
+    adx_period: int = Field(default=14, ge=1)
+    trend_adx: float = Field(default=25.0, gt=0, lt=100)
+    vol_window: int = Field(default=24, ge=1)
+    vol_history: int = Field(default=720, ge=1)
+    high_vol_ratio: float = Field(default=1.3, gt=0)
+    confirm: int = Field(default=3, ge=1)
 
 
 class SymbolRulesOverride(Section):
@@ -372,6 +434,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = DemoSettings()
     universe: UniverseSettings = UniverseSettings()
     models: ModelsSettings = ModelsSettings()
+    regime: RegimeSettings = RegimeSettings()
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:

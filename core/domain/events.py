@@ -249,6 +249,8 @@ class TradeClosed(Event):
     pnl: Decimal
     pnl_pct: float
     exit_reason: str
+    provider: str = ""  # the signal provider that opened it
+    exit_profile: str = ""  # the regime's ladder it traded
 
 
 # --- trading state ---------------------------------------------------------------------------
@@ -310,6 +312,37 @@ class ModelMemberExcluded(Event):
     symbol: str
     member: str
     reason: str
+
+
+# --- regimes and the meta-strategy (README: Regimes and the meta-strategy) --------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegimeChanged(Event):
+    """A symbol's regime (``core.brains.regime``) changed on the candle that opened at
+    ``candle_open_ms``; the first regime known after warm-up is a change from ``unknown``."""
+
+    topic: ClassVar[str] = "regime.changed"
+    symbol: str
+    candle_open_ms: int
+    previous: str
+    current: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategySelected(Event):
+    """The meta-strategy's pick for a symbol changed on that candle: ``provider`` has the best
+    record in ``regime`` (``score``, the mean outcome of its newest ``record`` resolved
+    entries there), or is the fallback (``score`` None) while records are thin."""
+
+    topic: ClassVar[str] = "strategy.selected"
+    symbol: str
+    candle_open_ms: int
+    regime: str
+    provider: str
+    previous: str
+    score: float | None
+    record: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

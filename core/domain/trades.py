@@ -42,6 +42,9 @@ class ClosedTrade:
     legs: tuple[ExitLeg, ...]
     funding: Decimal = Decimal(0)
     liquidation_price: Decimal | None = None  # perps: where the venue would have liquidated
+    provider: str = ""  # the signal provider that opened it (the meta-strategy's pick)
+    regime: str = ""  # the regime at the entry decision
+    exit_profile: str = ""  # the ladder that regime chose (README: Regimes and the meta-strategy)
 
     @property
     def duration_ms(self) -> int:

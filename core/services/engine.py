@@ -20,6 +20,7 @@ from core.brains.exits import (
     exit_at_market,
     plan_exits,
 )
+from core.brains.regime import Regime
 from core.clock import Clock
 from core.domain.enums import (
     MarketType,
@@ -35,6 +36,8 @@ from core.domain.events import (
     OrderCanceled,
     OrderDenied,
     OrderFilled,
+    RegimeChanged,
+    StrategySelected,
     SymbolFailed,
     SymbolRecovered,
     TradingStateChanged,
@@ -95,6 +98,10 @@ class Engine:
         self._policy = policy
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
+        # By symbol, of its newest closed candle: the regime, and the provider a choosing one
+        # (the meta-strategy) took its signal from; each change is published.
+        self.regimes: dict[str, Regime] = {}
+        self.strategies: dict[str, str] = {}
         self.health = SymbolHealth(timeframe_to_ms(config.timeframe))  # symbols failed closed
         self.universe: Universe | None = None  # None: every symbol fed may enter (static list)
         self._candle_ms = timeframe_to_ms(config.timeframe)
@@ -400,9 +407,11 @@ class Engine:
         self.decided[symbol] = candle.ts_ms
         try:
             signal, broken = self.signals.signal_at(symbol, candle.ts_ms), None
+            regime = self.signals.regime_at(symbol, candle.ts_ms)
         except Exception as e:  # noqa: BLE001 - raised again once the open trade is managed
             signal, broken = None, e
         if broken is None:
+            await self._note_context(symbol, candle, regime, signal)
             await self._recover_if_due(symbol, candle)
         if trade is not None:
             await self._manage(trade, candle, signal)  # without a signal, the exits still run
@@ -417,6 +426,39 @@ class Engine:
         await self._save()
         if broken is not None:
             raise broken  # on_candle handles it by its kind (a bug fails the symbol closed)
+
+    async def _note_context(
+        self, symbol: str, candle: Candle, regime: Regime, signal: Signal | None
+    ) -> None:
+        """Know the regime (and a choosing provider's pick) of the symbol's newest candle;
+        publish each change, the first known after warm-up included."""
+        previous = self.regimes.get(symbol, Regime.UNKNOWN)
+        if regime is not previous:
+            self.regimes[symbol] = regime
+            await self._bus.publish(
+                RegimeChanged(
+                    ts_ms=self._clock.now_ms(),
+                    symbol=symbol,
+                    candle_open_ms=candle.ts_ms,
+                    previous=previous.label,
+                    current=regime.label,
+                )
+            )
+        before = self.strategies.get(symbol, "")
+        if signal is not None and signal.provider and signal.provider != before:
+            picked = self.strategies[symbol] = signal.provider
+            await self._bus.publish(
+                StrategySelected(
+                    ts_ms=self._clock.now_ms(),
+                    symbol=symbol,
+                    candle_open_ms=candle.ts_ms,
+                    regime=regime.label,
+                    provider=picked,
+                    previous=before or "none",
+                    score=signal.score if signal.score == signal.score else None,  # NaN: None
+                    record=signal.record,
+                )
+            )
 
     def _in_universe(self, symbol: str, candle: Candle) -> bool:
         """By the candle's close time, so a backtest and a live run gate alike."""
@@ -449,8 +491,8 @@ class Engine:
                 trade, exit_at_market(plan), price, exit_reason=trade.stop_reason(hit)
             )
             return
-        wants_out = signal is not None and (
-            signal.exit_long if trade.side is PositionSide.LONG else signal.exit_short
+        wants_out = signal is not None and signal.wants_exit(
+            trade.side is PositionSide.LONG, trade.provider
         )
         if wants_out and not plan.is_closed:
             leaving = exit_at_market(plan)
@@ -530,8 +572,13 @@ class Engine:
         # Size on the fill we expect (the price plus slippage) and the stop the Exit Brain
         # will plan from it, so the loss at the stop is the risk budget, costs included.
         expected = self.orders.expected_fill(side, price)
+        # The ladder is the regime's at the entry and stays the trade's (exit_profiles).
+        regime = self.regimes.get(symbol, Regime.UNKNOWN)
+        profile = self.orders.profiles.name_for(regime)
         try:
-            stop = self.orders.planned_stop(symbol, side, expected, signal.atr, signal.confidence)
+            stop = self.orders.planned_stop(
+                symbol, side, expected, signal.atr, signal.confidence, profile
+            )
         except PlanRefused as refusal:
             # No exit plan fits this price at this symbol's tick: never open what cannot be
             # protected. Said in the audit trail, like any denial.
@@ -575,6 +622,9 @@ class Engine:
             atr=signal.atr,
             market_type=cfg.market_type,
             leverage=cfg.leverage,
+            provider=signal.provider or self.signals.provider.name,
+            regime=regime.label,
+            exit_profile=profile,
         )
         trade.roles[cid] = "entry"
         # Write-ahead: the trade (and that this candle is decided) is stored before the order
@@ -675,6 +725,7 @@ class Engine:
                 trade.amount,
                 trade.atr,
                 trade.confidence,
+                trade.exit_profile,
             )
         )
         await self._exits.place_plan(trade, plan, trade.entry_price)

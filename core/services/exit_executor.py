@@ -293,6 +293,8 @@ class ExitExecutor:
                 pnl=closed.pnl,
                 pnl_pct=closed.pnl_pct,
                 exit_reason=closed.exit_reason,
+                provider=closed.provider,
+                exit_profile=closed.exit_profile,
             )
         )
         return closed

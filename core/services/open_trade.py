@@ -63,6 +63,9 @@ class OpenTrade:
     # (at the open); after a fill inside the candle, only the move to its close.
     bot_stop_whole_candle: bool = True
     bot_stop_before: Decimal | None = None  # the price watched until a move inside a candle
+    provider: str = ""  # the signal provider whose entry this is (the meta-strategy's pick)
+    regime: str = ""  # the symbol's regime at the entry decision ("unknown" in warm-up)
+    exit_profile: str = "default"  # the ladder chosen by that regime, kept while open
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
@@ -128,6 +131,9 @@ def closed_trade(trade: OpenTrade) -> ClosedTrade:
         legs=tuple(trade.legs),
         funding=trade.funding,
         liquidation_price=trade.liquidation_price,
+        provider=trade.provider,
+        regime=trade.regime,
+        exit_profile=trade.exit_profile,
     )
 
 

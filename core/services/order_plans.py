@@ -8,9 +8,11 @@ this module says how much and at what price.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
+from core.brains.exit_profiles import DEFAULT_PROFILE, ExitProfiles
 from core.brains.exits import ExitConfig, PlanRequest, plan_exits
 from core.brains.sizing import SizingDecision, SizingInput, TradingCosts, size_position
 from core.domain.enums import MarketType, PositionSide
@@ -33,6 +35,8 @@ class EngineConfig:
     exits: ExitConfig
     costs: TradingCosts  # expected fees and slippage, for the risk budget
     margin: MarginConfig | None = None  # perps: the stop must sit inside liquidation
+    # Ladders by regime profile name (core.brains.exit_profiles); ``exits`` is the default.
+    exit_profiles: Mapping[str, ExitConfig] = field(default_factory=dict)
 
 
 class OrderPlanner:
@@ -42,6 +46,7 @@ class OrderPlanner:
         self.config = config
         # Each symbol's precision and minimums (shared with the paper venue, which checks them).
         self.book = book or RulesBook(config.rules)
+        self.profiles = ExitProfiles(default=config.exits, by_name=config.exit_profiles)
 
     def rules(self, symbol: str) -> MarketRules:
         """Return the rules orders of ``symbol`` are sized and rounded by."""
@@ -86,8 +91,10 @@ class OrderPlanner:
         amount: Decimal,
         atr: float,
         confidence: float,
+        profile: str = DEFAULT_PROFILE,
     ) -> PlanRequest:
-        """Return what the Exit Brain needs to plan the exits of a position."""
+        """Return what the Exit Brain needs to plan the exits of a position, on the ladder of
+        ``profile`` (``core.brains.exit_profiles``)."""
         rules = self.rules(symbol)
         return PlanRequest(
             side=side,
@@ -99,16 +106,22 @@ class OrderPlanner:
             min_notional=rules.min_notional,
             atr=atr if math.isfinite(atr) and atr > 0 else None,
             confidence=min(1.0, max(0.0, confidence)),
-            config=self.config.exits,
+            config=self.profiles.config(profile),
         )
 
     def planned_stop(
-        self, symbol: str, side: PositionSide, entry: Decimal, atr: float, confidence: float
+        self,
+        symbol: str,
+        side: PositionSide,
+        entry: Decimal,
+        atr: float,
+        confidence: float,
+        profile: str = DEFAULT_PROFILE,
     ) -> Decimal:
         """Return where the Exit Brain would put the stop, for sizing before the entry."""
         rules = self.rules(symbol)
         unit = max(rules.amount_step, rules.min_amount)  # any size: the stop's price is the same
-        probe = plan_exits(self.plan_request(symbol, side, entry, unit, atr, confidence))
+        probe = plan_exits(self.plan_request(symbol, side, entry, unit, atr, confidence, profile))
         if probe.stop is None:
             raise ValueError("exit config has no stop: sizing needs a stop distance")
         return probe.stop.price

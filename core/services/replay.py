@@ -4,7 +4,9 @@ A candle of a symbol can change something only if (a) it carries the signal the 
 in its current state (an entry while flat, the trade's exit while in a trade:
 ``Engine.watched_signal``), (b) it could reach a resting order on the venue (``ReachBand``) or
 a market order waits, (c) the engine watches it (a bot-side stop, an entry awaiting its
-fill), or (d) it settles funding (perps with funding data) while the engine holds a trade.
+fill), (d) it settles funding (perps with funding data) while the engine holds a trade, or
+(e) its regime or a choosing provider's pick differs from the one before (the engine publishes
+each change on its candle: ``RegimeChanged``, ``StrategySelected``).
 Every other candle would only move the price marks, so it is skipped and its close is
 handed to the engine as a price. Candles that can matter go through ``MarketService.process``
 exactly as in demo and run, so the orders and fills are the same as a full replay (tested:
@@ -74,6 +76,11 @@ class _Lane:
     next_signal: dict[str, list[int]]
     observed: int = -1  # last row whose close the engine knows
     next_row: int = 0  # next row that can matter (the row count when none)
+    # Per row: the regime code and the pick of a choosing provider ("" none), and the first
+    # row >= it where either differs from the row before (the engine publishes those).
+    regime: list[int] | None = None
+    pick: list[str] | None = None
+    next_notice: list[int] | None = None
 
     @property
     def end(self) -> int:
@@ -118,6 +125,38 @@ class FastReplay:
             next_signal=self._next_signal(symbol, series),
         )
 
+    def _notices(self, lane: _Lane) -> None:
+        """Note where the symbol's regime or pick changes (None: every row is processed)."""
+        lane.regime = lane.pick = lane.next_notice = None
+        try:
+            regimes = self._engine.signals.regimes(lane.symbol)
+            frame = self._engine.signals.frame(lane.symbol)
+        except Exception:  # noqa: BLE001 - a provider bug: the cycles fail it, as in a full replay
+            return
+        ts = lane.series.ts_ms
+        if regimes is None or frame is None or not np.array_equal(frame.ts_ms, ts):
+            return
+        changed = np.zeros(len(ts), dtype=bool)
+        changed[1:] = regimes[1:] != regimes[:-1]
+        pick = [""] * len(ts)
+        if frame.chosen is not None:
+            chosen = frame.chosen
+            changed[1:] |= chosen[1:] != chosen[:-1]
+            names = [*frame.sources, ""]  # -1: none
+            pick = [names[c] for c in chosen.tolist()]
+        lane.regime, lane.pick = regimes.tolist(), pick
+        lane.next_notice = _next_true(changed)
+
+    def _unnoticed(self, lane: _Lane, row: int) -> bool:
+        """Return whether row ``row`` tells the engine a regime or pick it does not know."""
+        if lane.regime is None or lane.pick is None:
+            return True
+        known = self._engine.regimes.get(lane.symbol, 0)
+        pick = lane.pick[row]
+        return lane.regime[row] != known or bool(
+            pick and pick != self._engine.strategies.get(lane.symbol, "")
+        )
+
     def _next_signal(self, symbol: str, series: CandleSeries) -> dict[str, list[int]]:
         try:
             frame = self._engine.signals.frame(symbol)
@@ -136,6 +175,8 @@ class FastReplay:
     async def run(self) -> ReplayStats:
         """Replay every candle from ``start_ms``; return how many took the full path."""
         lanes = [self._lane(symbol, s) for symbol, s in self._series.items()]
+        for lane in lanes:
+            self._notices(lane)
         self.stats.candles = sum(len(lane.close_ms) for lane in lanes)
         for lane in lanes:
             await self._plan_next(lane, lane.first)
@@ -188,6 +229,7 @@ class FastReplay:
             # Rows up to ``observed`` closed by now and were skipped or processed; the plan
             # starts again after them, on the new signals.
             lane.next_signal = self._next_signal(lane.symbol, lane.series)
+            self._notices(lane)
             await self._plan_next(lane, max(lane.first, lane.observed + 1))
 
     def _observe_others(self, lanes: list[_Lane], k: int, close_ms: int) -> None:
@@ -211,13 +253,14 @@ class FastReplay:
             return
         venue = reach_band(await self._open_orders(lane.symbol))
         down, up, every = self._engine.watch_band(lane.symbol)
-        if every or venue.market:
+        if every or venue.market or self._unnoticed(lane, row):
             lane.next_row = row
             return
         down, up = max(venue.down, down), min(venue.up, up)
         stop = min(
             lane.next_signal[self._engine.watched_signal(lane.symbol)][row],
             self._next_funding_row(lane, row),
+            row if lane.next_notice is None else lane.next_notice[row],
         )
         if down == float("-inf") and up == float("inf"):
             lane.next_row = stop  # nothing to reach: only the signal can matter

@@ -5,6 +5,10 @@ whole series gives the same signal for a candle as a frame recomputed on the his
 candle, provided both start at the same candle. The backtest seeds the whole series and looks
 signals up; the live path appends each candle and recomputes on its history. Both read
 ``signal_at`` the same way, which is what makes backtest and live produce the same orders.
+
+The book also holds each symbol's market regime (``core.brains.regime``, causal like the
+signals), computed on the same history: ``regime_at`` is how the engine knows the regime of
+every symbol's newest closed candle in backtest, demo and run alike.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
+from core.brains.regime import Regime, RegimeConfig, detect_regimes
 from core.domain.market import Candle, CandleSeries, concat_series
 from core.signals.base import Signal, SignalFrame, SignalProvider
 
@@ -22,18 +28,26 @@ class _SymbolBook:
     history: CandleSeries
     frame: SignalFrame | None = None
     pending: list[Candle] = field(default_factory=list)
+    regimes: npt.NDArray[np.int8] | None = None  # of ``history``; None: not computed yet
 
 
 class SignalBook:
     """Hold each symbol's history (bounded) and answer ``signal_at`` from cached frames."""
 
-    def __init__(self, provider: SignalProvider, *, max_history: int = 5_000) -> None:
+    def __init__(
+        self,
+        provider: SignalProvider,
+        *,
+        max_history: int = 5_000,
+        regime: RegimeConfig | None = None,
+    ) -> None:
         if max_history < provider.warmup_candles:
             raise ValueError(
                 f"max_history {max_history} is shorter than the provider's warm-up "
                 f"({provider.warmup_candles} candles)"
             )
         self.provider = provider
+        self.regime_config = regime or RegimeConfig()
         self._max_history = max_history
         self._books: dict[str, _SymbolBook] = {}
 
@@ -60,6 +74,25 @@ class SignalBook:
             self._flush(book)
             book.frame = self.provider.compute(book.history)
         return book.frame
+
+    def regimes(self, symbol: str) -> npt.NDArray[np.int8] | None:
+        """Return the regime of every candle of the symbol's history (``Regime`` codes)."""
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        self._flush(book)
+        if book.regimes is None:  # signals recomputed (a retrain) leave the regimes alone
+            book.regimes = detect_regimes(book.history, self.regime_config)
+        return book.regimes
+
+    def regime_at(self, symbol: str, ts_ms: int) -> Regime:
+        """Return the regime of the candle that opened at ``ts_ms`` (UNKNOWN if not held)."""
+        regimes = self.regimes(symbol)
+        if regimes is None:
+            return Regime.UNKNOWN
+        ts = self._books[symbol].history.ts_ms
+        i = int(ts.searchsorted(ts_ms))
+        return Regime(int(regimes[i])) if i < len(ts) and int(ts[i]) == ts_ms else Regime.UNKNOWN
 
     def append(self, symbol: str, timeframe: str, candle: Candle) -> None:
         """Add a closed candle; candles the history already holds are ignored."""
@@ -103,3 +136,4 @@ class SignalBook:
         merged = concat_series([book.history, fresh])
         book.history = merged.slice(max(0, len(merged) - self._max_history))
         book.pending = []
+        book.frame = book.regimes = None  # both are of the history before

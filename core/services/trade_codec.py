@@ -107,6 +107,9 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         bot_stop_before=_dec(d.get("bot_stop_before")),
         canceling=dict(d.get("canceling", {})),
         finished=bool(d.get("finished", False)),
+        provider=str(d.get("provider", "")),
+        regime=str(d.get("regime", "")),
+        exit_profile=str(d.get("exit_profile", "default")),
     )
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from core.brains.regime import Regime, RegimeConfig
 from core.market.synthetic import generate_candles
 from core.services.signal_book import SignalBook
 from core.signals.ema_rsi import EmaRsiConfig, EmaRsiCross
@@ -45,3 +46,23 @@ def test_unknown_symbol_or_candle_has_no_signal() -> None:
 def test_history_shorter_than_the_warm_up_is_refused() -> None:
     with pytest.raises(ValueError, match="warm-up"):
         SignalBook(EmaRsiCross(), max_history=10)
+
+
+def test_the_regimes_of_appended_candles_are_those_of_the_seeded_series() -> None:
+    series = generate_candles("BTC/USDT", "1h", 500, seed=9)
+    config = RegimeConfig(vol_window=12, vol_history=100, confirm=2)
+    backtest = SignalBook(EmaRsiCross(), regime=config)
+    backtest.seed(series)
+    live = SignalBook(EmaRsiCross(), regime=config)
+    live.seed(series.slice(0, 50))  # still warming up: every regime unknown so far
+    assert live.regime_at("BTC/USDT", int(series.ts_ms[49])) is Regime.UNKNOWN
+    seen = set()
+    for i in range(50, len(series)):
+        candle = series.candle(i)
+        live.append("BTC/USDT", "1h", candle)
+        regime = live.regime_at("BTC/USDT", candle.ts_ms)
+        assert regime is backtest.regime_at("BTC/USDT", candle.ts_ms)
+        seen.add(regime)
+    assert len(seen - {Regime.UNKNOWN}) >= 2, "one regime throughout proves little"
+    assert live.regime_at("ETH/USDT", int(series.ts_ms[0])) is Regime.UNKNOWN
+    assert live.regime_at("BTC/USDT", int(series.ts_ms[0]) + 1) is Regime.UNKNOWN

@@ -46,6 +46,9 @@ def full_trade() -> OpenTrade:
         seq=2,
         first_stop=D("102.03"),
         funding=D("-0.25"),
+        provider="mean_reversion",
+        regime="trend_low_vol",
+        exit_profile="trend",
     )
     trade.note_fill("qt-BTC-1-e", D(50), D("100.02"), D("5.001"))
     return trade
@@ -68,7 +71,10 @@ def test_every_field_round_trips() -> None:
 def test_trades_saved_before_the_newer_fields_still_load() -> None:
     trade = full_trade()
     data = json.loads(encode_trades({trade.symbol: trade}))
-    for name in ("first_stop", "funding", "cost_by_cid", "fee_by_cid"):
+    for name in (
+        *("first_stop", "funding", "cost_by_cid", "fee_by_cid"),
+        *("provider", "regime", "exit_profile"),
+    ):
         del data["trades"][0][name]
     data.pop("decided")  # saved before the decided candles and failed symbols were kept
     data.pop("failed")
@@ -76,4 +82,5 @@ def test_trades_saved_before_the_newer_fields_still_load() -> None:
     [old] = stored.trades.values()
     assert stored.decided == {} and stored.failed == {}
     assert (old.first_stop, old.funding, old.cost_by_cid, old.fee_by_cid) == (None, D(0), {}, {})
+    assert (old.provider, old.regime, old.exit_profile) == ("", "", "default")
     assert old.plan == trade.plan and old.filled_by_cid == trade.filled_by_cid

@@ -1,0 +1,182 @@
+"""The meta-strategy: per candle, the signal of the provider with the best record in the regime.
+
+Every candidate (the EMA/RSI and mean-reversion baselines, the ML ensemble when there is one)
+computes its signals on the same candles. Each of a candidate's entries is scored as a trade
+of its side would have gone: the triple-barrier outcome (``core.ml.labels``: the Exit Brain's
+TP1 against its stop, within ``horizon`` candles, entering at the next open) as a return. An
+outcome counts only from the candle where it resolved (TP1 or the stop touched, or the
+horizon reached) and only in the regime its entry was made in (``core.brains.regime``).
+
+At candle ``t`` in regime ``R`` the pick is the candidate with the highest mean outcome over
+its newest ``window`` entries made in ``R`` and resolved by ``t``, among those with at least
+``min_record`` of them; with none (thin records, or the regime unknown during warm-up) it is
+the ``fallback``. The frame says per row which candidate was picked, its score and record size,
+and carries each candidate's own exits, so a trade leaves on the exits of the provider that
+opened it (``Signal.wants_exit``); its ``exit_long``/``exit_short`` are any candidate's, the
+superset a fast replay watches.
+
+Causal: every candidate is, the regimes are, and an outcome is used only from the row where
+it resolved, so row ``t`` depends on candles ``0..t`` only (tested by cutting the future).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from core.brains.exit_config import ExitConfig
+from core.brains.regime import Regime, RegimeConfig, detect_regimes
+from core.domain.enums import PositionSide
+from core.domain.market import CandleSeries
+from core.ml.labels import Labels, triple_barrier_labels
+from core.signals.base import SignalFrame, SignalProvider
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetaConfig:
+    """How the meta-strategy scores and picks (see module docstring)."""
+
+    min_record: int = 10
+    window: int = 50  # newest resolved entries scored per regime; 0: all of them
+    horizon: int = 24
+    fallback: str = "ema_rsi"
+    regime: RegimeConfig = field(default_factory=RegimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.min_record < 1 or self.horizon < 1 or self.window < 0:
+            raise ValueError(
+                "meta needs min_record >= 1, horizon >= 1, window >= 0, was "
+                f"{self.min_record}, {self.horizon}, {self.window}"
+            )
+        if self.window and self.window < self.min_record:
+            raise ValueError(
+                f"meta window ({self.window}) is below min_record ({self.min_record}): "
+                "no candidate could ever qualify"
+            )
+
+
+class MetaStrategy:
+    """A ``SignalProvider`` choosing among ``candidates`` by regime (see module docstring)."""
+
+    name = "meta"
+
+    def __init__(
+        self,
+        candidates: Sequence[SignalProvider],
+        config: MetaConfig | None = None,
+        *,
+        exits: ExitConfig | None = None,
+    ) -> None:
+        self.config = config or MetaConfig()
+        names = [p.name for p in candidates]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"meta needs distinct candidates, was {names}")
+        if self.config.fallback not in names:
+            raise ValueError(f"meta fallback {self.config.fallback!r} is not among {names}")
+        self.candidates = tuple(candidates)
+        self.exits = exits
+        self.warmup_candles = max(p.warmup_candles for p in candidates)
+        # Per symbol, while its history is the same object (a backtest's whole series,
+        # recomputed after each walk-forward retrain): its regimes and outcome labels.
+        self._cache: dict[str, _SeriesCache] = {}
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        """Return the picked candidate's signals on every candle of ``series`` (causal)."""
+        cfg = self.config
+        n, k = len(series), len(self.candidates)
+        frames = [p.compute(series) for p in self.candidates]
+        cache = self._cache.get(series.symbol)
+        if cache is None or cache.series is not series:
+            labels = {
+                side: triple_barrier_labels(
+                    series, horizon=cfg.horizon, side=side, exits=self.exits
+                )
+                for side in (PositionSide.LONG, PositionSide.SHORT)
+            }
+            cache = _SeriesCache(series, detect_regimes(series, cfg.regime), labels)
+            self._cache[series.symbol] = cache
+        regimes, labels = cache.regimes, cache.labels
+        score = np.full((n, k), np.nan)
+        count = np.zeros((n, k), dtype=np.int64)
+        for j, frame in enumerate(frames):
+            score[:, j], count[:, j] = _record(frame.entry, regimes, labels, cfg)
+        eligible = (count >= cfg.min_record) & np.isfinite(score)
+        best = np.argmax(np.where(eligible, score, -np.inf), axis=1)  # ties: the first listed
+        by_record = eligible.any(axis=1)
+        fallback = [p.name for p in self.candidates].index(cfg.fallback)
+        chosen = np.where(by_record, best, fallback).astype(np.int8)
+        rows = np.arange(n)
+
+        def pick(column: str) -> npt.NDArray[np.generic]:
+            stacked = np.stack([getattr(f, column) for f in frames], axis=1)
+            return stacked[rows, chosen] if n else stacked[:, 0]
+
+        exit_long_by = np.stack([f.exit_long for f in frames], axis=1)
+        exit_short_by = np.stack([f.exit_short for f in frames], axis=1)
+        return SignalFrame(
+            ts_ms=series.ts_ms,
+            entry=np.asarray(pick("entry"), dtype=np.int8),
+            exit_long=np.asarray(exit_long_by.any(axis=1), dtype=np.bool_),
+            exit_short=np.asarray(exit_short_by.any(axis=1), dtype=np.bool_),
+            confidence=np.asarray(pick("confidence"), dtype=np.float64),
+            atr=np.asarray(pick("atr"), dtype=np.float64),
+            sources=tuple(p.name for p in self.candidates),
+            chosen=chosen,
+            score=np.where(by_record, score[rows, chosen] if n else np.zeros(0), np.nan),
+            record=count[rows, chosen] if n else np.zeros(0, dtype=np.int64),
+            exit_long_by=exit_long_by,
+            exit_short_by=exit_short_by,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _SeriesCache:
+    """What ``compute`` reuses on the same history: it depends on the candles alone."""
+
+    series: CandleSeries
+    regimes: npt.NDArray[np.int8]
+    labels: dict[PositionSide, Labels]
+
+
+def _record(
+    entry: npt.NDArray[np.int8],
+    regimes: npt.NDArray[np.int8],
+    labels: dict[PositionSide, Labels],
+    cfg: MetaConfig,
+) -> tuple[FloatArray, IntArray]:
+    """Return, per row, one candidate's mean outcome in the row's regime over its newest
+    ``window`` entries there resolved by that row, and how many that is."""
+    n = len(entry)
+    score, count = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
+    at = np.flatnonzero(entry != 0)
+    if not len(at):
+        return score, count
+    long_, short = labels[PositionSide.LONG], labels[PositionSide.SHORT]
+    is_long = entry[at] > 0
+    ret = np.where(is_long, long_.ret[at], short.ret[at])
+    resolved = np.where(is_long, long_.outcome[at], short.outcome[at]) != 0
+    end = np.where(is_long, long_.end_idx[at], short.end_idx[at])
+    # Known once resolved, or once the horizon passed unresolved (never from a cut-off end).
+    known_at = np.where(resolved, end, at + cfg.horizon)
+    usable = np.isfinite(ret) & (regimes[at] != Regime.UNKNOWN)
+    for code in (r.value for r in Regime if r is not Regime.UNKNOWN):
+        mine = usable & (regimes[at] == code)
+        rows = np.flatnonzero(regimes == code)
+        if not mine.any() or not len(rows):
+            continue
+        order = np.argsort(known_at[mine], kind="stable")
+        known, outcome = known_at[mine][order], ret[mine][order]
+        sums = np.concatenate(([0.0], np.cumsum(outcome)))
+        upto = np.searchsorted(known, rows, side="right")  # outcomes known by each row
+        since = np.maximum(upto - cfg.window, 0) if cfg.window else np.zeros_like(upto)
+        size = upto - since
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score[rows] = np.where(size > 0, (sums[upto] - sums[since]) / size, np.nan)
+        count[rows] = size
+    return score, count

@@ -1,0 +1,67 @@
+"""``qt backtest --strategy meta|mean_reversion``: the report says which provider each trade
+came from; without saved models or a walk-forward the meta-strategy says it chooses among
+the baselines, with ``--walk-forward`` the ensemble joins as a candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.test_cli import Cli, flat
+from tests.integration.test_cli import cli as cli  # the fixture
+from tests.integration.test_cli_models import candle_file
+
+QUICK_REGIMES = {"QT__REGIME__VOL_HISTORY": "200", "QT__STRATEGY__META_MIN_RECORD": "3"}
+
+
+def test_meta_without_models_chooses_among_the_baselines_and_says_so(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = candle_file(tmp_path)
+    result = cli(
+        "backtest", "--data", str(data), "--strategy", "meta", "--no-charts", **QUICK_REGIMES
+    )
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "the meta-strategy chooses among ema_rsi and mean_reversion only" in out
+    assert "Per provider" in out and "Per regime at entry" in out and "Per exit profile" in out
+    assert "regimes: " in out and " change(s) over 1 symbol(s), into " in out
+    assert "meta-strategy: the pick changed " in out
+    csv_file = next((cli.data_dir / "backtests").glob("*-trades.csv"))
+    header = csv_file.read_text(encoding="utf-8").splitlines()[0]
+    assert header.endswith(",provider,regime,exit_profile")
+
+
+def test_mean_reversion_trades_alone(cli: Cli, tmp_path: Path) -> None:
+    data = candle_file(tmp_path)
+    result = cli("backtest", "--data", str(data), "--strategy", "mean_reversion", "--no-charts")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "mean_reversion" in out and "meta-strategy" not in out
+
+
+def test_meta_walks_the_ensemble_forward_as_a_candidate(cli: Cli, tmp_path: Path) -> None:
+    data = candle_file(tmp_path)
+    env = {"QT__MODELS__RETRAIN_HOURS": "480", "QT__MODELS__TREES": "10", **QUICK_REGIMES}
+    result = cli(
+        "backtest",
+        "--data",
+        str(data),
+        "--strategy",
+        "meta",
+        "--walk-forward",
+        "--no-charts",
+        "--timerange",
+        "20240201-",
+        **env,
+    )
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "walk-forward ensemble of xgb, lgbm: retrained every 480 market hours" in out
+    assert "walk-forward: " in out and "Per provider" in out
+    assert "chooses among ema_rsi and mean_reversion only" not in out
+
+
+def test_an_unknown_strategy_lists_the_known_ones(cli: Cli, tmp_path: Path) -> None:
+    result = cli("backtest", "--data", str(candle_file(tmp_path)), "--strategy", "magic")
+    assert result.exit_code != 0
+    assert "expected ema_rsi, mean_reversion, ensemble, meta" in flat(result.output)

@@ -16,7 +16,7 @@ one noisy candle). Row ``i`` depends on candles ``0..i`` only (tested by cutting
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
@@ -66,10 +66,24 @@ class RegimeConfig:
         return max(2 * self.adx_period, self.vol_window + self.vol_history) + self.confirm
 
 
+@dataclass(slots=True)
+class RegimeMemo:
+    """The closes and trailing medians of the last history a caller detected regimes on.
+
+    The median over ``vol_history`` candles is most of the cost; a history that extends the
+    last one (live: one candle more, same start) reuses the rows it shares, which causality
+    makes exact, and computes the new rows only.
+    """
+
+    close: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    typical: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+
 def detect_regimes(
-    series: CandleSeries, config: RegimeConfig | None = None
+    series: CandleSeries, config: RegimeConfig | None = None, memo: RegimeMemo | None = None
 ) -> npt.NDArray[np.int8]:
-    """Return the ``Regime`` of every candle of ``series`` (int8 codes, see ``Regime``)."""
+    """Return the ``Regime`` of every candle of ``series`` (int8 codes, see ``Regime``);
+    ``memo`` (kept by the caller, per symbol) saves recomputing what an earlier call did."""
     import talib  # C extension: loaded when regimes are first asked for
 
     cfg = config or RegimeConfig()
@@ -81,7 +95,14 @@ def detect_regimes(
     )
     adx = talib.ADX(high, low, close, timeperiod=cfg.adx_period)
     vol = _realised_vol(close, cfg.vol_window)
-    typical = _trailing_median(vol, cfg.vol_history)
+    shared = 0
+    if memo is not None:
+        m = len(memo.close)
+        if m <= n and np.array_equal(memo.close, close[:m]):
+            shared = m
+    typical = _trailing_median(vol, cfg.vol_history, memo.typical[:shared] if memo else None)
+    if memo is not None:
+        memo.close, memo.typical = close.copy(), typical
     raw = np.zeros(n, dtype=np.int8)
     known = np.isfinite(adx) & np.isfinite(vol) & np.isfinite(typical)
     trend = adx >= cfg.trend_adx
@@ -104,14 +125,23 @@ def _realised_vol(close: npt.NDArray[np.float64], window: int) -> npt.NDArray[np
     return out
 
 
-def _trailing_median(values: npt.NDArray[np.float64], history: int) -> npt.NDArray[np.float64]:
+def _trailing_median(
+    values: npt.NDArray[np.float64],
+    history: int,
+    known: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
     """Return, at each row, the median of the ``history`` values before it (NaN until there
-    are that many finite ones)."""
+    are that many finite ones); ``known`` holds the first rows' already."""
     out = np.full(len(values), np.nan)
-    if len(values) <= history:
+    start = history
+    if known is not None and len(known):
+        out[: len(known)] = known
+        start = max(history, len(known))
+    if len(values) <= start:
         return out
     windows = np.lib.stride_tricks.sliding_window_view(values[:-1], history)
-    out[history:] = np.median(windows, axis=1)  # NaN in a window keeps it NaN: not enough yet
+    # NaN in a window keeps it NaN: not enough yet
+    out[start:] = np.median(windows[start - history :], axis=1)
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from core.brains.regime import Regime, RegimeConfig, detect_regimes
+from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.market import Candle, CandleSeries, concat_series
 from core.signals.base import Signal, SignalFrame, SignalProvider
 
@@ -29,6 +29,7 @@ class _SymbolBook:
     frame: SignalFrame | None = None
     pending: list[Candle] = field(default_factory=list)
     regimes: npt.NDArray[np.int8] | None = None  # of ``history``; None: not computed yet
+    memo: RegimeMemo = field(default_factory=RegimeMemo)  # what the next history reuses
 
 
 class SignalBook:
@@ -82,7 +83,7 @@ class SignalBook:
             return None
         self._flush(book)
         if book.regimes is None:  # signals recomputed (a retrain) leave the regimes alone
-            book.regimes = detect_regimes(book.history, self.regime_config)
+            book.regimes = detect_regimes(book.history, self.regime_config, book.memo)
         return book.regimes
 
     def regime_at(self, symbol: str, ts_ms: int) -> Regime:

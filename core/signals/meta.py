@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.brains.exit_config import ExitConfig
-from core.brains.regime import Regime, RegimeConfig, detect_regimes
+from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.enums import PositionSide
 from core.domain.market import CandleSeries
 from core.ml.labels import Labels, triple_barrier_labels
@@ -85,6 +85,7 @@ class MetaStrategy:
         # Per symbol, while its history is the same object (a backtest's whole series,
         # recomputed after each walk-forward retrain): its regimes and outcome labels.
         self._cache: dict[str, _SeriesCache] = {}
+        self._memos: dict[str, RegimeMemo] = {}  # live: each history extends the last one
 
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the picked candidate's signals on every candle of ``series`` (causal)."""
@@ -99,7 +100,8 @@ class MetaStrategy:
                 )
                 for side in (PositionSide.LONG, PositionSide.SHORT)
             }
-            cache = _SeriesCache(series, detect_regimes(series, cfg.regime), labels)
+            memo = self._memos.setdefault(series.symbol, RegimeMemo())
+            cache = _SeriesCache(series, detect_regimes(series, cfg.regime, memo), labels)
             self._cache[series.symbol] = cache
         regimes, labels = cache.regimes, cache.labels
         score = np.full((n, k), np.nan)

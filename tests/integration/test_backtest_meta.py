@@ -11,9 +11,14 @@ import os
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from bot.app import TradingProcess
 from bot.backtest import run_backtest
+from bot.market_rules import resolved
+from bot.modes import build_demo, demo_market
 from bot.report import write_report
+from bot.runner import run_process
 from core.config import Settings, load_settings
 from core.domain.events import event_payload
 from core.market.synthetic import generate_candles
@@ -80,3 +85,50 @@ async def test_fast_and_full_replay_trade_and_notice_alike(
     ]
     report = json.loads(files.json_path.read_text(encoding="utf-8"))
     assert sum(r["trades"] for r in report["per_provider"]) == len(full.trades)
+
+
+async def test_the_demo_publishes_the_regimes_picks_and_fills_of_the_backtest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = settings_for(monkeypatch, tmp_path, "meta")
+    settings = settings.model_copy(
+        update={
+            "app": settings.app.model_copy(update={"data_dir": tmp_path / "ud"}),
+            "demo": settings.demo.model_copy(
+                update={
+                    "candles_per_second": 10_000.0,
+                    "history_candles": 300,
+                    "replay_candles": 500,
+                    "seed": 11,
+                }
+            ),
+        }
+    )
+    built: list[TradingProcess] = []
+
+    async def build() -> TradingProcess:
+        built.append(await build_demo(settings))
+        return built[0]
+
+    assert await run_process(build, console=Console(record=True)) == "feed ended"
+    storage = built[0].storage
+    await storage.start()
+    try:
+        fills = await storage.fills.list_fills()
+        stored = {
+            topic: [e.payload for e in await storage.events.list_events(topic, limit=100_000)]
+            for topic in ("regime.changed", "strategy.selected")
+        }
+    finally:
+        await storage.stop()
+
+    markets, replay_start_ms = demo_market(settings)
+    result = await run_backtest(
+        settings, markets, start_ms=replay_start_ms, rules=resolved(settings, markets)
+    )
+    assert len(fills) >= 10 and stored["regime.changed"] and stored["strategy.selected"]
+    assert sorted(f.client_order_id for f in result.fills) == sorted(
+        f.client_order_id for f in fills
+    )
+    assert stored["regime.changed"] == [event_payload(e) for e in result.regime_changes]
+    assert stored["strategy.selected"] == [event_payload(e) for e in result.selections]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.brains.regime import Regime, RegimeConfig, changes, detect_regimes
+from core.brains.regime import Regime, RegimeConfig, RegimeMemo, changes, detect_regimes
 from core.domain.market import CandleSeries
 from core.market.synthetic import generate_candles
 
@@ -104,3 +104,14 @@ def test_regimes_have_one_label_set() -> None:
         "range_low_vol",
         "range_high_vol",
     ]
+
+
+def test_a_memo_reuses_the_shared_rows_and_changes_no_regime() -> None:
+    series = generate_candles("X/USDT", "1h", 700, seed=8)
+    memo = RegimeMemo()
+    for n in (100, 300, 301, 450, 700, 650):  # growing like a live history, then re-seeded
+        part = series.slice(0, n)
+        assert np.array_equal(detect_regimes(part, CFG, memo), detect_regimes(part, CFG))
+        assert len(memo.typical) == n
+    other = generate_candles("X/USDT", "1h", 700, seed=9)  # same times, other closes
+    assert np.array_equal(detect_regimes(other, CFG, memo), detect_regimes(other, CFG))

@@ -84,14 +84,19 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def provider_from(settings: Settings) -> SignalProvider:
-    """Return the configured signal provider (the ensemble needs its saved models:
-    ``bot.ensemble_loader.load_ensemble``, wired in ``qt backtest`` so far)."""
-    s = settings.strategy
-    if s.provider == "ensemble":
+    """Return the configured signal provider when it needs nothing loaded: the baseline.
+    The ensemble needs its saved models, which each mode loads (``bot.ensemble_loader``)."""
+    if settings.strategy.provider == "ensemble":
         raise ConfigError(
-            "QT__STRATEGY__PROVIDER=ensemble trades in `qt backtest` only so far; qt demo "
-            "and qt run trade ema_rsi until the ensemble is wired into them"
+            "QT__STRATEGY__PROVIDER=ensemble is loaded from its saved models by the mode "
+            "(bot.ensemble_loader), not built here"
         )
+    return baseline_from(settings)
+
+
+def baseline_from(settings: Settings) -> SignalProvider:
+    """Return the baseline provider (ema_rsi) of the strategy settings."""
+    s = settings.strategy
     try:
         return EmaRsiCross(
             EmaRsiConfig(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core.domain.enums import MarketType, PositionSide
+from core.domain.explanations import EntryExplanation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +43,7 @@ class ClosedTrade:
     legs: tuple[ExitLeg, ...]
     funding: Decimal = Decimal(0)
     liquidation_price: Decimal | None = None  # perps: where the venue would have liquidated
+    explanation: EntryExplanation | None = None  # why it was entered (the ensemble's entries)
 
     @property
     def duration_ms(self) -> int:

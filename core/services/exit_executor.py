@@ -293,6 +293,7 @@ class ExitExecutor:
                 pnl=closed.pnl,
                 pnl_pct=closed.pnl_pct,
                 exit_reason=closed.exit_reason,
+                explanation=closed.explanation,
             )
         )
         return closed

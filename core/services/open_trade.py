@@ -13,6 +13,7 @@ from decimal import Decimal
 from core.brains.exits import STOP_NAME, BotSideStop, ExitPlan
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import OrderFilled
+from core.domain.explanations import EntryExplanation
 from core.domain.orders import Order
 from core.domain.trades import ClosedTrade, ExitLeg
 
@@ -63,6 +64,7 @@ class OpenTrade:
     # (at the open); after a fill inside the candle, only the move to its close.
     bot_stop_whole_candle: bool = True
     bot_stop_before: Decimal | None = None  # the price watched until a move inside a candle
+    explanation: EntryExplanation | None = None  # why the provider entered (the ensemble)
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
@@ -128,6 +130,7 @@ def closed_trade(trade: OpenTrade) -> ClosedTrade:
         legs=tuple(trade.legs),
         funding=trade.funding,
         liquidation_price=trade.liquidation_price,
+        explanation=trade.explanation,
     )
 
 

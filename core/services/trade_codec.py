@@ -14,6 +14,7 @@ from typing import Any
 from core.brains.exits import BotSideStop, ExitPlan, StopLeg, StopMode, TakeProfitLeg
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import jsonable
+from core.domain.explanations import EntryExplanation
 from core.domain.trades import ExitLeg
 from core.services.open_trade import OpenTrade
 
@@ -107,6 +108,9 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         bot_stop_before=_dec(d.get("bot_stop_before")),
         canceling=dict(d.get("canceling", {})),
         finished=bool(d.get("finished", False)),
+        explanation=(
+            EntryExplanation.from_json(d["explanation"]) if d.get("explanation") else None
+        ),
     )
 
 

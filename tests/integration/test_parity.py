@@ -42,6 +42,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "replay_candles": 600,
             "seed": 11,
         },
+        strategy={"provider": "ema_rsi"},  # the same provider in both, from the first candle
     )
 
 

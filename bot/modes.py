@@ -363,8 +363,9 @@ async def build_run(
 
 
 async def run_provider(settings: Settings) -> SignalProvider | None:
-    """Return the ensemble of the newest saved versions when QT__STRATEGY__PROVIDER=ensemble
-    (None: the baseline trades; without a saved version, with a warning saying how to train)."""
+    """Return the ensemble of the newest saved versions when QT__STRATEGY__PROVIDER=ensemble;
+    without a saved version the baseline, with a warning saying how to train (None: the
+    baseline was asked for)."""
     if settings.strategy.provider_in("run") != "ensemble":
         return None
     provider = await saved_ensemble(settings)  # a tampered artifact refuses to start
@@ -373,7 +374,7 @@ async def run_provider(settings: Settings) -> SignalProvider | None:
             "QT__STRATEGY__PROVIDER=ensemble has no saved model versions: ema_rsi trades; "
             "train them with `qt models train` and restart"
         )
-        return None
+        return baseline_from(settings)
     log.info("ensemble of %s trades", ", ".join(m.version_id for m in provider.members))
     return provider
 

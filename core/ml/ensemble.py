@@ -252,7 +252,9 @@ class EnsembleProvider:
                 fm.values[i], columns=fm.columns, feature_set_hash=fm.set_hash, k=EXPLAIN_TOP_K
             ):
                 pushes.append(FeaturePush(member=m.name, feature=feature, value=value))
-        regime = Regime(int(detect_regimes(series)[i]))  # causal: row i sees candles 0..i
+        if cache.regimes is None:  # once per history: a backtest's whole series explains many
+            cache.regimes = detect_regimes(series)
+        regime = Regime(int(cache.regimes[i]))  # causal: row i sees candles 0..i
         return EntryExplanation(
             provider=self.name,
             p_up=float(frame.p_up[i]),
@@ -398,6 +400,7 @@ class _SeriesCache:
     features: FeatureMatrix
     labels: Labels
     chunks: dict[int, _Chunk] = field(default_factory=dict)
+    regimes: npt.NDArray[np.int8] | None = None  # computed on the first explanation
 
 
 def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:

@@ -29,6 +29,7 @@ from core.services.bus import EventBus
 from core.services.market import MarketService, SimulatedVenue
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
+from core.signals.base import SignalProvider
 from jobs.registry import JOBS, JobContext
 from jobs.scheduler import JobScheduler
 
@@ -76,6 +77,7 @@ class ProcessParts:
     # replay, as a backtest of the same file does); None: the warm-up history.
     rules_candles: Mapping[str, CandleSeries] | None = None
     universe: LiveUniverse | None = None  # a dynamic universe (QT__UNIVERSE__MODE=volume)
+    provider: SignalProvider | None = None  # None: the baseline of the strategy settings
 
 
 class TradingProcess:
@@ -123,6 +125,7 @@ class TradingProcess:
             trading_state=self.trading_state,
             state=p.storage.state,
             book=self.rules.book,
+            provider=p.provider,
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         if p.universe is not None:
@@ -139,6 +142,9 @@ class TradingProcess:
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
+        # Started after the front ends (which then show what they say) and process.started,
+        # before the feed: the demo's ensemble training.
+        self.services: list[Component] = []
         self._started: list[Component] = []
         self._market_task: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
@@ -171,6 +177,8 @@ class TradingProcess:
                 symbols=tuple(settings.trading.symbols),
             )
         )
+        for service in self.services:
+            await self._start(service)
         self._market_task = asyncio.create_task(self._consume(), name="market-loop")
 
     async def _seed_signals(self) -> dict[str, CandleSeries]:

@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from core.domain.events import Event, OrderDenied, OrderFilled, OrderRejected, TradeClosed
+from core.domain.events import (
+    EntryExplained,
+    Event,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    SignalProviderChanged,
+    TradeClosed,
+)
 
 if TYPE_CHECKING:
     from bot.app import TradingProcess
@@ -59,6 +67,20 @@ def _event_line(event: Event) -> Text | None:
             f"{event.symbol} {event.side} pnl ",
             (f"{event.pnl:+,.2f} ({event.pnl_pct:+.2%})", style),
             f"  exit {event.exit_reason}",
+        )
+    if isinstance(event, SignalProviderChanged):
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("SIGNALS ", "bold cyan"),
+            f"{event.provider} trades: {event.reason}",
+        )
+    if isinstance(event, EntryExplained):
+        why = event.explanation
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("WHY ", "cyan"),
+            f"{event.symbol} {event.side}: P(up) {why.p_up:.2f} ({why.members_text()}), "
+            f"regime {why.regime}, top {why.features_text()}",
         )
     if isinstance(event, OrderDenied | OrderRejected):
         return Text.assemble(
@@ -108,8 +130,9 @@ class StatusConsole:
 
     async def start(self) -> None:
         """Begin rendering, and print trading events as they happen."""
-        for topic in (OrderFilled.topic, TradeClosed.topic, OrderDenied.topic, OrderRejected.topic):
-            self._process.bus.subscribe(topic, self._on_event, name="console")
+        topics = (OrderFilled, TradeClosed, OrderDenied, OrderRejected, SignalProviderChanged)
+        for kind in (*topics, EntryExplained):
+            self._process.bus.subscribe(kind.topic, self._on_event, name="console")
         if self._console.is_terminal:
             self._live = Live(self.status_text(), console=self._console, auto_refresh=False)
             self._live.start()

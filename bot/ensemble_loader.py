@@ -8,6 +8,7 @@ trading on a model nobody trained.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from bot.trading import ensemble_config_from, exit_config_from
 from core.config import Settings
@@ -15,32 +16,52 @@ from core.errors import DataError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
 from core.ml.members import MEMBERS
 from core.ml.versions import load_version
+from core.ports import ModelVersionRepo
+
+NO_VERSIONS = (
+    "the ensemble has no saved model versions (of members not disabled): run "
+    "`qt models train` first"
+)
 
 
 async def load_ensemble(settings: Settings) -> EnsembleProvider:
-    """Return the ensemble of the newest version of every member not disabled."""
+    """Return the ensemble of the newest version of every member not disabled, from the
+    configured database; raise ``DataError`` when there is none."""
+    provider = await saved_ensemble(settings)
+    if provider is None:
+        raise DataError(NO_VERSIONS)
+    return provider
+
+
+async def saved_ensemble(settings: Settings) -> EnsembleProvider | None:
+    """Return ``load_ensemble``'s ensemble, or None when no version is saved yet (a
+    tampered or missing artifact still raises ``ArtifactError``)."""
     from storage import open_storage
 
-    config = ensemble_config_from(settings)
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
-        versions = [
-            v
-            for name in sorted(MEMBERS)
-            if name not in config.disabled
-            and (v := await storage.model_versions.newest(name)) is not None
-        ]
+        return await newest_ensemble(settings, storage.model_versions, settings.app.data_dir)
     finally:
         await storage.stop()
+
+
+async def newest_ensemble(
+    settings: Settings, repo: ModelVersionRepo, data_dir: Path
+) -> EnsembleProvider | None:
+    """Return the ensemble of the newest version in ``repo`` of every member not disabled,
+    their files verified under ``data_dir`` (None: no version saved yet)."""
+    config = ensemble_config_from(settings)
+    versions = [
+        v
+        for name in sorted(MEMBERS)
+        if name not in config.disabled and (v := await repo.newest(name)) is not None
+    ]
     if not versions:
-        raise DataError(
-            "the ensemble has no saved model versions (of members not disabled): run "
-            "`qt models train` first"
-        )
+        return None
     members = []
     for version in versions:
-        loaded = await asyncio.to_thread(load_version, settings.app.data_dir, version)
+        loaded = await asyncio.to_thread(load_version, data_dir, version)
         members.append(
             EnsembleMember(
                 name=version.member,

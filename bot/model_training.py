@@ -55,35 +55,62 @@ async def train_and_save(
     config: TrainConfig,
     exits: ExitConfig,
     progress: Progress,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Trained:
-    """Prepare the rows, fit ``members`` concurrently, save each that succeeds."""
+    """Prepare the rows, fit ``members`` concurrently, save each that succeeds.
+
+    ``pool``: the caller's worker processes, which it shuts down (the demo: without waiting
+    on a fit when it stops); None: a pool of this call's own.
+    """
+    if pool is not None:
+        return await _train_in(pool, series, members, repo, data_dir, config, exits, progress)
+    with new_pool(len(members)) as own:
+        return await _train_in(own, series, members, repo, data_dir, config, exits, progress)
+
+
+def new_pool(members: int) -> ProcessPoolExecutor:
+    """Return spawned worker processes for fitting ``members`` members (a fresh interpreter
+    each: no forked event loop or SQLite connection)."""
+    return ProcessPoolExecutor(
+        workers_for(members), mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+async def _train_in(
+    pool: ProcessPoolExecutor,
+    series: Sequence[CandleSeries],
+    members: Sequence[str],
+    repo: ModelVersionRepo,
+    data_dir: Path,
+    config: TrainConfig,
+    exits: ExitConfig,
+    progress: Progress,
+) -> Trained:
     loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers_for(len(members)), mp_context=context) as pool:
-        progress("prepare", "started")
-        data = await loop.run_in_executor(pool, prepare, list(series), config, exits)
-        progress("prepare", f"{len(data.y_train)} training, {len(data.y_valid)} validation rows")
-        params = dict(config.params)
+    progress("prepare", "started")
+    data = await loop.run_in_executor(pool, prepare, list(series), config, exits)
+    progress("prepare", f"{len(data.y_train)} training, {len(data.y_valid)} validation rows")
+    params = dict(config.params)
 
-        async def one(name: str) -> tuple[str, ModelVersion | None, str]:
-            progress(name, "started")
-            try:
-                result = await loop.run_in_executor(pool, fit_member, name, data, params)
-                return name, await _save(result, data, repo, data_dir), ""
-            except QTError as exc:  # ours: the message is the reason
-                return name, None, str(exc)
-            except Exception as exc:  # noqa: BLE001 - a library's error fails that member only
-                return name, None, f"{type(exc).__name__}: {exc}"
+    async def one(name: str) -> tuple[str, ModelVersion | None, str]:
+        progress(name, "started")
+        try:
+            result = await loop.run_in_executor(pool, fit_member, name, data, params)
+            return name, await _save(result, data, repo, data_dir), ""
+        except QTError as exc:  # ours: the message is the reason
+            return name, None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a library's error fails that member only
+            return name, None, f"{type(exc).__name__}: {exc}"
 
-        versions, failures = [], []
-        for job in asyncio.as_completed([one(name) for name in members]):
-            name, version, reason = await job
-            if version is None:
-                failures.append((name, reason))
-                progress(name, "failed")
-            else:
-                versions.append(version)
-                progress(name, "saved")
+    versions, failures = [], []
+    for job in asyncio.as_completed([one(name) for name in members]):
+        name, version, reason = await job
+        if version is None:
+            failures.append((name, reason))
+            progress(name, "failed")
+        else:
+            versions.append(version)
+            progress(name, "saved")
     return Trained(data, tuple(versions), tuple(failures))
 
 

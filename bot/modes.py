@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,9 +23,11 @@ from bot.app import (
     ProcessParts,
     TradingProcess,
 )
+from bot.demo_models import DEMO_MODELS_DIR, DemoEnsemble
+from bot.ensemble_loader import saved_ensemble
 from bot.file_lock import FileLock, LockHeld
 from bot.market_rules import MarketRulesSource, rules_book
-from bot.trading import paper_exchange
+from bot.trading import baseline_from, paper_exchange
 from bot.universe_live import LiveUniverse
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
@@ -37,6 +40,8 @@ from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file, traded_market_note
 from core.market.synthetic import generate_candles
 from core.ports import MarketData
+from core.signals.base import SignalProvider
+from core.signals.handover import HandOverProvider
 from storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -74,18 +79,37 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
     tf_ms = timeframe_to_ms(settings.trading.timeframe)
     first_ms = demo.start_ms - demo.history_candles * tf_ms
     markets = {
-        symbol: generate_candles(
-            symbol,
-            settings.trading.timeframe,
-            wanted,
-            seed=demo.seed,
-            start_ms=grid_floor_ms(first_ms, settings.trading.timeframe),
-            start_price=_START_PRICES.get(symbol.split("/")[0], 100.0),
+        symbol: _priced_at_replay(
+            generate_candles(
+                symbol,
+                settings.trading.timeframe,
+                wanted,
+                seed=demo.seed,
+                start_ms=grid_floor_ms(first_ms, settings.trading.timeframe),
+                trend_scale=demo.trend_scale,
+            ),
+            demo.history_candles,
+            _START_PRICES.get(symbol.split("/")[0], 100.0),
         )
         for symbol in settings.trading.symbols
     }
     any_series = next(iter(markets.values()))
     return markets, int(any_series.ts_ms[demo.history_candles])
+
+
+def _priced_at_replay(series: CandleSeries, at: int, price: float) -> CandleSeries:
+    """Return ``series`` scaled so the replay opens at ``price`` (however the history moved)."""
+    factor = price / float(series.open[min(at, len(series) - 1)]) if len(series) else 1.0
+    return CandleSeries.from_columns(
+        series.symbol,
+        series.timeframe,
+        series.ts_ms,
+        series.open * factor,
+        series.high * factor,
+        series.low * factor,
+        series.close * factor,
+        series.volume,
+    )
 
 
 def _claim_demo_database(settings: Settings) -> FileLock:
@@ -105,12 +129,16 @@ def _claim_demo_database(settings: Settings) -> FileLock:
         ) from held
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    # The files of the model versions that database registered: gone with it.
+    shutil.rmtree(settings.app.data_dir / DEMO_MODELS_DIR, ignore_errors=True)
     return lock
 
 
 async def build_demo(settings: Settings) -> TradingProcess:
     """Build the offline demo: accelerated replay, paper exchange, its own fresh database
-    (locked until the process stops)."""
+    (locked until the process stops). It trades the ensemble unless QT__STRATEGY__PROVIDER
+    says otherwise: the baseline until the ensemble is trained (``bot.demo_models``)."""
+    started_s = time.monotonic()  # the first ensemble entry is timed from here
     # Off the loop's thread: Arrow cancels a main-thread read when Ctrl-C or SIGTERM arrives,
     # which would turn a stop request into "bad file". Here the loop takes the signal (the
     # process then stops as soon as it starts) and the read completes.
@@ -119,7 +147,7 @@ async def build_demo(settings: Settings) -> TradingProcess:
     settings = settings.with_market(list(markets), timeframe)
     lock = await asyncio.to_thread(_claim_demo_database, settings)
     try:
-        return _demo_process(settings, markets, replay_start_ms, lock)
+        return _demo_process(settings, markets, replay_start_ms, lock, started_s)
     except BaseException:
         lock.release()
         raise
@@ -130,6 +158,7 @@ def _demo_process(
     markets: dict[str, CandleSeries],
     replay_start_ms: int,
     lock: FileLock,
+    started_s: float,
 ) -> TradingProcess:
     timeframe = next(iter(markets.values())).timeframe
     storage = open_storage(
@@ -151,7 +180,9 @@ def _demo_process(
     feed = ReplayFeed(replay, clock)
     book = rules_book(settings)  # the engine's too: one view of each symbol's rules
     paper = paper_exchange(settings, storage, clock, book)
-    return TradingProcess(
+    ensemble = settings.strategy.provider_in("demo") == "ensemble"
+    signals = HandOverProvider(baseline_from(settings)) if ensemble else None
+    process = TradingProcess(
         ProcessParts(
             settings=settings,
             clock=clock,
@@ -167,8 +198,23 @@ def _demo_process(
             extra=[lock],  # released last, after storage closed the database
             book=book,
             rules_candles=markets,
+            provider=signals,
         )
     )
+    if signals is not None:
+        process.services.append(
+            DemoEnsemble(
+                settings,
+                signals=signals,
+                history=history,
+                repo=storage.model_versions,
+                bus=process.bus,
+                clock=clock,
+                invalidate=process.engine.signals.invalidate,
+                started_s=started_s,
+            )
+        )
+    return process
 
 
 def ccxt_market_data(settings: Settings, exchange_name: str) -> CcxtMarketData:
@@ -230,6 +276,7 @@ async def build_run(
     at fakes); ``exchange`` is only used in live mode.
     """
     live = settings.trading.mode is TradingMode.LIVE
+    provider = await run_provider(settings)
     market_data = market_data or CcxtMarketData(venue_client(settings, keyed=False))
     source = candle_source(settings)
     try:
@@ -310,8 +357,26 @@ async def build_run(
             market_rules=rules,
             book=book,
             universe=universe,
+            provider=provider,
         )
     )
+
+
+async def run_provider(settings: Settings) -> SignalProvider | None:
+    """Return the ensemble of the newest saved versions when QT__STRATEGY__PROVIDER=ensemble;
+    without a saved version the baseline, with a warning saying how to train (None: the
+    baseline was asked for)."""
+    if settings.strategy.provider_in("run") != "ensemble":
+        return None
+    provider = await saved_ensemble(settings)  # a tampered artifact refuses to start
+    if provider is None:
+        log.warning(
+            "QT__STRATEGY__PROVIDER=ensemble has no saved model versions: ema_rsi trades; "
+            "train them with `qt models train` and restart"
+        )
+        return baseline_from(settings)
+    log.info("ensemble of %s trades", ", ".join(m.version_id for m in provider.members))
+    return provider
 
 
 class _Closer:

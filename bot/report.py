@@ -33,7 +33,7 @@ from core.services.universe import UniverseSummary
 _CSV_COLUMNS = (
     "trade_id symbol side market_type leverage opened_ms opened_utc closed_ms closed_utc "
     "duration_ms amount entry_price exit_price fees funding pnl pnl_pct exit_reason "
-    "liquidation_price legs legs_summary provider regime exit_profile"
+    "liquidation_price legs legs_summary provider regime exit_profile p_up members top_features"
 ).split()
 
 
@@ -245,9 +245,18 @@ def _trade_row(t: ClosedTrade) -> dict[str, Any]:
         fmt_ts(t.opened_ms), t.closed_ms, fmt_ts(t.closed_ms), t.duration_ms, t.amount,
         t.entry_price, t.exit_price, t.fees, t.funding, t.pnl, repr(t.pnl_pct), t.exit_reason,
         "" if t.liquidation_price is None else t.liquidation_price, len(t.legs), legs,
-        t.provider, t.regime, t.exit_profile,
+        t.provider, t.regime, t.exit_profile, *_why(t),
     )  # fmt: skip
     return dict(zip(_CSV_COLUMNS, values, strict=True))
+
+
+def _why(t: ClosedTrade) -> tuple[str, str, str]:
+    """Return the entry's explanation as the CSV's p_up, members and top_features (empty for
+    a provider that gives none, the baseline; the regime has its own column)."""
+    e = t.explanation
+    if e is None:
+        return "", "", ""
+    return f"{e.p_up:.4f}", e.members_text(), e.features_text()
 
 
 def _write_trades_csv(path: Path, trades: Sequence[ClosedTrade]) -> None:

@@ -103,19 +103,25 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def provider_from(settings: Settings) -> SignalProvider:
-    """Return the configured signal provider (the ensemble needs its saved models:
-    ``bot.ensemble_loader.load_ensemble``, wired in ``qt backtest`` so far; ``meta`` here
+    """Return the configured signal provider when it needs nothing loaded (the ensemble
+    needs its saved models, which each mode loads: ``bot.ensemble_loader``; ``meta`` here
     chooses among the baselines, ``meta_from`` with the ensemble too)."""
     s = settings.strategy
     if s.provider == "ensemble":
         raise ConfigError(
-            "QT__STRATEGY__PROVIDER=ensemble trades in `qt backtest` only so far; qt demo "
-            "and qt run trade ema_rsi until the ensemble is wired into them"
+            "QT__STRATEGY__PROVIDER=ensemble is loaded from its saved models by the mode "
+            "(bot.ensemble_loader), not built here"
         )
     if s.provider == "mean_reversion":
         return mean_reversion_from(settings)
     if s.provider == "meta":
         return meta_from(settings)
+    return ema_rsi_from(settings)
+
+
+def baseline_from(settings: Settings) -> EmaRsiCross:
+    """Return the baseline that trades while nothing better is ready (the demo's, while its
+    ensemble trains; ``qt run``'s without saved models): the EMA/RSI one."""
     return ema_rsi_from(settings)
 
 

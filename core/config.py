@@ -215,7 +215,8 @@ class ExitSettings(Section):
 class StrategySettings(Section):
     """The signal provider and its parameters."""
 
-    provider: Literal["ema_rsi", "ensemble", "mean_reversion", "meta"] = "ema_rsi"
+    # None: the mode's default (qt demo trades the ensemble; qt run and qt backtest ema_rsi)
+    provider: Literal["ema_rsi", "ensemble", "mean_reversion", "meta"] | None = None
     ema_fast: int = Field(default=20, ge=2)
     ema_slow: int = Field(default=50, ge=3)
     rsi_low: float = Field(default=30.0, ge=0, le=100)
@@ -235,6 +236,18 @@ class StrategySettings(Section):
     ensemble_window: int = Field(default=168, ge=1)
     ensemble_temperature: float = Field(default=0.05, gt=0)
     ensemble_disabled: list[str] = Field(default_factory=list)
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _empty_provider_is_default(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def provider_in(self, mode: Literal["demo", "run", "backtest"]) -> str:
+        """Return the provider ``mode`` trades: the one set, else the demo's ensemble or
+        everywhere else the baseline (ema_rsi)."""
+        if self.provider is not None:
+            return self.provider
+        return "ensemble" if mode == "demo" else "ema_rsi"
 
     @model_validator(mode="after")
     def _weights_ordered(self) -> StrategySettings:
@@ -399,8 +412,12 @@ class DemoSettings(Section):
 
     candles_per_second: float = Field(default=2.0, gt=0, le=10_000)
     seed: int = 7
-    history_candles: int = Field(default=500, ge=0)
+    # 3000 (125 days of 1h): what the demo's ensemble trains on at start (fewer rows and
+    # the leak guard takes chance patterns for leaks, the models learn nothing)
+    history_candles: int = Field(default=3_000, ge=0)
     replay_candles: int = Field(default=2_000, ge=1)
+    # The synthetic market's drifts times this: trends the ensemble can learn (1: plain)
+    trend_scale: float = Field(default=6.0, ge=0, le=100)
     data_file: Path | None = None
     start_ms: int = 1_704_067_200_000  # 2024-01-01T00:00:00Z, market time of the synthetic replay
 

@@ -16,6 +16,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
 
+from core.domain.explanations import EntryExplanation
+
 
 class _EventIds:
     """Event ids as a random per-process prefix plus a counter: unique, and cheap to make.
@@ -251,6 +253,7 @@ class TradeClosed(Event):
     exit_reason: str
     provider: str = ""  # the signal provider that opened it
     exit_profile: str = ""  # the regime's ladder it traded
+    explanation: EntryExplanation | None = None  # why it was entered (the ensemble's entries)
 
 
 # --- trading state ---------------------------------------------------------------------------
@@ -343,6 +346,28 @@ class StrategySelected(Event):
     previous: str
     score: float | None
     record: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalProviderChanged(Event):
+    """Another signal provider trades from now on (the demo: the baseline while its ensemble
+    trains, then the ensemble); ``previous`` is "" for the first."""
+
+    topic: ClassVar[str] = "strategy.provider_changed"
+    provider: str
+    previous: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryExplained(Event):
+    """An entry order went out, and its provider said why (the ensemble's entries)."""
+
+    topic: ClassVar[str] = "strategy.entry_explained"
+    trade_id: str
+    symbol: str
+    side: str
+    explanation: EntryExplanation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

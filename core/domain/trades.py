@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core.domain.enums import MarketType, PositionSide
+from core.domain.explanations import EntryExplanation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +46,7 @@ class ClosedTrade:
     provider: str = ""  # the signal provider that opened it (the meta-strategy's pick)
     regime: str = ""  # the regime at the entry decision
     exit_profile: str = ""  # the ladder that regime chose (README: Regimes and the meta-strategy)
+    explanation: EntryExplanation | None = None  # why it was entered (the ensemble's entries)
 
     @property
     def duration_ms(self) -> int:

@@ -75,8 +75,13 @@ def generate_candles(
     seed: int,
     start_ms: int = DEFAULT_START_MS,
     start_price: float = 100.0,
+    trend_scale: float = 1.0,
 ) -> CandleSeries:
-    """Return ``n`` synthetic candles starting at ``start_ms`` (which must lie on the grid)."""
+    """Return ``n`` synthetic candles starting at ``start_ms`` (which must lie on the grid).
+
+    ``trend_scale`` multiplies every regime's drift: the demo's market trends harder, so its
+    models find something to learn in a few months of history (a real market is harder).
+    """
     tf_ms = timeframe_to_ms(timeframe)
     if n < 0:
         raise ValueError(f"n must be >= 0, was {n}")
@@ -84,11 +89,13 @@ def generate_candles(
         raise ValueError(f"start_ms {start_ms} is not on the {timeframe} grid")
     if not start_price > 0:
         raise ValueError(f"start_price must be > 0, was {start_price}")
+    if not trend_scale >= 0:
+        raise ValueError(f"trend_scale must be >= 0, was {trend_scale}")
     rng = np.random.default_rng(symbol_seed(seed, symbol))
     days_per_bar = tf_ms / DAY_MS
 
     regimes = _regime_path(rng, n, days_per_bar)
-    drift = np.array([r.drift_per_day for r in REGIMES])[regimes] * days_per_bar
+    drift = np.array([r.drift_per_day for r in REGIMES])[regimes] * days_per_bar * trend_scale
     sigma_base = DAILY_VOL * math.sqrt(days_per_bar)
     scale = np.array([r.vol_mult for r in REGIMES])[regimes] * sigma_base
 

@@ -33,7 +33,9 @@ import numpy.typing as npt
 import talib
 
 from core.brains.exit_config import ExitConfig
+from core.brains.regime import Regime, detect_regimes
 from core.domain.events import ModelMemberExcluded
+from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError, QTError
 from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
@@ -45,6 +47,7 @@ from core.ml.member import Member
 from core.signals.base import SignalFrame
 
 FloatArray = npt.NDArray[np.float64]
+EXPLAIN_TOP_K = 3  # features per member in an entry's explanation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +136,7 @@ class EnsembleProvider:
         self.exclusions: dict[str, str] = {}  # after each compute: members left out, why
         self.exclusions_by_symbol: dict[str, dict[str, str]] = {}
         self._cache: dict[str, _SeriesCache] = {}
+        self._frames: dict[str, EnsembleFrame] = {}  # the newest compute of each symbol
 
     @property
     def members(self) -> tuple[EnsembleMember, ...]:
@@ -193,13 +197,7 @@ class EnsembleProvider:
             labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
             cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
-        # Each set's first row: the first candle closing after its activation.
-        starts = [
-            0
-            if st.active_from_ms is None
-            else int(np.searchsorted(close_ms, st.active_from_ms, "right"))
-            for st in self.sets
-        ] + [n]
+        starts = self._set_starts(close_ms, n)
         for i, st in enumerate(self.sets):
             lo, hi = starts[i], min(starts[i + 1], n)
             if lo >= hi:
@@ -220,7 +218,58 @@ class EnsembleProvider:
             if hi == n:
                 self.exclusions = chunk.excluded
         self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
-        return self._frame(series, p_up, member_p, weights, names)
+        frame = self._frames[series.symbol] = self._frame(series, p_up, member_p, weights, names)
+        return frame
+
+    def _set_starts(self, close_ms: npt.NDArray[np.int64], n: int) -> list[int]:
+        """Return each set's first row (the first candle closing after its activation), and n."""
+        return [
+            0
+            if st.active_from_ms is None
+            else int(np.searchsorted(close_ms, st.active_from_ms, "right"))
+            for st in self.sets
+        ] + [n]
+
+    def explain(
+        self, symbol: str, ts_ms: int, regime: str | None = None
+    ) -> EntryExplanation | None:
+        """Return why the newest compute of ``symbol`` decided as it did at the candle opened
+        at ``ts_ms``: each member's P(up) and weight, the regime, and each explaining member's
+        top feature contributions on that row (computed here, for entries only: cheap)."""
+        frame, cache = self._frames.get(symbol), self._cache.get(symbol)
+        i = None if frame is None else frame.index_of(ts_ms)
+        if frame is None or cache is None or i is None or not np.isfinite(frame.p_up[i]):
+            return None
+        series, fm = cache.series, cache.features
+        close_ms = series.ts_ms + timeframe_to_ms(series.timeframe)
+        starts = self._set_starts(close_ms, len(series))
+        serving = next(st for j, st in enumerate(self.sets) if starts[j] <= i < starts[j + 1])
+        pushes = []
+        for m in serving.members:
+            column = frame.members.index(m.name)
+            top = getattr(m.member, "top_contributions", None)  # trees explain, nets do not
+            if top is None or frame.weights[i, column] <= 0:
+                continue
+            for feature, value in top(
+                fm.values[i], columns=fm.columns, feature_set_hash=fm.set_hash, k=EXPLAIN_TOP_K
+            ):
+                pushes.append(FeaturePush(member=m.name, feature=feature, value=value))
+        if regime is None:  # the process gives its own (the signal book's); else detect here
+            if cache.regimes is None:  # once per history: a backtest's series explains many
+                cache.regimes = detect_regimes(series)
+            regime = Regime(int(cache.regimes[i])).label  # causal: row i sees candles 0..i
+        return EntryExplanation(
+            provider=self.name,
+            p_up=float(frame.p_up[i]),
+            members=tuple(
+                MemberVote(
+                    member=name, p_up=float(frame.member_p[i, j]), weight=float(frame.weights[i, j])
+                )
+                for j, name in enumerate(frame.members)
+            ),
+            regime=regime,
+            top_features=tuple(pushes),
+        )
 
     def _compute_set(
         self,
@@ -354,6 +403,7 @@ class _SeriesCache:
     features: FeatureMatrix
     labels: Labels
     chunks: dict[int, _Chunk] = field(default_factory=dict)
+    regimes: npt.NDArray[np.int8] | None = None  # computed on the first explanation
 
 
 def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:

@@ -192,3 +192,9 @@ class Explainer(Protocol):
         """Return per-row contributions, shape (rows, len(columns) + 1): one per column in
         log-odds, the last column the bias; a row sums to its log-odds prediction."""
         ...
+
+    def top_contributions(
+        self, x_row: npt.ArrayLike, *, columns: Sequence[str], feature_set_hash: str, k: int
+    ) -> list[tuple[str, float]]:
+        """Return the ``k`` features that pushed one row's prediction most, largest first."""
+        ...

@@ -31,6 +31,7 @@ from core.domain.enums import (
     TradingState,
 )
 from core.domain.events import (
+    EntryExplained,
     Event,
     FundingSettled,
     OrderCanceled,
@@ -42,12 +43,19 @@ from core.domain.events import (
     SymbolRecovered,
     TradingStateChanged,
 )
+from core.domain.explanations import EntryExplanation
 from core.domain.market import Candle, timeframe_to_ms
 from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest, closed_outside_id, is_closed_outside, is_liquidation
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
-from core.errors import DataError, DependencyError, InvariantViolation, StorageUnavailable
+from core.errors import (
+    DataError,
+    DependencyError,
+    InvariantViolation,
+    QTError,
+    StorageUnavailable,
+)
 from core.errors import OrderRejected as VenueRejected
 from core.market.rules_book import RulesBook
 from core.ports import Exchange, KeyValueRepo, StateKey
@@ -625,6 +633,7 @@ class Engine:
             provider=signal.provider or self.signals.provider.name,
             regime=regime.label,
             exit_profile=profile,
+            explanation=self._explain(symbol, candle, regime),
         )
         trade.roles[cid] = "entry"
         # Write-ahead: the trade (and that this candle is decided) is stored before the order
@@ -653,6 +662,26 @@ class Engine:
             return
         if not submitted.sent:
             self._forget(trade)  # denied or refused: nothing to manage
+        elif trade.explanation is not None:
+            await self._bus.publish(
+                EntryExplained(
+                    ts_ms=self._clock.now_ms(),
+                    trade_id=trade.trade_id,
+                    symbol=symbol,
+                    side=side.value,
+                    explanation=trade.explanation,
+                )
+            )
+
+    def _explain(self, symbol: str, candle: Candle, regime: Regime) -> EntryExplanation | None:
+        """Return why the provider entered (None: it says nothing), with the process's regime
+        (the one set of labels). An explanation that cannot be made is logged and the entry
+        goes on: it is a record, not a condition to trade."""
+        try:
+            return self.signals.explain(symbol, candle.ts_ms, regime.label)
+        except (QTError, ValueError) as e:
+            log.warning("%s: entry without its explanation: %s", symbol, e)
+            return None
 
     # --- fills ----------------------------------------------------------------------------------
 

@@ -295,6 +295,7 @@ class ExitExecutor:
                 exit_reason=closed.exit_reason,
                 provider=closed.provider,
                 exit_profile=closed.exit_profile,
+                explanation=closed.explanation,
             )
         )
         return closed

@@ -13,6 +13,7 @@ from decimal import Decimal
 from core.brains.exits import STOP_NAME, BotSideStop, ExitPlan
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import OrderFilled
+from core.domain.explanations import EntryExplanation
 from core.domain.orders import Order
 from core.domain.trades import ClosedTrade, ExitLeg
 
@@ -66,6 +67,7 @@ class OpenTrade:
     provider: str = ""  # the signal provider whose entry this is (the meta-strategy's pick)
     regime: str = ""  # the symbol's regime at the entry decision ("unknown" in warm-up)
     exit_profile: str = "default"  # the ladder chosen by that regime, kept while open
+    explanation: EntryExplanation | None = None  # why the provider entered (the ensemble)
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
@@ -134,6 +136,7 @@ def closed_trade(trade: OpenTrade) -> ClosedTrade:
         provider=trade.provider,
         regime=trade.regime,
         exit_profile=trade.exit_profile,
+        explanation=trade.explanation,
     )
 
 

@@ -19,8 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
+from core.domain.explanations import EntryExplanation
 from core.domain.market import Candle, CandleSeries, concat_series
 from core.signals.base import Signal, SignalFrame, SignalProvider
+from core.signals.handover import explain
 
 
 @dataclass(slots=True)
@@ -119,6 +121,12 @@ class SignalBook:
         book.frame = self.provider.compute(book.history)
         i = book.frame.index_of(ts_ms)
         return None if i is None else Signal.at(book.frame, i)
+
+    def explain(self, symbol: str, ts_ms: int, regime: str) -> EntryExplanation | None:
+        """Return the provider's explanation of its signal at that candle (None: it gives
+        none), in ``regime`` (the book's own, ``regime_at``). Asked only for candles the
+        engine enters on, right after ``signal_at``."""
+        return explain(self.provider, symbol, ts_ms, regime)
 
     def _flush(self, book: _SymbolBook) -> None:
         if not book.pending:

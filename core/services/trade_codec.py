@@ -14,6 +14,7 @@ from typing import Any
 from core.brains.exits import BotSideStop, ExitPlan, StopLeg, StopMode, TakeProfitLeg
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import jsonable
+from core.domain.explanations import EntryExplanation
 from core.domain.trades import ExitLeg
 from core.services.open_trade import OpenTrade
 
@@ -110,6 +111,9 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         provider=str(d.get("provider", "")),
         regime=str(d.get("regime", "")),
         exit_profile=str(d.get("exit_profile", "default")),
+        explanation=(
+            EntryExplanation.from_json(d["explanation"]) if d.get("explanation") else None
+        ),
     )
 
 

@@ -30,9 +30,11 @@ import numpy.typing as npt
 from core.brains.exit_config import ExitConfig
 from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.enums import PositionSide
+from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
 from core.ml.labels import Labels, triple_barrier_labels
 from core.signals.base import SignalFrame, SignalProvider
+from core.signals.handover import explain
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -86,6 +88,7 @@ class MetaStrategy:
         # recomputed after each walk-forward retrain): its regimes and outcome labels.
         self._cache: dict[str, _SeriesCache] = {}
         self._memos: dict[str, RegimeMemo] = {}  # live: each history extends the last one
+        self._picks: dict[str, SignalFrame] = {}  # per symbol, the newest compute's
 
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the picked candidate's signals on every candle of ``series`` (causal)."""
@@ -121,7 +124,7 @@ class MetaStrategy:
 
         exit_long_by = np.stack([f.exit_long for f in frames], axis=1)
         exit_short_by = np.stack([f.exit_short for f in frames], axis=1)
-        return SignalFrame(
+        frame = SignalFrame(
             ts_ms=series.ts_ms,
             entry=np.asarray(pick("entry"), dtype=np.int8),
             exit_long=np.asarray(exit_long_by.any(axis=1), dtype=np.bool_),
@@ -135,6 +138,19 @@ class MetaStrategy:
             exit_long_by=exit_long_by,
             exit_short_by=exit_short_by,
         )
+        self._picks[series.symbol] = frame
+        return frame
+
+    def explain(
+        self, symbol: str, ts_ms: int, regime: str | None = None
+    ) -> EntryExplanation | None:
+        """Return the explanation of the candidate picked at that candle (the ensemble's
+        entries explain themselves; None for the baselines)."""
+        frame = self._picks.get(symbol)
+        i = None if frame is None else frame.index_of(ts_ms)
+        if frame is None or i is None or frame.chosen is None:
+            return None
+        return explain(self.candidates[int(frame.chosen[i])], symbol, ts_ms, regime)
 
 
 @dataclass(frozen=True, slots=True)

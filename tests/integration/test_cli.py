@@ -44,6 +44,7 @@ TINY_DEMO = {
     "QT__DEMO__CANDLES_PER_SECOND": "5000",
     "QT__DEMO__REPLAY_CANDLES": "30",
     "QT__DEMO__HISTORY_CANDLES": "60",
+    "QT__STRATEGY__PROVIDER": "ema_rsi",  # too little history to train the demo's ensemble
 }
 
 # --- helpers and fixtures --------------------------------------------------------------------

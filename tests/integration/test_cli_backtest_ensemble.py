@@ -77,10 +77,10 @@ def test_an_ensemble_backtest_without_versions_is_one_line(cli: Cli, tmp_path: P
     assert "no saved model versions" in one_line(result.stderr)
 
 
-def test_demo_and_run_refuse_the_ensemble_until_it_is_wired_into_them(
+def test_provider_from_builds_the_baseline_only_the_modes_load_the_ensemble(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no ./.env
     settings = load_settings(strategy={"provider": "ensemble"})
-    with pytest.raises(ConfigError, match=r"trades in `qt backtest` only so far"):
+    with pytest.raises(ConfigError, match=r"loaded from its saved models by the mode"):
         provider_from(settings)

@@ -28,7 +28,7 @@ def test_meta_without_models_chooses_among_the_baselines_and_says_so(
     assert "meta-strategy: the pick changed " in out
     csv_file = next((cli.data_dir / "backtests").glob("*-trades.csv"))
     header = csv_file.read_text(encoding="utf-8").splitlines()[0]
-    assert header.endswith(",provider,regime,exit_profile")
+    assert ",provider,regime,exit_profile,p_up,members,top_features" in header
 
 
 def test_mean_reversion_trades_alone(cli: Cli, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ async def test_sigterm_while_the_demo_loads_its_file_stops_it_cleanly(
     settings = load_settings(
         app={"data_dir": str(tmp_path / "ud")},
         demo={"data_file": str(path), "history_candles": 100, "candles_per_second": 5.0},
+        strategy={"provider": "ema_rsi"},
     )
     real_read = pa_csv.read_csv
 

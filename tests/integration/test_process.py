@@ -24,7 +24,10 @@ from storage import open_storage
 def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **demo: object) -> Settings:
     monkeypatch.chdir(tmp_path)
     demo_cfg = {"candles_per_second": 2000.0, "replay_candles": 48, "history_candles": 60} | demo
-    return load_settings(app={"data_dir": str(tmp_path / "ud")}, demo=demo_cfg)
+    # The baseline: these test the process; tests/integration/test_demo_ensemble.py its ensemble.
+    return load_settings(
+        app={"data_dir": str(tmp_path / "ud")}, demo=demo_cfg, strategy={"provider": "ema_rsi"}
+    )
 
 
 async def test_demo_runs_to_the_end_and_leaves_no_task(

@@ -13,14 +13,19 @@ import pytest
 from rich.console import Console
 
 from bot.app import TradingProcess
-from bot.modes import build_run
+from bot.modes import build_run, run_provider
 from bot.runner import run_process
 from core.config import Settings, load_settings
 from core.domain.market import timeframe_to_ms
 from core.domain.market_rules import MarketRules
-from core.errors import ConfigError
+from core.errors import ArtifactError, ConfigError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
 from core.market.synthetic import generate_candles
+from core.ml.artifacts import TrainingInfo
+from core.ml.ensemble import EnsembleProvider
+from core.ml.members import MEMBERS
+from core.ml.training import TrainConfig, fit_member, prepare
+from core.ml.versions import save_version
 from core.services.execution import client_order_id
 from jobs.registry import JOBS
 from storage import open_storage
@@ -286,3 +291,64 @@ async def test_a_stored_future_candle_is_not_seeded_and_is_reported(
     assert frame.index_of(last_open) is not None
     assert frame.index_of(future_ms) is None  # the history ends at the newest closed candle
     assert "binance spot BTC/USDT 1h: 1 stored candle left out" in caplog.text
+
+
+# --- the ensemble in qt run ------------------------------------------------------------------
+
+
+async def _save_a_version(settings: Settings, last_open: int) -> str:
+    """Fit a tiny lgbm on older candles and save it as a version in the run database."""
+    candles = generate_candles("BTC/USDT", "1h", 800, seed=3, start_ms=last_open - 4_000 * HOUR_MS)
+    data = prepare([candles], TrainConfig(params={"n_estimators": 5, "n_jobs": 1}))
+    member = MEMBERS["lgbm"].from_files(fit_member("lgbm", data, {"n_estimators": 5}).files)
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        info = TrainingInfo(
+            train_start_ms=data.train_start_ms, train_end_ms=data.end_ms, label=data.label
+        )
+        version = await save_version(
+            storage.model_versions, settings.app.data_dir, member, info, created_ms=last_open
+        )
+    finally:
+        await storage.stop()
+    return version.id
+
+
+async def test_run_trades_the_newest_saved_ensemble_and_refuses_a_tampered_one(
+    settings: Settings, market_data: tuple[CcxtMarketData, FakeBinance, int]
+) -> None:
+    md, _fake, last_open = market_data
+    ensemble = settings.model_copy(
+        update={"strategy": settings.strategy.model_copy(update={"provider": "ensemble"})}
+    )
+    vid = await _save_a_version(ensemble, last_open)
+    process = await build_run(ensemble, market_data=md)
+    provider = process.engine.signals.provider
+    assert isinstance(provider, EnsembleProvider)
+    assert [m.version_id for m in provider.members] == [vid]
+    await process.stop("test")
+
+    (model,) = (ensemble.app.data_dir / "models" / "lgbm").glob("*/model.txt")
+    model.write_bytes(model.read_bytes() + b"\n")
+    with pytest.raises(ArtifactError, match="truncated or altered"):
+        await build_run(ensemble, market_data=md)
+
+
+async def test_run_without_saved_versions_trades_the_baseline_and_says_how_to_train(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    md, _fake, _last_open = market_data
+    ensemble = settings.model_copy(
+        update={"strategy": settings.strategy.model_copy(update={"provider": "ensemble"})}
+    )
+    process = await build_run(ensemble, market_data=md)
+    assert process.engine.signals.provider.name == "ema_rsi"
+    await process.stop("test")
+    (warning,) = [r for r in caplog.records if r.name == "bot.modes" and r.levelname == "WARNING"]
+    assert "no saved model versions: ema_rsi trades" in warning.getMessage()
+    assert "`qt models train`" in warning.getMessage() and "\n" not in warning.getMessage()
+    # Unset, qt run trades the baseline without looking for models at all.
+    assert await run_provider(settings) is None

@@ -134,6 +134,16 @@ class GbdtMember(ABC, Generic[P]):
         log-odds, the last column the bias; a row sums to its log-odds prediction."""
         return self._contributions(self._checked(x, columns, feature_set_hash))
 
+    def top_contributions(
+        self, x_row: npt.ArrayLike, *, columns: Sequence[str], feature_set_hash: str, k: int
+    ) -> list[tuple[str, float]]:
+        """Return the ``k`` features that pushed one row's prediction most (largest |value|
+        first), as (column, log-odds contribution); the bias is left out."""
+        row = np.asarray(x_row, dtype=np.float64).reshape(1, -1)
+        pushes = self.contributions(row, columns=columns, feature_set_hash=feature_set_hash)[0]
+        order = np.argsort(-np.abs(pushes[:-1]), kind="stable")[:k]
+        return [(columns[j], float(pushes[j])) for j in order if pushes[j] != 0.0]
+
     def _checked(self, x: npt.ArrayLike, columns: Sequence[str], digest: str) -> FloatMatrix:
         if self._model is None or self._features is None:
             raise InvariantViolation(f"{self.name} was asked to predict before it was fitted")

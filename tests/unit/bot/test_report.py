@@ -14,6 +14,7 @@ from rich.console import Console
 from bot.report import fmt_duration, fmt_num, fmt_pct, print_report, write_report
 from core.analytics import BacktestMetrics, compute_metrics
 from core.domain.enums import MarketType
+from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
 from core.errors import DataError
 from tests.unit.analytics.builders import (
     DAY_MS,
@@ -173,3 +174,36 @@ def test_the_per_pair_table_shows_pairs_without_trades() -> None:
     ]
     [best] = [line for line in lines if "Best pair" in line]
     assert "- -" in best  # no pair made money
+
+
+def test_the_trades_csv_says_why_each_ensemble_entry_was_made(tmp_path: Path) -> None:
+    why = EntryExplanation(
+        provider="ensemble",
+        p_up=0.6345,
+        members=(
+            MemberVote(member="lgbm", p_up=0.6, weight=0.45),
+            MemberVote(member="xgb", p_up=0.663, weight=0.55),
+        ),
+        regime="trend_low_vol",
+        top_features=(
+            FeaturePush(member="lgbm", feature="ret_48", value=0.4331),
+            FeaturePush(member="lgbm", feature="rsi_14", value=-0.05),
+            FeaturePush(member="xgb", feature="dist_ema_50", value=0.2),
+        ),
+    )
+    explained = replace(
+        trade("4", trade_id="a", opened_ms=T0_MS), explanation=why, regime="trend_low_vol"
+    )
+    inp, m = _backtest([explained, trade("-3", trade_id="b", opened_ms=T0_MS + DAY_MS)])
+    files = write_report(m, inp.trades, inp.curve, tmp_path / "out", run_name="why", charts=False)
+    with files.trades_csv_path.open(encoding="utf-8", newline="") as handle:
+        a, b = csv.DictReader(handle)
+    assert (a["p_up"], a["members"], a["regime"]) == (
+        "0.6345",
+        "lgbm=0.60@0.45;xgb=0.66@0.55",
+        "trend_low_vol",
+    )
+    assert a["top_features"] == "lgbm:ret_48=+0.433,rsi_14=-0.050;xgb:dist_ema_50=+0.200"
+    assert (b["p_up"], b["members"], b["regime"], b["top_features"]) == ("", "", "", "")
+    payload = json.loads(files.json_path.read_text(encoding="utf-8"))
+    assert payload["trades"][0]["explanation"]["regime"] == "trend_low_vol"

@@ -200,3 +200,18 @@ def test_the_ensemble_is_a_strategy_provider_with_bounded_weights(
     monkeypatch.setenv("QT__STRATEGY__ENSEMBLE_THRESHOLD", "0.5")  # both sides would fire
     with pytest.raises(ConfigError, match="ENSEMBLE_THRESHOLD"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "demo", "run"),
+    [(None, "ensemble", "ema_rsi"), ("", "ensemble", "ema_rsi"), ("ema_rsi", "ema_rsi", "ema_rsi"),
+     ("ensemble", "ensemble", "ensemble")],
+)  # fmt: skip
+def test_the_demo_trades_the_ensemble_unless_a_provider_is_set(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, demo: str, run: str
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("QT__STRATEGY__PROVIDER", value)
+    strategy = load_settings().strategy
+    assert (strategy.provider_in("demo"), strategy.provider_in("run")) == (demo, run)
+    assert strategy.provider_in("backtest") == run

@@ -71,3 +71,19 @@ def test_100k_candles_well_under_a_second() -> None:
     t0 = time.perf_counter()
     generate_candles("BTC/USDT", "1m", 100_000, seed=1)
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_trend_scale_multiplies_the_drift_and_nothing_else() -> None:
+    plain = generate_candles("BTC/USDT", "1h", 2_000, seed=3)
+    same = generate_candles("BTC/USDT", "1h", 2_000, seed=3, trend_scale=1.0)
+    assert np.array_equal(plain.close, same.close) and np.array_equal(plain.high, same.high)
+    flat = generate_candles("BTC/USDT", "1h", 2_000, seed=3, trend_scale=0.0)
+    steep = generate_candles("BTC/USDT", "1h", 2_000, seed=3, trend_scale=6.0)
+    # Same shocks, regimes and volumes: the log returns differ by 6 times the plain drift.
+    drift = np.diff(np.log(plain.close)) - np.diff(np.log(flat.close))
+    steep_drift = np.diff(np.log(steep.close)) - np.diff(np.log(flat.close))
+    assert np.abs(drift).max() > 0
+    assert np.allclose(steep_drift, 6.0 * drift)
+    assert np.array_equal(steep.volume, plain.volume)
+    with pytest.raises(ValueError, match="trend_scale"):
+        generate_candles("BTC/USDT", "1h", 10, seed=3, trend_scale=-1.0)

@@ -156,3 +156,31 @@ def test_bad_configurations_are_refused() -> None:
         MetaStrategy([Every("a", 2), Every("a", 3)], MetaConfig(fallback="a"))
     with pytest.raises(ValueError, match="below min_record"):
         MetaConfig(window=3, min_record=5)
+
+
+class Explaining(Every):
+    """A candidate that explains its entries (as the ensemble does), recording what it was asked."""
+
+    def __init__(self, name: str, k: int, offset: int = 0) -> None:
+        super().__init__(name, k, offset)
+        self.asked: list[tuple[str, int, str | None]] = []
+
+    def explain(self, symbol: str, ts_ms: int, regime: str | None = None) -> object:
+        self.asked.append((symbol, ts_ms, regime))
+        return f"{self.name} at {ts_ms} in {regime}"
+
+
+def test_an_entry_is_explained_by_the_candidate_picked_at_its_candle() -> None:
+    series = falling()
+    plain, explaining = Every("a", 5), Explaining("b", 3)
+    m = meta(plain, explaining)
+    frame = m.compute(series)
+    assert frame.chosen is not None
+    by_b = np.flatnonzero(frame.chosen == 1)
+    by_a = np.flatnonzero(frame.chosen == 0)
+    assert len(by_a) and len(by_b)  # the falling market gives both a turn
+    ts_b, ts_a = int(series.ts_ms[by_b[-1]]), int(series.ts_ms[by_a[0]])
+    assert m.explain(series.symbol, ts_b, "trend_low_vol") == f"b at {ts_b} in trend_low_vol"
+    assert explaining.asked == [(series.symbol, ts_b, "trend_low_vol")]
+    assert m.explain(series.symbol, ts_a, "trend_low_vol") is None  # a baseline: nothing to say
+    assert m.explain("OTHER/USDT", ts_b) is None

@@ -1,0 +1,71 @@
+"""Why an entry was made: what the ensemble saw at the candle it entered on.
+
+Recorded with the trade when it is entered (``OpenTrade``, stored across restarts), carried to
+the ``ClosedTrade`` and its ``TradeClosed`` event, and shown by the backtest's trades CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberVote:
+    """One member's P(up) at the candle and its weight in the ensemble (0: left out)."""
+
+    member: str
+    p_up: float
+    weight: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeaturePush:
+    """How much one feature pushed a member's prediction, in log-odds (its native
+    per-row contribution: XGBoost ``pred_contribs``, LightGBM ``pred_contrib``)."""
+
+    member: str
+    feature: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryExplanation:
+    """The decision behind an entry (see module docstring)."""
+
+    provider: str
+    p_up: float
+    members: tuple[MemberVote, ...]
+    regime: str  # core.brains.regime label at the candle ("unknown" during its warm-up)
+    top_features: tuple[FeaturePush, ...]  # per member, largest |value| first
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EntryExplanation:
+        """Return the explanation ``jsonable`` made of one."""
+        return cls(
+            provider=str(data["provider"]),
+            p_up=float(data["p_up"]),
+            members=tuple(_vote(m) for m in data["members"]),
+            regime=str(data["regime"]),
+            top_features=tuple(_push(f) for f in data["top_features"]),
+        )
+
+    def members_text(self) -> str:
+        """Return ``xgb=0.63@0.55;lgbm=0.58@0.45`` (P(up)@weight)."""
+        return ";".join(f"{m.member}={m.p_up:.2f}@{m.weight:.2f}" for m in self.members)
+
+    def features_text(self) -> str:
+        """Return ``xgb:ret_1=+0.12,rsi_14=-0.05;lgbm:...`` (log-odds pushes)."""
+        by_member: dict[str, list[str]] = {}
+        for f in self.top_features:
+            by_member.setdefault(f.member, []).append(f"{f.feature}={f.value:+.3f}")
+        return ";".join(f"{m}:{','.join(parts)}" for m, parts in by_member.items())
+
+
+def _vote(d: Mapping[str, Any]) -> MemberVote:
+    return MemberVote(member=str(d["member"]), p_up=float(d["p_up"]), weight=float(d["weight"]))
+
+
+def _push(d: Mapping[str, Any]) -> FeaturePush:
+    return FeaturePush(member=str(d["member"]), feature=str(d["feature"]), value=float(d["value"]))

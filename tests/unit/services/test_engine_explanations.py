@@ -1,0 +1,73 @@
+"""An entry its provider explains carries the explanation: at entry (an event), across a
+restart (the stored trade) and on the closed trade (its event, the backtest's CSV)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from core.domain.events import EntryExplained, TradeClosed, event_payload
+from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
+from core.services.trade_codec import decode_trades, encode_trades
+from tests.unit.services.engine_harness import Harness, ScriptedProvider, at, clean_settings
+
+WHY = EntryExplanation(
+    provider="ensemble",
+    p_up=0.64,
+    members=(
+        MemberVote(member="lgbm", p_up=0.6, weight=0.45),
+        MemberVote(member="xgb", p_up=0.67, weight=0.55),
+    ),
+    regime="trend_low_vol",
+    top_features=(FeaturePush(member="xgb", feature="ret_48", value=0.41),),
+)
+
+
+@dataclass
+class Explaining(ScriptedProvider):
+    """Scripted entries, each explained; records which candles it was asked about."""
+
+    asked: list[int] = field(default_factory=list)
+    regimes: list[str | None] = field(default_factory=list)
+
+    def explain(
+        self, symbol: str, ts_ms: int, regime: str | None = None
+    ) -> EntryExplanation | None:
+        self.asked.append(ts_ms)
+        self.regimes.append(regime)
+        return WHY
+
+
+async def test_an_explained_entry_keeps_its_explanation_to_the_closed_trade(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    provider = Explaining(entries={at(0): 1})
+    h = await Harness(clean_settings(monkeypatch, tmp_path), provider).start()
+    await h.candles([(0, 100.0, 100.5, 99.5, 100.0), (1, 100.0, 100.6, 99.6, 100.3)])
+    assert provider.asked == [at(0)]  # only the candle it entered on: cheap
+    # the process's regime of that candle (two candles: still the warm-up's)
+    assert provider.regimes == [h.engine.trades["BTC/USDT"].regime] == ["unknown"]
+    [explained] = h.of(EntryExplained)
+    assert isinstance(explained, EntryExplained) and explained.explanation == WHY
+    trade = h.engine.trades["BTC/USDT"]
+    assert trade.explanation == WHY
+    restored = decode_trades(encode_trades(h.engine.trades)).trades["BTC/USDT"]
+    assert restored.explanation == WHY  # a restart keeps it
+
+    await h.candle(2, 100.3, 106.0, 100.1, 105.5)  # every take-profit at once
+    [closed] = h.engine.closed_trades
+    assert closed.explanation == WHY
+    [event] = h.of(TradeClosed)
+    assert EntryExplanation.from_json(event_payload(event)["explanation"]) == WHY
+
+
+async def test_a_provider_without_explanations_enters_as_before(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    h = await Harness(
+        clean_settings(monkeypatch, tmp_path), ScriptedProvider(entries={at(0): 1})
+    ).start()
+    await h.candles([(0, 100.0, 100.5, 99.5, 100.0), (1, 100.0, 100.6, 99.6, 100.3)])
+    assert h.engine.trades["BTC/USDT"].explanation is None and h.of(EntryExplained) == []

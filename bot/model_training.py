@@ -13,13 +13,14 @@ import asyncio
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.brains.exit_config import ExitConfig
+from core.config import ModelsSettings
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelVersion
 from core.errors import QTError
@@ -44,6 +45,29 @@ class Trained:
 def workers_for(members: int) -> int:
     """Return how many processes to fit ``members`` members in (at most one per core)."""
     return max(1, min(members, os.cpu_count() or 1))
+
+
+def train_config(
+    models: ModelsSettings,
+    *,
+    threads: int,
+    trees: int | None = None,
+    epochs: int | None = None,
+    horizon: int = 24,
+) -> TrainConfig:
+    """Return how ``qt models train`` and the walk-forward make rows and fit members: one
+    function, so that both train the same model on the same candles (``trees``/``epochs``
+    override the settings' ``QT__MODELS__TREES``/``EPOCHS``; 0 keeps each member's own)."""
+    params: dict[str, object] = {"n_jobs": threads, "n_threads": threads}
+    n_trees = models.trees if trees is None else trees
+    n_epochs = models.epochs if epochs is None else epochs
+    if n_trees:
+        params["n_estimators"] = n_trees
+    if n_epochs:
+        params["epochs"] = n_epochs
+    if models.warm_epochs:
+        params["warm_epochs"] = models.warm_epochs
+    return TrainConfig(horizon=horizon, embargo=models.embargo, params=params)
 
 
 async def train_and_save(
@@ -100,6 +124,6 @@ async def _save(
     return await save_version(repo, data_dir, member, info, created_ms=int(time.time() * 1000))
 
 
-def describe_params(params: dict[str, Any]) -> str:
+def describe_params(params: Mapping[str, Any]) -> str:
     """Return the overrides as ``k=v`` for the console."""
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "member defaults"

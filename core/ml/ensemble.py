@@ -249,9 +249,7 @@ class EnsembleProvider:
             reason = self._static_reason(m)
             if reason is None and len(rows):
                 try:
-                    p[rows, j] = m.member.predict_proba(
-                        x, columns=fm.columns, feature_set_hash=fm.set_hash
-                    )
+                    p[rows, j] = _predict(m.member, fm, x, rows)
                 except (QTError, ValueError) as exc:  # FeatureMismatch, DataError: left out
                     reason = str(exc)
             if reason is not None:
@@ -354,6 +352,33 @@ class _SeriesCache:
     features: FeatureMatrix
     labels: Labels
     chunks: dict[int, _Chunk] = field(default_factory=dict)
+
+
+def _predict(
+    member: Member, fm: FeatureMatrix, x: FloatArray, rows: npt.NDArray[np.intp]
+) -> FloatArray:
+    """Return ``member``'s P(up) of ``rows`` (valid rows of ``fm``, their features ``x``).
+
+    A member that forms windows of consecutive candles (the torch forecasters) is given the
+    candles themselves, from its window's worth of context before the first row on (a
+    feature still warming up is a missing value to it): predicting the valid rows alone
+    would window across the gaps between them and start on a cut-short window.
+    """
+    context = consecutive_context(member)
+    if context is None:
+        return member.predict_proba(x, columns=fm.columns, feature_set_hash=fm.set_hash)
+    lo, hi = max(0, int(rows[0]) - context), int(rows[-1]) + 1
+    values = np.asarray(fm.values[lo:hi], dtype=np.float64)
+    p = member.predict_proba(values, columns=fm.columns, feature_set_hash=fm.set_hash)
+    return p[rows - lo]
+
+
+def consecutive_context(member: Member) -> int | None:
+    """Return how many rows before a row a consecutive-window member reads (None: the member
+    reads each row on its own)."""
+    if not getattr(member, "needs_consecutive_rows", False):
+        return None
+    return max(0, int(getattr(member, "window", 1)) - 1)
 
 
 def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:

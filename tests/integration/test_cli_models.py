@@ -71,7 +71,7 @@ def test_an_unknown_member_is_one_line(cli: Cli, tmp_path: Path) -> None:
     data = candle_file(tmp_path, 50)
     result = cli("models", "train", "--data", str(data), "--members", "xgb,gpt")
     assert result.exit_code != 0
-    assert "--members: unknown member 'gpt'; known: lgbm, xgb" in one_line(result.stderr)
+    assert "--members: unknown member 'gpt'; known: lgbm, nhits, patchtst, xgb" in one_line(result.stderr)
 
 
 def test_list_without_versions_says_how_to_make_one(cli: Cli) -> None:

@@ -265,3 +265,29 @@ def test_a_recompute_after_a_new_set_reuses_nothing_it_should_not() -> None:
     fresh = _walk_forward(s, [(300, 0.35), (600, 0.9), (900, 0.4)]).compute(s)
     for a, b in zip(_rows(again, len(s)), _rows(fresh, len(s)), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_consecutive_window_member_predicts_each_row_from_its_full_window() -> None:
+    from core.ml.features import compute_features
+    from core.ml.members import MEMBERS
+    from core.ml.training import TrainConfig, fit_member, prepare
+    from tests.unit.ml.test_training import TINY_TORCH
+
+    s = series(1500)
+    trained = s.slice(0, 900)
+    fit = fit_member("nhits", prepare([trained], TrainConfig()), TINY_TORCH)
+    nhits = MEMBERS["nhits"].from_files(fit.files)
+    end = int(trained.ts_ms[-1]) + 3_600_000
+    # a short health look-back: the set's rows begin a row after the first one it predicts
+    provider = EnsembleProvider([], EnsembleConfig(health_window=2), walk_forward=True)
+    provider.add_set([EnsembleMember(name="nhits", member=nhits, trained_until_ms=end)], end)
+
+    frame = provider.compute(s)
+
+    fm = compute_features(s)
+    whole = nhits.predict_proba(fm.values, columns=fm.columns, feature_set_hash=fm.set_hash)
+    rows = np.flatnonzero(np.isfinite(frame.member_p[:, 0]))
+    assert rows[0] == 900 and rows[-1] == len(s) - 1
+    # each row from its own window over the candles before it, not over the valid rows only
+    # or a window cut short where the set's rows begin
+    assert np.allclose(frame.member_p[rows, 0], whole[rows], rtol=0, atol=1e-6)

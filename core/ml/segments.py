@@ -4,10 +4,11 @@ The pooled training rows of ``core.ml.training`` mix symbols in one time order, 
 member reading each row on its own does not mind; a forecaster forms each row's window from
 the rows before it, so it needs one symbol's consecutive candles. A ``Segment`` is such a run
 of candles whose features are all defined (the warm-up is left out; a feature undefined
-mid-series starts a new run) with the same purged split as the pooled rows: its training
-part is the prefix whose forecast targets ended ``embargo`` candles before the holdout
-began, its validation part the suffix from the holdout on, scored where the label is known;
-the rows between them (the purge) are only context for the validation windows.
+mid-series, or a candle missing from the file, starts a new run) with the same purged split
+as the pooled rows: its training part is the prefix whose forecast targets ended
+``embargo`` candles before the holdout began, its validation part the suffix from the
+holdout on, scored where the label is known; the rows between them (the purge) are only
+context for the validation windows.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Segment:
 
 
 def consecutive_runs(row: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
-    """Return ``(start, stop)`` of each run of consecutive candle rows in ``row`` (sorted)."""
+    """Return ``(start, stop)`` of each run of consecutive integers in ``row`` (sorted)."""
     if not len(row):
         return []
     breaks = np.flatnonzero(np.diff(row) != 1) + 1
@@ -74,16 +75,19 @@ def split_segments(
     *,
     cut_ms: int,
     purge_ms: int,
+    candle_ms: int,
 ) -> list[Segment]:
     """Return the segments of one symbol's candles (``x`` its features, ``known`` where its
     label resolved): training rows open more than ``purge_ms`` (the embargo) before
     ``cut_ms`` (a forecast target is formed from the training rows after its own, so the
     last one ends there: the pooled rows' purge), validation rows from ``cut_ms`` on; runs of
     candles with every feature defined, those with neither part left out."""
-    defined = np.isfinite(x).all(axis=1)
+    defined = np.flatnonzero(np.isfinite(x).all(axis=1))
+    # a candle's place in time: a missing candle breaks the run like an undefined feature
+    slot = (start_ms[defined] - start_ms[0]) // candle_ms if len(defined) else defined
     out = []
-    for lo, hi in consecutive_runs(np.flatnonzero(defined)):
-        rows = np.flatnonzero(defined)[lo:hi]
+    for lo, hi in consecutive_runs(slot.astype(np.int64)):
+        rows = defined[lo:hi]
         opens = start_ms[rows]
         train_stop = int(np.searchsorted(opens, cut_ms - purge_ms, "left"))
         valid_start = int(np.searchsorted(opens, cut_ms, "left"))

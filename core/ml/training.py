@@ -153,6 +153,7 @@ def prepare(
             labels.ts_ms,
             cut_ms=cut,
             purge_ms=config.embargo * candle_ms,
+            candle_ms=candle_ms,
         )
     )
     return TrainingSet(

@@ -10,6 +10,7 @@ reported and leaves no version; the others are still saved.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -45,6 +46,11 @@ class Trained:
 def workers_for(members: int) -> int:
     """Return how many processes to fit ``members`` members in (at most one per core)."""
     return max(1, min(members, os.cpu_count() or 1))
+
+
+def needs_segments(members: Sequence[str]) -> bool:
+    """Return whether any of ``members`` trains on per-symbol consecutive candles."""
+    return any(getattr(MEMBERS[m], "needs_consecutive_rows", False) for m in members)
 
 
 def train_config(
@@ -85,6 +91,7 @@ async def train_and_save(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers_for(len(members)), mp_context=context) as pool:
         progress("prepare", "started")
+        config = dataclasses.replace(config, with_segments=needs_segments(members))
         data = await loop.run_in_executor(pool, prepare, list(series), config, exits)
         progress("prepare", f"{len(data.y_train)} training, {len(data.y_valid)} validation rows")
         params = dict(config.params)

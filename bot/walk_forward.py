@@ -14,12 +14,13 @@ provider as a new set active from now. Each retrain is recorded for the report a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
-from bot.model_training import train_config, workers_for
+from bot.model_training import needs_segments, train_config, workers_for
 from bot.trading import ensemble_config_from, exit_config_from
 from core.brains.exit_config import ExitConfig
 from core.config import ModelsSettings, Settings
@@ -58,7 +59,10 @@ class WalkForward:
                 f"known: {', '.join(sorted(MEMBERS))}"
             )
         # one thread per worker: the pool fills the cores
-        self._config = train_config(models, threads=1, horizon=horizon)
+        self._config = dataclasses.replace(
+            train_config(models, threads=1, horizon=horizon),
+            with_segments=needs_segments(self._members),
+        )
         self._cadence_ms = {m: models.cadence_ms(m) for m in self._members}
         self._warm_start = models.warm_start
         self._exits = exits

@@ -188,10 +188,14 @@ class EnsembleProvider:
         weights = np.zeros((n, len(names)))
         self.exclusions = {}
         cache = self._cache.get(series.symbol)
-        if cache is None or cache.series is not series:  # a new history: nothing to reuse
+        if cache is None or cache.series is not series:
             fm = compute_features(series, self.features)
             labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
-            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
+            # The history grown by new candles (qt run, candle after candle): the features of
+            # the old rows are the same (causal, from the same first candle), so are the
+            # members' predictions of them; only the new rows go through the members.
+            known = cache.predicted if cache is not None and _extends(cache.series, series) else {}
+            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels, predicted=known)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
         # Each set's first row: the first candle closing after its activation.
         starts = [
@@ -206,9 +210,7 @@ class EnsembleProvider:
                 continue
             chunk = cache.chunks.get(i)
             if chunk is None or chunk.lo != lo or chunk.hi < hi:
-                up, p, w, excluded = self._compute_set(
-                    st.members, series, cache.features, cache.labels, lo, hi
-                )
+                up, p, w, excluded = self._compute_set(st, cache, lo, hi)
                 chunk = cache.chunks[i] = _Chunk(lo, hi, up[lo:hi], p[lo:hi], w[lo:hi], excluded)
             # Rows of a set do not depend on where the next one starts (causal): a chunk
             # computed up to a later row is exact on the rows before it.
@@ -223,16 +225,11 @@ class EnsembleProvider:
         return self._frame(series, p_up, member_p, weights, names)
 
     def _compute_set(
-        self,
-        members: Sequence[EnsembleMember],
-        series: CandleSeries,
-        fm: FeatureMatrix,
-        labels: Labels,
-        lo: int,
-        hi: int,
+        self, st: MemberSet, cache: _SeriesCache, lo: int, hi: int
     ) -> tuple[FloatArray, FloatArray, FloatArray, dict[str, str]]:
         """Return P(up), member P(up) and weights of one set, exact on rows ``lo..hi-1``."""
         cfg = self.config
+        members, series, fm, labels = st.members, cache.series, cache.features, cache.labels
         n, k = len(series), len(members)
         # What rows lo..hi-1 look back on: the health window, and the out-of-sample rows
         # whose labels weigh the members.
@@ -242,11 +239,18 @@ class EnsembleProvider:
         valid[:first] = False
         valid[hi:] = False
         rows = np.flatnonzero(valid)
-        x = np.asarray(fm.values[rows], dtype=np.float64)
         p = np.full((n, k), np.nan)
         static: dict[str, str] = {}
+        known = cache.predicted.get(id(st))
+        if known is not None and known.members is st:  # rows predicted before: reused
+            a, b = max(first, known.lo), min(hi, known.hi)
+            if a < b:
+                p[a:b] = known.p[a - known.lo : b - known.lo]
+            rows = rows[(rows < a) | (rows >= b)]
+            static = dict(known.static)
+        x = np.asarray(fm.values[rows], dtype=np.float64)
         for j, m in enumerate(members):
-            reason = self._static_reason(m)
+            reason = self._static_reason(m) or static.get(m.name)
             if reason is None and len(rows):
                 try:
                     p[rows, j] = _predict(m.member, fm, x, rows)
@@ -255,6 +259,7 @@ class EnsembleProvider:
             if reason is not None:
                 static[m.name] = reason
                 p[:, j] = np.nan
+        cache.predicted[id(st)] = _Predicted(st, first, hi, p[first:hi].copy(), dict(static))
         healthy = _trailing_health(p, cfg.health_window)
         active = healthy & np.array([m.name not in static for m in members])[None, :]
         weights = self._weights(members, series, labels, p, active)
@@ -343,15 +348,39 @@ class _Chunk:
     excluded: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Predicted:
+    """The members' P(up) of one set on rows ``lo..hi-1``, and the members it left out."""
+
+    members: MemberSet
+    lo: int
+    hi: int
+    p: FloatArray
+    static: dict[str, str]
+
+
 @dataclass(slots=True)
 class _SeriesCache:
     """What ``compute`` reuses while a symbol's history is the same object (a backtest's
-    whole series, recomputed after each retrain): its features, labels and each set's rows."""
+    whole series, recomputed after each retrain): its features, labels and each set's rows;
+    and, from the history it grew from, each set's predictions (by the set's id)."""
 
     series: CandleSeries
     features: FeatureMatrix
     labels: Labels
     chunks: dict[int, _Chunk] = field(default_factory=dict)
+    predicted: dict[int, _Predicted] = field(default_factory=dict)
+
+
+def _extends(old: CandleSeries, new: CandleSeries) -> bool:
+    """Return whether ``new`` is ``old`` with candles appended (same first candle on)."""
+    n = len(old)
+    if not n or len(new) < n or new.timeframe != old.timeframe:
+        return False
+    return all(
+        np.array_equal(getattr(new, col)[:n], getattr(old, col))
+        for col in ("ts_ms", "open", "high", "low", "close", "volume")
+    )
 
 
 def _predict(
@@ -367,10 +396,15 @@ def _predict(
     context = consecutive_context(member)
     if context is None:
         return member.predict_proba(x, columns=fm.columns, feature_set_hash=fm.set_hash)
-    lo, hi = max(0, int(rows[0]) - context), int(rows[-1]) + 1
+    lo, first, hi = max(0, int(rows[0]) - context), int(rows[0]), int(rows[-1]) + 1
     values = np.asarray(fm.values[lo:hi], dtype=np.float64)
-    p = member.predict_proba(values, columns=fm.columns, feature_set_hash=fm.set_hash)
-    return p[rows - lo]
+    cols, digest = fm.columns, fm.set_hash
+    from_first = getattr(member, "predict_proba_from", None)
+    if from_first is None:
+        return member.predict_proba(values, columns=cols, feature_set_hash=digest)[rows - lo]
+    # the context rows not through the network
+    p: FloatArray = from_first(values, first - lo, columns=cols, feature_set_hash=digest)
+    return p[rows - first]
 
 
 def consecutive_context(member: Member) -> int | None:

@@ -59,6 +59,9 @@ class TrainConfig:
     min_train_rows: int = 200
     min_valid_rows: int = 50
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Also cut the rows into per-symbol segments (the torch members'): off when only pooled
+    # members fit, as the segments triple what a worker is sent.
+    with_segments: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 0.5:
@@ -144,7 +147,7 @@ def prepare(
         raise DataError(f"every training label is {int(y_train[0])}: nothing to learn")
     segments = tuple(
         seg
-        for symbol, fm, labels in candles
+        for symbol, fm, labels in (candles if config.with_segments else [])
         for seg in split_segments(
             symbol,
             fm.values,

@@ -318,10 +318,20 @@ class ForecastMember(ABC, Generic[P]):
         float32 rounding)."""
         xs = self._checked(x, columns, feature_set_hash)[-self.window :]
         forecast = self._forecast_rows(
-            self._net, xs, self._channel_indices(columns), newest_only=True
+            self._net, xs, self._channel_indices(columns), first=len(xs) - 1
         )
         assert self._calibration is not None  # noqa: S101 - set with the network
         return float(self._calibration.probability(forecast)[0])
+
+    def predict_proba_from(
+        self, x: npt.ArrayLike, first: int, *, columns: Sequence[str], feature_set_hash: str
+    ) -> Probabilities:
+        """Return P(class 1) of rows ``first..`` of ``x`` only, the rows before being their
+        windows' context (equal to ``predict_proba(x)[first:]`` up to float32 rounding)."""
+        xs = self._checked(x, columns, feature_set_hash)
+        forecast = self._forecast_rows(self._net, xs, self._channel_indices(columns), first=first)
+        assert self._calibration is not None  # noqa: S101 - set with the network
+        return self._calibration.probability(forecast)
 
     def save(self, folder: Path) -> list[Path]:
         """Write ``weights.pt`` and ``member.json`` into ``folder`` (existing)."""
@@ -394,14 +404,14 @@ class ForecastMember(ABC, Generic[P]):
         return Rows(windows.inputs[keep], paths[keep], weights[keep])
 
     def _forecast_rows(
-        self, net: nn.Module, x: FloatMatrix, channels: list[int], *, newest_only: bool = False
+        self, net: nn.Module, x: FloatMatrix, channels: list[int], *, first: int = 0
     ) -> Vector:
         from core.ml.members.torch_train import predict_paths, set_threads
 
         windows = make_windows(x, channels, self.window)
         inputs, scale = windows.inputs, windows.scale
-        if newest_only:
-            inputs, scale = inputs[-1:], scale[-1:]
+        if first:  # the rows before are context only: not through the network
+            inputs, scale = inputs[first:], scale[first:]
         set_threads(self._params.n_threads)
         paths = predict_paths(net, inputs)
         forecast: Vector = paths[:, -1].astype(np.float64) * scale

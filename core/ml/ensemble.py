@@ -242,10 +242,13 @@ class EnsembleProvider:
         p = np.full((n, k), np.nan)
         static: dict[str, str] = {}
         known = cache.predicted.get(id(st))
-        if known is not None and known.members is st:  # rows predicted before: reused
-            a, b = max(first, known.lo), min(hi, known.hi)
-            if a < b:
-                p[a:b] = known.p[a - known.lo : b - known.lo]
+        if known is not None and known.members is not st:
+            known = None
+        a = b = first
+        if known is not None:  # rows predicted before: reused
+            a = max(first, known.lo)
+            b = max(a, min(hi, known.hi))
+            p[a:b] = known.p[a - known.lo : b - known.lo]
             rows = rows[(rows < a) | (rows >= b)]
             static = dict(known.static)
         x = np.asarray(fm.values[rows], dtype=np.float64)
@@ -259,10 +262,26 @@ class EnsembleProvider:
             if reason is not None:
                 static[m.name] = reason
                 p[:, j] = np.nan
-        cache.predicted[id(st)] = _Predicted(st, first, hi, p[first:hi].copy(), dict(static))
-        healthy = _trailing_health(p, cfg.health_window)
+        if known is not None and a == first:  # the old rows' health stands (it looks back)
+            healthy = _trailing_health(p, cfg.health_window, start=b)
+            healthy[a:b] = known.healthy[a - known.lo : b - known.lo]
+        else:
+            healthy = _trailing_health(p, cfg.health_window)
         active = healthy & np.array([m.name not in static for m in members])[None, :]
-        weights = self._weights(members, series, labels, p, active)
+        # A row's weights look back only (causal): those of the rows computed before stand,
+        # unless a member was left out since (then it is out on every row).
+        same = known is not None and known.static.keys() == static.keys()
+        old = (a, b, known.weights[a - known.lo : b - known.lo]) if same and known else None
+        weights = self._weights(members, series, labels, p, active, old)
+        cache.predicted[id(st)] = _Predicted(
+            st,
+            first,
+            hi,
+            p[first:hi].copy(),
+            weights[first:hi].copy(),
+            healthy[first:hi].copy(),
+            dict(static),
+        )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
         p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
@@ -283,7 +302,10 @@ class EnsembleProvider:
         labels: Labels,
         p: FloatArray,
         active: npt.NDArray[np.bool_],
+        old: tuple[int, int, FloatArray] | None = None,
     ) -> FloatArray:
+        """Return each row's member weights; ``old`` = (a, b, weights of rows a..b-1) are
+        taken as they are."""
         cfg = self.config
         trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
         usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
@@ -295,7 +317,17 @@ class EnsembleProvider:
         logits = np.where(
             np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
         )
-        return bounded_softmax(logits, active, min_weight=cfg.min_weight, max_weight=cfg.max_weight)
+        out = np.zeros(p.shape)
+        todo: npt.NDArray[np.bool_] = np.asarray(active.any(axis=1))  # none active: no weights
+        if old is not None:
+            a, b, weights = old
+            out[a:b] = weights
+            todo[a:b] = False
+        rows = np.flatnonzero(todo)
+        out[rows] = bounded_softmax(
+            logits[rows], active[rows], min_weight=cfg.min_weight, max_weight=cfg.max_weight
+        )
+        return out
 
     def _frame(
         self,
@@ -350,12 +382,15 @@ class _Chunk:
 
 @dataclass(frozen=True, slots=True)
 class _Predicted:
-    """The members' P(up) of one set on rows ``lo..hi-1``, and the members it left out."""
+    """The members' P(up), weights and health of one set on rows ``lo..hi-1``, and the
+    members it left out."""
 
     members: MemberSet
     lo: int
     hi: int
     p: FloatArray
+    weights: FloatArray
+    healthy: npt.NDArray[np.bool_]
     static: dict[str, str]
 
 
@@ -415,18 +450,21 @@ def consecutive_context(member: Member) -> int | None:
     return max(0, int(getattr(member, "window", 1)) - 1)
 
 
-def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:
+def _trailing_health(p: FloatArray, window: int, start: int = 0) -> npt.NDArray[np.bool_]:
     """Return, per row and member, whether the last ``window`` predictions are all finite,
-    within [0, 1] and not near-constant (``core.ml.health``'s rules, looking back only)."""
+    within [0, 1] and not near-constant (``core.ml.health``'s rules, looking back only);
+    rows before ``start`` are not looked at (False)."""
     n, k = p.shape
     ok = np.zeros((n, k), dtype=bool)
-    if n < window:
+    s0 = max(start, window - 1)
+    if n <= s0:
         return ok
-    win = np.lib.stride_tricks.sliding_window_view(p, window, axis=0)  # (n - w + 1, k, w)
+    # (n - s0, k, w): the windows ending at rows s0..n-1
+    win = np.lib.stride_tricks.sliding_window_view(p[s0 - window + 1 :], window, axis=0)
     with np.errstate(invalid="ignore"):
         fine = np.isfinite(win).all(axis=2) & ((win >= 0) & (win <= 1)).all(axis=2)
         std = np.where(fine, np.nan_to_num(win).std(axis=2), 0.0)
-    ok[window - 1 :] = fine & (std >= MIN_STD)
+    ok[s0:] = fine & (std >= MIN_STD)
     return ok
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.model_training import train_and_save, train_config
 from bot.trading import ensemble_config_from, exit_config_from
 from bot.walk_forward import WalkForward
 from core.config import Settings
+from core.errors import QTError
 from core.ml.ensemble import EnsembleProvider
 from core.ml.features import compute_features
 from core.ml.versions import load_version
@@ -111,3 +113,10 @@ async def test_the_walk_forward_model_at_t_predicts_as_qt_models_train_until_t(
             b = ours.member.predict_proba(fm.values[rows], **kw)
         assert a.std() > 1e-3  # a model that learned something, not a constant
         assert np.allclose(a, b, rtol=0, atol=1e-9), version.member
+
+
+def test_a_cadence_for_an_unknown_member_is_one_clear_error(settings: Settings) -> None:
+    s = with_models(settings, cadence_hours={"gpt": 24.0})
+    provider = EnsembleProvider([], walk_forward=True)
+    with pytest.raises(QTError, match=r"QT__MODELS__CADENCE_HOURS: unknown member gpt; known"):
+        WalkForward(provider, s.models, exits=exit_config_from(s.exits), timeframe="1h")

@@ -200,3 +200,14 @@ def test_the_ensemble_is_a_strategy_provider_with_bounded_weights(
     monkeypatch.setenv("QT__STRATEGY__ENSEMBLE_THRESHOLD", "0.5")  # both sides would fire
     with pytest.raises(ConfigError, match="ENSEMBLE_THRESHOLD"):
         load_settings()
+
+
+def test_member_cadences_default_the_torch_members_to_four_weeks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    models = load_settings().models
+    assert models.cadence_ms("nhits") == models.cadence_ms("patchtst") == 672 * 3_600_000
+    assert models.cadence_ms("xgb") == 168 * 3_600_000  # not named: every run of the job
+    monkeypatch.setenv("QT__MODELS__CADENCE_HOURS", '{"nhits": 0}')
+    with pytest.raises(ConfigError, match=r"QT__MODELS__CADENCE_HOURS.*> 0 hours"):
+        load_settings()

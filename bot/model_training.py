@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,15 @@ from core.domain.model_versions import ModelVersion
 from core.errors import QTError
 from core.ml.artifacts import TrainingInfo
 from core.ml.members import MEMBERS
-from core.ml.training import FitResult, TrainConfig, TrainingSet, fit_member, prepare
+from core.ml.training import (
+    FitResult,
+    TrainConfig,
+    TrainingSet,
+    check_series,
+    combine,
+    fit_member,
+    prepare_symbol,
+)
 from core.ml.versions import save_version
 from core.ports import ModelVersionRepo
 
@@ -46,6 +54,19 @@ class Trained:
 def workers_for(members: int) -> int:
     """Return how many processes to fit ``members`` members in (at most one per core)."""
     return max(1, min(members, os.cpu_count() or 1))
+
+
+async def prepare_in(
+    pool: Executor, series: Sequence[CandleSeries], config: TrainConfig, exits: ExitConfig
+) -> TrainingSet:
+    """Return ``prepare``'s rows, each symbol prepared in a worker of ``pool`` at once (the
+    leak guard is most of the work), then pooled and split in a thread: the same rows."""
+    check_series(series)
+    loop = asyncio.get_running_loop()
+    parts = await asyncio.gather(
+        *(loop.run_in_executor(pool, prepare_symbol, s, config, exits) for s in series)
+    )
+    return await asyncio.to_thread(combine, parts, config)
 
 
 def needs_segments(members: Sequence[str]) -> bool:
@@ -92,7 +113,7 @@ async def train_and_save(
     with ProcessPoolExecutor(workers_for(len(members)), mp_context=context) as pool:
         progress("prepare", "started")
         config = dataclasses.replace(config, with_segments=needs_segments(members))
-        data = await loop.run_in_executor(pool, prepare, list(series), config, exits)
+        data = await prepare_in(pool, series, config, exits)
         progress("prepare", f"{len(data.y_train)} training, {len(data.y_valid)} validation rows")
         params = dict(config.params)
 

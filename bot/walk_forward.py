@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
-from bot.model_training import needs_segments, train_config, workers_for
+from bot.model_training import needs_segments, prepare_in, train_config, workers_for
 from bot.trading import ensemble_config_from, exit_config_from
 from core.brains.exit_config import ExitConfig
 from core.config import ModelsSettings, Settings
@@ -28,7 +28,7 @@ from core.domain.market import CandleSeries
 from core.errors import QTError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
 from core.ml.members import MEMBERS
-from core.ml.training import FitResult, fit_member, prepare
+from core.ml.training import FitResult, fit_member
 from core.ml.walk_forward import TrainedSet, closed_by, window_candles
 
 
@@ -95,7 +95,7 @@ class WalkForward:
             return f"no member due: {', '.join(self._members)} serve on"
         windows = [w for s in series.values() if len(w := closed_by(s, now_ms, self._window))]
         try:
-            data = await loop.run_in_executor(pool, prepare, windows, self._config, self._exits)
+            data = await prepare_in(pool, windows, self._config, self._exits)
         except QTError as exc:  # too few candles yet: the previous set (or none) serves on
             self.skipped.append((now_ms, str(exc)))
             return f"not trained: {exc}"

@@ -101,6 +101,17 @@ class FitResult:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolRows:
+    """One symbol's rows, checked (``prepare_symbol``): what ``combine`` pools and splits."""
+
+    symbol: str
+    timeframe: str
+    dataset: Dataset
+    # every candle's, for the segments (None when the config makes none: less to send back)
+    candles: tuple[FeatureMatrix, Labels] | None
+
+
 def prepare(
     series: Sequence[CandleSeries],
     config: TrainConfig,
@@ -108,31 +119,53 @@ def prepare(
     features: FeatureConfig | None = None,
 ) -> TrainingSet:
     """Return the purged training and validation rows of ``series`` (one timeframe)."""
+    check_series(series)
+    return combine([prepare_symbol(s, config, exits, features) for s in series], config)
+
+
+def check_series(series: Sequence[CandleSeries]) -> None:
+    """Raise ``DataError`` unless ``series`` are candles of one timeframe, at least one."""
     if not series:
         raise DataError("training needs candles of at least one symbol")
     timeframes = {s.timeframe for s in series}
     if len(timeframes) != 1:
         raise DataError(f"training needs one timeframe, was given {sorted(timeframes)}")
-    candle_ms = timeframe_to_ms(timeframes.pop())
-    parts: list[Dataset] = []
-    candles: list[tuple[str, FeatureMatrix, Labels]] = []
-    for s in series:
-        fm = compute_features(s, features)
-        labels = triple_barrier_labels(s, horizon=config.horizon, exits=exits)
-        ds = build_dataset(fm, labels, s.symbol)
-        warmup = feature_set(features, s.timeframe).warmup_candles
-        if len(ds) < config.min_train_rows:
-            raise DataError(
-                f"{s.symbol}: {len(ds)} usable rows (of {len(s)} candles; the features need "
-                f"{warmup} to warm up); training needs at least {config.min_train_rows}"
-            )
-        try:  # a net for gross leaks before anything is fitted
-            assert_no_leak(fm.values, fm.columns, s.close, label=labels.y, label_valid=labels.valid)
-        except ValueError as exc:
-            raise DataError(f"{s.symbol}: the leak guard refused the features: {exc}") from exc
-        parts.append(ds)
-        candles.append((s.symbol, fm, labels))
-    ds = pool(parts)
+
+
+def prepare_symbol(
+    s: CandleSeries,
+    config: TrainConfig,
+    exits: ExitConfig | None = None,
+    features: FeatureConfig | None = None,
+) -> SymbolRows:
+    """Return one symbol's features, labels and rows, refused if too few or leaking (the
+    costly part of ``prepare``: a caller may run one symbol per worker, then ``combine``)."""
+    fm = compute_features(s, features)
+    labels = triple_barrier_labels(s, horizon=config.horizon, exits=exits)
+    ds = build_dataset(fm, labels, s.symbol)
+    warmup = feature_set(features, s.timeframe).warmup_candles
+    if len(ds) < config.min_train_rows:
+        raise DataError(
+            f"{s.symbol}: {len(ds)} usable rows (of {len(s)} candles; the features need "
+            f"{warmup} to warm up); training needs at least {config.min_train_rows}"
+        )
+    try:  # a net for gross leaks before anything is fitted
+        assert_no_leak(fm.values, fm.columns, s.close, label=labels.y, label_valid=labels.valid)
+    except ValueError as exc:
+        raise DataError(f"{s.symbol}: the leak guard refused the features: {exc}") from exc
+    return SymbolRows(
+        symbol=s.symbol,
+        timeframe=s.timeframe,
+        dataset=ds,
+        candles=(fm, labels) if config.with_segments else None,
+    )
+
+
+def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
+    """Return the symbols' rows pooled in time order and split: the most recent
+    ``validation_fraction`` held out, training labels purged ``embargo`` candles before it."""
+    candle_ms = timeframe_to_ms(parts[0].timeframe)
+    ds = pool([p.dataset for p in parts])
     cut = int(ds.start_ms[int(len(ds) * (1.0 - config.validation_fraction))])
     valid = ds.start_ms >= cut
     train = ds.end_ms + config.embargo * candle_ms < cut  # purged: ended before the holdout
@@ -147,13 +180,14 @@ def prepare(
         raise DataError(f"every training label is {int(y_train[0])}: nothing to learn")
     segments = tuple(
         seg
-        for symbol, fm, labels in (candles if config.with_segments else [])
+        for p in parts
+        if p.candles is not None
         for seg in split_segments(
-            symbol,
-            fm.values,
-            labels.y,
-            labels.valid,
-            labels.ts_ms,
+            p.symbol,
+            p.candles[0].values,
+            p.candles[1].y,
+            p.candles[1].valid,
+            p.candles[1].ts_ms,
             cut_ms=cut,
             purge_ms=config.embargo * candle_ms,
             candle_ms=candle_ms,
@@ -167,7 +201,7 @@ def prepare(
         columns=ds.columns,
         set_hash=ds.set_hash,
         label=ds.label,
-        symbols=tuple(s.symbol for s in series),
+        symbols=tuple(p.symbol for p in parts),
         train_start_ms=int(ds.start_ms[train].min()),
         valid_start_ms=cut,
         end_ms=int(ds.end_ms.max()) + candle_ms,

@@ -128,7 +128,9 @@ async def train_and_save(
                 return name, None, f"{type(exc).__name__}: {exc}"
 
         versions, failures = [], []
-        for job in asyncio.as_completed([one(name) for name in members]):
+        # the slow torch fits first: the GBDTs fill the other workers meanwhile
+        first = sorted(members, key=lambda m: not needs_segments([m]))
+        for job in asyncio.as_completed([one(name) for name in first]):
             name, version, reason = await job
             if version is None:
                 failures.append((name, reason))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -51,7 +52,10 @@ def train(
         typer.Option(help="Candle files or folders (default: the stored candles)."),
     ] = None,
     members: Annotated[
-        str | None, typer.Option(help="Comma-separated members (default: all, e.g. xgb,lgbm).")
+        str | None,
+        typer.Option(
+            help="Comma-separated members: xgb,lgbm,nhits,patchtst (default: QT__MODELS__MEMBERS)."
+        ),
     ] = None,
     symbols: Annotated[
         str | None, typer.Option(help="Comma-separated symbols (default: config or all files).")
@@ -63,6 +67,9 @@ def train(
     trees: Annotated[
         int | None, typer.Option(min=1, help="Boosting rounds of the tree members.")
     ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Training epochs of the torch members.")
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Threads per member (default: cores / members).")
     ] = None,
@@ -72,7 +79,17 @@ def train(
     a version of each, scored on the most recent, held-out part."""
     settings = load_or_exit(env_file)
     until_ms = parse_day(until, "--until") if until else None
-    run_or_exit(lambda: _train(settings, data or [], members, symbols, until_ms, trees, threads))
+    sizes = _Sizes(trees=trees, epochs=epochs, threads=threads)
+    run_or_exit(lambda: _train(settings, data or [], members, symbols, until_ms, sizes))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sizes:
+    """The command line's overrides of the members' sizes (None: the settings')."""
+
+    trees: int | None
+    epochs: int | None
+    threads: int | None
 
 
 async def _train(
@@ -81,22 +98,20 @@ async def _train(
     members_opt: str | None,
     symbols_opt: str | None,
     until_ms: int | None,
-    trees: int | None,
-    threads: int | None,
+    sizes: _Sizes,
 ) -> None:
     from core.ml.members import MEMBERS
     from storage import open_storage
 
-    # Pooled rows of several symbols: only members that read each row on its own (the torch
-    # forecasters need one symbol's consecutive candles; their trainer is still to come).
-    pooled = [
-        n for n in sorted(MEMBERS) if not getattr(MEMBERS[n], "needs_consecutive_rows", False)
-    ]
-    names = _names(members_opt, "--members", pooled) or pooled
+    known = sorted(MEMBERS)
+    names = _names(members_opt, "--members", known) or _names(
+        ",".join(settings.models.members), "QT__MODELS__MEMBERS", known
+    )
+    assert names  # noqa: S101 - _names returns a list for a string
     storage = open_storage(settings.database_url)
     await storage.start()  # first: a data folder that cannot be used fails before any work
     try:
-        await _train_into(storage, settings, files, names, symbols_opt, until_ms, trees, threads)
+        await _train_into(storage, settings, files, names, symbols_opt, until_ms, sizes)
     finally:
         await storage.stop()
 
@@ -108,22 +123,24 @@ async def _train_into(
     names: list[str],
     symbols_opt: str | None,
     until_ms: int | None,
-    trees: int | None,
-    threads: int | None,
+    sizes: _Sizes,
 ) -> None:
-    from bot.model_training import describe_params, train_and_save, workers_for
+    from bot.model_training import describe_params, train_and_save, train_config, workers_for
     from bot.trading import exit_config_from
     from core.market.validation import iso_ms
-    from core.ml.training import TrainConfig
 
     series = await _candles(settings, files, symbols_opt, until_ms)
     # the members fit at once, one process each: share the cores between them
     per_member = max(1, (os.cpu_count() or 1) // workers_for(len(names)))
-    params: dict[str, object] = {"n_jobs": threads or per_member}
-    if trees is not None:
-        params["n_estimators"] = trees
-    config = TrainConfig(params=params)
-    console.print(f"training {', '.join(names)} on {', '.join(series)} ({describe_params(params)})")
+    config = train_config(
+        settings.models,
+        threads=sizes.threads or per_member,
+        trees=sizes.trees,
+        epochs=sizes.epochs,
+    )
+    console.print(
+        f"training {', '.join(names)} on {', '.join(series)} ({describe_params(config.params)})"
+    )
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as bar:

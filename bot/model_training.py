@@ -10,22 +10,32 @@ reported and leaves no version; the others are still saved.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.brains.exit_config import ExitConfig
+from core.config import ModelsSettings
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelVersion
 from core.errors import QTError
 from core.ml.artifacts import TrainingInfo
 from core.ml.members import MEMBERS
-from core.ml.training import FitResult, TrainConfig, TrainingSet, fit_member, prepare
+from core.ml.training import (
+    FitResult,
+    TrainConfig,
+    TrainingSet,
+    check_series,
+    combine,
+    fit_member,
+    prepare_symbol,
+)
 from core.ml.versions import save_version
 from core.ports import ModelVersionRepo
 
@@ -44,6 +54,47 @@ class Trained:
 def workers_for(members: int) -> int:
     """Return how many processes to fit ``members`` members in (at most one per core)."""
     return max(1, min(members, os.cpu_count() or 1))
+
+
+async def prepare_in(
+    pool: Executor, series: Sequence[CandleSeries], config: TrainConfig, exits: ExitConfig
+) -> TrainingSet:
+    """Return ``prepare``'s rows, each symbol prepared in a worker of ``pool`` at once (the
+    leak guard is most of the work), then pooled and split in a thread: the same rows."""
+    check_series(series)
+    loop = asyncio.get_running_loop()
+    parts = await asyncio.gather(
+        *(loop.run_in_executor(pool, prepare_symbol, s, config, exits) for s in series)
+    )
+    return await asyncio.to_thread(combine, parts, config)
+
+
+def needs_segments(members: Sequence[str]) -> bool:
+    """Return whether any of ``members`` trains on per-symbol consecutive candles."""
+    return any(getattr(MEMBERS[m], "needs_consecutive_rows", False) for m in members)
+
+
+def train_config(
+    models: ModelsSettings,
+    *,
+    threads: int,
+    trees: int | None = None,
+    epochs: int | None = None,
+    horizon: int = 24,
+) -> TrainConfig:
+    """Return how ``qt models train`` and the walk-forward make rows and fit members: one
+    function, so that both train the same model on the same candles (``trees``/``epochs``
+    override the settings' ``QT__MODELS__TREES``/``EPOCHS``; 0 keeps each member's own)."""
+    params: dict[str, object] = {"n_jobs": threads, "n_threads": threads}
+    n_trees = models.trees if trees is None else trees
+    n_epochs = models.epochs if epochs is None else epochs
+    if n_trees:
+        params["n_estimators"] = n_trees
+    if n_epochs:
+        params["epochs"] = n_epochs
+    if models.warm_epochs:
+        params["warm_epochs"] = models.warm_epochs
+    return TrainConfig(horizon=horizon, embargo=models.embargo, params=params)
 
 
 async def train_and_save(
@@ -88,7 +139,8 @@ async def _train_in(
 ) -> Trained:
     loop = asyncio.get_running_loop()
     progress("prepare", "started")
-    data = await loop.run_in_executor(pool, prepare, list(series), config, exits)
+    config = dataclasses.replace(config, with_segments=needs_segments(members))
+    data = await prepare_in(pool, series, config, exits)
     progress("prepare", f"{len(data.y_train)} training, {len(data.y_valid)} validation rows")
     params = dict(config.params)
 
@@ -103,7 +155,9 @@ async def _train_in(
             return name, None, f"{type(exc).__name__}: {exc}"
 
     versions, failures = [], []
-    for job in asyncio.as_completed([one(name) for name in members]):
+    # the slow torch fits first: the GBDTs fill the other workers meanwhile
+    first = sorted(members, key=lambda m: not needs_segments([m]))
+    for job in asyncio.as_completed([one(name) for name in first]):
         name, version, reason = await job
         if version is None:
             failures.append((name, reason))
@@ -127,6 +181,6 @@ async def _save(
     return await save_version(repo, data_dir, member, info, created_ms=int(time.time() * 1000))
 
 
-def describe_params(params: dict[str, Any]) -> str:
+def describe_params(params: Mapping[str, Any]) -> str:
     """Return the overrides as ``k=v`` for the console."""
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "member defaults"

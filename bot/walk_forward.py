@@ -1,21 +1,26 @@
 """The walk-forward retrain of ``qt backtest --strategy ensemble --walk-forward``.
 
 The ``model_retrain`` job calls ``WalkForward.retrain`` on simulated time: the rows are
-prepared and every member fitted in a process pool (spawned, one worker per core, each
-member on one thread), so the event loop only waits. The fitted members come back as their
-files' bytes (their own formats, never a pickle), are rebuilt and added to the provider as a
-new set active from now. Each retrain is recorded for the report and the tests.
+prepared and the members that are due fitted in a process pool (spawned, one worker per
+core, each member on one thread), so the event loop only waits. A member is due when its
+own cadence (``QT__MODELS__CADENCE_HOURS``; the torch members' is longer) has passed since
+its last fit; one not due, or whose fit failed, carries over into the new set with the
+window it was trained on. A torch member refitted starts from its previous weights (its
+``warm_epochs``) unless ``QT__MODELS__WARM_START=false``. The fitted members come back as
+their files' bytes (their own formats, never a pickle), are rebuilt and added to the
+provider as a new set active from now. Each retrain is recorded for the report and tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
-from bot.model_training import workers_for
+from bot.model_training import needs_segments, prepare_in, train_config, workers_for
 from bot.trading import ensemble_config_from, exit_config_from
 from core.brains.exit_config import ExitConfig
 from core.config import ModelsSettings, Settings
@@ -23,7 +28,7 @@ from core.domain.market import CandleSeries
 from core.errors import QTError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
 from core.ml.members import MEMBERS
-from core.ml.training import FitResult, TrainConfig, fit_member, prepare
+from core.ml.training import FitResult, fit_member
 from core.ml.walk_forward import TrainedSet, closed_by, window_candles
 
 
@@ -47,13 +52,24 @@ class WalkForward:
                 f"QT__MODELS__MEMBERS: unknown {', '.join(unknown) or 'none given'}; "
                 f"known: {', '.join(sorted(MEMBERS))}"
             )
-        params: dict[str, object] = {"n_jobs": 1}  # one thread per worker: the pool fills cores
-        if models.trees:
-            params["n_estimators"] = models.trees
-        self._config = TrainConfig(horizon=horizon, embargo=models.embargo, params=params)
+        unknown_cadence = sorted(set(models.cadence_hours) - set(MEMBERS))
+        if unknown_cadence:
+            raise QTError(
+                f"QT__MODELS__CADENCE_HOURS: unknown member {', '.join(unknown_cadence)}; "
+                f"known: {', '.join(sorted(MEMBERS))}"
+            )
+        # one thread per worker: the pool fills the cores
+        self._config = dataclasses.replace(
+            train_config(models, threads=1, horizon=horizon),
+            with_segments=needs_segments(self._members),
+        )
+        self._cadence_ms = {m: models.cadence_ms(m) for m in self._members}
+        self._warm_start = models.warm_start
         self._exits = exits
         self._window = window_candles(models.window_days, timeframe)
         self._pool: ProcessPoolExecutor | None = None
+        # Per member, its newest fit: when, the member, its files (a warm start's weights).
+        self._last: dict[str, tuple[int, EnsembleMember, dict[str, bytes]]] = {}
         self.trained: list[TrainedSet] = []
         self.skipped: list[tuple[int, str]] = []  # (time, why) of retrains that trained nothing
 
@@ -74,47 +90,78 @@ class WalkForward:
         if self._pool is None:
             raise RuntimeError("WalkForward.retrain before start()")
         pool, loop = self._pool, asyncio.get_running_loop()
+        due = self.due(now_ms)
+        if not due:  # every member's cadence is longer than the job's: the set serves on
+            return f"no member due: {', '.join(self._members)} serve on"
         windows = [w for s in series.values() if len(w := closed_by(s, now_ms, self._window))]
         try:
-            data = await loop.run_in_executor(pool, prepare, windows, self._config, self._exits)
+            data = await prepare_in(pool, windows, self._config, self._exits)
         except QTError as exc:  # too few candles yet: the previous set (or none) serves on
             self.skipped.append((now_ms, str(exc)))
             return f"not trained: {exc}"
         params = dict(self._config.params)
         fits = await asyncio.gather(
-            *(loop.run_in_executor(pool, fit_member, m, data, params) for m in self._members),
+            *(
+                loop.run_in_executor(pool, fit_member, m, data, params, self._warm_files(m))
+                for m in due
+            ),
             return_exceptions=True,
         )
-        members, failures = [], []
-        for name, fit in zip(self._members, fits, strict=True):
+        fitted, failures = [], []
+        for name, fit in zip(due, fits, strict=True):
             if isinstance(fit, FitResult):
                 member = await asyncio.to_thread(MEMBERS[name].from_files, fit.files)
-                members.append(
-                    EnsembleMember(
-                        name=name,
-                        member=member,
-                        trained_until_ms=data.end_ms,
-                        version_id=f"{name}@{now_ms}",
-                        healthy_on_validation=fit.metrics.get("healthy", 1.0) >= 1.0,
-                    )
+                entry = EnsembleMember(
+                    name=name,
+                    member=member,
+                    trained_until_ms=data.end_ms,
+                    version_id=f"{name}@{now_ms}",
+                    healthy_on_validation=fit.metrics.get("healthy", 1.0) >= 1.0,
                 )
+                self._last[name] = (now_ms, entry, fit.files)
+                fitted.append(entry)
             else:
                 failures.append((name, f"{type(fit).__name__}: {fit}"))
-        if members:
-            self._provider.add_set(members, now_ms)
+        names = {m.name for m in fitted}
+        # Not due, or failed: the member's last version serves on (a failed fit never
+        # replaces the serving model), trained on its own, older window.
+        carried = [self._last[m][1] for m in self._members if m not in names and m in self._last]
+        if fitted:
+            self._provider.add_set([*fitted, *carried], now_ms)
         self.trained.append(
             TrainedSet(
                 active_from_ms=now_ms,
                 train_start_ms=data.train_start_ms,
                 train_end_ms=data.end_ms,
-                members=tuple(m.name for m in members),
+                members=tuple(m.name for m in fitted),
                 failures=tuple(failures),
+                carried=tuple(m.name for m in carried) if fitted else (),
             )
         )
         failed = "".join(f"; {name} failed: {why}" for name, why in failures)
-        return f"trained {', '.join(m.name for m in members) or 'nothing'} on " + (
-            f"{len(data.y_train)} rows{failed}"
+        kept = f"; kept {', '.join(m.name for m in carried)}" if fitted and carried else ""
+        return f"trained {', '.join(m.name for m in fitted) or 'nothing'} on " + (
+            f"{len(data.y_train)} rows{kept}{failed}"
         )
+
+    def due(self, now_ms: int) -> list[str]:
+        """Return the members whose cadence has passed since their last fit (all at first)."""
+        return [
+            m
+            for m in self._members
+            if m not in self._last or now_ms - self._last[m][0] >= self._cadence_ms[m]
+        ]
+
+    def _warm_files(self, name: str) -> dict[str, bytes] | None:
+        if not self._warm_start or name not in self._last:
+            return None
+        if not _consecutive(name):
+            return None  # the GBDTs refit from scratch: cheap, and no drift to carry
+        return self._last[name][2]
+
+
+def _consecutive(name: str) -> bool:
+    return bool(getattr(MEMBERS[name], "needs_consecutive_rows", False))
 
 
 def walk_forward_ensemble(settings: Settings) -> tuple[EnsembleProvider, WalkForward]:

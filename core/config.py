@@ -267,11 +267,31 @@ class ModelsSettings(Section):
     embargo: int = Field(default=24, ge=0)  # candles between training labels and the holdout
     members: list[str] = Field(default_factory=lambda: ["xgb", "lgbm"])
     trees: int = Field(default=0, ge=0)  # 0: each member's default
+    # Market hours between two retrains of a member (JSON); a member not named retrains at
+    # every run of the job (retrain_hours). The torch members cost 10-50x a GBDT's fit.
+    cadence_hours: dict[str, float] = Field(
+        default_factory=lambda: {"nhits": 672.0, "patchtst": 672.0}
+    )
+    warm_start: bool = True  # a torch member retrained starts from its previous weights
+    epochs: int = Field(default=0, ge=0)  # torch members' epochs; 0: each member's default
+    warm_epochs: int = Field(default=0, ge=0)  # ... from a warm start; 0: the member's default
+
+    @field_validator("cadence_hours")
+    @classmethod
+    def _positive_cadences(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {name: hours for name, hours in value.items() if not hours > 0}
+        if bad:
+            raise ValueError(f"models.cadence_hours must be > 0 hours, was {bad}")
+        return value
 
     @property
     def retrain_s(self) -> float:
         """Return the market seconds between two retrains."""
         return self.retrain_hours * 3600.0
+
+    def cadence_ms(self, member: str) -> int:
+        """Return the market ms between two retrains of ``member``."""
+        return round(self.cadence_hours.get(member, self.retrain_hours) * 3_600_000)
 
 
 class RegimeSettings(Section):

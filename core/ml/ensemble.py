@@ -192,10 +192,14 @@ class EnsembleProvider:
         weights = np.zeros((n, len(names)))
         self.exclusions = {}
         cache = self._cache.get(series.symbol)
-        if cache is None or cache.series is not series:  # a new history: nothing to reuse
+        if cache is None or cache.series is not series:
             fm = compute_features(series, self.features)
             labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
-            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
+            # The history grown by new candles (qt run, candle after candle): the features of
+            # the old rows are the same (causal, from the same first candle), so are the
+            # members' predictions of them; only the new rows go through the members.
+            known = cache.predicted if cache is not None and _extends(cache.series, series) else {}
+            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels, predicted=known)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
         starts = self._set_starts(close_ms, n)
         for i, st in enumerate(self.sets):
@@ -204,9 +208,7 @@ class EnsembleProvider:
                 continue
             chunk = cache.chunks.get(i)
             if chunk is None or chunk.lo != lo or chunk.hi < hi:
-                up, p, w, excluded = self._compute_set(
-                    st.members, series, cache.features, cache.labels, lo, hi
-                )
+                up, p, w, excluded = self._compute_set(st, cache, lo, hi)
                 chunk = cache.chunks[i] = _Chunk(lo, hi, up[lo:hi], p[lo:hi], w[lo:hi], excluded)
             # Rows of a set do not depend on where the next one starts (causal): a chunk
             # computed up to a later row is exact on the rows before it.
@@ -272,16 +274,11 @@ class EnsembleProvider:
         )
 
     def _compute_set(
-        self,
-        members: Sequence[EnsembleMember],
-        series: CandleSeries,
-        fm: FeatureMatrix,
-        labels: Labels,
-        lo: int,
-        hi: int,
+        self, st: MemberSet, cache: _SeriesCache, lo: int, hi: int
     ) -> tuple[FloatArray, FloatArray, FloatArray, dict[str, str]]:
         """Return P(up), member P(up) and weights of one set, exact on rows ``lo..hi-1``."""
         cfg = self.config
+        members, series, fm, labels = st.members, cache.series, cache.features, cache.labels
         n, k = len(series), len(members)
         # What rows lo..hi-1 look back on: the health window, and the out-of-sample rows
         # whose labels weigh the members.
@@ -291,24 +288,49 @@ class EnsembleProvider:
         valid[:first] = False
         valid[hi:] = False
         rows = np.flatnonzero(valid)
-        x = np.asarray(fm.values[rows], dtype=np.float64)
         p = np.full((n, k), np.nan)
         static: dict[str, str] = {}
+        known = cache.predicted.get(id(st))
+        if known is not None and known.members is not st:
+            known = None
+        a = b = first
+        if known is not None:  # rows predicted before: reused
+            a = max(first, known.lo)
+            b = max(a, min(hi, known.hi))
+            p[a:b] = known.p[a - known.lo : b - known.lo]
+            rows = rows[(rows < a) | (rows >= b)]
+            static = dict(known.static)
+        x = np.asarray(fm.values[rows], dtype=np.float64)
         for j, m in enumerate(members):
-            reason = self._static_reason(m)
+            reason = self._static_reason(m) or static.get(m.name)
             if reason is None and len(rows):
                 try:
-                    p[rows, j] = m.member.predict_proba(
-                        x, columns=fm.columns, feature_set_hash=fm.set_hash
-                    )
+                    p[rows, j] = _predict(m.member, fm, x, rows)
                 except (QTError, ValueError) as exc:  # FeatureMismatch, DataError: left out
                     reason = str(exc)
             if reason is not None:
                 static[m.name] = reason
                 p[:, j] = np.nan
-        healthy = _trailing_health(p, cfg.health_window)
+        if known is not None and a == first:  # the old rows' health stands (it looks back)
+            healthy = _trailing_health(p, cfg.health_window, start=b)
+            healthy[a:b] = known.healthy[a - known.lo : b - known.lo]
+        else:
+            healthy = _trailing_health(p, cfg.health_window)
         active = healthy & np.array([m.name not in static for m in members])[None, :]
-        weights = self._weights(members, series, labels, p, active)
+        # A row's weights look back only (causal): those of the rows computed before stand,
+        # unless a member was left out since (then it is out on every row).
+        same = known is not None and known.static.keys() == static.keys()
+        old = (a, b, known.weights[a - known.lo : b - known.lo]) if same and known else None
+        weights = self._weights(members, series, labels, p, active, old)
+        cache.predicted[id(st)] = _Predicted(
+            st,
+            first,
+            hi,
+            p[first:hi].copy(),
+            weights[first:hi].copy(),
+            healthy[first:hi].copy(),
+            dict(static),
+        )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
         p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
@@ -329,7 +351,10 @@ class EnsembleProvider:
         labels: Labels,
         p: FloatArray,
         active: npt.NDArray[np.bool_],
+        old: tuple[int, int, FloatArray] | None = None,
     ) -> FloatArray:
+        """Return each row's member weights; ``old`` = (a, b, weights of rows a..b-1) are
+        taken as they are."""
         cfg = self.config
         trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
         usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
@@ -341,7 +366,17 @@ class EnsembleProvider:
         logits = np.where(
             np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
         )
-        return bounded_softmax(logits, active, min_weight=cfg.min_weight, max_weight=cfg.max_weight)
+        out = np.zeros(p.shape)
+        todo: npt.NDArray[np.bool_] = np.asarray(active.any(axis=1))  # none active: no weights
+        if old is not None:
+            a, b, weights = old
+            out[a:b] = weights
+            todo[a:b] = False
+        rows = np.flatnonzero(todo)
+        out[rows] = bounded_softmax(
+            logits[rows], active[rows], min_weight=cfg.min_weight, max_weight=cfg.max_weight
+        )
+        return out
 
     def _frame(
         self,
@@ -394,30 +429,92 @@ class _Chunk:
     excluded: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Predicted:
+    """The members' P(up), weights and health of one set on rows ``lo..hi-1``, and the
+    members it left out."""
+
+    members: MemberSet
+    lo: int
+    hi: int
+    p: FloatArray
+    weights: FloatArray
+    healthy: npt.NDArray[np.bool_]
+    static: dict[str, str]
+
+
 @dataclass(slots=True)
 class _SeriesCache:
     """What ``compute`` reuses while a symbol's history is the same object (a backtest's
-    whole series, recomputed after each retrain): its features, labels and each set's rows."""
+    whole series, recomputed after each retrain): its features, labels and each set's rows;
+    and, from the history it grew from, each set's predictions (by the set's id)."""
 
     series: CandleSeries
     features: FeatureMatrix
     labels: Labels
     chunks: dict[int, _Chunk] = field(default_factory=dict)
     regimes: npt.NDArray[np.int8] | None = None  # computed on the first explanation
+    predicted: dict[int, _Predicted] = field(default_factory=dict)
 
 
-def _trailing_health(p: FloatArray, window: int) -> npt.NDArray[np.bool_]:
+def _extends(old: CandleSeries, new: CandleSeries) -> bool:
+    """Return whether ``new`` is ``old`` with candles appended (same first candle on)."""
+    n = len(old)
+    if not n or len(new) < n or new.timeframe != old.timeframe:
+        return False
+    return all(
+        np.array_equal(getattr(new, col)[:n], getattr(old, col))
+        for col in ("ts_ms", "open", "high", "low", "close", "volume")
+    )
+
+
+def _predict(
+    member: Member, fm: FeatureMatrix, x: FloatArray, rows: npt.NDArray[np.intp]
+) -> FloatArray:
+    """Return ``member``'s P(up) of ``rows`` (valid rows of ``fm``, their features ``x``).
+
+    A member that forms windows of consecutive candles (the torch forecasters) is given the
+    candles themselves, from its window's worth of context before the first row on (a
+    feature still warming up is a missing value to it): predicting the valid rows alone
+    would window across the gaps between them and start on a cut-short window.
+    """
+    context = consecutive_context(member)
+    if context is None:
+        return member.predict_proba(x, columns=fm.columns, feature_set_hash=fm.set_hash)
+    lo, first, hi = max(0, int(rows[0]) - context), int(rows[0]), int(rows[-1]) + 1
+    values = np.asarray(fm.values[lo:hi], dtype=np.float64)
+    cols, digest = fm.columns, fm.set_hash
+    from_first = getattr(member, "predict_proba_from", None)
+    if from_first is None:
+        return member.predict_proba(values, columns=cols, feature_set_hash=digest)[rows - lo]
+    # the context rows not through the network
+    p: FloatArray = from_first(values, first - lo, columns=cols, feature_set_hash=digest)
+    return p[rows - first]
+
+
+def consecutive_context(member: Member) -> int | None:
+    """Return how many rows before a row a consecutive-window member reads (None: the member
+    reads each row on its own)."""
+    if not getattr(member, "needs_consecutive_rows", False):
+        return None
+    return max(0, int(getattr(member, "window", 1)) - 1)
+
+
+def _trailing_health(p: FloatArray, window: int, start: int = 0) -> npt.NDArray[np.bool_]:
     """Return, per row and member, whether the last ``window`` predictions are all finite,
-    within [0, 1] and not near-constant (``core.ml.health``'s rules, looking back only)."""
+    within [0, 1] and not near-constant (``core.ml.health``'s rules, looking back only);
+    rows before ``start`` are not looked at (False)."""
     n, k = p.shape
     ok = np.zeros((n, k), dtype=bool)
-    if n < window:
+    s0 = max(start, window - 1)
+    if n <= s0:
         return ok
-    win = np.lib.stride_tricks.sliding_window_view(p, window, axis=0)  # (n - w + 1, k, w)
+    # (n - s0, k, w): the windows ending at rows s0..n-1
+    win = np.lib.stride_tricks.sliding_window_view(p[s0 - window + 1 :], window, axis=0)
     with np.errstate(invalid="ignore"):
         fine = np.isfinite(win).all(axis=2) & ((win >= 0) & (win <= 1)).all(axis=2)
         std = np.where(fine, np.nan_to_num(win).std(axis=2), 0.0)
-    ok[window - 1 :] = fine & (std >= MIN_STD)
+    ok[s0:] = fine & (std >= MIN_STD)
     return ok
 
 

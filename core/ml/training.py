@@ -6,9 +6,12 @@ barriers), the leak guard, and a split in time: the most recent ``validation_fra
 the rows is held out, and only labels that *ended* ``embargo`` candles before it began are
 trained on, so no training label sees the validation window. ``fit_member`` fits one member
 on them (early stopping on the holdout) and scores it on the holdout: every metric it returns
-is out of sample. Both are plain functions of picklable values, so the caller can run them in
-a worker process; ``fit_member`` returns the member's files as bytes (its own safe formats)
-rather than the object.
+is out of sample. The torch forecasters read one symbol's consecutive candles, not pooled
+rows: ``prepare`` also cuts each symbol's rows into ``Segment``s (``core.ml.segments``) at the
+same holdout and purge, and ``fit_member`` fits them on those (optionally warm-started from a
+previous version's files). Both are plain functions of picklable values, so the caller can
+run them in a worker process; ``fit_member`` returns the member's files as bytes (its own
+safe formats) rather than the object.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ import numpy.typing as npt
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
-from core.ml.dataset import build_dataset, pool
+from core.ml.dataset import Dataset, build_dataset, pool
+from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import health
-from core.ml.labels import triple_barrier_labels
+from core.ml.labels import Labels, triple_barrier_labels
 from core.ml.leak_guard import assert_no_leak
 from core.ml.member import Member
 from core.ml.members import MEMBERS
+from core.ml.members.forecaster import ForecastMember
 from core.ml.metrics import accuracy, log_loss, roc_auc
+from core.ml.segments import Segment, split_segments, validation_labels
 
 FloatMatrix = npt.NDArray[np.floating]
 
@@ -53,6 +59,9 @@ class TrainConfig:
     min_train_rows: int = 200
     min_valid_rows: int = 50
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Also cut the rows into per-symbol segments (the torch members'): off when only pooled
+    # members fit, as the segments triple what a worker is sent.
+    with_segments: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 0.5:
@@ -78,6 +87,9 @@ class TrainingSet:
     train_start_ms: int  # the first training label's decision candle
     valid_start_ms: int  # the first validation row's decision candle
     end_ms: int  # exclusive: the candle after the last one any label used
+    # The same rows per symbol as runs of consecutive candles, split at the same holdout:
+    # what the members that form windows of consecutive rows train on.
+    segments: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +101,17 @@ class FitResult:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolRows:
+    """One symbol's rows, checked (``prepare_symbol``): what ``combine`` pools and splits."""
+
+    symbol: str
+    timeframe: str
+    dataset: Dataset
+    # every candle's, for the segments (None when the config makes none: less to send back)
+    candles: tuple[FeatureMatrix, Labels] | None
+
+
 def prepare(
     series: Sequence[CandleSeries],
     config: TrainConfig,
@@ -96,29 +119,53 @@ def prepare(
     features: FeatureConfig | None = None,
 ) -> TrainingSet:
     """Return the purged training and validation rows of ``series`` (one timeframe)."""
+    check_series(series)
+    return combine([prepare_symbol(s, config, exits, features) for s in series], config)
+
+
+def check_series(series: Sequence[CandleSeries]) -> None:
+    """Raise ``DataError`` unless ``series`` are candles of one timeframe, at least one."""
     if not series:
         raise DataError("training needs candles of at least one symbol")
     timeframes = {s.timeframe for s in series}
     if len(timeframes) != 1:
         raise DataError(f"training needs one timeframe, was given {sorted(timeframes)}")
-    candle_ms = timeframe_to_ms(timeframes.pop())
-    parts = []
-    for s in series:
-        fm = compute_features(s, features)
-        labels = triple_barrier_labels(s, horizon=config.horizon, exits=exits)
-        ds = build_dataset(fm, labels, s.symbol)
-        warmup = feature_set(features, s.timeframe).warmup_candles
-        if len(ds) < config.min_train_rows:
-            raise DataError(
-                f"{s.symbol}: {len(ds)} usable rows (of {len(s)} candles; the features need "
-                f"{warmup} to warm up); training needs at least {config.min_train_rows}"
-            )
-        try:  # a net for gross leaks before anything is fitted
-            assert_no_leak(fm.values, fm.columns, s.close, label=labels.y, label_valid=labels.valid)
-        except ValueError as exc:
-            raise DataError(f"{s.symbol}: the leak guard refused the features: {exc}") from exc
-        parts.append(ds)
-    ds = pool(parts)
+
+
+def prepare_symbol(
+    s: CandleSeries,
+    config: TrainConfig,
+    exits: ExitConfig | None = None,
+    features: FeatureConfig | None = None,
+) -> SymbolRows:
+    """Return one symbol's features, labels and rows, refused if too few or leaking (the
+    costly part of ``prepare``: a caller may run one symbol per worker, then ``combine``)."""
+    fm = compute_features(s, features)
+    labels = triple_barrier_labels(s, horizon=config.horizon, exits=exits)
+    ds = build_dataset(fm, labels, s.symbol)
+    warmup = feature_set(features, s.timeframe).warmup_candles
+    if len(ds) < config.min_train_rows:
+        raise DataError(
+            f"{s.symbol}: {len(ds)} usable rows (of {len(s)} candles; the features need "
+            f"{warmup} to warm up); training needs at least {config.min_train_rows}"
+        )
+    try:  # a net for gross leaks before anything is fitted
+        assert_no_leak(fm.values, fm.columns, s.close, label=labels.y, label_valid=labels.valid)
+    except ValueError as exc:
+        raise DataError(f"{s.symbol}: the leak guard refused the features: {exc}") from exc
+    return SymbolRows(
+        symbol=s.symbol,
+        timeframe=s.timeframe,
+        dataset=ds,
+        candles=(fm, labels) if config.with_segments else None,
+    )
+
+
+def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
+    """Return the symbols' rows pooled in time order and split: the most recent
+    ``validation_fraction`` held out, training labels purged ``embargo`` candles before it."""
+    candle_ms = timeframe_to_ms(parts[0].timeframe)
+    ds = pool([p.dataset for p in parts])
     cut = int(ds.start_ms[int(len(ds) * (1.0 - config.validation_fraction))])
     valid = ds.start_ms >= cut
     train = ds.end_ms + config.embargo * candle_ms < cut  # purged: ended before the holdout
@@ -131,6 +178,21 @@ def prepare(
     y_train = ds.y[train]
     if y_train.min() == y_train.max():
         raise DataError(f"every training label is {int(y_train[0])}: nothing to learn")
+    segments = tuple(
+        seg
+        for p in parts
+        if p.candles is not None
+        for seg in split_segments(
+            p.symbol,
+            p.candles[0].values,
+            p.candles[1].y,
+            p.candles[1].valid,
+            p.candles[1].ts_ms,
+            cut_ms=cut,
+            purge_ms=config.embargo * candle_ms,
+            candle_ms=candle_ms,
+        )
+    )
     return TrainingSet(
         x_train=ds.X[train],
         y_train=y_train,
@@ -139,10 +201,11 @@ def prepare(
         columns=ds.columns,
         set_hash=ds.set_hash,
         label=ds.label,
-        symbols=tuple(s.symbol for s in series),
+        symbols=tuple(p.symbol for p in parts),
         train_start_ms=int(ds.start_ms[train].min()),
         valid_start_ms=cut,
         end_ms=int(ds.end_ms.max()) + candle_ms,
+        segments=segments,
     )
 
 
@@ -159,37 +222,79 @@ def make_member(name: str, params: Mapping[str, Any] | None = None) -> Member:
     return cls(params_type(**chosen))  # type: ignore[call-arg, operator]
 
 
-def fit_member(name: str, data: TrainingSet, params: Mapping[str, Any] | None = None) -> FitResult:
-    """Fit member ``name`` on the training rows and score it on the validation rows."""
+def fit_member(
+    name: str,
+    data: TrainingSet,
+    params: Mapping[str, Any] | None = None,
+    warm_files: Mapping[str, bytes] | None = None,
+) -> FitResult:
+    """Fit member ``name`` on the training rows and score it on the validation rows; a
+    forecaster with ``warm_files`` (a previous version's files) starts from its weights."""
     member = make_member(name, params)
     cols, digest = data.columns, data.set_hash
-    member.fit(
-        data.x_train,
-        data.y_train,
-        columns=cols,
-        feature_set_hash=digest,
-        eval_set=(data.x_valid, data.y_valid),
-    )
-    p = member.predict_proba(data.x_valid, columns=cols, feature_set_hash=digest)
+    if isinstance(member, ForecastMember):
+        previous = None if warm_files is None else type(member).from_files(warm_files)
+        member.fit_segments(
+            data.segments, columns=cols, feature_set_hash=digest, warm_start=previous
+        )
+        p = segment_predictions(member, data.segments, cols, digest)
+        y_valid = validation_labels(data.segments)
+        y_train = np.concatenate(
+            [s.y[: s.train_stop][s.known[: s.train_stop]] for s in data.segments]
+        )
+    else:
+        member.fit(
+            data.x_train,
+            data.y_train,
+            columns=cols,
+            feature_set_hash=digest,
+            eval_set=(data.x_valid, data.y_valid),
+        )
+        p = member.predict_proba(data.x_valid, columns=cols, feature_set_hash=digest)
+        y_valid, y_train = data.y_valid, data.y_train
+    return FitResult(member=name, files=_files(member), metrics=_scores(name, p, y_valid, y_train))
+
+
+def segment_predictions(
+    member: ForecastMember[Any], segments: Sequence[Segment], columns: Sequence[str], digest: str
+) -> npt.NDArray[np.float64]:
+    """Return a forecaster's P(up) of every validation row of ``segments`` (in their order),
+    each from its full window (the ``window - 1`` rows before it as context)."""
+    out = []
+    for s in segments:
+        if not s.valid_rows:
+            continue
+        lo = max(0, s.valid_start - (member.window - 1))
+        p = member.predict_proba(s.x[lo:], columns=columns, feature_set_hash=digest)
+        out.append(p[s.scored[lo:]])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _scores(
+    name: str, p: npt.NDArray[np.float64], y_valid: npt.NDArray[Any], y_train: npt.NDArray[Any]
+) -> dict[str, float]:
     verdict = health(p)
     if not np.isfinite(p).all():
         raise DataError(f"{name}: its validation output is unusable ({verdict.reason}); not saved")
-    base = float(data.y_train.mean())
+    base = float(y_train.mean())
     metrics = {
-        "log_loss": log_loss(p, data.y_valid),
+        "log_loss": log_loss(p, y_valid),
         # a constant at the training base rate: what a model must beat to know anything
-        "log_loss_base": log_loss(np.full(len(p), base), data.y_valid),
-        "accuracy": accuracy(p, data.y_valid),
-        "base_rate": float(data.y_valid.mean()),
-        "rows_train": float(len(data.y_train)),
-        "rows_valid": float(len(data.y_valid)),
+        "log_loss_base": log_loss(np.full(len(p), base), y_valid),
+        "accuracy": accuracy(p, y_valid),
+        "base_rate": float(y_valid.mean()),
+        "rows_train": float(len(y_train)),
+        "rows_valid": float(len(y_valid)),
         "p_std": float(p.std()),
         "healthy": 1.0 if verdict.ok else 0.0,
     }
-    auc = roc_auc(p, data.y_valid)
+    auc = roc_auc(p, y_valid)
     if auc is not None:
         metrics["auc"] = auc
+    return metrics
+
+
+def _files(member: Member) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="qt-member-") as tmp:
         written = member.save(Path(tmp))
-        files = {path.name: path.read_bytes() for path in written}
-    return FitResult(member=name, files=files, metrics=metrics)
+        return {path.name: path.read_bytes() for path in written}

@@ -40,5 +40,6 @@ class TrainedSet:
     active_from_ms: int
     train_start_ms: int  # the first training label's decision candle
     train_end_ms: int  # exclusive: after the last candle any label (holdout included) used
-    members: tuple[str, ...]
+    members: tuple[str, ...]  # fitted by this retrain
     failures: tuple[tuple[str, str], ...] = ()  # (member, reason)
+    carried: tuple[str, ...] = ()  # not due (or failed): their previous version serves on

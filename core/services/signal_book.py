@@ -52,13 +52,17 @@ class SignalBook:
         self.provider = provider
         self.regime_config = regime or RegimeConfig()
         self._max_history = max_history
+        # Past the bound the history drops a fifth at once (never below the warm-up): a
+        # provider reuses its work on a history that only grew (the ensemble: its members'
+        # predictions of the old rows), which one candle dropped per candle would defeat.
+        self._keep_on_roll = max(provider.warmup_candles, max_history - max_history // 5)
         self._books: dict[str, _SymbolBook] = {}
 
     def seed(self, series: CandleSeries) -> None:
         """Replace a symbol's history with ``series`` (warm-up, or a whole backtest series).
 
         A seeded series is kept whole; only appended candles make the history roll over at
-        ``max_history``, so a long-running process stays bounded.
+        ``max_history`` (to its newest four fifths), so a long-running process stays bounded.
         """
         self._books[series.symbol] = _SymbolBook(history=series)
 
@@ -143,6 +147,8 @@ class SignalBook:
             np.fromiter((c.volume for c in p), np.float64, len(p)),
         )
         merged = concat_series([book.history, fresh])
-        book.history = merged.slice(max(0, len(merged) - self._max_history))
+        if len(merged) > self._max_history:
+            merged = merged.slice(len(merged) - self._keep_on_roll)
+        book.history = merged
         book.pending = []
         book.frame = book.regimes = None  # both are of the history before

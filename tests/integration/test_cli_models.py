@@ -71,7 +71,24 @@ def test_an_unknown_member_is_one_line(cli: Cli, tmp_path: Path) -> None:
     data = candle_file(tmp_path, 50)
     result = cli("models", "train", "--data", str(data), "--members", "xgb,gpt")
     assert result.exit_code != 0
-    assert "--members: unknown member 'gpt'; known: lgbm, xgb" in one_line(result.stderr)
+    assert "--members: unknown member 'gpt'; known: lgbm, nhits, patchtst, xgb" in one_line(
+        result.stderr
+    )
+
+
+def test_train_fits_a_torch_member_on_the_symbols_consecutive_candles(
+    cli: Cli, tmp_path: Path
+) -> None:
+    result = cli(
+        "models", "train", "--data", str(candle_file(tmp_path)), "--members", "nhits",
+        "--epochs", "1", "--threads", "1", "--until", "2024-02-20",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "saved nhits-" in flat(result.stdout) and "epochs=1" in flat(result.stdout)
+    meta = json.loads(next((cli.data_dir / "models" / "nhits").glob("*/member.json")).read_text())
+    assert meta["params"]["epochs"] == 1 and meta["params"]["n_threads"] == 1
+    assert meta["fit"]["epochs"] == 1 and meta["fit"]["warm_start"] is False
 
 
 def test_list_without_versions_says_how_to_make_one(cli: Cli) -> None:

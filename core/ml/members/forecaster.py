@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
@@ -41,6 +41,7 @@ from core.ml.member import (
 from core.ml.members.calibration import Platt
 from core.ml.members.member_file import MEMBER_FILE, MemberFile
 from core.ml.members.windows import Vector, make_windows, target_paths
+from core.ml.segments import Segment
 
 if TYPE_CHECKING:
     from torch import nn
@@ -167,7 +168,7 @@ class ForecastMember(ABC, Generic[P]):
         """Train the forecast on ``x`` and calibrate it on ``eval_set`` (required: a later
         window of consecutive candles); ``warm_start`` continues a previous version."""
         xs = as_features(self.name, x, columns)
-        as_labels(self.name, y, xs.shape[0])  # the protocol's checks; the forecast ignores y
+        ys = as_labels(self.name, y, xs.shape[0])  # the protocol's checks; the forecast ignores y
         ws = as_weights(self.name, sample_weight, xs.shape[0])
         if eval_set is None:
             raise DataError(
@@ -176,25 +177,90 @@ class ForecastMember(ABC, Generic[P]):
             )
         xv = as_features(self.name, eval_set[0], columns)
         yv = as_labels(self.name, eval_set[1], xv.shape[0], both_classes=False)
+        n, m = xs.shape[0], xv.shape[0]
+        train = Segment(
+            symbol="train", x=xs, y=ys.astype(np.int8), known=np.ones(n, bool), train_stop=n,
+            valid_start=n,
+        )  # fmt: skip
+        valid = Segment(
+            symbol="eval", x=xv, y=yv.astype(np.int8), known=np.ones(m, bool), train_stop=0,
+            valid_start=0,
+        )  # fmt: skip
+        self._fit(
+            [train, valid],
+            columns,
+            feature_set_hash,
+            weights=[ws, None],
+            warm_start=warm_start,
+            rows_note=f"{n} rows given, more than {self.window - 1 + self._params.horizon} needed",
+            calibration_note=f"{m} eval rows, less the first {self.window - 1} (context)",
+        )
+
+    def fit_segments(
+        self,
+        segments: Sequence[Segment],
+        *,
+        columns: Sequence[str],
+        feature_set_hash: str,
+        warm_start: ForecastMember[P] | None = None,
+    ) -> None:
+        """Train on the training parts of several runs of consecutive candles (several
+        symbols: no window crosses from one run into another) and calibrate on their
+        validation parts; the rows between are context for the validation windows."""
+        checked = []
+        for s in segments:
+            xs = as_features(self.name, s.x, columns)
+            as_labels(self.name, s.y, xs.shape[0], both_classes=False)
+            checked.append(replace(s, x=xs))
+        self._fit(
+            checked,
+            columns,
+            feature_set_hash,
+            weights=[None] * len(checked),
+            warm_start=warm_start,
+            rows_note=f"{sum(s.train_stop for s in checked)} training rows in "
+            f"{len(checked)} run(s) of consecutive candles",
+            calibration_note=f"{sum(s.valid_rows for s in checked)} validation rows",
+        )
+
+    def _fit(
+        self,
+        segments: Sequence[Segment],
+        columns: Sequence[str],
+        feature_set_hash: str,
+        *,
+        weights: Sequence[Vector | None],
+        warm_start: ForecastMember[P] | None,
+        rows_note: str,
+        calibration_note: str,
+    ) -> None:
+        from core.ml.members.torch_train import LoopConfig, Rows, fit_net, seeded
+
         channels = self._channel_indices(columns)
-        train = self._rows(xs, channels, ws)
-        valid = self._rows(xv, channels, None)
+        parts = [
+            self._rows(s.x[: s.train_stop], channels, None if w is None else w[: s.train_stop])
+            for s, w in zip(segments, weights, strict=True)
+            if s.train_stop
+        ]
+        train = Rows.concat(parts or [Rows.empty(len(channels), self.window, self._params.horizon)])
+        valid = Rows.concat(
+            [self._rows(s.x, channels, None, first=s.valid_start) for s in segments if s.valid_rows]
+            or [Rows.empty(len(channels), self.window, self._params.horizon)]
+        )
         if not len(train):
             raise DataError(
-                f"{self.name}: no training row has a full window and a known target: "
-                f"{xs.shape[0]} rows given, more than {self.window - 1 + self._params.horizon} "
-                "needed"
+                f"{self.name}: no training row has a full window and a known target: {rows_note}"
             )
-        rows = np.flatnonzero(np.arange(xv.shape[0]) >= self.window - 1)
-        if len(rows) < MIN_CALIBRATION_ROWS:
+        calibrated = [
+            np.flatnonzero(s.scored & (np.arange(len(s.y)) >= self.window - 1)) for s in segments
+        ]
+        if sum(len(rows) for rows in calibrated) < MIN_CALIBRATION_ROWS:
             raise DataError(
-                f"{self.name}: the eval_set has {len(rows)} rows with a full window, at least "
-                f"{MIN_CALIBRATION_ROWS} needed to calibrate ({self.window - 1} rows of context "
-                "come first)"
+                f"{self.name}: {sum(len(r) for r in calibrated)} validation rows have a full "
+                f"window ({calibration_note}), at least {MIN_CALIBRATION_ROWS} needed to "
+                "calibrate"
             )
         start = self._warm_state(warm_start)
-        from core.ml.members.torch_train import LoopConfig, fit_net, seeded
-
         p = self._params
         loop = LoopConfig(
             epochs=p.warm_epochs if start is not None else p.epochs,
@@ -209,9 +275,16 @@ class ForecastMember(ABC, Generic[P]):
             if start is not None:
                 net.load_state_dict(start)
             info = fit_net(net, train, valid, loop)
-        # Calibrated on the eval rows with a full window; set together, after everything
-        # succeeded, so a failed refit leaves the member as it was.
-        calibration = Platt.fit(self._forecast_rows(net, xv, channels)[rows], yv[rows])
+        # Calibrated on the validation rows with a full window; set together, after
+        # everything succeeded, so a failed refit leaves the member as it was.
+        forecasts, labels = [], []
+        for s, rows in zip(segments, calibrated, strict=True):
+            if len(rows):  # from the window's context on: the training rows are not needed
+                lo = int(rows[0]) - (self.window - 1)
+                forecasts.append(self._forecast_rows(net, s.x[lo:], channels)[rows - lo])
+                labels.append(s.y[rows].astype(np.float64))
+        forecast = np.concatenate(forecasts)
+        calibration = Platt.fit(forecast, np.concatenate(labels))
         self._net, self._calibration = net, calibration
         self._features = FeatureSchema(tuple(columns), feature_set_hash)
         self._fit_info = {
@@ -245,10 +318,20 @@ class ForecastMember(ABC, Generic[P]):
         float32 rounding)."""
         xs = self._checked(x, columns, feature_set_hash)[-self.window :]
         forecast = self._forecast_rows(
-            self._net, xs, self._channel_indices(columns), newest_only=True
+            self._net, xs, self._channel_indices(columns), first=len(xs) - 1
         )
         assert self._calibration is not None  # noqa: S101 - set with the network
         return float(self._calibration.probability(forecast)[0])
+
+    def predict_proba_from(
+        self, x: npt.ArrayLike, first: int, *, columns: Sequence[str], feature_set_hash: str
+    ) -> Probabilities:
+        """Return P(class 1) of rows ``first..`` of ``x`` only, the rows before being their
+        windows' context (equal to ``predict_proba(x)[first:]`` up to float32 rounding)."""
+        xs = self._checked(x, columns, feature_set_hash)
+        forecast = self._forecast_rows(self._net, xs, self._channel_indices(columns), first=first)
+        assert self._calibration is not None  # noqa: S101 - set with the network
+        return self._calibration.probability(forecast)
 
     def save(self, folder: Path) -> list[Path]:
         """Write ``weights.pt`` and ``member.json`` into ``folder`` (existing)."""
@@ -308,24 +391,27 @@ class ForecastMember(ABC, Generic[P]):
             raise DataError(f"{self.name}: X has no column {', '.join(missing)} (its inputs)")
         return [names.index(c) for c in self._params.channels]
 
-    def _rows(self, x: FloatMatrix, channels: list[int], w: Vector | None) -> Rows:
+    def _rows(
+        self, x: FloatMatrix, channels: list[int], w: Vector | None, *, first: int = 0
+    ) -> Rows:
+        """Return the rows from ``first`` on with a full window and a known target."""
         from core.ml.members.torch_train import Rows
 
         windows = make_windows(x, channels, self.window)
         paths, known = target_paths(x[:, channels[0]], windows.scale, self._params.horizon)
-        keep = np.flatnonzero(windows.full & known)
+        keep = np.flatnonzero(windows.full & known & (np.arange(len(x)) >= first))
         weights = np.ones(len(x)) if w is None else w
         return Rows(windows.inputs[keep], paths[keep], weights[keep])
 
     def _forecast_rows(
-        self, net: nn.Module, x: FloatMatrix, channels: list[int], *, newest_only: bool = False
+        self, net: nn.Module, x: FloatMatrix, channels: list[int], *, first: int = 0
     ) -> Vector:
         from core.ml.members.torch_train import predict_paths, set_threads
 
         windows = make_windows(x, channels, self.window)
         inputs, scale = windows.inputs, windows.scale
-        if newest_only:
-            inputs, scale = inputs[-1:], scale[-1:]
+        if first:  # the rows before are context only: not through the network
+            inputs, scale = inputs[first:], scale[first:]
         set_threads(self._params.n_threads)
         paths = predict_paths(net, inputs)
         forecast: Vector = paths[:, -1].astype(np.float64) * scale

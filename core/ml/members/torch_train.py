@@ -34,6 +34,26 @@ class Rows:
     def __len__(self) -> int:
         return len(self.targets)
 
+    @classmethod
+    def empty(cls, channels: int, window: int, horizon: int) -> Rows:
+        """Return no rows (of these shapes)."""
+        return cls(
+            np.zeros((0, channels, window), dtype=np.float32),
+            np.zeros((0, horizon), dtype=np.float32),
+            np.zeros(0),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Rows]) -> Rows:
+        """Return the rows of several runs of candles as one set (windows stay whole)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            np.concatenate([p.inputs for p in parts]),
+            np.concatenate([p.targets for p in parts]),
+            np.concatenate([p.weights for p in parts]),
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopConfig:

@@ -265,3 +265,81 @@ def test_a_recompute_after_a_new_set_reuses_nothing_it_should_not() -> None:
     fresh = _walk_forward(s, [(300, 0.35), (600, 0.9), (900, 0.4)]).compute(s)
     for a, b in zip(_rows(again, len(s)), _rows(fresh, len(s)), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_consecutive_window_member_predicts_each_row_from_its_full_window() -> None:
+    from core.ml.features import compute_features
+    from core.ml.members import MEMBERS
+    from core.ml.training import TrainConfig, fit_member, prepare
+    from tests.unit.ml.test_training import TINY_TORCH
+
+    s = series(1500)
+    trained = s.slice(0, 900)
+    fit = fit_member("nhits", prepare([trained], TrainConfig()), TINY_TORCH)
+    nhits = MEMBERS["nhits"].from_files(fit.files)
+    end = int(trained.ts_ms[-1]) + 3_600_000
+    # a short health look-back: the set's rows begin a row after the first one it predicts
+    provider = EnsembleProvider([], EnsembleConfig(health_window=2), walk_forward=True)
+    provider.add_set([EnsembleMember(name="nhits", member=nhits, trained_until_ms=end)], end)
+
+    frame = provider.compute(s)
+
+    fm = compute_features(s)
+    whole = nhits.predict_proba(fm.values, columns=fm.columns, feature_set_hash=fm.set_hash)
+    rows = np.flatnonzero(np.isfinite(frame.member_p[:, 0]))
+    assert rows[0] == 900 and rows[-1] == len(s) - 1
+    # each row from its own window over the candles before it, not over the valid rows only
+    # or a window cut short where the set's rows begin
+    assert np.allclose(frame.member_p[rows, 0], whole[rows], rtol=0, atol=1e-6)
+
+
+@dataclass
+class Counting(Fake):
+    """A Fake that counts the rows it was asked to predict."""
+
+    rows: int = 0
+
+    def predict_proba(
+        self, x: npt.NDArray[np.float64], *, columns: Sequence[str], feature_set_hash: str
+    ) -> npt.NDArray[np.float64]:
+        self.rows += len(x)
+        return super().predict_proba(x, columns=columns, feature_set_hash=feature_set_hash)
+
+
+def test_a_history_grown_by_a_candle_predicts_its_row_only_and_equals_a_full_compute() -> None:
+    from core.ml.members import MEMBERS
+    from core.ml.training import TrainConfig, fit_member, prepare
+    from tests.unit.ml.test_training import TINY_TORCH
+
+    s = series(1300)
+    fit = fit_member("nhits", prepare([s.slice(0, 800)], TrainConfig()), TINY_TORCH)
+    end = int(s.ts_ms[799]) + 3_600_000
+    counting = Counting(0.4)
+
+    def members(fake: Fake) -> list[EnsembleMember]:
+        return [
+            EnsembleMember(name="fake", member=fake, trained_until_ms=end),  # type: ignore[arg-type]
+            EnsembleMember(
+                name="nhits", member=MEMBERS["nhits"].from_files(fit.files), trained_until_ms=end
+            ),
+        ]
+
+    live = EnsembleProvider(members(counting), EnsembleConfig(min_labels=24))
+    live.compute(s.slice(0, 1200))
+    for k in range(1201, 1206):  # qt run: a new history object per candle
+        before = counting.rows
+        grown = live.compute(s.slice(0, k))
+        assert counting.rows - before == 1  # the new candle's row only
+
+        full = EnsembleProvider(members(Fake(0.4)), EnsembleConfig(min_labels=24)).compute(
+            s.slice(0, k)
+        )
+        assert np.array_equal(grown.entry, full.entry)
+        for a, b in ((grown.member_p, full.member_p), (grown.weights, full.weights)):
+            assert np.allclose(a, b, rtol=0, atol=1e-6, equal_nan=True)
+        assert np.allclose(grown.p_up, full.p_up, rtol=0, atol=1e-6, equal_nan=True)
+        assert np.array_equal(grown.member_p[:, 0], full.member_p[:, 0], equal_nan=True)
+
+    before = counting.rows
+    live.compute(s.slice(1, 1206))  # the history rolled over: features differ, all again
+    assert counting.rows - before > 1000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,84 @@ def test_roc_auc_counts_ties_half_and_needs_both_classes() -> None:
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
     assert roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
     assert roc_auc(np.array([0.2, 0.3]), np.array([1, 1])) is None
+
+
+# A tiny network, a few epochs: each torch fit below takes a fraction of a second.
+TINY_TORCH = {
+    "window": 32,
+    "epochs": 2,
+    "warm_epochs": 1,
+    "batch_size": 128,
+    "n_threads": 1,
+    "pools": (4, 2, 1),
+    "downsample": (2, 1, 1),
+    "hidden": 16,
+    "patch": 8,
+    "stride": 8,
+    "d_model": 8,
+    "heads": 2,
+    "layers": 1,
+    "ff": 16,
+}
+
+
+def test_each_symbol_is_cut_into_consecutive_runs_at_the_same_holdout_and_purge() -> None:
+    data = prepare([candles(), candles("ETH/USDT")], TrainConfig(embargo=24))
+
+    assert [s.symbol for s in data.segments] == ["BTC/USDT", "ETH/USDT"]  # one run each
+    from core.ml.features import compute_features
+
+    for seg in data.segments:
+        assert seg.valid_rows and seg.train_stop
+        # the last training row, where the last forecast target ends: an embargo before the
+        # holdout; the validation part starts at it
+        fm = compute_features(candles(seg.symbol))
+        rows = np.flatnonzero(fm.valid_rows())  # after the warm-up: every candle
+        assert np.array_equal(seg.x, fm.values[rows])
+        opens = fm.ts_ms[rows]
+        assert opens[seg.train_stop - 1] + 24 * H < data.valid_start_ms
+        assert opens[seg.train_stop] + 24 * H >= data.valid_start_ms
+        assert opens[seg.valid_start] >= data.valid_start_ms > opens[seg.valid_start - 1]
+        assert np.all(np.diff(opens) == H)  # consecutive candles
+    assert sum(s.valid_rows for s in data.segments) == len(data.y_valid)
+
+
+@pytest.mark.parametrize("name", ["nhits", "patchtst"])
+def test_a_torch_member_fits_on_the_segments_and_warm_starts_from_its_files(name: str) -> None:
+    data = prepare([candles(), candles("ETH/USDT")], TrainConfig())
+
+    cold = fit_member(name, data, TINY_TORCH)
+    warm = fit_member(name, data, TINY_TORCH, warm_files=cold.files)
+
+    rebuilt = MEMBERS[name].from_files(cold.files)
+    assert cold.metrics["rows_valid"] == len(data.y_valid)  # every symbol's holdout scored
+    assert {"log_loss", "log_loss_base", "accuracy", "healthy"} <= set(cold.metrics)
+    assert rebuilt.params["window"] == 32 and rebuilt.params["n_threads"] == 1
+    cold_info = MEMBERS[name].from_files(cold.files).fit_info  # type: ignore[attr-defined]
+    warm_info = MEMBERS[name].from_files(warm.files).fit_info  # type: ignore[attr-defined]
+    assert (cold_info["warm_start"], cold_info["epochs"]) == (False, 2)
+    assert (warm_info["warm_start"], warm_info["epochs"]) == (True, 1)  # fewer epochs
+
+
+def test_a_warm_start_begins_from_the_previous_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from core.ml.members import torch_train
+
+    data = prepare([candles()], TrainConfig())
+    cold = fit_member("nhits", data, TINY_TORCH)
+    previous = torch.load(io.BytesIO(cold.files["weights.pt"]), weights_only=True)
+    seen: list[dict[str, torch.Tensor]] = []
+    real = torch_train.fit_net
+
+    def spy(net: torch.nn.Module, *args: object, **kw: object) -> object:
+        seen.append({k: v.clone() for k, v in net.state_dict().items()})
+        return real(net, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch_train, "fit_net", spy)
+    fit_member("nhits", data, TINY_TORCH, warm_files=cold.files)
+    fit_member("nhits", data, TINY_TORCH)
+
+    warm_start, cold_start = seen
+    assert all(torch.equal(warm_start[k], previous[k]) for k in previous)
+    assert not all(torch.equal(cold_start[k], previous[k]) for k in previous)

@@ -66,3 +66,18 @@ def test_the_regimes_of_appended_candles_are_those_of_the_seeded_series() -> Non
     assert len(seen - {Regime.UNKNOWN}) >= 2, "one regime throughout proves little"
     assert live.regime_at("ETH/USDT", int(series.ts_ms[0])) is Regime.UNKNOWN
     assert live.regime_at("BTC/USDT", int(series.ts_ms[0]) + 1) is Regime.UNKNOWN
+
+
+def test_past_its_bound_the_history_drops_a_fifth_at_once() -> None:
+    series = generate_candles("BTC/USDT", "1h", 700, seed=4)
+    book = SignalBook(EmaRsiCross(), max_history=200)
+    book.seed(series.slice(0, 150))
+    firsts, lengths = set(), []
+    for i in range(150, len(series)):
+        book.append("BTC/USDT", "1h", series.candle(i))
+        assert book.signal_at("BTC/USDT", int(series.ts_ms[i])) is not None
+        history = book._books["BTC/USDT"].history
+        firsts.add(int(history.ts_ms[0]))
+        lengths.append(len(history))
+    assert max(lengths) == 200 and min(lengths[60:]) == 160  # bounded, rolled to 4/5
+    assert len(firsts) == 14  # the seed, then a roll at the 51st append and every 41 after

@@ -1,0 +1,110 @@
+"""Consecutive rows of one series, split in time: what the torch forecasters train on.
+
+The pooled training rows of ``core.ml.training`` mix symbols in one time order, which a
+member reading each row on its own does not mind; a forecaster forms each row's window from
+the rows before it, so it needs one symbol's consecutive candles. A ``Segment`` is such a run
+of candles whose features are all defined (the warm-up is left out; a feature undefined
+mid-series, or a candle missing from the file, starts a new run) with the same purged split
+as the pooled rows: its training part is the prefix whose forecast targets ended
+``embargo`` candles before the holdout began, its validation part the suffix from the
+holdout on, scored where the label is known; the rows between them (the purge) are only
+context for the validation windows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatMatrix = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Segment:
+    """Consecutive rows ``x``/``y`` of one symbol: ``[0, train_stop)`` are trained on,
+    ``[valid_start, len)`` are validation rows, scored where ``known`` (the label resolved;
+    ``y`` is 0 elsewhere); rows before ``valid_start`` are their context."""
+
+    symbol: str
+    x: FloatMatrix
+    y: npt.NDArray[np.int8]
+    known: npt.NDArray[np.bool_]
+    train_stop: int
+    valid_start: int
+
+    def __post_init__(self) -> None:
+        rows = len(self.y)
+        if not 0 <= self.train_stop <= self.valid_start <= rows == len(self.x) == len(self.known):
+            raise ValueError(
+                f"segment of {self.symbol}: need 0 <= train_stop ({self.train_stop}) <= "
+                f"valid_start ({self.valid_start}) <= rows ({rows}) and a known flag per row"
+            )
+
+    @property
+    def scored(self) -> npt.NDArray[np.bool_]:
+        """Return a mask of the validation rows with a known label."""
+        mask = self.known.copy()
+        mask[: self.valid_start] = False
+        return mask
+
+    @property
+    def valid_rows(self) -> int:
+        """Return how many validation rows have a known label."""
+        return int(self.scored.sum())
+
+
+def consecutive_runs(row: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Return ``(start, stop)`` of each run of consecutive integers in ``row`` (sorted)."""
+    if not len(row):
+        return []
+    breaks = np.flatnonzero(np.diff(row) != 1) + 1
+    bounds = [0, *breaks.tolist(), len(row)]
+    return list(itertools.pairwise(bounds))
+
+
+def split_segments(
+    symbol: str,
+    x: npt.NDArray[np.floating],
+    y: npt.NDArray[np.int8],
+    known: npt.NDArray[np.bool_],
+    start_ms: npt.NDArray[np.int64],
+    *,
+    cut_ms: int,
+    purge_ms: int,
+    candle_ms: int,
+) -> list[Segment]:
+    """Return the segments of one symbol's candles (``x`` its features, ``known`` where its
+    label resolved): training rows open more than ``purge_ms`` (the embargo) before
+    ``cut_ms`` (a forecast target is formed from the training rows after its own, so the
+    last one ends there: the pooled rows' purge), validation rows from ``cut_ms`` on; runs of
+    candles with every feature defined, those with neither part left out."""
+    defined = np.flatnonzero(np.isfinite(x).all(axis=1))
+    # a candle's place in time: a missing candle breaks the run like an undefined feature
+    slot = (start_ms[defined] - start_ms[0]) // candle_ms if len(defined) else defined
+    out = []
+    for lo, hi in consecutive_runs(slot.astype(np.int64)):
+        rows = defined[lo:hi]
+        opens = start_ms[rows]
+        train_stop = int(np.searchsorted(opens, cut_ms - purge_ms, "left"))
+        valid_start = int(np.searchsorted(opens, cut_ms, "left"))
+        seg = Segment(
+            symbol=symbol,
+            x=np.asarray(x[rows], dtype=np.float64),
+            y=np.where(known[rows], y[rows], 0).astype(np.int8),
+            known=known[rows].copy(),
+            train_stop=train_stop,
+            valid_start=valid_start,
+        )
+        if seg.train_stop or seg.valid_rows:
+            out.append(seg)
+    return out
+
+
+def validation_labels(segments: Sequence[Segment]) -> npt.NDArray[np.int8]:
+    """Return the validation labels of ``segments``, segment after segment."""
+    parts = [s.y[s.scored] for s in segments]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)

@@ -11,7 +11,7 @@ engine reacts to each fill before the next finer candle, as it would live.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot.backtest_window import Sources, check_window, trading_start_ms
@@ -83,6 +83,9 @@ class BacktestResult:
     stranded: tuple[tuple[str, int], ...] = ()  # (symbol, open time of its last candle)
     universe: UniverseSummary | None = None  # a dynamic universe's refreshes and changes
     job_runs: tuple[tuple[str, int], ...] = ()  # (job id, simulated time) of each job run
+    # The candles the run used, each symbol's up to end_ms: the very histories the provider
+    # computed its signals on (the ensemble's caches are kept per history object).
+    window: Mapping[str, CandleSeries] = field(default_factory=dict)
 
 
 def _stranded(
@@ -434,4 +437,5 @@ async def run_backtest(
         symbol_failures=tuple(failed),
         universe=universe,
         job_runs=tuple(due.runs),
+        window=window,
     )

@@ -38,6 +38,7 @@ class WalkForward:
         exits: ExitConfig,
         timeframe: str,
         horizon: int = 24,
+        shuffle_seed: int | None = None,
     ) -> None:
         self._provider = provider
         self._members = list(models.members)
@@ -50,7 +51,10 @@ class WalkForward:
         params: dict[str, object] = {"n_jobs": 1}  # one thread per worker: the pool fills cores
         if models.trees:
             params["n_estimators"] = models.trees
-        self._config = TrainConfig(horizon=horizon, embargo=models.embargo, params=params)
+        # shuffle_seed: a control, every retrain on permuted labels (qt evaluate --shuffle-labels)
+        self._config = TrainConfig(
+            horizon=horizon, embargo=models.embargo, params=params, shuffle_seed=shuffle_seed
+        )
         self._exits = exits
         self._window = window_candles(models.window_days, timeframe)
         self._pool: ProcessPoolExecutor | None = None
@@ -117,14 +121,24 @@ class WalkForward:
         )
 
 
-def walk_forward_ensemble(settings: Settings) -> tuple[EnsembleProvider, WalkForward]:
-    """Return an ensemble with no members yet and the retrain that gives it its sets."""
+def walk_forward_ensemble(
+    settings: Settings, *, shuffle_seed: int | None = None
+) -> tuple[EnsembleProvider, WalkForward]:
+    """Return an ensemble with no members yet and the retrain that gives it its sets
+    (``shuffle_seed``: each retrain on permuted labels, a control)."""
     exits = exit_config_from(settings.exits)
     timeframe = settings.trading.timeframe
-    provider = EnsembleProvider(
-        [], ensemble_config_from(settings), exits=exits, timeframe=timeframe, walk_forward=True
+    config = ensemble_config_from(settings)
+    provider = EnsembleProvider([], config, exits=exits, timeframe=timeframe, walk_forward=True)
+    trainer = WalkForward(
+        provider,
+        settings.models,
+        exits=exits,
+        timeframe=timeframe,
+        horizon=config.horizon,
+        shuffle_seed=shuffle_seed,
     )
-    return provider, WalkForward(provider, settings.models, exits=exits, timeframe=timeframe)
+    return provider, trainer
 
 
 def summary(trainer: WalkForward) -> str:

@@ -179,6 +179,20 @@ class EnsembleProvider:
             for member, reason in sorted(self.exclusions_by_symbol.get(symbol, {}).items())
         ]
 
+    def features_and_labels(self, series: CandleSeries) -> tuple[FeatureMatrix, Labels]:
+        """Return the features the members predict ``series`` from and the labels that weigh
+        them (the members' own: triple barrier, ``config.horizon``, the exits), computed once
+        per history."""
+        return self._series_cache(series).features, self._series_cache(series).labels
+
+    def _series_cache(self, series: CandleSeries) -> _SeriesCache:
+        cache = self._cache.get(series.symbol)
+        if cache is None or cache.series is not series:  # a new history: nothing to reuse
+            fm = compute_features(series, self.features)
+            labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
+            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
+        return cache
+
     def compute(self, series: CandleSeries) -> EnsembleFrame:
         """Return the signals of every candle of ``series`` (causal)."""
         n = len(series)
@@ -187,11 +201,7 @@ class EnsembleProvider:
         member_p = np.full((n, len(names)), np.nan)
         weights = np.zeros((n, len(names)))
         self.exclusions = {}
-        cache = self._cache.get(series.symbol)
-        if cache is None or cache.series is not series:  # a new history: nothing to reuse
-            fm = compute_features(series, self.features)
-            labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
-            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels)
+        cache = self._series_cache(series)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
         # Each set's first row: the first candle closing after its activation.
         starts = [
@@ -206,10 +216,11 @@ class EnsembleProvider:
                 continue
             chunk = cache.chunks.get(i)
             if chunk is None or chunk.lo != lo or chunk.hi < hi:
-                up, p, w, excluded = self._compute_set(
+                first, up, p, w, excluded = self._compute_set(
                     st.members, series, cache.features, cache.labels, lo, hi
                 )
-                chunk = cache.chunks[i] = _Chunk(lo, hi, up[lo:hi], p[lo:hi], w[lo:hi], excluded)
+                at = lo - first
+                chunk = cache.chunks[i] = _Chunk(lo, hi, up[at:], p[at:], w[at:], excluded)
             # Rows of a set do not depend on where the next one starts (causal): a chunk
             # computed up to a later row is exact on the rows before it.
             m = hi - lo
@@ -230,20 +241,21 @@ class EnsembleProvider:
         labels: Labels,
         lo: int,
         hi: int,
-    ) -> tuple[FloatArray, FloatArray, FloatArray, dict[str, str]]:
-        """Return P(up), member P(up) and weights of one set, exact on rows ``lo..hi-1``."""
+    ) -> tuple[int, FloatArray, FloatArray, FloatArray, dict[str, str]]:
+        """Return the first row rows ``lo..hi-1`` look back on, and P(up), member P(up) and
+        weights of one set on the rows from it to ``hi - 1`` (exact on ``lo..hi-1``).
+
+        Only those rows are computed: a long history costs each set nothing before them.
+        """
         cfg = self.config
-        n, k = len(series), len(members)
+        k = len(members)
         # What rows lo..hi-1 look back on: the health window, and the out-of-sample rows
         # whose labels weigh the members.
         trained = int(np.searchsorted(series.ts_ms, min(m.trained_until_ms for m in members)))
         first = max(0, min(lo - cfg.health_window + 1, trained))
-        valid = fm.valid_rows()
-        valid[:first] = False
-        valid[hi:] = False
-        rows = np.flatnonzero(valid)
-        x = np.asarray(fm.values[rows], dtype=np.float64)
-        p = np.full((n, k), np.nan)
+        rows = np.flatnonzero(fm.valid_rows()[first:hi])  # from ``first`` on
+        x = np.asarray(fm.values[first + rows], dtype=np.float64)
+        p = np.full((hi - first, k), np.nan)
         static: dict[str, str] = {}
         for j, m in enumerate(members):
             reason = self._static_reason(m)
@@ -259,12 +271,12 @@ class EnsembleProvider:
                 p[:, j] = np.nan
         healthy = _trailing_health(p, cfg.health_window)
         active = healthy & np.array([m.name not in static for m in members])[None, :]
-        weights = self._weights(members, series, labels, p, active)
+        weights = self._weights(members, series, labels, p, active, first)
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
         p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
         excluded = {**static, **_latest_unhealthy(p, healthy, static, members, cfg)}
-        return p_up, p, weights, excluded
+        return first, p_up, p, weights, excluded
 
     def _static_reason(self, m: EnsembleMember) -> str | None:
         if m.name in self.config.disabled:
@@ -280,12 +292,20 @@ class EnsembleProvider:
         labels: Labels,
         p: FloatArray,
         active: npt.NDArray[np.bool_],
+        first: int,
     ) -> FloatArray:
+        """Return the weights of rows ``first..first + len(p) - 1`` (``p``'s rows)."""
         cfg = self.config
+        rows = slice(first, first + len(p))
         trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
-        usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
+        usable = labels.valid[rows, None] & (series.ts_ms[rows, None] >= trained_until[None, :])
+        # a label of row s >= first resolves at end_idx[s] >= s: known from row end - first
         loss, count = rolling_log_loss(
-            p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window
+            p,
+            labels.y[rows],
+            known_at=labels.end_idx[rows] - first,
+            usable=usable,
+            window=cfg.window,
         )
         # any active member with too short a record: equal weights (a fair comparison)
         enough = np.all(np.where(active, count >= max(cfg.min_labels, 1), True), axis=1)

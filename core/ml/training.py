@@ -9,6 +9,10 @@ on them (early stopping on the holdout) and scores it on the holdout: every metr
 is out of sample. Both are plain functions of picklable values, so the caller can run them in
 a worker process; ``fit_member`` returns the member's files as bytes (its own safe formats)
 rather than the object.
+
+``TrainConfig.shuffle_seed`` makes every training a control: the window's labels are permuted
+(seeded) before the split, so a member learns nothing true and its predictions must score as
+chance (``qt evaluate --shuffle-labels``).
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
 from core.ml.dataset import build_dataset, pool
+from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import health
-from core.ml.labels import triple_barrier_labels
+from core.ml.labels import Labels, triple_barrier_labels
 from core.ml.leak_guard import assert_no_leak
 from core.ml.member import Member
 from core.ml.members import MEMBERS
@@ -53,6 +58,9 @@ class TrainConfig:
     min_train_rows: int = 200
     min_valid_rows: int = 50
     params: Mapping[str, Any] = field(default_factory=dict)
+    # A control: permute the window's labels (training and holdout rows together) with this
+    # seed and the window's end, so no member learns anything true. None: the true labels.
+    shuffle_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 0.5:
@@ -61,6 +69,8 @@ class TrainConfig:
             )
         if self.horizon < 1 or self.embargo < 0:
             raise ValueError(f"need horizon >= 1, embargo >= 0: {self.horizon}, {self.embargo}")
+        if self.shuffle_seed is not None and self.shuffle_seed < 0:
+            raise ValueError(f"shuffle_seed must be >= 0, was {self.shuffle_seed}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,12 +123,13 @@ def prepare(
                 f"{s.symbol}: {len(ds)} usable rows (of {len(s)} candles; the features need "
                 f"{warmup} to warm up); training needs at least {config.min_train_rows}"
             )
-        try:  # a net for gross leaks before anything is fitted
-            assert_no_leak(fm.values, fm.columns, s.close, label=labels.y, label_valid=labels.valid)
-        except ValueError as exc:
-            raise DataError(f"{s.symbol}: the leak guard refused the features: {exc}") from exc
+        guard_features(s, fm, labels)  # a net for gross leaks before anything is fitted
         parts.append(ds)
     ds = pool(parts)
+    y = ds.y
+    if config.shuffle_seed is not None:
+        rng = np.random.default_rng([config.shuffle_seed, int(ds.end_ms.max())])
+        y = rng.permutation(y)
     cut = int(ds.start_ms[int(len(ds) * (1.0 - config.validation_fraction))])
     valid = ds.start_ms >= cut
     train = ds.end_ms + config.embargo * candle_ms < cut  # purged: ended before the holdout
@@ -128,14 +139,14 @@ def prepare(
             f"purging; need {config.min_train_rows} and {config.min_valid_rows}: give more "
             "candles"
         )
-    y_train = ds.y[train]
+    y_train = y[train]
     if y_train.min() == y_train.max():
         raise DataError(f"every training label is {int(y_train[0])}: nothing to learn")
     return TrainingSet(
         x_train=ds.X[train],
         y_train=y_train,
         x_valid=ds.X[valid],
-        y_valid=ds.y[valid],
+        y_valid=y[valid],
         columns=ds.columns,
         set_hash=ds.set_hash,
         label=ds.label,
@@ -144,6 +155,22 @@ def prepare(
         valid_start_ms=cut,
         end_ms=int(ds.end_ms.max()) + candle_ms,
     )
+
+
+def guard_features(series: CandleSeries, features: FeatureMatrix, labels: Labels) -> None:
+    """Raise ``DataError`` naming the symbol when the leak guard refuses ``features`` (a
+    column that is the label or a future value, ``core.ml.leak_guard``), or cannot judge them
+    (too few rows)."""
+    try:
+        assert_no_leak(
+            features.values,
+            features.columns,
+            series.close,
+            label=labels.y,
+            label_valid=labels.valid,
+        )
+    except ValueError as exc:
+        raise DataError(f"{series.symbol}: the leak guard refused the features: {exc}") from exc
 
 
 def make_member(name: str, params: Mapping[str, Any] | None = None) -> Member:

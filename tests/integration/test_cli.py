@@ -162,6 +162,7 @@ COMMANDS = [
     ("demo",),
     ("run",),
     ("backtest",),
+    ("evaluate",),
     ("data",),
     ("data", "download"),
     ("data", "import"),

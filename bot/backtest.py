@@ -11,7 +11,7 @@ engine reacts to each fill before the next finer candle, as it would live.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -93,6 +93,9 @@ class BacktestResult:
     job_runs: tuple[tuple[str, int], ...] = ()  # (job id, simulated time) of each job run
     regime_changes: tuple[RegimeChanged, ...] = ()  # every symbol's, as the engine saw them
     selections: tuple[StrategySelected, ...] = ()  # the meta-strategy's changes of pick
+    # The candles the run used, each symbol's up to end_ms: the very histories the provider
+    # computed its signals on (the ensemble's caches are kept per history object).
+    window: Mapping[str, CandleSeries] = field(default_factory=dict)
 
 
 def ensemble_in(provider: SignalProvider | None) -> EnsembleProvider | None:
@@ -469,4 +472,5 @@ async def run_backtest(
         job_runs=tuple(due.runs),
         regime_changes=tuple(seen.regimes),
         selections=tuple(seen.selections),
+        window=window,
     )

@@ -21,6 +21,7 @@ from bot.cli_common import (
     run_or_exit,
 )
 from bot.cli_data import data_app
+from bot.cli_evaluate import evaluate
 from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt data markets`)
 from bot.cli_models import models_app
 from bot.cli_state import state_app
@@ -54,6 +55,7 @@ def _after_command() -> None:
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.command()(backtest)
+app.command()(evaluate)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(state_app, name="state")

@@ -20,7 +20,11 @@ from core.errors import DataError
 from core.ports import CandleRepo
 
 if TYPE_CHECKING:  # the CLI imports the ML libraries only when a run needs them
+    from bot.backtest import BacktestResult
+    from bot.backtest_window import Sources
     from bot.walk_forward import WalkForward
+    from core.domain.market_rules import RulesInForce
+    from core.market.funding import FundingRates
     from core.ml.ensemble import EnsembleProvider
     from core.signals.base import SignalProvider
 
@@ -53,35 +57,50 @@ def parse_timerange(value: str | None) -> tuple[int | None, int | None]:
     return start, end
 
 
+# The options `qt backtest` and `qt evaluate` share: the same data, range and replay.
+DataOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="Candle files (CSV like ../shared/data, Freqtrade json/feather), or folders: "
+        "every file of QT__TRADING__TIMEFRAME in them."
+    ),
+]
+DetailOpt = Annotated[
+    list[Path] | None,
+    typer.Option(help="Lower-timeframe files for fills inside each candle (e.g. 5m)."),
+]
+FundingOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="Funding-rate files of perps (BTC_USDT-funding.csv.gz: timestamp,funding_rate)."
+    ),
+]
+TimerangeOpt = Annotated[
+    str | None, typer.Option(help="Trade from-to, e.g. 20220101-20260101 (UTC).")
+]
+NameOpt = Annotated[str | None, typer.Option(help="Run name for the report files.")]
+FullOpt = Annotated[
+    bool, typer.Option(help="Send every candle through the full path (slower, same trades).")
+]
+ChartsOpt = Annotated[bool, typer.Option(help="Draw the PNG charts (about 1 s).")]
+
+
+def run_name_or_now(name: str | None) -> str:
+    """Return ``name``, or the time now as the run's name."""
+    return name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
 def backtest(
-    data: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Candle files (CSV like ../shared/data, Freqtrade json/feather), or folders: "
-            "every file of QT__TRADING__TIMEFRAME in them."
-        ),
-    ] = None,
-    detail: Annotated[
-        list[Path] | None,
-        typer.Option(help="Lower-timeframe files for fills inside each candle (e.g. 5m)."),
-    ] = None,
-    funding: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Funding-rate files of perps (BTC_USDT-funding.csv.gz: timestamp,funding_rate)."
-        ),
-    ] = None,
-    timerange: Annotated[
-        str | None, typer.Option(help="Trade from-to, e.g. 20220101-20260101 (UTC).")
-    ] = None,
-    name: Annotated[str | None, typer.Option(help="Run name for the report files.")] = None,
+    data: DataOpt = None,
+    detail: DetailOpt = None,
+    funding: FundingOpt = None,
+    timerange: TimerangeOpt = None,
+    name: NameOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Report folder (default <data_dir>/backtests).")
     ] = None,
-    full: Annotated[
-        bool, typer.Option(help="Send every candle through the full path (slower, same trades).")
-    ] = False,
-    charts: Annotated[bool, typer.Option(help="Draw the PNG charts (about 1 s).")] = True,
+    full: FullOpt = False,
+    charts: ChartsOpt = True,
     strategy: Annotated[
         str | None,
         typer.Option(
@@ -111,12 +130,12 @@ def backtest(
     if walk_forward and settings.strategy.provider not in ("ensemble", "meta"):
         raise typer.BadParameter("needs --strategy ensemble or meta", param_hint="--walk-forward")
     start_ms, end_ms = parse_timerange(timerange)
-    run_name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_name = run_name_or_now(name)
     folder = out or settings.app.data_dir / "backtests"
     run_or_exit(
         lambda: _backtest(
             settings,
-            _Inputs(data or [], detail or [], funding or []),
+            RunFiles(data or [], detail or [], funding or []),
             start_ms,
             end_ms,
             run_name,
@@ -231,12 +250,100 @@ def one_file_per_symbol(
 
 
 @dataclass(frozen=True, slots=True)
-class _Inputs:
+class RunFiles:
     """The files a backtest reads."""
 
     candles: list[Path]
     detail: list[Path]
     funding: list[Path]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """A backtest's inputs, loaded and checked: candles, detail, funding and market rules."""
+
+    series: dict[str, CandleSeries]
+    detail: dict[str, CandleSeries] | None
+    funding: dict[str, FundingRates]
+    rules: dict[str, RulesInForce]
+    sources: Sources
+
+    async def backtest(
+        self,
+        settings: Settings,
+        *,
+        start_ms: int | None,
+        end_ms: int | None,
+        full: bool,
+        provider: SignalProvider | None = None,
+        trainer: WalkForward | None = None,
+    ) -> BacktestResult:
+        """Run the backtest of these inputs (``bot.backtest.run_backtest``)."""
+        from bot.backtest import run_backtest
+
+        return await run_backtest(
+            settings,
+            self.series,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            detail=self.detail,
+            fast=not full,
+            funding=self.funding or None,
+            rules=self.rules,
+            provider=provider,
+            walk_forward=trainer,
+            sources=self.sources,
+        )
+
+
+async def load_run(settings: Settings, files: RunFiles) -> Run:
+    """Load the candles (``--data`` or the database), detail candles and funding rates, and
+    resolve each symbol's market rules, printing the notes on them."""
+    from bot.backtest_window import Sources
+    from bot.market_rules import notices, resolved, stored_rules
+    from core.market.funding import read_funding_file
+
+    series, candle_files = await _load(
+        settings, _expand_folders(files.candles, settings.trading.timeframe)
+    )
+    series = _in_universe_quote(settings, series)
+    detail, detail_files = await _load(settings, files.detail) if files.detail else (None, {})
+    funding = [(f, read_funding_file(f)) for f in files.funding]
+    rates = one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
+    for path, r in funding:
+        for note in r.notes:  # e.g. timestamps converted from µs: never silently
+            console.print(f"{escape(str(path))}: {escape(note)}")
+    rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
+    for line in notices(settings, rules):
+        console.print(escape(line), style="yellow")
+    return Run(
+        series=series,
+        detail=detail,
+        funding=rates,
+        rules=dict(rules),
+        sources=Sources(
+            candles=candle_files,
+            detail=detail_files,
+            funding={r.symbol: str(f) for f, r in funding},
+        ),
+    )
+
+
+def ensemble_for(
+    settings: Settings, *, shuffle_seed: int | None = None
+) -> tuple[EnsembleProvider, WalkForward]:
+    """Return the walk-forward ensemble and its retrain, saying how it retrains
+    (``shuffle_seed``: on permuted labels, a control)."""
+    from bot.walk_forward import walk_forward_ensemble
+
+    provider, trainer = walk_forward_ensemble(settings, shuffle_seed=shuffle_seed)
+    m = settings.models
+    window = f"the last {m.window_days:g} days" if m.window_days else "every candle so far"
+    console.print(
+        f"walk-forward ensemble of {', '.join(m.members)}: retrained every "
+        f"{m.retrain_hours:g} market hours on {window}"
+    )
+    return provider, trainer
 
 
 async def _provider(
@@ -269,16 +376,7 @@ async def _ensemble(
     if settings.strategy.provider != "ensemble":
         return None, None
     if walk_forward:
-        from bot.walk_forward import walk_forward_ensemble
-
-        provider, trainer = walk_forward_ensemble(settings)
-        m = settings.models
-        window = f"the last {m.window_days:g} days" if m.window_days else "every candle so far"
-        console.print(
-            f"walk-forward ensemble of {', '.join(m.members)}: retrained every "
-            f"{m.retrain_hours:g} market hours on {window}"
-        )
-        return provider, trainer
+        return ensemble_for(settings)
     from bot.ensemble_loader import load_ensemble
 
     provider = await load_ensemble(settings)
@@ -291,7 +389,7 @@ async def _ensemble(
 
 async def _backtest(
     settings: Settings,
-    files: _Inputs,
+    files: RunFiles,
     start_ms: int | None,
     end_ms: int | None,
     run_name: str,
@@ -300,47 +398,15 @@ async def _backtest(
     charts: bool,
     walk_forward: bool,
 ) -> None:
-    from bot.backtest import ensemble_in, run_backtest
-    from bot.backtest_window import Sources
-    from bot.market_rules import notices, resolved, stored_rules
-    from bot.report import failures_summary, print_report, print_sources, write_report
+    from bot.report import print_report, print_sources, write_report
     from bot.report_folder import check_report_folder
-    from bot.report_regimes import regimes_line, selections_line
-    from bot.report_universe import universe_line
-    from core.market.funding import read_funding_file
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
-    series, candle_files = await _load(
-        settings, _expand_folders(files.candles, settings.trading.timeframe)
-    )
-    series = _in_universe_quote(settings, series)
-    detail, detail_files = await _load(settings, files.detail) if files.detail else (None, {})
-    funding = [(f, read_funding_file(f)) for f in files.funding]
-    rates = one_file_per_symbol([(f, r.symbol, r) for f, r in funding], "funding files")
-    for path, r in funding:
-        for note in r.notes:  # e.g. timestamps converted from µs: never silently
-            console.print(f"{escape(str(path))}: {escape(note)}")
-    rules = resolved(settings, series, stored=await stored_rules(settings), series=series)
-    for line in notices(settings, rules):
-        console.print(escape(line), style="yellow")
+    run = await load_run(settings, files)
     provider, trainer = await _provider(settings, walk_forward)
     started = time.perf_counter()
-    result = await run_backtest(
-        settings,
-        series,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        detail=detail,
-        fast=not full,
-        funding=rates or None,
-        rules=rules,
-        provider=provider,
-        walk_forward=trainer,
-        sources=Sources(
-            candles=candle_files,
-            detail=detail_files,
-            funding={r.symbol: str(f) for f, r in funding},
-        ),
+    result = await run.backtest(
+        settings, start_ms=start_ms, end_ms=end_ms, full=full, provider=provider, trainer=trainer
     )
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)
@@ -353,17 +419,37 @@ async def _backtest(
         run_name=run_name,
         benchmarks=result.benchmarks,
         charts=charts,
-        funding_symbols=list(rates),
+        funding_symbols=list(run.funding),
         symbol_failures=result.symbol_failures,
         universe=result.universe,
     )
+    print_run_notes(result, elapsed_s, funded=bool(run.funding), trainer=trainer, provider=provider)
+    console.print(f"report: {escape(str(files_written.json_path))}")
+
+
+def print_run_notes(
+    result: BacktestResult,
+    elapsed_s: float,
+    *,
+    funded: bool,
+    trainer: WalkForward | None,
+    provider: SignalProvider | None,
+) -> None:
+    """Print what a backtest did besides its metrics: candles and trades, funding, gaps in
+    the detail, stranded positions, failed cycles, the universe, the walk-forward's retrains
+    the members the ensemble left out, the regimes and the meta-strategy's picks."""
+    from bot.backtest import ensemble_in
+    from bot.report import failures_summary
+    from bot.report_regimes import regimes_line, selections_line
+    from bot.report_universe import universe_line
+
     console.print(
         f"{result.candles} candles, {len(result.trades)} closed trades, "
         f"{result.open_positions} position(s) still open (valued at the last close), "
         f"{result.candles / max(elapsed_s, 1e-9):,.0f} candles/s. "
         + (
             f"Funding settled {result.funding_events} time(s) on open positions."
-            if rates
+            if funded
             else "Funding is not modelled (no funding data: --funding FILE)."
         )
     )
@@ -396,4 +482,3 @@ async def _backtest(
     console.print(escape(regimes_line(result.regime_changes)))
     if result.selections:
         console.print(escape(selections_line(result.selections)))
-    console.print(f"report: {escape(str(files_written.json_path))}")

@@ -1,4 +1,5 @@
-"""PNG charts of a backtest: equity vs buy and hold, drawdown, monthly returns.
+"""PNG charts of a backtest: equity vs buy and hold, drawdown, monthly returns; and of an
+evaluation: calibration.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot, no GUI, no global backend switch). Kept
 apart from the report so matplotlib is imported only when charts are wanted.
@@ -21,6 +22,7 @@ from core.analytics import (
     buy_and_hold_curve,
     underwater_fraction,
 )
+from core.ml.evaluation import ScoreCard
 
 
 def _new_figure(title: str) -> tuple[Figure, Any]:
@@ -70,4 +72,36 @@ def monthly_chart(path: Path, m: BacktestMetrics) -> None:
     ax.set_xticks(positions[::step], [r.month for r in m.monthly][::step], rotation=45)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_ylabel("%")
+    fig.savefig(path, format="png")
+
+
+def calibration_chart(path: Path, cards: Sequence[ScoreCard]) -> None:
+    """Draw each model's observed rate against its mean P per bin (the diagonal is perfect
+    calibration), and below it how many rows fell in each bin."""
+    fig = Figure(figsize=(11, 7), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    top.set_title("Calibration, out of sample (walk-forward)")
+    top.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--", label="perfect")
+    width = 1.0 / (len(cards[0].calibration) if cards else 10) / (len(cards) + 1)
+    for k, card in enumerate(cards):
+        filled = [b for b in card.calibration if b.rows and b.mean_p is not None]
+        x = [b.mean_p for b in filled]
+        y = [b.observed for b in filled]
+        err = [b.observed_2se for b in filled]
+        top.errorbar(x, y, yerr=err, marker="o", capsize=3, linewidth=1.2, label=card.name)
+        bottom.bar(
+            [b.lo + (k + 0.5) * width for b in card.calibration],
+            [b.rows for b in card.calibration],
+            width=width,
+            label=card.name,
+        )
+    top.set_ylabel("observed share of label 1")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.grid(True, alpha=0.3)
+    top.legend(loc="upper left")
+    bottom.set_xlabel("predicted P(up)")
+    bottom.set_ylabel("rows")
+    bottom.grid(True, alpha=0.3)
     fig.savefig(path, format="png")

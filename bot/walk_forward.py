@@ -43,6 +43,7 @@ class WalkForward:
         exits: ExitConfig,
         timeframe: str,
         horizon: int = 24,
+        shuffle_seed: int | None = None,
     ) -> None:
         self._provider = provider
         self._members = list(models.members)
@@ -62,6 +63,8 @@ class WalkForward:
         self._config = dataclasses.replace(
             train_config(models, threads=1, horizon=horizon),
             with_segments=needs_segments(self._members),
+            # a control: every retrain on permuted labels (qt evaluate --shuffle-labels)
+            shuffle_seed=shuffle_seed,
         )
         self._cadence_ms = {m: models.cadence_ms(m) for m in self._members}
         self._warm_start = models.warm_start
@@ -164,14 +167,24 @@ def _consecutive(name: str) -> bool:
     return bool(getattr(MEMBERS[name], "needs_consecutive_rows", False))
 
 
-def walk_forward_ensemble(settings: Settings) -> tuple[EnsembleProvider, WalkForward]:
-    """Return an ensemble with no members yet and the retrain that gives it its sets."""
+def walk_forward_ensemble(
+    settings: Settings, *, shuffle_seed: int | None = None
+) -> tuple[EnsembleProvider, WalkForward]:
+    """Return an ensemble with no members yet and the retrain that gives it its sets
+    (``shuffle_seed``: each retrain on permuted labels, a control)."""
     exits = exit_config_from(settings.exits)
     timeframe = settings.trading.timeframe
-    provider = EnsembleProvider(
-        [], ensemble_config_from(settings), exits=exits, timeframe=timeframe, walk_forward=True
+    config = ensemble_config_from(settings)
+    provider = EnsembleProvider([], config, exits=exits, timeframe=timeframe, walk_forward=True)
+    trainer = WalkForward(
+        provider,
+        settings.models,
+        exits=exits,
+        timeframe=timeframe,
+        horizon=config.horizon,
+        shuffle_seed=shuffle_seed,
     )
-    return provider, WalkForward(provider, settings.models, exits=exits, timeframe=timeframe)
+    return provider, trainer
 
 
 def summary(trainer: WalkForward) -> str:

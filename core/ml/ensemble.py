@@ -183,14 +183,14 @@ class EnsembleProvider:
             for member, reason in sorted(self.exclusions_by_symbol.get(symbol, {}).items())
         ]
 
-    def compute(self, series: CandleSeries) -> EnsembleFrame:
-        """Return the signals of every candle of ``series`` (causal)."""
-        n = len(series)
-        names = tuple(dict.fromkeys(m.name for st in self.sets for m in st.members))
-        p_up = np.full(n, np.nan)
-        member_p = np.full((n, len(names)), np.nan)
-        weights = np.zeros((n, len(names)))
-        self.exclusions = {}
+    def features_and_labels(self, series: CandleSeries) -> tuple[FeatureMatrix, Labels]:
+        """Return the features the members predict ``series`` from and the labels that weigh
+        them (the members' own: triple barrier, ``config.horizon``, the exits), computed once
+        per history."""
+        cache = self._series_cache(series)
+        return cache.features, cache.labels
+
+    def _series_cache(self, series: CandleSeries) -> _SeriesCache:
         cache = self._cache.get(series.symbol)
         if cache is None or cache.series is not series:
             fm = compute_features(series, self.features)
@@ -200,6 +200,17 @@ class EnsembleProvider:
             # members' predictions of them; only the new rows go through the members.
             known = cache.predicted if cache is not None and _extends(cache.series, series) else {}
             cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels, predicted=known)
+        return cache
+
+    def compute(self, series: CandleSeries) -> EnsembleFrame:
+        """Return the signals of every candle of ``series`` (causal)."""
+        n = len(series)
+        names = tuple(dict.fromkeys(m.name for st in self.sets for m in st.members))
+        p_up = np.full(n, np.nan)
+        member_p = np.full((n, len(names)), np.nan)
+        weights = np.zeros((n, len(names)))
+        self.exclusions = {}
+        cache = self._series_cache(series)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
         starts = self._set_starts(close_ms, n)
         for i, st in enumerate(self.sets):
@@ -208,8 +219,9 @@ class EnsembleProvider:
                 continue
             chunk = cache.chunks.get(i)
             if chunk is None or chunk.lo != lo or chunk.hi < hi:
-                up, p, w, excluded = self._compute_set(st, cache, lo, hi)
-                chunk = cache.chunks[i] = _Chunk(lo, hi, up[lo:hi], p[lo:hi], w[lo:hi], excluded)
+                first, up, p, w, excluded = self._compute_set(st, cache, lo, hi)
+                at = lo - first
+                chunk = cache.chunks[i] = _Chunk(lo, hi, up[at:], p[at:], w[at:], excluded)
             # Rows of a set do not depend on where the next one starts (causal): a chunk
             # computed up to a later row is exact on the rows before it.
             m = hi - lo
@@ -275,67 +287,67 @@ class EnsembleProvider:
 
     def _compute_set(
         self, st: MemberSet, cache: _SeriesCache, lo: int, hi: int
-    ) -> tuple[FloatArray, FloatArray, FloatArray, dict[str, str]]:
-        """Return P(up), member P(up) and weights of one set, exact on rows ``lo..hi-1``."""
+    ) -> tuple[int, FloatArray, FloatArray, FloatArray, dict[str, str]]:
+        """Return the first row rows ``lo..hi-1`` look back on, and P(up), member P(up) and
+        weights of one set on the rows from it to ``hi - 1`` (exact on ``lo..hi-1``).
+
+        Only those rows are computed (a long history costs each set nothing before them), and
+        through the members only those not predicted on the history this one grew from.
+        """
         cfg = self.config
         members, series, fm, labels = st.members, cache.series, cache.features, cache.labels
-        n, k = len(series), len(members)
+        k = len(members)
         # What rows lo..hi-1 look back on: the health window, and the out-of-sample rows
         # whose labels weigh the members.
         trained = int(np.searchsorted(series.ts_ms, min(m.trained_until_ms for m in members)))
         first = max(0, min(lo - cfg.health_window + 1, trained))
-        valid = fm.valid_rows()
-        valid[:first] = False
-        valid[hi:] = False
-        rows = np.flatnonzero(valid)
-        p = np.full((n, k), np.nan)
+        rows = np.flatnonzero(fm.valid_rows()[first:hi])  # from ``first`` on, as p's rows
+        p = np.full((hi - first, k), np.nan)
         static: dict[str, str] = {}
         known = cache.predicted.get(id(st))
         if known is not None and known.members is not st:
             known = None
-        a = b = first
+        a = b = 0  # p's rows a..b-1: predicted before
         if known is not None:  # rows predicted before: reused
-            a = max(first, known.lo)
-            b = max(a, min(hi, known.hi))
-            p[a:b] = known.p[a - known.lo : b - known.lo]
+            a = max(first, known.lo) - first
+            b = max(a, min(hi, known.hi) - first)
+            p[a:b] = known.p[a + first - known.lo : b + first - known.lo]
             rows = rows[(rows < a) | (rows >= b)]
             static = dict(known.static)
-        x = np.asarray(fm.values[rows], dtype=np.float64)
+        x = np.asarray(fm.values[first + rows], dtype=np.float64)
         for j, m in enumerate(members):
             reason = self._static_reason(m) or static.get(m.name)
             if reason is None and len(rows):
                 try:
-                    p[rows, j] = _predict(m.member, fm, x, rows)
+                    p[rows, j] = _predict(m.member, fm, x, first + rows)
                 except (QTError, ValueError) as exc:  # FeatureMismatch, DataError: left out
                     reason = str(exc)
             if reason is not None:
                 static[m.name] = reason
                 p[:, j] = np.nan
-        if known is not None and a == first:  # the old rows' health stands (it looks back)
+        if known is not None and a == 0:  # the old rows' health stands (it looks back)
             healthy = _trailing_health(p, cfg.health_window, start=b)
-            healthy[a:b] = known.healthy[a - known.lo : b - known.lo]
+            healthy[:b] = known.healthy[first - known.lo : b + first - known.lo]
         else:
             healthy = _trailing_health(p, cfg.health_window)
         active = healthy & np.array([m.name not in static for m in members])[None, :]
         # A row's weights look back only (causal): those of the rows computed before stand,
         # unless a member was left out since (then it is out on every row).
         same = known is not None and known.static.keys() == static.keys()
-        old = (a, b, known.weights[a - known.lo : b - known.lo]) if same and known else None
-        weights = self._weights(members, series, labels, p, active, old)
+        old = (
+            (a, b, known.weights[a + first - known.lo : b + first - known.lo])
+            if same and known
+            else None
+        )
+        weights = self._weights(members, series, labels, p, active, first, old)
         cache.predicted[id(st)] = _Predicted(
-            st,
-            first,
-            hi,
-            p[first:hi].copy(),
-            weights[first:hi].copy(),
-            healthy[first:hi].copy(),
-            dict(static),
+            st, first, hi, p.copy(), weights.copy(), healthy.copy(), dict(static)
         )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
         p_up = np.where(any_active, (weights * filled).sum(axis=1), np.nan)
         excluded = {**static, **_latest_unhealthy(p, healthy, static, members, cfg)}
-        return p_up, p, weights, excluded
+        return first, p_up, p, weights, excluded
 
     def _static_reason(self, m: EnsembleMember) -> str | None:
         if m.name in self.config.disabled:
@@ -351,15 +363,22 @@ class EnsembleProvider:
         labels: Labels,
         p: FloatArray,
         active: npt.NDArray[np.bool_],
+        first: int,
         old: tuple[int, int, FloatArray] | None = None,
     ) -> FloatArray:
-        """Return each row's member weights; ``old`` = (a, b, weights of rows a..b-1) are
-        taken as they are."""
+        """Return the weights of rows ``first..first + len(p) - 1`` (``p``'s rows); ``old`` =
+        (a, b, weights of p's rows a..b-1) are taken as they are."""
         cfg = self.config
+        span = slice(first, first + len(p))
         trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
-        usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
+        usable = labels.valid[span, None] & (series.ts_ms[span, None] >= trained_until[None, :])
+        # a label of row s >= first resolves at end_idx[s] >= s: known from row end - first
         loss, count = rolling_log_loss(
-            p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window
+            p,
+            labels.y[span],
+            known_at=labels.end_idx[span] - first,
+            usable=usable,
+            window=cfg.window,
         )
         # any active member with too short a record: equal weights (a fair comparison)
         enough = np.all(np.where(active, count >= max(cfg.min_labels, 1), True), axis=1)

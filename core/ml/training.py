@@ -12,6 +12,10 @@ same holdout and purge, and ``fit_member`` fits them on those (optionally warm-s
 previous version's files). Both are plain functions of picklable values, so the caller can
 run them in a worker process; ``fit_member`` returns the member's files as bytes (its own
 safe formats) rather than the object.
+
+``TrainConfig.shuffle_seed`` makes every training a control: the window's labels are permuted
+(seeded) before the split, so a member learns nothing true and its predictions must score as
+chance (``qt evaluate --shuffle-labels``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ class TrainConfig:
     # Also cut the rows into per-symbol segments (the torch members'): off when only pooled
     # members fit, as the segments triple what a worker is sent.
     with_segments: bool = True
+    # A control: permute the window's labels (training and holdout rows together) with this
+    # seed and the window's end, so no member learns anything true. None: the true labels.
+    shuffle_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 0.5:
@@ -70,6 +77,8 @@ class TrainConfig:
             )
         if self.horizon < 1 or self.embargo < 0:
             raise ValueError(f"need horizon >= 1, embargo >= 0: {self.horizon}, {self.embargo}")
+        if self.shuffle_seed is not None and self.shuffle_seed < 0:
+            raise ValueError(f"shuffle_seed must be >= 0, was {self.shuffle_seed}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,10 +158,7 @@ def prepare_symbol(
             f"{s.symbol}: {len(ds)} usable rows (of {len(s)} candles; the features need "
             f"{warmup} to warm up); training needs at least {config.min_train_rows}"
         )
-    try:  # a net for gross leaks before anything is fitted
-        assert_no_leak(fm.values, fm.columns, s.close, label=labels.y, label_valid=labels.valid)
-    except ValueError as exc:
-        raise DataError(f"{s.symbol}: the leak guard refused the features: {exc}") from exc
+    guard_features(s, fm, labels)  # a net for gross leaks before anything is fitted
     return SymbolRows(
         symbol=s.symbol,
         timeframe=s.timeframe,
@@ -166,6 +172,10 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
     ``validation_fraction`` held out, training labels purged ``embargo`` candles before it."""
     candle_ms = timeframe_to_ms(parts[0].timeframe)
     ds = pool([p.dataset for p in parts])
+    y = ds.y
+    if config.shuffle_seed is not None:
+        rng = np.random.default_rng([config.shuffle_seed, int(ds.end_ms.max())])
+        y = rng.permutation(y)
     cut = int(ds.start_ms[int(len(ds) * (1.0 - config.validation_fraction))])
     valid = ds.start_ms >= cut
     train = ds.end_ms + config.embargo * candle_ms < cut  # purged: ended before the holdout
@@ -175,7 +185,7 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
             f"purging; need {config.min_train_rows} and {config.min_valid_rows}: give more "
             "candles"
         )
-    y_train = ds.y[train]
+    y_train = y[train]
     if y_train.min() == y_train.max():
         raise DataError(f"every training label is {int(y_train[0])}: nothing to learn")
     segments = tuple(
@@ -185,7 +195,7 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
         for seg in split_segments(
             p.symbol,
             p.candles[0].values,
-            p.candles[1].y,
+            _labels_of(p.candles[1], config, end=int(ds.end_ms.max())),
             p.candles[1].valid,
             p.candles[1].ts_ms,
             cut_ms=cut,
@@ -197,7 +207,7 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
         x_train=ds.X[train],
         y_train=y_train,
         x_valid=ds.X[valid],
-        y_valid=ds.y[valid],
+        y_valid=y[valid],
         columns=ds.columns,
         set_hash=ds.set_hash,
         label=ds.label,
@@ -207,6 +217,33 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
         end_ms=int(ds.end_ms.max()) + candle_ms,
         segments=segments,
     )
+
+
+def _labels_of(labels: Labels, config: TrainConfig, *, end: int) -> npt.NDArray[np.int8]:
+    """Return the labels the torch members train on: permuted among the resolved rows when
+    the config is a control (as the pooled rows' are), else as they are."""
+    if config.shuffle_seed is None:
+        return labels.y
+    y = labels.y.copy()
+    rows = np.flatnonzero(labels.valid)
+    y[rows] = np.random.default_rng([config.shuffle_seed, end, len(rows)]).permutation(y[rows])
+    return y
+
+
+def guard_features(series: CandleSeries, features: FeatureMatrix, labels: Labels) -> None:
+    """Raise ``DataError`` naming the symbol when the leak guard refuses ``features`` (a
+    column that is the label or a future value, ``core.ml.leak_guard``), or cannot judge them
+    (too few rows)."""
+    try:
+        assert_no_leak(
+            features.values,
+            features.columns,
+            series.close,
+            label=labels.y,
+            label_valid=labels.valid,
+        )
+    except ValueError as exc:
+        raise DataError(f"{series.symbol}: the leak guard refused the features: {exc}") from exc
 
 
 def make_member(name: str, params: Mapping[str, Any] | None = None) -> Member:

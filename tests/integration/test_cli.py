@@ -163,6 +163,7 @@ COMMANDS = [
     ("demo",),
     ("run",),
     ("backtest",),
+    ("evaluate",),
     ("data",),
     ("data", "download"),
     ("data", "import"),

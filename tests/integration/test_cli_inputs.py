@@ -382,6 +382,21 @@ CASES: dict[str, Case] = {
     ),
 }
 
+# `qt evaluate` takes the data options of `qt backtest` (the same loading and checks): each of
+# the backtest's cases, run by evaluate, is refused alike before anything is trained.
+CASES.update(
+    {
+        "evaluate" + name.removeprefix("backtest"): Case(
+            (("evaluate",), case.covers[1]),
+            (lambda args: lambda f: ["evaluate", *args(f)[1:]])(case.args),
+            case.says,
+            case.env,
+        )
+        for name, case in list(CASES.items())
+        if case.covers[0] == BT
+    }
+)
+
 
 def _inputs_of(command: typer.core.TyperCommand) -> set[str]:
     hints = typing.get_type_hints(command.callback)

@@ -22,6 +22,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("demo",): ["demo"],
     ("run",): ["run"],
     ("backtest",): ["backtest", "--no-charts"],
+    ("evaluate",): ["evaluate", "--no-charts"],
     ("data", "download"): ["data", "download", "--since", "2024-01-01"],
     ("data", "import"): ["data", "import", "BTC_USDT-1h.csv"],
     ("data", "list"): ["data", "list"],
@@ -99,7 +100,8 @@ def test_a_data_folder_that_cannot_be_made_is_one_line_naming_it(
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder\n")
     write_csv(Path("BTC_USDT-1h.csv"), candles("BTC/USDT", 300))  # for import and backtest
-    args = ARGS[command] + (["--data", "BTC_USDT-1h.csv"] if command == ("backtest",) else [])
+    with_data = command in {("backtest",), ("evaluate",)}
+    args = ARGS[command] + (["--data", "BTC_USDT-1h.csv"] if with_data else [])
     for data_dir in (a_file, NOT_CREATABLE, a_file / "deeper"):
         result = cli(*args, QT__APP__DATA_DIR=str(data_dir), **TINY_DEMO)
         assert "Traceback" not in result.output, (data_dir, result.output)

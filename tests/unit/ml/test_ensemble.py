@@ -343,3 +343,27 @@ def test_a_history_grown_by_a_candle_predicts_its_row_only_and_equals_a_full_com
     before = counting.rows
     live.compute(s.slice(1, 1206))  # the history rolled over: features differ, all again
     assert counting.rows - before > 1000
+
+
+def test_a_set_s_rows_are_those_it_would_give_serving_the_whole_series() -> None:
+    # Each set computes only the rows its own rows look back on (the health window, its
+    # out-of-sample record): on them it agrees to the bit with the same members serving every
+    # row of the series, weights included.
+    s = series(2000)
+    rows = (300, 900, 1500)
+    provider = EnsembleProvider([], EnsembleConfig(min_labels=5), walk_forward=True)
+    for k, row in enumerate(rows):
+        at_ms = int(s.ts_ms[row])
+        members = [
+            EnsembleMember(name="a", member=Fake(0.3 + 0.1 * k), trained_until_ms=at_ms - 7200_000),  # type: ignore[arg-type]
+            EnsembleMember(name="b", member=Fake(0.8 - 0.1 * k), trained_until_ms=at_ms),  # type: ignore[arg-type]
+        ]
+        provider.add_set(members, at_ms)
+    frame = provider.compute(s)
+    for k, (lo, hi) in enumerate(zip(rows, (*rows[1:], len(s)), strict=True)):
+        whole = EnsembleProvider(list(provider.sets[k].members), EnsembleConfig(min_labels=5))
+        alone = whole.compute(s)
+        np.testing.assert_array_equal(frame.p_up[lo:hi], alone.p_up[lo:hi])
+        np.testing.assert_array_equal(frame.member_p[lo:hi], alone.member_p[lo:hi])
+        np.testing.assert_array_equal(frame.weights[lo:hi], alone.weights[lo:hi])
+        assert len(np.unique(alone.weights[lo + 100 : hi, 0])) > 1  # the weights moved

@@ -158,3 +158,48 @@ def test_a_warm_start_begins_from_the_previous_weights(monkeypatch: pytest.Monke
     warm_start, cold_start = seen
     assert all(torch.equal(warm_start[k], previous[k]) for k in previous)
     assert not all(torch.equal(cold_start[k], previous[k]) for k in previous)
+
+
+def test_a_shuffle_seed_permutes_the_window_s_labels_and_nothing_else() -> None:
+    series = [candles(), candles("ETH/USDT")]
+    true = prepare(series, TrainConfig())
+    shuffled = prepare(series, TrainConfig(shuffle_seed=3))
+    again = prepare(series, TrainConfig(shuffle_seed=3))
+    other = prepare(series, TrainConfig(shuffle_seed=4))
+
+    assert np.array_equal(shuffled.x_train, true.x_train, equal_nan=True)
+    assert np.array_equal(shuffled.x_valid, true.x_valid, equal_nan=True)
+    assert not np.array_equal(shuffled.y_train, true.y_train)
+    assert np.array_equal(shuffled.y_train, again.y_train)  # seeded
+    assert np.array_equal(shuffled.y_valid, again.y_valid)
+    assert not np.array_equal(shuffled.y_train, other.y_train)
+    # A permutation of the rows' labels: about the same share of 1s, and no longer the truth
+    # (agreement with the true labels as by chance: p^2 + (1 - p)^2).
+    rate = true.y_train.mean()
+    assert abs(shuffled.y_train.mean() - rate) < 0.05
+    agree = (shuffled.y_train == true.y_train).mean()
+    assert abs(agree - (rate**2 + (1 - rate) ** 2)) < 0.05
+    with pytest.raises(ValueError, match="shuffle_seed must be >= 0"):
+        TrainConfig(shuffle_seed=-1)
+
+
+def test_the_leak_guard_refuses_a_future_column_naming_the_symbol() -> None:
+    from core.ml.feature_set import FeatureMatrix
+    from core.ml.features import compute_features
+    from core.ml.labels import triple_barrier_labels
+    from core.ml.training import guard_features
+
+    s = candles()
+    fm, labels = compute_features(s), triple_barrier_labels(s)
+    guard_features(s, fm, labels)  # the feature set as it is passes
+    ahead = np.full(len(s), np.nan)
+    ahead[:-4] = np.log(s.close[4:] / s.close[:-4])  # the next 4 candles' return
+    leaky = FeatureMatrix(
+        ts_ms=fm.ts_ms,
+        values=np.column_stack([fm.values, ahead]),
+        columns=(*fm.columns, "peek"),
+        set_hash=fm.set_hash,
+        first_valid=fm.first_valid,
+    )
+    with pytest.raises(DataError, match=r"BTC/USDT: the leak guard refused .*'peek' leaks"):
+        guard_features(s, leaky, labels)

@@ -46,13 +46,13 @@ from core.signals.meta import MetaConfig, MetaStrategy
 def exit_config_from(exits: ExitSettings, what: str = "QT__EXITS__* settings") -> ExitConfig:
     """Return the Exit Brain config: percent legs, TP1 -> break-even, later legs -> previous."""
     legs = []
-    for i, (pct, fraction) in enumerate(zip(exits.tp_pcts, exits.tp_fractions, strict=True)):
-        last = i == len(exits.tp_pcts) - 1
-        anchor = StopAnchor.NONE
-        if exits.break_even_after_tp1 and not last:
-            anchor = StopAnchor.BREAK_EVEN if i == 0 else StopAnchor.PREVIOUS_LEG
-        legs.append(LegSpec(target=Target.pct(pct), fraction=fraction, move_stop_to=anchor))
-    try:
+    try:  # a leg the Exit Brain refuses (a target <= 0, a zero fraction): the same one line
+        for i, (pct, fraction) in enumerate(zip(exits.tp_pcts, exits.tp_fractions, strict=True)):
+            last = i == len(exits.tp_pcts) - 1
+            anchor = StopAnchor.NONE
+            if exits.break_even_after_tp1 and not last:
+                anchor = StopAnchor.BREAK_EVEN if i == 0 else StopAnchor.PREVIOUS_LEG
+            legs.append(LegSpec(target=Target.pct(pct), fraction=fraction, move_stop_to=anchor))
         return ExitConfig(
             legs=tuple(legs),
             stop=Target.pct(exits.stop_pct),

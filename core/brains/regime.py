@@ -78,6 +78,7 @@ class RegimeMemo:
 
     close: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     typical: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    config: RegimeConfig | None = None  # the medians are of its windows: another's start over
 
 
 def detect_regimes(
@@ -99,11 +100,11 @@ def detect_regimes(
     shared = 0
     if memo is not None:
         m = len(memo.close)
-        if m <= n and np.array_equal(memo.close, close[:m]):
+        if memo.config == cfg and m <= n and np.array_equal(memo.close, close[:m]):
             shared = m
     typical = _trailing_median(vol, cfg.vol_history, memo.typical[:shared] if memo else None)
     if memo is not None:
-        memo.close, memo.typical = close.copy(), typical
+        memo.close, memo.typical, memo.config = close.copy(), typical, cfg
     raw = np.zeros(n, dtype=np.int8)
     known = np.isfinite(adx) & np.isfinite(vol) & np.isfinite(typical)
     trend = adx >= cfg.trend_adx

@@ -158,3 +158,11 @@ def test_a_long_history_needs_no_window_matrix() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 20 * values.nbytes, f"peak {peak / 2**20:.0f} MiB for 20,000 rows"
+
+
+def test_a_memo_made_under_another_config_is_not_reused() -> None:
+    series = generate_candles("BTC/USDT", "1h", 600, seed=5)
+    short = RegimeConfig(vol_window=12, vol_history=30, confirm=2)
+    memo = RegimeMemo()
+    detect_regimes(series.slice(0, 300), RegimeConfig(vol_window=12, vol_history=60), memo)
+    assert np.array_equal(detect_regimes(series, short, memo), detect_regimes(series, short))

@@ -22,6 +22,8 @@ from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.market import Candle, CandleSeries, concat_series
 from core.signals.base import Signal, SignalFrame, SignalProvider
 
+MAX_HISTORY = 5_000  # candles a running process keeps per symbol
+
 
 @dataclass(slots=True)
 class _SymbolBook:
@@ -39,7 +41,7 @@ class SignalBook:
         self,
         provider: SignalProvider,
         *,
-        max_history: int = 5_000,
+        max_history: int = MAX_HISTORY,
         regime: RegimeConfig | None = None,
     ) -> None:
         if max_history < provider.warmup_candles:
@@ -47,8 +49,13 @@ class SignalBook:
                 f"max_history {max_history} is shorter than the provider's warm-up "
                 f"({provider.warmup_candles} candles)"
             )
-        self.provider = provider
         self.regime_config = regime or RegimeConfig()
+        if max_history < self.regime_config.warmup_candles:  # live regimes: unknown for ever
+            raise ValueError(
+                f"max_history {max_history} is shorter than the regime warm-up "
+                f"({self.regime_config.warmup_candles} candles)"
+            )
+        self.provider = provider
         self._max_history = max_history
         self._books: dict[str, _SymbolBook] = {}
 

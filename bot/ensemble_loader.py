@@ -17,8 +17,9 @@ from core.ml.members import MEMBERS
 from core.ml.versions import load_version
 
 
-async def load_ensemble(settings: Settings) -> EnsembleProvider:
-    """Return the ensemble of the newest version of every member not disabled."""
+async def load_ensemble(settings: Settings, *, after_training: bool = False) -> EnsembleProvider:
+    """Return the ensemble of the newest version of every member not disabled;
+    ``after_training``: serving only candles that close after their training ended."""
     from storage import open_storage
 
     config = ensemble_config_from(settings)
@@ -50,9 +51,13 @@ async def load_ensemble(settings: Settings) -> EnsembleProvider:
                 healthy_on_validation=version.metrics.get("healthy", 1.0) >= 1.0,
             )
         )
-    return EnsembleProvider(
-        members,
+    provider = EnsembleProvider(
+        [] if after_training else members,
         config,
         exits=exit_config_from(settings.exits),
         timeframe=settings.trading.timeframe,
+        walk_forward=after_training,
     )
+    if after_training:  # a record kept of its signals (the meta-strategy's): out of sample
+        provider.add_set(members, max(m.trained_until_ms for m in members))
+    return provider

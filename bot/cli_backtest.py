@@ -359,7 +359,9 @@ async def _provider(
     strategy = settings.strategy.model_copy(update={"provider": "ensemble"})
     as_ensemble = settings.model_copy(update={"strategy": strategy})
     try:
-        ensemble, trainer = await _ensemble(as_ensemble, walk_forward)
+        # Saved models from the end of their training on: on the candles they were trained
+        # on their entries would earn an in-sample record, and win the picks with it.
+        ensemble, trainer = await _ensemble(as_ensemble, walk_forward, after_training=True)
     except DataError as e:  # no saved models
         console.print(
             "note: the meta-strategy chooses among ema_rsi and mean_reversion only "
@@ -370,16 +372,17 @@ async def _provider(
 
 
 async def _ensemble(
-    settings: Settings, walk_forward: bool
+    settings: Settings, walk_forward: bool, *, after_training: bool = False
 ) -> tuple[EnsembleProvider | None, WalkForward | None]:
-    """Return the ensemble (None: another strategy) and, walking forward, its retrain."""
+    """Return the ensemble (None: another strategy) and, walking forward, its retrain
+    (``after_training``: saved models serve the candles closing after their training only)."""
     if settings.strategy.provider != "ensemble":
         return None, None
     if walk_forward:
         return ensemble_for(settings)
     from bot.ensemble_loader import load_ensemble
 
-    provider = await load_ensemble(settings)
+    provider = await load_ensemble(settings, after_training=after_training)
     console.print(
         "ensemble of " + ", ".join(m.version_id for m in provider.members) + " (the models "
         "stay as trained: --walk-forward retrains them inside the backtest)"

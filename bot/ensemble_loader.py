@@ -24,16 +24,19 @@ NO_VERSIONS = (
 )
 
 
-async def load_ensemble(settings: Settings) -> EnsembleProvider:
+async def load_ensemble(settings: Settings, *, after_training: bool = False) -> EnsembleProvider:
     """Return the ensemble of the newest version of every member not disabled, from the
-    configured database; raise ``DataError`` when there is none."""
-    provider = await saved_ensemble(settings)
+    configured database; raise ``DataError`` when there is none. ``after_training``: serving
+    only candles that close after their training ended."""
+    provider = await saved_ensemble(settings, after_training=after_training)
     if provider is None:
         raise DataError(NO_VERSIONS)
     return provider
 
 
-async def saved_ensemble(settings: Settings) -> EnsembleProvider | None:
+async def saved_ensemble(
+    settings: Settings, *, after_training: bool = False
+) -> EnsembleProvider | None:
     """Return ``load_ensemble``'s ensemble, or None when no version is saved yet (a
     tampered or missing artifact still raises ``ArtifactError``)."""
     from storage import open_storage
@@ -41,16 +44,20 @@ async def saved_ensemble(settings: Settings) -> EnsembleProvider | None:
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
-        return await newest_ensemble(settings, storage.model_versions, settings.app.data_dir)
+        return await newest_ensemble(
+            settings, storage.model_versions, settings.app.data_dir, after_training=after_training
+        )
     finally:
         await storage.stop()
 
 
 async def newest_ensemble(
-    settings: Settings, repo: ModelVersionRepo, data_dir: Path
+    settings: Settings, repo: ModelVersionRepo, data_dir: Path, *, after_training: bool = False
 ) -> EnsembleProvider | None:
     """Return the ensemble of the newest version in ``repo`` of every member not disabled,
-    their files verified under ``data_dir`` (None: no version saved yet)."""
+    their files verified under ``data_dir`` (None: no version saved yet); ``after_training``:
+    serving only candles that close after their training ended (a record kept of its
+    signals, the meta-strategy's, stays out of sample)."""
     config = ensemble_config_from(settings)
     versions = [
         v
@@ -71,9 +78,13 @@ async def newest_ensemble(
                 healthy_on_validation=version.metrics.get("healthy", 1.0) >= 1.0,
             )
         )
-    return EnsembleProvider(
-        members,
+    provider = EnsembleProvider(
+        [] if after_training else members,
         config,
         exits=exit_config_from(settings.exits),
         timeframe=settings.trading.timeframe,
+        walk_forward=after_training,
     )
+    if after_training:
+        provider.add_set(members, max(m.trained_until_ms for m in members))
+    return provider

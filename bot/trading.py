@@ -35,7 +35,7 @@ from core.services.execution import ExecutionService
 from core.services.exit_executor import ExitExecutor
 from core.services.order_plans import EngineConfig
 from core.services.portfolio import view_account
-from core.services.signal_book import SignalBook
+from core.services.signal_book import MAX_HISTORY, SignalBook
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
 from core.signals.ema_rsi import EmaRsiConfig, EmaRsiCross
@@ -46,13 +46,13 @@ from core.signals.meta import MetaConfig, MetaStrategy
 def exit_config_from(exits: ExitSettings, what: str = "QT__EXITS__* settings") -> ExitConfig:
     """Return the Exit Brain config: percent legs, TP1 -> break-even, later legs -> previous."""
     legs = []
-    for i, (pct, fraction) in enumerate(zip(exits.tp_pcts, exits.tp_fractions, strict=True)):
-        last = i == len(exits.tp_pcts) - 1
-        anchor = StopAnchor.NONE
-        if exits.break_even_after_tp1 and not last:
-            anchor = StopAnchor.BREAK_EVEN if i == 0 else StopAnchor.PREVIOUS_LEG
-        legs.append(LegSpec(target=Target.pct(pct), fraction=fraction, move_stop_to=anchor))
-    try:
+    try:  # a leg the Exit Brain refuses (a target <= 0, a zero fraction): the same one line
+        for i, (pct, fraction) in enumerate(zip(exits.tp_pcts, exits.tp_fractions, strict=True)):
+            last = i == len(exits.tp_pcts) - 1
+            anchor = StopAnchor.NONE
+            if exits.break_even_after_tp1 and not last:
+                anchor = StopAnchor.BREAK_EVEN if i == 0 else StopAnchor.PREVIOUS_LEG
+            legs.append(LegSpec(target=Target.pct(pct), fraction=fraction, move_stop_to=anchor))
         return ExitConfig(
             legs=tuple(legs),
             stop=Target.pct(exits.stop_pct),
@@ -83,9 +83,15 @@ def exit_profiles_from(exits: ExitSettings) -> dict[str, ExitConfig]:
 def regime_config_from(settings: Settings) -> RegimeConfig:
     """Return the one regime detector's config of the process (QT__REGIME__*)."""
     try:
-        return RegimeConfig(**settings.regime.model_dump())
+        config = RegimeConfig(**settings.regime.model_dump())
     except ValueError as e:
         raise ConfigError(f"invalid QT__REGIME__* settings: {e}") from e
+    if config.warmup_candles > MAX_HISTORY:  # a backtest would know regimes demo and run never do
+        raise ConfigError(
+            f"invalid QT__REGIME__* settings: the warm-up ({config.warmup_candles} candles) is "
+            f"longer than the {MAX_HISTORY} candles a running process keeps per symbol"
+        )
+    return config
 
 
 def policy_from(settings: Settings) -> Policy:

@@ -16,6 +16,7 @@ one noisy candle). Row ``i`` depends on candles ``0..i`` only (tested by cutting
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -77,6 +78,7 @@ class RegimeMemo:
 
     close: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     typical: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    config: RegimeConfig | None = None  # the medians are of its windows: another's start over
 
 
 def detect_regimes(
@@ -98,11 +100,11 @@ def detect_regimes(
     shared = 0
     if memo is not None:
         m = len(memo.close)
-        if m <= n and np.array_equal(memo.close, close[:m]):
+        if memo.config == cfg and m <= n and np.array_equal(memo.close, close[:m]):
             shared = m
     typical = _trailing_median(vol, cfg.vol_history, memo.typical[:shared] if memo else None)
     if memo is not None:
-        memo.close, memo.typical = close.copy(), typical
+        memo.close, memo.typical, memo.config = close.copy(), typical, cfg
     raw = np.zeros(n, dtype=np.int8)
     known = np.isfinite(adx) & np.isfinite(vol) & np.isfinite(typical)
     trend = adx >= cfg.trend_adx
@@ -130,18 +132,34 @@ def _trailing_median(
     history: int,
     known: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Return, at each row, the median of the ``history`` values before it (NaN until there
-    are that many finite ones); ``known`` holds the first rows' already."""
-    out = np.full(len(values), np.nan)
+    """Return, at each row, the median of the ``history`` values before it (NaN while a NaN
+    is among them: not enough yet); ``known`` holds the first rows' already."""
+    n = len(values)
+    out = np.full(n, np.nan)
     start = history
     if known is not None and len(known):
         out[: len(known)] = known
         start = max(history, len(known))
-    if len(values) <= start:
+    if n <= start:
         return out
-    windows = np.lib.stride_tricks.sliding_window_view(values[:-1], history)
-    # NaN in a window keeps it NaN: not enough yet
-    out[start:] = np.median(windows[start - history :], axis=1)
+    # One sorted window slid along (O(history) memory): a matrix of every window would be
+    # rows x history floats, gigabytes on years of 5m candles. Same values as np.median.
+    vals = values.tolist()
+    window = sorted(v for v in vals[start - history : start] if v == v)
+    nans = history - len(window)
+    mid, odd = history // 2, history % 2
+    for i in range(start, n):
+        if not nans:
+            out[i] = window[mid] if odd else (window[mid - 1] + window[mid]) / 2
+        old, new = vals[i - history], vals[i]
+        if old == old:  # NaN != NaN: never in the sorted window, only counted
+            del window[bisect.bisect_left(window, old)]
+        else:
+            nans -= 1
+        if new == new:
+            bisect.insort(window, new)
+        else:
+            nans += 1
     return out
 
 

@@ -150,6 +150,9 @@ class Engine:
                 stored = decode_trades(saved)
                 self.trades, self.decided = stored.trades, stored.decided
                 self.health.load(stored.failed)
+                labels = {r.label: r for r in Regime}
+                self.regimes = {s: labels[r] for s, r in stored.regimes.items() if r in labels}
+                self.strategies = dict(stored.strategies)
             except (ValueError, KeyError, TypeError) as e:
                 raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
             self._saved = saved
@@ -296,7 +299,13 @@ class Engine:
     async def _save(self) -> None:
         if self._state is None:
             return
-        text = encode_trades(self.trades, self.decided, self.health.dump())
+        text = encode_trades(
+            self.trades,
+            self.decided,
+            self.health.dump(),
+            {s: r.label for s, r in self.regimes.items()},
+            self.strategies,
+        )
         if text != self._saved:
             await self._state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text

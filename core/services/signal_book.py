@@ -24,6 +24,8 @@ from core.domain.market import Candle, CandleSeries, concat_series
 from core.signals.base import Signal, SignalFrame, SignalProvider
 from core.signals.handover import explain
 
+MAX_HISTORY = 5_000  # candles a running process keeps per symbol
+
 
 @dataclass(slots=True)
 class _SymbolBook:
@@ -41,7 +43,7 @@ class SignalBook:
         self,
         provider: SignalProvider,
         *,
-        max_history: int = 5_000,
+        max_history: int = MAX_HISTORY,
         regime: RegimeConfig | None = None,
     ) -> None:
         if max_history < provider.warmup_candles:
@@ -49,8 +51,13 @@ class SignalBook:
                 f"max_history {max_history} is shorter than the provider's warm-up "
                 f"({provider.warmup_candles} candles)"
             )
-        self.provider = provider
         self.regime_config = regime or RegimeConfig()
+        if max_history < self.regime_config.warmup_candles:  # live regimes: unknown for ever
+            raise ValueError(
+                f"max_history {max_history} is shorter than the regime warm-up "
+                f"({self.regime_config.warmup_candles} candles)"
+            )
+        self.provider = provider
         self._max_history = max_history
         # Past the bound the history drops a fifth at once (never below the warm-up): a
         # provider reuses its work on a history that only grew (the ensemble: its members'

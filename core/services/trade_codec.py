@@ -28,35 +28,45 @@ class EngineState:
     trades: dict[str, OpenTrade]
     decided: dict[str, int] = field(default_factory=dict)  # symbol -> last candle decided
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # SymbolHealth.dump()
+    # By symbol, of its newest candle: the regime label and a choosing provider's pick, so a
+    # restart publishes no change that did not happen.
+    regimes: dict[str, str] = field(default_factory=dict)
+    strategies: dict[str, str] = field(default_factory=dict)
 
 
 def encode_trades(
     trades: dict[str, OpenTrade],
     decided: dict[str, int] | None = None,
     failed: dict[str, dict[str, Any]] | None = None,
+    regimes: dict[str, str] | None = None,
+    strategies: dict[str, str] | None = None,
 ) -> str:
-    """Return the trades, per symbol the last candle decided, and the symbols failed closed,
-    as JSON (Decimals as strings)."""
+    """Return the trades, per symbol the last candle decided, the symbols failed closed and
+    each symbol's regime and pick, as JSON (Decimals as strings)."""
     return json.dumps(
         {
             "version": FORMAT_VERSION,
             "trades": [jsonable(t) for t in trades.values()],
             "decided": dict(decided or {}),
             "failed": dict(failed or {}),
+            "regimes": dict(regimes or {}),
+            "strategies": dict(strategies or {}),
         }
     )
 
 
 def decode_trades(text: str) -> EngineState:
-    """Return what ``encode_trades`` stored (older versions stored no decided candles and no
-    failed symbols: none)."""
+    """Return what ``encode_trades`` stored (older versions stored no decided candles, failed
+    symbols, regimes nor picks: none)."""
     data = json.loads(text)
     if data.get("version") != FORMAT_VERSION:
         raise ValueError(f"engine trades format {data.get('version')!r}, expected {FORMAT_VERSION}")
     trades = [_trade(t) for t in data["trades"]]
     decided = {str(s): int(ms) for s, ms in data.get("decided", {}).items()}
     failed = {str(s): dict(f) for s, f in data.get("failed", {}).items()}
-    return EngineState({t.symbol: t for t in trades}, decided, failed)
+    regimes = {str(s): str(r) for s, r in data.get("regimes", {}).items()}
+    strategies = {str(s): str(p) for s, p in data.get("strategies", {}).items()}
+    return EngineState({t.symbol: t for t in trades}, decided, failed, regimes, strategies)
 
 
 def _dec(value: str | None) -> Decimal | None:

@@ -11,6 +11,8 @@ from bot.trading import provider_from, regime_config_from
 from core.brains.regime import RegimeConfig
 from core.config import Settings, load_settings
 from core.errors import ConfigError
+from core.services.signal_book import SignalBook
+from core.signals.ema_rsi import EmaRsiCross
 from core.signals.mean_reversion import MeanReversion
 from core.signals.meta import MetaStrategy
 
@@ -76,3 +78,15 @@ def test_bad_regime_and_meta_settings_are_one_line(
                 }
             )
         )
+
+
+def test_a_regime_warm_up_longer_than_a_process_keeps_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A running process keeps 5,000 candles a symbol: with a longer warm-up its regimes would
+    stay unknown for ever in demo and run, while a backtest (the whole series) knows them."""
+    settings = settings_with(monkeypatch, tmp_path, QT__REGIME__VOL_HISTORY="5000")
+    with pytest.raises(ConfigError, match=r"^invalid QT__REGIME__\* settings: .*warm-up"):
+        regime_config_from(settings)
+    with pytest.raises(ValueError, match="regime warm-up"):
+        SignalBook(EmaRsiCross(), regime=RegimeConfig(vol_history=5000))

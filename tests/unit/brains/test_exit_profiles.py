@@ -78,3 +78,17 @@ def test_a_ladder_the_exit_brain_refuses_is_one_clear_line(
     settings = settings_with(monkeypatch, tmp_path, {"trend": {"tp_pcts": [3, 2, 4]}})
     with pytest.raises(ConfigError, match=r"^invalid QT__EXITS__PROFILES\[trend\]: targets must"):
         exit_profiles_from(settings.exits)
+
+
+@pytest.mark.parametrize(
+    "ladder", [{"tp_pcts": [-1, 2, 4]}, {"tp_pcts": [0, 2, 4]}, {"tp_fractions": [0, 0.5, 0.5]}]
+)
+def test_a_leg_the_exit_brain_refuses_is_one_clear_line_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ladder: dict[str, list[float]]
+) -> None:
+    settings = settings_with(monkeypatch, tmp_path, {"trend": ladder})
+    with pytest.raises(ConfigError, match=r"^invalid QT__EXITS__PROFILES\[trend\]: "):
+        exit_profiles_from(settings.exits)
+    seed = settings.exits.model_copy(update=ladder)  # the seed ladder's legs: the same line
+    with pytest.raises(ConfigError, match=r"^invalid QT__EXITS__\* settings: "):
+        exit_config_from(seed)

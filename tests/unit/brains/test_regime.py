@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
-from core.brains.regime import Regime, RegimeConfig, RegimeMemo, changes, detect_regimes
+from core.brains.regime import (
+    Regime,
+    RegimeConfig,
+    RegimeMemo,
+    _trailing_median,
+    changes,
+    detect_regimes,
+)
 from core.domain.market import CandleSeries
 from core.market.synthetic import generate_candles
 
@@ -115,3 +124,45 @@ def test_a_memo_reuses_the_shared_rows_and_changes_no_regime() -> None:
         assert len(memo.typical) == n
     other = generate_candles("X/USDT", "1h", 700, seed=9)  # same times, other closes
     assert np.array_equal(detect_regimes(other, CFG, memo), detect_regimes(other, CFG))
+
+
+def _median_of_windows(values: np.ndarray, history: int) -> np.ndarray:
+    """The definition: at row i, np.median of values[i - history:i] (NaN in it: NaN)."""
+    out = np.full(len(values), np.nan)
+    for i in range(history, len(values)):
+        out[i] = np.median(values[i - history : i])
+    return out
+
+
+@pytest.mark.parametrize("history", [1, 2, 7, 24])
+def test_the_trailing_median_is_numpys_median_of_each_window(history: int) -> None:
+    rng = np.random.default_rng(7)
+    values = np.abs(rng.normal(0.01, 0.003, 400))
+    values[:12] = np.nan  # warm-up of the volatility
+    values[200:203] = np.nan  # a gap in the data
+    want = _median_of_windows(values, history)
+    assert np.array_equal(_trailing_median(values, history), want, equal_nan=True)
+    for shared in (0, history, 150, 250):  # a memo holding the first rows already
+        got = _trailing_median(values, history, want[:shared])
+        assert np.array_equal(got, want, equal_nan=True), shared
+
+
+def test_a_long_history_needs_no_window_matrix() -> None:
+    """Eight years of 5m candles are ~840,000 rows: a (rows x vol_history) matrix of windows
+    would be ~4.8 GB; the median must cost memory of the order of the history alone."""
+    values = np.abs(np.random.default_rng(8).normal(0.01, 0.003, 20_000))
+    tracemalloc.start()
+    try:
+        _trailing_median(values, 720)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * values.nbytes, f"peak {peak / 2**20:.0f} MiB for 20,000 rows"
+
+
+def test_a_memo_made_under_another_config_is_not_reused() -> None:
+    series = generate_candles("BTC/USDT", "1h", 600, seed=5)
+    short = RegimeConfig(vol_window=12, vol_history=30, confirm=2)
+    memo = RegimeMemo()
+    detect_regimes(series.slice(0, 300), RegimeConfig(vol_window=12, vol_history=60), memo)
+    assert np.array_equal(detect_regimes(series, short, memo), detect_regimes(series, short))

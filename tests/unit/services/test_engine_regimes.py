@@ -9,20 +9,27 @@ entry is decided on candle 0 at close 100 and fills at candle 1's open plus 2 bp
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bot.trading import build_engine
 from core.brains.regime import Regime
 from core.config import Settings, load_settings
-from core.domain.events import ExitPlanned, RegimeChanged, TradeClosed
+from core.domain.events import ExitPlanned, RegimeChanged, StrategySelected, TradeClosed
+from core.domain.market import CandleSeries
+from core.services.market import MarketService
 from core.services.signal_book import SignalBook
-from core.signals.base import SignalProvider
+from core.services.trading_state import TradingStateService
+from core.signals.base import SignalFrame, SignalProvider
 from tests.unit.services.engine_harness import (
     SYMBOL,
     Harness,
     ScriptedProvider,
+    _NoFeed,
     at,
     clean_settings,
 )
@@ -134,3 +141,57 @@ async def test_a_regime_without_a_profile_trades_the_seed_ladder(settings: Setti
     await h.candles([flat(0), flat(1)])
     assert ladder(h) == ((D("101.97"), D("103.27"), D("105.22")), D("98.02"))
     assert h.engine.trades[SYMBOL].exit_profile == "default"
+
+
+class Picks(ScriptedProvider):
+    """Scripted signals, each row said to be a meta-strategy's pick of ``picked``."""
+
+    picked: str = "ema_rsi"
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        frame = super().compute(series)
+        n = len(frame)
+        return replace(
+            frame,
+            sources=(self.picked,),
+            chosen=np.zeros(n, dtype=np.int8),
+            score=np.full(n, np.nan),
+            record=np.zeros(n, dtype=np.int64),
+        )
+
+
+async def test_a_restart_publishes_no_change_that_did_not_happen(settings: Settings) -> None:
+    # Trend, and the pick ema_rsi, before and after the restart; a range from candle 3.
+    script = {SYMBOL: {0: Regime.TREND_LOW_VOL, 3: Regime.RANGE_LOW_VOL}}
+    provider = Picks(entries={at(0): 1})
+    h = await Harness(settings, provider, persist=True).start()
+    h.engine.signals = ScriptedRegimes(provider, script)
+    await h.candles([flat(0), flat(1)])
+    assert len(h.of(RegimeChanged)) == len(h.of(StrategySelected)) == 1
+
+    h.engine = build_engine(  # the process restarts on the same database
+        settings,
+        clock=h.clock,
+        bus=h.bus,
+        exchange=h.paper,
+        trading_state=TradingStateService(h.storage.state, h.bus, h.clock),
+        provider=provider,
+        state=h.storage.state,
+    )
+    h.engine.signals = ScriptedRegimes(provider, script)
+    await h.engine.start()
+    h.market = MarketService(
+        feed=_NoFeed(),
+        clock=h.clock,
+        candles=None,
+        bus=h.bus,
+        source="test",
+        timeframe="1h",
+        venue=h.paper,
+    )
+    h.market.on_candle(h.engine.on_candle, before_fills=h.engine.before_fills)
+    await h.candles([flat(2), flat(3)])
+    changes = [(e.previous, e.current) for e in h.of(RegimeChanged)]  # type: ignore[attr-defined]
+    assert changes == [("unknown", "trend_low_vol"), ("trend_low_vol", "range_low_vol")]
+    assert len(h.of(StrategySelected)) == 1
+    assert h.engine.trades[SYMBOL].exit_profile == "trend"  # the ladder of its entry, kept

@@ -70,7 +70,8 @@ def test_the_regimes_of_appended_candles_are_those_of_the_seeded_series() -> Non
 
 def test_past_its_bound_the_history_drops_a_fifth_at_once() -> None:
     series = generate_candles("BTC/USDT", "1h", 700, seed=4)
-    book = SignalBook(EmaRsiCross(), max_history=200)
+    small = RegimeConfig(vol_window=12, vol_history=100, confirm=2)  # warm-up under 200
+    book = SignalBook(EmaRsiCross(), max_history=200, regime=small)
     book.seed(series.slice(0, 150))
     firsts, lengths = set(), []
     for i in range(150, len(series)):

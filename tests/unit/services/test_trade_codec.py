@@ -60,12 +60,15 @@ def test_every_field_round_trips() -> None:
     health = SymbolHealth(3_600_000)
     health.fail("ETH/USDT", 1_704_070_800_000, "KeyError: 'x'")
     failed = health.dump()
-    stored = decode_trades(encode_trades({trade.symbol: trade}, decided, failed))
+    regimes, picks = {trade.symbol: "trend_low_vol"}, {trade.symbol: "mean_reversion"}
+    text = encode_trades({trade.symbol: trade}, decided, failed, regimes, picks)
+    stored = decode_trades(text)
     assert (stored.trades, stored.decided, stored.failed) == (
         {trade.symbol: trade},
         decided,
         failed,
     )
+    assert (stored.regimes, stored.strategies) == (regimes, picks)
 
 
 def test_trades_saved_before_the_newer_fields_still_load() -> None:
@@ -78,9 +81,12 @@ def test_trades_saved_before_the_newer_fields_still_load() -> None:
         del data["trades"][0][name]
     data.pop("decided")  # saved before the decided candles and failed symbols were kept
     data.pop("failed")
+    data.pop("regimes")  # nor the regimes and picks
+    data.pop("strategies")
     stored = decode_trades(json.dumps(data))
     [old] = stored.trades.values()
     assert stored.decided == {} and stored.failed == {}
+    assert stored.regimes == {} and stored.strategies == {}
     assert (old.first_stop, old.funding, old.cost_by_cid, old.fee_by_cid) == (None, D(0), {}, {})
     assert (old.provider, old.regime, old.exit_profile) == ("", "", "default")
     assert old.plan == trade.plan and old.filled_by_cid == trade.filled_by_cid

@@ -24,7 +24,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/pytest -q -n 2 $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# The consoles (bot.cli_common) fix their width at import when COLUMNS is set then (a pytest-xdist
+# worker has it): unset, they read it per call, so a test's own COLUMNS takes effect.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 _real_connect = socket.socket.connect
 

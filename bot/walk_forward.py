@@ -179,8 +179,9 @@ def summary(trainer: WalkForward) -> str:
     sets, skipped = trainer.trained, trainer.skipped
     models = sum(len(s.members) for s in sets)
     line = f"walk-forward: {models} model(s) trained in {len(sets)} retrain(s)"
-    if sets:
-        first, last = _day(sets[0].active_from_ms), _day(sets[-1].active_from_ms)
+    active = [s for s in sets if s.members]  # a retrain whose every fit failed added no set
+    if active:
+        first, last = _day(active[0].active_from_ms), _day(active[-1].active_from_ms)
         line += f", the first active from {first} UTC, the last from {last} UTC"
     if skipped:
         line += f"; {len(skipped)} trained nothing (at {_day(skipped[0][0])}: {skipped[0][1]})"

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bot.ensemble_loader import newest_ensemble
-from bot.model_training import new_pool, train_and_save
+from bot.model_training import new_pool, stop_pool, train_and_save
 from bot.trading import exit_config_from
 from core.clock import Clock
 from core.config import Settings
@@ -102,14 +102,17 @@ class DemoEnsemble:
         self._task = asyncio.create_task(self._train(self._pool), name="demo-ensemble-training")
 
     async def stop(self) -> None:
-        """Stop training (a fit under way is not waited for)."""
+        """Stop training (a fit under way is not waited for: its worker is terminated)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+            await asyncio.to_thread(stop_pool, pool)
 
     def _candles_needed(self) -> int:
         """Return the fewest candles ``prepare`` could train on: the features' warm-up, the
@@ -141,9 +144,14 @@ class DemoEnsemble:
                 pool=pool,
             )
             provider = await newest_ensemble(self._settings, self._repo, self.data_dir)
-        except QTError as exc:  # too few candles, a refused feature: the baseline trades on
-            log.warning("the demo's ensemble did not train (%s); %s trades on", exc, self._name())
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the baseline trades on
+            # ours (too few candles, a refused feature) say why; another (a worker killed by
+            # the OS: BrokenProcessPool) says what it is
+            why = str(exc) if isinstance(exc, QTError) else f"{type(exc).__name__}: {exc}"
+            log.warning("the demo's ensemble did not train (%s); %s trades on", why, self._name())
             return
+        finally:  # trained or not, its workers (a few hundred MiB each) are not needed again
+            await self._close_pool()
         for name, why in trained.failures:
             log.warning("demo training: %s failed: %s", name, why)
         if provider is None:

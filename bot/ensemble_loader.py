@@ -14,6 +14,7 @@ from bot.trading import ensemble_config_from, exit_config_from
 from core.config import Settings
 from core.errors import DataError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
+from core.ml.features import feature_set
 from core.ml.members import MEMBERS
 from core.ml.versions import load_version
 from core.ports import ModelVersionRepo
@@ -88,3 +89,21 @@ async def newest_ensemble(
     if after_training:
         provider.add_set(members, max(m.trained_until_ms for m in members))
     return provider
+
+
+def refuse_other_features(provider: EnsembleProvider, timeframe: str) -> None:
+    """Raise ``DataError`` when a loaded member was trained on another feature set than the
+    one computed on ``timeframe`` candles: the ensemble would leave it out of every decision
+    (all of them: it would never trade), which a live process says nowhere."""
+    wanted = feature_set(provider.features, timeframe).hash
+    other = [
+        m.version_id
+        for m in provider.members
+        if (schema := m.member.features) is not None and schema.feature_set_hash != wanted
+    ]
+    if other:
+        raise DataError(
+            f"the saved models {', '.join(other)} were trained on another feature set than "
+            f"the one computed on {timeframe} candles (another timeframe, or features changed "
+            f"since): train them on {timeframe} candles (`qt models train`) and restart"
+        )

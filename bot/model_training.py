@@ -127,6 +127,18 @@ def new_pool(members: int) -> ProcessPoolExecutor:
     )
 
 
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down without waiting on a fit under way: its workers are terminated
+    (a torch fit runs for minutes, which a stop must not wait on), then joined."""
+    # No public way to end a running worker before Python 3.14's terminate_workers.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for worker in workers:
+        worker.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for worker in workers:
+        worker.join()
+
+
 async def _train_in(
     pool: ProcessPoolExecutor,
     series: Sequence[CandleSeries],

@@ -24,7 +24,7 @@ from bot.app import (
     TradingProcess,
 )
 from bot.demo_models import DEMO_MODELS_DIR, DemoEnsemble
-from bot.ensemble_loader import saved_ensemble
+from bot.ensemble_loader import refuse_other_features, saved_ensemble
 from bot.file_lock import FileLock, LockHeld
 from bot.market_rules import MarketRulesSource, rules_book
 from bot.trading import baseline_from, paper_exchange
@@ -375,6 +375,7 @@ async def run_provider(settings: Settings) -> SignalProvider | None:
             "train them with `qt models train` and restart"
         )
         return baseline_from(settings)
+    refuse_other_features(provider, settings.trading.timeframe)
     log.info("ensemble of %s trades", ", ".join(m.version_id for m in provider.members))
     return provider
 

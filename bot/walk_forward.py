@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
-from bot.model_training import needs_segments, prepare_in, train_config, workers_for
+from bot.model_training import needs_segments, prepare_in, stop_pool, train_config, workers_for
 from bot.trading import ensemble_config_from, exit_config_from
 from core.brains.exit_config import ExitConfig
 from core.config import ModelsSettings, Settings
@@ -82,10 +82,10 @@ class WalkForward:
         self._pool = ProcessPoolExecutor(workers_for(len(self._members)), mp_context=context)
 
     async def stop(self) -> None:
-        """Stop the workers (a retrain mid-run is not waited for)."""
+        """Stop the workers (a retrain mid-run is not waited for: they are terminated)."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+            await asyncio.to_thread(stop_pool, pool)
 
     async def retrain(self, series: Mapping[str, CandleSeries], now_ms: int) -> str:
         """Train every member on the candles closed by ``now_ms``; serve later candles with
@@ -192,8 +192,9 @@ def summary(trainer: WalkForward) -> str:
     sets, skipped = trainer.trained, trainer.skipped
     models = sum(len(s.members) for s in sets)
     line = f"walk-forward: {models} model(s) trained in {len(sets)} retrain(s)"
-    if sets:
-        first, last = _day(sets[0].active_from_ms), _day(sets[-1].active_from_ms)
+    active = [s for s in sets if s.members]  # a retrain whose every fit failed added no set
+    if active:
+        first, last = _day(active[0].active_from_ms), _day(active[-1].active_from_ms)
         line += f", the first active from {first} UTC, the last from {last} UTC"
     if skipped:
         line += f"; {len(skipped)} trained nothing (at {_day(skipped[0][0])}: {skipped[0][1]})"

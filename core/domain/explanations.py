@@ -16,7 +16,7 @@ class MemberVote:
     """One member's P(up) at the candle and its weight in the ensemble (0: left out)."""
 
     member: str
-    p_up: float
+    p_up: float | None  # None: no prediction at that candle (left out); JSON has no NaN
     weight: float
 
 
@@ -53,7 +53,10 @@ class EntryExplanation:
 
     def members_text(self) -> str:
         """Return ``xgb=0.63@0.55;lgbm=0.58@0.45`` (P(up)@weight)."""
-        return ";".join(f"{m.member}={m.p_up:.2f}@{m.weight:.2f}" for m in self.members)
+        return ";".join(
+            f"{m.member}={'-' if m.p_up is None else f'{m.p_up:.2f}'}@{m.weight:.2f}"
+            for m in self.members
+        )
 
     def features_text(self) -> str:
         """Return ``xgb:ret_1=+0.12,rsi_14=-0.05;lgbm:...`` (log-odds pushes)."""
@@ -64,7 +67,8 @@ class EntryExplanation:
 
 
 def _vote(d: Mapping[str, Any]) -> MemberVote:
-    return MemberVote(member=str(d["member"]), p_up=float(d["p_up"]), weight=float(d["weight"]))
+    p_up = None if d["p_up"] is None else float(d["p_up"])
+    return MemberVote(member=str(d["member"]), p_up=p_up, weight=float(d["weight"]))
 
 
 def _push(d: Mapping[str, Any]) -> FeaturePush:

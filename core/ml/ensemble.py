@@ -277,7 +277,9 @@ class EnsembleProvider:
             p_up=float(frame.p_up[i]),
             members=tuple(
                 MemberVote(
-                    member=name, p_up=float(frame.member_p[i, j]), weight=float(frame.weights[i, j])
+                    member=name,
+                    p_up=float(p) if np.isfinite(p := frame.member_p[i, j]) else None,
+                    weight=float(frame.weights[i, j]),
                 )
                 for j, name in enumerate(frame.members)
             ),

@@ -422,6 +422,9 @@ class Engine:
             return
         trade = self.trades.get(symbol)
         self.decided[symbol] = candle.ts_ms
+        # Who decides this candle: a provider handed over during the awaits below (the
+        # demo's ensemble trained) did not make this decision.
+        source = self.signals.provider.name
         try:
             signal, broken = self.signals.signal_at(symbol, candle.ts_ms), None
             regime = self.signals.regime_at(symbol, candle.ts_ms)
@@ -439,7 +442,7 @@ class Engine:
             elif not self._in_universe(symbol, candle):
                 log.debug("%s: entry skipped, not in the universe", symbol)
             else:
-                await self._enter(symbol, candle, signal)
+                await self._enter(symbol, candle, signal, source)
         await self._save()
         if broken is not None:
             raise broken  # on_candle handles it by its kind (a bug fails the symbol closed)
@@ -577,7 +580,7 @@ class Engine:
         else:  # part filled, rest canceled: protect what we hold
             await self._plan_exits(trade)
 
-    async def _enter(self, symbol: str, candle: Candle, signal: Signal) -> None:
+    async def _enter(self, symbol: str, candle: Candle, signal: Signal, source: str) -> None:
         cfg = self.config
         policy = self._policy()
         side = PositionSide.LONG if signal.entry > 0 else PositionSide.SHORT
@@ -639,10 +642,14 @@ class Engine:
             atr=signal.atr,
             market_type=cfg.market_type,
             leverage=cfg.leverage,
-            provider=signal.provider or self.signals.provider.name,
+            provider=signal.provider or source,
             regime=regime.label,
             exit_profile=profile,
-            explanation=self._explain(symbol, candle, regime),
+            explanation=(
+                self._explain(symbol, candle, regime)
+                if self.signals.provider.name == source
+                else None  # its successor would explain a decision it did not make
+            ),
         )
         trade.roles[cid] = "entry"
         # Write-ahead: the trade (and that this candle is decided) is stored before the order

@@ -69,6 +69,7 @@ async def test_the_baseline_serves_until_the_ensemble_trained_then_a_restart_ski
     try:
         assert signals.name == "ema_rsi" and changes == [("ema_rsi", "")]  # training runs
         await asyncio.wait_for(demo.ready.wait(), timeout=120)
+        assert demo._pool is None  # its workers are gone once it trained
     finally:
         await demo.stop()
     assert isinstance(signals.current, EnsembleProvider) and signals.name == "ensemble"

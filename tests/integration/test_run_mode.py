@@ -18,7 +18,7 @@ from bot.runner import run_process
 from core.config import Settings, load_settings
 from core.domain.market import timeframe_to_ms
 from core.domain.market_rules import MarketRules
-from core.errors import ArtifactError, ConfigError
+from core.errors import ArtifactError, ConfigError, DataError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
 from core.market.synthetic import generate_candles
 from core.ml.artifacts import TrainingInfo
@@ -352,3 +352,21 @@ async def test_run_without_saved_versions_trades_the_baseline_and_says_how_to_tr
     assert "`qt models train`" in warning.getMessage() and "\n" not in warning.getMessage()
     # Unset, qt run trades the baseline without looking for models at all.
     assert await run_provider(settings) is None
+
+
+async def test_run_refuses_saved_versions_of_another_feature_set_in_one_line(
+    settings: Settings,
+) -> None:
+    # Trained on 1h candles; qt run on 4h computes another feature set: the ensemble would
+    # leave every member out of every decision and never trade, saying nothing.
+    ensemble = settings.model_copy(
+        update={
+            "strategy": settings.strategy.model_copy(update={"provider": "ensemble"}),
+            "trading": settings.trading.model_copy(update={"timeframe": "4h"}),
+        }
+    )
+    vid = await _save_a_version(ensemble, 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS)
+    with pytest.raises(DataError) as refused:
+        await run_provider(ensemble)
+    message = str(refused.value)
+    assert vid in message and "4h" in message and "\n" not in message

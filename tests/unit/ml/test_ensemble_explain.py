@@ -66,3 +66,34 @@ def test_a_row_without_a_prediction_or_never_computed_has_no_explanation(trained
     provider.compute(candles)
     assert provider.explain("BTC/USDT", int(candles.ts_ms[5])) is None  # features warming up
     assert provider.explain("ETH/USDT", int(candles.ts_ms[-1])) is None  # not computed
+
+
+def test_a_member_left_out_is_explained_without_a_number_json_cannot_hold() -> None:
+    import json
+
+    from core.domain.events import jsonable
+    from core.domain.explanations import EntryExplanation
+    from tests.unit.ml.test_ensemble import Fake
+
+    candles = generate_candles("BTC/USDT", "1h", 600, seed=4)
+    start = int(candles.ts_ms[0])
+    provider = EnsembleProvider(
+        [
+            EnsembleMember(name="a", member=Fake(0.7), trained_until_ms=start),  # type: ignore[arg-type]
+            EnsembleMember(name="b", member=Fake(0.7), trained_until_ms=start),  # type: ignore[arg-type]
+        ],
+        EnsembleConfig(disabled=("b",)),  # b has no P(up) on any row
+    )
+    frame = provider.compute(candles)
+    i = int(np.flatnonzero(frame.entry)[0])
+
+    why = provider.explain("BTC/USDT", int(candles.ts_ms[i]))
+
+    assert why is not None
+    assert [(m.member, m.p_up, m.weight) for m in why.members] == [
+        ("a", pytest.approx(frame.member_p[i, 0]), 1.0),
+        ("b", None, 0.0),  # not NaN: the stored trade and the events are strict JSON
+    ]
+    text = json.dumps(jsonable(why), allow_nan=False)
+    assert EntryExplanation.from_json(json.loads(text)) == why
+    assert why.members_text() == f"a={frame.member_p[i, 0]:.2f}@1.00;b=-@0.00"

@@ -10,7 +10,10 @@ import pytest
 
 from core.domain.events import EntryExplained, TradeClosed, event_payload
 from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
+from core.domain.market import CandleSeries
 from core.services.trade_codec import decode_trades, encode_trades
+from core.signals.base import SignalFrame
+from core.signals.handover import HandOverProvider
 from tests.unit.services.engine_harness import Harness, ScriptedProvider, at, clean_settings
 
 WHY = EntryExplanation(
@@ -71,3 +74,33 @@ async def test_a_provider_without_explanations_enters_as_before(
     ).start()
     await h.candles([(0, 100.0, 100.5, 99.5, 100.0), (1, 100.0, 100.6, 99.6, 100.3)])
     assert h.engine.trades["BTC/USDT"].explanation is None and h.of(EntryExplained) == []
+
+
+@dataclass
+class HandsOverAfterComputing(ScriptedProvider):
+    """Scripted entries; its successor is handed over right after it computed (the demo's
+    ensemble finishing its training while the engine is still deciding on that candle)."""
+
+    handover: HandOverProvider | None = None
+    successor: Explaining | None = None
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        frame = super().compute(series)
+        if self.handover is not None and self.successor is not None:
+            self.handover.hand_over(self.successor)
+        return frame
+
+
+async def test_an_entry_decided_before_a_hand_over_is_the_deciding_provider_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    baseline = HandsOverAfterComputing(entries={at(0): 1}, name="ema_rsi")
+    handover = HandOverProvider(baseline)
+    baseline.handover, baseline.successor = handover, Explaining(name="ensemble")
+    h = await Harness(clean_settings(monkeypatch, tmp_path), handover).start()  # type: ignore[arg-type]
+    await h.candle(0, 100.0, 100.5, 99.5, 100.0)
+
+    assert handover.name == "ensemble"  # handed over while the entry was being made
+    trade = h.engine.trades["BTC/USDT"]
+    assert trade.provider == "ema_rsi"  # not the successor's: it did not decide this entry
+    assert trade.explanation is None and h.of(EntryExplained) == []

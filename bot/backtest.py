@@ -363,11 +363,6 @@ async def run_backtest(
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
-    if ensemble is not None:  # members left out: said once per symbol
-        for symbol in window:
-            engine.signals.frame(symbol)
-            for excluded in ensemble.exclusion_events(symbol, clock.now_ms()):
-                await bus.publish(excluded)
     universe = None
     if settings.universe.dynamic:  # point in time: each refresh sees the candles closed by then
         engine.universe, changes = await universe_from_history(

@@ -34,7 +34,6 @@ import talib
 
 from core.brains.exit_config import ExitConfig
 from core.brains.regime import Regime, detect_regimes
-from core.domain.events import ModelMemberExcluded
 from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError, QTError
@@ -176,12 +175,9 @@ class EnsembleProvider:
             "retrain them as it goes (--walk-forward: a walk-forward retrain on simulated time)"
         )
 
-    def exclusion_events(self, symbol: str, ts_ms: int) -> list[ModelMemberExcluded]:
-        """Return the events saying which members the symbol's newest compute left out."""
-        return [
-            ModelMemberExcluded(ts_ms=ts_ms, symbol=symbol, member=member, reason=reason)
-            for member, reason in sorted(self.exclusions_by_symbol.get(symbol, {}).items())
-        ]
+    def excluded(self, symbol: str) -> Mapping[str, str]:
+        """Return the members the newest compute of ``symbol`` left out, and why."""
+        return dict(self.exclusions_by_symbol.get(symbol, {}))
 
     def features_and_labels(self, series: CandleSeries) -> tuple[FeatureMatrix, Labels]:
         """Return the features the members predict ``series`` from and the labels that weigh

@@ -34,6 +34,7 @@ from core.domain.events import (
     EntryExplained,
     Event,
     FundingSettled,
+    ModelMemberExcluded,
     OrderCanceled,
     OrderDenied,
     OrderFilled,
@@ -71,6 +72,7 @@ from core.services.trade_codec import decode_trades, encode_trades
 from core.services.universe import Universe
 from core.services.watched_stop import watched_stop_hit
 from core.signals.base import Signal
+from core.signals.handover import excluded_members
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -110,6 +112,9 @@ class Engine:
         # (the meta-strategy) took its signal from; each change is published.
         self.regimes: dict[str, Regime] = {}
         self.strategies: dict[str, str] = {}
+        # By symbol: the members the provider (the ensemble) leaves out now, and why; each
+        # change is published (not kept across restarts: a restart says it again).
+        self.excluded: dict[str, dict[str, str]] = {}
         self.health = SymbolHealth(timeframe_to_ms(config.timeframe))  # symbols failed closed
         self.universe: Universe | None = None  # None: every symbol fed may enter (static list)
         self._candle_ms = timeframe_to_ms(config.timeframe)
@@ -479,6 +484,22 @@ class Engine:
                     record=signal.record,
                 )
             )
+        await self._note_exclusions(symbol)
+
+    async def _note_exclusions(self, symbol: str) -> None:
+        """Publish each member the provider newly leaves out of the symbol's decisions (or
+        leaves out for another reason), as it computed them for this candle."""
+        now, before = excluded_members(self.signals.provider, symbol), self.excluded.get(symbol, {})
+        if now == before:
+            return
+        self.excluded[symbol] = dict(now)
+        for member, reason in sorted(now.items()):
+            if before.get(member) != reason:
+                await self._bus.publish(
+                    ModelMemberExcluded(
+                        ts_ms=self._clock.now_ms(), symbol=symbol, member=member, reason=reason
+                    )
+                )
 
     def _in_universe(self, symbol: str, candle: Candle) -> bool:
         """By the candle's close time, so a backtest and a live run gate alike."""

@@ -8,6 +8,7 @@ computed by the new provider (the next candle would recompute anyway; this makes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from core.domain.explanations import EntryExplanation
@@ -35,6 +36,13 @@ def explain(
     return None if method is None else method(symbol, ts_ms, regime)
 
 
+def excluded_members(provider: SignalProvider, symbol: str) -> Mapping[str, str]:
+    """Return the members ``provider`` left out of its newest compute of ``symbol``, and why
+    (the ensemble's; none for a provider without members)."""
+    method = getattr(provider, "excluded", None)
+    return {} if method is None else method(symbol)
+
+
 class HandOverProvider:
     """Serve ``first`` until ``hand_over`` names its successor (see module docstring)."""
 
@@ -58,3 +66,7 @@ class HandOverProvider:
     ) -> EntryExplanation | None:
         """Return the serving provider's explanation, if it gives any."""
         return explain(self.current, symbol, ts_ms, regime)
+
+    def excluded(self, symbol: str) -> Mapping[str, str]:
+        """Return the members the serving provider left out, and why."""
+        return excluded_members(self.current, symbol)

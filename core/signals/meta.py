@@ -21,7 +21,7 @@ it resolved, so row ``t`` depends on candles ``0..t`` only (tested by cutting th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +34,7 @@ from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
 from core.ml.labels import Labels, triple_barrier_labels
 from core.signals.base import SignalFrame, SignalProvider
-from core.signals.handover import explain
+from core.signals.handover import excluded_members, explain
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -151,6 +151,10 @@ class MetaStrategy:
         if frame is None or i is None or frame.chosen is None:
             return None
         return explain(self.candidates[int(frame.chosen[i])], symbol, ts_ms, regime)
+
+    def excluded(self, symbol: str) -> Mapping[str, str]:
+        """Return the members the candidates (the ensemble) left out, and why."""
+        return {m: r for p in self.candidates for m, r in excluded_members(p, symbol).items()}
 
 
 @dataclass(frozen=True, slots=True)

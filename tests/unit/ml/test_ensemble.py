@@ -96,15 +96,8 @@ def test_a_degenerate_member_is_left_out_and_reported() -> None:
     assert np.allclose(frame.p_up[known], frame.member_p[known, 0])
     assert "near-constant" in provider.exclusions["stuck"]
     assert frame.excluded == provider.exclusions
-    (event,) = provider.exclusion_events("BTC/USDT", 123)
-    assert (event.topic, event.symbol, event.member, event.ts_ms) == (
-        "model.member_excluded",
-        "BTC/USDT",
-        "stuck",
-        123,
-    )
-    assert event.reason == provider.exclusions["stuck"]
-    assert provider.exclusion_events("ETH/USDT", 123) == []  # not computed for ETH
+    assert provider.excluded("BTC/USDT") == {"stuck": provider.exclusions["stuck"]}
+    assert provider.excluded("ETH/USDT") == {}  # not computed for ETH
 
 
 def test_a_member_of_another_feature_set_or_disabled_is_left_out_with_the_reason() -> None:

@@ -104,3 +104,36 @@ async def test_an_entry_decided_before_a_hand_over_is_the_deciding_provider_s(
     trade = h.engine.trades["BTC/USDT"]
     assert trade.provider == "ema_rsi"  # not the successor's: it did not decide this entry
     assert trade.explanation is None and h.of(EntryExplained) == []
+
+
+@dataclass
+class LeavingOut(ScriptedProvider):
+    """Scripted signals; leaves out the members ``script`` names at each candle count."""
+
+    script: dict[int, dict[str, str]] = field(default_factory=dict)
+    computed: int = 0
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        self.computed = len(series)
+        return super().compute(series)
+
+    def excluded(self, symbol: str) -> dict[str, str]:
+        now = {}
+        for count, members in sorted(self.script.items()):
+            if self.computed >= count:
+                now = members
+        return now
+
+
+async def test_each_change_of_the_members_left_out_is_published_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from core.domain.events import ModelMemberExcluded
+
+    stuck = {"xgb": "unhealthy output: near-constant"}
+    provider = LeavingOut(script={0: {}, 2: stuck, 4: {**stuck, "lgbm": "disabled"}, 6: {}})
+    h = await Harness(clean_settings(monkeypatch, tmp_path), provider).start()
+    await h.candles([(i, 100.0, 100.5, 99.5, 100.0) for i in range(8)])
+    said = [(e.member, e.reason) for e in h.of(ModelMemberExcluded)]
+    assert said == [("xgb", stuck["xgb"]), ("lgbm", "disabled")]  # each once, when it began
+    assert h.engine.excluded["BTC/USDT"] == {}  # all back in

@@ -100,16 +100,7 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
 def _priced_at_replay(series: CandleSeries, at: int, price: float) -> CandleSeries:
     """Return ``series`` scaled so the replay opens at ``price`` (however the history moved)."""
     factor = price / float(series.open[min(at, len(series) - 1)]) if len(series) else 1.0
-    return CandleSeries.from_columns(
-        series.symbol,
-        series.timeframe,
-        series.ts_ms,
-        series.open * factor,
-        series.high * factor,
-        series.low * factor,
-        series.close * factor,
-        series.volume,
-    )
+    return series.scaled(factor)
 
 
 def _claim_demo_database(settings: Settings) -> FileLock:

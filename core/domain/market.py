@@ -124,6 +124,19 @@ class CandleSeries:
         """Return a series with no rows."""
         return cls.from_columns(symbol, timeframe, [], [], [], [], [], [])
 
+    def scaled(self, factor: float) -> CandleSeries:
+        """Return the same candles with every price times ``factor`` (volumes as they are)."""
+        return CandleSeries.from_columns(
+            self.symbol,
+            self.timeframe,
+            self.ts_ms,
+            self.open * factor,
+            self.high * factor,
+            self.low * factor,
+            self.close * factor,
+            self.volume,
+        )
+
     def slice(self, start: int, stop: int | None = None) -> CandleSeries:
         """Return rows ``[start:stop]`` as a new series (views, no copy)."""
         return self.take(slice(start, stop))

@@ -147,16 +147,7 @@ def stored_markets(db_file: Path) -> set[tuple[str, str, str, str, int]]:
 
 def shifted(series: CandleSeries, factor: float) -> CandleSeries:
     """Return ``series`` with every price scaled (the same candles on another market)."""
-    return CandleSeries.from_columns(
-        series.symbol,
-        series.timeframe,
-        series.ts_ms,
-        series.open * factor,
-        series.high * factor,
-        series.low * factor,
-        series.close * factor,
-        series.volume,
-    )
+    return series.scaled(factor)
 
 
 def write_feather(path: Path, series: CandleSeries) -> Path:

@@ -69,3 +69,39 @@ def test_the_configuration_holds_what_changes_predictions_or_trades(
     assert len({key(base), key(other), key(fewer_trees)}) == 3
     assert digest(configuration(base, horizon=12, feature_set_hash="h")) != key(base)
     assert digest(configuration(base, horizon=24, feature_set_hash="g")) != key(base)
+
+
+def test_a_line_cut_off_without_its_newline_does_not_swallow_the_next_record(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "trials.jsonl"
+    record(ledger, _trial("d1", "a", 0.02))
+    with ledger.open("a") as f:
+        f.write('{"data_key": "d1", "config_ha')  # a crash mid-write: no newline
+    record(ledger, _trial("d1", "b", -0.01))
+
+    count = trials_on(ledger, "d1")
+    assert count.sharpes == {"a": 0.02, "b": -0.01}  # b is counted, not glued to the cut line
+    assert count.unreadable == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"data_key": "d1", "config_hash": "x", "daily_sharpe": NaN, "control": false}',
+        '{"data_key": "d1", "config_hash": "x", "daily_sharpe": Infinity, "control": false}',
+        '{"data_key": "d1", "config_hash": "x", "daily_sharpe": 0.1, "control": "false"}',
+        '{"data_key": ["d1"], "config_hash": "x", "daily_sharpe": 0.1, "control": false}',
+        '["d1", "x"]',
+    ],
+)
+def test_a_hand_edited_line_of_the_wrong_types_is_skipped_and_counted(
+    tmp_path: Path, line: str
+) -> None:
+    ledger = tmp_path / "trials.jsonl"
+    record(ledger, _trial("d1", "a", 0.02))
+    with ledger.open("a") as f:
+        f.write(line + "\n")
+
+    count = trials_on(ledger, "d1")
+    assert (count.sharpes, count.controls, count.unreadable) == ({"a": 0.02}, 0, 1)

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.atomic_files import atomic_files
-from bot.evaluate import Evaluation
+from bot.evaluate import Evaluation, SharpeVerdict
 from bot.report import fmt_num, fmt_pct, fmt_ts, to_jsonable
 from bot.report_folder import check_report_folder
 from core.analytics import BacktestMetrics
@@ -121,24 +121,45 @@ def chance_line(ev: Evaluation) -> str:
     """Return the verdict on the ensemble's AUC (for a control: whether the control passes)."""
     e = ev.ensemble
     auc = f"ensemble AUC {_f3(e.auc)} on {e.rows:,} rows (noise band {_band(e)})"
+    chance = e.chance if e.chance != "undefined" else f"undefined ({_undefined_why(e)})"
     if ev.control_seed is None:
-        return f"{auc}: {e.chance}"
-    passed = e.chance == "within noise of chance"
-    return f"control (--shuffle-labels, seed {ev.control_seed}): {auc}: {e.chance}; " + (
+        return f"{auc}: {chance}"
+    head = f"control (--shuffle-labels, seed {ev.control_seed}): {auc}: {chance}; "
+    if e.chance == "undefined":  # no verdict either way: not a failure, not a pass
+        return head + "the control is inconclusive: evaluate a longer range"
+    return head + (
         "the control passes: trained on permuted labels, the ensemble knows nothing"
-        if passed
+        if e.chance == "within noise of chance"
         else "the control FAILS: trained on permuted labels it should know nothing, so "
         "something other than the labels carries the answer (a leak?)"
     )
+
+
+def _undefined_why(card: ScoreCard) -> str:
+    if card.auc is None:
+        return "the labels scored are all of one class: no AUC"
+    return "too few rows of a symbol to shift its labels by two horizons both ways: no noise band"
+
+
+def _unreadable(s: SharpeVerdict) -> str:
+    if not s.unreadable:
+        return ""
+    return f"; {s.unreadable} unreadable line(s) of {s.ledger} skipped"
 
 
 def sharpe_line(ev: Evaluation) -> str:
     """Return the verdict on the strategy's Sharpe against luck."""
     s = ev.sharpe
     if s.moments is None:
-        return "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
+        return (
+            "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
+            + _unreadable(s)
+        )
     if s.trials is None or s.dsr is None:
-        return f"PSR {_f3(s.psr)} (a control: not counted as a trial, no DSR; {s.ledger})"
+        return (
+            f"PSR {_f3(s.psr)} (a control: not counted as a trial, no DSR; {s.ledger})"
+            + _unreadable(s)
+        )
     return (
         f"PSR {_f3(s.psr)}, DSR {_f3(s.dsr)}: {s.trials} distinct configuration(s) evaluated on "
         f"this data, counted in {s.ledger} (shuffled-label controls not counted: {s.controls}); "
@@ -149,6 +170,7 @@ def sharpe_line(ev: Evaluation) -> str:
             f"show a best daily Sharpe of {fmt_num(s.benchmark, 4)}"
         )
         + ("; " + ("significant at 95 %" if s.dsr >= 0.95 else "not significant at 95 %"))
+        + _unreadable(s)
     )
 
 

@@ -38,7 +38,9 @@ MEANING = {
     "auc_sigma": "standard deviation of the AUC under the null, from circular shifts of each "
     "symbol's labels against its predictions (keeps the serial correlation of overlapping "
     "labels); auc_iid_sigma: the same for independent rows, too narrow here",
-    "band": f"0.5 +- {BAND_Z:g} auc_sigma: an AUC inside is within noise of chance",
+    "band": f"auc_null_mean +- {BAND_Z:g} auc_sigma: an AUC inside is within noise of chance; "
+    "auc_null_mean, the mean AUC over the shifts, is 0.5 for one symbol, and above it when "
+    "symbols pooled differ in P's level and base rate together (no timing skill)",
     "rows_at_threshold": "rows with P >= the ensemble threshold (where the strategy enters "
     "long); hit_rate_at_threshold: the share of them whose label was 1",
     "calibration": "equal-width bins of P: rows, mean P, observed share of label 1 and two "

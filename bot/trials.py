@@ -24,8 +24,11 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from core.config import Settings
 from core.errors import OperationalError
@@ -46,7 +49,7 @@ def digest(value: Mapping[str, Any]) -> str:
 
 def configuration(settings: Settings, *, horizon: int, feature_set_hash: str) -> dict[str, Any]:
     """Return what makes one evaluation's configuration (its hash is the trial's identity)."""
-    data = settings.model_dump(mode="json")
+    data = to_jsonable_python(_canonical(settings.model_dump(mode="python")))
     strategy = {k: v for k, v in data["strategy"].items() if k.startswith("ensemble_")}
     return {
         "models": data["models"],
@@ -60,6 +63,18 @@ def configuration(settings: Settings, *, horizon: int, feature_set_hash: str) ->
         "universe": data["universe"],
         "max_leverage": data["trading"]["max_leverage"],
     }
+
+
+def _canonical(value: Any) -> Any:
+    """Return ``value`` with each Decimal as its shortest plain string: 2 and 2.0 are one
+    configuration, not two trials."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, Mapping):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

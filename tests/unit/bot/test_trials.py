@@ -105,3 +105,19 @@ def test_a_hand_edited_line_of_the_wrong_types_is_skipped_and_counted(
 
     count = trials_on(ledger, "d1")
     assert (count.sharpes, count.controls, count.unreadable) == ({"a": 0.02}, 0, 1)
+
+
+def test_a_number_written_another_way_is_the_same_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    plain = load_settings(exits={"stop_pct": "2", "tp_pcts": ["1.95", "3.25", "5.2"]})
+    padded = load_settings(exits={"stop_pct": "2.0", "tp_pcts": ["1.950", "3.25", "5.20"]})
+    wider = load_settings(exits={"stop_pct": "2.5"})
+
+    def key(settings: object) -> str:
+        return digest(configuration(settings, horizon=24, feature_set_hash="h"))  # type: ignore[arg-type]
+
+    assert key(plain) == key(padded)
+    assert key(plain) != key(wider)
+    assert configuration(plain, horizon=24, feature_set_hash="h")["exits"]["stop_pct"] == "2"

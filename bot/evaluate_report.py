@@ -154,7 +154,9 @@ def sharpe_line(ev: Evaluation) -> str:
     s = ev.sharpe
     if s.moments is None:
         return (
-            "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
+            f"Sharpe undefined: only {s.days} daily return(s), so no PSR or DSR (they need 3)"
+            if s.days < 3
+            else "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
             + _unreadable(s)
         )
     if s.trials is None or s.dsr is None:
@@ -273,6 +275,7 @@ def evaluation_json(ev: Evaluation) -> dict[str, Any]:
         "sharpe": {
             "annualised": s.annualised,
             "daily": None if m is None else to_jsonable(m),
+            "days": s.days,
             "psr": s.psr,
             "trials": s.trials,
             "variance": s.variance,

@@ -19,7 +19,8 @@ def _ev(groups: list[tuple[Any, Any]], control_seed: int | None = None, **sharpe
     moments = sharpe_moments(np.random.default_rng(0).normal(0.001, 0.01, 60))
     verdict = {
         "moments": moments, "psr": 0.6, "trials": 1, "variance": None, "benchmark": 0.0,
-        "dsr": 0.6, "ledger": Path("trials.jsonl"), "controls": 0, "unreadable": 0, **sharpe,
+        "dsr": 0.6, "ledger": Path("trials.jsonl"), "controls": 0, "unreadable": 0, "days": 60,
+        **sharpe,
     }  # fmt: skip
     return SimpleNamespace(
         scores=(card,), ensemble=card, control_seed=control_seed, sharpe=SharpeVerdict(**verdict)
@@ -51,3 +52,9 @@ def test_unreadable_ledger_lines_are_named_in_the_sharpe_verdict() -> None:
     assert "2 unreadable line(s) of trials.jsonl skipped" in line
     control = sharpe_line(_ev([_rows(400)], trials=None, dsr=None, unreadable=1))
     assert "1 unreadable line(s)" in control
+
+
+def test_too_few_days_for_a_sharpe_is_not_called_a_flat_curve() -> None:
+    assert "flat" in sharpe_line(_ev([_rows(400)], moments=None, psr=None, dsr=None, days=40))
+    line = sharpe_line(_ev([_rows(400)], moments=None, psr=None, dsr=None, days=2))
+    assert "flat" not in line and "only 2 daily return(s)" in line

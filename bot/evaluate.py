@@ -100,7 +100,8 @@ class DataKey:
 class SharpeVerdict:
     """The strategy's Sharpe against luck: PSR against 0, and DSR against the trials."""
 
-    moments: SharpeMoments | None  # of the daily returns; None when flat
+    moments: SharpeMoments | None  # of the daily returns; None when flat or under 3 days
+    days: int  # daily returns
     psr: float | None
     trials: int | None  # distinct configurations on this data (None: a control run)
     variance: float | None  # of their daily Sharpes (None: one trial)
@@ -254,6 +255,7 @@ def _sharpe(moments: SharpeMoments | None, *, ledger: Path, trial: Trial) -> Sha
         dsr = None if moments is None else deflated_sharpe(moments, trials, variance or 0.0)
     return SharpeVerdict(
         moments=moments,
+        days=trial.days,
         psr=psr,
         trials=trials,
         variance=variance,

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.atomic_files import atomic_files
-from bot.evaluate import Evaluation
+from bot.evaluate import Evaluation, SharpeVerdict
 from bot.report import fmt_num, fmt_pct, fmt_ts, to_jsonable
 from bot.report_folder import check_report_folder
 from core.analytics import BacktestMetrics
@@ -38,7 +38,9 @@ MEANING = {
     "auc_sigma": "standard deviation of the AUC under the null, from circular shifts of each "
     "symbol's labels against its predictions (keeps the serial correlation of overlapping "
     "labels); auc_iid_sigma: the same for independent rows, too narrow here",
-    "band": f"0.5 +- {BAND_Z:g} auc_sigma: an AUC inside is within noise of chance",
+    "band": f"auc_null_mean +- {BAND_Z:g} auc_sigma: an AUC inside is within noise of chance; "
+    "auc_null_mean, the mean AUC over the shifts, is 0.5 for one symbol, and above it when "
+    "symbols pooled differ in P's level and base rate together (no timing skill)",
     "rows_at_threshold": "rows with P >= the ensemble threshold (where the strategy enters "
     "long); hit_rate_at_threshold: the share of them whose label was 1",
     "calibration": "equal-width bins of P: rows, mean P, observed share of label 1 and two "
@@ -121,24 +123,47 @@ def chance_line(ev: Evaluation) -> str:
     """Return the verdict on the ensemble's AUC (for a control: whether the control passes)."""
     e = ev.ensemble
     auc = f"ensemble AUC {_f3(e.auc)} on {e.rows:,} rows (noise band {_band(e)})"
+    chance = e.chance if e.chance != "undefined" else f"undefined ({_undefined_why(e)})"
     if ev.control_seed is None:
-        return f"{auc}: {e.chance}"
-    passed = e.chance == "within noise of chance"
-    return f"control (--shuffle-labels, seed {ev.control_seed}): {auc}: {e.chance}; " + (
+        return f"{auc}: {chance}"
+    head = f"control (--shuffle-labels, seed {ev.control_seed}): {auc}: {chance}; "
+    if e.chance == "undefined":  # no verdict either way: not a failure, not a pass
+        return head + "the control is inconclusive: evaluate a longer range"
+    return head + (
         "the control passes: trained on permuted labels, the ensemble knows nothing"
-        if passed
+        if e.chance == "within noise of chance"
         else "the control FAILS: trained on permuted labels it should know nothing, so "
         "something other than the labels carries the answer (a leak?)"
     )
+
+
+def _undefined_why(card: ScoreCard) -> str:
+    if card.auc is None:
+        return "the labels scored are all of one class: no AUC"
+    return "too few rows of a symbol to shift its labels by two horizons both ways: no noise band"
+
+
+def _unreadable(s: SharpeVerdict) -> str:
+    if not s.unreadable:
+        return ""
+    return f"; {s.unreadable} unreadable line(s) of {s.ledger} skipped"
 
 
 def sharpe_line(ev: Evaluation) -> str:
     """Return the verdict on the strategy's Sharpe against luck."""
     s = ev.sharpe
     if s.moments is None:
-        return "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
+        return (
+            f"Sharpe undefined: only {s.days} daily return(s), so no PSR or DSR (they need 3)"
+            if s.days < 3
+            else "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
+            + _unreadable(s)
+        )
     if s.trials is None or s.dsr is None:
-        return f"PSR {_f3(s.psr)} (a control: not counted as a trial, no DSR; {s.ledger})"
+        return (
+            f"PSR {_f3(s.psr)} (a control: not counted as a trial, no DSR; {s.ledger})"
+            + _unreadable(s)
+        )
     return (
         f"PSR {_f3(s.psr)}, DSR {_f3(s.dsr)}: {s.trials} distinct configuration(s) evaluated on "
         f"this data, counted in {s.ledger} (shuffled-label controls not counted: {s.controls}); "
@@ -149,6 +174,7 @@ def sharpe_line(ev: Evaluation) -> str:
             f"show a best daily Sharpe of {fmt_num(s.benchmark, 4)}"
         )
         + ("; " + ("significant at 95 %" if s.dsr >= 0.95 else "not significant at 95 %"))
+        + _unreadable(s)
     )
 
 
@@ -249,6 +275,7 @@ def evaluation_json(ev: Evaluation) -> dict[str, Any]:
         "sharpe": {
             "annualised": s.annualised,
             "daily": None if m is None else to_jsonable(m),
+            "days": s.days,
             "psr": s.psr,
             "trials": s.trials,
             "variance": s.variance,

@@ -11,18 +11,24 @@ configurations recorded on the same data; the newest line of a configuration spe
 A shuffled-label run is recorded as a control and never counted.
 
 One line is one ``write`` on a file opened for appending, so two evaluations at once cannot
-interleave their lines; a line that does not parse (a crash mid-write) is skipped and counted.
+interleave their lines; a line that does not parse (a crash mid-write, a hand edit of the
+wrong types) is skipped and counted, and a record after a line cut off without its newline
+starts a line of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from core.config import Settings
 from core.errors import OperationalError
@@ -43,7 +49,7 @@ def digest(value: Mapping[str, Any]) -> str:
 
 def configuration(settings: Settings, *, horizon: int, feature_set_hash: str) -> dict[str, Any]:
     """Return what makes one evaluation's configuration (its hash is the trial's identity)."""
-    data = settings.model_dump(mode="json")
+    data = to_jsonable_python(_canonical(settings.model_dump(mode="python")))
     strategy = {k: v for k, v in data["strategy"].items() if k.startswith("ensemble_")}
     return {
         "models": data["models"],
@@ -57,6 +63,18 @@ def configuration(settings: Settings, *, horizon: int, feature_set_hash: str) ->
         "universe": data["universe"],
         "max_leverage": data["trading"]["max_leverage"],
     }
+
+
+def _canonical(value: Any) -> Any:
+    """Return ``value`` with each Decimal as its shortest plain string: 2 and 2.0 are one
+    configuration, not two trials."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, Mapping):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,8 +127,9 @@ def record(path: Path, trial: Trial) -> None:
     payload = (line + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            payload = _after_a_cut_line(fd) + payload
             written = os.write(fd, payload)
             os.fsync(fd)
         finally:
@@ -121,6 +140,30 @@ def record(path: Path, trial: Trial) -> None:
         ) from exc
     if written != len(payload):
         raise OperationalError(f"cannot record the evaluation in {path}: a short write")
+
+
+def _after_a_cut_line(fd: int) -> bytes:
+    """Return a newline when the ledger's last line lacks its own (a crash mid-write): the
+    next record would be glued to it and lost with it."""
+    size = os.fstat(fd).st_size
+    return b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+
+
+def _parse(line: str) -> tuple[str, str, bool, float]:
+    """Return a ledger line's data key, config hash, control flag and Sharpe (``ValueError``
+    unless each has its type, the Sharpe finite)."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not an object")
+    key, config, control, sharpe = (
+        row["data_key"], row["config_hash"], row["control"], row["daily_sharpe"]
+    )  # fmt: skip
+    if not isinstance(key, str) or not isinstance(config, str) or not isinstance(control, bool):
+        raise ValueError("a field of the wrong type")
+    value = 0.0 if sharpe is None else float(sharpe)
+    if not math.isfinite(value):  # NaN would make the variance, SR0 and DSR NaN
+        raise ValueError("a Sharpe that is not finite")
+    return key, config, control, value
 
 
 def trials_on(path: Path, data_key: str) -> TrialCount:
@@ -137,10 +180,7 @@ def trials_on(path: Path, data_key: str) -> TrialCount:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            key, config, control = row["data_key"], str(row["config_hash"]), bool(row["control"])
-            sharpe = row["daily_sharpe"]
-            value = 0.0 if sharpe is None else float(sharpe)
+            key, config, control, value = _parse(line)
         except (ValueError, KeyError, TypeError):
             unreadable += 1
             continue

@@ -11,8 +11,10 @@ and a model's output drifts slowly, so the textbook null standard deviation of t
 comes from the data itself: each symbol's labels are shifted circularly against its
 predictions (by 5 % to 95 % of its rows, at least two horizons, ``shifts`` evenly spaced
 offsets), which keeps the serial correlation of both and breaks only their alignment; the
-standard deviation of those AUCs is the null ``sigma``, and 0.5 +- 2 sigma the band. Both
-sigmas are reported.
+standard deviation of those AUCs is the null ``sigma``, and their mean +- 2 sigma the band.
+The mean is 0.5 for one symbol; pooled over several it is not when P's level and the base rate
+differ between symbols together: that survives every shift, so it is no evidence of timing
+(one bet per symbol), and a band at 0.5 would call it skill. Both sigmas are reported.
 """
 
 from __future__ import annotations
@@ -64,9 +66,20 @@ def auc_shift_sigma(
     horizon: int,
     shifts: int = SHIFTS,
 ) -> float | None:
-    """Return the standard deviation of the pooled AUC with each group's labels shifted
-    circularly against its predictions (see the module docstring); None when a group is too
-    short to shift by two horizons both ways, or a class is absent."""
+    """Return the standard deviation of the pooled AUC under the null (``auc_shift_null``)."""
+    null = auc_shift_null(groups, horizon=horizon, shifts=shifts)
+    return None if null is None else null[1]
+
+
+def auc_shift_null(
+    groups: Sequence[tuple[FloatArray, npt.NDArray[np.int8]]],
+    *,
+    horizon: int,
+    shifts: int = SHIFTS,
+) -> tuple[float, float] | None:
+    """Return the mean and standard deviation of the pooled AUC with each group's labels
+    shifted circularly against its predictions (see the module docstring); None when a group
+    is too short to shift by two horizons both ways, or a class is absent."""
     lengths = [len(y) for _, y in groups]
     if not lengths or min(lengths) < 4 * horizon + 2 or shifts < 2:
         return None
@@ -81,16 +94,18 @@ def auc_shift_sigma(
         if auc is None:
             return None
         aucs.append(auc)
-    return float(np.std(aucs, ddof=1))
+    return float(np.mean(aucs)), float(np.std(aucs, ddof=1))
 
 
-def versus_chance(auc: float | None, sigma: float | None, z: float = BAND_Z) -> Chance:
-    """Say where ``auc`` lies against the band 0.5 +- z sigma."""
+def versus_chance(
+    auc: float | None, sigma: float | None, z: float = BAND_Z, centre: float = 0.5
+) -> Chance:
+    """Say where ``auc`` lies against the band ``centre`` +- z sigma."""
     if auc is None or sigma is None:
         return "undefined"
-    if auc > 0.5 + z * sigma:
+    if auc > centre + z * sigma:
         return "above chance"
-    if auc < 0.5 - z * sigma:
+    if auc < centre - z * sigma:
         return "below chance"
     return "within noise of chance"
 
@@ -165,6 +180,7 @@ class ScoreCard:
     brier: float
     brier_constant: float
     auc: float | None
+    auc_null_mean: float | None  # the null's mean AUC from circular shifts: the band's centre
     auc_sigma: float | None  # the null's standard deviation from circular shifts
     auc_iid_sigma: float | None  # the same for independent rows (too narrow here)
     chance: Chance
@@ -176,10 +192,11 @@ class ScoreCard:
 
     @property
     def band(self) -> tuple[float, float] | None:
-        """Return the noise band of the AUC, 0.5 +- 2 sigma."""
-        if self.auc_sigma is None:
+        """Return the noise band of the AUC, the null's mean +- 2 sigma."""
+        if self.auc_sigma is None or self.auc_null_mean is None:
             return None
-        return 0.5 - BAND_Z * self.auc_sigma, 0.5 + BAND_Z * self.auc_sigma
+        half = BAND_Z * self.auc_sigma
+        return self.auc_null_mean - half, self.auc_null_mean + half
 
 
 def score(
@@ -202,7 +219,8 @@ def score(
     base = float(y.mean())
     positives = int(y.sum())
     auc = roc_auc(p, y)
-    sigma = auc_shift_sigma(groups, horizon=horizon, shifts=shifts)
+    null = auc_shift_null(groups, horizon=horizon, shifts=shifts)
+    centre, sigma = (None, None) if null is None else null
     at = p >= threshold
     table = calibration_table(p, y, bins)
     return ScoreCard(
@@ -218,9 +236,10 @@ def score(
         brier=brier(p, y),
         brier_constant=base * (1.0 - base),
         auc=auc,
+        auc_null_mean=centre,
         auc_sigma=sigma,
         auc_iid_sigma=auc_iid_sigma(positives, len(y) - positives),
-        chance=versus_chance(auc, sigma),
+        chance=versus_chance(auc, sigma, centre=0.5 if centre is None else centre),
         threshold=threshold,
         rows_at_threshold=int(at.sum()),
         hit_rate_at_threshold=float(y[at].mean()) if at.any() else None,

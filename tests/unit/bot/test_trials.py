@@ -69,3 +69,55 @@ def test_the_configuration_holds_what_changes_predictions_or_trades(
     assert len({key(base), key(other), key(fewer_trees)}) == 3
     assert digest(configuration(base, horizon=12, feature_set_hash="h")) != key(base)
     assert digest(configuration(base, horizon=24, feature_set_hash="g")) != key(base)
+
+
+def test_a_line_cut_off_without_its_newline_does_not_swallow_the_next_record(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "trials.jsonl"
+    record(ledger, _trial("d1", "a", 0.02))
+    with ledger.open("a") as f:
+        f.write('{"data_key": "d1", "config_ha')  # a crash mid-write: no newline
+    record(ledger, _trial("d1", "b", -0.01))
+
+    count = trials_on(ledger, "d1")
+    assert count.sharpes == {"a": 0.02, "b": -0.01}  # b is counted, not glued to the cut line
+    assert count.unreadable == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"data_key": "d1", "config_hash": "x", "daily_sharpe": NaN, "control": false}',
+        '{"data_key": "d1", "config_hash": "x", "daily_sharpe": Infinity, "control": false}',
+        '{"data_key": "d1", "config_hash": "x", "daily_sharpe": 0.1, "control": "false"}',
+        '{"data_key": ["d1"], "config_hash": "x", "daily_sharpe": 0.1, "control": false}',
+        '["d1", "x"]',
+    ],
+)
+def test_a_hand_edited_line_of_the_wrong_types_is_skipped_and_counted(
+    tmp_path: Path, line: str
+) -> None:
+    ledger = tmp_path / "trials.jsonl"
+    record(ledger, _trial("d1", "a", 0.02))
+    with ledger.open("a") as f:
+        f.write(line + "\n")
+
+    count = trials_on(ledger, "d1")
+    assert (count.sharpes, count.controls, count.unreadable) == ({"a": 0.02}, 0, 1)
+
+
+def test_a_number_written_another_way_is_the_same_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    plain = load_settings(exits={"stop_pct": "2", "tp_pcts": ["1.95", "3.25", "5.2"]})
+    padded = load_settings(exits={"stop_pct": "2.0", "tp_pcts": ["1.950", "3.25", "5.20"]})
+    wider = load_settings(exits={"stop_pct": "2.5"})
+
+    def key(settings: object) -> str:
+        return digest(configuration(settings, horizon=24, feature_set_hash="h"))  # type: ignore[arg-type]
+
+    assert key(plain) == key(padded)
+    assert key(plain) != key(wider)
+    assert configuration(plain, horizon=24, feature_set_hash="h")["exits"]["stop_pct"] == "2"

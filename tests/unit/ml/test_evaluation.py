@@ -120,3 +120,26 @@ def test_a_score_card_of_a_model_that_knows_and_of_one_that_does_not() -> None:
     assert blind.chance == "within noise of chance"
     with pytest.raises(ValueError, match="no rows to score"):
         score("none", [], threshold=0.6, horizon=24)
+
+
+def test_pooled_symbols_with_different_levels_and_base_rates_are_not_timing_skill() -> None:
+    # Within each symbol P knows nothing; only its level differs between the symbols, as does
+    # their base rate. Pooled, the AUC is high, and so it is under every shift: the null's
+    # centre is there, not at 0.5.
+    rng = np.random.default_rng(0)
+
+    def symbol(level: float, base: float) -> tuple[np.ndarray, np.ndarray]:
+        y = np.repeat(rng.random(125) < base, 12).astype(np.int8)
+        return level + 0.05 * rng.normal(size=1500), y
+
+    card = score("ensemble", [symbol(0.45, 0.35), symbol(0.55, 0.65)], threshold=0.6, horizon=12)
+    assert card.auc is not None and card.auc > 0.6
+    assert card.auc_null_mean is not None and card.auc_null_mean > 0.6
+    assert card.chance == "within noise of chance", (card.auc, card.band)
+    assert card.band is not None and card.band[0] < card.auc < card.band[1]
+
+
+def test_one_symbol_s_null_is_centred_near_one_half() -> None:
+    p, y = _random(2000, 4)
+    card = score("m", [(p, y)], threshold=0.6, horizon=12)
+    assert card.auc_null_mean == pytest.approx(0.5, abs=0.01)

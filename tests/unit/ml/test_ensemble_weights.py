@@ -34,3 +34,19 @@ def test_weights_keep_their_bounds_and_sum_to_one() -> None:
     alone = some == 1
     assert np.allclose(w[alone].max(axis=1), 1.0)  # bounds relaxed: one member takes it all
     assert (w[some == 0] == 0).all()
+
+
+def test_a_few_rows_bisected_on_floats_equal_the_array_bisection_float_for_float() -> None:
+    # bounded_softmax bisects up to SCALAR_ROWS rows (a live decision's one row) on Python
+    # floats: each row's weights must be those the array path gives it among many rows.
+    rng = np.random.default_rng(7)
+    for k in range(1, 8):
+        for scale, bounds in ((0.3, (0.1, 0.9)), (5.0, (0.0, 1.0)), (40.0, (0.2, 0.3))):
+            logits = rng.normal(scale=scale, size=(60, k))
+            active = rng.random((60, k)) > 0.25
+            many = bounded_softmax(logits, active, min_weight=bounds[0], max_weight=bounds[1])
+            for i in range(60):
+                one = bounded_softmax(
+                    logits[i : i + 1], active[i : i + 1], min_weight=bounds[0], max_weight=bounds[1]
+                )
+                assert np.array_equal(one[0], many[i]), (k, scale, i)

@@ -42,7 +42,12 @@ from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
 from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import MIN_STD, health
-from core.ml.labels import ATR_PERIOD, Labels, triple_barrier_labels
+from core.ml.labels import (
+    ATR_PERIOD,
+    Labels,
+    grown_triple_barrier_labels,
+    triple_barrier_labels,
+)
 from core.ml.member import Member
 from core.signals.base import SignalFrame
 
@@ -193,12 +198,21 @@ class EnsembleProvider:
         self.exclusions = {}
         cache = self._cache.get(series.symbol)
         if cache is None or cache.series is not series:
-            fm = compute_features(series, self.features)
-            labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
             # The history grown by new candles (qt run, candle after candle): the features of
             # the old rows are the same (causal, from the same first candle), so are the
-            # members' predictions of them; only the new rows go through the members.
-            known = cache.predicted if cache is not None and _extends(cache.series, series) else {}
+            # members' predictions of them; only the new rows go through the members, and
+            # only the labels of the last rows (those still open) are computed again.
+            # The features are computed whole: their EMA-type indicators remember every
+            # candle since the first, so a tail alone would not give the same floats.
+            fm = compute_features(series, self.features)
+            grown = cache is not None and _extends(cache.series, series)
+            horizon = self.config.horizon
+            labels = (
+                grown_triple_barrier_labels(cache.labels, series, horizon=horizon, exits=self.exits)
+                if grown and cache is not None
+                else triple_barrier_labels(series, horizon=horizon, exits=self.exits)
+            )
+            known = cache.predicted if grown and cache is not None else {}
             cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels, predicted=known)
         close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
         starts = self._set_starts(close_ms, n)
@@ -356,25 +370,26 @@ class EnsembleProvider:
         """Return each row's member weights; ``old`` = (a, b, weights of rows a..b-1) are
         taken as they are."""
         cfg = self.config
-        trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
-        usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
-        loss, count = rolling_log_loss(
-            p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window
-        )
-        # any active member with too short a record: equal weights (a fair comparison)
-        enough = np.all(np.where(active, count >= max(cfg.min_labels, 1), True), axis=1)
-        logits = np.where(
-            np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
-        )
         out = np.zeros(p.shape)
         todo: npt.NDArray[np.bool_] = np.asarray(active.any(axis=1))  # none active: no weights
         if old is not None:
             a, b, weights = old
             out[a:b] = weights
             todo[a:b] = False
-        rows = np.flatnonzero(todo)
+        rows = np.flatnonzero(todo)  # live: the new row only
+        trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
+        usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
+        loss, count = rolling_log_loss(
+            p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window, rows=rows
+        )
+        # any active member with too short a record: equal weights (a fair comparison)
+        act = active[rows]
+        enough = np.all(np.where(act, count >= max(cfg.min_labels, 1), True), axis=1)
+        logits = np.where(
+            np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
+        )
         out[rows] = bounded_softmax(
-            logits[rows], active[rows], min_weight=cfg.min_weight, max_weight=cfg.max_weight
+            logits, act, min_weight=cfg.min_weight, max_weight=cfg.max_weight
         )
         return out
 

@@ -201,11 +201,12 @@ class EnsembleProvider:
             # The history grown by new candles (qt run, candle after candle): the features of
             # the old rows are the same (causal, from the same first candle), so are the
             # members' predictions of them; only the new rows go through the members, and
-            # only the labels of the last rows (those still open) are computed again.
-            # The features are computed whole: their EMA-type indicators remember every
-            # candle since the first, so a tail alone would not give the same floats.
-            fm = compute_features(series, self.features)
+            # only the labels of the last rows (those still open) are computed again, and
+            # only the new rows of the features assembled (their indicators run whole:
+            # EMA-type ones remember every candle since the first).
             grown = cache is not None and _extends(cache.series, series)
+            previous = cache.features if grown and cache is not None else None
+            fm = compute_features(series, self.features, previous=previous)
             horizon = self.config.horizon
             labels = (
                 grown_triple_barrier_labels(cache.labels, series, horizon=horizon, exits=self.exits)

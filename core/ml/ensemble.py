@@ -38,7 +38,12 @@ from core.domain.events import ModelMemberExcluded
 from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError, QTError
-from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
+from core.ml.ensemble_weights import (
+    ResolvedLosses,
+    bounded_softmax,
+    resolved_losses,
+    windowed_loss,
+)
 from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import MIN_STD, health
@@ -336,7 +341,9 @@ class EnsembleProvider:
         # unless a member was left out since (then it is out on every row).
         same = known is not None and known.static.keys() == static.keys()
         old = (a, b, known.weights[a - known.lo : b - known.lo]) if same and known else None
-        weights = self._weights(members, series, labels, p, active, old)
+        # the resolved labels' losses extend while the old rows' predictions all stand
+        grown = known.losses if old and known and a == first and b == known.hi else None
+        weights, losses = self._weights(members, series, labels, p, active, old, grown)
         cache.predicted[id(st)] = _Predicted(
             st,
             first,
@@ -345,6 +352,7 @@ class EnsembleProvider:
             weights[first:hi].copy(),
             healthy[first:hi].copy(),
             dict(static),
+            losses,
         )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
@@ -367,9 +375,11 @@ class EnsembleProvider:
         p: FloatArray,
         active: npt.NDArray[np.bool_],
         old: tuple[int, int, FloatArray] | None = None,
-    ) -> FloatArray:
-        """Return each row's member weights; ``old`` = (a, b, weights of rows a..b-1) are
-        taken as they are."""
+        grown: tuple[ResolvedLosses, ...] | None = None,
+    ) -> tuple[FloatArray, tuple[ResolvedLosses, ...]]:
+        """Return each row's member weights and each member's resolved losses; ``old`` =
+        (a, b, weights of rows a..b-1) are taken as they are, ``grown`` (the losses of the
+        history this one grew from, its predictions unchanged) extended."""
         cfg = self.config
         out = np.zeros(p.shape)
         todo: npt.NDArray[np.bool_] = np.asarray(active.any(axis=1))  # none active: no weights
@@ -380,9 +390,20 @@ class EnsembleProvider:
         rows = np.flatnonzero(todo)  # live: the new row only
         trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
         usable = labels.valid[:, None] & (series.ts_ms[:, None] >= trained_until[None, :])
-        loss, count = rolling_log_loss(
-            p, labels.y, known_at=labels.end_idx, usable=usable, window=cfg.window, rows=rows
+        losses = tuple(
+            resolved_losses(
+                p[:, j],
+                labels.y,
+                known_at=labels.end_idx,
+                usable=usable[:, j],
+                previous=None if grown is None else grown[j],
+            )
+            for j in range(len(members))
         )
+        loss = np.full((len(rows), len(members)), np.nan)
+        count = np.zeros((len(rows), len(members)), dtype=np.int64)
+        for j, resolved in enumerate(losses):
+            loss[:, j], count[:, j] = windowed_loss(resolved, rows, cfg.window)
         # any active member with too short a record: equal weights (a fair comparison)
         act = active[rows]
         enough = np.all(np.where(act, count >= max(cfg.min_labels, 1), True), axis=1)
@@ -392,7 +413,7 @@ class EnsembleProvider:
         out[rows] = bounded_softmax(
             logits, act, min_weight=cfg.min_weight, max_weight=cfg.max_weight
         )
-        return out
+        return out, losses
 
     def _frame(
         self,
@@ -447,8 +468,8 @@ class _Chunk:
 
 @dataclass(frozen=True, slots=True)
 class _Predicted:
-    """The members' P(up), weights and health of one set on rows ``lo..hi-1``, and the
-    members it left out."""
+    """The members' P(up), weights and health of one set on rows ``lo..hi-1``, the members
+    it left out, and each member's resolved labels' losses."""
 
     members: MemberSet
     lo: int
@@ -457,6 +478,7 @@ class _Predicted:
     weights: FloatArray
     healthy: npt.NDArray[np.bool_]
     static: dict[str, str]
+    losses: tuple[ResolvedLosses, ...]  # each member's, on the rows up to hi
 
 
 @dataclass(slots=True)

@@ -8,6 +8,8 @@ count (``oos``): a loss on rows it was trained on flatters it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -20,6 +22,60 @@ STEPS = 100  # bisection steps at most
 CONVERGED_AFTER = 40  # bisection steps before it can have reached the last float: not checked
 SCALAR_ROWS = 8  # rows bisected on Python floats (the same floats, fewer calls)
 PAIRWISE_FROM = 8  # members from which numpy sums a row pairwise, not left to right
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLosses:
+    """One member's usable labels in the order they resolved (``ends``: the row each became
+    known) and the running sum of its log-losses on them (``costs[i]``: the first ``i``),
+    taken on a history of ``n`` rows; a history grown from it extends this."""
+
+    n: int
+    ends: IntArray
+    costs: FloatArray
+
+
+def resolved_losses(
+    p: FloatArray,
+    y: npt.ArrayLike,
+    *,
+    known_at: IntArray,
+    usable: BoolArray,
+    previous: ResolvedLosses | None = None,
+) -> ResolvedLosses:
+    """Return one member's resolved labels and the running sum of its log-losses (``p`` and
+    ``usable`` its column), extending ``previous`` when the history grew from its.
+
+    A label known before the previous history ended was known to it, with the same outcome,
+    prediction and row (causal): only those resolved since are new, and they all resolve
+    after the old ones, so they go at the end, summed on from the old total (the same floats
+    as summing them all again, a cumulative sum being left to right).
+    """
+    take = np.flatnonzero(usable & np.isfinite(p))
+    if previous is not None:
+        take = take[known_at[take] >= previous.n]
+    order = take[np.argsort(known_at[take], kind="stable")]  # in the order they resolved
+    losses = log_losses(p[order], np.asarray(y)[order])
+    if previous is None:
+        return ResolvedLosses(len(p), known_at[order], np.concatenate(([0.0], np.cumsum(losses))))
+    more = np.cumsum(np.concatenate((previous.costs[-1:], losses)))[1:]
+    return ResolvedLosses(
+        len(p),
+        np.concatenate((previous.ends, known_at[order])),
+        np.concatenate((previous.costs, more)),
+    )
+
+
+def windowed_loss(
+    losses: ResolvedLosses, rows: npt.NDArray[np.intp], window: int
+) -> tuple[FloatArray, IntArray]:
+    """Return, per row of ``rows``, the mean log-loss over the last ``window`` labels known by
+    then and how many there were (NaN loss where none)."""
+    hi = np.searchsorted(losses.ends, rows, side="right")
+    lo = np.maximum(hi - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = (losses.costs[hi] - losses.costs[lo]) / (hi - lo)
+    return np.asarray(loss, dtype=np.float64), np.asarray(hi - lo, dtype=np.int64)
 
 
 def rolling_log_loss(
@@ -44,15 +100,8 @@ def rolling_log_loss(
     loss = np.full((len(rows), k), np.nan)
     count = np.zeros((len(rows), k), dtype=np.int64)
     for m in range(k):
-        take = np.flatnonzero(usable[:, m] & np.isfinite(p[:, m]))
-        order = take[np.argsort(known_at[take], kind="stable")]  # in the order they resolved
-        ends = known_at[order]
-        costs = np.concatenate(([0.0], np.cumsum(log_losses(p[order, m], np.asarray(y)[order]))))
-        hi = np.searchsorted(ends, rows, side="right")
-        lo = np.maximum(hi - window, 0)
-        count[:, m] = hi - lo
-        with np.errstate(invalid="ignore", divide="ignore"):
-            loss[:, m] = (costs[hi] - costs[lo]) / (hi - lo)
+        losses = resolved_losses(p[:, m], y, known_at=known_at, usable=usable[:, m])
+        loss[:, m], count[:, m] = windowed_loss(losses, rows, window)
     return loss, count
 
 

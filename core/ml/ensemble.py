@@ -37,11 +37,21 @@ from core.brains.regime import Regime, detect_regimes
 from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError, QTError
-from core.ml.ensemble_weights import bounded_softmax, rolling_log_loss
+from core.ml.ensemble_weights import (
+    ResolvedLosses,
+    bounded_softmax,
+    resolved_losses,
+    windowed_loss,
+)
 from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import MIN_STD, health
-from core.ml.labels import ATR_PERIOD, Labels, triple_barrier_labels
+from core.ml.labels import (
+    ATR_PERIOD,
+    Labels,
+    grown_triple_barrier_labels,
+    triple_barrier_labels,
+)
 from core.ml.member import Member
 from core.signals.base import SignalFrame
 
@@ -189,12 +199,22 @@ class EnsembleProvider:
     def _series_cache(self, series: CandleSeries) -> _SeriesCache:
         cache = self._cache.get(series.symbol)
         if cache is None or cache.series is not series:
-            fm = compute_features(series, self.features)
-            labels = triple_barrier_labels(series, horizon=self.config.horizon, exits=self.exits)
             # The history grown by new candles (qt run, candle after candle): the features of
             # the old rows are the same (causal, from the same first candle), so are the
-            # members' predictions of them; only the new rows go through the members.
-            known = cache.predicted if cache is not None and _extends(cache.series, series) else {}
+            # members' predictions of them; only the new rows go through the members, and
+            # only the labels of the last rows (those still open) are computed again, and
+            # only the new rows of the features assembled (their indicators run whole:
+            # EMA-type ones remember every candle since the first).
+            grown = cache is not None and _extends(cache.series, series)
+            previous = cache.features if grown and cache is not None else None
+            fm = compute_features(series, self.features, previous=previous)
+            horizon = self.config.horizon
+            labels = (
+                grown_triple_barrier_labels(cache.labels, series, horizon=horizon, exits=self.exits)
+                if grown and cache is not None
+                else triple_barrier_labels(series, horizon=horizon, exits=self.exits)
+            )
+            known = cache.predicted if grown and cache is not None else {}
             cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels, predicted=known)
         return cache
 
@@ -337,9 +357,15 @@ class EnsembleProvider:
             if same and known
             else None
         )
-        weights = self._weights(members, series, labels, p, active, first, old)
+        # the resolved labels' losses extend while the old rows' predictions all stand
+        grown = (
+            known.losses
+            if old and known and known.lo == first and a == 0 and b == known.hi - first
+            else None
+        )
+        weights, losses = self._weights(members, series, labels, p, active, first, old, grown)
         cache.predicted[id(st)] = _Predicted(
-            st, first, hi, p.copy(), weights.copy(), healthy.copy(), dict(static)
+            st, first, hi, p.copy(), weights.copy(), healthy.copy(), dict(static), losses
         )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
@@ -363,37 +389,49 @@ class EnsembleProvider:
         active: npt.NDArray[np.bool_],
         first: int,
         old: tuple[int, int, FloatArray] | None = None,
-    ) -> FloatArray:
-        """Return the weights of rows ``first..first + len(p) - 1`` (``p``'s rows); ``old`` =
-        (a, b, weights of p's rows a..b-1) are taken as they are."""
+        grown: tuple[ResolvedLosses, ...] | None = None,
+    ) -> tuple[FloatArray, tuple[ResolvedLosses, ...]]:
+        """Return the weights of rows ``first..first + len(p) - 1`` (``p``'s rows) and each
+        member's resolved losses on them; ``old`` = (a, b, weights of p's rows a..b-1) are
+        taken as they are, ``grown`` (the losses of the history this one grew from, from the
+        same first row, its predictions unchanged) extended."""
         cfg = self.config
-        span = slice(first, first + len(p))
-        trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
-        usable = labels.valid[span, None] & (series.ts_ms[span, None] >= trained_until[None, :])
-        # a label of row s >= first resolves at end_idx[s] >= s: known from row end - first
-        loss, count = rolling_log_loss(
-            p,
-            labels.y[span],
-            known_at=labels.end_idx[span] - first,
-            usable=usable,
-            window=cfg.window,
-        )
-        # any active member with too short a record: equal weights (a fair comparison)
-        enough = np.all(np.where(active, count >= max(cfg.min_labels, 1), True), axis=1)
-        logits = np.where(
-            np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
-        )
         out = np.zeros(p.shape)
         todo: npt.NDArray[np.bool_] = np.asarray(active.any(axis=1))  # none active: no weights
         if old is not None:
             a, b, weights = old
             out[a:b] = weights
             todo[a:b] = False
-        rows = np.flatnonzero(todo)
-        out[rows] = bounded_softmax(
-            logits[rows], active[rows], min_weight=cfg.min_weight, max_weight=cfg.max_weight
+        rows = np.flatnonzero(todo)  # live: the new row only
+        span = slice(first, first + len(p))
+        trained_until = np.array([m.trained_until_ms for m in members], dtype=np.int64)
+        usable = labels.valid[span, None] & (series.ts_ms[span, None] >= trained_until[None, :])
+        # a label of row s >= first resolves at end_idx[s] >= s: known from row end - first
+        y, known_at = labels.y[span], labels.end_idx[span] - first
+        losses = tuple(
+            resolved_losses(
+                p[:, j],
+                y,
+                known_at=known_at,
+                usable=usable[:, j],
+                previous=None if grown is None else grown[j],
+            )
+            for j in range(len(members))
         )
-        return out
+        loss = np.full((len(rows), len(members)), np.nan)
+        count = np.zeros((len(rows), len(members)), dtype=np.int64)
+        for j, resolved in enumerate(losses):
+            loss[:, j], count[:, j] = windowed_loss(resolved, rows, cfg.window)
+        # any active member with too short a record: equal weights (a fair comparison)
+        act = active[rows]
+        enough = np.all(np.where(act, count >= max(cfg.min_labels, 1), True), axis=1)
+        logits = np.where(
+            np.asarray(enough)[:, None] & np.isfinite(loss), -loss / cfg.temperature, 0.0
+        )
+        out[rows] = bounded_softmax(
+            logits, act, min_weight=cfg.min_weight, max_weight=cfg.max_weight
+        )
+        return out, losses
 
     def _frame(
         self,
@@ -448,8 +486,8 @@ class _Chunk:
 
 @dataclass(frozen=True, slots=True)
 class _Predicted:
-    """The members' P(up), weights and health of one set on rows ``lo..hi-1``, and the
-    members it left out."""
+    """The members' P(up), weights and health of one set on rows ``lo..hi-1``, the members
+    it left out, and each member's resolved labels' losses."""
 
     members: MemberSet
     lo: int
@@ -458,6 +496,7 @@ class _Predicted:
     weights: FloatArray
     healthy: npt.NDArray[np.bool_]
     static: dict[str, str]
+    losses: tuple[ResolvedLosses, ...]  # each member's, on the rows up to hi
 
 
 @dataclass(slots=True)

@@ -14,6 +14,8 @@ volatility indicators on a higher timeframe (``htf4h_*``) and on a reference ser
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from core.domain.market import CandleSeries, timeframe_to_ms
@@ -84,37 +86,59 @@ def compute_features(
     config: FeatureConfig | None = None,
     *,
     reference: CandleSeries | None = None,
+    previous: FeatureMatrix | None = None,
 ) -> FeatureMatrix:
     """Return the features of every candle of ``series`` (NaN, never inf, where undefined).
 
     ``reference`` is required when the config names a reference symbol, and must be that
     symbol's candles; it may cover more or less time than ``series`` (rows it does not cover
     are NaN in the ``ref_*`` columns).
+
+    ``previous``: the features of the history ``series`` grew from by appending candles (the
+    caller checked: same first candle on). Its rows are kept and only the new rows assembled:
+    the same floats (causal, and every step after the indicators is row by row). The
+    indicators themselves still run on the whole series: TA-Lib's EMA-type averages and
+    running sums remember every candle since the first, so a tail alone would not match.
     """
     cfg = config or FeatureConfig()
-    fs = feature_set(cfg, series.timeframe)
-    cols = indicator_block(series.open, series.high, series.low, series.close, series.volume)
-    cols += time_columns(series.ts_ms)
+    fs, set_hash = _feature_set_and_hash(cfg, series.timeframe)
+    n = len(series)
+    n0 = 0  # the rows kept from ``previous`` (a reference series may have moved: none)
+    if previous is not None and previous.set_hash == set_hash and len(previous) <= n:
+        n0 = 0 if cfg.reference_symbol is not None else len(previous)
+    block = indicator_block(series.open, series.high, series.low, series.close, series.volume)
+    cols = [col[n0:] for col in block] + time_columns(series.ts_ms[n0:])
     if cfg.higher_timeframe is not None:
-        cols += higher_timeframe_block(series, cfg.higher_timeframe)
+        cols += [col[n0:] for col in higher_timeframe_block(series, cfg.higher_timeframe)]
     if cfg.reference_symbol is not None:
         if reference is None or reference.symbol != cfg.reference_symbol:
             got = "none" if reference is None else reference.symbol
             raise ValueError(
                 f"feature set needs the reference series {cfg.reference_symbol}, was given {got}"
             )
-        ret_24 = cols[indicator_columns().index("ret_24")]
-        cols += reference_block(series, reference, ret_24)
-    values = np.empty((len(series), len(cols)), dtype=cfg.dtype)
+        ret_24 = block[indicator_columns().index("ret_24")]
+        cols += [col[n0:] for col in reference_block(series, reference, ret_24)]
+    values = np.empty((n - n0, len(cols)), dtype=cfg.dtype)
     for j, col in enumerate(cols):
         values[:, j] = col
     values[~np.isfinite(values)] = np.nan  # inf from a zero range or volume: undefined, not huge
     finite = np.isfinite(values).all(axis=1)
-    first = int(np.argmax(finite)) if finite.any() else len(series)
+    first = n0 + int(np.argmax(finite)) if finite.any() else n
+    if previous is not None and n0:
+        if previous.first_valid < n0:  # else none of its rows was valid
+            first = previous.first_valid
+        values = np.concatenate([previous.values, values])
     return FeatureMatrix(
         ts_ms=series.ts_ms,
         values=values,
         columns=fs.columns,
-        set_hash=fs.hash,
+        set_hash=set_hash,
         first_valid=first,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _feature_set_and_hash(config: FeatureConfig, timeframe: str) -> tuple[FeatureSet, str]:
+    """Return the feature set and its hash (a JSON dump and a sha256: once per config)."""
+    fs = feature_set(config, timeframe)
+    return fs, fs.hash

@@ -175,6 +175,44 @@ def triple_barrier_labels(
     )
 
 
+def grown_triple_barrier_labels(
+    previous: Labels,
+    series: CandleSeries,
+    *,
+    horizon: int = 24,
+    exits: ExitConfig | None = None,
+    atr: FloatArray | None = None,
+) -> Labels:
+    """Return ``triple_barrier_labels(series, ...)`` (long, neutral confidence, next-open
+    entry) when ``series`` is the history ``previous`` was computed on with candles appended.
+
+    A label reads candles ``t..t + horizon`` only, so only the last ``horizon`` rows of
+    ``previous`` can change (resolved since, or at the end of the data no more): those and the
+    new rows are computed again, the rest kept (the same floats, not an approximation). ``atr``
+    is that of the whole ``series`` (an EMA-type average: it must start where the history does).
+    """
+    n, n0 = len(series), len(previous)
+    if not 0 < n0 <= n:
+        return triple_barrier_labels(series, horizon=horizon, exits=exits, atr=atr)
+    lo = max(0, n0 - horizon - 1)  # one more than can change: the last row had no entry yet
+    if atr is None:
+        atr = talib.ATR(series.high, series.low, series.close, ATR_PERIOD)
+    tail = triple_barrier_labels(series.slice(lo), horizon=horizon, exits=exits, atr=atr[lo:])
+    if tail.name != previous.name:
+        raise ValueError(f"labels {previous.name!r} cannot grow into {tail.name!r}")
+    end = np.concatenate([previous.end_idx[:lo], tail.end_idx + lo])
+    return Labels(
+        name=tail.name,
+        ts_ms=series.ts_ms,
+        y=np.concatenate([previous.y[:lo], tail.y]),
+        outcome=np.concatenate([previous.outcome[:lo], tail.outcome]),
+        valid=np.concatenate([previous.valid[:lo], tail.valid]),
+        end_idx=end,
+        end_ts_ms=series.ts_ms[end],
+        ret=np.concatenate([previous.ret[:lo], tail.ret]),
+    )
+
+
 def _realised(
     series: CandleSeries,
     end: IntArray,

@@ -146,8 +146,8 @@ def _with_a_peek(monkeypatch: pytest.MonkeyPatch) -> None:
     """Add the next 4 candles' return to the features the ensemble predicts from."""
     real = ensemble_module.compute_features
 
-    def leaky(series: CandleSeries, config: object = None) -> FeatureMatrix:
-        fm = real(series, config)  # type: ignore[arg-type]
+    def leaky(series: CandleSeries, config: object = None, **kw: object) -> FeatureMatrix:
+        fm = real(series, config)  # type: ignore[arg-type]  # whole (a grown history's too)
         ahead = np.full(len(series), np.nan)
         ahead[:-4] = np.log(series.close[4:] / series.close[:-4])
         return FeatureMatrix(

@@ -40,6 +40,7 @@ from core.ml.member import (
 )
 from core.ml.members.calibration import Platt
 from core.ml.members.member_file import MEMBER_FILE, MemberFile
+from core.ml.members.openmp import prediction_threads
 from core.ml.members.windows import Vector, make_windows, target_paths
 from core.ml.segments import Segment
 
@@ -408,11 +409,10 @@ class ForecastMember(ABC, Generic[P]):
     ) -> Vector:
         from core.ml.members.torch_train import predict_paths, set_threads
 
-        windows = make_windows(x, channels, self.window)
+        # the rows before ``first`` are context only: neither windowed nor through the network
+        windows = make_windows(x, channels, self.window, first)
         inputs, scale = windows.inputs, windows.scale
-        if first:  # the rows before are context only: not through the network
-            inputs, scale = inputs[first:], scale[first:]
-        set_threads(self._params.n_threads)
+        set_threads(prediction_threads(len(inputs), self._params.n_threads))
         paths = predict_paths(net, inputs)
         forecast: Vector = paths[:, -1].astype(np.float64) * scale
         return forecast

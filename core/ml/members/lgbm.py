@@ -11,7 +11,7 @@ import numpy as np
 from core.ml.member import FloatMatrix
 from core.ml.members.gbdt import GbdtMember, Vector
 from core.ml.members.member_file import MEMBER_FILE
-from core.ml.members.openmp import passive_openmp
+from core.ml.members.openmp import passive_openmp, prediction_threads
 
 if TYPE_CHECKING:
     import lightgbm
@@ -102,7 +102,8 @@ class LgbmMember(GbdtMember[LgbmParams]):
         return booster
 
     def _predict(self, x: FloatMatrix) -> Vector:
-        out = self._booster().predict(x, num_threads=self._params.n_jobs)
+        threads = prediction_threads(len(x), self._params.n_jobs)
+        out = self._booster().predict(x, num_threads=threads)
         return np.asarray(out, dtype=np.float64)
 
     def _contributions(self, x: FloatMatrix) -> FloatMatrix:

@@ -16,3 +16,15 @@ import os
 def passive_openmp() -> None:
     """Ask OpenMP, if not loaded yet, to put waiting threads to sleep."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+# A live decision predicts one row (a window) per member: handing it to a second thread costs
+# more than it saves (a sleeping thread is woken, both wait on each other with the other core
+# busy), so small batches run on the calling thread. No result depends on it: a tree's
+# prediction of a row is the same on any thread, a network's up to float32 rounding.
+ONE_THREAD_ROWS = 64
+
+
+def prediction_threads(rows: int, threads: int) -> int:
+    """Return the threads to predict ``rows`` rows on (``threads``: the member's setting)."""
+    return 1 if rows <= ONE_THREAD_ROWS else threads

@@ -143,7 +143,8 @@ def evaluate(net: nn.Module, rows: Rows) -> float:
 
 def predict_paths(net: nn.Module, inputs: Float32) -> Float32:
     """Return the forecast paths (n, H) of normalised windows (n, C, L), in eval mode."""
-    net.eval()
+    if net.training:  # eval() walks every submodule: a live decision's row pays for it
+        net.eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(inputs), PREDICT_BATCH):

@@ -36,12 +36,15 @@ class Windows:
     full: npt.NDArray[np.bool_]  # the window lies wholly inside the batch
 
 
-def make_windows(x: FloatMatrix, channels: list[int], length: int) -> Windows:
-    """Return the window of every row of ``x``; channel 0 must be the one-candle return."""
+def make_windows(x: FloatMatrix, channels: list[int], length: int, first: int = 0) -> Windows:
+    """Return the window of every row of ``x`` from row ``first`` on (the rows before are
+    context only); channel 0 must be the one-candle return."""
     rows = x.shape[0]
     values = x[:, channels].T  # (channels, rows)
     padded = np.concatenate([np.full((len(channels), length - 1), np.nan), values], axis=1)
-    raw = sliding_window_view(padded, length, axis=1).transpose(1, 0, 2)  # (rows, C, L)
+    # Each window is normalised on its own: those of rows before ``first`` are not built (a
+    # live decision wants one window of 168, not 168 of them).
+    raw = sliding_window_view(padded[:, first:], length, axis=1).transpose(1, 0, 2)  # (rows, C, L)
     present = np.isfinite(raw)
     filled = np.where(present, raw, 0.0)
     count = np.maximum(present.sum(axis=2), 1)
@@ -56,7 +59,7 @@ def make_windows(x: FloatMatrix, channels: list[int], length: int) -> Windows:
         centred = np.where(seen, feats - mean, 0.0)
         std = np.sqrt((centred**2).sum(axis=2, keepdims=True) / n)
         out[:, 1:] = centred / np.maximum(std, 1e-8)
-    full = np.arange(rows) >= length - 1
+    full = np.arange(first, rows) >= length - 1
     return Windows(out, scale, full)
 
 

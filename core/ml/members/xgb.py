@@ -10,7 +10,7 @@ import numpy as np
 from core.ml.member import FloatMatrix
 from core.ml.members.gbdt import GbdtMember, Vector
 from core.ml.members.member_file import MEMBER_FILE
-from core.ml.members.openmp import passive_openmp
+from core.ml.members.openmp import passive_openmp, prediction_threads
 
 if TYPE_CHECKING:
     import xgboost
@@ -57,6 +57,10 @@ class XgbMember(GbdtMember[XgbParams]):
     files: ClassVar[tuple[str, ...]] = (model_file, MEMBER_FILE)
     params_type: ClassVar[type[XgbParams]] = XgbParams
 
+    def __init__(self, params: XgbParams | None = None) -> None:
+        super().__init__(params)
+        self._threads_set: tuple[Any, int] | None = None  # (booster, its nthread) last set
+
     def _train(
         self, x: FloatMatrix, y: Vector, w: Vector | None, valid: tuple[FloatMatrix, Vector] | None
     ) -> tuple[Any, dict[str, Any]]:
@@ -89,7 +93,12 @@ class XgbMember(GbdtMember[XgbParams]):
         return booster
 
     def _predict(self, x: FloatMatrix) -> Vector:
-        return np.asarray(self._booster().inplace_predict(x), dtype=np.float64)
+        booster = self._booster()
+        threads = prediction_threads(len(x), self._params.n_jobs)
+        if self._threads_set != (booster, threads):  # a booster parameter: set on a change
+            booster.set_param({"nthread": threads})
+            self._threads_set = (booster, threads)
+        return np.asarray(booster.inplace_predict(x), dtype=np.float64)
 
     def _contributions(self, x: FloatMatrix) -> FloatMatrix:
         passive_openmp()

@@ -265,3 +265,29 @@ def test_history_candles_are_enough_for_live_to_match_training(config: FeatureCo
         assert np.allclose(live.values[-1], full[end], rtol=1e-3, atol=1e-6)
         short = compute_features(series.slice(end - 300, end + 1), config, reference=ref)
         assert not np.allclose(short.values[-1], full[end], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "config", [FeatureConfig(), FeatureConfig(higher_timeframe="4h", dtype="float64")]
+)
+def test_features_of_a_grown_history_keep_the_old_rows_and_equal_a_whole_compute(
+    config: FeatureConfig,
+) -> None:
+    s = generate_candles("ETH/USDT", "1h", 700, seed=9)
+    fm = compute_features(s.slice(0, 150), config)  # still warming up: no valid row yet
+    for n in (151, 420, 421, 422, 700):  # a candle at a time, and many at once
+        grown = compute_features(s.slice(0, n), config, previous=fm)
+        whole = compute_features(s.slice(0, n), config)
+        assert np.array_equal(grown.values, whole.values, equal_nan=True)  # the same floats
+        assert (grown.first_valid, grown.set_hash, grown.columns) == (
+            whole.first_valid,
+            whole.set_hash,
+            whole.columns,
+        )
+        fm = grown
+    other = compute_features(s.slice(0, 300), FeatureConfig(dtype="float64"))
+    assert np.array_equal(  # features of another set are not kept
+        compute_features(s.slice(0, 301), previous=other).values,
+        compute_features(s.slice(0, 301)).values,
+        equal_nan=True,
+    )

@@ -18,6 +18,7 @@ from core.ml.labels import (
     band_from_train,
     direction_labels,
     forward_returns,
+    grown_triple_barrier_labels,
     percentile_band,
     triple_barrier_labels,
 )
@@ -215,3 +216,18 @@ def test_a_training_row_without_a_forward_return_is_refused() -> None:
         band_from_train(fwd, np.arange(50, 100))
     with pytest.raises(ValueError, match="at least one training row"):
         percentile_band(fwd, np.arange(0))
+
+
+@pytest.mark.parametrize(
+    "exits", [ExitConfig(), ExitConfig(dynamic=DynamicConfig(enabled=True))], ids=["fixed", "dyn"]
+)
+def test_labels_grown_with_the_history_equal_those_computed_whole(exits: ExitConfig) -> None:
+    series = generate_candles("BTC/USDT", "1h", 400, seed=5)
+    labels = triple_barrier_labels(series.slice(0, 300), horizon=24, exits=exits)
+    for n in (301, 302, 310, 311, 400):  # a candle at a time, and several at once
+        grown = grown_triple_barrier_labels(labels, series.slice(0, n), horizon=24, exits=exits)
+        whole = triple_barrier_labels(series.slice(0, n), horizon=24, exits=exits)
+        assert grown.name == whole.name
+        for field in ("ts_ms", "y", "outcome", "valid", "end_idx", "end_ts_ms", "ret"):
+            assert np.array_equal(getattr(grown, field), getattr(whole, field), equal_nan=True)
+        labels = grown

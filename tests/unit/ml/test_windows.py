@@ -32,3 +32,16 @@ def test_the_target_is_the_path_of_the_next_returns_in_the_windows_scale() -> No
     np.testing.assert_allclose(path[0], [1.0, 3.0], rtol=1e-6)
     np.testing.assert_allclose(path[1], [2.0, 1.0], rtol=1e-6)
     assert known.tolist() == [True, True, False, False, False, False]  # a NaN or the end
+
+
+def test_windows_from_a_first_row_equal_those_of_every_row_from_there() -> None:
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.normal(0, 0.01, 50), rng.normal(5, 2, 50)])
+    x[[3, 20], 1] = np.nan  # missing values inside the windows too
+    every = make_windows(x, [0, 1], 8)
+
+    for first in (0, 5, 7, 30, 49):
+        tail = make_windows(x, [0, 1], 8, first)
+        assert np.array_equal(tail.inputs, every.inputs[first:])  # the same floats
+        assert np.array_equal(tail.scale, every.scale[first:])
+        assert np.array_equal(tail.full, every.full[first:])

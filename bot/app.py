@@ -126,6 +126,7 @@ class TradingProcess:
             state=p.storage.state,
             book=self.rules.book,
             provider=p.provider,
+            offload_signals=True,  # demo and run: the loop serves fills, jobs and chat meanwhile
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         if p.universe is not None:

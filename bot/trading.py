@@ -231,13 +231,15 @@ def build_engine(
     provider: SignalProvider | None = None,
     state: KeyValueRepo | None = None,
     book: RulesBook | None = None,
+    offload_signals: bool = False,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
     ``provider`` replaces the configured signal provider (tests script their signals with it).
     ``state`` is where the engine keeps its open trades across restarts (None: not kept, as in
     backtests, which never restart). ``book``: each symbol's market rules, shared with the
-    paper venue (None: the settings' fallback for every symbol).
+    paper venue (None: the settings' fallback for every symbol). ``offload_signals``: compute
+    the signals in a worker thread (a running process: its event loop never waits on them).
     """
     policy = policy_from(settings)
     quote = settings.trading.quote_currency
@@ -285,7 +287,9 @@ def build_engine(
         execution=execution,
         exits=exits,
         signals=SignalBook(
-            provider or provider_from(settings), regime=regime_config_from(settings)
+            provider or provider_from(settings),
+            regime=regime_config_from(settings),
+            offload=offload_signals,
         ),
         policy=lambda: policy,
         state=state,

@@ -427,10 +427,11 @@ class Engine:
             return
         trade = self.trades.get(symbol)
         self.decided[symbol] = candle.ts_ms
-        # Who decides this candle: a provider handed over during the awaits below (the
-        # demo's ensemble trained) did not make this decision.
-        source = self.signals.provider.name
         try:
+            await self.signals.prepare(symbol)  # a running process: off the event loop
+            # Who decides this candle: a provider handed over during the awaits below (the
+            # demo's ensemble trained) did not make this decision.
+            source = self.signals.provider.name
             signal, broken = self.signals.signal_at(symbol, candle.ts_ms), None
             regime = self.signals.regime_at(symbol, candle.ts_ms)
         except Exception as e:  # noqa: BLE001 - raised again once the open trade is managed

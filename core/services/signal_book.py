@@ -9,10 +9,16 @@ signals up; the live path appends each candle and recomputes on its history. Bot
 The book also holds each symbol's market regime (``core.brains.regime``, causal like the
 signals), computed on the same history: ``regime_at`` is how the engine knows the regime of
 every symbol's newest closed candle in backtest, demo and run alike.
+
+A running process computes them off its event loop (``offload``, ``prepare``): a full compute
+of the ensemble (at start, after a roll-over of the history, after a retrain) takes a
+fraction of a second per symbol, which the loop must not wait on (chat, fills, jobs). The
+backtest computes in line: the same frames, without a thread per candle.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +51,7 @@ class SignalBook:
         *,
         max_history: int = MAX_HISTORY,
         regime: RegimeConfig | None = None,
+        offload: bool = False,
     ) -> None:
         if max_history < provider.warmup_candles:
             raise ValueError(
@@ -64,6 +71,37 @@ class SignalBook:
         # predictions of the old rows), which one candle dropped per candle would defeat.
         self._keep_on_roll = max(provider.warmup_candles, max_history - max_history // 5)
         self._books: dict[str, _SymbolBook] = {}
+        self.offload = offload
+        self._generation = 0  # bumped by invalidate: a frame computed before it is stale
+        self._computing = asyncio.Lock()  # one compute at a time: providers keep state
+
+    async def prepare(self, symbol: str) -> None:
+        """With ``offload``: compute the symbol's signals and regimes on its newest history in
+        a worker thread, so the look-ups that follow find them (without: nothing, they
+        compute in line). A frame whose provider changed meanwhile (``invalidate``) is
+        dropped, and the look-up computes it again."""
+        book = self._books.get(symbol)
+        if not self.offload or book is None:
+            return
+        async with self._computing:
+            self._flush(book)
+            if book.frame is not None and book.regimes is not None:
+                return
+            history, generation = book.history, self._generation
+            frame, regimes = await asyncio.to_thread(self._compute, book, history)
+            if book.history is history and not book.pending:
+                book.regimes = regimes
+                if generation == self._generation:
+                    book.frame = frame
+
+    def _compute(
+        self, book: _SymbolBook, history: CandleSeries
+    ) -> tuple[SignalFrame, npt.NDArray[np.int8]]:
+        frame = book.frame if book.frame is not None else self.provider.compute(history)
+        regimes = book.regimes
+        if regimes is None:
+            regimes = detect_regimes(history, self.regime_config, book.memo)
+        return frame, regimes
 
     def seed(self, series: CandleSeries) -> None:
         """Replace a symbol's history with ``series`` (warm-up, or a whole backtest series).
@@ -76,6 +114,7 @@ class SignalBook:
     def invalidate(self) -> None:
         """Forget every computed frame (the provider changed, e.g. a retrained model): the
         next look-up computes them again on the same histories."""
+        self._generation += 1
         for book in self._books.values():
             book.frame = None
 

@@ -82,3 +82,86 @@ def test_past_its_bound_the_history_drops_a_fifth_at_once() -> None:
         lengths.append(len(history))
     assert max(lengths) == 200 and min(lengths[60:]) == 160  # bounded, rolled to 4/5
     assert len(firsts) == 14  # the seed, then a roll at the 51st append and every 41 after
+
+
+class SlowProvider:
+    """EMA/RSI computed slowly, in whichever thread asks; records the threads and the loop's
+    ticks seen while it computed."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.inner = EmaRsiCross()
+        self.warmup_candles = self.inner.warmup_candles
+        self.threads: list[int] = []
+        self.main = threading.get_ident()
+        self.gate: object = None
+
+    def compute(self, series):  # type: ignore[no-untyped-def]
+        import threading
+        import time
+
+        self.threads.append(threading.get_ident())
+        time.sleep(0.2)  # a full ensemble compute, in miniature
+        return self.inner.compute(series)
+
+
+async def test_offloaded_signals_are_computed_off_the_loop_and_equal_in_line_ones() -> None:
+    import asyncio
+
+    series = generate_candles("BTC/USDT", "1h", 300, seed=5)
+    slow = SlowProvider()
+    live = SignalBook(slow, offload=True, regime=RegimeConfig(vol_window=12, vol_history=100))
+    in_line = SignalBook(EmaRsiCross(), regime=RegimeConfig(vol_window=12, vol_history=100))
+    live.seed(series.slice(0, 250))
+    in_line.seed(series)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    for i in range(250, 253):
+        candle = series.candle(i)
+        live.append("BTC/USDT", "1h", candle)
+        await live.prepare("BTC/USDT")
+        a, b = live.signal_at("BTC/USDT", candle.ts_ms), in_line.signal_at("BTC/USDT", candle.ts_ms)
+        assert a is not None and b is not None
+        fields = ("entry", "exit_long", "exit_short", "confidence", "atr")
+        assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+        assert live.regime_at("BTC/USDT", candle.ts_ms) is in_line.regime_at(
+            "BTC/USDT", candle.ts_ms
+        )
+    ticker.cancel()
+    assert len(slow.threads) == 3 and slow.main not in slow.threads  # once a candle, in a worker
+    assert ticks >= 30  # the loop ran on while each compute slept 0.2 s
+
+
+async def test_a_frame_of_a_provider_invalidated_meanwhile_is_not_kept() -> None:
+    import asyncio
+
+    series = generate_candles("BTC/USDT", "1h", 300, seed=5)
+    slow = SlowProvider()
+    book = SignalBook(slow, offload=True, regime=RegimeConfig(vol_window=12, vol_history=100))
+    book.seed(series)
+    preparing = asyncio.create_task(book.prepare("BTC/USDT"))
+    await asyncio.sleep(0.05)
+    book.invalidate()  # a hand-over while the old provider computes
+    await preparing
+    assert len(slow.threads) == 1
+    book.signal_at("BTC/USDT", int(series.ts_ms[-1]))
+    assert len(slow.threads) == 2  # computed again, in line, by the provider now serving
+
+
+async def test_without_offload_prepare_computes_nothing() -> None:
+    series = generate_candles("BTC/USDT", "1h", 300, seed=5)
+    slow = SlowProvider()
+    book = SignalBook(slow, regime=RegimeConfig(vol_window=12, vol_history=100))
+    book.seed(series)
+    await book.prepare("BTC/USDT")
+    assert slow.threads == []  # the backtest's look-ups compute, in line

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bot.ensemble_loader import newest_ensemble
-from bot.model_training import new_pool, stop_pool, train_and_save
+from bot.model_training import new_pool, stop_pool, train_and_save, train_config
 from bot.trading import exit_config_from
 from core.clock import Clock
 from core.config import Settings
@@ -126,11 +126,9 @@ class DemoEnsemble:
         return [m for m in self._settings.models.members if m not in disabled]
 
     async def _train(self, pool: ProcessPoolExecutor) -> None:
-        models = self._settings.models
-        params: dict[str, object] = {"n_jobs": 1}  # one thread per worker: the pool fills cores
-        if models.trees:
-            params["n_estimators"] = models.trees
-        config = TrainConfig(embargo=models.embargo, params=params)
+        # as qt models train and the walk-forward make them; one thread per worker (the pool
+        # fills the cores)
+        config = train_config(self._settings.models, threads=1)
         started = time.monotonic()
         try:
             trained = await train_and_save(

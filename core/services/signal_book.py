@@ -31,6 +31,7 @@ from core.signals.base import Signal, SignalFrame, SignalProvider
 from core.signals.handover import explain
 
 MAX_HISTORY = 5_000  # candles a running process keeps per symbol
+_PREPARE_ATTEMPTS = 3  # computes of one prepare while the provider keeps being replaced
 
 
 @dataclass(slots=True)
@@ -78,21 +79,41 @@ class SignalBook:
     async def prepare(self, symbol: str) -> None:
         """With ``offload``: compute the symbol's signals and regimes on its newest history in
         a worker thread, so the look-ups that follow find them (without: nothing, they
-        compute in line). A frame whose provider changed meanwhile (``invalidate``) is
-        dropped, and the look-up computes it again."""
-        book = self._books.get(symbol)
-        if not self.offload or book is None:
+        compute in line). A frame whose provider changed meanwhile (``invalidate``), or of a
+        history seeded again meanwhile, is dropped and computed again, in the thread too."""
+        if not self.offload or symbol not in self._books:
             return
-        async with self._computing:
-            self._flush(book)
-            if book.frame is not None and book.regimes is not None:
-                return
-            history, generation = book.history, self._generation
-            frame, regimes = await asyncio.to_thread(self._compute, book, history)
-            if book.history is history and not book.pending:
+        await self._computing.acquire()
+        computing: asyncio.Task[tuple[SignalFrame, npt.NDArray[np.int8]]] | None = None
+        try:
+            for _ in range(_PREPARE_ATTEMPTS):  # a hand-over every compute: look-ups compute
+                book = self._books.get(symbol)
+                if book is None:
+                    return
+                self._flush(book)
+                if book.frame is not None and book.regimes is not None:
+                    return
+                history, generation = book.history, self._generation
+                computing = asyncio.create_task(asyncio.to_thread(self._compute, book, history))
+                frame, regimes = await asyncio.shield(computing)  # cancelled: it runs on
+                computing = None
+                if self._books.get(symbol) is not book or book.history is not history:
+                    continue  # seeded again meanwhile (a universe change)
                 book.regimes = regimes
                 if generation == self._generation:
                     book.frame = frame
+        finally:
+            if computing is not None and not computing.done():
+                # Cancelled (a stop) while the thread runs on: the next compute waits for it,
+                # so two never run at once on the provider's state.
+                computing.add_done_callback(self._release_after)
+            else:
+                self._computing.release()
+
+    def _release_after(self, orphan: asyncio.Task[object]) -> None:
+        if not orphan.cancelled():
+            orphan.exception()  # nobody awaits it any more: retrieved, not warned about
+        self._computing.release()
 
     def _compute(
         self, book: _SymbolBook, history: CandleSeries

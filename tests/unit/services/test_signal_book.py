@@ -153,9 +153,62 @@ async def test_a_frame_of_a_provider_invalidated_meanwhile_is_not_kept() -> None
     await asyncio.sleep(0.05)
     book.invalidate()  # a hand-over while the old provider computes
     await preparing
-    assert len(slow.threads) == 1
+    assert len(slow.threads) == 2  # computed again by the provider now serving, in the thread
     book.signal_at("BTC/USDT", int(series.ts_ms[-1]))
-    assert len(slow.threads) == 2  # computed again, in line, by the provider now serving
+    assert len(slow.threads) == 2 and slow.main not in slow.threads  # the loop never computed
+
+
+async def test_a_frame_of_a_history_seeded_again_meanwhile_is_computed_again_off_the_loop() -> None:
+    import asyncio
+
+    series = generate_candles("BTC/USDT", "1h", 300, seed=5)
+    slow = SlowProvider()
+    book = SignalBook(slow, offload=True, regime=RegimeConfig(vol_window=12, vol_history=100))
+    book.seed(series.slice(0, 250))
+    preparing = asyncio.create_task(book.prepare("BTC/USDT"))
+    await asyncio.sleep(0.05)
+    book.seed(series)  # a universe change warms the symbol up again while it computes
+    await preparing
+    signal = book.signal_at("BTC/USDT", int(series.ts_ms[-1]))
+    assert signal is not None and book.regime_at("BTC/USDT", int(series.ts_ms[-1])) is not None
+    assert len(slow.threads) == 2 and slow.main not in slow.threads
+
+
+class CountingProvider(SlowProvider):
+    """Slow, and counts the computes running at once."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.running = self.most = 0
+        self.count_lock = threading.Lock()
+
+    def compute(self, series):  # type: ignore[no-untyped-def]
+        with self.count_lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().compute(series)
+        finally:
+            with self.count_lock:
+                self.running -= 1
+
+
+async def test_a_compute_cancelled_meanwhile_finishes_before_the_next_starts() -> None:
+    import asyncio
+
+    counting = CountingProvider()
+    book = SignalBook(counting, offload=True, regime=RegimeConfig(vol_window=12, vol_history=100))
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        book.seed(generate_candles(symbol, "1h", 300, seed=5))
+    first = asyncio.create_task(book.prepare("BTC/USDT"))
+    await asyncio.sleep(0.05)
+    first.cancel()  # a stop while the thread computes: the thread runs on
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await book.prepare("ETH/USDT")
+    assert len(counting.threads) == 2 and counting.most == 1  # never two at once
 
 
 async def test_without_offload_prepare_computes_nothing() -> None:

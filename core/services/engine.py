@@ -426,7 +426,6 @@ class Engine:
             log.info("%s: candle %d was decided before a restart", symbol, candle.ts_ms)
             return
         trade = self.trades.get(symbol)
-        self.decided[symbol] = candle.ts_ms
         try:
             await self.signals.prepare(symbol)  # a running process: off the event loop
             # Who decides this candle: a provider handed over during the awaits below (the
@@ -434,10 +433,15 @@ class Engine:
             source = self.signals.provider.name
             signal, broken = self.signals.signal_at(symbol, candle.ts_ms), None
             regime = self.signals.regime_at(symbol, candle.ts_ms)
+            excluded = excluded_members(self.signals.provider, symbol)  # provider code too
         except Exception as e:  # noqa: BLE001 - raised again once the open trade is managed
             signal, broken = None, e
+        # Decided from here on: a stop while the signals computed (above) decided nothing, so
+        # the restart's repeat of this candle is decided then, its exits run.
+        self.decided[symbol] = candle.ts_ms
         if broken is None:
             await self._note_context(symbol, candle, regime, signal)
+            await self._note_exclusions(symbol, excluded)
             await self._recover_if_due(symbol, candle)
         if trade is not None:
             await self._manage(trade, candle, signal)  # without a signal, the exits still run
@@ -485,12 +489,11 @@ class Engine:
                     record=signal.record,
                 )
             )
-        await self._note_exclusions(symbol)
 
-    async def _note_exclusions(self, symbol: str) -> None:
+    async def _note_exclusions(self, symbol: str, now: Mapping[str, str]) -> None:
         """Publish each member the provider newly leaves out of the symbol's decisions (or
-        leaves out for another reason), as it computed them for this candle."""
-        now, before = excluded_members(self.signals.provider, symbol), self.excluded.get(symbol, {})
+        leaves out for another reason), as it computed them for this candle (``now``)."""
+        before = self.excluded.get(symbol, {})
         if now == before:
             return
         self.excluded[symbol] = dict(now)

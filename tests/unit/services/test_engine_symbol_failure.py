@@ -196,3 +196,71 @@ async def test_qt_state_resume_while_active_clears_the_pause(st_settings: Settin
     await h.candle(1, 100, 100.2, 99.9, 100)
     await h.candle(2, 100, 100.2, 99.9, 100)
     assert [f.side for f in filled(h, SYMBOL)] == ["buy"]
+
+
+@dataclass
+class ExcludedBreaksOn(BreaksOn):
+    """Computes fine; its ``excluded`` (the members left out) raises on the broken candles."""
+
+    computed_to: int = 0
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        self.computed_to = int(series.ts_ms[-1])
+        return ScriptedProvider.compute(self, series)
+
+    def excluded(self, symbol: str) -> dict[str, str]:
+        if (symbol, self.computed_to) in self.breaks:
+            raise KeyError("member 'xgb' has no health record")
+        return {}
+
+
+@pytest.mark.parametrize("offload", [False, True])
+async def test_a_provider_failing_to_say_who_it_left_out_still_protects_the_trade(
+    st_settings: Settings, offload: bool
+) -> None:
+    """As above, with the bug in ``excluded`` (or a compute in the worker thread that raises):
+    the symbol fails closed and the watched stop still exits."""
+    kind = ExcludedBreaksOn if not offload else BreaksOn
+    provider = kind(entries={at(0): 1}, breaks={(SYMBOL, at(i)) for i in range(2, 9)})
+    h = await Harness(st_settings, provider, paper_class=NoStopPaper).start()
+    h.engine.signals.offload = offload  # a running process computes in a worker thread
+    await h.candle(0, 100, 100.2, 99.8, 100)
+    await h.candle(1, 100, 100.2, 99.9, 100)
+    await h.candle(2, 100, 100.2, 99.9, 100)  # raises
+    assert [(f.symbol, f.strikes) for f in failures(h)] == [(SYMBOL, 1)]
+    await h.candle(3, 99, 99, 97.5, 97.8)  # through the watched stop, while still raising
+    await h.candle(4, 97.8, 98, 97.5, 97.6)
+    [trade] = h.engine.closed_trades
+    assert trade.exit_reason == "SL"
+
+
+async def test_a_cycle_cancelled_while_its_signals_compute_is_decided_again_after_a_restart(
+    st_settings: Settings,
+) -> None:
+    """A stop while the worker thread computes the candle's signals: that candle was not
+    decided (its exits not run), so the restart's repeated candle is decided, not skipped."""
+    import asyncio
+    import threading
+
+    release = threading.Event()
+
+    @dataclass
+    class Blocking(ScriptedProvider):
+        def compute(self, series: CandleSeries) -> SignalFrame:
+            if int(series.ts_ms[-1]) == at(1):
+                release.wait(5)
+            return super().compute(series)
+
+    h = await Harness(st_settings, Blocking(entries={at(0): 1}), persist=True).start()
+    h.engine.signals.offload = True
+    await h.candle(0, 100, 100.2, 99.8, 100)
+    h.clock.advance_to(at(1) + HOUR_MS)
+    candle = Candle(ts_ms=at(1), open=100, high=100, low=99, close=99.5, volume=1)
+    cycle = asyncio.create_task(h.engine.on_candle(SYMBOL, candle))
+    await asyncio.sleep(0.05)
+    cycle.cancel()  # the process stops meanwhile
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await cycle
+    await h.engine.stop()  # the final save
+    assert h.engine.decided[SYMBOL] == at(0)

@@ -12,7 +12,9 @@ block, or a fresh short transaction outside it. Nothing holds a session at modul
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -21,14 +23,16 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, MissingGreenlet, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import await_only
 
 from core.errors import ConfigError, StorageUnavailable
 from storage.sqlite_errors import explain, is_file_failure
 
 BUSY_TIMEOUT_MS = 10_000
+WAL_RETRY_S = 0.01  # between tries to switch a new database to WAL
 
 
 def busy_timeout_s() -> float:
@@ -71,7 +75,7 @@ def _on_connect(is_file: bool) -> Any:
         cursor = dbapi_connection.cursor()
         try:
             if is_file:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -79,6 +83,31 @@ def _on_connect(is_file: bool) -> Any:
             cursor.close()
 
     return configure
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Set the WAL journal, trying again while the database is locked (within the busy
+    timeout): connections racing to switch a new database answer the losers "database is
+    locked" at once (SQLite skips the busy wait on a lock upgrade that could deadlock)."""
+    deadline = time.monotonic() + busy_timeout_s()
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        _pause(WAL_RETRY_S)
+
+
+def _pause(seconds: float) -> None:
+    """Sleep; on the async engine's greenlet, by awaiting, so the event loop runs meanwhile."""
+    nap = asyncio.sleep(seconds)
+    try:
+        await_only(nap)
+    except MissingGreenlet:  # the blocking engine (Alembic's, in a thread)
+        nap.close()
+        time.sleep(seconds)
 
 
 def _on_begin(conn: Connection) -> None:

@@ -134,3 +134,38 @@ async def test_a_full_disk_is_storage_unavailable_naming_the_database(tmp_path: 
     finally:
         await storage.stop()
     assert str(caught.value) == f"cannot write the database {path}: the disk is full"
+
+
+def test_a_connection_losing_the_race_to_switch_a_new_database_to_wal_tries_again() -> None:
+    """Connections opening a new database at once (processes starting together, the
+    migrations' unlocked read) race to switch it to WAL; SQLite answers the losers "database
+    is locked" at once, without its busy wait. The connection tries again instead of failing."""
+    import sqlite3
+
+    from storage.db import _on_connect
+
+    class Racing:
+        """A DB-API connection whose WAL switch loses the race twice."""
+
+        isolation_level: str | None = ""
+
+        def __init__(self) -> None:
+            self.executed: list[str] = []
+            self.lost = 0
+
+        def cursor(self) -> Racing:
+            return self
+
+        def execute(self, sql: str) -> None:
+            if sql == "PRAGMA journal_mode=WAL" and self.lost < 2:
+                self.lost += 1
+                raise sqlite3.OperationalError("database is locked")
+            self.executed.append(sql)
+
+        def close(self) -> None:
+            pass
+
+    racing = Racing()
+    _on_connect(True)(racing, None)
+    assert racing.lost == 2 and racing.executed[0] == "PRAGMA journal_mode=WAL"
+    assert "PRAGMA busy_timeout=10000" in racing.executed  # the rest still set up

@@ -1,0 +1,141 @@
+"""The Risk Brain's models: VaR and ES by four methods, the tail, and the VaR backtests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from core.brains.risk_models import (
+    BaselZone,
+    basel_zone,
+    christoffersen_independence,
+    conditional_coverage,
+    cornish_fisher_var,
+    cornish_fisher_z,
+    hill_index,
+    historical_var,
+    kupiec_pof,
+    monte_carlo_var,
+    parametric_var,
+    tail_stats,
+)
+from core.errors import DataError
+
+
+def normal_returns(n: int = 5_000, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0005, 0.02, n)
+
+
+def fat_returns(n: int = 5_000, seed: int = 2) -> np.ndarray:
+    return np.random.default_rng(seed).standard_t(3, n) * 0.01
+
+
+@pytest.mark.parametrize("level", [0.95, 0.99])
+def test_the_normal_var_and_es_are_the_textbook_ones(level: float) -> None:
+    r = normal_returns()
+    mu, sigma = r.mean(), r.std(ddof=1)
+    est = parametric_var(r, level)
+    assert est.var == pytest.approx(-(mu + sigma * stats.norm.ppf(1 - level)))
+    # ES of a normal: mu's loss plus sigma * pdf(z) / alpha
+    z = stats.norm.ppf(1 - level)
+    assert est.es == pytest.approx(-mu + sigma * stats.norm.pdf(z) / (1 - level))
+    assert est.es > est.var > 0
+
+
+@pytest.mark.parametrize("level", [0.95, 0.99])
+def test_on_normal_returns_every_method_agrees_within_a_few_percent(level: float) -> None:
+    r = normal_returns(20_000)
+    ref = parametric_var(r, level)
+    for est in (cornish_fisher_var(r, level), historical_var(r, level), monte_carlo_var(r, level)):
+        assert est.var == pytest.approx(ref.var, rel=0.06), est.method
+        assert est.es == pytest.approx(ref.es, rel=0.06), est.method
+
+
+def test_on_fat_tails_the_normal_var_understates_the_99_percent_loss() -> None:
+    r = fat_returns(20_000)
+    normal, hist = parametric_var(r, 0.99), historical_var(r, 0.99)
+    assert hist.var > normal.var * 1.1 and hist.es > normal.es * 1.2
+    assert cornish_fisher_var(r, 0.99).var > normal.var  # the kurtosis correction goes that way
+    assert monte_carlo_var(r, 0.99).var > normal.var
+
+
+def test_historical_var_and_es_by_hand() -> None:
+    r = np.linspace(-0.10, 0.19, 30)  # -10 %, -9 %, ..., +19 %
+    est = historical_var(r, 0.95)
+    q = np.quantile(r, 0.05)
+    assert est.var == pytest.approx(-q)
+    assert est.es == pytest.approx(-r[r <= q].mean())
+
+
+def test_cornish_fisher_is_the_normal_quantile_without_skew_or_kurtosis() -> None:
+    z = np.array([-2.326, -1.645, 0.0, 1.0])
+    assert np.allclose(cornish_fisher_z(z, 0.0, 0.0), z)
+    assert float(cornish_fisher_z(-2.326, -1.0, 0.0)) < -2.326  # a negative skew: a worse loss
+
+
+def test_monte_carlo_is_seeded_and_uses_the_paths_asked_for() -> None:
+    r = fat_returns(2_000)
+    assert monte_carlo_var(r, 0.99, seed=3) == monte_carlo_var(r, 0.99, seed=3)
+    few = monte_carlo_var(r, 0.99, paths=1_000, seed=3)
+    assert few != monte_carlo_var(r, 0.99, seed=3)
+
+
+def test_the_hill_index_recovers_a_pareto_tail() -> None:
+    rng = np.random.default_rng(5)
+    losses = (rng.pareto(3.0, 20_000) + 1.0) * 0.01  # tail index 3
+    returns = np.concatenate([-losses, np.abs(rng.normal(0, 0.01, 20_000))])
+    index, k = hill_index(returns, k=500)
+    assert k == 500 and index == pytest.approx(3.0, rel=0.15)
+    assert hill_index(np.abs(returns))[0] is None  # no losses: no index
+
+
+def test_the_tail_of_fat_returns_scores_higher_than_that_of_normal_ones() -> None:
+    fat, thin = tail_stats(fat_returns()), tail_stats(normal_returns())
+    assert fat.fat_tail and not thin.fat_tail
+    assert fat.score > thin.score + 20
+    assert 0 <= thin.score <= 100 and 0 <= fat.score <= 100
+    assert thin.excess_kurtosis == pytest.approx(0.0, abs=0.3)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros(5), np.array([0.01] * 40 + [np.nan]), np.array([0.01] * 40 + [-1.0])]
+)
+def test_too_few_or_unusable_returns_are_refused_in_one_line(bad: np.ndarray) -> None:
+    with pytest.raises(DataError):
+        historical_var(bad, 0.99)
+    with pytest.raises(ValueError, match="level"):
+        parametric_var(normal_returns(), 1.2)
+
+
+def test_kupiec_accepts_the_expected_exceptions_and_rejects_too_many() -> None:
+    right = kupiec_pof(10, 1_000, 0.99)
+    assert right.statistic == pytest.approx(0.0, abs=1e-9) and right.p_value == pytest.approx(1.0)
+    many = kupiec_pof(25, 1_000, 0.99)
+    assert many.p_value < 0.001
+    # by hand: LR = -2 ln[(1-p)^(n-x) p^x / ((1-x/n)^(n-x) (x/n)^x)]
+    n, x, p = 1_000, 25, 0.01
+    by_hand = -2 * (
+        (n - x) * np.log(1 - p) + x * np.log(p) - (n - x) * np.log(1 - x / n) - x * np.log(x / n)
+    )
+    assert many.statistic == pytest.approx(by_hand)
+    assert kupiec_pof(0, 250, 0.99).statistic == pytest.approx(-2 * 250 * np.log(0.99))
+
+
+def test_christoffersen_finds_clustered_exceptions_and_not_spread_ones() -> None:
+    spread = np.zeros(1_000, dtype=bool)
+    spread[::100] = True  # 10 exceptions, never two in a row
+    clustered = np.zeros(1_000, dtype=bool)
+    clustered[500:510] = True  # the same 10, all at once
+    assert christoffersen_independence(spread).p_value > 0.05
+    assert christoffersen_independence(clustered).p_value < 0.001
+    cc = conditional_coverage(clustered, 0.99)
+    assert cc.df == 2
+    assert cc.statistic == pytest.approx(christoffersen_independence(clustered).statistic)
+
+
+def test_the_basel_traffic_light_at_250_days_and_99_percent() -> None:
+    zones = [basel_zone(x) for x in range(12)]
+    assert zones[:5] == [BaselZone.GREEN] * 5
+    assert zones[5:10] == [BaselZone.YELLOW] * 5
+    assert zones[10:] == [BaselZone.RED] * 2

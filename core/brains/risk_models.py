@@ -251,3 +251,58 @@ def basel_zone(exceptions: int, periods: int = 250, level: float = 0.99) -> Base
     if cumulative < 0.95:
         return BaselZone.GREEN
     return BaselZone.YELLOW if cumulative < 0.9999 else BaselZone.RED
+
+
+VAR_METHODS = {
+    "parametric": parametric_var,
+    "cornish_fisher": cornish_fisher_var,
+    "historical": historical_var,
+    "monte_carlo": monte_carlo_var,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VarBacktest:
+    """A VaR method rolled over history: each period's forecast from the ``window`` periods
+    before it, the periods whose loss exceeded it, and the tests of those exceptions."""
+
+    method: str
+    level: float
+    window: int
+    periods: int  # forecast periods (after the first window)
+    exceptions: int
+    kupiec: LikelihoodTest
+    independence: LikelihoodTest
+    coverage: LikelihoodTest
+    zone: BaselZone  # of the newest 250 periods (all of them when fewer)
+    forecasts: FloatArray  # the VaR of each forecast period
+
+
+def backtest_var(
+    returns: npt.ArrayLike, method: str, level: float, *, window: int = 250
+) -> VarBacktest:
+    """Return ``method`` at ``level`` rolled over ``returns``: period t's VaR from periods
+    t - window .. t - 1 only (out of sample), an exception where the return of t lost more."""
+    if method not in VAR_METHODS:
+        raise ValueError(f"unknown VaR method {method!r}; known: {', '.join(VAR_METHODS)}")
+    if window < MIN_RETURNS:
+        raise ValueError(f"a VaR window needs at least {MIN_RETURNS} periods, was {window}")
+    r = clean_returns(returns, minimum=window + 2)
+    estimate = VAR_METHODS[method]
+    forecasts = np.array(
+        [estimate(r[t - window : t], level).var for t in range(window, len(r))], dtype=np.float64
+    )
+    hits = r[window:] < -forecasts
+    recent = hits[-250:]
+    return VarBacktest(
+        method=method,
+        level=level,
+        window=window,
+        periods=len(hits),
+        exceptions=int(hits.sum()),
+        kupiec=kupiec_pof(int(hits.sum()), len(hits), level),
+        independence=christoffersen_independence(hits),
+        coverage=conditional_coverage(hits, level),
+        zone=basel_zone(int(recent.sum()), len(recent), level),
+        forecasts=forecasts,
+    )

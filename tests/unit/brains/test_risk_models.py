@@ -139,3 +139,32 @@ def test_the_basel_traffic_light_at_250_days_and_99_percent() -> None:
     assert zones[:5] == [BaselZone.GREEN] * 5
     assert zones[5:10] == [BaselZone.YELLOW] * 5
     assert zones[10:] == [BaselZone.RED] * 2
+
+
+def test_a_rolled_var_uses_only_the_periods_before_each_forecast() -> None:
+    from core.brains.risk_models import backtest_var
+
+    r = normal_returns(400)
+    bt = backtest_var(r, "historical", 0.95, window=100)
+    assert bt.periods == 300 and len(bt.forecasts) == 300
+    assert bt.forecasts[0] == pytest.approx(historical_var(r[:100], 0.95).var)
+    altered = r.copy()
+    altered[150:] = -0.5  # the future of forecast 50 (period 150) crashes
+    assert backtest_var(altered, "historical", 0.95, window=100).forecasts[50] == bt.forecasts[50]
+    assert bt.exceptions == int((r[100:] < -bt.forecasts).sum())
+
+
+def test_on_normal_returns_the_normal_var_passes_its_backtest_and_fails_on_fat_ones() -> None:
+    from core.brains.risk_models import backtest_var
+
+    good = backtest_var(normal_returns(1_250, seed=7), "parametric", 0.99)
+    assert good.kupiec.p_value > 0.05 and good.zone is BaselZone.GREEN
+    # a calm year, then one five times as volatile: the normal VaR of the calm window fails
+    rng = np.random.default_rng(8)
+    shift = np.concatenate([rng.normal(0, 0.01, 500), rng.normal(0, 0.05, 250)])
+    bad = backtest_var(shift, "parametric", 0.99)
+    assert bad.kupiec.p_value < 0.01 and bad.zone is BaselZone.RED
+    with pytest.raises(ValueError, match="unknown VaR method"):
+        backtest_var(shift, "astrology", 0.99)
+    with pytest.raises(DataError):
+        backtest_var(shift[:100], "historical", 0.99)  # not even one window

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -66,20 +66,26 @@ def describe(symbol: str, held: RulesInForce) -> str:
     )
 
 
-def notices(settings: Settings, rules: Mapping[str, RulesInForce]) -> list[str]:
-    """Return a line for each symbol traded by rules no venue stated (inferred from its
-    candles, the settings' fallback), and for each override naming a symbol not traded."""
+def notices(
+    settings: Settings,
+    rules: Mapping[str, RulesInForce],
+    traded: Collection[str] | None = None,
+) -> list[str]:
+    """Return a line for each symbol of ``rules`` traded by rules no venue stated (inferred
+    from its candles, the settings' fallback), and for each override naming a symbol not
+    ``traded`` (default: the symbols of ``rules``; a universe extended: all it trades)."""
     hint = "; set QT__MARKET__SYMBOLS to override"
     lines = [
         f"market rules {describe(symbol, held)}{hint}"
         for symbol, held in rules.items()
         if held.guessed
     ]
-    unused = [s for s in settings.market.symbols if s not in rules]
+    known = list(rules) if traded is None else list(traded)
+    unused = [s for s in settings.market.symbols if s not in known]
     if unused:
         lines.append(
             f"QT__MARKET__SYMBOLS names {', '.join(unused)}, not traded here (symbols are "
-            f"matched exactly: {', '.join(rules)})"
+            f"matched exactly: {', '.join(known)})"
         )
     return lines
 
@@ -197,7 +203,9 @@ class ProcessRules:
                 if settings.trading.mode is TradingMode.LIVE:
                     raise  # real orders need the venue's own rules
                 log.warning("%s market rules not fetched (%s)", settings.exchange.name, exc)
-        for line in notices(settings, {s: self.book.in_force(s) for s in symbols}):
+        in_force = {s: self.book.in_force(s) for s in symbols}
+        traded = [*self._symbols, *(s for s in symbols if s not in self._symbols)]
+        for line in notices(settings, in_force, traded):
             log.warning("%s", line)
 
     async def refresh(self) -> str:

@@ -27,7 +27,7 @@ from bot.demo_models import DEMO_MODELS_DIR, DemoEnsemble
 from bot.ensemble_loader import refuse_other_features, saved_ensemble
 from bot.file_lock import FileLock, LockHeld
 from bot.market_rules import MarketRulesSource, rules_book
-from bot.trading import baseline_from, paper_exchange
+from bot.trading import ema_rsi_from, paper_exchange
 from bot.universe_live import LiveUniverse
 from core.clock import AcceleratedClock, Clock, LiveClock
 from core.config import Settings
@@ -172,7 +172,7 @@ def _demo_process(
     book = rules_book(settings)  # the engine's too: one view of each symbol's rules
     paper = paper_exchange(settings, storage, clock, book)
     ensemble = settings.strategy.provider_in("demo") == "ensemble"
-    signals = HandOverProvider(baseline_from(settings)) if ensemble else None
+    signals = HandOverProvider(ema_rsi_from(settings)) if ensemble else None
     process = TradingProcess(
         ProcessParts(
             settings=settings,
@@ -365,7 +365,7 @@ async def run_provider(settings: Settings) -> SignalProvider | None:
             "QT__STRATEGY__PROVIDER=ensemble has no saved model versions: ema_rsi trades; "
             "train them with `qt models train` and restart"
         )
-        return baseline_from(settings)
+        return ema_rsi_from(settings)
     refuse_other_features(provider, settings.trading.timeframe)
     log.info("ensemble of %s trades", ", ".join(m.version_id for m in provider.members))
     return provider

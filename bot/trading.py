@@ -125,14 +125,9 @@ def provider_from(settings: Settings) -> SignalProvider:
     return ema_rsi_from(settings)
 
 
-def baseline_from(settings: Settings) -> EmaRsiCross:
-    """Return the baseline that trades while nothing better is ready (the demo's, while its
-    ensemble trains; ``qt run``'s without saved models): the EMA/RSI one."""
-    return ema_rsi_from(settings)
-
-
 def ema_rsi_from(settings: Settings) -> EmaRsiCross:
-    """Return the EMA/RSI baseline configured by QT__STRATEGY__*."""
+    """Return the EMA/RSI baseline configured by QT__STRATEGY__*: also what trades while
+    nothing better is ready (the demo's ensemble training; ``qt run`` without saved models)."""
     s = settings.strategy
     try:
         return EmaRsiCross(

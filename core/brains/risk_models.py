@@ -239,8 +239,11 @@ def conditional_coverage(hits: npt.ArrayLike, level: float) -> LikelihoodTest:
     """Return Christoffersen's conditional coverage test: the right number of exceptions and
     independent ones (Kupiec's statistic plus the independence statistic, 2 degrees)."""
     h = np.asarray(hits, dtype=bool)
-    stat = kupiec_pof(int(h.sum()), len(h), level).statistic
-    stat += christoffersen_independence(h).statistic
+    return _coverage(kupiec_pof(int(h.sum()), len(h), level), christoffersen_independence(h))
+
+
+def _coverage(kupiec: LikelihoodTest, independence: LikelihoodTest) -> LikelihoodTest:
+    stat = kupiec.statistic + independence.statistic
     return LikelihoodTest(statistic=stat, p_value=float(stats.chi2.sf(stat, 2)), df=2)
 
 
@@ -294,15 +297,17 @@ def backtest_var(
     )
     hits = r[window:] < -forecasts
     recent = hits[-250:]
+    kupiec = kupiec_pof(int(hits.sum()), len(hits), level)
+    independence = christoffersen_independence(hits)
     return VarBacktest(
         method=method,
         level=level,
         window=window,
         periods=len(hits),
         exceptions=int(hits.sum()),
-        kupiec=kupiec_pof(int(hits.sum()), len(hits), level),
-        independence=christoffersen_independence(hits),
-        coverage=conditional_coverage(hits, level),
+        kupiec=kupiec,
+        independence=independence,
+        coverage=_coverage(kupiec, independence),
         zone=basel_zone(int(recent.sum()), len(recent), level),
         forecasts=forecasts,
     )

@@ -208,14 +208,19 @@ class EnsembleProvider:
             grown = cache is not None and _extends(cache.series, series)
             previous = cache.features if grown and cache is not None else None
             fm = compute_features(series, self.features, previous=previous)
-            horizon = self.config.horizon
+            horizon, exits = self.config.horizon, self.exits
+            atr = _atr(series)  # the labels' barriers and the frame's ATR: one computation
             labels = (
-                grown_triple_barrier_labels(cache.labels, series, horizon=horizon, exits=self.exits)
+                grown_triple_barrier_labels(
+                    cache.labels, series, horizon=horizon, exits=exits, atr=atr
+                )
                 if grown and cache is not None
-                else triple_barrier_labels(series, horizon=horizon, exits=self.exits)
+                else triple_barrier_labels(series, horizon=horizon, exits=exits, atr=atr)
             )
             known = cache.predicted if grown and cache is not None else {}
-            cache = self._cache[series.symbol] = _SeriesCache(series, fm, labels, predicted=known)
+            cache = self._cache[series.symbol] = _SeriesCache(
+                series, fm, labels, atr, predicted=known
+            )
         return cache
 
     def compute(self, series: CandleSeries) -> EnsembleFrame:
@@ -322,9 +327,7 @@ class EnsembleProvider:
         rows = np.flatnonzero(fm.valid_rows()[first:hi])  # from ``first`` on, as p's rows
         p = np.full((hi - first, k), np.nan)
         static: dict[str, str] = {}
-        known = cache.predicted.get(id(st))
-        if known is not None and known.members is not st:
-            known = None
+        known = cache.predicted.get(id(st))  # the entry keeps st alive: its id is its own
         a = b = 0  # p's rows a..b-1: predicted before
         if known is not None:  # rows predicted before: reused
             a = max(first, known.lo) - first
@@ -365,7 +368,14 @@ class EnsembleProvider:
         )
         weights, losses = self._weights(members, series, labels, p, active, first, old, grown)
         cache.predicted[id(st)] = _Predicted(
-            st, first, hi, p.copy(), weights.copy(), healthy.copy(), dict(static), losses
+            st,
+            first,
+            hi,
+            p,
+            weights,
+            healthy,
+            dict(static),
+            losses,  # never written again
         )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
@@ -452,11 +462,7 @@ class EnsembleProvider:
             entry[short] = -1
         side_p = np.where(cfg.allow_short, np.maximum(up, 1.0 - up), up)
         confidence = np.where(entry == -1, 1.0 - up, np.where(known, side_p, 0.0))
-        atr = (
-            talib.ATR(series.high, series.low, series.close, ATR_PERIOD)
-            if len(series)
-            else (np.zeros(0))
-        )
+        atr = self._series_cache(series).atr
         return EnsembleFrame(
             ts_ms=series.ts_ms,
             entry=entry,
@@ -508,9 +514,16 @@ class _SeriesCache:
     series: CandleSeries
     features: FeatureMatrix
     labels: Labels
+    atr: FloatArray  # ATR(ATR_PERIOD) of every candle
     chunks: dict[int, _Chunk] = field(default_factory=dict)
     regimes: npt.NDArray[np.int8] | None = None  # computed on the first explanation
     predicted: dict[int, _Predicted] = field(default_factory=dict)
+
+
+def _atr(series: CandleSeries) -> FloatArray:
+    if not len(series):
+        return np.zeros(0)
+    return np.asarray(talib.ATR(series.high, series.low, series.close, ATR_PERIOD), np.float64)
 
 
 def _extends(old: CandleSeries, new: CandleSeries) -> bool:

@@ -9,22 +9,10 @@ computed by the new provider (the next candle would recompute anyway; this makes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
 from core.signals.base import SignalFrame, SignalProvider
-
-
-class Explaining(Protocol):
-    """A provider that can say why it entered at a candle (the ensemble)."""
-
-    def explain(
-        self, symbol: str, ts_ms: int, regime: str | None = None
-    ) -> EntryExplanation | None:
-        """Return why the newest compute of ``symbol`` entered at ``ts_ms`` (None: no entry
-        known there), in ``regime`` (None: the provider detects it)."""
-        ...
 
 
 def explain(

@@ -11,7 +11,7 @@ import pytest
 
 from bot.demo_models import DEMO_MODELS_DIR, DemoEnsemble
 from bot.modes import build_demo, demo_market
-from bot.trading import baseline_from
+from bot.trading import ema_rsi_from
 from core.clock import SimClock
 from core.config import Settings, load_settings
 from core.domain.events import Event, SignalProviderChanged
@@ -39,7 +39,7 @@ def _demo_ensemble(
     settings: Settings, storage: MemoryStorage, bus: EventBus
 ) -> tuple[DemoEnsemble, HandOverProvider, list[str]]:
     markets, replay_ms = demo_market(settings)
-    signals = HandOverProvider(baseline_from(settings))
+    signals = HandOverProvider(ema_rsi_from(settings))
     invalidated: list[str] = []
     demo = DemoEnsemble(
         settings,

@@ -196,3 +196,19 @@ async def test_an_older_database_is_neither_read_for_rules_nor_migrated_by_looki
     s = load_settings(None, database={"url": url})
     assert await stored_rules(s) == {}
     assert current_revision(url) == "0002"
+
+
+async def test_symbols_a_universe_adds_do_not_call_the_overrides_of_traded_ones_unused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    eth = "ETH/USDT"
+    s = load_settings(
+        None, trading={"symbols": [XRP]}, market={"symbols": {XRP: {"min_notional": "1"}}}
+    )
+    rules = process(s, MemoryStorage(), None)  # no venue: the rules are inferred, said
+    await rules.start({XRP: warmup(XRP, 1.0)})
+    caplog.clear()
+    await rules.extend([XRP, eth], {eth: warmup(eth, 2000.0)})
+    said = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("market rules ETH/USDT") for line in said)
+    assert not any("not traded here" in line for line in said)  # XRP/USDT is traded

@@ -226,7 +226,9 @@ def _scores(v: ModelVersion) -> str:
 
 
 def _health(v: ModelVersion) -> str:
-    if v.metrics.get("healthy", 1.0) >= 1.0:
+    from core.ml.health import healthy_on_validation
+
+    if healthy_on_validation(v.metrics):
         return "ok"
     return f"near-constant (std {v.metrics.get('p_std', float('nan')):.2g})"
 

@@ -15,6 +15,7 @@ from core.config import Settings
 from core.errors import DataError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
 from core.ml.features import feature_set
+from core.ml.health import healthy_on_validation
 from core.ml.members import MEMBERS
 from core.ml.versions import load_version
 from core.ports import ModelVersionRepo
@@ -76,7 +77,7 @@ async def newest_ensemble(
                 member=loaded.artifact.member,
                 trained_until_ms=version.train_end_ms,
                 version_id=version.id,
-                healthy_on_validation=version.metrics.get("healthy", 1.0) >= 1.0,
+                healthy_on_validation=healthy_on_validation(version.metrics),
             )
         )
     provider = EnsembleProvider(

@@ -15,11 +15,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from bot.atomic_files import atomic_files
 from bot.evaluate import Evaluation, SharpeVerdict
-from bot.report import fmt_num, fmt_pct, fmt_ts, to_jsonable
+from bot.report import fmt_num, fmt_pct, fmt_ts, table, to_jsonable
 from bot.report_folder import check_report_folder
 from core.analytics import BacktestMetrics
 from core.ml.evaluation import BAND_Z, ScoreCard
@@ -91,15 +90,6 @@ def _score_rows(cards: Sequence[ScoreCard]) -> list[list[str]]:
     ]
 
 
-def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    table = Table(title=title)
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
 def _trading_rows(m: BacktestMetrics, hold: BacktestMetrics) -> list[tuple[str, str, str]]:
     t = m.trades
     return [
@@ -153,12 +143,12 @@ def sharpe_line(ev: Evaluation) -> str:
     """Return the verdict on the strategy's Sharpe against luck."""
     s = ev.sharpe
     if s.moments is None:
-        return (
-            f"Sharpe undefined: only {s.days} daily return(s), so no PSR or DSR (they need 3)"
+        why = (
+            f"only {s.days} daily return(s), so no PSR or DSR (they need 3)"
             if s.days < 3
-            else "Sharpe undefined: the equity curve is flat (no trade), so no PSR or DSR"
-            + _unreadable(s)
+            else "the equity curve is flat (no trade), so no PSR or DSR"
         )
+        return f"Sharpe undefined: {why}{_unreadable(s)}"
     if s.trials is None or s.dsr is None:
         return (
             f"PSR {_f3(s.psr)} (a control: not counted as a trial, no DSR; {s.ledger})"
@@ -195,9 +185,9 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
         f"Out-of-sample predictions ({kind}; {ev.retrains} retrains, {ev.models} models; "
         f"{fmt_ts(ev.data.start_ms)} to {fmt_ts(ev.data.end_ms)})"
     )
-    console.print(_table(title, headers, _score_rows(ev.scores)))
+    console.print(table(title, headers, _score_rows(ev.scores)))
     if len(ev.by_symbol) > 1:
-        console.print(_table("The ensemble per symbol", headers, _score_rows(ev.by_symbol)))
+        console.print(table("The ensemble per symbol", headers, _score_rows(ev.by_symbol)))
     bins = [
         (
             f"{b.lo:.1f}-{b.hi:.1f}",
@@ -210,14 +200,14 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
         if b.rows
     ]
     console.print(
-        _table(
+        table(
             f"Calibration of the ensemble (error {_f3(ev.ensemble.calibration_error)})",
             ("P(up)", "Rows", "Mean P", "Observed", "2 s.e."),
             bins,
         )
     )
     console.print(
-        _table(
+        table(
             "Trading, net of fees and slippage",
             ("Metric", "Ensemble", "Buy and hold"),
             _trading_rows(ev.result.metrics, ev.hold),
@@ -238,7 +228,7 @@ def print_evaluation(ev: Evaluation, console: Console) -> None:
         ("SR0: best daily Sharpe by luck", fmt_num(s.benchmark, 4)),
         ("DSR (P true Sharpe > SR0)", _f3(s.dsr)),
     ]
-    console.print(_table("Sharpe against luck", ("Test", "Value"), sharpe_rows))
+    console.print(table("Sharpe against luck", ("Test", "Value"), sharpe_rows))
     for line in (chance_line(ev), sharpe_line(ev)):
         console.print(escape(line), soft_wrap=True)  # one line each, however long
 

@@ -130,13 +130,14 @@ def _summary_rows(m: BacktestMetrics) -> list[tuple[str, str]]:
     ]
 
 
-def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    table = Table(title=title)
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    """Return a rich table: the first column left-aligned, the others right."""
+    out = Table(title=title)
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right")
+        out.add_column(header, justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*row)
-    return table
+        out.add_row(*row)
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,13 +188,13 @@ def print_sources(trades: Sequence[ClosedTrade], console: Console) -> None:
             )
             for r in by_source(trades, key)
         ]
-        console.print(_table(title, (title.removeprefix("Per ").capitalize(), *headers), rows))
+        console.print(table(title, (title.removeprefix("Per ").capitalize(), *headers), rows))
 
 
 def print_report(metrics: BacktestMetrics, console: Console) -> None:
     """Print the summary, per-pair, per-exit-reason and monthly tables."""
     m = metrics
-    console.print(_table("Summary", ("Metric", "Value"), _summary_rows(m)))
+    console.print(table("Summary", ("Metric", "Value"), _summary_rows(m)))
     pair_rows = [
         (
             r.symbol,
@@ -206,17 +207,17 @@ def print_report(metrics: BacktestMetrics, console: Console) -> None:
         for r in m.per_pair
     ]
     pair_headers = ("Pair", "Trades", "Win rate", "Avg profit %", "Total profit", "Avg duration")
-    console.print(_table("Per pair", pair_headers, pair_rows))
+    console.print(table("Per pair", pair_headers, pair_rows))
     reason_rows = [
         (r.reason, str(r.legs), fmt_num(r.pnl_abs), fmt_num(r.avg_pnl_abs), str(r.trades_closed))
         for r in m.exit_reasons
     ]
     reason_headers = ("Exit reason", "Legs", "Total pnl", "Avg pnl", "Trades closed")
-    console.print(_table("Per exit reason", reason_headers, reason_rows))
+    console.print(table("Per exit reason", reason_headers, reason_rows))
     month_rows = [
         (r.month, fmt_num(r.profit_abs), fmt_pct(r.profit_pct), str(r.trades)) for r in m.monthly
     ]
-    console.print(_table("Monthly", ("Month", "Profit", "Profit %", "Trades"), month_rows))
+    console.print(table("Monthly", ("Month", "Profit", "Profit %", "Trades"), month_rows))
 
 
 # -- files ---------------------------------------------------------------------------------------

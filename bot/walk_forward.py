@@ -27,6 +27,7 @@ from core.config import ModelsSettings, Settings
 from core.domain.market import CandleSeries
 from core.errors import QTError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
+from core.ml.health import healthy_on_validation
 from core.ml.members import MEMBERS
 from core.ml.training import FitResult, fit_member
 from core.ml.walk_forward import TrainedSet, closed_by, window_candles
@@ -119,7 +120,7 @@ class WalkForward:
                     member=member,
                     trained_until_ms=data.end_ms,
                     version_id=f"{name}@{now_ms}",
-                    healthy_on_validation=fit.metrics.get("healthy", 1.0) >= 1.0,
+                    healthy_on_validation=healthy_on_validation(fit.metrics),
                 )
                 self._last[name] = (now_ms, entry, fit.files)
                 fitted.append(entry)
@@ -158,13 +159,9 @@ class WalkForward:
     def _warm_files(self, name: str) -> dict[str, bytes] | None:
         if not self._warm_start or name not in self._last:
             return None
-        if not _consecutive(name):
+        if not needs_segments([name]):
             return None  # the GBDTs refit from scratch: cheap, and no drift to carry
         return self._last[name][2]
-
-
-def _consecutive(name: str) -> bool:
-    return bool(getattr(MEMBERS[name], "needs_consecutive_rows", False))
 
 
 def walk_forward_ensemble(

@@ -124,6 +124,17 @@ class CandleSeries:
         """Return a series with no rows."""
         return cls.from_columns(symbol, timeframe, [], [], [], [], [], [])
 
+    def grew_from(self, old: CandleSeries) -> bool:
+        """Return whether this series is ``old`` with candles appended (same first candle on,
+        every candle of ``old`` unchanged): what a causal computation of ``old`` still holds."""
+        n = len(old)
+        if not n or len(self) < n or self.timeframe != old.timeframe:
+            return False
+        return all(
+            np.array_equal(getattr(self, col)[:n], getattr(old, col))
+            for col in ("ts_ms", "open", "high", "low", "close", "volume")
+        )
+
     def scaled(self, factor: float) -> CandleSeries:
         """Return the same candles with every price times ``factor`` (volumes as they are)."""
         return CandleSeries.from_columns(

@@ -205,7 +205,7 @@ class EnsembleProvider:
             # only the labels of the last rows (those still open) are computed again, and
             # only the new rows of the features assembled (their indicators run whole:
             # EMA-type ones remember every candle since the first).
-            grown = cache is not None and _extends(cache.series, series)
+            grown = cache is not None and series.grew_from(cache.series)
             previous = cache.features if grown and cache is not None else None
             fm = compute_features(series, self.features, previous=previous)
             horizon, exits = self.config.horizon, self.exits
@@ -524,17 +524,6 @@ def _atr(series: CandleSeries) -> FloatArray:
     if not len(series):
         return np.zeros(0)
     return np.asarray(talib.ATR(series.high, series.low, series.close, ATR_PERIOD), np.float64)
-
-
-def _extends(old: CandleSeries, new: CandleSeries) -> bool:
-    """Return whether ``new`` is ``old`` with candles appended (same first candle on)."""
-    n = len(old)
-    if not n or len(new) < n or new.timeframe != old.timeframe:
-        return False
-    return all(
-        np.array_equal(getattr(new, col)[:n], getattr(old, col))
-        for col in ("ts_ms", "open", "high", "low", "close", "volume")
-    )
 
 
 def _predict(

@@ -7,6 +7,7 @@ probabilities (a validation window, or the latest predictions) and says what is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,3 +69,9 @@ def health(
                 f"{'up' if up > 0.5 else 'down'} side of 0.5 (limit {max_one_side:.1%})",
             )
     return Health(True)
+
+
+def healthy_on_validation(metrics: Mapping[str, float]) -> bool:
+    """Return whether a fit's recorded validation output was healthy (``fit_member``'s
+    ``healthy`` metric; a version recorded before it was measured counts as healthy)."""
+    return metrics.get("healthy", 1.0) >= 1.0

@@ -180,11 +180,12 @@ def grown_triple_barrier_labels(
     series: CandleSeries,
     *,
     horizon: int = 24,
+    side: PositionSide = PositionSide.LONG,
     exits: ExitConfig | None = None,
     atr: FloatArray | None = None,
 ) -> Labels:
-    """Return ``triple_barrier_labels(series, ...)`` (long, neutral confidence, next-open
-    entry) when ``series`` is the history ``previous`` was computed on with candles appended.
+    """Return ``triple_barrier_labels(series, ...)`` (neutral confidence, next-open entry)
+    when ``series`` is the history ``previous`` was computed on with candles appended.
 
     A label reads candles ``t..t + horizon`` only, so only the last ``horizon`` rows of
     ``previous`` can change (resolved since, or at the end of the data no more): those and the
@@ -193,11 +194,13 @@ def grown_triple_barrier_labels(
     """
     n, n0 = len(series), len(previous)
     if not 0 < n0 <= n:
-        return triple_barrier_labels(series, horizon=horizon, exits=exits, atr=atr)
+        return triple_barrier_labels(series, horizon=horizon, side=side, exits=exits, atr=atr)
     lo = max(0, n0 - horizon - 1)  # one more than can change: the last row had no entry yet
     if atr is None:
         atr = talib.ATR(series.high, series.low, series.close, ATR_PERIOD)
-    tail = triple_barrier_labels(series.slice(lo), horizon=horizon, exits=exits, atr=atr[lo:])
+    tail = triple_barrier_labels(
+        series.slice(lo), horizon=horizon, side=side, exits=exits, atr=atr[lo:]
+    )
     if tail.name != previous.name:
         raise ValueError(f"labels {previous.name!r} cannot grow into {tail.name!r}")
     end = np.concatenate([previous.end_idx[:lo], tail.end_idx + lo])

@@ -32,7 +32,7 @@ from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.enums import PositionSide
 from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
-from core.ml.labels import Labels, triple_barrier_labels
+from core.ml.labels import Labels, grown_triple_barrier_labels, triple_barrier_labels
 from core.signals.base import SignalFrame, SignalProvider
 from core.signals.handover import excluded_members, explain
 
@@ -97,9 +97,17 @@ class MetaStrategy:
         frames = [p.compute(series) for p in self.candidates]
         cache = self._cache.get(series.symbol)
         if cache is None or cache.series is not series:
+            # live, each candle a history one longer: only the labels still open again
+            grown = cache is not None and series.grew_from(cache.series)
             labels = {
-                side: triple_barrier_labels(
-                    series, horizon=cfg.horizon, side=side, exits=self.exits
+                side: (
+                    grown_triple_barrier_labels(
+                        cache.labels[side], series, horizon=cfg.horizon, side=side, exits=self.exits
+                    )
+                    if grown and cache is not None
+                    else triple_barrier_labels(
+                        series, horizon=cfg.horizon, side=side, exits=self.exits
+                    )
                 )
                 for side in (PositionSide.LONG, PositionSide.SHORT)
             }

@@ -58,3 +58,5 @@ def test_too_few_days_for_a_sharpe_is_not_called_a_flat_curve() -> None:
     assert "flat" in sharpe_line(_ev([_rows(400)], moments=None, psr=None, dsr=None, days=40))
     line = sharpe_line(_ev([_rows(400)], moments=None, psr=None, dsr=None, days=2))
     assert "flat" not in line and "only 2 daily return(s)" in line
+    short = _ev([_rows(400)], moments=None, psr=None, dsr=None, days=2, unreadable=1)
+    assert "1 unreadable line(s)" in sharpe_line(short)  # said however short the run

@@ -398,10 +398,12 @@ class ForecastMember(ABC, Generic[P]):
         """Return the rows from ``first`` on with a full window and a known target."""
         from core.ml.members.torch_train import Rows
 
-        windows = make_windows(x, channels, self.window)
-        paths, known = target_paths(x[:, channels[0]], windows.scale, self._params.horizon)
-        keep = np.flatnonzero(windows.full & known & (np.arange(len(x)) >= first))
-        weights = np.ones(len(x)) if w is None else w
+        # the rows before ``first`` are context only: not windowed (a validation part would
+        # otherwise window its segment's training rows again)
+        windows = make_windows(x, channels, self.window, first)
+        paths, known = target_paths(x[first:, channels[0]], windows.scale, self._params.horizon)
+        keep = np.flatnonzero(windows.full & known)
+        weights = (np.ones(len(x)) if w is None else w)[first:]
         return Rows(windows.inputs[keep], paths[keep], weights[keep])
 
     def _forecast_rows(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.brains import build_brains, policy_store
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
 from bot.universe_live import LiveUniverse
@@ -117,6 +118,7 @@ class TradingProcess:
             clock=p.clock,
             fetch=p.market_rules,
         )
+        self.policy = policy_store(p.settings, p.storage, self.bus, p.clock)
         self.engine = build_engine(
             p.settings,
             clock=p.clock,
@@ -127,6 +129,15 @@ class TradingProcess:
             book=self.rules.book,
             provider=p.provider,
             offload_signals=True,  # demo and run: the loop serves fills, jobs and chat meanwhile
+            policy=self.policy.current,
+        )
+        self.brains = build_brains(
+            p.settings,
+            engine=self.engine,
+            store=self.policy,
+            storage=p.storage,
+            bus=self.bus,
+            clock=p.clock,
         )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         if p.universe is not None:
@@ -140,6 +151,9 @@ class TradingProcess:
             market_rules=self.rules.refresh if self.rules.fetches else None,
             universe_refresh=p.universe.refresh if p.universe else None,
             universe_every_s=p.universe.every_s if p.universe else 0.0,
+            brains_cycle=None if self.brains is None else self.brains.cycle,
+            assess_every_s=p.settings.brains.assess_every_minutes * 60.0,
+            policy_refresh=self.policy.refresh,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
@@ -160,6 +174,7 @@ class TradingProcess:
         await self._start(self.storage)
         for hook in self.parts.before_start:
             await hook()
+        await self.policy.start()  # the mode and levers in force before the restart
         warmup = await self._seed_signals()
         await self._start(self.exchange)
         candles = self.parts.rules_candles

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.backtest_window import Sources, check_window, trading_start_ms
+from bot.brains import build_brains, policy_store
 from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
 from bot.walk_forward import WalkForward
@@ -48,6 +49,7 @@ from core.exchange.paper import PaperExchange
 from core.market.feeds import ReplayFeed
 from core.market.funding import FundingRates
 from core.ml.ensemble import EnsembleProvider
+from core.services.brains import Brains
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.market import MarketService
@@ -221,6 +223,7 @@ def _simulated_jobs(
     bus: EventBus,
     clock: SimClock,
     retrain: Callable[[], Awaitable[str]] | None,
+    brains: Brains | None = None,
 ) -> tuple[SimulatedJobs, Callable[[int], Awaitable[None]]]:
     """Return the jobs fired on simulated time from now on, and the full replay's hook that
     runs those due before a candle's close (recomputing the signals after any ran: a job
@@ -238,6 +241,8 @@ def _simulated_jobs(
         clock=clock,
         retrain_models=retrain,
         retrain_every_s=settings.models.retrain_s,
+        brains_cycle=None if brains is None else brains.cycle,
+        assess_every_s=settings.brains.assess_every_minutes * 60.0,
     )
     due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())
 
@@ -352,6 +357,8 @@ async def run_backtest(
     book.use(rules if rules is not None else resolved(settings, series))
     paper = paper_exchange(settings, storage, clock, book)
     trading_state = TradingStateService(storage.state, bus, clock)
+    store = policy_store(settings, storage, bus, clock)
+    await store.start()
     engine = build_engine(
         settings,
         clock=clock,
@@ -360,6 +367,10 @@ async def run_backtest(
         trading_state=trading_state,
         provider=provider,
         book=book,
+        policy=store.current,
+    )
+    brains = build_brains(
+        settings, engine=engine, store=store, storage=storage, bus=bus, clock=clock
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series
@@ -384,6 +395,7 @@ async def run_backtest(
         bus=bus,
         clock=clock,
         retrain=_retrain(walk_forward, window, clock),
+        brains=brains,
     )
     market = MarketService(
         feed=ReplayFeed(

@@ -6,6 +6,7 @@ their own clock, bus and exchange, which is how they run the same engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from core.brains.exit_config import (
@@ -18,6 +19,7 @@ from core.brains.exit_config import (
 )
 from core.brains.exits import StopFallback
 from core.brains.regime import RegimeConfig
+from core.brains.risk import DrawdownTier, RiskConfig
 from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
@@ -105,7 +107,34 @@ def policy_from(settings: Settings) -> Policy:
         max_leverage=settings.trading.max_leverage,
         max_total_exposure_pct=r.max_total_exposure_pct,
         allow_short=r.allow_short and settings.exchange.market_type is MarketType.PERP,
+        vol_target_pct=r.vol_target_pct,
+        vol_scale_min=r.vol_scale_min,
+        vol_scale_max=r.vol_scale_max,
     )
+
+
+def risk_config_from(settings: Settings) -> RiskConfig:
+    """Return the Risk Brain's limits and drawdown ladder (QT__BRAINS__*)."""
+    b = settings.brains
+    try:
+        return RiskConfig(
+            var_limit=float(b.var_limit_pct) / 100.0,
+            es_limit=float(b.es_limit_pct) / 100.0,
+            ladder=tuple(
+                DrawdownTier(
+                    drawdown=float(t.drawdown_pct) / 100.0,
+                    size_multiplier=float(t.size_multiplier),
+                    pause=t.pause,
+                    close_fraction=float(t.close_fraction),
+                    halt=t.halt,
+                    floor=t.floor,
+                )
+                for t in b.ladder
+            ),
+            mc_paths=b.mc_paths,
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid QT__BRAINS__* settings: {e}") from e
 
 
 def provider_from(settings: Settings) -> SignalProvider:
@@ -227,6 +256,7 @@ def build_engine(
     state: KeyValueRepo | None = None,
     book: RulesBook | None = None,
     offload_signals: bool = False,
+    policy: Callable[[], Policy] | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
@@ -235,8 +265,14 @@ def build_engine(
     backtests, which never restart). ``book``: each symbol's market rules, shared with the
     paper venue (None: the settings' fallback for every symbol). ``offload_signals``: compute
     the signals in a worker thread (a running process: its event loop never waits on them).
+    ``policy``: the policy store's snapshots (None: the settings' policy, fixed).
     """
-    policy = policy_from(settings)
+    if policy is None:
+        fixed = policy_from(settings)
+
+        def policy() -> Policy:
+            return fixed
+
     quote = settings.trading.quote_currency
     engine: Engine | None = None
 
@@ -249,7 +285,7 @@ def build_engine(
         bus=bus,
         clock=clock,
         trading_state=trading_state.current,
-        policy=lambda: policy,
+        policy=policy,
         exposure=exposure,
     )
     book = book or RulesBook(settings.market.default_rules())
@@ -286,7 +322,7 @@ def build_engine(
             regime=regime_config_from(settings),
             offload=offload_signals,
         ),
-        policy=lambda: policy,
+        policy=policy,
         state=state,
         on_storage_failure=trading_state.fail_closed,
         book=book,

@@ -132,6 +132,11 @@ class RiskSettings(Section):
     max_open_positions: int = Field(default=2, ge=1, le=100)
     max_total_exposure_pct: Decimal = Field(default=Decimal("1.0"), gt=0, le=50)
     allow_short: bool = False
+    # Volatility targeting: an entry's risk x (target / the symbol's forecast daily volatility),
+    # within [min, max]; 0: off.
+    vol_target_pct: Decimal = Field(default=Decimal(0), ge=0, le=50)
+    vol_scale_min: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+    vol_scale_max: Decimal = Field(default=Decimal("1.5"), ge=1, le=5)
 
 
 # Regime labels (core.brains.regime.Regime.label) and the two groups a profile may name: a
@@ -292,6 +297,52 @@ class ModelsSettings(Section):
     def cadence_ms(self, member: str) -> int:
         """Return the market ms between two retrains of ``member``."""
         return round(self.cadence_hours.get(member, self.retrain_hours) * 3_600_000)
+
+
+class DrawdownTierSettings(Section):
+    """One tier of the drawdown ladder (from ``drawdown_pct`` of the rolling peak on)."""
+
+    drawdown_pct: Decimal = Field(gt=0, lt=100)
+    size_multiplier: Decimal = Field(default=Decimal(1), gt=0, le=1)
+    pause: bool = False  # no new entries (REDUCING)
+    close_fraction: Decimal = Field(default=Decimal(0), ge=0, le=1)  # once, on entering it
+    halt: bool = False
+    floor: float = Field(default=0.0, ge=0, le=100)  # the least risk score while in it
+
+
+def _default_ladder() -> list[DrawdownTierSettings]:
+    # The written policy of the system we replace: 5 % -> size x 0.75, 8 % -> no new entries,
+    # 12 % -> close half, 15 % -> halt.
+    tiers = (
+        ("5", False, "0", False, 25.0),
+        ("8", True, "0", False, 50.0),
+        ("12", True, "0.5", False, 62.5),
+        ("15", True, "0", True, 75.0),
+    )
+    return [
+        DrawdownTierSettings(
+            drawdown_pct=Decimal(d),
+            size_multiplier=Decimal("0.75"),
+            pause=pause,
+            close_fraction=Decimal(close),
+            halt=halt,
+            floor=floor,
+        )
+        for d, pause, close, halt, floor in tiers
+    ]
+
+
+class BrainSettings(Section):
+    """The Risk and CEO Brains (QT__BRAINS__*): when they run and the Risk Brain's limits."""
+
+    enabled: bool = True
+    assess_every_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    var_limit_pct: Decimal = Field(default=Decimal(5), gt=0, lt=100)  # daily VaR 99 %
+    es_limit_pct: Decimal = Field(default=Decimal(7), gt=0, lt=100)  # daily ES 99 %
+    ladder: list[DrawdownTierSettings] = Field(default_factory=_default_ladder)
+    peak_days: int = Field(default=30, ge=1, le=3650)  # the drawdown's rolling peak
+    mc_paths: int = Field(default=100_000, ge=1_000, le=10_000_000)
+    flatten_on_emergency: bool = False
 
 
 class RegimeSettings(Section):
@@ -472,6 +523,7 @@ class Settings(BaseSettings):
     universe: UniverseSettings = UniverseSettings()
     models: ModelsSettings = ModelsSettings()
     regime: RegimeSettings = RegimeSettings()
+    brains: BrainSettings = BrainSettings()
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:

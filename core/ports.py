@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
@@ -81,6 +82,9 @@ class StateKey(StrEnum):
     ENGINE_TRADES = "engine_trades"  # the engine's open trades and exit plans (JSON)
     PAPER_MARKS = "paper_marks"  # last candle time and close per symbol (JSON), paper exchange
     LAST_CANDLE_MS = "last_candle_ms"
+    RISK_STATE = "risk_state"  # the Risk Brain's daily equity peaks and last tier (JSON)
+    CEO_STATE = "ceo_state"  # when the current mode began (JSON)
+    MANUAL_MODE = "manual_mode"  # an operator's mode, its expiry and reason (JSON)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,6 +293,41 @@ class ModelVersionRepo(Protocol):
         ...
 
 
+class DecisionRepo(Protocol):
+    """The brains' history: policy versions, risk assessments and decisions."""
+
+    async def add_policy(self, version: PolicyVersion) -> None:
+        """Record a policy version; a version number recorded already is an
+        ``InvariantViolation`` (versions strictly increase: another writer was first)."""
+        ...
+
+    async def latest_policy(self) -> PolicyVersion | None:
+        """Return the newest policy version (None: none was ever written)."""
+        ...
+
+    async def list_policies(self, limit: int = 20) -> list[PolicyVersion]:
+        """Return the newest ``limit`` policy versions, newest first."""
+        ...
+
+    async def add_assessment(self, record: AssessmentRecord) -> None:
+        """Record a risk assessment."""
+        ...
+
+    async def list_assessments(self, limit: int = 1) -> list[AssessmentRecord]:
+        """Return the newest ``limit`` assessments, newest first."""
+        ...
+
+    async def add_decision(self, decision: BrainDecision) -> None:
+        """Record a brain's decision."""
+        ...
+
+    async def list_decisions(
+        self, brain: str | None = None, limit: int = 20
+    ) -> list[BrainDecision]:
+        """Return the newest ``limit`` decisions (of one brain if given), newest first."""
+        ...
+
+
 class Storage(Protocol):
     """All repositories plus a unit of work."""
 
@@ -311,6 +350,8 @@ class Storage(Protocol):
     def market_rules(self) -> MarketRulesRepo: ...
     @property
     def model_versions(self) -> ModelVersionRepo: ...
+    @property
+    def decisions(self) -> DecisionRepo: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction."""

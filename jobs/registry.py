@@ -34,6 +34,12 @@ class JobContext:
     # with them (qt backtest --walk-forward), every ``retrain_every_s`` market seconds.
     retrain_models: Callable[[], Awaitable[str]] | None = None
     retrain_every_s: float = 0.0
+    # One brains cycle: the Risk Brain's assessment, then the CEO's mode and its actions
+    # (core.services.brains), every ``assess_every_s`` market seconds; None: brains off.
+    brains_cycle: Callable[[], Awaitable[str]] | None = None
+    assess_every_s: float = 0.0
+    # Adopts a policy version another process wrote (``qt mode set``); None: no store.
+    policy_refresh: Callable[[], Awaitable[bool]] | None = None
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -122,6 +128,28 @@ def _walk_forward(ctx: JobContext) -> bool:
     return ctx.retrain_models is not None
 
 
+async def assess_risk(ctx: JobContext) -> str:
+    """Assess the portfolio's risk, let the CEO set the mode, and enforce both."""
+    if ctx.brains_cycle is None:
+        return "brains off"
+    return await ctx.brains_cycle()
+
+
+def _brains_on(ctx: JobContext) -> bool:
+    return ctx.brains_cycle is not None
+
+
+async def refresh_policy(ctx: JobContext) -> str:
+    """Adopt a policy version written by another process (an operator's ``qt mode set``)."""
+    if ctx.policy_refresh is None:
+        return "no policy store"
+    return "adopted a newer policy version" if await ctx.policy_refresh() else ""
+
+
+def _has_policy_store(ctx: JobContext) -> bool:
+    return ctx.policy_refresh is not None
+
+
 JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="equity_snapshot",
@@ -159,5 +187,21 @@ JOBS: tuple[JobSpec, ...] = (
         applies=_walk_forward,
         in_backtest=True,
         description="walk-forward ensemble: retrain the members every QT__MODELS__RETRAIN_HOURS",
+    ),
+    JobSpec(
+        job_id="risk_assessment",
+        every_market_s=3600,
+        every_from=lambda ctx: ctx.assess_every_s,
+        target=assess_risk,
+        applies=_brains_on,
+        in_backtest=True,
+        description="Risk Brain, then CEO Brain, enforced: every QT__BRAINS__ASSESS_EVERY_MINUTES",
+    ),
+    JobSpec(
+        job_id="policy_refresh",
+        every_market_s=10,
+        target=refresh_policy,
+        applies=_has_policy_store,
+        description="adopt a policy an operator set from another process (qt mode set)",
     ),
 )

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.events import Event, event_payload
 from core.domain.market_rules import MarketRules, StoredRules
 from core.domain.model_versions import ModelStatus, ModelVersion
 from core.domain.orders import Fill, Order, OrderRequest
+from core.domain.policy import policy_from_dict, policy_to_dict
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
 from core.ports import StoredEvent
@@ -315,4 +317,64 @@ def row_to_model_version(row: Mapping[Any, Any]) -> ModelVersion:
         artifact_path=row["artifact_path"],
         artifact_sha256=row["artifact_sha256"],
         created_ms=int(row["created_ms"]),
+    )
+
+
+def policy_version_to_row(version: PolicyVersion) -> dict[str, Any]:
+    payload = {"policy": policy_to_dict(version.policy), "expires_ms": version.expires_ms}
+    return {
+        "version": version.version,
+        "ts_ms": version.ts_ms,
+        "mode": version.policy.mode.value,
+        "payload": json.dumps(payload, sort_keys=True, allow_nan=False),
+        "author": version.source,
+        "reason": version.reason,
+    }
+
+
+def row_to_policy_version(row: Mapping[Any, Any]) -> PolicyVersion:
+    try:
+        payload = json.loads(row["payload"])
+        policy = policy_from_dict({**payload["policy"], "version": row["version"]})
+        expires = payload.get("expires_ms")
+        if expires is not None and not isinstance(expires, int):
+            raise TypeError(f"expires_ms is {expires!r}")
+    except (ValueError, TypeError, KeyError) as exc:  # a hand-edited row
+        raise InvariantViolation(f"stored policy version {row['version']}: {exc}") from exc
+    return PolicyVersion(
+        policy=policy,
+        ts_ms=row["ts_ms"],
+        source=row["author"],
+        reason=row["reason"],
+        expires_ms=expires,
+    )
+
+
+def assessment_to_row(record: AssessmentRecord) -> dict[str, Any]:
+    return {
+        "ts_ms": record.ts_ms,
+        "score": record.score,
+        "level": record.level,
+        "payload": record.body,
+    }
+
+
+def row_to_assessment(row: Mapping[Any, Any]) -> AssessmentRecord:
+    return AssessmentRecord(
+        ts_ms=row["ts_ms"], score=row["score"], level=row["level"], body=row["payload"]
+    )
+
+
+def decision_to_row(decision: BrainDecision) -> dict[str, Any]:
+    return {
+        "ts_ms": decision.ts_ms,
+        "brain": decision.brain,
+        "summary": decision.summary,
+        "payload": decision.body,
+    }
+
+
+def row_to_decision(row: Mapping[Any, Any]) -> BrainDecision:
+    return BrainDecision(
+        ts_ms=row["ts_ms"], brain=row["brain"], summary=row["summary"], body=row["payload"]
     )

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
@@ -35,6 +36,7 @@ from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
 from core.ports import SeriesInfo, StateKey, StoredEvent
+from storage import mappers
 
 _SeriesKey = tuple[str, CandleMarket, str, str]  # exchange, market, symbol, timeframe
 _MISSING = object()
@@ -427,6 +429,54 @@ class MemoryModelVersionRepo:
         return found[-1] if found else None
 
 
+class MemoryDecisionRepo:
+    """The brains' history in lists, oldest first (through JSON like the SQL columns)."""
+
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._policies: dict[int, dict[str, Any]] = {}
+        self._assessments: list[AssessmentRecord] = []
+        self._decisions: list[BrainDecision] = []
+
+    async def add_policy(self, version: PolicyVersion) -> None:
+        """Record a policy version; a number recorded already is an ``InvariantViolation``."""
+        if version.version in self._policies:
+            raise InvariantViolation(f"policy version {version.version} is recorded already")
+        row = mappers.policy_version_to_row(version)
+        self._journal.put(self._policies, version.version, row)
+
+    async def latest_policy(self) -> PolicyVersion | None:
+        """Return the newest policy version."""
+        found = await self.list_policies(1)
+        return found[0] if found else None
+
+    async def list_policies(self, limit: int = 20) -> list[PolicyVersion]:
+        """Return the newest ``limit`` policy versions, newest first."""
+        newest = sorted(self._policies, reverse=True)[:limit]
+        return [mappers.row_to_policy_version(self._policies[v]) for v in newest]
+
+    async def add_assessment(self, record: AssessmentRecord) -> None:
+        """Record a risk assessment."""
+        self._journal.append(self._assessments, record)
+
+    async def list_assessments(self, limit: int = 1) -> list[AssessmentRecord]:
+        """Return the newest ``limit`` assessments, newest first."""
+        ordered = sorted(enumerate(self._assessments), key=lambda p: (p[1].ts_ms, p[0]))
+        return [r for _, r in reversed(ordered)][:limit]
+
+    async def add_decision(self, decision: BrainDecision) -> None:
+        """Record a brain's decision."""
+        self._journal.append(self._decisions, decision)
+
+    async def list_decisions(
+        self, brain: str | None = None, limit: int = 20
+    ) -> list[BrainDecision]:
+        """Return the newest ``limit`` decisions (of one brain if given), newest first."""
+        found = [(i, d) for i, d in enumerate(self._decisions) if brain in (None, d.brain)]
+        found.sort(key=lambda p: (p[1].ts_ms, p[0]))
+        return [d for _, d in reversed(found)][:limit]
+
+
 class _Atomic(AbstractAsyncContextManager[None]):
     """The unit of work of ``MemoryStorage.atomic()``.
 
@@ -465,6 +515,7 @@ class MemoryStorage:
         self.state = MemoryKeyValueRepo(self._journal)
         self.market_rules = MemoryMarketRulesRepo(self._journal)
         self.model_versions = MemoryModelVersionRepo(self._journal)
+        self.decisions = MemoryDecisionRepo(self._journal)
 
     def atomic(self) -> _Atomic:
         """Group the writes made inside; undo all of them if the block raises."""

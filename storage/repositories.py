@@ -19,6 +19,7 @@ from sqlalchemy import Table, and_, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import IntegrityError
 
+from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import CandleMarket, MarketType, OrderStatus
 from core.domain.events import Event
 from core.domain.market import CandleSeries
@@ -33,6 +34,7 @@ from storage.db import UnitOfWork, create_engine
 from storage.migrate import upgrade_engine
 from storage.tables import (
     BalanceRow,
+    BrainDecisionRow,
     CandleRow,
     EquitySnapshotRow,
     EventRow,
@@ -41,7 +43,9 @@ from storage.tables import (
     MarketRulesRow,
     ModelVersionRow,
     OrderRow,
+    PolicyVersionRow,
     PositionRow,
+    RiskAssessmentRow,
 )
 
 CANDLE_BATCH_ROWS = 20_000
@@ -59,6 +63,9 @@ _events: Table = EventRow.__table__  # type: ignore[attr-defined]
 _kv: Table = KeyValueRow.__table__  # type: ignore[attr-defined]
 _rules: Table = MarketRulesRow.__table__  # type: ignore[attr-defined]
 _models: Table = ModelVersionRow.__table__  # type: ignore[attr-defined]
+_policies: Table = PolicyVersionRow.__table__  # type: ignore[attr-defined]
+_assessments: Table = RiskAssessmentRow.__table__  # type: ignore[attr-defined]
+_decisions: Table = BrainDecisionRow.__table__  # type: ignore[attr-defined]
 
 # Driver-level SQL for the candle hot path: executemany over plain tuples skips SQLAlchemy's
 # per-row parameter processing (about twice as fast as a Core insert of dicts, measured).
@@ -522,6 +529,66 @@ class SqlModelVersionRepo:
         return None if row is None else mappers.row_to_model_version(row)
 
 
+class SqlDecisionRepo:
+    """The brains' history in ``policy_versions``, ``risk_assessments``, ``brain_decisions``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add_policy(self, version: PolicyVersion) -> None:
+        """Record a policy version; a number recorded already is an ``InvariantViolation``."""
+        stmt = insert(_policies).values(mappers.policy_version_to_row(version))
+        try:
+            async with self._uow.connection() as conn:
+                await conn.execute(stmt)
+        except IntegrityError as exc:
+            raise InvariantViolation(
+                f"policy version {version.version} is recorded already ({exc.orig})"
+            ) from exc
+
+    async def latest_policy(self) -> PolicyVersion | None:
+        """Return the newest policy version."""
+        found = await self.list_policies(1)
+        return found[0] if found else None
+
+    async def list_policies(self, limit: int = 20) -> list[PolicyVersion]:
+        """Return the newest ``limit`` policy versions, newest first."""
+        stmt = select(_policies).order_by(_policies.c.version.desc()).limit(limit)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_policy_version(r) for r in rows]
+
+    async def add_assessment(self, record: AssessmentRecord) -> None:
+        """Record a risk assessment."""
+        async with self._uow.connection() as conn:
+            await conn.execute(insert(_assessments).values(mappers.assessment_to_row(record)))
+
+    async def list_assessments(self, limit: int = 1) -> list[AssessmentRecord]:
+        """Return the newest ``limit`` assessments, newest first."""
+        c = _assessments.c
+        stmt = select(_assessments).order_by(c.ts_ms.desc(), c.id.desc()).limit(limit)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_assessment(r) for r in rows]
+
+    async def add_decision(self, decision: BrainDecision) -> None:
+        """Record a brain's decision."""
+        async with self._uow.connection() as conn:
+            await conn.execute(insert(_decisions).values(mappers.decision_to_row(decision)))
+
+    async def list_decisions(
+        self, brain: str | None = None, limit: int = 20
+    ) -> list[BrainDecision]:
+        """Return the newest ``limit`` decisions (of one brain if given), newest first."""
+        c = _decisions.c
+        stmt = select(_decisions).order_by(c.ts_ms.desc(), c.id.desc()).limit(limit)
+        if brain is not None:
+            stmt = stmt.where(c.brain == brain)
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_decision(r) for r in rows]
+
+
 class SqlStorage:
     """Every SQL repository over one engine, plus the unit of work.
 
@@ -542,6 +609,7 @@ class SqlStorage:
         self.state = SqlKeyValueRepo(self.uow)
         self.market_rules = SqlMarketRulesRepo(self.uow)
         self.model_versions = SqlModelVersionRepo(self.uow)
+        self.decisions = SqlDecisionRepo(self.uow)
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction (nested: savepoint)."""

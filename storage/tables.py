@@ -220,6 +220,18 @@ class RiskAssessmentRow(SQLModel, table=True):
     payload: str = Field(sa_column=_text())
 
 
+class BrainDecisionRow(SQLModel, table=True):
+    """One decision of a brain (the CEO's mode, a strategy review): a line and its JSON."""
+
+    __tablename__ = "brain_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts_ms: int = Field(sa_column=_ms(index=True))
+    brain: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    summary: str = Field(sa_column=_text())
+    payload: str = Field(sa_column=_text())
+
+
 MODEL_STATUSES = ("CANDIDATE", "SHADOW", "CHAMPION", "RETIRED")
 
 

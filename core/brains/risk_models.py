@@ -13,7 +13,10 @@ Methods:
   averages the corrected quantile over the tail (a 1,000-point grid).
 * ``historical_var``: the empirical quantile; ES the mean of the returns at or below it.
 * ``monte_carlo_var``: a Student-t fitted by moments (its degrees of freedom from the excess
-  kurtosis, 6 / K + 4, normal when K <= 0), 100,000 simulated periods by default, seeded.
+  kurtosis, 6 / K + 4 rounded to 0.1, normal when K <= 0), 100,000 simulated periods by
+  default, seeded. The simulation of a unit-variance t is cached per degrees of freedom: the
+  VaR is the mean plus sigma times its quantile, so hourly assessments simulate once per df.
+* ``var_suite``: all four methods at several levels at once (the Risk Brain's call).
 
 The tail: skewness, excess kurtosis and the Hill index of the losses with k = max(10, sqrt(n))
 of the largest (the square-root rule: enough losses to be stable, few enough to stay in the
@@ -29,6 +32,7 @@ for 250 periods at 99 %).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -145,6 +149,46 @@ def historical_var(returns: npt.ArrayLike, level: float) -> VarEstimate:
     return VarEstimate(method="historical", level=level, var=-q, es=-float(r[r <= q].mean()))
 
 
+def _moments(r: FloatArray) -> tuple[float, float, float, float]:
+    """Return the mean, the sample standard deviation, the skewness and the excess kurtosis
+    (both biased, as scipy's defaults) of ``r`` in one pass of numpy."""
+    mu = float(r.mean())
+    d = r - mu
+    d2 = d * d
+    m2 = float(d2.mean())
+    if m2 == 0.0:
+        return mu, 0.0, 0.0, -3.0
+    sigma = math.sqrt(m2 * len(r) / (len(r) - 1))
+    return mu, sigma, float((d2 * d).mean()) / m2**1.5, float((d2 * d2).mean()) / m2**2 - 3.0
+
+
+def t_degrees(excess_kurtosis: float) -> float | None:
+    """Return the Student-t degrees of freedom fitted to an excess kurtosis by moments
+    (6 / K + 4), rounded to 0.1; None: no fatter than normal (simulate a normal)."""
+    if excess_kurtosis <= 0.0:
+        return None
+    return round(6.0 / excess_kurtosis + 4.0, 1)
+
+
+@functools.lru_cache(maxsize=512)
+def _standard_tail(
+    df: float | None, alphas: tuple[float, ...], paths: int, seed: int
+) -> tuple[tuple[float, float], ...]:
+    """Return, per tail probability, the quantile and the mean below it of ``paths`` seeded
+    draws of a unit-variance Student-t with ``df`` degrees (a normal when None). Cached: the
+    portfolio's VaR is the mean plus sigma times these (quantiles and tail means are affine
+    in a scale and a shift), so an assessment simulates once per df, not once per hour."""
+    rng = np.random.default_rng(seed)
+    if df is None:
+        draws = rng.standard_normal(paths)
+    else:
+        draws = rng.standard_t(df, paths) * math.sqrt((df - 2.0) / df)
+    out = []
+    for q in np.atleast_1d(np.quantile(draws, alphas)):
+        out.append((float(q), float(draws[draws <= q].mean())))
+    return tuple(out)
+
+
 def monte_carlo_var(
     returns: npt.ArrayLike, level: float, *, paths: int = MC_PATHS, seed: int = 0
 ) -> VarEstimate:
@@ -152,17 +196,69 @@ def monte_carlo_var(
     ``returns`` by its moments (seeded: the same inputs give the same figures)."""
     _check_level(level)
     r = clean_returns(returns)
-    mu, sigma = float(r.mean()), float(r.std(ddof=1))
-    kurt = float(stats.kurtosis(r))
-    rng = np.random.default_rng(seed)
-    if kurt > 0.0:
-        df = 6.0 / kurt + 4.0  # the t's excess kurtosis is 6 / (df - 4)
-        draws = rng.standard_t(df, paths) * sigma * math.sqrt((df - 2.0) / df)
-    else:  # no fatter than normal
-        draws = rng.standard_normal(paths) * sigma
-    sim = mu + draws
-    q = float(np.quantile(sim, 1.0 - level))
-    return VarEstimate(method="monte_carlo", level=level, var=-q, es=-float(sim[sim <= q].mean()))
+    mu, sigma, _, kurt = _moments(r)
+    ((q, below),) = _standard_tail(t_degrees(kurt), (1.0 - level,), paths, seed)
+    return VarEstimate(
+        method="monte_carlo", level=level, var=-(mu + sigma * q), es=-(mu + sigma * below)
+    )
+
+
+def var_suite(
+    returns: npt.ArrayLike,
+    levels: tuple[float, ...] = (0.95, 0.99),
+    *,
+    paths: int = MC_PATHS,
+    seed: int = 0,
+) -> tuple[VarEstimate, ...]:
+    """Return every method's VaR and ES at every level (the same figures as the four
+    functions, computed once: the moments, the normal quantiles and one simulation)."""
+    for level in levels:
+        _check_level(level)
+    r = clean_returns(returns)
+    mu, sigma, skew, kurt = _moments(r)
+    alphas = tuple(1.0 - level for level in levels)
+    simulated = _standard_tail(t_degrees(kurt), alphas, paths, seed)
+    historical = np.quantile(r, alphas)
+    out: list[VarEstimate] = []
+    for level, alpha, (q_mc, es_mc), q_hist in zip(
+        levels, alphas, simulated, historical, strict=True
+    ):
+        z, pdf, grid = _normal_tail(alpha)
+        out.append(
+            VarEstimate(
+                method="parametric",
+                level=level,
+                var=-(mu + sigma * z),
+                es=-(mu - sigma * pdf / alpha),
+            )
+        )
+        cf_var = -(mu + sigma * float(cornish_fisher_z(z, skew, kurt)))
+        cf_es = -(mu + sigma * float(cornish_fisher_z(grid, skew, kurt).mean()))
+        out.append(
+            VarEstimate(method="cornish_fisher", level=level, var=cf_var, es=max(cf_es, cf_var))
+        )
+        q = float(q_hist)
+        out.append(
+            VarEstimate(method="historical", level=level, var=-q, es=-float(r[r <= q].mean()))
+        )
+        out.append(
+            VarEstimate(
+                method="monte_carlo",
+                level=level,
+                var=-(mu + sigma * q_mc),
+                es=-(mu + sigma * es_mc),
+            )
+        )
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _normal_tail(alpha: float) -> tuple[float, float, FloatArray]:
+    """Return the normal quantile of ``alpha``, its density and the quantiles of the
+    1,000-point grid of the tail the Cornish-Fisher ES averages over."""
+    z = float(stats.norm.ppf(alpha))
+    grid = stats.norm.ppf((np.arange(1_000) + 0.5) / 1_000 * alpha)
+    return z, float(stats.norm.pdf(z)), np.asarray(grid, np.float64)
 
 
 def hill_index(returns: npt.ArrayLike, k: int | None = None) -> tuple[float | None, int]:
@@ -188,7 +284,7 @@ def tail_score(skew: float, excess_kurtosis: float, hill: float | None) -> float
 def tail_stats(returns: npt.ArrayLike) -> TailStats:
     """Return the tail of ``returns`` (see module docstring)."""
     r = clean_returns(returns)
-    skew, kurt = float(stats.skew(r)), float(stats.kurtosis(r))
+    _, _, skew, kurt = _moments(r)
     hill, k = hill_index(r)
     return TailStats(
         skew=skew,

@@ -4,7 +4,10 @@ The loss if the stop is hit, per unit, is what a round trip to the stop really c
 ``|entry - exit| + taker_fee * (entry + exit)`` where ``entry`` is the expected fill (the price
 with slippage against us) and ``exit`` is the stop with slippage against us. Then
 
-    amount = equity * risk_per_trade / loss per unit
+    amount = equity * risk_per_trade * size_multiplier * risk_scale / loss per unit
+
+(the policy's size multiplier: the brains' drawdown tiers and mode; ``risk_scale``: the
+entry's volatility targeting)
 
 capped so the notional stays within the per-position cap and the remaining total-exposure
 budget, and so the order can be paid: ``notional * (1 / leverage + fee)`` (spot: leverage 1)
@@ -16,6 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+
+import numpy as np
+import numpy.typing as npt
 
 from core.domain.policy import Policy
 
@@ -63,6 +69,7 @@ class SizingInput:
     min_notional: Decimal = ZERO
     costs: TradingCosts = TradingCosts()
     policy: Policy
+    risk_scale: Decimal = ONE  # volatility targeting of this entry (policy.vol_target_pct)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +98,7 @@ def size_position(inp: SizingInput) -> SizingDecision:
     per_unit = loss_per_unit(inp.entry_price, inp.stop_price, inp.costs)
     pay_per_unit = inp.entry_price * (ONE / inp.leverage + inp.costs.max_fee)
     candidates = {
-        "risk": inp.equity * p.risk_per_trade / per_unit,
+        "risk": inp.equity * p.effective_risk_per_trade * inp.risk_scale / per_unit,
         "position_cap": min(p.max_position_notional, p.max_position_pct * inp.equity)
         / inp.entry_price,
         "exposure_cap": max(ZERO, p.max_total_exposure_pct * inp.equity - inp.total_exposure)
@@ -110,3 +117,28 @@ def size_position(inp: SizingInput) -> SizingDecision:
             amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
         )
     return SizingDecision(amount=amount, bound_by=bound_by, loss_per_unit=per_unit)
+
+
+VOL_WINDOW = 100  # candles of returns the volatility forecast reads
+EWMA_LAMBDA = 0.94  # RiskMetrics' decay per candle
+
+
+def volatility_scale(
+    policy: Policy, closes: npt.NDArray[np.float64], periods_per_day: int
+) -> Decimal:
+    """Return the entry's risk scale under volatility targeting: the policy's daily target over
+    the forecast daily volatility (an EWMA of the candles' log returns, scaled by
+    sqrt(candles per day)), clamped to the policy's bounds; 1 when targeting is off. Too
+    little history or a flat one: the lower bound (fail closed: never more risk on no data)."""
+    if policy.vol_target_pct <= 0:
+        return ONE
+    if len(closes) < 21 or not np.isfinite(closes).all() or (closes <= 0).any():
+        return policy.vol_scale_min
+    r = np.diff(np.log(closes))
+    weights = EWMA_LAMBDA ** np.arange(len(r) - 1, -1, -1, dtype=np.float64)
+    variance = float((weights * r * r).sum() / weights.sum())
+    daily = (variance * periods_per_day) ** 0.5 * 100.0
+    if not daily > 0:
+        return policy.vol_scale_min
+    scale = Decimal(repr(float(policy.vol_target_pct) / daily))
+    return min(max(scale, policy.vol_scale_min), policy.vol_scale_max)

@@ -91,3 +91,20 @@ class TradingMode(StrEnum):
 
     PAPER = "paper"
     LIVE = "live"
+
+
+class Mode(StrEnum):
+    """The CEO Brain's operating mode (ordered from the boldest to the most defensive)."""
+
+    EXPANSION = "EXPANSION"
+    OPTIMIZATION = "OPTIMIZATION"
+    PRESERVATION = "PRESERVATION"
+    EMERGENCY = "EMERGENCY"
+
+    @property
+    def severity(self) -> int:
+        """Return 0 (EXPANSION) .. 3 (EMERGENCY): a higher number is more defensive."""
+        return _MODE_ORDER.index(self)
+
+
+_MODE_ORDER = (Mode.EXPANSION, Mode.OPTIMIZATION, Mode.PRESERVATION, Mode.EMERGENCY)

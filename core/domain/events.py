@@ -388,3 +388,67 @@ class JobRan(Event):
     job_id: str
     ok: bool
     detail: str
+
+
+# --- the brains -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskAssessed(Event):
+    """The Risk Brain assessed the portfolio: its score (0-100, higher: more danger), level,
+    worst daily VaR/ES 99 %, drawdown, the actions asked for and what it had to fall back on."""
+
+    topic: ClassVar[str] = "risk.assessed"
+    score: float
+    level: str
+    var_99_daily: float
+    es_99_daily: float
+    drawdown: float
+    exposure_pct: float
+    tier: int
+    measures: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModeChanged(Event):
+    """The CEO Brain (or an operator: ``manual``) changed the operating mode."""
+
+    topic: ClassVar[str] = "ceo.mode_changed"
+    previous: str
+    current: str
+    reasons: tuple[str, ...]
+    manual: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyUpdated(Event):
+    """The policy store wrote a new policy version (the only writer of policy)."""
+
+    topic: ClassVar[str] = "policy.updated"
+    version: int
+    mode: str
+    source: str
+    reason: str
+    changes: tuple[str, ...]  # "field: old -> new"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExposureReduced(Event):
+    """The engine closed positions at market to bring exposure down to ``target`` (quote)."""
+
+    topic: ClassVar[str] = "risk.exposure_reduced"
+    target: Decimal
+    before: Decimal
+    symbols: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRaised(Event):
+    """Something an operator must hear about now (push alerts send these)."""
+
+    topic: ClassVar[str] = "alert.raised"
+    severity: str  # "critical", "warning"
+    title: str
+    detail: str

@@ -1,13 +1,27 @@
 """The immutable policy snapshot every trading decision reads.
 
-Until the policy store arrives (CEO Brain issue) the process builds one static ``Policy`` from
-settings; consumers only ever see a frozen snapshot, never a mutable config.
+The policy store (``core.services.policy_store``) is its only writer: a policy is the settings'
+limits (the *base*) with the brains' levers applied (``PolicyLevers``: the CEO's mode, the Risk
+Brain's size scale, stop tightening and pause). Consumers only ever see a frozen snapshot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
+
+from core.domain.enums import Mode, TradingState
+
+# From the loosest to the strictest: the gate takes the stricter of the operator's trading state
+# and the policy's.
+_STATE_ORDER = (TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED)
+
+
+def stricter_state(a: TradingState, b: TradingState) -> TradingState:
+    """Return the stricter of two trading states (HALTED > REDUCING > ACTIVE)."""
+    return a if _STATE_ORDER.index(a) >= _STATE_ORDER.index(b) else b
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +36,16 @@ class Policy:
     max_leverage: int = 1
     max_total_exposure_pct: Decimal = Decimal("1.0")  # sum of notionals / equity
     allow_short: bool = False
+    # --- the brains' levers (PolicyLevers) ---
+    mode: Mode = Mode.OPTIMIZATION
+    size_multiplier: Decimal = Decimal(1)  # scales risk_per_trade (drawdown tiers, the mode)
+    stop_tighten: Decimal = Decimal(1)  # open trades' stop distance x this (1: unchanged)
+    state: TradingState = TradingState.ACTIVE  # the brains' pause (stricter one wins)
+    # Volatility targeting: an entry's risk scales by target / forecast daily volatility of its
+    # symbol, clamped to [vol_scale_min, vol_scale_max]; 0: off.
+    vol_target_pct: Decimal = Decimal(0)
+    vol_scale_min: Decimal = Decimal("0.5")
+    vol_scale_max: Decimal = Decimal("1.5")
 
     def __post_init__(self) -> None:
         if not Decimal(0) < self.risk_per_trade <= Decimal("0.2"):
@@ -32,3 +56,96 @@ class Policy:
             raise ValueError(f"max_leverage must be >= 1, was {self.max_leverage}")
         if self.max_position_pct <= 0 or self.max_total_exposure_pct <= 0:
             raise ValueError("max_position_pct and max_total_exposure_pct must be > 0")
+        if not Decimal(0) < self.size_multiplier <= Decimal(3):
+            raise ValueError(f"size_multiplier must be in (0, 3], was {self.size_multiplier}")
+        if not Decimal(0) < self.stop_tighten <= Decimal(1):
+            raise ValueError(f"stop_tighten must be in (0, 1], was {self.stop_tighten}")
+        if self.vol_target_pct < 0:
+            raise ValueError(f"vol_target_pct must be >= 0, was {self.vol_target_pct}")
+        if not Decimal(0) < self.vol_scale_min <= Decimal(1) <= self.vol_scale_max:
+            raise ValueError(
+                "vol_scale_min must be in (0, 1] and vol_scale_max >= 1, were "
+                f"{self.vol_scale_min} and {self.vol_scale_max}"
+            )
+
+    @property
+    def effective_risk_per_trade(self) -> Decimal:
+        """Return the equity fraction an entry risks at its stop, the levers' scale applied."""
+        return self.risk_per_trade * self.size_multiplier
+
+    def levers(self) -> PolicyLevers:
+        """Return the brains' levers this policy carries."""
+        return PolicyLevers(
+            mode=self.mode,
+            size_multiplier=self.size_multiplier,
+            stop_tighten=self.stop_tighten,
+            state=self.state,
+            extra_positions=0,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyLevers:
+    """What the brains change on the base policy: the mode and what it (and the Risk Brain's
+    actions) set. ``extra_positions`` adds to (or, negative, takes from) the base's maximum
+    open positions, never below one."""
+
+    mode: Mode = Mode.OPTIMIZATION
+    size_multiplier: Decimal = Decimal(1)
+    stop_tighten: Decimal = Decimal(1)
+    state: TradingState = TradingState.ACTIVE
+    extra_positions: int = 0
+
+
+def apply_levers(base: Policy, levers: PolicyLevers, version: int) -> Policy:
+    """Return ``base`` with ``levers`` applied, as policy ``version`` (validated: a lever out of
+    range raises ``ValueError``)."""
+    return dataclasses.replace(
+        base,
+        version=version,
+        mode=levers.mode,
+        size_multiplier=levers.size_multiplier,
+        stop_tighten=levers.stop_tighten,
+        state=levers.state,
+        max_open_positions=max(1, base.max_open_positions + levers.extra_positions),
+    )
+
+
+def policy_to_dict(policy: Policy) -> dict[str, Any]:
+    """Return the policy as JSON-safe data (Decimals and enums as strings)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(policy):
+        value = getattr(policy, f.name)
+        out[f.name] = str(value) if isinstance(value, Decimal | Mode | TradingState) else value
+    return out
+
+
+_CONVERT: dict[str, Any] = {
+    "mode": Mode,
+    "state": TradingState,
+    "version": int,
+    "max_open_positions": int,
+    "max_leverage": int,
+    "allow_short": bool,
+}
+
+
+def policy_from_dict(data: dict[str, Any]) -> Policy:
+    """Return the policy ``policy_to_dict`` wrote; a field it lacks takes the default (an older
+    version's row), one it does not know is ignored. Bad values raise ``ValueError``."""
+    known = {f.name for f in dataclasses.fields(Policy)}
+    kwargs: dict[str, Any] = {}
+    for name, raw in data.items():
+        if name not in known:
+            continue
+        convert = _CONVERT.get(name, Decimal)
+        if convert is bool and not isinstance(raw, bool):
+            raise ValueError(f"policy field {name} must be true or false, was {raw!r}")
+        try:
+            kwargs[name] = convert(raw)
+        except (ArithmeticError, TypeError, ValueError) as e:
+            raise ValueError(f"policy field {name} is not valid: {raw!r}") from e
+    try:
+        return Policy(**kwargs)
+    except ArithmeticError as e:  # a NaN compared in the checks
+        raise ValueError(f"policy is not valid: {e!r}") from e

@@ -21,6 +21,7 @@ from core.brains.exits import (
     plan_exits,
 )
 from core.brains.regime import Regime
+from core.brains.sizing import VOL_WINDOW, volatility_scale
 from core.clock import Clock
 from core.domain.enums import (
     MarketType,
@@ -33,11 +34,13 @@ from core.domain.enums import (
 from core.domain.events import (
     EntryExplained,
     Event,
+    ExposureReduced,
     FundingSettled,
     ModelMemberExcluded,
     OrderCanceled,
     OrderDenied,
     OrderFilled,
+    PolicyUpdated,
     RegimeChanged,
     StrategySelected,
     SymbolFailed,
@@ -65,7 +68,7 @@ from core.services.execution import ExecutionService, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
-from core.services.portfolio import view_account
+from core.services.portfolio import AccountView, view_account
 from core.services.signal_book import SignalBook
 from core.services.symbol_health import SymbolHealth
 from core.services.trade_codec import decode_trades, encode_trades
@@ -134,6 +137,7 @@ class Engine:
         bus.subscribe(
             TradingStateChanged.topic, self._on_state_changed, name="engine.on_state_changed"
         )
+        bus.subscribe(PolicyUpdated.topic, self._on_policy, name="engine.on_policy")
 
     def use_market_rules(self, rules: Mapping[str, MarketRules]) -> None:
         """Size and round every order of these symbols by the venue's own rules."""
@@ -580,6 +584,62 @@ class Engine:
         for trade in list(self.trades.values()):
             await self._cancel_entry(trade)
 
+    async def _on_policy(self, event: Event) -> None:
+        """A policy that halts (the CEO's EMERGENCY) cancels the entries still waiting, as an
+        operator's halt does."""
+        if isinstance(event, PolicyUpdated) and self._policy().state is TradingState.HALTED:
+            async with self._busy:
+                for trade in list(self.trades.values()):
+                    await self._cancel_entry(trade)
+
+    async def account(self) -> AccountView:
+        """Return the account valued at the engine's prices."""
+        return await view_account(self._exchange, self.prices, self.config.quote)
+
+    async def reduce_exposure(self, keep: float, reason: str) -> tuple[str, ...]:
+        """Close positions at market, the largest first, until the exposure is at most
+        ``keep`` times today's (0: close everything); cancel entries still waiting. Return
+        the symbols closed. Reduce-only market exits: the gate lets them through in any state.
+        """
+        async with self._busy:
+            account = await self.account()
+            before = account.exposure
+            target = before * Decimal(repr(max(0.0, min(1.0, keep))))
+            held = sorted(
+                account.positions,
+                key=lambda p: p.amount * self.prices.get(p.symbol, p.entry_price),
+                reverse=True,
+            )
+            left, closed = before, []
+            for waiting in list(self.trades.values()):
+                if waiting.plan is None:
+                    await self._cancel_entry(waiting)
+            for position in held:
+                if left <= target:
+                    break
+                trade = self.trades.get(position.symbol)
+                if trade is None or trade.plan is None or trade.plan.is_closed:
+                    continue  # not ours, or leaving already
+                price = self.prices.get(position.symbol, position.entry_price)
+                leaving = exit_at_market(trade.plan)
+                if not leaving.actions:
+                    continue
+                await self._exits.apply(trade, leaving, price, exit_reason="RISK_REDUCE")
+                left -= position.amount * price
+                closed.append(position.symbol)
+            await self._save()
+        if closed or before > target:
+            await self._bus.publish(
+                ExposureReduced(
+                    ts_ms=self._clock.now_ms(),
+                    target=target,
+                    before=before,
+                    symbols=tuple(closed),
+                    reason=reason,
+                )
+            )
+        return tuple(closed)
+
     async def _settle_entry(self, trade: OpenTrade) -> None:
         """Resolve an entry that is no longer working without having filled completely."""
         try:
@@ -639,7 +699,12 @@ class Engine:
             )
             return
         account = await view_account(self._exchange, self.prices, cfg.quote)
-        sizing = self.orders.size(symbol, account, expected, stop, policy)
+        scale = volatility_scale(
+            policy,
+            self.signals.closes_until(symbol, self._clock.now_ms(), VOL_WINDOW + 1),
+            max(1, 86_400_000 // self._candle_ms),
+        )
+        sizing = self.orders.size(symbol, account, expected, stop, policy, risk_scale=scale)
         if sizing.amount <= 0:
             log.info("%s: entry skipped, size 0 (%s)", symbol, sizing.bound_by)
             return

@@ -29,7 +29,7 @@ from core.clock import Clock
 from core.domain.enums import OrderStatus, OrderType, Side, TradingState
 from core.domain.events import OrderCanceled, OrderDenied, OrderRejected, OrderSubmitted
 from core.domain.orders import Order, OrderRequest
-from core.domain.policy import Policy
+from core.domain.policy import Policy, stricter_state
 from core.domain.portfolio import Position
 from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange
@@ -124,8 +124,9 @@ class ExecutionService:
         self._exposure = exposure
 
     async def trading_state(self) -> TradingState:
-        """Return the trading state every order is gated by (read from the store)."""
-        return await self._state()
+        """Return the trading state every order is gated by: the stricter of the operator's
+        (read from the store) and the policy's (the brains' pause)."""
+        return stricter_state(await self._state(), self._policy().state)
 
     async def check(self, intent: OrderIntent, account: AccountView | None = None) -> RiskVerdict:
         """Run the risk gate for ``intent`` without sending anything.
@@ -144,7 +145,7 @@ class ExecutionService:
         return check_order(
             GateInput(
                 intent=intent,
-                state=await self._state(),
+                state=await self.trading_state(),
                 policy=self._policy(),
                 equity=equity,
                 open_positions=open_positions,

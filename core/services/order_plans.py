@@ -63,6 +63,7 @@ class OrderPlanner:
         entry: Decimal,
         stop: Decimal,
         policy: Policy,
+        risk_scale: Decimal = Decimal(1),
     ) -> SizingDecision:
         """Return the entry's size: the risk budget at ``stop``, costs included, within the
         policy's caps, the cash and the symbol's rules."""
@@ -80,6 +81,7 @@ class OrderPlanner:
                 min_notional=rules.min_notional,
                 costs=cfg.costs,
                 policy=policy,
+                risk_scale=risk_scale,
             )
         )
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.explanations import EntryExplanation
-from core.domain.market import Candle, CandleSeries, concat_series
+from core.domain.market import Candle, CandleSeries, concat_series, timeframe_to_ms
 from core.signals.base import Signal, SignalFrame, SignalProvider
 from core.signals.handover import explain
 
@@ -198,6 +198,30 @@ class SignalBook:
         none), in ``regime`` (the book's own, ``regime_at``). Asked only for candles the
         engine enters on, right after ``signal_at``."""
         return explain(self.provider, symbol, ts_ms, regime)
+
+    def closes_until(self, symbol: str, until_ms: int, n: int) -> npt.NDArray[np.float64]:
+        """Return the closes of at most the ``n`` newest candles of ``symbol`` closed by
+        ``until_ms`` (a backtest seeds whole series: nothing after now may be read). Reads
+        without flushing: a compute in a worker thread may be reading the history."""
+        book = self._books.get(symbol)
+        if book is None or n <= 0:
+            return np.empty(0, np.float64)
+        h = book.history
+        tf_ms = timeframe_to_ms(h.timeframe)
+        held = int(h.ts_ms.searchsorted(until_ms - tf_ms, side="right"))
+        pending = [c.close for c in book.pending if c.ts_ms + tf_ms <= until_ms]
+        closes = np.concatenate([h.close[max(0, held - n) : held], np.asarray(pending, np.float64)])
+        return closes[-n:]
+
+    def last_close_ms(self, symbol: str) -> int | None:
+        """Return when the newest candle held of ``symbol`` closed (None: none held)."""
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        tf_ms = timeframe_to_ms(book.history.timeframe)
+        if book.pending:
+            return book.pending[-1].ts_ms + tf_ms
+        return int(book.history.ts_ms[-1]) + tf_ms if len(book.history) else None
 
     def _flush(self, book: _SymbolBook) -> None:
         if not book.pending:

@@ -19,6 +19,7 @@ from core.brains.risk_models import (
     monte_carlo_var,
     parametric_var,
     tail_stats,
+    var_suite,
 )
 from core.errors import DataError
 
@@ -168,3 +169,31 @@ def test_on_normal_returns_the_normal_var_passes_its_backtest_and_fails_on_fat_o
         backtest_var(shift, "astrology", 0.99)
     with pytest.raises(DataError):
         backtest_var(shift[:100], "historical", 0.99)  # not even one window
+
+
+def test_the_suite_gives_each_methods_own_figures_at_each_level() -> None:
+    r = np.random.default_rng(5).standard_t(4, 800) * 0.01
+    suite = {(e.method, e.level): e for e in var_suite(r, (0.95, 0.99), paths=20_000, seed=2)}
+    for level in (0.95, 0.99):
+        for method, alone in (
+            ("parametric", parametric_var(r, level)),
+            ("cornish_fisher", cornish_fisher_var(r, level)),
+            ("historical", historical_var(r, level)),
+            ("monte_carlo", monte_carlo_var(r, level, paths=20_000, seed=2)),
+        ):
+            got = suite[(method, level)]
+            assert got.var == pytest.approx(alone.var, rel=1e-9), (method, level)
+            assert got.es == pytest.approx(alone.es, rel=1e-9), (method, level)
+
+
+def test_the_monte_carlo_var_is_its_fitted_t_simulated_directly() -> None:
+    # Independent of the cache: simulate the fitted t of these returns by hand.
+    r = np.random.default_rng(6).standard_t(5, 1_000) * 0.02
+    mu, sigma, kurt = r.mean(), r.std(ddof=1), stats.kurtosis(r)
+    df = round(6.0 / kurt + 4.0, 1)
+    draws = np.random.default_rng(0).standard_t(df, 100_000) * np.sqrt((df - 2) / df)
+    sim = mu + sigma * draws
+    q = np.quantile(sim, 0.01)
+    est = monte_carlo_var(r, 0.99)
+    assert est.var == pytest.approx(-q, rel=1e-9)
+    assert est.es == pytest.approx(-sim[sim <= q].mean(), rel=1e-9)

@@ -1,0 +1,48 @@
+"""What the brains decided, as stored: policy versions, risk assessments, brain decisions.
+
+The bodies are JSON text (the brains' frozen outputs through ``core.domain.events.jsonable``):
+a record is history to query and show, never read back into a brain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.domain.policy import Policy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyVersion:
+    """One version of the policy; versions strictly increase. ``source``: who wrote it
+    ("settings", "ceo", "manual"); ``expires_ms``: a manual mode's expiry."""
+
+    policy: Policy
+    ts_ms: int
+    source: str
+    reason: str
+    expires_ms: int | None = None
+
+    @property
+    def version(self) -> int:
+        """Return the policy's version number."""
+        return self.policy.version
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssessmentRecord:
+    """One stored risk assessment: its score and level, the whole of it as JSON."""
+
+    ts_ms: int
+    score: float
+    level: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrainDecision:
+    """One stored decision of a brain ("ceo", "strategy"): a line, and the whole as JSON."""
+
+    ts_ms: int
+    brain: str
+    summary: str
+    body: str

@@ -1,0 +1,166 @@
+"""Gather the Risk Brain's input, assess, record and publish (the ``risk_assessment`` job).
+
+The input is the account now (open P&L included) and each open position with its symbol's
+recent returns, read from the engine's signal book up to the clock (a backtest holds whole
+series: nothing after now is read). The drawdown is from the highest equity of the last
+``peak_days`` UTC days (a rolling peak: a paused book's drawdown fades as the window moves on,
+so a pause is a cooldown, not a life sentence). The daily peaks and the last tier are kept in the
+key-value store: a restart resumes the same drawdown. Data is stale for a held symbol whose
+newest candle closed more than three candles ago.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from core.brains.risk import PositionRisk, RiskAssessment, RiskConfig, RiskInput, assess
+from core.clock import Clock
+from core.domain.decisions import AssessmentRecord
+from core.domain.enums import PositionSide
+from core.domain.events import RiskAssessed, jsonable
+from core.domain.market import timeframe_to_ms
+from core.domain.policy import Policy
+from core.ports import DecisionRepo, KeyValueRepo, StateKey
+from core.services.bus import EventBus
+from core.services.engine import Engine
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+RETURNS_HELD = 2_000  # candles of returns per position (83 days of 1h)
+
+
+class RiskService:
+    """Assess the portfolio now (see module docstring); ``latest`` is the last assessment."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        policy: Callable[[], Policy],
+        repo: DecisionRepo,
+        state: KeyValueRepo,
+        bus: EventBus,
+        clock: Clock,
+        config: RiskConfig,
+        peak_days: int = 30,
+    ) -> None:
+        self._engine = engine
+        self._policy = policy
+        self._repo = repo
+        self._state = state
+        self._bus = bus
+        self._clock = clock
+        self.config = config
+        self._peak_days = peak_days
+        self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
+        self._tier = 0
+        self._loaded = False
+        self.latest: RiskAssessment | None = None
+        self.latest_ms: int | None = None
+
+    async def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        raw = await self._state.get(StateKey.RISK_STATE)
+        if not raw:
+            return
+        try:
+            data = json.loads(raw)
+            self._peaks = {int(d): float(v) for d, v in data["peaks"].items()}
+            self._tier = int(data["tier"])
+        except (ValueError, KeyError, TypeError) as e:
+            # Forgetting the peak would understate the drawdown: the tier is kept at its worst.
+            log.error("stored risk state is unreadable (%s): starting from the ladder's end", e)
+            self._peaks, self._tier = {}, len(self.config.ladder)
+
+    async def assess(self) -> RiskAssessment:
+        """Assess now, record it, publish ``RiskAssessed``; return it."""
+        await self._load()
+        now = self._clock.now_ms()
+        engine = self._engine
+        policy = self._policy()
+        account = await engine.account()
+        equity = float(account.equity)
+        day = now // DAY_MS
+        if math.isfinite(equity):
+            self._peaks[day] = max(self._peaks.get(day, equity), equity)
+        self._peaks = {d: v for d, v in self._peaks.items() if d > day - self._peak_days}
+        peak = max(self._peaks.values(), default=equity)
+        tf_ms = timeframe_to_ms(engine.config.timeframe)
+        positions, stale = [], []
+        for p in account.positions:
+            price = float(engine.prices.get(p.symbol, p.entry_price))
+            sign = 1.0 if p.side is PositionSide.LONG else -1.0
+            closes = engine.signals.closes_until(p.symbol, now, RETURNS_HELD + 1)
+            returns = np.diff(closes) / closes[:-1] if len(closes) > 1 else np.empty(0)
+            positions.append(
+                PositionRisk(
+                    symbol=p.symbol, notional=sign * float(p.amount) * price, returns=returns
+                )
+            )
+            last_close = engine.signals.last_close_ms(p.symbol)
+            if last_close is None or now - last_close > 3 * tf_ms:
+                stale.append(p.symbol)
+        issues = tuple(
+            f"{symbol}: {member}"
+            for symbol, out in sorted(engine.excluded.items())
+            for member in sorted(out)
+        )
+        assessment = assess(
+            RiskInput(
+                equity=equity,
+                peak_equity=peak,
+                positions=tuple(positions),
+                periods_per_day=max(1, DAY_MS // tf_ms),
+                max_exposure_pct=float(policy.max_total_exposure_pct),
+                max_leverage=float(policy.max_leverage),
+                stale_data=tuple(stale),
+                model_issues=issues,
+                previous_tier=self._tier,
+                config=self.config,
+            )
+        )
+        self._tier = assessment.tier
+        await self._state.set(
+            StateKey.RISK_STATE,
+            json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),
+        )
+        body = json.dumps(jsonable(assessment, _finite), sort_keys=True, allow_nan=False)
+        await self._repo.add_assessment(
+            AssessmentRecord(
+                ts_ms=now, score=assessment.score, level=assessment.level.value, body=body
+            )
+        )
+        await self._bus.publish(
+            RiskAssessed(
+                ts_ms=now,
+                score=round(assessment.score, 2),
+                level=assessment.level.value,
+                var_99_daily=assessment.worst_daily_var,
+                es_99_daily=assessment.worst_daily_es,
+                drawdown=assessment.drawdown,
+                exposure_pct=assessment.exposure_pct,
+                tier=assessment.tier,
+                measures=tuple(
+                    f"{m.kind.value} {m.value:g}: {m.reason}" for m in assessment.measures
+                ),
+                notes=assessment.notes,
+            )
+        )
+        self.latest, self.latest_ms = assessment, now
+        return assessment
+
+
+def _finite(value: object) -> object:
+    """Spell out what JSON cannot hold (NaN, inf) and numpy arrays as lists."""
+    if isinstance(value, np.ndarray):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -49,6 +49,7 @@ from core.errors import DataError
 FloatArray = npt.NDArray[np.float64]
 MIN_RETURNS = 30  # fewer: no VaR (a tail estimated from a handful of periods is noise)
 MC_PATHS = 100_000
+_BLOCK_ROWS = 256  # windows estimated at once by backtest_var
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -366,7 +367,14 @@ def backtest_var(
     _check_level(level)
     r = clean_returns(returns, minimum=window + 2)
     windows = np.lib.stride_tricks.sliding_window_view(r, window)[:-1]  # row i: r[i : i + window]
-    forecasts, es_forecasts = _ESTIMATORS[method](windows, level)
+    # In blocks of rows: Monte Carlo's tail is ~5,000 draws a row at 95 %, and thousands of
+    # rows at once would hold gigabytes.
+    estimated = [
+        _ESTIMATORS[method](windows[i : i + _BLOCK_ROWS], level)
+        for i in range(0, len(windows), _BLOCK_ROWS)
+    ]
+    forecasts = np.concatenate([var for var, _ in estimated])
+    es_forecasts = np.concatenate([es for _, es in estimated])
     realised = r[window:]
     hits = realised < -forecasts
     recent = hits[-250:]

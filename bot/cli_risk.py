@@ -123,6 +123,8 @@ def risk_backtest(
     end_ms = parse_day(end, "--end") if end else None
     if start_ms is not None and end_ms is not None and end_ms < start_ms:
         raise typer.BadParameter(f"{end} is before --start {start}", param_hint="--end")
+    if json_path is not None and json_path.is_dir():  # refused before the run, not after it
+        raise typer.BadParameter(f"{json_path} is a folder, not a file", param_hint="--json")
     wanted = list(weights) if weights is not None else symbols
     overrides = {"trading": {"symbols": wanted}} if wanted and not data else {}
     settings = load_or_exit(env_file, **overrides)

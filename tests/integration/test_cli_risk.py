@@ -124,6 +124,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(cli: Cli, tmp_path: Path) -> Non
         ([str(btc), "--portfolio", "BTC/USDT"], "expected SYMBOL=WEIGHT pairs"),
         ([str(btc), "--symbol", "SOL/USDT"], "no candles for SOL/USDT"),
         ([str(btc), "--window", "10"], "--window"),
+        ([str(btc), "--json", str(tmp_path)], f"{tmp_path} is a folder, not a file"),
+        ([str(btc), "--start", "2024-05-01", "--end", "2024-01-01"], "is before --start"),
     ]
     for extra, message in cases:
         result = cli(*base, *extra)
@@ -147,3 +149,19 @@ def test_on_real_btc_daily_candles(cli: Cli, tmp_path: Path) -> None:
         assert row["days"] == 729 - 250
         # a sane model on a real market: exceptions within a factor of three of the expected
         assert row["expected_exceptions"] / 3 < row["exceptions"] < 3 * row["expected_exceptions"]
+
+
+def test_without_data_it_reads_the_stored_candles_of_the_symbols(cli: Cli, tmp_path: Path) -> None:
+    empty = cli("risk", "backtest", "--symbol", "BTC/USDT")
+    assert empty.exit_code == 2 and "no 1h spot candles stored" in flat(empty.stderr)
+    hourly = generate_candles("BTC/USDT", "1h", 24 * 70, seed=4, start_ms=T0)
+    imported = cli("data", "import", str(write_csv(tmp_path / "BTC_USDT-1h.csv", hourly)))
+    assert imported.exit_code == 0, imported.output
+    result = cli(
+        "risk", "backtest", "--symbol", "BTC/USDT", "--window", "40", "--methods", "historical",
+        "--levels", "0.9",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = flat(result.stdout)
+    assert "BTC/USDT +1.000" in text and "69 daily returns" in text
+    assert "1h candles resampled to UTC daily closes" in text

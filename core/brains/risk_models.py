@@ -50,6 +50,7 @@ FloatArray = npt.NDArray[np.float64]
 MIN_RETURNS = 30  # fewer: no VaR (a tail estimated from a handful of periods is noise)
 MC_PATHS = 100_000
 _BLOCK_ROWS = 256  # windows estimated at once by backtest_var
+_MC_CELLS = 1_000_000  # simulated draws held at once (8 MB each copy)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,12 +185,19 @@ def _monte_carlo(
     sorted draws, and the sample's quantile and the mean beyond it need the quantile function
     only at the (1 - level) * paths smallest u: the same sample as drawing all ``paths``,
     at a few per cent of the cost (a backtest simulates once per day and method)."""
-    mu, sigma = windows.mean(axis=1), windows.std(axis=1, ddof=1)
-    kurt = stats.kurtosis(windows, axis=1)
     u = _sorted_uniforms(paths, seed)
     h = (paths - 1) * (1.0 - level)  # np.quantile's (linear) position of the VaR
     low = math.floor(h)
     tail_u = u[: min(low + 2, paths)]
+    rows_at_once = max(1, _MC_CELLS // len(tail_u))  # a low level has a long tail
+    if len(windows) > rows_at_once:
+        parts = [
+            _monte_carlo(windows[i : i + rows_at_once], level, paths=paths, seed=seed)
+            for i in range(0, len(windows), rows_at_once)
+        ]
+        return np.concatenate([var for var, _ in parts]), np.concatenate([es for _, es in parts])
+    mu, sigma = windows.mean(axis=1), windows.std(axis=1, ddof=1)
+    kurt = stats.kurtosis(windows, axis=1)
     fat = kurt > 0.0
     df = np.where(fat, 6.0 / np.where(fat, kurt, 1.0) + 4.0, np.inf)  # t: kurtosis 6 / (df - 4)
     with np.errstate(invalid="ignore"):  # df = inf rows are replaced by the normal below
@@ -367,8 +375,8 @@ def backtest_var(
     _check_level(level)
     r = clean_returns(returns, minimum=window + 2)
     windows = np.lib.stride_tricks.sliding_window_view(r, window)[:-1]  # row i: r[i : i + window]
-    # In blocks of rows: Monte Carlo's tail is ~5,000 draws a row at 95 %, and thousands of
-    # rows at once would hold gigabytes.
+    # In blocks of rows: thousands of windows at once would hold a Cornish-Fisher grid (1,000
+    # a row) or a Monte Carlo tail (5,000 a row at 95 %) for each in memory.
     estimated = [
         _ESTIMATORS[method](windows[i : i + _BLOCK_ROWS], level)
         for i in range(0, len(windows), _BLOCK_ROWS)

@@ -207,3 +207,16 @@ def test_the_monte_carlo_tail_is_that_of_the_whole_simulated_sample(seed: int) -
     normal = thin.mean() + stats.norm.ppf(u) * thin.std(ddof=1)
     est = monte_carlo_var(thin, 0.99, paths=3_000, seed=seed)
     assert est.var == pytest.approx(-np.quantile(normal, 0.01), rel=1e-9)
+
+
+def test_monte_carlo_in_smaller_blocks_gives_the_same_forecasts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.brains import risk_models
+
+    r = fat_returns(200, seed=13)
+    whole = risk_models.backtest_var(r, "monte_carlo", 0.95, window=60)
+    monkeypatch.setattr(risk_models, "_MC_CELLS", 12_000)  # 2 rows of a 5,001-draw tail
+    blocks = risk_models.backtest_var(r, "monte_carlo", 0.95, window=60)
+    assert np.array_equal(blocks.forecasts, whole.forecasts)
+    assert np.array_equal(blocks.es_forecasts, whole.es_forecasts)

@@ -196,8 +196,12 @@ def _between(closes: DailyCloses, bounds: tuple[int | None, int | None]) -> Dail
     """Return the days of ``closes`` from the start day to the end day (both included)."""
     from dataclasses import replace
 
+    import numpy as np
+
     start_ms, end_ms = bounds
-    keep = (closes.day_ms >= (start_ms if start_ms is not None else closes.day_ms[0])) & (
-        closes.day_ms <= (end_ms if end_ms is not None else closes.day_ms[-1])
-    )
+    keep = np.ones(len(closes.day_ms), dtype=bool)
+    if start_ms is not None:
+        keep &= closes.day_ms >= start_ms
+    if end_ms is not None:
+        keep &= closes.day_ms <= end_ms
     return replace(closes, day_ms=closes.day_ms[keep], close=closes.close[keep])

@@ -111,8 +111,9 @@ def portfolio_returns(
     for symbol in scaled:
         common = np.intersect1d(common, closes[symbol].day_ms)
     if len(common) < 2:
+        shared = " in common" if len(scaled) > 1 else ""
         raise DataError(
-            f"{', '.join(scaled)} share {len(common)} day(s) with a close: no daily return"
+            f"{', '.join(scaled)}: {len(common)} day(s) with a close{shared}: no daily return"
         )
     total = np.zeros(len(common) - 1)
     for symbol, w in scaled.items():

@@ -81,5 +81,5 @@ def test_bad_portfolios_are_one_clear_error() -> None:
     with pytest.raises(DataError, match="all zero"):
         scaled_weights({"BTC/USDT": 0.0})
     late = daily_closes(generate_candles("ETH/USDT", "1d", 5, seed=1, start_ms=T0 + 40 * DAY_MS))
-    with pytest.raises(DataError, match="share 0 day"):
+    with pytest.raises(DataError, match="0 day\\(s\\) with a close in common"):
         portfolio_returns({"BTC/USDT": btc, "ETH/USDT": late}, {"BTC/USDT": 1, "ETH/USDT": 1})

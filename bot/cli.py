@@ -24,6 +24,7 @@ from bot.cli_data import data_app
 from bot.cli_evaluate import evaluate
 from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt data markets`)
 from bot.cli_models import models_app
+from bot.cli_risk import risk_app
 from bot.cli_state import state_app
 from core.config import redacted
 
@@ -58,6 +59,7 @@ app.command()(backtest)
 app.command()(evaluate)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(risk_app, name="risk")
 app.add_typer(state_app, name="state")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")

@@ -173,6 +173,8 @@ COMMANDS = [
     ("models",),
     ("models", "train"),
     ("models", "list"),
+    ("risk",),
+    ("risk", "backtest"),
     ("config",),
     ("config", "show"),
     ("db",),

@@ -36,9 +36,9 @@ from tests.integration.test_cli import (
 )
 from tests.integration.test_cli import cli as cli  # the fixture (re-exported: pytest finds it)
 
-# Parameters that are not candle data: settings files (their own tests) and the report folder
-# (test_cli_errors).
-NOT_DATA = {"env_file", "out"}
+# Parameters that are not candle data: settings files (their own tests), the report folder
+# (test_cli_errors) and the JSON copy of `qt risk backtest` (test_cli_risk).
+NOT_DATA = {"env_file", "out", "json_path"}
 RANGE_OR_SYMBOL = {"timerange", "since", "until", "symbols", "symbol"}
 TINY_DEMO = {"QT__DEMO__CANDLES_PER_SECOND": "5000", "QT__DEMO__HISTORY_CANDLES": "60"}
 PERP = {"QT__EXCHANGE__MARKET_TYPE": "perp"}
@@ -113,6 +113,7 @@ def _bt(*extra: str) -> list[str]:
 BT, DEMO, DOWNLOAD, MARKETS = ("backtest",), ("demo",), ("data", "download"), ("data", "markets")
 IMPORT, CHECK = ("data", "import"), ("data", "check")
 TRAIN = ("models", "train")
+RISK = ("risk", "backtest")
 COVERS = "2024-01-01 00:00 to 2024-01-13 11:00"  # what the good file holds
 CASES: dict[str, Case] = {
     # --- backtest: candles ---
@@ -342,6 +343,47 @@ CASES: dict[str, Case] = {
         (TRAIN, "until"),
         lambda f: ["models", "train", "--data", str(f.good), "--until", "2023-06-01"],
         lambda f: f"--until 2023-06-01T00:00:00Z: BTC/USDT in {f.good} has no candles before it",
+    ),
+    # --- risk backtest (daily returns from the candles: one window and two days at least) ---
+    "risk-empty": Case(
+        (RISK, "data"),
+        lambda f: ["risk", "backtest", "--data", str(f.empty)],
+        lambda f: f"{f.empty}: the file is empty",
+    ),
+    "risk-header-only": Case(
+        (RISK, "data"),
+        lambda f: ["risk", "backtest", "--data", str(f.header)],
+        lambda f: f"{f.header}: no candles",
+    ),
+    "risk-one-candle": Case(  # an hour of a day: no day's close at all
+        (RISK, "data"),
+        lambda f: ["risk", "backtest", "--data", str(f.one)],
+        lambda f: "BTC/USDT: 0 day(s) with a close: no daily return",
+    ),
+    "risk-too-short": Case(  # 300 hours: 12 closed days
+        (RISK, "data"),
+        lambda f: ["risk", "backtest", "--data", str(f.good)],
+        lambda f: "11 daily returns: a 250-day window needs at least 252",
+    ),
+    "risk-unnamed": Case(
+        (RISK, "data"),
+        lambda f: ["risk", "backtest", "--data", str(f.unnamed)],
+        lambda f: f"{f.unnamed}: give the symbol and timeframe",
+    ),
+    "risk-folder": Case(
+        (RISK, "data"),
+        lambda f: ["risk", "backtest", "--data", str(f.folder)],
+        lambda f: f"{f.folder} is a folder, not a candle file",
+    ),
+    "risk-symbol-not-in-the-data": Case(
+        (RISK, "symbol"),
+        lambda f: ["risk", "backtest", "--data", str(f.good), "--symbol", "ETH/USDT"],
+        lambda f: "no candles for ETH/USDT",
+    ),
+    "risk-unknown-symbol": Case(  # no --data: the stored candles of the symbols asked
+        (RISK, "symbol"),
+        lambda f: ["risk", "backtest", "--symbol", "DOGE/USDT"],
+        lambda f: "no 1h spot candles stored for binance DOGE/USDT",
     ),
     # --- data download (refused before the network, but for the symbol the venue must know) ---
     "download-since-in-the-future": Case(

@@ -30,6 +30,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("data", "markets"): ["data", "markets"],
     ("models", "train"): ["models", "train", "--data", "BTC_USDT-1h.csv"],
     ("models", "list"): ["models", "list"],
+    ("risk", "backtest"): ["risk", "backtest"],
     ("config", "show"): ["config", "show"],
     ("db", "upgrade"): ["db", "upgrade"],
     ("state", "show"): ["state", "show"],

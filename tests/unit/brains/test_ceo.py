@@ -23,7 +23,9 @@ NOW = 1_000 * HOUR_MS
 STATES = [TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED]
 
 
-def _inp(score: float | None, mode: Mode = Mode.OPTIMIZATION, held_h: float = 100, **kw) -> CeoInput:
+def _inp(
+    score: float | None, mode: Mode = Mode.OPTIMIZATION, held_h: float = 100, **kw
+) -> CeoInput:
     return CeoInput(
         now_ms=NOW,
         mode=mode,
@@ -36,7 +38,12 @@ def _inp(score: float | None, mode: Mode = Mode.OPTIMIZATION, held_h: float = 10
 
 @pytest.mark.parametrize(
     ("score", "mode"),
-    [(10, Mode.OPTIMIZATION), (49, Mode.OPTIMIZATION), (50, Mode.PRESERVATION), (75, Mode.EMERGENCY)],
+    [
+        (10, Mode.OPTIMIZATION),
+        (49, Mode.OPTIMIZATION),
+        (50, Mode.PRESERVATION),
+        (75, Mode.EMERGENCY),
+    ],
 )
 def test_the_score_asks_for_a_mode(score: float, mode: Mode) -> None:
     assert decide(_inp(score)).mode is mode

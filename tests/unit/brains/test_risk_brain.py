@@ -150,9 +150,7 @@ def test_nan_returns_or_too_little_history_fail_closed_to_high() -> None:
 def test_stale_data_is_high() -> None:
     pos = (_position("A", 1_000, 9),)
     a = assess(
-        RiskInput(
-            equity=10_000, peak_equity=10_000, positions=pos, stale_data=("A",), config=FAST
-        )
+        RiskInput(equity=10_000, peak_equity=10_000, positions=pos, stale_data=("A",), config=FAST)
     )
     assert a.score >= 50.0
     assert any("stale" in n for n in a.notes)

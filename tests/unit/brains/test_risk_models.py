@@ -171,6 +171,58 @@ def test_on_normal_returns_the_normal_var_passes_its_backtest_and_fails_on_fat_o
         backtest_var(shift[:100], "historical", 0.99)  # not even one window
 
 
+@pytest.mark.parametrize("method", ["parametric", "cornish_fisher", "historical", "monte_carlo"])
+@pytest.mark.parametrize("level", [0.95, 0.99])
+def test_a_rolled_var_is_each_window_estimated_alone(method: str, level: float) -> None:
+    from core.brains.risk_models import VAR_METHODS, backtest_var
+
+    r = fat_returns(160, seed=11)
+    bt = backtest_var(r, method, level, window=60)
+    for t in (60, 111, 159):
+        alone = VAR_METHODS[method](r[t - 60 : t], level)
+        assert bt.forecasts[t - 60] == pytest.approx(alone.var, rel=1e-12)
+        assert bt.es_forecasts[t - 60] == pytest.approx(alone.es, rel=1e-12)
+    hits = r[60:] < -bt.forecasts
+    assert bt.hits.tolist() == hits.tolist() and bt.exceptions == int(hits.sum())
+    if hits.any():
+        assert bt.mean_loss_on_exceptions == pytest.approx(-r[60:][hits].mean())
+        assert bt.mean_es_on_exceptions == pytest.approx(bt.es_forecasts[hits].mean())
+    else:
+        assert bt.mean_loss_on_exceptions is None and bt.mean_es_on_exceptions is None
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_the_monte_carlo_tail_is_that_of_the_whole_simulated_sample(seed: int) -> None:
+    r = fat_returns(500, seed=12)
+    mu, sigma, kurt = r.mean(), r.std(ddof=1), stats.kurtosis(r)
+    df = 6.0 / kurt + 4.0
+    u = 1.0 - np.random.default_rng(seed).random(3_000)  # the same seeded uniforms
+    sim = mu + stats.t.ppf(u, df) * sigma * np.sqrt((df - 2.0) / df)  # all 3,000 periods
+    for level in (0.95, 0.99):
+        q = np.quantile(sim, 1.0 - level)
+        est = monte_carlo_var(r, level, paths=3_000, seed=seed)
+        assert est.var == pytest.approx(-q, rel=1e-9)
+        assert est.es == pytest.approx(-sim[sim <= q].mean(), rel=1e-9)
+    # thin tails (excess kurtosis below 0): the normal
+    thin = np.random.default_rng(4).uniform(-0.02, 0.02, 500)
+    normal = thin.mean() + stats.norm.ppf(u) * thin.std(ddof=1)
+    est = monte_carlo_var(thin, 0.99, paths=3_000, seed=seed)
+    assert est.var == pytest.approx(-np.quantile(normal, 0.01), rel=1e-9)
+
+
+def test_monte_carlo_in_smaller_blocks_gives_the_same_forecasts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.brains import risk_models
+
+    r = fat_returns(200, seed=13)
+    whole = risk_models.backtest_var(r, "monte_carlo", 0.95, window=60)
+    monkeypatch.setattr(risk_models, "_MC_CELLS", 12_000)  # 2 rows of a 5,001-draw tail
+    blocks = risk_models.backtest_var(r, "monte_carlo", 0.95, window=60)
+    assert np.array_equal(blocks.forecasts, whole.forecasts)
+    assert np.array_equal(blocks.es_forecasts, whole.es_forecasts)
+
+
 def test_the_suite_gives_each_methods_own_figures_at_each_level() -> None:
     r = np.random.default_rng(5).standard_t(4, 800) * 0.01
     suite = {(e.method, e.level): e for e in var_suite(r, (0.95, 0.99), paths=20_000, seed=2)}
@@ -181,19 +233,4 @@ def test_the_suite_gives_each_methods_own_figures_at_each_level() -> None:
             ("historical", historical_var(r, level)),
             ("monte_carlo", monte_carlo_var(r, level, paths=20_000, seed=2)),
         ):
-            got = suite[(method, level)]
-            assert got.var == pytest.approx(alone.var, rel=1e-9), (method, level)
-            assert got.es == pytest.approx(alone.es, rel=1e-9), (method, level)
-
-
-def test_the_monte_carlo_var_is_its_fitted_t_simulated_directly() -> None:
-    # Independent of the cache: simulate the fitted t of these returns by hand.
-    r = np.random.default_rng(6).standard_t(5, 1_000) * 0.02
-    mu, sigma, kurt = r.mean(), r.std(ddof=1), stats.kurtosis(r)
-    df = round(6.0 / kurt + 4.0, 1)
-    draws = np.random.default_rng(0).standard_t(df, 100_000) * np.sqrt((df - 2) / df)
-    sim = mu + sigma * draws
-    q = np.quantile(sim, 0.01)
-    est = monte_carlo_var(r, 0.99)
-    assert est.var == pytest.approx(-q, rel=1e-9)
-    assert est.es == pytest.approx(-sim[sim <= q].mean(), rel=1e-9)
+            assert suite[(method, level)] == alone, (method, level)

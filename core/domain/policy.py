@@ -22,6 +22,14 @@ class Policy:
     max_leverage: int = 1
     max_total_exposure_pct: Decimal = Decimal("1.0")  # sum of notionals / equity
     allow_short: bool = False
+    # Strategy Brain (core/brains/strategy.py, applied from a StrategyReview's state by
+    # core/services/strategy_review.policy_changes): empty means the configured provider and
+    # the ensemble's own weights. Providers by name, regimes by label, weights sum to 1.
+    primary_strategy: str | None = None
+    fallback_strategy: str | None = None
+    disabled_strategies: tuple[str, ...] = ()
+    regime_strategies: tuple[tuple[str, str], ...] = ()  # (regime label, provider)
+    ensemble_weights: tuple[tuple[str, float], ...] = ()  # (member, weight)
 
     def __post_init__(self) -> None:
         if not Decimal(0) < self.risk_per_trade <= Decimal("0.2"):
@@ -32,3 +40,26 @@ class Policy:
             raise ValueError(f"max_leverage must be >= 1, was {self.max_leverage}")
         if self.max_position_pct <= 0 or self.max_total_exposure_pct <= 0:
             raise ValueError("max_position_pct and max_total_exposure_pct must be > 0")
+        _check_strategy_fields(self)
+
+
+def _check_strategy_fields(policy: Policy) -> None:
+    """Reject Strategy Brain fields no consumer could follow (the Policy block above)."""
+    weights = [w for _, w in policy.ensemble_weights]
+    if policy.ensemble_weights and not (
+        all(0.0 <= w <= 1.0 for w in weights) and abs(sum(weights) - 1.0) <= 1e-6
+    ):
+        raise ValueError(f"ensemble_weights must be in [0, 1] and sum to 1, were {weights}")
+    for name, pairs in (
+        ("ensemble_weights", policy.ensemble_weights),
+        ("regime_strategies", policy.regime_strategies),
+    ):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{name} names each key once, were {keys}")
+    chosen = {policy.primary_strategy, policy.fallback_strategy}
+    if chosen & set(policy.disabled_strategies):
+        raise ValueError(
+            f"primary/fallback strategy {sorted(s for s in chosen if s)} is among the disabled "
+            f"{list(policy.disabled_strategies)}"
+        )

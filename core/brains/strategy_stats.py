@@ -41,6 +41,7 @@ class Prediction:
     ts_ms: int
     p_up: float
     up: bool  # the realised label
+    regime: str = ""  # the candle's regime label ("": not known, counted as unknown)
     traded: bool = False
     pnl: float | None = None
     ret: float | None = None
@@ -84,6 +85,16 @@ class RegimeStats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemberRegimeStats:
+    """A member's predictions in one regime: how well it reads that market."""
+
+    regime: str
+    predictions: int
+    accuracy: float
+    log_loss: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MemberStats:
     """A model member's record in the review window (see the module docstring)."""
 
@@ -95,6 +106,7 @@ class MemberStats:
     economic_win_rate_pct: float | None  # of its traded predictions; None when none traded
     edge: EdgeStats  # of its traded predictions
     last_retrain_ms: int | None
+    regimes: tuple[MemberRegimeStats, ...] = ()  # per regime label, in label order
 
 
 def per_trade_sharpe(returns: FloatArray) -> float | None:
@@ -167,7 +179,26 @@ def member_stats(
         economic_win_rate_pct=float((pnl > 0).mean()) * 100.0 if len(traded) else None,
         edge=edge_stats(arr),
         last_retrain_ms=last_retrain_ms,
+        regimes=_member_regimes(ordered, p, y),
     )
+
+
+def _member_regimes(
+    ordered: Sequence[Prediction], p: FloatArray, y: FloatArray
+) -> tuple[MemberRegimeStats, ...]:
+    labels = np.array([x.regime or "unknown" for x in ordered], dtype=object)
+    rows = []
+    for regime in sorted(set(labels.tolist())):
+        at = labels == regime
+        rows.append(
+            MemberRegimeStats(
+                regime=str(regime),
+                predictions=int(at.sum()),
+                accuracy=accuracy(p[at], y[at]),
+                log_loss=float(log_losses(p[at], y[at]).mean()),
+            )
+        )
+    return tuple(rows)
 
 
 def rank_lead(a: float | None, b: float | None) -> float:

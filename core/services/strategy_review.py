@@ -41,6 +41,7 @@ class MemberOutcome:
     ts_ms: int
     p_up: float
     up: bool
+    regime: str = ""  # the candle's regime label, when known
 
 
 def _voted(trade: ClosedTrade, member: str) -> bool:
@@ -75,6 +76,7 @@ def _predictions(
             ts_ms=o.ts_ms,
             p_up=o.p_up,
             up=o.up,
+            regime=o.regime,
             traded=i in traded,
             pnl=float(traded[i].pnl) if i in traded else None,
             ret=traded[i].pnl_pct if i in traded else None,

@@ -63,8 +63,8 @@ def test_member_stats_accuracy_confidence_and_economic_win_rate() -> None:
     preds = [
         Prediction(ts_ms=T0_MS, p_up=0.7, up=True, traded=True, pnl=12.0, ret=0.012),
         Prediction(ts_ms=T0_MS + HOUR_MS, p_up=0.8, up=False, traded=True, pnl=-5.0, ret=-0.005),
-        Prediction(ts_ms=T0_MS + 2 * HOUR_MS, p_up=0.3, up=False),
-        Prediction(ts_ms=T0_MS + 3 * HOUR_MS, p_up=0.4, up=True),
+        Prediction(ts_ms=T0_MS + 2 * HOUR_MS, p_up=0.3, up=False, regime="range_low_vol"),
+        Prediction(ts_ms=T0_MS + 3 * HOUR_MS, p_up=0.4, up=True, regime="range_low_vol"),
     ]
     s = member_stats("xgb", preds, last_retrain_ms=T0_MS - 1)
     assert s.predictions == 4
@@ -75,6 +75,13 @@ def test_member_stats_accuracy_confidence_and_economic_win_rate() -> None:
     assert s.economic_win_rate_pct == pytest.approx(50.0)
     assert s.edge.trades == 2 and s.edge.profit_factor == pytest.approx(12 / 5)
     assert s.last_retrain_ms == T0_MS - 1
+    by_regime = {r.regime: r for r in s.regimes}
+    assert by_regime["range_low_vol"].predictions == 2
+    assert by_regime["range_low_vol"].accuracy == pytest.approx(0.5)
+    assert by_regime["range_low_vol"].log_loss == pytest.approx(
+        -(math.log(0.7) + math.log(0.4)) / 2
+    )
+    assert by_regime["unknown"].predictions == 2 and by_regime["unknown"].accuracy == 0.5
 
 
 def test_member_without_predictions_has_no_figures() -> None:

@@ -32,7 +32,9 @@ def explained(t: ClosedTrade, **weights: float) -> ClosedTrade:
 
 def outcomes(symbol: str = "BTC/USDT", n: int = 10) -> list[MemberOutcome]:
     return [
-        MemberOutcome(symbol=symbol, ts_ms=T0_MS + k * HOUR_MS, p_up=0.7, up=k % 2 == 0)
+        MemberOutcome(
+            symbol=symbol, ts_ms=T0_MS + k * HOUR_MS, p_up=0.7, up=k % 2 == 0, regime="trend"
+        )
         for k in range(n)
     ]
 
@@ -56,6 +58,7 @@ def test_a_trade_is_joined_to_the_newest_prediction_of_its_member_and_symbol() -
     review = review_strategies(inp)
     xgb = next(m for m in review.members if m.member == "xgb")
     assert xgb.economic_win_rate_pct == 100.0 and xgb.edge.trades == 1
+    assert [(r.regime, r.predictions) for r in xgb.regimes] == [("trend", 10)]
 
 
 def test_a_fill_too_long_after_any_prediction_is_not_joined() -> None:

@@ -46,6 +46,14 @@ class Policy:
     vol_target_pct: Decimal = Decimal(0)
     vol_scale_min: Decimal = Decimal("0.5")
     vol_scale_max: Decimal = Decimal("1.5")
+    # Strategy Brain (core/brains/strategy.py, applied from a StrategyReview's state by
+    # core/services/strategy_review.policy_changes): empty means the configured provider and
+    # the ensemble's own weights. Providers by name, regimes by label, weights sum to 1.
+    primary_strategy: str | None = None
+    fallback_strategy: str | None = None
+    disabled_strategies: tuple[str, ...] = ()
+    regime_strategies: tuple[tuple[str, str], ...] = ()  # (regime label, provider)
+    ensemble_weights: tuple[tuple[str, float], ...] = ()  # (member, weight)
 
     def __post_init__(self) -> None:
         if not Decimal(0) < self.risk_per_trade <= Decimal("0.2"):
@@ -67,6 +75,7 @@ class Policy:
                 "vol_scale_min must be in (0, 1] and vol_scale_max >= 1, were "
                 f"{self.vol_scale_min} and {self.vol_scale_max}"
             )
+        _check_strategy_fields(self)
 
     @property
     def effective_risk_per_trade(self) -> Decimal:
@@ -120,32 +129,70 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
     return out
 
 
-_CONVERT: dict[str, Any] = {
-    "mode": Mode,
-    "state": TradingState,
-    "version": int,
-    "max_open_positions": int,
-    "max_leverage": int,
-    "allow_short": bool,
-}
+def _convert(annotation: str, raw: Any) -> Any:
+    """Return the stored JSON value ``raw`` as the field type ``annotation`` says."""
+    if raw is None and "None" in annotation:
+        return None
+    if annotation == "Mode":
+        return Mode(raw)
+    if annotation == "TradingState":
+        return TradingState(raw)
+    if annotation.startswith("bool"):
+        if not isinstance(raw, bool):
+            raise TypeError(f"{raw!r} is not true or false")
+        return raw
+    if annotation.startswith("int"):
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise TypeError(f"{raw!r} is not an integer")
+        return raw
+    if annotation.startswith("Decimal"):
+        return Decimal(str(raw))
+    if annotation.startswith("str"):
+        if not isinstance(raw, str):
+            raise TypeError(f"{raw!r} is not text")
+        return raw
+    if annotation.startswith("tuple"):
+        if not isinstance(raw, list | tuple):
+            raise TypeError(f"{raw!r} is not a list")
+        return tuple(tuple(x) if isinstance(x, list | tuple) else x for x in raw)
+    return raw
 
 
 def policy_from_dict(data: dict[str, Any]) -> Policy:
     """Return the policy ``policy_to_dict`` wrote; a field it lacks takes the default (an older
     version's row), one it does not know is ignored. Bad values raise ``ValueError``."""
-    known = {f.name for f in dataclasses.fields(Policy)}
+    fields = {f.name: str(f.type) for f in dataclasses.fields(Policy)}
     kwargs: dict[str, Any] = {}
     for name, raw in data.items():
-        if name not in known:
+        if name not in fields:
             continue
-        convert = _CONVERT.get(name, Decimal)
-        if convert is bool and not isinstance(raw, bool):
-            raise ValueError(f"policy field {name} must be true or false, was {raw!r}")
         try:
-            kwargs[name] = convert(raw)
+            kwargs[name] = _convert(fields[name], raw)
         except (ArithmeticError, TypeError, ValueError) as e:
-            raise ValueError(f"policy field {name} is not valid: {raw!r}") from e
+            raise ValueError(f"policy field {name} is not valid: {raw!r} ({e})") from e
     try:
         return Policy(**kwargs)
     except ArithmeticError as e:  # a NaN compared in the checks
         raise ValueError(f"policy is not valid: {e!r}") from e
+
+
+def _check_strategy_fields(policy: Policy) -> None:
+    """Reject Strategy Brain fields no consumer could follow (the Policy block above)."""
+    weights = [w for _, w in policy.ensemble_weights]
+    if policy.ensemble_weights and not (
+        all(0.0 <= w <= 1.0 for w in weights) and abs(sum(weights) - 1.0) <= 1e-6
+    ):
+        raise ValueError(f"ensemble_weights must be in [0, 1] and sum to 1, were {weights}")
+    for name, pairs in (
+        ("ensemble_weights", policy.ensemble_weights),
+        ("regime_strategies", policy.regime_strategies),
+    ):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{name} names each key once, were {keys}")
+    chosen = {policy.primary_strategy, policy.fallback_strategy}
+    if chosen & set(policy.disabled_strategies):
+        raise ValueError(
+            f"primary/fallback strategy {sorted(s for s in chosen if s)} is among the disabled "
+            f"{list(policy.disabled_strategies)}"
+        )

@@ -6,6 +6,7 @@ their own clock, bus and exchange, which is how they run the same engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from core.brains.exit_config import (
@@ -13,8 +14,10 @@ from core.brains.exit_config import (
     DynamicConfig,
     ExitConfig,
     LegSpec,
+    ProfitLockConfig,
     StopAnchor,
     Target,
+    TrailingConfig,
 )
 from core.brains.exits import StopFallback
 from core.brains.regime import RegimeConfig
@@ -66,6 +69,16 @@ def exit_config_from(exits: ExitSettings, what: str = "QT__EXITS__* settings") -
             ),
             break_even=BreakEvenConfig(
                 enabled=exits.break_even_after_tp1, fee_buffer_pct=exits.break_even_buffer_pct
+            ),
+            max_hold_hours=exits.max_hold_hours,
+            trailing=TrailingConfig(
+                atr_multiple=exits.trail_atr,
+                min_factor=exits.trail_min_factor,
+                step_per_r=exits.trail_step_per_r,
+                after_tp=exits.trail_after_tp,
+            ),
+            profit_lock=ProfitLockConfig(
+                trigger_pct=exits.profit_lock_trigger_pct, lock_pct=exits.profit_lock_pct
             ),
         )
     except ValueError as e:
@@ -227,6 +240,7 @@ def build_engine(
     state: KeyValueRepo | None = None,
     book: RulesBook | None = None,
     offload_signals: bool = False,
+    policy: Callable[[], Policy] | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
@@ -235,8 +249,10 @@ def build_engine(
     backtests, which never restart). ``book``: each symbol's market rules, shared with the
     paper venue (None: the settings' fallback for every symbol). ``offload_signals``: compute
     the signals in a worker thread (a running process: its event loop never waits on them).
+    ``policy`` returns the policy snapshot in force (None: the static one from the settings).
     """
-    policy = policy_from(settings)
+    static = policy_from(settings)
+    current = policy or (lambda: static)
     quote = settings.trading.quote_currency
     engine: Engine | None = None
 
@@ -249,7 +265,7 @@ def build_engine(
         bus=bus,
         clock=clock,
         trading_state=trading_state.current,
-        policy=lambda: policy,
+        policy=current,
         exposure=exposure,
     )
     book = book or RulesBook(settings.market.default_rules())
@@ -286,7 +302,7 @@ def build_engine(
             regime=regime_config_from(settings),
             offload=offload_signals,
         ),
-        policy=lambda: policy,
+        policy=current,
         state=state,
         on_storage_failure=trading_state.fail_closed,
         book=book,

@@ -22,8 +22,13 @@ class Policy:
     max_leverage: int = 1
     max_total_exposure_pct: Decimal = Decimal("1.0")  # sum of notionals / equity
     allow_short: bool = False
+    # Exit Brain: the Risk Brain tightens every open trade's stop to this fraction of its
+    # distance from the price (0 < f <= 1; 1 = untouched; core.brains.exit_moves.tighten_stop).
+    stop_tighten: Decimal = Decimal(1)
 
     def __post_init__(self) -> None:
+        if not Decimal(0) < self.stop_tighten <= Decimal(1):
+            raise ValueError(f"stop_tighten must be in (0, 1], was {self.stop_tighten}")
         if not Decimal(0) < self.risk_per_trade <= Decimal("0.2"):
             raise ValueError(f"risk_per_trade must be in (0, 0.2], was {self.risk_per_trade}")
         if self.max_open_positions < 1:

@@ -245,7 +245,7 @@ class ExitExecutor:
             case ReplaceStop(price=price, amount=amount, reason=reason):
                 await self._cancel(trade, STOP_NAME, "stop replaced")
                 await self._stop(trade, price, amount, trade.next_tag("s"), reference, reason)
-                await self._publish_plan(trade, "stop moved")
+                await self._publish_plan(trade, f"stop moved: {reason}" if reason else "stop moved")
             case BotSideStop():
                 await self._cancel(trade, STOP_NAME, "stop watched by the bot")
                 previous, trade.bot_stop = trade.bot_stop, action

@@ -279,7 +279,7 @@ def test_tighten_a_short_stop_and_a_watched_one() -> None:
     plan = plan_for(SHORT, ExitConfig())
     decision = tighten_stop(plan, D("0.5"), D(96), TICK)  # 102 -> 99
     assert decision.actions == (ReplaceStop(price=D("99.00"), amount=D(10), reason=TIGHTENED_STOP),)
-    watched = replace(plan, stop=replace(plan.stop, mode=StopMode.BOT_SIDE))  # type: ignore[type-var]
+    watched = replace(plan, stop=replace(plan.stop, mode=StopMode.BOT_SIDE))
     moved = tighten_stop(watched, D("0.5"), D(96), TICK)
     assert moved.actions == (BotSideStop(price=D("99.00"), amount=D(10), reason=TIGHTENED_STOP),)
 

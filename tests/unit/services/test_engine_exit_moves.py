@@ -19,10 +19,14 @@ import pytest
 
 from bot.trading import build_engine, policy_from
 from core.analytics.breakdowns import per_exit_reason
+from core.brains.exits import StopMode
 from core.config import Settings, load_settings
 from core.domain.enums import OrderType
-from core.domain.events import OrderSubmitted
+from core.domain.events import ExitPlanned, OrderSubmitted
 from core.domain.market import Candle, CandleSeries
+from core.domain.orders import Order, OrderRequest
+from core.errors import OrderRejected as VenueRejected
+from core.exchange.paper import PaperExchange
 from core.services.bus import EventBus
 from core.services.trade_codec import decode_trades, encode_trades
 from core.services.trading_state import TradingStateService
@@ -55,7 +59,7 @@ def with_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Set
 
 
 async def entered(settings: Settings, **kw: object) -> Harness:
-    h = await Harness(settings, WithAtr(entries={at(0): 1}), **kw).start()  # type: ignore[arg-type]
+    h = await Harness(settings, WithAtr(entries={at(0): 1}), **kw).start()
     await h.candles([DECIDE, FILL])
     return h
 
@@ -96,12 +100,39 @@ async def test_the_runner_trails_after_tp2_and_its_stop_reports_trailing_stop(
     assert stop_prices(h) == [D("98.02"), D("100.23"), D("101.97")]
     await h.candles([NEW_HIGH])
     assert stop_prices(h)[-1] == D("103.28")
+    [moved] = [e for e in h.of(ExitPlanned) if e.reason == "stop moved: TRAILING_STOP"]
+    assert moved.stop_price == D("103.28")
     await h.candles([(5, 104.6, 104.7, 103.0, 103.1)])  # a lower high, through the trail
     assert reasons(h) == ["TP1", "TP2", "TRAILING_STOP"]
     [trade] = h.engine.closed_trades
     assert trade.legs[-1].amount == D(20) and trade.legs[-1].price <= D("103.28")
     rows = {r.reason: r.trades_closed for r in per_exit_reason(h.engine.closed_trades)}
     assert rows == {"TP1": 0, "TP2": 0, "TRAILING_STOP": 1}  # the report's breakdown
+
+
+class NoStopPaper(PaperExchange):
+    """A paper venue that refuses stop orders: the bot watches its stop itself."""
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        if request.type is OrderType.STOP_MARKET:
+            raise VenueRejected(f"{self.name}: stop orders are not supported")
+        return await super().create_order(request)
+
+
+async def test_a_watched_trail_moved_at_the_close_watches_the_next_candle_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = with_env(monkeypatch, tmp_path, QT__EXITS__TRAIL_ATR="2")
+    h = await entered(settings, paper_class=NoStopPaper)
+    await h.candles([TP1_CANDLE, TP2_CANDLE, NEW_HIGH])  # NEW_HIGH's low 103.2 is below 103.28
+    trade = h.engine.trades[SYMBOL]
+    assert trade.plan is not None and trade.plan.stop is not None
+    assert (trade.plan.stop.mode, trade.plan.stop.price) == (StopMode.BOT_SIDE, D("103.28"))
+    # The low of the candle that set the trail may have come before its high: not a hit.
+    await h.candles([(5, 104.6, 104.7, 103.5, 104.0)])
+    assert h.engine.closed_trades == []
+    await h.candles([(6, 104.0, 104.1, 103.0, 103.1), (7, 103.1, 103.2, 102.9, 103.0)])
+    assert reasons(h) == ["TP1", "TP2", "TRAILING_STOP"]
 
 
 async def test_profit_lock_moves_the_stop_and_reports_profit_lock(
@@ -136,7 +167,7 @@ async def test_the_policy_factor_tightens_once_and_its_stop_reports_tightened_st
     assert h.engine.watch_band(SYMBOL)[2] is False  # applied: quiet candles may be skipped
     await h.candles([(3, 100.0, 100.6, 99.5, 100.5)])  # the same factor: no second move
     assert stop_prices(h) == [D("98.02"), D("99.01")]
-    assert h.engine.trades[SYMBOL].plan.stop_factor == D("0.5")  # type: ignore[union-attr]
+    assert h.engine.trades[SYMBOL].plan.stop_factor == D("0.5")
     await h.candles([(4, 100.5, 100.6, 98.9, 99.0)])
     assert reasons(h) == ["TIGHTENED_STOP"]
     assert [r.reason for r in per_exit_reason(h.engine.closed_trades)] == ["TIGHTENED_STOP"]

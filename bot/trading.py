@@ -14,8 +14,10 @@ from core.brains.exit_config import (
     DynamicConfig,
     ExitConfig,
     LegSpec,
+    ProfitLockConfig,
     StopAnchor,
     Target,
+    TrailingConfig,
 )
 from core.brains.exits import StopFallback
 from core.brains.regime import RegimeConfig
@@ -68,6 +70,16 @@ def exit_config_from(exits: ExitSettings, what: str = "QT__EXITS__* settings") -
             ),
             break_even=BreakEvenConfig(
                 enabled=exits.break_even_after_tp1, fee_buffer_pct=exits.break_even_buffer_pct
+            ),
+            max_hold_hours=exits.max_hold_hours,
+            trailing=TrailingConfig(
+                atr_multiple=exits.trail_atr,
+                min_factor=exits.trail_min_factor,
+                step_per_r=exits.trail_step_per_r,
+                after_tp=exits.trail_after_tp,
+            ),
+            profit_lock=ProfitLockConfig(
+                trigger_pct=exits.profit_lock_trigger_pct, lock_pct=exits.profit_lock_pct
             ),
         )
     except ValueError as e:

@@ -186,6 +186,20 @@ class ExitSettings(Section):
     # [2, 4, 8], "tp_fractions": [0.3, 0.3, 0.4], "stop_pct": 2.5}}; a field left out keeps the
     # ladder above, a regime without a profile trades the ladder above.
     profiles: dict[str, ExitProfileSettings] = Field(default_factory=dict)
+    # Candle-close moves of the Exit Brain (README: How a trade happens); 0 turns each off.
+    # Exit at market once held this many hours (MAX_HOLD).
+    max_hold_hours: Decimal = Field(default=Decimal(0), ge=0)
+    # Trail what is left after the last filled take-profit at best - trail_atr * f * ATR,
+    # f = max(trail_min_factor, 1 - profit_in_R * trail_step_per_r) (TRAILING_STOP); it starts
+    # once trail_after_tp legs filled (0: all but the last, which still caps the runner).
+    trail_atr: Decimal = Field(default=Decimal(0), ge=0)
+    trail_min_factor: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+    trail_step_per_r: Decimal = Field(default=Decimal("0.1"), ge=0)
+    trail_after_tp: int = Field(default=0, ge=0)
+    # Once the price was profit_lock_trigger_pct % in favour, the stop locks profit_lock_pct %
+    # of profit (PROFIT_LOCK).
+    profit_lock_trigger_pct: Decimal = Field(default=Decimal(0), ge=0, lt=100)
+    profit_lock_pct: Decimal = Field(default=Decimal(0), ge=0, lt=100)
 
     @model_validator(mode="after")
     def _check(self) -> ExitSettings:
@@ -196,6 +210,14 @@ class ExitSettings(Section):
             )
         if sum(self.tp_fractions) != 1:
             raise ValueError(f"exits.tp_fractions must sum to 1, was {sum(self.tp_fractions)}")
+        if (
+            self.profit_lock_trigger_pct > 0
+            and self.profit_lock_pct >= self.profit_lock_trigger_pct
+        ):
+            raise ValueError(
+                f"QT__EXITS__PROFIT_LOCK_PCT ({self.profit_lock_pct}) must be below "
+                f"QT__EXITS__PROFIT_LOCK_TRIGGER_PCT ({self.profit_lock_trigger_pct})"
+            )
         unknown = sorted(set(self.profiles) - set(EXIT_PROFILE_NAMES))
         if unknown:
             raise ValueError(

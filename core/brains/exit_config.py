@@ -145,6 +145,68 @@ class DynamicConfig:
             raise ValueError(f"dynamic.max_stop_pct must be in (0, 100), was {self.max_stop_pct}")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrailingConfig:
+    """ATR trailing stop for what remains after the last filled take-profit (0 = off).
+
+    The stop follows the best price seen since the entry (high for a long, low for a short) at
+    ``best - atr_multiple * f * ATR``, ``f = max(min_factor, 1 - profit_r * step_per_r)`` with
+    ``profit_r`` the best move in units of the initial stop distance: the trail tightens as the
+    profit grows. It starts once ``after_tp`` take-profit legs are completely filled (0: all
+    but the last, so the ladder's final leg still caps the runner while it trails).
+    """
+
+    atr_multiple: Decimal = ZERO
+    min_factor: Decimal = Decimal("0.5")
+    step_per_r: Decimal = Decimal("0.1")
+    after_tp: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("atr_multiple", "min_factor", "step_per_r"):
+            require_decimal(f"trailing.{name}", getattr(self, name))
+        if self.atr_multiple < ZERO:
+            raise ValueError(f"trailing.atr_multiple must be >= 0, was {self.atr_multiple}")
+        if not ZERO < self.min_factor <= ONE:
+            raise ValueError(f"trailing.min_factor must be in (0, 1], was {self.min_factor}")
+        if self.step_per_r < ZERO:
+            raise ValueError(f"trailing.step_per_r must be >= 0, was {self.step_per_r}")
+        if self.after_tp < 0:
+            raise ValueError(f"trailing.after_tp must be >= 0, was {self.after_tp}")
+
+    @property
+    def enabled(self) -> bool:
+        """Return True when the trailing stop is on."""
+        return self.atr_multiple > ZERO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfitLockConfig:
+    """Once the best price was ``trigger_pct`` % in favour, the stop locks ``lock_pct`` % of
+    profit (0 = off)."""
+
+    trigger_pct: Decimal = ZERO
+    lock_pct: Decimal = ZERO
+
+    def __post_init__(self) -> None:
+        require_decimal("profit_lock.trigger_pct", self.trigger_pct)
+        require_decimal("profit_lock.lock_pct", self.lock_pct)
+        if self.trigger_pct < ZERO or self.lock_pct < ZERO:
+            raise ValueError(
+                "profit_lock percents must be >= 0, "
+                f"was trigger_pct={self.trigger_pct} lock_pct={self.lock_pct}"
+            )
+        if self.trigger_pct > ZERO and self.lock_pct >= self.trigger_pct:
+            raise ValueError(
+                f"profit_lock.lock_pct ({self.lock_pct}) must be below its trigger_pct "
+                f"({self.trigger_pct}): the stop would sit at or beyond the price"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """Return True when the profit lock is on."""
+        return self.trigger_pct > ZERO
+
+
 DEFAULT_LEGS: tuple[LegSpec, ...] = (
     LegSpec(target=Target.pct("1.95"), fraction=Decimal("0.3"), move_stop_to=StopAnchor.BREAK_EVEN),
     LegSpec(
@@ -156,14 +218,22 @@ DEFAULT_LEGS: tuple[LegSpec, ...] = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExitConfig:
-    """The ladder (``legs``, named TP1, TP2, …), the stop, dynamic and break-even settings."""
+    """The ladder (``legs``, named TP1, TP2, …), the stop, dynamic and break-even settings,
+    and the candle-close moves: maximum holding time, trailing stop, profit lock."""
 
     legs: tuple[LegSpec, ...] = DEFAULT_LEGS
     stop: Target = field(default_factory=lambda: Target.pct(2))
     dynamic: DynamicConfig = field(default_factory=DynamicConfig)
     break_even: BreakEvenConfig = field(default_factory=BreakEvenConfig)
+    # Stop moves on candle closes (core.brains.exit_moves); all off by default.
+    max_hold_hours: Decimal = ZERO  # exit at market once held this long (0 = off)
+    trailing: TrailingConfig = field(default_factory=TrailingConfig)
+    profit_lock: ProfitLockConfig = field(default_factory=ProfitLockConfig)
 
     def __post_init__(self) -> None:
+        require_decimal("max_hold_hours", self.max_hold_hours)
+        if self.max_hold_hours < ZERO:
+            raise ValueError(f"max_hold_hours must be >= 0, was {self.max_hold_hours}")
         if not self.legs:
             raise ValueError("exit config needs at least one take-profit leg, was none")
         total = sum((leg.fraction for leg in self.legs), ZERO)

@@ -137,6 +137,9 @@ class StopLeg:
     price: Decimal
     amount: Decimal
     mode: StopMode = StopMode.EXCHANGE
+    # The exit reason of a stop a candle move put here (TRAILING_STOP, PROFIT_LOCK,
+    # TIGHTENED_STOP: core.brains.exit_moves); "" for the plan's and the ladder's stops.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +154,12 @@ class ExitPlan:
     stop_filled: Decimal = ZERO
     scale: Decimal = ONE  # the multiplier applied to percent legs (1 when static)
     notes: tuple[str, ...] = ()  # what planning had to change (legs merged below the minimum)
+    # Candle-close moves (core.brains.exit_moves): the planned stop (1 R from the entry), the
+    # best price seen since the entry (high for a long, low for a short), and the stop
+    # tightening factor applied so far (1: none), so a repeated cycle never tightens twice.
+    initial_stop: Decimal | None = None
+    best_price: Decimal | None = None
+    stop_factor: Decimal = ONE
 
     @property
     def remaining(self) -> Decimal:
@@ -173,10 +182,12 @@ class ExitPlan:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplaceStop:
-    """Replace the exchange stop with one at ``price`` for ``amount`` (the remaining position)."""
+    """Replace the exchange stop with one at ``price`` for ``amount`` (the remaining position);
+    ``reason`` is its exit reason when it fills ("" : SL or TSL)."""
 
     price: Decimal
     amount: Decimal
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +196,7 @@ class BotSideStop:
 
     price: Decimal
     amount: Decimal
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,9 +208,11 @@ class CancelLeg:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketExit:
-    """Close ``amount`` at market now; report its fills as ``LegFill(leg_name=STOP_NAME)``."""
+    """Close ``amount`` at market now; report its fills as ``LegFill(leg_name=STOP_NAME)``.
+    ``reason`` names the exit in reports ("": the executor's, e.g. SL or SIGNAL)."""
 
     amount: Decimal
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -466,6 +480,7 @@ def plan_exits(req: PlanRequest) -> ExitPlan:
         amount=req.amount,
         legs=legs,
         stop=StopLeg(price=stop_price, amount=req.amount),
+        initial_stop=stop_price,
         scale=scales[TargetKind.PERCENT],
         notes=tuple(notes),
     )
@@ -481,8 +496,8 @@ def _tighter(side: PositionSide, current: Decimal, proposed: Decimal) -> Decimal
 
 def _stop_action(stop: StopLeg) -> Action:
     if stop.mode is StopMode.BOT_SIDE:
-        return BotSideStop(price=stop.price, amount=stop.amount)
-    return ReplaceStop(price=stop.price, amount=stop.amount)
+        return BotSideStop(price=stop.price, amount=stop.amount, reason=stop.reason)
+    return ReplaceStop(price=stop.price, amount=stop.amount, reason=stop.reason)
 
 
 def _require_open(plan: ExitPlan, what: str) -> StopLeg:
@@ -552,7 +567,9 @@ def on_fill(plan: ExitPlan, fill: LegFill) -> ExitDecision:
     price = stop.price
     if leg.filled == leg.amount and leg.stop_after_fill is not None:
         price = _tighter(plan.side, price, leg.stop_after_fill)
-    moved = replace(stop, price=price, amount=plan.remaining)
+    # A stop the ladder moves is the ladder's (TSL); one it leaves keeps its reason.
+    reason = stop.reason if price == stop.price else ""
+    moved = replace(stop, price=price, amount=plan.remaining, reason=reason)
     plan = replace(plan, stop=moved)
     if stop.mode is StopMode.MARKET:
         # The market exit is already sent; being reduce-only, it closes just what is left.

@@ -39,7 +39,9 @@ class Policy:
     # --- the brains' levers (PolicyLevers) ---
     mode: Mode = Mode.OPTIMIZATION
     size_multiplier: Decimal = Decimal(1)  # scales risk_per_trade (drawdown tiers, the mode)
-    stop_tighten: Decimal = Decimal(1)  # open trades' stop distance x this (1: unchanged)
+    # Every open trade's stop moves to this fraction of its distance from the price, never
+    # loosening (core.brains.exit_moves.tighten_stop); 1: untouched.
+    stop_tighten: Decimal = Decimal(1)
     state: TradingState = TradingState.ACTIVE  # the brains' pause (stricter one wins)
     # Volatility targeting: an entry's risk scales by target / forecast daily volatility of its
     # symbol, clamped to [vol_scale_min, vol_scale_max]; 0: off.

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 
+from core.brains.exit_moves import (
+    CandleClose,
+    hold_ends_ms,
+    on_candle,
+    tighten_stop,
+    watch_level,
+)
 from core.brains.exits import (
+    ExitPlan,
     PlanRefused,
     StopMode,
     exit_at_market,
@@ -341,13 +350,43 @@ class Engine:
             # An entry waiting for its fill, or exits held back (a halt) that each cycle tries
             # to place again.
             return float("-inf"), float("inf"), True
+        if self._tightening_due(trade.plan):
+            return float("-inf"), float("inf"), True  # the policy's factor is not applied yet
+        down, up = float("-inf"), float("inf")
         stop = trade.plan.stop
-        if stop is None or stop.mode is not StopMode.BOT_SIDE:
-            return float("-inf"), float("inf"), False
-        level = float(stop.price)
-        if trade.side is PositionSide.LONG:
-            return level * (1 + 1e-9), float("inf"), False
-        return float("-inf"), level * (1 - 1e-9), False
+        if stop is not None and stop.mode is StopMode.BOT_SIDE:
+            level = float(stop.price)
+            if trade.side is PositionSide.LONG:
+                down = level * (1 + 1e-9)
+            else:
+                up = level * (1 - 1e-9)
+        moves = watch_level(
+            trade.plan,
+            self.orders.profiles.config(trade.exit_profile),
+            _entry_atr(trade.atr),
+            self.rules(symbol).price_tick,
+        )
+        if moves is not None:  # a candle reaching it moves the stop (trail, profit lock)
+            if trade.side is PositionSide.LONG:
+                up = min(up, float(moves))
+            else:
+                down = max(down, float(moves))
+        return down, up, False
+
+    def exit_due_ms(self, symbol: str) -> int | None:
+        """Return the market time from which the open trade of ``symbol`` exits for its
+        maximum holding time (None: no such limit, or nothing to exit)."""
+        trade = self.trades.get(symbol)
+        if trade is None or trade.plan is None or trade.plan.is_closed:
+            return None
+        config = self.orders.profiles.config(trade.exit_profile)
+        return hold_ends_ms(config, trade.opened_ms)
+
+    def _tightening_due(self, plan: ExitPlan) -> bool:
+        """Return True when the policy tightens stops further than ``plan`` was tightened."""
+        stop = plan.stop
+        moving = stop is not None and stop.mode is not StopMode.MARKET and not plan.is_closed
+        return moving and self._policy().stop_tighten < plan.stop_factor
 
     def watched_signal(self, symbol: str) -> str:
         """Return the ``SignalFrame`` column whose signal makes the engine act on a candle of
@@ -548,9 +587,39 @@ class Engine:
             if leaving.actions:  # not exiting yet (else the plan waits on its market exit)
                 await self._exits.apply(trade, leaving, price, exit_reason="SIGNAL")
                 return
+        await self._move_exits(trade, candle, price)
         # What a halt held back (take-profits), the venue lost or refused (a market exit)
         # goes out again.
         await self._exits.ensure_plan(trade, price)
+
+    async def _move_exits(self, trade: OpenTrade, candle: Candle, price: Decimal) -> None:
+        """At the candle's close: the Exit Brain's maximum holding time, profit lock and
+        trailing stop, then the policy's stop-tightening factor (``core.brains.exit_moves``)."""
+        plan = trade.plan
+        if plan is None:
+            return
+        tick = self.rules(trade.symbol).price_tick
+        close_ms = candle.ts_ms + self._candle_ms
+        moved = on_candle(
+            plan,
+            CandleClose(
+                high=Decimal(repr(candle.high)),
+                low=Decimal(repr(candle.low)),
+                close=price,
+                price_tick=tick,
+                config=self.orders.profiles.config(trade.exit_profile),
+                held_ms=None if trade.opened_ms is None else close_ms - trade.opened_ms,
+                atr=_entry_atr(trade.atr),
+            ),
+        )
+        if moved.plan != plan:
+            await self._exits.apply(trade, moved, price, at_close=True)
+        plan = trade.plan
+        if plan is None or not self._tightening_due(plan):
+            return
+        tightened = tighten_stop(plan, self._policy().stop_tighten, price, tick)
+        if tightened.plan != plan:
+            await self._exits.apply(trade, tightened, price, at_close=True)
 
     async def before_fills(self, symbol: str, candle: Candle) -> None:
         """Before a simulated venue fills ``candle``: withdraw an entry still waiting for its
@@ -873,6 +942,11 @@ class Engine:
         symbol takes no new entry, so no order of ours outlives its trade."""
         if trade.finished and not trade.canceling:
             self._forget(trade)
+
+
+def _entry_atr(atr: float) -> Decimal | None:
+    """Return the signal's ATR at the entry as a price distance (None: the signal had none)."""
+    return Decimal(repr(atr)) if math.isfinite(atr) and atr > 0 else None
 
 
 def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:

@@ -219,28 +219,45 @@ class ExitExecutor:
         reference: Decimal,
         *,
         exit_reason: str = STOP_NAME,
+        at_close: bool = False,
     ) -> None:
         """Carry out ``decision``'s actions in order and adopt its plan.
 
-        ``exit_reason`` names a market exit among the actions in reports (SL, SIGNAL, ...).
+        ``exit_reason`` names a market exit among the actions in reports (SL, SIGNAL, ...)
+        unless the action names its own. ``at_close``: the decision was made at a candle's
+        close (``core.brains.exit_moves``), not on a fill inside it.
         """
         trade.plan = decision.plan
         # A stop replacement cancels the old stop before placing the new one: safe, because the
         # risk gate lets protective orders through in every trading state.
         for action in decision.actions:
-            await self._act(trade, action, reference, exit_reason)
+            await self._act(trade, action, reference, exit_reason, at_close)
 
     async def _act(
-        self, trade: OpenTrade, action: Action, reference: Decimal, exit_reason: str
+        self,
+        trade: OpenTrade,
+        action: Action,
+        reference: Decimal,
+        exit_reason: str,
+        at_close: bool = False,
     ) -> None:
         match action:
-            case ReplaceStop(price=price, amount=amount):
+            case ReplaceStop(price=price, amount=amount, reason=reason):
                 await self._cancel(trade, STOP_NAME, "stop replaced")
-                await self._stop(trade, price, amount, trade.next_tag("s"), reference)
-                await self._publish_plan(trade, "stop moved")
+                await self._stop(trade, price, amount, trade.next_tag("s"), reference, reason)
+                await self._publish_plan(trade, f"stop moved: {reason}" if reason else "stop moved")
             case BotSideStop():
                 await self._cancel(trade, STOP_NAME, "stop watched by the bot")
                 previous, trade.bot_stop = trade.bot_stop, action
+                if action.reason:
+                    trade.stop_labels[action.price] = action.reason
+                if at_close:
+                    # Moved after the candle closed: the next candle is watched whole, at the
+                    # new price only.
+                    trade.bot_stop_before = None
+                    trade.bot_stop_since_ms = None
+                    trade.bot_stop_whole_candle = True
+                    return
                 if previous is not None and previous.price != action.price:
                     # Watched until this fill: the engine still checks it against the part
                     # of the candle before the move (the worst case: the low came first).
@@ -249,11 +266,12 @@ class ExitExecutor:
                 trade.bot_stop_whole_candle = not trade.legs  # set on the entry fill
             case CancelLeg(name=name):
                 await self._cancel(trade, name, "leg canceled")
-            case MarketExit(amount=amount):
+            case MarketExit(amount=amount, reason=reason):
                 # What is left now: a cancel just before may have found a fill it raced.
                 left = trade.plan.remaining if trade.plan is not None else amount
                 if left > 0:
-                    await self.market_exit(trade, left, reason=exit_reason, reference=reference)
+                    why = reason or exit_reason
+                    await self.market_exit(trade, left, reason=why, reference=reference)
             case CloseAll(cancel_legs=legs, cancel_stop=cancel_stop):
                 for name in legs:
                     await self._cancel(trade, name, "position closed")
@@ -303,7 +321,13 @@ class ExitExecutor:
     # --- orders ---------------------------------------------------------------------------------
 
     async def _stop(
-        self, trade: OpenTrade, price: Decimal, amount: Decimal, tag: str, reference: Decimal
+        self,
+        trade: OpenTrade,
+        price: Decimal,
+        amount: Decimal,
+        tag: str,
+        reference: Decimal,
+        reason: str = "",
     ) -> None:
         held = await self._execution.position_amount(trade.symbol)
         if held <= 0:
@@ -315,6 +339,8 @@ class ExitExecutor:
         # way to us): a stop for what it holds protects that now; the next fill resizes it.
         amount = min(amount, held)
         price = self._on_tick(trade, price, OrderType.STOP_MARKET)
+        if reason:  # a candle move's stop reports its own reason when it fills
+            trade.stop_labels[price] = reason
         cid = client_order_id(trade.symbol, trade.decided_ms, tag)
         placed = await self._submit(
             trade, STOP_NAME, cid, OrderType.STOP_MARKET, amount, reference, stop_price=price

@@ -68,6 +68,9 @@ class OpenTrade:
     regime: str = ""  # the symbol's regime at the entry decision ("unknown" in warm-up)
     exit_profile: str = "default"  # the ladder chosen by that regime, kept while open
     explanation: EntryExplanation | None = None  # why the provider entered (the ensemble)
+    # Stop price -> the exit reason of a stop a candle move placed there (TRAILING_STOP, ...):
+    # an old stop order that fills after the next move still reports its own reason.
+    stop_labels: dict[Decimal, str] = field(default_factory=dict)
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
@@ -80,7 +83,11 @@ class OpenTrade:
             self.last_fill_ms = max(ts_ms, self.last_fill_ms or ts_ms)
 
     def stop_reason(self, stop_price: Decimal) -> str:
-        """Return SL for a stop at the plan's first stop price, TSL for one the ladder moved."""
+        """Return the reason of a stop a candle move placed at ``stop_price``, else SL for a
+        stop at the plan's first stop price, TSL for one the ladder moved."""
+        label = self.stop_labels.get(stop_price)
+        if label:
+            return label
         return STOP_NAME if stop_price == self.first_stop else TRAILED_STOP_REASON
 
     @property

@@ -6,7 +6,9 @@ in its current state (an entry while flat, the trade's exit while in a trade:
 a market order waits, (c) the engine watches it (a bot-side stop, an entry awaiting its
 fill), (d) it settles funding (perps with funding data) while the engine holds a trade, or
 (e) its regime or a choosing provider's pick differs from the one before (the engine publishes
-each change on its candle: ``RegimeChanged``, ``StrategySelected``).
+each change on its candle: ``RegimeChanged``, ``StrategySelected``), or (f) it moves the open
+trade's stop on its close or ends its holding time (``Engine.watch_band``,
+``Engine.exit_due_ms``: the Exit Brain's candle-close moves).
 Every other candle would only move the price marks, so it is skipped and its close is
 handed to the engine as a price. Candles that can matter go through ``MarketService.process``
 exactly as in demo and run, so the orders and fills are the same as a full replay (tested:
@@ -261,6 +263,7 @@ class FastReplay:
             lane.next_signal[self._engine.watched_signal(lane.symbol)][row],
             self._next_funding_row(lane, row),
             row if lane.next_notice is None else lane.next_notice[row],
+            self._hold_ends_row(lane, row),
         )
         if down == float("-inf") and up == float("inf"):
             lane.next_row = stop  # nothing to reach: only the signal can matter
@@ -269,6 +272,14 @@ class FastReplay:
         while row < stop and not (low[row] <= down or high[row] >= up):
             row += 1
         lane.next_row = row
+
+    def _hold_ends_row(self, lane: _Lane, row: int) -> int:
+        """Return the first row from ``row`` closing when the open trade's maximum holding time
+        is up (the row count when it has none)."""
+        due_ms = self._engine.exit_due_ms(lane.symbol)
+        if due_ms is None:
+            return lane.end
+        return max(row, lane.first + bisect_left(lane.close_ms, due_ms))
 
     def _next_funding_row(self, lane: _Lane, row: int) -> int:
         """Return the first row from ``row`` whose candle holds a funding event, while the

@@ -124,6 +124,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         explanation=(
             EntryExplanation.from_json(d["explanation"]) if d.get("explanation") else None
         ),
+        stop_labels={Decimal(p): str(r) for p, r in d.get("stop_labels", {}).items()},
     )
 
 
@@ -149,6 +150,7 @@ def _plan(d: dict[str, Any]) -> ExitPlan:
                 price=Decimal(stop["price"]),
                 amount=Decimal(stop["amount"]),
                 mode=StopMode(stop["mode"]),
+                reason=str(stop.get("reason", "")),
             )
             if stop is not None
             else None
@@ -156,6 +158,11 @@ def _plan(d: dict[str, Any]) -> ExitPlan:
         stop_filled=Decimal(d["stop_filled"]),
         scale=Decimal(d["scale"]),
         notes=tuple(d.get("notes", ())),
+        # Saved before the candle-close moves: no initial stop (the trail does not shrink),
+        # no best price yet, nothing tightened.
+        initial_stop=_dec(d.get("initial_stop")),
+        best_price=_dec(d.get("best_price")),
+        stop_factor=Decimal(d.get("stop_factor", "1")),
     )
 
 

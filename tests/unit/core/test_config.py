@@ -126,6 +126,30 @@ def test_exit_settings_reach_the_exit_brain(monkeypatch: pytest.MonkeyPatch) -> 
         load_settings()
 
 
+def test_candle_close_exit_settings_reach_the_exit_brain(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.trading import exit_config_from
+
+    config = exit_config_from(load_settings().exits)
+    assert not config.trailing.enabled and not config.profit_lock.enabled  # off by default
+    assert config.max_hold_hours == 0
+    monkeypatch.setenv("QT__EXITS__MAX_HOLD_HOURS", "48")
+    monkeypatch.setenv("QT__EXITS__TRAIL_ATR", "2.5")
+    monkeypatch.setenv("QT__EXITS__TRAIL_AFTER_TP", "1")
+    monkeypatch.setenv("QT__EXITS__PROFIT_LOCK_TRIGGER_PCT", "1.5")
+    monkeypatch.setenv("QT__EXITS__PROFIT_LOCK_PCT", "0.3")
+    config = exit_config_from(load_settings().exits)
+    assert config.max_hold_hours == 48
+    assert (config.trailing.atr_multiple, config.trailing.after_tp) == (Decimal("2.5"), 1)
+    assert config.profit_lock.lock_pct == Decimal("0.3")
+    monkeypatch.setenv("QT__EXITS__PROFIT_LOCK_PCT", "1.5")  # at its trigger: no room
+    with pytest.raises(ConfigError, match=r"QT__EXITS__PROFIT_LOCK_PCT .* must be below"):
+        load_settings()
+    monkeypatch.setenv("QT__EXITS__PROFIT_LOCK_PCT", "0.3")
+    monkeypatch.setenv("QT__EXITS__TRAIL_MIN_FACTOR", "0")
+    with pytest.raises(ConfigError, match="QT__EXITS__TRAIL_MIN_FACTOR"):
+        load_settings()
+
+
 def test_the_quote_currency_must_be_every_symbols_quote(monkeypatch: pytest.MonkeyPatch) -> None:
     # EUR cash cannot buy a coin quoted in USDT: every entry would be refused, silently.
     monkeypatch.setenv("QT__TRADING__QUOTE_CURRENCY", "EUR")

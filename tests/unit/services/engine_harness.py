@@ -8,7 +8,7 @@ candles the engine wants in or out.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ from core.config import Settings, load_settings
 from core.domain.events import Event
 from core.domain.market import Candle, CandleSeries
 from core.domain.orders import Order
+from core.domain.policy import Policy
 from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
 from core.market.rules_book import RulesBook
@@ -99,6 +100,7 @@ class Harness:
         paper_class: type[PaperExchange] = PaperExchange,
         persist: bool = False,
         book: RulesBook | None = None,
+        policy: Callable[[], Policy] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = SimClock(T0_MS)
@@ -131,6 +133,7 @@ class Harness:
             provider=provider,
             state=self.storage.state if persist else None,  # the engine's trades kept
             book=book,
+            policy=policy,  # the policy in force (None: the settings' static one)
         )
         self.market = MarketService(
             feed=_NoFeed(),

@@ -22,6 +22,7 @@ from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
+from core.domain.market import timeframe_to_ms
 from core.domain.policy import Policy
 from core.errors import ConfigError
 from core.exchange.paper import PaperExchange
@@ -34,7 +35,8 @@ from core.services.engine import Engine
 from core.services.execution import ExecutionService
 from core.services.exit_executor import ExitExecutor
 from core.services.order_plans import EngineConfig
-from core.services.portfolio import view_account
+from core.services.portfolio import AccountView, view_account
+from core.services.risk_limits import FundingLookup, RiskLimitsService
 from core.services.signal_book import MAX_HISTORY, SignalBook
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
@@ -105,6 +107,15 @@ def policy_from(settings: Settings) -> Policy:
         max_leverage=settings.trading.max_leverage,
         max_total_exposure_pct=r.max_total_exposure_pct,
         allow_short=r.allow_short and settings.exchange.market_type is MarketType.PERP,
+        daily_loss_limit_pct=r.daily_loss_limit_pct,
+        loss_streak_limit=r.loss_streak_limit,
+        loss_streak_cooldown_s=r.loss_streak_cooldown_s,
+        max_entries_per_hour=r.max_entries_per_hour,
+        symbol_cooldown_s=r.symbol_cooldown_s,
+        max_correlation=r.max_correlation,
+        max_funding_rate=r.max_funding_rate or None,
+        funding_unknown_denies=r.funding_unknown_denies,
+        min_liquidation_buffer_pct=r.min_liquidation_buffer_pct,
     )
 
 
@@ -227,6 +238,7 @@ def build_engine(
     state: KeyValueRepo | None = None,
     book: RulesBook | None = None,
     offload_signals: bool = False,
+    funding: FundingLookup | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
@@ -235,6 +247,9 @@ def build_engine(
     backtests, which never restart). ``book``: each symbol's market rules, shared with the
     paper venue (None: the settings' fallback for every symbol). ``offload_signals``: compute
     the signals in a worker thread (a running process: its event loop never waits on them).
+    ``funding``: each symbol's funding rate for the limits (a backtest's funding files; None:
+    unknown, as the exchange port does not tell it). The pre-trade limits keep their state in
+    the trading state's store, next to the halt they may set.
     """
     policy = policy_from(settings)
     quote = settings.trading.quote_currency
@@ -244,6 +259,26 @@ def build_engine(
         account = await view_account(exchange, engine.prices if engine else {}, quote)
         return account.equity, account.open_positions_except(symbol), account.exposure
 
+    async def account() -> AccountView:
+        return await view_account(exchange, engine.prices if engine else {}, quote)
+
+    signals = SignalBook(
+        provider or provider_from(settings),
+        regime=regime_config_from(settings),
+        offload=offload_signals,
+    )
+    limits = RiskLimitsService(
+        store=trading_state.store,
+        bus=bus,
+        clock=clock,
+        trading_state=trading_state,
+        policy=lambda: policy,
+        account=account,
+        timeframe_ms=timeframe_to_ms(settings.trading.timeframe),
+        signals=signals,
+        perp=settings.exchange.market_type is MarketType.PERP,
+        funding=funding,
+    )
     execution = ExecutionService(
         exchange=exchange,
         bus=bus,
@@ -251,6 +286,7 @@ def build_engine(
         trading_state=trading_state.current,
         policy=lambda: policy,
         exposure=exposure,
+        limits=limits.context,
     )
     book = book or RulesBook(settings.market.default_rules())
     exits = ExitExecutor(
@@ -281,11 +317,7 @@ def build_engine(
         exchange=exchange,
         execution=execution,
         exits=exits,
-        signals=SignalBook(
-            provider or provider_from(settings),
-            regime=regime_config_from(settings),
-            offload=offload_signals,
-        ),
+        signals=signals,
         policy=lambda: policy,
         state=state,
         on_storage_failure=trading_state.fail_closed,

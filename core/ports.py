@@ -81,6 +81,8 @@ class StateKey(StrEnum):
     ENGINE_TRADES = "engine_trades"  # the engine's open trades and exit plans (JSON)
     PAPER_MARKS = "paper_marks"  # last candle time and close per symbol (JSON), paper exchange
     LAST_CANDLE_MS = "last_candle_ms"
+    HALT_MARK = "halt_mark"  # changes at every halt or reduce asked for (trading_state.set)
+    RISK_LIMITS = "risk_limits"  # the pre-trade limits' state (JSON): core.services.risk_limits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,7 @@ their own clock, bus and exchange, which is how they run the same engine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from core.brains.exit_config import (
@@ -259,8 +260,8 @@ def build_engine(
         account = await view_account(exchange, engine.prices if engine else {}, quote)
         return account.equity, account.open_positions_except(symbol), account.exposure
 
-    async def account() -> AccountView:
-        return await view_account(exchange, engine.prices if engine else {}, quote)
+    async def account(marks: Mapping[str, Decimal]) -> AccountView:
+        return await view_account(exchange, {**(engine.prices if engine else {}), **marks}, quote)
 
     signals = SignalBook(
         provider or provider_from(settings),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,7 +36,7 @@ from core.brains.limits import HOUR_MS, LimitContext, OpenCorrelation
 from core.brains.risk_gate import OrderIntent
 from core.clock import Clock
 from core.domain.enums import PositionSide, Side, TradingState
-from core.domain.events import CandleClosed, Event, OrderSubmitted, TradeClosed
+from core.domain.events import CandleClosed, Event, OrderFilled, OrderSubmitted, TradeClosed
 from core.domain.policy import Policy
 from core.errors import StorageUnavailable
 from core.ports import KeyValueRepo, StateKey
@@ -127,7 +127,7 @@ class RiskLimitsService:
         clock: Clock,
         trading_state: TradingStateService,
         policy: Callable[[], Policy],
-        account: Callable[[], Awaitable[AccountView]],
+        account: Callable[[Mapping[str, Decimal]], Awaitable[AccountView]],
         timeframe_ms: int,
         signals: SignalBook | None = None,
         perp: bool = False,
@@ -137,7 +137,10 @@ class RiskLimitsService:
         self._clock = clock
         self._trading_state = trading_state
         self._policy = policy
-        self._account = account
+        self._account = account  # values the account, these marks over the engine's prices
+        # Whether the account may hold positions (None: not valued yet): while it holds none,
+        # only a fill moves its equity, so a candle needs no valuation.
+        self._exposed: bool | None = None
         self._timeframe_ms = timeframe_ms
         self.signals = signals
         self._perp = perp
@@ -148,6 +151,7 @@ class RiskLimitsService:
         bus.subscribe(TradeClosed.topic, self._on_trade_closed, name="risk_limits.trade_closed")
         bus.subscribe(OrderSubmitted.topic, self._on_submitted, name="risk_limits.submitted")
         bus.subscribe(CandleClosed.topic, self._on_candle, name="risk_limits.candle")
+        bus.subscribe(OrderFilled.topic, self._on_filled, name="risk_limits.filled")
 
     # --- the state, kept in the store -----------------------------------------------------------
 
@@ -198,14 +202,21 @@ class RiskLimitsService:
         state.entries = [t for t in state.entries if event.ts_ms - t < HOUR_MS] + [event.ts_ms]
         await self._save()
 
+    async def _on_filled(self, event: Event) -> None:
+        self._exposed = True  # value the account at the next candle
+
     async def _on_candle(self, event: Event) -> None:
         if not isinstance(event, CandleClosed):
             return
         state = await self._loaded()
         day = self._clock.now_ms() // DAY_MS
-        if not self._policy().daily_loss_limit_pct and state.halt is None and state.day == day:
-            return  # nothing to watch: no valuation on every candle
-        await self.observe((await self._account()).equity)
+        if state.day == day and state.halt is None:
+            if not self._policy().daily_loss_limit_pct or self._exposed is False:
+                return  # nothing to watch, or nothing open to move the equity
+        # The engine has not seen this close yet (it runs after the event): value at it.
+        account = await self._account({event.symbol: Decimal(repr(event.close))})
+        self._exposed = bool(account.positions or account.pending_entries)
+        await self.observe(account.equity)
 
     # --- the daily loss ---------------------------------------------------------------------
 
@@ -277,7 +288,7 @@ class RiskLimitsService:
     ) -> LimitContext | None:
         """Return what the limits need to judge ``intent`` (new exposure) now; None when the
         stored state is unreadable (the limits that are on deny)."""
-        account = account if account is not None else await self._account()
+        account = account if account is not None else await self._account({})
         await self.observe(account.equity)  # a new day, or the limit reached, counts first
         state = await self._loaded()
         if self._unreadable:

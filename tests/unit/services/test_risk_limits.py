@@ -13,6 +13,7 @@ from core.domain.enums import MarketType, PositionSide, TradingState
 from core.domain.events import (
     CandleClosed,
     Event,
+    OrderFilled,
     OrderSubmitted,
     TradeClosed,
     TradingStateChanged,
@@ -34,6 +35,15 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 POLICY = Policy(allow_short=True)  # the limits at their defaults
+BTC_LONG = Position(
+    symbol="BTC/USDT",
+    market_type=MarketType.SPOT,
+    side=PositionSide.LONG,
+    amount=D(1),
+    entry_price=D(100),
+    opened_ms=T0,
+    updated_ms=T0,
+)
 
 
 class World:
@@ -64,7 +74,7 @@ class World:
             signals=self.signals,
         )
 
-    async def account(self) -> AccountView:
+    async def account(self, marks: object = None) -> AccountView:
         return AccountView(
             equity=self.equity, free_quote=self.equity, exposure=D(0), positions=self.positions
         )
@@ -197,6 +207,7 @@ async def test_entries_sent_count_and_exits_do_not() -> None:
 
 async def test_the_daily_loss_halts_until_the_next_utc_day() -> None:
     w = World()
+    w.positions = (BTC_LONG,)  # an open position moves the equity between fills
     w.later(HOUR_MS)
     await w.candle()  # the day's first candle: it starts at 10_000
     w.equity = D("9500.01")
@@ -211,25 +222,27 @@ async def test_the_daily_loss_halts_until_the_next_utc_day() -> None:
     w.later(22 * HOUR_MS)  # 23:00, still the same day
     await w.candle()
     assert await w.trading_state.current() is TradingState.HALTED
-    assert (await w.check()).reason is DenyReason.HALTED
+    assert (await w.check("BTC/USDT")).reason is DenyReason.HALTED
     w.later(HOUR_MS)  # midnight: a new UTC day, its own starting equity
     await w.candle()
     assert await w.trading_state.current() is TradingState.ACTIVE
     assert w.state_changes()[-1].actor == LIMITS_ACTOR
-    assert (await w.check()).allowed
+    assert (await w.check("BTC/USDT")).allowed
 
 
 async def test_the_gate_denies_the_daily_loss_even_before_a_candle_halts() -> None:
     w = World()
+    w.positions = (BTC_LONG,)  # an open position moves the equity between fills
     await w.candle()
     w.equity = D(9_000)
-    verdict = await w.check()  # gathering the context notices the loss and halts
+    verdict = await w.check("BTC/USDT")  # gathering the context notices the loss and halts
     assert verdict.reason is DenyReason.HALTED
     assert await w.trading_state.current() is TradingState.HALTED
 
 
 async def test_an_operator_halt_on_top_of_the_limit_is_not_lifted() -> None:
     w = World()
+    w.positions = (BTC_LONG,)  # an open position moves the equity between fills
     await w.candle()
     w.equity = D(9_000)
     await w.candle()
@@ -243,6 +256,7 @@ async def test_an_operator_halt_on_top_of_the_limit_is_not_lifted() -> None:
 
 async def test_a_resume_and_halt_in_between_is_not_lifted_even_with_the_same_reason() -> None:
     w = World()
+    w.positions = (BTC_LONG,)  # an open position moves the equity between fills
     await w.candle()
     w.equity = D(9_000)
     await w.candle()
@@ -258,6 +272,7 @@ async def test_a_resume_and_halt_in_between_is_not_lifted_even_with_the_same_rea
 
 async def test_a_halt_by_someone_else_first_is_never_taken_over() -> None:
     w = World()
+    w.positions = (BTC_LONG,)  # an open position moves the equity between fills
     await w.candle()
     await w.trading_state.set(TradingState.HALTED, reason="operator", actor="cli")
     w.equity = D(9_000)
@@ -271,6 +286,7 @@ async def test_a_halt_by_someone_else_first_is_never_taken_over() -> None:
 
 async def test_reducing_before_the_halt_is_what_the_next_day_restores() -> None:
     w = World()
+    w.positions = (BTC_LONG,)  # an open position moves the equity between fills
     await w.candle()
     await w.trading_state.set(TradingState.REDUCING, reason="winding down", actor="cli")
     w.equity = D(9_000)
@@ -295,17 +311,7 @@ async def test_correlation_with_an_open_position_on_the_same_side() -> None:
     w.signals.seed(walk("BTC/USDT", common))
     w.signals.seed(walk("ETH/USDT", common + rng.normal(0, 0.002, 150)))  # ~0.98
     w.signals.seed(walk("SOL/USDT", rng.normal(0, 0.01, 150)))  # unrelated
-    w.positions = (
-        Position(
-            symbol="BTC/USDT",
-            market_type=MarketType.SPOT,
-            side=PositionSide.LONG,
-            amount=D(1),
-            entry_price=D(100),
-            opened_ms=T0,
-            updated_ms=T0,
-        ),
-    )
+    w.positions = (BTC_LONG,)
     verdict = await w.check("ETH/USDT")
     assert verdict.reason is DenyReason.CORRELATION and "0.9" in verdict.detail
     assert (await w.check("SOL/USDT")).allowed
@@ -317,17 +323,7 @@ async def test_too_little_common_history_is_an_unknown_correlation() -> None:
     w = World()
     w.signals.seed(walk("BTC/USDT", rng.normal(0, 0.01, 150)))
     w.signals.seed(walk("ETH/USDT", rng.normal(0, 0.01, 15)))  # a new listing
-    w.positions = (
-        Position(
-            symbol="BTC/USDT",
-            market_type=MarketType.SPOT,
-            side=PositionSide.LONG,
-            amount=D(1),
-            entry_price=D(100),
-            opened_ms=T0,
-            updated_ms=T0,
-        ),
-    )
+    w.positions = (BTC_LONG,)
     assert (await w.check("ETH/USDT")).reason is DenyReason.LIMIT_CONTEXT_MISSING
 
 
@@ -377,3 +373,26 @@ async def test_execution_without_the_limits_denies_new_exposure_but_not_exits() 
     assert (await service.check(entry)).reason is DenyReason.LIMIT_CONTEXT_MISSING
     exit_ = OrderIntent(symbol="BTC/USDT", notional=D(100), reduces_exposure=True)
     assert (await service.check(exit_)).allowed
+
+
+async def test_while_flat_only_a_fill_moves_the_equity_a_candle_watches() -> None:
+    w = World()
+    await w.candle()  # valued once: flat
+    w.equity = D(9_000)  # (a fee or a close, without its fill heard of yet)
+    await w.candle()
+    assert await w.trading_state.current() is TradingState.ACTIVE  # not valued: nothing open
+    await w.bus.publish(
+        OrderFilled(
+            ts_ms=w.clock.now_ms(),
+            fill_ts_ms=w.clock.now_ms(),
+            client_order_id="qt-x",
+            symbol="BTC/USDT",
+            side="sell",
+            amount=D(1),
+            price=D(90),
+            fee=D(0),
+            liquidity="taker",
+        )
+    )
+    await w.candle()
+    assert await w.trading_state.current() is TradingState.HALTED

@@ -10,6 +10,7 @@ engine reacts to each fill before the next finer candle, as it would live.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,6 +36,7 @@ from core.domain.enums import MarketType
 from core.domain.events import (
     Event,
     FundingSettled,
+    OrderDenied,
     RegimeChanged,
     StrategySelected,
     SymbolFailed,
@@ -55,6 +57,7 @@ from core.services.engine import Engine
 from core.services.market import MarketService
 from core.services.portfolio import PortfolioService
 from core.services.replay import FastReplay
+from core.services.risk_limits import FundingLookup
 from core.services.trading_state import TradingStateService
 from core.services.universe import UniverseSummary, universe_from_history
 from core.signals.base import SignalProvider
@@ -95,6 +98,7 @@ class BacktestResult:
     job_runs: tuple[tuple[str, int], ...] = ()  # (job id, simulated time) of each job run
     regime_changes: tuple[RegimeChanged, ...] = ()  # every symbol's, as the engine saw them
     selections: tuple[StrategySelected, ...] = ()  # the meta-strategy's changes of pick
+    denials: Mapping[str, int] = field(default_factory=dict)  # OrderDenied by reason code
     # The candles the run used, each symbol's up to end_ms: the very histories the provider
     # computed its signals on (the ensemble's caches are kept per history object).
     window: Mapping[str, CandleSeries] = field(default_factory=dict)
@@ -118,7 +122,9 @@ class _Collected:
         self.failed: list[SymbolFailed] = []
         self.regimes: list[RegimeChanged] = []
         self.selections: list[StrategySelected] = []
+        self.denied: list[OrderDenied] = []
         kept: dict[str, list[Any]] = {
+            OrderDenied.topic: self.denied,
             FundingSettled.topic: self.settled,
             SymbolFailed.topic: self.failed,
             RegimeChanged.topic: self.regimes,
@@ -130,6 +136,16 @@ class _Collected:
 
         for topic in kept:
             bus.subscribe(topic, collect, name=f"backtest.{topic}")
+
+
+def _funding_lookup(funding: Mapping[str, FundingRates]) -> FundingLookup:
+    """Return the funding filter's rate: the newest event's at or before the market time."""
+
+    def rate(symbol: str, now_ms: int) -> Decimal | None:
+        rates = funding.get(symbol)
+        return None if rates is None else rates.rate_at(now_ms)
+
+    return rate
 
 
 def _stranded(
@@ -367,6 +383,7 @@ async def run_backtest(
         trading_state=trading_state,
         provider=provider,
         book=book,
+        funding=None if not funding else _funding_lookup(funding),
         policy=store.current,
     )
     brains = build_brains(
@@ -479,5 +496,6 @@ async def run_backtest(
         job_runs=tuple(due.runs),
         regime_changes=tuple(seen.regimes),
         selections=tuple(seen.selections),
+        denials=dict(Counter(e.reason for e in seen.denied)),
         window=window,
     )

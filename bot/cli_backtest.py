@@ -425,6 +425,7 @@ async def _backtest(
         funding_symbols=list(run.funding),
         symbol_failures=result.symbol_failures,
         universe=result.universe,
+        denials=result.denials,
     )
     print_run_notes(result, elapsed_s, funded=bool(run.funding), trainer=trainer, provider=provider)
     console.print(f"report: {escape(str(files_written.json_path))}")
@@ -442,7 +443,7 @@ def print_run_notes(
     the detail, stranded positions, failed cycles, the universe, the walk-forward's retrains
     the members the ensemble left out, the regimes and the meta-strategy's picks."""
     from bot.backtest import ensemble_in
-    from bot.report import failures_summary
+    from bot.report import denials_line, failures_summary
     from bot.report_regimes import regimes_line, selections_line
     from bot.report_universe import universe_line
 
@@ -470,6 +471,8 @@ def print_run_notes(
         )
     if result.symbol_failures:
         console.print(escape(failures_summary(result.symbol_failures)), style="bold red")
+    if result.denials:
+        console.print(escape(denials_line(result.denials)))
     if result.universe is not None:
         console.print(escape(universe_line(result.universe)))
     if trainer is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -299,6 +299,14 @@ def failures_summary(failures: Sequence[SymbolFailed]) -> str:
     )
 
 
+def denials_line(denials: Mapping[str, int]) -> str:
+    """Return one line counting the orders our risk gate denied, by reason ("" if none)."""
+    if not denials:
+        return ""
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(denials.items()))
+    return f"{sum(denials.values())} order(s) denied by the risk gate: {counts}"
+
+
 def write_report(
     metrics: BacktestMetrics,
     trades: Sequence[ClosedTrade],
@@ -311,6 +319,7 @@ def write_report(
     funding_symbols: Sequence[str] = (),
     symbol_failures: Sequence[SymbolFailed] = (),
     universe: UniverseSummary | None = None,
+    denials: Mapping[str, int] | None = None,
 ) -> ReportFiles:
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
@@ -319,7 +328,8 @@ def write_report(
     (when a write fails: ``OperationalError``) none.
     ``funding_symbols`` are the symbols funding rates were given for (``--funding``);
     ``symbol_failures`` the cycles that raised (each paused that symbol's entries);
-    ``universe`` a dynamic universe's refreshes and changes.
+    ``universe`` a dynamic universe's refreshes and changes; ``denials`` the orders the
+    risk gate denied, by reason code (the pre-trade limits' among them).
     """
     check_report_folder(out_dir, run_name)
     stem = f"backtest-{run_name}"
@@ -347,6 +357,7 @@ def write_report(
         "per_provider": to_jsonable(by_source(trades, "provider")),
         "per_regime": to_jsonable(by_source(trades, "regime")),
         "per_exit_profile": to_jsonable(by_source(trades, "exit_profile")),
+        "denials": dict(sorted((denials or {}).items())),
         "symbol_failures": [
             {
                 "symbol": f.symbol,

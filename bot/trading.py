@@ -6,7 +6,7 @@ their own clock, bus and exchange, which is how they run the same engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from core.brains.exit_config import (
@@ -26,6 +26,7 @@ from core.brains.sizing import TradingCosts
 from core.clock import Clock
 from core.config import ExitSettings, Settings
 from core.domain.enums import MarketType
+from core.domain.market import timeframe_to_ms
 from core.domain.policy import Policy
 from core.errors import ConfigError
 from core.exchange.paper import PaperExchange
@@ -38,7 +39,8 @@ from core.services.engine import Engine
 from core.services.execution import ExecutionService
 from core.services.exit_executor import ExitExecutor
 from core.services.order_plans import EngineConfig
-from core.services.portfolio import view_account
+from core.services.portfolio import AccountView, view_account
+from core.services.risk_limits import FundingLookup, RiskLimitsService
 from core.services.signal_book import MAX_HISTORY, SignalBook
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
@@ -122,6 +124,15 @@ def policy_from(settings: Settings) -> Policy:
         vol_target_pct=r.vol_target_pct,
         vol_scale_min=r.vol_scale_min,
         vol_scale_max=r.vol_scale_max,
+        daily_loss_limit_pct=r.daily_loss_limit_pct,
+        loss_streak_limit=r.loss_streak_limit,
+        loss_streak_cooldown_s=r.loss_streak_cooldown_s,
+        max_entries_per_hour=r.max_entries_per_hour,
+        symbol_cooldown_s=r.symbol_cooldown_s,
+        max_correlation=r.max_correlation,
+        max_funding_rate=r.max_funding_rate or None,
+        funding_unknown_denies=r.funding_unknown_denies,
+        min_liquidation_buffer_pct=r.min_liquidation_buffer_pct,
     )
 
 
@@ -269,6 +280,7 @@ def build_engine(
     book: RulesBook | None = None,
     offload_signals: bool = False,
     policy: Callable[[], Policy] | None = None,
+    funding: FundingLookup | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
@@ -278,6 +290,9 @@ def build_engine(
     paper venue (None: the settings' fallback for every symbol). ``offload_signals``: compute
     the signals in a worker thread (a running process: its event loop never waits on them).
     ``policy``: the policy store's snapshots (None: the settings' policy, fixed).
+    ``funding``: each symbol's funding rate for the limits (a backtest's funding files; None:
+    unknown, as the exchange port does not tell it). The pre-trade limits keep their state in
+    the trading state's store, next to the halt they may set.
     """
     if policy is None:
         fixed = policy_from(settings)
@@ -292,6 +307,26 @@ def build_engine(
         account = await view_account(exchange, engine.prices if engine else {}, quote)
         return account.equity, account.open_positions_except(symbol), account.exposure
 
+    async def account(marks: Mapping[str, Decimal]) -> AccountView:
+        return await view_account(exchange, {**(engine.prices if engine else {}), **marks}, quote)
+
+    signals = SignalBook(
+        provider or provider_from(settings),
+        regime=regime_config_from(settings),
+        offload=offload_signals,
+    )
+    limits = RiskLimitsService(
+        store=trading_state.store,
+        bus=bus,
+        clock=clock,
+        trading_state=trading_state,
+        policy=policy,
+        account=account,
+        timeframe_ms=timeframe_to_ms(settings.trading.timeframe),
+        signals=signals,
+        perp=settings.exchange.market_type is MarketType.PERP,
+        funding=funding,
+    )
     execution = ExecutionService(
         exchange=exchange,
         bus=bus,
@@ -299,6 +334,7 @@ def build_engine(
         trading_state=trading_state.current,
         policy=policy,
         exposure=exposure,
+        limits=limits.context,
     )
     book = book or RulesBook(settings.market.default_rules())
     exits = ExitExecutor(
@@ -329,11 +365,7 @@ def build_engine(
         exchange=exchange,
         execution=execution,
         exits=exits,
-        signals=SignalBook(
-            provider or provider_from(settings),
-            regime=regime_config_from(settings),
-            offload=offload_signals,
-        ),
+        signals=signals,
         policy=policy,
         state=state,
         on_storage_failure=trading_state.fail_closed,

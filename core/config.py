@@ -137,6 +137,16 @@ class RiskSettings(Section):
     vol_target_pct: Decimal = Field(default=Decimal(0), ge=0, le=50)
     vol_scale_min: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
     vol_scale_max: Decimal = Field(default=Decimal("1.5"), ge=1, le=5)
+    # --- pre-trade limits (README: Pre-trade limits); 0 turns a limit off -------------------
+    daily_loss_limit_pct: Decimal = Field(default=Decimal("0.05"), ge=0, lt=1)
+    loss_streak_limit: int = Field(default=3, ge=0, le=1000)
+    loss_streak_cooldown_s: int = Field(default=6 * 3600, ge=0)
+    max_entries_per_hour: int = Field(default=4, ge=0, le=10_000)
+    symbol_cooldown_s: int = Field(default=3600, ge=0)
+    max_correlation: float = Field(default=0.8, ge=-1, le=1)  # 1 = off
+    max_funding_rate: Decimal = Field(default=Decimal("0.001"), ge=0, lt=1)  # perps, per 8 h
+    funding_unknown_denies: bool = False
+    min_liquidation_buffer_pct: Decimal = Field(default=Decimal("0.005"), ge=0, lt=1)
 
 
 # Regime labels (core.brains.regime.Regime.label) and the two groups a profile may name: a

@@ -85,6 +85,8 @@ class StateKey(StrEnum):
     RISK_STATE = "risk_state"  # the Risk Brain's daily equity peaks and last tier (JSON)
     CEO_STATE = "ceo_state"  # when the current mode began (JSON)
     MANUAL_MODE = "manual_mode"  # an operator's mode, its expiry and reason (JSON)
+    HALT_MARK = "halt_mark"  # changes at every halt or reduce asked for (trading_state.set)
+    RISK_LIMITS = "risk_limits"  # the pre-trade limits' state (JSON): core.services.risk_limits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.brains.limits import LimitContext
 from core.clock import Clock, SimClock
 from core.domain.enums import Liquidity, OrderStatus, PositionSide, Side
 from core.domain.orders import Fill, Order, OrderRequest
@@ -241,3 +242,17 @@ class Sleeps:
 
     async def __call__(self, delay_s: float) -> None:
         self.delays.append(delay_s)
+
+
+def quiet_limits(now_ms: int = 0, equity: Decimal = Decimal(10_000)) -> LimitContext:
+    """Return the pre-trade limits' context of an account with nothing recorded yet: no loss
+    today, no losing streak, no entry or close so far, nothing open to correlate with."""
+    return LimitContext(
+        now_ms=now_ms,
+        day_start_equity=equity,
+        day_pnl=Decimal(0),
+        consecutive_losses=0,
+        entry_times_ms=(),
+        last_close_ms={},
+        correlations=(),
+    )

@@ -5,8 +5,9 @@ HALTED lets only protective orders through (reduce-only stops and market exits: 
 never leave a position without its stop, nor stop it from closing); REDUCING lets only
 exposure-reducing orders through (take-profits too); an order that reduces exposure is always
 allowed otherwise; new exposure must respect the policy's leverage, open-position,
-per-position and total-exposure limits, and a perp entry's stop must sit inside its liquidation
-price.
+per-position and total-exposure limits, a perp entry's stop must sit inside its liquidation
+price, and the policy's pre-trade limits (``core.brains.limits``: daily loss, loss streak,
+symbol cooldown, entries per hour, correlation, funding, liquidation buffer) must pass.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from core.brains.limits import Candidate, LimitContext, LimitReason, check_limits
 from core.domain.enums import TradingState
 from core.domain.policy import Policy
 
@@ -39,6 +41,15 @@ class DenyReason(StrEnum):
     SHORT_NOT_ALLOWED = "short_not_allowed"
     NO_EQUITY = "no_equity"
     STOP_BEYOND_LIQUIDATION = "stop_beyond_liquidation"
+    # The pre-trade limits (core.brains.limits), by the same codes.
+    DAILY_LOSS = LimitReason.DAILY_LOSS.value
+    LOSS_STREAK = LimitReason.LOSS_STREAK.value
+    SYMBOL_COOLDOWN = LimitReason.SYMBOL_COOLDOWN.value
+    ENTRIES_PER_HOUR = LimitReason.ENTRIES_PER_HOUR.value
+    CORRELATION = LimitReason.CORRELATION.value
+    FUNDING = LimitReason.FUNDING.value
+    LIQUIDATION_BUFFER = LimitReason.LIQUIDATION_BUFFER.value
+    LIMIT_CONTEXT_MISSING = LimitReason.CONTEXT_MISSING.value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +78,7 @@ class GateInput:
     equity: Decimal
     open_positions: int  # excluding the intent's own symbol
     total_exposure: Decimal  # sum of open position notionals, quote
+    limits: LimitContext | None = None  # None: unknown, so a limit that is on denies
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,7 +111,7 @@ def _stop_beyond_liquidation(intent: OrderIntent) -> bool:
 
 def check_order(inp: GateInput) -> RiskVerdict:
     """Return whether the order may be sent (see module docstring for the rules)."""
-    intent, policy = inp.intent, inp.policy
+    intent = inp.intent
     if inp.state is TradingState.HALTED:
         if intent.reduces_exposure and intent.protective:
             return _ALLOW
@@ -108,6 +120,11 @@ def check_order(inp: GateInput) -> RiskVerdict:
         return _ALLOW
     if inp.state is TradingState.REDUCING:
         return _deny(DenyReason.REDUCING_ONLY, "trading is reducing: only exposure-reducing orders")
+    return _check_new_exposure(inp)
+
+
+def _check_new_exposure(inp: GateInput) -> RiskVerdict:
+    intent, policy = inp.intent, inp.policy
     if inp.equity <= 0:
         return _deny(DenyReason.NO_EQUITY, f"equity is {inp.equity}")
     if intent.opens_short and not policy.allow_short:
@@ -120,6 +137,18 @@ def check_order(inp: GateInput) -> RiskVerdict:
             f"stop {intent.stop_price} is beyond the liquidation price "
             f"{intent.liquidation_price:.8g}: lower the leverage or tighten the stop",
         )
+    limited = check_limits(
+        Candidate(
+            symbol=intent.symbol,
+            long=not intent.opens_short,
+            stop_price=intent.stop_price,
+            liquidation_price=intent.liquidation_price,
+        ),
+        policy,
+        inp.limits,
+    )
+    if limited is not None:
+        return _deny(DenyReason(limited[0].value), limited[1])
     if inp.open_positions >= policy.max_open_positions:
         return _deny(
             DenyReason.OPEN_POSITIONS,

@@ -56,6 +56,16 @@ class Policy:
     disabled_strategies: tuple[str, ...] = ()
     regime_strategies: tuple[tuple[str, str], ...] = ()  # (regime label, provider)
     ensemble_weights: tuple[tuple[str, float], ...] = ()  # (member, weight)
+    # --- pre-trade limits (core.brains.limits): checked on new exposure only; 0 = off -------
+    daily_loss_limit_pct: Decimal = Decimal("0.05")  # of the UTC day's starting equity
+    loss_streak_limit: int = 3  # consecutive losing trades before a cooldown
+    loss_streak_cooldown_s: int = 6 * 3600
+    max_entries_per_hour: int = 4
+    symbol_cooldown_s: int = 3600  # after a trade on that symbol closes
+    max_correlation: float = 0.8  # with an open position's returns, same direction (1 = off)
+    max_funding_rate: Decimal | None = Decimal("0.001")  # perps, per 8 h (None or 0 = off)
+    funding_unknown_denies: bool = False  # strict: deny perp entries while funding is unknown
+    min_liquidation_buffer_pct: Decimal = Decimal("0.005")  # perps: liquidation beyond stop
 
     def __post_init__(self) -> None:
         if not Decimal(0) < self.risk_per_trade <= Decimal("0.2"):
@@ -78,6 +88,27 @@ class Policy:
                 f"{self.vol_scale_min} and {self.vol_scale_max}"
             )
         _check_strategy_fields(self)
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        if not Decimal(0) <= self.daily_loss_limit_pct < 1:
+            raise ValueError(
+                f"daily_loss_limit_pct must be in [0, 1), was {self.daily_loss_limit_pct}"
+            )
+        for name in ("loss_streak_limit", "loss_streak_cooldown_s", "max_entries_per_hour"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, was {getattr(self, name)}")
+        if self.symbol_cooldown_s < 0:
+            raise ValueError(f"symbol_cooldown_s must be >= 0, was {self.symbol_cooldown_s}")
+        if not -1.0 <= self.max_correlation <= 1.0:  # also refuses NaN
+            raise ValueError(f"max_correlation must be in [-1, 1], was {self.max_correlation}")
+        if self.max_funding_rate is not None and not Decimal(0) <= self.max_funding_rate < 1:
+            raise ValueError(f"max_funding_rate must be in [0, 1), was {self.max_funding_rate}")
+        if not Decimal(0) <= self.min_liquidation_buffer_pct < 1:
+            raise ValueError(
+                "min_liquidation_buffer_pct must be in [0, 1), "
+                f"was {self.min_liquidation_buffer_pct}"
+            )
 
     @property
     def effective_risk_per_trade(self) -> Decimal:
@@ -131,7 +162,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
     return out
 
 
-def _convert(annotation: str, raw: Any) -> Any:
+def _convert(annotation: str, raw: Any) -> Any:  # noqa: C901 - one case per field type
     """Return the stored JSON value ``raw`` as the field type ``annotation`` says."""
     if raw is None and "None" in annotation:
         return None

@@ -52,6 +52,11 @@ class FundingRates:
         hi = bisect_right(self.ts_ms, until_ms)
         return list(zip(self.ts_ms[lo:hi], self.rates[lo:hi], strict=True))
 
+    def rate_at(self, ts_ms: int) -> Decimal | None:
+        """Return the rate of the newest funding event at or before ``ts_ms`` (None: none yet)."""
+        i = bisect_right(self.ts_ms, ts_ms)
+        return self.rates[i - 1] if i else None
+
     def next_after(self, ts_ms: int) -> int | None:
         """Return the first funding time at or after ``ts_ms`` (None when there is none)."""
         i = bisect_left(self.ts_ms, ts_ms)

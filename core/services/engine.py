@@ -78,6 +78,7 @@ from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, E
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
+from core.services.risk_limits import LIMITS_ACTOR
 from core.services.signal_book import SignalBook
 from core.services.symbol_health import SymbolHealth
 from core.services.trade_codec import decode_trades, encode_trades
@@ -642,7 +643,8 @@ class Engine:
         next cycle of each trade.)"""
         if not isinstance(event, TradingStateChanged):
             return
-        if event.current == TradingState.ACTIVE:
+        if event.current == TradingState.ACTIVE and event.actor != LIMITS_ACTOR:
+            # An operator's resume; the risk limits' next-day resume is not one.
             for symbol in self.health.clear():  # an operator's resume clears every failure
                 log.warning("%s: entries allowed again: trading resumed", symbol)
                 await self._bus.publish(

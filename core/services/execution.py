@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from core.brains.limits import LimitContext
 from core.brains.risk_gate import GateInput, OrderIntent, RiskVerdict, check_order
 from core.clock import Clock
 from core.domain.enums import OrderStatus, OrderType, Side, TradingState
@@ -102,6 +103,9 @@ class Submission:
 ExposureView = Callable[[str], Awaitable[tuple[Decimal, int, Decimal]]]
 """Return ``(equity, open positions excluding symbol, total exposure)`` for the gate."""
 
+LimitsView = Callable[[OrderIntent, AccountView | None], Awaitable[LimitContext | None]]
+"""Return the pre-trade limits' context for new exposure (``RiskLimitsService.context``)."""
+
 
 class ExecutionService:
     """Send orders through the risk gate to the exchange and publish what happened."""
@@ -115,6 +119,7 @@ class ExecutionService:
         trading_state: Callable[[], Awaitable[TradingState]],
         policy: Callable[[], Policy],
         exposure: ExposureView,
+        limits: LimitsView | None = None,
     ) -> None:
         self._exchange = exchange
         self._bus = bus
@@ -122,6 +127,9 @@ class ExecutionService:
         self._state = trading_state
         self._policy = policy
         self._exposure = exposure
+        # None: nothing gathers the limits' context, so each limit that is on denies new
+        # exposure (fail closed); a policy with the limits off trades as before.
+        self._limits = limits
 
     async def trading_state(self) -> TradingState:
         """Return the trading state every order is gated by: the stricter of the operator's
@@ -134,6 +142,10 @@ class ExecutionService:
         ``account`` is the valuation the caller just made (the engine sizes entries on one);
         without it the gate values the account itself.
         """
+        limits: LimitContext | None = None
+        if not intent.reduces_exposure and self._limits is not None:
+            # First: it may start a new UTC day (lifting its own halt) or halt trading.
+            limits = await self._limits(intent, account)
         if intent.reduces_exposure:
             # Only the trading state can stop an exposure-reducing order: skip the valuation.
             equity, open_positions, exposure = Decimal(0), 0, Decimal(0)
@@ -150,6 +162,7 @@ class ExecutionService:
                 equity=equity,
                 open_positions=open_positions,
                 total_exposure=exposure,
+                limits=limits,
             )
         )
 

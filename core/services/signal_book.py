@@ -193,6 +193,21 @@ class SignalBook:
         i = book.frame.index_of(ts_ms)
         return None if i is None else Signal.at(book.frame, i)
 
+    def closes(
+        self, symbol: str, until_open_ms: int, count: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+        """Return the open times and closes of the symbol's newest ``count`` candles that
+        opened at or before ``until_open_ms`` (a backtest holds its whole series: only those
+        closed by now are seen), or None when the book holds no history of it."""
+        book = self._books.get(symbol)
+        if book is None:
+            return None
+        self._flush(book)
+        history = book.history
+        end = int(history.ts_ms.searchsorted(until_open_ms, side="right"))
+        start = max(0, end - count)
+        return history.ts_ms[start:end], history.close[start:end]
+
     def explain(self, symbol: str, ts_ms: int, regime: str) -> EntryExplanation | None:
         """Return the provider's explanation of its signal at that candle (None: it gives
         none), in ``regime`` (the book's own, ``regime_at``). Asked only for candles the

@@ -38,6 +38,11 @@ class TradingStateService:
         self._forced: str | None = None
 
     @property
+    def store(self) -> KeyValueRepo:
+        """Return the store the state lives in (the risk limits keep theirs next to it)."""
+        return self._state
+
+    @property
     def cached(self) -> TradingState | None:
         """Return the last state read, without I/O (None before the first read)."""
         return self._current
@@ -130,6 +135,12 @@ class TradingStateService:
     async def set(self, new: TradingState, *, reason: str, actor: str) -> bool:
         """Persist ``new`` first, then publish; return False when nothing changed."""
         previous = await self.current()
+        if new is not TradingState.ACTIVE:
+            # Marked at every halt or reduce asked for, even on top of one: whoever would
+            # lift a halt of its own (the risk limits, the next UTC day) sees another came.
+            await self._state.set(
+                StateKey.HALT_MARK, f"{self._clock.now_ms()}:{secrets.token_hex(4)}"
+            )
         if new is previous and new is not TradingState.ACTIVE:
             return False
         reason = process_redactor().text(reason)  # stored: it may quote an error's text

@@ -84,7 +84,8 @@ async def test_a_position_whose_candles_end_before_the_run_is_named_as_stranded(
         return CandleSeries.from_columns(symbol, "1h", ts, p, p, p, p, np.ones(n))
 
     series = {"A/USDT": flat("A/USDT", 200), "B/USDT": flat("B/USDT", 100)}
-    settings = load_settings(None, trading={"symbols": list(series)})
+    # Both enter on the first candle: no history to correlate, which the limit would deny.
+    settings = load_settings(None, trading={"symbols": list(series)}, risk={"max_correlation": 1})
     result = await run_backtest(settings, series, provider=ScriptedProvider(entries={T0: 1}))
     assert result.open_positions == 2
     assert result.stranded == (("B/USDT", T0 + 99 * 3_600_000),)  # A's last candle is the run's

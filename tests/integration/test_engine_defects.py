@@ -21,6 +21,10 @@ from tests.integration.scripted import FLAT, HOUR_MS, T0_MS, Row, RowScript, ser
 
 FIVE_MIN_MS = 300_000
 
+# Two symbols entering on a candle or two of history: their correlation is unknown, which the
+# correlation limit denies (fail closed); these tests are about other things.
+NO_HISTORY_CORRELATION = "1"
+
 
 async def backtest(
     monkeypatch: pytest.MonkeyPatch,
@@ -169,6 +173,7 @@ async def test_total_exposure_counts_entries_not_yet_filled(
         QT__RISK__MAX_TOTAL_EXPOSURE_PCT="1.0",
         QT__EXCHANGE__MARKET_TYPE="perp",
         QT__TRADING__MAX_LEVERAGE="5",
+        QT__RISK__MAX_CORRELATION=NO_HISTORY_CORRELATION,
     )
     notional = sum((f.amount * f.price for f in res.fills), D(0))
     # Each position alone may take up to 50 % of equity; together they stop at the 100 % cap
@@ -186,7 +191,11 @@ async def test_symbols_sharing_their_first_characters_both_trade(
     rows: list[Row] = [FLAT] * 3 + [(100, 103.5, 100, 103)] + [FLAT] * 2
     symbols = ("BROCCOLI714/USDT", "BROCCOLIF3B/USDT")
     res = await backtest(
-        monkeypatch, tmp_path, {s: series(s, rows) for s in symbols}, RowScript({1: 1})
+        monkeypatch,
+        tmp_path,
+        {s: series(s, rows) for s in symbols},
+        RowScript({1: 1}),
+        QT__RISK__MAX_CORRELATION=NO_HISTORY_CORRELATION,
     )
     assert sorted(t.symbol for t in res.trades) == sorted(symbols)
     ids = [f.client_order_id for f in res.fills]
@@ -340,6 +349,7 @@ async def test_cross_margin_fast_replay_matches_the_full_path(
         QT__RISK__RISK_PER_TRADE="0.2",
         QT__RISK__MAX_POSITION_PCT="10",
         QT__RISK__MAX_TOTAL_EXPOSURE_PCT="20",
+        QT__RISK__MAX_CORRELATION=NO_HISTORY_CORRELATION,
     )
     fast = await backtest(monkeypatch, tmp_path, candles, TwoSymbols({}), **env)
     full = await backtest(monkeypatch, tmp_path, candles, TwoSymbols({}), fast=False, **env)

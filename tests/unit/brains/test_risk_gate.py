@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.brains.limits import LimitContext
 from core.brains.risk_gate import (
     DenyReason,
     GateInput,
@@ -18,6 +19,9 @@ from core.brains.risk_gate import (
 )
 from core.domain.enums import TradingState
 from core.domain.policy import Policy
+from tests.fakes import quiet_limits
+
+QUIET = quiet_limits()
 
 # equity 10_000: per-position cap min(0.5 * 10_000, 1_000_000) = 5_000, exposure cap 10_000
 POLICY = Policy(
@@ -43,6 +47,7 @@ def gate(
     equity: str = "10000",
     open_positions: int = 0,
     exposure: str = "0",
+    limits: LimitContext | None = QUIET,
 ) -> RiskVerdict:
     return check_order(
         GateInput(
@@ -59,6 +64,7 @@ def gate(
             equity=D(equity),
             open_positions=open_positions,
             total_exposure=D(exposure),
+            limits=limits,
         )
     )
 
@@ -216,6 +222,7 @@ def gate_inputs(draw: st.DrawFn) -> GateInput:
         equity=draw(money),
         open_positions=draw(st.integers(0, 12)),
         total_exposure=draw(st.decimals(min_value=0, max_value=10**7, places=2)),
+        limits=QUIET,  # nothing recorded: the pre-trade limits (tests/unit/brains/test_limits.py)
     )
 
 

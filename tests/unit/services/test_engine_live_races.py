@@ -30,6 +30,8 @@ from tests.fakes import FakeExchange
 from tests.unit.services.engine_harness import SYMBOL, ScriptedProvider, at, clean_settings
 from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, TP1, Live, live, quiet
 
+NO_CORRELATION = {"QT__RISK__MAX_CORRELATION": "1"}  # the correlation limit off
+
 
 class ReduceOnlyVenue(FakeExchange):
     """FakeExchange with the two reduce-only rules of real venues (see module docstring)."""
@@ -204,7 +206,8 @@ class OneSymbolBroken(ReduceOnlyVenue):
 async def test_one_symbols_trouble_does_not_starve_the_others_sync(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    lv = await live(monkeypatch, tmp_path, venue_class=OneSymbolBroken)
+    # ETH enters beside BTC on their first candle: no history to correlate (the limit denies).
+    lv = await live(monkeypatch, tmp_path, venue_class=OneSymbolBroken, env=NO_CORRELATION)
     await lv.engine.on_candle("ETH/USDT", quiet(0))  # ETH enters on the same candle
     eth_entry = client_order_id("ETH/USDT", at(0), "e")
     lv.venue.script_fill(eth_entry, D(100))
@@ -225,7 +228,7 @@ async def test_live_orders_are_sized_and_priced_on_the_venues_grid(
     off by the venue and a take-profit that fills is whole."""
     from core.domain.market_rules import MarketRules
 
-    lv = await live(monkeypatch, tmp_path)
+    lv = await live(monkeypatch, tmp_path, env=NO_CORRELATION)  # ETH enters beside BTC
     lv.engine.use_market_rules(
         {
             "ETH/USDT": MarketRules(

@@ -16,6 +16,7 @@ import pytest
 
 from bot.trading import build_engine
 from core.clock import SimClock
+from core.config import load_settings
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide
 from core.domain.events import Event, ExitPlanned, OrderCanceled, OrderFilled, TradeClosed
 from core.domain.market import Candle
@@ -55,11 +56,17 @@ async def live(
     tmp_path: Path,
     *,
     venue_class: type[FakeExchange] = FakeExchange,
+    env: dict[str, str] | None = None,
     **script: object,
 ) -> Live:
     """An engine on a fake live venue that has just sent its entry (50 units, decided at 100);
-    ``script`` adds exit signals (``exit_long={...}``) to the scripted provider."""
+    ``script`` adds exit signals (``exit_long={...}``) to the scripted provider; ``env``
+    settings (QT__ names) on top of the harness's."""
     settings = clean_settings(monkeypatch, tmp_path)
+    if env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings()
     clock = SimClock(T0_MS)
     venue = venue_class(balances={"USDT": D(10_000)}, clock=clock, track_positions=True)
     storage = MemoryStorage()
@@ -161,7 +168,8 @@ async def test_a_venue_error_is_logged_and_the_order_asked_about_next_time(
 async def test_an_entry_lost_in_a_timeout_is_tracked_until_the_venue_says_it_never_came(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lv = await live(monkeypatch, tmp_path)
+    # The symbol enters again 5 candles after its stop: no cooldown after a close, here.
+    lv = await live(monkeypatch, tmp_path, env={"QT__RISK__SYMBOL_COOLDOWN_S": "0"})
     lv.venue.script_fill(ENTRY, D(100))
     await lv.engine.sync_with_venue()
     lv.venue.script_fill(STOP, D(98))  # that trade ends at its stop; the next entry times out

@@ -9,6 +9,8 @@ from decimal import Decimal as D
 
 import pytest
 
+from core.brains.limits import LimitContext
+from core.brains.risk_gate import OrderIntent
 from core.clock import SimClock
 from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide, Side, TradingState
 from core.domain.events import (
@@ -24,7 +26,8 @@ from core.domain.portfolio import Position
 from core.errors import OrderRejected as VenueRejected
 from core.services.bus import EventBus
 from core.services.execution import MAX_CLIENT_ID_LEN, ExecutionService, client_order_id
-from tests.fakes import FakeExchange
+from core.services.portfolio import AccountView
+from tests.fakes import FakeExchange, quiet_limits
 
 T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 HOUR_MS = 3_600_000
@@ -132,6 +135,9 @@ def make_service(
     async def exposure(symbol: str) -> tuple[D, int, D]:
         return D(equity), 0, D(0)
 
+    async def limits(intent: OrderIntent, account: AccountView | None) -> LimitContext:
+        return quiet_limits(clock.now_ms(), D(equity))  # nothing recorded yet
+
     service = ExecutionService(
         exchange=exchange,
         bus=bus,
@@ -139,6 +145,7 @@ def make_service(
         trading_state=trading_state,
         policy=lambda: policy or Policy(),
         exposure=exposure,
+        limits=limits,
     )
     return service, exchange, recorder
 

@@ -193,6 +193,7 @@ class TradingProcess:
                 symbols=tuple(settings.trading.symbols),
             )
         )
+        await self.policy.announce()
         for service in self.services:
             await self._start(service)
         self._market_task = asyncio.create_task(self._consume(), name="market-loop")

@@ -375,6 +375,7 @@ async def run_backtest(
     trading_state = TradingStateService(storage.state, bus, clock)
     store = policy_store(settings, storage, bus, clock)
     await store.start()
+    await store.announce()
     engine = build_engine(
         settings,
         clock=clock,

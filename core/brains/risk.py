@@ -291,7 +291,7 @@ def assess(inp: RiskInput) -> RiskAssessment:
         notes.append(f"equity is {inp.equity}: nothing can be risked (fail closed: CRITICAL)")
         return _closed_assessment(inp, notes)
     peak = max(inp.peak_equity, inp.equity) if math.isfinite(inp.peak_equity) else inp.equity
-    drawdown = 1.0 - inp.equity / peak
+    drawdown = (peak - inp.equity) / peak  # not 1 - e/p: 9,200 of 10,000 is 8 % exactly
     gross = sum(abs(p.notional) for p in inp.positions)
     exposure_pct = gross / inp.equity
     net_weights = [p.notional / inp.equity for p in inp.positions]

@@ -156,7 +156,7 @@ class CeoService:
                     body=json.dumps(jsonable(decision), sort_keys=True),
                 )
             )
-            log.warning("mode %s -> %s: %s", decision.previous.value, decision.mode.value, reason)
+            log.info("mode %s -> %s: %s", decision.previous.value, decision.mode.value, reason)
             await self._bus.publish(
                 ModeChanged(
                     ts_ms=now,

@@ -43,6 +43,8 @@ class PolicyStore:
         self._clock = clock
         self._current = self._base
         self.latest: PolicyVersion | None = None
+        self._quiet = False  # start(): versions are written, published by announce()
+        self._unannounced: list[tuple[Policy, PolicyVersion, str]] = []
 
     @property
     def base(self) -> Policy:
@@ -55,19 +57,30 @@ class PolicyStore:
 
     async def start(self) -> None:
         """Adopt the newest stored version's levers on today's settings (a restart keeps the
-        mode); write version 1, or a new version when the settings changed the result."""
-        latest = await self._repo.latest_policy()
-        if latest is None:
-            await self._write(PolicyLevers(), source="settings", reason="first start")
-            return
-        self.latest = latest
-        self._current = latest.policy
-        await self.apply(
-            _levers_of(latest.policy),
-            source="settings",
-            reason="the settings changed since the last version",
-            expires_ms=latest.expires_ms,
-        )
+        mode); write version 1, or a new version when the settings changed the result. What
+        it writes is published by ``announce`` (a process says it started first)."""
+        self._quiet = True
+        try:
+            latest = await self._repo.latest_policy()
+            if latest is None:
+                await self._write(PolicyLevers(), source="settings", reason="first start")
+                return
+            self.latest = latest
+            self._current = latest.policy
+            await self.apply(
+                _levers_of(latest.policy),
+                source="settings",
+                reason="the settings changed since the last version",
+                expires_ms=latest.expires_ms,
+            )
+        finally:
+            self._quiet = False
+
+    async def announce(self) -> None:
+        """Publish the versions ``start`` wrote."""
+        pending, self._unannounced = self._unannounced, []
+        for old, version, source in pending:
+            await self._publish(old, version, source=source)
 
     async def refresh(self) -> bool:
         """Adopt a newer version another process wrote; return True when one was adopted."""
@@ -121,7 +134,10 @@ class PolicyStore:
             except InvariantViolation:  # another process took the number: take the next
                 continue
             old, self._current, self.latest = self._current, policy, version
-            await self._publish(old, version, source=source)
+            if self._quiet:
+                self._unannounced.append((old, version, source))
+            else:
+                await self._publish(old, version, source=source)
             return policy
         raise InvariantViolation("could not write a policy version: the numbers kept being taken")
 
@@ -135,7 +151,7 @@ class PolicyStore:
                 mode=version.policy.mode.value,
                 source=source,
                 reason=version.reason,
-                changes=policy_changes(old, self._current),
+                changes=policy_changes(old, version.policy),
             )
         )
 

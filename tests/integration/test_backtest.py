@@ -134,6 +134,7 @@ async def test_always_long_tracks_buy_and_hold(
         QT__EXITS__STOP_PCT="19",
         QT__RISK__RISK_PER_TRADE="0.2",
         QT__RISK__MAX_POSITION_PCT="1",
+        QT__BRAINS__ENABLED="false",  # a whole-equity position: the Risk Brain would cut it
     )
     symbol = "BTC/USDT"
     series = generate_candles(symbol, "1h", 3000, seed=seed)

@@ -43,6 +43,10 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "seed": 11,
         },
         strategy={"provider": "ema_rsi"},  # the same provider in both, from the first candle
+        # The demo's scheduler fires the brains at market-time intervals from its start, not in
+        # lockstep with its candles: when a mode changes relative to a candle is not a
+        # backtest's. This is the engine's parity; the brains have their own tests.
+        brains={"enabled": False},
     )
 
 

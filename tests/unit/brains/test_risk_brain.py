@@ -93,7 +93,7 @@ def test_too_few_days_scale_the_horizon_var_and_say_so() -> None:
 def test_the_drawdown_ladder(
     drawdown: float, tier: int, least: RiskLevel, state: TradingState
 ) -> None:
-    a = assess(RiskInput(equity=10_000 * (1 - drawdown), peak_equity=10_000, config=FAST))
+    a = assess(RiskInput(equity=10_000 - 10_000 * drawdown, peak_equity=10_000, config=FAST))
     assert a.tier == tier
     assert list(RiskLevel).index(a.level) >= list(RiskLevel).index(least)
     assert a.state is state
@@ -104,7 +104,7 @@ def test_the_drawdown_ladder(
 
 
 def test_entering_the_close_half_tier_asks_once() -> None:
-    pos = (_position("A", 5_000, 4), _position("B", 3_000, 5))
+    pos = (_position("A", 5_000, 4, scale=0.002), _position("B", 3_000, 5, scale=0.002))
     entering = assess(
         RiskInput(equity=8_700, peak_equity=10_000, positions=pos, previous_tier=2, config=FAST)
     )

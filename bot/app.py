@@ -153,7 +153,7 @@ class TradingProcess:
             universe_every_s=p.universe.every_s if p.universe else 0.0,
             brains_cycle=None if self.brains is None else self.brains.cycle,
             assess_every_s=p.settings.brains.assess_every_minutes * 60.0,
-            policy_refresh=self.policy.refresh,
+            policy_refresh=self.policy.refresh if self.brains is None else self.brains.adopt,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []

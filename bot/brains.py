@@ -57,4 +57,4 @@ def build_brains(
         config=CeoConfig(max_age_ms=3 * b.assess_every_minutes * 60_000),
         flatten_on_emergency=b.flatten_on_emergency,
     )
-    return Brains(risk, ceo)
+    return Brains(risk, ceo, store)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from bot.cli_backtest import backtest
+from bot.cli_brains import mode_app, policy_app
 from bot.cli_common import (
     EnvFileOpt,
     console,
@@ -60,6 +61,8 @@ app.command()(evaluate)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(risk_app, name="risk")
+app.add_typer(mode_app, name="mode")
+app.add_typer(policy_app, name="policy")
 app.add_typer(state_app, name="state")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")

@@ -16,7 +16,10 @@ from core.errors import DataError
 if TYPE_CHECKING:
     from core.market.daily_returns import DailyCloses
 
-risk_app = typer.Typer(help="The risk models: VaR and ES over history.", no_args_is_help=True)
+risk_app = typer.Typer(
+    help="The Risk Brain: its latest assessment, and its VaR models over history.",
+    no_args_is_help=True,
+)
 
 METHODS = ("parametric", "cornish_fisher", "historical", "monte_carlo")
 TABLE_WIDTH = 200  # fifteen columns: never squeezed to the terminal
@@ -205,3 +208,16 @@ def _between(closes: DailyCloses, bounds: tuple[int | None, int | None]) -> Dail
     if end_ms is not None:
         keep &= closes.day_ms <= end_ms
     return replace(closes, day_ms=closes.day_ms[keep], close=closes.close[keep])
+
+
+@risk_app.command("show")
+def show(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Read the demo's database instead of the run database.")
+    ] = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Print the latest risk assessment: score, level, VaR/ES, tail, actions."""
+    from bot.cli_brains import risk_show
+
+    risk_show(demo, env_file)

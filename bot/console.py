@@ -15,9 +15,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from core.domain.enums import TradingState
 from core.domain.events import (
+    AlertRaised,
     EntryExplained,
     Event,
+    ExposureReduced,
+    ModeChanged,
     OrderDenied,
     OrderFilled,
     OrderRejected,
@@ -82,6 +86,23 @@ def _event_line(event: Event) -> Text | None:
             f"{event.symbol} {event.side}: P(up) {why.p_up:.2f} ({why.members_text()}), "
             f"regime {why.regime}, top {why.features_text()}",
         )
+    if isinstance(event, ModeChanged):
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("MODE ", "bold magenta"),
+            f"{event.previous} -> {event.current}{' (manual)' if event.manual else ''}: ",
+            "; ".join(event.reasons),
+        )
+    if isinstance(event, AlertRaised):
+        return Text.assemble(
+            (f"{when}  ", "dim"), ("ALERT ", "bold red"), f"{event.title}: {event.detail}"
+        )
+    if isinstance(event, ExposureReduced):
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("REDUCED ", "bold yellow"),
+            f"closed {', '.join(event.symbols) or 'nothing'}: {event.reason}",
+        )
     if isinstance(event, OrderDenied | OrderRejected):
         return Text.assemble(
             (f"{when}  ", "dim"),
@@ -111,11 +132,18 @@ class StatusConsole:
         equity = p.portfolio.last
         eq = f"{equity.equity:,.2f}" if equity else "-"
         state = p.trading_state.cached or "-"
+        policy = p.policy.current()
+        if policy.state is not TradingState.ACTIVE:  # the brains' pause, stricter one shown
+            state = f"{state}/{policy.state.value} (brains)"
+        brains = p.brains
+        latest = brains.risk.latest if brains is not None else None
+        risk = "-" if latest is None else f"{latest.level.value} {latest.score:.0f}"
         line = Text()
         line.append(f"[{p.parts.mode_label}] ", style="bold cyan")
         line.append(f"market {_fmt_ms(stats.last_candle_ms)} UTC  ")
         line.append(f"candles {stats.candles}  fills {stats.fills}  events {p.events_seen}  ")
         line.append(f"equity {eq}  state {state}  ")
+        line.append(f"mode {policy.mode.value}  risk {risk}  ", style="magenta")
         line.append(prices, style="green")
         held = _open_trades(p)
         if held:
@@ -131,7 +159,7 @@ class StatusConsole:
     async def start(self) -> None:
         """Begin rendering, and print trading events as they happen."""
         topics = (OrderFilled, TradeClosed, OrderDenied, OrderRejected, SignalProviderChanged)
-        for kind in (*topics, EntryExplained):
+        for kind in (*topics, EntryExplained, ModeChanged, AlertRaised, ExposureReduced):
             self._process.bus.subscribe(kind.topic, self._on_event, name="console")
         if self._console.is_terminal:
             self._live = Live(self.status_text(), console=self._console, auto_refresh=False)

@@ -38,7 +38,7 @@ from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
 from core.market.download import download_candles
 from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file, traded_market_note
-from core.market.synthetic import generate_candles
+from core.market.synthetic import generate_candles, with_crash
 from core.ports import MarketData
 from core.signals.base import SignalProvider
 from core.signals.handover import HandOverProvider
@@ -93,6 +93,14 @@ def demo_market(settings: Settings) -> tuple[dict[str, CandleSeries], int]:
         )
         for symbol in settings.trading.symbols
     }
+    if demo.crash_after_candles:
+        at = demo.history_candles + demo.crash_after_candles
+        if at >= wanted:
+            raise ConfigError(
+                f"QT__DEMO__CRASH_AFTER_CANDLES={demo.crash_after_candles} is after the replay's "
+                f"{demo.replay_candles} candles"
+            )
+        markets = {s: with_crash(ser, at, demo.crash_pct) for s, ser in markets.items()}
     any_series = next(iter(markets.values()))
     return markets, int(any_series.ts_ms[demo.history_candles])
 

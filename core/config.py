@@ -521,6 +521,10 @@ class DemoSettings(Section):
     replay_candles: int = Field(default=2_000, ge=1)
     # The synthetic market's drifts times this: trends the ensemble can learn (1: plain)
     trend_scale: float = Field(default=6.0, ge=0, le=100)
+    # A crash of the synthetic market CRASH_AFTER_CANDLES into the replay (0: none): every
+    # symbol gaps CRASH_PCT % down and stays there (the brains' EMERGENCY, shown live).
+    crash_after_candles: int = Field(default=0, ge=0)
+    crash_pct: float = Field(default=30.0, gt=0, lt=100)
     data_file: Path | None = None
     start_ms: int = 1_704_067_200_000  # 2024-01-01T00:00:00Z, market time of the synthetic replay
 

@@ -127,6 +127,30 @@ def generate_candles(
     return CandleSeries.from_columns(symbol, timeframe, ts_ms, open_, high, low, close, volume)
 
 
+def with_crash(series: CandleSeries, at: int, drop_pct: float) -> CandleSeries:
+    """Return ``series`` with a crash at candle ``at``: it opens ``drop_pct`` % below the
+    previous close (a gap no stop can fill at its price) and every later price is scaled by
+    the same factor, so the market stays where the crash left it."""
+    if not 0.0 < drop_pct < 100.0:
+        raise ValueError(f"a crash drops by a percentage in (0, 100), was {drop_pct}")
+    if not 0 < at < len(series):
+        raise ValueError(
+            f"a crash candle must be inside the series (1..{len(series) - 1}), was {at}"
+        )
+    factor = np.ones(len(series))
+    factor[at:] = 1.0 - drop_pct / 100.0
+    return CandleSeries.from_columns(
+        series.symbol,
+        series.timeframe,
+        series.ts_ms,
+        series.open * factor,
+        series.high * factor,
+        series.low * factor,
+        series.close * factor,
+        series.volume * np.where(factor < 1.0, 5.0, 1.0),  # panic volume
+    )
+
+
 def _regime_path(rng: np.random.Generator, n: int, days_per_bar: float) -> npt.NDArray[np.intp]:
     """Return the regime index of every bar, drawn segment by segment (geometric durations)."""
     path = np.empty(n, dtype=np.intp)

@@ -8,10 +8,12 @@ was. The error is raised again, so the job's run is recorded as failed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from core.brains.risk import RiskAssessment
 from core.services.ceo_service import CeoService
+from core.services.policy_store import PolicyStore
 from core.services.risk_service import RiskService
 
 log = logging.getLogger(__name__)
@@ -20,12 +22,28 @@ log = logging.getLogger(__name__)
 class Brains:
     """The Risk Brain's service and the CEO's, run as one cycle."""
 
-    def __init__(self, risk: RiskService, ceo: CeoService) -> None:
+    def __init__(self, risk: RiskService, ceo: CeoService, store: PolicyStore) -> None:
         self.risk = risk
         self.ceo = ceo
+        self.store = store
+        self._one_at_a_time = asyncio.Lock()  # the cycle and an adoption are two jobs
+
+    async def adopt(self) -> bool:
+        """Adopt a policy version another process wrote (``qt mode set``) and let the CEO
+        recombine it with the latest assessment's actions at once: a manual mode never
+        loosens what the Risk Brain enforces, not even until the next cycle."""
+        async with self._one_at_a_time:
+            if not await self.store.refresh():
+                return False
+            await self.ceo.review(self.risk.latest, self.risk.latest_ms)
+            return True
 
     async def cycle(self) -> str:
         """Assess, decide, act; return a one-line summary for the audit trail."""
+        async with self._one_at_a_time:
+            return await self._cycle()
+
+    async def _cycle(self) -> str:
         assessment: RiskAssessment | None = None
         failure: Exception | None = None
         try:

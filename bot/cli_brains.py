@@ -1,0 +1,315 @@
+"""``qt mode``, ``qt policy`` and ``qt risk show``: what the brains decided, and an operator's
+manual mode.
+
+``qt mode set PRESERVATION --for 4h --reason "FOMC"`` writes the manual mode (the CEO honours it
+until it expires or ``qt mode auto``) and a policy version with the mode's levers at once; a
+running process adopts it within seconds (the ``policy_refresh`` job) and recombines it with
+the Risk Brain's actions at once: a manual mode never loosens what risk enforces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
+from bot.report import table
+from core.config import Settings
+from core.domain.enums import Mode
+
+mode_app = typer.Typer(
+    help="Show the CEO's operating mode, or set one by hand.", no_args_is_help=True
+)
+policy_app = typer.Typer(help="Show the policy in force and its history.", no_args_is_help=True)
+
+DemoOpt = Annotated[
+    bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
+]
+_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(value: str) -> int:
+    """Parse ``30m``, ``4h`` or ``2d`` into milliseconds (> 0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", value)
+    if match is None or float(match.group(1)) <= 0:
+        raise typer.BadParameter(
+            f"a duration is a number and m, h or d, like 30m, 4h or 2d; received {value!r}",
+            param_hint="--for",
+        )
+    return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+
+
+def _url(settings: Settings, demo: bool) -> str:
+    from bot.modes import demo_database_url
+
+    return demo_database_url(settings) if demo else settings.database_url
+
+
+def _when(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def _with_storage(url: str, work: Any) -> Any:
+    from storage import open_storage
+
+    storage = open_storage(url)
+    await storage.start()
+    try:
+        return await work(storage)
+    finally:
+        await storage.stop()
+
+
+def _store(settings: Settings, storage: Any, clock: Any) -> Any:
+    from bot.brains import policy_store
+    from core.services.bus import EventBus
+
+    return policy_store(settings, storage, EventBus(sink=storage.events.append), clock)
+
+
+async def _set_mode(
+    settings: Settings, url: str, mode: Mode | None, for_ms: int | None, reason: str
+) -> tuple[int, str]:
+    """Write (or, ``mode`` None, clear) the manual mode; return the policy version and mode."""
+    from core.brains.ceo import mode_levers
+    from core.clock import LiveClock
+    from core.domain.events import ModeChanged
+    from core.ports import StateKey
+
+    clock = LiveClock()
+
+    async def work(storage: Any) -> tuple[int, str]:
+        store = _store(settings, storage, clock)
+        await store.start()
+        await store.announce()
+        previous = store.current().mode
+        now = clock.now_ms()
+        if mode is None:
+            await storage.state.set(StateKey.MANUAL_MODE, "")
+            await storage.events.append(
+                ModeChanged(
+                    ts_ms=now,
+                    previous=previous.value,
+                    current=previous.value,
+                    reasons=(f"manual mode cleared by the cli: {reason}",),
+                    manual=True,
+                )
+            )
+            return store.current().version, previous.value
+        until = None if for_ms is None else now + for_ms
+        manual = {"mode": mode.value, "until_ms": until, "reason": reason, "actor": "cli"}
+        await storage.state.set(StateKey.MANUAL_MODE, json.dumps(manual))
+        await storage.state.set(
+            StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
+        )
+        await store.apply(
+            mode_levers(mode),
+            source="manual",
+            reason=f"manual mode by the cli: {reason}",
+            expires_ms=until,
+        )
+        await storage.events.append(
+            ModeChanged(
+                ts_ms=now,
+                previous=previous.value,
+                current=mode.value,
+                reasons=(f"manual mode by the cli: {reason}",),
+                manual=True,
+            )
+        )
+        return store.current().version, mode.value
+
+    result: tuple[int, str] = await _with_storage(url, work)
+    return result
+
+
+@mode_app.command("set")
+def mode_set(
+    mode: Annotated[str, typer.Argument(help="EXPANSION, OPTIMIZATION, PRESERVATION, EMERGENCY")],
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", help="How long, like 30m, 4h or 2d (default: until unset)."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "by hand",
+    demo: DemoOpt = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Set the operating mode by hand (the CEO honours it until it expires)."""
+    try:
+        chosen = Mode(mode.upper())
+    except ValueError:
+        raise typer.BadParameter(
+            f"unknown mode {mode!r}; one of {', '.join(m.value for m in Mode)}", param_hint="MODE"
+        ) from None
+    for_ms = None if for_ is None else parse_duration_ms(for_)
+    settings = load_or_exit(env_file)
+    url = _url(settings, demo)
+    version, _ = run_or_exit(lambda: _set_mode(settings, url, chosen, for_ms, reason))
+    until = "until unset (qt mode auto)" if for_ms is None else f"for {for_}"
+    console.print(
+        f"mode now [bold]{chosen.value}[/bold] by hand {until} (policy version {version}); "
+        "a running process adopts it within seconds, the Risk Brain's actions still apply"
+    )
+    console.print(f"database: {escape(url)}")
+
+
+@mode_app.command("auto")
+def mode_auto(
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "by hand",
+    demo: DemoOpt = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Clear a manual mode: the CEO Brain decides again from its next review."""
+    settings = load_or_exit(env_file)
+    url = _url(settings, demo)
+    _, current = run_or_exit(lambda: _set_mode(settings, url, None, None, reason))
+    console.print(f"manual mode cleared; the CEO decides from its next review (now {current})")
+
+
+async def _read(url: str) -> dict[str, Any]:
+    from core.ports import StateKey
+
+    async def work(storage: Any) -> dict[str, Any]:
+        return {
+            "policies": await storage.decisions.list_policies(20),
+            "assessments": await storage.decisions.list_assessments(1),
+            "decisions": await storage.decisions.list_decisions("ceo", 5),
+            "manual": await storage.state.get(StateKey.MANUAL_MODE),
+        }
+
+    result: dict[str, Any] = await _with_storage(url, work)
+    return result
+
+
+@mode_app.command("show")
+def mode_show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
+    """Print the mode in force, why, an operator's manual mode and the latest risk level."""
+    from core.services.ceo_service import parse_manual
+
+    settings = load_or_exit(env_file)
+    url = _url(settings, demo)
+    found = run_or_exit(lambda: _read(url))
+    if not found["policies"]:
+        console.print("no policy written yet: the settings' policy, mode OPTIMIZATION")
+    else:
+        latest = found["policies"][0]
+        console.print(
+            f"mode [bold]{latest.policy.mode.value}[/bold] (policy version {latest.version}, "
+            f"{latest.source}, {_when(latest.ts_ms)}): {escape(latest.reason)}"
+        )
+    manual = parse_manual(found["manual"])
+    if manual is not None:
+        until = "until unset" if manual.until_ms is None else f"until {_when(manual.until_ms)}"
+        console.print(f"manual mode {manual.mode.value} {until}: {escape(manual.reason)}")
+    if found["assessments"]:
+        a = found["assessments"][0]
+        console.print(f"risk {a.level} {a.score:.0f}/100 ({_when(a.ts_ms)})")
+    for d in found["decisions"]:
+        console.print(f"  {_when(d.ts_ms)}  {escape(d.summary)}")
+    console.print(f"database: {escape(url)}")
+
+
+@policy_app.command("show")
+def policy_show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
+    """Print every field of the policy in force."""
+    from bot.trading import policy_from
+    from core.domain.policy import policy_to_dict
+
+    settings = load_or_exit(env_file)
+    url = _url(settings, demo)
+    found = run_or_exit(lambda: _read(url))
+    if found["policies"]:
+        latest = found["policies"][0]
+        title = f"policy version {latest.version} ({latest.source}, {_when(latest.ts_ms)})"
+        policy = latest.policy
+    else:
+        title, policy = "the settings' policy (no version written yet)", policy_from(settings)
+    rows = [[k, str(v)] for k, v in policy_to_dict(policy).items()]
+    console.print(table(title, ["field", "value"], rows))
+
+
+@policy_app.command("history")
+def policy_history(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many versions.")] = 20,
+    demo: DemoOpt = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Print the newest policy versions: who wrote each, when and why."""
+    settings = load_or_exit(env_file)
+    url = _url(settings, demo)
+
+    async def read() -> list[Any]:
+        async def work(storage: Any) -> list[Any]:
+            result: list[Any] = await storage.decisions.list_policies(limit)
+            return result
+
+        return list(await _with_storage(url, work))
+
+    versions = run_or_exit(read)
+    rows = [
+        [
+            str(v.version),
+            _when(v.ts_ms),
+            v.policy.mode.value,
+            v.policy.state.value,
+            f"{v.policy.size_multiplier}",
+            f"{v.policy.stop_tighten}",
+            v.source,
+            escape(v.reason[:80]),
+        ]
+        for v in versions
+    ]
+    headers = ["version", "written", "mode", "state", "size x", "stops x", "by", "why"]
+    console.print(table(f"policy versions ({len(rows)} newest)", headers, rows))
+
+
+def risk_show(demo: bool, env_file: Path | None) -> None:
+    """Print the latest risk assessment (``qt risk show``)."""
+    settings = load_or_exit(env_file)
+    url = _url(settings, demo)
+    found = run_or_exit(lambda: _read(url))
+    if not found["assessments"]:
+        console.print("no risk assessment yet (the risk_assessment job runs every market hour)")
+        raise typer.Exit(0)
+    a = found["assessments"][0]
+    body = json.loads(a.body)
+    console.print(
+        f"risk [bold]{a.level}[/bold] {a.score:.1f}/100 at {_when(a.ts_ms)}: drawdown "
+        f"{body['drawdown']:.2%} (tier {body['tier']}), exposure {body['exposure_pct']:.2f}x "
+        f"equity, concentration {body['concentration']:.2f}, correlation {body['correlation']:.2f}"
+    )
+    console.print(
+        table(
+            "score components (0-100)",
+            ["component", "score"],
+            [[name, f"{value:.1f}"] for name, value in body["components"]],
+        )
+    )
+    for horizon in ("var_daily", "var_horizon"):
+        rows = [
+            [e["method"], f"{e['level']:.0%}", f"{e['var']:.3%}", f"{e['es']:.3%}"]
+            for e in body[horizon]
+        ]
+        if rows:
+            title = "daily VaR / ES" if horizon == "var_daily" else "VaR / ES per candle"
+            console.print(table(title, ["method", "level", "VaR", "ES"], rows))
+    tail = body.get("tail")
+    if tail:
+        hill = "-" if tail["hill_index"] is None else f"{tail['hill_index']:.2f}"
+        console.print(
+            f"tail: skew {tail['skew']:.2f}, excess kurtosis {tail['excess_kurtosis']:.2f}, "
+            f"Hill {hill} (k {tail['hill_k']}), fat {tail['fat_tail']}, score {tail['score']:.0f}"
+        )
+    for m in body["measures"]:
+        console.print(f"action: {m['kind']} {m['value']:g} ({escape(m['reason'])})")
+    for note in body["notes"]:
+        console.print(f"note: {escape(note)}")
+    console.print(f"database: {escape(url)}")

@@ -369,8 +369,8 @@ class BrainSettings(Section):
 
     enabled: bool = True
     assess_every_minutes: int = Field(default=60, ge=1, le=24 * 60)
-    var_limit_pct: Decimal = Field(default=Decimal(5), gt=0, lt=100)  # daily VaR 99 %
-    es_limit_pct: Decimal = Field(default=Decimal(7), gt=0, lt=100)  # daily ES 99 %
+    var_limit_pct: Decimal = Field(default=Decimal(8), gt=0, lt=100)  # daily VaR 99 %
+    es_limit_pct: Decimal = Field(default=Decimal(12), gt=0, lt=100)  # daily ES 99 %
     ladder: list[DrawdownTierSettings] = Field(default_factory=_default_ladder)
     peak_days: int = Field(default=30, ge=1, le=3650)  # the drawdown's rolling peak
     mc_paths: int = Field(default=100_000, ge=1_000, le=10_000_000)

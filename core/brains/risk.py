@@ -137,8 +137,8 @@ WEIGHTS = {
 class RiskConfig:
     """The Risk Brain's limits (fractions of equity) and ladder."""
 
-    var_limit: float = 0.05  # daily VaR 99 % of the portfolio
-    es_limit: float = 0.07  # daily ES 99 %
+    var_limit: float = 0.08  # daily VaR 99 % of the portfolio (a whole book of BTC: ~6 %)
+    es_limit: float = 0.12  # daily ES 99 %
     ladder: tuple[DrawdownTier, ...] = DEFAULT_LADDER
     high_tighten: float = 0.75  # HIGH: stop distances x this
     critical_tighten: float = 0.5

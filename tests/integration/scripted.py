@@ -66,11 +66,15 @@ def series(
 
 
 def settings_with(monkeypatch: pytest.MonkeyPatch, tmp_path: object, **env: str) -> Settings:
-    """Return default settings plus ``env`` (QT__ names), ignoring the caller's environment."""
+    """Return default settings plus ``env`` (QT__ names), ignoring the caller's environment.
+
+    The brains are off unless ``env`` turns them on: a scripted market tests the engine's
+    mechanics candle by candle, and a mode change the script did not plan would move them."""
     for name in list(os.environ):
         if name.upper().startswith("QT__"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    env = {"QT__BRAINS__ENABLED": "false", **env}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()

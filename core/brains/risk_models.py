@@ -149,7 +149,9 @@ def _parametric(windows: FloatArray, level: float) -> tuple[FloatArray, FloatArr
     return -(mu + sigma * z), es
 
 
-def cornish_fisher_z(z: FloatArray | float, skew: float, excess_kurtosis: float) -> FloatArray:
+def cornish_fisher_z(
+    z: FloatArray | float, skew: FloatArray | float, excess_kurtosis: FloatArray | float
+) -> FloatArray:
     """Return the Cornish-Fisher corrected standard quantile(s) of normal quantile(s) ``z``
     (``skew`` and ``excess_kurtosis`` may be arrays broadcasting against ``z``)."""
     z = np.asarray(z, dtype=np.float64)

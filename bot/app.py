@@ -152,6 +152,7 @@ class TradingProcess:
             universe_refresh=p.universe.refresh if p.universe else None,
             universe_every_s=p.universe.every_s if p.universe else 0.0,
             brains_cycle=None if self.brains is None else self.brains.cycle,
+            strategy_review=None if self.brains is None else self.brains.strategy.review,
             assess_every_s=p.settings.brains.assess_every_minutes * 60.0,
             policy_refresh=self.policy.refresh if self.brains is None else self.brains.adopt,
         )

@@ -258,6 +258,7 @@ def _simulated_jobs(
         retrain_models=retrain,
         retrain_every_s=settings.models.retrain_s,
         brains_cycle=None if brains is None else brains.cycle,
+        strategy_review=None if brains is None else brains.strategy.review,
         assess_every_s=settings.brains.assess_every_minutes * 60.0,
     )
     due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())

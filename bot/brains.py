@@ -10,6 +10,7 @@ from bot.trading import policy_from, risk_config_from
 from core.brains.ceo import CeoConfig
 from core.clock import Clock
 from core.config import Settings
+from core.domain.market import timeframe_to_ms
 from core.ports import Storage
 from core.services.brains import Brains
 from core.services.bus import EventBus
@@ -17,6 +18,7 @@ from core.services.ceo_service import CeoService
 from core.services.engine import Engine
 from core.services.policy_store import PolicyStore
 from core.services.risk_service import RiskService
+from core.services.strategy_service import StrategyService
 
 
 def policy_store(settings: Settings, storage: Storage, bus: EventBus, clock: Clock) -> PolicyStore:
@@ -57,4 +59,12 @@ def build_brains(
         config=CeoConfig(max_age_ms=3 * b.assess_every_minutes * 60_000),
         flatten_on_emergency=b.flatten_on_emergency,
     )
-    return Brains(risk, ceo, store)
+    strategy = StrategyService(
+        engine=engine,
+        store=store,
+        repo=storage.decisions,
+        bus=bus,
+        clock=clock,
+        candle_ms=timeframe_to_ms(settings.trading.timeframe),
+    )
+    return Brains(risk, ceo, store, strategy)

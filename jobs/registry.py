@@ -40,6 +40,8 @@ class JobContext:
     assess_every_s: float = 0.0
     # Adopts a policy version another process wrote (``qt mode set``); None: no store.
     policy_refresh: Callable[[], Awaitable[bool]] | None = None
+    # The Strategy Brain's review (core.services.strategy_service); None: brains off.
+    strategy_review: Callable[[], Awaitable[str]] | None = None
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -150,6 +152,17 @@ def _has_policy_store(ctx: JobContext) -> bool:
     return ctx.policy_refresh is not None
 
 
+async def review_strategies(ctx: JobContext) -> str:
+    """Review the strategies' records and put the Strategy Brain's choices in force."""
+    if ctx.strategy_review is None:
+        return "brains off"
+    return await ctx.strategy_review()
+
+
+def _reviews_strategies(ctx: JobContext) -> bool:
+    return ctx.strategy_review is not None
+
+
 JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="equity_snapshot",
@@ -196,6 +209,14 @@ JOBS: tuple[JobSpec, ...] = (
         applies=_brains_on,
         in_backtest=True,
         description="Risk Brain, then CEO Brain, enforced: every QT__BRAINS__ASSESS_EVERY_MINUTES",
+    ),
+    JobSpec(
+        job_id="strategy_review",
+        every_market_s=24 * 3600,
+        target=review_strategies,
+        applies=_reviews_strategies,
+        in_backtest=True,
+        description="Strategy Brain: review the strategies' records every market day",
     ),
     JobSpec(
         job_id="policy_refresh",

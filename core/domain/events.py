@@ -452,3 +452,13 @@ class AlertRaised(Event):
     severity: str  # "critical", "warning"
     title: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategyReviewed(Event):
+    """The Strategy Brain reviewed the strategies: the policy fields it changed (none: it
+    changed nothing) and each recommendation with its reason."""
+
+    topic: ClassVar[str] = "strategy.reviewed"
+    changed: tuple[str, ...]
+    recommendations: tuple[str, ...]

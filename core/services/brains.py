@@ -15,6 +15,7 @@ from core.brains.risk import RiskAssessment
 from core.services.ceo_service import CeoService
 from core.services.policy_store import PolicyStore
 from core.services.risk_service import RiskService
+from core.services.strategy_service import StrategyService
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,13 @@ log = logging.getLogger(__name__)
 class Brains:
     """The Risk Brain's service and the CEO's, run as one cycle."""
 
-    def __init__(self, risk: RiskService, ceo: CeoService, store: PolicyStore) -> None:
+    def __init__(
+        self, risk: RiskService, ceo: CeoService, store: PolicyStore, strategy: StrategyService
+    ) -> None:
         self.risk = risk
         self.ceo = ceo
         self.store = store
+        self.strategy = strategy
         self._one_at_a_time = asyncio.Lock()  # the cycle and an adoption are two jobs
 
     async def adopt(self) -> bool:

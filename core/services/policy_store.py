@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 from core.brains.ceo import MODE_SETTINGS
 from core.clock import Clock
@@ -23,6 +24,20 @@ from core.ports import DecisionRepo
 from core.services.bus import EventBus
 
 log = logging.getLogger(__name__)
+
+
+# The Strategy Brain's fields: written by ``apply_strategy``, kept by every lever change.
+STRATEGY_FIELDS = (
+    "primary_strategy",
+    "fallback_strategy",
+    "disabled_strategies",
+    "regime_strategies",
+    "ensemble_weights",
+)
+
+
+def _strategy_of(policy: Policy) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in STRATEGY_FIELDS}
 
 
 def policy_changes(old: Policy, new: Policy) -> tuple[str, ...]:
@@ -42,6 +57,8 @@ class PolicyStore:
         self._bus = bus
         self._clock = clock
         self._current = self._base
+        self._levers = PolicyLevers()
+        self._strategy: dict[str, Any] = _strategy_of(self._base)
         self.latest: PolicyVersion | None = None
         self._quiet = False  # start(): versions are written, published by announce()
         self._unannounced: list[tuple[Policy, PolicyVersion, str]] = []
@@ -67,8 +84,10 @@ class PolicyStore:
                 return
             self.latest = latest
             self._current = latest.policy
+            self._strategy = _strategy_of(latest.policy)
+            self._levers = _levers_of(latest.policy)
             await self.apply(
-                _levers_of(latest.policy),
+                self._levers,
                 source="settings",
                 reason="the settings changed since the last version",
                 expires_ms=latest.expires_ms,
@@ -89,7 +108,8 @@ class PolicyStore:
             return False
         old = self._current
         self.latest = latest
-        self._current = apply_levers(self._base, _levers_of(latest.policy), latest.version)
+        self._levers, self._strategy = _levers_of(latest.policy), _strategy_of(latest.policy)
+        self._current = self._compose(self._levers, self._strategy, latest.version)
         log.warning(
             "policy version %d (%s, %s) written by another process: %s",
             latest.version,
@@ -110,18 +130,43 @@ class PolicyStore:
     ) -> Policy | None:
         """Write the base with ``levers`` as a new version unless nothing changes; return it
         (None: unchanged). A lever out of range raises ``ValueError`` and writes nothing."""
-        candidate = apply_levers(self._base, levers, self._current.version)
+        candidate = self._compose(levers, self._strategy, self._current.version)
         if candidate == self._current:
             return None
-        return await self._write(levers, source=source, reason=reason, expires_ms=expires_ms)
+        return await self._write(
+            levers, self._strategy, source=source, reason=reason, expires_ms=expires_ms
+        )
+
+    async def apply_strategy(
+        self, fields: dict[str, Any], *, source: str, reason: str
+    ) -> Policy | None:
+        """Write the Strategy Brain's ``fields`` (``STRATEGY_FIELDS``) as a new version unless
+        nothing changes; return it (None: unchanged). The levers stay as they are."""
+        unknown = set(fields) - set(STRATEGY_FIELDS)
+        if unknown:
+            raise ValueError(f"not Strategy Brain fields: {sorted(unknown)}")
+        strategy = {**self._strategy, **fields}
+        if self._compose(self._levers, strategy, self._current.version) == self._current:
+            return None
+        return await self._write(self._levers, strategy, source=source, reason=reason)
+
+    def _compose(self, levers: PolicyLevers, strategy: dict[str, Any], version: int) -> Policy:
+        return dataclasses.replace(apply_levers(self._base, levers, version), **strategy)
 
     async def _write(
-        self, levers: PolicyLevers, *, source: str, reason: str, expires_ms: int | None = None
+        self,
+        levers: PolicyLevers,
+        strategy: dict[str, Any] | None = None,
+        *,
+        source: str,
+        reason: str,
+        expires_ms: int | None = None,
     ) -> Policy:
+        strategy = self._strategy if strategy is None else strategy
         for _attempt in range(3):
             stored = await self._repo.latest_policy()
             number = max(self._current.version, stored.version if stored else 0) + 1
-            policy = apply_levers(self._base, levers, number)
+            policy = self._compose(levers, strategy, number)
             version = PolicyVersion(
                 policy=policy,
                 ts_ms=self._clock.now_ms(),
@@ -134,6 +179,7 @@ class PolicyStore:
             except InvariantViolation:  # another process took the number: take the next
                 continue
             old, self._current, self.latest = self._current, policy, version
+            self._levers, self._strategy = levers, dict(strategy)
             if self._quiet:
                 self._unannounced.append((old, version, source))
             else:

@@ -1,0 +1,92 @@
+"""The Strategy Brain's review as a job (``strategy_review``): gather, review, record, publish,
+and write what it changes through the policy store.
+
+The input is the engine's closed trades (the review window is the brain's config) and the
+choices in force (read from the policy snapshot); the members' resolved predictions are not
+gathered yet, so the per-model figures and ensemble weights are left as they are (the review
+says so). A review that changes nothing writes no policy version; each review is recorded
+(``brain_decisions``, brain "strategy") and published (``StrategyReviewed``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from core.brains.strategy import StrategyReview, review_strategies
+from core.clock import Clock
+from core.domain.decisions import BrainDecision
+from core.domain.events import StrategyReviewed, jsonable
+from core.ports import DecisionRepo
+from core.services.bus import EventBus
+from core.services.engine import Engine
+from core.services.policy_store import PolicyStore
+from core.services.strategy_review import policy_changes, review_input, state_from_policy
+
+
+class StrategyService:
+    """Review the strategies now and put the changes in force (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: PolicyStore,
+        repo: DecisionRepo,
+        bus: EventBus,
+        clock: Clock,
+        candle_ms: int,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._repo = repo
+        self._bus = bus
+        self._clock = clock
+        self._candle_ms = candle_ms
+        self.latest: StrategyReview | None = None
+
+    async def review(self) -> str:
+        """Review, write the changes, record and publish; return a one-line summary."""
+        now = self._clock.now_ms()
+        policy = self._store.current()
+        provider = self._engine.signals.provider.name
+        review = review_strategies(
+            review_input(
+                self._engine.closed_trades,
+                {},
+                as_of_ms=now,
+                match_ms=2 * self._candle_ms,
+                current=state_from_policy(policy),
+                providers=(provider,),
+                default_provider=provider,
+            )
+        )
+        changes = policy_changes(review, policy)
+        reasons = tuple(f"{r.kind.value} {r.subject}: {r.reason}" for r in review.recommendations)
+        if changes:
+            await self._store.apply_strategy(
+                changes, source="strategy", reason="; ".join(r for r in reasons if r)[:500]
+            )
+        summary = f"{len(review.providers)} provider(s) reviewed, " + (
+            f"changed {', '.join(sorted(changes))}" if changes else "nothing changed"
+        )
+        await self._repo.add_decision(
+            BrainDecision(
+                ts_ms=now,
+                brain="strategy",
+                summary=summary,
+                body=json.dumps(jsonable(review, _finite), sort_keys=True, allow_nan=False),
+            )
+        )
+        await self._bus.publish(
+            StrategyReviewed(
+                ts_ms=now, changed=tuple(sorted(changes)), recommendations=reasons[:50]
+            )
+        )
+        self.latest = review
+        return summary
+
+
+def _finite(value: object) -> object:
+    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
+        return str(value)
+    return value

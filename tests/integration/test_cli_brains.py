@@ -1,0 +1,75 @@
+"""qt mode, qt policy and qt risk show against a database, offline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from core.domain.decisions import AssessmentRecord
+from storage import open_storage
+from tests.integration.test_cli import Cli
+from tests.integration.test_cli import cli as cli  # the fixture
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_mode_set_show_auto_and_the_policy_history(cli: Cli) -> None:
+    shown = cli("mode", "show")
+    assert shown.exit_code == 0, shown.output
+    assert "no policy written yet" in _flat(shown.output)
+    done = cli("mode", "set", "preservation", "--for", "4h", "--reason", "FOMC")
+    assert done.exit_code == 0, done.output
+    assert "mode now PRESERVATION by hand for 4h" in _flat(done.output)
+    shown = _flat(cli("mode", "show").output)
+    assert "mode PRESERVATION" in shown and "manual mode PRESERVATION until" in shown
+    assert "FOMC" in shown
+    policy = _flat(cli("policy", "show").output)
+    assert "PRESERVATION" in policy and "reducing" in policy and "stop_tighten │ 0.75" in policy
+    history = _flat(cli("policy", "history").output)
+    assert "manual" in history and "settings" in history
+    cleared = cli("mode", "auto")
+    assert cleared.exit_code == 0 and "manual mode cleared" in _flat(cleared.output)
+    assert "manual mode PRESERVATION until" not in _flat(cli("mode", "show").output)
+
+
+def test_bad_mode_arguments_are_one_clear_error(cli: Cli) -> None:
+    unknown = cli("mode", "set", "YOLO")
+    assert unknown.exit_code == 2 and "unknown mode 'YOLO'" in _flat(unknown.output)
+    bad = cli("mode", "set", "EMERGENCY", "--for", "soon")
+    assert bad.exit_code == 2 and "a duration is a number and m, h or d" in _flat(bad.output)
+    assert cli("mode", "set", "EMERGENCY", "--for", "0h").exit_code == 2
+
+
+def test_risk_show_prints_the_latest_assessment(cli: Cli) -> None:
+    empty = cli("risk", "show")
+    assert empty.exit_code == 0 and "no risk assessment yet" in _flat(empty.output)
+    body = {
+        "drawdown": 0.06,
+        "tier": 1,
+        "exposure_pct": 0.8,
+        "concentration": 0.5,
+        "correlation": 0.7,
+        "components": [["var", 40.0], ["drawdown", 40.0]],
+        "var_daily": [{"method": "historical", "level": 0.99, "var": 0.061, "es": 0.08}],
+        "var_horizon": [],
+        "tail": None,
+        "measures": [{"kind": "scale_size", "value": 0.75, "reason": "drawdown tier 1"}],
+        "notes": ["daily VaR scaled by sqrt(24)"],
+    }
+
+    async def write() -> None:
+        storage = open_storage(f"sqlite+aiosqlite:///{cli.db_file}")
+        await storage.start()
+        try:
+            await storage.decisions.add_assessment(
+                AssessmentRecord(ts_ms=1_000, score=41.5, level="MODERATE", body=json.dumps(body))
+            )
+        finally:
+            await storage.stop()
+
+    asyncio.run(write())
+    out = _flat(cli("risk", "show").output)
+    assert "risk MODERATE 41.5/100" in out and "drawdown 6.00% (tier 1)" in out
+    assert "6.100%" in out and "scale_size 0.75 (drawdown tier 1)" in out

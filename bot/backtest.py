@@ -34,10 +34,16 @@ from core.clock import SimClock
 from core.config import Settings
 from core.domain.enums import MarketType
 from core.domain.events import (
+    AlertRaised,
     Event,
+    ExposureReduced,
     FundingSettled,
+    ModeChanged,
     OrderDenied,
+    PolicyUpdated,
     RegimeChanged,
+    RiskAssessed,
+    StrategyReviewed,
     StrategySelected,
     SymbolFailed,
 )
@@ -99,6 +105,8 @@ class BacktestResult:
     regime_changes: tuple[RegimeChanged, ...] = ()  # every symbol's, as the engine saw them
     selections: tuple[StrategySelected, ...] = ()  # the meta-strategy's changes of pick
     denials: Mapping[str, int] = field(default_factory=dict)  # OrderDenied by reason code
+    # The brains' assessments, mode changes, policy versions, exposure cuts, alerts, reviews.
+    brain_events: tuple[Event, ...] = ()
     # The candles the run used, each symbol's up to end_ms: the very histories the provider
     # computed its signals on (the ensemble's caches are kept per history object).
     window: Mapping[str, CandleSeries] = field(default_factory=dict)
@@ -123,7 +131,14 @@ class _Collected:
         self.regimes: list[RegimeChanged] = []
         self.selections: list[StrategySelected] = []
         self.denied: list[OrderDenied] = []
+        self.brains: list[Event] = []  # what the brains decided and did, in order
         kept: dict[str, list[Any]] = {
+            RiskAssessed.topic: self.brains,
+            ModeChanged.topic: self.brains,
+            PolicyUpdated.topic: self.brains,
+            ExposureReduced.topic: self.brains,
+            AlertRaised.topic: self.brains,
+            StrategyReviewed.topic: self.brains,
             OrderDenied.topic: self.denied,
             FundingSettled.topic: self.settled,
             SymbolFailed.topic: self.failed,
@@ -499,5 +514,6 @@ async def run_backtest(
         regime_changes=tuple(seen.regimes),
         selections=tuple(seen.selections),
         denials=dict(Counter(e.reason for e in seen.denied)),
+        brain_events=tuple(seen.brains),
         window=window,
     )

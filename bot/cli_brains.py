@@ -94,38 +94,26 @@ async def _set_mode(
         now = clock.now_ms()
         if mode is None:
             await storage.state.set(StateKey.MANUAL_MODE, "")
-            await storage.events.append(
-                ModeChanged(
-                    ts_ms=now,
-                    previous=previous.value,
-                    current=previous.value,
-                    reasons=(f"manual mode cleared by the cli: {reason}",),
-                    manual=True,
-                )
+            why, now_mode = f"manual mode cleared by the cli: {reason}", previous
+        else:
+            until = None if for_ms is None else now + for_ms
+            manual = {"mode": mode.value, "until_ms": until, "reason": reason, "actor": "cli"}
+            await storage.state.set(StateKey.MANUAL_MODE, json.dumps(manual))
+            await storage.state.set(
+                StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
             )
-            return store.current().version, previous.value
-        until = None if for_ms is None else now + for_ms
-        manual = {"mode": mode.value, "until_ms": until, "reason": reason, "actor": "cli"}
-        await storage.state.set(StateKey.MANUAL_MODE, json.dumps(manual))
-        await storage.state.set(
-            StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
-        )
-        await store.apply(
-            mode_levers(mode),
-            source="manual",
-            reason=f"manual mode by the cli: {reason}",
-            expires_ms=until,
-        )
+            why, now_mode = f"manual mode by the cli: {reason}", mode
+            await store.apply(mode_levers(mode), source="manual", reason=why, expires_ms=until)
         await storage.events.append(
             ModeChanged(
                 ts_ms=now,
                 previous=previous.value,
-                current=mode.value,
-                reasons=(f"manual mode by the cli: {reason}",),
+                current=now_mode.value,
+                reasons=(why,),
                 manual=True,
             )
         )
-        return store.current().version, mode.value
+        return store.current().version, now_mode.value
 
     result: tuple[int, str] = await _with_storage(url, work)
     return result

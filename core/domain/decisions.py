@@ -6,9 +6,26 @@ a record is history to query and show, never read back into a brain.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 
+from core.domain.events import jsonable
 from core.domain.policy import Policy
+
+
+def record_body(decision: object) -> str:
+    """Return a brain's frozen output as the JSON text of its record: Decimals and enums as
+    text, NaN and infinities spelled out (a profit factor with no loss is inf), sorted keys."""
+    return json.dumps(jsonable(decision, _spelled), sort_keys=True, allow_nan=False)
+
+
+def _spelled(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "tolist"):  # a numpy scalar or array
+        return value.tolist()
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

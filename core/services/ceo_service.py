@@ -20,9 +20,9 @@ from decimal import Decimal
 from core.brains.ceo import CeoConfig, CeoDecision, CeoInput, ManualMode, decide, mode_levers
 from core.brains.risk import MeasureKind, RiskAssessment
 from core.clock import Clock
-from core.domain.decisions import BrainDecision
+from core.domain.decisions import BrainDecision, record_body
 from core.domain.enums import Mode
-from core.domain.events import AlertRaised, ModeChanged, jsonable
+from core.domain.events import AlertRaised, ModeChanged
 from core.domain.policy import PolicyLevers, stricter_state
 from core.ports import DecisionRepo, KeyValueRepo, StateKey
 from core.services.bus import EventBus
@@ -153,7 +153,7 @@ class CeoService:
                     ts_ms=now,
                     brain="ceo",
                     summary=f"{decision.previous.value} -> {decision.mode.value}: {reason}",
-                    body=json.dumps(jsonable(decision), sort_keys=True),
+                    body=record_body(decision),
                 )
             )
             log.info("mode %s -> %s: %s", decision.previous.value, decision.mode.value, reason)

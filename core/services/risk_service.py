@@ -20,9 +20,9 @@ import numpy as np
 
 from core.brains.risk import PositionRisk, RiskAssessment, RiskConfig, RiskInput, assess
 from core.clock import Clock
-from core.domain.decisions import AssessmentRecord
+from core.domain.decisions import AssessmentRecord, record_body
 from core.domain.enums import PositionSide
-from core.domain.events import RiskAssessed, jsonable
+from core.domain.events import RiskAssessed
 from core.domain.market import timeframe_to_ms
 from core.domain.policy import Policy
 from core.ports import DecisionRepo, KeyValueRepo, StateKey
@@ -131,7 +131,7 @@ class RiskService:
             StateKey.RISK_STATE,
             json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),
         )
-        body = json.dumps(jsonable(assessment, _finite), sort_keys=True, allow_nan=False)
+        body = record_body(assessment)
         await self._repo.add_assessment(
             AssessmentRecord(
                 ts_ms=now, score=assessment.score, level=assessment.level.value, body=body
@@ -155,12 +155,3 @@ class RiskService:
         )
         self.latest, self.latest_ms = assessment, now
         return assessment
-
-
-def _finite(value: object) -> object:
-    """Spell out what JSON cannot hold (NaN, inf) and numpy arrays as lists."""
-    if isinstance(value, np.ndarray):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value

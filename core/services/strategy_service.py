@@ -10,12 +10,10 @@ says so). A review that changes nothing writes no policy version; each review is
 
 from __future__ import annotations
 
-import json
-
 from core.brains.strategy import StrategyReview, review_strategies
 from core.clock import Clock
-from core.domain.decisions import BrainDecision
-from core.domain.events import StrategyReviewed, jsonable
+from core.domain.decisions import BrainDecision, record_body
+from core.domain.events import StrategyReviewed
 from core.ports import DecisionRepo
 from core.services.bus import EventBus
 from core.services.engine import Engine
@@ -74,7 +72,7 @@ class StrategyService:
                 ts_ms=now,
                 brain="strategy",
                 summary=summary,
-                body=json.dumps(jsonable(review, _finite), sort_keys=True, allow_nan=False),
+                body=record_body(review),
             )
         )
         await self._bus.publish(
@@ -84,9 +82,3 @@ class StrategyService:
         )
         self.latest = review
         return summary
-
-
-def _finite(value: object) -> object:
-    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
-        return str(value)
-    return value

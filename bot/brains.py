@@ -48,6 +48,7 @@ def build_brains(
         clock=clock,
         config=risk_config_from(settings),
         peak_days=b.peak_days,
+        figures_every_ms=round(b.var_refresh_hours * 3_600_000),
     )
     ceo = CeoService(
         engine=engine,

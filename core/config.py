@@ -374,6 +374,9 @@ class BrainSettings(Section):
     ladder: list[DrawdownTierSettings] = Field(default_factory=_default_ladder)
     peak_days: int = Field(default=30, ge=1, le=3650)  # the drawdown's rolling peak
     mc_paths: int = Field(default=100_000, ge=1_000, le=10_000_000)
+    # The VaR/ES of unchanged positions is computed again after this many hours (0: at every
+    # assessment); any change of the positions computes it at once.
+    var_refresh_hours: float = Field(default=4.0, ge=0, le=24 * 7)
     flatten_on_emergency: bool = False
 
 

@@ -169,6 +169,18 @@ class PositionRisk:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RiskFigures:
+    """The VaR and ES of the positions at the horizon and daily, and their returns' tail;
+    ``failed``: they could not be computed (the notes say why; the assessment fails closed)."""
+
+    var_horizon: tuple[VarEstimate, ...] = ()
+    var_daily: tuple[VarEstimate, ...] = ()
+    tail: TailStats | None = None
+    notes: tuple[str, ...] = ()
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RiskInput:
     """Everything one assessment looks at."""
 
@@ -181,6 +193,8 @@ class RiskInput:
     stale_data: tuple[str, ...] = ()  # symbols whose newest candle is late
     model_issues: tuple[str, ...] = ()  # members left out, models missing
     previous_tier: int = 0  # the tier of the last assessment (0: none)
+    # The figures of these same positions computed lately (None: compute them now).
+    figures: RiskFigures | None = None
     config: RiskConfig = field(default_factory=RiskConfig)
 
 
@@ -202,6 +216,7 @@ class RiskAssessment:
     tier: int
     measures: tuple[RiskMeasure, ...]
     notes: tuple[str, ...]
+    figures: RiskFigures = field(default_factory=lambda: RiskFigures())
 
     @property
     def worst_daily_var(self) -> float:
@@ -273,6 +288,26 @@ def _correlation(inp: RiskInput) -> float:
     return max(0.0, float(pairs.mean()))
 
 
+def portfolio_figures(inp: RiskInput) -> RiskFigures:
+    """Return the VaR, ES and tail of the positions of ``inp`` (the assessment's costly part:
+    a service may reuse them while the positions stay the same, ``RiskInput.figures``)."""
+    if not inp.positions:
+        return RiskFigures()
+    if not math.isfinite(inp.equity) or inp.equity <= 0:
+        return RiskFigures(failed=True, notes=(f"equity is {inp.equity}: no VaR",))
+    try:
+        r = _portfolio_returns(inp)
+        horizon = _estimates(r, inp.config)
+        daily, how = _daily(r, horizon, max(1, inp.periods_per_day), inp.config)
+        return RiskFigures(
+            var_horizon=horizon, var_daily=daily, tail=tail_stats(r), notes=(how,) if how else ()
+        )
+    except DataError as e:
+        return RiskFigures(
+            failed=True, notes=(f"no VaR of the open positions: {e} (fail closed: HIGH)",)
+        )
+
+
 def _tier(drawdown: float, ladder: Sequence[DrawdownTier]) -> int:
     return sum(1 for t in ladder if drawdown >= t.drawdown)
 
@@ -295,20 +330,11 @@ def assess(inp: RiskInput) -> RiskAssessment:
     gross = sum(abs(p.notional) for p in inp.positions)
     exposure_pct = gross / inp.equity
     net_weights = [p.notional / inp.equity for p in inp.positions]
-    horizon: tuple[VarEstimate, ...] = ()
-    daily: tuple[VarEstimate, ...] = ()
-    tail: TailStats | None = None
-    if inp.positions:
-        try:
-            r = _portfolio_returns(inp)
-            horizon = _estimates(r, cfg)
-            daily, how = _daily(r, horizon, max(1, inp.periods_per_day), cfg)
-            if how:
-                notes.append(how)
-            tail = tail_stats(r)
-        except DataError as e:
-            notes.append(f"no VaR of the open positions: {e} (fail closed: HIGH)")
-            floors.append(50.0)
+    figures = inp.figures if inp.figures is not None else portfolio_figures(inp)
+    horizon, daily, tail = figures.var_horizon, figures.var_daily, figures.tail
+    notes.extend(figures.notes)
+    if figures.failed:
+        floors.append(50.0)
     worst_var = max((v.var for v in daily if v.level == 0.99), default=0.0)
     worst_es = max((v.es for v in daily if v.level == 0.99), default=0.0)
     weights_abs = [abs(w) for w in net_weights]
@@ -364,6 +390,7 @@ def assess(inp: RiskInput) -> RiskAssessment:
         tier=tier,
         measures=measures,
         notes=tuple(notes),
+        figures=figures,
     )
 
 

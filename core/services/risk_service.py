@@ -15,10 +15,18 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
-from core.brains.risk import PositionRisk, RiskAssessment, RiskConfig, RiskInput, assess
+from core.brains.risk import (
+    PositionRisk,
+    RiskAssessment,
+    RiskConfig,
+    RiskFigures,
+    RiskInput,
+    assess,
+)
 from core.clock import Clock
 from core.domain.decisions import AssessmentRecord, record_body
 from core.domain.enums import PositionSide
@@ -48,6 +56,7 @@ class RiskService:
         clock: Clock,
         config: RiskConfig,
         peak_days: int = 30,
+        figures_every_ms: int = 0,
     ) -> None:
         self._engine = engine
         self._policy = policy
@@ -57,6 +66,9 @@ class RiskService:
         self._clock = clock
         self.config = config
         self._peak_days = peak_days
+        # The VaR/ES of unchanged positions is computed again after this long (0: every time).
+        self._figures_every_ms = figures_every_ms
+        self._figures: tuple[tuple[object, ...], int, RiskFigures] | None = None
         self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
         self._tier = 0
         self._loaded = False
@@ -107,6 +119,12 @@ class RiskService:
             last_close = engine.signals.last_close_ms(p.symbol)
             if last_close is None or now - last_close > 3 * tf_ms:
                 stale.append(p.symbol)
+        held = tuple(sorted((p.symbol, p.side.value, str(p.amount)) for p in account.positions))
+        reuse = None
+        if self._figures is not None:
+            key, made_ms, figures = self._figures
+            if key == held and now - made_ms < self._figures_every_ms:
+                reuse = figures
         issues = tuple(
             f"{symbol}: {member}"
             for symbol, out in sorted(engine.excluded.items())
@@ -123,15 +141,18 @@ class RiskService:
                 stale_data=tuple(stale),
                 model_issues=issues,
                 previous_tier=self._tier,
+                figures=reuse,
                 config=self.config,
             )
         )
+        if reuse is None:
+            self._figures = (held, now, assessment.figures)
         self._tier = assessment.tier
         await self._state.set(
             StateKey.RISK_STATE,
             json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),
         )
-        body = record_body(assessment)
+        body = record_body(replace(assessment, figures=RiskFigures()))  # its figures are in it
         await self._repo.add_assessment(
             AssessmentRecord(
                 ts_ms=now, score=assessment.score, level=assessment.level.value, body=body

@@ -39,11 +39,15 @@ ROUND_50 = {
 
 
 def settings_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
-    """Return settings from defaults plus ``env`` (QT__ names), ignoring the caller's env."""
+    """Return settings from defaults plus ``env`` (QT__ names), ignoring the caller's env.
+
+    The brains are off unless ``env`` turns them on: these test the engine's replay, fills and
+    metrics (tests/integration/test_backtest_brains.py runs both replays with the brains)."""
     for name in list(os.environ):
         if name.upper().startswith("QT__"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    env = {"QT__BRAINS__ENABLED": "false", **env}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()
@@ -134,7 +138,6 @@ async def test_always_long_tracks_buy_and_hold(
         QT__EXITS__STOP_PCT="19",
         QT__RISK__RISK_PER_TRADE="0.2",
         QT__RISK__MAX_POSITION_PCT="1",
-        QT__BRAINS__ENABLED="false",  # a whole-equity position: the Risk Brain would cut it
     )
     symbol = "BTC/USDT"
     series = generate_candles(symbol, "1h", 3000, seed=seed)

@@ -49,7 +49,8 @@ async def test_every_symbol_trades_and_every_order_sits_on_its_own_tick_and_step
         )
         for s, (p, t, v) in COINS.items()
     }
-    settings = load_settings(None, trading={"symbols": list(series)})  # default rules: 0.01
+    # The brains off: this is about each symbol's tick and step (default rules: 0.01).
+    settings = load_settings(None, trading={"symbols": list(series)}, brains={"enabled": False})
     rules = resolved(settings, series, series=series)
     for symbol, (_p, tick, _step) in COINS.items():
         assert rules[symbol].source is RulesSource.INFERRED

@@ -182,3 +182,16 @@ def test_a_deeper_drawdown_never_lowers_the_score_nor_loosens_the_state(
 def test_the_config_refuses_a_ladder_out_of_order() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
         RiskConfig(ladder=(DEFAULT_LADDER[1], DEFAULT_LADDER[0]))
+
+
+def test_figures_given_are_reused_and_the_rest_is_fresh() -> None:
+    pos = (_position("A", 4_000, 12), _position("B", 3_000, 13))
+    first = assess(RiskInput(equity=10_000, peak_equity=10_000, positions=pos, config=FAST))
+    later = assess(
+        RiskInput(
+            equity=8_000, peak_equity=10_000, positions=pos, figures=first.figures, config=FAST
+        )
+    )
+    assert later.var_daily == first.var_daily and later.tail == first.tail
+    assert later.drawdown == pytest.approx(0.2) and later.tier == 4
+    assert later.level is RiskLevel.CRITICAL  # the drawdown is never reused

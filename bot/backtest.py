@@ -279,7 +279,7 @@ def _simulated_jobs(
     due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())
 
     async def run_jobs_before(close_ms: int) -> None:
-        if await due.run_due(close_ms - 1):
+        if await due.run_due(close_ms - 1) and due.signals_changed:
             engine.signals.invalidate()
 
     return due, run_jobs_before
@@ -404,7 +404,7 @@ async def run_backtest(
         policy=store.current,
     )
     brains = build_brains(
-        settings, engine=engine, store=store, storage=storage, bus=bus, clock=clock
+        settings, engine=engine, store=store, storage=storage, bus=bus, clock=clock, record=False
     )
     for s in window.values():
         engine.signals.seed(s)  # causal provider: one pass over the whole series

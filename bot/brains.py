@@ -34,8 +34,11 @@ def build_brains(
     storage: Storage,
     bus: EventBus,
     clock: Clock,
+    record: bool = True,
 ) -> Brains | None:
-    """Return the brains of the process (None: QT__BRAINS__ENABLED=false)."""
+    """Return the brains of the process (None: QT__BRAINS__ENABLED=false). ``record``: keep
+    each assessment in ``risk_assessments`` (a backtest's storage is thrown away: it only
+    publishes them)."""
     b = settings.brains
     if not b.enabled:
         return None
@@ -49,6 +52,7 @@ def build_brains(
         config=risk_config_from(settings),
         peak_days=b.peak_days,
         figures_every_ms=round(b.var_refresh_hours * 3_600_000),
+        record=record,
     )
     ceo = CeoService(
         engine=engine,

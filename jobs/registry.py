@@ -63,6 +63,9 @@ class JobSpec:
     # Fired on simulated time by qt backtest too (jobs.simulated); jobs that talk to a venue
     # or only record the account stay out of a backtest.
     in_backtest: bool = False
+    # A run may change the signals (the walk-forward retrain): a backtest computes them again
+    # after it. Other jobs change what the engine does with them, never the signals.
+    changes_signals: bool = False
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""
@@ -199,6 +202,7 @@ JOBS: tuple[JobSpec, ...] = (
         target=retrain_models,
         applies=_walk_forward,
         in_backtest=True,
+        changes_signals=True,
         description="walk-forward ensemble: retrain the members every QT__MODELS__RETRAIN_HOURS",
     ),
     JobSpec(

@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.clock import SimClock
+from core.domain.events import EquityRecorded, Event, JobRan, RiskAssessed, StrategyReviewed
 from core.services.bus import EventBus
 from jobs.registry import JobContext, JobSpec
 from jobs.running import run_and_publish
+
+# What a job publishes that changes nothing the engine acts on.
+_REPORTS = frozenset(e.topic for e in (RiskAssessed, StrategyReviewed, JobRan, EquityRecorded))
 
 
 class SimulatedJobs:
@@ -40,6 +44,17 @@ class SimulatedJobs:
         self._bus = bus
         self.clock = clock
         self.runs: list[tuple[str, int]] = []  # (job id, simulated time) of every run
+        self.signals_changed = False  # whether the last run_due ran a job that may change them
+        # Whether the last run_due published anything but a report (a new policy, an order, an
+        # exposure cut): what the engine watches for may have moved, so the replay plans its
+        # candles again.
+        self.policy_changed = False
+        self._running = False
+        bus.subscribe("*", self._on_event, name="simulated_jobs.on_event")
+
+    async def _on_event(self, event: Event) -> None:
+        if self._running and event.topic not in _REPORTS:
+            self.policy_changed = True
 
     @property
     def job_ids(self) -> list[str]:
@@ -54,13 +69,19 @@ class SimulatedJobs:
         """Run every job due at or before ``until_ms`` in time order (ties in spec order), the
         clock moved to each due time; return how many ran."""
         ran = 0
+        self.signals_changed = self.policy_changed = False
         while (due := self.next_due_ms()) is not None and due <= until_ms:
             if due > self.clock.now_ms():
                 self.clock.advance_to(due)
             for k, spec in enumerate(self._specs):
                 if self._next_ms[k] == due:
                     self._next_ms[k] += self._every_ms[k]
-                    await run_and_publish(spec, self._ctx, bus=self._bus, clock=self.clock)
+                    self._running = True
+                    try:
+                        await run_and_publish(spec, self._ctx, bus=self._bus, clock=self.clock)
+                    finally:
+                        self._running = False
                     self.runs.append((spec.job_id, due))
+                    self.signals_changed |= spec.changes_signals
                     ran += 1
         return ran

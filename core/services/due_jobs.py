@@ -7,7 +7,13 @@ from typing import Protocol
 
 
 class DueJobs(Protocol):
-    """Jobs due at points of simulated time."""
+    """Jobs due at points of simulated time. After a ``run_due``: ``signals_changed``, it ran
+    a job that may change the signals (they must be computed again); ``policy_changed``, a
+    job published more than a report (a policy, an order: what the engine watches may have
+    moved)."""
+
+    signals_changed: bool
+    policy_changed: bool
 
     def next_due_ms(self) -> int | None:
         """Return when the next job is due (None: none is)."""

@@ -217,7 +217,8 @@ class FastReplay:
 
     async def _run_jobs(self, jobs: DueJobs, lanes: list[_Lane], due_ms: int) -> None:
         """Run the jobs due at ``due_ms`` once the engine knows every close up to it; after
-        any ran, recompute the signals and plan every symbol again from its next candle."""
+        a job changed the signals or the policy, plan every symbol again from its next candle
+        (on signals computed again when a job may have changed them)."""
         for lane in lanes:
             count = bisect_right(lane.close_ms, due_ms)
             seen = lane.first + count - 1
@@ -226,7 +227,10 @@ class FastReplay:
                 lane.observed = seen
         if not await jobs.run_due(due_ms):
             return
-        self._engine.signals.invalidate()
+        if jobs.signals_changed:
+            self._engine.signals.invalidate()
+        elif not jobs.policy_changed:
+            return  # the plans stand: nothing they were made from changed
         for lane in lanes:
             # Rows up to ``observed`` closed by now and were skipped or processed; the plan
             # starts again after them, on the new signals.

@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 
@@ -57,6 +58,7 @@ class RiskService:
         config: RiskConfig,
         peak_days: int = 30,
         figures_every_ms: int = 0,
+        record: bool = True,
     ) -> None:
         self._engine = engine
         self._policy = policy
@@ -68,7 +70,8 @@ class RiskService:
         self._peak_days = peak_days
         # The VaR/ES of unchanged positions is computed again after this long (0: every time).
         self._figures_every_ms = figures_every_ms
-        self._figures: tuple[tuple[object, ...], int, RiskFigures] | None = None
+        self._record = record  # a backtest's storage is thrown away: it publishes only
+        self._figures: tuple[dict[tuple[str, str], Decimal], int, RiskFigures] | None = None
         self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
         self._tier = 0
         self._loaded = False
@@ -119,11 +122,14 @@ class RiskService:
             last_close = engine.signals.last_close_ms(p.symbol)
             if last_close is None or now - last_close > 3 * tf_ms:
                 stale.append(p.symbol)
-        held = tuple(sorted((p.symbol, p.side.value, str(p.amount)) for p in account.positions))
+        held = {(p.symbol, p.side.value): p.amount for p in account.positions}
         reuse = None
         if self._figures is not None:
-            key, made_ms, figures = self._figures
-            if key == held and now - made_ms < self._figures_every_ms:
+            then, made_ms, figures = self._figures
+            # The same positions, none larger (a take-profit only shrinks one: the figures of
+            # the larger position overstate its risk, never understate it).
+            same = held.keys() == then.keys() and all(a <= then[k] for k, a in held.items())
+            if same and now - made_ms < self._figures_every_ms:
                 reuse = figures
         issues = tuple(
             f"{symbol}: {member}"
@@ -152,12 +158,13 @@ class RiskService:
             StateKey.RISK_STATE,
             json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),
         )
-        body = record_body(replace(assessment, figures=RiskFigures()))  # its figures are in it
-        await self._repo.add_assessment(
-            AssessmentRecord(
-                ts_ms=now, score=assessment.score, level=assessment.level.value, body=body
+        if self._record:
+            body = record_body(replace(assessment, figures=RiskFigures()))  # they are in it
+            await self._repo.add_assessment(
+                AssessmentRecord(
+                    ts_ms=now, score=assessment.score, level=assessment.level.value, body=body
+                )
             )
-        )
         await self._bus.publish(
             RiskAssessed(
                 ts_ms=now,

@@ -229,7 +229,13 @@ async def test_fast_and_full_backtests_agree_with_jobs_that_change_the_signals(
             provider.flips_ms.append(ctx.clock.now_ms())
             return "flipped"
 
-        spec = JobSpec(job_id="flip", every_market_s=every_s, target=flip, in_backtest=True)
+        spec = JobSpec(
+            job_id="flip",
+            every_market_s=every_s,
+            target=flip,
+            in_backtest=True,
+            changes_signals=True,
+        )
         result = await run_backtest(
             settings,
             markets,

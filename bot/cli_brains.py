@@ -79,10 +79,10 @@ async def _set_mode(
     settings: Settings, url: str, mode: Mode | None, for_ms: int | None, reason: str
 ) -> tuple[int, str]:
     """Write (or, ``mode`` None, clear) the manual mode; return the policy version and mode."""
-    from core.brains.ceo import mode_levers
     from core.clock import LiveClock
     from core.domain.events import ModeChanged
     from core.ports import StateKey
+    from core.services.ceo_service import manual_levers
 
     clock = LiveClock()
 
@@ -111,7 +111,7 @@ async def _set_mode(
             StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
         )
         await store.apply(
-            mode_levers(mode),
+            manual_levers(mode, store.current()),  # the running process may loosen it
             source="manual",
             reason=f"manual mode by the cli: {reason}",
             expires_ms=until,

@@ -9,12 +9,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from core.brains.ceo import CeoConfig, mode_levers
 from core.brains.risk import MeasureKind, RiskAssessment, RiskLevel, RiskMeasure
 from core.clock import SimClock
 from core.domain.enums import Mode, TradingState
 from core.domain.events import AlertRaised, Event
 from core.domain.policy import Policy
+from core.errors import InvariantViolation
 from core.ports import StateKey
 from core.services.brains import Brains
 from core.services.bus import EventBus
@@ -187,3 +190,23 @@ async def test_a_manual_mode_loosens_as_far_as_the_latest_assessment_allows() ->
     policy = w.store.current()
     assert (policy.mode, policy.state) == (Mode.OPTIMIZATION, TradingState.ACTIVE)
     assert policy.size_multiplier == 1
+
+
+async def test_an_unreadable_newest_version_does_not_keep_the_ceo_from_halting() -> None:
+    w = await _world()
+    await _set_manual(w, Mode.PRESERVATION)  # another process (a newer release?) wrote it...
+    row = w.storage.decisions._policies[2]
+    payload = json.loads(row["payload"])
+    payload["policy"]["mode"] = "HIBERNATE"  # ...in a form this one cannot read
+    row["payload"] = json.dumps(payload)
+    await w.storage.state.set(StateKey.MANUAL_MODE, "")
+    w.risk.latest, w.risk.latest_ms = _assessment(80.0, 4, HALT), T0
+    with pytest.raises(InvariantViolation, match="HIBERNATE"):
+        await w.brains.cycle()
+    assert w.store.current().mode is Mode.EMERGENCY  # held in memory: fail closed
+    assert w.store.current().state is TradingState.HALTED
+    del w.storage.decisions._policies[2]  # the row mended: the held policy is written
+    w.clock.advance_to(T0 + 3_600_000)
+    await w.brains.cycle()
+    stored = await w.storage.decisions.latest_policy()
+    assert stored is not None and stored.policy.state is TradingState.HALTED

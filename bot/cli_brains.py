@@ -151,6 +151,13 @@ def mode_set(
         ) from None
     for_ms = None if for_ is None else parse_duration_ms(for_)
     settings = load_or_exit(env_file)
+    if not settings.brains.enabled:
+        # No CEO would ever expire it: the policy store would hold it for good.
+        raise typer.BadParameter(
+            "the brains are off (QT__BRAINS__ENABLED=false): no CEO honours or expires a "
+            "manual mode; turn them on, or use qt state to pause or halt",
+            param_hint="MODE",
+        )
     url = _url(settings, demo)
     version, _ = run_or_exit(lambda: _set_mode(settings, url, chosen, for_ms, reason))
     until = "until unset (qt mode auto)" if for_ms is None else f"for {for_}"

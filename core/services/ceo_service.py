@@ -139,7 +139,11 @@ class CeoService:
                 return int(data["since_ms"])
         except (ValueError, KeyError, TypeError):
             log.error("the stored CEO state is unreadable: the mode's dwell starts now")
-        return self._clock.now_ms()
+        # Stored, so the dwell counts from here (else it would start again at every review
+        # and a first start could never leave OPTIMIZATION).
+        now = self._clock.now_ms()
+        await self._state.set(StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now}))
+        return now
 
     def _record(self) -> tuple[int, float | None]:
         """Return the closed trades of the review window and their profit factor."""

@@ -210,3 +210,20 @@ async def test_an_unreadable_newest_version_does_not_keep_the_ceo_from_halting()
     await w.brains.cycle()
     stored = await w.storage.decisions.latest_policy()
     assert stored is not None and stored.policy.state is TradingState.HALTED
+
+
+@dataclass(frozen=True)
+class Closed:
+    pnl: float
+    closed_ms: int
+
+
+async def test_the_dwell_before_expansion_counts_from_the_first_review() -> None:
+    w = await _world()  # a first start: no CEO state stored yet
+    w.engine.closed_trades = [Closed(pnl=10.0 if i % 3 else -5.0, closed_ms=T0) for i in range(30)]
+    calm = dataclasses.replace(_assessment(5.0, 0), level=RiskLevel.LOW, drawdown=0.0)
+    for hour in range(0, 26):
+        w.clock.advance_to(T0 + hour * 3_600_000)
+        w.risk.latest, w.risk.latest_ms = calm, w.clock.now_ms()
+        await w.brains.cycle()
+    assert w.store.current().mode is Mode.EXPANSION  # 24 h of OPTIMIZATION held

@@ -111,7 +111,7 @@ async def _set_mode(
             StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
         )
         await store.apply(
-            manual_levers(mode, store.current()),  # the running process may loosen it
+            manual_levers(mode, store.current(), store.base),  # the running process may loosen it
             source="manual",
             reason=f"manual mode by the cli: {reason}",
             expires_ms=until,

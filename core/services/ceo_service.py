@@ -13,13 +13,11 @@ process in the more conservative state: the policy is only ever written stricter
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from decimal import Decimal
 
 from core.brains.ceo import (
-    MODE_SETTINGS,
     CeoConfig,
     CeoDecision,
     CeoInput,
@@ -36,7 +34,7 @@ from core.domain.policy import Policy, PolicyLevers, stricter_state
 from core.ports import DecisionRepo, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.engine import Engine
-from core.services.policy_store import PolicyStore
+from core.services.policy_store import PolicyStore, levers_of
 
 log = logging.getLogger(__name__)
 REVIEW_WINDOW_MS = 30 * 86_400_000
@@ -74,18 +72,11 @@ def stricter_levers(a: PolicyLevers, b: PolicyLevers) -> PolicyLevers:
     )
 
 
-def held_levers(policy: Policy) -> PolicyLevers:
-    """Return the levers ``policy`` enforces now (its mode's extra positions at most)."""
-    return dataclasses.replace(
-        policy.levers(), extra_positions=MODE_SETTINGS[policy.mode].extra_positions
-    )
-
-
-def manual_levers(mode: Mode, held: Policy) -> PolicyLevers:
+def manual_levers(mode: Mode, held: Policy, base: Policy) -> PolicyLevers:
     """Return what another process (``qt mode set``) writes for an operator's ``mode``: the
     mode, but no lever looser than ``held`` enforces; the running process loosens it as far
     as its latest assessment allows when it adopts the version (``Brains.adopt``)."""
-    return stricter_levers(mode_levers(mode), held_levers(held))
+    return stricter_levers(mode_levers(mode), levers_of(held, base))
 
 
 def parse_manual(raw: str | None) -> ManualMode | None:
@@ -190,7 +181,7 @@ class CeoService:
         if assessment is None:
             # Nothing says the risk is lower than when the policy in force was set: a failed
             # assessment, or none yet since a restart, never loosens it (a manual mode either).
-            levers = stricter_levers(levers, held_levers(held))
+            levers = stricter_levers(levers, levers_of(held, self._store.base))
         reason = "; ".join(decision.reasons)
         await self._store.apply(
             levers, source="manual" if decision.manual else "ceo", reason=reason
@@ -244,7 +235,9 @@ class CeoService:
         current = self._store.current()
         if current.mode.severity >= Mode.PRESERVATION.severity:
             return
-        levers = stricter_levers(mode_levers(Mode.PRESERVATION), held_levers(current))
+        levers = stricter_levers(
+            mode_levers(Mode.PRESERVATION), levers_of(current, self._store.base)
+        )
         now = self._clock.now_ms()
         await self._store.apply(levers, source="ceo", reason=f"fail closed: {error}")
         await self._state.set(

@@ -92,7 +92,7 @@ class PolicyStore:
             self.latest = latest
             self._current = latest.policy
             self._strategy = _strategy_of(latest.policy)
-            self._levers = _levers_of(latest.policy)
+            self._levers = levers_of(latest.policy, self._base)
             await self.apply(
                 self._levers,
                 source="settings",
@@ -115,7 +115,8 @@ class PolicyStore:
             return False
         old = self._current
         self.latest = latest
-        self._levers, self._strategy = _levers_of(latest.policy), _strategy_of(latest.policy)
+        self._levers = levers_of(latest.policy, self._base)
+        self._strategy = _strategy_of(latest.policy)
         self._current = self._compose(self._levers, self._strategy, latest.version)
         log.warning(
             "policy version %d (%s, %s) written by another process: %s",
@@ -238,9 +239,10 @@ class PolicyStore:
         )
 
 
-def _levers_of(policy: Policy) -> PolicyLevers:
-    """Return the levers a stored policy carries (its max positions relative to the base are
-    not known: the mode's own extra positions come back with the mode's levers)."""
-    return dataclasses.replace(
-        policy.levers(), extra_positions=MODE_SETTINGS[policy.mode].extra_positions
-    )
+def levers_of(policy: Policy, base: Policy) -> PolicyLevers:
+    """Return the levers a stored policy carries, on ``base``: its mode's extra positions only
+    as far as its maximum exceeds the base's (a version written without them, by ``qt mode
+    set``, gets none; a settings change keeps the new settings' maximum)."""
+    most = MODE_SETTINGS[policy.mode].extra_positions
+    extra = max(0, min(most, policy.max_open_positions - base.max_open_positions))
+    return dataclasses.replace(policy.levers(), extra_positions=extra)

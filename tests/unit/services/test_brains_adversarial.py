@@ -125,7 +125,7 @@ async def _set_manual(w: World, mode: Mode) -> None:
     )
     other = PolicyStore(w.storage.decisions, Policy(), bus=None, clock=w.clock)
     await other.start()
-    levers = manual_levers(mode, other.current())
+    levers = manual_levers(mode, other.current(), other.base)
     await other.apply(levers, source="manual", reason="manual mode by the cli")
 
 
@@ -227,3 +227,13 @@ async def test_the_dwell_before_expansion_counts_from_the_first_review() -> None
         w.risk.latest, w.risk.latest_ms = calm, w.clock.now_ms()
         await w.brains.cycle()
     assert w.store.current().mode is Mode.EXPANSION  # 24 h of OPTIMIZATION held
+
+
+async def test_a_manual_expansion_before_any_assessment_adds_no_position() -> None:
+    w = await _world()
+    await _set_manual(w, Mode.EXPANSION)
+    assert await w.brains.adopt()
+    policy = w.store.current()
+    assert policy.mode is Mode.EXPANSION
+    assert policy.max_open_positions == w.store.base.max_open_positions
+    assert policy.size_multiplier == 1

@@ -278,6 +278,11 @@ def policy_history(
     console.print(table(f"policy versions ({len(rows)} newest)", headers, rows))
 
 
+def _fig(value: Any, spec: str) -> str:
+    """Format a stored figure; one JSON could not hold (``"nan"``, ``"inf"``) as it is."""
+    return format(value, spec) if isinstance(value, int | float) else escape(str(value))
+
+
 def risk_show(demo: bool, env_file: Path | None) -> None:
     """Print the latest risk assessment (``qt risk show``)."""
     settings = load_or_exit(env_file)
@@ -289,20 +294,22 @@ def risk_show(demo: bool, env_file: Path | None) -> None:
     a = found["assessments"][0]
     body = json.loads(a.body)
     console.print(
-        f"risk [bold]{a.level}[/bold] {a.score:.1f}/100 at {_when(a.ts_ms)}: drawdown "
-        f"{body['drawdown']:.2%} (tier {body['tier']}), exposure {body['exposure_pct']:.2f}x "
-        f"equity, concentration {body['concentration']:.2f}, correlation {body['correlation']:.2f}"
+        f"risk [bold]{a.level}[/bold] {_fig(a.score, '.1f')}/100 at {_when(a.ts_ms)}: drawdown "
+        f"{_fig(body['drawdown'], '.2%')} (tier {body['tier']}), exposure "
+        f"{_fig(body['exposure_pct'], '.2f')}x "
+        f"equity, concentration {_fig(body['concentration'], '.2f')}, correlation "
+        f"{_fig(body['correlation'], '.2f')}"
     )
     console.print(
         table(
             "score components (0-100)",
             ["component", "score"],
-            [[name, f"{value:.1f}"] for name, value in body["components"]],
+            [[name, _fig(value, ".1f")] for name, value in body["components"]],
         )
     )
     for horizon in ("var_daily", "var_horizon"):
         rows = [
-            [e["method"], f"{e['level']:.0%}", f"{e['var']:.3%}", f"{e['es']:.3%}"]
+            [e["method"], _fig(e["level"], ".0%"), _fig(e["var"], ".3%"), _fig(e["es"], ".3%")]
             for e in body[horizon]
         ]
         if rows:
@@ -310,13 +317,15 @@ def risk_show(demo: bool, env_file: Path | None) -> None:
             console.print(table(title, ["method", "level", "VaR", "ES"], rows))
     tail = body.get("tail")
     if tail:
-        hill = "-" if tail["hill_index"] is None else f"{tail['hill_index']:.2f}"
+        hill = "-" if tail["hill_index"] is None else _fig(tail["hill_index"], ".2f")
         console.print(
-            f"tail: skew {tail['skew']:.2f}, excess kurtosis {tail['excess_kurtosis']:.2f}, "
-            f"Hill {hill} (k {tail['hill_k']}), fat {tail['fat_tail']}, score {tail['score']:.0f}"
+            f"tail: skew {_fig(tail['skew'], '.2f')}, excess kurtosis "
+            f"{_fig(tail['excess_kurtosis'], '.2f')}, "
+            f"Hill {hill} (k {tail['hill_k']}), fat {tail['fat_tail']}, score "
+            f"{_fig(tail['score'], '.0f')}"
         )
     for m in body["measures"]:
-        console.print(f"action: {m['kind']} {m['value']:g} ({escape(m['reason'])})")
+        console.print(f"action: {m['kind']} {_fig(m['value'], 'g')} ({escape(m['reason'])})")
     for note in body["notes"]:
         console.print(f"note: {escape(note)}")
     console.print(f"database: {escape(url)}")

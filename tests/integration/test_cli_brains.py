@@ -76,3 +76,38 @@ def test_risk_show_prints_the_latest_assessment(cli: Cli) -> None:
     out = _flat(cli("risk", "show").output)
     assert "risk MODERATE 41.5/100" in out and "drawdown 6.00% (tier 1)" in out
     assert "6.100%" in out and "scale_size 0.75 (drawdown tier 1)" in out
+
+
+def test_risk_show_prints_figures_json_could_not_hold(cli: Cli) -> None:
+    # The service spells NaN and inf out ("nan", "inf": allow_nan=False); a two-valued tape
+    # gives a Hill index of inf.
+    tail = {"skew": "nan", "excess_kurtosis": -2.0, "hill_index": "inf", "hill_k": 100}
+    body = {
+        "drawdown": 0.0,
+        "tier": 0,
+        "exposure_pct": 0.5,
+        "concentration": 1.0,
+        "correlation": 0.0,
+        "components": [["var", 10.0], ["tail", "nan"]],
+        "var_daily": [{"method": "historical", "level": 0.99, "var": "inf", "es": 0.08}],
+        "var_horizon": [],
+        "tail": {**tail, "fat_tail": False, "score": 0.0},
+        "measures": [],
+        "notes": [],
+    }
+
+    async def write() -> None:
+        storage = open_storage(f"sqlite+aiosqlite:///{cli.db_file}")
+        await storage.start()
+        try:
+            await storage.decisions.add_assessment(
+                AssessmentRecord(ts_ms=1_000, score=10.0, level="LOW", body=json.dumps(body))
+            )
+        finally:
+            await storage.stop()
+
+    asyncio.run(write())
+    shown = cli("risk", "show")
+    assert shown.exit_code == 0, shown.output
+    out = _flat(shown.output)
+    assert "Hill inf" in out and "skew nan" in out and "inf" in out

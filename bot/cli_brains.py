@@ -32,6 +32,20 @@ DemoOpt = Annotated[
     bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
 ]
 _UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_REASON_CHARS = 500  # as the Strategy Brain's reasons: the audit trail is not a notebook
+
+
+def _short_reason(value: str) -> str:
+    if len(value) > MAX_REASON_CHARS:
+        raise typer.BadParameter(
+            f"at most {MAX_REASON_CHARS} characters, received {len(value)}", param_hint="--reason"
+        )
+    return value
+
+
+ReasonOpt = Annotated[
+    str, typer.Option(help="Why (kept in the audit trail).", callback=_short_reason)
+]
 
 
 def parse_duration_ms(value: str) -> int:
@@ -138,7 +152,7 @@ def mode_set(
         str | None,
         typer.Option("--for", help="How long, like 30m, 4h or 2d (default: until unset)."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "by hand",
+    reason: ReasonOpt = "by hand",
     demo: DemoOpt = False,
     env_file: EnvFileOpt = None,
 ) -> None:
@@ -170,7 +184,7 @@ def mode_set(
 
 @mode_app.command("auto")
 def mode_auto(
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "by hand",
+    reason: ReasonOpt = "by hand",
     demo: DemoOpt = False,
     env_file: EnvFileOpt = None,
 ) -> None:

@@ -40,6 +40,8 @@ def test_bad_mode_arguments_are_one_clear_error(cli: Cli) -> None:
     bad = cli("mode", "set", "EMERGENCY", "--for", "soon")
     assert bad.exit_code == 2 and "a duration is a number and m, h or d" in _flat(bad.output)
     assert cli("mode", "set", "EMERGENCY", "--for", "0h").exit_code == 2
+    long = cli("mode", "set", "PRESERVATION", "--reason", "x" * 501)
+    assert long.exit_code == 2 and "at most 500 characters" in _flat(long.output)
     off = cli("mode", "set", "PRESERVATION", "--for", "1h", QT__BRAINS__ENABLED="false")
     assert off.exit_code == 2 and "the brains are off" in _flat(off.output)
     assert "no policy written yet" in _flat(cli("mode", "show").output)  # nothing written

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.config import load_settings
+from core.domain.enums import TradingState
+from core.domain.events import OrderDenied
 from tests.unit.services.engine_harness import (
     SYMBOL,
     Harness,
@@ -58,3 +60,16 @@ async def test_the_largest_position_goes_first_and_only_as_many_as_needed(
     assert len((await h.engine.account()).positions) == 2
     assert await h.engine.reduce_exposure(0.6, "VaR over its limit") == (SYMBOL,)
     assert await h.engine.reduce_exposure(0.6, "again, same hour") == ()  # leaving already
+
+
+async def test_a_halt_lets_the_cut_through_and_the_position_closes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    h = await _harness(monkeypatch, tmp_path)
+    await h.candle(0, 100, 100.5, 99.5, 100)
+    await h.candle(1, 100, 100.5, 99.5, 100)
+    await h.trading_state.set(TradingState.HALTED, reason="operator", actor="test")
+    assert await h.engine.reduce_exposure(0.0, "EMERGENCY: flatten") == (SYMBOL,)
+    assert not h.of(OrderDenied)
+    await h.candle(2, 100, 100.5, 99.5, 100)  # the market exit fills
+    assert not (await h.engine.account()).positions

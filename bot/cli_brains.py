@@ -32,6 +32,7 @@ DemoOpt = Annotated[
     bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
 ]
 _UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_MANUAL_MS = 365 * 86_400_000
 MAX_REASON_CHARS = 500  # as the Strategy Brain's reasons: the audit trail is not a notebook
 
 
@@ -56,7 +57,12 @@ def parse_duration_ms(value: str) -> int:
             f"a duration is a number and m, h or d, like 30m, 4h or 2d; received {value!r}",
             param_hint="--for",
         )
-    return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    ms = round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    if ms > MAX_MANUAL_MS:
+        raise typer.BadParameter(
+            f"at most 365d, received {value!r} (until unset: leave --for out)", param_hint="--for"
+        )
+    return ms
 
 
 def _url(settings: Settings, demo: bool) -> str:
@@ -68,7 +74,10 @@ def _url(settings: Settings, demo: bool) -> str:
 def _when(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):  # a hand-edited row: say it as it is
+        return f"{ts_ms} ms"
 
 
 async def _with_storage(url: str, work: Any) -> Any:

@@ -40,6 +40,8 @@ def test_bad_mode_arguments_are_one_clear_error(cli: Cli) -> None:
     bad = cli("mode", "set", "EMERGENCY", "--for", "soon")
     assert bad.exit_code == 2 and "a duration is a number and m, h or d" in _flat(bad.output)
     assert cli("mode", "set", "EMERGENCY", "--for", "0h").exit_code == 2
+    forever = cli("mode", "set", "PRESERVATION", "--for", "99999999d")
+    assert forever.exit_code == 2 and "at most 365d" in _flat(forever.output)
     long = cli("mode", "set", "PRESERVATION", "--reason", "x" * 501)
     assert long.exit_code == 2 and "at most 500 characters" in _flat(long.output)
     off = cli("mode", "set", "PRESERVATION", "--for", "1h", QT__BRAINS__ENABLED="false")
@@ -113,3 +115,10 @@ def test_risk_show_prints_figures_json_could_not_hold(cli: Cli) -> None:
     assert shown.exit_code == 0, shown.output
     out = _flat(shown.output)
     assert "Hill inf" in out and "skew nan" in out and "inf" in out
+
+
+def test_a_time_out_of_the_calendar_is_printed_not_raised() -> None:
+    from bot.cli_brains import _when
+
+    assert _when(10**16) == "10000000000000000 ms"  # year 318857: a hand-edited row
+    assert _when(0) == "1970-01-01 00:00 UTC"

@@ -133,7 +133,10 @@ class RiskService:
                 config=self.config,
             )
         )
-        self._tier = assessment.tier
+        if math.isfinite(equity) and equity > 0:
+            # An equity that cannot be read (NaN) is no tier reached: keeping its "worst"
+            # tier would skip the close-once of the tier the drawdown really enters next.
+            self._tier = assessment.tier
         await self._state.set(
             StateKey.RISK_STATE,
             json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),

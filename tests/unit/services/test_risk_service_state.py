@@ -4,15 +4,21 @@ lifts the ladder."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from core.brains.risk import RiskConfig
+from core.clock import SimClock
 from core.domain.enums import TradingState
 from core.domain.policy import Policy
 from core.ports import StateKey
+from core.services.bus import EventBus
+from core.services.portfolio import AccountView
 from core.services.risk_service import DAY_MS, RiskService
+from storage.memory import MemoryStorage
 from tests.unit.services.engine_harness import T0_MS, Harness, ScriptedProvider, clean_settings
 
 
@@ -48,3 +54,38 @@ async def test_an_unreadable_risk_state_keeps_the_ladder_at_its_worst(
     assert a.state is TradingState.HALTED
     again = await risk.assess()  # kept (and stored) for the peak window, not one cycle
     assert again.state is TradingState.HALTED
+
+
+class Glitch:
+    """An engine whose account reads NaN equity (a bad mark)."""
+
+    def __init__(self) -> None:
+        self.config = SimpleNamespace(timeframe="1h")
+        self.prices: dict[str, Decimal] = {}
+        self.excluded: dict[str, dict[str, str]] = {}
+        self.signals = None
+
+    async def account(self) -> AccountView:
+        nan = Decimal("NaN")
+        return AccountView(equity=nan, free_quote=nan, exposure=Decimal(0), positions=())
+
+
+async def test_a_nan_equity_is_no_tier_reached_for_the_next_close_once() -> None:
+    storage = MemoryStorage()
+    peaks = {str(T0_MS // DAY_MS): 10_000.0}
+    await storage.state.set(StateKey.RISK_STATE, json.dumps({"peaks": peaks, "tier": 1}))
+    risk = RiskService(
+        engine=Glitch(),  # type: ignore[arg-type]
+        policy=Policy,
+        repo=storage.decisions,
+        state=storage.state,
+        bus=EventBus(),
+        clock=SimClock(T0_MS),
+        config=RiskConfig(mc_paths=1_000),
+    )
+    assert (await risk.assess()).state is TradingState.HALTED  # NaN: fail closed
+    saved = json.loads(await storage.state.get(StateKey.RISK_STATE) or "{}")
+    # Tier 1 stays the last one reached: entering tier 3 next still closes half (kept at
+    # the glitch's "worst" tier 4, it would not: core.brains.risk._measures).
+    assert saved["tier"] == 1
+    assert saved["peaks"] == peaks  # and NaN is no peak

@@ -32,6 +32,21 @@ DemoOpt = Annotated[
     bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
 ]
 _UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_MANUAL_MS = 365 * 86_400_000
+MAX_REASON_CHARS = 500  # as the Strategy Brain's reasons: the audit trail is not a notebook
+
+
+def _short_reason(value: str) -> str:
+    if len(value) > MAX_REASON_CHARS:
+        raise typer.BadParameter(
+            f"at most {MAX_REASON_CHARS} characters, received {len(value)}", param_hint="--reason"
+        )
+    return value
+
+
+ReasonOpt = Annotated[
+    str, typer.Option(help="Why (kept in the audit trail).", callback=_short_reason)
+]
 
 
 def parse_duration_ms(value: str) -> int:
@@ -42,7 +57,12 @@ def parse_duration_ms(value: str) -> int:
             f"a duration is a number and m, h or d, like 30m, 4h or 2d; received {value!r}",
             param_hint="--for",
         )
-    return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    ms = round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    if ms > MAX_MANUAL_MS:
+        raise typer.BadParameter(
+            f"at most 365d, received {value!r} (until unset: leave --for out)", param_hint="--for"
+        )
+    return ms
 
 
 def _url(settings: Settings, demo: bool) -> str:
@@ -54,7 +74,10 @@ def _url(settings: Settings, demo: bool) -> str:
 def _when(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):  # a hand-edited row: say it as it is
+        return f"{ts_ms} ms"
 
 
 async def _with_storage(url: str, work: Any) -> Any:
@@ -79,10 +102,10 @@ async def _set_mode(
     settings: Settings, url: str, mode: Mode | None, for_ms: int | None, reason: str
 ) -> tuple[int, str]:
     """Write (or, ``mode`` None, clear) the manual mode; return the policy version and mode."""
-    from core.brains.ceo import mode_levers
     from core.clock import LiveClock
     from core.domain.events import ModeChanged
     from core.ports import StateKey
+    from core.services.ceo_service import manual_levers
 
     clock = LiveClock()
 
@@ -103,7 +126,12 @@ async def _set_mode(
                 StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
             )
             why, now_mode = f"manual mode by the cli: {reason}", mode
-            await store.apply(mode_levers(mode), source="manual", reason=why, expires_ms=until)
+            await store.apply(
+                manual_levers(mode, store.current(), store.base),  # the process may loosen it
+                source="manual",
+                reason=why,
+                expires_ms=until,
+            )
         await storage.events.append(
             ModeChanged(
                 ts_ms=now,
@@ -126,7 +154,7 @@ def mode_set(
         str | None,
         typer.Option("--for", help="How long, like 30m, 4h or 2d (default: until unset)."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "by hand",
+    reason: ReasonOpt = "by hand",
     demo: DemoOpt = False,
     env_file: EnvFileOpt = None,
 ) -> None:
@@ -139,6 +167,13 @@ def mode_set(
         ) from None
     for_ms = None if for_ is None else parse_duration_ms(for_)
     settings = load_or_exit(env_file)
+    if not settings.brains.enabled:
+        # No CEO would ever expire it: the policy store would hold it for good.
+        raise typer.BadParameter(
+            "the brains are off (QT__BRAINS__ENABLED=false): no CEO honours or expires a "
+            "manual mode; turn them on, or use qt state to pause or halt",
+            param_hint="MODE",
+        )
     url = _url(settings, demo)
     version, _ = run_or_exit(lambda: _set_mode(settings, url, chosen, for_ms, reason))
     until = "until unset (qt mode auto)" if for_ms is None else f"for {for_}"
@@ -151,7 +186,7 @@ def mode_set(
 
 @mode_app.command("auto")
 def mode_auto(
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "by hand",
+    reason: ReasonOpt = "by hand",
     demo: DemoOpt = False,
     env_file: EnvFileOpt = None,
 ) -> None:
@@ -259,6 +294,11 @@ def policy_history(
     console.print(table(f"policy versions ({len(rows)} newest)", headers, rows))
 
 
+def _fig(value: Any, spec: str) -> str:
+    """Format a stored figure; one JSON could not hold (``"nan"``, ``"inf"``) as it is."""
+    return format(value, spec) if isinstance(value, int | float) else escape(str(value))
+
+
 def risk_show(demo: bool, env_file: Path | None) -> None:
     """Print the latest risk assessment (``qt risk show``)."""
     settings = load_or_exit(env_file)
@@ -270,20 +310,22 @@ def risk_show(demo: bool, env_file: Path | None) -> None:
     a = found["assessments"][0]
     body = json.loads(a.body)
     console.print(
-        f"risk [bold]{a.level}[/bold] {a.score:.1f}/100 at {_when(a.ts_ms)}: drawdown "
-        f"{body['drawdown']:.2%} (tier {body['tier']}), exposure {body['exposure_pct']:.2f}x "
-        f"equity, concentration {body['concentration']:.2f}, correlation {body['correlation']:.2f}"
+        f"risk [bold]{a.level}[/bold] {_fig(a.score, '.1f')}/100 at {_when(a.ts_ms)}: drawdown "
+        f"{_fig(body['drawdown'], '.2%')} (tier {body['tier']}), exposure "
+        f"{_fig(body['exposure_pct'], '.2f')}x "
+        f"equity, concentration {_fig(body['concentration'], '.2f')}, correlation "
+        f"{_fig(body['correlation'], '.2f')}"
     )
     console.print(
         table(
             "score components (0-100)",
             ["component", "score"],
-            [[name, f"{value:.1f}"] for name, value in body["components"]],
+            [[name, _fig(value, ".1f")] for name, value in body["components"]],
         )
     )
     for horizon in ("var_daily", "var_horizon"):
         rows = [
-            [e["method"], f"{e['level']:.0%}", f"{e['var']:.3%}", f"{e['es']:.3%}"]
+            [e["method"], _fig(e["level"], ".0%"), _fig(e["var"], ".3%"), _fig(e["es"], ".3%")]
             for e in body[horizon]
         ]
         if rows:
@@ -291,13 +333,15 @@ def risk_show(demo: bool, env_file: Path | None) -> None:
             console.print(table(title, ["method", "level", "VaR", "ES"], rows))
     tail = body.get("tail")
     if tail:
-        hill = "-" if tail["hill_index"] is None else f"{tail['hill_index']:.2f}"
+        hill = "-" if tail["hill_index"] is None else _fig(tail["hill_index"], ".2f")
         console.print(
-            f"tail: skew {tail['skew']:.2f}, excess kurtosis {tail['excess_kurtosis']:.2f}, "
-            f"Hill {hill} (k {tail['hill_k']}), fat {tail['fat_tail']}, score {tail['score']:.0f}"
+            f"tail: skew {_fig(tail['skew'], '.2f')}, excess kurtosis "
+            f"{_fig(tail['excess_kurtosis'], '.2f')}, "
+            f"Hill {hill} (k {tail['hill_k']}), fat {tail['fat_tail']}, score "
+            f"{_fig(tail['score'], '.0f')}"
         )
     for m in body["measures"]:
-        console.print(f"action: {m['kind']} {m['value']:g} ({escape(m['reason'])})")
+        console.print(f"action: {m['kind']} {_fig(m['value'], 'g')} ({escape(m['reason'])})")
     for note in body["notes"]:
         console.print(f"note: {escape(note)}")
     console.print(f"database: {escape(url)}")

@@ -20,6 +20,7 @@ The decision carries its reasons; ``alert`` is set on entering EMERGENCY.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -204,11 +205,19 @@ def decide(inp: CeoInput) -> CeoDecision:
             reasons=(f"manual mode by {inp.manual.actor}{until}: {inp.manual.reason}",),
             manual=True,
         )
-    stale = inp.score is None or inp.assessed_ms is None
+    # A score that is not a number says nothing: fail closed as without one (NaN compares
+    # false with every threshold, which would read as calm and step the mode down).
+    stale = inp.score is None or inp.assessed_ms is None or not math.isfinite(inp.score)
     if not stale and inp.assessed_ms is not None:
         stale = inp.now_ms - inp.assessed_ms > inp.config.max_age_ms
     if stale or inp.score is None:
-        why = "no risk assessment" if inp.score is None else "the risk assessment is stale"
+        why = (
+            "no risk assessment"
+            if inp.score is None
+            else f"the risk score is {inp.score}"
+            if not math.isfinite(inp.score)
+            else "the risk assessment is stale"
+        )
         floor = Mode.PRESERVATION
         mode = inp.mode if inp.mode.severity >= floor.severity else floor
         return CeoDecision(mode=mode, previous=inp.mode, reasons=(f"{why}: fail closed",))

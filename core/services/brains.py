@@ -37,9 +37,14 @@ class Brains:
         recombine it with the latest assessment's actions at once: a manual mode never
         loosens what the Risk Brain enforces, not even until the next cycle."""
         async with self._one_at_a_time:
+            before = self.store.current().mode
             if not await self.store.refresh():
                 return False
-            await self.ceo.review(self.risk.latest, self.risk.latest_ms)
+            # The mode changes here, not in the other process: announce it, alert, flatten;
+            # the latest assessment's exposure cut was made when it was assessed.
+            await self.ceo.review(
+                self.risk.latest, self.risk.latest_ms, previous=before, act_on_assessment=False
+            )
             return True
 
     async def cycle(self) -> str:

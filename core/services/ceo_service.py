@@ -17,17 +17,24 @@ import json
 import logging
 from decimal import Decimal
 
-from core.brains.ceo import CeoConfig, CeoDecision, CeoInput, ManualMode, decide, mode_levers
+from core.brains.ceo import (
+    CeoConfig,
+    CeoDecision,
+    CeoInput,
+    ManualMode,
+    decide,
+    mode_levers,
+)
 from core.brains.risk import MeasureKind, RiskAssessment
 from core.clock import Clock
 from core.domain.decisions import BrainDecision, record_body
 from core.domain.enums import Mode
 from core.domain.events import AlertRaised, ModeChanged
-from core.domain.policy import PolicyLevers, stricter_state
+from core.domain.policy import Policy, PolicyLevers, stricter_state
 from core.ports import DecisionRepo, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.engine import Engine
-from core.services.policy_store import PolicyStore
+from core.services.policy_store import PolicyStore, levers_of
 
 log = logging.getLogger(__name__)
 REVIEW_WINDOW_MS = 30 * 86_400_000
@@ -52,6 +59,24 @@ def combine_levers(mode: PolicyLevers, assessment: RiskAssessment | None) -> Pol
         state=state,
         extra_positions=mode.extra_positions,
     )
+
+
+def stricter_levers(a: PolicyLevers, b: PolicyLevers) -> PolicyLevers:
+    """Return ``a``'s mode with the stricter of each lever of ``a`` and ``b``."""
+    return PolicyLevers(
+        mode=a.mode,
+        size_multiplier=min(a.size_multiplier, b.size_multiplier),
+        stop_tighten=min(a.stop_tighten, b.stop_tighten),
+        state=stricter_state(a.state, b.state),
+        extra_positions=min(a.extra_positions, b.extra_positions),
+    )
+
+
+def manual_levers(mode: Mode, held: Policy, base: Policy) -> PolicyLevers:
+    """Return what another process (``qt mode set``) writes for an operator's ``mode``: the
+    mode, but no lever looser than ``held`` enforces; the running process loosens it as far
+    as its latest assessment allows when it adopts the version (``Brains.adopt``)."""
+    return stricter_levers(mode_levers(mode), levers_of(held, base))
 
 
 def parse_manual(raw: str | None) -> ManualMode | None:
@@ -105,7 +130,11 @@ class CeoService:
                 return int(data["since_ms"])
         except (ValueError, KeyError, TypeError):
             log.error("the stored CEO state is unreadable: the mode's dwell starts now")
-        return self._clock.now_ms()
+        # Stored, so the dwell counts from here (else it would start again at every review
+        # and a first start could never leave OPTIMIZATION).
+        now = self._clock.now_ms()
+        await self._state.set(StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now}))
+        return now
 
     def _record(self) -> tuple[int, float | None]:
         """Return the closed trades of the review window and their profit factor."""
@@ -118,11 +147,20 @@ class CeoService:
         return len(pnls), (gains / losses if losses > 0 else float("inf") if gains > 0 else None)
 
     async def review(
-        self, assessment: RiskAssessment | None, assessed_ms: int | None
+        self,
+        assessment: RiskAssessment | None,
+        assessed_ms: int | None,
+        *,
+        previous: Mode | None = None,
+        act_on_assessment: bool = True,
     ) -> CeoDecision:
-        """Decide the mode, write the policy and act (see module docstring)."""
+        """Decide the mode, write the policy and act (see module docstring). ``previous``:
+        the mode before another process's version was adopted (its change is this one's to
+        announce and enforce); ``act_on_assessment`` False: the assessment's exposure cut was
+        carried out already (an adoption recombines, it does not close again)."""
         now = self._clock.now_ms()
-        current = self._store.current().mode
+        held = self._store.current()
+        current = held.mode if previous is None else previous
         trades, pf = self._record()
         decision = decide(
             CeoInput(
@@ -140,6 +178,10 @@ class CeoService:
             )
         )
         levers = combine_levers(mode_levers(decision.mode), assessment)
+        if assessment is None:
+            # Nothing says the risk is lower than when the policy in force was set: a failed
+            # assessment, or none yet since a restart, never loosens it (a manual mode either).
+            levers = stricter_levers(levers, levers_of(held, self._store.base))
         reason = "; ".join(decision.reasons)
         await self._store.apply(
             levers, source="manual" if decision.manual else "ceo", reason=reason
@@ -175,7 +217,7 @@ class CeoService:
                     detail=reason,
                 )
             )
-        await self._act(decision, assessment)
+        await self._act(decision, assessment if act_on_assessment else None)
         self.last = decision
         return decision
 
@@ -193,13 +235,8 @@ class CeoService:
         current = self._store.current()
         if current.mode.severity >= Mode.PRESERVATION.severity:
             return
-        levers = mode_levers(Mode.PRESERVATION)
-        levers = PolicyLevers(
-            mode=levers.mode,
-            size_multiplier=min(levers.size_multiplier, current.size_multiplier),
-            stop_tighten=min(levers.stop_tighten, current.stop_tighten),
-            state=stricter_state(levers.state, current.state),
-            extra_positions=0,
+        levers = stricter_levers(
+            mode_levers(Mode.PRESERVATION), levers_of(current, self._store.base)
         )
         now = self._clock.now_ms()
         await self._store.apply(levers, source="ceo", reason=f"fail closed: {error}")

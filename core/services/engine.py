@@ -61,6 +61,7 @@ from core.domain.market import Candle, timeframe_to_ms
 from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest, closed_outside_id, is_closed_outside, is_liquidation
 from core.domain.policy import Policy
+from core.domain.portfolio import Position
 from core.domain.trades import ClosedTrade
 from core.errors import (
     DataError,
@@ -671,32 +672,37 @@ class Engine:
         """Close positions at market, the largest first, until the exposure is at most
         ``keep`` times today's (0: close everything); cancel entries still waiting. Return
         the symbols closed. Reduce-only market exits: the gate lets them through in any state.
+        The exposure is the positions' (as the Risk Brain measured it): a waiting entry is
+        cancelled, not counted, and a position already leaving counts as gone, so neither
+        makes it close more than asked (a second call in the same hour closes nothing more).
         """
         async with self._busy:
             account = await self.account()
-            before = account.exposure
+
+            def notional(p: Position) -> Decimal:
+                return p.amount * self.prices.get(p.symbol, p.entry_price)
+
+            held = sorted(account.positions, key=notional, reverse=True)
+            before = sum((notional(p) for p in held), ZERO)
             target = before * Decimal(repr(max(0.0, min(1.0, keep))))
-            held = sorted(
-                account.positions,
-                key=lambda p: p.amount * self.prices.get(p.symbol, p.entry_price),
-                reverse=True,
-            )
             left, closed = before, []
             for waiting in list(self.trades.values()):
                 if waiting.plan is None:
                     await self._cancel_entry(waiting)
+            plans = {s: t.plan for s, t in self.trades.items() if t.plan is not None}
+            # Leaving already: closed, or its market exit out (exit_at_market is idempotent).
+            gone = {s for s, p in plans.items() if p.is_closed or not exit_at_market(p).actions}
+            left -= sum((notional(p) for p in held if p.symbol in gone), ZERO)
             for position in held:
                 if left <= target:
                     break
                 trade = self.trades.get(position.symbol)
-                if trade is None or trade.plan is None or trade.plan.is_closed:
-                    continue  # not ours, or leaving already
+                if trade is None or trade.plan is None or position.symbol in gone:
+                    continue  # not ours, no plan yet, or leaving already
                 price = self.prices.get(position.symbol, position.entry_price)
                 leaving = exit_at_market(trade.plan)
-                if not leaving.actions:
-                    continue
                 await self._exits.apply(trade, leaving, price, exit_reason="RISK_REDUCE")
-                left -= position.amount * price
+                left -= notional(position)
                 closed.append(position.symbol)
             await self._save()
         if closed or before > target:

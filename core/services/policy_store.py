@@ -18,7 +18,13 @@ from core.brains.ceo import MODE_SETTINGS
 from core.clock import Clock
 from core.domain.decisions import PolicyVersion
 from core.domain.events import PolicyUpdated
-from core.domain.policy import Policy, PolicyLevers, apply_levers, policy_to_dict
+from core.domain.policy import (
+    Policy,
+    PolicyLevers,
+    apply_levers,
+    policy_to_dict,
+    stricter_state,
+)
 from core.errors import InvariantViolation
 from core.ports import DecisionRepo
 from core.services.bus import EventBus
@@ -62,6 +68,7 @@ class PolicyStore:
         self.latest: PolicyVersion | None = None
         self._quiet = False  # start(): versions are written, published by announce()
         self._unannounced: list[tuple[Policy, PolicyVersion, str]] = []
+        self._unsaved = False  # the policy in force is held in memory only (_hold_if_stricter)
 
     @property
     def base(self) -> Policy:
@@ -85,7 +92,7 @@ class PolicyStore:
             self.latest = latest
             self._current = latest.policy
             self._strategy = _strategy_of(latest.policy)
-            self._levers = _levers_of(latest.policy)
+            self._levers = levers_of(latest.policy, self._base)
             await self.apply(
                 self._levers,
                 source="settings",
@@ -108,7 +115,8 @@ class PolicyStore:
             return False
         old = self._current
         self.latest = latest
-        self._levers, self._strategy = _levers_of(latest.policy), _strategy_of(latest.policy)
+        self._levers = levers_of(latest.policy, self._base)
+        self._strategy = _strategy_of(latest.policy)
         self._current = self._compose(self._levers, self._strategy, latest.version)
         log.warning(
             "policy version %d (%s, %s) written by another process: %s",
@@ -131,7 +139,7 @@ class PolicyStore:
         """Write the base with ``levers`` as a new version unless nothing changes; return it
         (None: unchanged). A lever out of range raises ``ValueError`` and writes nothing."""
         candidate = self._compose(levers, self._strategy, self._current.version)
-        if candidate == self._current:
+        if candidate == self._current and not self._unsaved:
             return None
         return await self._write(
             levers, self._strategy, source=source, reason=reason, expires_ms=expires_ms
@@ -164,7 +172,11 @@ class PolicyStore:
     ) -> Policy:
         strategy = self._strategy if strategy is None else strategy
         for _attempt in range(3):
-            stored = await self._repo.latest_policy()
+            try:
+                stored = await self._repo.latest_policy()
+            except InvariantViolation as e:  # a row this process cannot read (hand-edited?)
+                await self._hold_if_stricter(levers, strategy, source=source, error=str(e))
+                raise
             number = max(self._current.version, stored.version if stored else 0) + 1
             policy = self._compose(levers, strategy, number)
             version = PolicyVersion(
@@ -179,6 +191,7 @@ class PolicyStore:
             except InvariantViolation:  # another process took the number: take the next
                 continue
             old, self._current, self.latest = self._current, policy, version
+            self._unsaved = False
             self._levers, self._strategy = levers, dict(strategy)
             if self._quiet:
                 self._unannounced.append((old, version, source))
@@ -186,6 +199,30 @@ class PolicyStore:
                 await self._publish(old, version, source=source)
             return policy
         raise InvariantViolation("could not write a policy version: the numbers kept being taken")
+
+    async def _hold_if_stricter(
+        self, levers: PolicyLevers, strategy: dict[str, Any], *, source: str, error: str
+    ) -> None:
+        """The store cannot be read: hold a stricter policy in memory all the same (fail
+        closed: an unreadable row must not keep the brains from tightening), never a looser
+        one; it is written as a version once the store can be read again."""
+        held, policy = self._current, self._compose(levers, strategy, self._current.version)
+        stricter = (
+            stricter_state(policy.state, held.state) is policy.state
+            and policy.size_multiplier <= held.size_multiplier
+            and policy.stop_tighten <= held.stop_tighten
+            and policy.max_open_positions <= held.max_open_positions
+        )
+        if not stricter or policy == held:
+            return
+        log.error("the policy store cannot be read (%s): holding %s in memory", error, levers)
+        self._current, self._levers, self._unsaved = policy, levers, True
+        reason = f"held in memory, not stored: {error}"
+        await self._publish(
+            held,
+            PolicyVersion(policy=policy, ts_ms=self._clock.now_ms(), source=source, reason=reason),
+            source=source,
+        )
 
     async def _publish(self, old: Policy, version: PolicyVersion, *, source: str) -> None:
         if self._bus is None:
@@ -202,9 +239,10 @@ class PolicyStore:
         )
 
 
-def _levers_of(policy: Policy) -> PolicyLevers:
-    """Return the levers a stored policy carries (its max positions relative to the base are
-    not known: the mode's own extra positions come back with the mode's levers)."""
-    return dataclasses.replace(
-        policy.levers(), extra_positions=MODE_SETTINGS[policy.mode].extra_positions
-    )
+def levers_of(policy: Policy, base: Policy) -> PolicyLevers:
+    """Return the levers a stored policy carries, on ``base``: its mode's extra positions only
+    as far as its maximum exceeds the base's (a version written without them, by ``qt mode
+    set``, gets none; a settings change keeps the new settings' maximum)."""
+    most = MODE_SETTINGS[policy.mode].extra_positions
+    extra = max(0, min(most, policy.max_open_positions - base.max_open_positions))
+    return dataclasses.replace(policy.levers(), extra_positions=extra)

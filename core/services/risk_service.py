@@ -75,6 +75,7 @@ class RiskService:
         self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
         self._tier = 0
         self._loaded = False
+        self._peak_lost = False  # the stored peaks were unreadable: assume the worst tier
         self.latest: RiskAssessment | None = None
         self.latest_ms: int | None = None
 
@@ -90,9 +91,11 @@ class RiskService:
             self._peaks = {int(d): float(v) for d, v in data["peaks"].items()}
             self._tier = int(data["tier"])
         except (ValueError, KeyError, TypeError) as e:
-            # Forgetting the peak would understate the drawdown: the tier is kept at its worst.
+            # Forgetting the peak would understate the drawdown (and lift a halt): the peak is
+            # taken as deep as the ladder's last tier, fading as the peak window moves on.
             log.error("stored risk state is unreadable (%s): starting from the ladder's end", e)
             self._peaks, self._tier = {}, len(self.config.ladder)
+            self._peak_lost = bool(self.config.ladder)
 
     async def assess(self) -> RiskAssessment:
         """Assess now, record it, publish ``RiskAssessed``; return it."""
@@ -105,6 +108,10 @@ class RiskService:
         day = now // DAY_MS
         if math.isfinite(equity):
             self._peaks[day] = max(self._peaks.get(day, equity), equity)
+            if self._peak_lost and equity > 0:
+                self._peak_lost = False
+                worst = equity / (1.0 - self.config.ladder[-1].drawdown)
+                self._peaks[day] = max(self._peaks[day], worst)
         self._peaks = {d: v for d, v in self._peaks.items() if d > day - self._peak_days}
         peak = max(self._peaks.values(), default=equity)
         tf_ms = timeframe_to_ms(engine.config.timeframe)
@@ -153,7 +160,10 @@ class RiskService:
         )
         if reuse is None:
             self._figures = (held, now, assessment.figures)
-        self._tier = assessment.tier
+        if math.isfinite(equity) and equity > 0:
+            # An equity that cannot be read (NaN) is no tier reached: keeping its "worst"
+            # tier would skip the close-once of the tier the drawdown really enters next.
+            self._tier = assessment.tier
         await self._state.set(
             StateKey.RISK_STATE,
             json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),

@@ -40,6 +40,13 @@ def test_bad_mode_arguments_are_one_clear_error(cli: Cli) -> None:
     bad = cli("mode", "set", "EMERGENCY", "--for", "soon")
     assert bad.exit_code == 2 and "a duration is a number and m, h or d" in _flat(bad.output)
     assert cli("mode", "set", "EMERGENCY", "--for", "0h").exit_code == 2
+    forever = cli("mode", "set", "PRESERVATION", "--for", "99999999d")
+    assert forever.exit_code == 2 and "at most 365d" in _flat(forever.output)
+    long = cli("mode", "set", "PRESERVATION", "--reason", "x" * 501)
+    assert long.exit_code == 2 and "at most 500 characters" in _flat(long.output)
+    off = cli("mode", "set", "PRESERVATION", "--for", "1h", QT__BRAINS__ENABLED="false")
+    assert off.exit_code == 2 and "the brains are off" in _flat(off.output)
+    assert "no policy written yet" in _flat(cli("mode", "show").output)  # nothing written
 
 
 def test_risk_show_prints_the_latest_assessment(cli: Cli) -> None:
@@ -73,3 +80,45 @@ def test_risk_show_prints_the_latest_assessment(cli: Cli) -> None:
     out = _flat(cli("risk", "show").output)
     assert "risk MODERATE 41.5/100" in out and "drawdown 6.00% (tier 1)" in out
     assert "6.100%" in out and "scale_size 0.75 (drawdown tier 1)" in out
+
+
+def test_risk_show_prints_figures_json_could_not_hold(cli: Cli) -> None:
+    # The service spells NaN and inf out ("nan", "inf": allow_nan=False); a two-valued tape
+    # gives a Hill index of inf.
+    tail = {"skew": "nan", "excess_kurtosis": -2.0, "hill_index": "inf", "hill_k": 100}
+    body = {
+        "drawdown": 0.0,
+        "tier": 0,
+        "exposure_pct": 0.5,
+        "concentration": 1.0,
+        "correlation": 0.0,
+        "components": [["var", 10.0], ["tail", "nan"]],
+        "var_daily": [{"method": "historical", "level": 0.99, "var": "inf", "es": 0.08}],
+        "var_horizon": [],
+        "tail": {**tail, "fat_tail": False, "score": 0.0},
+        "measures": [],
+        "notes": [],
+    }
+
+    async def write() -> None:
+        storage = open_storage(f"sqlite+aiosqlite:///{cli.db_file}")
+        await storage.start()
+        try:
+            await storage.decisions.add_assessment(
+                AssessmentRecord(ts_ms=1_000, score=10.0, level="LOW", body=json.dumps(body))
+            )
+        finally:
+            await storage.stop()
+
+    asyncio.run(write())
+    shown = cli("risk", "show")
+    assert shown.exit_code == 0, shown.output
+    out = _flat(shown.output)
+    assert "Hill inf" in out and "skew nan" in out and "inf" in out
+
+
+def test_a_time_out_of_the_calendar_is_printed_not_raised() -> None:
+    from bot.cli_brains import _when
+
+    assert _when(10**16) == "10000000000000000 ms"  # year 318857: a hand-edited row
+    assert _when(0) == "1970-01-01 00:00 UTC"

@@ -84,6 +84,14 @@ def test_no_or_a_stale_assessment_fails_closed() -> None:
     assert decide(_inp(None, Mode.EMERGENCY)).mode is Mode.EMERGENCY  # never looser
 
 
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("mode", list(Mode))
+def test_a_score_that_is_not_a_number_fails_closed(score: float, mode: Mode) -> None:
+    d = decide(_inp(score, mode))  # NaN compares false with every threshold: not calm
+    assert d.mode.severity >= max(mode.severity, Mode.PRESERVATION.severity), d.reasons
+    assert "fail closed" in d.reasons[0]
+
+
 def test_a_manual_mode_wins_until_it_expires() -> None:
     manual = ManualMode(mode=Mode.PRESERVATION, until_ms=NOW + HOUR_MS, reason="FOMC")
     d = decide(_inp(5, manual=manual))

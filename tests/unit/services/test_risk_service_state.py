@@ -1,0 +1,91 @@
+"""The risk service's stored peaks: a restart resumes the drawdown, an unreadable state never
+lifts the ladder."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from core.brains.risk import RiskConfig
+from core.clock import SimClock
+from core.domain.enums import TradingState
+from core.domain.policy import Policy
+from core.ports import StateKey
+from core.services.bus import EventBus
+from core.services.portfolio import AccountView
+from core.services.risk_service import DAY_MS, RiskService
+from storage.memory import MemoryStorage
+from tests.unit.services.engine_harness import T0_MS, Harness, ScriptedProvider, clean_settings
+
+
+async def _service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stored: str) -> RiskService:
+    h = await Harness(clean_settings(monkeypatch, tmp_path), ScriptedProvider()).start()
+    await h.storage.state.set(StateKey.RISK_STATE, stored)
+    return RiskService(
+        engine=h.engine,
+        policy=Policy,
+        repo=h.storage.decisions,
+        state=h.storage.state,
+        bus=h.bus,
+        clock=h.clock,
+        config=RiskConfig(mc_paths=1_000),
+    )
+
+
+async def test_a_restart_resumes_the_drawdown_from_the_stored_peak(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    peaks = {str(T0_MS // DAY_MS - 1): 12_000.0}  # yesterday's peak; 10,000 now: 16.7 %
+    risk = await _service(monkeypatch, tmp_path, json.dumps({"peaks": peaks, "tier": 4}))
+    a = await risk.assess()
+    assert a.tier == 4 and a.state is TradingState.HALTED
+
+
+async def test_an_unreadable_risk_state_keeps_the_ladder_at_its_worst(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    risk = await _service(monkeypatch, tmp_path, '{"peaks": {"19723": "twelve"}')
+    a = await risk.assess()
+    assert a.tier == len(risk.config.ladder), a.drawdown  # not a fresh peak: no drawdown
+    assert a.state is TradingState.HALTED
+    again = await risk.assess()  # kept (and stored) for the peak window, not one cycle
+    assert again.state is TradingState.HALTED
+
+
+class Glitch:
+    """An engine whose account reads NaN equity (a bad mark)."""
+
+    def __init__(self) -> None:
+        self.config = SimpleNamespace(timeframe="1h")
+        self.prices: dict[str, Decimal] = {}
+        self.excluded: dict[str, dict[str, str]] = {}
+        self.signals = None
+
+    async def account(self) -> AccountView:
+        nan = Decimal("NaN")
+        return AccountView(equity=nan, free_quote=nan, exposure=Decimal(0), positions=())
+
+
+async def test_a_nan_equity_is_no_tier_reached_for_the_next_close_once() -> None:
+    storage = MemoryStorage()
+    peaks = {str(T0_MS // DAY_MS): 10_000.0}
+    await storage.state.set(StateKey.RISK_STATE, json.dumps({"peaks": peaks, "tier": 1}))
+    risk = RiskService(
+        engine=Glitch(),  # type: ignore[arg-type]
+        policy=Policy,
+        repo=storage.decisions,
+        state=storage.state,
+        bus=EventBus(),
+        clock=SimClock(T0_MS),
+        config=RiskConfig(mc_paths=1_000),
+    )
+    assert (await risk.assess()).state is TradingState.HALTED  # NaN: fail closed
+    saved = json.loads(await storage.state.get(StateKey.RISK_STATE) or "{}")
+    # Tier 1 stays the last one reached: entering tier 3 next still closes half (kept at
+    # the glitch's "worst" tier 4, it would not: core.brains.risk._measures).
+    assert saved["tier"] == 1
+    assert saved["peaks"] == peaks  # and NaN is no peak

@@ -115,6 +115,13 @@ def backtest(
             "QT__MODELS__RETRAIN_HOURS on the candles closed by then (no saved models needed)."
         ),
     ] = False,
+    compare_risk: Annotated[
+        bool,
+        typer.Option(
+            help="Run the backtest twice, brains off (QT__BRAINS__ENABLED=false) and on, "
+            "and print and write them side by side."
+        ),
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Backtest the configured strategy and Exit Brain with the paper fill model.
@@ -122,6 +129,13 @@ def backtest(
     Without --data, uses the candles stored in the database for the configured exchange,
     symbols and timeframe (see `qt data download|import`).
     """
+    if compare_risk and walk_forward:
+        # The two runs must trade the same signals: each would retrain its own models.
+        raise typer.BadParameter(
+            "compares the same signals, but --walk-forward retrains the models inside each "
+            "run; compare saved models (--strategy ensemble) instead",
+            param_hint="--compare-risk",
+        )
     if strategy not in (None, *STRATEGIES):
         raise typer.BadParameter(
             f"expected {', '.join(STRATEGIES)}, received {strategy!r}", param_hint="--strategy"
@@ -143,6 +157,7 @@ def backtest(
             full,
             charts,
             walk_forward,
+            compare_risk,
         )
     )
 
@@ -346,7 +361,7 @@ def ensemble_for(
     return provider, trainer
 
 
-async def _provider(
+async def chosen_provider(
     settings: Settings, walk_forward: bool
 ) -> tuple[SignalProvider | None, WalkForward | None]:
     """Return the provider to trade (None: the configured baseline) and, walking forward,
@@ -400,13 +415,28 @@ async def _backtest(
     full: bool,
     charts: bool,
     walk_forward: bool,
+    compare_risk: bool = False,
 ) -> None:
     from bot.report import print_report, print_sources, write_report
     from bot.report_folder import check_report_folder
 
     check_report_folder(folder, run_name)  # before the run: a bad --out or --name costs nothing
+    if compare_risk:
+        from bot.cli_compare import compare_backtest
+
+        await compare_backtest(
+            settings,
+            files,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            run_name=run_name,
+            folder=folder,
+            full=full,
+            charts=charts,
+        )
+        return
     run = await load_run(settings, files)
-    provider, trainer = await _provider(settings, walk_forward)
+    provider, trainer = await chosen_provider(settings, walk_forward)
     started = time.perf_counter()
     result = await run.backtest(
         settings, start_ms=start_ms, end_ms=end_ms, full=full, provider=provider, trainer=trainer

@@ -1,5 +1,5 @@
-"""PNG charts of a backtest: equity vs buy and hold, drawdown, monthly returns; and of an
-evaluation: calibration.
+"""PNG charts of a backtest: equity vs buy and hold, drawdown, monthly returns; of a
+brains-off vs brains-on comparison: both equity curves; and of an evaluation: calibration.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot, no GUI, no global backend switch). Kept
 apart from the report so matplotlib is imported only when charts are wanted.
@@ -22,6 +22,8 @@ from core.analytics import (
     buy_and_hold_curve,
     underwater_fraction,
 )
+from core.domain.enums import Mode
+from core.domain.events import ModeChanged
 from core.ml.evaluation import ScoreCard
 
 
@@ -45,6 +47,51 @@ def equity_chart(
     if hold is not None:
         ax.plot(x, hold, label="buy and hold (equal weight)", linewidth=1.0, alpha=0.8)
     ax.axhline(m.starting_balance, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("equity (quote)")
+    ax.legend(loc="upper left")
+    fig.savefig(path, format="png")
+
+
+# The defensive modes shaded behind the brains-on curve (the bolder two are left clear).
+_MODE_SHADES = {Mode.PRESERVATION.value: "tab:orange", Mode.EMERGENCY.value: "tab:red"}
+
+
+def compare_equity_chart(
+    path: Path,
+    *,
+    off: EquityCurve,
+    on: EquityCurve,
+    start_mode: str,
+    changes: Sequence[ModeChanged],
+) -> None:
+    """Draw the brains-off and brains-on equity curves, shading where the brains-on run was
+    in PRESERVATION or EMERGENCY."""
+    fig, ax = _new_figure("Equity, brains off vs on")
+    ax.plot(off.ts_ms.astype("datetime64[ms]"), off.equity, label="brains off", linewidth=1.0)
+    x = on.ts_ms.astype("datetime64[ms]")
+    ax.plot(x, on.equity, label="brains on", linewidth=1.2)
+    if start_mode and len(on.ts_ms):
+        ordered = sorted(changes, key=lambda c: c.ts_ms)
+        at = np.array([c.ts_ms for c in ordered], dtype=np.int64)
+        modes = np.array([start_mode, *(c.current for c in ordered)])
+        # The mode each sample was in: the last change at or before it, else the start mode.
+        mode_at = modes[np.searchsorted(at, on.ts_ms, side="right")]
+        for mode, color in _MODE_SHADES.items():
+            inside = mode_at == mode
+            if not inside.any():
+                continue  # no legend entry for a mode never entered
+            ax.fill_between(
+                x,
+                0,
+                1,
+                where=inside,
+                transform=ax.get_xaxis_transform(),
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+                label=mode,
+                step="post",
+            )
     ax.set_ylabel("equity (quote)")
     ax.legend(loc="upper left")
     fig.savefig(path, format="png")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from bot.cli_backtest import RunFiles, chosen_provider, load_run
+from bot.cli_backtest import RunFiles, chosen_provider, load_run, print_run_notes
 from bot.cli_common import console
 from core.config import Settings
 
@@ -46,6 +46,9 @@ async def compare_backtest(
     cmp = await run_comparison(
         run, settings, provider_for, start_ms=start_ms, end_ms=end_ms, full=full
     )
+    for side, result, wall_s in zip(SIDES, (cmp.off, cmp.on), (cmp.off_s, cmp.on_s), strict=True):
+        console.print(f"{side}:", style="bold")
+        print_run_notes(result, wall_s, funded=bool(run.funding), trainer=None, provider=None)
     print_comparison(cmp, console)
     for side, result in zip(SIDES, (cmp.off, cmp.on), strict=True):
         written = write_report(

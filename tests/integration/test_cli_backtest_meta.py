@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli_backtest import _provider
+from bot.cli_backtest import chosen_provider
 from core.config import load_settings
 from core.market.importers import read_candle_file
 from core.ml.ensemble import EnsembleProvider
@@ -90,7 +90,7 @@ def test_saved_models_enter_the_meta_record_from_the_end_of_their_training_only(
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    meta, trainer = asyncio.run(_provider(load_settings(), walk_forward=False))
+    meta, trainer = asyncio.run(chosen_provider(load_settings(), walk_forward=False))
     assert isinstance(meta, MetaStrategy) and trainer is None
     [ensemble] = [p for p in meta.candidates if isinstance(p, EnsembleProvider)]
     series = read_candle_file(data).series

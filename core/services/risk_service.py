@@ -74,6 +74,7 @@ class RiskService:
         self._figures: tuple[dict[tuple[str, str], Decimal], int, RiskFigures] | None = None
         self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
         self._tier = 0
+        self._reached: int | None = None  # the last assessment's tier, until committed
         self._loaded = False
         self._peak_lost = False  # the stored peaks were unreadable: assume the worst tier
         self.latest: RiskAssessment | None = None
@@ -96,6 +97,17 @@ class RiskService:
             log.error("stored risk state is unreadable (%s): starting from the ladder's end", e)
             self._peaks, self._tier = {}, len(self.config.ladder)
             self._peak_lost = bool(self.config.ladder)
+
+    async def commit(self) -> None:
+        """Record the last assessment's tier as reached: its actions were carried out."""
+        if self._reached is not None and self._reached != self._tier:
+            self._tier = self._reached
+            await self._save_state()
+        self._reached = None
+
+    async def _save_state(self) -> None:
+        peaks = {str(d): v for d, v in self._peaks.items()}
+        await self._state.set(StateKey.RISK_STATE, json.dumps({"peaks": peaks, "tier": self._tier}))
 
     async def assess(self) -> RiskAssessment:
         """Assess now, record it, publish ``RiskAssessed``; return it."""
@@ -160,14 +172,12 @@ class RiskService:
         )
         if reuse is None:
             self._figures = (held, now, assessment.figures)
-        if math.isfinite(equity) and equity > 0:
-            # An equity that cannot be read (NaN) is no tier reached: keeping its "worst"
-            # tier would skip the close-once of the tier the drawdown really enters next.
-            self._tier = assessment.tier
-        await self._state.set(
-            StateKey.RISK_STATE,
-            json.dumps({"peaks": {str(d): v for d, v in self._peaks.items()}, "tier": self._tier}),
-        )
+        # The tier counts as reached once its actions were carried out (``commit``): a crash or
+        # a failure before then asks for the tier's exposure cut again. An equity that cannot
+        # be read (NaN) is no tier reached: keeping its "worst" tier would skip the close-once
+        # of the tier the drawdown really enters next.
+        self._reached = assessment.tier if math.isfinite(equity) and equity > 0 else None
+        await self._save_state()
         if self._record:
             body = record_body(replace(assessment, figures=RiskFigures()))  # they are in it
             await self._repo.add_assessment(

@@ -53,6 +53,9 @@ class FakeRisk:
             raise RuntimeError("no candles")
         return self.latest
 
+    async def commit(self) -> None:
+        """The actions were carried out (nothing to record here)."""
+
 
 @dataclass
 class World:

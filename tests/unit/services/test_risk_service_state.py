@@ -89,3 +89,19 @@ async def test_a_nan_equity_is_no_tier_reached_for_the_next_close_once() -> None
     # the glitch's "worst" tier 4, it would not: core.brains.risk._measures).
     assert saved["tier"] == 1
     assert saved["peaks"] == peaks  # and NaN is no peak
+
+
+async def test_a_tier_counts_as_reached_only_once_its_actions_were_carried_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    peaks = {str(T0_MS // DAY_MS - 1): 11_500.0}  # 10,000 now: 13 %, the close-half tier
+    risk = await _service(monkeypatch, tmp_path, json.dumps({"peaks": peaks, "tier": 2}))
+
+    async def stored_tier() -> int:
+        return int(json.loads(await risk._state.get(StateKey.RISK_STATE) or "{}")["tier"])
+
+    assert (await risk.assess()).tier == 3
+    assert await stored_tier() == 2  # a crash now: the next start asks for the cut again
+    assert (await risk.assess()).tier == 3
+    await risk.commit()  # the CEO carried the actions out
+    assert await stored_tier() == 3

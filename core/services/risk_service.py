@@ -71,7 +71,8 @@ class RiskService:
         # The VaR/ES of unchanged positions is computed again after this long (0: every time).
         self._figures_every_ms = figures_every_ms
         self._record = record  # a backtest's storage is thrown away: it publishes only
-        self._figures: tuple[dict[tuple[str, str], Decimal], int, RiskFigures] | None = None
+        # The positions, when and at what gross exposure / equity the figures were computed.
+        self._figures: tuple[dict[tuple[str, str], Decimal], int, float, RiskFigures] | None = None
         self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
         self._tier = 0
         self._reached: int | None = None  # the last assessment's tier, until committed
@@ -142,13 +143,17 @@ class RiskService:
             if last_close is None or now - last_close > 3 * tf_ms:
                 stale.append(p.symbol)
         held = {(p.symbol, p.side.value): p.amount for p in account.positions}
+        gross = sum(abs(r.notional) for r in positions) / equity if equity > 0 else math.inf
         reuse = None
         if self._figures is not None:
-            then, made_ms, figures = self._figures
+            then, made_ms, gross_then, figures = self._figures
             # The same positions, none larger (a take-profit only shrinks one: the figures of
             # the larger position overstate its risk, never understate it).
             same = held.keys() == then.keys() and all(a <= then[k] for k, a in held.items())
-            if same and now - made_ms < self._figures_every_ms:
+            # The figures are fractions of equity: an equity fallen (or prices risen) so far
+            # that the book weighs 10 % more than then makes them understate: computed again.
+            heavier = not gross <= gross_then * 1.1
+            if same and not heavier and now - made_ms < self._figures_every_ms:
                 reuse = figures
         issues = tuple(
             f"{symbol}: {member}"
@@ -171,7 +176,7 @@ class RiskService:
             )
         )
         if reuse is None:
-            self._figures = (held, now, assessment.figures)
+            self._figures = (held, now, gross, assessment.figures)
         # The tier counts as reached once its actions were carried out (``commit``): a crash or
         # a failure before then asks for the tier's exposure cut again. An equity that cannot
         # be read (NaN) is no tier reached: keeping its "worst" tier would skip the close-once

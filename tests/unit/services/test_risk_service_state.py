@@ -105,3 +105,64 @@ async def test_a_tier_counts_as_reached_only_once_its_actions_were_carried_out(
     assert (await risk.assess()).tier == 3
     await risk.commit()  # the CEO carried the actions out
     assert await stored_tier() == 3
+
+
+class Holding:
+    """An engine holding one BTC long, its account's equity set by the test."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        from core.domain.enums import MarketType, PositionSide
+        from core.domain.portfolio import Position
+
+        self.config = SimpleNamespace(timeframe="1h")
+        self.prices = {"BTC/USDT": Decimal(100)}
+        self.excluded: dict[str, dict[str, str]] = {}
+        self.equity = Decimal(10_000)
+        self.position = Position(
+            symbol="BTC/USDT",
+            market_type=MarketType.SPOT,
+            side=PositionSide.LONG,
+            amount=Decimal(50),
+            entry_price=Decimal(100),
+            opened_ms=T0_MS,
+            updated_ms=T0_MS,
+        )
+        closes = 100 * np.exp(np.cumsum(np.random.default_rng(3).standard_t(4, 600) * 0.01))
+        self.signals = SimpleNamespace(
+            closes_until=lambda symbol, until, n: closes[-n:],
+            last_close_ms=lambda symbol: T0_MS,
+        )
+
+    async def account(self) -> AccountView:
+        return AccountView(
+            equity=self.equity,
+            free_quote=self.equity,
+            exposure=Decimal(5_000),
+            positions=(self.position,),
+        )
+
+
+async def test_the_figures_are_reused_only_while_the_book_weighs_the_same() -> None:
+    storage, clock, engine = MemoryStorage(), SimClock(T0_MS), Holding()
+    risk = RiskService(
+        engine=engine,  # type: ignore[arg-type]
+        policy=Policy,
+        repo=storage.decisions,
+        state=storage.state,
+        bus=EventBus(),
+        clock=clock,
+        config=RiskConfig(mc_paths=1_000),
+        figures_every_ms=4 * 3_600_000,
+    )
+    first = await risk.assess()
+    clock.advance_to(T0_MS + 3_600_000)
+    assert (await risk.assess()).figures is first.figures  # the same book an hour later
+    engine.equity = Decimal(8_000)  # the book now weighs 25 % more of the equity
+    clock.advance_to(T0_MS + 2 * 3_600_000)
+    heavier = await risk.assess()
+    assert heavier.figures is not first.figures
+    assert heavier.worst_daily_var > first.worst_daily_var
+    clock.advance_to(T0_MS + 7 * 3_600_000)
+    assert (await risk.assess()).figures is not heavier.figures  # 4 h later: computed again

@@ -98,18 +98,35 @@ def _store(settings: Settings, storage: Any, clock: Any) -> Any:
     return policy_store(settings, storage, EventBus(sink=storage.events.append), clock)
 
 
+async def _market_clock(storage: Any, demo: bool) -> Any:
+    """Return the clock the process on this database runs on: the wall clock, or for the
+    demo (market time from 2024, accelerated) a clock standing at the newest time its brains
+    wrote (an expiry or a dwell on the wall clock would lie years ahead of the demo's)."""
+    from core.clock import LiveClock, SimClock
+
+    if not demo:
+        return LiveClock()
+    assessed = await storage.decisions.list_assessments(1)
+    written = await storage.decisions.list_policies(1)
+    seen = [r.ts_ms for r in (*assessed, *written)]
+    return SimClock(max(seen)) if seen else LiveClock()
+
+
 async def _set_mode(
-    settings: Settings, url: str, mode: Mode | None, for_ms: int | None, reason: str
+    settings: Settings,
+    url: str,
+    mode: Mode | None,
+    for_ms: int | None,
+    reason: str,
+    demo: bool = False,
 ) -> tuple[int, str]:
     """Write (or, ``mode`` None, clear) the manual mode; return the policy version and mode."""
-    from core.clock import LiveClock
     from core.domain.events import ModeChanged
     from core.ports import StateKey
     from core.services.ceo_service import manual_levers
 
-    clock = LiveClock()
-
     async def work(storage: Any) -> tuple[int, str]:
+        clock = await _market_clock(storage, demo)
         store = _store(settings, storage, clock)
         await store.start()
         await store.announce()
@@ -175,7 +192,7 @@ def mode_set(
             param_hint="MODE",
         )
     url = _url(settings, demo)
-    version, _ = run_or_exit(lambda: _set_mode(settings, url, chosen, for_ms, reason))
+    version, _ = run_or_exit(lambda: _set_mode(settings, url, chosen, for_ms, reason, demo))
     until = "until unset (qt mode auto)" if for_ms is None else f"for {for_}"
     console.print(
         f"mode now [bold]{chosen.value}[/bold] by hand {until} (policy version {version}); "
@@ -193,7 +210,7 @@ def mode_auto(
     """Clear a manual mode: the CEO Brain decides again from its next review."""
     settings = load_or_exit(env_file)
     url = _url(settings, demo)
-    _, current = run_or_exit(lambda: _set_mode(settings, url, None, None, reason))
+    _, current = run_or_exit(lambda: _set_mode(settings, url, None, None, reason, demo))
     console.print(f"manual mode cleared; the CEO decides from its next review (now {current})")
 
 

@@ -122,3 +122,29 @@ def test_a_time_out_of_the_calendar_is_printed_not_raised() -> None:
 
     assert _when(10**16) == "10000000000000000 ms"  # year 318857: a hand-edited row
     assert _when(0) == "1970-01-01 00:00 UTC"
+
+
+def test_a_manual_mode_in_the_demo_runs_on_the_demo_s_market_clock(cli: Cli) -> None:
+    from core.ports import StateKey
+
+    demo_db = cli.data_dir / "demo.sqlite"
+    market_ms = 1_704_067_200_000 + 40 * 3_600_000  # 2024: the demo's replay, not today
+
+    async def write() -> str | None:
+        storage = open_storage(f"sqlite+aiosqlite:///{demo_db}")
+        await storage.start()
+        try:
+            if not await storage.decisions.list_assessments(1):
+                await storage.decisions.add_assessment(
+                    AssessmentRecord(ts_ms=market_ms, score=10.0, level="LOW", body="{}")
+                )
+                return None
+            return await storage.state.get(StateKey.MANUAL_MODE)
+        finally:
+            await storage.stop()
+
+    asyncio.run(write())
+    done = cli("mode", "set", "PRESERVATION", "--for", "4h", "--demo")
+    assert done.exit_code == 0, done.output
+    manual = json.loads(asyncio.run(write()) or "{}")
+    assert manual["until_ms"] == market_ms + 4 * 3_600_000

@@ -78,3 +78,21 @@ def settings_with(monkeypatch: pytest.MonkeyPatch, tmp_path: object, **env: str)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings()
+
+
+class AlwaysLong:
+    """Wants to be long on every candle: positions are open whenever the market moves."""
+
+    name = "always_long"
+    warmup_candles = 1
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        n = len(series)
+        return SignalFrame(
+            ts_ms=series.ts_ms,
+            entry=np.ones(n, dtype=np.int8),
+            exit_long=np.zeros(n, dtype=np.bool_),
+            exit_short=np.zeros(n, dtype=np.bool_),
+            confidence=np.full(n, 0.5),
+            atr=np.full(n, np.nan),
+        )

@@ -10,7 +10,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bot.backtest import run_backtest
@@ -28,30 +27,13 @@ from core.config import Settings, load_settings
 from core.domain.events import ModeChanged
 from core.domain.market import CandleSeries
 from core.market.synthetic import generate_candles, with_crash
-from core.signals.base import SignalFrame, SignalProvider
+from core.signals.base import SignalProvider
+from tests.integration.scripted import AlwaysLong
 from tests.integration.test_cli import T0, Cli, flat, write_csv
 from tests.integration.test_cli import cli as cli  # the fixture (re-exported: pytest finds it)
 
 PAIRS = ("BTC/USDT", "ETH/USDT")
 HOUR_MS = 3_600_000
-
-
-class AlwaysLong:
-    """Wants to be long on every candle: positions are open when the market gaps down."""
-
-    name = "always_long"
-    warmup_candles = 1
-
-    def compute(self, series: CandleSeries) -> SignalFrame:
-        n = len(series)
-        return SignalFrame(
-            ts_ms=series.ts_ms,
-            entry=np.ones(n, dtype=np.int8),
-            exit_long=np.zeros(n, dtype=np.bool_),
-            exit_short=np.zeros(n, dtype=np.bool_),
-            confidence=np.full(n, 0.5),
-            atr=np.full(n, np.nan),
-        )
 
 
 def _settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from rich.console import Console
 
@@ -16,30 +15,11 @@ from bot.modes import build_demo
 from bot.runner import run_process
 from core.config import Settings, load_settings
 from core.domain.enums import Mode, TradingState
-from core.domain.market import CandleSeries
-from core.signals.base import SignalFrame
 from storage import open_storage
+from tests.integration.scripted import AlwaysLong
 
 REPLAY = 72
 CRASH_AFTER = 40
-
-
-class AlwaysLong:
-    """Wants to be long on every candle (so positions are open when the market crashes)."""
-
-    name = "always_long"
-    warmup_candles = 1
-
-    def compute(self, series: CandleSeries) -> SignalFrame:
-        n = len(series)
-        return SignalFrame(
-            ts_ms=series.ts_ms,
-            entry=np.ones(n, dtype=np.int8),
-            exit_long=np.zeros(n, dtype=np.bool_),
-            exit_short=np.zeros(n, dtype=np.bool_),
-            confidence=np.full(n, 0.5),
-            atr=np.full(n, np.nan),
-        )
 
 
 def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:

@@ -102,6 +102,9 @@ async def test_the_demo_publishes_the_regimes_picks_and_fills_of_the_backtest(
                     "seed": 11,
                 }
             ),
+            # The demo's scheduler fires the brains on its own time, not in lockstep with its
+            # candles (tests/integration/test_parity.py): this is the engine's parity.
+            "brains": settings.brains.model_copy(update={"enabled": False}),
         }
     )
     built: list[TradingProcess] = []

@@ -18,7 +18,14 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
+from bot.cli_common import (
+    DemoOpt,
+    EnvFileOpt,
+    console,
+    database_url_for,
+    load_or_exit,
+    run_or_exit,
+)
 from bot.report import table
 from core.config import Settings
 from core.domain.enums import Mode
@@ -28,9 +35,6 @@ mode_app = typer.Typer(
 )
 policy_app = typer.Typer(help="Show the policy in force and its history.", no_args_is_help=True)
 
-DemoOpt = Annotated[
-    bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
-]
 _UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_MANUAL_MS = 365 * 86_400_000
 MAX_REASON_CHARS = 500  # as the Strategy Brain's reasons: the audit trail is not a notebook
@@ -63,12 +67,6 @@ def parse_duration_ms(value: str) -> int:
             f"at most 365d, received {value!r} (until unset: leave --for out)", param_hint="--for"
         )
     return ms
-
-
-def _url(settings: Settings, demo: bool) -> str:
-    from bot.modes import demo_database_url
-
-    return demo_database_url(settings) if demo else settings.database_url
 
 
 def _when(ts_ms: int | None) -> str:
@@ -191,7 +189,7 @@ def mode_set(
             "manual mode; turn them on, or use qt state to pause or halt",
             param_hint="MODE",
         )
-    url = _url(settings, demo)
+    url = database_url_for(settings, demo)
     version, _ = run_or_exit(lambda: _set_mode(settings, url, chosen, for_ms, reason, demo))
     until = "until unset (qt mode auto)" if for_ms is None else f"for {for_}"
     console.print(
@@ -209,7 +207,7 @@ def mode_auto(
 ) -> None:
     """Clear a manual mode: the CEO Brain decides again from its next review."""
     settings = load_or_exit(env_file)
-    url = _url(settings, demo)
+    url = database_url_for(settings, demo)
     _, current = run_or_exit(lambda: _set_mode(settings, url, None, None, reason, demo))
     console.print(f"manual mode cleared; the CEO decides from its next review (now {current})")
 
@@ -235,7 +233,7 @@ def mode_show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
     from core.services.ceo_service import parse_manual
 
     settings = load_or_exit(env_file)
-    url = _url(settings, demo)
+    url = database_url_for(settings, demo)
     found = run_or_exit(lambda: _read(url))
     if not found["policies"]:
         console.print("no policy written yet: the settings' policy, mode OPTIMIZATION")
@@ -264,7 +262,7 @@ def policy_show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
     from core.domain.policy import policy_to_dict
 
     settings = load_or_exit(env_file)
-    url = _url(settings, demo)
+    url = database_url_for(settings, demo)
     found = run_or_exit(lambda: _read(url))
     if found["policies"]:
         latest = found["policies"][0]
@@ -284,7 +282,7 @@ def policy_history(
 ) -> None:
     """Print the newest policy versions: who wrote each, when and why."""
     settings = load_or_exit(env_file)
-    url = _url(settings, demo)
+    url = database_url_for(settings, demo)
 
     async def read() -> list[Any]:
         async def work(storage: Any) -> list[Any]:
@@ -319,7 +317,7 @@ def _fig(value: Any, spec: str) -> str:
 def risk_show(demo: bool, env_file: Path | None) -> None:
     """Print the latest risk assessment (``qt risk show``)."""
     settings = load_or_exit(env_file)
-    url = _url(settings, demo)
+    url = database_url_for(settings, demo)
     found = run_or_exit(lambda: _read(url))
     if not found["assessments"]:
         console.print("no risk assessment yet (the risk_assessment job runs every market hour)")

@@ -34,6 +34,16 @@ T = TypeVar("T")
 EnvFileOpt = Annotated[
     Path | None, typer.Option("--env-file", help="Settings file (default: ./.env if present).")
 ]
+DemoOpt = Annotated[
+    bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
+]
+
+
+def database_url_for(settings: Settings, demo: bool) -> str:
+    """Return the database a command acts on: the demo's (``--demo``) or the run's."""
+    from bot.modes import demo_database_url
+
+    return demo_database_url(settings) if demo else settings.database_url
 
 
 def wide_console(width: int) -> Console:

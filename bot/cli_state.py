@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit
+from bot.cli_common import DemoOpt, EnvFileOpt, console, database_url_for, load_or_exit, run_or_exit
 from core.domain.enums import TradingState
 
 state_app = typer.Typer(
@@ -22,9 +22,6 @@ state_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DemoOpt = Annotated[
-    bool, typer.Option("--demo", help="Act on the demo's database instead of the run database.")
-]
 ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
 
 _MEANING = {
@@ -60,9 +57,7 @@ async def _apply(url: str, new: TradingState | None, reason: str) -> tuple[Tradi
 
 def _run(new: TradingState | None, reason: str, demo: bool, env_file: Path | None) -> None:
     settings = load_or_exit(env_file)
-    from bot.modes import demo_database_url
-
-    url = demo_database_url(settings) if demo else settings.database_url
+    url = database_url_for(settings, demo)
     state, why, changed = run_or_exit(lambda: _apply(url, new, reason))
     verb = "now" if changed else ("already" if new is not None else "is")
     console.print(f"trading state {verb} [bold]{state.value.upper()}[/bold]: {_MEANING[state]}")

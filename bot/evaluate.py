@@ -196,7 +196,7 @@ def _check_retrains(result: BacktestResult, trainer: WalkForward) -> None:
     """Raise ``OperationalError`` when a retrain job failed (a worker died, say): the
     predictions after it were not the configuration's, so they are not evaluated."""
     runs = sum(1 for job, _ in result.job_runs if job == "model_retrain")
-    done = len(trainer.trained) + len(trainer.skipped)
+    done = len(trainer.trained) + len(trainer.skipped) + len(trainer.idle)
     if runs > done:
         raise OperationalError(
             f"{runs - done} of {runs} walk-forward retrains failed (see the log): nothing "

@@ -303,12 +303,12 @@ def build_engine(
     quote = settings.trading.quote_currency
     engine: Engine | None = None
 
-    async def exposure(symbol: str) -> tuple[Decimal, int, Decimal]:
-        account = await view_account(exchange, engine.prices if engine else {}, quote)
-        return account.equity, account.open_positions_except(symbol), account.exposure
-
     async def account(marks: Mapping[str, Decimal]) -> AccountView:
         return await view_account(exchange, {**(engine.prices if engine else {}), **marks}, quote)
+
+    async def exposure(symbol: str) -> tuple[Decimal, int, Decimal]:
+        valued = await account({})
+        return valued.equity, valued.open_positions_except(symbol), valued.exposure
 
     signals = SignalBook(
         provider or provider_from(settings),

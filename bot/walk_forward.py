@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import multiprocessing
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
-from bot.model_training import needs_segments, prepare_in, stop_pool, train_config, workers_for
+from bot.model_training import (
+    needs_segments,
+    new_pool,
+    prepare_in,
+    stop_pool,
+    train_config,
+)
 from bot.trading import ensemble_config_from, exit_config_from
 from core.brains.exit_config import ExitConfig
 from core.config import ModelsSettings, Settings
@@ -76,11 +81,11 @@ class WalkForward:
         self._last: dict[str, tuple[int, EnsembleMember, dict[str, bytes]]] = {}
         self.trained: list[TrainedSet] = []
         self.skipped: list[tuple[int, str]] = []  # (time, why) of retrains that trained nothing
+        self.idle: list[int] = []  # times of retrains with no member due (the set serves on)
 
     async def start(self) -> None:
         """Start the worker processes."""
-        context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(workers_for(len(self._members)), mp_context=context)
+        self._pool = new_pool(len(self._members))
 
     async def stop(self) -> None:
         """Stop the workers (a retrain mid-run is not waited for: they are terminated)."""
@@ -96,6 +101,7 @@ class WalkForward:
         pool, loop = self._pool, asyncio.get_running_loop()
         due = self.due(now_ms)
         if not due:  # every member's cadence is longer than the job's: the set serves on
+            self.idle.append(now_ms)
             return f"no member due: {', '.join(self._members)} serve on"
         windows = [w for s in series.values() if len(w := closed_by(s, now_ms, self._window))]
         try:

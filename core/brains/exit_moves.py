@@ -35,7 +35,6 @@ from core.brains.exit_config import HUNDRED, ONE, ZERO, ExitConfig, require_deci
 from core.brains.exits import (
     ExitDecision,
     ExitPlan,
-    MarketExit,
     StopLeg,
     StopMode,
     _round_to,
@@ -90,15 +89,6 @@ def _moving(plan: ExitPlan) -> StopLeg | None:
     return stop
 
 
-def _leave(plan: ExitPlan, reason: str) -> ExitDecision:
-    """Exit the rest at market, the market exit named ``reason``."""
-    out = exit_at_market(plan)
-    actions = tuple(
-        replace(a, reason=reason) if isinstance(a, MarketExit) else a for a in out.actions
-    )
-    return ExitDecision(plan=out.plan, actions=actions)
-
-
 def _stop_on_tick(side: PositionSide, price: Decimal, tick: Decimal) -> Decimal:
     # Toward the profit side, as planned stops are (up for a long, down for a short).
     mode = ROUND_CEILING if side is PositionSide.LONG else ROUND_FLOOR
@@ -147,18 +137,9 @@ def _trail_level(plan: ExitPlan, best: Decimal, config: ExitConfig, atr: Decimal
     return best - sign * trail.atr_multiple * factor * atr
 
 
-def _lock_trigger(plan: ExitPlan, config: ExitConfig) -> Decimal:
-    move = plan.entry_price * config.profit_lock.trigger_pct / HUNDRED
-    return plan.entry_price + _sign(plan.side) * move
-
-
-def _lock_level(plan: ExitPlan, config: ExitConfig) -> Decimal:
-    move = plan.entry_price * config.profit_lock.lock_pct / HUNDRED
-    return plan.entry_price + _sign(plan.side) * move
-
-
-def _reached(side: PositionSide, best: Decimal, level: Decimal) -> bool:
-    return best >= level if side is PositionSide.LONG else best <= level
+def _from_entry(plan: ExitPlan, pct: Decimal) -> Decimal:
+    """Return the price ``pct`` % from the entry on the profit side."""
+    return plan.entry_price + _sign(plan.side) * plan.entry_price * pct / HUNDRED
 
 
 def on_candle(plan: ExitPlan, candle: CandleClose) -> ExitDecision:
@@ -170,10 +151,12 @@ def on_candle(plan: ExitPlan, candle: CandleClose) -> ExitDecision:
     cfg, side = candle.config, plan.side
     hold = cfg.max_hold_hours
     if hold > ZERO and candle.held_ms is not None and candle.held_ms >= hold * HOUR_MS:
-        return _leave(plan, MAX_HOLD)
+        return exit_at_market(plan, MAX_HOLD)
     proposals: list[tuple[Decimal, str]] = []
-    if cfg.profit_lock.enabled and _reached(side, _extreme(side, candle), _lock_trigger(plan, cfg)):
-        proposals.append((_lock_level(plan, cfg), PROFIT_LOCK))
+    if cfg.profit_lock.enabled and _beyond(
+        side, _extreme(side, candle), _from_entry(plan, cfg.profit_lock.trigger_pct)
+    ):
+        proposals.append((_from_entry(plan, cfg.profit_lock.lock_pct), PROFIT_LOCK))
     if candle.atr is not None and trailing_active(plan, cfg, candle.atr):
         best = _best(plan, candle)
         plan = replace(plan, best_price=best)
@@ -186,7 +169,7 @@ def on_candle(plan: ExitPlan, candle: CandleClose) -> ExitDecision:
     if not reason:
         return ExitDecision(plan=plan, actions=())
     if _beyond(side, price, candle.close):
-        return _leave(plan, reason)
+        return exit_at_market(plan, reason)
     moved = replace(stop, price=price, reason=reason)
     return ExitDecision(plan=replace(plan, stop=moved), actions=(_stop_action(moved),))
 
@@ -201,9 +184,9 @@ def watch_level(
         return None
     levels: list[Decimal] = []
     if config.profit_lock.enabled:
-        lock = _stop_on_tick(plan.side, _lock_level(plan, config), price_tick)
+        lock = _stop_on_tick(plan.side, _from_entry(plan, config.profit_lock.lock_pct), price_tick)
         if _tighter(plan.side, stop.price, lock) != stop.price:
-            levels.append(_lock_trigger(plan, config))  # not locked yet
+            levels.append(_from_entry(plan, config.profit_lock.trigger_pct))  # not locked yet
     if trailing_active(plan, config, atr):
         # A new best moves the trail (none yet: any candle may start it).
         levels.append(plan.best_price if plan.best_price is not None else plan.entry_price)

@@ -577,8 +577,9 @@ def on_fill(plan: ExitPlan, fill: LegFill) -> ExitDecision:
     return ExitDecision(plan=plan, actions=(_stop_action(moved),))
 
 
-def exit_at_market(plan: ExitPlan) -> ExitDecision:
-    """Cancel the take-profits and close the remaining position at market (idempotent)."""
+def exit_at_market(plan: ExitPlan, reason: str = "") -> ExitDecision:
+    """Cancel the take-profits and close the remaining position at market (idempotent); the
+    market exit is named ``reason`` (an Exit Brain move's; "" for the executor's own)."""
     stop = _require_open(plan, "market exit")
     if stop.mode is StopMode.MARKET:
         return ExitDecision(plan=plan, actions=())
@@ -586,7 +587,7 @@ def exit_at_market(plan: ExitPlan) -> ExitDecision:
     plan = replace(plan, legs=legs, stop=replace(stop, mode=StopMode.MARKET))
     actions: tuple[Action, ...] = (
         *(CancelLeg(name=n) for n in names),
-        MarketExit(amount=stop.amount),
+        MarketExit(amount=stop.amount, reason=reason),
     )
     return ExitDecision(plan=plan, actions=actions)
 

@@ -30,31 +30,32 @@ from core.domain.policy import PolicyLevers
 HOUR_MS = 3_600_000
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModeSetting:
-    """What a mode sets on the policy."""
-
-    size_multiplier: Decimal
-    stop_tighten: Decimal
-    state: TradingState
-    extra_positions: int = 0
-
-
-MODE_SETTINGS: dict[Mode, ModeSetting] = {
-    Mode.EXPANSION: ModeSetting(
+# What each mode sets on the policy (the README's table).
+MODE_SETTINGS: dict[Mode, PolicyLevers] = {
+    Mode.EXPANSION: PolicyLevers(
+        mode=Mode.EXPANSION,
         size_multiplier=Decimal("1.25"),
         stop_tighten=Decimal(1),
         state=TradingState.ACTIVE,
         extra_positions=1,
     ),
-    Mode.OPTIMIZATION: ModeSetting(
-        size_multiplier=Decimal(1), stop_tighten=Decimal(1), state=TradingState.ACTIVE
+    Mode.OPTIMIZATION: PolicyLevers(
+        mode=Mode.OPTIMIZATION,
+        size_multiplier=Decimal(1),
+        stop_tighten=Decimal(1),
+        state=TradingState.ACTIVE,
     ),
-    Mode.PRESERVATION: ModeSetting(
-        size_multiplier=Decimal("0.5"), stop_tighten=Decimal("0.75"), state=TradingState.REDUCING
+    Mode.PRESERVATION: PolicyLevers(
+        mode=Mode.PRESERVATION,
+        size_multiplier=Decimal("0.5"),
+        stop_tighten=Decimal("0.75"),
+        state=TradingState.REDUCING,
     ),
-    Mode.EMERGENCY: ModeSetting(
-        size_multiplier=Decimal("0.25"), stop_tighten=Decimal("0.5"), state=TradingState.HALTED
+    Mode.EMERGENCY: PolicyLevers(
+        mode=Mode.EMERGENCY,
+        size_multiplier=Decimal("0.25"),
+        stop_tighten=Decimal("0.5"),
+        state=TradingState.HALTED,
     ),
 }
 
@@ -116,7 +117,6 @@ class CeoInput:
     mode: Mode  # the current mode
     mode_since_ms: int
     score: float | None
-    level: str = ""
     assessed_ms: int | None = None
     drawdown: float = 0.0
     trades: int = 0  # closed trades in the strategy review's window
@@ -147,14 +147,7 @@ class CeoDecision:
 
 def mode_levers(mode: Mode) -> PolicyLevers:
     """Return what ``mode`` sets on the policy."""
-    s = MODE_SETTINGS[mode]
-    return PolicyLevers(
-        mode=mode,
-        size_multiplier=s.size_multiplier,
-        stop_tighten=s.stop_tighten,
-        state=s.state,
-        extra_positions=s.extra_positions,
-    )
+    return MODE_SETTINGS[mode]
 
 
 def _asked(inp: CeoInput, score: float) -> tuple[Mode, str]:

@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
-import talib
 
 from core.brains.exit_config import ExitConfig
 from core.brains.regime import Regime, detect_regimes
@@ -47,8 +46,8 @@ from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import MIN_STD, health
 from core.ml.labels import (
-    ATR_PERIOD,
     Labels,
+    atr_of,
     grown_triple_barrier_labels,
     triple_barrier_labels,
 )
@@ -209,7 +208,7 @@ class EnsembleProvider:
             previous = cache.features if grown and cache is not None else None
             fm = compute_features(series, self.features, previous=previous)
             horizon, exits = self.config.horizon, self.exits
-            atr = _atr(series)  # the labels' barriers and the frame's ATR: one computation
+            atr = atr_of(series)  # the labels' barriers and the frame's ATR: one computation
             labels = (
                 grown_triple_barrier_labels(
                     cache.labels, series, horizon=horizon, exits=exits, atr=atr
@@ -518,12 +517,6 @@ class _SeriesCache:
     chunks: dict[int, _Chunk] = field(default_factory=dict)
     regimes: npt.NDArray[np.int8] | None = None  # computed on the first explanation
     predicted: dict[int, _Predicted] = field(default_factory=dict)
-
-
-def _atr(series: CandleSeries) -> FloatArray:
-    if not len(series):
-        return np.zeros(0)
-    return np.asarray(talib.ATR(series.high, series.low, series.close, ATR_PERIOD), np.float64)
 
 
 def _predict(

@@ -85,18 +85,15 @@ def rolling_log_loss(
     known_at: IntArray,
     usable: BoolArray,
     window: int,
-    rows: npt.NDArray[np.intp] | None = None,
 ) -> tuple[FloatArray, IntArray]:
     """Return, per row ``t`` and member, the mean log-loss over the last ``window`` labels
     known by ``t`` and how many there were (NaN loss where none).
 
     ``p`` is (rows, members); ``known_at[s]`` the row from which label ``s`` is known;
-    ``usable`` (rows, members) marks the labels that may count for each member. ``rows``:
-    only those rows' (in that order; all by default), the same floats as theirs of all rows.
+    ``usable`` (rows, members) marks the labels that may count for each member.
     """
     n, k = p.shape
-    if rows is None:
-        rows = np.arange(n)
+    rows = np.arange(n)
     loss = np.full((len(rows), k), np.nan)
     count = np.zeros((len(rows), k), dtype=np.int64)
     for m in range(k):

@@ -58,6 +58,14 @@ class Labels:
         return np.arange(len(self.ts_ms), dtype=np.int64)
 
 
+def atr_of(series: CandleSeries) -> FloatArray:
+    """Return the series' ATR (``ATR_PERIOD``), the one the labels' barriers and the
+    providers' frames use: compute it once and hand it to both."""
+    if not len(series):
+        return np.zeros(0)
+    return np.asarray(talib.ATR(series.high, series.low, series.close, ATR_PERIOD), np.float64)
+
+
 def forward_returns(series: CandleSeries, horizon: int) -> FloatArray:
     """Return log(close[t + horizon] / close[t]), NaN where the horizon is past the data."""
     _check_horizon(horizon)
@@ -197,7 +205,7 @@ def grown_triple_barrier_labels(
         return triple_barrier_labels(series, horizon=horizon, side=side, exits=exits, atr=atr)
     lo = max(0, n0 - horizon - 1)  # one more than can change: the last row had no entry yet
     if atr is None:
-        atr = talib.ATR(series.high, series.low, series.close, ATR_PERIOD)
+        atr = atr_of(series)
     tail = triple_barrier_labels(
         series.slice(lo), horizon=horizon, side=side, exits=exits, atr=atr[lo:]
     )

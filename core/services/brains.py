@@ -68,8 +68,7 @@ class Brains:
             log.exception("the CEO review failed: holding the more conservative policy")
             await self.ceo.fail_closed(f"{type(e).__name__}: {e}")
             raise
-        if assessment is not None:
-            await self.risk.commit()  # its actions were carried out: its tier is reached
-        if failure is not None or assessment is None:
+        if failure is not None or assessment is None:  # None only when the assessment failed
             raise failure or RuntimeError("no assessment")
+        await self.risk.commit()  # its actions were carried out: its tier is reached
         return f"risk {assessment.level.value} {assessment.score:.0f}, mode {decision.mode.value}"

@@ -17,6 +17,7 @@ import json
 import logging
 from decimal import Decimal
 
+from core.analytics.returns import ratio_or_inf
 from core.brains.ceo import (
     CeoConfig,
     CeoDecision,
@@ -120,7 +121,6 @@ class CeoService:
         self._clock = clock
         self.config = config
         self._flatten = flatten_on_emergency
-        self.last: CeoDecision | None = None
 
     async def _mode_since(self, mode: Mode) -> int:
         raw = await self._state.get(StateKey.CEO_STATE)
@@ -140,11 +140,10 @@ class CeoService:
         """Return the closed trades of the review window and their profit factor."""
         since = self._clock.now_ms() - REVIEW_WINDOW_MS
         pnls = [float(t.pnl) for t in self._engine.closed_trades if t.closed_ms >= since]
-        gains = sum(p for p in pnls if p > 0)
-        losses = -sum(p for p in pnls if p < 0)
         if not pnls:
             return 0, None
-        return len(pnls), (gains / losses if losses > 0 else float("inf") if gains > 0 else None)
+        gains = sum(p for p in pnls if p > 0)
+        return len(pnls), ratio_or_inf(gains, -sum(p for p in pnls if p < 0))
 
     async def review(
         self,
@@ -168,7 +167,6 @@ class CeoService:
                 mode=current,
                 mode_since_ms=await self._mode_since(current),
                 score=None if assessment is None else assessment.score,
-                level="" if assessment is None else assessment.level.value,
                 assessed_ms=assessed_ms,
                 drawdown=0.0 if assessment is None else assessment.drawdown,
                 trades=trades,
@@ -218,7 +216,6 @@ class CeoService:
                 )
             )
         await self._act(decision, assessment if act_on_assessment else None)
-        self.last = decision
         return decision
 
     async def _act(self, decision: CeoDecision, assessment: RiskAssessment | None) -> None:

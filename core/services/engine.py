@@ -653,6 +653,10 @@ class Engine:
                 )
         if event.current != TradingState.HALTED:
             return
+        await self._cancel_waiting_entries()
+
+    async def _cancel_waiting_entries(self) -> None:
+        """Cancel every entry still waiting for its fill (a halt, an exposure cut)."""
         for trade in list(self.trades.values()):
             await self._cancel_entry(trade)
 
@@ -661,8 +665,7 @@ class Engine:
         operator's halt does."""
         if isinstance(event, PolicyUpdated) and self._policy().state is TradingState.HALTED:
             async with self._busy:
-                for trade in list(self.trades.values()):
-                    await self._cancel_entry(trade)
+                await self._cancel_waiting_entries()
 
     async def account(self) -> AccountView:
         """Return the account valued at the engine's prices."""
@@ -686,9 +689,7 @@ class Engine:
             before = sum((notional(p) for p in held), ZERO)
             target = before * Decimal(repr(max(0.0, min(1.0, keep))))
             left, closed = before, []
-            for waiting in list(self.trades.values()):
-                if waiting.plan is None:
-                    await self._cancel_entry(waiting)
+            await self._cancel_waiting_entries()
             plans = {s: t.plan for s, t in self.trades.items() if t.plan is not None}
             # Leaving already: closed, or its market exit out (exit_at_market is idempotent).
             gone = {s for s, p in plans.items() if p.is_closed or not exit_at_market(p).actions}
@@ -775,7 +776,7 @@ class Engine:
                 )
             )
             return
-        account = await view_account(self._exchange, self.prices, cfg.quote)
+        account = await self.account()
         scale = volatility_scale(
             policy,
             self.signals.closes_until(symbol, self._clock.now_ms(), VOL_WINDOW + 1),

@@ -64,8 +64,6 @@ class PolicyStore:
         self._clock = clock
         self._current = self._base
         self._levers = PolicyLevers()
-        self._strategy: dict[str, Any] = _strategy_of(self._base)
-        self.latest: PolicyVersion | None = None
         self._quiet = False  # start(): versions are written, published by announce()
         self._unannounced: list[tuple[Policy, PolicyVersion, str]] = []
         self._unsaved = False  # the policy in force is held in memory only (_hold_if_stricter)
@@ -74,6 +72,11 @@ class PolicyStore:
     def base(self) -> Policy:
         """Return the settings' policy the levers apply to."""
         return self._base
+
+    @property
+    def _strategy(self) -> dict[str, Any]:
+        """Return the Strategy Brain's fields in force (kept by every lever change)."""
+        return _strategy_of(self._current)
 
     def current(self) -> Policy:
         """Return the policy in force (an immutable snapshot; no I/O)."""
@@ -89,9 +92,7 @@ class PolicyStore:
             if latest is None:
                 await self._write(PolicyLevers(), source="settings", reason="first start")
                 return
-            self.latest = latest
             self._current = latest.policy
-            self._strategy = _strategy_of(latest.policy)
             self._levers = levers_of(latest.policy, self._base)
             await self.apply(
                 self._levers,
@@ -114,10 +115,8 @@ class PolicyStore:
         if latest is None or latest.version <= self._current.version:
             return False
         old = self._current
-        self.latest = latest
         self._levers = levers_of(latest.policy, self._base)
-        self._strategy = _strategy_of(latest.policy)
-        self._current = self._compose(self._levers, self._strategy, latest.version)
+        self._current = self._compose(self._levers, _strategy_of(latest.policy), latest.version)
         log.warning(
             "policy version %d (%s, %s) written by another process: %s",
             latest.version,
@@ -190,9 +189,9 @@ class PolicyStore:
                 await self._repo.add_policy(version)
             except InvariantViolation:  # another process took the number: take the next
                 continue
-            old, self._current, self.latest = self._current, policy, version
+            old, self._current = self._current, policy
             self._unsaved = False
-            self._levers, self._strategy = levers, dict(strategy)
+            self._levers = levers
             if self._quiet:
                 self._unannounced.append((old, version, source))
             else:

@@ -10,7 +10,7 @@ says so). A review that changes nothing writes no policy version; each review is
 
 from __future__ import annotations
 
-from core.brains.strategy import StrategyReview, review_strategies
+from core.brains.strategy import review_strategies
 from core.clock import Clock
 from core.domain.decisions import BrainDecision, record_body
 from core.domain.events import StrategyReviewed
@@ -40,7 +40,6 @@ class StrategyService:
         self._bus = bus
         self._clock = clock
         self._candle_ms = candle_ms
-        self.latest: StrategyReview | None = None
 
     async def review(self) -> str:
         """Review, write the changes, record and publish; return a one-line summary."""
@@ -80,5 +79,4 @@ class StrategyService:
                 ts_ms=now, changed=tuple(sorted(changes)), recommendations=reasons[:50]
             )
         )
-        self.latest = review
         return summary

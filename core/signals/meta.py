@@ -32,7 +32,12 @@ from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.enums import PositionSide
 from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
-from core.ml.labels import Labels, grown_triple_barrier_labels, triple_barrier_labels
+from core.ml.labels import (
+    Labels,
+    atr_of,
+    grown_triple_barrier_labels,
+    triple_barrier_labels,
+)
 from core.signals.base import SignalFrame, SignalProvider
 from core.signals.handover import excluded_members, explain
 
@@ -99,14 +104,20 @@ class MetaStrategy:
         if cache is None or cache.series is not series:
             # live, each candle a history one longer: only the labels still open again
             grown = cache is not None and series.grew_from(cache.series)
+            atr = atr_of(series)  # both sides' barriers: one computation
             labels = {
                 side: (
                     grown_triple_barrier_labels(
-                        cache.labels[side], series, horizon=cfg.horizon, side=side, exits=self.exits
+                        cache.labels[side],
+                        series,
+                        horizon=cfg.horizon,
+                        side=side,
+                        exits=self.exits,
+                        atr=atr,
                     )
                     if grown and cache is not None
                     else triple_barrier_labels(
-                        series, horizon=cfg.horizon, side=side, exits=self.exits
+                        series, horizon=cfg.horizon, side=side, exits=self.exits, atr=atr
                     )
                 )
                 for side in (PositionSide.LONG, PositionSide.SHORT)

@@ -10,8 +10,10 @@ The decisions, each a ``Recommendation`` with its reason:
 
 - **disable** a provider whose profit factor is below ``disable_profit_factor`` over at least
   ``disable_min_trades`` trades; a disabled one is enabled again only at a profit factor of
-  ``enable_profit_factor`` or more over as many (the gap between the two is the hysteresis; a
-  disabled provider trades no more, so it is a human's or a shadow record's call, mostly);
+  ``enable_profit_factor`` or more over as many (the gap between the two is the hysteresis),
+  or on probation once the window holds none of its trades (disabled, it trades no more: the
+  verdict ages out after one window); the last enabled one of ``providers`` is never
+  disabled (stopping all trading is the CEO Brain's call);
 - **primary**: the enabled provider with at least ``min_trades`` trades and the best per-trade
   Sharpe; the current one stays unless beaten by more than ``primary_margin``, or while it has
   too few trades to judge; **fallback**: the same rule among the others;
@@ -21,7 +23,7 @@ The decisions, each a ``Recommendation`` with its reason:
   record; the warm-up's ``unknown`` regime gets no preference;
 - **ensemble weights**: the ensemble's bounded softmax of the members' log-loss, with the
   hysteresis band (``strategy_weights``); while any member has fewer than ``min_predictions``
-  predictions the weights stay as they are (equal ones when there are none yet).
+  predictions the weights stay as they are (none yet: the ensemble weighs by its own record).
 
 Too few trades or predictions change nothing and say so. Bad input (NaN pnl, P(up) outside
 [0, 1], a trade closed after the review time) is one ``DataError`` naming it.
@@ -43,7 +45,6 @@ from core.brains.strategy_stats import (
     trade_edge,
 )
 from core.brains.strategy_weights import (
-    equal_weights,
     is_valid,
     target_weights,
     with_hysteresis,
@@ -116,7 +117,7 @@ def review_strategies(inp: StrategyReviewInput) -> StrategyReview:
         for m in sorted(inp.members, key=lambda m: m.member)
     )
     recs: list[Recommendation] = []
-    disabled = _disable(providers, cur, cfg, recs)
+    disabled = _disable(providers, inp.providers, cur, cfg, recs)
     primary = _choose(RecommendationKind.PRIMARY, providers, cur.primary, disabled, (), cfg, recs)
     fallback = _choose(
         RecommendationKind.FALLBACK,
@@ -178,6 +179,7 @@ def _pf(x: float | None) -> str:
 
 def _disable(
     providers: dict[str, ProviderStats],
+    available: Sequence[str],
     cur: StrategyState,
     cfg: StrategyReviewConfig,
     recs: list[Recommendation],
@@ -199,6 +201,11 @@ def _disable(
                 out.append(name)
                 reason = f"stays disabled: {record}, needs {cfg.enable_profit_factor:.2f}"
                 recs.append(_rec(RecommendationKind.DISABLE, name, name, False, reason))
+        elif was and n == 0:
+            # It trades no more while disabled: once the window holds none of its trades the
+            # verdict has aged out, and it trades again on probation (judged afresh).
+            reason = "no trade of it left in the window: enabled again on probation"
+            recs.append(_rec(RecommendationKind.ENABLE, name, name, True, reason))
         elif was:
             out.append(name)
             reason = (
@@ -206,6 +213,13 @@ def _disable(
                 f"at a profit factor of {cfg.enable_profit_factor:.2f} to be enabled again"
             )
             recs.append(_rec(RecommendationKind.DISABLE, name, name, False, reason))
+    if available and set(available) <= set(out):
+        # Disabling every provider would stop all trading: that is the Risk and CEO Brains'
+        # call (modes, halts), not this one's. The one with the best profit factor stays.
+        keep = max(sorted(available), key=lambda p: providers[p].edge.profit_factor or 0.0)
+        out.remove(keep)
+        reason = "the last provider left enabled: stopping all trading is the CEO Brain's call"
+        recs.append(_rec(RecommendationKind.ENABLE, keep, keep, keep in cur.disabled, reason))
     return tuple(sorted(out))
 
 
@@ -346,9 +360,9 @@ def _weights(
     thin = [m for m in members if m.predictions < cfg.min_predictions]
     if thin:
         few = ", ".join(f"{m.member} has {m.predictions}" for m in thin)
-        new = current if valid else equal_weights(names)
+        new = current if valid else {}
         reason = f"too few predictions to weigh ({few}; needs {cfg.min_predictions}): " + (
-            "unchanged" if valid else "equal weights"
+            "unchanged" if valid else "the ensemble's own weights until they are judged"
         )
     else:
         target = target_weights(
@@ -375,8 +389,8 @@ def _weights(
             reason = "no valid current weights for these members: the targets"
         losses = ", ".join(f"{m.member} {m.log_loss:.4f}" for m in members)
         reason = f"{reason} (log-loss {losses})"
-    weights = tuple((m, new[m]) for m in names)
+    weights = tuple((m, new[m]) for m in names if m in new)  # none: the ensemble's own
     text = ",".join(f"{m}={w:.3f}" for m, w in weights)
-    changed = not valid or any(new[m] != current[m] for m in names)
+    changed = dict(weights) != dict(cur.weights)
     recs.append(_rec(RecommendationKind.WEIGHTS, "ensemble", text, changed, reason))
     return weights

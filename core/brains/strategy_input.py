@@ -56,6 +56,18 @@ class StrategyReviewConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemberOutcome:
+    """One member's out-of-sample prediction on a symbol's candle (open time ``ts_ms``) and
+    its resolved label: what a running ensemble hands the review."""
+
+    symbol: str
+    ts_ms: int
+    p_up: float
+    up: bool
+    regime: str = ""  # the candle's regime label, when known
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MemberRecord:
     """One model member's resolved predictions and when it was last retrained."""
 

@@ -11,6 +11,10 @@ to publish. Entry long when P(up) reaches ``threshold``; short when shorts are a
 ``confidence`` is the probability of the side, which the Exit Brain scales on. The frame
 carries each member's probability and weight per row, to explain a decision.
 
+The Strategy Brain's weights in force (``use_policy``: ``policy.ensemble_weights``, its bounded
+softmax of the members' pooled record with hysteresis) replace the rolling ones on every row
+whose active members it all weighs; ``member_outcomes`` is the record it reviews.
+
 Versions over time: the provider holds a history of member sets, each active from a time
 (``add_set``; a walk-forward retrain adds one, active from when it was trained, on candles
 closed before). A row is predicted by the newest set active at its candle's close (active
@@ -33,8 +37,10 @@ import numpy.typing as npt
 
 from core.brains.exit_config import ExitConfig
 from core.brains.regime import Regime, detect_regimes
+from core.brains.strategy_input import MemberOutcome
 from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
 from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.policy import Policy
 from core.errors import DataError, QTError
 from core.ml.ensemble_weights import (
     ResolvedLosses,
@@ -145,6 +151,68 @@ class EnsembleProvider:
         self.exclusions_by_symbol: dict[str, dict[str, str]] = {}
         self._cache: dict[str, _SeriesCache] = {}
         self._frames: dict[str, EnsembleFrame] = {}  # the newest compute of each symbol
+        # The Strategy Brain's weights in force (policy.ensemble_weights); none: its own
+        self._policy_weights: tuple[tuple[str, float], ...] = ()
+
+    def use_policy(self, policy: Policy) -> bool:
+        """Weigh by the Strategy Brain's weights in force (``policy.ensemble_weights``; none:
+        by the members' own rolling record); return whether they changed (the rows' weights
+        are then computed again, their predictions reused)."""
+        weights = tuple(sorted(policy.ensemble_weights))
+        if weights == self._policy_weights:
+            return False
+        self._policy_weights = weights
+        for cache in self._cache.values():
+            cache.chunks.clear()
+        return True
+
+    def member_outcomes(self, since_ms: int, as_of_ms: int) -> dict[str, list[MemberOutcome]]:
+        """Return each member's out-of-sample predictions (rows at or after its training
+        window's end) of candles that closed in ``(since_ms, as_of_ms]`` whose labels resolved
+        by ``as_of_ms``, from each symbol's newest compute; what the Strategy Brain reviews."""
+        out: dict[str, list[MemberOutcome]] = {}
+        for symbol, frame in self._frames.items():
+            cache = self._cache.get(symbol)
+            if cache is None or len(cache.series) != len(frame.ts_ms):
+                continue
+            series, labels = cache.series, cache.labels
+            tf_ms = timeframe_to_ms(series.timeframe)
+            close = series.ts_ms + tf_ms
+            known = (
+                (close > since_ms)
+                & (close <= as_of_ms)
+                & labels.valid
+                & (labels.end_ts_ms + tf_ms <= as_of_ms)
+            )
+            trained = self._trained_until(close)
+            for j, name in enumerate(frame.members):
+                p = frame.member_p[:, j]
+                rows = np.flatnonzero(known & np.isfinite(p) & (series.ts_ms >= trained[:, j]))
+                out.setdefault(name, []).extend(
+                    MemberOutcome(
+                        symbol=symbol,
+                        ts_ms=int(series.ts_ms[i]),
+                        p_up=float(p[i]),
+                        up=bool(labels.y[i] == 1),
+                    )
+                    for i in rows
+                )
+        return out
+
+    def last_retrains(self) -> dict[str, int]:
+        """Return when each member of the newest set was trained until."""
+        return {m.name: m.trained_until_ms for m in self.members}
+
+    def _trained_until(self, close_ms: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Return, per row and member (by name, as in the frames), when the member serving the
+        row was trained until (the largest int where none serves it)."""
+        names = tuple(dict.fromkeys(m.name for st in self.sets for m in st.members))
+        out = np.full((len(close_ms), len(names)), np.iinfo(np.int64).max, dtype=np.int64)
+        starts = self._set_starts(close_ms, len(close_ms))
+        for i, st in enumerate(self.sets):
+            for m in st.members:
+                out[starts[i] : starts[i + 1], names.index(m.name)] = m.trained_until_ms
+        return out
 
     @property
     def members(self) -> tuple[EnsembleMember, ...]:
@@ -353,7 +421,11 @@ class EnsembleProvider:
         active = healthy & np.array([m.name not in static for m in members])[None, :]
         # A row's weights look back only (causal): those of the rows computed before stand,
         # unless a member was left out since (then it is out on every row).
-        same = known is not None and known.static.keys() == static.keys()
+        same = (
+            known is not None
+            and known.static.keys() == static.keys()
+            and known.policy_weights == self._policy_weights
+        )
         old = (
             (a, b, known.weights[a + first - known.lo : b + first - known.lo])
             if same and known
@@ -375,6 +447,7 @@ class EnsembleProvider:
             healthy,
             dict(static),
             losses,  # never written again
+            self._policy_weights,
         )
         filled = np.where(active, p, 0.0)
         any_active = active.any(axis=1)
@@ -440,6 +513,8 @@ class EnsembleProvider:
         out[rows] = bounded_softmax(
             logits, act, min_weight=cfg.min_weight, max_weight=cfg.max_weight
         )
+        if self._policy_weights:
+            out[rows] = _in_force(self._policy_weights, members, act, out[rows])
         return out, losses
 
     def _frame(
@@ -502,6 +577,7 @@ class _Predicted:
     healthy: npt.NDArray[np.bool_]
     static: dict[str, str]
     losses: tuple[ResolvedLosses, ...]  # each member's, on the rows up to hi
+    policy_weights: tuple[tuple[str, float], ...]  # the Strategy Brain's the weights used
 
 
 @dataclass(slots=True)
@@ -549,6 +625,24 @@ def consecutive_context(member: Member) -> int | None:
     if not getattr(member, "needs_consecutive_rows", False):
         return None
     return max(0, int(getattr(member, "window", 1)) - 1)
+
+
+def _in_force(
+    policy: tuple[tuple[str, float], ...],
+    members: Sequence[EnsembleMember],
+    active: npt.NDArray[np.bool_],
+    own: FloatArray,
+) -> FloatArray:
+    """Return the Strategy Brain's weights on rows whose active members it all weighs (over
+    them, summing to 1 again: a member left out leaves its share to the others), the
+    ensemble's ``own`` on the rest (a member it has not judged yet)."""
+    given = dict(policy)
+    w = np.array([given.get(m.name, np.nan) for m in members], dtype=np.float64)
+    covered = np.all(np.where(active, np.isfinite(w)[None, :], True), axis=1)
+    mine = np.where(active, np.nan_to_num(w)[None, :], 0.0)
+    total = mine.sum(axis=1)
+    use = covered & (total > 0)
+    return np.where(use[:, None], mine / np.where(use, total, 1.0)[:, None], own)
 
 
 def _trailing_health(p: FloatArray, window: int, start: int = 0) -> npt.NDArray[np.bool_]:

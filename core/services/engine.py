@@ -120,6 +120,7 @@ class Engine:
         self._exits = exits
         self.signals = signals
         self._policy = policy
+        signals.follow_policy(policy)  # the Strategy Brain's choices bind the provider
         self.trades: dict[str, OpenTrade] = {}  # by symbol: one position per symbol
         self.decided: dict[str, int] = {}  # by symbol: open time of the last candle decided
         # By symbol, of its newest closed candle: the regime, and the provider a choosing one

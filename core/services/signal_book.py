@@ -19,6 +19,7 @@ backtest computes in line: the same frames, without a thread per candle.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,8 +28,9 @@ import numpy.typing as npt
 from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
 from core.domain.explanations import EntryExplanation
 from core.domain.market import Candle, CandleSeries, concat_series, timeframe_to_ms
+from core.domain.policy import Policy
 from core.signals.base import Signal, SignalFrame, SignalProvider
-from core.signals.handover import explain
+from core.signals.handover import explain, use_policy
 
 MAX_HISTORY = 5_000  # candles a running process keeps per symbol
 _PREPARE_ATTEMPTS = 3  # computes of one prepare while the provider keeps being replaced
@@ -75,6 +77,25 @@ class SignalBook:
         self.offload = offload
         self._generation = 0  # bumped by invalidate: a frame computed before it is stale
         self._computing = asyncio.Lock()  # one compute at a time: providers keep state
+        self._policy: Callable[[], Policy] | None = None
+        self._policy_seen: Policy | None = None
+
+    def follow_policy(self, policy: Callable[[], Policy]) -> None:
+        """Hand the provider each new policy snapshot (``policy()``) before it computes: the
+        Strategy Brain's choices in force (``core.signals.handover.use_policy``)."""
+        self._policy = policy
+
+    def _sync_policy(self) -> None:
+        """Give the provider the policy in force if it changed; forget the frames when its
+        signals may have (computed again on the same histories)."""
+        if self._policy is None:
+            return
+        policy = self._policy()
+        if policy is self._policy_seen:
+            return
+        self._policy_seen = policy
+        if use_policy(self.provider, policy):
+            self.invalidate()
 
     async def prepare(self, symbol: str) -> None:
         """With ``offload``: compute the symbol's signals and regimes on its newest history in
@@ -86,6 +107,7 @@ class SignalBook:
         await self._computing.acquire()
         computing: asyncio.Task[tuple[SignalFrame, npt.NDArray[np.int8]]] | None = None
         try:
+            self._sync_policy()  # here, on the loop: no compute runs meanwhile
             for _ in range(_PREPARE_ATTEMPTS):  # a hand-over every compute: look-ups compute
                 book = self._books.get(symbol)
                 if book is None:
@@ -144,6 +166,8 @@ class SignalBook:
         book = self._books.get(symbol)
         if book is None:
             return None
+        if not self.offload:
+            self._sync_policy()
         if book.frame is None or book.pending:
             self._flush(book)
             book.frame = self.provider.compute(book.history)
@@ -184,6 +208,8 @@ class SignalBook:
         book = self._books.get(symbol)
         if book is None:
             return None
+        if not self.offload:  # offloaded: prepare gives it, under the compute lock
+            self._sync_policy()
         if book.frame is not None and not book.pending:
             i = book.frame.index_of(ts_ms)
             if i is not None:

@@ -1,10 +1,11 @@
 """Glue for the Strategy Brain: build its input from closed trades and the members' predictions,
 read the current choices from a ``Policy`` and turn a review into the ``Policy`` fields to change.
 
-Not wired into the process yet: a job (``jobs/``) will gather the window's ``ClosedTrade``s
-and each member's resolved predictions, call ``review_input`` then
-``core.brains.strategy.review_strategies``, publish the review and hand ``policy_changes`` to
-the policy store, the only writer of policy.
+The ``strategy_review`` job (``core.services.strategy_service``) gathers the window's
+``ClosedTrade``s and each member's resolved predictions (``MemberOutcome``, from the ensemble's
+own computes), calls ``review_input`` then ``core.brains.strategy.review_strategies``,
+publishes the review and hands ``policy_changes`` to the policy store, the only writer of
+policy.
 
 A prediction is *traded* when a closed trade's entry explanation carries that member's vote
 (a P(up) and a weight above 0) and the trade's entry filled no later than ``match_ms`` after
@@ -18,11 +19,11 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from core.brains.strategy import StrategyReview
 from core.brains.strategy_input import (
+    MemberOutcome,
     MemberRecord,
     StrategyReviewConfig,
     StrategyReviewInput,
@@ -31,17 +32,6 @@ from core.brains.strategy_input import (
 from core.brains.strategy_stats import Prediction
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemberOutcome:
-    """One member's prediction on a symbol's candle (open time ``ts_ms``) and its label."""
-
-    symbol: str
-    ts_ms: int
-    p_up: float
-    up: bool
-    regime: str = ""  # the candle's regime label, when known
 
 
 def _voted(trade: ClosedTrade, member: str) -> bool:

@@ -1,16 +1,19 @@
 """The Strategy Brain's review as a job (``strategy_review``): gather, review, record, publish,
 and write what it changes through the policy store.
 
-The input is the engine's closed trades (the review window is the brain's config) and the
-choices in force (read from the policy snapshot); the members' resolved predictions are not
-gathered yet, so the per-model figures and ensemble weights are left as they are (the review
-says so). A review that changes nothing writes no policy version; each review is recorded
-(``brain_decisions``, brain "strategy") and published (``StrategyReviewed``).
+The input is the engine's closed trades (the review window is the brain's config), the
+providers it chooses among (the meta-strategy's candidates; a lone provider is its only
+choice, which the brain never disables), the model members' resolved out-of-sample
+predictions (the ensemble's own computes, ``member_outcomes``) and the choices in force (read
+from the policy snapshot). The provider reads what it writes back (``SignalBook.follow_policy``
+hands it each new snapshot). A review that changes nothing writes no policy version; each
+review is recorded (``brain_decisions``, brain "strategy") and published (``StrategyReviewed``).
 """
 
 from __future__ import annotations
 
 from core.brains.strategy import review_strategies
+from core.brains.strategy_input import StrategyReviewConfig
 from core.clock import Clock
 from core.domain.decisions import BrainDecision, record_body
 from core.domain.events import StrategyReviewed
@@ -19,6 +22,7 @@ from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.policy_store import PolicyStore
 from core.services.strategy_review import policy_changes, review_input, state_from_policy
+from core.signals.handover import choosable, last_retrains, member_outcomes
 
 
 class StrategyService:
@@ -33,7 +37,9 @@ class StrategyService:
         bus: EventBus,
         clock: Clock,
         candle_ms: int,
+        config: StrategyReviewConfig | None = None,
     ) -> None:
+        self._config = config or StrategyReviewConfig()
         self._engine = engine
         self._store = store
         self._repo = repo
@@ -45,16 +51,20 @@ class StrategyService:
         """Review, write the changes, record and publish; return a one-line summary."""
         now = self._clock.now_ms()
         policy = self._store.current()
-        provider = self._engine.signals.provider.name
+        provider = self._engine.signals.provider
+        window = self._config.window_ms
+        since = now - window if window else -1
         review = review_strategies(
             review_input(
-                self._engine.closed_trades,
-                {},
+                [t for t in self._engine.closed_trades if t.closed_ms > since],
+                member_outcomes(provider, since, now),
                 as_of_ms=now,
                 match_ms=2 * self._candle_ms,
                 current=state_from_policy(policy),
-                providers=(provider,),
-                default_provider=provider,
+                config=self._config,
+                providers=choosable(provider),
+                last_retrain_ms=last_retrains(provider),
+                default_provider=provider.name,
             )
         )
         changes = policy_changes(review, policy)

@@ -8,10 +8,12 @@ computed by the new provider (the next candle would recompute anyway; this makes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from core.brains.strategy_input import MemberOutcome
 from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
+from core.domain.policy import Policy
 from core.signals.base import SignalFrame, SignalProvider
 
 
@@ -31,12 +33,44 @@ def excluded_members(provider: SignalProvider, symbol: str) -> Mapping[str, str]
     return {} if method is None else method(symbol)
 
 
+def use_policy(provider: SignalProvider, policy: Policy) -> bool:
+    """Hand ``provider`` the Strategy Brain's choices in force (``policy``: disabled
+    providers, the primary and fallback, per-regime picks, the ensemble's weights); return
+    whether its signals may have changed (the book then computes them again). A provider
+    with nothing to choose ignores them."""
+    method = getattr(provider, "use_policy", None)
+    return False if method is None else bool(method(policy))
+
+
+def choosable(provider: SignalProvider) -> tuple[str, ...]:
+    """Return the providers the Strategy Brain chooses among: a choosing provider's
+    candidates (the meta-strategy's), else the provider itself."""
+    method = getattr(provider, "choosable", None)
+    return (provider.name,) if method is None else tuple(method())
+
+
+def member_outcomes(
+    provider: SignalProvider, since_ms: int, as_of_ms: int
+) -> Mapping[str, Sequence[MemberOutcome]]:
+    """Return each model member's out-of-sample predictions of candles that closed in
+    ``(since_ms, as_of_ms]`` whose labels resolved by ``as_of_ms`` (none: no members)."""
+    method = getattr(provider, "member_outcomes", None)
+    return {} if method is None else method(since_ms, as_of_ms)
+
+
+def last_retrains(provider: SignalProvider) -> Mapping[str, int]:
+    """Return when each model member serving now was trained until (none: no members)."""
+    method = getattr(provider, "last_retrains", None)
+    return {} if method is None else method()
+
+
 class HandOverProvider:
     """Serve ``first`` until ``hand_over`` names its successor (see module docstring)."""
 
     def __init__(self, first: SignalProvider, *, warmup_candles: int | None = None) -> None:
         self.current = first
         self.name = first.name  # the serving provider's
+        self._policy: Policy | None = None  # the newest handed over: the successor's too
         # The book checks its history bound against this once: give the larger of both.
         self.warmup_candles = first.warmup_candles if warmup_candles is None else warmup_candles
 
@@ -44,6 +78,8 @@ class HandOverProvider:
         """Serve ``successor``'s signals from the next compute on."""
         self.current = successor
         self.name = successor.name
+        if self._policy is not None:
+            use_policy(successor, self._policy)
 
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the serving provider's signals."""
@@ -58,3 +94,22 @@ class HandOverProvider:
     def excluded(self, symbol: str) -> Mapping[str, str]:
         """Return the members the serving provider left out, and why."""
         return excluded_members(self.current, symbol)
+
+    def use_policy(self, policy: Policy) -> bool:
+        """Hand the serving provider (and every successor) the choices in force."""
+        self._policy = policy
+        return use_policy(self.current, policy)
+
+    def choosable(self) -> tuple[str, ...]:
+        """Return the serving provider's choices."""
+        return choosable(self.current)
+
+    def member_outcomes(
+        self, since_ms: int, as_of_ms: int
+    ) -> Mapping[str, Sequence[MemberOutcome]]:
+        """Return the serving provider's members' outcomes."""
+        return member_outcomes(self.current, since_ms, as_of_ms)
+
+    def last_retrains(self) -> Mapping[str, int]:
+        """Return the serving provider's members' training ends."""
+        return last_retrains(self.current)

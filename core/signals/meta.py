@@ -15,6 +15,12 @@ and carries each candidate's own exits, so a trade leaves on the exits of the pr
 opened it (``Signal.wants_exit``); its ``exit_long``/``exit_short`` are any candidate's, the
 superset a fast replay watches.
 
+The Strategy Brain's choices in force (``use_policy``, from the policy store's snapshot) bind
+it: a disabled candidate is never picked (its exits still close what it opened); the policy's
+provider for a regime is picked on every candle in that regime; the primary, else the
+fallback, stands in for ``fallback`` when no record qualifies (that one disabled: the first
+enabled candidate; none enabled, which the brain never does: no entry).
+
 Causal: every candidate is, the regimes are, and an outcome is used only from the row where
 it resolved, so row ``t`` depends on candles ``0..t`` only (tested by cutting the future).
 """
@@ -29,9 +35,11 @@ import numpy.typing as npt
 
 from core.brains.exit_config import ExitConfig
 from core.brains.regime import Regime, RegimeConfig, RegimeMemo, detect_regimes
+from core.brains.strategy_input import MemberOutcome
 from core.domain.enums import PositionSide
 from core.domain.explanations import EntryExplanation
 from core.domain.market import CandleSeries
+from core.domain.policy import Policy
 from core.ml.labels import (
     Labels,
     atr_of,
@@ -39,7 +47,13 @@ from core.ml.labels import (
     triple_barrier_labels,
 )
 from core.signals.base import SignalFrame, SignalProvider
-from core.signals.handover import excluded_members, explain
+from core.signals.handover import (
+    excluded_members,
+    explain,
+    last_retrains,
+    member_outcomes,
+    use_policy,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -94,6 +108,46 @@ class MetaStrategy:
         self._cache: dict[str, _SeriesCache] = {}
         self._memos: dict[str, RegimeMemo] = {}  # live: each history extends the last one
         self._picks: dict[str, SignalFrame] = {}  # per symbol, the newest compute's
+        self._choices = _Choices(fallback=names.index(self.config.fallback))
+
+    def use_policy(self, policy: Policy) -> bool:
+        """Take the Strategy Brain's choices in force (see module docstring); return whether
+        they, or a candidate's, changed."""
+        names = [p.name for p in self.candidates]
+        off = frozenset(names.index(p) for p in policy.disabled_strategies if p in names)
+        order = (policy.primary_strategy, policy.fallback_strategy, self.config.fallback, *names)
+        fallback = next(
+            (names.index(p) for p in order if p in names and names.index(p) not in off), None
+        )
+        labels = {r.label: r for r in Regime if r is not Regime.UNKNOWN}
+        regimes = tuple(
+            sorted(
+                (labels[r].value, names.index(p))
+                for r, p in policy.regime_strategies
+                if r in labels and p in names and names.index(p) not in off
+            )
+        )
+        choices = _Choices(disabled=off, fallback=fallback, regimes=regimes)
+        changed = [use_policy(p, policy) for p in self.candidates]  # every one is told
+        mine, self._choices = choices != self._choices, choices
+        return mine or any(changed)
+
+    def choosable(self) -> tuple[str, ...]:
+        """Return the candidates' names (what the Strategy Brain chooses among)."""
+        return tuple(p.name for p in self.candidates)
+
+    def member_outcomes(
+        self, since_ms: int, as_of_ms: int
+    ) -> Mapping[str, Sequence[MemberOutcome]]:
+        """Return the model members' outcomes of the candidates that have members."""
+        out: dict[str, Sequence[MemberOutcome]] = {}
+        for p in self.candidates:
+            out.update(member_outcomes(p, since_ms, as_of_ms))
+        return out
+
+    def last_retrains(self) -> Mapping[str, int]:
+        """Return the training ends of the candidates' members."""
+        return {m: t for p in self.candidates for m, t in last_retrains(p).items()}
 
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the picked candidate's signals on every candle of ``series`` (causal)."""
@@ -130,11 +184,20 @@ class MetaStrategy:
         count = np.zeros((n, k), dtype=np.int64)
         for j, frame in enumerate(frames):
             score[:, j], count[:, j] = _record(frame.entry, regimes, labels, cfg)
-        eligible = (count >= cfg.min_record) & np.isfinite(score)
+        choices = self._choices
+        enabled = np.ones(k, dtype=np.bool_)
+        enabled[list(choices.disabled)] = False
+        eligible = (count >= cfg.min_record) & np.isfinite(score) & enabled[None, :]
         best = np.argmax(np.where(eligible, score, -np.inf), axis=1)  # ties: the first listed
         by_record = eligible.any(axis=1)
-        fallback = [p.name for p in self.candidates].index(cfg.fallback)
+        fallback = 0 if choices.fallback is None else choices.fallback
         chosen = np.where(by_record, best, fallback).astype(np.int8)
+        forced = np.zeros(n, dtype=np.bool_)
+        for code, j in choices.regimes:  # the Strategy Brain's pick in that regime
+            at = regimes == code
+            chosen[at], forced[at] = j, True
+        # no candidate by record, none forced, and every fallback disabled: no entry
+        idle = ~by_record & ~forced & (choices.fallback is None)
         rows = np.arange(n)
 
         def pick(column: str) -> npt.NDArray[np.generic]:
@@ -143,16 +206,17 @@ class MetaStrategy:
 
         exit_long_by = np.stack([f.exit_long for f in frames], axis=1)
         exit_short_by = np.stack([f.exit_short for f in frames], axis=1)
+        entry = np.where(idle, 0, np.asarray(pick("entry"), dtype=np.int8)).astype(np.int8)
         frame = SignalFrame(
             ts_ms=series.ts_ms,
-            entry=np.asarray(pick("entry"), dtype=np.int8),
+            entry=entry,
             exit_long=np.asarray(exit_long_by.any(axis=1), dtype=np.bool_),
             exit_short=np.asarray(exit_short_by.any(axis=1), dtype=np.bool_),
             confidence=np.asarray(pick("confidence"), dtype=np.float64),
             atr=np.asarray(pick("atr"), dtype=np.float64),
             sources=tuple(p.name for p in self.candidates),
             chosen=chosen,
-            score=np.where(by_record, score[rows, chosen] if n else np.zeros(0), np.nan),
+            score=np.where(by_record | forced, score[rows, chosen] if n else np.zeros(0), np.nan),
             record=count[rows, chosen] if n else np.zeros(0, dtype=np.int64),
             exit_long_by=exit_long_by,
             exit_short_by=exit_short_by,
@@ -174,6 +238,16 @@ class MetaStrategy:
     def excluded(self, symbol: str) -> Mapping[str, str]:
         """Return the members the candidates (the ensemble) left out, and why."""
         return {m: r for p in self.candidates for m, r in excluded_members(p, symbol).items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Choices:
+    """The Strategy Brain's choices as candidate indices: never picked, picked when no record
+    qualifies (None: every fallback disabled, no entry then), picked per regime code."""
+
+    disabled: frozenset[int] = frozenset()
+    fallback: int | None = 0
+    regimes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,13 +129,38 @@ def test_a_disabled_provider_needs_the_enable_profit_factor_to_return() -> None:
     assert review.state.disabled == ()
 
 
-def test_a_disabled_provider_without_trades_stays_disabled() -> None:
+def test_a_disabled_provider_returns_on_probation_once_its_trades_left_the_window() -> None:
     cur = StrategyState(disabled=("ensemble",))
-    review = review_strategies(review_input([], current=cur, providers=("ensemble",)))
+    providers = ("ema_rsi", "ensemble")
+    # still some of its trades in the window: it stays out
+    few = trades(WIN_LOSE * 2, provider="ensemble")
+    review = review_strategies(review_input(few, current=cur, providers=providers))
     assert review.state.disabled == ("ensemble",)
-    assert "stays disabled: 0 trades in the window, needs 30" in (
+    assert "stays disabled: 4 trades in the window, needs 30" in (
         rec(review, RecommendationKind.DISABLE).reason
     )
+    # none left: the verdict aged out, it trades again
+    review = review_strategies(review_input([], current=cur, providers=providers))
+    assert review.state.disabled == ()
+    r = rec(review, RecommendationKind.ENABLE, "ensemble")
+    assert r.changed and "on probation" in r.reason
+
+
+def test_the_last_enabled_provider_is_never_disabled() -> None:
+    losing = trades([0.005, -0.01] * 15, provider="ema_rsi")  # profit factor 0.5
+    worse = trades([0.002, -0.01] * 15, provider="ensemble", start=30)
+    both = ("ema_rsi", "ensemble")
+    review = review_strategies(review_input(losing + worse, providers=both))
+    assert review.state.disabled == ("ensemble",)  # the better one stays enabled
+    r = rec(review, RecommendationKind.ENABLE, "ema_rsi")
+    assert "the last provider left enabled" in r.reason
+    # a lone provider: the review never stops it
+    alone = review_strategies(review_input(losing, providers=("ema_rsi",)))
+    assert alone.state.disabled == ()
+    # one already out, the other losing now: the one out stays out, the other stays in
+    cur = StrategyState(disabled=("ensemble",))
+    review = review_strategies(review_input(losing + worse, current=cur, providers=both))
+    assert review.state.disabled == ("ensemble",)
 
 
 def test_the_primary_stays_unless_beaten_by_more_than_the_margin() -> None:
@@ -214,7 +239,7 @@ def test_weights_follow_the_log_loss_within_bounds() -> None:
     assert r.changed and "no valid current weights" in r.reason and "log-loss" in r.reason
 
 
-def test_too_few_predictions_keep_the_weights_or_start_equal() -> None:
+def test_too_few_predictions_keep_the_weights_or_leave_the_ensembles_own() -> None:
     few = predictions([0.6] * 10, [True] * 10)
     cur = StrategyState(weights=(("lgbm", 0.3), ("xgb", 0.7)))
     cfg = StrategyReviewConfig(max_weight=0.7)
@@ -223,11 +248,13 @@ def test_too_few_predictions_keep_the_weights_or_start_equal() -> None:
     assert review.state.weights == (("lgbm", 0.3), ("xgb", 0.7))
     r = rec(review, RecommendationKind.WEIGHTS)
     assert not r.changed and "lgbm has 10, xgb has 10; needs 50): unchanged" in r.reason
-    # a member added since: the current weights no longer fit, equal ones until judged
+    # a member added since: the current weights no longer fit; none until judged (the
+    # ensemble then weighs by its own record, not by a guess)
     grown = dataclasses.replace(inp, members=(*inp.members, member("nhits", few)))
     review = review_strategies(grown)
-    assert dict(review.state.weights) == pytest.approx({m: 1 / 3 for m in ("lgbm", "nhits", "xgb")})
-    assert "equal weights" in rec(review, RecommendationKind.WEIGHTS).reason
+    assert review.state.weights == ()
+    r = rec(review, RecommendationKind.WEIGHTS)
+    assert r.changed and "the ensemble's own weights until they are judged" in r.reason
 
 
 def test_the_hysteresis_band_holds_small_moves() -> None:

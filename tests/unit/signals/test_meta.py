@@ -12,6 +12,7 @@ import pytest
 from core.brains.exit_config import ExitConfig, LegSpec, Target
 from core.brains.regime import Regime, RegimeConfig, detect_regimes
 from core.domain.market import CandleSeries
+from core.domain.policy import Policy
 from core.market.synthetic import generate_candles
 from core.ml.labels import triple_barrier_labels
 from core.signals.base import Signal, SignalFrame
@@ -184,3 +185,49 @@ def test_an_entry_is_explained_by_the_candidate_picked_at_its_candle() -> None:
     assert explaining.asked == [(series.symbol, ts_b, "trend_low_vol")]
     assert m.explain(series.symbol, ts_a, "trend_low_vol") is None  # a baseline: nothing to say
     assert m.explain("OTHER/USDT", ts_b) is None
+
+
+def test_the_strategy_brains_choices_in_force_bind_the_pick() -> None:
+    series = falling()  # "b" (short) earns the better record
+    regimes = detect_regimes(series, REGIME)
+    m = meta(Every("a", 3), Every("b", 3, 1, short=True), Every("c", 3, 2))
+    free = m.compute(series)
+    assert free.chosen is not None and (free.chosen[400:] == 1).mean() > 0.9
+    assert not m.use_policy(Policy())  # nothing chosen: nothing changes
+    # b disabled: never picked (its record notwithstanding); the next best record trades
+    assert m.use_policy(Policy(disabled_strategies=("b",)))
+    frame = m.compute(series)
+    assert frame.chosen is not None and not (frame.chosen == 1).any()
+    assert not m.use_policy(Policy(disabled_strategies=("b",)))  # the same: unchanged
+    # the primary stands in for the configured fallback while no record qualifies
+    thin = MetaStrategy(m.candidates, replace(m.config, min_record=10_000), exits=EXITS)
+    thin.use_policy(Policy(primary_strategy="c", fallback_strategy="b"))
+    frame = thin.compute(series)
+    assert frame.chosen is not None and (frame.chosen == 2).all()
+    thin.use_policy(Policy(fallback_strategy="b", disabled_strategies=("a",)))
+    frame = thin.compute(series)
+    assert (
+        frame.chosen is not None and (frame.chosen == 1).all()
+    )  # the configured "a" is out: the fallback
+    thin.use_policy(Policy(disabled_strategies=("a",)))  # none named: the first enabled
+    frame = thin.compute(series)
+    assert frame.chosen is not None and (frame.chosen == 1).all()
+    # every candidate disabled (by hand: the brain never does): no entry at all
+    thin.use_policy(Policy(disabled_strategies=("a", "b", "c")))
+    frame = thin.compute(series)
+    assert (frame.entry == 0).all()
+    # a regime's provider is picked on every candle of that regime, whatever the records
+    label = Regime(int(regimes[-1])).label
+    m.use_policy(Policy(regime_strategies=((label, "a"),)))
+    frame = m.compute(series)
+    assert frame.chosen is not None
+    there = regimes == int(regimes[-1])
+    assert (frame.chosen[there] == 0).all() and (
+        frame.chosen[~there & (free.chosen == 1)] == 1
+    ).any()
+    # a disabled provider named for a regime, or an unknown one, is not picked there
+    m.use_policy(Policy(regime_strategies=((label, "zz"),)))
+    assert m.compute(series).chosen is not None
+    m.use_policy(Policy(regime_strategies=((label, "a"),), disabled_strategies=("a",)))
+    frame = m.compute(series)
+    assert frame.chosen is not None and not (frame.chosen[there] == 0).any()

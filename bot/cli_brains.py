@@ -10,7 +10,6 @@ the Risk Brain's actions at once: a manual mode never loosens what risk enforces
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,14 +28,13 @@ from bot.cli_common import (
 from bot.report import table
 from core.config import Settings
 from core.domain.enums import Mode
+from core.services.commands import duration_ms
 
 mode_app = typer.Typer(
     help="Show the CEO's operating mode, or set one by hand.", no_args_is_help=True
 )
 policy_app = typer.Typer(help="Show the policy in force and its history.", no_args_is_help=True)
 
-_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
-MAX_MANUAL_MS = 365 * 86_400_000
 MAX_REASON_CHARS = 500  # as the Strategy Brain's reasons: the audit trail is not a notebook
 
 
@@ -54,19 +52,11 @@ ReasonOpt = Annotated[
 
 
 def parse_duration_ms(value: str) -> int:
-    """Parse ``30m``, ``4h`` or ``2d`` into milliseconds (> 0)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", value)
-    if match is None or float(match.group(1)) <= 0:
-        raise typer.BadParameter(
-            f"a duration is a number and m, h or d, like 30m, 4h or 2d; received {value!r}",
-            param_hint="--for",
-        )
-    ms = round(float(match.group(1)) * _UNITS_MS[match.group(2)])
-    if ms > MAX_MANUAL_MS:
-        raise typer.BadParameter(
-            f"at most 365d, received {value!r} (until unset: leave --for out)", param_hint="--for"
-        )
-    return ms
+    """Parse ``30m``, ``4h`` or ``2d`` into milliseconds (> 0, at most a year)."""
+    try:
+        return duration_ms(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--for") from e
 
 
 def _when(ts_ms: int | None) -> str:
@@ -119,44 +109,19 @@ async def _set_mode(
     demo: bool = False,
 ) -> tuple[int, str]:
     """Write (or, ``mode`` None, clear) the manual mode; return the policy version and mode."""
-    from core.domain.events import ModeChanged
-    from core.ports import StateKey
-    from core.services.ceo_service import manual_levers
+    from core.services.commands import clear_manual_mode, set_manual_mode
 
     async def work(storage: Any) -> tuple[int, str]:
         clock = await _market_clock(storage, demo)
         store = _store(settings, storage, clock)
         await store.start()
         await store.announce()
-        previous = store.current().mode
-        now = clock.now_ms()
         if mode is None:
-            await storage.state.set(StateKey.MANUAL_MODE, "")
-            why, now_mode = f"manual mode cleared by the cli: {reason}", previous
+            event = await clear_manual_mode(storage, store, clock, reason, "cli")
         else:
-            until = None if for_ms is None else now + for_ms
-            manual = {"mode": mode.value, "until_ms": until, "reason": reason, "actor": "cli"}
-            await storage.state.set(StateKey.MANUAL_MODE, json.dumps(manual))
-            await storage.state.set(
-                StateKey.CEO_STATE, json.dumps({"mode": mode.value, "since_ms": now})
-            )
-            why, now_mode = f"manual mode by the cli: {reason}", mode
-            await store.apply(
-                manual_levers(mode, store.current(), store.base),  # the process may loosen it
-                source="manual",
-                reason=why,
-                expires_ms=until,
-            )
-        await storage.events.append(
-            ModeChanged(
-                ts_ms=now,
-                previous=previous.value,
-                current=now_mode.value,
-                reasons=(why,),
-                manual=True,
-            )
-        )
-        return store.current().version, now_mode.value
+            event = await set_manual_mode(storage, store, clock, mode, for_ms, reason, "cli")
+        await storage.events.append(event)
+        return store.current().version, event.current
 
     result: tuple[int, str] = await _with_storage(url, work)
     return result

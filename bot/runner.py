@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from bot.app import TradingProcess
+from bot.chat.console_front import ConsoleCommands
+from bot.chat.wiring import build_dispatcher
 from bot.console import StatusConsole
 
 
@@ -35,6 +37,7 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
+    process.front_ends.append(ConsoleCommands(build_dispatcher(process), console=console))
     reason = "error"
     try:
         await process.start()

@@ -537,6 +537,31 @@ class DemoSettings(Section):
         return None if value == "" else value
 
 
+class ChatSettings(Section):
+    """Operating the bot from a phone: Telegram and Discord tokens, who may do what."""
+
+    # Empty: that front end does not start (the console always serves the demo).
+    telegram_token: SecretStr = SecretStr("")
+    discord_token: SecretStr = SecretStr("")
+    # Allowlist, JSON: "platform:user id" -> viewer | operator | admin, e.g.
+    # {"telegram:123456789": "admin", "discord:987654321": "viewer"}. Anyone else is refused.
+    users: dict[str, Literal["viewer", "operator", "admin"]] = Field(default_factory=dict)
+    confirm_ttl_s: float = Field(default=60.0, gt=0, le=3600)  # a confirmation expires
+    refusal_every_s: float = Field(default=3600.0, ge=0)  # one refusal per unknown user per
+
+    @field_validator("users")
+    @classmethod
+    def _platform_and_id(cls, users: dict[str, str]) -> dict[str, str]:
+        for key in users:
+            platform, _, user_id = key.partition(":")
+            if platform not in ("telegram", "discord", "console") or not user_id.strip():
+                raise ValueError(
+                    f"chat user {key!r}: keys are platform:user id, the platform one of "
+                    "telegram, discord, console (e.g. telegram:123456789)"
+                )
+        return users
+
+
 class Settings(BaseSettings):
     """All settings. Read from the environment (``QT__SECTION__KEY``) and an optional .env file."""
 
@@ -563,6 +588,7 @@ class Settings(BaseSettings):
     models: ModelsSettings = ModelsSettings()
     regime: RegimeSettings = RegimeSettings()
     brains: BrainSettings = BrainSettings()
+    chat: ChatSettings = ChatSettings()
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:

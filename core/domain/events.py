@@ -462,3 +462,17 @@ class StrategyReviewed(Event):
     topic: ClassVar[str] = "strategy.reviewed"
     changed: tuple[str, ...]
     recommendations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandHandled(Event):
+    """A chat or console command received: who sent it from where, and what came of it
+    (``ok``, ``refused``, ``unknown``, ``usage``, ``confirm``, ``confirmed``, ``expired``,
+    ``failed``). The audit trail of every operator action."""
+
+    topic: ClassVar[str] = "command.handled"
+    platform: str  # "telegram", "discord", "console"
+    user_id: str
+    command: str  # the command's name, or the first word of what was sent
+    outcome: str
+    detail: str = ""

@@ -1,0 +1,277 @@
+"""The one command table: every chat and console command, its arguments, role and help.
+
+Telegram's handlers, Discord's slash commands, the console and ``/help`` are all generated from
+``COMMANDS``; adding a command touches this file and ``core.services.commands`` only. The
+arguments of every command are parsed here, in one place (``parse``): a malformed one gets the
+command's usage, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from core.domain.enums import Mode
+from core.services.commands import CommandCore, Reply, duration_ms
+
+MAX_REASON_CHARS = 500  # as the CLI's: the audit trail is not a notebook
+MAX_LIST = 50  # /trades, /daily: a chat message stays readable
+
+
+class Role(IntEnum):
+    """Who may run what: each role may also run everything of the roles below it."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+
+class UsageError(ValueError):
+    """A command's arguments do not parse; the message says why."""
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
+        raise UsageError(f"a count from 1 to {MAX_LIST}, received {text!r}")
+    return int(text)
+
+
+def _word(text: str) -> str:
+    if len(text) > 64 or not text.isprintable():
+        raise UsageError(f"one short word, received {text[:20]!r}")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One argument: its name in the usage line, how it parses, whether it is needed."""
+
+    name: str
+    parse: Callable[[str], Any]
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a command, from where (``user_id`` as the platform states it)."""
+
+    platform: str
+    user_id: str
+    name: str = ""
+    role: Role | None = None  # set by the dispatcher from the allowlist
+
+    @property
+    def actor(self) -> str:
+        """Return how the audit trail names the caller."""
+        return f"{self.platform}:{self.user_id}" + (f" ({self.name})" if self.name else "")
+
+
+Run = Callable[[CommandCore, Caller, Mapping[str, Any]], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command. ``confirm`` says, from its parsed arguments, whether it needs the
+    asker's confirmation before it runs (destructive)."""
+
+    name: str
+    summary: str
+    role: Role
+    run: Run
+    args: tuple[Arg, ...] = ()
+    confirm: Callable[[Mapping[str, Any]], bool] = lambda _args: False
+    # Parses the words itself (the /mode grammar); None: positional ``args``.
+    parser: Callable[[Sequence[str]], dict[str, Any]] | None = None
+    usage_text: str = ""
+
+    @property
+    def usage(self) -> str:
+        """Return ``/name <required> [optional]``."""
+        if self.usage_text:
+            return self.usage_text
+        parts = [f"<{a.name}>" if a.required else f"[{a.name}]" for a in self.args]
+        return " ".join((f"/{self.name}", *parts))
+
+
+def parse(command: Command, words: Sequence[str]) -> dict[str, Any]:
+    """Return ``command``'s arguments from the words after it; raise ``UsageError``."""
+    if command.parser is not None:
+        return command.parser(words)
+    if len(words) > len(command.args):
+        raise UsageError(f"too many arguments: {' '.join(words[len(command.args) :])[:40]!r}")
+    out: dict[str, Any] = {}
+    for i, arg in enumerate(command.args):
+        if i < len(words):
+            try:
+                out[arg.name] = arg.parse(words[i])
+            except ValueError as e:  # UsageError too
+                raise UsageError(f"{arg.name}: {e}") from e
+        elif arg.required:
+            raise UsageError(f"{arg.name} is needed")
+    return out
+
+
+_MODE_NAMES = {m.value.lower(): m for m in Mode}
+_LOUD_MODES = (Mode.EXPANSION, Mode.EMERGENCY)  # more risk, or everything stops: confirm
+
+
+def _parse_mode(words: Sequence[str]) -> dict[str, Any]:
+    """``[MODE|auto] [for DURATION] [reason…]``."""
+    if not words:
+        return {}
+    name, rest = words[0].lower(), list(words[1:])
+    if name == "auto":
+        if rest:
+            raise UsageError("/mode auto takes nothing after it")
+        return {"auto": True}
+    if name not in _MODE_NAMES:
+        raise UsageError(f"unknown mode {words[0][:20]!r}: one of {', '.join(_MODE_NAMES)}, auto")
+    out: dict[str, Any] = {"mode": _MODE_NAMES[name]}
+    if rest and rest[0].lower() == "for":
+        if len(rest) < 2:
+            raise UsageError("for needs a duration, like 4h")
+        try:
+            out["for_ms"] = duration_ms(rest[1])
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        rest = rest[2:]
+    reason = " ".join(rest)
+    if len(reason) > MAX_REASON_CHARS:
+        raise UsageError(f"a reason of at most {MAX_REASON_CHARS} characters")
+    out["reason"] = reason
+    return out
+
+
+def _parse_halt(words: Sequence[str]) -> dict[str, Any]:
+    if not words:
+        return {"flatten": False}
+    if len(words) == 1 and words[0].lower() == "flatten":
+        return {"flatten": True}
+    raise UsageError("/halt takes nothing, or flatten (also close every position)")
+
+
+async def _mode(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Reply:
+    if a.get("auto"):
+        return await core.clear_mode(caller.actor)
+    return await core.mode(caller.actor, a.get("mode"), a.get("for_ms"), a.get("reason", ""))
+
+
+async def _not_running(what: str) -> Reply:
+    return Reply(what, ok=False)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("help", "list the commands you may run", Role.VIEWER, lambda c, u, a: _help(u)),
+    Command("whoami", "your user id and role here", Role.VIEWER, lambda c, u, a: _whoami(u)),
+    Command(
+        "status",
+        "mode, trading state, equity, open positions and their exits, last candles",
+        Role.VIEWER,
+        lambda c, u, a: c.status(),
+    ),
+    Command(
+        "positions",
+        "open positions, unrealised P&L, exit ladders",
+        Role.VIEWER,
+        lambda c, u, a: c.positions(),
+    ),
+    Command(
+        "trades",
+        "the newest closed trades",
+        Role.VIEWER,
+        lambda c, u, a: c.trades(a.get("n", 10)),
+        (Arg("n", _count, help="how many (10)"),),
+    ),
+    Command(
+        "profit",
+        "realised P&L, win rate, profit factor (in the last N days, or since the start)",
+        Role.VIEWER,
+        lambda c, u, a: c.profit(a.get("days")),
+        (Arg("days", _count),),
+    ),
+    Command(
+        "daily",
+        "realised P&L per UTC day",
+        Role.VIEWER,
+        lambda c, u, a: c.daily(a.get("n", 7)),
+        (Arg("n", _count, help="days (7)"),),
+    ),
+    Command("balance", "equity and the assets held", Role.VIEWER, lambda c, u, a: c.balance()),
+    Command(
+        "risk",
+        "the Risk Brain's latest assessment: score, level, VaR/ES, tail, drawdown, actions",
+        Role.VIEWER,
+        lambda c, u, a: c.risk(),
+    ),
+    Command("regime", "each symbol's market regime", Role.VIEWER, lambda c, u, a: c.regime()),
+    Command(
+        "models", "which provider and model versions trade", Role.VIEWER, lambda c, u, a: c.models()
+    ),
+    Command(
+        "why",
+        "why the bot entered a trade: members, weights, regime, features, exits",
+        Role.VIEWER,
+        lambda c, u, a: c.why(a.get("trade")),
+        (Arg("trade", _word, help="symbol or trade id (the newest open one)"),),
+    ),
+    Command(
+        "health",
+        "data freshness, venue, model age, loop lag, database, disk",
+        Role.VIEWER,
+        lambda c, u, a: _not_running("health monitor not running yet"),
+    ),
+    Command(
+        "halt",
+        "stop new exposure now (persistent); flatten: also close every position",
+        Role.OPERATOR,
+        lambda c, u, a: c.halt(u.actor, flatten=a["flatten"]),
+        parser=_parse_halt,
+        confirm=lambda a: bool(a.get("flatten")),
+        usage_text="/halt [flatten]",
+    ),
+    Command(
+        "resume",
+        "allow new entries again (the brains' pause, if any, still holds)",
+        Role.OPERATOR,
+        lambda c, u, a: c.resume(u.actor),
+        confirm=lambda a: True,
+    ),
+    Command(
+        "mode",
+        "show the mode, set it by hand (for a while), or auto: back to the CEO Brain",
+        Role.OPERATOR,
+        _mode,
+        parser=_parse_mode,
+        confirm=lambda a: a.get("mode") in _LOUD_MODES,
+        usage_text="/mode [MODE|auto] [for 4h] [reason]",
+    ),
+    Command(
+        "retrain",
+        "queue a training run of the models (or one member)",
+        Role.OPERATOR,
+        lambda c, u, a: _not_running("the learning manager is not running yet"),
+        (Arg("member", _word),),
+    ),
+)
+BY_NAME: dict[str, Command] = {c.name: c for c in COMMANDS}
+
+
+def allowed(role: Role) -> list[Command]:
+    """Return the commands ``role`` may run."""
+    return [c for c in COMMANDS if c.role <= role]
+
+
+async def _help(caller: Caller) -> Reply:
+    role = caller.role or Role.VIEWER
+    return Reply(
+        f"commands for {role.name.lower()}s",
+        tuple(f"{c.usage} - {c.summary}" for c in allowed(role)),
+    )
+
+
+async def _whoami(caller: Caller) -> Reply:
+    role = "not allowed" if caller.role is None else caller.role.name.lower()
+    return Reply(f"{caller.actor}: {role}")

@@ -1,0 +1,57 @@
+"""Build the command core and its dispatcher on a live process (the front ends share one)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.chat.dispatch import Access, Dispatcher
+from core.services.commands import CommandCore, CommandServices, when
+
+if TYPE_CHECKING:
+    from bot.app import TradingProcess
+
+CONSOLE_USER = "console:local"  # whoever has the terminal has the process: admin
+
+
+def build_dispatcher(process: TradingProcess) -> Dispatcher:
+    """Return the dispatcher of ``process``'s commands, its allowlist from the settings."""
+    settings = process.parts.settings
+    brains = process.brains
+    services = CommandServices(
+        clock=process.clock,
+        bus=process.bus,
+        storage=process.storage,
+        engine=process.engine,
+        exchange=process.exchange,
+        trading_state=process.trading_state,
+        policy=process.policy,
+        portfolio=process.portfolio,
+        quote=settings.trading.quote_currency,
+        mode_label=process.parts.mode_label,
+        last_close=lambda: dict(process.market.stats.last_close),
+        last_candle_ms=lambda: process.market.stats.last_candle_ms,
+        risk_latest=None
+        if brains is None
+        else (lambda: (brains.risk.latest, brains.risk.latest_ms)),
+        models=lambda: _models(process),
+    )
+    users = {CONSOLE_USER: "admin", **settings.chat.users}
+    return Dispatcher(
+        CommandCore(services),
+        Access(users),
+        bus=process.bus,
+        clock=process.clock,
+        confirm_ttl_s=settings.chat.confirm_ttl_s,
+        refusal_every_s=settings.chat.refusal_every_s,
+    )
+
+
+def _models(process: TradingProcess) -> list[str]:
+    """Return each serving model member: name, version, training end."""
+    provider = process.engine.signals.provider
+    provider = getattr(provider, "current", provider)  # a hand-over serves its current one
+    out = []
+    for candidate in getattr(provider, "candidates", (provider,)):
+        for m in getattr(candidate, "members", ()):
+            out.append(f"{m.name} {m.version_id or '-'} trained until {when(m.trained_until_ms)}")
+    return out

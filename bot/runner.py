@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from bot.app import TradingProcess
 from bot.chat.console_front import ConsoleCommands
-from bot.chat.wiring import build_dispatcher
+from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
 
 
@@ -37,7 +37,8 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
-    process.front_ends.append(ConsoleCommands(build_dispatcher(process), console=console))
+    dispatcher = attach_chat(process)
+    process.front_ends.append(ConsoleCommands(dispatcher, console=console))
     reason = "error"
     try:
         await process.start()

@@ -28,6 +28,7 @@ from bot.chat.push import PushTarget
 from bot.chat.render import ALERT_KINDS, TOPICS, Push, Renderer
 from core.domain.events import Event
 from core.services.bus import EventBus
+from core.services.commands import Reply
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class _Item:
     push: Push
     silent: bool
     collapsed: Counter[str] | None = None  # a summary line standing for older messages
+    photo: bytes | None = None  # a report's chart: sent on its own, never batched
 
 
 @dataclass(slots=True)
@@ -67,7 +69,8 @@ class Notifier:
         wall: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bus = bus
-        self._lanes = [_Lane(t) for t in targets]
+        self._targets = targets  # read at start: front ends added until then are served
+        self._lanes: list[_Lane] = []
         self._loudness = {**ALERT_KINDS, **(loudness or {})}
         self._min_interval_s = min_interval_s
         self._max_chars = max_chars
@@ -83,7 +86,10 @@ class Notifier:
         return self._lanes
 
     async def start(self) -> None:
-        """Subscribe and start one sending task per target."""
+        """Subscribe and start one sending task per target (none: nothing to do)."""
+        self._lanes = [_Lane(t) for t in self._targets]
+        if not self._lanes:
+            return
         for topic in TOPICS:
             self._bus.subscribe(topic, self.on_event, name="notifier")
         for lane in self._lanes:
@@ -103,8 +109,17 @@ class Notifier:
                 self._collapse(lane)
             lane.wake.set()
 
+    async def report(self, reply: Reply) -> int:
+        """Queue a scheduled report (loud, with its chart) on every lane; return how many."""
+        push = Push("report", reply.text())
+        for lane in self._lanes:
+            lane.pending.append(_Item(push, silent=False, photo=reply.photo))
+            lane.wake.set()
+        return len(self._lanes)
+
     def _collapse(self, lane: _Lane) -> None:
-        """Fold the oldest half of the backlog into one line of counts per kind."""
+        """Fold the oldest half of the backlog into one line of counts per kind (a report's
+        chart is dropped, its text counted)."""
         cut = len(lane.pending) // 2
         old, lane.pending = lane.pending[:cut], lane.pending[cut:]
         counts: Counter[str] = Counter()
@@ -128,7 +143,7 @@ class Notifier:
             text = "\n".join(_line(i) for i in batch)
             silent = all(i.silent for i in batch)
             try:
-                await lane.target.push(text, silent=silent)
+                await lane.target.push(text, silent=silent, photo=batch[0].photo)
             except asyncio.CancelledError:
                 lane.pending[:0] = batch
                 raise
@@ -152,9 +167,11 @@ class Notifier:
     def _take(self, lane: _Lane) -> list[_Item]:
         """Take the oldest messages that fit one message."""
         size, out = 0, list[_Item]()
+        if lane.pending[0].photo is not None:
+            return [lane.pending.pop(0)]  # a chart goes with its own text only
         while lane.pending:
             n = len(_line(lane.pending[0])) + 1
-            if out and size + n > self._max_chars:
+            if out and (size + n > self._max_chars or lane.pending[0].photo is not None):
                 break
             out.append(lane.pending.pop(0))
             size += n

@@ -87,6 +87,7 @@ class Command:
     # Parses the words itself (the /mode grammar); None: positional ``args``.
     parser: Callable[[Sequence[str]], dict[str, Any]] | None = None
     usage_text: str = ""
+    confirms: str = ""  # when it asks for a confirmation, in words (the help table's)
 
     @property
     def usage(self) -> str:
@@ -255,7 +256,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "health",
-        "data freshness, venue, model age, loop lag, database, disk",
+        "data freshness, venue, model age, loop lag, database, disk (not built yet: says so)",
         Role.VIEWER,
         lambda c, u, a: _not_running("health monitor not running yet"),
     ),
@@ -267,6 +268,7 @@ COMMANDS: tuple[Command, ...] = (
         parser=_parse_halt,
         confirm=lambda a: bool(a.get("flatten")),
         usage_text="/halt [flatten]",
+        confirms="flatten",
     ),
     Command(
         "resume",
@@ -274,6 +276,7 @@ COMMANDS: tuple[Command, ...] = (
         Role.OPERATOR,
         lambda c, u, a: c.resume(u.actor),
         confirm=lambda a: True,
+        confirms="always",
     ),
     Command(
         "mode",
@@ -283,6 +286,7 @@ COMMANDS: tuple[Command, ...] = (
         parser=_parse_mode,
         confirm=lambda a: a.get("mode") in _LOUD_MODES,
         usage_text="/mode [MODE|auto] [for 4h] [reason]",
+        confirms="EXPANSION, EMERGENCY",
     ),
     Command(
         "chart",
@@ -294,7 +298,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "retrain",
-        "queue a training run of the models (or one member)",
+        "queue a training run of the models, or one member (not built yet: says so)",
         Role.OPERATOR,
         lambda c, u, a: _not_running("the learning manager is not running yet"),
         (Arg("member", _word),),
@@ -319,3 +323,15 @@ async def _help(caller: Caller) -> Reply:
 async def _whoami(caller: Caller) -> Reply:
     role = "not allowed" if caller.role is None else caller.role.name.lower()
     return Reply(f"{caller.actor}: {role}")
+
+
+def markdown_table() -> str:
+    """Return the command table as README markdown (a test keeps the README in sync)."""
+    rows = ["| command | role | confirms | what |", "|---|---|---|---|"]
+    confirms = {"halt": "with flatten", "resume": "yes", "mode": "EXPANSION, EMERGENCY"}
+    for c in COMMANDS:
+        usage = c.usage.replace("|", "\\|")
+        rows.append(
+            f"| `{usage}` | {c.role.name.lower()} | {confirms.get(c.name, '')} | {c.summary} |"
+        )
+    return "\n".join(rows)

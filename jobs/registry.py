@@ -44,6 +44,8 @@ class JobContext:
     strategy_review: Callable[[], Awaitable[str]] | None = None
     # Pushes the daily summary to the chat front ends (bot.chat); None: none configured.
     daily_report: Callable[[], Awaitable[str]] | None = None
+    # The health monitor's check (core.services.health); None: no monitor.
+    health_check: Callable[[], Awaitable[str]] | None = None
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -68,6 +70,9 @@ class JobSpec:
     # A run may change the signals (the walk-forward retrain): a backtest computes them again
     # after it. Other jobs change what the engine does with them, never the signals.
     changes_signals: bool = False
+    # The interval is wall seconds, not market ones: the process's own health is checked as
+    # often in an accelerated demo as live.
+    wall_time: bool = False
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""
@@ -171,6 +176,17 @@ async def send_daily_report(ctx: JobContext) -> str:
     return await ctx.daily_report()
 
 
+async def check_health(ctx: JobContext) -> str:
+    """Check the process's health (data, venue, models, loop, database, disk)."""
+    if ctx.health_check is None:
+        return "no health monitor"
+    return await ctx.health_check()
+
+
+def _monitors_health(ctx: JobContext) -> bool:
+    return ctx.health_check is not None
+
+
 def _reports(ctx: JobContext) -> bool:
     return ctx.daily_report is not None
 
@@ -248,5 +264,13 @@ JOBS: tuple[JobSpec, ...] = (
         target=send_daily_report,
         applies=_reports,
         description="push the daily summary (P&L, trades, risk, mode, equity chart) to chat",
+    ),
+    JobSpec(
+        job_id="health",
+        every_market_s=60,
+        target=check_health,
+        applies=_monitors_health,
+        wall_time=True,
+        description="health monitor every wall minute: data, venue, models, loop, db, disk",
     ),
 )

@@ -256,9 +256,9 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "health",
-        "data freshness, venue, model age, loop lag, database, disk (not built yet: says so)",
+        "the health checks: data freshness, venue, model age, loop lag, database, disk",
         Role.VIEWER,
-        lambda c, u, a: _not_running("health monitor not running yet"),
+        lambda c, u, a: c.health(),
     ),
     Command(
         "halt",

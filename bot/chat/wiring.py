@@ -35,6 +35,7 @@ def build_dispatcher(process: TradingProcess) -> Dispatcher:
         if brains is None
         else (lambda: (brains.risk.latest, brains.risk.latest_ms)),
         models=lambda: _models(process),
+        health_latest=lambda: process.health.latest,
     )
     users = {CONSOLE_USER: "admin", **settings.chat.users}
     return Dispatcher(

@@ -31,6 +31,7 @@ from core.ports import Exchange, StateKey, Storage
 from core.services.bus import EventBus
 from core.services.ceo_service import manual_levers
 from core.services.engine import Engine
+from core.services.health import HealthReport
 from core.services.open_trade import OpenTrade
 from core.services.policy_store import PolicyStore
 from core.services.portfolio import PortfolioService
@@ -101,6 +102,7 @@ class CommandServices:
     risk_latest: Callable[[], tuple[RiskAssessment | None, int | None]] | None = None
     # What trades now: the provider's name and its members' versions (none: a baseline).
     models: Callable[[], Sequence[str]] = tuple
+    health_latest: Callable[[], HealthReport | None] | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -235,6 +237,18 @@ class CommandCore:
                 f"{sym}: {r.label}" + (f" (trading {picks[sym]})" if sym in picks else "")
                 for sym, r in sorted(regimes.items())
             ),
+        )
+
+    async def health(self) -> Reply:
+        """The health monitor's latest checks."""
+        if self.s.health_latest is None:
+            return Reply("health monitor not running", ok=False)
+        report = self.s.health_latest()
+        if report is None:
+            return Reply("no health check yet (the health job runs every minute)")
+        return Reply(
+            f"health {report.status.value} at {when(report.ts_ms)} UTC",
+            tuple(f"{c.name}: {c.status.value}, {c.detail}" for c in report.checks),
         )
 
     async def models(self) -> Reply:

@@ -176,6 +176,7 @@ class TradingProcess:
             brains_cycle=None if self.brains is None else self.brains.cycle,
             strategy_review=None if self.brains is None else self.brains.strategy.review,
             assess_every_s=p.settings.brains.assess_every_minutes * 60.0,
+            review_every_s=p.settings.brains.review_every_hours * 3600.0,
             policy_refresh=self.policy.refresh if self.brains is None else self.brains.adopt,
             daily_report=self._daily_report,
             health_check=self._health_check,

@@ -369,6 +369,7 @@ class BrainSettings(Section):
 
     enabled: bool = True
     assess_every_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    review_every_hours: float = Field(default=24.0, ge=1, le=24 * 30)  # the Strategy Brain
     var_limit_pct: Decimal = Field(default=Decimal(8), gt=0, lt=100)  # daily VaR 99 %
     es_limit_pct: Decimal = Field(default=Decimal(12), gt=0, lt=100)  # daily ES 99 %
     ladder: list[DrawdownTierSettings] = Field(default_factory=_default_ladder)

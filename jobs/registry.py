@@ -40,8 +40,10 @@ class JobContext:
     assess_every_s: float = 0.0
     # Adopts a policy version another process wrote (``qt mode set``); None: no store.
     policy_refresh: Callable[[], Awaitable[bool]] | None = None
-    # The Strategy Brain's review (core.services.strategy_service); None: brains off.
+    # The Strategy Brain's review (core.services.strategy_service), every
+    # ``review_every_s`` market seconds; None: brains off.
     strategy_review: Callable[[], Awaitable[str]] | None = None
+    review_every_s: float = 24 * 3600.0
     # Pushes the daily summary to the chat front ends (bot.chat); None: none configured.
     daily_report: Callable[[], Awaitable[str]] | None = None
     # The health monitor's check (core.services.health); None: no monitor.
@@ -246,10 +248,11 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="strategy_review",
         every_market_s=24 * 3600,
+        every_from=lambda ctx: ctx.review_every_s,
         target=review_strategies,
         applies=_reviews_strategies,
         in_backtest=True,
-        description="Strategy Brain: review the strategies' records every market day",
+        description="Strategy Brain: review the records every QT__BRAINS__REVIEW_EVERY_HOURS",
     ),
     JobSpec(
         job_id="policy_refresh",

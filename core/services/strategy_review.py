@@ -4,7 +4,7 @@ read the current choices from a ``Policy`` and turn a review into the ``Policy``
 The ``strategy_review`` job (``core.services.strategy_service``) gathers the window's
 ``ClosedTrade``s and each member's resolved predictions (``MemberOutcome``, from the ensemble's
 own computes), calls ``review_input`` then ``core.brains.strategy.review_strategies``,
-publishes the review and hands ``policy_changes`` to the policy store, the only writer of
+publishes the review and hands ``strategy_changes`` to the policy store, the only writer of
 policy.
 
 A prediction is *traded* when a closed trade's entry explanation carries that member's vote
@@ -129,7 +129,7 @@ def state_from_policy(policy: Policy) -> StrategyState:
     )
 
 
-def policy_changes(review: StrategyReview, policy: Policy) -> dict[str, Any]:
+def strategy_changes(review: StrategyReview, policy: Policy) -> dict[str, Any]:
     """Return the ``Policy`` fields the review changes (empty: nothing to write), for the
     policy store's ``dataclasses.replace``."""
     s = review.state

@@ -23,7 +23,7 @@ from core.ports import DecisionRepo
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.policy_store import PolicyStore
-from core.services.strategy_review import policy_changes, review_input, state_from_policy
+from core.services.strategy_review import review_input, state_from_policy, strategy_changes
 from core.signals.handover import choosable, last_retrains, member_outcomes
 
 
@@ -74,7 +74,7 @@ class StrategyService:
                 record_from_ms=self._record_from_ms,
             )
         )
-        changes = policy_changes(review, policy)
+        changes = strategy_changes(review, policy)
         reasons = tuple(f"{r.kind.value} {r.subject}: {r.reason}" for r in review.recommendations)
         if changes:
             await self._store.apply_strategy(

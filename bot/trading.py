@@ -335,6 +335,7 @@ def build_engine(
         policy=policy,
         exposure=exposure,
         limits=limits.context,
+        order_gate=trading_state.order_gate,
     )
     book = book or RulesBook(settings.market.default_rules())
     exits = ExitExecutor(

@@ -36,6 +36,7 @@ from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange
 from core.services.bus import EventBus
 from core.services.portfolio import AccountView
+from core.services.trading_state import OrderGate
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,12 @@ class ExecutionService:
         policy: Callable[[], Policy],
         exposure: ExposureView,
         limits: LimitsView | None = None,
+        order_gate: OrderGate | None = None,
     ) -> None:
         self._exchange = exchange
+        # Held from the gate check to the venue's answer; a halt takes it to be written, so
+        # no order checked before a halt goes out after it is acknowledged.
+        self._order_gate = order_gate or OrderGate()
         self._bus = bus
         self._clock = clock
         self._state = trading_state
@@ -192,6 +197,12 @@ class ExecutionService:
             stop_price=stop_price,
             liquidation_price=liquidation_price,
         )
+        async with self._order_gate.hold():
+            return await self._check_and_send(request, intent, account)
+
+    async def _check_and_send(
+        self, request: OrderRequest, intent: OrderIntent, account: AccountView | None
+    ) -> Submission:
         verdict = await self.check(intent, account)
         now = self._clock.now_ms()
         if not verdict.allowed:

@@ -10,8 +10,11 @@ still clears what waits for an operator (symbols paused after a failure, ``Symbo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 
 from core.clock import Clock
 from core.domain.enums import TradingState
@@ -22,6 +25,29 @@ from core.redaction import process_redactor
 from core.services.bus import EventBus
 
 log = logging.getLogger(__name__)
+
+
+class OrderGate:
+    """A lock one task may take again while it holds it: an order's gate check may itself halt
+    trading (the daily loss limit), which takes the gate too."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[object] | None = None
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """Hold the gate (at once if this task holds it already)."""
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
 
 
 class TradingStateService:
@@ -36,6 +62,10 @@ class TradingStateService:
         # Why trading failed closed (the database could not be written), until the halt is
         # on disk: then an operator resumes it like any halt.
         self._forced: str | None = None
+        # Held by each order from its gate check to the venue's answer (ExecutionService), and
+        # by a halt or reduce while it is written: an order checked before the halt is sent
+        # before the halt is acknowledged, none after it.
+        self.order_gate = OrderGate()
 
     @property
     def store(self) -> KeyValueRepo:
@@ -128,6 +158,11 @@ class TradingStateService:
         self._forced = None
         return TradingState.HALTED
 
+    async def _write(self, new: TradingState, reason: str) -> None:
+        await self._state.set(StateKey.TRADING_STATE, new.value)
+        await self._state.set(StateKey.TRADING_STATE_REASON, reason)
+        self._current = new
+
     async def reason(self) -> str:
         """Return why the state was last set ("" if never)."""
         return await self._state.get(StateKey.TRADING_STATE_REASON) or ""
@@ -147,9 +182,10 @@ class TradingStateService:
         if new is TradingState.ACTIVE:
             self._resumed = f"{self._clock.now_ms()}:{secrets.token_hex(4)}"  # unique per resume
             await self._state.set(StateKey.RESUMED_MS, self._resumed)
-        await self._state.set(StateKey.TRADING_STATE, new.value)
-        await self._state.set(StateKey.TRADING_STATE_REASON, reason)
-        self._current = new
+            await self._write(new, reason)
+        else:
+            async with self.order_gate.hold():  # the orders being sent go first, none after
+                await self._write(new, reason)
         await self._bus.publish(
             TradingStateChanged(
                 ts_ms=self._clock.now_ms(),

@@ -1,0 +1,93 @@
+"""A halt and the orders in flight: an order whose gate check began before the halt is sent
+before the halt is acknowledged; none is sent after it; a gate check that halts by itself
+(the daily loss limit) does not wait for itself."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal as D
+
+from core.clock import SimClock
+from core.domain.enums import TradingState
+from core.domain.policy import Policy
+from core.services.bus import EventBus
+from core.services.execution import ExecutionService
+from core.services.trading_state import TradingStateService
+from storage.memory import MemoryStorage
+from tests.fakes import quiet_limits
+from tests.unit.services.test_execution import T0_MS, FakeExchange, buy
+
+
+class SlowVenue(FakeExchange):
+    """A venue whose answer to an order waits until released."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.sent_at: list[str] = []  # the trading state when each order reached the venue
+
+    async def create_order(self, request):  # type: ignore[no-untyped-def]
+        self.entered.set()
+        await self.release.wait()
+        return await super().create_order(request)
+
+
+async def test_the_halt_waits_for_the_order_in_flight_and_denies_every_later_one() -> None:
+    clock, bus = SimClock(T0_MS), EventBus()
+    states = TradingStateService(MemoryStorage().state, bus, clock)
+    venue = SlowVenue(balances={"USDT": D(10_000)}, clock=clock)
+
+    async def exposure(symbol: str) -> tuple[D, int, D]:
+        return D(10_000), 0, D(0)
+
+    async def limits(intent, account):  # type: ignore[no-untyped-def]
+        return quiet_limits(clock.now_ms(), D(10_000))
+
+    service = ExecutionService(
+        exchange=venue,
+        bus=bus,
+        clock=clock,
+        trading_state=states.current,
+        policy=Policy,
+        exposure=exposure,
+        limits=limits,
+        order_gate=states.order_gate,
+    )
+    first = asyncio.create_task(service.submit(buy("qt-BTC-1-e", "1"), reference_price=D(100)))
+    await asyncio.wait_for(venue.entered.wait(), 2)  # checked (ACTIVE), now at the venue
+    halting = asyncio.create_task(states.set(TradingState.HALTED, reason="/halt", actor="op"))
+    await asyncio.sleep(0.01)
+    assert not halting.done()  # not acknowledged while an order checked before it is out
+    venue.release.set()
+    assert (await first).order is not None
+    assert await halting is True
+    later = await service.submit(buy("qt-BTC-2-e", "1"), reference_price=D(100))
+    assert later.denied and later.order is None
+    assert [c.args[0].client_order_id for c in venue.calls_to("create_order")] == ["qt-BTC-1-e"]
+
+
+async def test_a_gate_check_that_halts_by_itself_does_not_deadlock() -> None:
+    clock, bus = SimClock(T0_MS), EventBus()
+    states = TradingStateService(MemoryStorage().state, bus, clock)
+    venue = FakeExchange(balances={"USDT": D(10_000)}, clock=clock)
+
+    async def exposure(symbol: str) -> tuple[D, int, D]:
+        return D(10_000), 0, D(0)
+
+    async def limits_that_halt(intent, account):  # type: ignore[no-untyped-def]
+        await states.set(TradingState.HALTED, reason="daily loss", actor="risk")  # inside the gate
+        return None
+
+    service = ExecutionService(
+        exchange=venue,
+        bus=bus,
+        clock=clock,
+        trading_state=states.current,
+        policy=Policy,
+        exposure=exposure,
+        limits=limits_that_halt,
+        order_gate=states.order_gate,
+    )
+    done = await asyncio.wait_for(service.submit(buy(amount="1"), reference_price=D(100)), 2)
+    assert done.denied and await states.current() is TradingState.HALTED

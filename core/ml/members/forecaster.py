@@ -41,7 +41,7 @@ from core.ml.member import (
 from core.ml.members.calibration import Platt
 from core.ml.members.member_file import MEMBER_FILE, MemberFile
 from core.ml.members.openmp import prediction_threads
-from core.ml.members.windows import Float32, Vector, make_windows, target_paths
+from core.ml.members.windows import Float32, Vector, Windows, make_windows, target_paths
 from core.ml.segments import Segment
 
 if TYPE_CHECKING:
@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "weights.pt"
 MIN_CALIBRATION_ROWS = 20
+# Windows through the network in one call when several symbols' rows are predicted together
+# (predict_proba_windows): a close's new rows in one call; whole histories in turn, so a
+# start's full compute of every symbol takes no more memory than one symbol's.
+BATCH_ROWS = 2_048
 # Hyper-parameters of the training, not of the network: a warm start may change them.
 TRAINING_FIELDS = frozenset(
     {"epochs", "warm_epochs", "batch_size", "learning_rate", "weight_decay", "patience"}
@@ -342,15 +346,25 @@ class ForecastMember(ABC, Generic[P]):
         feature_set_hash: str,
     ) -> list[Probabilities]:
         """Return ``predict_proba_from(x, first)`` of each block ``(x, first)`` (several
-        symbols' rows), their windows through the network in one batch: one call instead of
-        one per block (equal up to float32 rounding)."""
+        symbols' rows), their windows through the network together: one call for many small
+        blocks (a new row each) instead of one per block, at most ``BATCH_ROWS`` windows a
+        call, so whole histories (a start, a roll-over) cost the memory they cost one by one
+        (equal up to float32 rounding)."""
         channels = self._channel_indices(columns)
-        made = [
-            make_windows(self._checked(x, columns, feature_set_hash), channels, self.window, first)
-            for x, first in blocks
-        ]
-        if not made:
-            return []
+        out: list[Probabilities] = []
+        made: list[Windows] = []
+        for x, first in blocks:
+            windows = make_windows(
+                self._checked(x, columns, feature_set_hash), channels, self.window, first
+            )
+            if made and sum(len(w.scale) for w in made) + len(windows.scale) > BATCH_ROWS:
+                out += self._probabilities(made)
+                made = []
+            made.append(windows)
+        return out + self._probabilities(made) if made else out
+
+    def _probabilities(self, made: Sequence[Windows]) -> list[Probabilities]:
+        """Return the calibrated P(class 1) of each set of windows, in one network call."""
         forecast = self._forecast_windows(
             self._net,
             np.concatenate([w.inputs for w in made]),

@@ -162,6 +162,8 @@ class TradingProcess:
         if self.brains is not None:
             self.brains.risk.health = self.health.issues  # the Risk Brain scores them
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
+        # the symbols' candles of one close: their signals computed together, off the loop
+        self.market.before_batch(self.engine.before_batch)
         if p.universe is not None:
             p.universe.bind(
                 self.engine, self.bus, p.storage.candles, p.source, self.rules, p.storage.state

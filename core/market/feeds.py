@@ -6,6 +6,11 @@ the injected clock. Missing candles are never filled: each gap is appended to ``
 :class:`~core.domain.events.DataGapDetected` and passed to ``on_gap`` (sync or async) so the app
 can publish it.
 
+Each also says which candles close together: ``feed.batch`` holds every (symbol, candle) of
+the close being yielded (several symbols' candles of one open time), set before the first of
+them is yielded; the market loop hands it to ``before_batch`` hooks (the engine computes their
+signals at once, ``SignalBook.prepare_many``).
+
 * :class:`ReplayFeed` replays stored series (demo, backtest). With ``drive_clock=True`` it
   advances a ``SimClock`` itself instead of waiting for it (backtests run as fast as they can).
 * :class:`PollingFeed` polls ``MarketData.fetch_ohlcv`` (``qt run``) and yields newly closed
@@ -15,6 +20,7 @@ can publish it.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -103,6 +109,7 @@ class ReplayFeed:
             raise ValueError("drive_clock needs a clock with advance_to (SimClock)")
         self._tracker = _GapTracker(clock, on_gap)
         self.gaps = self._tracker.gaps
+        self.batch: tuple[tuple[str, Candle], ...] = ()  # see the module docstring
 
     async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
         """Yield (symbol, candle) once the clock passes each close time; ties by symbol order."""
@@ -123,19 +130,27 @@ class ReplayFeed:
         sym_all = np.concatenate(sym_idx)
         row_all = np.concatenate(rows)
         order = np.lexsort((sym_all, close_all))  # by close time, then symbol order
-        for close_ms, i, row in zip(
+        close_l, sym_l, row_l = (
             close_all[order].tolist(),
             sym_all[order].tolist(),
             row_all[order].tolist(),
-            strict=True,
-        ):
-            await self._wait(close_ms)
-            symbol = symbols[i]
-            series = self._series[symbol]
-            candle = series.candle(row)
-            tf_ms = timeframe_to_ms(series.timeframe)
-            await self._tracker.see(symbol, series.timeframe, tf_ms, candle.ts_ms)
-            yield symbol, candle
+        )
+        k, total = 0, len(close_l)
+        while k < total:
+            end = k + 1
+            while end < total and close_l[end] == close_l[k]:
+                end += 1
+            batch = tuple(
+                (symbols[i], self._series[symbols[i]].candle(row))
+                for i, row in zip(sym_l[k:end], row_l[k:end], strict=True)
+            )
+            for close_ms, (symbol, candle) in zip(close_l[k:end], batch, strict=True):
+                await self._wait(close_ms)
+                self.batch = batch  # the candles closing together (one object per close)
+                timeframe = self._series[symbol].timeframe
+                await self._tracker.see(symbol, timeframe, timeframe_to_ms(timeframe), candle.ts_ms)
+                yield symbol, candle
+            k = end
 
     async def _wait(self, ts_ms: int) -> None:
         if self._drive:
@@ -188,6 +203,7 @@ class PollingFeed:
         self._rng = rng or random.Random()
         self._tracker = _GapTracker(clock, on_gap)
         self.gaps = self._tracker.gaps
+        self.batch: tuple[tuple[str, Candle], ...] = ()  # see the module docstring
 
     async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
         """Yield newly closed (symbol, candle) pairs forever, in open-time then symbol order."""
@@ -215,9 +231,12 @@ class PollingFeed:
                         for j, t in enumerate(series.ts_ms.tolist())
                     )
             batch.sort(key=lambda item: (item[0], item[1]))
-            for _, _, symbol, candle in batch:
-                await self._tracker.see(symbol, self.timeframe, tf_ms, candle.ts_ms)
-                yield symbol, candle
+            for _, same_open in itertools.groupby(batch, key=lambda item: item[0]):
+                together = tuple((symbol, candle) for _, _, symbol, candle in same_open)
+                for symbol, candle in together:
+                    self.batch = together  # the candles closing together (one object)
+                    await self._tracker.see(symbol, self.timeframe, tf_ms, candle.ts_ms)
+                    yield symbol, candle
             await self._pause(next_ms, progressed)
 
     def _follow(self, next_ms: dict[str, int], newest_ms: int, start_ms: int) -> None:

@@ -298,36 +298,60 @@ class EnsembleProvider:
 
     def compute(self, series: CandleSeries) -> EnsembleFrame:
         """Return the signals of every candle of ``series`` (causal)."""
-        n = len(series)
+        return self.compute_many([series])[0]
+
+    def compute_many(self, series_list: Sequence[CandleSeries]) -> list[EnsembleFrame]:
+        """Return what ``compute`` returns for each series (one per symbol), in order, the new
+        rows of all of them sent through each member at once: a candle closing on several
+        symbols (``qt run``) costs one call per member instead of one per symbol and member."""
+        symbols = [s.symbol for s in series_list]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"compute_many takes one history per symbol, was {symbols}")
         names = tuple(dict.fromkeys(m.name for st in self.sets for m in st.members))
-        p_up = np.full(n, np.nan)
-        member_p = np.full((n, len(names)), np.nan)
-        weights = np.zeros((n, len(names)))
-        self.exclusions = {}
-        cache = self._series_cache(series)
-        close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
-        starts = self._set_starts(close_ms, n)
-        for i, st in enumerate(self.sets):
-            lo, hi = starts[i], min(starts[i + 1], n)
-            if lo >= hi:
-                continue
-            chunk = cache.chunks.get(i)
-            if chunk is None or chunk.lo != lo or chunk.hi < hi:
-                first, up, p, w, excluded = self._compute_set(st, cache, lo, hi)
-                at = lo - first
-                chunk = cache.chunks[i] = _Chunk(lo, hi, up[at:], p[at:], w[at:], excluded)
-            # Rows of a set do not depend on where the next one starts (causal): a chunk
-            # computed up to a later row is exact on the rows before it.
-            m = hi - lo
-            cols = [names.index(mb.name) for mb in st.members]
-            p_up[lo:hi] = chunk.p_up[:m]
-            member_p[lo:hi, cols] = chunk.member_p[:m]
-            weights[lo:hi, cols] = chunk.weights[:m]
-            if hi == n:
-                self.exclusions = chunk.excluded
-        self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
-        frame = self._frames[series.symbol] = self._frame(series, p_up, member_p, weights, names)
-        return frame
+        todo: list[tuple[CandleSeries, _SeriesCache, list[int], dict[int, _SetPlan]]] = []
+        for series in series_list:
+            n = len(series)
+            cache = self._series_cache(series)
+            close_ms = series.ts_ms + timeframe_to_ms(series.timeframe) if n else series.ts_ms
+            starts = self._set_starts(close_ms, n)
+            plans: dict[int, _SetPlan] = {}
+            for i, st in enumerate(self.sets):
+                lo, hi = starts[i], min(starts[i + 1], n)
+                chunk = cache.chunks.get(i)
+                if lo < hi and (chunk is None or chunk.lo != lo or chunk.hi < hi):
+                    plans[i] = self._plan_set(st, cache, lo, hi)
+            todo.append((series, cache, starts, plans))
+        _predict_plans([plan for *_, plans in todo for plan in plans.values()])
+        frames = []
+        for series, cache, starts, plans in todo:
+            n = len(series)
+            p_up = np.full(n, np.nan)
+            member_p = np.full((n, len(names)), np.nan)
+            weights = np.zeros((n, len(names)))
+            self.exclusions = {}
+            for i, st in enumerate(self.sets):
+                lo, hi = starts[i], min(starts[i + 1], n)
+                if lo >= hi:
+                    continue
+                if i in plans:
+                    first, up, p, w, excluded = self._finish_set(plans[i])
+                    at = lo - first
+                    cache.chunks[i] = _Chunk(lo, hi, up[at:], p[at:], w[at:], excluded)
+                chunk = cache.chunks[i]
+                # Rows of a set do not depend on where the next one starts (causal): a chunk
+                # computed up to a later row is exact on the rows before it.
+                m = hi - lo
+                cols = [names.index(mb.name) for mb in st.members]
+                p_up[lo:hi] = chunk.p_up[:m]
+                member_p[lo:hi, cols] = chunk.member_p[:m]
+                weights[lo:hi, cols] = chunk.weights[:m]
+                if hi == n:
+                    self.exclusions = chunk.excluded
+            self.exclusions_by_symbol[series.symbol] = dict(self.exclusions)
+            frame = self._frame(series, p_up, member_p, weights, names)
+            self._frames[series.symbol] = frame
+            frames.append(frame)
+        return frames
 
     def _set_starts(self, close_ms: npt.NDArray[np.int64], n: int) -> list[int]:
         """Return each set's first row (the first candle closing after its activation), and n."""
@@ -381,24 +405,21 @@ class EnsembleProvider:
             top_features=tuple(pushes),
         )
 
-    def _compute_set(
-        self, st: MemberSet, cache: _SeriesCache, lo: int, hi: int
-    ) -> tuple[int, FloatArray, FloatArray, FloatArray, dict[str, str]]:
-        """Return the first row rows ``lo..hi-1`` look back on, and P(up), member P(up) and
-        weights of one set on the rows from it to ``hi - 1`` (exact on ``lo..hi-1``).
+    def _plan_set(self, st: MemberSet, cache: _SeriesCache, lo: int, hi: int) -> _SetPlan:
+        """Return what one set computes for rows ``lo..hi-1``: from the first row they look
+        back on, the predictions reused and the rows still to go through each member.
 
         Only those rows are computed (a long history costs each set nothing before them), and
         through the members only those not predicted on the history this one grew from.
         """
         cfg = self.config
-        members, series, fm, labels = st.members, cache.series, cache.features, cache.labels
-        k = len(members)
+        members, series, fm = st.members, cache.series, cache.features
         # What rows lo..hi-1 look back on: the health window, and the out-of-sample rows
         # whose labels weigh the members.
         trained = int(np.searchsorted(series.ts_ms, min(m.trained_until_ms for m in members)))
         first = max(0, min(lo - cfg.health_window + 1, trained))
         rows = np.flatnonzero(fm.valid_rows()[first:hi])  # from ``first`` on, as p's rows
-        p = np.full((hi - first, k), np.nan)
+        p = np.full((hi - first, len(members)), np.nan)
         static: dict[str, str] = {}
         known = cache.predicted.get(id(st))  # the entry keeps st alive: its id is its own
         a = b = 0  # p's rows a..b-1: predicted before
@@ -408,16 +429,34 @@ class EnsembleProvider:
             p[a:b] = known.p[a + first - known.lo : b + first - known.lo]
             rows = rows[(rows < a) | (rows >= b)]
             static = dict(known.static)
-        x = np.asarray(fm.values[first + rows], dtype=np.float64)
+        plan = _SetPlan(st, cache, hi, first, p, rows, static, known, a, b)
         for j, m in enumerate(members):
             reason = self._static_reason(m) or static.get(m.name)
-            if reason is None and len(rows):
-                try:
-                    p[rows, j] = _predict(m.member, fm, x, first + rows)
-                except (QTError, ValueError) as exc:  # FeatureMismatch, DataError: left out
-                    reason = str(exc)
             if reason is not None:
                 static[m.name] = reason
+            elif len(rows):
+                plan.predict.append(j)
+        return plan
+
+    def _finish_set(
+        self, plan: _SetPlan
+    ) -> tuple[int, FloatArray, FloatArray, FloatArray, dict[str, str]]:
+        """Return the first row the plan's rows look back on, and P(up), member P(up) and
+        weights of its set on the rows from it on (exact on ``lo..hi-1``), its members'
+        predictions made (``_predict_plans``)."""
+        cfg = self.config
+        st, cache, hi, first, p, static = (
+            plan.st,
+            plan.cache,
+            plan.hi,
+            plan.first,
+            plan.p,
+            plan.static,
+        )
+        known, a, b = plan.known, plan.a, plan.b
+        members, series, labels = st.members, cache.series, cache.labels
+        for j, m in enumerate(members):
+            if m.name in static:
                 p[:, j] = np.nan
         if known is not None and a == 0:  # the old rows' health stands (it looks back)
             healthy = _trailing_health(p, cfg.health_window, start=b)
@@ -570,6 +609,25 @@ class _Chunk:
     excluded: dict[str, str]
 
 
+@dataclass(slots=True)
+class _SetPlan:
+    """One set's compute on one series (``_plan_set``): its P(up) rows ``first..hi-1`` in
+    ``p``, those predicted before filled in, ``rows`` (of ``p``) still to predict by the
+    members ``predict`` (indices into the set), the members left out and why."""
+
+    st: MemberSet
+    cache: _SeriesCache
+    hi: int
+    first: int
+    p: FloatArray
+    rows: npt.NDArray[np.intp]
+    static: dict[str, str]
+    known: _Predicted | None
+    a: int  # p's rows a..b-1: predicted before
+    b: int
+    predict: list[int] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class _Predicted:
     """The members' P(up), weights and health of one set on rows ``lo..hi-1``, the members
@@ -599,6 +657,82 @@ class _SeriesCache:
     chunks: dict[int, _Chunk] = field(default_factory=dict)
     regimes: npt.NDArray[np.int8] | None = None  # computed on the first explanation
     predicted: dict[int, _Predicted] = field(default_factory=dict)
+
+
+def _predict_plans(plans: Sequence[_SetPlan]) -> None:
+    """Make the plans' predictions, each member once for the rows of every plan it serves in
+    (the same member object: one set, several symbols); a member that refuses a symbol's
+    features is left out of that symbol's plan with the reason (``static``)."""
+    asked: dict[int, list[tuple[_SetPlan, int]]] = {}
+    for plan in plans:
+        for j in plan.predict:
+            asked.setdefault(id(plan.st.members[j].member), []).append((plan, j))
+    for requests in asked.values():
+        member = requests[0][0].st.members[requests[0][1]].member
+        blocks = [
+            (plan.cache.features, _plan_x(plan), plan.first + plan.rows) for plan, _ in requests
+        ]
+        outs: list[FloatArray | Exception]
+        try:
+            outs = list(_predict_many(member, blocks))
+        except (QTError, ValueError):  # one symbol's features refused: each on its own
+            outs = []
+            for fm, x, rows in blocks:
+                try:
+                    outs.append(_predict(member, fm, x, rows))
+                except (QTError, ValueError) as exc:  # FeatureMismatch, DataError: left out
+                    outs.append(exc)
+        for (plan, j), out in zip(requests, outs, strict=True):
+            if isinstance(out, Exception):
+                plan.static[plan.st.members[j].name] = str(out)
+            else:
+                plan.p[plan.rows, j] = out
+
+
+def _plan_x(plan: _SetPlan) -> FloatArray:
+    """Return the features of the rows the plan still predicts."""
+    return np.asarray(plan.cache.features.values[plan.first + plan.rows], dtype=np.float64)
+
+
+def _predict_many(
+    member: Member, blocks: Sequence[tuple[FeatureMatrix, FloatArray, npt.NDArray[np.intp]]]
+) -> list[FloatArray]:
+    """Return ``member``'s P(up) of each block's rows (as ``_predict``), in one call to the
+    member where it allows it: the rows stacked for a member that reads rows on their own
+    (the trees: the same prediction per row), the windows of every block in one batch for a
+    forecaster (``predict_proba_windows``; up to float32 rounding)."""
+    if len(blocks) == 1:
+        return [_predict(member, *blocks[0])]
+    fm = blocks[0][0]
+    if any(b[0].columns != fm.columns or b[0].set_hash != fm.set_hash for b in blocks):
+        return [_predict(member, *b) for b in blocks]
+    context = consecutive_context(member)
+    if context is None:
+        p = member.predict_proba(
+            np.concatenate([x for _, x, _ in blocks]),
+            columns=fm.columns,
+            feature_set_hash=fm.set_hash,
+        )
+        return list(
+            np.split(
+                np.asarray(p, dtype=np.float64), np.cumsum([len(x) for _, x, _ in blocks])[:-1]
+            )
+        )
+    windows = getattr(member, "predict_proba_windows", None)
+    if windows is None:
+        return [_predict(member, *b) for b in blocks]
+    spans = []
+    for f, _, rows in blocks:
+        lo, first, hi = max(0, int(rows[0]) - context), int(rows[0]), int(rows[-1]) + 1
+        spans.append((np.asarray(f.values[lo:hi], dtype=np.float64), first - lo, rows - first))
+    outs = windows(
+        [(values, start) for values, start, _ in spans],
+        columns=fm.columns,
+        feature_set_hash=fm.set_hash,
+    )
+    return [
+        np.asarray(out, dtype=np.float64)[at] for out, (_, _, at) in zip(outs, spans, strict=True)
+    ]
 
 
 def _predict(

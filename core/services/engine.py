@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 
 from core.brains.exit_moves import (
@@ -424,6 +424,24 @@ class Engine:
             await self._save_if_possible()
         except Exception as e:  # noqa: BLE001 - one symbol's bug must not stop the others
             await self._fail_symbol(symbol, candle, e)
+
+    async def before_batch(self, candles: Sequence[tuple[str, Candle]]) -> None:
+        """Compute the signals of several symbols' candles of one close at once, before their
+        cycles run (``MarketService.before_batch``): a running process (offloaded signals)
+        appends them all and prepares them together in one worker-thread call
+        (``SignalBook.prepare_many``); each cycle then finds its frame ready. A batch that
+        fails leaves each cycle to compute its own (a broken symbol fails alone there)."""
+        if not self.signals.offload or len(candles) < 2:
+            return  # a backtest computes in line; one symbol: its cycle prepares it
+        symbols = []
+        for symbol, candle in candles:
+            if candle.ts_ms > self.decided.get(symbol, -1):  # decided before: no signal asked
+                self.signals.append(symbol, self.config.timeframe, candle)
+                symbols.append(symbol)
+        try:
+            await self.signals.prepare_many(symbols)
+        except Exception as e:  # noqa: BLE001 - each cycle computes its own and fails alone
+            log.warning("the signals of %d symbols failed together: %s", len(symbols), e)
 
     async def _fail_symbol(self, symbol: str, candle: Candle, error: Exception) -> None:
         """Fail ``symbol`` closed after an unexpected error in its cycle (``SymbolHealth``): no

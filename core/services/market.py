@@ -11,7 +11,7 @@ only the feed and the venue passed in differ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -61,6 +61,7 @@ class SimulatedVenue(Protocol):
 
 
 CandleHandler = Callable[[str, Candle], Awaitable[None]]
+BatchHandler = Callable[[Sequence[tuple[str, Candle]]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -106,6 +107,7 @@ class MarketService:
         self._funded_until: dict[str, int] = {}  # per symbol: close of the last candle settled
         self._handlers: list[CandleHandler] = []
         self._before_fills: list[CandleHandler] = []
+        self._before_batch: list[BatchHandler] = []
         self.stats = MarketStats()
 
     def on_candle(
@@ -118,13 +120,25 @@ class MarketService:
         if before_fills is not None:
             self._before_fills.append(before_fills)
 
+    def before_batch(self, handler: BatchHandler) -> None:
+        """Call ``handler`` with every candle of one close (several symbols') before the first
+        of them is handled, when the feed says which close together (``feed.batch``): the
+        engine computes all their signals at once, so each symbol's cycle finds its ready."""
+        self._before_batch.append(handler)
+
     async def run(self) -> None:
         """Consume the feed until it ends or the task is cancelled; publish the gaps it finds."""
         gaps_published = 0
+        announced: object = None
         async for symbol, candle in self._feed.candles():
             for gap in self._feed.gaps[gaps_published:]:  # found before this candle was yielded
                 await self._bus.publish(gap)
             gaps_published = len(self._feed.gaps)
+            batch = getattr(self._feed, "batch", None) if self._before_batch else None
+            if batch is not None and batch is not announced:  # the first candle of a close
+                announced = batch
+                for hook in self._before_batch:
+                    await hook(batch)
             await self.process(symbol, candle)
 
     async def process(self, symbol: str, candle: Candle) -> None:

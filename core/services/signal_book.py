@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +31,7 @@ from core.domain.explanations import EntryExplanation
 from core.domain.market import Candle, CandleSeries, concat_series, timeframe_to_ms
 from core.domain.policy import Policy
 from core.signals.base import Signal, SignalFrame, SignalProvider
-from core.signals.handover import explain, use_policy
+from core.signals.handover import compute_many, explain, use_policy
 
 MAX_HISTORY = 5_000  # candles a running process keeps per symbol
 _PREPARE_ATTEMPTS = 3  # computes of one prepare while the provider keeps being replaced
@@ -110,28 +110,43 @@ class SignalBook:
         a worker thread, so the look-ups that follow find them (without: nothing, they
         compute in line). A frame whose provider changed meanwhile (``invalidate``), or of a
         history seeded again meanwhile, is dropped and computed again, in the thread too."""
-        if not self.offload or symbol not in self._books:
+        await self.prepare_many([symbol])
+
+    async def prepare_many(self, symbols: Sequence[str]) -> None:
+        """``prepare`` several symbols at once (a candle closed on each): one worker-thread
+        call computes all their frames (``compute_many``: the ensemble sends the new rows of
+        every symbol through each member in one call) and regimes, the same rules as
+        ``prepare`` for each (a frame computed before an ``invalidate``, or on a history
+        seeded again meanwhile, is dropped and that symbol computed again)."""
+        wanted = [s for s in dict.fromkeys(symbols) if s in self._books]
+        if not self.offload or not wanted:
             return
         await self._computing.acquire()
-        computing: asyncio.Task[tuple[SignalFrame, npt.NDArray[np.int8]]] | None = None
+        computing: asyncio.Task[list[tuple[SignalFrame, npt.NDArray[np.int8]]]] | None = None
         try:
             self._sync_policy()  # here, on the loop: no compute runs meanwhile
             for _ in range(_PREPARE_ATTEMPTS):  # a hand-over every compute: look-ups compute
-                book = self._books.get(symbol)
-                if book is None:
+                todo = []
+                for symbol in wanted:
+                    book = self._books.get(symbol)
+                    if book is None:
+                        continue
+                    self._flush(book)
+                    if book.frame is None or book.regimes is None:
+                        todo.append((symbol, book, book.history))
+                if not todo:
                     return
-                self._flush(book)
-                if book.frame is not None and book.regimes is not None:
-                    return
-                history, generation = book.history, self._generation
-                computing = asyncio.create_task(asyncio.to_thread(self._compute, book, history))
-                frame, regimes = await asyncio.shield(computing)  # cancelled: it runs on
+                generation = self._generation
+                work = [(book, history) for _, book, history in todo]
+                computing = asyncio.create_task(asyncio.to_thread(self._compute_many, work))
+                results = await asyncio.shield(computing)  # cancelled: it runs on
                 computing = None
-                if self._books.get(symbol) is not book or book.history is not history:
-                    continue  # seeded again meanwhile (a universe change)
-                book.regimes = regimes
-                if generation == self._generation:
-                    book.frame = frame
+                for (symbol, book, history), (frame, regimes) in zip(todo, results, strict=True):
+                    if self._books.get(symbol) is not book or book.history is not history:
+                        continue  # seeded again meanwhile (a universe change)
+                    book.regimes = regimes
+                    if generation == self._generation:
+                        book.frame = frame
         finally:
             if computing is not None and not computing.done():
                 # Cancelled (a stop) while the thread runs on: the next compute waits for it,
@@ -145,14 +160,23 @@ class SignalBook:
             orphan.exception()  # nobody awaits it any more: retrieved, not warned about
         self._computing.release()
 
-    def _compute(
-        self, book: _SymbolBook, history: CandleSeries
-    ) -> tuple[SignalFrame, npt.NDArray[np.int8]]:
-        frame = book.frame if book.frame is not None else self.provider.compute(history)
-        regimes = book.regimes
-        if regimes is None:
-            regimes = detect_regimes(history, self.regime_config, book.memo)
-        return frame, regimes
+    def _compute_many(
+        self, work: Sequence[tuple[_SymbolBook, CandleSeries]]
+    ) -> list[tuple[SignalFrame, npt.NDArray[np.int8]]]:
+        """Return each book's frame and regimes of ``history`` (those it holds: reused)."""
+        held = [book.frame for book, _ in work]  # read once: the loop may invalidate meanwhile
+        computed = iter(
+            compute_many(
+                self.provider, [h for f, (_, h) in zip(held, work, strict=True) if f is None]
+            )
+        )
+        out = []
+        for frame, (book, history) in zip(held, work, strict=True):
+            regimes = book.regimes
+            if regimes is None:
+                regimes = detect_regimes(history, self.regime_config, book.memo)
+            out.append((next(computed) if frame is None else frame, regimes))
+        return out
 
     def seed(self, series: CandleSeries) -> None:
         """Replace a symbol's history with ``series`` (warm-up, or a whole backtest series).

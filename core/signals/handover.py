@@ -17,6 +17,16 @@ from core.domain.policy import Policy
 from core.signals.base import SignalFrame, SignalProvider
 
 
+def compute_many(provider: SignalProvider, series: Sequence[CandleSeries]) -> list[SignalFrame]:
+    """Return ``provider.compute`` of each series (one per symbol), in order: at once where
+    the provider batches them (the ensemble: each member once for all the new rows), else
+    one after another."""
+    method = getattr(provider, "compute_many", None)
+    if method is None:
+        return [provider.compute(s) for s in series]
+    return list(method(series))
+
+
 def explain(
     provider: SignalProvider, symbol: str, ts_ms: int, regime: str | None = None
 ) -> EntryExplanation | None:
@@ -84,6 +94,10 @@ class HandOverProvider:
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the serving provider's signals."""
         return self.current.compute(series)
+
+    def compute_many(self, series: Sequence[CandleSeries]) -> list[SignalFrame]:
+        """Return the serving provider's signals of each series (batched where it can)."""
+        return compute_many(self.current, series)
 
     def explain(
         self, symbol: str, ts_ms: int, regime: str | None = None

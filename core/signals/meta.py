@@ -48,6 +48,7 @@ from core.ml.labels import (
 )
 from core.signals.base import SignalFrame, SignalProvider
 from core.signals.handover import (
+    compute_many,
     excluded_members,
     explain,
     last_retrains,
@@ -151,9 +152,20 @@ class MetaStrategy:
 
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the picked candidate's signals on every candle of ``series`` (causal)."""
+        return self._choose(series, [p.compute(series) for p in self.candidates])
+
+    def compute_many(self, series: Sequence[CandleSeries]) -> list[SignalFrame]:
+        """Return ``compute`` of each series (one per symbol), each candidate computing them
+        all at once (the ensemble batches its members' calls)."""
+        by_candidate = [compute_many(p, series) for p in self.candidates]
+        return [
+            self._choose(s, [frames[i] for frames in by_candidate]) for i, s in enumerate(series)
+        ]
+
+    def _choose(self, series: CandleSeries, frames: Sequence[SignalFrame]) -> SignalFrame:
+        """Return the picked candidate's signals, ``frames`` the candidates' on ``series``."""
         cfg = self.config
         n, k = len(series), len(self.candidates)
-        frames = [p.compute(series) for p in self.candidates]
         cache = self._cache.get(series.symbol)
         if cache is None or cache.series is not series:
             # live, each candle a history one longer: only the labels still open again

@@ -41,7 +41,7 @@ from core.ml.member import (
 from core.ml.members.calibration import Platt
 from core.ml.members.member_file import MEMBER_FILE, MemberFile
 from core.ml.members.openmp import prediction_threads
-from core.ml.members.windows import Vector, make_windows, target_paths
+from core.ml.members.windows import Float32, Vector, Windows, make_windows, target_paths
 from core.ml.segments import Segment
 
 if TYPE_CHECKING:
@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "weights.pt"
 MIN_CALIBRATION_ROWS = 20
+# Windows through the network in one call when several symbols' rows are predicted together
+# (predict_proba_windows): a close's new rows in one call; whole histories in turn, so a
+# start's full compute of every symbol takes no more memory than one symbol's.
+BATCH_ROWS = 2_048
 # Hyper-parameters of the training, not of the network: a warm start may change them.
 TRAINING_FIELDS = frozenset(
     {"epochs", "warm_epochs", "batch_size", "learning_rate", "weight_decay", "patience"}
@@ -334,6 +338,42 @@ class ForecastMember(ABC, Generic[P]):
         assert self._calibration is not None  # noqa: S101 - set with the network
         return self._calibration.probability(forecast)
 
+    def predict_proba_windows(
+        self,
+        blocks: Sequence[tuple[npt.ArrayLike, int]],
+        *,
+        columns: Sequence[str],
+        feature_set_hash: str,
+    ) -> list[Probabilities]:
+        """Return ``predict_proba_from(x, first)`` of each block ``(x, first)`` (several
+        symbols' rows), their windows through the network together: one call for many small
+        blocks (a new row each) instead of one per block, at most ``BATCH_ROWS`` windows a
+        call, so whole histories (a start, a roll-over) cost the memory they cost one by one
+        (equal up to float32 rounding)."""
+        channels = self._channel_indices(columns)
+        out: list[Probabilities] = []
+        made: list[Windows] = []
+        for x, first in blocks:
+            windows = make_windows(
+                self._checked(x, columns, feature_set_hash), channels, self.window, first
+            )
+            if made and sum(len(w.scale) for w in made) + len(windows.scale) > BATCH_ROWS:
+                out += self._probabilities(made)
+                made = []
+            made.append(windows)
+        return out + self._probabilities(made) if made else out
+
+    def _probabilities(self, made: Sequence[Windows]) -> list[Probabilities]:
+        """Return the calibrated P(class 1) of each set of windows, in one network call."""
+        forecast = self._forecast_windows(
+            self._net,
+            np.concatenate([w.inputs for w in made]),
+            np.concatenate([w.scale for w in made]),
+        )
+        assert self._calibration is not None  # noqa: S101 - set with the network
+        p = self._calibration.probability(forecast)
+        return list(np.split(p, np.cumsum([len(w.scale) for w in made])[:-1]))
+
     def save(self, folder: Path) -> list[Path]:
         """Write ``weights.pt`` and ``member.json`` into ``folder`` (existing)."""
         if self._net is None or self._features is None or self._calibration is None:
@@ -409,11 +449,14 @@ class ForecastMember(ABC, Generic[P]):
     def _forecast_rows(
         self, net: nn.Module, x: FloatMatrix, channels: list[int], *, first: int = 0
     ) -> Vector:
-        from core.ml.members.torch_train import predict_paths, set_threads
-
         # the rows before ``first`` are context only: neither windowed nor through the network
         windows = make_windows(x, channels, self.window, first)
-        inputs, scale = windows.inputs, windows.scale
+        return self._forecast_windows(net, windows.inputs, windows.scale)
+
+    def _forecast_windows(self, net: nn.Module, inputs: Float32, scale: Vector) -> Vector:
+        """Return the forecasts of normalised windows ``inputs`` in units of ``scale``."""
+        from core.ml.members.torch_train import predict_paths, set_threads
+
         set_threads(prediction_threads(len(inputs), self._params.n_threads))
         paths = predict_paths(net, inputs)
         forecast: Vector = paths[:, -1].astype(np.float64) * scale

@@ -240,3 +240,25 @@ async def test_polling_follows_a_symbols_function_without_replaying_or_gaps() ->
         ("A/USDT", 10),
     ]
     assert feed.gaps == []
+
+
+async def test_each_feed_says_which_candles_close_together() -> None:
+    btc = generate_candles("BTC/USDT", "1h", 6, seed=1, start_ms=T0)
+    eth = drop_rows(generate_candles("ETH/USDT", "1h", 6, seed=2, start_ms=T0), [3])
+    replay = ReplayFeed({"BTC/USDT": btc, "ETH/USDT": eth}, SimClock(T0), drive_clock=True)
+    clock = JumpClock(T0 + 6 * H + 1_000)
+    md = FakeMarketData({"BTC/USDT": btc, "ETH/USDT": eth}, clock)
+    polling = PollingFeed(md, ["BTC/USDT", "ETH/USDT"], "1h", clock, start_ms=T0)
+    for feed, n in ((replay, 11), (polling, 11)):
+        batches = []
+        async with aclosing(feed.candles()) as it:
+            async for symbol, candle in it:
+                assert (symbol, candle) in feed.batch  # the candle is one of its close's
+                assert all(c.ts_ms == candle.ts_ms for _, c in feed.batch)
+                if not batches or feed.batch is not batches[-1]:
+                    batches.append(feed.batch)
+                if sum(map(len, batches)) == n and candle is feed.batch[-1][1]:
+                    break
+        assert [[s for s, _ in b] for b in batches] == [["BTC/USDT", "ETH/USDT"]] * 3 + [
+            ["BTC/USDT"]
+        ] + [["BTC/USDT", "ETH/USDT"]] * 2  # ETH's candle 3 is missing: BTC closes alone

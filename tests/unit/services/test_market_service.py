@@ -51,3 +51,41 @@ async def test_gaps_are_published_before_the_candle_after_them() -> None:
     ]
     [gap] = [e for e in seen if isinstance(e, DataGapDetected)]
     assert (gap.from_ms, gap.to_ms, gap.missing) == (opens[1], opens[2], 2)
+
+
+async def test_before_batch_gets_each_close_s_candles_before_the_first_is_handled() -> None:
+    from collections.abc import Sequence
+
+    from core.domain.market import Candle
+    from core.market.synthetic import generate_candles
+
+    series = {
+        s: generate_candles(s, "1h", 3, seed=i, start_ms=T0) for i, s in enumerate(("A/U", "B/U"))
+    }
+    clock = SimClock(T0)
+    bus = EventBus()
+    seen: list[object] = []
+
+    async def record(event: Event) -> None:
+        if isinstance(event, CandleClosed):
+            seen.append((event.symbol, event.open_ms))
+
+    async def batch(candles: Sequence[tuple[str, Candle]]) -> None:
+        seen.append([(s, c.ts_ms) for s, c in candles])
+
+    bus.subscribe("market.*", record)
+    market = MarketService(
+        feed=ReplayFeed(series, clock, drive_clock=True),
+        clock=clock,
+        candles=None,
+        bus=bus,
+        source="t",
+        timeframe="1h",
+    )
+    market.before_batch(batch)
+    await market.run()
+    expected: list[object] = []
+    for i in range(3):
+        both = [("A/U", T0 + i * HOUR_MS), ("B/U", T0 + i * HOUR_MS)]
+        expected += [both, *both]
+    assert seen == expected

@@ -218,3 +218,86 @@ async def test_without_offload_prepare_computes_nothing() -> None:
     book.seed(series)
     await book.prepare("BTC/USDT")
     assert slow.threads == []  # the backtest's look-ups compute, in line
+
+
+class BatchProvider(SlowProvider):
+    """Slow, and computes several histories at once (as the ensemble does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def compute_many(self, series):  # type: ignore[no-untyped-def]
+        import threading
+        import time
+
+        self.threads.append(threading.get_ident())
+        self.batches.append([s.symbol for s in series])
+        time.sleep(0.2)
+        return [self.inner.compute(s) for s in series]
+
+
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+async def test_prepare_many_computes_the_symbols_in_one_worker_call_equal_to_in_line() -> None:
+    import asyncio
+
+    regime = RegimeConfig(vol_window=12, vol_history=100)
+    series = {s: generate_candles(s, "1h", 300, seed=5 + i) for i, s in enumerate(SYMBOLS)}
+    batch = BatchProvider()
+    live = SignalBook(batch, offload=True, regime=regime)
+    in_line = SignalBook(EmaRsiCross(), regime=regime)
+    for s in SYMBOLS:
+        live.seed(series[s].slice(0, 250))
+        in_line.seed(series[s])
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    for i in range(250, 253):
+        for s in SYMBOLS:
+            live.append(s, "1h", series[s].candle(i))
+        await live.prepare_many([*SYMBOLS, "XRP/USDT"])  # one not held: ignored
+        for s in SYMBOLS:
+            await live.prepare(s)  # what each cycle does next: ready, nothing computed
+            ts = int(series[s].ts_ms[i])
+            a, b = live.signal_at(s, ts), in_line.signal_at(s, ts)
+            assert a is not None and b is not None
+            fields = ("entry", "exit_long", "exit_short", "confidence", "atr")
+            assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+            assert live.regime_at(s, ts) is in_line.regime_at(s, ts)
+    ticker.cancel()
+    assert batch.batches == [list(SYMBOLS)] * 3  # one call a candle, all three symbols
+    assert batch.main not in batch.threads and ticks >= 30  # in a worker, the loop ran on
+
+
+async def test_prepare_many_computes_again_what_an_invalidate_made_stale() -> None:
+    import asyncio
+
+    regime = RegimeConfig(vol_window=12, vol_history=100)
+    batch = BatchProvider()
+    book = SignalBook(batch, offload=True, regime=regime)
+    for i, s in enumerate(SYMBOLS):
+        book.seed(generate_candles(s, "1h", 300, seed=5 + i))
+    preparing = asyncio.create_task(book.prepare_many(SYMBOLS))
+    await asyncio.sleep(0.05)
+    book.invalidate()  # a hand-over while the old provider computes
+    await preparing
+    assert batch.batches == [list(SYMBOLS)] * 2  # all again, in the thread
+    for s in SYMBOLS:
+        assert book.frame(s) is not None
+    assert len(batch.threads) == 2 and batch.main not in batch.threads
+
+
+async def test_without_offload_prepare_many_computes_nothing() -> None:
+    batch = BatchProvider()
+    book = SignalBook(batch, regime=RegimeConfig(vol_window=12, vol_history=100))
+    book.seed(generate_candles("BTC/USDT", "1h", 300, seed=5))
+    await book.prepare_many(["BTC/USDT"])
+    assert batch.threads == [] and batch.batches == []

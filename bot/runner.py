@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from bot.app import TradingProcess
 from bot.chat.console_front import ConsoleCommands
+from bot.chat.dispatch import Dispatcher
 from bot.chat.wiring import build_dispatcher
 from bot.console import StatusConsole
 
@@ -37,7 +38,9 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
-    process.front_ends.append(ConsoleCommands(build_dispatcher(process), console=console))
+    dispatcher = build_dispatcher(process)  # one for every front end: one set of confirmations
+    process.front_ends.append(ConsoleCommands(dispatcher, console=console))
+    _add_discord(process, dispatcher)
     reason = "error"
     try:
         await process.start()
@@ -49,6 +52,20 @@ async def run_process(
             _ignore_from_now_on(loop, installed)
     console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
     return reason
+
+
+def _add_discord(process: TradingProcess, dispatcher: Dispatcher) -> None:
+    """Serve Discord too when its token is set (and push alerts to its channel, if set)."""
+    chat = process.parts.settings.chat
+    if not chat.discord_token.get_secret_value():
+        return
+    # Imported only when used: discord.py is not loaded by every qt command.
+    from bot.discord_front import discord_front
+
+    front = discord_front(chat, dispatcher)
+    process.front_ends.append(front)
+    if front.pushes:
+        process.push_targets.append(front)
 
 
 def _ignore_from_now_on(loop: asyncio.AbstractEventLoop, signals: list[signal.Signals]) -> None:

@@ -548,6 +548,17 @@ class ChatSettings(Section):
     users: dict[str, Literal["viewer", "operator", "admin"]] = Field(default_factory=dict)
     confirm_ttl_s: float = Field(default=60.0, gt=0, le=3600)  # a confirmation expires
     refusal_every_s: float = Field(default=3600.0, ge=0)  # one refusal per unknown user per
+    # --- Discord (bot/discord_front): where its slash commands live and its alerts go.
+    # A server (guild) id: the slash commands appear there at once (else globally, which
+    # Discord takes up to an hour to show). Empty: global.
+    discord_guild_id: int | None = Field(default=None, gt=0)
+    # The channel push alerts are posted to. Empty: Discord serves commands, pushes nothing.
+    discord_channel_id: int | None = Field(default=None, gt=0)
+
+    @field_validator("discord_guild_id", "discord_channel_id", mode="before")
+    @classmethod
+    def _empty_discord_id_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("users")
     @classmethod

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.brains import build_brains, policy_store
+from bot.chat.dispatch import Dispatcher
+from bot.chat.notifier import Notifier
 from bot.chat.push import PushTarget
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
@@ -156,10 +158,15 @@ class TradingProcess:
             strategy_review=None if self.brains is None else self.brains.strategy.review,
             assess_every_s=p.settings.brains.assess_every_minutes * 60.0,
             policy_refresh=self.policy.refresh if self.brains is None else self.brains.adopt,
+            daily_report=self._daily_report,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
-        self.push_targets: list[PushTarget] = []  # the front ends alerts are pushed through
+        # Chat front ends that push alerts on their own (bot.chat.push); the notifier and the
+        # command dispatcher are attached by the runner (bot.chat.wiring.attach_chat).
+        self.push_targets: list[PushTarget] = []
+        self.notifier: Notifier | None = None
+        self.commands: Dispatcher | None = None
         # Started after the front ends (which then show what they say) and process.started,
         # before the feed: the demo's ensemble training.
         self.services: list[Component] = []
@@ -171,6 +178,16 @@ class TradingProcess:
 
     async def _count(self, _event: Event) -> None:
         self.events_seen += 1
+
+    async def _daily_report(self) -> str:
+        """Push the daily summary to the chats (the ``daily_report`` job)."""
+        if self.notifier is None or self.commands is None or not self.notifier.lanes:
+            return ""  # no chat to push to: nothing to audit
+        from bot.chat.reports import daily_report
+
+        reply = await daily_report(self.commands.core)
+        sent = await self.notifier.report(reply)
+        return f"daily report queued for {sent} chat(s)"
 
     async def start(self) -> None:
         """Start every component in dependency order, then begin consuming the feed."""

@@ -13,7 +13,7 @@ from rich.markup import escape
 from bot.app import TradingProcess
 from bot.chat.console_front import ConsoleCommands
 from bot.chat.dispatch import Dispatcher
-from bot.chat.wiring import build_dispatcher
+from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
 
 
@@ -38,7 +38,7 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
-    dispatcher = build_dispatcher(process)  # one for every front end: one set of confirmations
+    dispatcher = attach_chat(process)
     process.front_ends.append(ConsoleCommands(dispatcher, console=console))
     _add_discord(process, dispatcher)
     reason = "error"

@@ -42,6 +42,8 @@ class JobContext:
     policy_refresh: Callable[[], Awaitable[bool]] | None = None
     # The Strategy Brain's review (core.services.strategy_service); None: brains off.
     strategy_review: Callable[[], Awaitable[str]] | None = None
+    # Pushes the daily summary to the chat front ends (bot.chat); None: none configured.
+    daily_report: Callable[[], Awaitable[str]] | None = None
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -162,6 +164,17 @@ async def review_strategies(ctx: JobContext) -> str:
     return await ctx.strategy_review()
 
 
+async def send_daily_report(ctx: JobContext) -> str:
+    """Push the day's summary and equity chart to the operators' chats."""
+    if ctx.daily_report is None:
+        return "no chat front end"
+    return await ctx.daily_report()
+
+
+def _reports(ctx: JobContext) -> bool:
+    return ctx.daily_report is not None
+
+
 def _reviews_strategies(ctx: JobContext) -> bool:
     return ctx.strategy_review is not None
 
@@ -228,5 +241,12 @@ JOBS: tuple[JobSpec, ...] = (
         target=refresh_policy,
         applies=_has_policy_store,
         description="adopt a policy an operator set from another process (qt mode set)",
+    ),
+    JobSpec(
+        job_id="daily_report",
+        every_market_s=24 * 3600,
+        target=send_daily_report,
+        applies=_reports,
+        description="push the daily summary (P&L, trades, risk, mode, equity chart) to chat",
     ),
 )

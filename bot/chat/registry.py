@@ -8,6 +8,7 @@ command's usage, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -163,6 +164,41 @@ async def _not_running(what: str) -> Reply:
     return Reply(what, ok=False)
 
 
+CHART_DAYS = 30  # /chart equity|drawdown: the last month
+CHART_CANDLES = 500  # /chart SYMBOL: its newest candles
+
+
+def _parse_chart(words: Sequence[str]) -> dict[str, Any]:
+    if len(words) > 1:
+        raise UsageError("one of equity, drawdown or a symbol like BTC/USDT")
+    what = words[0] if words else "equity"
+    if what.lower() in ("equity", "drawdown"):
+        return {"what": what.lower()}
+    return {"what": "symbol", "symbol": _word(what).upper()}
+
+
+async def _chart(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Reply:
+    from bot.chat.charts import drawdown_of, line_png  # matplotlib: only when asked
+
+    if a["what"] == "symbol":
+        held = core.closes(a["symbol"], CHART_CANDLES)
+        if held is None:
+            return Reply(f"no candles of {a['symbol']} held", ok=False)
+        ts, close = held
+        png = await asyncio.to_thread(line_png, a["symbol"], ts, close, "close")
+        return Reply(f"{a['symbol']}: the newest {len(ts)} candles", photo=png)
+    points = await core.equity_history(CHART_DAYS)
+    if len(points) < 2:
+        return Reply("no equity history yet (a snapshot every market hour)", ok=False)
+    ts = [p.ts_ms for p in points]
+    equity = [float(p.equity) for p in points]
+    if a["what"] == "drawdown":
+        png = await asyncio.to_thread(line_png, "drawdown (%)", ts, drawdown_of(equity), "%")
+        return Reply(f"drawdown, the last {CHART_DAYS} days", photo=png)
+    png = await asyncio.to_thread(line_png, "equity", ts, equity, core.s.quote)
+    return Reply(f"equity, the last {CHART_DAYS} days: {equity[-1]:,.2f}", photo=png)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("help", "list the commands you may run", Role.VIEWER, lambda c, u, a: _help(u)),
     Command("whoami", "your user id and role here", Role.VIEWER, lambda c, u, a: _whoami(u)),
@@ -247,6 +283,14 @@ COMMANDS: tuple[Command, ...] = (
         parser=_parse_mode,
         confirm=lambda a: a.get("mode") in _LOUD_MODES,
         usage_text="/mode [MODE|auto] [for 4h] [reason]",
+    ),
+    Command(
+        "chart",
+        "a chart: equity (default), drawdown, or a symbol's closes",
+        Role.VIEWER,
+        _chart,
+        parser=_parse_chart,
+        usage_text="/chart [equity|drawdown|SYMBOL]",
     ),
     Command(
         "retrain",

@@ -86,12 +86,14 @@ def review_input(
     providers: Sequence[str] = (),
     last_retrain_ms: Mapping[str, int | None] | None = None,
     default_provider: str = "",
+    record_from_ms: int | None = None,
 ) -> StrategyReviewInput:
     """Return the brain's input. ``predictions``: member -> its resolved predictions;
     ``match_ms``: how long after a prediction's candle opened a trade's entry may fill and be
     its trade (two candles is right for the engine's fill at the next open);
     ``default_provider``: the provider of trades that recorded none (stored before providers
-    were). Bad input raises ``DataError`` from the input's checks."""
+    were); ``record_from_ms``: since when ``trades`` is complete (None: always). Bad input
+    raises ``DataError`` from the input's checks."""
     if default_provider:
         trades = [
             t if t.provider else dataclasses.replace(t, provider=default_provider) for t in trades
@@ -112,6 +114,7 @@ def review_input(
         providers=tuple(providers),
         current=current or StrategyState(),
         config=config or StrategyReviewConfig(),
+        record_from_ms=record_from_ms,
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from bot.chat.dispatch import Access, Dispatcher
+from bot.chat.notifier import Notifier
 from bot.chat.push import PushTarget
 from bot.chat.registry import COMMANDS
 from bot.discord_front import DiscordFront
@@ -23,6 +24,7 @@ from bot.discord_front.front import QuantumClient
 from bot.runner import _add_discord
 from core.clock import SimClock
 from core.config import load_settings
+from core.domain.events import TradingStateChanged
 from core.errors import TemporaryError
 from core.services.bus import EventBus
 from core.services.commands import Reply
@@ -254,3 +256,37 @@ async def test_a_refused_token_on_the_real_client_is_logged_and_retried(
         await runner.cleanup()
     assert seen == ["Bot revoked"]
     assert "the token was refused" in caplog.text
+
+
+async def test_the_notifier_pushes_through_discord_and_outlasts_a_429() -> None:
+    """The real notifier with the Discord front end as its target: a 429 from Discord is
+    retried after a backoff (no real waiting) and the alert arrives."""
+    channel = FakeChannel(fail=http_error(429))
+    client = FakeClient(None, channel)
+    front = DiscordFront(
+        dispatcher(),
+        token="t",
+        channel_id=7,
+        client_factory=lambda: client,  # type: ignore[arg-type, return-value]
+    )
+    bus, slept = EventBus(), list[float]()
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+        channel.fail = None  # Discord's limit has passed
+        await asyncio.sleep(0)
+
+    notifier = Notifier(bus, [front], sleep=sleep, wall=lambda: 0.0)
+    await front.start()
+    await notifier.start()
+    await bus.publish(
+        TradingStateChanged(ts_ms=2, previous="active", current="halted", reason="/halt", actor="x")
+    )
+    for _ in range(200):
+        if channel.posted:
+            break
+        await asyncio.sleep(0)
+    await notifier.stop()
+    await front.stop()
+    [posted] = channel.posted
+    assert "halted" in posted["content"].lower() and slept

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from bot.app import TradingProcess
 from bot.chat.console_front import ConsoleCommands
+from bot.chat.dispatch import Dispatcher
 from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
 
@@ -39,6 +40,7 @@ async def run_process(
     process.front_ends.append(StatusConsole(process, console=console))
     dispatcher = attach_chat(process)
     process.front_ends.append(ConsoleCommands(dispatcher, console=console))
+    _add_discord(process, dispatcher)
     reason = "error"
     try:
         await process.start()
@@ -50,6 +52,20 @@ async def run_process(
             _ignore_from_now_on(loop, installed)
     console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
     return reason
+
+
+def _add_discord(process: TradingProcess, dispatcher: Dispatcher) -> None:
+    """Serve Discord too when its token is set (and push alerts to its channel, if set)."""
+    chat = process.parts.settings.chat
+    if not chat.discord_token.get_secret_value():
+        return
+    # Imported only when used: discord.py is not loaded by every qt command.
+    from bot.discord_front import discord_front
+
+    front = discord_front(chat, dispatcher)
+    process.front_ends.append(front)
+    if front.pushes:
+        process.push_targets.append(front)
 
 
 def _ignore_from_now_on(loop: asyncio.AbstractEventLoop, signals: list[signal.Signals]) -> None:

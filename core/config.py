@@ -553,6 +553,17 @@ class ChatSettings(Section):
     # fill, trade, risk, mode, state, alert, models, error, process.
     alerts: dict[str, Literal["loud", "silent", "off"]] = Field(default_factory=dict)
     push_interval_s: float = Field(default=1.0, ge=0.05, le=600)  # per target: one message per
+    # --- Discord (bot/discord_front): where its slash commands live and its alerts go.
+    # A server (guild) id: the slash commands appear there at once (else globally, which
+    # Discord takes up to an hour to show). Empty: global.
+    discord_guild_id: int | None = Field(default=None, gt=0)
+    # The channel push alerts are posted to. Empty: Discord serves commands, pushes nothing.
+    discord_channel_id: int | None = Field(default=None, gt=0)
+
+    @field_validator("discord_guild_id", "discord_channel_id", mode="before")
+    @classmethod
+    def _empty_discord_id_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("users")
     @classmethod

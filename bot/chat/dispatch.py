@@ -90,6 +90,11 @@ class Dispatcher:
         self._refused: dict[tuple[str, str], float] = {}  # caller -> when last told
         self._pending: dict[str, _Pending] = {}  # token -> what waits for its confirmation
 
+    @property
+    def confirm_ttl_s(self) -> float:
+        """Return how long a confirmation waits (a front end's buttons live as long)."""
+        return self._ttl_s
+
     async def handle(self, caller: Caller, text: str) -> Reply | None:
         """Answer one message; None: say nothing (an unknown user already told)."""
         name, words = split(text[:MAX_TEXT]) if len(text) <= MAX_TEXT else ("", [])

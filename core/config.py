@@ -550,7 +550,7 @@ class ChatSettings(Section):
     confirm_ttl_s: float = Field(default=60.0, gt=0, le=3600)  # a confirmation expires
     refusal_every_s: float = Field(default=3600.0, ge=0)  # one refusal per unknown user per
     # Push alerts, JSON kind -> loud | silent | off over the defaults (bot/chat/render.py):
-    # fill, trade, risk, mode, state, alert, models, error, process.
+    # fill, trade, risk, mode, state, alert, models, error, process, report.
     alerts: dict[str, Literal["loud", "silent", "off"]] = Field(default_factory=dict)
     push_interval_s: float = Field(default=1.0, ge=0.05, le=600)  # per target: one message per
     # --- Discord (bot/discord_front): where its slash commands live and its alerts go.
@@ -580,7 +580,10 @@ class ChatSettings(Section):
     @field_validator("alerts")
     @classmethod
     def _known_kinds(cls, alerts: dict[str, str]) -> dict[str, str]:
-        kinds = ("fill", "trade", "risk", "mode", "state", "alert", "models", "error", "process")
+        kinds = (
+            "fill", "trade", "risk", "mode", "state", "alert", "models", "error", "process",
+            "report",
+        )  # fmt: skip
         unknown = sorted(set(alerts) - set(kinds))
         if unknown:
             raise ValueError(f"unknown alert kind(s) {unknown}: one of {', '.join(kinds)}")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import signal
 import sys
 import threading
 from typing import TextIO
@@ -21,7 +24,19 @@ from bot.chat.dispatch import Dispatcher
 from bot.chat.registry import Caller
 from core.services.commands import Reply
 
+log = logging.getLogger(__name__)
+
 CONSOLE = Caller(platform="console", user_id="local", name="console")
+
+
+def _may_read(stdin: TextIO) -> bool:
+    """Return whether reading ``stdin`` is safe: not a terminal, or one we are in front of."""
+    try:
+        if not stdin.isatty():
+            return True
+        return os.tcgetpgrp(stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class ConsoleCommands:
@@ -38,7 +53,14 @@ class ConsoleCommands:
         self._waiting: str | None = None  # a confirmation token the next line answers
 
     async def start(self) -> None:
-        """Begin reading commands."""
+        """Begin reading commands (not from a terminal the process is in the background of:
+        reading it would stop the whole process, SIGTTIN)."""
+        if not _may_read(self._stdin):
+            log.info("console commands off: stdin is a terminal this process is not in front of")
+            return
+        with contextlib.suppress(ValueError, OSError, AttributeError):  # not the main thread
+            # Sent to the background later (Ctrl-Z, bg): a read fails instead of stopping us.
+            signal.signal(signal.SIGTTIN, signal.SIG_IGN)
         loop = asyncio.get_running_loop()
         reader = threading.Thread(target=self._read, args=(loop,), name="console-commands")
         reader.daemon = True
@@ -62,6 +84,12 @@ class ConsoleCommands:
     async def handle(self, text: str) -> Reply | None:
         """Answer one typed line (a command, or y/N to a confirmation asked)."""
         reply: Reply | None
+        if self._waiting is not None and text.startswith("/"):
+            # A command typed at the prompt (a /halt!) is not an answer: it drops the prompt.
+            token, self._waiting = self._waiting, None
+            dropped = await self._dispatcher.confirm(CONSOLE, token, False)
+            if dropped is not None:
+                self._show(dropped)
         if self._waiting is not None:
             token, self._waiting = self._waiting, None
             reply = await self._dispatcher.confirm(CONSOLE, token, text.lower() in ("y", "yes"))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chat.registry import BY_NAME, Caller, Command, Role, UsageError, parse
+from bot.chat.registry import BY_NAME, Caller, Command, Role, Run, UsageError, parse
 from core.clock import Clock
 from core.domain.events import CommandHandled
 from core.services.bus import EventBus
@@ -87,7 +87,8 @@ class Dispatcher:
         self._wall = wall
         self._ttl_s = confirm_ttl_s
         self._refusal_s = refusal_every_s
-        self._refused: dict[tuple[str, str], float] = {}  # caller -> when last told
+        # unknown caller -> when last told, and how many messages since
+        self._refused: dict[tuple[str, str], tuple[float, int]] = {}
         self._pending: dict[str, _Pending] = {}  # token -> what waits for its confirmation
 
     @property
@@ -100,8 +101,7 @@ class Dispatcher:
         name, words = split(text[:MAX_TEXT]) if len(text) <= MAX_TEXT else ("", [])
         role = self.access.role_of(caller)
         if role is None:
-            await self._audit(caller, name or "-", "refused")
-            return self._refusal(caller)
+            return await self._refuse(caller, name or "-")
         caller = dataclasses.replace(caller, role=role)
         command = BY_NAME.get(name)
         if command is None:
@@ -120,19 +120,26 @@ class Dispatcher:
             await self._audit(caller, name, "usage", str(e))
             return Reply(f"usage: {command.usage}", (str(e),), ok=False)
         if command.confirm(args):
+            first = None
+            if command.before_confirm is not None:  # what must not wait for the answer
+                first = await self._run(caller, command, args, "ok", command.before_confirm)
             token = secrets.token_hex(6)
             self._drop_expired()
             self._pending[token] = _Pending(caller, command, args, self._wall() + self._ttl_s)
             await self._audit(caller, name, "confirm")
+            done = () if first is None else (f"done at once: {first.title}",)
             return Reply(
                 f"confirm {' '.join(['/' + name, *words])[:200]}?",
-                (f"it expires in {self._ttl_s:.0f} s",),
+                (*done, f"it expires in {self._ttl_s:.0f} s"),
                 confirm=token,
             )
         return await self._run(caller, command, args, "ok")
 
-    async def confirm(self, caller: Caller, token: str, yes: bool = True) -> Reply:
-        """Run (``yes``) or drop what waits for ``token``; only its asker can, in time."""
+    async def confirm(self, caller: Caller, token: str, yes: bool = True) -> Reply | None:
+        """Run (``yes``) or drop what waits for ``token``; only its asker can, in time.
+        None: say nothing (an unknown user, told already)."""
+        if self.access.role_of(caller) is None:
+            return await self._refuse(caller, "confirm")
         pending = self._pending.get(token)
         if pending is None or (pending.caller.platform, pending.caller.user_id) != (
             caller.platform,
@@ -152,10 +159,15 @@ class Dispatcher:
         return await self._run(pending.caller, pending.command, pending.args, "confirmed")
 
     async def _run(
-        self, caller: Caller, command: Command, args: Mapping[str, Any], outcome: str
+        self,
+        caller: Caller,
+        command: Command,
+        args: Mapping[str, Any],
+        outcome: str,
+        run: Run | None = None,
     ) -> Reply:
         try:
-            reply = await command.run(self.core, caller, args)
+            reply = await (run or command.run)(self.core, caller, args)
         except Exception as e:
             log.exception("/%s by %s failed", command.name, caller.actor)
             await self._audit(caller, command.name, "failed", f"{type(e).__name__}: {e}")
@@ -163,14 +175,20 @@ class Dispatcher:
         await self._audit(caller, command.name, outcome if reply.ok else "failed", reply.title)
         return reply
 
-    def _refusal(self, caller: Caller) -> Reply | None:
+    async def _refuse(self, caller: Caller, command: str) -> Reply | None:
+        """Refuse an unknown user: once per ``refusal_every_s`` a polite line and an audit row
+        (counting what was sent since); otherwise nothing, so a flood writes nothing."""
         key, now = (caller.platform, caller.user_id), self._wall()
         last = self._refused.get(key)
-        if last is not None and now - last < self._refusal_s:
+        if last is not None and now - last[0] < self._refusal_s:
+            self._refused[key] = (last[0], last[1] + 1)
             return None
         if len(self._refused) >= MAX_REMEMBERED:
             self._refused.clear()  # at worst some hear the refusal once more
-        self._refused[key] = now
+        unheard = 0 if last is None else last[1]
+        self._refused[key] = (now, 0)
+        detail = f"{unheard} more message(s) since the last refusal" if unheard else ""
+        await self._audit(caller, command, "refused", detail)
         return Reply(REFUSAL, ok=False)
 
     def _drop_expired(self) -> None:

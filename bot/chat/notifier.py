@@ -65,6 +65,9 @@ class Notifier:
         max_chars: int = 3_500,
         max_backlog: int = 500,
         max_backoff_s: float = 300.0,
+        push_timeout_s: float = 30.0,
+        max_attempts: int = 8,
+        drain_s: float = 2.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         wall: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -76,6 +79,9 @@ class Notifier:
         self._max_chars = max_chars
         self._max_backlog = max_backlog
         self._max_backoff_s = max_backoff_s
+        self._push_timeout_s = push_timeout_s  # a target that hangs fails, like one that raises
+        self._max_attempts = max_attempts  # then the batch is given up (logged): the rest goes
+        self._drain_s = drain_s  # at stop: what waits is sent for this long
         self._sleep = sleep
         self._wall = wall
         self._renderer = Renderer()
@@ -110,10 +116,14 @@ class Notifier:
             lane.wake.set()
 
     async def report(self, reply: Reply) -> int:
-        """Queue a scheduled report (loud, with its chart) on every lane; return how many."""
+        """Queue a scheduled report (with its chart, loud unless set otherwise) on every lane;
+        return how many (0: none, or reports are off)."""
+        loudness = self._loudness.get("report", "loud")
+        if loudness == "off":
+            return 0
         push = Push("report", reply.text())
         for lane in self._lanes:
-            lane.pending.append(_Item(push, silent=False, photo=reply.photo))
+            lane.pending.append(_Item(push, silent=loudness == "silent", photo=reply.photo))
             lane.wake.set()
         return len(self._lanes)
 
@@ -129,7 +139,7 @@ class Notifier:
         lane.pending.insert(0, summary)
 
     async def _run(self, lane: _Lane) -> None:
-        backoff = 0.0
+        backoff, attempts = 0.0, 0
         while True:
             if not lane.pending:
                 lane.wake.clear()
@@ -140,16 +150,25 @@ class Notifier:
                 if wait > 0:
                     await self._sleep(wait)  # meanwhile more arrives: one message for all
             batch = self._take(lane)
-            text = "\n".join(_line(i) for i in batch)
-            silent = all(i.silent for i in batch)
             try:
-                await lane.target.push(text, silent=silent, photo=batch[0].photo)
-            except asyncio.CancelledError:
-                lane.pending[:0] = batch
-                raise
+                await self._send(lane, batch)
             except Exception as e:  # noqa: BLE001 - any failure of a front end: retry later
-                lane.pending[:0] = batch  # first in line again: nothing lost
+                attempts += 1
                 lane.failures += 1
+                if attempts >= self._max_attempts:
+                    # The same batch failing every time (a 400 "too long"): not the chat's
+                    # outage but this message; the ones behind it (a HALT) must still go.
+                    log.error(
+                        "push to %s gave up after %d tries (%s: %s): %s",
+                        lane.target.name,
+                        attempts,
+                        type(e).__name__,
+                        e,
+                        "; ".join(_line(i) for i in batch)[:300],
+                    )
+                    backoff, attempts = 0.0, 0
+                    continue
+                lane.pending[:0] = batch  # first in line again: nothing lost
                 backoff = min(self._max_backoff_s, max(1.0, backoff * 2))
                 log.warning(
                     "push to %s failed (%s: %s); retrying in %.0f s",
@@ -160,9 +179,26 @@ class Notifier:
                 )
                 await self._sleep(backoff)
                 continue
-            backoff = 0.0
+            backoff, attempts = 0.0, 0
             lane.sent += 1
             lane.last_sent_s = self._wall()
+
+    async def _send(self, lane: _Lane, batch: list[_Item]) -> None:
+        """Push one batch; a target that hangs past the timeout, or raises CancelledError
+        while this lane is not being stopped, has failed (raised as an ordinary error)."""
+        text = "\n".join(_line(i) for i in batch)
+        silent = all(i.silent for i in batch)
+        try:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow our own cancel when
+            # the push finishes at the same moment, and the stop would wait for ever.
+            async with asyncio.timeout(self._push_timeout_s):
+                await lane.target.push(text, silent=silent, photo=batch[0].photo)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                lane.pending[:0] = batch  # our own stop: kept for the drain
+                raise
+            raise ConnectionError("the push was cancelled by the front end") from None
 
     def _take(self, lane: _Lane) -> list[_Item]:
         """Take the oldest messages that fit one message."""
@@ -178,17 +214,30 @@ class Notifier:
         return out
 
     async def stop(self) -> None:
-        """Stop the lanes (what is still waiting is logged, not sent)."""
+        """Send what waits for up to ``drain_s`` (one try each lane), then stop the lanes."""
         for lane in self._lanes:
             if lane.task is not None:
                 lane.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await lane.task
                 lane.task = None
+
+        async def drain(lane: _Lane) -> None:
+            while lane.pending:
+                batch = self._take(lane)
+                try:
+                    await self._send(lane, batch)
+                except Exception:  # noqa: BLE001 - shutting down: one try, then logged
+                    lane.pending[:0] = batch
+                    return
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._drain_s):
+                await asyncio.gather(*(drain(lane) for lane in self._lanes))
+        for lane in self._lanes:
             if lane.pending:
-                log.warning(
-                    "%d push message(s) to %s not sent", len(lane.pending), lane.target.name
-                )
+                name, n = lane.target.name, len(lane.pending)
+                log.warning("%d push message(s) to %s not sent", n, name)
 
 
 def _line(item: _Item) -> str:

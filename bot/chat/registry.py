@@ -34,7 +34,7 @@ class UsageError(ValueError):
 
 
 def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIST:
         raise UsageError(f"a count from 1 to {MAX_LIST}, received {text!r}")
     return int(text)
 
@@ -88,6 +88,9 @@ class Command:
     parser: Callable[[Sequence[str]], dict[str, Any]] | None = None
     usage_text: str = ""
     confirms: str = ""  # when it asks for a confirmation, in words (the help table's)
+    # Runs at once when a confirmation is asked (the part that must not wait: /halt flatten
+    # halts now and asks only about the flatten).
+    before_confirm: Run | None = None
 
     @property
     def usage(self) -> str:
@@ -117,7 +120,6 @@ def parse(command: Command, words: Sequence[str]) -> dict[str, Any]:
 
 
 _MODE_NAMES = {m.value.lower(): m for m in Mode}
-_LOUD_MODES = (Mode.EXPANSION, Mode.EMERGENCY)  # more risk, or everything stops: confirm
 
 
 def _parse_mode(words: Sequence[str]) -> dict[str, Any]:
@@ -268,7 +270,8 @@ COMMANDS: tuple[Command, ...] = (
         parser=_parse_halt,
         confirm=lambda a: bool(a.get("flatten")),
         usage_text="/halt [flatten]",
-        confirms="flatten",
+        confirms="flatten (the halt itself at once)",
+        before_confirm=lambda c, u, a: c.halt(u.actor),
     ),
     Command(
         "resume",
@@ -284,9 +287,9 @@ COMMANDS: tuple[Command, ...] = (
         Role.OPERATOR,
         _mode,
         parser=_parse_mode,
-        confirm=lambda a: a.get("mode") in _LOUD_MODES,
+        confirm=lambda a: bool(a),  # any change: out of EMERGENCY, into EXPANSION, auto...
         usage_text="/mode [MODE|auto] [for 4h] [reason]",
-        confirms="EXPANSION, EMERGENCY",
+        confirms="a change (showing: never)",
     ),
     Command(
         "chart",
@@ -328,10 +331,7 @@ async def _whoami(caller: Caller) -> Reply:
 def markdown_table() -> str:
     """Return the command table as README markdown (a test keeps the README in sync)."""
     rows = ["| command | role | confirms | what |", "|---|---|---|---|"]
-    confirms = {"halt": "with flatten", "resume": "yes", "mode": "EXPANSION, EMERGENCY"}
     for c in COMMANDS:
         usage = c.usage.replace("|", "\\|")
-        rows.append(
-            f"| `{usage}` | {c.role.name.lower()} | {confirms.get(c.name, '')} | {c.summary} |"
-        )
+        rows.append(f"| `{usage}` | {c.role.name.lower()} | {c.confirms} | {c.summary} |")
     return "\n".join(rows)

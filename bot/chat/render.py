@@ -39,6 +39,7 @@ ALERT_KINDS: dict[str, str] = {
     "models": "silent",  # the provider or its models changed (a retrain, a hand-over)
     "error": "loud",  # a symbol failed, an order rejected, a data gap
     "process": "silent",  # started / stopped
+    "report": "loud",  # the daily report
 }
 LOUDNESS = ("loud", "silent", "off")
 

@@ -36,6 +36,7 @@ def build_dispatcher(process: TradingProcess) -> Dispatcher:
         else (lambda: (brains.risk.latest, brains.risk.latest_ms)),
         models=lambda: _models(process),
         health_latest=lambda: process.health.latest,
+        brains=brains,
     )
     users = {CONSOLE_USER: "admin", **settings.chat.users}
     return Dispatcher(

@@ -50,7 +50,8 @@ class ConfirmView(discord.ui.View):
                 # The asker's press settles the token either way: no more buttons.
                 self.stop()
                 await interaction.response.edit_message(view=None)
-            await send_reply(interaction, reply)  # someone else's: refused, to them only
+            if reply is not None:  # None: an unknown user, told already
+                await send_reply(interaction, reply)  # someone else's: refused, to them only
         except discord.HTTPException as e:
             log.warning("discord: the answer to a button press was not sent: %s", e)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from core.brains.risk import RiskAssessment
 from core.services.ceo_service import CeoService
@@ -46,6 +47,18 @@ class Brains:
                 self.risk.latest, self.risk.latest_ms, previous=before, act_on_assessment=False
             )
             return True
+
+    async def manual(self, write: Callable[[], Awaitable[object]]) -> None:
+        """Run ``write`` (an operator's manual mode stored, or cleared) between two cycles,
+        then let the CEO recombine it with the latest assessment's actions at once, as an
+        adoption does: a cycle running meanwhile cannot write over it, and the manual mode
+        never loosens what the Risk Brain enforces."""
+        async with self._one_at_a_time:
+            before = self.store.current().mode
+            await write()
+            await self.ceo.review(
+                self.risk.latest, self.risk.latest_ms, previous=before, act_on_assessment=False
+            )
 
     async def cycle(self) -> str:
         """Assess, decide, act; return a one-line summary for the audit trail."""

@@ -27,9 +27,11 @@ from core.domain.enums import Mode, TradingState
 from core.domain.events import ModeChanged
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
+from core.errors import StorageUnavailable
 from core.ports import Exchange, StateKey, Storage
+from core.services.brains import Brains
 from core.services.bus import EventBus
-from core.services.ceo_service import manual_levers
+from core.services.ceo_service import manual_levers, parse_manual
 from core.services.engine import Engine
 from core.services.health import HealthReport
 from core.services.open_trade import OpenTrade
@@ -37,21 +39,28 @@ from core.services.policy_store import PolicyStore
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
 
+BRAINS_OFF = (
+    "the brains are off (QT__BRAINS__ENABLED=false): there is no mode to set; /halt and "
+    "/resume still work"
+)
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 _UNITS_MS = {"m": 60_000, "h": HOUR_MS, "d": DAY_MS}
 MAX_MANUAL_MS = 365 * DAY_MS
+MIN_MANUAL_MS = 60_000
 
 
 def duration_ms(value: str) -> int:
     """Parse ``30m``, ``4h`` or ``2d`` into milliseconds (> 0, at most a year); raise
     ``ValueError`` with the accepted form otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", value)
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([mhd])\s*", value)
     if match is None or float(match.group(1)) <= 0:
         raise ValueError(
             f"a duration is a number and m, h or d, like 30m, 4h or 2d; received {value!r}"
         )
     ms = round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    if ms < MIN_MANUAL_MS:
+        raise ValueError(f"at least 1m, received {value!r}")
     if ms > MAX_MANUAL_MS:
         raise ValueError(f"at most 365d, received {value!r} (until unset: leave it out)")
     return ms
@@ -103,6 +112,7 @@ class CommandServices:
     # What trades now: the provider's name and its members' versions (none: a baseline).
     models: Callable[[], Sequence[str]] = tuple
     health_latest: Callable[[], HealthReport | None] | None = None
+    brains: Brains | None = None  # None: the brains are off (no mode to set)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -263,9 +273,10 @@ class CommandCore:
         """Why the bot entered a trade (by symbol or trade id; None: the newest open one)."""
         trades = list(self.s.engine.trades.values())
         if trade is not None:
-            trades = [t for t in trades if trade in (t.symbol, t.trade_id)]
+            wanted = trade.upper()
+            trades = [t for t in trades if wanted in (t.symbol.upper(), t.trade_id.upper())]
         if not trades:
-            return Reply(f"no open trade {trade or ''}".rstrip(), ok=False)
+            return Reply(f"no open trade {trade or ''}".rstrip())
         t = max(trades, key=lambda t: t.decided_ms)
         lines = [
             f"decided on the candle of {when(t.decided_ms)} UTC with confidence "
@@ -314,11 +325,16 @@ class CommandCore:
 
     async def halt(self, actor: str, flatten: bool = False) -> Reply:
         """Persist HALTED (new exposure stops now; waiting entries are canceled); with
-        ``flatten`` also close every position at market."""
-        changed = await self.s.trading_state.set(
-            TradingState.HALTED, reason=f"/halt by {actor}", actor=actor
-        )
+        ``flatten`` also close every position at market. A database that refuses the write
+        halts in memory at once (``fail_closed``), written as soon as it can be."""
+        why = f"/halt by {actor}"
         lines = ["no new exposure; stops and exits at market still go; waiting entries canceled"]
+        try:
+            changed = await self.s.trading_state.set(TradingState.HALTED, reason=why, actor=actor)
+        except StorageUnavailable as e:
+            await self.s.trading_state.fail_closed(f"{why}; the database refused it: {e}")
+            changed = True
+            lines.append(f"held in memory: the database refused the write ({e}); kept retrying")
         if flatten:
             closed = await self.s.engine.reduce_exposure(0.0, f"/halt flatten by {actor}")
             lines.append(f"closing at market: {', '.join(closed) or 'nothing held'}")
@@ -338,40 +354,45 @@ class CommandCore:
     async def mode(
         self, actor: str, mode: Mode | None = None, for_ms: int | None = None, reason: str = ""
     ) -> Reply:
-        """Show the mode, or set it by hand (optionally for ``for_ms``; "auto": clear it)."""
-        policy = self.s.policy.current()
+        """Show the mode, or set it by hand (optionally for ``for_ms``) between two brains
+        cycles, recombined with the Risk Brain's actions at once (never looser than they)."""
+        s = self.s
+        policy = s.policy.current()
         if mode is None:
-            manual = await self.s.storage.state.get(StateKey.MANUAL_MODE)
-            held = json.loads(manual) if manual else None
-            line = (
-                "the CEO Brain decides"
-                if not held
-                else (f"manual, by {held.get('actor', '?')} until {when(held.get('until_ms'))}")
-            )
+            manual = parse_manual(await s.storage.state.get(StateKey.MANUAL_MODE))
+            if manual is None or not manual.active(s.clock.now_ms()):
+                line = "the CEO Brain decides"
+            else:
+                line = f"manual, by {manual.actor} until {when(manual.until_ms)}"
             return Reply(f"mode {policy.mode.value} (policy v{policy.version})", (line,))
-        event = await set_manual_mode(
-            self.s.storage,
-            self.s.policy,
-            self.s.clock,
-            mode,
-            for_ms,
-            reason or "no reason given",
-            actor,
-        )
-        await self.s.bus.publish(event)
+        if s.brains is None:
+            return Reply(BRAINS_OFF, ok=False)
+
+        async def write() -> None:
+            await set_manual_mode(
+                s.storage, s.policy, s.clock, mode, for_ms, reason or "no reason given", actor
+            )
+
+        await s.brains.manual(write)  # the CEO announces the change (ModeChanged)
         until = "" if for_ms is None else f" for {for_ms // 60_000} min"
+        now = s.policy.current()
         return Reply(
-            f"mode {event.current}{until} (manual, by {actor})",
-            (f"policy v{self.s.policy.current().version}; the Risk Brain's actions still hold",),
+            f"mode {now.mode.value}{until} (manual, by {actor})",
+            (f"policy v{now.version}, trading {now.state.value}; the Risk Brain's actions hold",),
         )
 
     async def clear_mode(self, actor: str) -> Reply:
         """Hand the mode back to the CEO Brain."""
         s = self.s
-        await s.bus.publish(
-            await clear_manual_mode(s.storage, s.policy, s.clock, "/mode auto", actor)
-        )
-        return Reply("mode: the CEO Brain decides again from its next review", (f"by {actor}",))
+        if s.brains is None:
+            return Reply(BRAINS_OFF, ok=False)
+
+        async def write() -> None:
+            await s.storage.state.set(StateKey.MANUAL_MODE, "")
+
+        await s.brains.manual(write)
+        now = s.policy.current()
+        return Reply(f"mode {now.mode.value}: the CEO Brain decides again", (f"by {actor}",))
 
     # --- inside --------------------------------------------------------------------------
 

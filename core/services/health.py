@@ -3,9 +3,9 @@ reachability, the models' age, the event loop's lag, the database's writability,
 
 ``check_health`` is pure (one frozen ``HealthInput`` in, one ``HealthReport`` out); the
 ``HealthMonitor`` gathers the input every minute (the ``health`` job), keeps the latest report
-for ``/health``, publishes an ``AlertRaised`` when a check turns bad (and when it is fine
-again), and hands the bad ones to the Risk Brain as an input of its score (its "health"
-component, which the CEO's mode follows).
+for ``/health``, publishes an ``AlertRaised`` when a check has turned bad (two runs in a row,
+and again when it is fine two runs in a row), and hands the bad ones to the Risk Brain as an
+input of its score (its "health" component, which the CEO's mode follows).
 
 Thresholds: a symbol's newest candle older than ``stale_candles`` candles is bad (the Risk
 Brain's own rule: 3); a venue call that fails or takes over ``venue_timeout_s`` is bad; the
@@ -33,6 +33,7 @@ from core.services.bus import EventBus
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+ALERT_AFTER_RUNS = 2  # a check must be bad (or fine again) this many runs in a row to alert
 
 
 class Status(StrEnum):
@@ -140,6 +141,12 @@ def check_health(inp: HealthInput) -> HealthReport:
     return HealthReport(inp.now_ms, tuple(checks))
 
 
+def _error_text(e: BaseException) -> str:
+    """Return ``Type: message`` (the type alone when the message is empty: a timeout)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def _grade(warn: bool, bad: bool) -> Status:
     return Status.BAD if bad else Status.WARN if warn else Status.OK
 
@@ -210,7 +217,8 @@ class HealthMonitor:
         self.config = config or HealthConfig()
         self._wall = wall
         self.latest: HealthReport | None = None
-        self._bad: set[str] = set()  # names of the checks bad at the last run
+        self._bad: set[str] = set()  # names of the checks alerted bad (not fine again since)
+        self._runs: dict[str, int] = {}  # per check: runs in a row on the other side of _bad
 
     def issues(self) -> tuple[str, ...]:
         """Return the bad checks of the latest report (the Risk Brain's input)."""
@@ -235,12 +243,21 @@ class HealthMonitor:
             )
         )
         self.latest = report
+        # Two runs in a row before an alert either way: a check that flips every minute
+        # (a flaky venue) says so once, not sixty times an hour.
         bad = {c.name: c for c in report.checks if c.status is Status.BAD}
-        for name in sorted(bad.keys() - self._bad):
-            await self._alert("critical", f"health: {name} is bad", bad[name].detail)
-        for name in sorted(self._bad - bad.keys()):
-            await self._alert("warning", f"health: {name} is fine again", "")
-        self._bad = set(bad)
+        for name in sorted(set(bad) | self._bad | set(self._runs)):
+            flipped = (name in bad) != (name in self._bad)
+            self._runs[name] = self._runs.get(name, 0) + 1 if flipped else 0
+            if self._runs[name] < ALERT_AFTER_RUNS:
+                continue
+            self._runs[name] = 0
+            if name in bad:
+                self._bad.add(name)
+                await self._alert("critical", f"health: {name} is bad", bad[name].detail)
+            else:
+                self._bad.discard(name)
+                await self._alert("warning", f"health: {name} is fine again", "ok twice in a row")
         return report
 
     async def _probe_venue(self) -> tuple[str | None, float | None]:
@@ -248,9 +265,10 @@ class HealthMonitor:
             return None, None
         started = self._wall()
         try:
-            await asyncio.wait_for(self._s.venue_probe(), self.config.venue_timeout_s)
+            async with asyncio.timeout(self.config.venue_timeout_s):
+                await self._s.venue_probe()
         except Exception as e:  # noqa: BLE001 - any failure is the verdict
-            return f"{type(e).__name__}: {e}" or "failed", self._wall() - started
+            return _error_text(e), self._wall() - started
         return "", self._wall() - started
 
     async def _probe_database(self, now_ms: int) -> str | None:
@@ -259,7 +277,7 @@ class HealthMonitor:
         try:
             await self._s.state.set(StateKey.HEALTH_PROBE, str(now_ms))
         except Exception as e:  # noqa: BLE001 - any failure is the verdict
-            return f"{type(e).__name__}: {e}" or "failed"
+            return _error_text(e)
         return ""
 
     def _disk_free_mb(self) -> float | None:

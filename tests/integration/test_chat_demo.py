@@ -96,7 +96,9 @@ async def test_commands_drive_the_running_demo_and_pushes_reach_the_chat(
         assert (
             done.title == "ACTIVE" and await process.trading_state.current() is TradingState.ACTIVE
         )
-        mode = await dispatcher.handle(ADMIN, "/mode preservation for 2d calm down")
+        ask = await dispatcher.handle(ADMIN, "/mode preservation for 2d calm down")
+        assert ask is not None and ask.confirm is not None
+        mode = await dispatcher.confirm(ADMIN, ask.confirm)
         assert mode is not None and mode.ok and process.policy.current().mode is Mode.PRESERVATION
         assert "(manual" in mode.title
         for text in ("/risk", "/positions", "/trades 3", "/profit", "/daily 2", "/balance",

@@ -87,7 +87,15 @@ async def test_an_unknown_user_is_refused_once_and_nothing_runs() -> None:
     wall.t += 3601
     assert await d.handle(STRANGER, "/status") is not None  # an hour later: once more
     assert core.ran == []
-    assert [(e.user_id, e.outcome) for e in seen] == [("666", "refused")] * 3
+    # audited when told: a flood of strangers' messages writes no row each
+    assert [(e.user_id, e.outcome, e.detail) for e in seen] == [  # type: ignore[attr-defined]
+        ("666", "refused", ""),
+        ("666", "refused", "1 more message(s) since the last refusal"),
+    ]
+    for _ in range(500):
+        await d.handle(STRANGER, "/status")
+        assert await d.confirm(STRANGER, "whatever") is None
+    assert len(seen) == 2
 
 
 async def test_roles_limit_the_commands_and_help_lists_only_the_allowed() -> None:
@@ -124,33 +132,39 @@ async def test_a_bad_argument_gets_the_usage_never_a_traceback() -> None:
     assert {e.outcome for e in seen} == {"usage", "unknown"}
 
 
-async def test_halt_runs_at_once_flatten_and_loud_modes_wait_for_the_asker() -> None:
+async def test_halt_runs_at_once_flatten_and_mode_changes_wait_for_the_asker() -> None:
     d, core, seen, wall = dispatcher()
     reply = await d.handle(ADMIN, "/halt")
     assert reply is not None and reply.title == "halt" and reply.confirm is None
     assert core.ran == [("halt", ("telegram:1 (ann)", False))]
+    # flatten halts at once (that must not wait for a tap) and asks about the flatten only
     ask = await d.handle(ADMIN, "/halt flatten")
-    assert ask is not None and ask.confirm is not None and len(core.ran) == 1
+    assert ask is not None and ask.confirm is not None and "done at once: halt" in ask.lines
+    assert core.ran[-1] == ("halt", ("telegram:1 (ann)",)) and len(core.ran) == 2
     # someone else cannot confirm it (a viewer, or an unknown user pressing the button)
     for other in (VIEWER, STRANGER):
         assert not (await d.confirm(other, ask.confirm)).ok
     done = await d.confirm(ADMIN, ask.confirm)
     assert done.title == "halt" and core.ran[-1] == ("halt", ("telegram:1 (ann)", True))
     again = await d.confirm(ADMIN, ask.confirm)  # once only
-    assert not again.ok and len(core.ran) == 2
-    # EXPANSION asks; PRESERVATION does not; an answer after the TTL runs nothing
+    assert not again.ok and len(core.ran) == 3
+    # every mode change asks (showing the mode does not); an answer after the TTL runs nothing
     ask = await d.handle(ADMIN, "/mode expansion for 4h calm market")
     assert ask is not None and ask.confirm is not None
     wall.t += 61
     late = await d.confirm(ADMIN, ask.confirm)
-    assert "expired" in late.title and len(core.ran) == 2
-    assert await d.handle(ADMIN, "/mode preservation") is not None
+    assert "expired" in late.title and len(core.ran) == 3
+    shown = await d.handle(ADMIN, "/mode")
+    assert shown is not None and shown.confirm is None and core.ran[-1][0] == "mode"
+    ask = await d.handle(ADMIN, "/mode preservation")
+    assert ask is not None and ask.confirm is not None
+    await d.confirm(ADMIN, ask.confirm)
     assert core.ran[-1] == ("mode", ("telegram:1 (ann)", Mode.PRESERVATION, None, ""))
     declined = await d.handle(ADMIN, "/resume")
     assert declined is not None and declined.confirm is not None
     assert (await d.confirm(ADMIN, declined.confirm, yes=False)).title == "/resume not done"
     outcomes = [e.outcome for e in seen]
-    assert outcomes.count("confirmed") == 1 and "expired" in outcomes and "declined" in outcomes
+    assert outcomes.count("confirmed") == 2 and "expired" in outcomes and "declined" in outcomes
 
 
 async def test_a_failing_command_answers_one_line_and_is_audited() -> None:

@@ -115,14 +115,23 @@ async def test_the_monitor_alerts_on_a_change_and_feeds_the_risk_brain(tmp_path:
     assert (await monitor.check()).status is Status.OK and monitor.issues() == () and not seen
     venue.down = True
     await monitor.check()
+    assert monitor.issues() == ("venue: ConnectionError: venue unreachable",)  # scored at once
+    assert not seen  # one bad run: no alert yet (a blip)
+    await monitor.check()
     await monitor.check()  # still down: one alert, not one a minute
     assert [(e.severity, e.title) for e in seen] == [("critical", "health: venue is bad")]  # type: ignore[attr-defined]
-    assert monitor.issues() == ("venue: ConnectionError: venue unreachable",)
     venue.down = False
     clock.advance_to(NOW + 5 * HOUR_MS)  # and the candles stopped coming
     await monitor.check()
+    await monitor.check()
     titles = [e.title for e in seen]  # type: ignore[attr-defined]
     assert titles[1:] == ["health: data BTC/USDT is bad", "health: venue is fine again"]
+    # a check flipping every run alerts nothing more
+    closes["BTC/USDT"] = NOW + 5 * HOUR_MS
+    for k in range(10):
+        venue.down = k % 2 == 0
+        await monitor.check()
+    assert [e.title for e in seen][3:] == ["health: data BTC/USDT is fine again"]  # type: ignore[attr-defined]
 
 
 async def test_the_risk_brain_scores_the_bad_checks() -> None:

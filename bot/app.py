@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.brains import build_brains, policy_store
+from bot.chat.push import PushTarget
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
 from bot.universe_live import LiveUniverse
@@ -158,6 +159,8 @@ class TradingProcess:
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
+        # The front ends that can send unasked (Telegram, Discord): where push alerts go.
+        self.push_targets: list[PushTarget] = []
         # Started after the front ends (which then show what they say) and process.started,
         # before the feed: the demo's ensemble training.
         self.services: list[Component] = []

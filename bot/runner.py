@@ -14,6 +14,7 @@ from bot.app import TradingProcess
 from bot.chat.console_front import ConsoleCommands
 from bot.chat.wiring import build_dispatcher
 from bot.console import StatusConsole
+from bot.telegram.front import telegram_front
 
 
 async def run_process(
@@ -37,7 +38,12 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
-    process.front_ends.append(ConsoleCommands(build_dispatcher(process), console=console))
+    dispatcher = build_dispatcher(process)  # one for every front end: one allowlist, one audit
+    process.front_ends.append(ConsoleCommands(dispatcher, console=console))
+    telegram = telegram_front(process.parts.settings.chat, dispatcher)
+    if telegram is not None:
+        process.front_ends.append(telegram)
+        process.push_targets.append(telegram)
     reason = "error"
     try:
         await process.start()

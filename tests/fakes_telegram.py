@@ -10,6 +10,7 @@ first (a 429 flood limit, a 500, a 401 refused token). PTB posts form-encoded, m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -52,6 +53,7 @@ class FakeBotApi:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.errors: dict[str, list[tuple[int, dict[str, Any]]]] = {}  # method -> answers first
+        self.delays_s: dict[str, float] = {}  # method -> how long it takes to answer
         self.served_at: dict[int, float] = {}  # update id -> when getUpdates returned it
         self._queued: list[dict[str, Any]] = []
         self._arrived = asyncio.Condition()
@@ -60,6 +62,7 @@ class FakeBotApi:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._closing = False
+        self._closed = asyncio.Event()
 
     @property
     def base_url(self) -> str:
@@ -81,6 +84,7 @@ class FakeBotApi:
         async with self._arrived:  # a long poll still waiting answers now, not at its timeout
             self._closing = True
             self._arrived.notify_all()
+        self._closed.set()
         await self._runner.cleanup()
 
     # --- scripting ------------------------------------------------------------------------
@@ -122,6 +126,9 @@ class FakeBotApi:
         method = request.match_info["method"]
         params = await _params(request)
         self.calls.append(Call(method, params))
+        if method in self.delays_s:  # cut short when the server closes
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self.delays_s[method])
         scripted = self.errors.get(method)
         if scripted:
             status, body = scripted.pop(0)

@@ -124,6 +124,9 @@ class TelegramFront:
             app = self._build()
             try:
                 await self._bring_up(app)
+            except asyncio.CancelledError:  # stopped while connecting: close what opened
+                await self._tear_down(app)
+                raise
             except InvalidToken:
                 log.error(
                     "telegram refused the bot token (revoked or mistyped: "
@@ -215,9 +218,20 @@ class TelegramFront:
         text = message.text or message.caption or ""
         if for_another_bot(text, context.bot.username):
             return  # /status@OtherBot in a group: not ours
-        reply = await self._dispatcher.handle(caller_of(user), text)
-        if reply is not None:
-            await self._send(context.bot, message.chat_id, reply, reply_to=message.message_id)
+        caller = caller_of(user)
+        reply = await self._dispatcher.handle(caller, text)
+        if reply is None:
+            return
+        if self._dispatcher.access.role_of(caller) is None:
+            # As often as the refusal itself: how an owner finds the id to allowlist.
+            log.info(
+                "telegram: refused user %s (@%s); to allow: QT__CHAT__USERS "
+                '\'{"telegram:%s": "admin"}\'',
+                caller.user_id,
+                caller.name or "-",
+                caller.user_id,
+            )
+        await self._send(context.bot, message.chat_id, reply, reply_to=message.message_id)
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

@@ -5,6 +5,7 @@ strangers refused once, flood limits and failures survived, push alerts."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -158,7 +159,10 @@ async def test_a_photo_reply_is_sent_as_a_photo() -> None:
         assert r.api.of("sendMessage") == []
 
 
-async def test_an_unknown_user_is_refused_once_and_nothing_runs() -> None:
+async def test_an_unknown_user_is_refused_once_and_nothing_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.telegram.front")
     async with rig() as r:
         await connected(r)
         await r.api.send(message(STRANGER, "/halt"))
@@ -167,6 +171,7 @@ async def test_an_unknown_user_is_refused_once_and_nothing_runs() -> None:
         await r.api.wait_for("sendMessage", 2)
         assert r.api.texts() == [REFUSAL, "status\nall is well"]
         assert await r.storage.state.get(StateKey.TRADING_STATE) is None
+        assert caplog.text.count(f"refused user {STRANGER}") == 1  # how an owner finds an id
 
 
 async def test_a_flood_limit_on_a_reply_is_waited_out_and_the_next_goes() -> None:
@@ -216,6 +221,15 @@ async def test_a_network_failure_at_start_is_retried_until_connected() -> None:
         r.api.errors["getMe"] = [failure(502, "Bad Gateway"), failure(500, "down")]
         await connected(r)
         assert len(r.api.of("getMe")) == 3
+
+
+async def test_a_stop_while_connecting_returns_at_once() -> None:
+    async with rig() as r:
+        r.api.delays_s["getMe"] = 30.0  # a Bot API that hangs
+        await r.api.wait_for("getMe")
+        started = time.monotonic()
+        await r.front.stop()
+        assert time.monotonic() - started < 2 and not r.front.connected.is_set()
 
 
 async def test_push_goes_to_every_chat_silently_and_a_flood_limit_raises() -> None:

@@ -207,7 +207,11 @@ class TelegramFront:
 
     @staticmethod
     async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.warning("telegram: handling an update failed: %r", context.error)
+        error = context.error
+        if isinstance(error, TelegramError):  # the network or the API: one line
+            log.warning("telegram: answering an update failed: %r", error)
+        else:  # ours: the traceback is needed
+            log.error("telegram: handling an update failed", exc_info=error)
 
     # --- inbound ------------------------------------------------------------------------
 

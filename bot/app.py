@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.brains import build_brains, policy_store
+from bot.chat.dispatch import Dispatcher
+from bot.chat.notifier import Notifier
 from bot.chat.push import PushTarget
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
@@ -28,10 +30,12 @@ from core.market.rules_book import RulesBook
 from core.market.stored import load_checked
 from core.ports import Exchange, Storage
 from core.services.bus import EventBus
+from core.services.health import HealthMonitor, HealthSources, LoopLagProbe, Status
 from core.services.market import MarketService, SimulatedVenue
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
+from core.signals.handover import last_retrains
 from jobs.registry import JOBS, JobContext
 from jobs.scheduler import JobScheduler
 
@@ -140,6 +144,23 @@ class TradingProcess:
             bus=self.bus,
             clock=p.clock,
         )
+        self.lag = LoopLagProbe()
+        self.health = HealthMonitor(
+            HealthSources(
+                symbols=self._watched_symbols,
+                last_close_ms=self.engine.signals.last_close_ms,
+                venue_probe=p.exchange.fetch_balances,
+                trained_until_ms=lambda: last_retrains(self.engine.signals.provider),
+                lag=self.lag,
+                state=p.storage.state,
+                data_dir=p.settings.app.data_dir,
+            ),
+            bus=self.bus,
+            clock=p.clock,
+            candle_ms=timeframe_to_ms(p.settings.trading.timeframe),
+        )
+        if self.brains is not None:
+            self.brains.risk.health = self.health.issues  # the Risk Brain scores them
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         if p.universe is not None:
             p.universe.bind(
@@ -155,12 +176,18 @@ class TradingProcess:
             brains_cycle=None if self.brains is None else self.brains.cycle,
             strategy_review=None if self.brains is None else self.brains.strategy.review,
             assess_every_s=p.settings.brains.assess_every_minutes * 60.0,
+            review_every_s=p.settings.brains.review_every_hours * 3600.0,
             policy_refresh=self.policy.refresh if self.brains is None else self.brains.adopt,
+            daily_report=self._daily_report,
+            health_check=self._health_check,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
-        # The front ends that can send unasked (Telegram, Discord): where push alerts go.
+        # Chat front ends that push alerts on their own (bot.chat.push); the notifier and the
+        # command dispatcher are attached by the runner (bot.chat.wiring.attach_chat).
         self.push_targets: list[PushTarget] = []
+        self.notifier: Notifier | None = None
+        self.commands: Dispatcher | None = None
         # Started after the front ends (which then show what they say) and process.started,
         # before the feed: the demo's ensemble training.
         self.services: list[Component] = []
@@ -172,6 +199,36 @@ class TradingProcess:
 
     async def _count(self, _event: Event) -> None:
         self.events_seen += 1
+
+    def _watched_symbols(self) -> tuple[str, ...]:
+        """Return the symbols whose data must be fresh: the universe's now, else the list."""
+        universe = self.engine.universe
+        if universe is not None and universe.started:
+            return universe.current
+        return tuple(self.parts.settings.trading.symbols)
+
+    async def _health_check(self) -> str:
+        """Check the health (the ``health`` job); say something only when not all is well."""
+        before = self.health.latest
+        report = await self.health.check()
+        if report.status is Status.OK and (before is None or before.status is Status.OK):
+            return ""  # every minute: the audit trail keeps what matters
+        wrong = [
+            f"{c.name} {c.status.value}: {c.detail}"
+            for c in report.checks
+            if c.status is not Status.OK
+        ]
+        return f"health {report.status.value}" + (f": {'; '.join(wrong)}" if wrong else "")
+
+    async def _daily_report(self) -> str:
+        """Push the daily summary to the chats (the ``daily_report`` job)."""
+        if self.notifier is None or self.commands is None or not self.notifier.lanes:
+            return ""  # no chat to push to: nothing to audit
+        from bot.chat.reports import daily_report
+
+        reply = await daily_report(self.commands.core)
+        sent = await self.notifier.report(reply)
+        return f"daily report queued for {sent} chat(s)"
 
     async def start(self) -> None:
         """Start every component in dependency order, then begin consuming the feed."""
@@ -185,6 +242,7 @@ class TradingProcess:
         await self.rules.start(warmup if candles is None else candles)
         await self._start(self.engine)  # restores open trades against the exchange
         await self.trading_state.current()
+        await self._start(self.lag)
         await self._start(self.scheduler)
         for front in self.front_ends:
             await self._start_front_end(front)

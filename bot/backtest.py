@@ -275,6 +275,7 @@ def _simulated_jobs(
         brains_cycle=None if brains is None else brains.cycle,
         strategy_review=None if brains is None else brains.strategy.review,
         assess_every_s=settings.brains.assess_every_minutes * 60.0,
+        review_every_s=settings.brains.review_every_hours * 3600.0,
     )
     due = SimulatedJobs(specs, ctx, bus=bus, clock=clock, start_ms=clock.now_ms())
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from bot.app import TradingProcess
 from bot.chat.console_front import ConsoleCommands
-from bot.chat.wiring import build_dispatcher
+from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
 from bot.telegram.front import telegram_front
 
@@ -38,12 +38,12 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
-    dispatcher = build_dispatcher(process)  # one for every front end: one allowlist, one audit
+    dispatcher = attach_chat(process)  # one for every front end: one allowlist, one audit
     process.front_ends.append(ConsoleCommands(dispatcher, console=console))
     telegram = telegram_front(process.parts.settings.chat, dispatcher)
     if telegram is not None:
         process.front_ends.append(telegram)
-        process.push_targets.append(telegram)
+        process.push_targets.append(telegram)  # the notifier pushes to it once connected
     reason = "error"
     try:
         await process.start()

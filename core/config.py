@@ -369,6 +369,7 @@ class BrainSettings(Section):
 
     enabled: bool = True
     assess_every_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    review_every_hours: float = Field(default=24.0, ge=1, le=24 * 30)  # the Strategy Brain
     var_limit_pct: Decimal = Field(default=Decimal(8), gt=0, lt=100)  # daily VaR 99 %
     es_limit_pct: Decimal = Field(default=Decimal(12), gt=0, lt=100)  # daily ES 99 %
     ladder: list[DrawdownTierSettings] = Field(default_factory=_default_ladder)
@@ -548,6 +549,10 @@ class ChatSettings(Section):
     users: dict[str, Literal["viewer", "operator", "admin"]] = Field(default_factory=dict)
     confirm_ttl_s: float = Field(default=60.0, gt=0, le=3600)  # a confirmation expires
     refusal_every_s: float = Field(default=3600.0, ge=0)  # one refusal per unknown user per
+    # Push alerts, JSON kind -> loud | silent | off over the defaults (bot/chat/render.py):
+    # fill, trade, risk, mode, state, alert, models, error, process.
+    alerts: dict[str, Literal["loud", "silent", "off"]] = Field(default_factory=dict)
+    push_interval_s: float = Field(default=1.0, ge=0.05, le=600)  # per target: one message per
 
     @field_validator("users")
     @classmethod
@@ -560,6 +565,15 @@ class ChatSettings(Section):
                     "telegram, discord, console (e.g. telegram:123456789)"
                 )
         return users
+
+    @field_validator("alerts")
+    @classmethod
+    def _known_kinds(cls, alerts: dict[str, str]) -> dict[str, str]:
+        kinds = ("fill", "trade", "risk", "mode", "state", "alert", "models", "error", "process")
+        unknown = sorted(set(alerts) - set(kinds))
+        if unknown:
+            raise ValueError(f"unknown alert kind(s) {unknown}: one of {', '.join(kinds)}")
+        return alerts
 
     # --- the Telegram front end (bot/telegram) ---
     # Chats the push alerts go to, JSON list of chat ids; empty: the private chat of every

@@ -87,6 +87,7 @@ class StateKey(StrEnum):
     MANUAL_MODE = "manual_mode"  # an operator's mode, its expiry and reason (JSON)
     HALT_MARK = "halt_mark"  # changes at every halt or reduce asked for (trading_state.set)
     RISK_LIMITS = "risk_limits"  # the pre-trade limits' state (JSON): core.services.risk_limits
+    HEALTH_PROBE = "health_probe"  # written by the health monitor: the database takes writes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

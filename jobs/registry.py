@@ -40,8 +40,14 @@ class JobContext:
     assess_every_s: float = 0.0
     # Adopts a policy version another process wrote (``qt mode set``); None: no store.
     policy_refresh: Callable[[], Awaitable[bool]] | None = None
-    # The Strategy Brain's review (core.services.strategy_service); None: brains off.
+    # The Strategy Brain's review (core.services.strategy_service), every
+    # ``review_every_s`` market seconds; None: brains off.
     strategy_review: Callable[[], Awaitable[str]] | None = None
+    review_every_s: float = 24 * 3600.0
+    # Pushes the daily summary to the chat front ends (bot.chat); None: none configured.
+    daily_report: Callable[[], Awaitable[str]] | None = None
+    # The health monitor's check (core.services.health); None: no monitor.
+    health_check: Callable[[], Awaitable[str]] | None = None
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -66,6 +72,9 @@ class JobSpec:
     # A run may change the signals (the walk-forward retrain): a backtest computes them again
     # after it. Other jobs change what the engine does with them, never the signals.
     changes_signals: bool = False
+    # The interval is wall seconds, not market ones: the process's own health is checked as
+    # often in an accelerated demo as live.
+    wall_time: bool = False
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""
@@ -162,6 +171,28 @@ async def review_strategies(ctx: JobContext) -> str:
     return await ctx.strategy_review()
 
 
+async def send_daily_report(ctx: JobContext) -> str:
+    """Push the day's summary and equity chart to the operators' chats."""
+    if ctx.daily_report is None:
+        return "no chat front end"
+    return await ctx.daily_report()
+
+
+async def check_health(ctx: JobContext) -> str:
+    """Check the process's health (data, venue, models, loop, database, disk)."""
+    if ctx.health_check is None:
+        return "no health monitor"
+    return await ctx.health_check()
+
+
+def _monitors_health(ctx: JobContext) -> bool:
+    return ctx.health_check is not None
+
+
+def _reports(ctx: JobContext) -> bool:
+    return ctx.daily_report is not None
+
+
 def _reviews_strategies(ctx: JobContext) -> bool:
     return ctx.strategy_review is not None
 
@@ -217,10 +248,11 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="strategy_review",
         every_market_s=24 * 3600,
+        every_from=lambda ctx: ctx.review_every_s,
         target=review_strategies,
         applies=_reviews_strategies,
         in_backtest=True,
-        description="Strategy Brain: review the strategies' records every market day",
+        description="Strategy Brain: review the records every QT__BRAINS__REVIEW_EVERY_HOURS",
     ),
     JobSpec(
         job_id="policy_refresh",
@@ -228,5 +260,20 @@ JOBS: tuple[JobSpec, ...] = (
         target=refresh_policy,
         applies=_has_policy_store,
         description="adopt a policy an operator set from another process (qt mode set)",
+    ),
+    JobSpec(
+        job_id="daily_report",
+        every_market_s=24 * 3600,
+        target=send_daily_report,
+        applies=_reports,
+        description="push the daily summary (P&L, trades, risk, mode, equity chart) to chat",
+    ),
+    JobSpec(
+        job_id="health",
+        every_market_s=60,
+        target=check_health,
+        applies=_monitors_health,
+        wall_time=True,
+        description="health monitor every wall minute: data, venue, models, loop, db, disk",
     ),
 )

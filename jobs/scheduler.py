@@ -31,6 +31,8 @@ def wall_interval_s(spec: JobSpec, speed: float, ctx: JobContext | None = None) 
     (in the process of ``ctx``, whose settings may set it)."""
     if speed <= 0:
         raise ValueError(f"speed must be > 0, was {speed}")
+    if spec.wall_time:
+        return max(MIN_WALL_INTERVAL_S, spec.interval_s(ctx))
     return max(MIN_WALL_INTERVAL_S, spec.interval_s(ctx) / speed)
 
 

@@ -8,6 +8,7 @@ command's usage, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -86,6 +87,7 @@ class Command:
     # Parses the words itself (the /mode grammar); None: positional ``args``.
     parser: Callable[[Sequence[str]], dict[str, Any]] | None = None
     usage_text: str = ""
+    confirms: str = ""  # when it asks for a confirmation, in words (the help table's)
 
     @property
     def usage(self) -> str:
@@ -163,6 +165,41 @@ async def _not_running(what: str) -> Reply:
     return Reply(what, ok=False)
 
 
+CHART_DAYS = 30  # /chart equity|drawdown: the last month
+CHART_CANDLES = 500  # /chart SYMBOL: its newest candles
+
+
+def _parse_chart(words: Sequence[str]) -> dict[str, Any]:
+    if len(words) > 1:
+        raise UsageError("one of equity, drawdown or a symbol like BTC/USDT")
+    what = words[0] if words else "equity"
+    if what.lower() in ("equity", "drawdown"):
+        return {"what": what.lower()}
+    return {"what": "symbol", "symbol": _word(what).upper()}
+
+
+async def _chart(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Reply:
+    from bot.chat.charts import drawdown_of, line_png  # matplotlib: only when asked
+
+    if a["what"] == "symbol":
+        held = core.closes(a["symbol"], CHART_CANDLES)
+        if held is None:
+            return Reply(f"no candles of {a['symbol']} held", ok=False)
+        ts, close = held
+        png = await asyncio.to_thread(line_png, a["symbol"], ts, close, "close")
+        return Reply(f"{a['symbol']}: the newest {len(ts)} candles", photo=png)
+    points = await core.equity_history(CHART_DAYS)
+    if len(points) < 2:
+        return Reply("no equity history yet (a snapshot every market hour)", ok=False)
+    ts = [p.ts_ms for p in points]
+    equity = [float(p.equity) for p in points]
+    if a["what"] == "drawdown":
+        png = await asyncio.to_thread(line_png, "drawdown (%)", ts, drawdown_of(equity), "%")
+        return Reply(f"drawdown, the last {CHART_DAYS} days", photo=png)
+    png = await asyncio.to_thread(line_png, "equity", ts, equity, core.s.quote)
+    return Reply(f"equity, the last {CHART_DAYS} days: {equity[-1]:,.2f}", photo=png)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("help", "list the commands you may run", Role.VIEWER, lambda c, u, a: _help(u)),
     Command("whoami", "your user id and role here", Role.VIEWER, lambda c, u, a: _whoami(u)),
@@ -219,9 +256,9 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "health",
-        "data freshness, venue, model age, loop lag, database, disk",
+        "the health checks: data freshness, venue, model age, loop lag, database, disk",
         Role.VIEWER,
-        lambda c, u, a: _not_running("health monitor not running yet"),
+        lambda c, u, a: c.health(),
     ),
     Command(
         "halt",
@@ -231,6 +268,7 @@ COMMANDS: tuple[Command, ...] = (
         parser=_parse_halt,
         confirm=lambda a: bool(a.get("flatten")),
         usage_text="/halt [flatten]",
+        confirms="flatten",
     ),
     Command(
         "resume",
@@ -238,6 +276,7 @@ COMMANDS: tuple[Command, ...] = (
         Role.OPERATOR,
         lambda c, u, a: c.resume(u.actor),
         confirm=lambda a: True,
+        confirms="always",
     ),
     Command(
         "mode",
@@ -247,10 +286,19 @@ COMMANDS: tuple[Command, ...] = (
         parser=_parse_mode,
         confirm=lambda a: a.get("mode") in _LOUD_MODES,
         usage_text="/mode [MODE|auto] [for 4h] [reason]",
+        confirms="EXPANSION, EMERGENCY",
+    ),
+    Command(
+        "chart",
+        "a chart: equity (default), drawdown, or a symbol's closes",
+        Role.VIEWER,
+        _chart,
+        parser=_parse_chart,
+        usage_text="/chart [equity|drawdown|SYMBOL]",
     ),
     Command(
         "retrain",
-        "queue a training run of the models (or one member)",
+        "queue a training run of the models, or one member (not built yet: says so)",
         Role.OPERATOR,
         lambda c, u, a: _not_running("the learning manager is not running yet"),
         (Arg("member", _word),),
@@ -275,3 +323,15 @@ async def _help(caller: Caller) -> Reply:
 async def _whoami(caller: Caller) -> Reply:
     role = "not allowed" if caller.role is None else caller.role.name.lower()
     return Reply(f"{caller.actor}: {role}")
+
+
+def markdown_table() -> str:
+    """Return the command table as README markdown (a test keeps the README in sync)."""
+    rows = ["| command | role | confirms | what |", "|---|---|---|---|"]
+    confirms = {"halt": "with flatten", "resume": "yes", "mode": "EXPANSION, EMERGENCY"}
+    for c in COMMANDS:
+        usage = c.usage.replace("|", "\\|")
+        rows.append(
+            f"| `{usage}` | {c.role.name.lower()} | {confirms.get(c.name, '')} | {c.summary} |"
+        )
+    return "\n".join(rows)

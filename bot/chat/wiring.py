@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.chat.dispatch import Access, Dispatcher
+from bot.chat.notifier import Notifier
 from core.services.commands import CommandCore, CommandServices, when
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def build_dispatcher(process: TradingProcess) -> Dispatcher:
         if brains is None
         else (lambda: (brains.risk.latest, brains.risk.latest_ms)),
         models=lambda: _models(process),
+        health_latest=lambda: process.health.latest,
     )
     users = {CONSOLE_USER: "admin", **settings.chat.users}
     return Dispatcher(
@@ -44,6 +46,23 @@ def build_dispatcher(process: TradingProcess) -> Dispatcher:
         confirm_ttl_s=settings.chat.confirm_ttl_s,
         refusal_every_s=settings.chat.refusal_every_s,
     )
+
+
+def attach_chat(process: TradingProcess) -> Dispatcher:
+    """Give ``process`` its command dispatcher and its notifier, which pushes to every front
+    end in ``process.push_targets`` by the time the process starts (Telegram, Discord: add
+    them after this, before the start); return the dispatcher for the front ends."""
+    dispatcher = process.commands = build_dispatcher(process)
+    chat = process.parts.settings.chat
+    notifier = Notifier(
+        process.bus,
+        process.push_targets,
+        loudness=chat.alerts,
+        min_interval_s=chat.push_interval_s,
+    )
+    process.notifier = notifier
+    process.front_ends.append(notifier)
+    return dispatcher
 
 
 def _models(process: TradingProcess) -> list[str]:

@@ -192,6 +192,7 @@ class RiskInput:
     max_leverage: float = 1.0
     stale_data: tuple[str, ...] = ()  # symbols whose newest candle is late
     model_issues: tuple[str, ...] = ()  # members left out, models missing
+    health_issues: tuple[str, ...] = ()  # the health monitor's bad checks (venue, database...)
     previous_tier: int = 0  # the tier of the last assessment (0: none)
     # The figures of these same positions computed lately (None: compute them now).
     figures: RiskFigures | None = None
@@ -343,7 +344,9 @@ def assess(inp: RiskInput) -> RiskAssessment:
     correlation = _correlation(inp)
     halt_depth = cfg.ladder[-1].drawdown if cfg.ladder else 0.15
     leverage = exposure_pct  # gross notional per unit of equity
-    health = 100.0 if inp.stale_data else 50.0 if inp.model_issues else 0.0
+    health = 100.0 if inp.stale_data else 50.0 if inp.model_issues or inp.health_issues else 0.0
+    if inp.health_issues:
+        notes.append(f"health: {'; '.join(inp.health_issues)[:300]}")
     components = {
         "var": _clip(worst_var / cfg.var_limit),
         "es": _clip(worst_es / cfg.es_limit),

@@ -11,9 +11,10 @@ The decisions, each a ``Recommendation`` with its reason:
 - **disable** a provider whose profit factor is below ``disable_profit_factor`` over at least
   ``disable_min_trades`` trades; a disabled one is enabled again only at a profit factor of
   ``enable_profit_factor`` or more over as many (the gap between the two is the hysteresis),
-  or on probation once the window holds none of its trades (disabled, it trades no more: the
-  verdict ages out after one window); the last enabled one of ``providers`` is never
-  disabled (stopping all trading is the CEO Brain's call);
+  or on probation once a whole window known to the review holds none of its trades
+  (disabled, it trades no more: the verdict ages out after one window; ``record_from_ms``
+  says since when the trades given are complete, so a restart is not taken for an empty
+  window); every provider may be disabled (the engine then stands aside: no entries);
 - **primary**: the enabled provider with at least ``min_trades`` trades and the best per-trade
   Sharpe; the current one stays unless beaten by more than ``primary_margin``, or while it has
   too few trades to judge; **fallback**: the same rule among the others;
@@ -117,7 +118,7 @@ def review_strategies(inp: StrategyReviewInput) -> StrategyReview:
         for m in sorted(inp.members, key=lambda m: m.member)
     )
     recs: list[Recommendation] = []
-    disabled = _disable(providers, inp.providers, cur, cfg, recs)
+    disabled = _disable(providers, inp.covers_window, cur, cfg, recs)
     primary = _choose(RecommendationKind.PRIMARY, providers, cur.primary, disabled, (), cfg, recs)
     fallback = _choose(
         RecommendationKind.FALLBACK,
@@ -179,11 +180,13 @@ def _pf(x: float | None) -> str:
 
 def _disable(
     providers: dict[str, ProviderStats],
-    available: Sequence[str],
+    covered: bool,
     cur: StrategyState,
     cfg: StrategyReviewConfig,
     recs: list[Recommendation],
 ) -> tuple[str, ...]:
+    """Return the providers disabled; ``covered``: the trades given cover the whole window
+    (a process that started inside it knows none of the trades before its start)."""
     out = []
     for name, stats in providers.items():
         n, pf = stats.edge.trades, stats.edge.profit_factor
@@ -201,9 +204,9 @@ def _disable(
                 out.append(name)
                 reason = f"stays disabled: {record}, needs {cfg.enable_profit_factor:.2f}"
                 recs.append(_rec(RecommendationKind.DISABLE, name, name, False, reason))
-        elif was and n == 0:
-            # It trades no more while disabled: once the window holds none of its trades the
-            # verdict has aged out, and it trades again on probation (judged afresh).
+        elif was and n == 0 and covered:
+            # It trades no more while disabled: once a whole window known to this review holds
+            # none of its trades the verdict has aged out, and it trades again on probation.
             reason = "no trade of it left in the window: enabled again on probation"
             recs.append(_rec(RecommendationKind.ENABLE, name, name, True, reason))
         elif was:
@@ -213,13 +216,6 @@ def _disable(
                 f"at a profit factor of {cfg.enable_profit_factor:.2f} to be enabled again"
             )
             recs.append(_rec(RecommendationKind.DISABLE, name, name, False, reason))
-    if available and set(available) <= set(out):
-        # Disabling every provider would stop all trading: that is the Risk and CEO Brains'
-        # call (modes, halts), not this one's. The one with the best profit factor stays.
-        keep = max(sorted(available), key=lambda p: providers[p].edge.profit_factor or 0.0)
-        out.remove(keep)
-        reason = "the last provider left enabled: stopping all trading is the CEO Brain's call"
-        recs.append(_rec(RecommendationKind.ENABLE, keep, keep, keep in cur.disabled, reason))
     return tuple(sorted(out))
 
 

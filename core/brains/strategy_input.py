@@ -98,6 +98,17 @@ class StrategyReviewInput:
     providers: tuple[str, ...] = ()
     current: StrategyState = field(default_factory=StrategyState)
     config: StrategyReviewConfig = field(default_factory=StrategyReviewConfig)
+    # The trades are complete from this time on (a process knows those it closed since it
+    # started); None: complete.
+    record_from_ms: int | None = None
+
+    @property
+    def covers_window(self) -> bool:
+        """Return whether the trades given are complete over the whole review window."""
+        if self.record_from_ms is None:
+            return True
+        start = self.window_start_ms
+        return start is not None and self.record_from_ms <= start
 
     def __post_init__(self) -> None:
         for t in self.trades:

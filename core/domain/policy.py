@@ -49,7 +49,7 @@ class Policy:
     vol_scale_min: Decimal = Decimal("0.5")
     vol_scale_max: Decimal = Decimal("1.5")
     # Strategy Brain (core/brains/strategy.py, applied from a StrategyReview's state by
-    # core/services/strategy_review.policy_changes): empty means the configured provider and
+    # core/services/strategy_review.strategy_changes): empty means the configured provider and
     # the ensemble's own weights. Providers by name, regimes by label, weights sum to 1.
     primary_strategy: str | None = None
     fallback_strategy: str | None = None

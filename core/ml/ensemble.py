@@ -169,7 +169,9 @@ class EnsembleProvider:
     def member_outcomes(self, since_ms: int, as_of_ms: int) -> dict[str, list[MemberOutcome]]:
         """Return each member's out-of-sample predictions (rows at or after its training
         window's end) of candles that closed in ``(since_ms, as_of_ms]`` whose labels resolved
-        by ``as_of_ms``, from each symbol's newest compute; what the Strategy Brain reviews."""
+        by ``as_of_ms``, from each symbol's newest compute; what the Strategy Brain reviews. A
+        P(up) outside [0, 1] (a broken member, left out of the ensemble) is not handed on; a
+        member with none is absent. Read it while no compute runs (``SignalBook.quiet``)."""
         out: dict[str, list[MemberOutcome]] = {}
         for symbol, frame in self._frames.items():
             cache = self._cache.get(symbol)
@@ -187,7 +189,11 @@ class EnsembleProvider:
             trained = self._trained_until(close)
             for j, name in enumerate(frame.members):
                 p = frame.member_p[:, j]
-                rows = np.flatnonzero(known & np.isfinite(p) & (series.ts_ms >= trained[:, j]))
+                with np.errstate(invalid="ignore"):  # NaN: no prediction; outside [0, 1]: broken
+                    fine = (p >= 0.0) & (p <= 1.0)
+                rows = np.flatnonzero(known & fine & (series.ts_ms >= trained[:, j]))
+                if not len(rows):
+                    continue  # none in the window (left out, or not serving): nothing to judge
                 out.setdefault(name, []).extend(
                     MemberOutcome(
                         symbol=symbol,

@@ -25,11 +25,13 @@ from core.brains.risk import RiskAssessment
 from core.clock import Clock
 from core.domain.enums import Mode, TradingState
 from core.domain.events import ModeChanged
+from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.ports import Exchange, StateKey, Storage
 from core.services.bus import EventBus
 from core.services.ceo_service import manual_levers
 from core.services.engine import Engine
+from core.services.health import HealthReport
 from core.services.open_trade import OpenTrade
 from core.services.policy_store import PolicyStore
 from core.services.portfolio import PortfolioService
@@ -100,6 +102,7 @@ class CommandServices:
     risk_latest: Callable[[], tuple[RiskAssessment | None, int | None]] | None = None
     # What trades now: the provider's name and its members' versions (none: a baseline).
     models: Callable[[], Sequence[str]] = tuple
+    health_latest: Callable[[], HealthReport | None] | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -236,6 +239,18 @@ class CommandCore:
             ),
         )
 
+    async def health(self) -> Reply:
+        """The health monitor's latest checks."""
+        if self.s.health_latest is None:
+            return Reply("health monitor not running", ok=False)
+        report = self.s.health_latest()
+        if report is None:
+            return Reply("no health check yet (the health job runs every minute)")
+        return Reply(
+            f"health {report.status.value} at {when(report.ts_ms)} UTC",
+            tuple(f"{c.name}: {c.status.value}, {c.detail}" for c in report.checks),
+        )
+
     async def models(self) -> Reply:
         """What trades: the provider and its members' versions."""
         members = self.s.models()
@@ -264,6 +279,36 @@ class CommandCore:
             lines.append("no model explanation (a baseline signal)")
         lines.extend(self._ladder_lines(t))
         return Reply(f"why {t.symbol} {t.side.value} ({t.trade_id})", tuple(lines))
+
+    async def equity_history(self, days: int) -> list[EquitySnapshot]:
+        """Return the account's equity snapshots of the last ``days`` (oldest first)."""
+        since = self.s.clock.now_ms() - days * DAY_MS
+        return await self.s.storage.balances.list_equity(start_ms=since)
+
+    def closes(self, symbol: str, count: int) -> tuple[list[int], list[float]] | None:
+        """Return the open times and closes of the symbol's newest ``count`` candles held
+        (None: the process holds none of it)."""
+        held = self.s.engine.signals.closes(symbol, self.s.clock.now_ms(), count)
+        if held is None or not len(held[0]):
+            return None
+        return [int(t) for t in held[0]], [float(c) for c in held[1]]
+
+    async def daily_report(self) -> Reply:
+        """The day's summary: realised P&L and trades, the risk, the mode, the equity."""
+        profit = await self.profit(1)
+        lines = [profit.title, *profit.lines, await self._equity_line()]
+        policy = self.s.policy.current()
+        lines.append(
+            f"mode {policy.mode.value}, trading {(await self.s.trading_state.current()).value}"
+        )
+        risk = self._risk()
+        if risk is not None:
+            lines.append(
+                f"risk {risk.level.value} {risk.score:.0f}/100, drawdown {risk.drawdown:.1%}"
+            )
+        return Reply(
+            f"[{self.s.mode_label}] daily report {when(self.s.clock.now_ms())} UTC", tuple(lines)
+        )
 
     # --- act -----------------------------------------------------------------------------
 

@@ -747,6 +747,12 @@ class Engine:
     async def _enter(self, symbol: str, candle: Candle, signal: Signal, source: str) -> None:
         cfg = self.config
         policy = self._policy()
+        opener = signal.provider or source
+        if opener in policy.disabled_strategies:
+            # The Strategy Brain disabled it (a lone provider has no other to choose): it
+            # opens nothing until enabled again; what it holds is still managed.
+            log.info("%s: entry skipped, %s is disabled by the policy", symbol, opener)
+            return
         side = PositionSide.LONG if signal.entry > 0 else PositionSide.SHORT
         if side is PositionSide.SHORT and (
             cfg.market_type is MarketType.SPOT or not policy.allow_short

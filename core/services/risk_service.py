@@ -80,6 +80,8 @@ class RiskService:
         self._peak_lost = False  # the stored peaks were unreadable: assume the worst tier
         self.latest: RiskAssessment | None = None
         self.latest_ms: int | None = None
+        # The health monitor's bad checks (None: no monitor): a component of the score.
+        self.health: Callable[[], tuple[str, ...]] | None = None
 
     async def _load(self) -> None:
         if self._loaded:
@@ -170,6 +172,7 @@ class RiskService:
                 max_leverage=float(policy.max_leverage),
                 stale_data=tuple(stale),
                 model_issues=issues,
+                health_issues=() if self.health is None else self.health(),
                 previous_tier=self._tier,
                 figures=reuse,
                 config=self.config,

@@ -19,7 +19,8 @@ backtest computes in line: the same frames, without a thread per candle.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +85,13 @@ class SignalBook:
         """Hand the provider each new policy snapshot (``policy()``) before it computes: the
         Strategy Brain's choices in force (``core.signals.handover.use_policy``)."""
         self._policy = policy
+
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """Hold the compute lock: no compute of ``prepare`` runs in a worker thread while the
+        provider's own state is read (the Strategy Brain gathering the ensemble's record)."""
+        async with self._computing:
+            yield
 
     def _sync_policy(self) -> None:
         """Give the provider the policy in force if it changed; forget the frames when its

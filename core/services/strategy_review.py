@@ -4,7 +4,7 @@ read the current choices from a ``Policy`` and turn a review into the ``Policy``
 The ``strategy_review`` job (``core.services.strategy_service``) gathers the window's
 ``ClosedTrade``s and each member's resolved predictions (``MemberOutcome``, from the ensemble's
 own computes), calls ``review_input`` then ``core.brains.strategy.review_strategies``,
-publishes the review and hands ``policy_changes`` to the policy store, the only writer of
+publishes the review and hands ``strategy_changes`` to the policy store, the only writer of
 policy.
 
 A prediction is *traded* when a closed trade's entry explanation carries that member's vote
@@ -86,12 +86,14 @@ def review_input(
     providers: Sequence[str] = (),
     last_retrain_ms: Mapping[str, int | None] | None = None,
     default_provider: str = "",
+    record_from_ms: int | None = None,
 ) -> StrategyReviewInput:
     """Return the brain's input. ``predictions``: member -> its resolved predictions;
     ``match_ms``: how long after a prediction's candle opened a trade's entry may fill and be
     its trade (two candles is right for the engine's fill at the next open);
     ``default_provider``: the provider of trades that recorded none (stored before providers
-    were). Bad input raises ``DataError`` from the input's checks."""
+    were); ``record_from_ms``: since when ``trades`` is complete (None: always). Bad input
+    raises ``DataError`` from the input's checks."""
     if default_provider:
         trades = [
             t if t.provider else dataclasses.replace(t, provider=default_provider) for t in trades
@@ -112,6 +114,7 @@ def review_input(
         providers=tuple(providers),
         current=current or StrategyState(),
         config=config or StrategyReviewConfig(),
+        record_from_ms=record_from_ms,
     )
 
 
@@ -126,7 +129,7 @@ def state_from_policy(policy: Policy) -> StrategyState:
     )
 
 
-def policy_changes(review: StrategyReview, policy: Policy) -> dict[str, Any]:
+def strategy_changes(review: StrategyReview, policy: Policy) -> dict[str, Any]:
     """Return the ``Policy`` fields the review changes (empty: nothing to write), for the
     policy store's ``dataclasses.replace``."""
     s = review.state

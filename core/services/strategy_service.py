@@ -3,9 +3,11 @@ and write what it changes through the policy store.
 
 The input is the engine's closed trades (the review window is the brain's config), the
 providers it chooses among (the meta-strategy's candidates; a lone provider is its only
-choice, which the brain never disables), the model members' resolved out-of-sample
-predictions (the ensemble's own computes, ``member_outcomes``) and the choices in force (read
-from the policy snapshot). The provider reads what it writes back (``SignalBook.follow_policy``
+choice: disabled, the engine enters nothing until it is enabled again), the model members'
+resolved out-of-sample predictions (the ensemble's own computes, ``member_outcomes``, read
+while no compute runs) and the choices in force (read from the policy snapshot); the trades
+are those closed since the process started (``record_from_ms``: a restart is not taken for a
+window without trades). The provider reads what it writes back (``SignalBook.follow_policy``
 hands it each new snapshot). A review that changes nothing writes no policy version; each
 review is recorded (``brain_decisions``, brain "strategy") and published (``StrategyReviewed``).
 """
@@ -21,7 +23,7 @@ from core.ports import DecisionRepo
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.policy_store import PolicyStore
-from core.services.strategy_review import policy_changes, review_input, state_from_policy
+from core.services.strategy_review import review_input, state_from_policy, strategy_changes
 from core.signals.handover import choosable, last_retrains, member_outcomes
 
 
@@ -40,6 +42,8 @@ class StrategyService:
         config: StrategyReviewConfig | None = None,
     ) -> None:
         self._config = config or StrategyReviewConfig()
+        # The engine knows the trades closed since this process started, none before.
+        self._record_from_ms = clock.now_ms()
         self._engine = engine
         self._store = store
         self._repo = repo
@@ -54,10 +58,12 @@ class StrategyService:
         provider = self._engine.signals.provider
         window = self._config.window_ms
         since = now - window if window else -1
+        async with self._engine.signals.quiet():  # no compute in a worker thread meanwhile
+            outcomes = member_outcomes(provider, since, now)
         review = review_strategies(
             review_input(
                 [t for t in self._engine.closed_trades if t.closed_ms > since],
-                member_outcomes(provider, since, now),
+                outcomes,
                 as_of_ms=now,
                 match_ms=2 * self._candle_ms,
                 current=state_from_policy(policy),
@@ -65,9 +71,10 @@ class StrategyService:
                 providers=choosable(provider),
                 last_retrain_ms=last_retrains(provider),
                 default_provider=provider.name,
+                record_from_ms=self._record_from_ms,
             )
         )
-        changes = policy_changes(review, policy)
+        changes = strategy_changes(review, policy)
         reasons = tuple(f"{r.kind.value} {r.subject}: {r.reason}" for r in review.recommendations)
         if changes:
             await self._store.apply_strategy(

@@ -73,6 +73,8 @@ def settings_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -
 
 
 VOLUME = {
+    # The universe's mechanics, not the brains' (which may disable the scripted provider)
+    "QT__BRAINS__ENABLED": "false",
     "QT__UNIVERSE__MODE": "volume",
     "QT__UNIVERSE__TOP_N": "2",
     "QT__UNIVERSE__MIN_LISTING_DAYS": "0",

@@ -21,6 +21,7 @@ from core.domain.enums import PositionSide
 from core.errors import DataError
 from tests.unit.brains.strategy_builders import (
     DAY_MS,
+    HOUR_MS,
     T0_MS,
     again,
     member,
@@ -146,21 +147,28 @@ def test_a_disabled_provider_returns_on_probation_once_its_trades_left_the_windo
     assert r.changed and "on probation" in r.reason
 
 
-def test_the_last_enabled_provider_is_never_disabled() -> None:
+def test_every_provider_may_be_disabled_standing_aside() -> None:
     losing = trades([0.005, -0.01] * 15, provider="ema_rsi")  # profit factor 0.5
     worse = trades([0.002, -0.01] * 15, provider="ensemble", start=30)
     both = ("ema_rsi", "ensemble")
     review = review_strategies(review_input(losing + worse, providers=both))
-    assert review.state.disabled == ("ensemble",)  # the better one stays enabled
-    r = rec(review, RecommendationKind.ENABLE, "ema_rsi")
-    assert "the last provider left enabled" in r.reason
-    # a lone provider: the review never stops it
-    alone = review_strategies(review_input(losing, providers=("ema_rsi",)))
-    assert alone.state.disabled == ()
-    # one already out, the other losing now: the one out stays out, the other stays in
+    assert review.state.disabled == ("ema_rsi", "ensemble")  # the engine enters nothing
+    assert review.state.primary is None
+
+
+def test_a_restart_is_not_taken_for_a_window_without_trades() -> None:
     cur = StrategyState(disabled=("ensemble",))
-    review = review_strategies(review_input(losing + worse, current=cur, providers=both))
+    providers = ("ema_rsi", "ensemble")
+    window = StrategyReviewConfig().window_ms
+    now = T0_MS + 100 * HOUR_MS
+    # the process started an hour ago: it knows no trade before, the window is not covered
+    inp = review_input([], current=cur, providers=providers)
+    started = dataclasses.replace(inp, as_of_ms=now, record_from_ms=now - HOUR_MS)
+    review = review_strategies(started)
     assert review.state.disabled == ("ensemble",)
+    # a whole window after the start with none of its trades: on probation
+    later = dataclasses.replace(started, as_of_ms=now - HOUR_MS + window)
+    assert review_strategies(later).state.disabled == ()
 
 
 def test_the_primary_stays_unless_beaten_by_more_than_the_margin() -> None:

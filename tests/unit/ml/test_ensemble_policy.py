@@ -114,3 +114,64 @@ def test_member_outcomes_are_out_of_sample_resolved_and_inside_the_window() -> N
     # the rows left out are the unresolved ones at the end only
     assert len(out["early"]) < 1400 - 900 and len(out["early"]) > 400
     assert provider.last_retrains() == {"early": start, "late": trained}
+
+
+class Broken(Fake):
+    """A member whose P(up) leaves [0, 1] (the ensemble leaves it out as unhealthy)."""
+
+    def predict_proba(self, x, *, columns, feature_set_hash):  # type: ignore[no-untyped-def]
+        return super().predict_proba(x, columns=columns, feature_set_hash=feature_set_hash) + 0.5
+
+
+def test_member_outcomes_leave_out_broken_predictions_and_members_with_none() -> None:
+    s = series()
+    provider = ensemble(
+        ("good", Fake(0.35)), ("broken", Broken(0.6)), ("off", Fake(0.4)), disabled=("off",)
+    )
+    provider.compute(s)
+    out = provider.member_outcomes(-1, int(s.ts_ms[-1]) + HOUR_MS)
+    assert set(out) == {"good"}  # broken: every P(up) above 1; off: disabled, no prediction
+    assert all(0.0 <= o.p_up <= 1.0 for o in out["good"])
+
+
+async def test_the_review_waits_for_a_compute_in_a_worker_thread() -> None:
+    import asyncio
+    import threading
+
+    from core.signals.base import SignalFrame
+
+    release, entered = threading.Event(), threading.Event()
+
+    class Slow:
+        name, warmup_candles = "slow", 1
+
+        def compute(self, series):  # type: ignore[no-untyped-def]
+            entered.set()
+            release.wait(5)
+            return SignalFrame(
+                ts_ms=series.ts_ms,
+                entry=np.zeros(len(series), np.int8),
+                exit_long=np.zeros(len(series), bool),
+                exit_short=np.zeros(len(series), bool),
+                confidence=np.zeros(len(series)),
+                atr=np.zeros(len(series)),
+            )
+
+    book = SignalBook(Slow(), offload=True)  # type: ignore[arg-type]
+    book.seed(series(300))
+    computing = asyncio.create_task(book.prepare("BTC/USDT"))
+    while not entered.is_set():
+        await asyncio.sleep(0.01)
+    order: list[str] = []
+
+    async def review() -> None:
+        async with book.quiet():
+            order.append("review")
+
+    reading = asyncio.create_task(review())
+    await asyncio.sleep(0.05)
+    assert order == []  # held while the thread computes
+    order.append("compute done")
+    release.set()
+    await asyncio.gather(computing, reading)
+    assert order == ["compute done", "review"]

@@ -15,9 +15,9 @@ from core.domain.trades import ClosedTrade
 from core.errors import DataError
 from core.services.strategy_review import (
     MemberOutcome,
-    policy_changes,
     review_input,
     state_from_policy,
+    strategy_changes,
 )
 from tests.unit.brains.strategy_builders import HOUR_MS, T0_MS, trade, trades
 
@@ -98,7 +98,7 @@ def test_the_review_round_trips_through_the_policy_and_then_writes_nothing() -> 
     policy = Policy(risk_per_trade=Decimal("0.02"))
     args = {"as_of_ms": T0_MS + 100 * HOUR_MS, "match_ms": 2 * HOUR_MS}
     review = review_strategies(review_input(ts, preds, current=state_from_policy(policy), **args))
-    changes = policy_changes(review, policy)
+    changes = strategy_changes(review, policy)
     assert changes["primary_strategy"] == "ema_rsi"
     assert changes["disabled_strategies"] == ("mean_reversion",)
     assert "fallback_strategy" not in changes  # None before, None after: no write
@@ -106,7 +106,7 @@ def test_the_review_round_trips_through_the_policy_and_then_writes_nothing() -> 
     assert updated.risk_per_trade == Decimal("0.02")
     assert state_from_policy(updated) == review.state
     again = review_strategies(review_input(ts, preds, current=state_from_policy(updated), **args))
-    assert policy_changes(again, updated) == {}
+    assert strategy_changes(again, updated) == {}
 
 
 @pytest.mark.parametrize(

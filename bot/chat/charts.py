@@ -1,0 +1,40 @@
+"""PNG charts for chat: the account's equity or drawdown, a symbol's closes.
+
+Drawn with matplotlib's Agg canvas (no pyplot, no GUI); call them in a worker thread
+(``asyncio.to_thread``): a chart takes a few hundred milliseconds the loop must not wait on.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def line_png(title: str, ts_ms: Sequence[int], values: Sequence[float], ylabel: str) -> bytes:
+    """Return a PNG of one line over time."""
+    fig = Figure(figsize=(8, 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    when = np.array([datetime.fromtimestamp(t / 1000, tz=UTC) for t in ts_ms])
+    ax.plot(when, np.asarray(values, dtype=np.float64), linewidth=1.2)
+    ax.set_ylabel(ylabel)
+    fig.autofmt_xdate()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+def drawdown_of(equity: Sequence[float]) -> list[float]:
+    """Return the drawdown from the running peak, in percent (0 at a new high)."""
+    values = np.asarray(equity, dtype=np.float64)
+    peak = np.maximum.accumulate(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peak > 0, (values / peak - 1.0) * 100.0, 0.0)
+    return [float(x) for x in dd]

@@ -15,6 +15,7 @@ from bot.chat.console_front import ConsoleCommands
 from bot.chat.dispatch import Dispatcher
 from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
+from bot.telegram.front import telegram_front
 
 
 async def run_process(
@@ -38,8 +39,12 @@ async def run_process(
             installed.append(sig)
     process = await build()
     process.front_ends.append(StatusConsole(process, console=console))
-    dispatcher = attach_chat(process)
+    dispatcher = attach_chat(process)  # one for every front end: one allowlist, one audit
     process.front_ends.append(ConsoleCommands(dispatcher, console=console))
+    telegram = telegram_front(process.parts.settings.chat, dispatcher)
+    if telegram is not None:
+        process.front_ends.append(telegram)
+        process.push_targets.append(telegram)  # the notifier pushes to it once connected
     _add_discord(process, dispatcher)
     reason = "error"
     try:

@@ -589,6 +589,22 @@ class ChatSettings(Section):
             raise ValueError(f"unknown alert kind(s) {unknown}: one of {', '.join(kinds)}")
         return alerts
 
+    # --- the Telegram front end (bot/telegram) ---
+    # Chats the push alerts go to, JSON list of chat ids; empty: the private chat of every
+    # allowlisted telegram user (a private chat's id is the user's id).
+    telegram_chat_ids: list[int] = Field(default_factory=list)
+    # The Bot API's address, the token appended (a self-hosted telegram-bot-api server, or a
+    # test's fake one).
+    telegram_api_url: str = Field(default="https://api.telegram.org/bot", pattern=r"^https?://")
+
+    def telegram_push_chats(self) -> list[int]:
+        """Return the chats Telegram pushes to (``telegram_chat_ids``, else the allowlisted
+        telegram users' private chats)."""
+        if self.telegram_chat_ids:
+            return list(self.telegram_chat_ids)
+        ids = (key.partition(":")[2].strip() for key in self.users if key.startswith("telegram:"))
+        return [int(i) for i in ids if i.lstrip("-").isdigit()]
+
 
 class Settings(BaseSettings):
     """All settings. Read from the environment (``QT__SECTION__KEY``) and an optional .env file."""

@@ -143,3 +143,25 @@ class Renderer:
 
 
 TOPICS = (RiskAssessed.topic, *(kind.topic for kind in _RENDER))
+
+
+def chunks(text: str, limit: int) -> list[str]:
+    """Return ``text`` in messages of at most ``limit`` characters (the platforms' limits),
+    cut between lines where a line fits (a longer line is cut where it must)."""
+    out: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:  # one line longer than a message: cut it
+            if current:
+                out.append(current)
+                current = ""
+            out.append(line[:limit])
+            line = line[limit:]
+        joined = f"{current}\n{line}" if current else line
+        if len(joined) > limit:
+            out.append(current)
+            joined = line
+        current = joined
+    if current or not out:
+        out.append(current)
+    return out

@@ -10,6 +10,7 @@ import discord
 from discord.utils import MISSING, escape_markdown
 
 from bot.chat.registry import Caller
+from bot.chat.render import chunks as split_text
 from core.services.commands import Reply
 
 MAX_CHARS = 2_000  # Discord's limit for one message's content
@@ -33,25 +34,8 @@ def render(reply: Reply) -> str:
 
 
 def chunks(text: str, limit: int = MAX_CHARS) -> list[str]:
-    """Return ``text`` in pieces of at most ``limit`` characters, cut between lines where a
-    line fits (a longer line is cut where it must)."""
-    out: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                out.append(current)
-                current = ""
-            out.append(line[:limit])
-            line = line[limit:]
-        joined = f"{current}\n{line}" if current else line
-        if len(joined) > limit:
-            out.append(current)
-            joined = line
-        current = joined
-    if current or not out:
-        out.append(current)
-    return out
+    """Return ``text`` in pieces of at most ``limit`` characters (Discord's 2,000)."""
+    return split_text(text, limit)
 
 
 def chart_file(photo: bytes) -> discord.File:

@@ -12,6 +12,7 @@ import re
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, User
 
 from bot.chat.registry import Caller
+from bot.chat.render import chunks as split_text
 
 PLATFORM = "telegram"
 TEXT_LIMIT = 4096  # characters in one message (Bot API)
@@ -27,24 +28,7 @@ def caller_of(user: User) -> Caller:
 
 def chunks(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     """Split ``text`` into messages of at most ``limit`` characters, at line ends when it can."""
-    out: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:  # one line longer than a message: cut it
-            if current:
-                out.append(current)
-                current = ""
-            out.append(line[:limit])
-            line = line[limit:]
-        joined = f"{current}\n{line}" if current else line
-        if len(joined) > limit:
-            out.append(current)
-            current = line
-        else:
-            current = joined
-    if current or not out:
-        out.append(current or "-")  # Telegram refuses an empty message
-    return out
+    return [piece or "-" for piece in split_text(text, limit)]  # Telegram refuses an empty one
 
 
 def confirm_keyboard(token: str) -> InlineKeyboardMarkup:

@@ -266,7 +266,8 @@ JOBS: tuple[JobSpec, ...] = (
         every_market_s=24 * 3600,
         target=send_daily_report,
         applies=_reports,
-        description="push the daily summary (P&L, trades, risk, mode, equity chart) to chat",
+        wall_time=True,  # a person's day: not every 12 s of an accelerated demo
+        description="push the daily summary (P&L, trades, risk, mode, equity chart) every wall day",
     ),
     JobSpec(
         job_id="health",

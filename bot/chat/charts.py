@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 
 def line_png(title: str, ts_ms: Sequence[int], values: Sequence[float], ylabel: str) -> bytes:
-    """Return a PNG of one line over time."""
+    """Return a PNG of one line over time (matplotlib imported here, in the worker thread:
+    its first import takes about a second the event loop must not wait)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8, 3.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

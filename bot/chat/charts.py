@@ -1,16 +1,27 @@
 """PNG charts for chat: the account's equity or drawdown, a symbol's closes.
 
-Drawn with matplotlib's Agg canvas (no pyplot, no GUI); call them in a worker thread
-(``asyncio.to_thread``): a chart takes a few hundred milliseconds the loop must not wait on.
+Drawn with matplotlib's Agg canvas (no pyplot, no GUI), through ``draw``: in the charts' own
+worker thread, as a chart takes a few hundred milliseconds the loop must not wait on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
+
+# Their own thread: a burst of /chart requests queues here, never ahead of the signal computes
+# in the loop's default executor.
+_CHARTS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+
+
+async def draw(fn: Callable[..., bytes], *args: object) -> bytes:
+    """Return ``fn(*args)``'s PNG, drawn in the charts' own worker thread."""
+    return await asyncio.get_running_loop().run_in_executor(_CHARTS, fn, *args)
 
 
 def line_png(title: str, ts_ms: Sequence[int], values: Sequence[float], ylabel: str) -> bytes:

@@ -8,7 +8,6 @@ command's usage, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -181,14 +180,14 @@ def _parse_chart(words: Sequence[str]) -> dict[str, Any]:
 
 
 async def _chart(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Reply:
-    from bot.chat.charts import drawdown_of, line_png  # matplotlib: only when asked
+    from bot.chat.charts import draw, drawdown_of, line_png  # matplotlib: only when asked
 
     if a["what"] == "symbol":
         held = core.closes(a["symbol"], CHART_CANDLES)
         if held is None:
             return Reply(f"no candles of {a['symbol']} held", ok=False)
         ts, close = held
-        png = await asyncio.to_thread(line_png, a["symbol"], ts, close, "close")
+        png = await draw(line_png, a["symbol"], ts, close, "close")
         return Reply(f"{a['symbol']}: the newest {len(ts)} candles", photo=png)
     points = await core.equity_history(CHART_DAYS)
     if len(points) < 2:
@@ -196,9 +195,9 @@ async def _chart(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Rep
     ts = [p.ts_ms for p in points]
     equity = [float(p.equity) for p in points]
     if a["what"] == "drawdown":
-        png = await asyncio.to_thread(line_png, "drawdown (%)", ts, drawdown_of(equity), "%")
+        png = await draw(line_png, "drawdown (%)", ts, drawdown_of(equity), "%")
         return Reply(f"drawdown, the last {CHART_DAYS} days", photo=png)
-    png = await asyncio.to_thread(line_png, "equity", ts, equity, core.s.quote)
+    png = await draw(line_png, "equity", ts, equity, core.s.quote)
     return Reply(f"equity, the last {CHART_DAYS} days: {equity[-1]:,.2f}", photo=png)
 
 

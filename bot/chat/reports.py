@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
-from bot.chat.charts import line_png
+from bot.chat.charts import draw, line_png
 from core.services.commands import CommandCore, Reply
 
 REPORT_DAYS = 30
@@ -18,5 +17,5 @@ async def daily_report(core: CommandCore) -> Reply:
     if len(points) < 2:
         return reply
     ts, equity = [p.ts_ms for p in points], [float(p.equity) for p in points]
-    png = await asyncio.to_thread(line_png, "equity, the last 30 days", ts, equity, core.s.quote)
+    png = await draw(line_png, "equity, the last 30 days", ts, equity, core.s.quote)
     return dataclasses.replace(reply, photo=png)

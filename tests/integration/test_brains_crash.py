@@ -87,7 +87,10 @@ async def test_a_crash_reaches_emergency_in_one_cycle_and_halts(
     assert all(events[i].payload["level"] == "CRITICAL" for i in after_crash if i >= settled)
     first = next(i for i in after_crash if events[i].payload["level"] == "CRITICAL")
     assert first <= settled
-    assert events[first].payload["drawdown"] >= 0.15
+    # the first CRITICAL may come from the crash's VaR alone, before both symbols' marks
+    # moved (a close's candles are appended together, then cycled); once both are handled
+    # the drawdown shows it too
+    assert events[settled].payload["drawdown"] >= 0.15
     upto = next(
         (i for i in range(first + 1, len(events)) if events[i].topic == "risk.assessed"),
         len(events),

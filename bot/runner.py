@@ -46,6 +46,9 @@ async def run_process(
         process.front_ends.append(telegram)
         process.push_targets.append(telegram)  # the notifier pushes to it once connected
     _add_discord(process, dispatcher)
+    if process.notifier is not None:  # last: started after its targets, stopped (drained) first
+        process.front_ends.remove(process.notifier)
+        process.front_ends.append(process.notifier)
     reason = "error"
     try:
         await process.start()

@@ -102,55 +102,8 @@ async def sync_venue(ctx: JobContext) -> str:
     return f"{events} event(s) from the venue" if events else ""
 
 
-async def refresh_market_rules(ctx: JobContext) -> str:
-    """Fetch each symbol's market rules from the venue again (they change: a venue widens a
-    tick, raises a minimum) and trade by them from the next order on."""
-    if ctx.market_rules is None:
-        return "no venue to fetch market rules from"
-    return await ctx.market_rules()
-
-
 def _live_venue(ctx: JobContext) -> bool:
     return ctx.venue_sync is not None
-
-
-def _has_venue_rules(ctx: JobContext) -> bool:
-    return ctx.market_rules is not None
-
-
-async def refresh_universe(ctx: JobContext) -> str:
-    """Select the dynamic universe again from the venue's tickers (keeps the last one if the
-    venue cannot answer)."""
-    if ctx.universe_refresh is None:
-        return "no dynamic universe"
-    return await ctx.universe_refresh()
-
-
-def _dynamic_universe(ctx: JobContext) -> bool:
-    return ctx.universe_refresh is not None
-
-
-async def retrain_models(ctx: JobContext) -> str:
-    """Train the ensemble's members again on the candles closed by now (in worker processes)
-    and serve the candles that close from now on with them."""
-    if ctx.retrain_models is None:
-        return "no walk-forward ensemble"
-    return await ctx.retrain_models()
-
-
-def _walk_forward(ctx: JobContext) -> bool:
-    return ctx.retrain_models is not None
-
-
-async def assess_risk(ctx: JobContext) -> str:
-    """Assess the portfolio's risk, let the CEO set the mode, and enforce both."""
-    if ctx.brains_cycle is None:
-        return "brains off"
-    return await ctx.brains_cycle()
-
-
-def _brains_on(ctx: JobContext) -> bool:
-    return ctx.brains_cycle is not None
 
 
 async def refresh_policy(ctx: JobContext) -> str:
@@ -164,37 +117,28 @@ def _has_policy_store(ctx: JobContext) -> bool:
     return ctx.policy_refresh is not None
 
 
-async def review_strategies(ctx: JobContext) -> str:
-    """Review the strategies' records and put the Strategy Brain's choices in force."""
-    if ctx.strategy_review is None:
-        return "brains off"
-    return await ctx.strategy_review()
+def _check_service(service: str) -> None:
+    if service not in JobContext.__dataclass_fields__:  # a typo fails at import, not at 3 am
+        raise TypeError(f"JobContext has no service {service!r}")
 
 
-async def send_daily_report(ctx: JobContext) -> str:
-    """Push the day's summary and equity chart to the operators' chats."""
-    if ctx.daily_report is None:
-        return "no chat front end"
-    return await ctx.daily_report()
+def _delegate(service: str, missing: str) -> JobTarget:
+    """Return a target that calls the context's ``service`` (a one-line summary back), or
+    says ``missing`` where the process has none (its spec's ``applies`` keeps it off then)."""
+    _check_service(service)
+
+    async def run(ctx: JobContext) -> str:
+        call: Callable[[], Awaitable[str]] | None = getattr(ctx, service)
+        return missing if call is None else await call()
+
+    run.__name__ = f"call_{service}"
+    return run
 
 
-async def check_health(ctx: JobContext) -> str:
-    """Check the process's health (data, venue, models, loop, database, disk)."""
-    if ctx.health_check is None:
-        return "no health monitor"
-    return await ctx.health_check()
-
-
-def _monitors_health(ctx: JobContext) -> bool:
-    return ctx.health_check is not None
-
-
-def _reports(ctx: JobContext) -> bool:
-    return ctx.daily_report is not None
-
-
-def _reviews_strategies(ctx: JobContext) -> bool:
-    return ctx.strategy_review is not None
+def _has(service: str) -> Callable[[JobContext], bool]:
+    """Return whether a process's context has ``service`` (the job runs only then)."""
+    _check_service(service)
+    return lambda ctx: getattr(ctx, service) is not None
 
 
 JOBS: tuple[JobSpec, ...] = (
@@ -214,24 +158,24 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="market_rules",
         every_market_s=6 * 3600,
-        target=refresh_market_rules,
-        applies=_has_venue_rules,
+        target=_delegate("market_rules", "no venue to fetch market rules from"),
+        applies=_has("market_rules"),
         description="qt run: fetch each symbol's tick, step and minimums again every 6 h",
     ),
     JobSpec(
         job_id="universe_refresh",
         every_market_s=24 * 3600,
         every_from=lambda ctx: ctx.universe_every_s,
-        target=refresh_universe,
-        applies=_dynamic_universe,
+        target=_delegate("universe_refresh", "no dynamic universe"),
+        applies=_has("universe_refresh"),
         description="dynamic universe: top N by volume again every QT__UNIVERSE__REFRESH_HOURS",
     ),
     JobSpec(
         job_id="model_retrain",
         every_market_s=168 * 3600,
         every_from=lambda ctx: ctx.retrain_every_s,
-        target=retrain_models,
-        applies=_walk_forward,
+        target=_delegate("retrain_models", "no walk-forward ensemble"),
+        applies=_has("retrain_models"),
         in_backtest=True,
         changes_signals=True,
         description="walk-forward ensemble: retrain the members every QT__MODELS__RETRAIN_HOURS",
@@ -240,8 +184,8 @@ JOBS: tuple[JobSpec, ...] = (
         job_id="risk_assessment",
         every_market_s=3600,
         every_from=lambda ctx: ctx.assess_every_s,
-        target=assess_risk,
-        applies=_brains_on,
+        target=_delegate("brains_cycle", "brains off"),
+        applies=_has("brains_cycle"),
         in_backtest=True,
         description="Risk Brain, then CEO Brain, enforced: every QT__BRAINS__ASSESS_EVERY_MINUTES",
     ),
@@ -249,8 +193,8 @@ JOBS: tuple[JobSpec, ...] = (
         job_id="strategy_review",
         every_market_s=24 * 3600,
         every_from=lambda ctx: ctx.review_every_s,
-        target=review_strategies,
-        applies=_reviews_strategies,
+        target=_delegate("strategy_review", "brains off"),
+        applies=_has("strategy_review"),
         in_backtest=True,
         description="Strategy Brain: review the records every QT__BRAINS__REVIEW_EVERY_HOURS",
     ),
@@ -264,16 +208,16 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         job_id="daily_report",
         every_market_s=24 * 3600,
-        target=send_daily_report,
-        applies=_reports,
+        target=_delegate("daily_report", "no chat front end"),
+        applies=_has("daily_report"),
         wall_time=True,  # a person's day: not every 12 s of an accelerated demo
         description="push the daily summary (P&L, trades, risk, mode, equity chart) every wall day",
     ),
     JobSpec(
         job_id="health",
         every_market_s=60,
-        target=check_health,
-        applies=_monitors_health,
+        target=_delegate("health_check", "no health monitor"),
+        applies=_has("health_check"),
         wall_time=True,
         description="health monitor every wall minute: data, venue, models, loop, db, disk",
     ),

@@ -33,27 +33,34 @@ class SlowVenue(FakeExchange):
         return await super().create_order(request)
 
 
-async def test_the_halt_waits_for_the_order_in_flight_and_denies_every_later_one() -> None:
-    clock, bus = SimClock(T0_MS), EventBus()
-    states = TradingStateService(MemoryStorage().state, bus, clock)
-    venue = SlowVenue(balances={"USDT": D(10_000)}, clock=clock)
+def gated(venue: FakeExchange, limits=None):  # type: ignore[no-untyped-def]
+    """Return an ExecutionService whose orders share a TradingStateService's order gate (as
+    bot.trading wires them), and that service; ``limits`` None: quiet ones."""
+    bus = EventBus()
+    states = TradingStateService(MemoryStorage().state, bus, venue.clock)
 
     async def exposure(symbol: str) -> tuple[D, int, D]:
         return D(10_000), 0, D(0)
 
-    async def limits(intent, account):  # type: ignore[no-untyped-def]
-        return quiet_limits(clock.now_ms(), D(10_000))
+    async def quiet(intent, account):  # type: ignore[no-untyped-def]
+        return quiet_limits(venue.clock.now_ms(), D(10_000))
 
     service = ExecutionService(
         exchange=venue,
         bus=bus,
-        clock=clock,
+        clock=venue.clock,
         trading_state=states.current,
         policy=Policy,
         exposure=exposure,
-        limits=limits,
+        limits=(limits or (lambda states: quiet))(states),
         order_gate=states.order_gate,
     )
+    return service, states
+
+
+async def test_the_halt_waits_for_the_order_in_flight_and_denies_every_later_one() -> None:
+    venue = SlowVenue(balances={"USDT": D(10_000)}, clock=SimClock(T0_MS))
+    service, states = gated(venue)
     first = asyncio.create_task(service.submit(buy("qt-BTC-1-e", "1"), reference_price=D(100)))
     await asyncio.wait_for(venue.entered.wait(), 2)  # checked (ACTIVE), now at the venue
     halting = asyncio.create_task(states.set(TradingState.HALTED, reason="/halt", actor="op"))
@@ -68,26 +75,15 @@ async def test_the_halt_waits_for_the_order_in_flight_and_denies_every_later_one
 
 
 async def test_a_gate_check_that_halts_by_itself_does_not_deadlock() -> None:
-    clock, bus = SimClock(T0_MS), EventBus()
-    states = TradingStateService(MemoryStorage().state, bus, clock)
-    venue = FakeExchange(balances={"USDT": D(10_000)}, clock=clock)
+    def halting(states):  # type: ignore[no-untyped-def]
+        async def limits_that_halt(intent, account):  # type: ignore[no-untyped-def]
+            await states.set(TradingState.HALTED, reason="daily loss", actor="risk")  # in the gate
+            return None
 
-    async def exposure(symbol: str) -> tuple[D, int, D]:
-        return D(10_000), 0, D(0)
+        return limits_that_halt
 
-    async def limits_that_halt(intent, account):  # type: ignore[no-untyped-def]
-        await states.set(TradingState.HALTED, reason="daily loss", actor="risk")  # inside the gate
-        return None
-
-    service = ExecutionService(
-        exchange=venue,
-        bus=bus,
-        clock=clock,
-        trading_state=states.current,
-        policy=Policy,
-        exposure=exposure,
-        limits=limits_that_halt,
-        order_gate=states.order_gate,
+    service, states = gated(
+        FakeExchange(balances={"USDT": D(10_000)}, clock=SimClock(T0_MS)), halting
     )
     done = await asyncio.wait_for(service.submit(buy(amount="1"), reference_price=D(100)), 2)
     assert done.denied and await states.current() is TradingState.HALTED

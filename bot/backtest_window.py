@@ -13,8 +13,7 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bot.report import fmt_ts
-from core.domain.market import CandleSeries
+from core.domain.market import CandleSeries, fmt_ts
 from core.errors import DataError
 from core.market.funding import FundingRates
 

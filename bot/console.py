@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -28,15 +27,10 @@ from core.domain.events import (
     SignalProviderChanged,
     TradeClosed,
 )
+from core.domain.market import fmt_ts
 
 if TYPE_CHECKING:
     from bot.app import TradingProcess
-
-
-def _fmt_ms(ts_ms: int | None) -> str:
-    if ts_ms is None:
-        return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _open_trades(process: TradingProcess) -> str:
@@ -53,12 +47,12 @@ def _open_trades(process: TradingProcess) -> str:
 
 
 def _event_line(event: Event) -> Text | None:
-    when = _fmt_ms(event.ts_ms)
+    when = fmt_ts(event.ts_ms)
     if isinstance(event, OrderFilled):
         # Market time of the fill: the clock may run ahead of a demo replayed very fast.
         style = "green" if event.side == "buy" else "red"
         return Text.assemble(
-            (f"{_fmt_ms(event.fill_ts_ms)}  ", "dim"),
+            (f"{fmt_ts(event.fill_ts_ms)}  ", "dim"),
             (f"{event.side.upper():4} ", style),
             f"{event.symbol} {event.amount} @ {event.price:,.2f}  fee {event.fee:.4f}  ",
             (event.client_order_id, "dim"),
@@ -66,7 +60,7 @@ def _event_line(event: Event) -> Text | None:
     if isinstance(event, TradeClosed):
         style = "bold green" if event.pnl > 0 else "bold red"
         return Text.assemble(
-            (f"{_fmt_ms(event.closed_ms)}  ", "dim"),
+            (f"{fmt_ts(event.closed_ms)}  ", "dim"),
             ("CLOSED ", style),
             f"{event.symbol} {event.side} pnl ",
             (f"{event.pnl:+,.2f} ({event.pnl_pct:+.2%})", style),
@@ -140,7 +134,7 @@ class StatusConsole:
         risk = "-" if latest is None else f"{latest.level.value} {latest.score:.0f}"
         line = Text()
         line.append(f"[{p.parts.mode_label}] ", style="bold cyan")
-        line.append(f"market {_fmt_ms(stats.last_candle_ms)} UTC  ")
+        line.append(f"market {fmt_ts(stats.last_candle_ms)} UTC  ")
         line.append(f"candles {stats.candles}  fills {stats.fills}  events {p.events_seen}  ")
         line.append(f"equity {eq}  state {state}  ")
         line.append(f"mode {policy.mode.value}  risk {risk}  ", style="magenta")

@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from bot.atomic_files import atomic_files
 from bot.evaluate import Evaluation, SharpeVerdict
-from bot.report import fmt_num, fmt_pct, fmt_ts, table, to_jsonable
+from bot.report import fmt_num, fmt_pct, table, to_jsonable
 from bot.report_folder import check_report_folder
 from core.analytics import BacktestMetrics
+from core.domain.market import fmt_ts
 from core.ml.evaluation import BAND_Z, ScoreCard
 
 MEANING = {

@@ -11,7 +11,6 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from core.analytics import (
     EquityCurve,
 )
 from core.domain.events import SymbolFailed, jsonable
+from core.domain.market import fmt_ts
 from core.domain.trades import ClosedTrade
 from core.services.universe import UniverseSummary
 
@@ -64,13 +64,6 @@ def fmt_pct(value: float | None, digits: int = 2) -> str:
     """Format a percent figure (21.0 -> "21.00%")."""
     text = fmt_num(value, digits)
     return text if text == "-" else f"{text}%"
-
-
-def fmt_ts(ts_ms: int | None) -> str:
-    """Format epoch ms as "YYYY-MM-DD HH:MM" UTC."""
-    if ts_ms is None:
-        return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def fmt_duration(ms: int | None) -> str:

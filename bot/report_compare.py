@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from bot.atomic_files import atomic_files
-from bot.report import fmt_num, fmt_pct, fmt_ts, table, to_jsonable
+from bot.report import fmt_num, fmt_pct, table, to_jsonable
 from bot.report_folder import check_report_folder
 from bot.risk_compare import (
     RiskComparison,
@@ -24,6 +24,7 @@ from bot.risk_compare import (
 )
 from core.analytics import BacktestMetrics
 from core.domain.events import ExposureReduced, ModeChanged
+from core.domain.market import fmt_ts
 
 Metric = Callable[[BacktestMetrics], float | None]
 

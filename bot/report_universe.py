@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.report import fmt_ts
+from core.domain.market import fmt_ts
 from core.services.universe import UniverseSummary
 
 

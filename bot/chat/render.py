@@ -26,7 +26,7 @@ from core.domain.events import (
     TradeClosed,
     TradingStateChanged,
 )
-from core.services.commands import when
+from core.domain.market import fmt_ts
 
 # kind -> default loudness
 ALERT_KINDS: dict[str, str] = {
@@ -84,15 +84,15 @@ def _state(e: TradingStateChanged) -> Push | None:
 def _failed(e: SymbolFailed) -> Push:
     return Push(
         "error",
-        f"ERROR {e.symbol} ({e.strikes}x): {e.error[:200]}; no entries before {when(e.until_ms)}",
+        f"ERROR {e.symbol} ({e.strikes}x): {e.error[:200]}; no entries before {fmt_ts(e.until_ms)}",
     )
 
 
 def _gap(e: DataGapDetected) -> Push:
     return Push(
         "error",
-        f"DATA GAP {e.symbol} {e.timeframe}: {e.missing} candle(s) {when(e.from_ms)} - "
-        f"{when(e.to_ms)}",
+        f"DATA GAP {e.symbol} {e.timeframe}: {e.missing} candle(s) {fmt_ts(e.from_ms)} - "
+        f"{fmt_ts(e.to_ms)}",
     )
 
 
@@ -112,9 +112,9 @@ _RENDER: dict[type[Event], Callable[[Any], Push | None]] = {
     OrderRejected: lambda e: Push("error", f"REJECTED {e.symbol} {e.client_order_id}: {e.reason}"),
     DataGapDetected: _gap,
     ProcessStarted: lambda e: Push(
-        "process", f"STARTED {e.mode} on {e.exchange} at {when(e.ts_ms)}"
+        "process", f"STARTED {e.mode} on {e.exchange} at {fmt_ts(e.ts_ms)}"
     ),
-    ProcessStopped: lambda e: Push("process", f"STOPPED ({e.reason}) at {when(e.ts_ms)}"),
+    ProcessStopped: lambda e: Push("process", f"STOPPED ({e.reason}) at {fmt_ts(e.ts_ms)}"),
 }
 
 

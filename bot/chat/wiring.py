@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from bot.chat.dispatch import Access, Dispatcher
 from bot.chat.notifier import Notifier
-from core.services.commands import CommandCore, CommandServices, when
+from core.domain.market import fmt_ts
+from core.services.commands import CommandCore, CommandServices
 
 if TYPE_CHECKING:
     from bot.app import TradingProcess
@@ -73,5 +74,5 @@ def _models(process: TradingProcess) -> list[str]:
     out = []
     for candidate in getattr(provider, "candidates", (provider,)):
         for m in getattr(candidate, "members", ()):
-            out.append(f"{m.name} {m.version_id or '-'} trained until {when(m.trained_until_ms)}")
+            out.append(f"{m.name} {m.version_id or '-'} trained until {fmt_ts(m.trained_until_ms)}")
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Self
 
 import numpy as np
@@ -33,6 +34,13 @@ def timeframe_to_ms(timeframe: str) -> int:
             f"unknown timeframe {timeframe!r}; expected e.g. 1m, 5m, 15m, 1h, 4h, 1d, 1w"
         )
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def fmt_ts(ts_ms: int | None) -> str:
+    """Format epoch ms as "YYYY-MM-DD HH:MM" UTC ("-" for none)."""
+    if ts_ms is None:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def grid_origin_ms(timeframe: str) -> int:

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from core.brains.risk import RiskAssessment
 from core.clock import Clock
 from core.domain.enums import Mode, TradingState
 from core.domain.events import ModeChanged
+from core.domain.market import fmt_ts
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
@@ -81,13 +81,6 @@ class Reply:
         return "\n".join((self.title, *self.lines))
 
 
-def when(ts_ms: int | None) -> str:
-    """Return a UTC time as ``YYYY-MM-DD HH:MM`` ("-" for none)."""
-    if ts_ms is None:
-        return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _money(x: Decimal | float) -> str:
     return f"{float(x):,.2f}"
 
@@ -113,7 +106,6 @@ class CommandServices:
     models: Callable[[], Sequence[str]] = tuple
     health_latest: Callable[[], HealthReport | None] | None = None
     brains: Brains | None = None  # None: the brains are off (no mode to set)
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class CommandCore:
@@ -145,7 +137,7 @@ class CommandCore:
         closes = s.last_close()
         if closes:
             lines.append(
-                f"last candle {when(s.last_candle_ms())} UTC: "
+                f"last candle {fmt_ts(s.last_candle_ms())} UTC: "
                 + ", ".join(f"{sym} {c:,.6g}" for sym, c in sorted(closes.items()))
             )
         return Reply(f"[{s.mode_label}] status", tuple(lines))
@@ -199,7 +191,7 @@ class CommandCore:
             start = today - k * DAY_MS
             day = [t for t in self.s.engine.closed_trades if start <= t.closed_ms < start + DAY_MS]
             pnl = sum((t.pnl for t in day), Decimal(0))
-            rows.append(f"{when(start)[:10]}: {_money(pnl)} {self.s.quote} ({len(day)} trades)")
+            rows.append(f"{fmt_ts(start)[:10]}: {_money(pnl)} {self.s.quote} ({len(day)} trades)")
         return Reply(f"daily profit, the last {n} UTC day(s)", tuple(rows))
 
     async def balance(self) -> Reply:
@@ -233,7 +225,7 @@ class CommandCore:
             )
         lines.extend(f"action: {m.kind.value} {m.value:g} ({m.reason})" for m in a.measures)
         lines.extend(f"note: {note}" for note in a.notes)
-        return Reply(f"risk {a.level.value} {a.score:.0f}/100 at {when(at)} UTC", tuple(lines))
+        return Reply(f"risk {a.level.value} {a.score:.0f}/100 at {fmt_ts(at)} UTC", tuple(lines))
 
     async def regime(self) -> Reply:
         """The market regime of each symbol's newest candle."""
@@ -257,7 +249,7 @@ class CommandCore:
         if report is None:
             return Reply("no health check yet (the health job runs every minute)")
         return Reply(
-            f"health {report.status.value} at {when(report.ts_ms)} UTC",
+            f"health {report.status.value} at {fmt_ts(report.ts_ms)} UTC",
             tuple(f"{c.name}: {c.status.value}, {c.detail}" for c in report.checks),
         )
 
@@ -279,7 +271,7 @@ class CommandCore:
             return Reply(f"no open trade {trade or ''}".rstrip())
         t = max(trades, key=lambda t: t.decided_ms)
         lines = [
-            f"decided on the candle of {when(t.decided_ms)} UTC with confidence "
+            f"decided on the candle of {fmt_ts(t.decided_ms)} UTC with confidence "
             f"{t.confidence:.2f}, ATR {t.atr:.6g}",
         ]
         explanation = t.explanation
@@ -318,7 +310,7 @@ class CommandCore:
                 f"risk {risk.level.value} {risk.score:.0f}/100, drawdown {risk.drawdown:.1%}"
             )
         return Reply(
-            f"[{self.s.mode_label}] daily report {when(self.s.clock.now_ms())} UTC", tuple(lines)
+            f"[{self.s.mode_label}] daily report {fmt_ts(self.s.clock.now_ms())} UTC", tuple(lines)
         )
 
     # --- act -----------------------------------------------------------------------------
@@ -363,7 +355,7 @@ class CommandCore:
             if manual is None or not manual.active(s.clock.now_ms()):
                 line = "the CEO Brain decides"
             else:
-                line = f"manual, by {manual.actor} until {when(manual.until_ms)}"
+                line = f"manual, by {manual.actor} until {fmt_ts(manual.until_ms)}"
             return Reply(f"mode {policy.mode.value} (policy v{policy.version})", (line,))
         if s.brains is None:
             return Reply(BRAINS_OFF, ok=False)
@@ -406,7 +398,7 @@ class CommandCore:
             return f"equity {_money(account.equity)} {self.s.quote}"
         return (
             f"equity {_money(last.equity)} {self.s.quote} (cash {_money(last.cash)}, "
-            f"unrealised {_money(last.unrealized_pnl)}) at {when(last.ts_ms)} UTC"
+            f"unrealised {_money(last.unrealized_pnl)}) at {fmt_ts(last.ts_ms)} UTC"
         )
 
     def _position_lines(self, trades: Sequence[OpenTrade]) -> list[str]:
@@ -447,7 +439,7 @@ class CommandCore:
 
 def _trade_line(t: ClosedTrade) -> str:
     return (
-        f"{when(t.closed_ms)} {t.symbol} {t.side.value} {_money(t.pnl)} ({t.pnl_pct:+.2%}) "
+        f"{fmt_ts(t.closed_ms)} {t.symbol} {t.side.value} {_money(t.pnl)} ({t.pnl_pct:+.2%}) "
         f"exit {t.exit_reason}" + (f" by {t.provider}" if t.provider else "")
     )
 
@@ -493,6 +485,3 @@ async def clear_manual_mode(
     return ModeChanged(
         ts_ms=clock.now_ms(), previous=mode, current=mode, reasons=(why,), manual=True
     )
-
-
-CommandMethod = Callable[..., Awaitable[Reply]]

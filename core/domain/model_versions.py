@@ -35,3 +35,6 @@ class ModelVersion:
     artifact_path: str  # relative to the data dir: models/<member>/<id>
     artifact_sha256: str  # of the artifact's manifest.json
     created_ms: int
+    # when it first became CHAMPION; kept through retirement so retention never prunes a
+    # version that once traded (a rollback target)
+    promoted_ms: int | None = None

@@ -190,7 +190,9 @@ async def _save(
         label=data.label,
         metrics=result.metrics,
     )
-    return await save_version(repo, data_dir, member, info, created_ms=int(time.time() * 1000))
+    return await save_version(
+        repo, data_dir, member, info, created_ms=int(time.time() * 1000), symbols=data.symbols
+    )
 
 
 def describe_params(params: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
-from core.domain.model_versions import ModelStatus, ModelVersion
+from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 
@@ -295,6 +295,58 @@ class ModelVersionRepo(Protocol):
         """Return the member's most recently created version (of that status if given)."""
         ...
 
+    async def get(self, version_id: str) -> ModelVersion | None:
+        """Return the version or None."""
+        ...
+
+    async def set_status(
+        self, version_id: str, status: ModelStatus, *, reason: str, ts_ms: int
+    ) -> ModelVersion:
+        """Give the version any status but CHAMPION (``ValueError``: use ``promote``), with
+        ``reason`` and ``status_ms=ts_ms``; return it updated. An unknown id is an
+        ``InvariantViolation``."""
+        ...
+
+    async def promote(
+        self, version_id: str, *, reason: str, ts_ms: int
+    ) -> tuple[ModelVersion, ModelVersion | None]:
+        """Make the version its member's CHAMPION in one transaction: the current champion
+        (if another) becomes RETIRED "replaced by <id>". Return (the champion, the one
+        demoted or None). A RETIRED version may be promoted again (a rollback); promoting
+        the champion changes nothing. An unknown id is an ``InvariantViolation``."""
+        ...
+
+    async def delete(self, version_id: str) -> None:
+        """Remove the version's row (an unknown id: nothing); the CHAMPION is never deleted
+        (``InvariantViolation``)."""
+        ...
+
+
+class PredictionRepo(Protocol):
+    """What each version predicted per symbol and candle, champion and shadows alike."""
+
+    async def add_many(self, predictions: Sequence[Prediction]) -> int:
+        """Store the predictions not stored yet and return how many were new: one already
+        stored for (version, symbol, candle) is kept as first written. A ``p_up`` that is
+        not a probability is a ``ValueError`` before anything is written."""
+        ...
+
+    async def list_predictions(
+        self,
+        version_id: str,
+        *,
+        symbol: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Prediction]:
+        """Return the version's predictions with ``since_ms <= ts_ms < until_ms`` (of one
+        symbol if given), by candle, then symbol."""
+        ...
+
+    async def delete_version(self, version_id: str) -> int:
+        """Remove every prediction of the version; return how many there were."""
+        ...
+
 
 class DecisionRepo(Protocol):
     """The brains' history: policy versions, risk assessments and decisions."""
@@ -353,6 +405,8 @@ class Storage(Protocol):
     def market_rules(self) -> MarketRulesRepo: ...
     @property
     def model_versions(self) -> ModelVersionRepo: ...
+    @property
+    def predictions(self) -> PredictionRepo: ...
     @property
     def decisions(self) -> DecisionRepo: ...
 

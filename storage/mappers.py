@@ -7,7 +7,7 @@ Rows are plain dicts of column values on the way in (ready for Core ``INSERT``) 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,7 +15,7 @@ from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.events import Event, event_payload
 from core.domain.market_rules import MarketRules, StoredRules
-from core.domain.model_versions import ModelStatus, ModelVersion
+from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.policy import policy_from_dict, policy_to_dict
 from core.domain.portfolio import Balance, EquitySnapshot, Position
@@ -282,7 +282,17 @@ def row_to_stored_rules(row: Mapping[Any, Any]) -> StoredRules:
     )
 
 
+def _json_text(value: Any, where: str) -> str:
+    """Return ``value`` as canonical JSON; what JSON cannot hold exactly (NaN, infinities,
+    objects of other types) is a ``ValueError`` naming the field."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} is not JSON-safe: {exc}") from exc
+
+
 def model_version_to_row(version: ModelVersion) -> dict[str, Any]:
+    where = f"model version {version.id}"
     return {
         "id": version.id,
         "member": version.member,
@@ -290,19 +300,37 @@ def model_version_to_row(version: ModelVersion) -> dict[str, Any]:
         "train_start_ms": version.train_start_ms,
         "train_end_ms": version.train_end_ms,
         "feature_set_hash": version.feature_set_hash,
-        "metrics": json.dumps(dict(version.metrics), sort_keys=True, allow_nan=False),
+        "metrics": _json_text(dict(version.metrics), f"{where}: metrics"),
         "artifact_path": version.artifact_path,
         "artifact_sha256": version.artifact_sha256,
         "created_ms": version.created_ms,
+        "symbols": _json_text(list(version.symbols), f"{where}: symbols"),
+        "params": _json_text(dict(version.params), f"{where}: params"),
+        "libraries": _json_text(dict(version.libraries), f"{where}: libraries"),
+        "reason": version.reason,
+        "promoted_ms": version.promoted_ms,
+        "status_ms": version.status_ms,
     }
+
+
+def _json_column(row: Mapping[Any, Any], column: str, kind: type) -> Any:
+    value = json.loads(row[column])
+    if not isinstance(value, kind):
+        raise TypeError(f"{column} is not a JSON {'object' if kind is dict else 'array'}")
+    return value
 
 
 def row_to_model_version(row: Mapping[Any, Any]) -> ModelVersion:
     where = f"model_versions {row['id']}"
     try:
-        metrics = json.loads(row["metrics"])
-        if not isinstance(metrics, dict):
-            raise TypeError("metrics is not a JSON object")
+        metrics = _json_column(row, "metrics", dict)
+        symbols = _json_column(row, "symbols", list)
+        params = _json_column(row, "params", dict)
+        libraries = _json_column(row, "libraries", dict)
+        if not all(isinstance(s, str) for s in symbols):
+            raise TypeError(f"symbols holds more than text: {symbols!r}")
+        if not all(isinstance(v, str) for v in libraries.values()):
+            raise TypeError(f"libraries holds more than text: {libraries!r}")
         status = ModelStatus(row["status"])
     except (ValueError, TypeError) as exc:  # a hand-edited row
         raise InvariantViolation(f"stored {where}: {exc}") from exc
@@ -317,6 +345,47 @@ def row_to_model_version(row: Mapping[Any, Any]) -> ModelVersion:
         artifact_path=row["artifact_path"],
         artifact_sha256=row["artifact_sha256"],
         created_ms=int(row["created_ms"]),
+        symbols=tuple(symbols),
+        params=params,
+        libraries=libraries,
+        reason=row["reason"],
+        promoted_ms=_opt_int(row["promoted_ms"]),
+        status_ms=_opt_int(row["status_ms"]),
+    )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def prediction_to_tuple(p: Prediction) -> tuple[str, str, int, str, float, str, int]:
+    """Return the ``model_predictions`` values in ``PREDICTION_COLUMNS`` order, as plain
+    Python numbers (numpy scalars cannot be bound by the driver)."""
+    return (
+        p.version_id,
+        p.symbol,
+        int(p.ts_ms),
+        p.member,
+        float(p.p_up),
+        p.role,
+        int(p.created_ms),
+    )
+
+
+PREDICTION_COLUMNS = ("version_id", "symbol", "ts_ms", "member", "p_up", "role", "created_ms")
+
+
+def tuple_to_prediction(values: Sequence[Any]) -> Prediction:
+    """Return the prediction of a row selected in ``PREDICTION_COLUMNS`` order."""
+    version_id, symbol, ts_ms, member, p_up, role, created_ms = values
+    return Prediction(
+        version_id=version_id,
+        member=member,
+        symbol=symbol,
+        ts_ms=int(ts_ms),
+        p_up=float(p_up),
+        role=role,
+        created_ms=int(created_ms),
     )
 
 

@@ -31,7 +31,15 @@ from core.domain.enums import CandleMarket, MarketType
 from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
-from core.domain.model_versions import ModelStatus, ModelVersion
+from core.domain.model_versions import (
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    check_predictions,
+    promoted,
+    replaced,
+    with_status,
+)
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -399,19 +407,21 @@ class MemoryMarketRulesRepo:
 
 
 class MemoryModelVersionRepo:
-    """The model registry as a dict by version id."""
+    """The model registry as a dict by version id; at most one CHAMPION per member, as the
+    SQL table's partial unique index allows."""
 
     def __init__(self, journal: _Journal) -> None:
         self._journal = journal
         self._versions: dict[str, ModelVersion] = {}
 
     async def add(self, version: ModelVersion) -> None:
-        """Record a new version; an id already recorded is an ``InvariantViolation``."""
+        """Record a new version; an id already recorded, or a second CHAMPION of the member,
+        is an ``InvariantViolation``."""
         if version.id in self._versions:
             raise InvariantViolation(f"model version {version.id!r} is recorded already")
-        # Through JSON like the SQL column: what is read back is what SQL would give.
-        metrics = json.loads(json.dumps(dict(version.metrics), allow_nan=False))
-        stored = replace(version, status=ModelStatus(version.status), metrics=metrics)
+        # Through the SQL row and back: what is read back is what SQL would give.
+        stored = mappers.row_to_model_version(mappers.model_version_to_row(version))
+        self._check_one_champion(stored)
         self._journal.put(self._versions, version.id, stored)
 
     async def list_versions(self, member: str | None = None) -> list[ModelVersion]:
@@ -427,6 +437,114 @@ class MemoryModelVersionRepo:
             if status is None or v.status == ModelStatus(status)
         ]
         return found[-1] if found else None
+
+    async def get(self, version_id: str) -> ModelVersion | None:
+        """Return the version or None."""
+        return self._versions.get(version_id)
+
+    async def set_status(
+        self, version_id: str, status: ModelStatus, *, reason: str, ts_ms: int
+    ) -> ModelVersion:
+        """Give the version any status but CHAMPION (``ValueError``: use ``promote``);
+        return it updated. An unknown id is an ``InvariantViolation``."""
+        changed = with_status(self._existing(version_id), status, reason=reason, ts_ms=ts_ms)
+        self._journal.put(self._versions, version_id, changed)
+        return changed
+
+    async def promote(
+        self, version_id: str, *, reason: str, ts_ms: int
+    ) -> tuple[ModelVersion, ModelVersion | None]:
+        """Make the version its member's CHAMPION, retiring the current one (both writes
+        or neither); return (the champion, the one demoted or None)."""
+        version = self._existing(version_id)
+        if version.status is ModelStatus.CHAMPION:
+            return version, None
+        current = await self.newest(version.member, ModelStatus.CHAMPION)
+        demoted = None if current is None else replaced(current, version_id, ts_ms=ts_ms)
+        champion = promoted(version, reason=reason, ts_ms=ts_ms)
+        # No await between the two writes: no other task sees one without the other.
+        if demoted is not None:
+            self._journal.put(self._versions, demoted.id, demoted)
+        self._journal.put(self._versions, version_id, champion)
+        return champion, demoted
+
+    async def delete(self, version_id: str) -> None:
+        """Remove the version (an unknown id: nothing); never the CHAMPION."""
+        version = self._versions.get(version_id)
+        if version is not None and version.status is ModelStatus.CHAMPION:
+            raise InvariantViolation(
+                f"model version {version_id!r} is the {version.member} CHAMPION: "
+                "promote another before deleting it"
+            )
+        self._journal.pop(self._versions, version_id)
+
+    def _existing(self, version_id: str) -> ModelVersion:
+        version = self._versions.get(version_id)
+        if version is None:
+            raise InvariantViolation(f"model version {version_id!r} is not recorded")
+        return version
+
+    def _check_one_champion(self, version: ModelVersion) -> None:
+        if version.status is not ModelStatus.CHAMPION:
+            return
+        for other in self._versions.values():
+            if other.member == version.member and other.status is ModelStatus.CHAMPION:
+                raise InvariantViolation(
+                    f"model version {version.id!r} would be a second {version.member} "
+                    f"CHAMPION (beside {other.id!r}): promote it instead"
+                )
+
+
+class MemoryPredictionRepo:
+    """Predictions by version id, then (symbol, candle): the first written of each is kept."""
+
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._by_version: dict[str, dict[tuple[str, int], Prediction]] = {}
+
+    async def add_many(self, predictions: Sequence[Prediction]) -> int:
+        """Store the predictions not stored yet; return how many were new (a ``ValueError``
+        for a ``p_up`` that is not a probability, before anything is written)."""
+        check_predictions(predictions)
+        new = 0
+        for p in predictions:
+            stored = self._by_version.get(p.version_id)
+            if stored is None:
+                stored = {}
+                self._journal.put(self._by_version, p.version_id, stored)
+            key = (p.symbol, int(p.ts_ms))
+            if key in stored:
+                continue
+            # Plain Python numbers, as the SQL driver gives them back.
+            plain = replace(p, ts_ms=key[1], p_up=float(p.p_up), created_ms=int(p.created_ms))
+            self._journal.put(stored, key, plain)
+            new += 1
+        return new
+
+    async def list_predictions(
+        self,
+        version_id: str,
+        *,
+        symbol: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Prediction]:
+        """Return the version's predictions with ``since_ms <= ts_ms < until_ms`` (of one
+        symbol if given), by candle, then symbol."""
+        stored = self._by_version.get(version_id, {})
+        return [
+            stored[(sym, ts)]
+            for ts, sym in sorted((ts, sym) for sym, ts in stored)
+            if (symbol is None or sym == symbol)
+            and (since_ms is None or ts >= since_ms)
+            and (until_ms is None or ts < until_ms)
+        ]
+
+    async def delete_version(self, version_id: str) -> int:
+        """Remove every prediction of the version; return how many there were."""
+        count = len(self._by_version.get(version_id, {}))
+        self._journal.pop(self._by_version, version_id)
+        return count
 
 
 class MemoryDecisionRepo:
@@ -515,6 +633,7 @@ class MemoryStorage:
         self.state = MemoryKeyValueRepo(self._journal)
         self.market_rules = MemoryMarketRulesRepo(self._journal)
         self.model_versions = MemoryModelVersionRepo(self._journal)
+        self.predictions = MemoryPredictionRepo(self._journal)
         self.decisions = MemoryDecisionRepo(self._journal)
 
     def atomic(self) -> _Atomic:

@@ -24,7 +24,15 @@ from core.domain.enums import CandleMarket, MarketType, OrderStatus
 from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
-from core.domain.model_versions import ModelStatus, ModelVersion
+from core.domain.model_versions import (
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    check_predictions,
+    promoted,
+    replaced,
+    with_status,
+)
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.errors import InvariantViolation
@@ -498,15 +506,87 @@ class SqlModelVersionRepo:
         self._uow = uow
 
     async def add(self, version: ModelVersion) -> None:
-        """Record a new version; an id already recorded is an ``InvariantViolation``."""
+        """Record a new version; an id already recorded, or a second CHAMPION of the member,
+        is an ``InvariantViolation``."""
         stmt = insert(_models).values(mappers.model_version_to_row(version))
         try:
             async with self._uow.connection() as conn:
                 await conn.execute(stmt)
         except IntegrityError as exc:
-            raise InvariantViolation(
-                f"model version {version.id!r} is recorded already ({exc.orig})"
-            ) from exc
+            if "model_versions.id" in str(exc.orig):
+                raise InvariantViolation(
+                    f"model version {version.id!r} is recorded already ({exc.orig})"
+                ) from exc
+            raise _second_champion(version, exc) from exc
+
+    async def get(self, version_id: str) -> ModelVersion | None:
+        """Return the version or None."""
+        stmt = select(_models).where(_models.c.id == version_id)
+        async with self._uow.connection() as conn:
+            row = (await conn.execute(stmt)).mappings().one_or_none()
+        return None if row is None else mappers.row_to_model_version(row)
+
+    async def set_status(
+        self, version_id: str, status: ModelStatus, *, reason: str, ts_ms: int
+    ) -> ModelVersion:
+        """Give the version any status but CHAMPION (``ValueError``: use ``promote``);
+        return it updated. An unknown id is an ``InvariantViolation``."""
+        async with self._uow.atomic():
+            version = await self._existing(version_id)
+            changed = with_status(version, status, reason=reason, ts_ms=ts_ms)
+            if changed is not version:
+                await self._write_status(changed)
+        return changed
+
+    async def promote(
+        self, version_id: str, *, reason: str, ts_ms: int
+    ) -> tuple[ModelVersion, ModelVersion | None]:
+        """Make the version its member's CHAMPION, retiring the current one, in one
+        transaction; return (the champion, the one demoted or None)."""
+        async with self._uow.atomic():
+            version = await self._existing(version_id)
+            if version.status is ModelStatus.CHAMPION:
+                return version, None
+            current = await self.newest(version.member, ModelStatus.CHAMPION)
+            demoted = None
+            if current is not None:
+                demoted = replaced(current, version_id, ts_ms=ts_ms)
+                await self._write_status(demoted)  # first: the unique index allows one
+            champion = promoted(version, reason=reason, ts_ms=ts_ms)
+            await self._write_status(champion)
+        return champion, demoted
+
+    async def delete(self, version_id: str) -> None:
+        """Remove the version's row (an unknown id: nothing); never the CHAMPION."""
+        async with self._uow.atomic():
+            version = await self.get(version_id)
+            if version is None:
+                return
+            if version.status is ModelStatus.CHAMPION:
+                raise InvariantViolation(
+                    f"model version {version_id!r} is the {version.member} CHAMPION: "
+                    "promote another before deleting it"
+                )
+            async with self._uow.connection() as conn:
+                await conn.execute(_models.delete().where(_models.c.id == version_id))
+
+    async def _existing(self, version_id: str) -> ModelVersion:
+        version = await self.get(version_id)
+        if version is None:
+            raise InvariantViolation(f"model version {version_id!r} is not recorded")
+        return version
+
+    async def _write_status(self, version: ModelVersion) -> None:
+        row = mappers.model_version_to_row(version)
+        columns = ("status", "reason", "status_ms", "promoted_ms")
+        stmt = (
+            _models.update().where(_models.c.id == version.id).values({c: row[c] for c in columns})
+        )
+        try:
+            async with self._uow.connection() as conn:
+                await conn.execute(stmt)
+        except IntegrityError as exc:
+            raise _second_champion(version, exc) from exc
 
     async def list_versions(self, member: str | None = None) -> list[ModelVersion]:
         """Return the versions (of one member if given), oldest first."""
@@ -527,6 +607,68 @@ class SqlModelVersionRepo:
         async with self._uow.connection() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return None if row is None else mappers.row_to_model_version(row)
+
+
+def _second_champion(version: ModelVersion, exc: IntegrityError) -> InvariantViolation:
+    return InvariantViolation(
+        f"model version {version.id!r} would be a second {version.member} CHAMPION "
+        f"({exc.orig}): promote it instead"
+    )
+
+
+# Driver-level SQL, columns in ``mappers.PREDICTION_COLUMNS`` order: plain tuples again.
+_PREDICTION_INSERT_SQL = (
+    "INSERT OR IGNORE INTO model_predictions "
+    "(version_id, symbol, ts_ms, member, p_up, role, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_PREDICTION_SELECT_SQL = (
+    "SELECT version_id, symbol, ts_ms, member, p_up, role, created_ms FROM model_predictions "
+    "WHERE version_id = ? AND ts_ms >= ? AND ts_ms < ? AND (? IS NULL OR symbol = ?) "
+    "ORDER BY ts_ms, symbol"
+)
+_PREDICTION_DELETE_SQL = "DELETE FROM model_predictions WHERE version_id = ?"
+
+
+class SqlPredictionRepo:
+    """Every version's predictions in ``model_predictions``, one row per (version, symbol,
+    candle); written with one driver-level ``executemany`` of ``INSERT OR IGNORE``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add_many(self, predictions: Sequence[Prediction]) -> int:
+        """Store the predictions not stored yet; return how many were new (a ``ValueError``
+        for a ``p_up`` that is not a probability, before anything is written)."""
+        check_predictions(predictions)
+        if not predictions:
+            return 0
+        rows = [mappers.prediction_to_tuple(p) for p in predictions]
+        async with self._uow.connection() as conn:
+            result = await conn.exec_driver_sql(_PREDICTION_INSERT_SQL, rows)
+        return int(result.rowcount)  # the ignored rows changed nothing, so count nothing
+
+    async def list_predictions(
+        self,
+        version_id: str,
+        *,
+        symbol: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[Prediction]:
+        """Return the version's predictions with ``since_ms <= ts_ms < until_ms`` (of one
+        symbol if given), by candle, then symbol."""
+        lo = _INT64_MIN if since_ms is None else since_ms
+        hi = _INT64_MAX if until_ms is None else until_ms
+        params = (version_id, lo, hi, symbol, symbol)
+        async with self._uow.connection() as conn:
+            rows = (await conn.exec_driver_sql(_PREDICTION_SELECT_SQL, params)).all()
+        return [mappers.tuple_to_prediction(r) for r in rows]
+
+    async def delete_version(self, version_id: str) -> int:
+        """Remove every prediction of the version; return how many there were."""
+        async with self._uow.connection() as conn:
+            result = await conn.exec_driver_sql(_PREDICTION_DELETE_SQL, (version_id,))
+        return int(result.rowcount)
 
 
 class SqlDecisionRepo:
@@ -609,6 +751,7 @@ class SqlStorage:
         self.state = SqlKeyValueRepo(self.uow)
         self.market_rules = SqlMarketRulesRepo(self.uow)
         self.model_versions = SqlModelVersionRepo(self.uow)
+        self.predictions = SqlPredictionRepo(self.uow)
         self.decisions = SqlDecisionRepo(self.uow)
 
     def atomic(self) -> AbstractAsyncContextManager[None]:

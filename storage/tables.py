@@ -29,7 +29,7 @@ multiply the schema.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Float, ForeignKey, Index, Text
+from sqlalchemy import BigInteger, CheckConstraint, Column, Float, ForeignKey, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -236,11 +236,21 @@ MODEL_STATUSES = ("CANDIDATE", "SHADOW", "CHAMPION", "RETIRED")
 
 
 class ModelVersionRow(SQLModel, table=True):
-    """One trained model version in the registry; the artifact lives on disk, checked by sha256."""
+    """One trained model version in the registry; the artifact lives on disk, checked by sha256.
+
+    ``symbols``, ``params`` and ``libraries`` are JSON; their server defaults are what rows
+    saved before revision 0005 got. The partial unique index keeps one CHAMPION per member.
+    """
 
     __tablename__ = "model_versions"
     __table_args__ = (
         Index("ix_model_versions_member_status", "member", "status"),
+        Index(
+            "ux_model_versions_one_champion",
+            "member",
+            unique=True,
+            sqlite_where=text("status = 'CHAMPION'"),
+        ),
         CheckConstraint(
             "status IN ('CANDIDATE', 'SHADOW', 'CHAMPION', 'RETIRED')",
             name="ck_model_versions_status",
@@ -256,4 +266,36 @@ class ModelVersionRow(SQLModel, table=True):
     metrics: str = Field(sa_column=_text())
     artifact_path: str = Field(sa_column=_text())
     artifact_sha256: str = Field(sa_column=_text())
+    created_ms: int = Field(sa_column=_ms())
+    symbols: str = Field(sa_column=Column(Text, nullable=False, server_default="[]"))
+    params: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
+    libraries: str = Field(sa_column=Column(Text, nullable=False, server_default="{}"))
+    reason: str = Field(sa_column=Column(Text, nullable=False, server_default=""))
+    promoted_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+    status_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+
+
+class PredictionRow(SQLModel, table=True):
+    """What one model version predicted for one symbol at one decision candle (``ts_ms``).
+
+    One row per (version, symbol, candle), so rewriting the same prediction is a no-op.
+    No foreign key to ``model_versions``: retention deletes a version's predictions
+    and its row as two steps, and an audit may keep the predictions of a deleted version.
+    """
+
+    __tablename__ = "model_predictions"
+    __table_args__ = (
+        Index("ix_model_predictions_version_ts", "version_id", "ts_ms"),
+        CheckConstraint("p_up >= 0 AND p_up <= 1", name="ck_model_predictions_p_up"),
+        CheckConstraint("role IN ('champion', 'shadow')", name="ck_model_predictions_role"),
+    )
+
+    version_id: str = Field(sa_type=Text, primary_key=True)
+    symbol: str = Field(sa_type=Text, primary_key=True)
+    ts_ms: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    member: str = Field(sa_column=_text())
+    p_up: float = Field(sa_type=Float, nullable=False)
+    role: str = Field(sa_column=_text())
     created_ms: int = Field(sa_column=_ms())

@@ -13,7 +13,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -55,8 +55,11 @@ async def save_version(
     *,
     created_ms: int,
     status: ModelStatus = ModelStatus.CANDIDATE,
+    symbols: Sequence[str] = (),
 ) -> ModelVersion:
-    """Write ``member``'s artifact under the data dir and record it as a new version."""
+    """Write ``member``'s artifact under the data dir and record it as a new version of
+    ``status``, trained on ``symbols``, with the artifact's hyper-parameters and library
+    versions."""
     staging = data_dir / MODELS_DIR / member.name / f".new-{uuid.uuid4().hex[:8]}"
     artifact = await asyncio.to_thread(save_artifact, member, staging, info)
     vid = version_id(member.name, created_ms, artifact.sha256)
@@ -79,6 +82,10 @@ async def save_version(
         artifact_path=str(PurePosixPath(MODELS_DIR, member.name, vid)),
         artifact_sha256=artifact.sha256,
         created_ms=created_ms,
+        symbols=tuple(symbols),
+        params=dict(meta.params),
+        libraries=dict(meta.libraries),
+        promoted_ms=created_ms if status is ModelStatus.CHAMPION else None,
     )
     try:
         await repo.add(version)

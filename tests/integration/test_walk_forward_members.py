@@ -105,6 +105,7 @@ async def test_the_walk_forward_model_at_t_predicts_as_qt_models_train_until_t(
         saved = load_version(tmp_path, version).artifact.member
         ours = walked[version.member]
         assert version.train_end_ms == ours.trained_until_ms == t_ms
+        assert version.symbols == (series.symbol,) and version.libraries  # what it came from
         if version.member in ("nhits", "patchtst"):  # windows over the whole series
             a = saved.predict_proba(fm.values, **kw)[rows]
             b = ours.member.predict_proba(fm.values, **kw)[rows]

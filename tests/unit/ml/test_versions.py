@@ -50,6 +50,41 @@ async def test_a_saved_version_is_a_row_and_a_folder_under_the_data_dir(tmp_path
     assert sorted(p.name for p in folder.parent.iterdir()) == [saved.id]  # no staging left
 
 
+async def test_a_saved_version_records_its_symbols_params_and_libraries(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    member = fitted("lgbm")
+
+    saved = await save_version(
+        storage.model_versions,
+        tmp_path,
+        member,
+        INFO,
+        created_ms=CREATED,
+        symbols=["BTC/USDT", "ETH/USDT"],
+    )
+
+    assert saved.symbols == ("BTC/USDT", "ETH/USDT")
+    assert saved.params == dict(member.params) and saved.params
+    assert saved.libraries == member.library_versions() and "lightgbm" in saved.libraries
+    assert (saved.reason, saved.promoted_ms, saved.status_ms) == ("", None, None)
+    assert await storage.model_versions.get(saved.id) == saved
+
+
+async def test_a_version_saved_as_champion_was_promoted_when_created(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+
+    saved = await save_version(
+        storage.model_versions,
+        tmp_path,
+        fitted("xgb"),
+        INFO,
+        created_ms=CREATED,
+        status=ModelStatus.CHAMPION,
+    )
+
+    assert (saved.status, saved.promoted_ms, saved.symbols) == (ModelStatus.CHAMPION, CREATED, ())
+
+
 async def test_the_newest_version_loads_verified_and_predicts_the_same(tmp_path: Path) -> None:
     storage = MemoryStorage()
     repo = storage.model_versions

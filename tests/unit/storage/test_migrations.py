@@ -17,6 +17,7 @@ from sqlmodel import SQLModel
 
 import storage.tables  # noqa: F401 - registers the tables
 from core.domain.enums import CandleMarket
+from core.domain.model_versions import ModelStatus
 from storage.db import create_engine
 from storage.migrate import (
     alembic_config,
@@ -41,6 +42,7 @@ EXPECTED_TABLES = {
     "risk_assessments",
     "model_versions",
     "brain_decisions",
+    "model_predictions",
 }
 
 
@@ -60,7 +62,7 @@ async def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     assert not db.exists()  # looking did not create it
     await upgrade(_url(db))
     assert set(_columns_by_table(db)) == EXPECTED_TABLES | {"alembic_version"}
-    assert current_revision(_url(db)) == head_revision() == "0004"
+    assert current_revision(_url(db)) == head_revision() == "0005"
 
 
 async def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
@@ -231,3 +233,74 @@ async def test_downgrade_keeps_the_spot_candles(tmp_path: Path) -> None:
     command.downgrade(alembic_config(_url(db)), "0001")
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT symbol, close FROM candles").fetchall() == [("BTC/USDT", 1.5)]
+
+
+_OLD_VERSION_SQL = (
+    "INSERT INTO model_versions (id, member, status, train_start_ms, train_end_ms,"
+    " feature_set_hash, metrics, artifact_path, artifact_sha256, created_ms) VALUES"
+    " (?, ?, ?, 1, 2, 'fs', '{\"auc\": 0.5}', 'models/xgb/v', ?, ?)"
+)
+
+
+async def test_versions_saved_before_0005_keep_their_data_and_get_the_defaults(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db), "0004")
+    with sqlite3.connect(db) as conn:
+        conn.execute(_OLD_VERSION_SQL, ("v1", "xgb", "CANDIDATE", "ab" * 32, 10))
+    await upgrade(_url(db))
+    storage = SqlStorage(_url(db))
+    await storage.start()
+    try:
+        got = await storage.model_versions.get("v1")
+        await storage.predictions.add_many([])  # the new table is there
+    finally:
+        await storage.stop()
+    assert got is not None
+    assert (got.member, got.status, got.metrics, got.artifact_sha256, got.created_ms) == (
+        "xgb",
+        ModelStatus.CANDIDATE,
+        {"auc": 0.5},
+        "ab" * 32,
+        10,
+    )
+    assert (got.symbols, got.params, got.libraries, got.reason) == ((), {}, {}, "")
+    assert (got.promoted_ms, got.status_ms) == (None, None)
+
+
+async def test_0005_keeps_the_newest_of_several_champions_and_retires_the_others(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db), "0004")
+    with sqlite3.connect(db) as conn:  # only by hand: nothing promoted before 0005
+        for vid, member, created in (("a", "xgb", 10), ("c", "xgb", 30), ("b", "xgb", 30)):
+            conn.execute(_OLD_VERSION_SQL, (vid, member, "CHAMPION", "ab" * 32, created))
+        conn.execute(_OLD_VERSION_SQL, ("l", "lgbm", "CHAMPION", "cd" * 32, 5))
+    await upgrade(_url(db))
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, status, reason FROM model_versions ORDER BY id").fetchall()
+    retired = "retired by migration 0005: one champion per member"
+    assert rows == [
+        ("a", "RETIRED", retired),
+        ("b", "RETIRED", retired),
+        ("c", "CHAMPION", ""),
+        ("l", "CHAMPION", ""),
+    ]
+
+
+async def test_downgrade_from_0005_keeps_the_versions(tmp_path: Path) -> None:
+    db = tmp_path / "qt.sqlite3"
+    await upgrade(_url(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute(_OLD_VERSION_SQL, ("v1", "xgb", "CHAMPION", "ab" * 32, 10))
+    command.downgrade(alembic_config(_url(db)), "0004")
+    assert current_revision(_url(db)) == "0004"
+    columns = _columns_by_table(db)
+    assert "model_predictions" not in columns
+    assert "reason" not in columns["model_versions"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT id, status FROM model_versions").fetchall() == [
+            ("v1", "CHAMPION")
+        ]

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
-from core.ml.dataset import Dataset, build_dataset, pool
+from core.ml.dataset import Dataset, IntArray, build_dataset, pool
 from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import health
@@ -99,6 +99,9 @@ class TrainingSet:
     # The same rows per symbol as runs of consecutive candles, split at the same holdout:
     # what the members that form windows of consecutive rows train on.
     segments: tuple[Segment, ...] = ()
+    # Which row of x_valid/y_valid is which: its decision candle's open time and its symbol.
+    valid_ts_ms: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    valid_symbol: npt.NDArray[np.str_] = field(default_factory=lambda: np.zeros(0, dtype=np.str_))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +219,8 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
         valid_start_ms=cut,
         end_ms=int(ds.end_ms.max()) + candle_ms,
         segments=segments,
+        valid_ts_ms=ds.start_ms[valid],
+        valid_symbol=ds.symbol[valid],
     )
 
 

@@ -66,6 +66,9 @@ async def train_candidates(
             f"candidates: unknown member {', '.join(unknown) or '(none given)'}; "
             f"known: {', '.join(sorted(MEMBERS))}"
         )
+    repeated = sorted({m for m in members if members.count(m) > 1})
+    if repeated:
+        raise DataError(f"candidates: member {', '.join(repeated)} given more than once")
     if not timeout_s > 0:
         raise DataError(f"candidates: timeout_s must be > 0, was {timeout_s}")
     config = dataclasses.replace(config, with_segments=needs_segments(members))
@@ -73,10 +76,13 @@ async def train_candidates(
     deadline = loop.time() + timeout_s
     pool = new_pool(len(members))
     try:
+        limit = asyncio.timeout_at(deadline)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with limit:
                 data = await prepare_in(pool, series, config, exits)
         except TimeoutError:
+            if not limit.expired():
+                raise  # a worker's own, not our deadline
             raise DependencyError(
                 f"candidates: preparing the rows timed out after {timeout_s:g} s"
             ) from None

@@ -156,6 +156,7 @@ async def test_a_timeout_while_preparing_the_rows_is_one_clear_error(tmp_path: P
     [
         (["xgb", "gpt"], 10.0, r"unknown member gpt; known: lgbm, nhits"),
         ([], 10.0, r"unknown member \(none given\)"),
+        (["xgb", "lgbm", "xgb"], 10.0, r"member xgb given more than once"),
         (["xgb"], 0.0, r"timeout_s must be > 0, was 0"),
         (["xgb"], float("nan"), r"timeout_s must be > 0, was nan"),
     ],

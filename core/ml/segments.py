@@ -8,26 +8,33 @@ mid-series, or a candle missing from the file, starts a new run) with the same p
 as the pooled rows: its training part is the prefix whose forecast targets ended
 ``embargo`` candles before the holdout began, its validation part the suffix from the
 holdout on, scored where the label is known; the rows between them (the purge) are only
-context for the validation windows.
+context for the validation windows. Each row carries its decision candle's open time, so a
+validation row can be named (``validation_index``) and scored by another model on the same rows.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 FloatMatrix = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def _no_times() -> IntArray:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Segment:
     """Consecutive rows ``x``/``y`` of one symbol: ``[0, train_stop)`` are trained on,
     ``[valid_start, len)`` are validation rows, scored where ``known`` (the label resolved;
-    ``y`` is 0 elsewhere); rows before ``valid_start`` are their context."""
+    ``y`` is 0 elsewhere); rows before ``valid_start`` are their context. ``ts_ms`` is each
+    row's decision-candle open time (empty: rows given without their times)."""
 
     symbol: str
     x: FloatMatrix
@@ -35,6 +42,7 @@ class Segment:
     known: npt.NDArray[np.bool_]
     train_stop: int
     valid_start: int
+    ts_ms: IntArray = field(default_factory=_no_times)
 
     def __post_init__(self) -> None:
         rows = len(self.y)
@@ -42,6 +50,10 @@ class Segment:
             raise ValueError(
                 f"segment of {self.symbol}: need 0 <= train_stop ({self.train_stop}) <= "
                 f"valid_start ({self.valid_start}) <= rows ({rows}) and a known flag per row"
+            )
+        if len(self.ts_ms) not in (0, rows):
+            raise ValueError(
+                f"segment of {self.symbol}: {len(self.ts_ms)} open times for {rows} rows"
             )
 
     @property
@@ -98,6 +110,7 @@ def split_segments(
             known=known[rows].copy(),
             train_stop=train_stop,
             valid_start=valid_start,
+            ts_ms=opens.astype(np.int64),
         )
         if seg.train_stop or seg.valid_rows:
             out.append(seg)
@@ -108,3 +121,19 @@ def validation_labels(segments: Sequence[Segment]) -> npt.NDArray[np.int8]:
     """Return the validation labels of ``segments``, segment after segment."""
     parts = [s.y[s.scored] for s in segments]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
+
+def validation_index(
+    segments: Sequence[Segment],
+) -> tuple[npt.NDArray[np.str_], IntArray]:
+    """Return the symbol and decision-candle open time of each validation row of
+    ``segments``, in ``validation_labels``' order; segments without times are refused."""
+    untimed = [s.symbol for s in segments if s.valid_rows and len(s.ts_ms) != len(s.y)]
+    if untimed:
+        raise ValueError(f"segments of {', '.join(untimed)} carry no open times")
+    symbols = [np.full(s.valid_rows, s.symbol) for s in segments]
+    times = [s.ts_ms[s.scored] for s in segments if s.valid_rows]
+    return (
+        np.concatenate(symbols) if symbols else np.zeros(0, dtype=np.str_),
+        np.concatenate(times) if times else _no_times(),
+    )

@@ -13,6 +13,11 @@ previous version's files). Both are plain functions of picklable values, so the 
 run them in a worker process; ``fit_member`` returns the member's files as bytes (its own
 safe formats) rather than the object.
 
+``fit_candidate`` is ``fit_member`` for a retrain that must beat the serving model: it also
+returns, per validation row it scored (symbol, decision candle), the candidate's and the
+champion's P(up), the champion rebuilt from its files and asked about the same rows, so the
+two can be compared row by row (the rows the champion was trained on are NaN: in sample).
+
 ``TrainConfig.shuffle_seed`` makes every training a control: the window's labels are permuted
 (seeded) before the split, so a member learns nothing true and its predictions must score as
 chance (``qt evaluate --shuffle-labels``).
@@ -33,7 +38,7 @@ import numpy.typing as npt
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
-from core.ml.dataset import Dataset, build_dataset, pool
+from core.ml.dataset import Dataset, IntArray, build_dataset, pool
 from core.ml.feature_set import FeatureMatrix
 from core.ml.features import FeatureConfig, compute_features, feature_set
 from core.ml.health import health
@@ -43,9 +48,10 @@ from core.ml.member import Member
 from core.ml.members import MEMBERS
 from core.ml.members.forecaster import ForecastMember
 from core.ml.metrics import accuracy, log_loss, roc_auc
-from core.ml.segments import Segment, split_segments, validation_labels
+from core.ml.segments import Segment, split_segments, validation_index, validation_labels
 
 FloatMatrix = npt.NDArray[np.floating]
+Probabilities = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +105,9 @@ class TrainingSet:
     # The same rows per symbol as runs of consecutive candles, split at the same holdout:
     # what the members that form windows of consecutive rows train on.
     segments: tuple[Segment, ...] = ()
+    # Which row of x_valid/y_valid is which: its decision candle's open time and its symbol.
+    valid_ts_ms: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    valid_symbol: npt.NDArray[np.str_] = field(default_factory=lambda: np.zeros(0, dtype=np.str_))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +225,8 @@ def combine(parts: Sequence[SymbolRows], config: TrainConfig) -> TrainingSet:
         valid_start_ms=cut,
         end_ms=int(ds.end_ms.max()) + candle_ms,
         segments=segments,
+        valid_ts_ms=ds.start_ms[valid],
+        valid_symbol=ds.symbol[valid],
     )
 
 
@@ -267,6 +278,24 @@ def fit_member(
 ) -> FitResult:
     """Fit member ``name`` on the training rows and score it on the validation rows; a
     forecaster with ``warm_files`` (a previous version's files) starts from its weights."""
+    return _fit(name, data, params, warm_files).result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Fitted:
+    """A fit's result with its validation P(up) and labels (which rows: ``scored_rows``)."""
+
+    result: FitResult
+    p: Probabilities
+    y_valid: npt.NDArray[np.int8]
+
+
+def _fit(
+    name: str,
+    data: TrainingSet,
+    params: Mapping[str, Any] | None,
+    warm_files: Mapping[str, bytes] | None,
+) -> _Fitted:
     member = make_member(name, params)
     cols, digest = data.columns, data.set_hash
     if isinstance(member, ForecastMember):
@@ -274,7 +303,6 @@ def fit_member(
         member.fit_segments(
             data.segments, columns=cols, feature_set_hash=digest, warm_start=previous
         )
-        p = segment_predictions(member, data.segments, cols, digest)
         y_valid = validation_labels(data.segments)
         y_train = np.concatenate(
             [s.y[: s.train_stop][s.known[: s.train_stop]] for s in data.segments]
@@ -287,9 +315,29 @@ def fit_member(
             feature_set_hash=digest,
             eval_set=(data.x_valid, data.y_valid),
         )
-        p = member.predict_proba(data.x_valid, columns=cols, feature_set_hash=digest)
         y_valid, y_train = data.y_valid, data.y_train
-    return FitResult(member=name, files=_files(member), metrics=_scores(name, p, y_valid, y_train))
+    p = validation_predictions(member, data)
+    result = FitResult(
+        member=name, files=_files(member), metrics=_scores(name, p, y_valid, y_train)
+    )
+    return _Fitted(result=result, p=p, y_valid=y_valid)
+
+
+def validation_predictions(member: Member, data: TrainingSet) -> Probabilities:
+    """Return ``member``'s P(up) of the validation rows its kind is scored on: a forecaster's
+    of the segments' (``segment_predictions``), another's of ``x_valid`` (``scored_rows``)."""
+    cols, digest = data.columns, data.set_hash
+    if isinstance(member, ForecastMember):
+        return segment_predictions(member, data.segments, cols, digest)
+    return member.predict_proba(data.x_valid, columns=cols, feature_set_hash=digest)
+
+
+def scored_rows(name: str, data: TrainingSet) -> tuple[npt.NDArray[np.str_], IntArray]:
+    """Return the symbol and decision-candle open time of each validation row member kind
+    ``name`` is scored on, in the order of its predictions."""
+    if getattr(MEMBERS[name], "needs_consecutive_rows", False):
+        return validation_index(data.segments)
+    return data.valid_symbol, data.valid_ts_ms
 
 
 def segment_predictions(
@@ -305,6 +353,101 @@ def segment_predictions(
         p = member.predict_proba(s.x[lo:], columns=columns, feature_set_hash=digest)
         out.append(p[s.scored[lo:]])
     return np.concatenate(out) if out else np.zeros(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandidateFit:
+    """A candidate's fit (``fit_member``'s) and, per validation row it was scored on, its
+    P(up) beside the serving champion's on the same row: a row-by-row comparison.
+
+    ``champion_p`` is NaN where the row's decision candle is before the champion's training
+    end (in sample for it); None when there is nothing to compare with (``note`` says why:
+    no champion given, another feature set, unreadable files).
+    """
+
+    fit: FitResult
+    symbol: npt.NDArray[np.str_]
+    ts_ms: IntArray  # the decision candle's open time
+    y: npt.NDArray[np.int8]
+    p: Probabilities
+    champion_p: Probabilities | None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        sizes = {len(self.symbol), len(self.ts_ms), len(self.y), len(self.p)}
+        if self.champion_p is not None:
+            sizes.add(len(self.champion_p))
+        if len(sizes) != 1:
+            raise ValueError(f"{self.fit.member}: the rows' arrays differ in length: {sizes}")
+
+
+def fit_candidate(
+    name: str,
+    data: TrainingSet,
+    params: Mapping[str, Any] | None,
+    warm_files: Mapping[str, bytes] | None,
+    champion_files: Mapping[str, bytes] | None,
+    champion_trained_until_ms: int | None,
+) -> CandidateFit:
+    """Fit member ``name`` as ``fit_member`` does, and have the champion (rebuilt from
+    ``champion_files``, trained on candles before ``champion_trained_until_ms``) predict the
+    validation rows the candidate was scored on (pooled members: ``x_valid``; forecasters:
+    the same segments and windows)."""
+    fitted = _fit(name, data, params, warm_files)
+    symbol, ts_ms = scored_rows(name, data)
+    champion_p, note = _champion_predictions(
+        name, data, ts_ms, champion_files, champion_trained_until_ms
+    )
+    return CandidateFit(
+        fit=fitted.result,
+        symbol=symbol,
+        ts_ms=ts_ms,
+        y=fitted.y_valid,
+        p=fitted.p,
+        champion_p=champion_p,
+        note=note,
+    )
+
+
+def _champion_predictions(
+    name: str,
+    data: TrainingSet,
+    ts_ms: IntArray,
+    files: Mapping[str, bytes] | None,
+    until_ms: int | None,
+) -> tuple[Probabilities | None, str]:
+    """Return the champion's P(up) of the candidate's rows (NaN: in its sample), or None and
+    why there is none."""
+    if files is None:
+        return None, "no champion given"
+    if until_ms is None:
+        return None, "the champion's training end was not given: its unseen rows are unknown"
+    try:
+        champion = MEMBERS[name].from_files(files)
+    except Exception as exc:  # noqa: BLE001 - a broken champion must not fail its challenger
+        return None, f"the champion's files are unreadable: {type(exc).__name__}: {exc}"
+    schema = champion.features
+    if schema is None or (schema.columns, schema.feature_set_hash) != (
+        data.columns,
+        data.set_hash,
+    ):
+        theirs = "none" if schema is None else _describe(schema.feature_set_hash, schema.columns)
+        return None, (
+            f"the champion was trained on feature set {theirs}, the candidate on "
+            f"{_describe(data.set_hash, data.columns)}: not comparable"
+        )
+    p = np.array(validation_predictions(champion, data), dtype=np.float64)
+    seen = ts_ms < until_ms
+    p[seen] = np.nan
+    if seen.all():
+        return p, "every validation row is in the champion's training window: all NaN"
+    if seen.any():
+        return p, f"{int(seen.sum())} of {len(p)} rows are in the champion's training window: NaN"
+    return p, ""
+
+
+def _describe(digest: str, columns: Sequence[str]) -> str:
+    return f"{digest[:12]} ({len(columns)} columns)"
 
 
 def _scores(

@@ -203,3 +203,34 @@ def test_the_leak_guard_refuses_a_future_column_naming_the_symbol() -> None:
     )
     with pytest.raises(DataError, match=r"BTC/USDT: the leak guard refused .*'peek' leaks"):
         guard_features(s, leaky, labels)
+
+
+def test_each_validation_row_is_named_by_its_symbol_and_decision_candle() -> None:
+    from core.ml.features import compute_features
+
+    series = {s: candles(s) for s in ("BTC/USDT", "ETH/USDT")}
+    data = prepare(list(series.values()), TrainConfig())
+
+    assert len(data.valid_ts_ms) == len(data.valid_symbol) == len(data.y_valid)
+    assert data.valid_ts_ms.dtype == np.int64 and set(data.valid_symbol) == set(series)
+    assert (np.diff(data.valid_ts_ms) >= 0).all()  # pooled in time order
+    assert data.valid_ts_ms[0] == data.valid_start_ms
+    for symbol, s in series.items():  # each row is that candle's features
+        fm = compute_features(s)
+        mine = data.valid_symbol == symbol
+        at = np.searchsorted(fm.ts_ms, data.valid_ts_ms[mine])
+        assert np.array_equal(fm.ts_ms[at], data.valid_ts_ms[mine])
+        assert np.array_equal(data.x_valid[mine], fm.values[at])
+
+
+def test_the_segments_name_the_same_validation_rows_as_the_pooled_ones() -> None:
+    from core.ml.segments import validation_index, validation_labels
+
+    data = prepare([candles(), candles("ETH/USDT")], TrainConfig())
+
+    symbols, ts_ms = validation_index(data.segments)
+    named = list(zip(symbols.tolist(), ts_ms.tolist(), strict=True))
+    pooled = list(zip(data.valid_symbol.tolist(), data.valid_ts_ms.tolist(), strict=True))
+    assert sorted(named) == sorted(pooled) and len(set(named)) == len(named)
+    label_of = dict(zip(named, validation_labels(data.segments).tolist(), strict=True))
+    assert [label_of[row] for row in pooled] == data.y_valid.tolist()  # the same labels

@@ -1,0 +1,147 @@
+"""Train candidate members in worker processes, each scored beside its champion, in bounded time.
+
+What the learning manager's retrain calls: the rows are prepared and every member fitted
+(``core.ml.training.fit_candidate``) in a spawned process pool of the run's own, so the event
+loop only waits; each fit comes back with its own and its champion's P(up) of the same
+validation rows, for the promotion gate. A member whose fit raises fails alone. The whole run,
+the rows' preparation included, is bounded by ``timeout_s``: then the pool's workers are
+terminated and every member not finished fails; those finished are kept. The pool is stopped
+at the end however the run ends, a cancelled run too, so no fit outlives its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from bot.model_training import needs_segments, new_pool, prepare_in, stop_pool
+from core.brains.exit_config import ExitConfig
+from core.domain.market import CandleSeries
+from core.errors import DataError, DependencyError
+from core.ml.members import MEMBERS
+from core.ml.training import CandidateFit, TrainConfig, TrainingSet, fit_candidate
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionRef:
+    """The serving version of a member: its files and the end of its training window."""
+
+    files: dict[str, bytes]
+    trained_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRun:
+    """What a candidate run produced: the rows, each member's fit, and why others failed."""
+
+    data: TrainingSet
+    fits: dict[str, CandidateFit]
+    failures: dict[str, str]  # member -> one-line reason
+
+
+async def train_candidates(
+    series: Sequence[CandleSeries],
+    members: Sequence[str],
+    *,
+    champions: Mapping[str, ChampionRef],
+    config: TrainConfig,
+    exits: ExitConfig,
+    timeout_s: float,
+    warm: Mapping[str, dict[str, bytes]] | None = None,
+    fit: Callable[..., CandidateFit] = fit_candidate,
+) -> CandidateRun:
+    """Prepare the rows of ``series`` and fit ``members`` concurrently as candidates, each
+    beside its champion in ``champions`` (a forecaster warm-started from ``warm``'s files).
+
+    Raise ``DataError`` when the candles give too few rows (nothing is trained), and
+    ``DependencyError`` when preparing them outlasts ``timeout_s``. ``fit`` is the worker
+    function (``fit_candidate``'s signature; module level, to be sent to a spawned process).
+    """
+    unknown = [m for m in members if m not in MEMBERS]
+    if unknown or not members:
+        raise DataError(
+            f"candidates: unknown member {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(sorted(MEMBERS))}"
+        )
+    repeated = sorted({m for m in members if members.count(m) > 1})
+    if repeated:
+        raise DataError(f"candidates: member {', '.join(repeated)} given more than once")
+    if not timeout_s > 0:
+        raise DataError(f"candidates: timeout_s must be > 0, was {timeout_s}")
+    config = dataclasses.replace(config, with_segments=needs_segments(members))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pool = new_pool(len(members))
+    try:
+        limit = asyncio.timeout_at(deadline)
+        try:
+            async with limit:
+                data = await prepare_in(pool, series, config, exits)
+        except TimeoutError:
+            if not limit.expired():
+                raise  # a worker's own, not our deadline
+            raise DependencyError(
+                f"candidates: preparing the rows timed out after {timeout_s:g} s"
+            ) from None
+        fits, failures = await _fit_all(
+            pool, data, members, config, champions, warm, fit, deadline, timeout_s
+        )
+        return CandidateRun(data=data, fits=fits, failures=failures)
+    finally:
+        # Also on cancellation or a timeout: a fit under way is terminated, not waited on.
+        await asyncio.to_thread(stop_pool, pool)
+
+
+async def _fit_all(
+    pool: ProcessPoolExecutor,
+    data: TrainingSet,
+    members: Sequence[str],
+    config: TrainConfig,
+    champions: Mapping[str, ChampionRef],
+    warm: Mapping[str, dict[str, bytes]] | None,
+    fit: Callable[..., CandidateFit],
+    deadline: float,
+    timeout_s: float,
+) -> tuple[dict[str, CandidateFit], dict[str, str]]:
+    """Return each member's fit or why it failed (raised, or not finished by ``deadline``)."""
+    loop = asyncio.get_running_loop()
+    params = dict(config.params)
+    jobs: dict[asyncio.Future[CandidateFit], str] = {}
+    # the slow torch fits first: the GBDTs fill the other workers meanwhile
+    for name in sorted(members, key=lambda m: not needs_segments([m])):
+        champion = champions.get(name)
+        job = loop.run_in_executor(
+            pool,
+            fit,
+            name,
+            data,
+            params,
+            None if warm is None else warm.get(name),
+            None if champion is None else champion.files,
+            None if champion is None else champion.trained_until_ms,
+        )
+        jobs[job] = name
+    try:
+        done, pending = await asyncio.wait(jobs, timeout=max(0.0, deadline - loop.time()))
+    finally:
+        for job in jobs:  # unfinished (timed out, or the run cancelled): nobody will read them
+            job.cancel()
+    fits: dict[str, CandidateFit] = {}
+    failures: dict[str, str] = {}
+    for job in done:
+        name = jobs[job]
+        exc = job.exception()
+        if exc is None:
+            fits[name] = job.result()
+        else:
+            failures[name] = _one_line(f"{type(exc).__name__}: {exc}")
+    for job in pending:
+        failures[jobs[job]] = f"timed out after {timeout_s:g} s"
+    return fits, failures
+
+
+def _one_line(reason: str) -> str:
+    return " ".join(reason.split())

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from bot.brains import build_brains, policy_store
@@ -31,6 +32,7 @@ from core.market.stored import load_checked
 from core.ports import Exchange, Storage
 from core.services.bus import EventBus
 from core.services.health import HealthMonitor, HealthSources, LoopLagProbe, Status
+from core.services.learning import LearningManager
 from core.services.market import MarketService, SimulatedVenue
 from core.services.portfolio import PortfolioService
 from core.services.trading_state import TradingStateService
@@ -84,6 +86,9 @@ class ProcessParts:
     rules_candles: Mapping[str, CandleSeries] | None = None
     universe: LiveUniverse | None = None  # a dynamic universe (QT__UNIVERSE__MODE=volume)
     provider: SignalProvider | None = None  # None: the baseline of the strategy settings
+    # Where the learning manager's model versions keep their files (the registry's data
+    # dir); None: no learning manager (the ensemble does not trade, or QT__LEARNING__ENABLED)
+    models_dir: Path | None = None
 
 
 class TradingProcess:
@@ -151,6 +156,7 @@ class TradingProcess:
                 last_close_ms=self.engine.signals.last_close_ms,
                 venue_probe=p.exchange.fetch_balances,
                 trained_until_ms=lambda: last_retrains(self.engine.signals.provider),
+                drift=lambda: {} if self.learning is None else self.learning.drifting(),
                 lag=self.lag,
                 state=p.storage.state,
                 data_dir=p.settings.app.data_dir,
@@ -161,6 +167,19 @@ class TradingProcess:
         )
         if self.brains is not None:
             self.brains.risk.health = self.health.issues  # the Risk Brain scores them
+        self.learning: LearningManager | None = None
+        if p.models_dir is not None:
+            from bot.learning import build_learning
+
+            self.learning = build_learning(
+                p.settings,
+                engine=self.engine,
+                storage=p.storage,
+                bus=self.bus,
+                clock=p.clock,
+                source=p.source,
+                data_dir=p.models_dir,
+            )
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         # the symbols' candles of one close: their signals computed together, off the loop
         self.market.before_batch(self.engine.before_batch)
@@ -182,6 +201,8 @@ class TradingProcess:
             policy_refresh=self.policy.refresh if self.brains is None else self.brains.adopt,
             daily_report=self._daily_report,
             health_check=self._health_check,
+            learning_check=None if self.learning is None else self.learning.check,
+            learning_every_s=p.settings.learning.check_every_hours * 3600.0,
         )
         self.scheduler = JobScheduler(JOBS, jobs, bus=self.bus, clock=p.clock, speed=p.speed)
         self.front_ends: list[Component] = []
@@ -258,7 +279,8 @@ class TradingProcess:
             )
         )
         await self.policy.announce()
-        for service in self.services:
+        # the learning manager last: it adopts what the others (the demo's models) set up
+        for service in [*self.services, *([self.learning] if self.learning else [])]:
             await self._start(service)
         self._market_task = asyncio.create_task(self._consume(), name="market-loop")
 

@@ -15,31 +15,20 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 
 from bot.model_training import needs_segments, new_pool, prepare_in, stop_pool
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries
 from core.errors import DataError, DependencyError
 from core.ml.members import MEMBERS
-from core.ml.training import CandidateFit, TrainConfig, TrainingSet, fit_candidate
-
-
-@dataclass(frozen=True, slots=True)
-class ChampionRef:
-    """The serving version of a member: its files and the end of its training window."""
-
-    files: dict[str, bytes]
-    trained_until_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class CandidateRun:
-    """What a candidate run produced: the rows, each member's fit, and why others failed."""
-
-    data: TrainingSet
-    fits: dict[str, CandidateFit]
-    failures: dict[str, str]  # member -> one-line reason
+from core.ml.training import (
+    CandidateFit,
+    CandidateRun,
+    ChampionRef,
+    TrainConfig,
+    TrainingSet,
+    fit_candidate,
+)
 
 
 async def train_candidates(

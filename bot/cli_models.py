@@ -1,11 +1,12 @@
-"""``qt models``: train the ensemble's members and list the saved versions."""
+"""``qt models``: train the ensemble's members, list and show the versions, and drive the
+learning manager by hand: promote, rollback, prune, retrain."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -292,3 +293,161 @@ def _verify(data_dir: Path, version: ModelVersion) -> str:
     except ArtifactError as exc:
         return f"refused: {exc}"
     return "verified"
+
+
+async def _with_manager(settings: Settings, act: Any, *, history: bool = False) -> Any:
+    """Run ``act(manager, storage)`` with a learning manager on the configured database
+    (its events go to the audit trail like the process's)."""
+    from bot.learning import offline_learning
+    from core.clock import LiveClock
+    from core.services.bus import EventBus
+    from storage import open_storage
+
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        bus = EventBus(sink=storage.events.append)
+
+        async def candles() -> list[CandleSeries]:
+            return list((await _candles(settings, [], None, None)).values())
+
+        manager = offline_learning(
+            settings,
+            storage,
+            clock=LiveClock(),
+            bus=bus,
+            history=candles if history else _no_history,
+        )
+        return await act(manager, storage)
+    finally:
+        await storage.stop()
+
+
+async def _no_history() -> list[CandleSeries]:
+    raise DataError("this command trains nothing")
+
+
+@models_app.command("show")
+def show(
+    version: Annotated[str, typer.Argument(help="A version id (see `qt models list`).")],
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Show one version: its status and why, window, symbols, parameters, libraries,
+    validation scores, and whether its files still verify."""
+    settings = load_or_exit(env_file)
+    run_or_exit(lambda: _show(settings, version))
+
+
+async def _show(settings: Settings, version_id: str) -> None:
+    import asyncio
+
+    from core.market.validation import iso_ms
+    from storage import open_storage
+
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        v = await storage.model_versions.get(version_id)
+    finally:
+        await storage.stop()
+    if v is None:
+        raise DataError(f"no model version {version_id!r}: see `qt models list`")
+    check = await asyncio.to_thread(_verify, settings.app.data_dir, v)
+    rows = [
+        ("member", v.member),
+        ("status", f"{v.status.value}: {v.reason or '-'}"),
+        ("promoted", iso_ms(v.promoted_ms) if v.promoted_ms is not None else "never"),
+        ("window", f"{iso_ms(v.train_start_ms)} to {iso_ms(v.train_end_ms)}"),
+        ("symbols", ", ".join(v.symbols) or "-"),
+        ("features", v.feature_set_hash),
+        ("params", ", ".join(f"{k}={p}" for k, p in sorted(v.params.items())) or "-"),
+        ("libraries", ", ".join(f"{k} {p}" for k, p in sorted(v.libraries.items())) or "-"),
+        ("validation", _scores(v)),
+        ("files", f"{v.artifact_path} ({check})"),
+    ]
+    for key, value in rows:
+        console.print(f"{key:>10}  {escape(str(value))}")
+
+
+@models_app.command("promote")
+def promote(
+    version: Annotated[str, typer.Argument(help="The version id to make its member's champion.")],
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Make a version its member's champion (the previous one is retired, still loadable);
+    a running process serves it from its next learning check."""
+    settings = load_or_exit(env_file)
+
+    async def act(manager: Any, _storage: Storage) -> str:
+        return str(await manager.promote(version, "qt models promote"))
+
+    run_or_exit(lambda: _say(_with_manager(settings, act)))
+
+
+@models_app.command("rollback")
+def rollback(
+    member: Annotated[str, typer.Argument(help="The member whose champion to roll back.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the versions).")] = "by hand",
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Restore a member's previous champion (the current one is retired)."""
+    settings = load_or_exit(env_file)
+
+    async def act(manager: Any, _storage: Storage) -> str:
+        return str(await manager.rollback(member, reason, "qt models rollback"))
+
+    run_or_exit(lambda: _say(_with_manager(settings, act)))
+
+
+@models_app.command("prune")
+def prune(
+    plan_only: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted, delete nothing.")
+    ] = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Delete the versions retention does not keep (every champion ever promoted, the
+    shadows and the newest QT__LEARNING__KEEP_CANDIDATES others per member are kept): their
+    files, rows and recorded predictions."""
+    settings = load_or_exit(env_file)
+
+    async def act(manager: Any, _storage: Storage) -> str:
+        gone = await (manager.prune_plan if plan_only else manager.prune)()
+        verb = "would delete" if plan_only else "deleted"
+        if not gone:
+            return "nothing to prune"
+        return f"{verb} {len(gone)} version(s): " + ", ".join(v.id for v in gone)
+
+    run_or_exit(lambda: _say(_with_manager(settings, act)))
+
+
+@models_app.command("retrain")
+def retrain(
+    members: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated members (default: the ensemble's)."),
+    ] = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Train candidates on the stored candles in worker processes, gate each against its
+    champion on the same held-out rows and register it (SHADOW, RETIRED, or CHAMPION for a
+    member's first version): what the learning manager does when a retrain is due."""
+    settings = load_or_exit(env_file)
+
+    async def act(manager: Any, _storage: Storage) -> str:
+        from bot.learning import learning_members
+
+        known = list(learning_members(settings))
+        names = _names(members, "--members", known) or known
+        report = await manager.run("requested by qt models retrain", names)
+        for line in report.lines or ["nothing trained"]:
+            console.print(escape(line))
+        if report.failed or not report.trained:
+            raise typer.Exit(1)
+        return ""
+
+    run_or_exit(lambda: _with_manager(settings, act, history=True))
+
+
+async def _say(work: Any) -> None:
+    console.print(escape(str(await work)))

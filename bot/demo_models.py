@@ -66,6 +66,13 @@ class DemoEnsemble:
         self._task: asyncio.Task[None] | None = None
         self.first_entry_s: float | None = None  # wall seconds from start to its first entry
         self.ready = asyncio.Event()  # set once the ensemble trades
+        self._started = False
+
+    @property
+    def settled(self) -> bool:
+        """Return whether the first models are handed over, or will not be (trained,
+        failed, or too little history): the learning manager takes it from there."""
+        return self._started and (self._task is None or self._task.done())
 
     @property
     def data_dir(self) -> Path:
@@ -74,6 +81,10 @@ class DemoEnsemble:
 
     async def start(self) -> None:
         """Hand over to the saved ensemble, or start training it in the background."""
+        await self._begin()
+        self._started = True  # the learning manager may look from now on
+
+    async def _begin(self) -> None:
         self._bus.subscribe(EntryExplained.topic, self._on_entry, name="demo.first_entry")
         saved = await newest_ensemble(self._settings, self._repo, self.data_dir)
         if saved is not None and {m.name for m in saved.members} >= set(self._members()):

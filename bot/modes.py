@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bot.app import (
     WARMUP_HISTORY_CANDLES,
@@ -198,21 +198,25 @@ def _demo_process(
             book=book,
             rules_candles=markets,
             provider=signals,
+            models_dir=settings.app.data_dir / DEMO_MODELS_DIR
+            if learns(settings, "demo")
+            else None,
         )
     )
     if signals is not None:
-        process.services.append(
-            DemoEnsemble(
-                settings,
-                signals=signals,
-                history=history,
-                repo=storage.model_versions,
-                bus=process.bus,
-                clock=clock,
-                invalidate=process.engine.signals.invalidate,
-                started_s=started_s,
-            )
+        demo_models = DemoEnsemble(
+            settings,
+            signals=signals,
+            history=history,
+            repo=storage.model_versions,
+            bus=process.bus,
+            clock=clock,
+            invalidate=process.engine.signals.invalidate,
+            started_s=started_s,
         )
+        process.services.append(demo_models)
+        if process.learning is not None:  # it retrains them; the first ones are the demo's
+            process.learning.hold = lambda: not demo_models.settled
     return process
 
 
@@ -357,18 +361,27 @@ async def build_run(
             book=book,
             universe=universe,
             provider=provider,
+            models_dir=settings.app.data_dir if learns(settings, "run") else None,
         )
     )
 
 
 async def run_provider(settings: Settings) -> SignalProvider | None:
-    """Return the ensemble of the newest saved versions when QT__STRATEGY__PROVIDER=ensemble;
-    without a saved version the baseline, with a warning saying how to train (None: the
-    baseline was asked for)."""
+    """Return the ensemble of the serving versions when QT__STRATEGY__PROVIDER=ensemble;
+    without a version to serve the baseline, with a warning saying how the ensemble comes
+    (the learning manager trains it, handing over when its first champions exist; without
+    the manager, ``qt models train``); None: the baseline was asked for."""
     if settings.strategy.provider_in("run") != "ensemble":
         return None
-    provider = await saved_ensemble(settings)  # a tampered artifact refuses to start
+    # an unreadable champion falls back to an earlier one, said as a warning
+    provider = await saved_ensemble(settings)
     if provider is None:
+        if learns(settings, "run"):
+            log.warning(
+                "QT__STRATEGY__PROVIDER=ensemble has no model version to serve: ema_rsi "
+                "trades until the learning manager has trained the first champions"
+            )
+            return HandOverProvider(ema_rsi_from(settings))
         log.warning(
             "QT__STRATEGY__PROVIDER=ensemble has no saved model versions: ema_rsi trades; "
             "train them with `qt models train` and restart"
@@ -377,6 +390,11 @@ async def run_provider(settings: Settings) -> SignalProvider | None:
     refuse_other_features(provider, settings.trading.timeframe)
     log.info("ensemble of %s trades", ", ".join(m.version_id for m in provider.members))
     return provider
+
+
+def learns(settings: Settings, mode: Literal["demo", "run"]) -> bool:
+    """Return whether the learning manager runs in ``mode`` (the ensemble trades there)."""
+    return settings.learning.enabled and settings.strategy.provider_in(mode) == "ensemble"
 
 
 class _Closer:

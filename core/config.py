@@ -331,6 +331,32 @@ class ModelsSettings(Section):
         return round(self.cadence_hours.get(member, self.retrain_hours) * 3_600_000)
 
 
+class LearningSettings(Section):
+    """The continuous learning manager (core.services.learning): when ``qt run`` and ``qt
+    demo`` retrain the ensemble's members, how a candidate is gated against the champion,
+    how long it predicts in shadow, what drift triggers an early retrain, what is kept."""
+
+    enabled: bool = True  # with QT__STRATEGY__PROVIDER=ensemble
+    check_every_hours: float = Field(default=1.0, gt=0)  # the due check (and shadow review)
+    every_hours: float = Field(default=168.0, gt=0)  # the schedule between two trainings
+    min_new_candles: int = Field(default=168, ge=0)  # per symbol, since the champion's end
+    min_new_trades: int = Field(default=100, ge=0)
+    need_trades: bool = False  # true: also min_new_trades closed trades, wins and losses
+    timeout_minutes: float = Field(default=60.0, gt=0)  # a training run killed after this
+    gate_margin: float = Field(default=0.0, ge=0)  # log-loss per row the candidate must gain
+    gate_alpha: float = Field(default=0.05, gt=0, lt=1)
+    gate_test: Literal["diebold-mariano", "paired-bootstrap"] = "diebold-mariano"
+    gate_min_rows: int = Field(default=100, ge=10)
+    shadow_hours: float = Field(default=48.0, ge=0)  # live record before a promotion
+    shadow_min_rows: int = Field(default=48, ge=1)  # resolved live predictions, paired
+    shadow_margin: float = Field(default=0.0, ge=0)  # worse than the champion by at most this
+    drift_window_rows: int = Field(default=200, ge=10)
+    drift_log_loss_excess: float = Field(default=0.05, gt=0)
+    drift_hit_rate_drop: float = Field(default=0.08, gt=0)
+    rollback_on_drift: bool = False  # true: a drifting champion is rolled back at once
+    keep_candidates: int = Field(default=5, ge=0)  # per member, besides every champion ever
+
+
 class DrawdownTierSettings(Section):
     """One tier of the drawdown ladder (from ``drawdown_pct`` of the rolling peak on)."""
 
@@ -630,6 +656,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = DemoSettings()
     universe: UniverseSettings = UniverseSettings()
     models: ModelsSettings = ModelsSettings()
+    learning: LearningSettings = LearningSettings()
     regime: RegimeSettings = RegimeSettings()
     brains: BrainSettings = BrainSettings()
     chat: ChatSettings = ChatSettings()

@@ -48,6 +48,10 @@ class JobContext:
     daily_report: Callable[[], Awaitable[str]] | None = None
     # The health monitor's check (core.services.health); None: no monitor.
     health_check: Callable[[], Awaitable[str]] | None = None
+    # The learning manager's check (core.services.learning: record, shadows, drift, the due
+    # check) every ``learning_every_s`` market seconds; None: no manager.
+    learning_check: Callable[[], Awaitable[str]] | None = None
+    learning_every_s: float = 3600.0
 
 
 JobTarget = Callable[[JobContext], Awaitable[str]]
@@ -179,6 +183,15 @@ JOBS: tuple[JobSpec, ...] = (
         in_backtest=True,
         changes_signals=True,
         description="walk-forward ensemble: retrain the members every QT__MODELS__RETRAIN_HOURS",
+    ),
+    JobSpec(
+        job_id="learning",
+        every_market_s=3600,
+        every_from=lambda ctx: ctx.learning_every_s,
+        target=_delegate("learning_check", "no learning manager"),
+        applies=_has("learning_check"),
+        description="learning manager: record predictions, judge shadows, drift, retrain when "
+        "due, every QT__LEARNING__CHECK_EVERY_HOURS",
     ),
     JobSpec(
         job_id="risk_assessment",

@@ -162,8 +162,20 @@ async def _mode(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Repl
     return await core.mode(caller.actor, a.get("mode"), a.get("for_ms"), a.get("reason", ""))
 
 
-async def _not_running(what: str) -> Reply:
-    return Reply(what, ok=False)
+def _parse_models(words: Sequence[str]) -> dict[str, Any]:
+    if not words:
+        return {}
+    if words[0].lower() != "rollback" or len(words) != 2:
+        raise UsageError("/models, or /models rollback MEMBER (e.g. /models rollback xgb)")
+    return {"rollback": _word(words[1])}
+
+
+async def _models(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Reply:
+    if "rollback" not in a:
+        return await core.models()
+    if caller.role is None or caller.role < Role.OPERATOR:
+        return Reply("/models rollback needs the operator role", ok=False)
+    return await core.rollback_model(caller.actor, a["rollback"])
 
 
 CHART_DAYS = 30  # /chart equity|drawdown: the last month
@@ -246,7 +258,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("regime", "each symbol's market regime", Role.VIEWER, lambda c, u, a: c.regime()),
     Command(
-        "models", "which provider and model versions trade", Role.VIEWER, lambda c, u, a: c.models()
+        "models",
+        "which provider and model versions trade, champions and shadows; or roll one back",
+        Role.VIEWER,
+        _models,
+        parser=_parse_models,
+        confirm=lambda a: "rollback" in a,
+        usage_text="/models [rollback MEMBER]",
+        confirms="a rollback",
     ),
     Command(
         "why",
@@ -300,9 +319,9 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "retrain",
-        "queue a training run of the models, or one member (not built yet: says so)",
+        "queue a training run of the models, or of one member (the report follows)",
         Role.OPERATOR,
-        lambda c, u, a: _not_running("the learning manager is not running yet"),
+        lambda c, u, a: c.retrain(u.actor, a.get("member")),
         (Arg("member", _word),),
     ),
 )

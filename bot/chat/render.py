@@ -15,7 +15,13 @@ from core.domain.events import (
     DataGapDetected,
     Event,
     ExposureReduced,
+    LearningReported,
     ModeChanged,
+    ModelDrifted,
+    ModelPromoted,
+    ModelRetired,
+    ModelRolledBack,
+    ModelTrainingFailed,
     OrderFilled,
     OrderRejected,
     ProcessStarted,
@@ -36,10 +42,10 @@ ALERT_KINDS: dict[str, str] = {
     "mode": "loud",  # the CEO's (or a manual) mode changed
     "state": "loud",  # halted / reducing / resumed
     "alert": "loud",  # the brains' alerts, exposure cuts
-    "models": "silent",  # the provider or its models changed (a retrain, a hand-over)
+    "models": "silent",  # the provider or its models changed (promoted, rolled back, retired)
     "error": "loud",  # a symbol failed, an order rejected, a data gap
     "process": "silent",  # started / stopped
-    "report": "loud",  # the daily report
+    "report": "loud",  # the daily report, a training run's report
 }
 LOUDNESS = ("loud", "silent", "off")
 
@@ -115,6 +121,22 @@ _RENDER: dict[type[Event], Callable[[Any], Push | None]] = {
         "process", f"STARTED {e.mode} on {e.exchange} at {fmt_ts(e.ts_ms)}"
     ),
     ProcessStopped: lambda e: Push("process", f"STOPPED ({e.reason}) at {fmt_ts(e.ts_ms)}"),
+    ModelPromoted: lambda e: Push(
+        "models",
+        f"PROMOTED {e.member} {e.version_id}"
+        + (f" (replaces {e.previous})" if e.previous else "")
+        + f": {e.reason}",
+    ),
+    ModelRolledBack: lambda e: Push(
+        "models",
+        f"ROLLED BACK {e.member}: {e.version_id} serves again, not {e.rolled_back}: {e.reason}",
+    ),
+    ModelRetired: lambda e: Push("models", f"RETIRED {e.member} {e.version_id}: {e.reason}"),
+    ModelDrifted: lambda e: Push(
+        "alert", f"DRIFT {e.member} {e.version_id}: {'; '.join(e.reasons)}"
+    ),
+    ModelTrainingFailed: lambda e: Push("error", f"TRAINING FAILED {e.member}: {e.reason}"),
+    LearningReported: lambda e: Push("report", "\n".join((e.title.upper(), *e.lines))),
 }
 
 

@@ -317,6 +317,88 @@ class ModelMemberExcluded(Event):
     reason: str
 
 
+# --- the learning manager (core.services.learning) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelTrained(Event):
+    """A training run registered a candidate and gated it against the champion: ``status``
+    SHADOW (passed), CHAMPION (the member's first version) or RETIRED (rejected); the
+    validation scores of both on the same rows, and the test's statistic and p-value."""
+
+    topic: ClassVar[str] = "model.trained"
+    member: str
+    version_id: str
+    status: str
+    reason: str
+    log_loss: float
+    champion_id: str = ""
+    champion_log_loss: float | None = None
+    statistic: float | None = None
+    p_value: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelTrainingFailed(Event):
+    """A member's training failed or timed out: the champion serves on, untouched."""
+
+    topic: ClassVar[str] = "model.training_failed"
+    member: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelPromoted(Event):
+    """A version became its member's champion (the ensemble serves it from the next candle
+    on); ``previous``: the champion it replaced ("" when it is the first)."""
+
+    topic: ClassVar[str] = "model.promoted"
+    member: str
+    version_id: str
+    previous: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRolledBack(Event):
+    """A champion was rolled back: ``version_id`` (an earlier champion) serves again."""
+
+    topic: ClassVar[str] = "model.rolled_back"
+    member: str
+    version_id: str
+    rolled_back: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRetired(Event):
+    """A shadow version was not promoted: its live record did not hold up."""
+
+    topic: ClassVar[str] = "model.retired"
+    member: str
+    version_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelDrifted(Event):
+    """A champion's live record drifted from what its validation promised."""
+
+    topic: ClassVar[str] = "model.drifted"
+    member: str
+    version_id: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearningReported(Event):
+    """The report of a learning run (what was trained, gated, promoted): pushed to chat."""
+
+    topic: ClassVar[str] = "learning.reported"
+    title: str
+    lines: tuple[str, ...]
+
+
 # --- regimes and the meta-strategy (README: Regimes and the meta-strategy) --------------------
 
 

@@ -237,6 +237,51 @@ class EnsembleProvider:
             raise ValueError(f"{', '.join(late)} trained past {active_from_ms}, its activation")
         self.sets.append(MemberSet(members=tuple(members), active_from_ms=active_from_ms))
 
+    def serve_members(self, members: Sequence[EnsembleMember], active_from_ms: int) -> bool:
+        """Serve rows closing after ``active_from_ms`` with the newest set's members, those
+        named like one of ``members`` replaced by it (a promotion or a rollback: the others
+        serve on); return whether anything changed (the same versions: nothing)."""
+        current = {m.name: m for m in self.members}
+        wanted = {**current, **{m.name: m for m in members}}
+        if {n: m.version_id for n, m in wanted.items()} == {
+            n: m.version_id for n, m in current.items()
+        }:
+            return False
+        self.add_set(list(wanted.values()), active_from_ms)
+        return True
+
+    def serving_versions(self) -> dict[str, str]:
+        """Return the version id of each member of the newest set."""
+        return {m.name: m.version_id for m in self.members}
+
+    def member_predictions(self, since_ms: int = -1) -> list[tuple[str, str, str, int, float]]:
+        """Return (version id, member, symbol, candle open ms, P(up)) of every out-of-sample
+        row (at or after the serving member's training end) of each symbol's newest compute
+        that opened after ``since_ms``: what the learning manager records and judges."""
+        out: list[tuple[str, str, str, int, float]] = []
+        for symbol, frame in self._frames.items():
+            cache = self._cache.get(symbol)
+            if cache is None or len(cache.series) != len(frame.ts_ms):
+                continue
+            series = cache.series
+            close = series.ts_ms + timeframe_to_ms(series.timeframe)
+            starts = self._set_starts(close, len(series))
+            for i, st in enumerate(self.sets):
+                lo, hi = starts[i], starts[i + 1]
+                for m in st.members:
+                    j = frame.members.index(m.name)
+                    p = frame.member_p[lo:hi, j]
+                    ts = series.ts_ms[lo:hi]
+                    with np.errstate(invalid="ignore"):
+                        keep = (
+                            (p >= 0.0) & (p <= 1.0) & (ts >= m.trained_until_ms) & (ts > since_ms)
+                        )
+                    out.extend(
+                        (m.version_id, m.name, symbol, int(t), float(v))
+                        for t, v in zip(ts[keep], p[keep], strict=True)
+                    )
+        return out
+
     def refuse_in_sample(self, trade_from_ms: int) -> None:
         """Raise ``DataError`` when trading would start before a member's training window
         ended: its predictions there would be in sample (or made with the future's data)."""

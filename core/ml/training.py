@@ -318,7 +318,7 @@ def _fit(
         y_valid, y_train = data.y_valid, data.y_train
     p = validation_predictions(member, data)
     result = FitResult(
-        member=name, files=_files(member), metrics=_scores(name, p, y_valid, y_train)
+        member=name, files=member_files(member), metrics=_scores(name, p, y_valid, y_train)
     )
     return _Fitted(result=result, p=p, y_valid=y_valid)
 
@@ -379,6 +379,23 @@ class CandidateFit:
             sizes.add(len(self.champion_p))
         if len(sizes) != 1:
             raise ValueError(f"{self.fit.member}: the rows' arrays differ in length: {sizes}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionRef:
+    """The serving version of a member: its files and the end of its training window."""
+
+    files: dict[str, bytes]
+    trained_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRun:
+    """What a candidate run produced: the rows, each member's fit, and why others failed."""
+
+    data: TrainingSet
+    fits: dict[str, CandidateFit]
+    failures: dict[str, str]  # member -> one-line reason
 
 
 def fit_candidate(
@@ -474,7 +491,9 @@ def _scores(
     return metrics
 
 
-def _files(member: Member) -> dict[str, bytes]:
+def member_files(member: Member) -> dict[str, bytes]:
+    """Return the files ``member`` saves, as bytes by name (its own formats, never a pickle):
+    what a worker process sends back, and what a champion is sent to one as."""
     with tempfile.TemporaryDirectory(prefix="qt-member-") as tmp:
         written = member.save(Path(tmp))
         return {path.name: path.read_bytes() for path in written}

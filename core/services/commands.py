@@ -27,13 +27,14 @@ from core.domain.events import ModeChanged
 from core.domain.market import fmt_ts
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
-from core.errors import StorageUnavailable
+from core.errors import DataError, StorageUnavailable
 from core.ports import Exchange, StateKey, Storage
 from core.services.brains import Brains
 from core.services.bus import EventBus
 from core.services.ceo_service import manual_levers, parse_manual
 from core.services.engine import Engine
 from core.services.health import HealthReport
+from core.services.learning import LearningManager
 from core.services.open_trade import OpenTrade
 from core.services.policy_store import PolicyStore
 from core.services.portfolio import PortfolioService
@@ -66,6 +67,14 @@ def duration_ms(value: str) -> int:
     return ms
 
 
+def duration_text(ms: int) -> str:
+    """Return ``ms`` as the largest whole unit: ``45m``, ``6h``, ``3d``."""
+    for unit in ("d", "h", "m"):
+        if ms >= _UNITS_MS[unit]:
+            return f"{ms // _UNITS_MS[unit]}{unit}"
+    return "<1m"
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What a command answers: a title, its lines, and optionally a PNG."""
@@ -83,6 +92,12 @@ class Reply:
 
 def _money(x: Decimal | float) -> str:
     return f"{float(x):,.2f}"
+
+
+NO_LEARNING = (
+    "the learning manager is not running (the ensemble does not trade here, or "
+    "QT__LEARNING__ENABLED=false)"
+)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -106,6 +121,7 @@ class CommandServices:
     models: Callable[[], Sequence[str]] = tuple
     health_latest: Callable[[], HealthReport | None] | None = None
     brains: Brains | None = None  # None: the brains are off (no mode to set)
+    learning: LearningManager | None = None  # None: no learning manager in this process
 
 
 class CommandCore:
@@ -254,12 +270,43 @@ class CommandCore:
         )
 
     async def models(self) -> Reply:
-        """What trades: the provider and its members' versions."""
+        """What trades: the provider, its members' versions, and the registry's champions
+        and shadows with their validation scores and age."""
         members = self.s.models()
         name = self.s.engine.signals.provider.name
-        if not members:
+        lines = list(members)
+        now = self.s.clock.now_ms()
+        for v in await self.s.storage.model_versions.list_versions():
+            if v.status.value not in ("CHAMPION", "SHADOW"):
+                continue
+            ll = v.metrics.get("log_loss")
+            lines.append(
+                f"{v.status.value.lower()} {v.member} {v.id}: validation log-loss "
+                + ("-" if ll is None else f"{ll:.4f}")
+                + f", trained {duration_text(now - v.created_ms)} ago"
+            )
+        if self.s.learning is not None and self.s.learning.training:
+            lines.append("a training run is under way")
+        if not lines:
             return Reply(f"{name} trades; no model serves (a baseline)")
-        return Reply(f"{name} trades", tuple(members))
+        return Reply(f"{name} trades", tuple(lines))
+
+    async def retrain(self, actor: str, member: str | None = None) -> Reply:
+        """Queue a training run of every member, or of ``member``."""
+        if self.s.learning is None:
+            return Reply(NO_LEARNING, ok=False)
+        try:
+            said = self.s.learning.request(actor, (member,) if member else ())
+        except DataError as e:
+            return Reply(str(e), ok=False)
+        return Reply(said)
+
+    async def rollback_model(self, actor: str, member: str) -> Reply:
+        """Restore ``member``'s previous champion."""
+        if self.s.learning is None:
+            return Reply(NO_LEARNING, ok=False)
+        said = await self.s.learning.rollback(member, f"asked by {actor}", actor)
+        return Reply(said)
 
     async def why(self, trade: str | None = None) -> Reply:
         """Why the bot entered a trade (by symbol or trade id; None: the newest open one)."""

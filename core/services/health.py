@@ -9,7 +9,8 @@ input of its score (its "health" component, which the CEO's mode follows).
 
 Thresholds: a symbol's newest candle older than ``stale_candles`` candles is bad (the Risk
 Brain's own rule: 3); a venue call that fails or takes over ``venue_timeout_s`` is bad; the
-serving models trained longer ago than ``model_age_days`` warn; an event-loop lag over
+serving models trained longer ago than ``model_age_days`` warn, a champion whose live record
+drifted (the learning manager's drift check) is bad; an event-loop lag over
 ``lag_warn_ms`` warns, over ``lag_bad_ms`` is bad; a failed database write is bad; free disk
 under ``disk_warn_mb`` warns, under ``disk_bad_mb`` is bad.
 """
@@ -67,6 +68,8 @@ class HealthInput:
     venue_error: str | None = None  # the probe's failure ("" or None: reached)
     venue_s: float | None = None  # how long the probe took
     trained_until_ms: Mapping[str, int] = field(default_factory=dict)  # per serving member
+    # per member whose champion's live record drifted (the learning manager's): why
+    model_drift: Mapping[str, str] = field(default_factory=dict)
     loop_lag_ms: float | None = None
     database_error: str | None = None
     disk_free_mb: float | None = None
@@ -121,6 +124,8 @@ def check_health(inp: HealthInput) -> HealthReport:
         days = (inp.now_ms - until) / DAY_MS
         status = Status.WARN if days > cfg.model_age_days else Status.OK
         checks.append(Check(f"model {member}", status, f"trained until {days:.1f} days ago"))
+    for member, why in sorted(inp.model_drift.items()):
+        checks.append(Check(f"drift {member}", Status.BAD, why[:200]))
     if inp.loop_lag_ms is not None:
         lag = inp.loop_lag_ms
         status = (
@@ -192,6 +197,7 @@ class HealthSources:
     last_close_ms: Callable[[str], int | None]
     venue_probe: Callable[[], Awaitable[object]] | None = None  # a cheap venue call
     trained_until_ms: Callable[[], Mapping[str, int]] = dict
+    drift: Callable[[], Mapping[str, str]] = dict  # the learning manager's drifting members
     lag: LoopLagProbe | None = None
     state: KeyValueRepo | None = None  # written to, to prove the database takes writes
     data_dir: Path | None = None
@@ -236,6 +242,7 @@ class HealthMonitor:
                 venue_error=venue_error,
                 venue_s=venue_s,
                 trained_until_ms=s.trained_until_ms(),
+                model_drift=s.drift(),
                 loop_lag_ms=None if s.lag is None else s.lag.take(),
                 database_error=await self._probe_database(now),
                 disk_free_mb=self._disk_free_mb(),

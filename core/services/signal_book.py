@@ -186,6 +186,11 @@ class SignalBook:
         """
         self._books[series.symbol] = _SymbolBook(history=series)
 
+    def histories(self) -> dict[str, CandleSeries]:
+        """Return each symbol's history as computed last (candles appended since, not yet
+        computed, are left out: the learning manager reads what the provider predicted)."""
+        return {symbol: book.history for symbol, book in self._books.items()}
+
     def invalidate(self) -> None:
         """Forget every computed frame (the provider changed, e.g. a retrained model): the
         next look-up computes them again on the same histories."""

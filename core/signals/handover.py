@@ -9,6 +9,7 @@ computed by the new provider (the next candle would recompute anyway; this makes
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from core.brains.strategy_input import MemberOutcome
 from core.domain.explanations import EntryExplanation
@@ -74,6 +75,30 @@ def last_retrains(provider: SignalProvider) -> Mapping[str, int]:
     return {} if method is None else method()
 
 
+def serve_members(provider: SignalProvider, members: Sequence[Any], active_from_ms: int) -> bool:
+    """Hand ``provider``'s ensemble newly promoted (or restored) ``members``
+    (``EnsembleMember``s), serving rows closing after ``active_from_ms``; return whether one
+    took them (False: no ensemble serves here)."""
+    method = getattr(provider, "serve_members", None)
+    return False if method is None else bool(method(members, active_from_ms))
+
+
+def serving_versions(provider: SignalProvider) -> Mapping[str, str]:
+    """Return the version id serving now of each model member (none: no members)."""
+    method = getattr(provider, "serving_versions", None)
+    return {} if method is None else method()
+
+
+def member_predictions(
+    provider: SignalProvider, since_ms: int = -1
+) -> list[tuple[str, str, str, int, float]]:
+    """Return (version id, member, symbol, candle open ms, P(up)) of the model members'
+    out-of-sample predictions in the newest computes after ``since_ms`` (none: no members).
+    Read it while no compute runs (``SignalBook.quiet``)."""
+    method = getattr(provider, "member_predictions", None)
+    return [] if method is None else list(method(since_ms))
+
+
 class HandOverProvider:
     """Serve ``first`` until ``hand_over`` names its successor (see module docstring)."""
 
@@ -108,6 +133,18 @@ class HandOverProvider:
     def excluded(self, symbol: str) -> Mapping[str, str]:
         """Return the members the serving provider left out, and why."""
         return excluded_members(self.current, symbol)
+
+    def serve_members(self, members: Sequence[Any], active_from_ms: int) -> bool:
+        """Hand the serving provider promoted members (``serve_members``)."""
+        return serve_members(self.current, members, active_from_ms)
+
+    def serving_versions(self) -> Mapping[str, str]:
+        """Return the serving provider's members' versions."""
+        return serving_versions(self.current)
+
+    def member_predictions(self, since_ms: int = -1) -> list[tuple[str, str, str, int, float]]:
+        """Return the serving provider's members' predictions (``member_predictions``)."""
+        return member_predictions(self.current, since_ms)
 
     def use_policy(self, policy: Policy) -> bool:
         """Hand the serving provider (and every successor) the choices in force."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,9 @@ from core.signals.handover import (
     explain,
     last_retrains,
     member_outcomes,
+    member_predictions,
+    serve_members,
+    serving_versions,
     use_policy,
 )
 
@@ -145,6 +149,18 @@ class MetaStrategy:
         for p in self.candidates:
             out.update(member_outcomes(p, since_ms, as_of_ms))
         return out
+
+    def serve_members(self, members: Sequence[Any], active_from_ms: int) -> bool:
+        """Hand the candidates with members promoted ones (``serve_members``)."""
+        return any([serve_members(p, members, active_from_ms) for p in self.candidates])
+
+    def serving_versions(self) -> Mapping[str, str]:
+        """Return the candidates' members' versions."""
+        return {m: v for p in self.candidates for m, v in serving_versions(p).items()}
+
+    def member_predictions(self, since_ms: int = -1) -> list[tuple[str, str, str, int, float]]:
+        """Return the candidates' members' predictions (``member_predictions``)."""
+        return [row for p in self.candidates for row in member_predictions(p, since_ms)]
 
     def last_retrains(self) -> Mapping[str, int]:
         """Return the training ends of the candidates' members."""

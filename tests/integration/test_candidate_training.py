@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.candidate_training import ChampionRef, train_candidates
+from bot.candidate_training import train_candidates
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries
 from core.errors import DataError, DependencyError
 from core.market.synthetic import generate_candles
-from core.ml.training import TrainConfig, fit_member, prepare
+from core.ml.training import ChampionRef, TrainConfig, fit_member, prepare
 from tests.integration.candidate_fits import crash_lgbm, hang_all, hang_lgbm
 
 SMALL = {"n_estimators": 10, "n_jobs": 1}

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from bot.app import TradingProcess
+from bot.ensemble_loader import load_ensemble
 from bot.modes import build_run, run_provider
 from bot.runner import run_process
 from core.config import Settings, load_settings
@@ -27,6 +28,7 @@ from core.ml.members import MEMBERS
 from core.ml.training import TrainConfig, fit_member, prepare
 from core.ml.versions import save_version
 from core.services.execution import client_order_id
+from core.signals.handover import HandOverProvider
 from jobs.registry import JOBS
 from storage import open_storage
 from tests.fakes import FakeExchange
@@ -296,11 +298,11 @@ async def test_a_stored_future_candle_is_not_seeded_and_is_reported(
 # --- the ensemble in qt run ------------------------------------------------------------------
 
 
-async def _save_a_version(settings: Settings, last_open: int) -> str:
+async def _save_a_version(settings: Settings, last_open: int, *, trees: int = 5) -> str:
     """Fit a tiny lgbm on older candles and save it as a version in the run database."""
     candles = generate_candles("BTC/USDT", "1h", 800, seed=3, start_ms=last_open - 4_000 * HOUR_MS)
-    data = prepare([candles], TrainConfig(params={"n_estimators": 5, "n_jobs": 1}))
-    member = MEMBERS["lgbm"].from_files(fit_member("lgbm", data, {"n_estimators": 5}).files)
+    data = prepare([candles], TrainConfig(params={"n_estimators": trees, "n_jobs": 1}))
+    member = MEMBERS["lgbm"].from_files(fit_member("lgbm", data, {"n_estimators": trees}).files)
     storage = open_storage(settings.database_url)
     await storage.start()
     try:
@@ -308,31 +310,72 @@ async def _save_a_version(settings: Settings, last_open: int) -> str:
             train_start_ms=data.train_start_ms, train_end_ms=data.end_ms, label=data.label
         )
         version = await save_version(
-            storage.model_versions, settings.app.data_dir, member, info, created_ms=last_open
+            storage.model_versions,
+            settings.app.data_dir,
+            member,
+            info,
+            created_ms=last_open - 100 + trees,  # distinct ids
         )
     finally:
         await storage.stop()
     return version.id
 
 
-async def test_run_trades_the_newest_saved_ensemble_and_refuses_a_tampered_one(
-    settings: Settings, market_data: tuple[CcxtMarketData, FakeBinance, int]
+async def _promote(settings: Settings, vid: str, at_ms: int) -> None:
+    storage = open_storage(settings.database_url)
+    await storage.start()
+    try:
+        await storage.model_versions.promote(vid, reason="test", ts_ms=at_ms)
+    finally:
+        await storage.stop()
+
+
+def _tamper(settings: Settings, vid: str) -> None:
+    model = settings.app.data_dir / "models" / "lgbm" / vid / "model.txt"
+    model.write_bytes(model.read_bytes() + b"\n")
+
+
+async def test_run_trades_the_champion_and_falls_back_from_a_tampered_one(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     md, _fake, last_open = market_data
     ensemble = settings.model_copy(
         update={"strategy": settings.strategy.model_copy(update={"provider": "ensemble"})}
     )
-    vid = await _save_a_version(ensemble, last_open)
+    first = await _save_a_version(ensemble, last_open, trees=4)
+    await _promote(ensemble, first, last_open - 10)
+    second = await _save_a_version(ensemble, last_open, trees=5)
+    await _save_a_version(ensemble, last_open, trees=6)  # newer, a candidate: not served
+    await _promote(ensemble, second, last_open - 5)
     process = await build_run(ensemble, market_data=md)
     provider = process.engine.signals.provider
     assert isinstance(provider, EnsembleProvider)
-    assert [m.version_id for m in provider.members] == [vid]
+    assert [m.version_id for m in provider.members] == [second]  # the champion, not newest
     await process.stop("test")
 
-    (model,) = (ensemble.app.data_dir / "models" / "lgbm").glob("*/model.txt")
-    model.write_bytes(model.read_bytes() + b"\n")
+    _tamper(ensemble, second)  # the champion's file altered: the earlier champion serves
+    provider = await run_provider(ensemble)
+    assert isinstance(provider, EnsembleProvider)
+    assert [m.version_id for m in provider.members] == [first]
+    assert f"model version {second} is not served" in caplog.text
+    assert "truncated or altered" in caplog.text
+
+    _tamper(ensemble, first)  # none loads: the baseline trades until the manager trains
+    provider = await run_provider(ensemble)
+    assert isinstance(provider, HandOverProvider)
+    assert provider.name == "ema_rsi"
+
+
+async def test_a_backtest_refuses_a_tampered_champion(
+    settings: Settings, market_data: tuple[CcxtMarketData, FakeBinance, int]
+) -> None:
+    _md, _fake, last_open = market_data
+    vid = await _save_a_version(settings, last_open)
+    _tamper(settings, vid)
     with pytest.raises(ArtifactError, match="truncated or altered"):
-        await build_run(ensemble, market_data=md)
+        await load_ensemble(settings)
 
 
 async def test_run_without_saved_versions_trades_the_baseline_and_says_how_to_train(
@@ -346,7 +389,17 @@ async def test_run_without_saved_versions_trades_the_baseline_and_says_how_to_tr
     )
     process = await build_run(ensemble, market_data=md)
     assert process.engine.signals.provider.name == "ema_rsi"
+    assert process.learning is not None  # it trains the first champions, then hands over
     await process.stop("test")
+    (warning,) = [r for r in caplog.records if r.name == "bot.modes" and r.levelname == "WARNING"]
+    assert "no model version to serve: ema_rsi trades until the learning manager" in (
+        warning.getMessage()
+    )
+    caplog.clear()
+    unlearned = ensemble.model_copy(
+        update={"learning": ensemble.learning.model_copy(update={"enabled": False})}
+    )
+    assert (await run_provider(unlearned)).name == "ema_rsi"  # type: ignore[union-attr]
     (warning,) = [r for r in caplog.records if r.name == "bot.modes" and r.levelname == "WARNING"]
     assert "no saved model versions: ema_rsi trades" in warning.getMessage()
     assert "`qt models train`" in warning.getMessage() and "\n" not in warning.getMessage()

@@ -1,0 +1,320 @@
+"""Wire the learning manager (``core.services.learning``) into a trading process.
+
+Here live the process's answers to what the manager asks: the stored candles it trains on,
+the worker processes it trains in (``bot.candidate_training``), the engine's serving members
+and their predictions (read under the signal book's compute lock), the shadows' predictions
+(their own ensemble over the same histories, in a thread), the live labels, and the hand-over
+of a promoted member to the serving ensemble, or a first ensemble to a process trading its
+baseline (``HandOverProvider``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bot.candidate_training import train_candidates
+from bot.model_training import train_config
+from bot.trading import ensemble_config_from, exit_config_from
+from core.clock import Clock
+from core.config import Settings
+from core.domain.events import SignalProviderChanged
+from core.domain.market import CandleSeries, timeframe_to_ms
+from core.market.stored import load_checked
+from core.ml.ensemble import EnsembleMember, EnsembleProvider
+from core.ml.health import healthy_on_validation
+from core.ml.labels import triple_barrier_labels
+from core.ml.training import CandidateRun, ChampionRef
+from core.ml.versions import LoadedVersion
+from core.ports import Storage
+from core.services.bus import EventBus
+from core.services.engine import Engine
+from core.services.learning import LearningManager, LearningSources, PredictionRows
+from core.signals.handover import (
+    HandOverProvider,
+    member_predictions,
+    serve_members,
+    serving_versions,
+)
+
+log = logging.getLogger(__name__)
+
+
+def learning_members(settings: Settings) -> tuple[str, ...]:
+    """Return the members the manager trains: the ensemble's, less the disabled ones."""
+    disabled = set(settings.strategy.ensemble_disabled)
+    return tuple(m for m in settings.models.members if m not in disabled)
+
+
+def ensemble_member(loaded: LoadedVersion) -> EnsembleMember:
+    """Return a loaded version as the ensemble's member."""
+    v = loaded.version
+    return EnsembleMember(
+        name=v.member,
+        member=loaded.artifact.member,
+        trained_until_ms=v.train_end_ms,
+        version_id=v.id,
+        healthy_on_validation=healthy_on_validation(v.metrics),
+    )
+
+
+class ProcessLearning:
+    """The manager's sources in one process (see module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        storage: Storage,
+        source: str,
+        data_dir: Path,
+        clock: Clock,
+        bus: EventBus,
+    ) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._engine = engine
+        self._storage = storage
+        self._source = source
+        self._data_dir = data_dir
+        self._clock = clock
+        self._config = ensemble_config_from(settings)
+        self._exits = exit_config_from(settings.exits)
+        self._timeframe = settings.trading.timeframe
+        self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
+
+    def sources(self) -> LearningSources:
+        """Return what the manager reads and drives."""
+        return LearningSources(
+            members=learning_members(self._settings),
+            versions=self._storage.model_versions,
+            predictions=self._storage.predictions,
+            data_dir=self._data_dir,
+            train=self._train,
+            history=self._history,
+            served=self._served,
+            shadowed=self._shadowed,
+            outcomes=self._outcomes,
+            new_candles=self._new_candles,
+            serve=self._serve,
+            serving=lambda: serving_versions(self._engine.signals.provider),
+            trades_since=self._trades_since,
+            horizon=self._config.horizon,
+        )
+
+    async def _train(
+        self,
+        series: Sequence[CandleSeries],
+        members: Sequence[str],
+        champions: Mapping[str, ChampionRef],
+    ) -> CandidateRun:
+        return await train_in_workers(self._settings, series, members, champions)
+
+    async def _history(self) -> list[CandleSeries]:
+        now = self._clock.now_ms()
+        days = self._settings.models.window_days  # the walk-forward's window: 0, all stored
+        start = now - round(days * 86_400_000) if days else None
+        out = []
+        for symbol in self._symbols():
+            checked = await load_checked(
+                self._storage.candles,
+                self._source,
+                symbol,
+                self._timeframe,
+                now_ms=now,
+                start_ms=start,
+            )
+            if len(checked.series):
+                out.append(checked.series)
+        return out
+
+    def _symbols(self) -> tuple[str, ...]:
+        universe = self._engine.universe
+        if universe is not None and universe.started:
+            return universe.current
+        return tuple(self._settings.trading.symbols)
+
+    async def _served(self, since_ms: int) -> PredictionRows:
+        async with self._engine.signals.quiet():
+            return member_predictions(self._engine.signals.provider, since_ms)
+
+    async def _shadowed(self, shadows: Sequence[LoadedVersion], since_ms: int) -> PredictionRows:
+        ids = tuple(s.version.id for s in shadows)
+        if self._shadow is None or self._shadow[0] != ids:
+            provider = EnsembleProvider(
+                [ensemble_member(s) for s in shadows],
+                self._config,
+                exits=self._exits,
+                timeframe=self._timeframe,
+            )
+            self._shadow = (ids, provider)
+        provider = self._shadow[1]
+        histories = list(self._engine.signals.histories().values())
+
+        def compute() -> PredictionRows:
+            provider.compute_many(histories)
+            return provider.member_predictions(since_ms)
+
+        return await asyncio.to_thread(compute)
+
+    async def _outcomes(self) -> dict[tuple[str, int], int]:
+        histories = self._engine.signals.histories()
+        now = self._clock.now_ms()
+        horizon, exits = self._config.horizon, self._exits
+
+        def resolve() -> dict[tuple[str, int], int]:
+            out: dict[tuple[str, int], int] = {}
+            for symbol, series in histories.items():
+                if not len(series):
+                    continue
+                labels = triple_barrier_labels(series, horizon=horizon, exits=exits)
+                tf_ms = timeframe_to_ms(series.timeframe)
+                known = labels.valid & (labels.end_ts_ms + tf_ms <= now)
+                for ts, y in zip(labels.ts_ms[known], labels.y[known], strict=True):
+                    out[(symbol, int(ts))] = int(y)
+            return out
+
+        return await asyncio.to_thread(resolve)
+
+    def _new_candles(self, since_ms: int) -> dict[str, int]:
+        histories = self._engine.signals.histories()
+        return {s: int(np.count_nonzero(h.ts_ms >= since_ms)) for s, h in histories.items()}
+
+    async def _serve(self, loaded: Sequence[LoadedVersion]) -> bool:
+        members = [ensemble_member(v) for v in loaded]
+        signals = self._engine.signals
+        now = self._clock.now_ms()
+        handed: tuple[str, str] | None = None
+        async with signals.quiet():
+            provider = signals.provider
+            serving = serving_versions(provider)
+            if all(serving.get(m.name) == m.version_id for m in members):
+                return True  # served already (adopted from what the demo handed over)
+            served = serve_members(provider, members, now)
+            if not served and not serving and isinstance(provider, HandOverProvider):
+                # the baseline trades (no champion at start): the first champions take over
+                previous = provider.name
+                provider.hand_over(
+                    EnsembleProvider(
+                        members, self._config, exits=self._exits, timeframe=self._timeframe
+                    )
+                )
+                handed, served = (previous, provider.name), True
+            if served:
+                signals.invalidate()
+        if handed is not None:
+            await self._bus.publish(
+                SignalProviderChanged(
+                    ts_ms=now,
+                    provider=handed[1],
+                    previous=handed[0],
+                    reason="the learning manager's first champions: "
+                    + ", ".join(m.version_id for m in members),
+                )
+            )
+        if not served:
+            log.warning(
+                "promoted %s, but this process trades no ensemble: restart with "
+                "QT__STRATEGY__PROVIDER=ensemble to trade it",
+                ", ".join(m.version_id for m in members),
+            )
+        return served
+
+    async def _trades_since(self, since_ms: int) -> tuple[int, int, int]:
+        trades = [t for t in self._engine.closed_trades if t.closed_ms > since_ms]
+        return len(trades), sum(t.pnl > 0 for t in trades), sum(t.pnl < 0 for t in trades)
+
+
+async def train_in_workers(
+    settings: Settings,
+    series: Sequence[CandleSeries],
+    members: Sequence[str],
+    champions: Mapping[str, ChampionRef],
+) -> CandidateRun:
+    """Fit candidates of ``members`` in spawned worker processes (one thread each: the pool
+    fills the cores), each scored with its champion; killed at QT__LEARNING__TIMEOUT_MINUTES."""
+    config = train_config(
+        settings.models, threads=1, horizon=ensemble_config_from(settings).horizon
+    )
+    return await train_candidates(
+        series,
+        members,
+        champions=champions,
+        config=config,
+        exits=exit_config_from(settings.exits),
+        timeout_s=settings.learning.timeout_minutes * 60.0,
+    )
+
+
+def build_learning(
+    settings: Settings,
+    *,
+    engine: Engine,
+    storage: Storage,
+    bus: EventBus,
+    clock: Clock,
+    source: str,
+    data_dir: Path,
+) -> LearningManager:
+    """Return the process's learning manager (started and stopped with the process)."""
+    sources = ProcessLearning(
+        settings,
+        engine=engine,
+        storage=storage,
+        source=source,
+        data_dir=data_dir,
+        clock=clock,
+        bus=bus,
+    ).sources()
+    return LearningManager(sources, settings.learning, bus=bus, clock=clock)
+
+
+def offline_learning(
+    settings: Settings,
+    storage: Storage,
+    *,
+    clock: Clock,
+    bus: EventBus,
+    history: Callable[[], Awaitable[Sequence[CandleSeries]]],
+) -> LearningManager:
+    """Return a learning manager for ``qt models`` (no trading process: no live record, no
+    ensemble to hand over to; the running process serves the registry's champions at its
+    next check)."""
+
+    async def no_rows(*_args: object) -> PredictionRows:
+        return []
+
+    async def no_outcomes() -> dict[tuple[str, int], int]:
+        return {}
+
+    async def not_served(_loaded: Sequence[LoadedVersion]) -> bool:
+        return False
+
+    async def train(
+        series: Sequence[CandleSeries],
+        members: Sequence[str],
+        champions: Mapping[str, ChampionRef],
+    ) -> CandidateRun:
+        return await train_in_workers(settings, series, members, champions)
+
+    sources = LearningSources(
+        members=learning_members(settings),
+        versions=storage.model_versions,
+        predictions=storage.predictions,
+        data_dir=settings.app.data_dir,
+        train=train,
+        history=history,
+        served=no_rows,
+        shadowed=no_rows,
+        outcomes=no_outcomes,
+        new_candles=lambda _since: {},
+        serve=not_served,
+        serving=dict,
+        horizon=ensemble_config_from(settings).horizon,
+    )
+    return LearningManager(sources, settings.learning, bus=bus, clock=clock)

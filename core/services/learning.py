@@ -1,0 +1,727 @@
+"""The continuous learning manager: when to retrain, and what a trained model becomes.
+
+One manager runs in ``qt run`` and ``qt demo`` (its ``learning`` job every
+``QT__LEARNING__CHECK_EVERY_HOURS``) and behind ``qt models retrain`` and ``/retrain``. Each
+check (``check``):
+
+1. records the serving members' out-of-sample predictions (champion and shadow) of every
+   new candle in ``model_predictions``, so a restart loses none and the live record can be
+   audited (a restart recomputes the same rows: stored once);
+2. judges each shadow on its live record against the champion on the same candles
+   (``core.ml.learning.judge_shadow``): promoted, retired, or it waits;
+3. looks for drift in each champion's live record (``drift_check``): an event, and an early
+   retrain (or, with ``QT__LEARNING__ROLLBACK_ON_DRIFT``, a rollback);
+4. asks the due check (``core.ml.learning.due_check``: the schedule and enough new data,
+   drift, or a request) and, when due, starts a training run in the background.
+
+A training run fits the members in worker processes (``train``, given by the composition
+root: spawned, killed at ``QT__LEARNING__TIMEOUT_MINUTES``), each candidate scored with its
+champion on the same held-out rows, both out of sample. The candidate is registered; it
+becomes SHADOW when the gate (Diebold-Mariano on per-row log-loss, or a paired bootstrap)
+says it beats the champion by the margin, else RETIRED with the statistic and p-value as the
+reason; a member's first version becomes CHAMPION at once (nothing serves it otherwise). A
+failure or a timeout leaves the champion serving, untouched. Promotion and rollback go
+through ``ModelVersionRepo.promote`` (one champion per member) and hand the ensemble the
+new member from the next candle on (``serve``), without a restart; a champion changed by
+another process (``qt models promote``/``rollback``) is served at the next check too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.clock import Clock
+from core.config import LearningSettings
+from core.domain.events import (
+    Event,
+    LearningReported,
+    ModelDrifted,
+    ModelPromoted,
+    ModelRetired,
+    ModelRolledBack,
+    ModelTrained,
+    ModelTrainingFailed,
+)
+from core.domain.market import CandleSeries
+from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
+from core.errors import ArtifactError, DataError, QTError
+from core.ml.learning import (
+    DriftPolicy,
+    DueInputs,
+    DuePolicy,
+    ShadowVerdict,
+    drift_check,
+    due_check,
+    gate,
+    judge_shadow,
+    log_losses,
+    retention_plan,
+)
+from core.ml.members import MEMBERS
+from core.ml.training import CandidateFit, CandidateRun, ChampionRef, member_files
+from core.ml.versions import LoadedVersion, load_version, save_version
+from core.ports import ModelVersionRepo, PredictionRepo
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+
+TrainFn = Callable[
+    [Sequence[CandleSeries], Sequence[str], Mapping[str, ChampionRef]], Awaitable[CandidateRun]
+]
+# (version id, member, symbol, candle open ms, P(up)) of the serving members' rows
+PredictionRows = list[tuple[str, str, str, int, float]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearningSources:
+    """What the manager reads and drives; the composition root builds it once."""
+
+    members: tuple[str, ...]  # the ensemble's members (not disabled)
+    versions: ModelVersionRepo
+    predictions: PredictionRepo
+    data_dir: Path  # the artifacts' root (models/<member>/<id>)
+    train: TrainFn  # fits candidates in worker processes, killed at the timeout
+    history: Callable[[], Awaitable[Sequence[CandleSeries]]]  # the candles trained on
+    # the serving members' predictions after a time (read while no compute runs)
+    served: Callable[[int], Awaitable[PredictionRows]]
+    # the shadows' predictions of the live candles after a time, by the loaded versions
+    shadowed: Callable[[Sequence[LoadedVersion], int], Awaitable[PredictionRows]]
+    # the live candles' labels resolved by now: (symbol, candle open ms) -> 1 (up) or 0
+    outcomes: Callable[[], Awaitable[Mapping[tuple[str, int], int]]]
+    new_candles: Callable[[int], Mapping[str, int]]  # per symbol, closed after a time
+    # hands the ensemble loaded champions (False: no ensemble serves in this process)
+    serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]]
+    serving: Callable[[], Mapping[str, str]]  # member -> version id serving now
+    trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None  # n, won, lost
+    horizon: int = 24  # the label's: the gate's HAC lag is horizon - 1
+
+
+@dataclass
+class _Shadow:
+    loaded: LoadedVersion
+    started_ms: int
+
+
+@dataclass
+class RunReport:
+    """What one training run did, line by line (the report pushed to chat)."""
+
+    reason: str
+    lines: list[str] = field(default_factory=list)
+    trained: list[ModelVersion] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class LearningManager:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        sources: LearningSources,
+        settings: LearningSettings,
+        *,
+        bus: Any,
+        clock: Clock,
+    ) -> None:
+        self._s = sources
+        self._settings = settings
+        self._bus = bus
+        self._clock = clock
+        self._due = DuePolicy(
+            every_ms=round(settings.every_hours * HOUR_MS),
+            min_new_candles=settings.min_new_candles,
+            min_new_trades=settings.min_new_trades,
+            need_trades=settings.need_trades,
+        )
+        self._drift_policy = DriftPolicy(
+            window_rows=settings.drift_window_rows,
+            log_loss_excess=settings.drift_log_loss_excess,
+            hit_rate_drop=settings.drift_hit_rate_drop,
+        )
+        self._shadows: dict[str, _Shadow] = {}
+        self._recorded: dict[str, int] = {}  # version id -> newest candle recorded
+        self._requested: tuple[str, tuple[str, ...]] | None = None  # (who, members)
+        self._drift: dict[str, str] = {}  # member -> why its champion drifted
+        self._last_run_ms: int | None = None
+        self._task: asyncio.Task[RunReport] | None = None
+        self._lock = asyncio.Lock()  # one registry change at a time
+        self.reports: list[RunReport] = []  # this process's runs, newest last
+        # True while another component hands the process its first models (the demo trains
+        # them at start): the checks wait, so the two never hand over at once
+        self.hold: Callable[[], bool] = lambda: False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Adopt the registry (``_adopt_registry``): a member with versions but no champion
+        gets its newest candidate; the shadows resume their live record (their predictions
+        are stored). Held (``hold``): at the first check after."""
+        if not self.hold():
+            await self._adopt_registry()
+
+    async def stop(self) -> None:
+        """Stop a training run under way (its workers are killed; nothing is registered)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    @property
+    def training(self) -> bool:
+        """Return whether a training run is under way."""
+        return self._task is not None and not self._task.done()
+
+    # --- the job ---------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        """The ``learning`` job: record, judge the shadows, look for drift, start a training
+        run when due; return one line for the audit trail ("" when nothing happened)."""
+        if self.hold():
+            return ""  # another component hands the first models over (the demo's start)
+        said = []
+        await self._adopt_registry()
+        stored = await self.record()
+        if stored:
+            said.append(f"{stored} prediction(s) recorded")
+        said.extend(await self.judge_shadows())
+        said.extend(await self.look_for_drift())
+        started = await self._maybe_start()
+        if started:
+            said.append(started)
+        return "; ".join(said)
+
+    def request(self, who: str, members: Sequence[str] = ()) -> str:
+        """Ask for a training run now (``/retrain``, ``qt models retrain``); return what
+        happens."""
+        unknown = [m for m in members if m not in self._s.members]
+        if unknown:
+            raise DataError(
+                f"unknown member {unknown[0]!r}; the ensemble's: {', '.join(self._s.members)}"
+            )
+        if self.training:
+            return "a training run is under way already; its report follows when it ends"
+        self._requested = (who, tuple(members))
+        self._start_run()
+        names = ", ".join(members or self._s.members)
+        return f"training {names} in worker processes; the report follows when it ends"
+
+    async def _maybe_start(self) -> str:
+        if self.training:
+            return ""
+        due = await self._due_now()
+        if not due.due:
+            return ""
+        self._start_run(due.reason)
+        return f"training started: {due.reason}"
+
+    async def _due_now(self) -> Any:
+        now = self._clock.now_ms()
+        ends = [
+            v.train_end_ms
+            for m in self._s.members
+            if (v := await self._s.versions.newest(m, ModelStatus.CHAMPION)) is not None
+        ]
+        since = min(ends) if ends else -1
+        # a version stamped after now (the demo's first training: wall time, while its
+        # market time is the replay's) counts as trained just now
+        created = [min(v.created_ms, now) for v in await self._s.versions.list_versions()]
+        last = max([*created, *([self._last_run_ms] if self._last_run_ms else [])], default=None)
+        trades = (0, 0, 0)
+        if self._s.trades_since is not None and last is not None:
+            trades = await self._s.trades_since(last)
+        who = self._requested[0] if self._requested else ""
+        return due_check(
+            self._due,
+            DueInputs(
+                now_ms=now,
+                last_trained_ms=last,
+                new_candles=dict(self._s.new_candles(since)),
+                new_trades=trades[0],
+                new_wins=trades[1],
+                new_losses=trades[2],
+                drift="; ".join(f"{m}: {why}" for m, why in self._drift.items()),
+                requested=who,
+            ),
+        )
+
+    def _start_run(self, reason: str | None = None) -> None:
+        who, members = self._requested or ("", ())
+        self._requested = None
+        why = reason or f"requested by {who}"
+        self._task = asyncio.create_task(
+            self.run(why, members or self._s.members), name="learning-run"
+        )
+
+    async def wait(self) -> RunReport | None:
+        """Wait for the training run under way (None: none was started)."""
+        if self._task is None:
+            return None
+        return await self._task
+
+    # --- a training run --------------------------------------------------------------------
+
+    async def run(self, reason: str, members: Sequence[str]) -> RunReport:
+        """Train ``members``, gate and register each candidate, report; never raises for a
+        failed training (the champion serves on), only for a cancellation."""
+        report = RunReport(reason=reason)
+        started = self._clock.now_ms()
+        try:
+            await self._run(report, members)
+        except asyncio.CancelledError:
+            raise
+        except QTError as exc:
+            report.lines.append(f"not trained: {exc}")
+        except Exception as exc:
+            log.exception("the learning run failed")
+            report.lines.append(f"not trained: {type(exc).__name__}: {exc}")
+        finally:
+            self._last_run_ms = self._clock.now_ms()
+        for member, why in report.failed.items():
+            await self._publish(
+                ModelTrainingFailed(ts_ms=self._clock.now_ms(), member=member, reason=why)
+            )
+        took = (self._clock.now_ms() - started) / 1000
+        title = f"training run ({reason}): {len(report.trained)} trained in {took:.0f} s"
+        self.reports.append(report)
+        await self._publish(
+            LearningReported(ts_ms=self._clock.now_ms(), title=title, lines=tuple(report.lines))
+        )
+        return report
+
+    async def _run(self, report: RunReport, members: Sequence[str]) -> None:
+        series = await self._s.history()
+        champions: dict[str, ChampionRef] = {}
+        serving: dict[str, ModelVersion] = {}
+        for member in members:
+            champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
+            if champion is None:
+                continue
+            try:
+                loaded = await asyncio.to_thread(load_version, self._s.data_dir, champion)
+            except ArtifactError as exc:
+                report.lines.append(f"{member}: champion {champion.id} unreadable ({exc})")
+                continue
+            files = await asyncio.to_thread(member_files, loaded.artifact.member)
+            champions[member] = ChampionRef(files=files, trained_until_ms=champion.train_end_ms)
+            serving[member] = champion
+        run = await self._s.train(series, members, champions)
+        for member, why in run.failures.items():
+            report.failed[member] = why
+            report.lines.append(f"{member}: failed ({why}); the champion serves on")
+        for member, fit in run.fits.items():
+            await self._register(report, run, fit, serving.get(member))
+
+    async def _register(
+        self, report: RunReport, run: CandidateRun, fit: CandidateFit, champion: ModelVersion | None
+    ) -> None:
+        name = fit.fit.member
+        member = await asyncio.to_thread(MEMBERS[name].from_files, fit.fit.files)
+        from core.ml.artifacts import TrainingInfo
+
+        info = TrainingInfo(
+            train_start_ms=run.data.train_start_ms,
+            train_end_ms=run.data.end_ms,
+            label=run.data.label,
+            metrics=fit.fit.metrics,
+        )
+        now = self._clock.now_ms()
+        version = await save_version(
+            self._s.versions,
+            self._s.data_dir,
+            member,
+            info,
+            created_ms=now,
+            symbols=run.data.symbols,
+        )
+        report.trained.append(version)
+        ll = fit.fit.metrics.get("log_loss", float("nan"))
+        if champion is None or fit.champion_p is None:
+            why = (
+                f"first version of {name}: no champion to beat"
+                if champion is None
+                else f"no comparable champion ({fit.note or 'another feature set'})"
+            )
+            if not fit.fit.metrics.get("healthy", 1.0):
+                await self._s.versions.set_status(
+                    version.id,
+                    ModelStatus.RETIRED,
+                    reason=f"rejected: near-constant output; {why}",
+                    ts_ms=now,
+                )
+                report.lines.append(f"{name}: {version.id} rejected (near-constant output)")
+                await self._trained(version, "RETIRED", "near-constant output", ll)
+                return
+            if champion is None:
+                await self._promote(version, why, "")
+                report.lines.append(f"{name}: {version.id} champion ({why}), log-loss {ll:.4f}")
+                await self._trained(version, "CHAMPION", why, ll)
+                return
+            await self._to_shadow(version, why)
+            report.lines.append(f"{name}: {version.id} in shadow ({why})")
+            await self._trained(version, "SHADOW", why, ll)
+            return
+        both = np.isfinite(fit.champion_p)
+        cand = log_losses(fit.p[both], fit.y[both])
+        champ = log_losses(fit.champion_p[both], fit.y[both])
+        result = gate(
+            cand,
+            champ,
+            margin=self._settings.gate_margin,
+            alpha=self._settings.gate_alpha,
+            lag=max(0, self._s.horizon - 1),
+            min_rows=self._settings.gate_min_rows,
+            test=self._settings.gate_test,
+        )
+        champ_ll = float(champ.mean()) if len(champ) else None
+        cand_ll = float(cand.mean()) if len(cand) else ll
+        line = (
+            f"{name}: {version.id} log-loss {cand_ll:.4f} vs champion {champion.id} "
+            f"{champ_ll if champ_ll is None else round(champ_ll, 4)} on {result.rows} rows; "
+            f"{result.test} statistic {result.statistic:.2f}, p {result.p_value:.3g}"
+        )
+        if result.passed:
+            await self._to_shadow(version, f"gate passed: {result.reason}")
+            report.lines.append(f"{line}: passed, in shadow")
+            status = "SHADOW"
+        else:
+            await self._s.versions.set_status(
+                version.id, ModelStatus.RETIRED, reason=f"rejected: {result.reason}", ts_ms=now
+            )
+            report.lines.append(f"{line}: rejected ({result.reason})")
+            status = "RETIRED"
+        await self._publish(
+            ModelTrained(
+                ts_ms=now,
+                member=name,
+                version_id=version.id,
+                status=status,
+                reason=result.reason,
+                log_loss=cand_ll,
+                champion_id=champion.id,
+                champion_log_loss=champ_ll,
+                statistic=result.statistic,
+                p_value=result.p_value,
+            )
+        )
+
+    async def _trained(self, version: ModelVersion, status: str, reason: str, ll: float) -> None:
+        await self._publish(
+            ModelTrained(
+                ts_ms=self._clock.now_ms(),
+                member=version.member,
+                version_id=version.id,
+                status=status,
+                reason=reason,
+                log_loss=ll,
+            )
+        )
+
+    async def _to_shadow(self, version: ModelVersion, reason: str) -> None:
+        old = self._shadows.get(version.member)
+        now = self._clock.now_ms()
+        if old is not None:  # the newer candidate shadows instead
+            await self._s.versions.set_status(
+                old.loaded.version.id,
+                ModelStatus.RETIRED,
+                reason=f"replaced in shadow by {version.id}",
+                ts_ms=now,
+            )
+        shadowing = await self._s.versions.set_status(
+            version.id, ModelStatus.SHADOW, reason=reason, ts_ms=now
+        )
+        await self._watch_shadow(shadowing)
+
+    async def _watch_shadow(self, version: ModelVersion) -> None:
+        try:
+            loaded = await asyncio.to_thread(load_version, self._s.data_dir, version)
+        except ArtifactError as exc:
+            await self._s.versions.set_status(
+                version.id,
+                ModelStatus.RETIRED,
+                reason=f"unreadable: {exc}",
+                ts_ms=self._clock.now_ms(),
+            )
+            return
+        self._shadows[version.member] = _Shadow(loaded, version.status_ms or version.created_ms)
+
+    # --- the live record -------------------------------------------------------------------
+
+    async def record(self) -> int:
+        """Store the serving members' and the shadows' new out-of-sample predictions; return
+        how many were new."""
+        since = min(self._recorded.values(), default=-1)
+        rows = [(r, "champion") for r in await self._s.served(since)]
+        shadows = [s.loaded for s in self._shadows.values()]
+        if shadows:
+            rows += [(r, "shadow") for r in await self._s.shadowed(shadows, since)]
+        now = self._clock.now_ms()
+        fresh = [
+            Prediction(
+                version_id=vid,
+                member=member,
+                symbol=symbol,
+                ts_ms=ts,
+                p_up=p,
+                role=role,
+                created_ms=now,
+            )
+            for (vid, member, symbol, ts, p), role in rows
+            if ts > self._recorded.get(vid, -1)
+        ]
+        if not fresh:
+            return 0
+        added = await self._s.predictions.add_many(fresh)
+        for row in fresh:
+            self._recorded[row.version_id] = max(self._recorded.get(row.version_id, -1), row.ts_ms)
+        return added
+
+    async def _paired(self, version_id: str, against: str, since_ms: int) -> tuple[Any, Any, Any]:
+        """Return (P of version_id, P of against, y) on the candles both predicted after
+        ``since_ms`` whose labels resolved."""
+        outcomes = await self._s.outcomes()
+        mine = {
+            (p.symbol, p.ts_ms): p.p_up
+            for p in await self._s.predictions.list_predictions(version_id, since_ms=since_ms)
+        }
+        theirs = (
+            {
+                (p.symbol, p.ts_ms): p.p_up
+                for p in await self._s.predictions.list_predictions(against, since_ms=since_ms)
+            }
+            if against
+            else {}
+        )
+        keys = sorted(k for k in mine if k in outcomes and (not against or k in theirs))
+        return (
+            np.array([mine[k] for k in keys]),
+            np.array([theirs[k] for k in keys]) if against else None,
+            np.array([outcomes[k] for k in keys], dtype=np.int8),
+        )
+
+    async def judge_shadows(self) -> list[str]:
+        """Promote or retire each shadow whose live record is long enough; return what was
+        decided."""
+        said = []
+        now = self._clock.now_ms()
+        for member, shadow in list(self._shadows.items()):
+            champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
+            vid = shadow.loaded.version.id
+            p, q, y = await self._paired(vid, champion.id if champion else "", shadow.started_ms)
+            verdict = judge_shadow(
+                log_losses(p, y) if len(y) else np.zeros(0),
+                log_losses(q, y) if q is not None and len(y) else np.zeros(0),
+                started_ms=shadow.started_ms,
+                now_ms=now,
+                min_ms=round(self._settings.shadow_hours * HOUR_MS),
+                min_rows=self._settings.shadow_min_rows,
+                margin=self._settings.shadow_margin,
+            )
+            if verdict.verdict is ShadowVerdict.WAIT:
+                continue
+            del self._shadows[member]
+            if verdict.verdict is ShadowVerdict.PROMOTE:
+                await self._promote(shadow.loaded.version, f"shadow held up: {verdict.reason}", "")
+                said.append(f"{vid} promoted ({verdict.reason})")
+            else:
+                async with self._lock:
+                    await self._s.versions.set_status(
+                        vid, ModelStatus.RETIRED, reason=f"shadow: {verdict.reason}", ts_ms=now
+                    )
+                await self._publish(
+                    ModelRetired(ts_ms=now, member=member, version_id=vid, reason=verdict.reason)
+                )
+                said.append(f"{vid} retired ({verdict.reason})")
+        return said
+
+    async def look_for_drift(self) -> list[str]:
+        """Check each champion's live record against its validation; return what drifted."""
+        said = []
+        for member in self._s.members:
+            champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
+            if champion is None:
+                continue
+            p, _, y = await self._paired(champion.id, "", champion.status_ms or champion.created_ms)
+            metrics = champion.metrics
+            if "log_loss" not in metrics or "accuracy" not in metrics:
+                continue
+            drift = drift_check(
+                self._drift_policy,
+                live_p=p,
+                live_y=y,
+                expected_log_loss=metrics["log_loss"],
+                expected_accuracy=metrics["accuracy"],
+            )
+            was = self._drift.get(member)
+            if not drift.drifted:
+                self._drift.pop(member, None)
+                continue
+            why = "; ".join(drift.reasons)
+            self._drift[member] = why
+            if was is None:  # said once, while it lasts
+                await self._publish(
+                    ModelDrifted(
+                        ts_ms=self._clock.now_ms(),
+                        member=member,
+                        version_id=champion.id,
+                        reasons=drift.reasons,
+                    )
+                )
+                said.append(f"{champion.id} drifted: {why}")
+                if self._settings.rollback_on_drift:
+                    said.append(
+                        await self.rollback(member, f"drift: {why}", "the learning manager")
+                    )
+        return said
+
+    def drifting(self) -> Mapping[str, str]:
+        """Return the members whose champion drifts, and why (the health input)."""
+        return dict(self._drift)
+
+    # --- promotion, rollback, retention ----------------------------------------------------
+
+    async def promote(self, version_id: str, by: str) -> str:
+        """Make ``version_id`` its member's champion (``qt models promote``)."""
+        version = await self._s.versions.get(version_id)
+        if version is None:
+            raise DataError(f"no model version {version_id!r}: see `qt models list`")
+        if version.status is ModelStatus.CHAMPION:
+            return f"{version_id} is the champion already"
+        await self._promote(version, f"promoted by {by}", "")
+        shadow = self._shadows.get(version.member)
+        if shadow is not None and shadow.loaded.version.id == version_id:
+            del self._shadows[version.member]  # promoted before its record was judged
+        return f"{version_id} is {version.member}'s champion"
+
+    async def rollback(self, member: str, reason: str, by: str) -> str:
+        """Restore ``member``'s previous champion; return what happened."""
+        current = await self._s.versions.newest(member, ModelStatus.CHAMPION)
+        if current is None:
+            return f"{member} has no champion to roll back"
+        earlier = sorted(
+            (
+                v
+                for v in await self._s.versions.list_versions(member)
+                if v.promoted_ms is not None and v.id != current.id
+            ),
+            key=lambda v: v.promoted_ms or 0,
+        )
+        for previous in reversed(earlier):
+            try:
+                loaded = await asyncio.to_thread(load_version, self._s.data_dir, previous)
+            except ArtifactError as exc:
+                log.warning("rollback of %s skips %s: %s", member, previous.id, exc)
+                continue
+            now = self._clock.now_ms()
+            async with self._lock:
+                await self._s.versions.promote(
+                    previous.id, reason=f"restored by a rollback ({by})", ts_ms=now
+                )
+                await self._s.versions.set_status(
+                    current.id, ModelStatus.RETIRED, reason=f"rolled back: {reason}", ts_ms=now
+                )
+            await self._s.serve([loaded])
+            await self._publish(
+                ModelRolledBack(
+                    ts_ms=now,
+                    member=member,
+                    version_id=previous.id,
+                    rolled_back=current.id,
+                    reason=reason,
+                )
+            )
+            return f"{member}: {previous.id} serves again ({current.id} rolled back: {reason})"
+        return f"{member}: no earlier champion is loadable; {current.id} serves on"
+
+    async def _promote(self, version: ModelVersion, reason: str, previous_hint: str) -> None:
+        loaded = await asyncio.to_thread(load_version, self._s.data_dir, version)
+        now = self._clock.now_ms()
+        async with self._lock:
+            champion, demoted = await self._s.versions.promote(version.id, reason=reason, ts_ms=now)
+        await self._s.serve([LoadedVersion(champion, loaded.artifact)])
+        await self._publish(
+            ModelPromoted(
+                ts_ms=now,
+                member=version.member,
+                version_id=version.id,
+                previous=demoted.id if demoted else previous_hint,
+                reason=reason,
+            )
+        )
+
+    async def _adopt_registry(self) -> None:
+        """Serve the registry's champions and watch its shadows where another process
+        changed them (``qt models promote``, ``retrain``); a member with versions but no
+        champion (trained by ``qt models train`` or the demo's first training, or a registry
+        from before the manager) gets its newest candidate."""
+        serving = self._s.serving()
+        changed = []
+        for member in self._s.members:
+            shadow = await self._s.versions.newest(member, ModelStatus.SHADOW)
+            watched = self._shadows.get(member)
+            if shadow is None:
+                self._shadows.pop(member, None)  # promoted or retired elsewhere
+            elif watched is None or watched.loaded.version.id != shadow.id:
+                await self._watch_shadow(shadow)
+            champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
+            if champion is None:
+                newest = await self._s.versions.newest(member)
+                if newest is not None and newest.status is ModelStatus.CANDIDATE:
+                    await self._promote(newest, "adopted: the member had no champion", "")
+                continue
+            if serving.get(member) in (None, champion.id):
+                continue
+            try:
+                changed.append(await asyncio.to_thread(load_version, self._s.data_dir, champion))
+            except ArtifactError as exc:
+                log.warning(
+                    "champion %s is unreadable, %s serves on: %s", champion.id, serving[member], exc
+                )
+        if changed:
+            await self._s.serve(changed)
+
+    async def prune_plan(self) -> list[ModelVersion]:
+        """Return what retention does not keep (``core.ml.learning.retention_plan``)."""
+        versions = await self._s.versions.list_versions()
+        plan = retention_plan(versions, keep_candidates=self._settings.keep_candidates)
+        pruned = set(plan.prune)
+        return [v for v in versions if v.id in pruned]
+
+    async def prune(self) -> list[ModelVersion]:
+        """Delete what retention does not keep (files, rows, predictions); return it."""
+        async with self._lock:
+            gone = await self.prune_plan()
+            return await prune_versions(
+                self._s.versions, self._s.predictions, self._s.data_dir, gone
+            )
+
+    async def _publish(self, event: Event) -> None:
+        await self._bus.publish(event)
+
+
+async def prune_versions(
+    versions: ModelVersionRepo,
+    predictions: PredictionRepo,
+    data_dir: Path,
+    gone: Sequence[ModelVersion],
+) -> list[ModelVersion]:
+    """Delete ``gone``'s rows, predictions and files (the files last: a row never points at
+    nothing); return what was deleted."""
+    root = (data_dir / "models").resolve()
+    done = []
+    for v in gone:
+        await predictions.delete_version(v.id)
+        await versions.delete(v.id)
+        folder = (data_dir / v.artifact_path).resolve()
+        if folder.is_relative_to(root):
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        done.append(v)
+    return done

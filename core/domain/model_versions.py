@@ -56,12 +56,13 @@ def with_status(
     version: ModelVersion, status: ModelStatus, *, reason: str, ts_ms: int
 ) -> ModelVersion:
     """Return ``version`` moved to ``status`` (any but CHAMPION: ``promoted`` does that)
-    for ``reason`` at ``ts_ms``; the same status again changes nothing (safe to repeat)."""
+    for ``reason`` at ``ts_ms``; the same status again only takes the new reason (safe to
+    repeat: a rollback says why the champion it retired went)."""
     status = ModelStatus(status)
     if status is ModelStatus.CHAMPION:
         raise ValueError(f"model version {version.id}: use promote to make it CHAMPION")
     if status is version.status:
-        return version
+        return version if reason == version.reason else replace(version, reason=reason)
     return replace(version, status=status, reason=reason, status_ms=ts_ms)
 
 

@@ -195,8 +195,11 @@ async def test_set_status_moves_a_version_and_says_why(storage: Storage) -> None
     )
     assert shadow.promoted_ms is None
     assert await repo.get("v1") == shadow
-    again = await repo.set_status("v1", ModelStatus.SHADOW, reason="retried job", ts_ms=200)
-    assert again == shadow  # the same status again changes nothing
+    again = await repo.set_status("v1", ModelStatus.SHADOW, reason="gate passed", ts_ms=200)
+    assert again == shadow  # the same status and reason again change nothing
+    why = await repo.set_status("v1", ModelStatus.SHADOW, reason="said better", ts_ms=300)
+    assert (why.reason, why.status_ms) == ("said better", 100)  # only the reason
+    assert await repo.get("v1") == why
 
 
 async def test_set_status_refuses_champion_and_unknown_ids(storage: Storage) -> None:

@@ -218,3 +218,25 @@ async def test_a_huge_message_is_not_read(bad: str) -> None:
     d, core, _, _ = dispatcher()
     reply = await d.handle(ADMIN, bad)
     assert reply is not None and not reply.ok and core.ran == []
+
+
+async def test_retrain_and_a_model_rollback_reach_the_core_with_the_asker() -> None:
+    d, core, _seen, _wall = dispatcher()
+    reply = await d.handle(ADMIN, "/retrain xgb")
+    assert reply is not None and reply.title == "retrain"
+    assert core.ran[-1] == ("retrain", ("telegram:1 (ann)", "xgb"))
+    assert (await d.handle(VIEWER, "/retrain")).title.startswith("/retrain needs")  # type: ignore[union-attr]
+    shown = await d.handle(VIEWER, "/models")
+    assert shown is not None and shown.title == "models" and core.ran[-1] == ("models", ())
+    bad = await d.handle(ADMIN, "/models rollback")
+    assert bad is not None and not bad.ok and "/models rollback MEMBER" in " ".join(bad.lines)
+    ask = await d.handle(ADMIN, "/models rollback xgb")  # a rollback asks first
+    assert ask is not None and ask.confirm is not None and core.ran[-1][0] == "models"
+    done = await d.confirm(ADMIN, ask.confirm)
+    assert done.title == "rollback_model"
+    assert core.ran[-1] == ("rollback_model", ("telegram:1 (ann)", "xgb"))
+    viewer_ask = await d.handle(VIEWER, "/models rollback xgb")
+    assert viewer_ask is not None and viewer_ask.confirm is not None
+    refused = await d.confirm(VIEWER, viewer_ask.confirm)
+    assert not refused.ok and "operator" in refused.title
+    assert core.ran[-1] == ("rollback_model", ("telegram:1 (ann)", "xgb"))

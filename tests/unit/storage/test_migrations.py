@@ -41,6 +41,7 @@ EXPECTED_TABLES = {
     "risk_assessments",
     "model_versions",
     "brain_decisions",
+    "trades",
 }
 
 
@@ -60,7 +61,7 @@ async def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     assert not db.exists()  # looking did not create it
     await upgrade(_url(db))
     assert set(_columns_by_table(db)) == EXPECTED_TABLES | {"alembic_version"}
-    assert current_revision(_url(db)) == head_revision() == "0004"
+    assert current_revision(_url(db)) == head_revision() == "0005"
 
 
 async def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:

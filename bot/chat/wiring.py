@@ -38,6 +38,7 @@ def build_dispatcher(process: TradingProcess) -> Dispatcher:
         models=lambda: _models(process),
         health_latest=lambda: process.health.latest,
         brains=brains,
+        trades=process.storage.trades,  # what closed before a restart too
     )
     users = {CONSOLE_USER: "admin", **settings.chat.users}
     return Dispatcher(

@@ -124,12 +124,13 @@ class CommandCore:
         s = self.s
         policy = s.policy.current()
         state = await s.trading_state.current()
+        models = s.models()
         lines = [
             f"trading state {state.value} (operator), {policy.state.value} (brains); "
             f"mode {policy.mode.value} (policy v{policy.version})",
             await self._equity_line(),
             f"signals: {s.engine.signals.provider.name}"
-            + (f" ({', '.join(s.models())})" if s.models() else ""),
+            + (f" ({', '.join(models)})" if models else ""),
         ]
         risk = self._risk()
         if risk is not None:
@@ -417,7 +418,7 @@ class CommandCore:
             if not t.amount:
                 out.append(f"{t.symbol} {t.side.value}: entry waiting")
                 continue
-            entry = t.entry_cost / t.amount
+            entry = t.entry_price
             price = prices.get(t.symbol, entry)
             sign = 1 if t.side.value == "long" else -1
             upnl = sign * (price - entry) * t.amount

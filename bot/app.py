@@ -136,6 +136,7 @@ class TradingProcess:
             exchange=p.exchange,
             trading_state=self.trading_state,
             state=p.storage.state,
+            trades=p.storage.trades,  # /trades and /profit survive a restart
             book=self.rules.book,
             provider=p.provider,
             offload_signals=True,  # demo and run: the loop serves fills, jobs and chat meanwhile

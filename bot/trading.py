@@ -33,7 +33,7 @@ from core.exchange.paper import PaperExchange
 from core.exchange.sim import FillModelConfig
 from core.market.rules_book import RulesBook
 from core.ml.ensemble import EnsembleConfig
-from core.ports import Exchange, KeyValueRepo, Storage
+from core.ports import Exchange, KeyValueRepo, Storage, TradeRepo
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.execution import ExecutionService
@@ -277,6 +277,7 @@ def build_engine(
     trading_state: TradingStateService,
     provider: SignalProvider | None = None,
     state: KeyValueRepo | None = None,
+    trades: TradeRepo | None = None,
     book: RulesBook | None = None,
     offload_signals: bool = False,
     policy: Callable[[], Policy] | None = None,
@@ -286,7 +287,8 @@ def build_engine(
 
     ``provider`` replaces the configured signal provider (tests script their signals with it).
     ``state`` is where the engine keeps its open trades across restarts (None: not kept, as in
-    backtests, which never restart). ``book``: each symbol's market rules, shared with the
+    backtests, which never restart); ``trades`` where it records each closed trade (None: in
+    memory only, as in backtests). ``book``: each symbol's market rules, shared with the
     paper venue (None: the settings' fallback for every symbol). ``offload_signals``: compute
     the signals in a worker thread (a running process: its event loop never waits on them).
     ``policy``: the policy store's snapshots (None: the settings' policy, fixed).
@@ -344,6 +346,7 @@ def build_engine(
         clock=clock,
         fallback=StopFallback(settings.exits.stop_fallback),
         rules=book.rules,
+        trades=trades,
     )
     engine = Engine(
         config=EngineConfig(

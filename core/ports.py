@@ -24,6 +24,7 @@ from core.domain.market_rules import StoredRules
 from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
+from core.domain.trades import ClosedTrade
 
 # --- exchange ----------------------------------------------------------------------------------
 
@@ -348,6 +349,27 @@ class PredictionRepo(Protocol):
         ...
 
 
+class TradeRepo(Protocol):
+    """Closed round trips, one per trade id: the record /trades, /profit and reports read."""
+
+    async def add(self, trade: ClosedTrade) -> bool:
+        """Record a closed trade; return False when its trade id is stored already (a replay
+        after a crash), leaving the stored one as it was."""
+        ...
+
+    async def list_closed(
+        self, *, since_ms: int | None = None, until_ms: int | None = None, limit: int | None = None
+    ) -> list[ClosedTrade]:
+        """Return the trades closed at ``since_ms <= closed_ms < until_ms``, oldest first (ties
+        in the order recorded); with ``limit``, only the newest ``limit`` of them (0 or less:
+        none), still oldest first."""
+        ...
+
+    async def count(self, *, since_ms: int | None = None) -> int:
+        """Return how many trades closed at ``closed_ms >= since_ms`` are stored."""
+        ...
+
+
 class DecisionRepo(Protocol):
     """The brains' history: policy versions, risk assessments and decisions."""
 
@@ -409,6 +431,8 @@ class Storage(Protocol):
     def predictions(self) -> PredictionRepo: ...
     @property
     def decisions(self) -> DecisionRepo: ...
+    @property
+    def trades(self) -> TradeRepo: ...
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction."""

@@ -19,8 +19,15 @@ from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.policy import policy_from_dict, policy_to_dict
 from core.domain.portfolio import Balance, EquitySnapshot, Position
+from core.domain.trades import ClosedTrade
 from core.errors import InvariantViolation
 from core.ports import StoredEvent
+from core.services.trade_codec import (
+    decode_explanation,
+    decode_legs,
+    encode_explanation,
+    encode_legs,
+)
 
 
 def dec_to_text(value: Decimal) -> str:
@@ -173,6 +180,68 @@ def row_to_position(row: Mapping[Any, Any]) -> Position:
         realized_pnl=text_to_dec(row["realized_pnl"], f"realized_pnl {where}"),
         opened_ms=int(row["opened_ms"]),
         updated_ms=int(row["updated_ms"]),
+    )
+
+
+def trade_to_row(trade: ClosedTrade) -> dict[str, Any]:
+    """Return the ``trades`` columns of a closed trade (legs and explanation as the engine's
+    trade codec writes them)."""
+    return {
+        "trade_id": trade.trade_id,
+        "symbol": trade.symbol,
+        "side": PositionSide(trade.side).value,
+        "market_type": MarketType(trade.market_type).value,
+        "leverage": trade.leverage,
+        "opened_ms": trade.opened_ms,
+        "closed_ms": trade.closed_ms,
+        "amount": dec_to_text(trade.amount),
+        "entry_price": dec_to_text(trade.entry_price),
+        "exit_price": dec_to_text(trade.exit_price),
+        "fees": dec_to_text(trade.fees),
+        "pnl": dec_to_text(trade.pnl),
+        "pnl_pct": float(trade.pnl_pct),
+        "exit_reason": trade.exit_reason,
+        "legs": encode_legs(trade.legs),
+        "funding": dec_to_text(trade.funding),
+        "liquidation_price": opt_dec_to_text(trade.liquidation_price),
+        "provider": trade.provider,
+        "regime": trade.regime,
+        "exit_profile": trade.exit_profile,
+        "explanation": encode_explanation(trade.explanation),
+    }
+
+
+def row_to_trade(row: Mapping[Any, Any]) -> ClosedTrade:
+    """Return the ClosedTrade stored in a ``trades`` row."""
+    where = f"of trade {row['trade_id']!r}"
+    try:
+        side, market_type = PositionSide(row["side"]), MarketType(row["market_type"])
+        legs = decode_legs(row["legs"])
+        explanation = decode_explanation(row["explanation"])
+    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:  # a hand-edited row
+        raise InvariantViolation(f"stored trade {row['trade_id']!r}: {exc}") from exc
+    return ClosedTrade(
+        trade_id=row["trade_id"],
+        symbol=row["symbol"],
+        side=side,
+        market_type=market_type,
+        leverage=int(row["leverage"]),
+        opened_ms=int(row["opened_ms"]),
+        closed_ms=int(row["closed_ms"]),
+        amount=text_to_dec(row["amount"], f"amount {where}"),
+        entry_price=text_to_dec(row["entry_price"], f"entry_price {where}"),
+        exit_price=text_to_dec(row["exit_price"], f"exit_price {where}"),
+        fees=text_to_dec(row["fees"], f"fees {where}"),
+        pnl=text_to_dec(row["pnl"], f"pnl {where}"),
+        pnl_pct=float(row["pnl_pct"]),
+        exit_reason=row["exit_reason"],
+        legs=legs,
+        funding=text_to_dec(row["funding"], f"funding {where}"),
+        liquidation_price=opt_text_to_dec(row["liquidation_price"], f"liquidation_price {where}"),
+        provider=row["provider"],
+        regime=row["regime"],
+        exit_profile=row["exit_profile"],
+        explanation=explanation,
     )
 
 

@@ -42,6 +42,7 @@ from core.domain.model_versions import (
 )
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
+from core.domain.trades import ClosedTrade
 from core.errors import InvariantViolation
 from core.ports import SeriesInfo, StateKey, StoredEvent
 from storage import mappers
@@ -595,6 +596,44 @@ class MemoryDecisionRepo:
         return [d for _, d in reversed(found)][:limit]
 
 
+class MemoryTradeRepo:
+    """Closed round trips as ``trades`` rows by trade id, in the order recorded (the rows the
+    SQL table holds, so what is read back is what SQL would give)."""
+
+    def __init__(self, journal: _Journal) -> None:
+        self._journal = journal
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    async def add(self, trade: ClosedTrade) -> bool:
+        """Record a closed trade; return False when its trade id is stored already."""
+        if trade.trade_id in self._rows:
+            return False
+        self._journal.put(self._rows, trade.trade_id, mappers.trade_to_row(trade))
+        return True
+
+    async def list_closed(
+        self, *, since_ms: int | None = None, until_ms: int | None = None, limit: int | None = None
+    ) -> list[ClosedTrade]:
+        """Return the trades closed at ``since_ms <= closed_ms < until_ms``, oldest first; with
+        ``limit``, the newest ``limit`` of them, still oldest first."""
+        found = [
+            row
+            for row in self._rows.values()
+            if (since_ms is None or row["closed_ms"] >= since_ms)
+            and (until_ms is None or row["closed_ms"] < until_ms)
+        ]
+        found.sort(key=lambda row: row["closed_ms"])  # stable: ties keep the order recorded
+        if limit is not None:
+            found = found[-limit:] if limit > 0 else []
+        return [mappers.row_to_trade(row) for row in found]
+
+    async def count(self, *, since_ms: int | None = None) -> int:
+        """Return how many trades closed at ``closed_ms >= since_ms`` are stored."""
+        return sum(
+            1 for row in self._rows.values() if since_ms is None or row["closed_ms"] >= since_ms
+        )
+
+
 class _Atomic(AbstractAsyncContextManager[None]):
     """The unit of work of ``MemoryStorage.atomic()``.
 
@@ -635,6 +674,7 @@ class MemoryStorage:
         self.model_versions = MemoryModelVersionRepo(self._journal)
         self.predictions = MemoryPredictionRepo(self._journal)
         self.decisions = MemoryDecisionRepo(self._journal)
+        self.trades = MemoryTradeRepo(self._journal)
 
     def atomic(self) -> _Atomic:
         """Group the writes made inside; undo all of them if the block raises."""

@@ -35,6 +35,7 @@ from core.domain.model_versions import (
 )
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
+from core.domain.trades import ClosedTrade
 from core.errors import InvariantViolation
 from core.ports import SeriesInfo, StateKey, StoredEvent
 from storage import mappers
@@ -54,6 +55,7 @@ from storage.tables import (
     PolicyVersionRow,
     PositionRow,
     RiskAssessmentRow,
+    TradeRow,
 )
 
 CANDLE_BATCH_ROWS = 20_000
@@ -74,6 +76,7 @@ _models: Table = ModelVersionRow.__table__  # type: ignore[attr-defined]
 _policies: Table = PolicyVersionRow.__table__  # type: ignore[attr-defined]
 _assessments: Table = RiskAssessmentRow.__table__  # type: ignore[attr-defined]
 _decisions: Table = BrainDecisionRow.__table__  # type: ignore[attr-defined]
+_trades: Table = TradeRow.__table__  # type: ignore[attr-defined]
 
 # Driver-level SQL for the candle hot path: executemany over plain tuples skips SQLAlchemy's
 # per-row parameter processing (about twice as fast as a Core insert of dicts, measured).
@@ -731,6 +734,45 @@ class SqlDecisionRepo:
         return [mappers.row_to_decision(r) for r in rows]
 
 
+class SqlTradeRepo:
+    """Closed round trips in ``trades``, one row per trade id."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, trade: ClosedTrade) -> bool:
+        """Record a closed trade; return False when its trade id is stored already."""
+        stmt = insert(_trades).values(mappers.trade_to_row(trade)).on_conflict_do_nothing()
+        async with self._uow.connection() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def list_closed(
+        self, *, since_ms: int | None = None, until_ms: int | None = None, limit: int | None = None
+    ) -> list[ClosedTrade]:
+        """Return the trades closed at ``since_ms <= closed_ms < until_ms``, oldest first; with
+        ``limit``, the newest ``limit`` of them, still oldest first."""
+        c = _trades.c
+        stmt = select(_trades).order_by(c.closed_ms.desc(), c.id.desc())
+        if since_ms is not None:
+            stmt = stmt.where(c.closed_ms >= since_ms)
+        if until_ms is not None:
+            stmt = stmt.where(c.closed_ms < until_ms)
+        if limit is not None:
+            stmt = stmt.limit(max(limit, 0))
+        async with self._uow.connection() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [mappers.row_to_trade(r) for r in reversed(rows)]
+
+    async def count(self, *, since_ms: int | None = None) -> int:
+        """Return how many trades closed at ``closed_ms >= since_ms`` are stored."""
+        stmt = select(func.count()).select_from(_trades)
+        if since_ms is not None:
+            stmt = stmt.where(_trades.c.closed_ms >= since_ms)
+        async with self._uow.connection() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+
 class SqlStorage:
     """Every SQL repository over one engine, plus the unit of work.
 
@@ -753,6 +795,7 @@ class SqlStorage:
         self.model_versions = SqlModelVersionRepo(self.uow)
         self.predictions = SqlPredictionRepo(self.uow)
         self.decisions = SqlDecisionRepo(self.uow)
+        self.trades = SqlTradeRepo(self.uow)
 
     def atomic(self) -> AbstractAsyncContextManager[None]:
         """Group the repository calls made inside into one transaction (nested: savepoint)."""

@@ -192,6 +192,35 @@ class MarketRulesRow(SQLModel, table=True):
     fetched_ms: int = Field(sa_column=_ms())
 
 
+class TradeRow(SQLModel, table=True):
+    """One closed round trip; ``legs`` and ``explanation`` are the trade codec's JSON."""
+
+    __tablename__ = "trades"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trade_id: str = Field(sa_column=_text(unique=True))
+    symbol: str = Field(sa_column=_text())
+    side: str = Field(sa_column=_text())
+    market_type: str = Field(sa_column=_text())
+    leverage: int = Field(nullable=False)
+    opened_ms: int = Field(sa_column=_ms())
+    closed_ms: int = Field(sa_column=_ms(index=True))
+    amount: str = Field(sa_column=_text())
+    entry_price: str = Field(sa_column=_text())
+    exit_price: str = Field(sa_column=_text())
+    fees: str = Field(sa_column=_text())
+    pnl: str = Field(sa_column=_text())
+    pnl_pct: float = Field(sa_type=Float, nullable=False)
+    exit_reason: str = Field(sa_column=_text())
+    legs: str = Field(sa_column=_text())
+    funding: str = Field(sa_column=_text())
+    liquidation_price: str | None = Field(default=None, sa_column=_text(nullable=True))
+    provider: str = Field(sa_column=_text())
+    regime: str = Field(sa_column=_text())
+    exit_profile: str = Field(sa_column=_text())
+    explanation: str | None = Field(default=None, sa_column=_text(nullable=True))
+
+
 # --- schema for later features (no repositories yet) -------------------------------------------
 
 

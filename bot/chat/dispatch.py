@@ -196,13 +196,10 @@ class Dispatcher:
         for token in [t for t, p in self._pending.items() if now > p.expires_s + self._ttl_s]:
             del self._pending[token]  # long expired: told "expired" for one more TTL
 
-    def _now(self) -> int:
-        return self._clock.now_ms()
-
     async def _audit(self, caller: Caller, command: str, outcome: str, detail: str = "") -> None:
         await self._bus.publish(
             CommandHandled(
-                ts_ms=self._now(),
+                ts_ms=self._clock.now_ms(),
                 platform=caller.platform,
                 user_id=caller.user_id[:64],
                 command=command[:32],

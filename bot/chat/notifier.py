@@ -47,7 +47,6 @@ class _Lane:
     pending: list[_Item] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    sent: int = 0
     failures: int = 0
     last_sent_s: float | None = None
 
@@ -88,7 +87,7 @@ class Notifier:
 
     @property
     def lanes(self) -> list[_Lane]:
-        """Return each target's lane (what waits, what was sent)."""
+        """Return each target's lane (what waits, when it last sent)."""
         return self._lanes
 
     async def start(self) -> None:
@@ -180,7 +179,6 @@ class Notifier:
                 await self._sleep(backoff)
                 continue
             backoff, attempts = 0.0, 0
-            lane.sent += 1
             lane.last_sent_s = self._wall()
 
     async def _send(self, lane: _Lane, batch: list[_Item]) -> None:

@@ -39,6 +39,7 @@ def build_dispatcher(process: TradingProcess) -> Dispatcher:
         health_latest=lambda: process.health.latest,
         brains=brains,
         learning=process.learning,
+        trades=process.storage.trades,  # what closed before a restart too
     )
     users = {CONSOLE_USER: "admin", **settings.chat.users}
     return Dispatcher(

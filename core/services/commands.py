@@ -4,8 +4,9 @@ Telegram, Discord and the console are thin front ends over it (``bot/chat``): th
 (``bot/chat/registry.py``) names the commands, their arguments and roles; the dispatcher
 checks who may run what, asks for confirmations and writes the audit trail; this module does
 the work, on the live process's own services: the engine's trades, the trading state, the
-policy store, the Risk Brain's latest assessment, the portfolio. A capability that is not
-running says so in one line; nothing here pretends.
+policy store, the Risk Brain's latest assessment, the portfolio; the closed trades from their
+record when one is wired (they outlive a restart), else the engine's memory. A capability that
+is not running says so in one line; nothing here pretends.
 
 Every reply is plain text lines (a front end may add its own formatting) and, for a chart, a
 PNG. Arguments arrive parsed and validated (the registry's ``parse``): a method never sees a
@@ -28,7 +29,7 @@ from core.domain.market import fmt_ts
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, StorageUnavailable
-from core.ports import Exchange, StateKey, Storage
+from core.ports import Exchange, StateKey, Storage, TradeRepo
 from core.services.brains import Brains
 from core.services.bus import EventBus
 from core.services.ceo_service import manual_levers, parse_manual
@@ -38,6 +39,7 @@ from core.services.learning import LearningManager
 from core.services.open_trade import OpenTrade
 from core.services.policy_store import PolicyStore
 from core.services.portfolio import PortfolioService
+from core.services.trade_history import closed_trades
 from core.services.trading_state import TradingStateService
 
 BRAINS_OFF = (
@@ -122,6 +124,7 @@ class CommandServices:
     health_latest: Callable[[], HealthReport | None] | None = None
     brains: Brains | None = None  # None: the brains are off (no mode to set)
     learning: LearningManager | None = None  # None: no learning manager in this process
+    trades: TradeRepo | None = None  # the closed trades' record (None: the engine's memory)
 
 
 class CommandCore:
@@ -137,12 +140,13 @@ class CommandCore:
         s = self.s
         policy = s.policy.current()
         state = await s.trading_state.current()
+        models = s.models()
         lines = [
             f"trading state {state.value} (operator), {policy.state.value} (brains); "
             f"mode {policy.mode.value} (policy v{policy.version})",
             await self._equity_line(),
             f"signals: {s.engine.signals.provider.name}"
-            + (f" ({', '.join(s.models())})" if s.models() else ""),
+            + (f" ({', '.join(models)})" if models else ""),
         ]
         risk = self._risk()
         if risk is not None:
@@ -167,7 +171,7 @@ class CommandCore:
 
     async def trades(self, n: int = 10) -> Reply:
         """The newest ``n`` closed trades."""
-        closed = self.s.engine.closed_trades[-n:][::-1]
+        closed = (await self._closed(limit=n))[::-1]
         if not closed:
             return Reply("no closed trade yet")
         return Reply(
@@ -177,11 +181,8 @@ class CommandCore:
     async def profit(self, days: int | None = None) -> Reply:
         """Realised P&L of the trades closed in the last ``days`` (None: since the start)."""
         now = self.s.clock.now_ms()
-        closed = [
-            t
-            for t in self.s.engine.closed_trades
-            if days is None or t.closed_ms > now - days * DAY_MS
-        ]
+        # Closed within the last ``days``: after the moment that many days ago.
+        closed = await self._closed(since_ms=None if days is None else now - days * DAY_MS + 1)
         span = "since the start" if days is None else f"in the last {days} day(s)"
         if not closed:
             return Reply(f"no trade closed {span}")
@@ -202,10 +203,11 @@ class CommandCore:
         """Realised P&L per UTC day, the newest ``n`` days."""
         now = self.s.clock.now_ms()
         today = now - now % DAY_MS
+        closed = await self._closed(since_ms=today - (n - 1) * DAY_MS, until_ms=today + DAY_MS)
         rows = []
         for k in range(n):
             start = today - k * DAY_MS
-            day = [t for t in self.s.engine.closed_trades if start <= t.closed_ms < start + DAY_MS]
+            day = [t for t in closed if start <= t.closed_ms < start + DAY_MS]
             pnl = sum((t.pnl for t in day), Decimal(0))
             rows.append(f"{fmt_ts(start)[:10]}: {_money(pnl)} {self.s.quote} ({len(day)} trades)")
         return Reply(f"daily profit, the last {n} UTC day(s)", tuple(rows))
@@ -435,6 +437,14 @@ class CommandCore:
 
     # --- inside --------------------------------------------------------------------------
 
+    async def _closed(
+        self, *, since_ms: int | None = None, until_ms: int | None = None, limit: int | None = None
+    ) -> list[ClosedTrade]:
+        s = self.s
+        return await closed_trades(
+            s.trades, s.engine.closed_trades, since_ms=since_ms, until_ms=until_ms, limit=limit
+        )
+
     def _risk(self) -> RiskAssessment | None:
         return None if self.s.risk_latest is None else self.s.risk_latest()[0]
 
@@ -455,7 +465,7 @@ class CommandCore:
             if not t.amount:
                 out.append(f"{t.symbol} {t.side.value}: entry waiting")
                 continue
-            entry = t.entry_cost / t.amount
+            entry = t.entry_price
             price = prices.get(t.symbol, entry)
             sign = 1 if t.side.value == "long" else -1
             upnl = sign * (price - entry) * t.amount

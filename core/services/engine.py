@@ -702,7 +702,7 @@ class Engine:
             account = await self.account()
 
             def notional(p: Position) -> Decimal:
-                return p.amount * self.prices.get(p.symbol, p.entry_price)
+                return p.notional(self.prices.get(p.symbol, p.entry_price))
 
             held = sorted(account.positions, key=notional, reverse=True)
             before = sum((notional(p) for p in held), ZERO)

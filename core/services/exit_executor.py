@@ -38,6 +38,7 @@ from core.domain.market_rules import MarketRules
 from core.domain.orders import OrderRequest
 from core.domain.trades import ClosedTrade
 from core.errors import DependencyError, StorageUnavailable
+from core.ports import TradeRepo
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.open_trade import OpenTrade, closed_trade, exit_leg, missed_fill
@@ -60,6 +61,7 @@ class ExitExecutor:
         clock: Clock,
         fallback: StopFallback,
         rules: Callable[[str], MarketRules] | None = None,
+        trades: TradeRepo | None = None,
     ) -> None:
         self._execution = execution
         self._bus = bus
@@ -69,6 +71,10 @@ class ExitExecutor:
         # changed its tick or step goes out on the new grid.
         self._rules = rules
         self.closed: list[ClosedTrade] = []
+        # Where closed trades are recorded across restarts (None: a backtest keeps them in
+        # ``closed`` only); those a failed write left out go with the next one.
+        self._trades = trades
+        self._unrecorded: list[ClosedTrade] = []
         self._persist: Callable[[], Awaitable[None]] = _nothing  # the engine's save
 
     def persist_with(self, save: Callable[[], Awaitable[None]]) -> None:
@@ -296,6 +302,8 @@ class ExitExecutor:
             await self._cancel(trade, name, "position closed")
         closed = closed_trade(trade)
         self.closed.append(closed)
+        if self._trades is not None:  # stored before it is announced: /trades shows it
+            await self._record(self._trades, closed)
         await self._bus.publish(
             TradeClosed(
                 ts_ms=self._clock.now_ms(),
@@ -317,6 +325,24 @@ class ExitExecutor:
             )
         )
         return closed
+
+    async def _record(self, repo: TradeRepo, closed: ClosedTrade) -> None:
+        """Store ``closed`` and any earlier trade a failed write left out; a database that
+        refuses is logged, not raised: trading goes on and ``closed`` still holds them."""
+        self._unrecorded.append(closed)
+        while self._unrecorded:
+            trade = self._unrecorded[0]
+            try:
+                await repo.add(trade)  # False: stored already (a replay), just as good
+            except StorageUnavailable as e:
+                log.warning(
+                    "closed trade %s not stored (%d waiting, kept in memory): %s",
+                    trade.trade_id,
+                    len(self._unrecorded),
+                    e,
+                )
+                return
+            self._unrecorded.pop(0)
 
     # --- orders ---------------------------------------------------------------------------------
 

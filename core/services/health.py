@@ -128,13 +128,7 @@ def check_health(inp: HealthInput) -> HealthReport:
         checks.append(Check(f"drift {member}", Status.BAD, why[:200]))
     if inp.loop_lag_ms is not None:
         lag = inp.loop_lag_ms
-        status = (
-            Status.BAD
-            if lag > cfg.lag_bad_ms
-            else Status.WARN
-            if lag > cfg.lag_warn_ms
-            else Status.OK
-        )
+        status = _grade(lag > cfg.lag_warn_ms, lag > cfg.lag_bad_ms)
         checks.append(Check("event loop", status, f"lag {lag:.0f} ms"))
     if inp.database_error is not None:
         status = Status.BAD if inp.database_error else Status.OK

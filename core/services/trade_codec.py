@@ -1,12 +1,15 @@
 """Serialise the engine's open trades (with their exit plans) for the key-value store.
 
 The engine writes them after every change so a restart resumes managing its positions: the same
-plans, the same working orders, the same client ids.
+plans, the same working orders, the same client ids. A closed trade's exit legs and entry
+explanation are stored in the same form (``encode_legs``, ``encode_explanation``: the
+``trades`` table's JSON columns).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -69,6 +72,30 @@ def decode_trades(text: str) -> EngineState:
     return EngineState({t.symbol: t for t in trades}, decided, failed, regimes, strategies)
 
 
+def encode_legs(legs: Sequence[ExitLeg]) -> str:
+    """Return exit legs as a JSON list (Decimals as strings), as the open trades store them."""
+    return json.dumps(jsonable(list(legs)))
+
+
+def decode_legs(text: str) -> tuple[ExitLeg, ...]:
+    """Return the legs ``encode_legs`` stored."""
+    return tuple(_exit_leg(leg) for leg in json.loads(text))
+
+
+def encode_explanation(explanation: EntryExplanation | None) -> str | None:
+    """Return an entry's explanation as JSON (None: a baseline entry, nothing to explain)."""
+    return None if explanation is None else json.dumps(jsonable(explanation))
+
+
+def decode_explanation(text: str | None) -> EntryExplanation | None:
+    """Return the explanation ``encode_explanation`` stored."""
+    return _explanation(json.loads(text)) if text else None
+
+
+def _explanation(data: dict[str, Any] | None) -> EntryExplanation | None:
+    return EntryExplanation.from_json(data) if data else None
+
+
 def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
@@ -121,9 +148,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         provider=str(d.get("provider", "")),
         regime=str(d.get("regime", "")),
         exit_profile=str(d.get("exit_profile", "default")),
-        explanation=(
-            EntryExplanation.from_json(d["explanation"]) if d.get("explanation") else None
-        ),
+        explanation=_explanation(d.get("explanation")),
         stop_labels={Decimal(p): str(r) for p, r in d.get("stop_labels", {}).items()},
     )
 

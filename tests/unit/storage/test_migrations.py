@@ -43,6 +43,7 @@ EXPECTED_TABLES = {
     "model_versions",
     "brain_decisions",
     "model_predictions",
+    "trades",
 }
 
 
@@ -62,7 +63,7 @@ async def test_upgrade_from_empty_creates_every_table(tmp_path: Path) -> None:
     assert not db.exists()  # looking did not create it
     await upgrade(_url(db))
     assert set(_columns_by_table(db)) == EXPECTED_TABLES | {"alembic_version"}
-    assert current_revision(_url(db)) == head_revision() == "0005"
+    assert current_revision(_url(db)) == head_revision() == "0006"
 
 
 async def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:

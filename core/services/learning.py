@@ -29,6 +29,7 @@ another process (``qt models promote``/``rollback``) is served at the next check
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -147,10 +148,16 @@ class LearningManager:
             log_loss_excess=settings.drift_log_loss_excess,
             hit_rate_drop=settings.drift_hit_rate_drop,
         )
+        self._relaxed = dataclasses.replace(
+            self._drift_policy,
+            log_loss_excess=settings.drift_log_loss_excess / 2,
+            hit_rate_drop=settings.drift_hit_rate_drop / 2,
+        )
         self._shadows: dict[str, _Shadow] = {}
         self._recorded: dict[str, int] = {}  # version id -> newest candle recorded
         self._requested: tuple[str, tuple[str, ...]] | None = None  # (who, members)
-        self._drift: dict[str, str] = {}  # member -> why its champion drifted
+        # member -> (its drifting champion, why)
+        self._drift: dict[str, tuple[str, str]] = {}
         self._last_run_ms: int | None = None
         self._task: asyncio.Task[RunReport] | None = None
         self._lock = asyncio.Lock()  # one registry change at a time
@@ -248,7 +255,7 @@ class LearningManager:
                 new_trades=trades[0],
                 new_wins=trades[1],
                 new_losses=trades[2],
-                drift="; ".join(f"{m}: {why}" for m, why in self._drift.items()),
+                drift="; ".join(f"{m}: {why}" for m, why in self.drifting().items()),
                 requested=who,
             ),
         )
@@ -553,19 +560,24 @@ class LearningManager:
             metrics = champion.metrics
             if "log_loss" not in metrics or "accuracy" not in metrics:
                 continue
+            was = self._drift.get(member)
+            if was is not None and was[0] != champion.id:
+                was = None  # another champion since: its own record is judged afresh
+            # Hysteresis: a drifting champion is well again only under half the limits, so
+            # a record hovering at a limit is said once, not at every other check.
+            policy = self._drift_policy if was is None else self._relaxed
             drift = drift_check(
-                self._drift_policy,
+                policy,
                 live_p=p,
                 live_y=y,
                 expected_log_loss=metrics["log_loss"],
                 expected_accuracy=metrics["accuracy"],
             )
-            was = self._drift.get(member)
             if not drift.drifted:
                 self._drift.pop(member, None)
                 continue
             why = "; ".join(drift.reasons)
-            self._drift[member] = why
+            self._drift[member] = (champion.id, why)
             if was is None:  # said once, while it lasts
                 await self._publish(
                     ModelDrifted(
@@ -584,7 +596,7 @@ class LearningManager:
 
     def drifting(self) -> Mapping[str, str]:
         """Return the members whose champion drifts, and why (the health input)."""
-        return dict(self._drift)
+        return {member: why for member, (_vid, why) in self._drift.items()}
 
     # --- promotion, rollback, retention ----------------------------------------------------
 

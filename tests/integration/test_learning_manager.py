@@ -401,3 +401,30 @@ async def test_a_drifting_champion_is_said_once_and_can_be_rolled_back(
     assert next(e for e in events if isinstance(e, ModelDrifted)).version_id == second
     assert live.serving["xgb"] == first  # rolled back at once
     assert manager.drifting() and "xgb" in manager.drifting()
+    await manager.check()
+    assert len([e for e in events if isinstance(e, ModelDrifted)]) == 1  # said once
+
+
+async def test_a_drift_hovering_at_the_limit_is_said_once(
+    storage: Storage, tmp_path: Path, tiny: tuple[TrainingSet, list[dict[str, bytes]]]
+) -> None:
+    data, files = tiny
+    clock, live, trainer = SimClock(T0), Live(), Trainer(data)
+    manager, events = await _manager(storage, tmp_path, clock, live, trainer, drift_window_rows=100)
+    trainer.script.append(trainer.fit(files[0], better=True, champion=False))
+    manager.request("test")
+    champion = (await manager.wait()).trained[0].id  # type: ignore[union-attr]
+    # validation promised log-loss 0.6, accuracy 0.6; live: a constant 0.5 (log-loss ln 2 =
+    # 0.693, above 0.6 + 0.05) on alternating labels, then a little better (0.64: under the
+    # limit, above half of it): still drifting, not said again
+    for i in range(200):
+        ts = T0 + (10 + i) * HOUR
+        y = i % 2
+        p = 0.5 if i < 100 else (0.53 if y else 0.47)
+        live.served_rows.append((champion, "xgb", "BTC/USDT", ts, p))
+        live.labels[("BTC/USDT", ts)] = y
+        if i in (99, 199):
+            clock.advance_to(ts + 30 * HOUR)
+            await manager.check()
+    assert len([e for e in events if isinstance(e, ModelDrifted)]) == 1
+    assert "xgb" in manager.drifting()

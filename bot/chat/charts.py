@@ -44,6 +44,30 @@ def line_png(title: str, ts_ms: Sequence[int], values: Sequence[float], ylabel: 
     return out.getvalue()
 
 
+def bars_png(
+    title: str, labels: Sequence[str], bars: Sequence[tuple[str, Sequence[float]]]
+) -> bytes:
+    """Return a PNG of grouped bars: one group per label, one bar per named series (NaN:
+    no bar)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    x = np.arange(len(labels), dtype=np.float64)
+    width = 0.8 / max(1, len(bars))
+    for i, (name, values) in enumerate(bars):
+        ax.bar(x + i * width, np.asarray(values, dtype=np.float64), width, label=name)
+    ax.set_xticks(x + width * (len(bars) - 1) / 2, list(labels))
+    ax.legend()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
 def drawdown_of(equity: Sequence[float]) -> list[float]:
     """Return the drawdown from the running peak, in percent (0 at a new high)."""
     values = np.asarray(equity, dtype=np.float64)

@@ -15,7 +15,6 @@ from core.domain.events import (
     DataGapDetected,
     Event,
     ExposureReduced,
-    LearningReported,
     ModeChanged,
     ModelDrifted,
     ModelPromoted,
@@ -136,7 +135,6 @@ _RENDER: dict[type[Event], Callable[[Any], Push | None]] = {
         "alert", f"DRIFT {e.member} {e.version_id}: {'; '.join(e.reasons)}"
     ),
     ModelTrainingFailed: lambda e: Push("error", f"TRAINING FAILED {e.member}: {e.reason}"),
-    LearningReported: lambda e: Push("report", "\n".join((e.title.upper(), *e.lines))),
 }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from bot.chat.dispatch import Access, Dispatcher
 from bot.chat.notifier import Notifier
+from core.domain.events import Event, LearningReported
 from core.domain.market import fmt_ts
 from core.services.commands import CommandCore, CommandServices
 
@@ -66,6 +68,22 @@ def attach_chat(process: TradingProcess) -> Dispatcher:
     )
     process.notifier = notifier
     process.front_ends.append(notifier)
+
+    drawing: set[asyncio.Task[None]] = set()
+
+    async def send_report(event: LearningReported) -> None:
+        from bot.chat.reports import learning_report  # matplotlib: when one comes
+
+        await notifier.report(await learning_report(event))
+
+    async def training_report(event: Event) -> None:
+        # drawn in a task of its own: the bus delivers nothing else while a handler runs
+        if isinstance(event, LearningReported) and notifier.lanes:
+            task = asyncio.create_task(send_report(event), name="chat.training_report")
+            drawing.add(task)
+            task.add_done_callback(drawing.discard)
+
+    process.bus.subscribe(LearningReported.topic, training_report, name="chat.training_report")
     return dispatcher
 
 

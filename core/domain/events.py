@@ -397,6 +397,9 @@ class LearningReported(Event):
     topic: ClassVar[str] = "learning.reported"
     title: str
     lines: tuple[str, ...]
+    # per member trained: (member, the candidate's log-loss, the champion's on the same
+    # rows; None: no champion to compare with)
+    scores: tuple[tuple[str, float, float | None], ...] = ()
 
 
 # --- regimes and the meta-strategy (README: Regimes and the meta-strategy) --------------------

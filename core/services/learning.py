@@ -120,6 +120,8 @@ class RunReport:
     lines: list[str] = field(default_factory=list)
     trained: list[ModelVersion] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # (member, candidate log-loss, champion log-loss on the same rows or None)
+    scores: list[tuple[str, float, float | None]] = field(default_factory=list)
 
 
 class LearningManager:
@@ -300,7 +302,12 @@ class LearningManager:
         title = f"training run ({reason}): {len(report.trained)} trained in {took:.0f} s"
         self.reports.append(report)
         await self._publish(
-            LearningReported(ts_ms=self._clock.now_ms(), title=title, lines=tuple(report.lines))
+            LearningReported(
+                ts_ms=self._clock.now_ms(),
+                title=title,
+                lines=tuple(report.lines),
+                scores=tuple(report.scores),
+            )
         )
         return report
 
@@ -352,6 +359,7 @@ class LearningManager:
         report.trained.append(version)
         ll = fit.fit.metrics.get("log_loss", float("nan"))
         if champion is None or fit.champion_p is None:
+            report.scores.append((name, ll, None))
             why = (
                 f"first version of {name}: no champion to beat"
                 if champion is None
@@ -390,6 +398,7 @@ class LearningManager:
         )
         champ_ll = float(champ.mean()) if len(champ) else None
         cand_ll = float(cand.mean()) if len(cand) else ll
+        report.scores.append((name, cand_ll, champ_ll))
         line = (
             f"{name}: {version.id} log-loss {cand_ll:.4f} vs champion {champion.id} "
             f"{champ_ll if champ_ll is None else round(champ_ll, 4)} on {result.rows} rows; "

@@ -186,3 +186,36 @@ def test_the_settings_know_exactly_the_alert_kinds() -> None:
         assert "unknown alert kind" in str(e)
     else:
         raise AssertionError("an unknown kind was accepted")
+
+
+async def test_a_training_report_reaches_chat_with_old_and_new_scores_and_a_chart() -> None:
+    from bot.chat.reports import learning_report
+    from core.domain.events import LearningReported, ModelPromoted
+
+    event = LearningReported(
+        ts_ms=1,
+        title="training run (schedule): 2 trained in 40 s",
+        lines=("xgb: x-2 log-loss 0.6500 vs champion x-1 0.6700 ...: passed, in shadow",),
+        scores=(("xgb", 0.65, 0.67), ("lgbm", 0.66, None)),
+    )
+    reply = await learning_report(event)
+    assert reply.photo is not None and reply.photo.startswith(b"\x89PNG")
+    assert "0.6500 vs champion" in reply.text()
+    target = Target("tg")
+    photos: list[bytes | None] = []
+    push = target.push
+
+    async def keep(text: str, *, silent: bool = False, photo: bytes | None = None) -> None:
+        photos.append(photo)
+        await push(text, silent=silent, photo=photo)
+
+    target.push = keep  # type: ignore[method-assign]
+    notifier, bus, _ = await started(target)
+    assert await notifier.report(reply) == 1
+    await publish(bus, ModelPromoted(ts_ms=2, member="xgb", version_id="x-2", previous="x-1",
+                                     reason="shadow held up"))  # fmt: skip
+    await settle()
+    await notifier.stop()
+    texts = " ".join(t for t, _ in target.sent)
+    assert "TRAINING RUN" in texts.upper() and "PROMOTED xgb x-2 (replaces x-1)" in texts
+    assert any(p is not None and p.startswith(b"\x89PNG") for p in photos)

@@ -148,6 +148,8 @@ class CommandCore:
             f"signals: {s.engine.signals.provider.name}"
             + (f" ({', '.join(models)})" if models else ""),
         ]
+        if s.learning is not None:
+            lines.append(s.learning.status_line(bool(models)))
         risk = self._risk()
         if risk is not None:
             lines.append(f"risk {risk.level.value} {risk.score:.0f}/100")

@@ -603,6 +603,20 @@ class LearningManager:
                     )
         return said
 
+    def status_line(self, serving: bool) -> str:
+        """Return one line for /status: training or not, the shadows, drift; ``serving``:
+        whether a model serves now (none: the baseline trades until the first champions)."""
+        parts = ["training run under way" if self.training else "idle"]
+        if not serving:
+            parts.append("no champion serves: the baseline trades until the first is trained")
+        if self._shadows:
+            parts.append(
+                "in shadow: " + ", ".join(s.loaded.version.id for s in self._shadows.values())
+            )
+        if self._drift:
+            parts.append("drifting: " + ", ".join(sorted(self._drift)))
+        return "learning: " + "; ".join(parts)
+
     def drifting(self) -> Mapping[str, str]:
         """Return the members whose champion drifts, and why (the health input)."""
         return {member: why for member, (_vid, why) in self._drift.items()}

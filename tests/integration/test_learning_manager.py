@@ -197,6 +197,7 @@ async def test_candidate_shadow_champion_rollback_with_events_and_rows(
     clock, live, trainer = SimClock(T0), Live(), Trainer(data)
     manager, events = await _manager(storage, tmp_path, clock, live, trainer)
     repo = storage.model_versions
+    assert "no champion serves: the baseline trades" in manager.status_line(False)
 
     # 1. the first version: no champion to beat, it becomes the champion and is served
     trainer.script.append(trainer.fit(files[0], better=True, champion=False))
@@ -225,6 +226,7 @@ async def test_candidate_shadow_champion_rollback_with_events_and_rows(
     assert trained and trained[0].status == "SHADOW" and trained[0].champion_id == first
     assert trained[0].p_value is not None and trained[0].p_value < 0.05
     assert live.serving["xgb"] == first  # a shadow does not trade
+    assert manager.status_line(True) == f"learning: idle; in shadow: {second}"
 
     # 3. its live record: 60 candles after it started, better than the champion's; before
     # SHADOW_HOURS it waits, after them it is promoted

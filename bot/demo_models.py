@@ -151,6 +151,7 @@ class DemoEnsemble:
                 exits=exit_config_from(self._settings.exits),
                 progress=lambda step, what: log.debug("demo training: %s %s", step, what),
                 pool=pool,
+                now_ms=self._clock.now_ms,  # market time: the learning manager's schedule
             )
             provider = await newest_ensemble(self._settings, self._repo, self.data_dir)
         except Exception as exc:  # noqa: BLE001 - whatever broke, the baseline trades on

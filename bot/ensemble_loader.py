@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot.trading import ensemble_config_from, exit_config_from
 from core.config import Settings
-from core.domain.model_versions import ModelStatus, ModelVersion
+from core.domain.model_versions import ModelStatus, ModelVersion, earlier_champions
 from core.errors import ArtifactError, DataError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
 from core.ml.features import feature_set
@@ -113,16 +113,12 @@ async def newest_ensemble(
 
 async def serving_candidates(repo: ModelVersionRepo, member: str) -> list[ModelVersion]:
     """Return the versions of ``member`` that may serve, best first: its champion, then the
-    earlier champions (newest promotion first); a member never promoted: its newest
-    candidate (trained by ``qt models train``, or a registry from before the learning
-    manager). A rejected or retired candidate never serves."""
+    earlier champions (``earlier_champions``: the most recently serving first); a member
+    never promoted: its newest candidate (trained by ``qt models train``, or a registry from
+    before the learning manager). A rejected or retired candidate never serves."""
     versions = await repo.list_versions(member)
     champions = [v for v in versions if v.status is ModelStatus.CHAMPION]
-    earlier = sorted(
-        (v for v in versions if v.promoted_ms is not None and v.status is not ModelStatus.CHAMPION),
-        key=lambda v: v.promoted_ms or 0,
-        reverse=True,
-    )
+    earlier = earlier_champions(versions, champions[0].id if champions else "")
     if champions or earlier:
         return [*champions, *earlier]
     candidates = [v for v in versions if v.status is ModelStatus.CANDIDATE]

@@ -107,16 +107,25 @@ async def train_and_save(
     exits: ExitConfig,
     progress: Progress,
     pool: ProcessPoolExecutor | None = None,
+    now_ms: Callable[[], int] | None = None,
 ) -> Trained:
-    """Prepare the rows, fit ``members`` concurrently, save each that succeeds.
+    """Prepare the rows, fit ``members`` concurrently, save each that succeeds (stamped with
+    ``now_ms()``: the process's clock, the demo's market time; None: the wall clock).
 
     ``pool``: the caller's worker processes, which it shuts down (the demo: without waiting
     on a fit when it stops); None: a pool of this call's own.
     """
+    stamp = now_ms or _wall_ms
     if pool is not None:
-        return await _train_in(pool, series, members, repo, data_dir, config, exits, progress)
+        return await _train_in(
+            pool, series, members, repo, data_dir, config, exits, progress, stamp
+        )
     with new_pool(len(members)) as own:
-        return await _train_in(own, series, members, repo, data_dir, config, exits, progress)
+        return await _train_in(own, series, members, repo, data_dir, config, exits, progress, stamp)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def new_pool(members: int) -> ProcessPoolExecutor:
@@ -148,6 +157,7 @@ async def _train_in(
     config: TrainConfig,
     exits: ExitConfig,
     progress: Progress,
+    now_ms: Callable[[], int],
 ) -> Trained:
     loop = asyncio.get_running_loop()
     progress("prepare", "started")
@@ -160,7 +170,7 @@ async def _train_in(
         progress(name, "started")
         try:
             result = await loop.run_in_executor(pool, fit_member, name, data, params)
-            return name, await _save(result, data, repo, data_dir), ""
+            return name, await _save(result, data, repo, data_dir, now_ms()), ""
         except QTError as exc:  # ours: the message is the reason
             return name, None, str(exc)
         except Exception as exc:  # noqa: BLE001 - a library's error fails that member only
@@ -181,7 +191,7 @@ async def _train_in(
 
 
 async def _save(
-    result: FitResult, data: TrainingSet, repo: ModelVersionRepo, data_dir: Path
+    result: FitResult, data: TrainingSet, repo: ModelVersionRepo, data_dir: Path, created_ms: int
 ) -> ModelVersion:
     member = await asyncio.to_thread(MEMBERS[result.member].from_files, result.files)
     info = TrainingInfo(
@@ -191,7 +201,7 @@ async def _save(
         metrics=result.metrics,
     )
     return await save_version(
-        repo, data_dir, member, info, created_ms=int(time.time() * 1000), symbols=data.symbols
+        repo, data_dir, member, info, created_ms=created_ms, symbols=data.symbols
     )
 
 

@@ -52,6 +52,24 @@ class ModelVersion:
 # --- status changes: the same rules for every registry implementation ---------------------------
 
 
+def earlier_champions(versions: Sequence[ModelVersion], current: str) -> list[ModelVersion]:
+    """Return the versions that served as champion before ``current`` and may serve again,
+    the most recently serving first (by when they left: ``status_ms``); a version rolled
+    back (its reason says so) is not one to go back to."""
+    earlier = [
+        v
+        for v in versions
+        if v.promoted_ms is not None
+        and v.id != current
+        and v.status is not ModelStatus.CHAMPION
+        and not v.reason.startswith(ROLLED_BACK)
+    ]
+    return sorted(earlier, key=lambda v: (v.status_ms or 0, v.promoted_ms or 0), reverse=True)
+
+
+ROLLED_BACK = "rolled back"  # the reason's start of a champion retired by a rollback
+
+
 def with_status(
     version: ModelVersion, status: ModelStatus, *, reason: str, ts_ms: int
 ) -> ModelVersion:

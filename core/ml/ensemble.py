@@ -247,6 +247,11 @@ class EnsembleProvider:
             n: m.version_id for n, m in current.items()
         }:
             return False
+        last = self.sets[-1].active_from_ms if self.sets else None
+        if last is not None and active_from_ms <= last:
+            # a second change within one ms (a rollback right after a promotion, on a
+            # market clock held at a candle's close): serves from the next ms
+            active_from_ms = last + 1
         self.add_set(list(wanted.values()), active_from_ms)
         return True
 

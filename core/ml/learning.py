@@ -274,6 +274,8 @@ def gate(
 
     if rows < min_rows:
         return fail(f"too few rows: {rows} < {min_rows}")
+    if rows < 2 * (lag + 1):  # the HAC variance (or the blocks) need rows beyond the lag
+        return fail(f"too few rows for lag {lag}: {rows} < {2 * (lag + 1)}")
     tested = _one_sided(test, champion - candidate, lag=lag)
     if tested is None:
         return fail(f"the loss differences do not vary (mean {improvement:.6f}): no test")

@@ -52,7 +52,13 @@ from core.domain.events import (
     ModelTrainingFailed,
 )
 from core.domain.market import CandleSeries
-from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
+from core.domain.model_versions import (
+    ROLLED_BACK,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    earlier_champions,
+)
 from core.errors import ArtifactError, DataError, QTError
 from core.ml.learning import (
     DriftPolicy,
@@ -162,6 +168,7 @@ class LearningManager:
         self._drift: dict[str, tuple[str, str]] = {}
         self._last_run_ms: int | None = None
         self._task: asyncio.Task[RunReport] | None = None
+        self._stopped = False
         self._lock = asyncio.Lock()  # one registry change at a time
         self.reports: list[RunReport] = []  # this process's runs, newest last
         # True while another component hands the process its first models (the demo trains
@@ -178,7 +185,9 @@ class LearningManager:
             await self._adopt_registry()
 
     async def stop(self) -> None:
-        """Stop a training run under way (its workers are killed; nothing is registered)."""
+        """Stop a training run under way (its workers are killed; nothing is registered);
+        none starts after (a check or a /retrain while the process shuts down)."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -194,7 +203,7 @@ class LearningManager:
     async def check(self) -> str:
         """The ``learning`` job: record, judge the shadows, look for drift, start a training
         run when due; return one line for the audit trail ("" when nothing happened)."""
-        if self.hold():
+        if self.hold() or self._stopped:
             return ""  # another component hands the first models over (the demo's start)
         said = []
         await self._adopt_registry()
@@ -211,11 +220,9 @@ class LearningManager:
     def request(self, who: str, members: Sequence[str] = ()) -> str:
         """Ask for a training run now (``/retrain``, ``qt models retrain``); return what
         happens."""
-        unknown = [m for m in members if m not in self._s.members]
-        if unknown:
-            raise DataError(
-                f"unknown member {unknown[0]!r}; the ensemble's: {', '.join(self._s.members)}"
-            )
+        self._known(members)
+        if self._stopped:
+            return "the process is stopping: no training run starts now"
         if self.training:
             return "a training run is under way already; its report follows when it ends"
         self._requested = (who, tuple(members))
@@ -223,11 +230,18 @@ class LearningManager:
         names = ", ".join(members or self._s.members)
         return f"training {names} in worker processes; the report follows when it ends"
 
+    def _known(self, members: Sequence[str]) -> None:
+        unknown = [m for m in members if m not in self._s.members]
+        if unknown:
+            raise DataError(
+                f"unknown member {unknown[0]!r}; the ensemble's: {', '.join(self._s.members)}"
+            )
+
     async def _maybe_start(self) -> str:
         if self.training:
             return ""
         due = await self._due_now()
-        if not due.due:
+        if not due.due or self.training or self._stopped:  # a /retrain came meanwhile
             return ""
         self._start_run(due.reason)
         return f"training started: {due.reason}"
@@ -240,10 +254,10 @@ class LearningManager:
             if (v := await self._s.versions.newest(m, ModelStatus.CHAMPION)) is not None
         ]
         since = min(ends) if ends else -1
-        # a version stamped after now (the demo's first training: wall time, while its
-        # market time is the replay's) counts as trained just now
-        created = [min(v.created_ms, now) for v in await self._s.versions.list_versions()]
+        created = [_trained_at(v, now) for v in await self._s.versions.list_versions()]
         last = max([*created, *([self._last_run_ms] if self._last_run_ms else [])], default=None)
+        if last is not None:
+            last = min(last, now)  # a clock stepped back: as if trained just now
         trades = (0, 0, 0)
         if self._s.trades_since is not None and last is not None:
             trades = await self._s.trades_since(last)
@@ -263,6 +277,8 @@ class LearningManager:
         )
 
     def _start_run(self, reason: str | None = None) -> None:
+        if self.training or self._stopped:  # one run at a time; none after stop
+            return
         who, members = self._requested or ("", ())
         self._requested = None
         why = reason or f"requested by {who}"
@@ -384,6 +400,20 @@ class LearningManager:
             report.lines.append(f"{name}: {version.id} in shadow ({why})")
             await self._trained(version, "SHADOW", why, ll)
             return
+        serving = await self._s.versions.newest(name, ModelStatus.CHAMPION)
+        if serving is None or serving.id != champion.id:
+            # rolled back or promoted meanwhile: the rows were scored against another model
+            # than the one the candidate would replace; the next run gates it fairly
+            why = (
+                f"not gated: the champion changed during the run ({champion.id} -> "
+                f"{serving.id if serving else 'none'})"
+            )
+            await self._s.versions.set_status(
+                version.id, ModelStatus.RETIRED, reason=why, ts_ms=now
+            )
+            report.lines.append(f"{name}: {version.id} {why}")
+            await self._trained(version, "RETIRED", why, ll)
+            return
         both = np.isfinite(fit.champion_p)
         cand = log_losses(fit.p[both], fit.y[both])
         champ = log_losses(fit.champion_p[both], fit.y[both])
@@ -442,14 +472,12 @@ class LearningManager:
         )
 
     async def _to_shadow(self, version: ModelVersion, reason: str) -> None:
-        old = self._shadows.get(version.member)
         now = self._clock.now_ms()
-        if old is not None:  # the newer candidate shadows instead
+        # the newer candidate shadows instead (the registry's: another process's too)
+        old = await self._s.versions.newest(version.member, ModelStatus.SHADOW)
+        if old is not None and old.id != version.id:
             await self._s.versions.set_status(
-                old.loaded.version.id,
-                ModelStatus.RETIRED,
-                reason=f"replaced in shadow by {version.id}",
-                ts_ms=now,
+                old.id, ModelStatus.RETIRED, reason=f"replaced in shadow by {version.id}", ts_ms=now
             )
         shadowing = await self._s.versions.set_status(
             version.id, ModelStatus.SHADOW, reason=reason, ts_ms=now
@@ -516,7 +544,11 @@ class LearningManager:
             if against
             else {}
         )
-        keys = sorted(k for k in mine if k in outcomes and (not against or k in theirs))
+        # in time order (then symbol): the drift window is the newest rows of every symbol
+        keys = sorted(
+            (k for k in mine if k in outcomes and (not against or k in theirs)),
+            key=lambda k: (k[1], k[0]),
+        )
         return (
             np.array([mine[k] for k in keys]),
             np.array([theirs[k] for k in keys]) if against else None,
@@ -637,19 +669,14 @@ class LearningManager:
         return f"{version_id} is {version.member}'s champion"
 
     async def rollback(self, member: str, reason: str, by: str) -> str:
-        """Restore ``member``'s previous champion; return what happened."""
+        """Restore ``member``'s previous champion; return what happened (an unknown member:
+        ``DataError``)."""
+        self._known([member])
         current = await self._s.versions.newest(member, ModelStatus.CHAMPION)
         if current is None:
             return f"{member} has no champion to roll back"
-        earlier = sorted(
-            (
-                v
-                for v in await self._s.versions.list_versions(member)
-                if v.promoted_ms is not None and v.id != current.id
-            ),
-            key=lambda v: v.promoted_ms or 0,
-        )
-        for previous in reversed(earlier):
+        earlier = earlier_champions(await self._s.versions.list_versions(member), current.id)
+        for previous in earlier:
             try:
                 loaded = await asyncio.to_thread(load_version, self._s.data_dir, previous)
             except ArtifactError as exc:
@@ -661,7 +688,7 @@ class LearningManager:
                     previous.id, reason=f"restored by a rollback ({by})", ts_ms=now
                 )
                 await self._s.versions.set_status(
-                    current.id, ModelStatus.RETIRED, reason=f"rolled back: {reason}", ts_ms=now
+                    current.id, ModelStatus.RETIRED, reason=f"{ROLLED_BACK}: {reason}", ts_ms=now
                 )
             await self._s.serve([loaded])
             await self._publish(
@@ -712,13 +739,16 @@ class LearningManager:
                 if newest is not None and newest.status is ModelStatus.CANDIDATE:
                     await self._promote(newest, "adopted: the member had no champion", "")
                 continue
-            if serving.get(member) in (None, champion.id):
-                continue
+            if serving.get(member) == champion.id:
+                continue  # nothing serves it yet (the baseline trades): served now
             try:
                 changed.append(await asyncio.to_thread(load_version, self._s.data_dir, champion))
             except ArtifactError as exc:
                 log.warning(
-                    "champion %s is unreadable, %s serves on: %s", champion.id, serving[member], exc
+                    "champion %s is unreadable, %s serves on: %s",
+                    champion.id,
+                    serving.get(member, "the baseline"),
+                    exc,
                 )
         if changed:
             await self._s.serve(changed)
@@ -756,7 +786,22 @@ async def prune_versions(
         await predictions.delete_version(v.id)
         await versions.delete(v.id)
         folder = (data_dir / v.artifact_path).resolve()
-        if folder.is_relative_to(root):
+        # only models/<member>/<its id>: a hand-edited row naming the member's folder (or
+        # another's) must not take every version's files with it
+        if folder.parent == root / v.member and folder.name == v.id:
             await asyncio.to_thread(shutil.rmtree, folder, True)
+        else:
+            log.warning("pruned %s, left its files alone: %s is not its own folder", v.id, folder)
         done.append(v)
     return done
+
+
+def _trained_at(version: ModelVersion, now_ms: int) -> int:
+    """Return when ``version`` was trained on this clock: its creation, or, stamped after now
+    (the demo's first models: wall time, while its market time is the replay's), when it was
+    adopted (``status_ms``), else now."""
+    if version.created_ms <= now_ms:
+        return version.created_ms
+    if version.status_ms is not None and version.status_ms <= now_ms:
+        return version.status_ms
+    return now_ms

@@ -96,6 +96,7 @@ def _event_line(event: Event) -> Text | None:
             (f"{when}  ", "dim"),
             ("REDUCED ", "bold yellow"),
             f"closed {', '.join(event.symbols) or 'nothing'}: {event.reason}",
+            "".join(f"; NOT closed {why}" for why in event.not_closed),
         )
     if isinstance(event, OrderDenied | OrderRejected):
         return Text.assemble(

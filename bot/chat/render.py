@@ -108,7 +108,9 @@ _RENDER: dict[type[Event], Callable[[Any], Push | None]] = {
     TradingStateChanged: _state,
     AlertRaised: lambda e: Push("alert", f"ALERT ({e.severity}) {e.title}: {e.detail}"),
     ExposureReduced: lambda e: Push(
-        "alert", f"REDUCED: closed {', '.join(e.symbols) or 'nothing'}: {e.reason}"
+        "alert",
+        f"REDUCED: closed {', '.join(e.symbols) or 'nothing'}: {e.reason}"
+        + "".join(f"\nNOT closed {why}" for why in e.not_closed),
     ),
     SignalProviderChanged: lambda e: Push(
         "models", f"SIGNALS {e.previous} -> {e.provider}: {e.reason}"

@@ -3,8 +3,11 @@
 - **Lifecycle**: the PTB ``Application`` runs on our loop, started by hand (``initialize``,
   ``updater.start_polling``, ``start``; stopped in reverse) with no job queue. ``start`` returns
   at once: connecting runs in the background, retried with backoff while the network or the
-  Bot API is down, so trading never waits for Telegram. A refused token (revoked, mistyped)
-  is logged and Telegram stays off; trading goes on.
+  Bot API is down, so trading never waits for Telegram. A refused token (revoked, mistyped),
+  at start or while serving (PTB then ends its polling: ``getUpdates`` answered 401), is
+  logged once as an error naming QT__CHAT__TELEGRAM_TOKEN; Telegram is off meanwhile, the
+  front end keeps reconnecting with the same backoff and serves again as soon as the token
+  is accepted (no restart). Trading goes on throughout.
 - **Handlers** are generated from the registry: one ``CommandHandler`` per command, one
   catch-all (so a stranger still gets the dispatcher's refusal, and a typo its answer), and
   the confirm / cancel buttons. Access, usage, confirmation and audit are the dispatcher's.
@@ -19,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any, TypeAlias
 
 from telegram import Bot, BotCommand, InlineKeyboardMarkup, Message, ReplyParameters, Update
@@ -61,6 +65,23 @@ class TelegramNotConnected(RuntimeError):
     """A push came while the bot is not (yet) connected to Telegram."""
 
 
+class _PollingRequest(HTTPXRequest):
+    """The ``getUpdates`` connection, which says when Telegram refused the token: PTB ends its
+    polling then (``network_retry_loop`` gives up on ``InvalidToken``, which it raises for a
+    401 or 404) and tells nobody."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_refused = asyncio.Event()
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        """Send as ``HTTPXRequest`` does; note the answers PTB raises ``InvalidToken`` for."""
+        code, payload = await super().do_request(*args, **kwargs)
+        if code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND):
+            self.token_refused.set()
+        return code, payload
+
+
 class TelegramFront:
     """Serve the commands on Telegram and push alerts to the operators' chats."""
 
@@ -86,6 +107,8 @@ class TelegramFront:
         self._retry_first_s, self._retry_max_s = connect_retry_s
         self._app: _App | None = None
         self._requests: list[HTTPXRequest] = []
+        self._polling = _PollingRequest()  # replaced by each _build
+        self._token_refused = False  # said already: one error per refusal, not per retry
         self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # set once serving (tests and the bench wait on it)
 
@@ -119,6 +142,25 @@ class TelegramFront:
         self.connected.clear()
 
     async def _connect(self) -> None:
+        """Connect, serve until Telegram refuses the token, then connect again (cancelled by
+        ``stop``)."""
+        while True:
+            app = await self._connected_app()
+            self._app = app
+            self.connected.set()
+            if self._token_refused:
+                log.warning("telegram: the bot token is accepted again; serving")
+                self._token_refused = False
+            log.info("telegram: serving as @%s", app.bot.username)
+            await self._polling.token_refused.wait()  # PTB's polling has ended
+            self._say_token_refused()
+            self.connected.clear()
+            self._app = None
+            await self._tear_down(app)
+            await asyncio.sleep(self._retry_first_s)
+
+    async def _connected_app(self) -> _App:
+        """Return a started application, retrying with backoff until one starts."""
         delay_s = self._retry_first_s
         while True:
             app = self._build()
@@ -128,12 +170,8 @@ class TelegramFront:
                 await self._tear_down(app)
                 raise
             except InvalidToken:
-                log.error(
-                    "telegram refused the bot token (revoked or mistyped: "
-                    "QT__CHAT__TELEGRAM_TOKEN); Telegram stays off, trading goes on"
-                )
+                self._say_token_refused()
                 await self._tear_down(app)
-                return
             except (TelegramError, OSError, RuntimeError) as e:  # network down, API failing
                 log.warning(
                     "telegram: cannot connect (%s: %s); retrying in %.0f s",
@@ -142,23 +180,31 @@ class TelegramFront:
                     delay_s,
                 )
                 await self._tear_down(app)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, self._retry_max_s)
-                continue
-            self._app = app
-            self.connected.set()
-            log.info("telegram: serving as @%s", app.bot.username)
+            else:
+                return app
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, self._retry_max_s)
+
+    def _say_token_refused(self) -> None:
+        """Log the refusal once until the token is accepted again (then retried quietly)."""
+        if self._token_refused:
             return
+        self._token_refused = True
+        log.error(
+            "telegram refused the bot token (revoked or mistyped: QT__CHAT__TELEGRAM_TOKEN); "
+            "Telegram is off, trading goes on; retrying with backoff until it is accepted"
+        )
 
     def _build(self) -> _App:
         # Our own request objects: closed by us even when initialize failed half way.
-        self._requests = [HTTPXRequest(), HTTPXRequest()]
+        self._polling = _PollingRequest()
+        self._requests = [HTTPXRequest(), self._polling]
         builder = (
             ApplicationBuilder()
             .token(self._token)
             .job_queue(None)
             .request(self._requests[0])
-            .get_updates_request(self._requests[1])
+            .get_updates_request(self._polling)
         )
         if self._base_url is not None:
             builder = builder.base_url(self._base_url)
@@ -197,6 +243,8 @@ class TelegramFront:
         for step in steps:
             try:
                 await step()
+            except InvalidToken:  # the polling ended on the refused token: said already
+                log.debug("telegram: the polling had ended on the refused token")
             except Exception:
                 log.exception("telegram: stopping failed; the shutdown goes on")
 

@@ -520,13 +520,15 @@ class PolicyUpdated(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExposureReduced(Event):
-    """The engine closed positions at market to bring exposure down to ``target`` (quote)."""
+    """The engine closed positions at market to bring exposure down to ``target`` (quote):
+    ``symbols`` closed, ``not_closed`` as ``"SYMBOL: why"`` for those it could not close."""
 
     topic: ClassVar[str] = "risk.exposure_reduced"
     target: Decimal
     before: Decimal
     symbols: tuple[str, ...]
     reason: str
+    not_closed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

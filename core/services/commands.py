@@ -368,8 +368,10 @@ class CommandCore:
 
     async def halt(self, actor: str, flatten: bool = False) -> Reply:
         """Persist HALTED (new exposure stops now; waiting entries are canceled); with
-        ``flatten`` also close every position at market. A database that refuses the write
-        halts in memory at once (``fail_closed``), written as soon as it can be."""
+        ``flatten`` also close every position the venue holds at market, those the engine
+        has no plan or no trade for included, and say each symbol closed and each that could
+        not be, with why. A database that refuses the write halts in memory at once
+        (``fail_closed``), written as soon as it can be."""
         why = f"/halt by {actor}"
         lines = ["no new exposure; stops and exits at market still go; waiting entries canceled"]
         try:
@@ -378,10 +380,15 @@ class CommandCore:
             await self.s.trading_state.fail_closed(f"{why}; the database refused it: {e}")
             changed = True
             lines.append(f"held in memory: the database refused the write ({e}); kept retrying")
+        title = "HALTED" + ("" if changed else " (it was already)")
         if flatten:
-            closed = await self.s.engine.reduce_exposure(0.0, f"/halt flatten by {actor}")
-            lines.append(f"closing at market: {', '.join(closed) or 'nothing held'}")
-        return Reply("HALTED" + ("" if changed else " (it was already)"), tuple(lines))
+            cut = await self.s.engine.reduce_exposure(0.0, f"/halt flatten by {actor}")
+            if cut.closed or not cut.not_closed:
+                lines.append(f"closing at market: {', '.join(cut.closed) or 'nothing held'}")
+            lines.extend(f"NOT closed {why}" for why in cut.not_closed)
+            if cut.not_closed:  # a user who asked for a flat account must see it is not
+                title += f", NOT flat: {len(cut.not_closed)} position(s) left"
+        return Reply(title, tuple(lines))
 
     async def resume(self, actor: str) -> Reply:
         """Set the operator's state ACTIVE again (the brains' pause, if any, still holds)."""

@@ -74,8 +74,9 @@ from core.errors import OrderRejected as VenueRejected
 from core.market.rules_book import RulesBook
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
-from core.services.execution import ExecutionService, client_order_id
+from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
+from core.services.flatten import ExposureCut, adopted_trade, market_plan
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
@@ -690,13 +691,20 @@ class Engine:
         """Return the account valued at the engine's prices."""
         return await view_account(self._exchange, self.prices, self.config.quote)
 
-    async def reduce_exposure(self, keep: float, reason: str) -> tuple[str, ...]:
+    async def reduce_exposure(self, keep: float, reason: str) -> ExposureCut:
         """Close positions at market, the largest first, until the exposure is at most
         ``keep`` times today's (0: close everything); cancel entries still waiting. Return
-        the symbols closed. Reduce-only market exits: the gate lets them through in any state.
+        the symbols closed and those that could not be, with why (the venue refused, ...).
+        Reduce-only market exits: the gate lets them through in any state.
         The exposure is the positions' (as the Risk Brain measured it): a waiting entry is
         cancelled, not counted, and a position already leaving counts as gone, so neither
         makes it close more than asked (a second call in the same hour closes nothing more).
+
+        ``keep`` 0 (``/halt flatten``, the CEO's EMERGENCY) closes every position the venue
+        holds: one without an exit plan (an entry that filled before its plan was placed, a
+        position the engine has no trade for) is taken over (``_take_over``) and leaves
+        through the same exit path. A partial cut (the Risk Brain's) closes only trades
+        with a plan: trimming a position the engine does not manage is not its call.
         """
         async with self._busy:
             account = await self.account()
@@ -707,7 +715,7 @@ class Engine:
             held = sorted(account.positions, key=notional, reverse=True)
             before = sum((notional(p) for p in held), ZERO)
             target = before * Decimal(repr(max(0.0, min(1.0, keep))))
-            left, closed = before, []
+            left, closed, not_closed = before, [], []
             await self._cancel_waiting_entries()
             plans = {s: t.plan for s, t in self.trades.items() if t.plan is not None}
             # Leaving already: closed, or its market exit out (exit_at_market is idempotent).
@@ -716,16 +724,16 @@ class Engine:
             for position in held:
                 if left <= target:
                     break
-                trade = self.trades.get(position.symbol)
-                if trade is None or trade.plan is None or position.symbol in gone:
-                    continue  # not ours, no plan yet, or leaving already
-                price = self.prices.get(position.symbol, position.entry_price)
-                leaving = exit_at_market(trade.plan)
-                await self._exits.apply(trade, leaving, price, exit_reason="RISK_REDUCE")
-                left -= notional(position)
-                closed.append(position.symbol)
+                if position.symbol in gone:
+                    continue
+                why = await self._close_at_market(position, flatten=keep <= 0)
+                if why is None:
+                    left -= notional(position)
+                    closed.append(position.symbol)
+                elif why:
+                    not_closed.append(f"{position.symbol}: {why}")
             await self._save()
-        if closed or before > target:
+        if closed or not_closed or before > target:
             await self._bus.publish(
                 ExposureReduced(
                     ts_ms=self._clock.now_ms(),
@@ -733,9 +741,77 @@ class Engine:
                     before=before,
                     symbols=tuple(closed),
                     reason=reason,
+                    not_closed=tuple(not_closed),
                 )
             )
-        return tuple(closed)
+        return ExposureCut(closed=tuple(closed), not_closed=tuple(not_closed))
+
+    async def _close_at_market(self, position: Position, *, flatten: bool) -> str | None:
+        """Send the market exit of ``position``; return None when it went (or may have: in
+        doubt, the venue sync finds out), else why not ("" when it is not ours to close)."""
+        symbol = position.symbol
+        trade = self.trades.get(symbol)
+        if trade is None or trade.plan is None:
+            if not flatten:
+                return ""  # not ours, or no plan yet: a partial cut leaves it
+            try:
+                trade, why = await self._take_over(position, trade)
+            except (DependencyError, DataError, VenueRejected) as e:
+                log.error("%s: not closed, the venue did not answer: %s", symbol, e)
+                return f"the venue did not answer: {e}"
+            if trade is None:
+                return why
+        assert trade.plan is not None  # noqa: S101 - planned, or taken over just above
+        price = self.prices.get(symbol, position.entry_price)
+        if trade.plan.stop is not None and trade.plan.stop.mode is StopMode.MARKET:
+            # Taken over: the plan waits on this exit (sent again if the venue loses it).
+            sent: Submission | None = await self._exits.market_exit(
+                trade, trade.plan.remaining, reason="RISK_REDUCE", reference=price
+            )
+        else:
+            leaving = exit_at_market(trade.plan)
+            sent = await self._exits.apply(trade, leaving, price, exit_reason="RISK_REDUCE")
+        if sent is None or sent.working:
+            return None
+        log.error("%s: market exit not sent: %s", symbol, sent.reason)
+        if trade.adopted:
+            self._forget(trade)  # not ours: nothing to send again every cycle; said, not retried
+        return sent.reason or "the order was not sent"
+
+    async def _take_over(
+        self, position: Position, trade: OpenTrade | None
+    ) -> tuple[OpenTrade | None, str]:
+        """Give a position without an exit plan one that closes it at market
+        (``flatten.market_plan``); return its trade, or None and why it cannot be closed now.
+
+        A trade whose entry filled before its plan was placed keeps its own bookkeeping: its
+        entry (cancelled just before) is asked for its final fills, which are counted (their
+        ``OrderFilled`` arrives with the plan in place, so no stop and take-profits are placed
+        only to be cancelled). A position the engine has no trade for (restored from the venue,
+        opened by hand), or whose entry ended unfilled, becomes an adopted trade.
+        """
+        if trade is not None:
+            entry = await self._execution.cancel(trade.entry_cid, trade.symbol, reason="flatten")
+            if entry is not None and entry.is_open:
+                return None, "its entry order is still working at the venue (canceled next cycle)"
+            filled = trade.amount if entry is None else entry.filled
+            if filled > 0:
+                average = entry.average_price if entry is not None else None
+                trade.plan = market_plan(trade.side, average or position.entry_price, filled)
+                missed = None if entry is None else missed_fill(trade, entry, self._clock.now_ms())
+                if missed is not None:
+                    await self._bus.publish(missed)  # counted by _on_entry_fill, plan kept
+                return trade, ""
+            self._forget(trade)  # the entry ended unfilled: the position is not its
+        log.warning(
+            "%s: taking over the %s position of %s the engine has no trade for, to close it",
+            position.symbol,
+            position.side.value,
+            position.amount,
+        )
+        adopted = adopted_trade(position, self._clock.now_ms())
+        self.trades[position.symbol] = adopted
+        return adopted, ""
 
     async def _settle_entry(self, trade: OpenTrade) -> None:
         """Resolve an entry that is no longer working without having filled completely."""
@@ -941,6 +1017,8 @@ class Engine:
         trade.entry_fee += event.fee
         if trade.opened_ms is None:
             trade.opened_ms = event.fill_ts_ms
+        if trade.plan is not None:
+            return  # a flatten took it over (_take_over): it leaves at market already
         order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
         if order.is_open:
             return  # partially filled: plan exits once the whole entry is in (or it ends)

@@ -89,6 +89,7 @@ class Submission:
     order: Order | None
     denied: bool = False
     in_doubt: bool = False  # the request failed in a way that may have reached the venue
+    reason: str = ""  # why it was denied or refused ("" when it went)
 
     @property
     def sent(self) -> bool:
@@ -215,7 +216,8 @@ class ExecutionService:
                     detail=verdict.detail,
                 )
             )
-            return Submission(order=None, denied=True)
+            why = verdict.reason.value + (f": {verdict.detail}" if verdict.detail else "")
+            return Submission(order=None, denied=True, reason=why)
         try:
             order = await self._exchange.create_order(request)
         except VenueRejected as e:
@@ -227,7 +229,7 @@ class ExecutionService:
                     reason=str(e),
                 )
             )
-            return Submission(order=None)
+            return Submission(order=None, reason=str(e))
         await self._bus.publish(
             OrderSubmitted(
                 ts_ms=now,

@@ -226,18 +226,21 @@ class ExitExecutor:
         *,
         exit_reason: str = STOP_NAME,
         at_close: bool = False,
-    ) -> None:
-        """Carry out ``decision``'s actions in order and adopt its plan.
+    ) -> Submission | None:
+        """Carry out ``decision``'s actions in order and adopt its plan; return what became
+        of the market exit among them (None: it sent none).
 
         ``exit_reason`` names a market exit among the actions in reports (SL, SIGNAL, ...)
         unless the action names its own. ``at_close``: the decision was made at a candle's
         close (``core.brains.exit_moves``), not on a fill inside it.
         """
         trade.plan = decision.plan
+        sent: Submission | None = None
         # A stop replacement cancels the old stop before placing the new one: safe, because the
         # risk gate lets protective orders through in every trading state.
         for action in decision.actions:
-            await self._act(trade, action, reference, exit_reason, at_close)
+            sent = await self._act(trade, action, reference, exit_reason, at_close) or sent
+        return sent
 
     async def _act(
         self,
@@ -246,7 +249,8 @@ class ExitExecutor:
         reference: Decimal,
         exit_reason: str,
         at_close: bool = False,
-    ) -> None:
+    ) -> Submission | None:
+        """Carry out one action; return the submission of the market exit it sent, if any."""
         match action:
             case ReplaceStop(price=price, amount=amount, reason=reason):
                 await self._cancel(trade, STOP_NAME, "stop replaced")
@@ -263,7 +267,7 @@ class ExitExecutor:
                     trade.bot_stop_before = None
                     trade.bot_stop_since_ms = None
                     trade.bot_stop_whole_candle = True
-                    return
+                    return None
                 if previous is not None and previous.price != action.price:
                     # Watched until this fill: the engine still checks it against the part
                     # of the candle before the move (the worst case: the low came first).
@@ -277,21 +281,23 @@ class ExitExecutor:
                 left = trade.plan.remaining if trade.plan is not None else amount
                 if left > 0:
                     why = reason or exit_reason
-                    await self.market_exit(trade, left, reason=why, reference=reference)
+                    return await self.market_exit(trade, left, reason=why, reference=reference)
             case CloseAll(cancel_legs=legs, cancel_stop=cancel_stop):
                 for name in legs:
                     await self._cancel(trade, name, "position closed")
                 if cancel_stop:
                     await self._cancel(trade, STOP_NAME, "position closed")
+        return None
 
     async def market_exit(
         self, trade: OpenTrade, amount: Decimal, *, reason: str, reference: Decimal
-    ) -> None:
-        """Close ``amount`` at market; the fill is reported under ``reason`` (SL, SIGNAL...)."""
+    ) -> Submission:
+        """Close ``amount`` at market; the fill is reported under ``reason`` (SL, SIGNAL...).
+        Return what became of the order (denied, refused, sent or in doubt)."""
         tag = trade.next_tag("x")
         cid = client_order_id(trade.symbol, trade.decided_ms, tag)
         trade.exit_reasons[cid] = reason
-        await self._submit(trade, f"EXIT{tag}", cid, OrderType.MARKET, amount, reference)
+        return await self._submit(trade, f"EXIT{tag}", cid, OrderType.MARKET, amount, reference)
 
     async def finish_if_flat(self, trade: OpenTrade) -> ClosedTrade | None:
         """When the position is flat: cancel leftovers and record the round trip (once)."""

@@ -71,6 +71,10 @@ class OpenTrade:
     # Stop price -> the exit reason of a stop a candle move placed there (TRAILING_STOP, ...):
     # an old stop order that fills after the next move still reports its own reason.
     stop_labels: dict[Decimal, str] = field(default_factory=dict)
+    # Taken over from the venue by a flatten (``core.services.flatten``), not opened here: its
+    # orders' tags are a-prefixed, so they never share an id with a trade decided on a candle
+    # that opened in the same second.
+    adopted: bool = False
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None
@@ -98,7 +102,7 @@ class OpenTrade:
     def next_tag(self, prefix: str) -> str:
         """Return a fresh tag such as ``s1`` or ``x2``."""
         self.seq += 1
-        return f"{prefix}{self.seq}"
+        return f"{'a' if self.adopted else ''}{prefix}{self.seq}"
 
 
 def exit_leg(trade: OpenTrade, event: OrderFilled, reason: str) -> ExitLeg:

@@ -150,6 +150,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         exit_profile=str(d.get("exit_profile", "default")),
         explanation=_explanation(d.get("explanation")),
         stop_labels={Decimal(p): str(r) for p, r in d.get("stop_labels", {}).items()},
+        adopted=bool(d.get("adopted", False)),
     )
 
 

@@ -22,6 +22,7 @@ from core.ports import StateKey
 from core.services.brains import Brains
 from core.services.bus import EventBus
 from core.services.ceo_service import CeoService, manual_levers
+from core.services.flatten import ExposureCut
 from core.services.policy_store import PolicyStore
 from storage.memory import MemoryStorage
 
@@ -35,9 +36,9 @@ class FakeEngine:
     closed_trades: list[Any] = field(default_factory=list)
     cuts: list[tuple[float, str]] = field(default_factory=list)
 
-    async def reduce_exposure(self, keep: float, reason: str) -> tuple[str, ...]:
+    async def reduce_exposure(self, keep: float, reason: str) -> ExposureCut:
         self.cuts.append((keep, reason))
-        return ()
+        return ExposureCut()
 
 
 @dataclass

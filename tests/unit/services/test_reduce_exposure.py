@@ -42,7 +42,7 @@ async def test_a_waiting_entry_is_cancelled_not_counted_in_the_cut(
     await h.candle(1, 100, 100.5, 99.5, 100, symbol=THIRD)  # its entry waits for its fill
     account = await h.engine.account()
     assert len(account.positions) == 2 and account.pending_entries
-    closed = await h.engine.reduce_exposure(0.5, "tier 3 closes 50%")
+    closed = (await h.engine.reduce_exposure(0.5, "tier 3 closes 50%")).closed
     assert len(closed) == 1, closed  # half the positions' exposure, not all of it
     assert not (await h.engine.account()).pending_entries  # the waiting entry is cancelled
 
@@ -58,8 +58,9 @@ async def test_the_largest_position_goes_first_and_only_as_many_as_needed(
     await h.candle(2, 100, 101.5, 99.5, 101)
     await h.candle(2, 100, 100.5, 99.5, 100, symbol=OTHER)
     assert len((await h.engine.account()).positions) == 2
-    assert await h.engine.reduce_exposure(0.6, "VaR over its limit") == (SYMBOL,)
-    assert await h.engine.reduce_exposure(0.6, "again, same hour") == ()  # leaving already
+    assert (await h.engine.reduce_exposure(0.6, "VaR over its limit")).closed == (SYMBOL,)
+    cut = await h.engine.reduce_exposure(0.6, "again, same hour")
+    assert cut.closed == () and cut.not_closed == ()  # leaving already
 
 
 async def test_a_halt_lets_the_cut_through_and_the_position_closes(
@@ -69,7 +70,7 @@ async def test_a_halt_lets_the_cut_through_and_the_position_closes(
     await h.candle(0, 100, 100.5, 99.5, 100)
     await h.candle(1, 100, 100.5, 99.5, 100)
     await h.trading_state.set(TradingState.HALTED, reason="operator", actor="test")
-    assert await h.engine.reduce_exposure(0.0, "EMERGENCY: flatten") == (SYMBOL,)
+    assert (await h.engine.reduce_exposure(0.0, "EMERGENCY: flatten")).closed == (SYMBOL,)
     assert not h.of(OrderDenied)
     await h.candle(2, 100, 100.5, 99.5, 100)  # the market exit fills
     assert not (await h.engine.account()).positions

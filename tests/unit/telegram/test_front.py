@@ -4,6 +4,7 @@ strangers refused once, flood limits and failures survived, push alerts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -193,27 +194,54 @@ async def test_polling_errors_are_retried_by_ptb(caplog: pytest.LogCaptureFixtur
         assert "polling failed" in caplog.text
 
 
-async def test_a_refused_token_leaves_telegram_off_and_start_returns(
+async def test_a_refused_token_at_start_is_said_once_and_retried_until_accepted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         async with FakeBotApi() as api:
-            api.errors["getMe"] = [failure(401, "Unauthorized")]
+            api.errors["getMe"] = [failure(401, "Unauthorized")] * 3
             front = TelegramFront(
                 None,  # type: ignore[arg-type]
                 TOKEN,
                 chat_ids=[ADMIN],
                 base_url=api.base_url,
-                connect_retry_s=(0.01, 0.01),
+                connect_retry_s=(0.01, 0.02),
             )
             await front.start()  # returns at once: trading never waits for Telegram
-            assert front._connecting is not None
-            await front._connecting
-            assert not front.connected.is_set() and len(api.of("getMe")) == 1
+            await api.wait_for("getMe", 2)
+            assert not front.connected.is_set()
             with pytest.raises(TelegramNotConnected):
                 await front.push("hello")
+            await asyncio.wait_for(front.connected.wait(), 5)  # BotFather's token works again
+            assert len(api.of("getMe")) == 4
             await front.stop()
-    assert "refused the bot token" in caplog.text
+    refused = [r for r in caplog.records if "refused the bot token" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.ERROR
+    assert "QT__CHAT__TELEGRAM_TOKEN" in refused[0].getMessage()
+    assert "accepted again" in caplog.text
+
+
+async def test_a_token_revoked_while_serving_is_said_once_and_serving_resumes_when_accepted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        async with rig(connect_retry_s=(0.01, 0.02)) as r:
+            await connected(r)
+            # Revoked: the next long poll answers 401 (PTB ends its polling), and so do the
+            # reconnects' getMe, until the token is accepted again.
+            r.api.errors["getMe"] = [failure(401, "Unauthorized")] * 3
+            r.api.errors["getUpdates"] = [failure(401, "Unauthorized")]
+            await r.api.wait_for("getMe", 3, timeout_s=8)
+            assert not r.front.connected.is_set()
+            await asyncio.wait_for(r.front.connected.wait(), 8)
+            await r.api.send(message(ADMIN, "/status"))
+            [answer] = await r.api.wait_for("sendMessage", timeout_s=8)  # polling again
+            assert "all is well" in answer.params["text"]
+            assert len(r.api.of("getMe")) == 5  # the first, three refused, the accepted one
+    refused = [r for r in caplog.records if "refused the bot token" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.ERROR
+    assert "QT__CHAT__TELEGRAM_TOKEN" in refused[0].getMessage()
+    assert "stopping failed" not in caplog.text  # the ended polling is no shutdown error
 
 
 async def test_a_network_failure_at_start_is_retried_until_connected() -> None:

@@ -1,0 +1,69 @@
+"""What closing every position (``/halt flatten``, the CEO's EMERGENCY) needs beyond the exit path.
+
+A position the engine holds no exit plan for (restored from the venue, opened by hand, or an
+entry that filled before its plan was placed) is closed through the same path as any other: it
+gets a plan that only waits on its market exit (``market_plan``), on an adopted trade when the
+engine has none (``adopted_trade``), and the exit executor sends, tracks and books that exit.
+``ExposureCut`` is what the cut reports: every symbol closed, and why the others were not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.brains.exits import ExitPlan, StopLeg, StopMode
+from core.domain.enums import PositionSide
+from core.domain.portfolio import Position
+from core.services.execution import client_order_id
+from core.services.open_trade import OpenTrade
+
+ADOPTED_PROVIDER = "unmanaged"  # the provider of a closed trade the engine did not open
+ADOPTED_TAG = "a"  # the client-id tag of an adopted trade's id (its orders are a-prefixed)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureCut:
+    """What ``Engine.reduce_exposure`` did: the symbols it closed at market, largest first,
+    and ``not_closed`` as ``"SYMBOL: why"`` for each it was asked to close but could not."""
+
+    closed: tuple[str, ...] = ()
+    not_closed: tuple[str, ...] = ()
+
+
+def market_plan(side: PositionSide, entry_price: Decimal, amount: Decimal) -> ExitPlan:
+    """Return the plan of a position that leaves at market: no take-profits, and a stop in
+    MARKET mode (never placed: the plan waits on its market exit, which ``ensure_plan`` sends
+    again if the venue loses it)."""
+    if amount <= 0:
+        raise ValueError(f"a position to close must hold something, held {amount}")
+    return ExitPlan(
+        side=side,
+        entry_price=entry_price,
+        amount=amount,
+        legs=(),
+        stop=StopLeg(price=entry_price, amount=amount, mode=StopMode.MARKET),
+    )
+
+
+def adopted_trade(position: Position, now_ms: int) -> OpenTrade:
+    """Return the trade the engine keeps for a venue position it did not open, from now until
+    its market exit fills (its round trip is booked like any other, provider "unmanaged")."""
+    cid = client_order_id(position.symbol, now_ms, ADOPTED_TAG)
+    return OpenTrade(
+        trade_id=cid,
+        symbol=position.symbol,
+        side=position.side,
+        decided_ms=now_ms,
+        entry_cid=cid,  # never sent: the entry was not ours
+        confidence=0.0,
+        atr=0.0,
+        market_type=position.market_type,
+        leverage=position.leverage,
+        opened_ms=position.opened_ms,
+        amount=position.amount,
+        entry_cost=position.amount * position.entry_price,
+        plan=market_plan(position.side, position.entry_price, position.amount),
+        provider=ADOPTED_PROVIDER,
+        adopted=True,
+    )

@@ -140,8 +140,12 @@ class ProcessLearning:
         return tuple(self._settings.trading.symbols)
 
     async def _served(self, since_ms: int) -> PredictionRows:
+        # read in a thread (after a restart: every row of every history), while no compute
+        # runs on the provider's state
         async with self._engine.signals.quiet():
-            return member_predictions(self._engine.signals.provider, since_ms)
+            return await asyncio.to_thread(
+                member_predictions, self._engine.signals.provider, since_ms
+            )
 
     async def _shadowed(self, shadows: Sequence[LoadedVersion], since_ms: int) -> PredictionRows:
         ids = tuple(s.version.id for s in shadows)

@@ -502,9 +502,13 @@ class LearningManager:
     async def record(self) -> int:
         """Store the serving members' and the shadows' new out-of-sample predictions; return
         how many were new."""
-        since = min(self._recorded.values(), default=-1)
-        rows = [(r, "champion") for r in await self._s.served(since)]
         shadows = [s.loaded for s in self._shadows.values()]
+        # from the oldest watermark of what predicts now (a version new here: from the start);
+        # a retired version's is forgotten, or every check would read from it on
+        live = {*self._s.serving().values(), *(v.version.id for v in shadows)}
+        self._recorded = {vid: ts for vid, ts in self._recorded.items() if vid in live}
+        since = min((self._recorded.get(vid, -1) for vid in live), default=-1)
+        rows = [(r, "champion") for r in await self._s.served(since)]
         if shadows:
             rows += [(r, "shadow") for r in await self._s.shadowed(shadows, since)]
         now = self._clock.now_ms()

@@ -63,7 +63,7 @@ async def train_candidates(
     config = dataclasses.replace(config, with_segments=needs_segments(members))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    pool = new_pool(len(members))
+    pool = new_pool(len(members), background=True)  # the process trades meanwhile
     try:
         limit = asyncio.timeout_at(deadline)
         try:

@@ -109,7 +109,7 @@ class DemoEnsemble:
             f"while the ensemble ({', '.join(self._members())}) trains on {rows} warm-up "
             "candles in worker processes",
         )
-        self._pool = new_pool(len(self._members()))
+        self._pool = new_pool(len(self._members()), background=True)
         self._task = asyncio.create_task(self._train(self._pool), name="demo-ensemble-training")
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ reported and leaves no version; the others are still saved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -128,12 +129,24 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def new_pool(members: int) -> ProcessPoolExecutor:
+def new_pool(members: int, *, background: bool = False) -> ProcessPoolExecutor:
     """Return spawned worker processes for fitting ``members`` members (a fresh interpreter
-    each: no forked event loop or SQLite connection)."""
+    each: no forked event loop or SQLite connection); ``background``: at a lower CPU
+    priority, so a process that trades meanwhile (qt run, the demo) keeps its cores first."""
     return ProcessPoolExecutor(
-        workers_for(members), mp_context=multiprocessing.get_context("spawn")
+        workers_for(members),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_lower_priority if background else None,
     )
+
+
+BACKGROUND_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Run in each background worker as it starts: yield the cores to the trading process."""
+    with contextlib.suppress(OSError, AttributeError):  # not permitted, or no os.nice here
+        os.nice(BACKGROUND_NICENESS)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

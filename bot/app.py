@@ -150,24 +150,6 @@ class TradingProcess:
             bus=self.bus,
             clock=p.clock,
         )
-        self.lag = LoopLagProbe()
-        self.health = HealthMonitor(
-            HealthSources(
-                symbols=self._watched_symbols,
-                last_close_ms=self.engine.signals.last_close_ms,
-                venue_probe=p.exchange.fetch_balances,
-                trained_until_ms=lambda: last_retrains(self.engine.signals.provider),
-                drift=lambda: {} if self.learning is None else self.learning.drifting(),
-                lag=self.lag,
-                state=p.storage.state,
-                data_dir=p.settings.app.data_dir,
-            ),
-            bus=self.bus,
-            clock=p.clock,
-            candle_ms=timeframe_to_ms(p.settings.trading.timeframe),
-        )
-        if self.brains is not None:
-            self.brains.risk.health = self.health.issues  # the Risk Brain scores them
         self.learning: LearningManager | None = None
         if p.models_dir is not None:
             from bot.learning import build_learning
@@ -181,6 +163,24 @@ class TradingProcess:
                 source=p.source,
                 data_dir=p.models_dir,
             )
+        self.lag = LoopLagProbe()
+        self.health = HealthMonitor(
+            HealthSources(
+                symbols=self._watched_symbols,
+                last_close_ms=self.engine.signals.last_close_ms,
+                venue_probe=p.exchange.fetch_balances,
+                trained_until_ms=lambda: last_retrains(self.engine.signals.provider),
+                drift=dict if self.learning is None else self.learning.drifting,
+                lag=self.lag,
+                state=p.storage.state,
+                data_dir=p.settings.app.data_dir,
+            ),
+            bus=self.bus,
+            clock=p.clock,
+            candle_ms=timeframe_to_ms(p.settings.trading.timeframe),
+        )
+        if self.brains is not None:
+            self.brains.risk.health = self.health.issues  # the Risk Brain scores them
         self.market.on_candle(self.engine.on_candle, before_fills=self.engine.before_fills)
         # the symbols' candles of one close: their signals computed together, off the loop
         self.market.before_batch(self.engine.before_batch)

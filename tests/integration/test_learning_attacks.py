@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bot.learning import ensemble_member
-from core.config import LearningSettings
-from core.domain.events import Event, ModelTrained
+from core.domain.events import ModelTrained
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelStatus, ModelVersion
 from core.errors import DataError
@@ -28,11 +27,11 @@ from core.ml.members import MEMBERS
 from core.ml.training import CandidateRun, ChampionRef, TrainingSet
 from core.ml.versions import LoadedVersion, load_version, save_version
 from core.ports import Storage
-from core.services.bus import EventBus
-from core.services.learning import LearningManager, LearningSources, PredictionRows
+from core.services.learning import LearningManager
 from tests.integration.test_cli import Cli
 from tests.integration.test_cli import cli as cli  # the fixture
 from tests.integration.test_learning_manager import HOUR, T0, Live, Trainer, _rows
+from tests.integration.test_learning_manager import _manager as _build
 from tests.integration.test_learning_manager import storage as storage  # the fixture
 from tests.integration.test_learning_manager import tiny as tiny  # the fixture
 
@@ -69,75 +68,6 @@ class HeldTrainer(Trainer):
         self.entered.set()
         await self.release.wait()
         return await super().__call__(series, members, champions)
-
-
-async def _build(
-    storage: Storage,
-    data_dir: Path,
-    clock: object,
-    live: Live,
-    trainer: Trainer,
-    *,
-    start: bool = True,
-    trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None,
-    serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]] | None = None,
-    **kw: object,
-) -> tuple[LearningManager, list[Event]]:
-    """A manager on ``storage`` fed by ``live`` (as ``test_learning_manager``'s), with the
-    knobs the attacks need: no start (the CLI's), a trade count, a real ensemble to serve."""
-
-    async def history() -> list[CandleSeries]:
-        return []
-
-    async def served(since: int) -> PredictionRows:
-        return [r for r in live.served_rows if r[3] > since]
-
-    async def shadowed(shadows: Sequence[LoadedVersion], since: int) -> PredictionRows:
-        ids = {s.version.id for s in shadows}
-        return [r for r in live.shadow_rows if r[0] in ids and r[3] > since]
-
-    async def outcomes() -> dict[tuple[str, int], int]:
-        return dict(live.labels)
-
-    async def to_live(loaded: Sequence[LoadedVersion]) -> bool:
-        live.handed.append([v.version.id for v in loaded])
-        for v in loaded:
-            live.serving[v.version.member] = v.version.id
-        return True
-
-    sources = LearningSources(
-        members=("xgb",),
-        versions=storage.model_versions,
-        predictions=storage.predictions,
-        data_dir=data_dir,
-        train=trainer,
-        history=history,
-        served=served,
-        shadowed=shadowed,
-        outcomes=outcomes,
-        new_candles=lambda _since: dict(live.new),
-        serve=serve or to_live,
-        serving=lambda: dict(live.serving),
-        trades_since=trades_since,
-    )
-    given: dict[str, object] = {
-        "shadow_hours": 24,
-        "shadow_min_rows": 30,
-        "gate_min_rows": 100,
-        **kw,
-    }
-    settings = LearningSettings(**given)  # type: ignore[arg-type]
-    bus = EventBus()
-    events: list[Event] = []
-
-    async def keep(e: Event) -> None:
-        events.append(e)
-
-    bus.subscribe("*", keep)
-    manager = LearningManager(sources, settings, bus=bus, clock=clock)  # type: ignore[arg-type]
-    if start:
-        await manager.start()
-    return manager, events
 
 
 async def _first_champion(manager: LearningManager, trainer: Trainer, files: dict[str, bytes]):

@@ -8,7 +8,7 @@ crash and timeout are tested in ``test_candidate_training``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,8 +119,20 @@ class Trainer:
 
 
 async def _manager(
-    storage: Storage, data_dir: Path, clock: SimClock, live: Live, trainer: Trainer, **kw: object
+    storage: Storage,
+    data_dir: Path,
+    clock: object,
+    live: Live,
+    trainer: Trainer,
+    *,
+    start: bool = True,
+    trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None,
+    serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]] | None = None,
+    **kw: object,
 ) -> tuple[LearningManager, list[Event]]:
+    """A manager on ``storage`` fed by ``live``; ``start``: False as the CLI's (never
+    started), ``serve``: a real ensemble's instead of ``live``'s record, ``kw``: settings."""
+
     async def history() -> list[CandleSeries]:
         return []
 
@@ -134,7 +146,7 @@ async def _manager(
     async def outcomes() -> dict[tuple[str, int], int]:
         return dict(live.labels)
 
-    async def serve(loaded: Sequence[LoadedVersion]) -> bool:
+    async def to_live(loaded: Sequence[LoadedVersion]) -> bool:
         live.handed.append([v.version.id for v in loaded])
         for v in loaded:
             live.serving[v.version.member] = v.version.id
@@ -151,15 +163,17 @@ async def _manager(
         shadowed=shadowed,
         outcomes=outcomes,
         new_candles=lambda _since: dict(live.new),
-        serve=serve,
+        serve=serve or to_live,
         serving=lambda: dict(live.serving),
+        trades_since=trades_since,
     )
-    settings = LearningSettings(
-        shadow_hours=24,
-        shadow_min_rows=30,
-        gate_min_rows=100,
-        **kw,  # type: ignore[arg-type]
-    )
+    given: dict[str, object] = {
+        "shadow_hours": 24,
+        "shadow_min_rows": 30,
+        "gate_min_rows": 100,
+        **kw,
+    }
+    settings = LearningSettings(**given)  # type: ignore[arg-type]
     bus = EventBus()
     events: list[Event] = []
 
@@ -167,8 +181,9 @@ async def _manager(
         events.append(e)
 
     bus.subscribe("*", keep)
-    manager = LearningManager(sources, settings, bus=bus, clock=clock)
-    await manager.start()
+    manager = LearningManager(sources, settings, bus=bus, clock=clock)  # type: ignore[arg-type]
+    if start:
+        await manager.start()
     return manager, events
 
 

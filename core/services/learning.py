@@ -32,6 +32,7 @@ import asyncio
 import dataclasses
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,10 @@ from core.domain.model_versions import (
     earlier_champions,
 )
 from core.errors import ArtifactError, DataError, QTError
+from core.ml.artifacts import TrainingInfo
 from core.ml.learning import (
     DriftPolicy,
+    Due,
     DueInputs,
     DuePolicy,
     ShadowVerdict,
@@ -246,7 +249,7 @@ class LearningManager:
         self._start_run(due.reason)
         return f"training started: {due.reason}"
 
-    async def _due_now(self) -> Any:
+    async def _due_now(self) -> Due:
         now = self._clock.now_ms()
         ends = [
             v.train_end_ms
@@ -298,7 +301,7 @@ class LearningManager:
         """Train ``members``, gate and register each candidate, report; never raises for a
         failed training (the champion serves on), only for a cancellation."""
         report = RunReport(reason=reason)
-        started = self._clock.now_ms()
+        started = time.monotonic()  # wall seconds: the demo's market clock runs faster
         try:
             await self._run(report, members)
         except asyncio.CancelledError:
@@ -314,7 +317,7 @@ class LearningManager:
             await self._publish(
                 ModelTrainingFailed(ts_ms=self._clock.now_ms(), member=member, reason=why)
             )
-        took = (self._clock.now_ms() - started) / 1000
+        took = time.monotonic() - started
         title = f"training run ({reason}): {len(report.trained)} trained in {took:.0f} s"
         self.reports.append(report)
         await self._publish(
@@ -355,8 +358,6 @@ class LearningManager:
     ) -> None:
         name = fit.fit.member
         member = await asyncio.to_thread(MEMBERS[name].from_files, fit.fit.files)
-        from core.ml.artifacts import TrainingInfo
-
         info = TrainingInfo(
             train_start_ms=run.data.train_start_ms,
             train_end_ms=run.data.end_ms,

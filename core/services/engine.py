@@ -23,6 +23,7 @@ from core.brains.exit_moves import (
     watch_level,
 )
 from core.brains.exits import (
+    MARKET_EXIT_NAME,
     ExitPlan,
     PlanRefused,
     StopMode,
@@ -302,7 +303,9 @@ class Engine:
         return 1
 
     async def stop(self) -> None:
-        """Save the open trades (they are also saved after every change)."""
+        """Save the open trades (they are also saved after every change) and the closed
+        ones a refused write left waiting."""
+        await self._exits.record_waiting()
         await self._save_if_possible()
 
     async def _save_if_possible(self) -> None:
@@ -675,10 +678,18 @@ class Engine:
             return
         await self._cancel_waiting_entries()
 
-    async def _cancel_waiting_entries(self) -> None:
-        """Cancel every entry still waiting for its fill (a halt, an exposure cut)."""
+    async def _cancel_waiting_entries(self) -> list[tuple[str, str]]:
+        """Cancel every entry still waiting for its fill (a halt, an exposure cut); return
+        the (symbol, why) of those the venue did not cancel: one cancel timing out must not
+        stop the others, nor the positions' exits that follow (the venue sync finds out)."""
+        failed = []
         for trade in list(self.trades.values()):
-            await self._cancel_entry(trade)
+            try:
+                await self._cancel_entry(trade)
+            except (DependencyError, VenueRejected) as e:
+                log.error("%s: the waiting entry was not canceled: %s", trade.symbol, e)
+                failed.append((trade.symbol, str(e)))
+        return failed
 
     async def _on_policy(self, event: Event) -> None:
         """A policy that halts (the CEO's EMERGENCY) cancels the entries still waiting, as an
@@ -715,11 +726,15 @@ class Engine:
             held = sorted(account.positions, key=notional, reverse=True)
             before = sum((notional(p) for p in held), ZERO)
             target = before * Decimal(repr(max(0.0, min(1.0, keep))))
-            left, closed, not_closed = before, [], []
-            await self._cancel_waiting_entries()
-            plans = {s: t.plan for s, t in self.trades.items() if t.plan is not None}
-            # Leaving already: closed, or its market exit out (exit_at_market is idempotent).
-            gone = {s for s, p in plans.items() if p.is_closed or not exit_at_market(p).actions}
+            left = before
+            closed: list[str] = []
+            not_closed = [
+                f"{symbol}: its waiting entry was not canceled: {error}"
+                for symbol, error in await self._cancel_waiting_entries()
+            ]
+            # Leaving already: closed, or a market exit of it working at the venue (one the
+            # venue refused leaves the plan in market mode with nothing out: sent again)
+            gone = {s for s, t in self.trades.items() if _leaving(t)}
             left -= sum((notional(p) for p in held if p.symbol in gone), ZERO)
             for position in held:
                 if left <= target:
@@ -1066,3 +1081,15 @@ def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> Or
     return OrderCanceled(
         ts_ms=now_ms, client_order_id=client_order_id, symbol=symbol, reason=f"venue: {why}"
     )
+
+
+def _leaving(trade: OpenTrade) -> bool:
+    """Return whether ``trade`` is on its way out already: its plan closed, or in market mode
+    with a market exit working at the venue."""
+    plan = trade.plan
+    if plan is None:
+        return False
+    if plan.is_closed:
+        return True
+    market = plan.stop is not None and plan.stop.mode is StopMode.MARKET
+    return market and any(name.startswith(MARKET_EXIT_NAME) for name in trade.working)

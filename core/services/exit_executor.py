@@ -332,10 +332,19 @@ class ExitExecutor:
         )
         return closed
 
+    async def record_waiting(self) -> None:
+        """Store the closed trades a failed write left out (at stop: a stop before the next
+        close must not lose them); a database still refusing is logged."""
+        if self._trades is not None and self._unrecorded:
+            await self._flush(self._trades)
+
     async def _record(self, repo: TradeRepo, closed: ClosedTrade) -> None:
         """Store ``closed`` and any earlier trade a failed write left out; a database that
         refuses is logged, not raised: trading goes on and ``closed`` still holds them."""
         self._unrecorded.append(closed)
+        await self._flush(repo)
+
+    async def _flush(self, repo: TradeRepo) -> None:
         while self._unrecorded:
             trade = self._unrecorded[0]
             try:

@@ -1,6 +1,7 @@
 """Adversarial tests of the closed trades kept in the trades table (issue 13's review): a
 refused write then a restart, a replayed close, and /profit, /daily and /trades read around
-day boundaries and over many trades. A strict xfail reproduces a defect; the others held up."""
+day boundaries and over many trades. The test that reproduced a defect found in review stays
+(it was fixed); the others held up."""
 
 from __future__ import annotations
 
@@ -32,12 +33,6 @@ from tests.unit.services.test_engine_venue_sync import quiet
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a closed trade whose write was refused waits in ExitExecutor._unrecorded, in "
-    "memory only: the engine forgets the finished trade and saves, and neither stop() nor a "
-    "restart writes it, so a restart before the next close loses it from /trades and /profit",
-)
 async def test_a_refused_write_then_a_restart_before_the_next_close_keeps_the_trade(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

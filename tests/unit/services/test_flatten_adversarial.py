@@ -1,7 +1,7 @@
 """Adversarial tests of ``/halt flatten`` (issue 13's review): the real engine, paper venue and
 command core on hand-made tapes, attacked where a flatten meets a venue that refuses or does
-not answer, a second flatten, a restart and a resume. A strict xfail reproduces a defect;
-the others are attacks that held up."""
+not answer, a second flatten, a restart and a resume. The tests that reproduced a defect found
+in review stay (each was fixed); the others are attacks that held up."""
 
 from __future__ import annotations
 
@@ -92,12 +92,6 @@ def _exits_of(h: Harness, symbol: str) -> list[OrderSubmitted]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a market exit the venue refused leaves a plan in market mode, which the next "
-    "flatten counts as leaving already (reduce_exposure's `gone`): it sends nothing and "
-    "answers 'closing at market: nothing held' while the position is held and no order works",
-)
 async def test_a_second_flatten_after_a_refused_exit_does_not_claim_the_account_flat(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -118,12 +112,6 @@ async def test_a_second_flatten_after_a_refused_exit_does_not_claim_the_account_
     assert sent_again == {SYMBOL, UNHEARD} or "NOT flat" in again.title, said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reduce_exposure cancels the waiting entries first, outside any try: one entry "
-    "whose cancel times out (DependencyError) aborts the whole flatten, and no position is "
-    "closed (core/services/engine.py: _cancel_waiting_entries in reduce_exposure)",
-)
 async def test_a_cancel_timing_out_for_a_waiting_entry_does_not_stop_the_flatten(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

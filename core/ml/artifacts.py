@@ -9,6 +9,9 @@ so one recorded digest covers every byte.
 Loading reads each file once, checks its size and sha256 against the manifest (and the
 manifest against the recorded digest) and only then parses those same bytes: a tampered,
 truncated or missing file is refused naming it before any library sees it. Never pickle.
+
+``write_sealed`` and ``read_sealed`` are that manifest alone, for artifacts that are not
+ensemble members (the RL sizing policy, ``core.ml.rl.policy``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +94,8 @@ def sha256_hex(raw: bytes) -> str:
 
 
 def save_artifact(member: Member, folder: Path, info: TrainingInfo) -> Artifact:
-    """Write a fitted member's artifact into ``folder``, which must not exist yet.
-
-    Everything is written into a hidden sibling folder first and renamed into place at the
-    end, so ``folder`` is either complete or absent: a failed save never leaves half a model.
-    """
+    """Write a fitted member's artifact into ``folder``, which must not exist yet (complete
+    or absent, never half: see ``write_sealed``)."""
     features = member.features
     if features is None:
         raise ArtifactError(f"{member.name} is not fitted; there is nothing to save")
@@ -115,14 +115,31 @@ def save_artifact(member: Member, folder: Path, info: TrainingInfo) -> Artifact:
         libraries=member.library_versions(),
         metrics={k: float(v) for k, v in info.metrics.items()},
     )
+
+    def write(partial: Path) -> list[Path]:
+        written = member.save(partial)
+        (partial / METADATA).write_bytes(meta.to_bytes())
+        return [*written, partial / METADATA]
+
+    digest = write_sealed(folder, write)
+    return Artifact(folder, digest, meta, member)
+
+
+def write_sealed(folder: Path, write: Callable[[Path], Sequence[Path]]) -> str:
+    """Have ``write`` fill a new folder, add the manifest of what it wrote, move the whole
+    into place as ``folder`` (which must not exist yet) and return the manifest's sha256.
+
+    Everything is written into a hidden sibling folder first and renamed into place at the
+    end, so ``folder`` is either complete or absent: a failed save never leaves half a model.
+    """
+    if folder.exists():
+        raise ArtifactError(f"{folder} exists already; an artifact is never overwritten")
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir()
     try:
-        written = member.save(partial)
-        (partial / METADATA).write_bytes(meta.to_bytes())
         entries = {}
-        for path in [*written, partial / METADATA]:
+        for path in write(partial):
             raw = path.read_bytes()
             entries[path.name] = {"sha256": sha256_hex(raw), "bytes": len(raw)}
         manifest = json.dumps({"format": FORMAT, "files": entries}, indent=2, sort_keys=True)
@@ -133,7 +150,7 @@ def save_artifact(member: Member, folder: Path, info: TrainingInfo) -> Artifact:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return Artifact(folder, sha256_hex((folder / MANIFEST).read_bytes()), meta, member)
+    return sha256_hex((folder / MANIFEST).read_bytes())
 
 
 def _fsync(path: Path) -> None:
@@ -153,14 +170,7 @@ def load_artifact(
     trusted as found (it still catches a truncated or altered model file). ``members`` maps a
     member name to its class (``core.ml.members.MEMBERS``).
     """
-    raw_manifest = _read(folder / MANIFEST)
-    digest = sha256_hex(raw_manifest)
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise ArtifactError(
-            f"{folder / MANIFEST} has sha256 {digest}, the registry recorded "
-            f"{expected_sha256}: the artifact was altered or replaced"
-        )
-    files = {name: _verified(folder, name, entry) for name, entry in _entries(folder, raw_manifest)}
+    digest, files = read_sealed(folder, expected_sha256=expected_sha256)
     if METADATA not in files:
         raise ArtifactError(f"{folder / MANIFEST} does not list {METADATA}")
     meta = ArtifactMetadata.parse(files.pop(METADATA), folder / METADATA)
@@ -175,6 +185,23 @@ def load_artifact(
     ):
         raise ArtifactError(f"{folder}: the member's features disagree with {METADATA}")
     return Artifact(folder, digest, meta, member)
+
+
+def read_sealed(
+    folder: Path, *, expected_sha256: str | None = None
+) -> tuple[str, dict[str, bytes]]:
+    """Return the manifest's sha256 and the bytes of every file it lists, each checked
+    against its size and sha256 (and the manifest against ``expected_sha256`` if given);
+    ``ArtifactError`` names the first file that does not check out."""
+    raw_manifest = _read(folder / MANIFEST)
+    digest = sha256_hex(raw_manifest)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ArtifactError(
+            f"{folder / MANIFEST} has sha256 {digest}, the registry recorded "
+            f"{expected_sha256}: the artifact was altered or replaced"
+        )
+    files = {name: _verified(folder, name, entry) for name, entry in _entries(folder, raw_manifest)}
+    return digest, files
 
 
 def _read(path: Path) -> bytes:

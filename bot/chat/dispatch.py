@@ -119,6 +119,14 @@ class Dispatcher:
         except UsageError as e:
             await self._audit(caller, name, "usage", str(e))
             return Reply(f"usage: {command.usage}", (str(e),), ok=False)
+        needed = command.needs(args)
+        if needed > role:  # what these arguments do needs more (/models rollback)
+            await self._audit(caller, name, "refused", f"needs {needed.name.lower()}")
+            return Reply(
+                f"/{' '.join([name, *words])[:60]} needs the {needed.name.lower()} role; "
+                f"you are {role.name.lower()}",
+                ok=False,
+            )
         if command.confirm(args):
             first = None
             if command.before_confirm is not None:  # what must not wait for the answer

@@ -90,6 +90,13 @@ class Command:
     # Runs at once when a confirmation is asked (the part that must not wait: /halt flatten
     # halts now and asks only about the flatten).
     before_confirm: Run | None = None
+    # The role its arguments need when more than ``role`` (/models rollback: an operator's),
+    # checked before any confirmation is asked.
+    role_for: Callable[[Mapping[str, Any]], Role] | None = None
+
+    def needs(self, args: Mapping[str, Any]) -> Role:
+        """Return the role running it with ``args`` needs."""
+        return self.role if self.role_for is None else max(self.role, self.role_for(args))
 
     @property
     def usage(self) -> str:
@@ -173,8 +180,6 @@ def _parse_models(words: Sequence[str]) -> dict[str, Any]:
 async def _models(core: CommandCore, caller: Caller, a: Mapping[str, Any]) -> Reply:
     if "rollback" not in a:
         return await core.models()
-    if caller.role is None or caller.role < Role.OPERATOR:
-        return Reply("/models rollback needs the operator role", ok=False)
     return await core.rollback_model(caller.actor, a["rollback"])
 
 
@@ -259,11 +264,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("regime", "each symbol's market regime", Role.VIEWER, lambda c, u, a: c.regime()),
     Command(
         "models",
-        "which provider and model versions trade, champions and shadows; or roll one back",
+        "which provider and model versions trade, champions and shadows; or roll one back "
+        "(operator)",
         Role.VIEWER,
         _models,
         parser=_parse_models,
         confirm=lambda a: "rollback" in a,
+        role_for=lambda a: Role.OPERATOR if "rollback" in a else Role.VIEWER,
         usage_text="/models [rollback MEMBER]",
         confirms="a rollback",
     ),

@@ -274,6 +274,8 @@ class EnsembleProvider:
             for i, st in enumerate(self.sets):
                 lo, hi = starts[i], starts[i + 1]
                 for m in st.members:
+                    if m.name not in frame.members:
+                        continue  # a member served since this compute: its next one has it
                     j = frame.members.index(m.name)
                     p = frame.member_p[lo:hi, j]
                     ts = series.ts_ms[lo:hi]

@@ -309,7 +309,10 @@ class CommandCore:
         """Restore ``member``'s previous champion."""
         if self.s.learning is None:
             return Reply(NO_LEARNING, ok=False)
-        said = await self.s.learning.rollback(member, f"asked by {actor}", actor)
+        try:
+            said = await self.s.learning.rollback(member, f"asked by {actor}", actor)
+        except DataError as e:
+            return Reply(str(e), ok=False)
         return Reply(said)
 
     async def why(self, trade: str | None = None) -> Reply:

@@ -156,6 +156,7 @@ class LearningManager:
         )
         self._drift_policy = DriftPolicy(
             window_rows=settings.drift_window_rows,
+            min_rows=min(DriftPolicy().min_rows, settings.drift_window_rows),
             log_loss_excess=settings.drift_log_loss_excess,
             hit_rate_drop=settings.drift_hit_rate_drop,
         )
@@ -165,7 +166,8 @@ class LearningManager:
             hit_rate_drop=settings.drift_hit_rate_drop / 2,
         )
         self._shadows: dict[str, _Shadow] = {}
-        self._recorded: dict[str, int] = {}  # version id -> newest candle recorded
+        # (version id, symbol) -> its newest candle recorded
+        self._recorded: dict[tuple[str, str], int] = {}
         self._requested: tuple[str, tuple[str, ...]] | None = None  # (who, members)
         # member -> (its drifting champion, why)
         self._drift: dict[str, tuple[str, str]] = {}
@@ -188,7 +190,8 @@ class LearningManager:
             await self._adopt_registry()
 
     async def stop(self) -> None:
-        """Stop a training run under way (its workers are killed; nothing is registered);
+        """Stop a training run under way (its workers are killed; a candidate not registered
+        yet never is; one registered as the stop came stays a CANDIDATE, pruned in time);
         none starts after (a check or a /retrain while the process shuts down)."""
         self._stopped = True
         if self._task is not None:
@@ -226,6 +229,8 @@ class LearningManager:
         self._known(members)
         if self._stopped:
             return "the process is stopping: no training run starts now"
+        if self.hold():
+            return "the first models are still being trained (the demo's start): ask again later"
         if self.training:
             return "a training run is under way already; its report follows when it ends"
         self._requested = (who, tuple(members))
@@ -264,7 +269,6 @@ class LearningManager:
         trades = (0, 0, 0)
         if self._s.trades_since is not None and last is not None:
             trades = await self._s.trades_since(last)
-        who = self._requested[0] if self._requested else ""
         return due_check(
             self._due,
             DueInputs(
@@ -275,7 +279,6 @@ class LearningManager:
                 new_wins=trades[1],
                 new_losses=trades[2],
                 drift="; ".join(f"{m}: {why}" for m, why in self.drifting().items()),
-                requested=who,
             ),
         )
 
@@ -338,6 +341,7 @@ class LearningManager:
             champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
             if champion is None:
                 continue
+            serving[member] = champion  # unreadable too: a candidate does not replace it ungated
             try:
                 loaded = await asyncio.to_thread(load_version, self._s.data_dir, champion)
             except ArtifactError as exc:
@@ -345,7 +349,6 @@ class LearningManager:
                 continue
             files = await asyncio.to_thread(member_files, loaded.artifact.member)
             champions[member] = ChampionRef(files=files, trained_until_ms=champion.train_end_ms)
-            serving[member] = champion
         run = await self._s.train(series, members, champions)
         for member, why in run.failures.items():
             report.failed[member] = why
@@ -393,7 +396,16 @@ class LearningManager:
                 await self._trained(version, "RETIRED", "near-constant output", ll)
                 return
             if champion is None:
-                await self._promote(version, why, "")
+                came = await self._s.versions.newest(name, ModelStatus.CHAMPION)
+                if came is not None:  # adopted or promoted during the run: not replaced ungated
+                    why = f"not gated: {came.id} became the champion during the run"
+                    await self._s.versions.set_status(
+                        version.id, ModelStatus.RETIRED, reason=why, ts_ms=now
+                    )
+                    report.lines.append(f"{name}: {version.id} {why}")
+                    await self._trained(version, "RETIRED", why, ll)
+                    return
+                await self._promote(version, why)
                 report.lines.append(f"{name}: {version.id} champion ({why}), log-loss {ll:.4f}")
                 await self._trained(version, "CHAMPION", why, ll)
                 return
@@ -507,8 +519,10 @@ class LearningManager:
         # from the oldest watermark of what predicts now (a version new here: from the start);
         # a retired version's is forgotten, or every check would read from it on
         live = {*self._s.serving().values(), *(v.version.id for v in shadows)}
-        self._recorded = {vid: ts for vid, ts in self._recorded.items() if vid in live}
-        since = min((self._recorded.get(vid, -1) for vid in live), default=-1)
+        self._recorded = {k: ts for k, ts in self._recorded.items() if k[0] in live}
+        # per symbol: one computed later than another at this check keeps its own mark
+        marks = {vid: [ts for (v, _), ts in self._recorded.items() if v == vid] for vid in live}
+        since = min((min(m) if m else -1 for m in marks.values()), default=-1)
         rows = [(r, "champion") for r in await self._s.served(since)]
         if shadows:
             rows += [(r, "shadow") for r in await self._s.shadowed(shadows, since)]
@@ -524,13 +538,14 @@ class LearningManager:
                 created_ms=now,
             )
             for (vid, member, symbol, ts, p), role in rows
-            if ts > self._recorded.get(vid, -1)
+            if ts > self._recorded.get((vid, symbol), -1)
         ]
         if not fresh:
             return 0
         added = await self._s.predictions.add_many(fresh)
         for row in fresh:
-            self._recorded[row.version_id] = max(self._recorded.get(row.version_id, -1), row.ts_ms)
+            key = (row.version_id, row.symbol)
+            self._recorded[key] = max(self._recorded.get(key, -1), row.ts_ms)
         return added
 
     async def _paired(self, version_id: str, against: str, since_ms: int) -> tuple[Any, Any, Any]:
@@ -580,9 +595,18 @@ class LearningManager:
             )
             if verdict.verdict is ShadowVerdict.WAIT:
                 continue
+            if self._shadows.get(member) is not shadow:
+                continue  # replaced in shadow while its record was read: judged next check
             del self._shadows[member]
             if verdict.verdict is ShadowVerdict.PROMOTE:
-                await self._promote(shadow.loaded.version, f"shadow held up: {verdict.reason}", "")
+                try:
+                    await self._promote(shadow.loaded.version, f"shadow held up: {verdict.reason}")
+                except ArtifactError as exc:  # altered since it was loaded: never served
+                    await self._s.versions.set_status(
+                        vid, ModelStatus.RETIRED, reason=f"unreadable: {exc}", ts_ms=now
+                    )
+                    said.append(f"{vid} not promoted: its files are refused")
+                    continue
                 said.append(f"{vid} promoted ({verdict.reason})")
             else:
                 async with self._lock:
@@ -667,7 +691,7 @@ class LearningManager:
             raise DataError(f"no model version {version_id!r}: see `qt models list`")
         if version.status is ModelStatus.CHAMPION:
             return f"{version_id} is the champion already"
-        await self._promote(version, f"promoted by {by}", "")
+        await self._promote(version, f"promoted by {by}")
         shadow = self._shadows.get(version.member)
         if shadow is not None and shadow.loaded.version.id == version_id:
             del self._shadows[version.member]  # promoted before its record was judged
@@ -696,6 +720,7 @@ class LearningManager:
                     current.id, ModelStatus.RETIRED, reason=f"{ROLLED_BACK}: {reason}", ts_ms=now
                 )
             await self._s.serve([loaded])
+            self._drift.pop(member, None)  # the restored champion's record is its own
             await self._publish(
                 ModelRolledBack(
                     ts_ms=now,
@@ -708,8 +733,9 @@ class LearningManager:
             return f"{member}: {previous.id} serves again ({current.id} rolled back: {reason})"
         return f"{member}: no earlier champion is loadable; {current.id} serves on"
 
-    async def _promote(self, version: ModelVersion, reason: str, previous_hint: str) -> None:
+    async def _promote(self, version: ModelVersion, reason: str) -> None:
         loaded = await asyncio.to_thread(load_version, self._s.data_dir, version)
+        self._drift.pop(version.member, None)  # the new champion's record is its own
         now = self._clock.now_ms()
         async with self._lock:
             champion, demoted = await self._s.versions.promote(version.id, reason=reason, ts_ms=now)
@@ -719,7 +745,7 @@ class LearningManager:
                 ts_ms=now,
                 member=version.member,
                 version_id=version.id,
-                previous=demoted.id if demoted else previous_hint,
+                previous=demoted.id if demoted else "",
                 reason=reason,
             )
         )
@@ -741,11 +767,13 @@ class LearningManager:
             champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
             if champion is None:
                 newest = await self._s.versions.newest(member)
+                # not while a run registers its candidates (it gives them their status)
                 if newest is not None and newest.status is ModelStatus.CANDIDATE:
-                    await self._promote(newest, "adopted: the member had no champion", "")
+                    if not self.training:
+                        await self._adopt(newest)
                 continue
             if serving.get(member) == champion.id:
-                continue  # nothing serves it yet (the baseline trades): served now
+                continue  # served already (none serving it: the baseline trades, served now)
             try:
                 changed.append(await asyncio.to_thread(load_version, self._s.data_dir, champion))
             except ArtifactError as exc:
@@ -757,6 +785,22 @@ class LearningManager:
                 )
         if changed:
             await self._s.serve(changed)
+
+    async def _adopt(self, candidate: ModelVersion) -> None:
+        """Make a member's only candidate its first champion; one whose files do not verify
+        is retired instead (the loader passed over it too), never raised: the checks go on."""
+        try:
+            await self._promote(candidate, "adopted: the member had no champion")
+        except ArtifactError as exc:
+            log.warning(
+                "model version %s not adopted, its files are refused: %s", candidate.id, exc
+            )
+            await self._s.versions.set_status(
+                candidate.id,
+                ModelStatus.RETIRED,
+                reason=f"unreadable: {exc}",
+                ts_ms=self._clock.now_ms(),
+            )
 
     async def prune_plan(self) -> list[ModelVersion]:
         """Return what retention does not keep (``core.ml.learning.retention_plan``)."""
@@ -803,8 +847,8 @@ async def prune_versions(
 
 def _trained_at(version: ModelVersion, now_ms: int) -> int:
     """Return when ``version`` was trained on this clock: its creation, or, stamped after now
-    (the demo's first models: wall time, while its market time is the replay's), when it was
-    adopted (``status_ms``), else now."""
+    (trained by another process on the wall clock, while this one's market time is a
+    replay's: a demo on a kept database), when it was adopted (``status_ms``), else now."""
     if version.created_ms <= now_ms:
         return version.created_ms
     if version.status_ms is not None and version.status_ms <= now_ms:

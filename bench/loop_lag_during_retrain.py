@@ -16,8 +16,9 @@ one retrain's wall time per member (issue 14's performance figures).
    handing the market service the close's candles (the engine's ``before_batch``: the
    symbols' signals prepared together in a worker thread) to the end of the last symbol's
    ``engine.on_candle`` (the order path); the signals' share is printed beside it. The
-   schedule and drift retrains are switched off (``QT__LEARNING__EVERY_HOURS``, the drift
-   window) so that idle is idle and the only retrain is the bench's. Targets: lag p99 < 20
+   schedule's retrains are switched off (``QT__LEARNING__EVERY_HOURS``; a drift's early
+   retrain waits a quarter of it too) so that idle is idle and the only retrain is the
+   bench's. Targets: lag p99 < 20
    ms during the retrain, cycle p50 during it within 1.5x of idle.
 2. **One retrain per member** (``--phase fit``): ``--symbols`` (10) synthetic symbols x
    ``--days`` (730) of 1h candles through ``bot.learning.train_in_workers`` (the manager's
@@ -175,7 +176,7 @@ async def bench_process(args: argparse.Namespace, tmp: Path) -> bool:
             "candles_per_second": args.speed,
         },
         # no retrain but the bench's: idle stays idle
-        learning={"every_hours": 1e9, "drift_window_rows": 10**9},
+        learning={"every_hours": 1e9},
     )
     print(
         f"qt demo: {len(settings.trading.symbols)} symbols, 1h, {args.history} warm-up candles, "

@@ -4,6 +4,7 @@ learning manager by hand: promote, rollback, prune, retrain."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -309,7 +310,14 @@ async def _with_manager(settings: Settings, act: Any, *, history: bool = False) 
         bus = EventBus(sink=storage.events.append)
 
         async def candles() -> list[CandleSeries]:
-            return list((await _candles(settings, [], None, None)).values())
+            # the stored candles of the last QT__MODELS__WINDOW_DAYS: the manager's window
+            series = (await _candles(settings, [], None, None)).values()
+            days = settings.models.window_days
+            if not days:
+                return list(series)
+            start = int(time.time() * 1000) - round(days * 86_400_000)
+            cut = [s.between(start, None) for s in series]
+            return [s for s in cut if len(s)]
 
         manager = offline_learning(
             settings,

@@ -87,16 +87,7 @@ async def newest_ensemble(
         loaded = await load_serving(repo, data_dir, name, strict=strict)
         if loaded is None:
             continue
-        version = loaded.version
-        members.append(
-            EnsembleMember(
-                name=version.member,
-                member=loaded.artifact.member,
-                trained_until_ms=version.train_end_ms,
-                version_id=version.id,
-                healthy_on_validation=healthy_on_validation(version.metrics),
-            )
-        )
+        members.append(ensemble_member(loaded))
     if not members:
         return None
     provider = EnsembleProvider(
@@ -109,6 +100,18 @@ async def newest_ensemble(
     if after_training:
         provider.add_set(members, max(m.trained_until_ms for m in members))
     return provider
+
+
+def ensemble_member(loaded: LoadedVersion) -> EnsembleMember:
+    """Return a loaded version as the ensemble's member."""
+    v = loaded.version
+    return EnsembleMember(
+        name=v.member,
+        member=loaded.artifact.member,
+        trained_until_ms=v.train_end_ms,
+        version_id=v.id,
+        healthy_on_validation=healthy_on_validation(v.metrics),
+    )
 
 
 async def serving_candidates(repo: ModelVersionRepo, member: str) -> list[ModelVersion]:

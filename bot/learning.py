@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.candidate_training import train_candidates
+from bot.ensemble_loader import ensemble_member
 from bot.model_training import train_config
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
@@ -25,8 +26,7 @@ from core.config import Settings
 from core.domain.events import SignalProviderChanged
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.market.stored import load_checked
-from core.ml.ensemble import EnsembleMember, EnsembleProvider
-from core.ml.health import healthy_on_validation
+from core.ml.ensemble import EnsembleProvider
 from core.ml.labels import triple_barrier_labels
 from core.ml.training import CandidateRun, ChampionRef
 from core.ml.versions import LoadedVersion
@@ -34,6 +34,7 @@ from core.ports import Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.learning import LearningManager, LearningSources, PredictionRows
+from core.services.trade_history import closed_trades
 from core.signals.handover import (
     HandOverProvider,
     member_predictions,
@@ -48,18 +49,6 @@ def learning_members(settings: Settings) -> tuple[str, ...]:
     """Return the members the manager trains: the ensemble's, less the disabled ones."""
     disabled = set(settings.strategy.ensemble_disabled)
     return tuple(m for m in settings.models.members if m not in disabled)
-
-
-def ensemble_member(loaded: LoadedVersion) -> EnsembleMember:
-    """Return a loaded version as the ensemble's member."""
-    v = loaded.version
-    return EnsembleMember(
-        name=v.member,
-        member=loaded.artifact.member,
-        trained_until_ms=v.train_end_ms,
-        version_id=v.id,
-        healthy_on_validation=healthy_on_validation(v.metrics),
-    )
 
 
 class ProcessLearning:
@@ -230,7 +219,10 @@ class ProcessLearning:
         return served
 
     async def _trades_since(self, since_ms: int) -> tuple[int, int, int]:
-        trades = [t for t in self._engine.closed_trades if t.closed_ms > since_ms]
+        # the table's (closed before a restart too), or the engine's memory
+        trades = await closed_trades(
+            self._storage.trades, self._engine.closed_trades, since_ms=since_ms + 1
+        )
         return len(trades), sum(t.pnl > 0 for t in trades), sum(t.pnl < 0 for t in trades)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from bot.chat.dispatch import Access, Dispatcher
@@ -10,6 +11,8 @@ from bot.chat.notifier import Notifier
 from core.domain.events import Event, LearningReported
 from core.domain.market import fmt_ts
 from core.services.commands import CommandCore, CommandServices
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from bot.app import TradingProcess
@@ -81,6 +84,7 @@ def attach_chat(process: TradingProcess) -> Dispatcher:
         if isinstance(event, LearningReported) and notifier.lanes:
             task = asyncio.create_task(send_report(event), name="chat.training_report")
             drawing.add(task)
+            task.add_done_callback(_report_sent)
             task.add_done_callback(drawing.discard)
 
     process.bus.subscribe(LearningReported.topic, training_report, name="chat.training_report")
@@ -96,3 +100,9 @@ def _models(process: TradingProcess) -> list[str]:
         for m in getattr(candidate, "members", ()):
             out.append(f"{m.name} {m.version_id or '-'} trained until {fmt_ts(m.trained_until_ms)}")
     return out
+
+
+def _report_sent(task: asyncio.Task[None]) -> None:
+    """Log a training report that could not be drawn or queued (nobody awaits its task)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the training report was not sent", exc_info=task.exception())

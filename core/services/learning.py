@@ -83,6 +83,7 @@ from core.ports import ModelVersionRepo, PredictionRepo
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
+FIRST_RETRY_MS = 6 * HOUR_MS  # a member without a champion is trained again after this
 
 TrainFn = Callable[
     [Sequence[CandleSeries], Sequence[str], Mapping[str, ChampionRef]], Awaitable[CandidateRun]
@@ -248,11 +249,32 @@ class LearningManager:
     async def _maybe_start(self) -> str:
         if self.training:
             return ""
+        missing = await self._without_champion()
         due = await self._due_now()
-        if not due.due or self.training or self._stopped:  # a /retrain came meanwhile
+        if self.training or self._stopped:  # a /retrain came meanwhile
             return ""
-        self._start_run(due.reason)
-        return f"training started: {due.reason}"
+        if due.due:
+            self._start_run(due.reason)
+            return f"training started: {due.reason}"
+        if missing:
+            why = f"no champion yet: {', '.join(missing)}"
+            self._start_run(why, missing)
+            return f"training started: {why}"
+        return ""
+
+    async def _without_champion(self) -> list[str]:
+        """Return the members with no champion, when their first training is due: at once,
+        and again FIRST_RETRY_MS after a run that left them without one (too few candles yet,
+        a failure), not at every check."""
+        now = self._clock.now_ms()
+        if self._last_run_ms is not None and now - self._last_run_ms < FIRST_RETRY_MS:
+            return []
+        return [
+            m
+            for m in self._s.members
+            if await self._s.versions.newest(m, ModelStatus.CHAMPION) is None
+            and await self._s.versions.newest(m, ModelStatus.SHADOW) is None
+        ]
 
     async def _due_now(self) -> Due:
         now = self._clock.now_ms()
@@ -282,10 +304,10 @@ class LearningManager:
             ),
         )
 
-    def _start_run(self, reason: str | None = None) -> None:
+    def _start_run(self, reason: str | None = None, only: Sequence[str] = ()) -> None:
         if self.training or self._stopped:  # one run at a time; none after stop
             return
-        who, members = self._requested or ("", ())
+        who, members = self._requested or ("", tuple(only))
         self._requested = None
         why = reason or f"requested by {who}"
         self._task = asyncio.create_task(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.learning import ensemble_member
+from bot.ensemble_loader import ensemble_member
 from core.domain.events import ModelTrained
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelStatus, ModelVersion

@@ -445,3 +445,23 @@ async def test_a_drift_hovering_at_the_limit_is_said_once(
             await manager.check()
     assert len([e for e in events if isinstance(e, ModelDrifted)]) == 1
     assert "xgb" in manager.drifting()
+
+
+async def test_a_member_without_a_champion_is_trained_again_hours_later_not_a_week(
+    storage: Storage, tmp_path: Path, tiny: tuple[TrainingSet, list[dict[str, bytes]]]
+) -> None:
+    data, files = tiny
+    clock, live, trainer = SimClock(T0), Live(), Trainer(data)
+    manager, _ = await _manager(storage, tmp_path, clock, live, trainer)
+    trainer.script.append(DataError("12 training rows after purging; need 200"))
+    assert "training started" in await manager.check()  # the first run: too few candles
+    await manager.wait()
+    clock.advance_to(T0 + 2 * HOUR)
+    assert "training started" not in await manager.check()  # not at every check
+    clock.advance_to(T0 + 7 * HOUR)
+    trainer.script.append(trainer.fit(files[0], better=True, champion=False))
+    said = await manager.check()
+    assert "training started: no champion yet: xgb" in said  # hours later, not 168 h
+    report = await manager.wait()
+    assert report is not None and report.trained
+    assert await storage.model_versions.newest("xgb", ModelStatus.CHAMPION) is not None

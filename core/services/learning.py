@@ -622,7 +622,7 @@ class LearningManager:
             del self._shadows[member]
             if verdict.verdict is ShadowVerdict.PROMOTE:
                 try:
-                    await self._promote(shadow.loaded.version, f"shadow held up: {verdict.reason}")
+                    await self._promote(shadow.loaded.version, f"shadow {verdict.reason}")
                 except ArtifactError as exc:  # altered since it was loaded: never served
                     await self._s.versions.set_status(
                         vid, ModelStatus.RETIRED, reason=f"unreadable: {exc}", ts_ms=now

@@ -427,7 +427,9 @@ async def test_a_drift_hovering_at_the_limit_is_said_once(
 ) -> None:
     data, files = tiny
     clock, live, trainer = SimClock(T0), Live(), Trainer(data)
-    manager, events = await _manager(storage, tmp_path, clock, live, trainer, drift_window_rows=100)
+    manager, events = await _manager(
+        storage, tmp_path, clock, live, trainer, drift_window_rows=100, drift_log_loss_excess=0.05
+    )
     trainer.script.append(trainer.fit(files[0], better=True, champion=False))
     manager.request("test")
     champion = (await manager.wait()).trained[0].id  # type: ignore[union-attr]

@@ -23,7 +23,6 @@ from core.brains.exit_moves import (
     watch_level,
 )
 from core.brains.exits import (
-    MARKET_EXIT_NAME,
     ExitPlan,
     PlanRefused,
     StopMode,
@@ -1092,4 +1091,4 @@ def _leaving(trade: OpenTrade) -> bool:
     if plan.is_closed:
         return True
     market = plan.stop is not None and plan.stop.mode is StopMode.MARKET
-    return market and any(name.startswith(MARKET_EXIT_NAME) for name in trade.working)
+    return market and trade.market_exit_working

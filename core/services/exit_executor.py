@@ -151,7 +151,7 @@ class ExitExecutor:
         if plan.stop.mode is StopMode.EXCHANGE and STOP_NAME not in trade.working:
             return True
         if plan.stop.mode is StopMode.MARKET:
-            return not any(name.startswith(MARKET_EXIT_NAME) for name in trade.working)
+            return not trade.market_exit_working
         return any(leg.name not in trade.working for leg in plan.open_legs)
 
     async def ensure_plan(self, trade: OpenTrade, reference: Decimal) -> None:
@@ -163,7 +163,7 @@ class ExitExecutor:
         plan = trade.plan
         assert plan is not None and plan.stop is not None  # noqa: S101 - incomplete() checked
         if plan.stop.mode is StopMode.MARKET:
-            if not any(name.startswith(MARKET_EXIT_NAME) for name in trade.working):
+            if not trade.market_exit_working:
                 log.warning("%s: the market exit is not working: sending it", trade.symbol)
                 reason = next(reversed(trade.exit_reasons.values()), STOP_NAME)
                 await self.market_exit(trade, plan.remaining, reason=reason, reference=reference)

@@ -217,8 +217,9 @@ class LearningManager:
         stored = await self.record()
         if stored:
             said.append(f"{stored} prediction(s) recorded")
-        said.extend(await self.judge_shadows())
-        said.extend(await self.look_for_drift())
+        outcomes = await self._s.outcomes()  # the live labels, once for the whole check
+        said.extend(await self.judge_shadows(outcomes))
+        said.extend(await self.look_for_drift(outcomes))
         started = await self._maybe_start()
         if started:
             said.append(started)
@@ -570,10 +571,15 @@ class LearningManager:
             self._recorded[key] = max(self._recorded.get(key, -1), row.ts_ms)
         return added
 
-    async def _paired(self, version_id: str, against: str, since_ms: int) -> tuple[Any, Any, Any]:
+    async def _paired(
+        self,
+        outcomes: Mapping[tuple[str, int], int],
+        version_id: str,
+        against: str,
+        since_ms: int,
+    ) -> tuple[Any, Any, Any]:
         """Return (P of version_id, P of against, y) on the candles both predicted after
         ``since_ms`` whose labels resolved."""
-        outcomes = await self._s.outcomes()
         mine = {
             (p.symbol, p.ts_ms): p.p_up
             for p in await self._s.predictions.list_predictions(version_id, since_ms=since_ms)
@@ -597,15 +603,17 @@ class LearningManager:
             np.array([outcomes[k] for k in keys], dtype=np.int8),
         )
 
-    async def judge_shadows(self) -> list[str]:
-        """Promote or retire each shadow whose live record is long enough; return what was
-        decided."""
+    async def judge_shadows(self, outcomes: Mapping[tuple[str, int], int]) -> list[str]:
+        """Promote or retire each shadow whose live record (labels: ``outcomes``) is long
+        enough; return what was decided."""
         said = []
         now = self._clock.now_ms()
         for member, shadow in list(self._shadows.items()):
             champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
             vid = shadow.loaded.version.id
-            p, q, y = await self._paired(vid, champion.id if champion else "", shadow.started_ms)
+            p, q, y = await self._paired(
+                outcomes, vid, champion.id if champion else "", shadow.started_ms
+            )
             verdict = judge_shadow(
                 log_losses(p, y) if len(y) else np.zeros(0),
                 log_losses(q, y) if q is not None and len(y) else np.zeros(0),
@@ -641,14 +649,16 @@ class LearningManager:
                 said.append(f"{vid} retired ({verdict.reason})")
         return said
 
-    async def look_for_drift(self) -> list[str]:
-        """Check each champion's live record against its validation; return what drifted."""
+    async def look_for_drift(self, outcomes: Mapping[tuple[str, int], int]) -> list[str]:
+        """Check each champion's live record (labels: ``outcomes``) against its validation;
+        return what drifted."""
         said = []
         for member in self._s.members:
             champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
             if champion is None:
                 continue
-            p, _, y = await self._paired(champion.id, "", champion.status_ms or champion.created_ms)
+            since = champion.status_ms or champion.created_ms
+            p, _, y = await self._paired(outcomes, champion.id, "", since)
             metrics = champion.metrics
             if "log_loss" not in metrics or "accuracy" not in metrics:
                 continue

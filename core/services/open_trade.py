@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from core.brains.exits import STOP_NAME, BotSideStop, ExitPlan
+from core.brains.exits import MARKET_EXIT_NAME, STOP_NAME, BotSideStop, ExitPlan
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import OrderFilled
 from core.domain.explanations import EntryExplanation
@@ -98,6 +98,11 @@ class OpenTrade:
     def entry_price(self) -> Decimal:
         """Return the average entry price."""
         return self.entry_cost / self.amount if self.amount else ZERO
+
+    @property
+    def market_exit_working(self) -> bool:
+        """Return whether a market exit of this trade is working at the venue."""
+        return any(name.startswith(MARKET_EXIT_NAME) for name in self.working)
 
     def next_tag(self, prefix: str) -> str:
         """Return a fresh tag such as ``s1`` or ``x2``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ class ProcessLearning:
             versions=self._storage.model_versions,
             predictions=self._storage.predictions,
             data_dir=self._data_dir,
-            train=self._train,
+            train=partial(train_in_workers, self._settings),
             history=self._history,
             served=self._served,
             shadowed=self._shadowed,
@@ -95,14 +96,6 @@ class ProcessLearning:
             trades_since=self._trades_since,
             horizon=self._config.horizon,
         )
-
-    async def _train(
-        self,
-        series: Sequence[CandleSeries],
-        members: Sequence[str],
-        champions: Mapping[str, ChampionRef],
-    ) -> CandidateRun:
-        return await train_in_workers(self._settings, series, members, champions)
 
     async def _history(self) -> list[CandleSeries]:
         now = self._clock.now_ms()
@@ -291,19 +284,12 @@ def offline_learning(
     async def not_served(_loaded: Sequence[LoadedVersion]) -> bool:
         return False
 
-    async def train(
-        series: Sequence[CandleSeries],
-        members: Sequence[str],
-        champions: Mapping[str, ChampionRef],
-    ) -> CandidateRun:
-        return await train_in_workers(settings, series, members, champions)
-
     sources = LearningSources(
         members=learning_members(settings),
         versions=storage.model_versions,
         predictions=storage.predictions,
         data_dir=settings.app.data_dir,
-        train=train,
+        train=partial(train_in_workers, settings),
         history=history,
         served=no_rows,
         shadowed=no_rows,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -28,6 +29,9 @@ from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelVersion
 from core.errors import DataError
 from core.ports import Storage
+
+if TYPE_CHECKING:
+    from core.services.learning import LearningManager
 
 models_app = typer.Typer(
     help="Train the ensemble's members and list the saved versions.", no_args_is_help=True
@@ -296,8 +300,10 @@ def _verify(data_dir: Path, version: ModelVersion) -> str:
     return "verified"
 
 
-async def _with_manager(settings: Settings, act: Any, *, history: bool = False) -> Any:
-    """Run ``act(manager, storage)`` with a learning manager on the configured database
+async def _with_manager(
+    settings: Settings, act: Callable[[LearningManager], Awaitable[str]], *, history: bool = False
+) -> str:
+    """Run ``act(manager)`` with a learning manager on the configured database
     (its events go to the audit trail like the process's)."""
     from bot.learning import offline_learning
     from core.clock import LiveClock
@@ -326,7 +332,7 @@ async def _with_manager(settings: Settings, act: Any, *, history: bool = False) 
             bus=bus,
             history=candles if history else _no_history,
         )
-        return await act(manager, storage)
+        return await act(manager)
     finally:
         await storage.stop()
 
@@ -386,7 +392,7 @@ def promote(
     a running process serves it from its next learning check."""
     settings = load_or_exit(env_file)
 
-    async def act(manager: Any, _storage: Storage) -> str:
+    async def act(manager: LearningManager) -> str:
         return str(await manager.promote(version, "qt models promote"))
 
     run_or_exit(lambda: _say(_with_manager(settings, act)))
@@ -401,7 +407,7 @@ def rollback(
     """Restore a member's previous champion (the current one is retired)."""
     settings = load_or_exit(env_file)
 
-    async def act(manager: Any, _storage: Storage) -> str:
+    async def act(manager: LearningManager) -> str:
         return str(await manager.rollback(member, reason, "qt models rollback"))
 
     run_or_exit(lambda: _say(_with_manager(settings, act)))
@@ -419,7 +425,7 @@ def prune(
     files, rows and recorded predictions."""
     settings = load_or_exit(env_file)
 
-    async def act(manager: Any, _storage: Storage) -> str:
+    async def act(manager: LearningManager) -> str:
         gone = await (manager.prune_plan if plan_only else manager.prune)()
         verb = "would delete" if plan_only else "deleted"
         if not gone:
@@ -442,8 +448,8 @@ def retrain(
     member's first version): what the learning manager does when a retrain is due."""
     settings = load_or_exit(env_file)
 
-    async def act(manager: Any, _storage: Storage) -> str:
-        from bot.learning import learning_members
+    async def act(manager: LearningManager) -> str:
+        from bot.ensemble_loader import learning_members
 
         known = list(learning_members(settings))
         names = _names(members, "--members", known) or known
@@ -457,5 +463,5 @@ def retrain(
     run_or_exit(lambda: _with_manager(settings, act, history=True))
 
 
-async def _say(work: Any) -> None:
+async def _say(work: Awaitable[str]) -> None:
     console.print(escape(str(await work)))

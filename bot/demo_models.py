@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bot.ensemble_loader import newest_ensemble
+from bot.ensemble_loader import learning_members, newest_ensemble
 from bot.model_training import new_pool, stop_pool, train_and_save, train_config
 from bot.trading import exit_config_from
 from core.clock import Clock
@@ -133,8 +133,7 @@ class DemoEnsemble:
         return feature_set(None, timeframe).warmup_candles + config.min_train_rows + config.horizon
 
     def _members(self) -> list[str]:
-        disabled = set(self._settings.strategy.ensemble_disabled)
-        return [m for m in self._settings.models.members if m not in disabled]
+        return list(learning_members(self._settings))
 
     async def _train(self, pool: ProcessPoolExecutor) -> None:
         # as qt models train and the walk-forward make them; one thread per worker (the pool

@@ -102,6 +102,12 @@ async def newest_ensemble(
     return provider
 
 
+def learning_members(settings: Settings) -> tuple[str, ...]:
+    """Return the members the manager trains: the ensemble's, less the disabled ones."""
+    disabled = set(settings.strategy.ensemble_disabled)
+    return tuple(m for m in settings.models.members if m not in disabled)
+
+
 def ensemble_member(loaded: LoadedVersion) -> EnsembleMember:
     """Return a loaded version as the ensemble's member."""
     v = loaded.version

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.candidate_training import train_candidates
-from bot.ensemble_loader import ensemble_member
+from bot.ensemble_loader import ensemble_member, learning_members
 from bot.model_training import train_config
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
@@ -44,12 +44,6 @@ from core.signals.handover import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def learning_members(settings: Settings) -> tuple[str, ...]:
-    """Return the members the manager trains: the ensemble's, less the disabled ones."""
-    disabled = set(settings.strategy.ensemble_disabled)
-    return tuple(m for m in settings.models.members if m not in disabled)
 
 
 class ProcessLearning:

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.brains.exit_config import ExitConfig
+from core.clock import LiveClock
 from core.config import ModelsSettings
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelVersion
@@ -116,17 +116,13 @@ async def train_and_save(
     ``pool``: the caller's worker processes, which it shuts down (the demo: without waiting
     on a fit when it stops); None: a pool of this call's own.
     """
-    stamp = now_ms or _wall_ms
+    stamp = now_ms or LiveClock().now_ms
     if pool is not None:
         return await _train_in(
             pool, series, members, repo, data_dir, config, exits, progress, stamp
         )
     with new_pool(len(members)) as own:
         return await _train_in(own, series, members, repo, data_dir, config, exits, progress, stamp)
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def new_pool(members: int, *, background: bool = False) -> ProcessPoolExecutor:

@@ -106,19 +106,11 @@ async def sync_venue(ctx: JobContext) -> str:
     return f"{events} event(s) from the venue" if events else ""
 
 
-def _live_venue(ctx: JobContext) -> bool:
-    return ctx.venue_sync is not None
-
-
 async def refresh_policy(ctx: JobContext) -> str:
     """Adopt a policy version written by another process (an operator's ``qt mode set``)."""
     if ctx.policy_refresh is None:
         return "no policy store"
     return "adopted a newer policy version" if await ctx.policy_refresh() else ""
-
-
-def _has_policy_store(ctx: JobContext) -> bool:
-    return ctx.policy_refresh is not None
 
 
 def _check_service(service: str) -> None:
@@ -156,7 +148,7 @@ JOBS: tuple[JobSpec, ...] = (
         job_id="venue_sync",
         every_market_s=10,
         target=sync_venue,
-        applies=_live_venue,
+        applies=_has("venue_sync"),  # a live venue: it fills on its own
         description="live venue: report fills and venue cancels of our orders every 10 s",
     ),
     JobSpec(
@@ -215,7 +207,7 @@ JOBS: tuple[JobSpec, ...] = (
         job_id="policy_refresh",
         every_market_s=10,
         target=refresh_policy,
-        applies=_has_policy_store,
+        applies=_has("policy_refresh"),
         description="adopt a policy an operator set from another process (qt mode set)",
     ),
     JobSpec(

@@ -107,7 +107,7 @@ class TelegramFront:
         self._retry_first_s, self._retry_max_s = connect_retry_s
         self._app: _App | None = None
         self._requests: list[HTTPXRequest] = []
-        self._polling = _PollingRequest()  # replaced by each _build
+        self._polling: _PollingRequest | None = None  # each _build's (an HTTP client each)
         self._token_refused = False  # said already: one error per refusal, not per retry
         self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # set once serving (tests and the bench wait on it)
@@ -152,6 +152,7 @@ class TelegramFront:
                 log.warning("telegram: the bot token is accepted again; serving")
                 self._token_refused = False
             log.info("telegram: serving as @%s", app.bot.username)
+            assert self._polling is not None  # noqa: S101 - _build made it
             await self._polling.token_refused.wait()  # PTB's polling has ended
             self._say_token_refused()
             self.connected.clear()

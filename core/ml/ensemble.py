@@ -241,11 +241,8 @@ class EnsembleProvider:
         """Serve rows closing after ``active_from_ms`` with the newest set's members, those
         named like one of ``members`` replaced by it (a promotion or a rollback: the others
         serve on); return whether anything changed (the same versions: nothing)."""
-        current = {m.name: m for m in self.members}
-        wanted = {**current, **{m.name: m for m in members}}
-        if {n: m.version_id for n, m in wanted.items()} == {
-            n: m.version_id for n, m in current.items()
-        }:
+        wanted = {**{m.name: m for m in self.members}, **{m.name: m for m in members}}
+        if {n: m.version_id for n, m in wanted.items()} == self.serving_versions():
             return False
         last = self.sets[-1].active_from_ms if self.sets else None
         if last is not None and active_from_ms <= last:

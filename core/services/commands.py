@@ -26,6 +26,7 @@ from core.clock import Clock
 from core.domain.enums import Mode, TradingState
 from core.domain.events import ModeChanged
 from core.domain.market import fmt_ts
+from core.domain.model_versions import ModelStatus
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, StorageUnavailable
@@ -281,7 +282,7 @@ class CommandCore:
         lines = list(members)
         now = self.s.clock.now_ms()
         for v in await self.s.storage.model_versions.list_versions():
-            if v.status.value not in ("CHAMPION", "SHADOW"):
+            if v.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
                 continue
             ll = v.metrics.get("log_loss")
             lines.append(
@@ -440,10 +441,9 @@ class CommandCore:
         if s.brains is None:
             return Reply(BRAINS_OFF, ok=False)
 
-        async def write() -> None:
-            await s.storage.state.set(StateKey.MANUAL_MODE, "")
-
-        await s.brains.manual(write)
+        await s.brains.manual(
+            lambda: clear_manual_mode(s.storage, s.policy, s.clock, "/mode auto", actor)
+        )
         now = s.policy.current()
         return Reply(f"mode {now.mode.value}: the CEO Brain decides again", (f"by {actor}",))
 

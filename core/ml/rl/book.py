@@ -78,10 +78,6 @@ class SizingBook:
             dtype=np.float64,
         )
 
-    def recent_outcomes(self) -> tuple[float, ...]:
-        """Return the unit outcomes of the last closed trades taken, oldest first."""
-        return tuple(self._recent)
-
     def open(self, decision_ms: int, close_ms: int, multiplier: float, unit_outcome: float) -> None:
         """Open a trade of ``multiplier`` (0: skipped, nothing is recorded)."""
         if multiplier <= 0:

@@ -74,11 +74,6 @@ class SizingEnvConfig:
         if self.episode_length is not None and self.episode_length < 1:
             raise ConfigError(f"episode_length must be >= 1, was {self.episode_length}")
 
-    @property
-    def max_multiplier(self) -> float:
-        """Return the largest size multiplier an action can choose."""
-        return self.levels[-1]
-
 
 def observation_names(candidates: Candidates) -> tuple[str, ...]:
     """Return the names of an observation's values, in order."""

@@ -1,8 +1,9 @@
 """Walk-forward ensemble backtest on real candles: BTC/USDT + ETH/USDT 1h from ../shared/data.
 
 2024-01-01 -> 2025-01-01, the members (XGBoost + LightGBM, their default hyper-parameters)
-retrained weekly (168 market hours) on a 90-day rolling window inside the backtest, in a
-process pool of one worker per core; the same set-up FreqAI took 131 s for (106 models,
+retrained weekly (168 market hours) on a 90-day rolling window inside the backtest by the
+learning manager (gated against their champions, shadowed, promoted), in a process pool of
+one worker per core; the same set-up FreqAI took 131 s for (106 models,
 624 MiB). Prints the wall time of the whole run (pool start-up included), the models
 trained, the peak RSS of this process and of the largest worker, and the trades.
 Candles from 120 days before the start on are loaded: the first retrain's window and its
@@ -35,6 +36,7 @@ START_MS = 1_704_067_200_000  # 2024-01-01
 END_MS = 1_735_689_600_000  # 2025-01-01
 LEAD_MS = 120 * 86_400_000
 FREQAI = (131.0, 106, 624)  # wall s, models, MiB
+TRAINED = ("first champion", "passed the gate", "rejected")  # a candidate's gate outcomes
 
 
 def _peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
@@ -44,7 +46,7 @@ def _peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 async def _run(trees: int, members: list[str], symbols: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     from bot.backtest import run_backtest
-    from bot.walk_forward import summary, walk_forward_ensemble
+    from bot.walk_forward import decision_lines, summary, walk_forward_ensemble
     from core.config import load_settings
     from core.market.importers import read_candle_file
 
@@ -75,8 +77,10 @@ async def _run(trees: int, members: list[str], symbols: list[str]) -> None:
         walk_forward=trainer,
     )
     wall_s = time.perf_counter() - started
-    models = sum(len(s.members) for s in trainer.trained)
+    models = trainer.trained
     print(f"  {summary(trainer)}")
+    for line in decision_lines(trainer):
+        print(f"    {line}")
     print(
         f"  wall {wall_s:.1f} s, {models} models, {result.candles:,} candles, "
         f"{len(result.trades)} trades"
@@ -85,9 +89,8 @@ async def _run(trees: int, members: list[str], symbols: list[str]) -> None:
         f"  peak RSS: this process {_peak_rss_mib():.0f} MiB, largest worker "
         f"{_peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
     )
-    per_member = ", ".join(
-        f"{m} {sum(m in s.members for s in trainer.trained)}" for m in settings.models.members
-    )
+    trained = [d.member for d in trainer.decisions if d.kind in TRAINED]
+    per_member = ", ".join(f"{m} {trained.count(m)}" for m in settings.models.members)
     print(f"  models per member: {per_member}")
     if members == ["xgb", "lgbm"] and len(series) == 2:
         ft_wall, ft_models, ft_mib = FREQAI

@@ -231,19 +231,6 @@ def _check_inputs(
     return timeframe
 
 
-def _retrain(
-    walk_forward: WalkForward | None, window: Mapping[str, CandleSeries], clock: SimClock
-) -> Callable[[], Awaitable[str]] | None:
-    """Return the model_retrain job's call: train on the window's candles closed by now."""
-    if walk_forward is None:
-        return None
-
-    async def retrain() -> str:
-        return await walk_forward.retrain(window, clock.now_ms())
-
-    return retrain
-
-
 def _simulated_jobs(
     specs: Sequence[JobSpec],
     settings: Settings,
@@ -253,7 +240,7 @@ def _simulated_jobs(
     storage: MemoryStorage,
     bus: EventBus,
     clock: SimClock,
-    retrain: Callable[[], Awaitable[str]] | None,
+    walk_forward: WalkForward | None,
     brains: Brains | None = None,
 ) -> tuple[SimulatedJobs, Callable[[int], Awaitable[None]]]:
     """Return the jobs fired on simulated time from now on, and the full replay's hook that
@@ -270,8 +257,8 @@ def _simulated_jobs(
     ctx = JobContext(
         portfolio=portfolio,
         clock=clock,
-        retrain_models=retrain,
-        retrain_every_s=settings.models.retrain_s,
+        learning_check=None if walk_forward is None else walk_forward.check,
+        learning_every_s=settings.models.retrain_s,
         brains_cycle=None if brains is None else brains.cycle,
         strategy_review=None if brains is None else brains.strategy.review,
         assess_every_s=settings.brains.assess_every_minutes * 60.0,
@@ -300,8 +287,6 @@ async def _replay(
     walk_forward: WalkForward | None,
 ) -> int:
     """Replay the candles (fast: the quiet ones skipped) with the jobs; return the count."""
-    if walk_forward is not None:
-        await walk_forward.start()  # its worker processes
     try:
         return await _replay_candles(
             fast, window, start_ms, market, engine, paper, funding, jobs, run_jobs_before
@@ -368,9 +353,10 @@ async def run_backtest(
     ``bot.market_rules``). Every symbol needs candles in the range, and detail and funding
     something there, or it is refused before the run (``bot.backtest_window``; ``sources``
     names the files in that message). ``jobs``: the specs fired on simulated time (those with
-    ``in_backtest``; ``jobs.simulated``), in both replays alike. ``walk_forward`` (with an
-    ``EnsembleProvider``) retrains its members on simulated time (the ``model_retrain`` job):
-    every prediction comes from members trained on candles closed before it.
+    ``in_backtest``; ``jobs.simulated``), in both replays alike. ``walk_forward`` (with its
+    ``EnsembleProvider``) is the learning manager on simulated time (its ``learning`` job;
+    ``bot.walk_forward``): every prediction comes from members trained on candles closed
+    before it.
     """
     timeframe = _check_inputs(settings, series, detail, funding)
     check_window(
@@ -429,9 +415,13 @@ async def run_backtest(
         storage=storage,
         bus=bus,
         clock=clock,
-        retrain=_retrain(walk_forward, window, clock),
+        walk_forward=walk_forward,
         brains=brains,
     )
+    if walk_forward is not None:  # the manager, its registry and its worker processes
+        await walk_forward.start(
+            window=window, clock=clock, bus=bus, storage=storage, engine=engine
+        )
     market = MarketService(
         feed=ReplayFeed(
             window,

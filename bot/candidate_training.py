@@ -5,8 +5,11 @@ What the learning manager's retrain calls: the rows are prepared and every membe
 loop only waits; each fit comes back with its own and its champion's P(up) of the same
 validation rows, for the promotion gate. A member whose fit raises fails alone. The whole run,
 the rows' preparation included, is bounded by ``timeout_s``: then the pool's workers are
-terminated and every member not finished fails; those finished are kept. The pool is stopped
-at the end however the run ends, a cancelled run too, so no fit outlives its run.
+terminated and every member not finished fails; those finished are kept. The run's own pool is
+stopped at the end however the run ends, a cancelled run too, so no fit outlives its run; a
+``WorkerPool`` kept across runs (a backtest's hundreds of retrains, where spawning the workers
+again each time would cost more than the fits) is stopped only when a run times out or is
+cancelled, and the next run gets fresh workers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from bot.model_training import needs_segments, new_pool, prepare_in, stop_pool
 from core.brains.exit_config import ExitConfig
@@ -31,6 +35,27 @@ from core.ml.training import (
 )
 
 
+class WorkerPool:
+    """Spawned worker processes kept across training runs (see the module docstring)."""
+
+    def __init__(self, workers: int, *, background: bool = False) -> None:
+        self._workers = workers
+        self._background = background
+        self._pool: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
+        """Return the workers, started at the first call (or after ``discard``)."""
+        if self._pool is None:
+            self._pool = new_pool(self._workers, background=self._background)
+        return self._pool
+
+    async def discard(self) -> None:
+        """Terminate the workers (a fit under way too); the next ``get`` starts others."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(stop_pool, pool)
+
+
 async def train_candidates(
     series: Sequence[CandleSeries],
     members: Sequence[str],
@@ -41,6 +66,7 @@ async def train_candidates(
     timeout_s: float,
     warm: Mapping[str, dict[str, bytes]] | None = None,
     fit: Callable[..., CandidateFit] = fit_candidate,
+    pool: WorkerPool | None = None,
 ) -> CandidateRun:
     """Prepare the rows of ``series`` and fit ``members`` concurrently as candidates, each
     beside its champion in ``champions`` (a forecaster warm-started from ``warm``'s files).
@@ -48,6 +74,7 @@ async def train_candidates(
     Raise ``DataError`` when the candles give too few rows (nothing is trained), and
     ``DependencyError`` when preparing them outlasts ``timeout_s``. ``fit`` is the worker
     function (``fit_candidate``'s signature; module level, to be sent to a spawned process).
+    ``pool``: workers kept across runs (None: the run's own, background priority).
     """
     unknown = [m for m in members if m not in MEMBERS]
     if unknown or not members:
@@ -63,25 +90,31 @@ async def train_candidates(
     config = dataclasses.replace(config, with_segments=needs_segments(members))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    pool = new_pool(len(members), background=True)  # the process trades meanwhile
+    owned = pool is None
+    workers = pool or WorkerPool(len(members), background=True)  # the process trades meanwhile
+    clean = False
     try:
         limit = asyncio.timeout_at(deadline)
         try:
             async with limit:
-                data = await prepare_in(pool, series, config, exits)
+                data = await prepare_in(workers.get(), series, config, exits)
         except TimeoutError:
             if not limit.expired():
                 raise  # a worker's own, not our deadline
             raise DependencyError(
                 f"candidates: preparing the rows timed out after {timeout_s:g} s"
             ) from None
-        fits, failures = await _fit_all(
-            pool, data, members, config, champions, warm, fit, deadline, timeout_s
+        except DataError:
+            clean = True  # too few rows: the workers are idle and fine
+            raise
+        fits, failures, clean = await _fit_all(
+            workers.get(), data, members, config, champions, warm, fit, deadline, timeout_s
         )
         return CandidateRun(data=data, fits=fits, failures=failures)
     finally:
         # Also on cancellation or a timeout: a fit under way is terminated, not waited on.
-        await asyncio.to_thread(stop_pool, pool)
+        if owned or not clean:
+            await workers.discard()
 
 
 async def _fit_all(
@@ -94,8 +127,9 @@ async def _fit_all(
     fit: Callable[..., CandidateFit],
     deadline: float,
     timeout_s: float,
-) -> tuple[dict[str, CandidateFit], dict[str, str]]:
-    """Return each member's fit or why it failed (raised, or not finished by ``deadline``)."""
+) -> tuple[dict[str, CandidateFit], dict[str, str], bool]:
+    """Return each member's fit or why it failed (raised, or not finished by ``deadline``),
+    and whether every fit finished (none is still running in a worker)."""
     loop = asyncio.get_running_loop()
     params = dict(config.params)
     jobs: dict[asyncio.Future[CandidateFit], str] = {}
@@ -120,16 +154,18 @@ async def _fit_all(
             job.cancel()
     fits: dict[str, CandidateFit] = {}
     failures: dict[str, str] = {}
+    broken = False  # a worker died: the pool takes no more work
     for job in done:
         name = jobs[job]
         exc = job.exception()
         if exc is None:
             fits[name] = job.result()
         else:
+            broken = broken or isinstance(exc, BrokenProcessPool)
             failures[name] = _one_line(f"{type(exc).__name__}: {exc}")
     for job in pending:
         failures[jobs[job]] = f"timed out after {timeout_s:g} s"
-    return fits, failures
+    return fits, failures, not pending and not broken
 
 
 def _one_line(reason: str) -> str:

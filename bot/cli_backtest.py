@@ -352,11 +352,14 @@ def ensemble_for(
     from bot.walk_forward import walk_forward_ensemble
 
     provider, trainer = walk_forward_ensemble(settings, shuffle_seed=shuffle_seed)
-    m = settings.models
+    m, learning = settings.models, settings.learning
     window = f"the last {m.window_days:g} days" if m.window_days else "every candle so far"
     console.print(
-        f"walk-forward ensemble of {', '.join(m.members)}: retrained every "
-        f"{m.retrain_hours:g} market hours on {window}"
+        f"walk-forward ensemble of {', '.join(trainer.members)}: the learning manager checks "
+        f"every {m.retrain_hours:g} market hours, trains every {learning.every_hours:g} h "
+        f"(given {learning.min_new_candles} new candles) on {window}, gates each candidate "
+        f"({learning.gate_test}, alpha {learning.gate_alpha:g}) and shadows it "
+        f"{learning.shadow_hours:g} h before a promotion"
     )
     return provider, trainer
 
@@ -444,6 +447,11 @@ async def _backtest(
     elapsed_s = time.perf_counter() - started
     print_report(result.metrics, console)
     print_sources(result.trades, console)
+    learning = None
+    if trainer is not None:
+        from bot.walk_forward import learning_json
+
+        learning = learning_json(trainer)
     files_written = write_report(
         result.metrics,
         result.trades,
@@ -456,6 +464,7 @@ async def _backtest(
         symbol_failures=result.symbol_failures,
         universe=result.universe,
         denials=result.denials,
+        learning=learning,
     )
     print_run_notes(result, elapsed_s, funded=bool(run.funding), trainer=trainer, provider=provider)
     console.print(f"report: {escape(str(files_written.json_path))}")
@@ -506,9 +515,11 @@ def print_run_notes(
     if result.universe is not None:
         console.print(escape(universe_line(result.universe)))
     if trainer is not None:
-        from bot.walk_forward import summary
+        from bot.walk_forward import decision_lines, summary
 
         console.print(escape(summary(trainer)))
+        for line in decision_lines(trainer):
+            console.print(escape(f"  {line}"))
     ensemble = ensemble_in(provider)
     for symbol, left_out in (ensemble.exclusions_by_symbol if ensemble else {}).items():
         for member, reason in left_out.items():

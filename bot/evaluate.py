@@ -1,7 +1,8 @@
 """``qt evaluate``: the walk-forward ensemble scored honestly, out of sample.
 
 The evaluation *is* the walk-forward backtest (``qt backtest --strategy ensemble
---walk-forward``): the members retrained on simulated time (the ``model_retrain`` job), the
+--walk-forward``): the learning manager on simulated time (its ``learning`` job:
+``bot.walk_forward``) trains, gates, shadows and promotes the members, the
 same Engine trading on them, net of fees and slippage. Afterwards the provider's final
 ``compute`` of each symbol's series gives every candle's ensemble P(up) and each member's;
 the provider is causal, so those are the predictions the backtest traded on, each row's from
@@ -34,7 +35,7 @@ import numpy.typing as npt
 from bot.backtest import BacktestResult
 from bot.backtest_window import check_window, trading_start_ms
 from bot.trials import Trial, configuration, digest, record, trials_on
-from bot.walk_forward import WalkForward
+from bot.walk_forward import Decision, WalkForward
 from core.analytics import (
     BacktestInput,
     BacktestMetrics,
@@ -131,8 +132,9 @@ class Evaluation:
     result: BacktestResult
     hold: BacktestMetrics  # equal-weight buy and hold on the same candles, no fees
     sharpe: SharpeVerdict
-    retrains: int
-    models: int
+    retrains: int  # training runs
+    models: int  # candidates trained
+    decisions: tuple[Decision, ...] = ()  # the learning manager's, in order
     elapsed_s: float
 
     @property
@@ -193,14 +195,13 @@ def _check_out_of_sample(
 
 
 def _check_retrains(result: BacktestResult, trainer: WalkForward) -> None:
-    """Raise ``OperationalError`` when a retrain job failed (a worker died, say): the
-    predictions after it were not the configuration's, so they are not evaluated."""
-    runs = sum(1 for job, _ in result.job_runs if job == "model_retrain")
-    done = len(trainer.trained) + len(trainer.skipped) + len(trainer.idle)
-    if runs > done:
+    """Raise ``OperationalError`` when a learning check failed (it raised): the predictions
+    after it were not the configuration's, so they are not evaluated."""
+    runs = sum(1 for job, _ in result.job_runs if job == "learning")
+    if runs > trainer.checks:
         raise OperationalError(
-            f"{runs - done} of {runs} walk-forward retrains failed (see the log): nothing "
-            "evaluated or recorded"
+            f"{runs - trainer.checks} of {runs} walk-forward learning checks failed (see the "
+            "log): nothing evaluated or recorded"
         )
 
 
@@ -348,7 +349,8 @@ async def evaluate(
         result=result,
         hold=_hold_metrics(settings, result, tuple(window)),
         sharpe=_sharpe(moments, ledger=ledger, trial=trial),
-        retrains=len(trainer.trained) + len(trainer.skipped),
-        models=sum(len(s.members) for s in trainer.trained),
+        retrains=trainer.runs,
+        models=trainer.trained,
+        decisions=tuple(trainer.decisions),
         elapsed_s=elapsed_s,
     )

@@ -11,6 +11,7 @@ baseline (``HandOverProvider``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.candidate_training import train_candidates
+from bot.candidate_training import WorkerPool, train_candidates
 from bot.ensemble_loader import ensemble_member, learning_members
-from bot.model_training import train_config
+from bot.model_training import needs_segments, train_config
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
 from core.config import Settings
@@ -28,7 +29,7 @@ from core.domain.events import SignalProviderChanged
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.market.stored import load_checked
 from core.ml.ensemble import EnsembleProvider
-from core.ml.labels import triple_barrier_labels
+from core.ml.labels import Labels, triple_barrier_labels
 from core.ml.training import CandidateRun, ChampionRef
 from core.ml.versions import LoadedVersion
 from core.ports import Storage
@@ -44,6 +45,8 @@ from core.signals.handover import (
 )
 
 log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
 
 
 class ProcessLearning:
@@ -89,6 +92,7 @@ class ProcessLearning:
             serving=lambda: serving_versions(self._engine.signals.provider),
             trades_since=self._trades_since,
             horizon=self._config.horizon,
+            cadence_ms=cadences(self._settings),
         )
 
     async def _history(self) -> list[CandleSeries]:
@@ -142,7 +146,7 @@ class ProcessLearning:
 
         return await asyncio.to_thread(compute)
 
-    async def _outcomes(self) -> dict[tuple[str, int], int]:
+    async def _outcomes(self, since_ms: int) -> dict[tuple[str, int], int]:
         histories = self._engine.signals.histories()
         now = self._clock.now_ms()
         horizon, exits = self._config.horizon, self._exits
@@ -150,13 +154,12 @@ class ProcessLearning:
         def resolve() -> dict[tuple[str, int], int]:
             out: dict[tuple[str, int], int] = {}
             for symbol, series in histories.items():
-                if not len(series):
-                    continue
-                labels = triple_barrier_labels(series, horizon=horizon, exits=exits)
-                tf_ms = timeframe_to_ms(series.timeframe)
-                known = labels.valid & (labels.end_ts_ms + tf_ms <= now)
-                for ts, y in zip(labels.ts_ms[known], labels.y[known], strict=True):
-                    out[(symbol, int(ts))] = int(y)
+                if len(series):
+                    labels = triple_barrier_labels(series, horizon=horizon, exits=exits)
+                    tf_ms = timeframe_to_ms(series.timeframe)
+                    out.update(
+                        resolved_labels(symbol, labels, tf_ms, since_ms=since_ms, now_ms=now)
+                    )
             return out
 
         return await asyncio.to_thread(resolve)
@@ -213,17 +216,47 @@ class ProcessLearning:
         return len(trades), sum(t.pnl > 0 for t in trades), sum(t.pnl < 0 for t in trades)
 
 
+def resolved_labels(
+    symbol: str, labels: Labels, tf_ms: int, *, since_ms: int, now_ms: int
+) -> dict[tuple[str, int], int]:
+    """Return ``labels`` (of ``tf_ms`` candles) of candles opened at or after ``since_ms``
+    whose outcome is known by ``now_ms`` (the label's last candle closed), as (symbol, open
+    ms) -> 1 (up) or 0."""
+    first = int(np.searchsorted(labels.ts_ms, since_ms, side="left"))
+    ts, y = labels.ts_ms[first:], labels.y[first:]
+    known = labels.valid[first:] & (labels.end_ts_ms[first:] + tf_ms <= now_ms)
+    return {(symbol, int(t)): int(v) for t, v in zip(ts[known], y[known], strict=True)}
+
+
+def cadences(settings: Settings) -> dict[str, int]:
+    """Return the market ms between two trainings of each member named in
+    QT__MODELS__CADENCE_HOURS (the others are trained at every scheduled run)."""
+    return {m: round(h * HOUR_MS) for m, h in settings.models.cadence_hours.items()}
+
+
 async def train_in_workers(
     settings: Settings,
     series: Sequence[CandleSeries],
     members: Sequence[str],
     champions: Mapping[str, ChampionRef],
+    *,
+    pool: WorkerPool | None = None,
+    shuffle_seed: int | None = None,
 ) -> CandidateRun:
     """Fit candidates of ``members`` in spawned worker processes (one thread each: the pool
-    fills the cores), each scored with its champion; killed at QT__LEARNING__TIMEOUT_MINUTES."""
-    config = train_config(
-        settings.models, threads=1, horizon=ensemble_config_from(settings).horizon
+    fills the cores; ``pool``: kept across runs, else one of the run's own), each scored with
+    its champion; killed at QT__LEARNING__TIMEOUT_MINUTES. A torch member starts from its
+    champion's weights (its ``warm_epochs``) unless QT__MODELS__WARM_START=false; the GBDTs
+    refit from scratch. ``shuffle_seed``: every fit on permuted labels (a control)."""
+    config = dataclasses.replace(
+        train_config(settings.models, threads=1, horizon=ensemble_config_from(settings).horizon),
+        shuffle_seed=shuffle_seed,
     )
+    warm = {
+        m: c.files
+        for m, c in champions.items()
+        if settings.models.warm_start and needs_segments([m])
+    }
     return await train_candidates(
         series,
         members,
@@ -231,6 +264,8 @@ async def train_in_workers(
         config=config,
         exits=exit_config_from(settings.exits),
         timeout_s=settings.learning.timeout_minutes * 60.0,
+        warm=warm,
+        pool=pool,
     )
 
 
@@ -272,7 +307,7 @@ def offline_learning(
     async def no_rows(*_args: object) -> PredictionRows:
         return []
 
-    async def no_outcomes() -> dict[tuple[str, int], int]:
+    async def no_outcomes(_since_ms: int) -> dict[tuple[str, int], int]:
         return {}
 
     async def not_served(_loaded: Sequence[LoadedVersion]) -> bool:
@@ -292,5 +327,6 @@ def offline_learning(
         serve=not_served,
         serving=dict,
         horizon=ensemble_config_from(settings).horizon,
+        cadence_ms=cadences(settings),
     )
     return LearningManager(sources, settings.learning, bus=bus, clock=clock)

@@ -313,6 +313,7 @@ def write_report(
     symbol_failures: Sequence[SymbolFailed] = (),
     universe: UniverseSummary | None = None,
     denials: Mapping[str, int] | None = None,
+    learning: Mapping[str, Any] | None = None,
 ) -> ReportFiles:
     """Write ``backtest-<run_name>.json``, ``-trades.csv`` and (with ``charts``) three PNGs.
 
@@ -322,7 +323,8 @@ def write_report(
     ``funding_symbols`` are the symbols funding rates were given for (``--funding``);
     ``symbol_failures`` the cycles that raised (each paused that symbol's entries);
     ``universe`` a dynamic universe's refreshes and changes; ``denials`` the orders the
-    risk gate denied, by reason code (the pre-trade limits' among them).
+    risk gate denied, by reason code (the pre-trade limits' among them); ``learning`` the
+    walk-forward learning manager's decisions (``bot.walk_forward.learning_json``).
     """
     check_report_folder(out_dir, run_name)
     stem = f"backtest-{run_name}"
@@ -366,6 +368,8 @@ def write_report(
         from bot.report_universe import universe_json
 
         payload["universe"] = universe_json(universe)
+    if learning is not None:
+        payload["learning"] = dict(learning)
     text = json.dumps(payload, indent=2, allow_nan=False)
     # All or nothing (a full disk): never a 0-byte JSON, nor a new JSON beside an old CSV.
     with atomic_files("report") as batch:

@@ -297,15 +297,18 @@ class StrategySettings(Section):
 
 
 class ModelsSettings(Section):
-    """The walk-forward retrain inside ``qt backtest --strategy ensemble --walk-forward``."""
+    """What the members are trained on (``qt models train``, the learning manager), and the
+    walk-forward inside ``qt backtest --strategy ensemble --walk-forward``."""
 
-    retrain_hours: float = Field(default=168.0, gt=0)  # market hours between two retrains
+    # market hours between two learning checks in a walk-forward backtest (live: learning's
+    # check_every_hours); the check trains when learning's due policy says so
+    retrain_hours: float = Field(default=168.0, gt=0)
     window_days: float = Field(default=90.0, ge=0)  # rolling training window; 0: expanding
     embargo: int = Field(default=24, ge=0)  # candles between training labels and the holdout
     members: list[str] = Field(default_factory=lambda: ["xgb", "lgbm"])
     trees: int = Field(default=0, ge=0)  # 0: each member's default
-    # Market hours between two retrains of a member (JSON); a member not named retrains at
-    # every run of the job (retrain_hours). The torch members cost 10-50x a GBDT's fit.
+    # Market hours between two trainings of a member (JSON); a member not named is trained
+    # at every scheduled training. The torch members cost 10-50x a GBDT's fit.
     cadence_hours: dict[str, float] = Field(
         default_factory=lambda: {"nhits": 672.0, "patchtst": 672.0}
     )
@@ -323,12 +326,8 @@ class ModelsSettings(Section):
 
     @property
     def retrain_s(self) -> float:
-        """Return the market seconds between two retrains."""
+        """Return the market seconds between two learning checks of a walk-forward."""
         return self.retrain_hours * 3600.0
-
-    def cadence_ms(self, member: str) -> int:
-        """Return the market ms between two retrains of ``member``."""
-        return round(self.cadence_hours.get(member, self.retrain_hours) * 3_600_000)
 
 
 class LearningSettings(Section):

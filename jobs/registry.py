@@ -30,10 +30,6 @@ class JobContext:
     universe_refresh: Callable[[], Awaitable[str]] | None = None
     universe_every_s: float = 0.0
     clock: Clock | None = None  # market time (simulated in a backtest), for targets that stamp
-    # Retrains the ensemble's members on the candles closed by now and serves later candles
-    # with them (qt backtest --walk-forward), every ``retrain_every_s`` market seconds.
-    retrain_models: Callable[[], Awaitable[str]] | None = None
-    retrain_every_s: float = 0.0
     # One brains cycle: the Risk Brain's assessment, then the CEO's mode and its actions
     # (core.services.brains), every ``assess_every_s`` market seconds; None: brains off.
     brains_cycle: Callable[[], Awaitable[str]] | None = None
@@ -49,7 +45,8 @@ class JobContext:
     # The health monitor's check (core.services.health); None: no monitor.
     health_check: Callable[[], Awaitable[str]] | None = None
     # The learning manager's check (core.services.learning: record, shadows, drift, the due
-    # check) every ``learning_every_s`` market seconds; None: no manager.
+    # check) every ``learning_every_s`` market seconds; None: no manager. In a backtest it is
+    # the walk-forward (qt backtest --walk-forward, qt evaluate; bot.walk_forward).
     learning_check: Callable[[], Awaitable[str]] | None = None
     learning_every_s: float = 3600.0
 
@@ -167,23 +164,15 @@ JOBS: tuple[JobSpec, ...] = (
         description="dynamic universe: top N by volume again every QT__UNIVERSE__REFRESH_HOURS",
     ),
     JobSpec(
-        job_id="model_retrain",
-        every_market_s=168 * 3600,
-        every_from=lambda ctx: ctx.retrain_every_s,
-        target=_delegate("retrain_models", "no walk-forward ensemble"),
-        applies=_has("retrain_models"),
-        in_backtest=True,
-        changes_signals=True,
-        description="walk-forward ensemble: retrain the members every QT__MODELS__RETRAIN_HOURS",
-    ),
-    JobSpec(
         job_id="learning",
         every_market_s=3600,
         every_from=lambda ctx: ctx.learning_every_s,
         target=_delegate("learning_check", "no learning manager"),
         applies=_has("learning_check"),
+        in_backtest=True,  # the walk-forward: the manager replayed (bot.walk_forward)
+        changes_signals=True,  # a promotion or a rollback serves other members
         description="learning manager: record predictions, judge shadows, drift, retrain when "
-        "due, every QT__LEARNING__CHECK_EVERY_HOURS",
+        "due, every QT__LEARNING__CHECK_EVERY_HOURS (backtests: QT__MODELS__RETRAIN_HOURS)",
     ),
     JobSpec(
         job_id="risk_assessment",

@@ -246,9 +246,11 @@ class EnsembleProvider:
             return False
         last = self.sets[-1].active_from_ms if self.sets else None
         if last is not None and active_from_ms <= last:
-            # a second change within one ms (a rollback right after a promotion, on a
-            # market clock held at a candle's close): serves from the next ms
-            active_from_ms = last + 1
+            # A second change by the newest set's activation (the members of one training
+            # run promoted one by one, a rollback right after a promotion, on a market clock
+            # held at a candle's close): no row has closed since, so it takes that set's place.
+            active_from_ms = last
+            self.sets.pop()
         self.add_set(list(wanted.values()), active_from_ms)
         return True
 

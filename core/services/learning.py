@@ -106,14 +106,18 @@ class LearningSources:
     served: Callable[[int], Awaitable[PredictionRows]]
     # the shadows' predictions of the live candles after a time, by the loaded versions
     shadowed: Callable[[Sequence[LoadedVersion], int], Awaitable[PredictionRows]]
-    # the live candles' labels resolved by now: (symbol, candle open ms) -> 1 (up) or 0
-    outcomes: Callable[[], Awaitable[Mapping[tuple[str, int], int]]]
+    # the live candles' labels resolved by now, of candles opened at or after a time:
+    # (symbol, candle open ms) -> 1 (up) or 0
+    outcomes: Callable[[int], Awaitable[Mapping[tuple[str, int], int]]]
     new_candles: Callable[[int], Mapping[str, int]]  # per symbol, closed after a time
     # hands the ensemble loaded champions (False: no ensemble serves in this process)
     serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]]
     serving: Callable[[], Mapping[str, str]]  # member -> version id serving now
     trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None  # n, won, lost
     horizon: int = 24  # the label's: the gate's HAC lag is horizon - 1
+    # market ms between two trainings of a member (QT__MODELS__CADENCE_HOURS: the torch
+    # members' is longer); a member not named is trained at every scheduled run
+    cadence_ms: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -217,7 +221,8 @@ class LearningManager:
         stored = await self.record()
         if stored:
             said.append(f"{stored} prediction(s) recorded")
-        outcomes = await self._s.outcomes()  # the live labels, once for the whole check
+        # the live labels, once for the whole check, from the oldest record it judges on
+        outcomes = await self._s.outcomes(await self._judged_since())
         said.extend(await self.judge_shadows(outcomes))
         said.extend(await self.look_for_drift(outcomes))
         started = await self._maybe_start()
@@ -247,6 +252,16 @@ class LearningManager:
                 f"unknown member {unknown[0]!r}; the ensemble's: {', '.join(self._s.members)}"
             )
 
+    async def _judged_since(self) -> int:
+        """Return the oldest candle a shadow's or a champion's live record starts at (the
+        shadows' since they began, the champions' since their promotion)."""
+        starts = [s.started_ms for s in self._shadows.values()]
+        for member in self._s.members:
+            champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
+            if champion is not None:
+                starts.append(champion.status_ms or champion.created_ms)
+        return min(starts, default=self._clock.now_ms())
+
     async def _maybe_start(self) -> str:
         if self.training:
             return ""
@@ -255,8 +270,13 @@ class LearningManager:
         if self.training or self._stopped:  # a /retrain came meanwhile
             return ""
         if due.due:
-            self._start_run(due.reason)
-            return f"training started: {due.reason}"
+            members = await self._cadence_due()
+            if not members:
+                return f"{due.reason}; no member's cadence has passed: the champions serve on"
+            self._start_run(due.reason, members)
+            return f"training started: {due.reason}" + (
+                f" ({', '.join(members)})" if len(members) < len(self._s.members) else ""
+            )
         if missing:
             why = f"no champion yet: {', '.join(missing)}"
             self._start_run(why, missing)
@@ -276,6 +296,18 @@ class LearningManager:
             if await self._s.versions.newest(m, ModelStatus.CHAMPION) is None
             and await self._s.versions.newest(m, ModelStatus.SHADOW) is None
         ]
+
+    async def _cadence_due(self) -> list[str]:
+        """Return the members a scheduled run trains: those never trained, those whose own
+        cadence (``cadence_ms``) has passed since their newest version, and those drifting."""
+        now = self._clock.now_ms()
+        out = []
+        for member in self._s.members:
+            newest = await self._s.versions.newest(member)
+            every = self._s.cadence_ms.get(member, 0)
+            if newest is None or member in self._drift or now - _trained_at(newest, now) >= every:
+                out.append(member)
+        return out
 
     async def _due_now(self) -> Due:
         now = self._clock.now_ms()
@@ -373,11 +405,13 @@ class LearningManager:
             files = await asyncio.to_thread(member_files, loaded.artifact.member)
             champions[member] = ChampionRef(files=files, trained_until_ms=champion.train_end_ms)
         run = await self._s.train(series, members, champions)
-        for member, why in run.failures.items():
+        # in the members' order, not the workers' finishing order: a replay decides alike
+        for member in (m for m in members if m in run.failures):
+            why = run.failures[member]
             report.failed[member] = why
             report.lines.append(f"{member}: failed ({why}); the champion serves on")
-        for member, fit in run.fits.items():
-            await self._register(report, run, fit, serving.get(member))
+        for member in (m for m in members if m in run.fits):
+            await self._register(report, run, run.fits[member], serving.get(member))
 
     async def _register(
         self, report: RunReport, run: CandidateRun, fit: CandidateFit, champion: ModelVersion | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,31 @@ def test_a_walk_forward_backtest_needs_no_saved_models_and_says_what_it_trained(
     )
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
-    assert "walk-forward ensemble of xgb, lgbm: retrained every 240 market hours" in out
-    # Due every 10 days from 2024-02-01 (the last close, 2024-03-15 00:00, ends the run); the
-    # first retrain's candles fail the leak guard by chance, which the line says.
     assert (
-        "walk-forward: 6 model(s) trained in 3 retrain(s), the first active from 2024-02-21 "
-        "00:00 UTC, the last from 2024-03-12 00:00 UTC; 1 trained nothing (at 2024-02-11 00:00: "
-        "BTC/USDT: the leak guard refused the features" in out
+        "walk-forward ensemble of xgb, lgbm: the learning manager checks every 240 market "
+        "hours, trains every 168 h (given 168 new candles)" in out
     )
+    # Checked every 10 days from 2024-02-01 (the last close, 2024-03-15 00:00, ends the run):
+    # the first check's candles fail the leak guard by chance, which the report says; the
+    # next trains the first champions, the later ones candidates the gate judges.
+    assert (
+        "walk-forward (the learning manager): 4 check(s), 4 training run(s), 6 model(s) "
+        "trained;" in out
+    )
+    assert "2 first champion, 1 not trained, 4 rejected; served from 2024-02-21 00:00 UTC" in out
+    assert (
+        "not trained 1: 2024-02-11 00:00 every member: BTC/USDT: the leak guard refused the "
+        "features" in out
+    )
+    assert "rejected 4: 2024-03-02 00:00 xgb: not significant: improvement" in out
+    report = json.loads(next((cli.data_dir / "backtests").glob("backtest-*.json")).read_text())
+    assert report["learning"]["counts"] == {
+        "drifted": 2,
+        "first champion": 2,
+        "not trained": 1,
+        "rejected": 4,
+    }
+    assert report["learning"]["checks"] == 4 and len(report["learning"]["decisions"]) == 9
     assert "candles/s" in out
 
     ema = cli("backtest", "--data", str(data), "--strategy", "ema_rsi", "--walk-forward")

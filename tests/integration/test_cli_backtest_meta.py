@@ -64,8 +64,8 @@ def test_meta_walks_the_ensemble_forward_as_a_candidate(cli: Cli, tmp_path: Path
     )
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
-    assert "walk-forward ensemble of xgb, lgbm: retrained every 480 market hours" in out
-    assert "walk-forward: " in out and "Per provider" in out
+    assert "walk-forward ensemble of xgb, lgbm: the learning manager checks every 480" in out
+    assert "walk-forward (the learning manager): " in out and "Per provider" in out
     assert "chooses among ema_rsi and mean_reversion only" not in out
 
 

@@ -77,11 +77,10 @@ async def test_the_walk_forward_stopped_mid_fit_does_not_wait_on_it(settings: Se
     from bot.walk_forward import walk_forward_ensemble
 
     _, trainer = walk_forward_ensemble(settings)
-    await trainer.start()
-    assert trainer._pool is not None
+    pool = trainer._pool.get()  # the workers the backtest's training runs share
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(trainer._pool, os.getpid)  # a worker is up
-    fit = loop.run_in_executor(trainer._pool, time.sleep, 120)  # a retrain under way
+    await loop.run_in_executor(pool, os.getpid)  # a worker is up
+    fit = loop.run_in_executor(pool, time.sleep, 120)  # a retrain under way
     await asyncio.sleep(0.2)
 
     started = time.monotonic()

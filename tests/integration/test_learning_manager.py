@@ -77,6 +77,7 @@ class Live:
     served_rows: PredictionRows = field(default_factory=list)
     shadow_rows: PredictionRows = field(default_factory=list)
     labels: dict[tuple[str, int], int] = field(default_factory=dict)
+    outcomes_since: list[int] = field(default_factory=list)  # what each check asked
     new: dict[str, int] = field(default_factory=lambda: {"BTC/USDT": 500})
     handed: list[list[str]] = field(default_factory=list)
 
@@ -128,6 +129,7 @@ async def _manager(
     start: bool = True,
     trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None,
     serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]] | None = None,
+    cadence_ms: Mapping[str, int] | None = None,
     **kw: object,
 ) -> tuple[LearningManager, list[Event]]:
     """A manager on ``storage`` fed by ``live``; ``start``: False as the CLI's (never
@@ -143,8 +145,9 @@ async def _manager(
         ids = {s.version.id for s in shadows}
         return [r for r in live.shadow_rows if r[0] in ids and r[3] > since]
 
-    async def outcomes() -> dict[tuple[str, int], int]:
-        return dict(live.labels)
+    async def outcomes(since_ms: int) -> dict[tuple[str, int], int]:
+        live.outcomes_since.append(since_ms)
+        return {k: y for k, y in live.labels.items() if k[1] >= since_ms}
 
     async def to_live(loaded: Sequence[LoadedVersion]) -> bool:
         live.handed.append([v.version.id for v in loaded])
@@ -166,6 +169,7 @@ async def _manager(
         serve=serve or to_live,
         serving=lambda: dict(live.serving),
         trades_since=trades_since,
+        cadence_ms=cadence_ms or {},
     )
     given: dict[str, object] = {
         "shadow_hours": 24,
@@ -387,6 +391,31 @@ async def test_due_check_starts_a_run_on_schedule_with_enough_new_candles(
     await manager.wait()
     with pytest.raises(DataError, match="unknown member"):
         manager.request("test", ["nope"])
+
+
+async def test_a_scheduled_run_waits_for_the_members_own_cadence(
+    storage: Storage, tmp_path: Path, tiny: tuple[TrainingSet, list[dict[str, bytes]]]
+) -> None:
+    data, files = tiny
+    clock, live, trainer = SimClock(T0), Live(), Trainer(data)
+    manager, _ = await _manager(
+        storage, tmp_path, clock, live, trainer, cadence_ms={"xgb": 400 * HOUR}
+    )
+    trainer.script.append(trainer.fit(files[0], better=True, champion=False))
+    assert "training started" in await manager.check()  # the first: whatever the cadence
+    await manager.wait()
+    champion = await storage.model_versions.newest("xgb", ModelStatus.CHAMPION)
+    assert champion is not None
+    clock.advance_to(T0 + 200 * HOUR)  # the schedule (168 h) says due, the cadence not yet
+    said = await manager.check()
+    assert "no member's cadence has passed" in said and not manager.training
+    # the live labels asked from the champion's promotion on: its record, no older rows
+    assert live.outcomes_since[-1] == champion.status_ms
+    clock.advance_to(T0 + 401 * HOUR)
+    trainer.script.append(trainer.fit(files[1], better=False, champion=True))
+    assert "training started" in await manager.check()
+    await manager.wait()
+    assert [c[0] for c in trainer.calls] == [("xgb",), ("xgb",)]
 
 
 async def test_a_drifting_champion_is_said_once_and_can_be_rolled_back(

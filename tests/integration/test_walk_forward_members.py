@@ -1,5 +1,5 @@
-"""The walk-forward with the torch members: per-member cadences, carried-over members, warm
-starts, and the same model as ``qt models train`` on the same candles (the parity)."""
+"""The walk-forward with the torch members: per-member cadences, warm starts from the
+champion, and the same model as ``qt models train`` on the same candles (the parity)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.learning import train_in_workers
 from bot.model_training import train_and_save, train_config
-from bot.trading import ensemble_config_from, exit_config_from
+from bot.trading import exit_config_from
 from bot.walk_forward import WalkForward
 from core.config import Settings
 from core.errors import QTError
 from core.ml.ensemble import EnsembleProvider
 from core.ml.features import compute_features
+from core.ml.members import MEMBERS as KNOWN
+from core.ml.training import ChampionRef
 from core.ml.versions import load_version
 from storage.memory import MemoryStorage
 from tests.integration.test_walk_forward import HOUR_MS, START, regimes, walk_forward
@@ -30,40 +33,44 @@ def with_models(settings: Settings, **models: object) -> Settings:
     )
 
 
-async def test_each_member_retrains_on_its_own_cadence_and_warm_starts(
-    settings: Settings,
-) -> None:
+async def test_each_member_is_trained_on_its_own_cadence(settings: Settings) -> None:
     s = with_models(settings, members=["xgb", "nhits"], cadence_hours={"nhits": 480.0})
+    # no drift: a drifting member is trained at the next check whatever its cadence
+    no_drift = {"drift_log_loss_excess": 100.0, "drift_hit_rate_drop": 1.0}
+    s = s.model_copy(update={"learning": s.learning.model_copy(update=no_drift)})
     series = regimes(seed=1, drift=0.7, n=1_900)
 
     result, trainer, provider = await walk_forward(s, series)
 
-    runs = [t for job, t in result.job_runs if job == "model_retrain"]
-    assert len(runs) == 4  # the one job, every 240 market hours
-    fitted = [set(t.members) for t in trainer.trained]
-    assert fitted == [{"xgb", "nhits"}, {"xgb"}] * 2  # nhits every 480 hours
-    assert [t.carried for t in trainer.trained] == [(), ("nhits",)] * 2
-    for k, member_set in enumerate(provider.sets):
-        by_name = {m.name: m for m in member_set.members}
-        assert set(by_name) == {"xgb", "nhits"}  # not due: the previous one serves on
-        nhits_fit = trainer.trained[k - k % 2]  # the retrain that last fitted it
-        assert by_name["nhits"].trained_until_ms == nhits_fit.train_end_ms
-        assert by_name["xgb"].trained_until_ms == trainer.trained[k].train_end_ms
-    nhits = [next(m for m in provider.sets[k].members if m.name == "nhits") for k in (0, 2)]
-    infos = [m.member.fit_info for m in nhits]  # type: ignore[attr-defined]
-    assert [(i["warm_start"], i["epochs"]) for i in infos] == [(False, 2), (True, 1)]
-    assert runs[0] == int(series.ts_ms[START]) + 240 * HOUR_MS
+    checks = [t for job, t in result.job_runs if job == "learning"]
+    assert len(checks) == 4  # the one job, every 240 market hours
+    assert checks[0] == int(series.ts_ms[START]) + 240 * HOUR_MS
+    trained = [
+        (d.ts_ms, d.member)
+        for d in trainer.decisions
+        if d.kind in ("first champion", "passed the gate", "rejected")
+    ]
+    # nhits every 480 hours: at the first check and two checks later
+    expected = [(t, "xgb") for t in checks] + [(checks[0], "nhits"), (checks[2], "nhits")]
+    assert sorted(trained) == sorted(expected)
+    for member_set in provider.sets:  # the one not trained serves on beside the other
+        assert {m.name for m in member_set.members} == {"xgb", "nhits"}
 
 
-async def test_without_warm_start_every_refit_starts_cold(settings: Settings) -> None:
-    s = with_models(
-        settings, members=["patchtst"], cadence_hours={}, warm_start=False, retrain_hours=480
-    )
-    _, trainer, provider = await walk_forward(s, regimes(seed=1, drift=0.7, n=1_900))
+async def test_a_torch_candidate_starts_from_its_champions_weights(settings: Settings) -> None:
+    series = regimes(seed=1, drift=0.7, n=1_400)
+    for warm_start, epochs in ((True, 1), (False, 2)):
+        s = with_models(settings, members=["nhits"], warm_start=warm_start)
+        first = await train_in_workers(s, [series.slice(0, 1_000)], ["nhits"], {})
+        champion = first.fits["nhits"].fit
+        assert KNOWN["nhits"].from_files(champion.files).fit_info["warm_start"] is False
+        ref = ChampionRef(files=champion.files, trained_until_ms=first.data.end_ms)
 
-    assert [t.members for t in trainer.trained] == [("patchtst",), ("patchtst",)]
-    infos = [st.members[0].member.fit_info for st in provider.sets]  # type: ignore[attr-defined]
-    assert [(i["warm_start"], i["epochs"]) for i in infos] == [(False, 2), (False, 2)]
+        second = await train_in_workers(s, [series], ["nhits"], {"nhits": ref})
+
+        info = KNOWN["nhits"].from_files(second.fits["nhits"].fit.files).fit_info
+        assert (info["warm_start"], info["epochs"]) == (warm_start, epochs)
+        assert second.fits["nhits"].champion_p is not None  # scored beside the champion
 
 
 MEMBERS = ["xgb", "lgbm", "nhits", "patchtst"]
@@ -76,15 +83,10 @@ async def test_the_walk_forward_model_at_t_predicts_as_qt_models_train_until_t(
     series = regimes(seed=1, drift=0.7, n=1_700)
     t_ms = 1_709_251_200_000  # 2024-03-01 00:00 UTC, as `--until 2024-03-01` gives it
     exits = exit_config_from(s.exits)
-    provider = EnsembleProvider(
-        [], ensemble_config_from(s), exits=exits, timeframe="1h", walk_forward=True
-    )
-    trainer = WalkForward(provider, s.models, exits=exits, timeframe="1h")
-    await trainer.start()
-    try:
-        await trainer.retrain({series.symbol: series}, t_ms)
-    finally:
-        await trainer.stop()
+    # one learning check, at T: the first versions become the champions at once
+    s = with_models(s, retrain_hours=(t_ms - int(series.ts_ms[START])) / HOUR_MS)
+    result, _, provider = await walk_forward(s, series)
+    assert [t for job, t in result.job_runs if job == "learning"] == [t_ms]
     # qt models train --until 2024-03-01 --threads 1: the candles before T, the same config
     trained = await train_and_save(
         [series.between(None, t_ms)],
@@ -120,4 +122,4 @@ def test_a_cadence_for_an_unknown_member_is_one_clear_error(settings: Settings) 
     s = with_models(settings, cadence_hours={"gpt": 24.0})
     provider = EnsembleProvider([], walk_forward=True)
     with pytest.raises(QTError, match=r"QT__MODELS__CADENCE_HOURS: unknown member gpt; known"):
-        WalkForward(provider, s.models, exits=exit_config_from(s.exits), timeframe="1h")
+        WalkForward(provider, s)

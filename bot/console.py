@@ -25,6 +25,7 @@ from core.domain.events import (
     OrderFilled,
     OrderRejected,
     SignalProviderChanged,
+    SizingFallback,
     TradeClosed,
 )
 from core.domain.market import fmt_ts
@@ -79,6 +80,7 @@ def _event_line(event: Event) -> Text | None:
             ("WHY ", "cyan"),
             f"{event.symbol} {event.side}: P(up) {why.p_up:.2f} ({why.members_text()}), "
             f"regime {why.regime}, top {why.features_text()}",
+            f", sized {event.sizing.text()}" if event.sizing is not None else "",
         )
     if isinstance(event, ModeChanged):
         return Text.assemble(
@@ -97,6 +99,12 @@ def _event_line(event: Event) -> Text | None:
             ("REDUCED ", "bold yellow"),
             f"closed {', '.join(event.symbols) or 'nothing'}: {event.reason}",
             "".join(f"; NOT closed {why}" for why in event.not_closed),
+        )
+    if isinstance(event, SizingFallback):
+        return Text.assemble(
+            (f"{when}  ", "dim"),
+            ("SIZING ", "bold yellow"),
+            f"{event.method} falls back to fixed ({event.reason}): {event.detail}",
         )
     if isinstance(event, OrderDenied | OrderRejected):
         return Text.assemble(
@@ -154,7 +162,8 @@ class StatusConsole:
     async def start(self) -> None:
         """Begin rendering, and print trading events as they happen."""
         topics = (OrderFilled, TradeClosed, OrderDenied, OrderRejected, SignalProviderChanged)
-        for kind in (*topics, EntryExplained, ModeChanged, AlertRaised, ExposureReduced):
+        shown = (EntryExplained, ModeChanged, AlertRaised, ExposureReduced, SizingFallback)
+        for kind in (*topics, *shown):
             self._process.bus.subscribe(kind.topic, self._on_event, name="console")
         if self._console.is_terminal:
             self._live = Live(self.status_text(), console=self._console, auto_refresh=False)

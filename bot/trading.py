@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
+from bot.sizing import sizing_from
 from core.brains.exit_config import (
     BreakEvenConfig,
     DynamicConfig,
@@ -42,6 +43,7 @@ from core.services.order_plans import EngineConfig
 from core.services.portfolio import AccountView, view_account
 from core.services.risk_limits import FundingLookup, RiskLimitsService
 from core.services.signal_book import MAX_HISTORY, SignalBook
+from core.services.sizing_service import SizingService
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
 from core.signals.ema_rsi import EmaRsiConfig, EmaRsiCross
@@ -282,6 +284,7 @@ def build_engine(
     offload_signals: bool = False,
     policy: Callable[[], Policy] | None = None,
     funding: FundingLookup | None = None,
+    sizing: SizingService | None = None,
 ) -> Engine:
     """Wire the engine and its collaborators for ``exchange``.
 
@@ -294,7 +297,8 @@ def build_engine(
     ``policy``: the policy store's snapshots (None: the settings' policy, fixed).
     ``funding``: each symbol's funding rate for the limits (a backtest's funding files; None:
     unknown, as the exchange port does not tell it). The pre-trade limits keep their state in
-    the trading state's store, next to the halt they may set.
+    the trading state's store, next to the halt they may set. ``sizing``: each entry's size
+    multiplier (None: the one QT__SIZING__* chooses, ``bot.sizing``).
     """
     if policy is None:
         fixed = policy_from(settings)
@@ -374,6 +378,7 @@ def build_engine(
         state=state,
         on_storage_failure=trading_state.fail_closed,
         book=book,
+        sizing=sizing or sizing_from(settings, bus=bus, clock=clock),
     )
     return engine
 

@@ -408,6 +408,41 @@ class BrainSettings(Section):
     flatten_on_emergency: bool = False
 
 
+class SizingSettings(Section):
+    """Which method sets each entry's size multiplier of the fixed-fractional risk size
+    (core.services.sizing_service): bounded to [0, cap], at most 1 while the brains cut
+    sizes, then capped by the policy and the risk gate; a failing method falls back to fixed."""
+
+    method: Literal["fixed", "volatility", "kelly", "rl"] = "fixed"
+    cap: float = Field(default=1.5, gt=0, le=3)
+    # volatility: target / the entry's forecast daily volatility (percent), within [floor, cap]
+    vol_target_pct: float = Field(default=2.0, gt=0, le=50)
+    vol_floor: float = Field(default=0.0, ge=0, le=3)  # also what an unmeasurable vol gets
+    # kelly: fraction x the growth-optimal multiplier of the recent closed trades
+    kelly_fraction: float = Field(default=0.25, gt=0, le=1)
+    kelly_min_trades: int = Field(default=20, ge=1, le=1000)
+    kelly_without_record: float = Field(default=1.0, ge=0, le=3)
+    # The account the simple methods read (the RL policy's own training settings win)
+    recent_trades: int = Field(default=20, ge=1, le=1000)
+    idle_cap_days: float = Field(default=30.0, gt=0)
+    # rl: the policy's artifact folder and (optional) its manifest's sha256, the version
+    policy_dir: str = ""
+    policy_sha256: str = ""
+    # A policy whose newest training trade closed longer ago than this falls back; 0: any age
+    max_age_days: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SizingSettings:
+        if self.method == "rl" and not self.policy_dir:
+            raise ValueError("QT__SIZING__METHOD=rl requires QT__SIZING__POLICY_DIR")
+        if self.vol_floor > self.cap or self.kelly_without_record > self.cap:
+            raise ValueError(
+                "QT__SIZING__VOL_FLOOR and QT__SIZING__KELLY_WITHOUT_RECORD must be at most "
+                f"QT__SIZING__CAP={self.cap}"
+            )
+        return self
+
+
 class RegimeSettings(Section):
     """The market regime detector (core.brains.regime), one for the whole process."""
 
@@ -660,6 +695,7 @@ class Settings(BaseSettings):
     learning: LearningSettings = LearningSettings()
     regime: RegimeSettings = RegimeSettings()
     brains: BrainSettings = BrainSettings()
+    sizing: SizingSettings = SizingSettings()
     chat: ChatSettings = ChatSettings()
 
     @model_validator(mode="after")
@@ -697,6 +733,11 @@ class Settings(BaseSettings):
         if self.exchange.market_type is MarketType.SPOT and self.trading.max_leverage != 1:
             raise ValueError(
                 "QT__TRADING__MAX_LEVERAGE > 1 requires QT__EXCHANGE__MARKET_TYPE=perp"
+            )
+        if self.sizing.method == "volatility" and self.risk.vol_target_pct > 0:
+            raise ValueError(
+                "QT__SIZING__METHOD=volatility and QT__RISK__VOL_TARGET_PCT > 0 would target "
+                "the volatility twice: set QT__RISK__VOL_TARGET_PCT=0"
             )
         if self.exchange.market_type is MarketType.SPOT and self.risk.allow_short:
             raise ValueError(

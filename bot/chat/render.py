@@ -27,6 +27,7 @@ from core.domain.events import (
     ProcessStopped,
     RiskAssessed,
     SignalProviderChanged,
+    SizingFallback,
     SymbolFailed,
     TradeClosed,
     TradingStateChanged,
@@ -40,7 +41,7 @@ ALERT_KINDS: dict[str, str] = {
     "risk": "loud",  # the risk level changed
     "mode": "loud",  # the CEO's (or a manual) mode changed
     "state": "loud",  # halted / reducing / resumed
-    "alert": "loud",  # the brains' alerts, exposure cuts
+    "alert": "loud",  # the brains' alerts, exposure cuts, sizing fallbacks
     "models": "silent",  # the provider or its models changed (promoted, rolled back, retired)
     "error": "loud",  # a symbol failed, an order rejected, a data gap
     "process": "silent",  # started / stopped
@@ -137,6 +138,9 @@ _RENDER: dict[type[Event], Callable[[Any], Push | None]] = {
         "alert", f"DRIFT {e.member} {e.version_id}: {'; '.join(e.reasons)}"
     ),
     ModelTrainingFailed: lambda e: Push("error", f"TRAINING FAILED {e.member}: {e.reason}"),
+    SizingFallback: lambda e: Push(
+        "alert", f"SIZING {e.method} -> fixed ({e.reason}): {e.detail[:300]}"
+    ),
 }
 
 

@@ -17,6 +17,7 @@ amount is finally rounded DOWN to the exchange's amount step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -123,21 +124,29 @@ VOL_WINDOW = 100  # candles of returns the volatility forecast reads
 EWMA_LAMBDA = 0.94  # RiskMetrics' decay per candle
 
 
-def volatility_scale(
-    policy: Policy, closes: npt.NDArray[np.float64], periods_per_day: int
-) -> Decimal:
-    """Return the entry's risk scale under volatility targeting: the policy's daily target over
-    the forecast daily volatility (an EWMA of the candles' log returns, scaled by
-    sqrt(candles per day)), clamped to the policy's bounds; 1 when targeting is off. Too
-    little history or a flat one: the lower bound (fail closed: never more risk on no data)."""
-    if policy.vol_target_pct <= 0:
-        return ONE
+def daily_vol_pct(closes: npt.NDArray[np.float64], periods_per_day: int) -> float:
+    """Return the forecast daily volatility in percent: an EWMA of the candles' log returns,
+    scaled by sqrt(candles per day); NaN when too little history (under 21 closes), a
+    non-finite or non-positive close, or a flat one leaves nothing to measure."""
     if len(closes) < 21 or not np.isfinite(closes).all() or (closes <= 0).any():
-        return policy.vol_scale_min
+        return math.nan
     r = np.diff(np.log(closes))
     weights = EWMA_LAMBDA ** np.arange(len(r) - 1, -1, -1, dtype=np.float64)
     variance = float((weights * r * r).sum() / weights.sum())
     daily = (variance * periods_per_day) ** 0.5 * 100.0
+    return daily if daily > 0 else math.nan
+
+
+def volatility_scale(
+    policy: Policy, closes: npt.NDArray[np.float64], periods_per_day: int
+) -> Decimal:
+    """Return the entry's risk scale under volatility targeting: the policy's daily target over
+    the forecast daily volatility (``daily_vol_pct``), clamped to the policy's bounds; 1 when
+    targeting is off. Too little history or a flat one: the lower bound (fail closed: never
+    more risk on no data)."""
+    if policy.vol_target_pct <= 0:
+        return ONE
+    daily = daily_vol_pct(closes, periods_per_day)
     if not daily > 0:
         return policy.vol_scale_min
     scale = Decimal(repr(float(policy.vol_target_pct) / daily))

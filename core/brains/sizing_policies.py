@@ -10,6 +10,9 @@ so they are pure functions of a small frozen state and every one returns a finit
 - capped fractional Kelly: a fraction of the growth-optimal multiplier of the recent trade
   record, capped; too short a record gives ``without_record`` (the base size by default).
 
+``within_policy`` bounds any sizer's multiplier (these or the RL policy's) the way the engine
+applies it: never above the cap, never above 1 while the brains cut sizes.
+
 Outcomes are returns on equity of a trade at multiplier 1 (fees, slippage and funding
 included), so the Kelly multiplier needs no separate risk-per-trade: for a win ``+W`` with
 probability ``p`` and a loss ``-L`` otherwise, ``p log(1 + mW) + (1 - p) log(1 - mL)`` is
@@ -22,6 +25,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.domain.enums import Mode
+from core.domain.policy import Policy
 from core.errors import ConfigError, DataError
 
 
@@ -145,3 +150,19 @@ def fractional_kelly(state: SizerState, params: KellyParams) -> float:
     p = record.wins / record.trades
     best = p / record.mean_loss - (1 - p) / record.mean_win
     return _clamp(params.fraction * best, 0.0, params.cap)
+
+
+def within_policy(multiplier: float, policy: Policy, *, cap: float) -> float:
+    """Return a sizer's multiplier as the engine may apply it: within ``[0, cap]``, and at
+    most 1 while the brains cut sizes (a drawdown tier's scale or PRESERVATION's and
+    EMERGENCY's: ``policy.size_multiplier < 1``, or either mode): a sizer may shrink what
+    they allow, never undo their cut. The result still only scales the risk budget: the
+    position, exposure and cash caps and the risk gate bound the order after it. A value
+    that is not finite is a ``DataError`` (the caller falls back, it never guesses)."""
+    _check_cap(cap)
+    if not math.isfinite(multiplier):
+        raise DataError(f"a size multiplier must be finite, was {multiplier}")
+    high = cap
+    if policy.size_multiplier < 1 or policy.mode.severity >= Mode.PRESERVATION.severity:
+        high = min(cap, 1.0)
+    return _clamp(multiplier, 0.0, high)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
 
-from core.domain.explanations import EntryExplanation
+from core.domain.explanations import EntryExplanation, SizingNote
 
 
 class _EventIds:
@@ -453,6 +453,20 @@ class EntryExplained(Event):
     symbol: str
     side: str
     explanation: EntryExplanation
+    sizing: SizingNote | None = None  # how the entry was sized (method, multiplier)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SizingFallback(Event):
+    """The configured sizing method could not size an entry, which was sized fixed-fractional
+    instead (fail closed). Published once per ``reason`` while it lasts: again only after the
+    method sized an entry itself or failed for another reason."""
+
+    topic: ClassVar[str] = "sizing.fell_back"
+    method: str  # the configured one ("rl", ...)
+    reason: str  # a code: error, non_finite, stale, spec_mismatch, artifact, observation
+    detail: str
+    symbol: str = ""  # the entry that found out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

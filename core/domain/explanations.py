@@ -1,7 +1,10 @@
-"""Why an entry was made: what the ensemble saw at the candle it entered on.
+"""Why an entry was made: what the ensemble saw at the candle it entered on, and how it was
+sized.
 
-Recorded with the trade when it is entered (``OpenTrade``, stored across restarts), carried to
-the ``ClosedTrade`` and its ``TradeClosed`` event, and shown by the backtest's trades CSV.
+The explanation is recorded with the trade when it is entered (``OpenTrade``, stored across
+restarts), carried to the ``ClosedTrade`` and its ``TradeClosed`` event, and shown by the
+backtest's trades CSV. The sizing note (every entry's, whatever its provider) is recorded with
+the ``OpenTrade`` and its ``EntryExplained`` event, and shown by ``/why``.
 """
 
 from __future__ import annotations
@@ -73,3 +76,28 @@ def _vote(d: Mapping[str, Any]) -> MemberVote:
 
 def _push(d: Mapping[str, Any]) -> FeaturePush:
     return FeaturePush(member=str(d["member"]), feature=str(d["feature"]), value=float(d["value"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SizingNote:
+    """How an entry was sized: the method that chose its size multiplier (of the
+    fixed-fractional risk size, before the caps and the risk gate), the multiplier applied,
+    and why the configured method was not used (``fallback``: "" when it was)."""
+
+    method: str  # "fixed", "volatility", "kelly", "rl"
+    multiplier: float
+    fallback: str = ""  # a SizingFallback reason code; the method is then "fixed"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SizingNote:
+        """Return the note ``jsonable`` made of one."""
+        return cls(
+            method=str(data["method"]),
+            multiplier=float(data["multiplier"]),
+            fallback=str(data.get("fallback", "")),
+        )
+
+    def text(self) -> str:
+        """Return ``rl x1.25`` or ``fixed x1.00 (rl fell back: stale)``."""
+        said = f"{self.method} x{self.multiplier:.2f}"
+        return f"{said} (fell back: {self.fallback})" if self.fallback else said

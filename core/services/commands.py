@@ -335,6 +335,8 @@ class CommandCore:
             lines.append(f"regime {explanation.regime}; top {explanation.features_text()}")
         else:
             lines.append("no model explanation (a baseline signal)")
+        if t.sizing is not None:
+            lines.append(f"sized {t.sizing.text()} (of the fixed-fractional risk size)")
         lines.extend(self._ladder_lines(t))
         return Reply(f"why {t.symbol} {t.side.value} ({t.trade_id})", tuple(lines))
 

@@ -30,7 +30,7 @@ from core.brains.exits import (
     plan_exits,
 )
 from core.brains.regime import Regime
-from core.brains.sizing import VOL_WINDOW, volatility_scale
+from core.brains.sizing import VOL_WINDOW, daily_vol_pct, volatility_scale
 from core.clock import Clock
 from core.domain.enums import (
     MarketType,
@@ -72,6 +72,7 @@ from core.errors import (
 )
 from core.errors import OrderRejected as VenueRejected
 from core.market.rules_book import RulesBook
+from core.ml.rl.observation import entry_features
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
@@ -82,6 +83,7 @@ from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
 from core.services.risk_limits import LIMITS_ACTOR
 from core.services.signal_book import SignalBook
+from core.services.sizing_service import SizingService
 from core.services.symbol_health import SymbolHealth
 from core.services.trade_codec import decode_trades, encode_trades
 from core.services.universe import Universe
@@ -113,6 +115,7 @@ class Engine:
         state: KeyValueRepo | None = None,
         on_storage_failure: Callable[[str], Awaitable[None]] | None = None,
         book: RulesBook | None = None,
+        sizing: SizingService | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -135,6 +138,8 @@ class Engine:
         self.universe: Universe | None = None  # None: every symbol fed may enter (static list)
         self._candle_ms = timeframe_to_ms(config.timeframe)
         self.orders = OrderPlanner(config, book)
+        # Each entry's size multiplier (None: fixed-fractional, multiplier 1, as before).
+        self.sizing = sizing or SizingService(bus=bus, clock=clock)
         self.prices: dict[str, Decimal] = {}
         self._state = state
         self._bus = bus
@@ -892,14 +897,25 @@ class Engine:
             )
             return
         account = await self.account()
-        scale = volatility_scale(
-            policy,
-            self.signals.closes_until(symbol, self._clock.now_ms(), VOL_WINDOW + 1),
-            max(1, 86_400_000 // self._candle_ms),
+        now_ms = self._clock.now_ms()
+        closes = self.signals.closes_until(symbol, now_ms, VOL_WINDOW + 1)
+        per_day = max(1, 86_400_000 // self._candle_ms)
+        scale = volatility_scale(policy, closes, per_day)
+        # The sizing method's multiplier scales the risk budget before every cap and the gate.
+        note = await self.sizing.decide(
+            symbol=symbol,
+            decision_ms=now_ms,
+            entry=entry_features(
+                confidence=signal.confidence,
+                regime_id=int(regime),
+                realised_vol_pct=daily_vol_pct(closes, per_day),
+            ),
+            policy=policy,
         )
-        sizing = self.orders.size(symbol, account, expected, stop, policy, risk_scale=scale)
+        risk_scale = scale * Decimal(repr(note.multiplier)).normalize()
+        sizing = self.orders.size(symbol, account, expected, stop, policy, risk_scale=risk_scale)
         if sizing.amount <= 0:
-            log.info("%s: entry skipped, size 0 (%s)", symbol, sizing.bound_by)
+            log.info("%s: entry skipped, size 0 (%s; %s)", symbol, sizing.bound_by, note.text())
             return
         liquidation = self.orders.liquidation_price(
             side, sizing.amount, expected, account.free_quote
@@ -933,6 +949,7 @@ class Engine:
                 if self.signals.provider.name == source
                 else None  # its successor would explain a decision it did not make
             ),
+            sizing=note,
         )
         trade.roles[cid] = "entry"
         # Write-ahead: the trade (and that this candle is decided) is stored before the order
@@ -944,6 +961,7 @@ class Engine:
         except StorageUnavailable:
             self._forget(trade)  # nothing was sent
             raise
+        self.sizing.opened(trade.trade_id, now_ms, note, account.equity)
         try:
             submitted = await self._execution.submit(
                 request,
@@ -969,6 +987,7 @@ class Engine:
                     symbol=symbol,
                     side=side.value,
                     explanation=trade.explanation,
+                    sizing=note,
                 )
             )
 
@@ -1062,6 +1081,8 @@ class Engine:
 
     def _forget(self, trade: OpenTrade) -> None:
         self.trades.pop(trade.symbol, None)
+        if not trade.finished:  # a finished one's TradeClosed books its outcome
+            self.sizing.forgot(trade.trade_id)
 
     def _forget_if_done(self, trade: OpenTrade) -> None:
         """Forget a recorded round trip once the venue confirmed every cancel: until then the

@@ -13,7 +13,7 @@ from decimal import Decimal
 from core.brains.exits import MARKET_EXIT_NAME, STOP_NAME, BotSideStop, ExitPlan
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import OrderFilled
-from core.domain.explanations import EntryExplanation
+from core.domain.explanations import EntryExplanation, SizingNote
 from core.domain.orders import Order
 from core.domain.trades import ClosedTrade, ExitLeg
 
@@ -68,6 +68,7 @@ class OpenTrade:
     regime: str = ""  # the symbol's regime at the entry decision ("unknown" in warm-up)
     exit_profile: str = "default"  # the ladder chosen by that regime, kept while open
     explanation: EntryExplanation | None = None  # why the provider entered (the ensemble)
+    sizing: SizingNote | None = None  # how it was sized (the method and its multiplier)
     # Stop price -> the exit reason of a stop a candle move placed there (TRAILING_STOP, ...):
     # an old stop order that fills after the next move still reports its own reason.
     stop_labels: dict[Decimal, str] = field(default_factory=dict)

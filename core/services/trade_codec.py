@@ -17,7 +17,7 @@ from typing import Any
 from core.brains.exits import BotSideStop, ExitPlan, StopLeg, StopMode, TakeProfitLeg
 from core.domain.enums import MarketType, PositionSide
 from core.domain.events import jsonable
-from core.domain.explanations import EntryExplanation
+from core.domain.explanations import EntryExplanation, SizingNote
 from core.domain.trades import ExitLeg
 from core.services.open_trade import OpenTrade
 
@@ -149,6 +149,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         regime=str(d.get("regime", "")),
         exit_profile=str(d.get("exit_profile", "default")),
         explanation=_explanation(d.get("explanation")),
+        sizing=SizingNote.from_json(d["sizing"]) if d.get("sizing") else None,
         stop_labels={Decimal(p): str(r) for p, r in d.get("stop_labels", {}).items()},
         adopted=bool(d.get("adopted", False)),
     )

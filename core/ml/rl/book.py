@@ -1,22 +1,31 @@
 """The account an agent's own sizes make, as it is known at each decision.
 
-A sized trade is opened at its decision and its outcome stays hidden until its close time:
-``observe(t)`` first books every trade that closed at or before ``t`` and only then reports
-the state, so a trade still open at a decision contributes its size to the exposure and
-nothing of its outcome. Equity is in units of the starting equity and adds each trade's
-``multiplier * unit outcome`` (a return on the equity it was sized on): to first order what
-fixed-fractional sizing compounds, and independent of the order trades close in.
+``SizingAccount`` is the one definition of the account's part of an observation
+(``PORTFOLIO_FEATURES``), shared by training and live sizing: trades are ``opened`` at their
+decision with a size multiplier and ``closed`` with their unit outcome (a return on the
+equity they were sized on, at multiplier 1), and ``features(t)`` reports only what those
+calls have told it. Equity is in units of the starting equity and adds each closed trade's
+``multiplier * unit outcome``: to first order what fixed-fractional sizing compounds, and
+independent of the order trades close in.
+
+- ``SizingBook`` (training: ``core.ml.rl.env``) knows every candidate's close time and
+  outcome in advance; ``observe(t)`` first closes every trade that closed at or before ``t``
+  and only then reports, so a trade still open at a decision contributes its size to the
+  exposure and nothing of its outcome.
+- Live (``core.services.sizing_service``), the engine opens a trade when its entry goes out
+  and closes it when its ``TradeClosed`` arrives: the outcome cannot be known earlier.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Hashable
 
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 
 MS_PER_DAY = 86_400_000
 
@@ -31,8 +40,8 @@ PORTFOLIO_FEATURES = (
 )
 
 
-class SizingBook:
-    """Open trades, realised equity and the recent record of one episode (see module)."""
+class SizingAccount:
+    """Open trades by key, realised equity and the recent record (see module docstring)."""
 
     def __init__(self, *, recent_trades: int = 20, idle_cap_days: float = 30.0) -> None:
         if recent_trades < 1 or not idle_cap_days > 0:
@@ -41,24 +50,53 @@ class SizingBook:
                 f"{idle_cap_days}"
             )
         self._idle_cap_ms = idle_cap_days * MS_PER_DAY
-        self._open: list[tuple[int, int, float, float]] = []  # close_ms, seq, multiplier, unit
-        self._seq = 0
+        self._open: dict[Hashable, float] = {}  # key -> multiplier
         self._recent: deque[float] = deque(maxlen=recent_trades)
         self.equity = 1.0  # realised: closed trades only
         self.peak = 1.0
-        self.exposure = 0.0
         self.last_trade_ms: int | None = None
 
-    def observe(self, decision_ms: int) -> npt.NDArray[np.float64]:
-        """Book the trades closed by ``decision_ms`` and return the account's features."""
-        while self._open and self._open[0][0] <= decision_ms:
-            _, _, multiplier, unit = heapq.heappop(self._open)
-            self.equity += multiplier * unit
-            self.peak = max(self.peak, self.equity)
-            self.exposure -= multiplier
-            self._recent.append(unit)
-        if not self._open:
-            self.exposure = 0.0  # no float residue once everything is closed
+    @property
+    def exposure(self) -> float:
+        """Return the sum of the multipliers of the trades still open."""
+        return sum(self._open.values())
+
+    @property
+    def recent_outcomes(self) -> tuple[float, ...]:
+        """Return the unit outcomes of the last closed trades, oldest first."""
+        return tuple(self._recent)
+
+    def is_open(self, key: Hashable) -> bool:
+        """Return True while the trade ``key`` is open here."""
+        return key in self._open
+
+    def multiplier_of(self, key: Hashable) -> float:
+        """Return the multiplier the open trade ``key`` was sized at."""
+        return self._open[key]
+
+    def opened(self, key: Hashable, decision_ms: int, multiplier: float) -> None:
+        """Open the trade ``key`` of ``multiplier`` (0: skipped, nothing is recorded)."""
+        if multiplier <= 0:
+            return
+        if key in self._open:
+            raise DataError(f"trade {key!r} is open already")
+        self._open[key] = multiplier
+        self.last_trade_ms = decision_ms
+
+    def closed(self, key: Hashable, unit_outcome: float) -> None:
+        """Book the outcome of the open trade ``key`` (a return at multiplier 1)."""
+        multiplier = self._open.pop(key)
+        self.equity += multiplier * unit_outcome
+        self.peak = max(self.peak, self.equity)
+        self._recent.append(unit_outcome)
+
+    def dropped(self, key: Hashable) -> None:
+        """Forget the trade ``key`` without an outcome (its entry never filled); a key not
+        open here is ignored."""
+        self._open.pop(key, None)
+
+    def features(self, decision_ms: int) -> npt.NDArray[np.float64]:
+        """Return the account's features (``PORTFOLIO_FEATURES``) at ``decision_ms``."""
         recent = self._recent
         n = len(recent)
         idle = (
@@ -78,11 +116,36 @@ class SizingBook:
             dtype=np.float64,
         )
 
+
+class SizingBook:
+    """A training episode's account: outcomes known in advance, booked at their close."""
+
+    def __init__(self, *, recent_trades: int = 20, idle_cap_days: float = 30.0) -> None:
+        self.account = SizingAccount(recent_trades=recent_trades, idle_cap_days=idle_cap_days)
+        self._closes: list[tuple[int, int, float]] = []  # close_ms, seq (the key), unit
+        self._seq = 0
+
+    @property
+    def equity(self) -> float:
+        """Return the realised equity (closed trades only)."""
+        return self.account.equity
+
+    @property
+    def exposure(self) -> float:
+        """Return the sum of the multipliers of the trades still open."""
+        return self.account.exposure
+
+    def observe(self, decision_ms: int) -> npt.NDArray[np.float64]:
+        """Book the trades closed by ``decision_ms`` and return the account's features."""
+        while self._closes and self._closes[0][0] <= decision_ms:
+            _, seq, unit = heapq.heappop(self._closes)
+            self.account.closed(seq, unit)
+        return self.account.features(decision_ms)
+
     def open(self, decision_ms: int, close_ms: int, multiplier: float, unit_outcome: float) -> None:
         """Open a trade of ``multiplier`` (0: skipped, nothing is recorded)."""
         if multiplier <= 0:
             return
-        heapq.heappush(self._open, (close_ms, self._seq, multiplier, unit_outcome))
+        self.account.opened(self._seq, decision_ms, multiplier)
+        heapq.heappush(self._closes, (close_ms, self._seq, unit_outcome))
         self._seq += 1
-        self.exposure += multiplier
-        self.last_trade_ms = decision_ms

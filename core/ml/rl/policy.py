@@ -9,10 +9,11 @@ checking that the copy chooses what PPO chooses on every training observation.
 Artifact (``save_policy`` / ``load_policy``), sealed by ``core.ml.artifacts``' sha256
 manifest: ``policy.pt``, the network's ``state_dict`` (tensors only, read back with
 ``torch.load(..., weights_only=True)``), and ``policy.json`` (hyper-parameters, observation
-spec, action spec, environment config, metrics, library versions). Never SB3's zip, whose
-members are pickles. This blocks for the training's length: run it in a worker process
-(``bot.model_training`` pools), never on the event loop. torch and stable-baselines3 are
-imported inside the functions, so importing this module costs neither.
+spec, action spec, environment config, metrics, library versions, the newest close time
+trained on). Never SB3's zip, whose members are pickles. This blocks for the training's
+length: run it in a worker process (``bot.model_training`` pools), never on the event loop.
+torch and stable-baselines3 are imported inside the functions, so importing this module
+costs neither.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class SizingPolicy:
     env: dict[str, Any]  # the SizingEnvConfig it was trained in, as JSON
     metrics: dict[str, float]
     libraries: dict[str, str]
+    # The newest close time of the trades it learned from: how old what it knows is (live
+    # sizing refuses a policy older than its configured age). None: not recorded.
+    trained_until_ms: int | None = None
 
     def level_indices(self, observations: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Return the deterministic level index of each row of ``observations``."""
@@ -176,6 +180,7 @@ def train_policy(
             "stable_baselines3": stable_baselines3.__version__,
             "numpy": np.__version__,
         },
+        trained_until_ms=int(candidates.close_ms.max()),
     )
     seen: list[npt.NDArray[np.float32]] = []
     choose = policy_chooser(policy)
@@ -244,6 +249,7 @@ def save_policy(policy: SizingPolicy, folder: Path) -> str:
         "env": policy.env,
         "metrics": policy.metrics,
         "libraries": policy.libraries,
+        "trained_until_ms": policy.trained_until_ms,
     }
     text = json.dumps(spec, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
@@ -281,6 +287,7 @@ def load_policy(folder: Path, *, expected_sha256: str | None = None) -> SizingPo
         env=spec["env"],
         metrics=spec["metrics"],
         libraries=spec["libraries"],
+        trained_until_ms=spec["trained_until_ms"],
     )
 
 
@@ -300,6 +307,9 @@ def _parse_spec(raw: bytes, where: Path) -> dict[str, Any]:
         if not (isinstance(env, dict) and isinstance(libraries, dict)):
             raise ValueError("env and libraries must be objects")
         params = PpoParams(**doc["params"])
+        until = doc.get("trained_until_ms")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, int)):
+            raise ValueError(f"trained_until_ms must be an integer or null, was {until!r}")
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
         raise ArtifactError(f"{where} is malformed: {exc}") from exc
     return {
@@ -309,4 +319,5 @@ def _parse_spec(raw: bytes, where: Path) -> dict[str, Any]:
         "env": env,
         "metrics": metrics,
         "libraries": libraries,
+        "trained_until_ms": until,
     }

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal as D
 
+import numpy as np
 import pytest
 
 from core.brains.sizing import (
     SizingDecision,
     SizingInput,
     TradingCosts,
+    daily_vol_pct,
     loss_per_unit,
     size_position,
+    volatility_scale,
 )
 from core.domain.policy import Policy
 
@@ -173,3 +177,25 @@ def test_no_free_cash_gives_zero() -> None:
     decision = size(free_cash="-10")
     assert decision.amount == 0
     assert decision.bound_by == "cash:below_minimum"
+
+
+def test_the_daily_volatility_is_the_ewma_of_log_returns_scaled_to_a_day() -> None:
+    # log returns of +-1 % alternating: every squared return is 1e-4, whatever the weights
+    closes = 100.0 * np.exp(np.cumsum(np.tile([0.01, -0.01], 30)))
+    assert daily_vol_pct(closes, 24) == pytest.approx(0.01 * 24**0.5 * 100)
+    policy = Policy(vol_target_pct=D(1), vol_scale_min=D("0.1"), vol_scale_max=D(3))
+    assert float(volatility_scale(policy, closes, 24)) == pytest.approx(
+        1 / daily_vol_pct(closes, 24)
+    )
+
+
+@pytest.mark.parametrize(
+    "closes",
+    [np.full(20, 100.0), np.full(50, 100.0), np.r_[np.full(49, 100.0), np.nan], np.zeros(50)],
+)
+def test_an_unmeasurable_volatility_is_nan_and_targets_the_lower_bound(
+    closes: np.ndarray,
+) -> None:
+    assert math.isnan(daily_vol_pct(closes, 24))
+    policy = Policy(vol_target_pct=D(1))
+    assert volatility_scale(policy, closes, 24) == policy.vol_scale_min

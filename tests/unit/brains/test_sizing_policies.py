@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 import pytest
 
+from core.brains.ceo import MODE_SETTINGS
 from core.brains.sizing_policies import (
     KellyParams,
     SizerState,
@@ -17,7 +20,10 @@ from core.brains.sizing_policies import (
     fixed_fractional,
     fractional_kelly,
     volatility_target,
+    within_policy,
 )
+from core.domain.enums import Mode
+from core.domain.policy import Policy, apply_levers
 from core.errors import ConfigError, DataError
 
 VOL = VolTargetParams(target_vol=0.02, floor=0.25, cap=1.5)
@@ -132,3 +138,57 @@ def test_bad_records_are_a_data_error() -> None:
         TradeRecord(losses=2, mean_loss=-0.01)
     with pytest.raises(ConfigError, match="cap"):
         fixed_fractional(SizerState(realised_vol=0.02), cap=0.0)
+
+
+# --- within_policy: what the engine may apply of any sizer's multiplier --------------------------
+
+
+def brains(mode: Mode, *, scale: str | None = None) -> Policy:
+    """Return the policy the brains set in ``mode`` (a drawdown tier's ``scale`` if given)."""
+    levers = MODE_SETTINGS[mode]
+    if scale is not None:
+        levers = replace(levers, size_multiplier=Decimal(scale))
+    return apply_levers(Policy(), levers, version=1)
+
+
+@pytest.mark.parametrize("raw", [-0.5, 0.0, 0.6, 1.0, 1.5, 7.0])
+def test_a_multiplier_is_kept_within_zero_and_the_cap(raw: float) -> None:
+    for mode in (Mode.OPTIMIZATION, Mode.EXPANSION):
+        bounded = within_policy(raw, brains(mode), cap=1.5)
+        assert bounded == min(max(raw, 0.0), 1.5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "scale"),
+    [
+        (Mode.PRESERVATION, None),
+        (Mode.EMERGENCY, None),
+        (Mode.OPTIMIZATION, "0.75"),  # the ladder's first drawdown tier
+        (Mode.EXPANSION, "0.75"),
+        (Mode.PRESERVATION, "1"),  # the mode alone caps, whatever its scale
+    ],
+)
+def test_while_the_brains_cut_sizes_a_sizer_may_only_shrink_them(
+    mode: Mode, scale: str | None
+) -> None:
+    policy = brains(mode, scale=scale)
+    assert within_policy(1.5, policy, cap=1.5) == 1.0
+    assert within_policy(0.5, policy, cap=1.5) == 0.5
+    assert within_policy(1.0, policy, cap=0.8) == 0.8  # and the cap still holds below 1
+    # The risk the entry is sized for never exceeds what the mode allows of the base.
+    allowed = float(policy.effective_risk_per_trade)
+    assert float(Policy().risk_per_trade) * float(policy.size_multiplier) * within_policy(
+        1.5, policy, cap=1.5
+    ) == pytest.approx(allowed)
+
+
+@pytest.mark.parametrize("raw", [math.nan, math.inf, -math.inf])
+def test_a_multiplier_that_is_not_finite_is_refused(raw: float) -> None:
+    with pytest.raises(DataError, match="finite"):
+        within_policy(raw, Policy(), cap=1.5)
+
+
+@pytest.mark.parametrize("cap", [0.0, -1.0, math.nan, math.inf])
+def test_a_bad_cap_is_a_config_error(cap: float) -> None:
+    with pytest.raises(ConfigError):
+        within_policy(1.0, Policy(), cap=cap)

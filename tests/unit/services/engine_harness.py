@@ -28,6 +28,8 @@ from core.market.rules_book import RulesBook
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.market import MarketService
+from core.services.sizing_service import SizingService
+from core.services.sizing_sources import SizingSource
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalFrame
 from storage.memory import MemoryStorage
@@ -101,6 +103,7 @@ class Harness:
         persist: bool = False,
         book: RulesBook | None = None,
         policy: Callable[[], Policy] | None = None,
+        sizing: SizingSource | None = None,
     ) -> None:
         self.settings = settings
         self.clock = SimClock(T0_MS)
@@ -134,6 +137,10 @@ class Harness:
             state=self.storage.state if persist else None,  # the engine's trades kept
             book=book,
             policy=policy,  # the policy in force (None: the settings' static one)
+            # each entry's size multiplier (None: the one the settings choose)
+            sizing=None
+            if sizing is None
+            else SizingService(bus=self.bus, clock=self.clock, source=sizing),
         )
         self.market = MarketService(
             feed=_NoFeed(),

@@ -210,3 +210,22 @@ def test_observations_of_another_width_are_refused(trained: SizingPolicy) -> Non
 def test_bad_ppo_parameters_are_a_config_error(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         PpoParams(**bad)  # type: ignore[arg-type]
+
+
+def test_the_artifact_records_how_old_its_training_trades_are(
+    trained: SizingPolicy, tmp_path: Path
+) -> None:
+    save_policy(trained, tmp_path / "p1")
+    assert trained.trained_until_ms == int(TRAIN.close_ms.max())
+    assert load_policy(tmp_path / "p1").trained_until_ms == trained.trained_until_ms
+
+    spec = json.loads((tmp_path / "p1" / SPEC_FILE).read_text())
+    weights = (tmp_path / "p1" / WEIGHTS_FILE).read_bytes()
+    older = {k: v for k, v in spec.items() if k != "trained_until_ms"}
+    seal(tmp_path / "older", {WEIGHTS_FILE: weights, SPEC_FILE: json.dumps(older).encode()})
+    bad = spec | {"trained_until_ms": "yesterday"}
+    seal(tmp_path / "bad", {WEIGHTS_FILE: weights, SPEC_FILE: json.dumps(bad).encode()})
+
+    assert load_policy(tmp_path / "older").trained_until_ms is None  # unknown, not made up
+    with pytest.raises(ArtifactError, match="trained_until_ms"):
+        load_policy(tmp_path / "bad")

@@ -1,0 +1,140 @@
+"""Live sizing: the size multiplier the engine applies to an entry's fixed-fractional risk size.
+
+Per entry the engine asks ``decide``: the configured method (``core.services.sizing_sources``)
+sees the entry's state, built only from what is known at the decision (the entry's features
+and the ``SizingAccount`` of the trades this service saw open and close), and its multiplier
+is bounded by ``core.brains.sizing_policies.within_policy`` (``[0, cap]``, at most 1 while the
+brains cut sizes). The engine multiplies the risk budget by it *before* the position,
+exposure and cash caps and the risk gate: the method's size is an input to them, never a way
+around them.
+
+Fail closed: a method that refuses (stale, spec mismatch, artifact refused), raises, or
+returns a value that is not finite sizes that entry fixed-fractional (multiplier 1, bounded
+the same way) and a ``SizingFallback`` says why, once per reason while it lasts: a reason
+is said again only after the method sized an entry itself or failed for another reason.
+
+The account is in memory: a restart starts it empty (no record, open trades not counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+
+from core.brains.sizing_policies import within_policy
+from core.clock import Clock
+from core.domain.events import Event, SizingFallback, TradeClosed
+from core.domain.explanations import SizingNote
+from core.domain.policy import Policy
+from core.errors import ConfigError, DataError
+from core.ml.rl.book import SizingAccount
+from core.services.bus import EventBus
+from core.services.sizing_sources import (
+    FallbackReason,
+    FixedSizing,
+    SizingSource,
+    SizingState,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_CAP = 1.5
+
+
+class SizingService:
+    """Choose each entry's size multiplier and fall back closed (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        clock: Clock,
+        source: SizingSource | None = None,
+        cap: float = DEFAULT_CAP,
+        account: SizingAccount | None = None,
+    ) -> None:
+        self.source: SizingSource = source or FixedSizing()
+        if not (math.isfinite(cap) and cap > 0):
+            raise ConfigError(f"the sizing cap must be a finite multiplier > 0, was {cap}")
+        self.cap = cap
+        self.account = account or SizingAccount()
+        self._bus = bus
+        self._clock = clock
+        self._said: FallbackReason | None = None  # the fallback announced and still lasting
+        self._equity: dict[str, Decimal] = {}  # trade id -> the equity it was sized on
+        bus.subscribe(TradeClosed.topic, self._on_closed, name="sizing.on_closed")
+
+    @property
+    def method(self) -> str:
+        """Return the configured method's name."""
+        return self.source.method
+
+    async def decide(
+        self, *, symbol: str, decision_ms: int, entry: Mapping[str, float], policy: Policy
+    ) -> SizingNote:
+        """Return how to size this entry: the method, its bounded multiplier, or the fixed
+        fallback and why (publishing ``SizingFallback`` when the reason is new)."""
+        failure = self.source.refusal(self._clock.now_ms())
+        raw = math.nan
+        if failure is None:
+            state = SizingState(
+                decision_ms=decision_ms,
+                entry=entry,
+                account=self.account.features(decision_ms),
+                recent_outcomes=self.account.recent_outcomes,
+            )
+            try:
+                raw = float(self.source.multiplier(state))
+            except DataError as e:
+                failure = FallbackReason.OBSERVATION, str(e)
+            except Exception as e:  # noqa: BLE001 - a failing method sizes fixed, never the entry
+                failure = FallbackReason.ERROR, f"{type(e).__name__}: {e}"
+            else:
+                if not math.isfinite(raw):
+                    failure = FallbackReason.NON_FINITE, f"it returned {raw}"
+        if failure is None:
+            if self._said is not None:
+                log.info("sizing: %s sizes again (was falling back: %s)", self.method, self._said)
+            self._said = None
+            return SizingNote(
+                method=self.method, multiplier=within_policy(raw, policy, cap=self.cap)
+            )
+        reason, detail = failure
+        if reason is not self._said:
+            self._said = reason
+            log.warning("sizing: %s falls back to fixed (%s): %s", self.method, reason, detail)
+            await self._bus.publish(
+                SizingFallback(
+                    ts_ms=self._clock.now_ms(),
+                    method=self.method,
+                    reason=reason.value,
+                    detail=detail,
+                    symbol=symbol,
+                )
+            )
+        return SizingNote(
+            method=FixedSizing.method,
+            multiplier=within_policy(1.0, policy, cap=self.cap),
+            fallback=reason.value,
+        )
+
+    def opened(self, trade_id: str, decision_ms: int, note: SizingNote, equity: Decimal) -> None:
+        """Record an entry that went out, sized by ``note`` on ``equity``."""
+        if note.multiplier <= 0 or equity <= 0:
+            return
+        self.account.opened(trade_id, decision_ms, note.multiplier)
+        self._equity[trade_id] = equity
+
+    def forgot(self, trade_id: str) -> None:
+        """Drop a trade the engine forgot without a close (its entry never filled)."""
+        self.account.dropped(trade_id)
+        self._equity.pop(trade_id, None)
+
+    async def _on_closed(self, event: Event) -> None:
+        if not isinstance(event, TradeClosed) or not self.account.is_open(event.trade_id):
+            return  # not sized here (opened before a restart, or skipped)
+        equity = self._equity.pop(event.trade_id)
+        multiplier = self.account.multiplier_of(event.trade_id)
+        # The account books multiplier x unit outcome = the P&L as a return on that equity.
+        self.account.closed(event.trade_id, float(event.pnl / equity) / multiplier)

@@ -1,0 +1,87 @@
+"""QT__SIZING__* chooses the sizing method once, at start: contradictions are refused with the
+variable to set, and an RL artifact that cannot be loaded is a fallback, not a crash."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.sizing import sizing_from
+from core.clock import SimClock
+from core.config import load_settings
+from core.errors import ConfigError
+from core.services.bus import EventBus
+from core.services.sizing_service import SizingService
+from core.services.sizing_sources import (
+    FallbackReason,
+    FixedSizing,
+    KellySizing,
+    RefusedSizing,
+    VolatilitySizing,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("QT__"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> Callable[..., SizingService]:
+    def build(**env: str) -> SizingService:
+        for key, value in env.items():
+            monkeypatch.setenv(f"QT__SIZING__{key.upper()}", value)
+        return sizing_from(load_settings(), bus=EventBus(), clock=SimClock(0))
+
+    return build
+
+
+def test_fixed_is_the_default(built: Callable[..., SizingService]) -> None:
+    service = built()
+    assert isinstance(service.source, FixedSizing) and service.cap == 1.5
+
+
+def test_the_simple_methods_take_their_settings(built: Callable[..., SizingService]) -> None:
+    vol = built(method="volatility", vol_target_pct="3", vol_floor="0.5", cap="1.2")
+    assert isinstance(vol.source, VolatilitySizing)
+    assert (vol.source.params.target_vol, vol.source.params.floor, vol.cap) == (3.0, 0.5, 1.2)
+    kelly = built(method="kelly", kelly_fraction="0.5", kelly_min_trades="5", recent_trades="8")
+    assert isinstance(kelly.source, KellySizing)
+    assert (kelly.source.params.fraction, kelly.source.params.min_trades) == (0.5, 5)
+    assert kelly.account.features(0).shape == (6,)
+
+
+def test_a_missing_policy_folder_is_a_fallback_not_a_crash(
+    built: Callable[..., SizingService], tmp_path: Path
+) -> None:
+    service = built(method="rl", policy_dir=str(tmp_path / "nowhere"))
+    assert isinstance(service.source, RefusedSizing)
+    assert service.source.reason is FallbackReason.ARTIFACT and service.method == "rl"
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"QT__SIZING__METHOD": "rl"}, "QT__SIZING__METHOD=rl requires QT__SIZING__POLICY_DIR"),
+        ({"QT__SIZING__METHOD": "ppo"}, "QT__SIZING__METHOD"),
+        ({"QT__SIZING__CAP": "0"}, "QT__SIZING__CAP"),
+        ({"QT__SIZING__CAP": "1", "QT__SIZING__VOL_FLOOR": "1.2"}, "VOL_FLOOR"),
+        (
+            {"QT__SIZING__METHOD": "volatility", "QT__RISK__VOL_TARGET_PCT": "2"},
+            "target the volatility twice",
+        ),
+    ],
+)
+def test_contradictory_sizing_settings_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=said):
+        load_settings()

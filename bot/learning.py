@@ -21,6 +21,7 @@ import numpy as np
 
 from bot.candidate_training import WorkerPool, train_candidates
 from bot.ensemble_loader import ensemble_member, learning_members
+from bot.holdout_backtest import backtest_candidates
 from bot.model_training import needs_segments, train_config
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
@@ -245,9 +246,11 @@ async def train_in_workers(
 ) -> CandidateRun:
     """Fit candidates of ``members`` in spawned worker processes (one thread each: the pool
     fills the cores; ``pool``: kept across runs, else one of the run's own), each scored with
-    its champion; killed at QT__LEARNING__TIMEOUT_MINUTES. A torch member starts from its
-    champion's weights (its ``warm_epochs``) unless QT__MODELS__WARM_START=false; the GBDTs
-    refit from scratch. ``shuffle_seed``: every fit on permuted labels (a control)."""
+    its champion and, with QT__LEARNING__BACKTEST_VALIDATION, backtested beside it on the
+    held-out candles (``bot.holdout_backtest``); killed at QT__LEARNING__TIMEOUT_MINUTES. A
+    torch member starts from its champion's weights (its ``warm_epochs``) unless
+    QT__MODELS__WARM_START=false; the GBDTs refit from scratch. ``shuffle_seed``: every fit
+    on permuted labels (a control)."""
     config = dataclasses.replace(
         train_config(settings.models, threads=1, horizon=ensemble_config_from(settings).horizon),
         shuffle_seed=shuffle_seed,
@@ -257,16 +260,27 @@ async def train_in_workers(
         for m, c in champions.items()
         if settings.models.warm_start and needs_segments([m])
     }
-    return await train_candidates(
-        series,
-        members,
-        champions=champions,
-        config=config,
-        exits=exit_config_from(settings.exits),
-        timeout_s=settings.learning.timeout_minutes * 60.0,
-        warm=warm,
-        pool=pool,
-    )
+    timeout_s = settings.learning.timeout_minutes * 60.0
+    deadline = asyncio.get_running_loop().time() + timeout_s  # the backtests' too
+    workers = pool or WorkerPool(len(members), background=True)  # the process trades meanwhile
+    try:
+        run = await train_candidates(
+            series,
+            members,
+            champions=champions,
+            config=config,
+            exits=exit_config_from(settings.exits),
+            timeout_s=timeout_s,
+            warm=warm,
+            pool=workers,
+        )
+        if not settings.learning.backtest_validation or not run.fits:
+            return run
+        left = max(1.0, deadline - asyncio.get_running_loop().time())
+        return await backtest_candidates(workers, settings, series, run, champions, timeout_s=left)
+    finally:
+        if pool is None:
+            await workers.discard()
 
 
 def build_learning(

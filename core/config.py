@@ -346,6 +346,11 @@ class LearningSettings(Section):
     gate_alpha: float = Field(default=0.05, gt=0, lt=1)
     gate_test: Literal["diebold-mariano", "paired-bootstrap"] = "diebold-mariano"
     gate_min_rows: int = Field(default=100, ge=10)
+    # The cost-aware validation: the member's strategy backtested on the held-out candles
+    # (bot.holdout_backtest); a candidate that passes the log-loss gate but returns more
+    # than BACKTEST_MARGIN_PCT points less than its champion there is rejected.
+    backtest_validation: bool = True
+    backtest_margin_pct: float = Field(default=1.0, ge=0)
     shadow_hours: float = Field(default=48.0, ge=0)  # live record before a promotion
     shadow_min_rows: int = Field(default=48, ge=1)  # resolved live predictions, paired
     shadow_margin: float = Field(default=0.0, ge=0)  # worse than the champion by at most this

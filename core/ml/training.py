@@ -372,6 +372,12 @@ class CandidateFit:
     p: Probabilities
     champion_p: Probabilities | None
     note: str = ""
+    # The holdout backtest of the strategy using the member (bot.holdout_backtest): net
+    # return %, trades, max drawdown %, fees; the champion's on the same candles; why one
+    # is missing. None: not backtested.
+    backtest: Mapping[str, float] | None = None
+    champion_backtest: Mapping[str, float] | None = None
+    backtest_note: str = ""
 
     def __post_init__(self) -> None:
         sizes = {len(self.symbol), len(self.ts_ms), len(self.y), len(self.p)}

@@ -422,7 +422,11 @@ class LearningManager:
             train_start_ms=run.data.train_start_ms,
             train_end_ms=run.data.end_ms,
             label=run.data.label,
-            metrics=fit.fit.metrics,
+            # its holdout backtest beside its validation scores (holdout_return_pct, ...)
+            metrics={
+                **fit.fit.metrics,
+                **{f"holdout_{k}": v for k, v in (fit.backtest or {}).items()},
+            },
         )
         now = self._clock.now_ms()
         version = await save_version(
@@ -463,11 +467,13 @@ class LearningManager:
                     await self._trained(version, "RETIRED", why, ll)
                     return
                 await self._promote(version, why)
-                report.lines.append(f"{name}: {version.id} champion ({why}), log-loss {ll:.4f}")
+                report.lines.append(
+                    f"{name}: {version.id} champion ({why}), log-loss {ll:.4f}{holdout_line(fit)}"
+                )
                 await self._trained(version, "CHAMPION", why, ll)
                 return
             await self._to_shadow(version, why)
-            report.lines.append(f"{name}: {version.id} in shadow ({why})")
+            report.lines.append(f"{name}: {version.id} in shadow ({why}){holdout_line(fit)}")
             await self._trained(version, "SHADOW", why, ll)
             return
         serving = await self._s.versions.newest(name, ModelStatus.CHAMPION)
@@ -503,16 +509,21 @@ class LearningManager:
             f"{name}: {version.id} log-loss {cand_ll:.4f} vs champion {champion.id} "
             f"{champ_ll if champ_ll is None else round(champ_ll, 4)} on {result.rows} rows; "
             f"{result.test} statistic {result.statistic:.2f}, p {result.p_value:.3g}"
+            f"{holdout_line(fit)}"
         )
-        if result.passed:
-            await self._to_shadow(version, f"gate passed: {result.reason}")
+        passed, reason = result.passed, result.reason
+        worse = self._backtest_worse(fit)
+        if passed and worse:
+            passed, reason = False, f"{reason}, but {worse}"
+        if passed:
+            await self._to_shadow(version, f"gate passed: {reason}")
             report.lines.append(f"{line}: passed, in shadow")
             status = "SHADOW"
         else:
             await self._s.versions.set_status(
-                version.id, ModelStatus.RETIRED, reason=f"rejected: {result.reason}", ts_ms=now
+                version.id, ModelStatus.RETIRED, reason=f"rejected: {reason}", ts_ms=now
             )
-            report.lines.append(f"{line}: rejected ({result.reason})")
+            report.lines.append(f"{line}: rejected ({reason})")
             status = "RETIRED"
         await self._publish(
             ModelTrained(
@@ -520,13 +531,27 @@ class LearningManager:
                 member=name,
                 version_id=version.id,
                 status=status,
-                reason=result.reason,
+                reason=reason,
                 log_loss=cand_ll,
                 champion_id=champion.id,
                 champion_log_loss=champ_ll,
                 statistic=result.statistic,
                 p_value=result.p_value,
             )
+        )
+
+    def _backtest_worse(self, fit: CandidateFit) -> str:
+        """Return why the candidate's holdout backtest rules it out ("" when it does not: not
+        backtested, no comparable champion, or within the margin of the champion's)."""
+        mine, theirs = fit.backtest, fit.champion_backtest
+        if mine is None or theirs is None:
+            return ""
+        margin = self._settings.backtest_margin_pct
+        if mine["return_pct"] >= theirs["return_pct"] - margin:
+            return ""
+        return (
+            f"its holdout backtest returned {mine['return_pct']:+.2f} % against the champion's "
+            f"{theirs['return_pct']:+.2f} % (more than {margin:g} points less)"
         )
 
     async def _trained(self, version: ModelVersion, status: str, reason: str, ll: float) -> None:
@@ -909,6 +934,23 @@ async def prune_versions(
             log.warning("pruned %s, left its files alone: %s is not its own folder", v.id, folder)
         done.append(v)
     return done
+
+
+def holdout_line(fit: CandidateFit) -> str:
+    """Return the report's words on a candidate's holdout backtest and its champion's."""
+
+    def said(score: Mapping[str, float] | None) -> str:
+        if score is None:
+            return "none"
+        return f"{score['return_pct']:+.2f} % ({score['trades']:.0f} trades)"
+
+    if fit.backtest is None and not fit.backtest_note:
+        return ""  # not asked for (QT__LEARNING__BACKTEST_VALIDATION=false)
+    note = f" [{fit.backtest_note}]" if fit.backtest_note else ""
+    return (
+        f"; holdout backtest {said(fit.backtest)} vs the champion's "
+        f"{said(fit.champion_backtest)}{note}"
+    )
 
 
 def _trained_at(version: ModelVersion, now_ms: int) -> int:

@@ -8,6 +8,7 @@ crash and timeout are tested in ``test_candidate_training``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -496,3 +497,61 @@ async def test_a_member_without_a_champion_is_trained_again_hours_later_not_a_we
     report = await manager.wait()
     assert report is not None and report.trained
     assert await storage.model_versions.newest("xgb", ModelStatus.CHAMPION) is not None
+
+
+def _with_backtests(run: CandidateRun, mine: float, theirs: float | None) -> CandidateRun:
+    """``run`` with its holdout backtests: the candidate's and the champion's net return %."""
+
+    def score(ret: float) -> dict[str, float]:
+        return {"return_pct": ret, "trades": 5.0, "max_drawdown_pct": 1.0, "fees": 2.0}
+
+    fit = dataclasses.replace(
+        run.fits["xgb"],
+        backtest=score(mine),
+        champion_backtest=None if theirs is None else score(theirs),
+    )
+    return dataclasses.replace(run, fits={"xgb": fit})
+
+
+async def test_a_candidate_whose_holdout_backtest_loses_clearly_more_is_rejected(
+    storage: Storage, tmp_path: Path, tiny: tuple[TrainingSet, list[dict[str, bytes]]]
+) -> None:
+    data, files = tiny
+    clock, live, trainer = SimClock(T0), Live(), Trainer(data)
+    manager, events = await _manager(storage, tmp_path, clock, live, trainer)
+    trainer.script.append(
+        _with_backtests(trainer.fit(files[0], better=True, champion=False), 2, None)
+    )
+    manager.request("test")
+    report = await manager.wait()
+    assert report is not None
+    first = report.trained[0]
+    assert first.metrics["holdout_return_pct"] == 2.0 and first.metrics["holdout_trades"] == 5.0
+    assert "holdout backtest +2.00 % (5 trades) vs the champion's none" in report.lines[0]
+
+    # better log-loss (the gate passes) but 1.5 points less than the champion's backtest
+    clock.advance_to(T0 + 200 * HOUR)
+    trainer.script.append(
+        _with_backtests(trainer.fit(files[1], better=True, champion=True), 0.5, 2)
+    )
+    manager.request("test")
+    report = await manager.wait()
+    assert report is not None
+    rejected = await storage.model_versions.get(report.trained[0].id)
+    assert rejected is not None and rejected.status is ModelStatus.RETIRED
+    assert "but its holdout backtest returned +0.50 % against the champion's +2.00 %" in (
+        rejected.reason
+    )
+    said = [e for e in events if isinstance(e, ModelTrained) and e.version_id == rejected.id]
+    assert said[0].status == "RETIRED" and "holdout backtest" in said[0].reason
+
+    # within the margin (1 point): the gate's verdict stands
+    clock.advance_to(T0 + 400 * HOUR)
+    trainer.script.append(
+        _with_backtests(trainer.fit(files[2], better=True, champion=True), 1.2, 2)
+    )
+    manager.request("test")
+    report = await manager.wait()
+    assert report is not None
+    shadow = await storage.model_versions.get(report.trained[0].id)
+    assert shadow is not None and shadow.status is ModelStatus.SHADOW

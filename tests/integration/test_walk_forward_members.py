@@ -3,11 +3,13 @@ champion, and the same model as ``qt models train`` on the same candles (the par
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bot.holdout_backtest import holdout_backtest
 from bot.learning import train_in_workers
 from bot.model_training import train_and_save, train_config
 from bot.trading import exit_config_from
@@ -123,3 +125,29 @@ def test_a_cadence_for_an_unknown_member_is_one_clear_error(settings: Settings) 
     provider = EnsembleProvider([], walk_forward=True)
     with pytest.raises(QTError, match=r"QT__MODELS__CADENCE_HOURS: unknown member gpt; known"):
         WalkForward(provider, s)
+
+
+async def test_each_candidate_is_backtested_beside_its_champion_on_the_holdout(
+    settings: Settings,
+) -> None:
+    series = regimes(seed=1, drift=0.7, n=1_600)
+    s = with_models(settings, members=["xgb"])
+    first = await train_in_workers(s, [series.slice(0, 1_000)], ["xgb"], {})
+    champion = first.fits["xgb"]
+    assert champion.backtest is not None and champion.champion_backtest is None
+    ref = ChampionRef(files=champion.fit.files, trained_until_ms=first.data.end_ms)
+
+    second = await train_in_workers(s, [series], ["xgb"], {"xgb": ref})
+
+    fit, start = second.fits["xgb"], second.data.valid_start_ms
+    assert ref.trained_until_ms <= start and fit.backtest_note == ""
+    # what the worker measured is the Engine's backtest of the member alone on the holdout
+    mine = await asyncio.to_thread(holdout_backtest, s, [series], "xgb", fit.fit.files, start)
+    theirs = await asyncio.to_thread(holdout_backtest, s, [series], "xgb", ref.files, start)
+    assert fit.backtest == mine and fit.champion_backtest == theirs
+    assert mine["trades"] > 0 and mine["fees"] > 0
+    # a champion trained into the holdout window is not backtested: not comparable
+    late = ChampionRef(files=champion.fit.files, trained_until_ms=start + 1)
+    third = await train_in_workers(s, [series], ["xgb"], {"xgb": late})
+    assert third.fits["xgb"].champion_backtest is None
+    assert "not comparable" in third.fits["xgb"].backtest_note

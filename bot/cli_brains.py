@@ -28,7 +28,6 @@ from bot.cli_common import (
 from bot.report import table
 from core.config import Settings
 from core.domain.enums import Mode
-from core.services.commands import duration_ms
 
 mode_app = typer.Typer(
     help="Show the CEO's operating mode, or set one by hand.", no_args_is_help=True
@@ -53,6 +52,8 @@ ReasonOpt = Annotated[
 
 def parse_duration_ms(value: str) -> int:
     """Parse ``30m``, ``4h`` or ``2d`` into milliseconds (> 0, at most a year)."""
+    from core.services.commands import duration_ms  # the command core: only when needed
+
     try:
         return duration_ms(value)
     except ValueError as e:

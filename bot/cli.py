@@ -27,7 +27,6 @@ from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt da
 from bot.cli_models import models_app
 from bot.cli_risk import risk_app
 from bot.cli_state import state_app
-from core.config import redacted
 
 app = typer.Typer(
     help="Quantum Trader: an asyncio crypto trading bot (paper by default).",
@@ -124,6 +123,8 @@ def run(env_file: EnvFileOpt = None) -> None:
 @config_app.command("show")
 def config_show(env_file: EnvFileOpt = None) -> None:
     """Print the effective settings as JSON, secrets redacted."""
+    from core.config import redacted
+
     settings = load_or_exit(env_file)
     data = redacted(settings)
     data["database"]["effective_url"] = settings.database_url

@@ -13,19 +13,19 @@ import typer
 from rich.markup import escape
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
-from core.config import Settings
-from core.domain.enums import CandleMarket
-from core.domain.market import CandleSeries
 from core.errors import DataError
-from core.ports import CandleRepo
 
-if TYPE_CHECKING:  # the CLI imports the ML libraries only when a run needs them
+if TYPE_CHECKING:  # the CLI imports the settings, the domain and the ML only when a run needs them
     from bot.backtest import BacktestResult
     from bot.backtest_window import Sources
     from bot.walk_forward import WalkForward
+    from core.config import Settings
+    from core.domain.enums import CandleMarket
+    from core.domain.market import CandleSeries
     from core.domain.market_rules import RulesInForce
     from core.market.funding import FundingRates
     from core.ml.ensemble import EnsembleProvider
+    from core.ports import CandleRepo
     from core.signals.base import SignalProvider
 
 STRATEGIES = ("ema_rsi", "mean_reversion", "ensemble", "meta")
@@ -166,6 +166,7 @@ async def _load(
     settings: Settings, files: list[Path]
 ) -> tuple[dict[str, CandleSeries], dict[str, str]]:
     """Return the candles by symbol, and where each symbol's came from (for messages)."""
+    from core.domain.enums import CandleMarket
     from core.market.candle_cache import CandleCache
     from core.market.importers import read_candle_file, traded_market_note
 

@@ -5,6 +5,8 @@ Heavy modules are imported inside the commands so ``qt --help`` stays instant.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 from pathlib import Path
 from typing import Annotated
@@ -44,6 +46,25 @@ _invoked: list[str | None] = [None]  # the command of this invocation (set befor
 def _before_command(ctx: typer.Context) -> None:
     # No docstring: the app's help stays the Typer's.
     _invoked[0] = ctx.invoked_subcommand
+    if not _exit_collection_skipped:
+        _exit_collection_skipped.append(True)
+        # Registered after logging's: atexit runs last in first, so logging.shutdown still
+        # flushes and closes every handler after this, and the standard streams are flushed
+        # after all the handlers, as without it.
+        atexit.register(_skip_the_exit_collection)
+
+
+_exit_collection_skipped: list[bool] = []
+
+
+def _skip_the_exit_collection() -> None:
+    """Leave the heap to the operating system at exit: the interpreter's final collections
+    walk every object a backtest made (about a tenth of `qt backtest`'s CPU time here) only to
+    free memory the process gives back anyway. Nothing of ours waits on a collection: every
+    file is written and closed by its command (``bot.atomic_files``), the log by logging's
+    own exit handler."""
+    gc.disable()
+    gc.freeze()  # the exit's collections skip frozen objects
 
 
 def _after_command() -> None:

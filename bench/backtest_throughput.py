@@ -20,9 +20,9 @@ The commands run this checkout's code (PYTHONPATH), whatever checkout the venv w
 from. Skips (exit 0) when ../shared/data is absent.
 
 Where the simulation's time goes: quiet candles are skipped (FastReplay), so nearly all of it
-is the few thousand candles that trade: ~0.6 ms of Python per round trip (6 orders, 3 cancels,
-3 fills, 18 events, 2 exit plans), spread over the paper book, dataclass construction, the
-Exit Brain, execution, bus and storage (research/backtest-profile.md has the profile).
+is the few thousand candles that trade, spread over the paper book, dataclass construction, the
+Exit Brain, execution, the bus and the regimes (research/backtest-profile.md profiles it, on an
+earlier commit: its figures are not this code's).
 """
 
 from __future__ import annotations
@@ -94,21 +94,21 @@ def _qt_args(timerange: str, *, charts: bool) -> list[str]:
     return args
 
 
-def _phases_once(timerange: str) -> dict[str, float]:
-    """Run `qt backtest --no-charts` once in a child that times its phases; return them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "phases.json"
-        child = [sys.executable, str(ROOT / "bench" / "backtest_phases.py"), str(out), "--"]
-        spawned = time.monotonic()
-        subprocess.run(  # noqa: S603
-            [*child, *_qt_args(timerange, charts=False)],
-            check=True,
-            capture_output=True,
-            env=_env(tmp),
-            cwd=tmp,
-        )
-        reaped = time.monotonic()
-        t = json.loads(out.read_text())
+def _phases_once(timerange: str, tmp: str) -> dict[str, float]:
+    """Run `qt backtest --no-charts` once in a child that times its phases; return them.
+    ``tmp`` is the data folder: the candle cache a run leaves there serves the next."""
+    out = Path(tmp) / "phases.json"
+    child = [sys.executable, str(ROOT / "bench" / "backtest_phases.py"), str(out), "--"]
+    spawned = time.monotonic()
+    subprocess.run(  # noqa: S603
+        [*child, *_qt_args(timerange, charts=False)],
+        check=True,
+        capture_output=True,
+        env=_env(tmp),
+        cwd=tmp,
+    )
+    reaped = time.monotonic()
+    t = json.loads(out.read_text())
     timed = ("load", "signals", "setup", "simulation", "metrics", "report")
     command = t["done"] - t["imported"]
     return {
@@ -136,9 +136,16 @@ def _end_to_end(timerange: str, *, charts: bool) -> float:
 
 
 def _print_phases(timerange: str, runs: int) -> float:
-    """Print the median of each phase over ``runs`` runs; return the median total."""
-    samples = [_phases_once(timerange) for _ in range(runs)]
-    print(f"  `qt backtest --no-charts` by phase (median of {runs}, ms):")
+    """Print the median of each phase over ``runs`` runs after a first one that fills the
+    candle cache (its load is printed too); return the median total."""
+    with tempfile.TemporaryDirectory() as tmp:
+        first = _phases_once(timerange, tmp)
+        samples = [_phases_once(timerange, tmp) for _ in range(runs)]
+    print(
+        f"  first run (no candle cache yet): load {first['load'] * 1000:.0f} ms, "
+        f"total {first['total']:.2f} s"
+    )
+    print(f"  `qt backtest --no-charts` by phase, candle cache filled (median of {runs}, ms):")
     for label, key in (*PHASES, ("total (spawn to reap)", "total")):
         values = [s[key] * 1000 for s in samples]
         print(

@@ -5,6 +5,8 @@ Heavy modules are imported inside the commands so ``qt --help`` stays instant.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +29,6 @@ from bot.cli_markets import markets as _markets  # noqa: F401  (registers `qt da
 from bot.cli_models import models_app
 from bot.cli_risk import risk_app
 from bot.cli_state import state_app
-from core.config import redacted
 
 app = typer.Typer(
     help="Quantum Trader: an asyncio crypto trading bot (paper by default).",
@@ -45,6 +46,25 @@ _invoked: list[str | None] = [None]  # the command of this invocation (set befor
 def _before_command(ctx: typer.Context) -> None:
     # No docstring: the app's help stays the Typer's.
     _invoked[0] = ctx.invoked_subcommand
+    if not _exit_collection_skipped:
+        _exit_collection_skipped.append(True)
+        # Registered after logging's: atexit runs last in first, so logging.shutdown still
+        # flushes and closes every handler after this, and the standard streams are flushed
+        # after all the handlers, as without it.
+        atexit.register(_skip_the_exit_collection)
+
+
+_exit_collection_skipped: list[bool] = []
+
+
+def _skip_the_exit_collection() -> None:
+    """Leave the heap to the operating system at exit: the interpreter's final collections
+    walk every object a backtest made (about a tenth of `qt backtest`'s CPU time here) only to
+    free memory the process gives back anyway. Nothing of ours waits on a collection: every
+    file is written and closed by its command (``bot.atomic_files``), the log by logging's
+    own exit handler."""
+    gc.disable()
+    gc.freeze()  # the exit's collections skip frozen objects
 
 
 def _after_command() -> None:
@@ -124,6 +144,8 @@ def run(env_file: EnvFileOpt = None) -> None:
 @config_app.command("show")
 def config_show(env_file: EnvFileOpt = None) -> None:
     """Print the effective settings as JSON, secrets redacted."""
+    from core.config import redacted
+
     settings = load_or_exit(env_file)
     data = redacted(settings)
     data["database"]["effective_url"] = settings.database_url

@@ -13,19 +13,19 @@ import typer
 from rich.markup import escape
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit
-from core.config import Settings
-from core.domain.enums import CandleMarket
-from core.domain.market import CandleSeries
 from core.errors import DataError
-from core.ports import CandleRepo
 
-if TYPE_CHECKING:  # the CLI imports the ML libraries only when a run needs them
+if TYPE_CHECKING:  # the CLI imports the settings, the domain and the ML only when a run needs them
     from bot.backtest import BacktestResult
     from bot.backtest_window import Sources
     from bot.walk_forward import WalkForward
+    from core.config import Settings
+    from core.domain.enums import CandleMarket
+    from core.domain.market import CandleSeries
     from core.domain.market_rules import RulesInForce
     from core.market.funding import FundingRates
     from core.ml.ensemble import EnsembleProvider
+    from core.ports import CandleRepo
     from core.signals.base import SignalProvider
 
 STRATEGIES = ("ema_rsi", "mean_reversion", "ensemble", "meta")
@@ -166,25 +166,42 @@ async def _load(
     settings: Settings, files: list[Path]
 ) -> tuple[dict[str, CandleSeries], dict[str, str]]:
     """Return the candles by symbol, and where each symbol's came from (for messages)."""
+    from core.domain.enums import CandleMarket
+    from core.market.candle_cache import CandleCache
     from core.market.importers import read_candle_file, traded_market_note
-    from core.market.stored import load_checked
-    from storage import open_storage
 
     market = CandleMarket.traded(settings.exchange.market_type)
     if files:
         now_ms = int(time.time() * 1000)
-        loaded = [(f, read_candle_file(f, now_ms=now_ms)) for f in files]
+        cache = CandleCache(candle_cache_folder(settings))
+        loaded = [(f, read_candle_file(f, now_ms=now_ms, cache=cache)) for f in files]
         for path, item in loaded:
             note = traded_market_note(path, item.market, market, "the backtest")
             if note:
                 console.print(f"note: {escape(note)}")
         found = one_file_per_symbol([(f, item.series.symbol, item.series) for f, item in loaded])
         return found, {item.series.symbol: str(f) for f, item in loaded}
+    return await _load_stored(settings, market)
+
+
+def candle_cache_folder(settings: Settings) -> Path:
+    """Return where the parses of candle files are kept: beside the database, never in the
+    data folder (which may be read-only or shared; ``core.market.candle_cache``)."""
+    return settings.app.data_dir / "cache" / "candles"
+
+
+async def _load_stored(
+    settings: Settings, market: CandleMarket
+) -> tuple[dict[str, CandleSeries], dict[str, str]]:
+    """Return the stored candles of the configured symbols (or of a dynamic universe)."""
+    from core.market.stored import load_checked
+    from storage import open_storage
+
     storage = open_storage(settings.database_url, candle_market=market)
     await storage.start()
     where = f"the database ({settings.exchange.name} {market} {settings.trading.timeframe})"
     try:
-        found = {}
+        found: dict[str, CandleSeries] = {}
         for symbol in await _stored_symbols(settings, storage.candles, market):
             # Checked like a file: an earlier version's database can end with a 2027 candle.
             checked = await load_checked(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,10 +25,10 @@ from bot.cli_common import (
     load_or_exit,
     run_or_exit,
 )
-from bot.report import table
-from core.config import Settings
 from core.domain.enums import Mode
-from core.services.commands import duration_ms
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 mode_app = typer.Typer(
     help="Show the CEO's operating mode, or set one by hand.", no_args_is_help=True
@@ -53,6 +53,8 @@ ReasonOpt = Annotated[
 
 def parse_duration_ms(value: str) -> int:
     """Parse ``30m``, ``4h`` or ``2d`` into milliseconds (> 0, at most a year)."""
+    from core.services.commands import duration_ms  # the command core: only when needed
+
     try:
         return duration_ms(value)
     except ValueError as e:
@@ -223,6 +225,7 @@ def mode_show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
 @policy_app.command("show")
 def policy_show(demo: DemoOpt = False, env_file: EnvFileOpt = None) -> None:
     """Print every field of the policy in force."""
+    from bot.report import table  # the report module: only when printing one
     from bot.trading import policy_from
     from core.domain.policy import policy_to_dict
 
@@ -246,6 +249,8 @@ def policy_history(
     env_file: EnvFileOpt = None,
 ) -> None:
     """Print the newest policy versions: who wrote each, when and why."""
+    from bot.report import table  # the report module: only when printing one
+
     settings = load_or_exit(env_file)
     url = database_url_for(settings, demo)
 
@@ -281,6 +286,8 @@ def _fig(value: Any, spec: str) -> str:
 
 def risk_show(demo: bool, env_file: Path | None) -> None:
     """Print the latest risk assessment (``qt risk show``)."""
+    from bot.report import table  # the report module: only when printing one
+
     settings = load_or_exit(env_file)
     url = database_url_for(settings, demo)
     found = run_or_exit(lambda: _read(url))

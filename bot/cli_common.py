@@ -13,16 +13,18 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from bot.fail_safe_stream import FailSafeStream
-from core.config import Settings, load_settings
 from core.errors import QTError
 from core.redaction import process_redactor
+
+if TYPE_CHECKING:  # `qt --help` imports no settings (pydantic) and no numpy: see load_or_exit
+    from core.config import Settings
 
 # stdout may be a closed pipe or a full disk: printing must never raise (bot.fail_safe_stream).
 STDOUT = FailSafeStream(lambda: sys.stdout)
@@ -73,6 +75,8 @@ def exit_if_output_lost() -> None:
 
 def load_or_exit(env_file: Path | None, **overrides: Any) -> Settings:
     """Load settings or print the configuration error and exit 2."""
+    from core.config import load_settings
+
     try:
         return load_settings(env_file, **overrides)
     except QTError as e:

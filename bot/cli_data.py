@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.markup import escape
@@ -29,19 +29,19 @@ from bot.cli_common import (
     run_or_exit,
     wide_console,
 )
-from core.config import Settings
 from core.domain.enums import CandleMarket
-from core.domain.market import timeframe_to_ms
 from core.errors import DataError, QTError
-from core.ports import CandleRepo, MarketData, SeriesInfo
 
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.ports import CandleRepo, MarketData, SeriesInfo
 
-class MarketDataClient(MarketData, Protocol):
-    """Market data with a connection to close."""
+    class MarketDataClient(MarketData, Protocol):
+        """Market data with a connection to close."""
 
-    async def close(self) -> None:
-        """Release the connection."""
-        ...
+        async def close(self) -> None:
+            """Release the connection."""
+            ...
 
 
 data_app = typer.Typer(help="Download, import, list and check candle data.", no_args_is_help=True)
@@ -83,6 +83,8 @@ def download(
     settings = load_or_exit(env_file)
     name = exchange or settings.exchange.name
     tf = timeframe or settings.trading.timeframe
+    from core.domain.market import timeframe_to_ms
+
     try:
         timeframe_to_ms(tf)  # before the network: a typo or 1M must not wait for the venue
     except ValueError as e:

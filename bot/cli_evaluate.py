@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -24,7 +24,9 @@ from bot.cli_backtest import (
     run_name_or_now,
 )
 from bot.cli_common import EnvFileOpt, console, load_or_exit, run_or_exit, wide_console
-from core.config import Settings
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 TABLE_WIDTH = 190  # the scores table has twelve columns: never squeezed to the terminal
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,11 +22,13 @@ from bot.cli_common import (
     wide_console,
 )
 from bot.cli_data import data_app
-from core.config import Settings
 from core.domain.enums import CandleMarket
-from core.domain.market import CandleSeries
-from core.domain.market_rules import RulesInForce
 from core.errors import DataError
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.domain.market import CandleSeries
+    from core.domain.market_rules import RulesInForce
 
 
 @data_app.command("markets")

@@ -24,13 +24,13 @@ from bot.cli_common import (
     run_or_exit,
     wide_console,
 )
-from core.config import Settings
-from core.domain.market import CandleSeries
-from core.domain.model_versions import ModelVersion
 from core.errors import DataError
-from core.ports import Storage
 
 if TYPE_CHECKING:
+    from core.config import Settings
+    from core.domain.market import CandleSeries
+    from core.domain.model_versions import ModelVersion
+    from core.ports import Storage
     from core.services.learning import LearningManager
 
 models_app = typer.Typer(

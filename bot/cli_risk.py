@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 
 from bot.cli_common import EnvFileOpt, console, load_or_exit, parse_day, run_or_exit, wide_console
-from core.config import Settings
 from core.errors import DataError
 
 if TYPE_CHECKING:
+    from core.config import Settings
     from core.market.daily_returns import DailyCloses
 
 risk_app = typer.Typer(

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, quote_plus
 
-from pydantic import SecretStr
-
-from core.config import Settings
+if TYPE_CHECKING:
+    from core.config import Settings
 
 REDACTED = "**********"
 MIN_SECRET_CHARS = 4  # a shorter value would mask ordinary words and numbers
@@ -39,6 +38,8 @@ class Redactor:
     @classmethod
     def of(cls, settings: Settings) -> Redactor:
         """Return the redactor of every non-empty secret in ``settings``."""
+        from pydantic import SecretStr  # settings exist: pydantic is imported already
+
         return cls(
             value.get_secret_value()
             for _, section in settings

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from core.errors import DataError
+from core.market.candle_columns import CSV_COLUMNS, PRICE_COLUMNS
 
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-CSV_COLUMNS = ("timestamp", *PRICE_COLUMNS)
 _ROW_NOTE = "(1-based, header not counted)"
 
 
@@ -151,9 +149,11 @@ def _locate_csv_problem(path: Path, exc: Exception) -> str:
 
 def float_column(column: pa.ChunkedArray) -> np.ndarray:
     """Return a float64 numpy copy; nulls become NaN so validation reports their rows."""
-    return np.asarray(
-        pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-    )
+    if column.type != pa.float64():  # a CSV's are read as float64: no cast, no Arrow compute
+        import pyarrow.compute as pc  # (its import alone costs about 50 ms)
+
+        column = pc.cast(column, pa.float64())
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def require_columns(path: Path, found: list[str], needed: tuple[str, ...]) -> None:

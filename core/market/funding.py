@@ -23,10 +23,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.feather as pa_feather
-import pyarrow.parquet as pa_parquet
 
 from core.errors import DataError
 from core.market.file_names import symbol_of
@@ -151,6 +147,12 @@ def _csv_rows(path: Path) -> list[_Row]:
 
 def _freqtrade_rows(path: Path) -> list[_Row]:
     """Return the rows of a Freqtrade ``funding_rate`` file (the rate is in ``open``)."""
+    # Here, not at the top: a backtest without Freqtrade funding files never pays for them.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.feather as pa_feather
+    import pyarrow.parquet as pa_parquet
+
     try:
         if path.name.lower().endswith((".json", ".json.gz")):
             opener = gzip.open if path.name.lower().endswith(".gz") else open

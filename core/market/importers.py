@@ -20,21 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.feather as pa_feather
-import pyarrow.parquet as pa_parquet
 
 from core.domain.enums import CandleMarket
 from core.domain.market import CandleSeries, timeframe_to_ms
 from core.errors import DataError
-from core.market.candle_csv import (
-    CSV_COLUMNS,
-    PRICE_COLUMNS,
-    float_column,
-    read_candle_csv,
-    require_columns,
-)
+from core.market.candle_cache import CandleCache, ParsedCandles, SourceStamp
+from core.market.candle_columns import CSV_COLUMNS, PRICE_COLUMNS
 from core.market.file_names import candle_market, parse_file_name
 from core.market.ordering import sort_by_time
 from core.market.timestamps import to_milliseconds
@@ -85,12 +76,15 @@ def read_candle_file(
     repair: bool = False,
     sort: bool = False,
     now_ms: int | None = None,
+    cache: CandleCache | None = None,
 ) -> LoadedCandles:
     """Read, validate and return the candles of one file.
 
     ``market`` overrides the market kind the name and folder give (``file_names``). ``now_ms``
     (the wall clock, which the core does not read) refuses candles that close after it;
-    ``sort`` orders the rows by time before they are checked. Raise DataError when the file is
+    ``sort`` orders the rows by time before they are checked. ``cache`` keeps the parse of the
+    file for the next load (not with ``repair``; the candles are validated either way, see
+    ``core.market.candle_cache``). Raise DataError when the file is
     unreadable, malformed or holds no candle, or when symbol/timeframe are neither given nor
     inferable from the name; CandleValidationError when rows break a rule (unless ``repair``).
     """
@@ -99,7 +93,8 @@ def read_candle_file(
     symbol, timeframe = _resolve_names(path, symbol, timeframe)
     named_market = candle_market(path)  # refuses funding-rate and index files
     market = named_market if market is None else CandleMarket(market)
-    ts, cols, notes = _read_rows(path, repair=repair)
+    parsed = _read_rows(path, repair=repair, cache=None if repair else cache)
+    ts, cols, notes = parsed.ts, parsed.cols, list(parsed.notes)
     series = CandleSeries.from_columns(symbol, timeframe, ts, *(cols[c] for c in PRICE_COLUMNS))
     file_rows = None
     if sort:
@@ -127,8 +122,9 @@ def _check_is_file(path: Path) -> None:
         raise DataError(f"{path}: no such candle file")
 
 
-def _read_rows(path: Path, *, repair: bool) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
-    """Return the file's timestamps (ms), price columns and notes on what was converted."""
+def _read_rows(path: Path, *, repair: bool, cache: CandleCache | None) -> ParsedCandles:
+    """Return the file's timestamps (ms), price columns and notes on what was converted:
+    from ``cache`` when it holds this content's parse, else parsed (and kept there)."""
     name = path.name.lower()
     if not name.endswith((".csv", ".csv.gz", ".json", ".json.gz", ".feather", ".parquet")):
         raise DataError(
@@ -137,8 +133,14 @@ def _read_rows(path: Path, *, repair: bool) -> tuple[np.ndarray, dict[str, np.nd
         )
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")  # each reader would say it its own way
+    cached = None if cache is None else cache.load(path)
+    if cached is not None:
+        return cached
+    stamp = SourceStamp.of(path)
     notes: list[str] = []
     if name.endswith((".csv", ".csv.gz")):
+        from core.market.candle_csv import read_candle_csv  # Arrow: only when parsing
+
         ts, cols, notes = read_candle_csv(path, repair=repair)
     elif name.endswith((".json", ".json.gz")):
         ts, cols = _read_json(path)
@@ -149,7 +151,10 @@ def _read_rows(path: Path, *, repair: bool) -> tuple[np.ndarray, dict[str, np.nd
         str(path),
         lambda row: f"data row {row + 1} (1-based, header not counted)",
     )
-    return ts, cols, [*notes, *converted]
+    parsed = ParsedCandles(ts=ts, cols=cols, notes=[*notes, *converted])
+    if cache is not None:
+        cache.store(path, stamp, parsed)
+    return parsed
 
 
 def _resolve_names(path: Path, symbol: str | None, timeframe: str | None) -> tuple[str, str]:
@@ -222,6 +227,14 @@ def _read_json(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 
 def _read_arrow(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    # Arrow's file formats are imported by the files that need them (~40 ms a CSV never pays).
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.feather as pa_feather
+    import pyarrow.parquet as pa_parquet
+
+    from core.market.candle_csv import float_column, require_columns
+
     try:
         if path.name.lower().endswith(".feather"):
             table = pa_feather.read_table(path)

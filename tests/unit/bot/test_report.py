@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bot.report import fmt_duration, fmt_num, fmt_pct, print_report, write_report
+from bot.report import (
+    fmt_duration,
+    fmt_num,
+    fmt_pct,
+    plain_table,
+    print_report,
+    write_report,
+)
 from core.analytics import BacktestMetrics, compute_metrics
 from core.domain.enums import MarketType
 from core.domain.explanations import EntryExplanation, FeaturePush, MemberVote
@@ -207,3 +214,43 @@ def test_the_trades_csv_says_why_each_ensemble_entry_was_made(tmp_path: Path) ->
     assert (b["p_up"], b["members"], b["regime"], b["top_features"]) == ("", "", "", "")
     payload = json.loads(files.json_path.read_text(encoding="utf-8"))
     assert payload["trades"][0]["explanation"]["regime"] == "trend_low_vol"
+
+
+def test_plain_table_aligns_like_the_rich_tables_without_borders() -> None:
+    text = plain_table(
+        "Monthly",
+        ("Month", "Profit", "Trades"),
+        [("2024-01", "-1,379.62", "12"), ("2024-02", "5.00", "7")],
+    )
+    assert text.splitlines() == [
+        "Monthly",
+        "Month       Profit  Trades",
+        "2024-01  -1,379.62      12",
+        "2024-02       5.00       7",
+    ]
+    assert plain_table("Monthly", ("Month", "Profit"), []).splitlines() == [
+        "Monthly",
+        "Month  Profit",
+    ]
+    with pytest.raises(ValueError):  # a row of the wrong width is a bug, never a shifted table
+        plain_table("Monthly", ("Month", "Profit"), [("2024-01",)])
+
+
+def test_print_report_prints_the_monthly_table_as_plain_text_not_markup() -> None:
+    _, m = _backtest()
+    console = Console(record=True, width=40)  # narrower than the table: still one line a row
+    print_report(m, console)
+    text = console.export_text()
+    monthly = text[text.index("Monthly\n") :].splitlines()
+    assert monthly[1].split() == ["Month", "Profit", "Profit", "%", "Trades"]
+    assert monthly[2].split()[0] == "2024-01"
+    assert monthly[2].split()[-1] == str(m.monthly[0].trades)
+
+
+def test_the_report_json_is_compact_and_whole(tmp_path: Path) -> None:
+    inp, m = _backtest()
+    files = write_report(m, inp.trades, inp.curve, tmp_path, run_name="c", charts=False)
+    text = files.json_path.read_text(encoding="utf-8")
+    assert text.count("\n") == 1 and text.endswith("}\n")  # one line: the C encoder's output
+    payload = json.loads(text)
+    assert [t["trade_id"] for t in payload["trades"]] == ["a", "b", "c"]

@@ -234,3 +234,17 @@ def test_the_suite_gives_each_methods_own_figures_at_each_level() -> None:
             ("monte_carlo", monte_carlo_var(r, level, paths=20_000, seed=2)),
         ):
             assert suite[(method, level)] == alone, (method, level)
+
+
+@pytest.mark.parametrize("alpha", [0.001, 0.01, 0.025, 0.05, 0.1, 0.3, 0.4999])
+def test_the_normal_tail_is_scipy_stats_norm_bit_for_bit(alpha: float) -> None:
+    # scipy.stats is not imported for it (0.6 s at start): its formulas must give its figures.
+    from core.brains.risk_models import _normal_tail
+
+    _normal_tail.cache_clear()
+    z, density, grid = _normal_tail(alpha)
+    assert z == float(stats.norm.ppf(alpha))
+    assert density == float(stats.norm.pdf(stats.norm.ppf(alpha)))
+    expected = stats.norm.ppf((np.arange(1_000) + 0.5) / 1_000 * alpha)
+    assert np.array_equal(grid, expected)
+    assert not grid.flags.writeable  # cached: nobody may change it under the next caller

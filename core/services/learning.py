@@ -90,6 +90,8 @@ TrainFn = Callable[
 ]
 # (version id, member, symbol, candle open ms, P(up)) of the serving members' rows
 PredictionRows = list[tuple[str, str, str, int, float]]
+# per feature column: its values on the training rows, and on the live rows
+FeatureSample = tuple[Mapping[str, Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +120,9 @@ class LearningSources:
     # market ms between two trainings of a member (QT__MODELS__CADENCE_HOURS: the torch
     # members' is longer); a member not named is trained at every scheduled run
     cadence_ms: Mapping[str, int] = field(default_factory=dict)
+    # a champion's feature values on its training rows and on the live candles since its
+    # promotion (the newest ones), for the drift check's PSI; None: no feature drift
+    features: Callable[[ModelVersion], Awaitable[FeatureSample | None]] | None = None
 
 
 @dataclass
@@ -164,11 +169,13 @@ class LearningManager:
             min_rows=min(DriftPolicy().min_rows, settings.drift_window_rows),
             log_loss_excess=settings.drift_log_loss_excess,
             hit_rate_drop=settings.drift_hit_rate_drop,
+            psi_limit=settings.drift_psi,
         )
         self._relaxed = dataclasses.replace(
             self._drift_policy,
             log_loss_excess=settings.drift_log_loss_excess / 2,
             hit_rate_drop=settings.drift_hit_rate_drop / 2,
+            psi_limit=settings.drift_psi / 2,
         )
         self._shadows: dict[str, _Shadow] = {}
         # (version id, symbol) -> its newest candle recorded
@@ -727,12 +734,15 @@ class LearningManager:
             # Hysteresis: a drifting champion is well again only under half the limits, so
             # a record hovering at a limit is said once, not at every other check.
             policy = self._drift_policy if was is None else self._relaxed
+            sample = None if self._s.features is None else await self._s.features(champion)
             drift = drift_check(
                 policy,
                 live_p=p,
                 live_y=y,
                 expected_log_loss=metrics["log_loss"],
                 expected_accuracy=metrics["accuracy"],
+                train_features=None if sample is None else sample[0],
+                live_features=None if sample is None else sample[1],
             )
             if not drift.drifted:
                 self._drift.pop(member, None)

@@ -57,6 +57,7 @@ from core.signals.handover import (
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
+MIN_PSI_ROWS = 100  # live rows (all symbols) before the features' PSI is looked at
 
 
 class ProcessLearning:
@@ -205,7 +206,7 @@ class ProcessLearning:
             champion,
             tf_ms=timeframe_to_ms(self._timeframe),
             now_ms=self._clock.now_ms(),
-            live_rows=self._settings.learning.drift_window_rows,
+            live_rows=self._settings.learning.drift_psi_rows,
         )
 
     def _provider_warmup_ms(self) -> int:
@@ -288,7 +289,9 @@ def feature_sample(
 ) -> FeatureSample:
     """Return, per feature column, ``version``'s training rows' values (decision candles in
     its training window) from ``train`` and the newest ``live_rows`` per symbol since its
-    promotion, closed by ``now_ms``, from ``live``: what the drift check's PSI compares."""
+    promotion, closed by ``now_ms``, from ``live``: what the drift check's PSI compares (a
+    slow feature, a week's volatility, needs weeks of live rows to spread over its training
+    range: fewer would call every quiet week drift)."""
     since = version.status_ms or version.created_ms
     before: dict[str, list[Any]] = {}
     after: dict[str, list[Any]] = {}
@@ -300,10 +303,10 @@ def feature_sample(
         rows = np.flatnonzero((fm.ts_ms >= since) & (fm.ts_ms + tf_ms <= now_ms))[-live_rows:]
         for j, column in enumerate(fm.columns):
             after.setdefault(column, []).append(fm.values[rows, j])
-    return (
-        {c: np.concatenate(v) for c, v in before.items()},
-        {c: np.concatenate(v) for c, v in after.items()},
-    )
+    live_values = {c: np.concatenate(v) for c, v in after.items()}
+    if min((len(v) for v in live_values.values()), default=0) < MIN_PSI_ROWS:
+        live_values = {}  # too short a live record to judge a distribution by
+    return {c: np.concatenate(v) for c, v in before.items()}, live_values
 
 
 def cadences(settings: Settings) -> dict[str, int]:

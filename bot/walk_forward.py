@@ -298,7 +298,7 @@ class _Replay:
         self._labels: dict[str, Labels] = {}  # per symbol, of its whole replayed history
         self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
         self.horizon = self._config.horizon
-        self._live_rows = settings.learning.drift_window_rows
+        self._live_rows = settings.learning.drift_psi_rows
 
     async def history(self) -> list[CandleSeries]:
         now = self._clock.now_ms()

@@ -181,8 +181,8 @@ class LearningManager:
         # (version id, symbol) -> its newest candle recorded
         self._recorded: dict[tuple[str, str], int] = {}
         self._requested: tuple[str, tuple[str, ...]] | None = None  # (who, members)
-        # member -> (its drifting champion, why)
-        self._drift: dict[str, tuple[str, str]] = {}
+        # member -> (its drifting champion, why, whether its live record fell short)
+        self._drift: dict[str, tuple[str, str, bool]] = {}
         self._last_run_ms: int | None = None
         self._task: asyncio.Task[RunReport] | None = None
         self._stopped = False
@@ -340,7 +340,7 @@ class LearningManager:
                 new_trades=trades[0],
                 new_wins=trades[1],
                 new_losses=trades[2],
-                drift="; ".join(f"{m}: {why}" for m, why in self.drifting().items()),
+                drift="; ".join(f"{m}: {why}" for m, (_vid, why, _rec) in self._drift.items()),
             ),
         )
 
@@ -748,7 +748,7 @@ class LearningManager:
                 self._drift.pop(member, None)
                 continue
             why = "; ".join(drift.reasons)
-            self._drift[member] = (champion.id, why)
+            self._drift[member] = (champion.id, why, drift.record)
             if was is None:  # said once, while it lasts
                 await self._publish(
                     ModelDrifted(
@@ -759,7 +759,7 @@ class LearningManager:
                     )
                 )
                 said.append(f"{champion.id} drifted: {why}")
-                if self._settings.rollback_on_drift:
+                if self._settings.rollback_on_drift and drift.record:  # not a feature alone
                     said.append(
                         await self.rollback(member, f"drift: {why}", "the learning manager")
                     )
@@ -780,8 +780,10 @@ class LearningManager:
         return "learning: " + "; ".join(parts)
 
     def drifting(self) -> Mapping[str, str]:
-        """Return the members whose champion drifts, and why (the health input)."""
-        return {member: why for member, (_vid, why) in self._drift.items()}
+        """Return the members whose champion's live record drifts, and why (the health
+        input: a feature that only moved away from the training window retrains early, it
+        does not make the process unhealthy)."""
+        return {member: why for member, (_vid, why, record) in self._drift.items() if record}
 
     # --- promotion, rollback, retention ----------------------------------------------------
 

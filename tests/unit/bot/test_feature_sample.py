@@ -35,14 +35,22 @@ def champion() -> ModelVersion:
 
 
 def test_training_rows_are_its_window_and_live_rows_the_newest_closed_since_promotion() -> None:
-    btc, eth = matrix(100, 0.0), matrix(100, 1000.0)
+    btc, eth = matrix(400, 0.0), matrix(400, 1000.0)
 
     train, live = feature_sample(
-        [btc, eth], [btc, eth], champion(), tf_ms=HOUR, now_ms=T0 + 61 * HOUR, live_rows=5
+        [btc, eth], [btc, eth], champion(), tf_ms=HOUR, now_ms=T0 + 361 * HOUR, live_rows=60
     )
 
     # rows 10..19 of each symbol
     assert list(train["a"]) == [*range(10, 20), *range(1010, 1020)]
-    # promoted at row 40; the newest 5 closed by now (row 60 closes at 61 h: now)
-    assert list(live["a"]) == [56.0, 57.0, 58.0, 59.0, 60.0, 1056.0, 1057.0, 1058.0, 1059.0, 1060.0]
+    # promoted at row 40; the newest 60 closed by now (row 360 closes at 361 h: now)
+    assert list(live["a"]) == [*range(301, 361), *range(1301, 1361)]
     assert list(live["b"]) == [-v for v in live["a"]]
+
+
+def test_too_short_a_live_record_gives_no_live_values() -> None:
+    btc = matrix(100, 0.0)
+    _, live = feature_sample(
+        [btc], [btc], champion(), tf_ms=HOUR, now_ms=T0 + 99 * HOUR, live_rows=500
+    )
+    assert live == {}  # 59 live rows since the promotion: under 100

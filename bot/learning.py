@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,15 +29,23 @@ from core.clock import Clock
 from core.config import Settings
 from core.domain.events import SignalProviderChanged
 from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.model_versions import ModelVersion
 from core.market.stored import load_checked
 from core.ml.ensemble import EnsembleProvider
+from core.ml.feature_set import FeatureMatrix
+from core.ml.features import compute_features, feature_set
 from core.ml.labels import Labels, triple_barrier_labels
 from core.ml.training import CandidateRun, ChampionRef
 from core.ml.versions import LoadedVersion
 from core.ports import Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine
-from core.services.learning import LearningManager, LearningSources, PredictionRows
+from core.services.learning import (
+    FeatureSample,
+    LearningManager,
+    LearningSources,
+    PredictionRows,
+)
 from core.services.trade_history import closed_trades
 from core.signals.handover import (
     HandOverProvider,
@@ -48,6 +57,7 @@ from core.signals.handover import (
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
+MIN_PSI_ROWS = 100  # live rows (all symbols) before the features' PSI is looked at
 
 
 class ProcessLearning:
@@ -75,6 +85,8 @@ class ProcessLearning:
         self._exits = exit_config_from(settings.exits)
         self._timeframe = settings.trading.timeframe
         self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
+        # (champion id, the features of its training window's stored candles)
+        self._trained_features: tuple[str, list[FeatureMatrix]] | None = None
 
     def sources(self) -> LearningSources:
         """Return what the manager reads and drives."""
@@ -94,6 +106,7 @@ class ProcessLearning:
             trades_since=self._trades_since,
             horizon=self._config.horizon,
             cadence_ms=cadences(self._settings),
+            features=self._features,
         )
 
     async def _history(self) -> list[CandleSeries]:
@@ -165,6 +178,42 @@ class ProcessLearning:
 
         return await asyncio.to_thread(resolve)
 
+    async def _features(self, champion: ModelVersion) -> FeatureSample:
+        # the training window's from the stored candles (once per champion: they do not
+        # change), the live ones from the histories the engine trades on
+        if self._trained_features is None or self._trained_features[0] != champion.id:
+            lead = self._provider_warmup_ms()
+            stored = []
+            for symbol in champion.symbols or self._symbols():
+                checked = await load_checked(
+                    self._storage.candles,
+                    self._source,
+                    symbol,
+                    self._timeframe,
+                    now_ms=champion.train_end_ms,
+                    start_ms=champion.train_start_ms - lead,
+                )
+                if len(checked.series):
+                    stored.append(checked.series)
+            fms = await asyncio.to_thread(lambda: [compute_features(s) for s in stored])
+            self._trained_features = (champion.id, fms)
+        train = self._trained_features[1]
+        histories = list(self._engine.signals.histories().values())
+        live = await asyncio.to_thread(lambda: [compute_features(h) for h in histories if len(h)])
+        return feature_sample(
+            train,
+            live,
+            champion,
+            tf_ms=timeframe_to_ms(self._timeframe),
+            now_ms=self._clock.now_ms(),
+            live_rows=self._settings.learning.drift_psi_rows,
+        )
+
+    def _provider_warmup_ms(self) -> int:
+        # the candles a feature looks back on before the first training row
+        candles = int(feature_set(None, self._timeframe).warmup_candles)
+        return candles * timeframe_to_ms(self._timeframe)
+
     def _new_candles(self, since_ms: int) -> dict[str, int]:
         histories = self._engine.signals.histories()
         return {s: int(np.count_nonzero(h.ts_ms >= since_ms)) for s, h in histories.items()}
@@ -227,6 +276,37 @@ def resolved_labels(
     ts, y = labels.ts_ms[first:], labels.y[first:]
     known = labels.valid[first:] & (labels.end_ts_ms[first:] + tf_ms <= now_ms)
     return {(symbol, int(t)): int(v) for t, v in zip(ts[known], y[known], strict=True)}
+
+
+def feature_sample(
+    train: Sequence[FeatureMatrix],
+    live: Sequence[FeatureMatrix],
+    version: ModelVersion,
+    *,
+    tf_ms: int,
+    now_ms: int,
+    live_rows: int,
+) -> FeatureSample:
+    """Return, per feature column, ``version``'s training rows' values (decision candles in
+    its training window) from ``train`` and the newest ``live_rows`` per symbol since its
+    promotion, closed by ``now_ms``, from ``live``: what the drift check's PSI compares (a
+    slow feature, a week's volatility, needs weeks of live rows to spread over its training
+    range: fewer would call every quiet week drift)."""
+    since = version.status_ms or version.created_ms
+    before: dict[str, list[Any]] = {}
+    after: dict[str, list[Any]] = {}
+    for fm in train:
+        trained = (fm.ts_ms >= version.train_start_ms) & (fm.ts_ms < version.train_end_ms)
+        for j, column in enumerate(fm.columns):
+            before.setdefault(column, []).append(fm.values[trained, j])
+    for fm in live:
+        rows = np.flatnonzero((fm.ts_ms >= since) & (fm.ts_ms + tf_ms <= now_ms))[-live_rows:]
+        for j, column in enumerate(fm.columns):
+            after.setdefault(column, []).append(fm.values[rows, j])
+    live_values = {c: np.concatenate(v) for c, v in after.items()}
+    if min((len(v) for v in live_values.values()), default=0) < MIN_PSI_ROWS:
+        live_values = {}  # too short a live record to judge a distribution by
+    return {c: np.concatenate(v) for c, v in before.items()}, live_values
 
 
 def cadences(settings: Settings) -> dict[str, int]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from bot.candidate_training import WorkerPool
 from bot.ensemble_loader import ensemble_member, learning_members
-from bot.learning import cadences, resolved_labels, train_in_workers
+from bot.learning import cadences, feature_sample, resolved_labels, train_in_workers
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
 from core.config import Settings
@@ -48,6 +48,7 @@ from core.domain.events import (
     ModelTrainingFailed,
 )
 from core.domain.market import CandleSeries, timeframe_to_ms
+from core.domain.model_versions import ModelVersion
 from core.errors import QTError
 from core.ml.ensemble import EnsembleProvider
 from core.ml.labels import Labels, triple_barrier_labels
@@ -56,7 +57,12 @@ from core.ml.versions import LoadedVersion
 from core.ml.walk_forward import closed_by, window_candles
 from core.services.bus import EventBus
 from core.services.engine import Engine
-from core.services.learning import LearningManager, LearningSources, PredictionRows
+from core.services.learning import (
+    FeatureSample,
+    LearningManager,
+    LearningSources,
+    PredictionRows,
+)
 from core.services.trade_history import closed_trades
 from storage.memory import MemoryStorage
 
@@ -151,6 +157,7 @@ class WalkForward:
             trades_since=replay.trades_since,
             horizon=replay.horizon,
             cadence_ms=cadences(self._settings),
+            features=replay.features,
         )
         self._manager = LearningManager(sources, self._settings.learning, bus=bus, clock=clock)
         for topic in _DECISIONS:
@@ -291,6 +298,7 @@ class _Replay:
         self._labels: dict[str, Labels] = {}  # per symbol, of its whole replayed history
         self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
         self.horizon = self._config.horizon
+        self._live_rows = settings.learning.drift_psi_rows
 
     async def history(self) -> list[CandleSeries]:
         now = self._clock.now_ms()
@@ -328,6 +336,19 @@ class _Replay:
                 self._labels[symbol] = labels
             out.update(resolved_labels(symbol, labels, self._tf_ms, since_ms=since_ms, now_ms=now))
         return out
+
+    async def features(self, champion: ModelVersion) -> FeatureSample:
+        # the provider's features of the whole history (computed once per symbol), cut to
+        # the champion's training rows and to the live ones closed by now
+        fms = [self._provider.features_and_labels(s)[0] for s in self._window.values()]
+        return feature_sample(
+            fms,
+            fms,
+            champion,
+            tf_ms=self._tf_ms,
+            now_ms=self._clock.now_ms(),
+            live_rows=self._live_rows,
+        )
 
     def new_candles(self, since_ms: int) -> dict[str, int]:
         last_open = self._clock.now_ms() - self._tf_ms

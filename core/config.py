@@ -359,6 +359,10 @@ class LearningSettings(Section):
     # on those rows; measured in the demo): a smaller excess calls that drift
     drift_log_loss_excess: float = Field(default=0.1, gt=0)
     drift_hit_rate_drop: float = Field(default=0.08, gt=0)
+    # a feature's PSI, the champion's training rows against its newest DRIFT_PSI_ROWS live
+    # ones per symbol since its promotion (at least 100 needed)
+    drift_psi: float = Field(default=0.25, gt=0)
+    drift_psi_rows: int = Field(default=720, ge=100)
     rollback_on_drift: bool = False  # true: a drifting champion is rolled back at once
     keep_candidates: int = Field(default=5, ge=0)  # per member, besides every champion ever
 

@@ -465,6 +465,9 @@ class DriftReport:
     live_log_loss: float | None
     live_hit_rate: float | None
     worst_psi: tuple[str, float] | None  # the feature with the largest PSI, and its value
+    # the live record itself fell short (log-loss or hit rate), not only a feature moved:
+    # a model judged worse than promised, beside one asked about on a market it never saw
+    record: bool = False
 
 
 def drift_check(
@@ -511,11 +514,12 @@ def drift_check(
             f"live hit rate {hit_rate:.1%} < validation {expected_accuracy:.1%} - "
             f"{policy.hit_rate_drop:.0%} over {rows} rows"
         )
+    record = bool(reasons)
     worst = _worst_psi(train_features or {}, live_features or {})
     if worst is not None and worst[1] > policy.psi_limit:
         reasons.append(f"feature {worst[0]} PSI {worst[1]:.3f} > {policy.psi_limit:g}")
     if reasons:
-        return DriftReport(True, tuple(reasons), live_loss, hit_rate, worst)
+        return DriftReport(True, tuple(reasons), live_loss, hit_rate, worst, record)
     summary = (
         f"no drift: live log-loss {live_loss:.4f} (validation {expected_log_loss:.4f}), "
         f"hit rate {hit_rate:.1%} ({expected_accuracy:.1%}) over {rows} rows"

@@ -90,6 +90,8 @@ TrainFn = Callable[
 ]
 # (version id, member, symbol, candle open ms, P(up)) of the serving members' rows
 PredictionRows = list[tuple[str, str, str, int, float]]
+# per feature column: its values on the training rows, and on the live rows
+FeatureSample = tuple[Mapping[str, Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +120,9 @@ class LearningSources:
     # market ms between two trainings of a member (QT__MODELS__CADENCE_HOURS: the torch
     # members' is longer); a member not named is trained at every scheduled run
     cadence_ms: Mapping[str, int] = field(default_factory=dict)
+    # a champion's feature values on its training rows and on the live candles since its
+    # promotion (the newest ones), for the drift check's PSI; None: no feature drift
+    features: Callable[[ModelVersion], Awaitable[FeatureSample | None]] | None = None
 
 
 @dataclass
@@ -164,18 +169,20 @@ class LearningManager:
             min_rows=min(DriftPolicy().min_rows, settings.drift_window_rows),
             log_loss_excess=settings.drift_log_loss_excess,
             hit_rate_drop=settings.drift_hit_rate_drop,
+            psi_limit=settings.drift_psi,
         )
         self._relaxed = dataclasses.replace(
             self._drift_policy,
             log_loss_excess=settings.drift_log_loss_excess / 2,
             hit_rate_drop=settings.drift_hit_rate_drop / 2,
+            psi_limit=settings.drift_psi / 2,
         )
         self._shadows: dict[str, _Shadow] = {}
         # (version id, symbol) -> its newest candle recorded
         self._recorded: dict[tuple[str, str], int] = {}
         self._requested: tuple[str, tuple[str, ...]] | None = None  # (who, members)
-        # member -> (its drifting champion, why)
-        self._drift: dict[str, tuple[str, str]] = {}
+        # member -> (its drifting champion, why, whether its live record fell short)
+        self._drift: dict[str, tuple[str, str, bool]] = {}
         self._last_run_ms: int | None = None
         self._task: asyncio.Task[RunReport] | None = None
         self._stopped = False
@@ -333,7 +340,7 @@ class LearningManager:
                 new_trades=trades[0],
                 new_wins=trades[1],
                 new_losses=trades[2],
-                drift="; ".join(f"{m}: {why}" for m, why in self.drifting().items()),
+                drift="; ".join(f"{m}: {why}" for m, (_vid, why, _rec) in self._drift.items()),
             ),
         )
 
@@ -727,18 +734,21 @@ class LearningManager:
             # Hysteresis: a drifting champion is well again only under half the limits, so
             # a record hovering at a limit is said once, not at every other check.
             policy = self._drift_policy if was is None else self._relaxed
+            sample = None if self._s.features is None else await self._s.features(champion)
             drift = drift_check(
                 policy,
                 live_p=p,
                 live_y=y,
                 expected_log_loss=metrics["log_loss"],
                 expected_accuracy=metrics["accuracy"],
+                train_features=None if sample is None else sample[0],
+                live_features=None if sample is None else sample[1],
             )
             if not drift.drifted:
                 self._drift.pop(member, None)
                 continue
             why = "; ".join(drift.reasons)
-            self._drift[member] = (champion.id, why)
+            self._drift[member] = (champion.id, why, drift.record)
             if was is None:  # said once, while it lasts
                 await self._publish(
                     ModelDrifted(
@@ -749,7 +759,7 @@ class LearningManager:
                     )
                 )
                 said.append(f"{champion.id} drifted: {why}")
-                if self._settings.rollback_on_drift:
+                if self._settings.rollback_on_drift and drift.record:  # not a feature alone
                     said.append(
                         await self.rollback(member, f"drift: {why}", "the learning manager")
                     )
@@ -770,8 +780,10 @@ class LearningManager:
         return "learning: " + "; ".join(parts)
 
     def drifting(self) -> Mapping[str, str]:
-        """Return the members whose champion drifts, and why (the health input)."""
-        return {member: why for member, (_vid, why) in self._drift.items()}
+        """Return the members whose champion's live record drifts, and why (the health
+        input: a feature that only moved away from the training window retrains early, it
+        does not make the process unhealthy)."""
+        return {member: why for member, (_vid, why, record) in self._drift.items() if record}
 
     # --- promotion, rollback, retention ----------------------------------------------------
 

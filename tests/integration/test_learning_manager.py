@@ -28,7 +28,7 @@ from core.domain.events import (
     ModelTrainingFailed,
 )
 from core.domain.market import CandleSeries
-from core.domain.model_versions import ModelStatus
+from core.domain.model_versions import ModelStatus, ModelVersion
 from core.errors import DataError
 from core.market.synthetic import generate_candles
 from core.ml.training import (
@@ -44,7 +44,12 @@ from core.ml.training import (
 from core.ml.versions import LoadedVersion
 from core.ports import Storage
 from core.services.bus import EventBus
-from core.services.learning import LearningManager, LearningSources, PredictionRows
+from core.services.learning import (
+    FeatureSample,
+    LearningManager,
+    LearningSources,
+    PredictionRows,
+)
 from storage import open_storage
 
 HOUR = 3_600_000
@@ -131,6 +136,7 @@ async def _manager(
     trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None,
     serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]] | None = None,
     cadence_ms: Mapping[str, int] | None = None,
+    features: Callable[[ModelVersion], Awaitable[FeatureSample | None]] | None = None,
     **kw: object,
 ) -> tuple[LearningManager, list[Event]]:
     """A manager on ``storage`` fed by ``live``; ``start``: False as the CLI's (never
@@ -171,6 +177,7 @@ async def _manager(
         serving=lambda: dict(live.serving),
         trades_since=trades_since,
         cadence_ms=cadence_ms or {},
+        features=features,
     )
     given: dict[str, object] = {
         "shadow_hours": 24,
@@ -477,6 +484,46 @@ async def test_a_drift_hovering_at_the_limit_is_said_once(
             await manager.check()
     assert len([e for e in events if isinstance(e, ModelDrifted)]) == 1
     assert "xgb" in manager.drifting()
+
+
+async def test_a_feature_whose_live_values_moved_is_drift(
+    storage: Storage, tmp_path: Path, tiny: tuple[TrainingSet, list[dict[str, bytes]]]
+) -> None:
+    data, files = tiny
+    clock, live, trainer = SimClock(T0), Live(), Trainer(data)
+    rng = np.random.default_rng(4)
+    trained = {"rsi_14": rng.normal(50, 10, 2_000), "ret_1": rng.normal(0, 1, 2_000)}
+    shift = {"rsi_14": 0.0}
+    asked: list[str] = []
+
+    async def features(champion: ModelVersion) -> FeatureSample:
+        asked.append(champion.id)
+        return trained, {
+            "rsi_14": rng.normal(50 + shift["rsi_14"], 10, 300),
+            "ret_1": rng.normal(0, 1, 300),
+        }
+
+    manager, events = await _manager(
+        storage, tmp_path, clock, live, trainer, features=features, drift_window_rows=100
+    )
+    trainer.script.append(trainer.fit(files[0], better=True, champion=False))
+    manager.request("test")
+    champion = (await manager.wait()).trained[0].id  # type: ignore[union-attr]
+    # a live record as good as validation promised: only the features can say drift
+    y, p, _ = _rows(240, 9, better=True)
+    for i in range(240):
+        ts = T0 + (10 + i) * HOUR
+        live.served_rows.append((champion, "xgb", "BTC/USDT", ts, float(p[i])))
+        live.labels[("BTC/USDT", ts)] = int(y[i])
+    clock.advance_to(T0 + 300 * HOUR)
+    await manager.check()
+    assert "drifting" not in manager.status_line(True) and asked == [champion]  # PSI ~0
+    shift["rsi_14"] = 15.0  # 1.5 standard deviations: the live RSI lives elsewhere
+    await manager.check()
+    drifted = [e for e in events if isinstance(e, ModelDrifted)]
+    assert len(drifted) == 1 and "feature rsi_14 PSI" in drifted[0].reasons[-1]
+    # it retrains early, but the process is not unhealthy: the record is as promised
+    assert "drifting: xgb" in manager.status_line(True) and not manager.drifting()
 
 
 async def test_a_member_without_a_champion_is_trained_again_hours_later_not_a_week(

@@ -66,11 +66,11 @@ def with_volume(series: CandleSeries, quote_volume: float) -> CandleSeries:
 
 
 async def backtest(
-    settings: Settings, series: dict[str, CandleSeries], start_ms: int, *, fast: bool = True
+    settings: Settings, series: dict[str, CandleSeries], start_ms: int
 ) -> tuple[BacktestResult, WalkForward]:
     provider, trainer = walk_forward_ensemble(settings)
     result = await run_backtest(
-        settings, series, start_ms=start_ms, provider=provider, walk_forward=trainer, fast=fast
+        settings, series, start_ms=start_ms, provider=provider, walk_forward=trainer
     )
     return result, trainer
 
@@ -494,7 +494,7 @@ async def test_the_meta_strategy_walks_forward_alike_fast_and_full(settings: Set
             "regime": settings.regime.model_copy(update={"vol_history": 200}),
         }
     )
-    series = regimes(seed=1, drift=0.7, n=1_300)  # one check
+    series = regimes(seed=1, drift=0.7, n=1_200)  # one check
     runs = []
     for fast in (True, False):
         provider, trainer = walk_forward_ensemble(s)

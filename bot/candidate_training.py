@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from bot.model_training import needs_segments, new_pool, prepare_in, stop_pool
+from bot.model_training import needs_segments, new_pool, prepare_leaving_out, stop_pool
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries
 from core.errors import DataError, DependencyError
@@ -44,7 +44,11 @@ class WorkerPool:
         self._pool: ProcessPoolExecutor | None = None
 
     def get(self) -> ProcessPoolExecutor:
-        """Return the workers, started at the first call (or after ``discard``)."""
+        """Return the workers, started at the first call, after ``discard``, or after one
+        died while idle (the OOM killer between two runs): a broken pool takes no work."""
+        if self._pool is not None and not _alive(self._pool):
+            stop_pool(self._pool)
+            self._pool = None
         if self._pool is None:
             self._pool = new_pool(self._workers, background=self._background)
         return self._pool
@@ -54,6 +58,14 @@ class WorkerPool:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(stop_pool, pool)
+
+
+def _alive(pool: ProcessPoolExecutor) -> bool:
+    # No public way to ask (the executor notices a dead worker only when it next hands work)
+    if getattr(pool, "_broken", False):
+        return False
+    workers = (getattr(pool, "_processes", None) or {}).values()
+    return all(w.is_alive() for w in workers)
 
 
 async def train_candidates(
@@ -97,7 +109,7 @@ async def train_candidates(
         limit = asyncio.timeout_at(deadline)
         try:
             async with limit:
-                data = await prepare_in(workers.get(), series, config, exits)
+                data, left_out = await prepare_leaving_out(workers.get(), series, config, exits)
         except TimeoutError:
             if not limit.expired():
                 raise  # a worker's own, not our deadline
@@ -110,7 +122,7 @@ async def train_candidates(
         fits, failures, clean = await _fit_all(
             workers.get(), data, members, config, champions, warm, fit, deadline, timeout_s
         )
-        return CandidateRun(data=data, fits=fits, failures=failures)
+        return CandidateRun(data=data, fits=fits, failures=failures, left_out=left_out)
     finally:
         # Also on cancellation or a timeout: a fit under way is terminated, not waited on.
         if owned or not clean:

@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.trading import ensemble_config_from, exit_config_from
 from core.config import Settings
 from core.domain.model_versions import ModelStatus, ModelVersion, earlier_champions
-from core.errors import ArtifactError, DataError
+from core.errors import ArtifactError, ConfigError, DataError
 from core.ml.ensemble import EnsembleMember, EnsembleProvider
 from core.ml.features import feature_set
 from core.ml.health import healthy_on_validation
@@ -103,8 +103,15 @@ async def newest_ensemble(
 
 
 def learning_members(settings: Settings) -> tuple[str, ...]:
-    """Return the members the manager trains: the ensemble's, less the disabled ones."""
+    """Return the members the manager trains: the ensemble's, less the disabled ones (a
+    disabled name no member has, a typo that would disable nothing: ``ConfigError``)."""
     disabled = set(settings.strategy.ensemble_disabled)
+    unknown = sorted(disabled - set(MEMBERS))
+    if unknown:
+        raise ConfigError(
+            f"QT__STRATEGY__ENSEMBLE_DISABLED: unknown member {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(MEMBERS))}"
+        )
     return tuple(m for m in settings.models.members if m not in disabled)
 
 

@@ -25,7 +25,7 @@ from core.clock import LiveClock
 from core.config import ModelsSettings
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelVersion
-from core.errors import QTError
+from core.errors import DataError, QTError
 from core.ml.artifacts import TrainingInfo
 from core.ml.members import MEMBERS
 from core.ml.training import (
@@ -68,6 +68,31 @@ async def prepare_in(
         *(loop.run_in_executor(pool, prepare_symbol, s, config, exits) for s in series)
     )
     return await asyncio.to_thread(combine, parts, config)
+
+
+async def prepare_leaving_out(
+    pool: Executor, series: Sequence[CandleSeries], config: TrainConfig, exits: ExitConfig
+) -> tuple[TrainingSet, dict[str, str]]:
+    """Return ``prepare_in``'s rows of the symbols that give any, and why each other was
+    left out (too few rows, the leak guard): a symbol listed weeks ago must not stop the
+    training on those with years of candles. None left: a ``DataError`` with every reason."""
+    check_series(series)
+    loop = asyncio.get_running_loop()
+    parts = await asyncio.gather(
+        *(loop.run_in_executor(pool, prepare_symbol, s, config, exits) for s in series),
+        return_exceptions=True,
+    )
+    kept, left_out = [], {}
+    for s, part in zip(series, parts, strict=True):
+        if isinstance(part, DataError):
+            left_out[s.symbol] = str(part)
+        elif isinstance(part, BaseException):
+            raise part
+        else:
+            kept.append(part)
+    if not kept:
+        raise DataError("; ".join(left_out.values()))  # every symbol's reason
+    return await asyncio.to_thread(combine, kept, config), left_out
 
 
 def needs_segments(members: Sequence[str]) -> bool:

@@ -132,6 +132,21 @@ class WalkForward:
     ) -> None:
         """Build the manager over the backtest's candles, clock, bus and in-memory registry
         (the artifacts in a temporary folder, removed by ``stop``)."""
+        try:
+            await self._start(window=window, clock=clock, bus=bus, storage=storage, engine=engine)
+        except BaseException:
+            await self.stop()  # no folder nor worker outlives a start that failed
+            raise
+
+    async def _start(
+        self,
+        *,
+        window: Mapping[str, CandleSeries],
+        clock: Clock,
+        bus: EventBus,
+        storage: MemoryStorage,
+        engine: Engine,
+    ) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="qt-walk-forward-"))
         replay = _Replay(
             self._settings, self.provider, window, clock=clock, storage=storage, engine=engine
@@ -302,7 +317,13 @@ class _Replay:
 
     async def history(self) -> list[CandleSeries]:
         now = self._clock.now_ms()
-        return [w for s in self._window.values() if len(w := closed_by(s, now, self._candles))]
+        universe = self._engine.universe  # a dynamic one: its symbols now, as qt run trains
+        symbols = universe.current if universe is not None and universe.started else None
+        return [
+            w
+            for symbol, s in self._window.items()
+            if (symbols is None or symbol in symbols) and len(w := closed_by(s, now, self._candles))
+        ]
 
     def _closed(self, rows: PredictionRows) -> PredictionRows:
         # the provider computed every candle of the history: only those closed by now exist

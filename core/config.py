@@ -7,6 +7,7 @@ variable to set. Components receive their own section, never the whole ``Setting
 
 from __future__ import annotations
 
+import math
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -319,9 +320,9 @@ class ModelsSettings(Section):
     @field_validator("cadence_hours")
     @classmethod
     def _positive_cadences(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = {name: hours for name, hours in value.items() if not hours > 0}
+        bad = {name: h for name, h in value.items() if not (h > 0 and math.isfinite(h))}
         if bad:
-            raise ValueError(f"models.cadence_hours must be > 0 hours, was {bad}")
+            raise ValueError(f"models.cadence_hours must be finite and > 0 hours, was {bad}")
         return value
 
     @property

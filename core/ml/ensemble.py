@@ -251,6 +251,8 @@ class EnsembleProvider:
             # held at a candle's close): no row has closed since, so it takes that set's place.
             active_from_ms = last
             self.sets.pop()
+            for cache in self._cache.values():  # its rows computed meanwhile: not the new one's
+                cache.chunks.clear()
         self.add_set(list(wanted.values()), active_from_ms)
         return True
 

@@ -402,6 +402,7 @@ class CandidateRun:
     data: TrainingSet
     fits: dict[str, CandidateFit]
     failures: dict[str, str]  # member -> one-line reason
+    left_out: dict[str, str] = field(default_factory=dict)  # symbol -> why it gave no rows
 
 
 def fit_candidate(

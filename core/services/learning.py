@@ -305,14 +305,20 @@ class LearningManager:
         ]
 
     async def _cadence_due(self) -> list[str]:
-        """Return the members a scheduled run trains: those never trained, those whose own
-        cadence (``cadence_ms``) has passed since their newest version, and those drifting."""
+        """Return the members a scheduled run trains: those with no champion (never trained,
+        or their first version rejected), those whose own cadence (``cadence_ms``) has passed
+        since their newest version, and those drifting."""
         now = self._clock.now_ms()
         out = []
         for member in self._s.members:
             newest = await self._s.versions.newest(member)
             every = self._s.cadence_ms.get(member, 0)
-            if newest is None or member in self._drift or now - _trained_at(newest, now) >= every:
+            if (
+                newest is None
+                or member in self._drift
+                or now - _trained_at(newest, now) >= every
+                or await self._s.versions.newest(member, ModelStatus.CHAMPION) is None
+            ):
                 out.append(member)
         return out
 
@@ -412,6 +418,8 @@ class LearningManager:
             files = await asyncio.to_thread(member_files, loaded.artifact.member)
             champions[member] = ChampionRef(files=files, trained_until_ms=champion.train_end_ms)
         run = await self._s.train(series, members, champions)
+        for symbol, why in run.left_out.items():
+            report.lines.append(f"{symbol}: left out of this training ({why})")
         # in the members' order, not the workers' finishing order: a replay decides alike
         for member in (m for m in members if m in run.failures):
             why = run.failures[member]

@@ -3,8 +3,8 @@
 
 Each test drives our own classes with hand-made inputs: planted candles (``tests.planted``),
 small xgb fits, the manager's own registry. Those under "defects" reproduce one found in this
-review and are marked ``xfail(strict=True)`` until it is fixed; the others are attacks that
-held.
+review (fixed since, but one known limitation still marked ``xfail(strict=True)``); the others
+are attacks that held.
 """
 
 from __future__ import annotations
@@ -82,12 +82,6 @@ def walk_forward_folders(root: Path) -> list[Path]:
 # --- defects ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a symbol that starts later enters every training run as soon as it has one "
-    "closed candle, and its too few rows (or the leak guard tripping on its short history) "
-    "refuse the whole run: no member is trained on the symbols that have years of candles",
-)
 async def test_a_symbol_that_starts_later_does_not_stop_the_others_training(
     settings: Settings,
 ) -> None:
@@ -103,12 +97,6 @@ async def test_a_symbol_that_starts_later_does_not_stop_the_others_training(
     assert trainer.trained == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: with a dynamic universe the walk-forward trains on every candidate symbol "
-    "of the window (_Replay.history), those never selected too, where qt run trains on the "
-    "current universe (ProcessLearning._symbols): the backtest's models are not the live ones",
-)
 async def test_with_a_dynamic_universe_only_its_members_are_trained_on(
     settings: Settings,
 ) -> None:
@@ -131,12 +119,6 @@ async def test_with_a_dynamic_universe_only_its_members_are_trained_on(
     assert all(v.symbols == ("BTC/USDT",) for v in trained), [v.symbols for v in trained]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: QT__MODELS__CADENCE_HOURS accepts an infinite cadence (only > 0 is "
-    "checked), then cadences() raises OverflowError inside the backtest instead of a "
-    "ConfigError naming the setting",
-)
 def test_an_infinite_cadence_is_refused_by_the_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,12 +132,6 @@ def test_an_infinite_cadence_is_refused_by_the_settings(
         load_settings()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: WalkForward.start makes its temporary folder before it builds the manager, "
-    "and run_backtest calls it outside the try/finally that stops the walk-forward: a start "
-    "that raises (here an infinite cadence, OverflowError, not a QTError) leaves the folder",
-)
 async def test_a_walk_forward_whose_start_fails_leaves_no_temporary_folder(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,13 +146,6 @@ async def test_a_walk_forward_whose_start_fails_leaves_no_temporary_folder(
     assert walk_forward_folders(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a member whose first version was rejected (near-constant output) has no "
-    "champion, yet a scheduled run skips it until its own cadence has passed since that "
-    "rejected version; _without_champion's retry after FIRST_RETRY_MS only applies when the "
-    "schedule is not due, so the ensemble serves without it for a whole cadence",
-)
 async def test_a_member_whose_first_version_was_rejected_is_trained_at_the_next_due_check(
     storage: Storage, tmp_path: Path, tiny: Tiny
 ) -> None:
@@ -205,12 +174,6 @@ async def test_a_member_whose_first_version_was_rejected_is_trained_at_the_next_
     assert "training started" in said, said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the walk-forward's WorkerPool is discarded only when a run breaks it; a "
-    "worker that died while idle between two runs (the OOM killer) makes the next run fail "
-    "whole with BrokenProcessPool before any fit, instead of starting fresh workers",
-)
 async def test_a_kept_pool_whose_idle_worker_died_trains_the_next_run(tmp_path: Path) -> None:
     series = [generate_candles("BTC/USDT", "1h", 1_200, seed=2)]
     config = TrainConfig(params={"n_estimators": 10, "n_jobs": 1})
@@ -249,10 +212,11 @@ async def test_a_kept_pool_whose_idle_worker_died_trains_the_next_run(tmp_path: 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="defect: the leak guard (prepare_symbol -> guard_features) refuses most random walks "
-    "of a few hundred rows (a chance rank correlation of a calendar or trend column with the "
-    "forward return passes its 0.5 limit), and one refused symbol refuses the whole training "
-    "run: a symbol listed weeks ago stops every member's training",
+    reason="known limitation: the leak guard (prepare_symbol -> guard_features) refuses most "
+    "random walks of a few hundred rows (a chance rank correlation of a calendar or trend "
+    "column with the overlapping 48-candle forward return passes its 0.5 limit); a refused "
+    "symbol is now left out of the training run alone (the others train), but a short "
+    "history still cannot be trained on until it is longer",
 )
 def test_the_leak_guard_passes_a_short_random_walk() -> None:
     config = train_config(ModelsSettings(), threads=1)  # the defaults the walk-forward uses
@@ -266,12 +230,6 @@ def test_the_leak_guard_passes_a_short_random_walk() -> None:
     assert not refused, refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an unknown name in QT__STRATEGY__ENSEMBLE_DISABLED (a typo) is ignored: "
-    "nothing is disabled and the walk-forward trains the member meant to be left out, where "
-    "an unknown QT__MODELS__CADENCE_HOURS member is refused",
-)
 def test_an_unknown_member_in_the_disabled_list_is_one_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

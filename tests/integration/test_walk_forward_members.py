@@ -38,7 +38,7 @@ def with_models(settings: Settings, **models: object) -> Settings:
 async def test_each_member_is_trained_on_its_own_cadence(settings: Settings) -> None:
     s = with_models(settings, members=["xgb", "nhits"], cadence_hours={"nhits": 480.0})
     # no drift: a drifting member is trained at the next check whatever its cadence
-    no_drift = {"drift_log_loss_excess": 100.0, "drift_hit_rate_drop": 1.0}
+    no_drift = {"drift_log_loss_excess": 100.0, "drift_hit_rate_drop": 1.0, "drift_psi": 1e9}
     s = s.model_copy(update={"learning": s.learning.model_copy(update=no_drift)})
     series = regimes(seed=1, drift=0.7, n=1_900)
 

@@ -17,14 +17,6 @@ def _member(fake: Fake, until: int, vid: str) -> EnsembleMember:
     return EnsembleMember(name="a", member=fake, trained_until_ms=until, version_id=vid)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: serve_members pops the newest set and appends its replacement at the same "
-    "index, and compute_many reuses the per-series chunk cached under that index (same lo, "
-    "same hi): after a compute between the two changes (a demo holding market time at a "
-    "close), the rows after the activation keep the replaced version's P(up), and "
-    "member_predictions hands them to the learning manager under the new version's id",
-)
 def test_a_second_change_at_one_activation_after_a_compute_serves_the_new_version() -> None:
     s = series(1200)
     provider = EnsembleProvider([_member(Fake(0.4), int(s.ts_ms[300]), "a-1")])

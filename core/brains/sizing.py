@@ -132,13 +132,20 @@ def volatility_scale(
     little history or a flat one: the lower bound (fail closed: never more risk on no data)."""
     if policy.vol_target_pct <= 0:
         return ONE
-    if len(closes) < 21 or not np.isfinite(closes).all() or (closes <= 0).any():
+    daily = daily_vol_pct(closes, periods_per_day)
+    if daily is None:
         return policy.vol_scale_min
+    scale = Decimal(repr(float(policy.vol_target_pct) / daily))
+    return min(max(scale, policy.vol_scale_min), policy.vol_scale_max)
+
+
+def daily_vol_pct(closes: npt.NDArray[np.float64], periods_per_day: int) -> float | None:
+    """Return the forecast daily volatility in percent: an EWMA of the candles' log returns
+    scaled by sqrt(candles per day); None with under 21 closes, a bad close or a flat one."""
+    if len(closes) < 21 or not np.isfinite(closes).all() or (closes <= 0).any():
+        return None
     r = np.diff(np.log(closes))
     weights = EWMA_LAMBDA ** np.arange(len(r) - 1, -1, -1, dtype=np.float64)
     variance = float((weights * r * r).sum() / weights.sum())
     daily = (variance * periods_per_day) ** 0.5 * 100.0
-    if not daily > 0:
-        return policy.vol_scale_min
-    scale = Decimal(repr(float(policy.vol_target_pct) / daily))
-    return min(max(scale, policy.vol_scale_min), policy.vol_scale_max)
+    return daily if daily > 0 else None

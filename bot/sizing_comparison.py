@@ -19,7 +19,7 @@ from functools import partial
 import numpy as np
 
 from bot.backtest import BacktestResult
-from bot.model_training import new_pool
+from bot.model_training import new_pool, stop_pool
 from core.domain.events import RiskAssessed
 from core.ml.rl.folds import SizingFold, sizing_folds
 from core.ml.rl.from_trades import TradeCandidates, candidates_from_trades
@@ -66,7 +66,8 @@ async def compare_sizing(
     sizes = simple_sizes(candidates, folds, config)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    with new_pool(2) as pool:
+    pool = new_pool(2)
+    try:
         rl, control = await asyncio.gather(
             loop.run_in_executor(pool, rl_sizes, candidates, folds, config.env, config.ppo),
             loop.run_in_executor(
@@ -78,6 +79,8 @@ async def compare_sizing(
                 config.ppo,
             ),
         )
+    finally:
+        stop_pool(pool)  # Ctrl-C or a failed training must not wait for the other's minutes
     train_s = time.perf_counter() - started
     sizes |= {"rl": rl, CONTROL: control}
     oos = oos_indices(folds)

@@ -18,7 +18,7 @@ from bot.evaluate import Evaluation
 from bot.report import fmt_num, fmt_pct, table, to_jsonable
 from bot.sizing_comparison import CONTROL, SizingComparison, compare_sizing
 from core.domain.market import fmt_ts
-from core.ml.rl.scorecard import BEYOND_NOISE, MethodScore, beats_baseline
+from core.ml.rl.scorecard import BEYOND_NOISE, MIN_TRADES_TO_JUDGE, MethodScore, beats_baseline
 from core.ml.rl.walk_sizes import WalkSizesConfig
 
 LABELS = {
@@ -39,7 +39,10 @@ MEANING = {
     "a constant multiplier has fixed sizing's Sharpe",
     "dsr": "Deflated Sharpe Ratio with the four methods as the trials (the control is none)",
     "above_baseline": "PSR against fixed sizing's daily Sharpe: the probability that the "
-    f"method's true Sharpe is above it; above {BEYOND_NOISE} it beats fixed sizing",
+    f"method's true Sharpe is above it; above {BEYOND_NOISE} it beats fixed sizing; none "
+    f"under {MIN_TRADES_TO_JUDGE} trades",
+    "edge_pct": "sum(multiplier x unit outcome) / sum(multiplier), percent: the mean outcome "
+    "per unit of size, fixed sizing's mean for any constant size; what the sizing selected",
     "turnover": "notional entered and exited per year, in equity",
     "mean_multiplier": "mean size multiplier over the out-of-sample candidates (1: the engine's)",
     "trades": "out-of-sample candidates sized above 0",
@@ -62,6 +65,7 @@ def _row(s: MethodScore) -> list[str]:
         fmt_num(s.sharpe),
         fmt_num(s.dsr, 3),
         fmt_num(s.above_baseline, 3),
+        fmt_pct(s.edge_pct, 3),
         fmt_num(s.turnover, 1),
         fmt_num(s.mean_multiplier),
         str(s.trades),
@@ -90,6 +94,7 @@ def print_sizing(cmp: SizingComparison, console: Console) -> None:
         "Sharpe",
         "DSR",
         "P(> fixed)",
+        "Edge/size",
         "Turnover/yr",
         "Mean size",
         "Trades",
@@ -97,11 +102,9 @@ def print_sizing(cmp: SizingComparison, console: Console) -> None:
     console.print(table("Sizing, out of sample", headers, [_row(s) for s in cmp.scores]))
     rl, fixed, control = cmp.score("rl"), cmp.score("fixed"), cmp.score(CONTROL)
     console.print(
-        f"RL against fixed sizing: Sharpe {fmt_num(rl.sharpe)} against {fmt_num(fixed.sharpe)}"
-        f", P(true Sharpe above fixed's) {fmt_num(rl.above_baseline, 3)}: "
-        f"{'beats it' if beats_baseline(rl) else 'does not beat it'} (beyond noise: above "
-        f"{BEYOND_NOISE}); final equity {fmt_num(rl.final_equity, 3)} against "
-        f"{fmt_num(fixed.final_equity, 3)}"
+        f"RL against fixed sizing: {_judged(rl, fixed)}; final equity "
+        f"{fmt_num(rl.final_equity, 3)} against {fmt_num(fixed.final_equity, 3)}, edge per "
+        f"unit of size {fmt_pct(rl.edge_pct, 3)} against {fmt_pct(fixed.edge_pct, 3)}"
     )
     verdict = (
         "passes: no better than fixed sizing beyond noise"
@@ -109,9 +112,17 @@ def print_sizing(cmp: SizingComparison, console: Console) -> None:
         else "FAILS: better than fixed sizing on shuffled rewards (something other than the "
         "outcomes carries the answer: a leak into the state?)"
     )
-    console.print(
-        f"control (shuffled rewards): Sharpe {fmt_num(control.sharpe)}, P(above fixed's) "
-        f"{fmt_num(control.above_baseline, 3)}: {verdict}"
+    console.print(f"control (shuffled rewards): {_judged(control, fixed)}: {verdict}")
+
+
+def _judged(s: MethodScore, fixed: MethodScore) -> str:
+    if s.above_baseline is None:
+        return f"{s.trades} trades taken, too few to judge its Sharpe (under {MIN_TRADES_TO_JUDGE})"
+    better = "beats" if beats_baseline(s) else "does not beat"
+    return (
+        f"Sharpe {fmt_num(s.sharpe)} against {fmt_num(fixed.sharpe)}, P(true Sharpe above "
+        f"fixed's) {fmt_num(s.above_baseline, 3)}: {better} it (beyond noise: above "
+        f"{BEYOND_NOISE})"
     )
 
 

@@ -10,7 +10,9 @@ without a close return 0), the Deflated Sharpe Ratio with the methods as the tri
 control is not one: it is not a method anyone would choose), its PSR against the baseline's
 daily Sharpe (``probabilistic_sharpe`` with that benchmark: how likely its true
 Sharpe beats it, given its days, skewness and kurtosis; scale-free, so a constant multiplier
-scores about 0.5) and turnover: the notional entered and exited per year, in equity.
+scores about 0.5; none under ``MIN_TRADES_TO_JUDGE`` trades), the edge per unit of size
+(``sum(m u) / sum(m)``: what the sizing selected, the same as fixed sizing's mean for any
+constant) and turnover: the notional entered and exited per year, in equity.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ FloatVector = npt.NDArray[np.float64]
 # A method beats the baseline when its true Sharpe is above the baseline's this likely (PSR
 # against it): a one-sided 5 % test. The shuffled-reward control must not.
 BEYOND_NOISE = 0.95
+# A PSR needs returns to judge: a method that took fewer out-of-sample trades gets none (two
+# lucky winners over years of flat days would read as a near-certain edge).
+MIN_TRADES_TO_JUDGE = 30
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,8 +61,9 @@ class MethodScore:
     daily_sharpe: float | None
     dsr: float | None  # None for the control or a flat curve
     # PSR against the baseline's daily Sharpe: P(its true Sharpe is above the baseline's
-    # estimate). None for the baseline itself and a flat curve.
+    # estimate). None for the baseline itself, a flat curve or too few trades.
     above_baseline: float | None
+    edge_pct: float | None  # sum(m * u) / sum(m): the mean unit outcome per unit of size
     turnover: float  # notional traded (in and out) per year, in equity
     mean_multiplier: float
     trades: int  # candidates sized above 0
@@ -138,8 +144,11 @@ def score_methods(
                 daily_sharpe=None if mo is None else mo.sharpe,
                 dsr=None if control or mo is None else deflated_sharpe(mo, len(trials), variance),
                 above_baseline=None
-                if method == baseline or mo is None
+                if method == baseline or mo is None or (m > 0).sum() < MIN_TRADES_TO_JUDGE
                 else probabilistic_sharpe(mo, _sharpe_or_0(moments[baseline])),
+                edge_pct=float((m * candidates.unit_outcome).sum() / m.sum()) * 100.0
+                if m.sum() > 0
+                else None,
                 turnover=float((m * notional).sum()) * 2.0 / (span_ms / YEAR_MS),
                 mean_multiplier=float(m.mean()),
                 trades=int((m > 0).sum()),

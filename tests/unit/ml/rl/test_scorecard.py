@@ -14,7 +14,13 @@ from core.analytics.deflated_sharpe import (
 )
 from core.errors import DataError
 from core.ml.rl.candidates import Candidates
-from core.ml.rl.scorecard import daily_returns, score_methods, sized_curve
+from core.ml.rl.scorecard import (
+    MIN_TRADES_TO_JUDGE,
+    beats_baseline,
+    daily_returns,
+    score_methods,
+    sized_curve,
+)
 from tests.unit.ml.rl.synthetic import candidates
 
 DAY_MS = 86_400_000
@@ -88,6 +94,26 @@ def test_scores_match_their_definitions_and_the_control_is_no_trial() -> None:
     )
     assert 0.4 < scores["double"].above_baseline < 0.6
     assert scores["random"].trades == int((sizes["random"] > 0).sum())
+    # The edge per unit of size: fixed sizing's mean outcome for any constant size.
+    assert fixed.edge_pct == pytest.approx(c.unit_outcome.mean() * 100)
+    assert scores["double"].edge_pct == pytest.approx(fixed.edge_pct)
+    r = sizes["random"]
+    assert scores["random"].edge_pct == pytest.approx((r * c.unit_outcome).sum() / r.sum() * 100)
+
+
+def test_a_method_with_few_trades_is_not_judged_against_the_baseline() -> None:
+    # Two lucky winners over months of flat days would read as a near-certain edge.
+    c = candidates(300, seed=9)
+    best = np.argsort(c.unit_outcome)[-MIN_TRADES_TO_JUDGE + 1 :]
+    few = np.zeros(len(c))
+    few[best] = 1.0
+    sizes = {"fixed": np.ones(len(c)), "few": few}
+    scores = {s.method: s for s in score_methods(c, np.ones(len(c)), sizes, baseline="fixed")}
+    assert scores["few"].trades == MIN_TRADES_TO_JUDGE - 1 and scores["few"].sharpe is not None
+    assert scores["few"].above_baseline is None and not beats_baseline(scores["few"])
+    few[np.argsort(c.unit_outcome)[-MIN_TRADES_TO_JUDGE]] = 1.0  # one more: judged
+    again = score_methods(c, np.ones(len(c)), sizes, baseline="fixed")[1]
+    assert again.above_baseline is not None and beats_baseline(again)
 
 
 def test_a_method_that_never_trades_is_flat_and_counts_as_a_sharpe_of_zero() -> None:
@@ -98,6 +124,7 @@ def test_a_method_that_never_trades_is_flat_and_counts_as_a_sharpe_of_zero() -> 
     assert never.final_equity == 1.0 and never.max_drawdown_pct == 0.0
     assert never.sharpe is None and never.dsr is None and never.above_baseline is None
     assert never.calmar is None and never.trades == 0 and never.turnover == 0.0
+    assert never.edge_pct is None
     fixed_m = sharpe_moments(daily_returns(sized_curve(c, sizes["fixed"])))
     assert scores["fixed"].dsr == pytest.approx(
         deflated_sharpe(fixed_m, 2, trial_variance([fixed_m.sharpe, 0.0]))

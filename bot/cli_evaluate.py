@@ -53,6 +53,14 @@ def evaluate(
     shuffle_seed: Annotated[
         int | None, typer.Option(min=0, help="Seed of --shuffle-labels' permutations (0).")
     ] = None,
+    sizing: Annotated[
+        bool,
+        typer.Option(
+            help="Also compare position sizing on the walk-forward's trades, out of sample: "
+            "RL (PPO, trained per fold in worker processes) against fixed-fractional, "
+            "volatility targeting and capped fractional Kelly, with a shuffled-reward control."
+        ),
+    ] = False,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Evaluate the walk-forward ensemble out of sample: per member and ensemble accuracy,
@@ -81,6 +89,7 @@ def evaluate(
             full=full,
             charts=charts,
             control_seed=seed,
+            sizing=sizing,
         )
     )
 
@@ -96,6 +105,7 @@ async def _evaluate(
     full: bool,
     charts: bool,
     control_seed: int | None,
+    sizing: bool = False,
 ) -> None:
     from bot.evaluate import evaluate as run_evaluation
     from bot.evaluate_report import print_evaluation, write_evaluation
@@ -128,3 +138,7 @@ async def _evaluate(
     print_evaluation(ev, wide_console(TABLE_WIDTH))
     written = write_evaluation(ev, folder, charts=charts)
     console.print(f"evaluation: {escape(str(written.json_path))}")
+    if sizing:
+        from bot.sizing_report import evaluate_sizing
+
+        await evaluate_sizing(ev, folder, wide_console(TABLE_WIDTH))

@@ -67,6 +67,17 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.decision_ms.shape[0])
 
+    def take(self, indices: npt.ArrayLike) -> Candidates:
+        """Return the candidates at ``indices`` (increasing: a fold of the sequence)."""
+        rows = np.asarray(indices, dtype=np.int64)
+        return Candidates(
+            decision_ms=self.decision_ms[rows],
+            close_ms=self.close_ms[rows],
+            features=self.features[rows],
+            feature_names=self.feature_names,
+            unit_outcome=self.unit_outcome[rows],
+        )
+
     def with_outcomes(self, unit_outcome: Sequence[float] | FloatVector) -> Candidates:
         """Return the same candidates with other outcomes (a shuffled-reward control)."""
         return replace(self, unit_outcome=np.asarray(unit_outcome, dtype=np.float64))

@@ -25,3 +25,17 @@ def candidates(n: int, seed: int, *, edge: float = 0.008, cost: float = 0.006) -
         feature_names=("confidence", "noise"),
         unit_outcome=outcome,
     )
+
+
+def with_volatility(n: int, seed: int, *, edge: float = 0.008, cost: float = 0.006) -> Candidates:
+    """Return ``candidates(n, seed, ...)`` with a realised volatility feature (daily percent,
+    around 3, saying nothing of the outcome) between the confidence and the noise."""
+    base = candidates(n, seed, edge=edge, cost=cost)
+    vol = np.random.default_rng([seed, 1]).lognormal(np.log(3.0), 0.3, n)
+    return Candidates(
+        decision_ms=base.decision_ms,
+        close_ms=base.close_ms,
+        features=np.column_stack([base.features[:, 0], vol, base.features[:, 1]]),
+        feature_names=("confidence", "realised_vol", "noise"),
+        unit_outcome=base.unit_outcome,
+    )

@@ -144,13 +144,7 @@ class ProcessLearning:
     async def _shadowed(self, shadows: Sequence[LoadedVersion], since_ms: int) -> PredictionRows:
         ids = tuple(s.version.id for s in shadows)
         if self._shadow is None or self._shadow[0] != ids:
-            provider = EnsembleProvider(
-                [ensemble_member(s) for s in shadows],
-                self._config,
-                exits=self._exits,
-                timeframe=self._timeframe,
-            )
-            self._shadow = (ids, provider)
+            self._shadow = (ids, shadow_ensemble(self._settings, shadows))
         provider = self._shadow[1]
         histories = list(self._engine.signals.histories().values())
 
@@ -276,6 +270,16 @@ def resolved_labels(
     ts, y = labels.ts_ms[first:], labels.y[first:]
     known = labels.valid[first:] & (labels.end_ts_ms[first:] + tf_ms <= now_ms)
     return {(symbol, int(t)): int(v) for t, v in zip(ts[known], y[known], strict=True)}
+
+
+def shadow_ensemble(settings: Settings, shadows: Sequence[LoadedVersion]) -> EnsembleProvider:
+    """Return the shadows as an ensemble of their own: what predicts their live record."""
+    return EnsembleProvider(
+        [ensemble_member(s) for s in shadows],
+        ensemble_config_from(settings),
+        exits=exit_config_from(settings.exits),
+        timeframe=settings.trading.timeframe,
+    )
 
 
 def feature_sample(

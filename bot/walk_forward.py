@@ -33,7 +33,13 @@ import numpy as np
 
 from bot.candidate_training import WorkerPool
 from bot.ensemble_loader import ensemble_member, learning_members
-from bot.learning import cadences, feature_sample, resolved_labels, train_in_workers
+from bot.learning import (
+    cadences,
+    feature_sample,
+    resolved_labels,
+    shadow_ensemble,
+    train_in_workers,
+)
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
 from core.config import Settings
@@ -305,6 +311,7 @@ class _Replay:
         self._clock = clock
         self._storage = storage
         self._engine = engine
+        self._settings = settings
         self._config = ensemble_config_from(settings)
         self._exits = exit_config_from(settings.exits)
         self._timeframe = settings.trading.timeframe
@@ -336,12 +343,7 @@ class _Replay:
     async def shadowed(self, shadows: Sequence[LoadedVersion], since_ms: int) -> PredictionRows:
         ids = tuple(s.version.id for s in shadows)
         if self._shadow is None or self._shadow[0] != ids:
-            provider = EnsembleProvider(
-                [ensemble_member(s) for s in shadows],
-                self._config,
-                exits=self._exits,
-                timeframe=self._timeframe,
-            )
+            provider = shadow_ensemble(self._settings, shadows)
             # the members are causal: one compute of the whole history serves every check
             provider.compute_many(list(self._window.values()))
             self._shadow = (ids, provider)

@@ -742,7 +742,7 @@ class LearningManager:
             # Hysteresis: a drifting champion is well again only under half the limits, so
             # a record hovering at a limit is said once, not at every other check.
             policy = self._drift_policy if was is None else self._relaxed
-            sample = None if self._s.features is None else await self._s.features(champion)
+            sample = await self._feature_sample(champion)
             drift = drift_check(
                 policy,
                 live_p=p,
@@ -772,6 +772,17 @@ class LearningManager:
                         await self.rollback(member, f"drift: {why}", "the learning manager")
                     )
         return said
+
+    async def _feature_sample(self, champion: ModelVersion) -> FeatureSample | None:
+        """Return the champion's feature sample, or None (none asked for, or it could not be
+        read: the record's drift is judged without it, the check goes on)."""
+        if self._s.features is None:
+            return None
+        try:
+            return await self._s.features(champion)
+        except (QTError, OSError, ValueError) as exc:
+            log.warning("feature drift of %s not checked: %s", champion.id, exc)
+            return None
 
     def status_line(self, serving: bool) -> str:
         """Return one line for /status: training or not, the shadows, drift; ``serving``:

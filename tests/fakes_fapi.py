@@ -54,6 +54,7 @@ class FakeFapi:
         self.algos: dict[int, dict[str, Any]] = {}
         self.trades: list[dict[str, Any]] = []
         self.position: dict[str, Decimal] = {}  # net, by market id
+        self.wallet = Decimal(10_000)  # USDT, what /fapi/v3/account states
         self.max_leverage: dict[str, int] = {"BTCUSDT": 125, "ETHUSDT": 100}  # first brackets
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._errors: deque[tuple[str, str, int, str, bool]] = deque()
@@ -75,6 +76,8 @@ class FakeFapi:
             "/fapi/v1/userTrades",
             "/fapi/v1/leverage",
             "/fapi/v1/leverageBracket",
+            "/fapi/v3/account",
+            "/fapi/v3/positionRisk",
         ):
             app.router.add_route("*", path, self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -293,6 +296,39 @@ class FakeFapi:
             a
             for a in self.algos.values()
             if a["algoStatus"] == "NEW" and p.get("symbol") in (None, a["symbol"])
+        ]
+
+    def _get_account(self, _p: dict[str, str]) -> Any:
+        """The USDT wallet (``wallet``; no margin in use) a keyed client checks at start."""
+        usdt = str(self.wallet)
+        return {
+            "assets": [
+                {
+                    "asset": "USDT",
+                    "walletBalance": usdt,
+                    "availableBalance": usdt,
+                    "marginBalance": usdt,
+                    "initialMargin": "0",
+                    "updateTime": self._now(),
+                }
+            ],
+            "positions": [],
+        }
+
+    def _get_positionRisk(self, _p: dict[str, str]) -> Any:
+        return [
+            {
+                "symbol": market_id,
+                "positionSide": "BOTH",
+                "positionAmt": str(amount),
+                "entryPrice": str(self.price),
+                "markPrice": str(self.price),
+                "unRealizedProfit": "0",
+                "notional": str(amount * self.price),
+                "updateTime": self._now(),
+            }
+            for market_id, amount in self.position.items()
+            if amount
         ]
 
     def _get_userTrades(self, p: dict[str, str]) -> Any:

@@ -20,9 +20,8 @@ Each ``ClosedTrade`` becomes one candidate (``core.ml.rl.candidates``):
 
 from __future__ import annotations
 
-import math
-
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 

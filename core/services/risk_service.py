@@ -75,6 +75,8 @@ class RiskService:
         self._figures: tuple[dict[tuple[str, str], Decimal], int, float, RiskFigures] | None = None
         self._peaks: dict[int, float] = {}  # UTC day -> highest equity seen that day
         self._tier = 0
+        # The peaks and tier last written: an hour that changed neither writes nothing.
+        self._saved: tuple[dict[int, float], int] | None = None
         self._reached: int | None = None  # the last assessment's tier, until committed
         self._loaded = False
         self._peak_lost = False  # the stored peaks were unreadable: assume the worst tier
@@ -109,8 +111,11 @@ class RiskService:
         self._reached = None
 
     async def _save_state(self) -> None:
+        if self._saved == (self._peaks, self._tier):
+            return
         peaks = {str(d): v for d, v in self._peaks.items()}
         await self._state.set(StateKey.RISK_STATE, json.dumps({"peaks": peaks, "tier": self._tier}))
+        self._saved = (dict(self._peaks), self._tier)  # a copy: the peaks change in place
 
     async def assess(self) -> RiskAssessment:
         """Assess now, record it, publish ``RiskAssessed``; return it."""

@@ -223,17 +223,52 @@ def test_monte_carlo_in_smaller_blocks_gives_the_same_forecasts(
     assert np.array_equal(blocks.es_forecasts, whole.es_forecasts)
 
 
-def test_the_suite_gives_each_methods_own_figures_at_each_level() -> None:
-    r = np.random.default_rng(5).standard_t(4, 800) * 0.01
-    suite = {(e.method, e.level): e for e in var_suite(r, (0.95, 0.99), paths=20_000, seed=2)}
-    for level in (0.95, 0.99):
-        for method, alone in (
-            ("parametric", parametric_var(r, level)),
-            ("cornish_fisher", cornish_fisher_var(r, level)),
-            ("historical", historical_var(r, level)),
-            ("monte_carlo", monte_carlo_var(r, level, paths=20_000, seed=2)),
-        ):
-            assert suite[(method, level)] == alone, (method, level)
+_SERIES = {
+    "fat": np.random.default_rng(5).standard_t(4, 800) * 0.01,
+    "thin": np.random.default_rng(6).uniform(-0.02, 0.02, 500),  # kurtosis < 0: the normal
+    "flat": np.zeros(40),
+}
+
+
+@pytest.mark.parametrize("series", list(_SERIES))
+@pytest.mark.parametrize("levels", [(0.95, 0.99), (0.99, 0.95), (0.999, 0.9, 0.975), (0.99,)])
+def test_the_suite_gives_each_methods_own_figures_at_each_level(
+    series: str, levels: tuple[float, ...]
+) -> None:
+    # The suite shares one simulated tail between its levels: the figures must stay those of
+    # each method's own call, to the bit, in the documented order, whatever the levels' order.
+    r = _SERIES[series]
+    suite = var_suite(r, levels, paths=20_000, seed=2)
+    expected = [
+        alone
+        for level in levels
+        for alone in (
+            parametric_var(r, level),
+            cornish_fisher_var(r, level),
+            historical_var(r, level),
+            monte_carlo_var(r, level, paths=20_000, seed=2),
+        )
+    ]
+    assert list(suite) == expected
+
+
+def test_the_suite_checks_each_level_and_refuses_short_returns() -> None:
+    assert var_suite(np.zeros(5), ()) == ()
+    with pytest.raises(ValueError, match="level"):
+        var_suite(_SERIES["fat"], (0.95, 1.0))
+    with pytest.raises(DataError, match="at least 30"):
+        var_suite(np.zeros(5))
+
+
+def test_monte_carlo_rows_of_mixed_tails_are_each_their_own() -> None:
+    # A block holding fat rows and thin ones takes each row's own quantiles (t or normal).
+    from core.brains import risk_models
+
+    rows = np.vstack([_SERIES["fat"][:500], _SERIES["thin"], np.zeros(500)])
+    var, es = risk_models._monte_carlo(rows, 0.99, paths=5_000, seed=1)
+    for i, row in enumerate(rows):
+        alone = monte_carlo_var(row, 0.99, paths=5_000, seed=1)
+        assert (var[i], es[i]) == (alone.var, alone.es), i
 
 
 @pytest.mark.parametrize("alpha", [0.001, 0.01, 0.025, 0.05, 0.1, 0.3, 0.4999])

@@ -166,3 +166,31 @@ async def test_the_figures_are_reused_only_while_the_book_weighs_the_same() -> N
     assert heavier.worst_daily_var > first.worst_daily_var
     clock.advance_to(T0_MS + 7 * 3_600_000)
     assert (await risk.assess()).figures is not heavier.figures  # 4 h later: computed again
+
+
+async def test_an_hour_that_changes_neither_peak_nor_tier_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    risk = await _service(monkeypatch, tmp_path, "")
+    state = risk._state
+    writes: list[str] = []
+    real_set = state.set
+
+    async def counted(key: StateKey, value: str) -> None:
+        writes.append(value)
+        await real_set(key, value)
+
+    monkeypatch.setattr(state, "set", counted)
+    clock = risk._clock
+    assert isinstance(clock, SimClock)
+    await risk.assess()  # the first assessment of a process always writes
+    assert len(writes) == 1
+    for hour in (1, 2):  # same equity, same day: nothing new to keep
+        clock.advance_to(T0_MS + hour * 3_600_000)
+        await risk.assess()
+    assert len(writes) == 1
+    clock.advance_to(T0_MS + DAY_MS)  # a new day's peak: written, and what is read back
+    await risk.assess()
+    assert len(writes) == 2
+    stored = json.loads(await state.get(StateKey.RISK_STATE) or "{}")
+    assert stored == json.loads(writes[-1]) and len(stored["peaks"]) == 2

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 MIN_PSI_ROWS = 100  # live rows (all symbols) before the features' PSI is looked at
+FEATURE_EVERY_MS = 24 * HOUR_MS  # the live feature sample is computed again after this
 
 
 class ProcessLearning:
@@ -87,6 +88,8 @@ class ProcessLearning:
         self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
         # (champion id, the features of its training window's stored candles)
         self._trained_features: tuple[str, list[FeatureMatrix]] | None = None
+        # (champion id, when, its sample): the live features computed once a market day
+        self._live_features: tuple[str, int, FeatureSample] | None = None
 
     def sources(self) -> LearningSources:
         """Return what the manager reads and drives."""
@@ -191,17 +194,24 @@ class ProcessLearning:
                     stored.append(checked.series)
             fms = await asyncio.to_thread(lambda: [compute_features(s) for s in stored])
             self._trained_features = (champion.id, fms)
+        now = self._clock.now_ms()
+        kept = self._live_features
+        if kept is not None and kept[0] == champion.id and now - kept[1] < FEATURE_EVERY_MS:
+            return kept[2]  # a distribution over weeks of rows: once a market day is enough
         train = self._trained_features[1]
         histories = list(self._engine.signals.histories().values())
+        # in a worker thread, but the indicators hold the GIL: not at every hourly check
         live = await asyncio.to_thread(lambda: [compute_features(h) for h in histories if len(h)])
-        return feature_sample(
+        sample = feature_sample(
             train,
             live,
             champion,
             tf_ms=timeframe_to_ms(self._timeframe),
-            now_ms=self._clock.now_ms(),
+            now_ms=now,
             live_rows=self._settings.learning.drift_psi_rows,
         )
+        self._live_features = (champion.id, now, sample)
+        return sample
 
     def _provider_warmup_ms(self) -> int:
         # the candles a feature looks back on before the first training row

@@ -15,7 +15,7 @@ from bot.chat.wiring import attach_chat
 from bot.modes import build_demo
 from core.config import load_settings
 from core.domain.enums import Mode, TradingState
-from core.domain.events import CommandHandled, Event, OrderSubmitted
+from core.domain.events import CommandHandled, Event, OrderFilled, OrderSubmitted
 from tests.integration.scripted import AlwaysLong
 
 ADMIN = Caller("telegram", "42", "ann")
@@ -67,7 +67,9 @@ async def test_commands_drive_the_running_demo_and_pushes_reach_the_chat(
     process.bus.subscribe("*", keep)
     await process.start()
     try:
-        await _until(lambda: any(isinstance(e, OrderSubmitted) for e in seen))
+        # an entry filled (its BUY push follows), not only sent: a halt right after a send
+        # could cancel it before the fill, and the push asserted below would never come
+        await _until(lambda: any(isinstance(e, OrderFilled) for e in seen))
         status = await dispatcher.handle(ADMIN, "/status")
         assert status is not None and status.ok and "trading state active" in status.text()
         assert await dispatcher.handle(STRANGER, "/halt") is not None  # refused

@@ -137,53 +137,43 @@ class WalkForward:
         engine: Engine,
     ) -> None:
         """Build the manager over the backtest's candles, clock, bus and in-memory registry
-        (the artifacts in a temporary folder, removed by ``stop``)."""
+        (the artifacts in a temporary folder, removed by ``stop``; a start that fails
+        leaves neither folder nor worker)."""
         try:
-            await self._start(window=window, clock=clock, bus=bus, storage=storage, engine=engine)
+            self._folder = Path(tempfile.mkdtemp(prefix="qt-walk-forward-"))
+            replay = _Replay(
+                self._settings, self.provider, window, clock=clock, storage=storage, engine=engine
+            )
+            sources = LearningSources(
+                members=self.members,
+                versions=storage.model_versions,
+                predictions=storage.predictions,
+                data_dir=self._folder,
+                train=partial(
+                    train_in_workers,
+                    self._settings,
+                    pool=self._pool,
+                    shuffle_seed=self._shuffle_seed,
+                ),
+                history=replay.history,
+                served=replay.served,
+                shadowed=replay.shadowed,
+                outcomes=replay.outcomes,
+                new_candles=replay.new_candles,
+                serve=replay.serve,
+                serving=self.provider.serving_versions,
+                trades_since=replay.trades_since,
+                horizon=replay.horizon,
+                cadence_ms=cadences(self._settings),
+                features=replay.features,
+            )
+            self._manager = LearningManager(sources, self._settings.learning, bus=bus, clock=clock)
+            for topic in _DECISIONS:
+                bus.subscribe(topic, self._decided, name="walk-forward decisions")
+            await self._manager.start()
         except BaseException:
-            await self.stop()  # no folder nor worker outlives a start that failed
+            await self.stop()
             raise
-
-    async def _start(
-        self,
-        *,
-        window: Mapping[str, CandleSeries],
-        clock: Clock,
-        bus: EventBus,
-        storage: MemoryStorage,
-        engine: Engine,
-    ) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="qt-walk-forward-"))
-        replay = _Replay(
-            self._settings, self.provider, window, clock=clock, storage=storage, engine=engine
-        )
-        sources = LearningSources(
-            members=self.members,
-            versions=storage.model_versions,
-            predictions=storage.predictions,
-            data_dir=self._folder,
-            train=partial(
-                train_in_workers,
-                self._settings,
-                pool=self._pool,
-                shuffle_seed=self._shuffle_seed,
-            ),
-            history=replay.history,
-            served=replay.served,
-            shadowed=replay.shadowed,
-            outcomes=replay.outcomes,
-            new_candles=replay.new_candles,
-            serve=replay.serve,
-            serving=self.provider.serving_versions,
-            trades_since=replay.trades_since,
-            horizon=replay.horizon,
-            cadence_ms=cadences(self._settings),
-            features=replay.features,
-        )
-        self._manager = LearningManager(sources, self._settings.learning, bus=bus, clock=clock)
-        for topic in _DECISIONS:
-            bus.subscribe(topic, self._decided, name="walk-forward decisions")
-        await self._manager.start()
 
     async def check(self) -> str:
         """The ``learning`` job: one check, and the training run it starts waited for."""
@@ -312,14 +302,13 @@ class _Replay:
         self._storage = storage
         self._engine = engine
         self._settings = settings
-        self._config = ensemble_config_from(settings)
         self._exits = exit_config_from(settings.exits)
         self._timeframe = settings.trading.timeframe
         self._tf_ms = timeframe_to_ms(self._timeframe)
         self._candles = window_candles(settings.models.window_days, self._timeframe)
         self._labels: dict[str, Labels] = {}  # per symbol, of its whole replayed history
         self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
-        self.horizon = self._config.horizon
+        self.horizon = ensemble_config_from(settings).horizon
         self._live_rows = settings.learning.drift_psi_rows
 
     async def history(self) -> list[CandleSeries]:

@@ -3,13 +3,10 @@
 At simulated time ``now`` only candles that closed by then exist; a rolling window keeps the
 newest of them (an expanding one all). ``core.ml.training.prepare`` then labels them, so every
 label ends at or before ``now``, and purges the training labels ``embargo`` candles before
-the holdout, as ``qt models train`` does. A set trained at ``now`` serves the candles closing
-after it (``EnsembleProvider.add_set``).
+the holdout, as ``qt models train`` does.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,15 +28,3 @@ def closed_by(series: CandleSeries, now_ms: int, window: int | None) -> CandleSe
     close_ms = series.ts_ms + timeframe_to_ms(series.timeframe)
     end = int(np.searchsorted(close_ms, now_ms, side="right"))
     return series.slice(0 if window is None else max(0, end - window), end)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainedSet:
-    """One retrain: when its set became active and the window its labels came from."""
-
-    active_from_ms: int
-    train_start_ms: int  # the first training label's decision candle
-    train_end_ms: int  # exclusive: after the last candle any label (holdout included) used
-    members: tuple[str, ...]  # fitted by this retrain
-    failures: tuple[tuple[str, str], ...] = ()  # (member, reason)
-    carried: tuple[str, ...] = ()  # not due (or failed): their previous version serves on

@@ -35,13 +35,14 @@ from core.ml.ensemble import EnsembleProvider
 from core.ml.feature_set import FeatureMatrix
 from core.ml.features import compute_features, feature_set
 from core.ml.labels import Labels, triple_barrier_labels
+from core.ml.learning import worst_psi
 from core.ml.training import CandidateRun, ChampionRef
 from core.ml.versions import LoadedVersion
 from core.ports import Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.learning import (
-    FeatureSample,
+    FeatureShift,
     LearningManager,
     LearningSources,
     PredictionRows,
@@ -86,10 +87,12 @@ class ProcessLearning:
         self._exits = exit_config_from(settings.exits)
         self._timeframe = settings.trading.timeframe
         self._shadow: tuple[tuple[str, ...], EnsembleProvider] | None = None
-        # (champion id, the features of its training window's stored candles)
-        self._trained_features: tuple[str, list[FeatureMatrix]] | None = None
-        # (champion id, when, its sample): the live features computed once a market day
-        self._live_features: tuple[str, int, FeatureSample] | None = None
+        # (symbols, start, end) of a training window -> its stored candles' features
+        self._trained_features: dict[tuple[tuple[str, ...], int, int], list[FeatureMatrix]] = {}
+        # (when, the live histories' features): computed once a market day
+        self._live_features: tuple[int, list[FeatureMatrix]] | None = None
+        # champion id -> its worst feature shift against those live features
+        self._shifts: dict[str, FeatureShift | None] = {}
 
     def sources(self) -> LearningSources:
         """Return what the manager reads and drives."""
@@ -109,7 +112,7 @@ class ProcessLearning:
             trades_since=self._trades_since,
             horizon=self._config.horizon,
             cadence_ms=cadences(self._settings),
-            features=self._features,
+            features=self._feature_shift,
         )
 
     async def _history(self) -> list[CandleSeries]:
@@ -175,43 +178,58 @@ class ProcessLearning:
 
         return await asyncio.to_thread(resolve)
 
-    async def _features(self, champion: ModelVersion) -> FeatureSample:
-        # the training window's from the stored candles (once per champion: they do not
-        # change), the live ones from the histories the engine trades on
-        if self._trained_features is None or self._trained_features[0] != champion.id:
-            lead = self._provider_warmup_ms()
-            stored = []
-            for symbol in champion.symbols or self._symbols():
-                checked = await load_checked(
-                    self._storage.candles,
-                    self._source,
-                    symbol,
-                    self._timeframe,
-                    now_ms=champion.train_end_ms,
-                    start_ms=champion.train_start_ms - lead,
-                )
-                if len(checked.series):
-                    stored.append(checked.series)
-            fms = await asyncio.to_thread(lambda: [compute_features(s) for s in stored])
-            self._trained_features = (champion.id, fms)
+    async def _feature_shift(self, champion: ModelVersion) -> FeatureShift | None:
+        # the live features from the histories the engine trades on, once a market day for
+        # every member (a distribution over weeks of rows: hourly would only cost the loop);
+        # each champion's shift against them computed once too
         now = self._clock.now_ms()
-        kept = self._live_features
-        if kept is not None and kept[0] == champion.id and now - kept[1] < FEATURE_EVERY_MS:
-            return kept[2]  # a distribution over weeks of rows: once a market day is enough
-        train = self._trained_features[1]
-        histories = list(self._engine.signals.histories().values())
-        # in a worker thread, but the indicators hold the GIL: not at every hourly check
-        live = await asyncio.to_thread(lambda: [compute_features(h) for h in histories if len(h)])
-        sample = feature_sample(
-            train,
-            live,
-            champion,
-            tf_ms=timeframe_to_ms(self._timeframe),
-            now_ms=now,
-            live_rows=self._settings.learning.drift_psi_rows,
-        )
-        self._live_features = (champion.id, now, sample)
-        return sample
+        live = self._live_features
+        if live is None or now - live[0] >= FEATURE_EVERY_MS:
+            histories = list(self._engine.signals.histories().values())
+            # in a worker thread, but the indicators hold the GIL: not at every hourly check
+            fms = await asyncio.to_thread(
+                lambda: [compute_features(h) for h in histories if len(h)]
+            )
+            live = self._live_features = (now, fms)
+            self._shifts.clear()
+        if champion.id in self._shifts:
+            return self._shifts[champion.id]
+        train = await self._trained(champion)
+        when, fms = live
+        tf_ms, rows = timeframe_to_ms(self._timeframe), self._settings.learning.drift_psi_rows
+
+        def shift() -> FeatureShift | None:
+            sample = feature_sample(train, fms, champion, tf_ms=tf_ms, now_ms=when, live_rows=rows)
+            return worst_psi(*sample)
+
+        self._shifts[champion.id] = found = await asyncio.to_thread(shift)
+        return found
+
+    async def _trained(self, champion: ModelVersion) -> list[FeatureMatrix]:
+        # the features of a training window's stored candles (they do not change), kept per
+        # window: the members' champions often share one
+        symbols = tuple(champion.symbols or self._symbols())
+        window = (symbols, champion.train_start_ms, champion.train_end_ms)
+        if window in self._trained_features:
+            return self._trained_features[window]
+        lead = self._provider_warmup_ms()
+        stored = []
+        for symbol in symbols:
+            checked = await load_checked(
+                self._storage.candles,
+                self._source,
+                symbol,
+                self._timeframe,
+                now_ms=champion.train_end_ms,
+                start_ms=champion.train_start_ms - lead,
+            )
+            if len(checked.series):
+                stored.append(checked.series)
+        fms = await asyncio.to_thread(lambda: [compute_features(s) for s in stored])
+        while len(self._trained_features) >= 2 * len(self._settings.models.members):
+            del self._trained_features[next(iter(self._trained_features))]  # the oldest
+        self._trained_features[window] = fms
+        return fms
 
     def _provider_warmup_ms(self) -> int:
         # the candles a feature looks back on before the first training row
@@ -300,7 +318,7 @@ def feature_sample(
     tf_ms: int,
     now_ms: int,
     live_rows: int,
-) -> FeatureSample:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Return, per feature column, ``version``'s training rows' values (decision candles in
     its training window) from ``train`` and the newest ``live_rows`` per symbol since its
     promotion, closed by ``now_ms``, from ``live``: what the drift check's PSI compares (a

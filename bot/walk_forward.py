@@ -58,13 +58,14 @@ from core.domain.model_versions import ModelVersion
 from core.errors import QTError
 from core.ml.ensemble import EnsembleProvider
 from core.ml.labels import Labels, triple_barrier_labels
+from core.ml.learning import worst_psi
 from core.ml.members import MEMBERS
 from core.ml.versions import LoadedVersion
 from core.ml.walk_forward import closed_by, window_candles
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.learning import (
-    FeatureSample,
+    FeatureShift,
     LearningManager,
     LearningSources,
     PredictionRows,
@@ -349,11 +350,11 @@ class _Replay:
             out.update(resolved_labels(symbol, labels, self._tf_ms, since_ms=since_ms, now_ms=now))
         return out
 
-    async def features(self, champion: ModelVersion) -> FeatureSample:
+    async def features(self, champion: ModelVersion) -> FeatureShift | None:
         # the provider's features of the whole history (computed once per symbol), cut to
         # the champion's training rows and to the live ones closed by now
         fms = [self._provider.features_and_labels(s)[0] for s in self._window.values()]
-        return feature_sample(
+        sample = feature_sample(
             fms,
             fms,
             champion,
@@ -361,6 +362,7 @@ class _Replay:
             now_ms=self._clock.now_ms(),
             live_rows=self._live_rows,
         )
+        return worst_psi(*sample)
 
     def new_candles(self, since_ms: int) -> dict[str, int]:
         last_open = self._clock.now_ms() - self._tf_ms

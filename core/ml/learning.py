@@ -477,17 +477,16 @@ def drift_check(
     live_y: npt.ArrayLike,
     expected_log_loss: float,
     expected_accuracy: float,
-    train_features: Mapping[str, npt.ArrayLike] | None = None,
-    live_features: Mapping[str, npt.ArrayLike] | None = None,
+    feature_shift: tuple[str, float] | None = None,
 ) -> DriftReport:
     """Compare the last ``window_rows`` resolved predictions with the validation scores.
 
     Drifted when the live log-loss exceeds ``expected_log_loss`` by more than
     ``log_loss_excess``, the hit rate (P >= 0.5 agreeing with the outcome) falls below
-    ``expected_accuracy`` by more than ``hit_rate_drop``, or a feature's PSI (training vs
-    live values, as passed, on the columns both have; a column with fewer than 10 values on
-    a side is skipped) exceeds ``psi_limit``. Fewer than ``min_rows`` resolved rows: not
-    drifted, nothing else looked at.
+    ``expected_accuracy`` by more than ``hit_rate_drop``, or ``feature_shift`` (the feature
+    whose live values moved furthest from its training values, and its PSI: ``worst_psi``,
+    computed by the caller where it is cheap to cache) exceeds ``psi_limit``. Fewer than
+    ``min_rows`` resolved rows: not drifted, nothing else looked at.
     """
     if not (math.isfinite(expected_log_loss) and expected_log_loss >= 0):
         raise ValueError(f"expected log-loss must be finite and >= 0, was {expected_log_loss}")
@@ -515,7 +514,7 @@ def drift_check(
             f"{policy.hit_rate_drop:.0%} over {rows} rows"
         )
     record = bool(reasons)
-    worst = _worst_psi(train_features or {}, live_features or {})
+    worst = feature_shift
     if worst is not None and worst[1] > policy.psi_limit:
         reasons.append(f"feature {worst[0]} PSI {worst[1]:.3f} > {policy.psi_limit:g}")
     if reasons:
@@ -529,9 +528,12 @@ def drift_check(
     return DriftReport(False, (summary,), live_loss, hit_rate, worst)
 
 
-def _worst_psi(
+def worst_psi(
     train: Mapping[str, npt.ArrayLike], live: Mapping[str, npt.ArrayLike]
 ) -> tuple[str, float] | None:
+    """Return the column whose ``live`` values moved furthest from its ``train`` values, and
+    its PSI, over the columns both have (one with fewer than 10 values on a side is
+    skipped); None when no column is left."""
     worst: tuple[str, float] | None = None
     for column in sorted(set(train) & set(live)):
         a, b = (np.asarray(v, dtype=np.float64).ravel() for v in (train[column], live[column]))

@@ -90,8 +90,8 @@ TrainFn = Callable[
 ]
 # (version id, member, symbol, candle open ms, P(up)) of the serving members' rows
 PredictionRows = list[tuple[str, str, str, int, float]]
-# per feature column: its values on the training rows, and on the live rows
-FeatureSample = tuple[Mapping[str, Any], Mapping[str, Any]]
+# the feature whose live values moved furthest from its training values, and its PSI
+FeatureShift = tuple[str, float]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,9 +120,10 @@ class LearningSources:
     # market ms between two trainings of a member (QT__MODELS__CADENCE_HOURS: the torch
     # members' is longer); a member not named is trained at every scheduled run
     cadence_ms: Mapping[str, int] = field(default_factory=dict)
-    # a champion's feature values on its training rows and on the live candles since its
-    # promotion (the newest ones), for the drift check's PSI; None: no feature drift
-    features: Callable[[ModelVersion], Awaitable[FeatureSample | None]] | None = None
+    # a champion's worst feature shift (``worst_psi``: its training rows against the live
+    # candles since its promotion, the newest ones), computed off the loop and cached by the
+    # source (it changes slowly); None: no feature drift looked at
+    features: Callable[[ModelVersion], Awaitable[FeatureShift | None]] | None = None
 
 
 @dataclass
@@ -742,15 +743,14 @@ class LearningManager:
             # Hysteresis: a drifting champion is well again only under half the limits, so
             # a record hovering at a limit is said once, not at every other check.
             policy = self._drift_policy if was is None else self._relaxed
-            sample = await self._feature_sample(champion)
+            shift = await self._feature_shift(champion)
             drift = drift_check(
                 policy,
                 live_p=p,
                 live_y=y,
                 expected_log_loss=metrics["log_loss"],
                 expected_accuracy=metrics["accuracy"],
-                train_features=None if sample is None else sample[0],
-                live_features=None if sample is None else sample[1],
+                feature_shift=shift,
             )
             if not drift.drifted:
                 self._drift.pop(member, None)
@@ -773,9 +773,10 @@ class LearningManager:
                     )
         return said
 
-    async def _feature_sample(self, champion: ModelVersion) -> FeatureSample | None:
-        """Return the champion's feature sample, or None (none asked for, or it could not be
-        read: the record's drift is judged without it, the check goes on)."""
+    async def _feature_shift(self, champion: ModelVersion) -> FeatureShift | None:
+        """Return the champion's worst feature shift, or None (none asked for, too few live
+        rows, or it could not be read: the record's drift is judged without it, the check
+        goes on)."""
         if self._s.features is None:
             return None
         try:

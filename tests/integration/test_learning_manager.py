@@ -31,6 +31,7 @@ from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelStatus, ModelVersion
 from core.errors import DataError
 from core.market.synthetic import generate_candles
+from core.ml.learning import worst_psi
 from core.ml.training import (
     CandidateFit,
     CandidateRun,
@@ -45,7 +46,7 @@ from core.ml.versions import LoadedVersion
 from core.ports import Storage
 from core.services.bus import EventBus
 from core.services.learning import (
-    FeatureSample,
+    FeatureShift,
     LearningManager,
     LearningSources,
     PredictionRows,
@@ -136,7 +137,7 @@ async def _manager(
     trades_since: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None,
     serve: Callable[[Sequence[LoadedVersion]], Awaitable[bool]] | None = None,
     cadence_ms: Mapping[str, int] | None = None,
-    features: Callable[[ModelVersion], Awaitable[FeatureSample | None]] | None = None,
+    features: Callable[[ModelVersion], Awaitable[FeatureShift | None]] | None = None,
     **kw: object,
 ) -> tuple[LearningManager, list[Event]]:
     """A manager on ``storage`` fed by ``live``; ``start``: False as the CLI's (never
@@ -496,12 +497,10 @@ async def test_a_feature_whose_live_values_moved_is_drift(
     shift = {"rsi_14": 0.0}
     asked: list[str] = []
 
-    async def features(champion: ModelVersion) -> FeatureSample:
+    async def features(champion: ModelVersion) -> FeatureShift | None:
         asked.append(champion.id)
-        return trained, {
-            "rsi_14": rng.normal(50 + shift["rsi_14"], 10, 300),
-            "ret_1": rng.normal(0, 1, 300),
-        }
+        live = {"rsi_14": rng.normal(50 + shift["rsi_14"], 10, 300), "ret_1": rng.normal(0, 1, 300)}
+        return worst_psi(trained, live)
 
     manager, events = await _manager(
         storage, tmp_path, clock, live, trainer, features=features, drift_window_rows=100

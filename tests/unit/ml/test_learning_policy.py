@@ -29,6 +29,7 @@ from core.ml.learning import (
     paired_bootstrap,
     psi,
     retention_plan,
+    worst_psi,
 )
 
 H = 3_600_000
@@ -710,8 +711,7 @@ def test_a_shifted_feature_is_drift_and_named() -> None:
         live_y=y,
         expected_log_loss=float(log_losses(p, y).mean()),
         expected_accuracy=0.5,
-        train_features=train,
-        live_features=live,
+        feature_shift=worst_psi(train, live),
     )
 
     assert report.drifted and report.worst_psi is not None

@@ -162,6 +162,7 @@ def _ensemble_serves(process: Any) -> bool:
 
 async def bench_process(args: argparse.Namespace, tmp: Path) -> bool:
     """Phase 1 (see module docstring); return whether both targets were met."""
+    from bot.heap import freeze_when_settled, release
     from bot.modes import build_demo
     from core.config import load_settings
 
@@ -188,6 +189,7 @@ async def bench_process(args: argparse.Namespace, tmp: Path) -> bool:
     assert process.learning is not None, "the demo runs no learning manager"
     learning = process.learning
     time_cycles(process.market, phases)
+    freeze_when_settled(process.bus)  # as qt demo's runner does
     probe = asyncio.create_task(probe_lag(phases), name="bench-lag-probe")
     await process.start()
     try:
@@ -219,6 +221,7 @@ async def bench_process(args: argparse.Namespace, tmp: Path) -> bool:
         probe.cancel()
         await asyncio.gather(probe, return_exceptions=True)
         await process.stop("bench")
+        release()
     for phase in ("idle", "retrain"):
         lag, cycle = phases.lag.get(phase, []), phases.cycle.get(phase, [])
         print(f"  {phase}: event-loop lag ({len(lag)} probes of 10 ms) {_percentiles(lag)}")

@@ -15,6 +15,7 @@ from bot.chat.console_front import ConsoleCommands
 from bot.chat.dispatch import Dispatcher
 from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
+from bot.heap import freeze_when_settled, release
 from bot.telegram.front import telegram_front
 
 
@@ -49,6 +50,7 @@ async def run_process(
     if process.notifier is not None:  # last: started after its targets, stopped (drained) first
         process.front_ends.remove(process.notifier)
         process.front_ends.append(process.notifier)
+    freeze_when_settled(process.bus)  # no full collections walking the settled heap
     reason = "error"
     try:
         await process.start()
@@ -57,6 +59,7 @@ async def run_process(
         try:
             await process.stop(reason)
         finally:
+            release()
             _ignore_from_now_on(loop, installed)
     console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
     return reason

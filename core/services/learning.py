@@ -728,12 +728,20 @@ class LearningManager:
         """Check each champion's live record (labels: ``outcomes``) against its validation;
         return what drifted."""
         said = []
+        window = self._drift_policy.window_rows
+        # the candle of the window's oldest label: only the rows from it on are read (a
+        # champion's record since its promotion grows by the hour; the check looks at the
+        # newest rows), all of them when a gap in the record leaves the window short
+        resolved = sorted(ts for _symbol, ts in outcomes)
+        recent = resolved[-window] if len(resolved) >= window else None
         for member in self._s.members:
             champion = await self._s.versions.newest(member, ModelStatus.CHAMPION)
             if champion is None:
                 continue
             since = champion.status_ms or champion.created_ms
-            p, _, y = await self._paired(outcomes, champion.id, "", since)
+            p, _, y = await self._paired(outcomes, champion.id, "", max(since, recent or since))
+            if p.size < window and recent is not None and recent > since:
+                p, _, y = await self._paired(outcomes, champion.id, "", since)
             metrics = champion.metrics
             if "log_loss" not in metrics or "accuracy" not in metrics:
                 continue

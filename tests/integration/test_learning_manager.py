@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -458,6 +459,45 @@ async def test_a_drifting_champion_is_said_once_and_can_be_rolled_back(
     assert manager.drifting() == {}  # the restored champion's record is its own
     await manager.check()
     assert len([e for e in events if isinstance(e, ModelDrifted)]) == 1  # said once
+
+
+@pytest.mark.parametrize("gap", [False, True])
+async def test_the_drift_check_reads_its_window_only_and_all_of_the_record_across_a_gap(
+    storage: Storage,
+    tmp_path: Path,
+    tiny: tuple[TrainingSet, list[dict[str, bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+    gap: bool,
+) -> None:
+    data, files = tiny
+    clock, live, trainer = SimClock(T0), Live(), Trainer(data)
+    manager, events = await _manager(storage, tmp_path, clock, live, trainer, drift_window_rows=100)
+    trainer.script.append(trainer.fit(files[0], better=True, champion=False))
+    manager.request("test")
+    champion = (await manager.wait()).trained[0].id  # type: ignore[union-attr]
+    # confidently wrong on 150 candles; with a gap, 300 more labels resolved while nothing
+    # was predicted (the process down): the newest 100 labels have no prediction
+    rng = np.random.default_rng(2)
+    for i in range(450 if gap else 150):
+        ts = T0 + (10 + i) * HOUR
+        y = int(rng.integers(0, 2))
+        live.labels[("BTC/USDT", ts)] = y
+        if i < 150:
+            live.served_rows.append((champion, "xgb", "BTC/USDT", ts, 0.9 if y == 0 else 0.1))
+    read = storage.predictions.list_predictions
+    since: list[int | None] = []
+
+    async def spy(version_id: str, **kw: Any) -> Any:
+        since.append(kw.get("since_ms"))
+        return await read(version_id, **kw)
+
+    monkeypatch.setattr(storage.predictions, "list_predictions", spy)
+    clock.advance_to(T0 + 500 * HOUR)
+    assert f"{champion} drifted" in await manager.check()
+    window_start = T0 + ((450 if gap else 150) - 100 + 10) * HOUR  # the 100th newest label
+    assert since[0] == window_start  # the window's rows, not the record since promotion
+    assert len(since) == (2 if gap else 1) and (not gap or since[1] < window_start)
+    assert len([e for e in events if isinstance(e, ModelDrifted)]) == 1
 
 
 async def test_a_drift_hovering_at_the_limit_is_said_once(

@@ -18,7 +18,8 @@ one retrain's wall time per member (issue 14's performance figures).
    ``engine.on_candle`` (the order path); the signals' share is printed beside it. The
    schedule's retrains are switched off (``QT__LEARNING__EVERY_HOURS``; a drift's early
    retrain waits a quarter of it too) so that idle is idle and the only retrain is the
-   bench's. Targets: lag p99 < 20
+   bench's. The heap is frozen when settled, as ``qt demo``'s runner does (``bot.heap``).
+   Targets: lag p99 < 20
    ms during the retrain, cycle p50 during it within 1.5x of idle.
 2. **One retrain per member** (``--phase fit``): ``--symbols`` (10) synthetic symbols x
    ``--days`` (730) of 1h candles through ``bot.learning.train_in_workers`` (the manager's

@@ -175,7 +175,9 @@ def test_a_deeper_drawdown_never_lowers_the_score_nor_loosens_the_state(
         )
     )
     order = [TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED]
-    assert deep.score >= shallow.score - 1e-9 * 0  # no rounding slack needed
+    # a rounding's slack: the tail index is scale-free, but its floats move with the equity
+    # the positions are weighed by (a counterexample differed in the 14th digit)
+    assert deep.score >= shallow.score - 1e-9
     assert order.index(deep.state) >= order.index(shallow.state)
 
 

@@ -141,4 +141,5 @@ async def _evaluate(
     if sizing:
         from bot.sizing_report import evaluate_sizing
 
-        await evaluate_sizing(ev, folder, wide_console(TABLE_WIDTH))
+        margin = settings.sizing.gate_margin
+        await evaluate_sizing(ev, folder, wide_console(TABLE_WIDTH), margin=margin)

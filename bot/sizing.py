@@ -2,8 +2,11 @@
 
 Chosen once, here: ``fixed`` (the default), ``volatility`` or ``kelly`` (the simple sizers)
 or ``rl`` (the PPO policy in ``QT__SIZING__POLICY_DIR``). An RL artifact that is missing or
-tampered does not stop the process: it is refused (``load_policy``), logged, and every entry
-sizes fixed-fractional with a ``SizingFallback`` event saying why (fail closed).
+tampered, or a policy never judged against the simple sizers, does not stop the process: it is
+refused (``load_policy``, ``FallbackReason.UNGATED``), logged, and every entry sizes
+fixed-fractional with a ``SizingFallback`` event saying why (fail closed). A policy whose
+gate did not pass (``core.ml.rl.gate``) sizes nothing either: the best simple method its
+comparison named sizes instead, and the log says why.
 """
 
 from __future__ import annotations
@@ -41,26 +44,31 @@ def sizing_from(settings: Settings, *, bus: EventBus, clock: Clock) -> SizingSer
 
 def _source(s: SizingSettings) -> tuple[SizingSource, SizingAccount]:
     account = SizingAccount(recent_trades=s.recent_trades, idle_cap_days=s.idle_cap_days)
+    if s.method == "rl":
+        return _policy_source(s, account)
+    return _simple_source(s.method, s), account
+
+
+def _simple_source(method: str, s: SizingSettings) -> SizingSource:
     try:
-        if s.method == "volatility":
+        if method == "volatility":
             vol = VolTargetParams(target_vol=s.vol_target_pct, floor=s.vol_floor, cap=s.cap)
-            return VolatilitySizing(vol), account
-        if s.method == "kelly":
+            return VolatilitySizing(vol)
+        if method == "kelly":
             kelly = KellyParams(
                 fraction=s.kelly_fraction,
                 cap=s.cap,
                 min_trades=s.kelly_min_trades,
                 without_record=s.kelly_without_record,
             )
-            return KellySizing(kelly), account
+            return KellySizing(kelly)
     except ConfigError as e:
         raise ConfigError(f"invalid QT__SIZING__* settings: {e}") from e
-    if s.method == "rl":
-        return _policy_source(s, account)
-    return FixedSizing(), account
+    return FixedSizing()
 
 
 def _policy_source(s: SizingSettings, account: SizingAccount) -> tuple[SizingSource, SizingAccount]:
+    from core.ml.rl.gate import LIVE_METHOD
     from core.ml.rl.policy import load_policy  # torch: only when RL sizing is chosen
 
     folder = Path(s.policy_dir)
@@ -69,6 +77,20 @@ def _policy_source(s: SizingSettings, account: SizingAccount) -> tuple[SizingSou
     except ArtifactError as e:
         log.error("sizing: the RL policy in %s is refused, entries size fixed: %s", folder, e)
         return RefusedSizing("rl", FallbackReason.ARTIFACT, str(e)), account
+    gate = policy.gate
+    if gate is None:
+        detail = "it was never judged against the simple sizers (qt evaluate --sizing does)"
+        log.error("sizing: the RL policy in %s sizes no entry: %s", folder, detail)
+        return RefusedSizing("rl", FallbackReason.UNGATED, detail), account
+    if not gate.passed:
+        simple = LIVE_METHOD[gate.best_simple]
+        log.warning(
+            "sizing: the RL policy in %s did not pass its gate, %s sizes: %s",
+            folder,
+            simple,
+            gate.reason,
+        )
+        return _simple_source(simple, s), account
     source = PolicySizing(policy, max_age_ms=round(s.max_age_days * DAY_MS))
     # The account as the policy was trained to see it (core.ml.rl.env.SizingEnvConfig).
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -23,7 +23,9 @@ from bot.model_training import new_pool, stop_pool
 from core.domain.events import RiskAssessed
 from core.ml.rl.folds import SizingFold, sizing_folds
 from core.ml.rl.from_trades import TradeCandidates, candidates_from_trades
-from core.ml.rl.scorecard import MethodScore, score_methods
+from core.ml.rl.gate import RL, SizingGate, best_simple, sizing_gate
+from core.ml.rl.policy import SizingPolicy, train_policy
+from core.ml.rl.scorecard import MethodScore, beats_baseline, score_methods
 from core.ml.rl.walk_sizes import WalkSizesConfig, oos_indices, rl_sizes, simple_sizes
 
 CONTROL = "rl_shuffled"
@@ -39,6 +41,9 @@ class SizingComparison:
     scores: tuple[MethodScore, ...]  # in METHODS order, the control last
     config: WalkSizesConfig
     train_s: float  # wall time of the RL trainings (both workers)
+    gate: SizingGate  # may the policy size live trades (core.ml.rl.gate)
+    # trained on every candidate, the gate's verdict attached: what live sizing would load
+    policy: SizingPolicy
 
     @property
     def out_of_sample(self) -> int:
@@ -51,9 +56,10 @@ class SizingComparison:
 
 
 async def compare_sizing(
-    result: BacktestResult, config: WalkSizesConfig | None = None
+    result: BacktestResult, config: WalkSizesConfig | None = None, *, margin: float = 0.0
 ) -> SizingComparison:
-    """Compare the sizing methods on ``result``'s trades (see module)."""
+    """Compare the sizing methods on ``result``'s trades and judge the RL policy against the
+    best simple one by ``margin`` of Sharpe (see module)."""
     config = config or WalkSizesConfig()
     trades = candidates_from_trades(
         result.trades,
@@ -68,7 +74,7 @@ async def compare_sizing(
     loop = asyncio.get_running_loop()
     pool = new_pool(2)
     try:
-        rl, control = await asyncio.gather(
+        rl, control, final = await asyncio.gather(
             loop.run_in_executor(pool, rl_sizes, candidates, folds, config.env, config.ppo),
             loop.run_in_executor(
                 pool,
@@ -78,19 +84,32 @@ async def compare_sizing(
                 config.env,
                 config.ppo,
             ),
+            # what would size live: the policy of every candidate, judged by the folds' verdict
+            loop.run_in_executor(pool, train_policy, candidates, config.env, config.ppo),
         )
     finally:
         stop_pool(pool)  # Ctrl-C or a failed training must not wait for the other's minutes
     train_s = time.perf_counter() - started
     sizes |= {"rl": rl, CONTROL: control}
     oos = oos_indices(folds)
+    tested, notional = candidates.take(oos), np.asarray(trades.notional[oos])
     scores = score_methods(
-        candidates.take(oos),
-        np.asarray(trades.notional[oos]),
+        tested,
+        notional,
         {m: sizes[m] for m in METHODS},
         baseline="fixed",
         controls=frozenset({CONTROL}),
     )
+    best = best_simple(scores)
+    vs_best = score_methods(tested, notional, {m: sizes[m] for m in (best, RL)}, baseline=best)
+    shuffled = next(s for s in scores if s.method == CONTROL)
+    gate = sizing_gate(vs_best, best, control_beat_fixed=beats_baseline(shuffled), margin=margin)
     return SizingComparison(
-        trades=trades, folds=folds, scores=scores, config=config, train_s=train_s
+        trades=trades,
+        folds=folds,
+        scores=scores,
+        config=config,
+        train_s=train_s,
+        gate=gate,
+        policy=replace(final, gate=gate),
     )

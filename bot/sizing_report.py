@@ -1,12 +1,17 @@
 """``qt evaluate --sizing``'s output: the methods' table, the verdicts and a JSON file.
 
 The file is ``evaluate-<name>-sizing.json`` beside the evaluation's: every method's figures,
-the folds, the candidates' features and the RL budget, with a ``meaning`` of each figure.
+the folds, the candidates' features, the RL budget and the gate's verdict, with a ``meaning``
+of each figure. Beside it, ``evaluate-<name>-sizing-policy/``: the policy trained on every
+candidate, sealed, its verdict inside (what ``QT__SIZING__POLICY_DIR`` loads; live sizing uses
+it only when the verdict passed, ``core.ml.rl.gate``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,8 @@ from bot.evaluate import Evaluation
 from bot.report import fmt_num, fmt_pct, table, to_jsonable
 from bot.sizing_comparison import CONTROL, SizingComparison, compare_sizing
 from core.domain.market import fmt_ts
+from core.ml.rl.gate import LIVE_METHOD
+from core.ml.rl.policy import save_policy
 from core.ml.rl.scorecard import BEYOND_NOISE, MIN_TRADES_TO_JUDGE, MethodScore, beats_baseline
 from core.ml.rl.walk_sizes import WalkSizesConfig
 
@@ -139,6 +146,7 @@ def sizing_json(cmp: SizingComparison) -> dict[str, Any]:
         "ppo": cmp.config.ppo.to_json(),
         "train_s": cmp.train_s,
         "control_passes": control_passes(cmp),
+        "gate": cmp.gate.to_json(),
         "methods": {
             s.method: {k: getattr(s, k) for k in ("control", "daily_sharpe", *MEANING)}
             for s in cmp.scores
@@ -156,11 +164,52 @@ def write_sizing(cmp: SizingComparison, folder: Path, run_name: str) -> Path:
     return path
 
 
+def write_policy(cmp: SizingComparison, folder: Path, run_name: str) -> tuple[Path, str]:
+    """Write the judged policy into ``evaluate-<name>-sizing-policy`` in ``folder`` (an
+    earlier one replaced only once the new one is sealed); return it and its sha256."""
+    dest = folder / f"evaluate-{run_name}-sizing-policy"
+    fresh, old = (dest.with_name(f"{dest.name}.{kind}-{os.getpid()}") for kind in ("new", "old"))
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    sha = save_policy(cmp.policy, fresh)
+    if dest.exists():
+        dest.rename(old)
+    fresh.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest, sha
+
+
+def print_gate(cmp: SizingComparison, where: Path, sha: str, console: Console) -> None:
+    """Say whether the policy may size live trades, and the settings that choose it."""
+    gate = cmp.gate
+    live = LIVE_METHOD[gate.best_simple]
+    if gate.passed:
+        console.print(
+            f"RL gate: passed ({escape(gate.reason)}, margin {gate.margin:g}); to size live "
+            f"trades with it: QT__SIZING__METHOD=rl QT__SIZING__POLICY_DIR={escape(str(where))} "
+            f"QT__SIZING__POLICY_SHA256={sha}"
+        )
+        return
+    console.print(
+        f"RL gate: not passed ({escape(gate.reason)}); its policy, saved in "
+        f"{escape(str(where))}, sizes no live trade (with QT__SIZING__METHOD=rl the "
+        f"{LABELS[gate.best_simple]} method sizes instead): choose QT__SIZING__METHOD={live}"
+    )
+
+
 async def evaluate_sizing(
-    ev: Evaluation, folder: Path, console: Console, config: WalkSizesConfig | None = None
+    ev: Evaluation,
+    folder: Path,
+    console: Console,
+    config: WalkSizesConfig | None = None,
+    *,
+    margin: float = 0.0,
 ) -> SizingComparison:
-    """Compare the sizing methods on the evaluation's trades, print and write it."""
-    cmp = await compare_sizing(ev.result, config)
+    """Compare the sizing methods on the evaluation's trades, judge the policy by ``margin``
+    of Sharpe over the best simple method, print and write both."""
+    cmp = await compare_sizing(ev.result, config, margin=margin)
     print_sizing(cmp, console)
+    where, sha = write_policy(cmp, folder, ev.run_name)
+    print_gate(cmp, where, sha, console)
     console.print(f"sizing: {escape(str(write_sizing(cmp, folder, ev.run_name)))}")
     return cmp

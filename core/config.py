@@ -440,6 +440,9 @@ class SizingSettings(Section):
     policy_sha256: str = ""
     # A policy whose newest training trade closed longer ago than this falls back; 0: any age
     max_age_days: float = Field(default=30.0, ge=0)
+    # qt evaluate --sizing's gate: the policy sizes live trades only when its annualised
+    # Sharpe beat the best simple method's by this much out of sample (core.ml.rl.gate)
+    gate_margin: float = Field(default=0.1, ge=0, le=10)
 
     @model_validator(mode="after")
     def _check(self) -> SizingSettings:

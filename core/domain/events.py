@@ -464,7 +464,8 @@ class SizingFallback(Event):
 
     topic: ClassVar[str] = "sizing.fell_back"
     method: str  # the configured one ("rl", ...)
-    reason: str  # a code: error, non_finite, stale, spec_mismatch, artifact, observation
+    # a code: error, non_finite, stale, spec_mismatch, artifact, observation, ungated
+    reason: str
     detail: str
     symbol: str = ""  # the entry that found out
 

@@ -47,6 +47,7 @@ class FallbackReason(StrEnum):
     SPEC_MISMATCH = "spec_mismatch"  # its observation is not what the engine gives
     ARTIFACT = "artifact"  # the artifact is missing or tampered: load_policy refused it
     OBSERVATION = "observation"  # this entry's state could not be built (a value not finite)
+    UNGATED = "ungated"  # the policy was never judged against the simple sizers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

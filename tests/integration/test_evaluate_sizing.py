@@ -15,7 +15,8 @@ from rich.console import Console
 from bot.sizing_comparison import CONTROL, METHODS
 from bot.sizing_report import evaluate_sizing
 from core.config import Settings
-from core.ml.rl.policy import PpoParams
+from core.ml.rl.gate import best_simple
+from core.ml.rl.policy import PpoParams, load_policy
 from core.ml.rl.walk_sizes import WalkSizesConfig
 from tests.integration.test_evaluate import _evaluate
 from tests.integration.test_evaluate import settings as settings  # the fixture
@@ -60,3 +61,18 @@ async def test_the_sizing_comparison_of_a_walk_forward(settings: Settings, tmp_p
     assert report["methods"][CONTROL]["control"] is True
     assert report["methods"][CONTROL]["dsr"] is None
     assert report["candidates"] == len(c) and report["features"][:1] == ["confidence"]
+
+    # the gate: the policy trained on every candidate is saved with its verdict, which live
+    # sizing reads (it sizes only when passed); the table names the settings that choose it
+    gate = cmp.gate
+    assert report["gate"] == gate.to_json()
+    assert gate.best_simple == best_simple(cmp.scores)
+    saved = load_policy(tmp_path / "evaluate-t-sizing-policy")
+    assert saved.gate == gate and saved.trained_until_ms == int(c.close_ms.max())
+    said = " ".join(text[text.index("RL gate: ") :].split())  # unwrapped
+    if gate.passed:
+        assert said.startswith("RL gate: passed") and "QT__SIZING__POLICY_SHA256=" in said
+    else:
+        live = {"fixed": "fixed", "vol_target": "volatility", "kelly": "kelly"}[gate.best_simple]
+        assert said.startswith("RL gate: not passed")
+        assert f"choose QT__SIZING__METHOD={live}" in said

@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from core.errors import ArtifactError, ConfigError, DataError, InvariantViolation
 from core.ml.artifacts import read_sealed, write_sealed
+from core.ml.rl.gate import SizingGate
 
 if TYPE_CHECKING:
     from torch import nn
@@ -93,6 +94,9 @@ class SizingPolicy:
     # The newest close time of the trades it learned from: how old what it knows is (live
     # sizing refuses a policy older than its configured age). None: not recorded.
     trained_until_ms: int | None = None
+    # The verdict of its out-of-sample comparison with the simple sizers (core.ml.rl.gate):
+    # live sizing uses the policy only when it passed. None: never judged.
+    gate: SizingGate | None = None
 
     def level_indices(self, observations: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Return the deterministic level index of each row of ``observations``."""
@@ -250,6 +254,7 @@ def save_policy(policy: SizingPolicy, folder: Path) -> str:
         "metrics": policy.metrics,
         "libraries": policy.libraries,
         "trained_until_ms": policy.trained_until_ms,
+        "gate": None if policy.gate is None else policy.gate.to_json(),
     }
     text = json.dumps(spec, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
@@ -288,6 +293,7 @@ def load_policy(folder: Path, *, expected_sha256: str | None = None) -> SizingPo
         metrics=spec["metrics"],
         libraries=spec["libraries"],
         trained_until_ms=spec["trained_until_ms"],
+        gate=spec["gate"],
     )
 
 
@@ -310,7 +316,9 @@ def _parse_spec(raw: bytes, where: Path) -> dict[str, Any]:
         until = doc.get("trained_until_ms")
         if until is not None and (isinstance(until, bool) or not isinstance(until, int)):
             raise ValueError(f"trained_until_ms must be an integer or null, was {until!r}")
-    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+        gate = doc.get("gate")
+        gate = None if gate is None else SizingGate.from_json(gate)
+    except (ValueError, KeyError, TypeError, AttributeError, ConfigError, DataError) as exc:
         raise ArtifactError(f"{where} is malformed: {exc}") from exc
     return {
         "params": params,
@@ -320,4 +328,5 @@ def _parse_spec(raw: bytes, where: Path) -> dict[str, Any]:
         "metrics": metrics,
         "libraries": libraries,
         "trained_until_ms": until,
+        "gate": gate,
     }

@@ -39,6 +39,8 @@ from core.errors import DataError
 from core.ml.rl.candidates import Candidates
 
 FloatVector = npt.NDArray[np.float64]
+# The simple sizers every comparison scores, simplest first
+SIMPLE_METHODS = ("fixed", "vol_target", "kelly")
 # A method beats the baseline when its true Sharpe is above the baseline's this likely (PSR
 # against it): a one-sided 5 % test. The shuffled-reward control must not.
 BEYOND_NOISE = 0.95

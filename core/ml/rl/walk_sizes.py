@@ -39,10 +39,10 @@ from core.ml.rl.candidates import Candidates
 from core.ml.rl.env import SizingEnvConfig
 from core.ml.rl.folds import SizingFold
 from core.ml.rl.policy import PpoParams
+from core.ml.rl.scorecard import SIMPLE_METHODS
 
 FloatVector = npt.NDArray[np.float64]
 VOL_FEATURE = "realised_vol"
-SIMPLE_METHODS = ("fixed", "vol_target", "kelly")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

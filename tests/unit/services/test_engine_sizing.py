@@ -24,8 +24,16 @@ from core.domain.policy import Policy, apply_levers
 from core.ml.rl.book import SizingAccount
 from core.ml.rl.candidates import Candidates
 from core.ml.rl.env import SizingEnvConfig
+from core.ml.rl.gate import SizingGate
 from core.ml.rl.observation import build_observation, entry_features
-from core.ml.rl.policy import SPEC_FILE, PpoParams, load_policy, save_policy, train_policy
+from core.ml.rl.policy import (
+    SPEC_FILE,
+    PpoParams,
+    SizingPolicy,
+    load_policy,
+    save_policy,
+    train_policy,
+)
 from core.services.trade_codec import decode_trades, encode_trades
 from tests.unit.services.engine_harness import (
     HOUR_MS,
@@ -226,11 +234,27 @@ def live_candidates(n: int, seed: int) -> Candidates:
 TINY = PpoParams(total_timesteps=512, n_steps=256, batch_size=64, n_epochs=2, seed=0)
 
 
+def gate(passed: bool) -> SizingGate:
+    """A verdict as qt evaluate --sizing writes it into the policy it saves."""
+    return SizingGate(
+        passed=passed,
+        best_simple="kelly",
+        reason="beat kelly: PSR 0.990, Sharpe +0.50" if passed else "kelly sizes: not beyond noise",
+        psr=0.99 if passed else 0.4,
+        sharpe_gain=0.5 if passed else -0.1,
+        margin=0.1,
+    )
+
+
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def trained() -> SizingPolicy:
+    return train_policy(live_candidates(200, seed=1), SizingEnvConfig(), TINY)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory, trained: SizingPolicy) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("rl") / "policy"
-    policy = train_policy(live_candidates(200, seed=1), SizingEnvConfig(), TINY)
-    return folder, save_policy(policy, folder)
+    return folder, save_policy(dataclasses.replace(trained, gate=gate(True)), folder)
 
 
 def rl_settings(
@@ -271,6 +295,36 @@ async def test_a_saved_policy_loads_and_sizes_entries(
     assert abs(held - fixed * Decimal(repr(chosen))) <= Decimal("0.002")
     assert h.of(SizingFallback) == []
     assert h.engine.sizing.account.exposure == chosen  # the live account saw it open
+
+
+async def test_a_policy_that_failed_its_gate_leaves_the_sizing_to_the_best_simple_method(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained: SizingPolicy
+) -> None:
+    folder = tmp_path / "failed"
+    digest = save_policy(dataclasses.replace(trained, gate=gate(False)), folder)
+
+    h = await two_entries(rl_settings(monkeypatch, tmp_path, folder, digest))
+
+    # Kelly without a record of 20 trades sizes 1: the fixed amounts, said as kelly's
+    fixed = amounts(await two_entries(loose(monkeypatch, tmp_path)))
+    assert amounts(h) == fixed
+    assert h.engine.trades[SYMBOL].sizing == SizingNote(method="kelly", multiplier=1.0)
+    assert h.of(SizingFallback) == []  # a choice the gate made, not a failure
+
+
+async def test_a_policy_never_judged_sizes_fixed_with_one_event(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained: SizingPolicy
+) -> None:
+    folder = tmp_path / "ungated"
+    digest = save_policy(trained, folder)  # no verdict: trained by hand, never compared
+
+    h = await two_entries(rl_settings(monkeypatch, tmp_path, folder, digest))
+
+    [event] = h.of(SizingFallback)
+    assert isinstance(event, SizingFallback) and (event.method, event.reason) == ("rl", "ungated")
+    assert h.engine.trades[SYMBOL].sizing == SizingNote(
+        method="fixed", multiplier=1.0, fallback="ungated"
+    )
 
 
 async def test_a_tampered_or_missing_policy_sizes_fixed_with_one_event(

@@ -38,15 +38,13 @@ log = logging.getLogger(__name__)
 def sizing_from(settings: Settings, *, bus: EventBus, clock: Clock) -> SizingService:
     """Return the sizing service the settings choose (see module docstring)."""
     s = settings.sizing
-    source, account = _source(s)
-    return SizingService(bus=bus, clock=clock, source=source, cap=s.cap, account=account)
-
-
-def _source(s: SizingSettings) -> tuple[SizingSource, SizingAccount]:
     account = SizingAccount(recent_trades=s.recent_trades, idle_cap_days=s.idle_cap_days)
-    if s.method == "rl":
-        return _policy_source(s, account)
-    return _simple_source(s.method, s), account
+    source, account, why = (
+        _policy_source(s, account)
+        if s.method == "rl"
+        else (_simple_source(s.method, s), account, "")
+    )
+    return SizingService(bus=bus, clock=clock, source=source, cap=s.cap, account=account, why=why)
 
 
 def _simple_source(method: str, s: SizingSettings) -> SizingSource:
@@ -67,7 +65,10 @@ def _simple_source(method: str, s: SizingSettings) -> SizingSource:
     return FixedSizing()
 
 
-def _policy_source(s: SizingSettings, account: SizingAccount) -> tuple[SizingSource, SizingAccount]:
+def _policy_source(
+    s: SizingSettings, account: SizingAccount
+) -> tuple[SizingSource, SizingAccount, str]:
+    """Return the source, its account and why it sizes (for /models)."""
     from core.ml.rl.gate import LIVE_METHOD
     from core.ml.rl.policy import load_policy  # torch: only when RL sizing is chosen
 
@@ -76,12 +77,12 @@ def _policy_source(s: SizingSettings, account: SizingAccount) -> tuple[SizingSou
         policy = load_policy(folder, expected_sha256=s.policy_sha256 or None)
     except ArtifactError as e:
         log.error("sizing: the RL policy in %s is refused, entries size fixed: %s", folder, e)
-        return RefusedSizing("rl", FallbackReason.ARTIFACT, str(e)), account
+        return RefusedSizing("rl", FallbackReason.ARTIFACT, str(e)), account, ""
     gate = policy.gate
     if gate is None:
         detail = "it was never judged against the simple sizers (qt evaluate --sizing does)"
         log.error("sizing: the RL policy in %s sizes no entry: %s", folder, detail)
-        return RefusedSizing("rl", FallbackReason.UNGATED, detail), account
+        return RefusedSizing("rl", FallbackReason.UNGATED, detail), account, ""
     if not gate.passed:
         simple = LIVE_METHOD[gate.best_simple]
         log.warning(
@@ -90,7 +91,8 @@ def _policy_source(s: SizingSettings, account: SizingAccount) -> tuple[SizingSou
             simple,
             gate.reason,
         )
-        return _simple_source(simple, s), account
+        why = f"QT__SIZING__METHOD=rl, but its policy did not pass its gate: {gate.reason}"
+        return _simple_source(simple, s), account, why
     source = PolicySizing(policy, max_age_ms=round(s.max_age_days * DAY_MS))
     # The account as the policy was trained to see it (core.ml.rl.env.SizingEnvConfig).
     try:
@@ -100,5 +102,5 @@ def _policy_source(s: SizingSettings, account: SizingAccount) -> tuple[SizingSou
         )
     except (ConfigError, TypeError, ValueError) as e:
         detail = f"its training account settings are not usable: {e}"
-        return RefusedSizing("rl", FallbackReason.SPEC_MISMATCH, detail), account
-    return source, account
+        return RefusedSizing("rl", FallbackReason.SPEC_MISMATCH, detail), account, ""
+    return source, account, f"the policy in {folder}: {gate.reason}"

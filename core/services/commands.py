@@ -275,8 +275,8 @@ class CommandCore:
         )
 
     async def models(self) -> Reply:
-        """What trades: the provider, its members' versions, and the registry's champions
-        and shadows with their validation scores and age."""
+        """What trades: the provider, its members' versions, the registry's champions and
+        shadows with their validation scores and age, and the method that sizes entries."""
         members = self.s.models()
         name = self.s.engine.signals.provider.name
         lines = list(members)
@@ -292,9 +292,10 @@ class CommandCore:
             )
         if self.s.learning is not None and self.s.learning.training:
             lines.append("a training run is under way")
+        sizing = self.s.engine.sizing.status_line()
         if not lines:
-            return Reply(f"{name} trades; no model serves (a baseline)")
-        return Reply(f"{name} trades", tuple(lines))
+            return Reply(f"{name} trades; no model serves (a baseline)", (sizing,))
+        return Reply(f"{name} trades", (*lines, sizing))
 
     async def retrain(self, actor: str, member: str | None = None) -> Reply:
         """Queue a training run of every member, or of ``member``."""

@@ -53,8 +53,10 @@ class SizingService:
         source: SizingSource | None = None,
         cap: float = DEFAULT_CAP,
         account: SizingAccount | None = None,
+        why: str = "",
     ) -> None:
         self.source: SizingSource = source or FixedSizing()
+        self.why = why  # why this method sizes (the RL policy's gate), for /models
         if not (math.isfinite(cap) and cap > 0):
             raise ConfigError(f"the sizing cap must be a finite multiplier > 0, was {cap}")
         self.cap = cap
@@ -69,6 +71,16 @@ class SizingService:
     def method(self) -> str:
         """Return the configured method's name."""
         return self.source.method
+
+    def status_line(self) -> str:
+        """Return one line for /models: the method that sizes, why, and a fallback."""
+        line = f"sizing: {self.method}" + (f" ({self.why})" if self.why else "")
+        refused = self.source.refusal(self._clock.now_ms())
+        if refused is not None:
+            return f"{line}; every entry sizes fixed now ({refused[0].value}: {refused[1]})"
+        if self._said is not None:
+            return f"{line}; the last entry fell back to fixed ({self._said.value})"
+        return line
 
     async def decide(
         self, *, symbol: str, decision_ms: int, entry: Mapping[str, float], policy: Policy

@@ -295,6 +295,9 @@ async def test_a_saved_policy_loads_and_sizes_entries(
     assert abs(held - fixed * Decimal(repr(chosen))) <= Decimal("0.002")
     assert h.of(SizingFallback) == []
     assert h.engine.sizing.account.exposure == chosen  # the live account saw it open
+    assert h.engine.sizing.status_line() == (
+        f"sizing: rl (the policy in {folder}: beat kelly: PSR 0.990, Sharpe +0.50)"
+    )
 
 
 async def test_a_policy_that_failed_its_gate_leaves_the_sizing_to_the_best_simple_method(
@@ -310,6 +313,10 @@ async def test_a_policy_that_failed_its_gate_leaves_the_sizing_to_the_best_simpl
     assert amounts(h) == fixed
     assert h.engine.trades[SYMBOL].sizing == SizingNote(method="kelly", multiplier=1.0)
     assert h.of(SizingFallback) == []  # a choice the gate made, not a failure
+    assert h.engine.sizing.status_line() == (  # what /models says
+        "sizing: kelly (QT__SIZING__METHOD=rl, but its policy did not pass its gate: kelly "
+        "sizes: not beyond noise)"
+    )
 
 
 async def test_a_policy_never_judged_sizes_fixed_with_one_event(
@@ -324,6 +331,9 @@ async def test_a_policy_never_judged_sizes_fixed_with_one_event(
     assert isinstance(event, SizingFallback) and (event.method, event.reason) == ("rl", "ungated")
     assert h.engine.trades[SYMBOL].sizing == SizingNote(
         method="fixed", multiplier=1.0, fallback="ungated"
+    )
+    assert h.engine.sizing.status_line().startswith(
+        "sizing: rl; every entry sizes fixed now (ungated: it was never judged"
     )
 
 

@@ -81,6 +81,7 @@ class StateKey(StrEnum):
     RESUMED_MS = "resumed_ms"  # when an operator last resumed (also while already active)
     PAPER_INITIALISED = "paper_initialised"
     ENGINE_TRADES = "engine_trades"  # the engine's open trades and exit plans (JSON)
+    SIZING_ACCOUNT = "sizing_account"  # live sizing's account (JSON), saved with the trades
     PAPER_MARKS = "paper_marks"  # last candle time and close per symbol (JSON), paper exchange
     LAST_CANDLE_MS = "last_candle_ms"
     RISK_STATE = "risk_state"  # the Risk Brain's daily equity peaks and last tier (JSON)

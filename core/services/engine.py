@@ -144,7 +144,7 @@ class Engine:
         self._state = state
         self._bus = bus
         self._on_storage_failure = on_storage_failure
-        self._saved = ""
+        self._saved = self._saved_account = ""
         exits.persist_with(self._save)  # every exit order is stored before it goes out
         # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
         # that would otherwise interleave at every await on the same trade.
@@ -183,6 +183,10 @@ class Engine:
             except (ValueError, KeyError, TypeError) as e:
                 raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
             self._saved = saved
+        # the sizing account of these trades and its record, before the venue's news
+        ids = {t.trade_id for t in self.trades.values()}
+        self.sizing.load(await self._state.get(StateKey.SIZING_ACCOUNT), ids)
+        if saved:
             await self.sync_with_venue()  # what the venue did while we were away
             log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
         for position in await self._exchange.fetch_positions():
@@ -321,7 +325,7 @@ class Engine:
     async def _storage_failed(self, error: str) -> None:
         """Fail closed: the database cannot be written (trading halts; nothing is lost in
         memory, and the trades are saved again with the next change)."""
-        self._saved = ""  # whatever was not written is written next time
+        self._saved = self._saved_account = ""  # what was not written is written next time
         if self._on_storage_failure is not None:
             await self._on_storage_failure(error)
 
@@ -338,6 +342,10 @@ class Engine:
         if text != self._saved:
             await self._state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text
+        account = self.sizing.dump()
+        if account != self._saved_account:
+            await self._state.set(StateKey.SIZING_ACCOUNT, account)
+            self._saved_account = account
 
     @property
     def closed_trades(self) -> list[ClosedTrade]:

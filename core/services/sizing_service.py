@@ -13,14 +13,19 @@ returns a value that is not finite sizes that entry fixed-fractional (multiplier
 the same way) and a ``SizingFallback`` says why, once per reason while it lasts: a reason
 is said again only after the method sized an entry itself or failed for another reason.
 
-The account is in memory: a restart starts it empty (no record, open trades not counted).
+The account (its open trades' multipliers and the equity each was sized on, the recent
+record) is saved by the engine with its open trades (``dump``, ``StateKey.SIZING_ACCOUNT``)
+and restored at its start (``load``): a restart resumes the same record and exposure. A
+saved account that cannot be read starts empty, with an error in the log: what it holds
+informs sizes, it moves no money.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 
 from core.brains.sizing_policies import within_policy
@@ -130,6 +135,32 @@ class SizingService:
             multiplier=within_policy(1.0, policy, cap=self.cap),
             fallback=reason.value,
         )
+
+    def dump(self) -> str:
+        """Return the account and the equity each open trade was sized on, as JSON."""
+        doc = {
+            "account": self.account.to_json(),
+            "sized_on": {k: str(v) for k, v in self._equity.items()},
+        }
+        return json.dumps(doc, sort_keys=True, allow_nan=False)
+
+    def load(self, text: str | None, open_trades: Collection[str]) -> None:
+        """Restore what ``dump`` saved, keeping only the trades still open (``open_trades``:
+        the engine's, before it hears what the venue did meanwhile)."""
+        if not text:
+            return
+        try:
+            doc = json.loads(text)
+            sized_on = {str(k): Decimal(v) for k, v in doc["sized_on"].items()}
+            self.account.restore(doc["account"])
+        except (ValueError, KeyError, TypeError, ArithmeticError, DataError) as e:
+            log.error("sizing: the saved account is unreadable, it starts empty: %s", e)
+            return
+        for key in [k for k in sized_on if k not in open_trades]:
+            self.account.dropped(key)  # closed or forgotten while the process was away
+        self._equity = {k: v for k, v in sized_on.items() if k in open_trades}
+        for key in [k for k in open_trades if self.account.is_open(k) and k not in self._equity]:
+            self.account.dropped(key)  # no equity to book its outcome on
 
     def opened(self, trade_id: str, decision_ms: int, note: SizingNote, equity: Decimal) -> None:
         """Record an entry that went out, sized by ``note`` on ``equity``."""

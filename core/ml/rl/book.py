@@ -19,8 +19,10 @@ independent of the order trades close in.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +97,36 @@ class SizingAccount:
         open here is ignored."""
         self._open.pop(key, None)
 
+    def to_json(self) -> dict[str, Any]:
+        """Return the account as JSON values (live: its keys are trade ids)."""
+        return {
+            "open": [[str(k), m] for k, m in self._open.items()],
+            "recent": list(self._recent),
+            "equity": self.equity,
+            "peak": self.peak,
+            "last_trade_ms": self.last_trade_ms,
+        }
+
+    def restore(self, doc: Mapping[str, Any]) -> None:
+        """Take the state ``to_json`` wrote (the newest ``recent_trades`` of its record);
+        anything malformed is a ``DataError`` and changes nothing."""
+        try:
+            opened: dict[Hashable, float] = {
+                str(k): _finite(m, "multiplier") for k, m in doc["open"]
+            }
+            recent = [_finite(u, "outcome") for u in doc["recent"]]
+            equity, peak = _finite(doc["equity"], "equity"), _finite(doc["peak"], "peak")
+            last = doc["last_trade_ms"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"the sizing account is malformed: {exc}") from exc
+        if last is not None and (isinstance(last, bool) or not isinstance(last, int)):
+            raise DataError(f"the sizing account's last_trade_ms is not a time: {last!r}")
+        if min(opened.values(), default=1.0) <= 0 or peak < equity:
+            raise DataError("the sizing account has a multiplier <= 0 or a peak below equity")
+        self._open = opened
+        self._recent = deque(recent, maxlen=self._recent.maxlen)
+        self.equity, self.peak, self.last_trade_ms = equity, peak, last
+
     def features(self, decision_ms: int) -> npt.NDArray[np.float64]:
         """Return the account's features (``PORTFOLIO_FEATURES``) at ``decision_ms``."""
         recent = self._recent
@@ -115,6 +147,12 @@ class SizingAccount:
             ],
             dtype=np.float64,
         )
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} {value!r} is not a finite number")
+    return float(value)
 
 
 class SizingBook:

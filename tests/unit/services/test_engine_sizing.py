@@ -35,6 +35,7 @@ from core.ml.rl.policy import (
     train_policy,
 )
 from core.services.trade_codec import decode_trades, encode_trades
+from tests.unit.services import engine_harness
 from tests.unit.services.engine_harness import (
     HOUR_MS,
     SYMBOL,
@@ -371,3 +372,27 @@ async def test_a_policy_older_than_its_age_falls_back_as_stale(
     await entered(h, first=WARM)
     [event] = h.of(SizingFallback)
     assert isinstance(event, SizingFallback) and event.reason == "stale"
+
+
+async def test_a_restart_resumes_the_sizing_account_of_the_trades_it_reopens(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = loose(monkeypatch, tmp_path)
+    provider = ScriptedProvider(entries={at(0): 1, at(2): 1})
+    h = await Harness(settings, provider, sizing=Scripted([1.25, 0.75]), persist=True).start()
+    await entered(h)
+    await entered(h, symbol="ETH/USDT", first=2)
+    assert h.engine.sizing.account.exposure == 2.0
+
+    # the restart: a new process on the same storage (venue book, trades, state)
+    monkeypatch.setattr(engine_harness, "MemoryStorage", lambda: h.storage)
+    again = Harness(settings, ScriptedProvider(), persist=True)
+    again.clock.advance_to(h.clock.now_ms())
+    await again.start()
+    await again.engine.start()
+    assert set(again.engine.trades) == {SYMBOL, "ETH/USDT"}
+    assert again.engine.sizing.account.exposure == 2.0  # not an empty account
+    t = again.clock.now_ms()
+    assert list(again.engine.sizing.account.features(t)) == list(
+        h.engine.sizing.account.features(t)
+    )

@@ -4,6 +4,7 @@ account it reads is built from the trades it saw open and close."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,3 +281,36 @@ async def test_a_real_policy_reads_its_observation_in_its_own_order(tmp_path: Pa
     note = await rig.decide()
     obs = [2.5, 0.6, *rig.service.account.features(T0_MS)]
     assert note.multiplier == policy.multiplier(obs)
+
+
+async def test_a_restart_resumes_the_same_account_from_what_was_saved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    note = SizingNote(method="scripted", multiplier=1.25)
+    before = rig_of(Scripted([]))
+    before.service.opened("t1", T0_MS, note, Decimal(10_000))
+    before.service.opened(
+        "t2", T0_MS + 1, dataclasses.replace(note, multiplier=0.75), Decimal(9_000)
+    )
+    before.service.opened("t3", T0_MS + 2, note, Decimal(9_500))
+    await before.bus.publish(closed("t1", "250"))  # +2.5 % at 1.25: unit outcome 0.02
+    saved = before.service.dump()
+
+    # t3 closed while the process was away: only t2 is still open at the restart
+    after = rig_of(Scripted([]))
+    after.service.load(saved, {"t2"})
+    assert after.service.account.exposure == 0.75
+    assert after.service.account.recent_outcomes == pytest.approx((0.02,))
+    before.service.account.dropped("t3")
+    for bus in (before.bus, after.bus):
+        await bus.publish(closed("t2", "-90"))  # -1 % of the 9,000 it was sized on, at 0.75
+    t = T0_MS + 86_400_000
+    assert after.service.account.features(t) == pytest.approx(before.service.account.features(t))
+    assert after.service.account.recent_outcomes == pytest.approx((0.02, -0.01 / 0.75))
+
+    # an unreadable account starts empty, said in the log, and moves nothing
+    for bad in ("{", '{"account": {"open": [["t2", -1]]}, "sized_on": {}}', "[]"):
+        empty = rig_of(Scripted([]))
+        empty.service.load(bad, {"t2"})
+        assert empty.service.account.exposure == 0 and empty.service.account.recent_outcomes == ()
+    assert "the saved account is unreadable" in caplog.text

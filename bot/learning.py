@@ -91,8 +91,9 @@ class ProcessLearning:
         self._trained_features: dict[tuple[tuple[str, ...], int, int], list[FeatureMatrix]] = {}
         # (when, the live histories' features): computed once a market day
         self._live_features: tuple[int, list[FeatureMatrix]] | None = None
-        # champion id -> its worst feature shift against those live features
-        self._shifts: dict[str, FeatureShift | None] = {}
+        # (champion id, when it became champion) -> its worst feature shift against those
+        # live features (a champion again after a rollback: its live rows start again)
+        self._shifts: dict[tuple[str, int], FeatureShift | None] = {}
 
     def sources(self) -> LearningSources:
         """Return what the manager reads and drives."""
@@ -192,8 +193,9 @@ class ProcessLearning:
             )
             live = self._live_features = (now, fms)
             self._shifts.clear()
-        if champion.id in self._shifts:
-            return self._shifts[champion.id]
+        key = (champion.id, champion.status_ms or champion.created_ms)
+        if key in self._shifts:
+            return self._shifts[key]
         train = await self._trained(champion)
         when, fms = live
         tf_ms, rows = timeframe_to_ms(self._timeframe), self._settings.learning.drift_psi_rows
@@ -202,7 +204,7 @@ class ProcessLearning:
             sample = feature_sample(train, fms, champion, tf_ms=tf_ms, now_ms=when, live_rows=rows)
             return worst_psi(*sample)
 
-        self._shifts[champion.id] = found = await asyncio.to_thread(shift)
+        self._shifts[key] = found = await asyncio.to_thread(shift)
         return found
 
     async def _trained(self, champion: ModelVersion) -> list[FeatureMatrix]:

@@ -221,8 +221,10 @@ async def bench_process(args: argparse.Namespace, tmp: Path) -> bool:
         phases.now = None
         probe.cancel()
         await asyncio.gather(probe, return_exceptions=True)
-        await process.stop("bench")
-        release()
+        try:
+            await process.stop("bench")
+        finally:
+            release()
     for phase in ("idle", "retrain"):
         lag, cycle = phases.lag.get(phase, []), phases.cycle.get(phase, [])
         print(f"  {phase}: event-loop lag ({len(lag)} probes of 10 ms) {_percentiles(lag)}")

@@ -139,7 +139,9 @@ async def _evaluate(
     written = write_evaluation(ev, folder, charts=charts)
     console.print(f"evaluation: {escape(str(written.json_path))}")
     if sizing:
+        from bot.sizing_comparison import walk_sizes_config
         from bot.sizing_report import evaluate_sizing
 
-        margin = settings.sizing.gate_margin
-        await evaluate_sizing(ev, folder, wide_console(TABLE_WIDTH), margin=margin)
+        s = settings.sizing
+        console_ = wide_console(TABLE_WIDTH)
+        await evaluate_sizing(ev, folder, console_, walk_sizes_config(s), margin=s.gate_margin)

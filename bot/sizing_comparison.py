@@ -20,11 +20,12 @@ import numpy as np
 
 from bot.backtest import BacktestResult
 from bot.model_training import new_pool, stop_pool
+from core.config import SizingSettings
 from core.domain.events import RiskAssessed
 from core.ml.rl.folds import SizingFold, sizing_folds
 from core.ml.rl.from_trades import TradeCandidates, candidates_from_trades
 from core.ml.rl.gate import RL, SizingGate, best_simple, sizing_gate
-from core.ml.rl.policy import SizingPolicy, train_policy
+from core.ml.rl.policy import PpoParams, SizingPolicy, train_policy
 from core.ml.rl.scorecard import MethodScore, beats_baseline, score_methods
 from core.ml.rl.walk_sizes import WalkSizesConfig, oos_indices, rl_sizes, simple_sizes
 
@@ -53,6 +54,16 @@ class SizingComparison:
     def score(self, method: str) -> MethodScore:
         """Return one method's score."""
         return next(s for s in self.scores if s.method == method)
+
+
+def walk_sizes_config(s: SizingSettings) -> WalkSizesConfig:
+    """Return the comparison's folds and budget from the QT__SIZING__EVAL_* settings."""
+    return WalkSizesConfig(
+        folds=s.eval_folds,
+        min_train=s.eval_min_train,
+        ppo=PpoParams(total_timesteps=s.eval_timesteps),
+        control_seed=s.eval_control_seed,
+    )
 
 
 async def compare_sizing(

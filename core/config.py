@@ -443,6 +443,12 @@ class SizingSettings(Section):
     # qt evaluate --sizing's gate: the policy sizes live trades only when its annualised
     # Sharpe beat the best simple method's by this much out of sample (core.ml.rl.gate)
     gate_margin: float = Field(default=0.1, ge=0, le=10)
+    # qt evaluate --sizing's walk: its parts (the first only trains), the closed trades a
+    # fold's policy needs, each PPO training's budget and the control's permutation seed
+    eval_folds: int = Field(default=4, ge=2, le=20)
+    eval_min_train: int = Field(default=20, ge=1)
+    eval_timesteps: int = Field(default=20_480, ge=256, le=10_000_000)
+    eval_control_seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> SizingSettings:

@@ -85,3 +85,20 @@ def test_contradictory_sizing_settings_are_refused_at_start(
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=said):
         load_settings()
+
+
+def test_the_evaluation_walk_takes_its_folds_and_budget_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.sizing_comparison import walk_sizes_config
+
+    monkeypatch.setenv("QT__SIZING__EVAL_FOLDS", "6")
+    monkeypatch.setenv("QT__SIZING__EVAL_MIN_TRAIN", "40")
+    monkeypatch.setenv("QT__SIZING__EVAL_TIMESTEPS", "4096")
+    monkeypatch.setenv("QT__SIZING__EVAL_CONTROL_SEED", "7")
+    config = walk_sizes_config(load_settings().sizing)
+    assert (config.folds, config.min_train, config.control_seed) == (6, 40, 7)
+    assert config.ppo.total_timesteps == 4096
+    monkeypatch.setenv("QT__SIZING__EVAL_FOLDS", "1")  # one part would leave nothing to test
+    with pytest.raises(ConfigError, match="EVAL_FOLDS"):
+        load_settings()

@@ -14,13 +14,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.backtest_window import Sources, check_window, trading_start_ms
 from bot.brains import build_brains, policy_store
 from bot.market_rules import resolved, rules_book
 from bot.trading import build_engine, paper_exchange
-from bot.walk_forward import WalkForward
 from core.analytics import (
     BacktestInput,
     BacktestMetrics,
@@ -71,6 +70,9 @@ from core.signals.meta import MetaStrategy
 from jobs.registry import JOBS, JobContext, JobSpec
 from jobs.simulated import SimulatedJobs
 from storage.memory import MemoryStorage
+
+if TYPE_CHECKING:  # the walk-forward (the learning manager, its workers) only when asked for
+    from bot.walk_forward import WalkForward
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)

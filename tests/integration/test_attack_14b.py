@@ -21,18 +21,18 @@ from hypothesis import strategies as st
 import bot.learning
 import core.services.learning as services_learning
 from bot.heap import freeze_when_settled, release
-from bot.learning import FEATURE_EVERY_MS, ProcessLearning, feature_sample
+from bot.learning import FEATURE_EVERY_MS, feature_sample
 from core.clock import SimClock
 from core.config import load_settings
 from core.domain.events import ModelPromoted, ProcessStarted
 from core.domain.market import CandleSeries
 from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
-from core.market.synthetic import generate_candles
 from core.ml.features import compute_features
 from core.ml.learning import drift_check, worst_psi
 from core.services.bus import EventBus
 from core.services.learning import LearningManager
 from storage.memory import MemoryStorage
+from tests.unit.bot.test_process_feature_shift import head, process_sources
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01
@@ -155,34 +155,9 @@ async def test_the_drift_window_read_gives_the_verdict_of_the_whole_record(
 # --- 2. the feature shift cache ------------------------------------------------------------
 
 
-def _head(series: CandleSeries, n: int) -> CandleSeries:
-    return dataclasses.replace(
-        series,
-        **{f: getattr(series, f)[:n] for f in ("ts_ms", "open", "high", "low", "close", "volume")},
-    )
-
-
 @pytest.fixture
 async def shifts(tmp_path: Path) -> Any:
-    settings = load_settings(trading={"symbols": ["BTC/USDT"]})
-    storage = MemoryStorage()
-    full = generate_candles("BTC/USDT", "1h", 2_400, seed=3, start_ms=T0)
-    await storage.candles.upsert("binance", full)
-    live = {"BTC/USDT": _head(full, 2_000)}
-    engine = SimpleNamespace(signals=SimpleNamespace(histories=lambda: live))
-    clock = SimClock(T0 + 2_000 * HOUR)
-    process = ProcessLearning(
-        settings,
-        engine=engine,  # type: ignore[arg-type]
-        storage=storage,
-        source="binance",
-        data_dir=tmp_path,
-        clock=clock,
-        bus=EventBus(),
-    )
-    return SimpleNamespace(
-        shift=process.sources().features, clock=clock, live=live, full=full, process=process
-    )
+    return await process_sources(tmp_path)
 
 
 def _reference(champion: ModelVersion, live: CandleSeries, trained: CandleSeries, now: int) -> Any:
@@ -213,7 +188,7 @@ async def test_a_champion_rolled_back_to_the_same_day_is_not_judged_by_its_old_s
     shifts.clock.advance_to(T0 + 2_005 * HOUR)
     again = dataclasses.replace(first, status_ms=T0 + 2_005 * HOUR)  # rolled back to
     expected = _reference(
-        again, shifts.live["BTC/USDT"], _head(shifts.full, 1_500), shifts.clock.now_ms()
+        again, shifts.live["BTC/USDT"], head(shifts.full, 1_500), shifts.clock.now_ms()
     )
     assert expected is None  # no live rows since the new promotion yet
     assert await shifts.shift(again) == expected
@@ -226,9 +201,7 @@ async def test_a_new_champion_mid_day_is_computed_fresh_not_given_another_ones_s
     assert await shifts.shift(old) is not None
     shifts.clock.advance_to(T0 + 2_003 * HOUR)
     new = dataclasses.replace(old, id="xgb-2", status_ms=T0 + 1_200 * HOUR)
-    expected = _reference(
-        new, shifts.live["BTC/USDT"], _head(shifts.full, 1_500), T0 + 2_000 * HOUR
-    )
+    expected = _reference(new, shifts.live["BTC/USDT"], head(shifts.full, 1_500), T0 + 2_000 * HOUR)
     got = await shifts.shift(new)
     assert got == pytest.approx(expected) and got != await shifts.shift(old)
 
@@ -237,7 +210,7 @@ async def test_empty_histories_and_a_symbol_without_candles_give_no_shift(
     shifts: Any,
 ) -> None:
     shifts.live.clear()
-    shifts.live["ETH/USDT"] = _head(shifts.full, 0)
+    shifts.live["ETH/USDT"] = head(shifts.full, 0)
     assert await shifts.shift(_version("xgb-1", status_ms=T0 + 1_500 * HOUR)) is None
 
 

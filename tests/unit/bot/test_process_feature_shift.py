@@ -52,8 +52,10 @@ def head(series: CandleSeries, n: int) -> CandleSeries:
     )
 
 
-@pytest.fixture
-async def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+async def process_sources(tmp_path: Path) -> SimpleNamespace:
+    """A ProcessLearning on 2,400 stored BTC candles, the engine trading on the first 2,000,
+    at the 2,000th hour: its feature-shift source, the clock, the live histories, the series
+    and the process itself."""
     settings = load_settings(trading={"symbols": ["BTC/USDT"]})
     storage = MemoryStorage()
     full = generate_candles("BTC/USDT", "1h", N, seed=3, start_ms=T0)
@@ -61,13 +63,6 @@ async def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     live = {"BTC/USDT": head(full, 2_000)}
     engine = SimpleNamespace(signals=SimpleNamespace(histories=lambda: live))
     clock = SimClock(T0 + 2_000 * HOUR)
-    computed: list[int] = []
-
-    def counted(series: CandleSeries) -> Any:
-        computed.append(len(series))
-        return compute_features(series)
-
-    monkeypatch.setattr(bot.learning, "compute_features", counted)
     process = ProcessLearning(
         settings,
         engine=engine,  # type: ignore[arg-type]
@@ -78,8 +73,22 @@ async def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         bus=EventBus(),
     )
     return SimpleNamespace(
-        shift=process.sources().features, clock=clock, live=live, full=full, computed=computed
+        shift=process.sources().features, clock=clock, live=live, full=full, process=process
     )
+
+
+@pytest.fixture
+async def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    computed: list[int] = []
+
+    def counted(series: CandleSeries) -> Any:
+        computed.append(len(series))
+        return compute_features(series)
+
+    monkeypatch.setattr(bot.learning, "compute_features", counted)
+    made = await process_sources(tmp_path)
+    made.computed = computed
+    return made
 
 
 async def test_the_shift_is_the_worst_psi_of_the_champions_training_rows_against_the_live_ones(

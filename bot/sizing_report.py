@@ -89,8 +89,8 @@ def print_sizing(cmp: SizingComparison, console: Console) -> None:
         f"{', '.join(str(len(f.test)) for f in cmp.folds)} candidates from "
         f"{fmt_ts(cmp.folds[0].start_ms)}, each RL policy trained on the trades closed "
         f"before its fold ({', '.join(str(len(f.train)) for f in cmp.folds)}); "
-        f"{2 * len(cmp.folds)} PPO trainings of {ppo.total_timesteps:,} timesteps in "
-        f"{cmp.train_s:.0f} s"
+        f"{2 * len(cmp.folds) + 1} PPO trainings (the folds', the control's, and the policy "
+        f"of every candidate) of {ppo.total_timesteps:,} timesteps in {cmp.train_s:.0f} s"
     )
     headers = [
         "Method",

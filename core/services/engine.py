@@ -332,6 +332,14 @@ class Engine:
     async def _save(self) -> None:
         if self._state is None:
             return
+        # The account first: written alone (the database lost before the trades), a restart
+        # drops the trades it holds that the stored ones do not, and ignores the close the
+        # venue sync announces again of a trade it booked already. The other way round, a
+        # trade closed in the stored trades but open in the stored account loses its outcome.
+        account = self.sizing.dump()
+        if account != self._saved_account:
+            await self._state.set(StateKey.SIZING_ACCOUNT, account)
+            self._saved_account = account
         text = encode_trades(
             self.trades,
             self.decided,
@@ -342,10 +350,6 @@ class Engine:
         if text != self._saved:
             await self._state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text
-        account = self.sizing.dump()
-        if account != self._saved_account:
-            await self._state.set(StateKey.SIZING_ACCOUNT, account)
-            self._saved_account = account
 
     @property
     def closed_trades(self) -> list[ClosedTrade]:
@@ -964,12 +968,13 @@ class Engine:
         # goes out, so a crash or a failing database right after the send can never leave a
         # position the engine does not know (the start-up reconcile asks the venue about it).
         self.trades[symbol] = trade
+        # its size in the same save: a crash during the send restarts knowing it
+        self.sizing.opened(trade.trade_id, now_ms, note, account.equity)
         try:
             await self._save()
         except StorageUnavailable:
             self._forget(trade)  # nothing was sent
             raise
-        self.sizing.opened(trade.trade_id, now_ms, note, account.equity)
         try:
             submitted = await self._execution.submit(
                 request,

@@ -152,15 +152,20 @@ class SizingService:
         try:
             doc = json.loads(text)
             sized_on = {str(k): Decimal(v) for k, v in doc["sized_on"].items()}
+            # the P&L at the close is divided by it: NaN, infinite or <= 0 books nonsense
+            if not all(v.is_finite() and v > 0 for v in sized_on.values()):
+                raise DataError(f"an equity sized on is not a finite amount > 0: {sized_on}")
             self.account.restore(doc["account"])
-        except (ValueError, KeyError, TypeError, ArithmeticError, DataError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, DataError) as e:
             log.error("sizing: the saved account is unreadable, it starts empty: %s", e)
             return
-        for key in [k for k in sized_on if k not in open_trades]:
-            self.account.dropped(key)  # closed or forgotten while the process was away
-        self._equity = {k: v for k, v in sized_on.items() if k in open_trades}
-        for key in [k for k in open_trades if self.account.is_open(k) and k not in self._equity]:
-            self.account.dropped(key)  # no equity to book its outcome on
+        for key in self.account.open_keys():
+            if key not in open_trades or key not in sized_on:
+                # closed or forgotten while the process was away, or no equity to book on
+                self.account.dropped(key)
+        self._equity = {
+            k: v for k, v in sized_on.items() if k in open_trades and self.account.is_open(k)
+        }
 
     def opened(self, trade_id: str, decision_ms: int, note: SizingNote, equity: Decimal) -> None:
         """Record an entry that went out, sized by ``note`` on ``equity``."""

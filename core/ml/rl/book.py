@@ -72,6 +72,10 @@ class SizingAccount:
         """Return True while the trade ``key`` is open here."""
         return key in self._open
 
+    def open_keys(self) -> tuple[Hashable, ...]:
+        """Return the keys of the trades still open."""
+        return tuple(self._open)
+
     def multiplier_of(self, key: Hashable) -> float:
         """Return the multiplier the open trade ``key`` was sized at."""
         return self._open[key]

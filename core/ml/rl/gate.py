@@ -56,7 +56,8 @@ class SizingGate:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> SizingGate:
-        """Return the verdict ``to_json`` wrote; anything else is a ``DataError``."""
+        """Return the verdict ``to_json`` wrote; anything else is a ``DataError``, and so is
+        a pass its own figures contradict (no PSR beyond noise or no gain of its margin)."""
         try:
             passed, best, reason = doc["passed"], doc["best_simple"], doc["reason"]
             psr, gain, margin = doc["psr"], doc["sharpe_gain"], doc["margin"]
@@ -76,6 +77,10 @@ class SizingGate:
                 raise DataError(f"a sizing gate's {name} must be a number, was {value!r}")
             if not math.isfinite(value):
                 raise DataError(f"a sizing gate's {name} must be finite, was {value!r}")
+        if not margin >= 0 or (psr is not None and not 0 <= psr <= 1):
+            raise DataError(f"a sizing gate's margin < 0 or psr outside [0, 1]: {doc!r}")
+        if passed and (psr is None or not psr > BEYOND_NOISE or gain is None or not gain >= margin):
+            raise DataError(f"a sizing gate says passed but its figures do not: {doc!r}")
         return cls(
             passed=passed,
             best_simple=best,
@@ -111,15 +116,17 @@ def sizing_gate(
     if RL not in by_name or best not in by_name:
         raise DataError(f"the gate needs the scores of {RL!r} and {best!r}")
     rl, simple = by_name[RL], by_name[best]
-    gain = None if rl.sharpe is None else _sharpe(rl) - _sharpe(simple)
-    psr = rl.above_baseline
+    # A figure that is not finite is no evidence (NaN compares false with every threshold)
+    gain = None if not _finite(rl.sharpe) else _sharpe(rl) - _sharpe(simple)
+    gain = gain if _finite(gain) else None
+    psr = rl.above_baseline if _finite(rl.above_baseline) else None
     if control_beat_fixed:
         why = "the shuffled-reward control beat fixed sizing too: the comparison is not trusted"
     elif psr is None:
         why = f"too few trades or a flat curve to test it against {best}"
-    elif psr <= BEYOND_NOISE:
+    elif not psr > BEYOND_NOISE:
         why = f"not beyond noise: PSR {psr:.3f} against {best}'s Sharpe <= {BEYOND_NOISE}"
-    elif gain is None or gain < margin:
+    elif gain is None or not gain >= margin:
         why = f"Sharpe gain over {best} {_fmt(gain)} < the margin {margin:g}"
     else:
         why = ""
@@ -135,7 +142,12 @@ def sizing_gate(
 
 
 def _sharpe(score: MethodScore) -> float:
-    return 0.0 if score.sharpe is None else score.sharpe
+    """The annualised Sharpe, 0 for a flat curve (None) or one not measurable (NaN)."""
+    return 0.0 if score.sharpe is None or math.isnan(score.sharpe) else score.sharpe
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _fmt(value: float | None) -> str:

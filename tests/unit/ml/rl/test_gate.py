@@ -85,7 +85,11 @@ def test_the_verdict_round_trips_and_a_malformed_one_is_refused() -> None:
     ):
         with pytest.raises(DataError):
             SizingGate.from_json(bad)  # type: ignore[arg-type]
-    assert dataclasses.replace(gate, psr=None) == SizingGate.from_json({**doc, "psr": None})
+    # a PSR of None round-trips on a failed verdict; a passed one needs its figures
+    unjudged = {**doc, "passed": False, "psr": None}
+    assert dataclasses.replace(gate, passed=False, psr=None) == SizingGate.from_json(unjudged)
+    with pytest.raises(DataError, match="passed"):
+        SizingGate.from_json({**doc, "psr": None})
 
 
 def test_a_bad_margin_or_missing_scores_are_refused() -> None:

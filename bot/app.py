@@ -35,6 +35,7 @@ from core.services.health import HealthMonitor, HealthSources, LoopLagProbe, Sta
 from core.services.learning import LearningManager
 from core.services.market import MarketService, SimulatedVenue
 from core.services.portfolio import PortfolioService
+from core.services.reconciliation import reconcile_positions
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
 from core.signals.handover import last_retrains
@@ -271,6 +272,14 @@ class TradingProcess:
         for front in self.front_ends:
             await self._start_front_end(front)
         settings = self.parts.settings
+        # before the first candle, once the front ends can push the alert
+        await reconcile_positions(
+            await self.engine.unknown_positions(),
+            rule=settings.trading.unknown_positions,
+            trading_state=self.trading_state,
+            bus=self.bus,
+            clock=self.clock,
+        )
         await self.bus.publish(
             ProcessStarted(
                 ts_ms=self.clock.now_ms(),

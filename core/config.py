@@ -84,6 +84,9 @@ class TradingSettings(Section):
     max_leverage: int = Field(default=1, ge=1, le=125)
     # Live trading needs this exact phrase too, so a copied .env cannot go live by accident.
     live_confirmation: str = ""
+    # A position at the venue the bot did not open, found at start: reduce (trading goes
+    # REDUCING with a critical alert until resumed) or warn (an alert only)
+    unknown_positions: Literal["reduce", "warn"] = "reduce"
 
     @field_validator("timeframe")
     @classmethod

@@ -189,15 +189,11 @@ class Engine:
         if saved:
             await self.sync_with_venue()  # what the venue did while we were away
             log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))
-        for position in await self._exchange.fetch_positions():
-            if position.symbol not in self.trades:
-                # Not ours to manage (a manual trade?): say so loudly rather than act on it.
-                log.warning(
-                    "%s: %s position of %s at the venue is not managed by the engine",
-                    position.symbol,
-                    position.side.value,
-                    position.amount,
-                )
+
+    async def unknown_positions(self) -> list[Position]:
+        """Return the venue's positions the engine has no trade for (not its to manage:
+        ``core.services.reconciliation`` says what happens to them)."""
+        return [p for p in await self._exchange.fetch_positions() if p.symbol not in self.trades]
 
     async def sync_with_venue(self) -> int:
         """Ask the venue about every order the engine waits on and publish what it did that we

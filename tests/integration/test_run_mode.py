@@ -17,8 +17,11 @@ from bot.ensemble_loader import load_ensemble
 from bot.modes import build_run, run_provider
 from bot.runner import run_process
 from core.config import Settings, load_settings
+from core.domain.enums import MarketType, PositionSide, TradingState
+from core.domain.events import AlertRaised, Event, OrderDenied
 from core.domain.market import timeframe_to_ms
 from core.domain.market_rules import MarketRules
+from core.domain.portfolio import Position
 from core.errors import ArtifactError, ConfigError, DataError
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
 from core.market.synthetic import generate_candles
@@ -159,6 +162,64 @@ async def test_live_orders_go_to_the_venue_and_its_fills_come_back_through_the_s
         ("venue_sync", "1 event(s) from the venue")
     ]
     assert [e.payload["client_order_id"] for e in filled] == [entry]
+
+
+async def test_a_position_at_the_venue_the_bot_did_not_open_holds_entries_at_start(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Start-up reconciliation fails closed: the live venue holds a BTC position no trade of
+    the bot's explains, so trading starts REDUCING with a critical alert and the entry the
+    strategy asks for is not sent; the position is left alone."""
+    md, _fake, last_open = market_data
+    for name, value in {
+        "QT__TRADING__MODE": "live",
+        "QT__EXCHANGE__MARKET_TYPE": "perp",
+        "QT__EXCHANGE__API_KEY": "k",
+        "QT__EXCHANGE__API_SECRET": "s",
+        "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
+    }.items():
+        monkeypatch.setenv(name, value)
+    live = load_settings(
+        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
+    )
+    venue = FakeExchange(balances={"USDT": Decimal(10_000)}, track_positions=True)
+    venue.positions.append(
+        Position(
+            symbol="BTC/USDT",
+            market_type=MarketType.PERP,
+            side=PositionSide.LONG,
+            amount=Decimal("0.05"),
+            entry_price=Decimal(40_000),
+            opened_ms=last_open - 3_600_000,
+            updated_ms=last_open - 3_600_000,
+        )
+    )
+    process = await build_run(live, market_data=md, exchange=venue)
+    process.engine.signals.provider = ScriptedProvider(entries={last_open: 1})
+    alerts: list[Event] = []
+
+    async def heard(event: Event) -> None:
+        alerts.append(event)
+
+    process.bus.subscribe("alert.raised", heard)
+    process.bus.subscribe(OrderDenied.topic, heard)
+    await process.start()
+    try:
+        assert await process.trading_state.current() is TradingState.REDUCING
+        for _ in range(200):  # the first poll hands the newest closed candle to the engine
+            if any(isinstance(e, OrderDenied) for e in alerts):
+                break
+            await asyncio.sleep(0.05)
+        [denied] = [e for e in alerts if isinstance(e, OrderDenied)]
+        assert denied.reason == "reducing_only"  # the entry the strategy asked for
+        assert venue.orders == {}  # nothing sent, for the entry or the unknown position
+    finally:
+        await process.stop("test")
+    [alert] = [e for e in alerts if isinstance(e, AlertRaised)]
+    assert isinstance(alert, AlertRaised) and alert.severity == "critical"
+    assert "BTC/USDT long 0.05 at 40000" in alert.detail
 
 
 class VenueWithRules(FakeExchange):

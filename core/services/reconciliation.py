@@ -1,0 +1,77 @@
+"""What start-up does with a position at the venue that the engine has no trade for.
+
+Such a position was opened by hand, by something else on the account, or by an order this
+process sent and lost before recording it. The engine never trades it blindly. It is
+reported, and ``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
+
+- ``reduce`` (the default, fail closed): a critical alert, and trading goes REDUCING (no new
+  entries, exits go on) until an operator has looked and resumes (``/resume``). A HALTED
+  process stays HALTED: a reconciliation never lifts a halt.
+- ``warn``: a warning alert only, for an account that holds positions of its own beside the
+  bot's.
+
+Checked at every start, so a position still there after a restart is reported again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from core.clock import Clock
+from core.domain.enums import TradingState
+from core.domain.events import AlertRaised
+from core.domain.portfolio import Position
+from core.services.bus import EventBus
+from core.services.trading_state import TradingStateService
+
+log = logging.getLogger(__name__)
+
+ACTOR = "reconciliation"
+UnknownPositions = Literal["reduce", "warn"]
+
+
+def describe(positions: Sequence[Position]) -> str:
+    """Return the positions in one line: symbol, side, amount, entry price."""
+    return "; ".join(f"{p.symbol} {p.side.value} {p.amount} at {p.entry_price}" for p in positions)
+
+
+async def reconcile_positions(
+    unknown: Sequence[Position],
+    *,
+    rule: UnknownPositions,
+    trading_state: TradingStateService,
+    bus: EventBus,
+    clock: Clock,
+) -> str:
+    """Apply ``rule`` to the venue's ``unknown`` positions; return what was done ("" when
+    there were none)."""
+    if not unknown:
+        return ""
+    what = describe(unknown)
+    detail = f"{len(unknown)} position(s) at the venue the bot did not open: {what}"
+    if rule == "warn":
+        log.warning("reconciliation: %s (QT__TRADING__UNKNOWN_POSITIONS=warn)", detail)
+        said = f"{detail}; left alone, trading goes on (QT__TRADING__UNKNOWN_POSITIONS=warn)"
+        await bus.publish(
+            AlertRaised(
+                ts_ms=clock.now_ms(), severity="warning", title="unknown positions", detail=said
+            )
+        )
+        return said
+    state = await trading_state.current()
+    if state is TradingState.ACTIVE:
+        await trading_state.set(TradingState.REDUCING, reason=detail, actor=ACTOR)
+        state = TradingState.REDUCING
+    said = (
+        f"{detail}; trading is {state.value} (no new entries) until an operator has looked "
+        "and resumes (/resume); they are not traded by the bot"
+    )
+    log.error("reconciliation: %s", said)
+    await bus.publish(
+        AlertRaised(
+            ts_ms=clock.now_ms(), severity="critical", title="unknown positions", detail=said
+        )
+    )
+    return said

@@ -110,6 +110,22 @@ async def test_run_warms_up_polls_and_stops_cleanly(
     assert fake.served_pages >= 3  # preflight + paginated warm-up + first poll
 
 
+def live_perp(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Return live perp settings on BTC/USDT (keys and the confirmation set), in the data
+    folder of ``settings``."""
+    for name, value in {
+        "QT__TRADING__MODE": "live",
+        "QT__EXCHANGE__MARKET_TYPE": "perp",
+        "QT__EXCHANGE__API_KEY": "k",
+        "QT__EXCHANGE__API_SECRET": "s",
+        "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(
+        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
+    )
+
+
 async def test_live_orders_go_to_the_venue_and_its_fills_come_back_through_the_sync_job(
     settings: Settings,
     market_data: tuple[CcxtMarketData, FakeBinance, int],
@@ -119,17 +135,7 @@ async def test_live_orders_go_to_the_venue_and_its_fills_come_back_through_the_s
     here), nothing is filled from candles, and the ``venue_sync`` job turns the venue's fills
     into events, after which the exit ladder goes out."""
     md, _fake, last_open = market_data
-    for name, value in {
-        "QT__TRADING__MODE": "live",
-        "QT__EXCHANGE__MARKET_TYPE": "perp",
-        "QT__EXCHANGE__API_KEY": "k",
-        "QT__EXCHANGE__API_SECRET": "s",
-        "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
-    }.items():
-        monkeypatch.setenv(name, value)
-    live = load_settings(
-        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
-    )
+    live = live_perp(settings, monkeypatch)
     venue = FakeExchange(balances={"USDT": Decimal(10_000)}, track_positions=True)
     process = await build_run(live, market_data=md, exchange=venue)
     process.engine.signals.provider = ScriptedProvider(entries={last_open: 1})
@@ -173,17 +179,7 @@ async def test_a_position_at_the_venue_the_bot_did_not_open_holds_entries_at_sta
     the bot's explains, so trading starts REDUCING with a critical alert and the entry the
     strategy asks for is not sent; the position is left alone."""
     md, _fake, last_open = market_data
-    for name, value in {
-        "QT__TRADING__MODE": "live",
-        "QT__EXCHANGE__MARKET_TYPE": "perp",
-        "QT__EXCHANGE__API_KEY": "k",
-        "QT__EXCHANGE__API_SECRET": "s",
-        "QT__TRADING__LIVE_CONFIRMATION": "I accept real-money risk",
-    }.items():
-        monkeypatch.setenv(name, value)
-    live = load_settings(
-        app={"data_dir": str(settings.app.data_dir)}, trading={"symbols": ["BTC/USDT"]}
-    )
+    live = live_perp(settings, monkeypatch)
     venue = FakeExchange(balances={"USDT": Decimal(10_000)}, track_positions=True)
     venue.positions.append(
         Position(

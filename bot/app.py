@@ -35,7 +35,7 @@ from core.services.health import HealthMonitor, HealthSources, LoopLagProbe, Sta
 from core.services.learning import LearningManager
 from core.services.market import MarketService, SimulatedVenue
 from core.services.portfolio import PortfolioService
-from core.services.reconciliation import reconcile_positions
+from core.services.reconciliation import reconcile_positions, venue_positions
 from core.services.trading_state import TradingStateService
 from core.signals.base import SignalProvider
 from core.signals.handover import last_retrains
@@ -274,7 +274,7 @@ class TradingProcess:
         settings = self.parts.settings
         # before the first candle, once the front ends can push the alert
         await reconcile_positions(
-            await self.engine.unknown_positions(),
+            await venue_positions(self.engine.unknown_positions),
             rule=settings.trading.unknown_positions,
             trading_state=self.trading_state,
             bus=self.bus,

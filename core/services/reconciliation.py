@@ -10,19 +10,24 @@ reported, and ``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
 - ``warn``: a warning alert only, for an account that holds positions of its own beside the
   bot's.
 
-Checked at every start, so a position still there after a restart is reported again.
+Checked at every start, so a position still there after a restart is reported again. A
+venue whose positions cannot be read at start (``venue_positions``) is asked again, a
+bounded number of times with a growing pause, each failure said; after the last the start
+fails with the reason: the process never trades on a book it could not read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from core.clock import Clock
 from core.domain.enums import TradingState
 from core.domain.events import AlertRaised
 from core.domain.portfolio import Position
+from core.errors import DependencyError
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 
@@ -30,6 +35,38 @@ log = logging.getLogger(__name__)
 
 ACTOR = "reconciliation"
 UnknownPositions = Literal["reduce", "warn"]
+READ_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 16.0)  # between the start's reads of the venue's book
+
+
+async def venue_positions(
+    read: Callable[[], Awaitable[list[Position]]],
+    *,
+    pauses_s: Sequence[float] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> list[Position]:
+    """Return what ``read`` returns, asking again after each pause while the venue cannot
+    answer (``DependencyError``: down, timing out, rate limiting); raise a
+    ``DependencyError`` saying so after the last try (``pauses_s``: ``READ_PAUSES_S``)."""
+    pauses_s = READ_PAUSES_S if pauses_s is None else pauses_s
+    for attempt, pause in enumerate(pauses_s, start=1):
+        try:
+            return await read()
+        except DependencyError as e:
+            log.warning(
+                "reconciliation: the venue's positions could not be read (try %d): %s; "
+                "asking again in %g s, not trading meanwhile",
+                attempt,
+                e,
+                pause,
+            )
+            await sleep(pause)
+    try:
+        return await read()
+    except DependencyError as e:
+        raise DependencyError(
+            f"the venue's positions could not be read at start ({len(pauses_s) + 1} tries, "
+            f"the last: {e}): not trading on a book it could not read"
+        ) from e
 
 
 def describe(positions: Sequence[Position]) -> str:

@@ -22,7 +22,14 @@ from core.domain.events import AlertRaised, Event, OrderDenied
 from core.domain.market import timeframe_to_ms
 from core.domain.market_rules import MarketRules
 from core.domain.portfolio import Position
-from core.errors import ArtifactError, ConfigError, DataError
+from core.errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    DependencyError,
+    RateLimited,
+    TemporaryError,
+)
 from core.exchange.ccxt import CcxtMarketData, make_ccxt_exchange
 from core.market.synthetic import generate_candles
 from core.ml.artifacts import TrainingInfo
@@ -30,6 +37,7 @@ from core.ml.ensemble import EnsembleProvider
 from core.ml.members import MEMBERS
 from core.ml.training import TrainConfig, fit_member, prepare
 from core.ml.versions import save_version
+from core.services import reconciliation
 from core.services.execution import client_order_id
 from core.signals.handover import HandOverProvider
 from jobs.registry import JOBS
@@ -216,6 +224,47 @@ async def test_a_position_at_the_venue_the_bot_did_not_open_holds_entries_at_sta
     [alert] = [e for e in alerts if isinstance(e, AlertRaised)]
     assert isinstance(alert, AlertRaised) and alert.severity == "critical"
     assert "BTC/USDT long 0.05 at 40000" in alert.detail
+
+
+async def test_a_venue_whose_book_cannot_be_read_at_start_is_asked_again_then_not_traded(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Start-up reconciliation: positions the venue cannot report (a timeout, a 429) are
+    asked for again with pauses, and the process starts once they come."""
+    md, _fake, _last_open = market_data
+    live = live_perp(settings, monkeypatch)
+    monkeypatch.setattr(reconciliation, "READ_PAUSES_S", (0.01, 0.01))
+    venue = FakeExchange(balances={"USDT": Decimal(10_000)}, track_positions=True)
+    venue.fail_next("fetch_positions", TemporaryError("read timed out"))
+    venue.fail_next("fetch_positions", RateLimited("429 Too Many Requests"))
+    process = await build_run(live, market_data=md, exchange=venue)
+    await process.start()  # the third read answers
+    try:
+        assert await process.trading_state.current() is TradingState.ACTIVE
+    finally:
+        await process.stop("test")
+
+
+async def test_a_venue_that_never_reports_its_book_stops_the_start_before_any_order(
+    settings: Settings,
+    market_data: tuple[CcxtMarketData, FakeBinance, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    md, _fake, _last_open = market_data
+    live = live_perp(settings, monkeypatch)
+    monkeypatch.setattr(reconciliation, "READ_PAUSES_S", (0.01, 0.01))
+    down = FakeExchange(balances={"USDT": Decimal(10_000)}, track_positions=True)
+    for _ in range(3):
+        down.fail_next("fetch_positions", TemporaryError("connection refused"))
+    process = await build_run(live, market_data=md, exchange=down)
+    try:
+        with pytest.raises(DependencyError, match="3 tries, the last: connection refused"):
+            await process.start()
+    finally:
+        await process.stop("test")
+    assert down.orders == {}
 
 
 class VenueWithRules(FakeExchange):

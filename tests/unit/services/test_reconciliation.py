@@ -12,7 +12,9 @@ import pytest
 from core.domain.enums import OrderType, Side, TradingState
 from core.domain.events import AlertRaised, TradingStateChanged
 from core.domain.orders import OrderRequest
-from core.services.reconciliation import reconcile_positions
+from core.domain.portfolio import Position
+from core.errors import DependencyError, RateLimited, TemporaryError
+from core.services.reconciliation import reconcile_positions, venue_positions
 from tests.unit.services.engine_harness import Harness, ScriptedProvider, clean_settings
 
 
@@ -86,3 +88,30 @@ async def test_the_engines_own_positions_are_not_unknown(
     assert {p.symbol for p in await h.paper.fetch_positions()} == {"BTC/USDT"}
     assert await h.engine.unknown_positions() == []
     assert await reconcile(h, "reduce") == "" and h.of(AlertRaised) == []
+
+
+async def test_a_venue_that_cannot_answer_is_asked_again_then_the_start_fails_saying_why() -> None:
+    calls: list[float] = []
+    answers: list[object] = [TemporaryError("timeout"), RateLimited("429"), []]
+
+    async def read() -> list[Position]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    async def sleep(s: float) -> None:
+        calls.append(s)
+
+    assert await venue_positions(read, pauses_s=(1.0, 2.0, 4.0), sleep=sleep) == []
+    assert calls == [1.0, 2.0]  # two failures, two pauses, then the answer
+
+    answers[:] = [TemporaryError("down")] * 4
+    with pytest.raises(DependencyError, match=r"4 tries, the last: down\): not trading"):
+        await venue_positions(read, pauses_s=(1.0, 2.0, 4.0), sleep=sleep)
+
+    async def broken() -> list[Position]:
+        raise ValueError("a bug is not a venue that cannot answer")
+
+    with pytest.raises(ValueError):
+        await venue_positions(broken, sleep=sleep)

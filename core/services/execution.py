@@ -32,6 +32,7 @@ from core.domain.events import OrderCanceled, OrderDenied, OrderRejected, OrderS
 from core.domain.orders import Order, OrderRequest
 from core.domain.policy import Policy, stricter_state
 from core.domain.portfolio import Position
+from core.errors import DataError
 from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange
 from core.services.bus import EventBus
@@ -220,7 +221,10 @@ class ExecutionService:
             return Submission(order=None, denied=True, reason=why)
         try:
             order = await self._exchange.create_order(request)
-        except VenueRejected as e:
+        # A bad request (DataError: the adapters map the venue's 400s on an order call to
+        # OrderRejected, but a request it refused as malformed is no less refused) is a
+        # rejection too: never an escape that leaves the caller believing the order works.
+        except (VenueRejected, DataError) as e:
             await self._bus.publish(
                 OrderRejected(
                     ts_ms=now,

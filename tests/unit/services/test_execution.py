@@ -23,6 +23,7 @@ from core.domain.events import (
 from core.domain.orders import OrderRequest
 from core.domain.policy import Policy
 from core.domain.portfolio import Position
+from core.errors import DataError
 from core.errors import OrderRejected as VenueRejected
 from core.services.bus import EventBus
 from core.services.execution import MAX_CLIENT_ID_LEN, ExecutionService, client_order_id
@@ -233,9 +234,18 @@ async def test_order_over_the_position_cap_is_denied_with_its_reason() -> None:
     assert "6000.00 > cap 5000.00" in event.detail
 
 
-async def test_venue_rejection_is_published_and_not_retried() -> None:
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        VenueRejected("insufficient balance"),
+        # a bad request (Binance -4005) the adapter did not class as an order refusal: still
+        # refused, never an escape that leaves a stop believed working (review r04)
+        DataError('binance {"code":-4005,"msg":"insufficient balance, quantity too big"}'),
+    ],
+)
+async def test_venue_rejection_is_published_and_not_retried(refusal: Exception) -> None:
     service, exchange, recorder = make_service()
-    exchange.fail_next("create_order", VenueRejected("insufficient balance"))
+    exchange.fail_next("create_order", refusal)  # type: ignore[arg-type]
     submitted = await service.submit(buy(), reference_price=D(100))
     assert not submitted.sent and not submitted.denied  # the venue said no, not our gate
     assert len(exchange.calls_to("create_order")) == 1  # tried once, never again

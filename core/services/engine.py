@@ -192,8 +192,15 @@ class Engine:
 
     async def unknown_positions(self) -> list[Position]:
         """Return the venue's positions the engine has no trade for (not its to manage:
-        ``core.services.reconciliation`` says what happens to them)."""
-        return [p for p in await self._exchange.fetch_positions() if p.symbol not in self.trades]
+        ``core.services.reconciliation`` says what happens to them). A position on the other
+        side of the engine's trade in its symbol is not that trade's (closed by hand and
+        reversed, or a hedge-mode position beside it): unknown too."""
+        positions = await self._exchange.fetch_positions()
+        return [
+            p
+            for p in positions
+            if (trade := self.trades.get(p.symbol)) is None or p.side is not trade.side
+        ]
 
     async def sync_with_venue(self) -> int:
         """Ask the venue about every order the engine waits on and publish what it did that we

@@ -6,7 +6,8 @@ reported, and ``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
 
 - ``reduce`` (the default, fail closed): a critical alert, and trading goes REDUCING (no new
   entries, exits go on) until an operator has looked and resumes (``/resume``). A HALTED
-  process stays HALTED: a reconciliation never lifts a halt.
+  process stays HALTED: a reconciliation never lifts a halt, and a daily loss halt it finds
+  is then left to an operator too (not lifted by the next UTC day).
 - ``warn``: a warning alert only, for an account that holds positions of its own beside the
   bot's.
 
@@ -99,8 +100,11 @@ async def reconcile_positions(
         return said
     state = await trading_state.current()
     if state is TradingState.ACTIVE:
-        await trading_state.set(TradingState.REDUCING, reason=detail, actor=ACTOR)
         state = TradingState.REDUCING
+    # Asked for even on top of a halt or reduce (it stays as it is, its reason too): the
+    # risk limits' daily halt is then no longer their own, so the next UTC day does not lift
+    # it to what was before it; an operator does, having looked.
+    await trading_state.set(state, reason=detail, actor=ACTOR)
     said = (
         f"{detail}; trading is {state.value} (no new entries) until an operator has looked "
         "and resumes (/resume); they are not traded by the bot"

@@ -228,7 +228,7 @@ class ProcessLearning:
             if len(checked.series):
                 stored.append(checked.series)
         fms = await asyncio.to_thread(lambda: [compute_features(s) for s in stored])
-        while len(self._trained_features) >= 2 * len(self._settings.models.members):
+        while len(self._trained_features) >= max(2, 2 * len(self._settings.models.members)):
             del self._trained_features[next(iter(self._trained_features))]  # the oldest
         self._trained_features[window] = fms
         return fms

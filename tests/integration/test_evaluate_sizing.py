@@ -15,7 +15,7 @@ from rich.console import Console
 from bot.sizing_comparison import CONTROL, METHODS
 from bot.sizing_report import evaluate_sizing
 from core.config import Settings
-from core.ml.rl.gate import best_simple
+from core.ml.rl.gate import LIVE_METHOD, best_simple
 from core.ml.rl.policy import PpoParams, load_policy
 from core.ml.rl.walk_sizes import WalkSizesConfig
 from tests.integration.test_evaluate import _evaluate
@@ -73,6 +73,6 @@ async def test_the_sizing_comparison_of_a_walk_forward(settings: Settings, tmp_p
     if gate.passed:
         assert said.startswith("RL gate: passed") and "QT__SIZING__POLICY_SHA256=" in said
     else:
-        live = {"fixed": "fixed", "vol_target": "volatility", "kelly": "kelly"}[gate.best_simple]
+        live = LIVE_METHOD[gate.best_simple]
         assert said.startswith("RL gate: not passed")
         assert f"choose QT__SIZING__METHOD={live}" in said

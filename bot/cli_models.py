@@ -291,10 +291,14 @@ def _minute(iso: str) -> str:
 def _verify(data_dir: Path, version: ModelVersion) -> str:
     """Return "verified" or "refused: <why>" for the version's files (sha256, then parsed)."""
     from core.errors import ArtifactError
+    from core.ml.rl.sizer_versions import SIZER, load_sizer
     from core.ml.versions import load_version
 
     try:
-        load_version(data_dir, version)
+        if version.member == SIZER:  # the RL sizing policy: its own sealed format
+            load_sizer(data_dir, version)
+        else:
+            load_version(data_dir, version)
     except ArtifactError as exc:
         return f"refused: {exc}"
     return "verified"

@@ -24,6 +24,8 @@ from bot.candidate_training import WorkerPool, train_candidates
 from bot.ensemble_loader import ensemble_member, learning_members
 from bot.holdout_backtest import backtest_candidates
 from bot.model_training import needs_segments, train_config
+from bot.sizer_training import train_sizer
+from bot.sizing import no_champion, registry_source
 from bot.trading import ensemble_config_from, exit_config_from
 from core.clock import Clock
 from core.config import Settings
@@ -38,7 +40,7 @@ from core.ml.labels import Labels, triple_barrier_labels
 from core.ml.learning import worst_psi
 from core.ml.training import CandidateRun, ChampionRef
 from core.ml.versions import LoadedVersion
-from core.ports import Storage
+from core.ports import ModelVersionRepo, Storage
 from core.services.bus import EventBus
 from core.services.engine import Engine
 from core.services.learning import (
@@ -47,6 +49,8 @@ from core.services.learning import (
     LearningSources,
     PredictionRows,
 )
+from core.services.sizer_learning import SizerLearning, SizerSources
+from core.services.sizing_service import SizingService
 from core.services.trade_history import closed_trades
 from core.signals.handover import (
     HandOverProvider,
@@ -114,6 +118,14 @@ class ProcessLearning:
             horizon=self._config.horizon,
             cadence_ms=cadences(self._settings),
             features=self._feature_shift,
+            sizer=sizer_lane(
+                self._settings,
+                versions=self._storage.model_versions,
+                data_dir=self._data_dir,
+                sizing=lambda: self._engine.sizing,
+                bus=self._bus,
+                clock=self._clock,
+            ),
         )
 
     async def _history(self) -> list[CandleSeries]:
@@ -456,5 +468,42 @@ def offline_learning(
         serving=dict,
         horizon=ensemble_config_from(settings).horizon,
         cadence_ms=cadences(settings),
+        # the registry's changes are what count: the running process serves them next check
+        sizer=sizer_lane(
+            settings,
+            versions=storage.model_versions,
+            data_dir=settings.app.data_dir,
+            sizing=lambda: SizingService(bus=bus, clock=clock),
+            bus=bus,
+            clock=clock,
+        ),
     )
     return LearningManager(sources, settings.learning, bus=bus, clock=clock)
+
+
+def sizer_lane(
+    settings: Settings,
+    *,
+    versions: ModelVersionRepo,
+    data_dir: Path,
+    sizing: Callable[[], SizingService],
+    bus: EventBus,
+    clock: Clock,
+) -> SizerLearning | None:
+    """Return the RL sizer's lane, driving the ``sizing`` service, when the registry's
+    champion sizes (QT__SIZING__METHOD=rl without QT__SIZING__POLICY_DIR), else None."""
+    s = settings.sizing
+    if s.method != "rl" or s.policy_dir:
+        return None
+    service = sizing()
+    sources = SizerSources(
+        versions=versions,
+        data_dir=data_dir,
+        sizing=service,
+        train=partial(train_sizer, settings, data_dir=data_dir, clock=clock),
+        live=lambda policy, version: registry_source(policy, version, s, service.account),
+        fallback=no_champion,
+        cadence_ms=round(s.retrain_hours * HOUR_MS),
+        shadow_trades=s.shadow_trades,
+    )
+    return SizerLearning(sources, bus=bus, clock=clock)

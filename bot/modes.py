@@ -138,6 +138,7 @@ async def build_demo(settings: Settings) -> TradingProcess:
     (locked until the process stops). It trades the ensemble unless QT__STRATEGY__PROVIDER
     says otherwise: the baseline until the ensemble is trained (``bot.demo_models``)."""
     started_s = time.monotonic()  # the first ensemble entry is timed from here
+    check_sizer_learns(settings, "demo")
     # Off the loop's thread: Arrow cancels a main-thread read when Ctrl-C or SIGTERM arrives,
     # which would turn a stop request into "bad file". Here the loop takes the signal (the
     # process then stops as soon as it starts) and the read completes.
@@ -279,6 +280,7 @@ async def build_run(
     at fakes); ``exchange`` is only used in live mode.
     """
     live = settings.trading.mode is TradingMode.LIVE
+    check_sizer_learns(settings, "run")
     provider = await run_provider(settings)
     market_data = market_data or CcxtMarketData(venue_client(settings, keyed=False))
     source = candle_source(settings)
@@ -395,6 +397,18 @@ async def run_provider(settings: Settings) -> SignalProvider | None:
 def learns(settings: Settings, mode: Literal["demo", "run"]) -> bool:
     """Return whether the learning manager runs in ``mode`` (the ensemble trades there)."""
     return settings.learning.enabled and settings.strategy.provider_in(mode) == "ensemble"
+
+
+def check_sizer_learns(settings: Settings, mode: Literal["demo", "run"]) -> None:
+    """Refuse RL sizing by the registry's champion where no learning manager serves it."""
+    s = settings.sizing
+    if s.method == "rl" and not s.policy_dir and not learns(settings, mode):
+        raise ConfigError(
+            "QT__SIZING__METHOD=rl without QT__SIZING__POLICY_DIR sizes by the registry's "
+            "rl_sizer, which the learning manager trains and serves: it needs the ensemble "
+            "trading (QT__STRATEGY__PROVIDER=ensemble) and QT__LEARNING__ENABLED=true; or "
+            "give QT__SIZING__POLICY_DIR (a qt evaluate --sizing policy)"
+        )
 
 
 class _Closer:

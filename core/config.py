@@ -438,7 +438,10 @@ class SizingSettings(Section):
     # The account the simple methods read (the RL policy's own training settings win)
     recent_trades: int = Field(default=20, ge=1, le=1000)
     idle_cap_days: float = Field(default=30.0, gt=0)
-    # rl: the policy's artifact folder and (optional) its manifest's sha256, the version
+    # rl: the policy's artifact folder and (optional) its manifest's sha256, the version;
+    # no folder: the model registry's rl_sizer champion, trained by the learning manager
+    # every retrain_hours (a first one at once) and shadowed over shadow_trades closed
+    # trades before it sizes any
     policy_dir: str = ""
     policy_sha256: str = ""
     # A policy whose newest training trade closed longer ago than this falls back; 0: any age
@@ -452,11 +455,13 @@ class SizingSettings(Section):
     eval_min_train: int = Field(default=20, ge=1)
     eval_timesteps: int = Field(default=20_480, ge=256, le=10_000_000)
     eval_control_seed: int = Field(default=0, ge=0)
+    retrain_hours: float = Field(default=168.0, gt=0)
+    shadow_trades: int = Field(default=30, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _check(self) -> SizingSettings:
-        if self.method == "rl" and not self.policy_dir:
-            raise ValueError("QT__SIZING__METHOD=rl requires QT__SIZING__POLICY_DIR")
+        if self.policy_sha256 and not self.policy_dir:
+            raise ValueError("QT__SIZING__POLICY_SHA256 requires QT__SIZING__POLICY_DIR")
         if self.vol_floor > self.cap or self.kelly_without_record > self.cap:
             raise ValueError(
                 "QT__SIZING__VOL_FLOOR and QT__SIZING__KELLY_WITHOUT_RECORD must be at most "

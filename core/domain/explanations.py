@@ -87,17 +87,24 @@ class SizingNote:
     method: str  # "fixed", "volatility", "kelly", "rl"
     multiplier: float
     fallback: str = ""  # a SizingFallback reason code; the method is then "fixed"
+    # what the shadow RL sizer (a registry version not trading yet) would have applied,
+    # bounded the same way; None: no shadow
+    shadow: float | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SizingNote:
         """Return the note ``jsonable`` made of one."""
+        shadow = data.get("shadow")
         return cls(
             method=str(data["method"]),
             multiplier=float(data["multiplier"]),
             fallback=str(data.get("fallback", "")),
+            shadow=None if shadow is None else float(shadow),
         )
 
     def text(self) -> str:
-        """Return ``rl x1.25`` or ``fixed x1.00 (rl fell back: stale)``."""
+        """Return ``rl x1.25``, ``fixed x1.00 (fell back: stale)``, with the shadow's
+        multiplier when one sizes beside it (``fixed x1.00, shadow x0.50``)."""
         said = f"{self.method} x{self.multiplier:.2f}"
-        return f"{said} (fell back: {self.fallback})" if self.fallback else said
+        said = f"{said} (fell back: {self.fallback})" if self.fallback else said
+        return said if self.shadow is None else f"{said}, shadow x{self.shadow:.2f}"

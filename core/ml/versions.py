@@ -116,7 +116,7 @@ def load_version(
 ) -> LoadedVersion:
     """Return ``version`` with its artifact verified against the recorded sha256 (blocking
     file work: call it in a thread from the event loop); ``ArtifactError`` names what is wrong."""
-    folder = _inside_models(data_dir, version)
+    folder = inside_models(data_dir, version)
     artifact = load_artifact(folder, members, expected_sha256=version.artifact_sha256)
     meta = artifact.metadata
     if (meta.member, meta.feature_set_hash) != (version.member, version.feature_set_hash):
@@ -127,8 +127,9 @@ def load_version(
     return LoadedVersion(version, artifact)
 
 
-def _inside_models(data_dir: Path, version: ModelVersion) -> Path:
-    # A hand-edited row must not point the loader at files outside the models folder.
+def inside_models(data_dir: Path, version: ModelVersion) -> Path:
+    """Return the version's artifact folder, refused (``ArtifactError``) outside the models
+    folder: a hand-edited row must not point a loader at other files."""
     root = (data_dir / MODELS_DIR).resolve()
     folder = (data_dir / version.artifact_path).resolve()
     if not folder.is_relative_to(root):

@@ -284,11 +284,15 @@ class CommandCore:
         for v in await self.s.storage.model_versions.list_versions():
             if v.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
                 continue
-            ll = v.metrics.get("log_loss")
+            ll, gain = v.metrics.get("log_loss"), v.metrics.get("gate_sharpe_gain")
+            score = (
+                f"Sharpe {gain:+.2f} over the best simple sizer out of sample"
+                if ll is None and gain is not None
+                else "validation log-loss " + ("-" if ll is None else f"{ll:.4f}")
+            )
             lines.append(
-                f"{v.status.value.lower()} {v.member} {v.id}: validation log-loss "
-                + ("-" if ll is None else f"{ll:.4f}")
-                + f", trained {duration_text(now - v.created_ms)} ago"
+                f"{v.status.value.lower()} {v.member} {v.id}: {score}"
+                f", trained {duration_text(now - v.created_ms)} ago"
             )
         if self.s.learning is not None and self.s.learning.training:
             lines.append("a training run is under way")

@@ -76,9 +76,11 @@ from core.ml.learning import (
     retention_plan,
 )
 from core.ml.members import MEMBERS
+from core.ml.rl.sizer_versions import SIZER
 from core.ml.training import CandidateFit, CandidateRun, ChampionRef, member_files
 from core.ml.versions import LoadedVersion, load_version, save_version
 from core.ports import ModelVersionRepo, PredictionRepo
+from core.services.sizer_learning import SizerLearning
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,9 @@ class LearningSources:
     # candles since its promotion, the newest ones), computed off the loop and cached by the
     # source (it changes slowly); None: no feature drift looked at
     features: Callable[[ModelVersion], Awaitable[FeatureShift | None]] | None = None
+    # the RL sizer's lane (QT__SIZING__METHOD=rl without a policy folder): its own member
+    # of the registry, driven from the same checks and commands; None: not learned here
+    sizer: SizerLearning | None = None
 
 
 @dataclass
@@ -201,12 +206,16 @@ class LearningManager:
         are stored). Held (``hold``): at the first check after."""
         if not self.hold():
             await self._adopt_registry()
+        if self._s.sizer is not None:
+            await self._s.sizer.sync()  # the registry's RL sizer sizes from the first entry
 
     async def stop(self) -> None:
         """Stop a training run under way (its workers are killed; a candidate not registered
         yet never is; one registered as the stop came stays a CANDIDATE, pruned in time);
         none starts after (a check or a /retrain while the process shuts down)."""
         self._stopped = True
+        if self._s.sizer is not None:
+            await self._s.sizer.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -236,12 +245,22 @@ class LearningManager:
         started = await self._maybe_start()
         if started:
             said.append(started)
+        if self._s.sizer is not None:
+            sized = await self._s.sizer.check()
+            if sized:
+                said.append(sized)
         return "; ".join(said)
 
     def request(self, who: str, members: Sequence[str] = ()) -> str:
         """Ask for a training run now (``/retrain``, ``qt models retrain``); return what
         happens."""
         self._known(members)
+        if SIZER in members:
+            said = self._sizer().request(who)
+            members = [m for m in members if m != SIZER]
+            if not members:
+                return said
+            return f"{said}; {self.request(who, members)}"
         if self._stopped:
             return "the process is stopping: no training run starts now"
         if self.hold():
@@ -253,12 +272,19 @@ class LearningManager:
         names = ", ".join(members or self._s.members)
         return f"training {names} in worker processes; the report follows when it ends"
 
-    def _known(self, members: Sequence[str]) -> None:
-        unknown = [m for m in members if m not in self._s.members]
-        if unknown:
+    def _sizer(self) -> SizerLearning:
+        if self._s.sizer is None:
             raise DataError(
-                f"unknown member {unknown[0]!r}; the ensemble's: {', '.join(self._s.members)}"
+                f"{SIZER} is not learned here: set QT__SIZING__METHOD=rl without "
+                "QT__SIZING__POLICY_DIR to have the registry's RL sizer size entries"
             )
+        return self._s.sizer
+
+    def _known(self, members: Sequence[str]) -> None:
+        known = (*self._s.members, *((SIZER,) if self._s.sizer is not None else ()))
+        unknown = [m for m in members if m not in known]
+        if unknown:
+            raise DataError(f"unknown member {unknown[0]!r}; the registry's: {', '.join(known)}")
 
     async def _judged_since(self) -> int:
         """Return the oldest candle a shadow's or a champion's live record starts at (the
@@ -331,7 +357,11 @@ class LearningManager:
             if (v := await self._s.versions.newest(m, ModelStatus.CHAMPION)) is not None
         ]
         since = min(ends) if ends else -1
-        created = [_trained_at(v, now) for v in await self._s.versions.list_versions()]
+        created = [
+            _trained_at(v, now)
+            for v in await self._s.versions.list_versions()
+            if v.member in self._s.members  # the RL sizer keeps its own cadence
+        ]
         last = max([*created, *([self._last_run_ms] if self._last_run_ms else [])], default=None)
         if last is not None:
             last = min(last, now)  # a clock stepped back: as if trained just now
@@ -822,6 +852,8 @@ class LearningManager:
             raise DataError(f"no model version {version_id!r}: see `qt models list`")
         if version.status is ModelStatus.CHAMPION:
             return f"{version_id} is the champion already"
+        if version.member == SIZER:
+            return await self._sizer().promote(version, by)
         await self._promote(version, f"promoted by {by}")
         shadow = self._shadows.get(version.member)
         if shadow is not None and shadow.loaded.version.id == version_id:
@@ -832,6 +864,8 @@ class LearningManager:
         """Restore ``member``'s previous champion; return what happened (an unknown member:
         ``DataError``)."""
         self._known([member])
+        if member == SIZER:
+            return await self._sizer().rollback(reason, by)
         current = await self._s.versions.newest(member, ModelStatus.CHAMPION)
         if current is None:
             return f"{member} has no champion to roll back"

@@ -13,6 +13,15 @@ returns a value that is not finite sizes that entry fixed-fractional (multiplier
 the same way) and a ``SizingFallback`` says why, once per reason while it lasts: a reason
 is said again only after the method sized an entry itself or failed for another reason.
 
+A shadow (``shadow_with``: an RL sizer version the learning manager is trying out,
+``core.services.sizer_learning``) sizes every entry beside the method, on the same state and
+bounded the same way, without trading: its multiplier goes into the entry's ``SizingNote``
+(the audit trail) and, at the close, into ``shadow_record`` as (the applied multiplier, the
+shadow's, the trade's outcome per unit of multiplier), from which it is judged. The account
+(recent outcomes, exposure) is the trading method's: the shadow sees the state its entries
+would really meet, not the one its own sizes would have made. ``serve`` hands over the
+method that sizes (a promotion, a rollback) without a restart.
+
 The account (its open trades' multipliers and the equity each was sized on, the recent
 record) is saved by the engine with its open trades (``dump``, ``StateKey.SIZING_ACCOUNT``)
 and restored at its start (``load``): a restart resumes the same record and exposure. A
@@ -45,6 +54,7 @@ from core.services.sizing_sources import (
 
 log = logging.getLogger(__name__)
 DEFAULT_CAP = 1.5
+SHADOW_RECORD = 1000  # the newest closed trades a shadow's record keeps
 
 
 class SizingService:
@@ -70,12 +80,30 @@ class SizingService:
         self._clock = clock
         self._said: FallbackReason | None = None  # the fallback announced and still lasting
         self._equity: dict[str, Decimal] = {}  # trade id -> the equity it was sized on
+        self.shadow: SizingSource | None = None
+        self.shadow_id = ""  # the registry version shadowing ("" with none)
+        # trade id -> (multiplier applied, the shadow's) of the open trades it shadowed
+        self._shadowed: dict[str, tuple[float, float]] = {}
+        # (multiplier applied, the shadow's, outcome per unit multiplier) of each closed one
+        self.shadow_record: list[tuple[float, float, float]] = []
         bus.subscribe(TradeClosed.topic, self._on_closed, name="sizing.on_closed")
 
     @property
     def method(self) -> str:
         """Return the configured method's name."""
         return self.source.method
+
+    def serve(self, source: SizingSource, why: str) -> None:
+        """Size entries with ``source`` from the next one on (a promotion, a rollback)."""
+        self.source, self.why, self._said = source, why, None
+
+    def shadow_with(self, source: SizingSource | None, version_id: str = "") -> None:
+        """Shadow ``source`` (the registry's ``version_id``), or none; another version
+        starts its record afresh."""
+        if version_id != self.shadow_id:
+            self._shadowed.clear()
+            self.shadow_record.clear()
+        self.shadow, self.shadow_id = source, version_id if source is not None else ""
 
     def status_line(self) -> str:
         """Return one line for /models: the method that sizes, why, and a fallback."""
@@ -84,7 +112,9 @@ class SizingService:
         if refused is not None:
             return f"{line}; every entry sizes fixed now ({refused[0].value}: {refused[1]})"
         if self._said is not None:
-            return f"{line}; the last entry fell back to fixed ({self._said.value})"
+            line = f"{line}; the last entry fell back to fixed ({self._said.value})"
+        if self.shadow is not None:
+            line += f"; shadow {self.shadow_id}: {len(self.shadow_record)} closed trade(s) sized"
         return line
 
     async def decide(
@@ -94,13 +124,19 @@ class SizingService:
         fallback and why (publishing ``SizingFallback`` when the reason is new)."""
         failure = self.source.refusal(self._clock.now_ms())
         raw = math.nan
-        if failure is None:
-            state = SizingState(
-                decision_ms=decision_ms,
-                entry=entry,
-                account=self.account.features(decision_ms),
-                recent_outcomes=self.account.recent_outcomes,
-            )
+        state: SizingState | None = None
+        if failure is None or self.shadow is not None:
+            try:
+                state = SizingState(
+                    decision_ms=decision_ms,
+                    entry=entry,
+                    account=self.account.features(decision_ms),
+                    recent_outcomes=self.account.recent_outcomes,
+                )
+            except DataError as e:
+                failure = failure or (FallbackReason.OBSERVATION, str(e))
+        shadow = None if state is None else self._shadow_size(state, policy)
+        if failure is None and state is not None:
             try:
                 raw = float(self.source.multiplier(state))
             except DataError as e:
@@ -115,7 +151,9 @@ class SizingService:
                 log.info("sizing: %s sizes again (was falling back: %s)", self.method, self._said)
             self._said = None
             return SizingNote(
-                method=self.method, multiplier=within_policy(raw, policy, cap=self.cap)
+                method=self.method,
+                multiplier=within_policy(raw, policy, cap=self.cap),
+                shadow=shadow,
             )
         reason, detail = failure
         if reason is not self._said:
@@ -134,13 +172,32 @@ class SizingService:
             method=FixedSizing.method,
             multiplier=within_policy(1.0, policy, cap=self.cap),
             fallback=reason.value,
+            shadow=shadow,
         )
+
+    def _shadow_size(self, state: SizingState, policy: Policy) -> float | None:
+        """Return the shadow's bounded multiplier for ``state`` (None: no shadow, or it
+        cannot size this entry: nothing to judge it on)."""
+        shadow = self.shadow
+        if shadow is None or shadow.refusal(self._clock.now_ms()) is not None:
+            return None
+        try:
+            raw = float(shadow.multiplier(state))
+        except Exception as e:  # noqa: BLE001 - a shadow's failure never touches the entry
+            log.warning("sizing: the shadow %s failed on an entry: %s", self.shadow_id, e)
+            return None
+        return within_policy(raw, policy, cap=self.cap) if math.isfinite(raw) else None
 
     def dump(self) -> str:
         """Return the account and the equity each open trade was sized on, as JSON."""
         doc = {
             "account": self.account.to_json(),
             "sized_on": {k: str(v) for k, v in self._equity.items()},
+            "shadow": {
+                "id": self.shadow_id,
+                "open": {k: list(v) for k, v in self._shadowed.items()},
+                "record": [list(r) for r in self.shadow_record],
+            },
         }
         return json.dumps(doc, sort_keys=True, allow_nan=False)
 
@@ -166,6 +223,28 @@ class SizingService:
         self._equity = {
             k: v for k, v in sized_on.items() if k in open_trades and self.account.is_open(k)
         }
+        self._load_shadow(doc.get("shadow"))
+
+    def _load_shadow(self, doc: object) -> None:
+        """Restore the shadow's record (before the registry names the shadow again: its
+        version id keeps the record only if the same version shadows on)."""
+        try:
+            if not isinstance(doc, dict):
+                return
+            shadowed = {
+                str(k): (float(m), float(sm))
+                for k, (m, sm) in doc["open"].items()
+                if k in self._equity
+            }
+            record = [(float(m), float(sm), float(u)) for m, sm, u in doc["record"]]
+            if not all(math.isfinite(x) for r in [*shadowed.values(), *record] for x in r):
+                raise DataError("a shadow figure is not finite")
+        except (ValueError, KeyError, TypeError, AttributeError, DataError) as e:
+            log.error("sizing: the saved shadow record is unreadable, it starts empty: %s", e)
+            return
+        if self.shadow is not None and str(doc["id"]) != self.shadow_id:
+            return  # another version shadows now: its record starts afresh
+        self.shadow_id, self._shadowed, self.shadow_record = str(doc["id"]), shadowed, record
 
     def opened(self, trade_id: str, decision_ms: int, note: SizingNote, equity: Decimal) -> None:
         """Record an entry that went out, sized by ``note`` on ``equity``."""
@@ -173,11 +252,14 @@ class SizingService:
             return
         self.account.opened(trade_id, decision_ms, note.multiplier)
         self._equity[trade_id] = equity
+        if note.shadow is not None and self.shadow is not None:
+            self._shadowed[trade_id] = (note.multiplier, note.shadow)
 
     def forgot(self, trade_id: str) -> None:
         """Drop a trade the engine forgot without a close (its entry never filled)."""
         self.account.dropped(trade_id)
         self._equity.pop(trade_id, None)
+        self._shadowed.pop(trade_id, None)
 
     async def _on_closed(self, event: Event) -> None:
         if not isinstance(event, TradeClosed) or not self.account.is_open(event.trade_id):
@@ -185,4 +267,10 @@ class SizingService:
         equity = self._equity.pop(event.trade_id)
         multiplier = self.account.multiplier_of(event.trade_id)
         # The account books multiplier x unit outcome = the P&L as a return on that equity.
-        self.account.closed(event.trade_id, float(event.pnl / equity) / multiplier)
+        unit = float(event.pnl / equity) / multiplier
+        self.account.closed(event.trade_id, unit)
+        shadowed = self._shadowed.pop(event.trade_id, None)
+        if shadowed is not None and math.isfinite(unit):
+            # valid while the size did not reach a cap: the outcome scales with the size
+            self.shadow_record.append((*shadowed, unit))
+            del self.shadow_record[:-SHADOW_RECORD]

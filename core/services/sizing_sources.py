@@ -48,6 +48,7 @@ class FallbackReason(StrEnum):
     ARTIFACT = "artifact"  # the artifact is missing or tampered: load_policy refused it
     OBSERVATION = "observation"  # this entry's state could not be built (a value not finite)
     UNGATED = "ungated"  # the policy was never judged against the simple sizers
+    NO_CHAMPION = "no_champion"  # the registry has no RL sizer champion (yet, or rolled back)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

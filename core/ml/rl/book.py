@@ -59,6 +59,16 @@ class SizingAccount:
         self.last_trade_ms: int | None = None
 
     @property
+    def recent_trades(self) -> int:
+        """Return how many closed trades the recent record keeps."""
+        return self._recent.maxlen or 0
+
+    @property
+    def idle_cap_days(self) -> float:
+        """Return the days at which time since the last trade is capped."""
+        return self._idle_cap_ms / MS_PER_DAY
+
+    @property
     def exposure(self) -> float:
         """Return the sum of the multipliers of the trades still open."""
         return sum(self._open.values())

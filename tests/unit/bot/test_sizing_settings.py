@@ -57,6 +57,14 @@ def test_the_simple_methods_take_their_settings(built: Callable[..., SizingServi
     assert kelly.account.features(0).shape == (6,)
 
 
+def test_rl_without_a_folder_waits_for_the_registry_champion_sizing_fixed(
+    built: Callable[..., SizingService],
+) -> None:
+    service = built(method="rl")
+    assert isinstance(service.source, RefusedSizing) and service.method == "rl"
+    assert service.source.reason is FallbackReason.NO_CHAMPION
+
+
 def test_a_missing_policy_folder_is_a_fallback_not_a_crash(
     built: Callable[..., SizingService], tmp_path: Path
 ) -> None:
@@ -68,7 +76,10 @@ def test_a_missing_policy_folder_is_a_fallback_not_a_crash(
 @pytest.mark.parametrize(
     ("env", "said"),
     [
-        ({"QT__SIZING__METHOD": "rl"}, "QT__SIZING__METHOD=rl requires QT__SIZING__POLICY_DIR"),
+        (
+            {"QT__SIZING__METHOD": "rl", "QT__SIZING__POLICY_SHA256": "ab" * 32},
+            "QT__SIZING__POLICY_SHA256 requires QT__SIZING__POLICY_DIR",
+        ),
         ({"QT__SIZING__METHOD": "ppo"}, "QT__SIZING__METHOD"),
         ({"QT__SIZING__CAP": "0"}, "QT__SIZING__CAP"),
         ({"QT__SIZING__CAP": "1", "QT__SIZING__VOL_FLOOR": "1.2"}, "VOL_FLOOR"),
@@ -102,3 +113,19 @@ def test_the_evaluation_walk_takes_its_folds_and_budget_from_the_settings(
     monkeypatch.setenv("QT__SIZING__EVAL_FOLDS", "1")  # one part would leave nothing to test
     with pytest.raises(ConfigError, match="EVAL_FOLDS"):
         load_settings()
+
+
+def test_registry_sizing_where_no_learning_manager_runs_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.modes import check_sizer_learns
+
+    monkeypatch.setenv("QT__SIZING__METHOD", "rl")
+    monkeypatch.setenv("QT__STRATEGY__PROVIDER", "ema_rsi")
+    with pytest.raises(ConfigError, match="needs the ensemble trading"):
+        check_sizer_learns(load_settings(), "run")
+    monkeypatch.setenv("QT__STRATEGY__PROVIDER", "ensemble")
+    check_sizer_learns(load_settings(), "run")  # the learning manager serves it
+    monkeypatch.setenv("QT__LEARNING__ENABLED", "false")
+    with pytest.raises(ConfigError, match="QT__LEARNING__ENABLED=true"):
+        check_sizer_learns(load_settings(), "demo")

@@ -80,6 +80,17 @@ class SizingDecision:
     amount: Decimal
     bound_by: str
     loss_per_unit: Decimal = ZERO
+    # the risk budget's amount and the tightest cap's (position, exposure, cash) before the
+    # rounding: what a multiplier of the budget would have bought (0: not sized)
+    risk_amount: Decimal = ZERO
+    cap_amount: Decimal = ZERO
+
+    def cap_multiplier(self, multiplier: float) -> float:
+        """Return the largest multiplier of the risk budget the caps let through, given the
+        ``multiplier`` it was sized at (inf: nothing to tell)."""
+        if self.risk_amount <= 0 or multiplier <= 0:
+            return math.inf
+        return float(self.cap_amount / self.risk_amount) * multiplier
 
 
 def loss_per_unit(entry: Decimal, stop: Decimal, costs: TradingCosts) -> Decimal:
@@ -117,7 +128,13 @@ def size_position(inp: SizingInput) -> SizingDecision:
         return SizingDecision(
             amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
         )
-    return SizingDecision(amount=amount, bound_by=bound_by, loss_per_unit=per_unit)
+    return SizingDecision(
+        amount=amount,
+        bound_by=bound_by,
+        loss_per_unit=per_unit,
+        risk_amount=candidates["risk"],
+        cap_amount=min(v for k, v in candidates.items() if k != "risk"),
+    )
 
 
 VOL_WINDOW = 100  # candles of returns the volatility forecast reads

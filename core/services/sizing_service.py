@@ -246,14 +246,27 @@ class SizingService:
             return  # another version shadows now: its record starts afresh
         self.shadow_id, self._shadowed, self.shadow_record = str(doc["id"]), shadowed, record
 
-    def opened(self, trade_id: str, decision_ms: int, note: SizingNote, equity: Decimal) -> None:
-        """Record an entry that went out, sized by ``note`` on ``equity``."""
-        if note.multiplier <= 0 or equity <= 0:
+    def opened(
+        self,
+        trade_id: str,
+        decision_ms: int,
+        note: SizingNote,
+        equity: Decimal,
+        *,
+        cap: float = math.inf,
+    ) -> None:
+        """Record an entry that went out, sized by ``note`` on ``equity``; ``cap``: the
+        largest multiplier the position, exposure and cash caps let through
+        (``SizingDecision.cap_multiplier``). The account books the multiplier the trade
+        really had, so its outcome per unit of size is not overstated by a cut, and the
+        shadow's the same cap would have cut."""
+        booked = min(note.multiplier, cap)
+        if booked <= 0 or equity <= 0:
             return
-        self.account.opened(trade_id, decision_ms, note.multiplier)
+        self.account.opened(trade_id, decision_ms, booked)
         self._equity[trade_id] = equity
         if note.shadow is not None and self.shadow is not None:
-            self._shadowed[trade_id] = (note.multiplier, note.shadow)
+            self._shadowed[trade_id] = (booked, min(note.shadow, cap))
 
     def forgot(self, trade_id: str) -> None:
         """Drop a trade the engine forgot without a close (its entry never filled)."""

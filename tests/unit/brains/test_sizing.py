@@ -66,6 +66,17 @@ def test_risk_amount_by_hand() -> None:
     assert decision.bound_by == "risk"
 
 
+def test_the_cap_multiplier_is_where_the_tightest_cap_cuts_the_risk_budget() -> None:
+    # risk buys 50 units (no fee here: 2.00 a unit); the 30 % position cap buys 30: a
+    # multiplier of 0.6 of this budget reaches it, whatever multiplier it was sized at
+    capped = size(policy=Policy(max_position_pct=D("0.3"), max_total_exposure_pct=D(2)))
+    assert (capped.risk_amount, capped.cap_amount) == (D(50), D(30))
+    assert capped.cap_multiplier(1.0) == pytest.approx(0.6)
+    assert capped.cap_multiplier(1.5) == pytest.approx(0.9)  # its budget was 1.5x the unit's
+    assert size().cap_multiplier(1.0) >= 1.0  # the risk budget bound: no cut
+    assert size(equity="0").cap_multiplier(1.0) == math.inf  # not sized: nothing to tell
+
+
 def test_short_stop_above_entry_sizes_the_same() -> None:
     decision = size(stop="102")
     assert decision.amount == D(50)

@@ -314,3 +314,21 @@ async def test_a_restart_resumes_the_same_account_from_what_was_saved(
         empty.service.load(bad, {"t2"})
         assert empty.service.account.exposure == 0 and empty.service.account.recent_outcomes == ()
     assert "the saved account is unreadable" in caplog.text
+
+
+async def test_a_trade_a_cap_cut_books_the_multiplier_it_really_had() -> None:
+    rig = rig_of(Scripted([1.5]))
+    rig.service.shadow_with(Scripted([0.5, 1.2]), "shadow-v1")
+    note = await rig.decide()
+    assert (note.multiplier, note.shadow) == (1.5, 0.5)
+    # the position cap let only 0.8 of the unit budget through: the trade had x0.8
+    rig.service.opened("t1", T0_MS, note, Decimal(10_000), cap=0.8)
+    assert rig.service.account.multiplier_of("t1") == pytest.approx(0.8)
+    await rig.bus.publish(closed("t1", "80"))  # +0.8 % of equity at x0.8: +1 % a unit
+    assert rig.service.account.recent_outcomes == (pytest.approx(0.01),)
+    # the shadow below the cap keeps its own; the shadow's record books the real x0.8
+    assert rig.service.shadow_record == [(pytest.approx(0.8), 0.5, pytest.approx(0.01))]
+    rig.service.source = Scripted([1.0])
+    note = await rig.decide()
+    rig.service.opened("t2", T0_MS, note, Decimal(10_000), cap=0.9)
+    assert rig.service._shadowed["t2"] == (pytest.approx(0.9), pytest.approx(0.9))  # 1.2 cut too

@@ -1,7 +1,7 @@
 """Train the RL sizer off the trading process, for the learning manager's ``rl_sizer`` lane.
 
-A training run is ``qt evaluate --sizing`` on the stored candles of the models' window
-(``QT__MODELS__WINDOW_DAYS``, 0: all): the ensemble walked forward, its trades the
+A training run is ``qt evaluate --sizing`` on the stored candles of the last
+``QT__SIZING__TRAIN_DAYS`` (0: all of them): the ensemble walked forward, its trades the
 candidates, RL against the simple sizers out of sample, the policy of every candidate saved
 with the gate's verdict. It runs in a process of its own (``python -m bot.sizer_training``:
 the walk-forward spawns its own workers, which a pool worker could not), given the process's
@@ -46,7 +46,7 @@ async def train_sizer(settings: Settings, *, data_dir: Path, clock: Clock) -> Tr
     staging = root / f".train-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     now = clock.now_ms()
-    days = settings.models.window_days
+    days = settings.sizing.train_days
     request = {
         "settings": settings_document(settings),
         "out": str(staging),

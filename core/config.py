@@ -456,6 +456,9 @@ class SizingSettings(Section):
     eval_timesteps: int = Field(default=20_480, ge=256, le=10_000_000)
     eval_control_seed: int = Field(default=0, ge=0)
     retrain_hours: float = Field(default=168.0, gt=0)
+    # the stored candles the registry's training walks forward over (days back; 0: all): the
+    # trades the policy learns from, many more than the members' rolling window gives
+    train_days: float = Field(default=0.0, ge=0)
     shadow_trades: int = Field(default=30, ge=1, le=1000)
 
     @model_validator(mode="after")

@@ -88,8 +88,9 @@ class TradingSettings(Section):
     # Live trading needs this exact phrase too, so a copied .env cannot go live by accident.
     live_confirmation: str = ""
     # A position at the venue the bot did not open, found at start: reduce (trading goes
-    # REDUCING with a critical alert until resumed) or warn (an alert only)
-    unknown_positions: Literal["reduce", "warn"] = "reduce"
+    # REDUCING with a critical alert until resumed), warn (an alert only) or adopt (taken over
+    # as the bot's own trade with a stop at the venue; reduce when the stop cannot be placed)
+    unknown_positions: Literal["reduce", "warn", "adopt"] = "reduce"
 
     @field_validator("timeframe")
     @classmethod

@@ -78,7 +78,7 @@ from core.services.adoption import adopted_position_trade, adoption_plan
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
-from core.services.flatten import ExposureCut, adopted_trade, market_plan
+from core.services.flatten import ADOPTED_PROVIDER, ExposureCut, adopted_trade, market_plan
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
@@ -809,7 +809,7 @@ class Engine:
         if sent is None or sent.working:
             return None
         log.error("%s: market exit not sent: %s", symbol, sent.reason)
-        if trade.adopted:
+        if trade.adopted and trade.provider == ADOPTED_PROVIDER:  # taken over to close only
             self._forget(trade)  # not ours: nothing to send again every cycle; said, not retried
         return sent.reason or "the order was not sent"
 

@@ -232,3 +232,25 @@ async def test_a_stop_beyond_the_liquidation_price_is_no_plan(
     )
     assert SOL not in h.engine.trades and await sol_orders(h) == []
     assert await h.engine.adopt(dataclasses.replace(held, liquidation_price=D("15"))) == ""
+
+
+async def test_a_refused_flatten_keeps_the_adopted_trade_and_its_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A trade taken over only to be closed (a flatten's) is forgotten when its market exit
+    is refused; an adopted trade is managed like an own one: kept, its stop still working."""
+    h = await by_hand(monkeypatch, tmp_path)
+    await h.engine.start()
+    await reconcile(h)
+    create = h.paper.create_order
+
+    async def no_market(request: OrderRequest, *args: Any, **kwargs: Any) -> Order:
+        if request.type is OrderType.MARKET:
+            raise OrderRejected("market orders are disabled")
+        return await create(request, *args, **kwargs)
+
+    monkeypatch.setattr(h.paper, "create_order", no_market)
+    cut = await h.engine.reduce_exposure(0.0, "test flatten")
+    assert cut.closed == () and SOL in cut.not_closed[0]
+    assert h.engine.trades[SOL].provider == ADOPT_PROVIDER
+    assert len(stops(await sol_orders(h))) == 1

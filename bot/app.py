@@ -279,6 +279,7 @@ class TradingProcess:
             trading_state=self.trading_state,
             bus=self.bus,
             clock=self.clock,
+            adopt=self.engine.adopt,
         )
         await self.bus.publish(
             ProcessStarted(

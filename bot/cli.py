@@ -145,10 +145,11 @@ def run(env_file: EnvFileOpt = None) -> None:
 def config_show(env_file: EnvFileOpt = None) -> None:
     """Print the effective settings as JSON, secrets redacted."""
     from core.config import redacted
+    from core.redaction import masked_url
 
     settings = load_or_exit(env_file)
     data = redacted(settings)
-    data["database"]["effective_url"] = settings.database_url
+    data["database"]["effective_url"] = masked_url(settings.database_url)
     console.print_json(json.dumps(data))
 
 

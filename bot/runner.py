@@ -17,6 +17,7 @@ from bot.chat.wiring import attach_chat
 from bot.console import StatusConsole
 from bot.heap import freeze_when_settled, release
 from bot.telegram.front import telegram_front
+from core.redaction import masked_url
 
 
 async def run_process(
@@ -61,7 +62,8 @@ async def run_process(
         finally:
             release()
             _ignore_from_now_on(loop, installed)
-    console.print(f"stopped ({reason}); database: {escape(process.parts.database_url)}")
+    database = masked_url(process.parts.database_url)  # its password, if any, masked
+    console.print(f"stopped ({reason}); database: {escape(database)}")
     return reason
 
 

@@ -35,6 +35,7 @@ from core.domain.market_rules import (
 )
 from core.errors import ConfigError
 from core.market.universe import UniverseRules
+from core.redaction import REDACTED, URL_FIELD, masked_url
 
 ENV_PREFIX = "QT__"
 ENV_DELIMITER = "__"
@@ -58,9 +59,11 @@ class AppSettings(Section):
 
 class DatabaseSettings(Section):
     """Database URL; empty means SQLite at ``<data_dir>/quantum_trader.sqlite`` (paper) or
-    ``<data_dir>/quantum_trader_live.sqlite`` (live)."""
+    ``<data_dir>/quantum_trader_live.sqlite`` (live). A ``SecretStr``: a URL may carry a
+    password (``scheme://user:password@host/...``), which is masked wherever the URL is shown
+    (``core.redaction``: logs, errors, the audit trail, ``qt config show``)."""
 
-    url: str = ""
+    url: SecretStr = SecretStr("")
 
 
 class ExchangeSettings(Section):
@@ -85,8 +88,9 @@ class TradingSettings(Section):
     # Live trading needs this exact phrase too, so a copied .env cannot go live by accident.
     live_confirmation: str = ""
     # A position at the venue the bot did not open, found at start: reduce (trading goes
-    # REDUCING with a critical alert until resumed) or warn (an alert only)
-    unknown_positions: Literal["reduce", "warn"] = "reduce"
+    # REDUCING with a critical alert until resumed), warn (an alert only) or adopt (taken over
+    # as the bot's own trade with a stop at the venue; reduce when the stop cannot be placed)
+    unknown_positions: Literal["reduce", "warn", "adopt"] = "reduce"
 
     @field_validator("timeframe")
     @classmethod
@@ -790,8 +794,8 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """Return the configured URL or the default SQLite file under the data dir: its own
         file for live trading, so paper trades are never reconciled against a real venue."""
-        if self.database.url:
-            return self.database.url
+        if url := self.database.url.get_secret_value():
+            return url
         name = "quantum_trader_live" if self.trading.mode is TradingMode.LIVE else "quantum_trader"
         return f"sqlite+aiosqlite:///{self.app.data_dir / f'{name}.sqlite'}"
 
@@ -893,5 +897,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for section_name, section in settings:
         for key, value in section:
             if isinstance(value, SecretStr):
-                data[section_name][key] = "**********" if value.get_secret_value() else ""
+                secret = value.get_secret_value()
+                shown = masked_url(secret) if key == URL_FIELD else REDACTED
+                data[section_name][key] = shown if secret else ""
     return data

@@ -6,6 +6,10 @@ the logging filter runs every record through it, the event bus every event befor
 trail or a subscriber (a chat push, the console) sees it, the trading state its stored reason.
 Exception texts are the usual carrier: ccxt puts request URLs in its messages, and a venue that
 signs in the query string (htx: ``AccessKeyId=<API key>``) puts the API key there.
+
+A URL setting (``QT__DATABASE__URL``) is a secret for its password only
+(``scheme://user:password@host/...``): that is masked, the rest of the URL (the file it names)
+stays readable wherever it is shown (``masked_url``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 if TYPE_CHECKING:
     from core.config import Settings
 
 REDACTED = "**********"
 MIN_SECRET_CHARS = 4  # a shorter value would mask ordinary words and numbers
+URL_FIELD = "url"  # a secret setting of this name is a URL: only its password is secret
 
 T = TypeVar("T")
 
@@ -40,12 +45,16 @@ class Redactor:
         """Return the redactor of every non-empty secret in ``settings``."""
         from pydantic import SecretStr  # settings exist: pydantic is imported already
 
-        return cls(
-            value.get_secret_value()
-            for _, section in settings
-            for _, value in section
-            if isinstance(value, SecretStr) and value.get_secret_value()
-        )
+        secrets = []
+        for _, section in settings:
+            for key, value in section:
+                if isinstance(value, SecretStr) and (secret := value.get_secret_value()):
+                    if key == URL_FIELD:  # as written, and decoded (as a driver has it)
+                        password = url_password(secret)
+                        secrets += [password, unquote(password)]
+                    else:
+                        secrets.append(secret)
+        return cls(s for s in secrets if s)
 
     @property
     def active(self) -> bool:
@@ -93,6 +102,20 @@ class Redactor:
                 return value
             return dict(pairs)
         return value
+
+
+def url_password(url: str) -> str:
+    """Return the password a URL carries (``scheme://user:password@host/...``), else ""."""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:  # not a URL (a bad port, ...): nothing to take from it
+        return ""
+
+
+def masked_url(url: str) -> str:
+    """Return ``url`` with its password masked (the same text when it carries none)."""
+    password = url_password(url)
+    return Redactor((password, unquote(password))).text(url) if password else url
 
 
 _process_redactor = Redactor(())

@@ -29,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import await_only
 
 from core.errors import ConfigError, StorageUnavailable
+from core.redaction import masked_url, process_redactor
 from storage.sqlite_errors import explain, is_file_failure
 
 BUSY_TIMEOUT_MS = 10_000
@@ -46,11 +47,21 @@ def parse_sqlite_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise ConfigError(f"storage URL {url!r} is not a valid database URL: {exc}") from exc
+        raise ConfigError(
+            f"storage URL {masked_url(url)!r} is not a valid database URL: "
+            f"{process_redactor().text(str(exc))}"
+        ) from exc
     if parsed.drivername != "sqlite+aiosqlite":
         raise ConfigError(
             f"storage URL driver was {parsed.drivername!r}; only SQLite is supported, as "
             "'sqlite+aiosqlite' (e.g. sqlite+aiosqlite:///data/qt.sqlite3), or 'memory://'"
+        )
+    if parsed.username or parsed.password or parsed.host or parsed.port:
+        # SQLAlchemy's own refusal is a traceback; a password there is masked, not echoed.
+        raise ConfigError(
+            f"storage URL {masked_url(url)!r} names a user, password or host: a SQLite URL "
+            "names a file only (sqlite+aiosqlite:///relative/file.sqlite or "
+            "sqlite+aiosqlite:////absolute/file.sqlite)"
         )
     if parsed.database and parsed.database.startswith("~"):
         # SQLite opens paths as given: "~/qt.sqlite" would be a folder named "~" in the CWD.

@@ -31,6 +31,7 @@ from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import DataError, StorageUnavailable
 from core.ports import Exchange, StateKey, Storage, TradeRepo
+from core.services.adoption import ADOPT_PROVIDER
 from core.services.brains import Brains
 from core.services.bus import EventBus
 from core.services.ceo_service import manual_levers, parse_manual
@@ -491,6 +492,7 @@ class CommandCore:
             out.append(
                 f"{t.symbol} {t.side.value} {t.amount} @ {entry:.6g}, now {price:.6g}, "
                 f"unrealised {_money(upnl)} {self.s.quote}"
+                + (" (adopted from the venue)" if t.provider == ADOPT_PROVIDER else "")
             )
             out.extend(f"  {line}" for line in self._ladder_lines(t))
         return out

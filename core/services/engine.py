@@ -74,10 +74,11 @@ from core.errors import OrderRejected as VenueRejected
 from core.market.rules_book import RulesBook
 from core.ml.rl.observation import entry_features
 from core.ports import Exchange, KeyValueRepo, StateKey
+from core.services.adoption import adopted_position_trade, adoption_plan
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
-from core.services.flatten import ExposureCut, adopted_trade, market_plan
+from core.services.flatten import ADOPTED_PROVIDER, ExposureCut, adopted_trade, market_plan
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
@@ -808,7 +809,7 @@ class Engine:
         if sent is None or sent.working:
             return None
         log.error("%s: market exit not sent: %s", symbol, sent.reason)
-        if trade.adopted:
+        if trade.adopted and trade.provider == ADOPTED_PROVIDER:  # taken over to close only
             self._forget(trade)  # not ours: nothing to send again every cycle; said, not retried
         return sent.reason or "the order was not sent"
 
@@ -846,6 +847,55 @@ class Engine:
         adopted = adopted_trade(position, self._clock.now_ms())
         self.trades[position.symbol] = adopted
         return adopted, ""
+
+    async def adopt(self, position: Position) -> str:
+        """Take a venue position the engine has no trade for over as its own trade
+        (``core.services.adoption``): stored, shown and managed like any other once the venue
+        holds its stop. Return "" when it did, else why not: nothing of it is kept then (a
+        stop in doubt is canceled), and reconciliation reduces instead."""
+        symbol = position.symbol
+        async with self._busy:
+            held = self.trades.get(symbol)
+            if held is not None:
+                return f"the engine holds a {held.side.value} trade in {symbol} already"
+            frame = self.signals.frame(symbol)
+            atr = float(frame.atr[-1]) if frame is not None and len(frame.atr) else 0.0
+            trade = adopted_position_trade(position, self._clock.now_ms(), atr)
+            price = self.prices.get(symbol)
+            try:
+                plan = adoption_plan(self.orders, trade, price)
+            except (PlanRefused, ValueError) as e:
+                return f"no exit plan fits it: {e}"
+            self.trades[symbol] = trade
+            try:
+                why = await self._exits.adopt_plan(trade, plan, price or trade.entry_price)
+            except (DependencyError, DataError, VenueRejected, StorageUnavailable) as e:
+                why = f"the stop could not be placed: {e}"
+            if not why:
+                await self._save()
+                log.warning(
+                    "%s: adopted the %s position of %s at %s, stop %s at the venue",
+                    symbol,
+                    position.side.value,
+                    position.amount,
+                    position.entry_price,
+                    plan.stop.price if plan.stop is not None else None,
+                )
+                return ""
+            await self._give_up(trade, why)
+            return why
+
+    async def _give_up(self, trade: OpenTrade, why: str) -> None:
+        """Forget an adoption that failed, canceling what it may have placed."""
+        for cid in list(trade.working.values()):
+            try:
+                await self._execution.cancel(cid, trade.symbol, reason=f"adoption failed: {why}")
+            except (DependencyError, DataError, VenueRejected) as e:
+                log.error(
+                    "%s: order %s of a failed adoption not canceled: %s", trade.symbol, cid, e
+                )
+        self.trades.pop(trade.symbol, None)
+        await self._save_if_possible()
 
     async def _settle_entry(self, trade: OpenTrade) -> None:
         """Resolve an entry that is no longer working without having filled completely."""

@@ -91,6 +91,33 @@ class ExitExecutor:
         await self._place_missing_legs(trade, reference)
         await self._publish_plan(trade, "entry filled")
 
+    async def adopt_plan(self, trade: OpenTrade, plan: ExitPlan, reference: Decimal) -> str:
+        """Place the plan of a position taken over from the venue (``core.services.adoption``):
+        its stop, and only once the venue accepted it the take-profits. Return "" then, else
+        why the stop is not working (no fallback: the caller gives the position up; a stop in
+        doubt stays in ``trade.working`` for it to cancel)."""
+        stop = plan.stop
+        if stop is None:
+            return "the exit plan has no stop"
+        trade.plan = plan
+        trade.first_stop = stop.price
+        placed = await self._stop(
+            trade, stop.price, stop.amount, _tag(trade, INITIAL_STOP_TAG), reference, fallback=False
+        )
+        if placed is None or not placed.sent:
+            if placed is None:
+                why = "the venue shows no position to protect"
+            elif placed.in_doubt:
+                why = "the stop order's answer was lost (in doubt)"
+            else:
+                why = f"the stop order was {'denied' if placed.denied else 'refused'}"
+                why += f": {placed.reason}" if placed.reason else ""
+            trade.plan = None
+            return why
+        await self._place_missing_legs(trade, reference)
+        await self._publish_plan(trade, "adopted from the venue")
+        return ""
+
     async def on_exit_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
         """Feed a fill of an exit order into the brain, act on its decision, close if flat."""
         role = trade.roles[event.client_order_id]
@@ -205,7 +232,7 @@ class ExitExecutor:
         for i, leg in enumerate(plan.legs, start=1):
             if not leg.is_open or leg.name in trade.working:
                 continue
-            cid = client_order_id(trade.symbol, trade.decided_ms, f"t{i}")
+            cid = client_order_id(trade.symbol, trade.decided_ms, _tag(trade, f"t{i}"))
             placed = await self._submit(
                 trade, leg.name, cid, OrderType.LIMIT, leg.open_amount, reference, price=leg.price
             )
@@ -369,13 +396,17 @@ class ExitExecutor:
         tag: str,
         reference: Decimal,
         reason: str = "",
-    ) -> None:
+        *,
+        fallback: bool = True,
+    ) -> Submission | None:
+        """Place the stop; return what became of it (None: not sent, the venue holds nothing).
+        A refusal applies the fallback unless ``fallback`` is False."""
         held = await self._execution.position_amount(trade.symbol)
         if held <= 0:
             # The venue shows no position yet (or any more): a reduce-only stop would be
             # refused. The fills on their way bring the next stop (or close the plan).
             log.debug("%s: stop %s deferred, the venue holds nothing", trade.symbol, tag)
-            return
+            return None
         # The venue may already hold less than the plan (fills of this moment still on their
         # way to us): a stop for what it holds protects that now; the next fill resizes it.
         amount = min(amount, held)
@@ -392,9 +423,10 @@ class ExitExecutor:
             # Our gate held it back (it lets stops through in every state, so a limit of a
             # later brain): ensure_plan places it as soon as it may.
             log.warning("%s: stop order denied; placed again when allowed", trade.symbol)
-        elif trade.plan is not None:
+        elif trade.plan is not None and fallback:
             log.warning("%s: stop order refused, fallback %s", trade.symbol, self._fallback.value)
             await self.apply(trade, on_stop_rejected(trade.plan, self._fallback), reference)
+        return placed
 
     async def _submit(
         self,
@@ -550,3 +582,9 @@ def _still_working(plan: ExitPlan, role: str) -> bool:
     if role.startswith(MARKET_EXIT_NAME) or role in (LIQUIDATION_NAME, CLOSED_OUTSIDE_NAME):
         return False  # market exits, liquidations and closes found at the venue fill whole
     return any(leg.name == role for leg in plan.open_legs)
+
+
+def _tag(trade: OpenTrade, tag: str) -> str:
+    """Return a fixed client-id tag of ``trade``, a-prefixed for an adopted one (its base
+    time is when it was adopted, which may be a candle's open: a later trade's ids)."""
+    return f"a{tag}" if trade.adopted else tag

@@ -10,6 +10,13 @@ reported, and ``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
   is then left to an operator too (not lifted by the next UTC day).
 - ``warn``: a warning alert only, for an account that holds positions of its own beside the
   bot's.
+- ``adopt``: the engine takes each over as its own trade (``Engine.adopt``,
+  ``core.services.adoption``): its side, amount and entry price, a stop placed at the venue
+  (the Exit Brain's distance from the entry, or from the current price when that is past it
+  already) and from then on the normal exit plan; a warning alert says so. One it cannot
+  adopt (the stop refused or lost, no plan fits, the engine holds the other side of its
+  symbol) is handled as ``reduce`` handles it, the alert saying why. An adopted trade is
+  stored like any other: after a restart it is the engine's, not unknown.
 
 Checked at every start, so a position still there after a restart is reported again. A
 venue whose positions cannot be read at start (``venue_positions``) is asked again, a
@@ -35,7 +42,8 @@ from core.services.trading_state import TradingStateService
 log = logging.getLogger(__name__)
 
 ACTOR = "reconciliation"
-UnknownPositions = Literal["reduce", "warn"]
+UnknownPositions = Literal["reduce", "warn", "adopt"]
+Adopt = Callable[[Position], Awaitable[str]]  # "" when adopted, else why not
 READ_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 16.0)  # between the start's reads of the venue's book
 
 
@@ -82,13 +90,21 @@ async def reconcile_positions(
     trading_state: TradingStateService,
     bus: EventBus,
     clock: Clock,
+    adopt: Adopt | None = None,
 ) -> str:
     """Apply ``rule`` to the venue's ``unknown`` positions; return what was done ("" when
-    there were none)."""
+    there were none). ``adopt`` takes one over (rule ``adopt``; None: none can be)."""
     if not unknown:
         return ""
+    adopted = why_not = ""
+    if rule == "adopt":
+        unknown, adopted, why_not = await _adopt(unknown, adopt, bus, clock)
+        if not unknown:
+            return adopted
     what = describe(unknown)
     detail = f"{len(unknown)} position(s) at the venue the bot did not open: {what}"
+    if why_not:
+        detail += f" (not adopted: {why_not})"
     if rule == "warn":
         log.warning("reconciliation: %s (QT__TRADING__UNKNOWN_POSITIONS=warn)", detail)
         said = f"{detail}; left alone, trading goes on (QT__TRADING__UNKNOWN_POSITIONS=warn)"
@@ -115,4 +131,36 @@ async def reconcile_positions(
             ts_ms=clock.now_ms(), severity="critical", title="unknown positions", detail=said
         )
     )
-    return said
+    return f"{adopted}; {said}" if adopted else said
+
+
+async def _adopt(
+    unknown: Sequence[Position], adopt: Adopt | None, bus: EventBus, clock: Clock
+) -> tuple[list[Position], str, str]:
+    """Adopt each of ``unknown``; return those not adopted, what was said of those adopted
+    ("" when none) and why each of the others was not ("" when none)."""
+    left: list[Position] = []
+    why_not: list[str] = []
+    taken: list[Position] = []
+    for position in unknown:
+        why = "nothing adopts positions here" if adopt is None else await adopt(position)
+        if why:
+            left.append(position)
+            why_not.append(f"{position.symbol} {position.side.value}: {why}")
+            log.error("reconciliation: %s not adopted: %s", describe([position]), why)
+        else:
+            taken.append(position)
+    said = ""
+    if taken:
+        said = (
+            f"{len(taken)} position(s) at the venue the bot did not open adopted as its own "
+            f"trades, each with a stop at the venue: {describe(taken)} "
+            "(QT__TRADING__UNKNOWN_POSITIONS=adopt)"
+        )
+        log.warning("reconciliation: %s", said)
+        await bus.publish(
+            AlertRaised(
+                ts_ms=clock.now_ms(), severity="warning", title="positions adopted", detail=said
+            )
+        )
+    return left, said, "; ".join(why_not)

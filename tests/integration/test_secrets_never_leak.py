@@ -8,7 +8,9 @@ fake Bot API (``tests.fakes_telegram``, one scripted 500 on the way) and Discord
 refuses the token. Afterwards every log file, every file under the data folder, every column of
 every table of every SQLite database (the audit trail included), the console and captured
 stdout/stderr, and every call the fake Telegram server received are searched for the values and
-for their first and last 12 characters: none may appear.
+for their first and last 12 characters: none may appear. The database URL's secret is its
+password: the demo (which opens its own demo.sqlite) is configured with a PostgreSQL URL
+carrying the fake one; the live session needs a real (SQLite) URL, which cannot carry one.
 """
 
 from __future__ import annotations
@@ -95,19 +97,29 @@ def test_every_credential_setting_is_a_secret_and_gets_a_fake_value() -> None:
         f"not SecretStr, so never redacted: {credentials - set(SECRETS)}"
     )
     assert {("exchange", "api_key"), ("chat", "telegram_token")} <= set(SECRETS)
+    assert ("database", "url") in SECRETS  # a URL may carry a password
     settings = load_settings(**_sections())
     for (section, name), value in SECRETS.items():
-        assert getattr(getattr(settings, section), name).get_secret_value() == value
+        assert value in getattr(getattr(settings, section), name).get_secret_value()
     # distinct, and no fragment of one is part of an ordinary word
     assert len(set(needles())) == 3 * len(SECRETS)
 
 
-def _sections(**extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return load_settings' keyword sections: every secret set, merged with ``extra``."""
+def _sections(*, db_url: bool = True, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return load_settings' keyword sections: every secret set, merged with ``extra``; the
+    database URL (unless not ``db_url``) a PostgreSQL one whose password is the fake value."""
     sections: dict[str, dict[str, Any]] = {k: dict(v) for k, v in extra.items()}
     for (section, name), value in SECRETS.items():
+        if (section, name) == ("database", "url"):
+            if not db_url:
+                continue
+            value = db_url_with(value)
         sections.setdefault(section, {})[name] = value
     return sections
+
+
+def db_url_with(password: str) -> str:
+    return f"postgresql+asyncpg://qt:{password}@db.invalid:5432/qt"
 
 
 # --- the fakes and what they saw -----------------------------------------------------------
@@ -254,6 +266,7 @@ async def _live(tmp_path: Path, api: FakeBotApi, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(name, value)
     settings = load_settings(
         **_sections(
+            db_url=False,  # a live process opens it: SQLite, which takes no password
             app=_app(seen.data_dir),
             trading={"symbols": ["BTC/USDT"]},
             chat=_chat(api),

@@ -1,6 +1,6 @@
 """One full retrain of the registry's RL sizer (issue 15), as the learning manager runs it.
 
-The real candles (BTC/USDT + ETH/USDT 1h from ../shared/data, ``--days`` back from
+The real candles (BTC/USDT + ETH/USDT 1h from ../shared/data, ``--days`` back (0: all of them) from
 ``--until``) are stored in a fresh SQLite database; then ``bot.sizer_training.train_sizer``
 runs ``qt evaluate --sizing``'s walk-forward comparison in its own process (the ensemble walked
 forward with the members on their 90-day window, its trades the candidates, PPO and its
@@ -9,7 +9,7 @@ full retrain under 5 minutes on 2 cores), the comparison's lines and the gate's 
 
 Skips (exit 0) when ../shared/data is absent. Exits 1 when the target is missed.
 
-Usage: .venv/bin/python bench/rl_sizer_retrain.py [--days 730] [--until 2026-01-01]
+Usage: .venv/bin/python bench/rl_sizer_retrain.py [--days 0] [--until 2026-01-01]
        [--timesteps 20480]
 """
 
@@ -65,7 +65,7 @@ async def retrain(days: float, until_ms: int, timesteps: int) -> int:
         took = time.perf_counter() - started
         policy = load_policy(trained.folder)
     print(
-        f"retrain: {took:.1f} s wall ({days:g} days of {', '.join(SYMBOLS)} 1h, "
+        f"retrain: {took:.1f} s wall ({days:g} days (0: all) of {', '.join(SYMBOLS)} 1h, "
         f"target {TARGET_S:.0f} s)"
     )
     for line in trained.lines:
@@ -77,7 +77,7 @@ async def retrain(days: float, until_ms: int, timesteps: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=float, default=730.0)
+    parser.add_argument("--days", type=float, default=0.0)
     parser.add_argument("--until", default="2026-01-01")
     parser.add_argument("--timesteps", type=int, default=20_480)
     args = parser.parse_args()

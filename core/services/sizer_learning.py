@@ -12,7 +12,9 @@ check calls ``check``, and ``qt models promote/rollback`` and ``/retrain rl_size
    outcome per unit of size times each one's multiplier compounds to its growth; the shadow
    is promoted when its growth is at least the trading method's, else retired (both said);
 3. starts a training run when due: no version yet, or the newest older than the cadence (a
-   failed run: again after ``FIRST_RETRY_MS``). The run (``train``, given by the
+   failed run: again after ``FIRST_RETRY_MS``), but not while a shadow that can size is
+   still collecting its record (a new one would retire it unfinished: at this bot's trade
+   rate none would ever finish; ``request`` still replaces it). The run (``train``, given by the
    composition root) is the walk-forward comparison of ``qt evaluate --sizing`` in its own
    process, killed at the timeout: its policy is registered SHADOW when its gate passed
    (it beat the best simple method out of sample by the margin), else RETIRED with the
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -201,7 +204,13 @@ class SizerLearning:
         mine, live = growth(record, 1), growth(record, 0)
         figures = f"log growth {mine:+.4f} against {live:+.4f} over {len(record)} closed trades"
         if mine >= live:
-            await self._promote(shadow, f"shadow record: {figures}")
+            try:
+                await self._promote(shadow, f"shadow record: {figures}")
+            except ArtifactError as exc:  # its files changed since it was loaded
+                log.error("sizing: the rl_sizer shadow %s is refused: %s", shadow.id, exc)
+                await self._retire(shadow, f"unreadable: {exc}")
+                sizing.shadow_with(None)
+                return f"{SIZER}: shadow {shadow.id} refused at its promotion ({exc})"
             return f"{SIZER}: {shadow.id} promoted ({figures})"
         await self._retire(shadow, f"shadow record: {figures}")
         sizing.shadow_with(None)
@@ -282,6 +291,14 @@ class SizerLearning:
         now = self._clock.now_ms()
         if self._failed_ms is not None and now - self._failed_ms < FIRST_RETRY_MS:
             return False
+        sizing = self._s.sizing
+        shadow = sizing.shadow
+        if (
+            shadow is not None
+            and shadow.refusal(now) is None
+            and len(sizing.shadow_record) < self._s.shadow_trades
+        ):
+            return False  # its record is under way: a new shadow would retire it unfinished
         newest = await self._s.versions.newest(SIZER)
         return newest is None or now - min(newest.created_ms, now) >= self._s.cadence_ms
 
@@ -291,6 +308,7 @@ class SizerLearning:
     async def _run(self, why: str) -> str:
         started = time.monotonic()  # wall seconds: a demo's market clock runs faster
         lines: tuple[str, ...] = ()
+        trained: TrainedSizer | None = None
         try:
             trained = await self._s.train()
             lines = trained.lines
@@ -298,6 +316,8 @@ class SizerLearning:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if trained is not None:  # refused before its registration moved it
+                await asyncio.to_thread(shutil.rmtree, trained.folder, True)
             if not isinstance(exc, QTError):
                 log.exception("the rl_sizer training run failed")
             self._failed_ms = self._clock.now_ms()
@@ -350,7 +370,7 @@ class SizerLearning:
                 version_id=version.id,
                 status=status.value,
                 reason=reason,
-                log_loss=math.nan,
+                log_loss=None,  # a sizer has no validation log-loss
             )
         )
         await self._sync_shadow()

@@ -106,15 +106,19 @@ class SizingService:
         self.shadow, self.shadow_id = source, version_id if source is not None else ""
 
     def status_line(self) -> str:
-        """Return one line for /models: the method that sizes, why, and a fallback."""
+        """Return one line for /models: the method that sizes, why, a fallback, and the
+        shadow's record (or why it sizes none)."""
+        now = self._clock.now_ms()
         line = f"sizing: {self.method}" + (f" ({self.why})" if self.why else "")
-        refused = self.source.refusal(self._clock.now_ms())
+        refused = self.source.refusal(now)
         if refused is not None:
-            return f"{line}; every entry sizes fixed now ({refused[0].value}: {refused[1]})"
-        if self._said is not None:
+            line = f"{line}; every entry sizes fixed now ({refused[0].value}: {refused[1]})"
+        elif self._said is not None:
             line = f"{line}; the last entry fell back to fixed ({self._said.value})"
         if self.shadow is not None:
             line += f"; shadow {self.shadow_id}: {len(self.shadow_record)} closed trade(s) sized"
+            if (no := self.shadow.refusal(now)) is not None:
+                line += f", it sizes no entry now ({no[0].value}: {no[1]})"
         return line
 
     async def decide(

@@ -11,6 +11,8 @@ check calls ``check``, and ``qt models promote/rollback`` and ``/retrain rl_size
 2. judges the shadow once it sized ``shadow_trades`` closed trades: on those trades, the
    outcome per unit of size times each one's multiplier compounds to its growth; the shadow
    is promoted when its growth is at least the trading method's, else retired (both said);
+   one that would have sized none of them (x0 throughout) is retired: it "beats" any losing
+   record, and as champion nothing would trade for a later shadow to be judged on;
 3. starts a training run when due: no version yet, or the newest older than the cadence (a
    failed run: again after ``FIRST_RETRY_MS``), but not while a shadow that can size is
    still collecting its record (a new one would retire it unfinished: at this bot's trade
@@ -172,7 +174,10 @@ class SizerLearning:
             source, why = self._s.live(policy, champion)
             self._s.sizing.serve(source, why)
             self._serving = champion.id
-            said = f"{SIZER}: {champion.id} sizes"
+            refused = self._refused_here()
+            said = f"{SIZER}: {champion.id} " + (
+                f"is the champion{refused}" if refused else "sizes"
+            )
         await self._sync_shadow()
         return said
 
@@ -203,7 +208,11 @@ class SizerLearning:
             return ""
         mine, live = growth(record, 1), growth(record, 0)
         figures = f"log growth {mine:+.4f} against {live:+.4f} over {len(record)} closed trades"
-        if mine >= live:
+        if not any(row[1] > 0 for row in record):
+            # out of every trade: "beats" a losing record, but as champion nothing would
+            # trade, and no shadow after it could ever be judged
+            figures += ", it would have sized none of them"
+        elif mine >= live:
             try:
                 await self._promote(shadow, f"shadow record: {figures}")
             except ArtifactError as exc:  # its files changed since it was loaded
@@ -221,7 +230,7 @@ class SizerLearning:
     async def promote(self, version: ModelVersion, by: str) -> str:
         """Make ``version`` the champion (``qt models promote``) and serve it."""
         await self._promote(version, f"promoted by {by}")
-        return f"{version.id} is {SIZER}'s champion"
+        return f"{version.id} is {SIZER}'s champion{self._refused_here()}"
 
     async def rollback(self, reason: str, by: str) -> str:
         """Restore the previous champion (none loadable: the fallback sizes)."""
@@ -256,7 +265,15 @@ class SizerLearning:
         )
         if restored is None:
             return f"{SIZER}: {current.id} rolled back ({reason}); the fallback sizes"
-        return f"{SIZER}: {restored.id} sizes again ({current.id} rolled back: {reason})"
+        back = f"({current.id} rolled back: {reason})"
+        if refused := self._refused_here():
+            return f"{SIZER}: {restored.id} is the champion again{refused} {back}"
+        return f"{SIZER}: {restored.id} sizes again {back}"
+
+    def _refused_here(self) -> str:
+        """Return why the champion served sizes no entry in this process ("": it sizes)."""
+        no = self._s.sizing.source.refusal(self._clock.now_ms())
+        return "" if no is None else f", but it sizes no entry here ({no[0].value}: {no[1]})"
 
     async def _promote(self, version: ModelVersion, reason: str) -> None:
         await asyncio.to_thread(load_sizer, self._s.data_dir, version)  # refused: raises

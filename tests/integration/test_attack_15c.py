@@ -184,6 +184,42 @@ async def test_the_sizer_s_model_trained_event_is_strict_json_in_the_audit_trail
     assert doc["version_id"] == trained.version_id and doc["log_loss"] is None  # type: ignore[attr-defined]
 
 
+async def test_a_shadow_that_would_have_sized_none_of_its_trades_is_not_promoted(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Was: an x0 shadow "beat" a losing record (log growth 0 against a loss) and was
+    promoted; as champion it sizes every entry 0, so nothing trades, no shadow after it ever
+    closes a trade to be judged on, and the lane is stuck on "do not trade" for good."""
+    rig = Lane(storage, tmp_path, shadow_trades=3)
+    sid = await shadowing(rig, bias=0)  # always x0
+    for _ in range(3):
+        await rig.trade(-0.01)
+    assert [r[1] for r in rig.sizing.shadow_record] == [0.0, 0.0, 0.0]
+    said = await rig.lane.check()
+    assert f"{sid} retired" in said and "sized none" in said
+    assert await storage.model_versions.newest(SIZER, ModelStatus.CHAMPION) is None
+
+
+async def test_a_champion_this_process_refuses_is_not_announced_as_sizing(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Was: ``qt models promote`` / ``rollback`` answered "v is the champion" / "v sizes
+    again" while every entry sized fixed (trained on another account here)."""
+    rig = Lane(storage, tmp_path, shadow_trades=1)
+    rig.trainer.plan = [dataclasses.replace(policy(True, bias=3), env={"recent_trades": 7})]
+    await rig.run()
+    [other] = await storage.model_versions.list_versions(SIZER)
+    said = await rig.lane.promote(other, "qt models promote")
+    assert "sizes no entry here (spec_mismatch" in said
+    rig.advance(200 * HOUR)
+    second = await shadowing(rig, bias=2)
+    await rig.trade(0.01)
+    assert f"{second} promoted" in await rig.lane.check()
+    said = await rig.lane.rollback("worse", "qt models rollback")
+    assert said.startswith(f"{SIZER}: {other.id} is the champion again")
+    assert "sizes no entry here (spec_mismatch" in said
+
+
 # --- attacks the lane withstood (guards) ----------------------------------------------------
 
 

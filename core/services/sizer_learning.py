@@ -19,8 +19,9 @@ check calls ``check``, and ``qt models promote/rollback`` and ``/retrain rl_size
    rate none would ever finish; ``request`` still replaces it). The run (``train``, given by the
    composition root) is the walk-forward comparison of ``qt evaluate --sizing`` in its own
    process, killed at the timeout: its policy is registered SHADOW when its gate passed
-   (it beat the best simple method out of sample by the margin), else RETIRED with the
-   gate's reason. A failure leaves what sizes untouched.
+   (it beat the best simple method out of sample by the margin) and this process would let
+   it size (not stale at birth, trained on this account), else RETIRED with the reason. A
+   failure leaves what sizes untouched.
 
 Why the shadow's record is honest: the outcome per unit of size of a closed trade does not
 depend on the size (fees and slippage scale with it), so multiplier x unit outcome is what
@@ -370,6 +371,10 @@ class SizerLearning:
         gate = policy.gate
         passed = gate is not None and gate.passed
         reason = f"gate: {gate.reason}" if gate is not None else "gate: never judged"
+        refused = self._s.live(policy, version)[0].refusal(now) if passed else None
+        if refused is not None:  # stale at birth, another account: it could never be judged
+            passed = False
+            reason = f"{reason}, but it sizes no entry here ({refused[0].value}: {refused[1]})"
         status = ModelStatus.SHADOW if passed else ModelStatus.RETIRED
         async with self._lock:
             if passed:

@@ -92,18 +92,31 @@ def test_a_rollback_to_the_fallback_is_not_pushed_as_a_version_serving_again() -
 async def test_a_shadow_this_process_refuses_says_so_in_models(
     storage: Storage, tmp_path: Path
 ) -> None:
-    """Was: a shadow trained on another account (QT__SIZING__RECENT_TRADES changed since) is
-    refused at every entry, so it never sizes one, while /models said only "shadow v: 0
-    closed trade(s) sized" for ever."""
+    """Was: a shadow gone stale (QT__SIZING__MAX_AGE_DAYS) is refused at every entry, so it
+    sizes none, while /models said nothing of it (the fallback's line returned first) or only
+    "shadow v: 0 closed trade(s) sized"."""
     rig = Lane(storage, tmp_path, shadow_trades=2)
-    other = dataclasses.replace(policy(True, bias=3), env={"recent_trades": 5})
-    rig.trainer.plan = [other]
-    await rig.run()
+    rig.settings = rig.settings.model_copy(update={"max_age_days": 5.0})
+    sid = await shadowing(rig, bias=3)
+    assert f"shadow {sid}: 0 closed trade(s) sized" in rig.sizing.status_line()
+    rig.advance(6 * 24 * HOUR)
     await rig.trade(0.01)
     assert rig.sizing.shadow_record == []  # it sized nothing
     line = rig.sizing.status_line()
-    assert "shadow " in line and "sizes no entry now (spec_mismatch" in line
-    assert "recent trades" in line
+    assert f"shadow {sid}" in line and "it sizes no entry now (stale" in line
+
+
+async def test_a_policy_trained_on_another_account_is_retired_at_registration(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Was: registered SHADOW though this process refuses it at every entry (trained on
+    another QT__SIZING__RECENT_TRADES): a shadow never judged, for ever."""
+    rig = Lane(storage, tmp_path, shadow_trades=2)
+    rig.trainer.plan = [dataclasses.replace(policy(True, bias=3), env={"recent_trades": 5})]
+    said = await rig.run()
+    [v] = await storage.model_versions.list_versions(SIZER)
+    assert v.status is ModelStatus.RETIRED and "sizes no entry here (spec_mismatch" in v.reason
+    assert "retired" in said and rig.sizing.shadow is None
 
 
 async def test_a_scheduled_run_does_not_replace_a_shadow_still_collecting_its_record(
@@ -218,6 +231,27 @@ async def test_a_champion_this_process_refuses_is_not_announced_as_sizing(
     said = await rig.lane.rollback("worse", "qt models rollback")
     assert said.startswith(f"{SIZER}: {other.id} is the champion again")
     assert "sizes no entry here (spec_mismatch" in said
+
+
+async def test_a_policy_stale_at_birth_does_not_replace_the_shadow(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Was: a run whose newest training trade closed longer ago than QT__SIZING__MAX_AGE_DAYS
+    (few trades: weeks between them) registered a SHADOW that refuses every entry, and it
+    retired the shadow it replaced, mid-record: the lane traded a working shadow for one
+    that can never be judged."""
+    rig = Lane(storage, tmp_path, shadow_trades=3)
+    rig.settings = rig.settings.model_copy(update={"max_age_days": 5.0})
+    first = await shadowing(rig, bias=3)
+    await rig.trade(0.01)
+    old = dataclasses.replace(policy(True, bias=1), trained_until_ms=T0_MS - 10 * 24 * HOUR)
+    rig.trainer.plan = [old]
+    rig.lane.request("alice")
+    said = await rig.lane.wait()
+    assert said is not None and "retired" in said and "stale" in said
+    assert rig.sizing.shadow_id == first and len(rig.sizing.shadow_record) == 1
+    kept = await storage.model_versions.get(first)
+    assert kept is not None and kept.status is ModelStatus.SHADOW
 
 
 # --- attacks the lane withstood (guards) ----------------------------------------------------

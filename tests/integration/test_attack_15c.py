@@ -17,7 +17,7 @@ import pytest
 
 from bot.chat.render import Renderer
 from bot.sizing import no_champion
-from core.config import LearningSettings
+from core.config import LearningSettings, Settings, load_settings
 from core.domain.enums import Mode
 from core.domain.events import ModelRetired, ModelRolledBack, ModelTrained
 from core.domain.model_versions import ModelStatus
@@ -28,6 +28,7 @@ from core.ml.rl.policy import save_policy
 from core.ml.rl.sizer_versions import SIZER, register_sizer
 from core.ports import Storage
 from core.services.learning import LearningManager, LearningSources, prune_versions
+from core.services.sizer_learning import TrainedSizer
 from core.services.sizing_service import SizingService
 from core.services.sizing_sources import FallbackReason, PolicySizing, RefusedSizing
 from core.services.trade_codec import decode_trades, encode_trades
@@ -406,6 +407,35 @@ async def test_rollback_passes_over_a_tampered_earlier_champion_to_fixed(
     assert now is not None and now.status is not ModelStatus.CHAMPION
 
 
+async def test_a_promotion_while_a_run_is_under_way_keeps_both_honest(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """The judged shadow is promoted while a training run computes; the run's shadow then
+    registers: the champion is not retired as "replaced", the new shadow starts empty."""
+    rig = Lane(storage, tmp_path, shadow_trades=2)
+    first = await shadowing(rig, bias=3)
+    release = asyncio.Event()
+    train = rig.trainer
+
+    async def slow() -> TrainedSizer:
+        await release.wait()
+        return await train()
+
+    rig.lane._s = dataclasses.replace(rig.lane._s, train=slow)
+    rig.trainer.plan = [policy(True, bias=1)]
+    rig.lane.request("alice")
+    await rig.trade(0.01)
+    await rig.trade(0.01)
+    said = await rig.lane.check()
+    assert f"{first} promoted" in said and "training started" not in said
+    release.set()
+    await rig.lane.wait()
+    champion = await storage.model_versions.get(first)
+    assert champion is not None and champion.status is ModelStatus.CHAMPION
+    assert rig.sizing.shadow_id not in ("", first) and rig.sizing.shadow_record == []
+    assert isinstance(rig.sizing.source, PolicySizing)
+
+
 async def test_prune_keeps_the_serving_champion_the_shadow_and_a_run_s_staging(
     storage: Storage, tmp_path: Path
 ) -> None:
@@ -467,17 +497,13 @@ async def test_a_timed_out_run_kills_its_whole_process_group(
     leave them computing."""
     from bot.sizer_training import LOG, train_sizer
     from core.clock import SimClock
-    from core.config import load_settings
 
     pidfile = tmp_path / "worker.pid"
     fake = tmp_path / "fake-python"
     fake.write_text(f"#!/bin/sh\nsleep 30 &\necho $! > {pidfile}\ncat > /dev/null\nsleep 30\n")
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(fake))
-    for name in list(os.environ):
-        if name.startswith("QT__"):
-            monkeypatch.delenv(name)
-    settings = load_settings(app={"data_dir": str(tmp_path / "d")})
+    settings = clean_settings(tmp_path, monkeypatch)
     settings = settings.model_copy(
         update={"learning": settings.learning.model_copy(update={"timeout_minutes": 0.01})}
     )
@@ -492,6 +518,27 @@ async def test_a_timed_out_run_kills_its_whole_process_group(
     assert not alive(worker)
 
 
+async def test_failed_runs_keep_only_the_newest_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every failed run (every 6 h while there are no candles, a kill) left its staging
+    folder for ever in the models folder."""
+    from bot.sizer_training import KEEP_FAILED, train_sizer
+    from core.clock import SimClock
+    from core.errors import DataError
+
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\necho 'no stored candles'\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    settings = clean_settings(tmp_path, monkeypatch)
+    for _ in range(KEEP_FAILED + 2):
+        with pytest.raises(DataError, match="no stored candles"):
+            await train_sizer(settings, data_dir=tmp_path / "d", clock=SimClock(T0_MS))
+    left = list((tmp_path / "d" / "models" / SIZER).glob(".train-*"))
+    assert len(left) == KEEP_FAILED
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -502,6 +549,13 @@ def rig_equity() -> Decimal:
 async def close(rig: Lane, trade_id: str, unit: float, multiplier: float) -> None:
     pnl = rig_equity() * Decimal(str(unit)) * Decimal(str(multiplier))
     await rig.bus.publish(dataclasses.replace(closed(trade_id, str(pnl)), ts_ms=rig.clock.now_ms()))
+
+
+def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("QT__"):
+            monkeypatch.delenv(name)
+    return load_settings(app={"data_dir": str(tmp_path / "d")})
 
 
 def quiet_sources(storage: Storage, data_dir: Path) -> LearningSources:

@@ -32,6 +32,8 @@ from core.services.sizer_learning import TrainedSizer
 from core.services.sizing_service import SizingService
 from core.services.sizing_sources import FallbackReason, PolicySizing, RefusedSizing
 from core.services.trade_codec import decode_trades, encode_trades
+from tests.integration.test_cli import Cli, flat
+from tests.integration.test_cli import cli as cli  # the fixture
 from tests.integration.test_sizer_learning import HOUR, Lane, policy
 from tests.integration.test_sizer_learning import storage as storage  # the fixture
 from tests.unit.services.test_sizing_service import ENTRY, T0_MS, closed
@@ -537,6 +539,51 @@ async def test_failed_runs_keep_only_the_newest_logs(
             await train_sizer(settings, data_dir=tmp_path / "d", clock=SimClock(T0_MS))
     left = list((tmp_path / "d" / "models" / SIZER).glob(".train-*"))
     assert len(left) == KEEP_FAILED
+
+
+def test_qt_models_lists_shows_promotes_and_prunes_rl_sizer_rows(cli: Cli, tmp_path: Path) -> None:
+    """``qt models`` on the sizer's rows, end to end: listed and verified, shown with its
+    gate's figures (not an empty log-loss), promoted from the command line, kept by prune."""
+    import asyncio as aio
+
+    from storage import open_storage
+
+    async def registry() -> tuple[str, str]:
+        s = open_storage(f"sqlite+aiosqlite:///{cli.db_file}")
+        await s.start()
+        try:
+            ids = []
+            for i, (passed, status) in enumerate(
+                ((True, ModelStatus.SHADOW), (False, ModelStatus.RETIRED))
+            ):
+                folder = tmp_path / f"p{i}"
+                save_policy(policy(passed, bias=3), folder)
+                v, _ = await register_sizer(
+                    s.model_versions, cli.data_dir, folder, created_ms=T0_MS + i * HOUR,
+                    train_start_ms=0, status=status, reason="gate: x",
+                )  # fmt: skip
+                ids.append(v.id)
+            return ids[0], ids[1]
+        finally:
+            await s.stop()
+
+    cli.data_dir.mkdir(parents=True)
+    shadow, retired = aio.run(registry())
+    out = flat(cli("models", "list").stdout)
+    assert out.count("verified") == 2 and "SHADOW" in out and "RETIRED" in out
+    shown = cli("models", "show", shadow)
+    assert shown.exit_code == 0, shown.output
+    out = flat(shown.stdout)
+    assert "gate passed" in out and "Sharpe gain +0.50" in out and "log-loss" not in out
+    assert "gate not passed" in flat(cli("models", "show", retired).stdout)
+    rl = {"QT__SIZING__METHOD": "rl"}
+    promoted = cli("models", "promote", shadow, **rl)
+    assert promoted.exit_code == 0, promoted.output
+    assert f"{shadow} is rl_sizer's champion" in flat(promoted.stdout)
+    pruned = cli("models", "prune", **rl)
+    assert pruned.exit_code == 0 and "nothing to prune" in flat(pruned.stdout)
+    out = flat(cli("models", "list").stdout)
+    assert "CHAMPION" in out and out.count("verified") == 2
 
 
 # --- helpers ---------------------------------------------------------------------------------

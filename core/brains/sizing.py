@@ -75,11 +75,21 @@ class SizingInput:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SizingDecision:
-    """The amount to trade (0 means skip), which limit bound it, and the loss per unit."""
+    """The amount to trade (0 means skip), which limit bound it, the loss per unit, and the
+    amount the risk budget alone asked for (above ``amount`` when a cap bound it)."""
 
     amount: Decimal
     bound_by: str
     loss_per_unit: Decimal = ZERO
+    asked: Decimal = ZERO
+
+    @property
+    def share(self) -> float:
+        """Return the part of the risk budget's amount that a cap let through (1: the risk
+        budget bound it; a size multiplier's larger asks would have met the same cap)."""
+        if self.bound_by == "risk" or self.asked <= 0:
+            return 1.0
+        return min(1.0, float(self.amount / self.asked))
 
 
 def loss_per_unit(entry: Decimal, stop: Decimal, costs: TradingCosts) -> Decimal:
@@ -117,7 +127,9 @@ def size_position(inp: SizingInput) -> SizingDecision:
         return SizingDecision(
             amount=ZERO, bound_by=f"{bound_by}:below_minimum", loss_per_unit=per_unit
         )
-    return SizingDecision(amount=amount, bound_by=bound_by, loss_per_unit=per_unit)
+    return SizingDecision(
+        amount=amount, bound_by=bound_by, loss_per_unit=per_unit, asked=candidates["risk"]
+    )
 
 
 VOL_WINDOW = 100  # candles of returns the volatility forecast reads

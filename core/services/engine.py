@@ -972,7 +972,7 @@ class Engine:
         # position the engine does not know (the start-up reconcile asks the venue about it).
         self.trades[symbol] = trade
         # its size in the same save: a crash during the send restarts knowing it
-        self.sizing.opened(trade.trade_id, now_ms, note, account.equity)
+        self.sizing.opened(trade.trade_id, now_ms, note, account.equity, share=sizing.share)
         try:
             await self._save()
         except StorageUnavailable:

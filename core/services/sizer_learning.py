@@ -25,8 +25,10 @@ check calls ``check``, and ``qt models promote/rollback`` and ``/retrain rl_size
 
 Why the shadow's record is honest: the outcome per unit of size of a closed trade does not
 depend on the size (fees and slippage scale with it), so multiplier x unit outcome is what
-the shadow's size would have earned on that trade. Not where a cap (exposure, cash, the
-risk gate) cut the trade's size: there the scaling overstates a larger multiplier.
+the shadow's size would have earned on that trade. Where a cap (position, exposure, cash)
+cut the order, the record books the multiplier the cap bound at, and the shadow's cut to it
+(``SizingService.opened``); a partial fill or a minimum the shadow's smaller size would have
+missed is not modelled.
 """
 
 from __future__ import annotations

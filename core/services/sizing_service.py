@@ -17,7 +17,10 @@ A shadow (``shadow_with``: an RL sizer version the learning manager is trying ou
 ``core.services.sizer_learning``) sizes every entry beside the method, on the same state and
 bounded the same way, without trading: its multiplier goes into the entry's ``SizingNote``
 (the audit trail) and, at the close, into ``shadow_record`` as (the applied multiplier, the
-shadow's, the trade's outcome per unit of multiplier), from which it is judged. The account
+shadow's, the trade's outcome per unit of multiplier), from which it is judged. Where a cap
+(position, exposure, cash) cut the order below the risk budget's size, the multiplier it
+bound at stands for both: the applied one is that, the shadow's is cut to it (the same cap
+would have held a larger size), and the outcome is per unit of it. The account
 (recent outcomes, exposure) is the trading method's: the shadow sees the state its entries
 would really meet, not the one its own sizes would have made. ``serve`` hands over the
 method that sizes (a promotion, a rollback) without a restart.
@@ -250,14 +253,26 @@ class SizingService:
             return  # another version shadows now: its record starts afresh
         self.shadow_id, self._shadowed, self.shadow_record = str(doc["id"]), shadowed, record
 
-    def opened(self, trade_id: str, decision_ms: int, note: SizingNote, equity: Decimal) -> None:
-        """Record an entry that went out, sized by ``note`` on ``equity``."""
+    def opened(
+        self,
+        trade_id: str,
+        decision_ms: int,
+        note: SizingNote,
+        equity: Decimal,
+        *,
+        share: float = 1.0,
+    ) -> None:
+        """Record an entry that went out, sized by ``note`` on ``equity``; ``share``: the
+        part of its risk-budget size a cap let through (``SizingDecision.share``)."""
         if note.multiplier <= 0 or equity <= 0:
             return
         self.account.opened(trade_id, decision_ms, note.multiplier)
         self._equity[trade_id] = equity
         if note.shadow is not None and self.shadow is not None:
-            self._shadowed[trade_id] = (note.multiplier, note.shadow)
+            # a cap cut the order at ``share`` of the size asked: it bound at that multiplier,
+            # and would have cut the shadow's size to it too
+            held = note.multiplier * share if share < 1 else math.inf
+            self._shadowed[trade_id] = (min(note.multiplier, held), min(note.shadow, held))
 
     def forgot(self, trade_id: str) -> None:
         """Drop a trade the engine forgot without a close (its entry never filled)."""
@@ -274,7 +289,10 @@ class SizingService:
         unit = float(event.pnl / equity) / multiplier
         self.account.closed(event.trade_id, unit)
         shadowed = self._shadowed.pop(event.trade_id, None)
-        if shadowed is not None and math.isfinite(unit):
-            # valid while the size did not reach a cap: the outcome scales with the size
-            self.shadow_record.append((*shadowed, unit))
-            del self.shadow_record[:-SHADOW_RECORD]
+        if shadowed is not None and shadowed[0] > 0:
+            # per unit of the multiplier the order really had (a cap's, when one bound it):
+            # the outcome scales with the size below the cap
+            held = float(event.pnl / equity) / shadowed[0]
+            if math.isfinite(held):
+                self.shadow_record.append((*shadowed, held))
+                del self.shadow_record[:-SHADOW_RECORD]

@@ -257,6 +257,49 @@ async def test_a_policy_stale_at_birth_does_not_replace_the_shadow(
     assert kept is not None and kept.status is ModelStatus.SHADOW
 
 
+async def engine_round_trip(settings: Settings) -> tuple[float, float, float]:
+    """One long entered at 100 beside an x1.5 shadow (the method: x1), exited at ~101;
+    return the shadow record's row."""
+    from tests.unit.services.engine_harness import Harness, ScriptedProvider, at
+    from tests.unit.services.test_sizing_service import Scripted
+
+    h = Harness(
+        settings, ScriptedProvider(entries={at(0): 1}, exit_long={at(2)}), sizing=Scripted([1.0])
+    )
+    await h.start()
+    h.engine.sizing.shadow_with(Scripted([1.5] * 3), "shadow-v")
+    await h.candle(0, 100.0, 100.2, 99.8, 100.0)
+    await h.candle(1, 100.0, 100.2, 99.8, 100.0)  # filled
+    assert h.engine.trades["BTC/USDT"].sizing is not None
+    for i in (2, 3, 4):
+        await h.candle(i, 101.0, 101.1, 100.9, 101.0)  # the exit signal, its fill
+    [row] = h.engine.sizing.shadow_record
+    return row
+
+
+async def test_a_trade_a_cap_cut_books_the_shadow_what_the_cap_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: the harness's 5,001 USDT position cap holds x1 at 50 units, and x1.5 would have
+    met the same cap, yet the record booked the shadow 1.5 times the trade's outcome: on
+    winning trades a larger shadow was credited gains it could not have had, and promoted."""
+    from tests.unit.services.engine_harness import clean_settings as capped
+
+    applied, mine, unit = await engine_round_trip(capped(monkeypatch, tmp_path))
+    assert unit > 0
+    assert mine == pytest.approx(applied)  # both at the cap
+    assert applied < 1.0  # the cap bound below the x1 the method asked for
+
+
+async def test_a_trade_the_risk_budget_sized_books_the_shadow_its_own_multiplier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.services.test_engine_sizing import loose
+
+    applied, mine, unit = await engine_round_trip(loose(monkeypatch, tmp_path))
+    assert (applied, mine) == (1.0, 1.5) and unit > 0
+
+
 # --- attacks the lane withstood (guards) ----------------------------------------------------
 
 

@@ -284,7 +284,15 @@ class LearningManager:
         known = (*self._s.members, *((SIZER,) if self._s.sizer is not None else ()))
         unknown = [m for m in members if m not in known]
         if unknown:
-            raise DataError(f"unknown member {unknown[0]!r}; the registry's: {', '.join(known)}")
+            hint = (
+                f" ({SIZER} is learned only with QT__SIZING__METHOD=rl and no "
+                "QT__SIZING__POLICY_DIR)"
+                if unknown[0] == SIZER
+                else ""
+            )
+            raise DataError(
+                f"unknown member {unknown[0]!r}; the registry's: {', '.join(known)}{hint}"
+            )
 
     async def _judged_since(self) -> int:
         """Return the oldest candle a shadow's or a champion's live record starts at (the

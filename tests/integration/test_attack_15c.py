@@ -535,6 +535,24 @@ async def test_the_ensemble_s_adoption_never_makes_an_ungated_sizer_candidate_ch
     await manager.stop()
 
 
+async def test_a_process_not_learning_the_sizer_says_how_to_when_asked_to_roll_it_back(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Was: ``qt models rollback rl_sizer`` from a shell without QT__SIZING__METHOD=rl said
+    only "unknown member 'rl_sizer'" beside a ``qt models list`` full of rl_sizer rows."""
+    from core.errors import DataError
+
+    rig = Lane(storage, tmp_path)
+    manager = LearningManager(
+        quiet_sources(storage, tmp_path), LearningSettings(), bus=rig.bus, clock=rig.clock
+    )
+    said = r"unknown member 'rl_sizer'.*QT__SIZING__METHOD=rl"
+    with pytest.raises(DataError, match=said):
+        await manager.rollback(SIZER, "worse", "qt models rollback")
+    with pytest.raises(DataError, match=said):
+        manager.request("alice", [SIZER])
+
+
 async def test_a_timed_out_run_kills_its_whole_process_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

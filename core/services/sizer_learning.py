@@ -124,6 +124,11 @@ class SizerLearning:
         """Return whether a training run is under way."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def shadow_id(self) -> str:
+        """Return the version shadowing now ("" with none)."""
+        return self._s.sizing.shadow_id if self._s.sizing.shadow is not None else ""
+
     async def stop(self) -> None:
         """Stop a run under way (its process is killed); none starts after."""
         self._stopped = True

@@ -553,6 +553,37 @@ async def test_a_process_not_learning_the_sizer_says_how_to_when_asked_to_roll_i
         manager.request("alice", [SIZER])
 
 
+async def test_status_says_the_sizer_trains_and_names_its_shadow(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """Was: /status said "learning: idle" through a sizer run (up to the hour's timeout) and
+    named the ensemble's shadows only."""
+    rig = Lane(storage, tmp_path)
+    release = asyncio.Event()
+    train = rig.trainer
+
+    async def slow() -> TrainedSizer:
+        await release.wait()
+        return await train()
+
+    rig.lane._s = dataclasses.replace(rig.lane._s, train=slow)
+    manager = LearningManager(
+        dataclasses.replace(quiet_sources(storage, rig.data_dir), sizer=rig.lane),
+        LearningSettings(),
+        bus=rig.bus,
+        clock=rig.clock,
+    )
+    rig.trainer.plan = [policy(True, bias=3)]
+    manager.request("alice", [SIZER])
+    await asyncio.sleep(0)
+    assert f"{SIZER} training run under way" in manager.status_line(True)
+    release.set()
+    await rig.lane.wait()
+    line = manager.status_line(True)
+    assert "under way" not in line and f"in shadow: {rig.sizing.shadow_id}" in line
+    await manager.stop()
+
+
 async def test_a_timed_out_run_kills_its_whole_process_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

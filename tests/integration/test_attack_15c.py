@@ -584,6 +584,29 @@ async def test_status_says_the_sizer_trains_and_names_its_shadow(
     await manager.stop()
 
 
+async def test_the_sizer_s_rows_leave_the_ensemble_s_schedule_and_retention_alone(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """An rl_sizer version trained just now neither postpones the ensemble's due retrain nor
+    takes a place among its kept candidates."""
+    from storage.memory import MemoryStorage
+
+    rig = Lane(storage, tmp_path)
+
+    def manager(on: Storage) -> LearningManager:
+        sources = dataclasses.replace(quiet_sources(on, rig.data_dir), sizer=rig.lane)
+        return LearningManager(sources, LearningSettings(), bus=rig.bus, clock=rig.clock)
+
+    for _ in range(3):
+        rig.advance(200 * HOUR)
+        rig.trainer.plan = [policy(False)]
+        await rig.run()  # the newest: trained just now
+    without = await manager(MemoryStorage())._due_now()
+    assert await manager(storage)._due_now() == without
+    plan = retention_plan(await storage.model_versions.list_versions(), keep_candidates=1)
+    assert len(plan.prune) == 2  # the sizer's own oldest, nothing of another member
+
+
 async def test_a_timed_out_run_kills_its_whole_process_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

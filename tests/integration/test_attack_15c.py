@@ -291,6 +291,41 @@ async def test_a_trade_a_cap_cut_books_the_shadow_what_the_cap_allowed(
     assert applied < 1.0  # the cap bound below the x1 the method asked for
 
 
+async def test_an_engine_restart_between_open_and_close_books_the_trade_to_its_shadow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the engine's own save: the open trade's shadow figures survive the restart
+    and its close lands in the same version's record."""
+    from tests.unit.services import engine_harness
+    from tests.unit.services.engine_harness import Harness, ScriptedProvider, at
+    from tests.unit.services.test_engine_sizing import loose
+    from tests.unit.services.test_sizing_service import Scripted
+
+    settings = loose(monkeypatch, tmp_path)
+    h = Harness(settings, ScriptedProvider(entries={at(0): 1}), sizing=Scripted([1.0]),
+                persist=True)  # fmt: skip
+    await h.start()
+    h.engine.sizing.shadow_with(Scripted([1.5]), "shadow-v")
+    await h.candle(0, 100.0, 100.2, 99.8, 100.0)
+    await h.candle(1, 100.0, 100.2, 99.8, 100.0)  # filled
+    assert h.engine.trades["BTC/USDT"].sizing.shadow == 1.5  # type: ignore[union-attr]
+
+    monkeypatch.setattr(engine_harness, "MemoryStorage", lambda: h.storage)
+    again = Harness(settings, ScriptedProvider(exit_long={at(2)}), sizing=Scripted([1.0]),
+                    persist=True)  # fmt: skip
+    again.clock.advance_to(h.clock.now_ms())
+    await again.start()
+    await again.engine.start()
+    sizing = again.engine.sizing
+    assert sizing.shadow_id == "shadow-v"  # restored until the registry names its shadow
+    sizing.shadow_with(Scripted([1.5]), "shadow-v")  # the lane's first sync: the same one
+    for i in (2, 3, 4):
+        await again.candle(i, 101.0, 101.1, 100.9, 101.0)
+    assert "BTC/USDT" not in again.engine.trades
+    [(applied, mine, unit)] = sizing.shadow_record
+    assert (applied, mine) == (1.0, 1.5) and unit > 0
+
+
 async def test_a_trade_the_risk_budget_sized_books_the_shadow_its_own_multiplier(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -231,6 +231,20 @@ def _scores(v: ModelVersion) -> str:
     )
 
 
+def _gate(v: ModelVersion) -> str:
+    """Return the RL sizer version's gate figures (it has no validation log-loss)."""
+    m = v.metrics
+    if "gate_passed" not in m:
+        return "never judged against the simple sizers"
+    figures = [
+        *([f"PSR {m['gate_psr']:.3f}"] if "gate_psr" in m else []),
+        *([f"Sharpe gain {m['gate_sharpe_gain']:+.2f}"] if "gate_sharpe_gain" in m else []),
+        *([f"margin {m['gate_margin']:g}"] if "gate_margin" in m else []),
+    ]
+    verdict = "gate passed" if m["gate_passed"] >= 1 else "gate not passed"
+    return f"{verdict}: {', '.join(figures) or '-'} against the best simple sizer out of sample"
+
+
 def _health(v: ModelVersion) -> str:
     from core.ml.health import healthy_on_validation
 
@@ -360,6 +374,7 @@ async def _show(settings: Settings, version_id: str) -> None:
     import asyncio
 
     from core.market.validation import iso_ms
+    from core.ml.rl.sizer_versions import SIZER
     from storage import open_storage
 
     storage = open_storage(settings.database_url)
@@ -380,7 +395,7 @@ async def _show(settings: Settings, version_id: str) -> None:
         ("features", v.feature_set_hash),
         ("params", ", ".join(f"{k}={p}" for k, p in sorted(v.params.items())) or "-"),
         ("libraries", ", ".join(f"{k} {p}" for k, p in sorted(v.libraries.items())) or "-"),
-        ("validation", _scores(v)),
+        ("gate", _gate(v)) if v.member == SIZER else ("validation", _scores(v)),
         ("files", f"{v.artifact_path} ({check})"),
     ]
     for key, value in rows:

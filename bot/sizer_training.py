@@ -7,7 +7,7 @@ with the gate's verdict. It runs in a process of its own (``python -m bot.sizer_
 the walk-forward spawns its own workers, which a pool worker could not), given the process's
 settings through a pipe as JSON (its secrets never touch the disk), killed with its workers at
 ``QT__LEARNING__TIMEOUT_MINUTES``. What it wrote is read back as a ``TrainedSizer``; its
-output goes to ``train.log`` beside, kept when it failed.
+output goes to ``train.log`` beside, kept when it failed (the ``KEEP_FAILED`` newest).
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ from core.services.sizer_learning import TrainedSizer
 DAY_MS = 86_400_000
 RESULT = "result.json"
 LOG = "train.log"
+KEEP_FAILED = 3  # the newest failed runs' staging folders (their logs) kept
 
 
 async def train_sizer(settings: Settings, *, data_dir: Path, clock: Clock) -> TrainedSizer:
     """Run one training in its own process and return what it trained (see module)."""
     root = data_dir / MODELS_DIR / SIZER
+    _drop_old_runs(root)
     staging = root / f".train-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     now = clock.now_ms()
@@ -115,6 +117,16 @@ def settings_document(settings: Settings) -> dict[str, Any]:
         return value
 
     return {k: plain(v) for k, v in dict(settings.model_dump(mode="python")).items()}
+
+
+def _drop_old_runs(root: Path) -> None:
+    """Remove failed runs' staging folders (left for their logs, or by a killed process) but
+    the ``KEEP_FAILED - 1`` newest: the run starting now may add one more."""
+    if not root.is_dir():
+        return
+    failed = sorted(root.glob(".train-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in failed[KEEP_FAILED - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _kill(pid: int) -> None:

@@ -131,7 +131,13 @@ _RENDER: dict[type[Event], Callable[[Any], Push | None]] = {
     ),
     ModelRolledBack: lambda e: Push(
         "models",
-        f"ROLLED BACK {e.member}: {e.version_id} serves again, not {e.rolled_back}: {e.reason}",
+        f"ROLLED BACK {e.member}: "
+        + (
+            f"{e.version_id} serves again, not {e.rolled_back}"
+            if e.version_id
+            else f"{e.rolled_back} retired, no earlier champion: the fallback serves"
+        )
+        + f": {e.reason}",
     ),
     ModelRetired: lambda e: Push("models", f"RETIRED {e.member} {e.version_id}: {e.reason}"),
     ModelDrifted: lambda e: Push(

@@ -331,7 +331,7 @@ class ModelTrained(Event):
     version_id: str
     status: str
     reason: str
-    log_loss: float
+    log_loss: float | None  # None: a member scored otherwise (the RL sizer: its gate)
     champion_id: str = ""
     champion_log_loss: float | None = None
     statistic: float | None = None

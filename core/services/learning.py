@@ -284,7 +284,15 @@ class LearningManager:
         known = (*self._s.members, *((SIZER,) if self._s.sizer is not None else ()))
         unknown = [m for m in members if m not in known]
         if unknown:
-            raise DataError(f"unknown member {unknown[0]!r}; the registry's: {', '.join(known)}")
+            hint = (
+                f" ({SIZER} is learned only with QT__SIZING__METHOD=rl and no "
+                "QT__SIZING__POLICY_DIR)"
+                if unknown[0] == SIZER
+                else ""
+            )
+            raise DataError(
+                f"unknown member {unknown[0]!r}; the registry's: {', '.join(known)}{hint}"
+            )
 
     async def _judged_since(self) -> int:
         """Return the oldest candle a shadow's or a champion's live record starts at (the
@@ -826,13 +834,17 @@ class LearningManager:
     def status_line(self, serving: bool) -> str:
         """Return one line for /status: training or not, the shadows, drift; ``serving``:
         whether a model serves now (none: the baseline trades until the first champions)."""
+        sizer = self._s.sizer
         parts = ["training run under way" if self.training else "idle"]
+        if sizer is not None and sizer.training:
+            parts.append(f"{SIZER} training run under way")
         if not serving:
             parts.append("no champion serves: the baseline trades until the first is trained")
-        if self._shadows:
-            parts.append(
-                "in shadow: " + ", ".join(s.loaded.version.id for s in self._shadows.values())
-            )
+        shadows = [s.loaded.version.id for s in self._shadows.values()]
+        if sizer is not None and sizer.shadow_id:
+            shadows.append(sizer.shadow_id)
+        if shadows:
+            parts.append("in shadow: " + ", ".join(shadows))
         if self._drift:
             parts.append("drifting: " + ", ".join(sorted(self._drift)))
         return "learning: " + "; ".join(parts)

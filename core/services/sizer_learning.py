@@ -11,17 +11,24 @@ check calls ``check``, and ``qt models promote/rollback`` and ``/retrain rl_size
 2. judges the shadow once it sized ``shadow_trades`` closed trades: on those trades, the
    outcome per unit of size times each one's multiplier compounds to its growth; the shadow
    is promoted when its growth is at least the trading method's, else retired (both said);
+   one that would have sized none of them (x0 throughout) is retired: it "beats" any losing
+   record, and as champion nothing would trade for a later shadow to be judged on;
 3. starts a training run when due: no version yet, or the newest older than the cadence (a
-   failed run: again after ``FIRST_RETRY_MS``). The run (``train``, given by the
+   failed run: again after ``FIRST_RETRY_MS``), but not while a shadow that can size is
+   still collecting its record (a new one would retire it unfinished: at this bot's trade
+   rate none would ever finish; ``request`` still replaces it). The run (``train``, given by the
    composition root) is the walk-forward comparison of ``qt evaluate --sizing`` in its own
    process, killed at the timeout: its policy is registered SHADOW when its gate passed
-   (it beat the best simple method out of sample by the margin), else RETIRED with the
-   gate's reason. A failure leaves what sizes untouched.
+   (it beat the best simple method out of sample by the margin) and this process would let
+   it size (not stale at birth, trained on this account), else RETIRED with the reason. A
+   failure leaves what sizes untouched.
 
 Why the shadow's record is honest: the outcome per unit of size of a closed trade does not
 depend on the size (fees and slippage scale with it), so multiplier x unit outcome is what
-the shadow's size would have earned on that trade. Not where a cap (exposure, cash, the
-risk gate) cut the trade's size: there the scaling overstates a larger multiplier.
+the shadow's size would have earned on that trade. Where a cap (position, exposure, cash)
+cut the order, the record books the multiplier the cap bound at, and the shadow's cut to it
+(``SizingService.opened``); a partial fill or a minimum the shadow's smaller size would have
+missed is not modelled.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -116,6 +124,11 @@ class SizerLearning:
         """Return whether a training run is under way."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def shadow_id(self) -> str:
+        """Return the version shadowing now ("" with none)."""
+        return self._s.sizing.shadow_id if self._s.sizing.shadow is not None else ""
+
     async def stop(self) -> None:
         """Stop a run under way (its process is killed); none starts after."""
         self._stopped = True
@@ -169,7 +182,10 @@ class SizerLearning:
             source, why = self._s.live(policy, champion)
             self._s.sizing.serve(source, why)
             self._serving = champion.id
-            said = f"{SIZER}: {champion.id} sizes"
+            refused = self._refused_here()
+            said = f"{SIZER}: {champion.id} " + (
+                f"is the champion{refused}" if refused else "sizes"
+            )
         await self._sync_shadow()
         return said
 
@@ -200,8 +216,18 @@ class SizerLearning:
             return ""
         mine, live = growth(record, 1), growth(record, 0)
         figures = f"log growth {mine:+.4f} against {live:+.4f} over {len(record)} closed trades"
-        if mine >= live:
-            await self._promote(shadow, f"shadow record: {figures}")
+        if not any(row[1] > 0 for row in record):
+            # out of every trade: "beats" a losing record, but as champion nothing would
+            # trade, and no shadow after it could ever be judged
+            figures += ", it would have sized none of them"
+        elif mine >= live:
+            try:
+                await self._promote(shadow, f"shadow record: {figures}")
+            except ArtifactError as exc:  # its files changed since it was loaded
+                log.error("sizing: the rl_sizer shadow %s is refused: %s", shadow.id, exc)
+                await self._retire(shadow, f"unreadable: {exc}")
+                sizing.shadow_with(None)
+                return f"{SIZER}: shadow {shadow.id} refused at its promotion ({exc})"
             return f"{SIZER}: {shadow.id} promoted ({figures})"
         await self._retire(shadow, f"shadow record: {figures}")
         sizing.shadow_with(None)
@@ -212,7 +238,7 @@ class SizerLearning:
     async def promote(self, version: ModelVersion, by: str) -> str:
         """Make ``version`` the champion (``qt models promote``) and serve it."""
         await self._promote(version, f"promoted by {by}")
-        return f"{version.id} is {SIZER}'s champion"
+        return f"{version.id} is {SIZER}'s champion{self._refused_here()}"
 
     async def rollback(self, reason: str, by: str) -> str:
         """Restore the previous champion (none loadable: the fallback sizes)."""
@@ -247,7 +273,15 @@ class SizerLearning:
         )
         if restored is None:
             return f"{SIZER}: {current.id} rolled back ({reason}); the fallback sizes"
-        return f"{SIZER}: {restored.id} sizes again ({current.id} rolled back: {reason})"
+        back = f"({current.id} rolled back: {reason})"
+        if refused := self._refused_here():
+            return f"{SIZER}: {restored.id} is the champion again{refused} {back}"
+        return f"{SIZER}: {restored.id} sizes again {back}"
+
+    def _refused_here(self) -> str:
+        """Return why the champion served sizes no entry in this process ("": it sizes)."""
+        no = self._s.sizing.source.refusal(self._clock.now_ms())
+        return "" if no is None else f", but it sizes no entry here ({no[0].value}: {no[1]})"
 
     async def _promote(self, version: ModelVersion, reason: str) -> None:
         await asyncio.to_thread(load_sizer, self._s.data_dir, version)  # refused: raises
@@ -282,6 +316,14 @@ class SizerLearning:
         now = self._clock.now_ms()
         if self._failed_ms is not None and now - self._failed_ms < FIRST_RETRY_MS:
             return False
+        sizing = self._s.sizing
+        shadow = sizing.shadow
+        if (
+            shadow is not None
+            and shadow.refusal(now) is None
+            and len(sizing.shadow_record) < self._s.shadow_trades
+        ):
+            return False  # its record is under way: a new shadow would retire it unfinished
         newest = await self._s.versions.newest(SIZER)
         return newest is None or now - min(newest.created_ms, now) >= self._s.cadence_ms
 
@@ -291,6 +333,7 @@ class SizerLearning:
     async def _run(self, why: str) -> str:
         started = time.monotonic()  # wall seconds: a demo's market clock runs faster
         lines: tuple[str, ...] = ()
+        trained: TrainedSizer | None = None
         try:
             trained = await self._s.train()
             lines = trained.lines
@@ -298,6 +341,8 @@ class SizerLearning:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if trained is not None:  # refused before its registration moved it
+                await asyncio.to_thread(shutil.rmtree, trained.folder, True)
             if not isinstance(exc, QTError):
                 log.exception("the rl_sizer training run failed")
             self._failed_ms = self._clock.now_ms()
@@ -333,6 +378,10 @@ class SizerLearning:
         gate = policy.gate
         passed = gate is not None and gate.passed
         reason = f"gate: {gate.reason}" if gate is not None else "gate: never judged"
+        refused = self._s.live(policy, version)[0].refusal(now) if passed else None
+        if refused is not None:  # stale at birth, another account: it could never be judged
+            passed = False
+            reason = f"{reason}, but it sizes no entry here ({refused[0].value}: {refused[1]})"
         status = ModelStatus.SHADOW if passed else ModelStatus.RETIRED
         async with self._lock:
             if passed:
@@ -350,7 +399,7 @@ class SizerLearning:
                 version_id=version.id,
                 status=status.value,
                 reason=reason,
-                log_loss=math.nan,
+                log_loss=None,  # a sizer has no validation log-loss
             )
         )
         await self._sync_shadow()

@@ -17,7 +17,10 @@ A shadow (``shadow_with``: an RL sizer version the learning manager is trying ou
 ``core.services.sizer_learning``) sizes every entry beside the method, on the same state and
 bounded the same way, without trading: its multiplier goes into the entry's ``SizingNote``
 (the audit trail) and, at the close, into ``shadow_record`` as (the applied multiplier, the
-shadow's, the trade's outcome per unit of multiplier), from which it is judged. The account
+shadow's, the trade's outcome per unit of multiplier), from which it is judged. Where a cap
+(position, exposure, cash) cut the order below the size asked, the multiplier it bound at
+stands for both: the account books that one (``opened``'s ``cap``), the shadow's is cut to
+it (the same cap would have held a larger size). The account
 (recent outcomes, exposure) is the trading method's: the shadow sees the state its entries
 would really meet, not the one its own sizes would have made. ``serve`` hands over the
 method that sizes (a promotion, a rollback) without a restart.
@@ -106,15 +109,19 @@ class SizingService:
         self.shadow, self.shadow_id = source, version_id if source is not None else ""
 
     def status_line(self) -> str:
-        """Return one line for /models: the method that sizes, why, and a fallback."""
+        """Return one line for /models: the method that sizes, why, a fallback, and the
+        shadow's record (or why it sizes none)."""
+        now = self._clock.now_ms()
         line = f"sizing: {self.method}" + (f" ({self.why})" if self.why else "")
-        refused = self.source.refusal(self._clock.now_ms())
+        refused = self.source.refusal(now)
         if refused is not None:
-            return f"{line}; every entry sizes fixed now ({refused[0].value}: {refused[1]})"
-        if self._said is not None:
+            line = f"{line}; every entry sizes fixed now ({refused[0].value}: {refused[1]})"
+        elif self._said is not None:
             line = f"{line}; the last entry fell back to fixed ({self._said.value})"
         if self.shadow is not None:
             line += f"; shadow {self.shadow_id}: {len(self.shadow_record)} closed trade(s) sized"
+            if (no := self.shadow.refusal(now)) is not None:
+                line += f", it sizes no entry now ({no[0].value}: {no[1]})"
         return line
 
     async def decide(

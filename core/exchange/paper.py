@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 
@@ -45,6 +44,7 @@ from core.errors import InvariantViolation, OrderRejected
 from core.exchange.paper_book import BookConfig, CandleOutcome, Mark, PaperBook
 from core.exchange.sim import FillModelConfig, to_price
 from core.ports import StateKey, Storage
+from core.values import value_class
 
 
 class PaperExchange:
@@ -335,7 +335,7 @@ class PaperExchange:
         return order
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _Moment:
     """The candle a symbol is being matched against; the price and time of its last fill, and
     whether that fill was at the candle's open."""

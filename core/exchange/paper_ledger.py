@@ -19,11 +19,12 @@ from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, Position
 from core.errors import InvariantViolation
 from core.exchange.sim import ONE, ZERO, FillModelConfig, SimFill, slipped
+from core.values import value_class
 
 REMAINDER_CANCELED = "reduce-only: remainder canceled, the position is closed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Mark:
     """The last candle seen for a symbol: its open time and its close."""
 
@@ -31,7 +32,7 @@ class Mark:
     price: Decimal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class BookConfig:
     """What kind of account this is."""
 

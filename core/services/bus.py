@@ -16,18 +16,18 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from core.domain.events import Event
 from core.errors import StorageUnavailable
 from core.redaction import process_redactor
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _Subscription:
     pattern: str
     handler: Handler

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
@@ -38,6 +37,7 @@ from core.ports import Exchange
 from core.services.bus import EventBus
 from core.services.portfolio import AccountView
 from core.services.trading_state import OrderGate
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def client_order_id(symbol: str, candle_open_ms: int, tag: str) -> str:
     return cid
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class Submission:
     """What became of an order handed to ``ExecutionService.submit``.
 

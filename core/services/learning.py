@@ -79,6 +79,7 @@ from core.ml.members import MEMBERS
 from core.ml.training import CandidateFit, CandidateRun, ChampionRef, member_files
 from core.ml.versions import LoadedVersion, load_version, save_version
 from core.ports import ModelVersionRepo, PredictionRepo
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ PredictionRows = list[tuple[str, str, str, int, float]]
 FeatureShift = tuple[str, float]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LearningSources:
     """What the manager reads and drives; the composition root builds it once."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 
 from core.brains.exit_profiles import DEFAULT_PROFILE, ExitProfiles
@@ -21,9 +21,10 @@ from core.domain.market_rules import MarketRules
 from core.domain.policy import Policy
 from core.market.rules_book import RulesBook
 from core.services.portfolio import AccountView
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """What the engine trades and how."""
 

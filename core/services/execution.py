@@ -234,21 +234,22 @@ class ExecutionService:
                 )
             )
             return Submission(order=None, reason=str(e))
-        await self._bus.publish(
-            OrderSubmitted(
-                ts_ms=now,
-                client_order_id=request.client_order_id,
-                exchange_order_id=order.exchange_order_id,
-                symbol=request.symbol,
-                side=request.side.value,
-                type=request.type.value,
-                amount=request.amount,
-                price=request.price,
-                stop_price=request.stop_price,
-                reduce_only=request.reduce_only,
-                tag=request.tag,
+        if self._bus.wants(OrderSubmitted.topic):
+            await self._bus.publish(
+                OrderSubmitted(
+                    ts_ms=now,
+                    client_order_id=request.client_order_id,
+                    exchange_order_id=order.exchange_order_id,
+                    symbol=request.symbol,
+                    side=request.side.value,
+                    type=request.type.value,
+                    amount=request.amount,
+                    price=request.price,
+                    stop_price=request.stop_price,
+                    reduce_only=request.reduce_only,
+                    tag=request.tag,
+                )
             )
-        )
         return Submission(order=order)
 
     async def position(self, symbol: str) -> Position | None:

@@ -450,6 +450,19 @@ def _anchor(req: PlanRequest, spec: LegSpec, prices: list[Decimal], i: int) -> D
     return None
 
 
+def plan_stop(req: PlanRequest) -> Decimal:
+    """Return the stop price ``plan_exits(req)`` would plan, refusing what it refuses.
+
+    For sizing before the entry, where only the stop's distance matters: the targets are
+    priced too (an entry whose ladder cannot be planned must be refused here as there), but
+    no leg is split or made.
+    """
+    scales, stop_scale = _scales(req)
+    notes: list[str] = []
+    _tp_prices(req, scales, notes)
+    return _stop_price(req, stop_scale, notes)
+
+
 def plan_exits(req: PlanRequest) -> ExitPlan:
     """Return the take-profit ladder and stop for a freshly opened position.
 

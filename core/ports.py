@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.domain.trades import ClosedTrade
+from core.values import value_class
 
 # --- exchange ----------------------------------------------------------------------------------
 
@@ -92,7 +92,7 @@ class StateKey(StrEnum):
     HEALTH_PROBE = "health_probe"  # written by the health monitor: the database takes writes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SeriesInfo:
     """Summary of one stored candle series."""
 
@@ -105,7 +105,7 @@ class SeriesInfo:
     rows: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StoredEvent:
     """An event as read back from the audit trail."""
 

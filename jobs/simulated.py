@@ -49,11 +49,9 @@ class SimulatedJobs:
         # exposure cut): what the engine watches for may have moved, so the replay plans its
         # candles again.
         self.policy_changed = False
-        self._running = False
-        bus.subscribe("*", self._on_event, name="simulated_jobs.on_event")
 
     async def _on_event(self, event: Event) -> None:
-        if self._running and event.topic not in _REPORTS:
+        if event.topic not in _REPORTS:
             self.policy_changed = True
 
     @property
@@ -76,11 +74,15 @@ class SimulatedJobs:
             for k, spec in enumerate(self._specs):
                 if self._next_ms[k] == due:
                     self._next_ms[k] += self._every_ms[k]
-                    self._running = True
+                    # Listening to everything only while a job runs: between runs every
+                    # event still reaches only those who want it (EventBus.wants).
+                    stop_listening = self._bus.subscribe(
+                        "*", self._on_event, name="simulated_jobs.on_event"
+                    )
                     try:
                         await run_and_publish(spec, self._ctx, bus=self._bus, clock=self.clock)
                     finally:
-                        self._running = False
+                        stop_listening()
                     self.runs.append((spec.job_id, due))
                     self.signals_changed |= spec.changes_signals
                     ran += 1

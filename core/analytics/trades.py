@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from core.analytics.returns import ratio_or_inf
 from core.domain.market import FloatArray, IntArray
 from core.domain.trades import ClosedTrade
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TradeArrays:
     """Closed trades as columns, sorted by close time."""
 
@@ -41,7 +41,7 @@ class TradeArrays:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TradeStats:
     """Summary of the closed trades; None where a figure is undefined (see the module docs)."""
 

@@ -21,11 +21,12 @@ The decision carries its reasons; ``alert`` is set on entering EMERGENCY.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 
 from core.domain.enums import Mode, TradingState
 from core.domain.policy import PolicyLevers
+from core.values import value_class
 
 HOUR_MS = 3_600_000
 
@@ -60,7 +61,7 @@ MODE_SETTINGS: dict[Mode, PolicyLevers] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CeoConfig:
     """Thresholds (risk score), the hysteresis band and the minimum dwell per mode."""
 
@@ -95,7 +96,7 @@ class CeoConfig:
             raise ValueError("dwell times must be >= 0 and max_age_ms > 0")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ManualMode:
     """A mode an operator set; ``until_ms`` None: until set otherwise."""
 
@@ -109,7 +110,7 @@ class ManualMode:
         return self.until_ms is None or now_ms < self.until_ms
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CeoInput:
     """What the CEO looks at. ``score``/``assessed_ms`` None: no assessment was made."""
 
@@ -125,7 +126,7 @@ class CeoInput:
     config: CeoConfig = field(default_factory=CeoConfig)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CeoDecision:
     """The mode to run in, whether it changed, why, and whether to alert."""
 

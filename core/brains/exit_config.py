@@ -8,9 +8,11 @@ TP2 +3.25 % for 30 %, TP3 +5.20 % for 40 %, stop −2 % for the whole position.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from enum import StrEnum
+
+from core.values import value_class
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -42,7 +44,7 @@ class TargetKind(StrEnum):
     ATR = "atr"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Target:
     """An absolute price, a percent move from entry (``1.95`` = 1.95 %) or a multiple of ATR."""
 
@@ -81,7 +83,7 @@ class StopAnchor(StrEnum):
     PREVIOUS_LEG = "previous_leg"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LegSpec:
     """One take-profit leg: where, what fraction of the position, and where the stop goes after."""
 
@@ -95,7 +97,7 @@ class LegSpec:
             raise ValueError(f"leg fraction must be in (0, 1], was {self.fraction}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class BreakEvenConfig:
     """Break-even stop: the entry moved ``fee_buffer_pct`` percent to the profit side (fees)."""
 
@@ -108,7 +110,7 @@ class BreakEvenConfig:
             raise ValueError(f"break_even.fee_buffer_pct must be >= 0, was {self.fee_buffer_pct}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class DynamicConfig:
     """Volatility and confidence scaling of the ladder; disabled means the static ladder exactly.
 
@@ -145,7 +147,7 @@ class DynamicConfig:
             raise ValueError(f"dynamic.max_stop_pct must be in (0, 100), was {self.max_stop_pct}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TrailingConfig:
     """ATR trailing stop for what remains after the last filled take-profit (0 = off).
 
@@ -179,7 +181,7 @@ class TrailingConfig:
         return self.atr_multiple > ZERO
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ProfitLockConfig:
     """Once the best price was ``trigger_pct`` % in favour, the stop locks ``lock_pct`` % of
     profit (0 = off)."""
@@ -216,7 +218,7 @@ DEFAULT_LEGS: tuple[LegSpec, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExitConfig:
     """The ladder (``legs``, named TP1, TP2, …), the stop, dynamic and break-even settings,
     and the candle-close moves: maximum holding time, trailing stop, profit lock."""

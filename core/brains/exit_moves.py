@@ -28,7 +28,7 @@ executor already carries out). Conventions, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from core.brains.exit_config import HUNDRED, ONE, ZERO, ExitConfig, require_decimal
@@ -44,6 +44,7 @@ from core.brains.exits import (
     exit_at_market,
 )
 from core.domain.enums import PositionSide
+from core.values import value_class
 
 MAX_HOLD = "MAX_HOLD"
 TRAILING_STOP = "TRAILING_STOP"
@@ -52,7 +53,7 @@ TIGHTENED_STOP = "TIGHTENED_STOP"
 HOUR_MS = 3_600_000
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CandleClose:
     """A closed candle over an open trade, and what the moves need to know about the trade.
 

@@ -9,15 +9,16 @@ by the trade: a regime that flips while it is open does not change its ladder.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from core.brains.exit_config import ExitConfig
 from core.brains.regime import Regime
+from core.values import value_class
 
 DEFAULT_PROFILE = "default"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExitProfiles:
     """The seed ladder and the regime profiles (see module docstring)."""
 

@@ -31,7 +31,7 @@ carries out the returned actions in order. Conventions, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
@@ -51,6 +51,7 @@ from core.brains.exit_config import (
 )
 from core.domain.enums import PositionSide
 from core.errors import InvariantViolation
+from core.values import value_class
 
 __all__ = [
     "DEFAULT_LEGS",
@@ -108,7 +109,7 @@ class StopFallback(StrEnum):
     MARKET_EXIT = "market_exit"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TakeProfitLeg:
     """A take-profit limit order; ``stop_after_fill`` is where the stop goes once it is filled."""
 
@@ -130,7 +131,7 @@ class TakeProfitLeg:
         return self.open_amount > ZERO
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StopLeg:
     """The protective stop; ``amount`` always equals the plan's remaining position."""
 
@@ -142,7 +143,7 @@ class StopLeg:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExitPlan:
     """The exits of one position. ``stop`` is None once the position is closed."""
 
@@ -180,7 +181,7 @@ class ExitPlan:
 # --- actions for the executor -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ReplaceStop:
     """Replace the exchange stop with one at ``price`` for ``amount`` (the remaining position);
     ``reason`` is its exit reason when it fills ("" : SL or TSL)."""
@@ -190,7 +191,7 @@ class ReplaceStop:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class BotSideStop:
     """Hold no exchange stop; watch ``price`` (``bot_side_stop_hit``) for ``amount``."""
 
@@ -199,14 +200,14 @@ class BotSideStop:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CancelLeg:
     """Cancel the take-profit order of leg ``name``."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MarketExit:
     """Close ``amount`` at market now; report its fills as ``LegFill(leg_name=STOP_NAME)``.
     ``reason`` names the exit in reports ("": the executor's, e.g. SL or SIGNAL)."""
@@ -215,7 +216,7 @@ class MarketExit:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CloseAll:
     """The position is flat: cancel these leftover exit orders. Sends no trade."""
 
@@ -226,7 +227,7 @@ class CloseAll:
 Action = ReplaceStop | BotSideStop | CancelLeg | MarketExit | CloseAll
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExitDecision:
     """The new plan and what the executor must do on the exchange, in order."""
 
@@ -234,7 +235,7 @@ class ExitDecision:
     actions: tuple[Action, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LegFill:
     """A fill of leg ``leg_name`` (``TP1``…, or ``STOP_NAME`` for the stop or a market exit)."""
 
@@ -247,7 +248,7 @@ class LegFill:
             raise ValueError(f"fill amount of {self.leg_name} must be > 0, was {self.amount}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class PlanRequest:
     """Everything ``plan_exits`` needs. ``atr`` is in price units; ``confidence`` in [0, 1]."""
 
@@ -447,6 +448,19 @@ def _anchor(req: PlanRequest, spec: LegSpec, prices: list[Decimal], i: int) -> D
         buffer = req.entry_price * be.fee_buffer_pct / HUNDRED
         return _round_stop(req, req.entry_price + _sign(req.side) * buffer)
     return None
+
+
+def plan_stop(req: PlanRequest) -> Decimal:
+    """Return the stop price ``plan_exits(req)`` would plan, refusing what it refuses.
+
+    For sizing before the entry, where only the stop's distance matters: the targets are
+    priced too (an entry whose ladder cannot be planned must be refused here as there), but
+    no leg is split or made.
+    """
+    scales, stop_scale = _scales(req)
+    notes: list[str] = []
+    _tp_prices(req, scales, notes)
+    return _stop_price(req, stop_scale, notes)
 
 
 def plan_exits(req: PlanRequest) -> ExitPlan:

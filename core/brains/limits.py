@@ -25,11 +25,11 @@ fail closed, never allow silently. Times are the caller's market time (``now_ms`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
 from core.domain.policy import Policy
+from core.values import value_class
 
 HOUR_MS = 3_600_000
 
@@ -47,7 +47,7 @@ class LimitReason(StrEnum):
     CONTEXT_MISSING = "limit_context_missing"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OpenCorrelation:
     """An open position (or entry waiting for its fill) and how the candidate's recent log
     returns correlate with its own (None: too little common history to tell)."""
@@ -57,7 +57,7 @@ class OpenCorrelation:
     correlation: float | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LimitContext:
     """What the limits look at, gathered by ``core.services.risk_limits``. None: unknown."""
 
@@ -73,7 +73,7 @@ class LimitContext:
     funding_rate: Decimal | None = None  # per funding interval (8 h), None: unknown
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Candidate:
     """The new exposure being checked."""
 

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.domain.market import CandleSeries
+from core.values import value_class
 
 
 class Regime(IntEnum):
@@ -41,7 +42,7 @@ class Regime(IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RegimeConfig:
     """How regimes are told apart (see module docstring)."""
 

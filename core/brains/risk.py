@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 
 import numpy as np
@@ -41,6 +41,7 @@ from core.brains.risk_models import (
 )
 from core.domain.enums import TradingState
 from core.errors import DataError
+from core.values import value_class
 
 FloatArray = npt.NDArray[np.float64]
 LEVELS = (0.95, 0.99)
@@ -75,7 +76,7 @@ class MeasureKind(StrEnum):
     PAUSE = "pause"  # value: 1 REDUCING (no new exposure), 2 HALTED
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskMeasure:
     """One action with its reason."""
 
@@ -84,7 +85,7 @@ class RiskMeasure:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class DrawdownTier:
     """From ``drawdown`` (a fraction of the peak) on: scale new entries' size, pause entries,
     close a fraction of the exposure (once, on entering the tier) or halt. ``floor``: the
@@ -133,7 +134,7 @@ WEIGHTS = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskConfig:
     """The Risk Brain's limits (fractions of equity) and ladder."""
 
@@ -158,7 +159,7 @@ class RiskConfig:
             raise ValueError(f"mc_paths must be >= 1000, was {self.mc_paths}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class PositionRisk:
     """One open position: its signed notional (shorts negative, quote) and its symbol's recent
     simple returns per candle, oldest first (aligned with the other positions' newest)."""
@@ -168,7 +169,7 @@ class PositionRisk:
     returns: FloatArray
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskFigures:
     """The VaR and ES of the positions at the horizon and daily, and their returns' tail;
     ``failed``: they could not be computed (the notes say why; the assessment fails closed)."""
@@ -180,7 +181,7 @@ class RiskFigures:
     failed: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskInput:
     """Everything one assessment looks at."""
 
@@ -199,7 +200,7 @@ class RiskInput:
     config: RiskConfig = field(default_factory=RiskConfig)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskAssessment:
     """One assessment: the figures, the score and what must be done."""
 

@@ -12,13 +12,13 @@ symbol cooldown, entries per hour, correlation, funding, liquidation buffer) mus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
 from core.brains.limits import Candidate, LimitContext, LimitReason, check_limits
 from core.domain.enums import TradingState
 from core.domain.policy import Policy
+from core.values import value_class
 
 
 class RiskAction(StrEnum):
@@ -52,7 +52,7 @@ class DenyReason(StrEnum):
     LIMIT_CONTEXT_MISSING = LimitReason.CONTEXT_MISSING.value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderIntent:
     """An order about to be sent, described by what it does to exposure."""
 
@@ -68,7 +68,7 @@ class OrderIntent:
     liquidation_price: Decimal | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class GateInput:
     """Everything the gate looks at."""
 
@@ -81,7 +81,7 @@ class GateInput:
     limits: LimitContext | None = None  # None: unknown, so a limit that is on denies
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskVerdict:
     """The gate's decision."""
 

@@ -36,13 +36,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 from core.errors import DataError
+from core.values import value_class
 
 FloatArray = npt.NDArray[np.float64]
 MIN_RETURNS = 30  # fewer: no VaR (a tail estimated from a handful of periods is noise)
@@ -51,7 +51,7 @@ _BLOCK_ROWS = 256  # windows estimated at once by backtest_var
 _MC_CELLS = 1_000_000  # simulated draws held at once (8 MB each copy)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class VarEstimate:
     """One method's VaR and ES at one level (positive losses, fractions)."""
 
@@ -61,7 +61,7 @@ class VarEstimate:
     es: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TailStats:
     """How fat the loss tail is (see module docstring)."""
 
@@ -73,7 +73,7 @@ class TailStats:
     score: float  # 0-100, higher: fatter
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LikelihoodTest:
     """A likelihood-ratio test: its statistic and p-value (chi-squared, ``df`` degrees)."""
 
@@ -462,7 +462,7 @@ _ESTIMATORS: dict[str, Estimator] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class VarBacktest:
     """A VaR method rolled over history: each period's forecast from the ``window`` periods
     before it, the periods whose loss exceeded it, and the tests of those exceptions."""

@@ -18,13 +18,13 @@ amount is finally rounded DOWN to the exchange's amount step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 import numpy.typing as npt
 
 from core.domain.policy import Policy
+from core.values import value_class
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -37,7 +37,7 @@ PRICE_MOVE_BUFFER = Decimal("0.001")
 MIN_NOTIONAL_HEADROOM = Decimal("1.1")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TradingCosts:
     """What a fill costs: fee rates (fractions) and slippage (a fraction of price)."""
 
@@ -55,7 +55,7 @@ class TradingCosts:
         return price * (ONE + self.slippage) if buy else price * (ONE - self.slippage)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizingInput:
     """What sizing needs to know. ``entry_price`` is the expected fill (slippage included)."""
 
@@ -73,7 +73,7 @@ class SizingInput:
     risk_scale: Decimal = ONE  # volatility targeting of this entry (policy.vol_target_pct)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizingDecision:
     """The amount to trade (0 means skip), which limit bound it, and the loss per unit."""
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from core.domain.enums import Mode
 from core.domain.policy import Policy
 from core.errors import ConfigError, DataError
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TradeRecord:
     """The recent closed trades' outcomes (returns on equity at multiplier 1), summarised."""
 
@@ -67,7 +67,7 @@ class TradeRecord:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizerState:
     """What the simple sizers read of one candidate, all known before its decision."""
 
@@ -75,7 +75,7 @@ class SizerState:
     record: TradeRecord = TradeRecord()  # the trades closed before the decision
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class VolTargetParams:
     """Volatility targeting: the target (same units as the state's vol) and the bounds."""
 
@@ -91,7 +91,7 @@ class VolTargetParams:
             raise ConfigError(f"floor must be in [0, cap={self.cap}], was {self.floor}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class KellyParams:
     """Capped fractional Kelly: the fraction of ``m*``, the cap, the record it needs."""
 

@@ -33,7 +33,6 @@ Too few trades or predictions change nothing and say so. Bad input (NaN pnl, P(u
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 from core.brains.strategy_input import StrategyReviewConfig, StrategyReviewInput, StrategyState
@@ -51,6 +50,7 @@ from core.brains.strategy_weights import (
     with_hysteresis,
 )
 from core.domain.trades import ClosedTrade
+from core.values import value_class
 
 UNKNOWN_REGIME = "unknown"
 
@@ -66,7 +66,7 @@ class RecommendationKind(StrEnum):
     WEIGHTS = "ensemble_weights"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Recommendation:
     """One decision: ``subject`` is the provider (disable/enable) or regime, ``value`` what is
     recommended ("" for none), ``changed`` whether it differs from the current state."""
@@ -78,7 +78,7 @@ class Recommendation:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StrategyReview:
     """The review's statistics and decisions; ``state`` is the choices to put in force."""
 

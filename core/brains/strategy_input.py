@@ -4,16 +4,17 @@ force, and the one frozen input with its checks (bad input is one ``DataError`` 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from core.brains.strategy_stats import Prediction
 from core.domain.trades import ClosedTrade
 from core.errors import DataError
+from core.values import value_class
 
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StrategyReviewConfig:
     """Thresholds of the review (see the module docstring)."""
 
@@ -55,7 +56,7 @@ class StrategyReviewConfig:
             raise ValueError(f"strategy review temperature must be > 0, was {self.temperature}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MemberOutcome:
     """One member's out-of-sample prediction on a symbol's candle (open time ``ts_ms``) and
     its resolved label: what a running ensemble hands the review."""
@@ -67,7 +68,7 @@ class MemberOutcome:
     regime: str = ""  # the candle's regime label, when known
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MemberRecord:
     """One model member's resolved predictions and when it was last retrained."""
 
@@ -76,7 +77,7 @@ class MemberRecord:
     last_retrain_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StrategyState:
     """The choices in force (from the policy snapshot); the review moves from them."""
 
@@ -87,7 +88,7 @@ class StrategyState:
     weights: tuple[tuple[str, float], ...] = ()  # (member, weight)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StrategyReviewInput:
     """Everything the review looks at. ``providers``: every provider that can be chosen
     (those without a trade in the window are reviewed too); every trade needs its provider."""

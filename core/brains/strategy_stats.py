@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,9 +30,10 @@ from core.analytics.trades import TradeArrays, trade_stats
 from core.domain.market import FloatArray
 from core.domain.trades import ClosedTrade
 from core.ml.metrics import accuracy, log_losses
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Prediction:
     """One resolved prediction of a model member; ``traded``: a trade was entered on it, whose
     net ``pnl`` (quote) and return (fraction of the entry notional) it then carries."""
@@ -47,7 +47,7 @@ class Prediction:
     ret: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EdgeStats:
     """What a set of trades earned (see the module docstring)."""
 
@@ -62,7 +62,7 @@ class EdgeStats:
     max_drawdown_abs: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ProviderStats:
     """A signal provider's record in the review window; ``judged``: enough trades to act on."""
 
@@ -71,7 +71,7 @@ class ProviderStats:
     judged: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RegimeStats:
     """A provider's record in one regime (at the entry decision). ``score`` is the mean net
     return per trade in percent (the meta-strategy's own measure, here on real trades, after
@@ -84,7 +84,7 @@ class RegimeStats:
     compatible: bool | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MemberRegimeStats:
     """A member's predictions in one regime: how well it reads that market."""
 
@@ -94,7 +94,7 @@ class MemberRegimeStats:
     log_loss: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MemberStats:
     """A model member's record in the review window (see the module docstring)."""
 

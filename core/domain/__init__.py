@@ -1,1 +1,1 @@
-"""Domain values: frozen dataclasses and StrEnums shared by every part of the core."""
+"""Domain values: value classes (frozen to mypy: core.values) and StrEnums for the whole core."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 from core.domain.events import jsonable
 from core.domain.policy import Policy
+from core.values import value_class
 
 
 def record_body(decision: object) -> str:
@@ -28,7 +28,7 @@ def _spelled(value: object) -> object:
     return value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class PolicyVersion:
     """One version of the policy; versions strictly increase. ``source``: who wrote it
     ("settings", "ceo", "manual"); ``expires_ms``: a manual mode's expiry."""
@@ -45,7 +45,7 @@ class PolicyVersion:
         return self.policy.version
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class AssessmentRecord:
     """One stored risk assessment: its score and level, the whole of it as JSON."""
 
@@ -55,7 +55,7 @@ class AssessmentRecord:
     body: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class BrainDecision:
     """One stored decision of a brain ("ceo", "strategy"): a line, and the whole as JSON."""
 

@@ -11,12 +11,13 @@ import itertools
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
 
 from core.domain.explanations import EntryExplanation, SizingNote
+from core.values import value_class
 
 
 class _EventIds:
@@ -50,7 +51,7 @@ def new_event_id() -> str:
     return _IDS.next()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Event:
     """Base of all events. Subclasses set ``topic`` as a ClassVar."""
 
@@ -88,7 +89,7 @@ def event_payload(event: Event) -> dict[str, Any]:
 # --- process ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ProcessStarted(Event):
     """The trading process finished start-up."""
 
@@ -98,7 +99,7 @@ class ProcessStarted(Event):
     symbols: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ProcessStopped(Event):
     """The trading process shut down."""
 
@@ -109,7 +110,7 @@ class ProcessStopped(Event):
 # --- market ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CandleClosed(Event):
     """A candle closed and was processed; ``open_ms`` is the candle's open time."""
 
@@ -124,7 +125,7 @@ class CandleClosed(Event):
     volume: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class DataGapDetected(Event):
     """Candles are missing in a feed; gaps are reported, never silently filled."""
 
@@ -139,7 +140,7 @@ class DataGapDetected(Event):
 # --- orders ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderSubmitted(Event):
     """An order was accepted by the exchange."""
 
@@ -156,7 +157,7 @@ class OrderSubmitted(Event):
     tag: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderFilled(Event):
     """An order filled (all or part of it: ``amount`` is this fill's size)."""
 
@@ -171,7 +172,7 @@ class OrderFilled(Event):
     liquidity: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderCanceled(Event):
     """An open order was canceled."""
 
@@ -181,7 +182,7 @@ class OrderCanceled(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class FundingSettled(Event):
     """A perp position paid (``cash`` < 0) or received funding at ``funding_ms``."""
 
@@ -195,7 +196,7 @@ class FundingSettled(Event):
     cash: Decimal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderRejected(Event):
     """The exchange refused an order."""
 
@@ -205,7 +206,7 @@ class OrderRejected(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderDenied(Event):
     """Our pre-trade risk gate refused an order before it reached the exchange."""
 
@@ -219,7 +220,7 @@ class OrderDenied(Event):
 # --- trades ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExitPlanned(Event):
     """The Exit Brain planned (or re-planned) the exits of a position."""
 
@@ -234,7 +235,7 @@ class ExitPlanned(Event):
     notes: tuple[str, ...] = ()  # what planning changed (legs merged below the venue minimum)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TradeClosed(Event):
     """A position was closed completely; the payload is the whole round trip."""
 
@@ -259,7 +260,7 @@ class TradeClosed(Event):
 # --- trading state ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TradingStateChanged(Event):
     """The trading state (ACTIVE / REDUCING / HALTED) changed."""
 
@@ -270,7 +271,7 @@ class TradingStateChanged(Event):
     actor: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SymbolFailed(Event):
     """A symbol's trading cycle failed unexpectedly: it takes no new entry before ``until_ms``
     or an operator's resume (its open trade's exits are still managed)."""
@@ -283,7 +284,7 @@ class SymbolFailed(Event):
     until_ms: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SymbolRecovered(Event):
     """A symbol failed closed takes entries again: its wait passed (actor "engine") or an
     operator resumed trading."""
@@ -293,7 +294,7 @@ class SymbolRecovered(Event):
     actor: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class UniverseChanged(Event):
     """The symbols that take new entries changed (a dynamic universe's refresh): from candles
     closing at ``at_ms`` on, ``members`` (best first) may enter; a symbol that ``left`` keeps
@@ -306,7 +307,7 @@ class UniverseChanged(Event):
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelMemberExcluded(Event):
     """The ensemble left a member out of a symbol's newest decision (disabled, degenerate
     output, another feature set): the old system served a stuck model unnoticed."""
@@ -320,7 +321,7 @@ class ModelMemberExcluded(Event):
 # --- the learning manager (core.services.learning) ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelTrained(Event):
     """A training run registered a candidate and gated it against the champion: ``status``
     SHADOW (passed), CHAMPION (the member's first version) or RETIRED (rejected); the
@@ -338,7 +339,7 @@ class ModelTrained(Event):
     p_value: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelTrainingFailed(Event):
     """A member's training failed or timed out: the champion serves on, untouched."""
 
@@ -347,7 +348,7 @@ class ModelTrainingFailed(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelPromoted(Event):
     """A version became its member's champion (the ensemble serves it from the next candle
     on); ``previous``: the champion it replaced ("" when it is the first)."""
@@ -359,7 +360,7 @@ class ModelPromoted(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelRolledBack(Event):
     """A champion was rolled back: ``version_id`` (an earlier champion) serves again."""
 
@@ -370,7 +371,7 @@ class ModelRolledBack(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelRetired(Event):
     """A shadow version was not promoted: its live record did not hold up."""
 
@@ -380,7 +381,7 @@ class ModelRetired(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelDrifted(Event):
     """A champion's live record drifted from what its validation promised."""
 
@@ -390,7 +391,7 @@ class ModelDrifted(Event):
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LearningReported(Event):
     """The report of a learning run (what was trained, gated, promoted): pushed to chat."""
 
@@ -405,7 +406,7 @@ class LearningReported(Event):
 # --- regimes and the meta-strategy (README: Regimes and the meta-strategy) --------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RegimeChanged(Event):
     """A symbol's regime (``core.brains.regime``) changed on the candle that opened at
     ``candle_open_ms``; the first regime known after warm-up is a change from ``unknown``."""
@@ -417,7 +418,7 @@ class RegimeChanged(Event):
     current: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StrategySelected(Event):
     """The meta-strategy's pick for a symbol changed on that candle: ``provider`` has the best
     record in ``regime`` (``score``, the mean outcome of its newest ``record`` resolved
@@ -433,7 +434,7 @@ class StrategySelected(Event):
     record: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SignalProviderChanged(Event):
     """Another signal provider trades from now on (the demo: the baseline while its ensemble
     trains, then the ensemble); ``previous`` is "" for the first."""
@@ -444,7 +445,7 @@ class SignalProviderChanged(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EntryExplained(Event):
     """An entry order went out, and its provider said why (the ensemble's entries)."""
 
@@ -456,7 +457,7 @@ class EntryExplained(Event):
     sizing: SizingNote | None = None  # how the entry was sized (method, multiplier)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizingFallback(Event):
     """The configured sizing method could not size an entry, which was sized fixed-fractional
     instead (fail closed). Published once per ``reason`` while it lasts: again only after the
@@ -470,7 +471,7 @@ class SizingFallback(Event):
     symbol: str = ""  # the entry that found out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EquityRecorded(Event):
     """An equity snapshot was taken."""
 
@@ -480,7 +481,7 @@ class EquityRecorded(Event):
     unrealized_pnl: Decimal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class JobRan(Event):
     """A scheduled job finished (or failed)."""
 
@@ -493,7 +494,7 @@ class JobRan(Event):
 # --- the brains -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RiskAssessed(Event):
     """The Risk Brain assessed the portfolio: its score (0-100, higher: more danger), level,
     worst daily VaR/ES 99 %, drawdown, the actions asked for and what it had to fall back on."""
@@ -510,7 +511,7 @@ class RiskAssessed(Event):
     notes: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModeChanged(Event):
     """The CEO Brain (or an operator: ``manual``) changed the operating mode."""
 
@@ -521,7 +522,7 @@ class ModeChanged(Event):
     manual: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class PolicyUpdated(Event):
     """The policy store wrote a new policy version (the only writer of policy)."""
 
@@ -533,7 +534,7 @@ class PolicyUpdated(Event):
     changes: tuple[str, ...]  # "field: old -> new"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExposureReduced(Event):
     """The engine closed positions at market to bring exposure down to ``target`` (quote):
     ``symbols`` closed, ``not_closed`` as ``"SYMBOL: why"`` for those it could not close."""
@@ -546,7 +547,7 @@ class ExposureReduced(Event):
     not_closed: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class AlertRaised(Event):
     """Something an operator must hear about now (push alerts send these)."""
 
@@ -556,7 +557,7 @@ class AlertRaised(Event):
     detail: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StrategyReviewed(Event):
     """The Strategy Brain reviewed the strategies: the policy fields it changed (none: it
     changed nothing) and each recommendation with its reason."""
@@ -566,7 +567,7 @@ class StrategyReviewed(Event):
     recommendations: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CommandHandled(Event):
     """A chat or console command received: who sent it from where, and what came of it
     (``ok``, ``refused``, ``unknown``, ``usage``, ``confirm``, ``confirmed``, ``expired``,

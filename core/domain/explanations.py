@@ -10,11 +10,12 @@ the ``OpenTrade`` and its ``EntryExplained`` event, and shown by ``/why``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from core.values import value_class
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@value_class(frozen=True, slots=True, kw_only=True)
 class MemberVote:
     """One member's P(up) at the candle and its weight in the ensemble (0: left out)."""
 
@@ -23,7 +24,7 @@ class MemberVote:
     weight: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class FeaturePush:
     """How much one feature pushed a member's prediction, in log-odds (its native
     per-row contribution: XGBoost ``pred_contribs``, LightGBM ``pred_contrib``)."""
@@ -33,7 +34,7 @@ class FeaturePush:
     value: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EntryExplanation:
     """The decision behind an entry (see module docstring)."""
 
@@ -78,7 +79,7 @@ def _push(d: Mapping[str, Any]) -> FeaturePush:
     return FeaturePush(member=str(d["member"]), feature=str(d["feature"]), value=float(d["value"]))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizingNote:
     """How an entry was sized: the method that chose its size multiplier (of the
     fixed-fractional risk size, before the caps and the risk gate), the multiplier applied,

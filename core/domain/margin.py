@@ -15,11 +15,11 @@ entry whose stop lies beyond its liquidation price) and the reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
 from core.domain.enums import PositionSide
+from core.values import value_class
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -32,7 +32,7 @@ class MarginMode(StrEnum):
     CROSS = "cross"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MarginTier:
     """A maintenance tier: notionals from ``floor`` (quote) up to the next tier's floor."""
 
@@ -64,14 +64,14 @@ DEFAULT_TIERS = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _Bracket:
     floor: Decimal
     rate: Decimal
     amount: Decimal  # subtracted so the maintenance margin is continuous at the floor
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MarginConfig:
     """How perps are margined and liquidated."""
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import builtins
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
 
 import numpy as np
 import numpy.typing as npt
+
+from core.values import value_class
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _TF_RE = re.compile(r"^(\d+)([mhdw])$")
@@ -63,7 +64,7 @@ def grid_ceil_ms(ts_ms: int, timeframe: str) -> int:
     return grid_floor_ms(ts_ms + timeframe_to_ms(timeframe) - 1, timeframe)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Candle:
     """One OHLCV candle; ``ts_ms`` is the candle's open time (UTC ms)."""
 
@@ -75,7 +76,7 @@ class Candle:
     volume: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CandleSeries:
     """Columnar candles of one symbol and timeframe, sorted by open time.
 

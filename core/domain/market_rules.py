@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
+
+from core.values import value_class
 
 ZERO = Decimal(0)
 # What any venue's grid lies within; beyond, Decimal arithmetic on prices loses its exactness
@@ -14,7 +15,7 @@ COARSEST_STEP = Decimal("1e9")
 LARGEST_MINIMUM = Decimal("1e12")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MarketRules:
     """The venue's precision and limits of ``symbol`` (our name of it).
 
@@ -100,7 +101,7 @@ class RulesSource(StrEnum):
     DEFAULT = "default"  # QT__MARKET__PRICE_TICK / AMOUNT_STEP / MIN_NOTIONAL
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class RulesInForce:
     """A symbol's rules and where they came from (``note``: which venue and when, or from how
     many candles)."""
@@ -118,7 +119,7 @@ class RulesInForce:
         return self.source in guesses or self.rest_from in guesses
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class StoredRules:
     """A venue's rules of a symbol as fetched at ``fetched_ms`` (``qt data download``, a
     run's start or its refresh job)."""

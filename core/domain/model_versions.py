@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from enum import StrEnum
 from numbers import Real
 from typing import Any
+
+from core.values import value_class
 
 
 class ModelStatus(StrEnum):
@@ -27,7 +29,7 @@ class ModelStatus(StrEnum):
     RETIRED = "RETIRED"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ModelVersion:
     """One trained member: its window, features, scores and artifact."""
 
@@ -105,7 +107,7 @@ def replaced(champion: ModelVersion, by: str, *, ts_ms: int) -> ModelVersion:
 PREDICTION_ROLES = ("champion", "shadow")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Prediction:
     """What one version predicted for one symbol at one decision candle."""
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, Side
+from core.values import value_class
 
 ZERO = Decimal(0)
 # Client ids of the orders a venue sends itself to close a liquidated position (Binance's
@@ -32,7 +33,7 @@ def is_closed_outside(client_order_id: str) -> bool:
     return client_order_id.startswith(CLOSED_OUTSIDE_ID_PREFIX)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class OrderRequest:
     """What we ask the exchange to do. ``client_order_id`` makes submission idempotent."""
 
@@ -67,7 +68,7 @@ class OrderRequest:
             raise ValueError(f"spot orders have leverage 1, was {self.leverage}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Order:
     """An order as the exchange knows it."""
 
@@ -106,7 +107,7 @@ class Order:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Fill:
     """One execution of (part of) an order."""
 

@@ -8,11 +8,11 @@ Brain's size scale, stop tightening and pause). Consumers only ever see a frozen
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from core.domain.enums import Mode, TradingState
+from core.values import value_class
 
 # From the loosest to the strictest: the gate takes the stricter of the operator's trading state
 # and the policy's.
@@ -24,7 +24,7 @@ def stricter_state(a: TradingState, b: TradingState) -> TradingState:
     return a if _STATE_ORDER.index(a) >= _STATE_ORDER.index(b) else b
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Policy:
     """Limits for sizing and the pre-trade risk gate. Fractions are of current equity."""
 
@@ -126,7 +126,7 @@ class Policy:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class PolicyLevers:
     """What the brains change on the base policy: the mode and what it (and the Risk Brain's
     actions) set. ``extra_positions`` adds to (or, negative, takes from) the base's maximum

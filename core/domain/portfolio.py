@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from core.domain.enums import MarketType, PositionSide
+from core.values import value_class
 
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Balance:
     """Holdings of one asset: ``free`` can be spent, ``used`` is reserved by open orders/margin.
 
@@ -32,7 +32,7 @@ class Balance:
         return self.free + self.used
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Position:
     """An open position. Spot positions are always LONG with leverage 1."""
 
@@ -60,7 +60,7 @@ class Position:
         return self.amount * mark_price
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EquitySnapshot:
     """Account value at one moment, in quote currency."""
 
@@ -70,7 +70,7 @@ class EquitySnapshot:
     unrealized_pnl: Decimal = ZERO
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class FundingPayment:
     """One funding event settled on a perp position: ``cash`` is what the account received
     (negative when it paid); ``price`` is the mark it was computed at."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from core.domain.enums import MarketType, PositionSide
 from core.domain.explanations import EntryExplanation
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ExitLeg:
     """One partial or final exit of a trade. ``reason`` is e.g. TP1, TP2, TP3, SL, SIGNAL, END."""
 
@@ -21,7 +21,7 @@ class ExitLeg:
     pnl: Decimal  # net of this leg's exit fee and its share of the entry fee, quote currency
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ClosedTrade:
     """A round trip. ``pnl`` is net of all fees and of ``funding`` (received > 0, paid < 0;
     perps with funding data only); ``pnl_pct`` is pnl over the entry notional."""

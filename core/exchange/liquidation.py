@@ -17,13 +17,13 @@ price: the whole margin is lost, never more (the venue's insurance fund takes th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
 from core.domain.enums import Liquidity, MarketType, OrderStatus, OrderType, PositionSide, Side
 from core.domain.margin import MarginConfig, MarginMode, maintenance_margin
 from core.domain.orders import LIQUIDATION_ID_PREFIX, Fill, Order, OrderRequest
 from core.domain.portfolio import Position
+from core.values import value_class
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -79,7 +79,7 @@ def trigger_order(position: Position, level: Decimal, candle_ms: int, now_ms: in
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Settlement:
     """How a liquidation closes a position: at ``price`` (realised PnL ``realized``, before
     the ``fee``); ``bankrupt`` when the margin could not pay the loss."""

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 
@@ -45,6 +44,7 @@ from core.errors import InvariantViolation, OrderRejected
 from core.exchange.paper_book import BookConfig, CandleOutcome, Mark, PaperBook
 from core.exchange.sim import FillModelConfig, to_price
 from core.ports import StateKey, Storage
+from core.values import value_class
 
 
 class PaperExchange:
@@ -91,7 +91,7 @@ class PaperExchange:
         self._moments: dict[str, _Moment] = {}
         # The Balance objects the store holds (the book reuses an unchanged asset's object), so
         # a write skips the assets that did not change. Only this exchange writes balances.
-        self._stored_balances: dict[str, Balance] = {}
+        self._stored_balances: Mapping[str, Balance] = {}
         # One writer at a time: a submit must not interleave with a candle's fills.
         self._lock = asyncio.Lock()
 
@@ -133,13 +133,15 @@ class PaperExchange:
                     await self._store_marks(self._book)
             self._book = None
 
-    async def _store_balances(self, book: PaperBook) -> dict[str, Balance]:
+    async def _store_balances(self, book: PaperBook) -> Mapping[str, Balance]:
         """Write the balances that changed since the last write; return all of them.
 
         Call inside the write's ``atomic()`` block and adopt the result only once it succeeded.
         """
-        balances = book.balances()
+        balances = book.balance_values()
         stored = self._stored_balances
+        if balances is stored:
+            return balances  # nothing moved a balance since the last write (most fills of exits)
         changed = [b for asset, b in balances.items() if stored.get(asset) is not b]
         if changed:
             await self._storage.balances.set_balances(changed)
@@ -335,7 +337,7 @@ class PaperExchange:
         return order
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _Moment:
     """The candle a symbol is being matched against; the price and time of its last fill, and
     whether that fill was at the candle's open."""

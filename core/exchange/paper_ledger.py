@@ -6,7 +6,7 @@ exact Decimal. The accounting rules are those of :mod:`core.exchange.paper_book`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Self
@@ -19,11 +19,12 @@ from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, Position
 from core.errors import InvariantViolation
 from core.exchange.sim import ONE, ZERO, FillModelConfig, SimFill, slipped
+from core.values import value_class
 
 REMAINDER_CANCELED = "reduce-only: remainder canceled, the position is closed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Mark:
     """The last candle seen for a symbol: its open time and its close."""
 
@@ -31,7 +32,7 @@ class Mark:
     price: Decimal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class BookConfig:
     """What kind of account this is."""
 
@@ -157,6 +158,12 @@ class PaperLedger:
 
     def balances(self) -> dict[str, Balance]:
         """Return balances by asset with ``used`` derived from open orders and margins."""
+        return dict(self.balance_values())  # the caller may change its dict, not our cache
+
+    def balance_values(self) -> Mapping[str, Balance]:
+        """Return ``balances()`` without copying: the very same mapping until a change moves
+        any balance (a copy of the book shares it too), so a caller holding it can tell that
+        nothing changed by identity alone."""
         if self._balances_cache is None:
             used = self._used()
             parts: dict[str, tuple[Decimal, Decimal, Balance]] = {}
@@ -175,7 +182,7 @@ class PaperLedger:
                     parts[asset] = (total, reserved, balance)
             self._balance_parts = parts  # a new dict: a copy of the book may share the old one
             self._balances_cache = {asset: part[2] for asset, part in parts.items()}
-        return dict(self._balances_cache)  # the caller may change its dict, not our cache
+        return self._balances_cache
 
     def free(self, asset: str) -> Decimal:
         """Return what can be spent of ``asset``."""

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
@@ -45,13 +44,14 @@ from core.domain.enums import Liquidity, OrderType, Side
 from core.domain.market import Candle
 from core.domain.orders import Order
 from core.errors import DataError
+from core.values import value_class
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 _BPS = Decimal(10_000)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class FillModelConfig:
     """Fees (fractions, 0.001 = 0.1 %) and slippage (basis points) of the simulated venue."""
 
@@ -78,7 +78,7 @@ class FillModelConfig:
         return max(self.maker_fee, self.taker_fee)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class FillPrice:
     """Where and how an order fills: price, liquidity, fee rate, whether at the open, and the
     market price at that moment (``moment``: the open, or the level the candle traded through;
@@ -212,7 +212,7 @@ def reduce_only_cap(side: Side, wanted: Decimal, position: Decimal) -> Decimal:
     return min(wanted, reducible) if reducible > ZERO else ZERO
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SimFill:
     """One order filled (in full, or capped by reduce-only) on one candle."""
 
@@ -226,7 +226,7 @@ class SimFill:
         return self.fill.fee(self.amount)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SimCancel:
     """An order the candle canceled instead of filling, with the reason."""
 
@@ -234,7 +234,7 @@ class SimCancel:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class CandleMatch:
     """Fills and cancels of one candle, in the order they happened, and the final position."""
 
@@ -297,7 +297,7 @@ def match_candle(
     return CandleMatch(fills=tuple(fills), canceled=tuple(canceled), position=position)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class ReachBand:
     """The prices at which a candle could start to fill any of some resting orders.
 

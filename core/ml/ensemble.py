@@ -59,12 +59,13 @@ from core.ml.labels import (
 )
 from core.ml.member import Member
 from core.signals.base import SignalFrame
+from core.values import value_class
 
 FloatArray = npt.NDArray[np.float64]
 EXPLAIN_TOP_K = 3  # features per member in an entry's explanation
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EnsembleConfig:
     """How members are combined and when the ensemble enters."""
 
@@ -93,7 +94,7 @@ class EnsembleConfig:
             raise ValueError(f"ensemble temperature must be > 0, was {self.temperature}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EnsembleMember:
     """A loaded member and the end of the window it was trained on (exclusive, ms)."""
 
@@ -104,7 +105,7 @@ class EnsembleMember:
     healthy_on_validation: bool = True
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MemberSet:
     """Members serving rows whose candle closes after ``active_from_ms`` (None: all rows)."""
 
@@ -112,7 +113,7 @@ class MemberSet:
     active_from_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EnsembleFrame(SignalFrame):
     """Signals plus, per row, the ensemble's P(up), each member's P(up) and weight."""
 
@@ -650,7 +651,7 @@ class EnsembleProvider:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _Chunk:
     """One set's output on rows ``lo..hi-1`` of a series."""
 
@@ -681,7 +682,7 @@ class _SetPlan:
     predict: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _Predicted:
     """The members' P(up), weights and health of one set on rows ``lo..hi-1``, the members
     it left out, and each member's resolved labels' losses."""

@@ -7,7 +7,10 @@ subscriber sees events in the order they were published. A failing subscriber (a
 or SystemExit) is logged and isolated: the others still run. Every event is first handed to the
 persistence sink (the audit trail), so an event that reached any subscriber is also on disk,
 except while the database cannot be written: then events are kept in memory (and written, in
-order, once it can be) and trading fails closed (``on_storage_failure``).
+order, once it can be) and trading fails closed (``on_storage_failure``). An event that would
+reach nothing (no audit sink, no subscriber: a backtest's exit plans) is not delivered, and the
+publishers of the frequent events do not even build it (``wants``); with the sink every event
+is wanted, so the live process's audit trail misses none.
 """
 
 from __future__ import annotations
@@ -16,18 +19,18 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from core.domain.events import Event
 from core.errors import StorageUnavailable
 from core.redaction import process_redactor
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True, eq=False)  # each one itself, by identity
 class _Subscription:
     pattern: str
     handler: Handler
@@ -59,12 +62,35 @@ class EventBus:
         self._storage_failed: list[Callable[[str], Awaitable[None]]] = []
         self._sink_lock = asyncio.Lock()
 
-    def subscribe(self, pattern: str, handler: Handler, name: str | None = None) -> None:
-        """Call ``handler`` for every event whose topic matches ``pattern``."""
-        self._subs.append(
-            _Subscription(pattern, handler, name or str(getattr(handler, "__name__", "?")))
-        )
-        self._by_topic.clear()
+    def subscribe(
+        self, pattern: str, handler: Handler, name: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``handler`` for every event whose topic matches ``pattern``; return the call
+        that ends this subscription (a subscriber listening for a while only)."""
+        sub = _Subscription(pattern, handler, name or str(getattr(handler, "__name__", "?")))
+        self._subs.append(sub)
+        # Kept up to date rather than dropped: a backtest's jobs subscribe for each run.
+        for topic, subs in self._by_topic.items():
+            if sub.matches(topic):
+                self._by_topic[topic] = (*subs, sub)
+
+        def unsubscribe() -> None:
+            self._subs = [s for s in self._subs if s is not sub]
+            for topic, subs in self._by_topic.items():
+                self._by_topic[topic] = tuple(s for s in subs if s is not sub)
+
+        return unsubscribe
+
+    def wants(self, topic: str) -> bool:
+        """Return whether an event of ``topic`` would reach anything: the audit trail (with a
+        sink, every event does: the live process loses none) or a subscriber.
+
+        Publishers of the frequent events ask first and build the event only when it is
+        wanted: a backtest has no audit trail, and some of them (the exit plans) reach nobody
+        there. An event nobody wants is dropped by ``publish`` too (not counted in
+        ``published``).
+        """
+        return self._sink is not None or bool(self._subscribers(topic))
 
     async def publish(self, event: Event) -> None:
         """Persist the event, then deliver it (and anything published meanwhile) in order.
@@ -72,6 +98,8 @@ class EventBus:
         Secrets are masked first (``core.redaction``): no error text that carries an API key
         reaches the audit trail or a subscriber (chat, the console).
         """
+        if self._sink is None and not self._subscribers(event.topic):
+            return  # it would reach nothing: no audit trail, no subscriber
         event = process_redactor().value(event)
         if self._sink is not None:
             await self._persist(event)
@@ -81,8 +109,20 @@ class EventBus:
             return  # the dispatch loop already running delivers it next
         self._dispatching = True
         try:
+            # Delivered in line, not through a coroutine per event: the bus carries tens of
+            # thousands in a backtest.
             while self._queue:
-                await self._deliver(self._queue.popleft())
+                queued = self._queue.popleft()
+                for sub in self._subscribers(queued.topic):
+                    try:
+                        await sub.handler(queued)
+                    # Isolate: one broken subscriber must not stop the others. SystemExit
+                    # too: rich raises it on a closed stdout, and a console must not end the
+                    # process mid-candle. Cancellation and Ctrl-C (KeyboardInterrupt) still
+                    # propagate.
+                    except (Exception, SystemExit):
+                        self.handler_failures += 1
+                        log.exception("subscriber %s failed on %s", sub.name, queued.topic)
         finally:
             self._dispatching = False
 
@@ -128,14 +168,3 @@ class EventBus:
         if subs is None:
             subs = self._by_topic[topic] = tuple(s for s in self._subs if s.matches(topic))
         return subs
-
-    async def _deliver(self, event: Event) -> None:
-        for sub in self._subscribers(event.topic):
-            try:
-                await sub.handler(event)
-            # Isolate: one broken subscriber must not stop the others. SystemExit too: rich
-            # raises it on a closed stdout, and a console must not end the process mid-candle.
-            # Cancellation and Ctrl-C (KeyboardInterrupt) still propagate.
-            except (Exception, SystemExit):
-                self.handler_failures += 1
-                log.exception("subscriber %s failed on %s", sub.name, event.topic)

@@ -43,6 +43,7 @@ from core.services.policy_store import PolicyStore
 from core.services.portfolio import PortfolioService
 from core.services.trade_history import closed_trades
 from core.services.trading_state import TradingStateService
+from core.values import value_class
 
 BRAINS_OFF = (
     "the brains are off (QT__BRAINS__ENABLED=false): there is no mode to set; /halt and "
@@ -79,7 +80,7 @@ def duration_text(ms: int) -> str:
     return "<1m"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class Reply:
     """What a command answers: a title, its lines, and optionally a PNG."""
 

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
@@ -38,6 +37,7 @@ from core.ports import Exchange
 from core.services.bus import EventBus
 from core.services.portfolio import AccountView
 from core.services.trading_state import OrderGate
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def client_order_id(symbol: str, candle_open_ms: int, tag: str) -> str:
     return cid
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class Submission:
     """What became of an order handed to ``ExecutionService.submit``.
 
@@ -234,21 +234,22 @@ class ExecutionService:
                 )
             )
             return Submission(order=None, reason=str(e))
-        await self._bus.publish(
-            OrderSubmitted(
-                ts_ms=now,
-                client_order_id=request.client_order_id,
-                exchange_order_id=order.exchange_order_id,
-                symbol=request.symbol,
-                side=request.side.value,
-                type=request.type.value,
-                amount=request.amount,
-                price=request.price,
-                stop_price=request.stop_price,
-                reduce_only=request.reduce_only,
-                tag=request.tag,
+        if self._bus.wants(OrderSubmitted.topic):
+            await self._bus.publish(
+                OrderSubmitted(
+                    ts_ms=now,
+                    client_order_id=request.client_order_id,
+                    exchange_order_id=order.exchange_order_id,
+                    symbol=request.symbol,
+                    side=request.side.value,
+                    type=request.type.value,
+                    amount=request.amount,
+                    price=request.price,
+                    stop_price=request.stop_price,
+                    reduce_only=request.reduce_only,
+                    tag=request.tag,
+                )
             )
-        )
         return Submission(order=order)
 
     async def position(self, symbol: str) -> Position | None:

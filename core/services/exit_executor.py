@@ -542,8 +542,8 @@ class ExitExecutor:
 
     async def _publish_plan(self, trade: OpenTrade, reason: str) -> None:
         plan = trade.plan
-        if plan is None:
-            return
+        if plan is None or not self._bus.wants(ExitPlanned.topic):
+            return  # no plan, or nobody to tell (a backtest: no audit trail, no subscriber)
         await self._bus.publish(
             ExitPlanned(
                 ts_ms=self._clock.now_ms(),

@@ -9,7 +9,6 @@ engine has none (``adopted_trade``), and the exit executor sends, tracks and boo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from core.brains.exits import ExitPlan, StopLeg, StopMode
@@ -17,12 +16,13 @@ from core.domain.enums import PositionSide
 from core.domain.portfolio import Position
 from core.services.execution import client_order_id
 from core.services.open_trade import OpenTrade
+from core.values import value_class
 
 ADOPTED_PROVIDER = "unmanaged"  # the provider of a closed trade the engine did not open
 ADOPTED_TAG = "a"  # the client-id tag of an adopted trade's id (its orders are a-prefixed)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class ExposureCut:
     """What ``Engine.reduce_exposure`` did: the symbols it closed at market, largest first,
     and ``not_closed`` as ``"SYMBOL: why"`` for each it was asked to close but could not."""

@@ -30,6 +30,7 @@ from core.clock import Clock
 from core.domain.events import AlertRaised
 from core.ports import KeyValueRepo, StateKey
 from core.services.bus import EventBus
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class Status(StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class HealthConfig:
     """The thresholds (see module docstring)."""
 
@@ -58,7 +59,7 @@ class HealthConfig:
     disk_bad_mb: float = 200.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class HealthInput:
     """What the checks look at (None: not measured here)."""
 
@@ -76,7 +77,7 @@ class HealthInput:
     config: HealthConfig = field(default_factory=HealthConfig)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class Check:
     """One check: its name, verdict and what it saw."""
 
@@ -85,7 +86,7 @@ class Check:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class HealthReport:
     """Every check at one time."""
 

@@ -81,6 +81,7 @@ from core.ml.training import CandidateFit, CandidateRun, ChampionRef, member_fil
 from core.ml.versions import LoadedVersion, load_version, save_version
 from core.ports import ModelVersionRepo, PredictionRepo
 from core.services.sizer_learning import SizerLearning
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ PredictionRows = list[tuple[str, str, str, int, float]]
 FeatureShift = tuple[str, float]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class LearningSources:
     """What the manager reads and drives; the composition root builds it once."""
 

@@ -166,19 +166,20 @@ class MarketService:
                 # The paper venue keeps its book only once stored: nothing filled, the next
                 # candle fills what this one would have. The bus has halted trading.
                 log.error("%s: no fills this candle, the database is unavailable: %s", symbol, e)
-        await self._bus.publish(
-            CandleClosed(
-                ts_ms=self._clock.now_ms(),
-                symbol=symbol,
-                timeframe=self._timeframe,
-                open_ms=candle.ts_ms,
-                open=candle.open,
-                high=candle.high,
-                low=candle.low,
-                close=candle.close,
-                volume=candle.volume,
+        if self._bus.wants(CandleClosed.topic):
+            await self._bus.publish(
+                CandleClosed(
+                    ts_ms=self._clock.now_ms(),
+                    symbol=symbol,
+                    timeframe=self._timeframe,
+                    open_ms=candle.ts_ms,
+                    open=candle.open,
+                    high=candle.high,
+                    low=candle.low,
+                    close=candle.close,
+                    volume=candle.volume,
+                )
             )
-        )
         self.stats.candles += 1
         self.stats.last_close[symbol] = candle.close
         self.stats.last_candle_ms = candle.ts_ms

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 
 from core.brains.exit_profiles import DEFAULT_PROFILE, ExitProfiles
-from core.brains.exits import ExitConfig, PlanRequest, plan_exits
+from core.brains.exits import ExitConfig, PlanRequest, plan_stop
 from core.brains.sizing import SizingDecision, SizingInput, TradingCosts, size_position
 from core.domain.enums import MarketType, PositionSide
 from core.domain.margin import MarginConfig, MarginMode, liquidation_price
@@ -21,9 +21,10 @@ from core.domain.market_rules import MarketRules
 from core.domain.policy import Policy
 from core.market.rules_book import RulesBook
 from core.services.portfolio import AccountView
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """What the engine trades and how."""
 
@@ -123,10 +124,7 @@ class OrderPlanner:
         """Return where the Exit Brain would put the stop, for sizing before the entry."""
         rules = self.rules(symbol)
         unit = max(rules.amount_step, rules.min_amount)  # any size: the stop's price is the same
-        probe = plan_exits(self.plan_request(symbol, side, entry, unit, atr, confidence, profile))
-        if probe.stop is None:
-            raise ValueError("exit config has no stop: sizing needs a stop distance")
-        return probe.stop.price
+        return plan_stop(self.plan_request(symbol, side, entry, unit, atr, confidence, profile))
 
     def liquidation_price(
         self, side: PositionSide, amount: Decimal, entry: Decimal, free_cash: Decimal

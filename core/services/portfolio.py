@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
 from core.clock import Clock
@@ -13,6 +12,7 @@ from core.domain.orders import Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.ports import BalanceRepo, Exchange
 from core.services.bus import EventBus
+from core.values import value_class
 
 ZERO = Decimal(0)
 
@@ -48,7 +48,7 @@ def value_account(
     return equity, cash, unrealized
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class AccountView:
     """The account as sizing and the risk gate see it, at the given prices.
 

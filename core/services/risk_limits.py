@@ -51,6 +51,9 @@ LIMITS_ACTOR = "risk"
 DAY_MS = 86_400_000
 CORRELATION_RETURNS = 100  # candles of log returns compared
 MIN_CORRELATION_RETURNS = 20  # fewer in common: the correlation is unknown
+# json.dumps(..., sort_keys=True) made a new encoder per call; the state is dumped after every
+# change it may have seen (a candle of a new day, an entry, a close), to tell if it moved.
+_ENCODER = json.JSONEncoder(sort_keys=True)
 FundingLookup = Callable[[str, int], Decimal | None]
 """Return a symbol's current funding rate at a market time (None: unknown)."""
 
@@ -76,7 +79,7 @@ class _State:
     halt: _Halt | None = None
 
     def dump(self) -> str:
-        return json.dumps(
+        return _ENCODER.encode(
             {
                 "day": self.day,
                 "day_start_equity": (
@@ -96,8 +99,7 @@ class _State:
                     "previous": self.halt.previous,
                     "previous_reason": self.halt.previous_reason,
                 },
-            },
-            sort_keys=True,
+            }
         )
 
     @classmethod

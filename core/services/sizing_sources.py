@@ -17,7 +17,6 @@ and falling back are the service's (``core.services.sizing_service``), never the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -34,6 +33,7 @@ from core.brains.sizing_policies import (
 )
 from core.ml.rl.observation import build_observation, spec_mismatch
 from core.ml.rl.policy import SizingPolicy
+from core.values import value_class
 
 DAY_MS = 86_400_000
 
@@ -51,7 +51,7 @@ class FallbackReason(StrEnum):
     NO_CHAMPION = "no_champion"  # the registry has no RL sizer champion (yet, or rolled back)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizingState:
     """An entry as a sizer sees it, all known at its decision."""
 
@@ -92,7 +92,7 @@ class FixedSizing:
         return 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class VolatilitySizing:
     """Volatility targeting of the entry's forecast daily volatility (percent)."""
 
@@ -109,7 +109,7 @@ class VolatilitySizing:
         return volatility_target(SizerState(realised_vol=vol), self.params)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class KellySizing:
     """Capped fractional Kelly of the recent closed trades' outcomes."""
 
@@ -163,7 +163,7 @@ class PolicySizing:
         return float(self.policy.multiplier(obs))
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class RefusedSizing:
     """A method that could not be set up: it refuses every entry with one reason."""
 

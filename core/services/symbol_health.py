@@ -11,11 +11,13 @@ full one decide the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from core.values import value_class
 
-@dataclass(frozen=True, slots=True)
+
+@value_class(frozen=True, slots=True)
 class SymbolFailure:
     """Why and since when a symbol takes no entries."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from typing import Any
 
@@ -20,11 +20,12 @@ from core.domain.events import jsonable
 from core.domain.explanations import EntryExplanation, SizingNote
 from core.domain.trades import ExitLeg
 from core.services.open_trade import OpenTrade
+from core.values import value_class
 
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class EngineState:
     """What the engine keeps across restarts."""
 

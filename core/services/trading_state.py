@@ -11,10 +11,8 @@ still clears what waits for an operator (symbols paused after a failure, ``Symbo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
 
 from core.clock import Clock
 from core.domain.enums import TradingState
@@ -35,19 +33,36 @@ class OrderGate:
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[object] | None = None
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        """Hold the gate (at once if this task holds it already)."""
+    def hold(self) -> _Hold:
+        """Hold the gate (at once if this task holds it already): ``async with gate.hold()``."""
+        return _Hold(self)
+
+
+class _Hold:
+    """One ``OrderGate.hold()``: a plain async context manager, not a generator-based one
+    (every order takes the gate, and ``contextlib.asynccontextmanager`` costs several times
+    more to enter and leave)."""
+
+    __slots__ = ("_gate", "_took")
+
+    def __init__(self, gate: OrderGate) -> None:
+        self._gate = gate
+        self._took = False  # whether this hold took the lock (not a re-entry)
+
+    async def __aenter__(self) -> None:
+        gate = self._gate
         task = asyncio.current_task()
-        if task is not None and self._owner is task:
-            yield
-            return
-        async with self._lock:
-            self._owner = task
-            try:
-                yield
-            finally:
-                self._owner = None
+        if task is not None and gate._owner is task:
+            return  # this task holds it already
+        await gate._lock.acquire()
+        gate._owner = task
+        self._took = True
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._took:
+            gate = self._gate
+            gate._owner = None
+            gate._lock.release()
 
 
 class TradingStateService:

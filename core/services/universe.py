@@ -12,18 +12,18 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from core.domain.events import UniverseChanged
 from core.domain.market import CandleSeries
 from core.market.universe import UniverseRules
 from core.market.universe_history import refresh_times, universe_schedule
 from core.services.bus import EventBus
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class UniverseSummary:
     """How the universe went over a run (the backtest report)."""
 

@@ -8,20 +8,20 @@ provider). It is also our guard against look-ahead leakage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from core.domain.market import CandleSeries
+from core.values import value_class
 
 FloatArray = npt.NDArray[np.float64]
 Int8Array = npt.NDArray[np.int8]
 BoolArray = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SignalFrame:
     """Signals per candle, aligned with the series they were computed on.
 
@@ -56,7 +56,7 @@ class SignalFrame:
         return i if i < len(self.ts_ms) and int(self.ts_ms[i]) == ts_ms else None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class Signal:
     """The signals of one candle."""
 

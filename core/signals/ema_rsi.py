@@ -8,16 +8,15 @@ relative to ATR, capped at 1, so dynamic exits have something honest to scale on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import talib
 
 from core.domain.market import CandleSeries
 from core.signals.base import SignalFrame
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class EmaRsiConfig:
     """Parameters of the baseline."""
 

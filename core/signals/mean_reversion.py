@@ -10,16 +10,15 @@ follower, for the meta-strategy to choose between by regime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import talib
 
 from core.domain.market import CandleSeries
 from core.signals.base import SignalFrame
+from core.values import value_class
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MeanReversionConfig:
     """Parameters of the baseline."""
 

@@ -28,7 +28,7 @@ it resolved, so row ``t`` depends on candles ``0..t`` only (tested by cutting th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -59,12 +59,13 @@ from core.signals.handover import (
     serving_versions,
     use_policy,
 )
+from core.values import value_class
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class MetaConfig:
     """How the meta-strategy scores and picks (see module docstring)."""
 
@@ -268,7 +269,7 @@ class MetaStrategy:
         return {m: r for p in self.candidates for m, r in excluded_members(p, symbol).items()}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class _Choices:
     """The Strategy Brain's choices as candidate indices: never picked, picked when no record
     qualifies (None: every fallback disabled, no entry then), picked per regime code."""
@@ -278,7 +279,7 @@ class _Choices:
     regimes: tuple[tuple[int, int], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class(frozen=True, slots=True)
 class _SeriesCache:
     """What ``compute`` reuses on the same history: it depends on the candles alone."""
 

@@ -17,6 +17,7 @@ from bot.app import TradingProcess
 from bot.modes import build_demo
 from bot.runner import run_process
 from core.config import Settings, load_settings
+from core.domain.events import Event
 from core.errors import OperationalError
 from storage import open_storage
 
@@ -47,6 +48,9 @@ async def test_demo_runs_to_the_end_and_leaves_no_task(
     assert asyncio.all_tasks() - before == {asyncio.current_task()} - before
     process = built[0]
     assert process.market.stats.candles == 2 * 48
+    # The audit trail listens to everything: no publisher skips an event in the live process
+    # (a backtest's bus, without it, builds only the events someone subscribed to).
+    assert all(process.bus.wants(topic) for topic in _every_event_topic())
     # everything landed in the demo database: candles (history + replay) and the audit trail
     storage = open_storage(f"sqlite+aiosqlite:///{tmp_path / 'ud' / 'demo.sqlite'}")
     await storage.start()
@@ -244,3 +248,11 @@ def test_ctrl_c_after_stopped_and_during_the_loop_teardown_is_not_an_interrupt(
     # Only SIG_IGN outlasts the loop and survives the interpreter's finalization.
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+
+
+def _every_event_topic() -> list[str]:
+    import core.domain.events as events
+
+    kinds = [c for c in vars(events).values() if isinstance(c, type) and issubclass(c, Event)]
+    assert len(kinds) > 30
+    return [kind.topic for kind in kinds]

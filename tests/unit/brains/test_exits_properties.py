@@ -7,6 +7,7 @@ against what the exchange would hold, not only against the plan's own view.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR
 from decimal import Decimal as D
@@ -43,6 +44,7 @@ from core.brains.exits import (
     on_stop_rejected,
     on_venue_cancel,
     plan_exits,
+    plan_stop,
 )
 from core.domain.enums import PositionSide
 
@@ -336,3 +338,22 @@ def test_any_price_and_tick_gives_a_valid_plan_or_a_reasoned_refusal(req: PlanRe
     assert all(leg.price % req.price_tick == 0 for leg in plan.legs)
     assert plan.stop.price % req.price_tick == 0
     assert sum(leg.amount for leg in plan.legs) == req.amount
+
+
+def _outcome(plan: Callable[[], object]) -> object:
+    try:
+        return plan()
+    except ValueError as refusal:  # PlanRefused included: the same kind and the same reason
+        return (type(refusal), str(refusal))
+
+
+@settings(max_examples=300, deadline=None)
+@given(req=st.one_of(requests(), any_price_requests()))
+def test_the_sizing_stop_is_the_plans_stop_and_refuses_what_the_plan_refuses(
+    req: PlanRequest,
+) -> None:
+    planned = _outcome(lambda: plan_exits(req))
+    if isinstance(planned, ExitPlan):
+        assert planned.stop is not None
+        planned = planned.stop.price
+    assert _outcome(lambda: plan_stop(req)) == planned

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -191,3 +192,69 @@ async def test_events_are_redacted_before_the_audit_trail_and_every_subscriber()
         stored.payload["reason"] == f"htx create_order: BadRequest: GET ...?AccessKeyId={REDACTED}"
     )
     assert [e.reason for e in seen] == [stored.payload["reason"]]  # type: ignore[attr-defined]
+
+
+async def test_with_the_audit_sink_every_event_is_wanted_and_stored() -> None:
+    # The live process's bus has the audit trail as its sink: nothing is skipped there.
+    from core.services.bus import EventBus
+
+    store = MemoryStorage()
+    bus = EventBus(sink=store.events.append)
+    topics = [c.topic for c in _event_classes()]
+    assert len(topics) > 30 and all(bus.wants(t) for t in topics)
+    await bus.publish(_candle(1))  # no subscriber at all: stored all the same
+    assert [e.topic for e in await store.events.list_events()] == ["market.candle_closed"]
+    assert bus.published == 1
+
+
+async def test_without_a_sink_only_subscribed_topics_are_wanted() -> None:
+    from core.services.bus import EventBus
+
+    bus = EventBus()
+    got: list[str] = []
+
+    async def note(e: Event) -> None:
+        got.append(f"{e.topic}:{e.ts_ms}")
+
+    assert not bus.wants("market.candle_closed")
+    await bus.publish(_candle(1))  # reaches nothing: dropped, not counted
+    assert bus.published == 0
+    bus.subscribe("market.*", note)
+    assert bus.wants("market.candle_closed") and not bus.wants("process.stopped")
+    await bus.publish(_candle(2))
+    await bus.publish(ProcessStopped(ts_ms=3, reason="test"))  # nobody listens to it
+    assert got == ["market.candle_closed:2"] and bus.published == 1
+
+
+async def test_a_subscription_ended_stops_delivery_and_one_added_later_gets_its_topics() -> None:
+    from core.services.bus import EventBus
+
+    bus = EventBus()
+    got: list[str] = []
+
+    def noting(name: str) -> Callable[[Event], Awaitable[None]]:
+        async def note(e: Event) -> None:
+            got.append(f"{name}:{e.ts_ms}")
+
+        return note
+
+    bus.subscribe("market.candle_closed", noting("a"))
+    await bus.publish(_candle(1))  # the topic's subscribers are now cached
+    stop = bus.subscribe("*", noting("all"))
+    bus.subscribe("market.*", noting("b"))
+    await bus.publish(_candle(2))
+    stop()
+    assert not bus.wants("process.stopped")
+    await bus.publish(_candle(3))
+    stop()  # twice: nothing more to end
+    assert got == ["a:1", "a:2", "all:2", "b:2", "a:3", "b:3"]
+
+
+def _event_classes() -> list[type[Event]]:
+    import core.domain.events as events
+
+    return [
+        c
+        for c in vars(events).values()
+        if isinstance(c, type) and issubclass(c, Event) and c is not Event
+    ]

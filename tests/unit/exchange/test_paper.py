@@ -322,3 +322,27 @@ class _FlakyFills(MemoryFillRepo):
 def _usdt(*, free: str, used: str = "0") -> Balance:
     # The paper account reports its wallet: unrealized PnL is never in it.
     return Balance(asset="USDT", free=D(free), used=D(used), includes_unrealized_pnl=False)
+
+
+async def test_balances_are_written_only_when_an_order_or_a_fill_moves_them() -> None:
+    storage = MemoryStorage()
+    paper = await started_paper(storage)
+    writes: list[list[str]] = []
+    write = storage.balances.set_balances
+
+    async def counted(balances: list[Balance]) -> None:
+        writes.append(sorted(b.asset for b in balances))
+        await write(balances)
+
+    storage.balances.set_balances = counted  # type: ignore[method-assign]
+    await paper.on_candle(BTC, bar(0, 100))
+    await paper.create_order(req("b1", BUY, "2"))  # reserves quote
+    await paper.on_candle(BTC, bar(1, 101))  # fills: quote and BTC move
+    assert writes == [["USDT"], ["BTC", "USDT"]]
+    # An exit (reduce-only) reserves nothing: placing and canceling it writes no balance.
+    tp = req("tp", SELL, "1", OrderType.LIMIT, price="150", reduce_only=True)
+    assert (await paper.create_order(tp)).status is OrderStatus.OPEN
+    await paper.on_candle(BTC, bar(2, 102))  # the candle reaches nothing: balances as they were
+    await paper.cancel_order("tp", BTC)
+    assert len(writes) == 2
+    assert await storage.balances.get_balances() == await paper.fetch_balances()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from core.clock import SimClock
-from core.domain.events import Event, JobRan
+from core.domain.events import Event, JobRan, ProcessStopped
 from core.services.bus import EventBus
 from jobs.registry import JOBS, JobContext, JobSpec
 from jobs.simulated import SimulatedJobs
@@ -93,3 +93,31 @@ async def test_a_failing_job_is_published_and_the_next_still_runs() -> None:
     assert [(e.ok, e.detail) for e in events if isinstance(e, JobRan)] == [
         (False, "RuntimeError: no model")
     ] * 2
+
+
+async def test_jobs_listen_to_every_event_only_while_one_runs() -> None:
+    # Between runs the jobs make no event wanted (a backtest builds only what someone hears);
+    # during a run whatever a job publishes but a report says the policy may have changed.
+    clock = SimClock(0)
+    bus = EventBus()
+    wanted_inside: list[bool] = []
+
+    async def cut(ctx: JobContext) -> str:
+        wanted_inside.append(bus.wants(ProcessStopped.topic))
+        await bus.publish(ProcessStopped(ts_ms=clock.now_ms(), reason="a job's event"))
+        return ""
+
+    spec = JobSpec(job_id="cut", every_market_s=3600, target=cut, in_backtest=True)
+    jobs = SimulatedJobs(
+        [spec],
+        JobContext(portfolio=None, clock=clock),  # type: ignore[arg-type]
+        bus=bus,
+        clock=clock,
+        start_ms=0,
+    )
+    assert not bus.wants(ProcessStopped.topic)
+    assert await jobs.run_due(HOUR_MS) == 1
+    assert wanted_inside == [True] and jobs.policy_changed
+    assert not bus.wants(ProcessStopped.topic) and not bus.wants(JobRan.topic)
+    await bus.publish(ProcessStopped(ts_ms=1, reason="between runs"))
+    assert await jobs.run_due(HOUR_MS + 1) == 0 and not jobs.policy_changed

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal as D
 
+import pytest
+
 from core.clock import SimClock
 from core.domain.enums import TradingState
 from core.domain.policy import Policy
@@ -87,3 +89,27 @@ async def test_a_gate_check_that_halts_by_itself_does_not_deadlock() -> None:
     )
     done = await asyncio.wait_for(service.submit(buy(amount="1"), reference_price=D(100)), 2)
     assert done.denied and await states.current() is TradingState.HALTED
+
+
+async def test_the_gate_is_reentrant_for_its_holder_and_released_by_an_error() -> None:
+    from core.services.trading_state import OrderGate
+
+    gate, order = OrderGate(), []
+
+    async def other() -> None:
+        async with gate.hold():
+            order.append("other")
+
+    waiting = None
+    with pytest.raises(ValueError, match="boom"):
+        async with gate.hold():
+            waiting = asyncio.create_task(other())
+            async with gate.hold():  # the holder again: at once
+                await asyncio.sleep(0)
+                order.append("inner")
+            await asyncio.sleep(0)
+            order.append("outer")
+            raise ValueError("boom")
+    assert waiting is not None
+    await asyncio.wait_for(waiting, 1)  # released despite the error
+    assert order == ["inner", "outer", "other"]

@@ -39,7 +39,6 @@ import math
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ from core.ml.rl.sizer_versions import SIZER, load_sizer, register_sizer
 from core.ports import ModelVersionRepo
 from core.services.sizing_service import SizingService
 from core.services.sizing_sources import SizingSource
+from core.values import value_class
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ HOUR_MS = 3_600_000
 FIRST_RETRY_MS = 6 * HOUR_MS  # a failed run is tried again after this
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class TrainedSizer:
     """What a training run produced: the sealed policy folder (its gate's verdict inside),
     the first candle of the data it walked, the symbols, and lines for the report."""
@@ -78,7 +78,7 @@ class TrainedSizer:
     lines: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_class(frozen=True, slots=True, kw_only=True)
 class SizerSources:
     """What the sizer's lane reads and drives; the composition root builds it."""
 

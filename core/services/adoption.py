@@ -17,8 +17,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from core.brains.exits import ExitPlan, PlanRefused, plan_exits
 from core.domain.enums import PositionSide
 from core.domain.portfolio import Position
-from core.services.execution import client_order_id
-from core.services.flatten import ADOPTED_TAG
+from core.services.flatten import adopted_trade
 from core.services.open_trade import OpenTrade
 from core.services.order_plans import OrderPlanner
 
@@ -27,26 +26,14 @@ NEUTRAL_CONFIDENCE = 0.5  # no signal stands behind it: neither stretched nor sh
 
 
 def adopted_position_trade(position: Position, now_ms: int, atr: float) -> OpenTrade:
-    """Return the trade the engine keeps for ``position`` from now on, its entry filled (its
-    orders' tags are a-prefixed, so they never share an id with a trade decided on a candle
-    that opened in the same second)."""
-    cid = client_order_id(position.symbol, now_ms, ADOPTED_TAG)
-    return OpenTrade(
-        trade_id=cid,
-        symbol=position.symbol,
-        side=position.side,
-        decided_ms=now_ms,
-        entry_cid=cid,  # never sent: the entry was not ours
+    """Return the trade the engine keeps for ``position`` from now on, its entry filled and
+    its exit plan to come (``adoption_plan``)."""
+    return adopted_trade(
+        position,
+        now_ms,
+        provider=ADOPT_PROVIDER,
         confidence=NEUTRAL_CONFIDENCE,
         atr=atr if math.isfinite(atr) and atr > 0 else 0.0,  # 0: none (in warm-up)
-        market_type=position.market_type,
-        leverage=position.leverage,
-        opened_ms=position.opened_ms,
-        amount=position.amount,
-        entry_cost=position.amount * position.entry_price,
-        liquidation_price=position.liquidation_price,
-        provider=ADOPT_PROVIDER,
-        adopted=True,
     )
 
 

@@ -46,24 +46,38 @@ def market_plan(side: PositionSide, entry_price: Decimal, amount: Decimal) -> Ex
     )
 
 
-def adopted_trade(position: Position, now_ms: int) -> OpenTrade:
-    """Return the trade the engine keeps for a venue position it did not open, from now until
-    its market exit fills (its round trip is booked like any other, provider "unmanaged")."""
+def adopted_trade(
+    position: Position,
+    now_ms: int,
+    *,
+    provider: str = ADOPTED_PROVIDER,
+    confidence: float = 0.0,
+    atr: float = 0.0,
+    plan: ExitPlan | None = None,
+) -> OpenTrade:
+    """Return the trade the engine keeps for a venue position it did not open, its entry
+    filled (its orders' tags are a-prefixed, so they never share an id with a trade decided on
+    a candle that opened in the same second). By default until its market exit fills (its
+    round trip is booked like any other, provider "unmanaged"); ``plan=None`` with another
+    ``provider``: one it manages from now on (``core.services.adoption``), its plan to come."""
     cid = client_order_id(position.symbol, now_ms, ADOPTED_TAG)
+    if plan is None and provider == ADOPTED_PROVIDER:
+        plan = market_plan(position.side, position.entry_price, position.amount)
     return OpenTrade(
         trade_id=cid,
         symbol=position.symbol,
         side=position.side,
         decided_ms=now_ms,
         entry_cid=cid,  # never sent: the entry was not ours
-        confidence=0.0,
-        atr=0.0,
+        confidence=confidence,
+        atr=atr,
         market_type=position.market_type,
         leverage=position.leverage,
         opened_ms=position.opened_ms,
         amount=position.amount,
         entry_cost=position.amount * position.entry_price,
-        plan=market_plan(position.side, position.entry_price, position.amount),
-        provider=ADOPTED_PROVIDER,
+        liquidation_price=position.liquidation_price,
+        plan=plan,
+        provider=provider,
         adopted=True,
     )

@@ -15,7 +15,8 @@ from decimal import Decimal
 import pytest
 
 from core.clock import SimClock
-from core.domain.enums import MarketType
+from core.domain.enums import MarketType, OrderType, Side
+from core.domain.orders import OrderRequest
 from core.errors import TemporaryError
 from core.exchange.ccxt import CcxtExchange
 from tests.fakes_fapi import T0_MS, FakeFapi, binance_usdm
@@ -65,3 +66,32 @@ async def test_positions_are_asked_again_after_a_503_and_the_retries_are_bounded
         fapi.fail_next("GET", "/fapi/v3/positionRisk", 503)
     with pytest.raises(TemporaryError):
         await venue.fetch_positions()
+
+
+async def test_an_answer_cut_short_is_asked_again_not_a_crash(
+    fapi: FakeFapi, venue: CcxtExchange
+) -> None:
+    """ccxt handed a JSON body cut short on as a string and failed parsing it with an
+    AttributeError that no error mapping saw: it ended the process at start."""
+    fapi.cut_next("GET", "/fapi/v1/leverageBracket")
+    rules = await venue.load_market_rules(["BTC/USDT"])
+    assert rules["BTC/USDT"].max_leverage == 125
+
+
+async def test_an_order_whose_answer_was_cut_is_found_not_sent_twice(
+    fapi: FakeFapi, venue: CcxtExchange
+) -> None:
+    fapi.cut_next("POST", "/fapi/v1/order")  # the venue took it; the answer broke on the way
+    order = await venue.create_order(
+        OrderRequest(
+            client_order_id="qt-BTC-1-e",
+            symbol="BTC/USDT",
+            side=Side.BUY,
+            type=OrderType.MARKET,
+            amount=Decimal("0.05"),
+            market_type=MarketType.PERP,
+            leverage=2,
+        )
+    )
+    assert order.filled == Decimal("0.05")
+    assert [o["clientOrderId"] for o in fapi.orders.values()] == ["qt-BTC-1-e"]

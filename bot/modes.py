@@ -272,12 +272,15 @@ async def build_run(
     settings: Settings,
     market_data: CcxtMarketData | None = None,
     exchange: ManagedExchange | None = None,
+    clock: Clock | None = None,
+    speed: float = 1.0,
 ) -> TradingProcess:
     """Build ``qt run``: live public candles via ccxt, the configured database, and paper
     orders, or with QT__TRADING__MODE=live real orders on the configured venue.
 
     ``market_data`` and ``exchange`` replace the clients built from settings (tests point them
-    at fakes); ``exchange`` is only used in live mode.
+    at fakes); ``exchange`` is only used in live mode. ``clock`` (the wall clock unless given)
+    and its ``speed`` replace market time (the chaos harness runs it accelerated).
     """
     live = settings.trading.mode is TradingMode.LIVE
     check_sizer_learns(settings, "run")
@@ -294,7 +297,7 @@ async def build_run(
     except BaseException:
         await market_data.close()
         raise
-    clock = LiveClock()
+    clock = clock or LiveClock()
     universe = None
     if settings.universe.dynamic:  # the top N by volume now, then every REFRESH_HOURS (a job)
         universe = LiveUniverse(settings, market_data, clock, warmup=WARMUP_HISTORY_CANDLES)
@@ -357,6 +360,7 @@ async def build_run(
             feed=feed,
             source=source,
             mode_label="live" if live else "run",
+            speed=speed,
             before_start=starting,
             extra=[_Closer(market_data)],
             market_rules=rules,

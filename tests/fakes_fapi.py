@@ -58,6 +58,7 @@ class FakeFapi:
         self.max_leverage: dict[str, int] = {"BTCUSDT": 125, "ETHUSDT": 100}  # first brackets
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._errors: deque[tuple[str, str, int, str, bool]] = deque()
+        self._cuts: deque[tuple[str, str]] = deque()
         self._ids = itertools.count(1001)
         self._clock = itertools.count(T0_MS, 1000)
         self._runner: web.AppRunner | None = None
@@ -110,6 +111,11 @@ class FakeFapi:
         when positive, e.g. 503); ``landed``: carry the request out first, then fail (the
         answer to an accepted order lost on the way)."""
         self._errors.append((method, path, code, msg, landed))
+
+    def cut_next(self, method: str, path: str) -> None:
+        """Carry the next ``method path`` request out, then answer only the first half of its
+        JSON (an answer cut short on the way)."""
+        self._cuts.append((method, path))
 
     def order(self, client_order_id: str) -> dict[str, Any]:
         """Return the newest regular order with this client id."""
@@ -172,6 +178,10 @@ class FakeFapi:
         answer = getattr(self, f"_{request.method.lower()}_{name}")(params)
         if failure is not None:
             return failure
+        if self._cuts and self._cuts[0] == (request.method, request.path):
+            self._cuts.popleft()
+            text = json.dumps(answer)
+            return web.Response(text=text[: len(text) // 2], content_type="application/json")
         return answer if isinstance(answer, web.Response) else _json(answer)
 
     def _post_leverage(self, p: dict[str, str]) -> Any:

@@ -140,6 +140,7 @@ def make_ccxt_exchange(
         if value:
             config[key] = value
     exchange = cls(config)
+    _refuse_cut_json(exchange)
     if sandbox:
         # About half of ccxt's venues have no testnet: ccxt then raises NotSupported, or a
         # TypeError when the venue lists its test URL as None. Both mean a setting to change.
@@ -151,6 +152,27 @@ def make_ccxt_exchange(
         with ccxt_errors(f"{exchange_id} sandbox"):
             exchange.set_sandbox_mode(True)
     return exchange
+
+
+def _refuse_cut_json(exchange: Any) -> None:
+    """Make an answer that looks like JSON but does not parse (cut short, garbled) a ccxt
+    ``BadResponse`` (ours: ``TemporaryError``, asked again, an order looked up first).
+
+    ccxt hands such a body on as a string, and the unified method then fails parsing it with
+    an ``AttributeError`` or ``TypeError`` that no error mapping sees: at start that ended the
+    process, on an order it failed the symbol as if our code were wrong.
+    """
+    plain = exchange.parse_json
+
+    def parse_json(http_response: Any) -> Any:
+        parsed = plain(http_response)
+        if parsed is None and exchange.is_json_encoded_object(http_response):
+            raise ccxt_async.BadResponse(
+                f"{exchange.id}: malformed answer {str(http_response)[:60]!r}"
+            )
+        return parsed
+
+    exchange.parse_json = parse_json
 
 
 class CcxtMarketData:

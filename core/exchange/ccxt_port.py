@@ -179,15 +179,16 @@ class CcxtPort:
         return orders
 
     async def fetch_balances(self) -> dict[str, Balance]:
-        """Return non-zero balances by asset."""
-        raw = await self._call("fetch_balance", context=f"{self.name} fetch_balance")
+        """Return non-zero balances by asset (asked again after a timeout, a rate limit or a
+        garbled answer, as every read of the account is: it changes nothing)."""
+        raw = await self._read("fetch_balance")
         return parse_balances(raw)
 
     async def fetch_positions(self) -> list[Position]:
         """Return open perp positions; spot holdings are balances (entries are in our fills)."""
         if self._market_type is MarketType.SPOT:
             return []
-        raws = await self._call("fetch_positions", context=f"{self.name} fetch_positions")
+        raws = await self._read("fetch_positions")
         now_ms = self._clock.now_ms()
         positions = [parse_position(self._ours(raw), now_ms=now_ms) for raw in raws]
         return [p for p in positions if p is not None]
@@ -231,8 +232,13 @@ class CcxtPort:
     async def start(self) -> None:
         """Load the markets, resolve the declared symbols and make one private call, so an
         unknown symbol (``ConfigError``) or bad keys (``OperationalError``) stop the process at
-        start instead of at its first order."""
-        await self._call("load_markets", context=f"{self.name} load_markets")
+        start instead of at its first order. A venue that times out, rate limits or answers
+        garbage is asked again (with backoff, as an order is): a blip is no reason not to start."""
+
+        async def load() -> Any:
+            return await self._call("load_markets", context=f"{self.name} load_markets")
+
+        await self._retry(load, what=f"{self.name} load_markets")
         for symbol in self._symbols:
             await self._market(symbol)
         await self.fetch_balances()
@@ -246,6 +252,15 @@ class CcxtPort:
         await self._exchange.close()
 
     # --- internals ---------------------------------------------------------------------------
+
+    async def _read(self, method: str) -> Any:
+        """Call ccxt's account read ``method`` (no arguments), with the bounded retries."""
+        context = f"{self.name} {method}"
+
+        async def ask() -> Any:
+            return await self._call(method, context=context)
+
+        return await self._retry(ask, what=context)
 
     async def _call(
         self,

@@ -264,12 +264,17 @@ class ExecutionService:
         position = await self.position(symbol)
         return Decimal(0) if position is None else position.amount
 
-    async def cancel(self, client_order_id: str, symbol: str, *, reason: str) -> Order | None:
+    async def cancel(
+        self, client_order_id: str, symbol: str, *, reason: str, asked_before: bool = False
+    ) -> Order | None:
         """Cancel an order (allowed in every trading state); return its final state, or None
         when the venue does not know it.
 
         An order that is already finished (filled, or canceled by the venue, which reports that
-        itself) is returned as it is, and no cancel is sent or published. The returned order's
+        itself) is returned as it is, and no cancel is sent or published; but with
+        ``asked_before`` (our cancel was sent before, its answer lost) one found canceled is
+        published as canceled, so the audit trail holds every order of ours that ended (an
+        order whose submission was in doubt has no other event). The returned order's
         ``filled`` says what it filled before it ended: the caller reports fills it had not
         heard of. A venue that cannot be reached raises ``DependencyError`` (the order may
         still be working: ask again).
@@ -280,6 +285,15 @@ class ExecutionService:
             log.warning("cancel of %s: the venue does not know it: %s", client_order_id, e)
             return None
         if not order.is_open:
+            if asked_before and order.status is OrderStatus.CANCELED:
+                await self._bus.publish(
+                    OrderCanceled(
+                        ts_ms=self._clock.now_ms(),
+                        client_order_id=client_order_id,
+                        symbol=symbol,
+                        reason=f"{reason} (confirmed after its answer was lost)",
+                    )
+                )
             return order
         try:
             order = await self._exchange.cancel_order(client_order_id, symbol)

@@ -515,17 +515,22 @@ class ExitExecutor:
             await self._cancel_order(trade, cid, reason)
 
     async def retry_cancels(self, trade: OpenTrade) -> None:
-        """Ask the venue again to cancel the orders whose cancel it has not confirmed."""
+        """Ask the venue again to cancel the orders whose cancel it has not confirmed (one
+        found canceled is reported as such: the lost answer may have been our cancel's)."""
         for cid, reason in list(trade.canceling.items()):
-            await self._cancel_order(trade, cid, reason)
+            await self._cancel_order(trade, cid, reason, asked_before=True)
 
-    async def _cancel_order(self, trade: OpenTrade, cid: str, reason: str) -> None:
+    async def _cancel_order(
+        self, trade: OpenTrade, cid: str, reason: str, *, asked_before: bool = False
+    ) -> None:
         """Cancel ``cid``; it stays in ``trade.canceling`` until the venue confirms the order
         ended, and whatever it filled before it ended is reported as a fill (a cancel that
         raced a fill must not lose the fill)."""
         trade.canceling[cid] = reason
         try:
-            order = await self._execution.cancel(cid, trade.symbol, reason=reason)
+            order = await self._execution.cancel(
+                cid, trade.symbol, reason=reason, asked_before=asked_before
+            )
         except DependencyError as e:
             log.warning("%s: cancel of %s unconfirmed (%s): asked again", trade.symbol, cid, e)
             return

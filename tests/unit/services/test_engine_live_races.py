@@ -17,7 +17,7 @@ import pytest
 
 from bot.trading import build_engine
 from core.domain.enums import OrderStatus, OrderType
-from core.domain.events import Event, OrderFilled, TradeClosed
+from core.domain.events import Event, OrderCanceled, OrderFilled, TradeClosed
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
 from core.domain.portfolio import Position
@@ -454,3 +454,37 @@ async def test_a_position_the_venue_closed_on_its_own_is_booked_and_its_orders_c
     assert done.exit_reason == "VENUE" and done.amount == D(50)
     assert SYMBOL not in lv.engine.trades
     assert lv.open_cids() == []
+
+
+class CancelAnswerLost(ReduceOnlyVenue):
+    """Carries the next cancel out, then times out on its answer (the venue took it)."""
+
+    lose_next = 0
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        order = await super().cancel_order(client_order_id, symbol)
+        if self.lose_next:
+            self.lose_next -= 1
+            raise TemporaryError("binance DELETE /fapi/v1/order: RequestTimeout")
+        return order
+
+
+async def test_a_cancel_whose_answer_was_lost_is_in_the_audit_trail_once_confirmed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Found by the chaos harness: the venue canceled the order but its answer timed out; the
+    retry found it canceled and said nothing, so an order of ours (one whose submission was in
+    doubt too) ended with no event of the trail naming it."""
+    lv = await live(monkeypatch, tmp_path, venue_class=CancelAnswerLost)
+    venue = lv.venue
+    assert isinstance(venue, CancelAnswerLost)
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()  # the ladder and the stop go out
+    venue.script_fill(TP1, D("101.95"))
+    venue.lose_next = 1  # the stop's cancel (TP1 moved it) lands, its answer is lost
+    await lv.engine.sync_with_venue()  # asked again at the end of the sync: found canceled
+    assert not venue.orders[STOP].is_open and lv.engine.trades[SYMBOL].canceling == {}
+    [canceled] = [
+        e for e in lv.events if isinstance(e, OrderCanceled) and e.client_order_id == STOP
+    ]
+    assert "confirmed after its answer was lost" in canceled.reason

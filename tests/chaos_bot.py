@@ -1,0 +1,123 @@
+"""The chaos harness's bot: ``qt run`` in live perp mode against the chaos venue.
+
+The process is the one ``qt run`` builds (``bot.modes.build_run``, ``bot.runner.run_process``,
+the settings from the environment: ``QT__TRADING__MODE=live``, perps, keys, confirmation),
+with three things replaced: the ccxt clients point at the venue's URL (``CHAOS_VENUE_URL``,
+markets loaded offline as the integration tests do), the clock is accelerated on the venue's
+own mapping (``CHAOS_START_MS``, ``CHAOS_ANCHOR_WALL_MS``, ``CHAOS_SPEED``: this incarnation
+starts at the market time of its launch), and the signals are a cadence that trades often
+(an entry every ``CHAOS_EVERY`` candles, long and short in turn, and an exit signal half way),
+so hundreds of orders happen in minutes. Run: ``python -m tests.chaos_bot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from rich.console import Console
+
+from bot.app import TradingProcess
+from bot.modes import build_run
+from bot.runner import run_process
+from core.clock import AcceleratedClock
+from core.config import load_settings
+from core.domain.enums import MarketType
+from core.domain.market import CandleSeries, timeframe_to_ms
+from core.exchange.ccxt import CcxtExchange, CcxtMarketData, make_ccxt_exchange
+from core.signals.base import SignalFrame
+from tests.fakes_fapi import binance_usdm, usdm_market
+from tests.fakes_http import point_ccxt_at
+
+
+@dataclass
+class CadenceProvider:
+    """Enter every ``every`` candles (long, then short, in turn); exit half way."""
+
+    every: int
+    tf_ms: int
+    name: str = "cadence"
+    warmup_candles: int = 1
+
+    def compute(self, series: CandleSeries) -> SignalFrame:
+        """Return the cadence's signals (each row reads only its own open time)."""
+        if self.every <= 0:  # no entries, no exit signals (the harness's final incarnation)
+            n = len(series)
+            none = np.zeros(n, dtype=np.bool_)
+            return SignalFrame(
+                ts_ms=series.ts_ms,
+                entry=np.zeros(n, dtype=np.int8),
+                exit_long=none,
+                exit_short=none,
+                confidence=np.full(n, 0.6),
+                atr=np.full(n, np.nan),
+            )
+        k = (series.ts_ms // self.tf_ms).astype(np.int64)
+        phase, turn = k % self.every, (k // self.every) % 2
+        n = len(series)
+        return SignalFrame(
+            ts_ms=series.ts_ms,
+            entry=np.where(phase == 0, np.where(turn == 0, 1, -1), 0).astype(np.int8),
+            exit_long=(phase == self.every // 2) & (turn == 0),
+            exit_short=(phase == self.every // 2) & (turn == 1),
+            confidence=np.full(n, 0.6),
+            atr=np.full(n, np.nan),
+        )
+
+
+def chaos_clock() -> tuple[AcceleratedClock, float]:
+    """Return the clock on the venue's mapping of wall to market time, and its speed."""
+    start_ms = int(os.environ["CHAOS_START_MS"])
+    anchor = int(os.environ["CHAOS_ANCHOR_WALL_MS"])
+    speed = float(os.environ["CHAOS_SPEED"])
+    wall = time.time_ns() // 1_000_000
+    return AcceleratedClock(start_ms=start_ms + int((wall - anchor) * speed), speed=speed), speed
+
+
+async def main() -> str:
+    """Build and run the process until SIGTERM (or SIGKILL, which is the point)."""
+    url = os.environ["CHAOS_VENUE_URL"]
+    settings = load_settings()
+    timeout_s = settings.exchange.timeout_ms / 1000
+    clock, speed = chaos_clock()
+    client = make_ccxt_exchange("binance", market_type=MarketType.PERP, timeout_s=timeout_s)
+    client.enableRateLimit = False
+    point_ccxt_at(client, url)
+    client.set_markets([usdm_market("BTC")])
+    keyed = binance_usdm(url, ("BTC",))
+    keyed.timeout = int(timeout_s * 1000)
+    exchange = CcxtExchange(
+        keyed, clock=clock, market_type=MarketType.PERP, symbols=settings.trading.symbols
+    )
+    tf_ms = timeframe_to_ms(settings.trading.timeframe)
+    every = int(os.environ.get("CHAOS_EVERY", "6"))
+
+    async def build() -> TradingProcess:
+        process = await build_run(
+            settings,
+            market_data=CcxtMarketData(client),
+            exchange=exchange,
+            clock=clock,
+            speed=speed,
+        )
+        process.engine.signals.provider = CadenceProvider(every=every, tf_ms=tf_ms)
+        return process
+
+    with open(os.devnull, "w") as quiet:
+        return await run_process(build, console=Console(file=quiet))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    print(asyncio.run(main()), flush=True)

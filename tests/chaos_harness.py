@@ -1,0 +1,580 @@
+"""The chaos harness: the bot killed at random points against a venue that owns the truth.
+
+``run_chaos`` starts the venue (``tests.chaos_venue``) and the bot (``tests.chaos_bot``: ``qt
+run`` in live perp mode) as two processes, SIGKILLs the bot at ``kills`` points drawn from a
+seeded generator and restarts it on the same database, and compares the bot's books with the
+venue after every restart and at the end. Half the kills land at a random instant of the
+trading loop, half right after the venue booked a new order (the bot has sent it and may not
+have recorded the answer yet).
+
+The comparisons, each a count that must be 0:
+
+- duplicates: a client id with more than one order at the venue that filled or is open (an
+  order sent twice), which covers two entries for one signal (an entry's id is its candle's);
+- lost fills / double-counted fills: per trade (its client ids share the entry's candle) and
+  per side (entry, exits), what the venue filled against what the bot booked (its open trades
+  in the database and its closed round trips);
+- position mismatches: the venue's position against the bot's open trades (asked three times
+  0.3 s apart before one counts, since a fill takes up to one sync interval to be heard of);
+- audit-trail gaps: a filled quantity of one of our orders that the trail's ``order.filled``
+  events do not hold, or an order of ours at the venue that no event of the trail names.
+
+Naked time: the venue measures every span a position had no reduce-only stop covering it; the
+spans the bot was down (from the kill until the restarted bot read the venue's positions) are
+its own figure. The target is one sync interval of naked time while the bot is up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+SYNC_INTERVAL_S = 10  # the venue_sync job's market interval (jobs.registry)
+START_MS = 1_767_225_600_000  # 2026-01-01: the market time the session starts at
+ZERO = Decimal(0)
+TARGETS = ("duplicates", "lost_fills", "double_fills", "position_mismatches", "audit_gaps")
+
+
+@dataclass
+class ChaosConfig:
+    """One session: how many kills, how many orders at least, faults, speed, where."""
+
+    workdir: Path
+    kills: int = 50
+    orders: int = 500
+    seed: int = 1
+    fault_rate: float = 0.2
+    timeframe: str = "1m"
+    candles_per_s: float = 4.0
+    every: int = 6  # an entry every so many candles
+    timeout_ms: int = 1_000  # the bot's HTTP timeout (a venue timeout waits past it)
+    min_up_s: float = 0.3  # a random kill lands this long after the bot is up, at least
+    max_up_s: float = 2.5
+    settle_s: float = 3.0  # faults off, then this long before the final comparison
+    max_wall_s: float = 900.0
+    end_market_ms: int | None = None  # run to this market time (the uninterrupted reference)
+
+    @property
+    def speed(self) -> float:
+        tf_s = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}[self.timeframe]
+        return self.candles_per_s * tf_s
+
+
+@dataclass
+class Check:
+    """One comparison of the bot with the venue."""
+
+    duplicates: int = 0
+    lost_fills: int = 0
+    double_fills: int = 0
+    position_mismatches: int = 0
+    audit_gaps: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, other: Check) -> None:
+        self.duplicates += other.duplicates
+        self.lost_fills += other.lost_fills
+        self.double_fills += other.double_fills
+        self.position_mismatches += other.position_mismatches
+        self.audit_gaps += other.audit_gaps
+        self.notes.extend(other.notes)
+
+
+@dataclass
+class ChaosResult:
+    """What a session measured."""
+
+    kills: int = 0
+    restarts: int = 0
+    orders: int = 0
+    fills: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    final: Check = field(default_factory=Check)
+    during: Check = field(default_factory=Check)
+    naked_up_market_s: float = 0.0
+    naked_up_wall_s: float = 0.0
+    naked_down_market_s: float = 0.0  # the longest span that overlapped the bot being down
+    end_market_ms: int = 0
+    equity: Decimal = ZERO
+    wall_s: float = 0.0
+    bot_exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def faults_injected(self) -> int:
+        return sum(self.faults.values())
+
+    def broken(self) -> list[str]:
+        """Return the targets this session broke."""
+        out = []
+        for name in (
+            "duplicates",
+            "lost_fills",
+            "double_fills",
+            "position_mismatches",
+            "audit_gaps",
+        ):
+            if getattr(self.final, name) or getattr(self.during, name):
+                out.append(name)
+        if self.naked_up_wall_s > SYNC_INTERVAL_S:
+            out.append("naked_time")
+        return out
+
+
+# --- the venue's truth and the bot's books ---------------------------------------------------
+
+
+def read_venue(workdir: Path) -> dict[str, Any]:
+    return json.loads((workdir / "venue.json").read_text())
+
+
+def _group(cid: str) -> tuple[str, str]:
+    """Return (trade id, tag) of one of our client ids (the trade id is the entry's id)."""
+    head, _, tag = cid.rpartition("-")
+    return f"{head}-e", tag
+
+
+def venue_fills(venue: dict[str, Any]) -> dict[str, Decimal]:
+    """Return the filled quantity at the venue by our client id (a triggered stop's by the
+    stop's id)."""
+    by_order = {o["orderId"]: o["clientOrderId"] for o in venue["orders"]}
+    for a in venue["algos"]:
+        if a.get("actualOrderId"):
+            by_order[int(a["actualOrderId"])] = a["clientAlgoId"]
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    for t in venue["trades"]:
+        out[by_order.get(t["orderId"], f"order{t['orderId']}")] += Decimal(t["qty"])
+    return dict(out)
+
+
+def bot_books(db: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """Return the bot's trades by id ({side, amount, exited, open}) and its audit trail."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        trades: dict[str, dict[str, Any]] = {}
+        row = con.execute("select value from kv_state where key = 'engine_trades'").fetchone()
+        if row:
+            for t in json.loads(row[0])["trades"]:
+                exited = sum((Decimal(leg["amount"]) for leg in t["legs"]), ZERO)
+                trades[t["trade_id"]] = {
+                    "side": t["side"],
+                    "amount": Decimal(t["amount"]),
+                    "exited": exited,
+                    "open": not t.get("finished"),
+                }
+        for trade_id, side, amount, legs in con.execute(
+            "select trade_id, side, amount, legs from trades"
+        ):
+            exited = sum((Decimal(leg["amount"]) for leg in json.loads(legs)), ZERO)
+            trades[trade_id] = {
+                "side": side,
+                "amount": Decimal(amount),
+                "exited": exited,
+                "open": False,
+            }
+        events = [
+            (topic, json.loads(payload))
+            for topic, payload in con.execute("select topic, payload from events order by id")
+        ]
+    finally:
+        con.close()
+    return trades, events
+
+
+def compare(venue: dict[str, Any], db: Path) -> Check:
+    """Compare the bot's books with the venue's truth (one reading of each)."""
+    check = Check()
+    trades, events = bot_books(db)
+    ours = [o for o in venue["orders"] if o["clientOrderId"].startswith("qt-")]
+    ours += [
+        {**a, "clientOrderId": a["clientAlgoId"], "status": a["algoStatus"]}
+        for a in venue["algos"]
+        if a["clientAlgoId"].startswith("qt-")
+    ]
+    fills = venue_fills(venue)
+    _duplicates(check, ours, venue["algos"], fills)
+    _fills(check, fills, trades)
+    _trail(check, ours, fills, events)
+    return check
+
+
+def _duplicates(
+    check: Check, ours: list[dict[str, Any]], algos: list[dict[str, Any]], fills: dict[str, Decimal]
+) -> None:
+    """One client id, more than one order that filled or is working: sent twice."""
+    live: dict[str, int] = defaultdict(int)
+    for o in ours:
+        working = o["status"] in ("NEW", "PARTIALLY_FILLED")
+        if working or Decimal(o.get("executedQty") or 0) > 0:
+            live[o["clientOrderId"]] += 1
+    for a in algos:  # a triggered stop filled: its fills are its order's
+        if a["clientAlgoId"] in fills and a["algoStatus"] != "NEW":
+            live[a["clientAlgoId"]] += 1
+    for cid, n in live.items():
+        if n > 1:
+            check.duplicates += n - 1
+            check.notes.append(f"duplicate: {cid} x{n}")
+
+
+def _fills(check: Check, fills: dict[str, Decimal], trades: dict[str, dict[str, Any]]) -> None:
+    """What the venue filled against what the bot booked, per trade and side."""
+    venue_side: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for cid, qty in fills.items():
+        if cid.startswith("qt-"):
+            trade_id, tag = _group(cid)
+            venue_side[(trade_id, "entry" if tag == "e" else "exit")] += qty
+    keys = set(venue_side) | {(t, s) for t in trades for s in ("entry", "exit")}
+    for trade_id, side in sorted(keys):
+        at_venue = venue_side.get((trade_id, side), ZERO)
+        t = trades.get(trade_id)
+        booked = ZERO if t is None else (t["amount"] if side == "entry" else t["exited"])
+        if at_venue == booked:
+            continue
+        if at_venue > booked:
+            check.lost_fills += 1
+        else:
+            check.double_fills += 1
+        kind = "lost fill" if at_venue > booked else "double fill"
+        check.notes.append(f"{kind}: {trade_id} {side} venue {at_venue} bot {booked}")
+
+
+def _trail(
+    check: Check,
+    ours: list[dict[str, Any]],
+    fills: dict[str, Decimal],
+    events: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Fills of ours the trail's order.filled events do not hold; orders no event names."""
+    trail: dict[str, Decimal] = defaultdict(Decimal)
+    named: set[str] = set()
+    for topic, payload in events:
+        cid = payload.get("client_order_id")
+        if cid:
+            named.add(cid)
+            if topic == "order.filled":
+                trail[cid] += Decimal(str(payload["amount"]))
+    for cid, qty in fills.items():
+        said = trail.get(cid, ZERO)
+        if cid.startswith("qt-") and said < qty:
+            check.audit_gaps += 1
+            check.notes.append(f"audit gap: {cid} filled {qty}, the trail says {said}")
+    for o in ours:
+        if o["clientOrderId"] not in named:
+            check.audit_gaps += 1
+            check.notes.append(f"audit gap: {o['clientOrderId']} at the venue, in no event")
+
+
+def bot_position(db: Path) -> Decimal:
+    trades, _ = bot_books(db)
+    total = ZERO
+    for t in trades.values():
+        if t["open"]:
+            held = t["amount"] - t["exited"]
+            total += held if t["side"] == "long" else -held
+    return total
+
+
+def position_mismatch(
+    workdir: Path, db: Path, *, within_s: float = 5.0, symbol_id: str = "BTCUSDT"
+) -> str:
+    """Return "" once the venue's position equals the bot's, asked every 0.25 s for
+    ``within_s`` (a fill takes a sync interval to be heard of, more while the venue faults and
+    the bot backs off), else what differed."""
+    said = ""
+    deadline = time.monotonic() + within_s
+    while True:
+        at_venue = Decimal(read_venue(workdir)["position"].get(symbol_id, "0"))
+        booked = bot_position(db)
+        if at_venue == booked:
+            return ""
+        said = f"position: venue {at_venue} bot {booked}"
+        if time.monotonic() > deadline:
+            return said
+        time.sleep(0.25)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT__")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        QT__APP__DATA_DIR=str(cfg.workdir / "ud"),
+        QT__TRADING__MODE="live",
+        QT__EXCHANGE__MARKET_TYPE="perp",
+        QT__EXCHANGE__API_KEY="k",
+        QT__EXCHANGE__API_SECRET="s",
+        QT__TRADING__LIVE_CONFIRMATION="I accept real-money risk",
+        QT__TRADING__SYMBOLS='["BTC/USDT"]',
+        QT__TRADING__TIMEFRAME=cfg.timeframe,
+        QT__EXCHANGE__TIMEOUT_MS=str(cfg.timeout_ms),
+        QT__RISK__ALLOW_SHORT="true",
+        QT__RISK__SYMBOL_COOLDOWN_S="0",
+        QT__RISK__MAX_ENTRIES_PER_HOUR="0",
+        QT__RISK__LOSS_STREAK_LIMIT="0",
+        QT__RISK__DAILY_LOSS_LIMIT_PCT="0",
+        QT__BRAINS__ENABLED="false",
+        CHAOS_VENUE_URL=url,
+        CHAOS_START_MS=str(START_MS),
+        CHAOS_ANCHOR_WALL_MS=str(anchor),
+        CHAOS_SPEED=str(cfg.speed),
+        CHAOS_EVERY=str(cfg.every),
+    )
+    return env
+
+
+class Session:
+    """The two processes of one session."""
+
+    def __init__(self, cfg: ChaosConfig) -> None:
+        self.cfg = cfg
+        cfg.workdir.mkdir(parents=True, exist_ok=True)
+        self.anchor = time.time_ns() // 1_000_000 + 1_500
+        replay = int(cfg.max_wall_s * cfg.candles_per_s) + 100
+        self._venue_log = open(cfg.workdir / "venue.log", "ab")
+        self.venue = subprocess.Popen(  # noqa: S603 - our own module
+            [
+                PYTHON,
+                "-m",
+                "tests.chaos_venue",
+                "--port",
+                "0",
+                "--state",
+                str(cfg.workdir / "venue.json"),
+                "--timeframe",
+                cfg.timeframe,
+                "--candles",
+                str(replay),
+                "--start-ms",
+                str(START_MS),
+                "--anchor-wall-ms",
+                str(self.anchor),
+                "--speed",
+                str(cfg.speed),
+                "--fault-rate",
+                str(cfg.fault_rate),
+                "--fault-seed",
+                str(cfg.seed),
+                "--timeout-s",
+                str(cfg.timeout_ms / 1000),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=self._venue_log,
+            text=True,
+        )
+        assert self.venue.stdout is not None
+        line = self.venue.stdout.readline()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"the venue did not start: {line!r}")
+        self.url = line.split()[1]
+        self.bot: subprocess.Popen[bytes] | None = None
+        self.bot_log = open(cfg.workdir / "bot.log", "ab")
+        self.exit_codes: list[int] = []
+
+    def control(self, **body: Any) -> dict[str, Any]:
+        request = urllib.request.Request(  # noqa: S310 - the venue on loopback
+            f"{self.url}/chaos/control",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return dict(json.loads(answer.read()))
+
+    def start_bot(self, *, entries: bool = True) -> None:
+        """Start the bot (``entries``: False, it opens nothing new: the final incarnation)."""
+        self.control(down=True)  # up again once the bot reads the venue's positions
+        env = _env(self.cfg, self.url, self.anchor)
+        if not entries:
+            env["CHAOS_EVERY"] = "0"
+        self.bot = subprocess.Popen(  # noqa: S603 - our own module
+            [PYTHON, "-m", "tests.chaos_bot"],
+            cwd=self.cfg.workdir,
+            env=env,
+            stdout=self.bot_log,
+            stderr=self.bot_log,
+        )
+
+    def wait_up(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = read_venue(self.cfg.workdir)
+            if len(state["down_spans"]) >= len(self.exit_codes) + 1:
+                return
+            if self.bot is not None and self.bot.poll() is not None:
+                raise RuntimeError(
+                    f"the bot exited with {self.bot.returncode} at start: see bot.log"
+                )
+            time.sleep(0.05)
+        raise RuntimeError("the bot did not come up")
+
+    def kill_bot(self) -> None:
+        assert self.bot is not None
+        self.bot.send_signal(signal.SIGKILL)
+        self.exit_codes.append(self.bot.wait())
+
+    def stop_bot(self) -> None:
+        assert self.bot is not None
+        self.bot.send_signal(signal.SIGTERM)
+        try:
+            self.exit_codes.append(self.bot.wait(timeout=60))
+        except subprocess.TimeoutExpired:
+            self.bot.kill()
+            self.exit_codes.append(self.bot.wait())
+
+    def close(self) -> None:
+        try:
+            self._end_processes()
+        finally:
+            if self.venue.stdout is not None:
+                self.venue.stdout.close()
+            self.bot_log.close()
+            self._venue_log.close()
+
+    def _end_processes(self) -> None:
+        if self.bot is not None and self.bot.poll() is None:
+            self.bot.kill()
+            self.bot.wait()
+        if self.venue.poll() is None:
+            self.venue.send_signal(signal.SIGTERM)
+            try:
+                self.venue.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.venue.kill()
+                self.venue.wait()
+
+
+def _wait_for_new_order(workdir: Path, seen: int, until: float) -> None:
+    """Return once the venue booked more than ``seen`` orders (or at ``until``)."""
+    while time.monotonic() < until:
+        try:
+            state = read_venue(workdir)
+        except (OSError, ValueError):
+            continue
+        if len(state["orders"]) + len(state["algos"]) > seen:
+            return
+        time.sleep(0.002)
+
+
+def _naked(venue: dict[str, Any]) -> tuple[float, float, float]:
+    """Return the longest naked span while the bot was up (market s, wall s) and the longest
+    one that overlapped a span the bot was down (market s)."""
+    down = [tuple(s) for s in venue["down_spans"]]
+    spans = list(venue["naked_spans"])
+    if venue.get("naked_open"):
+        spans.append({**venue["naked_open"], "wall_ms": 0, "to_wall": 2**62})
+    up_market = up_wall = down_market = 0.0
+    for s in spans:
+        overlaps = any(s["from_wall"] < b and a < s["to_wall"] for a, b in down)
+        if overlaps:
+            down_market = max(down_market, s["market_ms"] / 1000)
+        else:
+            up_market = max(up_market, s["market_ms"] / 1000)
+            up_wall = max(up_wall, s["wall_ms"] / 1000)
+    return up_market, up_wall, down_market
+
+
+def _retries(log: Path) -> int:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return text.count("retrying in")
+
+
+def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
+    """Run one session; return its figures."""
+    rng = random.Random(cfg.seed)
+    result = ChaosResult()
+    started = time.monotonic()
+    session = Session(cfg)
+    db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
+    try:
+        session.start_bot()
+        session.wait_up()
+        while True:
+            state = read_venue(cfg.workdir)
+            orders = len(state["orders"]) + len(state["algos"])
+            if cfg.end_market_ms is not None:
+                if session.control()["now_ms"] >= cfg.end_market_ms:
+                    break
+                time.sleep(0.1)
+                continue
+            if result.kills >= cfg.kills and orders >= cfg.orders:
+                break
+            if time.monotonic() - started > cfg.max_wall_s:
+                say("wall-time budget spent: ending the session")
+                break
+            if result.kills >= cfg.kills:
+                time.sleep(0.2)
+                continue
+            up_for = rng.uniform(cfg.min_up_s, cfg.max_up_s)
+            if rng.random() < 0.5:
+                time.sleep(up_for)  # a random instant of the loop
+            else:  # right after the venue booked an order the bot sent
+                time.sleep(cfg.min_up_s)
+                _wait_for_new_order(cfg.workdir, orders, time.monotonic() + up_for * 3)
+            session.kill_bot()
+            result.kills += 1
+            session.start_bot()
+            session.wait_up()
+            result.restarts += 1
+            time.sleep(0.5)  # a few sync intervals: what the venue did meanwhile is heard of
+            mismatch = position_mismatch(cfg.workdir, db)
+            check = compare(read_venue(cfg.workdir), db)
+            # Fills and their events may still be on their way: the final comparison counts
+            # those; a duplicate or a fill counted twice is never on its way.
+            check.lost_fills = check.audit_gaps = 0
+            check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
+            if mismatch:
+                check.position_mismatches += 1
+                check.notes.append(f"after restart {result.restarts}: {mismatch}")
+            result.during.add(check)
+            say(
+                f"kill {result.kills}: {orders} orders so far; duplicates {check.duplicates}, "
+                f"double fills {check.double_fills}, position {'ok' if not mismatch else mismatch}"
+            )
+        # The end: faults off for a while, then the venue's matching frozen (no order fills on
+        # a candle any more), the bot stopped and started once more without entries (its start
+        # reads the venue: what filled after its last sync is heard of then), stopped again.
+        session.control(fault_rate=0.0)
+        time.sleep(cfg.settle_s)
+        session.control(freeze=True)
+        session.stop_bot()
+        session.start_bot(entries=False)
+        session.wait_up()
+        position_mismatch(cfg.workdir, db, within_s=10.0)  # its sync has run
+        time.sleep(0.5)
+        session.stop_bot()
+        venue = read_venue(cfg.workdir)
+        result.final = compare(venue, db)
+        mismatch = position_mismatch(cfg.workdir, db)
+        if mismatch:
+            result.final.position_mismatches += 1
+            result.final.notes.append(f"final: {mismatch}")
+    finally:
+        session.close()
+    venue = read_venue(cfg.workdir)
+    result.orders = len(venue["orders"]) + len(venue["algos"])
+    result.fills = len(venue["trades"])
+    result.faults = dict(venue["faults"])
+    result.naked_up_market_s, result.naked_up_wall_s, result.naked_down_market_s = _naked(venue)
+    result.end_market_ms = int(venue["now_ms"])
+    result.equity = Decimal(venue["equity"])
+    result.retries = _retries(cfg.workdir / "bot.log")
+    result.wall_s = time.monotonic() - started
+    result.bot_exit_codes = session.exit_codes
+    return result

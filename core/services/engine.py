@@ -78,7 +78,13 @@ from core.services.adoption import adopted_position_trade, adoption_plan
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
-from core.services.flatten import ADOPTED_PROVIDER, ExposureCut, adopted_trade, market_plan
+from core.services.flatten import (
+    ADOPTED_PROVIDER,
+    ExposureCut,
+    adopted_trade,
+    adoption_order,
+    market_plan,
+)
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
@@ -858,6 +864,12 @@ class Engine:
             held = self.trades.get(symbol)
             if held is not None:
                 return f"the engine holds a {held.side.value} trade in {symbol} already"
+            try:
+                why = await self._cancel_orphans(symbol)
+            except (DependencyError, DataError, VenueRejected) as e:
+                why = f"the venue's open orders could not be read: {e}"
+            if why:
+                return why
             frame = self.signals.frame(symbol)
             atr = float(frame.atr[-1]) if frame is not None and len(frame.atr) else 0.0
             trade = adopted_position_trade(position, self._clock.now_ms(), atr)
@@ -884,6 +896,24 @@ class Engine:
                 return ""
             await self._give_up(trade, why)
             return why
+
+    async def _cancel_orphans(self, symbol: str) -> str:
+        """Cancel the orders of an earlier adoption of ``symbol`` still at the venue (its
+        adoption failed and their cancel did not go through, or it crashed before its trade
+        was stored): no trade of the engine's holds them, so nothing would ever take them
+        off. Return "" when none is left, else why."""
+        left = []
+        for order in await self._exchange.fetch_open_orders(symbol):
+            cid = order.client_order_id
+            if not adoption_order(symbol, cid):
+                continue
+            log.warning("%s: canceling %s, left at the venue by an earlier adoption", symbol, cid)
+            ended = await self._execution.cancel(cid, symbol, reason="left by an earlier adoption")
+            if ended is not None and ended.is_open:
+                left.append(cid)
+        if left:
+            return f"an earlier adoption's orders are still at the venue: {', '.join(left)}"
+        return ""
 
     async def _give_up(self, trade: OpenTrade, why: str) -> None:
         """Forget an adoption that failed, canceling what it may have placed."""

@@ -141,25 +141,34 @@ LONG_SOL = (SOL, Side.BUY, D(10), 20.0)
 # --- restarts at every step of one adoption ---------------------------------------------------
 
 
-async def test_a_crash_once_the_stop_is_at_the_venue_resumes_the_same_trade_and_places_the_tps(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("later_ms", [30_000, 0])
+async def test_a_crash_as_the_venue_accepts_the_stop_gives_up_and_adopts_again_at_the_restart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, later_ms: int
 ) -> None:
+    """The venue took the stop, the process died before hearing so: the stored trade is
+    still being adopted. The restart gives it up (its stop canceled) and adopts the position
+    again, saying so: one stop at the venue, the new adoption's. ``later_ms`` 0: restarted
+    within the same second (the paper venue answers a canceled order's id with that order:
+    the new adoption's ids must differ from the given-up one's)."""
     h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
     await h.engine.start()
     crash_on(h, monkeypatch, OrderType.STOP_MARKET)
     with pytest.raises(Crash):
         await reconcile(h)
-    [stop] = stops(await orders_of(h, SOL))
+    [first] = stops(await orders_of(h, SOL))
+    h.clock.advance_to(h.clock.now_ms() + later_ms)
     restart(h)
     await h.engine.start()
-    assert await h.engine.unknown_positions() == []  # written ahead: its trade is stored
-    assert await reconcile(h) == ""  # not adopted twice
+    assert await orders_of(h, SOL) == []  # given up: its stop canceled
+    assert [p.symbol for p in await h.engine.unknown_positions()] == [SOL]
+    assert "adopted as its own trades" in await reconcile(h)
     trade = h.engine.trades[SOL]
-    assert trade.provider == ADOPT_PROVIDER and trade.working["SL"] == stop.client_order_id
-    await h.candle(5, 20, 20.1, 19.9, 20, symbol=SOL)  # the next cycle places what is missing
-    orders = await orders_of(h, SOL)
-    assert stops(orders) == [stop]
-    assert trade.plan is not None and len(limits(orders)) == len(trade.plan.legs) > 0
+    [stop] = stops(await orders_of(h, SOL))
+    assert trade.working["SL"] == stop.client_order_id and not trade.adopting
+    assert stop.client_order_id != first.client_order_id  # a fresh id, even the same second
+    await h.candle(5, 20, 20.1, 19.9, 20, symbol=SOL)
+    assert stops(await orders_of(h, SOL)) == [stop]
+    assert trade.plan is not None and len(limits(await orders_of(h, SOL))) == len(trade.plan.legs)
 
 
 async def test_a_crash_after_the_first_take_profit_places_only_the_rest_after_the_restart(
@@ -183,7 +192,7 @@ async def test_a_crash_after_the_first_take_profit_places_only_the_rest_after_th
     assert plan is not None and len(limits(after)) == len(plan.legs)
 
 
-async def test_a_crash_before_the_stop_reached_the_venue_places_it_after_the_restart(
+async def test_a_crash_before_the_stop_reached_the_venue_adopts_again_after_the_restart(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Stored as working (write-ahead), then the process died before the send."""
@@ -200,8 +209,8 @@ async def test_a_crash_before_the_stop_reached_the_venue_places_it_after_the_res
     monkeypatch.setattr(h.paper, "create_order", create)  # a venue that takes orders again
     assert await orders_of(h, SOL) == []
     restart(h)
-    await h.engine.start()  # the venue does not know the stop: placed again
-    assert await reconcile(h) == ""
+    await h.engine.start()  # given up: the venue never had its stop
+    assert "adopted as its own trades" in await reconcile(h)
     assert len(stops(await orders_of(h, SOL))) == 1
 
 
@@ -431,3 +440,76 @@ async def test_the_adopted_round_trip_is_booked_from_the_venues_entry_with_the_e
     assert h.engine.sizing.dump() == sized_before  # not sized here: not booked here
     [stored] = await h.storage.trades.list_closed()
     assert stored.trade_id == closed.trade_id and stored.pnl == closed.pnl
+
+
+async def test_a_crash_between_a_refused_stop_and_the_give_up_does_not_adopt_after_the_restart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The venue refused the adoption's stop; the process died before forgetting the trade
+    (its write-ahead record holds the stop as working). The restart finds the venue never
+    had the stop: the trade must not come back as adopted with a bot-side fallback (an
+    adoption never falls back) and no alert: the position is unknown again."""
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    restart(h)
+    await h.engine.start()
+    create, write = h.paper.create_order, h.storage.state.set
+    refused: list[str] = []
+
+    async def refuse_stop(request: OrderRequest, *args: Any, **kwargs: Any) -> Order:
+        if request.type is OrderType.STOP_MARKET:
+            refused.append(request.client_order_id)
+            raise OrderRejected("stop orders are not supported for this symbol")
+        return await create(request, *args, **kwargs)
+
+    async def die_after_the_refusal(key: Any, value: str) -> None:
+        if refused:
+            raise Crash
+        await write(key, value)
+
+    monkeypatch.setattr(h.paper, "create_order", refuse_stop)
+    monkeypatch.setattr(h.storage.state, "set", die_after_the_refusal)
+    with pytest.raises(Crash):
+        await reconcile(h)
+    monkeypatch.setattr(h.storage.state, "set", write)
+    restart(h)
+    await h.engine.start()
+    trade = h.engine.trades.get(SOL)
+    assert trade is None or (trade.plan is not None and trade.bot_stop is None)
+    if trade is None:
+        assert [p.symbol for p in await h.engine.unknown_positions()] == [SOL]
+
+
+async def test_an_earlier_adoptions_order_that_cannot_be_canceled_is_a_reason_not_to_adopt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    await h.engine.start()
+    assert await reconcile(h) != ""
+    left = [o.client_order_id for o in await orders_of(h, SOL)]  # its stop and take-profits
+    h.clock.advance_to(h.clock.now_ms() + 300_000)
+    restart(h)  # not started: the trade lost, its orders at the venue are orphans of ours
+    hand = await h.paper.create_order(  # an order of the operator's own: not ours to cancel
+        OrderRequest(
+            client_order_id="manual-tp",
+            symbol=SOL,
+            side=Side.SELL,
+            type=OrderType.LIMIT,
+            amount=D(1),
+            price=D(30),
+        )
+    )
+
+    async def no_cancel(cid: str, symbol: str) -> Order:
+        raise OrderRejected("cancel refused")
+
+    cancel = h.paper.cancel_order
+    monkeypatch.setattr(h.paper, "cancel_order", no_cancel)
+    [held] = await h.engine.unknown_positions()
+    why = await h.engine.adopt(held)
+    assert why == f"an earlier adoption's orders are still at the venue: {', '.join(left)}"
+    assert SOL not in h.engine.trades
+    monkeypatch.setattr(h.paper, "cancel_order", cancel)
+    assert await h.engine.adopt(held) == ""
+    orders = {o.client_order_id for o in await orders_of(h, SOL)}
+    assert not orders & set(left) and hand.client_order_id in orders
+    assert h.engine.trades[SOL].working["SL"] in orders

@@ -605,3 +605,36 @@ async def test_a_long_far_in_profit_is_not_closed_by_its_adoption(
     assert h.of(TradeClosed) == []
     [held] = await h.paper.fetch_positions()
     assert held.amount == 10
+
+
+async def test_an_unexpected_error_adopting_one_fails_the_start_and_the_restart_gives_it_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bug (not a venue error) placing the second position's stop fails the start (fail
+    closed: no trading on a book half handled); the next start keeps an adoption done before
+    it, gives the half-done one up and sees its position unknown again."""
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, (ETH, Side.BUY, D(1), 2_000.0))
+    await h.engine.start()
+    create = h.paper.create_order
+
+    async def eth_bug(request: OrderRequest, *args: Any, **kwargs: Any) -> Order:
+        if request.symbol == ETH:
+            raise ZeroDivisionError("a bug in the adapter")
+        return await create(request, *args, **kwargs)
+
+    monkeypatch.setattr(h.paper, "create_order", eth_bug)
+    with pytest.raises(ZeroDivisionError):
+        await reconcile(h)
+    monkeypatch.setattr(h.paper, "create_order", create)
+    h.clock.advance_to(h.clock.now_ms() + 30_000)
+    restart(h)
+    await h.engine.start()
+    assert ETH not in h.engine.trades  # given up
+    assert not any(t.adopting for t in h.engine.trades.values())
+    unknown = [p.symbol for p in await h.engine.unknown_positions()]
+    assert ETH in unknown and sorted([*h.engine.trades, *unknown]) == [ETH, SOL]
+    assert await orders_of(h, ETH) == []
+    assert "adopted" in await reconcile(h)
+    assert sorted(h.engine.trades) == [ETH, SOL]
+    for symbol in (ETH, SOL):
+        assert len(stops(await orders_of(h, symbol))) == 1

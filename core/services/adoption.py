@@ -6,6 +6,10 @@ entry price, provider ``adopted``. Its exit plan is the Exit Brain's for an entr
 has already passed would fire at once: it is then put the plan's stop distance beyond the
 current price instead. ``Engine.adopt`` keeps the trade only once the venue holds that stop
 (``ExitExecutor.adopt_plan``); from then on it is stored, shown and managed like any other.
+Until then it is stored as being adopted (``OpenTrade.adopting``): a restart that finds it so
+gives it up, its orders canceled, and the position is unknown again. Orders an earlier
+adoption of the symbol left at the venue (a-prefixed ids of ours no trade holds) are
+canceled before a new one places its own.
 """
 
 from __future__ import annotations

@@ -78,7 +78,13 @@ from core.services.adoption import adopted_position_trade, adoption_plan
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
-from core.services.flatten import ADOPTED_PROVIDER, ExposureCut, adopted_trade, market_plan
+from core.services.flatten import (
+    ADOPTED_PROVIDER,
+    ExposureCut,
+    adopted_trade,
+    adoption_order,
+    market_plan,
+)
 from core.services.open_trade import OpenTrade, missed_fill
 from core.services.order_plans import EngineConfig, OrderPlanner
 from core.services.portfolio import AccountView, view_account
@@ -150,6 +156,9 @@ class Engine:
         # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
         # that would otherwise interleave at every await on the same trade.
         self._busy = asyncio.Lock()
+        # By symbol: the id base time of the adoption last given up (the next one's ids differ:
+        # a venue may answer a canceled order's id with that order).
+        self._gave_up_ms: dict[str, int] = {}
         bus.subscribe(OrderFilled.topic, self._on_filled, name="engine.on_filled")
         bus.subscribe(OrderCanceled.topic, self._on_canceled, name="engine.on_canceled")
         bus.subscribe(FundingSettled.topic, self._on_funding, name="engine.on_funding")
@@ -185,6 +194,13 @@ class Engine:
                 raise InvariantViolation(f"stored engine trades are unreadable: {e}") from e
             self._saved = saved
         # the sizing account of these trades and its record, before the venue's news
+        for trade in [t for t in self.trades.values() if t.adopting]:
+            # Died before the venue held its stop: the stop refused or lost, its give-up
+            # unsaved. Resumed, its stop would be placed again with the fallback (an adoption
+            # has none) and nothing said: given up, the position is unknown again.
+            log.warning("%s: an adoption interrupted by a restart given up", trade.symbol)
+            trade.plan = None  # its orders' cancels place nothing again
+            await self._give_up(trade, "interrupted by a restart")
         ids = {t.trade_id for t in self.trades.values()}
         self.sizing.load(await self._state.get(StateKey.SIZING_ACCOUNT), ids)
         if saved:
@@ -858,9 +874,20 @@ class Engine:
             held = self.trades.get(symbol)
             if held is not None:
                 return f"the engine holds a {held.side.value} trade in {symbol} already"
+            try:
+                why = await self._cancel_orphans(symbol)
+            except (DependencyError, DataError, VenueRejected) as e:
+                why = f"the venue's open orders could not be read: {e}"
+            if why:
+                return why
             frame = self.signals.frame(symbol)
             atr = float(frame.atr[-1]) if frame is not None and len(frame.atr) else 0.0
-            trade = adopted_position_trade(position, self._clock.now_ms(), atr)
+            now_ms = self._clock.now_ms()
+            gave_up_s = self._gave_up_ms.get(symbol, -1000) // 1000
+            if now_ms // 1000 <= gave_up_s:  # its ids must not be those of the given-up one
+                now_ms = (gave_up_s + 1) * 1000
+            trade = adopted_position_trade(position, now_ms, atr)
+            trade.adopting = True  # stored so until the venue holds its stop
             price = self.prices.get(symbol)
             try:
                 plan = adoption_plan(self.orders, trade, price)
@@ -885,8 +912,27 @@ class Engine:
             await self._give_up(trade, why)
             return why
 
+    async def _cancel_orphans(self, symbol: str) -> str:
+        """Cancel the orders of an earlier adoption of ``symbol`` still at the venue (its
+        adoption failed and their cancel did not go through, or it crashed before its trade
+        was stored): no trade of the engine's holds them, so nothing would ever take them
+        off. Return "" when none is left, else why."""
+        left = []
+        for order in await self._exchange.fetch_open_orders(symbol):
+            cid = order.client_order_id
+            if not adoption_order(symbol, cid):
+                continue
+            log.warning("%s: canceling %s, left at the venue by an earlier adoption", symbol, cid)
+            ended = await self._execution.cancel(cid, symbol, reason="left by an earlier adoption")
+            if ended is not None and ended.is_open:
+                left.append(cid)
+        if left:
+            return f"an earlier adoption's orders are still at the venue: {', '.join(left)}"
+        return ""
+
     async def _give_up(self, trade: OpenTrade, why: str) -> None:
         """Forget an adoption that failed, canceling what it may have placed."""
+        self._gave_up_ms[trade.symbol] = trade.decided_ms
         for cid in list(trade.working.values()):
             try:
                 await self._execution.cancel(cid, trade.symbol, reason=f"adoption failed: {why}")

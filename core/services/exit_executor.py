@@ -114,6 +114,7 @@ class ExitExecutor:
                 why += f": {placed.reason}" if placed.reason else ""
             trade.plan = None
             return why
+        trade.adopting = False  # the venue holds its stop: a restart resumes it from here
         await self._place_missing_legs(trade, reference)
         await self._publish_plan(trade, "adopted from the venue")
         return ""

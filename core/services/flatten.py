@@ -31,6 +31,13 @@ class ExposureCut:
     not_closed: tuple[str, ...] = ()
 
 
+def adoption_order(symbol: str, cid: str) -> bool:
+    """Return True when ``cid`` is the client id of an order of ours for a trade taken over
+    from the venue in ``symbol`` (its tag a-prefixed, ``adopted_trade``)."""
+    parts, ours = cid.split("-"), client_order_id(symbol, 0, ADOPTED_TAG).split("-")
+    return len(parts) == len(ours) and parts[:3] == ours[:3] and parts[-1].startswith(ADOPTED_TAG)
+
+
 def market_plan(side: PositionSide, entry_price: Decimal, amount: Decimal) -> ExitPlan:
     """Return the plan of a position that leaves at market: no take-profits, and a stop in
     MARKET mode (never placed: the plan waits on its market exit, which ``ensure_plan`` sends

@@ -76,6 +76,9 @@ class OpenTrade:
     # orders' tags are a-prefixed, so they never share an id with a trade decided on a candle
     # that opened in the same second.
     adopted: bool = False
+    # Being adopted (``Engine.adopt``) and the venue has not accepted its stop yet: a restart
+    # that restores it so gives it up (the adoption's fate unknown), the position unknown again.
+    adopting: bool = False
 
     def note_fill(
         self, cid: str, amount: Decimal, price: Decimal, fee: Decimal, ts_ms: int | None = None

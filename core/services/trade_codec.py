@@ -153,6 +153,7 @@ def _trade(d: dict[str, Any]) -> OpenTrade:
         sizing=SizingNote.from_json(d["sizing"]) if d.get("sizing") else None,
         stop_labels={Decimal(p): str(r) for p, r in d.get("stop_labels", {}).items()},
         adopted=bool(d.get("adopted", False)),
+        adopting=bool(d.get("adopting", False)),
     )
 
 

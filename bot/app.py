@@ -170,6 +170,7 @@ class TradingProcess:
                 symbols=self._watched_symbols,
                 last_close_ms=self.engine.signals.last_close_ms,
                 venue_probe=p.exchange.fetch_balances,
+                venue_faults=_fault_count(p.exchange),
                 trained_until_ms=lambda: last_retrains(self.engine.signals.provider),
                 drift=dict if self.learning is None else self.learning.drifting,
                 lag=self.lag,
@@ -407,3 +408,11 @@ class TradingProcess:
 
 def _name(component: object) -> str:
     return type(component).__name__
+
+
+def _fault_count(exchange: object) -> Callable[[], int] | None:
+    """Return how to read the venue adapter's count of temporary failures (None: it keeps
+    none, the paper exchange)."""
+    if not isinstance(getattr(exchange, "fault_count", None), int):
+        return None
+    return lambda: int(getattr(exchange, "fault_count", 0))

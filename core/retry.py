@@ -42,11 +42,14 @@ async def retry(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
     what: str = "",
+    on_failure: Callable[[TemporaryError], object] | None = None,
 ) -> T:
     """Call ``fn`` up to ``attempts`` times, sleeping between TemporaryErrors.
 
     Rate limits wait at least one full cap, since the venue asked explicitly. The last
-    TemporaryError is re-raised unchanged once ``attempts`` are used up.
+    TemporaryError is re-raised unchanged once ``attempts`` are used up. ``on_failure`` hears
+    every TemporaryError, the last one too (a count of the venue's faults for the health
+    check).
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, was {attempts}")
@@ -57,6 +60,8 @@ async def retry(
             return await fn()
         except TemporaryError as exc:
             failures += 1
+            if on_failure is not None:
+                on_failure(exc)
             if failures >= attempts:
                 raise
             delay_s = backoff_delay_s(

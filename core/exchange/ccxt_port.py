@@ -98,7 +98,9 @@ class CcxtPort:
             max_delay_s=max_delay_s,
             sleep=sleep,
             rng=rng or random.Random(),
+            on_failure=self._count_fault,
         )
+        self.fault_count = 0  # the venue's temporary failures so far (timeouts, 429, 5xx ...)
         self._requests: dict[str, OrderRequest] = {}  # what we asked, to map answers back
         self._leverage: dict[str, int] = {}
         self._names = SymbolNames()
@@ -107,6 +109,9 @@ class CcxtPort:
         self._fees: dict[tuple[str, Decimal], Decimal] = {}  # trades' fee by (order, filled)
         has = getattr(exchange, "has", None) or {}
         self._order_trades_call = bool(has.get("fetchOrderTrades"))
+
+    def _count_fault(self, _error: Exception) -> None:
+        self.fault_count += 1
 
     async def create_order(self, request: OrderRequest) -> Order:
         """Submit an order; resubmitting a known client order id returns the existing order."""

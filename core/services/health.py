@@ -12,7 +12,10 @@ Brain's own rule: 3); a venue call that fails or takes over ``venue_timeout_s`` 
 serving models trained longer ago than ``model_age_days`` warn, a champion whose live record
 drifted (the learning manager's drift check) is bad; an event-loop lag over
 ``lag_warn_ms`` warns, over ``lag_bad_ms`` is bad; a failed database write is bad; free disk
-under ``disk_warn_mb`` warns, under ``disk_bad_mb`` is bad.
+under ``disk_warn_mb`` warns, under ``disk_bad_mb`` is bad; ``venue_faults_warn`` (3)
+temporary venue failures since the previous check (timeouts, 429s, 5xx, garbled answers,
+each retried with backoff or given up) warn, ``venue_faults_bad`` (10) are bad: a venue
+misbehaving for two checks in a row raises the alert, and its end another.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class HealthConfig:
     lag_bad_ms: float = 2_000.0
     disk_warn_mb: float = 1_024.0
     disk_bad_mb: float = 200.0
+    # the venue's temporary failures (each retried or given up) since the previous check
+    venue_faults_warn: int = 3
+    venue_faults_bad: int = 10
 
 
 @value_class(frozen=True, slots=True, kw_only=True)
@@ -68,6 +74,7 @@ class HealthInput:
     last_close_ms: Mapping[str, int | None]  # per traded symbol: its newest candle's close
     venue_error: str | None = None  # the probe's failure ("" or None: reached)
     venue_s: float | None = None  # how long the probe took
+    venue_faults: int | None = None  # the venue's temporary failures since the last check
     trained_until_ms: Mapping[str, int] = field(default_factory=dict)  # per serving member
     # per member whose champion's live record drifted (the learning manager's): why
     model_drift: Mapping[str, str] = field(default_factory=dict)
@@ -121,6 +128,10 @@ def check_health(inp: HealthInput) -> HealthReport:
         else:
             took = f"answered in {inp.venue_s or 0.0:.2f} s"
             checks.append(Check("venue", Status.BAD if slow else Status.OK, took))
+    if inp.venue_faults is not None:
+        n = inp.venue_faults
+        status = _grade(n >= cfg.venue_faults_warn, n >= cfg.venue_faults_bad)
+        checks.append(Check("venue faults", status, f"{n} retried or failed call(s) since"))
     for member, until in sorted(inp.trained_until_ms.items()):
         days = (inp.now_ms - until) / DAY_MS
         status = Status.WARN if days > cfg.model_age_days else Status.OK
@@ -191,6 +202,8 @@ class HealthSources:
     symbols: Callable[[], Sequence[str]]
     last_close_ms: Callable[[str], int | None]
     venue_probe: Callable[[], Awaitable[object]] | None = None  # a cheap venue call
+    # the venue adapter's count of temporary failures so far (None: not counted, paper)
+    venue_faults: Callable[[], int] | None = None
     trained_until_ms: Callable[[], Mapping[str, int]] = dict
     drift: Callable[[], Mapping[str, str]] = dict  # the learning manager's drifting members
     lag: LoopLagProbe | None = None
@@ -220,6 +233,7 @@ class HealthMonitor:
         self.latest: HealthReport | None = None
         self._bad: set[str] = set()  # names of the checks alerted bad (not fine again since)
         self._runs: dict[str, int] = {}  # per check: runs in a row on the other side of _bad
+        self._faults_seen: int | None = None  # the venue's fault count at the last check
 
     def issues(self) -> tuple[str, ...]:
         """Return the bad checks of the latest report (the Risk Brain's input)."""
@@ -236,6 +250,7 @@ class HealthMonitor:
                 last_close_ms={sym: s.last_close_ms(sym) for sym in s.symbols()},
                 venue_error=venue_error,
                 venue_s=venue_s,
+                venue_faults=self._new_faults(),
                 trained_until_ms=s.trained_until_ms(),
                 model_drift=s.drift(),
                 loop_lag_ms=None if s.lag is None else s.lag.take(),
@@ -261,6 +276,14 @@ class HealthMonitor:
                 self._bad.discard(name)
                 await self._alert("warning", f"health: {name} is fine again", "ok twice in a row")
         return report
+
+    def _new_faults(self) -> int | None:
+        """Return the venue's temporary failures since the previous check (None: uncounted)."""
+        if self._s.venue_faults is None:
+            return None
+        total = self._s.venue_faults()
+        seen, self._faults_seen = self._faults_seen, total
+        return max(0, total - (total if seen is None else seen))
 
     async def _probe_venue(self) -> tuple[str | None, float | None]:
         if self._s.venue_probe is None:

@@ -66,6 +66,7 @@ async def test_positions_are_asked_again_after_a_503_and_the_retries_are_bounded
         fapi.fail_next("GET", "/fapi/v3/positionRisk", 503)
     with pytest.raises(TemporaryError):
         await venue.fetch_positions()
+    assert venue.fault_count == 5  # every one counted, for the health check's alert
 
 
 async def test_an_answer_cut_short_is_asked_again_not_a_crash(

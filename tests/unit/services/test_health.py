@@ -160,3 +160,60 @@ async def test_the_lag_probe_sees_a_blocked_loop() -> None:
     lag = probe.take()
     await probe.stop()
     assert lag >= 100.0
+
+
+async def test_a_venue_failing_calls_that_retries_hide_raises_the_alert() -> None:
+    """Retries hide each fault (the process stays up, the probe succeeds): the count of them
+    per check is what says the venue misbehaves; its end is said too."""
+    from core.errors import TemporaryError
+    from core.retry import retry
+
+    bus, seen, clock = EventBus(), list[Event](), SimClock(NOW)
+
+    async def keep(e: Event) -> None:
+        seen.append(e)
+
+    bus.subscribe(AlertRaised.topic, keep)
+    faults = [0]
+
+    async def flaky_then_fine() -> str:
+        if faults[0] % 4 != 3:  # three faults, then an answer
+            faults[0] += 1
+            raise TemporaryError("503")
+        faults[0] += 1
+        return "ok"
+
+    counted = [0]
+
+    async def no_sleep(_s: float) -> None:
+        return None
+
+    async def one_call() -> None:
+        def count(_e: object) -> None:
+            counted[0] += 1
+
+        await retry(flaky_then_fine, attempts=5, sleep=no_sleep, on_failure=count)
+
+    monitor = HealthMonitor(
+        HealthSources(
+            symbols=lambda: [], last_close_ms=lambda _s: None, venue_faults=lambda: counted[0]
+        ),
+        bus=bus,
+        clock=clock,
+        candle_ms=HOUR_MS,
+    )
+    assert verdicts_of(await monitor.check()) == {"venue faults": Status.OK}  # the baseline
+    for _ in range(2):
+        for _ in range(4):
+            await one_call()  # every call answers in the end: 12 faults hidden per check
+        report = await monitor.check()
+        assert verdicts_of(report) == {"venue faults": Status.BAD}
+    assert [(e.severity, e.title) for e in seen] == [("critical", "health: venue faults is bad")]  # type: ignore[attr-defined]
+    assert "12 retried or failed call(s)" in report.checks[0].detail
+    await monitor.check()
+    await monitor.check()  # quiet again twice
+    assert [e.title for e in seen][1:] == ["health: venue faults is fine again"]  # type: ignore[attr-defined]
+
+
+def verdicts_of(report: object) -> dict[str, Status]:
+    return {c.name: c.status for c in report.checks}  # type: ignore[attr-defined]

@@ -4,8 +4,10 @@ The engine takes the position over as its own trade: its side, its amount and th
 entry price, provider ``adopted``. Its exit plan is the Exit Brain's for an entry at that price
 (the symbol's ATR now, a neutral confidence, the default ladder), except that a stop the price
 has already passed would fire at once: it is then put the plan's stop distance beyond the
-current price instead. ``Engine.adopt`` keeps the trade only once the venue holds that stop
-(``ExitExecutor.adopt_plan``); from then on it is stored, shown and managed like any other.
+current price instead; and take-profits the price has passed would all fill at once: the plan
+is then the one of an entry at the current price. ``Engine.adopt`` keeps the trade only once
+the venue holds that stop (``ExitExecutor.adopt_plan``); from then on it is stored, shown and
+managed like any other.
 Until then it is stored as being adopted (``OpenTrade.adopting``): a restart that finds it so
 gives it up, its orders canceled, and the position is unknown again. Orders an earlier
 adoption of the symbol left at the venue (a-prefixed ids of ours no trade holds) are
@@ -44,23 +46,17 @@ def adopted_position_trade(position: Position, now_ms: int, atr: float) -> OpenT
 def adoption_plan(planner: OrderPlanner, trade: OpenTrade, price: Decimal | None) -> ExitPlan:
     """Return the exit plan of an adopted ``trade``: the Exit Brain's from its entry price, the
     stop moved to the same distance beyond ``price`` (the current one, None: unknown) when
-    the price is at or past it already. Raise ``PlanRefused`` or ``ValueError`` as
+    the price is at or past it already; planned from ``price`` instead when the price is past
+    a take-profit already (its reduce-only limits would all fill at once: adopting would close
+    the position it means to manage). Raise ``PlanRefused`` or ``ValueError`` as
     ``plan_exits`` does (no plan: the position is not adopted)."""
-    plan = plan_exits(
-        planner.plan_request(
-            trade.symbol,
-            trade.side,
-            trade.entry_price,
-            trade.amount,
-            trade.atr,
-            trade.confidence,
-            trade.exit_profile,
-        )
-    )
+    plan = _plan_from(planner, trade, trade.entry_price)
+    sign = Decimal(1) if trade.side is PositionSide.LONG else Decimal(-1)
+    if price is not None and any((price - leg.price) * sign >= 0 for leg in plan.legs):
+        plan = _plan_from(planner, trade, price)  # as if entered now: targets ahead of it
     stop = plan.stop
     if stop is None:
         raise PlanRefused("the exit plan has no stop")
-    sign = Decimal(1) if trade.side is PositionSide.LONG else Decimal(-1)
     if price is None or (price - stop.price) * sign > 0:
         return _inside_liquidation(plan, trade, sign)  # still on the safe side of the stop
     distance = (trade.entry_price - stop.price) * sign
@@ -72,6 +68,20 @@ def adoption_plan(planner: OrderPlanner, trade: OpenTrade, price: Decimal | None
     # The plan's risk unit (initial_stop, for the candle moves) stays the planned distance.
     moved_plan = dataclasses.replace(plan, stop=dataclasses.replace(stop, price=moved))
     return _inside_liquidation(moved_plan, trade, sign)
+
+
+def _plan_from(planner: OrderPlanner, trade: OpenTrade, price: Decimal) -> ExitPlan:
+    return plan_exits(
+        planner.plan_request(
+            trade.symbol,
+            trade.side,
+            price,
+            trade.amount,
+            trade.atr,
+            trade.confidence,
+            trade.exit_profile,
+        )
+    )
 
 
 def _inside_liquidation(plan: ExitPlan, trade: OpenTrade, sign: Decimal) -> ExitPlan:

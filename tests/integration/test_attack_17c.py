@@ -584,14 +584,6 @@ async def test_a_short_whose_price_rose_past_its_stop_gets_the_stop_as_far_above
     assert stop.request.stop_price == plan.stop.price and stop.request.side is Side.BUY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="suspected, a design decision: the plan is the entry's, so for a position far in "
-    "profit every target is a reduce-only limit below the market and the next candle fills "
-    "them all: adopting closes it at once. The stop the price is past is moved beyond the "
-    "price (adoption_plan); the targets it is past are not (drop them, or plan them from the "
-    "price as the stop is)",
-)
 async def test_a_long_far_in_profit_is_not_closed_by_its_adoption(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -600,7 +592,9 @@ async def test_a_long_far_in_profit_is_not_closed_by_its_adoption(
     await h.candle(4, 20, 26.2, 20, 26, symbol=SOL)  # it rose to 26 before the restart
     assert "adopted" in await reconcile(h)
     plan = h.engine.trades[SOL].plan
-    assert plan is not None and plan.legs and all(leg.price < 26 for leg in plan.legs)
+    # planned as if entered at 26: every target ahead of the price, the stop below it
+    assert plan is not None and plan.legs and all(leg.price > 26 for leg in plan.legs)
+    assert plan.stop is not None and 24 < plan.stop.price < 26
     await h.candle(5, 26, 26.2, 25.8, 26, symbol=SOL)
     assert h.of(TradeClosed) == []
     [held] = await h.paper.fetch_positions()

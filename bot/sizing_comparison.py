@@ -122,5 +122,16 @@ async def compare_sizing(
         config=config,
         train_s=train_s,
         gate=gate,
-        policy=replace(final, gate=gate),
+        # what it knows ends with the walk's last candle, not its last trade: a quiet stretch
+        # at the end is data too (its age, QT__SIZING__MAX_AGE_DAYS, counts from there)
+        policy=replace(final, gate=gate, trained_until_ms=data_end(result, final)),
     )
+
+
+def data_end(result: BacktestResult, policy: SizingPolicy) -> int | None:
+    """Return when the data the policy learned from ends: the walk's last candle (its newest
+    trade's close if that is later, or if the curve is empty)."""
+    ends = [policy.trained_until_ms] if policy.trained_until_ms is not None else []
+    if len(result.curve.ts_ms):
+        ends.append(int(result.curve.ts_ms[-1]))
+    return max(ends) if ends else None

@@ -448,7 +448,8 @@ class SizingSettings(Section):
     # trades before it sizes any
     policy_dir: str = ""
     policy_sha256: str = ""
-    # A policy whose newest training trade closed longer ago than this falls back; 0: any age
+    # A policy whose training data (the walk's last candle) ended longer ago than this falls
+    # back; 0: any age
     max_age_days: float = Field(default=30.0, ge=0)
     # qt evaluate --sizing's gate: the policy sizes live trades only when its annualised
     # Sharpe beat the best simple method's by this much out of sample (core.ml.rl.gate)

@@ -232,16 +232,23 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
     finally:
         lock.close()
     result.db_faults += 1
-    # Nobody resumes: the halt goes to disk with the first write after the lock, and stays.
-    deadline = time.monotonic() + fc.hold_s
-    state = ""
-    while time.monotonic() < deadline:
+    # Nobody resumes: the halt goes to disk with the first read of the state after the lock
+    # (an order's gate, the status console's poll every few seconds), and stays. Watched for
+    # ``hold_s`` at least, and until it is on disk (10 s more at most).
+    released = time.monotonic()
+    state, seen = "", False
+    while True:
         state = stored_state(db)
-        time.sleep(0.1)
-    if state == "halted":
-        result.halted += 1
-    else:
-        result.resumed_by_itself += 1
+        seen = seen or state == "halted"
+        if seen and state != "halted":
+            break  # left the halt with nobody resuming
+        waited = time.monotonic() - released
+        if (seen and waited >= fc.hold_s) or waited >= fc.hold_s + 10.0:
+            break
+        time.sleep(0.05)
+    result.halted += seen
+    if state != "halted":
+        result.resumed_by_itself += seen
         result.notes.append(f"db fault {result.db_faults}: stored state {state!r} before resume")
     result.during.add(_check_books(session, db, f"after db fault {result.db_faults}"))
     operator_resume(session)

@@ -22,7 +22,15 @@ the bot was up and the longest across a kill, faults injected, retries, and the 
 difference. Exits 1 when a target is broken: 0 duplicates, 0 lost or double fills, 0 position
 mismatches, 0 audit gaps, naked time while up within one sync interval (10 s).
 
+With ``--faults``, the fault scenarios instead (``tests/chaos_faults.py``): ``--db-faults``
+times another process holds SQLite's write lock while the bot trades (trading must go HALTED
+with an alert, send no entry, stay halted after the lock goes until ``qt state resume``, then
+trade again, its books matching the venue), then the venue's feed stops for a while (no entry
+on a stale candle, the health alert, trading again once the feed is back). Prints those
+figures; exits 1 when one is broken.
+
 Usage: .venv/bin/python bench/chaos.py [--kills 50] [--orders 500] [--seed 1] [--fault-rate 0.2]
+       .venv/bin/python bench/chaos.py --faults [--db-faults 3] [--seed 1]
 """
 
 from __future__ import annotations
@@ -36,12 +44,61 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.chaos_faults import STALE_CANDLES, FaultConfig, FaultResult, run_faults  # noqa: E402
 from tests.chaos_harness import (  # noqa: E402
     SYNC_INTERVAL_S,
     ChaosConfig,
     ChaosResult,
     run_chaos,
 )
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def fault_report(r: FaultResult) -> str:
+    """Return the fault session's figures, one per line."""
+    f, d = r.final, r.during
+    lines = [
+        f"db faults             {r.db_faults} (the write lock held by another process)",
+        f"halted                {_yes(r.halted == r.db_faults)} ({r.halted} of {r.db_faults} "
+        f"stored HALTED; {r.halt_alerts} halt events of actor storage, "
+        f"{r.halt_log_lines} CRITICAL log lines)",
+        f"entries while halted  {r.entries_while_halted}",
+        f"resumed by itself     {r.resumed_by_itself}",
+        f"resumed by operator   {_yes(r.resumed_by_operator == r.db_faults)} "
+        f"({r.resumed_by_operator} of {r.db_faults} traded again after qt state resume)",
+        f"stale feed            entries on stale candles {r.stale_entries} (booked more than "
+        f"{STALE_CANDLES} candles after their close), entries while stopped "
+        f"{r.entries_while_stale}, health alert: {_yes(r.health_alerts > 0)} "
+        f"({r.health_alerts}), trading after: {_yes(r.resumed_after_feed)}",
+        f"orders at the venue   {r.orders}",
+        f"fills at the venue    {r.fills}",
+        f"duplicates            {f.duplicates} (after restores: {d.duplicates})",
+        f"lost fills            {f.lost_fills}",
+        f"double-counted fills  {f.double_fills} (after restores: {d.double_fills})",
+        f"position mismatches   {f.position_mismatches} (after restores: {d.position_mismatches})",
+        f"audit-trail gaps      {f.audit_gaps}",
+        f"wall time             {r.wall_s:.0f} s",
+    ]
+    lines.extend(f"  {note}" for note in (r.notes + d.notes + f.notes)[:20])
+    return "\n".join(lines)
+
+
+def faults_main(args: argparse.Namespace, base: Path) -> int:
+    print(f"fault session in {base}", flush=True)
+    result = run_faults(
+        FaultConfig(workdir=base / "faults", db_faults=args.db_faults, seed=args.seed),
+        say=lambda line: print(line, flush=True),
+    )
+    print(fault_report(result))
+    broken = result.broken()
+    if broken:
+        print(f"BROKEN: {', '.join(broken)}")
+        return 1
+    print("all targets met")
+    return 0
 
 
 def report(result: ChaosResult, reference: ChaosResult | None) -> str:
@@ -86,10 +143,14 @@ def main() -> int:
     parser.add_argument("--max-wall-s", type=float, default=1_800)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--faults", action="store_true", help="the fault scenarios instead")
+    parser.add_argument("--db-faults", type=int, default=3)
     args = parser.parse_args()
     # A SIGTERM ends the harness through its cleanup: the venue and the bot go with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = args.workdir or Path(tempfile.mkdtemp(prefix="qt-chaos-"))
+    if args.faults:
+        return faults_main(args, base)
     cfg = ChaosConfig(
         workdir=base / "chaos",
         kills=args.kills,

@@ -90,6 +90,10 @@ class ProcessParts:
     # Where the learning manager's model versions keep their files (the registry's data
     # dir); None: no learning manager (the ensemble does not trade, or QT__LEARNING__ENABLED)
     models_dir: Path | None = None
+    # Entries on a candle that closed more than this many candles ago are skipped (a polling
+    # feed catching up after it stopped: the health check's stale rule); None: never (a
+    # replay, whose candles are never late).
+    stale_entry_candles: float | None = None
 
 
 class TradingProcess:
@@ -143,6 +147,9 @@ class TradingProcess:
             offload_signals=True,  # demo and run: the loop serves fills, jobs and chat meanwhile
             policy=self.policy.current,
         )
+        if p.stale_entry_candles is not None:
+            candle_ms = timeframe_to_ms(p.settings.trading.timeframe)
+            self.engine.stale_entry_ms = int(p.stale_entry_candles * candle_ms)
         self.brains = build_brains(
             p.settings,
             engine=self.engine,

@@ -40,6 +40,7 @@ from core.market.feeds import PollingFeed, ReplayFeed
 from core.market.importers import read_candle_file, traded_market_note
 from core.market.synthetic import generate_candles, with_crash
 from core.ports import MarketData
+from core.services.health import HealthConfig
 from core.signals.base import SignalProvider
 from core.signals.handover import HandOverProvider
 from storage import open_storage
@@ -368,6 +369,7 @@ async def build_run(
             universe=universe,
             provider=provider,
             models_dir=settings.app.data_dir if learns(settings, "run") else None,
+            stale_entry_candles=HealthConfig().stale_candles,  # the health check's rule
         )
     )
 

@@ -7,7 +7,10 @@ markets loaded offline as the integration tests do), the clock is accelerated on
 own mapping (``CHAOS_START_MS``, ``CHAOS_ANCHOR_WALL_MS``, ``CHAOS_SPEED``: this incarnation
 starts at the market time of its launch), and the signals are a cadence that trades often
 (an entry every ``CHAOS_EVERY`` candles, long and short in turn, and an exit signal half way),
-so hundreds of orders happen in minutes. Run: ``python -m tests.chaos_bot``.
+so hundreds of orders happen in minutes. Two knobs for the fault scenarios:
+``CHAOS_HEALTH_S`` runs the health job every so many wall seconds (instead of every wall
+minute), ``CHAOS_BUSY_TIMEOUT_MS`` is how long a write waits for another process's SQLite lock
+(instead of 10 s) before the database counts as unavailable. Run: ``python -m tests.chaos_bot``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rich.console import Console
 
+import bot.app
+import storage.db
 from bot.app import TradingProcess
 from bot.modes import build_run
 from bot.runner import run_process
@@ -79,8 +84,22 @@ def chaos_clock() -> tuple[AcceleratedClock, float]:
     return AcceleratedClock(start_ms=start_ms + int((wall - anchor) * speed), speed=speed), speed
 
 
+def fault_knobs() -> None:
+    """Apply ``CHAOS_HEALTH_S`` and ``CHAOS_BUSY_TIMEOUT_MS`` (see the module docstring)."""
+    health_s = os.environ.get("CHAOS_HEALTH_S")
+    if health_s:
+        bot.app.JOBS = tuple(
+            replace(job, every_market_s=float(health_s)) if job.job_id == "health" else job
+            for job in bot.app.JOBS
+        )
+    busy_ms = os.environ.get("CHAOS_BUSY_TIMEOUT_MS")
+    if busy_ms:
+        storage.db.BUSY_TIMEOUT_MS = int(busy_ms)
+
+
 async def main() -> str:
     """Build and run the process until SIGTERM (or SIGKILL, which is the point)."""
+    fault_knobs()
     url = os.environ["CHAOS_VENUE_URL"]
     settings = load_settings()
     timeout_s = settings.exchange.timeout_ms / 1000

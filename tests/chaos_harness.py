@@ -67,6 +67,7 @@ class ChaosConfig:
     settle_s: float = 3.0  # faults off, then this long before the final comparison
     max_wall_s: float = 900.0
     end_market_ms: int | None = None  # run to this market time (the uninterrupted reference)
+    bot_env: dict[str, str] = field(default_factory=dict)  # more of the bot's environment
 
     @property
     def speed(self) -> float:
@@ -335,6 +336,7 @@ def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
         CHAOS_SPEED=str(cfg.speed),
         CHAOS_EVERY=str(cfg.every),
     )
+    env.update(cfg.bot_env)
     return env
 
 
@@ -495,6 +497,29 @@ def _retries(log: Path) -> int:
     return text.count("retrying in")
 
 
+def _final_check(session: Session, db: Path) -> Check:
+    """The end: faults off for a while, then the venue's matching frozen (no order fills on a
+    candle any more), the bot stopped and started once more without entries (its start reads
+    the venue: what filled after its last sync is heard of then), stopped again; then the
+    books against the venue."""
+    cfg = session.cfg
+    session.control(fault_rate=0.0)
+    time.sleep(cfg.settle_s)
+    session.control(freeze=True)
+    session.stop_bot()
+    session.start_bot(entries=False)
+    session.wait_up()
+    position_mismatch(cfg.workdir, db, within_s=10.0)  # its sync has run
+    time.sleep(0.5)
+    session.stop_bot()
+    final = compare(read_venue(cfg.workdir), db)
+    mismatch = position_mismatch(cfg.workdir, db)
+    if mismatch:
+        final.position_mismatches += 1
+        final.notes.append(f"final: {mismatch}")
+    return final
+
+
 def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     """Run one session; return its figures."""
     rng = random.Random(cfg.seed)
@@ -547,24 +572,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
                 f"kill {result.kills}: {orders} orders so far; duplicates {check.duplicates}, "
                 f"double fills {check.double_fills}, position {'ok' if not mismatch else mismatch}"
             )
-        # The end: faults off for a while, then the venue's matching frozen (no order fills on
-        # a candle any more), the bot stopped and started once more without entries (its start
-        # reads the venue: what filled after its last sync is heard of then), stopped again.
-        session.control(fault_rate=0.0)
-        time.sleep(cfg.settle_s)
-        session.control(freeze=True)
-        session.stop_bot()
-        session.start_bot(entries=False)
-        session.wait_up()
-        position_mismatch(cfg.workdir, db, within_s=10.0)  # its sync has run
-        time.sleep(0.5)
-        session.stop_bot()
-        venue = read_venue(cfg.workdir)
-        result.final = compare(venue, db)
-        mismatch = position_mismatch(cfg.workdir, db)
-        if mismatch:
-            result.final.position_mismatches += 1
-            result.final.notes.append(f"final: {mismatch}")
+        result.final = _final_check(session, db)
     finally:
         session.close()
     venue = read_venue(cfg.workdir)

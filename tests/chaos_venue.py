@@ -25,6 +25,9 @@ calls for linear perps) into a venue that owns the truth:
   venue counts how long (market and wall ms), apart from the spans the harness marked as the
   bot being down (``POST /chaos/down``, until the restarted bot first asks for positions).
   ``POST /chaos/control {"freeze": true}`` stops matching waiting orders (the final comparison).
+- A stale feed. ``POST /chaos/control {"feed": false}`` stops the klines at the candles closed
+  by then (the venue still matches orders and fills on the candles that close meanwhile);
+  ``{"feed": true}`` serves every closed candle again.
 - Faults (``--fault-rate``, seeded by ``--fault-seed``) on the signed endpoints: a timeout
   after carrying the request out, 429 with Retry-After, 503, a malformed (cut) answer after
   carrying it out, and an order silently dropped (answered as accepted, never booked).
@@ -94,6 +97,7 @@ class ChaosVenue(FakeFapi):
     ) -> None:
         super().__init__()
         self.frozen = False
+        self.feed_until: int | None = None  # the klines end here while the feed is stopped
         self._dirty = False  # a change a GET made (the bot up again): saved with it
         self.series = series
         self.market_id = series.symbol.replace("/", "")
@@ -364,7 +368,7 @@ class ChaosVenue(FakeFapi):
         start = int(q.get("startTime", 0))
         limit = min(int(q.get("limit", 500)), 1500)
         lo = int(np.searchsorted(ts, start, "left"))
-        hi = closed
+        hi = closed if self.feed_until is None else min(closed, self.feed_until)
         if "endTime" in q:
             hi = min(hi, int(np.searchsorted(ts, int(q["endTime"]), "right")))
         rows = [_kline(self.series, i, self.tf_ms) for i in range(lo, min(hi, lo + limit))]
@@ -377,6 +381,8 @@ class ChaosVenue(FakeFapi):
         if body.get("freeze"):  # from here no waiting order fills on a candle (the end)
             self._advance()
             self.frozen = True
+        if "feed" in body:
+            self.feed_until = None if body["feed"] else self._index_at(self.now_ms())
         if body.get("down"):
             self.down = True
             self._down_since = time.time_ns() // 1_000_000

@@ -144,6 +144,12 @@ class Engine:
         self.health = SymbolHealth(timeframe_to_ms(config.timeframe))  # symbols failed closed
         self.universe: Universe | None = None  # None: every symbol fed may enter (static list)
         self._candle_ms = timeframe_to_ms(config.timeframe)
+        # An entry decided on a candle that closed longer ago than this (by the clock) is
+        # skipped: a feed catching up after it stopped hands over candles the market has left
+        # behind, and a market order now would fill far from the price decided on. None: never
+        # (a replay's candles are never late, only a slow loop is: the process sets it for a
+        # polling feed, ``ProcessParts.stale_entry_candles``).
+        self.stale_entry_ms: int | None = None
         self.orders = OrderPlanner(config, book)
         # Each entry's size multiplier (None: fixed-fractional, multiplier 1, as before).
         self.sizing = sizing or SizingService(bus=bus, clock=clock)
@@ -555,11 +561,25 @@ class Engine:
                 log.warning("%s: entry skipped, failed earlier: %s", symbol, failure.error)
             elif not self._in_universe(symbol, candle):
                 log.debug("%s: entry skipped, not in the universe", symbol)
+            elif self._stale(candle):
+                late = (self._clock.now_ms() - candle.ts_ms) / self._candle_ms - 1
+                log.warning(
+                    "%s: entry skipped, the candle %d closed %.1f candles ago (a stale feed)",
+                    symbol,
+                    candle.ts_ms,
+                    late,
+                )
             else:
                 await self._enter(symbol, candle, signal, source)
         await self._save()
         if broken is not None:
             raise broken  # on_candle handles it by its kind (a bug fails the symbol closed)
+
+    def _stale(self, candle: Candle) -> bool:
+        """Return True when ``candle`` closed more than ``stale_entry_ms`` ago."""
+        limit = self.stale_entry_ms
+        closed_ms = candle.ts_ms + self._candle_ms
+        return limit is not None and self._clock.now_ms() - closed_ms > limit
 
     async def _note_context(
         self, symbol: str, candle: Candle, regime: Regime, signal: Signal | None

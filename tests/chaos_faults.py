@@ -1,0 +1,334 @@
+"""The chaos harness's fault scenarios: a database that cannot be written, a feed that stops.
+
+``run_faults`` starts the venue and the bot as ``run_chaos`` does (no kills, no venue faults),
+lets it trade, then:
+
+- Database faults (``db_faults`` episodes): another process holds SQLite's write lock
+  (``BEGIN EXCLUSIVE``) for ``db_fault_s`` while the bot trades; the bot's writes wait
+  ``CHAOS_BUSY_TIMEOUT_MS`` and fail. Then the lock goes, and for ``hold_s`` nobody resumes:
+  trading must be HALTED on disk (fail closed, the halt written once the database takes
+  writes), with its alert (the ``trading.state_changed`` event of actor ``storage`` in the
+  audit trail, a CRITICAL line in the log), and no entry may reach the venue from the lock
+  until the operator's resume. The operator then runs ``qt state resume`` (the CLI, as its own
+  process, on the bot's database); an entry must follow. After each restore the bot's books
+  are compared with the venue (the harness's comparison).
+- A stale feed: the venue's klines stop at the candles closed by then for ``stale_s`` (orders
+  still fill on the candles closing meanwhile); the health job (run every ``health_s`` wall
+  seconds here) must raise its alert (``health: data <symbol> is bad``), no entry may be sent
+  on a stale candle (one that closed more than ``STALE_CANDLES`` candles before the venue
+  booked the entry: the health check's own rule), and once the feed returns an entry must
+  follow.
+
+The session ends with ``run_chaos``'s final comparison (settle, freeze, restart without
+entries): duplicates, lost and double fills, position mismatches and audit-trail gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.chaos_harness import (
+    PYTHON,
+    ROOT,
+    ChaosConfig,
+    Check,
+    Session,
+    _env,
+    _final_check,
+    compare,
+    position_mismatch,
+    read_venue,
+)
+
+STALE_CANDLES = 3  # core.services.health.HealthConfig.stale_candles
+ENTRY_TAG = "-e"
+
+
+@dataclass
+class FaultConfig:
+    """One fault session: where, how many database faults, how long each lasts."""
+
+    workdir: Path
+    db_faults: int = 1
+    db_fault_s: float = 3.0  # the lock held this long (wall s)
+    hold_s: float = 2.0  # after the lock went: nobody resumes yet
+    stale_s: float = 3.0  # the feed stopped this long (wall s)
+    warmup_s: float = 2.0  # trading before the first fault
+    health_s: float = 0.5  # the health job's wall interval
+    busy_timeout_ms: int = 500  # how long the bot's writes wait for the lock
+    candles_per_s: float = 4.0
+    seed: int = 1
+    settle_s: float = 1.0
+
+    def chaos(self) -> ChaosConfig:
+        return ChaosConfig(
+            workdir=self.workdir,
+            kills=0,
+            orders=0,
+            seed=self.seed,
+            fault_rate=0.0,
+            candles_per_s=self.candles_per_s,
+            settle_s=self.settle_s,
+            max_wall_s=120.0,
+            bot_env={
+                "CHAOS_HEALTH_S": str(self.health_s),
+                "CHAOS_BUSY_TIMEOUT_MS": str(self.busy_timeout_ms),
+            },
+        )
+
+
+@dataclass
+class FaultResult:
+    """What a fault session measured."""
+
+    db_faults: int = 0
+    halted: int = 0  # episodes after which the database said HALTED (fail closed)
+    halt_alerts: int = 0  # trading.state_changed events of actor "storage" in the trail
+    halt_log_lines: int = 0  # CRITICAL "trading HALTED" lines in the bot's log
+    entries_while_halted: int = 0
+    resumed_by_itself: int = 0  # episodes whose state was not HALTED before the operator
+    resumed_by_operator: int = 0  # episodes followed by an entry after the operator's resume
+    stale_entries: int = 0  # entries booked more than STALE_CANDLES after their candle closed
+    entries_while_stale: int = 0  # entries booked while the feed was stopped
+    health_alerts: int = 0  # "health: data <symbol> is bad" alerts
+    resumed_after_feed: bool = False  # an entry on a fresh candle after the feed returned
+    orders: int = 0
+    fills: int = 0
+    during: Check = field(default_factory=Check)  # the comparisons after each restore
+    final: Check = field(default_factory=Check)
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def broken(self) -> list[str]:
+        """Return what this session broke."""
+        out = []
+        if self.halted < self.db_faults:
+            out.append("not halted")
+        if self.halt_alerts < self.db_faults or not self.halt_log_lines:
+            out.append("no halt alert")
+        if self.entries_while_halted:
+            out.append("entries while halted")
+        if self.resumed_by_itself:
+            out.append("resumed by itself")
+        if self.resumed_by_operator < self.db_faults:
+            out.append("no trading after the operator's resume")
+        if self.stale_entries or self.entries_while_stale:
+            out.append("entries on stale candles")
+        if not self.health_alerts:
+            out.append("no health alert")
+        if not self.resumed_after_feed:
+            out.append("no trading after the feed returned")
+        for name in ("duplicates", "lost_fills", "double_fills", "position_mismatches"):
+            if getattr(self.final, name) or getattr(self.during, name):
+                out.append(name)
+        if self.final.audit_gaps:
+            out.append("audit_gaps")
+        return out
+
+
+def _candle_ms(cid: str) -> int:
+    """Return the open time of the candle an entry's client id was decided on."""
+    return int(cid.split("-")[-2], 36) * 1000
+
+
+def venue_entries(venue: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return our entry orders at the venue (the entry's id is its candle's: ``...-e``)."""
+    return [
+        o
+        for o in venue["orders"]
+        if o["clientOrderId"].startswith("qt-") and o["clientOrderId"].endswith(ENTRY_TAG)
+    ]
+
+
+def _entries_between(venue: dict[str, Any], from_ms: int, to_ms: int) -> list[str]:
+    return [o["clientOrderId"] for o in venue_entries(venue) if from_ms <= o["time"] < to_ms]
+
+
+def stale_entries(venue: dict[str, Any], tf_ms: int) -> list[str]:
+    """Return the entries the venue booked more than ``STALE_CANDLES`` after their candle's
+    close (decided on a candle the health check calls stale)."""
+    return [
+        f"{o['clientOrderId']} {(o['time'] - _candle_ms(o['clientOrderId']) - tf_ms) / tf_ms:.1f}"
+        " candles late"
+        for o in venue_entries(venue)
+        if o["time"] - _candle_ms(o["clientOrderId"]) - tf_ms > STALE_CANDLES * tf_ms
+    ]
+
+
+def stored_state(db: Path) -> str:
+    """Return the trading state stored in the bot's database ("" when never set)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = con.execute("select value from kv_state where key = 'trading_state'").fetchone()
+    finally:
+        con.close()
+    return str(row[0]) if row else ""
+
+
+def trail(db: Path, topic: str) -> list[dict[str, Any]]:
+    """Return the payloads of the audit trail's events of ``topic``."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute("select payload from events where topic = ?", (topic,)).fetchall()
+    finally:
+        con.close()
+    return [json.loads(r[0]) for r in rows]
+
+
+def _wait_entry_after(session: Session, from_ms: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        venue = read_venue(session.cfg.workdir)
+        if _entries_between(venue, from_ms, 2**62):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def operator_resume(session: Session) -> str:
+    """Run ``qt state resume`` as the operator would, on the bot's database; return its output."""
+    env = _env(session.cfg, session.url, session.anchor)
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        [PYTHON, "-c", "from bot.cli import app; app()", "state", "resume", "--reason", "db back"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"qt state resume failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _check_books(session: Session, db: Path, when: str) -> Check:
+    """After a restore: positions agree and nothing is doubled (fills on their way may not be
+    booked yet: the final comparison counts those)."""
+    mismatch = position_mismatch(session.cfg.workdir, db)
+    check = compare(read_venue(session.cfg.workdir), db)
+    check.lost_fills = check.audit_gaps = 0
+    check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
+    if mismatch:
+        check.position_mismatches += 1
+        check.notes.append(f"{when}: {mismatch}")
+    return check
+
+
+def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, say: Any) -> None:
+    """One episode: the lock held, released, nobody resumes for a while, the operator does."""
+    started = session.control()["now_ms"]
+    lock = sqlite3.connect(db, timeout=10, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")  # every write of the bot waits, then fails
+        time.sleep(fc.db_fault_s)
+        lock.execute("ROLLBACK")
+    finally:
+        lock.close()
+    result.db_faults += 1
+    # Nobody resumes: the halt goes to disk with the first read of the state after the lock
+    # (an order's gate, the status console's poll every few seconds), and stays. Watched for
+    # ``hold_s`` at least, and until it is on disk (10 s more at most).
+    released = time.monotonic()
+    state, seen = "", False
+    while True:
+        state = stored_state(db)
+        seen = seen or state == "halted"
+        if seen and state != "halted":
+            break  # left the halt with nobody resuming
+        waited = time.monotonic() - released
+        if (seen and waited >= fc.hold_s) or waited >= fc.hold_s + 10.0:
+            break
+        time.sleep(0.05)
+    result.halted += seen
+    if state != "halted":
+        result.resumed_by_itself += seen
+        result.notes.append(f"db fault {result.db_faults}: stored state {state!r} before resume")
+    result.during.add(_check_books(session, db, f"after db fault {result.db_faults}"))
+    operator_resume(session)
+    resumed = session.control()["now_ms"]
+    venue = read_venue(session.cfg.workdir)
+    halted_entries = _entries_between(venue, started, resumed)
+    result.entries_while_halted += len(halted_entries)
+    result.notes.extend(f"entry while halted: {cid}" for cid in halted_entries)
+    if _wait_entry_after(session, resumed, within_s=10.0):
+        result.resumed_by_operator += 1
+    say(
+        f"db fault {result.db_faults}: stored state {state or 'active'}, "
+        f"{len(halted_entries)} entries while halted, resumed by the operator"
+    )
+
+
+def _flat_after_next_entry(session: Session, within_s: float = 10.0) -> None:
+    """Return once a new entry came and its trade is flat again at the venue: the feed then
+    stops between two trades, and the first entry signal lies inside the stopped span (the
+    hard case: a catch-up that enters on a candle the feed was late with)."""
+    workdir = session.cfg.workdir
+    seen = len(venue_entries(read_venue(workdir)))
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        venue = read_venue(workdir)
+        held = venue["position"].get("BTCUSDT", "0")
+        if len(venue_entries(venue)) > seen and float(held) == 0:
+            return
+        time.sleep(0.02)
+
+
+def _stale_feed(session: Session, db: Path, result: FaultResult, fc: FaultConfig) -> None:
+    _flat_after_next_entry(session)
+    stopped = session.control(feed=False)["now_ms"]
+    time.sleep(fc.stale_s)
+    back = session.control(feed=True)["now_ms"]
+    venue = read_venue(session.cfg.workdir)
+    result.entries_while_stale = len(_entries_between(venue, stopped, back))
+    result.resumed_after_feed = _wait_entry_after(session, back, within_s=10.0)
+    time.sleep(fc.health_s)  # an alert raised as the feed came back is in the trail
+    alerts = [
+        a
+        for a in trail(db, "alert.raised")
+        if a.get("title", "").startswith("health: data ") and a["title"].endswith(" is bad")
+    ]
+    result.health_alerts = len(alerts)
+
+
+def run_faults(fc: FaultConfig, *, say: Any = print) -> FaultResult:
+    """Run one fault session; return its figures."""
+    cfg = fc.chaos()
+    result = FaultResult()
+    started = time.monotonic()
+    session = Session(cfg)
+    db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
+    tf_ms = 60_000
+    try:
+        session.start_bot()
+        session.wait_up()
+        time.sleep(fc.warmup_s)
+        for _ in range(fc.db_faults):
+            _db_fault(session, db, result, fc, say)
+        _stale_feed(session, db, result, fc)
+        say(
+            f"stale feed: {result.entries_while_stale} entries while stopped, "
+            f"{result.health_alerts} health alert(s)"
+        )
+        result.final = _final_check(session, db)
+    finally:
+        session.close()
+    venue = read_venue(cfg.workdir)
+    late = stale_entries(venue, tf_ms)
+    result.stale_entries = len(late)
+    result.notes.extend(f"stale entry: {x}" for x in late)
+    result.orders = len(venue["orders"]) + len(venue["algos"])
+    result.fills = len(venue["trades"])
+    result.halt_alerts = sum(
+        1 for e in trail(db, "trading.state_changed") if e["actor"] == "storage"
+    )
+    log = (cfg.workdir / "bot.log").read_text(errors="replace")
+    result.halt_log_lines = log.count("the database cannot be written: trading HALTED")
+    result.wall_s = time.monotonic() - started
+    return result

@@ -8,7 +8,7 @@ lets it trade, then:
   ``CHAOS_BUSY_TIMEOUT_MS`` and fail. Then the lock goes, and for ``hold_s`` nobody resumes:
   trading must be HALTED on disk (fail closed, the halt written once the database takes
   writes), with its alert (the ``trading.state_changed`` event of actor ``storage`` in the
-  audit trail, a CRITICAL line in the log), and no entry may reach the venue from the lock
+  audit trail, a CRITICAL line in the log), and no entry may reach the venue from the halt
   until the operator's resume. The operator then runs ``qt state resume`` (the CLI, as its own
   process, on the bot's database); an entry must follow. After each restore the bot's books
   are compared with the venue (the harness's comparison).
@@ -171,6 +171,21 @@ def stored_state(db: Path) -> str:
     return str(row[0]) if row else ""
 
 
+def halt_time(db: Path, since_ms: int) -> int | None:
+    """Return when the bot failed closed (its first storage halt at or after ``since_ms``, by
+    the event's market time: the event waited in memory for the lock to go)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute(
+            "select ts_ms, payload from events where topic = ? and ts_ms >= ?",
+            ("trading.state_changed", since_ms),
+        ).fetchall()
+    finally:
+        con.close()
+    times = [int(ts) for ts, payload in rows if json.loads(payload).get("actor") == "storage"]
+    return min(times, default=None)
+
+
 def trail(db: Path, topic: str) -> list[dict[str, Any]]:
     """Return the payloads of the audit trail's events of ``topic``."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -254,7 +269,10 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
     operator_resume(session)
     resumed = session.control()["now_ms"]
     venue = read_venue(session.cfg.workdir)
-    halted_entries = _entries_between(venue, started, resumed)
+    # From the halt on, not from the lock: an entry whose write-ahead save went through just
+    # before the lock is sent (rightly) before any write fails, and so before any halt.
+    halted_at = halt_time(db, since_ms=started)
+    halted_entries = _entries_between(venue, halted_at or started, resumed)
     result.entries_while_halted += len(halted_entries)
     result.notes.extend(f"entry while halted: {cid}" for cid in halted_entries)
     if _wait_entry_after(session, resumed, within_s=10.0):

@@ -266,8 +266,10 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
         result.resumed_by_itself += seen
         result.notes.append(f"db fault {result.db_faults}: stored state {state!r} before resume")
     result.during.add(_check_books(session, db, f"after db fault {result.db_faults}"))
-    operator_resume(session)
+    # Before the command: the bot may trade again the moment the resume is stored, before
+    # the command returns (an entry 40 ms after it was once counted as one while halted)
     resumed = session.control()["now_ms"]
+    operator_resume(session)
     venue = read_venue(session.cfg.workdir)
     # From the halt on, not from the lock: an entry whose write-ahead save went through just
     # before the lock is sent (rightly) before any write fails, and so before any halt.

@@ -20,7 +20,12 @@ def test_a_locked_database_halts_until_resumed_and_a_stale_feed_enters_nothing(
 ) -> None:
     result = run_faults(
         FaultConfig(
-            workdir=tmp_path / "faults", warmup_s=1.0, db_fault_s=2.0, hold_s=1.0, settle_s=0.5
+            workdir=tmp_path / "faults",
+            warmup_s=1.0,
+            db_fault_s=2.0,
+            hold_s=1.0,
+            settle_s=0.5,
+            latency_candles=2.0,  # the suite's parallel load delays orders (bench: strict)
         ),
         say=lambda _line: None,
     )

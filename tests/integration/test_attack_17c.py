@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from bot.trading import build_engine
 from core.clock import SimClock
 from core.config import load_settings
 from core.domain.enums import MarketType, OrderType, PositionSide, Side, TradingState
@@ -24,18 +23,15 @@ from core.errors import OrderRejected, TemporaryError
 from core.exchange.ccxt import CcxtExchange
 from core.market.rules_book import RulesBook
 from core.services.adoption import ADOPT_PROVIDER
-from core.services.bus import EventBus
-from core.services.market import MarketService
-from core.services.reconciliation import reconcile_positions
 from core.services.risk_limits import LIMITS_ACTOR
-from core.services.trading_state import TradingStateService
 from tests.unit.services.engine_harness import (
     T0_MS,
     Harness,
     ScriptedProvider,
-    _NoFeed,
     clean_settings,
 )
+from tests.unit.services.test_adoption import reconcile
+from tests.unit.services.test_adoption import restart as restart_process
 
 SOL = "SOL/USDT"
 ETH = "ETH/USDT"
@@ -80,41 +76,7 @@ async def venue_with(
 
 def restart(h: Harness, book: RulesBook | None = None) -> None:
     """A new process on the same venue and database (the old one heard nothing more)."""
-    h.bus = EventBus(sink=h.storage.events.append)
-    h.bus.subscribe("*", h._record, name="harness.record")
-    h.trading_state = TradingStateService(h.storage.state, h.bus, h.clock)
-    h.engine = build_engine(
-        h.settings,
-        clock=h.clock,
-        bus=h.bus,
-        exchange=h.paper,
-        trading_state=h.trading_state,
-        provider=ScriptedProvider(),
-        state=h.storage.state,
-        book=book,
-        trades=h.storage.trades,  # closed trades recorded, as a running process does
-    )
-    h.market = MarketService(
-        feed=_NoFeed(),
-        clock=h.clock,
-        candles=None,
-        bus=h.bus,
-        source="test",
-        timeframe="1h",
-        venue=h.paper,
-    )
-    h.market.on_candle(h.engine.on_candle, before_fills=h.engine.before_fills)
-
-
-async def reconcile(h: Harness) -> str:
-    return await reconcile_positions(
-        await h.engine.unknown_positions(),
-        rule="adopt",
-        trading_state=h.trading_state,
-        bus=h.bus,
-        clock=h.clock,
-        adopt=h.engine.adopt,
-    )
+    restart_process(h, book, trades=h.storage.trades)  # closed trades recorded
 
 
 async def orders_of(h: Harness, symbol: str) -> list[Order]:

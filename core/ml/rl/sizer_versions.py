@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from core.domain.model_versions import ModelStatus, ModelVersion
 from core.errors import ArtifactError
-from core.ml.artifacts import read_sealed
+from core.ml.artifacts import MANIFEST, sha256_hex
 from core.ml.rl.policy import SizingPolicy, load_policy
 from core.ml.versions import MODELS_DIR, artifact_folder, inside_models, version_id
 from core.ports import ModelVersionRepo
@@ -60,7 +60,7 @@ def register_sizer_files(
     ``status`` and return its row (not added yet: ``register_sizer`` adds it) and the policy
     (blocking file work: call it in a thread)."""
     policy = load_policy(trained)  # every file checked against its manifest
-    sha, _ = read_sealed(trained)
+    sha = sha256_hex((trained / MANIFEST).read_bytes())  # the manifest load_policy checked
     if policy.trained_until_ms is None:
         raise ArtifactError(f"{trained}: the policy records no training time")
     vid = version_id(SIZER, created_ms, sha)

@@ -17,7 +17,8 @@ from core.domain.enums import OrderType, PositionSide, TradingState
 from core.domain.events import AlertRaised, ExitPlanned, OrderCanceled, TradeClosed
 from core.domain.orders import Order, OrderRequest
 from core.errors import OrderRejected, TemporaryError
-from core.ports import StateKey
+from core.market.rules_book import RulesBook
+from core.ports import StateKey, TradeRepo
 from core.services.adoption import ADOPT_PROVIDER
 from core.services.bus import EventBus
 from core.services.commands import CommandCore
@@ -38,9 +39,10 @@ async def by_hand(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Harness:
     return h
 
 
-def restart(h: Harness) -> None:
+def restart(h: Harness, book: RulesBook | None = None, trades: TradeRepo | None = None) -> None:
     """The process restarts on the same venue and database: a fresh bus, state service,
-    engine and market loop (the old ones hear nothing more)."""
+    engine and market loop (the old ones hear nothing more); ``book``: the venue's rules,
+    ``trades``: where closed trades are recorded (as a running process does)."""
     h.bus = EventBus(sink=h.storage.events.append)
     h.bus.subscribe("*", h._record, name="harness.record")
     h.trading_state = TradingStateService(h.storage.state, h.bus, h.clock)
@@ -52,6 +54,8 @@ def restart(h: Harness) -> None:
         trading_state=h.trading_state,
         provider=ScriptedProvider(),
         state=h.storage.state,
+        book=book,
+        trades=trades,
     )
     h.market = MarketService(
         feed=_NoFeed(),

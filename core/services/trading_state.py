@@ -77,6 +77,7 @@ class TradingStateService:
         # Why trading failed closed (the database could not be written), until the halt is
         # on disk: then an operator resumes it like any halt.
         self._forced: str | None = None
+        self._forced_ms = 0  # when trading failed closed (this process's clock)
         # Held by each order from its gate check to the venue's answer (ExecutionService), and
         # by a halt or reduce while it is written: an order checked before the halt is sent
         # before the halt is acknowledged, none after it.
@@ -151,6 +152,7 @@ class TradingStateService:
             return
         previous = self._current or TradingState.ACTIVE
         self._forced, self._current = reason, TradingState.HALTED
+        self._forced_ms = self._clock.now_ms()
         log.critical("the database cannot be written: trading HALTED (%s)", reason)
         await self._bus.publish(
             TradingStateChanged(
@@ -163,7 +165,17 @@ class TradingStateService:
         )
 
     async def _hold_forced_halt(self) -> TradingState:
-        """Try to put the fail-closed halt on disk; stay HALTED either way."""
+        """Try to put the fail-closed halt on disk; stay HALTED either way, unless an operator
+        resumed since the failure: their resume (written once the database took writes again,
+        before this process could write its halt) answers this halt and is not written over."""
+        if await self._resumed_since_forced():
+            log.warning(
+                "the database is writable again and an operator resumed trading since the "
+                "storage failure (%s): the halt is lifted",
+                self._forced,
+            )
+            self._forced = None
+            return await self.current()
         try:
             await self._state.set(StateKey.TRADING_STATE, TradingState.HALTED.value)
             await self._state.set(StateKey.TRADING_STATE_REASON, f"storage failure: {self._forced}")
@@ -172,6 +184,18 @@ class TradingStateService:
         log.warning("the database is writable again; trading stays HALTED until resumed")
         self._forced = None
         return TradingState.HALTED
+
+    async def _resumed_since_forced(self) -> bool:
+        """Return True when the stored resume mark is new to this process and was made at or
+        after the fail-closed halt (a resume from before it answered an older halt)."""
+        try:
+            mark = await self._state.get(StateKey.RESUMED_MS)
+        except StorageUnavailable:
+            return False
+        if not mark or mark == self._resumed:
+            return False
+        resumed_ms = mark.partition(":")[0]
+        return resumed_ms.isdigit() and int(resumed_ms) >= self._forced_ms
 
     async def _write(self, new: TradingState, reason: str) -> None:
         await self._state.set(StateKey.TRADING_STATE, new.value)

@@ -10,7 +10,10 @@ starts at the market time of its launch), and the signals are a cadence that tra
 so hundreds of orders happen in minutes. Two knobs for the fault scenarios:
 ``CHAOS_HEALTH_S`` runs the health job every so many wall seconds (instead of every wall
 minute), ``CHAOS_BUSY_TIMEOUT_MS`` is how long a write waits for another process's SQLite lock
-(instead of 10 s) before the database counts as unavailable. Run: ``python -m tests.chaos_bot``.
+(instead of 10 s) before the database counts as unavailable, and ``CHAOS_DB_FAULT_FILE`` names a
+file the harness writes ``full`` or ``readonly`` into for a disk that is full or a database that
+went read-only (SQLite itself then fails the writes: see ``faulty_begin``). Run:
+``python -m tests.chaos_bot``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -84,8 +90,40 @@ def chaos_clock() -> tuple[AcceleratedClock, float]:
     return AcceleratedClock(start_ms=start_ms + int((wall - anchor) * speed), speed=speed), speed
 
 
+# SQLite's largest page count (its default cap): "no cap" again after a full disk
+_NO_PAGE_CAP = 1_073_741_823
+
+
+def faulty_begin(flag: Path, begin: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Return ``storage.db``'s transaction start with the database's own failures on demand:
+    while ``flag`` says ``full``, SQLite may not grow the file past its size at the start of
+    the transaction (``PRAGMA max_page_count``: writes that need a page fail SQLITE_FULL, as on
+    a full disk); while it says ``readonly``, SQLite refuses every write (``PRAGMA
+    query_only``: SQLITE_READONLY, as for a file that lost its write permission). The errors
+    are SQLite's, raised where a real fault raises them; each connection is set once per
+    change of the flag."""
+
+    def on_begin(conn: Any) -> None:
+        try:
+            kind = flag.read_text().strip()
+        except FileNotFoundError:
+            kind = ""
+        info = conn.connection.info  # the pooled connection's own, kept across checkouts
+        if info.get("chaos_fault", "") != kind:
+            conn.exec_driver_sql(f"PRAGMA query_only={'ON' if kind == 'readonly' else 'OFF'}")
+            cap = _NO_PAGE_CAP
+            if kind == "full":
+                cap = conn.exec_driver_sql("PRAGMA page_count").scalar()
+            conn.exec_driver_sql(f"PRAGMA max_page_count={cap}")
+            info["chaos_fault"] = kind
+        begin(conn)
+
+    return on_begin
+
+
 def fault_knobs() -> None:
-    """Apply ``CHAOS_HEALTH_S`` and ``CHAOS_BUSY_TIMEOUT_MS`` (see the module docstring)."""
+    """Apply ``CHAOS_HEALTH_S``, ``CHAOS_BUSY_TIMEOUT_MS`` and ``CHAOS_DB_FAULT_FILE`` (see
+    the module docstring)."""
     health_s = os.environ.get("CHAOS_HEALTH_S")
     if health_s:
         bot.app.JOBS = tuple(
@@ -95,6 +133,9 @@ def fault_knobs() -> None:
     busy_ms = os.environ.get("CHAOS_BUSY_TIMEOUT_MS")
     if busy_ms:
         storage.db.BUSY_TIMEOUT_MS = int(busy_ms)
+    fault_file = os.environ.get("CHAOS_DB_FAULT_FILE")
+    if fault_file:  # read by storage.db.create_engine when it builds the engine
+        storage.db._on_begin = faulty_begin(Path(fault_file), storage.db._on_begin)
 
 
 async def main() -> str:

@@ -3,9 +3,12 @@
 ``run_faults`` starts the venue and the bot as ``run_chaos`` does (no kills, no venue faults),
 lets it trade, then:
 
-- Database faults (``db_faults`` episodes): another process holds SQLite's write lock
-  (``BEGIN EXCLUSIVE``) for ``db_fault_s`` while the bot trades; the bot's writes wait
-  ``CHAOS_BUSY_TIMEOUT_MS`` and fail. Then the lock goes, and for ``hold_s`` nobody resumes:
+- Database faults (``db_faults`` episodes, their kinds in turn from ``db_kinds``) for
+  ``db_fault_s`` while the bot trades: ``locked``, another process holds SQLite's write lock
+  (``BEGIN EXCLUSIVE``), the bot's writes wait ``CHAOS_BUSY_TIMEOUT_MS`` and fail; ``full``,
+  the disk is full (SQLite may not grow the file: SQLITE_FULL); ``readonly``, the database
+  refuses writes (SQLITE_READONLY; both through ``tests.chaos_bot.faulty_begin``, SQLite's own
+  errors). Then the fault goes, and for ``hold_s`` nobody resumes:
   trading must be HALTED on disk (fail closed, the halt written once the database takes
   writes), with its alert (the ``trading.state_changed`` event of actor ``storage`` in the
   audit trail, a CRITICAL line in the log), and no entry may reach the venue from the halt
@@ -46,6 +49,7 @@ from tests.chaos_harness import (
     read_venue,
 )
 
+DB_KINDS = ("locked", "full", "readonly")
 STALE_CANDLES = 3  # core.services.health.HealthConfig.stale_candles
 ENTRY_TAG = "-e"
 
@@ -56,7 +60,8 @@ class FaultConfig:
 
     workdir: Path
     db_faults: int = 1
-    db_fault_s: float = 3.0  # the lock held this long (wall s)
+    db_kinds: tuple[str, ...] = DB_KINDS  # the episodes' faults, in turn
+    db_fault_s: float = 3.0  # the fault lasts this long (wall s)
     hold_s: float = 2.0  # after the lock went: nobody resumes yet
     stale_s: float = 3.0  # the feed stopped this long (wall s)
     warmup_s: float = 2.0  # trading before the first fault
@@ -69,6 +74,11 @@ class FaultConfig:
     # staleness: at 4 candles a wall second, a busy machine's second of latency is 4 of them
     # (the bench: 0, the strict rule; the test suite's parallel load: 2)
     latency_candles: float = 0.0
+
+    @property
+    def fault_file(self) -> Path:
+        """The file the bot reads its disk's state from (``full``, ``readonly``, or none)."""
+        return self.workdir / "db_fault"
 
     def chaos(self) -> ChaosConfig:
         return ChaosConfig(
@@ -83,6 +93,7 @@ class FaultConfig:
             bot_env={
                 "CHAOS_HEALTH_S": str(self.health_s),
                 "CHAOS_BUSY_TIMEOUT_MS": str(self.busy_timeout_ms),
+                "CHAOS_DB_FAULT_FILE": str(self.fault_file),
             },
         )
 
@@ -92,6 +103,7 @@ class FaultResult:
     """What a fault session measured."""
 
     db_faults: int = 0
+    db_kinds: list[str] = field(default_factory=list)  # each episode's fault
     halted: int = 0  # episodes after which the database said HALTED (fail closed)
     halt_alerts: int = 0  # trading.state_changed events of actor "storage" in the trail
     halt_log_lines: int = 0  # CRITICAL "trading HALTED" lines in the bot's log
@@ -242,17 +254,33 @@ def _check_books(session: Session, db: Path, when: str) -> Check:
     return check
 
 
-def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, say: Any) -> None:
-    """One episode: the lock held, released, nobody resumes for a while, the operator does."""
-    started = session.control()["now_ms"]
-    lock = sqlite3.connect(db, timeout=10, isolation_level=None)
+def _hold_db_fault(db: Path, kind: str, fc: FaultConfig) -> None:
+    """Make the bot's database fail as ``kind`` says for ``fc.db_fault_s``, then recover."""
+    if kind == "locked":
+        lock = sqlite3.connect(db, timeout=10, isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")  # every write of the bot waits, then fails
+            time.sleep(fc.db_fault_s)
+            lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+        return
+    if kind not in DB_KINDS:
+        raise ValueError(f"unknown database fault {kind!r}: one of {', '.join(DB_KINDS)}")
+    fc.fault_file.write_text(kind)
     try:
-        lock.execute("BEGIN EXCLUSIVE")  # every write of the bot waits, then fails
         time.sleep(fc.db_fault_s)
-        lock.execute("ROLLBACK")
     finally:
-        lock.close()
+        fc.fault_file.unlink()  # space freed, permission back
+
+
+def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, say: Any) -> None:
+    """One episode: the fault, its end, nobody resumes for a while, then the operator does."""
+    kind = fc.db_kinds[result.db_faults % len(fc.db_kinds)]
+    started = session.control()["now_ms"]
+    _hold_db_fault(db, kind, fc)
     result.db_faults += 1
+    result.db_kinds.append(kind)
     # Nobody resumes: the halt goes to disk with the first read of the state after the lock
     # (an order's gate, the status console's poll every few seconds), and stays. Watched for
     # ``hold_s`` at least, and until it is on disk (10 s more at most).
@@ -270,7 +298,9 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
     result.halted += seen
     if state != "halted":
         result.resumed_by_itself += seen
-        result.notes.append(f"db fault {result.db_faults}: stored state {state!r} before resume")
+        result.notes.append(
+            f"db fault {result.db_faults} ({kind}): stored state {state!r} before resume"
+        )
     result.during.add(_check_books(session, db, f"after db fault {result.db_faults}"))
     # Before the command: the bot may trade again the moment the resume is stored, before
     # the command returns (an entry 40 ms after it was once counted as one while halted)
@@ -286,7 +316,7 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
     if _wait_entry_after(session, resumed, within_s=10.0):
         result.resumed_by_operator += 1
     say(
-        f"db fault {result.db_faults}: stored state {state or 'active'}, "
+        f"db fault {result.db_faults} ({kind}): stored state {state or 'active'}, "
         f"{len(halted_entries)} entries while halted, resumed by the operator"
     )
 

@@ -116,6 +116,9 @@ class EventBus:
                 for sub in self._subscribers(queued.topic):
                     try:
                         await sub.handler(queued)
+                    except StorageUnavailable as e:  # an outage: its error names the database
+                        self.handler_failures += 1
+                        log.error("subscriber %s failed on %s: %s", sub.name, queued.topic, e)
                     # Isolate: one broken subscriber must not stop the others. SystemExit
                     # too: rich raises it on a closed stdout, and a console must not end the
                     # process mid-candle. Cancellation and Ctrl-C (KeyboardInterrupt) still

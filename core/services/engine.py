@@ -247,6 +247,7 @@ class Engine:
                     await self._storage_failed(str(e))
                 except (DependencyError, DataError, VenueRejected) as e:
                     log.error("%s: sync incomplete, asked again next time: %s", trade.symbol, e)
+            await self._exits.record_waiting()  # closed trades an outage left unstored
         return published
 
     async def _reconcile(self, trade: OpenTrade) -> int:
@@ -376,6 +377,9 @@ class Engine:
         if text != self._saved:
             await self._state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text
+        # The database takes writes: the closed trades a refused write left out go too (else
+        # they wait for the next close, and a crash before it loses their rows).
+        await self._exits.record_waiting()
 
     @property
     def closed_trades(self) -> list[ClosedTrade]:

@@ -1,6 +1,7 @@
 """The chaos harness's fault scenarios, reduced (``bench/chaos.py --faults`` is the full one):
-the bot, ``qt run`` in live perp mode as its own process against the chaos venue, while
-another process holds the SQLite write lock for a while, and then while the venue's feed stops.
+the bot, ``qt run`` in live perp mode as its own process against the chaos venue, while its
+database fails for a while three times (another process holds the SQLite write lock; the disk
+is full; the database is read-only), and then while the venue's feed stops.
 Trading fails closed (HALTED on disk with its alert, no entry until the operator's ``qt state
 resume``, then entries again), the stale feed enters nothing on a stale candle and raises the
 health alert, and the books match the venue after the restore and at the end."""
@@ -11,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos_faults import FaultConfig, run_faults
+from tests.chaos_faults import DB_KINDS, FaultConfig, run_faults
 
 
 @pytest.mark.slow
-def test_a_locked_database_halts_until_resumed_and_a_stale_feed_enters_nothing(
+def test_a_locked_full_or_readonly_database_halts_until_resumed_a_stale_feed_enters_nothing(
     tmp_path: Path,
 ) -> None:
     result = run_faults(
         FaultConfig(
             workdir=tmp_path / "faults",
+            db_faults=len(DB_KINDS),
             warmup_s=1.0,
             db_fault_s=2.0,
             hold_s=1.0,
@@ -31,10 +33,11 @@ def test_a_locked_database_halts_until_resumed_and_a_stale_feed_enters_nothing(
     )
     notes = result.notes + result.during.notes + result.final.notes
     assert result.broken() == [], notes
-    assert result.db_faults == result.halted == result.halt_alerts == 1
-    assert result.halt_log_lines >= 1  # the CRITICAL line
+    assert result.db_kinds == ["locked", "full", "readonly"]
+    assert result.db_faults == result.halted == result.halt_alerts == 3
+    assert result.halt_log_lines >= 3  # the CRITICAL line of each
     assert result.entries_while_halted == result.resumed_by_itself == 0
-    assert result.resumed_by_operator == 1
+    assert result.resumed_by_operator == 3
     assert result.stale_entries == result.entries_while_stale == 0
     assert result.health_alerts >= 1 and result.resumed_after_feed
     assert result.orders >= 10 and result.fills >= 4, result  # it traded around the faults

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from core.clock import SimClock
 from core.domain.events import Event, JobRan, ProcessStopped
+from core.errors import StorageUnavailable
 from core.services.bus import EventBus
 from jobs.registry import JOBS, JobContext, JobSpec
+from jobs.running import run_and_publish
 from jobs.simulated import SimulatedJobs
 
 HOUR_MS = 3_600_000
@@ -121,3 +127,39 @@ async def test_jobs_listen_to_every_event_only_while_one_runs() -> None:
     assert not bus.wants(ProcessStopped.topic) and not bus.wants(JobRan.topic)
     await bus.publish(ProcessStopped(ts_ms=1, reason="between runs"))
     assert await jobs.run_due(HOUR_MS + 1) == 0 and not jobs.policy_changed
+
+
+async def test_a_job_whose_database_is_unavailable_says_so_in_one_line_a_bug_keeps_its_trace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def full(_ctx: JobContext) -> str:
+        raise StorageUnavailable("cannot write the database /d/qt.sqlite: the disk is full")
+
+    async def bug(_ctx: JobContext) -> str:
+        raise KeyError("equity")
+
+    events: list[Event] = []
+
+    async def record(e: Event) -> None:
+        events.append(e)
+
+    bus = EventBus()
+    bus.subscribe("job.*", record)
+    ctx = JobContext(portfolio=None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR):
+        await run_and_publish(
+            JobSpec(job_id="snap", every_market_s=60, target=full), ctx, bus=bus, clock=SimClock(0)
+        )
+        await run_and_publish(
+            JobSpec(job_id="report", every_market_s=60, target=bug), ctx, bus=bus, clock=SimClock(0)
+        )
+    snap, report = caplog.records
+    assert snap.getMessage() == (
+        "job snap failed: cannot write the database /d/qt.sqlite: the disk is full"
+    )
+    assert snap.exc_info is None  # no traceback for a disk that is full
+    assert report.exc_info is not None and report.exc_info[0] is KeyError
+    assert [(e.ok, e.detail.split(":")[0]) for e in events if isinstance(e, JobRan)] == [
+        (False, "StorageUnavailable"),
+        (False, "KeyError"),
+    ]

@@ -23,7 +23,7 @@ from core.domain.policy import Policy
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
-from core.ports import Storage, TradeRepo
+from core.ports import StateKey, Storage, TradeRepo
 from core.services.bus import EventBus
 from core.services.commands import CommandCore, CommandServices
 from core.services.engine import Engine
@@ -67,6 +67,7 @@ def rig(
     storage: Storage,
     trades: object,
     venue: FakeExchange | None = None,
+    state: object | None = None,
 ) -> Rig:
     clock = venue.clock if venue is not None else SimClock(T0_MS)
     venue = venue or FakeExchange(balances={"USDT": D(10_000)}, clock=clock, track_positions=True)
@@ -85,7 +86,7 @@ def rig(
         exchange=venue,
         trading_state=trading_state,
         provider=ScriptedProvider(entries={at(0): 1, at(2): 1}),
-        state=storage.state,
+        state=state or storage.state,  # type: ignore[arg-type]
         trades=trades,  # type: ignore[arg-type]
     )
     return Rig(engine, venue, clock, events, trading_state)  # type: ignore[arg-type]
@@ -142,6 +143,53 @@ async def test_a_refused_write_is_logged_trading_goes_on_and_the_next_close_stor
     await round_trip(r, 2, ENTRY2, STOP2)  # trading went on: a new entry, a new close
     assert await storage.trades.list_closed() == r.engine.closed_trades
     assert len(r.engine.closed_trades) == 2
+
+
+class FlakyState:
+    """The engine's key-value store whose writes fail while ``down``."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.down = False
+
+    async def get(self, key: StateKey) -> str | None:
+        return await self.inner.get(key)  # type: ignore[attr-defined,no-any-return]
+
+    async def set(self, key: StateKey, value: str) -> None:
+        if self.down:
+            raise StorageUnavailable("the database cannot be used now: disk is full")
+        await self.inner.set(key, value)  # type: ignore[attr-defined]
+
+
+async def test_a_stop_filled_while_the_database_refuses_writes_still_records_the_round_trip(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Flat, the trade cancels its take-profits; each cancel is written ahead and that write
+    fails. Found by the chaos harness: the trade was marked finished, the first cancel's write
+    raised, and the round trip was never recorded (no TradeClosed, no row, ever)."""
+    storage = MemoryStorage()
+    flaky, kv = FlakyTrades(storage.trades), FlakyState(storage.state)
+    r = rig(monkeypatch, tmp_path, storage, flaky, state=kv)
+    r.clock.advance_to(at(1))
+    await r.engine.on_candle(SYMBOL, quiet(0))
+    r.venue.script_fill(ENTRY0, D(100))
+    await r.engine.sync_with_venue()
+    legs = [cid for name, cid in r.engine.trades[SYMBOL].working.items() if name != "SL"]
+    assert legs  # take-profits working beside the stop
+    flaky.down = kv.down = True
+    r.venue.script_fill(STOP0, D(98))
+    await r.engine.sync_with_venue()
+
+    [closed] = r.engine.closed_trades
+    assert closed.exit_reason == "SL" and closed.amount > 0
+    assert [e.trade_id for e in r.events if isinstance(e, TradeClosed)] == [closed.trade_id]
+    assert await storage.trades.list_closed() == []  # kept in memory meanwhile
+    await r.engine.sync_with_venue()  # still refused: the row waits
+    flaky.down = kv.down = False
+    await r.engine.sync_with_venue()  # the database is back: the trade's row is stored
+    assert await storage.trades.list_closed() == [closed]
+    assert SYMBOL not in r.engine.trades
+    assert all(r.venue.orders[cid].status.value == "canceled" for cid in legs)  # none left
 
 
 async def test_without_a_trades_table_the_trades_stay_in_memory(

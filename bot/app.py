@@ -288,6 +288,7 @@ class TradingProcess:
             bus=self.bus,
             clock=self.clock,
             adopt=self.engine.adopt,
+            note=self.engine.trade_note,
         )
         await self.bus.publish(
             ProcessStarted(

@@ -355,6 +355,8 @@ def build_engine(
     engine = Engine(
         config=EngineConfig(
             timeframe=settings.trading.timeframe,
+            # what every mode feeds: the demo's markets, run's list or its universe's first
+            symbols=tuple(settings.trading.symbols),
             quote=quote,
             market_type=settings.exchange.market_type,
             leverage=settings.trading.max_leverage,

@@ -87,9 +87,11 @@ class TradingSettings(Section):
     max_leverage: int = Field(default=1, ge=1, le=125)
     # Live trading needs this exact phrase too, so a copied .env cannot go live by accident.
     live_confirmation: str = ""
-    # A position at the venue the bot did not open, found at start: reduce (trading goes
-    # REDUCING with a critical alert until resumed), warn (an alert only) or adopt (taken over
-    # as the bot's own trade with a stop at the venue; reduce when the stop cannot be placed)
+    # A position at the venue the bot did not open (or larger than the bot's trade in it),
+    # found at start: reduce (trading goes REDUCING with a critical alert until resumed), warn
+    # (an alert only) or adopt (taken over as the bot's own trade with a stop at the venue;
+    # reduce when the stop cannot be placed, the bot trades that symbol already, or the
+    # process does not trade the symbol: core.services.reconciliation)
     unknown_positions: Literal["reduce", "warn", "adopt"] = "reduce"
 
     @field_validator("timeframe")

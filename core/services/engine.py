@@ -103,6 +103,11 @@ ZERO = Decimal(0)
 # How long the venue must show no position, while the plan holds one, before the engine books
 # it as closed outside its orders: longer than any venue's positions lag behind its fills.
 CLOSED_OUTSIDE_AFTER_MS = 60_000
+# A venue position on the side of the engine's trade is that trade's unless it holds more than
+# the trade explains by over this share of it or this many amount steps, whichever is larger:
+# rounding to the venue's step and contract sizes is honest noise, a hand addition is not.
+EXCESS_TOLERANCE = Decimal("0.01")
+EXCESS_STEPS = 2
 
 
 class Engine:
@@ -217,13 +222,36 @@ class Engine:
         """Return the venue's positions the engine has no trade for (not its to manage:
         ``core.services.reconciliation`` says what happens to them). A position on the other
         side of the engine's trade in its symbol is not that trade's (closed by hand and
-        reversed, or a hedge-mode position beside it): unknown too."""
+        reversed, or a hedge-mode position beside it): unknown too. So is one on its side
+        that is larger than the trade by more than honest noise (``excess``): added by hand,
+        or an entry fill the engine lost; a smaller one is the trade's (partly exited, spot
+        fees taken in the base, a venue lagging behind our fills)."""
         positions = await self._exchange.fetch_positions()
-        return [
-            p
-            for p in positions
-            if (trade := self.trades.get(p.symbol)) is None or p.side is not trade.side
-        ]
+        unknown = []
+        for p in positions:
+            trade = self.trades.get(p.symbol)
+            if trade is None or p.side is not trade.side or await self.excess(p, trade) > 0:
+                unknown.append(p)
+        return unknown
+
+    async def excess(self, position: Position, trade: OpenTrade) -> Decimal:
+        """Return how much more ``position`` holds than ``trade`` explains (0 or less: none).
+
+        The trade explains its entry's filled amount (exits only make it smaller), or while
+        its entry still works the entry order's whole amount (a fill the venue made that the
+        start's venue sync has not heard yet), plus a tolerance for rounding: 1 % of that
+        amount or two of the symbol's amount steps, whichever is larger
+        (``EXCESS_TOLERANCE``, ``EXCESS_STEPS``)."""
+        explained = trade.amount
+        if trade.plan is None:  # the entry still works (or ended unheard): its order says
+            try:
+                entry = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+                explained = max(explained, entry.request.amount if entry.is_open else entry.filled)
+            except VenueRejected:
+                pass  # the venue knows no such order: only what filled is explained
+        step = self.rules(trade.symbol).amount_step
+        tolerance = max(explained * EXCESS_TOLERANCE, step * EXCESS_STEPS)
+        return position.amount - explained - tolerance
 
     async def sync_with_venue(self) -> int:
         """Ask the venue about every order the engine waits on and publish what it did that we
@@ -895,9 +923,9 @@ class Engine:
         stop in doubt is canceled), and reconciliation reduces instead."""
         symbol = position.symbol
         async with self._busy:
-            held = self.trades.get(symbol)
-            if held is not None:
-                return f"the engine holds a {held.side.value} trade in {symbol} already"
+            why = self.not_adoptable(position)
+            if why:
+                return why
             try:
                 why = await self._cancel_orphans(symbol)
             except (DependencyError, DataError, VenueRejected) as e:
@@ -935,6 +963,40 @@ class Engine:
                 return ""
             await self._give_up(trade, why)
             return why
+
+    def trade_note(self, position: Position) -> str:
+        """Return what the engine's own trade in ``position``'s symbol is, to be said beside
+        the position ("" when the engine has none there)."""
+        held = self.trades.get(position.symbol)
+        if held is None:
+            return ""
+        if held.side is position.side:
+            return (
+                f"the venue holds {position.amount} while the bot's {held.side.value} "
+                f"trade in {position.symbol} is {held.amount}"
+            )
+        return f"the bot's trade in {position.symbol} is {held.side.value} {held.amount}"
+
+    def not_adoptable(self, position: Position) -> str:
+        """Return why ``position`` cannot be adopted whatever the venue says ("" when it may
+        be tried): the engine trades its symbol already (the other side, or this side with
+        less than the venue holds: adopting over it would lose the trade's own record), or
+        the process does not trade the symbol (no candles of it: no trailing, no signal or
+        holding-time exit, prices never updated; ``EngineConfig.symbols``)."""
+        symbol = position.symbol
+        held = self.trades.get(symbol)
+        if held is not None and held.side is position.side:
+            return self.trade_note(position)
+        if held is not None:
+            return f"the engine holds a {held.side.value} trade in {symbol} already"
+        if symbol not in self.config.symbols:
+            pair = symbol.partition(":")[0]
+            alike = [s for s in self.config.symbols if s.partition(":")[0] == pair]
+            # The exchange port names positions as the process names its symbols; a name
+            # that differs is not the feed's (its candles come under the other name).
+            named = f" (it trades {', '.join(alike)}, named otherwise)" if alike else ""
+            return f"the process does not trade {symbol}{named}"
+        return ""
 
     async def _cancel_orphans(self, symbol: str) -> str:
         """Cancel the orders of an earlier adoption of ``symbol`` still at the venue (its

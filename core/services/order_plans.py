@@ -29,6 +29,9 @@ class EngineConfig:
     """What the engine trades and how."""
 
     timeframe: str
+    # The symbols whose candles the process feeds it (at start: a dynamic universe's first
+    # selection); a venue position in any other is never adopted (``Engine.not_adoptable``).
+    symbols: tuple[str, ...]
     quote: str
     market_type: MarketType
     leverage: int

@@ -1,8 +1,18 @@
-"""What start-up does with a position at the venue that the engine has no trade for.
+"""What start-up does with a position at the venue that no trade of the engine's explains.
 
 Such a position was opened by hand, by something else on the account, or by an order this
-process sent and lost before recording it. The engine never trades it blindly. It is
-reported, and ``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
+process sent and lost before recording it (``Engine.unknown_positions``). One on the other
+side of the engine's trade in its symbol counts, and so does one on its side that holds more
+than the trade explains: its entry's filled amount (its entry order's whole amount while that
+still works) plus a tolerance of 1 % of it or two of the symbol's amount steps, whichever is
+larger (``Engine.excess``): someone added to it by hand, or an entry fill the bot lost. Step
+rounding stays inside it, a fill still on its way at start is inside the entry order's
+amount (and the start's venue sync books what the venue says filled before this), and what
+makes the venue hold less than the trade (exits, spot fees taken in the base, a venue lagging
+behind our fills) is the trade's: its exits are reduce-only. The engine never trades such a
+position blindly. It is reported (the engine's own trade in its symbol said beside it: "the
+venue holds 55 while the bot's long trade in BTC/USDT is 50"), and
+``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
 
 - ``reduce`` (the default, fail closed): a critical alert, and trading goes REDUCING (no new
   entries, exits go on) until an operator has looked and resumes (``/resume``). A HALTED
@@ -14,9 +24,15 @@ reported, and ``QT__TRADING__UNKNOWN_POSITIONS`` says what else happens:
   ``core.services.adoption``): its side, amount and entry price, a stop placed at the venue
   (the Exit Brain's distance from the entry, or from the current price when that is past it
   already) and from then on the normal exit plan; a warning alert says so. One it cannot
-  adopt (the stop refused or lost, no plan fits, the engine holds the other side of its
-  symbol) is handled as ``reduce`` handles it, the alert saying why. An adopted trade is
-  stored like any other: after a restart it is the engine's, not unknown.
+  adopt is handled as ``reduce`` handles it, the alert saying why: the stop refused or lost,
+  no plan fits, the engine trades its symbol already (the other side; or this side, the
+  venue holding more than the trade: adopting it over the trade would lose the trade's own
+  record), or the process does not trade its symbol ("the process does not trade SOL/USDT":
+  it gets no candles of it, so no trailing, signal or holding-time exit; the symbols are
+  ``EngineConfig.symbols``, which the process builds from ``QT__TRADING__SYMBOLS`` or, with a
+  dynamic universe, its first selection, the symbols fed at start; a name the exchange port
+  spells otherwise than the list is not one of them). An adopted trade is stored like any
+  other: after a restart it is the engine's, not unknown.
 
 Checked at every start, so a position still there after a restart is reported again. A
 venue whose positions cannot be read at start (``venue_positions``) is asked again, a
@@ -44,6 +60,7 @@ log = logging.getLogger(__name__)
 ACTOR = "reconciliation"
 UnknownPositions = Literal["reduce", "warn", "adopt"]
 Adopt = Callable[[Position], Awaitable[str]]  # "" when adopted, else why not
+Note = Callable[[Position], str]  # what the engine's own trade in its symbol is ("" none)
 READ_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 16.0)  # between the start's reads of the venue's book
 
 
@@ -78,9 +95,16 @@ async def venue_positions(
         ) from e
 
 
-def describe(positions: Sequence[Position]) -> str:
-    """Return the positions in one line: symbol, side, amount, entry price."""
-    return "; ".join(f"{p.symbol} {p.side.value} {p.amount} at {p.entry_price}" for p in positions)
+def describe(positions: Sequence[Position], note: Note | None = None) -> str:
+    """Return the positions in one line: symbol, side, amount, entry price, and what ``note``
+    says of each (the engine's own trade in its symbol) in brackets."""
+    said = []
+    for p in positions:
+        noted = note(p) if note is not None else ""
+        said.append(f"{p.symbol} {p.side.value} {p.amount} at {p.entry_price}")
+        if noted:
+            said[-1] += f" ({noted})"
+    return "; ".join(said)
 
 
 async def reconcile_positions(
@@ -91,9 +115,12 @@ async def reconcile_positions(
     bus: EventBus,
     clock: Clock,
     adopt: Adopt | None = None,
+    note: Note | None = None,
 ) -> str:
     """Apply ``rule`` to the venue's ``unknown`` positions; return what was done ("" when
-    there were none). ``adopt`` takes one over (rule ``adopt``; None: none can be)."""
+    there were none). ``adopt`` takes one over (rule ``adopt``; None: none can be); ``note``
+    says what the engine's own trade in a position's symbol is (``Engine.trade_note``; with
+    ``adopt`` the reason it was not adopted says so instead)."""
     if not unknown:
         return ""
     adopted = why_not = ""
@@ -101,8 +128,8 @@ async def reconcile_positions(
         unknown, adopted, why_not = await _adopt(unknown, adopt, bus, clock)
         if not unknown:
             return adopted
-    what = describe(unknown)
-    detail = f"{len(unknown)} position(s) at the venue the bot did not open: {what}"
+    what = describe(unknown, None if rule == "adopt" else note)
+    detail = f"{len(unknown)} position(s) at the venue no trade of the bot's explains: {what}"
     if why_not:
         detail += f" (not adopted: {why_not})"
     if rule == "warn":

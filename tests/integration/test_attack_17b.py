@@ -85,12 +85,6 @@ async def test_attack_the_engines_own_side_is_still_not_unknown(
     assert await h.engine.unknown_positions() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left: a venue position larger than the engine's trade (same symbol and side) is "
-    "accepted silently; the excess needs a tolerance (venue lag, fills on their way, spot "
-    "fees in base) and the exits are sized by the venue's amount anyway: a design decision",
-)
 async def test_attack_a_venue_position_much_larger_than_the_engines_trade_is_reported(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

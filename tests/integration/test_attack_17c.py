@@ -47,14 +47,20 @@ async def venue_with(
     *held: tuple[str, Side, D, float],
     env: dict[str, str] | None = None,
     book: RulesBook | None = None,
+    traded: bool = False,
 ) -> Harness:
     """A paper venue holding positions opened by hand (symbol, side, amount, price), and an
-    engine that persists its trades but holds none of them."""
+    engine that persists its trades but holds none of them. ``traded``: the process trades
+    their symbols too (its candles of them fed: they may be adopted), else only the default
+    list's."""
     settings = clean_settings(monkeypatch, tmp_path)
     for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
     if env:
         settings = load_settings()
+    if traded:
+        symbols = [*settings.trading.symbols, *(s for s, *_ in held)]
+        settings = settings.with_market(list(dict.fromkeys(symbols)), settings.trading.timeframe)
     h = await Harness(settings, ScriptedProvider(), persist=True, book=book).start()
     market = settings.exchange.market_type
     for n, (symbol, side, amount, price) in enumerate(held):
@@ -121,7 +127,7 @@ async def test_a_crash_as_the_venue_accepts_the_stop_gives_up_and_adopts_again_a
     again, saying so: one stop at the venue, the new adoption's. ``later_ms`` 0: restarted
     within the same second (the paper venue answers a canceled order's id with that order:
     the new adoption's ids must differ from the given-up one's)."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     crash_on(h, monkeypatch, OrderType.STOP_MARKET)
     with pytest.raises(Crash):
@@ -145,7 +151,7 @@ async def test_a_crash_as_the_venue_accepts_the_stop_gives_up_and_adopts_again_a
 async def test_a_crash_after_the_first_take_profit_places_only_the_rest_after_the_restart(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     crash_on(h, monkeypatch, OrderType.LIMIT)
     with pytest.raises(Crash):
@@ -167,7 +173,7 @@ async def test_a_crash_before_the_stop_reached_the_venue_adopts_again_after_the_
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Stored as working (write-ahead), then the process died before the send."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     create = h.paper.create_order
 
@@ -192,7 +198,7 @@ async def test_a_stop_in_doubt_whose_cancel_fails_leaves_no_orphan_for_the_next_
     adoption fails, trading reduces. The next start adopts the position again: the stop the
     failed adoption left at the venue must not stay beside the new one (two reduce-only
     stops, the orphan's fill unknown to the engine)."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     create, cancel = h.paper.create_order, h.paper.cancel_order
 
@@ -227,7 +233,9 @@ async def test_a_stop_in_doubt_whose_cancel_fails_leaves_no_orphan_for_the_next_
 async def test_two_positions_one_refused_adopts_the_other_and_reduces_for_the_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, (ETH, Side.BUY, D(1), 2_000.0))
+    h = await venue_with(
+        monkeypatch, tmp_path, LONG_SOL, (ETH, Side.BUY, D(1), 2_000.0), traded=True
+    )
     await h.engine.start()
     create = h.paper.create_order
 
@@ -254,6 +262,7 @@ async def test_a_short_perp_position_is_adopted_with_a_stop_above_and_targets_be
         tmp_path,
         (SOL, Side.SELL, D(10), 20.0),
         env={"QT__EXCHANGE__MARKET_TYPE": "perp"},
+        traded=True,
     )
     await h.engine.start()
     [short] = await h.engine.unknown_positions()
@@ -283,7 +292,9 @@ async def test_a_position_too_small_for_the_take_profits_is_adopted_with_its_sto
             )
         }
     )
-    h = await venue_with(monkeypatch, tmp_path, (SOL, Side.BUY, D("0.1"), 20.0), book=book)
+    h = await venue_with(
+        monkeypatch, tmp_path, (SOL, Side.BUY, D("0.1"), 20.0), book=book, traded=True
+    )
     restart(h, book)
     await h.engine.start()
     said = await reconcile(h)
@@ -302,7 +313,9 @@ async def test_a_cheap_coin_gets_a_stop_on_its_own_tick_not_zero(
     book = RulesBook(settings.market.default_rules())
     pepe = "PEPE/USDT"
     book.use_venue({pepe: MarketRules(symbol=pepe, amount_step=D(1), price_tick=D("0.0000001"))})
-    h = await venue_with(monkeypatch, tmp_path, (pepe, Side.BUY, D(1_000_000), 0.0001), book=book)
+    h = await venue_with(
+        monkeypatch, tmp_path, (pepe, Side.BUY, D(1_000_000), 0.0001), book=book, traded=True
+    )
     restart(h, book)
     await h.engine.start()
     said = await reconcile(h)
@@ -317,7 +330,7 @@ async def test_a_cheap_coin_on_the_default_rules_is_refused_not_given_a_stop_at_
 ) -> None:
     """No venue rules for it (a default tick of 0.01): a stop cannot sit below 0.0001."""
     pepe = "PEPE/USDT"
-    h = await venue_with(monkeypatch, tmp_path, (pepe, Side.BUY, D(1_000_000), 0.0001))
+    h = await venue_with(monkeypatch, tmp_path, (pepe, Side.BUY, D(1_000_000), 0.0001), traded=True)
     await h.engine.start()
     said = await reconcile(h)
     assert "not adopted" in said and "too coarse" in said
@@ -329,7 +342,7 @@ async def test_a_position_without_an_entry_price_is_not_adopted(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: D
 ) -> None:
     """A venue that reports no entry price (0, or a value its adapter could not read)."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     [held] = await h.engine.unknown_positions()
     why = await h.engine.adopt(dataclasses.replace(held, entry_price=entry))
@@ -347,7 +360,7 @@ async def test_a_halt_in_force_adopts_with_the_stop_only_and_stays_halted(
     """A halt (an operator's /halt, or the daily loss limit's) lets protective orders
     through: the stop goes out, the take-profits wait for the resume; the halt, its reason
     and its owner stay (every position adopted: reconciliation asks for no state)."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.trading_state.set(TradingState.HALTED, reason="/halt by op", actor=actor)
     restart(h)
     await h.engine.start()
@@ -375,6 +388,7 @@ async def test_the_max_open_positions_reached_still_adopts_both_with_their_stops
         LONG_SOL,
         (ETH, Side.BUY, D(1), 2_000.0),
         env={"QT__RISK__MAX_OPEN_POSITIONS": "1"},
+        traded=True,
     )
     await h.engine.start()
     said = await reconcile(h)
@@ -394,7 +408,7 @@ async def test_the_adopted_round_trip_is_booked_from_the_venues_entry_with_the_e
     """The entry's fee was not the bot's to pay (or know): the P&L is the move from the
     venue's entry price less the exit's fee; the sizing service books nothing of it (no
     multiplier was applied to it)."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     restart(h)  # a process that records its closed trades
     await h.engine.start()
     await reconcile(h)
@@ -424,7 +438,7 @@ async def test_a_crash_between_a_refused_stop_and_the_give_up_does_not_adopt_aft
     (its write-ahead record holds the stop as working). The restart finds the venue never
     had the stop: the trade must not come back as adopted with a bot-side fallback (an
     adoption never falls back) and no alert: the position is unknown again."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     restart(h)
     await h.engine.start()
     create, write = h.paper.create_order, h.storage.state.set
@@ -457,7 +471,7 @@ async def test_a_crash_between_a_refused_stop_and_the_give_up_does_not_adopt_aft
 async def test_an_earlier_adoptions_order_that_cannot_be_canceled_is_a_reason_not_to_adopt(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     assert await reconcile(h) != ""
     left = [o.client_order_id for o in await orders_of(h, SOL)]  # its stop and take-profits
@@ -503,14 +517,6 @@ async def test_live_spot_reports_no_positions_so_nothing_is_ever_adopted() -> No
     assert await spot.fetch_positions() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left, a design decision: a position in a symbol outside QT__TRADING__SYMBOLS "
-    "(and a dynamic universe) is adopted, though the process gets no candles of it: only its "
-    "venue orders and the venue sync manage it (no trailing, profit lock, holding-time or "
-    "signal exit; references at its entry price; the default market rules, not the venue's). "
-    "The engine does not know which symbols are fed; refusing needs that list wired in",
-)
 async def test_a_position_in_a_symbol_the_process_does_not_trade_is_not_adopted(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -532,6 +538,7 @@ async def test_a_short_whose_price_rose_past_its_stop_gets_the_stop_as_far_above
         tmp_path,
         (SOL, Side.SELL, D(10), 20.0),
         env={"QT__EXCHANGE__MARKET_TYPE": "perp"},
+        traded=True,
     )
     await h.engine.start()
     [short] = await h.engine.unknown_positions()
@@ -549,7 +556,7 @@ async def test_a_short_whose_price_rose_past_its_stop_gets_the_stop_as_far_above
 async def test_a_long_far_in_profit_is_not_closed_by_its_adoption(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL)
+    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, traded=True)
     await h.engine.start()
     await h.candle(4, 20, 26.2, 20, 26, symbol=SOL)  # it rose to 26 before the restart
     assert "adopted" in await reconcile(h)
@@ -569,7 +576,9 @@ async def test_an_unexpected_error_adopting_one_fails_the_start_and_the_restart_
     """A bug (not a venue error) placing the second position's stop fails the start (fail
     closed: no trading on a book half handled); the next start keeps an adoption done before
     it, gives the half-done one up and sees its position unknown again."""
-    h = await venue_with(monkeypatch, tmp_path, LONG_SOL, (ETH, Side.BUY, D(1), 2_000.0))
+    h = await venue_with(
+        monkeypatch, tmp_path, LONG_SOL, (ETH, Side.BUY, D(1), 2_000.0), traded=True
+    )
     await h.engine.start()
     create = h.paper.create_order
 

@@ -35,6 +35,8 @@ async def by_hand(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Harness:
     """10 SOL bought by hand at about 20 on the paper venue, the engine's trades stored."""
     h = await bought_by_hand(monkeypatch, tmp_path)
     await h.engine.stop()
+    # a process that trades SOL: its candles fed, so a position in it may be adopted
+    h.settings = h.settings.with_market([*h.settings.trading.symbols, SOL], "1h")
     restart(h)  # the same venue and database, an engine that persists its trades
     return h
 

@@ -19,6 +19,7 @@ from bot.brains import build_brains, policy_store
 from bot.chat.dispatch import Dispatcher
 from bot.chat.notifier import Notifier
 from bot.chat.push import PushTarget
+from bot.halt_note import halt_note_for
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
 from bot.universe_live import LiveUniverse
@@ -115,7 +116,9 @@ class TradingProcess:
             timeframe=p.settings.trading.timeframe,
             venue=p.venue,
         )
-        self.trading_state = TradingStateService(p.storage.state, self.bus, p.clock)
+        self.trading_state = TradingStateService(
+            p.storage.state, self.bus, p.clock, note=halt_note_for(p.database_url)
+        )
         # An audit trail that cannot be written halts trading (fail closed), loses nothing.
         self.bus.on_storage_failure(self.trading_state.fail_closed)
         self.portfolio = PortfolioService(

@@ -65,6 +65,28 @@ def _run(new: TradingState | None, reason: str, demo: bool, env_file: Path | Non
         console.print(f"reason: {escape(why)}")
     # Say where: a halt only reaches the process that uses this database (live has its own).
     console.print(f"database: {escape(url)}")
+    _say_kept_halt(url, new)
+
+
+def _say_kept_halt(url: str, new: TradingState | None) -> None:
+    """Say so when a process halted on a database it could not write and ended before the
+    halt reached it: the halt waits beside the database for the next start."""
+    from bot.halt_note import halt_note_for
+
+    note = halt_note_for(url)
+    kept = note.read() if note is not None else None
+    if kept is None or note is None:
+        return
+    if new is TradingState.ACTIVE:
+        console.print(
+            f"the storage halt kept in {escape(str(note.path))} is answered by this resume"
+        )
+        return
+    console.print(
+        f"[bold]a storage halt is kept in {escape(str(note.path))}[/bold] ({escape(kept.reason)}): "
+        "the process halted when the database could not be written and ended before the halt "
+        "reached it; its next start is HALTED unless resumed"
+    )
 
 
 @state_app.command("show")

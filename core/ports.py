@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -255,6 +255,32 @@ class EventRepo(Protocol):
         self, topic_prefix: str | None = None, since_ms: int | None = None, limit: int = 1000
     ) -> list[StoredEvent]:
         """Return events in time order, filtered by topic prefix and time."""
+        ...
+
+
+class KeptHalt(NamedTuple):
+    """A storage halt kept outside the database: since when (the halting process's clock),
+    why, and the last resume that process had seen (``StateKey.RESUMED_MS``; "" none)."""
+
+    since_ms: int
+    reason: str
+    resume_seen: str
+
+
+class HaltNote(Protocol):
+    """A storage halt kept outside the database while the database cannot be written (a file
+    beside it), so a process killed before the halt reached the database still leaves it."""
+
+    def write(self, halt: KeptHalt) -> None:
+        """Keep the halt (an ``OSError``: a full disk may refuse this too)."""
+        ...
+
+    def read(self) -> KeptHalt | None:
+        """Return the kept halt, or None."""
+        ...
+
+    def clear(self) -> None:
+        """Forget it: the halt is in the database now, or an operator resumed."""
         ...
 
 

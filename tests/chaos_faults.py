@@ -8,7 +8,9 @@ lets it trade, then:
   (``BEGIN EXCLUSIVE``), the bot's writes wait ``CHAOS_BUSY_TIMEOUT_MS`` and fail; ``full``,
   the disk is full (SQLite may not grow the file: SQLITE_FULL); ``readonly``, the database
   refuses writes (SQLITE_READONLY; both through ``tests.chaos_bot.faulty_begin``, SQLite's own
-  errors). Then the fault goes, and for ``hold_s`` nobody resumes:
+  errors). In the episodes of kind ``kill_during`` the bot is SIGKILLed once it halted in
+  memory (before the halt could reach the database) and restarted after the fault: the new
+  process must start HALTED. Then the fault goes, and for ``hold_s`` nobody resumes:
   trading must be HALTED on disk (fail closed, the halt written once the database takes
   writes), with its alert (the ``trading.state_changed`` event of actor ``storage`` in the
   audit trail, a CRITICAL line in the log), and no entry may reach the venue from the halt
@@ -50,6 +52,7 @@ from tests.chaos_harness import (
 )
 
 DB_KINDS = ("locked", "full", "readonly")
+HALT_NOTE_SUFFIX = ".storage-halt"  # bot.halt_note.SUFFIX: the halt kept beside the database
 STALE_CANDLES = 3  # core.services.health.HealthConfig.stale_candles
 ENTRY_TAG = "-e"
 
@@ -61,6 +64,8 @@ class FaultConfig:
     workdir: Path
     db_faults: int = 1
     db_kinds: tuple[str, ...] = DB_KINDS  # the episodes' faults, in turn
+    # the episodes of this kind SIGKILL the bot once it halted, restart it after the fault
+    kill_during: str = "readonly"
     db_fault_s: float = 3.0  # the fault lasts this long (wall s)
     hold_s: float = 2.0  # after the lock went: nobody resumes yet
     stale_s: float = 3.0  # the feed stopped this long (wall s)
@@ -104,6 +109,7 @@ class FaultResult:
 
     db_faults: int = 0
     db_kinds: list[str] = field(default_factory=list)  # each episode's fault
+    killed_in_fault: int = 0  # episodes whose bot was killed during the fault
     halted: int = 0  # episodes after which the database said HALTED (fail closed)
     halt_alerts: int = 0  # trading.state_changed events of actor "storage" in the trail
     halt_log_lines: int = 0  # CRITICAL "trading HALTED" lines in the bot's log
@@ -254,31 +260,52 @@ def _check_books(session: Session, db: Path, when: str) -> Check:
     return check
 
 
-def _hold_db_fault(db: Path, kind: str, fc: FaultConfig) -> None:
-    """Make the bot's database fail as ``kind`` says for ``fc.db_fault_s``, then recover."""
-    if kind == "locked":
-        lock = sqlite3.connect(db, timeout=10, isolation_level=None)
-        try:
-            lock.execute("BEGIN EXCLUSIVE")  # every write of the bot waits, then fails
-            time.sleep(fc.db_fault_s)
-            lock.execute("ROLLBACK")
-        finally:
-            lock.close()
-        return
+def _hold_db_fault(db: Path, kind: str, fc: FaultConfig, during: Any = None) -> None:
+    """Make the bot's database fail as ``kind`` says for ``fc.db_fault_s``, then recover;
+    ``during()`` runs while it fails (the fault lasts its time at least)."""
     if kind not in DB_KINDS:
         raise ValueError(f"unknown database fault {kind!r}: one of {', '.join(DB_KINDS)}")
-    fc.fault_file.write_text(kind)
+    lock = sqlite3.connect(db, timeout=10, isolation_level=None)
     try:
-        time.sleep(fc.db_fault_s)
+        if kind == "locked":
+            lock.execute("BEGIN EXCLUSIVE")  # every write of the bot waits, then fails
+        else:
+            fc.fault_file.write_text(kind)
+        ends = time.monotonic() + fc.db_fault_s
+        if during is not None:
+            during()
+        time.sleep(max(0.0, ends - time.monotonic()))
     finally:
-        fc.fault_file.unlink()  # space freed, permission back
+        if kind == "locked":
+            lock.execute("ROLLBACK")
+        else:
+            fc.fault_file.unlink()  # space freed, permission back
+        lock.close()
+
+
+def _kill_once_halted(session: Session, db: Path, fc: FaultConfig, result: FaultResult) -> None:
+    """SIGKILL the bot as soon as it halted in memory (its halt kept beside the database, not
+    in it yet), or near the fault's end if it did not halt by then."""
+    note = db.with_name(db.name + HALT_NOTE_SUFFIX)
+    deadline = time.monotonic() + fc.db_fault_s * 0.8
+    while not note.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not note.exists():
+        result.notes.append("kill during the fault: the bot had not halted yet")
+    session.kill_bot()
+    result.killed_in_fault += 1
 
 
 def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, say: Any) -> None:
     """One episode: the fault, its end, nobody resumes for a while, then the operator does."""
     kind = fc.db_kinds[result.db_faults % len(fc.db_kinds)]
     started = session.control()["now_ms"]
-    _hold_db_fault(db, kind, fc)
+    if kind == fc.kill_during:  # killed mid-outage, restarted once the database is back
+        _hold_db_fault(db, kind, fc, lambda: _kill_once_halted(session, db, fc, result))
+        session.start_bot()
+        session.wait_up()
+    else:
+        _hold_db_fault(db, kind, fc)
     result.db_faults += 1
     result.db_kinds.append(kind)
     # Nobody resumes: the halt goes to disk with the first read of the state after the lock
@@ -316,7 +343,9 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
     if _wait_entry_after(session, resumed, within_s=10.0):
         result.resumed_by_operator += 1
     say(
-        f"db fault {result.db_faults} ({kind}): stored state {state or 'active'}, "
+        f"db fault {result.db_faults} ({kind}"
+        f"{', the bot killed during it' if kind == fc.kill_during else ''}): "
+        f"stored state {state or 'active'}, "
         f"{len(halted_entries)} entries while halted, resumed by the operator"
     )
 

@@ -6,6 +6,11 @@ made by another process on the same database (``qt state halt``) stops the next 
 published (actor "another process") the first time this process reads it, which the console
 does every few seconds. A resume while already active is published too (ACTIVE -> ACTIVE): it
 still clears what waits for an operator (symbols paused after a failure, ``SymbolHealth``).
+
+A database that cannot be written halts trading in memory at once (``fail_closed``) and on disk
+as soon as it takes writes. Meanwhile the halt is kept in a ``HaltNote`` (a file beside the
+database), so a process killed during the outage leaves it to the next: that one starts
+HALTED and writes the halt to the database, unless an operator resumed since.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from core.clock import Clock
 from core.domain.enums import TradingState
 from core.domain.events import TradingStateChanged
 from core.errors import StorageUnavailable
-from core.ports import KeyValueRepo, StateKey
+from core.ports import HaltNote, KeptHalt, KeyValueRepo, StateKey
 from core.redaction import process_redactor
 from core.services.bus import EventBus
 
@@ -68,8 +73,11 @@ class _Hold:
 class TradingStateService:
     """Read and change the trading state; the store is the truth, read on every ``current()``."""
 
-    def __init__(self, state: KeyValueRepo, bus: EventBus, clock: Clock) -> None:
+    def __init__(
+        self, state: KeyValueRepo, bus: EventBus, clock: Clock, note: HaltNote | None = None
+    ) -> None:
         self._state = state
+        self._note = note  # the storage halt while it is not in the database yet
         self._bus = bus
         self._clock = clock
         self._current: TradingState | None = None
@@ -99,6 +107,8 @@ class TradingStateService:
         A value that is not a state (a hand-edited database) reads as HALTED: when in doubt,
         trade nothing. A change made elsewhere is logged the first time it is seen.
         """
+        if self._current is None and self._forced is None:
+            await self._take_over_note()
         if self._forced is not None:
             return await self._hold_forced_halt()
         try:
@@ -150,10 +160,48 @@ class TradingStateService:
         so the halt survives a restart and an operator resumes it (``qt state resume``)."""
         if self._forced is not None:
             return
+        self._forced, self._forced_ms = reason, self._clock.now_ms()
+        self._keep_note()
+        log.critical("the database cannot be written: trading HALTED (%s)", reason)
+        await self._announce_forced(reason)
+
+    async def _take_over_note(self) -> None:
+        """At the first read: a storage halt an earlier process kept outside the database
+        and died with (killed during the outage) halts this one too."""
+        if self._note is None:
+            return
+        kept = self._note.read()
+        if kept is None:
+            return
+        self._forced_ms, reason, resume_seen = kept
+        self._resumed = resume_seen or None  # a resume since then lifts it, not one before
+        log.critical(
+            "the last process halted trading (the database could not be written: %s) and "
+            "ended before the halt reached the database: trading HALTED",
+            reason,
+        )
+        await self._announce_forced(reason)
+
+    def _keep_note(self) -> None:
+        if self._note is None:
+            return
+        try:
+            reason = process_redactor().text(self._forced or "")
+            self._note.write(KeptHalt(self._forced_ms, reason, self._resumed or ""))
+        except OSError as e:  # the same full disk, say: the halt holds in memory still
+            log.error("the storage halt could not be kept beside the database either: %s", e)
+
+    def _drop_note(self) -> None:
+        if self._note is None:
+            return
+        try:
+            self._note.clear()
+        except OSError as e:
+            log.error("the kept storage halt could not be removed: %s", e)
+
+    async def _announce_forced(self, reason: str) -> None:
         previous = self._current or TradingState.ACTIVE
         self._forced, self._current = reason, TradingState.HALTED
-        self._forced_ms = self._clock.now_ms()
-        log.critical("the database cannot be written: trading HALTED (%s)", reason)
         await self._bus.publish(
             TradingStateChanged(
                 ts_ms=self._clock.now_ms(),
@@ -175,6 +223,7 @@ class TradingStateService:
                 self._forced,
             )
             self._forced = None
+            self._drop_note()
             return await self.current()
         try:
             await self._state.set(StateKey.TRADING_STATE, TradingState.HALTED.value)
@@ -183,11 +232,13 @@ class TradingStateService:
             return TradingState.HALTED
         log.warning("the database is writable again; trading stays HALTED until resumed")
         self._forced = None
+        self._drop_note()
         return TradingState.HALTED
 
     async def _resumed_since_forced(self) -> bool:
-        """Return True when the stored resume mark is new to this process and was made at or
-        after the fail-closed halt (a resume from before it answered an older halt)."""
+        """Return True when the stored resume mark is not the last one the halting process
+        had seen and was made at or after the fail-closed halt (a resume from before it
+        answered an older halt). Both: a mark's time is its writer's clock."""
         try:
             mark = await self._state.get(StateKey.RESUMED_MS)
         except StorageUnavailable:

@@ -408,6 +408,24 @@ def test_backtest_refuses_two_funding_files_of_one_symbol_naming_both(
 # --- state ---------------------------------------------------------------------------------
 
 
+def test_state_show_says_a_storage_halt_kept_beside_the_database_and_resume_answers_it(
+    cli: Cli,
+) -> None:
+    from bot.halt_note import FileHaltNote
+    from core.ports import KeptHalt
+
+    assert "storage halt" not in cli("state", "show").stdout
+    cli.db_file.parent.mkdir(parents=True, exist_ok=True)
+    note = FileHaltNote(cli.db_file.with_name(cli.db_file.name + ".storage-halt"))
+    note.write(KeptHalt(1_000, "cannot write the database: the disk is full", ""))
+    shown = flat(cli("state", "show").stdout)
+    assert "is ACTIVE" in shown  # the database's own state
+    assert "a storage halt is kept in" in shown and "the disk is full" in shown
+    assert "next start is HALTED unless resumed" in shown
+    resumed = flat(cli("state", "resume").stdout)
+    assert "answered by this resume" in resumed
+
+
 def test_state_halt_persists_is_audited_and_resume_clears_it(cli: Cli) -> None:
     shown = cli("state", "show")
     assert shown.exit_code == 0, shown.output

@@ -1,0 +1,73 @@
+"""The storage halt kept in a file beside the database (``core.ports.HaltNote``).
+
+While the database cannot be written, trading is halted in memory and the halt waits to be
+written there; this file keeps it meanwhile, so a process killed during the outage leaves the
+halt to the next one (``core.services.trading_state``). It is removed once the halt is in
+the database, or an operator resumed. A file that cannot be read counts as a halt: when in
+doubt, trade nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from core.ports import KeptHalt
+from storage.db import is_memory_url, parse_sqlite_url
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".storage-halt"
+
+
+class FileHaltNote:
+    """The halt as a small JSON file, written whole or not at all."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, halt: KeptHalt) -> None:
+        """Keep the halt; an ``OSError`` (a full disk) is the caller's to say."""
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("w", encoding="utf-8") as f:
+                json.dump(halt._asdict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def read(self) -> KeptHalt | None:
+        """Return the kept halt, None when there is no file."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            why = f"the kept storage halt {self.path} cannot be read ({e.strerror or e})"
+            return KeptHalt(0, why, "")
+        try:
+            kept = json.loads(text)
+            return KeptHalt(int(kept["since_ms"]), str(kept["reason"]), str(kept["resume_seen"]))
+        except (ValueError, KeyError, TypeError):
+            why = f"the kept storage halt {self.path} is not one this program wrote"
+            return KeptHalt(0, why, "")
+
+    def clear(self) -> None:
+        """Remove the file (gone already: fine)."""
+        self.path.unlink(missing_ok=True)
+
+
+def halt_note_for(database_url: str) -> FileHaltNote | None:
+    """Return the note beside the database file of ``database_url`` (None in memory: the
+    halt dies with the process and its database alike)."""
+    if database_url.startswith("memory://"):
+        return None
+    parsed = parse_sqlite_url(database_url)
+    database = parsed.database
+    if is_memory_url(parsed) or not database or database.startswith("file:"):
+        return None
+    return FileHaltNote(Path(database + SUFFIX))

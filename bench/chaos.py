@@ -63,7 +63,8 @@ def fault_report(r: FaultResult) -> str:
     lines = [
         f"db faults             {r.db_faults} ({', '.join(r.db_kinds)}: the write lock held "
         "by another process, the disk full, the database read-only; "
-        f"{r.killed_in_fault} with the bot killed during the fault, restarted after it)",
+        f"{r.killed_in_fault} with the bot killed during the fault; restarted during it: "
+        f"{r.starts_refused} refused to start, {r.started_in_fault} came up)",
         f"halted                {_yes(r.halted == r.db_faults)} ({r.halted} of {r.db_faults} "
         f"stored HALTED; {r.halt_alerts} halt events of actor storage, "
         f"{r.halt_log_lines} CRITICAL log lines)",

@@ -66,6 +66,8 @@ class FaultConfig:
     db_kinds: tuple[str, ...] = DB_KINDS  # the episodes' faults, in turn
     # the episodes of this kind SIGKILL the bot once it halted, restart it after the fault
     kill_during: str = "readonly"
+    # the episodes of this kind SIGKILL the bot once it halted and restart it during the fault
+    restart_during: str = "full"
     db_fault_s: float = 3.0  # the fault lasts this long (wall s)
     hold_s: float = 2.0  # after the lock went: nobody resumes yet
     stale_s: float = 3.0  # the feed stopped this long (wall s)
@@ -110,6 +112,8 @@ class FaultResult:
     db_faults: int = 0
     db_kinds: list[str] = field(default_factory=list)  # each episode's fault
     killed_in_fault: int = 0  # episodes whose bot was killed during the fault
+    starts_refused: int = 0  # starts during a fault that gave up (the database not writable)
+    started_in_fault: int = 0  # starts during a fault that came up (they must stay HALTED)
     halted: int = 0  # episodes after which the database said HALTED (fail closed)
     halt_alerts: int = 0  # trading.state_changed events of actor "storage" in the trail
     halt_log_lines: int = 0  # CRITICAL "trading HALTED" lines in the bot's log
@@ -283,6 +287,29 @@ def _hold_db_fault(db: Path, kind: str, fc: FaultConfig, during: Any = None) -> 
         lock.close()
 
 
+def _start_in_fault(session: Session, result: FaultResult) -> None:
+    """Start the bot while its database cannot be written: it must not trade (it refuses to
+    start, or starts HALTED); whichever it did is counted."""
+    workdir = session.cfg.workdir
+    spans = len(read_venue(workdir)["down_spans"])
+    session.start_bot()
+    bot = session.bot
+    assert bot is not None
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        code = bot.poll()
+        if code is not None:
+            if len(read_venue(workdir)["down_spans"]) > spans:
+                session.exit_codes.append(code)  # it read the venue's book before it gave up
+            result.starts_refused += 1
+            return
+        if len(read_venue(workdir)["down_spans"]) > spans:
+            result.started_in_fault += 1
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the bot neither started nor gave up on a database it cannot write")
+
+
 def _kill_once_halted(session: Session, db: Path, fc: FaultConfig, result: FaultResult) -> None:
     """SIGKILL the bot as soon as it halted in memory (its halt kept beside the database, not
     in it yet), or near the fault's end if it did not halt by then."""
@@ -304,6 +331,16 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
         _hold_db_fault(db, kind, fc, lambda: _kill_once_halted(session, db, fc, result))
         session.start_bot()
         session.wait_up()
+    elif kind == fc.restart_during:  # killed mid-outage, restarted while it lasts
+
+        def kill_and_restart() -> None:
+            _kill_once_halted(session, db, fc, result)
+            _start_in_fault(session, result)
+
+        _hold_db_fault(db, kind, fc, kill_and_restart)
+        if session.bot is None or session.bot.poll() is not None:
+            session.start_bot()  # it refused to start: started again once the fault went
+            session.wait_up()
     else:
         _hold_db_fault(db, kind, fc)
     result.db_faults += 1
@@ -344,7 +381,8 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
         result.resumed_by_operator += 1
     say(
         f"db fault {result.db_faults} ({kind}"
-        f"{', the bot killed during it' if kind == fc.kill_during else ''}): "
+        f"{', the bot killed during it' if kind in (fc.kill_during, fc.restart_during) else ''}"
+        f"{', restarted during it' if kind == fc.restart_during else ''}): "
         f"stored state {state or 'active'}, "
         f"{len(halted_entries)} entries while halted, resumed by the operator"
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.orphan_guard import end_with_parent
 from core.brains.exit_config import ExitConfig
 from core.clock import LiveClock
 from core.config import ModelsSettings
@@ -157,17 +158,22 @@ def new_pool(members: int, *, background: bool = False) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         workers_for(members),
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_lower_priority if background else None,
+        initializer=_start_worker,
+        initargs=(os.getpid(), background),
     )
 
 
 BACKGROUND_NICENESS = 10
 
 
-def _lower_priority() -> None:
-    """Run in each background worker as it starts: yield the cores to the trading process."""
-    with contextlib.suppress(OSError, AttributeError):  # not permitted, or no os.nice here
-        os.nice(BACKGROUND_NICENESS)
+def _start_worker(parent_pid: int, background: bool) -> None:
+    """Run in each worker as it starts: end with the process that made the pool (a killed
+    parent leaves no orphan fitting on), and in the background yield the cores to the
+    trading process."""
+    end_with_parent(parent_pid)
+    if background:
+        with contextlib.suppress(OSError, AttributeError):  # not permitted, or no os.nice here
+            os.nice(BACKGROUND_NICENESS)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

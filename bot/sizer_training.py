@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bot.orphan_guard import end_with_parent
 from core.clock import Clock
 from core.config import Settings
 from core.errors import DataError, DependencyError
@@ -54,6 +55,7 @@ async def train_sizer(settings: Settings, *, data_dir: Path, clock: Clock) -> Tr
         "out": str(staging),
         "start_ms": now - round(days * DAY_MS) if days else None,
         "end_ms": now,
+        "parent_pid": os.getpid(),  # it ends with this process (bot.orphan_guard)
     }
     timeout_s = settings.learning.timeout_minutes * 60
     with (staging / LOG).open("wb") as log_file:
@@ -194,6 +196,7 @@ async def _train(settings: Settings, out: str, start_ms: int | None, end_ms: int
 def main() -> int:
     """The training process: read the request from stdin, train, write the result."""
     request = json.loads(sys.stdin.buffer.read())
+    end_with_parent(int(request["parent_pid"]))  # killed, the bot takes its training along
     settings = Settings.model_validate(request["settings"])
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

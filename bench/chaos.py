@@ -116,7 +116,8 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in result.faults.items())
     lines = [
         f"kills                 {result.kills}",
-        f"restarts              {result.restarts}",
+        f"restarts              {result.restarts} ({result.failed_starts} starts gave up on the "
+        "faulting venue and were started again)",
         f"orders at the venue   {result.orders}",
         f"fills at the venue    {result.fills}",
         f"duplicates            {f.duplicates} (after restarts: {d.duplicates})",

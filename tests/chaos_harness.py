@@ -7,7 +7,9 @@ venue after every restart and at the end. The bot trades ``symbols`` symbols on 
 times (``tests.chaos_bot``'s cadence shifted per symbol), under a position limit below their
 number, so entries of several symbols race for it. Half the kills land at a random instant of the
 trading loop, half right after the venue booked a new order (the bot has sent it and may not
-have recorded the answer yet).
+have recorded the answer yet). A start that gives up (the venue faulted on every try of a read
+the start needs: the bot exits 1, fail closed) is started again, as a supervisor would, and
+counted.
 
 The comparisons, each a count that must be 0, made per symbol and summed:
 
@@ -165,6 +167,7 @@ class ChaosResult:
     equity: Decimal = ZERO
     wall_s: float = 0.0
     bot_exit_codes: list[int] = field(default_factory=list)
+    failed_starts: int = 0  # starts that gave up on a faulting venue (started again)
 
     @property
     def faults_injected(self) -> int:
@@ -431,6 +434,10 @@ def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
     return env
 
 
+class BotExitedAtStart(RuntimeError):
+    """The bot process ended before it was up."""
+
+
 class Session:
     """The two processes of one session."""
 
@@ -482,6 +489,7 @@ class Session:
         self.bot: subprocess.Popen[bytes] | None = None
         self.bot_log = open(cfg.workdir / "bot.log", "ab")
         self.exit_codes: list[int] = []
+        self.failed_starts: list[int] = []  # exit codes of starts that gave up
 
     def control(self, **body: Any) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 - the venue on loopback
@@ -506,6 +514,21 @@ class Session:
             stderr=self.bot_log,
         )
 
+    def start_until_up(self, *, entries: bool = True, tries: int = 3) -> None:
+        """Start the bot and wait until it is up; a start that gave up (the venue faulted on
+        every try of a read the start needs: the bot exits 1, fail closed) is started again,
+        as a supervisor would, and counted in ``failed_starts``."""
+        for attempt in range(1, tries + 1):
+            self.start_bot(entries=entries)
+            try:
+                self.wait_up()
+                return
+            except BotExitedAtStart:
+                assert self.bot is not None
+                self.failed_starts.append(self.bot.returncode)
+                if attempt == tries:
+                    raise
+
     def wait_up(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -513,7 +536,7 @@ class Session:
             if len(state["down_spans"]) >= len(self.exit_codes) + 1:
                 return
             if self.bot is not None and self.bot.poll() is not None:
-                raise RuntimeError(
+                raise BotExitedAtStart(
                     f"the bot exited with {self.bot.returncode} at start: see bot.log"
                 )
             time.sleep(0.05)
@@ -613,8 +636,7 @@ def _final_check(session: Session, db: Path) -> Check:
     time.sleep(cfg.settle_s)
     session.control(freeze=True)
     session.stop_bot()
-    session.start_bot(entries=False)
-    session.wait_up()
+    session.start_until_up(entries=False)
     position_mismatch(cfg.workdir, db, within_s=10.0)  # its sync has run
     time.sleep(0.5)
     session.stop_bot()
@@ -632,8 +654,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     session = Session(cfg)
     db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
     try:
-        session.start_bot()
-        session.wait_up()
+        session.start_until_up()
         while True:
             state = read_venue(cfg.workdir)
             orders = len(state["orders"]) + len(state["algos"])
@@ -658,8 +679,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
                 _wait_for_new_order(cfg.workdir, orders, time.monotonic() + up_for * 3)
             session.kill_bot()
             result.kills += 1
-            session.start_bot()
-            session.wait_up()
+            session.start_until_up()
             result.restarts += 1
             time.sleep(0.5)  # a few sync intervals: what the venue did meanwhile is heard of
             mismatches = position_mismatches(cfg.workdir, db)
@@ -707,4 +727,5 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     result.retries = _retries(cfg.workdir / "bot.log")
     result.wall_s = time.monotonic() - started
     result.bot_exit_codes = session.exit_codes
+    result.failed_starts = len(session.failed_starts)
     return result

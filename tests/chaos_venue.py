@@ -445,7 +445,7 @@ class ChaosVenue(FakeFapi):
             self.frozen = True
         if "feed" in body:
             self.feed_until = None if body["feed"] else self._index_at(self.now_ms())
-        if body.get("down"):
+        if body.get("down") and not self.down:  # (a start that gave up: still down since)
             self.down = True
             self._down_since = time.time_ns() // 1_000_000
         self._advance()

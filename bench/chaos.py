@@ -16,11 +16,18 @@ Then the same candles run again without kills or faults to the same market time 
 ``--no-reference``): the equity difference is what the kills and faults changed (entries
 skipped while the bot was down, fills at other candles).
 
+With ``--symbols N`` (1 to 4: BTC/USDT, ETH/USDT, SOL/USDT, BNB/USDT) the bot trades N symbols
+on the same candle times, each one's cadence shifted so entries sometimes coincide on one
+candle and sometimes not, under a position limit of N - 1 (``--max-open``), so they race for
+it.
+
 Prints kills, restarts, orders, fills, duplicates, lost and double-counted fills, position
 mismatches, audit-trail gaps, the longest naked time (a position without a venue stop) while
-the bot was up and the longest across a kill, faults injected, retries, and the equity
-difference. Exits 1 when a target is broken: 0 duplicates, 0 lost or double fills, 0 position
-mismatches, 0 audit gaps, naked time while up within one sync interval (10 s).
+the bot was up and the longest across a kill, the most positions open at once at the venue
+against the limit, faults injected, retries, and the equity difference; then each target by
+symbol. Exits 1 when a target is broken: 0 duplicates, 0 lost or double fills, 0 position
+mismatches, 0 audit gaps, naked time while up within one sync interval (10 s), never more
+positions open at the venue than the limit.
 
 With ``--faults``, the fault scenarios instead (``tests/chaos_faults.py``): ``--db-faults``
 times another process holds SQLite's write lock while the bot trades (trading must go HALTED
@@ -30,6 +37,7 @@ on a stale candle, the health alert, trading again once the feed is back). Print
 figures; exits 1 when one is broken.
 
 Usage: .venv/bin/python bench/chaos.py [--kills 50] [--orders 500] [--seed 1] [--fault-rate 0.2]
+                                      [--symbols 1] [--max-open N-1]
        .venv/bin/python bench/chaos.py --faults [--db-faults 3] [--seed 1]
 """
 
@@ -47,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 from tests.chaos_faults import STALE_CANDLES, FaultConfig, FaultResult, run_faults  # noqa: E402
 from tests.chaos_harness import (  # noqa: E402
     SYNC_INTERVAL_S,
+    TARGETS,
     ChaosConfig,
     ChaosResult,
     run_chaos,
@@ -110,7 +119,8 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in result.faults.items())
     lines = [
         f"kills                 {result.kills}",
-        f"restarts              {result.restarts}",
+        f"restarts              {result.restarts} ({result.failed_starts} starts gave up on the "
+        "faulting venue and were started again)",
         f"orders at the venue   {result.orders}",
         f"fills at the venue    {result.fills}",
         f"duplicates            {f.duplicates} (after restarts: {d.duplicates})",
@@ -121,6 +131,9 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
         f"max naked, bot up     {result.naked_up_market_s:.1f} market s, "
         f"{result.naked_up_wall_s:.3f} wall s (target: {SYNC_INTERVAL_S} s)",
         f"max naked, over kill  {result.naked_down_market_s:.1f} market s",
+        f"max open positions    {result.max_open_positions} at the venue (limit "
+        f"{result.position_limit}; {', '.join(result.max_open_symbols) or 'none'}); "
+        f"{result.limit_denials} entries the limit denied",
         f"faults injected       {result.faults_injected} ({faults})",
         f"retries               {result.retries}",
         f"final equity          {result.equity:.2f}",
@@ -132,9 +145,32 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
             f"uninterrupted run     {reference.equity:.2f} ({reference.orders} orders, "
             f"{reference.fills} fills): difference {diff:+.2f}"
         )
+    if len(result.symbols) > 1:
+        lines.append(f"by symbol ({len(result.symbols)}: {', '.join(result.symbols)})")
+        lines.extend(f"  {line}" for line in symbol_lines(result))
     for note in (d.notes + f.notes)[:20]:
         lines.append(f"  {note}")
     return "\n".join(lines)
+
+
+def symbol_lines(result: ChaosResult) -> list[str]:
+    """Return each symbol's orders, fills, targets (final/after restarts) and naked time, one
+    a line."""
+    out = []
+    for symbol in result.symbols:
+        final = result.final.by_symbol.get(symbol, {})
+        during = result.during.by_symbol.get(symbol, {})
+        counts = ", ".join(
+            f"{name.replace('_', ' ')} {final.get(name, 0)}/{during.get(name, 0)}"
+            for name in TARGETS
+        )
+        naked = result.naked_up_by_symbol.get(symbol, 0.0)
+        out.append(
+            f"{symbol:<9} {result.orders_by_symbol.get(symbol, 0)} orders, "
+            f"{result.fills_by_symbol.get(symbol, 0)} fills; {counts}; "
+            f"naked up {naked:.1f} market s"
+        )
+    return out
 
 
 def main() -> int:
@@ -148,6 +184,8 @@ def main() -> int:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--faults", action="store_true", help="the fault scenarios instead")
     parser.add_argument("--db-faults", type=int, default=3)
+    parser.add_argument("--symbols", type=int, default=1, help="traded at once (1 to 4)")
+    parser.add_argument("--max-open", type=int, default=None, help="default: symbols - 1")
     args = parser.parse_args()
     # A SIGTERM ends the harness through its cleanup: the venue and the bot go with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -161,6 +199,8 @@ def main() -> int:
         seed=args.seed,
         fault_rate=args.fault_rate,
         max_wall_s=args.max_wall_s,
+        symbols=args.symbols,
+        max_open_positions=args.max_open,
     )
     print(f"chaos session in {base}", flush=True)
     result = run_chaos(cfg, say=lambda line: print(line, flush=True))
@@ -177,6 +217,8 @@ def main() -> int:
                 candles_per_s=8.0,  # no kills to wait for: the same market time, sooner
                 max_wall_s=args.max_wall_s,
                 end_market_ms=result.end_market_ms,
+                symbols=args.symbols,
+                max_open_positions=args.max_open,
             )
         )
     print(report(result, reference))

@@ -7,12 +7,16 @@ markets loaded offline as the integration tests do), the clock is accelerated on
 own mapping (``CHAOS_START_MS``, ``CHAOS_ANCHOR_WALL_MS``, ``CHAOS_SPEED``: this incarnation
 starts at the market time of its launch), and the signals are a cadence that trades often
 (an entry every ``CHAOS_EVERY`` candles, long and short in turn, and an exit signal half way),
-so hundreds of orders happen in minutes. Two knobs for the fault scenarios:
-``CHAOS_HEALTH_S`` runs the health job every so many wall seconds (instead of every wall
-minute), ``CHAOS_BUSY_TIMEOUT_MS`` is how long a write waits for another process's SQLite lock
-(instead of 10 s) before the database counts as unavailable, and ``CHAOS_DB_FAULT_FILE`` names a
-file the harness writes ``full`` or ``readonly`` into for a disk that is full or a database that
-went read-only (SQLite itself then fails the writes: see ``faulty_begin``). Run:
+so hundreds of orders happen in minutes. It trades every symbol of ``QT__TRADING__SYMBOLS``
+(their candles close at the same instants); the first keeps the plain cadence, each other one
+is shifted by 0, 1 or half a cadence, drawn anew every ``EPOCH_CADENCES`` cadences: its
+entries sometimes land on the same candle as the first symbol's, sometimes one candle later
+(while that trade is open), sometimes on the candle that trade exits. Knobs for the fault
+scenarios: ``CHAOS_HEALTH_S`` runs the health job every so many wall seconds (instead of every
+wall minute), ``CHAOS_BUSY_TIMEOUT_MS`` is how long a write waits for another process's SQLite
+lock (instead of 10 s) before the database counts as unavailable, and ``CHAOS_DB_FAULT_FILE``
+names a file the harness writes ``full`` or ``readonly`` into for a disk that is full or a
+database that went read-only (SQLite itself then fails the writes: see ``faulty_begin``). Run:
 ``python -m tests.chaos_bot``.
 """
 
@@ -23,6 +27,7 @@ import logging
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,15 +50,33 @@ from core.signals.base import SignalFrame
 from tests.fakes_fapi import binance_usdm, usdm_market
 from tests.fakes_http import point_ccxt_at
 
+EPOCH_CADENCES = 4  # a symbol's shift holds this many cadences, then is drawn again
+
 
 @dataclass
 class CadenceProvider:
-    """Enter every ``every`` candles (long, then short, in turn); exit half way."""
+    """Enter every ``every`` candles (long, then short, in turn); exit half way. A symbol after
+    the first of ``symbols`` is shifted (``shifts``)."""
 
     every: int
     tf_ms: int
+    symbols: tuple[str, ...] = ()
     name: str = "cadence"
     warmup_candles: int = 1
+
+    def shifts(self, symbol: str, k: np.ndarray) -> np.ndarray:
+        """Return the shift (candles) of ``symbol``'s cadence at candle numbers ``k``: 0 for
+        the first symbol; else 0, 1 or ``every // 2``, drawn per epoch from a hash of the
+        symbol and the epoch (the same in every incarnation of the process)."""
+        if not self.symbols or symbol == self.symbols[0]:
+            return np.zeros(len(k), dtype=np.int64)
+        choices = (0, 1, self.every // 2)
+        epochs = k // (self.every * EPOCH_CADENCES)
+        drawn = {
+            int(e): choices[zlib.crc32(f"{symbol}:{int(e)}".encode()) % len(choices)]
+            for e in np.unique(epochs)
+        }
+        return np.array([drawn[int(e)] for e in epochs], dtype=np.int64)
 
     def compute(self, series: CandleSeries) -> SignalFrame:
         """Return the cadence's signals (each row reads only its own open time)."""
@@ -69,6 +92,7 @@ class CadenceProvider:
                 atr=np.full(n, np.nan),
             )
         k = (series.ts_ms // self.tf_ms).astype(np.int64)
+        k = k - self.shifts(series.symbol, k)
         phase, turn = k % self.every, (k // self.every) % 2
         n = len(series)
         return SignalFrame(
@@ -148,12 +172,12 @@ async def main() -> str:
     client = make_ccxt_exchange("binance", market_type=MarketType.PERP, timeout_s=timeout_s)
     client.enableRateLimit = False
     point_ccxt_at(client, url)
-    client.set_markets([usdm_market("BTC")])
-    keyed = binance_usdm(url, ("BTC",))
+    symbols = tuple(settings.trading.symbols)
+    bases = tuple(symbol.split("/")[0] for symbol in symbols)
+    client.set_markets([usdm_market(base) for base in bases])
+    keyed = binance_usdm(url, bases)
     keyed.timeout = int(timeout_s * 1000)
-    exchange = CcxtExchange(
-        keyed, clock=clock, market_type=MarketType.PERP, symbols=settings.trading.symbols
-    )
+    exchange = CcxtExchange(keyed, clock=clock, market_type=MarketType.PERP, symbols=symbols)
     tf_ms = timeframe_to_ms(settings.trading.timeframe)
     every = int(os.environ.get("CHAOS_EVERY", "6"))
 
@@ -165,7 +189,7 @@ async def main() -> str:
             clock=clock,
             speed=speed,
         )
-        process.engine.signals.provider = CadenceProvider(every=every, tf_ms=tf_ms)
+        process.engine.signals.provider = CadenceProvider(every=every, tf_ms=tf_ms, symbols=symbols)
         return process
 
     with open(os.devnull, "w") as quiet:

@@ -3,11 +3,15 @@
 ``run_chaos`` starts the venue (``tests.chaos_venue``) and the bot (``tests.chaos_bot``: ``qt
 run`` in live perp mode) as two processes, SIGKILLs the bot at ``kills`` points drawn from a
 seeded generator and restarts it on the same database, and compares the bot's books with the
-venue after every restart and at the end. Half the kills land at a random instant of the
+venue after every restart and at the end. The bot trades ``symbols`` symbols on the same candle
+times (``tests.chaos_bot``'s cadence shifted per symbol), under a position limit below their
+number, so entries of several symbols race for it. Half the kills land at a random instant of the
 trading loop, half right after the venue booked a new order (the bot has sent it and may not
-have recorded the answer yet).
+have recorded the answer yet). A start that gives up (the venue faulted on every try of a read
+the start needs: the bot exits 1, fail closed) is started again, as a supervisor would, and
+counted.
 
-The comparisons, each a count that must be 0:
+The comparisons, each a count that must be 0, made per symbol and summed:
 
 - duplicates: a client id with more than one order at the venue that filled or is open (an
   order sent twice), which covers two entries for one signal (an entry's id is its candle's);
@@ -22,6 +26,10 @@ The comparisons, each a count that must be 0:
 Naked time: the venue measures every span a position had no reduce-only stop covering it; the
 spans the bot was down (from the kill until the restarted bot read the venue's positions) are
 its own figure. The target is one sync interval of naked time while the bot is up.
+
+Open positions: the venue keeps the most symbols that held a position at once (counted after
+every fill, so at every instant a position changed); the target is the bot's limit
+(``QT__RISK__MAX_OPEN_POSITIONS``), which the system we replace broke (17 open against 10).
 """
 
 from __future__ import annotations
@@ -41,12 +49,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.chaos_venue import CHAOS_SYMBOLS, market_id
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 SYNC_INTERVAL_S = 10  # the venue_sync job's market interval (jobs.registry)
 START_MS = 1_767_225_600_000  # 2026-01-01: the market time the session starts at
 ZERO = Decimal(0)
 TARGETS = ("duplicates", "lost_fills", "double_fills", "position_mismatches", "audit_gaps")
+OUR_NAME = {market_id(symbol): symbol for symbol in CHAOS_SYMBOLS}
 
 
 @dataclass
@@ -68,6 +79,21 @@ class ChaosConfig:
     max_wall_s: float = 900.0
     end_market_ms: int | None = None  # run to this market time (the uninterrupted reference)
     bot_env: dict[str, str] = field(default_factory=dict)  # more of the bot's environment
+    symbols: int = 1  # traded at once: the first ones of CHAOS_SYMBOLS
+    max_open_positions: int | None = None  # the bot's limit (None: one less than symbols)
+
+    @property
+    def symbol_names(self) -> tuple[str, ...]:
+        if not 1 <= self.symbols <= len(CHAOS_SYMBOLS):
+            raise ValueError(f"symbols must be 1 to {len(CHAOS_SYMBOLS)}, was {self.symbols}")
+        return CHAOS_SYMBOLS[: self.symbols]
+
+    @property
+    def position_limit(self) -> int:
+        """Return the bot's max open positions: below the symbols traded, so it binds."""
+        if self.max_open_positions is not None:
+            return self.max_open_positions
+        return max(1, self.symbols - 1)
 
     @property
     def speed(self) -> float:
@@ -77,7 +103,7 @@ class ChaosConfig:
 
 @dataclass
 class Check:
-    """One comparison of the bot with the venue."""
+    """One comparison of the bot with the venue: the totals, and each target by symbol."""
 
     duplicates: int = 0
     lost_fills: int = 0
@@ -85,6 +111,21 @@ class Check:
     position_mismatches: int = 0
     audit_gaps: int = 0
     notes: list[str] = field(default_factory=list)
+    by_symbol: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, name: str, symbol: str, note: str, n: int = 1) -> None:
+        """Count ``n`` of target ``name`` in ``symbol`` (in the total and the symbol's)."""
+        setattr(self, name, getattr(self, name) + n)
+        mine = self.by_symbol.setdefault(symbol, dict.fromkeys(TARGETS, 0))
+        mine[name] += n
+        self.notes.append(note)
+
+    def clear(self, *names: str) -> None:
+        """Forget the counts of ``names`` (and their notes are the caller's to drop)."""
+        for name in names:
+            setattr(self, name, 0)
+            for mine in self.by_symbol.values():
+                mine[name] = 0
 
     def add(self, other: Check) -> None:
         self.duplicates += other.duplicates
@@ -93,6 +134,10 @@ class Check:
         self.position_mismatches += other.position_mismatches
         self.audit_gaps += other.audit_gaps
         self.notes.extend(other.notes)
+        for symbol, theirs in other.by_symbol.items():
+            mine = self.by_symbol.setdefault(symbol, dict.fromkeys(TARGETS, 0))
+            for name, n in theirs.items():
+                mine[name] += n
 
 
 @dataclass
@@ -110,10 +155,19 @@ class ChaosResult:
     naked_up_market_s: float = 0.0
     naked_up_wall_s: float = 0.0
     naked_down_market_s: float = 0.0  # the longest span that overlapped the bot being down
+    naked_up_by_symbol: dict[str, float] = field(default_factory=dict)  # market s, bot up
+    max_open_positions: int = 0  # the most symbols holding a position at once at the venue
+    max_open_symbols: list[str] = field(default_factory=list)  # which, when it first happened
+    position_limit: int = 0  # the bot's QT__RISK__MAX_OPEN_POSITIONS
+    symbols: tuple[str, ...] = ()
+    limit_denials: int = 0  # entries the position limit denied (risk.order_denied events)
+    orders_by_symbol: dict[str, int] = field(default_factory=dict)  # orders and algo orders
+    fills_by_symbol: dict[str, int] = field(default_factory=dict)
     end_market_ms: int = 0
     equity: Decimal = ZERO
     wall_s: float = 0.0
     bot_exit_codes: list[int] = field(default_factory=list)
+    failed_starts: int = 0  # starts that gave up on a faulting venue (started again)
 
     @property
     def faults_injected(self) -> int:
@@ -133,6 +187,8 @@ class ChaosResult:
                 out.append(name)
         if self.naked_up_wall_s > SYNC_INTERVAL_S:
             out.append("naked_time")
+        if self.max_open_positions > self.position_limit:
+            out.append("max_open_positions")
         return out
 
 
@@ -149,21 +205,29 @@ def _group(cid: str) -> tuple[str, str]:
     return f"{head}-e", tag
 
 
-def venue_fills(venue: dict[str, Any]) -> dict[str, Decimal]:
+def venue_symbols(venue: dict[str, Any]) -> list[str]:
+    """Return the symbols the venue trades, by our names (``BTC/USDT``)."""
+    return [OUR_NAME[mid] for mid in venue["symbols"]]
+
+
+def venue_fills(venue: dict[str, Any], symbol: str | None = None) -> dict[str, Decimal]:
     """Return the filled quantity at the venue by our client id (a triggered stop's by the
-    stop's id)."""
+    stop's id), of ``symbol``'s trades only when given."""
+    mid = None if symbol is None else market_id(symbol)
     by_order = {o["orderId"]: o["clientOrderId"] for o in venue["orders"]}
     for a in venue["algos"]:
         if a.get("actualOrderId"):
             by_order[int(a["actualOrderId"])] = a["clientAlgoId"]
     out: dict[str, Decimal] = defaultdict(Decimal)
     for t in venue["trades"]:
-        out[by_order.get(t["orderId"], f"order{t['orderId']}")] += Decimal(t["qty"])
+        if mid is None or t["symbol"] == mid:
+            out[by_order.get(t["orderId"], f"order{t['orderId']}")] += Decimal(t["qty"])
     return dict(out)
 
 
 def bot_books(db: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
-    """Return the bot's trades by id ({side, amount, exited, open}) and its audit trail."""
+    """Return the bot's trades by id ({symbol, side, amount, exited, open}) and its audit
+    trail."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         trades: dict[str, dict[str, Any]] = {}
@@ -172,16 +236,18 @@ def bot_books(db: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, dict
             for t in json.loads(row[0])["trades"]:
                 exited = sum((Decimal(leg["amount"]) for leg in t["legs"]), ZERO)
                 trades[t["trade_id"]] = {
+                    "symbol": t["symbol"],
                     "side": t["side"],
                     "amount": Decimal(t["amount"]),
                     "exited": exited,
                     "open": not t.get("finished"),
                 }
-        for trade_id, side, amount, legs in con.execute(
-            "select trade_id, side, amount, legs from trades"
+        for trade_id, symbol, side, amount, legs in con.execute(
+            "select trade_id, symbol, side, amount, legs from trades"
         ):
             exited = sum((Decimal(leg["amount"]) for leg in json.loads(legs)), ZERO)
             trades[trade_id] = {
+                "symbol": symbol,
                 "side": side,
                 "amount": Decimal(amount),
                 "exited": exited,
@@ -197,24 +263,38 @@ def bot_books(db: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, dict
 
 
 def compare(venue: dict[str, Any], db: Path) -> Check:
-    """Compare the bot's books with the venue's truth (one reading of each)."""
+    """Compare the bot's books with the venue's truth (one reading of each), symbol by
+    symbol."""
     check = Check()
     trades, events = bot_books(db)
-    ours = [o for o in venue["orders"] if o["clientOrderId"].startswith("qt-")]
-    ours += [
-        {**a, "clientOrderId": a["clientAlgoId"], "status": a["algoStatus"]}
-        for a in venue["algos"]
-        if a["clientAlgoId"].startswith("qt-")
-    ]
-    fills = venue_fills(venue)
-    _duplicates(check, ours, venue["algos"], fills)
-    _fills(check, fills, trades)
-    _trail(check, ours, fills, events)
+    for symbol in venue_symbols(venue):
+        mid = market_id(symbol)
+        algos = [a for a in venue["algos"] if a["symbol"] == mid]
+        ours = [
+            o
+            for o in venue["orders"]
+            if o["clientOrderId"].startswith("qt-") and o["symbol"] == mid
+        ]
+        ours += [
+            {**a, "clientOrderId": a["clientAlgoId"], "status": a["algoStatus"]}
+            for a in algos
+            if a["clientAlgoId"].startswith("qt-")
+        ]
+        fills = venue_fills(venue, symbol)
+        mine = {k: t for k, t in trades.items() if t["symbol"] == symbol}
+        check.by_symbol[symbol] = dict.fromkeys(TARGETS, 0)  # a clean symbol says so too
+        _duplicates(check, symbol, ours, algos, fills)
+        _fills(check, symbol, fills, mine)
+        _trail(check, symbol, ours, fills, events)
     return check
 
 
 def _duplicates(
-    check: Check, ours: list[dict[str, Any]], algos: list[dict[str, Any]], fills: dict[str, Decimal]
+    check: Check,
+    symbol: str,
+    ours: list[dict[str, Any]],
+    algos: list[dict[str, Any]],
+    fills: dict[str, Decimal],
 ) -> None:
     """One client id, more than one order that filled or is working: sent twice."""
     live: dict[str, int] = defaultdict(int)
@@ -227,11 +307,12 @@ def _duplicates(
             live[a["clientAlgoId"]] += 1
     for cid, n in live.items():
         if n > 1:
-            check.duplicates += n - 1
-            check.notes.append(f"duplicate: {cid} x{n}")
+            check.count("duplicates", symbol, f"duplicate: {cid} x{n}", n - 1)
 
 
-def _fills(check: Check, fills: dict[str, Decimal], trades: dict[str, dict[str, Any]]) -> None:
+def _fills(
+    check: Check, symbol: str, fills: dict[str, Decimal], trades: dict[str, dict[str, Any]]
+) -> None:
     """What the venue filled against what the bot booked, per trade and side."""
     venue_side: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for cid, qty in fills.items():
@@ -245,16 +326,17 @@ def _fills(check: Check, fills: dict[str, Decimal], trades: dict[str, dict[str, 
         booked = ZERO if t is None else (t["amount"] if side == "entry" else t["exited"])
         if at_venue == booked:
             continue
-        if at_venue > booked:
-            check.lost_fills += 1
-        else:
-            check.double_fills += 1
         kind = "lost fill" if at_venue > booked else "double fill"
-        check.notes.append(f"{kind}: {trade_id} {side} venue {at_venue} bot {booked}")
+        check.count(
+            "lost_fills" if at_venue > booked else "double_fills",
+            symbol,
+            f"{kind}: {trade_id} {side} venue {at_venue} bot {booked}",
+        )
 
 
 def _trail(
     check: Check,
+    symbol: str,
     ours: list[dict[str, Any]],
     fills: dict[str, Decimal],
     events: list[tuple[str, dict[str, Any]]],
@@ -271,41 +353,50 @@ def _trail(
     for cid, qty in fills.items():
         said = trail.get(cid, ZERO)
         if cid.startswith("qt-") and said < qty:
-            check.audit_gaps += 1
-            check.notes.append(f"audit gap: {cid} filled {qty}, the trail says {said}")
+            check.count(
+                "audit_gaps", symbol, f"audit gap: {cid} filled {qty}, the trail says {said}"
+            )
     for o in ours:
         if o["clientOrderId"] not in named:
-            check.audit_gaps += 1
-            check.notes.append(f"audit gap: {o['clientOrderId']} at the venue, in no event")
+            check.count(
+                "audit_gaps", symbol, f"audit gap: {o['clientOrderId']} at the venue, in no event"
+            )
 
 
-def bot_position(db: Path) -> Decimal:
+def bot_positions(db: Path) -> dict[str, Decimal]:
+    """Return the bot's net position by symbol (its open trades: long +, short -)."""
     trades, _ = bot_books(db)
-    total = ZERO
+    out: dict[str, Decimal] = defaultdict(Decimal)
     for t in trades.values():
         if t["open"]:
             held = t["amount"] - t["exited"]
-            total += held if t["side"] == "long" else -held
-    return total
+            out[t["symbol"]] += held if t["side"] == "long" else -held
+    return dict(out)
 
 
-def position_mismatch(
-    workdir: Path, db: Path, *, within_s: float = 5.0, symbol_id: str = "BTCUSDT"
-) -> str:
-    """Return "" once the venue's position equals the bot's, asked every 0.25 s for
-    ``within_s`` (a fill takes a sync interval to be heard of, more while the venue faults and
-    the bot backs off), else what differed."""
-    said = ""
+def position_mismatches(workdir: Path, db: Path, *, within_s: float = 5.0) -> dict[str, str]:
+    """Return {} once the venue's position in every symbol equals the bot's, asked every
+    0.25 s for ``within_s`` (a fill takes a sync interval to be heard of, more while the venue
+    faults and the bot backs off), else what differed by symbol."""
     deadline = time.monotonic() + within_s
     while True:
-        at_venue = Decimal(read_venue(workdir)["position"].get(symbol_id, "0"))
-        booked = bot_position(db)
-        if at_venue == booked:
-            return ""
-        said = f"position: venue {at_venue} bot {booked}"
-        if time.monotonic() > deadline:
-            return said
+        venue = read_venue(workdir)
+        booked = bot_positions(db)
+        differ = {}
+        for symbol in venue_symbols(venue):
+            at_venue = Decimal(venue["position"].get(market_id(symbol), "0"))
+            bot = booked.get(symbol, ZERO)
+            if at_venue != bot:
+                differ[symbol] = f"position {symbol}: venue {at_venue} bot {bot}"
+        if not differ or time.monotonic() > deadline:
+            return differ
         time.sleep(0.25)
+
+
+def position_mismatch(workdir: Path, db: Path, *, within_s: float = 5.0) -> str:
+    """Return "" once every symbol's position agrees (``position_mismatches``), else what
+    differed."""
+    return "; ".join(position_mismatches(workdir, db, within_s=within_s).values())
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -321,7 +412,10 @@ def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
         QT__EXCHANGE__API_KEY="k",
         QT__EXCHANGE__API_SECRET="s",
         QT__TRADING__LIVE_CONFIRMATION="I accept real-money risk",
-        QT__TRADING__SYMBOLS='["BTC/USDT"]',
+        QT__TRADING__SYMBOLS=json.dumps(list(cfg.symbol_names)),
+        QT__RISK__MAX_OPEN_POSITIONS=str(cfg.position_limit),
+        # The position limit is what binds across symbols, not the exposure cap
+        QT__RISK__MAX_TOTAL_EXPOSURE_PCT=str(cfg.symbols),
         QT__TRADING__TIMEFRAME=cfg.timeframe,
         QT__EXCHANGE__TIMEOUT_MS=str(cfg.timeout_ms),
         QT__RISK__ALLOW_SHORT="true",
@@ -338,6 +432,10 @@ def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
     )
     env.update(cfg.bot_env)
     return env
+
+
+class BotExitedAtStart(RuntimeError):
+    """The bot process ended before it was up."""
 
 
 class Session:
@@ -358,6 +456,8 @@ class Session:
                 "0",
                 "--state",
                 str(cfg.workdir / "venue.json"),
+                "--symbols",
+                ",".join(cfg.symbol_names),
                 "--timeframe",
                 cfg.timeframe,
                 "--candles",
@@ -389,6 +489,7 @@ class Session:
         self.bot: subprocess.Popen[bytes] | None = None
         self.bot_log = open(cfg.workdir / "bot.log", "ab")
         self.exit_codes: list[int] = []
+        self.failed_starts: list[int] = []  # exit codes of starts that gave up
 
     def control(self, **body: Any) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 - the venue on loopback
@@ -413,6 +514,21 @@ class Session:
             stderr=self.bot_log,
         )
 
+    def start_until_up(self, *, entries: bool = True, tries: int = 3) -> None:
+        """Start the bot and wait until it is up; a start that gave up (the venue faulted on
+        every try of a read the start needs: the bot exits 1, fail closed) is started again,
+        as a supervisor would, and counted in ``failed_starts``."""
+        for attempt in range(1, tries + 1):
+            self.start_bot(entries=entries)
+            try:
+                self.wait_up()
+                return
+            except BotExitedAtStart:
+                assert self.bot is not None
+                self.failed_starts.append(self.bot.returncode)
+                if attempt == tries:
+                    raise
+
     def wait_up(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -420,7 +536,7 @@ class Session:
             if len(state["down_spans"]) >= len(self.exit_codes) + 1:
                 return
             if self.bot is not None and self.bot.poll() is not None:
-                raise RuntimeError(
+                raise BotExitedAtStart(
                     f"the bot exited with {self.bot.returncode} at start: see bot.log"
                 )
             time.sleep(0.05)
@@ -474,14 +590,15 @@ def _wait_for_new_order(workdir: Path, seen: int, until: float) -> None:
         time.sleep(0.002)
 
 
-def _naked(venue: dict[str, Any]) -> tuple[float, float, float]:
-    """Return the longest naked span while the bot was up (market s, wall s) and the longest
-    one that overlapped a span the bot was down (market s)."""
+def _naked(venue: dict[str, Any]) -> tuple[float, float, float, dict[str, float]]:
+    """Return the longest naked span while the bot was up (market s, wall s), the longest one
+    that overlapped a span the bot was down (market s), and by symbol the longest while up
+    (market s)."""
     down = [tuple(s) for s in venue["down_spans"]]
     spans = list(venue["naked_spans"])
-    if venue.get("naked_open"):
-        spans.append({**venue["naked_open"], "wall_ms": 0, "to_wall": 2**62})
+    spans += [{**s, "wall_ms": 0, "to_wall": 2**62} for s in venue["naked_open"]]
     up_market = up_wall = down_market = 0.0
+    by_symbol = dict.fromkeys(venue_symbols(venue), 0.0)
     for s in spans:
         overlaps = any(s["from_wall"] < b and a < s["to_wall"] for a, b in down)
         if overlaps:
@@ -489,7 +606,19 @@ def _naked(venue: dict[str, Any]) -> tuple[float, float, float]:
         else:
             up_market = max(up_market, s["market_ms"] / 1000)
             up_wall = max(up_wall, s["wall_ms"] / 1000)
-    return up_market, up_wall, down_market
+            symbol = OUR_NAME[s["symbol"]]
+            by_symbol[symbol] = max(by_symbol[symbol], s["market_ms"] / 1000)
+    return up_market, up_wall, down_market, by_symbol
+
+
+def _limit_denials(db: Path) -> int:
+    """Return how many entries the bot's position limit denied (its audit trail's word)."""
+    _, events = bot_books(db)
+    return sum(
+        1
+        for topic, payload in events
+        if topic == "risk.order_denied" and payload.get("reason") == "max_open_positions"
+    )
 
 
 def _retries(log: Path) -> int:
@@ -507,16 +636,13 @@ def _final_check(session: Session, db: Path) -> Check:
     time.sleep(cfg.settle_s)
     session.control(freeze=True)
     session.stop_bot()
-    session.start_bot(entries=False)
-    session.wait_up()
+    session.start_until_up(entries=False)
     position_mismatch(cfg.workdir, db, within_s=10.0)  # its sync has run
     time.sleep(0.5)
     session.stop_bot()
     final = compare(read_venue(cfg.workdir), db)
-    mismatch = position_mismatch(cfg.workdir, db)
-    if mismatch:
-        final.position_mismatches += 1
-        final.notes.append(f"final: {mismatch}")
+    for symbol, mismatch in position_mismatches(cfg.workdir, db).items():
+        final.count("position_mismatches", symbol, f"final: {mismatch}")
     return final
 
 
@@ -528,8 +654,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     session = Session(cfg)
     db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
     try:
-        session.start_bot()
-        session.wait_up()
+        session.start_until_up()
         while True:
             state = read_venue(cfg.workdir)
             orders = len(state["orders"]) + len(state["algos"])
@@ -554,23 +679,24 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
                 _wait_for_new_order(cfg.workdir, orders, time.monotonic() + up_for * 3)
             session.kill_bot()
             result.kills += 1
-            session.start_bot()
-            session.wait_up()
+            session.start_until_up()
             result.restarts += 1
             time.sleep(0.5)  # a few sync intervals: what the venue did meanwhile is heard of
-            mismatch = position_mismatch(cfg.workdir, db)
+            mismatches = position_mismatches(cfg.workdir, db)
             check = compare(read_venue(cfg.workdir), db)
             # Fills and their events may still be on their way: the final comparison counts
             # those; a duplicate or a fill counted twice is never on its way.
-            check.lost_fills = check.audit_gaps = 0
+            check.clear("lost_fills", "audit_gaps")
             check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
-            if mismatch:
-                check.position_mismatches += 1
-                check.notes.append(f"after restart {result.restarts}: {mismatch}")
+            for symbol, mismatch in mismatches.items():
+                check.count(
+                    "position_mismatches", symbol, f"after restart {result.restarts}: {mismatch}"
+                )
             result.during.add(check)
+            said = "; ".join(mismatches.values()) or "ok"
             say(
                 f"kill {result.kills}: {orders} orders so far; duplicates {check.duplicates}, "
-                f"double fills {check.double_fills}, position {'ok' if not mismatch else mismatch}"
+                f"double fills {check.double_fills}, positions {said}"
             )
         result.final = _final_check(session, db)
     finally:
@@ -579,10 +705,27 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     result.orders = len(venue["orders"]) + len(venue["algos"])
     result.fills = len(venue["trades"])
     result.faults = dict(venue["faults"])
-    result.naked_up_market_s, result.naked_up_wall_s, result.naked_down_market_s = _naked(venue)
+    (
+        result.naked_up_market_s,
+        result.naked_up_wall_s,
+        result.naked_down_market_s,
+        result.naked_up_by_symbol,
+    ) = _naked(venue)
+    result.symbols = tuple(venue_symbols(venue))
+    for symbol in result.symbols:
+        mid = market_id(symbol)
+        result.orders_by_symbol[symbol] = sum(
+            o["symbol"] == mid for o in venue["orders"] + venue["algos"]
+        )
+        result.fills_by_symbol[symbol] = sum(t["symbol"] == mid for t in venue["trades"])
+    result.max_open_positions = int(venue["max_open"]["count"])
+    result.max_open_symbols = [OUR_NAME[mid] for mid in venue["max_open"]["symbols"]]
+    result.position_limit = cfg.position_limit
+    result.limit_denials = _limit_denials(db)
     result.end_market_ms = int(venue["now_ms"])
     result.equity = Decimal(venue["equity"])
     result.retries = _retries(cfg.workdir / "bot.log")
     result.wall_s = time.monotonic() - started
     result.bot_exit_codes = session.exit_codes
+    result.failed_starts = len(session.failed_starts)
     return result

@@ -1,7 +1,8 @@
 """The chaos harness's venue: a fake Binance USD-M futures exchange as its own process.
 
 It extends :class:`tests.fakes_fapi.FakeFapi` (the same endpoints the real ``ccxt.binance``
-calls for linear perps) into a venue that owns the truth:
+calls for linear perps) into a venue that owns the truth, of one or several symbols (one
+account, one wallet; each symbol its own candles, all on the same candle times):
 
 - Market time. ``now = start_ms + (wall_ms - anchor_wall_ms) * speed``: the harness gives the
   venue and every incarnation of the bot the same three numbers, so both map a wall instant to
@@ -11,8 +12,8 @@ calls for linear perps) into a venue that owns the truth:
   time as market time passes their close. What timing decides is only on which candle a
   request lands; at the speeds used the bot acts on a candle within a few wall ms of its close,
   a candle lasts 250 ms or more.
-- Klines (``/fapi/v1/klines``) of the candles closed by now: the bot's feed and the venue's
-  fills see the same prices.
+- Klines (``/fapi/v1/klines``, by ``symbol``) of the candles closed by now: the bot's feed and
+  the venue's fills see the same prices.
 - Fills. A market order fills at once at the open of the forming candle. At each candle's
   close, waiting orders are matched against its range, stops first (the pessimistic order):
   a stop-market whose trigger the range crossed fills at the trigger (at the open when the
@@ -21,10 +22,13 @@ calls for linear perps) into a venue that owns the truth:
   the position. Commission at the account's rates; the wallet takes realized pnl and fees.
 - Persistence. Orders, algo orders, trades, positions, the wallet and the counters are written
   to ``--state`` (JSON, write then rename: never half written) after every change.
-- Naked time. Whenever a position is open without a reduce-only stop covering its size, the
-  venue counts how long (market and wall ms), apart from the spans the harness marked as the
-  bot being down (``POST /chaos/down``, until the restarted bot first asks for positions).
+- Naked time. Whenever a position is open without a reduce-only stop of its symbol covering
+  its size, the venue counts how long (market and wall ms), per symbol, apart from the spans
+  the harness marked as the bot being down (``POST /chaos/down``, until the restarted bot
+  first asks for positions).
   ``POST /chaos/control {"freeze": true}`` stops matching waiting orders (the final comparison).
+- Open positions. After every fill the venue counts the symbols holding a position and keeps
+  the most it ever held at once (and when): the bot's position limit must hold at the venue.
 - A stale feed. ``POST /chaos/control {"feed": false}`` stops the klines at the candles closed
   by then (the venue still matches orders and fills on the candles that close meanwhile);
   ``{"feed": true}`` serves every closed candle again.
@@ -32,7 +36,8 @@ calls for linear perps) into a venue that owns the truth:
   after carrying the request out, 429 with Retry-After, 503, a malformed (cut) answer after
   carrying it out, and an order silently dropped (answered as accepted, never booked).
 
-Run: ``python -m tests.chaos_venue --port 0 --state venue.json --start-ms ... --speed ...``;
+Run: ``python -m tests.chaos_venue --port 0 --state venue.json --symbols BTC/USDT,ETH/USDT
+--start-ms ... --speed ...``;
 it prints ``listening <url>`` once ready.
 """
 
@@ -48,6 +53,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -63,12 +69,22 @@ from tests.fakes_http import _kline
 FAULT_KINDS = ("timeout", "429", "5xx", "malformed", "drop")
 _ORDER_POSTS = {"/fapi/v1/order", "/fapi/v1/algoOrder"}
 HISTORY_CANDLES = 2_100  # before the start: the bot's warm-up takes 2,000
+# The symbols a session trades, in this order (``--symbols N`` takes the first N), and where
+# each one's synthetic prices start (about where the real ones stood).
+CHAOS_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
+START_PRICES = {"BTC/USDT": 42_000.0, "ETH/USDT": 2_400.0, "SOL/USDT": 95.0, "BNB/USDT": 310.0}
+
+
+def market_id(symbol: str) -> str:
+    """Return the venue's id of our ``symbol`` (``BTCUSDT``)."""
+    return symbol.replace("/", "")
 
 
 def chaos_candles(
     symbol: str, timeframe: str, start_ms: int, replay: int, seed: int
 ) -> CandleSeries:
-    """Return the session's candles: ``HISTORY_CANDLES`` before ``start_ms``, ``replay`` after."""
+    """Return the session's candles: ``HISTORY_CANDLES`` before ``start_ms``, ``replay`` after
+    (each symbol its own path: the generator seeds on the symbol too)."""
     tf_ms = timeframe_to_ms(timeframe)
     return generate_candles(
         symbol,
@@ -76,7 +92,7 @@ def chaos_candles(
         HISTORY_CANDLES + replay,
         seed=seed,
         start_ms=start_ms - HISTORY_CANDLES * tf_ms,
-        start_price=42_000.0,
+        start_price=START_PRICES.get(symbol, 100.0),
     )
 
 
@@ -85,7 +101,7 @@ class ChaosVenue(FakeFapi):
 
     def __init__(
         self,
-        series: CandleSeries,
+        series: Sequence[CandleSeries],
         *,
         start_ms: int,
         anchor_wall_ms: int,
@@ -99,15 +115,20 @@ class ChaosVenue(FakeFapi):
         self.frozen = False
         self.feed_until: int | None = None  # the klines end here while the feed is stopped
         self._dirty = False  # a change a GET made (the bot up again): saved with it
-        self.series = series
-        self.market_id = series.symbol.replace("/", "")
-        self.tf_ms = timeframe_to_ms(series.timeframe)
+        # By market id; every symbol's candles open at the same times.
+        self.series = {market_id(s.symbol): s for s in series}
+        first = series[0]
+        if any(not np.array_equal(s.ts_ms, first.ts_ms) for s in series):
+            raise ValueError("the symbols' candles must open at the same times")
+        self.ts_ms = first.ts_ms
+        self.tf_ms = timeframe_to_ms(first.timeframe)
+        self.prices: dict[str, Decimal] = {}  # where a market order of a symbol fills now
         self.start_ms, self.anchor_wall_ms, self.speed = start_ms, anchor_wall_ms, speed
         self.state_path = state_path
         self.fault_rate = fault_rate
         self._rng = random.Random(fault_seed)
         self.timeout_s = timeout_s
-        self.max_leverage = {self.market_id: 125}
+        self.max_leverage = dict.fromkeys(self.series, 125)
         self.entry_price: dict[str, Decimal] = {}
         self.realized = Decimal(0)
         self.fees = Decimal(0)
@@ -117,10 +138,13 @@ class ChaosVenue(FakeFapi):
         self.down = False
         self.down_spans: list[tuple[int, int]] = []  # wall ms the bot was down
         self._down_since = 0
-        self.naked_since: tuple[int, int] | None = None  # (market ms, wall ms)
-        self.naked_spans: list[dict[str, int]] = []
+        self.naked_since: dict[str, tuple[int, int]] = {}  # by market id: (market ms, wall ms)
+        self.naked_spans: list[dict[str, Any]] = []
+        # The most symbols holding a position at once, and the market time it first happened.
+        self.max_open: dict[str, Any] = {"count": 0, "at_ms": 0, "symbols": []}
         # The next candle to match waiting orders against: the first one closing after now.
         self.cursor = int(self._index_at(self.now_ms()))
+        self._set_prices()
 
     # --- time and prices ----------------------------------------------------------------------
 
@@ -130,12 +154,14 @@ class ChaosVenue(FakeFapi):
 
     def _index_at(self, ts_ms: int) -> int:
         """Return the index of the candle forming at ``ts_ms`` (len: past the last one)."""
-        first = int(self.series.ts_ms[0])
-        return max(0, min(len(self.series), (ts_ms - first) // self.tf_ms))
+        first = int(self.ts_ms[0])
+        return max(0, min(len(self.ts_ms), (ts_ms - first) // self.tf_ms))
 
-    def _price_now(self) -> Decimal:
-        i = min(self.cursor, len(self.series) - 1)
-        return Decimal(repr(float(self.series.open[i])))
+    def _set_prices(self) -> None:
+        """Every symbol's price now: the open of the forming candle."""
+        i = min(self.cursor, len(self.ts_ms) - 1)
+        for mid, s in self.series.items():
+            self.prices[mid] = Decimal(repr(float(s.open[i])))
 
     def _advance(self) -> bool:
         """Match waiting orders against every candle closed since the last call."""
@@ -145,15 +171,23 @@ class ChaosVenue(FakeFapi):
             if not self.frozen:
                 changed |= self._match(self.cursor)
             self.cursor += 1
-        self.price = self._price_now()
+        self._set_prices()
         return changed
 
     def _match(self, i: int) -> bool:
-        s = self.series
+        changed = False
+        for mid in self.series:
+            changed |= self._match_symbol(mid, i)
+        return changed
+
+    def _match_symbol(self, mid: str, i: int) -> bool:
+        s = self.series[mid]
         low, high = Decimal(repr(float(s.low[i]))), Decimal(repr(float(s.high[i])))
         opened = Decimal(repr(float(s.open[i])))
         changed = False
         for a in [a for a in self.algos.values() if a["algoStatus"] == "NEW"]:
+            if a["symbol"] != mid:
+                continue
             trigger = Decimal(a["triggerPrice"])
             hit = low <= trigger if a["side"] == "SELL" else high >= trigger
             if not hit:
@@ -162,7 +196,7 @@ class ChaosVenue(FakeFapi):
             self.trigger(a["clientAlgoId"], str(opened if gapped else trigger))
             changed = True
         for o in [o for o in self.orders.values() if o["status"] in _OPEN]:
-            if o["type"] != "LIMIT":
+            if o["type"] != "LIMIT" or o["symbol"] != mid:
                 continue
             price = Decimal(o["price"])
             if (o["side"] == "SELL" and high >= price) or (o["side"] == "BUY" and low <= price):
@@ -204,6 +238,12 @@ class ChaosVenue(FakeFapi):
             elif (left > 0) != (held > 0):  # reversed through zero
                 self.entry_price[symbol] = price
         self.wallet = Decimal(10_000) + self.realized - self.fees
+        self._count_open()
+
+    def _count_open(self) -> None:
+        held = sorted(mid for mid, amount in self.position.items() if amount)
+        if len(held) > self.max_open["count"]:
+            self.max_open = {"count": len(held), "at_ms": self.now_ms(), "symbols": held}
 
     def _get_positionRisk(self, p: dict[str, str]) -> Any:
         if self.down:  # the restarted bot reads its book: it is up again from here
@@ -211,16 +251,30 @@ class ChaosVenue(FakeFapi):
             self.down_spans.append((self._down_since, wall))
             self.down = False
             self._dirty = True
-        rows = super()._get_positionRisk(p)
-        for row in rows:
-            row["entryPrice"] = str(self.entry_price.get(row["symbol"], self.price))
+        rows = []
+        for mid, amount in self.position.items():
+            if not amount:
+                continue
+            price = self.prices[mid]
+            rows.append(
+                {
+                    "symbol": mid,
+                    "positionSide": "BOTH",
+                    "positionAmt": str(amount),
+                    "entryPrice": str(self.entry_price.get(mid, price)),
+                    "markPrice": str(price),
+                    "unRealizedProfit": "0",
+                    "notional": str(amount * price),
+                    "updateTime": self._now(),
+                }
+            )
         return rows
 
     def _now(self) -> int:
         return self.now_ms()
 
-    def _covered(self) -> bool:
-        held = self.position.get(self.market_id, Decimal(0))
+    def _covered(self, mid: str) -> bool:
+        held = self.position.get(mid, Decimal(0))
         if held == 0:
             return True
         side = "SELL" if held > 0 else "BUY"
@@ -228,7 +282,10 @@ class ChaosVenue(FakeFapi):
             (
                 Decimal(a["quantity"])
                 for a in self.algos.values()
-                if a["algoStatus"] == "NEW" and a["reduceOnly"] and a["side"] == side
+                if a["algoStatus"] == "NEW"
+                and a["reduceOnly"]
+                and a["side"] == side
+                and a["symbol"] == mid
             ),
             Decimal(0),
         )
@@ -236,20 +293,23 @@ class ChaosVenue(FakeFapi):
 
     def _watch_naked(self) -> None:
         market, wall = self.now_ms(), time.time_ns() // 1_000_000
-        if self._covered():
-            if self.naked_since is not None:
-                m0, w0 = self.naked_since
-                self.naked_spans.append(
-                    {
-                        "market_ms": market - m0,
-                        "wall_ms": wall - w0,
-                        "from_wall": w0,
-                        "to_wall": wall,
-                    }
-                )
-                self.naked_since = None
-        elif self.naked_since is None:
-            self.naked_since = (market, wall)
+        for mid in self.series:
+            since = self.naked_since.get(mid)
+            if self._covered(mid):
+                if since is not None:
+                    m0, w0 = since
+                    self.naked_spans.append(
+                        {
+                            "symbol": mid,
+                            "market_ms": market - m0,
+                            "wall_ms": wall - w0,
+                            "from_wall": w0,
+                            "to_wall": wall,
+                        }
+                    )
+                    del self.naked_since[mid]
+            elif since is None:
+                self.naked_since[mid] = (market, wall)
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -350,28 +410,30 @@ class ChaosVenue(FakeFapi):
             price=Decimal(p.get("price", "0")),
             reduce_only=p.get("reduceOnly") == "true",
         )
+        now = self.prices[p["symbol"]]
         if p["type"] == "MARKET":
-            self._fill(o, Decimal(p["quantity"]), self.price, maker=False)
+            self._fill(o, Decimal(p["quantity"]), now, maker=False)
         elif p["type"] == "LIMIT":  # marketable at once: fills as taker at the price now
             price = Decimal(o["price"])
-            if (o["side"] == "BUY" and price >= self.price) or (
-                o["side"] == "SELL" and price <= self.price
-            ):
-                self._fill(o, Decimal(p["quantity"]), self.price, maker=False)
+            if (o["side"] == "BUY" and price >= now) or (o["side"] == "SELL" and price <= now):
+                self._fill(o, Decimal(p["quantity"]), now, maker=False)
         return o
 
     async def _klines(self, request: web.Request) -> web.Response:
         self._advance()
         q = dict(request.query)
+        series = self.series.get(q.get("symbol", ""))
+        if series is None:
+            return _error(-1121, "Invalid symbol.")
         closed = self._index_at(self.now_ms())
-        ts = self.series.ts_ms
+        ts = series.ts_ms
         start = int(q.get("startTime", 0))
         limit = min(int(q.get("limit", 500)), 1500)
         lo = int(np.searchsorted(ts, start, "left"))
         hi = closed if self.feed_until is None else min(closed, self.feed_until)
         if "endTime" in q:
             hi = min(hi, int(np.searchsorted(ts, int(q["endTime"]), "right")))
-        rows = [_kline(self.series, i, self.tf_ms) for i in range(lo, min(hi, lo + limit))]
+        rows = [_kline(series, i, self.tf_ms) for i in range(lo, min(hi, lo + limit))]
         return web.Response(text=json.dumps(rows), content_type="application/json")
 
     async def _control(self, request: web.Request) -> web.Response:
@@ -383,7 +445,7 @@ class ChaosVenue(FakeFapi):
             self.frozen = True
         if "feed" in body:
             self.feed_until = None if body["feed"] else self._index_at(self.now_ms())
-        if body.get("down"):
+        if body.get("down") and not self.down:  # (a start that gave up: still down since)
             self.down = True
             self._down_since = time.time_ns() // 1_000_000
         self._advance()
@@ -394,17 +456,23 @@ class ChaosVenue(FakeFapi):
     # --- persistence --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        naked_open = None
-        if self.naked_since is not None:
-            m0, w0 = self.naked_since
-            naked_open = {"market_ms": self.now_ms() - m0, "from_wall": w0}
-        held = self.position.get(self.market_id, Decimal(0))
-        entry = self.entry_price.get(self.market_id, Decimal(0))
-        unrealized = held * (self.price - entry)
+        now = self.now_ms()
+        naked_open = [
+            {"symbol": mid, "market_ms": now - m0, "from_wall": w0}
+            for mid, (m0, w0) in self.naked_since.items()
+        ]
+        unrealized = sum(
+            (
+                held * (self.prices[mid] - self.entry_price.get(mid, Decimal(0)))
+                for mid, held in self.position.items()
+            ),
+            Decimal(0),
+        )
         return {
-            "now_ms": self.now_ms(),
+            "now_ms": now,
+            "symbols": list(self.series),
             "cursor": self.cursor,
-            "price": str(self.price),
+            "prices": {k: str(v) for k, v in self.prices.items()},
             "orders": list(self.orders.values()),
             "algos": list(self.algos.values()),
             "trades": self.trades,
@@ -420,6 +488,7 @@ class ChaosVenue(FakeFapi):
             "down_spans": self.down_spans,
             "naked_spans": self.naked_spans,
             "naked_open": naked_open,
+            "max_open": self.max_open,
         }
 
     def save(self) -> None:
@@ -440,12 +509,17 @@ class ChaosVenue(FakeFapi):
         self.faults, self.dropped = data["faults"], data["dropped"]
         self.cursor = int(data["cursor"])
         self.naked_spans = data["naked_spans"]
+        self.max_open = data["max_open"]
+        self._set_prices()
         top = max([0, *self.orders, *self.algos, *(t["id"] for t in self.trades)])
         self._ids = itertools.count(top + 1)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    series = chaos_candles(args.symbol, args.timeframe, args.start_ms, args.candles, args.seed)
+    series = [
+        chaos_candles(symbol, args.timeframe, args.start_ms, args.candles, args.seed)
+        for symbol in args.symbols.split(",")
+    ]
     venue = ChaosVenue(
         series,
         start_ms=args.start_ms,
@@ -476,7 +550,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state", required=True)
-    parser.add_argument("--symbol", default="BTC/USDT")
+    parser.add_argument("--symbols", default="BTC/USDT", help="comma separated")
     parser.add_argument("--timeframe", default="1m")
     parser.add_argument("--candles", type=int, default=2_000, help="after the start")
     parser.add_argument("--seed", type=int, default=7)

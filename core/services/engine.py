@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
+from typing import TypeVar
 
 from core.brains.exit_moves import (
     CandleClose,
@@ -99,6 +100,7 @@ from core.signals.base import Signal
 from core.signals.handover import excluded_members
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 ZERO = Decimal(0)
 # How long the venue must show no position, while the plan holds one, before the engine books
 # it as closed outside its orders: longer than any venue's positions lag behind its fills.
@@ -165,7 +167,8 @@ class Engine:
         self._saved = self._saved_account = ""
         exits.persist_with(self._save)  # every exit order is stored before it goes out
         # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
-        # that would otherwise interleave at every await on the same trade.
+        # that would otherwise interleave at every await on the same trade. An entry's
+        # account reads let go of it (``_unlocked``): no trade of its symbol exists yet.
         self._busy = asyncio.Lock()
         # By symbol: the id base time of the adoption last given up (the next one's ids differ:
         # a venue may answer a canceled order's id with that order).
@@ -1093,7 +1096,12 @@ class Engine:
                 )
             )
             return
-        account = await self.account()
+        account = await self._unlocked(self.account)
+        if symbol in self.trades:
+            # Begun while the account was read (the venue's position in it adopted): that
+            # trade is the symbol's, an entry beside it would be a second one.
+            log.info("%s: entry skipped, a trade in it began while the account was read", symbol)
+            return
         now_ms = self._clock.now_ms()
         closes = self.signals.closes_until(symbol, now_ms, VOL_WINDOW + 1)
         per_day = max(1, 86_400_000 // self._candle_ms)
@@ -1195,6 +1203,22 @@ class Engine:
                 )
             )
 
+    async def _unlocked(self, read: Callable[[], Awaitable[_T]]) -> _T:
+        """Return ``read()``, awaited with the cycle lock released (the caller holds it).
+
+        For an entry's account reads: against a venue that times out they retry with backoff
+        for seconds (minutes at real timeouts), and another symbol's fresh fill, whose stop
+        the venue sync places, must not wait for them. Nothing opens a position meanwhile:
+        entries come from the market loop, which is waiting here; only the reads' answers may
+        be older than what the others do meanwhile (a stop placed, a position closed), which
+        never counts exposure short.
+        """
+        self._busy.release()
+        try:
+            return await read()
+        finally:
+            await _acquire_even_if_cancelled(self._busy)
+
     def _explain(self, symbol: str, candle: Candle, regime: Regime) -> EntryExplanation | None:
         """Return why the provider entered (None: it says nothing), with the process's regime
         (the one set of labels). An explanation that cannot be made is logged and the entry
@@ -1293,6 +1317,21 @@ class Engine:
         symbol takes no new entry, so no order of ours outlives its trade."""
         if trade.finished and not trade.canceling:
             self._forget(trade)
+
+
+async def _acquire_even_if_cancelled(lock: asyncio.Lock) -> None:
+    """Acquire ``lock``; a cancellation while waiting for it is raised once it is held (the
+    caller's ``async with`` releases it on the way out, as it expects to)."""
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await lock.acquire()
+        except asyncio.CancelledError as e:
+            cancelled = e
+            continue
+        break
+    if cancelled is not None:
+        raise cancelled
 
 
 def _entry_atr(atr: float) -> Decimal | None:

@@ -10,17 +10,18 @@ The engine enters 50 at 100 (decided on candle 0): TP1 15, TP2 15, TP3 20, stop 
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 from bot.trading import build_engine
-from core.domain.enums import OrderStatus, OrderType
-from core.domain.events import Event, OrderCanceled, OrderFilled, TradeClosed
+from core.domain.enums import MarketType, OrderStatus, OrderType, PositionSide
+from core.domain.events import Event, OrderCanceled, OrderDenied, OrderFilled, TradeClosed
 from core.domain.market import Candle
 from core.domain.orders import Order, OrderRequest
-from core.domain.portfolio import Position
+from core.domain.portfolio import Balance, Position
 from core.errors import DataError, OrderRejected, TemporaryError
 from core.services.bus import EventBus
 from core.services.engine import Engine
@@ -488,3 +489,106 @@ async def test_a_cancel_whose_answer_was_lost_is_in_the_audit_trail_once_confirm
         e for e in lv.events if isinstance(e, OrderCanceled) and e.client_order_id == STOP
     ]
     assert "confirmed after its answer was lost" in canceled.reason
+
+
+class SlowAccount(FakeExchange):
+    """FakeExchange whose balance reads, once ``answer`` is set, wait until the test sets it
+    (a venue timing out, read again and again with backoff)."""
+
+    answer: asyncio.Event | None = None
+    asked = False
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        if self.answer is not None:
+            self.asked = True
+            await self.answer.wait()
+        return await super().fetch_balances()
+
+
+async def _settle(task: asyncio.Task[object], rounds: int = 100) -> bool:
+    """Let the loop run ``rounds`` times (the fakes answer at once); return ``task.done()``."""
+    for _ in range(rounds):
+        if task.done():
+            break
+        await asyncio.sleep(0)
+    return task.done()
+
+
+async def _eth_entry_waiting_for_the_account(lv: Live) -> asyncio.Task[None]:
+    """ETH's cycle on candle 0 (its entry signal), stopped in its account read."""
+    venue = lv.venue
+    assert isinstance(venue, SlowAccount)
+    venue.answer = asyncio.Event()
+    eth = asyncio.create_task(lv.engine.on_candle("ETH/USDT", quiet(0)))
+    for _ in range(100):
+        if venue.asked:
+            return eth
+        await asyncio.sleep(0)
+    raise AssertionError("ETH's entry never read the account")
+
+
+async def test_a_fill_is_protected_while_another_symbols_entry_waits_for_the_account(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # BTC's entry went out on candle 0; ETH enters on the same candle, its account read hangs
+    lv = await live(monkeypatch, tmp_path, venue_class=SlowAccount, env=NO_CORRELATION)
+    eth = await _eth_entry_waiting_for_the_account(lv)
+    lv.venue.script_fill(ENTRY, D(100))  # BTC's entry fills meanwhile
+
+    sync = asyncio.create_task(lv.engine.sync_with_venue())
+    assert await _settle(sync), "the venue sync waited for ETH's account read"
+    assert STOP in lv.open_cids()  # BTC's fill is protected already
+    assert lv.engine.trades[SYMBOL].plan is not None
+    assert not eth.done()
+
+    assert isinstance(lv.venue, SlowAccount) and lv.venue.answer is not None
+    lv.venue.answer.set()
+    await eth
+    eth_entry = client_order_id("ETH/USDT", at(0), "e")
+    assert lv.venue.orders[eth_entry].request.amount > 0  # and then ETH entered
+    assert lv.engine.trades["ETH/USDT"].entry_cid == eth_entry
+
+
+async def test_the_position_limit_counts_a_fill_heard_of_while_the_account_was_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = {**NO_CORRELATION, "QT__RISK__MAX_OPEN_POSITIONS": "1"}
+    lv = await live(monkeypatch, tmp_path, venue_class=SlowAccount, env=env)
+    eth = await _eth_entry_waiting_for_the_account(lv)
+    lv.venue.script_fill(ENTRY, D(100))
+    sync = asyncio.create_task(lv.engine.sync_with_venue())
+    assert await _settle(sync)
+
+    assert isinstance(lv.venue, SlowAccount) and lv.venue.answer is not None
+    lv.venue.answer.set()
+    await eth
+    assert [o.symbol for o in lv.venue.orders.values() if o.request.tag == "entry"] == [SYMBOL]
+    [denied] = [e for e in lv.events if isinstance(e, OrderDenied)]
+    assert denied.symbol == "ETH/USDT" and denied.reason == "max_open_positions"
+    assert "ETH/USDT" not in lv.engine.trades
+
+
+async def test_a_trade_begun_in_the_symbol_while_its_account_was_read_is_not_entered_beside(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = await live(monkeypatch, tmp_path, venue_class=SlowAccount, env=NO_CORRELATION)
+    eth = await _eth_entry_waiting_for_the_account(lv)
+    held = Position(
+        symbol="ETH/USDT",
+        market_type=MarketType.SPOT,
+        side=PositionSide.LONG,
+        amount=D(3),
+        entry_price=D(100),
+        opened_ms=at(0),
+        updated_ms=at(0),
+    )
+    lv.venue.positions.append(held)  # found at the venue and adopted meanwhile
+    adopt = asyncio.create_task(lv.engine.adopt(held))
+    assert await _settle(adopt) and adopt.result() == ""
+
+    assert isinstance(lv.venue, SlowAccount) and lv.venue.answer is not None
+    lv.venue.answer.set()
+    await eth
+    assert lv.engine.trades["ETH/USDT"].amount == D(3)  # the adopted trade, alone
+    eth_entry = client_order_id("ETH/USDT", at(0), "e")
+    assert eth_entry not in lv.venue.orders

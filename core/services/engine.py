@@ -1280,7 +1280,16 @@ class Engine:
             trade.opened_ms = event.fill_ts_ms
         if trade.plan is not None:
             return  # a flatten took it over (_take_over): it leaves at market already
-        order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+        try:
+            order = await self._exchange.fetch_order(trade.entry_cid, trade.symbol)
+        except DependencyError as e:  # the fill is booked; the next venue sync plans its exits
+            log.warning(
+                "%s: entry %s filled, its order not read (%s): exits with the next sync",
+                trade.symbol,
+                trade.entry_cid,
+                e,
+            )
+            return
         if order.is_open:
             return  # partially filled: plan exits once the whole entry is in (or it ends)
         missed = missed_fill(trade, order, self._clock.now_ms())

@@ -8,6 +8,7 @@ real exchange between two polls.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from decimal import Decimal as D
 from pathlib import Path
@@ -258,3 +259,29 @@ async def test_the_venue_sync_and_the_market_loop_never_interleave(
     await cycle
     assert lv.engine.trades[SYMBOL].plan is not None
     assert lv.open_cids() == [STOP, TP1, TP2, TP3]  # one ladder, placed once
+
+
+async def test_an_entry_fill_whose_order_cannot_be_read_is_booked_and_planned_by_the_next_sync(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fill handler reads the entry order to know whether it is whole; a venue fault
+    there escaped the handler (a traceback per fault in the two-symbol chaos run)."""
+    lv = await live(monkeypatch, tmp_path)
+    reads = 0
+    real = lv.venue.fetch_order
+
+    async def flaky(cid: str, symbol: str) -> Order:
+        nonlocal reads
+        reads += 1
+        if reads == 2:  # the handler's read, after the sync's own
+            raise TemporaryError("fake: 503 Service Unavailable")
+        return await real(cid, symbol)
+
+    monkeypatch.setattr(lv.venue, "fetch_order", flaky)
+    lv.venue.script_fill(ENTRY, D(100))
+    with caplog.at_level(logging.WARNING):
+        assert await lv.engine.sync_with_venue() == 1
+    trade = lv.engine.trades[SYMBOL]
+    assert trade.amount == D(50) and "its order not read" in caplog.text
+    assert lv.engine._bus.handler_failures == 0  # type: ignore[attr-defined]
+    assert trade.plan is not None and "SL" in trade.working  # the same sync placed them

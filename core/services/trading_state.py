@@ -173,6 +173,14 @@ class TradingStateService:
         kept = self._note.read()
         if kept is None:
             return
+        if await self._halt_in_database(kept):
+            log.warning(
+                "the last process ended after its storage halt (%s) reached the database: "
+                "trading stays HALTED until resumed",
+                kept.reason,
+            )
+            self._drop_note()
+            return
         self._forced_ms, reason, resume_seen = kept
         self._resumed = resume_seen or None  # a resume since then lifts it, not one before
         log.critical(
@@ -181,6 +189,18 @@ class TradingStateService:
             reason,
         )
         await self._announce_forced(reason)
+
+    async def _halt_in_database(self, kept: KeptHalt) -> bool:
+        """Return True when the database halts trading already and nobody resumed since the
+        halting process's last read: killed after writing its halt, before removing the note.
+        That halt holds until a resume, as the kept one would (announced again, it would
+        alert a second time for one outage)."""
+        try:
+            state = await self._state.get(StateKey.TRADING_STATE)
+            mark = await self._state.get(StateKey.RESUMED_MS)
+        except StorageUnavailable:
+            return False
+        return state == TradingState.HALTED.value and (mark or "") == kept.resume_seen
 
     def _keep_note(self) -> None:
         if self._note is None:
@@ -245,8 +265,8 @@ class TradingStateService:
             return False
         if not mark or mark == self._resumed:
             return False
-        resumed_ms = mark.partition(":")[0]
-        return resumed_ms.isdigit() and int(resumed_ms) >= self._forced_ms
+        resumed_ms = mark.partition(":")[0]  # isascii: '²' is a digit to isdigit, not to int
+        return resumed_ms.isascii() and resumed_ms.isdigit() and int(resumed_ms) >= self._forced_ms
 
     async def _write(self, new: TradingState, reason: str) -> None:
         await self._state.set(StateKey.TRADING_STATE, new.value)

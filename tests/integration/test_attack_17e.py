@@ -1,0 +1,142 @@
+"""Adversarial review of issue 17's crash-safety changes: the storage halt kept beside the
+database (``bot.halt_note``, ``TradingStateService``) across kills, restarts and operator
+resumes; and a cancel the outage deferred racing a fill of its leg (``ExitExecutor._cancel``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bot.halt_note import FileHaltNote
+from core.clock import SimClock
+from core.domain.enums import TradingState
+from core.domain.events import Event, TradingStateChanged
+from core.errors import StorageUnavailable
+from core.ports import KeptHalt, StateKey
+from core.services.bus import EventBus
+from core.services.trading_state import TradingStateService
+from storage.memory import MemoryStorage
+
+
+class LockedWrites:
+    """A key-value store whose writes fail while ``down``."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.down = False
+
+    async def get(self, key: StateKey) -> str | None:
+        return await self._inner.get(key)  # type: ignore[attr-defined,no-any-return]
+
+    async def set(self, key: StateKey, value: str) -> None:
+        if self.down:
+            raise StorageUnavailable("database is locked")
+        await self._inner.set(key, value)  # type: ignore[attr-defined]
+
+
+def note_in(tmp_path: Path) -> FileHaltNote:
+    return FileHaltNote(tmp_path / "qt.sqlite.storage-halt")
+
+
+async def an_old_resume(store: MemoryStorage, at_ms: int) -> str:
+    """An operator resume long before anything below (an incident weeks ago)."""
+    cli = TradingStateService(store.state, EventBus(), SimClock(at_ms))
+    await cli.set(TradingState.HALTED, reason="old incident", actor="cli")
+    await cli.set(TradingState.ACTIVE, reason="old incident over", actor="cli")
+    mark = await store.state.get(StateKey.RESUMED_MS)
+    assert mark is not None
+    return mark
+
+
+async def test_a_kept_halt_of_bytes_that_are_not_text_halts_instead_of_raising(
+    tmp_path: Path,
+) -> None:
+    note = note_in(tmp_path)
+    note.path.write_bytes(b"\xff\xfe\x00garbage\x80")  # a torn sector, a hand-copied file
+    svc = TradingStateService(MemoryStorage().state, EventBus(), SimClock(5_000), note=note)
+    assert await svc.current() is TradingState.HALTED
+    assert "not one this program wrote" in await svc.reason()
+
+
+async def test_a_kept_halt_that_cannot_be_read_is_not_lifted_by_a_resume_from_before_it(
+    tmp_path: Path,
+) -> None:
+    """Its time unknown, the halt must not count as older than every resume ever made: the
+    old resume in the database answered an old halt, not this one."""
+    store = MemoryStorage()
+    await an_old_resume(store, 1_000)
+    note = note_in(tmp_path)
+    note.path.write_text("{not json")
+    os.utime(note.path, ns=(50_000 * 10**6, 50_000 * 10**6))  # kept at 50 s
+    svc = TradingStateService(store.state, EventBus(), SimClock(60_000), note=note)
+    assert await svc.current() is TradingState.HALTED
+    assert await store.state.get(StateKey.TRADING_STATE) == "halted"  # on disk now
+    assert note.read() is None
+    # an operator resume after it answers it like any halt
+    cli = TradingStateService(store.state, EventBus(), SimClock(70_000))
+    await cli.set(TradingState.ACTIVE, reason="looked", actor="cli")
+    assert await svc.current() is TradingState.ACTIVE
+
+
+async def test_a_resume_after_an_unreadable_kept_halt_was_left_answers_it(
+    tmp_path: Path,
+) -> None:
+    store = MemoryStorage()
+    note = note_in(tmp_path)
+    note.path.write_text('{"since_ms": "soon"}')
+    os.utime(note.path, ns=(50_000 * 10**6, 50_000 * 10**6))
+    await an_old_resume(store, 55_000)  # while the process was down, after the note
+    svc = TradingStateService(store.state, EventBus(), SimClock(60_000), note=note)
+    assert await svc.current() is TradingState.ACTIVE
+    assert note.read() is None
+
+
+async def test_a_resume_mark_of_odd_digits_reads_as_no_resume_instead_of_raising(
+    tmp_path: Path,
+) -> None:
+    """A hand-edited mark: '²' is a digit to str.isdigit but not to int()."""
+    store = MemoryStorage()
+    note = note_in(tmp_path)
+    note.write(KeptHalt(1_000, "database is locked", ""))
+    await store.state.set(StateKey.RESUMED_MS, "²³:beef")
+    svc = TradingStateService(store.state, EventBus(), SimClock(2_000), note=note)
+    assert await svc.current() is TradingState.HALTED
+    assert await store.state.get(StateKey.TRADING_STATE) == "halted"
+
+
+async def test_a_halt_that_reached_the_database_before_the_kill_is_not_announced_again(
+    tmp_path: Path,
+) -> None:
+    """Killed between writing the halt and removing its note: the database holds the halt,
+    the restart is HALTED by it, with no second storage alert, and nothing is lifted."""
+    store, clock = MemoryStorage(), SimClock(1_000)
+    db = LockedWrites(store.state)
+    note = note_in(tmp_path)
+    first = TradingStateService(db, EventBus(), clock, note=note)  # type: ignore[arg-type]
+    assert await first.current() is TradingState.ACTIVE
+    db.down = True
+    await first.fail_closed("the disk is full")
+    db.down = False
+    kept = note.read()
+    assert await first.current() is TradingState.HALTED  # written, note removed ...
+    assert kept is not None
+    note.write(kept)  # ... but the kill came before the removal
+    del first
+
+    events: list[Event] = []
+
+    async def record(e: Event) -> None:
+        events.append(e)
+
+    bus = EventBus()
+    bus.subscribe("*", record)
+    clock.advance_to(9_000)
+    second = TradingStateService(db, bus, clock, note=note)  # type: ignore[arg-type]
+    assert await second.current() is TradingState.HALTED
+    assert await second.current() is TradingState.HALTED
+    assert note.read() is None
+    assert [e for e in events if isinstance(e, TradingStateChanged)] == []
+    assert "the disk is full" in await second.reason()
+    cli = TradingStateService(store.state, EventBus(), SimClock(10_000))
+    await cli.set(TradingState.ACTIVE, reason="disk checked", actor="cli")
+    assert await second.current() is TradingState.ACTIVE

@@ -4,18 +4,31 @@ resumes; and a cancel the outage deferred racing a fill of its leg (``ExitExecut
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+
+import pytest
 
 from bot.halt_note import FileHaltNote
 from core.clock import SimClock
 from core.domain.enums import TradingState
 from core.domain.events import Event, TradingStateChanged
+from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
 from core.ports import KeptHalt, StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
+from tests.unit.services.test_closed_trades_recorded import (
+    ENTRY0,
+    ENTRY2,
+    STOP0,
+    STOP2,
+    FlakyTrades,
+    rig,
+    round_trip,
+)
 
 
 class LockedWrites:
@@ -140,3 +153,30 @@ async def test_a_halt_that_reached_the_database_before_the_kill_is_not_announced
     cli = TradingStateService(store.state, EventBus(), SimClock(10_000))
     await cli.set(TradingState.ACTIVE, reason="disk checked", actor="cli")
     assert await second.current() is TradingState.ACTIVE
+
+
+class SlowTrades(FlakyTrades):
+    """A trades table that takes a moment for each write (a real database's await)."""
+
+    async def add(self, trade: ClosedTrade) -> bool:
+        await asyncio.sleep(0)
+        return await super().add(trade)
+
+
+async def test_two_flushes_of_the_trades_an_outage_left_unstored_store_every_one_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The rows left out wait in one list; every save and venue sync flushes it now, so two
+    tasks may flush at once (the sync job, and a save of the candle loop or of ``stop``):
+    each must store what the other has not, and neither drop a row it did not store."""
+    storage = MemoryStorage()
+    slow = SlowTrades(storage.trades)
+    r = rig(monkeypatch, tmp_path, storage, slow)
+    slow.down = True
+    await round_trip(r, 0, ENTRY0, STOP0)
+    await round_trip(r, 2, ENTRY2, STOP2)
+    assert await storage.trades.list_closed() == []
+    slow.down = False
+    await asyncio.gather(r.engine.sync_with_venue(), r.engine.stop())
+    assert await storage.trades.list_closed() == r.engine.closed_trades
+    assert len(r.engine.closed_trades) == 2

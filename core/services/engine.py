@@ -300,6 +300,10 @@ class Engine:
     async def _ask_about(self, trade: OpenTrade, name: str, cid: str) -> int:
         """Ask the venue about one order of ``trade``; publish what it did that we have not
         heard of (fills, its end); return how many events that made."""
+        if self.trades.get(trade.symbol) is not trade:
+            # Closed and forgotten by a fill heard earlier in this sync: its cancels reported
+            # what its orders filled (a fill counted by no trade now would be reported twice).
+            return 0
         try:
             order = await self._exchange.fetch_order(cid, trade.symbol)
         except (DependencyError, DataError) as e:

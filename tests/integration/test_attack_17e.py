@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -13,22 +14,25 @@ import pytest
 from bot.halt_note import FileHaltNote
 from core.clock import SimClock
 from core.domain.enums import TradingState
-from core.domain.events import Event, TradingStateChanged
+from core.domain.events import Event, OrderFilled, TradingStateChanged
 from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
 from core.ports import KeptHalt, StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
+from tests.unit.services.engine_harness import SYMBOL, at
 from tests.unit.services.test_closed_trades_recorded import (
     ENTRY0,
     ENTRY2,
     STOP0,
     STOP2,
+    FlakyState,
     FlakyTrades,
     rig,
     round_trip,
 )
+from tests.unit.services.test_engine_venue_sync import quiet
 
 
 class LockedWrites:
@@ -180,3 +184,38 @@ async def test_two_flushes_of_the_trades_an_outage_left_unstored_store_every_one
     await asyncio.gather(r.engine.sync_with_venue(), r.engine.stop())
     assert await storage.trades.list_closed() == r.engine.closed_trades
     assert len(r.engine.closed_trades) == 2
+
+
+@pytest.mark.parametrize("outage", [False, True], ids=["database up", "database down"])
+async def test_a_take_profit_that_filled_as_the_stop_closed_the_trade_is_reported_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outage: bool
+) -> None:
+    """The venue fills the stop and, before our cancel comes, a take-profit too (a spot
+    limit sell is not reduce-only). The sync hears the stop, closes the trade and cancels the
+    leg (now or, the write-ahead refused, at the next sync); the venue answers the cancel
+    with the leg filled: that fill is published once, whichever path heard it first."""
+    storage = MemoryStorage()
+    trades, kv = FlakyTrades(storage.trades), FlakyState(storage.state)
+    r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
+    r.clock.advance_to(at(1))
+    await r.engine.on_candle(SYMBOL, quiet(0))
+    r.venue.script_fill(ENTRY0, D(100))
+    await r.engine.sync_with_venue()
+    first_leg = r.engine.trades[SYMBOL].working["TP1"]
+    trades.down = kv.down = outage
+    r.venue.script_fill(STOP0, D(98))
+    r.venue.script_fill(first_leg, D(103))
+    await r.engine.sync_with_venue()
+    trades.down = kv.down = False
+    await r.engine.sync_with_venue()
+    await r.engine.sync_with_venue()
+
+    leg_fills = [
+        e for e in r.events if isinstance(e, OrderFilled) and e.client_order_id == first_leg
+    ]
+    assert [f.amount for f in leg_fills] == [r.venue.orders[first_leg].filled]
+    stored = await storage.events.list_events("order.filled")
+    assert [e.payload["client_order_id"] for e in stored].count(first_leg) == 1
+    [closed] = r.engine.closed_trades
+    assert await storage.trades.list_closed() == [closed]
+    assert SYMBOL not in r.engine.trades

@@ -14,7 +14,7 @@ import pytest
 from bot.halt_note import FileHaltNote
 from core.clock import SimClock
 from core.domain.enums import TradingState
-from core.domain.events import Event, OrderFilled, TradingStateChanged
+from core.domain.events import AlertRaised, Event, OrderFilled, TradingStateChanged
 from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
 from core.ports import KeptHalt, StateKey
@@ -219,3 +219,33 @@ async def test_a_take_profit_that_filled_as_the_stop_closed_the_trade_is_reporte
     [closed] = r.engine.closed_trades
     assert await storage.trades.list_closed() == [closed]
     assert SYMBOL not in r.engine.trades
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a leg's fill that comes after its trade closed (the venue sold past the position: "
+    "a spot limit sell is not reduce-only) is published as OrderFilled but booked by no trade "
+    "and alerted to nobody: the closed trade was recorded without it and the engine forgot "
+    "the trade (or, still canceling, raises InvariantViolation on the closed plan); booking it "
+    "needs a record of a closed trade's late fills, or a critical alert from the engine",
+)
+@pytest.mark.parametrize("outage", [False, True], ids=["database up", "database down"])
+async def test_a_take_profit_that_filled_after_the_stop_closed_the_trade_is_alerted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outage: bool
+) -> None:
+    storage = MemoryStorage()
+    trades, kv = FlakyTrades(storage.trades), FlakyState(storage.state)
+    r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
+    r.clock.advance_to(at(1))
+    await r.engine.on_candle(SYMBOL, quiet(0))
+    r.venue.script_fill(ENTRY0, D(100))
+    await r.engine.sync_with_venue()
+    first_leg = r.engine.trades[SYMBOL].working["TP1"]
+    trades.down = kv.down = outage
+    r.venue.script_fill(STOP0, D(98))
+    r.venue.script_fill(first_leg, D(103))
+    await r.engine.sync_with_venue()
+    trades.down = kv.down = False
+    await r.engine.sync_with_venue()
+    said = [e.detail for e in r.events if isinstance(e, AlertRaised)]
+    assert any(first_leg in detail for detail in said)

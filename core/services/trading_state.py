@@ -86,6 +86,7 @@ class TradingStateService:
         # on disk: then an operator resumes it like any halt.
         self._forced: str | None = None
         self._forced_ms = 0  # when trading failed closed (this process's clock)
+        self._inherited = False  # the forced halt is the one the last process kept
         # Held by each order from its gate check to the venue's answer (ExecutionService), and
         # by a halt or reduce while it is written: an order checked before the halt is sent
         # before the halt is acknowledged, none after it.
@@ -159,8 +160,14 @@ class TradingStateService:
         exposure stops; stops and exits still go), and on disk as soon as it can be written,
         so the halt survives a restart and an operator resumes it (``qt state resume``)."""
         if self._forced is not None:
+            if self._inherited:
+                # This process's own failure on top of the halt the last one kept: a resume
+                # that answered that halt (made before this start) must not lift this one.
+                self._inherited = False
+                self._forced_ms = self._clock.now_ms()
+                self._keep_note()
             return
-        self._forced, self._forced_ms = reason, self._clock.now_ms()
+        self._forced, self._forced_ms, self._inherited = reason, self._clock.now_ms(), False
         self._keep_note()
         log.critical("the database cannot be written: trading HALTED (%s)", reason)
         await self._announce_forced(reason)
@@ -182,6 +189,7 @@ class TradingStateService:
             self._drop_note()
             return
         self._forced_ms, reason, resume_seen = kept
+        self._inherited = True
         self._resumed = resume_seen or None  # a resume since then lifts it, not one before
         log.critical(
             "the last process halted trading (the database could not be written: %s) and "

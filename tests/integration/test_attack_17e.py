@@ -249,3 +249,38 @@ async def test_a_take_profit_that_filled_after_the_stop_closed_the_trade_is_aler
     await r.engine.sync_with_venue()
     said = [e.detail for e in r.events if isinstance(e, AlertRaised)]
     assert any(first_leg in detail for detail in said)
+
+
+class DownDatabase(LockedWrites):
+    """A key-value store that neither reads nor writes while ``down`` (an I/O error)."""
+
+    async def get(self, key: StateKey) -> str | None:
+        if self.down:
+            raise StorageUnavailable("disk I/O error")
+        return await super().get(key)
+
+
+async def test_a_failure_of_the_next_process_is_not_answered_by_the_resume_of_the_kept_halt(
+    tmp_path: Path,
+) -> None:
+    """Killed in an outage, the operator resumes while it is down (answering that halt); the
+    next start finds the database failing again, reads too: it halts from the kept halt, and
+    its own failure must need its own resume, not be lifted by the earlier one."""
+    store = MemoryStorage()
+    note = note_in(tmp_path)
+    note.write(KeptHalt(1_000, "database is locked", ""))  # the killed process's
+    cli = TradingStateService(store.state, EventBus(), SimClock(2_000))
+    await cli.set(TradingState.ACTIVE, reason="looked, all fine", actor="cli")
+    db = DownDatabase(store.state)
+    db.down = True
+    clock = SimClock(3_000)
+    second = TradingStateService(db, EventBus(), clock, note=note)  # type: ignore[arg-type]
+    assert await second.current() is TradingState.HALTED
+    await second.fail_closed("disk I/O error")  # its own failure, after that resume
+    db.down = False
+    clock.advance_to(4_000)
+    assert await second.current() is TradingState.HALTED
+    assert await store.state.get(StateKey.TRADING_STATE) == "halted"
+    again = TradingStateService(store.state, EventBus(), SimClock(5_000))
+    await again.set(TradingState.ACTIVE, reason="disk replaced", actor="cli")
+    assert await second.current() is TradingState.ACTIVE

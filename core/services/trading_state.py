@@ -199,16 +199,22 @@ class TradingStateService:
         await self._announce_forced(reason)
 
     async def _halt_in_database(self, kept: KeptHalt) -> bool:
-        """Return True when the database halts trading already and nobody resumed since the
+        """Return True when the database holds this very halt and nobody resumed since the
         halting process's last read: killed after writing its halt, before removing the note.
         That halt holds until a resume, as the kept one would (announced again, it would
-        alert a second time for one outage)."""
+        alert a second time for one outage). Another halt there is not it: the risk limits
+        lift their own at the next UTC day."""
         try:
             state = await self._state.get(StateKey.TRADING_STATE)
+            reason = await self._state.get(StateKey.TRADING_STATE_REASON) or ""
             mark = await self._state.get(StateKey.RESUMED_MS)
         except StorageUnavailable:
             return False
-        return state == TradingState.HALTED.value and (mark or "") == kept.resume_seen
+        return (
+            state == TradingState.HALTED.value
+            and process_redactor().text(reason) == f"storage failure: {kept.reason}"
+            and (mark or "") == kept.resume_seen
+        )
 
     def _keep_note(self) -> None:
         if self._note is None:

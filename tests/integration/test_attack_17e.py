@@ -284,3 +284,21 @@ async def test_a_failure_of_the_next_process_is_not_answered_by_the_resume_of_th
     again = TradingStateService(store.state, EventBus(), SimClock(5_000))
     await again.set(TradingState.ACTIVE, reason="disk replaced", actor="cli")
     assert await second.current() is TradingState.ACTIVE
+
+
+async def test_a_kept_halt_over_a_daily_loss_halt_is_written_so_the_next_day_does_not_lift_it(
+    tmp_path: Path,
+) -> None:
+    """The database held the risk limits' daily loss halt when it failed; the process was
+    killed before its storage halt reached it. The risk limits lift their own halt at the next
+    UTC day (its reason and marks unchanged): the restart must put the storage halt in its
+    place, not take the daily one for it."""
+    store = MemoryStorage()
+    limits = TradingStateService(store.state, EventBus(), SimClock(500))
+    await limits.set(TradingState.HALTED, reason="daily loss limit reached", actor="risk")
+    note = note_in(tmp_path)
+    note.write(KeptHalt(1_000, "database is locked", ""))  # no resume ever seen
+    second = TradingStateService(store.state, EventBus(), SimClock(2_000), note=note)
+    assert await second.current() is TradingState.HALTED
+    assert await second.reason() == "storage failure: database is locked"
+    assert note.read() is None

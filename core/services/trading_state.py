@@ -261,7 +261,8 @@ class TradingStateService:
             return await self.current()
         try:
             await self._state.set(StateKey.TRADING_STATE, TradingState.HALTED.value)
-            await self._state.set(StateKey.TRADING_STATE_REASON, f"storage failure: {self._forced}")
+            reason = process_redactor().text(f"storage failure: {self._forced}")  # stored
+            await self._state.set(StateKey.TRADING_STATE_REASON, reason)
         except StorageUnavailable:
             return TradingState.HALTED
         log.warning("the database is writable again; trading stays HALTED until resumed")

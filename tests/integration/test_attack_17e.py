@@ -302,3 +302,27 @@ async def test_a_kept_halt_over_a_daily_loss_halt_is_written_so_the_next_day_doe
     assert await second.current() is TradingState.HALTED
     assert await second.reason() == "storage failure: database is locked"
     assert note.read() is None
+
+
+async def test_a_storage_halt_written_once_the_database_is_back_keeps_no_secret(
+    tmp_path: Path,
+) -> None:
+    """The error that halted may quote a secret (a database URL's password); the note and
+    the audit event are masked, and so must the reason the halt leaves in the database."""
+    from core.redaction import REDACTED, Redactor, install_redactor, process_redactor
+
+    secret = "PW-0123456789abcdef"
+    store = MemoryStorage()
+    db = LockedWrites(store.state)
+    svc = TradingStateService(db, EventBus(), SimClock(1_000), note=note_in(tmp_path))  # type: ignore[arg-type]
+    before = process_redactor()
+    install_redactor(Redactor([secret]))
+    try:
+        db.down = True
+        await svc.fail_closed(f"cannot write postgresql://qt:{secret}@db/qt")
+        db.down = False
+        assert await svc.current() is TradingState.HALTED
+    finally:
+        install_redactor(before)
+    stored = await store.state.get(StateKey.TRADING_STATE_REASON) or ""
+    assert secret not in stored and REDACTED in stored

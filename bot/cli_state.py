@@ -34,9 +34,13 @@ _MEANING = {
 }
 
 
-async def _apply(url: str, new: TradingState | None, reason: str) -> tuple[TradingState, str, bool]:
-    """Set the state (None: only read it); return (state, reason, changed)."""
+async def _apply(
+    url: str, new: TradingState | None, reason: str
+) -> tuple[TradingState, str, bool, str]:
+    """Set the state (None: only read it); return (state, reason, changed, the stored resume
+    mark: "" none)."""
     from core.clock import LiveClock
+    from core.ports import StateKey
     from core.services.bus import EventBus
     from core.services.trading_state import TradingStateService
     from storage import open_storage
@@ -50,7 +54,8 @@ async def _apply(url: str, new: TradingState | None, reason: str) -> tuple[Tradi
         changed = False
         if new is not None:
             changed = await service.set(new, reason=reason, actor="cli")
-        return await service.current(), await service.reason(), changed
+        state, why = await service.current(), await service.reason()
+        return state, why, changed, await storage.state.get(StateKey.RESUMED_MS) or ""
     finally:
         await storage.stop()
 
@@ -58,17 +63,17 @@ async def _apply(url: str, new: TradingState | None, reason: str) -> tuple[Tradi
 def _run(new: TradingState | None, reason: str, demo: bool, env_file: Path | None) -> None:
     settings = load_or_exit(env_file)
     url = database_url_for(settings, demo)
-    state, why, changed = run_or_exit(lambda: _apply(url, new, reason))
+    state, why, changed, resume_mark = run_or_exit(lambda: _apply(url, new, reason))
     verb = "now" if changed else ("already" if new is not None else "is")
     console.print(f"trading state {verb} [bold]{state.value.upper()}[/bold]: {_MEANING[state]}")
     if why:
         console.print(f"reason: {escape(why)}")
     # Say where: a halt only reaches the process that uses this database (live has its own).
     console.print(f"database: {escape(url)}")
-    _say_kept_halt(url, new)
+    _say_kept_halt(url, new, resume_mark)
 
 
-def _say_kept_halt(url: str, new: TradingState | None) -> None:
+def _say_kept_halt(url: str, new: TradingState | None, resume_mark: str) -> None:
     """Say so when a process halted on a database it could not write and ended before the
     halt reached it: the halt waits beside the database for the next start."""
     from bot.halt_note import halt_note_for
@@ -77,7 +82,10 @@ def _say_kept_halt(url: str, new: TradingState | None) -> None:
     kept = note.read() if note is not None else None
     if kept is None or note is None:
         return
-    if new is TradingState.ACTIVE:
+    resumed_ms = resume_mark.partition(":")[0]
+    # The next start's rule (TradingStateService): a resume as late as the halt answers it.
+    answered = resumed_ms.isascii() and resumed_ms.isdigit() and int(resumed_ms) >= kept.since_ms
+    if new is TradingState.ACTIVE and answered:
         console.print(
             f"the storage halt kept in {escape(str(note.path))} is answered by this resume"
         )
@@ -86,6 +94,11 @@ def _say_kept_halt(url: str, new: TradingState | None) -> None:
         f"[bold]a storage halt is kept in {escape(str(note.path))}[/bold] ({escape(kept.reason)}): "
         "the process halted when the database could not be written and ended before the halt "
         "reached it; its next start is HALTED unless resumed"
+        + (
+            " (this resume is older by its clock than the halt: resume again once it has started)"
+            if new is TradingState.ACTIVE
+            else ""
+        )
     )
 
 

@@ -20,6 +20,7 @@ from storage.db import is_memory_url, parse_sqlite_url
 log = logging.getLogger(__name__)
 
 SUFFIX = ".storage-halt"
+NEVER_MS = 2**62  # a kept halt whose time is unknown: later than any resume
 
 
 class FileHaltNote:
@@ -41,20 +42,30 @@ class FileHaltNote:
             temporary.unlink(missing_ok=True)
 
     def read(self) -> KeptHalt | None:
-        """Return the kept halt, None when there is no file."""
+        """Return the kept halt, None when there is no file. One that cannot be read counts
+        since the file was last written (its own time unknown: a resume from before the
+        file, one that answered an older halt, must not lift it)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as e:
             why = f"the kept storage halt {self.path} cannot be read ({e.strerror or e})"
-            return KeptHalt(0, why, "")
+            return KeptHalt(self._written_ms(), why, "")
         try:
-            kept = json.loads(text)
+            kept = json.loads(data.decode("utf-8"))  # not text: a ValueError too
             return KeptHalt(int(kept["since_ms"]), str(kept["reason"]), str(kept["resume_seen"]))
         except (ValueError, KeyError, TypeError):
             why = f"the kept storage halt {self.path} is not one this program wrote"
-            return KeptHalt(0, why, "")
+            return KeptHalt(self._written_ms(), why, "")
+
+    def _written_ms(self) -> int:
+        """Return when the file was last written (no time to be had: never, so no resume
+        mark answers it and it holds until the halt is in the database)."""
+        try:
+            return self.path.stat().st_mtime_ns // 1_000_000
+        except OSError:
+            return NEVER_MS
 
     def clear(self) -> None:
         """Remove the file (gone already: fine)."""

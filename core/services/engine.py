@@ -42,6 +42,7 @@ from core.domain.enums import (
     TradingState,
 )
 from core.domain.events import (
+    AlertRaised,
     EntryExplained,
     Event,
     ExposureReduced,
@@ -105,6 +106,9 @@ ZERO = Decimal(0)
 # How long the venue must show no position, while the plan holds one, before the engine books
 # it as closed outside its orders: longer than any venue's positions lag behind its fills.
 CLOSED_OUTSIDE_AFTER_MS = 60_000
+# The order ids of the latest closed trades the engine remembers, so a fill of one of them
+# that comes after the trade was forgotten is said (``Engine._late_fill``), not dropped.
+CLOSED_ORDERS_KEPT = 256
 # A venue position on the side of the engine's trade is that trade's unless it holds more than
 # the trade explains by over this share of it or this many amount steps, whichever is larger:
 # rounding to the venue's step and contract sizes is honest noise, a hand addition is not.
@@ -170,6 +174,7 @@ class Engine:
         # that would otherwise interleave at every await on the same trade. An entry's
         # account reads let go of it (``_unlocked``): no trade of its symbol exists yet.
         self._busy = asyncio.Lock()
+        self._closed_orders: dict[str, OpenTrade] = {}  # order id -> its closed trade
         # By symbol: the id base time of the adoption last given up (the next one's ids differ:
         # a venue may answer a canceled order's id with that order).
         self._gave_up_ms: dict[str, int] = {}
@@ -303,6 +308,10 @@ class Engine:
     async def _ask_about(self, trade: OpenTrade, name: str, cid: str) -> int:
         """Ask the venue about one order of ``trade``; publish what it did that we have not
         heard of (fills, its end); return how many events that made."""
+        if self.trades.get(trade.symbol) is not trade:
+            # Closed and forgotten by a fill heard earlier in this sync: its cancels reported
+            # what its orders filled (a fill counted by no trade now would be reported twice).
+            return 0
         try:
             order = await self._exchange.fetch_order(cid, trade.symbol)
         except (DependencyError, DataError) as e:
@@ -1242,9 +1251,14 @@ class Engine:
             elif is_closed_outside(cid):
                 trade.roles[cid] = CLOSED_OUTSIDE_NAME
         if trade is None or cid not in trade.roles:
+            closed = self._closed_orders.get(cid)
+            if closed is not None:
+                await self._late_fill(closed, event)
             return  # not ours (e.g. a manual order)
         trade.note_fill(cid, event.amount, event.price, event.fee, event.fill_ts_ms)
-        if trade.roles[cid] == "entry":
+        if trade.finished and trade.roles[cid] != "entry":
+            await self._late_fill(trade, event)
+        elif trade.roles[cid] == "entry":
             await self._on_entry_fill(trade, event)
         else:
             await self._exits.on_exit_fill(trade, event)
@@ -1320,6 +1334,30 @@ class Engine:
         self.trades.pop(trade.symbol, None)
         if not trade.finished:  # a finished one's TradeClosed books its outcome
             self.sizing.forgot(trade.trade_id)
+            return
+        # A fill of its orders may still be on its way (reported by their cancels): known.
+        for cid in trade.roles:
+            self._closed_orders[cid] = trade
+        while len(self._closed_orders) > CLOSED_ORDERS_KEPT:
+            del self._closed_orders[next(iter(self._closed_orders))]
+
+    async def _late_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
+        """Say a fill of an exit order that came after its trade closed and was recorded
+        (the venue filled it before our cancel came, past the position: a spot limit sell is
+        not reduce-only): no trade books it, so an operator must look at the account."""
+        role = trade.roles.get(event.client_order_id, "?")
+        detail = (
+            f"{trade.symbol}: {role} {event.client_order_id} filled {event.amount} at "
+            f"{event.price} after its trade {trade.trade_id} closed: the venue "
+            f"{'sold' if event.side == 'sell' else 'bought'} {event.amount} more than the "
+            "trade held, booked by no trade; look at the account"
+        )
+        log.critical("%s", detail)
+        await self._bus.publish(
+            AlertRaised(
+                ts_ms=self._clock.now_ms(), severity="critical", title="late fill", detail=detail
+            )
+        )
 
     def _forget_if_done(self, trade: OpenTrade) -> None:
         """Forget a recorded round trip once the venue confirmed every cancel: until then the

@@ -388,7 +388,10 @@ class ExitExecutor:
                     e,
                 )
                 return
-            self._unrecorded.pop(0)
+            # Another flush (a save or sync of another task) may have stored and dropped it
+            # meanwhile: drop this one, not whichever is first now (a row never stored).
+            if trade in self._unrecorded:
+                self._unrecorded.remove(trade)
 
     # --- orders ---------------------------------------------------------------------------------
 

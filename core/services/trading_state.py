@@ -86,6 +86,7 @@ class TradingStateService:
         # on disk: then an operator resumes it like any halt.
         self._forced: str | None = None
         self._forced_ms = 0  # when trading failed closed (this process's clock)
+        self._inherited = False  # the forced halt is the one the last process kept
         # Held by each order from its gate check to the venue's answer (ExecutionService), and
         # by a halt or reduce while it is written: an order checked before the halt is sent
         # before the halt is acknowledged, none after it.
@@ -159,8 +160,14 @@ class TradingStateService:
         exposure stops; stops and exits still go), and on disk as soon as it can be written,
         so the halt survives a restart and an operator resumes it (``qt state resume``)."""
         if self._forced is not None:
+            if self._inherited:
+                # This process's own failure on top of the halt the last one kept: a resume
+                # that answered that halt (made before this start) must not lift this one.
+                self._inherited = False
+                self._forced_ms = self._clock.now_ms()
+                self._keep_note()
             return
-        self._forced, self._forced_ms = reason, self._clock.now_ms()
+        self._forced, self._forced_ms, self._inherited = reason, self._clock.now_ms(), False
         self._keep_note()
         log.critical("the database cannot be written: trading HALTED (%s)", reason)
         await self._announce_forced(reason)
@@ -173,7 +180,16 @@ class TradingStateService:
         kept = self._note.read()
         if kept is None:
             return
+        if await self._halt_in_database(kept):
+            log.warning(
+                "the last process ended after its storage halt (%s) reached the database: "
+                "trading stays HALTED until resumed",
+                kept.reason,
+            )
+            self._drop_note()
+            return
         self._forced_ms, reason, resume_seen = kept
+        self._inherited = True
         self._resumed = resume_seen or None  # a resume since then lifts it, not one before
         log.critical(
             "the last process halted trading (the database could not be written: %s) and "
@@ -181,6 +197,24 @@ class TradingStateService:
             reason,
         )
         await self._announce_forced(reason)
+
+    async def _halt_in_database(self, kept: KeptHalt) -> bool:
+        """Return True when the database holds this very halt and nobody resumed since the
+        halting process's last read: killed after writing its halt, before removing the note.
+        That halt holds until a resume, as the kept one would (announced again, it would
+        alert a second time for one outage). Another halt there is not it: the risk limits
+        lift their own at the next UTC day."""
+        try:
+            state = await self._state.get(StateKey.TRADING_STATE)
+            reason = await self._state.get(StateKey.TRADING_STATE_REASON) or ""
+            mark = await self._state.get(StateKey.RESUMED_MS)
+        except StorageUnavailable:
+            return False
+        return (
+            state == TradingState.HALTED.value
+            and process_redactor().text(reason) == f"storage failure: {kept.reason}"
+            and (mark or "") == kept.resume_seen
+        )
 
     def _keep_note(self) -> None:
         if self._note is None:
@@ -227,7 +261,8 @@ class TradingStateService:
             return await self.current()
         try:
             await self._state.set(StateKey.TRADING_STATE, TradingState.HALTED.value)
-            await self._state.set(StateKey.TRADING_STATE_REASON, f"storage failure: {self._forced}")
+            reason = process_redactor().text(f"storage failure: {self._forced}")  # stored
+            await self._state.set(StateKey.TRADING_STATE_REASON, reason)
         except StorageUnavailable:
             return TradingState.HALTED
         log.warning("the database is writable again; trading stays HALTED until resumed")
@@ -245,8 +280,8 @@ class TradingStateService:
             return False
         if not mark or mark == self._resumed:
             return False
-        resumed_ms = mark.partition(":")[0]
-        return resumed_ms.isdigit() and int(resumed_ms) >= self._forced_ms
+        resumed_ms = mark.partition(":")[0]  # isascii: '²' is a digit to isdigit, not to int
+        return resumed_ms.isascii() and resumed_ms.isdigit() and int(resumed_ms) >= self._forced_ms
 
     async def _write(self, new: TradingState, reason: str) -> None:
         await self._state.set(StateKey.TRADING_STATE, new.value)

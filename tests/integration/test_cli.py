@@ -426,6 +426,38 @@ def test_state_show_says_a_storage_halt_kept_beside_the_database_and_resume_answ
     assert "answered by this resume" in resumed
 
 
+def test_state_resume_does_not_claim_to_answer_a_kept_halt_from_later_than_it(cli: Cli) -> None:
+    """The killed process's clock ran ahead (a drifting host): its halt is later than the
+    operator's resume, which does not lift it at the next start; the resume must say so."""
+    from bot.halt_note import FileHaltNote
+    from core.clock import LiveClock, SimClock
+    from core.domain.enums import TradingState
+    from core.ports import KeptHalt
+    from core.services.bus import EventBus
+    from core.services.trading_state import TradingStateService
+
+    cli.db_file.parent.mkdir(parents=True, exist_ok=True)
+    note = FileHaltNote(cli.db_file.with_name(cli.db_file.name + ".storage-halt"))
+    ahead_ms = LiveClock().now_ms() + 86_400_000
+    note.write(KeptHalt(ahead_ms, "database is locked", ""))
+    resumed = flat(cli("state", "resume").stdout)
+    assert "answered by this resume" not in resumed
+    assert "next start is HALTED" in resumed
+
+    async def next_start() -> TradingState:
+        storage = open_storage(f"sqlite+aiosqlite:///{cli.db_file}")
+        await storage.start()
+        try:
+            svc = TradingStateService(storage.state, EventBus(), SimClock(ahead_ms), note=note)
+            return await svc.current()
+        finally:
+            await storage.stop()
+
+    assert asyncio.run(next_start()) is TradingState.HALTED  # what the resume said
+    again = flat(cli("state", "resume").stdout)  # the halt now in the database: resumable
+    assert "storage halt" not in again and "is ACTIVE" in flat(cli("state", "show").stdout)
+
+
 def test_state_halt_persists_is_audited_and_resume_clears_it(cli: Cli) -> None:
     shown = cli("state", "show")
     assert shown.exit_code == 0, shown.output

@@ -20,7 +20,8 @@ from core.clock import Clock, SimClock
 from core.domain.enums import Liquidity, OrderStatus, PositionSide, Side
 from core.domain.orders import Fill, Order, OrderRequest
 from core.domain.portfolio import Balance, Position
-from core.errors import OrderRejected, QTError
+from core.errors import OrderRejected, QTError, StorageUnavailable
+from core.ports import StateKey
 
 ZERO = Decimal(0)
 _METHODS = (
@@ -256,3 +257,23 @@ def quiet_limits(now_ms: int = 0, equity: Decimal = Decimal(10_000)) -> LimitCon
         last_close_ms={},
         correlations=(),
     )
+
+
+class FlakyState:
+    """A key-value store whose writes fail while ``down`` (a database locked past its busy
+    timeout by another process, a full disk: ``error`` says which); reads go through."""
+
+    def __init__(
+        self, inner: object, error: str = "the database cannot be used now: database is locked"
+    ) -> None:
+        self.inner = inner
+        self.error = error
+        self.down = False
+
+    async def get(self, key: StateKey) -> str | None:
+        return await self.inner.get(key)  # type: ignore[attr-defined,no-any-return]
+
+    async def set(self, key: StateKey, value: str) -> None:
+        if self.down:
+            raise StorageUnavailable(self.error)
+        await self.inner.set(key, value)  # type: ignore[attr-defined]

@@ -21,13 +21,13 @@ from core.ports import KeptHalt, StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
+from tests.fakes import FlakyState
 from tests.unit.services.engine_harness import SYMBOL, at
 from tests.unit.services.test_closed_trades_recorded import (
     ENTRY0,
     ENTRY2,
     STOP0,
     STOP2,
-    FlakyState,
     FlakyTrades,
     rig,
     round_trip,
@@ -195,7 +195,10 @@ async def test_a_take_profit_that_filled_as_the_stop_closed_the_trade_is_reporte
     leg (now or, the write-ahead refused, at the next sync); the venue answers the cancel
     with the leg filled: that fill is published once, whichever path heard it first."""
     storage = MemoryStorage()
-    trades, kv = FlakyTrades(storage.trades), FlakyState(storage.state)
+    trades, kv = (
+        FlakyTrades(storage.trades),
+        FlakyState(storage.state, "the database cannot be used now: disk is full"),
+    )
     r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
     r.clock.advance_to(at(1))
     await r.engine.on_candle(SYMBOL, quiet(0))
@@ -231,7 +234,10 @@ async def test_a_take_profit_that_filled_after_the_stop_closed_the_trade_is_aler
     """The same race: the leg's fill is past the position (the closed trade was recorded
     without it), so no trade books it: a critical alert names it, once, and nothing raises."""
     storage = MemoryStorage()
-    trades, kv = FlakyTrades(storage.trades), FlakyState(storage.state)
+    trades, kv = (
+        FlakyTrades(storage.trades),
+        FlakyState(storage.state, "the database cannot be used now: disk is full"),
+    )
     r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
     r.clock.advance_to(at(1))
     await r.engine.on_candle(SYMBOL, quiet(0))

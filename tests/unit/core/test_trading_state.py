@@ -9,11 +9,11 @@ from bot.halt_note import FileHaltNote, halt_note_for
 from core.clock import SimClock
 from core.domain.enums import TradingState
 from core.domain.events import Event, TradingStateChanged
-from core.errors import StorageUnavailable
 from core.ports import KeptHalt, StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
+from tests.fakes import FlakyState
 
 
 async def test_state_defaults_active_persists_and_publishes() -> None:
@@ -77,28 +77,12 @@ async def test_a_reason_quoting_an_error_is_stored_without_its_secret() -> None:
     assert event.payload["reason"] == f"storage failed: ?apiKey={REDACTED}"
 
 
-class _LockedWrites:
-    """A key-value store whose writes fail while ``down`` (another process holds the lock)."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-        self.down = False
-
-    async def get(self, key: StateKey) -> str | None:
-        return await self._inner.get(key)  # type: ignore[attr-defined,no-any-return]
-
-    async def set(self, key: StateKey, value: str) -> None:
-        if self.down:
-            raise StorageUnavailable("database is locked")
-        await self._inner.set(key, value)  # type: ignore[attr-defined]
-
-
 async def test_an_operator_resume_written_before_the_storage_halt_is_not_written_over() -> None:
     """The halt waits in memory for the lock; the operator, alerted, resumes as soon as the
     lock goes, before this process writes its halt: the resume stands."""
     store = MemoryStorage()
     clock = SimClock(1_000)
-    db = _LockedWrites(store.state)
+    db = FlakyState(store.state)
     ours = TradingStateService(db, EventBus(), clock)  # type: ignore[arg-type]
     assert await ours.current() is TradingState.ACTIVE
     db.down = True
@@ -120,7 +104,7 @@ async def test_a_resume_from_before_the_storage_failure_does_not_lift_its_halt()
     await operator.set(TradingState.HALTED, reason="incident", actor="cli")
     await operator.set(TradingState.ACTIVE, reason="incident over", actor="cli")
     clock.advance_to(clock.now_ms() + 500)
-    db = _LockedWrites(store.state)
+    db = FlakyState(store.state)
     ours = TradingStateService(db, EventBus(), clock)  # type: ignore[arg-type]  # never read it
     db.down = True
     await ours.fail_closed("database is locked")
@@ -137,7 +121,7 @@ async def test_a_process_killed_before_its_storage_halt_reached_the_database_lea
     tmp_path: Path,
 ) -> None:
     store, clock = MemoryStorage(), SimClock(1_000)
-    db = _LockedWrites(store.state)
+    db = FlakyState(store.state)
     note = FileHaltNote(tmp_path / "qt.sqlite.storage-halt")
     first = TradingStateService(db, EventBus(), clock, note=note)  # type: ignore[arg-type]
     assert await first.current() is TradingState.ACTIVE
@@ -196,7 +180,7 @@ async def test_a_kept_halt_that_cannot_be_read_halts_and_one_not_kept_still_halt
             raise OSError(28, "No space left on device")
 
     store = MemoryStorage()
-    db = _LockedWrites(store.state)
+    db = FlakyState(store.state)
     full = TradingStateService(db, EventBus(), SimClock(0), note=FullDisk(note.path))  # type: ignore[arg-type]
     db.down = True
     with caplog.at_level(logging.ERROR):
@@ -221,7 +205,7 @@ async def test_a_resume_the_killed_process_had_seen_does_not_lift_its_kept_halt(
     note = FileHaltNote(tmp_path / "qt.sqlite.storage-halt")
     cli = TradingStateService(store.state, EventBus(), SimClock(9_000_000))  # ahead
     await cli.set(TradingState.ACTIVE, reason="earlier incident over", actor="cli")
-    db = _LockedWrites(store.state)
+    db = FlakyState(store.state)
     first = TradingStateService(db, EventBus(), SimClock(1_000), note=note)  # type: ignore[arg-type]
     assert await first.current() is TradingState.ACTIVE  # it sees that resume
     db.down = True

@@ -23,7 +23,7 @@ from core.domain.policy import Policy
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
-from core.ports import StateKey, Storage, TradeRepo
+from core.ports import Storage, TradeRepo
 from core.services.bus import EventBus
 from core.services.commands import CommandCore, CommandServices
 from core.services.engine import Engine
@@ -31,7 +31,7 @@ from core.services.execution import client_order_id
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
 from storage.repositories import SqlStorage
-from tests.fakes import FakeExchange
+from tests.fakes import FakeExchange, FlakyState
 from tests.unit.services.engine_harness import SYMBOL, T0_MS, ScriptedProvider, at, clean_settings
 from tests.unit.services.test_engine_venue_sync import quiet
 
@@ -145,22 +145,6 @@ async def test_a_refused_write_is_logged_trading_goes_on_and_the_next_close_stor
     assert len(r.engine.closed_trades) == 2
 
 
-class FlakyState:
-    """The engine's key-value store whose writes fail while ``down``."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.down = False
-
-    async def get(self, key: StateKey) -> str | None:
-        return await self.inner.get(key)  # type: ignore[attr-defined,no-any-return]
-
-    async def set(self, key: StateKey, value: str) -> None:
-        if self.down:
-            raise StorageUnavailable("the database cannot be used now: disk is full")
-        await self.inner.set(key, value)  # type: ignore[attr-defined]
-
-
 async def test_a_stop_filled_while_the_database_refuses_writes_still_records_the_round_trip(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -168,7 +152,10 @@ async def test_a_stop_filled_while_the_database_refuses_writes_still_records_the
     fails. Found by the chaos harness: the trade was marked finished, the first cancel's write
     raised, and the round trip was never recorded (no TradeClosed, no row, ever)."""
     storage = MemoryStorage()
-    flaky, kv = FlakyTrades(storage.trades), FlakyState(storage.state)
+    flaky, kv = (
+        FlakyTrades(storage.trades),
+        FlakyState(storage.state, "the database cannot be used now: disk is full"),
+    )
     r = rig(monkeypatch, tmp_path, storage, flaky, state=kv)
     r.clock.advance_to(at(1))
     await r.engine.on_candle(SYMBOL, quiet(0))

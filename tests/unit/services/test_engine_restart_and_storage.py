@@ -21,7 +21,7 @@ from core.ports import StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
-from tests.fakes import FakeExchange
+from tests.fakes import FakeExchange, FlakyState
 from tests.unit.services.engine_harness import SYMBOL, ScriptedProvider, at, clean_settings
 from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, live, quiet
 
@@ -79,23 +79,6 @@ async def test_the_entry_is_stored_before_it_is_sent(
     engine, _ = _engine(monkeypatch, tmp_path, venue, storage)
     await engine.on_candle(SYMBOL, quiet(0))
     assert venue.seen_at_send is not None and ENTRY in venue.seen_at_send
-
-
-class FlakyState:
-    """A key-value store whose writes fail while ``down`` (a database locked past its busy
-    timeout by another process)."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-        self.down = False
-
-    async def get(self, key: StateKey) -> str | None:
-        return await self._inner.get(key)  # type: ignore[attr-defined,no-any-return]
-
-    async def set(self, key: StateKey, value: str) -> None:
-        if self.down:
-            raise StorageUnavailable("the database cannot be used now: database is locked")
-        await self._inner.set(key, value)  # type: ignore[attr-defined]
 
 
 def _engine(

@@ -148,16 +148,22 @@ async def _fit_all(
     # the slow torch fits first: the GBDTs fill the other workers meanwhile
     for name in sorted(members, key=lambda m: not needs_segments([m])):
         champion = champions.get(name)
-        job = loop.run_in_executor(
-            pool,
-            fit,
-            name,
-            data,
-            params,
-            None if warm is None else warm.get(name),
-            None if champion is None else champion.files,
-            None if champion is None else champion.trained_until_ms,
-        )
+        try:
+            job = loop.run_in_executor(
+                pool,
+                fit,
+                name,
+                data,
+                params,
+                None if warm is None else warm.get(name),
+                None if champion is None else champion.files,
+                None if champion is None else champion.trained_until_ms,
+            )
+        except (BrokenProcessPool, OSError) as refused:
+            # A worker died while this one's was being started (the pool spawns on submit):
+            # this member failed like the others, and the pool is replaced after the run.
+            job = loop.create_future()
+            job.set_exception(BrokenProcessPool(f"the pool broke as {name} was sent: {refused}"))
         jobs[job] = name
     try:
         done, pending = await asyncio.wait(jobs, timeout=max(0.0, deadline - loop.time()))

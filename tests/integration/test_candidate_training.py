@@ -8,12 +8,13 @@ import asyncio
 import multiprocessing
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bot.candidate_training import train_candidates
+from bot.candidate_training import _fit_all, train_candidates
 from core.brains.exit_config import ExitConfig
 from core.domain.market import CandleSeries
 from core.errors import DataError, DependencyError
@@ -174,3 +175,42 @@ async def test_bad_arguments_are_refused_before_any_worker_starts(
             timeout_s=timeout_s,
         )
     assert not multiprocessing.active_children()
+
+
+class _BreaksOnSecondSubmit(ThreadPoolExecutor):
+    """A pool whose second submission finds it broken, as a process pool that spawns on
+    submit does when the first worker died meanwhile ("handle is closed")."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.submits = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        self.submits += 1
+        if self.submits == 2:
+            raise OSError("handle is closed")
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_pool_that_breaks_while_a_member_is_sent_fails_that_member_and_the_pool() -> None:
+    """Seen once in the suite: a crashed worker broke the pool while the next member's
+    worker was being spawned; the OSError escaped the whole run."""
+
+    def fit(name: str, *_: object) -> str:
+        return f"fitted {name}"
+
+    with _BreaksOnSecondSubmit() as pool:
+        fits, failures, clean = await _fit_all(
+            pool,  # type: ignore[arg-type]
+            data=None,  # type: ignore[arg-type]
+            members=["xgb", "lgbm"],
+            config=TrainConfig(),
+            champions={},
+            warm=None,
+            fit=fit,  # type: ignore[arg-type]
+            deadline=asyncio.get_running_loop().time() + 30,
+            timeout_s=30,
+        )
+    assert fits == {"xgb": "fitted xgb"}
+    assert failures["lgbm"].startswith("BrokenProcessPool: the pool broke as lgbm was sent")
+    assert clean is False  # the run replaces the pool

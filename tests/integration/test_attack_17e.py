@@ -21,18 +21,17 @@ from core.ports import KeptHalt, StateKey
 from core.services.bus import EventBus
 from core.services.trading_state import TradingStateService
 from storage.memory import MemoryStorage
-from tests.fakes import FlakyState
-from tests.unit.services.engine_harness import SYMBOL, at
+from tests.unit.services.engine_harness import SYMBOL
 from tests.unit.services.test_closed_trades_recorded import (
     ENTRY0,
     ENTRY2,
     STOP0,
     STOP2,
     FlakyTrades,
+    entered_on_a_failing_disk,
     rig,
     round_trip,
 )
-from tests.unit.services.test_engine_venue_sync import quiet
 
 
 class LockedWrites:
@@ -194,16 +193,7 @@ async def test_a_take_profit_that_filled_as_the_stop_closed_the_trade_is_reporte
     limit sell is not reduce-only). The sync hears the stop, closes the trade and cancels the
     leg (now or, the write-ahead refused, at the next sync); the venue answers the cancel
     with the leg filled: that fill is published once, whichever path heard it first."""
-    storage = MemoryStorage()
-    trades, kv = (
-        FlakyTrades(storage.trades),
-        FlakyState(storage.state, "the database cannot be used now: disk is full"),
-    )
-    r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
-    r.clock.advance_to(at(1))
-    await r.engine.on_candle(SYMBOL, quiet(0))
-    r.venue.script_fill(ENTRY0, D(100))
-    await r.engine.sync_with_venue()
+    r, storage, trades, kv = await entered_on_a_failing_disk(monkeypatch, tmp_path)
     first_leg = r.engine.trades[SYMBOL].working["TP1"]
     trades.down = kv.down = outage
     r.venue.script_fill(STOP0, D(98))
@@ -233,16 +223,7 @@ async def test_a_take_profit_that_filled_after_the_stop_closed_the_trade_is_aler
 ) -> None:
     """The same race: the leg's fill is past the position (the closed trade was recorded
     without it), so no trade books it: a critical alert names it, once, and nothing raises."""
-    storage = MemoryStorage()
-    trades, kv = (
-        FlakyTrades(storage.trades),
-        FlakyState(storage.state, "the database cannot be used now: disk is full"),
-    )
-    r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
-    r.clock.advance_to(at(1))
-    await r.engine.on_candle(SYMBOL, quiet(0))
-    r.venue.script_fill(ENTRY0, D(100))
-    await r.engine.sync_with_venue()
+    r, _, trades, kv = await entered_on_a_failing_disk(monkeypatch, tmp_path)
     first_leg = r.engine.trades[SYMBOL].working["TP1"]
     trades.down = kv.down = outage
     r.venue.script_fill(STOP0, D(98))

@@ -145,22 +145,29 @@ async def test_a_refused_write_is_logged_trading_goes_on_and_the_next_close_stor
     assert len(r.engine.closed_trades) == 2
 
 
+async def entered_on_a_failing_disk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[Rig, MemoryStorage, FlakyTrades, FlakyState]:
+    """A rig whose trades table and state store fail while ``down`` (a full disk), its
+    entry (decided on candle 0) filled at 100 and its exit plan working at the venue."""
+    storage = MemoryStorage()
+    trades = FlakyTrades(storage.trades)
+    kv = FlakyState(storage.state, "the database cannot be used now: disk is full")
+    r = rig(monkeypatch, tmp_path, storage, trades, state=kv)
+    r.clock.advance_to(at(1))
+    await r.engine.on_candle(SYMBOL, quiet(0))
+    r.venue.script_fill(ENTRY0, D(100))
+    await r.engine.sync_with_venue()
+    return r, storage, trades, kv
+
+
 async def test_a_stop_filled_while_the_database_refuses_writes_still_records_the_round_trip(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Flat, the trade cancels its take-profits; each cancel is written ahead and that write
     fails. Found by the chaos harness: the trade was marked finished, the first cancel's write
     raised, and the round trip was never recorded (no TradeClosed, no row, ever)."""
-    storage = MemoryStorage()
-    flaky, kv = (
-        FlakyTrades(storage.trades),
-        FlakyState(storage.state, "the database cannot be used now: disk is full"),
-    )
-    r = rig(monkeypatch, tmp_path, storage, flaky, state=kv)
-    r.clock.advance_to(at(1))
-    await r.engine.on_candle(SYMBOL, quiet(0))
-    r.venue.script_fill(ENTRY0, D(100))
-    await r.engine.sync_with_venue()
+    r, storage, flaky, kv = await entered_on_a_failing_disk(monkeypatch, tmp_path)
     legs = [cid for name, cid in r.engine.trades[SYMBOL].working.items() if name != "SL"]
     assert legs  # take-profits working beside the stop
     flaky.down = kv.down = True

@@ -312,9 +312,10 @@ def _start_in_fault(session: Session, result: FaultResult) -> None:
 
 def _kill_once_halted(session: Session, db: Path, fc: FaultConfig, result: FaultResult) -> None:
     """SIGKILL the bot as soon as it halted in memory (its halt kept beside the database, not
-    in it yet), or near the fault's end if it did not halt by then."""
+    in it yet); the fault lasts until then (a full disk fails only the writes that need a new
+    page: the first may take a while), 10 s at most."""
     note = db.with_name(db.name + HALT_NOTE_SUFFIX)
-    deadline = time.monotonic() + fc.db_fault_s * 0.8
+    deadline = time.monotonic() + max(fc.db_fault_s, 10.0)
     while not note.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     if not note.exists():

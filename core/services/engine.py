@@ -222,6 +222,8 @@ class Engine:
             await self._give_up(trade, "interrupted by a restart")
         ids = {t.trade_id for t in self.trades.values()}
         self.sizing.load(await self._state.get(StateKey.SIZING_ACCOUNT), ids)
+        for trade in [t for t in self.trades.values() if t.finished]:
+            await self._exits.recover_finished(trade)  # killed before its record, maybe
         if saved:
             await self.sync_with_venue()  # what the venue did while we were away
             log.info("restored %d open trade(s): %s", len(self.trades), ", ".join(self.trades))

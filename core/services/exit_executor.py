@@ -337,6 +337,20 @@ class ExitExecutor:
         trade.finished = True
         for name in list(trade.working):
             await self._cancel(trade, name, "position closed")
+        return await self._book(trade)
+
+    async def recover_finished(self, trade: OpenTrade) -> None:
+        """Record the round trip of ``trade``, restored finished. Its process marked it
+        finished, wrote that ahead with each leftover's cancel, and could be killed before
+        the record: restored, the trade would be forgotten once the cancels are confirmed,
+        its round trip never recorded. A row stored already stays the one row."""
+        if self._trades is not None and trade.finished and trade.plan is not None:
+            await self._book(trade)
+
+    async def _book(self, trade: OpenTrade) -> ClosedTrade:
+        """Record ``trade``'s round trip and announce it (``TradeClosed``). A replay after a
+        restart finds its row stored already and announces it again: the state its process
+        saved (the sizing account with it) is from before the close."""
         closed = closed_trade(trade)
         self.closed.append(closed)
         if self._trades is not None:  # stored before it is announced: /trades shows it

@@ -159,6 +159,12 @@ class TradingStateService:
         """Halt trading because the database cannot be written: at once, in memory (new
         exposure stops; stops and exits still go), and on disk as soon as it can be written,
         so the halt survives a restart and an operator resumes it (``qt state resume``)."""
+        if self._forced is None and self._current is None:
+            # Failing before this process read the state: the last one's kept halt first,
+            # and the resume seen now (else any resume stored before would read as one since).
+            await self._take_over_note()
+            if self._forced is None:
+                self._resumed = await self._resume_mark()
         if self._forced is not None:
             if self._inherited:
                 # This process's own failure on top of the halt the last one kept: a resume
@@ -171,6 +177,13 @@ class TradingStateService:
         self._keep_note()
         log.critical("the database cannot be written: trading HALTED (%s)", reason)
         await self._announce_forced(reason)
+
+    async def _resume_mark(self) -> str | None:
+        """Return the stored resume mark (None: none, or it cannot be read)."""
+        try:
+            return await self._state.get(StateKey.RESUMED_MS)
+        except StorageUnavailable:
+            return None
 
     async def _take_over_note(self) -> None:
         """At the first read: a storage halt an earlier process kept outside the database

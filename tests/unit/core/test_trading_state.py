@@ -215,3 +215,20 @@ async def test_a_resume_the_killed_process_had_seen_does_not_lift_its_kept_halt(
     second = TradingStateService(db, EventBus(), SimClock(2_000), note=note)  # type: ignore[arg-type]
     assert await second.current() is TradingState.HALTED
     assert await store.state.get(StateKey.TRADING_STATE) == "halted"
+
+
+async def test_a_failure_before_the_first_read_does_not_take_an_older_resume_for_its_answer() -> (
+    None
+):
+    """A process that fails on the database before it ever read the state (its start's first
+    write): a resume stored long before, by a clock running ahead, is not one since."""
+    store = MemoryStorage()
+    cli = TradingStateService(store.state, EventBus(), SimClock(9_000_000))  # ahead
+    await cli.set(TradingState.ACTIVE, reason="an older incident over", actor="cli")
+    db = FlakyState(store.state)
+    fresh = TradingStateService(db, EventBus(), SimClock(1_000))  # type: ignore[arg-type]
+    db.down = True
+    await fresh.fail_closed("disk is full")  # before any read
+    db.down = False
+    assert await fresh.current() is TradingState.HALTED
+    assert await store.state.get(StateKey.TRADING_STATE) == "halted"

@@ -23,7 +23,7 @@ from core.domain.policy import Policy
 from core.domain.portfolio import EquitySnapshot
 from core.domain.trades import ClosedTrade
 from core.errors import StorageUnavailable
-from core.ports import Storage, TradeRepo
+from core.ports import StateKey, Storage, TradeRepo
 from core.services.bus import EventBus
 from core.services.commands import CommandCore, CommandServices
 from core.services.engine import Engine
@@ -261,3 +261,61 @@ async def test_a_new_process_on_the_same_database_shows_the_trades_closed_before
         assert (await forgetful.trades(5)).title == "no closed trade yet"
     finally:
         await again.stop()
+
+
+class Killed(BaseException):
+    """The process dies here (SIGKILL): nothing after it runs, no handler sees it."""
+
+
+class DiesOnAdd:
+    """A trades table whose process is killed just before (``before``) or just after the
+    row of a round trip is stored."""
+
+    def __init__(self, inner: TradeRepo, *, before: bool) -> None:
+        self.inner, self.before = inner, before
+
+    async def add(self, trade: ClosedTrade) -> bool:
+        if self.before:
+            raise Killed
+        await self.inner.add(trade)
+        raise Killed
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before its row", "after its row"])
+async def test_a_kill_while_a_round_trip_is_recorded_leaves_it_recorded_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, before: bool
+) -> None:
+    """Flat, the trade is marked finished and that is written ahead with each take-profit's
+    cancel, then its row is stored. Killed in between, the restart restored it finished and
+    forgot it once the cancels were confirmed: the round trip was never recorded (found by
+    the two-symbol chaos run: "lost fill ... entry venue 1.808 bot 0")."""
+    storage = MemoryStorage()
+    venue = FakeExchange(balances={"USDT": D(10_000)}, track_positions=True)
+    venue.clock.advance_to(T0_MS)
+    r = rig(monkeypatch, tmp_path, storage, DiesOnAdd(storage.trades, before=before), venue=venue)
+    r.clock.advance_to(at(1))
+    await r.engine.on_candle(SYMBOL, quiet(0))
+    venue.script_fill(ENTRY0, D(100))
+    await r.engine.sync_with_venue()
+    trade = r.engine.trades[SYMBOL]
+    assert trade.plan is not None
+    # a market exit (a signal's): its fill finds the stop and take-profits still working
+    await r.engine._exits.market_exit(
+        trade, trade.plan.remaining, reason="SIGNAL", reference=D(100)
+    )
+    exit_cid = next(cid for cid, why in trade.exit_reasons.items() if why == "SIGNAL")
+    venue.script_fill(exit_cid, D(101))
+    with pytest.raises(Killed):
+        await r.engine.sync_with_venue()
+    saved = await storage.state.get(StateKey.ENGINE_TRADES)
+    assert saved is not None and '"finished": true' in saved  # written ahead with a cancel
+
+    again = rig(monkeypatch, tmp_path, storage, storage.trades, venue=venue)
+    await again.engine.start()
+    [closed] = await storage.trades.list_closed()
+    assert closed.trade_id == ENTRY0 and closed.exit_reason == "SIGNAL"
+    # announced by the restart (the killed process died before its announcement)
+    assert [e.trade_id for e in again.events if isinstance(e, TradeClosed)] == [ENTRY0]
+    await again.engine.sync_with_venue()
+    assert SYMBOL not in again.engine.trades
+    assert await storage.trades.list_closed() == [closed]

@@ -77,14 +77,14 @@ def _say_kept_halt(url: str, new: TradingState | None, resume_mark: str) -> None
     """Say so when a process halted on a database it could not write and ended before the
     halt reached it: the halt waits beside the database for the next start."""
     from bot.halt_note import halt_note_for
+    from core.services.trading_state import resume_answers
 
     note = halt_note_for(url)
     kept = note.read() if note is not None else None
     if kept is None or note is None:
         return
-    resumed_ms = resume_mark.partition(":")[0]
     # The next start's rule (TradingStateService): a resume as late as the halt answers it.
-    answered = resumed_ms.isascii() and resumed_ms.isdigit() and int(resumed_ms) >= kept.since_ms
+    answered = resume_answers(resume_mark, kept.since_ms)
     if new is TradingState.ACTIVE and answered:
         console.print(
             f"the storage halt kept in {escape(str(note.path))} is answered by this resume"

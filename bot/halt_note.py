@@ -10,14 +10,11 @@ doubt, trade nothing.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
 from core.ports import KeptHalt
 from storage.db import is_memory_url, parse_sqlite_url
-
-log = logging.getLogger(__name__)
 
 SUFFIX = ".storage-halt"
 NEVER_MS = 2**62  # a kept halt whose time is unknown: later than any resume

@@ -287,14 +287,10 @@ class TradingStateService:
         """Return True when the stored resume mark is not the last one the halting process
         had seen and was made at or after the fail-closed halt (a resume from before it
         answered an older halt). Both: a mark's time is its writer's clock."""
-        try:
-            mark = await self._state.get(StateKey.RESUMED_MS)
-        except StorageUnavailable:
-            return False
+        mark = await self._resume_mark()
         if not mark or mark == self._resumed:
             return False
-        resumed_ms = mark.partition(":")[0]  # isascii: '²' is a digit to isdigit, not to int
-        return resumed_ms.isascii() and resumed_ms.isdigit() and int(resumed_ms) >= self._forced_ms
+        return resume_answers(mark, self._forced_ms)
 
     async def _write(self, new: TradingState, reason: str) -> None:
         await self._state.set(StateKey.TRADING_STATE, new.value)
@@ -334,6 +330,13 @@ class TradingStateService:
             )
         )
         return new is not previous  # a resume while active is published, but changed nothing
+
+
+def resume_answers(mark: str, since_ms: int) -> bool:
+    """Return True when the resume ``mark`` ("<ms>:<token>", its writer's clock) was made at
+    or after ``since_ms``: a resume that can answer a halt made then."""
+    resumed_ms = mark.partition(":")[0]  # isascii: '²' is a digit to isdigit, not to int
+    return resumed_ms.isascii() and resumed_ms.isdigit() and int(resumed_ms) >= since_ms
 
 
 _NAMES = ", ".join(s.value for s in TradingState)

@@ -169,6 +169,10 @@ def missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | No
         return None
     cost = order.average_price * order.filled - trade.cost_by_cid.get(cid, ZERO)
     return OrderFilled(
+        # Named by how much of the order has filled with it: a restart that lost the state
+        # of this fill (not its event, kept while the database failed) finds it again under
+        # the same id, and the audit trail holds it once.
+        event_id=f"fill:{cid}:{order.filled.normalize():f}",
         ts_ms=now_ms,
         fill_ts_ms=order.updated_ms,
         client_order_id=cid,

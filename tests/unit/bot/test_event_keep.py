@@ -1,0 +1,68 @@
+"""The file that keeps the events the audit trail refused: appended and read back in order; a
+line cut short by a crash is skipped; anything else it cannot read is set aside, whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.event_keep import FileEventKeep, event_keep_for
+from core.ports import StoredEvent
+
+
+def stored(i: int) -> StoredEvent:
+    return StoredEvent(
+        event_id=f"e{i}", topic="order.filled", ts_ms=i, payload={"amount": "1.5", "n": [i]}
+    )
+
+
+def test_events_come_back_in_the_order_they_were_kept(tmp_path: Path) -> None:
+    keep = FileEventKeep(tmp_path / "qt.db.unsaved-events")
+    assert keep.left() == []
+    keep.add([stored(0), stored(1)])
+    keep.add([stored(2)])
+    assert FileEventKeep(keep.path).left() == [stored(0), stored(1), stored(2)]
+    keep.clear()
+    keep.clear()  # gone already: fine
+    assert keep.left() == []
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    keep = FileEventKeep(tmp_path / "k")
+    keep.add([stored(0)])
+    with keep.path.open("ab") as f:
+        f.write(b'{"event_id":"e1","top')  # killed mid-write: never delivered
+    assert keep.left() == [stored(0)]
+    assert "cut short" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"not json", b"[1, 2]", b'{"event_id": "x", "topic": "t", "ts_ms": "5", "payload": {}}',
+     b"\xff\xfe\n"],
+    ids=["text", "a list", "ts as text", "not utf-8"],
+)  # fmt: skip
+def test_a_file_this_program_did_not_write_is_set_aside_whole(
+    tmp_path: Path, line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    keep = FileEventKeep(tmp_path / "k")
+    keep.add([stored(0)])
+    with keep.path.open("ab") as f:
+        f.write(line.rstrip(b"\n") + b"\n")
+    keep.add([stored(2)])
+    original = keep.path.read_bytes()
+
+    assert keep.left() == [stored(0)]  # those before it still go to the trail
+    aside = tmp_path / "k.unreadable"
+    assert aside.read_bytes() == original and not keep.path.exists()  # for an operator
+    assert "for an operator" in caplog.text
+
+
+def test_the_keep_sits_beside_a_database_file_only(tmp_path: Path) -> None:
+    keep = event_keep_for(f"sqlite+aiosqlite:///{tmp_path}/qt.db")
+    assert keep is not None and keep.path == tmp_path / "qt.db.unsaved-events"
+    assert event_keep_for("sqlite+aiosqlite:///:memory:") is None
+    assert event_keep_for("memory://") is None

@@ -1,0 +1,164 @@
+"""A process killed while its audit trail cannot be written loses no event: the bus keeps what
+the trail refused beside the database (``bot.event_keep``) before it delivers it, and the next
+process writes it first.
+
+The hard case is a full disk: it fails only the writes that need a new page, so the engine's
+state (a row updated in place) takes a fill whose event the trail refused. Without the keep,
+the restart's state has the fill and never publishes it again: a gap in the trail. The other
+case, every write refused (read-only): the state never heard of the fill either, the restart
+finds it at the venue again, under the same event id, and the trail holds it once.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.event_keep import FileEventKeep
+from bot.trading import build_engine
+from core.domain.events import Event, OrderFilled, TradingStateChanged
+from core.errors import StorageUnavailable
+from core.services.bus import EventBus
+from core.services.engine import Engine
+from core.services.trading_state import TradingStateService
+from storage.memory import MemoryStorage
+from tests.fakes import FakeExchange, FlakyState
+from tests.unit.services.engine_harness import SYMBOL, ScriptedProvider, at, clean_settings
+from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, quiet
+
+
+class FlakyTrail:
+    """The audit trail, whose appends fail while ``down``."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self.storage = storage
+        self.down = False
+
+    async def append(self, event: Event) -> None:
+        if self.down:
+            raise StorageUnavailable("the database cannot be used now: database or disk is full")
+        await self.storage.events.append(event)
+
+
+def process(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    venue: FakeExchange,
+    trail: FlakyTrail,
+    state: FlakyState,
+) -> tuple[Engine, EventBus]:
+    """One process's engine and bus on the database ``trail`` and ``state`` stand for."""
+    bus = EventBus(sink=trail.append, keep=FileEventKeep(tmp_path / "qt.db.unsaved-events"))
+    trading_state = TradingStateService(state, bus, venue.clock)  # type: ignore[arg-type]
+    bus.on_storage_failure(trading_state.fail_closed)  # as the process wires it
+    engine = build_engine(
+        clean_settings(monkeypatch, tmp_path),
+        clock=venue.clock,
+        bus=bus,
+        exchange=venue,
+        trading_state=trading_state,
+        provider=ScriptedProvider(entries={at(0): 1}),
+        state=state,  # type: ignore[arg-type]
+    )
+    return engine, bus
+
+
+async def entry_fills_in_the_trail(storage: MemoryStorage) -> list[D]:
+    return [
+        D(str(e.payload["amount"]))
+        for e in await storage.events.list_events("order.filled")
+        if e.payload["client_order_id"] == ENTRY
+    ]
+
+
+@pytest.mark.parametrize("state_written", [True, False], ids=["disk-full", "read-only"])
+async def test_a_fill_published_in_an_outage_reaches_the_trail_once_after_a_kill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state_written: bool
+) -> None:
+    storage = MemoryStorage()
+    trail, state = FlakyTrail(storage), FlakyState(storage.state)
+    venue = FakeExchange(balances={"USDT": D(10_000)}, track_positions=True)
+    engine, _ = process(monkeypatch, tmp_path, venue, trail, state)
+    await engine.on_candle(SYMBOL, quiet(0))  # the entry is out
+
+    trail.down = True  # the trail's insert needs a page; the state's update may not
+    state.down = not state_written
+    venue.script_fill(ENTRY, D(100))
+    await engine.sync_with_venue()
+    assert STOP in venue.orders if state_written else STOP not in venue.orders
+    assert await entry_fills_in_the_trail(storage) == []
+    # killed here (nothing stops cleanly); the next process starts once the disk has room
+    trail.down = state.down = False
+    again, bus = process(monkeypatch, tmp_path, venue, trail, state)
+    await bus.flush()
+    await again.start()
+    await again.sync_with_venue()
+
+    assert await entry_fills_in_the_trail(storage) == [D(50)]  # once, as at the venue
+    assert again.trades[SYMBOL].amount == D(50)
+    assert venue.orders[STOP].is_open  # its stop placed by one process or the other
+    assert not (tmp_path / "qt.db.unsaved-events").exists()  # all in the trail: the keep goes
+    halts = await storage.events.list_events(TradingStateChanged.topic)
+    assert [h.payload["actor"] for h in halts] == ["storage"]  # the outage's halt, kept too
+
+
+async def test_the_keep_holds_an_event_before_any_subscriber_sees_it(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    trail = FlakyTrail(storage)
+    keep = FileEventKeep(tmp_path / "qt.db.unsaved-events")
+    bus = EventBus(sink=trail.append, keep=keep)
+    kept_when_delivered: list[list[str]] = []
+
+    async def engine(e: Event) -> None:  # the state written here may be ahead of the trail
+        kept_when_delivered.append([k.event_id for k in keep.left()])
+
+    bus.subscribe(OrderFilled.topic, engine)
+    trail.down = True
+    fills = [fill(i) for i in range(3)]
+    for f in fills:
+        await bus.publish(f)
+
+    ids = [f.event_id for f in fills]
+    assert kept_when_delivered == [ids[:1], ids[:2], ids]  # each kept once, in order
+    trail.down = False
+    await bus.flush()
+    assert [e.event_id for e in await storage.events.list_events()] == ids
+    assert keep.left() == []
+
+
+async def test_a_keep_that_cannot_be_written_loses_nothing_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = MemoryStorage()
+    trail = FlakyTrail(storage)
+    bus = EventBus(sink=trail.append, keep=FileEventKeep(tmp_path / "gone" / "qt.db.keep"))
+    delivered: list[Event] = []
+
+    async def record(e: Event) -> None:
+        delivered.append(e)
+
+    bus.subscribe("*", record)
+    trail.down = True
+    await bus.publish(fill(0))  # the keep's folder is gone: an OSError, said, not raised
+    assert delivered == [fill(0)] and bus.unsaved == 1
+    assert "cannot be kept either" in caplog.text
+    trail.down = False
+    await bus.publish(fill(1))
+    assert [e.event_id for e in await storage.events.list_events()] == ["f0", "f1"]
+
+
+def fill(i: int) -> OrderFilled:
+    return OrderFilled(
+        event_id=f"f{i}",
+        ts_ms=at(i),
+        fill_ts_ms=at(i),
+        client_order_id=ENTRY,
+        symbol=SYMBOL,
+        side="buy",
+        amount=D(1),
+        price=D(100),
+        fee=D(0),
+        liquidity="taker",
+    )

@@ -25,7 +25,9 @@ from bot.app import (
 )
 from bot.demo_models import DEMO_MODELS_DIR, DemoEnsemble
 from bot.ensemble_loader import refuse_other_features, saved_ensemble
+from bot.event_keep import SUFFIX as EVENT_KEEP_SUFFIX
 from bot.file_lock import FileLock, LockHeld
+from bot.halt_note import SUFFIX as HALT_NOTE_SUFFIX
 from bot.market_rules import MarketRulesSource, rules_book
 from bot.trading import ema_rsi_from, paper_exchange
 from bot.universe_live import LiveUniverse
@@ -127,7 +129,8 @@ def _claim_demo_database(settings: Settings) -> FileLock:
             f"another `qt demo` ({held.holder}) is using {db_file}; stop it first, or run "
             "this one with its own QT__APP__DATA_DIR"
         ) from held
-    for suffix in ("", "-wal", "-shm"):
+    # With it, what a demo killed during an outage left beside it: its halt, its events.
+    for suffix in ("", "-wal", "-shm", HALT_NOTE_SUFFIX, EVENT_KEEP_SUFFIX):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     # The files of the model versions that database registered: gone with it.
     shutil.rmtree(settings.app.data_dir / DEMO_MODELS_DIR, ignore_errors=True)

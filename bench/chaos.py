@@ -193,6 +193,8 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
         f"max open positions    {result.max_open_positions} at the venue (limit "
         f"{result.position_limit}; {', '.join(result.max_open_symbols) or 'none'}); "
         f"{result.limit_denials} entries the limit denied",
+        f"exit-plan work        {result.tp_fills} take-profit fills, {result.stop_moves} stops "
+        "moved (break-even after the first take-profit)",
         f"faults injected       {result.faults_injected} ({faults})",
         f"retries               {result.retries}",
         f"final equity          {result.equity:.2f}",

@@ -10,6 +10,7 @@ aside, whole, for an operator (nothing is lost, nothing is guessed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,10 +35,21 @@ class FileEventKeep:
     def add(self, events: Sequence[StoredEvent]) -> None:
         """Append ``events``; an ``OSError`` (a full disk) is the caller's to say."""
         text = "".join(json.dumps(_row(e), separators=(",", ":")) + "\n" for e in events)
+        data = text.encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                # A full disk takes part of a write, then refuses the rest: all or nothing,
+                # or the next events would be appended to this one's first bytes.
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 
@@ -58,6 +70,8 @@ class FileEventKeep:
             events.append(event)
         if torn:
             log.warning("%s: an event cut short by a crash is skipped (never delivered)", self.path)
+            # Cut off: the next event kept would be appended to it, one line no reader parses.
+            os.truncate(self.path, len(data) - len(torn))
         return events
 
     def clear(self) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.errors import OperationalError
 from core.ports import StoredEvent
 from storage.db import is_memory_url, parse_sqlite_url
 
@@ -54,11 +55,17 @@ class FileEventKeep:
             os.close(fd)
 
     def left(self) -> list[StoredEvent]:
-        """Return the kept events, oldest first (no file: none)."""
+        """Return the kept events, oldest first (no file: none; one that cannot be read:
+        ``OperationalError``)."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
+        except OSError as e:  # events it may hold would be missing from the trail: no start
+            raise OperationalError(
+                f"the events kept beside the database in {self.path} cannot be read "
+                f"({e.strerror or e}); make it readable (or move it aside) and start again"
+            ) from e
         lines = data.split(b"\n")
         torn = lines.pop()  # after the last newline: b"" unless a write was cut short
         events: list[StoredEvent] = []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.event_keep import FileEventKeep, event_keep_for
+from core.errors import OperationalError
 from core.ports import StoredEvent
 
 
@@ -92,6 +93,7 @@ import subprocess
 import sys
 from pathlib import Path
 from bot.event_keep import FileEventKeep
+from core.errors import OperationalError
 from core.ports import StoredEvent
 path = Path(sys.argv[1])
 # The disk fills up 40 bytes into this event: the kernel writes what fits, then refuses.
@@ -126,3 +128,14 @@ def test_an_event_the_full_disk_cut_short_is_refused_and_leaves_no_fragment(
     keep.add([stored(2)])  # space again
     assert FileEventKeep(keep.path).left() == [stored(0), stored(2)]
     assert not (tmp_path / "k.unreadable").exists()
+
+
+def test_a_keep_that_cannot_be_read_stops_the_start_with_one_line_naming_it(
+    tmp_path: Path,
+) -> None:
+    # Events it may hold would be missing from the trail: no start, and an error the CLI
+    # prints as one line (our error, not a traceback).
+    path = tmp_path / "qt.db.unsaved-events"
+    path.mkdir()
+    with pytest.raises(OperationalError, match=r"qt\.db\.unsaved-events.*cannot be read"):
+        FileEventKeep(path).left()

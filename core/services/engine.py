@@ -366,6 +366,10 @@ class Engine:
         )
         await self._bus.publish(
             OrderFilled(
+                # One per trade (it closes the plan): a restart whose state lost it (not its
+                # event, kept while the database failed) finds it again a minute later under
+                # another order id, and the audit trail must hold it once.
+                event_id=f"closed-outside:{trade.trade_id}",
                 ts_ms=now,
                 fill_ts_ms=now,
                 client_order_id=closed_outside_id(trade.symbol, now),

@@ -284,3 +284,40 @@ async def test_an_event_published_while_the_keep_is_written_is_kept_too(tmp_path
     keep.hold.set()
     await asyncio.gather(first, second)
     assert [e.event_id for e in FileEventKeep(keep.path).left()] == ["f0", "f1"]
+
+
+async def test_a_close_found_outside_our_orders_in_an_outage_is_in_the_trail_once_after_a_kill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    storage = MemoryStorage()
+    trail, state = FlakyTrail(storage), FlakyState(storage.state)
+    venue = FakeExchange(balances={"USDT": D(10_000)}, track_positions=True)
+    engine, _ = process(monkeypatch, tmp_path, venue, trail, state)
+    await engine.on_candle(SYMBOL, quiet(0))
+    venue.script_fill(ENTRY, D(100))
+    await engine.sync_with_venue()  # entered, protected, saved
+    trade_id = engine.trades[SYMBOL].trade_id
+
+    venue.positions = []  # closed by hand: no order of ours
+    await engine.sync_with_venue()
+    venue.clock.advance_to(venue.clock.now_ms() + 61_000)
+    trail.down = state.down = True  # the close is found and booked during a full disk
+    await engine.sync_with_venue()
+    assert SYMBOL not in engine.trades
+    # killed here; the next process's state still holds the trade, flat at the venue
+    trail.down = state.down = False
+    again, bus = process(monkeypatch, tmp_path, venue, trail, state)
+    await bus.flush()
+    await again.start()
+    for _ in range(2):
+        await again.sync_with_venue()
+        venue.clock.advance_to(venue.clock.now_ms() + 61_000)
+
+    outside = [
+        e.payload["amount"]
+        for e in await storage.events.list_events(OrderFilled.topic)
+        if e.payload["client_order_id"] not in (ENTRY,)
+    ]
+    assert outside == ["50"]  # one close at the venue, one in the trail
+    closes = await storage.events.list_events("trade.closed")
+    assert [e.payload["trade_id"] for e in closes] == [trade_id]

@@ -1393,9 +1393,15 @@ def _entry_atr(atr: float) -> Decimal | None:
 
 
 def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:
-    """Return the event for a working order the venue ended (or no longer knows) on its own."""
+    """Return the event for a working order the venue ended (or no longer knows) on its own:
+    one id per order (it ends once), so a restart whose state lost this end (not its event,
+    kept while the database failed) finds it again and the audit trail holds it once."""
     return OrderCanceled(
-        ts_ms=now_ms, client_order_id=client_order_id, symbol=symbol, reason=f"venue: {why}"
+        event_id=f"venue-ended:{client_order_id}",
+        ts_ms=now_ms,
+        client_order_id=client_order_id,
+        symbol=symbol,
+        reason=f"venue: {why}",
     )
 
 

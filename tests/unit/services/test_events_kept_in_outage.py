@@ -21,7 +21,8 @@ import pytest
 
 from bot.event_keep import FileEventKeep
 from bot.trading import build_engine
-from core.domain.events import Event, OrderFilled, TradingStateChanged
+from core.domain.enums import OrderStatus
+from core.domain.events import Event, OrderCanceled, OrderFilled, TradingStateChanged
 from core.errors import StorageUnavailable
 from core.ports import StoredEvent
 from core.services.bus import EventBus
@@ -321,3 +322,33 @@ async def test_a_close_found_outside_our_orders_in_an_outage_is_in_the_trail_onc
     assert outside == ["50"]  # one close at the venue, one in the trail
     closes = await storage.events.list_events("trade.closed")
     assert [e.payload["trade_id"] for e in closes] == [trade_id]
+
+
+async def test_an_order_the_venue_ended_in_an_outage_is_in_the_trail_once_after_a_kill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    storage = MemoryStorage()
+    trail, state = FlakyTrail(storage), FlakyState(storage.state)
+    venue = FakeExchange(balances={"USDT": D(10_000)}, track_positions=True)
+    engine, _ = process(monkeypatch, tmp_path, venue, trail, state)
+    await engine.on_candle(SYMBOL, quiet(0))
+    venue.script_fill(ENTRY, D(100))
+    await engine.sync_with_venue()  # entered, its ladder out, saved
+    tp1 = engine.trades[SYMBOL].working["TP1"]
+
+    trail.down = state.down = True
+    venue.orders[tp1] = venue.orders[tp1].with_(status=OrderStatus.CANCELED)  # the venue's own
+    await engine.sync_with_venue()
+    # killed here; the next process's state still waits on the order
+    trail.down = state.down = False
+    again, bus = process(monkeypatch, tmp_path, venue, trail, state)
+    await bus.flush()
+    await again.start()
+    await again.sync_with_venue()
+
+    ended = [
+        e.payload["reason"]
+        for e in await storage.events.list_events(OrderCanceled.topic)
+        if e.payload["client_order_id"] == tp1
+    ]
+    assert ended == ["venue: canceled"]

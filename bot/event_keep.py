@@ -10,6 +10,7 @@ aside, whole, for an operator (nothing is lost, nothing is guessed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.errors import OperationalError
 from core.ports import StoredEvent
 from storage.db import is_memory_url, parse_sqlite_url
 
@@ -34,19 +36,36 @@ class FileEventKeep:
     def add(self, events: Sequence[StoredEvent]) -> None:
         """Append ``events``; an ``OSError`` (a full disk) is the caller's to say."""
         text = "".join(json.dumps(_row(e), separators=(",", ":")) + "\n" for e in events)
+        data = text.encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                # A full disk takes part of a write, then refuses the rest: all or nothing,
+                # or the next events would be appended to this one's first bytes.
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 
     def left(self) -> list[StoredEvent]:
-        """Return the kept events, oldest first (no file: none)."""
+        """Return the kept events, oldest first (no file: none; one that cannot be read:
+        ``OperationalError``)."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
+        except OSError as e:  # events it may hold would be missing from the trail: no start
+            raise OperationalError(
+                f"the events kept beside the database in {self.path} cannot be read "
+                f"({e.strerror or e}); make it readable (or move it aside) and start again"
+            ) from e
         lines = data.split(b"\n")
         torn = lines.pop()  # after the last newline: b"" unless a write was cut short
         events: list[StoredEvent] = []
@@ -58,6 +77,8 @@ class FileEventKeep:
             events.append(event)
         if torn:
             log.warning("%s: an event cut short by a crash is skipped (never delivered)", self.path)
+            # Cut off: the next event kept would be appended to it, one line no reader parses.
+            os.truncate(self.path, len(data) - len(torn))
         return events
 
     def clear(self) -> None:

@@ -178,7 +178,7 @@ class EventBus:
                 error = exc
                 # Kept before the event is delivered: what its subscribers write (the engine's
                 # state, which a full disk may still take) is never ahead of the trail's keep.
-                self._keep_unsaved()
+                await self._keep_unsaved()
         if error is None:
             self._failing = False
             if self._keep_used:
@@ -190,14 +190,19 @@ class EventBus:
             for handler in self._storage_failed:
                 await handler(str(error))
 
-    def _keep_unsaved(self) -> None:
+    async def _keep_unsaved(self) -> None:
+        """Add to the keep the unsaved events it does not hold yet (call with the sink lock
+        held: nothing is written, so nothing leaves the front of ``_unsaved`` meanwhile)."""
         if self._keep is None:
             return
         new = [stored_event(e) for e in islice(self._unsaved, self._kept, None)]
         if not new:
             return
         try:
-            self._keep.add(new)
+            # In a thread: a synced write takes milliseconds (seconds on a failing disk), and
+            # the loop has stops and exits to send meanwhile. Publishers go on appending to
+            # ``_unsaved`` while it runs: only these are kept by it.
+            await asyncio.to_thread(self._keep.add, new)
         except OSError as e:
             log.critical(
                 "%d event(s) the audit trail refused cannot be kept either (%s): "
@@ -206,7 +211,7 @@ class EventBus:
                 e,
             )
             return
-        self._kept = len(self._unsaved)
+        self._kept += len(new)
         self._keep_used = True
 
     def _forget_kept(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.errors import OperationalError
 from core.ports import StoredEvent
-from storage.db import is_memory_url, parse_sqlite_url
+from storage.db import database_file
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,5 @@ def _parsed(line: bytes) -> StoredEvent | None:
 def event_keep_for(database_url: str) -> FileEventKeep | None:
     """Return the keep beside the database file of ``database_url`` (None in memory: the
     events die with the process and its database alike)."""
-    if database_url.startswith("memory://"):
-        return None
-    parsed = parse_sqlite_url(database_url)
-    database = parsed.database
-    if is_memory_url(parsed) or not database or database.startswith("file:"):
-        return None
-    return FileEventKeep(Path(database + SUFFIX))
+    database = database_file(database_url)
+    return None if database is None else FileEventKeep(database.with_name(database.name + SUFFIX))

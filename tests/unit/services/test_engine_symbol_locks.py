@@ -36,6 +36,7 @@ class SlowSymbol(ReduceOnlyVenue):
     as it is created (as a real venue fills one), at that price."""
 
     slow: str | None = None
+    slow_calls: tuple[str, ...] = ()
     answer: asyncio.Event | None = None
     entries_fill_at: D | None = None
 
@@ -45,10 +46,11 @@ class SlowSymbol(ReduceOnlyVenue):
         self.most_at_once: Counter[str] = Counter()
         self.waiting = 0
 
-    async def _call(self, symbol: str) -> None:
+    async def _call(self, symbol: str, method: str) -> None:
         self.under_way[symbol] += 1
         self.most_at_once[symbol] = max(self.most_at_once[symbol], self.under_way[symbol])
-        if symbol == self.slow and self.answer is not None and not self.answer.is_set():
+        slow = symbol == self.slow and method in self.slow_calls
+        if slow and self.answer is not None and not self.answer.is_set():
             self.waiting += 1
             try:
                 await self.answer.wait()
@@ -57,7 +59,7 @@ class SlowSymbol(ReduceOnlyVenue):
         await asyncio.sleep(0)  # every answer lets the other tasks run
 
     async def create_order(self, request: OrderRequest) -> Order:
-        await self._call(request.symbol)
+        await self._call(request.symbol, "create_order")
         try:
             entry = request.type is OrderType.MARKET and not request.reduce_only
             if entry and self.entries_fill_at is not None:
@@ -67,22 +69,24 @@ class SlowSymbol(ReduceOnlyVenue):
             self.under_way[request.symbol] -= 1
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
-        await self._call(symbol)
+        await self._call(symbol, "cancel_order")
         try:
             return await super().cancel_order(client_order_id, symbol)
         finally:
             self.under_way[symbol] -= 1
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
-        await self._call(symbol)
+        await self._call(symbol, "fetch_order")
         try:
             return await super().fetch_order(client_order_id, symbol)
         finally:
             self.under_way[symbol] -= 1
 
-    def hang(self, symbol: str) -> asyncio.Event:
-        """Make ``symbol``'s order calls wait from now on; return the event that answers."""
+    def hang(self, symbol: str, *calls: str) -> asyncio.Event:
+        """Make ``symbol``'s order calls (these ``calls`` only, if named) wait from now on;
+        return the event that answers them."""
         self.slow, self.answer = symbol, asyncio.Event()
+        self.slow_calls = calls or ("create_order", "cancel_order", "fetch_order")
         return self.answer
 
     def asked_about(self, symbol: str) -> int:
@@ -162,6 +166,26 @@ async def test_a_fill_is_protected_while_the_same_sync_waits_on_another_symbols_
     answer.set()
     assert await sync == 1  # ETH's fill; BTC's orders unchanged
     assert STOP in lv.open_cids()
+
+
+async def test_a_fill_is_protected_while_another_symbols_fill_is_handled_at_a_slow_venue(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv, venue = await slow_venue(monkeypatch, tmp_path)
+    await lv.engine.on_candle(ETH, quiet(0))
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()
+    answer = venue.hang(SYMBOL, "cancel_order")
+    venue.script_fill(TP1, D("101.95"))  # its handler moves BTC's stop: the cancel hangs
+    venue.script_fill(ETH_ENTRY, D(100))
+
+    sync = asyncio.create_task(lv.engine.sync_with_venue())
+    assert await until(lambda: stop_of(venue, ETH)), "ETH's fill waited for BTC's fill handler"
+    assert not sync.done() and venue.waiting == 1
+
+    answer.set()
+    assert await sync == 2
+    assert [o.request.amount for o in stop_of(venue, SYMBOL)] == [D(35)]
 
 
 async def test_a_cycle_waits_for_the_sync_working_on_its_trade_and_no_other(

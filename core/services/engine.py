@@ -433,15 +433,14 @@ class Engine:
         await self._exits.record_waiting()
 
     async def _write_state(self, state: KeyValueRepo) -> None:
-        """Write the sizing account and the trades, each only when it changed."""
+        """Write the sizing account and the trades as they are now, each only when it
+        changed."""
         # The account first: written alone (the database lost before the trades), a restart
         # drops the trades it holds that the stored ones do not, and ignores the close the
         # venue sync announces again of a trade it booked already. The other way round, a
         # trade closed in the stored trades but open in the stored account loses its outcome.
+        # Both taken at one instant, before either write lets the other tasks run.
         account = self.sizing.dump()
-        if account != self._saved_account:
-            await state.set(StateKey.SIZING_ACCOUNT, account)
-            self._saved_account = account
         text = encode_trades(
             self.trades,
             self.decided,
@@ -449,6 +448,9 @@ class Engine:
             {s: r.label for s, r in self.regimes.items()},
             self.strategies,
         )
+        if account != self._saved_account:
+            await state.set(StateKey.SIZING_ACCOUNT, account)
+            self._saved_account = account
         if text != self._saved:
             await state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text

@@ -31,11 +31,6 @@ class SymbolLocks:
             lock = self._locks[symbol] = asyncio.Lock()
         return lock
 
-    def busy(self, symbol: str) -> bool:
-        """Return True when a task holds ``symbol``'s lock (or waits for it)."""
-        lock = self._locks.get(symbol)
-        return lock is not None and lock.locked()
-
 
 async def acquire_even_if_cancelled(lock: asyncio.Lock) -> None:
     """Acquire ``lock``; a cancellation while waiting for it is raised once it is held (the

@@ -1344,16 +1344,34 @@ class Engine:
             del self._closed_orders[next(iter(self._closed_orders))]
 
     async def _late_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
-        """Say a fill of an exit order that came after its trade closed and was recorded
-        (the venue filled it before our cancel came, past the position: a spot limit sell is
-        not reduce-only): no trade books it, so an operator must look at the account."""
+        """Book and say a fill of an exit order that came after its trade closed and was
+        recorded (the venue filled it before our cancel came). On spot it is past the
+        position (a spot limit sell is not reduce-only): the venue sold coins the trade no
+        longer held, booked as a record of its own (``ExitExecutor.book_late_fill``) so the
+        books hold what the venue sold, and the account holds that much less of the base
+        coin than the bot's trades say: an operator must look. A perp's exits are
+        reduce-only, so the venue filled no more than the position held: its amount is in
+        the trade's record already (a close found at the venue, booked at the last price),
+        the position flat as the books say; the alert names the fill's own price."""
         role = trade.roles.get(event.client_order_id, "?")
-        detail = (
+        head = (
             f"{trade.symbol}: {role} {event.client_order_id} filled {event.amount} at "
-            f"{event.price} after its trade {trade.trade_id} closed: the venue "
-            f"{'sold' if event.side == 'sell' else 'bought'} {event.amount} more than the "
-            "trade held, booked by no trade; look at the account"
+            f"{event.price} after its trade {trade.trade_id} closed"
         )
+        if trade.market_type is MarketType.SPOT:
+            record = await self._exits.book_late_fill(trade, event)
+            detail = (
+                f"{head}: the venue {'sold' if event.side == 'sell' else 'bought'} "
+                f"{event.amount} more than the trade held, booked as {record.trade_id} "
+                f"(exit {record.exit_reason}); the account holds {event.amount} "
+                f"{'less' if event.side == 'sell' else 'more'} of the base coin than the "
+                "trades say: look at the account"
+            )
+        else:
+            detail = (
+                f"{head}: reduce-only, so no more than the position held; its amount is in "
+                "the trade's record already, at another price: look at the record"
+            )
         log.critical("%s", detail)
         await self._bus.publish(
             AlertRaised(

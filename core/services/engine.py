@@ -1353,6 +1353,8 @@ class Engine:
         reduce-only, so the venue filled no more than the position held: its amount is in
         the trade's record already (a close found at the venue, booked at the last price),
         the position flat as the books say; the alert names the fill's own price."""
+        if await self._heard_twice(trade, event):
+            return
         role = trade.roles.get(event.client_order_id, "?")
         head = (
             f"{trade.symbol}: {role} {event.client_order_id} filled {event.amount} at "
@@ -1378,6 +1380,34 @@ class Engine:
                 ts_ms=self._clock.now_ms(), severity="critical", title="late fill", detail=detail
             )
         )
+
+    async def _heard_twice(self, trade: OpenTrade, event: OrderFilled) -> bool:
+        """Return True when ``event`` repeats a fill of its closed trade's order that was
+        counted already: with it, the order would have filled more than the venue says (the
+        paper venue reports a stop's fill twice when a take-profit filled at the candle's
+        open). A venue that cannot be asked now counts as not repeated."""
+        cid = event.client_order_id
+        if self.trades.get(trade.symbol) is not trade:  # forgotten: not counted yet
+            trade.note_fill(cid, event.amount, event.price, event.fee, event.fill_ts_ms)
+        counted = trade.filled_by_cid.get(cid, ZERO)
+        try:
+            order = await self._exchange.fetch_order(cid, trade.symbol)
+        except (DependencyError, VenueRejected) as e:
+            log.warning("%s: late fill of %s not checked with the venue: %s", trade.symbol, cid, e)
+            return False
+        if counted <= order.filled:
+            return False
+        log.warning(
+            "%s: %s reported filled %s again after its trade %s closed (the venue filled %s "
+            "of it, %s counted): not booked twice",
+            trade.symbol,
+            cid,
+            event.amount,
+            trade.trade_id,
+            order.filled,
+            counted,
+        )
+        return True
 
     def _forget_if_done(self, trade: OpenTrade) -> None:
         """Forget a recorded round trip once the venue confirmed every cancel: until then the

@@ -139,3 +139,22 @@ async def test_a_perp_exit_filled_after_its_trade_closed_is_alerted_not_booked_a
     [said] = [e for e in r.events if isinstance(e, AlertRaised)]
     assert said.title == "late fill" and "reduce-only" in said.detail
     assert "38991.7" in said.detail and "in the trade's record already" in said.detail
+
+
+async def test_a_fill_reported_again_after_its_trade_closed_is_neither_booked_nor_alerted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The paper venue reports a stop's fill twice when a take-profit filled at the candle's
+    open (``test_engine_defects``): counted again, the order would have filled more than the
+    venue says, so the repeat is only logged; the late leg's own repeat likewise."""
+    r, storage, first_leg = await stopped_out_and_late_leg(monkeypatch, tmp_path, False)
+    fills = [e for e in r.events if isinstance(e, OrderFilled)]
+    stop_fill = next(e for e in fills if e.client_order_id == STOP0)
+    leg_fill = next(e for e in fills if e.client_order_id == first_leg)
+    alerts = len([e for e in r.events if isinstance(e, AlertRaised)])
+    await r.engine._bus.publish(stop_fill)  # type: ignore[attr-defined]
+    await r.engine._bus.publish(leg_fill)  # type: ignore[attr-defined]
+    assert [t.exit_reason for t in r.engine.closed_trades] == ["SL", LATE_FILL_REASON]
+    assert len(await storage.trades.list_closed()) == 2
+    assert len([e for e in r.events if isinstance(e, AlertRaised)]) == alerts
+    assert f"{STOP0} reported filled" in caplog.text and "not booked twice" in caplog.text

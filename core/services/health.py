@@ -17,7 +17,7 @@ temporary venue failures in the last ``venue_faults_window_s`` wall seconds (tim
 5xx, garbled answers, each retried with backoff or given up) warn, ``venue_faults_bad`` (10)
 are bad: a venue misbehaving for two checks in a row raises the alert, and its end another.
 The window is wall time, not "since the previous check", so the rule is the same however often
-the check runs (every wall minute in a real run, every second in the chaos harness). It counts
+the check runs (every wall minute in a real run, twice a second in the chaos harness). It counts
 from the process's start (the faults of a start against a misbehaving venue, its reads
 retried, count), and across restarts: each check stores the window's counts in the state store
 (``StateKey.VENUE_FAULTS``, by wall-clock time), and a new process's first check takes up those

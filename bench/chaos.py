@@ -39,9 +39,19 @@ on a stale candle, the health alert, trading again once the feed is back). ``--s
 and ``--max-open`` as for the kills (figures also by symbol, the most positions open at once
 against the limit). Prints those figures; exits 1 when one is broken.
 
+With ``--training``, kills during a training run instead (``tests/chaos_training.py``): the
+bot's learning manager retrains XGBoost and LightGBM every few wall seconds in its worker
+pool, and each of ``--kills`` kills lands while a worker fits (the harness waits for one to
+compute). Prints the workers killed with it and how long they outlived it (an orphan: alive
+1 s after), those killed while still starting, the trainings finished and the registry's
+versions that verify, and the books' figures; exits 1 when a worker outlived its process by
+a second, a version does not verify, no training finished after the kills, or a book's
+target is broken.
+
 Usage: .venv/bin/python bench/chaos.py [--kills 50] [--orders 500] [--seed 1] [--fault-rate 0.2]
                                       [--symbols 1] [--max-open N-1]
        .venv/bin/python bench/chaos.py --faults [--db-faults 3] [--seed 1] [--symbols 1]
+       .venv/bin/python bench/chaos.py --training [--kills 10] [--fault-rate 0] [--seed 1]
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ from tests.chaos_harness import (  # noqa: E402
     ChaosResult,
     run_chaos,
 )
+from tests.chaos_training import ORPHAN_S, TrainingResult, run_training_kills  # noqa: E402
 
 
 def _yes(flag: bool) -> str:
@@ -150,6 +161,54 @@ def faults_main(args: argparse.Namespace, base: Path) -> int:
     return 0
 
 
+def training_report(r: TrainingResult) -> str:
+    """Return the training session's figures, one per line."""
+    f, d = r.final, r.during
+    lines = [
+        f"kills                 {r.kills} ({r.kills_in_training} while a worker fitted)",
+        f"workers killed with   {r.workers_killed_with} fitting: the longest outlived its "
+        f"process by {r.worker_exit_s:.2f} s; orphans (alive {ORPHAN_S:.0f} s after) "
+        f"{r.orphans}",
+        f"workers starting      {r.starting_killed} killed while importing their modules: "
+        f"gone {r.starting_exit_s:.2f} s after at most (once started, they find the parent "
+        "gone)",
+        f"trainings finished    {r.trainings} ({r.training_failures} failed)",
+        f"registry              {r.versions} versions, {r.versions_refused} refused "
+        "(qt models list: files and sha256)",
+        f"orders at the venue   {r.orders}",
+        f"fills at the venue    {r.fills}",
+        f"duplicates            {f.duplicates} (after restarts: {d.duplicates})",
+        f"lost fills            {f.lost_fills}",
+        f"double-counted fills  {f.double_fills} (after restarts: {d.double_fills})",
+        f"position mismatches   {f.position_mismatches} (after restarts: {d.position_mismatches})",
+        f"audit-trail gaps      {f.audit_gaps}",
+        f"wall time             {r.wall_s:.0f} s",
+    ]
+    lines.extend(f"  {note}" for note in (r.notes + d.notes + f.notes)[:20])
+    return "\n".join(lines)
+
+
+def training_main(args: argparse.Namespace, base: Path) -> int:
+    print(f"training session in {base}", flush=True)
+    result = run_training_kills(
+        ChaosConfig(
+            workdir=base / "training",
+            kills=args.kills,
+            seed=args.seed,
+            fault_rate=args.fault_rate,
+            max_wall_s=args.max_wall_s,
+        ),
+        say=lambda line: print(line, flush=True),
+    )
+    print(training_report(result))
+    broken = result.broken()
+    if broken:
+        print(f"BROKEN: {', '.join(broken)}")
+        return 1
+    print("all targets met")
+    return 0
+
+
 def report(result: ChaosResult, reference: ChaosResult | None) -> str:
     """Return the session's figures, one per line."""
     f, d = result.final, result.during
@@ -171,6 +230,8 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
         f"max open positions    {result.max_open_positions} at the venue (limit "
         f"{result.position_limit}; {', '.join(result.max_open_symbols) or 'none'}); "
         f"{result.limit_denials} entries the limit denied",
+        f"exit-plan work        {result.tp_fills} take-profit fills, {result.stop_moves} stops "
+        "moved (break-even after the first take-profit)",
         f"faults injected       {result.faults_injected} ({faults})",
         f"retries               {result.retries}",
         f"venue-fault alerts    {result.venue_fault_alerts} ('{VENUE_FAULT_ALERT}' in the audit "
@@ -223,6 +284,7 @@ def main() -> int:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--faults", action="store_true", help="the fault scenarios instead")
     parser.add_argument("--db-faults", type=int, default=3)
+    parser.add_argument("--training", action="store_true", help="kills during trainings")
     parser.add_argument("--symbols", type=int, default=1, help="traded at once (1 to 4)")
     parser.add_argument("--max-open", type=int, default=None, help="default: symbols - 1")
     args = parser.parse_args()
@@ -231,6 +293,8 @@ def main() -> int:
     base = args.workdir or Path(tempfile.mkdtemp(prefix="qt-chaos-"))
     if args.faults:
         return faults_main(args, base)
+    if args.training:
+        return training_main(args, base)
     cfg = ChaosConfig(
         workdir=base / "chaos",
         kills=args.kills,

@@ -19,6 +19,7 @@ from bot.brains import build_brains, policy_store
 from bot.chat.dispatch import Dispatcher
 from bot.chat.notifier import Notifier
 from bot.chat.push import PushTarget
+from bot.event_keep import event_keep_for
 from bot.halt_note import halt_note_for
 from bot.market_rules import MarketRulesSource, ProcessRules, rules_book
 from bot.trading import build_engine
@@ -105,7 +106,9 @@ class TradingProcess:
         p = parts
         self.storage = p.storage
         self.clock = p.clock
-        self.bus = EventBus(sink=p.storage.events.append)
+        # The events the audit trail refuses wait beside the database too (a kill during an
+        # outage loses none); those a killed process left are written first.
+        self.bus = EventBus(sink=p.storage.events.append, keep=event_keep_for(p.database_url))
         self.exchange = p.exchange
         self.market = MarketService(
             feed=p.feed,
@@ -269,6 +272,7 @@ class TradingProcess:
     async def start(self) -> None:
         """Start every component in dependency order, then begin consuming the feed."""
         await self._start(self.storage)
+        await self.bus.flush()  # the events a process killed during an outage kept
         for hook in self.parts.before_start:
             await hook()
         await self.policy.start()  # the mode and levers in force before the restart

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from core.ports import KeptHalt
-from storage.db import is_memory_url, parse_sqlite_url
+from storage.db import database_file
 
 SUFFIX = ".storage-halt"
 NEVER_MS = 2**62  # a kept halt whose time is unknown: later than any resume
@@ -72,10 +72,5 @@ class FileHaltNote:
 def halt_note_for(database_url: str) -> FileHaltNote | None:
     """Return the note beside the database file of ``database_url`` (None in memory: the
     halt dies with the process and its database alike)."""
-    if database_url.startswith("memory://"):
-        return None
-    parsed = parse_sqlite_url(database_url)
-    database = parsed.database
-    if is_memory_url(parsed) or not database or database.startswith("file:"):
-        return None
-    return FileHaltNote(Path(database + SUFFIX))
+    database = database_file(database_url)
+    return None if database is None else FileHaltNote(database.with_name(database.name + SUFFIX))

@@ -25,7 +25,9 @@ from bot.app import (
 )
 from bot.demo_models import DEMO_MODELS_DIR, DemoEnsemble
 from bot.ensemble_loader import refuse_other_features, saved_ensemble
+from bot.event_keep import SUFFIX as EVENT_KEEP_SUFFIX
 from bot.file_lock import FileLock, LockHeld
+from bot.halt_note import SUFFIX as HALT_NOTE_SUFFIX
 from bot.market_rules import MarketRulesSource, rules_book
 from bot.trading import ema_rsi_from, paper_exchange
 from bot.universe_live import LiveUniverse
@@ -44,6 +46,7 @@ from core.services.health import HealthConfig
 from core.signals.base import SignalProvider
 from core.signals.handover import HandOverProvider
 from storage import open_storage
+from storage.db import database_file
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,8 @@ def _claim_demo_database(settings: Settings) -> FileLock:
             f"another `qt demo` ({held.holder}) is using {db_file}; stop it first, or run "
             "this one with its own QT__APP__DATA_DIR"
         ) from held
-    for suffix in ("", "-wal", "-shm"):
+    # With it, what a demo killed during an outage left beside it: its halt, its events.
+    for suffix in ("", "-wal", "-shm", HALT_NOTE_SUFFIX, EVENT_KEEP_SUFFIX):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     # The files of the model versions that database registered: gone with it.
     shutil.rmtree(settings.app.data_dir / DEMO_MODELS_DIR, ignore_errors=True)
@@ -269,6 +273,32 @@ def live_exchange(settings: Settings, clock: Clock) -> CcxtExchange:
     )
 
 
+RUN_LOCK_SUFFIX = ".lock"
+
+
+def _claim_run_database(settings: Settings) -> FileLock | None:
+    """Lock the database of ``qt run`` for this process (None in memory: nothing to share).
+
+    Two processes on one database would both manage its trades: each syncing, replacing and
+    canceling the other's orders, each opening entries against the limits the other does not
+    count (a supervisor that starts a new one while the old one hangs, a second terminal). The
+    lock dies with its process (SIGKILL included), so a restart after a crash takes it at once.
+    """
+    database = database_file(settings.database_url)
+    if database is None:
+        return None
+    lock = FileLock(database.with_name(database.name + RUN_LOCK_SUFFIX))
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise OperationalError(
+            f"another `qt run` ({held.holder}) is using {database}; two processes on one "
+            "database would both trade its positions: stop it first, or give this one its own "
+            "QT__DATABASE__URL"
+        ) from held
+    return lock
+
+
 async def build_run(
     settings: Settings,
     market_data: CcxtMarketData | None = None,
@@ -281,8 +311,26 @@ async def build_run(
 
     ``market_data`` and ``exchange`` replace the clients built from settings (tests point them
     at fakes); ``exchange`` is only used in live mode. ``clock`` (the wall clock unless given)
-    and its ``speed`` replace market time (the chaos harness runs it accelerated).
+    and its ``speed`` replace market time (the chaos harness runs it accelerated). The
+    database is locked for the process first: a second ``qt run`` on it is refused.
     """
+    lock = await asyncio.to_thread(_claim_run_database, settings)
+    try:
+        return await _build_run(settings, market_data, exchange, clock, speed, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+async def _build_run(
+    settings: Settings,
+    market_data: CcxtMarketData | None,
+    exchange: ManagedExchange | None,
+    clock: Clock | None,
+    speed: float,
+    lock: FileLock | None,
+) -> TradingProcess:
     live = settings.trading.mode is TradingMode.LIVE
     check_sizer_learns(settings, "run")
     provider = await run_provider(settings)
@@ -363,7 +411,8 @@ async def build_run(
             mode_label="live" if live else "run",
             speed=speed,
             before_start=starting,
-            extra=[_Closer(market_data)],
+            # the lock released last, after storage closed the database
+            extra=[_Closer(market_data), *([lock] if lock is not None else [])],
             market_rules=rules,
             book=book,
             universe=universe,

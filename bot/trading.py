@@ -342,6 +342,7 @@ def build_engine(
         exposure=exposure,
         limits=limits.context,
         order_gate=trading_state.order_gate,
+        venue_reports_cancels=isinstance(exchange, PaperExchange),
     )
     book = book or RulesBook(settings.market.default_rules())
     exits = ExitExecutor(

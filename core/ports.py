@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import CandleMarket, MarketType
-from core.domain.events import Event
+from core.domain.events import Event, event_payload
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
 from core.domain.model_versions import ModelStatus, ModelVersion, Prediction
@@ -115,6 +115,15 @@ class StoredEvent:
     topic: str
     ts_ms: int
     payload: dict[str, Any]
+
+
+def stored_event(event: Event | StoredEvent) -> StoredEvent:
+    """Return ``event`` as the audit trail stores it (a stored one as it is)."""
+    if isinstance(event, StoredEvent):
+        return event
+    return StoredEvent(
+        event_id=event.event_id, topic=event.topic, ts_ms=event.ts_ms, payload=event_payload(event)
+    )
 
 
 class CandleRepo(Protocol):
@@ -249,8 +258,9 @@ class BalanceRepo(Protocol):
 class EventRepo(Protocol):
     """The audit trail: every bus event."""
 
-    async def append(self, event: Event) -> None:
-        """Persist an event (idempotent on event id)."""
+    async def append(self, event: Event | StoredEvent) -> None:
+        """Persist an event (idempotent on event id); a stored one is one a process kept
+        outside the database while it could not be written (``EventKeep``)."""
         ...
 
     async def list_events(
@@ -267,6 +277,26 @@ class KeptHalt(NamedTuple):
     since_ms: int
     reason: str
     resume_seen: str
+
+
+class EventKeep(Protocol):
+    """The events the audit trail refused, kept outside the database (a file beside it)
+    until it takes them, so a process killed during an outage loses none: the next one
+    writes them first. Without it, the engine's state (written in place, which a full disk
+    still allows) could hold a fill whose event was never written."""
+
+    def add(self, events: Sequence[StoredEvent]) -> None:
+        """Keep these too, after those kept already (an ``OSError``: the caller's to say)."""
+        ...
+
+    def left(self) -> list[StoredEvent]:
+        """Return the events kept so far (by a process killed during an outage), oldest
+        first."""
+        ...
+
+    def clear(self) -> None:
+        """Forget them all: they are in the audit trail now."""
+        ...
 
 
 class HaltNote(Protocol):

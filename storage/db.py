@@ -74,6 +74,18 @@ def is_memory_url(parsed: URL) -> bool:
     return parsed.database in (None, "", ":memory:")
 
 
+def database_file(url: str) -> Path | None:
+    """Return the file of the database ``url`` names (None: in memory, ``memory://`` or a
+    ``file:`` URI), beside which the files that outlive a process are kept."""
+    if url.startswith("memory://"):
+        return None
+    parsed = parse_sqlite_url(url)
+    database = parsed.database
+    if is_memory_url(parsed) or not database or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def sync_url(url: str) -> str:
     """Return the same database with the blocking ``sqlite`` driver (for Alembic in a thread)."""
     return parse_sqlite_url(url).set(drivername="sqlite").render_as_string(hide_password=False)

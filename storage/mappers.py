@@ -288,13 +288,14 @@ def row_to_equity(row: Mapping[Any, Any]) -> EquitySnapshot:
 # --- events ------------------------------------------------------------------------------------
 
 
-def event_to_row(event: Event) -> dict[str, Any]:
+def event_to_row(event: Event | StoredEvent) -> dict[str, Any]:
     """Return the ``events`` columns of an event; the payload is compact JSON text."""
+    payload = event.payload if isinstance(event, StoredEvent) else event_payload(event)
     return {
         "event_id": event.event_id,
         "topic": event.topic,
         "ts_ms": event.ts_ms,
-        "payload": json.dumps(event_payload(event), separators=(",", ":"), sort_keys=True),
+        "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
     }
 
 

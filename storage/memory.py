@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from core.domain.decisions import AssessmentRecord, BrainDecision, PolicyVersion
 from core.domain.enums import CandleMarket, MarketType
-from core.domain.events import Event, event_payload
+from core.domain.events import Event
 from core.domain.market import CandleSeries
 from core.domain.market_rules import StoredRules
 from core.domain.model_versions import (
@@ -44,7 +44,7 @@ from core.domain.orders import Fill, Order
 from core.domain.portfolio import Balance, EquitySnapshot, Position
 from core.domain.trades import ClosedTrade
 from core.errors import InvariantViolation
-from core.ports import SeriesInfo, StateKey, StoredEvent
+from core.ports import SeriesInfo, StateKey, StoredEvent, stored_event
 from storage import mappers
 
 _SeriesKey = tuple[str, CandleMarket, str, str]  # exchange, market, symbol, timeframe
@@ -338,10 +338,10 @@ class MemoryEventRepo:
 
     def __init__(self, journal: _Journal) -> None:
         self._journal = journal
-        self._events: list[Event] = []
+        self._events: list[Event | StoredEvent] = []
         self._ids: dict[str, None] = {}
 
-    async def append(self, event: Event) -> None:
+    async def append(self, event: Event | StoredEvent) -> None:
         """Persist an event (idempotent on event id)."""
         if event.event_id in self._ids:
             return
@@ -365,7 +365,7 @@ class MemoryEventRepo:
                 event_id=e.event_id,
                 topic=e.topic,
                 ts_ms=e.ts_ms,
-                payload=json.loads(json.dumps(event_payload(e))),
+                payload=json.loads(json.dumps(stored_event(e).payload)),
             )
             for e in found[: max(limit, 0)]
         ]

@@ -432,7 +432,7 @@ class SqlEventRepo:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
-    async def append(self, event: Event) -> None:
+    async def append(self, event: Event | StoredEvent) -> None:
         """Persist an event (idempotent on event id)."""
         stmt = insert(_events).values(mappers.event_to_row(event)).on_conflict_do_nothing()
         async with self._uow.connection() as conn:

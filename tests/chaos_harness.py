@@ -177,6 +177,8 @@ class ChaosResult:
     bot_exit_codes: list[int] = field(default_factory=list)
     failed_starts: int = 0  # starts that gave up on a faulting venue (started again)
     venue_fault_alerts: int = 0  # VENUE_FAULT_ALERT events raised while the venue faulted
+    tp_fills: int = 0  # take-profit orders that filled (all or part)
+    stop_moves: int = 0  # stops placed after a trade's first (its plan moved the stop)
 
     @property
     def faults_injected(self) -> int:
@@ -426,6 +428,28 @@ def position_mismatch(workdir: Path, db: Path, *, within_s: float = 5.0) -> str:
 # --- processes -------------------------------------------------------------------------------
 
 
+# A ladder the replayed one-minute candles reach (a median 3-candle move is 0.055 %): the
+# take-profits fill, the stop moves to break-even after the first, so kills land during
+# exit-plan updates too (the default ladder, +1.95 % first, is never reached in 3 candles).
+CHAOS_LADDER = {
+    "QT__EXITS__TP_PCTS": "[0.04, 0.08, 0.15]",
+    "QT__EXITS__STOP_PCT": "0.12",
+    "QT__EXITS__BREAK_EVEN_BUFFER_PCT": "0.01",
+}
+
+
+def _exit_work(venue: dict[str, Any]) -> tuple[int, int]:
+    """Return how many of our take-profits filled, and how many stops a plan moved (placed
+    after the trade's first, s0: tags s1, s2, ...), across the venue's books."""
+    tps = sum(1 for cid in venue_fills(venue) if cid.startswith("qt-") and _tag(cid)[0] == "t")
+    stops = [_tag(a["clientAlgoId"]) for a in venue["algos"] if a["clientAlgoId"].startswith("qt-")]
+    return tps, sum(1 for tag in stops if tag[0] == "s" and tag != "s0")
+
+
+def _tag(cid: str) -> str:
+    return _group(cid)[1] or "?"
+
+
 def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QT__")}
     env.update(
@@ -455,6 +479,7 @@ def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
         CHAOS_EVERY=str(cfg.every),
         CHAOS_HEALTH_S=str(cfg.health_s),
     )
+    env.update(CHAOS_LADDER)
     env.update(cfg.bot_env)
     return env
 
@@ -753,6 +778,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     result.end_market_ms = int(venue["now_ms"])
     result.equity = Decimal(venue["equity"])
     result.retries = _retries(cfg.workdir / "bot.log")
+    result.tp_fills, result.stop_moves = _exit_work(venue)
     result.wall_s = time.monotonic() - started
     result.bot_exit_codes = session.exit_codes
     result.failed_starts = len(session.failed_starts)

@@ -172,6 +172,13 @@ class OrderFilled(Event):
     liquidity: str
 
 
+def fill_event_id(client_order_id: str, order_filled: Decimal) -> str:
+    """Return the id of the ``OrderFilled`` that brought its order to ``order_filled``: the
+    venue's report of the fill and a restart that finds it again in the order's state name
+    it alike, so the audit trail (idempotent on event id) holds it once."""
+    return f"fill:{client_order_id}:{order_filled.normalize():f}"
+
+
 @value_class(frozen=True, slots=True, kw_only=True)
 class OrderCanceled(Event):
     """An open order was canceled."""

@@ -122,6 +122,10 @@ class Fill:
     liquidity: Liquidity
     ts_ms: int
     market_type: MarketType = MarketType.SPOT
+    # How much of its order has filled with it (a simulated venue's; None: not known). It
+    # names the fill's event as the order's state does (``fill_event_id``), so a restart
+    # that finds the fill again in that state reports it under the same id.
+    order_filled: Decimal | None = None
 
     @property
     def notional(self) -> Decimal:

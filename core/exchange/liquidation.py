@@ -137,5 +137,6 @@ def closing_fill(
         liquidity=Liquidity.TAKER,
         ts_ms=candle_ms,
         market_type=MarketType.PERP,
+        order_filled=order.filled,
     )
     return order, fill

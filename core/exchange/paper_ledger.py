@@ -281,6 +281,7 @@ class PaperLedger:
                 liquidity=sim_fill.fill.liquidity,
                 ts_ms=max(candle.ts_ms, order.created_ms),  # in this candle, never before the order
                 market_type=order.request.market_type,
+                order_filled=filled,
             )
         )
         return None

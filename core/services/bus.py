@@ -7,7 +7,9 @@ subscriber sees events in the order they were published. A failing subscriber (a
 or SystemExit) is logged and isolated: the others still run. Every event is first handed to the
 persistence sink (the audit trail), so an event that reached any subscriber is also on disk,
 except while the database cannot be written: then events are kept in memory (and written, in
-order, once it can be) and trading fails closed (``on_storage_failure``). An event that would
+order, once it can be) and trading fails closed (``on_storage_failure``); the keep
+(``core.ports.EventKeep``, a file beside the database) holds them too, so a process killed during
+the outage leaves them to the next, which writes them first. An event that would
 reach nothing (no audit sink, no subscriber: a backtest's exit plans) is not delivered, and the
 publishers of the frequent events do not even build it (``wants``); with the sink every event
 is wanted, so the live process's audit trail misses none.
@@ -19,15 +21,18 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from itertools import islice
 
 from core.domain.events import Event
 from core.errors import StorageUnavailable
+from core.ports import EventKeep, StoredEvent, stored_event
 from core.redaction import process_redactor
 from core.values import value_class
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+Sink = Callable[[Event | StoredEvent], Awaitable[None]]
 
 
 @value_class(frozen=True, slots=True, eq=False)  # each one itself, by identity
@@ -47,7 +52,7 @@ class _Subscription:
 class EventBus:
     """Publish events to subscribers in order; persist each one through ``sink`` first."""
 
-    def __init__(self, sink: Handler | None = None) -> None:
+    def __init__(self, sink: Sink | None = None, keep: EventKeep | None = None) -> None:
         self._sink = sink
         self._subs: list[_Subscription] = []
         # Matching every pattern per event showed in backtest profiles; topics are few and
@@ -57,7 +62,17 @@ class EventBus:
         self.handler_failures = 0
         self._queue: deque[Event] = deque()
         self._dispatching = False
-        self._unsaved: deque[Event] = deque()  # published while the database was unavailable
+        # Published while the database was unavailable (first: those a killed process kept).
+        self._unsaved: deque[Event | StoredEvent] = deque()
+        self._keep = keep if sink is not None else None
+        # How many of them, from the first, the keep holds (it may hold some written since),
+        # and whether it holds any (then it goes once all are written).
+        self._kept = 0
+        self._keep_used = False
+        if self._keep is not None:
+            self._unsaved.extend(self._keep.left())
+            self._kept = len(self._unsaved)
+            self._keep_used = bool(self._unsaved)
         self._failing = False
         self._storage_failed: list[Callable[[str], Awaitable[None]]] = []
         self._sink_lock = asyncio.Lock()
@@ -134,32 +149,81 @@ class EventBus:
         outage. The process fails closed there (trading halts)."""
         self._storage_failed.append(handler)
 
-    async def _persist(self, event: Event) -> None:
+    async def flush(self) -> None:
+        """Write the events waiting for the audit trail (at start: those a process killed
+        during an outage kept); a database still unavailable halts trading as a publish does."""
+        if self._sink is not None and self._unsaved:
+            await self._persist(None)
+
+    async def _persist(self, event: Event | None) -> None:
         """Write ``event`` (and any kept from an outage, first) to the audit trail.
 
         A database that cannot be written (``StorageUnavailable``) must neither lose the event
-        nor stop the process: the event is kept in memory, in order, and written with the next
-        one that succeeds; it is still delivered (a fill must reach the engine), and the
-        storage-failure handlers halt trading. Any other sink error is a bug: it propagates.
+        nor stop the process: the event is kept in memory and in the keep, in order, and
+        written with the next one that succeeds; it is still delivered (a fill must reach the
+        engine), and the storage-failure handlers halt trading. Any other sink error is a bug:
+        it propagates.
         """
         assert self._sink is not None  # noqa: S101 - the caller checked
-        self._unsaved.append(event)
+        if event is not None:
+            self._unsaved.append(event)
         error: StorageUnavailable | None = None
         async with self._sink_lock:  # tasks publishing at once write in publish order
             try:
                 while self._unsaved:
                     await self._sink(self._unsaved[0])
                     self._unsaved.popleft()
+                    self._kept = max(0, self._kept - 1)
             except StorageUnavailable as exc:
                 error = exc
+                # Kept before the event is delivered: what its subscribers write (the engine's
+                # state, which a full disk may still take) is never ahead of the trail's keep.
+                await self._keep_unsaved()
         if error is None:
             self._failing = False
+            if self._keep_used:
+                self._forget_kept()
             return
         log.error("audit trail not writable, %d event(s) kept: %s", len(self._unsaved), error)
         if not self._failing:
             self._failing = True
             for handler in self._storage_failed:
                 await handler(str(error))
+
+    async def _keep_unsaved(self) -> None:
+        """Add to the keep the unsaved events it does not hold yet (call with the sink lock
+        held: nothing is written, so nothing leaves the front of ``_unsaved`` meanwhile)."""
+        if self._keep is None:
+            return
+        new = [stored_event(e) for e in islice(self._unsaved, self._kept, None)]
+        if not new:
+            return
+        try:
+            # In a thread: a synced write takes milliseconds (seconds on a failing disk), and
+            # the loop has stops and exits to send meanwhile. Publishers go on appending to
+            # ``_unsaved`` while it runs: only these are kept by it.
+            await asyncio.to_thread(self._keep.add, new)
+        except OSError as e:
+            log.critical(
+                "%d event(s) the audit trail refused cannot be kept either (%s): "
+                "a crash now would lose them",
+                len(new),
+                e,
+            )
+            return
+        self._kept += len(new)
+        self._keep_used = True
+
+    def _forget_kept(self) -> None:
+        """All kept events are in the audit trail: the keep may go (failing that, the next
+        process writes them again, which the trail ignores: idempotent on event id)."""
+        assert self._keep is not None  # noqa: S101 - events are kept only with a keep
+        try:
+            self._keep.clear()
+        except OSError as e:
+            log.warning("the kept events are in the audit trail, their keep stays: %s", e)
+            return
+        self._keep_used = False
 
     @property
     def unsaved(self) -> int:

@@ -366,6 +366,10 @@ class Engine:
         )
         await self._bus.publish(
             OrderFilled(
+                # One per trade (it closes the plan): a restart whose state lost it (not its
+                # event, kept while the database failed) finds it again a minute later under
+                # another order id, and the audit trail must hold it once.
+                event_id=f"closed-outside:{trade.trade_id}",
                 ts_ms=now,
                 fill_ts_ms=now,
                 client_order_id=closed_outside_id(trade.symbol, now),
@@ -1437,9 +1441,15 @@ def _entry_atr(atr: float) -> Decimal | None:
 
 
 def _venue_ended(symbol: str, client_order_id: str, why: str, now_ms: int) -> OrderCanceled:
-    """Return the event for a working order the venue ended (or no longer knows) on its own."""
+    """Return the event for a working order the venue ended (or no longer knows) on its own:
+    one id per order (it ends once), so a restart whose state lost this end (not its event,
+    kept while the database failed) finds it again and the audit trail holds it once."""
     return OrderCanceled(
-        ts_ms=now_ms, client_order_id=client_order_id, symbol=symbol, reason=f"venue: {why}"
+        event_id=f"venue-ended:{client_order_id}",
+        ts_ms=now_ms,
+        client_order_id=client_order_id,
+        symbol=symbol,
+        reason=f"venue: {why}",
     )
 
 

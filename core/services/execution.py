@@ -124,8 +124,13 @@ class ExecutionService:
         exposure: ExposureView,
         limits: LimitsView | None = None,
         order_gate: OrderGate | None = None,
+        venue_reports_cancels: bool = False,
     ) -> None:
         self._exchange = exchange
+        # The paper venue announces the orders it ends itself (the market service publishes
+        # them); a live venue is asked (the engine's sync), and a cancel that finds an order
+        # the venue ended says so, or nothing would.
+        self._venue_reports_cancels = venue_reports_cancels
         # Held from the gate check to the venue's answer; a halt takes it to be written, so
         # no order checked before a halt goes out after it is acknowledged.
         self._order_gate = order_gate or OrderGate()
@@ -270,14 +275,15 @@ class ExecutionService:
         """Cancel an order (allowed in every trading state); return its final state, or None
         when the venue does not know it.
 
-        An order that is already finished (filled, or canceled by the venue, which reports that
-        itself) is returned as it is, and no cancel is sent or published; but with
-        ``asked_before`` (our cancel was sent before, its answer lost) one found canceled is
-        published as canceled, so the audit trail holds every order of ours that ended (an
-        order whose submission was in doubt has no other event). The returned order's
-        ``filled`` says what it filled before it ended: the caller reports fills it had not
-        heard of. A venue that cannot be reached raises ``DependencyError`` (the order may
-        still be working: ask again).
+        An order that is already finished is returned as it is, and no cancel is sent; one
+        found canceled is published as canceled (our cancel before it, whose answer was lost,
+        with ``asked_before``; else the venue's own, which nothing reported: the order was
+        still ours to cancel, no sync had found it ended; a paper venue reports its own), so
+        the audit trail holds every order of ours that ended (an order whose submission was
+        in doubt has no other event).
+        The returned order's ``filled`` says what it filled before it ended: the caller
+        reports fills it had not heard of. A venue that cannot be reached raises
+        ``DependencyError`` (the order may still be working: ask again).
         """
         try:
             order = await self._exchange.fetch_order(client_order_id, symbol)
@@ -285,13 +291,20 @@ class ExecutionService:
             log.warning("cancel of %s: the venue does not know it: %s", client_order_id, e)
             return None
         if not order.is_open:
-            if asked_before and order.status is OrderStatus.CANCELED:
+            ours_to_say = asked_before or not self._venue_reports_cancels
+            if order.status is OrderStatus.CANCELED and ours_to_say:
+                # The chaos harness: a market exit the venue expired (its position closed by
+                # the stop meanwhile), sent just before a kill; the restart heard the stop's
+                # fill first and closed the trade, its leftovers found ended: no event of the
+                # trail named that exit.
                 await self._bus.publish(
                     OrderCanceled(
                         ts_ms=self._clock.now_ms(),
                         client_order_id=client_order_id,
                         symbol=symbol,
-                        reason=f"{reason} (confirmed after its answer was lost)",
+                        reason=f"{reason} (confirmed after its answer was lost)"
+                        if asked_before
+                        else f"venue: ended before our cancel ({reason})",
                     )
                 )
             return order

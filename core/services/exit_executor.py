@@ -363,6 +363,9 @@ class ExitExecutor:
             await self._record(self._trades, closed)
         await self._bus.publish(
             TradeClosed(
+                # One id per round trip: announced again after a restart (or by the next
+                # process, with the events one killed in an outage kept), the trail holds it once.
+                event_id=f"trade-closed:{closed.trade_id}",
                 ts_ms=self._clock.now_ms(),
                 trade_id=closed.trade_id,
                 symbol=closed.symbol,

@@ -17,7 +17,14 @@ from decimal import Decimal
 from typing import Protocol
 
 from core.clock import Clock
-from core.domain.events import CandleClosed, FundingSettled, OrderCanceled, OrderFilled
+from core.domain.events import (
+    CandleClosed,
+    FundingSettled,
+    OrderCanceled,
+    OrderFilled,
+    fill_event_id,
+    new_event_id,
+)
 from core.domain.market import Candle, CandleSeries, timeframe_to_ms
 from core.domain.orders import Fill, Order
 from core.domain.portfolio import FundingPayment
@@ -276,7 +283,9 @@ def _same_range(part: CandleSeries, candle: Candle) -> bool:
 
 
 def _filled_event(fill: Fill, now_ms: int) -> OrderFilled:
+    known = fill.order_filled  # then named as a restart finding it in the order's state names it
     return OrderFilled(
+        event_id=new_event_id() if known is None else fill_event_id(fill.client_order_id, known),
         ts_ms=now_ms,
         fill_ts_ms=fill.ts_ms,
         client_order_id=fill.client_order_id,

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from core.brains.exits import MARKET_EXIT_NAME, STOP_NAME, BotSideStop, ExitPlan
 from core.domain.enums import MarketType, PositionSide
-from core.domain.events import OrderFilled
+from core.domain.events import OrderFilled, fill_event_id
 from core.domain.explanations import EntryExplanation, SizingNote
 from core.domain.orders import Order
 from core.domain.trades import ClosedTrade, ExitLeg
@@ -211,6 +211,10 @@ def missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | No
         return None
     cost = order.average_price * order.filled - trade.cost_by_cid.get(cid, ZERO)
     return OrderFilled(
+        # Named by how much of the order has filled with it: a restart that lost the state
+        # of this fill (not its event, kept while the database failed) finds it again under
+        # the same id, and the audit trail holds it once.
+        event_id=fill_event_id(cid, order.filled),
         ts_ms=now_ms,
         fill_ts_ms=order.updated_ms,
         client_order_id=cid,

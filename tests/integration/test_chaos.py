@@ -35,6 +35,7 @@ def test_five_kills_under_venue_faults_lose_nothing_and_double_nothing(tmp_path:
     assert result.orders >= 20 and result.fills >= 6, result  # it traded between the kills
     assert result.faults_injected > 10 and result.retries > 0
     assert result.venue_fault_alerts >= 1  # said while it faulted, in the audit trail
+    assert result.tp_fills >= 2, result  # exit-plan updates happened between the kills
     assert result.broken() == [], notes
     final = result.final
     assert (final.duplicates, final.lost_fills, final.double_fills) == (0, 0, 0)

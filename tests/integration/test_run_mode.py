@@ -14,7 +14,7 @@ from rich.console import Console
 
 from bot.app import TradingProcess
 from bot.ensemble_loader import load_ensemble
-from bot.modes import build_run, run_provider
+from bot.modes import _claim_run_database, build_run, run_provider
 from bot.runner import run_process
 from core.config import Settings, load_settings
 from core.domain.enums import MarketType, PositionSide, TradingState
@@ -27,6 +27,7 @@ from core.errors import (
     ConfigError,
     DataError,
     DependencyError,
+    OperationalError,
     RateLimited,
     TemporaryError,
 )
@@ -529,3 +530,33 @@ async def test_run_refuses_saved_versions_of_another_feature_set_in_one_line(
         await run_provider(ensemble)
     message = str(refused.value)
     assert vid in message and "4h" in message and "\n" not in message
+
+
+async def test_a_second_qt_run_on_one_database_is_refused_while_the_first_runs(
+    settings: Settings, market_data: tuple[CcxtMarketData, FakeBinance, int]
+) -> None:
+    """Two processes on one database would both manage its trades; the lock goes with the
+    process that held it (stopped here; killed, the kernel drops it alike)."""
+    md, _fake, _last_open = market_data
+    stop = asyncio.Event()
+    refused: list[str] = []
+
+    async def build() -> TradingProcess:
+        process = await build_run(settings, market_data=md)
+
+        async def second_start(_symbol: str, _candle: object) -> None:
+            with pytest.raises(OperationalError) as caught:
+                await build_run(settings, market_data=md)
+            refused.append(str(caught.value))
+            stop.set()
+
+        process.market.on_candle(second_start)
+        return process
+
+    await asyncio.wait_for(run_process(build, console=Console(record=True), stop=stop), 30)
+    [why] = refused
+    assert f"another `qt run` (pid {os.getpid()}) is using" in why
+    assert "stop it first" in why
+    lock = _claim_run_database(settings)  # free again once the first stopped
+    assert lock is not None
+    lock.release()

@@ -73,7 +73,11 @@ async def test_testnet_candles_are_stored_apart_from_the_markets(
     # "binance" would end up in backtests of the real market.
     settings = settings_with(monkeypatch, tmp_path, QT__EXCHANGE__SANDBOX=sandbox)
     process = await build_run(settings, market_data=QuietVenue())  # type: ignore[arg-type]
-    assert process.parts.source == source
+    try:
+        assert process.parts.source == source
+    finally:
+        for part in process.parts.extra:  # built, never run: its database lock goes too
+            await part.stop()
 
 
 def write_feather(path: Path, n: int = 120) -> Path:

@@ -29,7 +29,7 @@ from core.services.execution import client_order_id
 from core.services.trading_state import TradingStateService
 from tests.fakes import FakeExchange
 from tests.unit.services.engine_harness import SYMBOL, ScriptedProvider, at, clean_settings
-from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, TP1, Live, live, quiet
+from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, TP1, TP2, TP3, Live, live, quiet
 
 NO_CORRELATION = {"QT__RISK__MAX_CORRELATION": "1"}  # the correlation limit off
 
@@ -592,3 +592,24 @@ async def test_a_trade_begun_in_the_symbol_while_its_account_was_read_is_not_ent
     assert lv.engine.trades["ETH/USDT"].amount == D(3)  # the adopted trade, alone
     eth_entry = client_order_id("ETH/USDT", at(0), "e")
     assert eth_entry not in lv.venue.orders
+
+
+async def test_an_order_the_venue_ended_unreported_is_in_the_trail_when_its_cancel_finds_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Found by the chaos harness: a market exit the venue expired, sent just before a kill;
+    the restart heard the stop's fill first and closed the trade, and the exit, one of its
+    leftovers, was found ended when canceled: no event of the trail named it."""
+    lv = await live(monkeypatch, tmp_path)
+    venue = lv.venue
+    venue.script_fill(ENTRY, D(100))
+    await lv.engine.sync_with_venue()  # the stop and the ladder go out, the stop first
+    venue.orders[TP3] = venue.orders[TP3].with_(status=OrderStatus.CANCELED)  # said nothing
+    venue.script_fill(STOP, D(98))
+    await lv.engine.sync_with_venue()  # the stop's fill first: the trade closes, TP3 is left
+
+    assert SYMBOL not in lv.engine.trades
+    [ended] = [e for e in lv.events if isinstance(e, OrderCanceled) and e.client_order_id == TP3]
+    assert ended.reason.startswith("venue: ended before our cancel")
+    ours = [e for e in lv.events if isinstance(e, OrderCanceled)]
+    assert sorted(e.client_order_id for e in ours) == sorted([TP1, TP2, TP3])  # each once

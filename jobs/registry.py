@@ -76,6 +76,9 @@ class JobSpec:
     # The interval is wall seconds, not market ones: the process's own health is checked as
     # often in an accelerated demo as live.
     wall_time: bool = False
+    # Runs of it at once: one unless a run may wait long on one thing that the next run leaves
+    # alone and goes on without (the venue sync: see its spec).
+    max_instances: int = 1
 
     def runs_in(self, ctx: JobContext) -> bool:
         """Return whether this process schedules the job."""
@@ -147,6 +150,11 @@ JOBS: tuple[JobSpec, ...] = (
         target=sync_venue,
         applies=_has("venue_sync"),  # a live venue: it fills on its own
         description="live venue: report fills and venue cancels of our orders every 10 s",
+        # A run waiting on one symbol's slow venue (retried with backoff: minutes at real
+        # timeouts) must not keep the next from hearing another symbol's fresh fill: the
+        # next run leaves the symbols a running one works on (Engine.sync_with_venue), so
+        # runs at once never outnumber the symbols stuck at once.
+        max_instances=8,
     ),
     JobSpec(
         job_id="market_rules",

@@ -1,9 +1,10 @@
 """One APScheduler ``AsyncIOScheduler`` on the process's loop, built from job specs.
 
-Every job: coalesce, one instance at a time, a misfire grace period, UTC. Each run publishes
-``JobRan`` (ok or failed) so the audit trail shows what ran when, except a run that succeeded
-with nothing to report (its target returned ""): a 10-second poll must not fill the trail. A
-failing job is logged and the scheduler goes on.
+Every job: coalesce, one instance at a time (more where its spec says: the venue sync), a
+misfire grace period, UTC. Each run publishes ``JobRan`` (ok or failed) so the audit trail
+shows what ran when, except a run that succeeded with nothing to report (its target returned
+""): a 10-second poll must not fill the trail. A failing job is logged and the scheduler goes
+on.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class JobScheduler:
                 args=[spec],
                 id=spec.job_id,
                 coalesce=True,
-                max_instances=1,
+                max_instances=spec.max_instances,
                 misfire_grace_time=MISFIRE_GRACE_S,
             )
         self._scheduler.start()

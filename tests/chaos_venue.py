@@ -420,7 +420,9 @@ class ChaosVenue(FakeFapi):
         return o
 
     async def _klines(self, request: web.Request) -> web.Response:
-        self._advance()
+        if self._advance():  # a stop it triggered is on disk before anyone hears of it
+            self._watch_naked()
+            self.save()
         q = dict(request.query)
         series = self.series.get(q.get("symbol", ""))
         if series is None:

@@ -3,16 +3,21 @@
 Events are dispatched in publish order to subscribers whose topic pattern matches (exact topic,
 a dotted prefix ending in ``.*``, or ``*``). An event published by a subscriber is persisted at
 once but delivered after the current event has reached all its subscribers, so every
-subscriber sees events in the order they were published. A failing subscriber (an exception,
-or SystemExit) is logged and isolated: the others still run. Every event is first handed to the
-persistence sink (the audit trail), so an event that reached any subscriber is also on disk,
-except while the database cannot be written: then events are kept in memory (and written, in
-order, once it can be) and trading fails closed (``on_storage_failure``); the keep
-(``core.ports.EventKeep``, a file beside the database) holds them too, so a process killed during
-the outage leaves them to the next, which writes them first. An event that would
-reach nothing (no audit sink, no subscriber: a backtest's exit plans) is not delivered, and the
-publishers of the frequent events do not even build it (``wants``); with the sink every event
-is wanted, so the live process's audit trail misses none.
+subscriber sees events in the order they were published. Each task delivers what it publishes
+itself, in line: one task's subscriber waiting on a slow venue (a fill's stop) holds up no
+other task's events, and a fill is handled in the task that published it (the engine's work on
+that symbol, under its lock), never left to whichever task was dispatching (its publisher went
+on as if the fill were booked: a take-profit that had filled was placed again). A failing
+subscriber (an exception, or SystemExit) is logged and isolated: the others still run. Every
+event is first handed to the persistence sink (the audit trail), so an event that reached any
+subscriber is also on disk, except while the database cannot be written: then events are kept
+in memory (and written, in order, once it can be) and trading fails closed
+(``on_storage_failure``); the keep (``core.ports.EventKeep``, a file beside the database) holds
+them too, so a process killed during the outage leaves them to the next, which writes them
+first. An event that would reach nothing (no audit sink, no subscriber: a
+backtest's exit plans) is not delivered, and the publishers of the frequent events do not even
+build it (``wants``); with the sink every event is wanted, so the live process's audit trail
+misses none.
 """
 
 from __future__ import annotations
@@ -60,8 +65,11 @@ class EventBus:
         self._by_topic: dict[str, tuple[_Subscription, ...]] = {}
         self.published = 0
         self.handler_failures = 0
-        self._queue: deque[Event] = deque()
-        self._dispatching = False
+        # By task: the events its dispatch loop delivers next (published by the subscribers
+        # it runs). Each task delivers its own: a subscriber one task awaits (a fill's stop
+        # at a slow venue) holds up no other task's events, and a fill is handled in the
+        # task that published it (the one working its symbol).
+        self._queues: dict[object, deque[Event]] = {}
         # Published while the database was unavailable (first: those a killed process kept).
         self._unsaved: deque[Event | StoredEvent] = deque()
         self._keep = keep if sink is not None else None
@@ -108,7 +116,8 @@ class EventBus:
         return self._sink is not None or bool(self._subscribers(topic))
 
     async def publish(self, event: Event) -> None:
-        """Persist the event, then deliver it (and anything published meanwhile) in order.
+        """Persist the event, then deliver it (and anything its subscribers publish meanwhile)
+        in order, in this task.
 
         Secrets are masked first (``core.redaction``): no error text that carries an API key
         reaches the audit trail or a subscriber (chat, the console).
@@ -119,15 +128,17 @@ class EventBus:
         if self._sink is not None:
             await self._persist(event)
         self.published += 1
-        self._queue.append(event)
-        if self._dispatching:
-            return  # the dispatch loop already running delivers it next
-        self._dispatching = True
+        task = asyncio.current_task()
+        queue = self._queues.get(task)
+        if queue is not None:
+            queue.append(event)
+            return  # this task's dispatch loop, running a subscriber, delivers it next
+        queue = self._queues[task] = deque((event,))
         try:
             # Delivered in line, not through a coroutine per event: the bus carries tens of
             # thousands in a backtest.
-            while self._queue:
-                queued = self._queue.popleft()
+            while queue:
+                queued = queue.popleft()
                 for sub in self._subscribers(queued.topic):
                     try:
                         await sub.handler(queued)
@@ -142,7 +153,7 @@ class EventBus:
                         self.handler_failures += 1
                         log.exception("subscriber %s failed on %s", sub.name, queued.topic)
         finally:
-            self._dispatching = False
+            del self._queues[task]
 
     def on_storage_failure(self, handler: Callable[[str], Awaitable[None]]) -> None:
         """Call ``handler`` (with the error) when the audit trail cannot be written: once per

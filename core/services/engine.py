@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TypeVar
 
@@ -78,6 +79,7 @@ from core.ml.rl.observation import entry_features
 from core.ports import Exchange, KeyValueRepo, StateKey
 from core.services.adoption import adopted_position_trade, adoption_plan
 from core.services.bus import EventBus
+from core.services.engine_locks import SymbolLocks, acquire_even_if_cancelled, all_of
 from core.services.execution import ExecutionService, Submission, client_order_id
 from core.services.exit_executor import CLOSED_OUTSIDE_NAME, LIQUIDATION_NAME, ExitExecutor
 from core.services.flatten import (
@@ -170,10 +172,19 @@ class Engine:
         self._on_storage_failure = on_storage_failure
         self._saved = self._saved_account = ""
         exits.persist_with(self._save)  # every exit order is stored before it goes out
-        # One cycle at a time: live, the venue sync (a job) and the market loop are two tasks
-        # that would otherwise interleave at every await on the same trade. An entry's
-        # account reads let go of it (``_unlocked``): no trade of its symbol exists yet.
-        self._busy = asyncio.Lock()
+        # A symbol's trade work holds that symbol's lock (``engine_locks``): its cycle, the
+        # venue sync's reconcile of its trade, an adoption, a flatten's close of it. Live, the
+        # sync (a job) and the market loop are two tasks that would otherwise interleave at
+        # every await on the same trade; one symbol's slow venue calls never hold up another's.
+        self._locks = SymbolLocks()
+        # The decision to open is shared (the open positions, the exposure, the account an
+        # entry is sized on): one entry at a time holds it, from its account read to its
+        # order's answer, and so does an exposure cut. Never waited for while holding a
+        # symbol's lock (``_one_entry``): an entry holding it takes its symbol's lock again.
+        self._opening = asyncio.Lock()
+        # One write of the stored trades at a time, each of what memory holds when it writes:
+        # two tasks' saves never store an older state over a newer one.
+        self._saving = asyncio.Lock()
         self._closed_orders: dict[str, OpenTrade] = {}  # order id -> its closed trade
         # By symbol: the id base time of the adoption last given up (the next one's ids differ:
         # a venue may answer a canceled order's id with that order).
@@ -272,21 +283,35 @@ class Engine:
         its fills as they happen, so there it only matters after a crash between a fill and
         our save. A venue error on one order is logged and that order is asked again next time.
         """
-        published = 0
-        async with self._busy:
-            for trade in list(self.trades.values()):
-                # One symbol's trouble must not keep the others from being looked at.
-                try:
-                    published += await self._reconcile(trade)
-                except StorageUnavailable as e:
-                    log.error(
-                        "%s: sync incomplete, the database is unavailable: %s", trade.symbol, e
-                    )
-                    await self._storage_failed(str(e))
-                except (DependencyError, DataError, VenueRejected) as e:
-                    log.error("%s: sync incomplete, asked again next time: %s", trade.symbol, e)
-            await self._exits.record_waiting()  # closed trades an outage left unstored
-        return published
+        # Each trade at once, under its symbol's lock: one symbol's slow venue (its exits'
+        # cancels and re-placements, retried with backoff) must not keep another's fresh
+        # fill waiting for its stop.
+        published = await all_of([self._sync_trade(t) for t in list(self.trades.values())])
+        await self._exits.record_waiting()  # closed trades an outage left unstored
+        return sum(published)
+
+    async def _sync_trade(self, trade: OpenTrade) -> int:
+        """Reconcile ``trade`` under its symbol's lock; return how many events that made. A
+        symbol another task works on now is left to the next sync (its entry going out,
+        in doubt until answered; its cycle's exits): waiting would hold this sync's end, and
+        with it the next one, behind that symbol's venue calls."""
+        symbol = trade.symbol
+        lock = self._locks.of(symbol)
+        if lock.locked():
+            log.debug("%s: busy in another task, synced next time", symbol)
+            return 0
+        async with lock:
+            if self.trades.get(symbol) is not trade:
+                return 0  # gone (or replaced) before this sync came to it
+            # One symbol's trouble must not keep the others from being looked at.
+            try:
+                return await self._reconcile(trade)
+            except StorageUnavailable as e:
+                log.error("%s: sync incomplete, the database is unavailable: %s", symbol, e)
+                await self._storage_failed(str(e))
+            except (DependencyError, DataError, VenueRejected) as e:
+                log.error("%s: sync incomplete, asked again next time: %s", symbol, e)
+        return 0
 
     async def _reconcile(self, trade: OpenTrade) -> int:
         pending = [("entry", trade.entry_cid)] if trade.plan is None else []
@@ -405,14 +430,21 @@ class Engine:
     async def _save(self) -> None:
         if self._state is None:
             return
+        async with self._saving:
+            await self._write_state(self._state)
+        # The database takes writes: the closed trades a refused write left out go too (else
+        # they wait for the next close, and a crash before it loses their rows).
+        await self._exits.record_waiting()
+
+    async def _write_state(self, state: KeyValueRepo) -> None:
+        """Write the sizing account and the trades as they are now, each only when it
+        changed."""
         # The account first: written alone (the database lost before the trades), a restart
         # drops the trades it holds that the stored ones do not, and ignores the close the
         # venue sync announces again of a trade it booked already. The other way round, a
         # trade closed in the stored trades but open in the stored account loses its outcome.
+        # Both taken at one instant, before either write lets the other tasks run.
         account = self.sizing.dump()
-        if account != self._saved_account:
-            await self._state.set(StateKey.SIZING_ACCOUNT, account)
-            self._saved_account = account
         text = encode_trades(
             self.trades,
             self.decided,
@@ -420,12 +452,12 @@ class Engine:
             {s: r.label for s, r in self.regimes.items()},
             self.strategies,
         )
+        if account != self._saved_account:
+            await state.set(StateKey.SIZING_ACCOUNT, account)
+            self._saved_account = account
         if text != self._saved:
-            await self._state.set(StateKey.ENGINE_TRADES, text)
+            await state.set(StateKey.ENGINE_TRADES, text)
             self._saved = text
-        # The database takes writes: the closed trades a refused write left out go too (else
-        # they wait for the next close, and a crash before it loses their rows).
-        await self._exits.record_waiting()
 
     @property
     def closed_trades(self) -> list[ClosedTrade]:
@@ -505,7 +537,7 @@ class Engine:
         the rest of this cycle; the next candle and the venue sync pick up from there.
         """
         try:
-            async with self._busy:
+            async with self._locks.of(symbol):
                 await self._cycle(symbol, candle)
         except StorageUnavailable as e:
             log.error("%s: cycle skipped, the database cannot be written: %s", symbol, e)
@@ -758,7 +790,9 @@ class Engine:
         trade = self.trades.get(symbol)
         if trade is None or trade.plan is not None:
             return
-        async with self._busy:
+        async with self._locks.of(symbol):
+            if self.trades.get(symbol) is not trade:
+                return
             if await self._execution.trading_state() is TradingState.HALTED:
                 await self._cancel_entry(trade)
 
@@ -782,16 +816,24 @@ class Engine:
                 )
         if event.current != TradingState.HALTED:
             return
-        await self._cancel_waiting_entries()
+        # Without the symbols' locks: a halt may be published from inside a symbol's work
+        # (the risk limits halting in its order's gate check), which holds its lock.
+        await self._cancel_waiting_entries(locked=False)
 
-    async def _cancel_waiting_entries(self) -> list[tuple[str, str]]:
-        """Cancel every entry still waiting for its fill (a halt, an exposure cut); return
-        the (symbol, why) of those the venue did not cancel: one cancel timing out must not
-        stop the others, nor the positions' exits that follow (the venue sync finds out)."""
+    async def _cancel_waiting_entries(self, *, locked: bool = True) -> list[tuple[str, str]]:
+        """Cancel every entry still waiting for its fill (a halt, an exposure cut), each
+        under its symbol's lock unless ``locked`` is False; return the (symbol, why) of those
+        the venue did not cancel: one cancel timing out must not stop the others, nor the
+        positions' exits that follow (the venue sync finds out)."""
         failed = []
-        for trade in list(self.trades.values()):
+        for trade in [t for t in self.trades.values() if t.plan is None]:
             try:
-                await self._cancel_entry(trade)
+                if not locked:
+                    await self._cancel_entry(trade)
+                    continue
+                async with self._locks.of(trade.symbol):
+                    if self.trades.get(trade.symbol) is trade:
+                        await self._cancel_entry(trade)
             except (DependencyError, VenueRejected) as e:
                 log.error("%s: the waiting entry was not canceled: %s", trade.symbol, e)
                 failed.append((trade.symbol, str(e)))
@@ -801,8 +843,7 @@ class Engine:
         """A policy that halts (the CEO's EMERGENCY) cancels the entries still waiting, as an
         operator's halt does."""
         if isinstance(event, PolicyUpdated) and self._policy().state is TradingState.HALTED:
-            async with self._busy:
-                await self._cancel_waiting_entries()
+            await self._cancel_waiting_entries()
 
     async def account(self) -> AccountView:
         """Return the account valued at the engine's prices."""
@@ -822,8 +863,13 @@ class Engine:
         position the engine has no trade for) is taken over (``_take_over``) and leaves
         through the same exit path. A partial cut (the Risk Brain's) closes only trades
         with a plan: trimming a position the engine does not manage is not its call.
+
+        It holds the decision to open throughout: the account it reads holds the outcome of
+        every entry sent before it, and none goes out until it is done. Each position is
+        closed under its symbol's lock; a flatten closes them all at once, so a symbol whose
+        venue is slow holds up no other's close.
         """
-        async with self._busy:
+        async with self._opening:
             account = await self.account()
 
             def notional(p: Position) -> Decimal:
@@ -840,16 +886,22 @@ class Engine:
             ]
             # Leaving already: closed, or a market exit of it working at the venue (one the
             # venue refused leaves the plan in market mode with nothing out: sent again)
-            gone = {s for s, t in self.trades.items() if _leaving(t)}
+            seen = dict(self.trades)
+            gone = {s for s, t in seen.items() if _leaving(t)}
             left -= sum((notional(p) for p in held if p.symbol in gone), ZERO)
-            for position in held:
-                if left <= target:
-                    break
-                if position.symbol in gone:
-                    continue
-                why = await self._close_at_market(position, flatten=keep <= 0)
+            cut = [p for p in held if p.symbol not in gone]
+            if keep <= 0:
+                whys = await all_of([self._cut(p, seen.get(p.symbol), flatten=True) for p in cut])
+            else:  # largest first, until the target: one after the other
+                whys = []
+                for position in cut:
+                    if left <= target:
+                        break
+                    whys.append(await self._cut(position, seen.get(position.symbol)))
+                    if whys[-1] is None:
+                        left -= notional(position)
+            for position, why in zip(cut, whys, strict=False):
                 if why is None:
-                    left -= notional(position)
                     closed.append(position.symbol)
                 elif why:
                     not_closed.append(f"{position.symbol}: {why}")
@@ -866,6 +918,18 @@ class Engine:
                 )
             )
         return ExposureCut(closed=tuple(closed), not_closed=tuple(not_closed))
+
+    async def _cut(
+        self, position: Position, seen: OpenTrade | None, *, flatten: bool = False
+    ) -> str | None:
+        """Close ``position`` at market under its symbol's lock (``_close_at_market``);
+        ``seen`` is the symbol's trade when the cut began. One that left meanwhile (its own
+        exit went out, or it closed and was forgotten) is gone already: None."""
+        async with self._locks.of(position.symbol):
+            trade = self.trades.get(position.symbol)
+            if (trade is not None and _leaving(trade)) or (seen is not None and trade is None):
+                return None
+            return await self._close_at_market(position, flatten=flatten)
 
     async def _close_at_market(self, position: Position, *, flatten: bool) -> str | None:
         """Send the market exit of ``position``; return None when it went (or may have: in
@@ -940,7 +1004,7 @@ class Engine:
         holds its stop. Return "" when it did, else why not: nothing of it is kept then (a
         stop in doubt is canceled), and reconciliation reduces instead."""
         symbol = position.symbol
-        async with self._busy:
+        async with self._locks.of(symbol):
             why = self.not_adoptable(position)
             if why:
                 return why
@@ -1111,128 +1175,156 @@ class Engine:
                 )
             )
             return
-        account = await self._unlocked(self.account)
-        if symbol in self.trades:
-            # Begun while the account was read (the venue's position in it adopted): that
-            # trade is the symbol's, an entry beside it would be a second one.
-            log.info("%s: entry skipped, a trade in it began while the account was read", symbol)
-            return
-        now_ms = self._clock.now_ms()
-        closes = self.signals.closes_until(symbol, now_ms, VOL_WINDOW + 1)
-        per_day = max(1, 86_400_000 // self._candle_ms)
-        scale = volatility_scale(policy, closes, per_day)
-        # The sizing method's multiplier scales the risk budget before every cap and the gate.
-        note = await self.sizing.decide(
-            symbol=symbol,
-            decision_ms=now_ms,
-            entry=entry_features(
-                confidence=signal.confidence,
-                regime_id=int(regime),
-                realised_vol_pct=daily_vol_pct(closes, per_day),
-            ),
-            policy=policy,
-        )
-        risk_scale = scale * Decimal(repr(note.multiplier)).normalize()
-        sizing = self.orders.size(symbol, account, expected, stop, policy, risk_scale=risk_scale)
-        if sizing.amount <= 0:
-            log.info("%s: entry skipped, size 0 (%s; %s)", symbol, sizing.bound_by, note.text())
-            return
-        liquidation = self.orders.liquidation_price(
-            side, sizing.amount, expected, account.free_quote
-        )
-        cid = client_order_id(symbol, candle.ts_ms, "e")
-        request = OrderRequest(
-            client_order_id=cid,
-            symbol=symbol,
-            side=Side.BUY if side is PositionSide.LONG else Side.SELL,
-            type=OrderType.MARKET,
-            amount=sizing.amount,
-            market_type=cfg.market_type,
-            leverage=cfg.leverage,
-            tag="entry",
-        )
-        trade = OpenTrade(
-            trade_id=cid,
-            symbol=symbol,
-            side=side,
-            decided_ms=candle.ts_ms,
-            entry_cid=cid,
-            confidence=signal.confidence,
-            atr=signal.atr,
-            market_type=cfg.market_type,
-            leverage=cfg.leverage,
-            provider=signal.provider or source,
-            regime=regime.label,
-            exit_profile=profile,
-            explanation=(
-                self._explain(symbol, candle, regime)
-                if self.signals.provider.name == source
-                else None  # its successor would explain a decision it did not make
-            ),
-            sizing=note,
-        )
-        trade.roles[cid] = "entry"
-        # Write-ahead: the trade (and that this candle is decided) is stored before the order
-        # goes out, so a crash or a failing database right after the send can never leave a
-        # position the engine does not know (the start-up reconcile asks the venue about it).
-        self.trades[symbol] = trade
-        # its size in the same save: a crash during the send restarts knowing it
-        self.sizing.opened(
-            trade.trade_id,
-            now_ms,
-            note,
-            account.equity,
-            cap=sizing.cap_multiplier(note.multiplier),
-        )
-        try:
-            await self._save()
-        except StorageUnavailable:
-            self._forget(trade)  # nothing was sent
-            raise
-        try:
-            submitted = await self._execution.submit(
-                request,
-                reference_price=expected,  # valued as sizing valued it, at the expected fill
-                account=account,
-                stop_price=stop,
-                liquidation_price=liquidation,
-            )
-        except StorageUnavailable:
-            self._forget(trade)  # our own database failed before anything was sent
-            raise
-        except DependencyError as e:
-            # It may or may not have reached the venue: track it, the venue sync finds out.
-            log.error("%s: entry %s in doubt (%s); asking the venue later", symbol, cid, e)
-            return
-        if not submitted.sent:
-            self._forget(trade)  # denied or refused: nothing to manage
-        elif trade.explanation is not None:
-            await self._bus.publish(
-                EntryExplained(
-                    ts_ms=self._clock.now_ms(),
-                    trade_id=trade.trade_id,
-                    symbol=symbol,
-                    side=side.value,
-                    explanation=trade.explanation,
-                    sizing=note,
+        # One entry at a time decides to open (the open positions and the exposure it is
+        # gated on hold every entry before it); the account reads wait for no one of this
+        # symbol (``_unlocked``).
+        async with self._one_entry(symbol):
+            account = await self._unlocked(symbol, self.account)
+            if symbol in self.trades:
+                # Begun while the account was read (the venue's position in it adopted): that
+                # trade is the symbol's, an entry beside it would be a second one.
+                log.info(
+                    "%s: entry skipped, a trade in it began while the account was read", symbol
                 )
+                return
+            now_ms = self._clock.now_ms()
+            closes = self.signals.closes_until(symbol, now_ms, VOL_WINDOW + 1)
+            per_day = max(1, 86_400_000 // self._candle_ms)
+            scale = volatility_scale(policy, closes, per_day)
+            # The sizing method's multiplier scales the risk budget before every cap and the gate.
+            note = await self.sizing.decide(
+                symbol=symbol,
+                decision_ms=now_ms,
+                entry=entry_features(
+                    confidence=signal.confidence,
+                    regime_id=int(regime),
+                    realised_vol_pct=daily_vol_pct(closes, per_day),
+                ),
+                policy=policy,
             )
+            risk_scale = scale * Decimal(repr(note.multiplier)).normalize()
+            sizing = self.orders.size(
+                symbol, account, expected, stop, policy, risk_scale=risk_scale
+            )
+            if sizing.amount <= 0:
+                log.info("%s: entry skipped, size 0 (%s; %s)", symbol, sizing.bound_by, note.text())
+                return
+            liquidation = self.orders.liquidation_price(
+                side, sizing.amount, expected, account.free_quote
+            )
+            cid = client_order_id(symbol, candle.ts_ms, "e")
+            request = OrderRequest(
+                client_order_id=cid,
+                symbol=symbol,
+                side=Side.BUY if side is PositionSide.LONG else Side.SELL,
+                type=OrderType.MARKET,
+                amount=sizing.amount,
+                market_type=cfg.market_type,
+                leverage=cfg.leverage,
+                tag="entry",
+            )
+            trade = OpenTrade(
+                trade_id=cid,
+                symbol=symbol,
+                side=side,
+                decided_ms=candle.ts_ms,
+                entry_cid=cid,
+                confidence=signal.confidence,
+                atr=signal.atr,
+                market_type=cfg.market_type,
+                leverage=cfg.leverage,
+                provider=signal.provider or source,
+                regime=regime.label,
+                exit_profile=profile,
+                explanation=(
+                    self._explain(symbol, candle, regime)
+                    if self.signals.provider.name == source
+                    else None  # its successor would explain a decision it did not make
+                ),
+                sizing=note,
+            )
+            trade.roles[cid] = "entry"
+            # Write-ahead: the trade (and that this candle is decided) is stored before the order
+            # goes out, so a crash or a failing database right after the send can never leave a
+            # position the engine does not know (the start-up reconcile asks the venue about it).
+            self.trades[symbol] = trade
+            # its size in the same save: a crash during the send restarts knowing it
+            self.sizing.opened(
+                trade.trade_id,
+                now_ms,
+                note,
+                account.equity,
+                cap=sizing.cap_multiplier(note.multiplier),
+            )
+            try:
+                await self._save()
+            except StorageUnavailable:
+                self._forget(trade)  # nothing was sent
+                raise
+            try:
+                submitted = await self._execution.submit(
+                    request,
+                    reference_price=expected,  # valued as sizing valued it, at the expected fill
+                    account=account,
+                    stop_price=stop,
+                    liquidation_price=liquidation,
+                )
+            except StorageUnavailable:
+                self._forget(trade)  # our own database failed before anything was sent
+                raise
+            except DependencyError as e:
+                # It may or may not have reached the venue: track it, the venue sync finds out.
+                log.error("%s: entry %s in doubt (%s); asking the venue later", symbol, cid, e)
+                return
+            if not submitted.sent:
+                self._forget(trade)  # denied or refused: nothing to manage
+            elif trade.explanation is not None:
+                await self._bus.publish(
+                    EntryExplained(
+                        ts_ms=self._clock.now_ms(),
+                        trade_id=trade.trade_id,
+                        symbol=symbol,
+                        side=side.value,
+                        explanation=trade.explanation,
+                        sizing=note,
+                    )
+                )
 
-    async def _unlocked(self, read: Callable[[], Awaitable[_T]]) -> _T:
-        """Return ``read()``, awaited with the cycle lock released (the caller holds it).
+    @asynccontextmanager
+    async def _one_entry(self, symbol: str) -> AsyncIterator[None]:
+        """Hold the decision to open for an entry of ``symbol``, whose lock the caller holds:
+        let go of it while waiting (an entry holding the decision takes its symbol's lock
+        again, so waiting for it with one held could wait for ever)."""
+        lock = self._locks.of(symbol)
+        lock.release()
+        try:
+            await self._opening.acquire()
+        except BaseException:
+            await acquire_even_if_cancelled(lock)
+            raise
+        try:
+            await acquire_even_if_cancelled(lock)
+            yield
+        finally:
+            self._opening.release()
+
+    async def _unlocked(self, symbol: str, read: Callable[[], Awaitable[_T]]) -> _T:
+        """Return ``read()``, awaited with ``symbol``'s lock released (the caller holds it).
 
         For an entry's account reads: against a venue that times out they retry with backoff
-        for seconds (minutes at real timeouts), and another symbol's fresh fill, whose stop
-        the venue sync places, must not wait for them. Nothing opens a position meanwhile:
-        entries come from the market loop, which is waiting here; only the reads' answers may
-        be older than what the others do meanwhile (a stop placed, a position closed), which
-        never counts exposure short.
+        for seconds (minutes at real timeouts). No trade of the symbol exists yet, so nothing
+        of it waits for them: an adoption of the symbol may go on meanwhile (the entry looks
+        again once it holds the lock). No other entry opens a position meanwhile (the caller
+        holds the decision to open); only the reads' answers may be older than what the
+        others do meanwhile (a stop placed, a position closed), which never counts exposure
+        short.
         """
-        self._busy.release()
+        lock = self._locks.of(symbol)
+        lock.release()
         try:
             return await read()
         finally:
-            await _acquire_even_if_cancelled(self._busy)
+            await acquire_even_if_cancelled(lock)
 
     def _explain(self, symbol: str, candle: Candle, regime: Regime) -> EntryExplanation | None:
         """Return why the provider entered (None: it says nothing), with the process's regime
@@ -1418,21 +1510,6 @@ class Engine:
         symbol takes no new entry, so no order of ours outlives its trade."""
         if trade.finished and not trade.canceling:
             self._forget(trade)
-
-
-async def _acquire_even_if_cancelled(lock: asyncio.Lock) -> None:
-    """Acquire ``lock``; a cancellation while waiting for it is raised once it is held (the
-    caller's ``async with`` releases it on the way out, as it expects to)."""
-    cancelled: asyncio.CancelledError | None = None
-    while True:
-        try:
-            await lock.acquire()
-        except asyncio.CancelledError as e:
-            cancelled = e
-            continue
-        break
-    if cancelled is not None:
-        raise cancelled
 
 
 def _entry_atr(atr: float) -> Decimal | None:

@@ -35,8 +35,8 @@ from core.errors import DataError
 from core.errors import OrderRejected as VenueRejected
 from core.ports import Exchange
 from core.services.bus import EventBus
+from core.services.order_gate import OrderGate
 from core.services.portfolio import AccountView
-from core.services.trading_state import OrderGate
 from core.values import value_class
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,9 @@ class ExecutionService:
         # them); a live venue is asked (the engine's sync), and a cancel that finds an order
         # the venue ended says so, or nothing would.
         self._venue_reports_cancels = venue_reports_cancels
-        # Held from the gate check to the venue's answer; a halt takes it to be written, so
-        # no order checked before a halt goes out after it is acknowledged.
+        # Held from the gate check to the venue's answer, beside the other orders; a halt
+        # takes it alone to be written, so no order checked before a halt goes out after it
+        # is acknowledged (``core.services.order_gate``).
         self._order_gate = order_gate or OrderGate()
         self._bus = bus
         self._clock = clock
@@ -204,6 +205,12 @@ class ExecutionService:
             stop_price=stop_price,
             liquidation_price=liquidation_price,
         )
+        if intent.reduces_exposure and intent.protective:
+            # A stop or an exit at market goes in every trading state (``check_order``): no
+            # halt written meanwhile changes its verdict, so it waits for no other order in
+            # the gate (another symbol's entry retried against a slow venue must not hold a
+            # fresh fill's stop back).
+            return await self._check_and_send(request, intent, account)
         async with self._order_gate.hold():
             return await self._check_and_send(request, intent, account)
 

@@ -15,7 +15,6 @@ HALTED and writes the halt to the database, unless an operator resumed since.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 
@@ -26,48 +25,9 @@ from core.errors import StorageUnavailable
 from core.ports import HaltNote, KeptHalt, KeyValueRepo, StateKey
 from core.redaction import process_redactor
 from core.services.bus import EventBus
+from core.services.order_gate import OrderGate
 
 log = logging.getLogger(__name__)
-
-
-class OrderGate:
-    """A lock one task may take again while it holds it: an order's gate check may itself halt
-    trading (the daily loss limit), which takes the gate too."""
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._owner: asyncio.Task[object] | None = None
-
-    def hold(self) -> _Hold:
-        """Hold the gate (at once if this task holds it already): ``async with gate.hold()``."""
-        return _Hold(self)
-
-
-class _Hold:
-    """One ``OrderGate.hold()``: a plain async context manager, not a generator-based one
-    (every order takes the gate, and ``contextlib.asynccontextmanager`` costs several times
-    more to enter and leave)."""
-
-    __slots__ = ("_gate", "_took")
-
-    def __init__(self, gate: OrderGate) -> None:
-        self._gate = gate
-        self._took = False  # whether this hold took the lock (not a re-entry)
-
-    async def __aenter__(self) -> None:
-        gate = self._gate
-        task = asyncio.current_task()
-        if task is not None and gate._owner is task:
-            return  # this task holds it already
-        await gate._lock.acquire()
-        gate._owner = task
-        self._took = True
-
-    async def __aexit__(self, *_exc: object) -> None:
-        if self._took:
-            gate = self._gate
-            gate._owner = None
-            gate._lock.release()
 
 
 class TradingStateService:
@@ -87,9 +47,9 @@ class TradingStateService:
         self._forced: str | None = None
         self._forced_ms = 0  # when trading failed closed (this process's clock)
         self._inherited = False  # the forced halt is the one the last process kept
-        # Held by each order from its gate check to the venue's answer (ExecutionService), and
-        # by a halt or reduce while it is written: an order checked before the halt is sent
-        # before the halt is acknowledged, none after it.
+        # Held by each order from its gate check to the venue's answer (ExecutionService), side
+        # by side, and alone by a halt or reduce while it is written: an order checked before
+        # the halt is sent before the halt is acknowledged, none after it.
         self.order_gate = OrderGate()
 
     @property
@@ -318,7 +278,7 @@ class TradingStateService:
             await self._state.set(StateKey.RESUMED_MS, self._resumed)
             await self._write(new, reason)
         else:
-            async with self.order_gate.hold():  # the orders being sent go first, none after
+            async with self.order_gate.hold_alone():  # the orders being sent go first, none after
                 await self._write(new, reason)
         await self._bus.publish(
             TradingStateChanged(

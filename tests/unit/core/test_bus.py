@@ -160,6 +160,32 @@ async def test_events_published_by_subscribers_are_delivered_after_the_current_o
     ]
 
 
+async def test_a_subscriber_waiting_in_one_task_holds_up_no_other_tasks_event() -> None:
+    """Each task delivers its own events: a fill published while another task's subscriber
+    waits at a slow venue is handled at once, in the task that published it."""
+    import asyncio
+
+    from core.services.bus import EventBus
+
+    bus = EventBus()
+    answer, handled = asyncio.Event(), []
+
+    async def slow_on_first(e: Event) -> None:
+        handled.append((e.ts_ms, asyncio.current_task()))
+        if e.ts_ms == 1:
+            await answer.wait()
+
+    bus.subscribe("*", slow_on_first)
+    first = asyncio.create_task(bus.publish(_candle(1)))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(bus.publish(_candle(2)))
+    await asyncio.wait_for(second, 1)  # delivered while the first still waits
+    assert [ts for ts, _ in handled] == [1, 2]
+    assert handled[1][1] is second  # in its own task
+    answer.set()
+    await asyncio.wait_for(first, 1)
+
+
 async def test_events_are_redacted_before_the_audit_trail_and_every_subscriber() -> None:
     from core.domain.events import OrderRejected
     from core.redaction import REDACTED, Redactor, install_redactor, process_redactor

@@ -107,3 +107,35 @@ async def test_a_failed_jobs_stored_detail_has_no_secret() -> None:
     assert event.payload["detail"] == (
         f"RuntimeError: htx GET https://api.hbdm.com/x?AccessKeyId={REDACTED} timed out"
     )
+
+
+async def test_a_job_allowed_two_runs_at_once_starts_the_next_while_one_waits() -> None:
+    """The venue sync's runs overlap: one waiting on a symbol's slow venue must not keep the
+    next from hearing another symbol's fill (each leaves what a running one works on)."""
+    release, second = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def stuck_once(_ctx: JobContext) -> str:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await release.wait()
+        else:
+            second.set()
+        return ""
+
+    spec = JobSpec(job_id="sync", every_market_s=3600, target=stuck_once, max_instances=2)
+    sched = JobScheduler(
+        [spec],
+        JobContext(portfolio=None),  # type: ignore[arg-type]
+        bus=EventBus(),
+        clock=SimClock(),  # type: ignore[arg-type]
+        speed=3600 * 50,
+    )
+    await sched.start()
+    await asyncio.wait_for(second.wait(), timeout=5)  # while the first still waits
+    release.set()
+    await sched.stop()
+    [venue_sync] = [s for s in JOBS if s.job_id == "venue_sync"]
+    assert venue_sync.max_instances > 1
+    assert {s.max_instances for s in JOBS if s.job_id != "venue_sync"} == {1}

@@ -25,16 +25,19 @@ Prints kills, restarts, orders, fills, duplicates, lost and double-counted fills
 mismatches, audit-trail gaps, the longest naked time (a position without a venue stop) while
 the bot was up and the longest across a kill, the most positions open at once at the venue
 against the limit, faults injected, retries, and the equity difference; then each target by
-symbol. Exits 1 when a target is broken: 0 duplicates, 0 lost or double fills, 0 position
-mismatches, 0 audit gaps, naked time while up within one sync interval (10 s), never more
-positions open at the venue than the limit.
+symbol; and the venue-fault alerts (the health check's ``health: venue faults is bad`` in the
+bot's audit trail while the venue faulted; the health job runs every 0.5 wall s here). Exits 1
+when a target is broken: 0 duplicates, 0 lost or double fills, 0 position mismatches, 0 audit
+gaps, naked time while up within one sync interval (10 s), never more positions open at the
+venue than the limit, at least one venue-fault alert when faults were injected.
 
 With ``--faults``, the fault scenarios instead (``tests/chaos_faults.py``): ``--db-faults``
 times another process holds SQLite's write lock while the bot trades (trading must go HALTED
 with an alert, send no entry, stay halted after the lock goes until ``qt state resume``, then
 trade again, its books matching the venue), then the venue's feed stops for a while (no entry
-on a stale candle, the health alert, trading again once the feed is back). Prints those
-figures; exits 1 when one is broken.
+on a stale candle, the health alert, trading again once the feed is back). ``--symbols N``
+and ``--max-open`` as for the kills (figures also by symbol, the most positions open at once
+against the limit). Prints those figures; exits 1 when one is broken.
 
 With ``--training``, kills during a training run instead (``tests/chaos_training.py``): the
 bot's learning manager retrains XGBoost and LightGBM every few wall seconds in its worker
@@ -47,7 +50,7 @@ target is broken.
 
 Usage: .venv/bin/python bench/chaos.py [--kills 50] [--orders 500] [--seed 1] [--fault-rate 0.2]
                                       [--symbols 1] [--max-open N-1]
-       .venv/bin/python bench/chaos.py --faults [--db-faults 3] [--seed 1]
+       .venv/bin/python bench/chaos.py --faults [--db-faults 3] [--seed 1] [--symbols 1]
        .venv/bin/python bench/chaos.py --training [--kills 10] [--fault-rate 0] [--seed 1]
 """
 
@@ -66,6 +69,7 @@ from tests.chaos_faults import STALE_CANDLES, FaultConfig, FaultResult, run_faul
 from tests.chaos_harness import (  # noqa: E402
     SYNC_INTERVAL_S,
     TARGETS,
+    VENUE_FAULT_ALERT,
     ChaosConfig,
     ChaosResult,
     run_chaos,
@@ -103,16 +107,49 @@ def fault_report(r: FaultResult) -> str:
         f"double-counted fills  {f.double_fills} (after restores: {d.double_fills})",
         f"position mismatches   {f.position_mismatches} (after restores: {d.position_mismatches})",
         f"audit-trail gaps      {f.audit_gaps}",
+        f"max open positions    {r.max_open_positions} at the venue (limit {r.position_limit}; "
+        f"{', '.join(r.max_open_symbols) or 'none'})",
         f"wall time             {r.wall_s:.0f} s",
     ]
+    if len(r.symbols) > 1:
+        lines.append(f"by symbol ({len(r.symbols)}: {', '.join(r.symbols)})")
+        lines.extend(f"  {line}" for line in fault_symbol_lines(r))
     lines.extend(f"  {note}" for note in (r.notes + d.notes + f.notes)[:20])
     return "\n".join(lines)
+
+
+def fault_symbol_lines(r: FaultResult) -> list[str]:
+    """Return each symbol's orders, fills, entries while halted or on a stale feed, health
+    alerts and comparison targets (final/after restores), one a line."""
+    out = []
+    for symbol in r.symbols:
+        mine = r.by_symbol.get(symbol, {})
+        final = r.final.by_symbol.get(symbol, {})
+        during = r.during.by_symbol.get(symbol, {})
+        counts = ", ".join(
+            f"{name.replace('_', ' ')} {final.get(name, 0)}/{during.get(name, 0)}"
+            for name in TARGETS
+        )
+        out.append(
+            f"{symbol:<9} {mine.get('orders', 0)} orders, {mine.get('fills', 0)} fills; "
+            f"entries while halted {mine.get('entries_while_halted', 0)}, on stale candles "
+            f"{mine.get('stale_entries', 0)}, while the feed stopped "
+            f"{mine.get('entries_while_stale', 0)}; stale-data alerts "
+            f"{mine.get('health_alerts', 0)}; {counts}"
+        )
+    return out
 
 
 def faults_main(args: argparse.Namespace, base: Path) -> int:
     print(f"fault session in {base}", flush=True)
     result = run_faults(
-        FaultConfig(workdir=base / "faults", db_faults=args.db_faults, seed=args.seed),
+        FaultConfig(
+            workdir=base / "faults",
+            db_faults=args.db_faults,
+            seed=args.seed,
+            symbols=args.symbols,
+            max_open_positions=args.max_open,
+        ),
         say=lambda line: print(line, flush=True),
     )
     print(fault_report(result))
@@ -197,6 +234,8 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
         "moved (break-even after the first take-profit)",
         f"faults injected       {result.faults_injected} ({faults})",
         f"retries               {result.retries}",
+        f"venue-fault alerts    {result.venue_fault_alerts} ('{VENUE_FAULT_ALERT}' in the audit "
+        "trail while the venue faulted)",
         f"final equity          {result.equity:.2f}",
         f"wall time             {result.wall_s:.0f} s",
     ]

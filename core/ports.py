@@ -90,6 +90,8 @@ class StateKey(StrEnum):
     HALT_MARK = "halt_mark"  # changes at every halt or reduce asked for (trading_state.set)
     RISK_LIMITS = "risk_limits"  # the pre-trade limits' state (JSON): core.services.risk_limits
     HEALTH_PROBE = "health_probe"  # written by the health monitor: the database takes writes
+    # the health monitor's venue faults of the last window (JSON), read by the next process
+    VENUE_FAULTS = "venue_faults"
 
 
 @value_class(frozen=True, slots=True, kw_only=True)

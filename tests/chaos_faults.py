@@ -26,6 +26,12 @@ lets it trade, then:
 
 The session ends with ``run_chaos``'s final comparison (settle, freeze, restart without
 entries): duplicates, lost and double fills, position mismatches and audit-trail gaps.
+
+With ``symbols`` above 1 the bot trades that many symbols on the same candles under a position
+limit below their number (``run_chaos``'s setting), and every figure is also counted by symbol:
+its orders and fills, entries while halted, on stale candles and while the feed stopped, its
+health alert, the comparisons; the most positions open at once at the venue are checked
+against the limit.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos_harness import (
+    OUR_NAME,
     PYTHON,
     ROOT,
     ChaosConfig,
@@ -47,14 +54,23 @@ from tests.chaos_harness import (
     _env,
     _final_check,
     compare,
-    position_mismatch,
+    position_mismatches,
     read_venue,
 )
+from tests.chaos_venue import market_id
 
 DB_KINDS = ("locked", "full", "readonly")
 HALT_NOTE_SUFFIX = ".storage-halt"  # bot.halt_note.SUFFIX: the halt kept beside the database
 STALE_CANDLES = 3  # core.services.health.HealthConfig.stale_candles
 ENTRY_TAG = "-e"
+SYMBOL_FIGURES = (
+    "orders",
+    "fills",
+    "entries_while_halted",
+    "stale_entries",
+    "entries_while_stale",
+    "health_alerts",
+)
 
 
 @dataclass
@@ -81,6 +97,8 @@ class FaultConfig:
     # staleness: at 4 candles a wall second, a busy machine's second of latency is 4 of them
     # (the bench: 0, the strict rule; the test suite's parallel load: 2)
     latency_candles: float = 0.0
+    symbols: int = 1  # traded at once: the first ones of CHAOS_SYMBOLS
+    max_open_positions: int | None = None  # the bot's limit (None: one less than symbols)
 
     @property
     def fault_file(self) -> Path:
@@ -97,8 +115,10 @@ class FaultConfig:
             candles_per_s=self.candles_per_s,
             settle_s=self.settle_s,
             max_wall_s=120.0,
+            symbols=self.symbols,
+            max_open_positions=self.max_open_positions,
+            health_s=self.health_s,
             bot_env={
-                "CHAOS_HEALTH_S": str(self.health_s),
                 "CHAOS_BUSY_TIMEOUT_MS": str(self.busy_timeout_ms),
                 "CHAOS_DB_FAULT_FILE": str(self.fault_file),
             },
@@ -130,20 +150,22 @@ class FaultResult:
     final: Check = field(default_factory=Check)
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    symbols: tuple[str, ...] = ()
+    position_limit: int = 0  # the bot's QT__RISK__MAX_OPEN_POSITIONS
+    max_open_positions: int = 0  # the most symbols holding a position at once at the venue
+    max_open_symbols: list[str] = field(default_factory=list)  # which, when it first happened
+    # per symbol: orders, fills, entries_while_halted, stale_entries, entries_while_stale,
+    # health_alerts
+    by_symbol: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, symbol: str, name: str, n: int = 1) -> None:
+        """Count ``n`` of figure ``name`` in ``symbol``'s figures."""
+        mine = self.by_symbol.setdefault(symbol, dict.fromkeys(SYMBOL_FIGURES, 0))
+        mine[name] += n
 
     def broken(self) -> list[str]:
         """Return what this session broke."""
-        out = []
-        if self.halted < self.db_faults:
-            out.append("not halted")
-        if self.halt_alerts < self.db_faults or not self.halt_log_lines:
-            out.append("no halt alert")
-        if self.entries_while_halted:
-            out.append("entries while halted")
-        if self.resumed_by_itself:
-            out.append("resumed by itself")
-        if self.resumed_by_operator < self.db_faults:
-            out.append("no trading after the operator's resume")
+        out = self._db_broken()
         if self.stale_entries or self.entries_while_stale:
             out.append("entries on stale candles")
         if not self.health_alerts:
@@ -155,6 +177,23 @@ class FaultResult:
                 out.append(name)
         if self.final.audit_gaps:
             out.append("audit_gaps")
+        if self.max_open_positions > self.position_limit:
+            out.append("max_open_positions")
+        return out
+
+    def _db_broken(self) -> list[str]:
+        """Return what the database faults broke."""
+        out = []
+        if self.halted < self.db_faults:
+            out.append("not halted")
+        if self.halt_alerts < self.db_faults or not self.halt_log_lines:
+            out.append("no halt alert")
+        if self.entries_while_halted:
+            out.append("entries while halted")
+        if self.resumed_by_itself:
+            out.append("resumed by itself")
+        if self.resumed_by_operator < self.db_faults:
+            out.append("no trading after the operator's resume")
         return out
 
 
@@ -174,6 +213,12 @@ def venue_entries(venue: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _entries_between(venue: dict[str, Any], from_ms: int, to_ms: int) -> list[str]:
     return [o["clientOrderId"] for o in venue_entries(venue) if from_ms <= o["time"] < to_ms]
+
+
+def _symbol_of(venue: dict[str, Any], cid: str) -> str:
+    """Return our name of the symbol of our order ``cid`` at the venue."""
+    mid = next(o["symbol"] for o in venue["orders"] if o["clientOrderId"] == cid)
+    return OUR_NAME[mid]
 
 
 def stale_entries(venue: dict[str, Any], tf_ms: int, latency_candles: float = 0.0) -> list[str]:
@@ -252,15 +297,14 @@ def operator_resume(session: Session) -> str:
 
 
 def _check_books(session: Session, db: Path, when: str) -> Check:
-    """After a restore: positions agree and nothing is doubled (fills on their way may not be
-    booked yet: the final comparison counts those)."""
-    mismatch = position_mismatch(session.cfg.workdir, db)
+    """After a restore: positions agree and nothing is doubled, symbol by symbol (fills on
+    their way may not be booked yet: the final comparison counts those)."""
+    mismatches = position_mismatches(session.cfg.workdir, db)
     check = compare(read_venue(session.cfg.workdir), db)
-    check.lost_fills = check.audit_gaps = 0
+    check.clear("lost_fills", "audit_gaps")
     check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
-    if mismatch:
-        check.position_mismatches += 1
-        check.notes.append(f"{when}: {mismatch}")
+    for symbol, mismatch in mismatches.items():
+        check.count("position_mismatches", symbol, f"{when}: {mismatch}")
     return check
 
 
@@ -377,6 +421,8 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
     halted_at = halt_time(db, since_ms=started)
     halted_entries = _entries_between(venue, halted_at or started, resumed)
     result.entries_while_halted += len(halted_entries)
+    for cid in halted_entries:
+        result.count(_symbol_of(venue, cid), "entries_while_halted")
     result.notes.extend(f"entry while halted: {cid}" for cid in halted_entries)
     if _wait_entry_after(session, resumed, within_s=10.0):
         result.resumed_by_operator += 1
@@ -390,16 +436,16 @@ def _db_fault(session: Session, db: Path, result: FaultResult, fc: FaultConfig, 
 
 
 def _flat_after_next_entry(session: Session, within_s: float = 10.0) -> None:
-    """Return once a new entry came and its trade is flat again at the venue: the feed then
-    stops between two trades, and the first entry signal lies inside the stopped span (the
-    hard case: a catch-up that enters on a candle the feed was late with)."""
+    """Return once a new entry came and every symbol is flat again at the venue: the feed
+    then stops between two trades, and the first entry signal lies inside the stopped span
+    (the hard case: a catch-up that enters on a candle the feed was late with)."""
     workdir = session.cfg.workdir
     seen = len(venue_entries(read_venue(workdir)))
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         venue = read_venue(workdir)
-        held = venue["position"].get("BTCUSDT", "0")
-        if len(venue_entries(venue)) > seen and float(held) == 0:
+        held = [float(v) for v in venue["position"].values()]
+        if len(venue_entries(venue)) > seen and not any(held):
             return
         time.sleep(0.02)
 
@@ -410,15 +456,20 @@ def _stale_feed(session: Session, db: Path, result: FaultResult, fc: FaultConfig
     time.sleep(fc.stale_s)
     back = session.control(feed=True)["now_ms"]
     venue = read_venue(session.cfg.workdir)
-    result.entries_while_stale = len(_entries_between(venue, stopped, back))
+    while_stale = _entries_between(venue, stopped, back)
+    result.entries_while_stale = len(while_stale)
+    for cid in while_stale:
+        result.count(_symbol_of(venue, cid), "entries_while_stale")
     result.resumed_after_feed = _wait_entry_after(session, back, within_s=10.0)
     time.sleep(fc.health_s)  # an alert raised as the feed came back is in the trail
     alerts = [
-        a
+        a["title"]
         for a in trail(db, "alert.raised")
         if a.get("title", "").startswith("health: data ") and a["title"].endswith(" is bad")
     ]
     result.health_alerts = len(alerts)
+    for title in alerts:
+        result.count(title.removeprefix("health: data ").removesuffix(" is bad"), "health_alerts")
 
 
 def run_faults(fc: FaultConfig, *, say: Any = print) -> FaultResult:
@@ -447,8 +498,19 @@ def run_faults(fc: FaultConfig, *, say: Any = print) -> FaultResult:
     late = stale_entries(venue, tf_ms, fc.latency_candles)
     result.stale_entries = len(late)
     result.notes.extend(f"stale entry: {x}" for x in late)
+    for x in late:
+        result.count(_symbol_of(venue, x.split()[0]), "stale_entries")
     result.orders = len(venue["orders"]) + len(venue["algos"])
     result.fills = len(venue["trades"])
+    result.symbols = cfg.symbol_names
+    for symbol in result.symbols:
+        mid = market_id(symbol)
+        result.count(symbol, "orders", sum(o["symbol"] == mid for o in venue["orders"]))
+        result.count(symbol, "orders", sum(a["symbol"] == mid for a in venue["algos"]))
+        result.count(symbol, "fills", sum(t["symbol"] == mid for t in venue["trades"]))
+    result.position_limit = cfg.position_limit
+    result.max_open_positions = int(venue["max_open"]["count"])
+    result.max_open_symbols = [OUR_NAME[mid] for mid in venue["max_open"]["symbols"]]
     result.halt_alerts = sum(
         1 for e in trail(db, "trading.state_changed") if e["actor"] == "storage"
     )

@@ -23,6 +23,12 @@ The comparisons, each a count that must be 0, made per symbol and summed:
 - audit-trail gaps: a filled quantity of one of our orders that the trail's ``order.filled``
   events do not hold, or an order of ours at the venue that no event of the trail names.
 
+The venue-fault alert: while the venue faults, the process must say so (the health check's
+``health: venue faults is bad``, an ``alert.raised`` event of the audit trail); the health job
+runs every ``health_s`` wall seconds here (every wall minute in a real run: the bot lives
+seconds between kills), and a session that injected faults with no such alert raised before
+they were turned off is broken.
+
 Naked time: the venue measures every span a position had no reduce-only stop covering it; the
 spans the bot was down (from the kill until the restarted bot read the venue's positions) are
 its own figure. The target is one sync interval of naked time while the bot is up.
@@ -57,6 +63,7 @@ SYNC_INTERVAL_S = 10  # the venue_sync job's market interval (jobs.registry)
 START_MS = 1_767_225_600_000  # 2026-01-01: the market time the session starts at
 ZERO = Decimal(0)
 TARGETS = ("duplicates", "lost_fills", "double_fills", "position_mismatches", "audit_gaps")
+VENUE_FAULT_ALERT = "health: venue faults is bad"  # core.services.health's alert title
 OUR_NAME = {market_id(symbol): symbol for symbol in CHAOS_SYMBOLS}
 
 
@@ -81,6 +88,7 @@ class ChaosConfig:
     bot_env: dict[str, str] = field(default_factory=dict)  # more of the bot's environment
     symbols: int = 1  # traded at once: the first ones of CHAOS_SYMBOLS
     max_open_positions: int | None = None  # the bot's limit (None: one less than symbols)
+    health_s: float = 0.5  # the health job's wall interval (a wall minute in a real run)
 
     @property
     def symbol_names(self) -> tuple[str, ...]:
@@ -168,6 +176,7 @@ class ChaosResult:
     wall_s: float = 0.0
     bot_exit_codes: list[int] = field(default_factory=list)
     failed_starts: int = 0  # starts that gave up on a faulting venue (started again)
+    venue_fault_alerts: int = 0  # VENUE_FAULT_ALERT events raised while the venue faulted
     tp_fills: int = 0  # take-profit orders that filled (all or part)
     stop_moves: int = 0  # stops placed after a trade's first (its plan moved the stop)
 
@@ -191,6 +200,8 @@ class ChaosResult:
             out.append("naked_time")
         if self.max_open_positions > self.position_limit:
             out.append("max_open_positions")
+        if self.faults_injected and not self.venue_fault_alerts:
+            out.append("no venue-fault alert")
         return out
 
 
@@ -262,6 +273,19 @@ def bot_books(db: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, dict
     finally:
         con.close()
     return trades, events
+
+
+def alerts_until(db: Path, title: str, until_ms: int) -> int:
+    """Return how many ``alert.raised`` events titled ``title`` the bot's audit trail holds
+    from before market time ``until_ms``."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute(
+            "select payload from events where topic = 'alert.raised' and ts_ms <= ?", (until_ms,)
+        ).fetchall()
+    finally:
+        con.close()
+    return sum(1 for (payload,) in rows if json.loads(payload).get("title") == title)
 
 
 def compare(venue: dict[str, Any], db: Path) -> Check:
@@ -453,6 +477,7 @@ def _env(cfg: ChaosConfig, url: str, anchor: int) -> dict[str, str]:
         CHAOS_ANCHOR_WALL_MS=str(anchor),
         CHAOS_SPEED=str(cfg.speed),
         CHAOS_EVERY=str(cfg.every),
+        CHAOS_HEALTH_S=str(cfg.health_s),
     )
     env.update(CHAOS_LADDER)
     env.update(cfg.bot_env)
@@ -515,6 +540,7 @@ class Session:
         self.bot_log = open(cfg.workdir / "bot.log", "ab")
         self.exit_codes: list[int] = []
         self.failed_starts: list[int] = []  # exit codes of starts that gave up
+        self.faults_off_ms: int | None = None  # market time the venue's faults were turned off
 
     def control(self, **body: Any) -> dict[str, Any]:
         request = urllib.request.Request(  # noqa: S310 - the venue on loopback
@@ -657,7 +683,7 @@ def _final_check(session: Session, db: Path) -> Check:
     the venue: what filled after its last sync is heard of then), stopped again; then the
     books against the venue."""
     cfg = session.cfg
-    session.control(fault_rate=0.0)
+    session.faults_off_ms = int(session.control(fault_rate=0.0)["now_ms"])
     time.sleep(cfg.settle_s)
     session.control(freeze=True)
     session.stop_bot()
@@ -747,6 +773,8 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     result.max_open_symbols = [OUR_NAME[mid] for mid in venue["max_open"]["symbols"]]
     result.position_limit = cfg.position_limit
     result.limit_denials = _limit_denials(db)
+    faults_off = session.faults_off_ms if session.faults_off_ms is not None else 2**62
+    result.venue_fault_alerts = alerts_until(db, VENUE_FAULT_ALERT, faults_off)
     result.end_market_ms = int(venue["now_ms"])
     result.equity = Decimal(venue["equity"])
     result.retries = _retries(cfg.workdir / "bot.log")

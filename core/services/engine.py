@@ -1440,22 +1440,70 @@ class Engine:
             del self._closed_orders[next(iter(self._closed_orders))]
 
     async def _late_fill(self, trade: OpenTrade, event: OrderFilled) -> None:
-        """Say a fill of an exit order that came after its trade closed and was recorded
-        (the venue filled it before our cancel came, past the position: a spot limit sell is
-        not reduce-only): no trade books it, so an operator must look at the account."""
+        """Book and say a fill of an exit order that came after its trade closed and was
+        recorded (the venue filled it before our cancel came). On spot it is past the
+        position (a spot limit sell is not reduce-only): the venue sold coins the trade no
+        longer held, booked as a record of its own (``ExitExecutor.book_late_fill``) so the
+        books hold what the venue sold, and the account holds that much less of the base
+        coin than the bot's trades say: an operator must look. A perp's exits are
+        reduce-only, so the venue filled no more than the position held: its amount is in
+        the trade's record already (a close found at the venue, booked at the last price),
+        the position flat as the books say; the alert names the fill's own price."""
+        if await self._heard_twice(trade, event):
+            return
         role = trade.roles.get(event.client_order_id, "?")
-        detail = (
+        head = (
             f"{trade.symbol}: {role} {event.client_order_id} filled {event.amount} at "
-            f"{event.price} after its trade {trade.trade_id} closed: the venue "
-            f"{'sold' if event.side == 'sell' else 'bought'} {event.amount} more than the "
-            "trade held, booked by no trade; look at the account"
+            f"{event.price} after its trade {trade.trade_id} closed"
         )
+        if trade.market_type is MarketType.SPOT:
+            record = await self._exits.book_late_fill(trade, event)
+            detail = (
+                f"{head}: the venue {'sold' if event.side == 'sell' else 'bought'} "
+                f"{event.amount} more than the trade held, booked as {record.trade_id} "
+                f"(exit {record.exit_reason}); the account holds {event.amount} "
+                f"{'less' if event.side == 'sell' else 'more'} of the base coin than the "
+                "trades say: look at the account"
+            )
+        else:
+            detail = (
+                f"{head}: reduce-only, so no more than the position held; its amount is in "
+                "the trade's record already, at another price: look at the record"
+            )
         log.critical("%s", detail)
         await self._bus.publish(
             AlertRaised(
                 ts_ms=self._clock.now_ms(), severity="critical", title="late fill", detail=detail
             )
         )
+
+    async def _heard_twice(self, trade: OpenTrade, event: OrderFilled) -> bool:
+        """Return True when ``event`` repeats a fill of its closed trade's order that was
+        counted already: with it, the order would have filled more than the venue says (the
+        paper venue reports a stop's fill twice when a take-profit filled at the candle's
+        open). A venue that cannot be asked now counts as not repeated."""
+        cid = event.client_order_id
+        if self.trades.get(trade.symbol) is not trade:  # forgotten: not counted yet
+            trade.note_fill(cid, event.amount, event.price, event.fee, event.fill_ts_ms)
+        counted = trade.filled_by_cid.get(cid, ZERO)
+        try:
+            order = await self._exchange.fetch_order(cid, trade.symbol)
+        except (DependencyError, VenueRejected) as e:
+            log.warning("%s: late fill of %s not checked with the venue: %s", trade.symbol, cid, e)
+            return False
+        if counted <= order.filled:
+            return False
+        log.warning(
+            "%s: %s reported filled %s again after its trade %s closed (the venue filled %s "
+            "of it, %s counted): not booked twice",
+            trade.symbol,
+            cid,
+            event.amount,
+            trade.trade_id,
+            order.filled,
+            counted,
+        )
+        return True
 
     def _forget_if_done(self, trade: OpenTrade) -> None:
         """Forget a recorded round trip once the venue confirmed every cancel: until then the

@@ -41,7 +41,13 @@ from core.errors import DependencyError, StorageUnavailable
 from core.ports import TradeRepo
 from core.services.bus import EventBus
 from core.services.execution import ExecutionService, Submission, client_order_id
-from core.services.open_trade import OpenTrade, closed_trade, exit_leg, missed_fill
+from core.services.open_trade import (
+    OpenTrade,
+    closed_trade,
+    exit_leg,
+    late_fill_record,
+    missed_fill,
+)
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -379,6 +385,20 @@ class ExitExecutor:
             )
         )
         return closed
+
+    async def book_late_fill(self, trade: OpenTrade, event: OrderFilled) -> ClosedTrade:
+        """Record a spot exit's fill past its closed trade's position (``late_fill_record``)
+        beside the trade's own record, so the books hold every coin the venue sold for it:
+        in ``closed`` and the trades table (a database that refuses it keeps it waiting, as a
+        close's record). No ``TradeClosed``: it is no round trip of a decision (no outcome
+        for sizing or the loss limits); the engine's alert says it."""
+        record = late_fill_record(trade, event)
+        if record in self.closed:
+            return record  # heard twice in this process: booked once
+        self.closed.append(record)
+        if self._trades is not None:
+            await self._record(self._trades, record)
+        return record
 
     async def record_waiting(self) -> None:
         """Store the closed trades a failed write left out (at stop: a stop before the next

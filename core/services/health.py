@@ -13,14 +13,22 @@ serving models trained longer ago than ``model_age_days`` warn, a champion whose
 drifted (the learning manager's drift check) is bad; an event-loop lag over
 ``lag_warn_ms`` warns, over ``lag_bad_ms`` is bad; a failed database write is bad; free disk
 under ``disk_warn_mb`` warns, under ``disk_bad_mb`` is bad; ``venue_faults_warn`` (3)
-temporary venue failures since the previous check (timeouts, 429s, 5xx, garbled answers,
-each retried with backoff or given up) warn, ``venue_faults_bad`` (10) are bad: a venue
-misbehaving for two checks in a row raises the alert, and its end another.
+temporary venue failures in the last ``venue_faults_window_s`` wall seconds (timeouts, 429s,
+5xx, garbled answers, each retried with backoff or given up) warn, ``venue_faults_bad`` (10)
+are bad: a venue misbehaving for two checks in a row raises the alert, and its end another.
+The window is wall time, not "since the previous check", so the rule is the same however often
+the check runs (every wall minute in a real run, twice a second in the chaos harness). It counts
+from the process's start (the faults of a start against a misbehaving venue, its reads
+retried, count), and across restarts: each check stores the window's counts in the state store
+(``StateKey.VENUE_FAULTS``, by wall-clock time), and a new process's first check takes up those
+of the last window, so a process restarted again and again while the venue misbehaves (killed,
+or a start that gave up, as a supervisor restarts it) still raises the alert.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import time
@@ -39,6 +47,9 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 ALERT_AFTER_RUNS = 2  # a check must be bad (or fine again) this many runs in a row to alert
+# A check a little less than a window ago is outside the window: the scheduler runs a job a
+# few milliseconds early or late, and two intervals must not count as one.
+WINDOW_SLACK = 0.05
 
 
 class Status(StrEnum):
@@ -60,9 +71,10 @@ class HealthConfig:
     lag_bad_ms: float = 2_000.0
     disk_warn_mb: float = 1_024.0
     disk_bad_mb: float = 200.0
-    # the venue's temporary failures (each retried or given up) since the previous check
+    # the venue's temporary failures (each retried or given up) in the last window
     venue_faults_warn: int = 3
     venue_faults_bad: int = 10
+    venue_faults_window_s: float = 60.0  # wall seconds: the health job's interval in a real run
 
 
 @value_class(frozen=True, slots=True, kw_only=True)
@@ -74,7 +86,7 @@ class HealthInput:
     last_close_ms: Mapping[str, int | None]  # per traded symbol: its newest candle's close
     venue_error: str | None = None  # the probe's failure ("" or None: reached)
     venue_s: float | None = None  # how long the probe took
-    venue_faults: int | None = None  # the venue's temporary failures since the last check
+    venue_faults: int | None = None  # the venue's temporary failures in the last window
     trained_until_ms: Mapping[str, int] = field(default_factory=dict)  # per serving member
     # per member whose champion's live record drifted (the learning manager's): why
     model_drift: Mapping[str, str] = field(default_factory=dict)
@@ -131,7 +143,10 @@ def check_health(inp: HealthInput) -> HealthReport:
     if inp.venue_faults is not None:
         n = inp.venue_faults
         status = _grade(n >= cfg.venue_faults_warn, n >= cfg.venue_faults_bad)
-        checks.append(Check("venue faults", status, f"{n} retried or failed call(s) since"))
+        window = f"{cfg.venue_faults_window_s:.0f} s"
+        checks.append(
+            Check("venue faults", status, f"{n} retried or failed call(s) in the last {window}")
+        )
     for member, until in sorted(inp.trained_until_ms.items()):
         days = (inp.now_ms - until) / DAY_MS
         status = Status.WARN if days > cfg.model_age_days else Status.OK
@@ -223,6 +238,7 @@ class HealthMonitor:
         candle_ms: int,
         config: HealthConfig | None = None,
         wall: Callable[[], float] = time.monotonic,
+        epoch: Callable[[], float] = time.time,
     ) -> None:
         self._s = sources
         self._bus = bus
@@ -233,7 +249,11 @@ class HealthMonitor:
         self.latest: HealthReport | None = None
         self._bad: set[str] = set()  # names of the checks alerted bad (not fine again since)
         self._runs: dict[str, int] = {}  # per check: runs in a row on the other side of _bad
-        self._faults_seen: int | None = None  # the venue's fault count at the last check
+        self._epoch = epoch  # wall-clock seconds: the fault window, shared across processes
+        # (epoch s, the venue's faults since the check before) of the last window's checks,
+        # the earlier processes' too (None: not read from the state store yet)
+        self._faults: list[tuple[float, int]] | None = None
+        self._faults_seen = 0  # the adapter counts from its creation: 0 at the process's start
 
     def issues(self) -> tuple[str, ...]:
         """Return the bad checks of the latest report (the Risk Brain's input)."""
@@ -250,7 +270,7 @@ class HealthMonitor:
                 last_close_ms={sym: s.last_close_ms(sym) for sym in s.symbols()},
                 venue_error=venue_error,
                 venue_s=venue_s,
-                venue_faults=self._new_faults(),
+                venue_faults=await self._new_faults(),
                 trained_until_ms=s.trained_until_ms(),
                 model_drift=s.drift(),
                 loop_lag_ms=None if s.lag is None else s.lag.take(),
@@ -277,13 +297,39 @@ class HealthMonitor:
                 await self._alert("warning", f"health: {name} is fine again", "ok twice in a row")
         return report
 
-    def _new_faults(self) -> int | None:
-        """Return the venue's temporary failures since the previous check (None: uncounted)."""
+    async def _new_faults(self) -> int | None:
+        """Return the venue's temporary failures in the last window (None: uncounted), this
+        process's and the earlier ones' (``StateKey.VENUE_FAULTS``); store the window's."""
         if self._s.venue_faults is None:
             return None
-        total = self._s.venue_faults()
-        seen, self._faults_seen = self._faults_seen, total
-        return max(0, total - (total if seen is None else seen))
+        now, total = self._epoch(), self._s.venue_faults()
+        new, self._faults_seen = max(0, total - self._faults_seen), total
+        if self._faults is None:
+            self._faults = await self._stored_faults()
+        since = now - self.config.venue_faults_window_s * (1 - WINDOW_SLACK)
+        self._faults = [(t, n) for t, n in self._faults if t > since] + [(now, new)]
+        await self._store_faults()
+        return sum(n for _, n in self._faults)
+
+    async def _stored_faults(self) -> list[tuple[float, int]]:
+        """Return the fault counts the earlier processes stored ([] if none, or unreadable:
+        the database's own check says when it fails)."""
+        if self._s.state is None:
+            return []
+        try:
+            text = await self._s.state.get(StateKey.VENUE_FAULTS)
+            return [(float(t), int(n)) for t, n in json.loads(text or "[]")]
+        except Exception as e:  # noqa: BLE001 - a count lost is not worth failing the check
+            log.warning("venue fault counts of the earlier process unreadable: %s", e)
+            return []
+
+    async def _store_faults(self) -> None:
+        if self._s.state is None or self._faults is None:
+            return
+        try:
+            await self._s.state.set(StateKey.VENUE_FAULTS, json.dumps(self._faults))
+        except Exception as e:  # noqa: BLE001 - the database's check says it
+            log.debug("venue fault counts not stored: %s", e)
 
     async def _probe_venue(self) -> tuple[str | None, float | None]:
         if self._s.venue_probe is None:

@@ -19,6 +19,8 @@ from core.domain.trades import ClosedTrade, ExitLeg
 
 ZERO = Decimal(0)
 TRAILED_STOP_REASON = "TSL"  # exit reason of a stop the ladder had moved; the first is "SL"
+# Exit reason of a spot exit's fill past its closed trade's position (``late_fill_record``).
+LATE_FILL_REASON = "LATE"
 
 
 @dataclass(slots=True)
@@ -157,6 +159,46 @@ def closed_trade(trade: OpenTrade) -> ClosedTrade:
         regime=trade.regime,
         exit_profile=trade.exit_profile,
         explanation=trade.explanation,
+    )
+
+
+def late_fill_record(trade: OpenTrade, event: OrderFilled) -> ClosedTrade:
+    """Return the record of a spot exit order's fill that came after ``trade`` closed, past
+    its position (a spot limit sell is not reduce-only: the venue sold coins the trade no
+    longer held). Its own record, since the trade's is stored already: the fill's amount,
+    price and fee, exit ``LATE``, its id the order's and the fill's time (the same fill heard
+    again after a restart is the same record). Its P&L is its fee only: the coins it sold were
+    not bought by the trade, so it realised nothing against the trade's entry; what they were
+    worth is the account's, which now holds that much less of the base coin."""
+    fee = event.fee
+    notional = event.amount * event.price
+    leg = ExitLeg(
+        reason=LATE_FILL_REASON,
+        ts_ms=event.fill_ts_ms,
+        price=event.price,
+        amount=event.amount,
+        fee=fee,
+        pnl=-fee,
+    )
+    return ClosedTrade(
+        trade_id=f"{event.client_order_id}-late-{event.fill_ts_ms}",
+        symbol=trade.symbol,
+        side=trade.side,
+        market_type=trade.market_type,
+        leverage=trade.leverage,
+        opened_ms=event.fill_ts_ms,
+        closed_ms=event.fill_ts_ms,
+        amount=event.amount,
+        entry_price=event.price,
+        exit_price=event.price,
+        fees=fee,
+        pnl=-fee,
+        pnl_pct=float(-fee / notional) if notional else 0.0,
+        exit_reason=LATE_FILL_REASON,
+        legs=(leg,),
+        provider=trade.provider,
+        regime=trade.regime,
+        exit_profile=trade.exit_profile,
     )
 
 

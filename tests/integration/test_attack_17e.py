@@ -209,8 +209,9 @@ async def test_a_take_profit_that_filled_as_the_stop_closed_the_trade_is_reporte
     assert [f.amount for f in leg_fills] == [r.venue.orders[first_leg].filled]
     stored = await storage.events.list_events("order.filled")
     assert [e.payload["client_order_id"] for e in stored].count(first_leg) == 1
-    [closed] = r.engine.closed_trades
-    assert await storage.trades.list_closed() == [closed]
+    closed, late = r.engine.closed_trades  # the leg past the position booked on its own
+    assert late.exit_reason == "LATE" and late.trade_id.startswith(first_leg)
+    assert await storage.trades.list_closed() == [closed, late]
     assert SYMBOL not in r.engine.trades
 
 
@@ -222,7 +223,8 @@ async def test_a_take_profit_that_filled_after_the_stop_closed_the_trade_is_aler
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The same race: the leg's fill is past the position (the closed trade was recorded
-    without it), so no trade books it: a critical alert names it, once, and nothing raises."""
+    without it): booked as a record of its own (``test_late_fill_booked``), a critical alert
+    names it, once, and nothing raises."""
     r, _, trades, kv = await entered_on_a_failing_disk(monkeypatch, tmp_path)
     first_leg = r.engine.trades[SYMBOL].working["TP1"]
     trades.down = kv.down = outage
@@ -234,9 +236,10 @@ async def test_a_take_profit_that_filled_after_the_stop_closed_the_trade_is_aler
     said = [e for e in r.events if isinstance(e, AlertRaised) and first_leg in e.detail]
     assert [a.severity for a in said] == ["critical"]
     assert "after its trade" in said[0].detail and "15" in said[0].detail
-    assert "on a closed exit plan" not in caplog.text  # booked by nothing, raised by nothing
-    [closed] = r.engine.closed_trades  # recorded once, as it closed
+    assert "on a closed exit plan" not in caplog.text  # raised by nothing
+    closed, late = r.engine.closed_trades  # recorded once, as it closed; the leg on its own
     assert closed.exit_reason == "SL" and closed.amount == 50
+    assert late.exit_reason == "LATE" and late.amount == 15
 
 
 class DownDatabase(LockedWrites):

@@ -3,7 +3,9 @@ as its own process, trading BTC/USDT and ETH/USDT on the same candles under a li
 position, SIGKILLed 5 times and restarted on the same database against the chaos venue (its
 own process too, owning the truth) while 20 % of the venue's signed calls fault. Every zero
 target holds in each symbol, after each restart and at the end, naked time while the bot is up
-stays within one sync interval, and the venue never holds more positions than the limit."""
+stays within one sync interval, the venue never holds more positions than the limit, and the
+process raised the venue-fault alert (``health: venue faults is bad``) while the venue
+faulted."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def test_five_kills_under_venue_faults_lose_nothing_and_double_nothing(tmp_path:
     assert result.bot_exit_codes == [-9] * 5 + [0, 0]  # killed 5 times; stopped, restarted, stopped
     assert result.orders >= 20 and result.fills >= 6, result  # it traded between the kills
     assert result.faults_injected > 10 and result.retries > 0
+    assert result.venue_fault_alerts >= 1  # said while it faulted, in the audit trail
     assert result.tp_fills >= 2, result  # exit-plan updates happened between the kills
     assert result.broken() == [], notes
     final = result.final

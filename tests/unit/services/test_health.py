@@ -4,11 +4,13 @@ and when it is fine again, the bad checks handed to the Risk Brain, the loop-lag
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 from core.clock import SimClock
 from core.domain.events import AlertRaised, Event
+from core.ports import StateKey
 from core.services.bus import EventBus
 from core.services.health import (
     HealthConfig,
@@ -162,13 +164,35 @@ async def test_the_lag_probe_sees_a_blocked_loop() -> None:
     assert lag >= 100.0
 
 
+def fault_monitor(
+    faults: list[int],
+    wall_s: list[float],
+    bus: EventBus | None = None,
+    state: MemoryStorage | None = None,
+) -> HealthMonitor:
+    """A monitor of the venue's fault count ``faults[0]`` alone, on the wall clock
+    ``wall_s[0]`` (epoch seconds), storing its counts in ``state``'s store when given."""
+    return HealthMonitor(
+        HealthSources(
+            symbols=lambda: [],
+            last_close_ms=lambda _s: None,
+            venue_faults=lambda: faults[0],
+            state=None if state is None else state.state,
+        ),
+        bus=bus or EventBus(),
+        clock=SimClock(NOW),
+        candle_ms=HOUR_MS,
+        epoch=lambda: wall_s[0],
+    )
+
+
 async def test_a_venue_failing_calls_that_retries_hide_raises_the_alert() -> None:
     """Retries hide each fault (the process stays up, the probe succeeds): the count of them
-    per check is what says the venue misbehaves; its end is said too."""
+    in the last minute is what says the venue misbehaves; its end is said too."""
     from core.errors import TemporaryError
     from core.retry import retry
 
-    bus, seen, clock = EventBus(), list[Event](), SimClock(NOW)
+    bus, seen = EventBus(), list[Event]()
 
     async def keep(e: Event) -> None:
         seen.append(e)
@@ -183,7 +207,7 @@ async def test_a_venue_failing_calls_that_retries_hide_raises_the_alert() -> Non
         faults[0] += 1
         return "ok"
 
-    counted = [0]
+    counted, wall = [0], [1_000.0]
 
     async def no_sleep(_s: float) -> None:
         return None
@@ -194,25 +218,118 @@ async def test_a_venue_failing_calls_that_retries_hide_raises_the_alert() -> Non
 
         await retry(flaky_then_fine, attempts=5, sleep=no_sleep, on_failure=count)
 
-    monitor = HealthMonitor(
-        HealthSources(
-            symbols=lambda: [], last_close_ms=lambda _s: None, venue_faults=lambda: counted[0]
-        ),
-        bus=bus,
-        clock=clock,
-        candle_ms=HOUR_MS,
-    )
-    assert verdicts_of(await monitor.check()) == {"venue faults": Status.OK}  # the baseline
+    monitor = fault_monitor(counted, wall, bus)
+    assert verdicts_of(await monitor.check()) == {"venue faults": Status.OK}  # none yet
     for _ in range(2):
+        wall[0] += 60.0  # the health job's minute
         for _ in range(4):
-            await one_call()  # every call answers in the end: 12 faults hidden per check
+            await one_call()  # every call answers in the end: 12 faults hidden per minute
         report = await monitor.check()
         assert verdicts_of(report) == {"venue faults": Status.BAD}
     assert [(e.severity, e.title) for e in seen] == [("critical", "health: venue faults is bad")]  # type: ignore[attr-defined]
-    assert "12 retried or failed call(s)" in report.checks[0].detail
-    await monitor.check()
-    await monitor.check()  # quiet again twice
+    assert "12 retried or failed call(s) in the last 60 s" in report.checks[0].detail
+    for _ in range(2):  # quiet again twice
+        wall[0] += 60.0
+        await monitor.check()
     assert [e.title for e in seen][1:] == ["health: venue faults is fine again"]  # type: ignore[attr-defined]
+
+
+async def test_venue_faults_are_counted_over_a_wall_minute_however_often_the_check_runs() -> None:
+    """Checked every second (the chaos harness), twelve faults in a minute are as bad as when
+    checked once a minute: the count is of the last minute, not of the last second."""
+    faults, wall = [0], [0.0]
+    monitor = fault_monitor(faults, wall)
+    for second in range(1, 61):
+        wall[0] = float(second)
+        faults[0] += second % 5 == 0  # one fault every 5 s: 12 a minute
+        report = await monitor.check()
+    assert verdicts_of(report) == {"venue faults": Status.BAD}
+    assert "12 retried" in report.checks[0].detail
+    for second in range(61, 181):  # then none for two minutes: the minute slides past them
+        wall[0] = float(second)
+        report = await monitor.check()
+    assert verdicts_of(report) == {"venue faults": Status.OK}
+    assert "0 retried" in report.checks[0].detail
+
+
+async def test_the_faults_of_a_start_count_in_the_first_check() -> None:
+    """The adapter counts from the process's start: a start whose reads the venue faulted
+    (retried until they answered) says so at its first checks, not only after a minute; a
+    process restarted every few seconds against a misbehaving venue still raises the alert."""
+    faults, wall = [11], [0.5]  # eleven faults before the monitor's first check
+    bus, seen = EventBus(), list[Event]()
+
+    async def keep(e: Event) -> None:
+        seen.append(e)
+
+    bus.subscribe(AlertRaised.topic, keep)
+    monitor = fault_monitor(faults, wall, bus)
+    assert "11 retried" in (await monitor.check()).checks[0].detail
+    wall[0] = 1.5
+    assert verdicts_of(await monitor.check()) == {"venue faults": Status.BAD}
+    assert [e.title for e in seen] == ["health: venue faults is bad"]  # type: ignore[attr-defined]
+
+
+def fault_check(report: object) -> tuple[Status, str]:
+    [check] = [c for c in report.checks if c.name == "venue faults"]  # type: ignore[attr-defined]
+    return check.status, check.detail
+
+
+async def test_a_process_restarted_again_and_again_while_the_venue_faults_raises_the_alert() -> (
+    None
+):
+    """Killed every 2.5 s (a supervisor restarts it; a start that gave up): each process sees
+    3 faults and lives 2 checks, never 10 of its own. The window's counts are stored, and each
+    new process takes up the last minute's: the fourth process raises the alert; one that
+    starts after a quiet minute counts from nothing again."""
+    storage, bus, seen = MemoryStorage(), EventBus(), list[Event]()
+
+    async def keep(e: Event) -> None:
+        seen.append(e)
+
+    bus.subscribe(AlertRaised.topic, keep)
+    wall = [1_000.0]
+    for life in range(4):
+        faults = [0]
+        monitor = fault_monitor(faults, wall, bus, storage)  # a new process
+        for total in (2, 3):  # two faults of its start, one more
+            wall[0] += 1.0
+            faults[0] = total
+            report = await monitor.check()
+        wall[0] += 0.5  # killed
+        assert fault_check(report)[1].startswith(f"{3 * (life + 1)} retried")
+    assert [e.title for e in seen] == ["health: venue faults is bad"]  # type: ignore[attr-defined]
+    wall[0] += 60.0  # a quiet minute, then the next process
+    monitor = fault_monitor([0], wall, bus, storage)
+    assert fault_check(await monitor.check()) == (
+        Status.OK,
+        "0 retried or failed call(s) in the last 60 s",
+    )
+
+
+async def test_stored_fault_counts_that_cannot_be_read_count_as_none() -> None:
+    storage = MemoryStorage()
+    await storage.state.set(StateKey.VENUE_FAULTS, "{garbled")
+    monitor = fault_monitor([4], [5.0], state=storage)
+    assert fault_check(await monitor.check())[1].startswith("4 retried")
+    stored = await storage.state.get(StateKey.VENUE_FAULTS)
+    assert stored is not None and json.loads(stored) == [[5.0, 4]]  # written over, readable
+
+
+async def test_a_check_a_moment_short_of_a_minute_after_the_last_does_not_count_two_minutes() -> (
+    None
+):
+    """The scheduler runs the job a few milliseconds early now and then: the window's base is
+    then still the previous check, not the one before it."""
+    faults, wall = [0], [0.0]
+    monitor = fault_monitor(faults, wall)
+    await monitor.check()
+    wall[0], faults[0] = 60.0, 8
+    await monitor.check()
+    wall[0], faults[0] = 119.99, 16  # 8 in this minute, 16 in two
+    report = await monitor.check()
+    assert "8 retried" in report.checks[0].detail
+    assert verdicts_of(report) == {"venue faults": Status.WARN}
 
 
 def verdicts_of(report: object) -> dict[str, Status]:

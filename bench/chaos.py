@@ -72,9 +72,32 @@ from tests.chaos_harness import (  # noqa: E402
     VENUE_FAULT_ALERT,
     ChaosConfig,
     ChaosResult,
+    Check,
     run_chaos,
 )
 from tests.chaos_training import ORPHAN_S, TrainingResult, run_training_kills  # noqa: E402
+
+
+def book_lines(f: Check, d: Check, after: str) -> list[str]:
+    """Return the books' figures of the final comparison ``f`` and those after each restore or
+    restart (``d``), one per line."""
+    return [
+        f"duplicates            {f.duplicates} (after {after}: {d.duplicates})",
+        f"lost fills            {f.lost_fills}",
+        f"double-counted fills  {f.double_fills} (after {after}: {d.double_fills})",
+        f"position mismatches   {f.position_mismatches} (after {after}: {d.position_mismatches})",
+        f"audit-trail gaps      {f.audit_gaps}",
+    ]
+
+
+def finish(report: str, broken: list[str]) -> int:
+    """Print a session's figures and its verdict; return the exit status (1: a target broke)."""
+    print(report)
+    if broken:
+        print(f"BROKEN: {', '.join(broken)}")
+        return 1
+    print("all targets met")
+    return 0
 
 
 def _yes(flag: bool) -> str:
@@ -102,11 +125,7 @@ def fault_report(r: FaultResult) -> str:
         f"({r.health_alerts}), trading after: {_yes(r.resumed_after_feed)}",
         f"orders at the venue   {r.orders}",
         f"fills at the venue    {r.fills}",
-        f"duplicates            {f.duplicates} (after restores: {d.duplicates})",
-        f"lost fills            {f.lost_fills}",
-        f"double-counted fills  {f.double_fills} (after restores: {d.double_fills})",
-        f"position mismatches   {f.position_mismatches} (after restores: {d.position_mismatches})",
-        f"audit-trail gaps      {f.audit_gaps}",
+        *book_lines(f, d, "restores"),
         f"max open positions    {r.max_open_positions} at the venue (limit {r.position_limit}; "
         f"{', '.join(r.max_open_symbols) or 'none'})",
         f"wall time             {r.wall_s:.0f} s",
@@ -152,13 +171,7 @@ def faults_main(args: argparse.Namespace, base: Path) -> int:
         ),
         say=lambda line: print(line, flush=True),
     )
-    print(fault_report(result))
-    broken = result.broken()
-    if broken:
-        print(f"BROKEN: {', '.join(broken)}")
-        return 1
-    print("all targets met")
-    return 0
+    return finish(fault_report(result), result.broken())
 
 
 def training_report(r: TrainingResult) -> str:
@@ -177,11 +190,7 @@ def training_report(r: TrainingResult) -> str:
         "(qt models list: files and sha256)",
         f"orders at the venue   {r.orders}",
         f"fills at the venue    {r.fills}",
-        f"duplicates            {f.duplicates} (after restarts: {d.duplicates})",
-        f"lost fills            {f.lost_fills}",
-        f"double-counted fills  {f.double_fills} (after restarts: {d.double_fills})",
-        f"position mismatches   {f.position_mismatches} (after restarts: {d.position_mismatches})",
-        f"audit-trail gaps      {f.audit_gaps}",
+        *book_lines(f, d, "restarts"),
         f"wall time             {r.wall_s:.0f} s",
     ]
     lines.extend(f"  {note}" for note in (r.notes + d.notes + f.notes)[:20])
@@ -200,13 +209,7 @@ def training_main(args: argparse.Namespace, base: Path) -> int:
         ),
         say=lambda line: print(line, flush=True),
     )
-    print(training_report(result))
-    broken = result.broken()
-    if broken:
-        print(f"BROKEN: {', '.join(broken)}")
-        return 1
-    print("all targets met")
-    return 0
+    return finish(training_report(result), result.broken())
 
 
 def report(result: ChaosResult, reference: ChaosResult | None) -> str:
@@ -219,11 +222,7 @@ def report(result: ChaosResult, reference: ChaosResult | None) -> str:
         "faulting venue and were started again)",
         f"orders at the venue   {result.orders}",
         f"fills at the venue    {result.fills}",
-        f"duplicates            {f.duplicates} (after restarts: {d.duplicates})",
-        f"lost fills            {f.lost_fills}",
-        f"double-counted fills  {f.double_fills} (after restarts: {d.double_fills})",
-        f"position mismatches   {f.position_mismatches} (after restarts: {d.position_mismatches})",
-        f"audit-trail gaps      {f.audit_gaps}",
+        *book_lines(f, d, "restarts"),
         f"max naked, bot up     {result.naked_up_market_s:.1f} market s, "
         f"{result.naked_up_wall_s:.3f} wall s (target: {SYNC_INTERVAL_S} s)",
         f"max naked, over kill  {result.naked_down_market_s:.1f} market s",
@@ -324,13 +323,7 @@ def main() -> int:
                 max_open_positions=args.max_open,
             )
         )
-    print(report(result, reference))
-    broken = result.broken()
-    if broken:
-        print(f"BROKEN: {', '.join(broken)}")
-        return 1
-    print("all targets met")
-    return 0
+    return finish(report(result, reference), result.broken())
 
 
 if __name__ == "__main__":

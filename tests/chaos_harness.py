@@ -697,6 +697,21 @@ def _final_check(session: Session, db: Path) -> Check:
     return final
 
 
+def check_after_restart(cfg: ChaosConfig, db: Path, when: str) -> tuple[Check, dict[str, str]]:
+    """Compare the books with the venue a few sync intervals after a restart; return the
+    check and the positions that differed, by symbol. Fills and their events may still be on
+    their way (the final comparison counts those); a duplicate or a fill counted twice is
+    never on its way."""
+    time.sleep(0.5)  # a few sync intervals: what the venue did meanwhile is heard of
+    mismatches = position_mismatches(cfg.workdir, db)
+    check = compare(read_venue(cfg.workdir), db)
+    check.clear("lost_fills", "audit_gaps")
+    check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
+    for symbol, mismatch in mismatches.items():
+        check.count("position_mismatches", symbol, f"{when}: {mismatch}")
+    return check, mismatches
+
+
 def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     """Run one session; return its figures."""
     rng = random.Random(cfg.seed)
@@ -732,17 +747,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
             result.kills += 1
             session.start_until_up()
             result.restarts += 1
-            time.sleep(0.5)  # a few sync intervals: what the venue did meanwhile is heard of
-            mismatches = position_mismatches(cfg.workdir, db)
-            check = compare(read_venue(cfg.workdir), db)
-            # Fills and their events may still be on their way: the final comparison counts
-            # those; a duplicate or a fill counted twice is never on its way.
-            check.clear("lost_fills", "audit_gaps")
-            check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
-            for symbol, mismatch in mismatches.items():
-                check.count(
-                    "position_mismatches", symbol, f"after restart {result.restarts}: {mismatch}"
-                )
+            check, mismatches = check_after_restart(cfg, db, f"after restart {result.restarts}")
             result.during.add(check)
             said = "; ".join(mismatches.values()) or "ok"
             say(

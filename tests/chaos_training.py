@@ -32,8 +32,7 @@ from tests.chaos_harness import (
     _env,
     _final_check,
     bot_books,
-    compare,
-    position_mismatches,
+    check_after_restart,
     read_venue,
 )
 
@@ -252,12 +251,7 @@ def run_training_kills(cfg: ChaosConfig, *, say: Any = print) -> TrainingResult:
             else:
                 result.notes.append(f"kill {result.kills}: no training seen within the wait")
             session.start_until_up()
-            time.sleep(0.5)  # a few sync intervals
-            check = compare(read_venue(cfg.workdir), db)
-            check.clear("lost_fills", "audit_gaps")  # may be on their way: the final counts
-            check.notes = [n for n in check.notes if n.startswith(("duplicate", "double"))]
-            for symbol, mismatch in position_mismatches(cfg.workdir, db).items():
-                check.count("position_mismatches", symbol, f"after kill {result.kills}: {mismatch}")
+            check, _ = check_after_restart(cfg, db, f"after kill {result.kills}")
             result.during.add(check)
             say(
                 f"kill {result.kills}: {'during a training, ' if workers else ''}"

@@ -287,16 +287,24 @@ async def test_an_event_published_while_the_keep_is_written_is_kept_too(tmp_path
     assert [e.event_id for e in FileEventKeep(keep.path).left()] == ["f0", "f1"]
 
 
-async def test_a_close_found_outside_our_orders_in_an_outage_is_in_the_trail_once_after_a_kill(
+async def entered(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+) -> tuple[MemoryStorage, FlakyTrail, FlakyState, FakeExchange, Engine]:
+    """A process whose entry filled, its stop and ladder out and saved, its database up."""
     storage = MemoryStorage()
     trail, state = FlakyTrail(storage), FlakyState(storage.state)
     venue = FakeExchange(balances={"USDT": D(10_000)}, track_positions=True)
     engine, _ = process(monkeypatch, tmp_path, venue, trail, state)
     await engine.on_candle(SYMBOL, quiet(0))
     venue.script_fill(ENTRY, D(100))
-    await engine.sync_with_venue()  # entered, protected, saved
+    await engine.sync_with_venue()
+    return storage, trail, state, venue, engine
+
+
+async def test_a_close_found_outside_our_orders_in_an_outage_is_in_the_trail_once_after_a_kill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    storage, trail, state, venue, engine = await entered(monkeypatch, tmp_path)
     trade_id = engine.trades[SYMBOL].trade_id
 
     venue.positions = []  # closed by hand: no order of ours
@@ -327,13 +335,7 @@ async def test_a_close_found_outside_our_orders_in_an_outage_is_in_the_trail_onc
 async def test_an_order_the_venue_ended_in_an_outage_is_in_the_trail_once_after_a_kill(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    storage = MemoryStorage()
-    trail, state = FlakyTrail(storage), FlakyState(storage.state)
-    venue = FakeExchange(balances={"USDT": D(10_000)}, track_positions=True)
-    engine, _ = process(monkeypatch, tmp_path, venue, trail, state)
-    await engine.on_candle(SYMBOL, quiet(0))
-    venue.script_fill(ENTRY, D(100))
-    await engine.sync_with_venue()  # entered, its ladder out, saved
+    storage, trail, state, venue, engine = await entered(monkeypatch, tmp_path)
     tp1 = engine.trades[SYMBOL].working["TP1"]
 
     trail.down = state.down = True

@@ -870,6 +870,9 @@ class Engine:
         venue is slow holds up no other's close.
         """
         async with self._opening:
+            # The trades as they were before the account read: one a sync closes while the
+            # read is out is gone, its position in the answer stale (no exit, no take-over).
+            seen = dict(self.trades)
             account = await self.account()
 
             def notional(p: Position) -> Decimal:
@@ -886,8 +889,7 @@ class Engine:
             ]
             # Leaving already: closed, or a market exit of it working at the venue (one the
             # venue refused leaves the plan in market mode with nothing out: sent again)
-            seen = dict(self.trades)
-            gone = {s for s, t in seen.items() if _leaving(t)}
+            gone = {s for s, t in self.trades.items() if _leaving(t)}
             left -= sum((notional(p) for p in held if p.symbol in gone), ZERO)
             cut = [p for p in held if p.symbol not in gone]
             if keep <= 0:
@@ -923,8 +925,9 @@ class Engine:
         self, position: Position, seen: OpenTrade | None, *, flatten: bool = False
     ) -> str | None:
         """Close ``position`` at market under its symbol's lock (``_close_at_market``);
-        ``seen`` is the symbol's trade when the cut began. One that left meanwhile (its own
-        exit went out, or it closed and was forgotten) is gone already: None."""
+        ``seen`` is the symbol's trade when the cut began (before its account read). One that
+        left meanwhile (its own exit went out, or it closed and was forgotten) is gone
+        already: None."""
         async with self._locks.of(position.symbol):
             trade = self.trades.get(position.symbol)
             if (trade is not None and _leaving(trade)) or (seen is not None and trade is None):

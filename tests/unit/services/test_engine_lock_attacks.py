@@ -30,7 +30,7 @@ from tests.unit.services.test_engine_symbol_locks import (
     stop_of,
     until,
 )
-from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, Live, live, quiet
+from tests.unit.services.test_engine_venue_sync import ENTRY, STOP, TP1, Live, live, quiet
 
 
 class SlowReads(SlowSymbol):
@@ -247,3 +247,26 @@ async def test_an_entry_cancelled_while_it_waits_for_the_decision_to_open_leaves
     await asyncio.wait_for(lv.engine.on_candle(SOL, quiet(1)), 5)  # SOL's lock is free
     assert SOL not in lv.engine.trades and SOL not in entry_orders(venue)  # nothing was sent
     assert await asyncio.wait_for(lv.engine.sync_with_venue(), 5) == 0
+
+
+async def test_a_halt_waiting_for_one_symbols_entry_holds_no_other_symbols_fresh_stop_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv, venue, trading = await live_with_state(monkeypatch, tmp_path)  # BTC protected
+    answer = venue.hang(ETH, "create_order")
+    eth = asyncio.create_task(lv.engine.on_candle(ETH, quiet(0)))
+    assert await until(lambda: venue.waiting), "ETH's entry order never went out"
+    halt = asyncio.create_task(trading.set(TradingState.HALTED, reason="test", actor="op"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not halt.done()  # it waits for ETH's entry, checked before it
+    # BTC's take-profit 1 fills: its stop moves while the halt waits for ETH's entry.
+    venue.script_fill(TP1, D("101.95"))
+    sync = asyncio.create_task(lv.engine.sync_with_venue())
+    assert await until(lambda: [o.request.amount for o in stop_of(venue, SYMBOL)] == [D(35)]), (
+        "BTC's moved stop waited for the halt behind ETH's entry"
+    )
+    answer.set()
+    await asyncio.gather(eth, halt, sync)
+    assert await trading.current() is TradingState.HALTED
+    assert entry_orders(venue) == [SYMBOL, ETH]

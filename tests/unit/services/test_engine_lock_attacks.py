@@ -15,7 +15,9 @@ import pytest
 
 from core.domain.enums import TradingState
 from core.domain.events import OrderFilled
+from core.domain.orders import Order
 from core.domain.portfolio import Position
+from core.errors import TemporaryError
 from core.services.flatten import ExposureCut
 from core.services.trading_state import TradingStateService
 from tests.unit.services import test_engine_venue_sync as venue_sync_tests
@@ -270,3 +272,43 @@ async def test_a_halt_waiting_for_one_symbols_entry_holds_no_other_symbols_fresh
     await asyncio.gather(eth, halt, sync)
     assert await trading.current() is TradingState.HALTED
     assert entry_orders(venue) == [SYMBOL, ETH]
+
+
+async def test_a_flatten_closes_a_position_while_another_symbols_waiting_entry_is_busy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv, venue = await protected(monkeypatch, tmp_path)
+    await lv.engine.on_candle(ETH, quiet(0))  # ETH's entry waits for its fill
+    answer = venue.hang(ETH, "fetch_order")
+    sync = asyncio.create_task(lv.engine.sync_with_venue())  # stuck asking about ETH's entry
+    assert await until(lambda: venue.waiting)
+
+    flatten = asyncio.create_task(lv.engine.reduce_exposure(0.0, "test"))
+    assert await until(lambda: exits_of(venue, SYMBOL)), "BTC's close waited for ETH's venue"
+    assert not flatten.done()
+
+    answer.set()
+    await sync
+    cut = await flatten
+    assert cut.closed == (SYMBOL,) and cut.not_closed == ()
+    assert not venue.orders[ETH_ENTRY].is_open  # ETH's waiting entry canceled
+
+
+async def test_a_flatten_says_which_waiting_entry_the_venue_did_not_cancel_and_closes_the_rest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv, venue = await protected(monkeypatch, tmp_path)
+    await lv.engine.on_candle(ETH, quiet(0))  # ETH's entry waits for its fill
+    cancel = venue.cancel_order
+
+    async def eth_times_out(client_order_id: str, symbol: str) -> Order:
+        if symbol == ETH:
+            raise TemporaryError("timeout")
+        return await cancel(client_order_id, symbol)
+
+    monkeypatch.setattr(venue, "cancel_order", eth_times_out)
+    cut = await lv.engine.reduce_exposure(0.0, "test")
+    assert cut.closed == (SYMBOL,)
+    [why] = cut.not_closed
+    assert why.startswith(f"{ETH}: its waiting entry was not canceled") and "timeout" in why
+    assert venue.orders[ETH_ENTRY].is_open  # asked again by the next cycle or sync

@@ -827,17 +827,25 @@ class Engine:
         positions' exits that follow (the venue sync finds out)."""
         failed = []
         for trade in [t for t in self.trades.values() if t.plan is None]:
-            try:
-                if not locked:
-                    await self._cancel_entry(trade)
-                    continue
-                async with self._locks.of(trade.symbol):
-                    if self.trades.get(trade.symbol) is trade:
-                        await self._cancel_entry(trade)
-            except (DependencyError, VenueRejected) as e:
-                log.error("%s: the waiting entry was not canceled: %s", trade.symbol, e)
-                failed.append((trade.symbol, str(e)))
+            why = await self._cancel_waiting(trade, locked=locked)
+            if why:
+                failed.append((trade.symbol, why))
         return failed
+
+    async def _cancel_waiting(self, trade: OpenTrade, *, locked: bool = True) -> str:
+        """Cancel the waiting entry of ``trade`` (under its symbol's lock unless ``locked``
+        is False); return "" when the venue canceled it (or it ended), else why not."""
+        try:
+            if not locked:
+                await self._cancel_entry(trade)
+                return ""
+            async with self._locks.of(trade.symbol):
+                if self.trades.get(trade.symbol) is trade:
+                    await self._cancel_entry(trade)
+        except (DependencyError, VenueRejected) as e:
+            log.error("%s: the waiting entry was not canceled: %s", trade.symbol, e)
+            return str(e)
+        return ""
 
     async def _on_policy(self, event: Event) -> None:
         """A policy that halts (the CEO's EMERGENCY) cancels the entries still waiting, as an
@@ -870,6 +878,9 @@ class Engine:
         venue is slow holds up no other's close.
         """
         async with self._opening:
+            # The trades as they were before the account read: one a sync closes while the
+            # read is out is gone, its position in the answer stale (no exit, no take-over).
+            seen = dict(self.trades)
             account = await self.account()
 
             def notional(p: Position) -> Decimal:
@@ -880,18 +891,38 @@ class Engine:
             target = before * Decimal(repr(max(0.0, min(1.0, keep))))
             left = before
             closed: list[str] = []
-            not_closed = [
-                f"{symbol}: its waiting entry was not canceled: {error}"
-                for symbol, error in await self._cancel_waiting_entries()
-            ]
+            # A flatten cancels the waiting entries beside the closes, a partial cut first.
+            not_closed = (
+                []
+                if keep <= 0
+                else [
+                    f"{symbol}: its waiting entry was not canceled: {error}"
+                    for symbol, error in await self._cancel_waiting_entries()
+                ]
+            )
             # Leaving already: closed, or a market exit of it working at the venue (one the
             # venue refused leaves the plan in market mode with nothing out: sent again)
-            seen = dict(self.trades)
-            gone = {s for s, t in seen.items() if _leaving(t)}
+            gone = {s for s, t in self.trades.items() if _leaving(t)}
             left -= sum((notional(p) for p in held if p.symbol in gone), ZERO)
             cut = [p for p in held if p.symbol not in gone]
             if keep <= 0:
-                whys = await all_of([self._cut(p, seen.get(p.symbol), flatten=True) for p in cut])
+                # Every symbol at once: one whose venue is slow (its waiting entry's cancel, its
+                # trade's sync) holds up no other's close. A held position's waiting entry is
+                # canceled by its close (``_take_over``); the others' here.
+                cutting = {p.symbol for p in cut}
+                waiting = [
+                    t for t in self.trades.values() if t.plan is None and t.symbol not in cutting
+                ]
+                done = await all_of(
+                    [self._cut(p, seen.get(p.symbol), flatten=True) for p in cut]
+                    + [self._cancel_waiting(t) for t in waiting]
+                )
+                whys = done[: len(cut)]
+                not_closed = [
+                    f"{t.symbol}: its waiting entry was not canceled: {why}"
+                    for t, why in zip(waiting, done[len(cut) :], strict=True)
+                    if why
+                ]
             else:  # largest first, until the target: one after the other
                 whys = []
                 for position in cut:
@@ -923,8 +954,9 @@ class Engine:
         self, position: Position, seen: OpenTrade | None, *, flatten: bool = False
     ) -> str | None:
         """Close ``position`` at market under its symbol's lock (``_close_at_market``);
-        ``seen`` is the symbol's trade when the cut began. One that left meanwhile (its own
-        exit went out, or it closed and was forgotten) is gone already: None."""
+        ``seen`` is the symbol's trade when the cut began (before its account read). One that
+        left meanwhile (its own exit went out, or it closed and was forgotten) is gone
+        already: None."""
         async with self._locks.of(position.symbol):
             trade = self.trades.get(position.symbol)
             if (trade is not None and _leaving(trade)) or (seen is not None and trade is None):

@@ -284,3 +284,28 @@ def _event_classes() -> list[type[Event]]:
         for c in vars(events).values()
         if isinstance(c, type) and issubclass(c, Event) and c is not Event
     ]
+
+
+async def test_a_subscriber_awaiting_another_task_that_publishes_does_not_deadlock() -> None:
+    """A subscriber that awaits work in another task (``all_of``'s per-symbol tasks) which
+    publishes: that task delivers its event itself, at once; the waiting task's own queue still
+    delivers what its subscribers published, in order, after the current event."""
+    import asyncio
+
+    from core.services.bus import EventBus
+
+    bus = EventBus()
+    seen: list[tuple[str, int]] = []
+
+    async def spawn_on_first(e: Event) -> None:
+        if e.ts_ms == 1:
+            await bus.publish(_candle(3))  # this task's: delivered after 1 reached everyone
+            await asyncio.create_task(bus.publish(_candle(2)))  # another task's: at once
+
+    async def record(e: Event) -> None:
+        seen.append(("record", e.ts_ms))
+
+    bus.subscribe("*", spawn_on_first)
+    bus.subscribe("*", record)
+    await asyncio.wait_for(bus.publish(_candle(1)), 1)
+    assert seen == [("record", 2), ("record", 1), ("record", 3)]

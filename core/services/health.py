@@ -307,7 +307,10 @@ class HealthMonitor:
         if self._faults is None:
             self._faults = await self._stored_faults()
         since = now - self.config.venue_faults_window_s * (1 - WINDOW_SLACK)
-        self._faults = [(t, n) for t, n in self._faults if t > since] + [(now, new)]
+        # A count stamped after now is of a clock since stepped back (or a bad store): not of
+        # the last window, and kept it would hold the check bad until the clock caught up.
+        kept = [(t, n) for t, n in self._faults if since < t <= now and n >= 0]
+        self._faults = [*kept, (now, new)]
         await self._store_faults()
         return sum(n for _, n in self._faults)
 

@@ -334,3 +334,85 @@ async def test_a_check_a_moment_short_of_a_minute_after_the_last_does_not_count_
 
 def verdicts_of(report: object) -> dict[str, Status]:
     return {c.name: c.status for c in report.checks}  # type: ignore[attr-defined]
+
+
+async def test_fault_counts_stored_ahead_of_the_clock_do_not_keep_the_check_bad() -> None:
+    """The wall clock went back (an NTP step, a host restored): counts stored at a time still
+    ahead of it are not of the last minute; kept, they would hold the check bad (the Risk
+    Brain's input) until the clock caught up, an hour here."""
+    storage = MemoryStorage()
+    await storage.state.set(StateKey.VENUE_FAULTS, json.dumps([[3_600.0 + 5.0, 50]]))
+    faults, wall = [1], [5.0]
+    monitor = fault_monitor(faults, wall, state=storage)
+    assert fault_check(await monitor.check()) == (
+        Status.OK,
+        "1 retried or failed call(s) in the last 60 s",
+    )
+
+
+async def test_a_clock_stepped_back_in_a_running_process_does_not_hold_the_last_faults() -> None:
+    """Twelve faults in the minute before the clock stepped back ten minutes: a minute of
+    quiet after the step is quiet, not ten minutes more of a bad check."""
+    faults, wall = [0], [1_000.0]
+    monitor = fault_monitor(faults, wall)
+    faults[0] = 12
+    assert fault_check(await monitor.check())[0] is Status.BAD
+    for second in range(400, 461):  # stepped back 600 s, then a quiet minute
+        wall[0] = float(second)
+        report = await monitor.check()
+    assert fault_check(report) == (Status.OK, "0 retried or failed call(s) in the last 60 s")
+
+
+async def test_stored_fault_counts_below_zero_do_not_hide_this_process_faults() -> None:
+    storage = MemoryStorage()
+    await storage.state.set(StateKey.VENUE_FAULTS, json.dumps([[4.0, -100]]))
+    monitor = fault_monitor([12], [5.0], state=storage)
+    assert fault_check(await monitor.check()) == (
+        Status.BAD,
+        "12 retried or failed call(s) in the last 60 s",
+    )
+
+
+class RefusingState:
+    """A state store whose database is down: every read and write raises."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    async def get(self, key: StateKey) -> str | None:
+        raise ConnectionError("database down")
+
+    async def set(self, key: StateKey, value: str) -> None:
+        self.writes += 1
+        raise ConnectionError("database down")
+
+
+async def test_a_database_down_leaves_the_check_running_and_alerts_once() -> None:
+    """Held: the fault counts neither read nor stored, each check still answers, still counts
+    this process's faults, and says the database is bad once, not at every check."""
+    bus, seen, state = EventBus(), list[Event](), RefusingState()
+
+    async def keep(e: Event) -> None:
+        seen.append(e)
+
+    bus.subscribe(AlertRaised.topic, keep)
+    faults, wall = [0], [0.0]
+    monitor = HealthMonitor(
+        HealthSources(
+            symbols=lambda: [],
+            last_close_ms=lambda _s: None,
+            venue_faults=lambda: faults[0],
+            state=state,
+        ),
+        bus=bus,
+        clock=SimClock(NOW),
+        candle_ms=HOUR_MS,
+        epoch=lambda: wall[0],
+    )
+    for second in range(10):
+        wall[0], faults[0] = float(second), 2 * second
+        report = await monitor.check()
+    assert verdicts_of(report) == {"venue faults": Status.BAD, "database": Status.BAD}
+    assert state.writes == 20  # the probe's and the counts' each check
+    titles = sorted(e.title for e in seen)  # type: ignore[attr-defined]
+    assert titles == ["health: database is bad", "health: venue faults is bad"]

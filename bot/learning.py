@@ -49,6 +49,7 @@ from core.services.learning import (
     LearningSources,
     PredictionRows,
 )
+from core.services.open_trade import round_trips
 from core.services.sizer_learning import SizerLearning, SizerSources
 from core.services.sizing_service import SizingService
 from core.services.trade_history import closed_trades
@@ -296,8 +297,10 @@ class ProcessLearning:
 
     async def _trades_since(self, since_ms: int) -> tuple[int, int, int]:
         # the table's (closed before a restart too), or the engine's memory
-        trades = await closed_trades(
-            self._storage.trades, self._engine.closed_trades, since_ms=since_ms + 1
+        trades = round_trips(
+            await closed_trades(
+                self._storage.trades, self._engine.closed_trades, since_ms=since_ms + 1
+            )
         )
         return len(trades), sum(t.pnl > 0 for t in trades), sum(t.pnl < 0 for t in trades)
 

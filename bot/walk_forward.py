@@ -70,6 +70,7 @@ from core.services.learning import (
     LearningSources,
     PredictionRows,
 )
+from core.services.open_trade import round_trips
 from core.services.trade_history import closed_trades
 from storage.memory import MemoryStorage
 
@@ -381,8 +382,10 @@ class _Replay:
         return True
 
     async def trades_since(self, since_ms: int) -> tuple[int, int, int]:
-        trades = await closed_trades(
-            self._storage.trades, self._engine.closed_trades, since_ms=since_ms + 1
+        trades = round_trips(
+            await closed_trades(
+                self._storage.trades, self._engine.closed_trades, since_ms=since_ms + 1
+            )
         )
         return len(trades), sum(t.pnl > 0 for t in trades), sum(t.pnl < 0 for t in trades)
 

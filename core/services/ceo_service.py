@@ -35,6 +35,7 @@ from core.domain.policy import Policy, PolicyLevers, stricter_state
 from core.ports import DecisionRepo, KeyValueRepo, StateKey
 from core.services.bus import EventBus
 from core.services.engine import Engine
+from core.services.open_trade import round_trips
 from core.services.policy_store import PolicyStore, levers_of
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class CeoService:
     def _record(self) -> tuple[int, float | None]:
         """Return the closed trades of the review window and their profit factor."""
         since = self._clock.now_ms() - REVIEW_WINDOW_MS
-        pnls = [float(t.pnl) for t in self._engine.closed_trades if t.closed_ms >= since]
+        pnls = [
+            float(t.pnl) for t in round_trips(self._engine.closed_trades) if t.closed_ms >= since
+        ]
         if not pnls:
             return 0, None
         gains = sum(p for p in pnls if p > 0)

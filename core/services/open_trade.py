@@ -7,6 +7,7 @@ yet. The functions turn fills into exit legs and a finished trade into a ``Close
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -200,6 +201,14 @@ def late_fill_record(trade: OpenTrade, event: OrderFilled) -> ClosedTrade:
         regime=trade.regime,
         exit_profile=trade.exit_profile,
     )
+
+
+def round_trips(trades: Iterable[ClosedTrade]) -> list[ClosedTrade]:
+    """Return ``trades`` without the late fills' records (``late_fill_record``): those are no
+    round trip of a decision (no entry of theirs, P&L the fee only), so what judges decisions
+    (a provider's record, the mode's profit factor, a champion's live wins and losses) must
+    not count them as losing trades; the books and reports keep them."""
+    return [t for t in trades if t.exit_reason != LATE_FILL_REASON]
 
 
 def missed_fill(trade: OpenTrade, order: Order, now_ms: int) -> OrderFilled | None:

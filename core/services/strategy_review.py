@@ -32,6 +32,7 @@ from core.brains.strategy_input import (
 from core.brains.strategy_stats import Prediction
 from core.domain.policy import Policy
 from core.domain.trades import ClosedTrade
+from core.services.open_trade import round_trips
 
 
 def _voted(trade: ClosedTrade, member: str) -> bool:
@@ -93,7 +94,9 @@ def review_input(
     its trade (two candles is right for the engine's fill at the next open);
     ``default_provider``: the provider of trades that recorded none (stored before providers
     were); ``record_from_ms``: since when ``trades`` is complete (None: always). Bad input
-    raises ``DataError`` from the input's checks."""
+    raises ``DataError`` from the input's checks; late fills' records are no provider's
+    round trip and are left out."""
+    trades = round_trips(trades)
     if default_provider:
         trades = [
             t if t.provider else dataclasses.replace(t, provider=default_provider) for t in trades

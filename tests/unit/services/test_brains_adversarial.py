@@ -220,6 +220,7 @@ async def test_an_unreadable_newest_version_does_not_keep_the_ceo_from_halting()
 class Closed:
     pnl: float
     closed_ms: int
+    exit_reason: str = "TP1"
 
 
 async def test_the_dwell_before_expansion_counts_from_the_first_review() -> None:
@@ -241,3 +242,15 @@ async def test_a_manual_expansion_before_any_assessment_adds_no_position() -> No
     assert policy.mode is Mode.EXPANSION
     assert policy.max_open_positions == w.store.base.max_open_positions
     assert policy.size_multiplier == 1
+
+
+async def test_the_mode_record_counts_no_late_fill_as_a_losing_trade() -> None:
+    """A late fill's record (exit LATE, P&L minus its fee) is no round trip: ten winners and
+    ten late fills are ten trades at an infinite profit factor, not twenty at a finite one."""
+    from core.services.open_trade import LATE_FILL_REASON
+
+    w = await _world()
+    winners = [Closed(pnl=10.0, closed_ms=T0) for _ in range(10)]
+    late = [Closed(pnl=-0.75, closed_ms=T0, exit_reason=LATE_FILL_REASON) for _ in range(10)]
+    w.engine.closed_trades = [*winners, *late]
+    assert w.ceo._record() == (10, float("inf"))

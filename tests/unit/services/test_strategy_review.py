@@ -124,3 +124,36 @@ def test_policy_refuses_strategy_fields_no_consumer_could_follow(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Policy(**fields)
+
+
+def late_fill(t: ClosedTrade) -> ClosedTrade:
+    """The record a spot take-profit's fill after ``t`` closed books (exit LATE, P&L its fee)."""
+    from core.services.open_trade import LATE_FILL_REASON
+
+    fee = Decimal("0.75")
+    return dataclasses.replace(
+        t,
+        trade_id=f"{t.trade_id}-tp1-late-{t.closed_ms}",
+        opened_ms=t.closed_ms,
+        exit_reason=LATE_FILL_REASON,
+        fees=fee,
+        pnl=-fee,
+        pnl_pct=-0.0005,
+        legs=(),
+    )
+
+
+def test_late_fill_records_are_no_provider_trades_in_the_review() -> None:
+    """A late fill's record (P&L minus its fee, the trade's provider and regime) is no round
+    trip of the provider's: counted, five winners and five late fills read as ten trades at
+    a 50 % win rate and a profit factor a fee's worth from infinite."""
+    winners = trades([0.01] * 5, provider="ema_rsi")
+    inp = review_input(
+        [*winners, *(late_fill(t) for t in winners)],
+        {},
+        as_of_ms=T0_MS + 20 * HOUR_MS,
+        match_ms=2 * HOUR_MS,
+    )
+    assert [t.trade_id for t in inp.trades] == [t.trade_id for t in winners]
+    [stats] = review_strategies(inp).providers
+    assert (stats.edge.trades, stats.edge.wins, stats.edge.profit_factor) == (5, 5, float("inf"))

@@ -167,10 +167,10 @@ def late_fill_record(trade: OpenTrade, event: OrderFilled) -> ClosedTrade:
     """Return the record of a spot exit order's fill that came after ``trade`` closed, past
     its position (a spot limit sell is not reduce-only: the venue sold coins the trade no
     longer held). Its own record, since the trade's is stored already: the fill's amount,
-    price and fee, exit ``LATE``, its id the order's and the fill's time (the same fill heard
-    again after a restart is the same record). Its P&L is its fee only: the coins it sold were
-    not bought by the trade, so it realised nothing against the trade's entry; what they were
-    worth is the account's, which now holds that much less of the base coin."""
+    price and fee, exit ``LATE``, its id the order's, the fill's time and amount (the same
+    fill heard again after a restart is the same record). Its P&L is its fee only: the coins
+    it sold were not bought by the trade, so it realised nothing against the trade's entry;
+    what they were worth is the account's, which now holds that much less of the base coin."""
     fee = event.fee
     notional = event.amount * event.price
     leg = ExitLeg(
@@ -182,7 +182,9 @@ def late_fill_record(trade: OpenTrade, event: OrderFilled) -> ClosedTrade:
         pnl=-fee,
     )
     return ClosedTrade(
-        trade_id=f"{event.client_order_id}-late-{event.fill_ts_ms}",
+        # the amount too: two parts of one order filled at one millisecond are two records
+        # (the trades table keeps one row per id), the same part heard again is one
+        trade_id=f"{event.client_order_id}-late-{event.fill_ts_ms}-{event.amount.normalize():f}",
         symbol=trade.symbol,
         side=trade.side,
         market_type=trade.market_type,

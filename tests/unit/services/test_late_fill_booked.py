@@ -11,6 +11,7 @@ at 100 on candle 0, the stop at 98, the first take-profit 15 at 103).
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -158,3 +159,21 @@ async def test_a_fill_reported_again_after_its_trade_closed_is_neither_booked_no
     assert len(await storage.trades.list_closed()) == 2
     assert len([e for e in r.events if isinstance(e, AlertRaised)]) == alerts
     assert f"{STOP0} reported filled" in caplog.text and "not booked twice" in caplog.text
+
+
+async def test_two_late_partial_fills_of_one_order_at_one_time_are_two_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A venue fills a late order in two parts stamped the same millisecond (two makers
+    matched at once): two records, both in the trades table, so the books hold both parts;
+    the same part heard again is still one."""
+    r, storage, first_leg = await stopped_out_and_late_leg(monkeypatch, tmp_path, False)
+    [fill] = [e for e in r.events if isinstance(e, OrderFilled) and e.client_order_id == first_leg]
+    trade = r.engine._closed_orders.get(first_leg) or r.engine.trades[SYMBOL]
+    part = dataclasses.replace(fill, amount=D(5), fee=D("0.25"))
+    await r.engine._exits.book_late_fill(trade, part)
+    await r.engine._exits.book_late_fill(trade, part)  # heard again
+    stored = await storage.trades.list_closed()
+    assert [t.amount for t in stored] == [50, 15, 5]
+    assert [t.amount for t in r.engine.closed_trades] == [50, 15, 5]
+    assert len({t.trade_id for t in stored}) == 3

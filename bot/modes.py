@@ -122,14 +122,11 @@ def _claim_demo_database(settings: Settings) -> FileLock:
     finds a running demo by this one file, so each run cannot have its own).
     """
     db_file = settings.app.data_dir / "demo.sqlite"
-    lock = FileLock(Path(f"{db_file}.lock"))
-    try:
-        lock.acquire()
-    except LockHeld as held:
-        raise OperationalError(
-            f"another `qt demo` ({held.holder}) is using {db_file}; stop it first, or run "
-            "this one with its own QT__APP__DATA_DIR"
-        ) from held
+    lock = _lock_database(
+        db_file,
+        "another `qt demo` ({holder}) is using {database}; stop it first, or run this one "
+        "with its own QT__APP__DATA_DIR",
+    )
     # With it, what a demo killed during an outage left beside it: its halt, its events.
     for suffix in ("", "-wal", "-shm", HALT_NOTE_SUFFIX, EVENT_KEEP_SUFFIX):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
@@ -273,7 +270,7 @@ def live_exchange(settings: Settings, clock: Clock) -> CcxtExchange:
     )
 
 
-RUN_LOCK_SUFFIX = ".lock"
+DATABASE_LOCK_SUFFIX = ".lock"
 
 
 def _claim_run_database(settings: Settings) -> FileLock | None:
@@ -287,15 +284,21 @@ def _claim_run_database(settings: Settings) -> FileLock | None:
     database = database_file(settings.database_url)
     if database is None:
         return None
-    lock = FileLock(database.with_name(database.name + RUN_LOCK_SUFFIX))
+    return _lock_database(
+        database,
+        "another `qt run` ({holder}) is using {database}; two processes on one database would "
+        "both trade its positions: stop it first, or give this one its own QT__DATABASE__URL",
+    )
+
+
+def _lock_database(database: Path, refused: str) -> FileLock:
+    """Lock ``database`` for this process (``<database>.lock``, holding its pid); held by
+    another, an ``OperationalError`` of ``refused`` (with ``{holder}`` and ``{database}``)."""
+    lock = FileLock(database.with_name(database.name + DATABASE_LOCK_SUFFIX))
     try:
         lock.acquire()
     except LockHeld as held:
-        raise OperationalError(
-            f"another `qt run` ({held.holder}) is using {database}; two processes on one "
-            "database would both trade its positions: stop it first, or give this one its own "
-            "QT__DATABASE__URL"
-        ) from held
+        raise OperationalError(refused.format(holder=held.holder, database=database)) from held
     return lock
 
 

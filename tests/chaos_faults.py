@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.halt_note import SUFFIX as HALT_NOTE_SUFFIX
 from tests.chaos_harness import (
     OUR_NAME,
     PYTHON,
@@ -53,6 +54,7 @@ from tests.chaos_harness import (
     Session,
     _env,
     _final_check,
+    bot_database,
     compare,
     position_mismatches,
     read_venue,
@@ -60,7 +62,6 @@ from tests.chaos_harness import (
 from tests.chaos_venue import market_id
 
 DB_KINDS = ("locked", "full", "readonly")
-HALT_NOTE_SUFFIX = ".storage-halt"  # bot.halt_note.SUFFIX: the halt kept beside the database
 STALE_CANDLES = 3  # core.services.health.HealthConfig.stale_candles
 ENTRY_TAG = "-e"
 SYMBOL_FIGURES = (
@@ -478,7 +479,7 @@ def run_faults(fc: FaultConfig, *, say: Any = print) -> FaultResult:
     result = FaultResult()
     started = time.monotonic()
     session = Session(cfg)
-    db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
+    db = bot_database(cfg.workdir)
     tf_ms = 60_000
     try:
         session.start_bot()

@@ -208,6 +208,11 @@ class ChaosResult:
 # --- the venue's truth and the bot's books ---------------------------------------------------
 
 
+def bot_database(workdir: Path) -> Path:
+    """Return the bot's database in a session's ``workdir`` (its data folder's live one)."""
+    return workdir / "ud" / "quantum_trader_live.sqlite"
+
+
 def read_venue(workdir: Path) -> dict[str, Any]:
     return json.loads((workdir / "venue.json").read_text())
 
@@ -718,7 +723,7 @@ def run_chaos(cfg: ChaosConfig, *, say: Any = print) -> ChaosResult:
     result = ChaosResult()
     started = time.monotonic()
     session = Session(cfg)
-    db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
+    db = bot_database(cfg.workdir)
     try:
         session.start_until_up()
         while True:

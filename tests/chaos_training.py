@@ -32,6 +32,7 @@ from tests.chaos_harness import (
     _env,
     _final_check,
     bot_books,
+    bot_database,
     check_after_restart,
     read_venue,
 )
@@ -226,7 +227,7 @@ def run_training_kills(cfg: ChaosConfig, *, say: Any = print) -> TrainingResult:
     result = TrainingResult()
     started = time.monotonic()
     session = Session(cfg)
-    db = cfg.workdir / "ud" / "quantum_trader_live.sqlite"
+    db = bot_database(cfg.workdir)
     try:
         session.start_until_up()
         while result.kills < cfg.kills and time.monotonic() - started < cfg.max_wall_s:
